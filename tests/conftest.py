@@ -1,0 +1,62 @@
+"""Shared fixtures: anyio backends, root detection, throw-away namespaces, leak checks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tunflow import testing
+
+IS_ROOT = os.geteuid() == 0 and os.path.exists("/dev/net/tun")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if IS_ROOT:
+        return
+    skip = pytest.mark.skip(reason="needs root and /dev/net/tun")
+    for item in items:
+        if "needs_root" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(("asyncio", {}), id="asyncio"),
+        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
+        pytest.param(("trio", {}), id="trio"),
+    ]
+)
+def anyio_backend(request: pytest.FixtureRequest) -> Any:
+    return request.param
+
+
+@pytest.fixture
+def netns() -> Iterator[testing.Netns]:
+    """A fresh namespace the test thread runs in; deleted (with its interfaces) afterwards."""
+    with testing.netns(enter=True) as ns:
+        yield ns
+
+
+@pytest.fixture
+def netns_pair() -> Iterator[tuple[testing.Netns, testing.Netns]]:
+    """Two fresh namespaces, not entered; deleted afterwards."""
+    with testing.netns(enter=False) as a, testing.netns(enter=False) as b:
+        yield a, b
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_leftovers() -> Iterator[None]:
+    """Fail the session if any test left an interface or namespace behind."""
+    if not IS_ROOT:
+        yield
+        return
+    before_links = set(testing.leftover_interfaces())
+    before_ns = set(testing.leftover_namespaces())
+    yield
+    links = set(testing.leftover_interfaces()) - before_links
+    spaces = set(testing.leftover_namespaces()) - before_ns
+    assert not links, f"tests left interfaces behind: {sorted(links)}"
+    assert not spaces, f"tests left namespaces behind: {sorted(spaces)}"

@@ -1,0 +1,282 @@
+"""Packets and batches of packets, sans-I/O.
+
+A :class:`PacketBatch` holds many packets in one ``bytearray`` arena: packet *i* is
+``batch.buffer[batch.offsets[i] : batch.offsets[i] + batch.lengths[i]]``. There is no object per
+packet; stages walk ``offsets``/``lengths`` and slice the one ``memoryview``. Every packet has
+:data:`HEADROOM` bytes in front of it: room for its 10-byte virtio-net header, so an offload
+device can read header and packet in one ``readv`` and write them back in one ``write``.
+
+This module also holds the small header helpers a stage author needs (IP version, addresses,
+protocol) and the Internet checksum. It must not import ``os``, ``socket`` or any event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Final
+
+from .errors import MalformedPacketError, PacketTooLargeError, TruncatedPacketError
+
+__all__ = [
+    "HEADROOM",
+    "IDEAL_BATCH_SIZE",
+    "MAX_PACKET_SIZE",
+    "PacketBatch",
+    "ip_version",
+    "validate_ip_packet",
+    "checksum",
+    "checksum_no_fold",
+    "pseudo_header_checksum_no_fold",
+]
+
+#: Bytes reserved in front of every packet of a batch (the virtio-net header's size).
+HEADROOM: Final = 10
+#: The batch size tun-rs and wireguard-go use; a 64 KiB super-packet with MSS ≥ 512 fits.
+IDEAL_BATCH_SIZE: Final = 128
+#: The largest IP packet (and the largest offload super-packet) the kernel hands over.
+MAX_PACKET_SIZE: Final = 65535
+
+_ZERO_HEADROOM: Final = bytes(HEADROOM)
+
+
+class PacketBatch:
+    """Packets in one preallocated arena, with headroom before each.
+
+    Args:
+        capacity: size of the arena in bytes.
+        max_packets: the most packets the batch takes (the readers stop there).
+
+    The attributes are public on purpose; a stage's hot loop reads them directly:
+
+    * ``buffer`` — the arena (a ``bytearray`` that never changes size);
+    * ``view`` — a ``memoryview`` of ``buffer``;
+    * ``offsets`` / ``lengths`` — where each packet starts and how long it is;
+    * ``vnet_hdr`` — ``True`` when the :data:`HEADROOM` bytes before every packet hold a valid
+      virtio-net header (offload devices and GRO produce such batches). When ``False`` the
+      headroom is unspecified and a writer that needs headers zeroes it.
+
+    Example:
+        >>> batch = PacketBatch(capacity=4096)
+        >>> batch.append(b"\\x45" + bytes(19))
+        >>> len(batch), batch.lengths[0]
+        (1, 20)
+        >>> bytes(batch.packet(0)[:1])
+        b'E'
+    """
+
+    __slots__ = ("buffer", "view", "offsets", "lengths", "end", "max_packets", "vnet_hdr")
+
+    def __init__(self, capacity: int = 256 * 1024, max_packets: int = IDEAL_BATCH_SIZE) -> None:
+        if capacity < HEADROOM + 1:
+            raise ValueError(f"batch capacity must be at least {HEADROOM + 1} bytes")
+        if max_packets < 1:
+            raise ValueError("max_packets must be at least 1")
+        self.buffer = bytearray(capacity)
+        self.view = memoryview(self.buffer)
+        self.offsets: list[int] = []
+        self.lengths: list[int] = []
+        #: first free byte of the arena
+        self.end = 0
+        self.max_packets = max_packets
+        self.vnet_hdr = False
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __bool__(self) -> bool:
+        return bool(self.offsets)
+
+    def __iter__(self) -> Iterator[memoryview]:
+        view = self.view
+        for off, n in zip(self.offsets, self.lengths, strict=True):
+            yield view[off : off + n]
+
+    def __repr__(self) -> str:
+        return (
+            f"<PacketBatch {len(self.offsets)} packets, {self.nbytes} bytes, "
+            f"{self.end}/{len(self.buffer)} used>"
+        )
+
+    @property
+    def capacity(self) -> int:
+        """Size of the arena in bytes."""
+        return len(self.buffer)
+
+    @property
+    def nbytes(self) -> int:
+        """Total bytes of the packets (headers in the headroom not counted)."""
+        return sum(self.lengths)
+
+    @property
+    def full(self) -> bool:
+        """Whether the batch holds ``max_packets`` packets."""
+        return len(self.offsets) >= self.max_packets
+
+    def room(self) -> int:
+        """The largest packet that still fits (0 when none does)."""
+        if len(self.offsets) >= self.max_packets:
+            return 0
+        return max(0, len(self.buffer) - self.end - HEADROOM)
+
+    def packet(self, i: int) -> memoryview:
+        """Packet ``i`` as a ``memoryview`` into the arena (no copy)."""
+        off = self.offsets[i]
+        return self.view[off : off + self.lengths[i]]
+
+    def header(self, i: int) -> memoryview:
+        """The :data:`HEADROOM` bytes before packet ``i`` (its virtio-net header)."""
+        off = self.offsets[i]
+        return self.view[off - HEADROOM : off]
+
+    def with_header(self, i: int) -> memoryview:
+        """Packet ``i`` preceded by its virtio-net header, as an offload device writes it."""
+        off = self.offsets[i]
+        return self.view[off - HEADROOM : off + self.lengths[i]]
+
+    def reserve(self) -> int:
+        """The offset at which the next packet would start; check :meth:`room` first."""
+        return self.end + HEADROOM
+
+    def commit(self, offset: int, length: int) -> None:
+        """Record a packet of ``length`` bytes written in place at ``offset``.
+
+        ``offset`` must be the value of :meth:`reserve` (or later in the free space).
+        """
+        self.offsets.append(offset)
+        self.lengths.append(length)
+        self.end = offset + length
+
+    def append(self, data: bytes | bytearray | memoryview, header: bytes | None = None) -> None:
+        """Copy ``data`` in as the next packet, optionally with its virtio-net ``header``.
+
+        Raises:
+            PacketTooLargeError: the packet does not fit in the free space of the arena.
+        """
+        n = len(data)
+        off = self.end + HEADROOM
+        if off + n > len(self.buffer) or len(self.offsets) >= self.max_packets:
+            raise PacketTooLargeError(
+                f"a {n}-byte packet does not fit: {self.room()} bytes and "
+                f"{self.max_packets - len(self.offsets)} slots left in the batch"
+            )
+        self.buffer[off : off + n] = data
+        if header is not None:
+            self.buffer[off - HEADROOM : off] = header
+        elif self.vnet_hdr:
+            self.buffer[off - HEADROOM : off] = _ZERO_HEADROOM
+        self.offsets.append(off)
+        self.lengths.append(n)
+        self.end = off + n
+
+    def extend(self, packets: Iterable[bytes | bytearray | memoryview]) -> None:
+        """:meth:`append` each packet in turn."""
+        for p in packets:
+            self.append(p)
+
+    def clear(self) -> None:
+        """Forget every packet; the arena is reused."""
+        self.offsets.clear()
+        self.lengths.clear()
+        self.end = 0
+        self.vnet_hdr = False
+
+    def keep(self, indices: Iterable[int]) -> None:
+        """Keep only the packets at ``indices`` (ascending), in that order. No bytes move."""
+        idx = indices if isinstance(indices, list | tuple | range) else list(indices)
+        offsets, lengths = self.offsets, self.lengths
+        self.offsets = [offsets[i] for i in idx]
+        self.lengths = [lengths[i] for i in idx]
+
+    def zero_headers(self) -> None:
+        """Zero every packet's virtio-net header and mark the batch ``vnet_hdr``."""
+        buf = self.buffer
+        for off in self.offsets:
+            buf[off - HEADROOM : off] = _ZERO_HEADROOM
+        self.vnet_hdr = True
+
+    def to_list(self) -> list[bytes]:
+        """Copies of the packets as ``bytes`` (for tests and slow paths)."""
+        view = self.view
+        return [bytes(view[o : o + n]) for o, n in zip(self.offsets, self.lengths, strict=True)]
+
+
+def ip_version(packet: bytes | bytearray | memoryview) -> int:
+    """The IP version nibble of ``packet`` (4 or 6), or 0 for an empty packet."""
+    return packet[0] >> 4 if len(packet) else 0
+
+
+def validate_ip_packet(packet: bytes | bytearray | memoryview, mtu: int | None = None) -> None:
+    """Check that ``packet`` is a whole IPv4 or IPv6 packet before it is written to a TUN.
+
+    Checks the version nibble, the minimum header length and that the length fields agree with
+    the buffer, so a caller gets a message naming the problem instead of the kernel's bare
+    ``EINVAL``.
+
+    Raises:
+        MalformedPacketError: the version nibble is not 4 or 6, or a length field is wrong.
+        TruncatedPacketError: the buffer is shorter than the header says.
+        PacketTooLargeError: longer than ``mtu`` (when given) or 65535 bytes.
+    """
+    n = len(packet)
+    if n == 0:
+        raise TruncatedPacketError("empty packet")
+    if n > MAX_PACKET_SIZE:
+        raise PacketTooLargeError(f"{n}-byte packet exceeds the IP maximum of {MAX_PACKET_SIZE}")
+    if mtu is not None and n > mtu:
+        raise PacketTooLargeError(f"{n}-byte packet exceeds the device MTU of {mtu}")
+    v = packet[0] >> 4
+    if v == 4:
+        if n < 20:
+            raise TruncatedPacketError(f"IPv4 packet of {n} bytes is shorter than its 20-byte header")
+        ihl = (packet[0] & 0x0F) * 4
+        if ihl < 20:
+            raise MalformedPacketError(f"IPv4 header length {ihl} is below 20")
+        total = (packet[2] << 8) | packet[3]
+        if total < ihl:
+            raise MalformedPacketError(f"IPv4 total length {total} is below header length {ihl}")
+        if total > n:
+            raise TruncatedPacketError(f"IPv4 total length {total} but only {n} bytes given")
+        if total != n:
+            raise MalformedPacketError(f"IPv4 total length {total} but {n} bytes given")
+    elif v == 6:
+        if n < 40:
+            raise TruncatedPacketError(f"IPv6 packet of {n} bytes is shorter than its 40-byte header")
+        plen = (packet[4] << 8) | packet[5]
+        if 40 + plen > n:
+            raise TruncatedPacketError(f"IPv6 payload length {plen} but only {n - 40} bytes follow")
+        if 40 + plen != n:
+            raise MalformedPacketError(f"IPv6 payload length {plen} but {n - 40} bytes follow")
+    else:
+        raise MalformedPacketError(f"IP version nibble is {v}, not 4 or 6")
+
+
+def checksum_no_fold(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
+    """The one's-complement sum of ``data`` as 16-bit big-endian words, not yet folded.
+
+    An odd trailing byte counts as the high byte of a last word. The result is an int that
+    :func:`checksum` folds; sums may be added before folding.
+    """
+    if len(data) & 1:
+        return initial + int.from_bytes(bytes(data) + b"\0", "big") % 0xFFFF
+    return initial + int.from_bytes(data, "big") % 0xFFFF
+
+
+def checksum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
+    """The folded 16-bit one's-complement sum of ``data`` plus ``initial`` (not complemented)."""
+    s = checksum_no_fold(data, initial)
+    while s > 0xFFFF:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s
+
+
+def pseudo_header_checksum_no_fold(
+    protocol: int, src: bytes | memoryview, dst: bytes | memoryview, length: int
+) -> int:
+    """The unfolded sum of the TCP/UDP pseudo-header (IPv4 or IPv6, by address length)."""
+    return (
+        int.from_bytes(src, "big") % 0xFFFF
+        + int.from_bytes(dst, "big") % 0xFFFF
+        + protocol
+        + (length >> 16)
+        + (length & 0xFFFF)
+    )

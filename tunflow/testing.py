@@ -1,0 +1,176 @@
+"""Helpers for tests that need real kernel interfaces: throw-away network namespaces.
+
+Every name made here starts with ``tf`` and carries the process id and a counter, so parallel
+runs never collide. :func:`netns` creates a namespace, moves *the calling thread* into it (so
+TUN devices, sockets and subprocesses made by that thread live there) and always moves the
+thread back and deletes the namespace — and with it every interface inside — on exit, even when
+the body raises.
+
+Linux only; needs root (CAP_SYS_ADMIN for ``setns``, CAP_NET_ADMIN for interfaces).
+
+Example:
+    >>> from tunflow.testing import netns              # doctest: +SKIP
+    >>> with netns() as ns:                              # doctest: +SKIP
+    ...     ns.run("ip", "link", "set", "lo", "up")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import itertools
+import json
+import os
+import subprocess
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+__all__ = [
+    "PREFIX",
+    "Netns",
+    "netns",
+    "unique_name",
+    "leftover_interfaces",
+    "leftover_namespaces",
+    "veth_pair",
+    "ip_json",
+    "run",
+]
+
+#: Every interface and namespace created by tunflow's tests starts with this.
+PREFIX = "tf"
+_counter = itertools.count()
+_CLONE_NEWNET = 0x40000000
+_libc: Any = None
+_lock = threading.Lock()
+
+
+def unique_name(kind: str = "") -> str:
+    """A name of at most 15 bytes, unique in this process: ``tf<kind><pid><n>``."""
+    name = f"{PREFIX}{kind}{os.getpid() % 100000}x{next(_counter)}"
+    if len(name) > 15:
+        name = f"{PREFIX}{os.getpid() % 10000}x{next(_counter)}"
+    return name[:15]
+
+
+def run(*args: str, check: bool = True, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """Run a command, capture its output as text, fail loudly with its stderr."""
+    proc = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(args)!r} exited {proc.returncode}: {proc.stderr.strip() or proc.stdout}"
+        )
+    return proc
+
+
+def ip_json(*args: str, netns_name: str | None = None) -> Any:
+    """``ip -j ARGS`` parsed (in ``netns_name`` when given): the tests' independent witness."""
+    prefix = ["ip", "-n", netns_name] if netns_name else ["ip"]
+    out = run(*prefix, "-j", *args).stdout
+    return json.loads(out) if out.strip() else []
+
+
+def _setns(fd: int) -> None:
+    global _libc
+    with _lock:
+        if _libc is None:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    if _libc.setns(fd, _CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+class Netns:
+    """A named network namespace made by :func:`netns`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Netns({self.name!r})"
+
+    def cmd(self, *args: str) -> list[str]:
+        """The argv that runs ``args`` inside this namespace."""
+        return ["ip", "netns", "exec", self.name, *args]
+
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 30.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command inside this namespace (see :func:`run`)."""
+        return run(*self.cmd(*args), check=check, timeout=timeout)
+
+    def popen(self, args: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        """Start a command inside this namespace."""
+        return subprocess.Popen(self.cmd(*args), **kwargs)
+
+    def ip_json(self, *args: str) -> Any:
+        """``ip -j ARGS`` inside this namespace, parsed."""
+        return ip_json(*args, netns_name=self.name)
+
+    @contextlib.contextmanager
+    def entered(self) -> Iterator[Netns]:
+        """Move the calling thread into this namespace for the ``with`` body."""
+        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        target = os.open(f"/run/netns/{self.name}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _setns(target)
+            try:
+                yield self
+            finally:
+                _setns(own)
+        finally:
+            os.close(target)
+            os.close(own)
+
+
+@contextlib.contextmanager
+def netns(enter: bool = True, loopback: bool = True) -> Iterator[Netns]:
+    """Create a network namespace, optionally enter it, and always delete it afterwards.
+
+    Args:
+        enter: move the calling thread into the namespace for the ``with`` body.
+        loopback: bring ``lo`` up inside it.
+    """
+    ns = Netns(unique_name("n"))
+    run("ip", "netns", "add", ns.name)
+    try:
+        if loopback:
+            ns.run("ip", "link", "set", "lo", "up")
+        if enter:
+            with ns.entered():
+                yield ns
+        else:
+            yield ns
+    finally:
+        run("ip", "netns", "del", ns.name, check=False)
+
+
+def veth_pair(
+    a: Netns, b: Netns, addr_a: str, addr_b: str, *, mtu: int | None = None
+) -> tuple[str, str]:
+    """Join two namespaces with a veth pair, address and raise both ends; return their names."""
+    name_a, name_b = unique_name("va"), unique_name("vb")
+    run("ip", "link", "add", name_a, "netns", a.name, "type", "veth", "peer", "name", name_b, "netns", b.name)
+    for ns, name, addr in ((a, name_a, addr_a), (b, name_b, addr_b)):
+        extra = ("nodad",) if ":" in addr else ()
+        ns.run("ip", "addr", "add", addr, "dev", name, *extra)
+        if mtu is not None:
+            ns.run("ip", "link", "set", name, "mtu", str(mtu))
+        ns.run("ip", "link", "set", name, "up")
+    return name_a, name_b
+
+
+def leftover_interfaces() -> list[str]:
+    """Interfaces in the current namespace whose names start with :data:`PREFIX`."""
+    return [
+        link["ifname"]
+        for link in ip_json("link", "show")
+        if str(link.get("ifname", "")).startswith(PREFIX)
+    ]
+
+
+def leftover_namespaces() -> list[str]:
+    """Named network namespaces whose names start with :data:`PREFIX`."""
+    return [ns["name"] for ns in ip_json("netns", "list") if ns["name"].startswith(PREFIX)]
