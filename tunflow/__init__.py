@@ -1,7 +1,22 @@
-"""tunflow: TUN/TAP devices for blocking, asyncio, uvloop and trio code; batched packet pipelines."""
+"""tunflow: TUN/TAP devices for blocking, asyncio, uvloop and trio code; batched packet pipelines.
+
+The public names are re-exported here; implementation modules are private unless documented.
+"""
 
 from __future__ import annotations
 
+from .device import (
+    OFFLOAD_ENV as OFFLOAD_ENV,
+    AsyncDevice as AsyncDevice,
+    DeviceAttribute as DeviceAttribute,
+    DeviceBuilder as DeviceBuilder,
+    DeviceConfig as DeviceConfig,
+    DeviceStatistics as DeviceStatistics,
+    Layer as Layer,
+    OffloadInfo as OffloadInfo,
+    Route as Route,
+    SyncDevice as SyncDevice,
+)
 from .errors import (
     ClosedDeviceError as ClosedDeviceError,
     ConfigError as ConfigError,
@@ -29,3 +44,40 @@ from .packet import (
 )
 
 __version__ = "0.1.0"
+
+__all__ = [
+    # devices
+    "DeviceBuilder",
+    "SyncDevice",
+    "AsyncDevice",
+    "DeviceAttribute",
+    "DeviceConfig",
+    "DeviceStatistics",
+    "Layer",
+    "OffloadInfo",
+    "Route",
+    "OFFLOAD_ENV",
+    # packets
+    "PacketBatch",
+    "HEADROOM",
+    "IDEAL_BATCH_SIZE",
+    # errors
+    "TunflowError",
+    "ConfigError",
+    "UnsupportedError",
+    "PlatformNotSupportedError",
+    "DeviceError",
+    "DevicePermissionError",
+    "DeviceNotFoundError",
+    "DeviceExistsError",
+    "DeviceBusyError",
+    "ClosedDeviceError",
+    "DeviceGoneError",
+    "PacketError",
+    "MalformedPacketError",
+    "TruncatedPacketError",
+    "PacketTooLargeError",
+    "OffloadError",
+    "PluginError",
+    "HandshakeError",
+]

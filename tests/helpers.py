@@ -1,0 +1,147 @@
+"""Small helpers shared by the real-kernel tests (traffic, processes, packets)."""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from tunflow import testing
+from tunflow.packet import checksum, pseudo_header_checksum_no_fold
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+def udp_send(dst: str, port: int, payload: bytes, *, src_port: int = 0) -> None:
+    """Send one UDP datagram from this thread's namespace."""
+    family = socket.AF_INET6 if ":" in dst else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        if src_port:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", src_port))
+        s.sendto(payload, (dst, port))
+
+
+def _finish(s: int) -> int:
+    while s > 0xFFFF:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def ipv4_udp(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
+    """A valid IPv4/UDP packet (checksums included)."""
+    s, d = socket.inet_aton(src), socket.inet_aton(dst)
+    ulen = 8 + len(payload)
+    udp = bytearray(struct.pack("!HHHH", sport, dport, ulen, 0) + payload)
+    csum = _finish(checksum(udp, pseudo_header_checksum_no_fold(17, s, d, ulen))) or 0xFFFF
+    udp[6:8] = struct.pack("!H", csum)
+    ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + ulen, 1, 0x4000, 64, 17, 0, s, d))
+    ip[10:12] = struct.pack("!H", _finish(checksum(ip)))
+    return bytes(ip + udp)
+
+
+def ipv6_udp(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
+    """A valid IPv6/UDP packet."""
+    s, d = socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst)
+    ulen = 8 + len(payload)
+    udp = bytearray(struct.pack("!HHHH", sport, dport, ulen, 0) + payload)
+    csum = _finish(checksum(udp, pseudo_header_checksum_no_fold(17, s, d, ulen))) or 0xFFFF
+    udp[6:8] = struct.pack("!H", csum)
+    return struct.pack("!IHBB", 0x60000000, ulen, 17, 64) + s + d + bytes(udp)
+
+
+def udp_payload(packet: bytes) -> tuple[int, int, bytes] | None:
+    """(source port, destination port, payload) of an IPv4/IPv6 UDP packet, else None."""
+    if packet[0] >> 4 == 4 and packet[9] == 17:
+        ihl = (packet[0] & 15) * 4
+        sport, dport = struct.unpack_from("!HH", packet, ihl)
+        return sport, dport, packet[ihl + 8 :]
+    if packet[0] >> 4 == 6 and packet[6] == 17:
+        sport, dport = struct.unpack_from("!HH", packet, 40)
+        return sport, dport, packet[48:]
+    return None
+
+
+class Example:
+    """An example program run in a namespace, stopped (and reaped) on exit."""
+
+    def __init__(self, ns: testing.Netns, script: str, *args: str) -> None:
+        self.argv = ns.cmd(sys.executable, "-u", str(EXAMPLES / script), *args)
+        self.proc: subprocess.Popen[str] | None = None
+        self.lines: list[str] = []
+
+    def __enter__(self) -> Example:
+        self.proc = subprocess.Popen(
+            self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def wait_for(self, prefix: str, timeout: float = 20.0) -> str:
+        """The first stdout line starting with ``prefix``; fail with stderr after ``timeout``."""
+        assert self.proc is not None and self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line.rstrip("\n"))
+            if line.startswith(prefix):
+                return line.rstrip("\n")
+        self.stop()
+        err = self.proc.stderr.read() if self.proc.stderr else ""
+        raise AssertionError(f"{self.argv} never printed {prefix!r}; stdout={self.lines} stderr={err}")
+
+    def stop(self) -> str:
+        """Terminate (if still running) and return the rest of stdout."""
+        if self.proc is None:
+            return ""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            out, _ = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate(timeout=10)
+        self.lines.extend(out.splitlines())
+        return out
+
+    def wait(self, timeout: float = 30.0) -> str:
+        """Wait for a normal exit and return the rest of stdout (assert exit code 0)."""
+        assert self.proc is not None
+        out, err = self.proc.communicate(timeout=timeout)
+        assert self.proc.returncode == 0, f"{self.argv} exited {self.proc.returncode}: {err}"
+        self.lines.extend(out.splitlines())
+        return out
+
+
+def addr_set(ns_links: Sequence[dict[str, object]], *, include_link_local: bool = False) -> set[str]:
+    """``{"10.0.0.1/24", …}`` from ``ip -j addr show dev X`` output."""
+    out = set()
+    for link in ns_links:
+        for info in link.get("addr_info", []):  # type: ignore[attr-defined]
+            local = info["local"]
+            if not include_link_local and str(local).startswith("fe80:"):
+                continue
+            out.add(f"{local}/{info['prefixlen']}")
+    return out
+
+
+def read_fd_until(fd: int, timeout: float) -> bytes:
+    """One read from a non-blocking fd, waiting up to ``timeout``."""
+    ready, _, _ = select.select([fd], [], [], timeout)
+    assert ready, "nothing to read"
+    return os.read(fd, 65535)

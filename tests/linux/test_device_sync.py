@@ -1,0 +1,478 @@
+"""SyncDevice on the real kernel, in throw-away namespaces."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from ipaddress import ip_interface
+
+import pytest
+
+from tests.helpers import addr_set, ipv4_udp, ipv6_udp, udp_payload, udp_send
+from tunflow import (
+    ClosedDeviceError,
+    ConfigError,
+    DeviceBuilder,
+    DeviceBusyError,
+    DeviceExistsError,
+    DeviceGoneError,
+    DeviceNotFoundError,
+    DevicePermissionError,
+    Layer,
+    MalformedPacketError,
+    PacketTooLargeError,
+    SyncDevice,
+    UnsupportedError,
+    testing,
+)
+
+pytestmark = pytest.mark.needs_root
+
+
+def routes_of(ns: testing.Netns, dev: str) -> set[str]:
+    """Non-kernel routes through ``dev`` as seen by ``ip -j route`` (v4 and v6)."""
+    out = set()
+    for family in ("-4", "-6"):
+        for r in ns.ip_json(family, "route", "show", "dev", dev):
+            if r.get("protocol") != "kernel":
+                out.add(r["dst"] if "/" in r["dst"] else f"{r['dst']}/{32 if family == '-4' else 128}")
+    return out
+
+
+def addrs_of(ns: testing.Netns, dev: str) -> set[str]:
+    return addr_set(ns.ip_json("addr", "show", "dev", dev))
+
+
+def test_build_shows_exactly_what_was_asked(netns: testing.Netns) -> None:
+    builder = (
+        DeviceBuilder()
+        .ipv4("10.10.0.1", 24)
+        .ipv4("10.11.0.1", "255.255.0.0")
+        .ipv6("fd10::1", 64)
+        .ipv6("fd11::1", 112)
+        .route("192.0.2.0/24")
+        .route("2001:db8:10::/48")
+        .mtu(1400)
+    )
+    with builder.build_sync() as dev:
+        name = dev.name()
+        assert addrs_of(netns, name) == {"10.10.0.1/24", "10.11.0.1/16", "fd10::1/64", "fd11::1/112"}
+        assert routes_of(netns, name) == {"192.0.2.0/24", "2001:db8:10::/48"}
+        link = netns.ip_json("link", "show", name)[0]
+        assert link["mtu"] == 1400
+        assert "UP" in link["flags"]
+        assert dev.if_index() == link["ifindex"]
+        # our own view agrees with the witness
+        assert {str(a) for a in dev.addresses() if not a.ip.is_link_local} == addrs_of(netns, name)
+        assert {str(r.destination) for r in dev.routes()} >= {"192.0.2.0/24", "2001:db8:10::/48"}
+    assert name not in {link["ifname"] for link in netns.ip_json("link", "show")}
+
+
+def test_every_runtime_change_shows_in_ip(netns: testing.Netns) -> None:
+    with DeviceBuilder().ipv4("10.20.0.1", 24).build_sync() as dev:
+        name = dev.name()
+        dev.add_address_v4("10.21.0.1", 24)
+        dev.add_address_v4("10.22.0.1", "255.255.255.0", "10.22.0.9")
+        dev.add_address_v6("fd20::1", 64)
+        dev.add_address_v6("fd21::1", 64)
+        assert addrs_of(netns, name) == {
+            "10.20.0.1/24", "10.21.0.1/24", "10.22.0.1/32", "fd20::1/64", "fd21::1/64"
+        } or addrs_of(netns, name) == {
+            "10.20.0.1/24", "10.21.0.1/24", "10.22.0.1/24", "fd20::1/64", "fd21::1/64"
+        }
+        dev.remove_address("10.21.0.1")
+        dev.remove_address("fd20::1")
+        assert "10.21.0.1/24" not in addrs_of(netns, name)
+        assert "fd20::1/64" not in addrs_of(netns, name)
+        assert "fd21::1/64" in addrs_of(netns, name)
+
+        dev.add_route("198.51.100.0/24")
+        dev.add_route("2001:db8:20::/48", metric=7)
+        dev.add_route("203.0.113.0/24", gateway="10.20.0.2")
+        assert routes_of(netns, name) == {"198.51.100.0/24", "2001:db8:20::/48", "203.0.113.0/24"}
+        dev.remove_route("198.51.100.0/24")
+        dev.remove_route("2001:db8:20::/48", metric=7)
+        assert routes_of(netns, name) == {"203.0.113.0/24"}
+
+        dev.set_mtu(1300)
+        assert dev.mtu() == 1300 == netns.ip_json("link", "show", name)[0]["mtu"]
+        dev.set_tx_queue_len(321)
+        assert dev.tx_queue_len() == 321 == netns.ip_json("link", "show", name)[0]["txqlen"]
+
+        new = testing.unique_name("r")
+        dev.set_name(new)
+        assert dev.name() == new
+        assert {link["ifname"] for link in netns.ip_json("link", "show")} >= {new}
+        # the rename kept the addresses and the gateway route
+        assert "10.20.0.1/24" in addrs_of(netns, new)
+        assert "fd21::1/64" in addrs_of(netns, new)
+        assert routes_of(netns, new) == {"203.0.113.0/24"}
+
+        # down and up again (the kernel drops IPv6 addresses and routes of a link that goes down)
+        dev.enabled(False)
+        assert "UP" not in netns.ip_json("link", "show", new)[0]["flags"]
+        assert not dev.is_running()
+        dev.enabled(True)
+        assert "UP" in netns.ip_json("link", "show", new)[0]["flags"]
+        assert dev.is_running()
+
+
+def test_runtime_errors_are_typed(netns: testing.Netns) -> None:
+    with DeviceBuilder().ipv4("10.30.0.1", 24).build_sync() as dev:
+        with pytest.raises(DeviceExistsError) as info:
+            dev.add_address_v4("10.30.0.1", 24)
+        assert info.value.errno == errno.EEXIST
+        assert isinstance(info.value, FileExistsError)
+        with pytest.raises(ConfigError):
+            dev.add_address_v4("10.30.0.400", 24)
+        dev.add_address_v6("fd30::1", 64)
+        with pytest.raises(ConfigError, match="below 1280"):
+            dev.set_mtu(1000)
+        dev.remove_address("fd30::1")
+        dev.set_mtu(1000)
+        with pytest.raises(ConfigError, match="at least 1280"):
+            dev.add_address_v6("fd30::1", 64)
+        with pytest.raises(UnsupportedError, match="no MAC"):
+            dev.mac_address()
+        with pytest.raises(UnsupportedError):
+            dev.try_clone()
+        with pytest.raises(OSError) as missing:
+            dev.remove_address("10.99.0.1")
+        assert missing.value.errno in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ESRCH)
+
+
+def test_udp_through_the_device_both_ways(netns: testing.Netns) -> None:
+    with DeviceBuilder().ipv4("10.40.0.1", 24).ipv6("fd40::1", 64).build_sync() as dev:
+        udp_send("10.40.0.2", 5000, b"hello v4", src_port=4000)
+        udp_send("fd40::2", 5000, b"hello v6", src_port=4001)
+        got = set()
+        deadline = time.monotonic() + 10
+        while len(got) < 2 and time.monotonic() < deadline:
+            parsed = udp_payload(dev.recv(timeout=5))
+            if parsed and parsed[1] == 5000:
+                got.add(parsed[2])
+        assert got == {b"hello v4", b"hello v6"}
+
+        # packets written to the device reach sockets of the namespace
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s4, socket.socket(
+            socket.AF_INET6, socket.SOCK_DGRAM
+        ) as s6:
+            s4.bind(("10.40.0.1", 6000))
+            s6.bind(("fd40::1", 6000))
+            s4.settimeout(5)
+            s6.settimeout(5)
+            dev.send(ipv4_udp("10.40.0.2", "10.40.0.1", 7000, 6000, b"in v4"))
+            dev.send(ipv6_udp("fd40::2", "fd40::1", 7000, 6000, b"in v6"))
+            assert s4.recvfrom(100) == (b"in v4", ("10.40.0.2", 7000))
+            assert s6.recvfrom(100)[0] == b"in v6"
+        stats = dev.statistics()
+        assert stats.tx_packets == 2 and stats.rx_packets >= 2
+
+
+def test_send_refuses_bad_packets(netns: testing.Netns) -> None:
+    with DeviceBuilder().ipv4("10.41.0.1", 24).mtu(1400).build_sync() as dev:
+        with pytest.raises(MalformedPacketError, match="version nibble"):
+            dev.send(b"\x00\x01\x02\x03")
+        good = ipv4_udp("10.41.0.2", "10.41.0.1", 1, 2, b"x")
+        with pytest.raises(MalformedPacketError):
+            dev.send(good + b"trailing")
+        with pytest.raises(PacketTooLargeError):
+            dev.send(ipv4_udp("10.41.0.2", "10.41.0.1", 1, 2, bytes(2000)))
+        dev.send(good)  # the device still works
+
+
+def test_recv_batch_drains_many(netns: testing.Netns) -> None:
+    with DeviceBuilder().ipv4("10.42.0.1", 24).build_sync() as dev:
+        for i in range(50):
+            udp_send("10.42.0.2", 5000, i.to_bytes(2, "big"))
+        got: list[bytes] = []
+        batches = 0
+        deadline = time.monotonic() + 10
+        while len(got) < 50 and time.monotonic() < deadline:
+            batch = dev.recv_batch(timeout=5)
+            batches += 1
+            got.extend(p[2] for p in map(udp_payload, batch.to_list()) if p and p[1] == 5000)
+        assert sorted(got) == [i.to_bytes(2, "big") for i in range(50)]
+        assert batches < 50  # the reads were batched
+        # and a batch can be written back in one call
+        out = dev.new_batch()
+        for i in range(10):
+            out.append(ipv4_udp("10.42.0.2", "10.42.0.1", 1, 9, bytes([i])))
+        with socket.socket() as _:
+            pass
+        assert dev.send_batch(out) == 10
+
+
+def test_recv_timeout(netns: testing.Netns) -> None:
+    with DeviceBuilder().ipv4("10.43.0.1", 24).build_sync() as dev:
+        # The kernel may still send its own IPv6 chatter (router solicitations) at first.
+        deadline = time.monotonic() + 30
+        while True:
+            t0 = time.monotonic()
+            try:
+                dev.recv(timeout=0.2)
+            except TimeoutError:
+                break
+            assert time.monotonic() < deadline
+        assert 0.15 <= time.monotonic() - t0 < 5
+
+
+def test_shutdown_wakes_a_blocked_recv_promptly(netns: testing.Netns) -> None:
+    dev = DeviceBuilder().ipv4("10.44.0.1", 24).build_sync()
+    result: dict[str, float | BaseException] = {}
+
+    def reader() -> None:
+        try:
+            while True:
+                dev.recv()  # the kernel's own chatter is read and ignored
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+            result["exc"] = exc
+            result["woke"] = time.monotonic()
+
+    t = threading.Thread(target=reader)
+    t.start()
+    time.sleep(0.3)  # let it block in poll
+    assert t.is_alive()
+    start = time.monotonic()
+    dev.shutdown()
+    t.join(5)
+    assert not t.is_alive()
+    assert isinstance(result["exc"], ClosedDeviceError)
+    woke = result["woke"]
+    assert isinstance(woke, float)
+    assert woke - start < 0.1
+    with pytest.raises(ClosedDeviceError):
+        dev.recv()
+    with pytest.raises(ClosedDeviceError):
+        dev.send(ipv4_udp("10.44.0.2", "10.44.0.1", 1, 2, b""))
+    dev.close()
+    dev.close()  # idempotent
+
+
+def test_deleted_device_breaks_a_blocked_reader(netns: testing.Netns) -> None:
+    name = testing.unique_name("g")
+    with DeviceBuilder().name(name).ipv4("10.45.0.1", 24).build_sync() as dev:
+        errors: list[BaseException] = []
+
+        def reader() -> None:
+            try:
+                while True:
+                    dev.recv(timeout=20)
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        t = threading.Thread(target=reader)
+        t.start()
+        time.sleep(0.3)
+        netns.run("ip", "link", "del", name)
+        t.join(10)
+        assert not t.is_alive()
+        assert len(errors) == 1
+        assert isinstance(errors[0], DeviceGoneError), errors
+        assert errors[0].errno is not None
+
+
+def _raw_tun(name: str) -> int:
+    fd = os.open("/dev/net/tun", os.O_RDWR)
+    fcntl.ioctl(fd, 0x400454CA, struct.pack("16sH", name.encode(), 0x0001 | 0x1000))
+    return fd
+
+
+def test_adopted_fd_reads_and_writes(netns: testing.Netns) -> None:
+    name = testing.unique_name("fd")
+    fd = _raw_tun(name)
+    netns.run("ip", "addr", "add", "10.46.0.1/24", "dev", name)
+    netns.run("ip", "link", "set", name, "up")
+    with SyncDevice.from_fd(fd) as dev:
+        assert dev.name() == name  # a tun fd: its interface was found
+        udp_send("10.46.0.2", 5000, b"adopted")
+        while True:
+            parsed = udp_payload(dev.recv(timeout=5))
+            if parsed and parsed[1] == 5000:
+                break
+        assert parsed[2] == b"adopted"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("10.46.0.1", 6001))
+            s.settimeout(5)
+            dev.send(ipv4_udp("10.46.0.2", "10.46.0.1", 1, 6001, b"back"))
+            assert s.recv(100) == b"back"
+    with pytest.raises(OSError):
+        os.fstat(fd)  # from_fd owned it
+
+
+def test_borrowed_fd_stays_open(netns: testing.Netns) -> None:
+    name = testing.unique_name("fd")
+    fd = _raw_tun(name)
+    try:
+        with SyncDevice.borrow_fd(fd) as dev:
+            assert dev.fileno() == fd
+        os.fstat(fd)  # still open
+        assert os.get_blocking(fd)  # its blocking mode was restored
+    finally:
+        os.close(fd)
+
+
+def test_adopting_a_non_tun_fd_configures_nothing(netns: testing.Netns) -> None:
+    r, w = os.pipe()
+    try:
+        with SyncDevice.borrow_fd(r) as dev, pytest.raises(UnsupportedError, match="adopted"):
+            dev.mtu()
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_multi_queue_spreads_flows_exactly_once(netns: testing.Netns) -> None:
+    first = DeviceBuilder().ipv4("10.47.0.1", 24).multi_queue(True).build_sync()
+    queues = [first] + [first.try_clone() for _ in range(3)]
+    received: list[list[bytes]] = [[] for _ in queues]
+
+    def reader(i: int) -> None:
+        try:
+            while True:
+                for p in queues[i].recv_batch().to_list():
+                    parsed = udp_payload(p)
+                    if parsed and parsed[1] == 5000:
+                        received[i].append(parsed[2])
+        except ClosedDeviceError:
+            pass
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        sent = []
+        for port in range(40000, 40032):
+            for k in range(4):
+                payload = f"{port}:{k}".encode()
+                udp_send("10.47.0.2", 5000, payload, src_port=port)
+                sent.append(payload)
+        deadline = time.monotonic() + 10
+        while sum(map(len, received)) < len(sent) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        for q in queues:
+            q.shutdown()
+        for t in threads:
+            t.join(5)
+        for q in queues:
+            q.close()
+    everything = [p for r in received for p in r]
+    assert sorted(everything) == sorted(sent)  # every datagram exactly once
+    assert sum(1 for r in received if r) >= 2
+    # a flow (one source port) stays on one queue
+    for r in received:
+        ports = {p.split(b":")[0] for p in r}
+        for other in received:
+            if other is not r:
+                assert not ports & {p.split(b":")[0] for p in other}
+
+
+def test_tap_device_has_its_mac(netns: testing.Netns) -> None:
+    builder = DeviceBuilder().layer(Layer.L2).mac_addr("02:00:00:aa:bb:cc").ipv4("10.48.0.1", 24)
+    with builder.build_sync() as dev:
+        assert dev.mac_address() == "02:00:00:aa:bb:cc"
+        link = netns.ip_json("link", "show", dev.name())[0]
+        assert link["address"] == "02:00:00:aa:bb:cc"
+        assert link["link_type"] == "ether"
+        dev.set_mac_address("02:00:00:11:22:33")
+        assert netns.ip_json("link", "show", dev.name())[0]["address"] == "02:00:00:11:22:33"
+
+
+def test_attach_to_existing_and_persist(netns: testing.Netns) -> None:
+    name = testing.unique_name("p")
+    with DeviceBuilder().name(name).persist().ipv4("10.49.0.1", 24).build_sync():
+        pass
+    # persisted: still there after close
+    assert netns.ip_json("link", "show", name)
+    with DeviceBuilder().attach(name).build_sync() as again:
+        assert again.name() == name
+        assert ip_interface("10.49.0.1/24") in again.addresses()
+    netns.run("ip", "tuntap", "del", "dev", name, "mode", "tun")
+
+
+def test_attach_errors(netns: testing.Netns) -> None:
+    with pytest.raises(DeviceNotFoundError, match="no interface named"):
+        DeviceBuilder().attach(testing.unique_name("x")).build_sync()
+    name = testing.unique_name("t")
+    netns.run("ip", "tuntap", "add", "dev", name, "mode", "tap")
+    with pytest.raises(DeviceBusyError, match="other flags") as info:
+        DeviceBuilder().name(name).build_sync()  # a TUN on a TAP's name
+    assert info.value.errno == errno.EINVAL
+
+
+def _links(ns: testing.Netns) -> set[str]:
+    return {link["ifname"] for link in ns.ip_json("link", "show")}
+
+
+@pytest.mark.parametrize(
+    "builder",
+    [
+        lambda: DeviceBuilder().name("a" * 16),
+        lambda: DeviceBuilder().ipv4("10.0.0.256", 24),
+        lambda: DeviceBuilder().ipv4("10.0.0.1", 40),
+        lambda: DeviceBuilder().mtu(1000).ipv6("fd00::1", 64),
+        lambda: DeviceBuilder().mac_addr("02:00:00:00:00:01"),
+        lambda: DeviceBuilder().persist(),
+        lambda: DeviceBuilder().route("10.0.0.1/8"),
+    ],
+)
+def test_invalid_input_leaves_no_interface(netns: testing.Netns, builder: object) -> None:
+    before = _links(netns)
+    with pytest.raises(ConfigError):
+        builder().build_sync()  # type: ignore[operator]
+    assert _links(netns) == before
+
+
+def test_failure_half_way_removes_the_device(netns: testing.Netns) -> None:
+    other = testing.unique_name("o")
+    netns.run("ip", "tuntap", "add", "dev", other, "mode", "tun")
+    netns.run("ip", "link", "set", other, "up")
+    netns.run("ip", "route", "add", "192.0.2.0/24", "dev", other)
+    before = _links(netns)
+    name = testing.unique_name("h")
+    with pytest.raises(DeviceExistsError):
+        # the address and up succeed, the route collides with the dummy's
+        DeviceBuilder().name(name).ipv4("10.50.0.1", 24).route("192.0.2.0/24").build_sync()
+    assert _links(netns) == before
+
+
+def test_failure_half_way_on_an_attached_device_undoes_its_changes(netns: testing.Netns) -> None:
+    name = testing.unique_name("a")
+    netns.run("ip", "tuntap", "add", "dev", name, "mode", "tun")
+    netns.run("ip", "addr", "add", "10.51.1.1/24", "dev", name)
+    with pytest.raises(DeviceExistsError):
+        DeviceBuilder().attach(name).ipv4("10.51.0.1", 24).ipv4("10.51.1.1", 24).build_sync()
+    assert addrs_of(netns, name) == {"10.51.1.1/24"}  # 10.51.0.1 was taken back
+
+
+def test_without_cap_net_admin_the_error_names_it(netns: testing.Netns) -> None:
+    code = (
+        "import sys\n"
+        "from tunflow import DeviceBuilder, DevicePermissionError\n"
+        "try:\n"
+        "    DeviceBuilder().ipv4('10.52.0.1', 24).build_sync()\n"
+        "except DevicePermissionError as e:\n"
+        "    assert isinstance(e, PermissionError), type(e)\n"
+        "    print('errno', e.errno, str(e))\n"
+        "    sys.exit(0)\n"
+        "sys.exit('no error')\n"
+    )
+    proc = subprocess.run(
+        netns.cmd(
+            "setpriv", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-net_admin",
+            sys.executable, "-c", code,
+        ),
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "CAP_NET_ADMIN" in proc.stdout
+    assert f"errno {errno.EPERM}" in proc.stdout
+    assert DevicePermissionError.__mro__[1].__name__ == "DeviceError"

@@ -1,0 +1,106 @@
+"""DeviceBuilder validation: every bad value is refused before any system call."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Interface, IPv6Interface, ip_network
+
+import pytest
+
+from tunflow import ConfigError, DeviceBuilder, Layer
+
+
+def test_every_ipv4_call_adds_an_address() -> None:
+    config = (
+        DeviceBuilder()
+        .ipv4("10.0.0.1", 24)
+        .ipv4("10.1.0.1", "255.255.0.0", "10.1.0.2")
+        .ipv6("fd00::1", 64)
+        .ipv6("fd01::1", "ffff:ffff:ffff:ffff::")
+        .route("192.0.2.0/24")
+        .route("2001:db8::/32")
+        .config()
+    )
+    assert [s.interface for s in config.ipv4] == [
+        IPv4Interface("10.0.0.1/24"),
+        IPv4Interface("10.1.0.1/16"),
+    ]
+    assert str(config.ipv4[1].destination) == "10.1.0.2"
+    assert config.ipv6 == (IPv6Interface("fd00::1/64"), IPv6Interface("fd01::1/64"))
+    assert config.routes == (ip_network("192.0.2.0/24"), ip_network("2001:db8::/32"))
+
+
+def test_defaults_match_tun_rs() -> None:
+    config = DeviceBuilder().config()
+    assert config.layer is Layer.L3
+    assert config.enabled is True
+    assert not config.offload and not config.multi_queue and not config.packet_information
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: DeviceBuilder().name("a" * 16), "16 bytes; the limit is 15"),
+        (lambda: DeviceBuilder().name(""), "empty"),
+        (lambda: DeviceBuilder().name("bad/name"), "'/'"),
+        (lambda: DeviceBuilder().name("bad name"), "whitespace"),
+        (lambda: DeviceBuilder().ipv4("10.0.0.300", 24), "not an IPv4 address"),
+        (lambda: DeviceBuilder().ipv4("fd00::1", 24), "not an IPv4 address"),
+        (lambda: DeviceBuilder().ipv4("10.0.0.1", 33), "outside 0..32"),
+        (lambda: DeviceBuilder().ipv4("10.0.0.1", "255.0.255.0"), "not contiguous"),
+        (lambda: DeviceBuilder().ipv4("10.0.0.1", "banana"), "neither"),
+        (lambda: DeviceBuilder().ipv4("224.0.0.1", 24), "multicast"),
+        (lambda: DeviceBuilder().ipv4("0.0.0.0", 24), "unspecified"),
+        (lambda: DeviceBuilder().ipv4("10.0.0.1", 24, "fd00::2"), "not an IPv4 address"),
+        (lambda: DeviceBuilder().ipv6("10.0.0.1", 64), "not an IPv6 address"),
+        (lambda: DeviceBuilder().ipv6("fd00::1", 129), "outside 0..128"),
+        (lambda: DeviceBuilder().ipv6("ff02::1", 64), "multicast"),
+        (lambda: DeviceBuilder().route("10.0.0.1/24"), "host bits set; did you mean 10.0.0.0/24"),
+        (lambda: DeviceBuilder().route("nonsense"), "not a CIDR network"),
+        (lambda: DeviceBuilder().mtu(67), "outside 68..65535"),
+        (lambda: DeviceBuilder().mtu(70000), "outside 68..65535"),
+        (lambda: DeviceBuilder().mtu("1500"), "must be an int"),  # type: ignore[arg-type]
+        (lambda: DeviceBuilder().mac_addr("01:00:5e:00:00:01"), "multicast MAC"),
+        (lambda: DeviceBuilder().mac_addr("00:00:00:00:00:00"), "not a usable MAC"),
+        (lambda: DeviceBuilder().mac_addr("02:00:00:00:00"), "not a MAC address"),
+        (lambda: DeviceBuilder().mac_addr(b"\x02\x00"), "6 bytes"),
+        (lambda: DeviceBuilder().layer("l4"), "layer must be"),
+        (lambda: DeviceBuilder().tx_queue_len(-1), "outside"),
+        (lambda: DeviceBuilder().owner(-5), "outside"),
+        (lambda: DeviceBuilder().ring_capacity(10), "outside"),
+    ],
+)
+def test_setters_refuse_bad_values_at_once(make: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        make()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("builder", "message"),
+    [
+        (DeviceBuilder().mtu(1000).ipv6("fd00::1", 64), "at least 1280"),
+        (DeviceBuilder().ipv6("fd00::1", 64).mtu(1279), "at least 1280"),
+        (DeviceBuilder().mac_addr("02:00:00:00:00:01"), "needs a layer-2"),
+        (DeviceBuilder().persist(), "persist needs a fixed name"),
+        (DeviceBuilder().name("tun%d").persist(), "persist needs a fixed name"),
+        (DeviceBuilder().ipv4("10.0.0.1", 24).ipv4("10.0.0.1", 16), "configured twice"),
+        (DeviceBuilder().route("10.0.0.0/8").route("10.0.0.0/8"), "route is configured twice"),
+        (DeviceBuilder().offload().packet_information(), "cannot be combined"),
+    ],
+)
+def test_build_refuses_bad_combinations(builder: DeviceBuilder, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        builder.config()
+    with pytest.raises(ConfigError, match=message):
+        builder.build_sync()  # refused before any system call: no root needed here
+
+
+def test_config_error_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="limit is 15"):
+        DeviceBuilder().name("x" * 20)
+
+
+def test_offload_env_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUNFLOW_OFFLOAD", "0")
+    assert DeviceBuilder().offload().config().offload is False
+    monkeypatch.setenv("TUNFLOW_OFFLOAD", "1")
+    assert DeviceBuilder().offload().config().offload is True

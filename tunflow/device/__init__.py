@@ -1,0 +1,21 @@
+"""Devices: ``DeviceBuilder``, the blocking ``SyncDevice`` and the anyio ``AsyncDevice``."""
+
+from ._async import AsyncDevice as AsyncDevice, DeviceAttribute as DeviceAttribute
+from ._config import DeviceConfig as DeviceConfig, Layer as Layer
+from ._core import DeviceStatistics as DeviceStatistics
+from ._sync import SyncDevice as SyncDevice
+from .builder import OFFLOAD_ENV as OFFLOAD_ENV, DeviceBuilder as DeviceBuilder
+from ..platform._base import OffloadInfo as OffloadInfo, Route as Route
+
+__all__ = [
+    "AsyncDevice",
+    "DeviceAttribute",
+    "DeviceBuilder",
+    "DeviceConfig",
+    "DeviceStatistics",
+    "Layer",
+    "OFFLOAD_ENV",
+    "OffloadInfo",
+    "Route",
+    "SyncDevice",
+]

@@ -1,0 +1,447 @@
+"""``AsyncDevice``: the anyio face of a TUN/TAP device — asyncio, uvloop and trio alike.
+
+A device carries whole packets and the kernel drops them when its queue overflows, so this is an
+:class:`anyio.abc.UnreliableObjectStream` of ``bytes`` (as anyio's ``ConnectedUDPSocket``), with
+batch methods beside it for the hot path. Waiting uses ``anyio.wait_readable``; reads go on
+until the kernel has nothing left before waiting again, so a burst costs one wait.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from ipaddress import IPv4Interface, IPv6Interface
+from typing import Any, TypeVar
+
+import anyio
+import anyio.lowlevel
+from anyio.abc import UnreliableObjectStream
+from anyio import TypedAttributeSet, typed_attribute
+
+from ..errors import ClosedDeviceError, ConfigError
+from ..packet import PacketBatch
+from ..platform._base import Buffer, OffloadInfo, Route
+from ._config import DeviceConfig, IPAddressLike, Layer, NetworkLike, PrefixLike
+from ._core import DeviceCore, DeviceStatistics, SharedInterface
+
+__all__ = ["AsyncDevice", "DeviceAttribute"]
+
+T = TypeVar("T")
+
+
+class DeviceAttribute(TypedAttributeSet):
+    """Typed attributes of a device stream: ``device.extra(DeviceAttribute.mtu)``.
+
+    They reach through wrappers, as anyio's socket attributes do.
+    """
+
+    #: the interface name when the stream was made
+    name: str = typed_attribute()
+    #: the interface index
+    index: int = typed_attribute()
+    #: the MTU when the stream was made
+    mtu: int = typed_attribute()
+    #: the queue's file descriptor
+    fileno: int = typed_attribute()
+    #: which queue of a multi-queue device (0 for the first)
+    queue: int = typed_attribute()
+    #: what offload the kernel granted
+    offload: OffloadInfo = typed_attribute()
+    #: L3 (TUN) or L2 (TAP)
+    layer: Layer = typed_attribute()
+
+
+class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
+    """A TUN/TAP device as an anyio stream of packets.
+
+    Each :meth:`receive` returns one packet, ``async for packet in device`` works, and
+    :meth:`send` writes one. :meth:`recv_batch`/:meth:`send_batch` move many per wait.
+    Configuration methods are coroutines (they run the netlink calls in a worker thread, so a
+    stalled kernel lock never blocks the event loop).
+
+    * :meth:`aclose` wakes a blocked receiver with :class:`anyio.ClosedResourceError`
+      (precisely :class:`~tunflow.ClosedDeviceError`, a subclass).
+    * Two tasks receiving at once: the second gets :class:`anyio.BusyResourceError`.
+    * A deleted interface: :class:`anyio.BrokenResourceError` (precisely
+      :class:`~tunflow.DeviceGoneError`).
+
+    Example:
+        >>> import anyio
+        >>> from tunflow import DeviceBuilder
+        >>> async def main() -> None:
+        ...     async with DeviceBuilder().ipv4("10.0.0.1", 24).build_async() as dev:
+        ...         async for packet in dev:
+        ...             print(len(packet))
+        >>> anyio.run(main)                                       # doctest: +SKIP
+    """
+
+    def __init__(self, shared: SharedInterface, queue: Any, *, queue_index: int = 0) -> None:
+        DeviceCore.__init__(self, shared, queue)
+        self._receiving = False
+        self._sending = False
+        self._queue_index = queue_index
+        self._fd = queue.fileno()
+        self._attrs: dict[str, Any] = {}
+        if shared.interface is not None:
+            try:
+                iface = shared.interface
+                self._attrs = {"name": iface.name(), "index": iface.if_index(), "mtu": iface.mtu()}
+            except Exception:  # noqa: BLE001 - attributes are a convenience
+                self._attrs = {}
+
+    @classmethod
+    def _build(cls, config: DeviceConfig) -> AsyncDevice:
+        from .. import platform
+
+        interface, queue = platform.current().open_device(config)
+        return cls(SharedInterface(interface, config.layer, config.packet_information), queue)
+
+    @classmethod
+    def from_fd(
+        cls, fd: int, *, layer: Layer = Layer.L3, packet_information: bool = False
+    ) -> AsyncDevice:
+        """Adopt ``fd``, as :meth:`SyncDevice.from_fd` does; the device closes it."""
+        return cls._adopt(fd, close_fd=True, layer=layer, packet_information=packet_information)
+
+    @classmethod
+    def borrow_fd(
+        cls, fd: int, *, layer: Layer = Layer.L3, packet_information: bool = False
+    ) -> AsyncDevice:
+        """Like :meth:`from_fd`; the fd stays open after :meth:`aclose`."""
+        return cls._adopt(fd, close_fd=False, layer=layer, packet_information=packet_information)
+
+    @classmethod
+    def _adopt(
+        cls, fd: int, *, close_fd: bool, layer: Layer, packet_information: bool
+    ) -> AsyncDevice:
+        from .. import platform
+
+        if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
+            raise ConfigError(f"{fd!r} is not a file descriptor")
+        interface, queue = platform.current().adopt_fd(
+            fd, close_fd=close_fd, packet_information=packet_information
+        )
+        real_layer = getattr(interface, "layer", layer)
+        return cls(SharedInterface(interface, real_layer, packet_information), queue)
+
+    def __repr__(self) -> str:
+        return f"<AsyncDevice fd={self._fd} {'closed' if self._closed else 'open'}>"
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            self._close_now()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        attrs: dict[Any, Callable[[], Any]] = {
+            DeviceAttribute.fileno: lambda: self._fd,
+            DeviceAttribute.queue: lambda: self._queue_index,
+            DeviceAttribute.offload: lambda: self._queue.offload,
+            DeviceAttribute.layer: lambda: self._shared.layer,
+        }
+        if "name" in self._attrs:
+            attrs[DeviceAttribute.name] = lambda: self._attrs["name"]
+            attrs[DeviceAttribute.index] = lambda: self._attrs["index"]
+            attrs[DeviceAttribute.mtu] = lambda: self._attrs["mtu"]
+        return attrs
+
+    def fileno(self) -> int:
+        """The queue's fd (-1 once closed)."""
+        return self._queue.fileno()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def _close_now(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        fd = self._queue.fileno()
+        if fd >= 0 and _in_event_loop():
+            anyio.notify_closing(fd)
+        try:
+            self._queue.close()
+        finally:
+            self._shared.release()
+
+    async def aclose(self) -> None:
+        """Close the queue; a blocked receiver raises :class:`~tunflow.ClosedDeviceError`."""
+        self._close_now()
+        await anyio.lowlevel.checkpoint()
+
+    async def try_clone(self) -> AsyncDevice:
+        """Open another queue of this multi-queue device (see :meth:`SyncDevice.try_clone`)."""
+        self._check_open()
+        queue = await anyio.to_thread.run_sync(self._shared.require().open_queue)
+        return AsyncDevice(self._shared, queue, queue_index=self._queue_index + 1)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedDeviceError("the device is closed")
+
+    async def _wait_readable(self) -> None:
+        try:
+            await anyio.wait_readable(self._fd)
+        except anyio.ClosedResourceError:
+            raise ClosedDeviceError("the device was closed while waiting") from None
+
+    async def _wait_writable(self) -> None:
+        try:
+            await anyio.wait_writable(self._fd)
+        except anyio.ClosedResourceError:
+            raise ClosedDeviceError("the device was closed while waiting") from None
+
+    def _begin_receive(self) -> None:
+        if self._receiving:
+            raise anyio.BusyResourceError("receiving from")
+        self._check_open()
+        self._receiving = True
+
+    # -- packets: the stream ----------------------------------------------------------------
+
+    async def receive(self) -> bytes:
+        """Wait for one packet and return it (the anyio stream method).
+
+        Raises:
+            ClosedDeviceError: the device was closed (an ``anyio.ClosedResourceError``).
+            DeviceGoneError: the interface was deleted (an ``anyio.BrokenResourceError``).
+            anyio.BusyResourceError: another task is already receiving.
+        """
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        self._begin_receive()
+        try:
+            queue = self._queue
+            while True:
+                try:
+                    packet = queue.recv(self.max_size)
+                    break
+                except BlockingIOError:
+                    await self._wait_readable()
+                    self._check_open()
+        finally:
+            self._receiving = False
+        self.rx_packets += 1
+        self.rx_bytes += len(packet)
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+        return packet
+
+    recv = receive
+
+    async def recv_into(self, buf: bytearray | memoryview) -> int:
+        """Wait for one packet, write it into ``buf``, return its length (tun-rs ``recv``)."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        self._begin_receive()
+        view = memoryview(buf)
+        try:
+            queue = self._queue
+            while True:
+                try:
+                    n = queue.recv_into(view)
+                    break
+                except BlockingIOError:
+                    await self._wait_readable()
+                    self._check_open()
+        finally:
+            self._receiving = False
+        self.rx_packets += 1
+        self.rx_bytes += n
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+        return n
+
+    async def send(self, item: Buffer) -> None:
+        """Write one whole packet (the anyio stream method).
+
+        Raises:
+            MalformedPacketError: (TUN) not a whole IPv4/IPv6 packet; the message says why.
+            PacketTooLargeError: larger than the MTU (TUN) or the device's frame limit.
+            ClosedDeviceError: the device is closed.
+            DeviceGoneError: the interface was deleted.
+        """
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        self._check_open()
+        self._check_packet(item)
+        queue = self._queue
+        while True:
+            try:
+                n = queue.send(item)
+                break
+            except BlockingIOError:
+                await self._wait_writable()
+                self._check_open()
+        self.tx_packets += 1
+        self.tx_bytes += n
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+
+    def receive_nowait(self) -> bytes:
+        """One packet if one is waiting, else :class:`anyio.WouldBlock`."""
+        self._begin_receive()
+        try:
+            packet = self._queue.recv(self.max_size)
+        except BlockingIOError:
+            raise anyio.WouldBlock from None
+        finally:
+            self._receiving = False
+        self.rx_packets += 1
+        self.rx_bytes += len(packet)
+        return packet
+
+    def send_nowait(self, item: Buffer) -> None:
+        """Write one packet if the queue takes it now, else :class:`anyio.WouldBlock`."""
+        self._check_open()
+        self._check_packet(item)
+        try:
+            n = self._queue.send(item)
+        except BlockingIOError:
+            raise anyio.WouldBlock from None
+        self.tx_packets += 1
+        self.tx_bytes += n
+
+    # -- packets: batches -------------------------------------------------------------------
+
+    async def recv_batch(self, batch: PacketBatch | None = None) -> PacketBatch:
+        """Wait for at least one packet, then read until the kernel queue is empty or the batch
+        is full. One checkpoint per batch.
+
+        Args:
+            batch: appended to; a new one sized by :meth:`new_batch` when ``None``.
+
+        Raises as :meth:`receive`.
+        """
+        if batch is None:
+            batch = self.new_batch()
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        self._begin_receive()
+        start = len(batch)
+        try:
+            queue = self._queue
+            while True:
+                n = queue.recv_batch(batch, self.max_size)
+                if n:
+                    break
+                if batch.room() < self.max_size:
+                    raise ValueError("the batch has no room left for another packet")
+                await self._wait_readable()
+                self._check_open()
+        finally:
+            self._receiving = False
+        self.rx_packets += n
+        self.rx_bytes += sum(batch.lengths[start:])
+        self.rx_batches += 1
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+        return batch
+
+    async def send_batch(self, batch: PacketBatch) -> int:
+        """Write every packet of ``batch`` in order; return how many were written."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        self._check_open()
+        queue = self._queue
+        i = 0
+        total = len(batch)
+        while i < total:
+            try:
+                i = queue.send_batch(batch, i)
+            except BlockingIOError:
+                await self._wait_writable()
+                self._check_open()
+        self.tx_packets += total
+        self.tx_bytes += batch.nbytes
+        self.tx_batches += 1
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+        return total
+
+    # -- configuration ----------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await anyio.to_thread.run_sync(fn, *args)
+
+    async def name(self) -> str:
+        """The interface name (asked from the kernel)."""
+        return await self._run(self._name)
+
+    async def set_name(self, name: str) -> None:
+        """Rename the interface (addresses and routes are kept)."""
+        await self._run(self._set_name, name)
+        self._attrs["name"] = name
+
+    def if_index(self) -> int:
+        """The interface index (known without asking the kernel, so not a coroutine)."""
+        return self._if_index()
+
+    async def mtu(self) -> int:
+        """The MTU."""
+        return await self._run(self._mtu)
+
+    async def set_mtu(self, mtu: int) -> None:
+        """Set the MTU (at least 1280 while the device has IPv6 addresses)."""
+        await self._run(self._set_mtu, mtu)
+
+    async def addresses(self) -> list[IPv4Interface | IPv6Interface]:
+        """Every address of the interface, with prefixes."""
+        return await self._run(self._addresses)
+
+    async def add_address_v4(
+        self,
+        address: IPAddressLike,
+        prefix: PrefixLike,
+        destination: IPAddressLike | None = None,
+    ) -> None:
+        """Add an IPv4 address."""
+        await self._run(self._add_address_v4, address, prefix, destination)
+
+    async def add_address_v6(self, address: IPAddressLike, prefix: PrefixLike) -> None:
+        """Add an IPv6 address."""
+        await self._run(self._add_address_v6, address, prefix)
+
+    async def remove_address(self, address: IPAddressLike) -> None:
+        """Remove an address."""
+        await self._run(self._remove_address, address)
+
+    async def routes(self) -> list[Route]:
+        """The unicast routes through the interface."""
+        return await self._run(self._routes)
+
+    async def add_route(
+        self, cidr: NetworkLike, gateway: IPAddressLike | None = None, metric: int | None = None
+    ) -> None:
+        """Route ``cidr`` into the device."""
+        await self._run(self._add_route, cidr, gateway, metric)
+
+    async def remove_route(
+        self, cidr: NetworkLike, gateway: IPAddressLike | None = None, metric: int | None = None
+    ) -> None:
+        """Remove a route."""
+        await self._run(self._remove_route, cidr, gateway, metric)
+
+    async def mac_address(self) -> str:
+        """The MAC address of a TAP device."""
+        return await self._run(self._mac_address)
+
+    async def set_mac_address(self, mac: str | bytes) -> None:
+        """Set the MAC address of a TAP device."""
+        await self._run(self._set_mac_address, mac)
+
+    async def enabled(self, up: bool) -> None:
+        """Bring the link up or down."""
+        await self._run(self._enabled, up)
+
+    async def is_running(self) -> bool:
+        """Whether the link is up and running."""
+        return await self._run(self._is_running)
+
+    async def tx_queue_len(self) -> int:
+        """The transmit queue length."""
+        return await self._run(self._tx_queue_len)
+
+    async def set_tx_queue_len(self, length: int) -> None:
+        """Set the transmit queue length."""
+        await self._run(self._set_tx_queue_len, length)
+
+    def statistics(self) -> DeviceStatistics:
+        """Counters of this queue."""
+        return super().statistics()
+
+
+def _in_event_loop() -> bool:
+    try:
+        anyio.get_current_task()
+    except Exception:  # noqa: BLE001 - no running loop (e.g. a finalizer)
+        return False
+    return True

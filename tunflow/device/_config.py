@@ -1,0 +1,271 @@
+"""Device configuration values and their validation (no system calls).
+
+Everything a :class:`~tunflow.DeviceBuilder` collects ends up in one frozen
+:class:`DeviceConfig`, validated as a whole before the first system call, so a bad name, address
+or MTU never leaves a half-made interface behind.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import re
+from collections.abc import Sequence
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
+
+import attrs
+
+from ..errors import ConfigError
+
+__all__ = [
+    "Layer",
+    "DeviceConfig",
+    "IPv4Setting",
+    "IPAddressLike",
+    "NetworkLike",
+    "parse_ipv4",
+    "parse_ipv6",
+    "parse_address",
+    "parse_network",
+    "parse_mac",
+    "format_mac",
+    "IFNAMSIZ",
+    "IPV6_MIN_MTU",
+]
+
+#: Interface names are at most 15 bytes (16 with the terminating NUL).
+IFNAMSIZ = 16
+#: Linux refuses IPv6 on links whose MTU is below this (RFC 8200 §5).
+IPV6_MIN_MTU = 1280
+MIN_MTU = 68
+MAX_MTU = 65535
+
+IPAddressLike = str | IPv4Address | IPv6Address
+NetworkLike = str | IPv4Network | IPv6Network
+PrefixLike = int | str | IPv4Address | IPv6Address
+
+
+class Layer(enum.Enum):
+    """Which layer the device carries: :attr:`L3` (TUN, IP packets) or :attr:`L2` (TAP, frames)."""
+
+    L3 = "tun"
+    L2 = "tap"
+
+
+@attrs.frozen
+class IPv4Setting:
+    """One IPv4 address of a device, with its optional point-to-point peer."""
+
+    interface: IPv4Interface
+    destination: IPv4Address | None = None
+
+
+def _prefix_v4(prefix: PrefixLike) -> int:
+    if isinstance(prefix, bool):
+        raise ConfigError(f"IPv4 prefix must be an int or a netmask, not {prefix!r}")
+    if isinstance(prefix, int):
+        if not 0 <= prefix <= 32:
+            raise ConfigError(f"IPv4 prefix length {prefix} is outside 0..32")
+        return prefix
+    text = str(prefix).strip()
+    if text.isdigit():
+        return _prefix_v4(int(text))
+    try:
+        mask = int(IPv4Address(text))
+    except ValueError:
+        raise ConfigError(f"{prefix!r} is neither an IPv4 prefix length nor a netmask") from None
+    bits = bin(mask)[2:].rjust(32, "0")
+    if "01" in bits:
+        raise ConfigError(f"netmask {text} is not contiguous")
+    return bits.count("1")
+
+
+def _prefix_v6(prefix: PrefixLike) -> int:
+    if isinstance(prefix, bool):
+        raise ConfigError(f"IPv6 prefix must be an int, not {prefix!r}")
+    if isinstance(prefix, int):
+        if not 0 <= prefix <= 128:
+            raise ConfigError(f"IPv6 prefix length {prefix} is outside 0..128")
+        return prefix
+    text = str(prefix).strip()
+    if text.isdigit():
+        return _prefix_v6(int(text))
+    try:
+        mask = int(IPv6Address(text))
+    except ValueError:
+        raise ConfigError(f"{prefix!r} is neither an IPv6 prefix length nor a netmask") from None
+    bits = bin(mask)[2:].rjust(128, "0")
+    if "01" in bits:
+        raise ConfigError(f"IPv6 netmask {text} is not contiguous")
+    return bits.count("1")
+
+
+def parse_ipv4(address: IPAddressLike, prefix: PrefixLike) -> IPv4Interface:
+    """``address``/``prefix`` as an :class:`~ipaddress.IPv4Interface`, or :class:`ConfigError`.
+
+    ``prefix`` is a prefix length (``24``) or a dotted netmask (``"255.255.255.0"``).
+    """
+    try:
+        addr = IPv4Address(str(address).strip())
+    except ValueError:
+        raise ConfigError(f"{address!r} is not an IPv4 address") from None
+    iface = IPv4Interface((addr, _prefix_v4(prefix)))
+    _check_unicast(iface.ip, address)
+    return iface
+
+
+def parse_ipv6(address: IPAddressLike, prefix: PrefixLike) -> IPv6Interface:
+    """``address``/``prefix`` as an :class:`~ipaddress.IPv6Interface`, or :class:`ConfigError`."""
+    try:
+        addr = IPv6Address(str(address).strip())
+    except ValueError:
+        raise ConfigError(f"{address!r} is not an IPv6 address") from None
+    iface = IPv6Interface((addr, _prefix_v6(prefix)))
+    _check_unicast(iface.ip, address)
+    return iface
+
+
+def _check_unicast(ip: IPv4Address | IPv6Address, given: object) -> None:
+    if ip.is_multicast:
+        raise ConfigError(f"{given!r} is a multicast address, not an interface address")
+    if ip.is_unspecified:
+        raise ConfigError(f"{given!r} is the unspecified address")
+
+
+def parse_address(address: IPAddressLike) -> IPv4Address | IPv6Address:
+    """An IPv4 or IPv6 address (no prefix), or :class:`ConfigError`."""
+    if isinstance(address, IPv4Address | IPv6Address):
+        return address
+    try:
+        return ipaddress.ip_address(str(address).strip().split("/")[0])
+    except ValueError:
+        raise ConfigError(f"{address!r} is not an IP address") from None
+
+
+def parse_network(network: NetworkLike) -> IPv4Network | IPv6Network:
+    """A CIDR network; host bits must be clear (``10.0.0.0/24``, not ``10.0.0.1/24``)."""
+    if isinstance(network, IPv4Network | IPv6Network):
+        return network
+    text = str(network).strip()
+    try:
+        return ipaddress.ip_network(text)
+    except ValueError:
+        try:
+            loose = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ConfigError(f"{network!r} is not a CIDR network") from None
+        raise ConfigError(f"{network!r} has host bits set; did you mean {loose}?") from None
+
+
+_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$")
+
+
+def parse_mac(mac: str | bytes | Sequence[int]) -> bytes:
+    """A unicast Ethernet address as 6 bytes, from ``"02:00:00:00:00:01"`` or 6 ints/bytes."""
+    if isinstance(mac, str):
+        if not _MAC_RE.match(mac.strip()):
+            raise ConfigError(f"{mac!r} is not a MAC address like 02:00:5e:10:00:01")
+        raw = bytes.fromhex(mac.strip().replace(":", "").replace("-", ""))
+    else:
+        try:
+            raw = bytes(mac)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{mac!r} is not a MAC address") from None
+        if len(raw) != 6:
+            raise ConfigError(f"a MAC address has 6 bytes, not {len(raw)}")
+    if raw[0] & 1:
+        raise ConfigError(f"{format_mac(raw)} is a multicast MAC address (low bit of the first byte)")
+    if raw == bytes(6):
+        raise ConfigError("00:00:00:00:00:00 is not a usable MAC address")
+    return raw
+
+
+def format_mac(mac: bytes) -> str:
+    """``b"\\x02\\x00..."`` as ``"02:00:..."``."""
+    return ":".join(f"{b:02x}" for b in mac)
+
+
+def _check_name(name: str | None) -> None:
+    if name is None:
+        return
+    raw = name.encode()
+    if not raw:
+        raise ConfigError("interface name is empty")
+    if len(raw) >= IFNAMSIZ:
+        raise ConfigError(f"interface name {name!r} is {len(raw)} bytes; the limit is {IFNAMSIZ - 1}")
+    if name in (".", "..") or any(c in name for c in "/: \t\n\0"):
+        raise ConfigError(f"interface name {name!r} contains '/', ':', whitespace or is '.'/'..'")
+
+
+@attrs.frozen(kw_only=True)
+class DeviceConfig:
+    """Everything needed to create or attach a device. Built by :class:`~tunflow.DeviceBuilder`.
+
+    :meth:`validate` checks the combination; each field was checked when it was set.
+    """
+
+    name: str | None = None
+    layer: Layer = Layer.L3
+    ipv4: tuple[IPv4Setting, ...] = ()
+    ipv6: tuple[IPv6Interface, ...] = ()
+    routes: tuple[IPv4Network | IPv6Network, ...] = ()
+    mtu: int | None = None
+    mac: bytes | None = None
+    #: ``True``/``False`` bring the link up/down; ``None`` leaves the state as it is
+    enabled: bool | None = True
+    multi_queue: bool = False
+    offload: bool = False
+    packet_information: bool = False
+    tx_queue_len: int | None = None
+    persist: bool = False
+    owner: int | None = None
+    group: int | None = None
+    #: the device must already exist (attach only, never create)
+    attach: bool = False
+    # -- platform-specific, ignored where meaningless (documented per platform) --
+    associate_route: bool = True
+    metric: int | None = None
+    description: str | None = None
+    wintun_file: str | None = None
+    ring_capacity: int | None = None
+    dns_servers: tuple[IPv4Address | IPv6Address, ...] = ()
+    peer_feth: str | None = None
+
+    def validate(self) -> None:
+        """Check the whole configuration.
+
+        Raises:
+            ConfigError: naming the first value or combination that cannot work.
+        """
+        _check_name(self.name)
+        if self.mtu is not None and not MIN_MTU <= self.mtu <= MAX_MTU:
+            raise ConfigError(f"MTU {self.mtu} is outside {MIN_MTU}..{MAX_MTU}")
+        if self.ipv6 and self.mtu is not None and self.mtu < IPV6_MIN_MTU:
+            raise ConfigError(
+                f"IPv6 addresses need an MTU of at least {IPV6_MIN_MTU}; MTU is {self.mtu}"
+            )
+        if self.mac is not None and self.layer is not Layer.L2:
+            raise ConfigError("a MAC address needs a layer-2 (TAP) device: use layer(Layer.L2)")
+        if self.persist and (self.name is None or "%" in self.name):
+            raise ConfigError(
+                "persist needs a fixed name: a kernel-chosen name would be lost when this "
+                "process exits"
+            )
+        if self.attach and (self.name is None or "%" in self.name):
+            raise ConfigError("attaching to an existing device needs its name")
+        if self.tx_queue_len is not None and not 0 <= self.tx_queue_len <= 0xFFFFFFFF:
+            raise ConfigError(f"tx_queue_len {self.tx_queue_len} is outside 0..2**32-1")
+        for label, ident in (("owner", self.owner), ("group", self.group)):
+            if ident is not None and not 0 <= ident < 0xFFFFFFFF:
+                raise ConfigError(f"{label} {ident} is not a valid id")
+        if self.offload and self.packet_information:
+            raise ConfigError("offload and packet_information cannot be combined")
+        seen: set[IPv4Address | IPv6Address] = set()
+        for ip in [s.interface.ip for s in self.ipv4] + [i.ip for i in self.ipv6]:
+            if ip in seen:
+                raise ConfigError(f"address {ip} is configured twice")
+            seen.add(ip)
+        if len(set(self.routes)) != len(self.routes):
+            raise ConfigError("a route is configured twice")
+        if self.ring_capacity is not None and not 0x20000 <= self.ring_capacity <= 0x4000000:
+            raise ConfigError("ring_capacity must lie in 128 KiB..64 MiB")

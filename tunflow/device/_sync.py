@@ -1,0 +1,416 @@
+"""``SyncDevice``: the blocking face of a TUN/TAP device.
+
+The fd is non-blocking; a call that must wait ``poll``\\ s the fd together with a wake-up pipe.
+That is how :meth:`SyncDevice.shutdown` wakes every thread blocked in :meth:`~SyncDevice.recv`
+at once, and how ``timeout=`` works, without signals or closing an fd under a reader.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from ipaddress import IPv4Interface, IPv6Interface
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ClosedDeviceError, ConfigError
+from ..packet import PacketBatch
+from ..platform._base import Buffer, Route
+from ..platform._unix import PipeWaker
+from ._config import DeviceConfig, IPAddressLike, Layer, NetworkLike, PrefixLike
+from ._core import DeviceCore, DeviceStatistics, SharedInterface
+
+if TYPE_CHECKING:
+    from typing import Self
+
+__all__ = ["SyncDevice"]
+
+
+def _deadline(timeout: float | None) -> float | None:
+    if timeout is None:
+        return None
+    if timeout < 0:
+        raise ValueError("timeout must be >= 0 or None")
+    return time.monotonic() + timeout
+
+
+def _remaining(deadline: float | None) -> float | None:
+    if deadline is None:
+        return None
+    return max(0.0, deadline - time.monotonic())
+
+
+class SyncDevice(DeviceCore):
+    """A TUN/TAP device for blocking code.
+
+    Made by :meth:`DeviceBuilder.build_sync`, :meth:`from_fd` or :meth:`borrow_fd`. Every
+    ``recv`` returns one whole packet; every ``send`` writes one.
+
+    **Shutdown.** :meth:`shutdown` (from any thread) wakes every ``recv``/``send`` blocked on
+    this device, which then raise :class:`~tunflow.ClosedDeviceError`, as does every later call.
+    :meth:`close` shuts down and releases the fd.
+
+    **Timeouts.** ``recv(timeout=…)`` raises :class:`TimeoutError` when nothing arrived in time.
+
+    **A vanished device** (deleted with ``ip link del``) makes a blocked or later call raise
+    :class:`~tunflow.DeviceGoneError`, never hang.
+
+    Example:
+        >>> from tunflow import DeviceBuilder
+        >>> with DeviceBuilder().ipv4("10.0.0.1", 24).build_sync() as dev:  # doctest: +SKIP
+        ...     packet = dev.recv(timeout=5.0)
+        ...     print(len(packet), dev.name())
+    """
+
+    def __init__(self, shared: SharedInterface, queue: Any) -> None:
+        super().__init__(shared, queue)
+        self._waker = PipeWaker()
+        self._shutdown = False
+
+    @classmethod
+    def _build(cls, config: DeviceConfig) -> SyncDevice:
+        from .. import platform
+
+        backend = platform.current()
+        interface, queue = backend.open_device(config)
+        return cls(SharedInterface(interface, config.layer, config.packet_information), queue)
+
+    @classmethod
+    def from_fd(
+        cls, fd: int, *, layer: Layer = Layer.L3, packet_information: bool = False
+    ) -> SyncDevice:
+        """Adopt ``fd`` (a TUN fd made elsewhere: Android's ``VpnService``, an iOS packet tunnel,
+        a parent process); the device closes it.
+
+        On Linux, if ``fd`` is a tun fd, its interface is found and the configuration methods
+        work; on Android, iOS or for another kind of fd they raise
+        :class:`~tunflow.UnsupportedError` — the OS API that made the fd configures it.
+
+        Args:
+            fd: an open, readable and writable packet fd.
+            layer: what the fd carries, when tunflow cannot ask the kernel.
+            packet_information: keep the OS's per-packet header (iOS's 4-byte family header is
+                removed by default, as on macOS).
+        """
+        return cls._adopt(fd, close_fd=True, layer=layer, packet_information=packet_information)
+
+    @classmethod
+    def borrow_fd(
+        cls, fd: int, *, layer: Layer = Layer.L3, packet_information: bool = False
+    ) -> SyncDevice:
+        """Like :meth:`from_fd`, but the fd stays open (and blocking, if it was) after
+        :meth:`close`: whoever made it still owns it."""
+        return cls._adopt(fd, close_fd=False, layer=layer, packet_information=packet_information)
+
+    @classmethod
+    def _adopt(
+        cls, fd: int, *, close_fd: bool, layer: Layer, packet_information: bool
+    ) -> SyncDevice:
+        from .. import platform
+
+        if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
+            raise ConfigError(f"{fd!r} is not a file descriptor")
+        backend = platform.current()
+        interface, queue = backend.adopt_fd(
+            fd, close_fd=close_fd, packet_information=packet_information
+        )
+        real_layer = getattr(interface, "layer", layer)
+        return cls(SharedInterface(interface, real_layer, packet_information), queue)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "shut down" if self._shutdown else "open"
+        return f"<SyncDevice fd={self._queue.fileno()} {state}>"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001 - nothing useful to do in a finalizer
+                pass
+
+    def fileno(self) -> int:
+        """The queue's fd (-1 once closed, or on Windows)."""
+        return self._queue.fileno()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Wake every blocked ``recv``/``send`` and make them (and later ones) raise
+        :class:`~tunflow.ClosedDeviceError`. Thread-safe and idempotent; the fd stays open
+        until :meth:`close`."""
+        self._shutdown = True
+        self._waker.wake()
+
+    def close(self) -> None:
+        """Shut down, then release the queue (a non-persistent device this process made
+        disappears with its last queue). Idempotent."""
+        if self._closed:
+            return
+        self.shutdown()
+        self._closed = True
+        try:
+            self._queue.close()
+        finally:
+            self._shared.release()
+            self._waker.close()
+
+    def try_clone(self) -> SyncDevice:
+        """Open another queue of this multi-queue device (Linux ``IFF_MULTI_QUEUE``).
+
+        The kernel spreads flows over the queues; give each its own thread or process.
+
+        Raises:
+            UnsupportedError: the device was not built with ``multi_queue(True)``.
+        """
+        self._check_open()
+        queue = self._shared.require().open_queue()
+        return SyncDevice(self._shared, queue)
+
+    def _check_open(self) -> None:
+        if self._shutdown:
+            raise ClosedDeviceError("the device was shut down")
+
+    def _wait(self, writable: bool, deadline: float | None) -> None:
+        remaining = _remaining(deadline)
+        if remaining == 0.0:
+            raise TimeoutError("timed out waiting for the device")
+        ready = self._queue.wait(writable, remaining, self._waker)
+        if self._shutdown:
+            raise ClosedDeviceError("the device was shut down")
+        if not ready and deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError("timed out waiting for the device")
+
+    # -- packets ----------------------------------------------------------------------------
+
+    def recv(self, *, timeout: float | None = None) -> bytes:
+        """Wait for one packet and return it.
+
+        Args:
+            timeout: seconds to wait at most; ``None`` waits for ever.
+
+        Raises:
+            TimeoutError: nothing arrived within ``timeout``.
+            ClosedDeviceError: the device was shut down or closed.
+            DeviceGoneError: the interface was deleted.
+        """
+        deadline = _deadline(timeout)
+        queue = self._queue
+        max_size = self.max_size
+        while True:
+            if self._shutdown:
+                raise ClosedDeviceError("the device was shut down")
+            try:
+                packet = queue.recv(max_size)
+            except BlockingIOError:
+                self._wait(False, deadline)
+                continue
+            self.rx_packets += 1
+            self.rx_bytes += len(packet)
+            return packet
+
+    def recv_into(self, buf: bytearray | memoryview, *, timeout: float | None = None) -> int:
+        """Wait for one packet, write it into ``buf`` and return its length (tun-rs ``recv``).
+
+        ``buf`` should hold :attr:`max_size` bytes; a longer packet is truncated by the kernel.
+        Raises as :meth:`recv`.
+        """
+        deadline = _deadline(timeout)
+        view = memoryview(buf)
+        queue = self._queue
+        while True:
+            if self._shutdown:
+                raise ClosedDeviceError("the device was shut down")
+            try:
+                n = queue.recv_into(view)
+            except BlockingIOError:
+                self._wait(False, deadline)
+                continue
+            self.rx_packets += 1
+            self.rx_bytes += n
+            return n
+
+    def send(self, packet: Buffer, *, timeout: float | None = None) -> int:
+        """Write one whole packet; return the bytes written.
+
+        Raises:
+            MalformedPacketError: (TUN) not a whole IPv4/IPv6 packet; the message says why.
+            PacketTooLargeError: larger than the MTU (TUN) or the device's frame limit.
+            ClosedDeviceError: the device was shut down or closed.
+            DeviceGoneError: the interface was deleted.
+            TimeoutError: the queue stayed full for ``timeout`` seconds.
+        """
+        self._check_packet(packet)
+        deadline = _deadline(timeout)
+        queue = self._queue
+        while True:
+            if self._shutdown:
+                raise ClosedDeviceError("the device was shut down")
+            try:
+                n = queue.send(packet)
+            except BlockingIOError:
+                self._wait(True, deadline)
+                continue
+            self.tx_packets += 1
+            self.tx_bytes += n
+            return n
+
+    def recv_batch(
+        self, batch: PacketBatch | None = None, *, timeout: float | None = None
+    ) -> PacketBatch:
+        """Wait for at least one packet, then read until the queue is empty or ``batch`` is full.
+
+        Args:
+            batch: where to put the packets (appended after any already there); a new one
+                sized by :meth:`new_batch` when ``None``.
+            timeout: seconds to wait for the first packet.
+
+        Returns:
+            ``batch``, holding at least one more packet than before.
+
+        Raises as :meth:`recv`.
+        """
+        if batch is None:
+            batch = self.new_batch()
+        deadline = _deadline(timeout)
+        queue = self._queue
+        start = len(batch)
+        while True:
+            if self._shutdown:
+                raise ClosedDeviceError("the device was shut down")
+            n = queue.recv_batch(batch, self.max_size)
+            if n:
+                self.rx_packets += n
+                self.rx_bytes += sum(batch.lengths[start:])
+                self.rx_batches += 1
+                return batch
+            if batch.room() < self.max_size:
+                raise ValueError("the batch has no room left for another packet")
+            self._wait(False, deadline)
+
+    def send_batch(self, batch: PacketBatch, *, timeout: float | None = None) -> int:
+        """Write every packet of ``batch`` in order; return how many were written."""
+        deadline = _deadline(timeout)
+        queue = self._queue
+        i = 0
+        total = len(batch)
+        while i < total:
+            if self._shutdown:
+                raise ClosedDeviceError("the device was shut down")
+            try:
+                i = queue.send_batch(batch, i)
+            except BlockingIOError:
+                self._wait(True, deadline)
+        self.tx_packets += total
+        self.tx_bytes += batch.nbytes
+        self.tx_batches += 1
+        return total
+
+    def recv_many(self, max_packets: int, *, timeout: float | None = None) -> list[bytes]:
+        """Wait for one packet, then read until the queue is empty, at most ``max_packets``;
+        return copies as ``bytes`` (a convenience over :meth:`recv_batch`)."""
+        batch = self.new_batch(max_packets)
+        return self.recv_batch(batch, timeout=timeout).to_list()
+
+    def send_many(self, packets: Sequence[Buffer], *, timeout: float | None = None) -> int:
+        """Write each packet in order; return how many were written."""
+        for packet in packets:
+            self.send(packet, timeout=timeout)
+        return len(packets)
+
+    # -- configuration ----------------------------------------------------------------------
+
+    def name(self) -> str:
+        """The interface name (asked from the kernel: it may have been renamed)."""
+        return self._name()
+
+    def set_name(self, name: str) -> None:
+        """Rename the interface (addresses and routes are kept)."""
+        self._set_name(name)
+
+    def if_index(self) -> int:
+        """The interface index."""
+        return self._if_index()
+
+    def mtu(self) -> int:
+        """The MTU."""
+        return self._mtu()
+
+    def set_mtu(self, mtu: int) -> None:
+        """Set the MTU (at least 1280 while the device has IPv6 addresses)."""
+        self._set_mtu(mtu)
+
+    def addresses(self) -> list[IPv4Interface | IPv6Interface]:
+        """Every address of the interface, v4 and v6, with prefixes (link-local included)."""
+        return self._addresses()
+
+    def add_address_v4(
+        self,
+        address: IPAddressLike,
+        prefix: PrefixLike,
+        destination: IPAddressLike | None = None,
+    ) -> None:
+        """Add an IPv4 address (prefix length or dotted netmask; optional peer)."""
+        self._add_address_v4(address, prefix, destination)
+
+    def add_address_v6(self, address: IPAddressLike, prefix: PrefixLike) -> None:
+        """Add an IPv6 address."""
+        self._add_address_v6(address, prefix)
+
+    def remove_address(self, address: IPAddressLike) -> None:
+        """Remove an address (v4 or v6; the prefix is looked up)."""
+        self._remove_address(address)
+
+    def routes(self) -> list[Route]:
+        """The unicast routes through the interface (main table)."""
+        return self._routes()
+
+    def add_route(
+        self, cidr: NetworkLike, gateway: IPAddressLike | None = None, metric: int | None = None
+    ) -> None:
+        """Route ``cidr`` into the device."""
+        self._add_route(cidr, gateway, metric)
+
+    def remove_route(
+        self, cidr: NetworkLike, gateway: IPAddressLike | None = None, metric: int | None = None
+    ) -> None:
+        """Remove a route added with :meth:`add_route` (or by the builder)."""
+        self._remove_route(cidr, gateway, metric)
+
+    def mac_address(self) -> str:
+        """The MAC address of a TAP device as ``"aa:bb:cc:dd:ee:ff"``."""
+        return self._mac_address()
+
+    def set_mac_address(self, mac: str | bytes) -> None:
+        """Set the MAC address of a TAP device."""
+        self._set_mac_address(mac)
+
+    def enabled(self, up: bool) -> None:
+        """Bring the link up (``True``) or down (``False``)."""
+        self._enabled(up)
+
+    def is_running(self) -> bool:
+        """Whether the link is up and running."""
+        return self._is_running()
+
+    def tx_queue_len(self) -> int:
+        """The transmit queue length."""
+        return self._tx_queue_len()
+
+    def set_tx_queue_len(self, length: int) -> None:
+        """Set the transmit queue length."""
+        self._set_tx_queue_len(length)
+
+    def statistics(self) -> DeviceStatistics:
+        """Counters of this queue: packets and bytes each way, batches, offload."""
+        return super().statistics()

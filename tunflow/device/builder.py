@@ -1,0 +1,273 @@
+"""``DeviceBuilder``: describe a TUN/TAP device, then build it blocking or async."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import attrs
+
+from ..errors import ConfigError
+from ._config import (
+    DeviceConfig,
+    IPAddressLike,
+    IPv4Setting,
+    Layer,
+    NetworkLike,
+    PrefixLike,
+    parse_address,
+    parse_ipv4,
+    parse_ipv6,
+    parse_mac,
+    parse_network,
+)
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from ._async import AsyncDevice
+    from ._sync import SyncDevice
+
+__all__ = ["DeviceBuilder", "OFFLOAD_ENV"]
+
+#: Set to ``0`` (or ``off``/``false``/``no``) to turn offload off whatever the code asks for.
+OFFLOAD_ENV = "TUNFLOW_OFFLOAD"
+
+
+def _offload_allowed() -> bool:
+    return os.environ.get(OFFLOAD_ENV, "1").strip().lower() not in ("0", "off", "false", "no")
+
+
+def _int(value: object, what: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{what} must be an int, not {value!r}")
+    if not low <= value <= high:
+        raise ConfigError(f"{what} {value} is outside {low}..{high}")
+    return value
+
+
+class DeviceBuilder:
+    """Describe a device with chained calls (tun-rs names), then :meth:`build_sync` or
+    :meth:`build_async`.
+
+    Each setter checks its own value at once and raises :class:`~tunflow.ConfigError`; the
+    combination is checked by the build, before the first system call. A build that fails
+    half-way removes whatever it had created.
+
+    Unlike tun-rs, :meth:`ipv4` and :meth:`ipv6` may be called several times: every call adds an
+    address.
+
+    Example:
+        >>> from tunflow import DeviceBuilder
+        >>> builder = (
+        ...     DeviceBuilder()
+        ...     .name("tf0")
+        ...     .ipv4("10.0.0.1", 24)
+        ...     .ipv4("10.1.0.1", "255.255.0.0")
+        ...     .ipv6("fd00::1", 64)
+        ...     .route("192.0.2.0/24")
+        ...     .mtu(1400)
+        ... )
+        >>> [str(s.interface) for s in builder.config().ipv4]
+        ['10.0.0.1/24', '10.1.0.1/16']
+        >>> device = builder.build_sync()                        # doctest: +SKIP
+    """
+
+    def __init__(self) -> None:
+        self._config = DeviceConfig()
+
+    def __repr__(self) -> str:
+        return f"DeviceBuilder({self._config!r})"
+
+    def _set(self, **changes: object) -> Self:
+        self._config = attrs.evolve(self._config, **changes)  # type: ignore[misc]
+        return self
+
+    # -- identity ---------------------------------------------------------------------------
+
+    def name(self, name: str) -> Self:
+        """The interface name (at most 15 bytes). Unset: the kernel picks ``tunN``/``tapN``.
+
+        If an interface of that name exists with matching flags, the build attaches to it.
+        """
+        if not isinstance(name, str):
+            raise ConfigError(f"name must be a str, not {name!r}")
+        probe = DeviceConfig(name=name)
+        probe.validate()
+        return self._set(name=name)
+
+    def attach(self, name: str) -> Self:
+        """Attach to the existing interface ``name``; the build fails if it does not exist."""
+        self.name(name)
+        return self._set(attach=True)
+
+    def layer(self, layer: Layer | str) -> Self:
+        """:attr:`Layer.L3` (TUN, the default) or :attr:`Layer.L2` (TAP)."""
+        if isinstance(layer, str):
+            try:
+                layer = {"l3": Layer.L3, "tun": Layer.L3, "l2": Layer.L2, "tap": Layer.L2}[
+                    layer.lower()
+                ]
+            except KeyError:
+                raise ConfigError(f"layer must be L3/tun or L2/tap, not {layer!r}") from None
+        if not isinstance(layer, Layer):
+            raise ConfigError(f"layer must be a Layer, not {layer!r}")
+        return self._set(layer=layer)
+
+    # -- addresses and routes ---------------------------------------------------------------
+
+    def ipv4(
+        self,
+        address: IPAddressLike,
+        prefix_or_netmask: PrefixLike,
+        destination: IPAddressLike | None = None,
+    ) -> Self:
+        """Add an IPv4 address, with a prefix length or dotted netmask, and optionally the
+        point-to-point peer address. Repeatable."""
+        iface = parse_ipv4(address, prefix_or_netmask)
+        dest = None
+        if destination is not None:
+            d = parse_address(destination)
+            if d.version != 4:
+                raise ConfigError(f"destination {destination!r} is not an IPv4 address")
+            dest = d
+        setting = IPv4Setting(iface, dest)  # type: ignore[arg-type]
+        return self._set(ipv4=(*self._config.ipv4, setting))
+
+    def ipv6(self, address: IPAddressLike, prefix: PrefixLike) -> Self:
+        """Add an IPv6 address with its prefix length. Repeatable."""
+        return self._set(ipv6=(*self._config.ipv6, parse_ipv6(address, prefix)))
+
+    def ipv6_tuple(self, addresses: Sequence[tuple[IPAddressLike, PrefixLike]]) -> Self:
+        """Add several IPv6 addresses at once (tun-rs's ``ipv6_tuple``)."""
+        for address, prefix in addresses:
+            self.ipv6(address, prefix)
+        return self
+
+    def route(self, cidr: NetworkLike) -> Self:
+        """Route the network ``cidr`` into the device once it is up. Repeatable."""
+        return self._set(routes=(*self._config.routes, parse_network(cidr)))
+
+    # -- link settings ----------------------------------------------------------------------
+
+    def mtu(self, mtu: int) -> Self:
+        """The MTU (68..65535; at least 1280 when the device has IPv6 addresses)."""
+        return self._set(mtu=_int(mtu, "MTU", 68, 65535))
+
+    def mac_addr(self, mac: str | bytes | Sequence[int]) -> Self:
+        """The MAC address of a TAP (layer 2) device."""
+        return self._set(mac=parse_mac(mac))
+
+    def enable(self, up: bool = True) -> Self:
+        """Bring the link up (default) or leave it down after the build."""
+        return self._set(enabled=bool(up))
+
+    def inherit_enable_state(self) -> Self:
+        """Leave the link's up/down state alone (for devices made by someone else, so no
+        CAP_NET_ADMIN is needed for the ``up`` call)."""
+        return self._set(enabled=None)
+
+    def tx_queue_len(self, length: int) -> Self:
+        """The transmit queue length (``txqueuelen``)."""
+        return self._set(tx_queue_len=_int(length, "tx_queue_len", 0, 0xFFFFFFFF))
+
+    # -- Linux-specific ---------------------------------------------------------------------
+
+    def multi_queue(self, enabled: bool = True) -> Self:
+        """Linux ``IFF_MULTI_QUEUE``: :meth:`SyncDevice.try_clone` opens more queues."""
+        return self._set(multi_queue=bool(enabled))
+
+    def offload(self, enabled: bool = True) -> Self:
+        """Linux offload: ``IFF_VNET_HDR`` with TSO (and USO where the kernel has it).
+
+        The environment variable ``TUNFLOW_OFFLOAD=0`` turns it off whatever is asked here.
+        """
+        return self._set(offload=bool(enabled))
+
+    def packet_information(self, enabled: bool = True) -> Self:
+        """Keep the OS's packet-information header on every packet (Linux ``tun_pi``, the
+        4-byte address family on macOS/BSD). Off by default: bare packets."""
+        return self._set(packet_information=bool(enabled))
+
+    def persist(self, enabled: bool = True) -> Self:
+        """Keep the interface after the process exits (needs a fixed :meth:`name`)."""
+        return self._set(persist=bool(enabled))
+
+    def owner(self, uid: int) -> Self:
+        """Let user ``uid`` open the device without CAP_NET_ADMIN (``TUNSETOWNER``)."""
+        return self._set(owner=_int(uid, "owner", 0, 0xFFFFFFFE))
+
+    def group(self, gid: int) -> Self:
+        """Let group ``gid`` open the device without CAP_NET_ADMIN (``TUNSETGROUP``)."""
+        return self._set(group=_int(gid, "group", 0, 0xFFFFFFFE))
+
+    # -- other platforms --------------------------------------------------------------------
+
+    def associate_route(self, enabled: bool = True) -> Self:
+        """macOS/BSD: add the subnet route of each address, as ``route add -net`` would."""
+        return self._set(associate_route=bool(enabled))
+
+    def metric(self, metric: int) -> Self:
+        """Windows: the interface metric."""
+        return self._set(metric=_int(metric, "metric", 0, 0xFFFF))
+
+    def description(self, text: str) -> Self:
+        """Windows: the adapter description (Wintun "tunnel type")."""
+        return self._set(description=str(text))
+
+    def wintun_file(self, path: str) -> Self:
+        """Windows: where ``wintun.dll`` is (default: next to the program, then the DLL path)."""
+        return self._set(wintun_file=str(path))
+
+    def ring_capacity(self, size: int) -> Self:
+        """Windows: the Wintun ring size in bytes (128 KiB..64 MiB)."""
+        return self._set(ring_capacity=_int(size, "ring_capacity", 0x20000, 0x4000000))
+
+    def dns_servers(self, servers: Sequence[IPAddressLike]) -> Self:
+        """Windows: DNS servers of the interface."""
+        return self._set(dns_servers=tuple(parse_address(s) for s in servers))
+
+    def peer_feth(self, name: str) -> Self:
+        """macOS TAP: the name of the ``feth`` peer used for I/O."""
+        return self._set(peer_feth=str(name))
+
+    # -- build ------------------------------------------------------------------------------
+
+    def config(self) -> DeviceConfig:
+        """The validated configuration the build would use.
+
+        Raises:
+            ConfigError: a combination that cannot work (IPv6 below MTU 1280, a MAC on a TUN,
+                persist without a name, …).
+        """
+        config = self._config
+        if config.offload and not _offload_allowed():
+            config = attrs.evolve(config, offload=False)
+        config.validate()
+        return config
+
+    def build_sync(self) -> SyncDevice:
+        """Create (or attach to) the device and return a blocking :class:`~tunflow.SyncDevice`.
+
+        Raises:
+            ConfigError: an invalid value (nothing was created).
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            DeviceBusyError: the name exists with other flags, or is in use.
+            DeviceNotFoundError: ``/dev/net/tun`` is missing, or :meth:`attach` found nothing.
+            DeviceError: any other refusal by the OS (``errno`` is kept).
+            PlatformNotSupportedError: tunflow has no backend for this OS.
+        """
+        from ._sync import SyncDevice
+
+        return SyncDevice._build(self.config())
+
+    def build_async(self) -> AsyncDevice:
+        """Like :meth:`build_sync`, returning an :class:`~tunflow.AsyncDevice`.
+
+        A plain method, as in tun-rs: call it from inside the event loop (it makes a few fast
+        system calls; wrap it in ``anyio.to_thread.run_sync`` if you must not block at all).
+        """
+        from ._async import AsyncDevice
+
+        return AsyncDevice._build(self.config())

@@ -1,0 +1,68 @@
+"""One backend per operating system: the only code that opens devices and makes device syscalls.
+
+:func:`current` imports the running OS's backend lazily, so ``import tunflow`` never loads
+another platform's code. Each backend module provides:
+
+* ``open_device(config: DeviceConfig) -> tuple[Interface, Queue]``
+* ``adopt_fd(fd: int, *, close_fd: bool, **framing) -> tuple[Interface | None, Queue]``
+
+(see :mod:`tunflow.platform._base` for :class:`Interface` and :class:`Queue`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from types import ModuleType
+
+from ..errors import PlatformNotSupportedError
+
+__all__ = ["current", "platform_name", "BACKENDS"]
+
+#: platform name -> module implementing it
+BACKENDS: dict[str, str] = {
+    "linux": "tunflow.platform.linux",
+    "android": "tunflow.platform.fd",
+    "ios": "tunflow.platform.fd",
+}
+
+_override: str | None = None
+
+
+def platform_name(sys_platform: str | None = None) -> str:
+    """tunflow's name for ``sys_platform`` (default: the running one)."""
+    p = sys.platform if sys_platform is None else sys_platform
+    if p.startswith("linux"):
+        if sys_platform is None and hasattr(sys, "getandroidapilevel"):
+            return "android"
+        return "linux"
+    for prefix, name in (
+        ("android", "android"),
+        ("darwin", "darwin"),
+        ("ios", "ios"),
+        ("freebsd", "freebsd"),
+        ("openbsd", "openbsd"),
+        ("netbsd", "netbsd"),
+        ("win32", "windows"),
+        ("cygwin", "windows"),
+    ):
+        if p.startswith(prefix):
+            return name
+    return p
+
+
+def current() -> ModuleType:
+    """The backend module for this OS.
+
+    Raises:
+        PlatformNotSupportedError: tunflow has no backend for it (the message says which
+            platforms it has and that ``from_fd`` still works on any Unix).
+    """
+    name = _override or platform_name()
+    module = BACKENDS.get(name)
+    if module is None:
+        raise PlatformNotSupportedError(
+            f"tunflow has no device backend for {name!r} (it has: {', '.join(sorted(BACKENDS))}); "
+            "on another Unix, adopt an fd you opened yourself with SyncDevice.from_fd()"
+        )
+    return importlib.import_module(module)

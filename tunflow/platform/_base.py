@@ -1,0 +1,127 @@
+"""The contract between the device faces and one operating system's backend.
+
+A backend has two halves:
+
+* :class:`Queue` — one readable/writable packet queue (an fd on Unix). It removes the OS's
+  framing (macOS's 4-byte address-family header, …) so that every platform yields the same bare
+  IP packets (or Ethernet frames for TAP), and it never blocks: when nothing can be read or
+  written it raises :class:`BlockingIOError`, and the device face waits — with ``poll`` in
+  :class:`~tunflow.SyncDevice`, with ``anyio.wait_readable`` in :class:`~tunflow.AsyncDevice`.
+* :class:`Interface` — the configuration of the network interface behind the queues: name,
+  index, MTU, addresses, routes, MAC, up/down. Blocking calls; the async face runs them in a
+  worker thread.
+
+Errors cross this boundary already mapped to :mod:`tunflow.errors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
+from typing import Protocol
+
+import attrs
+
+from ..packet import PacketBatch
+
+__all__ = ["Queue", "Interface", "Route", "OffloadInfo", "Buffer"]
+
+Buffer = bytes | bytearray | memoryview
+
+
+@attrs.frozen
+class Route:
+    """A route through the device: ``destination`` via optional ``gateway``."""
+
+    destination: IPv4Network | IPv6Network
+    gateway: IPv4Address | IPv6Address | None = None
+    metric: int | None = None
+
+
+@attrs.frozen
+class OffloadInfo:
+    """What offload the kernel granted a device (Linux ``IFF_VNET_HDR`` + ``TUNSETOFFLOAD``).
+
+    Attributes:
+        vnet_hdr: reads and writes carry a 10-byte virtio-net header.
+        flags: the ``TUN_F_*`` mask the kernel accepted.
+        tso: TCP segmentation offload (``TUN_F_TSO4 | TUN_F_TSO6``) is on.
+        uso: UDP segmentation offload (``TUN_F_USO4 | TUN_F_USO6``, Linux ≥ 6.2) is on.
+    """
+
+    vnet_hdr: bool = False
+    flags: int = 0
+    tso: bool = False
+    uso: bool = False
+
+
+class Queue(Protocol):
+    """One packet queue of a device. Non-blocking; never waits."""
+
+    #: the header the OS puts before each packet is removed on read and added on write
+    #: (``True`` unless the user asked for it with ``packet_information(True)``)
+    offload: OffloadInfo
+
+    def fileno(self) -> int:
+        """The pollable fd, or -1 when the queue cannot be polled (Windows)."""
+        ...
+
+    def recv_into(self, buf: memoryview) -> int:
+        """Read one packet into ``buf``; :class:`BlockingIOError` when none is waiting."""
+        ...
+
+    def send(self, packet: Buffer) -> int:
+        """Write one packet; :class:`BlockingIOError` when the queue cannot take it now."""
+        ...
+
+    def recv_batch(self, batch: PacketBatch, max_size: int) -> int:
+        """Read packets of up to ``max_size`` bytes into ``batch`` until the kernel has no more
+        or the batch is full; return how many were read (0 when none was waiting)."""
+        ...
+
+    def send_batch(self, batch: PacketBatch, start: int = 0) -> int:
+        """Write the packets of ``batch`` from index ``start``; return the index after the
+        last one written (:class:`BlockingIOError` only if none could be written)."""
+        ...
+
+    def wait_handle(self) -> int | None:
+        """A handle to wait on when :meth:`fileno` is -1 (a Win32 event), else ``None``."""
+        ...
+
+    def close(self) -> None:
+        """Release the queue. Idempotent."""
+        ...
+
+
+class Interface(Protocol):
+    """The configuration side of a device."""
+
+    def open_queue(self) -> Queue:
+        """Open another queue of a multi-queue device."""
+        ...
+
+    def name(self) -> str: ...
+    def set_name(self, name: str) -> None: ...
+    def if_index(self) -> int: ...
+    def mtu(self) -> int: ...
+    def set_mtu(self, mtu: int) -> None: ...
+    def addresses(self) -> list[IPv4Interface | IPv6Interface]: ...
+    def add_address(
+        self, iface: IPv4Interface | IPv6Interface, peer: IPv4Address | None = None
+    ) -> None: ...
+    def remove_address(self, address: IPv4Address | IPv6Address) -> None: ...
+    def routes(self) -> list[Route]: ...
+    def add_route(self, route: Route) -> None: ...
+    def remove_route(self, route: Route) -> None: ...
+    def mac_address(self) -> bytes: ...
+    def set_mac_address(self, mac: bytes) -> None: ...
+    def set_enabled(self, up: bool) -> None: ...
+    def is_running(self) -> bool: ...
+    def tx_queue_len(self) -> int: ...
+    def set_tx_queue_len(self, length: int) -> None: ...
+    def close(self) -> None: ...
+
+
+def sequence_of(values: Sequence[object]) -> str:
+    """Render values for an error message."""
+    return ", ".join(str(v) for v in values)

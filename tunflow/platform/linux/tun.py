@@ -1,0 +1,474 @@
+"""Linux TUN/TAP: ``/dev/net/tun``, the ``TUN*`` ioctls, and rtnetlink for configuration.
+
+The only module that opens Linux tun devices. Creation order, chosen so a failure half-way can be
+undone: open + ``TUNSETIFF`` (create or attach) → offload negotiation → owner/group → MTU, MAC,
+txqueuelen → addresses → up/down → routes (the kernel refuses routes through a down link) →
+``TUNSETPERSIST`` last. On failure everything added is removed again, and a device this call
+created disappears when its fd closes (persist is only set once all else succeeded).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import platform
+import struct
+from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
+from typing import Any, Final
+
+from ...device._config import IPV6_MIN_MTU, DeviceConfig, Layer
+from ...errors import (
+    ConfigError,
+    DeviceBusyError,
+    DeviceError,
+    DeviceNotFoundError,
+    UnsupportedError,
+)
+from ...netconfig.ioctl import linux_layout
+from .._base import OffloadInfo, Route
+from .._unix import FdQueue
+
+__all__ = ["LinuxInterface", "open_device", "adopt_fd", "TUN_PATH"]
+
+TUN_PATH = "/dev/net/tun"
+_IOC = linux_layout(platform.machine())
+_T = ord("T")
+TUNSETIFF: Final = _IOC.iow(_T, 202, 4)
+TUNSETPERSIST: Final = _IOC.iow(_T, 203, 4)
+TUNSETOWNER: Final = _IOC.iow(_T, 204, 4)
+TUNSETGROUP: Final = _IOC.iow(_T, 206, 4)
+TUNGETFEATURES: Final = _IOC.ior(_T, 207, 4)
+TUNSETOFFLOAD: Final = _IOC.iow(_T, 208, 4)
+TUNGETIFF: Final = _IOC.ior(_T, 210, 4)
+TUNSETVNETHDRSZ: Final = _IOC.iow(_T, 216, 4)
+TUNSETQUEUE: Final = _IOC.iow(_T, 217, 4)
+TUNSETCARRIER: Final = _IOC.iow(_T, 226, 4)
+
+IFF_TUN: Final = 0x0001
+IFF_TAP: Final = 0x0002
+IFF_NO_PI: Final = 0x1000
+IFF_VNET_HDR: Final = 0x4000
+IFF_TUN_EXCL: Final = 0x8000
+IFF_MULTI_QUEUE: Final = 0x0100
+IFF_PERSIST: Final = 0x0800
+
+TUN_F_CSUM: Final = 0x01
+TUN_F_TSO4: Final = 0x02
+TUN_F_TSO6: Final = 0x04
+TUN_F_USO4: Final = 0x20
+TUN_F_USO6: Final = 0x40
+
+IFF_UP: Final = 0x1
+IFF_RUNNING: Final = 0x40
+IFF_LOWER_UP: Final = 0x10000
+
+_IFREQ = struct.Struct("16sH22x")  # struct ifreq: name + ifr_flags, 40 bytes on every ABI we run
+_INT = struct.Struct("i")
+
+#: ``TUNSETOFFLOAD`` masks asked for, most capable first
+OFFLOAD_TSO: Final = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6
+OFFLOAD_TSO_USO: Final = OFFLOAD_TSO | TUN_F_USO4 | TUN_F_USO6
+
+
+def _ioctl(fd: int, request: int, arg: bytes | int) -> bytes | int:
+    import fcntl
+
+    return fcntl.ioctl(fd, request, arg)
+
+
+def _device_error(exc: OSError, what: str) -> DeviceError:
+    return DeviceError.from_oserror(exc, what)
+
+
+def _open_queue_fd(name: str | None, flags: int) -> tuple[int, str]:
+    """Open ``/dev/net/tun`` and ``TUNSETIFF``; return the fd and the kernel's name."""
+    try:
+        fd = os.open(TUN_PATH, os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError as exc:
+        raise DeviceNotFoundError(
+            errno.ENOENT, f"{TUN_PATH} does not exist: load the tun module (modprobe tun)"
+        ) from exc
+    except PermissionError as exc:
+        raise DeviceError.from_oserror(exc, f"open {TUN_PATH}") from exc
+    except OSError as exc:
+        raise _device_error(exc, f"open {TUN_PATH}") from exc
+    try:
+        ifr = _ioctl(fd, TUNSETIFF, _IFREQ.pack((name or "").encode(), flags))
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno == errno.EINVAL and name:
+            raise DeviceBusyError(
+                errno.EINVAL,
+                f"TUNSETIFF {name!r}: the interface exists with other flags — a TUN vs TAP "
+                "mismatch, IFF_MULTI_QUEUE set on one side only, or it is not a tun device",
+            ) from exc
+        if exc.errno == errno.EBUSY and name:
+            raise DeviceBusyError(
+                errno.EBUSY, f"TUNSETIFF {name!r}: the device is already in use by another process"
+            ) from exc
+        raise _device_error(exc, f"TUNSETIFF {name or '(kernel-chosen name)'}") from exc
+    assert isinstance(ifr, bytes)
+    got = _IFREQ.unpack(ifr)[0].rstrip(b"\0").decode()
+    return fd, got
+
+
+def _netns_inode() -> int:
+    return os.stat("/proc/thread-self/ns/net").st_ino
+
+
+class LinuxInterface:
+    """Configuration of one Linux tun/tap interface over rtnetlink, plus its queue factory."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        flags: int,
+        offload: OffloadInfo,
+        layer: Layer,
+        created: bool,
+    ) -> None:
+        from .netlink import RtNetlink
+
+        self._name = name
+        self._flags = flags
+        self.offload = offload
+        self.layer = layer
+        self.created = created
+        self._netns = _netns_inode()
+        self._nl = RtNetlink()
+        try:
+            self._index = self._nl.link_by_name(name).index
+        except OSError as exc:
+            self._nl.close()
+            raise _device_error(exc, f"look up {name}") from exc
+        self._queues = 0
+
+    def __repr__(self) -> str:
+        return f"<LinuxInterface {self._name} index={self._index}>"
+
+    # -- queues ---------------------------------------------------------------------------------
+
+    def wrap_queue(self, fd: int, *, close_fd: bool = True, **framing: Any) -> FdQueue:
+        self._queues += 1
+        return FdQueue(
+            fd,
+            close_fd=close_fd,
+            **framing,
+            vnet_hdr=self.offload.vnet_hdr,
+            offload=self.offload,
+            on_close=self._queue_closed,
+        )
+
+    def _queue_closed(self) -> None:
+        self._queues -= 1
+
+    def open_queue(self) -> FdQueue:
+        if not self._flags & IFF_MULTI_QUEUE:
+            raise UnsupportedError(
+                "try_clone needs a multi-queue device: build it with multi_queue(True)"
+            )
+        if _netns_inode() != self._netns:
+            raise DeviceError(
+                errno.EXDEV,
+                "try_clone from a thread in another network namespace would create a new device",
+            )
+        fd, _ = _open_queue_fd(self.name(), self._flags)
+        try:
+            if self.offload.vnet_hdr:
+                _ioctl(fd, TUNSETOFFLOAD, self.offload.flags)
+        except OSError as exc:
+            os.close(fd)
+            raise _device_error(exc, "TUNSETOFFLOAD on a new queue") from exc
+        return self.wrap_queue(fd)
+
+    # -- configuration --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _op(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except (ConfigError, DeviceError):
+            raise
+        except OSError as exc:
+            if exc.errno in (errno.ENODEV, errno.ENOENT) and "address" not in what:
+                raise DeviceNotFoundError(
+                    exc.errno, f"{what}: interface {self._name} (index {self._index}) is gone"
+                ) from exc
+            raise _device_error(exc, f"{what} on {self._name}") from exc
+
+    def name(self) -> str:
+        with self._op("get name"):
+            self._name = self._nl.link(self._index).name
+        return self._name
+
+    def set_name(self, name: str) -> None:
+        with self._op(f"rename to {name!r}"):
+            link = self._nl.link(self._index)
+            if not link.flags & IFF_UP:
+                self._nl.set_link(self._index, name=name)
+            else:
+                # The kernel refuses to rename a running link (EBUSY); bringing it down drops its
+                # IPv6 addresses and every route, so put them back afterwards.
+                addrs = self._nl.addresses(self._index)
+                routes = self._nl.routes(self._index)
+                self._nl.set_link(self._index, up=False)
+                try:
+                    self._nl.set_link(self._index, name=name)
+                finally:
+                    self._nl.set_link(self._index, up=True)
+                    self._restore(addrs, routes)
+        self._name = name
+
+    def _restore(self, addrs: list[IPv4Interface | IPv6Interface], routes: list[object]) -> None:
+        have = set(self._nl.addresses(self._index))
+        for a in addrs:
+            if a not in have and not (isinstance(a, IPv6Interface) and a.ip.is_link_local):
+                with contextlib.suppress(FileExistsError):
+                    self._nl.add_address(self._index, a)
+        have_routes = {(r.destination, r.gateway) for r in self._nl.routes(self._index)}
+        for r in routes:
+            dest, gw, metric = r.destination, r.gateway, r.metric  # type: ignore[attr-defined]
+            if (dest, gw) in have_routes or getattr(r, "protocol", None) in ("kernel", 2):
+                continue
+            with contextlib.suppress(FileExistsError):
+                self._nl.add_route(self._index, dest, gateway=gw, metric=metric)
+
+    def if_index(self) -> int:
+        return self._index
+
+    def mtu(self) -> int:
+        with self._op("get MTU"):
+            return self._nl.link(self._index).mtu
+
+    def set_mtu(self, mtu: int) -> None:
+        with self._op(f"set MTU {mtu}"):
+            if mtu < IPV6_MIN_MTU and any(
+                isinstance(a, IPv6Interface) and not a.ip.is_link_local
+                for a in self._nl.addresses(self._index)
+            ):
+                raise ConfigError(
+                    f"MTU {mtu} is below {IPV6_MIN_MTU}, and the device has IPv6 addresses "
+                    "(the kernel would drop them); remove them first"
+                )
+            self._nl.set_link(self._index, mtu=mtu)
+
+    def addresses(self) -> list[IPv4Interface | IPv6Interface]:
+        with self._op("list addresses"):
+            return self._nl.addresses(self._index)
+
+    def add_address(
+        self, iface: IPv4Interface | IPv6Interface, peer: IPv4Address | None = None
+    ) -> None:
+        with self._op(f"add address {iface}"):
+            if isinstance(iface, IPv6Interface):
+                mtu = self._nl.link(self._index).mtu
+                if mtu < IPV6_MIN_MTU:
+                    raise ConfigError(
+                        f"cannot add {iface}: the MTU is {mtu}, IPv6 needs at least "
+                        f"{IPV6_MIN_MTU} (set_mtu first)"
+                    )
+            self._nl.add_address(self._index, iface, peer=peer)
+
+    def remove_address(self, address: IPv4Address | IPv6Address) -> None:
+        with self._op(f"remove address {address}"):
+            self._nl.remove_address(self._index, address)
+
+    def routes(self) -> list[Route]:
+        with self._op("list routes"):
+            return [
+                Route(r.destination, r.gateway, r.metric)
+                for r in self._nl.routes(self._index)
+            ]
+
+    def add_route(self, route: Route) -> None:
+        with self._op(f"add route {route.destination}"):
+            self._nl.add_route(
+                self._index, route.destination, gateway=route.gateway, metric=route.metric
+            )
+
+    def remove_route(self, route: Route) -> None:
+        with self._op(f"remove route {route.destination}"):
+            self._nl.remove_route(
+                self._index, route.destination, gateway=route.gateway, metric=route.metric
+            )
+
+    def mac_address(self) -> bytes:
+        if self.layer is not Layer.L2:
+            raise UnsupportedError("a TUN (layer 3) device has no MAC address")
+        with self._op("get MAC"):
+            mac = self._nl.link(self._index).mac
+        return mac or bytes(6)
+
+    def set_mac_address(self, mac: bytes) -> None:
+        if self.layer is not Layer.L2:
+            raise UnsupportedError("a TUN (layer 3) device has no MAC address")
+        with self._op("set MAC"):
+            self._nl.set_link(self._index, mac=mac)
+
+    def set_enabled(self, up: bool) -> None:
+        with self._op("bring up" if up else "bring down"):
+            self._nl.set_link(self._index, up=up)
+
+    def is_running(self) -> bool:
+        with self._op("get flags"):
+            flags = self._nl.link(self._index).flags
+        return bool(flags & IFF_UP) and bool(flags & IFF_RUNNING)
+
+    def tx_queue_len(self) -> int:
+        with self._op("get txqueuelen"):
+            return self._nl.link(self._index).txqlen
+
+    def set_tx_queue_len(self, length: int) -> None:
+        with self._op(f"set txqueuelen {length}"):
+            self._nl.set_link(self._index, txqlen=length)
+
+    def set_persist(self, fd: int, persist: bool) -> None:
+        try:
+            _ioctl(fd, TUNSETPERSIST, int(persist))
+        except OSError as exc:
+            raise _device_error(exc, "TUNSETPERSIST") from exc
+
+    def close(self) -> None:
+        self._nl.close()
+
+
+def _negotiate_offload(fd: int) -> OffloadInfo:
+    """Ask for TSO + USO, then TSO only; a kernel that refuses both gets offload off."""
+    for mask in (OFFLOAD_TSO_USO, OFFLOAD_TSO):
+        try:
+            _ioctl(fd, TUNSETOFFLOAD, mask)
+        except OSError:
+            continue
+        return OffloadInfo(
+            vnet_hdr=True, flags=mask, tso=True, uso=bool(mask & TUN_F_USO4)
+        )
+    return OffloadInfo(vnet_hdr=True, flags=0)
+
+
+def open_device(config: DeviceConfig) -> tuple[LinuxInterface, FdQueue]:
+    """Create (or attach to) the device ``config`` describes and configure it.
+
+    Raises:
+        DevicePermissionError: without CAP_NET_ADMIN.
+        DeviceNotFoundError: ``/dev/net/tun`` is missing, or ``attach`` and no such device.
+        DeviceBusyError: the name exists with incompatible flags, or is in use.
+        DeviceError: any other refusal, with errno.
+        ConfigError: a value the kernel rejects in a way we can name.
+    """
+    flags = IFF_TAP if config.layer is Layer.L2 else IFF_TUN
+    if not config.packet_information:
+        flags |= IFF_NO_PI
+    if config.multi_queue:
+        flags |= IFF_MULTI_QUEUE
+    if config.offload:
+        flags |= IFF_VNET_HDR
+    existed = bool(config.name) and "%" not in (config.name or "") and _link_exists(config.name)
+    if config.attach and not existed:
+        raise DeviceNotFoundError(errno.ENODEV, f"no interface named {config.name!r} to attach to")
+    fd, name = _open_queue_fd(config.name, flags)
+    iface: LinuxInterface | None = None
+    undo: list[tuple[str, object]] = []
+    try:
+        if config.offload:
+            offload = _negotiate_offload(fd)
+        else:
+            offload = OffloadInfo()
+            # The TUN_F_* mask belongs to the device, not the fd: a persistent device used with
+            # offload before would otherwise hand this reader super-packets it cannot parse
+            # (tun-rs PR #141).
+            with contextlib.suppress(OSError):
+                _ioctl(fd, TUNSETOFFLOAD, 0)
+        for request, ident in ((TUNSETOWNER, config.owner), (TUNSETGROUP, config.group)):
+            if ident is not None:
+                _ioctl(fd, request, ident)
+        iface = LinuxInterface(
+            name=name, flags=flags, offload=offload, layer=config.layer, created=not existed
+        )
+        _configure(iface, config, undo)
+        if config.persist:
+            iface.set_persist(fd, True)
+        queue = iface.wrap_queue(fd)
+    except BaseException as exc:
+        if iface is not None:
+            _undo(iface, undo, created=not existed)
+            iface.close()
+        os.close(fd)
+        if isinstance(exc, OSError) and not isinstance(exc, DeviceError):
+            raise _device_error(exc, f"configure {name}") from exc
+        raise
+    return iface, queue
+
+
+def _link_exists(name: str | None) -> bool:
+    # Not /sys/class/net: sysfs shows the namespace of whoever mounted it, while the device is
+    # made in this thread's namespace. Ask rtnetlink from this thread.
+    if not name:
+        return False
+    from .netlink import RtNetlink
+
+    with RtNetlink() as nl:
+        try:
+            nl.link_by_name(name)
+        except OSError:
+            return False
+    return True
+
+
+def _configure(iface: LinuxInterface, config: DeviceConfig, undo: list[tuple[str, object]]) -> None:
+    if config.mtu is not None:
+        iface.set_mtu(config.mtu)
+    if config.tx_queue_len is not None:
+        iface.set_tx_queue_len(config.tx_queue_len)
+    if config.mac is not None:
+        iface.set_mac_address(config.mac)
+    for setting in config.ipv4:
+        iface.add_address(setting.interface, peer=setting.destination)
+        undo.append(("address", setting.interface.ip))
+    for v6 in config.ipv6:
+        iface.add_address(v6)
+        undo.append(("address", v6.ip))
+    if config.enabled is not None:
+        iface.set_enabled(config.enabled)
+    for network in config.routes:
+        iface.add_route(Route(network))
+        undo.append(("route", network))
+
+
+def _undo(iface: LinuxInterface, undo: list[tuple[str, object]], *, created: bool) -> None:
+    if created:
+        return  # the device goes away with its fd; nothing else to undo
+    for kind, value in reversed(undo):
+        with contextlib.suppress(Exception):
+            if kind == "route":
+                iface.remove_route(Route(value))  # type: ignore[arg-type]
+            else:
+                iface.remove_address(value)  # type: ignore[arg-type]
+
+
+def adopt_fd(
+    fd: int, *, close_fd: bool, packet_information: bool = False
+) -> tuple[LinuxInterface | None, FdQueue]:
+    """Wrap an fd made elsewhere; if it is a tun fd, learn its interface for configuration.
+
+    A TUN fd opened without ``IFF_NO_PI`` carries a 4-byte ``tun_pi`` before each packet; it is
+    removed (and added on write) unless ``packet_information`` is true.
+    """
+    try:
+        ifr = _ioctl(fd, TUNGETIFF, bytes(_IFREQ.size))
+    except OSError:
+        return None, FdQueue(fd, close_fd=close_fd)
+    assert isinstance(ifr, bytes)
+    raw_name, flags = _IFREQ.unpack(ifr)
+    name = raw_name.rstrip(b"\0").decode()
+    layer = Layer.L2 if flags & IFF_TAP else Layer.L3
+    strip_pi = not flags & IFF_NO_PI and not packet_information and layer is Layer.L3
+    offload = _negotiate_offload(fd) if flags & IFF_VNET_HDR else OffloadInfo()
+    framing: dict[str, Any] = {"af_header": True, "af_inet": 0x0800, "af_inet6": 0x86DD} if strip_pi else {}
+    try:
+        iface = LinuxInterface(name=name, flags=flags, offload=offload, layer=layer, created=False)
+    except DeviceError:
+        return None, FdQueue(fd, close_fd=close_fd, vnet_hdr=offload.vnet_hdr, offload=offload, **framing)
+    return iface, iface.wrap_queue(fd, close_fd=close_fd, **framing)
