@@ -1,0 +1,416 @@
+"""A small blocking rtnetlink client: the socket side of :mod:`tunflow.netconfig.rtnetlink`.
+
+:class:`RtNetlink` owns one ``AF_NETLINK``/``NETLINK_ROUTE`` socket and nothing else: it sends
+what the sans-I/O codec builds and feeds the replies back to it. It must not grow message
+layouts (those belong in the codec), must not spin an event loop, and must not map errors to
+tunflow's device errors — OS errors leave as :class:`OSError` subclasses with their errno, and the
+device layer names them. Async code calls it through ``anyio.to_thread.run_sync``: a call is a
+few microseconds, but the kernel's rtnl lock can stall it under load.
+
+A network namespace belongs to a *socket*, fixed when it is created: the one the creating thread
+is in. So an :class:`RtNetlink` made inside a namespace keeps configuring that namespace when a
+worker thread in another namespace calls it later.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import threading
+from collections.abc import Callable
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+    ip_address,
+    ip_interface,
+)
+from types import TracebackType
+
+from tunflow.errors import ConfigError
+from tunflow.netconfig import rtnetlink as rt
+from tunflow.netconfig.rtnetlink import AddressInfo, LinkInfo, Route
+
+__all__ = ["RtNetlink"]
+
+# Netlink replies are at most a page or two per message; a dump packs several into one datagram
+# of at most 32 KiB (the kernel caps its dump buffer there). 64 KiB leaves room; a larger
+# datagram is detected with MSG_TRUNC and the request repeated with a bigger buffer.
+_BUFSIZE = 65536
+_DUMP_RETRIES = 5
+
+
+class RtNetlink:
+    """A blocking, thread-safe rtnetlink client bound to the creating thread's network namespace.
+
+    Every method sends one request (two for :meth:`remove_address` without a prefix) and waits
+    for the kernel's answer; a lock serialises callers. Interfaces are named by index.
+
+    Raises (every method):
+        OSError: the kernel refused, with its errno — e.g. :class:`FileExistsError` for a
+            duplicate address or route, ``ENODEV`` for an index that does not exist,
+            :class:`PermissionError` without ``CAP_NET_ADMIN``, ``EADDRNOTAVAIL`` for removing
+            an address that is not there, ``ESRCH`` for removing a missing route; ``EBADF`` after
+            :meth:`close`.
+        ConfigError: an argument is invalid (nothing is sent).
+
+    Example:
+        >>> with RtNetlink() as nl:                                  # doctest: +SKIP
+        ...     lo = nl.link_by_name("lo")
+        ...     nl.set_link(lo.index, up=True)
+        ...     nl.addresses(lo.index)
+        [IPv4Interface('127.0.0.1/8'), IPv6Interface('::1/128')]
+    """
+
+    def __init__(self) -> None:
+        """Open the socket in the calling thread's current network namespace.
+
+        Raises:
+            OSError: the socket cannot be created (e.g. ``EMFILE``).
+        """
+        sock = socket.socket(
+            socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE
+        )
+        try:
+            sock.bind((0, 0))
+            # Connected to the kernel (port 0), the socket refuses unicasts from other processes.
+            sock.connect((0, 0))
+            # Extended acks put the kernel's reason into the error text; capped acks stop it
+            # from echoing our whole request back; strict checking makes dumps honour the
+            # interface filter (and report ENODEV for a missing one). Each is optional: an old
+            # kernel says ENOPROTOOPT and the codec's own filtering still gives the right answer.
+            self._strict = False
+            for option in (rt.NETLINK_EXT_ACK, rt.NETLINK_CAP_ACK, rt.NETLINK_GET_STRICT_CHK):
+                try:
+                    sock.setsockopt(rt.SOL_NETLINK, option, 1)
+                except OSError:
+                    continue
+                if option == rt.NETLINK_GET_STRICT_CHK:
+                    self._strict = True
+        except BaseException:
+            sock.close()
+            raise
+        self._sock: socket.socket | None = sock
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._buf = bytearray(_BUFSIZE)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._sock is None else f"fd={self._sock.fileno()}"
+        return f"<RtNetlink {state}>"
+
+    def __enter__(self) -> RtNetlink:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the socket; waits for a call in progress. Idempotent."""
+        with self._lock:
+            sock, self._sock = self._sock, None
+            if sock is not None:
+                sock.close()
+
+    @property
+    def closed(self) -> bool:
+        """:meth:`close` was called."""
+        return self._sock is None
+
+    # -- exchange -------------------------------------------------------------------------------
+
+    def _request(self, build: Callable[[int], bytes], expect: rt.Expect) -> list[rt.NetlinkMessage]:
+        # Callers validate their arguments (by encoding once) before coming here, so a
+        # ConfigError never leaves a request half sent.
+        with self._lock:
+            sock = self._sock
+            if sock is None:
+                raise OSError(errno.EBADF, "rtnetlink socket is closed")
+            for _attempt in range(_DUMP_RETRIES):
+                self._seq = (self._seq + 1) & 0xFFFF_FFFF or 1
+                seq = self._seq
+                sock.send(build(seq))
+                transaction = rt.Transaction(seq, expect, strerror=os.strerror)
+                truncated = False
+                while not transaction.done:
+                    n = sock.recv_into(self._buf, 0, socket.MSG_TRUNC)
+                    if n > len(self._buf):
+                        # The datagram was cut short. Grow the buffer and ask again — only reads
+                        # are repeatable; a change's ack is small and never gets here.
+                        self._buf = bytearray(max(2 * len(self._buf), (n + 4095) & ~4095))
+                        if expect is rt.Expect.ACK:
+                            raise OSError(errno.EMSGSIZE, f"netlink ack of {n} bytes truncated")
+                        truncated = True
+                        break
+                    transaction.receive_data(memoryview(self._buf)[:n])
+                # Leftovers of an abandoned dump carry the old sequence number; the next
+                # transaction skips them.
+                if truncated:
+                    continue
+                if transaction.interrupted:
+                    # The kernel saw the table change while dumping (NLM_F_DUMP_INTR): the
+                    # listing may be inconsistent, so take it again.
+                    continue
+                return transaction.replies
+            raise InterruptedError(
+                errno.EINTR,
+                f"netlink dump interrupted by concurrent changes {_DUMP_RETRIES} times",
+            )
+
+    # -- links ----------------------------------------------------------------------------------
+
+    def link(self, index: int) -> LinkInfo:
+        """The link with this index.
+
+        Raises:
+            OSError: ``ENODEV`` if there is none.
+            ConfigError: ``index`` is not a valid index.
+        """
+        rt.check_index(index)
+        (reply,) = self._request(lambda seq: rt.encode_get_link(seq, index=index), rt.Expect.REPLY)
+        return rt.parse_link(reply)
+
+    def link_by_name(self, name: str) -> LinkInfo:
+        """The link with this name.
+
+        Raises:
+            OSError: ``ENODEV`` if there is none.
+            ConfigError: ``name`` is not a valid interface name.
+        """
+        rt.check_ifname(name)
+        (reply,) = self._request(lambda seq: rt.encode_get_link(seq, name=name), rt.Expect.REPLY)
+        return rt.parse_link(reply)
+
+    def set_link(
+        self,
+        index: int,
+        *,
+        up: bool | None = None,
+        mtu: int | None = None,
+        mac: bytes | None = None,
+        name: str | None = None,
+        txqlen: int | None = None,
+    ) -> None:
+        """Change a link's state and attributes in one request.
+
+        The kernel applies MAC, MTU, name, up/down, txqlen in that order and stops at the first
+        error, keeping what it already changed. Kernels before 6.2 refuse to rename a running link
+        (``EBUSY``), so ``up=False`` together with ``name`` is sent as two requests, down first.
+
+        Args:
+            index: the interface index.
+            up: bring the link up (``True``) or down (``False``); ``None`` leaves it.
+            mtu: new MTU.
+            mac: new link-layer address (``EADDRNOTAVAIL`` for multicast or zero on Ethernet).
+            name: new name (``EEXIST`` if taken; ``EBUSY`` if the link is up, before 6.2).
+            txqlen: new transmit queue length.
+
+        Raises:
+            OSError: ``ENODEV``, ``EINVAL`` (MTU outside the device's range, wrong MAC length),
+                ``EBUSY``, ``EEXIST``…
+            ConfigError: an argument is out of range or of the wrong type.
+        """
+        if up is False and name is not None:
+            rt.encode_set_link(0, index, mtu=mtu, mac=mac, name=name, txqlen=txqlen)  # validate
+            self._request(lambda seq: rt.encode_set_link(seq, index, up=False), rt.Expect.ACK)
+            up = None
+        rt.encode_set_link(0, index, up=up, mtu=mtu, mac=mac, name=name, txqlen=txqlen)
+        self._request(
+            lambda seq: rt.encode_set_link(
+                seq, index, up=up, mtu=mtu, mac=mac, name=name, txqlen=txqlen
+            ),
+            rt.Expect.ACK,
+        )
+
+    # -- addresses ------------------------------------------------------------------------------
+
+    def address_details(self, index: int) -> list[AddressInfo]:
+        """Every address on the link with its peer, broadcast, flags, scope and label.
+
+        Kernel order: IPv4 first, then IPv6 (newest first within IPv6, as ``ip addr`` shows).
+
+        Raises:
+            OSError: ``ENODEV`` if the index does not exist.
+            ConfigError: invalid index.
+        """
+        rt.check_index(index)
+        replies = self._request(
+            lambda seq: rt.encode_get_addresses(seq, index=index), rt.Expect.DUMP
+        )
+        found = [
+            info
+            for info in map(rt.parse_address, replies)
+            if info is not None and info.index == index
+        ]
+        if not found and not self._strict:
+            self.link(index)  # an old kernel dumps silently for a missing index: raise ENODEV
+        return found
+
+    def addresses(self, index: int) -> list[IPv4Interface | IPv6Interface]:
+        """Every address on the link (both families, link-local included), in kernel order.
+
+        Raises:
+            OSError: ``ENODEV`` if the index does not exist.
+            ConfigError: invalid index.
+        """
+        return [info.interface for info in self.address_details(index)]
+
+    def add_address(
+        self,
+        index: int,
+        iface: IPv4Interface | IPv6Interface | str,
+        *,
+        peer: IPv4Address | IPv6Address | None = None,
+    ) -> None:
+        """Assign an address; IPv6 addresses skip duplicate address detection (usable at once).
+
+        Args:
+            index: the interface index.
+            iface: address and prefix, e.g. ``IPv6Interface("2001:db8::1/64")``.
+            peer: the remote end of a point-to-point link (same family).
+
+        Raises:
+            OSError: :class:`FileExistsError` if the address is already there; ``ENODEV``;
+                for IPv6, ``EINVAL`` when the link's MTU is below 1280 (the kernel then drops
+                the link's IPv6 state) and ``EACCES`` when IPv6 is disabled on it.
+            ConfigError: invalid index, address or peer.
+        """
+        rt.encode_new_address(0, index, iface, peer=peer)  # validate before taking the lock
+        self._request(
+            lambda seq: rt.encode_new_address(seq, index, iface, peer=peer), rt.Expect.ACK
+        )
+
+    def remove_address(
+        self,
+        index: int,
+        iface_or_addr: IPv4Interface | IPv6Interface | IPv4Address | IPv6Address | str,
+    ) -> None:
+        """Remove an address; given without a prefix, the address's own prefix is looked up.
+
+        Args:
+            index: the interface index.
+            iface_or_addr: ``IPv4Interface("192.0.2.1/24")`` removes exactly that address and
+                prefix; ``IPv4Address("192.0.2.1")`` (or ``"192.0.2.1"``) removes the first
+                address on the link with that local address, whatever its prefix or peer.
+
+        Raises:
+            OSError: ``EADDRNOTAVAIL`` if the link has no such address; ``ENODEV``.
+            ConfigError: invalid index or address.
+        """
+        rt.check_index(index)
+        target = _coerce_target(iface_or_addr)
+        if isinstance(target, IPv4Interface | IPv6Interface):
+            rt.encode_del_address(0, index, target)  # validate
+            try:
+                self._request(lambda seq: rt.encode_del_address(seq, index, target), rt.Expect.ACK)
+                return
+            except OSError as exc:
+                # IPv4 matches the peer (IFA_ADDRESS) within the prefix: a point-to-point
+                # address is only found with its peer, so look it up and try once more.
+                if exc.errno != errno.EADDRNOTAVAIL or target.version != 4:
+                    raise
+            match = [
+                a
+                for a in self.address_details(index)
+                if a.interface == target and a.peer is not None
+            ]
+        else:
+            match = [a for a in self.address_details(index) if a.interface.ip == target]
+        if not match:
+            raise OSError(
+                errno.EADDRNOTAVAIL,
+                f"{os.strerror(errno.EADDRNOTAVAIL)} ({iface_or_addr} is not on interface {index})",
+            )
+        found = match[0]
+        self._request(
+            lambda seq: rt.encode_del_address(seq, index, found.interface, peer=found.peer),
+            rt.Expect.ACK,
+        )
+
+    # -- routes ---------------------------------------------------------------------------------
+
+    def routes(self, index: int) -> list[Route]:
+        """The unicast routes of the main table that leave through this link (both families).
+
+        Includes the kernel's own prefix routes (``protocol == RTPROT_KERNEL``).
+
+        Raises:
+            OSError: ``ENODEV`` if the index does not exist.
+            ConfigError: invalid index.
+        """
+        rt.check_index(index)
+        replies = self._request(lambda seq: rt.encode_get_routes(seq, index=index), rt.Expect.DUMP)
+        found = rt.routes_via(map(rt.parse_route, replies), index)
+        if not found and not self._strict:
+            self.link(index)
+        return found
+
+    def add_route(
+        self,
+        index: int,
+        network: IPv4Network | IPv6Network | str,
+        *,
+        gateway: IPv4Address | IPv6Address | str | None = None,
+        metric: int | None = None,
+    ) -> None:
+        """Add a unicast route in the main table out of this link (protocol static).
+
+        Args:
+            index: the output interface.
+            network: the destination, e.g. ``IPv4Network("198.51.100.0/24")``.
+            gateway: the next hop (it must be reachable on the link); ``None`` for on-link.
+            metric: the route priority; ``None`` for the kernel's default (IPv4 0, IPv6 1024).
+
+        Raises:
+            OSError: :class:`FileExistsError` for a duplicate; an unreachable gateway gives
+                ``ENETUNREACH`` (IPv4) or ``EHOSTUNREACH`` (IPv6); ``ENETDOWN`` for IPv4 while
+                the link is down; ``ENODEV``.
+            ConfigError: invalid index, network, gateway or metric.
+        """
+        rt.encode_new_route(0, index, network, gateway=gateway, metric=metric)  # validate
+        self._request(
+            lambda seq: rt.encode_new_route(seq, index, network, gateway=gateway, metric=metric),
+            rt.Expect.ACK,
+        )
+
+    def remove_route(
+        self,
+        index: int,
+        network: IPv4Network | IPv6Network | str,
+        *,
+        gateway: IPv4Address | IPv6Address | str | None = None,
+        metric: int | None = None,
+    ) -> None:
+        """Remove a route out of this link; ``gateway``/``metric`` narrow the match when given.
+
+        Raises:
+            OSError: ``ESRCH`` if no route matches; ``ENODEV``.
+            ConfigError: invalid index, network, gateway or metric.
+        """
+        rt.encode_del_route(0, index, network, gateway=gateway, metric=metric)  # validate
+        self._request(
+            lambda seq: rt.encode_del_route(seq, index, network, gateway=gateway, metric=metric),
+            rt.Expect.ACK,
+        )
+
+
+def _coerce_target(
+    value: object,
+) -> IPv4Interface | IPv6Interface | IPv4Address | IPv6Address:
+    if isinstance(value, IPv4Interface | IPv6Interface | IPv4Address | IPv6Address):
+        return value
+    if isinstance(value, str):
+        try:
+            return ip_interface(value) if "/" in value else ip_address(value)
+        except ValueError as exc:
+            raise ConfigError(f"address {value!r} is not an IP address: {exc}") from None
+    raise ConfigError(f"address {value!r} is not an IP address or interface")
