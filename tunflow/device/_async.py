@@ -170,8 +170,13 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
     async def try_clone(self) -> AsyncDevice:
         """Open another queue of this multi-queue device (see :meth:`SyncDevice.try_clone`)."""
         self._check_open()
-        queue = await anyio.to_thread.run_sync(self._shared.require().open_queue)
-        return AsyncDevice(self._shared, queue, queue_index=self._queue_index + 1)
+        # In this thread, not a worker: TUNSETIFF acts in the calling thread's network
+        # namespace, and a cached worker thread may sit in another one. It never blocks.
+        queue = self._shared.require().open_queue()
+        self._shared.queues_opened += 1
+        clone = AsyncDevice(self._shared, queue, queue_index=self._shared.queues_opened)
+        await anyio.lowlevel.checkpoint()
+        return clone
 
     def _check_open(self) -> None:
         if self._closed:

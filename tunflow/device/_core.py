@@ -70,7 +70,8 @@ class SharedInterface:
         self.packet_information = packet_information
         self.lock = threading.Lock()
         self._users = 0
-        self.mtu_hint = 0
+        #: queues opened after the first (numbers them for ``DeviceAttribute.queue``)
+        self.queues_opened = 0
 
     def acquire(self) -> None:
         with self.lock:

@@ -1,0 +1,175 @@
+"""AsyncDevice on the real kernel, identical on asyncio, uvloop and trio."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import anyio
+import pytest
+
+from tests.helpers import ipv4_udp, udp_payload, udp_send
+from tunflow import (
+    AsyncDevice,
+    ClosedDeviceError,
+    DeviceAttribute,
+    DeviceBuilder,
+    DeviceGoneError,
+    Layer,
+    testing,
+)
+
+pytestmark = [pytest.mark.needs_root, pytest.mark.anyio]
+
+
+async def _first_udp(dev: AsyncDevice, port: int) -> bytes:
+    with anyio.fail_after(10):
+        async for packet in dev:
+            parsed = udp_payload(packet)
+            if parsed and parsed[1] == port:
+                return parsed[2]
+    raise AssertionError("stream ended")
+
+
+async def test_stream_receive_and_send(netns: testing.Netns) -> None:
+    async with DeviceBuilder().ipv4("10.60.0.1", 24).build_async() as dev:
+        assert isinstance(dev, anyio.abc.UnreliableObjectStream)
+        udp_send("10.60.0.2", 5000, b"to the device")
+        assert await _first_udp(dev, 5000) == b"to the device"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("10.60.0.1", 6000))
+            s.setblocking(False)
+            await dev.send(ipv4_udp("10.60.0.2", "10.60.0.1", 1, 6000, b"from the device"))
+            with anyio.fail_after(5):
+                await anyio.wait_readable(s)
+            assert s.recv(100) == b"from the device"
+
+
+async def test_batches(netns: testing.Netns) -> None:
+    async with DeviceBuilder().ipv4("10.61.0.1", 24).build_async() as dev:
+        for i in range(40):
+            udp_send("10.61.0.2", 5000, bytes([i]))
+        got: list[bytes] = []
+        with anyio.fail_after(10):
+            while len(got) < 40:
+                batch = await dev.recv_batch()
+                got += [p[2] for p in map(udp_payload, batch.to_list()) if p and p[1] == 5000]
+        assert sorted(got) == [bytes([i]) for i in range(40)]
+        out = dev.new_batch()
+        out.append(ipv4_udp("10.61.0.2", "10.61.0.1", 1, 9, b"x"))
+        assert await dev.send_batch(out) == 1
+        assert dev.statistics().rx_batches >= 1
+
+
+async def test_aclose_wakes_a_blocked_receiver(netns: testing.Netns) -> None:
+    dev = DeviceBuilder().ipv4("10.62.0.1", 24).build_async()
+    caught: list[BaseException] = []
+
+    async def receiver() -> None:
+        try:
+            while True:
+                await dev.receive()
+        except anyio.ClosedResourceError as exc:
+            caught.append(exc)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(receiver)
+            await anyio.sleep(0.2)
+            await dev.aclose()
+    assert len(caught) == 1
+    assert isinstance(caught[0], ClosedDeviceError)
+    with pytest.raises(anyio.ClosedResourceError):
+        await dev.receive()
+
+
+async def test_two_receivers_are_refused(netns: testing.Netns) -> None:
+    async with DeviceBuilder().ipv4("10.63.0.1", 24).build_async() as dev:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+
+                async def first() -> None:
+                    with anyio.CancelScope() as scope:
+                        tg.cancel_scope.shield = False
+                        scope.deadline = anyio.current_time() + 5
+                        while True:
+                            await dev.receive()
+
+                tg.start_soon(first)
+                await anyio.sleep(0.2)
+                with pytest.raises(anyio.BusyResourceError):
+                    await dev.receive()
+                tg.cancel_scope.cancel()
+
+
+async def test_deleted_device_raises_broken_resource(netns: testing.Netns) -> None:
+    name = testing.unique_name("g")
+    async with DeviceBuilder().name(name).ipv4("10.64.0.1", 24).build_async() as dev:
+        caught: list[BaseException] = []
+
+        async def receiver() -> None:
+            try:
+                while True:
+                    await dev.receive()
+            except anyio.BrokenResourceError as exc:
+                caught.append(exc)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(receiver)
+                await anyio.sleep(0.2)
+                await anyio.run_process(netns.cmd("ip", "link", "del", name))
+        assert len(caught) == 1
+        assert isinstance(caught[0], DeviceGoneError)
+        assert caught[0].errno is not None
+
+
+async def test_configuration_methods(netns: testing.Netns) -> None:
+    async with DeviceBuilder().ipv4("10.65.0.1", 24).build_async() as dev:
+        name = await dev.name()
+        await dev.add_address_v4("10.65.1.1", 24)
+        await dev.add_address_v6("fd65::1", 64)
+        await dev.add_route("198.51.100.0/24")
+        addrs = {str(a) for a in await dev.addresses()}
+        assert {"10.65.0.1/24", "10.65.1.1/24", "fd65::1/64"} <= addrs
+        assert "198.51.100.0/24" in {str(r.destination) for r in await dev.routes()}
+        await dev.remove_address("10.65.1.1")
+        await dev.set_mtu(1420)
+        assert await dev.mtu() == 1420
+        assert await dev.is_running()
+        assert dev.if_index() == netns.ip_json("link", "show", name)[0]["ifindex"]
+        assert dev.extra(DeviceAttribute.name) == name
+        assert dev.extra(DeviceAttribute.index) == dev.if_index()
+        assert dev.extra(DeviceAttribute.fileno) == dev.fileno()
+        assert dev.extra(DeviceAttribute.layer) is Layer.L3
+        assert dev.extra(DeviceAttribute.queue) == 0
+
+
+async def test_multi_queue_clone(netns: testing.Netns) -> None:
+    async with DeviceBuilder().ipv4("10.66.0.1", 24).multi_queue().build_async() as dev:
+        clone = await dev.try_clone()
+        async with clone:
+            assert clone.extra(DeviceAttribute.queue) == 1
+            assert await clone.name() == await dev.name()
+
+
+async def test_receive_nowait(netns: testing.Netns) -> None:
+    async with DeviceBuilder().ipv4("10.67.0.1", 24).build_async() as dev:
+        while True:  # drain the kernel's own chatter
+            try:
+                dev.receive_nowait()
+            except anyio.WouldBlock:
+                break
+        udp_send("10.67.0.2", 5000, b"now")
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                packet = dev.receive_nowait()
+            except anyio.WouldBlock:
+                assert time.monotonic() < deadline
+                await anyio.sleep(0.01)
+                continue
+            parsed = udp_payload(packet)
+            if parsed and parsed[1] == 5000:
+                break
+        assert parsed[2] == b"now"
