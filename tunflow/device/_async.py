@@ -80,6 +80,7 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         self._sending = False
         self._queue_index = queue_index
         self._fd = queue.fileno()
+        self._thread_waker: Any = None
         self._attrs: dict[str, Any] = {}
         if shared.interface is not None:
             try:
@@ -157,6 +158,8 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         fd = self._queue.fileno()
         if fd >= 0 and _in_event_loop():
             anyio.notify_closing(fd)
+        if self._thread_waker is not None:
+            self._thread_waker.wake()
         try:
             self._queue.close()
         finally:
@@ -183,16 +186,37 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
             raise ClosedDeviceError("the device is closed")
 
     async def _wait_readable(self) -> None:
+        if self._fd < 0:
+            await self._wait_in_thread(False)
+            return
         try:
             await anyio.wait_readable(self._fd)
         except anyio.ClosedResourceError:
             raise ClosedDeviceError("the device was closed while waiting") from None
 
     async def _wait_writable(self) -> None:
+        if self._fd < 0:
+            await self._wait_in_thread(True)
+            return
         try:
             await anyio.wait_writable(self._fd)
         except anyio.ClosedResourceError:
             raise ClosedDeviceError("the device was closed while waiting") from None
+
+    async def _wait_in_thread(self, writable: bool) -> None:
+        # Queues that are not pollable fds (Wintun's ring and read event on Windows) are waited
+        # on by a worker thread; aclose() or a cancellation fires the waker to free it.
+        waker = self._queue.make_waker()
+        self._thread_waker = waker
+        try:
+            await anyio.to_thread.run_sync(
+                self._queue.wait, writable, None, waker, abandon_on_cancel=True
+            )
+        finally:
+            self._thread_waker = None
+            waker.wake()
+            waker.close()
+        self._check_open()
 
     def _begin_receive(self) -> None:
         if self._receiving:

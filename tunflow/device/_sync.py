@@ -64,7 +64,9 @@ class SyncDevice(DeviceCore):
 
     def __init__(self, shared: SharedInterface, queue: Any) -> None:
         super().__init__(shared, queue)
-        self._waker = PipeWaker()
+        # A queue that cannot be polled (Windows) brings its own kind of waker.
+        make_waker = getattr(queue, "make_waker", None)
+        self._waker = make_waker() if make_waker is not None else PipeWaker()
         self._shutdown = False
 
     @classmethod
