@@ -217,33 +217,34 @@ class FdQueue:
         if self._af_header:
             return self._recv_batch_af(batch, max_size)
         view = batch.view
-        cap = len(batch.buffer)
-        offsets = batch.offsets
-        lengths = batch.lengths
-        limit = batch.max_packets
+        # the last offset at which a read still has ``max_size`` bytes of room
+        last = len(batch.buffer) - max_size
+        add_offset = batch.offsets.append
+        add_length = batch.lengths.append
+        left = batch.max_packets - len(batch.offsets)
         count = 0
         readinto = self._file.readinto
         # With a virtio header the read starts HEADROOM bytes earlier: header into the headroom.
         back = HEADROOM if self.vnet_hdr else 0
-        if self.vnet_hdr:
+        if back:
             batch.vnet_hdr = True
         end = batch.end
-        # Each read is offered all the room left (up to the largest packet), so a packet bigger
-        # than expected (the MTU raised behind our back) is never truncated; reading stops when
-        # less than ``max_size`` is left.
+        # Each read is offered all the room left (up to the largest packet; memoryview slices
+        # clamp), so a packet bigger than expected (the MTU raised behind our back) is never
+        # truncated; reading stops when less than ``max_size`` is left.
         try:
-            while len(offsets) < limit:
+            while count < left:
                 off = end + HEADROOM
-                if off + max_size > cap:
+                if off > last:
                     break
-                n = readinto(view[off - back : min(cap, off + _MAX_READ)])
+                n = readinto(view[off - back : off + _MAX_READ])
                 if n is None:
                     break
-                n -= back
-                if n < 0:  # shorter than a virtio header: nothing usable
+                if n < back:  # shorter than a virtio header: nothing usable
                     continue
-                offsets.append(off)
-                lengths.append(n)
+                n -= back
+                add_offset(off)
+                add_length(n)
                 end = off + n
                 count += 1
         except OSError as exc:
