@@ -27,6 +27,7 @@ __all__ = [
     "checksum",
     "checksum_no_fold",
     "pseudo_header_checksum_no_fold",
+    "checksum_update",
 ]
 
 #: Bytes reserved in front of every packet of a batch (the virtio-net header's size).
@@ -250,33 +251,139 @@ def validate_ip_packet(packet: bytes | bytearray | memoryview, mtu: int | None =
         raise MalformedPacketError(f"IP version nibble is {v}, not 4 or 6")
 
 
+# --- Internet checksum (RFC 1071) -------------------------------------------------------------
+#
+# Why ``int.from_bytes(data, "big") % 0xFFFF``: 2**16 ≡ 1 (mod 0xFFFF), so a buffer read as one
+# big-endian integer is congruent to the sum of its 16-bit words, and one's-complement addition
+# *is* addition modulo 0xFFFF except that it never yields 0 for a non-zero sum (it yields 0xFFFF,
+# "negative zero"). Both steps run in C; benchmarks/checksum.py measures this at 8-10x the speed
+# of ``sum(memoryview.cast("H"))`` or ``array``/``struct`` word sums. CPython's ``% small_int``
+# costs ~1.1 ns/byte (one hardware division per 30-bit digit) against ~0.2 ns/byte for a shift
+# and an add, so long buffers are first folded in halves (``hi + lo`` at a 16-bit-aligned split
+# keeps the residue) down to ``_FOLD_BITS``; that is ~15 % faster at 1500 bytes and ~40 % at 64 KiB.
+
+#: Fold by halves while the integer is wider than this (bits); measured in benchmarks/checksum.py.
+_FOLD_BITS: Final = 4096
+_masks: dict[int, int] = {}
+
+
+def _mask(bits: int) -> int:
+    m = _masks.get(bits)
+    if m is None:
+        if len(_masks) >= 64:  # bounded: GSO traffic uses a handful of sizes
+            _masks.clear()
+        m = _masks[bits] = (1 << bits) - 1
+    return m
+
+
+def _sum16(data: bytes | bytearray | memoryview) -> int:
+    """Sum of ``data`` as big-endian 16-bit words, reduced into 0..0xFFFF (0 only if all zero)."""
+    n = len(data)
+    x = int.from_bytes(data, "big")
+    if not x:
+        return 0
+    bits = n << 3
+    while bits > _FOLD_BITS:
+        half = (bits >> 1) & ~15
+        x = (x >> half) + (x & _mask(half))
+        bits = half + 1
+    if n & 1:
+        # An odd trailing byte is the high byte of a last word: the padded buffer is x * 256.
+        x <<= 8
+    return x % 0xFFFF or 0xFFFF
+
+
 def checksum_no_fold(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
     """The one's-complement sum of ``data`` as 16-bit big-endian words, not yet folded.
 
-    An odd trailing byte counts as the high byte of a last word. The result is an int that
-    :func:`checksum` folds; sums may be added before folding.
+    An odd trailing byte counts as the high byte of a last word. The result is ``initial`` plus a
+    value in ``0..0xFFFF`` (``0`` only for all-zero data), so sums of several buffers may be added
+    before :func:`checksum` folds them.
+
+    Args:
+        data: the bytes to sum.
+        initial: an unfolded sum to add (for example a pseudo-header sum).
+
+    Returns:
+        The unfolded sum, a non-negative ``int``.
+
+    Example:
+        >>> hex(checksum(b"", checksum_no_fold(b"\\x01\\x02\\x01")))
+        '0x202'
     """
-    if len(data) & 1:
-        return initial + int.from_bytes(bytes(data) + b"\0", "big") % 0xFFFF
-    return initial + int.from_bytes(data, "big") % 0xFFFF
+    return initial + _sum16(data)
 
 
 def checksum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
-    """The folded 16-bit one's-complement sum of ``data`` plus ``initial`` (not complemented)."""
-    s = checksum_no_fold(data, initial)
-    while s > 0xFFFF:
-        s = (s & 0xFFFF) + (s >> 16)
-    return s
+    """The folded 16-bit one's-complement sum of ``data`` plus ``initial`` (not complemented).
+
+    Store ``~checksum(...) & 0xFFFF`` in a header; a received header verifies when
+    ``checksum(header) == 0xFFFF``.
+
+    Args:
+        data: the bytes to sum.
+        initial: an unfolded sum to add (any non-negative ``int``).
+
+    Returns:
+        The folded sum in ``0..0xFFFF``; ``0`` only when ``data`` and ``initial`` are all zero,
+        ``0xFFFF`` for a non-zero sum that is a multiple of 0xFFFF (as an end-around-carry adder).
+
+    Example:
+        >>> hex(checksum(b"\\x01\\x02\\x01\\x02\\x01\\x02", 0x1000))
+        '0x1306'
+    """
+    s = initial + _sum16(data)
+    # Folding with end-around carries maps any s > 0 onto 1..0xFFFF, congruent modulo 0xFFFF.
+    return (s - 1) % 0xFFFF + 1 if s > 0xFFFF else s
 
 
 def pseudo_header_checksum_no_fold(
     protocol: int, src: bytes | memoryview, dst: bytes | memoryview, length: int
 ) -> int:
-    """The unfolded sum of the TCP/UDP pseudo-header (IPv4 or IPv6, by address length)."""
-    return (
-        int.from_bytes(src, "big") % 0xFFFF
-        + int.from_bytes(dst, "big") % 0xFFFF
-        + protocol
-        + (length >> 16)
-        + (length & 0xFFFF)
-    )
+    """The unfolded sum of the TCP/UDP pseudo-header (IPv4 or IPv6, by address length).
+
+    Args:
+        protocol: the IP protocol number (6 for TCP, 17 for UDP).
+        src: the source address, 4 or 16 bytes.
+        dst: the destination address, 4 or 16 bytes.
+        length: the TCP/UDP length (header plus payload).
+
+    Returns:
+        An unfolded sum to pass as ``initial`` to :func:`checksum`.
+
+    Example:
+        >>> hex(checksum(b"", pseudo_header_checksum_no_fold(6, bytes([192, 168, 1, 1]),
+        ...                                                  bytes([192, 168, 1, 2]), 1492)))
+        '0x892e'
+    """
+    # Each address read as one integer is congruent to the sum of its words and non-zero exactly
+    # when they are, so the plain sum is a valid unfolded representative: no division needed.
+    return int.from_bytes(src, "big") + int.from_bytes(dst, "big") + protocol + length
+
+
+def checksum_update(field: int, old: int, new: int) -> int:
+    """Patch a stored checksum after one 16-bit word changed (RFC 1624, eqn. 3).
+
+    Saves re-summing a packet when a stage rewrites a port, a TTL/protocol word or half an
+    address (call once per changed word).
+
+    Args:
+        field: the checksum as stored in the header (already complemented).
+        old: the 16-bit word before the change.
+        new: the 16-bit word after it.
+
+    Returns:
+        The new value for the checksum field.
+
+    Example:
+        >>> hdr = bytearray.fromhex("4500003c1c4640004006 0000 ac100a63ac100a0c")
+        >>> hdr[10:12] = (~checksum(hdr) & 0xFFFF).to_bytes(2, "big")
+        >>> old = int.from_bytes(hdr[8:10], "big"); hdr[8] -= 1  # TTL 64 -> 63
+        >>> f = checksum_update(int.from_bytes(hdr[10:12], "big"), old, int.from_bytes(hdr[8:10], "big"))
+        >>> hdr[10:12] = f.to_bytes(2, "big"); checksum(hdr)
+        65535
+    """
+    s = (~field & 0xFFFF) + (~old & 0xFFFF) + new
+    s = (s & 0xFFFF) + (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
