@@ -31,7 +31,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tunflow import AsyncDevice, DeviceBuilder, SyncDevice, testing  # noqa: E402
+from tunflow import AsyncDevice, DeviceBuilder, SyncDevice, testing
 
 DST = ("10.99.0.2", 9)
 
@@ -104,12 +104,7 @@ def main() -> None:
     n = args.packets
     results: dict[str, list[float]] = {}
     with testing.netns():
-        dev = (
-            DeviceBuilder()
-            .ipv4("10.99.0.1", 24)
-            .tx_queue_len(max(1000, n + 1000))
-            .build_sync()
-        )
+        dev = DeviceBuilder().ipv4("10.99.0.1", 24).tx_queue_len(max(1000, n + 1000)).build_sync()
         # no IPv6 chatter during a measurement
         with open(f"/proc/sys/net/ipv6/conf/{dev.name()}/disable_ipv6", "w") as f:
             f.write("1")
@@ -137,7 +132,10 @@ def main() -> None:
             ("bare os.read loop", lambda: drain_bare(fd, n)),
             ("SyncDevice.recv_batch", lambda: drain_sync(dev, n)),
             ("AsyncDevice.recv_batch asyncio", lambda: run_async("asyncio", {}, False)),
-            ("AsyncDevice.recv_batch uvloop", lambda: run_async("asyncio", {"use_uvloop": True}, False)),
+            (
+                "AsyncDevice.recv_batch uvloop",
+                lambda: run_async("asyncio", {"use_uvloop": True}, False),
+            ),
             ("AsyncDevice.recv_batch trio", lambda: run_async("trio", {}, False)),
             ("AsyncDevice.receive asyncio", lambda: run_async("asyncio", {}, True)),
             ("AsyncDevice.receive trio", lambda: run_async("trio", {}, True)),

@@ -1,6 +1,6 @@
 """Several IPv4 and IPv6 addresses and routes, added, listed and removed at run time.
 
-    sudo python examples/addresses.py
+sudo python examples/addresses.py
 """
 
 from __future__ import annotations

@@ -18,7 +18,9 @@ import time
 from tunflow import ClosedDeviceError, DeviceBuilder, SyncDevice
 
 
-def reader(dev: SyncDevice, queue: int, counts: collections.Counter[int], seen: list[bytes]) -> None:
+def reader(
+    dev: SyncDevice, queue: int, counts: collections.Counter[int], seen: list[bytes]
+) -> None:
     try:
         while True:
             batch = dev.recv_batch()

@@ -14,8 +14,8 @@ import argparse
 import sys
 
 import anyio
-
 from responders import echo_reply
+
 from tunflow import AsyncDevice, DeviceBuilder, SyncDevice
 
 

@@ -1,7 +1,7 @@
 """Print every packet that arrives on a new TUN device (blocking code).
 
-    sudo python examples/read_sync.py
-    ping -c 3 10.78.0.2        # in another shell
+sudo python examples/read_sync.py
+ping -c 3 10.78.0.2        # in another shell
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ def main() -> None:
     args = parser.parse_args()
     address, prefix = args.ipv4.split("/")
     with DeviceBuilder().ipv4(address, int(prefix)).build_sync() as dev:
-        print(f"ready {dev.name()} mtu={dev.mtu()} addresses={[str(a) for a in dev.addresses()]}", flush=True)
+        print(
+            f"ready {dev.name()} mtu={dev.mtu()} addresses={[str(a) for a in dev.addresses()]}",
+            flush=True,
+        )
         seen = 0
         while not args.count or seen < args.count:
             packet = dev.recv()

@@ -1,7 +1,7 @@
 """Print every packet that arrives on a new TUN device, on trio.
 
-    sudo python examples/read_trio.py
-    ping -c 3 10.80.0.2        # in another shell
+sudo python examples/read_trio.py
+ping -c 3 10.80.0.2        # in another shell
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ import argparse
 from ipaddress import IPv4Address, IPv6Address
 
 import anyio
-
 from responders import tap_reply
+
 from tunflow import DeviceBuilder, Layer
 
 HOST_MAC = bytes.fromhex("020000810002")
@@ -42,6 +42,11 @@ if __name__ == "__main__":
     args = parser.parse_args()
     options = {"use_uvloop": True} if args.backend == "uvloop" else {}
     try:
-        anyio.run(main, args, backend="trio" if args.backend == "trio" else "asyncio", backend_options=options)
+        anyio.run(
+            main,
+            args,
+            backend="trio" if args.backend == "trio" else "asyncio",
+            backend_options=options,
+        )
     except KeyboardInterrupt:
         pass

@@ -103,7 +103,9 @@ class Example:
                 return line.rstrip("\n")
         self.stop()
         err = self.proc.stderr.read() if self.proc.stderr else ""
-        raise AssertionError(f"{self.argv} never printed {prefix!r}; stdout={self.lines} stderr={err}")
+        raise AssertionError(
+            f"{self.argv} never printed {prefix!r}; stdout={self.lines} stderr={err}"
+        )
 
     def stop(self) -> str:
         """Terminate (if still running) and return the rest of stdout."""
@@ -128,7 +130,9 @@ class Example:
         return out
 
 
-def addr_set(ns_links: Sequence[dict[str, object]], *, include_link_local: bool = False) -> set[str]:
+def addr_set(
+    ns_links: Sequence[dict[str, object]], *, include_link_local: bool = False
+) -> set[str]:
     """``{"10.0.0.1/24", …}`` from ``ip -j addr show dev X`` output."""
     out = set()
     for link in ns_links:

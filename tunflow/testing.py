@@ -152,7 +152,21 @@ def veth_pair(
 ) -> tuple[str, str]:
     """Join two namespaces with a veth pair, address and raise both ends; return their names."""
     name_a, name_b = unique_name("va"), unique_name("vb")
-    run("ip", "link", "add", name_a, "netns", a.name, "type", "veth", "peer", "name", name_b, "netns", b.name)
+    run(
+        "ip",
+        "link",
+        "add",
+        name_a,
+        "netns",
+        a.name,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        name_b,
+        "netns",
+        b.name,
+    )
     for ns, name, addr in ((a, name_a, addr_a), (b, name_b, addr_b)):
         extra = ("nodad",) if ":" in addr else ()
         ns.run("ip", "addr", "add", addr, "dev", name, *extra)

@@ -42,7 +42,9 @@ def routes_of(ns: testing.Netns, dev: str) -> set[str]:
     for family in ("-4", "-6"):
         for r in ns.ip_json(family, "route", "show", "dev", dev):
             if r.get("protocol") != "kernel":
-                out.add(r["dst"] if "/" in r["dst"] else f"{r['dst']}/{32 if family == '-4' else 128}")
+                out.add(
+                    r["dst"] if "/" in r["dst"] else f"{r['dst']}/{32 if family == '-4' else 128}"
+                )
     return out
 
 
@@ -63,7 +65,12 @@ def test_build_shows_exactly_what_was_asked(netns: testing.Netns) -> None:
     )
     with builder.build_sync() as dev:
         name = dev.name()
-        assert addrs_of(netns, name) == {"10.10.0.1/24", "10.11.0.1/16", "fd10::1/64", "fd11::1/112"}
+        assert addrs_of(netns, name) == {
+            "10.10.0.1/24",
+            "10.11.0.1/16",
+            "fd10::1/64",
+            "fd11::1/112",
+        }
         assert routes_of(netns, name) == {"192.0.2.0/24", "2001:db8:10::/48"}
         link = netns.ip_json("link", "show", name)[0]
         assert link["mtu"] == 1400
@@ -83,9 +90,17 @@ def test_every_runtime_change_shows_in_ip(netns: testing.Netns) -> None:
         dev.add_address_v6("fd20::1", 64)
         dev.add_address_v6("fd21::1", 64)
         assert addrs_of(netns, name) == {
-            "10.20.0.1/24", "10.21.0.1/24", "10.22.0.1/32", "fd20::1/64", "fd21::1/64"
+            "10.20.0.1/24",
+            "10.21.0.1/24",
+            "10.22.0.1/32",
+            "fd20::1/64",
+            "fd21::1/64",
         } or addrs_of(netns, name) == {
-            "10.20.0.1/24", "10.21.0.1/24", "10.22.0.1/24", "fd20::1/64", "fd21::1/64"
+            "10.20.0.1/24",
+            "10.21.0.1/24",
+            "10.22.0.1/24",
+            "fd20::1/64",
+            "fd21::1/64",
         }
         dev.remove_address("10.21.0.1")
         dev.remove_address("fd20::1")
@@ -161,9 +176,10 @@ def test_udp_through_the_device_both_ways(netns: testing.Netns) -> None:
         assert got == {b"hello v4", b"hello v6"}
 
         # packets written to the device reach sockets of the namespace
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s4, socket.socket(
-            socket.AF_INET6, socket.SOCK_DGRAM
-        ) as s6:
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s4,
+            socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s6,
+        ):
             s4.bind(("10.40.0.1", 6000))
             s6.bind(("fd40::1", 6000))
             s4.settimeout(5)
@@ -232,7 +248,7 @@ def test_shutdown_wakes_a_blocked_recv_promptly(netns: testing.Netns) -> None:
         try:
             while True:
                 dev.recv()  # the kernel's own chatter is read and ignored
-        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+        except BaseException as exc:
             result["exc"] = exc
             result["woke"] = time.monotonic()
 
@@ -265,7 +281,7 @@ def test_deleted_device_breaks_a_blocked_reader(netns: testing.Netns) -> None:
             try:
                 while True:
                     dev.recv(timeout=20)
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 errors.append(exc)
 
         t = threading.Thread(target=reader)
@@ -467,10 +483,17 @@ def test_without_cap_net_admin_the_error_names_it(netns: testing.Netns) -> None:
     )
     proc = subprocess.run(
         netns.cmd(
-            "setpriv", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-net_admin",
-            sys.executable, "-c", code,
+            "setpriv",
+            "--inh-caps=-all",
+            "--ambient-caps=-all",
+            "--bounding-set=-net_admin",
+            sys.executable,
+            "-c",
+            code,
         ),
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     assert "CAP_NET_ADMIN" in proc.stdout

@@ -73,13 +73,18 @@ def test_addresses_example() -> None:
     addrs = ast.literal_eval(after_removing.split(":", 1)[1].strip())
     assert {"10.82.0.1/24", "10.82.2.1/24", "fd82:1::1/64"} <= set(addrs)
     assert "10.82.1.1/24" not in addrs and "fd82::1/64" not in addrs
-    routes = ast.literal_eval(next(l for l in ex.lines if l.startswith("routes:")).split(":", 1)[1].strip())
+    routes = ast.literal_eval(
+        next(line for line in ex.lines if line.startswith("routes:")).split(":", 1)[1].strip()
+    )
     assert {"198.51.100.0/24", "2001:db8:82::/48"} <= set(routes)
     assert "192.0.2.0/24" not in routes
 
 
 def test_multiqueue_example_spreads_flows() -> None:
-    with testing.netns(enter=False) as ns, Example(ns, "multiqueue.py", "--queues", "4", "--seconds", "4") as ex:
+    with (
+        testing.netns(enter=False) as ns,
+        Example(ns, "multiqueue.py", "--queues", "4", "--seconds", "4") as ex,
+    ):
         ex.wait_for("ready")
         sender = (
             "import socket\n"
@@ -89,7 +94,7 @@ def test_multiqueue_example_spreads_flows() -> None:
         )
         ns.run("python3", "-c", sender)
         ex.wait(timeout=30)
-    line = next(l for l in ex.lines if l.startswith("per queue:"))
+    line = next(line for line in ex.lines if line.startswith("per queue:"))
     per_queue = ast.literal_eval(line.split("per queue:")[1].split("total:")[0].strip())
     assert sum(per_queue.values()) >= 32
     assert len([q for q, n in per_queue.items() if n]) >= 2

@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
-from anyio.abc import UnreliableObjectStream
 from anyio import TypedAttributeSet, typed_attribute
+from anyio.abc import UnreliableObjectStream
 
 from ..errors import ClosedDeviceError, ConfigError
 from ..packet import PacketBatch
@@ -86,7 +86,7 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
             try:
                 iface = shared.interface
                 self._attrs = {"name": iface.name(), "index": iface.if_index(), "mtu": iface.mtu()}
-            except Exception:  # noqa: BLE001 - attributes are a convenience
+            except Exception:
                 self._attrs = {}
 
     @classmethod
@@ -116,7 +116,7 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
     ) -> AsyncDevice:
         from .. import platform
 
-        if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
+        if type(fd) is not int or fd < 0:
             raise ConfigError(f"{fd!r} is not a file descriptor")
         interface, queue = platform.current().adopt_fd(
             fd, close_fd=close_fd, packet_information=packet_information
@@ -206,7 +206,7 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
     async def _wait_in_thread(self, writable: bool) -> None:
         # Queues that are not pollable fds (Wintun's ring and read event on Windows) are waited
         # on by a worker thread; aclose() or a cancellation fires the waker to free it.
-        waker = self._queue.make_waker()
+        waker = self._queue.make_waker()  # type: ignore[attr-defined]
         self._thread_waker = waker
         try:
             await anyio.to_thread.run_sync(
@@ -471,6 +471,6 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
 def _in_event_loop() -> bool:
     try:
         anyio.get_current_task()
-    except Exception:  # noqa: BLE001 - no running loop (e.g. a finalizer)
+    except Exception:
         return False
     return True

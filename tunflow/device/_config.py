@@ -11,7 +11,14 @@ import enum
 import ipaddress
 import re
 from collections.abc import Sequence
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+)
 
 import attrs
 
@@ -174,7 +181,9 @@ def parse_mac(mac: str | bytes | Sequence[int]) -> bytes:
         if len(raw) != 6:
             raise ConfigError(f"a MAC address has 6 bytes, not {len(raw)}")
     if raw[0] & 1:
-        raise ConfigError(f"{format_mac(raw)} is a multicast MAC address (low bit of the first byte)")
+        raise ConfigError(
+            f"{format_mac(raw)} is a multicast MAC address (low bit of the first byte)"
+        )
     if raw == bytes(6):
         raise ConfigError("00:00:00:00:00:00 is not a usable MAC address")
     return raw
@@ -192,7 +201,9 @@ def _check_name(name: str | None) -> None:
     if not raw:
         raise ConfigError("interface name is empty")
     if len(raw) >= IFNAMSIZ:
-        raise ConfigError(f"interface name {name!r} is {len(raw)} bytes; the limit is {IFNAMSIZ - 1}")
+        raise ConfigError(
+            f"interface name {name!r} is {len(raw)} bytes; the limit is {IFNAMSIZ - 1}"
+        )
     if name in (".", "..") or any(c in name for c in "/: \t\n\0"):
         raise ConfigError(f"interface name {name!r} contains '/', ':', whitespace or is '.'/'..'")
 

@@ -7,7 +7,8 @@ are and :class:`~tunflow.AsyncDevice` runs them in a worker thread.
 from __future__ import annotations
 
 import threading
-from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
+
 import attrs
 
 from ..errors import ConfigError, PacketTooLargeError, UnsupportedError
@@ -58,7 +59,7 @@ class DeviceStatistics:
     rx_super_packets: int = 0
     tx_coalesced: int = 0
     gro_disabled: int = 0
-    offload: OffloadInfo = OffloadInfo()
+    offload: OffloadInfo = attrs.field(factory=OffloadInfo)
 
 
 class SharedInterface:
@@ -114,7 +115,7 @@ class DeviceCore:
         if shared.interface is not None:
             try:
                 mtu = shared.interface.mtu()
-            except Exception:  # noqa: BLE001 - a guess is enough for sizing buffers
+            except Exception:
                 mtu = 1500
         self._set_max_size(mtu)
 
@@ -201,7 +202,7 @@ class DeviceCore:
         return self._shared.require().mtu()
 
     def _set_mtu(self, mtu: int) -> None:
-        if isinstance(mtu, bool) or not isinstance(mtu, int) or not 68 <= mtu <= 65535:
+        if type(mtu) is not int or not 68 <= mtu <= 65535:
             raise ConfigError(f"MTU {mtu!r} is outside 68..65535")
         self._shared.require().set_mtu(mtu)
         self._set_max_size(mtu)
@@ -270,7 +271,7 @@ class DeviceCore:
         return self._shared.require().tx_queue_len()
 
     def _set_tx_queue_len(self, length: int) -> None:
-        if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+        if type(length) is not int or length < 0:
             raise ConfigError(f"tx_queue_len {length!r} must be a non-negative int")
         self._shared.require().set_tx_queue_len(length)
 

@@ -110,7 +110,7 @@ class SyncDevice(DeviceCore):
     ) -> SyncDevice:
         from .. import platform
 
-        if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
+        if type(fd) is not int or fd < 0:
             raise ConfigError(f"{fd!r} is not a file descriptor")
         backend = platform.current()
         interface, queue = backend.adopt_fd(
@@ -138,7 +138,7 @@ class SyncDevice(DeviceCore):
         if not getattr(self, "_closed", True):
             try:
                 self.close()
-            except Exception:  # noqa: BLE001 - nothing useful to do in a finalizer
+            except Exception:
                 pass
 
     def fileno(self) -> int:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from ipaddress import IPv4Address
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -80,8 +81,8 @@ class DeviceBuilder:
     def __repr__(self) -> str:
         return f"DeviceBuilder({self._config!r})"
 
-    def _set(self, **changes: object) -> Self:
-        self._config = attrs.evolve(self._config, **changes)  # type: ignore[misc]
+    def _set(self, **changes: Any) -> Self:
+        self._config = attrs.evolve(self._config, **changes)
         return self
 
     # -- identity ---------------------------------------------------------------------------
@@ -129,10 +130,10 @@ class DeviceBuilder:
         dest = None
         if destination is not None:
             d = parse_address(destination)
-            if d.version != 4:
+            if not isinstance(d, IPv4Address):
                 raise ConfigError(f"destination {destination!r} is not an IPv4 address")
             dest = d
-        setting = IPv4Setting(iface, dest)  # type: ignore[arg-type]
+        setting = IPv4Setting(iface, dest)
         return self._set(ipv4=(*self._config.ipv4, setting))
 
     def ipv6(self, address: IPAddressLike, prefix: PrefixLike) -> Self:

@@ -44,7 +44,12 @@ class IoctlLayout:
         type_shift = nr_shift + self.nr_bits
         size_shift = type_shift + self.type_bits
         dir_shift = self.dir_shift if self.dir_shift is not None else size_shift + self.size_bits
-        return (direction << dir_shift) | (size << size_shift) | (type_ << type_shift) | (nr << nr_shift)
+        return (
+            (direction << dir_shift)
+            | (size << size_shift)
+            | (type_ << type_shift)
+            | (nr << nr_shift)
+        )
 
     def io(self, type_: int, nr: int) -> int:
         """``_IO(type, nr)``."""

@@ -17,14 +17,21 @@ Errors cross this boundary already mapped to :mod:`tunflow.errors`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+)
 from typing import Protocol
 
 import attrs
 
 from ..packet import PacketBatch
 
-__all__ = ["Queue", "Interface", "Route", "OffloadInfo", "Buffer"]
+__all__ = ["Queue", "Interface", "Route", "OffloadInfo", "Buffer", "Waker"]
 
 Buffer = bytes | bytearray | memoryview
 
@@ -55,6 +62,13 @@ class OffloadInfo:
     uso: bool = False
 
 
+class Waker(Protocol):
+    """Wakes a blocked :meth:`Queue.wait` (a pipe on Unix, an event on Windows)."""
+
+    def wake(self) -> None: ...
+    def close(self) -> None: ...
+
+
 class Queue(Protocol):
     """One packet queue of a device. Non-blocking; never waits."""
 
@@ -68,6 +82,14 @@ class Queue(Protocol):
 
     def recv_into(self, buf: memoryview) -> int:
         """Read one packet into ``buf``; :class:`BlockingIOError` when none is waiting."""
+        ...
+
+    def recv(self, max_size: int) -> bytes:
+        """Read one packet as ``bytes``; :class:`BlockingIOError` when none is waiting."""
+        ...
+
+    def wait(self, writable: bool, timeout: float | None, waker: Waker | None) -> bool:
+        """Block until readable (or writable); ``False`` on timeout or when ``waker`` fired."""
         ...
 
     def send(self, packet: Buffer) -> int:

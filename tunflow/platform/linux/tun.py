@@ -14,7 +14,7 @@ import errno
 import os
 import platform
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from typing import Any, Final
 
@@ -222,7 +222,7 @@ class LinuxInterface:
                     self._restore(addrs, routes)
         self._name = name
 
-    def _restore(self, addrs: list[IPv4Interface | IPv6Interface], routes: list[object]) -> None:
+    def _restore(self, addrs: list[IPv4Interface | IPv6Interface], routes: Sequence[Any]) -> None:
         have = set(self._nl.addresses(self._index))
         for a in addrs:
             if a not in have and not (isinstance(a, IPv6Interface) and a.ip.is_link_local):
@@ -230,7 +230,7 @@ class LinuxInterface:
                     self._nl.add_address(self._index, a)
         have_routes = {(r.destination, r.gateway) for r in self._nl.routes(self._index)}
         for r in routes:
-            dest, gw, metric = r.destination, r.gateway, r.metric  # type: ignore[attr-defined]
+            dest, gw, metric = r.destination, r.gateway, r.metric
             if (dest, gw) in have_routes or getattr(r, "protocol", None) in ("kernel", 2):
                 continue
             with contextlib.suppress(FileExistsError):
@@ -278,10 +278,7 @@ class LinuxInterface:
 
     def routes(self) -> list[Route]:
         with self._op("list routes"):
-            return [
-                Route(r.destination, r.gateway, r.metric)
-                for r in self._nl.routes(self._index)
-            ]
+            return [Route(r.destination, r.gateway, r.metric) for r in self._nl.routes(self._index)]
 
     def add_route(self, route: Route) -> None:
         with self._op(f"add route {route.destination}"):
@@ -342,9 +339,7 @@ def _negotiate_offload(fd: int) -> OffloadInfo:
             _ioctl(fd, TUNSETOFFLOAD, mask)
         except OSError:
             continue
-        return OffloadInfo(
-            vnet_hdr=True, flags=mask, tso=True, uso=bool(mask & TUN_F_USO4)
-        )
+        return OffloadInfo(vnet_hdr=True, flags=mask, tso=True, uso=bool(mask & TUN_F_USO4))
     return OffloadInfo(vnet_hdr=True, flags=0)
 
 
@@ -466,9 +461,13 @@ def adopt_fd(
     layer = Layer.L2 if flags & IFF_TAP else Layer.L3
     strip_pi = not flags & IFF_NO_PI and not packet_information and layer is Layer.L3
     offload = _negotiate_offload(fd) if flags & IFF_VNET_HDR else OffloadInfo()
-    framing: dict[str, Any] = {"af_header": True, "af_inet": 0x0800, "af_inet6": 0x86DD} if strip_pi else {}
+    framing: dict[str, Any] = (
+        {"af_header": True, "af_inet": 0x0800, "af_inet6": 0x86DD} if strip_pi else {}
+    )
     try:
         iface = LinuxInterface(name=name, flags=flags, offload=offload, layer=layer, created=False)
     except DeviceError:
-        return None, FdQueue(fd, close_fd=close_fd, vnet_hdr=offload.vnet_hdr, offload=offload, **framing)
+        return None, FdQueue(
+            fd, close_fd=close_fd, vnet_hdr=offload.vnet_hdr, offload=offload, **framing
+        )
     return iface, iface.wrap_queue(fd, close_fd=close_fd, **framing)
