@@ -482,12 +482,19 @@ def _string(value: bytes) -> str:
     return value.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
 
-def _ip(family: int, value: bytes, what: str) -> IPv4Address | IPv6Address:
-    if family == AF_INET and len(value) == 4:
-        return IPv4Address(value)
-    if family == AF_INET6 and len(value) == 16:
-        return IPv6Address(value)
+def _raw_ip(family: int, value: bytes, what: str) -> bytes:
+    if len(value) == (4 if family == AF_INET else 16):
+        return value
     raise NetlinkDecodeError(f"{what} is {len(value)} bytes, not an address of family {family}")
+
+
+def _ip(family: int, value: bytes, what: str) -> IPv4Address | IPv6Address:
+    # From packed bytes: an ipaddress object given another one goes through str() (~15 us).
+    if family == AF_INET:
+        return IPv4Address(_raw_ip(family, value, what))
+    if family == AF_INET6:
+        return IPv6Address(_raw_ip(family, value, what))
+    raise NetlinkDecodeError(f"{what} has unknown address family {family}")
 
 
 # --- errors --------------------------------------------------------------------------------------
@@ -968,16 +975,17 @@ def parse_address(message: NetlinkMessage) -> AddressInfo | None:
         return None
     if prefixlen > (32 if family == AF_INET else 128):
         raise NetlinkDecodeError(f"prefix length {prefixlen} is too long for family {family}")
-    local = address = None
+    local: bytes | None = None
+    address: bytes | None = None
     broadcast: IPv4Address | None = None
     label: str | None = None
     for type_, value in iter_attributes(payload, _IFADDRMSG.size):
         if type_ == IFA_LOCAL:
-            local = _ip(family, value, "IFA_LOCAL")
+            local = _raw_ip(family, value, "IFA_LOCAL")
         elif type_ == IFA_ADDRESS:
-            address = _ip(family, value, "IFA_ADDRESS")
+            address = _raw_ip(family, value, "IFA_ADDRESS")
         elif type_ == IFA_BROADCAST and family == AF_INET:
-            broadcast = IPv4Address(_ip(family, value, "IFA_BROADCAST").packed)
+            broadcast = IPv4Address(_raw_ip(family, value, "IFA_BROADCAST"))
         elif type_ == IFA_LABEL:
             label = _string(value)
         elif type_ == IFA_FLAGS:
@@ -988,8 +996,16 @@ def parse_address(message: NetlinkMessage) -> AddressInfo | None:
     mine = local if local is not None else address
     if mine is None:
         raise NetlinkDecodeError("RTM_NEWADDR without IFA_LOCAL or IFA_ADDRESS")
-    peer = address if (local is not None and address is not None and address != local) else None
-    iface = ip_interface((mine, prefixlen))
+    other = address if (local is not None and address is not None and address != local) else None
+    # Built from (packed bytes, prefix): ~2.5 us, where (IPv6Address, prefix) costs ~16 us.
+    iface: IPv4Interface | IPv6Interface
+    peer: IPv4Address | IPv6Address | None
+    if family == AF_INET:
+        iface = IPv4Interface((mine, prefixlen))
+        peer = None if other is None else IPv4Address(other)
+    else:
+        iface = IPv6Interface((mine, prefixlen))
+        peer = None if other is None else IPv6Address(other)
     return AddressInfo(index, iface, peer, broadcast, flags, scope, label)
 
 
@@ -1166,7 +1182,7 @@ def parse_route(message: NetlinkMessage) -> RouteEntry | None:
     nexthops: tuple[tuple[int, IPv4Address | IPv6Address | None], ...] = ()
     for attr_type, value in iter_attributes(payload, _RTMSG.size):
         if attr_type == RTA_DST:
-            dst = _ip(family, value, "RTA_DST").packed
+            dst = _raw_ip(family, value, "RTA_DST")
         elif attr_type == RTA_OIF:
             oif = _u32(value, "RTA_OIF")
         elif attr_type == RTA_GATEWAY:
@@ -1182,9 +1198,9 @@ def parse_route(message: NetlinkMessage) -> RouteEntry | None:
             nexthops = _parse_nexthops(family, value)
     network: IPv4Network | IPv6Network
     if family == AF_INET:
-        network = IPv4Network((IPv4Address(dst), dst_len), strict=False)
+        network = IPv4Network((dst, dst_len), strict=False)
     else:
-        network = IPv6Network((IPv6Address(dst), dst_len), strict=False)
+        network = IPv6Network((dst, dst_len), strict=False)
     return RouteEntry(
         family, network, type_, table, protocol, scope, flags, metric, oif, gateway, nexthops
     )
