@@ -1,0 +1,1361 @@
+"""One WireGuard interface as a sans-I/O state machine: :class:`WireGuard`.
+
+Like aioquic's ``QuicConnection``, it never touches a socket or a clock. The caller feeds it
+datagrams and packets with the current time and drains what it wants sent:
+
+* ``receive_datagram(data, addr, now) -> list[bytes]`` / ``decrypt_batch(datagrams, now, out)``
+  — handshakes are answered (answers appear in :meth:`~WireGuard.datagrams_to_send`), transport
+  messages are decrypted, checked and delivered as IP packets;
+* ``send_packet(packet, now)`` / ``encrypt_batch(packets, now, out)`` — packets are routed by
+  AllowedIPs, encrypted with the peer's current session, or staged while a handshake (started
+  here) completes;
+* ``get_timer() -> float | None`` and ``handle_timer(now)`` — retransmissions, keepalives,
+  rekeying and key erasure;
+* ``next_event()`` — :class:`HandshakeCompleted` and friends; ``statistics()`` — counters,
+  including drops by reason.
+
+``now`` is seconds on any monotonic clock; ``now + clock_offset`` must be UNIX time (it dates
+handshake initiations and ``last_handshake``), so pass ``time.time()`` as ``now``, or
+``time.monotonic()`` with ``clock_offset=time.time() - time.monotonic()``.
+
+Hostile input never raises out of the receive functions: it is counted in
+:class:`WireGuardStatistics` and dropped.
+"""
+
+from __future__ import annotations
+
+import secrets
+import struct
+from collections import deque
+from collections.abc import Iterable
+from typing import Final
+
+import attrs
+
+from ...errors import ConfigError, HandshakeError, PacketError
+from ...packet import HEADROOM, PacketBatch
+from ._crypto import InvalidTag, tai64n
+from .allowedips import AllowedIPs, Network
+from .config import InterfaceConfig, PeerConfig
+from .constants import (
+    DEFAULT_MTU,
+    INITIATION_SIZE,
+    KEEPALIVE_TIMEOUT,
+    MAX_STAGED_PACKETS,
+    MAX_TIMER_HANDSHAKES,
+    MESSAGE_COOKIE_REPLY,
+    MESSAGE_INITIATION,
+    MESSAGE_NATIVE,
+    MESSAGE_RESPONSE,
+    MESSAGE_TRANSPORT,
+    REJECT_AFTER_MESSAGES,
+    REJECT_AFTER_TIME,
+    REKEY_AFTER_MESSAGES,
+    REKEY_AFTER_TIME,
+    REKEY_TIMEOUT,
+    REKEY_TIMEOUT_JITTER_MAX,
+    RESPONSE_SIZE,
+    UNDER_LOAD_AFTER_TIME,
+)
+from .cookie import CookieChecker, address_bytes
+from .datagrams import Address, DatagramBatch
+from .keys import PresharedKey, PrivateKey, PublicKey, RandomSource
+from .messages import TRANSPORT_HEADER, parse_cookie_reply, parse_initiation, parse_response
+from .native import (
+    MAX_SEALED_SIZE,
+    MIN_FRAGMENT_SIZE,
+    NATIVE_HEADER_SIZE,
+    OpenResult,
+    open_native,
+    seal_native,
+)
+from .noise import Handshake, StaticIdentity, consume_initiation_static
+from .peer import Peer
+from .session import Session
+
+__all__ = [
+    "WireGuard",
+    "WireGuardStatistics",
+    "PeerStatistics",
+    "Event",
+    "HandshakeCompleted",
+    "HandshakeFailed",
+    "KeysZeroed",
+    "EndpointChanged",
+]
+
+_COUNTER: Final = struct.Struct("<Q")
+_U32LE: Final = struct.Struct("<I")
+_V4_LEN_SRC: Final = struct.Struct("!2xH8xI")
+_V4_DST: Final = struct.Struct("!I")
+_V6_LEN_SRC: Final = struct.Struct("!4xH2xQQ")
+_V6_DST: Final = struct.Struct("!QQ")
+_ZERO_HDR: Final = bytes(HEADROOM)
+_OVERHEAD: Final = 32
+#: Rate limit for handshakes per source IP under load (wireguard-go's ratelimiter).
+_RATE_PER_SECOND: Final = 20.0
+_RATE_BURST: Final = 5.0
+
+
+# -- events ---------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class HandshakeCompleted:
+    """A handshake with ``public_key`` completed; a new session is in use.
+
+    For the initiator this is when the response arrived; for the responder when the first
+    transport message on the new session arrived (WireGuard's key confirmation).
+    """
+
+    public_key: PublicKey
+    initiator: bool
+    endpoint: Address | None
+
+
+@attrs.frozen
+class HandshakeFailed:
+    """No response after ``attempts`` initiations (REKEY_ATTEMPT_TIME): staged packets dropped."""
+
+    public_key: PublicKey
+    attempts: int
+
+
+@attrs.frozen
+class KeysZeroed:
+    """All sessions with ``public_key`` were erased (3 x REJECT_AFTER_TIME without new keys)."""
+
+    public_key: PublicKey
+
+
+@attrs.frozen
+class EndpointChanged:
+    """An authenticated datagram from ``public_key`` came from a new ``endpoint`` (roaming)."""
+
+    public_key: PublicKey
+    endpoint: Address
+
+
+Event = HandshakeCompleted | HandshakeFailed | KeysZeroed | EndpointChanged
+
+
+# -- statistics -----------------------------------------------------------------------------
+
+_COUNTER_FIELDS: Final = (
+    "rx_packets",
+    "rx_bytes",
+    "tx_packets",
+    "tx_bytes",
+    "keepalives_received",
+    "keepalives_sent",
+    "handshake_initiations_sent",
+    "handshake_initiations_received",
+    "handshake_responses_sent",
+    "handshake_responses_received",
+    "handshakes_completed",
+    "handshakes_failed",
+    "cookie_replies_sent",
+    "cookie_replies_received",
+    "dropped_malformed",
+    "dropped_unknown_index",
+    "dropped_unknown_peer",
+    "dropped_bad_mac",
+    "dropped_bad_cookie",
+    "dropped_rate_limited",
+    "dropped_handshake",
+    "dropped_replay",
+    "dropped_bad_aead",
+    "dropped_too_old",
+    "dropped_not_allowed_source",
+    "dropped_no_route",
+    "dropped_staged_overflow",
+    "dropped_no_session",
+)
+
+
+@attrs.frozen
+class WireGuardStatistics:
+    """Counters of one interface since it was created.
+
+    ``rx_*``/``tx_*`` count authenticated transport messages (datagrams) and their bytes.
+    The ``dropped_*`` fields count datagrams or packets dropped, by reason:
+
+    * ``malformed`` — too short, unknown type, bad framing, or a decrypted packet that is not IP;
+    * ``unknown_index`` — a transport message or response for a receiver index we do not have;
+    * ``unknown_peer`` — an initiation from a static key that is not a configured peer;
+    * ``bad_mac`` — a handshake message with a wrong mac1;
+    * ``bad_cookie`` — a cookie reply that does not decrypt;
+    * ``rate_limited`` — handshakes over the per-IP rate while under load;
+    * ``handshake`` — a handshake message that does not authenticate, replays an old timestamp,
+      or floods (more than one initiation per 20 ms from a peer);
+    * ``replay`` — a transport counter already seen or behind the window;
+    * ``bad_aead`` — a transport message that does not authenticate;
+    * ``too_old`` — a transport message for a session older than REJECT_AFTER_TIME;
+    * ``not_allowed_source`` — a decrypted packet whose source is not in the peer's AllowedIPs;
+    * ``no_route`` — an outgoing packet whose destination is in no peer's AllowedIPs;
+    * ``staged_overflow`` — packets pushed out of a full staging queue (128 per peer);
+    * ``no_session`` — staged packets dropped because the handshake gave up.
+    """
+
+    rx_packets: int = 0
+    rx_bytes: int = 0
+    tx_packets: int = 0
+    tx_bytes: int = 0
+    keepalives_received: int = 0
+    keepalives_sent: int = 0
+    handshake_initiations_sent: int = 0
+    handshake_initiations_received: int = 0
+    handshake_responses_sent: int = 0
+    handshake_responses_received: int = 0
+    handshakes_completed: int = 0
+    handshakes_failed: int = 0
+    cookie_replies_sent: int = 0
+    cookie_replies_received: int = 0
+    dropped_malformed: int = 0
+    dropped_unknown_index: int = 0
+    dropped_unknown_peer: int = 0
+    dropped_bad_mac: int = 0
+    dropped_bad_cookie: int = 0
+    dropped_rate_limited: int = 0
+    dropped_handshake: int = 0
+    dropped_replay: int = 0
+    dropped_bad_aead: int = 0
+    dropped_too_old: int = 0
+    dropped_not_allowed_source: int = 0
+    dropped_no_route: int = 0
+    dropped_staged_overflow: int = 0
+    dropped_no_session: int = 0
+
+    @property
+    def dropped(self) -> int:
+        """All drops together."""
+        return sum(getattr(self, f) for f in _COUNTER_FIELDS if f.startswith("dropped_"))
+
+
+@attrs.frozen
+class PeerStatistics:
+    """What ``wg show`` reports about one peer."""
+
+    public_key: PublicKey
+    endpoint: Address | None
+    allowed_ips: tuple[Network, ...]
+    rx_bytes: int
+    tx_bytes: int
+    last_handshake: float | None
+    persistent_keepalive: int
+    has_session: bool
+
+
+class _Counters:
+    """The mutable counters behind :class:`WireGuardStatistics`."""
+
+    __slots__ = _COUNTER_FIELDS
+
+    def __init__(self) -> None:
+        self.rx_packets = 0
+        self.rx_bytes = 0
+        self.tx_packets = 0
+        self.tx_bytes = 0
+        self.keepalives_received = 0
+        self.keepalives_sent = 0
+        self.handshake_initiations_sent = 0
+        self.handshake_initiations_received = 0
+        self.handshake_responses_sent = 0
+        self.handshake_responses_received = 0
+        self.handshakes_completed = 0
+        self.handshakes_failed = 0
+        self.cookie_replies_sent = 0
+        self.cookie_replies_received = 0
+        self.dropped_malformed = 0
+        self.dropped_unknown_index = 0
+        self.dropped_unknown_peer = 0
+        self.dropped_bad_mac = 0
+        self.dropped_bad_cookie = 0
+        self.dropped_rate_limited = 0
+        self.dropped_handshake = 0
+        self.dropped_replay = 0
+        self.dropped_bad_aead = 0
+        self.dropped_too_old = 0
+        self.dropped_not_allowed_source = 0
+        self.dropped_no_route = 0
+        self.dropped_staged_overflow = 0
+        self.dropped_no_session = 0
+
+    def snapshot(self) -> WireGuardStatistics:
+        return WireGuardStatistics(**{f: getattr(self, f) for f in _COUNTER_FIELDS})
+
+
+class _RateLimiter:
+    """Token bucket per source IP: 20 handshakes a second, bursts of 5 (wireguard-go)."""
+
+    __slots__ = ("_buckets", "_last_gc")
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._last_gc = 0.0
+
+    def allow(self, ip: str, now: float) -> bool:
+        if now - self._last_gc > 1.0:
+            self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] <= 1.0}
+            self._last_gc = now
+        tokens, last = self._buckets.get(ip, (_RATE_BURST, now))
+        tokens = min(_RATE_BURST, tokens + (now - last) * _RATE_PER_SECOND)
+        if tokens < 1.0:
+            self._buckets[ip] = (tokens, now)
+            return False
+        self._buckets[ip] = (tokens - 1.0, now)
+        return True
+
+
+class _Malformed:
+    """Route sentinel for packets that are not IP."""
+
+
+_MALFORMED: Final = _Malformed()
+
+
+class WireGuard:
+    """A WireGuard interface: its identity, peers, sessions and timers. Sans-I/O.
+
+    Args:
+        private_key: the interface's private key.
+        listen_port: reported by the UAPI; the transport binds it.
+        fwmark: reported by the UAPI; the transport applies it.
+        mtu: tunnel MTU (transport messages are padded to multiples of 16 up to it).
+        random: ``random(n) -> bytes`` for ephemeral keys, indices, cookies and jitter
+            (default :func:`secrets.token_bytes`).
+        clock_offset: add to ``now`` to get UNIX time (see the module docstring).
+        native_fragment_size: datagram size of native fast-mode fragments (default ``mtu + 32``,
+            the size of a full WireGuard transport message).
+        load_threshold: handshake messages per second above which the interface considers
+            itself under load and demands cookies (mac2). :meth:`set_under_load` forces it.
+
+    Raises:
+        ConfigError: an argument is out of range.
+
+    Example:
+        >>> from tunflow.wireguard.protocol import PrivateKey, PeerConfig
+        >>> a_key, b_key = PrivateKey.generate(), PrivateKey.generate()
+        >>> a, b = WireGuard(a_key), WireGuard(b_key)
+        >>> _ = a.add_peer(PeerConfig(b_key.public_key(), endpoint="192.0.2.2:51820",
+        ...                           allowed_ips="10.0.0.2/32"))
+        >>> _ = b.add_peer(PeerConfig(a_key.public_key(), allowed_ips="10.0.0.1/32"))
+        >>> ping = bytes.fromhex("4500001c000000004001f98f0a0000010a000002") + bytes(8)
+        >>> a.send_packet(ping, now=0.0)            # no session yet: staged, handshake sent
+        >>> [(len(d), addr) for d, addr in a.datagrams_to_send()]
+        [(148, ('192.0.2.2', 51820))]
+    """
+
+    def __init__(
+        self,
+        private_key: PrivateKey,
+        *,
+        listen_port: int = 0,
+        fwmark: int = 0,
+        mtu: int = DEFAULT_MTU,
+        random: RandomSource | None = None,
+        clock_offset: float = 0.0,
+        native_fragment_size: int | None = None,
+        load_threshold: int = 128,
+    ) -> None:
+        self._random: RandomSource = random or secrets.token_bytes
+        self._identity = StaticIdentity(private_key)
+        self._checker = CookieChecker(self._identity, self._random)
+        self.listen_port = listen_port
+        self.fwmark = fwmark
+        if not 0 < mtu <= 65535 - _OVERHEAD:
+            raise ConfigError(f"mtu must be 1…65503, got {mtu}")
+        self.mtu = mtu
+        frag = native_fragment_size if native_fragment_size is not None else mtu + _OVERHEAD
+        if not MIN_FRAGMENT_SIZE <= frag <= 65507:
+            raise ConfigError(f"native_fragment_size must be {MIN_FRAGMENT_SIZE}…65507")
+        self.native_fragment_size = frag
+        self.clock_offset = clock_offset
+        self.load_threshold = load_threshold
+        self._peers: dict[PublicKey, Peer] = {}
+        self._allowed: AllowedIPs[Peer] = AllowedIPs()
+        self._sessions: dict[int, Session] = {}
+        self._handshakes: dict[int, Peer] = {}
+        self._outbox: list[tuple[bytes, Address]] = []
+        self._events: deque[Event] = deque()
+        self._counters = _Counters()
+        self._ratelimiter = _RateLimiter()
+        self._load_window_start = 0.0
+        self._load_count = 0
+        self._under_load_until = float("-inf")
+        self._recv_nonce = bytearray(12)
+        self._scratch = bytearray(MAX_SEALED_SIZE)
+        self._tmp_packets = PacketBatch(capacity=70_000, max_packets=1)
+        self._tmp_datagrams = DatagramBatch(capacity=256 * 1024)
+
+    @classmethod
+    def from_config(cls, config: InterfaceConfig, **kwargs: object) -> WireGuard:
+        """An interface built from an :class:`InterfaceConfig` (other options as keywords).
+
+        Raises:
+            ConfigError: a peer is invalid.
+        """
+        wg = cls(
+            config.private_key,
+            listen_port=config.listen_port,
+            fwmark=config.fwmark,
+            mtu=config.mtu,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        for peer in config.peers:
+            wg.add_peer(peer)
+        return wg
+
+    # -- configuration ----------------------------------------------------------------------
+
+    @property
+    def private_key(self) -> PrivateKey:
+        """The interface's private key."""
+        return self._identity.private_key
+
+    @property
+    def public_key(self) -> PublicKey:
+        """The interface's public key."""
+        return self._identity.public_key
+
+    @property
+    def peers(self) -> dict[PublicKey, Peer]:
+        """The peers by public key (a copy)."""
+        return dict(self._peers)
+
+    @property
+    def allowed_ips(self) -> AllowedIPs[Peer]:
+        """The cryptokey routing table (read it; change it through peers)."""
+        return self._allowed
+
+    def peer(self, public_key: PublicKey) -> Peer | None:
+        """The peer with ``public_key``, if configured."""
+        return self._peers.get(public_key)
+
+    def set_private_key(self, private_key: PrivateKey) -> None:
+        """Change the interface key: every session expires and handshakes restart.
+
+        A peer whose public key equals the new public key is removed (wireguard-go does too).
+        """
+        self._identity = StaticIdentity(private_key)
+        self._checker = CookieChecker(self._identity, self._random)
+        for pk, peer in list(self._peers.items()):
+            if pk == self._identity.public_key:
+                self.remove_peer(pk)
+                continue
+            self._new_handshake(peer)
+            for s in peer.sessions():
+                s.expire()
+
+    def _new_handshake(self, peer: Peer) -> None:
+        old = peer.handshake
+        self._drop_handshake_index(peer)
+        hs = Handshake(self._identity, peer.public_key, peer.preshared_key)
+        hs.last_timestamp = old.last_timestamp
+        hs.last_initiation_consumed = old.last_initiation_consumed
+        peer.handshake = hs
+        peer.last_sent_handshake = None
+
+    def add_peer(self, config: PeerConfig) -> Peer:
+        """Add a peer, or update the peer with the same public key.
+
+        Updating replaces the endpoint (if given), PSK, keepalive, native mode and the whole
+        AllowedIPs list; sessions are kept.
+
+        Returns:
+            The peer.
+
+        Raises:
+            ConfigError: the public key is our own or a low-order point.
+        """
+        pk = config.public_key
+        if pk == self._identity.public_key:
+            raise ConfigError("a peer cannot have the interface's own public key")
+        peer = self._peers.get(pk)
+        if peer is None:
+            try:
+                peer = Peer(
+                    self._identity,
+                    pk,
+                    config.preshared_key,
+                    config.endpoint,
+                    config.persistent_keepalive,
+                    config.native_mode,
+                )
+            except HandshakeError:
+                raise ConfigError(f"peer {pk} has an invalid (low-order) public key") from None
+            self._peers[pk] = peer
+        else:
+            if config.endpoint is not None:
+                peer.endpoint = config.endpoint
+            self.set_preshared_key(pk, config.preshared_key)
+            peer.native_mode = config.native_mode
+            self._allowed.remove_owner(peer)
+        self.set_persistent_keepalive(pk, config.persistent_keepalive, now=None)
+        for net in config.allowed_ips:
+            self._allowed.insert(net, peer)
+        return peer
+
+    def remove_peer(self, public_key: PublicKey) -> bool:
+        """Remove a peer with its sessions and AllowedIPs. Returns whether it existed."""
+        peer = self._peers.pop(public_key, None)
+        if peer is None:
+            return False
+        self._allowed.remove_owner(peer)
+        self._zero_all(peer)
+        return True
+
+    def set_preshared_key(self, public_key: PublicKey, psk: PresharedKey | None) -> None:
+        """Set a peer's PSK (used from the next handshake).
+
+        Raises:
+            ConfigError: no such peer.
+        """
+        peer = self._require(public_key)
+        peer.preshared_key = psk or PresharedKey()
+        peer.handshake.preshared_key = peer.preshared_key
+
+    def set_endpoint(self, public_key: PublicKey, endpoint: Address | None) -> None:
+        """Set a peer's endpoint.
+
+        Raises:
+            ConfigError: no such peer.
+        """
+        self._require(public_key).endpoint = endpoint
+
+    def set_persistent_keepalive(
+        self, public_key: PublicKey, interval: int, now: float | None
+    ) -> None:
+        """Set a peer's persistent keepalive interval (seconds, 0 = off).
+
+        Turning it on with a ``now`` sends a keepalive right away (as wireguard-go does).
+
+        Raises:
+            ConfigError: no such peer or interval out of range.
+        """
+        peer = self._require(public_key)
+        if not 0 <= interval <= 0xFFFF:
+            raise ConfigError(f"persistent keepalive must be 0…65535, got {interval}")
+        was_off = peer.persistent_keepalive == 0
+        peer.persistent_keepalive = interval
+        if interval == 0:
+            peer.persistent_at = None
+        elif was_off and now is not None:
+            self._send_keepalive(peer, now)
+
+    def set_allowed_ips(self, public_key: PublicKey, networks: Iterable[str | Network]) -> None:
+        """Replace a peer's AllowedIPs.
+
+        Raises:
+            ConfigError: no such peer, or a prefix is invalid.
+        """
+        peer = self._require(public_key)
+        self._allowed.remove_owner(peer)
+        for net in networks:
+            self._allowed.insert(net, peer)
+
+    def add_allowed_ip(self, public_key: PublicKey, network: str | Network) -> None:
+        """Give ``network`` to a peer (taking it from any other).
+
+        Raises:
+            ConfigError: no such peer, or the prefix is invalid.
+        """
+        self._allowed.insert(network, self._require(public_key))
+
+    def _require(self, public_key: PublicKey) -> Peer:
+        peer = self._peers.get(public_key)
+        if peer is None:
+            raise ConfigError(f"no peer with public key {public_key}")
+        return peer
+
+    def set_under_load(self, now: float, duration: float = UNDER_LOAD_AFTER_TIME) -> None:
+        """Treat the interface as under load until ``now + duration`` (the transport may know
+        better, e.g. from its queue depth): handshakes then need a valid mac2 cookie."""
+        self._under_load_until = max(self._under_load_until, now + duration)
+
+    def under_load(self, now: float) -> bool:
+        """Whether handshakes currently need a cookie (mac2)."""
+        return now < self._under_load_until
+
+    # -- results ----------------------------------------------------------------------------
+
+    def datagrams_to_send(self, now: float | None = None) -> list[tuple[bytes, Address]]:
+        """Datagrams produced outside the batch paths (handshakes, cookies, keepalives, staged
+        packets), with their destinations. Drains the queue. ``now`` is accepted for symmetry
+        with aioquic and unused."""
+        out, self._outbox = self._outbox, []
+        return out
+
+    def next_event(self) -> Event | None:
+        """The next :data:`Event`, or ``None``."""
+        return self._events.popleft() if self._events else None
+
+    def statistics(self) -> WireGuardStatistics:
+        """A snapshot of the interface counters."""
+        return self._counters.snapshot()
+
+    def peer_statistics(self, public_key: PublicKey) -> PeerStatistics:
+        """A snapshot of one peer's state as ``wg show`` reports it.
+
+        Raises:
+            ConfigError: no such peer.
+        """
+        peer = self._require(public_key)
+        return PeerStatistics(
+            public_key=peer.public_key,
+            endpoint=peer.endpoint,
+            allowed_ips=tuple(self._allowed.networks(peer)),
+            rx_bytes=peer.rx_bytes,
+            tx_bytes=peer.tx_bytes,
+            last_handshake=peer.last_handshake,
+            persistent_keepalive=peer.persistent_keepalive,
+            has_session=peer.current is not None,
+        )
+
+    # -- timers -----------------------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` should next be called, or ``None`` for never."""
+        best: float | None = None
+        for peer in self._peers.values():
+            t = peer.next_deadline()
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
+
+    def handle_timer(self, now: float) -> None:
+        """Fire every deadline at or before ``now``."""
+        for peer in list(self._peers.values()):
+            if peer.retransmit_at is not None and peer.retransmit_at <= now:
+                peer.retransmit_at = None
+                self._expired_retransmit(peer, now)
+            if peer.keepalive_at is not None and peer.keepalive_at <= now:
+                peer.keepalive_at = None
+                self._send_keepalive(peer, now)
+                if peer.need_another_keepalive:
+                    peer.need_another_keepalive = False
+                    peer.keepalive_at = now + KEEPALIVE_TIMEOUT
+            if peer.new_handshake_at is not None and peer.new_handshake_at <= now:
+                peer.new_handshake_at = None
+                self._send_initiation(peer, now, is_retry=False)
+            if peer.zero_keys_at is not None and peer.zero_keys_at <= now:
+                peer.zero_keys_at = None
+                self._zero_all(peer)
+                self._events.append(KeysZeroed(peer.public_key))
+            if peer.persistent_at is not None and peer.persistent_at <= now:
+                peer.persistent_at = None
+                if peer.persistent_keepalive:
+                    self._send_keepalive(peer, now)
+
+    def _expired_retransmit(self, peer: Peer, now: float) -> None:
+        if peer.handshake_attempts > MAX_TIMER_HANDSHAKES:
+            peer.keepalive_at = None
+            self._counters.dropped_no_session += sum(1 for p in peer.staged if p)
+            peer.staged.clear()
+            if peer.zero_keys_at is None:
+                peer.zero_keys_at = now + REJECT_AFTER_TIME * 3
+            self._counters.handshakes_failed += 1
+            self._events.append(HandshakeFailed(peer.public_key, peer.handshake_attempts + 1))
+        else:
+            peer.handshake_attempts += 1
+            self._send_initiation(peer, now, is_retry=True)
+
+    def _jitter(self) -> float:
+        ms = int.from_bytes(self._random(2), "little") % int(REKEY_TIMEOUT_JITTER_MAX * 1000)
+        return ms / 1000.0
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def send_packet(self, packet: bytes | bytearray | memoryview, now: float) -> None:
+        """Send one IP packet (slow path): its datagram appears in :meth:`datagrams_to_send`.
+
+        Packets without a route are counted (``dropped_no_route``) and dropped.
+
+        Raises:
+            PacketTooLargeError: longer than 65535 bytes.
+        """
+        batch = self._tmp_packets
+        batch.clear()
+        batch.append(packet)
+        out = self._tmp_datagrams
+        out.clear()
+        self.encrypt_batch(batch, now, out)
+        self._outbox.extend(out.to_list())
+
+    def encrypt_batch(self, packets: PacketBatch, now: float, out: DatagramBatch) -> int:
+        """Route and encrypt a batch of IP packets into ``out`` — the outbound hot path.
+
+        Consecutive packets for the same peer are encrypted in one run
+        (:meth:`Session.encrypt_batch`). Packets for a peer without a usable session are
+        copied to its staging queue and a handshake starts (the initiation goes to
+        :meth:`datagrams_to_send`). Peers in native mode get one sealed message per packet
+        (super-packets welcome, the virtio-net header travels along).
+
+        Args:
+            packets: IP packets (``vnet_hdr`` batches only matter for native-mode peers;
+                WireGuard peers need packets of at most MTU size — split super-packets first).
+            now: current time.
+            out: the datagrams (header, ciphertext, tag) are appended here with each peer's
+                endpoint as address. Size it for ``sum(len + 48)`` over the batch.
+
+        Returns:
+            How many packets were consumed, from the start of the batch; less than
+            ``len(packets)`` only when ``out`` filled up (send it, clear it, call again with
+            the rest).
+        """
+        buf = packets.buffer
+        offs, lens = packets.offsets, packets.lengths
+        n = len(offs)
+        allowed = self._allowed
+        lookup4, lookup6 = allowed.v4.lookup, allowed.v6.lookup
+        u32, u64x2 = _V4_DST.unpack_from, _V6_DST.unpack_from
+        last4 = last6 = -1
+        owner4: Peer | None = None
+        owner6: Peer | None = None
+        run_peer: Peer | _Malformed | None = _MALFORMED
+        run_start = 0
+        for i in range(n):
+            off = offs[i]
+            ln = lens[i]
+            peer: Peer | _Malformed | None
+            v = buf[off] >> 4 if ln else 0
+            if v == 4 and ln >= 20:
+                (dst,) = u32(buf, off + 16)
+                if dst != last4:
+                    last4, owner4 = dst, lookup4(dst)
+                peer = owner4
+            elif v == 6 and ln >= 40:
+                hi, lo = u64x2(buf, off + 24)
+                dst = (hi << 64) | lo
+                if dst != last6:
+                    last6, owner6 = dst, lookup6(dst)
+                peer = owner6
+            else:
+                peer = _MALFORMED
+            if peer is not run_peer:
+                if i > run_start:
+                    done = self._send_run(run_peer, packets, run_start, i, now, out)
+                    if done < i - run_start:
+                        return run_start + done
+                run_peer, run_start = peer, i
+        if n > run_start:
+            done = self._send_run(run_peer, packets, run_start, n, now, out)
+            return run_start + done
+        return n
+
+    def _usable(self, s: Session | None, now: float) -> bool:
+        return (
+            s is not None
+            and s.send_counter < REJECT_AFTER_MESSAGES
+            and s.native_send_counter < REJECT_AFTER_MESSAGES
+            and now - s.created < REJECT_AFTER_TIME
+        )
+
+    def _stage(self, peer: Peer, packet: bytes) -> None:
+        if len(peer.staged) >= MAX_STAGED_PACKETS:
+            self._counters.dropped_staged_overflow += 1
+        peer.staged.append(packet)
+
+    def _send_run(
+        self,
+        peer: Peer | _Malformed | None,
+        packets: PacketBatch,
+        start: int,
+        stop: int,
+        now: float,
+        out: DatagramBatch,
+    ) -> int:
+        count = stop - start
+        if peer is None:
+            self._counters.dropped_no_route += count
+            return count
+        if isinstance(peer, _Malformed):
+            self._counters.dropped_malformed += count
+            return count
+        s = peer.current
+        if not self._usable(s, now) or peer.endpoint is None:
+            self._stage_run(peer, packets, start, stop)
+            self._send_initiation(peer, now, is_retry=False)
+            return count
+        assert s is not None
+        if peer.staged:
+            self._send_staged(peer, now)
+        before = out.end
+        if peer.native_mode:
+            done = self._seal_native_run(peer, s, packets, start, stop, out)
+        else:
+            done = s.encrypt_batch(packets, out, peer.endpoint, self.mtu, range(start, stop))
+        if done:
+            nbytes = out.end - before
+            peer.tx_bytes += nbytes
+            c = self._counters
+            c.tx_packets += done
+            c.tx_bytes += nbytes
+            peer.on_any_authenticated_traversal(now)
+            peer.on_any_authenticated_sent()
+            if peer.new_handshake_at is None:
+                peer.on_data_sent(now, self._jitter())
+            self._keep_key_fresh_sending(peer, now)
+        if done < count and not self._usable(s, now):
+            # the counter ran out mid-run: stage the rest behind a new handshake
+            self._stage_run(peer, packets, start + done, stop)
+            self._send_initiation(peer, now, is_retry=False)
+            return count
+        return done
+
+    def _stage_run(self, peer: Peer, packets: PacketBatch, start: int, stop: int) -> None:
+        view = packets.view
+        native = peer.native_mode
+        for i in range(start, stop):
+            off, n = packets.offsets[i], packets.lengths[i]
+            if native:
+                if not packets.vnet_hdr:
+                    packets.buffer[off - HEADROOM : off] = _ZERO_HDR
+                self._stage(peer, bytes(view[off - HEADROOM : off + n]))
+            else:
+                self._stage(peer, bytes(view[off : off + n]))
+
+    def _seal_native_run(
+        self,
+        peer: Peer,
+        s: Session,
+        packets: PacketBatch,
+        start: int,
+        stop: int,
+        out: DatagramBatch,
+    ) -> int:
+        buf = packets.buffer
+        zero = not packets.vnet_hdr
+        scratch = self._scratch
+        frag = self.native_fragment_size
+        endpoint = peer.endpoint
+        done = 0
+        for i in range(start, stop):
+            off, n = packets.offsets[i], packets.lengths[i]
+            if zero:
+                buf[off - HEADROOM : off] = _ZERO_HDR
+            if not seal_native(
+                s, packets.view[off - HEADROOM : off + n], out, endpoint, frag, scratch
+            ):
+                break
+            done += 1
+        return done
+
+    def _keep_key_fresh_sending(self, peer: Peer, now: float) -> None:
+        s = peer.current
+        if s is None:
+            return
+        sent = max(s.send_counter, s.native_send_counter)
+        if sent > REKEY_AFTER_MESSAGES or (s.is_initiator and now - s.created > REKEY_AFTER_TIME):
+            self._send_initiation(peer, now, is_retry=False)
+
+    def _keep_key_fresh_receiving(self, peer: Peer, now: float) -> None:
+        if peer.sent_last_minute_handshake:
+            return
+        s = peer.current
+        if (
+            s is not None
+            and s.is_initiator
+            and now - s.created > REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT
+        ):
+            peer.sent_last_minute_handshake = True
+            self._send_initiation(peer, now, is_retry=False)
+
+    def _send_keepalive(self, peer: Peer, now: float) -> None:
+        if not peer.staged:
+            peer.staged.append(b"")
+        self._send_staged(peer, now)
+
+    def _send_staged(self, peer: Peer, now: float) -> None:
+        if not peer.staged:
+            return
+        s = peer.current
+        if not self._usable(s, now):
+            self._send_initiation(peer, now, is_retry=False)
+            return
+        assert s is not None
+        endpoint = peer.endpoint
+        if endpoint is None:
+            return
+        c = self._counters
+        data_sent = False
+        native = peer.native_mode
+        while peer.staged:
+            packet = peer.staged.popleft()
+            if native and packet:
+                out = self._tmp_datagrams
+                out.clear()
+                seal_native(s, packet, out, endpoint, self.native_fragment_size, self._scratch)
+                datagrams = [d for d, _ in out.to_list()]
+            else:
+                d = s.encrypt(packet, self.mtu)
+                if d is None:
+                    peer.staged.appendleft(packet)
+                    self._send_initiation(peer, now, is_retry=False)
+                    return
+                datagrams = [d]
+            for d in datagrams:
+                self._outbox.append((d, endpoint))
+                peer.tx_bytes += len(d)
+                c.tx_bytes += len(d)
+            c.tx_packets += 1
+            if packet:
+                data_sent = True
+            else:
+                c.keepalives_sent += 1
+        peer.on_any_authenticated_traversal(now)
+        peer.on_any_authenticated_sent()
+        if data_sent and peer.new_handshake_at is None:
+            peer.on_data_sent(now, self._jitter())
+        self._keep_key_fresh_sending(peer, now)
+
+    def _new_index(self) -> int:
+        while True:
+            index = int.from_bytes(self._random(4), "little")
+            if index and index not in self._sessions and index not in self._handshakes:
+                return index
+
+    def _drop_handshake_index(self, peer: Peer) -> None:
+        index = peer.handshake.local_index
+        if index and self._handshakes.get(index) is peer:
+            del self._handshakes[index]
+
+    def _send_initiation(self, peer: Peer, now: float, is_retry: bool) -> None:
+        if not is_retry:
+            peer.handshake_attempts = 0
+        last = peer.last_sent_handshake
+        if last is not None and now - last < REKEY_TIMEOUT:
+            return
+        peer.last_sent_handshake = now
+        endpoint = peer.endpoint
+        if endpoint is not None:
+            self._drop_handshake_index(peer)
+            index = self._new_index()
+            msg = peer.handshake.create_initiation(
+                index, tai64n(now + self.clock_offset), self._random
+            )
+            self._handshakes[index] = peer
+            raw = bytearray(msg.encode())
+            peer.cookies.add_macs(raw, now)
+            peer.on_any_authenticated_traversal(now)
+            peer.on_any_authenticated_sent()
+            self._outbox.append((bytes(raw), endpoint))
+            peer.tx_bytes += INITIATION_SIZE
+            self._counters.handshake_initiations_sent += 1
+        peer.on_handshake_initiated(now, self._jitter())
+
+    # -- receiving --------------------------------------------------------------------------
+
+    def receive_datagram(
+        self, data: bytes | bytearray | memoryview, addr: Address, now: float
+    ) -> list[bytes]:
+        """Process one datagram from ``addr`` (slow path).
+
+        Returns:
+            The IP packets it carried (none for handshakes, keepalives and drops; for a native
+            fast-mode message, the super-packet with its 10-byte virtio-net header in front).
+        """
+        batch = self._tmp_datagrams
+        batch.clear()
+        if len(data) > batch.capacity:
+            self._counters.dropped_malformed += 1
+            return []
+        batch.append(data, addr)
+        out = PacketBatch(capacity=len(data) + 2 * HEADROOM + 16, max_packets=2)
+        self.decrypt_batch(batch, now, out)
+        if out.vnet_hdr:
+            return [bytes(out.with_header(i)) for i in range(len(out))]
+        return out.to_list()
+
+    def decrypt_batch(self, datagrams: DatagramBatch, now: float, out: PacketBatch) -> int:
+        """Process a batch of received datagrams — the inbound hot path.
+
+        Transport messages are authenticated and decrypted straight into ``out`` (one
+        ``decrypt_into`` each), replay-checked, trimmed to their IP length and checked against
+        the sending peer's AllowedIPs; keepalives are consumed. Handshake messages and cookie
+        replies are handled in place (answers go to :meth:`datagrams_to_send`). Native
+        fast-mode fragments are reassembled; a completed super-packet is appended with its
+        virtio-net header and switches ``out`` to ``vnet_hdr`` mode (packets from WireGuard
+        messages then get zero headers). Every drop is counted by reason, never raised.
+
+        Args:
+            datagrams: received datagrams, each with its source address (e.g. one
+                ``UDP_GRO`` read registered with :meth:`DatagramBatch.add_segments`).
+            now: current time.
+            out: the decrypted IP packets are appended here. A batch with the capacity of
+                ``datagrams`` (plus 10 bytes a datagram) always suffices.
+
+        Returns:
+            How many datagrams were consumed, from the start; less than ``len(datagrams)`` only
+            when ``out`` filled up.
+        """
+        c = self._counters
+        sessions = self._sessions
+        buf, view = datagrams.buffer, datagrams.view
+        offs, lens, addrs = datagrams.offsets, datagrams.lengths, datagrams.addresses
+        n = len(offs)
+        obuf, oview = out.buffer, out.view
+        ocap = len(obuf)
+        o_offs, o_lens = out.offsets, out.lengths
+        omax = out.max_packets
+        unpack_hdr = TRANSPORT_HEADER.unpack_from
+        v4src, v6src = _V4_LEN_SRC.unpack_from, _V6_LEN_SRC.unpack_from
+        lookup4, lookup6 = self._allowed.v4.lookup, self._allowed.v6.lookup
+        nonce = self._recv_nonce
+        pack_nonce = _COUNTER.pack_into
+        zero_hdr = _ZERO_HDR
+        cur_index = -1
+        cur: Session | None = None
+        cur_ok = False
+        cur_peer: Peer | None = None
+        opener = None
+        replay_check = None
+        run: Session | None = None
+        run_addr: Address | None = None
+        run_bytes = run_msgs = run_data = 0
+        last4 = last6 = -1
+        owner4: Peer | None = None
+        owner6: Peer | None = None
+        consumed = n
+        for i in range(n):
+            off = offs[i]
+            ln = lens[i]
+            if ln < _OVERHEAD:
+                c.dropped_malformed += 1
+                continue
+            typ, receiver, counter = unpack_hdr(buf, off)
+            if typ != MESSAGE_TRANSPORT:
+                if run is not None:
+                    self._flush_rx(run, run_addr, run_bytes, run_msgs, run_data, now)
+                    run = None
+                cur_index = -1
+                if not self._receive_other(view[off : off + ln], addrs[i], now, out):
+                    consumed = i
+                    break
+                continue
+            if receiver != cur_index:
+                s = sessions.get(receiver)
+                if s is None:
+                    c.dropped_unknown_index += 1
+                    continue
+                cur_index, cur = receiver, s
+                cur_ok = now - s.created < REJECT_AFTER_TIME
+                opener, replay_check, cur_peer = s.open, s.replay.check, s.peer
+            if not cur_ok:
+                c.dropped_too_old += 1
+                continue
+            assert opener is not None and replay_check is not None
+            plen = ln - _OVERHEAD
+            dst = out.end + HEADROOM
+            if dst + plen > ocap or len(o_offs) >= omax:
+                consumed = i
+                break
+            pack_nonce(nonce, 4, counter)
+            try:
+                opener(nonce, view[off + 16 : off + ln], None, oview[dst : dst + plen])
+            except InvalidTag:
+                c.dropped_bad_aead += 1
+                continue
+            if not replay_check(counter):
+                c.dropped_replay += 1
+                continue
+            addr = addrs[i]
+            if cur is not run or addr != run_addr:
+                if run is not None:
+                    self._flush_rx(run, run_addr, run_bytes, run_msgs, run_data, now)
+                run, run_addr = cur, addr
+                run_bytes = run_msgs = run_data = 0
+            run_bytes += ln
+            run_msgs += 1
+            if not plen:
+                continue
+            run_data += 1
+            version = obuf[dst] >> 4
+            if version == 4 and plen >= 20:
+                iplen, src = v4src(obuf, dst)
+                if iplen < 20 or iplen > plen:
+                    c.dropped_malformed += 1
+                    continue
+                if src != last4:
+                    last4, owner4 = src, lookup4(src)
+                owner = owner4
+            elif version == 6 and plen >= 40:
+                payload, hi, lo = v6src(obuf, dst)
+                iplen = payload + 40
+                if iplen > plen:
+                    c.dropped_malformed += 1
+                    continue
+                src = (hi << 64) | lo
+                if src != last6:
+                    last6, owner6 = src, lookup6(src)
+                owner = owner6
+            else:
+                c.dropped_malformed += 1
+                continue
+            if owner is not cur_peer:
+                c.dropped_not_allowed_source += 1
+                continue
+            if out.vnet_hdr:
+                obuf[dst - HEADROOM : dst] = zero_hdr
+            o_offs.append(dst)
+            o_lens.append(iplen)
+            out.end = dst + iplen
+        if run is not None:
+            self._flush_rx(run, run_addr, run_bytes, run_msgs, run_data, now)
+        return consumed
+
+    def _flush_rx(
+        self,
+        session: Session,
+        addr: Address | None,
+        nbytes: int,
+        nmsgs: int,
+        ndata: int,
+        now: float,
+    ) -> None:
+        """Per-run bookkeeping after authenticated transport messages (wireguard-go's
+        RoutineSequentialReceiver, once per run instead of once per packet)."""
+        peer: Peer = session.peer
+        c = self._counters
+        c.rx_packets += nmsgs
+        c.rx_bytes += nbytes
+        c.keepalives_received += nmsgs - ndata
+        peer.rx_bytes += nbytes
+        self._set_endpoint(peer, addr)
+        if session is peer.next:
+            self._received_with_next(peer, now)
+        self._keep_key_fresh_receiving(peer, now)
+        peer.on_any_authenticated_traversal(now)
+        peer.on_any_authenticated_received()
+        if ndata:
+            peer.on_data_received(now)
+
+    def _set_endpoint(self, peer: Peer, addr: Address | None) -> None:
+        if addr is not None and peer.endpoint != addr:
+            peer.endpoint = addr
+            self._events.append(EndpointChanged(peer.public_key, addr))
+
+    def _received_with_next(self, peer: Peer, now: float) -> None:
+        self._delete_session(peer.previous)
+        peer.previous = peer.current
+        peer.current = peer.next
+        peer.next = None
+        peer.on_handshake_complete(now + self.clock_offset)
+        self._counters.handshakes_completed += 1
+        self._events.append(HandshakeCompleted(peer.public_key, False, peer.endpoint))
+        self._send_staged(peer, now)
+
+    def _delete_session(self, s: Session | None) -> None:
+        if s is not None and self._sessions.get(s.local_index) is s:
+            del self._sessions[s.local_index]
+
+    def _zero_all(self, peer: Peer) -> None:
+        for s in (peer.current, peer.previous, peer.next):
+            self._delete_session(s)
+        peer.current = peer.previous = peer.next = None
+        self._drop_handshake_index(peer)
+        peer.handshake.clear()
+        self._counters.dropped_no_session += sum(1 for p in peer.staged if p)
+        peer.staged.clear()
+
+    def _receive_other(self, data: memoryview, addr: Address, now: float, out: PacketBatch) -> bool:
+        """A datagram that is not a transport message. Returns False only when ``out`` is full."""
+        c = self._counters
+        first = data[0]
+        if first == MESSAGE_NATIVE:
+            return self._receive_native(data, addr, now, out)
+        if first not in (MESSAGE_INITIATION, MESSAGE_RESPONSE, MESSAGE_COOKIE_REPLY) or any(
+            data[1:4]
+        ):
+            c.dropped_malformed += 1
+            return True
+        raw = bytes(data)
+        if first == MESSAGE_COOKIE_REPLY:
+            self._receive_cookie_reply(raw, now)
+            return True
+        if len(raw) != (INITIATION_SIZE if first == MESSAGE_INITIATION else RESPONSE_SIZE):
+            c.dropped_malformed += 1
+            return True
+        if not self._checker.check_mac1(raw):
+            c.dropped_bad_mac += 1
+            return True
+        self._note_handshake(now)
+        if self.under_load(now):
+            try:
+                src = address_bytes(addr)
+            except (PacketError, TypeError, IndexError):
+                c.dropped_malformed += 1
+                return True
+            if not self._checker.check_mac2(raw, src, now):
+                (sender,) = _U32LE.unpack_from(raw, 4)
+                reply = self._checker.create_reply(raw, sender, src, now)
+                self._outbox.append((reply.encode(), addr))
+                c.cookie_replies_sent += 1
+                return True
+            if not self._ratelimiter.allow(str(addr[0]), now):
+                c.dropped_rate_limited += 1
+                return True
+        if first == MESSAGE_INITIATION:
+            self._consume_initiation(raw, addr, now)
+        else:
+            self._consume_response(raw, addr, now)
+        return True
+
+    def _note_handshake(self, now: float) -> None:
+        if now - self._load_window_start >= 1.0:
+            self._load_window_start = now
+            self._load_count = 0
+        self._load_count += 1
+        if self._load_count > self.load_threshold:
+            self.set_under_load(now)
+
+    def _receive_cookie_reply(self, raw: bytes, now: float) -> None:
+        c = self._counters
+        try:
+            reply = parse_cookie_reply(raw)
+        except PacketError:
+            c.dropped_malformed += 1
+            return
+        peer = self._handshakes.get(reply.receiver)
+        if peer is None:
+            s = self._sessions.get(reply.receiver)
+            peer = s.peer if s is not None else None
+        if peer is None:
+            c.dropped_unknown_index += 1
+        elif peer.cookies.consume_reply(reply, now):
+            c.cookie_replies_received += 1
+        else:
+            c.dropped_bad_cookie += 1
+
+    def _consume_initiation(self, raw: bytes, addr: Address, now: float) -> None:
+        c = self._counters
+        msg = parse_initiation(raw)
+        try:
+            pending = consume_initiation_static(self._identity, msg)
+        except HandshakeError:
+            c.dropped_handshake += 1
+            return
+        peer = self._peers.get(pending.peer_public_key)
+        if peer is None:
+            c.dropped_unknown_peer += 1
+            return
+        try:
+            peer.handshake.consume_initiation(pending, msg, now)
+        except HandshakeError:
+            c.dropped_handshake += 1
+            return
+        c.handshake_initiations_received += 1
+        peer.rx_bytes += INITIATION_SIZE
+        peer.on_any_authenticated_traversal(now)
+        peer.on_any_authenticated_received()
+        self._set_endpoint(peer, addr)
+        self._send_response(peer, now)
+
+    def _send_response(self, peer: Peer, now: float) -> None:
+        endpoint = peer.endpoint
+        assert endpoint is not None
+        peer.last_sent_handshake = now
+        self._drop_handshake_index(peer)
+        index = self._new_index()
+        resp = peer.handshake.create_response(index, self._random)
+        raw = bytearray(resp.encode())
+        peer.cookies.add_macs(raw, now)
+        session = Session(peer.handshake.derive_keys(), now, peer)
+        self._sessions[index] = session
+        self._delete_session(peer.next)
+        peer.next = session
+        self._delete_session(peer.previous)
+        peer.previous = None
+        peer.on_session_derived(now)
+        peer.on_any_authenticated_traversal(now)
+        peer.on_any_authenticated_sent()
+        self._outbox.append((bytes(raw), endpoint))
+        peer.tx_bytes += RESPONSE_SIZE
+        self._counters.handshake_responses_sent += 1
+
+    def _consume_response(self, raw: bytes, addr: Address, now: float) -> None:
+        c = self._counters
+        msg = parse_response(raw)
+        peer = self._handshakes.get(msg.receiver)
+        if peer is None:
+            c.dropped_unknown_index += 1
+            return
+        try:
+            peer.handshake.consume_response(msg)
+        except HandshakeError:
+            c.dropped_handshake += 1
+            return
+        c.handshake_responses_received += 1
+        peer.rx_bytes += RESPONSE_SIZE
+        self._set_endpoint(peer, addr)
+        peer.on_session_derived(now)
+        peer.on_handshake_complete(now + self.clock_offset)
+        peer.on_any_authenticated_traversal(now)
+        peer.on_any_authenticated_received()
+        index = peer.handshake.local_index
+        del self._handshakes[index]
+        session = Session(peer.handshake.derive_keys(), now, peer)
+        self._sessions[index] = session
+        previous, nxt, current = peer.previous, peer.next, peer.current
+        if nxt is not None:
+            peer.next = None
+            peer.previous = nxt
+            self._delete_session(current)
+        else:
+            peer.previous = current
+        self._delete_session(previous)
+        peer.current = session
+        c.handshakes_completed += 1
+        self._events.append(HandshakeCompleted(peer.public_key, True, peer.endpoint))
+        self._send_keepalive(peer, now)
+
+    def _receive_native(
+        self, data: memoryview, addr: Address, now: float, out: PacketBatch
+    ) -> bool:
+        c = self._counters
+        if len(data) <= NATIVE_HEADER_SIZE:
+            c.dropped_malformed += 1
+            return True
+        (receiver,) = _U32LE.unpack_from(data, 4)
+        s = self._sessions.get(receiver)
+        if s is None:
+            c.dropped_unknown_index += 1
+            return True
+        peer: Peer = s.peer
+        if not peer.native_mode:
+            c.dropped_malformed += 1
+            return True
+        if now - s.created >= REJECT_AFTER_TIME:
+            c.dropped_too_old += 1
+            return True
+        result = open_native(s, data, out)
+        if result == OpenResult.COMPLETE:
+            n = out.lengths[-1]
+            off = out.offsets[-1]
+            nbytes = n + HEADROOM + 16 + NATIVE_HEADER_SIZE * data[2]
+            if not self._source_allowed(out.buffer, off, n, peer):
+                out.offsets.pop()
+                out.lengths.pop()
+                out.end = off - HEADROOM
+                self._flush_rx(s, addr, nbytes, 1, 1, now)
+                c.dropped_not_allowed_source += 1
+                return True
+            self._flush_rx(s, addr, nbytes, 1, 1, now)
+        elif result == OpenResult.MALFORMED:
+            c.dropped_malformed += 1
+        elif result == OpenResult.REPLAY:
+            c.dropped_replay += 1
+        elif result == OpenResult.BAD_AEAD:
+            c.dropped_bad_aead += 1
+        elif result == OpenResult.NO_ROOM:
+            return False
+        return True
+
+    def _source_allowed(self, buf: bytearray, off: int, n: int, peer: Peer) -> bool:
+        version = buf[off] >> 4 if n else 0
+        if version == 4 and n >= 20:
+            return self._allowed.v4.lookup(_V4_LEN_SRC.unpack_from(buf, off)[1]) is peer
+        if version == 6 and n >= 40:
+            _, hi, lo = _V6_LEN_SRC.unpack_from(buf, off)
+            return self._allowed.v6.lookup((hi << 64) | lo) is peer
+        return False

@@ -1,0 +1,287 @@
+"""tunflow's *native fast mode*: one AEAD call per offload super-packet. NOT WireGuard.
+
+Between two tunflow peers a whole TUN offload super-packet — its 10-byte virtio-net header and
+up to 64 KiB of packet — is sealed with ONE ChaCha20-Poly1305 call, instead of WireGuard's one
+call per ≤ MTU packet (≈ 1.2 µs of fixed cost each). The keys come from the same WireGuard
+handshake (see :data:`~.session.NATIVE_KEY_LABEL`); counter, replay window and nonce space are
+separate from the WireGuard ones. A WireGuard implementation drops these messages as an unknown
+type; only peers configured with ``native_mode=True`` on both sides use them.
+
+Wire format
+-----------
+The sealed message (ciphertext ‖ tag, 26 bytes longer than the packet) is cut into N ≤ 255
+*fragments*, each one UDP datagram::
+
+    offset  size  field
+    0       1     type = 0x7F (WireGuard uses 1-4 followed by three zero bytes)
+    1       1     fragment index, 0 … N-1
+    2       1     fragment count N, 1 … 255
+    3       1     version = 0
+    4       4     receiver index (LE; same place as in WireGuard transport messages)
+    8       8     counter (LE; the AEAD nonce is 32 zero bits ‖ counter, as in WireGuard)
+    16      2     chunk size C (LE): bytes of sealed message in every fragment but the last
+    18      2     reserved = 0
+    20      …     bytes [index·C, min((index+1)·C, len)) of the sealed message
+
+The AEAD's associated data is this 20-byte header with the index byte set to 0, so every field
+but the index is authenticated and fragments of different messages cannot be mixed. The
+plaintext is ``virtio_net_hdr (10 bytes) ‖ super-packet`` without padding.
+
+All fragments of one message except the last have the same size (20 + C), and the sender writes
+them back to back, so one message is exactly one ``UDP_SEGMENT`` send (N ≤ 46 for C = 1432,
+under the 64-segment limit) and arrives as one ``UDP_GRO`` read when nothing is lost or
+reordered. The receiver reassembles by (receiver index, counter) in any order, keeps at most
+:data:`MAX_PARTIAL_MESSAGES` incomplete messages per session (the oldest is dropped), checks the
+replay window before copying and again after the AEAD, and loses the whole message if any
+fragment is lost: there is no retransmission (the inner TCP retransmits, as over WireGuard).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Final
+
+from ...packet import HEADROOM, MAX_PACKET_SIZE, PacketBatch
+from ._crypto import InvalidTag
+from .constants import MESSAGE_NATIVE, REJECT_AFTER_MESSAGES, TAG_SIZE
+from .datagrams import Address, DatagramBatch
+from .replay import WINDOW_SIZE
+from .session import Session
+
+__all__ = [
+    "NATIVE_HEADER",
+    "NATIVE_HEADER_SIZE",
+    "NATIVE_VERSION",
+    "MAX_NATIVE_PLAINTEXT",
+    "MAX_SEALED_SIZE",
+    "MIN_FRAGMENT_SIZE",
+    "MAX_PARTIAL_MESSAGES",
+    "OpenResult",
+    "is_native",
+    "fragment_count",
+    "seal_native",
+    "open_native",
+]
+
+NATIVE_HEADER: Final = struct.Struct("<BBBBIQHH")
+NATIVE_HEADER_SIZE: Final = 20
+NATIVE_VERSION: Final = 0
+#: virtio-net header plus the largest super-packet.
+MAX_NATIVE_PLAINTEXT: Final = HEADROOM + MAX_PACKET_SIZE
+MAX_SEALED_SIZE: Final = MAX_NATIVE_PLAINTEXT + TAG_SIZE
+_MIN_CHUNK: Final = -(-MAX_SEALED_SIZE // 255)
+#: The smallest fragment (datagram) size that fits a maximal message in 255 fragments.
+MIN_FRAGMENT_SIZE: Final = NATIVE_HEADER_SIZE + _MIN_CHUNK
+#: Incomplete messages kept per session while their fragments arrive.
+MAX_PARTIAL_MESSAGES: Final = 8
+_COUNTER: Final = struct.Struct("<Q")
+_ZERO_HDR: Final = bytes(HEADROOM)
+
+
+class OpenResult:
+    """What :func:`open_native` did with a fragment (plain ints: this is the hot path)."""
+
+    COMPLETE: Final = 1  #: a message completed and its packet was appended
+    INCOMPLETE: Final = 0  #: the fragment was stored; more are needed
+    MALFORMED: Final = -1  #: bad header or length
+    REPLAY: Final = -2  #: the counter was already accepted or is outside the window
+    BAD_AEAD: Final = -3  #: the reassembled message did not authenticate
+    NO_ROOM: Final = -4  #: the output batch is full (the fragment was not consumed)
+
+
+def is_native(data: bytes | bytearray | memoryview) -> bool:
+    """Whether ``data`` looks like a native fast-mode fragment (type byte 0x7F)."""
+    return len(data) >= NATIVE_HEADER_SIZE and data[0] == MESSAGE_NATIVE
+
+
+def fragment_count(plaintext_length: int, fragment_size: int) -> int:
+    """How many fragments a message of ``plaintext_length`` (header + packet) needs."""
+    chunk = fragment_size - NATIVE_HEADER_SIZE
+    return -(-(plaintext_length + TAG_SIZE) // chunk)
+
+
+def seal_native(
+    session: Session,
+    message: bytes | bytearray | memoryview,
+    out: DatagramBatch,
+    address: Address | None,
+    fragment_size: int,
+    scratch: bytearray,
+) -> int:
+    """Seal one ``virtio_net_hdr ‖ super-packet`` with one AEAD call and append its fragments.
+
+    Args:
+        session: the session (its native key and counter are used).
+        message: the 10-byte virtio-net header followed by the packet, e.g.
+            ``batch.with_header(i)``; at most :data:`MAX_NATIVE_PLAINTEXT` bytes.
+        out: the datagrams go here, back to back, each with ``address``.
+        address: the peer's endpoint.
+        fragment_size: datagram size of every fragment but the last (≥
+            :data:`MIN_FRAGMENT_SIZE`).
+        scratch: a buffer of at least :data:`MAX_SEALED_SIZE` bytes, reused between calls.
+
+    Returns:
+        The number of fragments appended; 0 when ``out`` has no room or the counter is
+        exhausted (nothing was written and the counter did not move).
+
+    Raises:
+        ValueError: ``message`` is too long or too short, or ``fragment_size`` too small.
+    """
+    plen = len(message)
+    if plen < HEADROOM or plen > MAX_NATIVE_PLAINTEXT:
+        raise ValueError(f"native message of {plen} bytes (must be 10 … {MAX_NATIVE_PLAINTEXT})")
+    if fragment_size < MIN_FRAGMENT_SIZE or fragment_size - NATIVE_HEADER_SIZE > 0xFFFF:
+        raise ValueError(f"fragment size {fragment_size} is below {MIN_FRAGMENT_SIZE}")
+    counter = session.native_send_counter
+    if counter >= REJECT_AFTER_MESSAGES:
+        return 0
+    chunk = fragment_size - NATIVE_HEADER_SIZE
+    sealed_len = plen + TAG_SIZE
+    count = -(-sealed_len // chunk)
+    need = sealed_len + NATIVE_HEADER_SIZE * count
+    pos = out.end
+    if pos + need > len(out.buffer):
+        return 0
+    receiver = session.remote_index
+    header = bytearray(
+        NATIVE_HEADER.pack(MESSAGE_NATIVE, 0, count, NATIVE_VERSION, receiver, counter, chunk, 0)
+    )
+    nonce = session._native_nonce
+    _COUNTER.pack_into(nonce, 4, counter)
+    sview = memoryview(scratch)
+    session.native_seal(nonce, message, header, sview[:sealed_len])
+    session.native_send_counter = counter + 1
+    obuf = out.buffer
+    step = fragment_size
+    p = pos
+    src = 0
+    for k in range(count):
+        header[1] = k
+        obuf[p : p + NATIVE_HEADER_SIZE] = header
+        n = chunk if k < count - 1 else sealed_len - src
+        obuf[p + NATIVE_HEADER_SIZE : p + NATIVE_HEADER_SIZE + n] = sview[src : src + n]
+        src += n
+        p += step
+    out.offsets.extend(range(pos, pos + step * count, step))
+    out.lengths.extend([step] * (count - 1))
+    out.lengths.append(NATIVE_HEADER_SIZE + sealed_len - chunk * (count - 1))
+    out.addresses.extend([address] * count)
+    out.end = pos + need
+    return count
+
+
+class _Partial:
+    __slots__ = ("buffer", "chunk", "count", "have", "last_len", "missing")
+
+    def __init__(self, count: int, chunk: int) -> None:
+        self.buffer = bytearray(count * chunk)
+        self.count = count
+        self.chunk = chunk
+        self.have = 0
+        self.missing = count
+        self.last_len = 0
+
+
+def _would_accept(session: Session, counter: int) -> bool:
+    w = session.native_replay
+    if counter >= w.limit:
+        return False
+    highest = w.highest
+    if counter > highest:
+        return True
+    if highest - counter > WINDOW_SIZE:
+        return False
+    return not (w._ring[(counter >> 6) & 127] >> (counter & 63)) & 1
+
+
+def open_native(
+    session: Session, fragment: bytes | bytearray | memoryview, out: PacketBatch
+) -> int:
+    """Take one fragment for ``session``; when its message is complete, open it into ``out``.
+
+    The completed packet is appended to ``out`` with its virtio-net header in the headroom, and
+    ``out`` is switched to ``vnet_hdr`` mode (earlier packets get zero headers).
+
+    Args:
+        session: the session named by the fragment's receiver index (caller looked it up).
+        fragment: the whole datagram.
+        out: where the opened super-packet goes.
+
+    Returns:
+        An :class:`OpenResult` code.
+    """
+    n = len(fragment)
+    if n <= NATIVE_HEADER_SIZE:
+        return OpenResult.MALFORMED
+    typ, index, count, version, _receiver, counter, chunk, reserved = NATIVE_HEADER.unpack_from(
+        fragment
+    )
+    data_len = n - NATIVE_HEADER_SIZE
+    if (
+        typ != MESSAGE_NATIVE
+        or version != NATIVE_VERSION
+        or reserved
+        or count == 0
+        or index >= count
+        or chunk < _MIN_CHUNK
+        or (count - 1) * chunk >= MAX_SEALED_SIZE
+        or data_len > chunk
+        or (index < count - 1 and data_len != chunk)
+    ):
+        return OpenResult.MALFORMED
+    if not _would_accept(session, counter):
+        return OpenResult.REPLAY
+    partials = session.native_partial
+    if count == 1:
+        return _finish(
+            session, memoryview(fragment)[NATIVE_HEADER_SIZE:], count, counter, chunk, out
+        )
+    entry = partials.get(counter)
+    if entry is None:
+        if len(partials) >= MAX_PARTIAL_MESSAGES:
+            del partials[next(iter(partials))]
+        entry = partials[counter] = _Partial(count, chunk)
+    elif entry.count != count or entry.chunk != chunk:
+        return OpenResult.MALFORMED
+    bit = 1 << index
+    if entry.have & bit:
+        return OpenResult.INCOMPLETE  # a duplicate fragment; the AEAD decides later
+    start = index * chunk
+    entry.buffer[start : start + data_len] = memoryview(fragment)[NATIVE_HEADER_SIZE:]
+    entry.have |= bit
+    entry.missing -= 1
+    if index == count - 1:
+        entry.last_len = data_len
+    if entry.missing:
+        return OpenResult.INCOMPLETE
+    total = (count - 1) * chunk + entry.last_len
+    result = _finish(session, memoryview(entry.buffer)[:total], count, counter, chunk, out)
+    if result != OpenResult.NO_ROOM:
+        del partials[counter]
+    return result
+
+
+def _finish(
+    session: Session, sealed: memoryview, count: int, counter: int, chunk: int, out: PacketBatch
+) -> int:
+    plen = len(sealed) - TAG_SIZE
+    if plen < HEADROOM:
+        return OpenResult.MALFORMED
+    dst = out.end + HEADROOM
+    if dst + plen - HEADROOM > len(out.buffer) or len(out.offsets) >= out.max_packets:
+        return OpenResult.NO_ROOM
+    if not out.vnet_hdr:
+        out.zero_headers()
+    aad = NATIVE_HEADER.pack(
+        MESSAGE_NATIVE, 0, count, NATIVE_VERSION, session.local_index, counter, chunk, 0
+    )
+    nonce = bytearray(12)
+    _COUNTER.pack_into(nonce, 4, counter)
+    try:
+        session.native_open(nonce, sealed, aad, out.view[dst - HEADROOM : dst - HEADROOM + plen])
+    except InvalidTag:
+        return OpenResult.BAD_AEAD
+    if not session.native_replay.check(counter):
+        return OpenResult.REPLAY
+    out.commit(dst, plen - HEADROOM)
+    return OpenResult.COMPLETE

@@ -1,0 +1,254 @@
+"""A session (WireGuard's *keypair*): transport keys, counters, and the batch data path.
+
+:meth:`Session.encrypt_batch` is the outbound hot path. Per packet it does one header
+``pack_into``, one copy of the plaintext into the output arena (plus zero padding to a multiple
+of 16, capped at the MTU, as wireguard-go pads) and one in-place
+``ChaCha20Poly1305.encrypt_into`` — no per-packet objects beyond the memoryview slices the AEAD
+call needs. Decryption happens in :meth:`tunflow.wireguard.protocol.WireGuard.decrypt_batch`,
+which must dispatch each datagram to its session by receiver index first.
+
+Each session also holds the keys of tunflow's *native fast mode* (:mod:`.native`), derived
+from the WireGuard transport keys with a tunflow-specific label, so native messages never share
+a (key, nonce) pair with WireGuard messages.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Final
+
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+from ...packet import PacketBatch
+from ._crypto import InvalidTag, kdf1
+from .constants import (
+    MESSAGE_TRANSPORT,
+    PADDING_MULTIPLE,
+    REJECT_AFTER_MESSAGES,
+    TAG_SIZE,
+    TRANSPORT_HEADER_SIZE,
+)
+from .datagrams import Address, DatagramBatch
+from .messages import TRANSPORT_HEADER
+from .noise import SessionKeys
+from .replay import ReplayWindow
+
+__all__ = ["Session", "padded_length", "NATIVE_KEY_LABEL"]
+
+#: Label of the native-mode key derivation: native key = KDF₁(WireGuard key, label).
+NATIVE_KEY_LABEL: Final = b"tunflow native fast mode v1"
+_COUNTER: Final = struct.Struct("<Q")
+_PADS: Final = tuple(bytes(k) for k in range(PADDING_MULTIPLE))
+_OVERHEAD: Final = TRANSPORT_HEADER_SIZE + TAG_SIZE
+
+
+def padded_length(n: int, mtu: int) -> int:
+    """The plaintext length WireGuard encrypts for an ``n``-byte packet (wireguard-go's rule).
+
+    Pads to a multiple of 16 but never past ``mtu``; packets longer than ``mtu`` pad their last
+    ``mtu``-sized unit. ``mtu <= 0`` pads without a cap.
+
+    Example:
+        >>> padded_length(1, 1420), padded_length(1419, 1420), padded_length(0, 1420)
+        (16, 1420, 0)
+    """
+    if mtu <= 0:
+        return (n + 15) & ~15
+    last = n % mtu if n > mtu else n
+    padded_last = min((last + 15) & ~15, mtu)
+    return n + padded_last - last
+
+
+class Session:
+    """One set of transport keys between us and a peer, named by two 32-bit indices.
+
+    Args:
+        keys: what :meth:`~tunflow.wireguard.protocol.noise.Handshake.derive_keys` returned.
+        created: ``now`` when the keys were derived (sessions expire ``REJECT_AFTER_TIME`` later).
+        peer: the owning peer object (opaque here; the interface sets it).
+
+    Attributes:
+        local_index: the receiver index the peer puts on messages to us.
+        remote_index: the receiver index we put on messages to the peer.
+        send_counter: the next counter to send (WireGuard messages).
+        replay: the :class:`~.replay.ReplayWindow` of received WireGuard counters.
+        native_send_counter / native_replay: the same for native-mode messages.
+        is_initiator: whether we initiated the handshake that made this session.
+    """
+
+    __slots__ = (
+        "_native_nonce",
+        "_send_nonce",
+        "created",
+        "is_initiator",
+        "local_index",
+        "native_open",
+        "native_partial",
+        "native_replay",
+        "native_seal",
+        "native_send_counter",
+        "open",
+        "peer",
+        "remote_index",
+        "replay",
+        "seal",
+        "send_counter",
+    )
+
+    def __init__(self, keys: SessionKeys, created: float, peer: Any = None) -> None:
+        send = ChaCha20Poly1305(keys.send_key)
+        recv = ChaCha20Poly1305(keys.receive_key)
+        #: bound ``encrypt_into`` / ``decrypt_into`` of the send and receive AEADs
+        self.seal = send.encrypt_into
+        self.open = recv.decrypt_into
+        self.native_seal = ChaCha20Poly1305(kdf1(keys.send_key, NATIVE_KEY_LABEL)).encrypt_into
+        self.native_open = ChaCha20Poly1305(kdf1(keys.receive_key, NATIVE_KEY_LABEL)).decrypt_into
+        self.local_index = keys.local_index
+        self.remote_index = keys.remote_index
+        self.is_initiator = keys.is_initiator
+        self.created = created
+        self.peer = peer
+        self.send_counter = 0
+        self.replay = ReplayWindow()
+        self.native_send_counter = 0
+        self.native_replay = ReplayWindow()
+        #: native messages being reassembled: counter -> state (see :mod:`.native`)
+        self.native_partial: dict[int, Any] = {}
+        self._send_nonce = bytearray(12)
+        self._native_nonce = bytearray(12)
+
+    def __repr__(self) -> str:
+        role = "initiator" if self.is_initiator else "responder"
+        return (
+            f"<Session {role} local={self.local_index:#010x} remote={self.remote_index:#010x} "
+            f"sent={self.send_counter}>"
+        )
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether the send counter reached ``REJECT_AFTER_MESSAGES`` (the session can't send)."""
+        return self.send_counter >= REJECT_AFTER_MESSAGES
+
+    def expire(self) -> None:
+        """Make the session unable to send (as wireguard-go's ``ExpireCurrentKeypairs``)."""
+        self.send_counter = REJECT_AFTER_MESSAGES
+        self.native_send_counter = REJECT_AFTER_MESSAGES
+
+    def encrypt_batch(
+        self,
+        packets: PacketBatch,
+        out: DatagramBatch,
+        address: Address | None,
+        mtu: int,
+        indices: list[int] | range | None = None,
+    ) -> int:
+        """Encrypt packets of ``packets`` into transport messages appended to ``out``.
+
+        Each message is written in place at ``out.end``: the 16-byte header, then the packet
+        padded with zeros, then encrypted in place (one ``encrypt_into``), then the tag.
+
+        Args:
+            packets: plain IP packets (headroom ignored).
+            out: where the datagrams go; each gets ``address``.
+            address: the peer's endpoint.
+            mtu: the interface MTU (caps the padding).
+            indices: which packets, in order (default all).
+
+        Returns:
+            How many packets were encrypted: fewer than asked when ``out`` is full or the
+            counter reaches ``REJECT_AFTER_MESSAGES``; the caller keeps the rest.
+        """
+        src = packets.view
+        offs, lens = packets.offsets, packets.lengths
+        obuf, oview = out.buffer, out.view
+        cap = len(obuf)
+        pos = out.end
+        o_offs, o_lens, o_addrs = out.offsets, out.lengths, out.addresses
+        counter = self.send_counter
+        limit = REJECT_AFTER_MESSAGES
+        receiver = self.remote_index
+        seal = self.seal
+        nonce = self._send_nonce
+        pack_nonce = _COUNTER.pack_into
+        pack_hdr = TRANSPORT_HEADER.pack_into
+        pads = _PADS
+        small = mtu > 0
+        done = 0
+        for i in range(len(offs)) if indices is None else indices:
+            n = lens[i]
+            if small and n <= mtu:
+                padded = (n + 15) & ~15
+                if padded > mtu:
+                    padded = mtu
+            else:
+                padded = padded_length(n, mtu)
+            if pos + padded + _OVERHEAD > cap or counter >= limit:
+                break
+            pack_hdr(obuf, pos, MESSAGE_TRANSPORT, receiver, counter)
+            start = pos + TRANSPORT_HEADER_SIZE
+            end = start + n
+            off = offs[i]
+            obuf[start:end] = src[off : off + n]
+            pad = padded - n
+            if pad:
+                stop = end + pad
+                while end < stop:  # pad < 16 except for packets past the MTU
+                    k = min(stop - end, 15)
+                    obuf[end : end + k] = pads[k]
+                    end += k
+            pack_nonce(nonce, 4, counter)
+            seal(nonce, oview[start : start + padded], None, oview[start : start + padded + 16])
+            total = padded + _OVERHEAD
+            o_offs.append(pos)
+            o_lens.append(total)
+            o_addrs.append(address)
+            pos += total
+            counter += 1
+            done += 1
+        out.end = pos
+        self.send_counter = counter
+        return done
+
+    def encrypt(self, packet: bytes | bytearray | memoryview, mtu: int) -> bytes | None:
+        """One transport message for ``packet`` (slow path: keepalives, staged packets).
+
+        Returns:
+            The datagram, or ``None`` if the session's counter is exhausted.
+        """
+        counter = self.send_counter
+        if counter >= REJECT_AFTER_MESSAGES:
+            return None
+        n = len(packet)
+        padded = padded_length(n, mtu)
+        buf = bytearray(padded + _OVERHEAD)
+        TRANSPORT_HEADER.pack_into(buf, 0, MESSAGE_TRANSPORT, self.remote_index, counter)
+        buf[16 : 16 + n] = packet
+        view = memoryview(buf)
+        _COUNTER.pack_into(self._send_nonce, 4, counter)
+        self.seal(self._send_nonce, view[16 : 16 + padded], None, view[16:])
+        self.send_counter = counter + 1
+        return bytes(buf)
+
+    def decrypt(self, datagram: bytes | bytearray | memoryview) -> bytes | None:
+        """Open one transport message addressed to this session (slow path, for tests/tools).
+
+        Checks the tag, then the replay window. The receiver index is not checked.
+
+        Returns:
+            The padded plaintext (empty for a keepalive), or ``None`` if it does not
+            authenticate, is a replay, or is too short.
+        """
+        n = len(datagram)
+        if n < _OVERHEAD:
+            return None
+        _, _, counter = TRANSPORT_HEADER.unpack_from(datagram)
+        out = bytearray(n - _OVERHEAD)
+        nonce = bytearray(12)
+        _COUNTER.pack_into(nonce, 4, counter)
+        try:
+            self.open(nonce, memoryview(datagram)[16:], None, out)
+        except InvalidTag:
+            return None
+        if not self.replay.check(counter):
+            return None
+        return bytes(out)
