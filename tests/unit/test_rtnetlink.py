@@ -191,6 +191,15 @@ def test_get_routes_dump() -> None:
     assert rt.encode_get_routes(6, index=3) == hdr(36, 26, 0x301, 6) + body
 
 
+def test_with_seq() -> None:
+    request = rt.encode_new_address(0, 3, "192.0.2.1/24")
+    assert rt.with_seq(request, 77) == rt.encode_new_address(77, 3, "192.0.2.1/24")
+    with pytest.raises(ConfigError, match="sequence number"):
+        rt.with_seq(request, -1)
+    with pytest.raises(ConfigError, match="header"):
+        rt.with_seq(b"short", 1)
+
+
 # --- bad arguments -------------------------------------------------------------------------------
 
 

@@ -69,6 +69,7 @@ __all__ = [
     "NetlinkDecodeError",
     "iter_messages",
     "iter_attributes",
+    "with_seq",
     "parse_error",
     "parse_link",
     "parse_address",
@@ -414,6 +415,21 @@ def _message(type_: int, flags: int, seq: int, body: bytes) -> bytes:
     if not 0 <= seq <= _U32_MAX:
         raise ConfigError(f"netlink sequence number {seq!r} is not a 32-bit unsigned integer")
     return _NLMSGHDR.pack(_HDR_LEN + len(body), type_, flags, seq, 0) + body
+
+
+def with_seq(message: bytes, seq: int) -> bytes:
+    """``message`` (one request built by an ``encode_*`` function) with sequence number ``seq``.
+
+    Lets a caller validate and build a request once, outside its lock, and number it inside.
+
+    Raises:
+        ConfigError: ``seq`` is not a 32-bit unsigned integer or ``message`` has no header.
+    """
+    if not 0 <= seq <= _U32_MAX:
+        raise ConfigError(f"netlink sequence number {seq!r} is not a 32-bit unsigned integer")
+    if len(message) < _HDR_LEN:
+        raise ConfigError(f"a netlink request needs a {_HDR_LEN}-byte header")
+    return message[:8] + _U32.pack(seq) + message[12:]
 
 
 def iter_messages(data: bytes | bytearray | memoryview) -> Iterator[NetlinkMessage]:

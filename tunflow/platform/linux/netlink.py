@@ -18,7 +18,6 @@ import errno
 import os
 import socket
 import threading
-from collections.abc import Callable
 from ipaddress import (
     IPv4Address,
     IPv4Interface,
@@ -128,9 +127,9 @@ class RtNetlink:
 
     # -- exchange -------------------------------------------------------------------------------
 
-    def _request(self, build: Callable[[int], bytes], expect: rt.Expect) -> list[rt.NetlinkMessage]:
-        # Callers validate their arguments (by encoding once) before coming here, so a
-        # ConfigError never leaves a request half sent.
+    def _request(self, message: bytes, expect: rt.Expect) -> list[rt.NetlinkMessage]:
+        # Callers build (and so validate) the whole request before coming here; only its
+        # sequence number is filled in under the lock.
         with self._lock:
             sock = self._sock
             if sock is None:
@@ -138,7 +137,7 @@ class RtNetlink:
             for _attempt in range(_DUMP_RETRIES):
                 self._seq = (self._seq + 1) & 0xFFFF_FFFF or 1
                 seq = self._seq
-                sock.send(build(seq))
+                sock.send(rt.with_seq(message, seq))
                 transaction = rt.Transaction(seq, expect, strerror=os.strerror)
                 truncated = False
                 while not transaction.done:
@@ -175,8 +174,7 @@ class RtNetlink:
             OSError: ``ENODEV`` if there is none.
             ConfigError: ``index`` is not a valid index.
         """
-        rt.check_index(index)
-        (reply,) = self._request(lambda seq: rt.encode_get_link(seq, index=index), rt.Expect.REPLY)
+        (reply,) = self._request(rt.encode_get_link(0, index=index), rt.Expect.REPLY)
         return rt.parse_link(reply)
 
     def link_by_name(self, name: str) -> LinkInfo:
@@ -186,8 +184,7 @@ class RtNetlink:
             OSError: ``ENODEV`` if there is none.
             ConfigError: ``name`` is not a valid interface name.
         """
-        rt.check_ifname(name)
-        (reply,) = self._request(lambda seq: rt.encode_get_link(seq, name=name), rt.Expect.REPLY)
+        (reply,) = self._request(rt.encode_get_link(0, name=name), rt.Expect.REPLY)
         return rt.parse_link(reply)
 
     def set_link(
@@ -219,17 +216,11 @@ class RtNetlink:
                 ``EBUSY``, ``EEXIST``…
             ConfigError: an argument is out of range or of the wrong type.
         """
+        change = rt.encode_set_link(0, index, up=up, mtu=mtu, mac=mac, name=name, txqlen=txqlen)
         if up is False and name is not None:
-            rt.encode_set_link(0, index, mtu=mtu, mac=mac, name=name, txqlen=txqlen)  # validate
-            self._request(lambda seq: rt.encode_set_link(seq, index, up=False), rt.Expect.ACK)
-            up = None
-        rt.encode_set_link(0, index, up=up, mtu=mtu, mac=mac, name=name, txqlen=txqlen)
-        self._request(
-            lambda seq: rt.encode_set_link(
-                seq, index, up=up, mtu=mtu, mac=mac, name=name, txqlen=txqlen
-            ),
-            rt.Expect.ACK,
-        )
+            change = rt.encode_set_link(0, index, mtu=mtu, mac=mac, name=name, txqlen=txqlen)
+            self._request(rt.encode_set_link(0, index, up=False), rt.Expect.ACK)
+        self._request(change, rt.Expect.ACK)
 
     # -- addresses ------------------------------------------------------------------------------
 
@@ -242,9 +233,9 @@ class RtNetlink:
             OSError: ``ENODEV`` if the index does not exist.
             ConfigError: invalid index.
         """
-        rt.check_index(index)
+        # check first: to the dump encoder, index 0 means "every interface"
         replies = self._request(
-            lambda seq: rt.encode_get_addresses(seq, index=index), rt.Expect.DUMP
+            rt.encode_get_addresses(0, index=rt.check_index(index)), rt.Expect.DUMP
         )
         found = [
             info
@@ -284,10 +275,7 @@ class RtNetlink:
                 the link's IPv6 state) and ``EACCES`` when IPv6 is disabled on it.
             ConfigError: invalid index, address or peer.
         """
-        rt.encode_new_address(0, index, iface, peer=peer)  # validate before taking the lock
-        self._request(
-            lambda seq: rt.encode_new_address(seq, index, iface, peer=peer), rt.Expect.ACK
-        )
+        self._request(rt.encode_new_address(0, index, iface, peer=peer), rt.Expect.ACK)
 
     def remove_address(
         self,
@@ -309,9 +297,9 @@ class RtNetlink:
         rt.check_index(index)
         target = _coerce_target(iface_or_addr)
         if isinstance(target, IPv4Interface | IPv6Interface):
-            rt.encode_del_address(0, index, target)  # validate
+            request = rt.encode_del_address(0, index, target)
             try:
-                self._request(lambda seq: rt.encode_del_address(seq, index, target), rt.Expect.ACK)
+                self._request(request, rt.Expect.ACK)
                 return
             except OSError as exc:
                 # IPv4 matches the peer (IFA_ADDRESS) within the prefix: a point-to-point
@@ -332,8 +320,7 @@ class RtNetlink:
             )
         found = match[0]
         self._request(
-            lambda seq: rt.encode_del_address(seq, index, found.interface, peer=found.peer),
-            rt.Expect.ACK,
+            rt.encode_del_address(0, index, found.interface, peer=found.peer), rt.Expect.ACK
         )
 
     # -- routes ---------------------------------------------------------------------------------
@@ -347,8 +334,9 @@ class RtNetlink:
             OSError: ``ENODEV`` if the index does not exist.
             ConfigError: invalid index.
         """
-        rt.check_index(index)
-        replies = self._request(lambda seq: rt.encode_get_routes(seq, index=index), rt.Expect.DUMP)
+        replies = self._request(
+            rt.encode_get_routes(0, index=rt.check_index(index)), rt.Expect.DUMP
+        )
         found = rt.routes_via(map(rt.parse_route, replies), index)
         if not found and not self._strict:
             self.link(index)
@@ -376,10 +364,8 @@ class RtNetlink:
                 the link is down; ``ENODEV``.
             ConfigError: invalid index, network, gateway or metric.
         """
-        rt.encode_new_route(0, index, network, gateway=gateway, metric=metric)  # validate
         self._request(
-            lambda seq: rt.encode_new_route(seq, index, network, gateway=gateway, metric=metric),
-            rt.Expect.ACK,
+            rt.encode_new_route(0, index, network, gateway=gateway, metric=metric), rt.Expect.ACK
         )
 
     def remove_route(
@@ -396,10 +382,8 @@ class RtNetlink:
             OSError: ``ESRCH`` if no route matches; ``ENODEV``.
             ConfigError: invalid index, network, gateway or metric.
         """
-        rt.encode_del_route(0, index, network, gateway=gateway, metric=metric)  # validate
         self._request(
-            lambda seq: rt.encode_del_route(seq, index, network, gateway=gateway, metric=metric),
-            rt.Expect.ACK,
+            rt.encode_del_route(0, index, network, gateway=gateway, metric=metric), rt.Expect.ACK
         )
 
 
