@@ -63,7 +63,7 @@ def ipv4_header(
     ttl: int = 64,
     tos: int = 0,
     ident: int = 0,
-    flags: int = 0,
+    ip_flags: int = 0,
     frag_offset: int = 0,
     options: bytes = b"",
     total_length: int | None = None,
@@ -77,7 +77,7 @@ def ipv4_header(
             tos,
             total,
             ident,
-            (flags << 13) | frag_offset,
+            (ip_flags << 13) | frag_offset,
             ttl,
             proto,
             0,
@@ -295,7 +295,7 @@ def tcp_super_packet(
         ip = ipv6_header(nh, len(ext_headers) + len(seg), src[0], dst[0]) + ext_headers
         gso_type = VIRTIO_NET_HDR_GSO_TCPV6
     else:
-        ip = ipv4_header(TCP, len(seg), src[0], dst[0], ident=ident, flags=IPV4_FLAG_DF)
+        ip = ipv4_header(TCP, len(seg), src[0], dst[0], ident=ident, ip_flags=IPV4_FLAG_DF)
         gso_type = VIRTIO_NET_HDR_GSO_TCPV4
     if ecn:
         gso_type |= 0x80
