@@ -46,8 +46,10 @@ _DUMP_RETRIES = 5
 class RtNetlink:
     """A blocking, thread-safe rtnetlink client bound to the creating thread's network namespace.
 
-    Every method sends one request (two for :meth:`remove_address` without a prefix) and waits
-    for the kernel's answer; a lock serialises callers. Interfaces are named by index.
+    Each call is one request and its answer, except: :meth:`remove_address` first lists the
+    addresses when given no prefix (or an IPv4 point-to-point address without its peer), and
+    :meth:`set_link` with ``up=False`` and ``name`` sends the "down" first. A lock serialises
+    callers. Interfaces are named by index.
 
     Raises (every method):
         OSError: the kernel refused, with its errno — e.g. :class:`FileExistsError` for a
