@@ -53,10 +53,10 @@ def _no_leftovers() -> Iterator[None]:
     if not IS_ROOT:
         yield
         return
-    before_links = set(testing.leftover_interfaces())
-    before_ns = set(testing.leftover_namespaces())
+    # Only this process's names: other test runs may share the machine.
+    pid = os.getpid()
     yield
-    links = set(testing.leftover_interfaces()) - before_links
-    spaces = set(testing.leftover_namespaces()) - before_ns
+    links = set(testing.leftover_interfaces(pid))
+    spaces = set(testing.leftover_namespaces(pid))
     assert not links, f"tests left interfaces behind: {sorted(links)}"
     assert not spaces, f"tests left namespaces behind: {sorted(spaces)}"

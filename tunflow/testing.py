@@ -22,6 +22,7 @@ import ctypes.util
 import itertools
 import json
 import os
+import re
 import subprocess
 import threading
 from collections.abc import Iterator, Sequence
@@ -48,11 +49,21 @@ _lock = threading.Lock()
 
 
 def unique_name(kind: str = "") -> str:
-    """A name of at most 15 bytes, unique in this process: ``tf<kind><pid><n>``."""
-    name = f"{PREFIX}{kind}{os.getpid() % 100000}x{next(_counter)}"
-    if len(name) > 15:
-        name = f"{PREFIX}{os.getpid() % 10000}x{next(_counter)}"
-    return name[:15]
+    """A name of at most 15 bytes, unique in this process: ``tf<kind><pid>x<n>``.
+
+    ``kind`` (at most 3 letters) says what it is, for whoever finds it in ``ip link``.
+    """
+    if len(kind) > 3 or (not kind.isalpha() and kind):
+        raise ValueError(f"kind must be at most 3 letters, not {kind!r}")
+    return f"{PREFIX}{kind}{os.getpid() % 100000}x{next(_counter)}"
+
+
+def _ours(name: str, pid: int | None) -> bool:
+    if not name.startswith(PREFIX):
+        return False
+    if pid is None:
+        return True
+    return re.fullmatch(rf"{PREFIX}[a-z]{{0,3}}{pid % 100000}x\d+", name) is not None
 
 
 def run(*args: str, check: bool = True, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
@@ -176,15 +187,17 @@ def veth_pair(
     return name_a, name_b
 
 
-def leftover_interfaces() -> list[str]:
-    """Interfaces in the current namespace whose names start with :data:`PREFIX`."""
+def leftover_interfaces(pid: int | None = None) -> list[str]:
+    """Interfaces in the current namespace made by :func:`unique_name` (by process ``pid``
+    only, when given)."""
     return [
         link["ifname"]
         for link in ip_json("link", "show")
-        if str(link.get("ifname", "")).startswith(PREFIX)
+        if _ours(str(link.get("ifname", "")), pid)
     ]
 
 
-def leftover_namespaces() -> list[str]:
-    """Named network namespaces whose names start with :data:`PREFIX`."""
-    return [ns["name"] for ns in ip_json("netns", "list") if ns["name"].startswith(PREFIX)]
+def leftover_namespaces(pid: int | None = None) -> list[str]:
+    """Named network namespaces made by :func:`unique_name` (by process ``pid`` only, when
+    given)."""
+    return [ns["name"] for ns in ip_json("netns", "list") if _ours(ns["name"], pid)]

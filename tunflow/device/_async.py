@@ -237,10 +237,9 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         await anyio.lowlevel.checkpoint_if_cancelled()
         self._begin_receive()
         try:
-            queue = self._queue
             while True:
                 try:
-                    packet = queue.recv(self.max_size)
+                    packet = self._nb_recv()
                     break
                 except BlockingIOError:
                     await self._wait_readable()
@@ -260,10 +259,9 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         self._begin_receive()
         view = memoryview(buf)
         try:
-            queue = self._queue
             while True:
                 try:
-                    n = queue.recv_into(view)
+                    n = self._nb_recv_into(view)
                     break
                 except BlockingIOError:
                     await self._wait_readable()
@@ -303,7 +301,7 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         """One packet if one is waiting, else :class:`anyio.WouldBlock`."""
         self._begin_receive()
         try:
-            packet = self._queue.recv(self.max_size)
+            packet = self._nb_recv()
         except BlockingIOError:
             raise anyio.WouldBlock from None
         finally:
@@ -325,14 +323,18 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
 
     # -- packets: batches -------------------------------------------------------------------
 
-    async def recv_batch(self, batch: PacketBatch | None = None) -> PacketBatch:
+    async def recv_batch(
+        self, batch: PacketBatch | None = None, *, whole: bool = False
+    ) -> PacketBatch:
         """Wait for at least one packet, then read until the kernel queue is empty or the batch
         is full. One checkpoint per batch.
 
         Args:
             batch: appended to; a new one sized by :meth:`new_batch` when ``None``.
+            whole: on an offload device, hand out super-packets whole with their virtio-net
+                headers (see :meth:`SyncDevice.recv_batch`).
 
-        Raises as :meth:`receive`.
+        Raises as :meth:`receive`, and :class:`ValueError` when ``batch`` has no room left.
         """
         if batch is None:
             batch = self.new_batch()
@@ -340,41 +342,32 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         self._begin_receive()
         start = len(batch)
         try:
-            queue = self._queue
-            while True:
-                n = queue.recv_batch(batch, self.max_size)
-                if n:
-                    break
-                if batch.room() < self.max_size:
-                    raise ValueError("the batch has no room left for another packet")
+            while not self._nb_recv_batch(batch, whole):
                 await self._wait_readable()
                 self._check_open()
         finally:
             self._receiving = False
-        self.rx_packets += n
-        self.rx_bytes += sum(batch.lengths[start:])
-        self.rx_batches += 1
+        self._account_rx(batch, start)
         await anyio.lowlevel.cancel_shielded_checkpoint()
         return batch
 
     async def send_batch(self, batch: PacketBatch) -> int:
-        """Write every packet of ``batch`` in order; return how many were written."""
+        """Write every packet of ``batch`` in order (see :meth:`SyncDevice.send_batch` for
+        offload devices); return how many the caller gave."""
         await anyio.lowlevel.checkpoint_if_cancelled()
         self._check_open()
-        queue = self._queue
+        out = self._prepare_send_batch(batch)
         i = 0
-        total = len(batch)
+        total = len(out)
         while i < total:
             try:
-                i = queue.send_batch(batch, i)
+                i = self._nb_send_batch(out, i)
             except BlockingIOError:
                 await self._wait_writable()
                 self._check_open()
-        self.tx_packets += total
-        self.tx_bytes += batch.nbytes
-        self.tx_batches += 1
+        self._account_tx(batch)
         await anyio.lowlevel.cancel_shielded_checkpoint()
-        return total
+        return len(batch)
 
     # -- configuration ----------------------------------------------------------------------
 

@@ -233,6 +233,8 @@ class DeviceConfig:
     group: int | None = None
     #: the device must already exist (attach only, never create)
     attach: bool = False
+    #: Linux: make the device in this network namespace (a name from ``ip netns`` or a path)
+    netns: str | None = None
     # -- platform-specific, ignored where meaningless (documented per platform) --
     associate_route: bool = True
     metric: int | None = None

@@ -6,13 +6,15 @@ are and :class:`~tunflow.AsyncDevice` runs them in a worker thread.
 
 from __future__ import annotations
 
+import errno
 import threading
 from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
 
 import attrs
 
 from ..errors import ConfigError, PacketTooLargeError, UnsupportedError
-from ..packet import PacketBatch, validate_ip_packet
+from ..offload import VIRTIO_NET_HDR_GSO_NONE, GROTable
+from ..packet import HEADROOM, IDEAL_BATCH_SIZE, MAX_PACKET_SIZE, PacketBatch, validate_ip_packet
 from ..platform._base import Buffer, Interface, OffloadInfo, Queue, Route
 from ._config import (
     IPAddressLike,
@@ -25,28 +27,30 @@ from ._config import (
     parse_mac,
     parse_network,
 )
+from ._offload import OffloadRx, OffloadTx
 
 __all__ = ["DeviceCore", "DeviceStatistics", "SharedInterface", "Route"]
 
 _ETHERNET_OVERHEAD = 14 + 4  # header + one VLAN tag
 _PI_LEN = 4
-_OFFLOAD_MAX = 65535
 
 
 @attrs.frozen
 class DeviceStatistics:
-    """Counters of one device face (one queue), as :meth:`SyncDevice.statistics` returns them.
+    """Counters of one device face (one queue), as ``statistics()`` returns them.
 
     Attributes:
-        rx_packets: packets (or super-packets) read.
+        rx_packets: packets handed to the caller (after a split, the segments).
         rx_bytes: their bytes.
-        tx_packets: packets written.
+        tx_packets: packets the caller gave to ``send``/``send_batch``.
         tx_bytes: their bytes.
         rx_batches: batch reads that returned at least one packet.
         tx_batches: batch writes.
         rx_super_packets: reads that carried a GSO super-packet (offload only).
-        tx_coalesced: writes of GRO-coalesced packets (offload only).
-        gro_disabled: writes refused by the kernel (``EINVAL``) that turned GRO off.
+        tx_super_packets: writes of GSO super-packets, coalesced here or passed through whole.
+        tx_coalesced: packets merged into another by GRO before writing (offload only).
+        gro_disabled: times the kernel refused a GSO write (``EINVAL``) and GRO was turned off.
+        rx_malformed: packets from the kernel that could not be split (dropped).
         offload: what the kernel granted.
     """
 
@@ -57,8 +61,10 @@ class DeviceStatistics:
     rx_batches: int = 0
     tx_batches: int = 0
     rx_super_packets: int = 0
+    tx_super_packets: int = 0
     tx_coalesced: int = 0
     gro_disabled: int = 0
+    rx_malformed: int = 0
     offload: OffloadInfo = attrs.field(factory=OffloadInfo)
 
 
@@ -95,7 +101,11 @@ class SharedInterface:
 
 
 class DeviceCore:
-    """Backend objects and the shared behaviour of both faces (one queue each)."""
+    """Backend objects and the shared behaviour of both faces (one queue each).
+
+    The ``_nb_*`` methods never block: they raise :class:`BlockingIOError` (or return 0) when
+    the kernel has nothing, and each face waits in its own way.
+    """
 
     def __init__(self, shared: SharedInterface, queue: Queue) -> None:
         self._shared = shared
@@ -108,9 +118,12 @@ class DeviceCore:
         self.tx_bytes = 0
         self.rx_batches = 0
         self.tx_batches = 0
-        self.rx_super_packets = 0
-        self.tx_coalesced = 0
-        self.gro_disabled = 0
+        self.tx_super_packets = 0
+        self._rx: OffloadRx | None = None
+        self._tx: OffloadTx | None = None
+        if queue.offload.vnet_hdr:
+            self._rx = OffloadRx(queue)
+            self._tx = OffloadTx(queue.offload)
         mtu = 1500
         if shared.interface is not None:
             try:
@@ -125,18 +138,12 @@ class DeviceCore:
             size += _ETHERNET_OVERHEAD
         if self._shared.packet_information:
             size += _PI_LEN
-        if self._queue.offload.vnet_hdr:
-            size = _OFFLOAD_MAX
-        #: the largest packet a read may return
+        #: the largest packet ``recv`` returns (offload super-packets, read whole, are larger)
         self.max_size = size
-        self._mtu_limit = size if self._queue.offload.vnet_hdr else max(mtu, 68)
+        self._mtu_limit = max(mtu, 68)
         # Single sends on a plain TUN are checked so a bad packet gets a message naming the
         # problem rather than the kernel's bare EINVAL (batch sends skip this on the hot path).
-        self._validate_ip = (
-            self._shared.layer is Layer.L3
-            and not self._shared.packet_information
-            and not self._queue.offload.vnet_hdr
-        )
+        self._validate_ip = self._shared.layer is Layer.L3 and not self._shared.packet_information
 
     def _check_packet(self, packet: Buffer) -> None:
         if self._validate_ip:
@@ -145,6 +152,86 @@ class DeviceCore:
             raise PacketTooLargeError(
                 f"{len(packet)}-byte packet exceeds the device's limit of {self.max_size}"
             )
+
+    # -- non-blocking primitives shared by both faces ------------------------------------
+
+    def _nb_recv(self) -> bytes:
+        if self._rx is not None:
+            return self._rx.recv_one()
+        return self._queue.recv(self.max_size)
+
+    def _nb_recv_into(self, view: memoryview) -> int:
+        if self._rx is not None:
+            packet = self._rx.recv_one()
+            n = len(packet)
+            if n > len(view):
+                raise PacketTooLargeError(
+                    f"a {n}-byte packet does not fit a {len(view)}-byte buffer"
+                )
+            view[:n] = packet
+            return n
+        return self._queue.recv_into(view)
+
+    def _nb_recv_batch(self, batch: PacketBatch, whole: bool) -> int:
+        """Read into ``batch``; 0 when nothing was waiting.
+
+        Raises:
+            ValueError: ``batch`` has no room for another packet.
+        """
+        rx = self._rx
+        if rx is None:
+            n = self._queue.recv_batch(batch, self.max_size)
+            needed = self.max_size
+        elif whole:
+            n = rx.recv_whole(batch)
+            needed = MAX_PACKET_SIZE
+        else:
+            n = rx.recv_split(batch)
+            needed = self.max_size
+        if not n and batch.room() < needed:
+            raise ValueError(
+                f"the batch has no room for another packet ({batch.room()} bytes left, "
+                f"{needed} needed): clear it or pass a new one"
+            )
+        return n
+
+    def _account_rx(self, batch: PacketBatch, start: int) -> None:
+        self.rx_packets += len(batch) - start
+        self.rx_bytes += sum(batch.lengths[start:])
+        self.rx_batches += 1
+
+    def _prepare_send_batch(self, batch: PacketBatch) -> PacketBatch:
+        if self._tx is None:
+            return batch
+        out = self._tx.prepare(batch)
+        if out.vnet_hdr:
+            view = out.view
+            self.tx_super_packets += sum(
+                1 for off in out.offsets if view[off - HEADROOM + 1] != VIRTIO_NET_HDR_GSO_NONE
+            )
+        return out
+
+    def _nb_send_batch(self, out: PacketBatch, start: int) -> int:
+        """Write ``out`` from ``start``; the index after the last packet written."""
+        try:
+            return self._queue.send_batch(out, start)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL or self._tx is None:
+                raise
+        # A kernel that refuses GSO writes (a known regression): split, write plain, GRO off.
+        fallback = self._tx.refused(out, start)
+        j = 0
+        while j < len(fallback):
+            try:
+                j = self._queue.send_batch(fallback, j)
+            except BlockingIOError:
+                self._queue.wait(True, 1.0, None)
+        return start + 1
+
+    def _account_tx(self, batch: PacketBatch) -> None:
+        self.tx_packets += len(batch)
+        self.tx_bytes += batch.nbytes
+        self.tx_batches += 1
 
     # -- sizes and statistics -------------------------------------------------------------
 
@@ -158,10 +245,14 @@ class DeviceCore:
         """:attr:`Layer.L3` for TUN, :attr:`Layer.L2` for TAP."""
         return self._shared.layer
 
-    def new_batch(self, max_packets: int | None = None) -> PacketBatch:
-        """A :class:`PacketBatch` sized for this device's reads."""
-        from ..packet import IDEAL_BATCH_SIZE
+    @property
+    def gro(self) -> GROTable | None:
+        """The GRO rules applied by ``send_batch`` on an offload device (``None`` without
+        offload); set ``gro.tcp``/``gro.udp`` to ``False`` to switch coalescing off."""
+        return self._tx.table if self._tx is not None else None
 
+    def new_batch(self, max_packets: int | None = None) -> PacketBatch:
+        """A :class:`PacketBatch` sized for this device's reads (whole super-packets included)."""
         n = max_packets or IDEAL_BATCH_SIZE
         if self._queue.offload.vnet_hdr:
             capacity = 1 << 20
@@ -171,6 +262,7 @@ class DeviceCore:
 
     def statistics(self) -> DeviceStatistics:
         """A snapshot of this face's counters."""
+        rx, tx = self._rx, self._tx
         return DeviceStatistics(
             rx_packets=self.rx_packets,
             rx_bytes=self.rx_bytes,
@@ -178,9 +270,11 @@ class DeviceCore:
             tx_bytes=self.tx_bytes,
             rx_batches=self.rx_batches,
             tx_batches=self.tx_batches,
-            rx_super_packets=self.rx_super_packets,
-            tx_coalesced=self.tx_coalesced,
-            gro_disabled=self.gro_disabled,
+            rx_super_packets=rx.super_packets if rx is not None else 0,
+            tx_super_packets=self.tx_super_packets,
+            tx_coalesced=tx.table.statistics().coalesced if tx is not None else 0,
+            gro_disabled=tx.gro_disabled if tx is not None else 0,
+            rx_malformed=rx.malformed if rx is not None else 0,
             offload=self._queue.offload,
         )
 

@@ -198,6 +198,9 @@ class SyncDevice(DeviceCore):
     def recv(self, *, timeout: float | None = None) -> bytes:
         """Wait for one packet and return it.
 
+        On an offload device this is one plain packet: super-packets are split (the rest of
+        the split waits for the next call).
+
         Args:
             timeout: seconds to wait at most; ``None`` waits for ever.
 
@@ -207,13 +210,11 @@ class SyncDevice(DeviceCore):
             DeviceGoneError: the interface was deleted.
         """
         deadline = _deadline(timeout)
-        queue = self._queue
-        max_size = self.max_size
         while True:
             if self._shutdown:
                 raise ClosedDeviceError("the device was shut down")
             try:
-                packet = queue.recv(max_size)
+                packet = self._nb_recv()
             except BlockingIOError:
                 self._wait(False, deadline)
                 continue
@@ -224,17 +225,15 @@ class SyncDevice(DeviceCore):
     def recv_into(self, buf: bytearray | memoryview, *, timeout: float | None = None) -> int:
         """Wait for one packet, write it into ``buf`` and return its length (tun-rs ``recv``).
 
-        ``buf`` should hold :attr:`max_size` bytes; a longer packet is truncated by the kernel.
-        Raises as :meth:`recv`.
+        ``buf`` should hold :attr:`max_size` bytes. Raises as :meth:`recv`.
         """
         deadline = _deadline(timeout)
         view = memoryview(buf)
-        queue = self._queue
         while True:
             if self._shutdown:
                 raise ClosedDeviceError("the device was shut down")
             try:
-                n = queue.recv_into(view)
+                n = self._nb_recv_into(view)
             except BlockingIOError:
                 self._wait(False, deadline)
                 continue
@@ -268,7 +267,11 @@ class SyncDevice(DeviceCore):
             return n
 
     def recv_batch(
-        self, batch: PacketBatch | None = None, *, timeout: float | None = None
+        self,
+        batch: PacketBatch | None = None,
+        *,
+        timeout: float | None = None,
+        whole: bool = False,
     ) -> PacketBatch:
         """Wait for at least one packet, then read until the queue is empty or ``batch`` is full.
 
@@ -276,47 +279,49 @@ class SyncDevice(DeviceCore):
             batch: where to put the packets (appended after any already there); a new one
                 sized by :meth:`new_batch` when ``None``.
             timeout: seconds to wait for the first packet.
+            whole: on an offload device, hand out super-packets whole, each with its
+                virtio-net header in the batch headroom (``batch.vnet_hdr`` is set), so a
+                pipeline can carry them end to end; by default they are split into plain
+                packets with complete checksums. Ignored without offload.
 
         Returns:
             ``batch``, holding at least one more packet than before.
 
-        Raises as :meth:`recv`.
+        Raises as :meth:`recv`, and :class:`ValueError` when ``batch`` has no room left.
         """
         if batch is None:
             batch = self.new_batch()
         deadline = _deadline(timeout)
-        queue = self._queue
         start = len(batch)
         while True:
             if self._shutdown:
                 raise ClosedDeviceError("the device was shut down")
-            n = queue.recv_batch(batch, self.max_size)
-            if n:
-                self.rx_packets += n
-                self.rx_bytes += sum(batch.lengths[start:])
-                self.rx_batches += 1
+            if self._nb_recv_batch(batch, whole):
+                self._account_rx(batch, start)
                 return batch
-            if batch.room() < self.max_size:
-                raise ValueError("the batch has no room left for another packet")
             self._wait(False, deadline)
 
     def send_batch(self, batch: PacketBatch, *, timeout: float | None = None) -> int:
-        """Write every packet of ``batch`` in order; return how many were written."""
+        """Write every packet of ``batch`` in order; return how many the caller gave.
+
+        On an offload device, a batch with ``vnet_hdr`` set is written with its headers (super-
+        packets pass whole and the kernel segments them); plain packets are first coalesced by
+        GRO (see :attr:`gro`). A kernel that refuses a GSO write turns GRO off and the refused
+        super-packet is written split — nothing is lost; ``statistics().gro_disabled`` counts it.
+        """
         deadline = _deadline(timeout)
-        queue = self._queue
+        out = self._prepare_send_batch(batch)
         i = 0
-        total = len(batch)
+        total = len(out)
         while i < total:
             if self._shutdown:
                 raise ClosedDeviceError("the device was shut down")
             try:
-                i = queue.send_batch(batch, i)
+                i = self._nb_send_batch(out, i)
             except BlockingIOError:
                 self._wait(True, deadline)
-        self.tx_packets += total
-        self.tx_bytes += batch.nbytes
-        self.tx_batches += 1
-        return total
+        self._account_tx(batch)
+        return len(batch)
 
     def recv_many(self, max_packets: int, *, timeout: float | None = None) -> list[bytes]:
         """Wait for one packet, then read until the queue is empty, at most ``max_packets``;

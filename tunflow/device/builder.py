@@ -195,6 +195,17 @@ class DeviceBuilder:
         """Keep the interface after the process exits (needs a fixed :meth:`name`)."""
         return self._set(persist=bool(enabled))
 
+    def netns(self, name_or_path: str) -> Self:
+        """Make the device inside another network namespace: a name made by ``ip netns add``
+        or a path such as ``/proc/PID/ns/net`` (Linux; needs CAP_SYS_ADMIN).
+
+        Only the build enters the namespace; the device, its queues and its configuration
+        socket stay bound to it, so the rest of the program runs where it is.
+        """
+        if not name_or_path:
+            raise ConfigError(f"netns must be a namespace name or path, not {name_or_path!r}")
+        return self._set(netns=name_or_path)
+
     def owner(self, uid: int) -> Self:
         """Let user ``uid`` open the device without CAP_NET_ADMIN (``TUNSETOWNER``)."""
         return self._set(owner=_int(uid, "owner", 0, 0xFFFFFFFE))

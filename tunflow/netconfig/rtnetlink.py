@@ -239,6 +239,7 @@ RT_SCOPE_NOWHERE: Final = 255
 
 RTN_UNSPEC: Final = 0
 RTN_UNICAST: Final = 1
+RTN_LOCAL: Final = 2
 
 RTM_F_CLONED: Final = 0x200
 
@@ -1141,6 +1142,23 @@ def encode_get_routes(seq: int, *, index: int = 0, family: int = AF_UNSPEC) -> b
     if index:
         body += _attr_u32(RTA_OIF, check_index(index))
     return _message(RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq, body)
+
+
+def encode_route_lookup(seq: int, address: IPv4Address | IPv6Address | str) -> bytes:
+    """``RTM_GETROUTE`` for one destination (``ip route get``): the route the kernel would use.
+
+    The answer is one ``RTM_NEWROUTE``; its type is ``RTN_LOCAL`` once the address is one of
+    this host's and ready to receive (an IPv6 address's local route appears a moment after the
+    address itself — see :meth:`~tunflow.platform.linux.netlink.RtNetlink.route_type`).
+
+    Raises:
+        ConfigError: not an IP address.
+    """
+    addr = _coerce_address(address, "address")
+    family = AF_INET if addr.version == 4 else AF_INET6
+    body = _RTMSG.pack(family, addr.max_prefixlen, 0, 0, 0, 0, 0, 0, 0)
+    body += _attr(RTA_DST, addr.packed)
+    return _message(RTM_GETROUTE, NLM_F_REQUEST, seq, body)
 
 
 def _parse_nexthops(

@@ -38,6 +38,7 @@ _AF = struct.Struct("!I")
 _POLLIN: Final = select.POLLIN
 _POLLOUT: Final = select.POLLOUT
 _MAX_READ: Final = 65535 + HEADROOM
+_ZERO_VNET: Final = bytes(HEADROOM)
 _GONE_ERRNOS: Final = frozenset({errno.EBADFD, errno.ENXIO, errno.ENODEV, errno.EIO, errno.EPIPE})
 
 
@@ -202,6 +203,9 @@ class FdQueue:
                 af = self._af6 if len(packet) and packet[0] >> 4 == 6 else self._af4
                 n = os.writev(fd, [af, packet])
                 return max(0, n - AF_HEADER_LEN)
+            if self.vnet_hdr:
+                # one plain packet: an all-zero virtio-net header (no GSO, checksum complete)
+                return max(0, os.writev(fd, [_ZERO_VNET, packet]) - HEADROOM)
             n = self._file.write(packet)
         except OSError as exc:
             raise map_io_error(exc, "write") from exc
@@ -309,10 +313,10 @@ class FdQueue:
                         break
                     i += 1
             except OSError as exc:
-                if exc.errno == errno.EINVAL:
-                    raise
                 if i > start:
-                    return i
+                    return i  # report progress; the error shows again on the next call
+                if exc.errno == errno.EINVAL and back:
+                    raise  # the offload layer decides (a kernel refusing GSO writes)
                 raise map_io_error(exc, "write") from exc
         if i == start and i < total:
             raise BlockingIOError(errno.EAGAIN, "the device queue is full")

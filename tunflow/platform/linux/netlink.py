@@ -344,6 +344,21 @@ class RtNetlink:
             self.link(index)
         return found
 
+    def route_type(self, address: IPv4Address | IPv6Address | str) -> int:
+        """The type of the route the kernel would use for ``address`` (``ip route get``):
+        ``RTN_LOCAL`` (2) for an address of this host that is ready to receive.
+
+        Raises:
+            OSError: ``ENETUNREACH`` and friends when there is no route.
+            ConfigError: not an IP address.
+        """
+        replies = self._request(rt.encode_route_lookup(0, address), rt.Expect.REPLY)
+        for message in replies:
+            entry = rt.parse_route(message)
+            if entry is not None:
+                return entry.type
+        raise OSError(errno.ENETUNREACH, f"no route to {address}")
+
     def add_route(
         self,
         index: int,

@@ -14,6 +14,7 @@ import errno
 import os
 import platform
 import struct
+import time
 from collections.abc import Iterator, Sequence
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from typing import Any, Final
@@ -27,8 +28,10 @@ from ...errors import (
     UnsupportedError,
 )
 from ...netconfig.ioctl import linux_layout
+from ...netconfig.rtnetlink import RTN_LOCAL
 from .._base import OffloadInfo, Route
 from .._unix import FdQueue
+from ._netns import current_inode, entered, netns_path
 
 __all__ = ["LinuxInterface", "open_device", "adopt_fd", "TUN_PATH"]
 
@@ -114,10 +117,6 @@ def _open_queue_fd(name: str | None, flags: int) -> tuple[int, str]:
     return fd, got
 
 
-def _netns_inode() -> int:
-    return os.stat("/proc/thread-self/ns/net").st_ino
-
-
 class LinuxInterface:
     """Configuration of one Linux tun/tap interface over rtnetlink, plus its queue factory."""
 
@@ -137,12 +136,15 @@ class LinuxInterface:
         self.offload = offload
         self.layer = layer
         self.created = created
-        self._netns = _netns_inode()
+        # The namespace the device lives in; queues opened later are opened inside it.
+        self._netns_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        self._netns = current_inode()
         self._nl = RtNetlink()
         try:
             self._index = self._nl.link_by_name(name).index
         except OSError as exc:
             self._nl.close()
+            os.close(self._netns_fd)
             raise _device_error(exc, f"look up {name}") from exc
         self._queues = 0
 
@@ -170,12 +172,9 @@ class LinuxInterface:
             raise UnsupportedError(
                 "try_clone needs a multi-queue device: build it with multi_queue(True)"
             )
-        if _netns_inode() != self._netns:
-            raise DeviceError(
-                errno.EXDEV,
-                "try_clone from a thread in another network namespace would create a new device",
-            )
-        fd, _ = _open_queue_fd(self.name(), self._flags)
+        # TUNSETIFF acts in the calling thread's namespace: open the queue in the device's.
+        with entered(self._netns_fd if current_inode() != self._netns else None):
+            fd, _ = _open_queue_fd(self.name(), self._flags)
         try:
             if self.offload.vnet_hdr:
                 _ioctl(fd, TUNSETOFFLOAD, self.offload.flags)
@@ -271,6 +270,23 @@ class LinuxInterface:
                         f"{IPV6_MIN_MTU} (set_mtu first)"
                     )
             self._nl.add_address(self._index, iface, peer=peer)
+            if isinstance(iface, IPv6Interface):
+                self._wait_ready(iface.ip)
+
+    def _wait_ready(self, address: IPv6Address, timeout: float = 2.0) -> None:
+        # The kernel installs an IPv6 address's local route from a work queue a moment after
+        # RTM_NEWADDR returns; a packet written to the device before that is dropped
+        # (Ip6InAddrErrors). Wait, briefly, until the address can receive — when the link is up.
+        if not self._nl.link(self._index).flags & IFF_UP:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self._nl.route_type(address) == RTN_LOCAL:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.001)
 
     def remove_address(self, address: IPv4Address | IPv6Address) -> None:
         with self._op(f"remove address {address}"):
@@ -330,6 +346,9 @@ class LinuxInterface:
 
     def close(self) -> None:
         self._nl.close()
+        if self._netns_fd >= 0:
+            os.close(self._netns_fd)
+            self._netns_fd = -1
 
 
 def _negotiate_offload(fd: int) -> OffloadInfo:
@@ -344,6 +363,20 @@ def _negotiate_offload(fd: int) -> OffloadInfo:
 
 
 def open_device(config: DeviceConfig) -> tuple[LinuxInterface, FdQueue]:
+    """Create (or attach to) the device ``config`` describes, in ``config.netns`` if set."""
+    if config.netns is None:
+        return _open_device(config)
+    path = netns_path(config.netns)
+    if not os.path.exists(path):
+        raise DeviceNotFoundError(errno.ENOENT, f"no network namespace at {path}")
+    try:
+        with entered(path):
+            return _open_device(config)
+    except PermissionError as exc:
+        raise DeviceError.from_oserror(exc, f"enter network namespace {config.netns}") from exc
+
+
+def _open_device(config: DeviceConfig) -> tuple[LinuxInterface, FdQueue]:
     """Create (or attach to) the device ``config`` describes and configure it.
 
     Raises:
@@ -419,14 +452,16 @@ def _configure(iface: LinuxInterface, config: DeviceConfig, undo: list[tuple[str
         iface.set_tx_queue_len(config.tx_queue_len)
     if config.mac is not None:
         iface.set_mac_address(config.mac)
+    # Up before the addresses: IPv6 addresses added to a down link are not usable until it
+    # comes up, and the kernel finishes them asynchronously (see LinuxInterface._wait_ready).
+    if config.enabled is not None:
+        iface.set_enabled(config.enabled)
     for setting in config.ipv4:
         iface.add_address(setting.interface, peer=setting.destination)
         undo.append(("address", setting.interface.ip))
     for v6 in config.ipv6:
         iface.add_address(v6)
         undo.append(("address", v6.ip))
-    if config.enabled is not None:
-        iface.set_enabled(config.enabled)
     for network in config.routes:
         iface.add_route(Route(network))
         undo.append(("route", network))

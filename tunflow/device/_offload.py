@@ -1,0 +1,195 @@
+"""Offload glue between an ``IFF_VNET_HDR`` queue and the device faces.
+
+With offload the kernel hands a reader TCP/UDP *super-packets* of up to 64 KiB, each behind a
+10-byte virtio-net header, and accepts them back. Python pays per system call, so this is how
+tunflow moves gigabits: fewer, larger packets.
+
+* :class:`OffloadRx` turns what the queue reads into what the caller asked for: packets
+  *whole* (super-packets with their header in the batch headroom, for pipelines that carry them
+  end to end) or *split* into MTU-sized packets with complete checksums (the default, so every
+  platform yields the same bare IP packets). A split that runs out of room keeps the rest for
+  the next call — nothing is lost.
+* :class:`OffloadTx` coalesces plain packets with a :class:`~tunflow.offload.GROTable` before
+  writing, and handles a kernel that refuses GSO writes with ``EINVAL`` (a known kernel
+  regression, tailscale/tailscale#13041): GRO is turned off for the device, the refused
+  super-packet is split and written as plain packets, and the event is counted.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Final
+
+from ..errors import MalformedPacketError, OffloadError, PacketError, PacketTooLargeError
+from ..offload import (
+    VIRTIO_NET_HDR_GSO_NONE,
+    GROTable,
+    decode_vnet_hdr,
+    gso_segment_count,
+    gso_split,
+)
+from ..packet import HEADROOM, IDEAL_BATCH_SIZE, MAX_PACKET_SIZE, PacketBatch
+from ..platform._base import OffloadInfo, Queue
+
+__all__ = ["OffloadRx", "OffloadTx"]
+
+_RAW_CAPACITY: Final = 1 << 20
+_ZERO_HDR: Final = bytes(HEADROOM)
+
+
+class OffloadRx:
+    """Reads whole packets from a vnet-header queue and hands them out whole or split."""
+
+    def __init__(self, queue: Queue) -> None:
+        self._queue = queue
+        self._raw = PacketBatch(capacity=_RAW_CAPACITY, max_packets=IDEAL_BATCH_SIZE)
+        self._raw.vnet_hdr = True
+        self._i = 0  # next raw packet to hand out
+        self._seg = 0  # next segment of raw packet _i (0 when none handed out yet)
+        self._one = PacketBatch(capacity=256 * 1024, max_packets=IDEAL_BATCH_SIZE)
+        self._one_i = 0
+        #: super-packets (GSO type not none) read from the kernel
+        self.super_packets = 0
+        #: packets read from the kernel that could not be parsed (dropped)
+        self.malformed = 0
+
+    def _fill(self) -> bool:
+        """Read more from the kernel once everything read before is handed out."""
+        raw = self._raw
+        if self._i < len(raw):
+            return True
+        raw.clear()
+        raw.vnet_hdr = True
+        self._i = self._seg = 0
+        n = self._queue.recv_batch(raw, MAX_PACKET_SIZE)
+        if n:
+            view = raw.view
+            for off in raw.offsets:
+                if view[off - HEADROOM + 1] != VIRTIO_NET_HDR_GSO_NONE:
+                    self.super_packets += 1
+        return n > 0
+
+    def recv_whole(self, out: PacketBatch) -> int:
+        """Append whole packets, headers in their headroom; leftovers of a split go first."""
+        if self._i < len(self._raw) or self._one_i < len(self._one):
+            # Something half-handed-out: finish it split, so no packet is lost or repeated.
+            return self.recv_split(out)
+        before = len(out)
+        n = self._queue.recv_batch(out, MAX_PACKET_SIZE)
+        if n:
+            view = out.view
+            for off in out.offsets[before:]:
+                if view[off - HEADROOM + 1] != VIRTIO_NET_HDR_GSO_NONE:
+                    self.super_packets += 1
+        return n
+
+    def recv_split(self, out: PacketBatch) -> int:
+        """Append plain packets (segments of super-packets, checksums complete) to ``out``."""
+        added = self._take_single_leftovers(out)
+        raw = self._raw
+        view = raw.view
+        while True:
+            if self._i >= len(raw) and not self._fill():
+                return added
+            off = raw.offsets[self._i]
+            n = raw.lengths[self._i]
+            if view[off - HEADROOM] == 0 and view[off - HEADROOM + 1] == VIRTIO_NET_HDR_GSO_NONE:
+                # Plain packet, checksum complete: copy it over as it is.
+                if out.room() < n:
+                    return added
+                out.append(view[off : off + n])
+                added += 1
+                self._i += 1
+                continue
+            src = view[off - HEADROOM : off + n]
+            before = len(out)
+            try:
+                total = gso_segment_count(src)
+                nxt = gso_split(src, out, start=self._seg)
+            except PacketTooLargeError:
+                if added or len(out):
+                    return added  # the caller's batch is full; continue on the next call
+                raise
+            except (PacketError, OffloadError):
+                # The kernel should never hand us these; drop and count, never raise.
+                self.malformed += 1
+                self._i += 1
+                self._seg = 0
+                continue
+            added += len(out) - before
+            if nxt < total:
+                self._seg = nxt
+                return added
+            self._i += 1
+            self._seg = 0
+
+    def _take_single_leftovers(self, out: PacketBatch) -> int:
+        one = self._one
+        added = 0
+        while self._one_i < len(one) and out.room() >= one.lengths[self._one_i]:
+            out.append(one.packet(self._one_i))
+            self._one_i += 1
+            added += 1
+        return added
+
+    def recv_one(self) -> bytes:
+        """One plain packet; :class:`BlockingIOError` when none is waiting."""
+        one = self._one
+        if self._one_i >= len(one):
+            one.clear()
+            self._one_i = 0
+            if not self.recv_split(one):
+                raise BlockingIOError(errno.EAGAIN, "no packet waiting")
+        p = one.packet(self._one_i).tobytes()
+        self._one_i += 1
+        return p
+
+
+class OffloadTx:
+    """Coalesces plain batches for a vnet-header queue and survives ``EINVAL`` on GSO writes."""
+
+    def __init__(self, offload: OffloadInfo) -> None:
+        #: the GRO rules; ``tcp``/``udp`` may be switched off at run time
+        self.table = GROTable(tcp=True, udp=offload.uso)
+        self._out = PacketBatch(capacity=_RAW_CAPACITY, max_packets=IDEAL_BATCH_SIZE)
+        self._fallback = PacketBatch(capacity=_RAW_CAPACITY, max_packets=IDEAL_BATCH_SIZE)
+        self._fallback.vnet_hdr = True
+        #: kernel refusals of a GSO write that turned GRO off
+        self.gro_disabled = 0
+
+    @property
+    def gro_enabled(self) -> bool:
+        return self.table.tcp or self.table.udp
+
+    def prepare(self, batch: PacketBatch) -> PacketBatch:
+        """The batch to write: ``batch`` itself if it has headers (or GRO is off), else the
+        coalesced copy."""
+        if batch.vnet_hdr or not self.gro_enabled or len(batch) < 2:
+            return batch
+        out = self._out
+        if out.capacity < batch.end or out.max_packets < len(batch):
+            out = self._out = PacketBatch(
+                capacity=max(out.capacity, batch.end), max_packets=max(len(batch), IDEAL_BATCH_SIZE)
+            )
+        self.table.coalesce(batch, out)
+        return out
+
+    def refused(self, batch: PacketBatch, i: int) -> PacketBatch:
+        """Packet ``i`` of ``batch`` was refused with ``EINVAL``: return plain packets to write
+        instead (its segments), after turning GRO off.
+
+        Raises:
+            MalformedPacketError: the packet carried no GSO — the kernel refused the packet
+                itself.
+        """
+        hdr = decode_vnet_hdr(batch.with_header(i))
+        if hdr[1] == VIRTIO_NET_HDR_GSO_NONE or not batch.vnet_hdr:
+            raise MalformedPacketError("write: the kernel refused the packet (EINVAL)")
+        if self.gro_enabled:
+            self.table.tcp = self.table.udp = False
+            self.gro_disabled += 1
+        fallback = self._fallback
+        fallback.clear()
+        fallback.vnet_hdr = True
+        gso_split(batch.with_header(i), fallback)
+        return fallback
