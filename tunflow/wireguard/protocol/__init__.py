@@ -74,6 +74,23 @@ from .noise import Handshake, StaticIdentity
 from .peer import Peer
 from .replay import ReplayWindow
 from .session import Session
+from .uapi import (
+    DeviceInfo,
+    GetRequest,
+    PeerInfo,
+    PeerUpdate,
+    SetRequest,
+    UapiConnection,
+    UapiError,
+    apply_set,
+    device_info,
+    handle_request,
+    parse_get,
+    parse_set,
+    render_errno,
+    render_get,
+    render_set,
+)
 from .xchacha import (
     hchacha20,
     xchacha20poly1305_decrypt,
@@ -128,6 +145,22 @@ __all__ = [
     "hchacha20",
     "xchacha20poly1305_encrypt",
     "xchacha20poly1305_decrypt",
+    # UAPI (wireguard.com/xplatform)
+    "UapiConnection",
+    "UapiError",
+    "GetRequest",
+    "SetRequest",
+    "PeerUpdate",
+    "DeviceInfo",
+    "PeerInfo",
+    "parse_set",
+    "render_set",
+    "parse_get",
+    "render_get",
+    "render_errno",
+    "device_info",
+    "apply_set",
+    "handle_request",
     # messages
     "Initiation",
     "Response",

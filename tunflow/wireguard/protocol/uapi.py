@@ -1,0 +1,575 @@
+"""The cross-platform userspace configuration protocol (wireguard.com/xplatform), sans-I/O.
+
+``wg(8)`` talks to a userspace implementation over a UNIX socket with text requests::
+
+    get=1                       set=1
+    <empty line>                private_key=<hex>
+                                listen_port=51820
+                                public_key=<hex>
+                                allowed_ip=10.0.0.2/32
+                                <empty line>
+
+and expects ``key=value`` lines ending with ``errno=N`` and an empty line back (``N`` is 0, or
+a negated ``errno.h`` value, as wireguard-go sends it). This module is the codec and nothing
+else — the socket server belongs to the transport/CLI layer:
+
+* :class:`UapiConnection` cuts a byte stream into :class:`GetRequest` / :class:`SetRequest`
+  (h11 style: ``receive_data`` then ``next_request``);
+* :func:`parse_set` / :func:`render_set` convert a ``set=1`` body to and from a typed
+  :class:`SetRequest` of :class:`PeerUpdate` operations;
+* :func:`device_info` snapshots a :class:`~tunflow.wireguard.protocol.WireGuard` into a
+  :class:`DeviceInfo`, :func:`render_get` renders it (with ``last_handshake_time_sec/nsec``,
+  ``rx_bytes``, ``tx_bytes``, ``protocol_version=1`` …) and :func:`parse_get` reads one back
+  (also what wireguard-go or the kernel module answers);
+* :func:`apply_set` applies a request to an interface with wireguard-go's semantics, and
+  :func:`handle_request` does get-or-set and returns the response bytes.
+
+Keys travel as lowercase hex. Private and preshared keys cross this boundary by design of the
+protocol; never log the requests.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+from typing import Final
+
+import attrs
+
+from ...errors import ConfigError
+from .allowedips import Network, parse_network
+from .config import PeerConfig, format_endpoint, parse_endpoint
+from .datagrams import Address
+from .interface import WireGuard
+from .keys import PresharedKey, PrivateKey, PublicKey
+
+__all__ = [
+    "UapiError",
+    "GetRequest",
+    "PeerUpdate",
+    "SetRequest",
+    "PeerInfo",
+    "DeviceInfo",
+    "UapiConnection",
+    "parse_set",
+    "render_set",
+    "device_info",
+    "render_get",
+    "parse_get",
+    "render_errno",
+    "apply_set",
+    "handle_request",
+    "MAX_REQUEST_SIZE",
+]
+
+#: A request larger than this is refused (and the connection should be closed).
+MAX_REQUEST_SIZE: Final = 1 << 20
+_HEX: Final = frozenset("0123456789abcdefABCDEF")
+
+
+class UapiError(ConfigError):
+    """A UAPI request was refused. ``errno`` is the positive ``errno.h`` value to report.
+
+    ``fatal`` means the byte stream is not a UAPI stream (unknown operation, oversized
+    request): answer nothing and close the connection, as wireguard-go does.
+    """
+
+    def __init__(self, message: str, errno: int = _errno.EINVAL, *, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.errno = errno
+        self.fatal = fatal
+
+
+@attrs.frozen
+class GetRequest:
+    """``get=1``: report the configuration and state."""
+
+
+@attrs.frozen
+class PeerUpdate:
+    """The lines of a ``set=1`` request that follow one ``public_key=`` line.
+
+    ``None`` means "unchanged". ``allowed_ips`` are added after clearing the list when
+    ``replace_allowed_ips`` is set (a ``replace_allowed_ips`` line after ``allowed_ip`` lines
+    discards them, as it would line by line).
+    """
+
+    public_key: PublicKey
+    remove: bool = False
+    update_only: bool = False
+    preshared_key: PresharedKey | None = None
+    endpoint: Address | None = None
+    persistent_keepalive_interval: int | None = None
+    replace_allowed_ips: bool = False
+    allowed_ips: tuple[Network, ...] = ()
+
+
+@attrs.frozen
+class SetRequest:
+    """``set=1``: change the device, then each peer in order.
+
+    ``private_key`` all zeros (``remove_private_key``) asks to drop the key, which a tunflow
+    interface cannot do (:func:`apply_set` refuses it with EINVAL).
+    """
+
+    private_key: PrivateKey | None = None
+    remove_private_key: bool = False
+    listen_port: int | None = None
+    fwmark: int | None = None
+    replace_peers: bool = False
+    peers: tuple[PeerUpdate, ...] = ()
+
+
+@attrs.frozen
+class PeerInfo:
+    """One peer as a ``get=1`` response describes it."""
+
+    public_key: PublicKey
+    preshared_key: PresharedKey = attrs.field(factory=PresharedKey)
+    endpoint: Address | None = None
+    last_handshake_time_sec: int = 0
+    last_handshake_time_nsec: int = 0
+    rx_bytes: int = 0
+    tx_bytes: int = 0
+    persistent_keepalive_interval: int = 0
+    allowed_ips: tuple[Network, ...] = ()
+    protocol_version: int = 1
+
+
+@attrs.frozen
+class DeviceInfo:
+    """A ``get=1`` response: the device fields and its peers."""
+
+    private_key: PrivateKey | None = None
+    listen_port: int = 0
+    fwmark: int = 0
+    peers: tuple[PeerInfo, ...] = ()
+
+
+# -- value codecs -----------------------------------------------------------------------------
+
+
+def _hex32(value: str, what: str) -> bytes:
+    if len(value) != 64 or not set(value) <= _HEX:
+        raise UapiError(f"{what} must be 64 hex digits")
+    return bytes.fromhex(value)
+
+
+def _uint(value: str, bits: int, what: str) -> int:
+    if not value.isascii() or not value.isdigit():
+        raise UapiError(f"{what} is not an unsigned integer: {value!r}")
+    n = int(value, 10)
+    if n >= 1 << bits:
+        raise UapiError(f"{what} does not fit in {bits} bits: {value}")
+    return n
+
+
+def _true(value: str, what: str) -> bool:
+    if value != "true":
+        raise UapiError(f"{what} must be 'true', got {value!r}")
+    return True
+
+
+def _network(value: str) -> Network:
+    try:
+        return parse_network(value)
+    except ConfigError:
+        raise UapiError(f"invalid allowed_ip {value!r}") from None
+
+
+def _endpoint(value: str) -> Address:
+    try:
+        return parse_endpoint(value)
+    except ConfigError as exc:
+        raise UapiError(str(exc)) from None
+
+
+# -- set ----------------------------------------------------------------------------------------
+
+
+def parse_set(body: str | bytes) -> SetRequest:
+    """Parse the lines of a ``set=1`` request (without the ``set=1`` line).
+
+    Parsing stops at the first empty line.
+
+    Raises:
+        UapiError: an unknown key, a malformed value, or a line without ``=`` (``EINVAL``;
+            ``EPROTO`` for a line without ``=``).
+
+    Example:
+        >>> req = parse_set("listen_port=51820\\npublic_key=" + "11" * 32 + "\\nallowed_ip=10.0.0.2/32\\n")
+        >>> req.listen_port, req.peers[0].allowed_ips
+        (51820, (IPv4Network('10.0.0.2/32'),))
+    """
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    dev: dict[str, object] = {}
+    peers: list[PeerUpdate] = []
+    peer: dict[str, object] | None = None
+    allowed: list[Network] = []
+
+    def close_peer() -> None:
+        if peer is not None:
+            peers.append(PeerUpdate(allowed_ips=tuple(allowed), **peer))  # type: ignore[arg-type]
+
+    for line in text.split("\n"):
+        if line == "":
+            break
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise UapiError(f"line without '=': {line[:40]!r}", _errno.EPROTO)
+        if key == "public_key":
+            close_peer()
+            peer = {"public_key": PublicKey(_hex32(value, "public_key"))}
+            allowed = []
+        elif peer is None:
+            if key == "private_key":
+                raw = _hex32(value, "private_key")
+                if raw == bytes(32):
+                    dev["private_key"], dev["remove_private_key"] = None, True
+                else:
+                    dev["private_key"], dev["remove_private_key"] = PrivateKey(raw), False
+            elif key == "listen_port":
+                dev["listen_port"] = _uint(value, 16, "listen_port")
+            elif key == "fwmark":
+                dev["fwmark"] = _uint(value, 32, "fwmark")
+            elif key == "replace_peers":
+                dev["replace_peers"] = _true(value, "replace_peers")
+            else:
+                raise UapiError(f"invalid UAPI device key {key!r}")
+        elif key == "remove":
+            peer["remove"] = _true(value, "remove")
+        elif key == "update_only":
+            peer["update_only"] = _true(value, "update_only")
+        elif key == "preshared_key":
+            peer["preshared_key"] = PresharedKey(_hex32(value, "preshared_key"))
+        elif key == "endpoint":
+            peer["endpoint"] = _endpoint(value)
+        elif key == "persistent_keepalive_interval":
+            peer["persistent_keepalive_interval"] = _uint(value, 16, key)
+        elif key == "replace_allowed_ips":
+            peer["replace_allowed_ips"] = _true(value, key)
+            allowed = []
+        elif key == "allowed_ip":
+            allowed.append(_network(value))
+        elif key == "protocol_version":
+            if value != "1":
+                raise UapiError(f"invalid protocol version {value!r}")
+        else:
+            raise UapiError(f"invalid UAPI peer key {key!r}")
+    close_peer()
+    return SetRequest(peers=tuple(peers), **dev)  # type: ignore[arg-type]
+
+
+def render_set(request: SetRequest) -> bytes:
+    """The ``set=1`` request for ``request``, ending with the empty line (what ``wg`` sends).
+
+    Example:
+        >>> render_set(SetRequest(listen_port=51820))
+        b'set=1\\nlisten_port=51820\\n\\n'
+    """
+    lines = ["set=1"]
+    if request.remove_private_key:
+        lines.append("private_key=" + "0" * 64)
+    elif request.private_key is not None:
+        lines.append("private_key=" + request.private_key.to_hex())
+    if request.listen_port is not None:
+        lines.append(f"listen_port={request.listen_port}")
+    if request.fwmark is not None:
+        lines.append(f"fwmark={request.fwmark}")
+    if request.replace_peers:
+        lines.append("replace_peers=true")
+    for p in request.peers:
+        lines.append("public_key=" + p.public_key.to_hex())
+        if p.remove:
+            lines.append("remove=true")
+        if p.update_only:
+            lines.append("update_only=true")
+        if p.preshared_key is not None:
+            lines.append("preshared_key=" + p.preshared_key.to_hex())
+        if p.endpoint is not None:
+            lines.append("endpoint=" + format_endpoint(p.endpoint))
+        if p.persistent_keepalive_interval is not None:
+            lines.append(f"persistent_keepalive_interval={p.persistent_keepalive_interval}")
+        if p.replace_allowed_ips:
+            lines.append("replace_allowed_ips=true")
+        lines.extend(f"allowed_ip={net}" for net in p.allowed_ips)
+    return ("\n".join(lines) + "\n\n").encode("ascii")
+
+
+# -- get ----------------------------------------------------------------------------------------
+
+
+def device_info(wg: WireGuard) -> DeviceInfo:
+    """Snapshot ``wg`` as a ``get=1`` response describes it."""
+    peers = []
+    for peer in wg.peers.values():
+        last = peer.last_handshake
+        if last is None:
+            sec = nsec = 0
+        else:
+            sec = int(last // 1)
+            nsec = min(round((last - sec) * 1e9), 999_999_999)
+        peers.append(
+            PeerInfo(
+                public_key=peer.public_key,
+                preshared_key=peer.preshared_key,
+                endpoint=peer.endpoint,
+                last_handshake_time_sec=sec,
+                last_handshake_time_nsec=nsec,
+                rx_bytes=peer.rx_bytes,
+                tx_bytes=peer.tx_bytes,
+                persistent_keepalive_interval=peer.persistent_keepalive,
+                allowed_ips=tuple(wg.allowed_ips.networks(peer)),
+            )
+        )
+    return DeviceInfo(wg.private_key, wg.listen_port, wg.fwmark, tuple(peers))
+
+
+def render_get(info: DeviceInfo | WireGuard) -> bytes:
+    """The response to ``get=1``: the key=value lines, ``errno=0`` and the empty line.
+
+    Zero ``listen_port`` and ``fwmark`` are left out, as wireguard-go does.
+    """
+    if isinstance(info, WireGuard):
+        info = device_info(info)
+    lines = []
+    if info.private_key is not None:
+        lines.append("private_key=" + info.private_key.to_hex())
+    if info.listen_port:
+        lines.append(f"listen_port={info.listen_port}")
+    if info.fwmark:
+        lines.append(f"fwmark={info.fwmark}")
+    for p in info.peers:
+        lines.append("public_key=" + p.public_key.to_hex())
+        lines.append("preshared_key=" + p.preshared_key.to_hex())
+        lines.append(f"protocol_version={p.protocol_version}")
+        if p.endpoint is not None:
+            lines.append("endpoint=" + format_endpoint(p.endpoint))
+        lines.append(f"last_handshake_time_sec={p.last_handshake_time_sec}")
+        lines.append(f"last_handshake_time_nsec={p.last_handshake_time_nsec}")
+        lines.append(f"tx_bytes={p.tx_bytes}")
+        lines.append(f"rx_bytes={p.rx_bytes}")
+        lines.append(f"persistent_keepalive_interval={p.persistent_keepalive_interval}")
+        lines.extend(f"allowed_ip={net}" for net in p.allowed_ips)
+    lines.append("errno=0")
+    return ("\n".join(lines) + "\n\n").encode("ascii")
+
+
+_PEER_INTS: Final = {
+    "last_handshake_time_sec": 64,
+    "last_handshake_time_nsec": 64,
+    "rx_bytes": 64,
+    "tx_bytes": 64,
+    "persistent_keepalive_interval": 16,
+    "protocol_version": 32,
+}
+
+
+def parse_get(response: str | bytes) -> DeviceInfo:
+    """Parse a ``get=1`` response (ours, wireguard-go's, or the one the kernel module gives).
+
+    Unknown keys are skipped, so newer implementations still parse.
+
+    Raises:
+        UapiError: a malformed line or value, or ``errno`` other than 0 (its ``errno`` is
+            then the positive value).
+    """
+    text = response.decode("utf-8", "replace") if isinstance(response, bytes) else response
+    dev: dict[str, object] = {}
+    peers: list[PeerInfo] = []
+    peer: dict[str, object] | None = None
+    allowed: list[Network] = []
+
+    def close_peer() -> None:
+        if peer is not None:
+            peers.append(PeerInfo(allowed_ips=tuple(allowed), **peer))  # type: ignore[arg-type]
+
+    for line in text.split("\n"):
+        if line == "":
+            break
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise UapiError(f"line without '=': {line[:40]!r}", _errno.EPROTO)
+        if key == "errno":
+            try:
+                code = int(value, 10)
+            except ValueError:
+                raise UapiError(f"errno is not a number: {value!r}", _errno.EPROTO) from None
+            if code:
+                raise UapiError(f"the implementation answered errno={code}", abs(code))
+        elif key == "public_key":
+            close_peer()
+            peer = {"public_key": PublicKey(_hex32(value, "public_key"))}
+            allowed = []
+        elif peer is None:
+            if key == "private_key":
+                raw = _hex32(value, "private_key")
+                dev["private_key"] = None if raw == bytes(32) else PrivateKey(raw)
+            elif key == "listen_port":
+                dev["listen_port"] = _uint(value, 16, key)
+            elif key == "fwmark":
+                dev["fwmark"] = _uint(value, 32, key)
+        elif key == "preshared_key":
+            peer["preshared_key"] = PresharedKey(_hex32(value, key))
+        elif key == "endpoint":
+            peer["endpoint"] = _endpoint(value)
+        elif key == "allowed_ip":
+            allowed.append(_network(value))
+        elif key in _PEER_INTS:
+            peer[key] = _uint(value, _PEER_INTS[key], key)
+    close_peer()
+    return DeviceInfo(peers=tuple(peers), **dev)  # type: ignore[arg-type]
+
+
+def render_errno(errno: int) -> bytes:
+    """The response to a ``set=1`` (or a failed ``get=1``): ``errno=-N`` (or 0) and a blank line.
+
+    Example:
+        >>> render_errno(0), render_errno(22)
+        (b'errno=0\\n\\n', b'errno=-22\\n\\n')
+    """
+    return f"errno={-abs(errno)}\n\n".encode("ascii")
+
+
+# -- applying -------------------------------------------------------------------------------------
+
+
+def apply_set(wg: WireGuard, request: SetRequest, now: float | None = None) -> None:
+    """Apply ``request`` to ``wg`` the way wireguard-go's ``IpcSetOperation`` does.
+
+    A peer with the interface's own public key is ignored; ``update_only`` skips unknown peers;
+    turning a persistent keepalive on sends a keepalive at once when ``now`` is given.
+
+    Raises:
+        UapiError: ``remove_private_key`` (a tunflow interface always has a key), or a peer
+            key that is a low-order point.
+    """
+    if request.remove_private_key:
+        raise UapiError("removing the private key is not supported")
+    if request.private_key is not None:
+        wg.set_private_key(request.private_key)
+    if request.listen_port is not None:
+        wg.listen_port = request.listen_port
+    if request.fwmark is not None:
+        wg.fwmark = request.fwmark
+    if request.replace_peers:
+        for pk in list(wg.peers):
+            wg.remove_peer(pk)
+    for update in request.peers:
+        pk = update.public_key
+        if pk == wg.public_key:
+            continue
+        existing = wg.peer(pk)
+        if update.remove:
+            if existing is not None:
+                wg.remove_peer(pk)
+            continue
+        if existing is None:
+            if update.update_only:
+                continue
+            try:
+                wg.add_peer(PeerConfig(pk))
+            except ConfigError as exc:
+                raise UapiError(str(exc)) from None
+        if update.preshared_key is not None:
+            wg.set_preshared_key(pk, update.preshared_key)
+        if update.endpoint is not None:
+            wg.set_endpoint(pk, update.endpoint)
+        if update.replace_allowed_ips:
+            wg.set_allowed_ips(pk, ())
+        for net in update.allowed_ips:
+            wg.add_allowed_ip(pk, net)
+        if update.persistent_keepalive_interval is not None:
+            wg.set_persistent_keepalive(pk, update.persistent_keepalive_interval, now)
+
+
+def handle_request(
+    wg: WireGuard, request: GetRequest | SetRequest | UapiError, now: float | None = None
+) -> bytes:
+    """Answer one request from :meth:`UapiConnection.next_request`.
+
+    Returns:
+        The bytes to write back (for a fatal :class:`UapiError`: ``b""`` — close instead).
+    """
+    if isinstance(request, UapiError):
+        return b"" if request.fatal else render_errno(request.errno)
+    if isinstance(request, GetRequest):
+        return render_get(wg)
+    try:
+        apply_set(wg, request, now)
+    except UapiError as exc:
+        return render_errno(exc.errno)
+    return render_errno(0)
+
+
+# -- stream -----------------------------------------------------------------------------------------
+
+
+class UapiConnection:
+    """Cuts a UAPI byte stream into requests (the server side), h11 style.
+
+    Example:
+        >>> conn = UapiConnection()
+        >>> conn.receive_data(b"get=1\\n\\nset=1\\nlisten_port=1\\n")
+        >>> conn.next_request(), conn.next_request()
+        (GetRequest(), None)
+        >>> conn.receive_data(b"\\n")
+        >>> conn.next_request()
+        SetRequest(private_key=None, remove_private_key=False, listen_port=1, fwmark=None, replace_peers=False, peers=())
+    """
+
+    __slots__ = ("_buffer", "closed")
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        #: set once a fatal error was returned; the server should close the socket
+        self.closed = False
+
+    def receive_data(self, data: bytes) -> None:
+        """Add bytes read from the socket."""
+        self._buffer += data
+
+    def next_request(self) -> GetRequest | SetRequest | UapiError | None:
+        """The next complete request, a :class:`UapiError` to answer, or ``None`` (need data).
+
+        A malformed ``set=1`` yields a non-fatal :class:`UapiError` (answer it with
+        :func:`render_errno` and go on); an unknown operation or an oversized request yields a
+        fatal one (close the connection).
+        """
+        if self.closed:
+            return None
+        buf = self._buffer
+        nl = buf.find(b"\n")
+        if nl < 0:
+            return self._fatal_if_oversized()
+        op = bytes(buf[:nl])
+        if op == b"get=1":
+            if len(buf) < nl + 2:
+                return None
+            if buf[nl + 1] != 0x0A:
+                del buf[: nl + 1]
+                self.closed = True
+                return UapiError("trailing data after get=1", fatal=True)
+            del buf[: nl + 2]
+            return GetRequest()
+        if op == b"set=1":
+            if buf[nl + 1 : nl + 2] == b"\n":
+                end = nl + 1
+            else:
+                end = buf.find(b"\n\n", nl + 1)
+                if end < 0:
+                    return self._fatal_if_oversized()
+                end += 1
+            body = bytes(buf[nl + 1 : end])
+            del buf[: end + 1]
+            try:
+                return parse_set(body)
+            except UapiError as exc:
+                return exc
+        self.closed = True
+        return UapiError(f"invalid UAPI operation {op[:20]!r}", fatal=True)
+
+    def _fatal_if_oversized(self) -> UapiError | None:
+        if len(self._buffer) > MAX_REQUEST_SIZE:
+            self.closed = True
+            return UapiError("UAPI request too large", _errno.E2BIG, fatal=True)
+        return None
