@@ -118,6 +118,8 @@ _CWR: Final = 0x80
 _pack_H = struct.Struct(">H").pack_into
 _pack_HH = struct.Struct(">HH").pack_into
 _pack_I = struct.Struct(">I").pack_into
+_pack_ip4 = struct.Struct(">HHHHH").pack_into
+_unpack_HH = struct.Struct(">HH").unpack_from
 _unpack_H = struct.Struct(">H").unpack_from
 _unpack_I = struct.Struct(">I").unpack_from
 _pack_vnet = VIRTIO_NET_HDR.pack_into
@@ -539,15 +541,18 @@ def _seg_len(p: _Plan, i: int) -> int:
     return p.hdr_len + (seg if seg < p.gso else p.gso)
 
 
-def _emit(p: _Plan, start: int, stop: int, targets: Sequence[tuple[WritableBuffer, int]]) -> None:
-    """Write output packets ``start..stop-1`` of plan ``p`` at ``targets[k] = (buf, offset)``.
+def _emit(
+    p: _Plan, start: int, stop: int, targets: Sequence[tuple[WritableBuffer, memoryview, int]]
+) -> None:
+    """Write output packets ``start..stop-1`` of plan ``p`` at ``targets[k] = (buf, view,
+    offset)`` (``view`` is ``memoryview(buf)``, made once per buffer by the caller).
 
     The caller has checked that every target has room; nothing here can fail.
     """
     pkt = p.pkt
     mode = p.mode
     if mode != _MODE_GSO:
-        buf, off = targets[0]
+        buf, _, off = targets[0]
         n = len(pkt)
         buf[off : off + n] = pkt
         if mode == _MODE_CSUM:
@@ -564,13 +569,15 @@ def _emit(p: _Plan, start: int, stop: int, targets: Sequence[tuple[WritableBuffe
         p.ecn,
     )
     tmpl, ip_sum, id0, seq0, tflags, pseudo = p.tmpl, p.ip_sum, p.id0, p.seq0, p.tflags, p.pseudo
+    # IPv4 bytes 2..12 in one pack: total length, ID, flags/fragment, TTL/protocol, checksum.
+    frag, ttl_proto = _unpack_HH(tmpl, 6) if not is_v6 else (0, 0)
     n = len(pkt)
     last = p.count - 1
     not_fin_psh = ~(_FIN | _PSH)
     pack_H = _pack_H
     sum16 = _sum16
-    for i, (buf, off) in zip(range(start, stop), targets, strict=False):
-        view = buf if isinstance(buf, memoryview) else memoryview(buf)
+    pack_ip = _pack_ip4
+    for i, (buf, view, off) in zip(range(start, stop), targets, strict=False):
         data_at = hdr_len + i * gso
         data_end = data_at + gso
         if data_end > n:
@@ -587,8 +594,7 @@ def _emit(p: _Plan, start: int, stop: int, targets: Sequence[tuple[WritableBuffe
             s = ip_sum + total + ident
             s = (s & 0xFFFF) + (s >> 16)
             s = (s & 0xFFFF) + (s >> 16)
-            _pack_HH(buf, off + 2, total, ident)
-            pack_H(buf, off + 10, ~s & 0xFFFF)
+            pack_ip(buf, off + 2, total, ident, frag, ttl_proto, ~s & 0xFFFF)
         l4 = off + cs
         l4_len = total - cs
         if is_tcp:
@@ -673,6 +679,7 @@ def gso_split(src: Buffer, out: PacketBatch, *, start: int = 0) -> int:
         1
     """
     buf = out.buffer
+    view = out.view
     if src is buf or (isinstance(src, memoryview) and src.obj is buf):
         src = bytes(src)  # the split writes into the arena it would read from
     p = _plan(src)
@@ -681,7 +688,7 @@ def gso_split(src: Buffer, out: PacketBatch, *, start: int = 0) -> int:
     cap = len(buf)
     end = out.end
     slots = out.max_packets - len(out.offsets)
-    targets: list[tuple[WritableBuffer, int]] = []
+    targets: list[tuple[WritableBuffer, memoryview, int]] = []
     offs: list[int] = []
     lens: list[int] = []
     i = start
@@ -690,7 +697,7 @@ def gso_split(src: Buffer, out: PacketBatch, *, start: int = 0) -> int:
         off = end + HEADROOM
         if off + size > cap:
             break
-        targets.append((buf, off))
+        targets.append((buf, view, off))
         offs.append(off)
         lens.append(size)
         end = off + size
@@ -758,7 +765,7 @@ def gso_split_into(
     p = _plan(src)
     count = p.count
     _check_start(start, count)
-    targets: list[tuple[WritableBuffer, int]] = []
+    targets: list[tuple[WritableBuffer, memoryview, int]] = []
     i = start
     for b in bufs:
         if i == count:
@@ -771,7 +778,7 @@ def gso_split_into(
                 )
             break
         sizes[len(targets)] = size
-        targets.append((b, offset))
+        targets.append((b, b if isinstance(b, memoryview) else memoryview(b), offset))
         i += 1
     _emit(p, start, i, targets)
     return i

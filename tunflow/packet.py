@@ -332,7 +332,20 @@ def checksum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
         >>> hex(checksum(b"\\x01\\x02\\x01\\x02\\x01\\x02", 0x1000))
         '0x1306'
     """
-    s = initial + _sum16(data)
+    # _sum16 inlined: a call costs ~30 % of a 20-byte header's checksum (benchmarks/checksum.py).
+    n = len(data)
+    x = int.from_bytes(data, "big")
+    if x:
+        bits = n << 3
+        while bits > _FOLD_BITS:
+            half = (bits >> 1) & ~15
+            x = (x >> half) + (x & _mask(half))
+            bits = half + 1
+        if n & 1:
+            x <<= 8
+        s = initial + (x % 0xFFFF or 0xFFFF)
+    else:
+        s = initial
     # Folding with end-around carries maps any s > 0 onto 1..0xFFFF, congruent modulo 0xFFFF.
     return (s - 1) % 0xFFFF + 1 if s > 0xFFFF else s
 
