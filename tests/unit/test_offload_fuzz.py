@@ -50,7 +50,7 @@ from .offload_packets import (
 )
 
 DOCUMENTED = (MalformedPacketError, TruncatedPacketError, OffloadError)
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # --- split then coalesce -----------------------------------------------------------------
