@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 
 import pytest
 
 from tests.helpers import ROOT, Example
-from tunflow import testing
+from tunflow import ClosedDeviceError, DeviceBuilder, SyncDevice, testing
+from tunflow.offload import GROTable
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.slow]
 
@@ -84,3 +86,77 @@ def test_256_mib_each_way_byte_identical(mode: str, split: bool) -> None:
             assert stats[side]["tx_coalesced"] > 0
         assert stats[side]["rx_malformed"] == 0
         assert stats[side]["gro_disabled"] == 0
+
+
+def test_recv_multiple_and_send_multiple_tun_rs_style() -> None:
+    """tun-rs's batch calls over plain buffers, on an offload device with real TCP: 8 buffers
+    are fewer than a super-packet's segments, and the rest waits for the next call."""
+    with testing.netns(enter=False) as a, testing.netns(enter=False) as b:
+        da = (
+            DeviceBuilder()
+            .netns(a.name)
+            .ipv4("10.103.1.1", 24)
+            .route("10.103.2.0/24")
+            .offload()
+            .build_sync()
+        )
+        db = (
+            DeviceBuilder()
+            .netns(b.name)
+            .ipv4("10.103.2.1", 24)
+            .route("10.103.1.0/24")
+            .offload()
+            .build_sync()
+        )
+        moved = {"a": 0, "b": 0}
+
+        def pump(src: SyncDevice, dst: SyncDevice, key: str) -> None:
+            bufs = [bytearray(10 + 1500) for _ in range(8)]
+            sizes = [0] * 8
+            table = GROTable()
+            try:
+                while True:
+                    n = src.recv_multiple(bufs, sizes, 10)
+                    packets = [
+                        memoryview(buf)[: 10 + size]
+                        for buf, size in zip(bufs[:n], sizes, strict=False)
+                    ]
+                    dst.send_multiple(table, packets, 10)
+                    moved[key] += n
+            except ClosedDeviceError:
+                pass
+
+        threads = [
+            threading.Thread(target=pump, args=(da, db, "a")),
+            threading.Thread(target=pump, args=(db, da, "b")),
+        ]
+        for t in threads:
+            t.start()
+        try:
+            transfer(a, b, "10.103.2.1", 32 * MIB)
+        finally:
+            da.shutdown()
+            db.shutdown()
+            for t in threads:
+                t.join(10)
+            da.close()
+            db.close()
+        assert moved["a"] > 0 and moved["b"] > 0
+        assert da.statistics().rx_super_packets > 0
+
+
+def test_attach_without_offload_clears_the_device_mask(netns: testing.Netns) -> None:
+    """tun-rs PR #141: the TUN_F_* mask belongs to the device; a later plain reader must not
+    be handed super-packets."""
+    name = testing.unique_name("p")
+    with DeviceBuilder().name(name).persist().offload().ipv4("10.104.0.1", 24).build_sync():
+        pass
+    try:
+        features = netns.run("ethtool", "-k", name).stdout
+        assert "tcp-segmentation-offload: on" in features
+        with DeviceBuilder().attach(name).build_sync() as plain:
+            assert not plain.offload_info.vnet_hdr
+            features = netns.run("ethtool", "-k", name).stdout
+            assert "tcp-segmentation-offload: off" in features
+    finally:
+        netns.run("ip", "tuntap", "del", "dev", name, "mode", "tun")

@@ -8,7 +8,7 @@ until the kernel has nothing left before waiting again, so a burst costs one wai
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from ipaddress import IPv4Interface, IPv6Interface
 from typing import Any, TypeVar
 
@@ -18,6 +18,7 @@ from anyio import TypedAttributeSet, typed_attribute
 from anyio.abc import UnreliableObjectStream
 
 from ..errors import ClosedDeviceError, ConfigError
+from ..offload import GROTable
 from ..packet import PacketBatch
 from ..platform._base import Buffer, OffloadInfo, Route
 from ._config import DeviceConfig, IPAddressLike, Layer, NetworkLike, PrefixLike
@@ -368,6 +369,33 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         self._account_tx(batch)
         await anyio.lowlevel.cancel_shielded_checkpoint()
         return len(batch)
+
+    async def recv_multiple(
+        self, bufs: Sequence[bytearray | memoryview], sizes: list[int], offset: int = 0
+    ) -> int:
+        """tun-rs's ``recv_multiple`` (see :meth:`SyncDevice.recv_multiple`)."""
+        batch = self._mm_batch(bufs, sizes, offset)
+        await self.recv_batch(batch)
+        return self._mm_scatter(batch, bufs, sizes, offset)
+
+    async def send_multiple(
+        self, gro_table: GROTable | None, bufs: Sequence[Buffer], offset: int = 0
+    ) -> int:
+        """tun-rs's ``send_multiple`` (see :meth:`SyncDevice.send_multiple`)."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        self._check_open()
+        batch = self._mm_gather(bufs, offset)
+        out = self._prepare_send_batch(batch, gro_table)
+        i = 0
+        while i < len(out):
+            try:
+                i = self._nb_send_batch(out, i)
+            except BlockingIOError:
+                await self._wait_writable()
+                self._check_open()
+        self._account_tx(batch)
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+        return batch.nbytes
 
     # -- configuration ----------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import threading
+from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
 
 import attrs
@@ -30,6 +31,8 @@ from ._config import (
 from ._offload import OffloadRx, OffloadTx
 
 __all__ = ["DeviceCore", "DeviceStatistics", "SharedInterface", "Route"]
+
+WritableBuffer = bytearray | memoryview
 
 _ETHERNET_OVERHEAD = 14 + 4  # header + one VLAN tag
 _PI_LEN = 4
@@ -119,6 +122,7 @@ class DeviceCore:
         self.rx_batches = 0
         self.tx_batches = 0
         self.tx_super_packets = 0
+        self._mm: PacketBatch | None = None
         self._rx: OffloadRx | None = None
         self._tx: OffloadTx | None = None
         if queue.offload.vnet_hdr:
@@ -200,10 +204,10 @@ class DeviceCore:
         self.rx_bytes += sum(batch.lengths[start:])
         self.rx_batches += 1
 
-    def _prepare_send_batch(self, batch: PacketBatch) -> PacketBatch:
+    def _prepare_send_batch(self, batch: PacketBatch, table: GROTable | None = None) -> PacketBatch:
         if self._tx is None:
             return batch
-        out = self._tx.prepare(batch)
+        out = self._tx.prepare(batch, table)
         if out.vnet_hdr:
             view = out.view
             self.tx_super_packets += sum(
@@ -227,6 +231,47 @@ class DeviceCore:
             except BlockingIOError:
                 self._queue.wait(True, 1.0, None)
         return start + 1
+
+    # -- tun-rs's recv_multiple / send_multiple over lists of buffers ----------------------
+
+    def _mm_batch(
+        self, bufs: Sequence[WritableBuffer], sizes: list[int], offset: int
+    ) -> PacketBatch:
+        if len(bufs) != len(sizes):
+            raise ValueError(f"{len(bufs)} buffers but {len(sizes)} sizes")
+        if not bufs:
+            raise ValueError("recv_multiple needs at least one buffer")
+        if offset < 0:
+            raise ValueError(f"offset must not be negative, not {offset}")
+        small = min(len(b) for b in bufs) - offset
+        if small < self.max_size:
+            raise ValueError(
+                f"each buffer needs {self.max_size} bytes after offset {offset}; one has {small}"
+            )
+        batch = self._mm
+        if batch is None or batch.max_packets != len(bufs):
+            batch = self._mm = self.new_batch(len(bufs))
+        batch.clear()
+        return batch
+
+    @staticmethod
+    def _mm_scatter(
+        batch: PacketBatch, bufs: Sequence[WritableBuffer], sizes: list[int], offset: int
+    ) -> int:
+        view = batch.view
+        for i, (off, n) in enumerate(zip(batch.offsets, batch.lengths, strict=True)):
+            bufs[i][offset : offset + n] = view[off : off + n]
+            sizes[i] = n
+        return len(batch)
+
+    def _mm_gather(self, bufs: Sequence[Buffer], offset: int) -> PacketBatch:
+        total = sum(max(0, len(b) - offset) for b in bufs)
+        batch = PacketBatch(
+            capacity=total + HEADROOM * (len(bufs) + 1) + 1, max_packets=max(1, len(bufs))
+        )
+        for b in bufs:
+            batch.append(memoryview(b)[offset:])
+        return batch
 
     def _account_tx(self, batch: PacketBatch) -> None:
         self.tx_packets += len(batch)

@@ -161,17 +161,18 @@ class OffloadTx:
     def gro_enabled(self) -> bool:
         return self.table.tcp or self.table.udp
 
-    def prepare(self, batch: PacketBatch) -> PacketBatch:
+    def prepare(self, batch: PacketBatch, table: GROTable | None = None) -> PacketBatch:
         """The batch to write: ``batch`` itself if it has headers (or GRO is off), else the
-        coalesced copy."""
-        if batch.vnet_hdr or not self.gro_enabled or len(batch) < 2:
+        coalesced copy (by ``table``, default the device's)."""
+        gro = table if table is not None else self.table
+        if batch.vnet_hdr or not (gro.tcp or gro.udp) or len(batch) < 2:
             return batch
         out = self._out
         if out.capacity < batch.end or out.max_packets < len(batch):
             out = self._out = PacketBatch(
                 capacity=max(out.capacity, batch.end), max_packets=max(len(batch), IDEAL_BATCH_SIZE)
             )
-        self.table.coalesce(batch, out)
+        gro.coalesce(batch, out)
         return out
 
     def refused(self, batch: PacketBatch, i: int) -> PacketBatch:

@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ClosedDeviceError, ConfigError
+from ..offload import GROTable
 from ..packet import PacketBatch
 from ..platform._base import Buffer, Route
 from ..platform._unix import PipeWaker
@@ -322,6 +323,54 @@ class SyncDevice(DeviceCore):
                 self._wait(True, deadline)
         self._account_tx(batch)
         return len(batch)
+
+    def recv_multiple(
+        self,
+        bufs: Sequence[bytearray | memoryview],
+        sizes: list[int],
+        offset: int = 0,
+        *,
+        timeout: float | None = None,
+    ) -> int:
+        """tun-rs's ``recv_multiple``: packets into ``bufs[i][offset:]``, lengths into
+        ``sizes[i]``; returns how many.
+
+        With offload one read may yield a super-packet of many segments; unlike tun-rs, the
+        segments that do not fit in ``bufs`` are kept for the next call, never lost. Each buffer
+        needs :attr:`max_size` bytes after ``offset``.
+
+        Raises:
+            ValueError: ``len(bufs) != len(sizes)``, no buffers, or a buffer too small.
+            and as :meth:`recv`.
+        """
+        batch = self._mm_batch(bufs, sizes, offset)
+        self.recv_batch(batch, timeout=timeout)
+        return self._mm_scatter(batch, bufs, sizes, offset)
+
+    def send_multiple(
+        self,
+        gro_table: GROTable | None,
+        bufs: Sequence[Buffer],
+        offset: int = 0,
+        *,
+        timeout: float | None = None,
+    ) -> int:
+        """tun-rs's ``send_multiple``: write the packets ``bufs[i][offset:]``, coalesced by
+        ``gro_table`` (or the device's own table when ``None``) on an offload device; return the
+        bytes given."""
+        batch = self._mm_gather(bufs, offset)
+        out = self._prepare_send_batch(batch, gro_table)
+        deadline = _deadline(timeout)
+        i = 0
+        while i < len(out):
+            if self._shutdown:
+                raise ClosedDeviceError("the device was shut down")
+            try:
+                i = self._nb_send_batch(out, i)
+            except BlockingIOError:
+                self._wait(True, deadline)
+        self._account_tx(batch)
+        return batch.nbytes
 
     def recv_many(self, max_packets: int, *, timeout: float | None = None) -> list[bytes]:
         """Wait for one packet, then read until the queue is empty, at most ``max_packets``;

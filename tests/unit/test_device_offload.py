@@ -1,0 +1,167 @@
+"""The device faces' offload glue, through a scripted queue.
+
+The kernel here accepts GSO writes and never hands over malformed super-packets, so the paths
+for a kernel that refuses GSO writes (``EINVAL``, tailscale/tailscale#13041) and for splits that
+run out of room are driven by a queue that behaves like such a kernel. Everything else about
+offload runs on real devices in tests/linux/test_offload_forwarder.py.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+import pytest
+
+from tests.unit.offload_packets import ACK, IP4_A, IP4_B, tcp4_packet, tcp_super_packet
+from tunflow import Layer, PacketBatch, SyncDevice
+from tunflow.device._core import SharedInterface
+from tunflow.packet import HEADROOM
+from tunflow.platform._base import OffloadInfo
+from tunflow.platform._unix import PipeWaker
+
+A = IP4_A
+B = IP4_B
+
+
+class ScriptedQueue:
+    """A vnet-header queue: reads come from ``incoming``; GSO writes may be refused."""
+
+    def __init__(self, *, refuse_gso: bool = False) -> None:
+        self.offload = OffloadInfo(vnet_hdr=True, flags=7, tso=True, uso=False)
+        self.incoming: list[bytes] = []  # each: virtio header + packet
+        self.written: list[bytes] = []  # each: virtio header + packet
+        self.refuse_gso = refuse_gso
+
+    def fileno(self) -> int:
+        return -1
+
+    def make_waker(self) -> PipeWaker:
+        return PipeWaker()
+
+    def wait(self, writable: bool, timeout: float | None, waker: Any) -> bool:
+        return False
+
+    def recv_batch(self, batch: PacketBatch, max_size: int) -> int:
+        n = 0
+        while self.incoming and batch.room() >= max_size and not batch.full:
+            raw = self.incoming.pop(0)
+            batch.append(raw[HEADROOM:], header=raw[:HEADROOM])
+            n += 1
+        batch.vnet_hdr = True
+        return n
+
+    def send_batch(self, batch: PacketBatch, start: int = 0) -> int:
+        i = start
+        while i < len(batch):
+            frame = (
+                bytes(batch.with_header(i))
+                if batch.vnet_hdr
+                else bytes(HEADROOM) + bytes(batch.packet(i))
+            )
+            if self.refuse_gso and frame[1] != 0:
+                if i == start:
+                    raise OSError(errno.EINVAL, "Invalid argument")
+                return i
+            self.written.append(frame)
+            i += 1
+        return i
+
+    def send(self, packet: Any) -> int:
+        self.written.append(bytes(HEADROOM) + bytes(packet))
+        return len(packet)
+
+    def close(self) -> None:
+        pass
+
+
+def device(queue: ScriptedQueue) -> SyncDevice:
+    return SyncDevice(SharedInterface(None, Layer.L3, False), queue)
+
+
+def segments(n: int, size: int = 100) -> list[bytes]:
+    return [tcp4_packet(A, B, ACK, size, 1 + i * size) for i in range(n)]
+
+
+def test_refused_gso_write_turns_gro_off_and_loses_nothing() -> None:
+    queue = ScriptedQueue(refuse_gso=True)
+    dev = device(queue)
+    batch = PacketBatch()
+    plain = segments(6)
+    batch.extend(plain)
+    dev.send_batch(batch)
+    # the coalesced packet was refused, split again and written as the original segments
+    # (the same TCP segments, checksums included; only the IPv4 IDs are renumbered by the split)
+    assert [frame[HEADROOM + 20 :] for frame in queue.written] == [p[20:] for p in plain]
+    assert [frame[HEADROOM : HEADROOM + 4] for frame in queue.written] == [p[:4] for p in plain]
+    assert all(frame[:HEADROOM] == bytes(HEADROOM) for frame in queue.written)
+    stats = dev.statistics()
+    assert stats.gro_disabled == 1
+    assert dev.gro is not None and not dev.gro.tcp
+    # from now on nothing is coalesced, so nothing is refused
+    queue.written.clear()
+    dev.send_batch(batch)
+    assert [frame[HEADROOM:] for frame in queue.written] == plain
+    assert dev.statistics().gro_disabled == 1
+
+
+def test_gro_coalesces_a_plain_batch() -> None:
+    queue = ScriptedQueue()
+    dev = device(queue)
+    batch = PacketBatch()
+    batch.extend(segments(6))
+    assert dev.send_batch(batch) == 6
+    assert len(queue.written) == 1
+    assert queue.written[0][1] == 1  # GSO TCPV4
+    stats = dev.statistics()
+    assert stats.tx_coalesced == 5 and stats.tx_super_packets == 1 and stats.tx_packets == 6
+
+
+def test_split_that_runs_out_of_room_keeps_the_rest() -> None:
+    queue = ScriptedQueue()
+    dev = device(queue)
+    super_packet = tcp_super_packet(A, B, 10 * 1000, 1000)
+    queue.incoming.append(super_packet)
+    small = PacketBatch(capacity=64 * 1024, max_packets=4)
+    got: list[bytes] = []
+    for _ in range(3):
+        small.clear()
+        dev.recv_batch(small, timeout=0)
+        got += small.to_list()
+    assert len(got) == 10  # 4 + 4 + 2: nothing lost across calls
+    seqs = [int.from_bytes(p[24:28], "big") for p in got]
+    assert seqs == [1 + 1000 * i for i in range(10)]
+    assert dev.statistics().rx_super_packets == 1
+
+
+def test_recv_one_packet_at_a_time_from_a_super_packet() -> None:
+    queue = ScriptedQueue()
+    dev = device(queue)
+    queue.incoming.append(tcp_super_packet(A, B, 3 * 500, 500))
+    first = dev.recv(timeout=0)
+    rest = [dev.recv(timeout=0), dev.recv(timeout=0)]
+    assert [len(p) for p in [first, *rest]] == [540, 540, 540]
+    with pytest.raises(TimeoutError):
+        dev.recv(timeout=0)
+
+
+def test_whole_reads_keep_headers() -> None:
+    queue = ScriptedQueue()
+    dev = device(queue)
+    raw = tcp_super_packet(A, B, 4 * 500, 500)
+    queue.incoming.append(raw)
+    batch = dev.recv_batch(whole=True, timeout=0)
+    assert batch.vnet_hdr
+    assert bytes(batch.with_header(0)) == raw
+    # and whole batches are written with their headers, untouched
+    dev.send_batch(batch)
+    assert queue.written == [raw]
+    assert dev.statistics().tx_super_packets == 1
+
+
+def test_recv_multiple_needs_big_enough_buffers() -> None:
+    dev = device(ScriptedQueue())
+    with pytest.raises(ValueError, match="each buffer needs"):
+        dev.recv_multiple([bytearray(100)], [0], 0)
+    with pytest.raises(ValueError, match="sizes"):
+        dev.recv_multiple([bytearray(2000)], [0, 0], 0)
