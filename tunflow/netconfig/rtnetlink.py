@@ -72,12 +72,15 @@ __all__ = [
     "with_seq",
     "parse_error",
     "parse_link",
+    "parse_link_stats",
+    "LinkStats",
     "parse_address",
     "parse_route",
     "routes_via",
     "errno_name",
     # encoders
     "encode_get_link",
+    "encode_get_link_stats",
     "encode_set_link",
     "encode_new_address",
     "encode_del_address",
@@ -1257,3 +1260,58 @@ def routes_via(entries: Iterable[RouteEntry | None], index: int) -> list[Route]:
             if oif == index:
                 out.append(Route(e.destination, gateway, e.metric, e.table, e.protocol, e.scope))
     return out
+
+
+# --- link statistics -----------------------------------------------------------------------------
+
+IFLA_STATS64: Final = 23
+# struct rtnl_link_stats64 begins with these eight __u64 counters on every kernel since 2.6.35.
+_STATS64_HEAD = struct.Struct("=8Q")
+
+
+@attrs.frozen
+class LinkStats:
+    """The first counters of ``struct rtnl_link_stats64`` (``IFLA_STATS64``).
+
+    For a TUN/TAP device, *tx* is towards the program reading the device: ``tx_dropped``
+    counts packets the kernel dropped because the device's queue was full (nobody read).
+    """
+
+    rx_packets: int
+    tx_packets: int
+    rx_bytes: int
+    tx_bytes: int
+    rx_errors: int
+    tx_errors: int
+    rx_dropped: int
+    tx_dropped: int
+
+
+def encode_get_link_stats(seq: int, index: int) -> bytes:
+    """``RTM_GETLINK`` for one link by index, statistics included (no ``IFLA_EXT_MASK``).
+
+    Raises:
+        ConfigError: an invalid index.
+    """
+    check_index(index)
+    return _message(RTM_GETLINK, NLM_F_REQUEST, seq, _IFINFOMSG.pack(AF_UNSPEC, 0, index, 0, 0))
+
+
+def parse_link_stats(message: NetlinkMessage) -> LinkStats:
+    """The ``IFLA_STATS64`` counters of an ``RTM_NEWLINK`` reply.
+
+    Raises:
+        NetlinkDecodeError: wrong message type, short payload, or no (or a short)
+            ``IFLA_STATS64`` attribute.
+    """
+    if message.type != RTM_NEWLINK:
+        raise NetlinkDecodeError(f"expected RTM_NEWLINK (16), got message type {message.type}")
+    payload = message.payload
+    if len(payload) < _IFINFOMSG.size:
+        raise NetlinkDecodeError(f"RTM_NEWLINK payload of {len(payload)} bytes is too short")
+    for type_, value in iter_attributes(payload, _IFINFOMSG.size):
+        if type_ == IFLA_STATS64:
+            if len(value) < _STATS64_HEAD.size:
+                raise NetlinkDecodeError(f"IFLA_STATS64 of {len(value)} bytes is too short")
+            return LinkStats(*_STATS64_HEAD.unpack_from(value))
+    raise NetlinkDecodeError("RTM_NEWLINK reply without IFLA_STATS64")

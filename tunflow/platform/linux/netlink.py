@@ -179,6 +179,17 @@ class RtNetlink:
         (reply,) = self._request(rt.encode_get_link(0, index=index), rt.Expect.REPLY)
         return rt.parse_link(reply)
 
+    def link_stats(self, index: int) -> rt.LinkStats:
+        """The traffic counters of the link with this index (``IFLA_STATS64``).
+
+        Raises:
+            OSError: ``ENODEV`` if there is none.
+            ConfigError: ``index`` is not a valid index.
+        """
+        rt.check_index(index)
+        (reply,) = self._request(rt.encode_get_link_stats(0, index), rt.Expect.REPLY)
+        return rt.parse_link_stats(reply)
+
     def link_by_name(self, name: str) -> LinkInfo:
         """The link with this name.
 
