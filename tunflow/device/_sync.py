@@ -341,7 +341,8 @@ class SyncDevice(DeviceCore):
 
         Raises:
             ValueError: ``len(bufs) != len(sizes)``, no buffers, or a buffer too small.
-            and as :meth:`recv`.
+            TimeoutError: nothing arrived within ``timeout`` (and the other errors of
+                :meth:`recv`).
         """
         batch = self._mm_batch(bufs, sizes, offset)
         self.recv_batch(batch, timeout=timeout)
