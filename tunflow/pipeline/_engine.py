@@ -1,0 +1,831 @@
+"""The engine: workers that run a chain of stages over batches, run to completion.
+
+A *lane* is one worker's path: a source port, the chain (in order outbound, reversed inbound),
+a sink port. One lane per source queue. A worker reads a batch, runs every stage on it, writes
+it, and only then reads again — so a slow stage or sink slows its source, the kernel queue fills
+and the kernel drops (and counts) the excess; memory stays bounded by construction. With
+``buffer=N`` a lane is split into a reader task and a processing task joined by bounded memory
+streams of batches (``N`` in flight, plus a free list), letting a read overlap a slow write.
+
+Workers are tasks in one task group (``workers="tasks"``) or one OS process per lane group
+(``workers="processes"``, see :mod:`._processes`), for parallelism past the GIL.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import traceback
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import anyio
+import attrs
+from anyio.abc import TaskStatus
+
+from ..device import Layer
+from ..errors import ConfigError, TunflowError
+from ..packet import PacketBatch
+from ._linkstats import LinkStatsReader
+from ._ports import Port, PortStatistics, as_ports
+from ._stage import (
+    Direction,
+    ErrorPolicy,
+    Lane,
+    Processor,
+    Stage,
+    StageContext,
+    StageSpec,
+    StageStatistics,
+)
+
+__all__ = [
+    "Pipeline",
+    "Tunnel",
+    "PipelineStatistics",
+    "WorkerStatistics",
+    "WorkerMode",
+    "StageError",
+    "WorkerError",
+    "open_pipeline",
+    "open_tunnel",
+]
+
+log = logging.getLogger("tunflow.pipeline")
+
+# per-stage counters of a lane: packets in, bytes in, packets out, bytes out, batches, errors
+_PIN, _BIN, _POUT, _BOUT, _BATCHES, _ERRORS = range(6)
+
+
+class WorkerMode(enum.Enum):
+    """How a pipeline runs its workers."""
+
+    #: one task per lane, all in the caller's event loop (one core)
+    TASKS = "tasks"
+    #: one OS process per source queue (real parallelism); stages are rebuilt from their specs
+    PROCESSES = "processes"
+
+
+class StageError(TunflowError):
+    """A stage raised on a batch and its error policy is ``STOP``.
+
+    Attributes:
+        stage: the stage's name.
+    """
+
+    def __init__(self, message: str, *, stage: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+class WorkerError(TunflowError):
+    """A worker process failed (it exited, or reported an error)."""
+
+
+def _as_dict(value: Mapping[str, int] | None) -> dict[str, int]:
+    return dict(value) if value else {}
+
+
+@attrs.frozen
+class WorkerStatistics:
+    """Counters of one worker (one lane).
+
+    Attributes:
+        index: the worker's number (its source queue).
+        direction: ``"out"`` or ``"in"``.
+        source: the source port's name.
+        sink: the sink port's name.
+        pid: the process running it.
+        batches: batches read.
+        packets_in: packets read.
+        bytes_in: their bytes.
+        packets_out: packets written.
+        bytes_out: their bytes.
+        errors: batches dropped because a stage raised.
+    """
+
+    index: int
+    direction: str
+    source: str
+    sink: str
+    pid: int
+    batches: int = 0
+    packets_in: int = 0
+    bytes_in: int = 0
+    packets_out: int = 0
+    bytes_out: int = 0
+    errors: int = 0
+
+
+@attrs.frozen
+class PipelineStatistics:
+    """A snapshot of a pipeline or tunnel.
+
+    Attributes:
+        name: the pipeline's name.
+        mode: ``"tasks"`` or ``"processes"``.
+        running: the workers are running.
+        stages: one record per stage, in chain order.
+        ports: one record per port (device queue, transport).
+        workers: one record per worker (lane).
+        kernel_drops: per interface, the packets the kernel dropped because its queue to us was
+            full (``tx_dropped`` of a TUN/TAP: the source did not read fast enough).
+        errors: batches dropped because a stage raised, over all stages.
+    """
+
+    name: str
+    mode: str
+    running: bool
+    stages: tuple[StageStatistics, ...]
+    ports: tuple[PortStatistics, ...]
+    workers: tuple[WorkerStatistics, ...]
+    kernel_drops: Mapping[str, int] = attrs.field(factory=dict, converter=_as_dict)
+
+    @property
+    def errors(self) -> int:
+        return sum(s.errors for s in self.stages)
+
+    def stage(self, name: str) -> StageStatistics:
+        """The record of the stage called ``name``.
+
+        Raises:
+            KeyError: no such stage.
+        """
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def port(self, name: str) -> PortStatistics:
+        """The record of the port called ``name``.
+
+        Raises:
+            KeyError: no such port.
+        """
+        for p in self.ports:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+
+class _RunningLane:
+    """Runtime state of one lane in this process."""
+
+    def __init__(
+        self,
+        index: int,
+        direction: Direction,
+        source: Port,
+        sink: Port,
+        stages: Sequence[Stage],
+        whole: bool,
+    ) -> None:
+        self.index = index
+        self.direction = direction
+        self.source = source
+        self.sink = sink
+        self.stages = list(stages)
+        self.whole = whole
+        self.processors: list[Processor] = []
+        self.counters = [[0, 0, 0, 0, 0, 0] for _ in stages]
+        self.io = [0, 0, 0, 0, 0, 0]  # batches, pin, bin, pout, bout, errors
+        self.sink_lock: anyio.Lock | None = None
+        self.delays = [s for s in stages if _paces(s)]
+
+    def lane(self) -> Lane:
+        side = self.source if self.source.layer is Layer.L2 else self.sink
+        return Lane(
+            direction=self.direction,
+            worker=self.index,
+            layer=side.layer,
+            mtu=_device_mtu(self.source, self.sink),
+            source_offload=self.source.offload,
+            sink_offload=self.sink.offload,
+        )
+
+    def statistics(self) -> WorkerStatistics:
+        b, pin, bin_, pout, bout, err = self.io
+        return WorkerStatistics(
+            self.index,
+            self.direction.value,
+            self.source.name,
+            self.sink.name,
+            os.getpid(),
+            b,
+            pin,
+            bin_,
+            pout,
+            bout,
+            err,
+        )
+
+
+def _paces(stage: Stage) -> bool:
+    # Only stages that override StageBase.delay() are asked after each batch.
+    from ._stage import StageBase
+
+    fn = getattr(type(stage), "delay", None)
+    return fn is not None and fn is not StageBase.delay
+
+
+def _device_mtu(*ports: Port) -> int:
+    for p in ports:
+        if p.offload.vnet_hdr or p.layer is Layer.L2 or type(p).__name__.endswith("DevicePort"):
+            return p.mtu
+    return ports[0].mtu
+
+
+def plan_whole(chain: Sequence[Stage], source: Port, sink: Port) -> bool:
+    """Whether ``source`` may hand out super-packets whole for this chain and sink.
+
+    Walks the chain: a stage that ``splits`` (gso) makes packets plain, one that ``coalesces``
+    (gro) may make super-packets, one that ``needs_mtu_packets`` must not see them, and a sink
+    without offload must not either. Reads are whole when that works, else split by the source.
+
+    Raises:
+        ConfigError: no reading mode works (a coalescing stage feeds something that needs plain
+            packets; or the source cannot split) — the message says which stage to add.
+    """
+
+    def conflict(whole: bool) -> str | None:
+        state = whole
+        for st in chain:
+            if getattr(st, "splits", False):
+                state = False
+            elif getattr(st, "needs_mtu_packets", False) and state:
+                return f"stage {st.name!r}"
+            if getattr(st, "coalesces", False):
+                state = True
+        if state and not sink.offload.vnet_hdr:
+            return f"sink {sink.name!r}"
+        return None
+
+    if not source.offload.vnet_hdr:
+        what = conflict(False)
+        if what is None:
+            return False
+        raise ConfigError(
+            f"{what} needs MTU-sized packets but a coalescing stage before it makes super-packets;"
+            " put a 'gso' stage in between"
+        )
+    what = conflict(True)
+    if what is None:
+        return True
+    if not source.can_split:
+        raise ConfigError(
+            f"{what} needs MTU-sized packets and source {source.name!r} hands out super-packets;"
+            " put a 'gso' stage before it"
+        )
+    what = conflict(False)
+    if what is not None:
+        raise ConfigError(
+            f"{what} needs MTU-sized packets but a coalescing stage before it makes super-packets;"
+            " put a 'gso' stage in between"
+        )
+    return False
+
+
+def _unique_names(stages: Sequence[Stage]) -> None:
+    seen: dict[str, int] = {}
+    for st in stages:
+        n = seen.get(st.name, 0)
+        seen[st.name] = n + 1
+        if n:
+            new = f"{st.name}#{n + 1}"
+            try:
+                st.name = new
+            except AttributeError:
+                pass
+
+
+def _as_stage(item: Stage | StageSpec, index: int) -> Stage:
+    if isinstance(item, StageSpec):
+        from ._plugins import build_stage
+
+        return build_stage(item, path=f"stages[{index}]")
+    if not isinstance(item, Stage):
+        raise ConfigError(f"stages[{index}]: {item!r} is not a Stage or a StageSpec")
+    return item
+
+
+class _Engine:
+    """What :class:`Pipeline` and :class:`Tunnel` share."""
+
+    def __init__(
+        self,
+        name: str,
+        flows: Sequence[tuple[Direction, list[Port], list[Port]]],
+        stages: Sequence[Stage | StageSpec],
+        *,
+        workers: WorkerMode | str,
+        on_error: ErrorPolicy | str,
+        buffer: int,
+        statistics_interval: float,
+        worker_base: int = 0,
+        kernel_links: bool = True,
+        process_index: int | None = None,
+    ) -> None:
+        self.name = name
+        self._process_index = process_index
+        self.mode = WorkerMode(workers)
+        self.on_error = ErrorPolicy(on_error)
+        if type(buffer) is not int or buffer < 0:
+            raise ConfigError(f"buffer must be a non-negative int (batches), not {buffer!r}")
+        self.buffer = buffer
+        self.statistics_interval = statistics_interval
+        self._specs: list[StageSpec | None] = []
+        built: list[Stage] = []
+        for i, item in enumerate(stages):
+            if self.mode is WorkerMode.PROCESSES:
+                spec = item if isinstance(item, StageSpec) else getattr(item, "spec", None)
+                if not isinstance(spec, StageSpec):
+                    raise ConfigError(
+                        f"stages[{i}]: {item!r} cannot be rebuilt in a worker process; "
+                        "build it from a StageSpec or a registered plugin"
+                    )
+                self._specs.append(spec)
+            built.append(_as_stage(item, i))
+        _unique_names(built)
+        self.stages = built
+        self._flows = [(d, list(src), list(dst)) for d, src, dst in flows]
+        layers = {p.layer for _, src, dst in self._flows for p in (*src, *dst)}
+        if Layer.L2 in layers and any(
+            p.layer is Layer.L3 and type(p).__name__.endswith("DevicePort")
+            for _, src, dst in self._flows
+            for p in (*src, *dst)
+        ):
+            raise ConfigError("a pipeline cannot join a TAP (L2) device to a TUN (L3) device")
+        self._lanes: list[_RunningLane] = []
+        for direction, sources, sinks in self._flows:
+            chain = self.stages if direction is Direction.OUTBOUND else self.stages[::-1]
+            shared = len(sinks) < len(sources)
+            locks = [anyio.Lock() for _ in sinks] if shared else []
+            for i, source in enumerate(sources):
+                sink = sinks[i % len(sinks)]
+                lane = _RunningLane(
+                    worker_base + i, direction, source, sink, chain, plan_whole(chain, source, sink)
+                )
+                if shared:
+                    lane.sink_lock = locks[i % len(sinks)]
+                self._lanes.append(lane)
+        self._running = False
+        self._started = False
+        self._failure: BaseException | None = None
+        self._cancel: anyio.CancelScope | None = None
+        self._logged: set[str] = set()
+        self._last_errors: dict[str, str] = {}
+        self._procs: Any = None  # the process supervisor in processes mode
+        self._links = LinkStatsReader(
+            [p.link() for _, src, dst in self._flows for p in (*src, *dst)] if kernel_links else []
+        )
+        self._links.open()
+
+    # -- statistics -----------------------------------------------------------------------
+
+    def statistics(self) -> PipelineStatistics:
+        """A snapshot of every stage, port and worker (and the kernel's drops)."""
+        kernel = self._links.tx_dropped()
+        if self._procs is not None:
+            stages, ports, workers = self._procs.statistics(self.stages, self._ports())
+        else:
+            stages = self._stage_statistics()
+            ports = tuple(p.statistics() for p in self._ports())
+            workers = tuple(lane.statistics() for lane in self._lanes)
+        return PipelineStatistics(
+            self.name, self.mode.value, self._running, stages, ports, workers, kernel
+        )
+
+    def _ports(self) -> list[Port]:
+        seen: dict[int, Port] = {}
+        for _, src, dst in self._flows:
+            for p in (*src, *dst):
+                seen.setdefault(id(p), p)
+        return list(seen.values())
+
+    def _stage_statistics(self) -> tuple[StageStatistics, ...]:
+        totals: dict[int, list[int]] = {id(st): [0] * 6 for st in self.stages}
+        for lane in self._lanes:
+            for st, c in zip(lane.stages, lane.counters, strict=True):
+                t = totals[id(st)]
+                for k in range(6):
+                    t[k] += c[k]
+        out = []
+        for st in self.stages:
+            own = st.statistics()
+            t = totals[id(st)]
+            out.append(
+                attrs.evolve(
+                    own,
+                    name=st.name,
+                    plugin=own.plugin or getattr(st, "plugin", ""),
+                    packets_in=own.packets_in + t[_PIN],
+                    bytes_in=own.bytes_in + t[_BIN],
+                    packets_out=own.packets_out + t[_POUT],
+                    bytes_out=own.bytes_out + t[_BOUT],
+                    batches=own.batches + t[_BATCHES],
+                    errors=own.errors + t[_ERRORS],
+                    last_error=own.last_error or self._last_errors.get(st.name),
+                )
+            )
+        return tuple(out)
+
+    # -- running --------------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled or until every source ends; ``task_status.started()`` once every
+        worker runs (use with ``TaskGroup.start``).
+
+        Raises:
+            StageError: a stage with policy ``STOP`` raised.
+            WorkerError: a worker process failed.
+            ConfigError: the stages cannot be rebuilt in worker processes.
+            OSError: a device or transport failed (e.g. ``DeviceGoneError``).
+            RuntimeError: the pipeline was already run.
+        """
+        if self._started:
+            raise RuntimeError(f"{self.name} was already run; make a new one")
+        self._started = True
+        self._last_errors = {}
+        try:
+            if self.mode is WorkerMode.PROCESSES:
+                await self._run_processes(task_status)
+            else:
+                await self._run_tasks(task_status, self._process_index)
+        finally:
+            self._running = False
+            self._links.close()
+        if self._failure is not None:
+            raise self._failure
+
+    async def _run_processes(self, task_status: TaskStatus[None]) -> None:
+        from ._processes import ProcessSupervisor
+
+        specs = [s for s in self._specs if s is not None]
+        self._procs = ProcessSupervisor(self, specs)
+        try:
+            await self._procs.run(task_status, self._set_running)
+        except (WorkerError, StageError) as exc:
+            self._failure = exc
+
+    def _set_running(self) -> None:
+        self._running = True
+
+    async def _run_tasks(
+        self, task_status: TaskStatus[None], process_index: int | None = None
+    ) -> None:
+        started: list[Stage] = []
+        try:
+            async with anyio.create_task_group() as tg:
+                self._cancel = tg.cancel_scope
+                context = StageContext(
+                    pipeline=self.name,
+                    layer=self._lanes[0].lane().layer if self._lanes else Layer.L3,
+                    mtu=self._lanes[0].lane().mtu if self._lanes else 1500,
+                    workers=len(self._lanes),
+                    process_index=process_index,
+                    start_soon=tg.start_soon,
+                )
+                for st in self.stages:
+                    start = getattr(st, "start", None)
+                    if start is not None:
+                        await start(context)
+                    started.append(st)
+                for lane in self._lanes:
+                    lane.processors = []
+                    for st in lane.stages:
+                        bind = getattr(st, "bind", None)
+                        lane.processors.append(bind(lane.lane()) if bind else st.process)
+                for st in self.stages:
+                    interval = getattr(st, "timer_interval", None)
+                    if interval:
+                        tg.start_soon(self._timer, st, interval)
+                async with anyio.create_task_group() as lanes:
+                    for lane in self._lanes:
+                        lanes.start_soon(self._lane_main, lane)
+                    self._running = True
+                    task_status.started()
+                tg.cancel_scope.cancel()  # every lane ended: stop the timers
+        finally:
+            self._running = False
+            with anyio.CancelScope(shield=True), anyio.move_on_after(0.5):
+                for st in reversed(started):
+                    stop = getattr(st, "stop", None)
+                    if stop is not None:
+                        try:
+                            await stop()
+                        except Exception:
+                            log.exception("stage %s failed to stop", st.name)
+
+    async def _timer(self, stage: Stage, interval: float) -> None:
+        on_timer = stage.on_timer  # type: ignore[attr-defined]
+        while True:
+            await anyio.sleep(interval)
+            try:
+                await on_timer()
+            except Exception as exc:
+                self._stage_failed(stage, None, exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._failure is None:
+            self._failure = exc
+        if self._cancel is not None:
+            self._cancel.cancel()
+
+    def _stage_failed(self, stage: Stage, counters: list[int] | None, exc: Exception) -> None:
+        if counters is not None:
+            counters[_ERRORS] += 1
+        text = f"{type(exc).__name__}: {exc}"
+        self._last_errors[stage.name] = text
+        policy = getattr(stage, "on_error", None) or self.on_error
+        if policy is ErrorPolicy.STOP:
+            err = StageError(f"stage {stage.name!r} raised {text}", stage=stage.name)
+            err.__cause__ = exc
+            self._fail(err)
+            raise err
+        if stage.name not in self._logged:
+            self._logged.add(stage.name)
+            log.error(
+                "stage %s raised on a batch (dropped; later errors are only counted): %s",
+                stage.name,
+                "".join(traceback.format_exception(exc)).rstrip(),
+            )
+
+    async def _lane_main(self, lane: _RunningLane) -> None:
+        try:
+            if self.buffer:
+                await self._lane_buffered(lane)
+            else:
+                await self._lane_loop(lane)
+        except StageError:
+            pass  # recorded by _stage_failed; the whole pipeline stops
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            pass
+        except Exception as exc:
+            self._fail(exc)
+
+    def _run_chain(self, lane: _RunningLane, batch: PacketBatch) -> PacketBatch | None:
+        """Run the chain on ``batch``; the batch to write, or ``None`` if nothing is left."""
+        io = lane.io
+        n = len(batch)
+        nb = sum(batch.lengths)
+        io[0] += 1
+        io[1] += n
+        io[2] += nb
+        out = batch
+        for proc, c, st in zip(lane.processors, lane.counters, lane.stages, strict=True):
+            c[_PIN] += n
+            c[_BIN] += nb
+            c[_BATCHES] += 1
+            try:
+                out = proc(out)
+            except Exception as exc:
+                io[5] += 1
+                self._stage_failed(st, c, exc)
+                return None
+            n = len(out)
+            nb = sum(out.lengths) if n else 0
+            c[_POUT] += n
+            c[_BOUT] += nb
+            if not n:
+                return None
+        io[3] += n
+        io[4] += nb
+        return out
+
+    async def _pace(self, lane: _RunningLane) -> None:
+        for st in lane.delays:
+            d = st.delay()  # type: ignore[attr-defined]
+            if d > 0:
+                await anyio.sleep(d)
+
+    async def _lane_loop(self, lane: _RunningLane) -> None:
+        source, sink, lock = lane.source, lane.sink, lane.sink_lock
+        recv, send = source.recv_batch, sink.send_batch
+        whole = lane.whole
+        batch = source.new_batch()
+        run_chain = self._run_chain
+        pace = lane.delays
+        while True:
+            batch.clear()
+            await recv(batch, whole)
+            out = run_chain(lane, batch)
+            if out is not None:
+                if lock is None:
+                    await send(out)
+                else:
+                    async with lock:
+                        await send(out)
+            if pace:
+                await self._pace(lane)
+
+    async def _lane_buffered(self, lane: _RunningLane) -> None:
+        # Bounded both ways: ``buffer`` filled batches in flight, one being read, one being
+        # processed; the reader waits for a free batch, which is the backpressure.
+        n = self.buffer
+        free_send, free_recv = anyio.create_memory_object_stream[PacketBatch](n + 2)
+        full_send, full_recv = anyio.create_memory_object_stream[PacketBatch](n)
+        for _ in range(n + 2):
+            free_send.send_nowait(lane.source.new_batch())
+
+        async def reader() -> None:
+            async with full_send, free_recv:
+                recv, whole = lane.source.recv_batch, lane.whole
+                async for batch in free_recv:
+                    batch.clear()
+                    try:
+                        await recv(batch, whole)
+                    except (anyio.EndOfStream, anyio.ClosedResourceError):
+                        return
+                    await full_send.send(batch)
+
+        async def processor() -> None:
+            async with full_recv, free_send:
+                sink, lock = lane.sink, lane.sink_lock
+                async for batch in full_recv:
+                    out = self._run_chain(lane, batch)
+                    if out is not None:
+                        if lock is None:
+                            await sink.send_batch(out)
+                        else:
+                            async with lock:
+                                await sink.send_batch(out)
+                    await free_send.send(batch)
+                    if lane.delays:
+                        await self._pace(lane)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reader)
+            tg.start_soon(processor)
+
+
+class Pipeline(_Engine):
+    """Source → stages → sink, one worker per source queue.
+
+    Args:
+        source: an :class:`~tunflow.AsyncDevice` or :class:`~tunflow.SyncDevice` (one queue), a
+            list of the queues of one multi-queue device, a
+            :class:`~tunflow.transport.Transport`, or any :class:`Port`.
+        stages: :class:`Stage` instances or :class:`StageSpec` descriptions, in order.
+        sink: where batches go (same kinds as ``source``). With fewer sink queues than source
+            queues, workers share sinks (one write at a time).
+        name: for statistics and logs.
+        direction: what the stages are told (``Direction.OUTBOUND`` by default).
+        workers: ``"tasks"`` (default) or ``"processes"``.
+        on_error: ``"drop"`` (default) or ``"stop"`` (see :class:`ErrorPolicy`).
+        buffer: batches in flight between a worker's reader and its chain (0: none — the worker
+            reads only after writing).
+        statistics_interval: how often worker processes report their counters (seconds).
+
+    Raises:
+        ConfigError: an endpoint that is not a port, a stage that is not a stage, a chain that
+            cannot carry the source's packets to the sink.
+        PluginError: a :class:`StageSpec` names a missing plugin.
+
+    Example:
+        >>> import anyio
+        >>> from tunflow.pipeline import MemorySink, MemorySource, Pipeline
+        >>> sink = MemorySink()
+        >>> p = Pipeline(MemorySource([b"\\x45" + bytes(19)] * 5, batch_size=2), [], sink)
+        >>> anyio.run(p.run)
+        >>> len(sink.packets), p.statistics().workers[0].batches
+        (5, 3)
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        stages: Sequence[Stage | StageSpec] = (),
+        sink: Any = None,
+        *,
+        name: str = "pipeline",
+        direction: Direction | str = Direction.OUTBOUND,
+        workers: WorkerMode | str = WorkerMode.TASKS,
+        on_error: ErrorPolicy | str = ErrorPolicy.DROP,
+        buffer: int = 0,
+        statistics_interval: float = 0.5,
+    ) -> None:
+        if sink is None:
+            raise ConfigError("a pipeline needs a sink")
+        direction = Direction(direction)
+        super().__init__(
+            name,
+            [(direction, as_ports(source), as_ports(sink))],
+            stages,
+            workers=workers,
+            on_error=on_error,
+            buffer=buffer,
+            statistics_interval=statistics_interval,
+        )
+
+
+class Tunnel(_Engine):
+    """Two pipelines sharing one chain: local → stages → remote, and remote → stages reversed →
+    local.
+
+    ``local`` is usually a device (its queues), ``remote`` a transport or another device (the
+    offload forwarder is a tunnel of two devices). Each stage instance sees both directions;
+    :meth:`StageBase.bind` tells it which one a worker runs.
+
+    Args:
+        local: the local side (device, queues, port).
+        remote: the remote side.
+        stages: in outbound order.
+        name, workers, on_error, buffer, statistics_interval: as :class:`Pipeline`.
+
+    Raises:
+        As :class:`Pipeline`.
+    """
+
+    def __init__(
+        self,
+        local: Any,
+        remote: Any,
+        stages: Sequence[Stage | StageSpec] = (),
+        *,
+        name: str = "tunnel",
+        workers: WorkerMode | str = WorkerMode.TASKS,
+        on_error: ErrorPolicy | str = ErrorPolicy.DROP,
+        buffer: int = 0,
+        statistics_interval: float = 0.5,
+    ) -> None:
+        a, b = as_ports(local), as_ports(remote)
+        super().__init__(
+            name,
+            [(Direction.OUTBOUND, a, b), (Direction.INBOUND, b, a)],
+            stages,
+            workers=workers,
+            on_error=on_error,
+            buffer=buffer,
+            statistics_interval=statistics_interval,
+        )
+
+
+class _Opened:
+    """An async context manager that runs an engine in its own task group."""
+
+    def __init__(self, engine: _Engine) -> None:
+        self._engine = engine
+        self._tg: Any = None
+
+    async def __aenter__(self) -> Any:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        try:
+            await self._tg.start(self._engine.run)
+        except BaseException as exc:
+            self._tg.cancel_scope.cancel()
+            await self._tg.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self._engine
+
+    async def __aexit__(self, *exc: Any) -> bool | None:
+        self._tg.cancel_scope.cancel()
+        try:
+            return await self._tg.__aexit__(*exc)  # type: ignore[no-any-return]
+        except BaseExceptionGroup as group:
+            leaves = _leaves(group)
+            if len(leaves) == 1 and isinstance(leaves[0], Exception):
+                raise leaves[0] from None
+            raise
+
+
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for e in group.exceptions:
+        if isinstance(e, BaseExceptionGroup):
+            out.extend(_leaves(e))
+        else:
+            out.append(e)
+    return out
+
+
+def open_pipeline(
+    source: Any, stages: Sequence[Stage | StageSpec] = (), sink: Any = None, **kwargs: Any
+) -> Any:
+    """Start a :class:`Pipeline` in a task group of its own; stop it when the block ends.
+
+    ``async with open_pipeline(dev, [stage], transport) as p:`` — the block runs once every
+    worker runs; leaving it cancels them and waits (< 1 s) for everything to close.
+
+    Args:
+        source, stages, sink, **kwargs: as :class:`Pipeline`.
+
+    Returns:
+        An async context manager yielding the :class:`Pipeline`.
+
+    Raises:
+        As :class:`Pipeline` and :meth:`Pipeline.run`.
+    """
+    return _Opened(Pipeline(source, stages, sink, **kwargs))
+
+
+def open_tunnel(
+    local: Any, remote: Any, stages: Sequence[Stage | StageSpec] = (), **kwargs: Any
+) -> Any:
+    """Start a :class:`Tunnel`, as :func:`open_pipeline` starts a pipeline.
+
+    Returns:
+        An async context manager yielding the :class:`Tunnel`.
+    """
+    return _Opened(Tunnel(local, remote, stages, **kwargs))

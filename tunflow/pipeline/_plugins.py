@@ -1,0 +1,299 @@
+"""Stage plugins: discovery through the ``tunflow.stages`` entry-point group, option checking.
+
+Built-in stages (``plugins/tunflow_plugins``) register in the same group as a third party's, so
+there is one way to find a stage. Entry points are listed once and loaded lazily, by name.
+Options are attrs classes structured by a cattrs converter that refuses unknown keys; errors
+name the dotted path of the bad key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import typing
+from collections.abc import Mapping
+from importlib import metadata
+from typing import Any
+
+import attrs
+import cattrs
+
+from ..errors import ConfigError, PluginError
+from ._stage import Stage, StageSpec
+
+__all__ = [
+    "GROUP",
+    "StagePlugin",
+    "OptionInfo",
+    "available_stages",
+    "load_stage_class",
+    "build_stage",
+    "refresh_plugins",
+    "converter",
+    "structure_options",
+    "unstructure_options",
+    "config_error_from_cattrs",
+]
+
+#: The entry-point group stages register in.
+GROUP = "tunflow.stages"
+
+_cache: dict[str, metadata.EntryPoint] | None = None
+_loaded: dict[str, type] = {}
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True)
+    for cls in (
+        ipaddress.IPv4Network,
+        ipaddress.IPv6Network,
+        ipaddress.IPv4Interface,
+        ipaddress.IPv6Interface,
+        ipaddress.IPv4Address,
+        ipaddress.IPv6Address,
+    ):
+        conv.register_structure_hook(cls, lambda v, t: t(v))
+        conv.register_unstructure_hook(cls, str)
+    conv.register_structure_hook(
+        ipaddress.IPv4Network | ipaddress.IPv6Network,
+        lambda v, _: ipaddress.ip_network(v, strict=False),
+    )
+    conv.register_structure_hook(
+        ipaddress.IPv4Interface | ipaddress.IPv6Interface, lambda v, _: ipaddress.ip_interface(v)
+    )
+    return conv
+
+
+#: The converter used for stage options and the TOML configuration.
+converter = _make_converter()
+
+
+def config_error_from_cattrs(
+    exc: BaseException, *, prefix: str = "", file: str | None = None
+) -> ConfigError:
+    """A :class:`ConfigError` from a cattrs structuring failure, naming the bad key's path.
+
+    Args:
+        exc: what ``converter.structure`` raised.
+        prefix: the dotted path of the structured value inside the file (``stages[1].options``).
+        file: the file name, if any.
+    """
+    lines = cattrs.transform_error(exc, path="$") if isinstance(exc, Exception) else [str(exc)]
+    messages: list[str] = []
+    first_path: str | None = None
+    for line in lines:
+        msg, _, where = line.rpartition(" @ ")
+        if not _:
+            msg, where = line, "$"
+        path = where[1:].lstrip(".")
+        full = f"{prefix}.{path}" if prefix and path and not path.startswith("[") else prefix + path
+        full = full or prefix
+        if first_path is None:
+            first_path = full or None
+        messages.append(f"{msg} @ {full}" if full else msg)
+    if len(messages) == 1:
+        msg = messages[0].rpartition(" @ ")[0] or messages[0]
+        return ConfigError(msg, path=first_path, file=file)
+    return ConfigError("; ".join(messages), path=first_path, file=file)
+
+
+def structure_options(cls: type, options: Mapping[str, Any], *, prefix: str = "") -> Any:
+    """``options`` as an instance of ``cls.Options`` (a stage class's options).
+
+    Raises:
+        ConfigError: a missing, unknown or mistyped option; ``path`` names it.
+    """
+    options_cls = getattr(cls, "Options", None)
+    if options_cls is None:
+        if options:
+            raise ConfigError(f"takes no options, got {sorted(options)}", path=prefix or None)
+        return None
+    try:
+        return converter.structure(dict(options), options_cls)
+    except ConfigError as exc:
+        if prefix and exc.path is None:
+            raise ConfigError(str(exc), path=prefix) from exc
+        raise
+    except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
+        raise config_error_from_cattrs(exc, prefix=prefix) from None
+
+
+def unstructure_options(options: Any) -> dict[str, Any]:
+    """Options as plain data (for a worker process, JSON, TOML)."""
+    if options is None:
+        return {}
+    data = converter.unstructure(options)
+    return dict(data) if isinstance(data, Mapping) else {}
+
+
+@attrs.frozen
+class OptionInfo:
+    """One option of a stage plugin, as ``tunflow stages`` shows it."""
+
+    name: str
+    type: str
+    default: str | None
+    required: bool
+    help: str
+
+
+@attrs.frozen
+class StagePlugin:
+    """A stage plugin found in the entry-point group.
+
+    Attributes:
+        name: the entry-point name (what a TOML ``plugin =`` says).
+        target: ``module:Class``.
+        distribution: the installed distribution that declares it, with its version.
+    """
+
+    name: str
+    target: str
+    distribution: str | None
+
+    def load(self) -> type:
+        """Import the plugin's class (see :func:`load_stage_class`)."""
+        return load_stage_class(self.name)
+
+    def summary(self) -> str:
+        """The plugin's one-line description."""
+        cls = self.load()
+        text = getattr(cls, "summary", "") or (cls.__doc__ or "").strip().split("\n")[0]
+        return str(text)
+
+    def options(self) -> list[OptionInfo]:
+        """The plugin's options, from its attrs ``Options`` class."""
+        cls = self.load()
+        options_cls = getattr(cls, "Options", None)
+        if options_cls is None or not attrs.has(options_cls):
+            return []
+        hints = typing.get_type_hints(options_cls)
+        out = []
+        for field in attrs.fields(options_cls):
+            required = field.default is attrs.NOTHING
+            default: str | None = None
+            if not required:
+                value = field.default
+                factory = getattr(value, "factory", None)
+                if callable(factory) and type(value).__name__ == "Factory":
+                    value = factory()
+                default = repr(converter.unstructure(value))
+            out.append(
+                OptionInfo(
+                    name=field.name,
+                    type=_type_name(hints.get(field.name, field.type)),
+                    default=default,
+                    required=required,
+                    help=str(field.metadata.get("help", "")),
+                )
+            )
+        return out
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "").replace("ipaddress.", "")
+
+
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    global _cache
+    if _cache is None:
+        found: dict[str, metadata.EntryPoint] = {}
+        for ep in metadata.entry_points(group=GROUP):
+            found.setdefault(ep.name, ep)
+        _cache = found
+    return _cache
+
+
+def refresh_plugins() -> None:
+    """Forget what was discovered (after installing a plugin into a running interpreter)."""
+    global _cache
+    _cache = None
+    _loaded.clear()
+
+
+def _dist_name(ep: metadata.EntryPoint) -> str | None:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return None
+    return f"{dist.metadata['Name']} {dist.version}"
+
+
+def available_stages() -> dict[str, StagePlugin]:
+    """Every stage plugin installed, by name (nothing is imported)."""
+    return {
+        name: StagePlugin(name, ep.value, _dist_name(ep))
+        for name, ep in sorted(_entry_points().items())
+    }
+
+
+def load_stage_class(name: str) -> type:
+    """Import the class registered under ``name``.
+
+    Raises:
+        PluginError: no plugin of that name (the message lists close matches), or importing it
+            failed (the message names the distribution).
+    """
+    cls = _loaded.get(name)
+    if cls is not None:
+        return cls
+    eps = _entry_points()
+    ep = eps.get(name)
+    if ep is None:
+        close = difflib.get_close_matches(name, eps, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise PluginError(
+            f"no stage plugin named {name!r} in the {GROUP!r} entry points "
+            f"(found: {', '.join(sorted(eps)) or 'none'}){hint}"
+        )
+    try:
+        obj = ep.load()
+    except Exception as exc:
+        raise PluginError(
+            f"stage plugin {name!r} ({ep.value}, from {_dist_name(ep) or 'an unknown distribution'}) "
+            f"failed to load: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(obj, type) or not callable(getattr(obj, "from_options", None)):
+        raise PluginError(
+            f"stage plugin {name!r} ({ep.value}) is not a stage class with from_options()"
+        )
+    _loaded[name] = obj
+    return obj
+
+
+def build_stage(spec: StageSpec, *, path: str | None = None) -> Stage:
+    """Build the stage ``spec`` describes.
+
+    Args:
+        spec: plugin name and options.
+        path: where the spec stands in a configuration, for error messages (``stages[0]``).
+
+    Raises:
+        PluginError: the plugin is missing or broken.
+        ConfigError: the options do not fit; ``path`` names the bad key.
+    """
+    cls = load_stage_class(spec.plugin)
+    prefix = f"{path}.options" if path else ""
+    try:
+        stage = cls.from_options(spec.options, name=spec.name or spec.plugin)  # type: ignore[attr-defined]
+    except ConfigError as exc:
+        if not prefix:
+            raise
+        inner = exc.path
+        full = (
+            prefix
+            if not inner
+            else f"{prefix}{inner}"
+            if inner.startswith("[")
+            else f"{prefix}.{inner}"
+        )
+        message = str(exc)
+        if inner and message.startswith(f"{inner}: "):
+            message = message[len(inner) + 2 :]
+        raise ConfigError(message, path=full) from exc
+    if spec.on_error is not None:
+        stage.on_error = spec.on_error
+    if not isinstance(stage, Stage):
+        raise PluginError(f"stage plugin {spec.plugin!r} built {stage!r}, which is not a Stage")
+    return stage

@@ -1,0 +1,278 @@
+"""Processes mode, parent side: one worker process per source queue, supervised.
+
+Each child is ``python -m tunflow.pipeline._worker`` started with ``subprocess.Popen`` *in the
+calling thread* (a new process inherits the network namespace of the thread that forks it, and
+tests run their threads inside throw-away namespaces); the namespace is also passed as an fd so
+the child can ``setns`` into it if it started elsewhere. The queue fds and transport sockets are
+inherited with ``pass_fds``; the child gets its job (stage specs, ports, policy) as one pickled
+message over a ``SOCK_SEQPACKET`` socketpair, reports ``ready``, then its statistics every
+``statistics_interval`` and once more when it stops. Stopping: the parent sends ``stop``, reads
+until the child's final report or end of file, and kills whatever has not exited after
+``_GRACE`` seconds — within a second in all. A child whose parent vanishes sees end of file on
+its socket and exits.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+from anyio.abc import TaskStatus
+
+from ..errors import ConfigError
+from ._ports import Port, PortHandle, PortStatistics
+from ._stage import Stage, StageSpec, StageStatistics
+
+if TYPE_CHECKING:
+    from ._engine import WorkerStatistics, _Engine
+
+__all__ = ["ProcessSupervisor", "MAX_MESSAGE"]
+
+MAX_MESSAGE: Final = 1 << 20
+#: seconds a child gets to stop on its own before it is killed
+_GRACE: Final = 0.6
+
+
+def current_backend() -> tuple[str, dict[str, Any]]:
+    """The running anyio backend's name and options, for a child to run the same."""
+    try:
+        import sniffio
+
+        lib = sniffio.current_async_library()
+    except Exception:
+        lib = "asyncio"
+    if lib == "asyncio":
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        if type(loop).__module__.startswith("uvloop"):
+            return "asyncio", {"use_uvloop": True}
+        return "asyncio", {}
+    return lib, {}
+
+
+class _Child:
+    def __init__(self, index: int, proc: subprocess.Popen[bytes], sock: socket.socket) -> None:
+        self.index = index
+        self.proc = proc
+        self.sock = sock
+        self.ready = False
+        self.finished = False
+        self.stats: tuple[Any, Any, Any] | None = None
+
+
+class ProcessSupervisor:
+    """Starts, watches and stops the worker processes of one engine."""
+
+    def __init__(self, engine: _Engine, specs: Sequence[StageSpec]) -> None:
+        self._engine = engine
+        self._specs = list(specs)
+        self._children: list[_Child] = []
+        self._failure: BaseException | None = None
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def _jobs(self) -> list[tuple[list[PortHandle], list[tuple[str, int, int]]]]:
+        flows = self._engine._flows
+        count = max(len(src) for _, src, _ in flows)
+        handles: dict[int, PortHandle] = {}
+
+        def handle(port: Port) -> int:
+            h = port.handle()
+            if h is None:
+                raise ConfigError(
+                    f"port {port.name!r} cannot be handed to a worker process "
+                    "(processes mode needs device queues or UDP transports)"
+                )
+            handles.setdefault(h.fd, h)
+            return h.fd
+
+        jobs = []
+        for i in range(count):
+            lanes: list[tuple[str, int, int]] = []
+            for direction, src, dst in flows:
+                if i < len(src):
+                    lanes.append((direction.value, handle(src[i]), handle(dst[i % len(dst)])))
+            used = {fd for _, a, b in lanes for fd in (a, b)}
+            jobs.append(([handles[fd] for fd in sorted(used)], lanes))
+        return jobs
+
+    def _spawn(self, index: int, handles: list[PortHandle], lanes: list[tuple[str, int, int]]):  # type: ignore[no-untyped-def]
+        backend, options = current_backend()
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ns_fd = -1
+        try:
+            if sys.platform == "linux":
+                try:
+                    ns_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+                except OSError:
+                    ns_fd = -1
+            job = {
+                "index": index,
+                "name": self._engine.name,
+                "backend": backend,
+                "backend_options": options,
+                "sys_path": list(sys.path),
+                "netns_fd": ns_fd if ns_fd >= 0 else None,
+                "handles": handles,
+                "lanes": lanes,
+                "stages": self._specs,
+                "on_error": self._engine.on_error.value,
+                "buffer": self._engine.buffer,
+                "interval": self._engine.statistics_interval,
+            }
+            fds = [child.fileno(), *(h.fd for h in handles)]
+            if ns_fd >= 0:
+                fds.append(ns_fd)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "tunflow.pipeline._worker", str(child.fileno())],
+                pass_fds=fds,
+                stdin=subprocess.DEVNULL,
+                close_fds=True,
+            )
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()
+            if ns_fd >= 0:
+                os.close(ns_fd)
+        parent.setblocking(False)
+        c = _Child(index, proc, parent)
+        try:
+            parent.send(pickle.dumps(job))
+        except OSError:
+            pass  # the child died at once; its supervisor reports it
+        return c
+
+    # -- running --------------------------------------------------------------------------
+
+    async def run(self, task_status: TaskStatus[None], set_running: Callable[[], None]) -> None:
+        jobs = self._jobs()
+        all_ready = anyio.Event()
+        try:
+            for i, (handles, lanes) in enumerate(jobs):
+                self._children.append(self._spawn(i, handles, lanes))
+            async with anyio.create_task_group() as tg:
+                for c in self._children:
+                    tg.start_soon(self._supervise, c, all_ready, tg.cancel_scope)
+                await all_ready.wait()
+                set_running()
+                task_status.started()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._stop_all()
+        if self._failure is not None:
+            raise self._failure
+
+    async def _receive(self, c: _Child) -> Any:
+        while True:
+            try:
+                data = c.sock.recv(MAX_MESSAGE)
+            except BlockingIOError:
+                await anyio.wait_readable(c.sock)
+                continue
+            except OSError:
+                return None
+            return pickle.loads(data) if data else None
+
+    async def _supervise(self, c: _Child, all_ready: anyio.Event, scope: anyio.CancelScope) -> None:
+        from ._engine import StageError, WorkerError
+
+        while True:
+            msg = await self._receive(c)
+            if msg is None:
+                if self._failure is None:
+                    rc = c.proc.poll()
+                    self._failure = WorkerError(
+                        f"worker process {c.index} (pid {c.proc.pid}) exited"
+                        + (f" with status {rc}" if rc is not None else "")
+                        + " without reporting"
+                    )
+                scope.cancel()
+                return
+            kind = msg[0]
+            if kind == "ready":
+                c.ready = True
+                if all(ch.ready for ch in self._children):
+                    all_ready.set()
+            elif kind == "stats":
+                c.stats = msg[1]
+            elif kind == "final":
+                c.stats = msg[1]
+                c.finished = True
+                if all(ch.finished for ch in self._children):
+                    all_ready.set()  # nothing left to wait for
+                return
+            elif kind == "error":
+                _, what, text, stage = msg
+                if self._failure is None:
+                    if what == "stage":
+                        self._failure = StageError(text, stage=stage)
+                    elif what == "config":
+                        self._failure = ConfigError(text)
+                    else:
+                        self._failure = WorkerError(f"worker process {c.index}: {text}")
+                scope.cancel()
+
+    async def _stop_all(self) -> None:
+        async with anyio.create_task_group() as tg:
+            for c in self._children:
+                tg.start_soon(self._stop, c)
+
+    async def _stop(self, c: _Child) -> None:
+        deadline = time.monotonic() + _GRACE
+        try:
+            if not c.finished:
+                try:
+                    c.sock.send(pickle.dumps(("stop",)))
+                except OSError:
+                    pass
+                with anyio.move_on_after(_GRACE):
+                    while True:
+                        msg = await self._receive(c)
+                        if msg is None:
+                            break
+                        if msg[0] in ("stats", "final"):
+                            c.stats = msg[1]
+            while c.proc.poll() is None and time.monotonic() < deadline:  # noqa: ASYNC110
+                await anyio.sleep(0.01)  # no pidfd wait on every backend: poll briefly
+            if c.proc.poll() is None:
+                c.proc.kill()
+            c.proc.wait()
+        finally:
+            c.sock.close()
+
+    # -- statistics -----------------------------------------------------------------------
+
+    def statistics(
+        self, stages: Sequence[Stage], ports: Sequence[Port]
+    ) -> tuple[
+        tuple[StageStatistics, ...], tuple[PortStatistics, ...], tuple[WorkerStatistics, ...]
+    ]:
+        totals: list[StageStatistics] = [
+            StageStatistics(st.name, getattr(st, "plugin", "")) for st in stages
+        ]
+        by_port: dict[str, PortStatistics] = {
+            p.name: PortStatistics(p.name, p.statistics().kind) for p in ports
+        }
+        workers: list[WorkerStatistics] = []
+        for c in self._children:
+            if c.stats is None:
+                continue
+            st_stats, port_stats, worker_stats = c.stats
+            for i, s in enumerate(st_stats):
+                if i < len(totals):
+                    totals[i] = totals[i].merge(s)
+            for p in port_stats:
+                prev = by_port.get(p.name)
+                by_port[p.name] = p if prev is None else prev.merge(p)
+            workers.extend(worker_stats)
+        return tuple(totals), tuple(by_port.values()), tuple(workers)

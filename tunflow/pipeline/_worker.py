@@ -1,0 +1,155 @@
+"""Processes mode, child side: ``python -m tunflow.pipeline._worker FD``.
+
+Reads its job from the socket ``FD`` (see :mod:`._processes`), enters the parent's network
+namespace if it is elsewhere, reopens its ports from the inherited fds, rebuilds the stages from
+their plugin names and options, runs its lanes as tasks, reports statistics, and stops when the
+parent says ``stop`` or goes away.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import socket
+import sys
+from typing import Any
+
+__all__ = ["main"]
+
+
+def _enter_netns(fd: int | None) -> None:
+    if fd is None:
+        return
+    try:
+        if os.fstat(fd).st_ino != os.stat("/proc/self/ns/net").st_ino:
+            os.setns(fd, os.CLONE_NEWNET)  # type: ignore[attr-defined]
+    finally:
+        os.close(fd)
+
+
+def _send(sock: socket.socket, message: Any) -> None:
+    try:
+        sock.send(pickle.dumps(message))
+    except OSError:
+        pass
+
+
+async def _run(sock: socket.socket, job: dict[str, Any]) -> int:
+    import anyio
+
+    from ..errors import ConfigError, PluginError
+    from ._engine import StageError, _Engine
+    from ._ports import close_port, open_port_handle
+    from ._stage import Direction
+
+    ports: dict[int, Any] = {}
+    try:
+        try:
+            for h in job["handles"]:
+                ports[h.fd] = open_port_handle(h)
+            engine = _Engine(
+                job["name"],
+                [(Direction(d), [ports[src]], [ports[dst]]) for d, src, dst in job["lanes"]],
+                job["stages"],
+                workers="tasks",
+                on_error=job["on_error"],
+                buffer=job["buffer"],
+                statistics_interval=job["interval"],
+                worker_base=job["index"],
+                kernel_links=False,
+                process_index=job["index"],
+            )
+        except (ConfigError, PluginError) as exc:
+            _send(sock, ("error", "config", str(exc), None))
+            return 2
+
+        def report(kind: str) -> None:
+            s = engine.statistics()
+            _send(sock, (kind, (s.stages, s.ports, s.workers)))
+
+        async def reporter() -> None:
+            while True:
+                await anyio.sleep(job["interval"])
+                report("stats")
+
+        async def control(scope: anyio.CancelScope) -> None:
+            while True:
+                try:
+                    data = sock.recv(4096)
+                except BlockingIOError:
+                    await anyio.wait_readable(sock)
+                    continue
+                except OSError:
+                    data = b""
+                if not data or pickle.loads(data)[0] == "stop":
+                    scope.cancel()
+                    return
+
+        status = 0
+        failure: BaseException | None = None
+
+        async def body(*, task_status: Any) -> None:
+            nonlocal failure
+            try:
+                await engine.run(task_status=task_status)
+            except Exception as exc:
+                failure = exc
+            tg.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(control, tg.cancel_scope)
+            try:
+                await tg.start(body)
+            except RuntimeError:
+                pass  # the engine failed before it started: ``failure`` says why
+            else:
+                _send(sock, ("ready",))
+                tg.start_soon(reporter)
+        if isinstance(failure, StageError):
+            _send(sock, ("error", "stage", str(failure), failure.stage))
+            status = 1
+        elif isinstance(failure, ConfigError | PluginError):
+            _send(sock, ("error", "config", str(failure), None))
+            status = 2
+        elif failure is not None:
+            _send(sock, ("error", "worker", f"{type(failure).__name__}: {failure}", None))
+            status = 1
+        report("final")
+        return status
+    finally:
+        with anyio.CancelScope(shield=True):
+            for port in ports.values():
+                try:
+                    await close_port(port)
+                except Exception:
+                    pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one worker process (the parent passes the socket's fd as the only argument)."""
+    args = sys.argv[1:] if argv is None else argv
+    # Ctrl-C reaches the whole process group; the parent decides when workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sock = socket.socket(fileno=int(args[0]))
+    data = sock.recv(1 << 20)
+    if not data:
+        return 0
+    job = pickle.loads(data)
+    for entry in reversed(job["sys_path"]):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    _enter_netns(job["netns_fd"])
+    sock.setblocking(False)
+    import anyio
+
+    try:
+        return anyio.run(
+            _run, sock, job, backend=job["backend"], backend_options=job["backend_options"]
+        )
+    finally:
+        sock.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,22 @@
+"""Transports: batches of datagrams to and from peers (a UDP socket today).
+
+:class:`Transport` is the contract a pipeline's remote side meets; :class:`UDPTransport` is the
+plain ``sendto``/``recvfrom`` implementation, driven by ``anyio.wait_readable``/``wait_writable``
+like the devices.
+"""
+
+from ._base import Address as Address
+from ._base import DatagramBatch as DatagramBatch
+from ._base import Transport as Transport
+from ._base import TransportStatistics as TransportStatistics
+from .udp import UDPTransport as UDPTransport
+from .udp import parse_endpoint as parse_endpoint
+
+__all__ = [
+    "Address",
+    "DatagramBatch",
+    "Transport",
+    "TransportStatistics",
+    "UDPTransport",
+    "parse_endpoint",
+]
