@@ -1,0 +1,590 @@
+"""Two real interfaces talking in memory: handshakes, data, loss, timers, cookies, roaming.
+
+Time is explicit (``Pair.now``/``Pair.advance``); nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+from wgpair import A_IP, A_IP6, B_IP, B_IP6, Drbg, Pair, batch_of, ip4, ip6
+
+from tunflow.packet import HEADROOM, PacketBatch
+from tunflow.wireguard.protocol import (
+    DatagramBatch,
+    EndpointChanged,
+    HandshakeCompleted,
+    HandshakeFailed,
+    KeysZeroed,
+    PeerConfig,
+    PrivateKey,
+    WireGuard,
+)
+from tunflow.wireguard.protocol.constants import (
+    KEEPALIVE_TIMEOUT,
+    MAX_TIMER_HANDSHAKES,
+    REJECT_AFTER_MESSAGES,
+    REJECT_AFTER_TIME,
+    REKEY_AFTER_MESSAGES,
+    REKEY_AFTER_TIME,
+    REKEY_TIMEOUT,
+)
+from tunflow.wireguard.protocol.replay import WINDOW_SIZE
+from tunflow.wireguard.protocol.session import padded_length
+
+
+def packets(n: int, src: str = A_IP, dst: str = B_IP, size: int = 100) -> list[bytes]:
+    return [ip4(src, dst, i.to_bytes(4, "big") + bytes(size)) for i in range(n)]
+
+
+# -- handshake and data -------------------------------------------------------------------------
+
+
+def test_first_packet_triggers_handshake_and_is_delivered() -> None:
+    p = Pair()
+    first = ip4(A_IP, B_IP, b"hello")
+    p.a.send_packet(first, p.now)
+    out = p.a.datagrams_to_send()
+    assert [len(d) for d, _ in out] == [148] and out[0][1] == p.b_addr
+    p.deliver("b", [out[0][0]])
+    resp = p.b.datagrams_to_send()
+    assert [len(d) for d, _ in resp] == [92] and resp[0][1] == p.a_addr  # endpoint learnt
+    p.deliver("a", [resp[0][0]])
+    staged = p.a.datagrams_to_send()
+    assert len(staged) == 1  # the staged packet, not an extra keepalive
+    assert p.deliver("b", [staged[0][0]]) == [first]
+    ea, eb = p.events("a"), p.events("b")
+    assert HandshakeCompleted(p.kb.public_key(), True, p.b_addr) in ea
+    assert HandshakeCompleted(p.ka.public_key(), False, p.a_addr) in eb
+    assert EndpointChanged(p.ka.public_key(), p.a_addr) in eb
+    sa, sb = p.a.statistics(), p.b.statistics()
+    assert sa.handshakes_completed == sb.handshakes_completed == 1
+    assert sa.dropped == sb.dropped == 0
+    assert p.peer_of_a.last_handshake == pytest.approx(p.now)
+
+
+def test_data_both_ways_through_batches_ipv4_and_ipv6() -> None:
+    p = Pair()
+    p.handshake()
+    sizes = [0, 1, 15, 16, 17, 100, 1380, 1400]
+    a2b = [ip4(A_IP, B_IP, bytes(n)) for n in sizes] + [ip6(A_IP6, B_IP6, bytes(n)) for n in sizes]
+    datagrams = p.send("a", a2b)
+    for pkt, d in zip(a2b, datagrams, strict=True):
+        assert len(d) == 32 + padded_length(len(pkt), 1420)
+    assert len(datagrams[6]) == 32 + 1408 and len(datagrams[7]) == 32 + 1420  # capped at MTU
+    assert p.deliver("b", datagrams) == a2b
+    b2a = [ip4(B_IP, A_IP, bytes(n)) for n in sizes]
+    assert p.transfer("b", b2a) == b2a
+    assert p.a.statistics().dropped == p.b.statistics().dropped == 0
+    # + the initiation and the first (staged) packet of the handshake
+    assert p.peer_of_b.rx_bytes == sum(map(len, datagrams)) + 148 + 32 + 48
+
+
+def test_out_of_room_returns_consumed_count() -> None:
+    p = Pair()
+    p.handshake()
+    batch = batch_of(packets(10, size=200))
+    small = DatagramBatch(4 * (32 + 240))
+    assert p.a.encrypt_batch(batch, p.now, small) == 4
+    got = p.deliver("b", [d for d, _ in small.to_list()])
+    assert len(got) == 4
+    rx = DatagramBatch(1 << 16)
+    for d in p.send("a", packets(5, size=200)):
+        rx.append(d, p.a_addr)
+    tiny = PacketBatch(capacity=2 * (HEADROOM + 300), max_packets=100)
+    assert p.b.decrypt_batch(rx, p.now, tiny) == 2
+    assert len(tiny) == 2
+
+
+def test_loss_and_reordering_within_window_then_replays_dropped() -> None:
+    p = Pair()
+    p.handshake()
+    pkts = packets(300)
+    datagrams = p.send("a", pkts)
+    rnd = random.Random(7)
+    kept = [i for i in range(300) if rnd.random() > 0.1]
+    order = kept[:]
+    rnd.shuffle(order)
+    got = p.deliver("b", [datagrams[i] for i in order])
+    assert got == [pkts[i] for i in order]
+    before = p.b.statistics().dropped_replay
+    assert p.deliver("b", [datagrams[i] for i in order[:50]]) == []
+    assert p.b.statistics().dropped_replay - before == 50
+
+
+def test_counter_behind_window_is_dropped() -> None:
+    p = Pair()
+    p.handshake()
+    datagrams = p.send("a", packets(WINDOW_SIZE + 200, size=0))
+    assert len(p.deliver("b", [datagrams[-1]])) == 1
+    assert p.deliver("b", [datagrams[0]]) == []  # 8128 + 199 behind
+    assert len(p.deliver("b", [datagrams[200]])) == 1  # exactly at the edge of the window
+    assert p.b.statistics().dropped_replay == 1
+
+
+def test_tampered_and_unknown_index_and_short_messages_are_counted() -> None:
+    p = Pair()
+    p.handshake()
+    [d] = p.send("a", packets(1))
+    bad = bytearray(d)
+    bad[40] ^= 1
+    unknown = bytearray(d)
+    unknown[4:8] = b"\xde\xad\xbe\xef"
+    assert p.deliver("b", [bytes(bad), bytes(unknown), b"\x04\0\0\0", b"\x07" + bytes(60)]) == []
+    s = p.b.statistics()
+    assert (s.dropped_bad_aead, s.dropped_unknown_index, s.dropped_malformed) == (1, 1, 2)
+    assert p.deliver("b", [d]) != []  # the good one still works after the forgeries
+
+
+def test_source_address_must_be_allowed_and_destination_routed() -> None:
+    p = Pair()
+    p.handshake()
+    spoofed = ip4("10.0.0.99", B_IP)
+    assert p.transfer("a", [spoofed, ip4(A_IP, B_IP)]) == [ip4(A_IP, B_IP)]
+    assert p.b.statistics().dropped_not_allowed_source == 1
+    assert p.send("a", [ip4(A_IP, "192.0.2.200"), b"\x00" * 30]) == []
+    s = p.a.statistics()
+    assert (s.dropped_no_route, s.dropped_malformed) == (1, 1)
+
+
+def test_responder_stages_until_key_confirmation_and_both_directions_initiate() -> None:
+    p = Pair()
+    # b initiates this time (it knows no endpoint: the packet waits and no initiation is sent)
+    p.b.send_packet(ip4(B_IP, A_IP), p.now)
+    assert p.b.datagrams_to_send() == []
+    p.b.set_endpoint(p.ka.public_key(), p.a_addr)
+    p.now += REKEY_TIMEOUT
+    p.b.send_packet(ip4(B_IP, A_IP, b"2"), p.now)
+    p.flush()
+    assert p.got["a"] == [ip4(B_IP, A_IP), ip4(B_IP, A_IP, b"2")]
+    assert p.peer_of_b.current is not None and p.peer_of_b.current.is_initiator
+
+
+def test_simultaneous_initiations_converge() -> None:
+    p = Pair(b_knows_a=True)
+    p.a.send_packet(ip4(A_IP, B_IP, b"from a"), p.now)
+    p.b.send_packet(ip4(B_IP, A_IP, b"from b"), p.now)
+    p.flush()
+    # each side answered the other's initiation, which discards its own (as in wireguard-go):
+    # the crossed responses are dropped and the retransmission after REKEY_TIMEOUT resolves it
+    assert p.a.statistics().dropped_unknown_index == 1
+    assert p.b.statistics().dropped_unknown_index == 1
+    p.advance(REKEY_TIMEOUT + 1)
+    assert ip4(A_IP, B_IP, b"from a") in p.got["b"]
+    assert ip4(B_IP, A_IP, b"from b") in p.got["a"]
+    assert p.transfer("a", [ip4(A_IP, B_IP, b"x")]) == [ip4(A_IP, B_IP, b"x")]
+    assert p.transfer("b", [ip4(B_IP, A_IP, b"y")]) == [ip4(B_IP, A_IP, b"y")]
+
+
+# -- rekeying ---------------------------------------------------------------------------------
+
+
+def test_rekey_after_time_by_initiator_keeps_traffic_flowing() -> None:
+    p = Pair()
+    p.handshake()
+    old = p.peer_of_a.current
+    p.advance(REKEY_AFTER_TIME - 1)
+    assert p.transfer("a", packets(1)) == packets(1)
+    assert p.peer_of_a.current is old
+    p.advance(2)
+    in_flight = p.send("a", packets(2))  # still the old session: rekey starts after sending
+    assert p.peer_of_a.current is old
+    p.flush()
+    assert p.peer_of_a.current is not old and p.peer_of_a.previous is old
+    assert p.deliver("b", in_flight) == packets(2)  # b still has the old session as previous
+    assert p.transfer("a", packets(3)) == packets(3)
+    assert p.a.statistics().handshakes_completed == 2
+
+
+def test_responder_does_not_rekey_on_time_but_initiator_rekeys_before_reject() -> None:
+    p = Pair()
+    p.handshake()
+    p.advance(REKEY_AFTER_TIME + 5, drop=lambda frm, d: True)
+    assert p.transfer("b", [ip4(B_IP, A_IP)]) == [ip4(B_IP, A_IP)]
+    assert p.b.statistics().handshake_initiations_sent == 0  # responder: no time-based rekey
+    # a receives data in the last REKEY_TIMEOUT+KEEPALIVE_TIMEOUT seconds: it rekeys once
+    p.now += REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT - REKEY_AFTER_TIME - 5 + 1
+    before = p.a.statistics().handshake_initiations_sent
+    p.transfer("b", [ip4(B_IP, A_IP)])
+    assert p.a.statistics().handshake_initiations_sent == before + 1
+
+
+def test_rekey_after_messages() -> None:
+    p = Pair()
+    p.handshake()
+    p.peer_of_a.current.send_counter = REKEY_AFTER_MESSAGES
+    p.now += REKEY_TIMEOUT  # initiations are at least REKEY_TIMEOUT apart
+    assert p.transfer("a", packets(1)) == packets(1)
+    assert p.a.statistics().handshake_initiations_sent == 2
+    assert p.peer_of_a.current.send_counter < 10
+
+
+def test_reject_after_messages_stages_and_rehandshakes() -> None:
+    p = Pair()
+    p.handshake()
+    s = p.peer_of_a.current
+    s.send_counter = REJECT_AFTER_MESSAGES - 2
+    p.now += REKEY_TIMEOUT
+    got = p.transfer("a", packets(5))
+    assert got == packets(5)  # 2 on the old session, 3 staged and sent on the new one
+    assert p.peer_of_a.current is not s
+    assert p.b.statistics().dropped == 0
+
+
+def test_session_older_than_reject_after_time_is_refused() -> None:
+    p = Pair()
+    p.handshake()
+    [late] = p.send("a", packets(1))
+    p.now += REJECT_AFTER_TIME + 1
+    assert p.deliver("b", [late]) == []
+    assert p.b.statistics().dropped_too_old == 1
+    # the sender will not use it either: it stages and re-handshakes
+    assert p.transfer("a", packets(1)) == packets(1)
+    assert p.a.statistics().handshakes_completed == 2
+
+
+# -- timers -------------------------------------------------------------------------------------
+
+
+def test_handshake_retries_then_gives_up_and_flushes() -> None:
+    p = Pair()
+    p.a.send_packet(ip4(A_IP, B_IP), p.now)
+    start = p.now
+    p.advance(200, drop=lambda frm, d: True)  # b is unreachable
+    s = p.a.statistics()
+    # the first initiation and MAX_TIMER_HANDSHAKES + 1 retries, as wireguard-go ("giving up
+    # after 20 attempts"): about REKEY_ATTEMPT_TIME
+    assert s.handshake_initiations_sent == MAX_TIMER_HANDSHAKES + 2
+    assert s.handshakes_failed == 1 and s.dropped_no_session == 1
+    failed = [e for e in p.events("a") if isinstance(e, HandshakeFailed)]
+    assert failed == [HandshakeFailed(p.kb.public_key(), MAX_TIMER_HANDSHAKES + 2)]
+    assert not p.peer_of_a.staged
+    zero_at = p.peer_of_a.zero_keys_at
+    assert zero_at is not None
+    gave_up = zero_at - 3 * REJECT_AFTER_TIME
+    assert start + 20 * REKEY_TIMEOUT <= gave_up < start + 20 * (REKEY_TIMEOUT + 0.334)
+    p.advance(3 * REJECT_AFTER_TIME, drop=lambda frm, d: True)
+    assert KeysZeroed(p.kb.public_key()) in p.events("a")
+    assert p.a.get_timer() is None
+
+
+def test_retransmission_spacing_has_jitter() -> None:
+    p = Pair()
+    times: list[float] = []
+
+    def record(frm: str, d: bytes) -> bool:
+        times.append(p.now)
+        return True
+
+    p.a.send_packet(ip4(A_IP, B_IP), p.now)
+    p.flush(drop=record)
+    p.advance(30, drop=record)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert len(gaps) == 5
+    assert all(REKEY_TIMEOUT <= g < REKEY_TIMEOUT + 0.334 for g in gaps)
+    assert len(set(gaps)) > 1
+
+
+def test_passive_keepalive_after_receiving_data() -> None:
+    p = Pair()
+    p.handshake()
+    p.transfer("a", packets(1))
+    before = p.b.statistics().keepalives_sent
+    p.advance(KEEPALIVE_TIMEOUT + 0.1)
+    assert p.b.statistics().keepalives_sent == before + 1
+    assert p.a.statistics().keepalives_received >= 1
+    # data arrived twice while the timer ran: one more keepalive a timeout later, then quiet
+    p.advance(KEEPALIVE_TIMEOUT * 3)
+    assert p.b.statistics().keepalives_sent == before + 2
+    assert p.a.statistics().handshake_initiations_sent == 1
+
+
+def test_new_handshake_when_sent_data_gets_no_answer() -> None:
+    p = Pair()
+    p.handshake()
+    before = p.a.statistics().handshake_initiations_sent
+    p.transfer("a", packets(1))
+    p.advance(KEEPALIVE_TIMEOUT + REKEY_TIMEOUT + 0.5, drop=lambda frm, d: frm == "b")
+    assert p.a.statistics().handshake_initiations_sent == before + 1
+
+
+def test_persistent_keepalive() -> None:
+    p = Pair(a_peer={"persistent_keepalive": 25})
+    p.handshake()
+    times: list[float] = []
+
+    def record(frm: str, d: bytes) -> bool:
+        if frm == "a" and len(d) == 32:
+            times.append(p.now)
+        return False
+
+    p.advance(200, drop=record)
+    # at T+135 the session is older than REKEY_AFTER_TIME: the keepalive also starts a
+    # rehandshake, confirmed by a second keepalive at the same instant
+    moments = sorted(set(times))
+    gaps = [b - a for a, b in itertools.pairwise(moments)]
+    assert len(moments) == 7 and all(g == pytest.approx(25) for g in gaps)
+    p.a.set_persistent_keepalive(p.kb.public_key(), 0, p.now)
+    n = len(times)
+    p.advance(100, drop=record)
+    assert len(times) == n
+    # turning it on sends one at once (wireguard-go does the same)
+    p.a.set_persistent_keepalive(p.kb.public_key(), 10, p.now)
+    assert next(len(d) for d, _ in p.a.datagrams_to_send()) == 32
+
+
+def test_keys_zeroed_after_three_reject_after_times() -> None:
+    p = Pair()
+    p.handshake()
+    [old] = p.send("a", packets(1))
+    p.advance(3 * REJECT_AFTER_TIME + 1)
+    assert KeysZeroed(p.kb.public_key()) in p.events("a")
+    assert KeysZeroed(p.ka.public_key()) in p.events("b")
+    assert p.peer_of_a.sessions() == [] and p.peer_of_b.sessions() == []
+    assert p.deliver("b", [old]) == []
+    assert p.b.statistics().dropped_unknown_index == 1
+    assert p.a.get_timer() is None and p.b.get_timer() is None
+    assert p.transfer("a", packets(1)) == packets(1)  # and it recovers with a new handshake
+
+
+# -- roaming ------------------------------------------------------------------------------------
+
+
+def test_roaming_follows_authenticated_packets_only() -> None:
+    p = Pair()
+    p.handshake()
+    moved = ("198.51.100.7", 40000)
+    [d1, d2] = p.send("a", packets(2))
+    forged = bytearray(d2)
+    forged[-1] ^= 1
+    p.deliver("b", [bytes(forged)], src=("203.0.113.66", 1))
+    assert p.peer_of_b.endpoint == p.a_addr
+    p.deliver("b", [d1], src=moved)
+    assert p.peer_of_b.endpoint == moved
+    assert EndpointChanged(p.ka.public_key(), moved) in p.events("b")
+    out = DatagramBatch(1 << 16)
+    p.b.encrypt_batch(batch_of([ip4(B_IP, A_IP)]), p.now, out)
+    assert out.addresses == [moved]
+
+
+# -- handshake abuse, cookies -------------------------------------------------------------------
+
+
+def test_replayed_and_flooded_initiations_are_dropped() -> None:
+    p = Pair()
+    p.a.send_packet(ip4(A_IP, B_IP), p.now)
+    [(init, _)] = p.a.datagrams_to_send()
+    p.deliver("b", [init])
+    p.b.datagrams_to_send()
+    p.now += 1
+    p.deliver("b", [init])  # same timestamp: replay
+    assert p.b.statistics().dropped_handshake == 1
+    # two fresh initiations within 20 ms: the second is a flood
+    p.peer_of_a.last_sent_handshake = None
+    p.a.send_packet(ip4(A_IP, B_IP), p.now + 0.001)
+    [(i2, _)] = p.a.datagrams_to_send()
+    p.deliver("b", [i2])
+    p.peer_of_a.last_sent_handshake = None
+    p.now += 0.01
+    p.a.send_packet(ip4(A_IP, B_IP), p.now + 0.01)
+    [(i3, _)] = p.a.datagrams_to_send()
+    p.deliver("b", [i3])
+    assert p.b.statistics().dropped_handshake == 2
+    assert p.b.statistics().handshake_initiations_received == 2
+
+
+def test_unknown_peer_and_bad_mac1_are_dropped() -> None:
+    p = Pair()
+    stranger = WireGuard(PrivateKey.generate(Drbg(b"c")), random=Drbg(b"c-rng"))
+    stranger.add_peer(PeerConfig(p.kb.public_key(), endpoint=p.b_addr, allowed_ips="10.0.0.2/32"))
+    stranger.send_packet(ip4("10.0.0.3", B_IP), p.now)
+    [(init, _)] = stranger.datagrams_to_send()
+    p.deliver("b", [init], src=("192.0.2.3", 1))
+    bad = bytearray(init)
+    bad[130] ^= 0xFF
+    p.deliver("b", [bytes(bad)], src=("192.0.2.3", 1))
+    s = p.b.statistics()
+    assert (s.dropped_unknown_peer, s.dropped_bad_mac) == (1, 1)
+    assert p.b.datagrams_to_send() == []
+
+
+def test_cookie_reply_under_load_then_mac2_accepted() -> None:
+    p = Pair()
+    p.b.set_under_load(p.now, duration=60)
+    p.a.send_packet(ip4(A_IP, B_IP), p.now)
+    p.flush()
+    sb, sa = p.b.statistics(), p.a.statistics()
+    assert sb.cookie_replies_sent == 1 and sb.handshake_responses_sent == 0
+    assert sa.cookie_replies_received == 1
+    assert p.peer_of_a.cookies.has_cookie
+    p.advance(REKEY_TIMEOUT + 0.5)  # the retry carries mac2
+    assert p.b.statistics().cookie_replies_sent == 1
+    assert p.b.statistics().handshake_responses_sent == 1
+    assert p.got["b"] == [ip4(A_IP, B_IP)]
+
+
+def test_cookie_is_bound_to_the_source_address_and_expires() -> None:
+    p = Pair()
+    p.b.set_under_load(p.now, duration=1000)
+    p.a.send_packet(ip4(A_IP, B_IP), p.now)
+    p.flush()
+    # the retry with a valid mac2, but from another address: answered with a cookie again
+    p.advance(REKEY_TIMEOUT + 0.5, drop=lambda frm, d: True)
+    [retry] = [d for frm, d in p.wire if frm == "a"][-1:]
+    p.deliver("b", [retry], src=("192.0.2.99", 5))
+    assert p.b.statistics().cookie_replies_sent == 2
+    p.b.datagrams_to_send()
+    # two minutes later a's cookie is stale: mac2 is zero again, b answers with a cookie
+    p.now += 121
+    p.peer_of_a.last_sent_handshake = None
+    p.a.send_packet(ip4(A_IP, B_IP), p.now)
+    [(init, _)] = p.a.datagrams_to_send()
+    assert init[-16:] == bytes(16)
+    p.deliver("b", [init])
+    assert p.b.statistics().cookie_replies_sent == 3
+
+
+def test_load_detection_from_handshake_rate() -> None:
+    p = Pair(load_threshold=3)
+    stranger = WireGuard(PrivateKey.generate(Drbg(b"s")), random=Drbg(b"s2"))
+    stranger.add_peer(PeerConfig(p.kb.public_key(), endpoint=p.b_addr, allowed_ips="10.0.0.0/8"))
+    peer = stranger.peer(p.kb.public_key())
+    for _ in range(5):
+        peer.last_sent_handshake = None
+        stranger.send_packet(ip4("10.9.0.1", B_IP), p.now)
+        for d, _ in stranger.datagrams_to_send():
+            p.deliver("b", [d], src=("192.0.2.50", 9))
+    assert p.b.under_load(p.now) and not p.b.under_load(p.now + 2)
+    s = p.b.statistics()
+    assert s.dropped_unknown_peer == 3 and s.cookie_replies_sent == 2
+
+
+def test_bad_cookie_reply_is_counted() -> None:
+    p = Pair()
+    p.b.set_under_load(p.now, duration=60)
+    p.a.send_packet(ip4(A_IP, B_IP), p.now)
+    [(init, _)] = p.a.datagrams_to_send()
+    p.deliver("b", [init])
+    [(reply, _)] = p.b.datagrams_to_send()
+    bad = bytearray(reply)
+    bad[-1] ^= 1
+    p.deliver("a", [bytes(bad)])
+    assert p.a.statistics().dropped_bad_cookie == 1
+    p.deliver("a", [reply])
+    assert p.a.statistics().cookie_replies_received == 1
+
+
+# -- configuration changes ----------------------------------------------------------------------
+
+
+def test_private_key_change_expires_sessions() -> None:
+    p = Pair()
+    p.handshake()
+    p.a.set_private_key(PrivateKey.generate(Drbg(b"new")))
+    assert all(s.exhausted for s in p.peer_of_a.sessions())
+    p.a.send_packet(ip4(A_IP, B_IP), p.now)
+    [(d, _)] = p.a.datagrams_to_send()
+    assert len(d) == 148  # a new handshake (b does not know the new key)
+    p.deliver("b", [d])
+    assert p.b.statistics().dropped_unknown_peer == 1
+
+
+def test_remove_peer_forgets_sessions() -> None:
+    p = Pair()
+    p.handshake()
+    [d] = p.send("a", packets(1))
+    assert p.b.remove_peer(p.ka.public_key())
+    assert not p.b.remove_peer(p.ka.public_key())
+    assert p.deliver("b", [d]) == []
+    assert p.b.statistics().dropped_unknown_index == 1
+
+
+def test_staging_queue_is_bounded() -> None:
+    p = Pair()
+    p.send("a", packets(200))
+    assert len(p.peer_of_a.staged) == 128
+    assert p.a.statistics().dropped_staged_overflow == 72
+    p.flush()
+    assert p.got["b"] == packets(200)[72:]
+
+
+# -- native fast mode ---------------------------------------------------------------------------
+
+
+def super_packet(n: int) -> bytes:
+    return ip4(A_IP, B_IP, bytes(random.Random(n).randrange(256) for _ in range(n - 20)), proto=6)
+
+
+def native_pair() -> Pair:
+    p = Pair(a_peer={"native_mode": True}, b_peer={"native_mode": True})
+    p.handshake()
+    return p
+
+
+def test_native_super_packet_one_message_many_fragments() -> None:
+    p = native_pair()
+    big = super_packet(65535)
+    batch = batch_of([big, ip4(A_IP, B_IP, b"small")])
+    batch.zero_headers()
+    batch.buffer[batch.offsets[0] - HEADROOM] = 1  # a virtio-net header flag travels along
+    out = DatagramBatch(1 << 20)
+    assert p.a.encrypt_batch(batch, p.now, out) == 2
+    datagrams = [d for d, _ in out.to_list()]
+    assert len(datagrams) == 46 + 1  # ceil((65535 + 10 + 16) / 1432) fragments + one
+    assert all(len(d) == 1452 for d in datagrams[:45])
+    groups = out.gso_groups()
+    assert [(g[2] // g[3] + (g[2] % g[3] > 0)) for g in groups] == [46, 1]
+    rnd = random.Random(3)
+    rnd.shuffle(datagrams)
+    got = p.deliver("b", datagrams)
+    assert sorted(got, key=len) == sorted(
+        [b"\x00" * 10 + ip4(A_IP, B_IP, b"small"), b"\x01" + bytes(9) + big], key=len
+    )
+    assert p.deliver("b", datagrams) == []  # replays: completed counters are refused early
+    assert p.b.statistics().dropped_replay == 47
+
+
+def test_native_losing_a_fragment_loses_the_message_only() -> None:
+    p = native_pair()
+    first = p.send("a", [super_packet(20_000)], vnet_hdr=True)
+    second = p.send("a", [super_packet(30_000)], vnet_hdr=True)
+    del first[3]
+    interleaved = [d for pair in zip(first, second, strict=False) for d in pair] + second[
+        len(first) :
+    ]
+    got = p.deliver("b", interleaved)
+    assert got == [bytes(10) + super_packet(30_000)]
+    forged = bytearray(second[0])
+    forged[8] ^= 1  # another counter: a new partial message that never completes
+    assert p.deliver("b", [bytes(forged)]) == []
+
+
+def test_native_tampering_and_spoofed_source() -> None:
+    p = native_pair()
+    frags = p.send("a", [super_packet(5000)], vnet_hdr=True)
+    bad = bytearray(frags[1])
+    bad[-1] ^= 1
+    assert p.deliver("b", [frags[0], bytes(bad), *frags[2:]]) == []
+    assert p.b.statistics().dropped_bad_aead == 1
+    spoof = p.send("a", [ip4("10.0.0.77", B_IP, bytes(3000))], vnet_hdr=True)
+    assert p.deliver("b", spoof) == []
+    assert p.b.statistics().dropped_not_allowed_source == 1
+
+
+def test_native_is_refused_by_a_peer_without_native_mode() -> None:
+    p = Pair()
+    p.handshake()
+    p.a.add_peer(PeerConfig(p.kb.public_key(), allowed_ips=f"{B_IP}/32", native_mode=True))
+    frags = p.send("a", [super_packet(3000)], vnet_hdr=True)
+    assert p.deliver("b", frags) == []
+    assert p.b.statistics().dropped_malformed == len(frags)
+
+
+def test_native_staged_before_handshake() -> None:
+    p = Pair(a_peer={"native_mode": True}, b_peer={"native_mode": True})
+    big = super_packet(9000)
+    assert p.send("a", [big], vnet_hdr=True) == []
+    p.flush()
+    assert p.got["b"] == [bytes(10) + big]

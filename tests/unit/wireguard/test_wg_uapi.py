@@ -1,0 +1,333 @@
+"""The xplatform UAPI codec: parsing, rendering, applying, and the request stream.
+
+The sample ``get=1`` answer below has the shape wireguard-go produces (key order from
+wireguard-go's ``device/uapi.go`` ``IpcGetOperation``).
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from wgpair import B_IP, Pair, ip4
+
+from tunflow.wireguard.protocol import (
+    DeviceInfo,
+    GetRequest,
+    PeerConfig,
+    PeerInfo,
+    PeerUpdate,
+    PresharedKey,
+    PrivateKey,
+    SetRequest,
+    UapiConnection,
+    UapiError,
+    WireGuard,
+    apply_set,
+    handle_request,
+    parse_get,
+    parse_network,
+    parse_set,
+    render_errno,
+    render_get,
+    render_set,
+)
+
+K1 = PrivateKey(bytes(range(32)))
+P1 = PrivateKey(bytes(range(1, 33))).public_key()
+P2 = PrivateKey(bytes(range(2, 34))).public_key()
+
+WIREGUARD_GO_GET = (
+    "private_key=" + K1.to_hex() + "\n"
+    "listen_port=51820\n"
+    "fwmark=7\n"
+    "public_key=" + P1.to_hex() + "\n"
+    "preshared_key=" + "00" * 32 + "\n"
+    "protocol_version=1\n"
+    "endpoint=[2001:db8::1]:51820\n"
+    "last_handshake_time_sec=1700000000\n"
+    "last_handshake_time_nsec=123456789\n"
+    "tx_bytes=1000\n"
+    "rx_bytes=2000\n"
+    "persistent_keepalive_interval=25\n"
+    "allowed_ip=10.0.0.2/32\n"
+    "allowed_ip=fd00::/64\n"
+    "public_key=" + P2.to_hex() + "\n"
+    "preshared_key=" + "ab" * 32 + "\n"
+    "protocol_version=1\n"
+    "last_handshake_time_sec=0\n"
+    "last_handshake_time_nsec=0\n"
+    "tx_bytes=0\n"
+    "rx_bytes=0\n"
+    "persistent_keepalive_interval=0\n"
+    "errno=0\n"
+    "\n"
+)
+
+
+def test_parse_wireguard_go_get_response_and_render_it_back() -> None:
+    info = parse_get(WIREGUARD_GO_GET)
+    assert info.private_key == K1 and info.listen_port == 51820 and info.fwmark == 7
+    p1, p2 = info.peers
+    assert p1.endpoint == ("2001:db8::1", 51820)
+    assert (p1.last_handshake_time_sec, p1.last_handshake_time_nsec) == (1700000000, 123456789)
+    assert (p1.tx_bytes, p1.rx_bytes, p1.persistent_keepalive_interval) == (1000, 2000, 25)
+    assert [str(n) for n in p1.allowed_ips] == ["10.0.0.2/32", "fd00::/64"]
+    assert p2.preshared_key == PresharedKey(b"\xab" * 32) and p2.endpoint is None
+    assert render_get(info).decode() == WIREGUARD_GO_GET
+
+
+def test_parse_get_reports_errno_and_skips_unknown_keys() -> None:
+    with pytest.raises(UapiError) as exc:
+        parse_get("errno=-22\n\n")
+    assert exc.value.errno == errno.EINVAL
+    assert parse_get("something_new=1\nerrno=0\n\n") == DeviceInfo()
+
+
+def test_render_get_of_a_live_interface() -> None:
+    p = Pair()
+    p.handshake()
+    text = render_get(p.a).decode()
+    assert text.endswith("errno=0\n\n")
+    info = parse_get(text)
+    [peer] = info.peers
+    assert peer.public_key == p.kb.public_key()
+    assert peer.endpoint == p.b_addr
+    assert peer.last_handshake_time_sec == int(p.now)
+    assert peer.tx_bytes == p.peer_of_a.tx_bytes > 0 and peer.rx_bytes == 92
+    assert [str(n) for n in peer.allowed_ips] == ["10.0.0.2/32", "fd00::2/128"]
+
+
+def test_parse_set_like_wg_sends_it() -> None:
+    body = (
+        "private_key=" + K1.to_hex() + "\n"
+        "listen_port=12912\n"
+        "fwmark=0\n"
+        "replace_peers=true\n"
+        "public_key=" + P1.to_hex() + "\n"
+        "preshared_key=" + "cc" * 32 + "\n"
+        "endpoint=192.0.2.9:51820\n"
+        "persistent_keepalive_interval=15\n"
+        "replace_allowed_ips=true\n"
+        "allowed_ip=192.168.4.4/32\n"
+        "allowed_ip=fd00::4/128\n"
+        "public_key=" + P2.to_hex() + "\n"
+        "remove=true\n"
+        "\n"
+        "ignored after the empty line\n"
+    )
+    req = parse_set(body)
+    assert req.private_key == K1 and req.listen_port == 12912 and req.fwmark == 0
+    assert req.replace_peers
+    u1, u2 = req.peers
+    assert u1 == PeerUpdate(
+        P1,
+        preshared_key=PresharedKey(b"\xcc" * 32),
+        endpoint=("192.0.2.9", 51820),
+        persistent_keepalive_interval=15,
+        replace_allowed_ips=True,
+        allowed_ips=(parse_network("192.168.4.4/32"), parse_network("fd00::4/128")),
+    )
+    assert u2 == PeerUpdate(P2, remove=True)
+    assert parse_set(render_set(req)[len("set=1\n") :]) == req
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ("listen_port=65536\n", errno.EINVAL),
+        ("listen_port=-1\n", errno.EINVAL),
+        ("private_key=abc\n", errno.EINVAL),
+        ("public_key=" + "00" * 32 + "\nwhat=1\n", errno.EINVAL),
+        ("public_key=" + "00" * 32 + "\nlisten_port=1\n", errno.EINVAL),  # device key in peer
+        ("public_key=" + "00" * 32 + "\nprotocol_version=2\n", errno.EINVAL),
+        ("public_key=" + "00" * 32 + "\nallowed_ip=10.0.0.0/99\n", errno.EINVAL),
+        ("public_key=" + "00" * 32 + "\nendpoint=example.com:1\n", errno.EINVAL),
+        ("public_key=" + "00" * 32 + "\nremove=yes\n", errno.EINVAL),
+        ("no equals sign\n", errno.EPROTO),
+    ],
+)
+def test_parse_set_errors(body: str, code: int) -> None:
+    with pytest.raises(UapiError) as exc:
+        parse_set(body)
+    assert exc.value.errno == code and not exc.value.fatal
+
+
+def test_replace_allowed_ips_after_allowed_ip_discards_them() -> None:
+    body = "public_key=" + P1.to_hex() + "\nallowed_ip=10.0.0.1/32\nreplace_allowed_ips=true\n"
+    [u] = parse_set(body).peers
+    assert u.replace_allowed_ips and u.allowed_ips == ()
+
+
+def test_apply_set_semantics() -> None:
+    wg = WireGuard(K1)
+    wg.add_peer(PeerConfig(P2, allowed_ips="10.2.0.0/16"))
+    req = SetRequest(
+        listen_port=51000,
+        fwmark=3,
+        peers=(
+            PeerUpdate(K1.public_key(), allowed_ips=(parse_network("1.2.3.4/32"),)),  # ourselves
+            PeerUpdate(P1, endpoint=("192.0.2.1", 1), allowed_ips=(parse_network("10.2.3.0/24"),)),
+            PeerUpdate(P2, allowed_ips=(parse_network("10.3.0.0/16"),)),
+            PeerUpdate(PrivateKey(bytes(range(5, 37))).public_key(), update_only=True),
+        ),
+    )
+    apply_set(wg, req, now=0.0)
+    assert (wg.listen_port, wg.fwmark) == (51000, 3)
+    assert set(wg.peers) == {P1, P2}
+    assert wg.allowed_ips.lookup("10.2.3.9") is wg.peer(P1)  # longer prefix
+    assert wg.allowed_ips.lookup("10.2.9.9") is wg.peer(P2)  # added to, not replaced
+    assert wg.allowed_ips.lookup("10.3.0.1") is wg.peer(P2)
+    assert wg.allowed_ips.lookup("1.2.3.4") is None
+    apply_set(wg, SetRequest(peers=(PeerUpdate(P2, replace_allowed_ips=True),)))
+    assert wg.allowed_ips.networks(wg.peer(P2)) == []
+    apply_set(wg, SetRequest(peers=(PeerUpdate(P1, remove=True),)))
+    assert set(wg.peers) == {P2}
+    apply_set(wg, SetRequest(replace_peers=True))
+    assert wg.peers == {}
+    with pytest.raises(UapiError):
+        apply_set(wg, SetRequest(remove_private_key=True))
+
+
+def test_persistent_keepalive_on_sends_at_once() -> None:
+    p = Pair()
+    p.handshake()
+    update = PeerUpdate(p.kb.public_key(), persistent_keepalive_interval=25)
+    assert handle_request(p.a, SetRequest(peers=(update,)), now=p.now) == b"errno=0\n\n"
+    assert [len(d) for d, _ in p.a.datagrams_to_send()] == [32]
+
+
+def test_private_key_change_through_uapi() -> None:
+    p = Pair()
+    p.handshake()
+    new = PrivateKey(bytes(range(9, 41)))
+    assert handle_request(p.a, parse_set("private_key=" + new.to_hex() + "\n")) == b"errno=0\n\n"
+    assert p.a.public_key == new.public_key()
+    p.a.send_packet(ip4("10.0.0.1", B_IP), p.now + 10)
+    assert [len(d) for d, _ in p.a.datagrams_to_send()] == [148]
+
+
+def test_stream_cutting() -> None:
+    conn = UapiConnection()
+    stream = b"get=1\n\nset=1\nlisten_port=5\n\nset=1\nbogus=1\n\nset=1\n\nget=1\n\n"
+    for i in range(len(stream)):  # byte by byte
+        conn.receive_data(stream[i : i + 1])
+    got = []
+    while (r := conn.next_request()) is not None:
+        got.append(r)
+    assert got[0] == GetRequest() and got[1] == SetRequest(listen_port=5)
+    assert isinstance(got[2], UapiError) and not got[2].fatal
+    assert got[3] == SetRequest() and got[4] == GetRequest()
+    wg = WireGuard(K1)
+    answers = [handle_request(wg, r) for r in got]
+    assert answers[1:4] == [b"errno=0\n\n", b"errno=-22\n\n", b"errno=0\n\n"]
+    assert answers[0] == b"private_key=" + K1.to_hex().encode() + b"\nerrno=0\n\n"
+    assert answers[4].endswith(b"\nlisten_port=5\nerrno=0\n\n")  # after the set
+
+
+def test_stream_fatal_errors() -> None:
+    conn = UapiConnection()
+    conn.receive_data(b"hello=1\n\n")
+    err = conn.next_request()
+    assert isinstance(err, UapiError) and err.fatal and conn.closed
+    assert handle_request(WireGuard(K1), err) == b""
+    conn = UapiConnection()
+    conn.receive_data(b"get=1\nx")
+    err = conn.next_request()
+    assert isinstance(err, UapiError) and err.fatal
+    conn = UapiConnection()
+    conn.receive_data(b"set=1\n" + b"x" * ((1 << 20) - 100) + b"\n")
+    assert conn.next_request() is None  # the line ended, the request did not
+    conn.receive_data(b"y" * 200)
+    err = conn.next_request()
+    assert isinstance(err, UapiError) and err.errno == errno.E2BIG
+
+
+def test_render_errno() -> None:
+    assert render_errno(0) == b"errno=0\n\n"
+    assert render_errno(errno.EADDRINUSE) == b"errno=-98\n\n"
+
+
+keys32 = st.binary(min_size=32, max_size=32)
+nets = st.one_of(
+    st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 32)).map(
+        lambda t: ipaddress.IPv4Network(t, strict=False)
+    ),
+    st.tuples(st.integers(0, 2**128 - 1), st.integers(0, 128)).map(
+        lambda t: ipaddress.IPv6Network(t, strict=False)
+    ),
+)
+endpoints = st.one_of(
+    st.none(),
+    st.tuples(st.sampled_from(["192.0.2.1", "2001:db8::7", "10.0.0.1"]), st.integers(1, 65535)),
+)
+peer_updates = st.builds(
+    PeerUpdate,
+    public_key=keys32.map(lambda b: PrivateKey(b).public_key()),
+    remove=st.booleans(),
+    update_only=st.booleans(),
+    preshared_key=st.one_of(st.none(), keys32.map(PresharedKey)),
+    endpoint=endpoints,
+    persistent_keepalive_interval=st.one_of(st.none(), st.integers(0, 65535)),
+    replace_allowed_ips=st.booleans(),
+    allowed_ips=st.lists(nets, max_size=4).map(tuple),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.one_of(st.none(), keys32.filter(any).map(PrivateKey)),
+    st.one_of(st.none(), st.integers(0, 65535)),
+    st.one_of(st.none(), st.integers(0, 2**32 - 1)),
+    st.booleans(),
+    st.lists(peer_updates, max_size=3),
+)
+def test_set_round_trip(
+    key: PrivateKey | None,
+    port: int | None,
+    fwmark: int | None,
+    replace: bool,
+    peers: list[PeerUpdate],
+) -> None:
+    req = SetRequest(key, False, port, fwmark, replace, tuple(peers))
+    conn = UapiConnection()
+    conn.receive_data(render_set(req))
+    assert conn.next_request() == req
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.builds(
+            PeerInfo,
+            public_key=keys32.map(lambda b: PrivateKey(b).public_key()),
+            preshared_key=keys32.map(PresharedKey),
+            endpoint=endpoints,
+            last_handshake_time_sec=st.integers(0, 2**40),
+            last_handshake_time_nsec=st.integers(0, 999_999_999),
+            rx_bytes=st.integers(0, 2**64 - 1),
+            tx_bytes=st.integers(0, 2**64 - 1),
+            persistent_keepalive_interval=st.integers(0, 65535),
+            allowed_ips=st.lists(nets, max_size=3).map(tuple),
+        ),
+        max_size=3,
+    )
+)
+def test_get_round_trip(peers: list[PeerInfo]) -> None:
+    info = DeviceInfo(K1, 51820, 0, tuple(peers))
+    assert parse_get(render_get(info)) == info
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_stream_never_raises(data: bytes) -> None:
+    conn = UapiConnection()
+    conn.receive_data(data)
+    for _ in range(10):
+        r = conn.next_request()
+        if r is None:
+            break
+        assert isinstance(r, GetRequest | SetRequest | UapiError)
