@@ -239,7 +239,7 @@ def main() -> None:
         n = table.coalesce(b, out)
         t_all = best(lambda b=b, out=out, table=table: table.coalesce(b, out), budget)
         t_p1 = best(lambda b=b, table=table: table._classify(b), budget)
-        slots = table._classify(b)
+        slots = table._classify(b)[0]
 
         def p2_copy(
             b: PacketBatch = b,

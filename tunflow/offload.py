@@ -116,11 +116,9 @@ _ACK: Final = 0x10
 _CWR: Final = 0x80
 
 _pack_H = struct.Struct(">H").pack_into
-_pack_HH = struct.Struct(">HH").pack_into
 _pack_I = struct.Struct(">I").pack_into
 _pack_ip4 = struct.Struct(">HHHHH").pack_into
 _unpack_HH = struct.Struct(">HH").unpack_from
-_unpack_H = struct.Struct(">H").unpack_from
 _unpack_I = struct.Struct(">I").unpack_from
 _pack_vnet = VIRTIO_NET_HDR.pack_into
 _unpack_vnet = VIRTIO_NET_HDR.unpack_from
@@ -549,6 +547,8 @@ def _emit(
 
     The caller has checked that every target has room; nothing here can fail.
     """
+    if start >= stop:
+        return
     pkt = p.pkt
     mode = p.mode
     if mode != _MODE_GSO:
@@ -746,7 +746,8 @@ def gso_split_into(
     Raises:
         TruncatedPacketError, MalformedPacketError, OffloadError: as :func:`gso_split`.
         PacketTooLargeError: ``bufs[0]`` cannot hold the first segment.
-        ValueError: ``len(bufs) != len(sizes)``, a negative ``offset`` or a bad ``start``.
+        ValueError: ``bufs`` is empty or ``len(bufs) != len(sizes)``, a negative ``offset``
+            or a bad ``start``.
 
     Example:
         >>> bufs, sizes = [bytearray(2048) for _ in range(4)], [0] * 4
@@ -755,6 +756,8 @@ def gso_split_into(
     """
     if len(bufs) != len(sizes):
         raise ValueError(f"{len(bufs)} buffers but {len(sizes)} sizes")
+    if not bufs:
+        raise ValueError("no output buffers")
     if offset < 0:
         raise ValueError(f"offset must not be negative, not {offset}")
     if not isinstance(src, bytes):
@@ -849,9 +852,9 @@ class GROStatistics:
     too_large: int = 0
 
 
-# An item is a mutable list (a third of the cost of a __slots__ object, and GRO makes one per
-# packet that starts or breaks a run): the packets merged so far and what the rules need to know
-# about them. Indices into it:
+# An item is a mutable list — 80 ns to make against 215 ns for a __slots__ object, and GRO makes
+# one per packet that starts or breaks a run: the packets merged so far and what the rules need
+# to know about them. Indices into it:
 _Item: TypeAlias = list[Any]
 _IT_MEMBERS: Final = 0  # list[int]: batch indices, head first, in sequence order
 _IT_SEQ: Final = 1  # TCP sequence number of the head
@@ -903,6 +906,9 @@ class GROTable:
         max_segments: the most packets merged into one (``None``: only the 64 KiB cap); a
             writer that sends fragments with ``writev`` needs ≤ 1023 (UIO_MAXIOV).
 
+    Raises:
+        ValueError: ``max_segments`` is below 1.
+
     Example:
         >>> from tunflow.packet import PacketBatch
         >>> table, out = GROTable(), PacketBatch()
@@ -928,7 +934,9 @@ class GROTable:
         "udp",
     )
 
-    def __init__(self, *, tcp: bool = True, udp: bool = False, max_segments: int | None = None):
+    def __init__(
+        self, *, tcp: bool = True, udp: bool = False, max_segments: int | None = None
+    ) -> None:
         if max_segments is not None and max_segments < 1:
             raise ValueError(f"max_segments must be at least 1, not {max_segments}")
         #: Coalesce TCP; may be changed at any time.
@@ -978,12 +986,17 @@ class GROTable:
             raise ValueError("coalesce needs a separate output batch")
         out.clear()
         out.vnet_hdr = True
-        slots = self._classify(src)
-        return self._write(src, out, slots)
+        slots, invalid, too_large = self._classify(src)
+        n = self._write(src, out, slots)
+        # Counted only once the batch went through: a too-small `out` leaves no trace.
+        self._invalid += invalid
+        self._too_large += too_large
+        return n
 
     # -- pass 1: group packets into items, no bytes moved --------------------------------
 
-    def _classify(self, src: PacketBatch) -> list[int | _Item]:
+    def _classify(self, src: PacketBatch) -> tuple[list[int | _Item], int, int]:
+        """Group the packets; return the output slots, invalid-checksum and too-large counts."""
         buf = src.buffer
         view = src.view
         lengths = src.lengths
@@ -1187,9 +1200,7 @@ class GROTable:
                 new = [[idx], 0, gso, gso, 8, False, compat, b"", 0, kind]
                 udp_flows[ukey] = [new]
             append_slot(new)
-        self._invalid += invalid
-        self._too_large += too_large
-        return slots
+        return slots, invalid, too_large
 
     # -- pass 2: lay the output out, one copy per byte -----------------------------------
 

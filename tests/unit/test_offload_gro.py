@@ -561,7 +561,7 @@ def test_packets_with_a_gso_header_pass_through() -> None:
 
 
 def test_output_too_small_and_same_batch() -> None:
-    pkts = [_t4(100, 1), _t4(100, 201)]
+    pkts = [flip(_t4(100, 1)), _t4(100, 101), _t4(100, 301)]
     src = batch_of(pkts)
     out = PacketBatch(capacity=200)
     table = GROTable()

@@ -526,6 +526,12 @@ def test_resume_at_every_point() -> None:
 def test_bad_start() -> None:
     src = tcp_super_packet(IP4_A, IP4_B, 300, 100)
     assert gso_split(src, PacketBatch(), start=3) == 3  # already complete: nothing to do
+    plain = vnet_hdr() + udp4_packet(IP4_A, IP4_B, 10)
+    out = PacketBatch()
+    assert gso_split(plain, out, start=1) == 1 and len(out) == 0
+    assert gso_split_into(plain, [bytearray(99)], [0], 0, start=1) == 1
+    with pytest.raises(ValueError, match="no output buffers"):
+        gso_split_into(plain, [], [], 0)
     for start in (-1, 4):
         with pytest.raises(ValueError, match="start"):
             gso_split(src, PacketBatch(), start=start)
