@@ -255,8 +255,8 @@ def plan_whole(chain: Sequence[Stage], source: Port, sink: Port) -> bool:
                 state = False
             elif getattr(st, "needs_mtu_packets", False) and state:
                 return f"stage {st.name!r}"
-            if getattr(st, "coalesces", False):
-                state = True
+            if getattr(st, "coalesces", False) and sink.offload.vnet_hdr:
+                state = True  # a coalescing stage only coalesces for a sink that takes it
         if state and not sink.offload.vnet_hdr:
             return f"sink {sink.name!r}"
         return None

@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 import cattrs
+from cattrs.strategies import configure_union_passthrough
 
 from ..errors import ConfigError, PluginError
 from ._stage import Stage, StageSpec
@@ -44,6 +45,8 @@ _loaded: dict[str, type] = {}
 
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True)
+    # Unions of plain TOML values (``str | int``) pass through when the value is one of them.
+    configure_union_passthrough(typing.Union[str, int, float, bool, None], conv)  # noqa: UP007
     for cls in (
         ipaddress.IPv4Network,
         ipaddress.IPv6Network,

@@ -1,0 +1,263 @@
+"""``ratelimit``: a token bucket, global or per flow, that polices (drops) or shapes (delays).
+
+*Police* (default): a packet passes when the bucket holds its cost, else it is dropped and
+counted (``drops["rate"]``). *Shape*: every packet passes and the bucket may go into debt; the
+worker then waits ``debt / rate`` before reading its next batch, so the source slows down and the
+kernel queue absorbs (or drops, and counts) the excess — the pipeline's backpressure. Shaping is
+global only. Rates are ``"20mbit"``, ``"2.5MB"``, ``"1000pps"`` or a number of bytes per second.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, Literal
+
+import attrs
+
+from tunflow.device import Layer
+from tunflow.errors import ConfigError
+from tunflow.packet import PacketBatch
+from tunflow.pipeline import Lane, Processor, StageBase
+
+from ._headers import parse
+
+__all__ = ["RateLimitStage", "RateLimitOptions", "parse_rate"]
+
+_UNITS = {
+    "": (1.0, "bytes"),
+    "b": (1.0, "bytes"),
+    "bps": (1 / 8, "bytes"),
+    "bit": (1 / 8, "bytes"),
+    "kbit": (1e3 / 8, "bytes"),
+    "mbit": (1e6 / 8, "bytes"),
+    "gbit": (1e9 / 8, "bytes"),
+    "kb": (1e3, "bytes"),
+    "mb": (1e6, "bytes"),
+    "gb": (1e9, "bytes"),
+    "kib": (1024.0, "bytes"),
+    "mib": (1024.0**2, "bytes"),
+    "gib": (1024.0**3, "bytes"),
+    "pps": (1.0, "packets"),
+    "kpps": (1e3, "packets"),
+    "mpps": (1e6, "packets"),
+    "p": (1.0, "packets"),
+    "packets": (1.0, "packets"),
+}
+_RATE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*(?:/s)?\s*$")
+
+
+def parse_rate(value: str | float | int) -> tuple[float, str]:
+    """A rate or a size as ``(amount, "bytes" | "packets")``.
+
+    Raises:
+        ValueError: not a number with a known unit, or not positive.
+
+    Example:
+        >>> parse_rate("20mbit"), parse_rate("1000pps"), parse_rate(4096)
+        ((2500000.0, 'bytes'), (1000.0, 'packets'), (4096.0, 'bytes'))
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a rate")
+    if isinstance(value, int | float):
+        amount, unit = float(value), "bytes"
+    else:
+        m = _RATE.match(value)
+        if m is None or m.group(2).lower() not in _UNITS:
+            raise ValueError(
+                f"{value!r} is not a rate like '20mbit', '2.5MB', '1000pps' or a byte count"
+            )
+        scale, unit = _UNITS[m.group(2).lower()]
+        amount = float(m.group(1)) * scale
+    if not amount > 0:
+        raise ValueError(f"rate {value!r} must be positive")
+    return amount, unit
+
+
+def _check_rate(_inst: object, _attr: object, value: str | float) -> None:
+    parse_rate(value)
+
+
+def _check_burst(_inst: object, _attr: object, value: str | float | None) -> None:
+    if value is not None:
+        parse_rate(value)
+
+
+@attrs.frozen
+class RateLimitOptions:
+    """Options of the ``ratelimit`` stage."""
+
+    rate: str | float = attrs.field(
+        validator=_check_rate, metadata={"help": "'20mbit', '2.5MB', '1000pps' or bytes/s"}
+    )
+    burst: str | float | None = attrs.field(
+        default=None,
+        validator=_check_burst,
+        metadata={"help": "bucket size (default: 0.1 s of rate, at least one 64 KiB packet)"},
+    )
+    mode: Literal["police", "shape"] = attrs.field(
+        default="police", metadata={"help": "police drops, shape delays the source"}
+    )
+    per_flow: bool = attrs.field(
+        default=False, metadata={"help": "one bucket per 5-tuple instead of one for all"}
+    )
+    max_flows: int = attrs.field(default=65536, metadata={"help": "flow buckets kept at most"})
+    idle_timeout: float = attrs.field(
+        default=30.0, metadata={"help": "seconds after which an idle flow's bucket is forgotten"}
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.mode == "shape" and self.per_flow:
+            raise ValueError("shape mode is global only (per_flow = false)")
+        if self.max_flows < 1:
+            raise ValueError("max_flows must be at least 1")
+
+
+class RateLimitStage(StageBase):
+    """Hold traffic to a rate with a token bucket (globally or per 5-tuple flow).
+
+    Statistics: ``drops`` ``rate`` (over the rate), ``flow_table_full`` and
+    ``malformed:<reason>`` (per-flow mode parses packets); ``counters`` ``flows`` (buckets made),
+    ``delays`` (shape waits); ``gauges`` ``tokens`` and ``flows``.
+
+    Example:
+        >>> RateLimitStage(rate="8mbit").rate
+        1000000.0
+    """
+
+    plugin = "ratelimit"
+    summary = "token bucket (global or per flow): police (drop) or shape (delay the source)"
+    Options = RateLimitOptions
+
+    def __init__(self, options: Any = None, /, **kwargs: Any) -> None:
+        super().__init__(options, **kwargs)
+        opts: RateLimitOptions = self.options
+        self.rate, self.unit = parse_rate(opts.rate)
+        if opts.burst is None:
+            floor = 65536.0 if self.unit == "bytes" else 1.0
+            self.burst = max(self.rate * 0.1, floor)
+        else:
+            burst: str | float = opts.burst
+            self.burst, unit = parse_rate(burst)
+            if unit != self.unit:
+                raise ConfigError(f"burst is in {unit} but rate in {self.unit}", path="burst")
+        self._tokens = self.burst
+        self._stamp = time.monotonic()
+        self._flows: dict[tuple[int, ...], list[float]] = {}
+        if opts.per_flow:
+            self.timer_interval = max(0.5, opts.idle_timeout / 2)
+
+    def _refill(self, now: float) -> float:
+        tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        self._tokens = tokens
+        return tokens
+
+    def process(self, batch: PacketBatch) -> PacketBatch:
+        return self.bind(Lane())(batch)
+
+    def bind(self, lane: Lane) -> Processor:
+        opts: RateLimitOptions = self.options
+        packets = self.unit == "packets"
+        if opts.per_flow:
+            return self._per_flow(lane.layer is Layer.L2, packets)
+        if opts.mode == "shape":
+
+            def shape(batch: PacketBatch) -> PacketBatch:
+                self._refill(time.monotonic())
+                self._tokens -= len(batch) if packets else sum(batch.lengths)
+                return batch
+
+            return shape
+
+        def police(batch: PacketBatch) -> PacketBatch:
+            tokens = self._refill(time.monotonic())
+            lengths = batch.lengths
+            if packets:
+                n = len(lengths)
+                if tokens >= n:
+                    self._tokens = tokens - n
+                    return batch
+                allowed = int(tokens)
+                self._tokens = tokens - allowed
+                self.drop("rate", n - allowed)
+                batch.keep(range(allowed))
+                return batch
+            total = sum(lengths)
+            if tokens >= total:
+                self._tokens = tokens - total
+                return batch
+            keep = []
+            for i, n in enumerate(lengths):
+                if tokens >= n:
+                    tokens -= n
+                    keep.append(i)
+            self._tokens = tokens
+            self.drop("rate", len(lengths) - len(keep))
+            batch.keep(keep)
+            return batch
+
+        return police
+
+    def _per_flow(self, l2: bool, packets: bool) -> Processor:
+        flows = self._flows
+        rate, burst = self.rate, self.burst
+        max_flows = self.options.max_flows
+        drops = self._drops
+        counters = self._counters
+
+        def process(batch: PacketBatch) -> PacketBatch:
+            now = time.monotonic()
+            buf = batch.buffer
+            lengths = batch.lengths
+            keep = []
+            over = 0
+            for i, off in enumerate(batch.offsets):
+                fields = parse(buf, off, lengths[i], l2)
+                if isinstance(fields, str):
+                    reason = "malformed:" + fields
+                    drops[reason] = drops.get(reason, 0) + 1
+                    continue
+                key = fields[:6]
+                bucket = flows.get(key)
+                if bucket is None:
+                    if len(flows) >= max_flows:
+                        drops["flow_table_full"] = drops.get("flow_table_full", 0) + 1
+                        continue
+                    bucket = flows[key] = [burst, now]
+                    counters["flows"] = counters.get("flows", 0) + 1
+                tokens = min(burst, bucket[0] + (now - bucket[1]) * rate)
+                bucket[1] = now
+                cost = 1 if packets else lengths[i]
+                if tokens >= cost:
+                    bucket[0] = tokens - cost
+                    keep.append(i)
+                else:
+                    bucket[0] = tokens
+                    over += 1
+            if over:
+                drops["rate"] = drops.get("rate", 0) + over
+            if len(keep) != len(lengths):
+                batch.keep(keep)
+            return batch
+
+        return process
+
+    def delay(self) -> float:
+        if self.options.mode != "shape":
+            return 0.0
+        tokens = self._refill(time.monotonic())
+        if tokens >= 0:
+            return 0.0
+        self.count("delays")
+        return -tokens / self.rate
+
+    async def on_timer(self) -> None:
+        now = time.monotonic()
+        idle = self.options.idle_timeout
+        stale = [k for k, b in self._flows.items() if now - b[1] > idle]
+        for k in stale:
+            del self._flows[k]
+
+    def gauges(self) -> dict[str, float]:
+        return {"tokens": self._tokens, "flows": float(len(self._flows))}
