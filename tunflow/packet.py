@@ -65,7 +65,7 @@ class PacketBatch:
         b'E'
     """
 
-    __slots__ = ("buffer", "view", "offsets", "lengths", "end", "max_packets", "vnet_hdr")
+    __slots__ = ("buffer", "end", "lengths", "max_packets", "offsets", "view", "vnet_hdr")
 
     def __init__(self, capacity: int = 256 * 1024, max_packets: int = IDEAL_BATCH_SIZE) -> None:
         if capacity < HEADROOM + 1:
