@@ -37,10 +37,21 @@ from .errors import (
     TunflowError as TunflowError,
     UnsupportedError as UnsupportedError,
 )
+from .offload import (
+    VIRTIO_NET_HDR_LEN as VIRTIO_NET_HDR_LEN,
+    GROStatistics as GROStatistics,
+    GROTable as GROTable,
+    VirtioNetHdr as VirtioNetHdr,
+    gso_segment_count as gso_segment_count,
+    gso_split as gso_split,
+    gso_split_into as gso_split_into,
+)
 from .packet import (
     HEADROOM as HEADROOM,
     IDEAL_BATCH_SIZE as IDEAL_BATCH_SIZE,
     PacketBatch as PacketBatch,
+    checksum as checksum,
+    checksum_update as checksum_update,
 )
 
 __version__ = "0.1.0"
@@ -57,10 +68,19 @@ __all__ = [
     "OffloadInfo",
     "Route",
     "OFFLOAD_ENV",
-    # packets
+    # packets and offload
     "PacketBatch",
     "HEADROOM",
     "IDEAL_BATCH_SIZE",
+    "checksum",
+    "checksum_update",
+    "VIRTIO_NET_HDR_LEN",
+    "VirtioNetHdr",
+    "GROTable",
+    "GROStatistics",
+    "gso_split",
+    "gso_split_into",
+    "gso_segment_count",
     # errors
     "TunflowError",
     "ConfigError",
