@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import re
 import typing
 from collections.abc import Mapping
 from importlib import metadata
@@ -18,6 +19,7 @@ from typing import Any
 import attrs
 import cattrs
 from cattrs.strategies import configure_union_passthrough
+from cattrs.v import format_exception
 
 from ..errors import ConfigError, PluginError
 from ._stage import Stage, StageSpec
@@ -71,6 +73,18 @@ def _make_converter() -> cattrs.Converter:
 converter = _make_converter()
 
 
+_KEY = re.compile(r"\['([^'\]]*)'\]")
+
+
+def _format_exception(exc: BaseException, type_: type | None) -> str:
+    # A validator's ValueError says what is wrong; cattrs' default would say "invalid value".
+    if isinstance(exc, ValueError) and type(exc) is ValueError and exc.args and type_ is None:
+        return str(exc)
+    if isinstance(exc, ValueError) and type_ is not None and "Literal" in repr(type_):
+        return f"{exc}"
+    return format_exception(exc, type_)
+
+
 def config_error_from_cattrs(
     exc: BaseException, *, prefix: str = "", file: str | None = None
 ) -> ConfigError:
@@ -81,14 +95,18 @@ def config_error_from_cattrs(
         prefix: the dotted path of the structured value inside the file (``stages[1].options``).
         file: the file name, if any.
     """
-    lines = cattrs.transform_error(exc, path="$") if isinstance(exc, Exception) else [str(exc)]
+    lines = (
+        cattrs.transform_error(exc, path="$", format_exception=_format_exception)
+        if isinstance(exc, Exception)
+        else [str(exc)]
+    )
     messages: list[str] = []
     first_path: str | None = None
     for line in lines:
         msg, _, where = line.rpartition(" @ ")
         if not _:
             msg, where = line, "$"
-        path = where[1:].lstrip(".")
+        path = _KEY.sub(r".\1", where[1:]).lstrip(".")
         full = f"{prefix}.{path}" if prefix and path and not path.startswith("[") else prefix + path
         full = full or prefix
         if first_path is None:

@@ -1,0 +1,88 @@
+"""The ``tunflow`` command: ``tunflow run CONFIG``, ``tunflow check CONFIG``, ``tunflow stages``.
+
+Subcommands live in modules listed in :data:`COMMAND_MODULES`; each registers itself with
+:func:`command` when imported, so another module (the VPN's ``up``/``down``/``genkey``/``pubkey``)
+adds its commands by appending its name there — nothing else changes. ``python -m tunflow.cli``
+works too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+import attrs
+
+__all__ = ["main", "command", "Command", "COMMAND_MODULES", "build_parser"]
+
+#: Modules that register subcommands when imported, in the order ``--help`` lists them.
+COMMAND_MODULES: list[str] = ["tunflow.cli.pipeline"]
+
+
+@attrs.frozen
+class Command:
+    """A subcommand: its name, one line of help, how it adds its arguments, what it runs.
+
+    ``run`` returns the process's exit status.
+    """
+
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+_commands: dict[str, Command] = {}
+
+
+def command(
+    name: str, help: str, configure: Callable[[argparse.ArgumentParser], None]
+) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
+    """Register the decorated function as the subcommand ``name``.
+
+    Example:
+        >>> @command("hello", "say hello", lambda p: p.add_argument("who"))
+        ... def hello(args):
+        ...     print("hello", args.who)
+        ...     return 0
+    """
+
+    def register(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        _commands[name] = Command(name, help, configure, run)
+        return run
+
+    return register
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every registered subcommand."""
+    for module in COMMAND_MODULES:
+        importlib.import_module(module)
+    parser = argparse.ArgumentParser(
+        prog="tunflow", description="TUN/TAP pipelines: run, check, and list stages."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for cmd in _commands.values():
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        cmd.configure(p)
+        p.set_defaults(_run=cmd.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``tunflow`` command; return its exit status (0 ok, 1 failure, 2 bad usage or
+    configuration)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args._run(args)
+    except KeyboardInterrupt:
+        return 130
+    return status
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""``python -m tunflow.cli``."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

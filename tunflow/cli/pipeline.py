@@ -1,0 +1,229 @@
+"""``tunflow run``, ``tunflow check`` and ``tunflow stages``.
+
+``run`` prints live per-stage statistics: a table redrawn in place on a terminal (rich), one
+JSON object per line otherwise (and with ``--json``). SIGINT and SIGTERM stop it cleanly: the
+pipeline is cancelled, every device and transport closed, a last report printed, exit status 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from typing import Any, TextIO
+
+import anyio
+import attrs
+
+from ..errors import ConfigError, PluginError, TunflowError
+from . import command
+
+__all__ = ["run", "check", "stages"]
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", metavar="CONFIG", help="the TOML configuration file")
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    _config_arg(p)
+    p.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between reports (default 1)"
+    )
+    p.add_argument("--json", action="store_true", help="JSON lines even on a terminal")
+    p.add_argument(
+        "--backend",
+        choices=("asyncio", "uvloop", "trio"),
+        default="asyncio",
+        help="event loop (default asyncio)",
+    )
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+
+
+def _error(exc: BaseException) -> int:
+    print(f"tunflow: {exc}", file=sys.stderr)
+    return 2 if isinstance(exc, ConfigError | PluginError) else 1
+
+
+def snapshot(stats: Any, elapsed: float) -> dict[str, Any]:
+    """A pipeline's statistics as plain data (what a JSON line holds)."""
+    data: dict[str, Any] = attrs.asdict(stats, recurse=True)
+    data["time"] = round(time.time(), 3)
+    data["elapsed"] = round(elapsed, 3)
+    return data
+
+
+class _Table:
+    """The live table on a terminal."""
+
+    def __init__(self, out: TextIO) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self._console = Console(file=out)
+        self._live = Live(console=self._console, auto_refresh=False, transient=False)
+        self._prev: dict[str, tuple[float, int, int]] = {}
+
+    def __enter__(self) -> _Table:
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._live.__exit__(None, None, None)
+
+    def show(self, stats: Any, elapsed: float) -> None:
+        from rich.table import Table
+
+        now = time.monotonic()
+        table = Table(title=f"{stats.name} ({stats.mode}) — {elapsed:.0f} s")
+        for col in ("stage", "packets in", "packets out", "pps", "Mbit/s", "dropped", "errors"):
+            table.add_column(col, justify="left" if col == "stage" else "right")
+        for s in stats.stages:
+            t0, p0, b0 = self._prev.get(s.name, (now, s.packets_out, s.bytes_out))
+            dt = max(now - t0, 1e-9)
+            pps = (s.packets_out - p0) / dt if now > t0 else 0.0
+            mbps = (s.bytes_out - b0) * 8 / dt / 1e6 if now > t0 else 0.0
+            self._prev[s.name] = (now, s.packets_out, s.bytes_out)
+            drops = ", ".join(f"{k} {v}" for k, v in sorted(s.drops.items())) or "0"
+            table.add_row(
+                s.name,
+                f"{s.packets_in:,}",
+                f"{s.packets_out:,}",
+                f"{pps:,.0f}",
+                f"{mbps:,.1f}",
+                drops,
+                str(s.errors),
+            )
+        for p in stats.ports:
+            table.add_row(
+                f"[dim]{p.kind} {p.name}[/dim]",
+                f"{p.rx_packets:,}",
+                f"{p.tx_packets:,}",
+                "",
+                "",
+                ", ".join(f"{k} {v}" for k, v in p.drops.items()) or "",
+                "",
+            )
+        for name, n in stats.kernel_drops.items():
+            table.add_row(f"[dim]kernel drops {name}[/dim]", "", "", "", "", f"{n:,}", "")
+        self._live.update(table, refresh=True)
+
+
+async def _run(args: argparse.Namespace, config: Any, out: TextIO) -> None:
+    start = time.monotonic()
+    use_table = out.isatty() and not args.json
+    async with config.open() as running:
+        table = _Table(out) if use_table else None
+
+        def report() -> None:
+            stats = running.statistics()
+            elapsed = time.monotonic() - start
+            if table is not None:
+                table.show(stats, elapsed)
+            else:
+                out.write(json.dumps(snapshot(stats, elapsed), default=str) + "\n")
+                out.flush()
+
+        async def reporter() -> None:
+            while True:
+                await anyio.sleep(args.interval)
+                report()
+
+        async def signals(scope: anyio.CancelScope) -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+                async for _ in received:
+                    scope.cancel()
+                    return
+
+        try:
+            if table is not None:
+                table.__enter__()
+            with anyio.CancelScope() as scope:
+                if args.duration is not None:
+                    scope.deadline = anyio.current_time() + args.duration
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(signals, tg.cancel_scope)
+                    tg.start_soon(reporter)
+        finally:
+            report()
+            if table is not None:
+                table.__exit__(None, None, None)
+
+
+@command("run", "run the pipeline a configuration describes, with live statistics", _run_args)
+def run(args: argparse.Namespace) -> int:
+    """``tunflow run CONFIG``."""
+    from ..config import load_config
+
+    try:
+        config = load_config(args.config)
+        backend, options = args.backend, {}
+        if backend == "uvloop":
+            backend, options = "asyncio", {"use_uvloop": True}
+        anyio.run(_run, args, config, sys.stdout, backend=backend, backend_options=options)
+    except (TunflowError, OSError) as exc:
+        return _error(exc)
+    return 0
+
+
+@command("check", "check a configuration: syntax, names, plugins and their options", _config_arg)
+def check(args: argparse.Namespace) -> int:
+    """``tunflow check CONFIG``: exit 0 and a summary if it is good, else 2 and the error."""
+    from ..config import load_config
+
+    try:
+        config = load_config(args.config)
+    except (TunflowError, OSError) as exc:
+        return _error(exc)
+    kind = "pipeline" if config.pipeline is not None else "tunnel"
+    chain = " → ".join(s.name or s.plugin for s in config.stages) or "(no stages)"
+    print(
+        f"{args.config}: ok — {len(config.devices)} device(s), {len(config.transports)} "
+        f"transport(s), {kind}: {chain}"
+    )
+    return 0
+
+
+def _stages_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="one JSON document")
+
+
+@command("stages", "list the stage plugins found, with their options", _stages_args)
+def stages(args: argparse.Namespace) -> int:
+    """``tunflow stages``: every plugin of the ``tunflow.stages`` group and its options."""
+    from ..pipeline import available_stages
+
+    found = available_stages()
+    listing: list[dict[str, Any]] = []
+    status = 0
+    for name, plugin in found.items():
+        entry: dict[str, Any] = {
+            "name": name,
+            "target": plugin.target,
+            "distribution": plugin.distribution,
+        }
+        try:
+            entry["summary"] = plugin.summary()
+            entry["options"] = [attrs.asdict(o) for o in plugin.options()]
+        except PluginError as exc:
+            entry["error"] = str(exc)
+            status = 1
+        listing.append(entry)
+    if args.json:
+        print(json.dumps(listing, indent=2))
+        return status
+    for entry in listing:
+        print(f"{entry['name']}  ({entry['target']}, {entry['distribution'] or 'unknown'})")
+        if "error" in entry:
+            print(f"    error: {entry['error']}")
+            continue
+        print(f"    {entry['summary']}")
+        for o in entry["options"]:
+            default = "required" if o["required"] else f"default {o['default']}"
+            help_ = f" — {o['help']}" if o["help"] else ""
+            print(f"    {o['name']}: {o['type']} ({default}){help_}")
+    if not listing:
+        print("no stage plugins found in the 'tunflow.stages' entry-point group")
+    return status
