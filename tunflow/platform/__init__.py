@@ -22,6 +22,11 @@ __all__ = ["current", "platform_name", "BACKENDS"]
 #: platform name -> module implementing it
 BACKENDS: dict[str, str] = {
     "linux": "tunflow.platform.linux",
+    "darwin": "tunflow.platform.darwin",
+    "freebsd": "tunflow.platform.freebsd",
+    "openbsd": "tunflow.platform.openbsd",
+    "netbsd": "tunflow.platform.netbsd",
+    "windows": "tunflow.platform.windows",
     "android": "tunflow.platform.fd",
     "ios": "tunflow.platform.fd",
 }
@@ -30,7 +35,13 @@ _override: str | None = None
 
 
 def platform_name(sys_platform: str | None = None) -> str:
-    """tunflow's name for ``sys_platform`` (default: the running one)."""
+    """tunflow's name for ``sys_platform`` (default: the running one).
+
+    ``linux*`` is ``linux`` (``android`` when Python runs on Android, which reports ``linux``
+    before 3.13), ``darwin`` is macOS, ``ios`` is iOS/iPadOS (Python ≥ 3.13) and tvOS, ``freebsd14``
+    and friends drop their version, ``win32`` and ``cygwin`` are ``windows``; anything else is
+    returned unchanged (and has no backend).
+    """
     p = sys.platform if sys_platform is None else sys_platform
     if p.startswith("linux"):
         if sys_platform is None and hasattr(sys, "getandroidapilevel"):
@@ -40,6 +51,7 @@ def platform_name(sys_platform: str | None = None) -> str:
         ("android", "android"),
         ("darwin", "darwin"),
         ("ios", "ios"),
+        ("tvos", "ios"),
         ("freebsd", "freebsd"),
         ("openbsd", "openbsd"),
         ("netbsd", "netbsd"),

@@ -1,0 +1,225 @@
+"""The configuration side of a Windows device (Wintun or tap-windows6), over the IP Helper API."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
+
+from ...device._config import IPV6_MIN_MTU, DeviceConfig, Layer
+from ...errors import ConfigError, DeviceError, UnsupportedError
+from .._base import Route
+from .._syscalls import Syscalls, oserror_to_device_error
+from .iphlpapi import AF_INET, IpHelper
+
+__all__ = ["WindowsInterface", "configure", "undo_configuration", "reject_unsupported"]
+
+
+class WindowsInterface:
+    """One Windows network interface, known by its LUID.
+
+    Args:
+        syscalls: the system-call layer (for ``netsh``).
+        iphlp: the IP Helper bindings.
+        luid: the interface LUID.
+        layer: TUN (Wintun) or TAP (tap-windows6).
+        driver: ``"wintun"`` or ``"tap-windows6"``, for messages.
+    """
+
+    def __init__(
+        self,
+        *,
+        syscalls: Syscalls,
+        iphlp: IpHelper,
+        luid: int,
+        layer: Layer,
+        driver: str,
+    ) -> None:
+        self.sys = syscalls
+        self.iphlp = iphlp
+        self.luid = luid
+        self.layer = layer
+        self.driver = driver
+        self._cleanups: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<WindowsInterface {self.driver} luid={self.luid:#x}>"
+
+    def add_cleanup(self, fn: Callable[[], None]) -> None:
+        self._cleanups.append(fn)
+
+    @contextlib.contextmanager
+    def op(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except (ConfigError, DeviceError, UnsupportedError):
+            raise
+        except OSError as exc:
+            raise oserror_to_device_error(exc, what, privilege="Administrator") from exc
+
+    # -- identity -----------------------------------------------------------------------------
+
+    def open_queue(self) -> object:
+        raise UnsupportedError("multi-queue devices are Linux only; Windows has one queue")
+
+    def name(self) -> str:
+        with self.op("get name"):
+            return self.iphlp.luid_to_alias(self.luid)
+
+    def set_name(self, name: str) -> None:
+        # tun-rs does this with netsh too: the IP Helper API has no rename.
+        old = self.name()
+        with self.op(f"rename to {name!r}"):
+            self.sys.run(
+                ["netsh", "interface", "set", "interface", f"name={old}", f"newname={name}"]
+            )
+
+    def if_index(self) -> int:
+        with self.op("get interface index"):
+            return self.iphlp.luid_to_index(self.luid)
+
+    # -- MTU, metric, DNS ---------------------------------------------------------------------
+
+    def mtu(self) -> int:
+        with self.op("get MTU"):
+            return self.iphlp.mtu(self.luid, AF_INET)
+
+    def set_mtu(self, mtu: int) -> None:
+        with self.op(f"set MTU {mtu}"):
+            if mtu < IPV6_MIN_MTU and any(
+                isinstance(a, IPv6Interface) and not a.ip.is_link_local for a in self.addresses()
+            ):
+                raise ConfigError(
+                    f"MTU {mtu} is below {IPV6_MIN_MTU}, and the device has IPv6 addresses"
+                )
+            self.iphlp.set_mtu(self.luid, mtu)
+
+    def set_metric(self, metric: int) -> None:
+        """The interface metric, for IPv4 and IPv6 (automatic metric off)."""
+        with self.op(f"set metric {metric}"):
+            self.iphlp.set_metric(self.luid, metric)
+
+    def set_dns_servers(self, servers: tuple[IPv4Address | IPv6Address, ...]) -> None:
+        """The interface's DNS servers (``SetInterfaceDnsSettings``, else ``netsh``)."""
+        with self.op("set DNS servers"):
+            self.iphlp.set_dns_servers(self.luid, servers, alias=self.name())
+
+    # -- addresses and routes -----------------------------------------------------------------
+
+    def addresses(self) -> list[IPv4Interface | IPv6Interface]:
+        with self.op("list addresses"):
+            return self.iphlp.addresses(self.luid)
+
+    def add_address(
+        self, iface: IPv4Interface | IPv6Interface, peer: IPv4Address | None = None
+    ) -> None:
+        # Windows interfaces have no point-to-point peer; the on-link prefix covers it.
+        with self.op(f"add address {iface}"):
+            self.iphlp.add_address(self.luid, iface)
+
+    def remove_address(self, address: IPv4Address | IPv6Address) -> None:
+        with self.op(f"remove address {address}"):
+            self.iphlp.remove_address(self.luid, address)
+
+    def routes(self) -> list[Route]:
+        with self.op("list routes"):
+            return self.iphlp.routes(self.luid)
+
+    def add_route(self, route: Route) -> None:
+        with self.op(f"add route {route.destination}"):
+            self.iphlp.add_route(self.luid, route)
+
+    def remove_route(self, route: Route) -> None:
+        with self.op(f"remove route {route.destination}"):
+            self.iphlp.remove_route(self.luid, route)
+
+    # -- link (overridden per driver) ---------------------------------------------------------
+
+    def mac_address(self) -> bytes:
+        raise UnsupportedError("a TUN (layer 3) device has no MAC address")
+
+    def set_mac_address(self, mac: bytes) -> None:
+        raise UnsupportedError(
+            f"{self.driver} cannot change the MAC address at run time (tun-rs neither)"
+        )
+
+    def set_enabled(self, up: bool) -> None:
+        raise UnsupportedError(f"{self.driver}: up/down is not supported")
+
+    def is_running(self) -> bool:
+        return not self._closed
+
+    def tx_queue_len(self) -> int:
+        raise UnsupportedError("the transmit queue length is Linux only")
+
+    def set_tx_queue_len(self, length: int) -> None:
+        raise UnsupportedError("the transmit queue length is Linux only")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            cleanups, self._cleanups = self._cleanups, []
+        errors: list[BaseException] = []
+        for fn in reversed(cleanups):
+            try:
+                fn()
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+def reject_unsupported(config: DeviceConfig) -> None:
+    """Refuse, before any system call, options Windows does not have."""
+    if config.multi_queue:
+        raise UnsupportedError("multi-queue devices are Linux only, not Windows")
+    if config.offload:
+        raise UnsupportedError("TUN offload (virtio-net header) is Linux only, not Windows")
+    if config.tx_queue_len is not None:
+        raise UnsupportedError("the transmit queue length is Linux only, not Windows")
+    if config.owner is not None or config.group is not None:
+        raise UnsupportedError("device owner/group is Linux only, not Windows")
+    if config.packet_information:
+        raise UnsupportedError("Windows devices carry no packet-information header")
+    if config.mac is not None:
+        raise UnsupportedError(
+            "setting a tap-windows6 MAC address goes through the adapter's registry "
+            "(NetworkAddress), which tunflow does not do; set it in the adapter's properties"
+        )
+
+
+def configure(
+    iface: WindowsInterface, config: DeviceConfig, undo: list[tuple[str, object]]
+) -> None:
+    """MTU (v4 and v6), metric, addresses, DNS, up, routes; additions recorded in ``undo``."""
+    if config.mtu is not None:
+        iface.set_mtu(config.mtu)
+    if config.metric is not None:
+        iface.set_metric(config.metric)
+    for setting in config.ipv4:
+        iface.add_address(setting.interface, peer=setting.destination)
+        undo.append(("address", setting.interface.ip))
+    for v6 in config.ipv6:
+        iface.add_address(v6)
+        undo.append(("address", v6.ip))
+    if config.dns_servers:
+        iface.set_dns_servers(config.dns_servers)
+    if config.enabled is not None:
+        iface.set_enabled(config.enabled)
+    for network in config.routes:
+        iface.add_route(Route(network))
+        undo.append(("route", network))
+
+
+def undo_configuration(iface: WindowsInterface, undo: list[tuple[str, object]]) -> None:
+    for kind, value in reversed(undo):
+        with contextlib.suppress(Exception):
+            if kind == "route":
+                iface.remove_route(Route(value))  # type: ignore[arg-type]
+            else:
+                iface.remove_address(value)  # type: ignore[arg-type]

@@ -1,0 +1,434 @@
+"""Windows TUN through Wintun (``wintun.dll``, loaded with ctypes), and its packet queue.
+
+**Loading.** ``config.wintun_file`` when given; otherwise ``wintun.dll`` next to the program
+(``sys.executable``'s directory, for frozen programs, then the script's), then the DLL search
+path. A missing DLL is a :class:`~tunflow.DeviceNotFoundError` that names every path tried.
+
+**Adapter.** ``WintunOpenAdapter`` when an adapter of that name exists *and* still has a network
+interface; an adapter left over by a crashed process ("orphaned": it opens, but its LUID maps to
+no interface — tun-rs issue #33) is closed and a fresh one created. ``WintunCreateAdapter`` is
+tried up to 4 times (tun-rs's count: the driver install races on first use). An adapter this
+process created is removed by ``WintunCloseAdapter`` when the device closes.
+
+**Session.** ``WintunStartSession(ring_capacity)`` (a power of two in 128 KiB..64 MiB; default
+4 MiB); ``WintunGetReadWaitEvent`` gives the event the queue waits on. Packets are bare IP.
+
+**Queue.** :class:`WintunQueue` has no fd (``fileno() == -1``); the faces wait in
+:meth:`WintunQueue.wait` — ``WaitForMultipleObjects`` on the read event, the queue's shutdown
+event and the caller's :class:`~tunflow.platform.windows._win32.Win32Waker` — the sync face in
+its own thread, the async face in an anyio worker thread.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import sys
+import threading
+from typing import Any, Final
+
+from ...device._config import DeviceConfig, Layer
+from ...errors import (
+    ClosedDeviceError,
+    ConfigError,
+    DeviceError,
+    DeviceGoneError,
+    DeviceNotFoundError,
+    UnsupportedError,
+)
+from ...packet import HEADROOM, PacketBatch
+from .._base import Buffer, OffloadInfo
+from .._syscalls import Syscalls
+from ._win32 import (
+    ERROR_BUFFER_OVERFLOW,
+    ERROR_HANDLE_EOF,
+    ERROR_NO_MORE_ITEMS,
+    HANDLE,
+    Kernel32,
+    Win32Waker,
+    bind,
+    win_error,
+)
+from .interface import WindowsInterface, configure, undo_configuration
+from .iphlpapi import GUID, NET_LUID, IpHelper
+
+__all__ = [
+    "WintunApi",
+    "WintunQueue",
+    "WintunInterface",
+    "load_wintun",
+    "open_wintun",
+    "DEFAULT_RING_CAPACITY",
+    "MIN_RING_CAPACITY",
+    "MAX_RING_CAPACITY",
+]
+
+#: wintun.h: WINTUN_MIN_RING_CAPACITY, WINTUN_MAX_RING_CAPACITY, WINTUN_MAX_IP_PACKET_SIZE
+MIN_RING_CAPACITY: Final = 0x20000
+MAX_RING_CAPACITY: Final = 0x4000000
+MAX_IP_PACKET_SIZE: Final = 0xFFFF
+#: 4 MiB: wireguard-go's ring size (tun-rs uses 2 MiB)
+DEFAULT_RING_CAPACITY: Final = 0x400000
+#: attempts at WintunCreateAdapter (tun-rs: 4)
+CREATE_ATTEMPTS: Final = 4
+#: how long close() waits for threads still inside the session before ending it
+_CLOSE_GRACE: Final = 2.0
+
+
+class WintunApi:
+    """The wintun.dll functions (wintun.h), bound with their prototypes."""
+
+    def __init__(self, dll: Any, syscalls: Syscalls) -> None:
+        self.sys = syscalls
+        p = ctypes.POINTER
+        u32 = ctypes.c_uint32
+        self.CreateAdapter = bind(
+            dll, "WintunCreateAdapter", HANDLE, [ctypes.c_wchar_p, ctypes.c_wchar_p, p(GUID)]
+        )
+        self.OpenAdapter = bind(dll, "WintunOpenAdapter", HANDLE, [ctypes.c_wchar_p])
+        self.CloseAdapter = bind(dll, "WintunCloseAdapter", None, [HANDLE])
+        self.GetAdapterLUID = bind(dll, "WintunGetAdapterLUID", None, [HANDLE, p(NET_LUID)])
+        self.GetRunningDriverVersion = bind(dll, "WintunGetRunningDriverVersion", u32, [])
+        self.StartSession = bind(dll, "WintunStartSession", HANDLE, [HANDLE, u32])
+        self.EndSession = bind(dll, "WintunEndSession", None, [HANDLE])
+        self.GetReadWaitEvent = bind(dll, "WintunGetReadWaitEvent", HANDLE, [HANDLE])
+        self.ReceivePacket = bind(dll, "WintunReceivePacket", ctypes.c_void_p, [HANDLE, p(u32)])
+        self.ReleaseReceivePacket = bind(
+            dll, "WintunReleaseReceivePacket", None, [HANDLE, ctypes.c_void_p]
+        )
+        self.AllocateSendPacket = bind(
+            dll, "WintunAllocateSendPacket", ctypes.c_void_p, [HANDLE, u32]
+        )
+        self.SendPacket = bind(dll, "WintunSendPacket", None, [HANDLE, ctypes.c_void_p])
+
+    def luid(self, adapter: int) -> int:
+        luid = NET_LUID()
+        self.GetAdapterLUID(adapter, ctypes.byref(luid))
+        return int(luid.Value)
+
+    def driver_version(self) -> str:
+        version = int(self.GetRunningDriverVersion())
+        return f"{version >> 16}.{version & 0xFFFF}"
+
+
+def wintun_candidates(wintun_file: str | None) -> list[str]:
+    """Where ``wintun.dll`` is looked for, in order."""
+    if wintun_file:
+        return [wintun_file]
+    out: list[str] = []
+    for base in (
+        os.path.dirname(sys.executable),
+        os.path.dirname(os.path.abspath(sys.argv[0] or ".")),
+    ):
+        path = os.path.join(base, "wintun.dll")
+        if path not in out:
+            out.append(path)
+    out.append("wintun.dll")
+    return out
+
+
+def load_wintun(syscalls: Syscalls, wintun_file: str | None) -> WintunApi:
+    """Load wintun.dll (see :func:`wintun_candidates`).
+
+    Raises:
+        DeviceNotFoundError: no candidate loads; the message names each path tried.
+    """
+    tried: list[str] = []
+    for path in wintun_candidates(wintun_file):
+        try:
+            dll = syscalls.load_library(path)
+        except OSError as exc:
+            tried.append(f"{path} ({exc.strerror or exc})")
+            continue
+        return WintunApi(dll, syscalls)
+    raise DeviceNotFoundError(
+        errno.ENOENT,
+        "wintun.dll could not be loaded from " + "; ".join(tried) + ". Download it from "
+        "https://www.wintun.net and put the DLL for this CPU next to your program, or pass its "
+        "path with DeviceBuilder().wintun_file(...)",
+    )
+
+
+def _first_free_name(iphlp: IpHelper) -> str:
+    for unit in range(1000):
+        name = f"tun{unit}"
+        try:
+            iphlp.alias_to_luid(name)
+        except DeviceNotFoundError:
+            return name
+    raise DeviceError(errno.ENOSPC, "no free tunN adapter name")
+
+
+def open_or_create_adapter(
+    api: WintunApi, iphlp: IpHelper, name: str, tunnel_type: str
+) -> tuple[int, bool]:
+    """The adapter named ``name`` (reused if healthy, else created); and whether we created it."""
+    handle = api.OpenAdapter(name)
+    if handle:
+        try:
+            iphlp.luid_to_index(api.luid(int(handle)))
+        except DeviceError:
+            # Orphaned: the adapter outlived its interface (a crashed owner). Start afresh.
+            api.CloseAdapter(int(handle))
+        else:
+            return int(handle), False
+    last = 0
+    for _ in range(CREATE_ATTEMPTS):
+        handle = api.CreateAdapter(name, tunnel_type, None)
+        if handle:
+            return int(handle), True
+        last = api.sys.last_error()
+        if last == 5:  # ERROR_ACCESS_DENIED will not change on retry
+            break
+    raise win_error(last, f"WintunCreateAdapter {name!r}")
+
+
+class WintunInterface(WindowsInterface):
+    """A Wintun adapter: TUN, up while its session runs."""
+
+    def __init__(self, *, api: WintunApi, **kwargs: Any) -> None:
+        super().__init__(layer=Layer.L3, driver="wintun", **kwargs)
+        self.api = api
+
+    def set_enabled(self, up: bool) -> None:
+        if not up:
+            raise UnsupportedError(
+                "a Wintun adapter is up while its session runs; close the device to take it down"
+            )
+
+
+class WintunQueue:
+    """The packet queue of a Wintun session (see the module docstring)."""
+
+    def __init__(
+        self,
+        api: WintunApi,
+        kernel32: Kernel32,
+        session: int,
+        read_event: int,
+    ) -> None:
+        self.offload = OffloadInfo()
+        self._api = api
+        self._k32 = kernel32
+        self._session = session
+        self._read_event = read_event
+        self._shutdown = kernel32.create_event(manual_reset=True)
+        self._cond = threading.Condition()
+        self._inside = 0
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<WintunQueue session={self._session:#x}{' closed' if self._closed else ''}>"
+
+    def fileno(self) -> int:
+        return -1
+
+    def wait_handle(self) -> int | None:
+        return self._read_event
+
+    def make_waker(self) -> Win32Waker:
+        return Win32Waker(self._k32)
+
+    # Every call into the session counts itself in, so close() can end the session only once no
+    # thread is inside it (a handle or ring freed under a thread is undefined behaviour).
+
+    def _enter(self) -> None:
+        with self._cond:
+            if self._closed:
+                raise ClosedDeviceError("the device is closed")
+            self._inside += 1
+
+    def _leave(self) -> None:
+        with self._cond:
+            self._inside -= 1
+            if self._inside == 0:
+                self._cond.notify_all()
+
+    def _receive(self) -> tuple[int, int]:
+        size = ctypes.c_uint32(0)
+        ptr = self._api.ReceivePacket(self._session, ctypes.byref(size))
+        if not ptr:
+            err = self._api.sys.last_error()
+            if err == ERROR_NO_MORE_ITEMS:
+                raise BlockingIOError(errno.EAGAIN, "no packet waiting")
+            if err == ERROR_HANDLE_EOF:
+                raise DeviceGoneError(errno.ENODEV, "read: the Wintun adapter is terminating")
+            raise win_error(err, "WintunReceivePacket")
+        return int(ptr), int(size.value)
+
+    def recv(self, max_size: int) -> bytes:
+        self._enter()
+        try:
+            ptr, size = self._receive()
+            try:
+                return ctypes.string_at(ptr, min(size, max_size))
+            finally:
+                self._api.ReleaseReceivePacket(self._session, ptr)
+        finally:
+            self._leave()
+
+    def recv_into(self, buf: memoryview) -> int:
+        packet = self.recv(len(buf))
+        buf[: len(packet)] = packet
+        return len(packet)
+
+    def recv_batch(self, batch: PacketBatch, max_size: int) -> int:
+        self._enter()
+        count = 0
+        try:
+            while len(batch.offsets) < batch.max_packets and batch.room() >= max_size:
+                try:
+                    ptr, size = self._receive()
+                except BlockingIOError:
+                    break
+                except Exception:
+                    if count:
+                        return count
+                    raise
+                try:
+                    n = min(size, max_size)
+                    off = batch.end + HEADROOM
+                    batch.buffer[off : off + n] = ctypes.string_at(ptr, n)
+                    batch.commit(off, n)
+                    count += 1
+                finally:
+                    self._api.ReleaseReceivePacket(self._session, ptr)
+        finally:
+            self._leave()
+        return count
+
+    def _send(self, packet: Buffer) -> int:
+        n = len(packet)
+        if n > MAX_IP_PACKET_SIZE:
+            from ...errors import PacketTooLargeError
+
+            raise PacketTooLargeError(
+                f"Wintun carries packets of at most {MAX_IP_PACKET_SIZE} bytes"
+            )
+        ptr = self._api.AllocateSendPacket(self._session, n)
+        if not ptr:
+            err = self._api.sys.last_error()
+            if err == ERROR_BUFFER_OVERFLOW:
+                raise BlockingIOError(errno.EAGAIN, "the Wintun ring is full")
+            if err == ERROR_HANDLE_EOF:
+                raise DeviceGoneError(errno.ENODEV, "write: the Wintun adapter is terminating")
+            raise win_error(err, "WintunAllocateSendPacket")
+        data = packet if isinstance(packet, bytes) else bytes(packet)
+        ctypes.memmove(ptr, data, n)
+        self._api.SendPacket(self._session, ptr)
+        return n
+
+    def send(self, packet: Buffer) -> int:
+        self._enter()
+        try:
+            return self._send(packet)
+        finally:
+            self._leave()
+
+    def send_batch(self, batch: PacketBatch, start: int = 0) -> int:
+        self._enter()
+        i = start
+        try:
+            while i < len(batch):
+                try:
+                    self._send(batch.packet(i))
+                except BlockingIOError:
+                    if i == start:
+                        raise
+                    break
+                i += 1
+        finally:
+            self._leave()
+        return i
+
+    def wait(self, writable: bool, timeout: float | None, waker: Win32Waker | None) -> bool:
+        """Block until a packet can be read; ``False`` on timeout, wake or close.
+
+        Wintun signals no "ring has room" event, so a writer polls: the wait lasts at most
+        5 ms (or ``timeout``) and then says "try again" (tun-rs backs off 1–10 ms).
+        """
+        self._enter()
+        wake = waker.acquire() if waker is not None else None
+        try:
+            extra = [wake] if wake else []
+            if writable:
+                pause = 0.005 if timeout is None else min(timeout, 0.005)
+                index = self._k32.wait_any([self._shutdown, *extra], pause)
+                return index is None
+            index = self._k32.wait_any([self._read_event, self._shutdown, *extra], timeout)
+            return index == 0
+        finally:
+            if wake:
+                assert waker is not None
+                waker.release()
+            self._leave()
+
+    def close(self) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+        self._k32.set_event(self._shutdown)
+        with self._cond:
+            self._cond.wait_for(lambda: self._inside == 0, timeout=_CLOSE_GRACE)
+            stuck = self._inside
+        if stuck:
+            # A thread is still inside the session (it cannot be, unless a DLL call hangs):
+            # leak the session rather than free it under that thread.
+            return
+        self._api.EndSession(self._session)
+        self._k32.close_handle(self._shutdown)
+
+
+def _ring_capacity(config: DeviceConfig) -> int:
+    capacity = config.ring_capacity or DEFAULT_RING_CAPACITY
+    if capacity & (capacity - 1) or not MIN_RING_CAPACITY <= capacity <= MAX_RING_CAPACITY:
+        raise ConfigError(
+            f"ring_capacity {capacity} must be a power of two in "
+            f"{MIN_RING_CAPACITY}..{MAX_RING_CAPACITY} (wintun.h)"
+        )
+    return capacity
+
+
+def open_wintun(config: DeviceConfig, syscalls: Syscalls) -> tuple[WintunInterface, WintunQueue]:
+    """Create (or reuse) a Wintun adapter, start a session and configure the interface."""
+    capacity = _ring_capacity(config)
+    if config.persist:
+        raise UnsupportedError(
+            "WintunCloseAdapter removes the adapters it created; persist is not possible"
+        )
+    api = load_wintun(syscalls, config.wintun_file)
+    k32 = Kernel32(syscalls)
+    iphlp = IpHelper(syscalls)
+    if config.attach:
+        handle = api.OpenAdapter(config.name)
+        if not handle:
+            raise DeviceNotFoundError(errno.ENOENT, f"no Wintun adapter named {config.name!r}")
+        adapter, created = int(handle), False
+    else:
+        name = config.name or _first_free_name(iphlp)
+        adapter, created = open_or_create_adapter(api, iphlp, name, config.description or "tunflow")
+    session = 0
+    iface: WintunInterface | None = None
+    undo: list[tuple[str, object]] = []
+    try:
+        luid = api.luid(adapter)
+        session = int(api.StartSession(adapter, capacity) or 0)
+        if not session:
+            raise win_error(syscalls.last_error(), "WintunStartSession")
+        read_event = int(api.GetReadWaitEvent(session) or 0)
+        if not read_event:
+            raise win_error(syscalls.last_error(), "WintunGetReadWaitEvent")
+        iface = WintunInterface(syscalls=syscalls, iphlp=iphlp, luid=luid, api=api)
+        configure(iface, config, undo)
+        queue = WintunQueue(api, k32, session, read_event)
+    except BaseException:
+        if iface is not None and not created:
+            undo_configuration(iface, undo)
+        if session:
+            api.EndSession(session)
+        api.CloseAdapter(adapter)  # removes the adapter (and its addresses) if we created it
+        raise
+    iface.add_cleanup(lambda: api.CloseAdapter(adapter))
+    return iface, queue
