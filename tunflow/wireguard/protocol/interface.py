@@ -28,7 +28,7 @@ import secrets
 import struct
 from collections import deque
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final
 
 import attrs
 
@@ -71,6 +71,7 @@ from .native import (
 )
 from .noise import Handshake, StaticIdentity, consume_initiation_static
 from .peer import Peer
+from .replay import WINDOW_SIZE
 from .session import Session
 
 __all__ = [
@@ -997,19 +998,28 @@ class WireGuard:
         obuf, oview = out.buffer, out.view
         ocap = len(obuf)
         o_offs, o_lens = out.offsets, out.lengths
-        omax = out.max_packets
+        room = out.max_packets - len(o_offs)
+        oend = out.end
+        vnet = out.vnet_hdr
         unpack_hdr = TRANSPORT_HEADER.unpack_from
         v4src, v6src = _V4_LEN_SRC.unpack_from, _V6_LEN_SRC.unpack_from
         lookup4, lookup6 = self._allowed.v4.lookup, self._allowed.v6.lookup
         nonce = self._recv_nonce
         pack_nonce = _COUNTER.pack_into
         zero_hdr = _ZERO_HDR
+        window = WINDOW_SIZE
+        overhead, transport, headroom = _OVERHEAD, MESSAGE_TRANSPORT, HEADROOM
+        # the current session and its replay window, unpacked into locals (the window's
+        # check is inlined below: a method call per packet measured ~0.15 us)
         cur_index = -1
         cur: Session | None = None
         cur_ok = False
         cur_peer: Peer | None = None
-        opener = None
-        replay_check = None
+        opener: Any = None
+        replay: Any = None
+        ring: list[int] = []
+        last = 0
+        limit = 0
         run: Session | None = None
         run_addr: Address | None = None
         run_bytes = run_msgs = run_data = 0
@@ -1020,16 +1030,22 @@ class WireGuard:
         for i in range(n):
             off = offs[i]
             ln = lens[i]
-            if ln < _OVERHEAD:
+            if ln < overhead:
                 c.dropped_malformed += 1
                 continue
             typ, receiver, counter = unpack_hdr(buf, off)
-            if typ != MESSAGE_TRANSPORT:
+            if typ != transport:
+                if replay is not None:
+                    replay._last = last
                 if run is not None:
                     self._flush_rx(run, run_addr, run_bytes, run_msgs, run_data, now)
                     run = None
                 cur_index = -1
-                if not self._receive_other(view[off : off + ln], addrs[i], now, out):
+                out.end = oend
+                ok = self._receive_other(view[off : off + ln], addrs[i], now, out)
+                oend, vnet = out.end, out.vnet_hdr
+                room = out.max_packets - len(o_offs)
+                if not ok:
                     consumed = i
                     break
                 continue
@@ -1038,16 +1054,19 @@ class WireGuard:
                 if s is None:
                     c.dropped_unknown_index += 1
                     continue
+                if replay is not None:
+                    replay._last = last
                 cur_index, cur = receiver, s
                 cur_ok = now - s.created < REJECT_AFTER_TIME
-                opener, replay_check, cur_peer = s.open, s.replay.check, s.peer
+                opener, cur_peer = s.open, s.peer
+                replay = s.replay
+                ring, limit, last = replay._ring, replay.limit, replay._last
             if not cur_ok:
                 c.dropped_too_old += 1
                 continue
-            assert opener is not None and replay_check is not None
-            plen = ln - _OVERHEAD
-            dst = out.end + HEADROOM
-            if dst + plen > ocap or len(o_offs) >= omax:
+            plen = ln - overhead
+            dst = oend + headroom
+            if dst + plen > ocap or not room:
                 consumed = i
                 break
             pack_nonce(nonce, 4, counter)
@@ -1056,11 +1075,31 @@ class WireGuard:
             except InvalidTag:
                 c.dropped_bad_aead += 1
                 continue
-            if not replay_check(counter):
+            # replay window (RFC 6479, as ReplayWindow.check), after authentication; ``last``
+            # is written back to the window when the session changes and at the end
+            if counter > last and counter < limit:
+                index = counter >> 6
+                current = last >> 6
+                if index != current:
+                    if index - current >= 128:
+                        ring = replay._ring = [0] * 128
+                    else:
+                        for j in range(current + 1, index + 1):
+                            ring[j & 127] = 0
+                last = counter
+                ring[index & 127] |= 1 << (counter & 63)
+            elif counter >= limit or last - counter > window:
                 c.dropped_replay += 1
                 continue
+            else:
+                word = (counter >> 6) & 127
+                bit = 1 << (counter & 63)
+                if ring[word] & bit:
+                    c.dropped_replay += 1
+                    continue
+                ring[word] |= bit
             addr = addrs[i]
-            if cur is not run or addr != run_addr:
+            if cur is not run or (addr is not run_addr and addr != run_addr):
                 if run is not None:
                     self._flush_rx(run, run_addr, run_bytes, run_msgs, run_data, now)
                 run, run_addr = cur, addr
@@ -1095,11 +1134,15 @@ class WireGuard:
             if owner is not cur_peer:
                 c.dropped_not_allowed_source += 1
                 continue
-            if out.vnet_hdr:
-                obuf[dst - HEADROOM : dst] = zero_hdr
+            if vnet:
+                obuf[dst - headroom : dst] = zero_hdr
             o_offs.append(dst)
             o_lens.append(iplen)
-            out.end = dst + iplen
+            oend = dst + iplen
+            room -= 1
+        if replay is not None:
+            replay._last = last
+        out.end = oend
         if run is not None:
             self._flush_rx(run, run_addr, run_bytes, run_msgs, run_data, now)
         return consumed

@@ -75,6 +75,7 @@ MIN_FRAGMENT_SIZE: Final = NATIVE_HEADER_SIZE + _MIN_CHUNK
 #: Incomplete messages kept per session while their fragments arrive.
 MAX_PARTIAL_MESSAGES: Final = 8
 _COUNTER: Final = struct.Struct("<Q")
+_unpack_header: Final = NATIVE_HEADER.unpack_from
 _ZERO_HDR: Final = bytes(HEADROOM)
 
 
@@ -213,31 +214,29 @@ def open_native(
     n = len(fragment)
     if n <= NATIVE_HEADER_SIZE:
         return OpenResult.MALFORMED
-    typ, index, count, version, _receiver, counter, chunk, reserved = NATIVE_HEADER.unpack_from(
-        fragment
-    )
+    typ, index, count, version, _receiver, counter, chunk, reserved = _unpack_header(fragment)
     data_len = n - NATIVE_HEADER_SIZE
-    if (
-        typ != MESSAGE_NATIVE
-        or version != NATIVE_VERSION
-        or reserved
-        or count == 0
-        or index >= count
-        or chunk < _MIN_CHUNK
-        or (count - 1) * chunk >= MAX_SEALED_SIZE
-        or data_len > chunk
-        or (index < count - 1 and data_len != chunk)
-    ):
+    if index >= count or data_len > chunk or (data_len != chunk and index != count - 1):
         return OpenResult.MALFORMED
-    if not _would_accept(session, counter):
-        return OpenResult.REPLAY
     partials = session.native_partial
-    if count == 1:
-        return _finish(
-            session, memoryview(fragment)[NATIVE_HEADER_SIZE:], count, counter, chunk, out
-        )
     entry = partials.get(counter)
     if entry is None:
+        # the first fragment of a message: validate the rest of the header, check the
+        # replay window before spending memory on it
+        if (
+            typ != MESSAGE_NATIVE
+            or version != NATIVE_VERSION
+            or reserved
+            or chunk < _MIN_CHUNK
+            or (count - 1) * chunk >= MAX_SEALED_SIZE
+        ):
+            return OpenResult.MALFORMED
+        if not _would_accept(session, counter):
+            return OpenResult.REPLAY
+        if count == 1:
+            return _finish(
+                session, memoryview(fragment)[NATIVE_HEADER_SIZE:], count, counter, chunk, out
+            )
         if len(partials) >= MAX_PARTIAL_MESSAGES:
             del partials[next(iter(partials))]
         entry = partials[counter] = _Partial(count, chunk)

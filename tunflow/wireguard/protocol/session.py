@@ -163,50 +163,48 @@ class Session:
         obuf, oview = out.buffer, out.view
         cap = len(obuf)
         pos = out.end
-        o_offs, o_lens, o_addrs = out.offsets, out.lengths, out.addresses
-        counter = self.send_counter
-        limit = REJECT_AFTER_MESSAGES
+        o_offs, o_lens = out.offsets, out.lengths
+        first = counter = self.send_counter
+        stop_counter = REJECT_AFTER_MESSAGES
         receiver = self.remote_index
         seal = self.seal
         nonce = self._send_nonce
         pack_nonce = _COUNTER.pack_into
         pack_hdr = TRANSPORT_HEADER.pack_into
         pads = _PADS
-        small = mtu > 0
-        done = 0
+        cap_mtu = mtu if mtu > 0 else 1 << 30
         for i in range(len(offs)) if indices is None else indices:
             n = lens[i]
-            if small and n <= mtu:
-                padded = (n + 15) & ~15
-                if padded > mtu:
-                    padded = mtu
-            else:
-                padded = padded_length(n, mtu)
-            if pos + padded + _OVERHEAD > cap or counter >= limit:
+            padded = (n + 15) & ~15
+            if padded > cap_mtu:  # MTU-sized packets: cap the padding at the MTU
+                padded = cap_mtu if n <= cap_mtu else padded_length(n, mtu)
+            end = pos + padded + _OVERHEAD
+            if end > cap or counter >= stop_counter:
                 break
             pack_hdr(obuf, pos, MESSAGE_TRANSPORT, receiver, counter)
-            start = pos + TRANSPORT_HEADER_SIZE
-            end = start + n
-            off = offs[i]
-            obuf[start:end] = src[off : off + n]
-            pad = padded - n
-            if pad:
-                stop = end + pad
-                while end < stop:  # pad < 16 except for packets past the MTU
-                    k = min(stop - end, 15)
-                    obuf[end : end + k] = pads[k]
-                    end += k
             pack_nonce(nonce, 4, counter)
-            seal(nonce, oview[start : start + padded], None, oview[start : start + padded + 16])
-            total = padded + _OVERHEAD
+            start = pos + TRANSPORT_HEADER_SIZE
+            off = offs[i]
+            if padded == n:
+                # full-MTU packets need no padding: seal straight from the source arena
+                seal(nonce, src[off : off + n], None, oview[start:end])
+            else:
+                obuf[start : start + n] = src[off : off + n]
+                pad = padded - n
+                if pad < PADDING_MULTIPLE:
+                    obuf[start + n : start + padded] = pads[pad]
+                else:  # a packet longer than the MTU (see padded_length)
+                    obuf[start + n : start + padded] = bytes(pad)
+                seal(nonce, oview[start : start + padded], None, oview[start:end])
             o_offs.append(pos)
-            o_lens.append(total)
-            o_addrs.append(address)
-            pos += total
+            o_lens.append(end - pos)
+            pos = end
             counter += 1
-            done += 1
-        out.end = pos
-        self.send_counter = counter
+        done = counter - first
+        if done:
+            out.addresses.extend([address] * done)
+            out.end = pos
+            self.send_counter = counter
         return done
 
     def encrypt(self, packet: bytes | bytearray | memoryview, mtu: int) -> bytes | None:
