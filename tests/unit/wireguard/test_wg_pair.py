@@ -631,3 +631,54 @@ def _shared_pair() -> Pair:
         p.handshake()
         _PAIR.append(p)
     return _PAIR[0]
+
+
+# -- hostile input ------------------------------------------------------------------------------
+
+
+def _mutations() -> tuple[Pair, list[bytes]]:
+    """A pair with a session, and real messages of every kind between its sides, to mutate."""
+    p = Pair(b"fuzz")
+    p.a.send_packet(ip4(A_IP, B_IP), p.now)
+    [(init, _)] = p.a.datagrams_to_send()
+    p.deliver("b", [init])
+    [(resp, _)] = p.b.datagrams_to_send()
+    p.deliver("a", [resp])
+    [(data, _)] = p.a.datagrams_to_send()
+    q = Pair(b"fuzz-cookie")
+    q.b.set_under_load(q.now, 1)
+    q.a.send_packet(ip4(A_IP, B_IP), q.now)
+    [(init2, _)] = q.a.datagrams_to_send()
+    q.deliver("b", [init2])
+    [(cookie, _)] = q.b.datagrams_to_send()
+    return p, [init, resp, data, cookie]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_hostile_datagrams_never_raise(data: st.DataObject) -> None:
+    if not _SEEDS:
+        _SEEDS.append(_mutations())
+    p, seeds = _SEEDS[0]
+    kind = data.draw(st.sampled_from(["random", "mutated", "truncated", "native"]))
+    if kind == "random":
+        d = data.draw(st.binary(max_size=300))
+    elif kind == "native":
+        d = bytes([0x7F]) + data.draw(st.binary(max_size=200))
+    else:
+        d = bytearray(data.draw(st.sampled_from(seeds)))
+        if kind == "truncated":
+            d = d[: data.draw(st.integers(0, len(d)))]
+        else:
+            for _ in range(data.draw(st.integers(1, 4))):
+                d[data.draw(st.integers(0, len(d) - 1))] ^= data.draw(st.integers(1, 255))
+        d = bytes(d)
+    addr = data.draw(st.sampled_from([p.a_addr, ("198.51.100.1", 9), ("::1", 5)]))
+    for side in (p.a, p.b):
+        side.receive_datagram(d, addr, p.now)
+        side.datagrams_to_send()
+        side.handle_timer(p.now + 1000)
+    p.now += 0.05
+
+
+_SEEDS: list[tuple[Pair, list[bytes]]] = []

@@ -1296,7 +1296,8 @@ class WireGuard:
 
     def _send_response(self, peer: Peer, now: float) -> None:
         endpoint = peer.endpoint
-        assert endpoint is not None
+        if endpoint is None:  # only when the caller passed no source address
+            return
         peer.last_sent_handshake = now
         self._drop_handshake_index(peer)
         index = self._new_index()
