@@ -25,9 +25,10 @@ import attrs
 from anyio.abc import TaskStatus
 
 from ..device import Layer
-from ..errors import ConfigError, TunflowError
+from ..errors import ConfigError, PluginError, TunflowError
 from ..packet import PacketBatch
 from ._linkstats import LinkStatsReader
+from ._plugins import load_stage_class
 from ._ports import Port, PortStatistics, as_ports
 from ._stage import (
     Direction,
@@ -344,6 +345,12 @@ class _Engine:
                         f"stages[{i}]: {item!r} cannot be rebuilt in a worker process; "
                         "build it from a StageSpec or a registered plugin"
                     )
+                try:
+                    load_stage_class(spec.plugin)
+                except PluginError as exc:
+                    raise ConfigError(
+                        f"stages[{i}]: {item!r} cannot be rebuilt in a worker process: {exc}"
+                    ) from None
                 self._specs.append(spec)
             built.append(_as_stage(item, i))
         _unique_names(built)

@@ -77,11 +77,14 @@ _KEY = re.compile(r"\['([^'\]]*)'\]")
 
 
 def _format_exception(exc: BaseException, type_: type | None) -> str:
-    # A validator's ValueError says what is wrong; cattrs' default would say "invalid value".
-    if isinstance(exc, ValueError) and type(exc) is ValueError and exc.args and type_ is None:
+    # A validator's or a hook's ValueError says what is wrong; cattrs' default would only say
+    # "invalid value". Plain conversions (int("big")) keep cattrs' "expected int".
+    if (
+        isinstance(exc, ValueError)
+        and exc.args
+        and (type_ is None or attrs.has(type_) or "Literal" in repr(type_))
+    ):
         return str(exc)
-    if isinstance(exc, ValueError) and type_ is not None and "Literal" in repr(type_):
-        return f"{exc}"
     return format_exception(exc, type_)
 
 

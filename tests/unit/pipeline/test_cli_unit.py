@@ -1,0 +1,53 @@
+"""``tunflow check`` and ``tunflow stages`` (``run`` needs root: tests/linux/test_cli.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tunflow.cli import COMMAND_MODULES, build_parser, main
+
+CONFIG = """
+[devices.a]
+name = "tf0"
+[[stages]]
+plugin = "stats"
+[pipeline]
+source = "a"
+sink = "a"
+"""
+
+
+def test_check_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "ok.toml"
+    path.write_text(CONFIG)
+    assert main(["check", str(path)]) == 0
+    assert "ok" in capsys.readouterr().out
+
+
+def test_check_names_file_and_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        CONFIG.replace('plugin = "stats"', 'plugin = "stats"\noptions = { interval = -1 }')
+    )
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: stages[0].options" in err and "interval" in err
+
+
+def test_stages_lists_plugins_with_options(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stages", "--json"]) == 0
+    listing = {e["name"]: e for e in json.loads(capsys.readouterr().out)}
+    assert {"gro", "gso", "filter", "capture", "ratelimit", "stats"} <= set(listing)
+    assert "rate" in [o["name"] for o in listing["ratelimit"]["options"]]
+    assert main(["stages"]) == 0
+    assert "ratelimit" in capsys.readouterr().out
+
+
+def test_commands_are_pluggable() -> None:
+    assert COMMAND_MODULES[0] == "tunflow.cli.pipeline"
+    parser = build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args([])

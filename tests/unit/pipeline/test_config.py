@@ -1,0 +1,137 @@
+"""The TOML configuration: structure, errors that name the file and the key, Python-built."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tunflow import ConfigError
+from tunflow.config import (
+    Config,
+    DeviceSpec,
+    PipelineSpec,
+    StageSpec,
+    TransportSpec,
+    TunnelSpec,
+    load_config,
+    loads_config,
+)
+from tunflow.pipeline import ErrorPolicy
+
+GOOD = """
+[devices.lan]
+name = "tf0"
+addresses = ["10.0.0.1/24", "fd00::1/64"]
+routes = ["192.0.2.0/24"]
+queues = 2
+offload = true
+
+[transports.wan]
+listen = "0.0.0.0:51820"
+peer = "192.0.2.7:51820"
+
+[[stages]]
+plugin = "filter"
+name = "firewall"
+on_error = "stop"
+[stages.options]
+default = "deny"
+rules = [{ action = "allow", protocol = "udp", dst_ports = [53, "1000-2000"] }]
+
+[[stages]]
+plugin = "ratelimit"
+options = { rate = "10mbit", per_flow = true }
+
+[tunnel]
+local = "lan"
+remote = "wan"
+workers = "processes"
+buffer = 2
+"""
+
+
+def test_good_file(tmp_path: Path) -> None:
+    path = tmp_path / "good.toml"
+    path.write_text(GOOD)
+    cfg = load_config(path)
+    assert cfg.file == str(path)
+    assert cfg.devices["lan"].queues == 2 and cfg.devices["lan"].offload
+    assert cfg.transports["wan"].peer == "192.0.2.7:51820"
+    assert [s.plugin for s in cfg.stages] == ["filter", "ratelimit"]
+    assert cfg.stages[0].name == "firewall" and cfg.stages[0].on_error is ErrorPolicy.STOP
+    assert cfg.tunnel is not None and cfg.tunnel.workers == "processes" and cfg.pipeline is None
+    assert cfg.devices["lan"].builder().config().multi_queue
+
+
+def test_built_from_python_equals_the_file() -> None:
+    cfg = Config(
+        devices={
+            "lan": DeviceSpec(
+                name="tf0",
+                addresses=["10.0.0.1/24", "fd00::1/64"],
+                routes=["192.0.2.0/24"],
+                queues=2,
+                offload=True,
+            )
+        },
+        transports={"wan": TransportSpec(listen="0.0.0.0:51820", peer="192.0.2.7:51820")},
+        stages=[
+            StageSpec(
+                "filter",
+                {
+                    "default": "deny",
+                    "rules": [
+                        {"action": "allow", "protocol": "udp", "dst_ports": [53, "1000-2000"]}
+                    ],
+                },
+                name="firewall",
+                on_error=ErrorPolicy.STOP,
+            ),
+            StageSpec("ratelimit", {"rate": "10mbit", "per_flow": True}),
+        ],
+        tunnel=TunnelSpec(local="lan", remote="wan", workers="processes", buffer=2),
+    ).check()
+    assert cfg == loads_config(GOOD)
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "message"),
+    [
+        (("queues = 2", "queues = 0"), "devices.lan", "queues"),
+        (("queues = 2", 'queues = "two"'), "devices.lan.queues", "expected int"),
+        (("offload = true", "offload = true\nmtuu = 1"), "devices.lan", "mtuu"),
+        (('"10.0.0.1/24"', '"10.0.0.300/24"'), "devices.lan", "10.0.0.300"),
+        (("offload = true", "offload = true\nmtu = 1000"), "devices.lan", "1280"),
+        (('peer = "192.0.2.7:51820"', 'peer = "nowhere"'), "transports.wan", "host:port"),
+        (('plugin = "filter"', 'plugin = "fitler"'), "stages[0].plugin", "did you mean filter"),
+        (('rate = "10mbit"', 'rate = "fast"'), "stages[1].options", "not a rate"),
+        (('action = "allow"', 'action = "allow", prot = 1'), "stages[0].options.rules[0]", "prot"),
+        (('remote = "wan"', 'remote = "wna"'), "tunnel.remote", "not a device"),
+        (('workers = "processes"', 'workers = "threads"'), "tunnel.workers", "threads"),
+        (("[tunnel]", "[pipeline]\nsource='lan'\nsink='lan'\n[tunnel]"), None, "exactly one"),
+        (('on_error = "stop"', 'on_error = "explode"'), "stages[0]", "explode"),
+    ],
+)
+def test_errors_name_file_and_path(change: tuple[str, str], path: str | None, message: str) -> None:
+    text = GOOD.replace(*change)
+    assert text != GOOD
+    with pytest.raises(ConfigError) as info:
+        loads_config(text, file="bad.toml")
+    err = info.value
+    assert err.file == "bad.toml"
+    assert str(err).startswith("bad.toml: ")
+    assert err.path == path, str(err)
+    assert message in str(err)
+
+
+def test_toml_syntax_error_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"bad.toml: not valid TOML"):
+        loads_config("x = [", file="bad.toml")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_pipeline_spec_defaults() -> None:
+    cfg = loads_config('[devices.a]\n[pipeline]\nsource = "a"\nsink = "a"\n')
+    assert cfg.pipeline == PipelineSpec(source="a", sink="a")

@@ -1,0 +1,284 @@
+"""The engine with in-memory ports: order, statistics, error policy, bounded buffers, tunnels."""
+
+from __future__ import annotations
+
+import anyio
+import attrs
+import pytest
+
+from tests.helpers import ipv4_udp
+from tunflow import ConfigError
+from tunflow.device import OffloadInfo
+from tunflow.packet import PacketBatch
+from tunflow.pipeline import (
+    Direction,
+    Lane,
+    MemorySink,
+    MemorySource,
+    Pipeline,
+    StageBase,
+    StageError,
+    StageSpec,
+    Tunnel,
+    open_pipeline,
+    plan_whole,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+def packets(n: int, size: int = 64) -> list[bytes]:
+    return [
+        ipv4_udp("10.0.0.1", "10.0.0.2", 1000 + i % 100, 9, i.to_bytes(4, "big") + bytes(size))
+        for i in range(n)
+    ]
+
+
+class Recorder(StageBase):
+    plugin = "recorder"
+
+    def __init__(self, name: str = "recorder", fail_on: int | None = None) -> None:
+        super().__init__(name=name)
+        self.seen: list[int] = []
+        self.lanes: list[Lane] = []
+        self.calls = 0
+        self.fail_on = fail_on
+
+    def bind(self, lane: Lane):  # type: ignore[no-untyped-def]
+        self.lanes.append(lane)
+        return self.process
+
+    def process(self, batch: PacketBatch) -> PacketBatch:
+        self.calls += 1
+        if self.fail_on is not None and self.calls == self.fail_on:
+            raise RuntimeError("boom")
+        self.seen.append(len(batch))
+        return batch
+
+
+class DropOdd(StageBase):
+    plugin = "dropodd"
+
+    def process(self, batch: PacketBatch) -> PacketBatch:
+        keep = [i for i in range(len(batch)) if i % 2 == 0]
+        self.drop("odd", len(batch) - len(keep))
+        batch.keep(keep)
+        return batch
+
+
+async def test_order_and_counts() -> None:
+    pk = packets(300)
+    sink = MemorySink()
+    rec = Recorder()
+    p = Pipeline(MemorySource(pk, batch_size=32), [rec, DropOdd()], sink)
+    await p.run()
+    expected = [q for b in range(0, 300, 32) for j, q in enumerate(pk[b : b + 32]) if j % 2 == 0]
+    assert sink.packets == expected
+    s = p.statistics()
+    assert [st.name for st in s.stages] == ["recorder", "dropodd"]
+    r, d = s.stages
+    assert (r.packets_in, r.packets_out, r.batches) == (300, 300, 10)
+    assert r.bytes_in == sum(map(len, pk))
+    assert (d.packets_in, d.packets_out) == (300, len(expected))
+    assert d.drops == {"odd": 300 - len(expected)}
+    assert s.workers[0].packets_out == len(expected)
+    assert s.port("memory-out").tx_packets == len(expected)
+    assert not s.running
+
+
+async def test_error_policy_drop_counts_and_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    sink = MemorySink()
+    rec = Recorder(fail_on=2)
+    p = Pipeline(MemorySource(packets(40), batch_size=10), [rec], sink)
+    await p.run()
+    st = p.statistics().stages[0]
+    assert st.errors == 1 and "boom" in (st.last_error or "")
+    assert len(sink.packets) == 30
+    assert sum("boom" in r.getMessage() for r in caplog.records) == 1
+
+
+async def test_error_policy_stop_raises_stage_error() -> None:
+    sink = MemorySink()
+    p = Pipeline(
+        MemorySource(packets(40), batch_size=10), [Recorder(fail_on=2)], sink, on_error="stop"
+    )
+    with pytest.raises(StageError) as info:
+        await p.run()
+    assert info.value.stage == "recorder"
+    assert len(sink.packets) == 10
+
+
+async def test_stage_on_error_overrides_pipeline_policy() -> None:
+    stage = Recorder(fail_on=1)
+    stage.on_error = "stop"  # type: ignore[assignment]
+    from tunflow.pipeline import ErrorPolicy
+
+    stage.on_error = ErrorPolicy.STOP
+    with pytest.raises(StageError):
+        await Pipeline(MemorySource(packets(5)), [stage], MemorySink()).run()
+
+
+@pytest.mark.parametrize("buffer", [0, 1, 3])
+async def test_bounded_buffers_stop_the_source(buffer: int) -> None:
+    """A stalled sink: the source reads at most ``buffer + 2`` batches (+1 being written)."""
+    src = MemorySource(packets(10_000), batch_size=8)
+    sink = MemorySink(delay=3600)
+    async with open_pipeline(src, [], sink, buffer=buffer) as p:
+        await anyio.sleep(0.3)
+        read = p.statistics().port("memory-in").rx_batches
+        assert 10_000 - src.remaining == read * 8
+        assert 1 <= read <= buffer + 2
+        await anyio.sleep(0.2)
+        assert p.statistics().port("memory-in").rx_batches == read  # still stopped
+
+
+async def test_slow_sink_paces_the_source() -> None:
+    src = MemorySource(packets(2000), batch_size=10)
+    sink = MemorySink(delay=0.01)
+    async with open_pipeline(src, [], sink, buffer=2) as p:
+        await anyio.sleep(0.5)
+        s = p.statistics()
+        written = s.port("memory-out").tx_batches
+        assert written > 5
+        assert s.port("memory-in").rx_batches <= written + 4
+
+
+async def test_tunnel_runs_the_chain_reversed_inbound() -> None:
+    order: list[tuple[str, str]] = []
+
+    class Tag(StageBase):
+        plugin = "tag"
+
+        def bind(self, lane: Lane):  # type: ignore[no-untyped-def]
+            def process(batch: PacketBatch) -> PacketBatch:
+                order.append((lane.direction.value, self.name))
+                return batch
+
+            return process
+
+    class Both:
+        """A port that is a source (then ends) and a sink."""
+
+        def __init__(self, name: str, pk: list[bytes]) -> None:
+            self.src = MemorySource(pk, name=name)
+            self.sink = MemorySink(name=name)
+            self.name, self.layer, self.mtu = name, self.src.layer, 1500
+            self.offload, self.can_split = OffloadInfo(), True
+
+        def new_batch(self) -> PacketBatch:
+            return self.src.new_batch()
+
+        async def recv_batch(self, batch: PacketBatch, whole: bool) -> PacketBatch:
+            return await self.src.recv_batch(batch, whole)
+
+        async def send_batch(self, batch: PacketBatch) -> None:
+            await self.sink.send_batch(batch)
+
+        def statistics(self):  # type: ignore[no-untyped-def]
+            return attrs.evolve(self.sink.statistics(), rx_packets=self.src.statistics().rx_packets)
+
+        def handle(self) -> None:
+            return None
+
+        def link(self) -> None:
+            return None
+
+    local, remote = Both("local", packets(3)), Both("remote", packets(2))
+    t = Tunnel(local, remote, [Tag(name="a"), Tag(name="b")])
+    await t.run()
+    out = [n for d, n in order if d == "out"]
+    inn = [n for d, n in order if d == "in"]
+    assert out == ["a", "b"] and inn == ["b", "a"]
+    assert len(remote.sink.packets) == 3 and len(local.sink.packets) == 2
+    dirs = {w.direction for w in t.statistics().workers}
+    assert dirs == {"out", "in"}
+
+
+async def test_stage_specs_are_built_from_plugins() -> None:
+    sink = MemorySink()
+    p = Pipeline(
+        MemorySource(packets(10)),
+        [StageSpec("stats"), StageSpec("stats"), StageSpec("filter", {"default": "deny"})],
+        sink,
+    )
+    await p.run()
+    names = [s.name for s in p.statistics().stages]
+    assert names == ["stats", "stats#2", "filter"]
+    assert p.statistics().stage("filter").drops == {"default": 10}
+    assert sink.packets == []
+
+
+async def test_processes_mode_needs_transferable_ports() -> None:
+    p = Pipeline(MemorySource(packets(1)), [StageSpec("stats")], MemorySink(), workers="processes")
+    with pytest.raises(ConfigError, match="worker process"):
+        await p.run()
+
+
+def test_processes_mode_needs_stage_specs() -> None:
+    with pytest.raises(ConfigError, match="rebuilt"):
+        Pipeline(MemorySource([]), [Recorder()], MemorySink(), workers="processes")
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ConfigError):
+        Pipeline(MemorySource([]), [], None)
+    with pytest.raises(ConfigError):
+        Pipeline(object(), [], MemorySink())
+    with pytest.raises(ConfigError):
+        Pipeline(MemorySource([]), [object()], MemorySink())  # type: ignore[list-item]
+    with pytest.raises(ConfigError):
+        Pipeline(MemorySource([]), [], MemorySink(), buffer=-1)
+    with pytest.raises(ValueError):
+        Pipeline(MemorySource([]), [], MemorySink(), workers="threads")
+
+
+async def test_run_twice_is_refused() -> None:
+    p = Pipeline(MemorySource([]), [], MemorySink())
+    await p.run()
+    with pytest.raises(RuntimeError):
+        await p.run()
+
+
+class _Flags(StageBase):
+    plugin = "flags"
+
+    def __init__(self, *, mtu: bool = False, splits: bool = False, coalesces: bool = False) -> None:
+        super().__init__(name="flags")
+        self.needs_mtu_packets = mtu  # type: ignore[misc]
+        self.splits = splits  # type: ignore[misc]
+        self.coalesces = coalesces  # type: ignore[misc]
+
+
+def test_plan_whole() -> None:
+    offload_src = MemorySource([], vnet_hdr=True)
+    offload_src.can_split = True
+    plain_sink = MemorySink()
+    offload_sink = MemorySink(accepts_super_packets=True)
+    # nothing needs plain packets and the sink takes super-packets: read whole
+    assert plan_whole([], offload_src, offload_sink) is True
+    # a sink without offload: the source splits
+    assert plan_whole([], offload_src, plain_sink) is False
+    # a stage that needs MTU-sized packets after gso: whole reads still work
+    chain = [_Flags(splits=True), _Flags(mtu=True)]
+    assert plan_whole(chain, offload_src, offload_sink) is True
+    assert plan_whole([_Flags(mtu=True)], offload_src, offload_sink) is False
+    # gro before a stage that needs plain packets, with nothing to split: an error
+    with pytest.raises(ConfigError, match="gso"):
+        plan_whole([_Flags(coalesces=True), _Flags(mtu=True)], offload_src, offload_sink)
+    # a source that cannot split
+    offload_src.can_split = False
+    with pytest.raises(ConfigError, match="gso"):
+        plan_whole([], offload_src, plain_sink)
+
+
+async def test_open_pipeline_cancels_quickly() -> None:
+    src = MemorySource(packets(1) * 10**6, batch_size=64)
+    with anyio.fail_after(5):
+        async with open_pipeline(src, [StageSpec("stats")], MemorySink(keep=0)) as p:
+            await anyio.sleep(0.1)
+            assert p.statistics().running
+    assert not p.statistics().running
+
+
+def test_direction_values() -> None:
+    assert Direction("in") is Direction.INBOUND

@@ -1,0 +1,187 @@
+"""The filter stage and the header parser it shares with the rate limiter."""
+
+from __future__ import annotations
+
+import struct
+
+import dpkt
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.helpers import ipv4_udp, ipv6_udp
+from tunflow import ConfigError
+from tunflow.device import Layer
+from tunflow.packet import PacketBatch
+from tunflow.pipeline import Direction, Lane, StageSpec
+from tunflow_plugins._headers import NOT_IP, parse
+from tunflow_plugins.filter import FilterStage
+
+
+def icmp4(src: str, dst: str, type_: int) -> bytes:
+    ip = dpkt.ip.IP(
+        src=bytes(map(int, src.split("."))),
+        dst=bytes(map(int, dst.split("."))),
+        p=1,
+        data=dpkt.icmp.ICMP(type=type_, data=dpkt.icmp.ICMP.Echo(id=1, seq=1, data=b"x")),
+    )
+    return bytes(ip)
+
+
+def tcp4(src: str, dst: str, sport: int, dport: int) -> bytes:
+    ip = dpkt.ip.IP(
+        src=bytes(map(int, src.split("."))),
+        dst=bytes(map(int, dst.split("."))),
+        p=6,
+        data=dpkt.tcp.TCP(sport=sport, dport=dport, flags=dpkt.tcp.TH_SYN),
+    )
+    return bytes(ip)
+
+
+def batch_of(packets: list[bytes]) -> PacketBatch:
+    b = PacketBatch()
+    b.extend(packets)
+    return b
+
+
+def test_parse_fields_match_dpkt() -> None:
+    p = bytearray(ipv4_udp("192.0.2.1", "198.51.100.7", 1234, 53, b"hello"))
+    v, proto, s, _d, sp, dp, it = parse(p, 0, len(p))  # type: ignore[misc]
+    assert (v, proto, sp, dp, it) == (4, 17, 1234, 53, -1)
+    assert s == int.from_bytes(bytes([192, 0, 2, 1]), "big")
+    q = bytearray(ipv6_udp("fd00::1", "fd00::2", 7, 8, b""))
+    assert parse(q, 0, len(q))[:2] == (6, 17)
+    i = bytearray(icmp4("10.0.0.1", "10.0.0.2", 8))
+    assert parse(i, 0, len(i))[6] == 8
+
+
+def test_parse_l2_and_vlan() -> None:
+    ip = ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, b"")
+    frame = bytearray(bytes(12) + b"\x81\x00\x00\x05\x08\x00" + ip)
+    assert parse(frame, 0, len(frame), True)[4:6] == (1, 2)
+    arp = bytearray(bytes(12) + b"\x08\x06" + bytes(28))
+    assert parse(arp, 0, len(arp), True) == NOT_IP
+
+
+def test_parse_ipv6_extension_headers_and_fragments() -> None:
+    udp = ipv6_udp("fd00::1", "fd00::2", 5, 6, b"data")
+    hop = bytes([17, 0]) + bytes(6)  # hop-by-hop, then UDP
+    body = hop + udp[40:]
+    pkt = bytearray(struct.pack("!IHBB", 0x60000000, len(body), 0, 64) + udp[8:40] + body)
+    assert parse(pkt, 0, len(pkt))[4:6] == (5, 6)
+    frag = bytes([17, 0]) + struct.pack("!H", 8 << 3) + bytes(4)  # a later fragment
+    body = frag + b"rest"
+    pkt = bytearray(struct.pack("!IHBB", 0x60000000, len(body), 44, 64) + udp[8:40] + body)
+    assert parse(pkt, 0, len(pkt))[1:2] == (17,) and parse(pkt, 0, len(pkt))[4] == -1
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "truncated"),
+        (b"\x45" + bytes(10), "truncated"),
+        (b"\x44" + bytes(19), "bad_header_length"),
+        (b"\x45\x00\x00\x0a" + bytes(16), "bad_length"),
+        (b"\x45\x00\x00\xff" + bytes(16), "truncated"),
+        (b"\x75" + bytes(30), "bad_version"),
+        (b"\x60" + bytes(20), "truncated"),
+    ],
+)
+def test_parse_malformed(data: bytes, reason: str) -> None:
+    assert parse(bytearray(data), 0, len(data)) == reason
+
+
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=120), st.booleans())
+def test_parse_never_raises(data: bytes, l2: bool) -> None:
+    result = parse(bytearray(b"pad" + data), 3, len(data), l2)
+    assert isinstance(result, str | tuple)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.binary(min_size=0, max_size=80), max_size=12), st.sampled_from([4, 6]))
+def test_filter_never_raises_on_garbage(packets: list[bytes], version: int) -> None:
+    # Start most packets with a plausible version nibble so the deeper checks are reached.
+    pk = [bytes([version << 4 | 5]) + p if i % 2 else p for i, p in enumerate(packets)]
+    f = FilterStage(
+        rules=[
+            {"action": "deny", "protocol": "udp", "dst_ports": ["0-1024"]},
+            {"action": "allow", "src": ["10.0.0.0/8", "fd00::/8"], "icmp_types": [8]},
+        ],
+        default="deny",
+    )
+    out = f.bind(Lane())(batch_of(pk))
+    s = f.statistics()
+    assert len(out) + s.dropped == len(pk)
+
+
+def test_rules_first_match_counts_and_default() -> None:
+    f = FilterStage(
+        rules=[
+            {"action": "deny", "protocol": "udp", "dst_ports": [7000], "name": "no7000"},
+            {"action": "allow", "protocol": "udp"},
+            {"action": "deny", "protocol": "icmp", "icmp_types": [8]},
+            {"action": "allow", "dst": ["10.1.0.0/16"], "ip_version": 4},
+        ],
+        default="deny",
+    )
+    pk = [
+        ipv4_udp("10.0.0.1", "10.0.0.2", 1, 7000, b"a"),  # rule 0 deny
+        ipv4_udp("10.0.0.1", "10.0.0.2", 1, 7001, b"b"),  # rule 1 allow
+        icmp4("10.0.0.1", "10.0.0.2", 8),  # rule 2 deny
+        icmp4("10.0.0.1", "10.1.2.3", 0),  # rule 3 allow
+        tcp4("10.0.0.1", "10.9.9.9", 5, 80),  # default deny
+        b"\x45\x00",  # malformed
+    ]
+    out = f.bind(Lane())(batch_of(pk))
+    assert out.to_list() == [pk[1], pk[3]]
+    s = f.statistics()
+    assert s.counters == {"no7000": 1, "rule1": 1, "rule2": 1, "rule3": 1, "default": 1}
+    assert s.drops == {"denied": 2, "default": 1, "malformed:truncated": 1}
+
+
+def test_direction_and_ports_ranges() -> None:
+    f = FilterStage(rules=[{"action": "deny", "direction": "in", "src_ports": ["1000-2000"]}])
+    pk = [
+        ipv4_udp("10.0.0.1", "10.0.0.2", 1500, 9, b""),
+        ipv4_udp("10.0.0.1", "10.0.0.2", 999, 9, b""),
+    ]
+    assert len(f.bind(Lane(direction=Direction.OUTBOUND))(batch_of(pk))) == 2
+    assert len(f.bind(Lane(direction=Direction.INBOUND))(batch_of(pk))) == 1
+
+
+def test_ipv6_cidr() -> None:
+    f = FilterStage(rules=[{"action": "deny", "src": ["fd00:1::/32"]}])
+    pk = [ipv6_udp("fd00:1::5", "fd00::2", 1, 2, b""), ipv6_udp("fd00:2::5", "fd00::2", 1, 2, b"")]
+    assert f.bind(Lane())(batch_of(pk)).to_list() == [pk[1]]
+
+
+def test_tap_frames() -> None:
+    f = FilterStage(rules=[{"action": "deny", "protocol": "udp"}], non_ip="deny")
+    ip = ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, b"")
+    tcp = tcp4("10.0.0.1", "10.0.0.2", 1, 2)
+    frames = [
+        bytes(12) + b"\x08\x00" + ip,
+        bytes(12) + b"\x08\x06" + bytes(28),
+        bytes(12) + b"\x08\x00" + tcp,
+    ]
+    out = f.bind(Lane(layer=Layer.L2))(batch_of(frames))
+    assert out.to_list() == [frames[2]]
+    assert f.statistics().drops == {"denied": 1, "non_ip": 1}
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"rules": [{"action": "maybe"}]}, "rules"),
+        ({"rules": [{"action": "deny", "protocol": "icmpp"}]}, "unknown protocol"),
+        ({"rules": [{"action": "deny", "src": ["10.0.0.300/8"]}]}, "CIDR"),
+        ({"rules": [{"action": "deny", "dst_ports": ["9-1"]}]}, "port range"),
+        ({"rules": [{"action": "deny", "icmp_types": [300]}]}, "ICMP type"),
+        ({"rules": [{"action": "deny", "porto": 1}]}, "extra fields"),
+    ],
+)
+def test_bad_options_name_the_path(options: dict[str, object], match: str) -> None:
+    with pytest.raises(ConfigError, match=match) as info:
+        StageSpec("filter", options).build()
+    assert info.value.path is not None and info.value.path.startswith("rules")

@@ -1,0 +1,125 @@
+"""Plugin discovery: the built-ins, and a third-party plugin installed and used like a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import dpkt
+import pytest
+
+from tests.helpers import ROOT, ipv4_udp
+from tunflow import ConfigError, PluginError
+from tunflow.packet import checksum
+from tunflow.pipeline import (
+    MemorySink,
+    MemorySource,
+    Pipeline,
+    StageSpec,
+    available_stages,
+    build_stage,
+    load_stage_class,
+    refresh_plugins,
+)
+
+BUILTINS = {"gro", "gso", "filter", "capture", "ratelimit", "stats"}
+PLUGIN_SRC = ROOT / "examples" / "third_party_plugin"
+
+
+def test_builtins_register_through_entry_points() -> None:
+    found = available_stages()
+    assert set(found) >= BUILTINS
+    for name in BUILTINS:
+        plugin = found[name]
+        assert plugin.target.startswith("tunflow_plugins.")
+        assert plugin.distribution and plugin.distribution.startswith("tunflow ")
+        assert plugin.summary()
+        assert load_stage_class(name).plugin == name  # type: ignore[attr-defined]
+    opts = {o.name: o for o in found["ratelimit"].options()}
+    assert opts["rate"].required and opts["mode"].default == "'police'"
+
+
+def test_unknown_plugin_suggests() -> None:
+    with pytest.raises(PluginError, match="did you mean filter"):
+        load_stage_class("fitler")
+
+
+def test_spec_round_trip() -> None:
+    stage = build_stage(StageSpec("ratelimit", {"rate": "1mbit", "per_flow": True}, name="rl"))
+    spec = stage.spec  # type: ignore[attr-defined]
+    assert spec.plugin == "ratelimit" and spec.name == "rl"
+    assert build_stage(spec).options == stage.options  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError) as info:
+        build_stage(StageSpec("stats", {"interval": "soon"}), path="stages[3]")
+    assert info.value.path == "stages[3].options.interval"
+
+
+@pytest.fixture(scope="module")
+def installed_plugin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """pip-install the example plugin into a throw-away target directory (pip fetches its build
+    backend, hatchling, from the configured index as for any install), put it on sys.path, and
+    take it off again afterwards."""
+    target = tmp_path_factory.mktemp("plugin-target")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(PLUGIN_SRC),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    sys.path.insert(0, str(target))
+    refresh_plugins()
+    try:
+        yield target
+    finally:
+        sys.path.remove(str(target))
+        for mod in [m for m in sys.modules if m.startswith("tunflow_example_plugin")]:
+            del sys.modules[mod]
+        refresh_plugins()
+    assert "hoplimit" not in available_stages()
+
+
+def test_third_party_plugin_is_found_and_used(installed_plugin: Path) -> None:
+    found = available_stages()
+    assert found["hoplimit"].distribution == "tunflow-example-plugin 0.1.0"
+    assert [o.name for o in found["hoplimit"].options()] == ["minimum"]
+    pk = [ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, b"x")]  # TTL 64
+    expired = bytearray(pk[0])
+    expired[8] = 1
+    expired[10:12] = b"\0\0"
+    expired[10:12] = (~checksum(expired[:20]) & 0xFFFF).to_bytes(2, "big")
+    sink = MemorySink()
+    p = Pipeline(MemorySource([pk[0], bytes(expired)]), [StageSpec("hoplimit")], sink)
+    anyio.run(p.run)
+    (out,) = sink.packets
+    ip = dpkt.ip.IP(out)
+    assert ip.ttl == 63 and checksum(out[:20]) == 0xFFFF
+    assert p.statistics().stage("hoplimit").drops == {"expired": 1}
+
+
+def test_third_party_plugin_from_the_command_line(installed_plugin: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(installed_plugin))
+    out = subprocess.run(
+        [sys.executable, "-m", "tunflow.cli", "stages", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        timeout=60,
+    ).stdout
+    names = {e["name"] for e in json.loads(out)}
+    assert names >= BUILTINS | {"hoplimit"}

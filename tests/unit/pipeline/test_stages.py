@@ -1,0 +1,233 @@
+"""ratelimit, capture, stats, gro and gso without root."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import anyio
+import dpkt
+import pytest
+
+from tests.helpers import ipv4_udp, ipv6_udp
+from tunflow import ConfigError
+from tunflow.device import Layer, OffloadInfo
+from tunflow.offload import GROTable
+from tunflow.packet import PacketBatch
+from tunflow.pipeline import Lane, MemorySink, MemorySource, Pipeline, StageContext, StageSpec
+from tunflow_plugins import ratelimit as rl
+from tunflow_plugins.capture import CaptureStage
+from tunflow_plugins.gro import GROStage
+from tunflow_plugins.gso import GSOStage
+from tunflow_plugins.pcap import LINKTYPE_ETHERNET, LINKTYPE_RAW
+from tunflow_plugins.ratelimit import RateLimitStage, parse_rate
+from tunflow_plugins.stats import StatsStage
+
+
+def batch_of(packets: list[bytes]) -> PacketBatch:
+    b = PacketBatch(capacity=1 << 20, max_packets=1024)
+    b.extend(packets)
+    return b
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    c = Clock()
+    monkeypatch.setattr(rl.time, "monotonic", c)
+    return c
+
+
+def test_parse_rate() -> None:
+    assert parse_rate("20mbit") == (2.5e6, "bytes")
+    assert parse_rate("2.5MB/s") == (2.5e6, "bytes")
+    assert parse_rate("1kpps") == (1000.0, "packets")
+    assert parse_rate(100) == (100.0, "bytes")
+    for bad in ("fast", "-1mbit", "0", True):
+        with pytest.raises(ValueError):
+            parse_rate(bad)  # type: ignore[arg-type]
+
+
+def test_police_holds_the_rate(clock: Clock) -> None:
+    stage = RateLimitStage(rate=100_000, burst=10_000)  # bytes/s
+    proc = stage.bind(Lane())
+    pkt = ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, bytes(972))  # 1000 bytes
+    passed = 0
+    for _ in range(200):  # 2 s of offered 500 kB/s in 10 ms steps
+        clock.now += 0.01
+        passed += len(proc(batch_of([pkt] * 5)))
+    # 2 s at 100 kB/s plus the 10 kB bucket
+    assert 200 <= passed <= 212
+    assert stage.statistics().drops["rate"] == 1000 - passed
+
+
+def test_police_packets_per_second(clock: Clock) -> None:
+    stage = RateLimitStage(rate="50pps", burst="5pps")
+    proc = stage.bind(Lane())
+    passed = 0
+    for _ in range(100):
+        clock.now += 0.01
+        passed += len(proc(batch_of([b"\x45" + bytes(19)] * 3)))
+    assert 50 <= passed <= 56
+
+
+def test_per_flow_buckets(clock: Clock) -> None:
+    stage = RateLimitStage(rate="10pps", burst="1pps", per_flow=True, max_flows=2)
+    proc = stage.bind(Lane())
+    a = ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, b"")
+    b = ipv4_udp("10.0.0.1", "10.0.0.2", 3, 4, b"")
+    c = ipv4_udp("10.0.0.1", "10.0.0.2", 5, 6, b"")
+    out = proc(batch_of([a, a, b, b, c, b"\x45"]))
+    assert out.to_list() == [a, b]
+    s = stage.statistics()
+    assert s.drops == {"rate": 2, "flow_table_full": 1, "malformed:truncated": 1}
+    assert s.counters["flows"] == 2
+
+
+@pytest.mark.anyio
+async def test_shape_delays_instead_of_dropping(clock: Clock) -> None:
+    stage = RateLimitStage(rate=1000, burst=1000, mode="shape")
+    proc = stage.bind(Lane())
+    out = proc(batch_of([bytes(500)] * 4))  # 2000 bytes: 1000 of debt
+    assert len(out) == 4
+    assert stage.delay() == pytest.approx(1.0)
+    clock.now += 0.5
+    assert stage.delay() == pytest.approx(0.5)
+    clock.now += 0.6
+    assert stage.delay() == 0.0
+
+
+def test_ratelimit_bad_options() -> None:
+    with pytest.raises(ConfigError, match="rate"):
+        StageSpec("ratelimit", {"rate": "fast"}).build()
+    with pytest.raises(ConfigError, match="global"):
+        StageSpec("ratelimit", {"rate": 10, "mode": "shape", "per_flow": True}).build()
+    with pytest.raises(ConfigError, match="burst"):
+        StageSpec("ratelimit", {"rate": "10pps", "burst": 100}).build()
+
+
+def read_pcap(path: Path) -> tuple[int, list[bytes]]:
+    with open(path, "rb") as f:
+        reader = dpkt.pcap.Reader(f)
+        return reader.datalink(), [bytes(buf) for _, buf in reader]
+
+
+def test_capture_writes_what_passes(tmp_path: Path) -> None:
+    path = tmp_path / "c.pcap"
+    pk = [ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, bytes([i])) for i in range(50)]
+    pk.append(ipv6_udp("fd00::1", "fd00::2", 1, 2, b"six"))
+    p = Pipeline(
+        MemorySource(pk, batch_size=16), [StageSpec("capture", {"path": str(path)})], MemorySink()
+    )
+    anyio.run(p.run)
+    linktype, got = read_pcap(path)
+    assert linktype == LINKTYPE_RAW and got == pk
+    assert p.statistics().stage("capture").counters["packets"] == 51
+    if shutil.which("tshark"):
+        out = subprocess.run(
+            ["tshark", "-r", str(path), "-T", "fields", "-e", "udp.payload"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        assert out[:3] == ["00", "01", "02"] and out[-1] == b"six".hex()
+
+
+def test_capture_rotates(tmp_path: Path) -> None:
+    pk = [ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, bytes(200))] * 100
+    stage = StageSpec(
+        "capture", {"path": str(tmp_path / "r.pcap"), "max_bytes": 5000, "max_files": 3}
+    ).build()
+    anyio.run(Pipeline(MemorySource(pk, batch_size=10), [stage], MemorySink()).run)
+    files = sorted(tmp_path.glob("r-*.pcap"))
+    opened = stage.statistics().counters["files"]
+    assert opened > 3
+    assert [f.name for f in files] == [f"r-{i:04d}.pcap" for i in range(opened - 3, opened)]
+    for f in files:
+        assert read_pcap(f)[1] and f.stat().st_size <= 5000 + 10 * 260
+
+
+@pytest.mark.anyio
+async def test_capture_tap_linktype_and_segments(tmp_path: Path) -> None:
+    stage = CaptureStage(path=str(tmp_path / "t.pcap"))
+    await stage.start(StageContext(layer=Layer.L2))
+    stage.bind(Lane(layer=Layer.L2))(batch_of([bytes(60)]))
+    await stage.stop()
+    assert read_pcap(tmp_path / "t.pcap")[0] == LINKTYPE_ETHERNET
+
+
+def tcp_segments(n: int, size: int = 1000) -> list[bytes]:
+    out = []
+    for i in range(n):
+        tcp = dpkt.tcp.TCP(
+            sport=5000,
+            dport=80,
+            seq=1000 + i * size,
+            ack=1,
+            flags=dpkt.tcp.TH_ACK,
+            data=bytes([i]) * size,
+        )
+        ip = dpkt.ip.IP(src=b"\x0a\x00\x00\x01", dst=b"\x0a\x00\x00\x02", p=6, id=i, data=tcp)
+        out.append(bytes(ip))
+    return out
+
+
+def test_gro_then_gso_round_trip_is_byte_identical() -> None:
+    pk = tcp_segments(20)
+    offload = OffloadInfo(vnet_hdr=True, tso=True)
+    gro = GROStage()
+    merged = gro.bind(Lane(sink_offload=offload))(batch_of(pk))
+    assert merged.vnet_hdr and len(merged) < len(pk)
+    assert gro.statistics().counters["coalesced"] > 0
+    gso = GSOStage()
+    split = gso.bind(Lane())(merged)
+    assert not split.vnet_hdr
+    back = [dpkt.ip.IP(p) for p in split.to_list()]
+    assert b"".join(bytes(ip.data.data) for ip in back) == b"".join(
+        bytes(dpkt.ip.IP(p).data.data) for p in pk
+    )
+    assert gso.statistics().counters["segments"] == len(split)
+
+
+def test_gro_passes_through_without_offload_sink_and_small_batches() -> None:
+    gro = GROStage()
+    b = batch_of(tcp_segments(5))
+    assert gro.bind(Lane())(b) is b  # sink without offload
+    one = batch_of(tcp_segments(1))
+    assert gro.bind(Lane(sink_offload=OffloadInfo(vnet_hdr=True)))(one) is one
+
+
+def test_gso_passes_plain_batches_and_drops_malformed() -> None:
+    gso = GSOStage()
+    proc = gso.bind(Lane())
+    plain = batch_of(tcp_segments(3))
+    assert proc(plain) is plain
+    src = batch_of(tcp_segments(10))
+    out = PacketBatch(capacity=1 << 20)
+    GROTable().coalesce(src, out)
+    out.buffer[out.offsets[0] - 9] = 99  # an unknown GSO type
+    result = proc(out)
+    assert gso.statistics().drops
+    assert len(result) == len(out) - 1
+
+
+@pytest.mark.anyio
+async def test_stats_counts_protocols_and_rates() -> None:
+    stage = StatsStage(interval=0.05)
+    pk = [ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, b"")] * 3 + [
+        ipv6_udp("fd00::1", "fd00::2", 1, 2, b"")
+    ]
+    stage.bind(Lane())(batch_of(pk))
+    await anyio.sleep(0.01)
+    await stage.on_timer()
+    s = stage.statistics()
+    assert s.counters["ipv4"] == 3 and s.counters["ipv6"] == 1 and s.counters["udp"] == 4
+    assert s.gauges["pps"] > 0
