@@ -228,7 +228,9 @@ def validate_ip_packet(packet: bytes | bytearray | memoryview, mtu: int | None =
     v = packet[0] >> 4
     if v == 4:
         if n < 20:
-            raise TruncatedPacketError(f"IPv4 packet of {n} bytes is shorter than its 20-byte header")
+            raise TruncatedPacketError(
+                f"IPv4 packet of {n} bytes is shorter than its 20-byte header"
+            )
         ihl = (packet[0] & 0x0F) * 4
         if ihl < 20:
             raise MalformedPacketError(f"IPv4 header length {ihl} is below 20")
@@ -241,7 +243,9 @@ def validate_ip_packet(packet: bytes | bytearray | memoryview, mtu: int | None =
             raise MalformedPacketError(f"IPv4 total length {total} but {n} bytes given")
     elif v == 6:
         if n < 40:
-            raise TruncatedPacketError(f"IPv6 packet of {n} bytes is shorter than its 40-byte header")
+            raise TruncatedPacketError(
+                f"IPv6 packet of {n} bytes is shorter than its 40-byte header"
+            )
         plen = (packet[4] << 8) | packet[5]
         if 40 + plen > n:
             raise TruncatedPacketError(f"IPv6 payload length {plen} but only {n - 40} bytes follow")

@@ -7,8 +7,7 @@ import struct
 
 import dpkt
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from tunflow.packet import (
     checksum,

@@ -12,8 +12,7 @@ import random
 import struct
 from collections import Counter, defaultdict
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tunflow.errors import (
     MalformedPacketError,

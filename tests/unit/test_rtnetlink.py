@@ -29,8 +29,7 @@ from ipaddress import (
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from tunflow.errors import ConfigError
 from tunflow.netconfig import rtnetlink as rt

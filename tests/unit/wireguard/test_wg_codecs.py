@@ -8,8 +8,7 @@ import pathlib
 import random
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from tunflow.errors import ConfigError, MalformedPacketError, TruncatedPacketError
 from tunflow.wireguard.protocol import (

@@ -9,8 +9,7 @@ import itertools
 import random
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from wgpair import A_IP, A_IP6, B_IP, B_IP6, Drbg, Pair, batch_of, ip4, ip6
 
 from tunflow.packet import HEADROOM, PacketBatch

@@ -10,8 +10,7 @@ import errno
 import ipaddress
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from wgpair import B_IP, Pair, ip4
 
 from tunflow.wireguard.protocol import (
