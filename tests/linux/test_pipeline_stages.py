@@ -79,22 +79,8 @@ async def test_filter_blocks_what_its_rules_say(
         await close_all(qa, qb)
 
 
-async def test_capture_matches_the_packets_sent(
-    netns_pair: tuple[testing.Netns, testing.Netns], tmp_path: Path
-) -> None:
-    a, b = netns_pair
-    qa, qb = await devices(a, b)
-    path = tmp_path / "cap.pcap"
-    payloads = [f"packet {i}".encode() * (1 + i % 5) for i in range(60)]
-    chain = [StageSpec("capture", {"path": str(path), "direction": "out"}), StageSpec("stats")]
-    try:
-        async with open_tunnel(qa, qb, chain):
-            with Receiver(b, [7100]) as rx:
-                await anyio.to_thread.run_sync(send_udp, a, B4, 7100, payloads, 0.001)
-                await anyio.sleep(0.5)
-        assert [d for _, d in rx.got[7100]] == payloads
-    finally:
-        await close_all(qa, qb)
+def check_capture(path: Path, payloads: list[bytes]) -> None:
+    """The capture holds exactly ``payloads`` to port 7100, for dpkt and for tshark."""
     with open(path, "rb") as f:
         reader = dpkt.pcap.Reader(f)
         assert reader.datalink() == 101  # LINKTYPE_RAW
@@ -123,6 +109,25 @@ async def test_capture_matches_the_packets_sent(
             check=True,
         ).stdout.split()
         assert [bytes.fromhex(h) for h in out] == payloads
+
+
+async def test_capture_matches_the_packets_sent(
+    netns_pair: tuple[testing.Netns, testing.Netns], tmp_path: Path
+) -> None:
+    a, b = netns_pair
+    qa, qb = await devices(a, b)
+    path = tmp_path / "cap.pcap"
+    payloads = [f"packet {i}".encode() * (1 + i % 5) for i in range(60)]
+    chain = [StageSpec("capture", {"path": str(path), "direction": "out"}), StageSpec("stats")]
+    try:
+        async with open_tunnel(qa, qb, chain):
+            with Receiver(b, [7100]) as rx:
+                await anyio.to_thread.run_sync(send_udp, a, B4, 7100, payloads, 0.001)
+                await anyio.sleep(0.5)
+        assert [d for _, d in rx.got[7100]] == payloads
+    finally:
+        await close_all(qa, qb)
+    check_capture(path, payloads)
 
 
 async def test_ratelimit_holds_its_rate(netns_pair: tuple[testing.Netns, testing.Netns]) -> None:

@@ -1,0 +1,67 @@
+"""Processes mode on a 4-queue device: the kernel spreads flows over the queues, and each queue's
+worker process carries its share; statistics come back to the parent."""
+
+from __future__ import annotations
+
+import os
+
+import anyio
+import pytest
+
+from tunflow import testing
+from tunflow.pipeline import StageSpec, open_tunnel
+
+from .pipeline_topology import B4, Receiver, close_all, devices, in_netns
+
+pytestmark = [pytest.mark.needs_root, pytest.mark.anyio]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def send_flows(ports: range, count: int) -> None:
+    import socket
+
+    socks = []
+    try:
+        for i, _ in enumerate(ports):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("0.0.0.0", 40000 + i))
+            socks.append(s)
+        for _ in range(count):
+            for s, port in zip(socks, ports, strict=True):
+                s.sendto(b"flow", (B4, port))
+    finally:
+        for s in socks:
+            s.close()
+
+
+async def test_flows_spread_over_worker_processes(
+    netns_pair: tuple[testing.Netns, testing.Netns],
+) -> None:
+    a, b = netns_pair
+    qa, qb = await devices(a, b, queues=4)
+    ports = range(7400, 7464)  # 64 flows: each of 4 queues gets some with near certainty
+    try:
+        async with open_tunnel(
+            qa, qb, [StageSpec("stats")], workers="processes", statistics_interval=0.1
+        ) as t:
+            with Receiver(b, list(ports)) as rx:
+                await anyio.to_thread.run_sync(lambda: in_netns(a, send_flows, ports, 20))
+                with anyio.fail_after(10):
+                    while sum(len(v) for v in rx.got.values()) < 64 * 20:
+                        await anyio.sleep(0.1)
+            await anyio.sleep(0.3)  # one more report from every worker
+            stats = t.statistics()
+    finally:
+        await close_all(qa, qb)
+    out = [w for w in stats.workers if w.direction == "out"]
+    pids = {w.pid for w in out}
+    assert len(out) == 4 and len(pids) == 4 and os.getpid() not in pids
+    per_worker = {w.index: w.packets_in for w in out}
+    udp = sum(len(v) for v in rx.got.values())
+    assert udp == 64 * 20
+    assert all(n > 0 for n in per_worker.values()), per_worker
+    assert stats.stage("stats").counters["udp"] >= 64 * 20
