@@ -51,7 +51,7 @@ async def test_flows_spread_over_worker_processes(
             with Receiver(b, list(ports)) as rx:
                 await anyio.to_thread.run_sync(lambda: in_netns(a, send_flows, ports, 20))
                 with anyio.fail_after(10):
-                    while sum(len(v) for v in rx.got.values()) < 64 * 20:
+                    while sum(len(v) for v in rx.got.values()) < 64 * 20:  # noqa: ASYNC110 - polls a thread's results
                         await anyio.sleep(0.1)
             await anyio.sleep(0.3)  # one more report from every worker
             stats = t.statistics()

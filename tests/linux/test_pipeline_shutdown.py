@@ -96,7 +96,7 @@ async def test_cancel_busy_pipeline(netns: testing.Netns, workers: str) -> None:
     with Flood(netns, "10.210.0.2") as flood:
         async with open_pipeline([a0, a1], chain, [b0, b1], workers=workers) as p:
             with anyio.fail_after(20):
-                while p.statistics().stages[1].packets_in < 2000:
+                while p.statistics().stages[1].packets_in < 2000:  # noqa: ASYNC110 - polls counters
                     await anyio.sleep(0.05)
             if workers == "processes":
                 assert len(set(child_processes()) - children_before) == 2

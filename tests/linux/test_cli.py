@@ -1,0 +1,100 @@
+"""``tunflow run``, ``check`` and ``stages`` end to end, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tunflow import testing
+
+pytestmark = pytest.mark.needs_root
+
+CONFIG = """
+[devices.lan]
+name = "{name}"
+addresses = ["10.230.0.1/24"]
+
+[[stages]]
+plugin = "filter"
+options = {{ rules = [{{ action = "deny", protocol = "udp", dst_ports = [9999] }}] }}
+
+[[stages]]
+plugin = "stats"
+
+[pipeline]
+source = "lan"
+sink = "lan"
+workers = "{workers}"
+"""
+
+
+def tunflow(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tunflow.cli", *args]
+
+
+@pytest.mark.parametrize(
+    ("sig", "workers"), [(signal.SIGINT, "tasks"), (signal.SIGTERM, "processes")]
+)
+def test_run_reports_json_lines_and_stops_cleanly(
+    netns: testing.Netns, tmp_path: Path, sig: signal.Signals, workers: str
+) -> None:
+    name = testing.unique_name("cli")
+    path = tmp_path / "run.toml"
+    path.write_text(CONFIG.format(name=name, workers=workers))
+    proc = subprocess.Popen(
+        netns.cmd(*tunflow("run", str(path), "--interval", "0.2")),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())
+        assert [s["name"] for s in first["stages"]] == ["filter", "stats"]
+        for port in (9999, 9998):
+            netns.run(
+                sys.executable,
+                "-c",
+                f"import socket; socket.socket(2, 2).sendto(b'x', ('10.230.0.2', {port}))",
+            )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            line = json.loads(proc.stdout.readline())
+            if line["stages"][0]["drops"].get("denied"):
+                break
+        else:
+            raise AssertionError("the filter never counted the denied datagram")
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    last = json.loads(out.strip().splitlines()[-1])
+    assert last["stages"][0]["drops"]["denied"] >= 1
+    assert last["stages"][1]["counters"]["udp"] >= 1
+    links = [link["ifname"] for link in netns.ip_json("link", "show")]
+    assert name not in links  # the device went away with the command
+
+
+def test_check_and_stages(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(CONFIG.format(name="tf0", workers="tasks"))
+    ok = subprocess.run(tunflow("check", str(path)), capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and "filter → stats" in ok.stdout
+    path.write_text(CONFIG.format(name="tf0", workers="tasks").replace("9999", '"x"'))
+    bad = subprocess.run(tunflow("check", str(path)), capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2
+    assert f"{path}: stages[0].options.rules[0]" in bad.stderr
+    listing = subprocess.run(
+        tunflow("stages"), capture_output=True, text=True, timeout=60, check=True
+    )
+    for name in ("gro", "gso", "filter", "capture", "ratelimit", "stats"):
+        assert f"\n{name}  (" in "\n" + listing.stdout
