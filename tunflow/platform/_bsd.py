@@ -96,6 +96,7 @@ __all__ = [
     "destroy_interface",
     "interface_exists",
     "reject_linux_only",
+    "close_quietly",
 ]
 
 # -- values every BSD and Darwin share --------------------------------------------------------
@@ -457,9 +458,11 @@ def in6_aliasreq(flavor: Flavor, name: str, address: IPv6Interface) -> bytes:
         + sockaddr_in6(flavor, address.ip)
         + bytes(_SIN6.size)  # ifra_dstaddr: none
         + sockaddr_in6(flavor, address.netmask)
-        + struct.pack("=i4x", flavor.in6_nodad)  # ifra_flags, then padding to time_t alignment
+        + struct.pack("=i", flavor.in6_nodad)  # ifra_flags ends at 104: time_t-aligned already
         + _LIFETIME.pack(0, 0, ND6_INFINITE_LIFETIME, ND6_INFINITE_LIFETIME)
     )
+    if len(body) > flavor.in6_aliasreq_size:
+        raise AssertionError("in6_aliasreq larger than the OS's struct")
     return body.ljust(flavor.in6_aliasreq_size, b"\0")
 
 
@@ -699,7 +702,7 @@ class BsdInterface:
         try:
             yield fd
         finally:
-            self.sys.close(fd)
+            close_quietly(self.sys, fd)
 
     def ioctl_ifreq(self, request: int, payload: bytes = b"", *, name: str | None = None) -> bytes:
         with self.control_socket() as fd:
@@ -859,7 +862,7 @@ class BsdInterface:
             if exc.errno not in tolerate:
                 raise
         finally:
-            self.sys.close(fd)
+            close_quietly(self.sys, fd)
 
     def routes(self) -> list[Route]:
         with self.op("list routes"):
@@ -940,6 +943,13 @@ class BsdInterface:
             raise errors[0]
 
 
+def close_quietly(syscalls: Syscalls, fd: int) -> None:
+    """Close a control or routing socket. Its close cannot lose data, and the fd is released
+    whatever close(2) answers, so an error there must not fail (or undo) the operation."""
+    with contextlib.suppress(OSError):
+        syscalls.close(fd)
+
+
 def destroy_interface(syscalls: Syscalls, flavor: Flavor, name: str) -> None:
     """``SIOCIFDESTROY`` ``name``; an interface already gone (``ENXIO``) is fine."""
     fd = syscalls.socket(AF_INET, SOCK_DGRAM, 0)
@@ -949,7 +959,7 @@ def destroy_interface(syscalls: Syscalls, flavor: Flavor, name: str) -> None:
         if exc.errno not in (errno.ENXIO, errno.EINVAL, errno.ENODEV):
             raise
     finally:
-        syscalls.close(fd)
+        close_quietly(syscalls, fd)
 
 
 def create_interface(syscalls: Syscalls, flavor: Flavor, name: str, fd: int | None = None) -> str:
@@ -961,7 +971,7 @@ def create_interface(syscalls: Syscalls, flavor: Flavor, name: str, fd: int | No
         out = syscalls.ioctl(sock, flavor.SIOCIFCREATE, ifreq(flavor, name))
     finally:
         if own:
-            syscalls.close(sock)
+            close_quietly(syscalls, sock)
     if flavor.ifcreate_rw and isinstance(out, bytes):
         got = out[:IFNAMSIZ].split(b"\0", 1)[0].decode()
         return got or name

@@ -163,7 +163,7 @@ def open_utun(syscalls: Syscalls, name: str | None) -> tuple[int, str]:
         got = raw.split(b"\0", 1)[0].decode()
         syscalls.fcntl(fd, F_SETFD, FD_CLOEXEC)
     except BaseException as exc:
-        syscalls.close(fd)
+        _bsd.close_quietly(syscalls, fd)
         if isinstance(exc, OSError) and not isinstance(exc, DeviceError):
             raise _error(exc, f"open utun ({name or 'kernel-chosen unit'})") from exc
         raise
@@ -210,7 +210,7 @@ def _open_tun(config: DeviceConfig, syscalls: Syscalls) -> tuple[DarwinInterface
         )
     except BaseException:
         # Closing the control socket destroys the utun with every address and route on it.
-        syscalls.close(fd)
+        _bsd.close_quietly(syscalls, fd)
         raise
     return iface, queue
 

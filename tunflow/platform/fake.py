@@ -70,6 +70,8 @@ class Call:
     #: what it returned, or the exception it raised
     result: Any = None
     error: BaseException | None = None
+    #: its position in :attr:`FakeSyscalls.calls`
+    number: int = -1
 
     def __getitem__(self, i: int) -> Any:
         return self.args[i]
@@ -326,18 +328,23 @@ class FakeSyscalls:
         self, name: str, args: tuple[Any, ...], model: Callable[[], Any], **kwargs: Any
     ) -> Any:
         with self._lock:
-            call = Call(name, args, kwargs)
             number = len(self.calls)
+            call = Call(name, args, kwargs, number=number)
             self.calls.append(call)
             rule = next((r for r in self.rules if r.matches(call)), None)
             if rule is not None:
                 rule.used += 1
         try:
-            if number in self._fail_at:
-                raise self._fail_at[number]
+            scripted = self._fail_at.get(number)
+            if scripted is None and rule is not None:
+                scripted = rule.error
+            if scripted is not None:
+                if name == "close":
+                    # close(2) releases the fd even when it reports an error (EINTR, EIO).
+                    with contextlib.suppress(OSError):
+                        model()
+                raise scripted
             if rule is not None:
-                if rule.error is not None:
-                    raise rule.error
                 if rule.handler is not None:
                     call.result = rule.handler(*args, **kwargs)
                     return call.result

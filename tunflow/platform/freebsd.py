@@ -67,6 +67,20 @@ def device_name(syscalls: Syscalls, fd: int) -> str:
     return buf.value.decode()
 
 
+def _interface_names(syscalls: Syscalls) -> set[str]:
+    return {entry.name for entry in syscalls.getifaddrs()}
+
+
+def _cloned_unit(syscalls: Syscalls, before: set[str], prefix: str) -> str | None:
+    """The one ``prefixN`` that appeared since ``before`` (to undo a clone whose name we could
+    not ask for), or ``None``."""
+    try:
+        new = [n for n in _interface_names(syscalls) - before if n.startswith(prefix)]
+    except OSError:
+        return None
+    return new[0] if len(new) == 1 else None
+
+
 def open_device(
     config: DeviceConfig, *, syscalls: Syscalls | None = None
 ) -> tuple[FreeBsdInterface, FdQueue]:
@@ -86,6 +100,7 @@ def open_device(
     prefix = "tap" if config.layer is Layer.L2 else "tun"
     unit_name = config.name is not None and re.fullmatch(rf"{prefix}\d+", config.name)
     rename_to: str | None = None
+    before: set[str] = set()
     if unit_name:
         assert config.name is not None
         name = config.name
@@ -97,6 +112,10 @@ def open_device(
     else:
         if config.attach:
             raise ConfigError(f"attaching on FreeBSD needs the {prefix}N name of the device node")
+        try:
+            before = _interface_names(sys_)
+        except OSError as exc:
+            raise oserror_to_device_error(exc, "list interfaces") from exc
         fd = _bsd.open_node(sys_, FLAVOR, prefix, makedev=False)
         created = True
         rename_to = config.name
@@ -116,7 +135,9 @@ def open_device(
         if rename_to is not None:
             iface.set_name(rename_to)
     except BaseException as exc:
-        sys_.close(fd)
+        _bsd.close_quietly(sys_, fd)
+        if created and not name:
+            name = _cloned_unit(sys_, before, prefix) or ""
         if created and name:
             try:
                 _bsd.destroy_interface(sys_, FLAVOR, name)

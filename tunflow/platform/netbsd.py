@@ -50,7 +50,7 @@ def _open_cloned_tap(syscalls: Syscalls) -> tuple[int, str]:
         assert isinstance(out, bytes)
         return fd, out[:IFNAMSIZ].split(b"\0", 1)[0].decode()
     except BaseException as exc:
-        syscalls.close(fd)  # the kernel destroys a cloned tap with its last fd
+        _bsd.close_quietly(syscalls, fd)  # the kernel destroys a cloned tap with its last fd
         if isinstance(exc, OSError) and not isinstance(exc, DeviceError):
             raise oserror_to_device_error(exc, "TAPGIFNAME") from exc
         raise
@@ -85,7 +85,7 @@ def open_device(
         try:
             sys_.ioctl(fd, TUNSIFHEAD, struct.pack("=i", 1))
         except OSError as exc:
-            sys_.close(fd)
+            _bsd.close_quietly(sys_, fd)
             if created:
                 try:
                     _bsd.destroy_interface(sys_, FLAVOR, name)

@@ -287,8 +287,7 @@ def open_tap(config: DeviceConfig, syscalls: Syscalls) -> tuple[TapInterface, Ta
             mac=mac,
             version=(version[0], version[1], version[2]),
         )
-        iface.set_enabled(True)
-        configure(iface, config, undo)
+        configure(iface, config, undo)  # enabled (the default) sets the media status to 1
         queue = TapQueue(k32, handle)
     except BaseException:
         if iface is not None:
