@@ -35,11 +35,17 @@ __all__ = ["FdQueue", "PipeWaker", "poll_wait", "map_io_error", "AF_HEADER_LEN"]
 
 AF_HEADER_LEN: Final = 4
 _AF = struct.Struct("!I")
-_POLLIN: Final = select.POLLIN
-_POLLOUT: Final = select.POLLOUT
+# Windows' select module has no poll(); this module must still import there (the device faces
+# import it), and macOS/BSD/Windows have no EBADFD (a Linux errno).
+_POLLIN: Final = getattr(select, "POLLIN", 0x1)
+_POLLOUT: Final = getattr(select, "POLLOUT", 0x4)
 _MAX_READ: Final = 65535 + HEADROOM
 _ZERO_VNET: Final = bytes(HEADROOM)
-_GONE_ERRNOS: Final = frozenset({errno.EBADFD, errno.ENXIO, errno.ENODEV, errno.EIO, errno.EPIPE})
+_GONE_ERRNOS: Final = frozenset(
+    code
+    for code in (getattr(errno, "EBADFD", None), errno.ENXIO, errno.ENODEV, errno.EIO, errno.EPIPE)
+    if code is not None
+)
 
 
 def map_io_error(exc: OSError, what: str) -> Exception:
