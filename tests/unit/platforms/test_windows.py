@@ -1,0 +1,612 @@
+"""Windows backend through fake ``kernel32``/``iphlpapi``/``wintun`` DLLs: the calls and
+structures of a build, clean-up, errors, the Wintun and tap-windows6 queues, and the waits the
+sync and async faces do in threads."""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import struct
+import threading
+import time
+from collections.abc import Callable
+from ipaddress import IPv4Address, IPv4Interface, IPv6Interface, ip_network
+from typing import Any
+
+import anyio
+import attrs
+import pytest
+
+from tunflow import (
+    ClosedDeviceError,
+    ConfigError,
+    DeviceBuilder,
+    DeviceError,
+    DeviceGoneError,
+    DeviceNotFoundError,
+    DevicePermissionError,
+    Layer,
+    PacketTooLargeError,
+    UnsupportedError,
+)
+from tunflow.device._config import DeviceConfig
+from tunflow.packet import PacketBatch
+from tunflow.platform import windows
+from tunflow.platform._base import Route
+from tunflow.platform.fake import Call, FakeSyscalls, pretend_platform
+from tunflow.platform.windows import iphlpapi, tap, wintun
+
+from .support import ipv4_packet, ipv6_packet
+
+Fake = Callable[[str], FakeSyscalls]
+
+
+def tun_config(**kw: Any) -> DeviceConfig:
+    base = (
+        DeviceBuilder()
+        .name("wg0")
+        .ipv4("10.0.0.1", 24)
+        .ipv6("fd00::1", 64)
+        .mtu(1400)
+        .metric(7)
+        .dns_servers(["10.0.0.53", "fd00::53", "10.0.0.54"])
+        .route("192.0.2.0/24")
+        .config()
+    )
+    return attrs.evolve(base, **kw)
+
+
+def dll_calls(fake: FakeSyscalls, prefix: str = "") -> list[str]:
+    return [c.name for c in fake.calls if "." in c.name and c.name.startswith(prefix)]
+
+
+def struct_arg(call: Call, i: int = 0) -> Any:
+    return call.args[i]._obj  # the ctypes object behind ctypes.byref(...)
+
+
+# -- a Wintun build ----------------------------------------------------------------------------
+
+
+def test_wintun_build_sequence_and_structures(make_fake: Fake) -> None:
+    fake = make_fake("windows")
+    w = fake.windows
+    iface, queue = windows.open_device(tun_config(), syscalls=fake)
+    assert [c.name for c in fake.calls if c.name == "load_library"][-2:] == ["load_library"] * 2
+    assert dll_calls(fake, "wintun") == [
+        "wintun.WintunOpenAdapter",  # reuse an adapter of that name if it is healthy
+        "wintun.WintunCreateAdapter",
+        "wintun.WintunGetAdapterLUID",
+        "wintun.WintunStartSession",
+        "wintun.WintunGetReadWaitEvent",
+    ]
+    create = fake.named("wintun.WintunCreateAdapter")[0]
+    assert create.args == ("wg0", "tunflow", None)  # name, tunnel type, kernel-chosen GUID
+    start = fake.named("wintun.WintunStartSession")[0]
+    assert start.args[1] == 0x400000  # the default ring: 4 MiB, a power of two
+    luid = iface.luid
+    # MTU then metric, each on the IPv4 and the IPv6 interface row
+    sets = [struct_arg(c) for c in fake.named("iphlpapi.SetIpInterfaceEntry")]
+    assert [(r.Family, r.NlMtu) for r in sets[:2]] == [(2, 1400), (23, 1400)]
+    assert [(r.Family, r.Metric, r.UseAutomaticMetric) for r in sets[2:]] == [(2, 7, 0), (23, 7, 0)]
+    assert all(r.InterfaceLuid.Value == luid for r in sets)
+    assert sets[0].SitePrefixLength == 0  # SetIpInterfaceEntry's IPv4 requirement
+    # addresses: MIB_UNICASTIPADDRESS_ROW with SOCKADDR_INET, LUID, prefix, DadState preferred
+    rows = [struct_arg(c) for c in fake.named("iphlpapi.CreateUnicastIpAddressEntry")]
+    raw4 = bytes(rows[0])
+    assert struct.unpack_from("<HH4s", raw4, 0) == (2, 0, bytes([10, 0, 0, 1]))
+    assert struct.unpack_from("<Q", raw4, 32)[0] == luid  # InterfaceLuid at 32
+    assert raw4[60] == 24  # OnLinkPrefixLength at 60
+    assert struct.unpack_from("<i", raw4, 64)[0] == 4  # DadState = IpDadStatePreferred
+    assert struct.unpack_from("<II", raw4, 52) == (0xFFFFFFFF, 0xFFFFFFFF)  # lifetimes
+    raw6 = bytes(rows[1])
+    assert struct.unpack_from("<H", raw6, 0)[0] == 23
+    assert raw6[8:24] == IPv6Interface("fd00::1/64").ip.packed and raw6[60] == 64
+    # DNS: one SetInterfaceDnsSettings per family, comma-separated, flags NAMESERVER (|IPV6)
+    assert [(version, flags, servers) for _g, version, flags, servers in w.dns] == [
+        (1, 0x2, "10.0.0.53,10.0.0.54"),
+        (1, 0x3, "fd00::53"),
+    ]
+    dns_call = fake.named("iphlpapi.SetInterfaceDnsSettings")[0]
+    assert isinstance(dns_call.args[0], iphlpapi.GUID)  # the GUID goes by value
+    # the route: MIB_IPFORWARD_ROW2, on-link next hop, MIB_IPPROTO_NETMGMT
+    (route_row,) = [struct_arg(c) for c in fake.named("iphlpapi.CreateIpForwardEntry2")]
+    raw = bytes(route_row)
+    assert struct.unpack_from("<Q", raw, 0)[0] == luid
+    assert struct.unpack_from("<H2x4s", raw, 12) == (2, bytes([192, 0, 2, 0]))
+    assert raw[12 + 28] == 24  # DestinationPrefix.PrefixLength at 40
+    assert struct.unpack_from("<H2x4s", raw, 44) == (2, bytes(4))  # NextHop 0.0.0.0
+    assert struct.unpack_from("<i", raw, 88)[0] == 3  # Protocol
+    # what the model now holds
+    assert iface.name() == "wg0"
+    assert iface.mtu() == 1400
+    assert iface.addresses() == [IPv4Interface("10.0.0.1/24"), IPv6Interface("fd00::1/64")]
+    assert iface.routes() == [Route(ip_network("192.0.2.0/24"), None, 0)]
+    queue.close()
+    iface.close()
+    assert w.adapters == {} and w.sessions == {} and w.kernel32.events == {}
+
+
+def test_ring_capacity_is_checked_first(make_fake: Fake) -> None:
+    fake = make_fake("windows")
+    with pytest.raises(ConfigError, match="power of two"):
+        windows.open_device(tun_config(ring_capacity=0x30000), syscalls=fake)
+    assert fake.calls == []
+    iface, queue = windows.open_device(tun_config(ring_capacity=0x20000), syscalls=fake)
+    assert fake.named("wintun.WintunStartSession")[0].args[1] == 0x20000
+    queue.close()
+    iface.close()
+
+
+def test_missing_wintun_dll_names_the_paths(make_fake: Fake) -> None:
+    fake = make_fake("windows")
+    fake.windows.wintun_paths.clear()
+    with pytest.raises(DeviceNotFoundError) as info:
+        windows.open_device(tun_config(), syscalls=fake)
+    message = str(info.value)
+    assert "wintun.dll could not be loaded from" in message
+    for path in wintun.wintun_candidates(None):
+        assert path in message
+    assert "https://www.wintun.net" in message
+
+    fake = make_fake("windows")
+    with pytest.raises(DeviceNotFoundError, match=re.escape("C:\\vpn\\wintun.dll")):
+        windows.open_device(tun_config(wintun_file="C:\\vpn\\wintun.dll"), syscalls=fake)
+    assert [c.args[0] for c in fake.named("load_library")] == ["C:\\vpn\\wintun.dll"]
+
+
+def test_wintun_file_is_loaded_from_the_given_path(make_fake: Fake) -> None:
+    fake = make_fake("windows")
+    fake.windows.wintun_paths = {"D:/tools/wintun.dll"}
+    iface, queue = windows.open_device(tun_config(wintun_file="D:/tools/wintun.dll"), syscalls=fake)
+    assert fake.calls[0].args == ("D:/tools/wintun.dll",)
+    queue.close()
+    iface.close()
+
+
+def test_orphaned_adapter_is_replaced(make_fake: Fake) -> None:
+    fake = make_fake("windows")
+    orphan = fake.windows.add_orphaned_adapter("wg0")
+    iface, queue = windows.open_device(tun_config(), syscalls=fake)
+    assert dll_calls(fake, "wintun")[:5] == [
+        "wintun.WintunOpenAdapter",
+        "wintun.WintunGetAdapterLUID",
+        "wintun.WintunCloseAdapter",  # its LUID maps to no interface: let it go
+        "wintun.WintunCreateAdapter",
+        "wintun.WintunGetAdapterLUID",
+    ]
+    assert fake.named("iphlpapi.ConvertInterfaceLuidToIndex")[0].result == 2
+    assert iface.luid != orphan.luid
+    queue.close()
+    iface.close()
+
+
+def test_healthy_adapter_is_reused_and_kept(make_fake: Fake) -> None:
+    fake = make_fake("windows")
+    w = fake.windows
+    handle = w.wintun.WintunCreateAdapter("wg0", "other", None)
+    w.adapters["wg0"].created = False  # made by someone else: CloseAdapter must not remove it
+    iface, queue = windows.open_device(tun_config(dns_servers=(), routes=()), syscalls=fake)
+    assert fake.named("wintun.WintunCreateAdapter") == []
+    assert fake.named("wintun.WintunOpenAdapter")[0].result == handle
+    queue.close()
+    iface.close()
+    assert "wg0" in w.adapters
+
+
+def test_create_needs_administrator(make_fake: Fake) -> None:
+    fake = make_fake("windows")
+    fake.windows.deny_create = True
+    with pytest.raises(DevicePermissionError, match="Administrator") as info:
+        windows.open_device(tun_config(), syscalls=fake)
+    assert getattr(info.value, "winerror", None) == 5
+    assert len(fake.named("wintun.WintunCreateAdapter")) == 1  # no retry on ERROR_ACCESS_DENIED
+
+
+def test_create_is_retried(make_fake: Fake) -> None:
+    fake = make_fake("windows")
+    fake.on("wintun.WintunCreateAdapter", result=None, times=3)
+    iface, queue = windows.open_device(tun_config(), syscalls=fake)
+    assert len(fake.named("wintun.WintunCreateAdapter")) == 4
+    queue.close()
+    iface.close()
+
+
+def test_no_ipv6_stack_is_tolerated(make_fake: Fake) -> None:
+    fake = make_fake("windows")
+    fake.windows.ipv6 = False
+    iface, queue = windows.open_device(tun_config(ipv6=(), dns_servers=()), syscalls=fake)
+    sets = [struct_arg(c) for c in fake.named("iphlpapi.SetIpInterfaceEntry")]
+    assert [r.Family for r in sets] == [2, 2]  # MTU and metric for IPv4 only
+    queue.close()
+    iface.close()
+
+
+def test_unsupported_options(make_fake: Fake) -> None:
+    fake = make_fake("windows")
+    for change in (
+        {"multi_queue": True},
+        {"offload": True},
+        {"packet_information": True},
+        {"tx_queue_len": 1},
+        {"persist": True},
+    ):
+        with pytest.raises(UnsupportedError):
+            windows.open_device(tun_config(**change), syscalls=fake)
+    assert [c.name for c in fake.calls if "." in c.name] == []
+    with pytest.raises(UnsupportedError, match="file descriptors"):
+        windows.adopt_fd(3, close_fd=True)
+
+
+def test_address_errors_map_to_tunflow_errors(make_fake: Fake) -> None:
+    fake = make_fake("windows")
+    iface, queue = windows.open_device(tun_config(dns_servers=()), syscalls=fake)
+    with pytest.raises(DeviceError, match="already exists"):
+        iface.add_address(IPv4Interface("10.0.0.1/24"))
+    fake.on("iphlpapi.CreateUnicastIpAddressEntry", result=5)
+    with pytest.raises(DevicePermissionError, match="Administrator"):
+        iface.add_address(IPv4Interface("10.0.1.1/24"))
+    iface.remove_address(IPv4Address("10.0.0.1"))
+    with pytest.raises(DeviceNotFoundError):
+        iface.remove_address(IPv4Address("10.0.0.1"))
+    iface.add_route(Route(ip_network("198.51.100.0/24"), IPv4Address("10.0.0.2"), 5))
+    assert Route(ip_network("198.51.100.0/24"), IPv4Address("10.0.0.2"), 5) in iface.routes()
+    iface.remove_route(Route(ip_network("198.51.100.0/24"), IPv4Address("10.0.0.2")))
+    with pytest.raises(UnsupportedError):
+        iface.mac_address()
+    with pytest.raises(UnsupportedError):
+        iface.set_enabled(False)
+    iface.set_name("wg9")
+    assert fake.named("run")[-1].args[0] == (
+        "netsh", "interface", "set", "interface", "name=wg0", "newname=wg9",
+    )  # fmt: skip
+    queue.close()
+    iface.close()
+
+
+def test_dns_falls_back_to_netsh(make_fake: Fake) -> None:
+    fake = make_fake("windows")
+    del type(fake.windows.iphlpapi).SetInterfaceDnsSettings
+    try:
+        iface, queue = windows.open_device(tun_config(), syscalls=fake)
+    finally:
+        from tunflow.platform import fake as fake_module
+
+        fake_module._FakeIphlpapi.SetInterfaceDnsSettings = _set_dns  # type: ignore[attr-defined]
+    assert [c.args[0] for c in fake.named("run")] == [
+        ("netsh", "interface", "ipv4", "set", "dnsservers", "name=wg0", "static", "10.0.0.53",
+         "primary", "validate=no"),
+        ("netsh", "interface", "ipv4", "add", "dnsservers", "name=wg0", "10.0.0.54", "index=2",
+         "validate=no"),
+        ("netsh", "interface", "ipv6", "set", "dnsservers", "name=wg0", "static", "fd00::53",
+         "primary", "validate=no"),
+    ]  # fmt: skip
+    queue.close()
+    iface.close()
+
+
+from tunflow.platform.fake import _FakeIphlpapi  # noqa: E402
+
+_set_dns = _FakeIphlpapi.SetInterfaceDnsSettings
+
+
+# -- clean-up ----------------------------------------------------------------------------------
+
+#: how each DLL function reports failure: a NULL handle, or a Win32 error code
+_FAILURE: dict[str, Any] = {
+    "wintun.WintunCreateAdapter": None,
+    "wintun.WintunStartSession": None,
+    "wintun.WintunGetReadWaitEvent": None,
+    "kernel32.CreateEventW": None,
+    "iphlpapi.GetIpInterfaceEntry": 31,  # ERROR_GEN_FAILURE
+    "iphlpapi.SetIpInterfaceEntry": 31,
+    "iphlpapi.CreateUnicastIpAddressEntry": 31,
+    "iphlpapi.CreateIpForwardEntry2": 31,
+    "iphlpapi.ConvertInterfaceLuidToGuid": 31,
+    "iphlpapi.ConvertInterfaceLuidToAlias": 31,
+    "iphlpapi.SetInterfaceDnsSettings": 31,
+}
+
+
+def _assert_clean(fake: FakeSyscalls, what: str) -> None:
+    w = fake.windows
+    assert w.adapters == {}, f"{what} left an adapter"
+    assert w.sessions == {}, f"{what} left a session"
+    assert w.kernel32.events == {}, f"{what} left an event"
+    assert w.addresses == [] and w.routes == [], f"{what} left configuration"
+
+
+def test_clean_up_after_a_failure_at_every_step(make_fake: Fake) -> None:
+    probe = make_fake("windows")
+    iface, queue = windows.open_device(tun_config(), syscalls=probe)
+    queue.close()
+    iface.close()
+    failing = [c for c in probe.calls if c.name in _FAILURE]
+    assert len(failing) > 10
+    for call in failing:
+        fake = make_fake("windows")
+        if call.name == "wintun.WintunCreateAdapter":
+            # creation is retried (4 attempts): make every attempt fail
+            fake.on(call.name, result=None)
+        else:
+            fake.on(
+                call.name, when=lambda c, n=call.number: c.number == n, result=_FAILURE[call.name]
+            )
+        with pytest.raises(DeviceError):
+            windows.open_device(tun_config(), syscalls=fake)
+        _assert_clean(fake, f"a failing {call.name} (call {call.number})")
+
+
+def test_clean_up_after_an_exception_at_every_step(make_fake: Fake) -> None:
+    probe = make_fake("windows")
+    iface, queue = windows.open_device(tun_config(), syscalls=probe)
+    queue.close()
+    iface.close()
+    steps = [c.number for c in probe.calls if c.name.startswith(("iphlpapi.", "kernel32.Create"))]
+    for step in steps:
+        fake = make_fake("windows")
+        fake.fail_call(step, RuntimeError("boom"))
+        with pytest.raises(RuntimeError):
+            windows.open_device(tun_config(), syscalls=fake)
+        _assert_clean(fake, f"an exception at call {step}")
+
+
+def test_attached_adapter_gets_its_additions_back(make_fake: Fake) -> None:
+    fake = make_fake("windows")
+    w = fake.windows
+    w.wintun.WintunCreateAdapter("wg0", "theirs", None)
+    w.adapters["wg0"].created = False
+    fake.on("iphlpapi.CreateIpForwardEntry2", result=31)
+    with pytest.raises(DeviceError, match=r"192\.0\.2\.0/24"):
+        windows.open_device(tun_config(attach=True, dns_servers=()), syscalls=fake)
+    assert w.addresses == []  # both addresses removed again
+    assert "wg0" in w.adapters and w.sessions == {}
+
+
+# -- the Wintun queue --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def wintun_device(make_fake: Fake) -> Any:
+    fake = make_fake("windows")
+    iface, queue = windows.open_device(tun_config(dns_servers=(), routes=()), syscalls=fake)
+    yield fake, iface, queue
+    queue.close()
+    iface.close()
+
+
+def test_wintun_queue_paths(wintun_device: Any) -> None:
+    fake, _iface, queue = wintun_device
+    w = fake.windows
+    p4, p6 = ipv4_packet(), ipv6_packet()
+    assert queue.fileno() == -1
+    assert queue.wait_handle() == w.session().read_event
+    with pytest.raises(BlockingIOError):
+        queue.recv(2000)
+    w.inject(p4)
+    w.inject(p6)
+    assert queue.recv(2000) == p4
+    buf = bytearray(2000)
+    assert queue.recv_into(memoryview(buf)) == len(p6) and bytes(buf[: len(p6)]) == p6
+    w.inject(p6)
+    w.inject(p4)
+    batch = PacketBatch()
+    assert queue.recv_batch(batch, 2000) == 2 and batch.to_list() == [p6, p4]
+    assert w.session().held == {}  # every received packet was released
+    queue.send(p4)
+    out = PacketBatch()
+    out.extend([p6, p4])
+    assert queue.send_batch(out) == 2
+    assert w.session().sent == [p4, p6, p4]  # bare IP: no header on Windows
+    w.session().ring_full = True
+    with pytest.raises(BlockingIOError):
+        queue.send(p4)
+    w.session().ring_full = False
+    with pytest.raises(PacketTooLargeError):
+        queue.send(bytes(0x10000))
+    fake.on("wintun.WintunReceivePacket", result=None, times=1)
+    w.last_error = 38  # ERROR_HANDLE_EOF: the adapter is going away
+    with pytest.raises(DeviceGoneError):
+        queue.recv(2000)
+
+
+def test_wintun_wait(wintun_device: Any) -> None:
+    fake, _iface, queue = wintun_device
+    w = fake.windows
+    waker = queue.make_waker()
+    start = time.monotonic()
+    assert queue.wait(False, 0.05, waker) is False  # timeout
+    assert time.monotonic() - start >= 0.04
+    threading.Timer(0.05, w.inject, (ipv4_packet(),)).start()
+    assert queue.wait(False, 5.0, waker) is True  # the read event fired
+    assert queue.recv(2000) == ipv4_packet()
+    threading.Timer(0.05, waker.wake).start()
+    assert queue.wait(False, 5.0, waker) is False  # woken
+    waker.close()
+    assert w.kernel32.closed_while_waited == []
+
+
+def test_close_wakes_a_waiting_thread(wintun_device: Any) -> None:
+    fake, _iface, queue = wintun_device
+    result: list[bool] = []
+    thread = threading.Thread(target=lambda: result.append(queue.wait(False, None, None)))
+    thread.start()
+    time.sleep(0.05)
+    queue.close()
+    thread.join(5)
+    assert result == [False]
+    assert fake.windows.sessions == {}
+    assert fake.windows.kernel32.closed_while_waited == []
+    with pytest.raises(ClosedDeviceError):
+        queue.recv(2000)
+
+
+def test_waker_closed_under_a_waiting_thread_is_closed_later(wintun_device: Any) -> None:
+    fake, _iface, queue = wintun_device
+    waker = queue.make_waker()
+    result: list[bool] = []
+    thread = threading.Thread(target=lambda: result.append(queue.wait(False, None, waker)))
+    thread.start()
+    time.sleep(0.05)
+    waker.wake()
+    waker.close()  # while the thread may still be inside WaitForMultipleObjects
+    thread.join(5)
+    assert result == [False]
+    k32 = fake.windows.kernel32
+    assert k32.closed_while_waited == []
+    assert len(k32.events) == 2  # the session's read event and the queue's shutdown event
+
+
+# -- the faces ---------------------------------------------------------------------------------
+
+
+def test_sync_device_on_windows() -> None:
+    with pretend_platform("windows") as fake:
+        assert isinstance(fake, FakeSyscalls)
+        w = fake.windows
+        dev = DeviceBuilder().name("wg1").ipv4("10.0.0.1", 24).build_sync()
+        assert dev.fileno() == -1
+        threading.Timer(0.05, w.inject, (ipv4_packet(),)).start()
+        assert dev.recv(timeout=5) == ipv4_packet()
+        with pytest.raises(TimeoutError):
+            dev.recv(timeout=0.05)
+        threading.Timer(0.05, dev.shutdown).start()
+        with pytest.raises(ClosedDeviceError):
+            dev.recv()
+        dev.close()
+        assert w.adapters == {} and w.kernel32.events == {}
+        assert w.kernel32.closed_while_waited == []
+        fake.close_all()
+
+
+@pytest.mark.anyio
+async def test_async_receive_waits_in_a_thread() -> None:
+    with pretend_platform("windows") as fake:
+        assert isinstance(fake, FakeSyscalls)
+        w = fake.windows
+        dev = DeviceBuilder().name("wg2").ipv4("10.0.0.1", 24).build_async()
+        async with dev:
+            assert dev.fileno() == -1
+
+            async def later() -> None:
+                await anyio.sleep(0.05)
+                w.inject(ipv6_packet())
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(later)
+                with anyio.fail_after(5):
+                    assert await dev.receive() == ipv6_packet()
+            # a cancelled wait leaves the worker thread behind; nothing may break
+            with anyio.move_on_after(0.05):
+                await dev.receive()
+            w.inject(ipv4_packet())
+            with anyio.fail_after(5):
+                assert await dev.receive() == ipv4_packet()
+            await dev.send(ipv4_packet())
+            assert w.session().sent == [ipv4_packet()]
+        await anyio.sleep(0.05)
+        assert w.adapters == {}
+        assert w.kernel32.closed_while_waited == []
+        fake.close_all()
+
+
+@pytest.mark.anyio
+async def test_aclose_wakes_a_blocked_receiver() -> None:
+    with pretend_platform("windows") as fake:
+        assert isinstance(fake, FakeSyscalls)
+        dev = DeviceBuilder().name("wg3").build_async()
+        errors: list[BaseException] = []
+
+        async def receiver() -> None:
+            try:
+                await dev.receive()
+            except ClosedDeviceError as exc:
+                errors.append(exc)
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(receiver)
+                await anyio.sleep(0.1)
+                await dev.aclose()
+        assert len(errors) == 1
+        assert fake.windows.kernel32.closed_while_waited == []
+        fake.close_all()
+
+
+# -- tap-windows6 ------------------------------------------------------------------------------
+
+
+def tap_config(**kw: Any) -> DeviceConfig:
+    base = DeviceBuilder().layer(Layer.L2).name("tap-ovpn").ipv4("10.8.0.2", 24).config()
+    return attrs.evolve(base, **kw)
+
+
+def test_tap_windows_open_sequence(make_fake: Fake) -> None:
+    fake = make_fake("windows")
+    device = fake.windows.add_tap_adapter("tap-ovpn")
+    iface, queue = windows.open_device(tap_config(), syscalls=fake)
+    create = fake.named("kernel32.CreateFileW")[0]
+    path, access, share, _sa, disposition, flags, _tmpl = create.args
+    # tap-windows.h USERMODEDEVICEDIR "\\.\Global\" + the adapter GUID + TAP_WIN_SUFFIX ".tap"
+    assert path == "\\\\.\\Global\\{0000000A-1234-5678-0001-020304050607}.tap"
+    assert access == 0x80000000 | 0x40000000  # GENERIC_READ | GENERIC_WRITE
+    assert (share, disposition) == (0, 3)  # exclusive, OPEN_EXISTING
+    assert flags == 0x4 | 0x40000000  # FILE_ATTRIBUTE_SYSTEM | FILE_FLAG_OVERLAPPED
+    codes = [c.args[1] for c in fake.named("kernel32.DeviceIoControl")]
+    assert codes == [0x220008, 0x220004, 0x220018]  # GET_VERSION, GET_MAC, SET_MEDIA_STATUS
+    media = fake.named("kernel32.DeviceIoControl")[2]
+    assert media.args[3] == 4 and bytes(media.args[2]._obj.raw[:4]) == struct.pack("<I", 1)
+    assert device.media == 1
+    assert iface.mac_address() == device.mac
+    assert iface.version == (9, 24, 0)
+    assert iface.is_running()
+    iface.set_enabled(False)
+    assert device.media == 0
+    queue.close()
+    iface.close()
+
+
+def test_tap_windows_frames(make_fake: Fake) -> None:
+    fake = make_fake("windows")
+    device = fake.windows.add_tap_adapter("tap-ovpn")
+    iface, queue = windows.open_device(tap_config(), syscalls=fake)
+    k32 = fake.windows.kernel32
+    frame = bytes.fromhex("ffffffffffff00ff123456780806") + b"a" * 46
+    with pytest.raises(BlockingIOError):
+        queue.recv(2000)  # the overlapped read is pending
+    threading.Timer(0.05, device.inject, (k32, frame)).start()
+    assert queue.wait(False, 5.0, None) is True
+    assert queue.recv(2000) == frame
+    device.inject(k32, frame[::-1])  # completes the next pending read at once
+    batch = PacketBatch()
+    assert queue.recv_batch(batch, 2000) == 1 and batch.to_list() == [frame[::-1]]
+    queue.send(frame)
+    assert device.written == [frame]
+    queue.close()
+    assert device.closed and k32.events == {}
+    assert fake.named("kernel32.CancelIoEx")  # the pending read was cancelled before closing
+    iface.close()
+
+
+def test_tap_windows_needs_an_existing_adapter(make_fake: Fake) -> None:
+    fake = make_fake("windows")
+    with pytest.raises(ConfigError, match="tapctl"):
+        windows.open_device(tap_config(name=None), syscalls=fake)
+    with pytest.raises(DeviceNotFoundError, match="tap-ovpn"):
+        windows.open_device(tap_config(), syscalls=fake)
+    with pytest.raises(UnsupportedError, match="MAC"):
+        windows.open_device(tap_config(mac=bytes.fromhex("020000000001")), syscalls=fake)
+
+
+def test_tap_windows_clean_up(make_fake: Fake) -> None:
+    fake = make_fake("windows")
+    device = fake.windows.add_tap_adapter("tap-ovpn")
+    fake.on("iphlpapi.CreateUnicastIpAddressEntry", result=31)
+    with pytest.raises(DeviceError):
+        windows.open_device(tap_config(), syscalls=fake)
+    assert device.closed
+    assert fake.windows.kernel32.files == {} and fake.windows.kernel32.events == {}
+
+
+def test_ctypes_sizes_are_x64() -> None:
+    assert ctypes.sizeof(ctypes.c_void_p) == 8
+    assert tap.READ_SIZE == 14 + 65536
