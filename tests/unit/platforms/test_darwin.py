@@ -408,6 +408,7 @@ def test_feth_bpf_records_and_ndrv_writes(make_fake: Fake) -> None:
     batch = PacketBatch()
     assert queue.recv_batch(batch, 2000) == 1
     assert batch.to_list() == [frame_b]
+    assert isinstance(queue, darwin.FethQueue)
     ndrv = queue._ndrv
     queue.send(frame_a)
     out = PacketBatch()

@@ -108,13 +108,12 @@ def test_find_utun_fd_scans_like_wireguardkit(make_fake: Fake) -> None:
     fake.peernames[5] = sockaddr_ctl(99, 1)
     fake.peernames[9] = sockaddr_ctl(fake.UTUN_CTL_ID, 4)
     ioctl_fds: list[int] = []
-    fake.on(
-        "ioctl",
-        handler=lambda fd, req, arg: (
-            ioctl_fds.append(fd),
-            struct.pack("<I", fake.UTUN_CTL_ID) + arg[4:],
-        )[1],
-    )
+
+    def ctliocginfo(fd: int, request: int, arg: bytes) -> bytes:
+        ioctl_fds.append(fd)
+        return struct.pack("<I", fake.UTUN_CTL_ID) + arg[4:]
+
+    fake.on("ioctl", handler=ctliocginfo)
     assert fdmod.find_utun_fd(fake) == 9
     peers = [c.args[0] for c in fake.named("getpeername")]
     assert peers == list(range(10))

@@ -263,15 +263,13 @@ def test_address_errors_map_to_tunflow_errors(make_fake: Fake) -> None:
     iface.close()
 
 
-def test_dns_falls_back_to_netsh(make_fake: Fake) -> None:
-    fake = make_fake("windows")
-    del type(fake.windows.iphlpapi).SetInterfaceDnsSettings
-    try:
-        iface, queue = windows.open_device(tun_config(), syscalls=fake)
-    finally:
-        from tunflow.platform import fake as fake_module
+def test_dns_falls_back_to_netsh(make_fake: Fake, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunflow.platform.fake import _FakeIphlpapi
 
-        fake_module._FakeIphlpapi.SetInterfaceDnsSettings = _set_dns  # type: ignore[attr-defined]
+    # before Windows 10 2004, iphlpapi.dll has no SetInterfaceDnsSettings
+    monkeypatch.delattr(_FakeIphlpapi, "SetInterfaceDnsSettings")
+    fake = make_fake("windows")
+    iface, queue = windows.open_device(tun_config(), syscalls=fake)
     assert [c.args[0] for c in fake.named("run")] == [
         ("netsh", "interface", "ipv4", "set", "dnsservers", "name=wg0", "static", "10.0.0.53",
          "primary", "validate=no"),
@@ -282,11 +280,6 @@ def test_dns_falls_back_to_netsh(make_fake: Fake) -> None:
     ]  # fmt: skip
     queue.close()
     iface.close()
-
-
-from tunflow.platform.fake import _FakeIphlpapi  # noqa: E402
-
-_set_dns = _FakeIphlpapi.SetInterfaceDnsSettings
 
 
 # -- clean-up ----------------------------------------------------------------------------------
@@ -328,9 +321,11 @@ def test_clean_up_after_a_failure_at_every_step(make_fake: Fake) -> None:
             # creation is retried (4 attempts): make every attempt fail
             fake.on(call.name, result=None)
         else:
-            fake.on(
-                call.name, when=lambda c, n=call.number: c.number == n, result=_FAILURE[call.name]
-            )
+
+            def at(c: Call, n: int = call.number) -> bool:
+                return c.number == n
+
+            fake.on(call.name, when=at, result=_FAILURE[call.name])
         with pytest.raises(DeviceError):
             windows.open_device(tun_config(), syscalls=fake)
         _assert_clean(fake, f"a failing {call.name} (call {call.number})")
@@ -556,6 +551,7 @@ def test_tap_windows_open_sequence(make_fake: Fake) -> None:
     media = fake.named("kernel32.DeviceIoControl")[2]
     assert media.args[3] == 4 and bytes(media.args[2]._obj.raw[:4]) == struct.pack("<I", 1)
     assert device.media == 1
+    assert isinstance(iface, tap.TapInterface)
     assert iface.mac_address() == device.mac
     assert iface.version == (9, 24, 0)
     assert iface.is_running()
