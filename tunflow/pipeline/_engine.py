@@ -738,7 +738,11 @@ class Tunnel(_Engine):
         local: the local side (device, queues, port).
         remote: the remote side.
         stages: in outbound order.
-        name, workers, on_error, buffer, statistics_interval: as :class:`Pipeline`.
+        name: as :class:`Pipeline`.
+        workers: as :class:`Pipeline`.
+        on_error: as :class:`Pipeline`.
+        buffer: as :class:`Pipeline`.
+        statistics_interval: as :class:`Pipeline`.
 
     Raises:
         As :class:`Pipeline`.
@@ -816,7 +820,10 @@ def open_pipeline(
     worker runs; leaving it cancels them and waits (< 1 s) for everything to close.
 
     Args:
-        source, stages, sink, **kwargs: as :class:`Pipeline`.
+        source: as :class:`Pipeline`.
+        stages: as :class:`Pipeline`.
+        sink: as :class:`Pipeline`.
+        kwargs: the keyword arguments of :class:`Pipeline`.
 
     Returns:
         An async context manager yielding the :class:`Pipeline`.
@@ -831,6 +838,12 @@ def open_tunnel(
     local: Any, remote: Any, stages: Sequence[Stage | StageSpec] = (), **kwargs: Any
 ) -> Any:
     """Start a :class:`Tunnel`, as :func:`open_pipeline` starts a pipeline.
+
+    Args:
+        local: as :class:`Tunnel`.
+        remote: as :class:`Tunnel`.
+        stages: as :class:`Tunnel`.
+        kwargs: the keyword arguments of :class:`Tunnel`.
 
     Returns:
         An async context manager yielding the :class:`Tunnel`.
