@@ -171,7 +171,8 @@ def open_utun(syscalls: Syscalls, name: str | None) -> tuple[int, str]:
 
 
 class DarwinInterface(BsdInterface):
-    """A utun or feth interface. For feth, MTU and up/down also reach the I/O peer."""
+    """A utun or feth interface. For feth the MTU is set on the I/O peer too (it is brought up
+    once at creation and stays up)."""
 
     def __init__(self, *, peer: str | None = None, **kwargs: Any) -> None:
         super().__init__(flavor=FLAVOR, **kwargs)
