@@ -150,6 +150,31 @@ def test_openbsd_netbsd_create_then_open(make_fake: Fake, platform: str) -> None
     assert set(fake.interfaces) == {"lo0", "tun0"}
 
 
+def test_openbsd_full_build_sequence(make_fake: Fake) -> None:
+    """Creation, then MTU → addresses (each with its subnet route) → up → the user's route."""
+    fake = make_fake("openbsd")
+    iface, queue = openbsd.open_device(config(), syscalls=fake)
+    ctl = ("socket", 2, 2, 0)
+    route = [("if_nametoindex", "tun0"), ("socket", 17, 3, 0), ("write",), ("close",)]
+    assert trace(fake) == [
+        ("if_nametoindex", "tun0"),  # the first free unit…
+        ("if_nametoindex", "tun0"),  # …does not exist yet
+        ctl, ("ioctl", 0x8020697A), ("close",),  # SIOCIFCREATE tun0
+        ("open", "/dev/tun0"),
+        ctl, ("ioctl", 0x8020697F), ("close",),  # SIOCSIFMTU
+        ctl, ("ioctl", 0x8040691A), ("close",),  # SIOCAIFADDR 10.0.0.1/24
+        *route,  # 10.0.0.0/24 through tun0
+        ctl, ("ioctl", 0xC020697E), ("close",),  # SIOCGIFMTU: IPv6 needs 1280
+        ("socket", 24, 2, 0), ("ioctl", 0x8080691A), ("close",),  # SIOCAIFADDR_IN6 on AF_INET6
+        *route,  # fd00::/64 through tun0
+        ctl, ("ioctl", 0xC0206911), ("close",),  # SIOCGIFFLAGS
+        ctl, ("ioctl", 0x80206910), ("close",),  # SIOCSIFFLAGS: UP | RUNNING
+        *route,  # 192.0.2.0/24, last: after the interface is up
+    ]  # fmt: skip
+    queue.close()
+    iface.close()
+
+
 @pytest.mark.parametrize("platform", ["openbsd", "netbsd"])
 def test_missing_node_is_made_with_makedev(make_fake: Fake, platform: str) -> None:
     fake = make_fake(platform)

@@ -126,6 +126,36 @@ def test_wintun_build_sequence_and_structures(make_fake: Fake) -> None:
     assert w.adapters == {} and w.sessions == {} and w.kernel32.events == {}
 
 
+def test_wintun_full_build_order(make_fake: Fake) -> None:
+    """Adapter and session first, then MTU (v4, v6) → metric (v4, v6) → addresses → DNS (one
+    call per family) → routes; the queue's shutdown event last."""
+    fake = make_fake("windows")
+    iface, queue = windows.open_device(tun_config(), syscalls=fake)
+    interface_row = [
+        "iphlpapi.InitializeIpInterfaceEntry",
+        "iphlpapi.GetIpInterfaceEntry",
+        "iphlpapi.SetIpInterfaceEntry",
+    ]
+    address = ["iphlpapi.InitializeUnicastIpAddressEntry", "iphlpapi.CreateUnicastIpAddressEntry"]
+    dns = ["iphlpapi.ConvertInterfaceLuidToGuid", "iphlpapi.SetInterfaceDnsSettings"]
+    assert dll_calls(fake) == [
+        "wintun.WintunOpenAdapter",
+        "wintun.WintunCreateAdapter",
+        "wintun.WintunGetAdapterLUID",
+        "wintun.WintunStartSession",
+        "wintun.WintunGetReadWaitEvent",
+        *interface_row * 4,  # MTU v4, MTU v6, metric v4, metric v6
+        *address * 2,  # 10.0.0.1/24, fd00::1/64
+        "iphlpapi.ConvertInterfaceLuidToAlias",  # for the netsh fallback's messages
+        *dns * 2,  # IPv4 servers, IPv6 servers
+        "iphlpapi.InitializeIpForwardEntry",
+        "iphlpapi.CreateIpForwardEntry2",
+        "kernel32.CreateEventW",  # the queue's shutdown event
+    ]
+    queue.close()
+    iface.close()
+
+
 def test_ring_capacity_is_checked_first(make_fake: Fake) -> None:
     fake = make_fake("windows")
     with pytest.raises(ConfigError, match="power of two"):
