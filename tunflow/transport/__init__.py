@@ -5,12 +5,13 @@ plain ``sendto``/``recvfrom`` implementation, driven by ``anyio.wait_readable``/
 like the devices.
 """
 
-from ._base import Address as Address
-from ._base import DatagramBatch as DatagramBatch
-from ._base import Transport as Transport
-from ._base import TransportStatistics as TransportStatistics
-from .udp import UDPTransport as UDPTransport
-from .udp import parse_endpoint as parse_endpoint
+from ._base import (
+    Address as Address,
+    DatagramBatch as DatagramBatch,
+    Transport as Transport,
+    TransportStatistics as TransportStatistics,
+)
+from .udp import UDPTransport as UDPTransport, parse_endpoint as parse_endpoint
 
 __all__ = [
     "Address",

@@ -6,8 +6,7 @@ import struct
 
 import dpkt
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests.helpers import ipv4_udp, ipv6_udp
 from tunflow import ConfigError
