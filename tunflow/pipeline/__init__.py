@@ -19,43 +19,51 @@ Example:
     1 1
 """
 
-from ._engine import Pipeline as Pipeline
-from ._engine import PipelineStatistics as PipelineStatistics
-from ._engine import StageError as StageError
-from ._engine import Tunnel as Tunnel
-from ._engine import WorkerError as WorkerError
-from ._engine import WorkerMode as WorkerMode
-from ._engine import WorkerStatistics as WorkerStatistics
-from ._engine import open_pipeline as open_pipeline
-from ._engine import open_tunnel as open_tunnel
-from ._engine import plan_whole as plan_whole
-from ._plugins import GROUP as GROUP
-from ._plugins import OptionInfo as OptionInfo
-from ._plugins import StagePlugin as StagePlugin
-from ._plugins import available_stages as available_stages
-from ._plugins import build_stage as build_stage
-from ._plugins import converter as converter
-from ._plugins import load_stage_class as load_stage_class
-from ._plugins import refresh_plugins as refresh_plugins
-from ._ports import DevicePort as DevicePort
-from ._ports import MemorySink as MemorySink
-from ._ports import MemorySource as MemorySource
-from ._ports import Port as Port
-from ._ports import PortHandle as PortHandle
-from ._ports import PortStatistics as PortStatistics
-from ._ports import SyncDevicePort as SyncDevicePort
-from ._ports import TransportPort as TransportPort
-from ._ports import as_ports as as_ports
-from ._stage import Direction as Direction
-from ._stage import ErrorPolicy as ErrorPolicy
-from ._stage import Lane as Lane
-from ._stage import NoOptions as NoOptions
-from ._stage import Processor as Processor
-from ._stage import Stage as Stage
-from ._stage import StageBase as StageBase
-from ._stage import StageContext as StageContext
-from ._stage import StageSpec as StageSpec
-from ._stage import StageStatistics as StageStatistics
+from ._engine import (
+    Pipeline as Pipeline,
+    PipelineStatistics as PipelineStatistics,
+    StageError as StageError,
+    Tunnel as Tunnel,
+    WorkerError as WorkerError,
+    WorkerMode as WorkerMode,
+    WorkerStatistics as WorkerStatistics,
+    open_pipeline as open_pipeline,
+    open_tunnel as open_tunnel,
+    plan_whole as plan_whole,
+)
+from ._plugins import (
+    GROUP as GROUP,
+    OptionInfo as OptionInfo,
+    StagePlugin as StagePlugin,
+    available_stages as available_stages,
+    build_stage as build_stage,
+    converter as converter,
+    load_stage_class as load_stage_class,
+    refresh_plugins as refresh_plugins,
+)
+from ._ports import (
+    DevicePort as DevicePort,
+    MemorySink as MemorySink,
+    MemorySource as MemorySource,
+    Port as Port,
+    PortHandle as PortHandle,
+    PortStatistics as PortStatistics,
+    SyncDevicePort as SyncDevicePort,
+    TransportPort as TransportPort,
+    as_ports as as_ports,
+)
+from ._stage import (
+    Direction as Direction,
+    ErrorPolicy as ErrorPolicy,
+    Lane as Lane,
+    NoOptions as NoOptions,
+    Processor as Processor,
+    Stage as Stage,
+    StageBase as StageBase,
+    StageContext as StageContext,
+    StageSpec as StageSpec,
+    StageStatistics as StageStatistics,
+)
 
 __all__ = [
     # engine
