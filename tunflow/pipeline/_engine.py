@@ -29,7 +29,7 @@ from ..errors import ConfigError, PluginError, TunflowError
 from ..packet import PacketBatch
 from ._linkstats import LinkStatsReader
 from ._plugins import load_stage_class
-from ._ports import Port, PortStatistics, as_ports
+from ._ports import DevicePort, Port, PortStatistics, SyncDevicePort, as_ports
 from ._stage import (
     Direction,
     ErrorPolicy,
@@ -195,12 +195,12 @@ class _RunningLane:
         self.delays = [s for s in stages if _paces(s)]
 
     def lane(self) -> Lane:
-        side = self.source if self.source.layer is Layer.L2 else self.sink
+        l2 = Layer.L2 in (self.source.layer, self.sink.layer)
         return Lane(
             direction=self.direction,
             worker=self.index,
-            layer=side.layer,
-            mtu=_device_mtu(self.source, self.sink),
+            layer=Layer.L2 if l2 else Layer.L3,
+            mtu=min(self.source.mtu, self.sink.mtu),
             source_offload=self.source.offload,
             sink_offload=self.sink.offload,
         )
@@ -228,13 +228,6 @@ def _paces(stage: Stage) -> bool:
 
     fn = getattr(type(stage), "delay", None)
     return fn is not None and fn is not StageBase.delay
-
-
-def _device_mtu(*ports: Port) -> int:
-    for p in ports:
-        if p.offload.vnet_hdr or p.layer is Layer.L2 or type(p).__name__.endswith("DevicePort"):
-            return p.mtu
-    return ports[0].mtu
 
 
 def plan_whole(chain: Sequence[Stage], source: Port, sink: Port) -> bool:
@@ -356,12 +349,13 @@ class _Engine:
         _unique_names(built)
         self.stages = built
         self._flows = [(d, list(src), list(dst)) for d, src, dst in flows]
-        layers = {p.layer for _, src, dst in self._flows for p in (*src, *dst)}
-        if Layer.L2 in layers and any(
-            p.layer is Layer.L3 and type(p).__name__.endswith("DevicePort")
+        device_layers = {
+            p.layer
             for _, src, dst in self._flows
             for p in (*src, *dst)
-        ):
+            if isinstance(p, DevicePort | SyncDevicePort)
+        }
+        if len(device_layers) > 1:
             raise ConfigError("a pipeline cannot join a TAP (L2) device to a TUN (L3) device")
         self._lanes: list[_RunningLane] = []
         for direction, sources, sinks in self._flows:

@@ -1,0 +1,117 @@
+"""Ports on real devices: a SyncDevice in an async pipeline, a TAP, a UDP transport sink, and the
+Python forwarder example."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+
+import anyio
+import pytest
+
+from tests.helpers import EXAMPLES, ROOT, udp_send
+from tunflow import DeviceBuilder, Layer, testing
+from tunflow.pipeline import MemorySink, StageSpec, open_pipeline
+from tunflow.transport import UDPTransport
+
+from .pipeline_topology import Receiver, send_udp
+
+pytestmark = [pytest.mark.needs_root, pytest.mark.anyio]
+
+
+def drain(sock: socket.socket) -> list[bytes]:
+    out = []
+    sock.settimeout(0.3)
+    try:
+        while True:
+            out.append(sock.recv(65535))
+    except TimeoutError:
+        return out
+
+
+async def test_sync_device_source_to_udp_transport(netns: testing.Netns) -> None:
+    with (
+        DeviceBuilder().ipv4("10.240.7.1", 24).build_sync() as dev,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx,
+    ):
+        rx.bind(("127.0.0.1", 0))
+        rx.settimeout(5)
+        async with UDPTransport.bind("127.0.0.1:0", peer=rx.getsockname()) as udp:
+            chain = [
+                StageSpec(
+                    "filter",
+                    {
+                        "rules": [{"action": "deny", "protocol": "udp", "dst_ports": [1]}],
+                        "default": "allow",
+                    },
+                )
+            ]
+            async with open_pipeline(dev, chain, udp) as p:
+                for port in (1, 2):
+                    udp_send("10.240.7.2", port, b"payload")
+                with anyio.fail_after(5):
+                    while p.statistics().stages[0].packets_in < 2:  # noqa: ASYNC110
+                        await anyio.sleep(0.02)
+            # the datagram to port 2 arrived at the transport's peer as a whole IP packet
+            got = await anyio.to_thread.run_sync(drain, rx)
+            ipv4 = [d for d in got if d[0] >> 4 == 4]
+            assert [d[22:24] for d in ipv4] == [b"\x00\x02"] and ipv4[0].endswith(b"payload")
+            assert p.statistics().port(udp.name).tx_packets >= 1
+
+
+async def test_tap_frames_through_filter_and_capture(
+    netns: testing.Netns, tmp_path: object
+) -> None:
+    import dpkt
+
+    path = f"{tmp_path}/tap.pcap"
+    async with DeviceBuilder().layer(Layer.L2).ipv4("10.240.8.1", 24).build_async() as tap:
+        sink = MemorySink()
+        chain = [StageSpec("filter", {"non_ip": "allow"}), StageSpec("capture", {"path": path})]
+        async with open_pipeline(tap, chain, sink) as p:
+            udp_send("10.240.8.2", 9, b"x")  # ARP first: the neighbour is unknown
+            with anyio.fail_after(5):
+                while not sink.packets:  # noqa: ASYNC110
+                    await anyio.sleep(0.02)
+        assert p.statistics().stage("filter").drops == {}
+    with open(path, "rb") as f:  # noqa: ASYNC230 - a small file, after the pipeline stopped
+        reader = dpkt.pcap.Reader(f)
+        assert reader.datalink() == 1  # LINKTYPE_ETHERNET
+        frames = [dpkt.ethernet.Ethernet(buf) for _, buf in reader]
+    assert frames and all(isinstance(fr, dpkt.ethernet.Ethernet) for fr in frames)
+
+
+def test_forwarder_example(netns_pair: tuple[testing.Netns, testing.Netns]) -> None:
+    a, b = netns_pair
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(EXAMPLES / "pipeline_forwarder.py"),
+            a.name,
+            b.name,
+            "--workers",
+            "processes",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        json.loads(proc.stdout.readline())  # running: one report a second
+        with Receiver(b, [7500]) as rx:
+            send_udp(a, "10.202.2.1", 7500, [b"through the example"] * 3, 0.01)
+            lines = [json.loads(proc.stdout.readline()) for _ in range(2)]
+        assert [d for _, d in rx.got[7500]] == [b"through the example"] * 3
+        assert lines[-1][2]["counters"]["udp"] >= 3
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
