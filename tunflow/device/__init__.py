@@ -1,8 +1,8 @@
 """Devices: ``DeviceBuilder``, the blocking ``SyncDevice`` and the anyio ``AsyncDevice``."""
 
+from ..netconfig.device import DeviceConfig as DeviceConfig, Layer as Layer
 from ..platform._base import OffloadInfo as OffloadInfo, Route as Route
 from ._async import AsyncDevice as AsyncDevice, DeviceAttribute as DeviceAttribute
-from ._config import DeviceConfig as DeviceConfig, Layer as Layer
 from ._core import DeviceStatistics as DeviceStatistics
 from ._sync import SyncDevice as SyncDevice
 from .builder import OFFLOAD_ENV as OFFLOAD_ENV, DeviceBuilder as DeviceBuilder

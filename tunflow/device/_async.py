@@ -18,10 +18,10 @@ from anyio import TypedAttributeSet, typed_attribute
 from anyio.abc import UnreliableObjectStream
 
 from ..errors import ClosedDeviceError, ConfigError
+from ..netconfig.device import DeviceConfig, IPAddressLike, Layer, NetworkLike, PrefixLike
 from ..offload import GROTable
 from ..packet import PacketBatch
 from ..platform._base import Buffer, OffloadInfo, Route
-from ._config import DeviceConfig, IPAddressLike, Layer, NetworkLike, PrefixLike
 from ._core import DeviceCore, DeviceStatistics, SharedInterface
 
 __all__ = ["AsyncDevice", "DeviceAttribute"]
@@ -119,7 +119,7 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
 
         if type(fd) is not int or fd < 0:
             raise ConfigError(f"{fd!r} is not a file descriptor")
-        interface, queue = platform.current().adopt_fd(
+        interface, queue = platform.for_fd().adopt_fd(
             fd, close_fd=close_fd, packet_information=packet_information
         )
         real_layer = getattr(interface, "layer", layer)

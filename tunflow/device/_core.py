@@ -14,10 +14,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
 import attrs
 
 from ..errors import ConfigError, PacketTooLargeError, UnsupportedError
-from ..offload import VIRTIO_NET_HDR_GSO_NONE, GROTable
-from ..packet import HEADROOM, IDEAL_BATCH_SIZE, MAX_PACKET_SIZE, PacketBatch, validate_ip_packet
-from ..platform._base import Buffer, Interface, OffloadInfo, Queue, Route
-from ._config import (
+from ..netconfig.device import (
     IPAddressLike,
     Layer,
     NetworkLike,
@@ -28,6 +25,9 @@ from ._config import (
     parse_mac,
     parse_network,
 )
+from ..offload import VIRTIO_NET_HDR_GSO_NONE, GROTable
+from ..packet import HEADROOM, IDEAL_BATCH_SIZE, MAX_PACKET_SIZE, PacketBatch, validate_ip_packet
+from ..platform._base import Buffer, Interface, OffloadInfo, Queue, Route
 from ._offload import OffloadRx, OffloadTx
 
 __all__ = ["DeviceCore", "DeviceStatistics", "SharedInterface", "Route"]
@@ -329,7 +329,7 @@ class DeviceCore:
         return self._shared.require().name()
 
     def _set_name(self, name: str) -> None:
-        from ._config import DeviceConfig
+        from ..netconfig.device import DeviceConfig
 
         DeviceConfig(name=name).validate()
         self._shared.require().set_name(name)
@@ -391,7 +391,7 @@ class DeviceCore:
         self._shared.require().remove_route(_route(cidr, gateway, metric))
 
     def _mac_address(self) -> str:
-        from ._config import format_mac
+        from ..netconfig.device import format_mac
 
         return format_mac(self._shared.require().mac_address())
 

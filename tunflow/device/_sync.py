@@ -14,11 +14,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ClosedDeviceError, ConfigError
+from ..netconfig.device import DeviceConfig, IPAddressLike, Layer, NetworkLike, PrefixLike
 from ..offload import GROTable
 from ..packet import PacketBatch
 from ..platform._base import Buffer, Route
 from ..platform._unix import PipeWaker
-from ._config import DeviceConfig, IPAddressLike, Layer, NetworkLike, PrefixLike
 from ._core import DeviceCore, DeviceStatistics, SharedInterface
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ class SyncDevice(DeviceCore):
 
         if type(fd) is not int or fd < 0:
             raise ConfigError(f"{fd!r} is not a file descriptor")
-        backend = platform.current()
+        backend = platform.for_fd()
         interface, queue = backend.adopt_fd(
             fd, close_fd=close_fd, packet_information=packet_information
         )

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ..errors import ConfigError
-from ._config import (
+from ..netconfig.device import (
     DeviceConfig,
     IPAddressLike,
     IPv4Setting,

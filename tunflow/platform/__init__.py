@@ -12,12 +12,13 @@ another platform's code. Each backend module provides:
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from types import ModuleType
 
 from ..errors import PlatformNotSupportedError
 
-__all__ = ["current", "platform_name", "BACKENDS"]
+__all__ = ["current", "for_fd", "platform_name", "BACKENDS"]
 
 #: platform name -> module implementing it
 BACKENDS: dict[str, str] = {
@@ -61,6 +62,21 @@ def platform_name(sys_platform: str | None = None) -> str:
         if p.startswith(prefix):
             return name
     return p
+
+
+def for_fd() -> ModuleType:
+    """The backend that adopts fds: this OS's, or on any other Unix the generic fd backend
+    (no configuration, no header).
+
+    Raises:
+        PlatformNotSupportedError: not a Unix and no backend.
+    """
+    try:
+        return current()
+    except PlatformNotSupportedError:
+        if os.name != "posix":
+            raise
+        return importlib.import_module("tunflow.platform.fd")
 
 
 def current() -> ModuleType:

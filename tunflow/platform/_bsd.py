@@ -33,7 +33,6 @@ from typing import Final
 
 import attrs
 
-from ..device._config import IPV6_MIN_MTU, DeviceConfig, Layer
 from ..errors import (
     ConfigError,
     DeviceBusyError,
@@ -42,6 +41,7 @@ from ..errors import (
     DeviceNotFoundError,
     UnsupportedError,
 )
+from ..netconfig.device import IPV6_MIN_MTU, DeviceConfig, Layer
 from ..netconfig.ioctl import BSD
 from ._base import Route
 from ._syscalls import IfAddr, Syscalls, oserror_to_device_error

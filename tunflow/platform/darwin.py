@@ -27,7 +27,6 @@ import struct
 from collections.abc import Callable
 from typing import Any, Final
 
-from ..device._config import DeviceConfig, Layer
 from ..errors import (
     ConfigError,
     DeviceBusyError,
@@ -36,6 +35,7 @@ from ..errors import (
     PacketTooLargeError,
     UnsupportedError,
 )
+from ..netconfig.device import DeviceConfig, Layer
 from ..netconfig.ioctl import BSD
 from ..packet import HEADROOM, PacketBatch
 from . import _bsd

@@ -18,8 +18,8 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-from ..device._config import DeviceConfig
 from ..errors import UnsupportedError
+from ..netconfig.device import DeviceConfig
 from ._syscalls import Syscalls, current_syscalls
 from ._unix import FdQueue
 

@@ -20,8 +20,8 @@ import re
 import struct
 from typing import Any, Final
 
-from ..device._config import DeviceConfig, Layer
 from ..errors import ConfigError, DeviceError, DeviceNotFoundError, UnsupportedError
+from ..netconfig.device import DeviceConfig, Layer
 from ..netconfig.ioctl import BSD
 from . import _bsd
 from ._bsd import FREEBSD, BsdInterface

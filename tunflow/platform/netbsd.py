@@ -18,8 +18,8 @@ from __future__ import annotations
 import struct
 from typing import Any, Final
 
-from ..device._config import DeviceConfig, Layer
 from ..errors import DeviceError, UnsupportedError
+from ..netconfig.device import DeviceConfig, Layer
 from ..netconfig.ioctl import BSD
 from . import _bsd
 from ._bsd import IFNAMSIZ, NETBSD, BsdInterface

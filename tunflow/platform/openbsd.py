@@ -20,8 +20,8 @@ import errno
 import re
 from typing import Any, Final
 
-from ..device._config import DeviceConfig, Layer
 from ..errors import ConfigError, DeviceError, DeviceNotFoundError
+from ..netconfig.device import DeviceConfig, Layer
 from . import _bsd
 from ._bsd import OPENBSD, BsdInterface
 from ._syscalls import Syscalls, current_syscalls, oserror_to_device_error

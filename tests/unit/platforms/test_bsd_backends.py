@@ -23,7 +23,7 @@ from tunflow import (
     Layer,
     UnsupportedError,
 )
-from tunflow.device._config import DeviceConfig
+from tunflow.netconfig.device import DeviceConfig
 from tunflow.packet import PacketBatch
 from tunflow.platform import freebsd, netbsd, openbsd
 from tunflow.platform.fake import FakeSyscalls

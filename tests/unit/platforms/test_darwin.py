@@ -18,7 +18,7 @@ from tunflow import (
     Layer,
     UnsupportedError,
 )
-from tunflow.device._config import DeviceConfig
+from tunflow.netconfig.device import DeviceConfig
 from tunflow.packet import PacketBatch
 from tunflow.platform import _bsd, darwin
 from tunflow.platform._base import Route

@@ -280,3 +280,26 @@ def test_pretend_platform_restores_everything() -> None:
     assert current_syscalls() is before
     assert platform._override is None
     assert tunflow.DeviceBuilder is DeviceBuilder
+
+
+def test_from_fd_works_on_a_unix_without_a_backend() -> None:
+    """A Unix tunflow has no backend for can still adopt a TUN fd made elsewhere."""
+    import os
+
+    from tunflow import SyncDevice, UnsupportedError
+    from tunflow.platform import fake
+
+    r, w = os.pipe()
+    try:
+        with fake.pretend_platform("haiku", fake.FakeSyscalls()):
+            dev = SyncDevice.borrow_fd(r)
+            try:
+                with pytest.raises(UnsupportedError):
+                    dev.mtu()
+                os.write(w, b"\x45" + bytes(19))
+                assert len(dev.recv(timeout=5)) == 20
+            finally:
+                dev.close()
+    finally:
+        os.close(r)
+        os.close(w)

@@ -29,7 +29,7 @@ from tunflow import (
     PacketTooLargeError,
     UnsupportedError,
 )
-from tunflow.device._config import DeviceConfig
+from tunflow.netconfig.device import DeviceConfig
 from tunflow.packet import PacketBatch
 from tunflow.platform import windows
 from tunflow.platform._base import Route

@@ -19,7 +19,6 @@ from collections.abc import Iterator, Sequence
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from typing import Any, Final
 
-from ...device._config import IPV6_MIN_MTU, DeviceConfig, Layer
 from ...errors import (
     ConfigError,
     DeviceBusyError,
@@ -27,6 +26,7 @@ from ...errors import (
     DeviceNotFoundError,
     UnsupportedError,
 )
+from ...netconfig.device import IPV6_MIN_MTU, DeviceConfig, Layer
 from ...netconfig.ioctl import linux_layout
 from ...netconfig.rtnetlink import RTN_LOCAL
 from .._base import OffloadInfo, Route

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...device._config import DeviceConfig, Layer
 from ...errors import UnsupportedError
+from ...netconfig.device import DeviceConfig, Layer
 from .._syscalls import Syscalls, current_syscalls
 from .interface import WindowsInterface, reject_unsupported
 

@@ -7,8 +7,8 @@ import threading
 from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 
-from ...device._config import IPV6_MIN_MTU, DeviceConfig, Layer
 from ...errors import ConfigError, DeviceError, UnsupportedError
+from ...netconfig.device import IPV6_MIN_MTU, DeviceConfig, Layer
 from .._base import Route
 from .._syscalls import Syscalls, oserror_to_device_error
 from .iphlpapi import AF_INET, IpHelper

@@ -22,8 +22,8 @@ import struct
 import threading
 from typing import Any, Final
 
-from ...device._config import DeviceConfig, Layer
 from ...errors import ClosedDeviceError, ConfigError, DeviceError, DeviceGoneError, UnsupportedError
+from ...netconfig.device import DeviceConfig, Layer
 from ...packet import HEADROOM, PacketBatch
 from .._base import Buffer, OffloadInfo
 from .._syscalls import Syscalls

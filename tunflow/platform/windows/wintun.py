@@ -28,7 +28,6 @@ import sys
 import threading
 from typing import Any, Final
 
-from ...device._config import DeviceConfig, Layer
 from ...errors import (
     ClosedDeviceError,
     ConfigError,
@@ -37,6 +36,7 @@ from ...errors import (
     DeviceNotFoundError,
     UnsupportedError,
 )
+from ...netconfig.device import DeviceConfig, Layer
 from ...packet import HEADROOM, PacketBatch
 from .._base import Buffer, OffloadInfo
 from .._syscalls import Syscalls

@@ -1,4 +1,4 @@
-"""Device configuration values and their validation (no system calls).
+"""Device configuration values and their validation (sans-I/O: no system calls).
 
 Everything a :class:`~tunflow.DeviceBuilder` collects ends up in one frozen
 :class:`DeviceConfig`, validated as a whole before the first system call, so a bad name, address
