@@ -323,6 +323,7 @@ class Config:
                 )
                 stack.push_async_callback(transport.aclose)
                 ends[name] = transport
+            running: Any
             if self.pipeline is not None:
                 p = self.pipeline
                 running = await stack.enter_async_context(

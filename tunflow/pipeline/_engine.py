@@ -18,7 +18,8 @@ import logging
 import os
 import traceback
 from collections.abc import Mapping, Sequence
-from typing import Any
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Generic, TypeVar
 
 import anyio
 import attrs
@@ -766,14 +767,17 @@ class Tunnel(_Engine):
         )
 
 
-class _Opened:
+E = TypeVar("E", bound=_Engine)
+
+
+class _Opened(Generic[E]):
     """An async context manager that runs an engine in its own task group."""
 
-    def __init__(self, engine: _Engine) -> None:
+    def __init__(self, engine: E) -> None:
         self._engine = engine
         self._tg: Any = None
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self) -> E:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         try:
@@ -807,7 +811,7 @@ def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
 
 def open_pipeline(
     source: Any, stages: Sequence[Stage | StageSpec] = (), sink: Any = None, **kwargs: Any
-) -> Any:
+) -> AbstractAsyncContextManager[Pipeline]:
     """Start a :class:`Pipeline` in a task group of its own; stop it when the block ends.
 
     ``async with open_pipeline(dev, [stage], transport) as p:`` — the block runs once every
@@ -830,7 +834,7 @@ def open_pipeline(
 
 def open_tunnel(
     local: Any, remote: Any, stages: Sequence[Stage | StageSpec] = (), **kwargs: Any
-) -> Any:
+) -> AbstractAsyncContextManager[Tunnel]:
     """Start a :class:`Tunnel`, as :func:`open_pipeline` starts a pipeline.
 
     Args:

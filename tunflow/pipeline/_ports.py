@@ -9,7 +9,7 @@ a worker process describes itself with a picklable :class:`PortHandle` (an fd an
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import anyio
@@ -384,9 +384,8 @@ class MemorySource:
         self.can_split = not vnet_hdr
         self._stats = [0, 0, 0]
         self._vnet = vnet_hdr
-        self._capacity = max(
-            [65536] + [(len(p) + 16) * batch_size for p in self._packets[:1]] + [1 << 20]
-        )
+        largest = max(map(len, self._packets), default=0)
+        self._capacity = max(1 << 20, (largest + 16) * batch_size)
 
     @property
     def remaining(self) -> int:
@@ -559,8 +558,3 @@ async def close_port(port: Port) -> None:
     target = getattr(port, "device", None) or getattr(port, "transport", None)
     if target is not None:
         await target.aclose()
-
-
-def fds_of(handles: Sequence[PortHandle]) -> list[int]:
-    """The distinct fds behind ``handles``."""
-    return sorted({h.fd for h in handles if h.fd >= 0})
