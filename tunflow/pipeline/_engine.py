@@ -526,7 +526,10 @@ class _Engine:
             try:
                 await on_timer()
             except Exception as exc:
-                self._stage_failed(stage, None, exc)
+                try:
+                    self._stage_failed(stage, None, exc)
+                except StageError:
+                    return  # recorded; the pipeline is stopping
 
     def _fail(self, exc: BaseException) -> None:
         if self._failure is None:

@@ -12,6 +12,7 @@ from tunflow.device import OffloadInfo
 from tunflow.packet import PacketBatch
 from tunflow.pipeline import (
     Direction,
+    ErrorPolicy,
     Lane,
     MemorySink,
     MemorySource,
@@ -110,9 +111,6 @@ async def test_error_policy_stop_raises_stage_error() -> None:
 
 async def test_stage_on_error_overrides_pipeline_policy() -> None:
     stage = Recorder(fail_on=1)
-    stage.on_error = "stop"  # type: ignore[assignment]
-    from tunflow.pipeline import ErrorPolicy
-
     stage.on_error = ErrorPolicy.STOP
     with pytest.raises(StageError):
         await Pipeline(MemorySource(packets(5)), [stage], MemorySink()).run()
@@ -282,3 +280,26 @@ async def test_open_pipeline_cancels_quickly() -> None:
 
 def test_direction_values() -> None:
     assert Direction("in") is Direction.INBOUND
+
+
+class FailingTimer(StageBase):
+    plugin = "failingtimer"
+    timer_interval = 0.01
+
+    async def on_timer(self) -> None:
+        raise OSError("disk full")
+
+
+async def test_timer_errors_follow_the_policy() -> None:
+    src = MemorySource(packets(1) * 10**5, batch_size=8)
+    with anyio.fail_after(5):
+        async with open_pipeline(src, [FailingTimer()], MemorySink(keep=0)) as p:
+            await anyio.sleep(0.1)
+            st = p.statistics().stages[0]
+            assert st.errors == 0 and "disk full" in (st.last_error or "")
+    stage = FailingTimer()
+    stage.on_error = ErrorPolicy.STOP
+    with anyio.fail_after(5), pytest.raises(StageError, match="disk full"):
+        await Pipeline(
+            MemorySource(packets(1) * 10**6, batch_size=8), [stage], MemorySink(keep=0)
+        ).run()
