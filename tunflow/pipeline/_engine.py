@@ -377,6 +377,7 @@ class _Engine:
         self._cancel: anyio.CancelScope | None = None
         self._logged: set[str] = set()
         self._last_errors: dict[str, str] = {}
+        self._hook_errors: dict[str, int] = {}
         self._procs: Any = None  # the process supervisor in processes mode
         self._links = LinkStatsReader(
             [p.link() for _, src, dst in self._flows for p in (*src, *dst)] if kernel_links else []
@@ -426,7 +427,7 @@ class _Engine:
                     packets_out=own.packets_out + t[_POUT],
                     bytes_out=own.bytes_out + t[_BOUT],
                     batches=own.batches + t[_BATCHES],
-                    errors=own.errors + t[_ERRORS],
+                    errors=own.errors + t[_ERRORS] + self._hook_errors.get(st.name, 0),
                     last_error=own.last_error or self._last_errors.get(st.name),
                 )
             )
@@ -448,7 +449,6 @@ class _Engine:
         if self._started:
             raise RuntimeError(f"{self.name} was already run; make a new one")
         self._started = True
-        self._last_errors = {}
         try:
             if self.mode is WorkerMode.PROCESSES:
                 await self._run_processes(task_status)
@@ -540,6 +540,8 @@ class _Engine:
     def _stage_failed(self, stage: Stage, counters: list[int] | None, exc: Exception) -> None:
         if counters is not None:
             counters[_ERRORS] += 1
+        else:
+            self._hook_errors[stage.name] = self._hook_errors.get(stage.name, 0) + 1
         text = f"{type(exc).__name__}: {exc}"
         self._last_errors[stage.name] = text
         policy = getattr(stage, "on_error", None) or self.on_error

@@ -296,7 +296,7 @@ async def test_timer_errors_follow_the_policy() -> None:
         async with open_pipeline(src, [FailingTimer()], MemorySink(keep=0)) as p:
             await anyio.sleep(0.1)
             st = p.statistics().stages[0]
-            assert st.errors == 0 and "disk full" in (st.last_error or "")
+            assert st.errors >= 1 and "disk full" in (st.last_error or "")
     stage = FailingTimer()
     stage.on_error = ErrorPolicy.STOP
     with anyio.fail_after(5), pytest.raises(StageError, match="disk full"):
