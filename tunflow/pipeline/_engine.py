@@ -400,10 +400,11 @@ class _Engine:
         )
 
     def _ports(self) -> list[Port]:
-        seen: dict[int, Port] = {}
+        # By name: a device given as both source and sink is wrapped twice but is one queue.
+        seen: dict[str, Port] = {}
         for _, src, dst in self._flows:
             for p in (*src, *dst):
-                seen.setdefault(id(p), p)
+                seen.setdefault(p.name, p)
         return list(seen.values())
 
     def _stage_statistics(self) -> tuple[StageStatistics, ...]:
