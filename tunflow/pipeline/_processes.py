@@ -104,7 +104,9 @@ class ProcessSupervisor:
             jobs.append(([handles[fd] for fd in sorted(used)], lanes))
         return jobs
 
-    def _spawn(self, index: int, handles: list[PortHandle], lanes: list[tuple[str, int, int]]):  # type: ignore[no-untyped-def]
+    def _spawn(
+        self, index: int, handles: list[PortHandle], lanes: list[tuple[str, int, int]]
+    ) -> _Child:
         backend, options = current_backend()
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         ns_fd = -1
