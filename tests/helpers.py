@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import queue
 import select
 import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,64 +72,98 @@ def udp_payload(packet: bytes) -> tuple[int, int, bytes] | None:
 
 
 class Example:
-    """An example program run in a namespace, stopped (and reaped) on exit."""
+    """An example program run in a namespace, stopped (and reaped) on exit.
+
+    A thread reads its stdout line by line into a queue, so :meth:`wait_for` never waits on
+    data already sitting in a pipe buffer.
+    """
 
     def __init__(self, ns: testing.Netns, script: str, *args: str) -> None:
         self.argv = ns.cmd(sys.executable, "-u", str(EXAMPLES / script), *args)
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
+        self.stderr = ""
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._reader: threading.Thread | None = None
 
     def __enter__(self) -> Example:
         self.proc = subprocess.Popen(
             self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
         )
+        self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
+        self._reader.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def wait_for(self, prefix: str, timeout: float = 20.0) -> str:
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        with proc.stdout:
+            for line in proc.stdout:
+                self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def _take(self, timeout: float) -> str | None:
+        try:
+            line = self._queue.get(timeout=max(0.0, timeout))
+        except queue.Empty:
+            return None
+        if line is not None:
+            self.lines.append(line)
+        return line
+
+    def wait_for(self, prefix: str, timeout: float = 60.0) -> str:
         """The first stdout line starting with ``prefix``; fail with stderr after ``timeout``."""
-        assert self.proc is not None and self.proc.stdout is not None
         deadline = time.monotonic() + timeout
-        fd = self.proc.stdout.fileno()
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
+        while True:
+            line = self._take(deadline - time.monotonic())
+            if line is None:
                 break
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.lines.append(line.rstrip("\n"))
             if line.startswith(prefix):
-                return line.rstrip("\n")
+                return line
         self.stop()
-        err = self.proc.stderr.read() if self.proc.stderr else ""
         raise AssertionError(
-            f"{self.argv} never printed {prefix!r}; stdout={self.lines} stderr={err}"
+            f"{self.argv} never printed {prefix!r} within {timeout} s; "
+            f"stdout={self.lines} stderr={self.stderr}"
         )
 
+    def _finish(self, timeout: float) -> None:
+        """Reap the process, then collect the rest of its output."""
+        assert self.proc is not None
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        if self._reader is not None:
+            self._reader.join(10)
+        while self._take(0) is not None:
+            pass
+        if self.proc.stderr is not None and not self.proc.stderr.closed:
+            self.stderr += self.proc.stderr.read()
+            self.proc.stderr.close()
+
     def stop(self) -> str:
-        """Terminate (if still running) and return the rest of stdout."""
+        """Terminate (if still running); return everything it printed."""
         if self.proc is None:
             return ""
         if self.proc.poll() is None:
             self.proc.terminate()
-        try:
-            out, _ = self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, _ = self.proc.communicate(timeout=10)
-        self.lines.extend(out.splitlines())
-        return out
+        self._finish(10)
+        return "\n".join(self.lines)
 
     def wait(self, timeout: float = 30.0) -> str:
-        """Wait for a normal exit and return the rest of stdout (assert exit code 0)."""
+        """Wait for a normal exit and return everything it printed (assert exit code 0)."""
         assert self.proc is not None
-        out, err = self.proc.communicate(timeout=timeout)
-        assert self.proc.returncode == 0, f"{self.argv} exited {self.proc.returncode}: {err}"
-        self.lines.extend(out.splitlines())
-        return out
+        try:
+            self.proc.wait(timeout=timeout)
+        finally:
+            self._finish(10)
+        assert self.proc.returncode == 0, (
+            f"{self.argv} exited {self.proc.returncode}: {self.stderr}"
+        )
+        return "\n".join(self.lines)
 
 
 def addr_set(
