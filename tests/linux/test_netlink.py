@@ -217,6 +217,11 @@ def test_several_addresses_added_listed_removed(nl: RtNetlink, link: Link) -> No
     ]
     for iface in added:
         nl.add_address(link.index, iface)
+    # The kernel adds the link-local address from a work queue after the link comes up.
+    deadline = time.monotonic() + 10
+    while not any(a.version == 6 and a.ip.is_link_local for a in nl.addresses(link.index)):
+        assert time.monotonic() < deadline, "no IPv6 link-local address appeared"
+        time.sleep(0.01)
     listed = nl.addresses(link.index)
     assert listed == ip_ifaces(link.name)  # same addresses, same (kernel) order
     assert set(added) < set(listed)
