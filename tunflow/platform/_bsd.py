@@ -44,6 +44,7 @@ from ..errors import (
 from ..netconfig.device import IPV6_MIN_MTU, DeviceConfig, Layer
 from ..netconfig.ioctl import BSD
 from ._base import Route
+from ._build import Additions, add_addresses, add_routes
 from ._syscalls import IfAddr, Syscalls, oserror_to_device_error
 from ._unix import FdQueue
 
@@ -87,7 +88,6 @@ __all__ = [
     "route_message",
     "parse_route_messages",
     "configure",
-    "undo_configuration",
     "make_fd_queue",
     "open_node",
     "build_device",
@@ -1001,35 +1001,18 @@ def reject_linux_only(config: DeviceConfig, platform: str) -> None:
         raise UnsupportedError(f"device owner/group (TUNSETOWNER) is Linux only, not {platform}")
 
 
-def configure(iface: BsdInterface, config: DeviceConfig, undo: list[tuple[str, object]]) -> None:
+def configure(iface: BsdInterface, config: DeviceConfig, added: Additions) -> None:
     """MTU, MAC, addresses (with their routes), up/down, then routes — tun-rs's order, with the
     routes last because a kernel may refuse a route through a down interface. Every change that
-    outlives a destroyed interface is recorded in ``undo``."""
+    outlives a destroyed interface is recorded in ``added``."""
     if config.mtu is not None:
         iface.set_mtu(config.mtu)
     if config.mac is not None:
         iface.set_mac_address(config.mac)
-    for setting in config.ipv4:
-        iface.add_address(setting.interface, peer=setting.destination)
-        undo.append(("address", setting.interface.ip))
-    for v6 in config.ipv6:
-        iface.add_address(v6)
-        undo.append(("address", v6.ip))
+    add_addresses(iface, config, added)
     if config.enabled is not None:
         iface.set_enabled(config.enabled)
-    for network in config.routes:
-        iface.add_route(Route(network))
-        undo.append(("route", network))
-
-
-def undo_configuration(iface: BsdInterface, undo: list[tuple[str, object]]) -> None:
-    """Take back, newest first, what :func:`configure` added to an interface we did not create."""
-    for kind, value in reversed(undo):
-        with contextlib.suppress(Exception):
-            if kind == "route":
-                iface.remove_route(Route(value))  # type: ignore[arg-type]
-            else:
-                iface.remove_address(value)  # type: ignore[arg-type]
+    add_routes(iface, config, added)
 
 
 def header_values(flavor: Flavor) -> dict[str, int]:
@@ -1101,10 +1084,10 @@ def build_device(
     routes it added are removed again. On success, a created interface is destroyed when the
     device closes (unless ``persist`` or the kernel does it itself).
     """
-    undo: list[tuple[str, object]] = []
+    added = Additions()
     flavor = iface.flavor
     try:
-        configure(iface, config, undo)
+        configure(iface, config, added)
         queue = make_fd_queue(
             syscalls,
             flavor,
@@ -1113,7 +1096,7 @@ def build_device(
         )
     except BaseException as exc:
         if not created:
-            undo_configuration(iface, undo)
+            added.undo(iface)
         with contextlib.suppress(OSError):
             syscalls.close(fd)
         if created and destroy_on_close:

@@ -41,6 +41,7 @@ from ..packet import HEADROOM, PacketBatch
 from . import _bsd
 from ._base import Buffer, OffloadInfo
 from ._bsd import DARWIN, IFNAMSIZ, BsdInterface
+from ._build import Additions
 from ._syscalls import Syscalls, current_syscalls, oserror_to_device_error
 from ._unix import FdQueue, PipeWaker, map_io_error, poll_wait
 
@@ -205,7 +206,7 @@ def _open_tun(config: DeviceConfig, syscalls: Syscalls) -> tuple[DarwinInterface
         syscalls=syscalls, name=name, layer=Layer.L3, associate_route=config.associate_route
     )
     try:
-        _bsd.configure(iface, config, [])
+        _bsd.configure(iface, config, Additions())
         queue = _make_queue(
             syscalls, fd, close_fd=True, packet_information=config.packet_information
         )
@@ -457,7 +458,7 @@ def _open_tap(config: DeviceConfig, syscalls: Syscalls) -> tuple[DarwinInterface
         steps.append("bring the peer up")
         with iface.op(f"bring the feth peer {peer} up"):
             iface.set_up(True, name=peer)
-        _bsd.configure(iface, config, [])
+        _bsd.configure(iface, config, Additions())
         queue = FethQueue(syscalls, bpf, ndrv, buffer_len=buffer_len or BPF_BUFFER_LEN)
     except BaseException as exc:
         cleanup()

@@ -30,6 +30,7 @@ from ...netconfig.device import IPV6_MIN_MTU, DeviceConfig, Layer
 from ...netconfig.ioctl import linux_layout
 from ...netconfig.rtnetlink import RTN_LOCAL
 from .._base import OffloadInfo, Route
+from .._build import Additions, add_addresses, add_routes
 from .._unix import FdQueue
 from ._netns import current_inode, entered, netns_path
 
@@ -398,7 +399,7 @@ def _open_device(config: DeviceConfig) -> tuple[LinuxInterface, FdQueue]:
         raise DeviceNotFoundError(errno.ENODEV, f"no interface named {config.name!r} to attach to")
     fd, name = _open_queue_fd(config.name, flags)
     iface: LinuxInterface | None = None
-    undo: list[tuple[str, object]] = []
+    added = Additions()
     try:
         if config.offload:
             offload = _negotiate_offload(fd)
@@ -415,13 +416,14 @@ def _open_device(config: DeviceConfig) -> tuple[LinuxInterface, FdQueue]:
         iface = LinuxInterface(
             name=name, flags=flags, offload=offload, layer=config.layer, created=not existed
         )
-        _configure(iface, config, undo)
+        _configure(iface, config, added)
         if config.persist:
             iface.set_persist(fd, True)
         queue = iface.wrap_queue(fd)
     except BaseException as exc:
         if iface is not None:
-            _undo(iface, undo, created=not existed)
+            if existed:  # a device this build created goes away with its fd
+                added.undo(iface)
             iface.close()
         os.close(fd)
         if isinstance(exc, OSError) and not isinstance(exc, DeviceError):
@@ -445,7 +447,7 @@ def _link_exists(name: str | None) -> bool:
     return True
 
 
-def _configure(iface: LinuxInterface, config: DeviceConfig, undo: list[tuple[str, object]]) -> None:
+def _configure(iface: LinuxInterface, config: DeviceConfig, added: Additions) -> None:
     if config.mtu is not None:
         iface.set_mtu(config.mtu)
     if config.tx_queue_len is not None:
@@ -456,26 +458,8 @@ def _configure(iface: LinuxInterface, config: DeviceConfig, undo: list[tuple[str
     # comes up, and the kernel finishes them asynchronously (see LinuxInterface._wait_ready).
     if config.enabled is not None:
         iface.set_enabled(config.enabled)
-    for setting in config.ipv4:
-        iface.add_address(setting.interface, peer=setting.destination)
-        undo.append(("address", setting.interface.ip))
-    for v6 in config.ipv6:
-        iface.add_address(v6)
-        undo.append(("address", v6.ip))
-    for network in config.routes:
-        iface.add_route(Route(network))
-        undo.append(("route", network))
-
-
-def _undo(iface: LinuxInterface, undo: list[tuple[str, object]], *, created: bool) -> None:
-    if created:
-        return  # the device goes away with its fd; nothing else to undo
-    for kind, value in reversed(undo):
-        with contextlib.suppress(Exception):
-            if kind == "route":
-                iface.remove_route(Route(value))  # type: ignore[arg-type]
-            else:
-                iface.remove_address(value)  # type: ignore[arg-type]
+    add_addresses(iface, config, added)
+    add_routes(iface, config, added)
 
 
 def adopt_fd(

@@ -10,10 +10,11 @@ from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from ...errors import ConfigError, DeviceError, UnsupportedError
 from ...netconfig.device import IPV6_MIN_MTU, DeviceConfig, Layer
 from .._base import Route
+from .._build import Additions, add_addresses, add_routes
 from .._syscalls import Syscalls, oserror_to_device_error
 from .iphlpapi import AF_INET, IpHelper
 
-__all__ = ["WindowsInterface", "configure", "undo_configuration", "reject_unsupported"]
+__all__ = ["WindowsInterface", "configure", "reject_unsupported"]
 
 
 class WindowsInterface:
@@ -193,33 +194,15 @@ def reject_unsupported(config: DeviceConfig) -> None:
         )
 
 
-def configure(
-    iface: WindowsInterface, config: DeviceConfig, undo: list[tuple[str, object]]
-) -> None:
-    """MTU (v4 and v6), metric, addresses, DNS, up, routes; additions recorded in ``undo``."""
+def configure(iface: WindowsInterface, config: DeviceConfig, added: Additions) -> None:
+    """MTU (v4 and v6), metric, addresses, DNS, up, routes; additions recorded in ``added``."""
     if config.mtu is not None:
         iface.set_mtu(config.mtu)
     if config.metric is not None:
         iface.set_metric(config.metric)
-    for setting in config.ipv4:
-        iface.add_address(setting.interface, peer=setting.destination)
-        undo.append(("address", setting.interface.ip))
-    for v6 in config.ipv6:
-        iface.add_address(v6)
-        undo.append(("address", v6.ip))
+    add_addresses(iface, config, added)
     if config.dns_servers:
         iface.set_dns_servers(config.dns_servers)
     if config.enabled is not None:
         iface.set_enabled(config.enabled)
-    for network in config.routes:
-        iface.add_route(Route(network))
-        undo.append(("route", network))
-
-
-def undo_configuration(iface: WindowsInterface, undo: list[tuple[str, object]]) -> None:
-    for kind, value in reversed(undo):
-        with contextlib.suppress(Exception):
-            if kind == "route":
-                iface.remove_route(Route(value))  # type: ignore[arg-type]
-            else:
-                iface.remove_address(value)  # type: ignore[arg-type]
+    add_routes(iface, config, added)

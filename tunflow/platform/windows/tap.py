@@ -26,6 +26,7 @@ from ...errors import ClosedDeviceError, ConfigError, DeviceError, DeviceGoneErr
 from ...netconfig.device import DeviceConfig, Layer
 from ...packet import HEADROOM, PacketBatch
 from .._base import Buffer, OffloadInfo
+from .._build import Additions
 from .._syscalls import Syscalls
 from ._win32 import (
     FILE_ATTRIBUTE_SYSTEM,
@@ -36,7 +37,7 @@ from ._win32 import (
     Kernel32,
     Win32Waker,
 )
-from .interface import WindowsInterface, configure, undo_configuration
+from .interface import WindowsInterface, configure
 from .iphlpapi import IpHelper
 
 __all__ = [
@@ -273,7 +274,7 @@ def open_tap(config: DeviceConfig, syscalls: Syscalls) -> tuple[TapInterface, Ta
         path, GENERIC_READ | GENERIC_WRITE, FILE_ATTRIBUTE_SYSTEM | FILE_FLAG_OVERLAPPED
     )
     iface: TapInterface | None = None
-    undo: list[tuple[str, object]] = []
+    added = Additions()
     try:
         raw = k32.device_io_control(handle, TAP_WIN_IOCTL_GET_VERSION, b"", 12)
         version = struct.unpack("<III", raw.ljust(12, b"\0"))
@@ -287,11 +288,11 @@ def open_tap(config: DeviceConfig, syscalls: Syscalls) -> tuple[TapInterface, Ta
             mac=mac,
             version=(version[0], version[1], version[2]),
         )
-        configure(iface, config, undo)  # enabled (the default) sets the media status to 1
+        configure(iface, config, added)  # enabled (the default) sets the media status to 1
         queue = TapQueue(k32, handle)
     except BaseException:
         if iface is not None:
-            undo_configuration(iface, undo)
+            added.undo(iface)
         k32.close_handle(handle)
         raise
     return iface, queue

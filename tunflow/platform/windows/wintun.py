@@ -39,6 +39,7 @@ from ...errors import (
 from ...netconfig.device import DeviceConfig, Layer
 from ...packet import HEADROOM, PacketBatch
 from .._base import Buffer, OffloadInfo
+from .._build import Additions
 from .._syscalls import Syscalls
 from ._win32 import (
     ERROR_BUFFER_OVERFLOW,
@@ -50,7 +51,7 @@ from ._win32 import (
     bind,
     win_error,
 )
-from .interface import WindowsInterface, configure, undo_configuration
+from .interface import WindowsInterface, configure
 from .iphlpapi import GUID, NET_LUID, IpHelper
 
 __all__ = [
@@ -411,7 +412,7 @@ def open_wintun(config: DeviceConfig, syscalls: Syscalls) -> tuple[WintunInterfa
         adapter, created = open_or_create_adapter(api, iphlp, name, config.description or "tunflow")
     session = 0
     iface: WintunInterface | None = None
-    undo: list[tuple[str, object]] = []
+    added = Additions()
     try:
         luid = api.luid(adapter)
         session = int(api.StartSession(adapter, capacity) or 0)
@@ -421,11 +422,11 @@ def open_wintun(config: DeviceConfig, syscalls: Syscalls) -> tuple[WintunInterfa
         if not read_event:
             raise win_error(syscalls.last_error(), "WintunGetReadWaitEvent")
         iface = WintunInterface(syscalls=syscalls, iphlp=iphlp, luid=luid, api=api)
-        configure(iface, config, undo)
+        configure(iface, config, added)
         queue = WintunQueue(api, k32, session, read_event)
     except BaseException:
         if iface is not None and not created:
-            undo_configuration(iface, undo)
+            added.undo(iface)
         if session:
             api.EndSession(session)
         api.CloseAdapter(adapter)  # removes the adapter (and its addresses) if we created it

@@ -1,0 +1,77 @@
+"""Build steps every backend shares: add a configuration's addresses and routes, remembering
+each addition so a build that fails half-way can take them back.
+
+The order of the steps is each backend's own (Linux brings the link up before adding
+addresses, the BSDs after), so backends call these pieces rather than one fixed sequence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+)
+from typing import Protocol
+
+from ..netconfig.device import DeviceConfig
+from ._base import Route
+
+__all__ = ["Additions", "add_addresses", "add_routes"]
+
+
+class _Configurable(Protocol):
+    def add_address(
+        self, iface: IPv4Interface | IPv6Interface, peer: IPv4Address | None = None
+    ) -> None: ...
+    def remove_address(self, address: IPv4Address | IPv6Address) -> None: ...
+    def add_route(self, route: Route) -> None: ...
+    def remove_route(self, route: Route) -> None: ...
+
+
+class Additions:
+    """What a build added to an interface, newest last."""
+
+    def __init__(self) -> None:
+        self._items: list[IPv4Address | IPv6Address | IPv4Network | IPv6Network] = []
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def address(self, address: IPv4Address | IPv6Address) -> None:
+        self._items.append(address)
+
+    def route(self, network: IPv4Network | IPv6Network) -> None:
+        self._items.append(network)
+
+    def undo(self, iface: _Configurable) -> None:
+        """Remove every addition, newest first; a failure to remove one does not stop the rest
+        (this runs while another error is already on its way to the caller)."""
+        for item in reversed(self._items):
+            with contextlib.suppress(Exception):
+                if isinstance(item, IPv4Network | IPv6Network):
+                    iface.remove_route(Route(item))
+                else:
+                    iface.remove_address(item)
+        self._items.clear()
+
+
+def add_addresses(iface: _Configurable, config: DeviceConfig, added: Additions) -> None:
+    """Add the IPv4 addresses (with their peers), then the IPv6 addresses, of ``config``."""
+    for setting in config.ipv4:
+        iface.add_address(setting.interface, peer=setting.destination)
+        added.address(setting.interface.ip)
+    for v6 in config.ipv6:
+        iface.add_address(v6)
+        added.address(v6.ip)
+
+
+def add_routes(iface: _Configurable, config: DeviceConfig, added: Additions) -> None:
+    """Add the routes of ``config`` (after the link is up: kernels refuse them on a down one)."""
+    for network in config.routes:
+        iface.add_route(Route(network))
+        added.route(network)
