@@ -357,18 +357,19 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         offload devices); return how many the caller gave."""
         await anyio.lowlevel.checkpoint_if_cancelled()
         self._check_open()
-        out = self._prepare_send_batch(batch)
+        await self._write_all(self._prepare_send_batch(batch))
+        self._account_tx(batch)
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+        return len(batch)
+
+    async def _write_all(self, out: PacketBatch) -> None:
         i = 0
-        total = len(out)
-        while i < total:
+        while i < len(out):
             try:
                 i = self._nb_send_batch(out, i)
             except BlockingIOError:
                 await self._wait_writable()
                 self._check_open()
-        self._account_tx(batch)
-        await anyio.lowlevel.cancel_shielded_checkpoint()
-        return len(batch)
 
     async def recv_multiple(
         self, bufs: Sequence[bytearray | memoryview], sizes: list[int], offset: int = 0
@@ -385,14 +386,7 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         await anyio.lowlevel.checkpoint_if_cancelled()
         self._check_open()
         batch = self._mm_gather(bufs, offset)
-        out = self._prepare_send_batch(batch, gro_table)
-        i = 0
-        while i < len(out):
-            try:
-                i = self._nb_send_batch(out, i)
-            except BlockingIOError:
-                await self._wait_writable()
-                self._check_open()
+        await self._write_all(self._prepare_send_batch(batch, gro_table))
         self._account_tx(batch)
         await anyio.lowlevel.cancel_shielded_checkpoint()
         return batch.nbytes

@@ -312,17 +312,19 @@ class SyncDevice(DeviceCore):
         """
         deadline = _deadline(timeout)
         out = self._prepare_send_batch(batch)
+        self._write_all(out, deadline)
+        self._account_tx(batch)
+        return len(batch)
+
+    def _write_all(self, out: PacketBatch, deadline: float | None) -> None:
         i = 0
-        total = len(out)
-        while i < total:
+        while i < len(out):
             if self._shutdown:
                 raise ClosedDeviceError("the device was shut down")
             try:
                 i = self._nb_send_batch(out, i)
             except BlockingIOError:
                 self._wait(True, deadline)
-        self._account_tx(batch)
-        return len(batch)
 
     def recv_multiple(
         self,
@@ -361,15 +363,7 @@ class SyncDevice(DeviceCore):
         bytes given."""
         batch = self._mm_gather(bufs, offset)
         out = self._prepare_send_batch(batch, gro_table)
-        deadline = _deadline(timeout)
-        i = 0
-        while i < len(out):
-            if self._shutdown:
-                raise ClosedDeviceError("the device was shut down")
-            try:
-                i = self._nb_send_batch(out, i)
-            except BlockingIOError:
-                self._wait(True, deadline)
+        self._write_all(out, _deadline(timeout))
         self._account_tx(batch)
         return batch.nbytes
 
