@@ -273,6 +273,10 @@ class DeviceConfig:
                 raise ConfigError(f"{label} {ident} is not a valid id")
         if self.offload and self.packet_information:
             raise ConfigError("offload and packet_information cannot be combined")
+        if self.offload and self.layer is not Layer.L3:
+            # The kernel's GSO frames on a TAP start with an Ethernet header that tunflow's
+            # split and coalesce (IP packets) do not parse.
+            raise ConfigError("offload is supported on TUN (layer 3) devices only")
         seen: set[IPv4Address | IPv6Address] = set()
         for ip in [s.interface.ip for s in self.ipv4] + [i.ip for i in self.ipv6]:
             if ip in seen:
