@@ -1,31 +1,80 @@
 """A UDP transport: one non-blocking socket driven by ``anyio.wait_readable``/``wait_writable``.
 
+Python has no ``sendmmsg``/``recvmmsg``, so on Linux this transport moves many datagrams per
+system call with the kernel's UDP segmentation offloads:
+
+* **send** — a :class:`~tunflow.datagram.DatagramBatch` is cut into groups
+  (:meth:`~tunflow.datagram.DatagramBatch.gso_groups`: consecutive, contiguous, equal-sized
+  datagrams to one peer, ≤ 64 of them, ≤ 65507 bytes); each group is **one** ``sendmsg`` with a
+  ``UDP_SEGMENT`` control message, and the kernel cuts it into datagrams (in software, or
+  never, when the path carries it whole to a ``UDP_GRO`` reader).
+* **receive** — with ``UDP_GRO`` on, one ``recvmsg_into`` returns a run of datagrams of one
+  sender back to back plus a control message with their size; they land in the batch's arena
+  in place (:meth:`~tunflow.datagram.DatagramBatch.add_segments`).
+
+Both are probed when the socket is set up; where the kernel refuses them (an old kernel, another
+OS, ``TUNFLOW_UDP_OFFLOAD=0``, ``offload=False``) the transport uses plain ``recvfrom_into`` and
+``sendto``, one datagram per call. A kernel that refuses a ``UDP_SEGMENT`` send at run time
+(``EIO`` when the egress device has no checksum offload) turns segmentation off for the socket
+and the group is re-sent plainly (counted as ``gso_refused``).
+
 Receives go on until the kernel has nothing left (or the batch is full) before waiting again,
-so a burst costs one wait, as on a device. This is the plain ``recvfrom_into``/``sendto`` path;
-``UDP_SEGMENT``/``UDP_GRO`` batching (one syscall per many datagrams) can be added by overriding
-:meth:`UDPTransport._recv_some` and :meth:`UDPTransport._send_from` without touching callers.
+so a burst costs one wait. Sockets get large buffers (``SO_RCVBUFFORCE`` when privileged), and
+``SO_RXQ_OVFL`` reports the kernel's drops on a full receive queue (``rx_overflow``).
+
+A dual-stack socket (bound to ``::``) hands out IPv4 peers as plain ``("192.0.2.1", port)``
+and takes them back in that form: each peer has one address whichever family it uses.
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import socket
+import struct
+import sys
 from typing import Any, Final
 
 import anyio
 import anyio.lowlevel
 
+from ..datagram import UDP_MAX_GSO_BYTES, UDP_MAX_SEGMENTS, DatagramBatch
 from ..errors import ConfigError
-from ..packet import HEADROOM, IDEAL_BATCH_SIZE, PacketBatch
-from ._base import Address, DatagramBatch, TransportStatistics
+from ..packet import IDEAL_BATCH_SIZE, PacketBatch
+from ._base import Address, TransportStatistics
 
-__all__ = ["UDPTransport", "parse_endpoint"]
+__all__ = ["UDPTransport", "parse_endpoint", "UDP_OFFLOAD_ENV"]
 
-#: The largest UDP payload over IPv4.
-MAX_DATAGRAM: Final = 65507
+#: Set to ``0`` (or ``off``/``false``/``no``) to keep UDP transports on the plain path.
+UDP_OFFLOAD_ENV: Final = "TUNFLOW_UDP_OFFLOAD"
+#: The largest UDP payload over IPv4; also the room a ``UDP_GRO`` read needs.
+MAX_DATAGRAM: Final = 65535
+#: Socket buffer size asked for (wireguard-go asks for 7 MiB).
+DEFAULT_BUFFER: Final = 7 << 20
+
+_LINUX: Final = sys.platform.startswith("linux")
+_SOL_UDP: Final = getattr(socket, "SOL_UDP", 17)
+_UDP_SEGMENT: Final = 103
+_UDP_GRO: Final = 104
+_SO_RXQ_OVFL: Final = 40
+_SO_MARK: Final = 36
+_SO_SNDBUFFORCE: Final = 32
+_SO_RCVBUFFORCE: Final = 33
+_SOL_SOCKET: Final = socket.SOL_SOCKET
+_MSG_TRUNC: Final = socket.MSG_TRUNC
+_ANCBUF: Final = socket.CMSG_SPACE(4) * 2 if hasattr(socket, "CMSG_SPACE") else 0
+_SEGMENT: Final = struct.Struct("=H")
+_INT: Final = struct.Struct("=i")
+_UINT: Final = struct.Struct("=I")
 _UNREACHABLE: Final = frozenset(
     {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
 )
+# What a kernel says when it will not segment a send: no checksum offload on the egress device
+# (EIO, the case wireguard-go handles), or no UDP_SEGMENT at all.
+_GSO_REFUSED: Final = frozenset({errno.EIO, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOPROTOOPT})
+_ADDR_CACHE_MAX: Final = 4096
+#: ``(address, offset, length, segment_size)``: one send (see ``DatagramBatch.gso_groups``)
+_Group = tuple[Any, int, int, int]
 
 
 def parse_endpoint(text: str, *, default_host: str = "0.0.0.0") -> tuple[str, int]:
@@ -50,8 +99,23 @@ def parse_endpoint(text: str, *, default_host: str = "0.0.0.0") -> tuple[str, in
     return host or default_host, port
 
 
+def _offload_allowed() -> bool:
+    return os.environ.get(UDP_OFFLOAD_ENV, "1").strip().lower() not in ("0", "off", "false", "no")
+
+
+def _set_buffer(sock: socket.socket, size: int) -> None:
+    for force, plain in ((_SO_RCVBUFFORCE, socket.SO_RCVBUF), (_SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+        try:
+            sock.setsockopt(_SOL_SOCKET, force, size)  # beyond rmem_max, with CAP_NET_ADMIN
+        except OSError:
+            try:
+                sock.setsockopt(_SOL_SOCKET, plain, size)  # capped at net.core.[rw]mem_max
+            except OSError:
+                pass
+
+
 class UDPTransport:
-    """Datagrams over one UDP socket.
+    """Datagrams over one UDP socket, batched with ``UDP_SEGMENT``/``UDP_GRO`` where possible.
 
     Build one with :meth:`bind` (or adopt a socket with :meth:`from_socket`). ``peer`` is where
     datagrams without their own address go; a transport with a peer is *connected*, so it only
@@ -60,9 +124,12 @@ class UDPTransport:
     Args:
         sock: a UDP socket (made non-blocking here; the transport owns it).
         peer: the default destination.
-        max_datagram: the largest datagram received (room left for one is needed to read).
-        max_packets: datagrams per batch.
+        max_datagram: room left for each receive (a ``UDP_GRO`` read needs 65535).
+        max_packets: datagrams per received batch.
         name: for statistics.
+        offload: use ``UDP_SEGMENT``/``UDP_GRO`` when the kernel has them (``None``: yes, unless
+            ``TUNFLOW_UDP_OFFLOAD=0``); ``False`` keeps the plain path.
+        buffer_size: socket send and receive buffer size to ask for (``None``: leave them).
 
     Example:
         >>> import anyio
@@ -85,24 +152,61 @@ class UDPTransport:
         *,
         peer: Address | None = None,
         max_datagram: int = MAX_DATAGRAM,
-        max_packets: int = IDEAL_BATCH_SIZE,
+        max_packets: int = 2 * IDEAL_BATCH_SIZE,
         name: str | None = None,
+        offload: bool | None = None,
+        buffer_size: int | None = DEFAULT_BUFFER,
     ) -> None:
         if sock.type != socket.SOCK_DGRAM:
             raise ConfigError(f"{sock!r} is not a datagram socket")
         sock.setblocking(False)
         self._sock: socket.socket | None = sock
         self._fd = sock.fileno()
+        self._v6 = sock.family == socket.AF_INET6
+        self._recv_cache: dict[Any, Address] = {}
+        self._send_cache: dict[Any, Any] = {}
         self.peer = peer
         if peer is not None:
-            sock.connect(peer)
+            sock.connect(self._send_address(peer))
         self.max_datagram = max_datagram
         self.max_packets = max_packets
         self.name = name or f"udp:{_format(sock.getsockname())}"
-        self._rx = [0, 0, 0]
-        self._tx = [0, 0, 0]
+        if buffer_size:
+            _set_buffer(sock, buffer_size)
+        use = _offload_allowed() if offload is None else offload
+        self._gso = use and _LINUX and self._probe_gso(sock)
+        self._gro = use and _LINUX and self._probe_gro(sock)
+        self._overflow_reported = False
+        if self._gro:
+            try:
+                sock.setsockopt(_SOL_SOCKET, _SO_RXQ_OVFL, 1)
+                self._overflow_reported = True
+            except OSError:
+                pass
+        # rx: datagrams, bytes, batches, syscalls; tx: the same
+        self._rx = [0, 0, 0, 0]
+        self._tx = [0, 0, 0, 0]
         self._drops: dict[str, int] = {}
+        self._kernel_drops = 0
         self._receiving = False
+        #: whether the last receive stopped on a full batch (more was waiting): queue depth
+        self.backlogged = False
+
+    @staticmethod
+    def _probe_gso(sock: socket.socket) -> bool:
+        try:
+            sock.getsockopt(_SOL_UDP, _UDP_SEGMENT)
+        except OSError:
+            return False
+        return True
+
+    @staticmethod
+    def _probe_gro(sock: socket.socket) -> bool:
+        try:
+            sock.setsockopt(_SOL_UDP, _UDP_GRO, 1)
+        except OSError:
+            return False
+        return True
 
     @classmethod
     def bind(
@@ -111,15 +215,20 @@ class UDPTransport:
         *,
         peer: tuple[str, int] | str | None = None,
         reuse_port: bool = False,
+        fwmark: int = 0,
         **kwargs: Any,
     ) -> UDPTransport:
         """A transport on a new socket bound to ``local`` (``"host:port"`` works too).
+
+        Binding ``"::"`` (or ``""``) makes a dual-stack socket that serves IPv4 and IPv6 peers
+        (falling back to IPv4 only where the host has no IPv6).
 
         Args:
             local: the local address.
             peer: the default destination (connects the socket).
             reuse_port: set ``SO_REUSEPORT`` (several sockets share the port; the kernel spreads
                 flows over them).
+            fwmark: ``SO_MARK`` for outgoing datagrams (0: none; needs CAP_NET_ADMIN).
             **kwargs: as the constructor.
 
         Raises:
@@ -129,16 +238,28 @@ class UDPTransport:
         if isinstance(local, str):
             local = parse_endpoint(local)
         peer_addr = parse_endpoint(peer) if isinstance(peer, str) else peer
-        family = socket.AF_INET6 if ":" in local[0] else socket.AF_INET
+        host = local[0]
+        dual = host in ("", "::")
+        family = socket.AF_INET6 if ":" in host or dual else socket.AF_INET
         if peer_addr is not None and ":" in peer_addr[0] and family == socket.AF_INET:
             family = socket.AF_INET6
-            if local[0] == "0.0.0.0":
-                local = ("::", local[1])
-        sock = socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            if host == "0.0.0.0":
+                local, dual = ("::", local[1]), True
         try:
+            sock = socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        except OSError as exc:
+            if not (dual and exc.errno == errno.EAFNOSUPPORT):
+                raise
+            family, local, dual = socket.AF_INET, ("0.0.0.0", local[1]), False
+            sock = socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        try:
+            if dual:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             if reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind(local)
+                sock.setsockopt(_SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if fwmark:
+                sock.setsockopt(_SOL_SOCKET, _SO_MARK, fwmark)
+            sock.bind((local[0] or "::", local[1]))
             return cls(sock, peer=peer_addr, **kwargs)
         except BaseException:
             sock.close()
@@ -167,8 +288,18 @@ class UDPTransport:
 
     @property
     def local_address(self) -> Address:
-        """The bound address."""
-        return tuple(self._socket().getsockname())
+        """The bound address, as ``(host, port)``."""
+        return tuple(self._socket().getsockname()[:2])
+
+    @property
+    def gso(self) -> bool:
+        """Whether sends use ``UDP_SEGMENT``."""
+        return self._gso
+
+    @property
+    def gro(self) -> bool:
+        """Whether receives use ``UDP_GRO``."""
+        return self._gro
 
     def fileno(self) -> int:
         """The socket's fd (-1 once closed)."""
@@ -176,7 +307,20 @@ class UDPTransport:
 
     def reopen_params(self) -> dict[str, Any]:
         """What :meth:`from_fd` needs besides the fd to rebuild this transport elsewhere."""
-        return {"max_datagram": self.max_datagram, "max_packets": self.max_packets}
+        return {
+            "max_datagram": self.max_datagram,
+            "max_packets": self.max_packets,
+            "offload": self._gso or self._gro,
+            "buffer_size": None,
+        }
+
+    def set_fwmark(self, mark: int) -> None:
+        """Set ``SO_MARK`` on the socket (0 clears it).
+
+        Raises:
+            OSError: the kernel refused (``EPERM`` without CAP_NET_ADMIN).
+        """
+        self._socket().setsockopt(_SOL_SOCKET, _SO_MARK, mark)
 
     def _socket(self) -> socket.socket:
         sock = self._sock
@@ -185,30 +329,110 @@ class UDPTransport:
         return sock
 
     def new_batch(self) -> DatagramBatch:
-        """A batch with room for ``max_packets`` MTU-sized datagrams and one of ``max_datagram``."""
-        capacity = self.max_datagram + HEADROOM + self.max_packets * (1500 + HEADROOM)
-        return DatagramBatch(capacity=capacity, max_packets=self.max_packets)
+        """A batch with room for ``max_packets`` datagrams and a few ``UDP_GRO`` reads."""
+        capacity = max(8 * self.max_datagram, self.max_packets * 1600)
+        return DatagramBatch(capacity=capacity, max_packets=self.max_packets + UDP_MAX_SEGMENTS)
+
+    # -- addresses ------------------------------------------------------------------------
+
+    def _recv_address(self, raw: Any) -> Address:
+        """``(host, port)`` for a socket address; IPv4-mapped IPv6 as plain IPv4."""
+        addr = self._recv_cache.get(raw)
+        if addr is None:
+            host = raw[0]
+            if host.startswith("::ffff:") and "." in host:
+                host = host[7:]
+            addr = (host, raw[1])
+            cache = self._recv_cache
+            if len(cache) >= _ADDR_CACHE_MAX:
+                cache.clear()
+            cache[raw] = addr
+        return addr
+
+    def _send_address(self, addr: Any) -> Any:
+        """What the socket takes for ``addr``: an IPv4 peer IPv4-mapped on an IPv6 socket."""
+        if not self._v6:
+            return addr
+        out = self._send_cache.get(addr)
+        if out is None:
+            host = addr[0]
+            out = (f"::ffff:{host}", addr[1]) if "." in host and ":" not in host else addr
+            cache = self._send_cache
+            if len(cache) >= _ADDR_CACHE_MAX:
+                cache.clear()
+            cache[addr] = out
+        return out
 
     # -- receive --------------------------------------------------------------------------
 
-    def _recv_some(self, batch: PacketBatch) -> int:
+    def _recv_some(self, batch: DatagramBatch) -> int:
         """Receive what is waiting into ``batch`` without blocking; the count."""
+        return self._recv_gro(batch) if self._gro else self._recv_plain(batch)
+
+    def _recv_plain(self, batch: DatagramBatch) -> int:
         sock = self._socket()
         view = batch.view
         cap = len(batch.buffer)
         need = self.max_datagram
         recv = sock.recvfrom_into
-        addrs = batch.addresses if isinstance(batch, DatagramBatch) else None
-        if isinstance(batch, DatagramBatch):
-            batch._align()
-        count = 0
-        nbytes = 0
-        while len(batch.offsets) < batch.max_packets:
-            off = batch.end + HEADROOM
+        offsets, lengths, addrs = batch.offsets, batch.lengths, batch.addresses
+        norm = self._recv_address if self._v6 else None
+        stop = min(batch.max_packets, len(offsets) + self.max_packets)
+        count = nbytes = 0
+        end = batch.end
+        full = False
+        try:
+            while len(offsets) < stop:
+                if end + need > cap:
+                    full = True
+                    break
+                try:
+                    n, addr = recv(view[end : end + need])
+                except BlockingIOError:
+                    break
+                except OSError as exc:
+                    if exc.errno in _UNREACHABLE:
+                        self._drop("refused")
+                        continue
+                    raise
+                offsets.append(end)
+                lengths.append(n)
+                addrs.append(norm(addr) if norm is not None else addr)
+                end += n
+                count += 1
+                nbytes += n
+            else:
+                full = True
+        finally:
+            batch.end = end
+        self.backlogged = full
+        if count:
+            rx = self._rx
+            rx[0] += count
+            rx[1] += nbytes
+            rx[3] += count
+        return count
+
+    def _recv_gro(self, batch: DatagramBatch) -> int:
+        sock = self._socket()
+        view = batch.view
+        cap = len(batch.buffer)
+        need = self.max_datagram
+        recvmsg_into = sock.recvmsg_into
+        norm = self._recv_address if self._v6 else None
+        # a UDP_GRO read is never cut, so a batch may end up to 63 datagrams over its limit
+        stop = min(batch.max_packets, len(batch.offsets) + self.max_packets)
+        add = batch.add_segments
+        sol_udp, gro = _SOL_UDP, _UDP_GRO
+        count = nbytes = reads = 0
+        full = False
+        while len(batch.offsets) < stop:
+            off = batch.end
             if off + need > cap:
+                full = True
                 break
             try:
-                n, addr = recv(view[off : off + need])
+                n, anc, flags, addr = recvmsg_into([view[off : off + need]], _ANCBUF)
             except BlockingIOError:
                 break
             except OSError as exc:
@@ -216,99 +440,181 @@ class UDPTransport:
                     self._drop("refused")
                     continue
                 raise
-            batch.offsets.append(off)
-            batch.lengths.append(n)
-            batch.end = off + n
-            if addrs is not None:
-                addrs.append(addr)
-            count += 1
+            reads += 1
+            seg = n
+            for level, kind, data in anc:
+                if level == sol_udp and kind == gro:
+                    seg = _INT.unpack_from(data)[0] if len(data) >= 4 else _SEGMENT.unpack(data)[0]
+                elif level == _SOL_SOCKET and kind == _SO_RXQ_OVFL:
+                    self._kernel_drops = _UINT.unpack_from(data)[0]
+            if flags & _MSG_TRUNC:
+                self._drop("truncated")
+                continue
+            if not n:
+                continue
+            count += add(off, n, seg if seg > 0 else n, norm(addr) if norm is not None else addr)
             nbytes += n
+        else:
+            full = True
+        self.backlogged = full
         if count:
-            self._rx[0] += count
-            self._rx[1] += nbytes
-            self._rx[2] += 1
+            rx = self._rx
+            rx[0] += count
+            rx[1] += nbytes
+            rx[3] += reads
         return count
 
-    async def recv_batch(self, batch: PacketBatch | None = None) -> PacketBatch:
+    async def recv_batch(self, batch: PacketBatch | None = None) -> DatagramBatch:
         """Wait for at least one datagram, then take what is waiting.
 
         Args:
-            batch: appended to (a :class:`DatagramBatch` records senders); new when ``None``.
+            batch: a :class:`~tunflow.datagram.DatagramBatch` to append to (senders are
+                recorded in ``addresses``); a new one when ``None``.
 
         Raises:
             anyio.ClosedResourceError: the transport was closed.
             anyio.BusyResourceError: another task is receiving.
+            TypeError: ``batch`` is not a ``DatagramBatch``.
             ValueError: ``batch`` has no room for a datagram of ``max_datagram`` bytes.
             OSError: the socket failed.
         """
         if batch is None:
             batch = self.new_batch()
+        elif not isinstance(batch, DatagramBatch):
+            raise TypeError(f"a transport receives into a DatagramBatch, not {batch!r}")
         await anyio.lowlevel.checkpoint_if_cancelled()
         if self._receiving:
             raise anyio.BusyResourceError("receiving from")
         self._receiving = True
         try:
             while not self._recv_some(batch):
-                if batch.end + HEADROOM + self.max_datagram > len(batch.buffer) or batch.full:
+                if batch.end + self.max_datagram > len(batch.buffer) or batch.room() == 0:
                     raise ValueError("the batch has no room for another datagram")
                 await anyio.wait_readable(self._socket())
         finally:
             self._receiving = False
+        self._rx[2] += 1
         await anyio.lowlevel.cancel_shielded_checkpoint()
         return batch
 
     # -- send -----------------------------------------------------------------------------
 
-    def _send_from(self, batch: PacketBatch, start: int) -> int:
-        """Send datagrams from ``start`` without blocking; the index after the last one handled.
+    def _send_groups(self, view: memoryview, groups: list[_Group], k: int) -> int:
+        """Send groups from ``k`` without blocking; the index of the first group not handled.
 
         Raises:
-            BlockingIOError: not even the first one could be sent now.
+            BlockingIOError: not even group ``k`` could be sent now.
         """
         sock = self._socket()
-        view = batch.view
-        offsets, lengths = batch.offsets, batch.lengths
-        addrs = batch.addresses if isinstance(batch, DatagramBatch) else ()
-        n_addrs = len(addrs)
         connected = self.peer is not None
-        send, sendto = sock.send, sock.sendto
-        i = start
-        total = len(offsets)
-        sent = nbytes = 0
+        total = len(groups)
+        sent = nbytes = calls = 0
+        start = k
+        plain_once = False
         try:
-            while i < total:
-                off = offsets[i]
-                data = view[off : off + lengths[i]]
-                addr = addrs[i] if i < n_addrs else None
+            while k < total:
+                addr, off, length, seg = groups[k]
+                if addr is None and not connected:
+                    self._drop("no_address", -(-length // seg))
+                    k += 1
+                    continue
+                dst = None if addr is None else self._send_address(addr)
+                data = view[off : off + length]
                 try:
-                    if addr is None:
-                        if not connected:
-                            self._drop("no_address")
-                            i += 1
-                            continue
-                        send(data)
+                    if length <= seg:
+                        if dst is None:
+                            sock.send(data)
+                        else:
+                            sock.sendto(data, dst)
+                        n = 1
+                        calls += 1
+                    elif self._gso and not plain_once:
+                        anc = [(_SOL_UDP, _UDP_SEGMENT, _SEGMENT.pack(seg))]
+                        if dst is None:
+                            sock.sendmsg([data], anc)
+                        else:
+                            sock.sendmsg([data], anc, 0, dst)
+                        n = -(-length // seg)
+                        calls += 1
                     else:
-                        sendto(data, addr)
+                        n, c = self._send_plain_group(sock, data, seg, dst)
+                        calls += c
                 except BlockingIOError:
-                    if i == start:
+                    if k == start:
                         raise
                     break
-                except OSError as exc:
-                    if exc.errno in _UNREACHABLE:
-                        self._drop("unreachable")
-                    elif exc.errno == errno.EMSGSIZE:
-                        self._drop("too_large")
-                    else:
-                        raise
-                    i += 1
+                except socket.gaierror:
+                    self._drop("bad_address", -(-length // seg))
+                    k += 1
                     continue
-                sent += 1
-                nbytes += lengths[i]
-                i += 1
+                except OSError as exc:
+                    if exc.errno in _GSO_REFUSED and length > seg and self._gso and not plain_once:
+                        # The kernel will not segment this send. EIO: the egress device has no
+                        # checksum offload (wireguard-go turns GSO off then): plain from now on.
+                        # EINVAL: e.g. a segment above the path MTU: this group plainly.
+                        self._drop("gso_refused")
+                        if exc.errno == errno.EINVAL:
+                            plain_once = True
+                        else:
+                            self._gso = False
+                        continue
+                    self._send_error(exc, -(-length // seg))
+                    k += 1
+                    plain_once = False
+                    continue
+                sent += n
+                nbytes += length
+                k += 1
+                plain_once = False
         finally:
-            self._tx[0] += sent
-            self._tx[1] += nbytes
-        return i
+            tx = self._tx
+            tx[0] += sent
+            tx[1] += nbytes
+            tx[3] += calls
+        return k
+
+    def _send_plain_group(
+        self, sock: socket.socket, data: memoryview, seg: int, dst: Any
+    ) -> tuple[int, int]:
+        # One datagram per call. EAGAIN after the first ones is rare enough (large socket
+        # buffers) to count the rest as lost rather than track a position inside a group.
+        sent = 0
+        for pos in range(0, len(data), seg):
+            part = data[pos : pos + seg]
+            try:
+                if dst is None:
+                    sock.send(part)
+                else:
+                    sock.sendto(part, dst)
+            except BlockingIOError:
+                if not sent:
+                    raise
+                self._drop("would_block", -(-(len(data) - pos) // seg))
+                break
+            except OSError as exc:
+                self._send_error(exc, 1)
+                continue
+            sent += 1
+        return sent, sent
+
+    def _send_error(self, exc: OSError, count: int) -> None:
+        if exc.errno in _UNREACHABLE:
+            self._drop("unreachable", count)
+        elif exc.errno == errno.EMSGSIZE:
+            self._drop("too_large", count)
+        elif exc.errno in (errno.EAFNOSUPPORT, errno.EINVAL, errno.EDESTADDRREQ):
+            self._drop("bad_address", count)
+        elif exc.errno == errno.ENOBUFS:
+            self._drop("would_block", count)
+        else:
+            raise exc
+
+    @staticmethod
+    def _groups(batch: PacketBatch) -> list[_Group]:
+        if isinstance(batch, DatagramBatch):
+            return batch.gso_groups(UDP_MAX_SEGMENTS, UDP_MAX_GSO_BYTES)
+        # a plain packet batch (a pipeline's device side): every packet to the default peer
+        return [(None, off, n, n) for off, n in zip(batch.offsets, batch.lengths, strict=True)]
 
     async def send_batch(self, batch: PacketBatch) -> int:
         """Send every datagram of ``batch`` (to its address, else to :attr:`peer`).
@@ -322,24 +628,56 @@ class UDPTransport:
         """
         await anyio.lowlevel.checkpoint_if_cancelled()
         before = self._tx[0]
-        i = 0
-        total = len(batch)
-        while i < total:
+        groups = self._groups(batch)
+        view = batch.view
+        k = 0
+        total = len(groups)
+        while k < total:
             try:
-                i = self._send_from(batch, i)
+                k = self._send_groups(view, groups, k)
             except BlockingIOError:
                 await anyio.wait_writable(self._socket())
         self._tx[2] += 1
         await anyio.lowlevel.cancel_shielded_checkpoint()
         return self._tx[0] - before
 
-    def _drop(self, reason: str) -> None:
-        self._drops[reason] = self._drops.get(reason, 0) + 1
+    def send_batch_nowait(self, batch: PacketBatch) -> int:
+        """Send what the socket takes now; count the rest as ``would_block`` drops.
+
+        For callers that cannot wait (a pipeline stage sending a handshake answer).
+
+        Returns:
+            How many datagrams were sent.
+
+        Raises:
+            anyio.ClosedResourceError: the transport was closed.
+        """
+        before = self._tx[0]
+        groups = self._groups(batch)
+        view = batch.view
+        k = 0
+        while k < len(groups):
+            try:
+                k = self._send_groups(view, groups, k)
+            except BlockingIOError:
+                _, _, length, seg = groups[k]
+                self._drop("would_block", -(-length // seg))
+                k += 1
+        self._tx[2] += 1
+        return self._tx[0] - before
+
+    def _drop(self, reason: str, count: int = 1) -> None:
+        self._drops[reason] = self._drops.get(reason, 0) + count
 
     def statistics(self) -> TransportStatistics:
         """Counters so far."""
         rx, tx = self._rx, self._tx
-        return TransportStatistics(rx[0], rx[1], rx[2], tx[0], tx[1], tx[2], self._drops)
+        drops = self._drops
+        if self._kernel_drops:
+            drops = {**drops, "rx_overflow": self._kernel_drops}
+        return TransportStatistics(
+            rx[0], rx[1], rx[2], tx[0], tx[1], tx[2], rx[3], tx[3], self._gso, self._gro, drops
+        )
 
     async def aclose(self) -> None:
         """Close the socket; a blocked receiver gets ``anyio.ClosedResourceError``."""

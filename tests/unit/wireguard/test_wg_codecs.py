@@ -229,7 +229,7 @@ def test_gso_groups() -> None:
     b = DatagramBatch(4096)
     x, y = ("192.0.2.1", 1), ("192.0.2.2", 2)
     for n, addr in [(100, x), (100, x), (60, x), (100, x), (100, y), (100, y), (120, y), (50, y)]:
-        b.append(bytes(n), addr)
+        b.append(bytes(n), address=addr)
     assert b.gso_groups() == [
         (x, 0, 260, 100),
         (x, 260, 100, 100),

@@ -140,7 +140,7 @@ class Pair:
         frm = "b" if to == "a" else "a"
         batch = DatagramBatch(4 << 20)
         for d in datagrams:
-            batch.append(d, src or self.addr(frm))
+            batch.append(d, address=src or self.addr(frm))
         out = PacketBatch(capacity=4 << 20, max_packets=16384)
         consumed = self.side(to).decrypt_batch(batch, self.now, out)
         assert consumed == len(batch)
@@ -180,7 +180,7 @@ class Pair:
         out = DatagramBatch(4 << 20)
         consumed = self.side(frm).encrypt_batch(batch, self.now, out)
         assert consumed == len(batch)
-        return [d for d, _ in out.to_list()]
+        return [d for d, _ in out.to_pairs()]
 
     def transfer(
         self, frm: str, packets: Iterable[bytes], drop: Callable[[str, bytes], bool] | None = None

@@ -681,7 +681,7 @@ class WireGuard:
         out = self._tmp_datagrams
         out.clear()
         self.encrypt_batch(batch, now, out)
-        self._outbox.extend(out.to_list())
+        self._outbox.extend(out.to_pairs())
 
     def encrypt_batch(self, packets: PacketBatch, now: float, out: DatagramBatch) -> int:
         """Route and encrypt a batch of IP packets into ``out`` — the outbound hot path.
@@ -887,7 +887,7 @@ class WireGuard:
                 out = self._tmp_datagrams
                 out.clear()
                 seal_native(s, packet, out, endpoint, self.native_fragment_size, self._scratch)
-                datagrams = [d for d, _ in out.to_list()]
+                datagrams = [d for d, _ in out.to_pairs()]
             else:
                 d = s.encrypt(packet, self.mtu)
                 if d is None:
@@ -961,7 +961,7 @@ class WireGuard:
         if len(data) > batch.capacity:
             self._counters.dropped_malformed += 1
             return []
-        batch.append(data, addr)
+        batch.append(data, address=addr)
         out = PacketBatch(capacity=len(data) + 2 * HEADROOM + 16, max_packets=2)
         self.decrypt_batch(batch, now, out)
         if out.vnet_hdr:

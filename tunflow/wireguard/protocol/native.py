@@ -28,9 +28,10 @@ but the index is authenticated and fragments of different messages cannot be mix
 plaintext is ``virtio_net_hdr (10 bytes) ‖ super-packet`` without padding.
 
 All fragments of one message except the last have the same size (20 + C), and the sender writes
-them back to back, so one message is exactly one ``UDP_SEGMENT`` send (N ≤ 46 for C = 1432,
-under the 64-segment limit) and arrives as one ``UDP_GRO`` read when nothing is lost or
-reordered. The receiver reassembles by (receiver index, counter) in any order, keeps at most
+them back to back, so one message is one ``UDP_SEGMENT`` send and arrives as one ``UDP_GRO``
+read when nothing is lost or reordered — as long as it fits the kernel's 65507-byte limit of one
+send: a typical TCP super-packet (≤ 63.5 KiB, 45 fragments for C = 1432) does; the largest
+(64 KiB, 46 fragments) takes two sends. The receiver reassembles by (receiver index, counter) in any order, keeps at most
 :data:`MAX_PARTIAL_MESSAGES` incomplete messages per session (the oldest is dropped), checks the
 replay window before copying and again after the AEAD, and loses the whole message if any
 fragment is lost: there is no retransmission (the inner TCP retransmits, as over WireGuard).

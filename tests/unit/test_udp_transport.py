@@ -1,0 +1,211 @@
+"""The UDP transport's batching (UDP_SEGMENT sends, UDP_GRO reads) and its plain path, over
+loopback (no root needed), on asyncio, uvloop and trio."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import sys
+
+import anyio
+import pytest
+
+from tunflow.transport import UDP_OFFLOAD_ENV, DatagramBatch, UDPTransport
+
+pytestmark = pytest.mark.anyio
+
+LINUX = sys.platform.startswith("linux")
+
+
+def _has_ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def payloads(n: int, size: int = 1400) -> list[bytes]:
+    return [bytes([i % 251]) * size for i in range(n)]
+
+
+async def receive(t: UDPTransport, count: int, timeout: float = 5.0) -> DatagramBatch:
+    """Receive ``count`` datagrams into one batch (several receives if need be)."""
+    batch = DatagramBatch(4 << 20)
+    with anyio.fail_after(timeout):
+        while len(batch) < count:
+            await t.recv_batch(batch)
+    return batch
+
+
+@pytest.mark.skipif(not LINUX, reason="UDP_SEGMENT/UDP_GRO are Linux's")
+async def test_segmented_sends_and_coalesced_reads() -> None:
+    async with UDPTransport.bind("127.0.0.1:0") as rx, UDPTransport.bind("127.0.0.1:0") as tx:
+        assert (tx.gso, rx.gro) == (True, True)
+        out = DatagramBatch(1 << 20)
+        for p in payloads(100):
+            out.append(p, address=rx.local_address)
+        assert await tx.send_batch(out) == 100
+        got = await receive(rx, 100)
+        assert got.to_list() == payloads(100)
+        assert set(got.addresses) == {tx.local_address}
+        s, r = tx.statistics(), rx.statistics()
+        # 46 datagrams of 1400 bytes fit one 65507-byte send: 3 sends, 3 reads for 100
+        assert s.tx_syscalls == 3 and s.tx_datagrams == 100
+        assert r.rx_syscalls <= 4 and r.rx_datagrams == 100
+        assert r.rx_bytes == s.tx_bytes == 140_000
+
+
+@pytest.mark.parametrize("how", ["option", "env"])
+async def test_plain_path_when_told(how: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    kwargs = {}
+    if how == "env":
+        monkeypatch.setenv(UDP_OFFLOAD_ENV, "0")
+    else:
+        kwargs["offload"] = False
+    async with (
+        UDPTransport.bind("127.0.0.1:0", **kwargs) as rx,
+        UDPTransport.bind("127.0.0.1:0", peer=rx.local_address, **kwargs) as tx,
+    ):
+        assert (tx.gso, rx.gro) == (False, False)
+        out = tx.new_batch()
+        out.extend(payloads(30, 200))
+        assert await tx.send_batch(out) == 30
+        got = await receive(rx, 30)
+        assert got.to_list() == payloads(30, 200)
+        assert tx.statistics().tx_syscalls == 30
+        assert rx.statistics().rx_syscalls == 30
+
+
+async def test_groups_by_peer_and_size() -> None:
+    async with (
+        UDPTransport.bind("127.0.0.1:0") as a,
+        UDPTransport.bind("127.0.0.1:0") as b,
+        UDPTransport.bind("127.0.0.1:0") as tx,
+    ):
+        out = DatagramBatch(1 << 20)
+        plan = [(a, 300), (a, 300), (a, 100), (b, 300), (b, 500), (a, 300)]
+        for i, (dst, size) in enumerate(plan):
+            out.append(bytes([i]) * size, address=dst.local_address)
+        assert await tx.send_batch(out) == 6
+        got_a = await receive(a, 4)
+        got_b = await receive(b, 2)
+        assert got_a.to_list() == [bytes([i]) * n for i, (d, n) in enumerate(plan) if d is a]
+        assert got_b.to_list() == [bytes([3]) * 300, bytes([4]) * 500]
+        if tx.gso:
+            # a,a,a(shorter last) | b | b | a
+            assert tx.statistics().tx_syscalls == 4
+
+
+@pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 on this host")
+async def test_dual_stack_socket_speaks_plain_ipv4_addresses() -> None:
+    async with (
+        UDPTransport.bind("[::]:0") as dual,
+        UDPTransport.bind("127.0.0.1:0") as v4,
+        UDPTransport.bind("[::1]:0") as v6,
+    ):
+        port = dual.local_address[1]
+        out = DatagramBatch()
+        out.append(b"to v4", address=("127.0.0.1", v4.local_address[1]))
+        out.append(b"to v6", address=("::1", v6.local_address[1]))
+        assert await dual.send_batch(out) == 2
+        assert (await receive(v4, 1)).to_pairs() == [(b"to v4", ("127.0.0.1", port))]
+        assert (await receive(v6, 1)).to_pairs() == [(b"to v6", ("::1", port))]
+        for src, text in ((v4, b"from v4"), (v6, b"from v6")):
+            back = DatagramBatch()
+            dst = "127.0.0.1" if src is v4 else "::1"
+            back.append(text, address=(dst, port))
+            await src.send_batch(back)
+        got = await receive(dual, 2)
+        assert sorted(got.to_pairs()) == sorted(
+            [(b"from v4", v4.local_address), (b"from v6", v6.local_address)]
+        )
+        assert all(len(a) == 2 for a in got.addresses)
+
+
+async def test_undeliverable_datagrams_are_counted() -> None:
+    async with UDPTransport.bind("127.0.0.1:0") as t:
+        out = DatagramBatch()
+        out.append(b"nowhere")  # unconnected, no address
+        out.append(b"v6 on a v4 socket", address=("::1", 9))
+        out.append(b"x" * 70_000, address=("127.0.0.1", 9))  # too large for UDP
+        assert await t.send_batch(out) == 0
+        drops = t.statistics().drops
+        assert drops["no_address"] == 1
+        assert drops["bad_address"] == 1
+        assert drops["too_large"] == 1
+
+
+@pytest.mark.skipif(not LINUX, reason="SO_RXQ_OVFL is Linux's")
+async def test_kernel_receive_queue_drops_are_reported() -> None:
+    async with (
+        UDPTransport.bind("127.0.0.1:0", buffer_size=4096) as rx,
+        UDPTransport.bind("127.0.0.1:0", peer=rx.local_address, offload=False) as tx,
+    ):
+        out = tx.new_batch()
+        out.extend(payloads(200, 1000))
+        await tx.send_batch(out)
+        first = await receive(rx, 1)
+        # the count rides on datagrams queued after the drops
+        one = tx.new_batch()
+        one.append(b"after")
+        await tx.send_batch(one)
+        with anyio.fail_after(5):
+            while b"after" not in first.to_list():
+                await rx.recv_batch(first)
+        assert 0 < rx.statistics().drops["rx_overflow"] < 200
+
+
+class _NoSegmentation(socket.socket):
+    """A socket whose kernel refuses UDP_SEGMENT sends as a device without checksum offload
+    does (EIO)."""
+
+    def sendmsg(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError(errno.EIO, "no checksum offload")
+
+
+@pytest.mark.skipif(not LINUX, reason="UDP_SEGMENT is Linux's")
+async def test_refused_segmentation_falls_back_to_plain_sends() -> None:
+    sock = _NoSegmentation(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    async with UDPTransport.bind("127.0.0.1:0") as rx, UDPTransport.from_socket(sock) as tx:
+        assert tx.gso
+        out = DatagramBatch()
+        for p in payloads(10, 100):
+            out.append(p, address=rx.local_address)
+        assert await tx.send_batch(out) == 10
+        assert not tx.gso
+        s = tx.statistics()
+        assert s.drops == {"gso_refused": 1} and s.tx_syscalls == 10
+        assert (await receive(rx, 10)).to_list() == payloads(10, 100)
+
+
+async def test_send_nowait_and_batches_of_many_reads() -> None:
+    async with (
+        UDPTransport.bind("127.0.0.1:0", max_packets=16) as rx,
+        UDPTransport.bind("127.0.0.1:0", peer=rx.local_address, offload=False) as tx,
+    ):
+        out = tx.new_batch()
+        out.extend(payloads(40, 64))
+        assert tx.send_batch_nowait(out) == 40
+        first = await receive(rx, 1)
+        assert 1 <= len(first) <= 16  # max_packets bounds one receive
+        assert rx.backlogged == (len(first) == 16)
+        rest = await receive(rx, 40 - len(first))
+        assert first.to_list() + rest.to_list() == payloads(40, 64)
+
+
+async def test_plain_packet_batches_go_to_the_peer() -> None:
+    from tunflow.packet import PacketBatch
+
+    async with (
+        UDPTransport.bind("127.0.0.1:0") as rx,
+        UDPTransport.bind("127.0.0.1:0", peer=rx.local_address) as tx,
+    ):
+        batch = PacketBatch()
+        batch.extend(payloads(5, 300))
+        assert await tx.send_batch(batch) == 5
+        assert (await receive(rx, 5)).to_list() == payloads(5, 300)
+        with pytest.raises(TypeError):
+            await rx.recv_batch(PacketBatch())

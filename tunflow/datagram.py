@@ -1,0 +1,279 @@
+"""Batches of UDP datagrams in one contiguous arena, sans-I/O: :class:`DatagramBatch`.
+
+The one datagram batch of tunflow: transports receive into it and send from it, the WireGuard
+core encrypts into it and decrypts from it, and pipeline stages see it where a batch crosses
+the network side of a :class:`~tunflow.pipeline.Tunnel`.
+
+It is a :class:`~tunflow.packet.PacketBatch` with two differences that batching UDP needs:
+
+* **no headroom** — datagrams are written back to back, so a run of equal-sized datagrams to
+  one address is one contiguous slice a transport hands to a single ``sendmsg`` with
+  ``UDP_SEGMENT`` (:meth:`DatagramBatch.gso_groups`), and one ``UDP_GRO`` read lands as a run
+  of datagrams in place (:meth:`DatagramBatch.add_segments`);
+* **an address per datagram** — where it came from, or where it goes (``None``: a connected
+  transport's peer).
+
+This module must not import ``os``, ``socket`` or any event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Final
+
+from .errors import PacketTooLargeError
+from .packet import PacketBatch
+
+__all__ = [
+    "Address",
+    "DatagramBatch",
+    "UDP_MAX_SEGMENTS",
+    "UDP_MAX_GSO_BYTES",
+]
+
+#: A UDP endpoint, ``(host, port)``. Transports normalise IPv6 4-tuples and IPv4-mapped IPv6
+#: addresses to this form, so one peer always has one address.
+Address = tuple[str, int]
+#: The most segments Linux accepts in one ``UDP_SEGMENT`` send (``UDP_MAX_SEGMENTS``).
+UDP_MAX_SEGMENTS: Final = 64
+#: The most payload bytes in one ``UDP_SEGMENT`` send: the IPv4 limit (65535 - 20 - 8); a
+#: larger send fails with ``EMSGSIZE``.
+UDP_MAX_GSO_BYTES: Final = 65507
+#: Default datagram limit of a batch: high enough never to bind before the arena does.
+_MAX_DATAGRAMS: Final = 1 << 16
+
+
+class DatagramBatch(PacketBatch):
+    """Datagrams packed back to back in one preallocated ``bytearray``, each with an address.
+
+    Args:
+        capacity: size of the arena in bytes.
+        max_packets: the most datagrams the batch takes (readers stop there; by default the
+            arena is always full first).
+
+    The attributes are public for hot loops, as in :class:`~tunflow.packet.PacketBatch`:
+    ``buffer``/``view`` (the arena), ``offsets``/``lengths`` (where each datagram starts and
+    how long it is), ``addresses`` (each datagram's peer: the source after a receive, the
+    destination for a send; ``None`` is a connected transport's peer) and ``end`` (the first
+    free byte). There is no headroom: :meth:`header`, :meth:`with_header` and
+    :meth:`zero_headers` raise, and ``vnet_hdr`` is always ``False``.
+
+    Example:
+        >>> b = DatagramBatch(4096)
+        >>> b.append(b"abc", address=("192.0.2.1", 51820))
+        >>> b.append(b"def", address=("192.0.2.1", 51820))
+        >>> b.gso_groups()
+        [(('192.0.2.1', 51820), 0, 6, 3)]
+        >>> b.to_pairs()
+        [(b'abc', ('192.0.2.1', 51820)), (b'def', ('192.0.2.1', 51820))]
+    """
+
+    __slots__ = ("addresses",)
+
+    def __init__(self, capacity: int = 256 * 1024, max_packets: int = _MAX_DATAGRAMS) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be positive")
+        if max_packets < 1:
+            raise ValueError("max_packets must be at least 1")
+        self.buffer = bytearray(capacity)
+        self.view = memoryview(self.buffer)
+        self.offsets: list[int] = []
+        self.lengths: list[int] = []
+        self.end = 0
+        self.max_packets = max_packets
+        self.vnet_hdr = False
+        self.addresses: list[Any] = []
+
+    def __repr__(self) -> str:
+        return f"<DatagramBatch {len(self.offsets)} datagrams, {self.end}/{len(self.buffer)} bytes>"
+
+    # -- space -------------------------------------------------------------------------------
+
+    def room(self) -> int:
+        """The largest datagram that still fits (0 when the batch is full)."""
+        if len(self.offsets) >= self.max_packets:
+            return 0
+        return len(self.buffer) - self.end
+
+    def reserve(self) -> int:
+        """The offset at which the next datagram would start (:attr:`end`: no headroom)."""
+        return self.end
+
+    # -- access ------------------------------------------------------------------------------
+
+    def datagram(self, i: int) -> memoryview:
+        """Datagram ``i`` as a ``memoryview`` into the arena (no copy)."""
+        off = self.offsets[i]
+        return self.view[off : off + self.lengths[i]]
+
+    def address(self, i: int) -> Any:
+        """The peer of datagram ``i`` (``None``: a connected transport's peer)."""
+        return self.addresses[i]
+
+    def header(self, i: int) -> memoryview:
+        """Datagrams have no headroom.
+
+        Raises:
+            TypeError: always.
+        """
+        raise TypeError("a DatagramBatch has no headroom (datagrams are back to back)")
+
+    def with_header(self, i: int) -> memoryview:
+        """Datagrams have no headroom.
+
+        Raises:
+            TypeError: always.
+        """
+        raise TypeError("a DatagramBatch has no headroom (datagrams are back to back)")
+
+    def zero_headers(self) -> None:
+        """Datagrams have no headroom.
+
+        Raises:
+            TypeError: always.
+        """
+        raise TypeError("a DatagramBatch has no virtio-net headers to zero")
+
+    # -- adding ------------------------------------------------------------------------------
+
+    def append(
+        self,
+        data: bytes | bytearray | memoryview,
+        header: bytes | None = None,
+        *,
+        address: Any = None,
+    ) -> None:
+        """Copy ``data`` in as the next datagram, for (or from) ``address``.
+
+        Args:
+            data: the datagram.
+            header: must be ``None`` (a datagram has no virtio-net header); it is here so a
+                :class:`DatagramBatch` can stand wherever a ``PacketBatch`` is written.
+            address: its peer.
+
+        Raises:
+            PacketTooLargeError: it does not fit in the free space, or the batch is full.
+            TypeError: ``header`` was given (an address passed by position lands there).
+        """
+        if header is not None:
+            raise TypeError("a datagram has no virtio-net header; pass its peer as address=")
+        n = len(data)
+        off = self.end
+        if off + n > len(self.buffer) or len(self.offsets) >= self.max_packets:
+            raise PacketTooLargeError(f"a {n}-byte datagram does not fit: {self.room()} bytes left")
+        self.buffer[off : off + n] = data
+        self.offsets.append(off)
+        self.lengths.append(n)
+        self.addresses.append(address)
+        self.end = off + n
+
+    def extend(self, packets: Iterable[bytes | bytearray | memoryview]) -> None:
+        """:meth:`append` each datagram, without an address."""
+        for p in packets:
+            self.append(p)
+
+    def commit(self, offset: int, length: int, address: Any = None) -> None:
+        """Record a datagram of ``length`` bytes already written at ``offset`` (≥ :attr:`end`)."""
+        self.offsets.append(offset)
+        self.lengths.append(length)
+        self.addresses.append(address)
+        self.end = offset + length
+
+    def add_segments(self, offset: int, total: int, segment_size: int, address: Any) -> int:
+        """Register a ``UDP_GRO`` read: ``total`` bytes at ``offset`` cut every ``segment_size``.
+
+        The transport reads into :attr:`buffer` at :attr:`end` and calls this with the
+        ``UDP_GRO`` control message's segment size (or ``total`` when there was none).
+
+        Returns:
+            The number of datagrams added.
+
+        Raises:
+            ValueError: the region is outside the arena or ``segment_size`` is not positive.
+        """
+        if segment_size <= 0 or offset < 0 or offset + total > len(self.buffer):
+            raise ValueError("segments outside the arena or non-positive segment size")
+        if total <= segment_size:
+            # the common case of a read without GRO: no loop
+            self.offsets.append(offset)
+            self.lengths.append(total)
+            self.addresses.append(address)
+            self.end = max(self.end, offset + total)
+            return 1
+        stop = offset + total
+        full, last = divmod(total, segment_size)
+        self.offsets.extend(range(offset, stop, segment_size))
+        self.lengths.extend([segment_size] * full)
+        count = full
+        if last:
+            self.lengths.append(last)
+            count += 1
+        self.addresses.extend([address] * count)
+        self.end = max(self.end, stop)
+        return count
+
+    # -- removing ----------------------------------------------------------------------------
+
+    def clear(self) -> None:
+        """Forget every datagram; the arena is reused."""
+        self.offsets.clear()
+        self.lengths.clear()
+        self.addresses.clear()
+        self.end = 0
+        self.vnet_hdr = False
+
+    def keep(self, indices: Iterable[int]) -> None:
+        """Keep only the datagrams at ``indices`` (ascending), with their addresses."""
+        idx = indices if isinstance(indices, list | tuple | range) else list(indices)
+        offsets, lengths, addrs = self.offsets, self.lengths, self.addresses
+        self.offsets = [offsets[i] for i in idx]
+        self.lengths = [lengths[i] for i in idx]
+        self.addresses = [addrs[i] for i in idx]
+
+    # -- reading out -------------------------------------------------------------------------
+
+    def to_pairs(self) -> list[tuple[bytes, Any]]:
+        """Copies of the datagrams with their addresses (for tests and slow paths)."""
+        view = self.view
+        return [
+            (bytes(view[o : o + n]), a)
+            for o, n, a in zip(self.offsets, self.lengths, self.addresses, strict=True)
+        ]
+
+    def gso_groups(
+        self, max_segments: int = UDP_MAX_SEGMENTS, max_bytes: int = UDP_MAX_GSO_BYTES
+    ) -> list[tuple[Any, int, int, int]]:
+        """Group datagrams for ``UDP_SEGMENT`` sends.
+
+        A group is consecutive datagrams to the same address, contiguous in the arena, all of
+        one size except a shorter last one, at most ``max_segments`` long and ``max_bytes``
+        in total — exactly what one ``sendmsg`` with ``UDP_SEGMENT=segment_size`` sends.
+
+        Returns:
+            ``(address, offset, length, segment_size)`` per group; send
+            ``view[offset:offset + length]``. A group of one datagram has
+            ``segment_size == length`` (send it without ``UDP_SEGMENT``).
+        """
+        groups: list[tuple[Any, int, int, int]] = []
+        offs, lens, addrs = self.offsets, self.lengths, self.addresses
+        n = len(offs)
+        i = 0
+        while i < n:
+            addr, start, seg = addrs[i], offs[i], lens[i]
+            end = start + seg
+            j = i + 1
+            if seg > 0:
+                limit = min(n, i + max_segments)
+                while j < limit:
+                    ln = lens[j]
+                    if offs[j] != end or ln > seg or end + ln - start > max_bytes:
+                        break
+                    if addrs[j] is not addr and addrs[j] != addr:
+                        break
+                    end += ln
+                    j += 1
+                    if ln < seg:
+                        break
+            groups.append((addr, start, end - start, seg))
+            i = j
+        return groups
