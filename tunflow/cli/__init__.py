@@ -18,7 +18,7 @@ import attrs
 __all__ = ["main", "command", "Command", "COMMAND_MODULES", "build_parser"]
 
 #: Modules that register subcommands when imported, in the order ``--help`` lists them.
-COMMAND_MODULES: list[str] = ["tunflow.cli.pipeline"]
+COMMAND_MODULES: list[str] = ["tunflow.cli.pipeline", "tunflow.cli.vpn"]
 
 
 @attrs.frozen

@@ -1,0 +1,175 @@
+"""The wg-quick file format: what wg(8)/wg-quick(8) accept, typed, and errors that name the line."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from tunflow import ConfigError
+from tunflow.wireguard import PrivateKey
+from tunflow.wireguard.wgquick import QuickConfig, hooks, load_wgquick, parse_wgquick
+
+KEY_A = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
+PUB_B = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
+PUB_C = "TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0="
+PSK = "FpCyhws9cxwWoV4xELtfJvjJN+zQVRPISllRWgeopVE="
+
+FULL = f"""
+# a comment line
+[Interface]
+PrivateKey = {KEY_A}
+ListenPort = 51820
+Address = 10.0.0.1/24, fd00::1/64   # trailing comment
+Address = 10.9.0.1/16
+MTU = 1380
+DNS = 10.0.0.53, example.internal
+FwMark = 0x1234
+Table = off
+PostUp = echo up %i
+PreDown = echo down %i
+
+[Peer]
+PublicKey = {PUB_B}
+PresharedKey = {PSK}
+AllowedIPs = 10.0.0.2/32, fd00::2/128
+AllowedIPs = 192.168.50.0/24
+Endpoint = 192.0.2.7:51820
+PersistentKeepalive = 25
+
+[peer]
+publickey = {PUB_C}
+allowedips = 10.0.0.3/32
+endpoint = [2001:db8::3]:4000
+native = yes
+persistentkeepalive = off
+"""
+
+
+def test_full_file() -> None:
+    cfg = parse_wgquick(FULL, file="wg0.conf")
+    assert cfg.private_key == PrivateKey.from_base64(KEY_A)
+    assert cfg.listen_port == 51820 and cfg.mtu == 1380 and cfg.fwmark == 0x1234
+    assert cfg.addresses == tuple(
+        ipaddress.ip_interface(a) for a in ("10.0.0.1/24", "fd00::1/64", "10.9.0.1/16")
+    )
+    assert cfg.dns == ("10.0.0.53", "example.internal")
+    assert cfg.table == "off"
+    assert hooks(cfg.post_up, "wg0") == ["echo up wg0"]
+    assert hooks(cfg.pre_down, "wg0") == ["echo down wg0"]
+    b, c = cfg.peers
+    assert b.public_key.to_base64() == PUB_B and b.preshared_key is not None
+    assert [str(n) for n in b.allowed_ips] == ["10.0.0.2/32", "fd00::2/128", "192.168.50.0/24"]
+    assert (b.endpoint, b.persistent_keepalive, b.native) == ("192.0.2.7:51820", 25, False)
+    assert (c.endpoint, c.persistent_keepalive, c.native) == ("[2001:db8::3]:4000", 0, True)
+    assert (b.line, c.line) == (15, 23)
+
+
+def test_interface_config_resolves_names_and_sets_native() -> None:
+    text = f"""[Interface]
+PrivateKey = {KEY_A}
+[Peer]
+PublicKey = {PUB_B}
+Endpoint = vpn.example.net:51820
+AllowedIPs = 10.0.0.2/32
+[Peer]
+PublicKey = {PUB_C}
+Endpoint = [2001:DB8::3]:4000
+"""
+    looked_up: list[tuple[str, int]] = []
+
+    def resolve(host: str, port: int) -> tuple[str, int]:
+        looked_up.append((host, port))
+        return ("198.51.100.9", port)
+
+    ic = parse_wgquick(text).interface_config(resolve=resolve)
+    assert looked_up == [("vpn.example.net", 51820)]  # IP literals are not looked up
+    assert [p.endpoint for p in ic.peers] == [("198.51.100.9", 51820), ("2001:db8::3", 4000)]
+    assert ic.listen_port == 0 and ic.mtu == 1420
+    assert not any(p.native_mode for p in ic.peers)
+    assert all(
+        p.native_mode
+        for p in parse_wgquick(text).interface_config(native=True, resolve=resolve).peers
+    )
+
+
+def test_unresolvable_endpoint_names_the_line() -> None:
+    text = (
+        f"[Interface]\nPrivateKey = {KEY_A}\n[Peer]\nPublicKey = {PUB_B}\nEndpoint = nx.invalid:1\n"
+    )
+
+    def fail(host: str, port: int) -> tuple[str, int]:
+        raise OSError("Name or service not known")
+
+    with pytest.raises(ConfigError, match=r"f.conf: line 3: endpoint 'nx.invalid:1' does not"):
+        parse_wgquick(text, file="f.conf").interface_config(resolve=fail)
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "message"),
+    [
+        ("[Interface]\nPrivateKey = nope\n", 2, "PrivateKey: .*private key"),
+        ("[Interface]\nPrivateKey = {k}\nListenPort = 70000\n", 3, "ListenPort: 70000 is outside"),
+        ("[Interface]\nPrivateKey = {k}\nMTU = big\n", 3, "MTU: 'big' is not a number"),
+        ("[Interface]\nPrivateKey = {k}\nAddress = 10.0.0.300/24\n", 3, "not an address"),
+        (
+            "[Interface]\nPrivateKey = {k}\nColour = blue\n",
+            3,
+            "unknown key 'Colour' in \\[Interface\\]",
+        ),
+        (
+            "[Interface]\nPrivateKey = {k}\n[Peer]\nPublicKey = {p}\nAllowedIPs = 10.0.0/33\n",
+            5,
+            "not an IP prefix",
+        ),
+        (
+            "[Interface]\nPrivateKey = {k}\n[Peer]\nPublicKey = {p}\nEndpoint = 1.2.3.4\n",
+            5,
+            "Endpoint: endpoint",
+        ),
+        (
+            "[Interface]\nPrivateKey = {k}\n[Peer]\nPublicKey = {p}\nNative = maybe\n",
+            5,
+            "not true or false",
+        ),
+        (
+            "[Interface]\nPrivateKey = {k}\n[Peer]\nAllowedIPs = 10.0.0.2/32\n",
+            3,
+            "\\[Peer\\] has no PublicKey",
+        ),
+        ("[Interface]\nPrivateKey = {k}\n[Peers]\n", 3, "unknown section \\[Peers\\]"),
+        ("[Interface]\nPrivateKey = {k}\njust words\n", 3, "expected 'Key = Value'"),
+        ("PrivateKey = {k}\n", 1, "outside a section"),
+        ("[Interface]\nListenPort = 1\n", 1, "no PrivateKey"),
+        ("[Interface]\nPrivateKey = {k}\nTable = 1234\n", 3, "only auto and off"),
+        (
+            "[Interface]\nPrivateKey = {k}\n[Peer]\nPublicKey = {p}\n[Peer]\nPublicKey = {p}\n",
+            5,
+            "second \\[Peer\\].*line 3",
+        ),
+        ("[Interface]\nPrivateKey = {k}\n[Interface]\n", 3, "second \\[Interface\\]"),
+        ("[Interface\n", 1, "must end with"),
+    ],
+)
+def test_errors_name_file_and_line(body: str, line: int, message: str) -> None:
+    text = body.format(k=KEY_A, p=PUB_B)
+    with pytest.raises(ConfigError, match=f"^wg1.conf: line {line}: .*{message}") as info:
+        parse_wgquick(text, file="wg1.conf")
+    assert info.value.file == "wg1.conf" and info.value.path == f"line {line}"
+
+
+def test_no_interface_section() -> None:
+    with pytest.raises(ConfigError, match=r"wg\.conf: no \[Interface\]"):
+        parse_wgquick(f"[Peer]\nPublicKey = {PUB_B}\n", file="wg.conf")
+
+
+def test_load_from_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "wg7.conf"
+    path.write_text(FULL)
+    assert isinstance(load_wgquick(path), QuickConfig)
+    with pytest.raises(ConfigError, match=r"missing\.conf: cannot read"):
+        load_wgquick(tmp_path / "missing.conf")
+    (tmp_path / "bin.conf").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ConfigError, match="not a UTF-8"):
+        load_wgquick(tmp_path / "bin.conf")

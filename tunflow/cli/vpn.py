@@ -1,0 +1,388 @@
+"""``tunflow up``, ``down``, ``show``, ``genkey``, ``pubkey`` and ``genpsk``: the VPN commands.
+
+``tunflow up wg0.conf`` reads a wg-quick file and runs the interface in the foreground (the
+interface is named after the file, as wg-quick names it) until SIGINT or SIGTERM, then takes
+it down cleanly; ``--daemon`` runs it in the background instead. While it runs, ``wg show`` and
+``wg set`` work against it through ``/var/run/wireguard/<name>.sock``, and ``tunflow down wg0``
+stops it. ``genkey``/``pubkey``/``genpsk`` behave as ``wg``'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ..errors import ConfigError, TunflowError
+from . import command
+
+__all__ = ["up", "down", "show", "genkey", "pubkey", "genpsk", "PID_DIRECTORY"]
+
+#: Where ``tunflow up`` records the process running an interface (``<name>.pid``).
+PID_DIRECTORY = "/run/tunflow"
+
+log = logging.getLogger("tunflow.cli")
+
+
+def _error(exc: BaseException) -> int:
+    print(f"tunflow: {exc}", file=sys.stderr)
+    return 2 if isinstance(exc, ConfigError) else 1
+
+
+def _pid_path(name: str) -> Path:
+    return Path(PID_DIRECTORY) / f"{name}.pid"
+
+
+def _interface_name(arg: str) -> str:
+    """``wg0`` for ``wg0``, ``/etc/wireguard/wg0.conf`` or ``wg0.conf``."""
+    return Path(arg).stem if arg.endswith(".conf") or "/" in arg else arg
+
+
+# -- up -----------------------------------------------------------------------------------------
+
+
+def _up_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", metavar="FILE", help="a wg-quick configuration file (wg0.conf)")
+    p.add_argument(
+        "--name", help="the interface name (default: the file name without .conf, as wg-quick)"
+    )
+    p.add_argument(
+        "--native",
+        action="store_true",
+        help="tunflow native fast mode with every peer (tunflow peers only: not WireGuard)",
+    )
+    p.add_argument(
+        "--offload",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="TUN offload (auto: on when a peer is in native mode)",
+    )
+    p.add_argument("--daemon", action="store_true", help="run in the background once it is up")
+    p.add_argument(
+        "--backend",
+        choices=("asyncio", "uvloop", "trio"),
+        default="asyncio",
+        help="event loop (default asyncio)",
+    )
+    p.add_argument("--no-routes", action="store_true", help="add no routes (as Table = off)")
+    p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+
+
+def _run_hooks(commands: list[str], what: str) -> None:
+    for cmd in commands:
+        log.info("%s: %s", what, cmd)
+        done = subprocess.run(cmd, shell=True, check=False)
+        if done.returncode:
+            raise ConfigError(f"{what} command exited {done.returncode}: {cmd}")
+
+
+async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
+    from ..wireguard import open_interface
+    from ..wireguard.wgquick import hooks
+
+    config = quick.interface_config(native=args.native)
+    offload = {"auto": None, "on": True, "off": False}[args.offload]
+    routes = quick.table != "off" and not args.no_routes
+    if quick.dns:
+        log.warning("DNS = %s is not applied by tunflow", ", ".join(quick.dns))
+    if quick.save_config:
+        log.warning("SaveConfig = true is not supported: the file is never written")
+    _run_hooks(hooks(quick.pre_up, name), "PreUp")
+    pid_file = _pid_path(name)
+    reason = "stopped"
+    async with open_interface(
+        config, name=name, addresses=quick.addresses, routes=routes, offload=offload
+    ) as iface:
+        try:
+            _run_hooks(hooks(quick.post_up, name), "PostUp")
+            pid_file.parent.mkdir(parents=True, exist_ok=True)
+            pid_file.write_text(f"{os.getpid()}\n")
+            mode = "native fast mode" if any(p.native_mode for p in config.peers) else "WireGuard"
+            print(
+                f"{name} up: listening on UDP {iface.listen_port}, {len(config.peers)} peer(s), "
+                f"{mode}; wg show {name}; tunflow down {name}",
+                flush=True,
+            )
+            async with anyio.create_task_group() as tg:
+
+                async def signals() -> None:
+                    nonlocal reason
+                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as got:
+                        async for signum in got:
+                            reason = signal.Signals(signum).name
+                            tg.cancel_scope.cancel()
+                            return
+
+                async def closed() -> None:
+                    nonlocal reason
+                    reason = await iface.wait_closed()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(signals)
+                tg.start_soon(closed)
+            _run_hooks(hooks(quick.pre_down, name), "PreDown")
+            stats = iface.statistics()
+        finally:
+            with _suppress_os_error():
+                if pid_file.read_text().strip() == str(os.getpid()):
+                    pid_file.unlink()
+    _run_hooks(hooks(quick.post_down, name), "PostDown")
+    t, w = stats.transport, stats.wireguard
+    per_read = t.rx_datagrams / t.rx_syscalls if t.rx_syscalls else 0.0
+    per_send = t.tx_datagrams / t.tx_syscalls if t.tx_syscalls else 0.0
+    print(
+        f"{name} down ({reason}): {w.rx_packets} datagrams in, {w.tx_packets} out, "
+        f"{per_read:.1f} per read, {per_send:.1f} per send, {w.dropped} dropped",
+        flush=True,
+    )
+    return 0
+
+
+class _suppress_os_error:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> bool:
+        return kind is not None and issubclass(kind, OSError)
+
+
+def _logging(args: argparse.Namespace) -> None:
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("tunflow: %(message)s"))
+    root = logging.getLogger("tunflow")
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def _daemonize(args: argparse.Namespace, name: str) -> int:
+    """Run ``tunflow up`` again in a new session; return once the interface is up."""
+    argv = [sys.executable, "-m", "tunflow.cli", "up", args.config, "--name", name]
+    for flag in ("native", "no_routes", "quiet", "verbose"):
+        if getattr(args, flag):
+            argv.append("--" + flag.replace("_", "-"))
+    argv += ["--offload", args.offload, "--backend", args.backend]
+    log_path = Path(PID_DIRECTORY) / f"{name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as out:
+        child = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+        )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            print(f"tunflow: {name} failed to come up:", file=sys.stderr)
+            sys.stderr.write(log_path.read_text(errors="replace"))
+            return 1
+        if b" up: " in log_path.read_bytes():
+            print(f"{name} up in the background (pid {child.pid}, log {log_path})")
+            return 0
+        time.sleep(0.05)
+    print(f"tunflow: {name} did not come up within 15 s (see {log_path})", file=sys.stderr)
+    child.terminate()
+    return 1
+
+
+@command(
+    "up", "bring a WireGuard interface up from a wg-quick file (runs in the foreground)", _up_args
+)
+def up(args: argparse.Namespace) -> int:
+    """``tunflow up FILE``."""
+    from ..wireguard.wgquick import load_wgquick
+
+    try:
+        quick = load_wgquick(args.config)
+        name = args.name or Path(args.config).stem
+        if args.daemon:
+            return _daemonize(args, name)
+        _logging(args)
+        backend, options = args.backend, {}
+        if backend == "uvloop":
+            backend, options = "asyncio", {"use_uvloop": True}
+        status: int = anyio.run(_serve, args, quick, name, backend=backend, backend_options=options)
+        return status
+    except (TunflowError, OSError) as exc:
+        return _error(exc)
+
+
+# -- down ---------------------------------------------------------------------------------------
+
+
+def _down_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", metavar="NAME", help="the interface (wg0) or its file (wg0.conf)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+@command("down", "take an interface brought up by 'tunflow up' down", _down_args)
+def down(args: argparse.Namespace) -> int:
+    """``tunflow down NAME``: SIGTERM to the process running it, then wait until it is gone.
+
+    Without a pid file (another tool started it), the interface is deleted, which stops a
+    tunflow (or wireguard-go) process serving it.
+    """
+    name = _interface_name(args.name)
+    pid_file = _pid_path(name)
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        pid = 0
+    if pid and _alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + args.timeout
+        while _alive(pid):
+            if time.monotonic() > deadline:
+                print(f"tunflow: {name} (pid {pid}) did not stop", file=sys.stderr)
+                return 1
+            time.sleep(0.05)
+        return 0
+    # not ours (or its pid file is gone): deleting the link stops whoever serves it
+    done = subprocess.run(["ip", "link", "del", name], capture_output=True, text=True, check=False)
+    if done.returncode:
+        print(f"tunflow: no interface {name} to take down", file=sys.stderr)
+        return 1
+    return 0
+
+
+# -- show ---------------------------------------------------------------------------------------
+
+
+def _show_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", metavar="NAME", nargs="?", help="the interface (default: all)")
+
+
+def _uapi_get(path: Path) -> str:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect(str(path))
+        s.sendall(b"get=1\n\n")
+        data = b""
+        while not data.endswith(b"\n\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return data.decode()
+
+
+def _ago(seconds: float) -> str:
+    s = int(seconds)
+    parts: list[str] = []
+    for unit, size in (("hour", 3600), ("minute", 60), ("second", 1)):
+        if s >= size or (unit == "second" and not parts):
+            n, s = divmod(s, size)
+            parts.append(f"{n} {unit}{'s' if n != 1 else ''}")
+    return ", ".join(parts) + " ago"
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} B"
+
+
+@command("show", "show interfaces as 'wg show' does (through their control sockets)", _show_args)
+def show(args: argparse.Namespace) -> int:
+    """``tunflow show [NAME]``: a small ``wg show`` for machines without wireguard-tools."""
+    from ..wireguard import UAPI_DIRECTORY
+    from ..wireguard.protocol import parse_get
+    from ..wireguard.protocol.config import format_endpoint
+
+    directory = Path(UAPI_DIRECTORY)
+    names = [args.name] if args.name else sorted(p.stem for p in directory.glob("*.sock"))
+    status = 0
+    for i, name in enumerate(names):
+        try:
+            info = parse_get(_uapi_get(directory / f"{name}.sock"))
+        except (OSError, TunflowError) as exc:
+            print(f"tunflow: {name}: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        if i:
+            print()
+        print(f"interface: {name}")
+        if info.private_key is not None:
+            print(f"  public key: {info.private_key.public_key().to_base64()}")
+            print("  private key: (hidden)")
+        if info.listen_port:
+            print(f"  listening port: {info.listen_port}")
+        now = time.time()
+        for peer in info.peers:
+            print(f"\npeer: {peer.public_key.to_base64()}")
+            if peer.endpoint is not None:
+                print(f"  endpoint: {format_endpoint(peer.endpoint)}")
+            print(f"  allowed ips: {', '.join(map(str, peer.allowed_ips)) or '(none)'}")
+            if peer.last_handshake_time_sec:
+                seen = peer.last_handshake_time_sec + peer.last_handshake_time_nsec / 1e9
+                print(f"  latest handshake: {_ago(max(0.0, now - seen))}")
+            if peer.rx_bytes or peer.tx_bytes:
+                print(f"  transfer: {_bytes(peer.rx_bytes)} received, {_bytes(peer.tx_bytes)} sent")
+            if peer.persistent_keepalive_interval:
+                every = peer.persistent_keepalive_interval
+                print(f"  persistent keepalive: every {every} seconds")
+    return status
+
+
+# -- keys ---------------------------------------------------------------------------------------
+
+
+def _no_args(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+@command("genkey", "print a new private key (as 'wg genkey')", _no_args)
+def genkey(args: argparse.Namespace) -> int:
+    """``tunflow genkey``."""
+    from ..wireguard import genkey as new_key
+
+    old = os.umask(0o077)  # as wg: the key may be redirected into a file
+    try:
+        print(new_key())
+    finally:
+        os.umask(old)
+    return 0
+
+
+@command("pubkey", "read a private key on stdin, print its public key (as 'wg pubkey')", _no_args)
+def pubkey(args: argparse.Namespace) -> int:
+    """``tunflow pubkey``."""
+    from ..wireguard import pubkey as public
+
+    try:
+        print(public(sys.stdin.read().strip()))
+    except TunflowError as exc:
+        return _error(exc)
+    return 0
+
+
+@command("genpsk", "print a new preshared key (as 'wg genpsk')", _no_args)
+def genpsk(args: argparse.Namespace) -> int:
+    """``tunflow genpsk``."""
+    from ..wireguard import genpsk as new_psk
+
+    print(new_psk())
+    return 0

@@ -1,0 +1,775 @@
+"""A running WireGuard interface: TUN device + UDP transport + the sans-I/O protocol core.
+
+:func:`open_interface` brings one up and keeps it running while its ``async with`` block runs::
+
+    async with open_interface(config, name="wg0", addresses=["10.0.0.1/24"]) as wg0:
+        await anyio.sleep_forever()
+
+The data path is a :class:`~tunflow.pipeline.Tunnel`: the TUN device on the local side, a
+:class:`WireGuardPort` on the remote side, user stages (filters, rate limits…) in between on
+plain IP packets. The port is where WireGuard happens, one batch at a time:
+
+* **outbound** — the device hands a batch of IP packets (MTU-sized, or offload super-packets
+  kept whole when every peer is a native-mode peer); :meth:`WireGuard.encrypt_batch` routes and
+  seals them straight into a :class:`~tunflow.datagram.DatagramBatch`, handshake datagrams are
+  appended, and the UDP transport sends each run of equal-sized datagrams to one peer with one
+  ``UDP_SEGMENT`` system call;
+* **inbound** — one ``UDP_GRO`` read brings a run of datagrams; :meth:`WireGuard.decrypt_batch`
+  opens them into a packet batch (native super-packets with their virtio-net header), answers
+  handshakes in place, and the device writes the batch (GRO-coalesced on an offload device).
+
+Beside the tunnel run a timer task (retransmissions, keepalives, rekeying: whatever
+:meth:`WireGuard.get_timer` asks for) and the UAPI server on ``/var/run/wireguard/<name>.sock``
+that ``wg show``/``wg set`` talk to. Everything runs in one event loop thread (the protocol
+object is not thread-safe); asyncio, uvloop and trio alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any, Final
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+import attrs
+
+from ..datagram import DatagramBatch
+from ..device import AsyncDevice, DeviceBuilder, DeviceStatistics, Layer, OffloadInfo
+from ..errors import ConfigError, DeviceGoneError, MalformedPacketError, OffloadError
+from ..offload import VIRTIO_NET_HDR_GSO_NONE, gso_split
+from ..packet import HEADROOM, PacketBatch
+from ..pipeline import PortHandle, PortStatistics, Stage, StageSpec, Tunnel
+from ..transport import TransportStatistics, UDPTransport
+from .protocol import (
+    Event,
+    HandshakeCompleted,
+    InterfaceConfig,
+    PeerStatistics,
+    PublicKey,
+    UapiConnection,
+    WireGuard,
+    WireGuardStatistics,
+    handle_request,
+)
+
+__all__ = [
+    "WireGuardInterface",
+    "WireGuardPort",
+    "InterfaceStatistics",
+    "open_interface",
+    "UAPI_DIRECTORY",
+]
+
+log = logging.getLogger("tunflow.wireguard")
+
+#: Where ``wg(8)`` looks for userspace interfaces' control sockets.
+UAPI_DIRECTORY: Final = "/var/run/wireguard"
+#: The longest a timer task sleeps between looks at the protocol's deadlines (seconds). Every
+#: deadline the data path sets is at least REKEY_TIMEOUT (5 s) ahead, so none is missed.
+_TIMER_TICK: Final = 1.0
+#: Consecutive receives that stopped on a full batch before the interface says "under load".
+_BACKLOG_READS: Final = 8
+_UNDER_LOAD_FOR: Final = 1.0
+_MAX_EVENTS: Final = 256
+
+
+def _clock() -> Callable[[], float]:
+    return time.monotonic
+
+
+@attrs.frozen
+class InterfaceStatistics:
+    """A snapshot of a running interface.
+
+    Attributes:
+        name: the interface name.
+        wireguard: the protocol's counters (packets, handshakes, drops by reason).
+        transport: the UDP transport's (datagrams per system call, drops by reason).
+        device: the TUN device's (super-packets, coalescing).
+        peers: what ``wg show`` prints per peer.
+        listen_port: the UDP port bound.
+    """
+
+    name: str
+    wireguard: WireGuardStatistics
+    transport: TransportStatistics
+    device: DeviceStatistics
+    peers: tuple[PeerStatistics, ...]
+    listen_port: int
+
+
+class WireGuardPort:
+    """The network side of a WireGuard interface as a pipeline :class:`~tunflow.pipeline.Port`.
+
+    IP packets go in (:meth:`send_batch` encrypts them and sends the datagrams) and come out
+    (:meth:`recv_batch` receives datagrams and decrypts them); handshakes, cookies and
+    keepalives are handled on the way. The protocol object and the transport are shared with
+    the interface's timer task; everything runs in one thread.
+
+    Args:
+        wg: the protocol core.
+        transport: the UDP transport.
+        whole: take offload super-packets whole (every peer is a native-mode peer); otherwise
+            the device splits them before they get here.
+        device_offload: the device takes super-packets (native ones received are written
+            whole); otherwise they are split here first.
+        mtu: the tunnel MTU.
+        clock: the monotonic clock ``wg`` runs on.
+        name: for statistics.
+    """
+
+    def __init__(
+        self,
+        wg: WireGuard,
+        transport: UDPTransport,
+        *,
+        whole: bool = False,
+        device_offload: bool = False,
+        mtu: int = 1420,
+        clock: Callable[[], float] = time.monotonic,
+        name: str = "wireguard",
+    ) -> None:
+        self.wg = wg
+        self.transport = transport
+        self.name = name
+        self.layer = Layer.L3
+        self.mtu = mtu
+        self.offload = OffloadInfo(vnet_hdr=whole, tso=whole)
+        self.can_split = True
+        self._device_offload = device_offload
+        self._clock = clock
+        # outbound: one arena for the sealed datagrams of a whole device batch (a 1 MiB batch
+        # of super-packets grows by < 3 % in native mode; more is sent in several rounds)
+        self._tx = DatagramBatch(capacity=2 << 20)
+        self._ctl = DatagramBatch(capacity=256 * 1024)
+        # inbound: datagrams not decrypted yet because the packet batch filled up
+        self._rx = transport.new_batch()
+        self._rx_pending = False
+        self._split: PacketBatch | None = None
+        self._backlog = 0
+        self._kernel_drops = 0
+        self._stats = [0, 0, 0, 0, 0, 0]  # rx packets, bytes, batches; tx packets, bytes, batches
+        #: recent protocol events (bounded), newest last
+        self.events: deque[Event] = deque(maxlen=_MAX_EVENTS)
+        self._event_hooks: list[Callable[[Event], None]] = []
+
+    def __repr__(self) -> str:
+        return f"<WireGuardPort {self.name}>"
+
+    # -- Port -----------------------------------------------------------------------------
+
+    def new_batch(self) -> PacketBatch:
+        """A packet batch that holds a whole received datagram batch decrypted (plus one
+        reassembled native super-packet)."""
+        rx = self._rx
+        return PacketBatch(
+            capacity=rx.capacity + HEADROOM * rx.max_packets + (1 << 17),
+            max_packets=rx.max_packets + 8,
+        )
+
+    async def recv_batch(self, batch: PacketBatch, whole: bool) -> PacketBatch:
+        """Wait for datagrams until at least one IP packet comes out of them.
+
+        Raises:
+            anyio.ClosedResourceError: the transport was closed.
+        """
+        wg = self.wg
+        rx = self._rx
+        start = len(batch)
+        while True:
+            if not self._rx_pending:
+                rx.clear()
+                transport = self.transport
+                try:
+                    await transport.recv_batch(rx)
+                except anyio.ClosedResourceError:
+                    if transport is self.transport:
+                        raise
+                    continue  # the listen port changed: receive on the new socket
+                self._note_load(transport)
+            now = self._clock()
+            consumed = wg.decrypt_batch(rx, now, batch)
+            if consumed < len(rx):
+                # the packet batch is full: keep the rest for the next call
+                rx.keep(range(consumed, len(rx)))
+                self._rx_pending = True
+            else:
+                self._rx_pending = False
+            self.flush_control()
+            if len(batch) > start:
+                break
+            await anyio.lowlevel.checkpoint()
+        if batch.vnet_hdr and not self._device_offload:
+            batch = self._split_super_packets(batch)
+        s = self._stats
+        s[0] += len(batch) - start
+        s[1] += sum(batch.lengths[start:])
+        s[2] += 1
+        return batch
+
+    async def send_batch(self, batch: PacketBatch) -> None:
+        """Encrypt ``batch`` (routed by AllowedIPs) and send the datagrams.
+
+        Raises:
+            anyio.ClosedResourceError: the transport was closed.
+        """
+        wg = self.wg
+        tx = self._tx
+        s = self._stats
+        s[3] += len(batch)
+        s[4] += sum(batch.lengths)
+        s[5] += 1
+        now = self._clock()
+        while True:
+            tx.clear()
+            done = wg.encrypt_batch(batch, now, tx)
+            # handshake initiations this batch started go out with it
+            rest = self._append_control(tx, wg.datagrams_to_send())
+            await self._send(tx)
+            if rest:
+                self._send_now(rest)
+            if done >= len(batch) or not done:
+                break
+            batch.keep(range(done, len(batch)))
+        self._drain_events()
+
+    async def _send(self, tx: DatagramBatch) -> None:
+        if not tx:
+            return
+        while True:
+            transport = self.transport
+            try:
+                await transport.send_batch(tx)
+                return
+            except anyio.ClosedResourceError:
+                if transport is self.transport:
+                    raise
+
+    def statistics(self) -> PortStatistics:
+        """Packets through the port (IP packets, not datagrams; see the transport for those)."""
+        s = self._stats
+        t = self.transport.statistics()
+        return PortStatistics(self.name, "wireguard", s[0], s[1], s[2], s[3], s[4], s[5], t.drops)
+
+    def handle(self) -> PortHandle | None:
+        """``None``: the protocol state cannot be shared with a worker process."""
+        return None
+
+    def link(self) -> tuple[int, str] | None:
+        """``None``: no kernel interface behind this port."""
+        return None
+
+    # -- control traffic ------------------------------------------------------------------
+
+    def flush_control(self) -> None:
+        """Send what the protocol queued (handshakes, cookies, keepalives, staged packets)
+        without waiting: a full socket buffer loses them, as the network may (counted)."""
+        out = self.wg.datagrams_to_send()
+        if out:
+            self._send_now(out)
+        self._drain_events()
+
+    @staticmethod
+    def _append_control(tx: DatagramBatch, out: list[tuple[bytes, Any]]) -> list[tuple[bytes, Any]]:
+        for k, (data, addr) in enumerate(out):
+            if tx.room() < len(data):
+                return out[k:]
+            tx.append(data, address=addr)
+        return []
+
+    def _send_now(self, out: list[tuple[bytes, Any]]) -> None:
+        ctl = self._ctl
+        while out:
+            ctl.clear()
+            out = self._append_control(ctl, out)
+            self.transport.send_batch_nowait(ctl)
+
+    def on_event(self, hook: Callable[[Event], None]) -> None:
+        """Call ``hook(event)`` for every protocol event from now on."""
+        self._event_hooks.append(hook)
+
+    def remove_event_hook(self, hook: Callable[[Event], None]) -> None:
+        """Stop calling ``hook``."""
+        with contextlib.suppress(ValueError):
+            self._event_hooks.remove(hook)
+
+    def _drain_events(self) -> None:
+        wg = self.wg
+        while (event := wg.next_event()) is not None:
+            self.events.append(event)
+            if isinstance(event, HandshakeCompleted):
+                log.info("handshake with %s completed", event.public_key)
+            else:
+                log.debug("%s", event)
+            for hook in self._event_hooks:
+                hook(event)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _note_load(self, transport: UDPTransport) -> None:
+        # "Under load" (handshakes must carry a cookie) comes from the transport's queue: the
+        # kernel dropping datagrams, or many receives in a row that found more waiting.
+        self._backlog = self._backlog + 1 if transport.backlogged else 0
+        drops = transport.statistics().drops.get("rx_overflow", 0) if transport.gro else 0
+        if self._backlog >= _BACKLOG_READS or drops > self._kernel_drops:
+            self._kernel_drops = drops
+            self._backlog = 0
+            self.wg.set_under_load(self._clock(), _UNDER_LOAD_FOR)
+
+    def _split_super_packets(self, batch: PacketBatch) -> PacketBatch:
+        """Native super-packets for a device without offload: cut them into MTU packets."""
+        view = batch.view
+        out = self._split
+        need = batch.end * 2 + (1 << 16)
+        if out is None or out.capacity < need:
+            out = self._split = PacketBatch(capacity=need, max_packets=4096)
+        out.clear()
+        for off, n in zip(batch.offsets, batch.lengths, strict=True):
+            if view[off - HEADROOM + 1] == VIRTIO_NET_HDR_GSO_NONE and not view[off - HEADROOM]:
+                out.append(view[off : off + n])
+                continue
+            try:
+                gso_split(view[off - HEADROOM : off + n], out)
+            except (MalformedPacketError, OffloadError):
+                continue
+        return out
+
+
+class WireGuardInterface:
+    """A running WireGuard interface (made by :func:`open_interface`).
+
+    Attributes:
+        name: the interface name.
+        wg: the protocol core (read it; change it from the event loop thread only).
+        device: the TUN device.
+        port: the network side of the tunnel.
+        tunnel: the pipeline running the data path.
+        uapi_path: the control socket (``None`` without one).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        wg: WireGuard,
+        device: AsyncDevice,
+        port: WireGuardPort,
+        tunnel: Tunnel,
+        *,
+        netns: str | None,
+        uapi_path: str | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self.name = name
+        self.wg = wg
+        self.device = device
+        self.port = port
+        self.tunnel = tunnel
+        self.uapi_path = uapi_path
+        self._netns = netns
+        self._clock = clock
+        self._closed = anyio.Event()
+        #: why the interface stopped (``None`` while it runs)
+        self.stop_reason: str | None = None
+        self._cancel: anyio.CancelScope | None = None
+
+    def __repr__(self) -> str:
+        return f"<WireGuardInterface {self.name}>"
+
+    @property
+    def transport(self) -> UDPTransport:
+        """The UDP transport (it changes when the listen port does)."""
+        return self.port.transport
+
+    @property
+    def listen_port(self) -> int:
+        """The UDP port the interface listens on."""
+        return int(self.transport.local_address[1])
+
+    def now(self) -> float:
+        """The protocol's clock."""
+        return self._clock()
+
+    def statistics(self) -> InterfaceStatistics:
+        """Counters of the protocol, the transport and the device, and every peer."""
+        wg = self.wg
+        return InterfaceStatistics(
+            self.name,
+            wg.statistics(),
+            self.transport.statistics(),
+            self.device.statistics(),
+            tuple(wg.peer_statistics(pk) for pk in wg.peers),
+            self.listen_port,
+        )
+
+    def peer(self, public_key: PublicKey | str) -> PeerStatistics:
+        """What ``wg show`` prints for one peer.
+
+        Raises:
+            ConfigError: no such peer.
+        """
+        pk = public_key if isinstance(public_key, PublicKey) else PublicKey.from_base64(public_key)
+        return self.wg.peer_statistics(pk)
+
+    async def wait_handshake(self, public_key: PublicKey | str, timeout: float = 10.0) -> None:
+        """Wait until a handshake with the peer completed (at least once).
+
+        Raises:
+            TimeoutError: none within ``timeout`` seconds.
+        """
+        pk = public_key if isinstance(public_key, PublicKey) else PublicKey.from_base64(public_key)
+        if self.peer(pk).last_handshake is not None:
+            return
+        done = anyio.Event()
+
+        def seen(event: Event) -> None:
+            if isinstance(event, HandshakeCompleted) and event.public_key == pk:
+                done.set()
+
+        self.port.on_event(seen)
+        try:
+            with anyio.fail_after(timeout):
+                await done.wait()
+        finally:
+            self.port.remove_event_hook(seen)
+
+    async def wait_closed(self) -> str:
+        """Wait until the interface stopped on its own (device deleted, transport failed);
+        the reason."""
+        await self._closed.wait()
+        return self.stop_reason or "stopped"
+
+    def close(self) -> None:
+        """Stop the interface (the ``async with`` block of :func:`open_interface` then ends its
+        tasks; cancelling that block does the same)."""
+        self.stop_reason = self.stop_reason or "closed"
+        self._closed.set()
+        if self._cancel is not None:
+            self._cancel.cancel()
+
+    # -- control --------------------------------------------------------------------------
+
+    async def apply_uapi(self, data: bytes) -> bytes:
+        """Answer UAPI request bytes as the control socket does (for tests and tools)."""
+        conn = UapiConnection()
+        conn.receive_data(data)
+        out = bytearray()
+        while (request := conn.next_request()) is not None:
+            reply = await self._handle(request)
+            if not reply:
+                break
+            out += reply
+        return bytes(out)
+
+    async def _handle(self, request: Any) -> bytes:
+        wg = self.wg
+        port, mark = wg.listen_port, wg.fwmark
+        reply = handle_request(wg, request, now=self._clock())
+        if wg.fwmark != mark:
+            try:
+                self.transport.set_fwmark(wg.fwmark)
+            except OSError as exc:
+                log.warning("cannot set fwmark %d: %s", wg.fwmark, exc)
+        if wg.listen_port != port:
+            try:
+                await self._rebind(wg.listen_port)
+            except OSError as exc:
+                log.warning("cannot listen on port %d: %s", wg.listen_port, exc)
+                wg.listen_port = self.listen_port
+                return b"errno=-%d\n\n" % (exc.errno or errno.EADDRINUSE)
+        self.port.flush_control()
+        return reply
+
+    async def _rebind(self, port: int) -> None:
+        old = self.transport
+        new = _bind(port, self.wg.fwmark, self._netns)
+        self.port.transport = new
+        self.wg.listen_port = self.listen_port
+        await old.aclose()
+        log.info("%s listens on UDP port %d", self.name, self.listen_port)
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    async def _timers(self) -> None:
+        wg, clock, port = self.wg, self._clock, self.port
+        while True:
+            now = clock()
+            deadline = wg.get_timer()
+            if deadline is not None and deadline <= now:
+                wg.handle_timer(now)
+                port.flush_control()
+                continue
+            delay = _TIMER_TICK if deadline is None else min(deadline - now, _TIMER_TICK)
+            await anyio.sleep(max(delay, 0.001))
+
+    async def _run_tunnel(self) -> None:
+        try:
+            await self.tunnel.run()
+            self.stop_reason = "the data path ended"
+        except (DeviceGoneError, anyio.BrokenResourceError):
+            self.stop_reason = "the device was deleted"
+        except anyio.ClosedResourceError:
+            self.stop_reason = "closed"
+        except Exception as exc:
+            log.exception("%s: the data path failed", self.name)
+            self.stop_reason = f"the data path failed: {exc}"
+        self.close()
+
+    async def _uapi(self, listener: anyio.abc.SocketListener) -> None:
+        async with listener, anyio.create_task_group() as tg:
+            while True:
+                try:
+                    client = await listener.accept()
+                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                    return
+                except OSError as exc:
+                    log.warning("UAPI accept failed: %s", exc)
+                    await anyio.sleep(0.1)
+                    continue
+                tg.start_soon(self._uapi_client, client)
+
+    async def _uapi_client(self, client: anyio.abc.SocketStream) -> None:
+        conn = UapiConnection()
+        async with client:
+            try:
+                with anyio.move_on_after(30):  # a client that never finishes a request
+                    while True:
+                        data = await client.receive(65536)
+                        conn.receive_data(data)
+                        while (request := conn.next_request()) is not None:
+                            reply = await self._handle(request)
+                            if not reply:
+                                return
+                            await client.send(reply)
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return
+
+
+def _bind(port: int, fwmark: int, netns: str | None) -> UDPTransport:
+    with _entered(netns):
+        return UDPTransport.bind(("::", port), fwmark=fwmark)
+
+
+@contextlib.contextmanager
+def _entered(netns: str | None) -> Any:
+    if netns is None:
+        yield
+        return
+    from ..platform.linux._netns import entered, netns_path
+
+    with entered(netns_path(netns)):
+        yield
+
+
+def _parse_addresses(
+    addresses: Iterable[str | ipaddress.IPv4Interface | ipaddress.IPv6Interface],
+) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
+    out = []
+    for a in addresses:
+        try:
+            out.append(a if not isinstance(a, str) else ipaddress.ip_interface(a))
+        except ValueError:
+            raise ConfigError(f"{a!r} is not an address with a prefix") from None
+    return out
+
+
+async def _add_routes(device: AsyncDevice, wg: WireGuard, name: str) -> None:
+    """A route into the device for every AllowedIPs prefix, as wg-quick's ``Table = auto``.
+
+    Default routes are left out: wg-quick installs them with policy routing on the fwmark so
+    the tunnel's own datagrams do not loop, which tunflow does not do (documented).
+    """
+    nets = sorted(
+        {net for pk in wg.peers for net in wg.peer_statistics(pk).allowed_ips},
+        key=lambda n: (n.version, n.prefixlen, int(n.network_address)),
+    )
+    for net in nets:
+        if net.prefixlen == 0:
+            log.warning(
+                "%s: not adding the default route %s (not supported; Table = off)", name, net
+            )
+            continue
+        try:
+            await device.add_route(net)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            if exc.errno != errno.EEXIST:
+                raise
+
+
+@contextlib.asynccontextmanager
+async def _interface(
+    config: InterfaceConfig,
+    *,
+    name: str,
+    addresses: Sequence[str | ipaddress.IPv4Interface | ipaddress.IPv6Interface],
+    routes: bool,
+    uapi: bool | str,
+    netns: str | None,
+    offload: bool | None,
+    stages: Sequence[Stage | StageSpec],
+) -> AsyncIterator[WireGuardInterface]:
+    clock = time.monotonic
+    wg = WireGuard.from_config(config, clock_offset=time.time() - clock())
+    native_peers = [pk for pk, p in wg.peers.items() if p.native_mode]
+    all_native = bool(native_peers) and len(native_peers) == len(wg.peers)
+    # The device: offload (super-packets read whole) pays when every peer is native; for
+    # WireGuard peers see docs/vpn.md ("Choosing the device") for the measurements behind
+    # the default.
+    use_offload = bool(native_peers) if offload is None else offload
+    builder = DeviceBuilder().name(name).mtu(config.mtu).offload(use_offload)
+    for a in _parse_addresses(addresses):
+        if a.version == 4:
+            builder = builder.ipv4(a.ip, a.network.prefixlen)
+        else:
+            builder = builder.ipv6(a.ip, a.network.prefixlen)
+    if netns is not None:
+        builder = builder.netns(netns)
+    transport = _bind(config.listen_port, config.fwmark, netns)
+    uapi_path: str | None = None
+    listener: anyio.abc.SocketListener | None = None
+    device: AsyncDevice | None = None
+    port: WireGuardPort | None = None
+    try:
+        device = builder.build_async()
+        dev_offload = device.offload_info.vnet_hdr
+        wg.listen_port = int(transport.local_address[1])
+        port = WireGuardPort(
+            wg,
+            transport,
+            whole=all_native and dev_offload,
+            device_offload=dev_offload,
+            mtu=config.mtu,
+            clock=clock,
+            name=f"{name}/wireguard",
+        )
+        if routes:
+            await _add_routes(device, wg, name)
+        if uapi:
+            uapi_path = uapi if isinstance(uapi, str) else f"{UAPI_DIRECTORY}/{name}.sock"
+            listener = await _uapi_listener(uapi_path)
+        tunnel = Tunnel(device, port, stages, name=name)
+        iface = WireGuardInterface(
+            name, wg, device, port, tunnel, netns=netns, uapi_path=uapi_path, clock=clock
+        )
+        async with anyio.create_task_group() as tg:
+            iface._cancel = tg.cancel_scope
+            tg.start_soon(iface._run_tunnel)
+            tg.start_soon(iface._timers)
+            if listener is not None:
+                tg.start_soon(iface._uapi, listener)
+                listener = None  # owned by the task now
+            # send what the configuration queued (persistent keepalives)
+            port.flush_control()
+            log.info(
+                "%s is up: UDP port %d, %d peers, device offload %s",
+                name,
+                iface.listen_port,
+                len(wg.peers),
+                "on" if dev_offload else "off",
+            )
+            try:
+                yield iface
+            finally:
+                iface.stop_reason = iface.stop_reason or "closed"
+                iface._closed.set()
+                tg.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            if listener is not None:
+                await listener.aclose()
+            await transport.aclose()
+            if port is not None and port.transport is not transport:
+                await port.transport.aclose()  # rebound to another listen port
+            if device is not None:
+                await device.aclose()
+            if uapi_path is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(uapi_path)
+
+
+def _prepare_directory(path: str) -> bool:
+    """Make the socket's directory; whether a socket file is there already."""
+    Path(path).parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    return os.path.exists(path)
+
+
+async def _uapi_listener(path: str) -> anyio.abc.SocketListener:
+    """Listen on the control socket, refusing to take over one a live process serves."""
+    if _prepare_directory(path):
+        try:
+            stream = await anyio.connect_unix(path)
+        except OSError:
+            os.unlink(path)  # stale: its process is gone
+        else:
+            await stream.aclose()
+            raise ConfigError(f"{path} is served by a running process (is the interface up?)")
+    return await anyio.create_unix_listener(path, mode=0o600)
+
+
+def open_interface(
+    config: InterfaceConfig,
+    *,
+    name: str = "wg0",
+    addresses: Sequence[str | ipaddress.IPv4Interface | ipaddress.IPv6Interface] = (),
+    routes: bool = True,
+    uapi: bool | str = True,
+    netns: str | None = None,
+    offload: bool | None = None,
+    stages: Sequence[Stage | StageSpec] = (),
+) -> AbstractAsyncContextManager[WireGuardInterface]:
+    """Bring a WireGuard interface up for the ``async with`` block; tear it down after.
+
+    Creates the TUN device (named ``name``, with ``addresses`` and the MTU of ``config``, up),
+    binds the UDP socket (``config.listen_port``; 0: any free port; dual-stack), adds a route for
+    every AllowedIPs prefix (``routes``, as wg-quick's ``Table = auto``), serves the UAPI
+    (``wg show``/``wg set``) on ``/var/run/wireguard/<name>.sock``, and runs the data path,
+    timers and control socket as tasks. Leaving the block (or cancelling it) stops them and
+    removes the device, the socket and the control socket.
+
+    Args:
+        config: keys, port, MTU and peers (``PeerConfig(native_mode=True)`` for tunflow's
+            native fast mode with a peer).
+        name: the interface name.
+        addresses: ``"10.0.0.1/24"``-style addresses for the device.
+        routes: add routes for AllowedIPs (default routes are never added).
+        uapi: serve the UAPI on the default path (``True``), on a given path, or not.
+        netns: make device and socket in this network namespace (Linux; a name or a path).
+        offload: open the TUN with offload (``None``: when any peer is a native-mode peer).
+        stages: pipeline stages between the device and WireGuard (plain IP packets).
+
+    Raises:
+        ConfigError: a bad value, or the control socket is served by a live process.
+        DeviceError: the device could not be made (``DeviceBusyError`` for a name in use…).
+        OSError: the UDP port could not be bound.
+
+    Example:
+        >>> import anyio
+        >>> from tunflow.wireguard import InterfaceConfig, PrivateKey, open_interface
+        >>> async def main() -> None:
+        ...     cfg = InterfaceConfig(PrivateKey.generate(), listen_port=51820)
+        ...     async with open_interface(cfg, name="wg0", addresses=["10.0.0.1/24"]) as wg0:
+        ...         print(wg0.listen_port)
+        >>> anyio.run(main)  # doctest: +SKIP
+        51820
+    """
+    return _interface(
+        config,
+        name=name,
+        addresses=addresses,
+        routes=routes,
+        uapi=uapi,
+        netns=netns,
+        offload=offload,
+        stages=stages,
+    )

@@ -1,0 +1,446 @@
+"""The wg-quick configuration format (``/etc/wireguard/wg0.conf``) as typed records.
+
+What ``tunflow up FILE`` reads::
+
+    [Interface]
+    PrivateKey = yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=
+    ListenPort = 51820
+    Address = 10.0.0.1/24, fd00::1/64
+    MTU = 1420
+
+    [Peer]
+    PublicKey = xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=
+    PresharedKey = …
+    AllowedIPs = 10.0.0.2/32, fd00::2/128
+    Endpoint = peer.example.net:51820
+    PersistentKeepalive = 25
+    Native = true          # tunflow only: native fast mode with this peer (not WireGuard)
+
+The rules are ``wg(8)``'s and ``wg-quick(8)``'s: section and key names are case-insensitive,
+``#`` starts a comment, list values (``Address``, ``AllowedIPs``, ``DNS``) are comma-separated
+and accumulate over repeated lines, a repeated single value takes the last line. ``FwMark``,
+``Table`` (``auto`` or ``off``), ``DNS``, ``SaveConfig`` and the ``PreUp``/``PostUp``/``PreDown``/
+``PostDown`` hooks (``%i`` is the interface name) are read too. An unknown key, a missing or bad
+value is a :class:`~tunflow.ConfigError` naming the file and line.
+
+:func:`parse_wgquick` is pure (text in, records out); :func:`load_wgquick` reads a file;
+:meth:`QuickConfig.interface_config` resolves endpoint host names (I/O) and builds the
+:class:`~tunflow.wireguard.InterfaceConfig` the protocol core takes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ..errors import ConfigError
+from .protocol import InterfaceConfig, PeerConfig, PresharedKey, PrivateKey, PublicKey
+from .protocol.allowedips import Network, parse_network
+from .protocol.constants import DEFAULT_MTU
+
+__all__ = [
+    "QuickConfig",
+    "QuickPeer",
+    "parse_wgquick",
+    "load_wgquick",
+    "resolve_endpoint",
+]
+
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+#: ``resolve(host, port) -> (ip, port)``
+Resolver = Callable[[str, int], tuple[str, int]]
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+@attrs.frozen
+class QuickPeer:
+    """A ``[Peer]`` section.
+
+    Attributes:
+        public_key: ``PublicKey``.
+        preshared_key: ``PresharedKey`` (``None``: none).
+        allowed_ips: ``AllowedIPs``, in the order written.
+        endpoint: ``Endpoint`` as written (``host:port`` or ``[v6]:port``; the host may be a
+            name, resolved when the interface comes up).
+        persistent_keepalive: ``PersistentKeepalive`` seconds (0: off).
+        native: ``Native`` — tunflow's native fast mode with this peer (not WireGuard).
+        line: where the section starts, for messages.
+    """
+
+    public_key: PublicKey
+    preshared_key: PresharedKey | None = None
+    allowed_ips: tuple[Network, ...] = ()
+    endpoint: str | None = None
+    persistent_keepalive: int = 0
+    native: bool = False
+    line: int = 0
+
+
+@attrs.frozen
+class QuickConfig:
+    """A wg-quick file.
+
+    Attributes:
+        private_key: ``PrivateKey``.
+        listen_port: ``ListenPort`` (``None``: any free port).
+        fwmark: ``FwMark`` (0: none).
+        addresses: ``Address`` lines, as interfaces (address with prefix).
+        mtu: ``MTU`` (``None``: the default, 1420).
+        dns: ``DNS`` servers and search domains (read, not applied by tunflow).
+        table: ``Table`` — ``"auto"`` (add routes for AllowedIPs) or ``"off"``.
+        pre_up / post_up / pre_down / post_down: hook commands, in order.
+        save_config: ``SaveConfig`` (read, not supported: tunflow never writes the file).
+        peers: the ``[Peer]`` sections.
+        file: where it was read from (for messages).
+    """
+
+    private_key: PrivateKey
+    listen_port: int | None = None
+    fwmark: int = 0
+    addresses: tuple[IPInterface, ...] = ()
+    mtu: int | None = None
+    dns: tuple[str, ...] = ()
+    table: str = "auto"
+    pre_up: tuple[str, ...] = ()
+    post_up: tuple[str, ...] = ()
+    pre_down: tuple[str, ...] = ()
+    post_down: tuple[str, ...] = ()
+    save_config: bool = False
+    peers: tuple[QuickPeer, ...] = ()
+    file: str | None = None
+
+    def interface_config(
+        self, *, native: bool = False, resolve: Resolver | None = None
+    ) -> InterfaceConfig:
+        """The :class:`~tunflow.wireguard.InterfaceConfig` for the protocol core.
+
+        Args:
+            native: turn native fast mode on for every peer (``tunflow up --native``).
+            resolve: how endpoint host names become IP addresses (default
+                :func:`resolve_endpoint`; IP literals are never looked up).
+
+        Raises:
+            ConfigError: an endpoint does not resolve, or a value the core rejects.
+        """
+        resolver = resolve or resolve_endpoint
+        peers = []
+        for p in self.peers:
+            endpoint = None
+            if p.endpoint is not None:
+                host, port = _split_endpoint(p.endpoint, self.file, p.line)
+                try:
+                    endpoint = (str(ipaddress.ip_address(host)), port)
+                except ValueError:
+                    try:
+                        endpoint = resolver(host, port)
+                    except OSError as exc:
+                        raise ConfigError(
+                            f"endpoint {p.endpoint!r} does not resolve: {exc}",
+                            file=self.file,
+                            path=f"line {p.line}",
+                        ) from None
+            peers.append(
+                PeerConfig(
+                    p.public_key,
+                    preshared_key=p.preshared_key,
+                    endpoint=endpoint,
+                    allowed_ips=p.allowed_ips,
+                    persistent_keepalive=p.persistent_keepalive,
+                    native_mode=p.native or native,
+                )
+            )
+        return InterfaceConfig(
+            self.private_key,
+            listen_port=self.listen_port or 0,
+            fwmark=self.fwmark,
+            mtu=self.mtu or DEFAULT_MTU,
+            peers=peers,  # type: ignore[arg-type]  # attrs sees the converter, not the tuple
+        )
+
+
+def resolve_endpoint(host: str, port: int) -> tuple[str, int]:
+    """Resolve a host name as ``wg`` does: the first address ``getaddrinfo`` gives.
+
+    Raises:
+        OSError: the name does not resolve (``socket.gaierror``).
+    """
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    if not infos:
+        raise OSError(f"no address for {host!r}")
+    sockaddr = infos[0][4]
+    return (str(sockaddr[0]), int(sockaddr[1]))
+
+
+def load_wgquick(path: str | Path) -> QuickConfig:
+    """Read and parse a wg-quick file.
+
+    Raises:
+        ConfigError: the file is malformed (the message names the file and line) or cannot be
+            read.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the file: {exc.strerror or exc}", file=str(p)) from None
+    except UnicodeDecodeError:
+        raise ConfigError("not a UTF-8 text file", file=str(p)) from None
+    return parse_wgquick(text, file=str(p))
+
+
+class _Section:
+    def __init__(self, kind: str, line: int) -> None:
+        self.kind = kind
+        self.line = line
+        self.values: dict[str, Any] = {}
+
+
+def parse_wgquick(text: str, *, file: str | None = None) -> QuickConfig:
+    """Parse wg-quick text into a :class:`QuickConfig`.
+
+    Args:
+        text: the file's content.
+        file: its name, for messages.
+
+    Raises:
+        ConfigError: an unknown section or key, a line that is not ``Key = Value``, a bad
+            value, a missing ``PrivateKey`` or ``PublicKey``; ``path`` is ``"line N"``.
+
+    Example:
+        >>> cfg = parse_wgquick('''
+        ... [Interface]
+        ... PrivateKey = yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=
+        ... Address = 10.0.0.1/24
+        ... [Peer]
+        ... PublicKey = xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=
+        ... AllowedIPs = 10.0.0.2/32
+        ... ''')
+        >>> cfg.addresses, cfg.peers[0].allowed_ips
+        ((IPv4Interface('10.0.0.1/24'),), (IPv4Network('10.0.0.2/32'),))
+    """
+    interface: _Section | None = None
+    peers: list[_Section] = []
+    current: _Section | None = None
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        where = f"line {number}"
+        if line.startswith("["):
+            if not line.endswith("]"):
+                raise ConfigError(
+                    f"a section header must end with ']': {line!r}", file=file, path=where
+                )
+            name = line[1:-1].strip().lower()
+            if name == "interface":
+                if interface is not None:
+                    raise ConfigError("a second [Interface] section", file=file, path=where)
+                current = interface = _Section("interface", number)
+            elif name == "peer":
+                current = _Section("peer", number)
+                peers.append(current)
+            else:
+                raise ConfigError(
+                    f"unknown section [{line[1:-1].strip()}] (expected [Interface] or [Peer])",
+                    file=file,
+                    path=where,
+                )
+            continue
+        key, sep, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
+            raise ConfigError(f"expected 'Key = Value', got {line!r}", file=file, path=where)
+        if current is None:
+            raise ConfigError(f"{key} outside a section", file=file, path=where)
+        handler = (_INTERFACE_KEYS if current.kind == "interface" else _PEER_KEYS).get(key.lower())
+        if handler is None:
+            section = "[Interface]" if current.kind == "interface" else "[Peer]"
+            raise ConfigError(f"unknown key {key!r} in {section}", file=file, path=where)
+        field, parse, is_list = handler
+        try:
+            parsed = parse(value)
+        except (ConfigError, ValueError) as exc:
+            raise ConfigError(f"{key}: {_reason(exc)}", file=file, path=where) from None
+        if is_list:
+            current.values.setdefault(field, []).extend(parsed)
+        else:
+            current.values[field] = parsed
+    if interface is None:
+        raise ConfigError("no [Interface] section", file=file)
+    if "private_key" not in interface.values:
+        raise ConfigError("[Interface] has no PrivateKey", file=file, path=f"line {interface.line}")
+    built_peers = []
+    seen: dict[PublicKey, int] = {}
+    for sec in peers:
+        if "public_key" not in sec.values:
+            raise ConfigError("[Peer] has no PublicKey", file=file, path=f"line {sec.line}")
+        pk = sec.values["public_key"]
+        if pk in seen:
+            raise ConfigError(
+                f"a second [Peer] with public key {pk} (the first is at line {seen[pk]})",
+                file=file,
+                path=f"line {sec.line}",
+            )
+        seen[pk] = sec.line
+        v = sec.values
+        built_peers.append(
+            QuickPeer(
+                pk,
+                preshared_key=v.get("preshared_key"),
+                allowed_ips=tuple(v.get("allowed_ips", ())),
+                endpoint=v.get("endpoint"),
+                persistent_keepalive=v.get("persistent_keepalive", 0),
+                native=v.get("native", False),
+                line=sec.line,
+            )
+        )
+    v = interface.values
+    return QuickConfig(
+        v["private_key"],
+        listen_port=v.get("listen_port"),
+        fwmark=v.get("fwmark", 0),
+        addresses=tuple(v.get("addresses", ())),
+        mtu=v.get("mtu"),
+        dns=tuple(v.get("dns", ())),
+        table=v.get("table", "auto"),
+        pre_up=tuple(v.get("pre_up", ())),
+        post_up=tuple(v.get("post_up", ())),
+        pre_down=tuple(v.get("pre_down", ())),
+        post_down=tuple(v.get("post_down", ())),
+        save_config=v.get("save_config", False),
+        peers=tuple(built_peers),
+        file=file,
+    )
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc) or type(exc).__name__
+
+
+# -- value parsers ------------------------------------------------------------------------------
+
+
+def _private_key(value: str) -> PrivateKey:
+    return PrivateKey.from_base64(value)
+
+
+def _public_key(value: str) -> PublicKey:
+    return PublicKey.from_base64(value)
+
+
+def _psk(value: str) -> PresharedKey:
+    return PresharedKey.from_base64(value)
+
+
+def _int(low: int, high: int, *, off: bool = False) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        if off and value.lower() == "off":
+            return 0
+        try:
+            n = int(value, 0)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a number") from None
+        if not low <= n <= high:
+            raise ValueError(f"{n} is outside {low}…{high}")
+        return n
+
+    return parse
+
+
+def _bool(value: str) -> bool:
+    v = value.lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise ValueError(f"{value!r} is not true or false")
+
+
+def _items(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _addresses(value: str) -> list[IPInterface]:
+    out: list[IPInterface] = []
+    for item in _items(value):
+        try:
+            out.append(ipaddress.ip_interface(item))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an address with a prefix") from None
+    return out
+
+
+def _networks(value: str) -> list[Network]:
+    return [parse_network(item) for item in _items(value)]
+
+
+def _split_endpoint(value: str, file: str | None = None, line: int = 0) -> tuple[str, int]:
+    text = value.strip()
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+    else:
+        host, sep, port = text.rpartition(":")
+        if ":" in host:
+            sep = ""
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(
+            f"endpoint {value!r} is not host:port or [IPv6]:port with a port in 1…65535",
+            file=file,
+            path=f"line {line}" if line else None,
+        )
+    return host, int(port)
+
+
+def _endpoint(value: str) -> str:
+    _split_endpoint(value)
+    return value.strip()
+
+
+def _table(value: str) -> str:
+    v = value.lower()
+    if v in ("auto", "off"):
+        return v
+    raise ValueError(f"Table = {value} is not supported by tunflow (only auto and off)")
+
+
+def _command(value: str) -> list[str]:
+    return [value]
+
+
+_Handler = tuple[str, Callable[[str], Any], bool]
+
+_INTERFACE_KEYS: dict[str, _Handler] = {
+    "privatekey": ("private_key", _private_key, False),
+    "listenport": ("listen_port", _int(0, 65535), False),
+    "fwmark": ("fwmark", _int(0, 0xFFFFFFFF, off=True), False),
+    "address": ("addresses", _addresses, True),
+    "mtu": ("mtu", _int(576, 65503), False),
+    "dns": ("dns", _items, True),
+    "table": ("table", _table, False),
+    "preup": ("pre_up", _command, True),
+    "postup": ("post_up", _command, True),
+    "predown": ("pre_down", _command, True),
+    "postdown": ("post_down", _command, True),
+    "saveconfig": ("save_config", _bool, False),
+}
+
+_PEER_KEYS: dict[str, _Handler] = {
+    "publickey": ("public_key", _public_key, False),
+    "presharedkey": ("preshared_key", _psk, False),
+    "allowedips": ("allowed_ips", _networks, True),
+    "endpoint": ("endpoint", _endpoint, False),
+    "persistentkeepalive": ("persistent_keepalive", _int(0, 65535, off=True), False),
+    "native": ("native", _bool, False),
+}
+
+
+def hooks(commands: Sequence[str], name: str) -> list[str]:
+    """The hook commands with ``%i`` replaced by the interface name (as wg-quick does)."""
+    return [c.replace("%i", name) for c in commands]
