@@ -54,8 +54,9 @@ class DatagramBatch(PacketBatch):
     The attributes are public for hot loops, as in :class:`~tunflow.packet.PacketBatch`:
     ``buffer``/``view`` (the arena), ``offsets``/``lengths`` (where each datagram starts and
     how long it is), ``addresses`` (each datagram's peer: the source after a receive, the
-    destination for a send; ``None`` is a connected transport's peer) and ``end`` (the first
-    free byte). There is no headroom: :meth:`header`, :meth:`with_header` and
+    destination for a send; ``None`` is a connected transport's peer), ``end`` (the first
+    free byte) and ``origin`` (the transport a received batch came from, so an answer can go
+    back the same way — a pipeline stage answering a handshake uses it; ``None`` otherwise). There is no headroom: :meth:`header`, :meth:`with_header` and
     :meth:`zero_headers` raise, and ``vnet_hdr`` is always ``False``.
 
     Example:
@@ -68,7 +69,7 @@ class DatagramBatch(PacketBatch):
         [(b'abc', ('192.0.2.1', 51820)), (b'def', ('192.0.2.1', 51820))]
     """
 
-    __slots__ = ("addresses",)
+    __slots__ = ("addresses", "origin")
 
     def __init__(self, capacity: int = 256 * 1024, max_packets: int = _MAX_DATAGRAMS) -> None:
         if capacity < 1:
@@ -83,6 +84,7 @@ class DatagramBatch(PacketBatch):
         self.max_packets = max_packets
         self.vnet_hdr = False
         self.addresses: list[Any] = []
+        self.origin: Any = None
 
     def __repr__(self) -> str:
         return f"<DatagramBatch {len(self.offsets)} datagrams, {self.end}/{len(self.buffer)} bytes>"

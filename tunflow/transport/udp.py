@@ -493,6 +493,7 @@ class UDPTransport:
                 await anyio.wait_readable(self._socket())
         finally:
             self._receiving = False
+        batch.origin = self
         self._rx[2] += 1
         await anyio.lowlevel.cancel_shielded_checkpoint()
         return batch

@@ -1,0 +1,195 @@
+"""WireGuard as a pipeline stage: encrypt outbound, decrypt inbound.
+
+For pipelines built by hand or from TOML where the network side is a plain transport::
+
+    local device ──► … ──► wireguard ──► UDP transport        (outbound: encrypt_batch)
+    local device ◄── … ◄── wireguard ◄── UDP transport        (inbound: decrypt_batch)
+
+The stage wraps the same batch functions as :func:`~tunflow.wireguard.open_interface`
+(:meth:`WireGuard.encrypt_batch`/:meth:`WireGuard.decrypt_batch`): outbound it turns a batch of
+IP packets into a :class:`~tunflow.datagram.DatagramBatch` of sealed datagrams (handshake
+initiations appended), inbound the reverse. Handshake answers found while decrypting are sent
+back through the transport the datagrams came from (``DatagramBatch.origin``); retransmissions
+and keepalives run from the stage's timer. ``open_interface`` is the complete VPN (device
+addresses, routes, the ``wg`` control socket); this stage is the building block.
+
+Options (TOML)::
+
+    [[stages]]
+    plugin = "wireguard"
+    options = { config = "/etc/wireguard/wg0.conf", native = false }
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from ..datagram import DatagramBatch
+from ..packet import HEADROOM, PacketBatch
+from ..pipeline import Direction, Lane, Processor, StageBase, StageStatistics
+from .protocol import InterfaceConfig, WireGuard
+
+__all__ = ["WireGuardStage", "WireGuardStageOptions"]
+
+_CONTROL_CAPACITY = 256 * 1024
+
+
+@attrs.frozen
+class WireGuardStageOptions:
+    """Options of the ``wireguard`` stage."""
+
+    config: str = attrs.field(metadata={"help": "a wg-quick file: keys, peers, AllowedIPs"})
+    native: bool = attrs.field(
+        default=False, metadata={"help": "native fast mode with every peer (tunflow peers only)"}
+    )
+
+
+class WireGuardStage(StageBase):
+    """Encrypt IP packets into WireGuard datagrams (outbound), decrypt them back (inbound).
+
+    Build it from options (``config``: a wg-quick file) or around a protocol object with
+    :meth:`for_protocol`. One protocol object serves both directions; all workers of a
+    pipeline run in one thread (tasks mode), which the protocol needs.
+
+    Statistics: the protocol's drops by reason (``replay``, ``bad_aead``, ``no_route``…) as
+    ``drops``, its packet and handshake counts as ``counters``.
+    """
+
+    plugin = "wireguard"
+    summary = "WireGuard: encrypt outbound IP packets into datagrams, decrypt inbound ones"
+    Options = WireGuardStageOptions
+    timer_interval = 0.25
+
+    def __init__(self, options: Any = None, /, *, name: str | None = None, **kwargs: Any) -> None:
+        wg = kwargs.pop("wg", None)
+        super().__init__(options, name=name, **kwargs)
+        if wg is None:
+            from .wgquick import load_wgquick
+
+            opts: WireGuardStageOptions = self.options
+            config = load_wgquick(opts.config).interface_config(native=opts.native)
+            wg = _protocol(config)
+        self.wg: WireGuard = wg
+        peers = wg.peers.values()
+        all_native = bool(peers) and all(p.native_mode for p in peers)
+        # WireGuard peers take MTU-sized packets; native-mode peers take super-packets whole.
+        # Per instance (StageBase declares the flag per class): the engine reads it with getattr.
+        object.__setattr__(self, "needs_mtu_packets", not all_native)
+        self._origin: Any = None
+        self._pending: list[tuple[bytes, Any]] = []
+        self._ctl = DatagramBatch(_CONTROL_CAPACITY)
+
+    @classmethod
+    def for_protocol(cls, wg: WireGuard, *, name: str | None = None) -> WireGuardStage:
+        """A stage around an existing protocol object (its keys and peers as configured)."""
+        return cls(WireGuardStageOptions(config="<protocol object>"), name=name, wg=wg)
+
+    @classmethod
+    def for_config(cls, config: InterfaceConfig, *, name: str | None = None) -> WireGuardStage:
+        """A stage for an :class:`~tunflow.wireguard.InterfaceConfig`."""
+        return cls.for_protocol(_protocol(config), name=name)
+
+    def bind(self, lane: Lane) -> Processor:
+        if lane.direction is Direction.INBOUND:
+            return self._decryptor(lane)
+        return self._encryptor(lane)
+
+    def process(self, batch: PacketBatch) -> PacketBatch:
+        """Encrypt (a plain packet batch) or decrypt (a datagram batch)."""
+        if isinstance(batch, DatagramBatch):
+            return self.bind(Lane(direction=Direction.INBOUND))(batch)
+        return self.bind(Lane())(batch)
+
+    # -- the two directions ---------------------------------------------------------------
+
+    def _encryptor(self, lane: Lane) -> Processor:
+        wg = self.wg
+        outs: list[DatagramBatch] = []
+
+        def encrypt(batch: PacketBatch) -> PacketBatch:
+            need = batch.end + 48 * len(batch) + _CONTROL_CAPACITY
+            out = outs[0] if outs else None
+            if out is None or out.capacity < need:
+                out = DatagramBatch(need)
+                outs[:] = [out]
+            out.clear()
+            now = time.monotonic()
+            wg.encrypt_batch(batch, now, out)
+            for data, addr in (*self._pending, *wg.datagrams_to_send()):
+                if out.room() >= len(data):
+                    out.append(data, address=addr)
+            self._pending.clear()
+            return out
+
+        return encrypt
+
+    def _decryptor(self, lane: Lane) -> Processor:
+        wg = self.wg
+        outs: list[PacketBatch] = []
+
+        def decrypt(batch: PacketBatch) -> PacketBatch:
+            if not isinstance(batch, DatagramBatch):
+                raise TypeError("the wireguard stage decrypts DatagramBatches (from a transport)")
+            need = batch.end + HEADROOM * (len(batch) + 1) + (1 << 17)
+            out = outs[0] if outs else None
+            if out is None or out.capacity < need or out.max_packets < len(batch) + 8:
+                out = PacketBatch(capacity=need, max_packets=len(batch) + 64)
+                outs[:] = [out]
+            out.clear()
+            if batch.origin is not None:
+                self._origin = batch.origin
+            wg.decrypt_batch(batch, time.monotonic(), out)
+            self._flush()
+            return out
+
+        return decrypt
+
+    def _flush(self) -> None:
+        control = self.wg.datagrams_to_send()
+        if not control:
+            return
+        origin = self._origin
+        if origin is None or not hasattr(origin, "send_batch_nowait"):
+            # nothing received yet: the next outbound batch carries them
+            self._pending.extend(control)
+            return
+        ctl = self._ctl
+        ctl.clear()
+        for data, addr in control:
+            if ctl.room() < len(data):
+                origin.send_batch_nowait(ctl)
+                ctl.clear()
+            ctl.append(data, address=addr)
+        origin.send_batch_nowait(ctl)
+
+    async def on_timer(self) -> None:
+        """Retransmissions, keepalives, rekeying: whatever the protocol's deadlines ask."""
+        wg = self.wg
+        now = time.monotonic()
+        deadline = wg.get_timer()
+        if deadline is not None and deadline <= now:
+            wg.handle_timer(now)
+            self._flush()
+        while wg.next_event() is not None:
+            pass
+
+    def statistics(self) -> StageStatistics:
+        s = self.wg.statistics()
+        fields = attrs.asdict(s)
+        drops = {k[8:]: v for k, v in fields.items() if k.startswith("dropped_") and v}
+        counters = {k: v for k, v in fields.items() if not k.startswith("dropped_")}
+        return StageStatistics(
+            name=self.name, plugin=self.plugin, drops=drops, counters=counters, gauges=_no_gauges
+        )
+
+
+_no_gauges: Mapping[str, float] = {}
+
+
+def _protocol(config: InterfaceConfig) -> WireGuard:
+    clock = time.monotonic
+    return WireGuard.from_config(config, clock_offset=time.time() - clock())
