@@ -83,8 +83,16 @@ _UNDER_LOAD_FOR: Final = 1.0
 _MAX_EVENTS: Final = 256
 
 
-def _clock() -> Callable[[], float]:
-    return time.monotonic
+class _Clock:
+    """``time.monotonic()`` plus a skew that :meth:`WireGuardInterface.skip_time` moves."""
+
+    __slots__ = ("skew",)
+
+    def __init__(self) -> None:
+        self.skew = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.skew
 
 
 @attrs.frozen
@@ -442,6 +450,18 @@ class WireGuardInterface:
         finally:
             self.port.remove_event_hook(seen)
 
+    def skip_time(self, seconds: float) -> None:
+        """Move the protocol's clock forward: sessions age and deadlines come nearer at once
+        (to see a rekey or a timeout without waiting for it — tests and demonstrations).
+        The wall-clock timestamps of handshakes move too, which peers accept (they only need
+        them to grow)."""
+        if seconds < 0:
+            raise ValueError("time only moves forward")
+        clock = self._clock
+        if not isinstance(clock, _Clock):
+            raise TypeError("this interface's clock cannot be moved")
+        clock.skew += seconds
+
     async def wait_closed(self) -> str:
         """Wait until the interface stopped on its own (device deleted, transport failed);
         the reason."""
@@ -619,8 +639,8 @@ async def _interface(
     offload: bool | None,
     stages: Sequence[Stage | StageSpec],
 ) -> AsyncIterator[WireGuardInterface]:
-    clock = time.monotonic
-    wg = WireGuard.from_config(config, clock_offset=time.time() - clock())
+    clock = _Clock()
+    wg = WireGuard.from_config(config, clock_offset=time.time() - time.monotonic())
     native_peers = [pk for pk, p in wg.peers.items() if p.native_mode]
     all_native = bool(native_peers) and len(native_peers) == len(wg.peers)
     # The device: offload (super-packets read whole) pays when every peer is native; for
