@@ -11,9 +11,10 @@ import dpkt
 import pytest
 
 from tests.helpers import ipv4_udp, ipv6_udp
+from tests.unit.offload_packets import IP4_A, IP4_B, IP6_A, IP6_B, tcp_super_packet
 from tunflow import ConfigError
 from tunflow.device import Layer, OffloadInfo
-from tunflow.offload import GROTable
+from tunflow.offload import GROTable, gso_segment_count, gso_split
 from tunflow.packet import PacketBatch
 from tunflow.pipeline import Lane, MemorySink, MemorySource, Pipeline, StageContext, StageSpec
 from tunflow_plugins import ratelimit as rl
@@ -23,6 +24,12 @@ from tunflow_plugins.gso import GSOStage
 from tunflow_plugins.pcap import LINKTYPE_ETHERNET, LINKTYPE_RAW
 from tunflow_plugins.ratelimit import RateLimitStage, parse_rate
 from tunflow_plugins.stats import StatsStage
+
+
+def split_all(src: bytes) -> list[bytes]:
+    out = PacketBatch(capacity=1 << 20, max_packets=1024)
+    assert gso_split(src, out) == gso_segment_count(src)
+    return out.to_list()
 
 
 def batch_of(packets: list[bytes]) -> PacketBatch:
@@ -231,3 +238,40 @@ async def test_stats_counts_protocols_and_rates() -> None:
     s = stage.statistics()
     assert s.counters["ipv4"] == 3 and s.counters["ipv6"] == 1 and s.counters["udp"] == 4
     assert s.gauges["pps"] > 0
+
+
+def super_batch(*supers: bytes) -> PacketBatch:
+    """A ``vnet_hdr`` batch of super-packets (virtio header + IP packet each)."""
+    b = PacketBatch(capacity=1 << 20, max_packets=64)
+    b.vnet_hdr = True
+    for s in supers:
+        b.append(s[10:], header=s[:10])
+    return b
+
+
+# A 1 KiB hop-by-hop header (Pad1 options): every segment repeats it.
+HBH_1K = bytes([6, 127]) + bytes(1022)
+
+
+def test_gso_splits_every_segment_of_a_super_packet_with_long_headers() -> None:
+    big = tcp_super_packet(IP6_A, IP6_B, 9000, 1000, v6=True, ext_headers=HBH_1K, ext_first=0)
+    assert gso_segment_count(big) == 9
+    small = tcp_super_packet(IP4_A, IP4_B, 3000, 1000)
+    gso = GSOStage()
+    out = gso.bind(Lane())(super_batch(big, small, big))
+    got = out.to_list()
+    assert got == split_all(big) + split_all(small) + split_all(big)
+    assert len(got) == 21 and all(len(p) == 40 + 1024 + 20 + 1000 for p in got[:9])
+    counters = gso.statistics().counters
+    assert counters == {"split": 3, "segments": 21}
+
+
+def test_gso_grows_its_batch_rather_than_lose_segments(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunflow_plugins import gso as gso_module
+
+    monkeypatch.setattr(gso_module, "_split_size", lambda n, c, cs: 0)  # a wrong estimate
+    big = tcp_super_packet(IP6_A, IP6_B, 90_000 // 2, 500, v6=True, ext_headers=HBH_1K)
+    gso = GSOStage()
+    got = gso.bind(Lane())(super_batch(big)).to_list()
+    assert got == split_all(big)
+    assert gso.statistics().counters["segments"] == len(got) == 90
