@@ -21,8 +21,8 @@ from typing import Any, BinaryIO, Literal
 import attrs
 
 from tunflow.device import Layer
-from tunflow.errors import MalformedPacketError, OffloadError, PacketTooLargeError
-from tunflow.offload import gso_split
+from tunflow.errors import MalformedPacketError, OffloadError
+from tunflow.offload import gso_segment_count, gso_split
 from tunflow.packet import HEADROOM, PacketBatch
 from tunflow.pipeline import Direction, Lane, Processor, StageBase, StageContext
 
@@ -160,19 +160,29 @@ class CaptureStage(StageBase):
     def _write_split(
         self, w: PcapWriter, batch: PacketBatch, scratch: PacketBatch, now: int
     ) -> None:
+        # One nanosecond per record, segments included, so every record of the batch has its
+        # own stamp and a sort by time keeps the order.
         buf, view = batch.buffer, batch.view
+        ts = now
         for i, off in enumerate(batch.offsets):
             n = batch.lengths[i]
             if not (buf[off - HEADROOM] | buf[off - HEADROOM + 1]):
-                w.write(view[off : off + n], now + i)
+                w.write(view[off : off + n], ts)
+                ts += 1
                 continue
-            scratch.clear()
+            src = view[off - HEADROOM : off + n]
             try:
-                gso_split(view[off - HEADROOM : off + n], scratch)
-            except (MalformedPacketError, OffloadError, PacketTooLargeError):
-                w.write(view[off : off + n], now + i)  # as it came: the capture shows it
+                count = gso_segment_count(src)
+            except (MalformedPacketError, OffloadError):
+                w.write(view[off : off + n], ts)  # as it came: the capture shows it
+                ts += 1
                 continue
-            w.write_many(scratch.view, scratch.offsets, scratch.lengths, now + i)
+            done = 0
+            while done < count:  # more segments than the scratch batch holds: in turns
+                scratch.clear()
+                done = gso_split(src, scratch, start=done)
+                w.write_many(scratch.view, scratch.offsets, scratch.lengths, ts)
+                ts += len(scratch)
 
     def statistics(self) -> Any:
         stats = super().statistics()
