@@ -5,6 +5,12 @@ counted (``drops["rate"]``). *Shape*: every packet passes and the bucket may go 
 worker then waits ``debt / rate`` before reading its next batch, so the source slows down and the
 kernel queue absorbs (or drops, and counts) the excess — the pipeline's backpressure. Shaping is
 global only. Rates are ``"20mbit"``, ``"2.5MB"``, ``"1000pps"`` or a number of bytes per second.
+
+In packets per second a GSO super-packet costs the segments it stands for — what goes on the
+wire — not one. In bytes it costs its own length (the headers each segment repeats, a few per
+cent, are not charged). A packet that costs more than the whole bucket (a super-packet of 45
+segments against a burst of 10 packets) passes when the bucket is full and leaves it in debt,
+so the rate holds on average instead of such packets never passing.
 """
 
 from __future__ import annotations
@@ -16,13 +22,14 @@ from typing import Any, Literal
 import attrs
 
 from tunflow.device import Layer
-from tunflow.errors import ConfigError
-from tunflow.packet import PacketBatch
+from tunflow.errors import ConfigError, MalformedPacketError, OffloadError
+from tunflow.offload import decode_vnet_hdr, gso_segment_count
+from tunflow.packet import HEADROOM, PacketBatch
 from tunflow.pipeline import Lane, Processor, StageBase
 
 from ._headers import parse
 
-__all__ = ["RateLimitStage", "RateLimitOptions", "parse_rate"]
+__all__ = ["RateLimitStage", "RateLimitOptions", "parse_rate", "segment_costs"]
 
 _UNITS = {
     "": (1.0, "bytes"),
@@ -72,6 +79,29 @@ def parse_rate(value: str | float | int) -> tuple[float, str]:
     if not amount > 0:
         raise ValueError(f"rate {value!r} must be positive")
     return amount, unit
+
+
+def segment_costs(batch: PacketBatch) -> list[int] | None:
+    """What each packet of ``batch`` costs in packets mode: the wire packets it stands for.
+
+    A GSO super-packet is charged its segment count (:func:`~tunflow.offload.gso_segment_count`;
+    for one whose headers do not add up, its payload over ``gso_size``, rounded up), anything
+    else one. ``None`` when the batch holds no super-packet (every cost is one).
+    """
+    if not batch.vnet_hdr:
+        return None
+    buf, view, lengths = batch.buffer, batch.view, batch.lengths
+    costs: list[int] | None = None
+    for i, off in enumerate(batch.offsets):
+        if buf[off - HEADROOM + 1]:  # a GSO type: a super-packet
+            if costs is None:
+                costs = [1] * len(lengths)
+            try:
+                costs[i] = gso_segment_count(view[off - HEADROOM : off + lengths[i]])
+            except (MalformedPacketError, OffloadError):
+                gso_size = decode_vnet_hdr(buf, off - HEADROOM)[3]
+                costs[i] = max(1, -(-lengths[i] // gso_size)) if gso_size else 1
+    return costs
 
 
 def _check_rate(_inst: object, _attr: object, value: str | float) -> None:
@@ -165,35 +195,45 @@ class RateLimitStage(StageBase):
 
             def shape(batch: PacketBatch) -> PacketBatch:
                 self._refill(time.monotonic())
-                self._tokens -= len(batch) if packets else sum(batch.lengths)
+                if packets:
+                    costs = segment_costs(batch)
+                    self._tokens -= len(batch) if costs is None else sum(costs)
+                else:
+                    self._tokens -= sum(batch.lengths)
                 return batch
 
             return shape
 
+        burst = self.burst
+
         def police(batch: PacketBatch) -> PacketBatch:
             tokens = self._refill(time.monotonic())
-            lengths = batch.lengths
-            if packets:
-                n = len(lengths)
-                if tokens >= n:
-                    self._tokens = tokens - n
+            if not packets:
+                costs = batch.lengths
+            else:
+                maybe = segment_costs(batch)
+                if maybe is None:  # plain packets, one token each: keep a prefix
+                    n = len(batch)
+                    if tokens >= n:
+                        self._tokens = tokens - n
+                        return batch
+                    allowed = int(tokens)
+                    self._tokens = tokens - allowed
+                    self.drop("rate", n - allowed)
+                    batch.keep(range(allowed))
                     return batch
-                allowed = int(tokens)
-                self._tokens = tokens - allowed
-                self.drop("rate", n - allowed)
-                batch.keep(range(allowed))
-                return batch
-            total = sum(lengths)
+                costs = maybe
+            total = sum(costs)
             if tokens >= total:
                 self._tokens = tokens - total
                 return batch
             keep = []
-            for i, n in enumerate(lengths):
-                if tokens >= n:
-                    tokens -= n
+            for i, cost in enumerate(costs):
+                if tokens >= cost or (cost > burst and tokens >= burst):
+                    tokens -= cost  # (an oversized packet from a full bucket leaves a debt)
                     keep.append(i)
             self._tokens = tokens
-            self.drop("rate", len(lengths) - len(keep))
+            self.drop("rate", len(costs) - len(keep))
             batch.keep(keep)
             return batch
 
@@ -210,6 +250,7 @@ class RateLimitStage(StageBase):
             now = time.monotonic()
             buf = batch.buffer
             lengths = batch.lengths
+            costs = segment_costs(batch) if packets else lengths
             keep = []
             over = 0
             for i, off in enumerate(batch.offsets):
@@ -228,8 +269,8 @@ class RateLimitStage(StageBase):
                     counters["flows"] = counters.get("flows", 0) + 1
                 tokens = min(burst, bucket[0] + (now - bucket[1]) * rate)
                 bucket[1] = now
-                cost = 1 if packets else lengths[i]
-                if tokens >= cost:
+                cost = 1 if costs is None else costs[i]
+                if tokens >= cost or (cost > burst and tokens >= burst):
                     bucket[0] = tokens - cost
                     keep.append(i)
                 else:

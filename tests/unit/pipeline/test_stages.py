@@ -88,6 +88,45 @@ def test_police_packets_per_second(clock: Clock) -> None:
     assert 50 <= passed <= 56
 
 
+def wire_packets(batch: PacketBatch) -> int:
+    """What ``batch`` is on the wire: every super-packet counted by its segments."""
+    return sum(gso_segment_count(batch.with_header(i)) for i in range(len(batch)))
+
+
+@pytest.mark.parametrize("per_flow", [False, True])
+def test_police_packets_per_second_charges_super_packets_their_segments(
+    clock: Clock, per_flow: bool
+) -> None:
+    sup = tcp_super_packet(IP4_A, IP4_B, 45 * 1000, 1000)  # 45 packets on the wire
+    stage = RateLimitStage(rate="10pps", burst="10pps", per_flow=per_flow)
+    proc = stage.bind(Lane())
+    passed = 0
+    for _ in range(100):  # 10 s of ten super-packets a second: 4500 wire packets offered
+        clock.now += 0.1
+        passed += wire_packets(proc(super_batch(sup)))
+    # 10 s at 10 packets/s, the bucket of 10, and at most one super-packet of debt
+    assert 45 <= passed <= 100 + 10 + 45
+    assert stage.statistics().drops["rate"] >= 100 - 3
+
+
+def test_police_plain_packets_still_pass_beside_a_super_packet(clock: Clock) -> None:
+    sup = tcp_super_packet(IP4_A, IP4_B, 45 * 1000, 1000)
+    plain = tcp_super_packet(IP4_A, IP4_B, 100, 1000)  # one segment
+    stage = RateLimitStage(rate="100pps", burst="50pps")
+    proc = stage.bind(Lane())
+    out = proc(super_batch(sup, plain, sup))
+    assert wire_packets(out) == 46  # the first super-packet and the small one; 4 tokens left
+    assert stage.statistics().drops["rate"] == 1
+
+
+@pytest.mark.anyio
+async def test_shape_packets_per_second_charges_super_packets(clock: Clock) -> None:
+    sup = tcp_super_packet(IP4_A, IP4_B, 45 * 1000, 1000)
+    stage = RateLimitStage(rate="10pps", burst="5pps", mode="shape")
+    assert len(stage.bind(Lane())(super_batch(sup))) == 1
+    assert stage.delay() == pytest.approx(4.0)  # 40 packets of debt at 10 a second
+
+
 def test_per_flow_buckets(clock: Clock) -> None:
     stage = RateLimitStage(rate="10pps", burst="1pps", per_flow=True, max_flows=2)
     proc = stage.bind(Lane())
