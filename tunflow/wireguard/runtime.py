@@ -45,7 +45,13 @@ import attrs
 
 from ..datagram import DatagramBatch
 from ..device import AsyncDevice, DeviceBuilder, DeviceStatistics, Layer, OffloadInfo
-from ..errors import ConfigError, DeviceGoneError, MalformedPacketError, OffloadError
+from ..errors import (
+    ConfigError,
+    DeviceGoneError,
+    MalformedPacketError,
+    OffloadError,
+    PacketTooLargeError,
+)
 from ..offload import VIRTIO_NET_HDR_GSO_NONE, gso_split
 from ..packet import HEADROOM, PacketBatch
 from ..pipeline import PortHandle, PortStatistics, Stage, StageSpec, Tunnel
@@ -164,6 +170,7 @@ class WireGuardPort:
         self._rx = transport.new_batch()
         self._rx_pending = False
         self._split: PacketBatch | None = None
+        self._split_overflow = 0
         self._backlog = 0
         self._kernel_drops = 0
         self._stats = [0, 0, 0, 0, 0, 0]  # rx packets, bytes, batches; tx packets, bytes, batches
@@ -180,10 +187,11 @@ class WireGuardPort:
         """A packet batch that holds a whole received datagram batch decrypted (plus one
         reassembled native super-packet)."""
         rx = self._rx
-        return PacketBatch(
-            capacity=rx.capacity + HEADROOM * rx.max_packets + (1 << 17),
-            max_packets=rx.max_packets + 8,
-        )
+        capacity = rx.capacity + HEADROOM * rx.max_packets + (1 << 17)
+        if not self._device_offload:
+            # native super-packets are split here for a plain device: room for the segments
+            return PacketBatch(capacity=capacity * 5 // 4, max_packets=8192)
+        return PacketBatch(capacity=capacity, max_packets=rx.max_packets + 8)
 
     async def recv_batch(self, batch: PacketBatch, whole: bool) -> PacketBatch:
         """Wait for datagrams until at least one IP packet comes out of them.
@@ -218,7 +226,7 @@ class WireGuardPort:
                 break
             await anyio.lowlevel.checkpoint()
         if batch.vnet_hdr and not self._device_offload:
-            batch = self._split_super_packets(batch)
+            self._split_super_packets(batch, start)
         s = self._stats
         s[0] += len(batch) - start
         s[1] += sum(batch.lengths[start:])
@@ -334,23 +342,32 @@ class WireGuardPort:
             self._backlog = 0
             self.wg.set_under_load(self._clock(), _UNDER_LOAD_FOR)
 
-    def _split_super_packets(self, batch: PacketBatch) -> PacketBatch:
-        """Native super-packets for a device without offload: cut them into MTU packets."""
+    def _split_super_packets(self, batch: PacketBatch, start: int) -> None:
+        """Native super-packets for a device without offload: cut them into MTU packets with
+        complete checksums, in place (the engine writes the batch it passed in)."""
         view = batch.view
         out = self._split
-        need = batch.end * 2 + (1 << 16)
+        need = (batch.end - batch.offsets[start] if start < len(batch) else 0) * 2 + (1 << 16)
         if out is None or out.capacity < need:
-            out = self._split = PacketBatch(capacity=need, max_packets=4096)
+            out = self._split = PacketBatch(capacity=need, max_packets=8192)
         out.clear()
-        for off, n in zip(batch.offsets, batch.lengths, strict=True):
+        for off, n in zip(batch.offsets[start:], batch.lengths[start:], strict=True):
             if view[off - HEADROOM + 1] == VIRTIO_NET_HDR_GSO_NONE and not view[off - HEADROOM]:
                 out.append(view[off : off + n])
                 continue
             try:
                 gso_split(view[off - HEADROOM : off + n], out)
-            except (MalformedPacketError, OffloadError):
+            except (MalformedPacketError, OffloadError, PacketTooLargeError):
                 continue
-        return out
+        batch.keep(range(start))
+        batch.end = batch.offsets[-1] + batch.lengths[-1] if batch.offsets else 0
+        batch.vnet_hdr = False
+        for p in out:
+            if batch.room() < len(p):
+                # never with new_batch()'s sizes (segments add < 5 % to super-packets)
+                self._split_overflow += 1
+                continue
+            batch.append(p)
 
 
 class WireGuardInterface:
