@@ -141,8 +141,10 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
     per_read = t.rx_datagrams / t.rx_syscalls if t.rx_syscalls else 0.0
     per_send = t.tx_datagrams / t.tx_syscalls if t.tx_syscalls else 0.0
     print(
-        f"{name} down ({reason}): {w.rx_packets} datagrams in, {w.tx_packets} out, "
-        f"{per_read:.1f} per read, {per_send:.1f} per send, {w.dropped} dropped",
+        f"{name} down ({reason}): {w.rx_packets} messages in, {w.tx_packets} out; "
+        f"{t.rx_datagrams} datagrams in {t.rx_syscalls} reads ({per_read:.1f} each), "
+        f"{t.tx_datagrams} in {t.tx_syscalls} sends ({per_send:.1f} each); "
+        f"{w.dropped} dropped",
         flush=True,
     )
     return 0
@@ -184,7 +186,7 @@ def _daemonize(args: argparse.Namespace, name: str) -> int:
             print(f"tunflow: {name} failed to come up:", file=sys.stderr)
             sys.stderr.write(log_path.read_text(errors="replace"))
             return 1
-        if b" up: " in log_path.read_bytes():
+        if b" up: listening on UDP" in log_path.read_bytes():
             print(f"{name} up in the background (pid {child.pid}, log {log_path})")
             return 0
         time.sleep(0.05)

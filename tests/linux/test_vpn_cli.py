@@ -1,0 +1,212 @@
+"""``tunflow up``/``down``/``show``/``genkey``/``pubkey`` end to end, and ``wg show``/``wg set``
+against an interface ``tunflow up`` runs — in two network namespaces, as separate processes."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tunflow import testing
+from tunflow.wireguard import genkey, pubkey
+
+pytestmark = pytest.mark.needs_root
+
+UA, UB = "192.168.95.1", "192.168.95.2"
+OA, OB = "10.95.0.1", "10.95.0.2"
+TUNFLOW = [sys.executable, "-m", "tunflow.cli"]
+HAVE_WG = shutil.which("wg") is not None
+
+
+class Up:
+    """``tunflow up FILE`` in a namespace, in the foreground; stopped and reaped on exit."""
+
+    def __init__(self, ns: testing.Netns, conf: Path, *args: str) -> None:
+        self.ns = ns
+        self.name = conf.stem
+        self.argv = ns.cmd(*TUNFLOW, "up", str(conf), *args)
+        self.proc: subprocess.Popen[str] | None = None
+        self.out = ""
+
+    def __enter__(self) -> Up:
+        self.proc = subprocess.Popen(
+            self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 20
+        for line in self.proc.stdout:
+            self.out += line
+            if " up: listening on UDP" in line:
+                return self
+            assert time.monotonic() < deadline, self.out
+        self.stop()
+        raise AssertionError(f"tunflow up exited: {self.out}")
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        proc = self.proc
+        if proc is None:
+            return 0
+        if proc.poll() is None:
+            proc.send_signal(sig)
+        try:
+            rest, _ = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rest, _ = proc.communicate(timeout=10)
+        self.out += rest or ""
+        self.proc = None
+        return proc.returncode
+
+
+def conf(
+    path: Path, key: str, peer_pub: str, me: str, peer: str, endpoint: str, extra: str = ""
+) -> Path:
+    path.write_text(
+        f"[Interface]\nPrivateKey = {key}\nListenPort = 51820\nAddress = {me}/24\n\n"
+        f"[Peer]\nPublicKey = {peer_pub}\nAllowedIPs = {peer}/32\nEndpoint = {endpoint}:51820\n"
+        f"{extra}"
+    )
+    return path
+
+
+@pytest.fixture
+def configs(tmp_path: Path) -> Iterator[tuple[testing.Netns, testing.Netns, Path, Path]]:
+    ka, kb = genkey(), genkey()
+    a_name, b_name = testing.unique_name("cla"), testing.unique_name("clb")
+    with testing.netns(enter=False) as a, testing.netns(enter=False) as b:
+        testing.veth_pair(a, b, f"{UA}/24", f"{UB}/24")
+        ca = conf(tmp_path / f"{a_name}.conf", ka, pubkey(kb), OA, OB, UB)
+        cb = conf(tmp_path / f"{b_name}.conf", kb, pubkey(ka), OB, OA, UA)
+        yield a, b, ca, cb
+
+
+def ping(ns: testing.Netns, address: str, count: int = 2) -> None:
+    done = ns.run("ping", "-n", "-c", str(count), "-i", "0.2", "-W", "3", address, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_genkey_pubkey_genpsk_match_wg() -> None:
+    key = subprocess.run([*TUNFLOW, "genkey"], capture_output=True, text=True, check=True).stdout
+    assert len(key.strip()) == 44
+    ours = subprocess.run(
+        [*TUNFLOW, "pubkey"], input=key, capture_output=True, text=True, check=True
+    ).stdout
+    if HAVE_WG:
+        theirs = subprocess.run(
+            ["wg", "pubkey"], input=key, capture_output=True, text=True, check=True
+        ).stdout
+        assert ours == theirs
+    psk = subprocess.run([*TUNFLOW, "genpsk"], capture_output=True, text=True, check=True).stdout
+    assert len(psk.strip()) == 44 and psk != key
+    bad = subprocess.run([*TUNFLOW, "pubkey"], input="nope", capture_output=True, text=True)
+    assert bad.returncode == 2 and "private key" in bad.stderr
+
+
+def test_up_ping_show_down(configs: tuple[testing.Netns, testing.Netns, Path, Path]) -> None:
+    a, b, ca, cb = configs
+    with Up(a, ca) as up_a, Up(b, cb) as up_b:
+        ping(a, OB)
+        ping(b, OA)
+        # routes and addresses as wg-quick sets them
+        assert f"{OA}/24" in a.run("ip", "-br", "addr", "show", up_a.name).stdout
+        assert OB in a.run("ip", "route", "show", "dev", up_a.name).stdout
+        assert "mtu 1420" in a.run("ip", "link", "show", up_a.name).stdout
+        shown = a.run(*TUNFLOW, "show", up_a.name).stdout
+        assert f"interface: {up_a.name}" in shown and "latest handshake" in shown
+        # tunflow down: SIGTERM to the process from its pid file, wait until it is gone
+        down = a.run(*TUNFLOW, "down", up_a.name, check=False)
+        assert down.returncode == 0, down.stderr
+        assert up_a.proc is not None and up_a.proc.wait(10) == 0
+        assert a.run("ip", "link", "show", up_a.name, check=False).returncode != 0
+        assert not Path(f"/var/run/wireguard/{up_a.name}.sock").exists()
+        assert not Path(f"/run/tunflow/{up_a.name}.pid").exists()
+        assert up_b.stop(signal.SIGINT) == 0  # a clean stop on SIGINT too
+    up_a.stop()
+    assert re.search(r"down \(SIGTERM\): \d+ messages in", up_a.out), up_a.out
+    assert "down (SIGINT)" in up_b.out
+
+
+def test_daemon_and_down(configs: tuple[testing.Netns, testing.Netns, Path, Path]) -> None:
+    a, b, ca, cb = configs
+    started = a.run(*TUNFLOW, "up", str(ca), "--daemon")
+    try:
+        assert "up in the background" in started.stdout
+        with Up(b, cb):
+            ping(b, OA)
+    finally:
+        down = a.run(*TUNFLOW, "down", str(ca), check=False)  # the file works as a name too
+    assert down.returncode == 0, down.stderr
+    assert a.run("ip", "link", "show", ca.stem, check=False).returncode != 0
+    again = a.run(*TUNFLOW, "down", ca.stem, check=False)
+    assert again.returncode == 1 and "no interface" in again.stderr
+
+
+def test_native_mode_from_the_command_line(
+    configs: tuple[testing.Netns, testing.Netns, Path, Path],
+) -> None:
+    a, b, ca, cb = configs
+    with Up(a, ca, "--native") as up_a, Up(b, cb, "--native"):
+        assert "native fast mode" in up_a.out
+        ping(a, OB)
+        ping(b, OA)
+
+
+def test_bad_file_names_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "wgbad.conf"
+    bad.write_text("[Interface]\nPrivateKey = nope\n")
+    done = subprocess.run([*TUNFLOW, "up", str(bad)], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert f"{bad}: line 2: PrivateKey" in done.stderr
+
+
+@pytest.mark.interop
+@pytest.mark.skipif(not HAVE_WG, reason="needs wireguard-tools")
+def test_wg_show_and_set_against_tunflow_up(
+    configs: tuple[testing.Netns, testing.Netns, Path, Path],
+) -> None:
+    a, b, ca, cb = configs
+    with Up(a, ca) as up_a, Up(b, cb):
+        ping(a, OB)
+        shown = a.run("wg", "show", up_a.name).stdout
+        assert "latest handshake" in shown and "transfer:" in shown, shown
+        assert f"allowed ips: {OB}/32" in shown
+        # wg set: another allowed IP and a keepalive; wg show reads them back
+        a.run(
+            "wg",
+            "set",
+            up_a.name,
+            "peer",
+            pubkey(_key_of(cb)),
+            "allowed-ips",
+            f"{OB}/32,10.95.9.0/24",
+            "persistent-keepalive",
+            "25",
+        )
+        shown = a.run("wg", "show", up_a.name).stdout
+        assert "10.95.9.0/24" in shown and "every 25 seconds" in shown, shown
+        dump = a.run("wg", "show", up_a.name, "dump").stdout.splitlines()
+        assert dump[0].split("\t")[2] == "51820"
+        assert int(dump[1].split("\t")[5]) > 0  # rx bytes
+        # wg set listen-port: the interface rebinds and keeps working (the peer roams with us)
+        a.run("wg", "set", up_a.name, "listen-port", "51999")
+        assert "listening port: 51999" in a.run("wg", "show", up_a.name).stdout
+        ping(a, OB)
+        assert os.path.exists(f"/var/run/wireguard/{up_a.name}.sock")
+
+
+def _key_of(conf_path: Path) -> str:
+    for line in conf_path.read_text().splitlines():
+        if line.startswith("PrivateKey"):
+            return line.split("=", 1)[1].strip()
+    raise AssertionError("no key")
