@@ -381,8 +381,7 @@ class _Engine:
         self._procs: Any = None  # the process supervisor in processes mode
         self._links = LinkStatsReader(
             [p.link() for _, src, dst in self._flows for p in (*src, *dst)] if kernel_links else []
-        )
-        self._links.open()
+        )  # its socket is opened by run() and closed when run() ends: none for an unrun pipeline
 
     # -- statistics -----------------------------------------------------------------------
 
@@ -451,6 +450,7 @@ class _Engine:
             raise RuntimeError(f"{self.name} was already run; make a new one")
         self._started = True
         try:
+            self._links.open()
             if self.mode is WorkerMode.PROCESSES:
                 await self._run_processes(task_status)
             else:

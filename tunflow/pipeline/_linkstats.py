@@ -1,10 +1,10 @@
 """The kernel's drop counters of the interfaces behind a pipeline's ports.
 
 When a worker stops reading (its sink is slow), a TUN/TAP queue fills and the kernel drops what
-it cannot queue, counting it in the interface's ``tx_dropped`` (``IFLA_STATS64``). The reader
-opens its rtnetlink socket in the calling thread's network namespace — where the devices were
-made — so later calls from any thread ask the right namespace. Linux only; elsewhere it reports
-nothing.
+it cannot queue, counting it in the interface's ``tx_dropped`` (``IFLA_STATS64``). The pipeline
+opens the reader's rtnetlink socket when it starts running, in the namespace of the thread that
+runs it, so later calls from any thread ask that namespace; it closes the socket when it stops.
+Linux only; elsewhere it reports nothing.
 """
 
 from __future__ import annotations
@@ -17,36 +17,35 @@ __all__ = ["LinkStatsReader"]
 
 
 class LinkStatsReader:
-    """``tx_dropped`` per interface, for the links given (``(index, name)`` or ``None``)."""
+    """``tx_dropped`` per interface, for the links given (``(index, name)`` or ``None``).
+
+    Nothing is opened until :meth:`open`; before it :meth:`tx_dropped` reports nothing, after
+    :meth:`close` the last reading.
+    """
 
     def __init__(self, links: Iterable[tuple[int, str] | None]) -> None:
         self._links = sorted({link for link in links if link is not None})
         self._nl: Any = None
-        self._failed = False
         self._last: dict[str, int] = {}
         self._closed = False
 
-    def _socket(self) -> Any:
-        if self._nl is None and not self._failed and self._links and sys.platform == "linux":
-            try:
-                from ..platform.linux.netlink import RtNetlink
-
-                self._nl = RtNetlink()
-            except Exception:
-                self._failed = True
-        return self._nl
-
     def open(self) -> None:
-        """Open the netlink socket now (in the devices' namespace)."""
-        self._socket()
+        """Open the netlink socket now, in the calling thread's namespace (where the devices
+        are); without links, or off Linux, or when netlink is unavailable, nothing is opened."""
+        if self._nl is not None or self._closed or not self._links or sys.platform != "linux":
+            return
+        try:
+            from ..platform.linux.netlink import RtNetlink
+
+            self._nl = RtNetlink()
+        except Exception:
+            self._nl = None
 
     def tx_dropped(self) -> dict[str, int]:
         """Packets dropped by the kernel towards us, by interface name (missing ones left out)."""
-        if self._closed:
-            return dict(self._last)
-        nl = self._socket()
+        nl = self._nl
         if nl is None:
-            return {}
+            return dict(self._last)
         out: dict[str, int] = {}
         for index, name in self._links:
             try:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import anyio
 import attrs
 import pytest
@@ -303,3 +306,28 @@ async def test_timer_errors_follow_the_policy() -> None:
         await Pipeline(
             MemorySource(packets(1) * 10**6, batch_size=8), [stage], MemorySink(keep=0)
         ).run()
+
+
+def open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+class LinkedSource(MemorySource):
+    """A memory source that says it stands for the loopback interface (kernel drop counters)."""
+
+    def link(self) -> tuple[int, str] | None:
+        return (1, "lo")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="kernel drop counters are read on Linux")
+def test_no_netlink_socket_outside_run() -> None:
+    before = open_fds()
+    unrun = Pipeline(LinkedSource(packets(3)), [], MemorySink())
+    assert open_fds() == before  # constructed, never run: nothing open
+    assert unrun.statistics().kernel_drops == {}
+    assert open_fds() == before
+    del unrun
+    p = Pipeline(LinkedSource(packets(3)), [], MemorySink())
+    anyio.run(p.run)
+    assert "lo" in p.statistics().kernel_drops  # the socket was open while it ran
+    assert open_fds() == before
