@@ -76,6 +76,29 @@ def _check_cidrs(kind: str) -> Any:
     return check
 
 
+def _within(low: float, high: float | None = None, *, above: bool = False) -> Any:
+    """A validator: the value lies in ``low..high`` (``above``: strictly above ``low``).
+
+    It raises a :class:`ConfigError` whose path is the attribute's name, so a file's error ends
+    at the key itself (``tunnel.batch_size``) and a Python caller reads which argument it was.
+    """
+
+    def check(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"must be a number, not {value!r}", path=attr.name)
+        bad = (value <= low if above else value < low) or (high is not None and value > high)
+        if bad or value != value:  # (NaN compares false to everything)
+            if above:
+                rule = "a positive number" if low == 0 else f"above {low}"
+            elif high is None:
+                rule = f"at least {low}"
+            else:
+                rule = f"within {low}..{high}"
+            raise ConfigError(f"must be {rule}, not {value!r}", path=attr.name)
+
+    return check
+
+
 @attrs.frozen
 class DeviceSpec:
     """A TUN/TAP device to make (or attach to).
@@ -99,17 +122,12 @@ class DeviceSpec:
     mtu: int | None = None
     addresses: list[str] = attrs.field(factory=list, validator=_check_cidrs("interface"))
     routes: list[str] = attrs.field(factory=list, validator=_check_cidrs("network"))
-    queues: int = attrs.field(default=1)
+    queues: int = attrs.field(default=1, validator=_within(1, 256))
     offload: bool = False
     tx_queue_len: int | None = None
     mac: str | None = None
     attach: bool = False
     netns: str | None = None
-
-    @queues.validator
-    def _queues(self, _attr: object, value: int) -> None:
-        if not 1 <= value <= 256:
-            raise ValueError(f"queues must be within 1..256, not {value}")
 
     def builder(self) -> Any:
         """The :class:`~tunflow.DeviceBuilder` for this device (values checked).
@@ -176,9 +194,9 @@ class TransportSpec:
 class _RunSpec:
     workers: Literal["tasks", "processes"] = "tasks"
     on_error: Literal["drop", "stop"] = "drop"
-    buffer: int = 0
-    batch_size: int = 128
-    statistics_interval: float = 0.5
+    buffer: int = attrs.field(default=0, validator=_within(0))
+    batch_size: int = attrs.field(default=128, validator=_within(1, 65536))
+    statistics_interval: float = attrs.field(default=0.5, validator=_within(0, above=True))
     name: str | None = None
 
 
@@ -262,17 +280,13 @@ class Config:
                 ("pipeline.source", self.pipeline.source),
                 ("pipeline.sink", self.pipeline.sink),
             ]
-            run: _RunSpec = self.pipeline
         else:
             assert self.tunnel is not None
             ends = [("tunnel.local", self.tunnel.local), ("tunnel.remote", self.tunnel.remote)]
-            run = self.tunnel
         for path, value in ends:
             if value not in known:
                 hint = f" (defined: {', '.join(sorted(known))})" if known else ""
                 raise self._error(f"{value!r} is not a device or transport{hint}", path)
-        if run.buffer < 0:
-            raise self._error("buffer must not be negative", f"{ends[0][0].split('.')[0]}.buffer")
         for name, dev in self.devices.items():
             try:
                 dev.builder()

@@ -27,10 +27,21 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", metavar="CONFIG", help="the TOML configuration file")
 
 
+def _seconds(text: str) -> float:
+    """An argparse type: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
     _config_arg(p)
     p.add_argument(
-        "--interval", type=float, default=1.0, help="seconds between reports (default 1)"
+        "--interval", type=_seconds, default=1.0, help="seconds between reports (default 1)"
     )
     p.add_argument("--json", action="store_true", help="JSON lines even on a terminal")
     p.add_argument(
@@ -39,7 +50,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         default="asyncio",
         help="event loop (default asyncio)",
     )
-    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--duration", type=_seconds, default=None, help="stop after this many seconds")
 
 
 def _error(exc: BaseException) -> int:

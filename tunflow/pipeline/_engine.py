@@ -281,6 +281,10 @@ def plan_whole(chain: Sequence[Stage], source: Port, sink: Port) -> bool:
     return False
 
 
+def _positive_number(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and value > 0
+
+
 def _unique_names(stages: Sequence[Stage]) -> None:
     seen: dict[str, int] = {}
     for st in stages:
@@ -328,6 +332,11 @@ class _Engine:
         if type(buffer) is not int or buffer < 0:
             raise ConfigError(f"buffer must be a non-negative int (batches), not {buffer!r}")
         self.buffer = buffer
+        if not _positive_number(statistics_interval):
+            raise ConfigError(
+                "statistics_interval must be a positive number of seconds, "
+                f"not {statistics_interval!r}"
+            )
         self.statistics_interval = statistics_interval
         self._specs: list[StageSpec | None] = []
         built: list[Stage] = []

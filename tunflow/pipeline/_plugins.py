@@ -12,7 +12,7 @@ import difflib
 import ipaddress
 import re
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from importlib import metadata
 from typing import Any
 
@@ -88,30 +88,66 @@ def _format_exception(exc: BaseException, type_: type | None) -> str:
     return format_exception(exc, type_)
 
 
+def _leaves(exc: BaseException, path: str) -> Iterator[tuple[BaseException, type | None, str]]:
+    """Every failure inside a cattrs error with the path it happened at (``$.a['b'][0].c``),
+    as :func:`cattrs.transform_error` walks it."""
+    if isinstance(exc, cattrs.IterableValidationError):
+        with_notes, without = exc.group_exceptions()
+        for inner, note in with_notes:
+            yield from _leaves_or_self(inner, note.type, f"{path}[{note.index!r}]")
+        for inner in without:
+            yield inner, None, path
+    elif isinstance(exc, cattrs.ClassValidationError):
+        with_notes_c, without_c = exc.group_exceptions()
+        for inner, cnote in with_notes_c:
+            yield from _leaves_or_self(inner, cnote.type, f"{path}.{cnote.name}")
+        for inner in without_c:
+            yield inner, None, path
+    else:
+        yield exc, None, path
+
+
+def _leaves_or_self(
+    exc: BaseException, type_: type | None, path: str
+) -> Iterator[tuple[BaseException, type | None, str]]:
+    if isinstance(exc, cattrs.IterableValidationError | cattrs.ClassValidationError):
+        yield from _leaves(exc, path)
+    else:
+        yield exc, type_, path
+
+
+def _join(prefix: str, path: str) -> str:
+    if not prefix or not path:
+        return prefix or path
+    return prefix + path if path.startswith("[") else f"{prefix}.{path}"
+
+
 def config_error_from_cattrs(
     exc: BaseException, *, prefix: str = "", file: str | None = None
 ) -> ConfigError:
     """A :class:`ConfigError` from a cattrs structuring failure, naming the bad key's path.
+
+    A validator that raises a :class:`ConfigError` with a ``path`` (the attribute's name) makes
+    the path end at that key (``tunnel.batch_size``) rather than at its table.
 
     Args:
         exc: what ``converter.structure`` raised.
         prefix: the dotted path of the structured value inside the file (``stages[1].options``).
         file: the file name, if any.
     """
-    lines = (
-        cattrs.transform_error(exc, path="$", format_exception=_format_exception)
-        if isinstance(exc, Exception)
-        else [str(exc)]
-    )
     messages: list[str] = []
     first_path: str | None = None
-    for line in lines:
-        msg, _, where = line.rpartition(" @ ")
-        if not _:
-            msg, where = line, "$"
+    for leaf, type_, where in _leaves(exc, "$"):
         path = _KEY.sub(r".\1", where[1:]).lstrip(".")
-        full = f"{prefix}.{path}" if prefix and path and not path.startswith("[") else prefix + path
-        full = full or prefix
+        if isinstance(leaf, ConfigError):
+            msg = str(leaf)
+            if leaf.path:
+                if msg.startswith(f"{leaf.path}: "):
+                    msg = msg[len(leaf.path) + 2 :]
+                path = _join(path, leaf.path)
+        else:
+            msg = _format_exception(leaf, type_)
+        full = _join(prefix, path)
         if first_path is None:
             first_path = full or None
         messages.append(f"{msg} @ {full}" if full else msg)

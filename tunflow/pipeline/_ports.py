@@ -214,6 +214,8 @@ class DevicePort:
         self.mtu = _device_mtu(device)
         self.offload = device.offload_info
         self.can_split = True
+        if max_packets < 1:
+            raise ConfigError(f"max_packets must be at least 1, not {max_packets}")
         self._max_packets = max_packets
 
     def __repr__(self) -> str:
@@ -258,6 +260,8 @@ class SyncDevicePort:
         self.mtu = _device_mtu(device)
         self.offload = device.offload_info
         self.can_split = True
+        if max_packets < 1:
+            raise ConfigError(f"max_packets must be at least 1, not {max_packets}")
         self._max_packets = max_packets
 
     def __repr__(self) -> str:

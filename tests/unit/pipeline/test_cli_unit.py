@@ -51,3 +51,23 @@ def test_commands_are_pluggable() -> None:
     parser = build_parser()
     with pytest.raises(SystemExit):
         parser.parse_args([])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--interval", "0"], "argument --interval: must be a positive number of seconds, not 0"),
+        (["--interval", "-1"], "argument --interval: must be a positive number of seconds"),
+        (["--interval", "soon"], "argument --interval: 'soon' is not a number of seconds"),
+        (["--duration", "-2"], "argument --duration: must be a positive number of seconds"),
+    ],
+)
+def test_run_refuses_a_non_positive_interval(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    path = tmp_path / "ok.toml"
+    path.write_text(CONFIG)
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(path), *args])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err

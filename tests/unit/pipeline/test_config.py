@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -98,7 +99,7 @@ def test_built_from_python_equals_the_file() -> None:
 @pytest.mark.parametrize(
     ("change", "path", "message"),
     [
-        (("queues = 2", "queues = 0"), "devices.lan", "queues"),
+        (("queues = 2", "queues = 0"), "devices.lan.queues", "within 1..256"),
         (("queues = 2", 'queues = "two"'), "devices.lan.queues", "expected int"),
         (("offload = true", "offload = true\nmtuu = 1"), "devices.lan", "mtuu"),
         (('"10.0.0.1/24"', '"10.0.0.300/24"'), "devices.lan", "10.0.0.300"),
@@ -111,6 +112,11 @@ def test_built_from_python_equals_the_file() -> None:
         (('workers = "processes"', 'workers = "threads"'), "tunnel.workers", "threads"),
         (("[tunnel]", "[pipeline]\nsource='lan'\nsink='lan'\n[tunnel]"), None, "exactly one"),
         (('on_error = "stop"', 'on_error = "explode"'), "stages[0]", "explode"),
+        (("buffer = 2", "buffer = -1"), "tunnel.buffer", "at least 0"),
+        (("buffer = 2", "batch_size = -5"), "tunnel.batch_size", "within 1..65536, not -5"),
+        (("buffer = 2", "batch_size = 0"), "tunnel.batch_size", "within 1..65536, not 0"),
+        (("buffer = 2", "statistics_interval = 0"), "tunnel.statistics_interval", "positive"),
+        (("buffer = 2", "statistics_interval = -1.5"), "tunnel.statistics_interval", "positive"),
     ],
 )
 def test_errors_name_file_and_path(change: tuple[str, str], path: str | None, message: str) -> None:
@@ -135,3 +141,18 @@ def test_toml_syntax_error_and_missing_file(tmp_path: Path) -> None:
 def test_pipeline_spec_defaults() -> None:
     cfg = loads_config('[devices.a]\n[pipeline]\nsource = "a"\nsink = "a"\n')
     assert cfg.pipeline == PipelineSpec(source="a", sink="a")
+
+
+@pytest.mark.parametrize(
+    ("spec", "key"),
+    [
+        (lambda: PipelineSpec(source="a", sink="a", batch_size=0), "batch_size"),
+        (lambda: TunnelSpec(local="a", remote="b", statistics_interval=0), "statistics_interval"),
+        (lambda: TunnelSpec(local="a", remote="b", buffer=-1), "buffer"),
+        (lambda: DeviceSpec(queues=300), "queues"),
+    ],
+)
+def test_specs_built_in_python_are_checked_too(spec: Callable[[], object], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        spec()
+    assert info.value.path == key and str(info.value).startswith(f"{key}: must be")

@@ -331,3 +331,9 @@ def test_no_netlink_socket_outside_run() -> None:
     anyio.run(p.run)
     assert "lo" in p.statistics().kernel_drops  # the socket was open while it ran
     assert open_fds() == before
+
+
+@pytest.mark.parametrize("interval", [0, -1, 0.0, True, "1"])
+def test_statistics_interval_must_be_positive(interval: object) -> None:
+    with pytest.raises(ConfigError, match="statistics_interval must be a positive number"):
+        Pipeline(MemorySource(packets(1)), [], MemorySink(), statistics_interval=interval)  # type: ignore[arg-type]
