@@ -65,3 +65,37 @@ async def test_flows_spread_over_worker_processes(
     assert udp == 64 * 20
     assert all(n > 0 for n in per_worker.values()), per_worker
     assert stats.stage("stats").counters["udp"] >= 64 * 20
+
+
+def test_worker_enters_the_namespace_it_is_handed(netns: testing.Netns) -> None:
+    """A worker started outside the parent's namespace joins it (``setns``) and closes the fd;
+    one already there stays. Run in throw-away threads: ``setns`` moves only the caller."""
+    import threading
+
+    from tunflow.pipeline._worker import _enter_netns
+    from tunflow.platform.linux._netns import current_inode, setns
+
+    target = current_inode()  # the test thread is inside ``netns``
+    seen: list[tuple[int, bool]] = []
+    errors: list[BaseException] = []
+
+    def worker(start_in: str) -> None:
+        try:
+            fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)  # the test's namespace...
+            elsewhere = os.open(start_in, os.O_RDONLY)
+            try:
+                setns(elsewhere)  # ...and the thread starts in another one (or the same)
+            finally:
+                os.close(elsewhere)
+            _enter_netns(fd)
+            seen.append((current_inode(), os.path.exists(f"/proc/thread-self/fd/{fd}")))
+        except BaseException as exc:
+            errors.append(exc)
+
+    with testing.netns(enter=False) as other:
+        for start_in in (f"/run/netns/{other.name}", "/proc/thread-self/ns/net"):
+            t = threading.Thread(target=worker, args=(start_in,))
+            t.start()
+            t.join()
+    assert errors == []
+    assert seen == [(target, False), (target, False)]

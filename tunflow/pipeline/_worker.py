@@ -18,31 +18,15 @@ from typing import Any
 __all__ = ["main"]
 
 
-_CLONE_NEWNET = 0x40000000
-
-
-def _setns(fd: int) -> None:
-    # os.setns arrived in Python 3.12; libc's works on 3.11 too.
-    setns = getattr(os, "setns", None)
-    if setns is not None:
-        setns(fd, _CLONE_NEWNET)
-        return
-    import ctypes
-    import ctypes.util
-
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    if libc.setns(fd, _CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
-
-
 def _enter_netns(fd: int | None) -> None:
-    """Enter the parent's network namespace if this process started in another one."""
+    """Enter the parent's network namespace ``fd`` if this process is in another one; close it."""
     if fd is None:
         return
     try:
-        if os.fstat(fd).st_ino != os.stat("/proc/self/ns/net").st_ino:
-            _setns(fd)
+        from ..platform.linux import _netns
+
+        if os.fstat(fd).st_ino != _netns.current_inode():
+            _netns.setns(fd)
     finally:
         os.close(fd)
 
