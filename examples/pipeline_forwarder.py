@@ -19,7 +19,7 @@ import signal
 import anyio
 import attrs
 
-from tunflow import DeviceBuilder, testing
+from tunflow import DeviceBuilder
 from tunflow.pipeline import StageSpec, open_tunnel
 
 
@@ -40,8 +40,7 @@ async def main(args: argparse.Namespace) -> None:
         first = builder(ns, mine, theirs, args.queues).build_async()
         queues = [first]
         for _ in range(args.queues - 1):
-            with testing.Netns(ns).entered():  # another queue opens where the device lives
-                queues.append(await first.try_clone())
+            queues.append(await first.try_clone())  # opened in the device's namespace
         sides.append(queues)
     chain = [
         StageSpec("gro"),

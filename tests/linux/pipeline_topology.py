@@ -52,8 +52,7 @@ async def devices(
         first = builder(ns, side, offload=offload, queues=queues).build_async()
         qs = [first]
         for _ in range(queues - 1):
-            with ns.entered():
-                qs.append(await first.try_clone())
+            qs.append(await first.try_clone())  # the device opens it in its namespace
         out.append(qs)
     return out[0], out[1]
 

@@ -3,6 +3,7 @@ Python forwarder example."""
 
 from __future__ import annotations
 
+import ast
 import json
 import signal
 import socket
@@ -84,7 +85,21 @@ async def test_tap_frames_through_filter_and_capture(
     assert frames and all(isinstance(fr, dpkt.ethernet.Ethernet) for fr in frames)
 
 
-def test_forwarder_example(netns_pair: tuple[testing.Netns, testing.Netns]) -> None:
+def test_forwarder_example_needs_no_test_helpers() -> None:
+    tree = ast.parse((EXAMPLES / "pipeline_forwarder.py").read_text())
+    imported = {
+        f"{node.module}.{alias.name}" if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert not {name for name in imported if "testing" in name}, imported
+
+
+@pytest.mark.parametrize(("workers", "queues"), [("processes", 1), ("tasks", 2)])
+def test_forwarder_example(
+    netns_pair: tuple[testing.Netns, testing.Netns], workers: str, queues: int
+) -> None:
     a, b = netns_pair
     proc = subprocess.Popen(
         [
@@ -93,7 +108,9 @@ def test_forwarder_example(netns_pair: tuple[testing.Netns, testing.Netns]) -> N
             a.name,
             b.name,
             "--workers",
-            "processes",
+            workers,
+            "--queues",
+            str(queues),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
