@@ -30,7 +30,7 @@ from ..errors import ConfigError, PluginError, TunflowError
 from ..packet import PacketBatch
 from ._linkstats import LinkStatsReader
 from ._plugins import load_stage_class
-from ._ports import DevicePort, Port, PortStatistics, SyncDevicePort, as_ports
+from ._ports import Port, PortStatistics, _DeviceQueuePort, as_ports
 from ._stage import (
     Direction,
     ErrorPolicy,
@@ -40,6 +40,7 @@ from ._stage import (
     StageContext,
     StageSpec,
     StageStatistics,
+    copy_map,
 )
 
 __all__ = [
@@ -83,10 +84,6 @@ class StageError(TunflowError):
 
 class WorkerError(TunflowError):
     """A worker process failed (it exited, or reported an error)."""
-
-
-def _as_dict(value: Mapping[str, int] | None) -> dict[str, int]:
-    return dict(value) if value else {}
 
 
 @attrs.frozen
@@ -142,7 +139,7 @@ class PipelineStatistics:
     stages: tuple[StageStatistics, ...]
     ports: tuple[PortStatistics, ...]
     workers: tuple[WorkerStatistics, ...]
-    kernel_drops: Mapping[str, int] = attrs.field(factory=dict, converter=_as_dict)
+    kernel_drops: Mapping[str, int] = attrs.field(factory=dict, converter=copy_map)
 
     @property
     def errors(self) -> int:
@@ -363,7 +360,7 @@ class _Engine:
             p.layer
             for _, src, dst in self._flows
             for p in (*src, *dst)
-            if isinstance(p, DevicePort | SyncDevicePort)
+            if isinstance(p, _DeviceQueuePort)
         }
         if len(device_layers) > 1:
             raise ConfigError("a pipeline cannot join a TAP (L2) device to a TUN (L3) device")

@@ -20,6 +20,7 @@ from ..device import AsyncDevice, DeviceAttribute, Layer, OffloadInfo, SyncDevic
 from ..errors import ClosedDeviceError, ConfigError
 from ..packet import IDEAL_BATCH_SIZE, PacketBatch
 from ..transport import Transport, TransportStatistics, UDPTransport
+from ._stage import copy_map, sum_maps
 
 __all__ = [
     "Port",
@@ -33,10 +34,6 @@ __all__ = [
     "as_ports",
     "open_port_handle",
 ]
-
-
-def _as_dict(value: Mapping[str, Any] | None) -> dict[str, Any]:
-    return dict(value) if value else {}
 
 
 @attrs.frozen
@@ -63,13 +60,10 @@ class PortStatistics:
     tx_packets: int = 0
     tx_bytes: int = 0
     tx_batches: int = 0
-    drops: Mapping[str, int] = attrs.field(factory=dict, converter=_as_dict)
+    drops: Mapping[str, int] = attrs.field(factory=dict, converter=copy_map)
 
     def merge(self, other: PortStatistics) -> PortStatistics:
         """The sum of two records of the same port (from two worker processes)."""
-        drops = dict(self.drops)
-        for k, v in other.drops.items():
-            drops[k] = drops.get(k, 0) + v
         return PortStatistics(
             self.name,
             self.kind,
@@ -79,7 +73,7 @@ class PortStatistics:
             self.tx_packets + other.tx_packets,
             self.tx_bytes + other.tx_bytes,
             self.tx_batches + other.tx_batches,
-            drops,
+            sum_maps(self.drops, other.drops),
         )
 
 
@@ -97,7 +91,7 @@ class PortHandle:
     kind: str
     fd: int
     name: str
-    params: Mapping[str, Any] = attrs.field(factory=dict, converter=_as_dict)
+    params: Mapping[str, Any] = attrs.field(factory=dict, converter=copy_map)
 
 
 @runtime_checkable
@@ -193,19 +187,12 @@ def _device_mtu(dev: AsyncDevice | SyncDevice) -> int:
         return 1500
 
 
-class DevicePort:
-    """A port over one :class:`~tunflow.AsyncDevice` queue.
+class _DeviceQueuePort:
+    """What the ports over one device queue share: naming, sizes, statistics, the handle."""
 
-    Offload devices read super-packets whole when the chain allows (``whole=True``) and split
-    them otherwise; writes take both (see :meth:`AsyncDevice.send_batch`).
+    device: AsyncDevice | SyncDevice
 
-    Args:
-        device: the queue.
-        queue: its number, for the port's name.
-        max_packets: packets per batch.
-    """
-
-    def __init__(self, device: AsyncDevice, *, queue: int = 0, max_packets: int = IDEAL_BATCH_SIZE):
+    def __init__(self, device: AsyncDevice | SyncDevice, *, queue: int, max_packets: int) -> None:
         self.device = device
         base, self._index = _device_name(device)
         self._base = base
@@ -219,16 +206,10 @@ class DevicePort:
         self._max_packets = max_packets
 
     def __repr__(self) -> str:
-        return f"<DevicePort {self.name}>"
+        return f"<{type(self).__name__} {self.name}>"
 
     def new_batch(self) -> PacketBatch:
         return self.device.new_batch(self._max_packets)
-
-    async def recv_batch(self, batch: PacketBatch, whole: bool) -> PacketBatch:
-        return await self.device.recv_batch(batch, whole=whole)
-
-    async def send_batch(self, batch: PacketBatch) -> None:
-        await self.device.send_batch(batch)
 
     def statistics(self) -> PortStatistics:
         return _device_stats(self.name, self.device)
@@ -243,32 +224,57 @@ class DevicePort:
         return (self._index, self._base) if self._index is not None else None
 
 
-class SyncDevicePort:
+class DevicePort(_DeviceQueuePort):
+    """A port over one :class:`~tunflow.AsyncDevice` queue.
+
+    Offload devices read super-packets whole when the chain allows (``whole=True``) and split
+    them otherwise; writes take both (see :meth:`AsyncDevice.send_batch`).
+
+    Args:
+        device: the queue.
+        queue: its number, for the port's name.
+        max_packets: packets per batch.
+
+    Raises:
+        ConfigError: ``max_packets`` is below 1.
+    """
+
+    device: AsyncDevice
+
+    def __init__(
+        self, device: AsyncDevice, *, queue: int = 0, max_packets: int = IDEAL_BATCH_SIZE
+    ) -> None:
+        super().__init__(device, queue=queue, max_packets=max_packets)
+
+    async def recv_batch(self, batch: PacketBatch, whole: bool) -> PacketBatch:
+        return await self.device.recv_batch(batch, whole=whole)
+
+    async def send_batch(self, batch: PacketBatch) -> None:
+        await self.device.send_batch(batch)
+
+
+class SyncDevicePort(_DeviceQueuePort):
     """A port over one :class:`~tunflow.SyncDevice` queue, driven from the event loop.
 
     Reads never block (``timeout=0``, then ``anyio.wait_readable`` on the fd); writes to a TUN
     or TAP never wait in practice (the kernel takes or drops). Close the device only after the
     pipeline stopped.
+
+    Args:
+        device: the queue.
+        queue: its number, for the port's name.
+        max_packets: packets per batch.
+
+    Raises:
+        ConfigError: ``max_packets`` is below 1.
     """
 
-    def __init__(self, device: SyncDevice, *, queue: int = 0, max_packets: int = IDEAL_BATCH_SIZE):
-        self.device = device
-        base, self._index = _device_name(device)
-        self._base = base
-        self.name = f"{base}/{queue}"
-        self.layer = device.layer
-        self.mtu = _device_mtu(device)
-        self.offload = device.offload_info
-        self.can_split = True
-        if max_packets < 1:
-            raise ConfigError(f"max_packets must be at least 1, not {max_packets}")
-        self._max_packets = max_packets
+    device: SyncDevice
 
-    def __repr__(self) -> str:
-        return f"<SyncDevicePort {self.name}>"
-
-    def new_batch(self) -> PacketBatch:
-        return self.device.new_batch(self._max_packets)
+    def __init__(
+        self, device: SyncDevice, *, queue: int = 0, max_packets: int = IDEAL_BATCH_SIZE
+    ) -> None:
+        super().__init__(device, queue=queue, max_packets=max_packets)
 
     async def recv_batch(self, batch: PacketBatch, whole: bool) -> PacketBatch:
         dev = self.device
@@ -289,18 +295,6 @@ class SyncDevicePort:
         await anyio.lowlevel.checkpoint_if_cancelled()
         self.device.send_batch(batch)
         await anyio.lowlevel.cancel_shielded_checkpoint()
-
-    def statistics(self) -> PortStatistics:
-        return _device_stats(self.name, self.device)
-
-    def handle(self) -> PortHandle | None:
-        fd = self.device.fileno()
-        if fd < 0:
-            return None
-        return PortHandle("device", fd, self.name, {"layer": self.layer.value, "mtu": self.mtu})
-
-    def link(self) -> tuple[int, str] | None:
-        return (self._index, self._base) if self._index is not None else None
 
 
 class TransportPort:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
@@ -34,6 +34,8 @@ __all__ = [
     "StageStatistics",
     "NoOptions",
 ]
+
+_N = TypeVar("_N", int, float)
 
 #: What a bound stage is on the hot path: a batch in, a batch out.
 Processor = Callable[[PacketBatch], PacketBatch]
@@ -108,8 +110,18 @@ class StageContext:
     start_soon: Callable[..., Any] | None = None
 
 
-def _frozen_map(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+def copy_map(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """A record's own copy of a mapping (the attrs converter of every mapping field of the
+    pipeline's records), so the caller's dict can change afterwards without changing it."""
     return dict(value) if value else {}
+
+
+def sum_maps(a: Mapping[str, _N], b: Mapping[str, _N]) -> dict[str, _N]:
+    """Key by key sums of two mappings of counts (the merge of two workers' records)."""
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = out.get(k, 0) + v
+    return out
 
 
 @attrs.frozen
@@ -140,9 +152,9 @@ class StageStatistics:
     batches: int = 0
     errors: int = 0
     last_error: str | None = None
-    drops: Mapping[str, int] = attrs.field(factory=dict, converter=_frozen_map)
-    counters: Mapping[str, int] = attrs.field(factory=dict, converter=_frozen_map)
-    gauges: Mapping[str, float] = attrs.field(factory=dict, converter=_frozen_map)
+    drops: Mapping[str, int] = attrs.field(factory=dict, converter=copy_map)
+    counters: Mapping[str, int] = attrs.field(factory=dict, converter=copy_map)
+    gauges: Mapping[str, float] = attrs.field(factory=dict, converter=copy_map)
 
     @property
     def dropped(self) -> int:
@@ -161,21 +173,10 @@ class StageStatistics:
             batches=self.batches + other.batches,
             errors=self.errors + other.errors,
             last_error=other.last_error or self.last_error,
-            drops=_add(self.drops, other.drops),
-            counters=_add(self.counters, other.counters),
-            gauges=_add(self.gauges, other.gauges),
+            drops=sum_maps(self.drops, other.drops),
+            counters=sum_maps(self.counters, other.counters),
+            gauges=sum_maps(self.gauges, other.gauges),
         )
-
-
-def _add(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = out.get(k, 0) + v
-    return out
-
-
-def _options_dict(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return dict(value) if value else {}
 
 
 @attrs.frozen
@@ -196,7 +197,7 @@ class StageSpec:
     """
 
     plugin: str
-    options: Mapping[str, Any] = attrs.field(factory=dict, converter=_options_dict)
+    options: Mapping[str, Any] = attrs.field(factory=dict, converter=copy_map)
     name: str | None = None
     on_error: ErrorPolicy | None = None
 

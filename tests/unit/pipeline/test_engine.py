@@ -337,3 +337,17 @@ def test_no_netlink_socket_outside_run() -> None:
 def test_statistics_interval_must_be_positive(interval: object) -> None:
     with pytest.raises(ConfigError, match="statistics_interval must be a positive number"):
         Pipeline(MemorySource(packets(1)), [], MemorySink(), statistics_interval=interval)  # type: ignore[arg-type]
+
+
+def test_records_own_their_maps_and_merges_sum_them() -> None:
+    from tunflow.pipeline import PortStatistics, StageStatistics
+
+    drops = {"rate": 2}
+    s = StageStatistics("s", drops=drops, counters={"a": 1}, gauges={"pps": 1.5})
+    drops["rate"] = 99  # the caller's dict, changed afterwards
+    merged = s.merge(StageStatistics("s", drops={"rate": 3, "x": 1}, gauges={"pps": 0.5}))
+    assert (s.drops, merged.drops) == ({"rate": 2}, {"rate": 5, "x": 1})
+    assert (merged.counters, merged.gauges) == ({"a": 1}, {"pps": 2.0})
+    p = PortStatistics("p", "device", 1, drops={"malformed": 1})
+    total = p.merge(PortStatistics("p", "device", 2, drops={"malformed": 2, "other": 1}))
+    assert (total.rx_packets, total.drops) == (3, {"malformed": 3, "other": 1})
