@@ -131,7 +131,7 @@ class CaptureStage(StageBase):
             self._file.flush()
 
     def process(self, batch: PacketBatch) -> PacketBatch:
-        return self.bind(Lane())(batch)
+        return self._unbound_processor()(batch)
 
     def bind(self, lane: Lane) -> Processor:
         opts: CaptureOptions = self.options

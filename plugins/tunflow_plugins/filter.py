@@ -238,7 +238,10 @@ class FilterStage(StageBase):
         return self._processor(rules, lane.layer is Layer.L2)
 
     def process(self, batch: PacketBatch) -> PacketBatch:
-        return self._processor(list(enumerate(self._rules)), False)(batch)
+        # Outside a lane there is no direction: every rule applies. Built once, then kept.
+        if self._unbound is None:
+            self._unbound = self._processor(list(enumerate(self._rules)), False)
+        return self._unbound(batch)
 
     def _processor(self, rules: list[tuple[int, _Compiled]], l2: bool) -> Processor:
         opts: FilterOptions = self.options

@@ -50,7 +50,7 @@ class GSOStage(StageBase):
     splits = True
 
     def process(self, batch: PacketBatch) -> PacketBatch:
-        return self.bind(Lane())(batch)
+        return self._unbound_processor()(batch)
 
     def bind(self, lane: Lane) -> Processor:
         spare: list[PacketBatch] = []

@@ -184,7 +184,7 @@ class RateLimitStage(StageBase):
         return tokens
 
     def process(self, batch: PacketBatch) -> PacketBatch:
-        return self.bind(Lane())(batch)
+        return self._unbound_processor()(batch)
 
     def bind(self, lane: Lane) -> Processor:
         opts: RateLimitOptions = self.options

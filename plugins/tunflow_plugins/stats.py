@@ -60,7 +60,7 @@ class StatsStage(StageBase):
         self._rates = (0.0, 0.0)
 
     def process(self, batch: PacketBatch) -> PacketBatch:
-        return self.bind(Lane())(batch)
+        return self._unbound_processor()(batch)
 
     def bind(self, lane: Lane) -> Processor:
         versions, protos, totals = self._versions, self._protos, self._totals

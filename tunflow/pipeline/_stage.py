@@ -305,6 +305,7 @@ class StageBase:
         self.on_error: ErrorPolicy | None = None
         self._drops: dict[str, int] = {}
         self._counters: dict[str, int] = {}
+        self._unbound: Processor | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -343,6 +344,15 @@ class StageBase:
         a processor returns that it owns must stay valid until that processor's next call.
         """
         return self.process
+
+    def _unbound_processor(self) -> Processor:
+        """``bind(Lane())``, built on the first call and kept: what :meth:`process` runs in a
+        stage whose work lives in :meth:`bind` (its scratch batches are reused from one call to
+        the next, as in a lane). Only for a subclass that overrides :meth:`bind`."""
+        proc = self._unbound
+        if proc is None:
+            proc = self._unbound = self.bind(Lane())
+        return proc
 
     def drop(self, reason: str, count: int = 1) -> None:
         """Count ``count`` packets dropped for ``reason``."""

@@ -347,3 +347,35 @@ async def test_capture_writes_every_segment_with_its_own_timestamp(tmp_path: Pat
     stamps = [t for t, _ in records]
     assert stamps == sorted(set(stamps))  # one nanosecond apart, none shared
     assert stage.statistics().counters["packets"] == 1200 + 9 + 1
+
+
+@pytest.mark.parametrize(
+    ("plugin", "options", "builder"),
+    [
+        ("gso", {}, "bind"),
+        ("ratelimit", {"rate": "1mbit"}, "bind"),
+        ("ratelimit", {"rate": "1mbit", "per_flow": True}, "bind"),
+        ("stats", {}, "bind"),
+        ("capture", {"path": "CAPTURE"}, "bind"),
+        ("filter", {"rules": [{"action": "allow", "protocol": "udp"}]}, "_processor"),
+    ],
+)
+def test_process_outside_a_pipeline_builds_its_processor_once(
+    plugin: str, options: dict[str, object], builder: str, tmp_path: Path
+) -> None:
+    if options.get("path") == "CAPTURE":
+        options = {"path": str(tmp_path / "p.pcap")}
+    stage = StageSpec(plugin, options).build()
+    real = getattr(stage, builder)
+    calls: list[object] = []
+
+    def counting(*args: object) -> object:
+        calls.append(args)
+        return real(*args)
+
+    setattr(stage, builder, counting)
+    pk = [ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, b"x")] * 3
+    for _ in range(3):
+        assert len(stage.process(batch_of(pk))) == 3
+    anyio.run(stage.stop)  # type: ignore[attr-defined]  # (capture closes its file)
+    assert len(calls) == 1
