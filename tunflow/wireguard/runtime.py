@@ -265,7 +265,8 @@ class WireGuardPort:
         while True:
             transport = self.transport
             try:
-                await transport.send_batch(tx)
+                # no extra event-loop turn: the lane yields when it reads next
+                await transport.send_batch(tx, checkpoint=False)
                 return
             except anyio.ClosedResourceError:
                 if transport is self.transport:
@@ -336,7 +337,7 @@ class WireGuardPort:
         # "Under load" (handshakes must carry a cookie) comes from the transport's queue: the
         # kernel dropping datagrams, or many receives in a row that found more waiting.
         self._backlog = self._backlog + 1 if transport.backlogged else 0
-        drops = transport.statistics().drops.get("rx_overflow", 0) if transport.gro else 0
+        drops = transport.kernel_drops
         if self._backlog >= _BACKLOG_READS or drops > self._kernel_drops:
             self._kernel_drops = drops
             self._backlog = 0
@@ -591,6 +592,18 @@ class WireGuardInterface:
                 return
 
 
+def _plain_reads(device: AsyncDevice) -> None:
+    """Keep the virtio-net header but ask the kernel for no TSO/checksum offload: reads are
+    plain packets (the kernel segments and checksums), writes may still be super-packets."""
+    import fcntl
+    import struct
+
+    from ..platform.linux.tun import TUNSETOFFLOAD
+
+    fcntl.ioctl(device.fileno(), TUNSETOFFLOAD, 0)
+    _ = struct
+
+
 def _bind(port: int, fwmark: int, netns: str | None) -> UDPTransport:
     with _entered(netns):
         return UDPTransport.bind(("::", port), fwmark=fwmark)
@@ -680,6 +693,8 @@ async def _interface(
     try:
         device = builder.build_async()
         dev_offload = device.offload_info.vnet_hdr
+        if dev_offload and os.environ.get("TUNFLOW_VPN_TSO", "1") == "0":
+            _plain_reads(device)
         wg.listen_port = int(transport.local_address[1])
         port = WireGuardPort(
             wg,
