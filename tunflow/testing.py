@@ -17,14 +17,11 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import itertools
 import json
 import os
 import re
 import subprocess
-import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -43,9 +40,6 @@ __all__ = [
 #: Every interface and namespace created by tunflow's tests starts with this.
 PREFIX = "tf"
 _counter = itertools.count()
-_CLONE_NEWNET = 0x40000000
-_libc: Any = None
-_lock = threading.Lock()
 
 
 def unique_name(kind: str = "") -> str:
@@ -55,7 +49,18 @@ def unique_name(kind: str = "") -> str:
     """
     if len(kind) > 3 or (not kind.isalpha() and kind):
         raise ValueError(f"kind must be at most 3 letters, not {kind!r}")
-    return f"{PREFIX}{kind}{os.getpid() % 100000}x{next(_counter)}"
+    # base 36 keeps the counter to 4 characters for 1.6 million names: 2+3+5+1+4 = 15 bytes
+    return f"{PREFIX}{kind}{os.getpid() % 100000}x{_base36(next(_counter))}"
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if not n:
+            return out
 
 
 def _ours(name: str, pid: int | None) -> bool:
@@ -63,7 +68,7 @@ def _ours(name: str, pid: int | None) -> bool:
         return False
     if pid is None:
         return True
-    return re.fullmatch(rf"{PREFIX}[a-z]{{0,3}}{pid % 100000}x\d+", name) is not None
+    return re.fullmatch(rf"{PREFIX}[a-z]{{0,3}}{pid % 100000}x[0-9a-z]+", name) is not None
 
 
 def run(*args: str, check: bool = True, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
@@ -81,16 +86,6 @@ def ip_json(*args: str, netns_name: str | None = None) -> Any:
     prefix = ["ip", "-n", netns_name] if netns_name else ["ip"]
     out = run(*prefix, "-j", *args).stdout
     return json.loads(out) if out.strip() else []
-
-
-def _setns(fd: int) -> None:
-    global _libc
-    with _lock:
-        if _libc is None:
-            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    if _libc.setns(fd, _CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
 
 
 class Netns:
@@ -123,17 +118,10 @@ class Netns:
     @contextlib.contextmanager
     def entered(self) -> Iterator[Netns]:
         """Move the calling thread into this namespace for the ``with`` body."""
-        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        target = os.open(f"/run/netns/{self.name}", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            _setns(target)
-            try:
-                yield self
-            finally:
-                _setns(own)
-        finally:
-            os.close(target)
-            os.close(own)
+        from .platform.linux._netns import entered
+
+        with entered(f"/run/netns/{self.name}"):
+            yield self
 
 
 @contextlib.contextmanager

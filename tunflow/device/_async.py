@@ -8,7 +8,8 @@ until the kernel has nothing left before waiting again, so a burst costs one wai
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from ipaddress import IPv4Interface, IPv6Interface
 from typing import Any, TypeVar
 
@@ -35,11 +36,11 @@ class DeviceAttribute(TypedAttributeSet):
     They reach through wrappers, as anyio's socket attributes do.
     """
 
-    #: the interface name when the stream was made
+    #: the interface name (as last set through this device)
     name: str = typed_attribute()
     #: the interface index
     index: int = typed_attribute()
-    #: the MTU when the stream was made
+    #: the MTU (as last set through this device)
     mtu: int = typed_attribute()
     #: the queue's file descriptor
     fileno: int = typed_attribute()
@@ -135,7 +136,7 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
         attrs: dict[Any, Callable[[], Any]] = {
-            DeviceAttribute.fileno: lambda: self._fd,
+            DeviceAttribute.fileno: self._queue.fileno,
             DeviceAttribute.queue: lambda: self._queue_index,
             DeviceAttribute.offload: lambda: self._queue.offload,
             DeviceAttribute.layer: lambda: self._shared.layer,
@@ -157,6 +158,7 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
             return
         self._closed = True
         fd = self._queue.fileno()
+        self._fd = -1
         if fd >= 0 and _in_event_loop():
             anyio.notify_closing(fd)
         if self._thread_waker is not None:
@@ -218,6 +220,18 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
             waker.wake()
             waker.close()
         self._check_open()
+
+    @contextlib.contextmanager
+    def _send_guard(self) -> Iterator[None]:
+        # A batch write may wait half-way, and on an offload device its coalescing arena is
+        # reused by the next one: two tasks writing batches at once would mix them up.
+        if self._sending:
+            raise anyio.BusyResourceError("sending a batch to")
+        self._sending = True
+        try:
+            yield
+        finally:
+            self._sending = False
 
     def _begin_receive(self) -> None:
         if self._receiving:
@@ -357,7 +371,8 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         offload devices); return how many the caller gave."""
         await anyio.lowlevel.checkpoint_if_cancelled()
         self._check_open()
-        await self._write_all(self._prepare_send_batch(batch))
+        with self._send_guard():
+            await self._write_all(self._prepare_send_batch(batch))
         self._account_tx(batch)
         await anyio.lowlevel.cancel_shielded_checkpoint()
         return len(batch)
@@ -386,7 +401,8 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         await anyio.lowlevel.checkpoint_if_cancelled()
         self._check_open()
         batch = self._mm_gather(bufs, offset)
-        await self._write_all(self._prepare_send_batch(batch, gro_table))
+        with self._send_guard():
+            await self._write_all(self._prepare_send_batch(batch, gro_table))
         self._account_tx(batch)
         await anyio.lowlevel.cancel_shielded_checkpoint()
         return batch.nbytes
@@ -416,6 +432,7 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
     async def set_mtu(self, mtu: int) -> None:
         """Set the MTU (at least 1280 while the device has IPv6 addresses)."""
         await self._run(self._set_mtu, mtu)
+        self._attrs["mtu"] = mtu
 
     async def addresses(self) -> list[IPv4Interface | IPv6Interface]:
         """Every address of the interface, with prefixes."""

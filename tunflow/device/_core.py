@@ -54,6 +54,8 @@ class DeviceStatistics:
         tx_coalesced: packets merged into another by GRO before writing (offload only).
         gro_disabled: times the kernel refused a GSO write (``EINVAL``) and GRO was turned off.
         rx_malformed: packets from the kernel that could not be split (dropped).
+        tx_dropped: packets of batch writes the kernel refused, by reason (skipped; a single
+            ``send`` raises instead).
         offload: what the kernel granted.
     """
 
@@ -68,6 +70,7 @@ class DeviceStatistics:
     tx_coalesced: int = 0
     gro_disabled: int = 0
     rx_malformed: int = 0
+    tx_dropped: dict[str, int] = attrs.field(factory=dict)
     offload: OffloadInfo = attrs.field(factory=OffloadInfo)
 
 
@@ -122,7 +125,11 @@ class DeviceCore:
         self.rx_batches = 0
         self.tx_batches = 0
         self.tx_super_packets = 0
-        self._mm: PacketBatch | None = None
+        self._mm = threading.local()
+        #: a refused super-packet's segments still to write, and the next index
+        self._fallback: tuple[PacketBatch, int] | None = None
+        #: packets of batch writes the kernel refused, by reason (skipped, not raised)
+        self.tx_dropped: dict[str, int] = {}
         self._rx: OffloadRx | None = None
         self._tx: OffloadTx | None = None
         if queue.offload.vnet_hdr:
@@ -162,7 +169,7 @@ class DeviceCore:
     def _nb_recv(self) -> bytes:
         if self._rx is not None:
             return self._rx.recv_one()
-        return self._queue.recv(self.max_size)
+        return self._queue.recv(MAX_PACKET_SIZE)
 
     def _nb_recv_into(self, view: memoryview) -> int:
         if self._rx is not None:
@@ -216,21 +223,44 @@ class DeviceCore:
         return out
 
     def _nb_send_batch(self, out: PacketBatch, start: int) -> int:
-        """Write ``out`` from ``start``; the index after the last packet written."""
+        """Write ``out`` from ``start``; the index after the last packet written.
+
+        A packet the kernel refuses (``EINVAL``, ``EMSGSIZE``) is skipped and counted in
+        ``tx_dropped``, never raised: in a batch it is data, as in a pipeline. A refused GSO
+        super-packet is written split instead (see :class:`OffloadTx`), its segments kept as
+        pending state so a full queue makes the face wait as usual — :class:`BlockingIOError`.
+        """
+        if self._fallback is not None:
+            fallback, j = self._fallback
+            while j < len(fallback):
+                self._fallback = (fallback, j)
+                j = self._write_skipping(fallback, j)  # may raise BlockingIOError: state kept
+            self._fallback = None
+            return start + 1
         try:
             return self._queue.send_batch(out, start)
         except OSError as exc:
-            if exc.errno != errno.EINVAL or self._tx is None:
+            if isinstance(exc, BlockingIOError) or exc.errno not in (errno.EINVAL, errno.EMSGSIZE):
                 raise
-        # A kernel that refuses GSO writes (a known regression): split, write plain, GRO off.
-        fallback = self._tx.refused(out, start)
-        j = 0
-        while j < len(fallback):
-            try:
-                j = self._queue.send_batch(fallback, j)
-            except BlockingIOError:
-                self._queue.wait(True, 1.0, None)
+            refused = exc
+        if self._tx is not None and refused.errno == errno.EINVAL and self._tx.is_gso(out, start):
+            # A kernel that refuses GSO writes (a known regression): split, write plain, GRO off.
+            self._fallback = (self._tx.refused(out, start), 0)
+            return self._nb_send_batch(out, start)
+        self._count_drop("kernel_refused_packet")
         return start + 1
+
+    def _write_skipping(self, batch: PacketBatch, i: int) -> int:
+        try:
+            return self._queue.send_batch(batch, i)
+        except OSError as exc:
+            if isinstance(exc, BlockingIOError) or exc.errno not in (errno.EINVAL, errno.EMSGSIZE):
+                raise
+        self._count_drop("kernel_refused_packet")
+        return i + 1
+
+    def _count_drop(self, reason: str) -> None:
+        self.tx_dropped[reason] = self.tx_dropped.get(reason, 0) + 1
 
     # -- tun-rs's recv_multiple / send_multiple over lists of buffers ----------------------
 
@@ -248,9 +278,10 @@ class DeviceCore:
             raise ValueError(
                 f"each buffer needs {self.max_size} bytes after offset {offset}; one has {small}"
             )
-        batch = self._mm
+        # One scratch batch per thread: threads may call recv_multiple on one device.
+        batch: PacketBatch | None = getattr(self._mm, "batch", None)
         if batch is None or batch.max_packets != len(bufs):
-            batch = self._mm = self.new_batch(len(bufs))
+            batch = self._mm.batch = self.new_batch(len(bufs))
         batch.clear()
         return batch
 
@@ -320,6 +351,7 @@ class DeviceCore:
             tx_coalesced=tx.table.statistics().coalesced if tx is not None else 0,
             gro_disabled=tx.gro_disabled if tx is not None else 0,
             rx_malformed=rx.malformed if rx is not None else 0,
+            tx_dropped=dict(self.tx_dropped),
             offload=self._queue.offload,
         )
 

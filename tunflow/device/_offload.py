@@ -24,7 +24,6 @@ from ..errors import MalformedPacketError, OffloadError, PacketError, PacketTooL
 from ..offload import (
     VIRTIO_NET_HDR_GSO_NONE,
     GROTable,
-    decode_vnet_hdr,
     gso_segment_count,
     gso_split,
 )
@@ -34,7 +33,6 @@ from ..platform._base import OffloadInfo, Queue
 __all__ = ["OffloadRx", "OffloadTx"]
 
 _RAW_CAPACITY: Final = 1 << 20
-_ZERO_HDR: Final = bytes(HEADROOM)
 
 
 class OffloadRx:
@@ -152,8 +150,6 @@ class OffloadTx:
         #: the GRO rules; ``tcp``/``udp`` may be switched off at run time
         self.table = GROTable(tcp=True, udp=offload.uso)
         self._out = PacketBatch(capacity=_RAW_CAPACITY, max_packets=IDEAL_BATCH_SIZE)
-        self._fallback = PacketBatch(capacity=_RAW_CAPACITY, max_packets=IDEAL_BATCH_SIZE)
-        self._fallback.vnet_hdr = True
         #: kernel refusals of a GSO write that turned GRO off
         self.gro_disabled = 0
 
@@ -165,7 +161,8 @@ class OffloadTx:
         """The batch to write: ``batch`` itself if it has headers (or GRO is off), else the
         coalesced copy (by ``table``, default the device's)."""
         gro = table if table is not None else self.table
-        if batch.vnet_hdr or not (gro.tcp or gro.udp) or len(batch) < 2:
+        if batch.vnet_hdr or not (gro.tcp or gro.udp) or len(batch) < 2 or self.gro_disabled:
+            # (once the kernel refused a GSO write, no table coalesces for this device)
             return batch
         out = self._out
         if out.capacity < batch.end or out.max_packets < len(batch):
@@ -175,6 +172,13 @@ class OffloadTx:
         gro.coalesce(batch, out)
         return out
 
+    def is_gso(self, batch: PacketBatch, i: int) -> bool:
+        """Whether packet ``i`` of ``batch`` is written as a GSO super-packet."""
+        return (
+            batch.vnet_hdr
+            and batch.view[batch.offsets[i] - HEADROOM + 1] != VIRTIO_NET_HDR_GSO_NONE
+        )
+
     def refused(self, batch: PacketBatch, i: int) -> PacketBatch:
         """Packet ``i`` of ``batch`` was refused with ``EINVAL``: return plain packets to write
         instead (its segments), after turning GRO off.
@@ -183,14 +187,16 @@ class OffloadTx:
             MalformedPacketError: the packet carried no GSO — the kernel refused the packet
                 itself.
         """
-        hdr = decode_vnet_hdr(batch.with_header(i))
-        if hdr[1] == VIRTIO_NET_HDR_GSO_NONE or not batch.vnet_hdr:
+        if not self.is_gso(batch, i):
             raise MalformedPacketError("write: the kernel refused the packet (EINVAL)")
-        if self.gro_enabled:
+        if not self.gro_disabled:
             self.table.tcp = self.table.udp = False
-            self.gro_disabled += 1
-        fallback = self._fallback
-        fallback.clear()
+        self.gro_disabled += 1
+        src = batch.with_header(i)
+        count = gso_segment_count(src)
+        # Room for every segment at once (a refused super-packet may have more than 128).
+        fallback = PacketBatch(capacity=len(src) + count * (HEADROOM + 256), max_packets=count)
         fallback.vnet_hdr = True
-        gso_split(batch.with_header(i), fallback)
+        if gso_split(src, fallback) < count:  # pragma: no cover - sized above
+            raise OffloadError("could not split a refused super-packet")
         return fallback

@@ -7,6 +7,7 @@ at once, and how ``timeout=`` works, without signals or closing an fd under a re
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from ipaddress import IPv4Interface, IPv6Interface
@@ -68,6 +69,10 @@ class SyncDevice(DeviceCore):
         # A queue that cannot be polled (Windows) brings its own kind of waker.
         make_waker = getattr(queue, "make_waker", None)
         self._waker = make_waker() if make_waker is not None else PipeWaker()
+        # Threads may share a device: reads are safe as they are, but an offload device's
+        # split state and the coalescing arena are guarded.
+        self._rx_lock = threading.Lock()
+        self._tx_lock = threading.Lock()
         self._shutdown = False
 
     @classmethod
@@ -215,7 +220,8 @@ class SyncDevice(DeviceCore):
             if self._shutdown:
                 raise ClosedDeviceError("the device was shut down")
             try:
-                packet = self._nb_recv()
+                with self._rx_lock:
+                    packet = self._nb_recv()
             except BlockingIOError:
                 self._wait(False, deadline)
                 continue
@@ -234,7 +240,8 @@ class SyncDevice(DeviceCore):
             if self._shutdown:
                 raise ClosedDeviceError("the device was shut down")
             try:
-                n = self._nb_recv_into(view)
+                with self._rx_lock:
+                    n = self._nb_recv_into(view)
             except BlockingIOError:
                 self._wait(False, deadline)
                 continue
@@ -297,7 +304,9 @@ class SyncDevice(DeviceCore):
         while True:
             if self._shutdown:
                 raise ClosedDeviceError("the device was shut down")
-            if self._nb_recv_batch(batch, whole):
+            with self._rx_lock:
+                got = self._nb_recv_batch(batch, whole)
+            if got:
                 self._account_rx(batch, start)
                 return batch
             self._wait(False, deadline)
@@ -311,8 +320,10 @@ class SyncDevice(DeviceCore):
         super-packet is written split — nothing is lost; ``statistics().gro_disabled`` counts it.
         """
         deadline = _deadline(timeout)
-        out = self._prepare_send_batch(batch)
-        self._write_all(out, deadline)
+        # One writer at a time: coalescing reuses one arena, and a refused super-packet's
+        # segments are pending state.
+        with self._tx_lock:
+            self._write_all(self._prepare_send_batch(batch), deadline)
         self._account_tx(batch)
         return len(batch)
 
@@ -362,8 +373,8 @@ class SyncDevice(DeviceCore):
         ``gro_table`` (or the device's own table when ``None``) on an offload device; return the
         bytes given."""
         batch = self._mm_gather(bufs, offset)
-        out = self._prepare_send_batch(batch, gro_table)
-        self._write_all(out, _deadline(timeout))
+        with self._tx_lock:
+            self._write_all(self._prepare_send_batch(batch, gro_table), _deadline(timeout))
         self._account_tx(batch)
         return batch.nbytes
 

@@ -16,7 +16,6 @@ Errors cross this boundary already mapped to :mod:`tunflow.errors`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from ipaddress import (
     IPv4Address,
     IPv4Interface,
@@ -142,8 +141,3 @@ class Interface(Protocol):
     def tx_queue_len(self) -> int: ...
     def set_tx_queue_len(self, length: int) -> None: ...
     def close(self) -> None: ...
-
-
-def sequence_of(values: Sequence[object]) -> str:
-    """Render values for an error message."""
-    return ", ".join(str(v) for v in values)

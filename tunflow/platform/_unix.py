@@ -18,6 +18,7 @@ import io
 import os
 import select
 import struct
+import threading
 from collections.abc import Callable
 from typing import Final
 
@@ -41,6 +42,8 @@ _POLLIN: Final = getattr(select, "POLLIN", 0x1)
 _POLLOUT: Final = getattr(select, "POLLOUT", 0x4)
 _MAX_READ: Final = 65535 + HEADROOM
 _ZERO_VNET: Final = bytes(HEADROOM)
+#: a write refused for the packet itself, not for the device
+_PACKET_ERRNOS: Final = frozenset({errno.EINVAL, errno.EMSGSIZE})
 _GONE_ERRNOS: Final = frozenset(
     code
     for code in (getattr(errno, "EBADFD", None), errno.ENXIO, errno.ENODEV, errno.EIO, errno.EPIPE)
@@ -122,6 +125,15 @@ class FdQueue:
         vnet_hdr: each read/write carries a 10-byte virtio-net header (Linux offload); batch
             reads put it in the batch's headroom.
         on_close: called once after the fd is closed (a backend's bookkeeping).
+
+    Every operation holds the fd for its duration: :meth:`close` from another thread marks the
+    queue closed at once, but the fd is only released when the last operation using it has
+    left — so no read ever lands on a number the OS has meanwhile given to another file.
+
+    Errors: "nothing to read/room to write" is :class:`BlockingIOError`; a kernel refusal of
+    one packet in a batch write (``EINVAL``, ``EMSGSIZE``) is raised as the raw
+    :class:`OSError` so the device face can skip and count it; every other failure is mapped by
+    :func:`map_io_error`.
     """
 
     def __init__(
@@ -145,76 +157,144 @@ class FdQueue:
         self._af_header = af_header
         self._af4 = _AF.pack(af_inet)
         self._af6 = _AF.pack(af_inet6)
-        self._hdr = bytearray(AF_HEADER_LEN)
         self.vnet_hdr = vnet_hdr
         self.offload = offload if offload is not None else OffloadInfo(vnet_hdr=vnet_hdr)
         self._on_close = on_close
+        self._lock = threading.Lock()
+        self._users = 0  # operations using the fd right now
+        self._closing = False
 
     def __repr__(self) -> str:
         return f"<FdQueue fd={self._fd}>"
 
     def fileno(self) -> int:
-        return self._fd
+        return -1 if self._closing else self._fd
 
     @property
     def closed(self) -> bool:
-        return self._fd < 0
+        return self._closing
 
     def wait_handle(self) -> int | None:
         return None
 
-    def _check(self) -> int:
+    # -- holding the fd ---------------------------------------------------------------------
+
+    def _enter(self) -> int:
+        with self._lock:
+            if self._closing:
+                raise ClosedDeviceError("the device is closed")
+            self._users += 1
+            return self._fd
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._users -= 1
+            release = self._closing and self._users == 0
+        if release:
+            self._release()
+
+    def close(self) -> None:
+        """Mark the queue closed; the fd is released now, or by the last operation still
+        using it. Idempotent."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            release = self._users == 0
+        if release:
+            self._release()
+
+    def _release(self) -> None:
         fd = self._fd
         if fd < 0:
-            raise ClosedDeviceError("the device is closed")
-        return fd
+            return
+        self._fd = -1
+        self._file.close()  # closefd=False: marks the wrapper closed, leaves the fd alone
+        try:
+            if self._close_fd:
+                os.close(fd)
+            elif self._was_blocking:
+                try:
+                    os.set_blocking(fd, True)
+                except OSError:
+                    pass
+        finally:
+            if self._on_close is not None:
+                self._on_close()
 
     def wait(self, writable: bool, timeout: float | None, waker: PipeWaker | None) -> bool:
         """Block until readable (or writable); ``False`` on timeout or when ``waker`` fires."""
-        return poll_wait(self._check(), _POLLOUT if writable else _POLLIN, timeout, waker)
+        fd = self._enter()
+        try:
+            return poll_wait(fd, _POLLOUT if writable else _POLLIN, timeout, waker)
+        finally:
+            self._leave()
 
-    # -- single packets -------------------------------------------------------------------------
+    # -- single packets -----------------------------------------------------------------------
 
     def recv(self, max_size: int) -> bytes:
-        """Read one packet as ``bytes``; :class:`BlockingIOError` when none is waiting."""
-        fd = self._check()
+        """Read one packet as ``bytes``; :class:`BlockingIOError` when none is waiting.
+
+        Reads are offered the largest packet whatever ``max_size`` says (it costs nothing:
+        ``os.read`` shrinks its buffer), so an MTU raised behind our back never truncates.
+        """
+        fd = self._enter()
         try:
             if self._af_header:
-                buf = bytearray(max_size)
-                n = os.readv(fd, [self._hdr, buf])
-                return bytes(buf[: max(0, n - AF_HEADER_LEN)])
-            return os.read(fd, max_size)
+                hdr = bytearray(AF_HEADER_LEN)
+                buf = bytearray(_MAX_READ)
+                n = os.readv(fd, [hdr, buf])
+                del buf[max(0, n - AF_HEADER_LEN) :]
+                return bytes(buf)
+            return os.read(fd, _MAX_READ)
         except BlockingIOError:
             raise
         except OSError as exc:
             raise map_io_error(exc, "read") from exc
+        finally:
+            self._leave()
 
     def recv_into(self, buf: memoryview) -> int:
-        fd = self._check()
+        fd = self._enter()
         try:
             if self._af_header:
-                n = os.readv(fd, [self._hdr, buf])
+                n = os.readv(fd, [bytearray(AF_HEADER_LEN), buf])
                 return max(0, n - AF_HEADER_LEN)
             n = self._file.readinto(buf)
+        except BlockingIOError:
+            raise
         except OSError as exc:
             raise map_io_error(exc, "read") from exc
+        finally:
+            self._leave()
         if n is None:
             raise BlockingIOError(errno.EAGAIN, "no packet waiting")
         return n
 
-    def send(self, packet: Buffer) -> int:
-        fd = self._check()
-        try:
-            if self._af_header:
-                af = self._af6 if len(packet) and packet[0] >> 4 == 6 else self._af4
-                n = os.writev(fd, [af, packet])
-                return max(0, n - AF_HEADER_LEN)
-            if self.vnet_hdr:
-                # one plain packet: an all-zero virtio-net header (no GSO, checksum complete)
+    def _write(self, fd: int, packet: Buffer) -> int | None:
+        """One write with this queue's framing; ``None`` when the kernel has no room."""
+        if self._af_header:
+            af = self._af6 if len(packet) and packet[0] >> 4 == 6 else self._af4
+            try:
+                return max(0, os.writev(fd, [af, packet]) - AF_HEADER_LEN)
+            except BlockingIOError:
+                return None
+        if self.vnet_hdr:
+            # one plain packet: an all-zero virtio-net header (no GSO, checksum complete)
+            try:
                 return max(0, os.writev(fd, [_ZERO_VNET, packet]) - HEADROOM)
-            n = self._file.write(packet)
+            except BlockingIOError:
+                return None
+        return self._file.write(packet)
+
+    def send(self, packet: Buffer) -> int:
+        fd = self._enter()
+        try:
+            n = self._write(fd, packet)
         except OSError as exc:
             raise map_io_error(exc, "write") from exc
+        finally:
+            self._leave()
         if n is None:
             raise BlockingIOError(errno.EAGAIN, "the device queue is full")
         return n
@@ -223,9 +303,15 @@ class FdQueue:
 
     def recv_batch(self, batch: PacketBatch, max_size: int) -> int:
         """Read until the kernel has nothing left, the batch is full or has no room left."""
-        self._check()
-        if self._af_header:
-            return self._recv_batch_af(batch, max_size)
+        fd = self._enter()
+        try:
+            if self._af_header:
+                return self._recv_batch_af(fd, batch, max_size)
+            return self._recv_batch(batch, max_size)
+        finally:
+            self._leave()
+
+    def _recv_batch(self, batch: PacketBatch, max_size: int) -> int:
         view = batch.view
         # the last offset at which a read still has ``max_size`` bytes of room
         last = len(batch.buffer) - max_size
@@ -266,11 +352,10 @@ class FdQueue:
         batch.end = end
         return count
 
-    def _recv_batch_af(self, batch: PacketBatch, max_size: int) -> int:
-        fd = self._fd
+    def _recv_batch_af(self, fd: int, batch: PacketBatch, max_size: int) -> int:
         view = batch.view
         cap = len(batch.buffer)
-        hdr = self._hdr
+        hdr = bytearray(AF_HEADER_LEN)
         count = 0
         readv = os.readv
         while len(batch.offsets) < batch.max_packets:
@@ -292,55 +377,48 @@ class FdQueue:
         return count
 
     def send_batch(self, batch: PacketBatch, start: int = 0) -> int:
-        """Write packets from ``start``; return the index after the last one written."""
-        self._check()
+        """Write packets from ``start``; return the index after the last one written.
+
+        Raises:
+            BlockingIOError: not even packet ``start`` could be written now.
+            OSError: ``EINVAL``/``EMSGSIZE``: the kernel refused packet ``start`` itself (raw,
+                for the caller to skip and count).
+        """
+        fd = self._enter()
+        try:
+            return self._send_batch(fd, batch, start)
+        finally:
+            self._leave()
+
+    def _send_batch(self, fd: int, batch: PacketBatch, start: int) -> int:
         view = batch.view
         offsets = batch.offsets
         lengths = batch.lengths
         i = start
         total = len(offsets)
-        if self._af_header:
-            while i < total:
-                off = offsets[i]
-                try:
-                    self.send(view[off : off + lengths[i]])
-                except BlockingIOError:
-                    break
-                i += 1
-        else:
-            write = self._file.write
-            back = HEADROOM if self.vnet_hdr else 0
-            if back and not batch.vnet_hdr:
-                batch.zero_headers()
-            try:
+        back = HEADROOM if self.vnet_hdr else 0
+        if back and not batch.vnet_hdr:
+            batch.zero_headers()
+        try:
+            if self._af_header:
+                while i < total:
+                    off = offsets[i]
+                    if self._write(fd, view[off : off + lengths[i]]) is None:
+                        break
+                    i += 1
+            else:
+                write = self._file.write
                 while i < total:
                     off = offsets[i]
                     if write(view[off - back : off + lengths[i]]) is None:
                         break
                     i += 1
-            except OSError as exc:
-                if i > start:
-                    return i  # report progress; the error shows again on the next call
-                if exc.errno == errno.EINVAL and back:
-                    raise  # the offload layer decides (a kernel refusing GSO writes)
-                raise map_io_error(exc, "write") from exc
+        except OSError as exc:
+            if i > start:
+                return i  # report progress; the error shows again on the next call
+            if exc.errno in _PACKET_ERRNOS:
+                raise  # this packet only: the caller skips and counts it
+            raise map_io_error(exc, "write") from exc
         if i == start and i < total:
             raise BlockingIOError(errno.EAGAIN, "the device queue is full")
         return i
-
-    def close(self) -> None:
-        fd = self._fd
-        if fd < 0:
-            return
-        self._fd = -1
-        try:
-            if self._close_fd:
-                os.close(fd)
-            elif self._was_blocking:
-                try:
-                    os.set_blocking(fd, True)
-                except OSError:
-                    pass
-        finally:
-            if self._on_close is not None:
-                self._on_close()

@@ -94,8 +94,6 @@ def _open_queue_fd(name: str | None, flags: int) -> tuple[int, str]:
         raise DeviceNotFoundError(
             errno.ENOENT, f"{TUN_PATH} does not exist: load the tun module (modprobe tun)"
         ) from exc
-    except PermissionError as exc:
-        raise DeviceError.from_oserror(exc, f"open {TUN_PATH}") from exc
     except OSError as exc:
         raise _device_error(exc, f"open {TUN_PATH}") from exc
     try:
@@ -140,33 +138,25 @@ class LinuxInterface:
         # The namespace the device lives in; queues opened later are opened inside it.
         self._netns_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self._netns = current_inode()
-        self._nl = RtNetlink()
+        try:
+            self._nl = RtNetlink()
+        except BaseException:
+            os.close(self._netns_fd)
+            raise
         try:
             self._index = self._nl.link_by_name(name).index
         except OSError as exc:
             self._nl.close()
             os.close(self._netns_fd)
             raise _device_error(exc, f"look up {name}") from exc
-        self._queues = 0
 
     def __repr__(self) -> str:
         return f"<LinuxInterface {self._name} index={self._index}>"
 
     # -- queues ---------------------------------------------------------------------------------
 
-    def wrap_queue(self, fd: int, *, close_fd: bool = True, **framing: Any) -> FdQueue:
-        self._queues += 1
-        return FdQueue(
-            fd,
-            close_fd=close_fd,
-            **framing,
-            vnet_hdr=self.offload.vnet_hdr,
-            offload=self.offload,
-            on_close=self._queue_closed,
-        )
-
-    def _queue_closed(self) -> None:
-        self._queues -= 1
+    def wrap_queue(self, fd: int, *, close_fd: bool = True) -> FdQueue:
+        return FdQueue(fd, close_fd=close_fd, vnet_hdr=self.offload.vnet_hdr, offload=self.offload)
 
     def open_queue(self) -> FdQueue:
         if not self._flags & IFF_MULTI_QUEUE:
@@ -193,7 +183,7 @@ class LinuxInterface:
         except (ConfigError, DeviceError):
             raise
         except OSError as exc:
-            if exc.errno in (errno.ENODEV, errno.ENOENT) and "address" not in what:
+            if exc.errno == errno.ENODEV:
                 raise DeviceNotFoundError(
                     exc.errno, f"{what}: interface {self._name} (index {self._index}) is gone"
                 ) from exc
@@ -467,26 +457,26 @@ def adopt_fd(
 ) -> tuple[LinuxInterface | None, FdQueue]:
     """Wrap an fd made elsewhere; if it is a tun fd, learn its interface for configuration.
 
-    A TUN fd opened without ``IFF_NO_PI`` carries a 4-byte ``tun_pi`` before each packet; it is
-    removed (and added on write) unless ``packet_information`` is true.
+    Whether the fd carries the 4-byte ``tun_pi`` header cannot be asked from the kernel:
+    ``TUNGETIFF`` reports ``IFF_NOFILTER``, which has the same value as ``IFF_NO_PI``. So the
+    caller says so: ``packet_information=True`` for an fd opened without ``IFF_NO_PI`` (its
+    header is then handed over as it is, as ``DeviceBuilder.packet_information`` does).
     """
     try:
         ifr = _ioctl(fd, TUNGETIFF, bytes(_IFREQ.size))
     except OSError:
         return None, FdQueue(fd, close_fd=close_fd)
     assert isinstance(ifr, bytes)
-    raw_name, flags = _IFREQ.unpack(ifr)
+    raw_name, reported = _IFREQ.unpack(ifr)
     name = raw_name.rstrip(b"\0").decode()
+    # Keep only the flags that describe the device; decide IFF_NO_PI from the caller's word.
+    flags = reported & (IFF_TUN | IFF_TAP | IFF_MULTI_QUEUE | IFF_VNET_HDR)
+    if not packet_information:
+        flags |= IFF_NO_PI
     layer = Layer.L2 if flags & IFF_TAP else Layer.L3
-    strip_pi = not flags & IFF_NO_PI and not packet_information and layer is Layer.L3
     offload = _negotiate_offload(fd) if flags & IFF_VNET_HDR else OffloadInfo()
-    framing: dict[str, Any] = (
-        {"af_header": True, "af_inet": 0x0800, "af_inet6": 0x86DD} if strip_pi else {}
-    )
     try:
         iface = LinuxInterface(name=name, flags=flags, offload=offload, layer=layer, created=False)
     except DeviceError:
-        return None, FdQueue(
-            fd, close_fd=close_fd, vnet_hdr=offload.vnet_hdr, offload=offload, **framing
-        )
-    return iface, iface.wrap_queue(fd, close_fd=close_fd, **framing)
+        return None, FdQueue(fd, close_fd=close_fd, vnet_hdr=offload.vnet_hdr, offload=offload)
+    return iface, iface.wrap_queue(fd, close_fd=close_fd)

@@ -1,0 +1,105 @@
+"""FdQueue on plain fds (socket pairs stand in for a device): framing-independent behaviour."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+
+import anyio
+import pytest
+
+from tunflow import AsyncDevice, ClosedDeviceError, Layer, PacketBatch
+from tunflow.device._core import SharedInterface
+from tunflow.platform._unix import FdQueue
+
+
+@pytest.fixture
+def pair() -> tuple[socket.socket, socket.socket]:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    yield a, b
+    a.close()
+    b.close()
+
+
+@pytest.mark.parametrize("af_header", [False, True])
+def test_nothing_to_read_is_would_block_not_an_error(
+    pair: tuple[socket.socket, socket.socket], af_header: bool
+) -> None:
+    _, b = pair
+    q = FdQueue(b.fileno(), close_fd=False, af_header=af_header)
+    with pytest.raises(BlockingIOError):
+        q.recv_into(memoryview(bytearray(2048)))
+    with pytest.raises(BlockingIOError):
+        q.recv(2048)
+    assert q.recv_batch(PacketBatch(), 2048) == 0
+    q.close()
+
+
+@pytest.mark.parametrize(("af_header", "vnet_hdr"), [(False, False), (True, False), (False, True)])
+def test_a_full_queue_is_would_block_not_an_error(
+    pair: tuple[socket.socket, socket.socket], af_header: bool, vnet_hdr: bool
+) -> None:
+    a, _ = pair
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    q = FdQueue(a.fileno(), close_fd=False, af_header=af_header, vnet_hdr=vnet_hdr)
+    packet = b"\x45" + bytes(999)
+    with pytest.raises(BlockingIOError):
+        for _ in range(10_000):
+            q.send(packet)
+    q.close()
+
+
+def test_header_removed_on_read_and_added_on_write(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    q = FdQueue(b.fileno(), close_fd=False, af_header=True, af_inet=2, af_inet6=30)
+    a.send(b"\x00\x00\x00\x02" + b"\x45" + bytes(19))
+    assert q.recv(100) == b"\x45" + bytes(19)
+    q.send(b"\x60" + bytes(39))
+    assert a.recv(100) == b"\x00\x00\x00\x1e" + b"\x60" + bytes(39)
+    q.close()
+
+
+def test_close_waits_for_the_operation_using_the_fd(pair: tuple[socket.socket, socket.socket]) -> None:
+    _, b = pair
+    fd = os.dup(b.fileno())
+    q = FdQueue(fd)
+    held = q._enter()  # an operation in another thread, mid-way
+    q.close()
+    assert q.closed and q.fileno() == -1
+    os.fstat(held)  # still ours: nobody else can be handed this number yet
+    with pytest.raises(ClosedDeviceError):
+        q.recv(100)
+    q._leave()  # the last user releases it
+    with pytest.raises(OSError) as info:
+        os.fstat(held)
+    assert info.value.errno == errno.EBADF
+
+
+def test_kernel_refusal_of_one_packet_is_raw_in_batches(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, _ = pair
+    q = FdQueue(a.fileno(), close_fd=False)
+    batch = PacketBatch(capacity=1 << 20)
+    batch.append(bytes(300_000))  # larger than a unix datagram may be: EMSGSIZE
+    with pytest.raises(OSError) as info:
+        q.send_batch(batch)
+    assert info.value.errno == errno.EMSGSIZE  # raw: the device face skips and counts it
+    q.close()
+
+
+@pytest.mark.anyio
+async def test_two_tasks_sending_batches_are_refused(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, _ = pair
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    dev = AsyncDevice(SharedInterface(None, Layer.L3, False), FdQueue(a.fileno(), close_fd=False))
+    batch = PacketBatch(capacity=1 << 20)
+    for _ in range(100):
+        batch.append(b"\x45" + bytes(999))  # more than the socket takes: the first send waits
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(dev.send_batch, batch)
+            await anyio.sleep(0.1)
+            with pytest.raises(anyio.BusyResourceError):
+                await dev.send_batch(batch)
+            tg.cancel_scope.cancel()
+    await dev.aclose()
