@@ -413,11 +413,28 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         return await anyio.to_thread.run_sync(fn, *args)
 
     async def name(self) -> str:
-        """The interface name (asked from the kernel)."""
+        """The interface name (asked from the kernel: it may have been renamed).
+
+        Raises:
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         return await self._run(self._name)
 
     async def set_name(self, name: str) -> None:
-        """Rename the interface (addresses and routes are kept)."""
+        """Rename the interface. A running link is taken down, renamed and brought up again
+        with its addresses and routes (the kernel refuses to rename a running link before 6.2).
+
+        Raises:
+            ConfigError: not a valid interface name.
+            DeviceExistsError: the name is taken.
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         await self._run(self._set_name, name)
         self._attrs["name"] = name
 
@@ -426,16 +443,38 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         return self._if_index()
 
     async def mtu(self) -> int:
-        """The MTU."""
+        """The MTU.
+
+        Raises:
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         return await self._run(self._mtu)
 
     async def set_mtu(self, mtu: int) -> None:
-        """Set the MTU (at least 1280 while the device has IPv6 addresses)."""
+        """Set the MTU (at least 1280 while the device has IPv6 addresses).
+
+        Raises:
+            ConfigError: outside 68..65535, or below 1280 with IPv6 addresses.
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         await self._run(self._set_mtu, mtu)
         self._attrs["mtu"] = mtu
 
     async def addresses(self) -> list[IPv4Interface | IPv6Interface]:
-        """Every address of the interface, with prefixes."""
+        """Every address of the interface, v4 and v6, with prefixes (link-local included).
+
+        Raises:
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         return await self._run(self._addresses)
 
     async def add_address_v4(
@@ -444,55 +483,152 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         prefix: PrefixLike,
         destination: IPAddressLike | None = None,
     ) -> None:
-        """Add an IPv4 address."""
+        """Add an IPv4 address (prefix length or dotted netmask; optional point-to-point peer).
+
+        Raises:
+            ConfigError: a bad address, prefix or netmask.
+            DeviceExistsError: the address is already there.
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         await self._run(self._add_address_v4, address, prefix, destination)
 
     async def add_address_v6(self, address: IPAddressLike, prefix: PrefixLike) -> None:
-        """Add an IPv6 address."""
+        """Add an IPv6 address (usable when the call returns: no duplicate detection).
+
+        Raises:
+            ConfigError: a bad address or prefix, or the MTU is below 1280.
+            DeviceExistsError: the address is already there.
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         await self._run(self._add_address_v6, address, prefix)
 
     async def remove_address(self, address: IPAddressLike) -> None:
-        """Remove an address."""
+        """Remove an address (v4 or v6; the prefix is looked up).
+
+        Raises:
+            ConfigError: not an IP address.
+            DeviceError: the address is not on the interface (``EADDRNOTAVAIL``).
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         await self._run(self._remove_address, address)
 
     async def routes(self) -> list[Route]:
-        """The unicast routes through the interface."""
+        """The unicast routes through the interface (main table), the kernel's own included.
+
+        Raises:
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         return await self._run(self._routes)
 
     async def add_route(
         self, cidr: NetworkLike, gateway: IPAddressLike | None = None, metric: int | None = None
     ) -> None:
-        """Route ``cidr`` into the device."""
+        """Route ``cidr`` into the device, optionally via ``gateway`` with ``metric``.
+
+        Raises:
+            ConfigError: not a network (host bits set), or a gateway of the other family.
+            DeviceExistsError: the route exists.
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         await self._run(self._add_route, cidr, gateway, metric)
 
     async def remove_route(
         self, cidr: NetworkLike, gateway: IPAddressLike | None = None, metric: int | None = None
     ) -> None:
-        """Remove a route."""
+        """Remove a route added with :meth:`add_route` (or by the builder).
+
+        Raises:
+            ConfigError: not a network.
+            DeviceError: no such route (``ESRCH``).
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         await self._run(self._remove_route, cidr, gateway, metric)
 
     async def mac_address(self) -> str:
-        """The MAC address of a TAP device."""
+        """The MAC address of a TAP device as ``"aa:bb:cc:dd:ee:ff"``.
+
+        Raises:
+            UnsupportedError: a TUN has no MAC address, or the fd is not configurable.
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         return await self._run(self._mac_address)
 
     async def set_mac_address(self, mac: str | bytes) -> None:
-        """Set the MAC address of a TAP device."""
+        """Set the MAC address of a TAP device.
+
+        Raises:
+            ConfigError: not a unicast MAC address.
+            UnsupportedError: a TUN has no MAC address, or the fd is not configurable.
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         await self._run(self._set_mac_address, mac)
 
     async def enabled(self, up: bool) -> None:
-        """Bring the link up or down."""
+        """Bring the link up (``True``) or down (``False``; the kernel then drops the link's
+        IPv6 addresses and its routes).
+
+        Raises:
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         await self._run(self._enabled, up)
 
     async def is_running(self) -> bool:
-        """Whether the link is up and running."""
+        """Whether the link is up and running.
+
+        Raises:
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         return await self._run(self._is_running)
 
     async def tx_queue_len(self) -> int:
-        """The transmit queue length."""
+        """The transmit queue length.
+
+        Raises:
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         return await self._run(self._tx_queue_len)
 
     async def set_tx_queue_len(self, length: int) -> None:
-        """Set the transmit queue length."""
+        """Set the transmit queue length.
+
+        Raises:
+            ConfigError: a negative length.
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         await self._run(self._set_tx_queue_len, length)
 
     def statistics(self) -> DeviceStatistics:

@@ -393,11 +393,28 @@ class SyncDevice(DeviceCore):
     # -- configuration ----------------------------------------------------------------------
 
     def name(self) -> str:
-        """The interface name (asked from the kernel: it may have been renamed)."""
+        """The interface name (asked from the kernel: it may have been renamed).
+
+        Raises:
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         return self._name()
 
     def set_name(self, name: str) -> None:
-        """Rename the interface (addresses and routes are kept)."""
+        """Rename the interface. A running link is taken down, renamed and brought up again
+        with its addresses and routes (the kernel refuses to rename a running link before 6.2).
+
+        Raises:
+            ConfigError: not a valid interface name.
+            DeviceExistsError: the name is taken.
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         self._set_name(name)
 
     def if_index(self) -> int:
@@ -405,15 +422,37 @@ class SyncDevice(DeviceCore):
         return self._if_index()
 
     def mtu(self) -> int:
-        """The MTU."""
+        """The MTU.
+
+        Raises:
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         return self._mtu()
 
     def set_mtu(self, mtu: int) -> None:
-        """Set the MTU (at least 1280 while the device has IPv6 addresses)."""
+        """Set the MTU (at least 1280 while the device has IPv6 addresses).
+
+        Raises:
+            ConfigError: outside 68..65535, or below 1280 with IPv6 addresses.
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         self._set_mtu(mtu)
 
     def addresses(self) -> list[IPv4Interface | IPv6Interface]:
-        """Every address of the interface, v4 and v6, with prefixes (link-local included)."""
+        """Every address of the interface, v4 and v6, with prefixes (link-local included).
+
+        Raises:
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         return self._addresses()
 
     def add_address_v4(
@@ -422,55 +461,151 @@ class SyncDevice(DeviceCore):
         prefix: PrefixLike,
         destination: IPAddressLike | None = None,
     ) -> None:
-        """Add an IPv4 address (prefix length or dotted netmask; optional peer)."""
+        """Add an IPv4 address (prefix length or dotted netmask; optional point-to-point peer).
+
+        Raises:
+            ConfigError: a bad address, prefix or netmask.
+            DeviceExistsError: the address is already there.
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         self._add_address_v4(address, prefix, destination)
 
     def add_address_v6(self, address: IPAddressLike, prefix: PrefixLike) -> None:
-        """Add an IPv6 address."""
+        """Add an IPv6 address (usable when the call returns: no duplicate detection).
+
+        Raises:
+            ConfigError: a bad address or prefix, or the MTU is below 1280.
+            DeviceExistsError: the address is already there.
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         self._add_address_v6(address, prefix)
 
     def remove_address(self, address: IPAddressLike) -> None:
-        """Remove an address (v4 or v6; the prefix is looked up)."""
+        """Remove an address (v4 or v6; the prefix is looked up).
+
+        Raises:
+            ConfigError: not an IP address.
+            DeviceError: the address is not on the interface (``EADDRNOTAVAIL``).
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         self._remove_address(address)
 
     def routes(self) -> list[Route]:
-        """The unicast routes through the interface (main table)."""
+        """The unicast routes through the interface (main table), the kernel's own included.
+
+        Raises:
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         return self._routes()
 
     def add_route(
         self, cidr: NetworkLike, gateway: IPAddressLike | None = None, metric: int | None = None
     ) -> None:
-        """Route ``cidr`` into the device."""
+        """Route ``cidr`` into the device, optionally via ``gateway`` with ``metric``.
+
+        Raises:
+            ConfigError: not a network (host bits set), or a gateway of the other family.
+            DeviceExistsError: the route exists.
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         self._add_route(cidr, gateway, metric)
 
     def remove_route(
         self, cidr: NetworkLike, gateway: IPAddressLike | None = None, metric: int | None = None
     ) -> None:
-        """Remove a route added with :meth:`add_route` (or by the builder)."""
+        """Remove a route added with :meth:`add_route` (or by the builder).
+
+        Raises:
+            ConfigError: not a network.
+            DeviceError: no such route (``ESRCH``).
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         self._remove_route(cidr, gateway, metric)
 
     def mac_address(self) -> str:
-        """The MAC address of a TAP device as ``"aa:bb:cc:dd:ee:ff"``."""
+        """The MAC address of a TAP device as ``"aa:bb:cc:dd:ee:ff"``.
+
+        Raises:
+            UnsupportedError: a TUN has no MAC address, or the fd is not configurable.
+            DeviceNotFoundError: the interface is gone.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         return self._mac_address()
 
     def set_mac_address(self, mac: str | bytes) -> None:
-        """Set the MAC address of a TAP device."""
+        """Set the MAC address of a TAP device.
+
+        Raises:
+            ConfigError: not a unicast MAC address.
+            UnsupportedError: a TUN has no MAC address, or the fd is not configurable.
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         self._set_mac_address(mac)
 
     def enabled(self, up: bool) -> None:
-        """Bring the link up (``True``) or down (``False``)."""
+        """Bring the link up (``True``) or down (``False``; the kernel then drops the link's
+        IPv6 addresses and its routes).
+
+        Raises:
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         self._enabled(up)
 
     def is_running(self) -> bool:
-        """Whether the link is up and running."""
+        """Whether the link is up and running.
+
+        Raises:
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         return self._is_running()
 
     def tx_queue_len(self) -> int:
-        """The transmit queue length."""
+        """The transmit queue length.
+
+        Raises:
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         return self._tx_queue_len()
 
     def set_tx_queue_len(self, length: int) -> None:
-        """Set the transmit queue length."""
+        """Set the transmit queue length.
+
+        Raises:
+            ConfigError: a negative length.
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
         self._set_tx_queue_len(length)
 
     def statistics(self) -> DeviceStatistics:
