@@ -68,6 +68,7 @@ from .native import (
     OpenResult,
     is_native,
     open_native,
+    open_native_run,
     seal_native,
 )
 from .noise import Handshake, StaticIdentity
@@ -129,6 +130,7 @@ __all__ = [
     "is_native",
     "seal_native",
     "open_native",
+    "open_native_run",
     # keys and handshake
     "PrivateKey",
     "PublicKey",

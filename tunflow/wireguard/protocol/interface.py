@@ -67,6 +67,7 @@ from .native import (
     NATIVE_HEADER_SIZE,
     OpenResult,
     open_native,
+    open_native_run,
     seal_native,
 )
 from .noise import Handshake, StaticIdentity, consume_initiation_static
@@ -1027,7 +1028,10 @@ class WireGuard:
         owner4: Peer | None = None
         owner6: Peer | None = None
         consumed = n
+        skip = 0
         for i in range(n):
+            if i < skip:
+                continue  # fragments of a native message opened as a whole
             off = offs[i]
             ln = lens[i]
             if ln < overhead:
@@ -1042,7 +1046,12 @@ class WireGuard:
                     run = None
                 cur_index = -1
                 out.end = oend
-                ok = self._receive_other(view[off : off + ln], addrs[i], now, out)
+                if buf[off] == MESSAGE_NATIVE:
+                    took = self._receive_native_run(datagrams, i, now, out)
+                    ok = took > 0
+                    skip = i + took
+                else:
+                    ok = self._receive_other(view[off : off + ln], addrs[i], now, out)
                 oend, vnet = out.end, out.vnet_hdr
                 room = out.max_packets - len(o_offs)
                 if not ok:
@@ -1353,6 +1362,37 @@ class WireGuard:
         self._events.append(HandshakeCompleted(peer.public_key, True, peer.endpoint))
         self._send_keepalive(peer, now)
 
+    def _receive_native_run(
+        self, datagrams: DatagramBatch, i: int, now: float, out: PacketBatch
+    ) -> int:
+        """A native fragment at datagram ``i``: open its whole message at once when all its
+        fragments follow back to back (one ``UDP_GRO`` read), else take this fragment alone.
+
+        Returns:
+            How many datagrams were consumed (0: ``out`` is full).
+        """
+        offs, lens, addrs = datagrams.offsets, datagrams.lengths, datagrams.addresses
+        off, ln = offs[i], lens[i]
+        view = datagrams.view
+        count = view[off + 2] if ln > NATIVE_HEADER_SIZE else 0
+        last = i + count - 1
+        if (
+            count > 1
+            and last < len(offs)
+            and offs[last] == off + ln * (count - 1)
+            and lens[last] <= ln
+            and (addrs[last] is addrs[i] or addrs[last] == addrs[i])
+        ):
+            (receiver,) = _U32LE.unpack_from(view, off + 4)
+            s = self._sessions.get(receiver)
+            if s is not None and s.peer.native_mode and now - s.created < REJECT_AFTER_TIME:
+                result = open_native_run(s, view, off, count, ln, lens[last], out, self._scratch)
+                if result is not None:
+                    if not self._native_result(result, s, addrs[i], now, out, count):
+                        return 0
+                    return count
+        return 1 if self._receive_native(view[off : off + ln], addrs[i], now, out) else 0
+
     def _receive_native(
         self, data: memoryview, addr: Address, now: float, out: PacketBatch
     ) -> bool:
@@ -1373,11 +1413,18 @@ class WireGuard:
             c.dropped_too_old += 1
             return True
         result = open_native(s, data, out)
+        return self._native_result(result, s, addr, now, out, data[2])
+
+    def _native_result(
+        self, result: int, s: Session, addr: Address, now: float, out: PacketBatch, count: int
+    ) -> bool:
+        """Bookkeeping after :func:`open_native`; False only when ``out`` is full."""
+        c = self._counters
         if result == OpenResult.COMPLETE:
             n = out.lengths[-1]
             off = out.offsets[-1]
-            nbytes = n + HEADROOM + 16 + NATIVE_HEADER_SIZE * data[2]
-            if not self._source_allowed(out.buffer, off, n, peer):
+            nbytes = n + HEADROOM + 16 + NATIVE_HEADER_SIZE * count
+            if not self._source_allowed(out.buffer, off, n, s.peer):
                 out.offsets.pop()
                 out.lengths.pop()
                 out.end = off - HEADROOM

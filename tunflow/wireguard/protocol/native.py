@@ -62,6 +62,7 @@ __all__ = [
     "fragment_count",
     "seal_native",
     "open_native",
+    "open_native_run",
 ]
 
 NATIVE_HEADER: Final = struct.Struct("<BBBBIQHH")
@@ -78,6 +79,7 @@ MAX_PARTIAL_MESSAGES: Final = 8
 _COUNTER: Final = struct.Struct("<Q")
 _unpack_header: Final = NATIVE_HEADER.unpack_from
 _ZERO_HDR: Final = bytes(HEADROOM)
+_INDICES: Final = bytes(range(256))
 
 
 class OpenResult:
@@ -155,15 +157,19 @@ def seal_native(
     session.native_send_counter = counter + 1
     obuf = out.buffer
     step = fragment_size
+    # Per fragment: the header (index 0) and its chunk, two slice copies; then every index
+    # byte in one strided write (benchmarks/wireguard_micro.py: ~2x fewer Python operations).
     p = pos
     src = 0
-    for k in range(count):
-        header[1] = k
+    for _ in range(count - 1):
         obuf[p : p + NATIVE_HEADER_SIZE] = header
-        n = chunk if k < count - 1 else sealed_len - src
-        obuf[p + NATIVE_HEADER_SIZE : p + NATIVE_HEADER_SIZE + n] = sview[src : src + n]
-        src += n
+        obuf[p + NATIVE_HEADER_SIZE : p + step] = sview[src : src + chunk]
+        src += chunk
         p += step
+    obuf[p : p + NATIVE_HEADER_SIZE] = header
+    obuf[p + NATIVE_HEADER_SIZE : p + NATIVE_HEADER_SIZE + sealed_len - src] = sview[src:sealed_len]
+    if count > 1:
+        obuf[pos + 1 : pos + step * (count - 1) + 2 : step] = _INDICES[:count]
     out.offsets.extend(range(pos, pos + step * count, step))
     out.lengths.extend([step] * (count - 1))
     out.lengths.append(NATIVE_HEADER_SIZE + sealed_len - chunk * (count - 1))
@@ -259,6 +265,68 @@ def open_native(
     if result != OpenResult.NO_ROOM:
         del partials[counter]
     return result
+
+
+def open_native_run(
+    session: Session,
+    view: memoryview,
+    offset: int,
+    count: int,
+    stride: int,
+    last_length: int,
+    out: PacketBatch,
+    scratch: bytearray,
+) -> int | None:
+    """Open a message whose ``count`` fragments lie back to back from ``offset`` (the shape
+    one ``UDP_GRO`` read of one ``UDP_SEGMENT`` send has), without storing fragments one by
+    one: each header is checked against the first (all fields but the index) while its chunk
+    is copied into ``scratch``, then one AEAD call opens the message into ``out``.
+
+    Args:
+        session: the session the first fragment's receiver index names.
+        view: the datagram arena.
+        offset: where fragment 0 starts.
+        count: the fragment count of its header (≥ 2).
+        stride: the size of every fragment but the last (header + chunk).
+        last_length: the size of the last fragment.
+        out: where the opened super-packet goes.
+        scratch: at least :data:`MAX_SEALED_SIZE` bytes, reused between calls.
+
+    Returns:
+        An :class:`OpenResult` code, or ``None`` when the run is not one clean message (a
+        fragment of this message was already stored, a header differs, a bad first header):
+        then feed the fragments to :func:`open_native` one by one.
+    """
+    typ, index, n, version, _receiver, counter, chunk, reserved = _unpack_header(view, offset)
+    if (
+        typ != MESSAGE_NATIVE
+        or index
+        or n != count
+        or version != NATIVE_VERSION
+        or reserved
+        or stride != NATIVE_HEADER_SIZE + chunk
+        or chunk < _MIN_CHUNK
+        or not NATIVE_HEADER_SIZE < last_length <= stride
+        or (count - 1) * chunk >= MAX_SEALED_SIZE
+        or counter in session.native_partial
+    ):
+        return None
+    if not _would_accept(session, counter):
+        return OpenResult.REPLAY
+    tail = view[offset + 2 : offset + NATIVE_HEADER_SIZE]
+    p = offset + stride
+    dst = chunk
+    scratch[:chunk] = view[offset + NATIVE_HEADER_SIZE : offset + stride]
+    for k in range(1, count):
+        if view[p + 1] != k or view[p + 2 : p + NATIVE_HEADER_SIZE] != tail or view[p] != typ:
+            return None
+        n_bytes = chunk if k < count - 1 else last_length - NATIVE_HEADER_SIZE
+        scratch[dst : dst + n_bytes] = view[
+            p + NATIVE_HEADER_SIZE : p + NATIVE_HEADER_SIZE + n_bytes
+        ]
+        dst += n_bytes
+        p += stride
+    return _finish(session, memoryview(scratch)[:dst], count, counter, chunk, out)
 
 
 def _finish(
