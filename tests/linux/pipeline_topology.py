@@ -7,13 +7,16 @@ through its own TUN; the test process joins the two TUNs with a pipeline.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
+
+import anyio
 
 from tunflow import AsyncDevice, DeviceBuilder, testing
 
@@ -43,24 +46,36 @@ def builder(
     return b
 
 
+@contextlib.asynccontextmanager
 async def devices(
     a: testing.Netns, b: testing.Netns, *, offload: bool = False, queues: int = 1
-) -> tuple[list[AsyncDevice], list[AsyncDevice]]:
-    """Queues of A (in ns a) and of B (in ns b)."""
-    out = []
-    for ns, side in ((a, "a"), (b, "b")):
-        first = builder(ns, side, offload=offload, queues=queues).build_async()
-        qs = [first]
-        for _ in range(queues - 1):
-            qs.append(await first.try_clone())  # the device opens it in its namespace
-        out.append(qs)
-    return out[0], out[1]
+) -> AsyncIterator[tuple[list[AsyncDevice], list[AsyncDevice]]]:
+    """Queues of A (in ns a) and of B (in ns b), every one closed on the way out — also those
+    already open when a later one fails to open."""
+    async with contextlib.AsyncExitStack() as stack:
+        out = []
+        for ns, side in ((a, "a"), (b, "b")):
+            first = builder(ns, side, offload=offload, queues=queues).build_async()
+            stack.push_async_callback(first.aclose)
+            qs = [first]
+            for _ in range(queues - 1):
+                q = await first.try_clone()  # the device opens it in its namespace
+                stack.push_async_callback(q.aclose)
+                qs.append(q)
+            out.append(qs)
+        yield out[0], out[1]
 
 
-async def close_all(*groups: list[AsyncDevice]) -> None:
-    for g in groups:
-        for d in g:
-            await d.aclose()
+async def wait_until(
+    predicate: Callable[[], bool], what: str, timeout: float = 30.0, step: float = 0.02
+) -> None:
+    """Poll ``predicate`` until it holds; fail naming ``what`` after ``timeout`` seconds (generous:
+    it bounds a failure, a passing test waits only as long as the traffic takes)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await anyio.sleep(step)
 
 
 def in_netns(ns: testing.Netns, fn: Callable[..., T], *args: Any) -> T:
@@ -128,6 +143,39 @@ class Receiver:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class PacedSender:
+    """UDP datagrams sent from a thread inside ``ns`` at ``pps`` a second on average, until the
+    ``with`` block ends. After a stall (a busy machine) it catches up, so the load it offers is
+    delayed but not reduced; :attr:`sent` counts what it sent."""
+
+    def __init__(self, ns: testing.Netns, dst: str, port: int, payload: bytes, pps: float) -> None:
+        self._ns, self._dst, self._port, self._payload, self._pps = ns, dst, port, payload, pps
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+        self.sent = 0
+
+    def _run(self) -> None:
+        with self._ns.entered(), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            start = time.monotonic()
+            while not self._stop.is_set():
+                due = int((time.monotonic() - start) * self._pps)
+                while self.sent < due:
+                    try:
+                        s.sendto(self._payload, (self._dst, self._port))
+                    except OSError:  # the TUN's queue is full: the pipeline is behind
+                        pass
+                    self.sent += 1
+                time.sleep(0.002)
+
+    def __enter__(self) -> PacedSender:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def send_udp(

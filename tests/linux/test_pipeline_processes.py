@@ -11,7 +11,7 @@ import pytest
 from tunflow import testing
 from tunflow.pipeline import StageSpec, open_tunnel
 
-from .pipeline_topology import B4, Receiver, close_all, devices, in_netns
+from .pipeline_topology import B4, Receiver, devices, in_netns, wait_until
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.anyio]
 
@@ -42,21 +42,27 @@ async def test_flows_spread_over_worker_processes(
     netns_pair: tuple[testing.Netns, testing.Netns],
 ) -> None:
     a, b = netns_pair
-    qa, qb = await devices(a, b, queues=4)
     ports = range(7400, 7464)  # 64 flows: each of 4 queues gets some with near certainty
-    try:
-        async with open_tunnel(
+    async with (
+        devices(a, b, queues=4) as (qa, qb),
+        open_tunnel(
             qa, qb, [StageSpec("stats")], workers="processes", statistics_interval=0.1
-        ) as t:
-            with Receiver(b, list(ports)) as rx:
-                await anyio.to_thread.run_sync(lambda: in_netns(a, send_flows, ports, 20))
-                with anyio.fail_after(10):
-                    while sum(len(v) for v in rx.got.values()) < 64 * 20:  # noqa: ASYNC110 - polls a thread's results
-                        await anyio.sleep(0.1)
-            await anyio.sleep(0.3)  # one more report from every worker
-            stats = t.statistics()
-    finally:
-        await close_all(qa, qb)
+        ) as t,
+    ):
+        with Receiver(b, list(ports)) as rx:
+            await anyio.to_thread.run_sync(lambda: in_netns(a, send_flows, ports, 20))
+            await wait_until(
+                lambda: sum(len(v) for v in rx.got.values()) >= 64 * 20, "every datagram"
+            )
+
+        def reported() -> bool:  # every worker's report since the traffic ended is in
+            s = t.statistics()
+            return s.stage("stats").counters.get("udp", 0) >= 64 * 20 and (
+                len([w for w in s.workers if w.direction == "out"]) == 4
+            )
+
+        await wait_until(reported, "the workers' reports")
+        stats = t.statistics()
     out = [w for w in stats.workers if w.direction == "out"]
     pids = {w.pid for w in out}
     assert len(out) == 4 and len(pids) == 4 and os.getpid() not in pids
