@@ -14,11 +14,11 @@ import anyio
 import pytest
 
 from tests.helpers import EXAMPLES, ROOT, udp_send
-from tunflow import DeviceBuilder, Layer, testing
-from tunflow.pipeline import MemorySink, StageSpec, open_pipeline
+from tunflow import DeviceAttribute, DeviceBuilder, Layer, testing
+from tunflow.pipeline import MemorySink, StageSpec, open_pipeline, open_tunnel
 from tunflow.transport import UDPTransport
 
-from .pipeline_topology import Receiver, send_udp, wait_until
+from .pipeline_topology import Receiver, devices, send_udp, wait_until
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.anyio]
 
@@ -148,3 +148,20 @@ def test_forwarder_example(
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0, err
+
+
+async def test_kernel_drops_only_for_interfaces_in_the_pipelines_namespace(
+    netns: testing.Netns, netns_pair: tuple[testing.Netns, testing.Netns]
+) -> None:
+    a, b = netns_pair
+    # Here, in ``netns``, a TUN takes index 2 — the index A and B have in their namespaces.
+    async with DeviceBuilder().ipv4("10.240.9.1", 24).build_async() as here:
+        assert here.if_index() == 2
+        async with devices(a, b) as (qa, qb):
+            assert qa[0].if_index() == qb[0].if_index() == 2
+            async with open_tunnel(qa, qb, []) as t:
+                assert (
+                    t.statistics().kernel_drops == {}
+                )  # not ``here``'s counters under their names
+        async with open_pipeline(here, [], MemorySink()) as p:
+            assert list(p.statistics().kernel_drops) == [here.extra(DeviceAttribute.name)]

@@ -4,7 +4,9 @@ When a worker stops reading (its sink is slow), a TUN/TAP queue fills and the ke
 it cannot queue, counting it in the interface's ``tx_dropped`` (``IFLA_STATS64``). The pipeline
 opens the reader's rtnetlink socket when it starts running, in the namespace of the thread that
 runs it, so later calls from any thread ask that namespace; it closes the socket when it stops.
-Linux only; elsewhere it reports nothing.
+Interfaces that are not in that namespace (a device made with ``DeviceBuilder.netns``) are left
+out rather than confused with whatever has their index here. Linux only; elsewhere it reports
+nothing.
 """
 
 from __future__ import annotations
@@ -37,9 +39,21 @@ class LinkStatsReader:
         try:
             from ..platform.linux.netlink import RtNetlink
 
-            self._nl = RtNetlink()
+            nl = RtNetlink()
         except Exception:
-            self._nl = None
+            return
+        # Only links that are here under their name: a device made in another namespace
+        # (DeviceBuilder.netns) has its index there, and the same index here is another
+        # interface, whose counters must not be reported as the device's.
+        here = []
+        for index, name in self._links:
+            try:
+                if nl.link_by_name(name).index == index:
+                    here.append((index, name))
+            except Exception:
+                continue
+        self._links = here
+        self._nl = nl
 
     def tx_dropped(self) -> dict[str, int]:
         """Packets dropped by the kernel towards us, by interface name (missing ones left out)."""
