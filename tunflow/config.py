@@ -41,7 +41,7 @@ import ipaddress
 import tomllib
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 import cattrs
@@ -49,6 +49,11 @@ import cattrs
 from .errors import ConfigError, PluginError
 from .pipeline._plugins import build_stage, config_error_from_cattrs, converter
 from .pipeline._stage import ErrorPolicy, StageSpec
+
+if TYPE_CHECKING:
+    from .device import AsyncDevice, DeviceBuilder
+    from .pipeline import Endpoint, Pipeline, Tunnel
+    from .transport import UDPTransport
 
 __all__ = [
     "Config",
@@ -129,7 +134,7 @@ class DeviceSpec:
     attach: bool = False
     netns: str | None = None
 
-    def builder(self) -> Any:
+    def builder(self) -> DeviceBuilder:
         """The :class:`~tunflow.DeviceBuilder` for this device (values checked).
 
         Raises:
@@ -302,7 +307,7 @@ class Config:
         return self
 
     @contextlib.asynccontextmanager
-    async def open(self) -> AsyncIterator[Any]:
+    async def open(self) -> AsyncIterator[Pipeline | Tunnel]:
         """Make the devices and transports, run the pipeline or tunnel, and yield it; on exit
         stop it and close everything made here.
 
@@ -311,13 +316,12 @@ class Config:
             DeviceError: a device could not be made (permissions…).
             OSError: a transport could not bind.
         """
-        from .device import AsyncDevice
         from .pipeline import open_pipeline, open_tunnel
         from .transport import UDPTransport
 
         self.check()
         async with contextlib.AsyncExitStack() as stack:
-            ends: dict[str, Any] = {}
+            ends: dict[str, list[AsyncDevice] | UDPTransport] = {}
             for name, dev in self.devices.items():
                 first: AsyncDevice = dev.builder().build_async()
                 stack.push_async_callback(first.aclose)
@@ -337,7 +341,7 @@ class Config:
                 )
                 stack.push_async_callback(transport.aclose)
                 ends[name] = transport
-            running: Any
+            running: Pipeline | Tunnel
             if self.pipeline is not None:
                 p = self.pipeline
                 running = await stack.enter_async_context(
@@ -371,7 +375,8 @@ class Config:
             yield running
 
 
-def _ports(end: Any, batch_size: int) -> Any:
+def _ports(end: list[AsyncDevice] | UDPTransport, batch_size: int) -> Endpoint:
+    """A device's queues as ports with ``batch_size`` packets a batch; a transport as it is."""
     from .pipeline import DevicePort
 
     if isinstance(end, list):

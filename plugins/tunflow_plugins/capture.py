@@ -24,7 +24,7 @@ from tunflow.device import Layer
 from tunflow.errors import MalformedPacketError, OffloadError
 from tunflow.offload import gso_segment_count, gso_split
 from tunflow.packet import HEADROOM, PacketBatch
-from tunflow.pipeline import Direction, Lane, Processor, StageBase, StageContext
+from tunflow.pipeline import Direction, Lane, Processor, StageBase, StageContext, StageStatistics
 
 from .pcap import LINKTYPE_ETHERNET, LINKTYPE_RAW, PcapWriter
 
@@ -184,7 +184,7 @@ class CaptureStage(StageBase):
                 w.write_many(scratch.view, scratch.offsets, scratch.lengths, ts)
                 ts += len(scratch)
 
-    def statistics(self) -> Any:
+    def statistics(self) -> StageStatistics:
         stats = super().statistics()
         packets, nbytes = self._written
         if self._writer is not None:

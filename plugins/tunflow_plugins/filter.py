@@ -16,7 +16,7 @@ import attrs
 
 from tunflow.device import Layer
 from tunflow.packet import PacketBatch
-from tunflow.pipeline import Direction, Lane, Processor, StageBase
+from tunflow.pipeline import Direction, Lane, Processor, StageBase, StageStatistics
 
 from ._headers import NOT_IP, PROTOCOLS, parse
 
@@ -293,7 +293,7 @@ class FilterStage(StageBase):
 
         return process
 
-    def statistics(self) -> Any:
+    def statistics(self) -> StageStatistics:
         stats = super().statistics()
         counters = dict(zip(self._labels, self._hits, strict=True))
         counters["default"] = self._default_hits[0]

@@ -14,7 +14,7 @@ import attrs
 
 from tunflow.offload import GROTable
 from tunflow.packet import HEADROOM, PacketBatch
-from tunflow.pipeline import Lane, Processor, StageBase
+from tunflow.pipeline import Lane, Processor, StageBase, StageStatistics
 
 __all__ = ["GROStage", "GROOptions"]
 
@@ -86,7 +86,7 @@ class GROStage(StageBase):
 
         return process
 
-    def statistics(self) -> Any:
+    def statistics(self) -> StageStatistics:
         stats = super().statistics()
         counters = {"coalesced": 0, "gso_packets": 0, "invalid_checksum": 0, "too_large": 0}
         for t in self._tables:

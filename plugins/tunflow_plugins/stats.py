@@ -14,7 +14,7 @@ import attrs
 
 from tunflow.device import Layer
 from tunflow.packet import PacketBatch
-from tunflow.pipeline import Lane, Processor, StageBase
+from tunflow.pipeline import Lane, Processor, StageBase, StageStatistics
 
 __all__ = ["StatsStage", "StatsOptions"]
 
@@ -98,7 +98,7 @@ class StatsStage(StageBase):
     def gauges(self) -> dict[str, float]:
         return {"pps": self._rates[0], "bps": self._rates[1]}
 
-    def statistics(self) -> Any:
+    def statistics(self) -> StageStatistics:
         stats = super().statistics()
         v, p = self._versions, self._protos
         known = sum(p[k] for k in _PROTO_NAMES)

@@ -43,6 +43,7 @@ from ._plugins import (
 )
 from ._ports import (
     DevicePort as DevicePort,
+    Endpoint as Endpoint,
     MemorySink as MemorySink,
     MemorySource as MemorySource,
     Port as Port,
@@ -96,6 +97,7 @@ __all__ = [
     "TransportPort",
     "MemorySource",
     "MemorySink",
+    "Endpoint",
     "as_ports",
     # plugins
     "GROUP",

@@ -19,18 +19,19 @@ import os
 import traceback
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Generic, TypeVar
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 import attrs
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 
 from ..device import Layer
 from ..errors import ConfigError, PluginError, TunflowError
 from ..packet import PacketBatch
 from ._linkstats import LinkStatsReader
 from ._plugins import load_stage_class
-from ._ports import Port, PortStatistics, _DeviceQueuePort, as_ports
+from ._ports import Endpoint, Port, PortStatistics, _DeviceQueuePort, as_ports
 from ._stage import (
     Direction,
     ErrorPolicy,
@@ -42,6 +43,9 @@ from ._stage import (
     StageStatistics,
     copy_map,
 )
+
+if TYPE_CHECKING:
+    from ._processes import ProcessSupervisor
 
 __all__ = [
     "Pipeline",
@@ -384,7 +388,7 @@ class _Engine:
         self._logged: set[str] = set()
         self._last_errors: dict[str, str] = {}
         self._hook_errors: dict[str, int] = {}
-        self._procs: Any = None  # the process supervisor in processes mode
+        self._procs: ProcessSupervisor | None = None  # in processes mode
         self._links = LinkStatsReader(
             [p.link() for _, src, dst in self._flows for p in (*src, *dst)] if kernel_links else []
         )  # its socket is opened by run() and closed when run() ends: none for an unrun pipeline
@@ -708,9 +712,9 @@ class Pipeline(_Engine):
 
     def __init__(
         self,
-        source: Any,
+        source: Endpoint,
         stages: Sequence[Stage | StageSpec] = (),
-        sink: Any = None,
+        sink: Endpoint | None = None,
         *,
         name: str = "pipeline",
         direction: Direction | str = Direction.OUTBOUND,
@@ -757,8 +761,8 @@ class Tunnel(_Engine):
 
     def __init__(
         self,
-        local: Any,
-        remote: Any,
+        local: Endpoint,
+        remote: Endpoint,
         stages: Sequence[Stage | StageSpec] = (),
         *,
         name: str = "tunnel",
@@ -787,23 +791,31 @@ class _Opened(Generic[E]):
 
     def __init__(self, engine: E) -> None:
         self._engine = engine
-        self._tg: Any = None
+        self._tg: TaskGroup | None = None
 
     async def __aenter__(self) -> E:
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
+        tg = self._tg = anyio.create_task_group()
+        await tg.__aenter__()
         try:
-            await self._tg.start(self._engine.run)
+            await tg.start(self._engine.run)
         except BaseException as exc:
-            self._tg.cancel_scope.cancel()
-            await self._tg.__aexit__(type(exc), exc, exc.__traceback__)
+            tg.cancel_scope.cancel()
+            await tg.__aexit__(type(exc), exc, exc.__traceback__)
             raise
         return self._engine
 
-    async def __aexit__(self, *exc: Any) -> bool | None:
-        self._tg.cancel_scope.cancel()
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        tg = self._tg
+        if tg is None:
+            raise RuntimeError("__aexit__ without __aenter__")
+        tg.cancel_scope.cancel()
         try:
-            return await self._tg.__aexit__(*exc)  # type: ignore[no-any-return]
+            return await tg.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as group:
             leaves = _leaves(group)
             if len(leaves) == 1 and isinstance(leaves[0], Exception):
@@ -822,7 +834,16 @@ def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
 
 
 def open_pipeline(
-    source: Any, stages: Sequence[Stage | StageSpec] = (), sink: Any = None, **kwargs: Any
+    source: Endpoint,
+    stages: Sequence[Stage | StageSpec] = (),
+    sink: Endpoint | None = None,
+    *,
+    name: str = "pipeline",
+    direction: Direction | str = Direction.OUTBOUND,
+    workers: WorkerMode | str = WorkerMode.TASKS,
+    on_error: ErrorPolicy | str = ErrorPolicy.DROP,
+    buffer: int = 0,
+    statistics_interval: float = 0.5,
 ) -> AbstractAsyncContextManager[Pipeline]:
     """Start a :class:`Pipeline` in a task group of its own; stop it when the block ends.
 
@@ -833,7 +854,12 @@ def open_pipeline(
         source: as :class:`Pipeline`.
         stages: as :class:`Pipeline`.
         sink: as :class:`Pipeline`.
-        kwargs: the keyword arguments of :class:`Pipeline`.
+        name: as :class:`Pipeline`.
+        direction: as :class:`Pipeline`.
+        workers: as :class:`Pipeline`.
+        on_error: as :class:`Pipeline`.
+        buffer: as :class:`Pipeline`.
+        statistics_interval: as :class:`Pipeline`.
 
     Returns:
         An async context manager yielding the :class:`Pipeline`.
@@ -841,11 +867,31 @@ def open_pipeline(
     Raises:
         As :class:`Pipeline` and :meth:`Pipeline.run`.
     """
-    return _Opened(Pipeline(source, stages, sink, **kwargs))
+    return _Opened(
+        Pipeline(
+            source,
+            stages,
+            sink,
+            name=name,
+            direction=direction,
+            workers=workers,
+            on_error=on_error,
+            buffer=buffer,
+            statistics_interval=statistics_interval,
+        )
+    )
 
 
 def open_tunnel(
-    local: Any, remote: Any, stages: Sequence[Stage | StageSpec] = (), **kwargs: Any
+    local: Endpoint,
+    remote: Endpoint,
+    stages: Sequence[Stage | StageSpec] = (),
+    *,
+    name: str = "tunnel",
+    workers: WorkerMode | str = WorkerMode.TASKS,
+    on_error: ErrorPolicy | str = ErrorPolicy.DROP,
+    buffer: int = 0,
+    statistics_interval: float = 0.5,
 ) -> AbstractAsyncContextManager[Tunnel]:
     """Start a :class:`Tunnel`, as :func:`open_pipeline` starts a pipeline.
 
@@ -853,9 +899,27 @@ def open_tunnel(
         local: as :class:`Tunnel`.
         remote: as :class:`Tunnel`.
         stages: as :class:`Tunnel`.
-        kwargs: the keyword arguments of :class:`Tunnel`.
+        name: as :class:`Tunnel`.
+        workers: as :class:`Tunnel`.
+        on_error: as :class:`Tunnel`.
+        buffer: as :class:`Tunnel`.
+        statistics_interval: as :class:`Tunnel`.
 
     Returns:
         An async context manager yielding the :class:`Tunnel`.
+
+    Raises:
+        As :class:`Tunnel` and :meth:`Tunnel.run`.
     """
-    return _Opened(Tunnel(local, remote, stages, **kwargs))
+    return _Opened(
+        Tunnel(
+            local,
+            remote,
+            stages,
+            name=name,
+            workers=workers,
+            on_error=on_error,
+            buffer=buffer,
+            statistics_interval=statistics_interval,
+        )
+    )

@@ -9,8 +9,8 @@ a worker process describes itself with a picklable :class:`PortHandle` (an fd an
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import anyio
 import anyio.lowlevel
@@ -32,6 +32,7 @@ __all__ = [
     "MemorySource",
     "MemorySink",
     "as_ports",
+    "Endpoint",
     "open_port_handle",
 ]
 
@@ -141,6 +142,17 @@ class Port(Protocol):
     def link(self) -> tuple[int, str] | None:
         """The kernel interface (index, name) behind the port, for its drop counters."""
         ...
+
+
+#: What a pipeline's source or sink, or a tunnel's side, may be: a device (one queue), the
+#: queues of one multi-queue device, a transport, a :class:`Port`, or a list of ports.
+Endpoint: TypeAlias = (
+    AsyncDevice
+    | SyncDevice
+    | Transport
+    | Port
+    | Sequence[AsyncDevice | SyncDevice | Transport | Port]
+)
 
 
 def _device_stats(name: str, dev: AsyncDevice | SyncDevice) -> PortStatistics:
@@ -499,7 +511,7 @@ class MemorySink:
         return None
 
 
-def as_ports(endpoint: Any) -> list[Port]:
+def as_ports(endpoint: Endpoint) -> list[Port]:
     """Ports for whatever a pipeline was given: a device (one queue), a list of queues of one
     multi-queue device, a transport, a port, or a list of ports.
 
