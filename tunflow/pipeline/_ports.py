@@ -50,7 +50,9 @@ class PortStatistics:
         tx_packets: packets written.
         tx_bytes: their bytes.
         tx_batches: batch writes.
-        drops: packets the port could not deliver, by reason (transports).
+        drops: packets the port could not deliver, by reason: for a device ``malformed`` (read
+            but not splittable) and ``kernel_refused_packet`` (refused in a batch write, skipped);
+            for a transport, the transport's reasons.
     """
 
     name: str
@@ -166,7 +168,9 @@ def _device_stats(name: str, dev: AsyncDevice | SyncDevice) -> PortStatistics:
         s.tx_packets,
         s.tx_bytes,
         s.tx_batches,
-        {"malformed": s.rx_malformed} if s.rx_malformed else {},
+        # what the kernel handed over that could not be split, and the packets of batch writes
+        # it refused (skipped by the device, not raised), by reason
+        {"malformed": s.rx_malformed, **s.tx_dropped} if s.rx_malformed else s.tx_dropped,
     )
 
 

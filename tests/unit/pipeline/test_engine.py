@@ -351,3 +351,24 @@ def test_records_own_their_maps_and_merges_sum_them() -> None:
     p = PortStatistics("p", "device", 1, drops={"malformed": 1})
     total = p.merge(PortStatistics("p", "device", 2, drops={"malformed": 2, "other": 1}))
     assert (total.rx_packets, total.drops) == (3, {"malformed": 3, "other": 1})
+
+
+def test_device_port_drops_count_what_the_kernel_refused_and_what_did_not_split() -> None:
+    from tunflow.device import DeviceStatistics
+    from tunflow.pipeline._ports import _device_stats
+
+    class Stub:
+        def __init__(self, stats: DeviceStatistics) -> None:
+            self.stats = stats
+
+        def statistics(self) -> DeviceStatistics:
+            return self.stats
+
+    refused = DeviceStatistics(tx_packets=5, tx_dropped={"kernel_refused_packet": 2})
+    both = DeviceStatistics(rx_malformed=1, tx_dropped={"kernel_refused_packet": 3})
+    assert _device_stats("d/0", Stub(refused)).drops == {"kernel_refused_packet": 2}  # type: ignore[arg-type]
+    assert _device_stats("d/0", Stub(both)).drops == {  # type: ignore[arg-type]
+        "malformed": 1,
+        "kernel_refused_packet": 3,
+    }
+    assert _device_stats("d/0", Stub(DeviceStatistics())).drops == {}  # type: ignore[arg-type]
