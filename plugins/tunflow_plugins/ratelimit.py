@@ -4,7 +4,8 @@
 counted (``drops["rate"]``). *Shape*: every packet passes and the bucket may go into debt; the
 worker then waits ``debt / rate`` before reading its next batch, so the source slows down and the
 kernel queue absorbs (or drops, and counts) the excess — the pipeline's backpressure. Shaping is
-global only. Rates are ``"20mbit"``, ``"2.5MB"``, ``"1000pps"`` or a number of bytes per second.
+global only. Rates are ``"20mbit"`` (or ``"20mbps"``: bits either way), ``"2.5MB"``, ``"1000pps"``
+or a number of bytes per second.
 
 In packets per second a GSO super-packet costs the segments it stands for — what goes on the
 wire — not one. In bytes it costs its own length (the headers each segment repeats, a few per
@@ -34,11 +35,15 @@ __all__ = ["RateLimitStage", "RateLimitOptions", "parse_rate", "segment_costs"]
 _UNITS = {
     "": (1.0, "bytes"),
     "b": (1.0, "bytes"),
+    # bits per second, in both spellings (``bps`` is bits here, as in "100 Mbps")
     "bps": (1 / 8, "bytes"),
     "bit": (1 / 8, "bytes"),
     "kbit": (1e3 / 8, "bytes"),
+    "kbps": (1e3 / 8, "bytes"),
     "mbit": (1e6 / 8, "bytes"),
+    "mbps": (1e6 / 8, "bytes"),
     "gbit": (1e9 / 8, "bytes"),
+    "gbps": (1e9 / 8, "bytes"),
     "kb": (1e3, "bytes"),
     "mb": (1e6, "bytes"),
     "gb": (1e9, "bytes"),

@@ -60,6 +60,8 @@ def test_parse_rate() -> None:
     assert parse_rate("2.5MB/s") == (2.5e6, "bytes")
     assert parse_rate("1kpps") == (1000.0, "packets")
     assert parse_rate(100) == (100.0, "bytes")
+    for bits in ("20mbit", "20mbps", "20Mbps", "20000kbit", "20000kbps", "0.02gbps"):
+        assert parse_rate(bits) == pytest.approx((2.5e6, "bytes")), bits
     for bad in ("fast", "-1mbit", "0", True):
         with pytest.raises(ValueError):
             parse_rate(bad)  # type: ignore[arg-type]
