@@ -9,7 +9,19 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["parse", "Fields", "NOT_IP", "TCP", "UDP", "ICMP", "ICMPV6", "PROTOCOLS"]
+__all__ = [
+    "parse",
+    "ethernet_header_length",
+    "Fields",
+    "NOT_IP",
+    "L2_NOT_IP",
+    "L2_TRUNCATED",
+    "TCP",
+    "UDP",
+    "ICMP",
+    "ICMPV6",
+    "PROTOCOLS",
+]
 
 TCP: Final = 6
 UDP: Final = 17
@@ -45,6 +57,40 @@ Fields = tuple[int, int, int, int, int, int, int]
 NOT_IP: Final = "not_ip"
 
 
+#: :func:`ethernet_header_length`'s answers for a frame that carries no IP packet, and for one
+#: too short for its own Ethernet and VLAN headers
+L2_NOT_IP: Final = -1
+L2_TRUNCATED: Final = -2
+
+
+def ethernet_header_length(buf: bytearray, off: int, n: int) -> int:
+    """Where the IP packet starts in the Ethernet frame at ``buf[off:off+n]``: 14 bytes, plus 4
+    for each VLAN tag (802.1Q or 802.1ad, up to two); :data:`L2_NOT_IP` when the ethertype is
+    neither IPv4 nor IPv6 (ARP…), :data:`L2_TRUNCATED` when the headers run past the frame.
+
+    Example:
+        >>> frame = bytearray(12) + b"\x81\x00\x00\x05\x08\x00" + bytearray(20)
+        >>> ethernet_header_length(frame, 0, len(frame))
+        18
+        >>> ethernet_header_length(bytearray(12) + b"\x08\x06" + bytearray(28), 0, 42)
+        -1
+    """
+    if n < 14:
+        return L2_TRUNCATED
+    etype = (buf[off + 12] << 8) | buf[off + 13]
+    hdr = 14
+    for _ in range(2):
+        if etype != 0x8100 and etype != 0x88A8:
+            break
+        if n < hdr + 4:
+            return L2_TRUNCATED
+        etype = (buf[off + hdr + 2] << 8) | buf[off + hdr + 3]
+        hdr += 4
+    if etype != 0x0800 and etype != 0x86DD:
+        return L2_NOT_IP
+    return hdr
+
+
 def parse(buf: bytearray, off: int, n: int, l2: bool = False) -> Fields | str:
     """The fields of the packet at ``buf[off:off+n]`` or the reason it is malformed.
 
@@ -67,19 +113,9 @@ def parse(buf: bytearray, off: int, n: int, l2: bool = False) -> Fields | str:
         'truncated'
     """
     if l2:
-        if n < 14:
-            return "truncated"
-        etype = (buf[off + 12] << 8) | buf[off + 13]
-        hdr = 14
-        for _ in range(2):
-            if etype != 0x8100 and etype != 0x88A8:
-                break
-            if n < hdr + 4:
-                return "truncated"
-            etype = (buf[off + hdr + 2] << 8) | buf[off + hdr + 3]
-            hdr += 4
-        if etype != 0x0800 and etype != 0x86DD:
-            return NOT_IP
+        hdr = ethernet_header_length(buf, off, n)
+        if hdr < 0:
+            return NOT_IP if hdr == L2_NOT_IP else "truncated"
         off += hdr
         n -= hdr
     if n < 1:

@@ -16,6 +16,8 @@ from tunflow.device import Layer
 from tunflow.packet import PacketBatch
 from tunflow.pipeline import Lane, Processor, StageBase, StageStatistics
 
+from ._headers import ethernet_header_length
+
 __all__ = ["StatsStage", "StatsOptions"]
 
 _PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
@@ -65,23 +67,32 @@ class StatsStage(StageBase):
     def bind(self, lane: Lane) -> Processor:
         versions, protos, totals = self._versions, self._protos, self._totals
         detail = self.options.protocols
-        skip = 14 if lane.layer is Layer.L2 else 0
+        l2 = lane.layer is Layer.L2
 
         def process(batch: PacketBatch) -> PacketBatch:
             totals[0] += len(batch)
-            totals[1] += sum(batch.lengths)
+            lengths = batch.lengths
+            totals[1] += sum(lengths)
             if detail:
                 buf = batch.buffer
                 for i, off in enumerate(batch.offsets):
-                    if batch.lengths[i] < skip + 20:
+                    n = lengths[i]
+                    if l2:  # past the Ethernet header and VLAN tags; ARP and the like: not IP
+                        hdr = ethernet_header_length(buf, off, n)
+                        if hdr < 0:
+                            versions[0] += 1
+                            continue
+                        off += hdr
+                        n -= hdr
+                    if n < 20:
                         versions[0] += 1
                         continue
-                    v = buf[off + skip] >> 4
+                    v = buf[off] >> 4
                     versions[v] += 1
                     if v == 4:
-                        protos[buf[off + skip + 9]] += 1
+                        protos[buf[off + 9]] += 1
                     elif v == 6:
-                        protos[buf[off + skip + 6]] += 1
+                        protos[buf[off + 6]] += 1
             return batch
 
         return process

@@ -381,3 +381,21 @@ def test_process_outside_a_pipeline_builds_its_processor_once(
         assert len(stage.process(batch_of(pk))) == 3
     anyio.run(stage.stop)  # type: ignore[attr-defined]  # (capture closes its file)
     assert len(calls) == 1
+
+
+def test_stats_on_a_tap_reads_the_ethertype_and_vlan_tags() -> None:
+    macs = bytes(range(12))
+    udp4 = ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, b"v4")
+    udp6 = ipv6_udp("fd00::1", "fd00::2", 1, 2, b"v6")
+    arp = macs + b"\x08\x06" + bytes.fromhex("0001080006040001") + bytes(20)  # ARP request
+    frames = [
+        macs + b"\x08\x00" + udp4,  # plain
+        macs + b"\x81\x00\x00\x07\x08\x00" + udp4,  # one VLAN tag
+        macs + b"\x88\xa8\x00\x07\x81\x00\x00\x08\x86\xdd" + udp6,  # QinQ
+        arp,
+        macs + b"\x81\x00\x00",  # a VLAN tag cut short
+    ]
+    stage = StatsStage()
+    stage.bind(Lane(layer=Layer.L2))(batch_of(frames))
+    c = stage.statistics().counters
+    assert (c["ipv4"], c["ipv6"], c["udp"], c["not_ip"], c["other"]) == (2, 1, 3, 2, 0)
