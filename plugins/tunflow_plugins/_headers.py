@@ -69,10 +69,10 @@ def ethernet_header_length(buf: bytearray, off: int, n: int) -> int:
     neither IPv4 nor IPv6 (ARP…), :data:`L2_TRUNCATED` when the headers run past the frame.
 
     Example:
-        >>> frame = bytearray(12) + b"\x81\x00\x00\x05\x08\x00" + bytearray(20)
+        >>> frame = bytearray(12) + b"\\x81\\x00\\x00\\x05\\x08\\x00" + bytearray(20)
         >>> ethernet_header_length(frame, 0, len(frame))
         18
-        >>> ethernet_header_length(bytearray(12) + b"\x08\x06" + bytearray(28), 0, 42)
+        >>> ethernet_header_length(bytearray(12) + b"\\x08\\x06" + bytearray(28), 0, 42)
         -1
     """
     if n < 14:
