@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
@@ -110,10 +110,29 @@ class StageContext:
     start_soon: Callable[..., Any] | None = None
 
 
+class _FrozenDict(dict[str, Any]):
+    """A dict that refuses changes: the mappings held by the pipeline's frozen records.
+
+    Still a ``dict`` — ``==``, JSON, :func:`attrs.asdict` and pickling (records travel to and
+    from worker processes) work as on any dict — where a ``MappingProxyType`` would not pickle.
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("the mappings of a frozen record cannot change (copy it with dict())")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self) -> tuple[type[_FrozenDict], tuple[dict[str, Any]]]:
+        return (type(self), (dict(self),))
+
+
 def copy_map(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    """A record's own copy of a mapping (the attrs converter of every mapping field of the
-    pipeline's records), so the caller's dict can change afterwards without changing it."""
-    return dict(value) if value else {}
+    """A record's own read-only copy of a mapping (the attrs converter of every mapping field of
+    the pipeline's records): the caller's dict may change afterwards, the record's cannot."""
+    return _FrozenDict(value or ())
 
 
 def sum_maps(a: Mapping[str, _N], b: Mapping[str, _N]) -> dict[str, _N]:

@@ -372,3 +372,30 @@ def test_device_port_drops_count_what_the_kernel_refused_and_what_did_not_split(
         "kernel_refused_packet": 3,
     }
     assert _device_stats("d/0", Stub(DeviceStatistics())).drops == {}  # type: ignore[arg-type]
+
+
+def test_records_are_frozen_all_the_way_yet_plain_to_serialise() -> None:
+    import json
+    import pickle
+
+    from tunflow.pipeline import PortStatistics, StageStatistics
+
+    s = StageStatistics("s", drops={"rate": 2}, counters={"a": 1}, gauges={"pps": 1.5})
+    for change in (
+        lambda: s.drops.__setitem__("rate", 0),  # type: ignore[index]
+        lambda: s.counters.update(a=5),  # type: ignore[attr-defined]
+        lambda: s.gauges.pop("pps"),  # type: ignore[attr-defined]
+        lambda: s.drops.clear(),  # type: ignore[attr-defined]
+    ):
+        with pytest.raises(TypeError, match="frozen record"):
+            change()
+    assert s.drops == {"rate": 2} and s.counters == {"a": 1}
+    back = pickle.loads(pickle.dumps(s))  # worker processes send records this way
+    assert back == s and back.drops == {"rate": 2}
+    with pytest.raises(TypeError):
+        back.drops["x"] = 1  # type: ignore[index]
+    assert json.loads(json.dumps(attrs.asdict(s)))["drops"] == {"rate": 2}
+    p = PortStatistics("p", "device", drops={"malformed": 1})
+    with pytest.raises(TypeError):
+        p.drops["malformed"] = 0  # type: ignore[index]
+    assert StageSpec("stats", {"interval": 1.0}).options == {"interval": 1.0}
