@@ -464,6 +464,59 @@ class UDPTransport:
             rx[3] += reads
         return count
 
+    def recv_scattered_nowait(self, buffers: list[memoryview]) -> tuple[int, int, Address]:
+        """One read spread over ``buffers`` (a scatter list), without waiting.
+
+        For callers that want each datagram of a ``UDP_GRO`` read cut in two — a fixed-size
+        header into one region, the rest into another, so the rests lie back to back (tunflow's
+        native fast mode opens a whole message where it lies that way).
+
+        Returns:
+            ``(bytes read, segment size, sender)``; the segment size is the ``UDP_GRO``
+            control message's, or the byte count when the read was one datagram.
+
+        Raises:
+            BlockingIOError: nothing is waiting.
+            anyio.ClosedResourceError: the transport was closed.
+            OSError: the socket failed (ICMP errors are counted and skipped).
+        """
+        recvmsg_into = self._socket().recvmsg_into
+        while True:
+            try:
+                n, anc, flags, addr = recvmsg_into(buffers, _ANCBUF)
+            except OSError as exc:
+                if exc.errno in _UNREACHABLE:
+                    self._drop("refused")
+                    continue
+                raise
+            if flags & _MSG_TRUNC:
+                self._drop("truncated")
+                continue
+            if n:
+                break
+        seg = n
+        for level, kind, data in anc:
+            if level == _SOL_UDP and kind == _UDP_GRO:
+                seg = _INT.unpack_from(data)[0] if len(data) >= 4 else _SEGMENT.unpack(data)[0]
+            elif level == _SOL_SOCKET and kind == _SO_RXQ_OVFL:
+                self._kernel_drops = _UINT.unpack_from(data)[0]
+        if seg <= 0:
+            seg = n
+        rx = self._rx
+        rx[0] += -(-n // seg)
+        rx[1] += n
+        rx[3] += 1
+        return n, seg, self._recv_address(addr) if self._v6 else addr
+
+    async def wait_readable(self) -> None:
+        """Wait until a receive would not block.
+
+        Raises:
+            anyio.ClosedResourceError: the transport was closed.
+            anyio.BusyResourceError: another task is waiting already.
+        """
+        await anyio.wait_readable(self._socket())
+
     async def recv_batch(self, batch: PacketBatch | None = None) -> DatagramBatch:
         """Wait for at least one datagram, then take what is waiting.
 
@@ -525,9 +578,9 @@ class UDPTransport:
                     k += 1
                     continue
                 dst = None if addr is None else self._send_address(addr)
-                data = view[off : off + length]
                 try:
                     if length <= seg:
+                        data = view[off : off + length]
                         if dst is None:
                             sock.send(data)
                         else:
@@ -535,6 +588,7 @@ class UDPTransport:
                         n = 1
                         calls += 1
                     elif self._gso and not plain_once:
+                        data = view[off : off + length]
                         anc = [(_SOL_UDP, _UDP_SEGMENT, _SEGMENT.pack(seg))]
                         if dst is None:
                             sock.sendmsg([data], anc)
@@ -543,6 +597,7 @@ class UDPTransport:
                         n = -(-length // seg)
                         calls += 1
                     else:
+                        data = view[off : off + length]
                         n, c = self._send_plain_group(sock, data, seg, dst)
                         calls += c
                 except BlockingIOError:

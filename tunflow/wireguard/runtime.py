@@ -67,6 +67,7 @@ from .protocol import (
     WireGuardStatistics,
     handle_request,
 )
+from .protocol.native import NATIVE_HEADER_SIZE
 
 __all__ = [
     "WireGuardInterface",
@@ -87,6 +88,10 @@ _TIMER_TICK: Final = 1.0
 _BACKLOG_READS: Final = 8
 _UNDER_LOAD_FOR: Final = 1.0
 _MAX_EVENTS: Final = 256
+#: Scattered reads in a row before the batch goes to the device (and the lane yields).
+_SCATTER_READS: Final = 16
+#: The largest UDP read (a ``UDP_GRO`` run).
+MAX_DATAGRAM: Final = 65535
 
 
 class _Clock:
@@ -169,6 +174,9 @@ class WireGuardPort:
         # inbound: datagrams not decrypted yet because the packet batch filled up
         self._rx = transport.new_batch()
         self._rx_pending = False
+        self._scatter: _Scatter | None = None
+        if whole and wg.native_fragment_size > NATIVE_HEADER_SIZE:
+            self._scatter = _Scatter(wg.native_fragment_size)
         self._split: PacketBatch | None = None
         self._split_overflow = 0
         self._backlog = 0
@@ -202,7 +210,9 @@ class WireGuardPort:
         wg = self.wg
         rx = self._rx
         start = len(batch)
-        while True:
+        if self._scatter is not None and self.transport.gro:
+            await self._recv_scattered(batch, start)
+        while len(batch) == start:
             if not self._rx_pending:
                 rx.clear()
                 transport = self.transport
@@ -225,6 +235,8 @@ class WireGuardPort:
             if len(batch) > start:
                 break
             await anyio.lowlevel.checkpoint()
+            if self._scatter is not None and self.transport.gro and not self._rx_pending:
+                await self._recv_scattered(batch, start)
         if batch.vnet_hdr and not self._device_offload:
             self._split_super_packets(batch, start)
         s = self._stats
@@ -232,6 +244,63 @@ class WireGuardPort:
         s[1] += sum(batch.lengths[start:])
         s[2] += 1
         return batch
+
+    async def _recv_scattered(self, batch: PacketBatch, start: int) -> None:
+        """Receive with reads scattered so that native messages open where they land.
+
+        Every peer is a native-mode peer here, so a read is mostly one native message: its
+        fragment headers go to one buffer and its chunks, back to back, to another — the sealed
+        message is contiguous without a copy. Reads that are not (keepalives, handshakes, a
+        message cut by loss) are put back together into datagrams and go the usual way.
+        Returns once ``batch`` has packets (or the transport has nothing and something else
+        needs a turn: the caller's loop takes over).
+        """
+        sc = self._scatter
+        assert sc is not None
+        wg = self.wg
+        while len(batch) == start:
+            transport = self.transport
+            reads = 0
+            try:
+                while reads < _SCATTER_READS and batch.room() > sc.largest:
+                    try:
+                        n, seg, addr = transport.recv_scattered_nowait(sc.iov)
+                    except BlockingIOError:
+                        break
+                    reads += 1
+                    now = self._clock()
+                    count = -(-n // seg)
+                    if (seg == sc.stride or count == 1) and n > NATIVE_HEADER_SIZE:
+                        last = n - seg * (count - 1)
+                        done = wg.decrypt_native_scattered(
+                            sc.headers_view[: NATIVE_HEADER_SIZE * count],
+                            sc.bodies_view,
+                            count,
+                            last,
+                            addr,
+                            now,
+                            batch,
+                        )
+                        if done is not None:
+                            continue
+                    rx = self._rx
+                    rx.clear()
+                    sc.gather(rx.buffer, n)
+                    rx.add_segments(0, n, seg, addr)
+                    wg.decrypt_batch(rx, now, batch)
+                if reads:
+                    transport.backlogged = reads >= _SCATTER_READS
+                    self._note_load(transport)
+                    self.flush_control()
+                    if len(batch) > start:
+                        return
+                    await anyio.lowlevel.checkpoint()
+                else:
+                    await transport.wait_readable()
+            except anyio.ClosedResourceError:
+                if transport is self.transport:
+                    raise
+                # the listen port changed: receive on the new socket
 
     async def send_batch(self, batch: PacketBatch) -> None:
         """Encrypt ``batch`` (routed by AllowedIPs) and send the datagrams.
@@ -369,6 +438,46 @@ class WireGuardPort:
                 self._split_overflow += 1
                 continue
             batch.append(p)
+
+
+class _Scatter:
+    """Buffers for scattered reads: fragment headers apart from their chunks.
+
+    One read of ``k`` datagrams of ``stride`` bytes lands header ``i`` at
+    ``headers[20 i : 20 i + 20]`` and its chunk at ``bodies[chunk i : chunk (i + 1)]``.
+    """
+
+    def __init__(self, stride: int) -> None:
+        self.stride = stride
+        chunk = stride - NATIVE_HEADER_SIZE
+        self.chunk = chunk
+        slots = -(-MAX_DATAGRAM // stride) + 1
+        self.headers = bytearray(NATIVE_HEADER_SIZE * slots)
+        self.bodies = bytearray(chunk * slots)
+        self.headers_view = memoryview(self.headers)
+        self.bodies_view = memoryview(self.bodies)
+        h, b = self.headers_view, self.bodies_view
+        #: the scatter list, built once: header 0, chunk 0, header 1, chunk 1…
+        self.iov = [
+            view
+            for i in range(slots)
+            for view in (
+                h[NATIVE_HEADER_SIZE * i : NATIVE_HEADER_SIZE * (i + 1)],
+                b[chunk * i : chunk * (i + 1)],
+            )
+        ]
+        #: the largest packet one read can produce (a native super-packet), with headroom
+        self.largest = 65535 + 2 * HEADROOM
+
+    def gather(self, out: bytearray, n: int) -> None:
+        """Put the first ``n`` bytes read back together, contiguous, at ``out[0:n]``."""
+        pos = 0
+        for piece in self.iov:
+            take = min(len(piece), n - pos)
+            out[pos : pos + take] = piece[:take]
+            pos += take
+            if pos >= n:
+                return
 
 
 class WireGuardInterface:

@@ -69,6 +69,7 @@ from .native import (
     is_native,
     open_native,
     open_native_run,
+    open_native_scattered,
     seal_native,
 )
 from .noise import Handshake, StaticIdentity
@@ -131,6 +132,7 @@ __all__ = [
     "seal_native",
     "open_native",
     "open_native_run",
+    "open_native_scattered",
     # keys and handshake
     "PrivateKey",
     "PublicKey",

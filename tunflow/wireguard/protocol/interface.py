@@ -68,6 +68,7 @@ from .native import (
     OpenResult,
     open_native,
     open_native_run,
+    open_native_scattered,
     seal_native,
 )
 from .noise import Handshake, StaticIdentity, consume_initiation_static
@@ -1361,6 +1362,45 @@ class WireGuard:
         c.handshakes_completed += 1
         self._events.append(HandshakeCompleted(peer.public_key, True, peer.endpoint))
         self._send_keepalive(peer, now)
+
+    def decrypt_native_scattered(
+        self,
+        headers: memoryview,
+        bodies: memoryview,
+        count: int,
+        last_length: int,
+        addr: Address,
+        now: float,
+        out: PacketBatch,
+    ) -> bool | None:
+        """Take native fast-mode fragments that a scatter read split into back-to-back
+        headers and back-to-back chunks (see :func:`~.native.open_native_scattered`): the
+        sealed message is opened where it lies, with the usual checks and bookkeeping.
+
+        Args:
+            headers: ``count`` 20-byte fragment headers.
+            bodies: their chunks, back to back.
+            count: fragments read.
+            last_length: the size of the last fragment, header included.
+            addr: where they came from.
+            now: current time.
+            out: the super-packet goes here (with its virtio-net header).
+
+        Returns:
+            ``True`` when the fragments were consumed (a packet appended, or a drop counted),
+            ``False`` when ``out`` is full, ``None`` when they are not one whole message for
+            a native-mode session — then rebuild the datagrams and use :meth:`decrypt_batch`.
+        """
+        if len(headers) < NATIVE_HEADER_SIZE:
+            return None
+        (receiver,) = _U32LE.unpack_from(headers, 4)
+        s = self._sessions.get(receiver)
+        if s is None or not s.peer.native_mode or now - s.created >= REJECT_AFTER_TIME:
+            return None
+        result = open_native_scattered(s, headers, bodies, count, last_length, out)
+        if result is None:
+            return None
+        return self._native_result(result, s, addr, now, out, count)
 
     def _receive_native_run(
         self, datagrams: DatagramBatch, i: int, now: float, out: PacketBatch

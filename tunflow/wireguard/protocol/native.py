@@ -63,6 +63,7 @@ __all__ = [
     "seal_native",
     "open_native",
     "open_native_run",
+    "open_native_scattered",
 ]
 
 NATIVE_HEADER: Final = struct.Struct("<BBBBIQHH")
@@ -327,6 +328,60 @@ def open_native_run(
         dst += n_bytes
         p += stride
     return _finish(session, memoryview(scratch)[:dst], count, counter, chunk, out)
+
+
+def open_native_scattered(
+    session: Session,
+    headers: memoryview,
+    bodies: memoryview,
+    count: int,
+    last_length: int,
+    out: PacketBatch,
+) -> int | None:
+    """Open a message whose ``count`` fragments a scatter read split apart: their 20-byte
+    headers back to back in ``headers``, their chunks back to back in ``bodies`` — so the
+    sealed message is already contiguous and is opened where it lies (no copy at all).
+
+    Args:
+        session: the session the first header's receiver index names.
+        headers: ``count`` headers, 20 bytes each.
+        bodies: the chunks (at least ``(count - 1) * chunk + last_length - 20`` bytes).
+        count: how many fragments were read.
+        last_length: the size of the last fragment (header included).
+        out: where the opened super-packet goes.
+
+    Returns:
+        An :class:`OpenResult` code, or ``None`` when the fragments are not exactly one whole
+        message in order (the caller then rebuilds the datagrams and uses :func:`open_native`).
+    """
+    if count < 1 or len(headers) < NATIVE_HEADER_SIZE * count:
+        return None
+    typ, index, n, version, _receiver, counter, chunk, reserved = _unpack_header(headers, 0)
+    if (
+        typ != MESSAGE_NATIVE
+        or index
+        or n != count
+        or version != NATIVE_VERSION
+        or reserved
+        or chunk < _MIN_CHUNK
+        or not NATIVE_HEADER_SIZE < last_length <= NATIVE_HEADER_SIZE + chunk
+        or (count - 1) * chunk >= MAX_SEALED_SIZE
+        or counter in session.native_partial
+    ):
+        return None
+    if count > 1:
+        # every header equals the first but for its index: three operations, not a loop
+        size = NATIVE_HEADER_SIZE * count
+        expected = bytearray(headers[:NATIVE_HEADER_SIZE]) * count
+        expected[1:size:NATIVE_HEADER_SIZE] = _INDICES[:count]
+        if headers[:size] != expected:
+            return None
+    if not _would_accept(session, counter):
+        return OpenResult.REPLAY
+    total = (count - 1) * chunk + last_length - NATIVE_HEADER_SIZE
+    if len(bodies) < total:
+        return None
+    return _finish(session, bodies[:total], count, counter, chunk, out)
 
 
 def _finish(
