@@ -209,3 +209,32 @@ async def test_plain_packet_batches_go_to_the_peer() -> None:
         assert (await receive(rx, 5)).to_list() == payloads(5, 300)
         with pytest.raises(TypeError):
             await rx.recv_batch(PacketBatch())
+
+
+@pytest.mark.skipif(not LINUX, reason="UDP_GRO is Linux's")
+async def test_scattered_read_splits_every_datagram() -> None:
+    async with UDPTransport.bind("127.0.0.1:0") as rx, UDPTransport.bind("127.0.0.1:0") as tx:
+        out = DatagramBatch()
+        datagrams = [bytes([i]) * 4 + bytes([100 + i]) * 96 for i in range(10)]
+        for d in datagrams:
+            out.append(d, address=rx.local_address)
+        await tx.send_batch(out)
+        heads, bodies = bytearray(4 * 16), bytearray(96 * 16)
+        hv, bv = memoryview(heads), memoryview(bodies)
+        iov = [v for i in range(16) for v in (hv[4 * i : 4 * i + 4], bv[96 * i : 96 * i + 96])]
+        got = 0
+        with anyio.fail_after(5):
+            while got < 1000:
+                try:
+                    n, seg, addr = rx.recv_scattered_nowait(iov)
+                except BlockingIOError:
+                    await rx.wait_readable()
+                    continue
+                assert seg == 100 and addr == tx.local_address
+                k0 = got // 100
+                for k in range(n // 100):
+                    assert heads[4 * k : 4 * k + 4] == bytes([k0 + k]) * 4
+                    assert bodies[96 * k : 96 * k + 96] == bytes([100 + k0 + k]) * 96
+                got += n
+        with pytest.raises(BlockingIOError):
+            rx.recv_scattered_nowait(iov)

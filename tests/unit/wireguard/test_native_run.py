@@ -118,3 +118,48 @@ def test_open_native_run_refuses_what_is_not_one_message() -> None:
         )
         == -3
     )
+
+
+def scatter(out: DatagramBatch) -> tuple[bytearray, bytearray]:
+    """What a scattered read does: 20-byte headers in one buffer, chunks in another."""
+    headers, bodies = bytearray(), bytearray()
+    for d, _ in out.to_pairs():
+        headers += d[:20]
+        bodies += d[20:]
+    return headers, bodies
+
+
+def test_scattered_fragments_open_where_they_lie() -> None:
+    p = native_pair()
+    big = super_packet(50_000, 6)
+    out = sealed(p, [big])
+    headers, bodies = scatter(out)
+    got = PacketBatch(1 << 20)
+    done = p.b.decrypt_native_scattered(
+        memoryview(headers), memoryview(bodies), len(out), out.lengths[-1], p.a_addr, p.now, got
+    )
+    assert done is True and got.to_list() == [big]
+    assert p.peer_of_b.endpoint == p.a_addr
+    # again: a replay, consumed and counted
+    assert p.b.decrypt_native_scattered(
+        memoryview(headers), memoryview(bodies), len(out), out.lengths[-1], p.a_addr, p.now, got
+    )
+    assert len(got) == 1 and p.b.statistics().dropped_replay == 1
+    # not one whole message (a header changed, a fragment missing): the caller falls back
+    out = sealed(p, [super_packet(50_000, 7)])
+    headers, bodies = scatter(out)
+    bad = bytearray(headers)
+    bad[20 * 3 + 9] ^= 1
+    view_b = memoryview(bodies)
+    assert (
+        p.b.decrypt_native_scattered(
+            memoryview(bad), view_b, len(out), out.lengths[-1], p.a_addr, p.now, got
+        )
+        is None
+    )
+    assert (
+        p.b.decrypt_native_scattered(
+            memoryview(headers), view_b, len(out) - 1, out.lengths[-1], p.a_addr, p.now, got
+        )
+        is None
+    )
