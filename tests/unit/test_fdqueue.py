@@ -50,7 +50,9 @@ def test_a_full_queue_is_would_block_not_an_error(
     q.close()
 
 
-def test_header_removed_on_read_and_added_on_write(pair: tuple[socket.socket, socket.socket]) -> None:
+def test_header_removed_on_read_and_added_on_write(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
     a, b = pair
     q = FdQueue(b.fileno(), close_fd=False, af_header=True, af_inet=2, af_inet6=30)
     a.send(b"\x00\x00\x00\x02" + b"\x45" + bytes(19))
@@ -60,7 +62,9 @@ def test_header_removed_on_read_and_added_on_write(pair: tuple[socket.socket, so
     q.close()
 
 
-def test_close_waits_for_the_operation_using_the_fd(pair: tuple[socket.socket, socket.socket]) -> None:
+def test_close_waits_for_the_operation_using_the_fd(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
     _, b = pair
     fd = os.dup(b.fileno())
     q = FdQueue(fd)
@@ -76,7 +80,9 @@ def test_close_waits_for_the_operation_using_the_fd(pair: tuple[socket.socket, s
     assert info.value.errno == errno.EBADF
 
 
-def test_kernel_refusal_of_one_packet_is_raw_in_batches(pair: tuple[socket.socket, socket.socket]) -> None:
+def test_kernel_refusal_of_one_packet_is_raw_in_batches(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
     a, _ = pair
     q = FdQueue(a.fileno(), close_fd=False)
     batch = PacketBatch(capacity=1 << 20)
@@ -88,7 +94,9 @@ def test_kernel_refusal_of_one_packet_is_raw_in_batches(pair: tuple[socket.socke
 
 
 @pytest.mark.anyio
-async def test_two_tasks_sending_batches_are_refused(pair: tuple[socket.socket, socket.socket]) -> None:
+async def test_two_tasks_sending_batches_are_refused(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
     a, _ = pair
     a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     dev = AsyncDevice(SharedInterface(None, Layer.L3, False), FdQueue(a.fileno(), close_fd=False))
