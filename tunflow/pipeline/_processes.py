@@ -112,8 +112,10 @@ class ProcessSupervisor:
         ns_fd = -1
         try:
             if sys.platform == "linux":
+                from ..platform.linux._netns import open_current
+
                 try:
-                    ns_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+                    ns_fd = open_current()
                 except OSError:
                     ns_fd = -1
             job = {

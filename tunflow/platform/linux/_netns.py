@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["setns", "entered", "current_inode", "netns_path"]
+__all__ = ["setns", "entered", "current_inode", "open_current", "netns_path"]
 
 _CLONE_NEWNET = 0x40000000
 _libc: Any = None
@@ -37,6 +37,11 @@ def setns(fd: int) -> None:
         raise OSError(err, f"setns: {os.strerror(err)}")
 
 
+def open_current() -> int:
+    """An fd (close-on-exec) referring to the calling thread's network namespace."""
+    return os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+
 def current_inode() -> int:
     """The inode of the calling thread's network namespace (equal inodes: same namespace)."""
     return os.stat("/proc/thread-self/ns/net").st_ino
@@ -53,7 +58,7 @@ def entered(target: int | str | None) -> Iterator[None]:
     if target is None:
         yield
         return
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    own = open_current()
     try:
         fd = target if isinstance(target, int) else os.open(target, os.O_RDONLY | os.O_CLOEXEC)
         try:

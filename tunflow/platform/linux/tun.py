@@ -32,7 +32,7 @@ from ...netconfig.rtnetlink import RTN_LOCAL
 from .._base import OffloadInfo, Route
 from .._build import Additions, add_addresses, add_routes
 from .._unix import FdQueue
-from ._netns import current_inode, entered, netns_path
+from ._netns import current_inode, entered, netns_path, open_current
 
 __all__ = ["LinuxInterface", "open_device", "adopt_fd", "TUN_PATH"]
 
@@ -136,7 +136,7 @@ class LinuxInterface:
         self.layer = layer
         self.created = created
         # The namespace the device lives in; queues opened later are opened inside it.
-        self._netns_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        self._netns_fd = open_current()
         self._netns = current_inode()
         try:
             self._nl = RtNetlink()
