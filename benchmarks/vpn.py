@@ -18,9 +18,10 @@ the tunnel processes' CPU, and ratios against wireguard-go and against veth dire
 
 Candidates: ``veth``, ``wggo`` (Debian's wireguard-go, both ends), ``ovpn-gcm`` (OpenVPN 2.6,
 TLS, AES-256-GCM data channel), ``tunflow-wg`` (``tunflow up``, WireGuard mode),
-``tunflow-native`` (``tunflow up``, native fast mode); and, for choosing defaults,
-``tunflow-wg-offload`` / ``tunflow-wg-plain`` (WireGuard mode with the TUN offload forced on/off)
-and ``tunflow-wg-gro`` (an offload TUN read without TSO: plain packets in, GRO on write).
+``tunflow-native`` (``tunflow up``, native fast mode); and, for choosing the device in
+WireGuard mode, ``tunflow-wg-offload`` (TSO super-packets split in Python, GRO on write) and
+``tunflow-wg-plain`` (a plain TUN, one packet per read and per write) against the default
+(plain reads, GRO-coalesced writes).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ IPERF_PORT = 5201
 LOCK = "/tmp/tfb-bench.lock"
 HZ = os.sysconf("SC_CLK_TCK")
 ALL = ["veth", "wggo", "ovpn-gcm", "tunflow-wg", "tunflow-native"]
-EXTRA = ["tunflow-wg-offload", "tunflow-wg-plain", "tunflow-wg-gro"]
+EXTRA = ["tunflow-wg-offload", "tunflow-wg-plain"]
 
 
 def log(msg: str) -> None:
@@ -361,9 +362,6 @@ class Candidate:
 
     def start_tunflow_wg_plain(self) -> None:
         self._tunflow(native=False, args=("--offload", "off"))
-
-    def start_tunflow_wg_gro(self) -> None:
-        self._tunflow(native=False, args=("--offload", "on"), env={"TUNFLOW_VPN_TSO": "0"})
 
 
 # -- measuring -------------------------------------------------------------------------------------

@@ -932,6 +932,7 @@ class GROTable:
         "_udp_flows",
         "tcp",
         "udp",
+        "verify_checksums",
     )
 
     def __init__(
@@ -943,6 +944,11 @@ class GROTable:
         self.tcp = tcp
         #: Coalesce UDP; may be changed at any time (needs the device's USO).
         self.udp = udp
+        #: Verify each packet's TCP/UDP checksum before merging it (the kernel's rule). A
+        #: caller whose packets were authenticated on the way (a VPN's AEAD: the kernel's
+        #: WireGuard marks them CHECKSUM_UNNECESSARY) may turn it off — it is most of the
+        #: cost (~2.7 of 4.3 µs a packet). May be changed at any time.
+        self.verify_checksums = True
         self._max_segments = max_segments if max_segments is not None else 1 << 30
         self._tcp_flows: dict[tuple[bytes, int, int], list[_Item]] = {}
         self._udp_flows: dict[tuple[bytes, int], list[_Item]] = {}
@@ -1008,6 +1014,8 @@ class GROTable:
         tcp_flows.clear()
         udp_flows.clear()
         check_hdr = src.vnet_hdr
+        # checksum states: 0 not checked yet, 1 valid, -1 invalid; trusted input starts valid
+        unknown = 0 if self.verify_checksums else 1
         slots: list[int | _Item] = []
         append_slot = slots.append
         invalid = too_large = 0
@@ -1084,7 +1092,7 @@ class GROTable:
                 items = tcp_flows.get(key)
                 if items is not None:
                     merged = False
-                    pkt_ok = 0
+                    pkt_ok = unknown
                     j = len(items) - 1
                     while j >= 0:
                         item = items[j]
@@ -1153,7 +1161,7 @@ class GROTable:
                     new = [[idx], seq, gso, gso, doff, psh, compat, opts, pkt_ok, kind]
                     items.append(new)
                 else:
-                    new = [[idx], seq, gso, gso, doff, psh, compat, opts, 0, kind]
+                    new = [[idx], seq, gso, gso, doff, psh, compat, opts, unknown, kind]
                     tcp_flows[key] = [new]
                 append_slot(new)
                 continue
@@ -1165,7 +1173,7 @@ class GROTable:
                 continue
             ukey = (addrs, ports)
             uitems = udp_flows.get(ukey)
-            pkt_state = 0
+            pkt_state = unknown
             if uitems is not None:
                 # Only the flow's last item: anything else could reorder datagrams.
                 item = uitems[-1]
@@ -1188,7 +1196,11 @@ class GROTable:
                             if not ok:
                                 invalid += 1
                         if item[_IT_CSUM] > 0:
-                            if (ucs == 0 and iph == 20) or _l4_valid(view, off, n, iph, _UDP):
+                            if (
+                                unknown
+                                or (ucs == 0 and iph == 20)
+                                or _l4_valid(view, off, n, iph, _UDP)
+                            ):
                                 members.append(idx)
                                 item[_IT_PAYLOAD] = i_pay + gso
                                 continue
@@ -1197,7 +1209,7 @@ class GROTable:
                 new = [[idx], 0, gso, gso, 8, False, compat, b"", pkt_state, kind]
                 uitems.append(new)
             else:
-                new = [[idx], 0, gso, gso, 8, False, compat, b"", 0, kind]
+                new = [[idx], 0, gso, gso, 8, False, compat, b"", unknown, kind]
                 udp_flows[ukey] = [new]
             append_slot(new)
         return slots, invalid, too_large

@@ -104,7 +104,9 @@ async def test_ping_both_ways_on_every_loop(
         await ping(b, OA)
         assert ia.statistics().wireguard.handshakes_completed == 1
         assert ib.statistics().wireguard.handshakes_completed == 1
-        assert ia.device.offload_info.vnet_hdr is native  # offload where native needs it
+        # a virtio-net header either way: TSO for native super-packets; for WireGuard peers
+        # plain packets in (the kernel asked for no TSO) and coalesced packets out
+        assert ia.device.offload_info.vnet_hdr
 
 
 async def tcp_transfer(

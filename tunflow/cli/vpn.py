@@ -64,7 +64,8 @@ def _up_args(p: argparse.ArgumentParser) -> None:
         "--offload",
         choices=("auto", "on", "off"),
         default="auto",
-        help="TUN offload (auto: on when a peer is in native mode)",
+        help="TUN offload: on (super-packets), off (plain), auto (native peers: on; "
+        "WireGuard peers: plain reads, coalesced writes)",
     )
     p.add_argument("--daemon", action="store_true", help="run in the background once it is up")
     p.add_argument(
