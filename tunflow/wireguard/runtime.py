@@ -175,7 +175,9 @@ class WireGuardPort:
         self._rx = transport.new_batch()
         self._rx_pending = False
         self._scatter: _Scatter | None = None
-        if whole and wg.native_fragment_size > NATIVE_HEADER_SIZE:
+        peers = wg.peers.values()
+        native = bool(peers) and all(p.native_mode for p in peers)
+        if whole and native and wg.native_fragment_size > NATIVE_HEADER_SIZE:
             self._scatter = _Scatter(wg.native_fragment_size)
         self._split: PacketBatch | None = None
         self._split_overflow = 0
@@ -815,7 +817,9 @@ async def _interface(
         port = WireGuardPort(
             wg,
             transport,
-            whole=all_native and dev_offload,
+            # whole reads: super-packets for native peers; and with TSO off they are plain
+            # packets read straight into the batch (a split read would copy each once more)
+            whole=dev_offload and (all_native or plain_reads),
             device_offload=dev_offload,
             mtu=config.mtu,
             clock=clock,
