@@ -1,0 +1,74 @@
+"""DatagramBatch: appends, GRO reads, and gso_groups against a one-step-per-datagram reference."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from tunflow.datagram import UDP_MAX_GSO_BYTES, DatagramBatch
+from tunflow.packet import PacketBatch
+
+
+def reference_groups(b: DatagramBatch, max_segments: int, max_bytes: int) -> list[Any]:
+    groups = []
+    offs, lens, addrs = b.offsets, b.lengths, b.addresses
+    i = 0
+    while i < len(offs):
+        addr, start, seg = addrs[i], offs[i], lens[i]
+        end, j = start + seg, i + 1
+        if seg > 0:
+            while j < min(len(offs), i + max_segments):
+                ln = lens[j]
+                if offs[j] != end or ln > seg or end + ln - start > max_bytes or addrs[j] != addr:
+                    break
+                end += ln
+                j += 1
+                if ln < seg:
+                    break
+        groups.append((addr, start, end - start, seg))
+        i = j
+    return groups
+
+
+datagrams = st.lists(
+    st.tuples(
+        st.sampled_from([1452, 1452, 1452, 1452, 100, 60, 0, 1452, 3000]),
+        st.sampled_from([0, 0, 0, 0, 7]),  # a gap before it
+        st.sampled_from([("192.0.2.1", 1), ("192.0.2.1", 1), ("192.0.2.2", 2)]),
+    ),
+    max_size=150,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(datagrams, st.sampled_from([64, 45, 3, 1]), st.sampled_from([UDP_MAX_GSO_BYTES, 5000, 1452]))
+def test_gso_groups_match_the_reference(
+    items: list[Any], max_segments: int, max_bytes: int
+) -> None:
+    b = DatagramBatch(1 << 20)
+    pos = 0
+    for size, gap, addr in items:
+        pos += gap
+        b.commit(pos, size, addr)
+        pos += size
+    assert b.gso_groups(max_segments, max_bytes) == reference_groups(b, max_segments, max_bytes)
+
+
+def test_append_commit_segments_keep_clear() -> None:
+    b = DatagramBatch(4096)
+    assert isinstance(b, PacketBatch) and not b.vnet_hdr
+    b.append(b"abc", address=("h", 1))
+    b.commit(b.reserve(), 0, ("h", 2))
+    assert b.add_segments(3, 10, 4, ("h", 3)) == 3
+    assert b.lengths == [3, 0, 4, 4, 2] and b.end == 13
+    assert b.to_pairs()[0] == (b"abc", ("h", 1))
+    b.keep([0, 4])
+    assert b.addresses == [("h", 1), ("h", 3)]
+    with pytest.raises(TypeError, match="address="):
+        b.append(b"x", ("h", 1))  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        b.header(0)
+    b.clear()
+    assert not b and b.end == 0 and b.room() == 4096
