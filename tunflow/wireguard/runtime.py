@@ -43,7 +43,7 @@ import anyio.abc
 import anyio.lowlevel
 import attrs
 
-from ..datagram import DatagramBatch
+from ..datagram import UDP_MAX_SEGMENTS, DatagramBatch
 from ..device import AsyncDevice, DeviceBuilder, DeviceStatistics, Layer, OffloadInfo
 from ..errors import (
     ConfigError,
@@ -264,7 +264,11 @@ class WireGuardPort:
             transport = self.transport
             reads = 0
             try:
-                while reads < _SCATTER_READS and batch.room() > sc.largest:
+                while (
+                    reads < _SCATTER_READS
+                    and batch.room() > sc.largest
+                    and len(batch) + UDP_MAX_SEGMENTS < batch.max_packets
+                ):
                     try:
                         n, seg, addr = transport.recv_scattered_nowait(sc.iov)
                     except BlockingIOError:
@@ -468,8 +472,9 @@ class _Scatter:
                 b[chunk * i : chunk * (i + 1)],
             )
         ]
-        #: the largest packet one read can produce (a native super-packet), with headroom
-        self.largest = 65535 + 2 * HEADROOM
+        #: the most one read can add to a packet batch: a native super-packet, or up to 64
+        #: WireGuard messages' packets with their headroom
+        self.largest = MAX_DATAGRAM + (UDP_MAX_SEGMENTS + 1) * HEADROOM
 
     def gather(self, out: bytearray, n: int) -> None:
         """Put the first ``n`` bytes read back together, contiguous, at ``out[0:n]``."""
