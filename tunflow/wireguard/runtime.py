@@ -181,6 +181,11 @@ class WireGuardPort:
             self._scatter = _Scatter(wg.native_fragment_size)
         self._split: PacketBatch | None = None
         self._split_overflow = 0
+        # whole TSO reads (every peer native) hand out super-packets; should a WireGuard peer
+        # join later (wg set), they are split for it before encrypting
+        self._super_packets = whole and native
+        self._split_out = False
+        self._out_split: PacketBatch | None = None
         self._backlog = 0
         self._kernel_drops = 0
         self._stats = [0, 0, 0, 0, 0, 0]  # rx packets, bytes, batches; tx packets, bytes, batches
@@ -321,6 +326,8 @@ class WireGuardPort:
         s[4] += sum(batch.lengths)
         s[5] += 1
         now = self._clock()
+        if self._split_out and batch.vnet_hdr:
+            batch = self._split_for_wireguard(batch)
         while True:
             tx.clear()
             done = wg.encrypt_batch(batch, now, tx)
@@ -385,6 +392,29 @@ class WireGuardPort:
             ctl.clear()
             out = self._append_control(ctl, out)
             self.transport.send_batch_nowait(ctl)
+
+    def peers_changed(self) -> None:
+        """Call after peers were added or changed: a WireGuard peer among native ones gets
+        MTU-sized packets (super-packets read whole are split for it)."""
+        peers = self.wg.peers.values()
+        self._split_out = self._super_packets and not all(p.native_mode for p in peers)
+
+    def _split_for_wireguard(self, batch: PacketBatch) -> PacketBatch:
+        out = self._out_split
+        need = batch.end * 2 + (1 << 16)
+        if out is None or out.capacity < need:
+            out = self._out_split = PacketBatch(capacity=need, max_packets=8192)
+        out.clear()
+        view = batch.view
+        for off, n in zip(batch.offsets, batch.lengths, strict=True):
+            if view[off - HEADROOM + 1] == VIRTIO_NET_HDR_GSO_NONE and not view[off - HEADROOM]:
+                out.append(view[off : off + n])
+                continue
+            try:
+                gso_split(view[off - HEADROOM : off + n], out)
+            except (MalformedPacketError, OffloadError, PacketTooLargeError):
+                continue
+        return out
 
     def on_event(self, hook: Callable[[Event], None]) -> None:
         """Call ``hook(event)`` for every protocol event from now on."""
@@ -628,6 +658,7 @@ class WireGuardInterface:
         wg = self.wg
         port, mark = wg.listen_port, wg.fwmark
         reply = handle_request(wg, request, now=self._clock())
+        self.port.peers_changed()
         if wg.fwmark != mark:
             try:
                 self.transport.set_fwmark(wg.fwmark)
