@@ -53,7 +53,7 @@ IPERF_PORT = 5201
 LOCK = "/tmp/tfb-bench.lock"
 HZ = os.sysconf("SC_CLK_TCK")
 ALL = ["veth", "wggo", "ovpn-gcm", "tunflow-wg", "tunflow-native"]
-EXTRA = ["tunflow-wg-offload", "tunflow-wg-plain"]
+EXTRA = ["tunflow-wg-offload", "tunflow-wg-plain", "tunflow-wg-uvloop", "tunflow-wg-trio"]
 
 
 def log(msg: str) -> None:
@@ -362,6 +362,12 @@ class Candidate:
 
     def start_tunflow_wg_plain(self) -> None:
         self._tunflow(native=False, args=("--offload", "off"))
+
+    def start_tunflow_wg_uvloop(self) -> None:
+        self._tunflow(native=False, args=("--backend", "uvloop"))
+
+    def start_tunflow_wg_trio(self) -> None:
+        self._tunflow(native=False, args=("--backend", "trio"))
 
 
 # -- measuring -------------------------------------------------------------------------------------

@@ -266,7 +266,8 @@ class DevicePort(_DeviceQueuePort):
         return await self.device.recv_batch(batch, whole=whole)
 
     async def send_batch(self, batch: PacketBatch) -> None:
-        await self.device.send_batch(batch)
+        # No extra event-loop turn: every lane yields when it reads its next batch.
+        await self.device.send_batch(batch, checkpoint=False)
 
 
 class SyncDevicePort(_DeviceQueuePort):
