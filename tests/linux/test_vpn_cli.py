@@ -146,6 +146,8 @@ def test_daemon_and_down(configs: tuple[testing.Netns, testing.Netns, Path, Path
             ping(b, OA)
     finally:
         down = a.run(*TUNFLOW, "down", str(ca), check=False)  # the file works as a name too
+        # the daemon's log outlives it on purpose (for whoever debugs it); the test cleans up
+        Path(f"/run/tunflow/{ca.stem}.log").unlink(missing_ok=True)
     assert down.returncode == 0, down.stderr
     assert a.run("ip", "link", "show", ca.stem, check=False).returncode != 0
     again = a.run(*TUNFLOW, "down", ca.stem, check=False)
