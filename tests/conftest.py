@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
 
@@ -60,3 +61,12 @@ def _no_leftovers() -> Iterator[None]:
     spaces = set(testing.leftover_namespaces(pid))
     assert not links, f"tests left interfaces behind: {sorted(links)}"
     assert not spaces, f"tests left namespaces behind: {sorted(spaces)}"
+    # control sockets and pid/log files of VPN interfaces the tests named
+    files = [
+        str(p)
+        for d in ("/var/run/wireguard", "/run/tunflow")
+        if os.path.isdir(d)
+        for p in Path(d).iterdir()
+        if testing._ours(p.name.split(".")[0], pid)
+    ]
+    assert not files, f"tests left files behind: {files}"
