@@ -22,12 +22,14 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from ...errors import (
+    ClosedDeviceError,
     DeviceBusyError,
     DeviceError,
     DeviceExistsError,
     DeviceNotFoundError,
     DevicePermissionError,
 )
+from .._base import OffloadInfo
 from .._syscalls import Syscalls
 
 __all__ = [
@@ -348,3 +350,51 @@ class Win32Waker:
         handle, self._handle = self._handle, 0
         if handle:
             self._k32.close_handle(handle)
+
+
+class HandleQueue:
+    """What the Wintun and tap-windows6 queues share: not pollable (``fileno() == -1``), a
+    read event to wait on, a shutdown event, and a count of the threads inside a call so that
+    :meth:`_begin_close` frees handles only once no thread can still be using them."""
+
+    def __init__(self, kernel32: Kernel32, read_event: int) -> None:
+        self.offload = OffloadInfo()
+        self._k32 = kernel32
+        self._read_event = read_event
+        self._shutdown = kernel32.create_event(manual_reset=True)
+        self._cond = threading.Condition()
+        self._inside = 0
+        self._closed = False
+
+    def fileno(self) -> int:
+        return -1
+
+    def wait_handle(self) -> int | None:
+        return self._read_event
+
+    def make_waker(self) -> Win32Waker:
+        return Win32Waker(self._k32)
+
+    def _enter(self) -> None:
+        with self._cond:
+            if self._closed:
+                raise ClosedDeviceError("the device is closed")
+            self._inside += 1
+
+    def _leave(self) -> None:
+        with self._cond:
+            self._inside -= 1
+            if self._inside == 0:
+                self._cond.notify_all()
+
+    def _begin_close(self, grace: float) -> int | None:
+        """Mark closed, wake every waiter and wait up to ``grace`` s for the threads inside to
+        leave; the number still inside (``None`` if already closed)."""
+        with self._cond:
+            if self._closed:
+                return None
+            self._closed = True
+        self._k32.set_event(self._shutdown)
+        with self._cond:
+            self._cond.wait_for(lambda: self._inside == 0, timeout=grace)
+            return self._inside

@@ -19,13 +19,12 @@ import contextlib
 import ctypes
 import errno
 import struct
-import threading
 from typing import Any, Final
 
-from ...errors import ClosedDeviceError, ConfigError, DeviceError, DeviceGoneError, UnsupportedError
+from ...errors import ConfigError, DeviceError, DeviceGoneError, UnsupportedError
 from ...netconfig.device import DeviceConfig, Layer
 from ...packet import HEADROOM, PacketBatch
-from .._base import Buffer, OffloadInfo
+from .._base import Buffer
 from .._build import Additions
 from .._syscalls import Syscalls
 from ._win32 import (
@@ -34,6 +33,7 @@ from ._win32 import (
     GENERIC_READ,
     GENERIC_WRITE,
     OVERLAPPED,
+    HandleQueue,
     Kernel32,
     Win32Waker,
 )
@@ -114,48 +114,21 @@ class TapInterface(WindowsInterface):
         return self._media
 
 
-class TapQueue:
+class TapQueue(HandleQueue):
     """Overlapped reads and writes on the tap-windows6 device handle; ``fileno() == -1``."""
 
     def __init__(self, kernel32: Kernel32, handle: int) -> None:
-        self.offload = OffloadInfo()
-        self._k32 = kernel32
+        super().__init__(kernel32, kernel32.create_event(manual_reset=True))
         self._handle = handle
         self._buf = ctypes.create_string_buffer(READ_SIZE)
         self._read_ov = OVERLAPPED()
-        self._read_event = kernel32.create_event(manual_reset=True)
         self._read_ov.hEvent = self._read_event
         self._write_ov = OVERLAPPED()
         self._write_event = kernel32.create_event(manual_reset=True)
         self._write_ov.hEvent = self._write_event
-        self._shutdown = kernel32.create_event(manual_reset=True)
         self._ready: bytes | None = None
         self._pending = False
-        self._cond = threading.Condition()
-        self._inside = 0
-        self._closed = False
         self._start_read()
-
-    def fileno(self) -> int:
-        return -1
-
-    def wait_handle(self) -> int | None:
-        return self._read_event
-
-    def make_waker(self) -> Win32Waker:
-        return Win32Waker(self._k32)
-
-    def _enter(self) -> None:
-        with self._cond:
-            if self._closed:
-                raise ClosedDeviceError("the device is closed")
-            self._inside += 1
-
-    def _leave(self) -> None:
-        with self._cond:
-            self._inside -= 1
-            if self._inside == 0:
-                self._cond.notify_all()
 
     def _start_read(self) -> None:
         self._k32.reset_event(self._read_event)
@@ -237,13 +210,8 @@ class TapQueue:
             self._leave()
 
     def close(self) -> None:
-        with self._cond:
-            if self._closed:
-                return
-            self._closed = True
-        self._k32.set_event(self._shutdown)
-        with self._cond:
-            self._cond.wait_for(lambda: self._inside == 0, timeout=2.0)
+        if self._begin_close(2.0) is None:
+            return
         if self._pending:
             # The pending read writes into self._buf: cancel it and let it finish first.
             self._k32.cancel_io(self._handle, self._read_ov)

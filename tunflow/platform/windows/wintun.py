@@ -25,11 +25,9 @@ import ctypes
 import errno
 import os
 import sys
-import threading
 from typing import Any, Final
 
 from ...errors import (
-    ClosedDeviceError,
     ConfigError,
     DeviceError,
     DeviceGoneError,
@@ -38,7 +36,7 @@ from ...errors import (
 )
 from ...netconfig.device import DeviceConfig, Layer
 from ...packet import HEADROOM, PacketBatch
-from .._base import Buffer, OffloadInfo
+from .._base import Buffer
 from .._build import Additions
 from .._syscalls import Syscalls
 from ._win32 import (
@@ -46,6 +44,7 @@ from ._win32 import (
     ERROR_HANDLE_EOF,
     ERROR_NO_MORE_ITEMS,
     HANDLE,
+    HandleQueue,
     Kernel32,
     Win32Waker,
     bind,
@@ -199,7 +198,7 @@ class WintunInterface(WindowsInterface):
             )
 
 
-class WintunQueue:
+class WintunQueue(HandleQueue):
     """The packet queue of a Wintun session (see the module docstring)."""
 
     def __init__(
@@ -209,42 +208,15 @@ class WintunQueue:
         session: int,
         read_event: int,
     ) -> None:
-        self.offload = OffloadInfo()
+        super().__init__(kernel32, read_event)
         self._api = api
-        self._k32 = kernel32
         self._session = session
-        self._read_event = read_event
-        self._shutdown = kernel32.create_event(manual_reset=True)
-        self._cond = threading.Condition()
-        self._inside = 0
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"<WintunQueue session={self._session:#x}{' closed' if self._closed else ''}>"
 
-    def fileno(self) -> int:
-        return -1
-
-    def wait_handle(self) -> int | None:
-        return self._read_event
-
-    def make_waker(self) -> Win32Waker:
-        return Win32Waker(self._k32)
-
-    # Every call into the session counts itself in, so close() can end the session only once no
-    # thread is inside it (a handle or ring freed under a thread is undefined behaviour).
-
-    def _enter(self) -> None:
-        with self._cond:
-            if self._closed:
-                raise ClosedDeviceError("the device is closed")
-            self._inside += 1
-
-    def _leave(self) -> None:
-        with self._cond:
-            self._inside -= 1
-            if self._inside == 0:
-                self._cond.notify_all()
+    # Every call into the session counts itself in (HandleQueue._enter), so close() ends the
+    # session only once no thread is inside it (a ring freed under a thread is undefined).
 
     def _receive(self) -> tuple[int, int]:
         size = ctypes.c_uint32(0)
@@ -366,14 +338,9 @@ class WintunQueue:
             self._leave()
 
     def close(self) -> None:
-        with self._cond:
-            if self._closed:
-                return
-            self._closed = True
-        self._k32.set_event(self._shutdown)
-        with self._cond:
-            self._cond.wait_for(lambda: self._inside == 0, timeout=_CLOSE_GRACE)
-            stuck = self._inside
+        stuck = self._begin_close(_CLOSE_GRACE)
+        if stuck is None:
+            return
         if stuck:
             # A thread is still inside the session (it cannot be, unless a DLL call hangs):
             # leak the session rather than free it under that thread.
