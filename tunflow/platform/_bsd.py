@@ -1118,7 +1118,13 @@ def adopt_tun_fd(
     close_fd: bool,
     packet_information: bool,
 ) -> tuple[None, FdQueue]:
-    """Wrap a BSD tun fd made elsewhere (4-byte header mode assumed; configure it yourself)."""
+    """Wrap a BSD tun fd made elsewhere (4-byte header mode assumed; configure it yourself).
+
+    Raises:
+        UnsupportedError: ``fd`` is negative.
+    """
+    if fd < 0:
+        raise UnsupportedError("not a file descriptor")
     return None, make_fd_queue(
         syscalls, flavor, fd, af_header=not packet_information, close_fd=close_fd
     )

@@ -20,7 +20,7 @@ import re
 import struct
 from typing import Any, Final
 
-from ..errors import ConfigError, DeviceError, DeviceNotFoundError, UnsupportedError
+from ..errors import ConfigError, DeviceError, DeviceNotFoundError
 from ..netconfig.device import DeviceConfig, Layer
 from ..netconfig.ioctl import BSD
 from . import _bsd
@@ -161,8 +161,6 @@ def adopt_fd(
     syscalls: Syscalls | None = None,
 ) -> tuple[None, FdQueue]:
     """Wrap a tun fd in ``TUNSIFHEAD`` mode made elsewhere; it is not configurable here."""
-    if fd < 0:
-        raise UnsupportedError("not a file descriptor")
     return _bsd.adopt_tun_fd(
         syscalls or current_syscalls(),
         FLAVOR,

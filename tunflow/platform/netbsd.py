@@ -115,8 +115,6 @@ def adopt_fd(
     syscalls: Syscalls | None = None,
 ) -> tuple[None, FdQueue]:
     """Wrap a NetBSD tun fd in ``TUNSIFHEAD`` mode made elsewhere; not configurable here."""
-    if fd < 0:
-        raise UnsupportedError("not a file descriptor")
     return _bsd.adopt_tun_fd(
         syscalls or current_syscalls(),
         FLAVOR,
