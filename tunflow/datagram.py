@@ -13,6 +13,11 @@ It is a :class:`~tunflow.packet.PacketBatch` with two differences that batching 
 * **an address per datagram** — where it came from, or where it goes (``None``: a connected
   transport's peer).
 
+A batch made with ``gather=True`` also takes *gathered* groups (:meth:`DatagramBatch.add_gathered`):
+datagrams that stay in their writer's buffers as a list of parts and go out with one gathering
+``sendmsg``, so a writer that would otherwise interleave headers and data by copying (tunflow's
+native fast mode) copies nothing.
+
 This module must not import ``os``, ``socket`` or any event loop.
 """
 
@@ -69,9 +74,11 @@ class DatagramBatch(PacketBatch):
         [(b'abc', ('192.0.2.1', 51820)), (b'def', ('192.0.2.1', 51820))]
     """
 
-    __slots__ = ("addresses", "origin")
+    __slots__ = ("addresses", "gather", "gathered", "gathered_bytes", "origin")
 
-    def __init__(self, capacity: int = 256 * 1024, max_packets: int = _MAX_DATAGRAMS) -> None:
+    def __init__(
+        self, capacity: int = 256 * 1024, max_packets: int = _MAX_DATAGRAMS, *, gather: bool = False
+    ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be positive")
         if max_packets < 1:
@@ -85,6 +92,12 @@ class DatagramBatch(PacketBatch):
         self.vnet_hdr = False
         self.addresses: list[Any] = []
         self.origin: Any = None
+        #: whether writers may hand datagrams over as gathered groups (:meth:`add_gathered`)
+        self.gather = gather
+        #: gathered groups, ``(address, parts, length, segment_size)``, sent after the arena's
+        self.gathered: list[tuple[Any, list[memoryview], int, int]] = []
+        #: the bytes in :attr:`gathered`
+        self.gathered_bytes = 0
 
     def __repr__(self) -> str:
         return f"<DatagramBatch {len(self.offsets)} datagrams, {self.end}/{len(self.buffer)} bytes>"
@@ -181,6 +194,33 @@ class DatagramBatch(PacketBatch):
         self.addresses.append(address)
         self.end = offset + length
 
+    def add_gathered(
+        self, parts: list[memoryview], length: int, segment_size: int, address: Any
+    ) -> None:
+        """Add a group of datagrams that stays in its writer's buffers.
+
+        ``parts``, joined, are ``length`` bytes: datagrams of ``segment_size`` bytes back to back
+        (the last may be shorter) — one ``sendmsg`` with ``UDP_SEGMENT`` gathers them, so they
+        must fit one: at most :data:`UDP_MAX_SEGMENTS` datagrams and :data:`UDP_MAX_GSO_BYTES`
+        bytes. The writer keeps the buffers unchanged until the batch was sent and cleared.
+        They are not datagrams of the arena: ``len(batch)`` does not count them.
+
+        Raises:
+            ValueError: the group is empty, too large, or the batch was not made with
+                ``gather=True``.
+        """
+        if not self.gather:
+            raise ValueError("this batch takes no gathered groups (make it with gather=True)")
+        if (
+            length <= 0
+            or segment_size <= 0
+            or length > max(segment_size, UDP_MAX_GSO_BYTES)
+            or -(-length // segment_size) > UDP_MAX_SEGMENTS
+        ):
+            raise ValueError(f"a gathered group of {length} bytes in {segment_size}-byte segments")
+        self.gathered.append((address, parts, length, segment_size))
+        self.gathered_bytes += length
+
     def add_segments(self, offset: int, total: int, segment_size: int, address: Any) -> int:
         """Register a ``UDP_GRO`` read: ``total`` bytes at ``offset`` cut every ``segment_size``.
 
@@ -223,6 +263,9 @@ class DatagramBatch(PacketBatch):
         self.addresses.clear()
         self.end = 0
         self.vnet_hdr = False
+        if self.gathered:
+            self.gathered.clear()
+            self.gathered_bytes = 0
 
     def keep(self, indices: Iterable[int]) -> None:
         """Keep only the datagrams at ``indices`` (ascending), with their addresses."""

@@ -238,3 +238,41 @@ async def test_scattered_read_splits_every_datagram() -> None:
                 got += n
         with pytest.raises(BlockingIOError):
             rx.recv_scattered_nowait(iov)
+
+
+@pytest.mark.parametrize("offload", [True, False])
+async def test_gathered_groups_go_out_as_their_datagrams(offload: bool) -> None:
+    # a group that stays in its writer's buffers: header, body, header, body… (what native
+    # fast mode sends without cutting), beside an ordinary datagram in the arena
+    heads = [bytes([0x7F, k]) * 10 for k in range(5)]
+    bodies = [bytes([k]) * 300 for k in range(4)] + [b"tail"]
+    parts = [memoryview(p) for pair in zip(heads, bodies, strict=True) for p in pair]
+    expected = [h + b for h, b in zip(heads, bodies, strict=True)]
+    async with (
+        UDPTransport.bind("127.0.0.1:0", offload=offload) as rx,
+        UDPTransport.bind("127.0.0.1:0", offload=offload) as tx,
+    ):
+        out = DatagramBatch(1 << 16, gather=True)
+        out.append(b"plain", address=rx.local_address)
+        out.add_gathered(parts, sum(map(len, parts)), 320, rx.local_address)
+        out.add_gathered([memoryview(b"one"), memoryview(b"-part")], 8, 320, rx.local_address)
+        assert len(out) == 1 and out.gathered_bytes == 4 * 320 + 24 + 8
+        assert await tx.send_batch(out) == 7
+        got = await receive(rx, 7)
+        assert got.to_list() == [b"plain", *expected, b"one-part"]
+        s = tx.statistics()
+        assert s.tx_bytes == 5 + 4 * 320 + 24 + 8
+        assert s.tx_syscalls == (3 if offload else 7)
+        out.clear()
+        assert not out.gathered and out.gathered_bytes == 0
+
+
+def test_gathered_groups_are_checked() -> None:
+    with pytest.raises(ValueError, match="gather=True"):
+        DatagramBatch(1024).add_gathered([memoryview(b"x")], 1, 1, None)
+    b = DatagramBatch(1024, gather=True)
+    with pytest.raises(ValueError):
+        b.add_gathered([], 0, 100, None)
+    with pytest.raises(ValueError):  # more than one UDP_SEGMENT send takes
+        b.add_gathered([memoryview(bytes(65 * 100))], 65 * 100, 100, None)
+    assert not b.gathered

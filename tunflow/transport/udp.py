@@ -74,7 +74,9 @@ _UNREACHABLE: Final = frozenset(
 _GSO_REFUSED: Final = frozenset({errno.EIO, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOPROTOOPT})
 _ADDR_CACHE_MAX: Final = 4096
 #: ``(address, offset, length, segment_size)``: one send (see ``DatagramBatch.gso_groups``)
-_Group = tuple[Any, int, int, int]
+#: ``(address, offset or parts, length, segment size)``: a run of datagrams one send takes,
+#: in the arena at an offset or gathered from parts (:meth:`DatagramBatch.add_gathered`)
+_Group = tuple[Any, Any, int, int]
 
 
 def parse_endpoint(text: str, *, default_host: str = "0.0.0.0") -> tuple[str, int]:
@@ -572,33 +574,41 @@ class UDPTransport:
         plain_once = False
         try:
             while k < total:
-                addr, off, length, seg = groups[k]
+                addr, where, length, seg = groups[k]
                 if addr is None and not connected:
                     self._drop("no_address", -(-length // seg))
                     k += 1
                     continue
                 dst = None if addr is None else self._send_address(addr)
+                # ``where``: the group's offset in the arena, or the parts of a gathered group
+                parts = None if where.__class__ is int else where
                 try:
                     if length <= seg:
-                        data = view[off : off + length]
-                        if dst is None:
-                            sock.send(data)
+                        if parts is None:
+                            data = view[where : where + length]
+                            if dst is None:
+                                sock.send(data)
+                            else:
+                                sock.sendto(data, dst)
+                        elif dst is None:
+                            sock.sendmsg(parts)
                         else:
-                            sock.sendto(data, dst)
+                            sock.sendmsg(parts, (), 0, dst)
                         n = 1
                         calls += 1
                     elif self._gso and not plain_once:
-                        data = view[off : off + length]
+                        bufs = [view[where : where + length]] if parts is None else parts
                         anc = [(_SOL_UDP, _UDP_SEGMENT, _SEGMENT.pack(seg))]
                         if dst is None:
-                            sock.sendmsg([data], anc)
+                            sock.sendmsg(bufs, anc)
                         else:
-                            sock.sendmsg([data], anc, 0, dst)
+                            sock.sendmsg(bufs, anc, 0, dst)
                         n = -(-length // seg)
                         calls += 1
                     else:
-                        data = view[off : off + length]
-                        n, c = self._send_plain_group(sock, data, seg, dst)
+                        # the plain path (no GSO): a gathered group is joined first
+                        whole = view[where : where + length] if parts is None else b"".join(parts)
+                        n, c = self._send_plain_group(sock, memoryview(whole), seg, dst)
                         calls += c
                 except BlockingIOError:
                     if k == start:
@@ -673,7 +683,10 @@ class UDPTransport:
     @staticmethod
     def _groups(batch: PacketBatch) -> list[_Group]:
         if isinstance(batch, DatagramBatch):
-            return batch.gso_groups(UDP_MAX_SEGMENTS, UDP_MAX_GSO_BYTES)
+            groups: list[_Group] = batch.gso_groups(UDP_MAX_SEGMENTS, UDP_MAX_GSO_BYTES)
+            if batch.gathered:
+                groups.extend(batch.gathered)
+            return groups
         # a plain packet batch (a pipeline's device side): every packet to the default peer
         return [(None, off, n, n) for off, n in zip(batch.offsets, batch.lengths, strict=True)]
 

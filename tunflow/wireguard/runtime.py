@@ -169,7 +169,7 @@ class WireGuardPort:
         self._clock = clock
         # outbound: one arena for the sealed datagrams of a whole device batch (a 1 MiB batch
         # of super-packets grows by < 3 % in native mode; more is sent in several rounds)
-        self._tx = DatagramBatch(capacity=2 << 20)
+        self._tx = DatagramBatch(capacity=2 << 20, gather=True)
         self._ctl = DatagramBatch(capacity=256 * 1024)
         # inbound: datagrams not decrypted yet because the packet batch filled up
         self._rx = transport.new_batch()
@@ -342,7 +342,7 @@ class WireGuardPort:
         self._drain_events()
 
     async def _send(self, tx: DatagramBatch) -> None:
-        if not tx:
+        if not tx and not tx.gathered:
             return
         while True:
             transport = self.transport

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from wgpair import A_IP, B_IP, Pair, batch_of, ip4
 
 from tunflow.packet import PacketBatch
@@ -163,3 +164,80 @@ def test_scattered_fragments_open_where_they_lie() -> None:
         )
         is None
     )
+
+
+def test_gathered_seal_puts_the_same_bytes_on_the_wire() -> None:
+    from tunflow.datagram import UDP_MAX_GSO_BYTES, UDP_MAX_SEGMENTS
+    from tunflow.wireguard.protocol.native import SendSlots, seal_native, seal_native_gathered
+
+    p = native_pair()
+    s = p.peer_of_a.current
+    slots = SendSlots(count=3)
+    addr = p.b_addr
+    for size in (60, 30_000, 65_535):  # one fragment; one send; two sends (46 fragments)
+        packet = bytes(10) + super_packet(size, size)
+        counter = s.native_send_counter
+        plain = DatagramBatch(1 << 17)
+        assert seal_native(s, packet, plain, addr, 1452, bytearray(70_000))
+        s.native_send_counter = counter  # same counter, same nonce: the same bytes expected
+        gathered = DatagramBatch(1024, gather=True)
+        count = seal_native_gathered(s, packet, gathered, addr, 1452, slots)
+        assert count == len(plain) and s.native_send_counter == counter + 1
+        assert len(gathered) == 0 and gathered.end == 0  # nothing copied into the arena
+        wire = []
+        for address, parts, length, seg in gathered.gathered:
+            assert address == addr and seg == 1452
+            data = b"".join(parts)
+            assert len(data) == length <= UDP_MAX_GSO_BYTES
+            assert -(-length // seg) <= UDP_MAX_SEGMENTS
+            wire += [data[k : k + seg] for k in range(0, length, seg)]
+        assert wire == [d for d, _ in plain.to_pairs()]
+        assert gathered.gathered_bytes == plain.end
+        # and the peer opens it
+        rx = DatagramBatch(1 << 17)
+        for d in wire:
+            rx.append(d, address=p.a_addr)
+        got = PacketBatch(1 << 17)
+        p.b.decrypt_batch(rx, p.now, got)
+        assert got.to_list() == [packet[10:]]
+
+
+def test_gathered_seal_stops_when_the_slots_are_taken() -> None:
+    from tunflow.wireguard.protocol.native import SendSlots, seal_native_gathered
+
+    p = native_pair()
+    s = p.peer_of_a.current
+    slots = SendSlots(count=2)
+    out = DatagramBatch(1024, gather=True)
+    packet = bytes(10) + super_packet(3000)
+    assert seal_native_gathered(s, packet, out, p.b_addr, 1452, slots) == 3
+    assert seal_native_gathered(s, packet, out, p.b_addr, 1452, slots) == 3
+    counter = s.native_send_counter
+    assert seal_native_gathered(s, packet, out, p.b_addr, 1452, slots) == 0
+    assert s.native_send_counter == counter and len(out.gathered) == 2
+    out.clear()  # sent: the slots are free again
+    assert seal_native_gathered(s, packet, out, p.b_addr, 1452, slots) == 3
+    with pytest.raises(ValueError, match="gather=True"):
+        seal_native_gathered(s, packet, DatagramBatch(1024), p.b_addr, 1452, slots)
+    with pytest.raises(ValueError):
+        SendSlots(count=0)
+
+
+def test_encrypt_batch_gathers_native_messages_when_the_batch_allows() -> None:
+    p = native_pair()
+    packets = [super_packet(40_000, k) for k in range(20)]  # more than the 16 slots
+    batch = batch_of(packets)
+    batch.zero_headers()
+    out = DatagramBatch(1 << 16, gather=True)
+    before = p.peer_of_a.tx_bytes
+    assert p.a.encrypt_batch(batch, p.now, out) == 16  # a full round; the caller sends the rest
+    assert len(out) == 0 and len(out.gathered) == 16
+    assert p.peer_of_a.tx_bytes - before == out.gathered_bytes
+    rx = DatagramBatch(4 << 20)
+    for _, parts, _, _ in out.gathered:
+        data = b"".join(parts)
+        rx.buffer[rx.end : rx.end + len(data)] = data
+        rx.add_segments(rx.end, len(data), 1452, p.a_addr)
+    got = PacketBatch(4 << 20)
+    p.b.decrypt_batch(rx, p.now, got)
+    assert got.to_list() == packets[:16]

@@ -66,11 +66,13 @@ from .native import (
     MIN_FRAGMENT_SIZE,
     NATIVE_HEADER_SIZE,
     OpenResult,
+    SendSlots,
     is_native,
     open_native,
     open_native_run,
     open_native_scattered,
     seal_native,
+    seal_native_gathered,
 )
 from .noise import Handshake, StaticIdentity
 from .peer import Peer
@@ -130,6 +132,8 @@ __all__ = [
     "OpenResult",
     "is_native",
     "seal_native",
+    "seal_native_gathered",
+    "SendSlots",
     "open_native",
     "open_native_run",
     "open_native_scattered",

@@ -27,7 +27,7 @@ from __future__ import annotations
 import secrets
 import struct
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import attrs
@@ -66,10 +66,12 @@ from .native import (
     MIN_FRAGMENT_SIZE,
     NATIVE_HEADER_SIZE,
     OpenResult,
+    SendSlots,
     open_native,
     open_native_run,
     open_native_scattered,
     seal_native,
+    seal_native_gathered,
 )
 from .noise import Handshake, StaticIdentity, consume_initiation_static
 from .peer import Peer
@@ -388,6 +390,7 @@ class WireGuard:
         self._under_load_until = float("-inf")
         self._recv_nonce = bytearray(12)
         self._scratch = bytearray(MAX_SEALED_SIZE)
+        self._send_slots = SendSlots()
         self._tmp_packets = PacketBatch(capacity=70_000, max_packets=1)
         self._tmp_datagrams = DatagramBatch(capacity=256 * 1024)
 
@@ -783,13 +786,13 @@ class WireGuard:
         assert s is not None
         if peer.staged:
             self._send_staged(peer, now)
-        before = out.end
+        before = out.end + out.gathered_bytes
         if peer.native_mode:
             done = self._seal_native_run(peer, s, packets, start, stop, out)
         else:
             done = s.encrypt_batch(packets, out, peer.endpoint, self.mtu, range(start, stop))
         if done:
-            nbytes = out.end - before
+            nbytes = out.end + out.gathered_bytes - before
             peer.tx_bytes += nbytes
             c = self._counters
             c.tx_packets += done
@@ -829,17 +832,19 @@ class WireGuard:
     ) -> int:
         buf = packets.buffer
         zero = not packets.vnet_hdr
-        scratch = self._scratch
         frag = self.native_fragment_size
         endpoint = peer.endpoint
+        if out.gather:
+            seal: Callable[..., int] = seal_native_gathered
+            scratch: object = self._send_slots
+        else:
+            seal, scratch = seal_native, self._scratch
         done = 0
         for i in range(start, stop):
             off, n = packets.offsets[i], packets.lengths[i]
             if zero:
                 buf[off - HEADROOM : off] = _ZERO_HDR
-            if not seal_native(
-                s, packets.view[off - HEADROOM : off + n], out, endpoint, frag, scratch
-            ):
+            if not seal(s, packets.view[off - HEADROOM : off + n], out, endpoint, frag, scratch):
                 break
             done += 1
         return done

@@ -48,6 +48,7 @@ from collections.abc import Iterator
 from itertools import repeat
 from typing import Final
 
+from ...datagram import UDP_MAX_GSO_BYTES, UDP_MAX_SEGMENTS
 from ...packet import HEADROOM, MAX_PACKET_SIZE, PacketBatch
 from ._crypto import InvalidTag
 from .constants import MESSAGE_NATIVE, REJECT_AFTER_MESSAGES, TAG_SIZE
@@ -67,6 +68,8 @@ __all__ = [
     "is_native",
     "fragment_count",
     "seal_native",
+    "seal_native_gathered",
+    "SendSlots",
     "open_native",
     "open_native_run",
     "open_native_scattered",
@@ -205,6 +208,121 @@ def seal_native(
     out.lengths.append(NATIVE_HEADER_SIZE + sealed_len - chunk * (count - 1))
     out.addresses.extend([address] * count)
     out.end = pos + need
+    return count
+
+
+class SendSlots:
+    """Buffers that sealed messages are sent from in place, for :func:`seal_native_gathered`.
+
+    Slot ``k`` holds the ``k``-th message of a batch: its sealed bytes and its fragment
+    headers. The parts lists that interleave them (header, chunk, header, chunk…) are views
+    into these fixed buffers, so they are made once per slot and layout and reused.
+
+    Args:
+        count: messages per batch (a batch with more is sent in several rounds).
+    """
+
+    __slots__ = ("_header_views", "_layouts", "_sealed_views", "headers", "sealed")
+
+    def __init__(self, count: int = 16) -> None:
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        self.sealed = [bytearray(MAX_SEALED_SIZE) for _ in range(count)]
+        self.headers = [bytearray(NATIVE_HEADER_SIZE * 255) for _ in range(count)]
+        self._sealed_views = [memoryview(b) for b in self.sealed]
+        self._header_views = [memoryview(b) for b in self.headers]
+        self._layouts: dict[tuple[int, int, int], list[list[memoryview]]] = {}
+
+    def __len__(self) -> int:
+        return len(self.sealed)
+
+    def parts(self, slot: int, chunk: int, count: int) -> list[list[memoryview]]:
+        """The parts of a ``count``-fragment message in ``slot``, one list per send (at most
+        :data:`~tunflow.datagram.UDP_MAX_SEGMENTS` fragments and
+        :data:`~tunflow.datagram.UDP_MAX_GSO_BYTES` bytes each); the last chunk, whose size
+        varies, is left out: the caller appends it to the last list."""
+        key = (slot, chunk, count)
+        layout = self._layouts.get(key)
+        if layout is None:
+            hv, sv = self._header_views[slot], self._sealed_views[slot]
+            step = chunk + NATIVE_HEADER_SIZE
+            per_send = min(UDP_MAX_SEGMENTS, UDP_MAX_GSO_BYTES // step)
+            layout = []
+            for first in range(0, count, per_send):
+                group: list[memoryview] = []
+                for k in range(first, min(count, first + per_send)):
+                    group.append(hv[k * NATIVE_HEADER_SIZE : (k + 1) * NATIVE_HEADER_SIZE])
+                    if k < count - 1:
+                        group.append(sv[k * chunk : (k + 1) * chunk])
+                layout.append(group)
+            if len(self._layouts) >= 1024:  # bounded: a few chunk sizes x 255 counts x slots
+                self._layouts.clear()
+            self._layouts[key] = layout
+        return layout
+
+
+def seal_native_gathered(
+    session: Session,
+    message: bytes | bytearray | memoryview,
+    out: DatagramBatch,
+    address: Address | None,
+    fragment_size: int,
+    slots: SendSlots,
+) -> int:
+    """:func:`seal_native` without cutting: the fragments go to ``out`` as gathered groups.
+
+    The message is sealed into the next free slot of ``slots`` (slot ``k`` for the ``k``-th
+    gathered message of ``out``) and its headers are written beside it; ``out`` gets lists of
+    parts that a gathering ``sendmsg`` turns into exactly the datagrams :func:`seal_native`
+    writes — the same bytes on the wire, without copying the sealed message into place (the
+    cut costs about as much as the AEAD). ``out`` must be made with ``gather=True``, and the
+    slots must not be used again before ``out`` was sent and cleared.
+
+    Returns:
+        The number of fragments added; 0 when every slot is taken or the counter is exhausted
+        (nothing was written and the counter did not move).
+
+    Raises:
+        ValueError: as :func:`seal_native`, or ``out`` takes no gathered groups.
+    """
+    plen = len(message)
+    if plen < HEADROOM or plen > MAX_NATIVE_PLAINTEXT:
+        raise ValueError(f"native message of {plen} bytes (must be 10 … {MAX_NATIVE_PLAINTEXT})")
+    if fragment_size < MIN_FRAGMENT_SIZE or fragment_size - NATIVE_HEADER_SIZE > 0xFFFF:
+        raise ValueError(f"fragment size {fragment_size} is below {MIN_FRAGMENT_SIZE}")
+    if not out.gather:
+        raise ValueError("out takes no gathered groups (make it with gather=True)")
+    slot = len(out.gathered)
+    counter = session.native_send_counter
+    if slot >= len(slots) or counter >= REJECT_AFTER_MESSAGES:
+        return 0
+    chunk = fragment_size - NATIVE_HEADER_SIZE
+    sealed_len = plen + TAG_SIZE
+    count = -(-sealed_len // chunk)
+    header = NATIVE_HEADER.pack(
+        MESSAGE_NATIVE, 0, count, NATIVE_VERSION, session.remote_index, counter, chunk, 0
+    )
+    nonce = session._native_nonce
+    _COUNTER.pack_into(nonce, 4, counter)
+    sview = slots._sealed_views[slot]
+    session.native_seal(nonce, message, header, sview[:sealed_len])
+    session.native_send_counter = counter + 1
+    hbuf = slots.headers[slot]
+    hbuf[: NATIVE_HEADER_SIZE * count] = header * count
+    if count > 1:
+        hbuf[1 : NATIVE_HEADER_SIZE * count : NATIVE_HEADER_SIZE] = _INDICES[:count]
+    layout = slots.parts(slot, chunk, count)
+    tail = sview[chunk * (count - 1) : sealed_len]
+    step = fragment_size
+    if len(layout) == 1:
+        out.add_gathered([*layout[0], tail], NATIVE_HEADER_SIZE * count + sealed_len, step, address)
+    else:
+        per_send = min(UDP_MAX_SEGMENTS, UDP_MAX_GSO_BYTES // step)
+        for group in layout[:-1]:
+            out.add_gathered(group, step * per_send, step, address)
+        rest = count - per_send * (len(layout) - 1)
+        last_len = NATIVE_HEADER_SIZE * rest + sealed_len - chunk * (count - rest)
+        out.add_gathered([*layout[-1], tail], last_len, step, address)
     return count
 
 
