@@ -53,7 +53,13 @@ IPERF_PORT = 5201
 LOCK = "/tmp/tfb-bench.lock"
 HZ = os.sysconf("SC_CLK_TCK")
 ALL = ["veth", "wggo", "ovpn-gcm", "tunflow-wg", "tunflow-native"]
-EXTRA = ["tunflow-wg-offload", "tunflow-wg-plain", "tunflow-wg-uvloop", "tunflow-wg-trio"]
+EXTRA = [
+    "tunflow-wg-offload",
+    "tunflow-wg-plain",
+    "tunflow-wg-asyncio",
+    "tunflow-native-asyncio",
+    "tunflow-wg-trio",
+]
 
 
 def log(msg: str) -> None:
@@ -363,8 +369,11 @@ class Candidate:
     def start_tunflow_wg_plain(self) -> None:
         self._tunflow(native=False, args=("--offload", "off"))
 
-    def start_tunflow_wg_uvloop(self) -> None:
-        self._tunflow(native=False, args=("--backend", "uvloop"))
+    def start_tunflow_wg_asyncio(self) -> None:
+        self._tunflow(native=False, args=("--backend", "asyncio"))
+
+    def start_tunflow_native_asyncio(self) -> None:
+        self._tunflow(native=True, args=("--backend", "asyncio"))
 
     def start_tunflow_wg_trio(self) -> None:
         self._tunflow(native=False, args=("--backend", "trio"))

@@ -10,12 +10,45 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 from collections.abc import Callable, Sequence
 
 import attrs
 
-__all__ = ["main", "command", "Command", "COMMAND_MODULES", "build_parser"]
+__all__ = [
+    "main",
+    "command",
+    "Command",
+    "COMMAND_MODULES",
+    "build_parser",
+    "BACKENDS",
+    "add_backend_option",
+    "anyio_backend",
+]
+
+#: ``--backend`` choices; ``auto`` is uvloop where it is installed, else asyncio.
+BACKENDS = ("auto", "asyncio", "uvloop", "trio")
+
+
+def add_backend_option(p: argparse.ArgumentParser) -> None:
+    """The ``--backend`` option of the commands that run an event loop."""
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="event loop (default auto: uvloop if installed, else asyncio)",
+    )
+
+
+def anyio_backend(name: str) -> tuple[str, dict[str, object]]:
+    """``(backend, backend_options)`` for ``anyio.run`` from a ``--backend`` value."""
+    if name == "auto":
+        name = "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+    if name == "uvloop":
+        return "asyncio", {"use_uvloop": True}
+    return name, {}
+
 
 #: Modules that register subcommands when imported, in the order ``--help`` lists them.
 COMMAND_MODULES: list[str] = ["tunflow.cli.pipeline", "tunflow.cli.vpn"]

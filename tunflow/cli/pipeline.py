@@ -18,7 +18,7 @@ import anyio
 import attrs
 
 from ..errors import ConfigError, PluginError, TunflowError
-from . import command
+from . import add_backend_option, anyio_backend, command
 
 __all__ = ["run", "check", "stages"]
 
@@ -44,12 +44,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         "--interval", type=_seconds, default=1.0, help="seconds between reports (default 1)"
     )
     p.add_argument("--json", action="store_true", help="JSON lines even on a terminal")
-    p.add_argument(
-        "--backend",
-        choices=("asyncio", "uvloop", "trio"),
-        default="asyncio",
-        help="event loop (default asyncio)",
-    )
+    add_backend_option(p)
     p.add_argument("--duration", type=_seconds, default=None, help="stop after this many seconds")
 
 
@@ -170,9 +165,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.config)
-        backend, options = args.backend, {}
-        if backend == "uvloop":
-            backend, options = "asyncio", {"use_uvloop": True}
+        backend, options = anyio_backend(args.backend)
         anyio.run(_run, args, config, sys.stdout, backend=backend, backend_options=options)
     except (TunflowError, OSError) as exc:
         return _error(exc)

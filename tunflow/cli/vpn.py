@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 
 from ..errors import ConfigError, TunflowError
-from . import command
+from . import add_backend_option, anyio_backend, command
 
 __all__ = ["up", "down", "show", "genkey", "pubkey", "genpsk", "PID_DIRECTORY"]
 
@@ -68,12 +68,7 @@ def _up_args(p: argparse.ArgumentParser) -> None:
         "WireGuard peers: plain reads, coalesced writes)",
     )
     p.add_argument("--daemon", action="store_true", help="run in the background once it is up")
-    p.add_argument(
-        "--backend",
-        choices=("asyncio", "uvloop", "trio"),
-        default="asyncio",
-        help="event loop (default asyncio)",
-    )
+    add_backend_option(p)
     p.add_argument("--no-routes", action="store_true", help="add no routes (as Table = off)")
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -209,9 +204,7 @@ def up(args: argparse.Namespace) -> int:
         if args.daemon:
             return _daemonize(args, name)
         _logging(args)
-        backend, options = args.backend, {}
-        if backend == "uvloop":
-            backend, options = "asyncio", {"use_uvloop": True}
+        backend, options = anyio_backend(args.backend)
         status: int = anyio.run(_serve, args, quick, name, backend=backend, backend_options=options)
         return status
     except (TunflowError, OSError) as exc:

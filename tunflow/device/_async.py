@@ -18,6 +18,7 @@ import anyio.lowlevel
 from anyio import TypedAttributeSet, typed_attribute
 from anyio.abc import UnreliableObjectStream
 
+from .._readiness import ReadWaiter
 from ..errors import ClosedDeviceError, ConfigError
 from ..netconfig.device import DeviceConfig, IPAddressLike, Layer, NetworkLike, PrefixLike
 from ..offload import GROTable
@@ -82,6 +83,7 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         self._sending = False
         self._queue_index = queue_index
         self._fd = queue.fileno()
+        self._reader = ReadWaiter(self._fd)
         self._thread_waker: Any = None
         self._attrs: dict[str, Any] = {}
         if shared.interface is not None:
@@ -159,6 +161,7 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         self._closed = True
         fd = self._queue.fileno()
         self._fd = -1
+        self._reader.close()
         if fd >= 0 and _in_event_loop():
             anyio.notify_closing(fd)
         if self._thread_waker is not None:
@@ -193,7 +196,7 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
             await self._wait_in_thread(False)
             return
         try:
-            await anyio.wait_readable(self._fd)
+            await self._reader.wait()
         except anyio.ClosedResourceError:
             raise ClosedDeviceError("the device was closed while waiting") from None
 

@@ -38,6 +38,7 @@ from typing import Any, Final
 import anyio
 import anyio.lowlevel
 
+from .._readiness import ReadWaiter
 from ..datagram import UDP_MAX_GSO_BYTES, UDP_MAX_SEGMENTS, DatagramBatch
 from ..errors import ConfigError
 from ..packet import IDEAL_BATCH_SIZE, PacketBatch
@@ -164,6 +165,7 @@ class UDPTransport:
         sock.setblocking(False)
         self._sock: socket.socket | None = sock
         self._fd = sock.fileno()
+        self._reader = ReadWaiter(self._fd)
         self._v6 = sock.family == socket.AF_INET6
         self._recv_cache: dict[Any, Address] = {}
         self._send_cache: dict[Any, Any] = {}
@@ -517,7 +519,8 @@ class UDPTransport:
             anyio.ClosedResourceError: the transport was closed.
             anyio.BusyResourceError: another task is waiting already.
         """
-        await anyio.wait_readable(self._socket())
+        self._socket()
+        await self._reader.wait()
 
     async def recv_batch(self, batch: PacketBatch | None = None) -> DatagramBatch:
         """Wait for at least one datagram, then take what is waiting.
@@ -546,7 +549,8 @@ class UDPTransport:
             while not self._recv_some(batch):
                 if batch.end + self.max_datagram > len(batch.buffer) or batch.room() == 0:
                     raise ValueError("the batch has no room for another datagram")
-                await anyio.wait_readable(self._socket())
+                self._socket()
+                await self._reader.wait()
                 waited = True
         finally:
             self._receiving = False
@@ -773,6 +777,7 @@ class UDPTransport:
         sock, self._sock = self._sock, None
         if sock is not None:
             self._fd = -1
+            self._reader.close()
             try:
                 anyio.notify_closing(sock)
             except Exception:

@@ -1,0 +1,133 @@
+"""ReadWaiter: one registration across waits, woken by data or by close, on every backend."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import anyio
+import pytest
+
+from tunflow._readiness import ReadWaiter
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    b.setblocking(False)
+    yield a, b
+    a.close()
+    b.close()
+
+
+async def test_wakes_on_data_many_times(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    waiter = ReadWaiter(b.fileno())
+    got = []
+    with anyio.fail_after(10):
+        for i in range(50):
+            a.send(bytes([i]))
+            await waiter.wait()
+            got.append(b.recv(10))
+    assert got == [bytes([i]) for i in range(50)]
+    waiter.close()
+
+
+async def test_data_while_nobody_waits_does_not_spin(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    waiter = ReadWaiter(b.fileno())
+    a.send(b"1")
+    await waiter.wait()
+    # the datagram is left unread and nobody waits: the loop must keep running other tasks
+    ticks = 0
+    with anyio.move_on_after(0.2):
+        while True:
+            ticks += 1
+            await anyio.sleep(0.01)
+    assert ticks >= 5
+    await waiter.wait()  # still readable: returns at once
+    assert b.recv(10) == b"1"
+    waiter.close()
+
+
+async def test_close_wakes_a_waiter_and_later_waits(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    _, b = pair
+    waiter = ReadWaiter(b.fileno())
+    caught: list[BaseException] = []
+
+    async def wait() -> None:
+        try:
+            await waiter.wait()
+        except anyio.ClosedResourceError as exc:
+            caught.append(exc)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait)
+            await anyio.wait_all_tasks_blocked()
+            waiter.close()
+            anyio.notify_closing(b)  # what the device does too (trio's wait is anyio's)
+    assert len(caught) == 1
+    with pytest.raises(anyio.ClosedResourceError):
+        await waiter.wait()
+    waiter.close()  # idempotent
+
+
+async def test_one_waiter_at_a_time(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    waiter = ReadWaiter(b.fileno())
+    errors: list[BaseException] = []
+
+    async def second() -> None:
+        try:
+            await waiter.wait()
+        except anyio.BusyResourceError as exc:
+            errors.append(exc)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter.wait)
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(second)
+            await anyio.wait_all_tasks_blocked()
+            a.send(b"x")
+    assert len(errors) == 1
+    waiter.close()
+
+
+async def test_cancelled_wait_leaves_it_usable(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    waiter = ReadWaiter(b.fileno())
+    with anyio.move_on_after(0.05) as scope:
+        await waiter.wait()
+    assert scope.cancelled_caught
+    a.send(b"y")
+    with anyio.fail_after(10):
+        await waiter.wait()
+    assert b.recv(10) == b"y"
+    waiter.close()
+
+
+def test_survives_a_new_event_loop() -> None:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    waiter = ReadWaiter(b.fileno())
+
+    async def once(data: bytes) -> bytes:
+        a.send(data)
+        with anyio.fail_after(10):
+            await waiter.wait()
+        return b.recv(10)
+
+    try:
+        assert anyio.run(once, b"first") == b"first"
+        assert anyio.run(once, b"second") == b"second"  # registered again in the new loop
+    finally:
+        waiter.close()
+        a.close()
+        b.close()
