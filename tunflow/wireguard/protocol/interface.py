@@ -24,6 +24,7 @@ Hostile input never raises out of the receive functions: it is counted in
 
 from __future__ import annotations
 
+import random as _random_module
 import secrets
 import struct
 from collections import deque
@@ -364,6 +365,9 @@ class WireGuard:
         load_threshold: int = 128,
     ) -> None:
         self._random: RandomSource = random or secrets.token_bytes
+        # timer jitter needs no secrecy: a PRNG seeded from the random source, not a getrandom
+        # system call per packet sent (it is drawn on the first data packet after a receive)
+        self._jitter_rng = _random_module.Random(int.from_bytes(self._random(8), "little"))
         self._identity = StaticIdentity(private_key)
         self._checker = CookieChecker(self._identity, self._random)
         self.listen_port = listen_port
@@ -667,8 +671,7 @@ class WireGuard:
             self._send_initiation(peer, now, is_retry=True)
 
     def _jitter(self) -> float:
-        ms = int.from_bytes(self._random(2), "little") % int(REKEY_TIMEOUT_JITTER_MAX * 1000)
-        return ms / 1000.0
+        return self._jitter_rng.randrange(int(REKEY_TIMEOUT_JITTER_MAX * 1000)) / 1000.0
 
     # -- sending ----------------------------------------------------------------------------
 
