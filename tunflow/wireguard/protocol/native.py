@@ -222,13 +222,15 @@ class SendSlots:
         count: messages per batch (a batch with more is sent in several rounds).
     """
 
-    __slots__ = ("_header_views", "_layouts", "_sealed_views", "headers", "sealed")
+    __slots__ = ("_header_views", "_layouts", "_sealed_views", "headers", "scratch", "sealed")
 
     def __init__(self, count: int = 16) -> None:
         if count < 1:
             raise ValueError("count must be at least 1")
         self.sealed = [bytearray(MAX_SEALED_SIZE) for _ in range(count)]
         self.headers = [bytearray(NATIVE_HEADER_SIZE * 255) for _ in range(count)]
+        #: for one-fragment messages, sealed here and copied into the batch's arena
+        self.scratch = bytearray(MAX_SEALED_SIZE)
         self._sealed_views = [memoryview(b) for b in self.sealed]
         self._header_views = [memoryview(b) for b in self.headers]
         self._layouts: dict[tuple[int, int, int], list[list[memoryview]]] = {}
@@ -271,6 +273,9 @@ def seal_native_gathered(
 ) -> int:
     """:func:`seal_native` without cutting: the fragments go to ``out`` as gathered groups.
 
+    A message of one fragment is written into ``out``'s arena as :func:`seal_native` does
+    (runs of small messages to one peer then share a ``UDP_SEGMENT`` send).
+
     The message is sealed into the next free slot of ``slots`` (slot ``k`` for the ``k``-th
     gathered message of ``out``) and its headers are written beside it; ``out`` gets lists of
     parts that a gathering ``sendmsg`` turns into exactly the datagrams :func:`seal_native`
@@ -292,12 +297,16 @@ def seal_native_gathered(
         raise ValueError(f"fragment size {fragment_size} is below {MIN_FRAGMENT_SIZE}")
     if not out.gather:
         raise ValueError("out takes no gathered groups (make it with gather=True)")
+    chunk = fragment_size - NATIVE_HEADER_SIZE
+    sealed_len = plen + TAG_SIZE
+    if sealed_len <= chunk:
+        # one fragment (an ACK, a small datagram): into the arena, where runs of them to one
+        # peer share a UDP_SEGMENT send; the copy is small
+        return seal_native(session, message, out, address, fragment_size, slots.scratch)
     slot = len(out.gathered)
     counter = session.native_send_counter
     if slot >= len(slots) or counter >= REJECT_AFTER_MESSAGES:
         return 0
-    chunk = fragment_size - NATIVE_HEADER_SIZE
-    sealed_len = plen + TAG_SIZE
     count = -(-sealed_len // chunk)
     header = NATIVE_HEADER.pack(
         MESSAGE_NATIVE, 0, count, NATIVE_VERSION, session.remote_index, counter, chunk, 0
