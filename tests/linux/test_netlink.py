@@ -365,6 +365,71 @@ def test_routes(nl: RtNetlink, link: Link) -> None:
         assert missing.value.errno == errno.ESRCH
 
 
+def test_routes_in_other_tables(nl: RtNetlink, link: Link) -> None:
+    nl.set_link(link.index, up=True)
+    assert not nl.table_in_use(51820) and nl.routes(link.index, table=51820) == []
+    nl.add_route(link.index, "0.0.0.0/0", table=51820)
+    nl.add_route(link.index, "::/0", table=51820)
+    nl.add_route(link.index, "198.51.100.0/24", table=100)
+    for family, dst in (("-4", "default"), ("-6", "default")):
+        (r,) = testing.ip_json(family, "route", "show", "table", "51820")
+        assert (r["dst"], r["dev"]) == (dst, link.name)
+    (r,) = testing.ip_json("route", "show", "table", "100")
+    assert (r["dst"], r["dev"]) == ("198.51.100.0/24", link.name)
+    assert {(r.destination, r.table) for r in nl.routes(link.index, table=51820)} == {
+        (IPv4Network("0.0.0.0/0"), 51820),
+        (IPv6Network("::/0"), 51820),
+    }
+    # the main table has only the kernel's own (the IPv6 link-local prefix)
+    assert all(r.protocol == RTPROT_KERNEL for r in nl.routes(link.index))
+    assert nl.table_in_use(51820) and nl.table_in_use(100) and not nl.table_in_use(51821)
+    nl.remove_route(link.index, "0.0.0.0/0", table=51820)
+    assert nl.table_in_use(51820)  # the IPv6 one is still there
+    nl.remove_route(link.index, "::/0", table=51820)
+    assert not nl.table_in_use(51820)
+    with pytest.raises(ProcessLookupError):
+        nl.remove_route(link.index, "198.51.100.0/24", table=101)
+
+
+def test_rules(nl: RtNetlink, netns: testing.Netns) -> None:
+    def rules(family: str) -> list[dict[str, Any]]:
+        return [
+            r
+            for r in testing.ip_json(family, "rule", "show")
+            if r["priority"] not in (0, 32766, 32767)
+        ]
+
+    # wg-quick's pair, each family
+    for family in (socket.AF_INET, socket.AF_INET6):
+        nl.add_rule(family, table=51820, fwmark=51820, invert=True)
+        nl.add_rule(family, table=RT_TABLE_MAIN, suppress_prefixlength=0)
+    for family in ("-4", "-6"):
+        # each rule without a priority goes just before the earlier ones
+        assert rules(family) == [
+            {"priority": 32764, "src": "all", "table": "main", "suppress_prefixlen": 0},
+            {"priority": 32765, "not": None, "src": "all", "fwmark": "0xca6c", "table": "51820"},
+        ]
+    nl.add_rule(socket.AF_INET, table=100, priority=1000, fwmark=0x100, fwmask=0xF00)
+    assert rules("-4")[0] == {
+        "priority": 1000,
+        "src": "all",
+        "fwmark": "0x100",
+        "fwmask": "0xf00",
+        "table": "100",
+    }
+    with pytest.raises(FileExistsError):  # equal in every field, priority included
+        nl.add_rule(socket.AF_INET, table=100, priority=1000, fwmark=0x100, fwmask=0xF00)
+    nl.remove_rule(socket.AF_INET, priority=1000)
+    for family in (socket.AF_INET, socket.AF_INET6):
+        nl.remove_rule(family, table=51820, fwmark=51820, invert=True)
+        nl.remove_rule(family, table=RT_TABLE_MAIN, suppress_prefixlength=0)
+        with pytest.raises(FileNotFoundError):
+            nl.remove_rule(family, table=RT_TABLE_MAIN, suppress_prefixlength=0)
+    assert rules("-4") == rules("-6") == []
+    with pytest.raises(ConfigError, match="routing table 0"):
+        nl.add_rule(socket.AF_INET, table=0)
+
+
 def test_route_on_down_link(nl: RtNetlink, link: Link) -> None:
     with pytest.raises(OSError) as info:
         nl.add_route(link.index, "198.51.100.0/24")

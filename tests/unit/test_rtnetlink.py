@@ -190,6 +190,112 @@ def test_get_routes_dump() -> None:
     assert rt.encode_get_routes(6, index=3) == hdr(36, 26, 0x301, 6) + body
 
 
+def test_route_in_another_table() -> None:
+    # A table above 255: the header byte says RT_TABLE_COMPAT (252), RTA_TABLE (15) has the id
+    v4 = (
+        struct.pack("=BBBBBBBBI", 2, 0, 0, 0, 252, 4, 253, 1, 0)
+        + nla(4, u32(3))  # RTA_OIF
+        + nla(15, u32(51820))  # RTA_TABLE
+    )
+    assert rt.encode_new_route(1, 3, "0.0.0.0/0", table=51820) == hdr(44, 24, 0x605, 1) + v4
+    # A small id fits the byte and is sent in RTA_TABLE too; main (254) is never in RTA_TABLE
+    v6 = (
+        struct.pack("=BBBBBBBBI", 10, 0, 0, 0, 100, 4, 0, 1, 0) + nla(4, u32(3)) + nla(15, u32(100))
+    )
+    assert rt.encode_new_route(2, 3, "::/0", table=100) == hdr(44, 24, 0x605, 2) + v6
+    assert rt.encode_new_route(2, 3, "::/0", table=254) == rt.encode_new_route(2, 3, "::/0")
+    deleted = (
+        struct.pack("=BBBBBBBBI", 2, 24, 0, 0, 252, 0, 255, 0, 0)
+        + nla(1, ip("198.51.100.0"))
+        + nla(4, u32(3))
+        + nla(15, u32(1234))
+    )
+    got = rt.encode_del_route(4, 3, "198.51.100.0/24", table=1234)
+    assert got == hdr(52, 25, 5, 4) + deleted
+
+
+def test_get_routes_of_a_table() -> None:
+    # below 256 the header byte is the filter; above, RTA_TABLE (one family at a time)
+    small = struct.pack("=BBBBBBBBI", 0, 0, 0, 0, 100, 0, 0, 1, 0)
+    assert rt.encode_get_routes(6, table=100) == hdr(28, 26, 0x301, 6) + small
+    big = struct.pack("=BBBBBBBBI", 10, 0, 0, 0, 252, 0, 0, 1, 0) + nla(15, u32(51820))
+    assert rt.encode_get_routes(6, family=10, table=51820) == hdr(36, 26, 0x301, 6) + big
+
+
+def test_new_rule_not_fwmark() -> None:
+    # `ip -4 rule add not fwmark 51820 table 51820`: RTM_NEWRULE=32, REQUEST|ACK|EXCL|CREATE;
+    # fib_rule_hdr: family 2, table byte 0 (the id is above 255), action FR_ACT_TO_TBL=1,
+    # flags FIB_RULE_INVERT=2; FRA_FWMARK=10, FRA_TABLE=15
+    body = (
+        struct.pack("=BBBBBBBBI", 2, 0, 0, 0, 0, 0, 0, 1, 2)
+        + nla(10, u32(51820))
+        + nla(15, u32(51820))
+    )
+    got = rt.encode_new_rule(7, rt.AF_INET, table=51820, fwmark=51820, invert=True)
+    assert got == hdr(44, 32, 0x605, 7) + body
+
+
+def test_new_rule_suppress_prefixlength_priority_mask() -> None:
+    # `ip -6 rule add table main suppress_prefixlength 0`: FRA_SUPPRESS_PREFIXLEN=14
+    body = (
+        struct.pack("=BBBBBBBBI", 10, 0, 0, 0, 254, 0, 0, 1, 0)
+        + nla(14, u32(0))
+        + nla(15, u32(254))
+    )
+    got = rt.encode_new_rule(1, rt.AF_INET6, table=254, suppress_prefixlength=0)
+    assert got == hdr(44, 32, 0x605, 1) + body
+    # FRA_PRIORITY=6, FRA_FWMARK=10, FRA_FWMASK=16 in that order
+    body = (
+        struct.pack("=BBBBBBBBI", 2, 0, 0, 0, 100, 0, 0, 1, 0)
+        + nla(6, u32(1000))
+        + nla(10, u32(0x100))
+        + nla(16, u32(0xF00))
+        + nla(15, u32(100))
+    )
+    got = rt.encode_new_rule(2, rt.AF_INET, table=100, priority=1000, fwmark=0x100, fwmask=0xF00)
+    assert got == hdr(60, 32, 0x605, 2) + body
+
+
+def test_del_rule() -> None:
+    # `ip -4 rule del table main suppress_prefixlength 0`: RTM_DELRULE=33, REQUEST|ACK
+    body = (
+        struct.pack("=BBBBBBBBI", 2, 0, 0, 0, 254, 0, 0, 1, 0) + nla(14, u32(0)) + nla(15, u32(254))
+    )
+    got = rt.encode_del_rule(3, rt.AF_INET, table=254, suppress_prefixlength=0)
+    assert got == hdr(44, 33, 5, 3) + body
+    # without a table: any table and any action (FR_ACT_UNSPEC=0) match
+    body = struct.pack("=BBBBBBBBI", 10, 0, 0, 0, 0, 0, 0, 0, 0) + nla(6, u32(32765))
+    assert rt.encode_del_rule(4, rt.AF_INET6, priority=32765) == hdr(36, 33, 5, 4) + body
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: rt.encode_new_rule(1, 0, table=100), "AF_INET or AF_INET6"),
+        (lambda: rt.encode_new_rule(1, 2, table=0), "routing table 0"),
+        (lambda: rt.encode_new_rule(1, 2, table=2**32), "routing table"),
+        (lambda: rt.encode_new_rule(1, 2, table=True), "routing table True"),
+        (lambda: rt.encode_new_rule(1, 2, table=100, priority=-1), "rule priority -1"),
+        (lambda: rt.encode_new_rule(1, 2, table=100, fwmark=2**32), "fwmark"),
+        (lambda: rt.encode_new_rule(1, 2, table=100, fwmask=0xFF), "without a fwmark"),
+        (lambda: rt.encode_new_rule(1, 2, table=100, fwmark=1, fwmask=-1), "fwmask -1"),
+        (lambda: rt.encode_new_rule(1, 2, table=100, suppress_prefixlength=33), "0..32"),
+        (lambda: rt.encode_new_rule(1, 10, table=100, suppress_prefixlength=129), "0..128"),
+        (lambda: rt.encode_new_rule(1, 2, table=100, invert=1), "not a bool"),  # type: ignore[arg-type]
+        (lambda: rt.encode_new_rule(-1, 2, table=100), "sequence number"),
+        (lambda: rt.encode_del_rule(1, 2, table=0), "routing table 0"),
+        (lambda: rt.encode_del_rule(1, 7), "family 7"),
+        (lambda: rt.encode_new_route(1, 3, "10.0.0.0/24", table=0), "routing table 0"),
+        (lambda: rt.encode_del_route(1, 3, "10.0.0.0/24", table=2**32), "routing table"),
+        (lambda: rt.encode_get_routes(1, table=1234), "one address family at a time"),
+        (lambda: rt.encode_get_routes(1, family=2, table=0), "routing table 0"),
+    ],
+)
+def test_bad_rule_and_table_values(call: object, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        call()  # type: ignore[operator]
+
+
 def test_with_seq() -> None:
     request = rt.encode_new_address(0, 3, "192.0.2.1/24")
     assert rt.with_seq(request, 77) == rt.encode_new_address(77, 3, "192.0.2.1/24")
@@ -589,6 +695,20 @@ def test_route_round_trip(
     entry = rt.parse_route(message)
     (route,) = rt.routes_via([entry], index)
     assert (route.destination, route.gateway, route.metric) == (network, gateway, metric or 0)
+
+
+@given(
+    st.one_of(v4_ifaces.map(lambda i: i.network), v6_ifaces.map(lambda i: i.network)),
+    st.integers(1, 2**32 - 1),
+)
+def test_route_table_round_trip(network: IPv4Network | IPv6Network, table: int) -> None:
+    (message,) = rt.iter_messages(rt.encode_new_route(1, 3, network, table=table))
+    entry = rt.parse_route(message)
+    assert entry is not None and entry.table == table
+    (route,) = rt.routes_via([entry], 3, table=table)
+    assert route.destination == network and route.table == table
+    if table != rt.RT_TABLE_MAIN:
+        assert rt.routes_via([entry], 3) == []
 
 
 def only_documented_errors(call: object) -> None:

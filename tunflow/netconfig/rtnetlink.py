@@ -1,13 +1,13 @@
 """rtnetlink messages for Linux interface configuration, sans-I/O.
 
-This module builds the request bytes a ``NETLINK_ROUTE`` socket sends (links, addresses, routes)
-and decodes the kernel's replies into typed records. It is pure computation over ``bytes``:
+This module builds the request bytes a ``NETLINK_ROUTE`` socket sends (links, addresses, routes,
+policy routing rules) and decodes the kernel's replies into typed records. It is pure computation over ``bytes``:
 it must not import ``os``, ``socket``, ``select``, ``fcntl``, ``anyio`` or ``trio``, and it never
 makes a system call. :class:`tunflow.platform.linux.netlink.RtNetlink` owns the socket and drives
 the exchange; anything else (a test, a fuzzer, another transport) can do the same.
 
 Layouts and numbers come from the kernel's uapi headers (``linux/netlink.h``,
-``linux/rtnetlink.h``, ``linux/if_link.h``, ``linux/if_addr.h``). Everything is host byte
+``linux/rtnetlink.h``, ``linux/if_link.h``, ``linux/if_addr.h``, ``linux/fib_rules.h``). Everything is host byte
 order (``=`` in the struct formats) except addresses, which are network order.
 
 Three kinds of error leave this module:
@@ -88,8 +88,11 @@ __all__ = [
     "encode_new_route",
     "encode_del_route",
     "encode_get_routes",
+    "encode_new_rule",
+    "encode_del_rule",
     "check_index",
     "check_ifname",
+    "check_table",
     # constants
     "AF_UNSPEC",
     "AF_INET",
@@ -116,6 +119,8 @@ __all__ = [
     "RTM_NEWROUTE",
     "RTM_DELROUTE",
     "RTM_GETROUTE",
+    "RTM_NEWRULE",
+    "RTM_DELRULE",
     "IFF_UP",
     "IFF_BROADCAST",
     "IFF_LOOPBACK",
@@ -128,6 +133,8 @@ __all__ = [
     "IFA_F_TENTATIVE",
     "IFA_F_PERMANENT",
     "IFA_F_NOPREFIXROUTE",
+    "RT_TABLE_UNSPEC",
+    "RT_TABLE_COMPAT",
     "RT_TABLE_MAIN",
     "RT_TABLE_LOCAL",
     "RTPROT_UNSPEC",
@@ -139,6 +146,8 @@ __all__ = [
     "RT_SCOPE_HOST",
     "RT_SCOPE_NOWHERE",
     "RTN_UNICAST",
+    "FR_ACT_TO_TBL",
+    "FIB_RULE_INVERT",
     "SOL_NETLINK",
     "NETLINK_CAP_ACK",
     "NETLINK_EXT_ACK",
@@ -188,6 +197,8 @@ RTM_GETADDR: Final = 22
 RTM_NEWROUTE: Final = 24
 RTM_DELROUTE: Final = 25
 RTM_GETROUTE: Final = 26
+RTM_NEWRULE: Final = 32
+RTM_DELRULE: Final = 33
 
 IFF_UP: Final = 0x1
 IFF_BROADCAST: Final = 0x2
@@ -227,6 +238,8 @@ RTA_TABLE: Final = 15
 RTA_VIA: Final = 18
 
 RT_TABLE_UNSPEC: Final = 0
+#: what ``rtm_table`` (one byte) says for a table id above 255; ``RTA_TABLE`` has the id
+RT_TABLE_COMPAT: Final = 252
 RT_TABLE_MAIN: Final = 254
 RT_TABLE_LOCAL: Final = 255
 
@@ -246,6 +259,20 @@ RTN_LOCAL: Final = 2
 
 RTM_F_CLONED: Final = 0x200
 
+# Policy routing rules, include/uapi/linux/fib_rules.h (torvalds/linux): struct fib_rule_hdr,
+# the FRA_* attribute enum (FRA_UNSPEC 0, DST, SRC, IIFNAME, GOTO, UNUSED2, PRIORITY 6,
+# UNUSED3-5, FWMARK 10, FLOW, TUN_ID, SUPPRESS_IFGROUP, SUPPRESS_PREFIXLEN 14, TABLE 15,
+# FWMASK 16, …), FR_ACT_TO_TBL (1, "pass to fixed table") and FIB_RULE_INVERT (0x2, the "not"
+# of ``ip rule``).
+FR_ACT_UNSPEC: Final = 0
+FR_ACT_TO_TBL: Final = 1
+FIB_RULE_INVERT: Final = 0x2
+FRA_PRIORITY: Final = 6
+FRA_FWMARK: Final = 10
+FRA_SUPPRESS_PREFIXLEN: Final = 14
+FRA_TABLE: Final = 15
+FRA_FWMASK: Final = 16
+
 _NLA_TYPE_MASK: Final = 0x3FFF  # strips NLA_F_NESTED and NLA_F_NET_BYTEORDER
 _U32_MAX: Final = 0xFFFF_FFFF
 _I32_MAX: Final = 0x7FFF_FFFF
@@ -263,6 +290,9 @@ _RTMSG = struct.Struct(
     "=BBBBBBBBI"
 )  # family, dst_len, src_len, tos, table, proto, scope, type, flags
 _RTNEXTHOP = struct.Struct("=HBBi")  # len, flags, hops, ifindex
+_FIB_RULE_HDR = struct.Struct(
+    "=BBBBBBBBI"
+)  # family, dst_len, src_len, tos, table, res1, res2, action, flags
 _U32 = struct.Struct("=I")
 _U16 = struct.Struct("=H")
 _HDR_LEN: Final = _NLMSGHDR.size
@@ -672,6 +702,18 @@ def check_index(index: object) -> int:
     raise ConfigError(f"interface index {index!r} is not an integer in 1..{_I32_MAX}")
 
 
+def check_table(table: object) -> int:
+    """Return ``table`` if it is a routing table id a request can name (1 to 2**32 - 1).
+
+    0 (``RT_TABLE_UNSPEC``) is left out: the kernel reads it as "main" in one place and "any"
+    in another.
+
+    Raises:
+        ConfigError: it is not.
+    """
+    return _check_range(table, "routing table", 1, _U32_MAX)
+
+
 def _check_range(value: object, what: str, low: int, high: int) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
         return value
@@ -1041,8 +1083,10 @@ def _route_body(
     protocol: int,
     scope: int | None,
     type_: int,
+    table: int,
 ) -> bytes:
     check_index(index)
+    check_table(table)
     net = _coerce_network(network)
     family = AF_INET if net.version == 4 else AF_INET6
     gw: IPv4Address | IPv6Address | None = None
@@ -1055,7 +1099,7 @@ def _route_body(
     if scope is None:
         # IPv6 ignores rtm_scope and reports universe; IPv4 on-link routes are scope link.
         scope = RT_SCOPE_LINK if (gw is None and family == AF_INET) else RT_SCOPE_UNIVERSE
-    body = _RTMSG.pack(family, net.prefixlen, 0, 0, RT_TABLE_MAIN, protocol, scope, type_, 0)
+    body = _RTMSG.pack(family, net.prefixlen, 0, 0, _table_byte(table), protocol, scope, type_, 0)
     if net.prefixlen:
         body += _attr(RTA_DST, net.network_address.packed)
     body += _attr_u32(RTA_OIF, index)
@@ -1063,7 +1107,15 @@ def _route_body(
         body += _attr(RTA_GATEWAY, gw.packed)
     if metric is not None:
         body += _attr_u32(RTA_PRIORITY, _check_range(metric, "route metric", 0, _U32_MAX))
+    if table != RT_TABLE_MAIN:
+        body += _attr_u32(RTA_TABLE, table)
     return body
+
+
+def _table_byte(table: int) -> int:
+    # rtm_table is one byte; for a larger id the kernel itself reports RT_TABLE_COMPAT and puts
+    # the id in RTA_TABLE, which wins over the byte in a request.
+    return table if table < 256 else RT_TABLE_COMPAT
 
 
 def encode_new_route(
@@ -1075,8 +1127,9 @@ def encode_new_route(
     metric: int | None = None,
     protocol: int = RTPROT_STATIC,
     replace: bool = False,
+    table: int = RT_TABLE_MAIN,
 ) -> bytes:
-    """``RTM_NEWROUTE``: a unicast route in the main table out of interface ``index``.
+    """``RTM_NEWROUTE``: a unicast route in routing table ``table`` out of interface ``index``.
 
     Args:
         seq: sequence number.
@@ -1087,13 +1140,24 @@ def encode_new_route(
         protocol: ``RTPROT_STATIC`` (4, default) or ``RTPROT_BOOT`` (3, what ``ip route``
             uses) — anything below 256.
         replace: replace a route with the same key (``NLM_F_REPLACE``) instead of ``EEXIST``.
+        table: the routing table, 1 to 2**32 - 1 (``RT_TABLE_MAIN`` = 254 by default); the
+            kernel creates a table on its first route. Any other than main is also sent as
+            ``RTA_TABLE`` (the header's byte says ``RT_TABLE_COMPAT`` for ids above 255).
 
     Raises:
-        ConfigError: invalid index, network, gateway of another family, metric or protocol.
+        ConfigError: invalid index, network, gateway of another family, metric, protocol or
+            table.
     """
     _check_range(protocol, "route protocol", 0, 255)
     body = _route_body(
-        index, network, gateway, metric, protocol=protocol, scope=None, type_=RTN_UNICAST
+        index,
+        network,
+        gateway,
+        metric,
+        protocol=protocol,
+        scope=None,
+        type_=RTN_UNICAST,
+        table=table,
     )
     nl_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE
     nl_flags |= NLM_F_REPLACE if replace else NLM_F_EXCL
@@ -1107,14 +1171,15 @@ def encode_del_route(
     *,
     gateway: IPv4Address | IPv6Address | str | None = None,
     metric: int | None = None,
+    table: int = RT_TABLE_MAIN,
 ) -> bytes:
-    """``RTM_DELROUTE``: delete the first matching route out of interface ``index``.
+    """``RTM_DELROUTE``: delete the first matching route out of interface ``index`` in ``table``.
 
     Protocol 0, type 0 and scope ``RT_SCOPE_NOWHERE`` are the kernel's wildcards (as ``ip route
     del`` sends); without ``gateway``/``metric`` any route to ``network`` via ``index`` matches.
 
     Raises:
-        ConfigError: invalid index, network, gateway or metric.
+        ConfigError: invalid index, network, gateway, metric or table.
     """
     body = _route_body(
         index,
@@ -1124,26 +1189,36 @@ def encode_del_route(
         protocol=RTPROT_UNSPEC,
         scope=RT_SCOPE_NOWHERE,
         type_=RTN_UNSPEC,
+        table=table,
     )
     return _message(RTM_DELROUTE, NLM_F_REQUEST | NLM_F_ACK, seq, body)
 
 
-def encode_get_routes(seq: int, *, index: int = 0, family: int = AF_UNSPEC) -> bytes:
-    """``RTM_GETROUTE`` dump of the main table's unicast routes (out of ``index`` if given).
+def encode_get_routes(
+    seq: int, *, index: int = 0, family: int = AF_UNSPEC, table: int = RT_TABLE_MAIN
+) -> bytes:
+    """``RTM_GETROUTE`` dump of one table's unicast routes (out of ``index`` if given).
 
     The header's table and type and an ``RTA_OIF`` attribute are filters only on a socket with
-    ``NETLINK_GET_STRICT_CHK`` (which then answers ``ENODEV`` for a missing index); an older
-    kernel ignores them and dumps every route — filter the replies with :func:`routes_via`.
-    ``RTA_TABLE`` is left out on purpose: under strict checking MPLS rejects it in a dump.
+    ``NETLINK_GET_STRICT_CHK`` (which then answers ``ENODEV`` for a missing index, and
+    ``ENOENT`` for an IPv4 or IPv6 table that does not exist yet); an older kernel ignores them
+    and dumps every route — filter the replies with :func:`routes_via`. A table id above 255
+    needs ``RTA_TABLE``, which under strict checking MPLS rejects in an ``AF_UNSPEC`` dump, so
+    such a table is dumped one family at a time.
 
     Raises:
-        ConfigError: invalid index or family.
+        ConfigError: invalid index, family or table, or a table above 255 with ``AF_UNSPEC``.
     """
     if family not in (AF_UNSPEC, AF_INET, AF_INET6):
         raise ConfigError(f"address family {family!r} is not AF_UNSPEC, AF_INET or AF_INET6")
-    body = _RTMSG.pack(family, 0, 0, 0, RT_TABLE_MAIN, 0, 0, RTN_UNICAST, 0)
+    check_table(table)
+    if table > 255 and family == AF_UNSPEC:
+        raise ConfigError(f"dump table {table} one address family at a time (not AF_UNSPEC)")
+    body = _RTMSG.pack(family, 0, 0, 0, _table_byte(table), 0, 0, RTN_UNICAST, 0)
     if index:
         body += _attr_u32(RTA_OIF, check_index(index))
+    if table > 255:
+        body += _attr_u32(RTA_TABLE, table)
     return _message(RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq, body)
 
 
@@ -1243,15 +1318,18 @@ def parse_route(message: NetlinkMessage) -> RouteEntry | None:
     )
 
 
-def routes_via(entries: Iterable[RouteEntry | None], index: int) -> list[Route]:
-    """The unicast main-table routes among ``entries`` that leave through interface ``index``.
+def routes_via(
+    entries: Iterable[RouteEntry | None], index: int, *, table: int = RT_TABLE_MAIN
+) -> list[Route]:
+    """The unicast routes of ``table`` (main by default) among ``entries`` that leave through
+    interface ``index``.
 
     A multipath route counts once per next hop through ``index``. Cached clones (PMTU and
     redirect exceptions, ``RTM_F_CLONED``) are not routes anyone configured and are left out.
     """
     out: list[Route] = []
     for e in entries:
-        if e is None or e.type != RTN_UNICAST or e.table != RT_TABLE_MAIN:
+        if e is None or e.type != RTN_UNICAST or e.table != table:
             continue
         if e.flags & RTM_F_CLONED:
             continue
@@ -1260,6 +1338,134 @@ def routes_via(entries: Iterable[RouteEntry | None], index: int) -> list[Route]:
             if oif == index:
                 out.append(Route(e.destination, gateway, e.metric, e.table, e.protocol, e.scope))
     return out
+
+
+# --- policy routing rules ------------------------------------------------------------------------
+
+
+def _rule_body(
+    family: int,
+    *,
+    table: int | None,
+    priority: int | None,
+    fwmark: int | None,
+    fwmask: int | None,
+    invert: bool,
+    suppress_prefixlength: int | None,
+) -> bytes:
+    if family not in (AF_INET, AF_INET6):
+        raise ConfigError(f"address family {family!r} is not AF_INET or AF_INET6")
+    if not isinstance(invert, bool):
+        raise ConfigError(f"invert={invert!r} is not a bool")
+    attrs_ = b""
+    if priority is not None:
+        attrs_ += _attr_u32(FRA_PRIORITY, _check_range(priority, "rule priority", 0, _U32_MAX))
+    if fwmark is not None:
+        attrs_ += _attr_u32(FRA_FWMARK, _check_range(fwmark, "fwmark", 0, _U32_MAX))
+    if fwmask is not None:
+        if fwmark is None:
+            raise ConfigError(f"fwmask {fwmask!r} without a fwmark")
+        attrs_ += _attr_u32(FRA_FWMASK, _check_range(fwmask, "fwmask", 0, _U32_MAX))
+    if suppress_prefixlength is not None:
+        width = 32 if family == AF_INET else 128
+        attrs_ += _attr_u32(
+            FRA_SUPPRESS_PREFIXLEN,
+            _check_range(suppress_prefixlength, "suppress_prefixlength", 0, width),
+        )
+    header_table, action = RT_TABLE_UNSPEC, FR_ACT_UNSPEC
+    if table is not None:
+        check_table(table)
+        # As iproute2 sends it: the id in FRA_TABLE (which the kernel reads first), the header
+        # byte only when the id fits.
+        header_table = table if table < 256 else RT_TABLE_UNSPEC
+        action = FR_ACT_TO_TBL
+        attrs_ += _attr_u32(FRA_TABLE, table)
+    flags = FIB_RULE_INVERT if invert else 0
+    return _FIB_RULE_HDR.pack(family, 0, 0, 0, header_table, 0, 0, action, flags) + attrs_
+
+
+def encode_new_rule(
+    seq: int,
+    family: int,
+    *,
+    table: int,
+    priority: int | None = None,
+    fwmark: int | None = None,
+    fwmask: int | None = None,
+    invert: bool = False,
+    suppress_prefixlength: int | None = None,
+) -> bytes:
+    """``RTM_NEWRULE``: a policy routing rule "look the packet up in ``table``" (``ip rule add``).
+
+    The rule matches every packet of ``family`` unless narrowed by ``fwmark``; ``invert``
+    matches the packets the selectors do *not* match. Examples, as wg-quick adds them::
+
+        encode_new_rule(seq, AF_INET, table=51820, fwmark=51820, invert=True)
+        # ip -4 rule add not fwmark 51820 table 51820
+        encode_new_rule(seq, AF_INET, table=RT_TABLE_MAIN, suppress_prefixlength=0)
+        # ip -4 rule add table main suppress_prefixlength 0
+
+    Args:
+        seq: sequence number.
+        family: ``AF_INET`` or ``AF_INET6`` (each has its own rule list).
+        table: the table to look up, 1 to 2**32 - 1.
+        priority: the rule's preference (lower is earlier); ``None`` lets the kernel put it
+            just before the first rule after priority 0 — what ``ip rule add`` does without
+            ``pref``, so each new rule goes before the ones added earlier.
+        fwmark: match packets with this mark (``SO_MARK``, netfilter ``MARK``).
+        fwmask: the bits of the mark compared (the kernel's default: all of them when
+            ``fwmark`` is not 0).
+        invert: the "not" of ``ip rule``: ``FIB_RULE_INVERT``.
+        suppress_prefixlength: ignore a result of this table whose prefix length is at most
+            this (0: a default route does not count, the lookup goes on to the next rule).
+
+    Raises:
+        ConfigError: a bad family, table, priority, mark, mask (or a mask without a mark) or
+            prefix length (above 32 for IPv4, 128 for IPv6).
+    """
+    body = _rule_body(
+        family,
+        table=table,
+        priority=priority,
+        fwmark=fwmark,
+        fwmask=fwmask,
+        invert=invert,
+        suppress_prefixlength=suppress_prefixlength,
+    )
+    flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+    return _message(RTM_NEWRULE, flags, seq, body)
+
+
+def encode_del_rule(
+    seq: int,
+    family: int,
+    *,
+    table: int | None = None,
+    priority: int | None = None,
+    fwmark: int | None = None,
+    fwmask: int | None = None,
+    invert: bool = False,
+    suppress_prefixlength: int | None = None,
+) -> bytes:
+    """``RTM_DELRULE``: delete the first rule of ``family`` that matches (``ip rule del``).
+
+    What is left out is a wildcard for the kernel: without ``priority`` a rule of any priority
+    matches, without ``table`` a rule of any table (and action). The kernel does not compare the
+    ``invert`` flag; it is sent for symmetry with :func:`encode_new_rule`.
+
+    Raises:
+        ConfigError: as :func:`encode_new_rule`.
+    """
+    body = _rule_body(
+        family,
+        table=table,
+        priority=priority,
+        fwmark=fwmark,
+        fwmask=fwmask,
+        invert=invert,
+        suppress_prefixlength=suppress_prefixlength,
+    )
+    return _message(RTM_DELRULE, NLM_F_REQUEST | NLM_F_ACK, seq, body)
 
 
 # --- link statistics -----------------------------------------------------------------------------

@@ -338,22 +338,49 @@ class RtNetlink:
 
     # -- routes ---------------------------------------------------------------------------------
 
-    def routes(self, index: int) -> list[Route]:
-        """The unicast routes of the main table that leave through this link (both families).
+    def routes(self, index: int, *, table: int = rt.RT_TABLE_MAIN) -> list[Route]:
+        """The unicast routes of ``table`` (main by default) that leave through this link
+        (both families).
 
         Includes the kernel's own prefix routes (``protocol == RTPROT_KERNEL``).
 
         Raises:
             OSError: ``ENODEV`` if the index does not exist.
-            ConfigError: invalid index.
+            ConfigError: invalid index or table.
         """
-        replies = self._request(
-            rt.encode_get_routes(0, index=rt.check_index(index)), rt.Expect.DUMP
-        )
-        found = rt.routes_via(map(rt.parse_route, replies), index)
-        if not found and not self._strict:
+        rt.check_index(index)
+        found = [r for r in self._table_dump(table, index) if r is not None]
+        routes = rt.routes_via(found, index, table=table)
+        if not routes and not self._strict:
             self.link(index)
-        return found
+        return routes
+
+    def table_in_use(self, table: int) -> bool:
+        """Whether ``table`` holds a unicast route of either family (``ip route show table``
+        printing something — how wg-quick looks for a free table).
+
+        Raises:
+            ConfigError: invalid table.
+        """
+        return any(
+            e is not None and e.table == table and not e.flags & rt.RTM_F_CLONED
+            for e in self._table_dump(table, 0)
+        )
+
+    def _table_dump(self, table: int, index: int) -> list[rt.RouteEntry | None]:
+        rt.check_table(table)
+        # A table above 255 is named in RTA_TABLE, which MPLS refuses in an AF_UNSPEC dump.
+        families = (rt.AF_UNSPEC,) if table < 256 else (rt.AF_INET, rt.AF_INET6)
+        entries: list[rt.RouteEntry | None] = []
+        for family in families:
+            request = rt.encode_get_routes(0, index=index, family=family, table=table)
+            try:
+                replies = self._request(request, rt.Expect.DUMP)
+            except FileNotFoundError:
+                # Strict checking: "FIB table does not exist" — no route was ever added to it.
+                continue
+            entries.extend(map(rt.parse_route, replies))
+        return entries
 
     def route_type(self, address: IPv4Address | IPv6Address | str) -> int:
         """The type of the route the kernel would use for ``address`` (``ip route get``):
@@ -377,24 +404,27 @@ class RtNetlink:
         *,
         gateway: IPv4Address | IPv6Address | str | None = None,
         metric: int | None = None,
+        table: int = rt.RT_TABLE_MAIN,
     ) -> None:
-        """Add a unicast route in the main table out of this link (protocol static).
+        """Add a unicast route out of this link (protocol static).
 
         Args:
             index: the output interface.
             network: the destination, e.g. ``IPv4Network("198.51.100.0/24")``.
             gateway: the next hop (it must be reachable on the link); ``None`` for on-link.
             metric: the route priority; ``None`` for the kernel's default (IPv4 0, IPv6 1024).
+            table: the routing table (main by default; another is made on its first route).
 
         Raises:
             OSError: :class:`FileExistsError` for a duplicate; an unreachable gateway gives
                 ``ENETUNREACH`` (IPv4) or ``EHOSTUNREACH`` (IPv6); ``ENETDOWN`` for IPv4 while
                 the link is down; ``ENODEV``.
-            ConfigError: invalid index, network, gateway or metric.
+            ConfigError: invalid index, network, gateway, metric or table.
         """
-        self._request(
-            rt.encode_new_route(0, index, network, gateway=gateway, metric=metric), rt.Expect.ACK
+        request = rt.encode_new_route(
+            0, index, network, gateway=gateway, metric=metric, table=table
         )
+        self._request(request, rt.Expect.ACK)
 
     def remove_route(
         self,
@@ -403,16 +433,86 @@ class RtNetlink:
         *,
         gateway: IPv4Address | IPv6Address | str | None = None,
         metric: int | None = None,
+        table: int = rt.RT_TABLE_MAIN,
     ) -> None:
-        """Remove a route out of this link; ``gateway``/``metric`` narrow the match when given.
+        """Remove a route out of this link from ``table`` (main by default);
+        ``gateway``/``metric`` narrow the match when given.
 
         Raises:
-            OSError: ``ESRCH`` if no route matches; ``ENODEV``.
-            ConfigError: invalid index, network, gateway or metric.
+            OSError: ``ESRCH`` if no route matches or the table does not exist; ``ENODEV``.
+            ConfigError: invalid index, network, gateway, metric or table.
         """
-        self._request(
-            rt.encode_del_route(0, index, network, gateway=gateway, metric=metric), rt.Expect.ACK
+        request = rt.encode_del_route(
+            0, index, network, gateway=gateway, metric=metric, table=table
         )
+        self._request(request, rt.Expect.ACK)
+
+    # -- policy routing rules -------------------------------------------------------------------
+
+    def add_rule(
+        self,
+        family: int,
+        *,
+        table: int,
+        priority: int | None = None,
+        fwmark: int | None = None,
+        fwmask: int | None = None,
+        invert: bool = False,
+        suppress_prefixlength: int | None = None,
+    ) -> None:
+        """Add a policy routing rule (``ip rule add``); see
+        :func:`~tunflow.netconfig.rtnetlink.encode_new_rule` for the arguments.
+
+        ``add_rule(AF_INET, table=51820, fwmark=51820, invert=True)`` is
+        ``ip -4 rule add not fwmark 51820 table 51820``.
+
+        Raises:
+            OSError: :class:`FileExistsError` for a rule equal in every field, priority
+                included (without ``priority`` the kernel picks a new one, so an equal rule is
+                added again); ``EAFNOSUPPORT`` without policy routing for the family.
+            ConfigError: an invalid argument.
+        """
+        request = rt.encode_new_rule(
+            0,
+            family,
+            table=table,
+            priority=priority,
+            fwmark=fwmark,
+            fwmask=fwmask,
+            invert=invert,
+            suppress_prefixlength=suppress_prefixlength,
+        )
+        self._request(request, rt.Expect.ACK)
+
+    def remove_rule(
+        self,
+        family: int,
+        *,
+        table: int | None = None,
+        priority: int | None = None,
+        fwmark: int | None = None,
+        fwmask: int | None = None,
+        invert: bool = False,
+        suppress_prefixlength: int | None = None,
+    ) -> None:
+        """Remove the first rule that matches (``ip rule del``); arguments left out match
+        anything.
+
+        Raises:
+            OSError: :class:`FileNotFoundError` (``ENOENT``) if no rule matches.
+            ConfigError: an invalid argument.
+        """
+        request = rt.encode_del_rule(
+            0,
+            family,
+            table=table,
+            priority=priority,
+            fwmark=fwmark,
+            fwmask=fwmask,
+            invert=invert,
+            suppress_prefixlength=suppress_prefixlength,
+        )
+        self._request(request, rt.Expect.ACK)
 
 
 def _coerce_target(
