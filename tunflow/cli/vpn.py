@@ -97,7 +97,12 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
     pid_file = _pid_path(name)
     reason = "stopped"
     async with open_interface(
-        config, name=name, addresses=quick.addresses, routes=routes, offload=offload
+        config,
+        name=name,
+        addresses=quick.addresses,
+        routes=routes,
+        table=quick.table,
+        offload=offload,
     ) as iface:
         try:
             _run_hooks(hooks(quick.post_up, name), "PostUp")

@@ -56,6 +56,7 @@ from ..offload import VIRTIO_NET_HDR_GSO_NONE, gso_split
 from ..packet import HEADROOM, PacketBatch
 from ..pipeline import PortHandle, PortStatistics, Stage, StageSpec, Tunnel
 from ..transport import TransportStatistics, UDPTransport
+from . import _routing
 from .protocol import (
     Event,
     HandshakeCompleted,
@@ -777,31 +778,6 @@ def _parse_addresses(
     return out
 
 
-async def _add_routes(device: AsyncDevice, wg: WireGuard, name: str) -> None:
-    """A route into the device for every AllowedIPs prefix, as wg-quick's ``Table = auto``.
-
-    Default routes are left out: wg-quick installs them with policy routing on the fwmark so
-    the tunnel's own datagrams do not loop, which tunflow does not do (documented).
-    """
-    nets = sorted(
-        {net for pk in wg.peers for net in wg.peer_statistics(pk).allowed_ips},
-        key=lambda n: (n.version, n.prefixlen, int(n.network_address)),
-    )
-    for net in nets:
-        if net.prefixlen == 0:
-            log.warning(
-                "%s: not adding the default route %s (not supported; Table = off)", name, net
-            )
-            continue
-        try:
-            await device.add_route(net)
-        except FileExistsError:
-            pass
-        except OSError as exc:
-            if exc.errno != errno.EEXIST:
-                raise
-
-
 @contextlib.asynccontextmanager
 async def _interface(
     config: InterfaceConfig,
@@ -809,11 +785,13 @@ async def _interface(
     name: str,
     addresses: Sequence[str | ipaddress.IPv4Interface | ipaddress.IPv6Interface],
     routes: bool,
+    table: str | int,
     uapi: bool | str,
     netns: str | None,
     offload: bool | None,
     stages: Sequence[Stage | StageSpec],
 ) -> AsyncIterator[WireGuardInterface]:
+    table = _routing.table_setting(table)
     clock = _Clock()
     wg = WireGuard.from_config(config, clock_offset=time.time() - time.monotonic())
     native_peers = [pk for pk, p in wg.peers.items() if p.native_mode]
@@ -839,6 +817,7 @@ async def _interface(
     listener: anyio.abc.SocketListener | None = None
     device: AsyncDevice | None = None
     port: WireGuardPort | None = None
+    added: _routing.Routes | None = None
     try:
         device = builder.build_async()
         dev_offload = device.offload_info.vnet_hdr
@@ -862,7 +841,9 @@ async def _interface(
             name=f"{name}/wireguard",
         )
         if routes:
-            await _add_routes(device, wg, name)
+            added = await _routing.add_routes(
+                device, wg, transport, table=table, netns=netns, name=name
+            )
         if uapi:
             uapi_path = uapi if isinstance(uapi, str) else f"{UAPI_DIRECTORY}/{name}.sock"
             listener = await _uapi_listener(uapi_path)
@@ -894,6 +875,8 @@ async def _interface(
                 tg.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
+            if added is not None:
+                await added.aclose()  # policy rules outlive the device; routes do not
             if listener is not None:
                 await listener.aclose()
             await transport.aclose()
@@ -931,6 +914,7 @@ def open_interface(
     name: str = "wg0",
     addresses: Sequence[str | ipaddress.IPv4Interface | ipaddress.IPv6Interface] = (),
     routes: bool = True,
+    table: str | int = "auto",
     uapi: bool | str = True,
     netns: str | None = None,
     offload: bool | None = None,
@@ -940,17 +924,23 @@ def open_interface(
 
     Creates the TUN device (named ``name``, with ``addresses`` and the MTU of ``config``, up),
     binds the UDP socket (``config.listen_port``; 0: any free port; dual-stack), adds a route for
-    every AllowedIPs prefix (``routes``, as wg-quick's ``Table = auto``), serves the UAPI
+    every AllowedIPs prefix as wg-quick's ``Table`` says (``table``), serves the UAPI
     (``wg show``/``wg set``) on ``/var/run/wireguard/<name>.sock``, and runs the data path,
     timers and control socket as tasks. Leaving the block (or cancelling it) stops them and
-    removes the device, the socket and the control socket.
+    removes the device, the socket, the control socket and any policy routing rules.
 
     Args:
         config: keys, port, MTU and peers (``PeerConfig(native_mode=True)`` for tunflow's
             native fast mode with a peer).
         name: the interface name.
         addresses: ``"10.0.0.1/24"``-style addresses for the device.
-        routes: add routes for AllowedIPs (default routes are never added).
+        routes: add routes for AllowedIPs (``False``: none, as ``table="off"``).
+        table: wg-quick's ``Table``. ``"auto"``: routes in the main table, and a default route
+            (``0.0.0.0/0``, ``::/0``) in a table of its own with fwmark policy routing, so the
+            tunnel's datagrams do not loop — the fwmark (``config.fwmark``, else the first free
+            table from 51820, which then becomes the fwmark) selects the table, and rules send
+            everything without the mark there (Linux). ``"off"``: no routes. ``"main"`` or a
+            table number: every route, default ones included, in that table, and no rules.
         uapi: serve the UAPI on the default path (``True``), on a given path, or not.
         netns: make device and socket in this network namespace (Linux; a name or a path).
         offload: ``True``: TUN offload (super-packets read, split here for WireGuard peers);
@@ -961,7 +951,8 @@ def open_interface(
     Raises:
         ConfigError: a bad value, or the control socket is served by a live process.
         DeviceError: the device could not be made (``DeviceBusyError`` for a name in use…).
-        OSError: the UDP port could not be bound.
+        OSError: the UDP port could not be bound, or the kernel refused a route or rule
+            (:class:`FileExistsError` for a default route already in its table).
 
     Example:
         >>> import anyio
@@ -978,6 +969,7 @@ def open_interface(
         name=name,
         addresses=addresses,
         routes=routes,
+        table=table,
         uapi=uapi,
         netns=netns,
         offload=offload,

@@ -19,8 +19,8 @@ What ``tunflow up FILE`` reads::
 The rules are ``wg(8)``'s and ``wg-quick(8)``'s: section and key names are case-insensitive,
 ``#`` starts a comment, list values (``Address``, ``AllowedIPs``, ``DNS``) are comma-separated
 and accumulate over repeated lines, a repeated single value takes the last line. ``FwMark``,
-``Table`` (``auto`` or ``off``), ``DNS``, ``SaveConfig`` and the ``PreUp``/``PostUp``/``PreDown``/
-``PostDown`` hooks (``%i`` is the interface name) are read too. An unknown key, a missing or bad
+``Table`` (``auto``, ``off``, ``main`` or a table number), ``DNS``, ``SaveConfig`` and the
+``PreUp``/``PostUp``/``PreDown``/``PostDown`` hooks (``%i`` is the interface name) are read too. An unknown key, a missing or bad
 value is a :class:`~tunflow.ConfigError` naming the file and line.
 
 :func:`parse_wgquick` is pure (text in, records out); :func:`load_wgquick` reads a file;
@@ -94,7 +94,9 @@ class QuickConfig:
         addresses: ``Address`` lines, as interfaces (address with prefix).
         mtu: ``MTU`` (``None``: the default, 1420).
         dns: ``DNS`` servers and search domains (read, not applied by tunflow).
-        table: ``Table`` — ``"auto"`` (add routes for AllowedIPs) or ``"off"``.
+        table: ``Table`` — ``"auto"`` (routes for AllowedIPs in the main table, a default
+            route through fwmark policy routing), ``"off"`` (no routes), or a table number
+            (every AllowedIPs route in that table, no rules; ``main`` reads as 254).
         pre_up / post_up / pre_down / post_down: hook commands, in order.
         save_config: ``SaveConfig`` (read, not supported: tunflow never writes the file).
         peers: the ``[Peer]`` sections.
@@ -107,7 +109,7 @@ class QuickConfig:
     addresses: tuple[IPInterface, ...] = ()
     mtu: int | None = None
     dns: tuple[str, ...] = ()
-    table: str = "auto"
+    table: str | int = "auto"
     pre_up: tuple[str, ...] = ()
     post_up: tuple[str, ...] = ()
     pre_down: tuple[str, ...] = ()
@@ -403,11 +405,28 @@ def _endpoint(value: str) -> str:
     return value.strip()
 
 
-def _table(value: str) -> str:
+#: ``RT_TABLE_MAIN``: what ``ip`` calls ``main``
+_TABLE_MAIN = 254
+#: ``RT_TABLE_LOCAL``: the kernel's table of local and broadcast addresses, not for AllowedIPs
+_TABLE_LOCAL = 255
+
+
+def _table(value: str) -> str | int:
     v = value.lower()
     if v in ("auto", "off"):
         return v
-    raise ValueError(f"Table = {value} is not supported by tunflow (only auto and off)")
+    if v == "main":
+        return _TABLE_MAIN
+    try:
+        n = int(v, 0)  # decimal or 0x hex, as ip(8) reads a table id
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not auto, off, main or a table number (other table names of "
+            "/etc/iproute2/rt_tables are not read)"
+        ) from None
+    if not 1 <= n <= 0xFFFFFFFF or n == _TABLE_LOCAL:
+        raise ValueError(f"table {n} is not in 1…4294967295 or is the local table (255)")
+    return n
 
 
 def _command(value: str) -> list[str]:

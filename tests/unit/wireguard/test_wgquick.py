@@ -142,7 +142,11 @@ def test_unresolvable_endpoint_names_the_line() -> None:
         ("[Interface]\nPrivateKey = {k}\njust words\n", 3, "expected 'Key = Value'"),
         ("PrivateKey = {k}\n", 1, "outside a section"),
         ("[Interface]\nListenPort = 1\n", 1, "no PrivateKey"),
-        ("[Interface]\nPrivateKey = {k}\nTable = 1234\n", 3, "only auto and off"),
+        ("[Interface]\nPrivateKey = {k}\nTable = vpn\n", 3, "Table: 'vpn' is not auto, off, main"),
+        ("[Interface]\nPrivateKey = {k}\nTable = 0\n", 3, "table 0 is not in 1…4294967295"),
+        ("[Interface]\nPrivateKey = {k}\nTable = 255\n", 3, "local table"),
+        ("[Interface]\nPrivateKey = {k}\nTable = 4294967296\n", 3, "table 4294967296"),
+        ("[Interface]\nPrivateKey = {k}\nTable = -1\n", 3, "table -1"),
         (
             "[Interface]\nPrivateKey = {k}\n[Peer]\nPublicKey = {p}\n[Peer]\nPublicKey = {p}\n",
             5,
@@ -157,6 +161,30 @@ def test_errors_name_file_and_line(body: str, line: int, message: str) -> None:
     with pytest.raises(ConfigError, match=f"^wg1.conf: line {line}: .*{message}") as info:
         parse_wgquick(text, file="wg1.conf")
     assert info.value.file == "wg1.conf" and info.value.path == f"line {line}"
+
+
+@pytest.mark.parametrize(
+    ("value", "table"),
+    [
+        ("auto", "auto"),
+        ("AUTO", "auto"),
+        ("off", "off"),
+        ("main", 254),
+        ("Main", 254),
+        ("1234", 1234),
+        ("0x10", 16),
+        ("51820", 51820),
+        ("253", 253),
+        ("4294967295", 2**32 - 1),
+    ],
+)
+def test_table_values(value: str, table: str | int) -> None:
+    cfg = parse_wgquick(f"[Interface]\nPrivateKey = {KEY_A}\nTable = {value}\n")
+    assert cfg.table == table
+
+
+def test_table_defaults_to_auto() -> None:
+    assert parse_wgquick(f"[Interface]\nPrivateKey = {KEY_A}\n").table == "auto"
 
 
 def test_no_interface_section() -> None:

@@ -1,0 +1,333 @@
+"""``AllowedIPs = 0.0.0.0/0, ::/0`` and ``Table =`` as wg-quick(8) handles them, on real kernels.
+
+    ns a: veth 192.168.96.1/32, default dev veth — interface 10.96.0.1/24, fd96::1/64
+    ns b: veth 192.168.96.2/32 — interface 10.96.0.2/24, fd96::2/64; lo 10.201.0.1, fd20:1::1
+
+A's only way to B's endpoint is its main table's default route, the one the policy rules hide
+from unmarked packets: a completed handshake shows the tunnel's datagrams carry the fwmark and
+use the main table. B's ``lo`` addresses are reached through the tunnel (A's peer B has
+``AllowedIPs = 0.0.0.0/0, ::/0``). The rules are looked at with ``ip -j rule`` (a program we did
+not write) while the interface is up, and after it is gone.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from tunflow import testing
+from tunflow.errors import ConfigError
+from tunflow.wireguard import (
+    InterfaceConfig,
+    PeerConfig,
+    PrivateKey,
+    WireGuardInterface,
+    genkey,
+    open_interface,
+    pubkey,
+)
+
+pytestmark = pytest.mark.needs_root
+
+UA, UB = "192.168.96.1", "192.168.96.2"
+OA, OB = "10.96.0.1", "10.96.0.2"
+OA6, OB6 = "fd96::1", "fd96::2"
+FAR, FAR6 = "10.201.0.1", "fd20:1::1"
+HAVE_WG = shutil.which("wg") is not None
+DEFAULT_RULES = {"-4": [0, 32766, 32767], "-6": [0, 32766]}
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[testing.Netns, testing.Netns]]:
+    with testing.netns(enter=False) as a, testing.netns(enter=False) as b:
+        va, vb = testing.veth_pair(a, b, f"{UA}/32", f"{UB}/32")
+        # a's ordinary default route (what a laptop has); b knows a's endpoint only
+        a.run("ip", "route", "add", "default", "dev", va)
+        b.run("ip", "route", "add", f"{UA}/32", "dev", vb)
+        b.run("ip", "addr", "add", f"{FAR}/32", "dev", "lo")
+        b.run("ip", "addr", "add", f"{FAR6}/128", "dev", "lo")
+        yield a, b
+
+
+def rules(ns: testing.Netns, family: str) -> list[dict[str, Any]]:
+    """``ip -j rule``, without the kernel's own rules."""
+    found = ns.ip_json(family, "rule", "show")
+    return [r for r in found if r["priority"] not in DEFAULT_RULES[family]]
+
+
+def policy_rules(table: int) -> list[dict[str, Any]]:
+    """What wg-quick's two rules look like in ``ip -j rule``."""
+    return [
+        {"priority": 32764, "src": "all", "table": "main", "suppress_prefixlen": 0},
+        {"priority": 32765, "not": None, "src": "all", "fwmark": hex(table), "table": str(table)},
+    ]
+
+
+def route_dev(ns: testing.Netns, *args: str) -> str:
+    (route,) = ns.ip_json("route", "get", *args)
+    return str(route["dev"])
+
+
+def sysctl(ns: testing.Netns | None, key: str) -> str:
+    argv = ("sysctl", "-n", key)
+    return (ns.run(*argv) if ns is not None else testing.run(*argv)).stdout.strip()
+
+
+async def ping(ns: testing.Netns, address: str, count: int = 3) -> None:
+    done = await anyio.run_process(
+        ns.cmd("ping", "-n", "-c", str(count), "-i", "0.2", "-W", "3", address), check=False
+    )
+    out = done.stdout.decode()
+    assert done.returncode == 0 and f"{count} received" in out, out + done.stderr.decode()
+
+
+@asynccontextmanager
+async def two_sides(
+    a: testing.Netns, b: testing.Netns
+) -> AsyncIterator[tuple[WireGuardInterface, WireGuardInterface]]:
+    ka, kb = PrivateKey.generate(), PrivateKey.generate()
+    ca = InterfaceConfig(
+        ka,
+        listen_port=51820,
+        peers=[
+            PeerConfig(kb.public_key(), endpoint=(UB, 51820), allowed_ips="0.0.0.0/0, ::/0"),
+        ],
+    )
+    cb = InterfaceConfig(
+        kb,
+        listen_port=51820,
+        peers=[PeerConfig(ka.public_key(), allowed_ips=f"{OA}/32, {OA6}/128")],
+    )
+    async with AsyncExitStack() as stack:
+        ia = await stack.enter_async_context(
+            open_interface(
+                ca,
+                name=testing.unique_name("wa"),
+                addresses=[f"{OA}/24", f"{OA6}/64"],
+                netns=a.name,
+            )
+        )
+        ib = await stack.enter_async_context(
+            open_interface(
+                cb,
+                name=testing.unique_name("wb"),
+                addresses=[f"{OB}/24", f"{OB6}/64"],
+                netns=b.name,
+            )
+        )
+        yield ia, ib
+
+
+@pytest.mark.anyio
+async def test_default_routes_through_the_tunnel(
+    pair: tuple[testing.Netns, testing.Netns],
+) -> None:
+    a, b = pair
+    outside = sysctl(None, "net.ipv4.conf.all.src_valid_mark")
+    with anyio.fail_after(60):
+        async with two_sides(a, b) as (ia, ib):
+            table = ia.wg.fwmark
+            assert table == 51820  # no FwMark: wg-quick's first table, which became the mark
+            assert rules(a, "-4") == rules(a, "-6") == policy_rules(table)
+            for family in ("-4", "-6"):
+                (route,) = a.ip_json(family, "route", "show", "table", str(table))
+                assert (route["dst"], route["dev"]) == ("default", ia.name)
+            assert sysctl(a, "net.ipv4.conf.all.src_valid_mark") == "1"
+            if HAVE_WG:
+                shown = await anyio.run_process(["wg", "show", ia.name, "fwmark"])
+                assert shown.stdout.decode().strip() == hex(table)
+            # unmarked packets go into the tunnel, marked ones (the tunnel's own datagrams)
+            # take the main table's default route; and B's own routes stay in its main table
+            assert route_dev(a, FAR) == route_dev(a, FAR6) == route_dev(a, UB) == ia.name
+            assert route_dev(a, UB, "mark", str(table)) != ia.name
+            assert rules(b, "-4") == rules(b, "-6") == [] and ib.wg.fwmark == 0
+
+            await ping(a, FAR)
+            await ping(a, FAR6)
+            sa, sb = ia.statistics(), ib.statistics()
+            assert sa.wireguard.handshakes_completed == 1
+            (peer_b,) = sa.peers
+            assert peer_b.endpoint == (UB, 51820)
+            # six echo requests in and six replies out of B's side of the tunnel
+            assert sb.wireguard.rx_packets >= 6 and sb.wireguard.tx_packets >= 6
+    # the rules went with the interface; the sysctl stays (as wg-quick leaves it)
+    assert rules(a, "-4") == rules(a, "-6") == []
+    assert sysctl(a, "net.ipv4.conf.all.src_valid_mark") == "1"
+    assert sysctl(None, "net.ipv4.conf.all.src_valid_mark") == outside
+
+
+def default_peer(fwmark: int = 0, allowed_ips: str = "0.0.0.0/0, ::/0") -> InterfaceConfig:
+    return InterfaceConfig(
+        PrivateKey.generate(),
+        fwmark=fwmark,
+        peers=[PeerConfig(PrivateKey.generate().public_key(), allowed_ips=allowed_ips)],
+    )
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_rules_removed_when_the_interface_fails(
+    netns_pair: tuple[testing.Netns, testing.Netns],
+) -> None:
+    a, _ = netns_pair
+    name = testing.unique_name("wa")
+    failed = False
+    try:
+        with anyio.fail_after(30):
+            async with open_interface(default_peer(), name=name, netns=a.name, uapi=False):
+                assert len(rules(a, "-4")) == 2
+                raise RuntimeError("boom")
+    except* RuntimeError:  # out of the interface's task group, perhaps in a group
+        failed = True
+    assert failed
+    assert rules(a, "-4") == rules(a, "-6") == []
+    # failing half-way: the IPv4 rules are in when the IPv4 route is refused (the FwMark's
+    # table already has a default route); they are taken away before the error leaves
+    a.run("ip", "route", "add", "blackhole", "default", "table", "4242")
+    with anyio.fail_after(30), pytest.raises(FileExistsError, match="table 4242"):
+        async with open_interface(default_peer(4242), name=name, netns=a.name, uapi=False):
+            pytest.fail("the interface came up")
+    assert rules(a, "-4") == rules(a, "-6") == []
+    assert a.run("ip", "link", "show", name, check=False).returncode != 0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_second_interface_takes_the_next_table(
+    netns_pair: tuple[testing.Netns, testing.Netns],
+) -> None:
+    a, _ = netns_pair
+    with anyio.fail_after(30):
+        async with (
+            open_interface(
+                default_peer(), name=testing.unique_name("wa"), netns=a.name, uapi=False
+            ) as first,
+            open_interface(
+                default_peer(), name=testing.unique_name("wa"), netns=a.name, uapi=False
+            ) as second,
+            open_interface(
+                default_peer(0x1234), name=testing.unique_name("wa"), netns=a.name, uapi=False
+            ) as third,
+        ):
+            assert (first.wg.fwmark, second.wg.fwmark, third.wg.fwmark) == (51820, 51821, 0x1234)
+            assert {r.get("fwmark") for r in rules(a, "-4")} == {None, "0xca6c", "0xca6d", "0x1234"}
+            assert len(rules(a, "-4")) == len(rules(a, "-6")) == 6
+    assert rules(a, "-4") == rules(a, "-6") == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("table", [1234, "main", "off"])
+async def test_table_number_main_or_off(
+    netns_pair: tuple[testing.Netns, testing.Netns], table: int | str
+) -> None:
+    a, _ = netns_pair
+    config = default_peer(allowed_ips="0.0.0.0/0, ::/0, 10.97.0.0/24, fd97::/64")
+    name = testing.unique_name("wa")
+    number = 254 if table == "main" else table
+    with anyio.fail_after(30):
+        async with open_interface(
+            config, name=name, addresses=["10.96.0.1/24"], netns=a.name, uapi=False, table=number
+        ) as wa:
+            assert rules(a, "-4") == rules(a, "-6") == []
+            assert wa.wg.fwmark == 0
+            found = {
+                (r["dst"], r.get("table", "main"))
+                for family in ("-4", "-6")
+                for r in a.ip_json(family, "route", "show", "table", "all", "dev", name)
+                if r.get("protocol") != "kernel"
+            }
+            where = {1234: "1234", 254: "main", "off": None}[number]
+            if where is None:
+                assert found == set()
+            else:
+                want = {"default", "10.97.0.0/24", "fd97::/64"}
+                assert found == {(dst, where) for dst in want}
+    assert rules(a, "-4") == []
+
+
+def test_bad_table_is_refused_before_anything_is_made() -> None:
+    name = testing.unique_name("wa")
+
+    async def main() -> None:
+        async with open_interface(default_peer(), name=name, uapi=False, table=0):
+            pytest.fail("the interface came up")
+
+    with pytest.raises(ConfigError, match="routing table 0"):
+        anyio.run(main)
+
+
+# --- tunflow up FILE -----------------------------------------------------------------------------
+
+
+class Up:
+    """``tunflow up FILE`` in a namespace, in the foreground; stopped and reaped on exit."""
+
+    def __init__(self, ns: testing.Netns, conf: Path) -> None:
+        self.argv = ns.cmd(sys.executable, "-m", "tunflow.cli", "up", str(conf))
+        self.proc: subprocess.Popen[str] | None = None
+        self.out = ""
+
+    def __enter__(self) -> Up:
+        self.proc = subprocess.Popen(
+            self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 20
+        for line in self.proc.stdout:
+            self.out += line
+            if " up: listening on UDP" in line:
+                return self
+            assert time.monotonic() < deadline, self.out
+        self.__exit__()
+        raise AssertionError(f"tunflow up exited: {self.out}")
+
+    def __exit__(self, *exc: object) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            rest, _ = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rest, _ = proc.communicate(timeout=10)
+        self.out += rest or ""
+        assert proc.returncode == 0, self.out
+
+
+@pytest.mark.parametrize("table", ["", "Table = 1234\n"], ids=["auto", "1234"])
+def test_tunflow_up_file(
+    netns_pair: tuple[testing.Netns, testing.Netns], tmp_path: Path, table: str
+) -> None:
+    a, _ = netns_pair
+    name = testing.unique_name("cla")
+    conf = tmp_path / f"{name}.conf"
+    conf.write_text(
+        f"[Interface]\nPrivateKey = {genkey()}\nAddress = 10.96.0.1/24\n{table}\n"
+        f"[Peer]\nPublicKey = {pubkey(genkey())}\nAllowedIPs = 0.0.0.0/0\n"
+    )
+    with Up(a, conf) as up:
+        if table:
+            assert rules(a, "-4") == []
+            (route,) = a.ip_json("route", "show", "table", "1234")
+        else:
+            assert rules(a, "-4") == policy_rules(51820) and rules(a, "-6") == []
+            (route,) = a.ip_json("route", "show", "table", "51820")
+        assert (route["dst"], route["dev"]) == ("default", name)
+        if HAVE_WG:
+            shown = a.run("wg", "show", name, "fwmark").stdout.strip()
+            assert shown == ("off" if table else "0xca6c")
+    assert rules(a, "-4") == []
+    assert "Traceback" not in up.out, up.out

@@ -1,0 +1,341 @@
+"""Routes and policy rules for a WireGuard interface's AllowedIPs, as wg-quick(8) adds them.
+
+What ``Table`` in a wg-quick file means, and so what :class:`Routes` does:
+
+* ``off`` — nothing.
+* ``auto`` (the default) — a route in the main table for every AllowedIPs prefix, except a
+  default route (``0.0.0.0/0``, ``::/0``). That one would also carry the tunnel's own UDP
+  datagrams into the tunnel, so it goes into a table of its own, *T* — the interface's fwmark if
+  it has one, else the first table from 51820 up that holds no route, which then becomes the
+  fwmark — and per IP version two rules send everything there except what carries the mark::
+
+      ip rule add not fwmark T table T            # unmarked packets: table T (the tunnel)
+      ip rule add table main suppress_prefixlength 0  # ... unless main has a more specific route
+      ip route add 0.0.0.0/0 dev wg0 table T
+
+  The UDP socket carries mark *T* (``SO_MARK``), so its datagrams skip the first rule and use
+  the main table. For IPv4 ``net.ipv4.conf.all.src_valid_mark`` is set to 1, so that the mark
+  counts in the reverse-path check of what comes back.
+* a table number (``main`` is 254) — every AllowedIPs route, default ones included, into that
+  table; no rules (whoever chose the table routes to it).
+
+Routes leave with the interface (the kernel deletes a device's routes with it); rules do not, so
+:meth:`Routes.close` removes the ones added here, also when the interface failed. wg-quick's
+nftables/iptables rules (dropping packets for the interface's addresses that arrive elsewhere,
+and keeping the mark on replies with ``CONNMARK``, for a strict ``rp_filter``) are not made.
+
+:class:`Routes` is Linux's: it talks rtnetlink through
+:class:`~tunflow.platform.linux.netlink.RtNetlink` (no ``ip`` commands) inside the device's
+network namespace, and blocks, so :func:`add_routes` runs it in a worker thread. It must not
+touch any other namespace, nor rules it did not add. On other platforms :func:`add_routes` adds
+main-table routes through the device and nothing else.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import os
+import sys
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Final
+
+import anyio
+import attrs
+
+from ..errors import ConfigError
+from ..netconfig import rtnetlink as rt
+
+if TYPE_CHECKING:
+    from ..device import AsyncDevice
+    from ..platform.linux.netlink import RtNetlink
+    from ..transport import UDPTransport
+    from .protocol import WireGuard
+
+__all__ = ["Routes", "add_routes", "table_setting", "POLICY_TABLE"]
+
+log = logging.getLogger("tunflow.wireguard")
+
+#: The first table wg-quick tries for default routes (and the fwmark it then sets).
+POLICY_TABLE: Final = 51820
+_SRC_VALID_MARK: Final = "/proc/sys/net/ipv4/conf/all/src_valid_mark"
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@attrs.frozen
+class _Rule:
+    family: int
+    table: int
+    fwmark: int | None = None
+    invert: bool = False
+    suppress_prefixlength: int | None = None
+
+    def __str__(self) -> str:
+        parts = ["-4" if self.family == rt.AF_INET else "-6", "rule"]
+        if self.invert:
+            parts.append("not")
+        if self.fwmark is not None:
+            parts.append(f"fwmark {self.fwmark}")
+        parts.append("table main" if self.table == rt.RT_TABLE_MAIN else f"table {self.table}")
+        if self.suppress_prefixlength is not None:
+            parts.append(f"suppress_prefixlength {self.suppress_prefixlength}")
+        return " ".join(parts)
+
+
+class Routes:
+    """The routes and rules one interface added; :meth:`close` takes the rules away again.
+
+    Args:
+        index: the interface index.
+        netns: the interface's network namespace (a name or path; ``None``: the caller's).
+        name: the interface name, for messages.
+
+    Raises:
+        OSError: the rtnetlink socket cannot be opened or the namespace entered.
+    """
+
+    def __init__(self, index: int, *, netns: str | None = None, name: str = "") -> None:
+        from ..platform.linux.netlink import RtNetlink
+
+        self.index = index
+        self.name = name or f"interface {index}"
+        self._netns = netns
+        with _entered(netns):
+            # the socket keeps this namespace whichever thread calls it later
+            self._nl: RtNetlink | None = RtNetlink()
+        #: the table default routes went into with policy rules (0: none)
+        self.policy_table = 0
+        self._rules: list[_Rule] = []
+
+    def __repr__(self) -> str:
+        return f"<Routes {self.name}: {len(self._rules)} rules>"
+
+    @property
+    def rules(self) -> list[str]:
+        """The rules added, as ``ip rule add`` arguments (for messages and tests)."""
+        return [str(r) for r in self._rules]
+
+    def add(self, networks: Iterable[Network], table: str | int, fwmark: int) -> int:
+        """Add the routes (and rules) for ``networks`` as ``Table = table`` says.
+
+        Args:
+            networks: every peer's AllowedIPs.
+            table: ``"auto"``, ``"off"`` or a table number.
+            fwmark: the interface's fwmark (0: none).
+
+        Returns:
+            The fwmark the interface must now use (its UDP socket and what ``wg show``
+            reports): the policy table when default routes needed one and ``fwmark`` was 0;
+            else ``fwmark`` unchanged.
+
+        Raises:
+            ConfigError: ``table`` is not one of those.
+            OSError: the kernel refused a route or rule (:class:`FileExistsError` for a
+                default route already in the table it was to go into).
+        """
+        self._require()
+        if table == "off":
+            return fwmark
+        if isinstance(table, str):
+            if table != "auto":
+                raise ConfigError(f"Table = {table!r} is not auto, off or a table number")
+        else:
+            rt.check_table(table)
+        # longest prefixes first, as wg-quick sorts them: default routes come last
+        nets = sorted(
+            set(networks), key=lambda n: (-n.prefixlen, n.version, int(n.network_address))
+        )
+        for net in nets:
+            if isinstance(table, int):
+                self._route(net, table)
+            elif net.prefixlen:
+                self._route(net, rt.RT_TABLE_MAIN)
+            else:
+                self._default_route(net, fwmark)
+        if self.policy_table and not fwmark:
+            log.info(
+                "%s: default routes in table %d, which is the fwmark now",
+                self.name,
+                self.policy_table,
+            )
+            return self.policy_table
+        return fwmark
+
+    def close(self) -> None:
+        """Remove the rules added (newest first) and close the socket. Idempotent; a rule that
+        cannot be removed is logged, not raised (this runs while the interface goes down)."""
+        nl, self._nl = self._nl, None
+        if nl is None:
+            return
+        with nl:
+            while self._rules:
+                rule = self._rules.pop()
+                try:
+                    nl.remove_rule(
+                        rule.family,
+                        table=rule.table,
+                        fwmark=rule.fwmark,
+                        invert=rule.invert,
+                        suppress_prefixlength=rule.suppress_prefixlength,
+                    )
+                except OSError as exc:
+                    log.warning("%s: cannot remove `ip %s`: %s", self.name, rule, exc)
+
+    async def aclose(self) -> None:
+        """:meth:`close` in a worker thread, shielded from cancellation."""
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self.close)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _require(self) -> RtNetlink:
+        if self._nl is None:
+            raise OSError(errno.EBADF, "the routes were closed")
+        return self._nl
+
+    def _default_route(self, net: Network, fwmark: int) -> None:
+        # wg-quick's add_default: rules first, then the route; the mark is set by the caller
+        # before any datagram is sent
+        if not self.policy_table:
+            self.policy_table = fwmark or self._free_table()
+        table = self.policy_table
+        family = rt.AF_INET if net.version == 4 else rt.AF_INET6
+        self._rule(_Rule(family, table, fwmark=table, invert=True))
+        self._rule(_Rule(family, rt.RT_TABLE_MAIN, suppress_prefixlength=0))
+        self._route(net, table)
+        if family == rt.AF_INET:
+            self._src_valid_mark()
+
+    def _free_table(self) -> int:
+        # wg-quick: the first table from 51820 up with no IPv4 or IPv6 route in it
+        nl = self._require()
+        table = POLICY_TABLE
+        while nl.table_in_use(table):
+            table += 1
+        return table
+
+    def _route(self, net: Network, table: int) -> None:
+        try:
+            self._require().add_route(self.index, net, table=table)
+        except FileExistsError as exc:
+            where = "the main table" if table == rt.RT_TABLE_MAIN else f"table {table}"
+            if net.prefixlen:
+                # the interface's own prefix route, or a second peer with the same prefix
+                log.debug("%s: %s is already in %s", self.name, net, where)
+                return
+            raise FileExistsError(
+                exc.errno,
+                f"{self.name}: a default route ({net}) is already in {where}; "
+                "another interface uses it (choose another FwMark or Table)",
+            ) from None
+
+    def _rule(self, rule: _Rule) -> None:
+        self._require().add_rule(
+            rule.family,
+            table=rule.table,
+            fwmark=rule.fwmark,
+            invert=rule.invert,
+            suppress_prefixlength=rule.suppress_prefixlength,
+        )
+        self._rules.append(rule)
+        log.debug("%s: ip %s", self.name, rule)
+
+    def _src_valid_mark(self) -> None:
+        # /proc/sys/net belongs to the network namespace of the thread that opens the file
+        with _entered(self._netns):
+            fd = os.open(_SRC_VALID_MARK, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            if os.read(fd, 16).strip() != b"1":
+                os.lseek(fd, 0, os.SEEK_SET)
+                os.write(fd, b"1\n")
+        finally:
+            os.close(fd)
+
+
+def table_setting(table: object) -> str | int:
+    """``table`` checked as ``open_interface(table=...)`` takes it: ``"auto"``, ``"off"``,
+    ``"main"`` (returned as 254) or a table number, 1 to 2**32 - 1.
+
+    Raises:
+        ConfigError: anything else.
+    """
+    if table in ("auto", "off"):
+        return str(table)
+    if table == "main":
+        return rt.RT_TABLE_MAIN
+    if isinstance(table, str):
+        raise ConfigError(f"table {table!r} is not auto, off, main or a table number")
+    return rt.check_table(table)
+
+
+async def add_routes(
+    device: AsyncDevice,
+    wg: WireGuard,
+    transport: UDPTransport,
+    *,
+    table: str | int,
+    netns: str | None,
+    name: str,
+) -> Routes | None:
+    """Routes for every peer's AllowedIPs as ``Table = table`` says, for a starting interface.
+
+    On Linux the work is done by a :class:`Routes` in a worker thread; when default routes got
+    a table of their own and the interface had no fwmark, the table becomes the fwmark of
+    ``transport`` and ``wg`` (which ``wg show`` reports) — before anything is sent. Should
+    anything fail, the rules added so far are removed before the error leaves. Elsewhere only
+    main-table routes are added, through the device (no tables, no policy routing).
+
+    Returns:
+        What to :meth:`~Routes.aclose` when the interface goes down (``None``: nothing).
+
+    Raises:
+        ConfigError: a bad ``table``, or a table other than ``auto``/``off`` off Linux.
+        OSError: the kernel refused a route or rule, or the mark.
+        DeviceError: (not Linux) the device refused a route.
+    """
+    nets = {net for pk in wg.peers for net in wg.peer_statistics(pk).allowed_ips}
+    if table == "off" or not nets:
+        return None
+    if sys.platform != "linux":
+        await _add_device_routes(device, nets, table, name)
+        return None
+    index = device.if_index()
+    routes = await anyio.to_thread.run_sync(lambda: Routes(index, netns=netns, name=name))
+    try:
+        mark = await anyio.to_thread.run_sync(routes.add, nets, table, wg.fwmark)
+        if mark != wg.fwmark:
+            transport.set_fwmark(mark)
+            wg.fwmark = mark
+    except BaseException:
+        await routes.aclose()
+        raise
+    return routes
+
+
+async def _add_device_routes(
+    device: AsyncDevice, nets: Iterable[Network], table: str | int, name: str
+) -> None:
+    if table != "auto":
+        raise ConfigError(f"Table = {table} is not supported on {sys.platform} (Linux only)")
+    for net in sorted(nets, key=lambda n: (n.version, n.prefixlen, int(n.network_address))):
+        if net.prefixlen == 0:
+            log.warning(
+                "%s: not adding the default route %s (policy routing is Linux only)", name, net
+            )
+            continue
+        try:
+            await device.add_route(net)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            if exc.errno != errno.EEXIST:
+                raise
+
+
+def _entered(netns: str | None) -> AbstractContextManager[None]:
+    from ..platform.linux._netns import entered, netns_path
+
+    return entered(None if netns is None else netns_path(netns))
