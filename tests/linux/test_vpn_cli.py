@@ -29,16 +29,19 @@ HAVE_WG = shutil.which("wg") is not None
 class Up:
     """``tunflow up FILE`` in a namespace, in the foreground; stopped and reaped on exit."""
 
-    def __init__(self, ns: testing.Netns, conf: Path, *args: str) -> None:
+    def __init__(
+        self, ns: testing.Netns, conf: Path, *args: str, env: dict[str, str] | None = None
+    ) -> None:
         self.ns = ns
         self.name = conf.stem
         self.argv = ns.cmd(*TUNFLOW, "up", str(conf), *args)
+        self.env = env
         self.proc: subprocess.Popen[str] | None = None
         self.out = ""
 
     def __enter__(self) -> Up:
         self.proc = subprocess.Popen(
-            self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env
         )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + 20
@@ -212,3 +215,40 @@ def _key_of(conf_path: Path) -> str:
         if line.startswith("PrivateKey"):
             return line.split("=", 1)[1].strip()
     raise AssertionError("no key")
+
+
+def test_dns_goes_to_resolvconf_while_up(
+    configs: tuple[testing.Netns, testing.Netns, Path, Path], tmp_path: Path
+) -> None:
+    a, b, ca, cb = configs
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "resolvconf-calls"
+    # a stand-in resolvconf that records what it is given (the real one would rewrite this
+    # machine's /etc/resolv.conf for the length of the test)
+    fake = bin_dir / "resolvconf"
+    fake.write_text(f'#!/bin/sh\n{{ echo "ARGS $*"; cat; }} >> {calls}\n')
+    fake.chmod(0o755)
+    text = ca.read_text().replace("[Peer]", "DNS = 10.95.0.53, corp.example\n\n[Peer]")
+    ca.write_text(text)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+    with Up(a, ca, env=env) as up_a, Up(b, cb):
+        ping(a, OB)
+        record = "tun." if Path("/etc/resolvconf/interface-order").exists() else ""
+        assert calls.read_text() == (
+            f"ARGS -a {record}{up_a.name} -m 0 -x\nnameserver 10.95.0.53\nsearch corp.example\n"
+        )
+        assert up_a.stop() == 0
+    assert calls.read_text().endswith(f"ARGS -d {record}{up_a.name} -f\n")
+
+
+@pytest.mark.skipif(shutil.which("resolvconf") is not None, reason="resolvconf is installed")
+def test_dns_without_resolvconf_is_refused_before_anything_is_made(
+    configs: tuple[testing.Netns, testing.Netns, Path, Path],
+) -> None:
+    a, _, ca, _ = configs
+    ca.write_text(ca.read_text().replace("[Peer]", "DNS = 10.95.0.53\n\n[Peer]"))
+    done = a.run(*TUNFLOW, "up", str(ca), check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "needs resolvconf" in done.stderr
+    assert a.run("ip", "link", "show", ca.stem, check=False).returncode != 0

@@ -84,13 +84,14 @@ def _run_hooks(commands: list[str], what: str) -> None:
 
 async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
     from ..wireguard import open_interface
+    from ..wireguard._dns import ResolvConf
     from ..wireguard.wgquick import hooks
 
     config = quick.interface_config(native=args.native)
     offload = {"auto": None, "on": True, "off": False}[args.offload]
     routes = quick.table != "off" and not args.no_routes
-    if quick.dns:
-        log.warning("DNS = %s is not applied by tunflow", ", ".join(quick.dns))
+    # checked before anything is made: without resolvconf the interface does not come up
+    dns = ResolvConf(name, quick.dns) if quick.dns else None
     if quick.save_config:
         log.warning("SaveConfig = true is not supported: the file is never written")
     _run_hooks(hooks(quick.pre_up, name), "PreUp")
@@ -105,6 +106,8 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
         offload=offload,
     ) as iface:
         try:
+            if dns is not None:
+                dns.apply()
             _run_hooks(hooks(quick.post_up, name), "PostUp")
             pid_file.parent.mkdir(parents=True, exist_ok=True)
             pid_file.write_text(f"{os.getpid()}\n")
@@ -134,6 +137,8 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
             _run_hooks(hooks(quick.pre_down, name), "PreDown")
             stats = iface.statistics()
         finally:
+            if dns is not None:
+                dns.remove()
             with _suppress_os_error():
                 if pid_file.read_text().strip() == str(os.getpid()):
                     pid_file.unlink()

@@ -93,7 +93,8 @@ class QuickConfig:
         fwmark: ``FwMark`` (0: none).
         addresses: ``Address`` lines, as interfaces (address with prefix).
         mtu: ``MTU`` (``None``: the default, 1420).
-        dns: ``DNS`` servers and search domains (read, not applied by tunflow).
+        dns: ``DNS`` servers and search domains (``tunflow up`` hands them to ``resolvconf``,
+            as wg-quick does).
         table: ``Table`` — ``"auto"`` (routes for AllowedIPs in the main table, a default
             route through fwmark policy routing), ``"off"`` (no routes), or a table number
             (every AllowedIPs route in that table, no rules; ``main`` reads as 254).
