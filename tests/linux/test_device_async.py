@@ -170,3 +170,19 @@ async def test_receive_nowait(netns: testing.Netns) -> None:
             if parsed and parsed[1] == 5000:
                 break
         assert parsed[2] == b"now"
+
+
+async def test_send_batch_without_checkpoint_is_not_one(netns: testing.Netns) -> None:
+    # checkpoint=False: no cancellation check, no yield (a lane that read first has had its
+    # checkpoint); the default is a checkpoint as every anyio call is
+    async with DeviceBuilder().ipv4("10.62.0.1", 24).build_async() as dev:
+        out = dev.new_batch()
+        out.append(ipv4_udp("10.62.0.2", "10.62.0.1", 1, 9, b"x"))
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            assert await dev.send_batch(out, checkpoint=False) == 1
+            sent_anyway = True
+            await dev.send_batch(out)
+            raise AssertionError("a cancelled scope let a checkpointing send through")
+        assert sent_anyway and scope.cancelled_caught
+        assert dev.statistics().tx_packets == 1

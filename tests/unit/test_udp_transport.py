@@ -276,3 +276,20 @@ def test_gathered_groups_are_checked() -> None:
     with pytest.raises(ValueError):  # more than one UDP_SEGMENT send takes
         b.add_gathered([memoryview(bytes(65 * 100))], 65 * 100, 100, None)
     assert not b.gathered
+
+
+async def test_send_batch_without_checkpoint_is_not_one() -> None:
+    async with (
+        UDPTransport.bind("127.0.0.1:0") as rx,
+        UDPTransport.bind("127.0.0.1:0", peer=rx.local_address) as tx,
+    ):
+        out = tx.new_batch()
+        out.append(b"through")
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            assert await tx.send_batch(out, checkpoint=False) == 1
+            await tx.send_batch(out)
+            raise AssertionError("a cancelled scope let a checkpointing send through")
+        assert scope.cancelled_caught
+        assert (await receive(rx, 1)).to_list() == [b"through"]
+        assert tx.statistics().tx_datagrams == 1

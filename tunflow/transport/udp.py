@@ -699,9 +699,10 @@ class UDPTransport:
 
         Args:
             batch: the datagrams (a plain packet batch goes to :attr:`peer`).
-            checkpoint: yield to the event loop once at the end, as every anyio call does.
-                ``False`` yields only while the socket buffer is full — for a loop that
-                yields elsewhere each round (one event-loop turn less per packet's trip).
+            checkpoint: be a checkpoint, as every anyio call is (raise a pending cancellation
+                first, yield once at the end). ``False`` does neither and yields only while the
+                socket buffer is full — for a loop that has a checkpoint elsewhere each round
+                (one event-loop turn less per packet's trip).
 
         Returns:
             How many were sent; the others are counted in ``statistics().drops``.
@@ -710,7 +711,8 @@ class UDPTransport:
             anyio.ClosedResourceError: the transport was closed.
             OSError: the socket failed in a way no datagram loss explains.
         """
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        if checkpoint:
+            await anyio.lowlevel.checkpoint_if_cancelled()
         before = self._tx[0]
         groups = self._groups(batch)
         view = batch.view
