@@ -8,8 +8,7 @@ until the kernel has nothing left before waiting again, so a burst costs one wai
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from ipaddress import IPv4Interface, IPv6Interface
 from typing import Any, TypeVar
 
@@ -224,17 +223,13 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
             waker.close()
         self._check_open()
 
-    @contextlib.contextmanager
-    def _send_guard(self) -> Iterator[None]:
+    def _begin_send(self) -> None:
         # A batch write may wait half-way, and on an offload device its coalescing arena is
-        # reused by the next one: two tasks writing batches at once would mix them up.
+        # reused by the next one: two tasks writing batches at once would mix them up. (A
+        # flag and try/finally at the call sites, not a context manager: this is per batch.)
         if self._sending:
             raise anyio.BusyResourceError("sending a batch to")
         self._sending = True
-        try:
-            yield
-        finally:
-            self._sending = False
 
     def _begin_receive(self) -> None:
         if self._receiving:
@@ -399,8 +394,11 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         if checkpoint:
             await anyio.lowlevel.checkpoint_if_cancelled()
         self._check_open()
-        with self._send_guard():
+        self._begin_send()
+        try:
             waited = await self._write_all(self._prepare_send_batch(batch))
+        finally:
+            self._sending = False
         self._account_tx(batch)
         if checkpoint and not waited:
             await anyio.lowlevel.cancel_shielded_checkpoint()
@@ -434,8 +432,11 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         await anyio.lowlevel.checkpoint_if_cancelled()
         self._check_open()
         batch = self._mm_gather(bufs, offset)
-        with self._send_guard():
+        self._begin_send()
+        try:
             waited = await self._write_all(self._prepare_send_batch(batch, gro_table))
+        finally:
+            self._sending = False
         self._account_tx(batch)
         if not waited:
             await anyio.lowlevel.cancel_shielded_checkpoint()

@@ -62,7 +62,8 @@ _SO_MARK: Final = 36
 _SO_SNDBUFFORCE: Final = 32
 _SO_RCVBUFFORCE: Final = 33
 _SOL_SOCKET: Final = socket.SOL_SOCKET
-_MSG_TRUNC: Final = socket.MSG_TRUNC
+# a plain int: ``flags & socket.MSG_TRUNC`` would go through enum.Flag.__and__ on every read
+_MSG_TRUNC: Final = int(socket.MSG_TRUNC)
 _ANCBUF: Final = socket.CMSG_SPACE(4) * 2 if hasattr(socket, "CMSG_SPACE") else 0
 _SEGMENT: Final = struct.Struct("=H")
 _INT: Final = struct.Struct("=i")
@@ -74,7 +75,6 @@ _UNREACHABLE: Final = frozenset(
 # (EIO, the case wireguard-go handles), or no UDP_SEGMENT at all.
 _GSO_REFUSED: Final = frozenset({errno.EIO, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOPROTOOPT})
 _ADDR_CACHE_MAX: Final = 4096
-#: ``(address, offset, length, segment_size)``: one send (see ``DatagramBatch.gso_groups``)
 #: ``(address, offset or parts, length, segment size)``: a run of datagrams one send takes,
 #: in the arena at an offset or gathered from parts (:meth:`DatagramBatch.add_gathered`)
 _Group = tuple[Any, Any, int, int]
