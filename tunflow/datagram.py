@@ -74,7 +74,15 @@ class DatagramBatch(PacketBatch):
         [(b'abc', ('192.0.2.1', 51820)), (b'def', ('192.0.2.1', 51820))]
     """
 
-    __slots__ = ("addresses", "gather", "gathered", "gathered_bytes", "origin")
+    __slots__ = (
+        "_gathered_at",
+        "addresses",
+        "gather",
+        "gather_slots",
+        "gathered",
+        "gathered_bytes",
+        "origin",
+    )
 
     def __init__(
         self, capacity: int = 256 * 1024, max_packets: int = _MAX_DATAGRAMS, *, gather: bool = False
@@ -98,6 +106,11 @@ class DatagramBatch(PacketBatch):
         self.gathered: list[tuple[Any, list[memoryview], int, int]] = []
         #: the bytes in :attr:`gathered`
         self.gathered_bytes = 0
+        #: buffers a gathering writer keeps its groups' bytes in, owned by this batch so two
+        #: batches never share them (tunflow's native mode keeps its ``SendSlots`` here)
+        self.gather_slots: Any = None
+        # how many arena datagrams preceded each gathered group: the sending order
+        self._gathered_at: list[int] = []
 
     def __repr__(self) -> str:
         return f"<DatagramBatch {len(self.offsets)} datagrams, {self.end}/{len(self.buffer)} bytes>"
@@ -219,6 +232,7 @@ class DatagramBatch(PacketBatch):
         ):
             raise ValueError(f"a gathered group of {length} bytes in {segment_size}-byte segments")
         self.gathered.append((address, parts, length, segment_size))
+        self._gathered_at.append(len(self.offsets))
         self.gathered_bytes += length
 
     def add_segments(self, offset: int, total: int, segment_size: int, address: Any) -> int:
@@ -265,10 +279,18 @@ class DatagramBatch(PacketBatch):
         self.vnet_hdr = False
         if self.gathered:
             self.gathered.clear()
+            self._gathered_at.clear()
             self.gathered_bytes = 0
 
     def keep(self, indices: Iterable[int]) -> None:
-        """Keep only the datagrams at ``indices`` (ascending), with their addresses."""
+        """Keep only the datagrams at ``indices`` (ascending), with their addresses.
+
+        Raises:
+            ValueError: the batch has gathered groups (their place among the datagrams would
+                be lost).
+        """
+        if self.gathered:
+            raise ValueError("keep() on a batch with gathered groups")
         idx = indices if isinstance(indices, list | tuple | range) else list(indices)
         offsets, lengths, addrs = self.offsets, self.lengths, self.addresses
         self.offsets = [offsets[i] for i in idx]
@@ -285,14 +307,50 @@ class DatagramBatch(PacketBatch):
             for o, n, a in zip(self.offsets, self.lengths, self.addresses, strict=True)
         ]
 
-    def gso_groups(
+    def send_groups(
         self, max_segments: int = UDP_MAX_SEGMENTS, max_bytes: int = UDP_MAX_GSO_BYTES
+    ) -> list[tuple[Any, Any, int, int]]:
+        """Everything to send, in the order it was added: :meth:`gso_groups` of the arena's
+        datagrams with the :attr:`gathered` groups in their places (``(address, parts,
+        length, segment_size)``: the second item is a list of parts instead of an offset).
+
+        Example:
+            >>> b = DatagramBatch(64, gather=True)
+            >>> b.append(b"first", address=("192.0.2.1", 1))
+            >>> b.add_gathered([memoryview(b"sec"), memoryview(b"ond")], 6, 6, ("192.0.2.1", 1))
+            >>> b.append(b"third", address=("192.0.2.1", 1))
+            >>> [g[1] if isinstance(g[1], int) else b"".join(g[1]) for g in b.send_groups()]
+            [0, b'second', 5]
+        """
+        groups: list[tuple[Any, Any, int, int]] = []
+        if not self.gathered:
+            groups += self.gso_groups(max_segments, max_bytes)
+            return groups
+        prev = 0
+        for at, group in zip(self._gathered_at, self.gathered, strict=True):
+            if at > prev:
+                groups += self.gso_groups(max_segments, max_bytes, start=prev, stop=at)
+                prev = at
+            groups.append(group)
+        if prev < len(self.offsets):
+            groups += self.gso_groups(max_segments, max_bytes, start=prev)
+        return groups
+
+    def gso_groups(
+        self,
+        max_segments: int = UDP_MAX_SEGMENTS,
+        max_bytes: int = UDP_MAX_GSO_BYTES,
+        *,
+        start: int = 0,
+        stop: int | None = None,
     ) -> list[tuple[Any, int, int, int]]:
         """Group datagrams for ``UDP_SEGMENT`` sends.
 
         A group is consecutive datagrams to the same address, contiguous in the arena, all of
         one size except a shorter last one, at most ``max_segments`` long and ``max_bytes``
         in total — exactly what one ``sendmsg`` with ``UDP_SEGMENT=segment_size`` sends.
+        ``start``/``stop`` limit it to datagrams ``start … stop - 1``. Gathered groups are not
+        included: :meth:`send_groups` places them among these.
 
         Returns:
             ``(address, offset, length, segment_size)`` per group; send
@@ -301,8 +359,8 @@ class DatagramBatch(PacketBatch):
         """
         groups: list[tuple[Any, int, int, int]] = []
         offs, lens, addrs = self.offsets, self.lengths, self.addresses
-        n = len(offs)
-        i = 0
+        n = len(offs) if stop is None else min(stop, len(offs))
+        i = start
         while i < n:
             addr, start, seg = addrs[i], offs[i], lens[i]
             if seg <= 0:

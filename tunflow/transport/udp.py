@@ -687,10 +687,7 @@ class UDPTransport:
     @staticmethod
     def _groups(batch: PacketBatch) -> list[_Group]:
         if isinstance(batch, DatagramBatch):
-            groups: list[_Group] = batch.gso_groups(UDP_MAX_SEGMENTS, UDP_MAX_GSO_BYTES)
-            if batch.gathered:
-                groups.extend(batch.gathered)
-            return groups
+            return batch.send_groups(UDP_MAX_SEGMENTS, UDP_MAX_GSO_BYTES)
         # a plain packet batch (a pipeline's device side): every packet to the default peer
         return [(None, off, n, n) for off, n in zip(batch.offsets, batch.lengths, strict=True)]
 

@@ -251,3 +251,58 @@ def test_encrypt_batch_gathers_native_messages_when_the_batch_allows() -> None:
     smalls = DatagramBatch(1 << 16, gather=True)
     assert p.a.encrypt_batch(small, p.now, smalls) == 40
     assert len(smalls) == 40 and not smalls.gathered
+
+
+def test_gathered_and_arena_messages_leave_in_order() -> None:
+    # a big message (gathered) then a small one (arena) to the same peer: the small one must
+    # not overtake it — the inner TCP would see reordering
+    p = native_pair()
+    packets = [super_packet(30_000, 7), ip4(A_IP, B_IP, b"tail", proto=6), super_packet(5000, 8)]
+    batch = batch_of(packets)
+    batch.zero_headers()
+    out = DatagramBatch(1 << 16, gather=True)
+    assert p.a.encrypt_batch(batch, p.now, out) == 3
+    groups = out.send_groups()
+    kinds = ["arena" if isinstance(where, int) else "gathered" for _, where, _, _ in groups]
+    assert kinds == ["gathered", "arena", "gathered"]
+    rx = DatagramBatch(4 << 20)
+    for _, where, length, seg in groups:
+        data = (
+            bytes(out.view[where : where + length]) if isinstance(where, int) else b"".join(where)
+        )
+        for k in range(0, length, seg):
+            rx.append(data[k : k + seg], address=p.a_addr)
+    got = PacketBatch(4 << 20)
+    p.b.decrypt_batch(rx, p.now, got)
+    assert got.to_list() == packets
+    with pytest.raises(ValueError, match="gathered"):
+        out.keep([0])
+
+
+def test_a_message_of_two_sends_takes_one_slot() -> None:
+    p = native_pair()
+    packets = [super_packet(65_000, k) for k in range(16)]  # 46 fragments: two sends each
+    batch = batch_of(packets)
+    batch.zero_headers()
+    out = DatagramBatch(1 << 16, gather=True)
+    assert p.a.encrypt_batch(batch, p.now, out) == 16
+    assert len(out.gathered) == 32
+
+
+def test_two_gathering_batches_do_not_share_slots() -> None:
+    p = native_pair()
+    first, second = (DatagramBatch(1 << 16, gather=True) for _ in range(2))
+    for out, seed in ((first, 1), (second, 2)):
+        batch = batch_of([super_packet(20_000, seed)])
+        batch.zero_headers()
+        assert p.a.encrypt_batch(batch, p.now, out) == 1
+    assert first.gather_slots is not second.gather_slots
+    # the first batch's bytes are intact although the second was sealed before it was sent
+    rx = DatagramBatch(1 << 17)
+    for _, parts, length, seg in first.gathered:
+        data = b"".join(parts)
+        for k in range(0, length, seg):
+            rx.append(data[k : k + seg], address=p.a_addr)
+    got = PacketBatch(1 << 17)
+    p.b.decrypt_batch(rx, p.now, got)
+    assert got.to_list() == [super_packet(20_000, 1)]

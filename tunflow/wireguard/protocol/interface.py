@@ -67,7 +67,6 @@ from .native import (
     MIN_FRAGMENT_SIZE,
     NATIVE_HEADER_SIZE,
     OpenResult,
-    SendSlots,
     open_native,
     open_native_run,
     open_native_scattered,
@@ -394,7 +393,6 @@ class WireGuard:
         self._under_load_until = float("-inf")
         self._recv_nonce = bytearray(12)
         self._scratch = bytearray(MAX_SEALED_SIZE)
-        self._send_slots = SendSlots()
         self._tmp_packets = PacketBatch(capacity=70_000, max_packets=1)
         self._tmp_datagrams = DatagramBatch(capacity=256 * 1024)
 
@@ -839,7 +837,7 @@ class WireGuard:
         endpoint = peer.endpoint
         if out.gather:
             seal: Callable[..., int] = seal_native_gathered
-            scratch: object = self._send_slots
+            scratch: object = None  # the batch's own slots
         else:
             seal, scratch = seal_native, self._scratch
         done = 0

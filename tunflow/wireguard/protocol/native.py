@@ -222,7 +222,15 @@ class SendSlots:
         count: messages per batch (a batch with more is sent in several rounds).
     """
 
-    __slots__ = ("_header_views", "_layouts", "_sealed_views", "headers", "scratch", "sealed")
+    __slots__ = (
+        "_header_views",
+        "_layouts",
+        "_sealed_views",
+        "headers",
+        "scratch",
+        "sealed",
+        "used",
+    )
 
     def __init__(self, count: int = 16) -> None:
         if count < 1:
@@ -231,6 +239,8 @@ class SendSlots:
         self.headers = [bytearray(NATIVE_HEADER_SIZE * 255) for _ in range(count)]
         #: for one-fragment messages, sealed here and copied into the batch's arena
         self.scratch = bytearray(MAX_SEALED_SIZE)
+        #: slots taken in the current batch (reset when its batch has no gathered groups)
+        self.used = 0
         self._sealed_views = [memoryview(b) for b in self.sealed]
         self._header_views = [memoryview(b) for b in self.headers]
         self._layouts: dict[tuple[int, int, int], list[list[memoryview]]] = {}
@@ -269,19 +279,21 @@ def seal_native_gathered(
     out: DatagramBatch,
     address: Address | None,
     fragment_size: int,
-    slots: SendSlots,
+    slots: SendSlots | None = None,
 ) -> int:
     """:func:`seal_native` without cutting: the fragments go to ``out`` as gathered groups.
 
     A message of one fragment is written into ``out``'s arena as :func:`seal_native` does
-    (runs of small messages to one peer then share a ``UDP_SEGMENT`` send).
+    (runs of small messages to one peer then share a ``UDP_SEGMENT`` send); the transport
+    sends arena datagrams and gathered groups in the order they were added.
 
-    The message is sealed into the next free slot of ``slots`` (slot ``k`` for the ``k``-th
-    gathered message of ``out``) and its headers are written beside it; ``out`` gets lists of
-    parts that a gathering ``sendmsg`` turns into exactly the datagrams :func:`seal_native`
-    writes — the same bytes on the wire, without copying the sealed message into place (the
-    cut costs about as much as the AEAD). ``out`` must be made with ``gather=True``, and the
-    slots must not be used again before ``out`` was sent and cleared.
+    The message is sealed into the next free slot of ``slots`` — by default ``out``'s own
+    (:attr:`~tunflow.datagram.DatagramBatch.gather_slots`, made on first use), so two batches
+    never share one — and its headers are written beside it; ``out`` gets lists of parts that
+    a gathering ``sendmsg`` turns into exactly the datagrams :func:`seal_native` writes — the
+    same bytes on the wire, without copying the sealed message into place (the cut costs about
+    as much as the AEAD). ``out`` must be made with ``gather=True``; slots given explicitly
+    must serve only ``out`` until it was sent and cleared.
 
     Returns:
         The number of fragments added; 0 when every slot is taken or the counter is exhausted
@@ -297,16 +309,23 @@ def seal_native_gathered(
         raise ValueError(f"fragment size {fragment_size} is below {MIN_FRAGMENT_SIZE}")
     if not out.gather:
         raise ValueError("out takes no gathered groups (make it with gather=True)")
+    if slots is None:
+        slots = out.gather_slots
+        if slots is None:
+            slots = out.gather_slots = SendSlots()
     chunk = fragment_size - NATIVE_HEADER_SIZE
     sealed_len = plen + TAG_SIZE
     if sealed_len <= chunk:
         # one fragment (an ACK, a small datagram): into the arena, where runs of them to one
         # peer share a UDP_SEGMENT send; the copy is small
         return seal_native(session, message, out, address, fragment_size, slots.scratch)
-    slot = len(out.gathered)
+    if not out.gathered:
+        slots.used = 0  # the batch was sent and cleared: every slot is free
+    slot = slots.used
     counter = session.native_send_counter
     if slot >= len(slots) or counter >= REJECT_AFTER_MESSAGES:
         return 0
+    slots.used = slot + 1
     count = -(-sealed_len // chunk)
     header = NATIVE_HEADER.pack(
         MESSAGE_NATIVE, 0, count, NATIVE_VERSION, session.remote_index, counter, chunk, 0
