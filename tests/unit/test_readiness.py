@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import time
 from collections.abc import Iterator
 
 import anyio
@@ -131,3 +133,73 @@ def test_survives_a_new_event_loop() -> None:
         waiter.close()
         a.close()
         b.close()
+
+
+async def test_no_wake_ups_without_data(pair: tuple[socket.socket, socket.socket]) -> None:
+    # data trickles in from another thread while the task reads after every wake: each wake
+    # must find data (a callback the loop queued before the read must not wake the next wait)
+    a, b = pair
+    waiter = ReadWaiter(b.fileno())
+    received = spurious = 0
+
+    def trickle() -> None:
+        for _ in range(100):
+            a.send(b"x")
+            time.sleep(0.001)
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(anyio.to_thread.run_sync, trickle)
+            while received < 100:
+                await waiter.wait()
+                got = 0
+                with contextlib.suppress(BlockingIOError):
+                    while True:
+                        b.recv(10)
+                        got += 1
+                received += got
+                spurious += not got
+    waiter.close()
+    assert spurious == 0
+
+
+async def test_a_second_waiter_is_refused_until_the_first_resumed(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    waiter = ReadWaiter(b.fileno())
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter.wait)
+            await anyio.wait_all_tasks_blocked()
+            a.send(b"x")
+            waiter._ready()  # the loop calls back; the first waiter has not resumed yet
+            with pytest.raises(anyio.BusyResourceError):
+                await waiter.wait()
+    waiter.close()
+
+
+async def test_close_from_another_thread_closes_the_fd_on_the_loop(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    waiter = ReadWaiter(b.fileno())
+    a.send(b"1")
+    with anyio.fail_after(10):
+        await waiter.wait()
+    assert b.recv(10) == b"1"
+    # a finalizer in another thread: the fd must outlive the loop's registration
+    await anyio.to_thread.run_sync(waiter.close, b.close)
+    with anyio.fail_after(10):
+        while b.fileno() != -1:  # noqa: ASYNC110 - polling a plain socket's state, no event
+            await anyio.sleep(0.001)
+    # a new socket that may well get the old number is waited on normally
+    c, d = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        c.send(b"2")
+        with anyio.fail_after(10):
+            await anyio.wait_readable(d)
+        assert d.recv(10) == b"2"
+    finally:
+        c.close()
+        d.close()

@@ -293,3 +293,24 @@ async def test_send_batch_without_checkpoint_is_not_one() -> None:
         assert scope.cancelled_caught
         assert (await receive(rx, 1)).to_list() == [b"through"]
         assert tx.statistics().tx_datagrams == 1
+
+
+async def test_a_transport_dropped_without_aclose_lets_go_of_its_fd() -> None:
+    import gc
+
+    t = UDPTransport.bind("127.0.0.1:0")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(b"x", t.local_address)
+        await receive(t, 1)  # its fd is now registered with the event loop
+    del t
+    gc.collect()
+    # a new socket, likely with the same number, is waited on normally
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        a.send(b"y")
+        with anyio.fail_after(10):
+            await anyio.wait_readable(b)
+        assert b.recv(10) == b"y"
+    finally:
+        a.close()
+        b.close()

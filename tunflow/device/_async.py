@@ -2,8 +2,10 @@
 
 A device carries whole packets and the kernel drops them when its queue overflows, so this is an
 :class:`anyio.abc.UnreliableObjectStream` of ``bytes`` (as anyio's ``ConnectedUDPSocket``), with
-batch methods beside it for the hot path. Waiting uses ``anyio.wait_readable``; reads go on
-until the kernel has nothing left before waiting again, so a burst costs one wait.
+batch methods beside it for the hot path. Waiting for readability keeps the fd registered with
+the event loop between waits on asyncio and uvloop (``tunflow._readiness.ReadWaiter``; anyio's
+``wait_readable`` on trio); reads go on until the kernel has nothing left before waiting
+again, so a burst costs one wait.
 """
 
 from __future__ import annotations
@@ -160,15 +162,20 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         self._closed = True
         fd = self._queue.fileno()
         self._fd = -1
-        self._reader.close()
         if fd >= 0 and _in_event_loop():
             anyio.notify_closing(fd)
         if self._thread_waker is not None:
             self._thread_waker.wake()
-        try:
-            self._queue.close()
-        finally:
-            self._shared.release()
+
+        def close_queue() -> None:
+            try:
+                self._queue.close()
+            finally:
+                self._shared.release()
+
+        # the fd closes only once the event loop let go of it (from a finalizer in another
+        # thread that is later, on the loop's thread)
+        self._reader.close(then=close_queue)
 
     async def aclose(self) -> None:
         """Close the queue; a blocked receiver raises :class:`~tunflow.ClosedDeviceError`."""

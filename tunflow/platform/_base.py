@@ -6,7 +6,7 @@ A backend has two halves:
   framing (macOS's 4-byte address-family header, …) so that every platform yields the same bare
   IP packets (or Ethernet frames for TAP), and it never blocks: when nothing can be read or
   written it raises :class:`BlockingIOError`, and the device face waits — with ``poll`` in
-  :class:`~tunflow.SyncDevice`, with ``anyio.wait_readable`` in :class:`~tunflow.AsyncDevice`.
+  :class:`~tunflow.SyncDevice`, through the event loop in :class:`~tunflow.AsyncDevice`.
 * :class:`Interface` — the configuration of the network interface behind the queues: name,
   index, MTU, addresses, routes, MAC, up/down. Blocking calls; the async face runs them in a
   worker thread.

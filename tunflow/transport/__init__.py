@@ -1,7 +1,7 @@
 """Transports: batches of datagrams to and from peers (a UDP socket today).
 
 :class:`Transport` is the contract a pipeline's remote side meets; :class:`UDPTransport` is the
-UDP implementation, driven by ``anyio.wait_readable``/``wait_writable`` like the devices, moving
+UDP implementation, waiting on its socket through the event loop like the devices, moving
 many datagrams per system call with ``UDP_SEGMENT``/``UDP_GRO`` where the kernel has them.
 """
 

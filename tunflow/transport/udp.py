@@ -1,4 +1,5 @@
-"""A UDP transport: one non-blocking socket driven by ``anyio.wait_readable``/``wait_writable``.
+"""A UDP transport: one non-blocking socket, waited on through the event loop (a persistent
+registration for reads on asyncio/uvloop, ``anyio.wait_readable`` on trio, ``wait_writable``).
 
 Python has no ``sendmmsg``/``recvmmsg``, so on Linux this transport moves many datagrams per
 system call with the kernel's UDP segmentation offloads:
@@ -776,13 +777,20 @@ class UDPTransport:
         sock, self._sock = self._sock, None
         if sock is not None:
             self._fd = -1
-            self._reader.close()
             try:
                 anyio.notify_closing(sock)
             except Exception:
                 pass
-            sock.close()
+            self._reader.close(then=sock.close)
         await anyio.lowlevel.checkpoint()
+
+    def __del__(self) -> None:
+        # dropped without aclose(): let the event loop forget the fd before it is closed (its
+        # number may be reused at once, and the fd stays registered between waits)
+        sock = getattr(self, "_sock", None)
+        if sock is not None:
+            self._sock = None
+            self._reader.close(then=sock.close)
 
 
 def _format(addr: Any) -> str:
