@@ -256,14 +256,15 @@ async def test_table_number_main_or_off(
     assert rules(a, "-4") == []
 
 
-def test_bad_table_is_refused_before_anything_is_made() -> None:
+@pytest.mark.parametrize(("table", "message"), [(0, "routing table 0"), (255, "local table")])
+def test_bad_table_is_refused_before_anything_is_made(table: int, message: str) -> None:
     name = testing.unique_name("wa")
 
     async def main() -> None:
-        async with open_interface(default_peer(), name=name, uapi=False, table=0):
+        async with open_interface(default_peer(), name=name, uapi=False, table=table):
             pytest.fail("the interface came up")
 
-    with pytest.raises(ConfigError, match="routing table 0"):
+    with pytest.raises(ConfigError, match=message):
         anyio.run(main)
 
 

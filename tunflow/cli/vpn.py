@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 
 from ..errors import ConfigError, TunflowError
 from . import add_backend_option, anyio_backend, command
@@ -107,7 +108,7 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
     ) as iface:
         try:
             if dns is not None:
-                dns.apply()
+                await anyio.to_thread.run_sync(dns.apply)  # a program: off the event loop
             _run_hooks(hooks(quick.post_up, name), "PostUp")
             pid_file.parent.mkdir(parents=True, exist_ok=True)
             pid_file.write_text(f"{os.getpid()}\n")
@@ -138,7 +139,8 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
             stats = iface.statistics()
         finally:
             if dns is not None:
-                dns.remove()
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(dns.remove)
             with _suppress_os_error():
                 if pid_file.read_text().strip() == str(os.getpid()):
                     pid_file.unlink()

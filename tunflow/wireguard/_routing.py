@@ -257,7 +257,7 @@ class Routes:
 
 def table_setting(table: object) -> str | int:
     """``table`` checked as ``open_interface(table=...)`` takes it: ``"auto"``, ``"off"``,
-    ``"main"`` (returned as 254) or a table number, 1 to 2**32 - 1.
+    ``"main"`` (returned as 254) or a table number, 1 to 2**32 - 1 but not 255 (local).
 
     Raises:
         ConfigError: anything else.
@@ -268,7 +268,11 @@ def table_setting(table: object) -> str | int:
         return rt.RT_TABLE_MAIN
     if isinstance(table, str):
         raise ConfigError(f"table {table!r} is not auto, off, main or a table number")
-    return rt.check_table(table)
+    number = rt.check_table(table)
+    if number == rt.RT_TABLE_LOCAL:
+        # as the wg-quick file parser says: the kernel's own table of local addresses
+        raise ConfigError("table 255 is the local table; routes to peers do not belong there")
+    return number
 
 
 async def add_routes(
