@@ -164,30 +164,66 @@ def seal_native(
     Raises:
         ValueError: ``message`` is too long or too short, or ``fragment_size`` too small.
     """
+    sealed_len, chunk = _sizes(message, fragment_size)
+    return _seal_into_arena(
+        session, message, out, address, fragment_size, scratch, sealed_len, chunk
+    )
+
+
+def _sizes(message: bytes | bytearray | memoryview, fragment_size: int) -> tuple[int, int]:
+    """``(sealed length, chunk size)`` of ``message`` cut for ``fragment_size``.
+
+    Raises:
+        ValueError: ``message`` is too long or too short, or ``fragment_size`` too small.
+    """
     plen = len(message)
     if plen < HEADROOM or plen > MAX_NATIVE_PLAINTEXT:
         raise ValueError(f"native message of {plen} bytes (must be 10 … {MAX_NATIVE_PLAINTEXT})")
     if fragment_size < MIN_FRAGMENT_SIZE or fragment_size - NATIVE_HEADER_SIZE > 0xFFFF:
         raise ValueError(f"fragment size {fragment_size} is below {MIN_FRAGMENT_SIZE}")
+    return plen + TAG_SIZE, fragment_size - NATIVE_HEADER_SIZE
+
+
+def _seal(
+    session: Session,
+    message: bytes | bytearray | memoryview,
+    count: int,
+    chunk: int,
+    sealed: memoryview,
+) -> bytes:
+    """Seal ``message`` into ``sealed`` under the session's next native counter; return the
+    first fragment's header (index 0: the associated data)."""
     counter = session.native_send_counter
-    if counter >= REJECT_AFTER_MESSAGES:
+    header = NATIVE_HEADER.pack(
+        MESSAGE_NATIVE, 0, count, NATIVE_VERSION, session.remote_index, counter, chunk, 0
+    )
+    nonce = session._native_nonce
+    _COUNTER.pack_into(nonce, 4, counter)
+    session.native_seal(nonce, message, header, sealed)
+    session.native_send_counter = counter + 1
+    return header
+
+
+def _seal_into_arena(
+    session: Session,
+    message: bytes | bytearray | memoryview,
+    out: DatagramBatch,
+    address: Address | None,
+    fragment_size: int,
+    scratch: bytearray,
+    sealed_len: int,
+    chunk: int,
+) -> int:
+    """:func:`seal_native` after its checks."""
+    if session.native_send_counter >= REJECT_AFTER_MESSAGES:
         return 0
-    chunk = fragment_size - NATIVE_HEADER_SIZE
-    sealed_len = plen + TAG_SIZE
     count = -(-sealed_len // chunk)
     need = sealed_len + NATIVE_HEADER_SIZE * count
     pos = out.end
     if pos + need > len(out.buffer):
         return 0
-    receiver = session.remote_index
-    header = bytearray(
-        NATIVE_HEADER.pack(MESSAGE_NATIVE, 0, count, NATIVE_VERSION, receiver, counter, chunk, 0)
-    )
-    nonce = session._native_nonce
-    _COUNTER.pack_into(nonce, 4, counter)
     sview = memoryview(scratch)
-    session.native_seal(nonce, message, header, sview[:sealed_len])
-    session.native_send_counter = counter + 1
+    header = _seal(session, message, count, chunk, sview[:sealed_len])
     obuf = out.buffer
     step = fragment_size
     # Headers and chunks are copied into place by map() over precomputed slices — C loops, no
@@ -302,39 +338,28 @@ def seal_native_gathered(
     Raises:
         ValueError: as :func:`seal_native`, or ``out`` takes no gathered groups.
     """
-    plen = len(message)
-    if plen < HEADROOM or plen > MAX_NATIVE_PLAINTEXT:
-        raise ValueError(f"native message of {plen} bytes (must be 10 … {MAX_NATIVE_PLAINTEXT})")
-    if fragment_size < MIN_FRAGMENT_SIZE or fragment_size - NATIVE_HEADER_SIZE > 0xFFFF:
-        raise ValueError(f"fragment size {fragment_size} is below {MIN_FRAGMENT_SIZE}")
+    sealed_len, chunk = _sizes(message, fragment_size)
     if not out.gather:
         raise ValueError("out takes no gathered groups (make it with gather=True)")
     if slots is None:
         slots = out.gather_slots
         if slots is None:
             slots = out.gather_slots = SendSlots()
-    chunk = fragment_size - NATIVE_HEADER_SIZE
-    sealed_len = plen + TAG_SIZE
     if sealed_len <= chunk:
         # one fragment (an ACK, a small datagram): into the arena, where runs of them to one
         # peer share a UDP_SEGMENT send; the copy is small
-        return seal_native(session, message, out, address, fragment_size, slots.scratch)
+        return _seal_into_arena(
+            session, message, out, address, fragment_size, slots.scratch, sealed_len, chunk
+        )
     if not out.gathered:
         slots.used = 0  # the batch was sent and cleared: every slot is free
     slot = slots.used
-    counter = session.native_send_counter
-    if slot >= len(slots) or counter >= REJECT_AFTER_MESSAGES:
+    if slot >= len(slots) or session.native_send_counter >= REJECT_AFTER_MESSAGES:
         return 0
     slots.used = slot + 1
     count = -(-sealed_len // chunk)
-    header = NATIVE_HEADER.pack(
-        MESSAGE_NATIVE, 0, count, NATIVE_VERSION, session.remote_index, counter, chunk, 0
-    )
-    nonce = session._native_nonce
-    _COUNTER.pack_into(nonce, 4, counter)
     sview = slots._sealed_views[slot]
-    session.native_seal(nonce, message, header, sview[:sealed_len])
-    session.native_send_counter = counter + 1
+    header = _seal(session, message, count, chunk, sview[:sealed_len])
     hbuf = slots.headers[slot]
     hbuf[: NATIVE_HEADER_SIZE * count] = header * count
     if count > 1:
