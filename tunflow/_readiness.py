@@ -135,29 +135,25 @@ class ReadWaiter:
         self._closed = True
         future: Any = self._future
         self._future = None
+
+        def finish() -> None:
+            self._unregister()
+            if future is not None and not future.done():
+                future.set_exception(anyio.ClosedResourceError())
+            if then is not None:
+                then()
+
         loop = self._loop
         try:
             here = loop is None or loop.is_closed() or _running_loop() is loop
         except RuntimeError:
             here = not loop.is_running()  # type: ignore[union-attr]
         if here:
-            self._unregister()
-            if future is not None and not future.done():
-                future.set_exception(anyio.ClosedResourceError())
-            if then is not None:
-                then()
+            finish()
             return
         assert loop is not None
-
-        def on_loop() -> None:
-            self._unregister()
-            if future is not None and not future.done():
-                future.set_exception(anyio.ClosedResourceError())
-            if then is not None:
-                then()
-
         try:
-            loop.call_soon_threadsafe(on_loop)
+            loop.call_soon_threadsafe(finish)
         except RuntimeError:  # the loop closed meanwhile: nothing is registered any more
             self._registered = False
             if then is not None:

@@ -322,10 +322,10 @@ class DatagramBatch(PacketBatch):
             >>> [g[1] if isinstance(g[1], int) else b"".join(g[1]) for g in b.send_groups()]
             [0, b'second', 5]
         """
-        groups: list[tuple[Any, Any, int, int]] = []
         if not self.gathered:
-            groups += self.gso_groups(max_segments, max_bytes)
-            return groups
+            arena: list[tuple[Any, Any, int, int]] = self.gso_groups(max_segments, max_bytes)
+            return arena
+        groups: list[tuple[Any, Any, int, int]] = []
         prev = 0
         for at, group in zip(self._gathered_at, self.gathered, strict=True):
             if at > prev:
