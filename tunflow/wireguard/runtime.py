@@ -401,20 +401,7 @@ class WireGuardPort:
         self._split_out = self._super_packets and not all(p.native_mode for p in peers)
 
     def _split_for_wireguard(self, batch: PacketBatch) -> PacketBatch:
-        out = self._out_split
-        need = batch.end * 2 + (1 << 16)
-        if out is None or out.capacity < need:
-            out = self._out_split = PacketBatch(capacity=need, max_packets=8192)
-        out.clear()
-        view = batch.view
-        for off, n in zip(batch.offsets, batch.lengths, strict=True):
-            if view[off - HEADROOM + 1] == VIRTIO_NET_HDR_GSO_NONE and not view[off - HEADROOM]:
-                out.append(view[off : off + n])
-                continue
-            try:
-                gso_split(view[off - HEADROOM : off + n], out)
-            except (MalformedPacketError, OffloadError, PacketTooLargeError):
-                continue
+        out = self._out_split = _split_whole(batch, 0, self._out_split)
         return out
 
     def on_event(self, hook: Callable[[Event], None]) -> None:
@@ -452,20 +439,7 @@ class WireGuardPort:
     def _split_super_packets(self, batch: PacketBatch, start: int) -> None:
         """Native super-packets for a device without offload: cut them into MTU packets with
         complete checksums, in place (the engine writes the batch it passed in)."""
-        view = batch.view
-        out = self._split
-        need = (batch.end - batch.offsets[start] if start < len(batch) else 0) * 2 + (1 << 16)
-        if out is None or out.capacity < need:
-            out = self._split = PacketBatch(capacity=need, max_packets=8192)
-        out.clear()
-        for off, n in zip(batch.offsets[start:], batch.lengths[start:], strict=True):
-            if view[off - HEADROOM + 1] == VIRTIO_NET_HDR_GSO_NONE and not view[off - HEADROOM]:
-                out.append(view[off : off + n])
-                continue
-            try:
-                gso_split(view[off - HEADROOM : off + n], out)
-            except (MalformedPacketError, OffloadError, PacketTooLargeError):
-                continue
+        out = self._split = _split_whole(batch, start, self._split)
         batch.keep(range(start))
         batch.end = batch.offsets[-1] + batch.lengths[-1] if batch.offsets else 0
         batch.vnet_hdr = False
@@ -475,6 +449,28 @@ class WireGuardPort:
                 self._split_overflow += 1
                 continue
             batch.append(p)
+
+
+def _split_whole(batch: PacketBatch, start: int, out: PacketBatch | None) -> PacketBatch:
+    """Packets ``start…`` of ``batch`` (read whole, virtio-net headers in the headroom) as
+    MTU-sized packets with complete checksums, in ``out`` — made anew when missing or too
+    small: super-packets are cut by :func:`~tunflow.offload.gso_split`, plain packets copied,
+    malformed ones dropped."""
+    offsets, lengths = batch.offsets, batch.lengths
+    need = (batch.end - offsets[start] if start < len(offsets) else 0) * 2 + (1 << 16)
+    if out is None or out.capacity < need:
+        out = PacketBatch(capacity=need, max_packets=8192)
+    out.clear()
+    view = batch.view
+    for off, n in zip(offsets[start:], lengths[start:], strict=True):
+        if view[off - HEADROOM + 1] == VIRTIO_NET_HDR_GSO_NONE and not view[off - HEADROOM]:
+            out.append(view[off : off + n])
+            continue
+        try:
+            gso_split(view[off - HEADROOM : off + n], out)
+        except (MalformedPacketError, OffloadError, PacketTooLargeError):
+            continue
+    return out
 
 
 class _Scatter:
