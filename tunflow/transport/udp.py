@@ -418,6 +418,17 @@ class UDPTransport:
             rx[3] += count
         return count
 
+    def _segment_size(self, anc: list[tuple[int, int, bytes]], n: int) -> int:
+        """The ``UDP_GRO`` segment size in a read's control messages (``n``, the bytes read,
+        without one); a ``SO_RXQ_OVFL`` count there updates :attr:`kernel_drops`."""
+        seg = n
+        for level, kind, data in anc:
+            if level == _SOL_UDP and kind == _UDP_GRO:
+                seg = _INT.unpack_from(data)[0] if len(data) >= 4 else _SEGMENT.unpack(data)[0]
+            elif level == _SOL_SOCKET and kind == _SO_RXQ_OVFL:
+                self._kernel_drops = _UINT.unpack_from(data)[0]
+        return seg
+
     def _recv_gro(self, batch: DatagramBatch) -> int:
         sock = self._socket()
         view = batch.view
@@ -428,7 +439,6 @@ class UDPTransport:
         # a UDP_GRO read is never cut, so a batch may end up to 63 datagrams over its limit
         stop = min(batch.max_packets, len(batch.offsets) + self.max_packets)
         add = batch.add_segments
-        sol_udp, gro = _SOL_UDP, _UDP_GRO
         count = nbytes = reads = 0
         full = False
         while len(batch.offsets) < stop:
@@ -446,12 +456,7 @@ class UDPTransport:
                     continue
                 raise
             reads += 1
-            seg = n
-            for level, kind, data in anc:
-                if level == sol_udp and kind == gro:
-                    seg = _INT.unpack_from(data)[0] if len(data) >= 4 else _SEGMENT.unpack(data)[0]
-                elif level == _SOL_SOCKET and kind == _SO_RXQ_OVFL:
-                    self._kernel_drops = _UINT.unpack_from(data)[0]
+            seg = self._segment_size(anc, n) if anc else n
             if flags & _MSG_TRUNC:
                 self._drop("truncated")
                 continue
@@ -499,12 +504,7 @@ class UDPTransport:
                 continue
             if n:
                 break
-        seg = n
-        for level, kind, data in anc:
-            if level == _SOL_UDP and kind == _UDP_GRO:
-                seg = _INT.unpack_from(data)[0] if len(data) >= 4 else _SEGMENT.unpack(data)[0]
-            elif level == _SOL_SOCKET and kind == _SO_RXQ_OVFL:
-                self._kernel_drops = _UINT.unpack_from(data)[0]
+        seg = self._segment_size(anc, n) if anc else n
         if seg <= 0:
             seg = n
         rx = self._rx
