@@ -503,7 +503,7 @@ def cell(xs: list[float], fmt: str) -> str:
 
 def report(results: dict[str, dict[str, list[dict[str, float]]]], order: list[str]) -> str:
     def vals(c: str, test: str, key: str) -> list[float]:
-        return [r[key] for r in results[c].get(test, []) if key in r]
+        return [r[key] for r in results.get(c, {}).get(test, []) if key in r]
 
     lines = [
         "| candidate | TCP 1 stream Gbit/s | TCP 4 streams Gbit/s | UDP 64 B kpps | ping ms "
