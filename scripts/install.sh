@@ -12,7 +12,7 @@ if [ -z "${TUNFLOW_SKIP_APT:-}" ]; then
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         python3 python3-venv python3-dev gcc \
         iproute2 iputils-ping iputils-arping ethtool procps psmisc kmod util-linux \
-        iperf3 socat tshark wireguard-go wireguard-tools openvpn openssl >/dev/null
+        iperf3 socat tshark wireguard-go wireguard-tools openvpn openssl nftables >/dev/null
 fi
 PYTHON=${PYTHON:-python3}
 "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11), "tunflow needs Python >= 3.11"'

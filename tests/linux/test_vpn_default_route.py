@@ -44,6 +44,7 @@ OA, OB = "10.96.0.1", "10.96.0.2"
 OA6, OB6 = "fd96::1", "fd96::2"
 FAR, FAR6 = "10.201.0.1", "fd20:1::1"
 HAVE_WG = shutil.which("wg") is not None
+HAVE_NFT = shutil.which("nft") is not None
 DEFAULT_RULES = {"-4": [0, 32766, 32767], "-6": [0, 32766]}
 
 
@@ -70,6 +71,22 @@ def policy_rules(table: int) -> list[dict[str, Any]]:
     return [
         {"priority": 32764, "src": "all", "table": "main", "suppress_prefixlen": 0},
         {"priority": 32765, "not": None, "src": "all", "fwmark": hex(table), "table": str(table)},
+    ]
+
+
+def nft_tables(ns: testing.Netns) -> list[str]:
+    """``nft list tables`` in ``ns``: ``["ip wg-quick-wa1", ...]``."""
+    out = ns.run("nft", "list", "tables").stdout
+    return sorted(line.removeprefix("table ").strip() for line in out.splitlines() if line)
+
+
+def nft_rules(ns: testing.Netns, table: str) -> list[str]:
+    """The rules of one nftables table, one line each, as ``nft`` prints them."""
+    out = ns.run("nft", "list", "table", *table.split()).stdout
+    return [
+        line.strip()
+        for line in out.splitlines()
+        if line.strip() and not line.strip().startswith(("table", "chain", "type", "}"))
     ]
 
 
@@ -151,6 +168,21 @@ async def test_default_routes_through_the_tunnel(
             assert route_dev(a, FAR) == route_dev(a, FAR6) == route_dev(a, UB) == ia.name
             assert route_dev(a, UB, "mark", str(table)) != ia.name
             assert rules(b, "-4") == rules(b, "-6") == [] and ib.wg.fwmark == 0
+            if HAVE_NFT:
+                # wg-quick's nftables rules, per IP version, as `nft` prints them back
+                t4, t6 = f"ip wg-quick-{ia.name}", f"ip6 wg-quick-{ia.name}"
+                assert nft_tables(a) == [t4, t6] and nft_tables(b) == []
+                mark = f"0x{table:08x}"
+                assert nft_rules(a, t4) == [
+                    f'iifname != "{ia.name}" ip daddr {OA} fib saddr type != local drop',
+                    "meta l4proto udp meta mark set ct mark",
+                    f"meta l4proto udp meta mark {mark} ct mark set meta mark",
+                ]
+                assert nft_rules(a, t6) == [
+                    f'iifname != "{ia.name}" ip6 daddr {OA6} fib saddr type != local drop',
+                    "meta l4proto udp meta mark set ct mark",
+                    f"meta l4proto udp meta mark {mark} ct mark set meta mark",
+                ]
 
             await ping(a, FAR)
             await ping(a, FAR6)
@@ -162,8 +194,64 @@ async def test_default_routes_through_the_tunnel(
             assert sb.wireguard.rx_packets >= 6 and sb.wireguard.tx_packets >= 6
     # the rules went with the interface; the sysctl stays (as wg-quick leaves it)
     assert rules(a, "-4") == rules(a, "-6") == []
+    if HAVE_NFT:
+        assert nft_tables(a) == []
     assert sysctl(a, "net.ipv4.conf.all.src_valid_mark") == "1"
     assert sysctl(None, "net.ipv4.conf.all.src_valid_mark") == outside
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.skipif(not HAVE_NFT, reason="needs nft (package nftables)")
+@pytest.mark.parametrize("keep_rules", [True, False], ids=["with-nft-rules", "rules-removed"])
+async def test_a_strict_rp_filter_passes_the_tunnel_with_the_nft_rules(
+    pair: tuple[testing.Netns, testing.Netns], keep_rules: bool
+) -> None:
+    # rp_filter = 1 (RHEL's default): the endpoint's datagrams arrive on the veth, but an
+    # unmarked reverse lookup of their source goes into the tunnel. The CONNMARK rules give
+    # them the mark the flow left with, so the check uses the main table and lets them in.
+    a, b = pair
+    (veth,) = [link["ifname"] for link in a.ip_json("link", "show", "type", "veth")]
+    for key in ("all", "default", veth):
+        a.run("sysctl", "-qw", f"net.ipv4.conf.{key}.rp_filter=1")
+    with anyio.fail_after(60):
+        async with two_sides(a, b) as (ia, _):
+            if not keep_rules:
+                # before the first datagram: no connection carries the mark yet
+                for table in nft_tables(a):
+                    a.run("nft", "delete", "table", *table.split())
+            if keep_rules:
+                await ping(a, FAR)
+                assert ia.statistics().wireguard.handshakes_completed == 1
+            else:
+                done = await anyio.run_process(
+                    a.cmd("ping", "-n", "-c", "2", "-i", "0.5", "-W", "2", FAR), check=False
+                )
+                assert done.returncode != 0
+                assert ia.statistics().wireguard.handshakes_completed == 0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_without_nft_the_missing_rules_are_named(
+    netns_pair: tuple[testing.Netns, testing.Netns],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import tunflow.wireguard._routing as routing
+
+    a, _ = netns_pair
+    real_which = shutil.which
+    monkeypatch.setattr(
+        routing.shutil, "which", lambda cmd, *args: None if cmd == "nft" else real_which(cmd)
+    )
+    name = testing.unique_name("wa")
+    with anyio.fail_after(30):
+        async with open_interface(default_peer(), name=name, netns=a.name, uapi=False):
+            assert len(rules(a, "-4")) == 2  # the routing is complete without them
+            if HAVE_NFT:
+                assert nft_tables(a) == []
+    assert "nft not found" in caplog.text and "rp_filter" in caplog.text
 
 
 def default_peer(fwmark: int = 0, allowed_ips: str = "0.0.0.0/0, ::/0") -> InterfaceConfig:

@@ -16,13 +16,28 @@ What ``Table`` in a wg-quick file means, and so what :class:`Routes` does:
   The UDP socket carries mark *T* (``SO_MARK``), so its datagrams skip the first rule and use
   the main table. For IPv4 ``net.ipv4.conf.all.src_valid_mark`` is set to 1, so that the mark
   counts in the reverse-path check of what comes back.
+
+  With a default route come wg-quick's nftables rules, in a table ``wg-quick-<interface>``
+  per IP version (made with ``nft -f -``, as wg-quick makes them)::
+
+      chain preraw { type filter hook prerouting priority raw; }
+          iifname != "wg0" ip daddr 10.0.0.1 fib saddr type != local drop
+      chain premangle { type filter hook prerouting priority mangle; }
+          meta l4proto udp meta mark set ct mark
+      chain postmangle { type filter hook postrouting priority mangle; }
+          meta l4proto udp mark 51820 ct mark set mark
+
+  The first drops packets for the interface's own addresses that arrive on another interface
+  (which the default route would otherwise answer through the tunnel); the other two give the
+  replies of the tunnel's own UDP flow the mark its datagrams left with, so that a strict
+  ``rp_filter`` checks them against the main table and lets them in. Without ``nft`` (the
+  ``nftables`` package) a warning says the rules are missing.
 * a table number (``main`` is 254) — every AllowedIPs route, default ones included, into that
   table; no rules (whoever chose the table routes to it).
 
-Routes leave with the interface (the kernel deletes a device's routes with it); rules do not, so
-:meth:`Routes.close` removes the ones added here, also when the interface failed. wg-quick's
-nftables/iptables rules (dropping packets for the interface's addresses that arrive elsewhere,
-and keeping the mark on replies with ``CONNMARK``, for a strict ``rp_filter``) are not made.
+Routes leave with the interface (the kernel deletes a device's routes with it); rules and
+nftables tables do not, so :meth:`Routes.close` removes the ones added here, also when the
+interface failed.
 
 :class:`Routes` is Linux's: it talks rtnetlink through
 :class:`~tunflow.platform.linux.netlink.RtNetlink` (no ``ip`` commands) inside the device's
@@ -37,6 +52,8 @@ import errno
 import ipaddress
 import logging
 import os
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
@@ -109,9 +126,17 @@ class Routes:
         #: the table default routes went into with policy rules (0: none)
         self.policy_table = 0
         self._rules: list[_Rule] = []
+        #: nftables families (``ip``, ``ip6``) with a ``wg-quick-<interface>`` table made here
+        self._nft: list[str] = []
+        self._nft_table = ""
 
     def __repr__(self) -> str:
         return f"<Routes {self.name}: {len(self._rules)} rules>"
+
+    @property
+    def nft_tables(self) -> list[str]:
+        """The nftables tables added, as ``nft list table`` arguments (``ip wg-quick-wg0``)."""
+        return [f"{family} {self._nft_table}" for family in self._nft]
 
     @property
     def rules(self) -> list[str]:
@@ -170,6 +195,12 @@ class Routes:
         nl, self._nl = self._nl, None
         if nl is None:
             return
+        while self._nft:
+            family = self._nft.pop()
+            try:
+                self._run_nft(f"delete table {family} {self._nft_table}\n")
+            except OSError as exc:
+                log.warning("%s: cannot remove nftables table %s: %s", self.name, family, exc)
         with nl:
             while self._rules:
                 rule = self._rules.pop()
@@ -208,6 +239,64 @@ class Routes:
         self._route(net, table)
         if family == rt.AF_INET:
             self._src_valid_mark()
+        self._firewall(net.version, table)
+
+    def _firewall(self, version: int, table: int) -> None:
+        # wg-quick's add_default, nft branch: anti-spoofing for the interface's addresses and
+        # the mark kept on the tunnel's UDP flow (CONNMARK) for a strict rp_filter
+        family = "ip" if version == 4 else "ip6"
+        if family in self._nft:
+            return
+        if shutil.which("nft") is None:
+            log.warning(
+                "%s: nft not found (package nftables): wg-quick's rules for default routes are "
+                "not made; with a strict rp_filter (1) the tunnel's replies are dropped",
+                self.name,
+            )
+            return
+        nl = self._require()
+        ifname = nl.link(self.index).name
+        self._nft_table = f"wg-quick-{ifname}"
+        t = f"{family} {self._nft_table}"
+        # add + delete + add: one transaction that also clears a table a crash left behind
+        lines = [
+            f"add table {t}",
+            f"delete table {t}",
+            f"add table {t}",
+            f"add chain {t} preraw {{ type filter hook prerouting priority -300; }}",
+            f"add chain {t} premangle {{ type filter hook prerouting priority -150; }}",
+            f"add chain {t} postmangle {{ type filter hook postrouting priority -150; }}",
+        ]
+        for address in nl.addresses(self.index):
+            # a TUN device gets an IPv6 link-local address, which a WireGuard device (what
+            # wg-quick lists) has not; it is only ever reached on its own link anyway
+            if address.version == version and not address.ip.is_link_local:
+                lines.append(
+                    f'add rule {t} preraw iifname != "{ifname}" {family} daddr {address.ip} '
+                    "fib saddr type != local drop"
+                )
+        lines.append(f"add rule {t} postmangle meta l4proto udp mark {table} ct mark set mark")
+        lines.append(f"add rule {t} premangle meta l4proto udp meta mark set ct mark")
+        self._run_nft("\n".join(lines) + "\n")
+        self._nft.append(family)
+        log.debug("%s: nftables table %s", self.name, t)
+
+    def _run_nft(self, script: str) -> None:
+        # a child forked from this thread starts in the namespace the thread is in
+        with _entered(self._netns):
+            try:
+                done = subprocess.run(
+                    ["nft", "-f", "-"],
+                    input=script.encode(),
+                    capture_output=True,
+                    timeout=30,
+                    check=False,
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise OSError(errno.EIO, f"{self.name}: nft failed: {exc}") from None
+        if done.returncode:
+            message = done.stderr.decode(errors="replace").strip() or f"exit {done.returncode}"
+            raise OSError(errno.EIO, f"{self.name}: nft refused the rules: {message}")
 
     def _free_table(self) -> int:
         # wg-quick: the first table from 51820 up with no IPv4 or IPv6 route in it
