@@ -869,6 +869,12 @@ _IT_KIND: Final = 9  # the GROCandidate value
 
 # Fixed-header layouts for one unpack per packet.
 _V4TCP = struct.Struct("!BBHHHBBH8sIIIBB").unpack_from  # 34 bytes
+# the words the in-order fast path compares, as few values as will do: the virtio-net header
+# (empty without one), version/IHL + ToS, length, flags/fragment offset + TTL + protocol,
+# addresses + ports as one string, sequence, ACK number, data offset + TCP flags
+_V4TCP_RUN = struct.Struct("!0sHH2xI2x12sIIH").unpack_from  # 34 bytes
+# the same with the 10-byte virtio-net header before it (which must be all zero)
+_V4TCP_RUN_HDR = struct.Struct("!10sHH2xI2x12sIIH").unpack_from  # 44 bytes
 _V6TCP = struct.Struct("!IHBB32sIIIBB").unpack_from  # 54 bytes
 _V4UDP = struct.Struct("!BBHHHBBH8sIHH").unpack_from  # 28 bytes
 _V6UDP = struct.Struct("!IHBB32sIHH").unpack_from  # 48 bytes
@@ -947,7 +953,10 @@ class GROTable:
         #: Verify each packet's TCP/UDP checksum before merging it (the kernel's rule). A
         #: caller whose packets were authenticated on the way (a VPN's AEAD: the kernel's
         #: WireGuard marks them CHECKSUM_UNNECESSARY) may turn it off — it is most of the
-        #: cost (~2.7 of 4.3 µs a packet). May be changed at any time.
+        #: cost (~2.7 of 4.3 µs a packet). With it off, a batch of one IPv4 TCP flow's
+        #: segments in order (a tunnel's bulk transfer) is grouped by a fast path at half the
+        #: cost of the general one, with the same result (``benchmarks/offload_micro.py``).
+        #: May be changed at any time.
         self.verify_checksums = True
         self._max_segments = max_segments if max_segments is not None else 1 << 30
         self._tcp_flows: dict[tuple[bytes, int, int], list[_Item]] = {}
@@ -992,7 +1001,14 @@ class GROTable:
             raise ValueError("coalesce needs a separate output batch")
         out.clear()
         out.vnet_hdr = True
-        slots, invalid, too_large = self._classify(src)
+        run = None
+        if not self.verify_checksums and self.tcp and len(src.offsets) > 1:
+            run = self._classify_tcp4_run(src)
+        if run is not None:
+            slots, too_large = run
+            invalid = 0
+        else:
+            slots, invalid, too_large = self._classify(src)
         n = self._write(src, out, slots)
         # Counted only once the batch went through: a too-small `out` leaves no trace.
         self._invalid += invalid
@@ -1000,6 +1016,103 @@ class GROTable:
         return n
 
     # -- pass 1: group packets into items, no bytes moved --------------------------------
+
+    def _classify_tcp4_run(self, src: PacketBatch) -> tuple[list[int | _Item], int] | None:
+        """Pass 1 for what a tunnel mostly delivers: trusted IPv4 TCP packets of one flow (one
+        pair of addresses and ports), each right after the one before — a bulk transfer's
+        segments, decrypted in order. The items are those :meth:`_classify` makes of such a
+        batch: a packet that cannot join the last item (a different ACK number, ToS, TTL or
+        TCP options, a PSH before it, a shorter segment, the size cap) starts the next, as no
+        earlier item could take it. Returned with the count of merges refused for size, at
+        about half the cost; ``None`` for any other batch (another flow or protocol, a gap,
+        reordering, flags other than ACK and PSH), which then goes the general way. Only with
+        ``verify_checksums`` off."""
+        buf = src.buffer
+        offsets = src.offsets
+        lengths = src.lengths
+        # with headers: unpacked from the headroom on, so a non-zero header is seen too
+        back = HEADROOM if src.vnet_hdr else 0
+        unpack = _V4TCP_RUN_HDR if back else _V4TCP_RUN
+        max_segs = self._max_segments
+        slots: list[int | _Item] = []
+        item: _Item | None = None
+        members: list[int] = []
+        zero = bytes(back)
+        # what the last item's packets share: the flow, and the words that must be equal
+        flow = opts = b""
+        w0 = w6 = w_ack = w32 = opts_end = 0
+        i_seq = i_pay = i_gso = 0
+        psh_end = False
+        too_large = 0
+        idx = 0
+        for off in offsets:
+            n = lengths[idx]
+            if n < 40:
+                return None
+            h, v0, tot, v6, key, seq, ack, v32 = unpack(buf, off - back)
+            doff = (v32 >> 10) & 0x3C
+            gso = n - 20 - doff
+            if item is not None:
+                if key != flow or seq != (i_seq + i_pay) & 0xFFFFFFFF:
+                    return None  # another flow, a gap or reordering
+                if (
+                    v0 == w0
+                    and v6 == w6
+                    and ack == w_ack
+                    and (v32 == w32 or v32 == w32 | _PSH)
+                    and tot == n
+                    and h == zero
+                    and gso > 0
+                    and (not opts or buf[off + 40 : off + opts_end] == opts)
+                ):
+                    if not (psh_end or i_pay % i_gso or gso > i_gso or len(members) >= max_segs):
+                        if 20 + doff + i_pay + gso <= _MAX_IP:
+                            members.append(idx)
+                            i_pay += gso
+                            if v32 & _PSH:
+                                psh_end = True
+                            idx += 1
+                            continue
+                        too_large += 1
+                    item[_IT_PAYLOAD] = i_pay
+                    item[_IT_PSH] = psh_end
+                    psh_end = bool(v32 & _PSH)
+                    members = [idx]
+                    i_seq, i_pay, i_gso = seq, gso, gso
+                    item = [members, seq, gso, gso, doff, psh_end, item[_IT_COMPAT], opts, 1, 1]
+                    slots.append(item)
+                    idx += 1
+                    continue
+                item[_IT_PAYLOAD] = i_pay
+                item[_IT_PSH] = psh_end
+            # the first packet, or one that differs from the last item's: checked in full
+            flags = v32 & 0xFF
+            if (
+                h != zero
+                or v0 >> 8 != 0x45
+                or v6 & 0xFF != _TCP
+                or v6 & 0x3FFF0000  # MF or a fragment offset
+                or (flags != _ACK and flags != _ACK | _PSH)
+                or doff < 20
+                or gso < 1
+                or tot != n
+            ):
+                return None
+            flow, w0, w6, w_ack, w32 = key, v0, v6, ack, v32 & ~_PSH
+            opts_end = 20 + doff
+            opts = bytes(buf[off + 40 : off + opts_end]) if doff > 20 else b""
+            psh_end = flags == _ACK | _PSH
+            members = [idx]
+            i_seq, i_pay, i_gso = seq, gso, gso
+            compat = ((v0 & 0xFF) << 16) | ((v6 >> 29) << 8) | ((v6 >> 8) & 0xFF)
+            item = [members, seq, gso, gso, doff, psh_end, compat, opts, 1, 1]
+            slots.append(item)
+            idx += 1
+        if item is None:
+            return None
+        item[_IT_PAYLOAD] = i_pay
+        item[_IT_PSH] = psh_end
+        return slots, too_large
 
     def _classify(self, src: PacketBatch) -> tuple[list[int | _Item], int, int]:
         """Group the packets; return the output slots, invalid-checksum and too-large counts."""

@@ -42,3 +42,111 @@ def test_bad_checksums_are_kept_apart_unless_trusted() -> None:
     assert trusting.statistics().invalid_checksum == 0
     # the merged payload is the packets' payloads in order
     assert bytes(out.packet(0)[40:]) == b"".join(bytes([i]) * 1000 for i in range(4))
+
+
+# -- the in-order fast path (trusted IPv4 TCP of one flow) against the general classifier ----
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from tests.unit.offload_packets import (  # noqa: E402
+    ACK,
+    FIN,
+    IP4_A,
+    IP4_B,
+    IP4_C,
+    PSH,
+    tcp4_packet,
+    udp4_packet,
+)
+
+_TS = bytes([1, 1, 8, 10]) + bytes(range(8))  # NOP NOP timestamps: a 32-byte TCP header
+
+
+@st.composite
+def runs(draw: st.DrawFn) -> tuple[list[bytes], bool, int | None]:
+    """Mostly a bulk transfer's segments in order; sometimes with what must break the run."""
+    count = draw(st.integers(2, 60))
+    mss = draw(st.sampled_from([100, 536, 1380, 1448, 9000]))
+    opts = draw(st.sampled_from([b"", _TS]))
+    seq = draw(st.integers(0, 2**32 - 1))
+    # half the runs are clean; the others have one thing somewhere that must break the run
+    spoil_at = draw(st.integers(0, count - 1)) if draw(st.booleans()) else -1
+    spoiler = draw(st.integers(1, 7))
+    packets = []
+    for i in range(count):
+        size = mss if draw(st.integers(0, 5)) else draw(st.integers(1, mss))
+        flags = ACK | PSH if not draw(st.integers(0, 7)) else ACK
+        kw: dict[str, object] = {}
+        odd = spoiler if i == spoil_at else 0
+        src, dst, ack, options = IP4_A, IP4_B, 1, opts
+        if odd == 1:
+            dst = IP4_C  # another flow
+        elif odd == 2:
+            seq = (seq + 1) & 0xFFFFFFFF  # a gap
+        elif odd == 3:
+            flags = ACK | FIN
+        elif odd == 4:
+            ack = 2
+        elif odd == 5:
+            kw["ttl"] = 63
+        elif odd == 6 and opts:
+            # the timestamp moves on (from here on, as a clock does)
+            opts = options = bytes([1, 1, 8, 10]) + bytes(range(1, 9))
+        elif odd == 7:
+            packets.append(udp4_packet(IP4_A, IP4_B, 100))
+            continue
+        packets.append(
+            tcp4_packet(src, dst, flags, size, seq, ack=ack, tcp_options=options, **kw)  # type: ignore[arg-type]
+        )
+        seq = (seq + size) & 0xFFFFFFFF
+    return packets, draw(st.booleans()), draw(st.sampled_from([None, 1, 3, 44]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(runs())
+def test_the_in_order_fast_path_makes_what_the_general_one_makes(
+    case: tuple[list[bytes], bool, int | None],
+) -> None:
+    packets, headers, max_segments = case
+    src = PacketBatch(1 << 20, max_packets=128)
+    src.extend(packets)
+    if headers:
+        src.zero_headers()
+    trusting = GROTable(max_segments=max_segments)  # takes the fast path when it can
+    trusting.verify_checksums = False
+    general = GROTable(max_segments=max_segments)  # verifies (the packets are valid): general
+    out_fast, out_general = PacketBatch(1 << 20), PacketBatch(1 << 20)
+    assert trusting.coalesce(src, out_fast) == general.coalesce(src, out_general)
+    assert out_fast.to_list() == out_general.to_list()
+    assert [bytes(out_fast.header(i)) for i in range(len(out_fast))] == [
+        bytes(out_general.header(i)) for i in range(len(out_general))
+    ]
+    assert trusting.statistics() == general.statistics()
+
+
+def test_the_fast_path_takes_a_clean_run_and_refuses_the_rest() -> None:
+    table = GROTable()
+    table.verify_checksums = False
+    clean = [tcp4_packet(IP4_A, IP4_B, ACK, 1380, 1 + 1380 * i) for i in range(50)]
+    src = PacketBatch(1 << 20, max_packets=128)
+    src.extend(clean)
+    run = table._classify_tcp4_run(src)
+    assert run is not None
+    items, too_large = run
+    # 47 segments of 1380 bytes fit 65535 bytes with the 40 of headers; 3 start the next
+    assert [len(item[0]) for item in items] == [47, 3]  # type: ignore[index]
+    assert too_large == 1
+    # what differs in other fields than the flow's starts an item of its own
+    later = tcp4_packet(IP4_A, IP4_B, ACK, 1380, 1 + 1380 * 50, tcp_options=_TS)
+    src.clear()
+    src.extend([*clean, later])
+    run = table._classify_tcp4_run(src)
+    assert run is not None and [len(item[0]) for item in run[0]] == [47, 3, 1]  # type: ignore[index]
+    for spoiler in (
+        tcp4_packet(IP4_A, IP4_C, ACK, 1380, 1 + 1380 * 50),  # another flow
+        tcp4_packet(IP4_A, IP4_B, ACK, 1380, 2 + 1380 * 50),  # a gap
+        tcp4_packet(IP4_A, IP4_B, ACK | FIN, 1380, 1 + 1380 * 50),  # flags GRO leaves alone
+    ):
+        src.clear()
+        src.extend([*clean, spoiler])
+        assert table._classify_tcp4_run(src) is None
