@@ -273,6 +273,7 @@ def main() -> None:
     for name, pkts in (
         ("TCPv4 1 flow, 1448 B", one_flow),
         ("TCPv4 1 flow, timestamps move every 32", ts_flow),
+        ("TCPv4 4 flows interleaved, 1448 B", four_flows),
     ):
         b = batch(pkts)
         out = PacketBatch(capacity=b.capacity, max_packets=1024)

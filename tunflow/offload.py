@@ -953,9 +953,10 @@ class GROTable:
         #: Verify each packet's TCP/UDP checksum before merging it (the kernel's rule). A
         #: caller whose packets were authenticated on the way (a VPN's AEAD: the kernel's
         #: WireGuard marks them CHECKSUM_UNNECESSARY) may turn it off — it is most of the
-        #: cost (~2.7 of 4.3 µs a packet). With it off, a batch of one IPv4 TCP flow's
-        #: segments in order (a tunnel's bulk transfer) is grouped by a fast path at half the
-        #: cost of the general one, with the same result (``benchmarks/offload_micro.py``).
+        #: cost (~2.7 of 4.3 µs a packet). With it off, a batch of IPv4 TCP segments, each
+        #: flow's in order (a tunnel's bulk transfers), is grouped by a fast path at about
+        #: half the cost of the general one, with the same result
+        #: (``benchmarks/offload_micro.py``).
         #: May be changed at any time.
         self.verify_checksums = True
         self._max_segments = max_segments if max_segments is not None else 1 << 30
@@ -1018,15 +1019,15 @@ class GROTable:
     # -- pass 1: group packets into items, no bytes moved --------------------------------
 
     def _classify_tcp4_run(self, src: PacketBatch) -> tuple[list[int | _Item], int] | None:
-        """Pass 1 for what a tunnel mostly delivers: trusted IPv4 TCP packets of one flow (one
-        pair of addresses and ports), each right after the one before — a bulk transfer's
-        segments, decrypted in order. The items are those :meth:`_classify` makes of such a
-        batch: a packet that cannot join the last item (a different ACK number, ToS, TTL or
-        TCP options, a PSH before it, a shorter segment, the size cap) starts the next, as no
-        earlier item could take it. Returned with the count of merges refused for size, at
-        about half the cost; ``None`` for any other batch (another flow or protocol, a gap,
-        reordering, flags other than ACK and PSH), which then goes the general way. Only with
-        ``verify_checksums`` off."""
+        """Pass 1 for what a tunnel mostly delivers: trusted IPv4 TCP packets, each flow's (pair
+        of addresses and ports) right after that flow's one before — bulk transfers' segments,
+        decrypted in order, the flows interleaved or not. The items are those
+        :meth:`_classify` makes of such a batch: a packet that cannot join its flow's last item
+        (a different ACK number, ToS, TTL or TCP options, a PSH before it, a shorter segment,
+        the size cap) starts the next, as no earlier item could take it. Returned with the
+        count of merges refused for size, at about half the cost; ``None`` for any other batch
+        (a gap, reordering, another protocol, flags other than ACK and PSH), which then goes
+        the general way. Only with ``verify_checksums`` off."""
         buf = src.buffer
         offsets = src.offsets
         lengths = src.lengths
@@ -1034,15 +1035,12 @@ class GROTable:
         back = HEADROOM if src.vnet_hdr else 0
         unpack = _V4TCP_RUN_HDR if back else _V4TCP_RUN
         max_segs = self._max_segments
-        slots: list[int | _Item] = []
-        item: _Item | None = None
-        members: list[int] = []
         zero = bytes(back)
-        # what the last item's packets share: the flow, and the words that must be equal
-        flow = opts = b""
-        w0 = w6 = w_ack = w32 = opts_end = 0
-        i_seq = i_pay = i_gso = 0
-        psh_end = False
+        slots: list[int | _Item] = []
+        # per flow: [last item, its words that later packets must equal, options]
+        flows: dict[bytes, list[Any]] = {}
+        flow = b""  # the flow of the packet before (most batches are one flow)
+        state: list[Any] = []
         too_large = 0
         idx = 0
         for off in offsets:
@@ -1052,9 +1050,14 @@ class GROTable:
             h, v0, tot, v6, key, seq, ack, v32 = unpack(buf, off - back)
             doff = (v32 >> 10) & 0x3C
             gso = n - 20 - doff
-            if item is not None:
-                if key != flow or seq != (i_seq + i_pay) & 0xFFFFFFFF:
-                    return None  # another flow, a gap or reordering
+            if key != flow:
+                flow = key
+                state = flows.get(key)  # type: ignore[assignment]
+            if state:
+                item, w0, w6, w_ack, w32, opts = state
+                i_pay = item[_IT_PAYLOAD]
+                if seq != (item[_IT_SEQ] + i_pay) & 0xFFFFFFFF:
+                    return None  # a gap or reordering
                 if (
                     v0 == w0
                     and v6 == w6
@@ -1063,29 +1066,39 @@ class GROTable:
                     and tot == n
                     and h == zero
                     and gso > 0
-                    and (not opts or buf[off + 40 : off + opts_end] == opts)
+                    and (not opts or buf[off + 40 : off + 20 + doff] == opts)
                 ):
-                    if not (psh_end or i_pay % i_gso or gso > i_gso or len(members) >= max_segs):
+                    members = item[_IT_MEMBERS]
+                    i_gso = item[_IT_GSO]
+                    if not (
+                        item[_IT_PSH] or i_pay % i_gso or gso > i_gso or len(members) >= max_segs
+                    ):
                         if 20 + doff + i_pay + gso <= _MAX_IP:
                             members.append(idx)
-                            i_pay += gso
+                            item[_IT_PAYLOAD] = i_pay + gso
                             if v32 & _PSH:
-                                psh_end = True
+                                item[_IT_PSH] = True
                             idx += 1
                             continue
                         too_large += 1
-                    item[_IT_PAYLOAD] = i_pay
-                    item[_IT_PSH] = psh_end
-                    psh_end = bool(v32 & _PSH)
-                    members = [idx]
-                    i_seq, i_pay, i_gso = seq, gso, gso
-                    item = [members, seq, gso, gso, doff, psh_end, item[_IT_COMPAT], opts, 1, 1]
+                    # the next item of the flow, with the same words
+                    item = [
+                        [idx],
+                        seq,
+                        gso,
+                        gso,
+                        doff,
+                        bool(v32 & _PSH),
+                        item[_IT_COMPAT],
+                        opts,
+                        1,
+                        1,
+                    ]
+                    state[0] = item
                     slots.append(item)
                     idx += 1
                     continue
-                item[_IT_PAYLOAD] = i_pay
-                item[_IT_PSH] = psh_end
-            # the first packet, or one that differs from the last item's: checked in full
+            # a new flow, or a packet that differs from its flow's last item: checked in full
             flags = v32 & 0xFF
             if (
                 h != zero
@@ -1098,20 +1111,15 @@ class GROTable:
                 or tot != n
             ):
                 return None
-            flow, w0, w6, w_ack, w32 = key, v0, v6, ack, v32 & ~_PSH
-            opts_end = 20 + doff
-            opts = bytes(buf[off + 40 : off + opts_end]) if doff > 20 else b""
-            psh_end = flags == _ACK | _PSH
-            members = [idx]
-            i_seq, i_pay, i_gso = seq, gso, gso
+            opts = bytes(buf[off + 40 : off + 20 + doff]) if doff > 20 else b""
             compat = ((v0 & 0xFF) << 16) | ((v6 >> 29) << 8) | ((v6 >> 8) & 0xFF)
-            item = [members, seq, gso, gso, doff, psh_end, compat, opts, 1, 1]
+            item = [[idx], seq, gso, gso, doff, flags == _ACK | _PSH, compat, opts, 1, 1]
+            state = [item, v0, v6, ack, v32 & ~_PSH, opts]
+            flows[key] = state
             slots.append(item)
             idx += 1
-        if item is None:
+        if not slots:
             return None
-        item[_IT_PAYLOAD] = i_pay
-        item[_IT_PSH] = psh_end
         return slots, too_large
 
     def _classify(self, src: PacketBatch) -> tuple[list[int | _Item], int, int]:

@@ -64,25 +64,28 @@ _TS = bytes([1, 1, 8, 10]) + bytes(range(8))  # NOP NOP timestamps: a 32-byte TC
 
 @st.composite
 def runs(draw: st.DrawFn) -> tuple[list[bytes], bool, int | None]:
-    """Mostly a bulk transfer's segments in order; sometimes with what must break the run."""
+    """Bulk transfers' segments, each flow's in order (one to four flows, interleaved);
+    sometimes with one thing that must break a run or the fast path."""
     count = draw(st.integers(2, 60))
     mss = draw(st.sampled_from([100, 536, 1380, 1448, 9000]))
     opts = draw(st.sampled_from([b"", _TS]))
-    seq = draw(st.integers(0, 2**32 - 1))
-    # half the runs are clean; the others have one thing somewhere that must break the run
+    dsts = [IP4_B, IP4_C, (IP4_B[0], 2), (IP4_C[0], 2)][: draw(st.integers(1, 4))]
+    seqs = [draw(st.integers(0, 2**32 - 1)) for _ in dsts]
+    # half the cases are clean; the others have one odd packet somewhere
     spoil_at = draw(st.integers(0, count - 1)) if draw(st.booleans()) else -1
     spoiler = draw(st.integers(1, 7))
     packets = []
     for i in range(count):
+        f = draw(st.integers(0, len(dsts) - 1))
         size = mss if draw(st.integers(0, 5)) else draw(st.integers(1, mss))
         flags = ACK | PSH if not draw(st.integers(0, 7)) else ACK
         kw: dict[str, object] = {}
         odd = spoiler if i == spoil_at else 0
-        src, dst, ack, options = IP4_A, IP4_B, 1, opts
+        src, dst, ack, options = IP4_A, dsts[f], 1, opts
         if odd == 1:
-            dst = IP4_C  # another flow
+            src = (IP4_A[0], 7)  # a flow of its own
         elif odd == 2:
-            seq = (seq + 1) & 0xFFFFFFFF  # a gap
+            seqs[f] = (seqs[f] + 1) & 0xFFFFFFFF  # a gap
         elif odd == 3:
             flags = ACK | FIN
         elif odd == 4:
@@ -96,9 +99,9 @@ def runs(draw: st.DrawFn) -> tuple[list[bytes], bool, int | None]:
             packets.append(udp4_packet(IP4_A, IP4_B, 100))
             continue
         packets.append(
-            tcp4_packet(src, dst, flags, size, seq, ack=ack, tcp_options=options, **kw)  # type: ignore[arg-type]
+            tcp4_packet(src, dst, flags, size, seqs[f], ack=ack, tcp_options=options, **kw)  # type: ignore[arg-type]
         )
-        seq = (seq + size) & 0xFFFFFFFF
+        seqs[f] = (seqs[f] + size) & 0xFFFFFFFF
     return packets, draw(st.booleans()), draw(st.sampled_from([None, 1, 3, 44]))
 
 
@@ -142,8 +145,12 @@ def test_the_fast_path_takes_a_clean_run_and_refuses_the_rest() -> None:
     src.extend([*clean, later])
     run = table._classify_tcp4_run(src)
     assert run is not None and [len(item[0]) for item in run[0]] == [47, 3, 1]  # type: ignore[index]
+    # another flow: its own items, in the order they begin
+    src.clear()
+    src.extend([*clean[:10], tcp4_packet(IP4_A, IP4_C, ACK, 1380, 7), *clean[10:]])
+    run = table._classify_tcp4_run(src)
+    assert run is not None and [len(item[0]) for item in run[0]] == [47, 1, 3]  # type: ignore[index]
     for spoiler in (
-        tcp4_packet(IP4_A, IP4_C, ACK, 1380, 1 + 1380 * 50),  # another flow
         tcp4_packet(IP4_A, IP4_B, ACK, 1380, 2 + 1380 * 50),  # a gap
         tcp4_packet(IP4_A, IP4_B, ACK | FIN, 1380, 1 + 1380 * 50),  # flags GRO leaves alone
     ):
