@@ -252,3 +252,34 @@ def test_dns_without_resolvconf_is_refused_before_anything_is_made(
     assert done.returncode == 2, done.stdout + done.stderr
     assert "needs resolvconf" in done.stderr
     assert a.run("ip", "link", "show", ca.stem, check=False).returncode != 0
+
+
+@pytest.mark.skipif(not HAVE_WG, reason="needs wg (wireguard-tools)")
+def test_save_config_writes_the_running_interface_back(
+    configs: tuple[testing.Netns, testing.Netns, Path, Path],
+) -> None:
+    from tunflow.wireguard.wgquick import load_wgquick
+
+    a, b, ca, cb = configs
+    ca.write_text(ca.read_text().replace("[Peer]", "SaveConfig = true\nPostUp = true %i\n\n[Peer]"))
+    ca.chmod(0o644)
+    key_a = _key_of(ca)
+    newcomer = pubkey(genkey())
+    with Up(a, ca) as up_a, Up(b, cb):
+        ping(a, OB)
+        # changed at run time, as wg-quick users do before `wg-quick down` saves them
+        a.run("wg", "set", up_a.name, "peer", pubkey(_key_of(cb)), "persistent-keepalive", "17")
+        a.run("wg", "set", up_a.name, "peer", newcomer, "allowed-ips", "10.95.7.0/24")
+        a.run("ip", "addr", "add", "10.96.0.1/24", "dev", up_a.name)
+        assert up_a.stop() == 0
+    assert "saved the configuration" in up_a.out, up_a.out
+    assert ca.stat().st_mode & 0o777 == 0o600
+    saved = load_wgquick(ca)
+    assert saved.save_config and saved.post_up == ("true %i",)
+    assert {str(x) for x in saved.addresses} == {f"{OA}/24", "10.96.0.1/24"}
+    assert saved.listen_port == 51820 and saved.private_key.to_base64() == key_a
+    peers = {p.public_key.to_base64(): p for p in saved.peers}
+    old = peers[pubkey(_key_of(cb))]
+    assert old.persistent_keepalive == 17 and old.endpoint == f"{UB}:51820"
+    assert [str(n) for n in old.allowed_ips] == [f"{OB}/32"]
+    assert [str(n) for n in peers[newcomer].allowed_ips] == ["10.95.7.0/24"]

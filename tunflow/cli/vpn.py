@@ -93,8 +93,6 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
     routes = quick.table != "off" and not args.no_routes
     # checked before anything is made: without resolvconf the interface does not come up
     dns = ResolvConf(name, quick.dns) if quick.dns else None
-    if quick.save_config:
-        log.warning("SaveConfig = true is not supported: the file is never written")
     _run_hooks(hooks(quick.pre_up, name), "PreUp")
     pid_file = _pid_path(name)
     reason = "stopped"
@@ -136,6 +134,8 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
                 tg.start_soon(signals)
                 tg.start_soon(closed)
             _run_hooks(hooks(quick.pre_down, name), "PreDown")
+            if quick.save_config:
+                await _save_config(quick, iface)
             stats = iface.statistics()
         finally:
             if dns is not None:
@@ -156,6 +156,28 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
         flush=True,
     )
     return 0
+
+
+async def _save_config(quick: Any, iface: Any) -> None:
+    """``SaveConfig = true``: the running interface written back to its file, as wg-quick's
+    ``down`` does after ``PreDown``. A failure is logged; the interface still goes down."""
+    from ..wireguard.protocol.uapi import device_info
+    from ..wireguard.wgquick import render_saved, save_wgquick
+
+    if quick.file is None:
+        return
+    try:
+        text = render_saved(
+            quick,
+            device_info(iface.wg),
+            addresses=await iface.device.addresses(),
+            mtu=await iface.device.mtu(),
+            native=[key for key, peer in iface.wg.peers.items() if peer.native_mode],
+        )
+        await anyio.to_thread.run_sync(save_wgquick, quick.file, text)
+        log.info("saved the configuration to %s", quick.file)
+    except (OSError, TunflowError) as exc:
+        log.error("SaveConfig: cannot write %s: %s", quick.file, exc)
 
 
 class _suppress_os_error:

@@ -30,25 +30,39 @@ value is a :class:`~tunflow.ConfigError` naming the file and line.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ..errors import ConfigError
-from .protocol import InterfaceConfig, PeerConfig, PresharedKey, PrivateKey, PublicKey
+from .protocol import (
+    InterfaceConfig,
+    PeerConfig,
+    PresharedKey,
+    PrivateKey,
+    PublicKey,
+    format_endpoint,
+)
 from .protocol.allowedips import Network, parse_network
 from .protocol.constants import DEFAULT_MTU
+
+if TYPE_CHECKING:
+    from .protocol.uapi import DeviceInfo
 
 __all__ = [
     "QuickConfig",
     "QuickPeer",
     "parse_wgquick",
     "load_wgquick",
+    "render_saved",
     "resolve_endpoint",
+    "save_wgquick",
 ]
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -99,7 +113,8 @@ class QuickConfig:
             route through fwmark policy routing), ``"off"`` (no routes), or a table number
             (every AllowedIPs route in that table, no rules; ``main`` reads as 254).
         pre_up / post_up / pre_down / post_down: hook commands, in order.
-        save_config: ``SaveConfig`` (read, not supported: tunflow never writes the file).
+        save_config: ``SaveConfig`` — when the interface goes down, ``tunflow up`` writes its
+            state back to the file, as wg-quick does (see :func:`render_saved`).
         peers: the ``[Peer]`` sections.
         file: where it was read from (for messages).
     """
@@ -464,3 +479,87 @@ _PEER_KEYS: dict[str, _Handler] = {
 def hooks(commands: Sequence[str], name: str) -> list[str]:
     """The hook commands with ``%i`` replaced by the interface name (as wg-quick does)."""
     return [c.replace("%i", name) for c in commands]
+
+
+def render_saved(
+    quick: QuickConfig,
+    info: DeviceInfo,
+    *,
+    addresses: Iterable[IPInterface] = (),
+    mtu: int | None = None,
+    native: Iterable[PublicKey] = (),
+) -> str:
+    """The file ``SaveConfig = true`` writes when an interface goes down, as wg-quick's
+    ``save_config`` writes it: an ``[Interface]`` section with the interface's addresses now,
+    the file's ``DNS``, ``MTU`` (the device's now, if the file set one), ``Table`` (if not
+    ``auto``), ``SaveConfig`` and hooks, then what ``wg showconf`` prints — the keys, port and
+    mark and every peer as the running interface has them (peers added or changed with ``wg
+    set`` included, endpoints as last seen).
+
+    Args:
+        quick: the file as it was read.
+        info: the running interface (:func:`tunflow.wireguard.protocol.uapi.device_info`).
+        addresses: the interface's addresses now; IPv6 link-local ones are left out (a TUN
+            device gets one, a WireGuard device has none).
+        mtu: the device's MTU now.
+        native: the peers in native fast mode (written ``Native = true``).
+    """
+    lines = ["[Interface]"]
+    lines += [f"Address = {a}" for a in addresses if not (a.version == 6 and a.ip.is_link_local)]
+    lines += [f"DNS = {d}" for d in quick.dns]
+    if quick.mtu is not None and mtu is not None:
+        lines.append(f"MTU = {mtu}")
+    if quick.table != "auto":
+        lines.append(f"Table = {'main' if quick.table == 254 else quick.table}")
+    lines.append("SaveConfig = true")
+    for key, commands in (
+        ("PreUp", quick.pre_up),
+        ("PostUp", quick.post_up),
+        ("PreDown", quick.pre_down),
+        ("PostDown", quick.post_down),
+    ):
+        lines += [f"{key} = {c}" for c in commands]
+    if info.listen_port:
+        lines.append(f"ListenPort = {info.listen_port}")
+    if info.fwmark:
+        lines.append(f"FwMark = {info.fwmark:#x}")
+    if info.private_key is not None:
+        lines.append(f"PrivateKey = {info.private_key.to_base64()}")
+    natives = set(native)
+    for peer in info.peers:
+        lines += ["", "[Peer]", f"PublicKey = {peer.public_key.to_base64()}"]
+        if peer.preshared_key.raw != bytes(32):
+            lines.append(f"PresharedKey = {peer.preshared_key.to_base64()}")
+        if peer.allowed_ips:
+            lines.append("AllowedIPs = " + ", ".join(str(n) for n in peer.allowed_ips))
+        if peer.endpoint is not None:
+            lines.append(f"Endpoint = {format_endpoint(peer.endpoint)}")
+        if peer.persistent_keepalive_interval:
+            lines.append(f"PersistentKeepalive = {peer.persistent_keepalive_interval}")
+        if peer.public_key in natives:
+            lines.append("Native = true")
+    return "\n".join(lines) + "\n"
+
+
+def save_wgquick(path: str | Path, text: str) -> None:
+    """Replace the file at ``path`` with ``text`` the way wg-quick does: readable by its owner
+    only (the file holds the private key), written to ``path.tmp``, synced, then renamed over
+    the old file — a crash leaves the old file or the new one, never half of one.
+
+    Raises:
+        OSError: the file cannot be written (the old one is left as it was).
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        with open(fd, "wb") as f:
+            os.fchmod(fd, 0o600)  # an old .tmp keeps its mode through O_CREAT
+            f.write(text.encode())
+            f.flush()
+            os.fsync(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise

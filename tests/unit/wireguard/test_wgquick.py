@@ -201,3 +201,75 @@ def test_load_from_a_file(tmp_path: Path) -> None:
     (tmp_path / "bin.conf").write_bytes(b"\xff\xfe\x00")
     with pytest.raises(ConfigError, match="not a UTF-8"):
         load_wgquick(tmp_path / "bin.conf")
+
+
+def test_saved_file_reads_back_as_the_running_interface(tmp_path: Path) -> None:
+    from tunflow.wireguard.protocol import PresharedKey, PublicKey
+    from tunflow.wireguard.protocol.uapi import DeviceInfo, PeerInfo
+    from tunflow.wireguard.wgquick import render_saved, save_wgquick
+
+    quick = parse_wgquick(FULL.replace("SaveConfig = true\n", "") + "\n")
+    # the running interface: one peer changed by `wg set`, one added; another port and mark
+    running = DeviceInfo(
+        PrivateKey.from_base64(KEY_A),
+        listen_port=51999,
+        fwmark=0xCA6C,
+        peers=(
+            PeerInfo(
+                PublicKey.from_base64(PUB_B),
+                preshared_key=PresharedKey.from_base64(PSK),
+                endpoint=("198.51.100.9", 40000),
+                allowed_ips=(ipaddress.ip_network("10.0.0.2/32"),),
+                persistent_keepalive_interval=15,
+            ),
+            PeerInfo(
+                PublicKey.from_base64(PUB_C),
+                endpoint=("2001:db8::7", 51820),
+                allowed_ips=(ipaddress.ip_network("10.0.0.3/32"),),
+            ),
+        ),
+    )
+    addresses = [
+        ipaddress.ip_interface("10.0.0.1/24"),
+        ipaddress.ip_interface("fd00::1/64"),
+        ipaddress.ip_interface("fe80::1/64"),  # a TUN's link-local address: not saved
+    ]
+    text = render_saved(
+        quick, running, addresses=addresses, mtu=1380, native=[PublicKey.from_base64(PUB_C)]
+    )
+    path = tmp_path / "wg0.conf"
+    path.write_text(FULL)
+    path.chmod(0o644)
+    save_wgquick(path, text)
+    assert path.stat().st_mode & 0o777 == 0o600  # it holds the private key
+    assert not (tmp_path / "wg0.conf.tmp").exists()
+    saved = load_wgquick(path)
+    assert saved.save_config and saved.table == "off" and saved.mtu == 1380
+    assert [str(a) for a in saved.addresses] == ["10.0.0.1/24", "fd00::1/64"]
+    assert saved.dns == quick.dns
+    assert (saved.post_up, saved.pre_down) == (quick.post_up, quick.pre_down)
+    assert (saved.listen_port, saved.fwmark) == (51999, 0xCA6C)
+    assert saved.private_key.to_base64() == KEY_A
+    b, c = saved.peers
+    assert b.public_key.to_base64() == PUB_B and b.preshared_key is not None
+    assert b.preshared_key.to_base64() == PSK
+    assert (b.endpoint, b.persistent_keepalive, b.native) == ("198.51.100.9:40000", 15, False)
+    assert [str(n) for n in b.allowed_ips] == ["10.0.0.2/32"]
+    assert c.preshared_key is None and c.native
+    assert c.endpoint == "[2001:db8::7]:51820"
+    # saving what was saved changes nothing
+    again = render_saved(
+        saved, running, addresses=addresses, mtu=1380, native=[PublicKey.from_base64(PUB_C)]
+    )
+    assert again == text
+
+
+def test_a_failed_save_leaves_the_old_file(tmp_path: Path) -> None:
+    from tunflow.wireguard.wgquick import save_wgquick
+
+    path = tmp_path / "wg0.conf"
+    path.write_text("old\n")
+    (tmp_path / "wg0.conf.tmp").mkdir()  # the temporary file cannot be made
+    with pytest.raises(OSError):
+        save_wgquick(path, "new\n")
+    assert path.read_text() == "old\n"
