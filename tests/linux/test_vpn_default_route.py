@@ -254,6 +254,22 @@ async def test_without_nft_the_missing_rules_are_named(
     assert "nft not found" in caplog.text and "rp_filter" in caplog.text
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_table_with_only_a_blackhole_route_is_not_free(
+    netns_pair: tuple[testing.Netns, testing.Netns],
+) -> None:
+    # as wg-quick sees it (`ip route show table 51820` prints the blackhole route): in use
+    a, _ = netns_pair
+    a.run("ip", "route", "add", "blackhole", "default", "table", "51820")
+    a.run("ip", "-6", "route", "add", "blackhole", "default", "table", "51821")
+    name = testing.unique_name("wa")
+    with anyio.fail_after(30):
+        async with open_interface(default_peer(), name=name, netns=a.name, uapi=False) as ia:
+            assert ia.wg.fwmark == 51822
+            assert rules(a, "-4") == rules(a, "-6") == policy_rules(51822)
+
+
 def default_peer(fwmark: int = 0, allowed_ips: str = "0.0.0.0/0, ::/0") -> InterfaceConfig:
     return InterfaceConfig(
         PrivateKey.generate(),

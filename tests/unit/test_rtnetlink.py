@@ -220,6 +220,9 @@ def test_get_routes_of_a_table() -> None:
     assert rt.encode_get_routes(6, table=100) == hdr(28, 26, 0x301, 6) + small
     big = struct.pack("=BBBBBBBBI", 10, 0, 0, 0, 252, 0, 0, 1, 0) + nla(15, u32(51820))
     assert rt.encode_get_routes(6, family=10, table=51820) == hdr(36, 26, 0x301, 6) + big
+    # route type 0: no type filter (blackhole, unreachable… too)
+    any_type = struct.pack("=BBBBBBBBI", 0, 0, 0, 0, 100, 0, 0, 0, 0)
+    assert rt.encode_get_routes(6, table=100, route_type=0) == hdr(28, 26, 0x301, 6) + any_type
 
 
 def test_new_rule_not_fwmark() -> None:
@@ -364,6 +367,7 @@ def test_bad_link_values(kwargs: dict[str, object], match: str) -> None:
         (lambda: rt.encode_del_route(1, 3, "10.0.0.0/24", metric=2**32), "metric"),
         (lambda: rt.encode_get_addresses(1, family=7), "family 7"),
         (lambda: rt.encode_get_routes(1, family=7), "family 7"),
+        (lambda: rt.encode_get_routes(1, route_type=256), "route type 256"),
         (lambda: rt.encode_get_link(1), "by index or by name"),
         (lambda: rt.encode_get_link(1, index=2, name="x"), "not both"),
         (lambda: rt.encode_get_link(2**32, index=2), "sequence number"),

@@ -1195,9 +1195,15 @@ def encode_del_route(
 
 
 def encode_get_routes(
-    seq: int, *, index: int = 0, family: int = AF_UNSPEC, table: int = RT_TABLE_MAIN
+    seq: int,
+    *,
+    index: int = 0,
+    family: int = AF_UNSPEC,
+    table: int = RT_TABLE_MAIN,
+    route_type: int = RTN_UNICAST,
 ) -> bytes:
-    """``RTM_GETROUTE`` dump of one table's unicast routes (out of ``index`` if given).
+    """``RTM_GETROUTE`` dump of one table's routes of ``route_type`` (0: every type —
+    blackhole, unreachable… as ``ip route show table`` lists them), out of ``index`` if given.
 
     The header's table and type and an ``RTA_OIF`` attribute are filters only on a socket with
     ``NETLINK_GET_STRICT_CHK`` (which then answers ``ENODEV`` for a missing index, and
@@ -1214,7 +1220,9 @@ def encode_get_routes(
     check_table(table)
     if table > 255 and family == AF_UNSPEC:
         raise ConfigError(f"dump table {table} one address family at a time (not AF_UNSPEC)")
-    body = _RTMSG.pack(family, 0, 0, 0, _table_byte(table), 0, 0, RTN_UNICAST, 0)
+    if not 0 <= route_type <= 255:
+        raise ConfigError(f"route type {route_type!r} is not 0…255")
+    body = _RTMSG.pack(family, 0, 0, 0, _table_byte(table), 0, 0, route_type, 0)
     if index:
         body += _attr_u32(RTA_OIF, check_index(index))
     if table > 255:

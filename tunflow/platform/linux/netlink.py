@@ -356,24 +356,29 @@ class RtNetlink:
         return routes
 
     def table_in_use(self, table: int) -> bool:
-        """Whether ``table`` holds a unicast route of either family (``ip route show table``
-        printing something — how wg-quick looks for a free table).
+        """Whether ``table`` holds a route of either family, of any type (``ip route show
+        table`` printing something — how wg-quick looks for a free table; a blackhole route
+        counts).
 
         Raises:
             ConfigError: invalid table.
         """
         return any(
             e is not None and e.table == table and not e.flags & rt.RTM_F_CLONED
-            for e in self._table_dump(table, 0)
+            for e in self._table_dump(table, 0, route_type=0)
         )
 
-    def _table_dump(self, table: int, index: int) -> list[rt.RouteEntry | None]:
+    def _table_dump(
+        self, table: int, index: int, *, route_type: int = rt.RTN_UNICAST
+    ) -> list[rt.RouteEntry | None]:
         rt.check_table(table)
         # A table above 255 is named in RTA_TABLE, which MPLS refuses in an AF_UNSPEC dump.
         families = (rt.AF_UNSPEC,) if table < 256 else (rt.AF_INET, rt.AF_INET6)
         entries: list[rt.RouteEntry | None] = []
         for family in families:
-            request = rt.encode_get_routes(0, index=index, family=family, table=table)
+            request = rt.encode_get_routes(
+                0, index=index, family=family, table=table, route_type=route_type
+            )
             try:
                 replies = self._request(request, rt.Expect.DUMP)
             except FileNotFoundError:
