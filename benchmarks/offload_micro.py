@@ -32,7 +32,10 @@ from tests.unit.offload_packets import (
     IP4_A,
     IP4_B,
     IP4_C,
+    IP6_A,
+    IP6_B,
     tcp4_packet,
+    tcp6_packet,
     tcp_super_packet,
     udp4_packet,
 )
@@ -274,15 +277,19 @@ def main() -> None:
         ("TCPv4 1 flow, 1448 B", one_flow),
         ("TCPv4 1 flow, timestamps move every 32", ts_flow),
         ("TCPv4 4 flows interleaved, 1448 B", four_flows),
+        (
+            "TCPv6 1 flow, 1428 B",
+            [tcp6_packet(IP6_A, IP6_B, ACK, MSS - 20, 1 + i * (MSS - 20)) for i in range(128)],
+        ),
     ):
         b = batch(pkts)
         out = PacketBatch(capacity=b.capacity, max_packets=1024)
         table = GROTable()
         table.verify_checksums = False
         n = table.coalesce(b, out)
-        assert table._classify_tcp4_run(b) is not None
+        assert table._classify_tcp_run(b) is not None
         t_gen = best(lambda b=b, table=table: table._classify(b), budget)
-        t_fast = best(lambda b=b, table=table: table._classify_tcp4_run(b), budget)
+        t_fast = best(lambda b=b, table=table: table._classify_tcp_run(b), budget)
         t_all = best(lambda b=b, out=out, table=table: table.coalesce(b, out), budget)
         print(
             f"  {name:42}{n:>4}{t_gen * 1e6 / 128:>9.2f}{t_fast * 1e6 / 128:>8.2f}"

@@ -54,8 +54,12 @@ from tests.unit.offload_packets import (  # noqa: E402
     IP4_A,
     IP4_B,
     IP4_C,
+    IP6_A,
+    IP6_B,
+    IP6_C,
     PSH,
     tcp4_packet,
+    tcp6_packet,
     udp4_packet,
 )
 
@@ -69,11 +73,14 @@ def runs(draw: st.DrawFn) -> tuple[list[bytes], bool, int | None]:
     count = draw(st.integers(2, 60))
     mss = draw(st.sampled_from([100, 536, 1380, 1448, 9000]))
     opts = draw(st.sampled_from([b"", _TS]))
-    dsts = [IP4_B, IP4_C, (IP4_B[0], 2), (IP4_C[0], 2)][: draw(st.integers(1, 4))]
+    v6 = draw(st.booleans())
+    a, b, c = (IP6_A, IP6_B, IP6_C) if v6 else (IP4_A, IP4_B, IP4_C)
+    make = tcp6_packet if v6 else tcp4_packet
+    dsts = [b, c, (b[0], 2), (c[0], 2)][: draw(st.integers(1, 4))]
     seqs = [draw(st.integers(0, 2**32 - 1)) for _ in dsts]
     # half the cases are clean; the others have one odd packet somewhere
     spoil_at = draw(st.integers(0, count - 1)) if draw(st.booleans()) else -1
-    spoiler = draw(st.integers(1, 7))
+    spoiler = draw(st.integers(1, 9))
     packets = []
     for i in range(count):
         f = draw(st.integers(0, len(dsts) - 1))
@@ -81,9 +88,9 @@ def runs(draw: st.DrawFn) -> tuple[list[bytes], bool, int | None]:
         flags = ACK | PSH if not draw(st.integers(0, 7)) else ACK
         kw: dict[str, object] = {}
         odd = spoiler if i == spoil_at else 0
-        src, dst, ack, options = IP4_A, dsts[f], 1, opts
+        src, dst, ack, options = a, dsts[f], 1, opts
         if odd == 1:
-            src = (IP4_A[0], 7)  # a flow of its own
+            src = (a[0], 7)  # a flow of its own
         elif odd == 2:
             seqs[f] = (seqs[f] + 1) & 0xFFFFFFFF  # a gap
         elif odd == 3:
@@ -91,15 +98,22 @@ def runs(draw: st.DrawFn) -> tuple[list[bytes], bool, int | None]:
         elif odd == 4:
             ack = 2
         elif odd == 5:
-            kw["ttl"] = 63
+            kw["hop_limit" if v6 else "ttl"] = 63
+        elif odd == 8:
+            kw["traffic_class" if v6 else "tos"] = 4
+        elif odd == 9 and v6:
+            kw["flow_label"] = 77  # not compared: still one flow, as the general path has it
         elif odd == 6 and opts:
             # the timestamp moves on (from here on, as a clock does)
             opts = options = bytes([1, 1, 8, 10]) + bytes(range(1, 9))
         elif odd == 7:
-            packets.append(udp4_packet(IP4_A, IP4_B, 100))
+            # another protocol; or the other IP version
+            packets.append(
+                udp4_packet(IP4_A, IP4_B, 100) if v6 else tcp6_packet(IP6_A, IP6_B, ACK, 100, 1)
+            )
             continue
         packets.append(
-            tcp4_packet(src, dst, flags, size, seqs[f], ack=ack, tcp_options=options, **kw)  # type: ignore[arg-type]
+            make(src, dst, flags, size, seqs[f], ack=ack, tcp_options=options, **kw)  # type: ignore[arg-type]
         )
         seqs[f] = (seqs[f] + size) & 0xFFFFFFFF
     return packets, draw(st.booleans()), draw(st.sampled_from([None, 1, 3, 44]))
@@ -133,7 +147,7 @@ def test_the_fast_path_takes_a_clean_run_and_refuses_the_rest() -> None:
     clean = [tcp4_packet(IP4_A, IP4_B, ACK, 1380, 1 + 1380 * i) for i in range(50)]
     src = PacketBatch(1 << 20, max_packets=128)
     src.extend(clean)
-    run = table._classify_tcp4_run(src)
+    run = table._classify_tcp_run(src)
     assert run is not None
     items, too_large = run
     # 47 segments of 1380 bytes fit 65535 bytes with the 40 of headers; 3 start the next
@@ -143,17 +157,24 @@ def test_the_fast_path_takes_a_clean_run_and_refuses_the_rest() -> None:
     later = tcp4_packet(IP4_A, IP4_B, ACK, 1380, 1 + 1380 * 50, tcp_options=_TS)
     src.clear()
     src.extend([*clean, later])
-    run = table._classify_tcp4_run(src)
+    run = table._classify_tcp_run(src)
     assert run is not None and [len(item[0]) for item in run[0]] == [47, 3, 1]  # type: ignore[index]
     # another flow: its own items, in the order they begin
     src.clear()
     src.extend([*clean[:10], tcp4_packet(IP4_A, IP4_C, ACK, 1380, 7), *clean[10:]])
-    run = table._classify_tcp4_run(src)
+    run = table._classify_tcp_run(src)
     assert run is not None and [len(item[0]) for item in run[0]] == [47, 1, 3]  # type: ignore[index]
+    # IPv6 the same way
+    clean6 = [tcp6_packet(IP6_A, IP6_B, ACK, 1360, 1 + 1360 * i) for i in range(50)]
+    src.clear()
+    src.extend(clean6)
+    run = table._classify_tcp_run(src)
+    assert run is not None and [len(item[0]) for item in run[0]] == [48, 2]  # type: ignore[index]
     for spoiler in (
+        tcp6_packet(IP6_A, IP6_B, ACK, 1380, 1),  # the other IP version
         tcp4_packet(IP4_A, IP4_B, ACK, 1380, 2 + 1380 * 50),  # a gap
         tcp4_packet(IP4_A, IP4_B, ACK | FIN, 1380, 1 + 1380 * 50),  # flags GRO leaves alone
     ):
         src.clear()
         src.extend([*clean, spoiler])
-        assert table._classify_tcp4_run(src) is None
+        assert table._classify_tcp_run(src) is None
