@@ -32,6 +32,7 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -579,6 +580,8 @@ def main() -> int:
     if missing:
         log(f"missing tools: {missing}; candidates needing them will fail")
     tests = args.tests.split(",")
+    # SIGTERM (a killed run) unwinds like Ctrl-C: the tunnels stop, the namespaces go
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results: dict[str, dict[str, list[dict[str, float]]]] = {c: {} for c in order}
     with tempfile.TemporaryDirectory(prefix="tfvpn.") as tmpdir, bench_lock(3600):
         tmp = Path(tmpdir)
