@@ -1060,6 +1060,9 @@ class GROTable:
             if n < iph + 20:
                 return None
             h, a, length, b, key, seq, ack, v32 = unpack(buf, off - back)
+            # data offset and flags; the reserved bits and AE between them are ignored, as
+            # _classify ignores them (it reads the data offset and the flags byte only)
+            v32 &= 0xF0FF
             doff = (v32 >> 10) & 0x3C
             gso = n - iph - doff
             if key != flow:

@@ -242,9 +242,11 @@ async def test_without_nft_the_missing_rules_are_named(
 
     a, _ = netns_pair
     real_which = shutil.which
-    monkeypatch.setattr(
-        routing.shutil, "which", lambda cmd, *args: None if cmd == "nft" else real_which(cmd)
-    )
+
+    def which(cmd: str, *args: Any, **kwargs: Any) -> str | None:
+        return None if cmd == "nft" else real_which(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(routing.shutil, "which", which)
     name = testing.unique_name("wa")
     with anyio.fail_after(30):
         async with open_interface(default_peer(), name=name, netns=a.name, uapi=False):
@@ -252,6 +254,23 @@ async def test_without_nft_the_missing_rules_are_named(
             if HAVE_NFT:
                 assert nft_tables(a) == []
     assert "nft not found" in caplog.text and "rp_filter" in caplog.text
+    assert caplog.text.count("nft not found") == 1  # once, not per IP version
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.skipif(not HAVE_NFT, reason="needs nft (package nftables)")
+async def test_rules_nft_refuses_leave_the_interface_up_with_a_warning(
+    netns_pair: tuple[testing.Netns, testing.Netns], caplog: pytest.LogCaptureFixture
+) -> None:
+    # a name the kernel (and wg-quick) takes but nft cannot parse as part of a table name
+    a, _ = netns_pair
+    name = testing.unique_name("w") + "+1"
+    with anyio.fail_after(30):
+        async with open_interface(default_peer(), name=name, netns=a.name, uapi=False):
+            assert len(rules(a, "-4")) == 2 and nft_tables(a) == []
+    assert "rules for default routes are not made" in caplog.text
+    assert rules(a, "-4") == rules(a, "-6") == []
 
 
 @pytest.mark.anyio

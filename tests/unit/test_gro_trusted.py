@@ -8,7 +8,7 @@ import socket
 import struct
 
 from tunflow.offload import GROTable
-from tunflow.packet import PacketBatch, checksum, pseudo_header_checksum_no_fold
+from tunflow.packet import HEADROOM, PacketBatch, checksum, pseudo_header_checksum_no_fold
 
 
 def tcp(seq: int, payload: bytes, *, good: bool = True) -> bytes:
@@ -67,7 +67,7 @@ _TS = bytes([1, 1, 8, 10]) + bytes(range(8))  # NOP NOP timestamps: a 32-byte TC
 
 
 @st.composite
-def runs(draw: st.DrawFn) -> tuple[list[bytes], bool, int | None]:
+def runs(draw: st.DrawFn) -> tuple[list[bytes], bool, int | None, int]:
     """Bulk transfers' segments, each flow's in order (one to four flows, interleaved);
     sometimes with one thing that must break a run or the fast path."""
     count = draw(st.integers(2, 60))
@@ -80,7 +80,7 @@ def runs(draw: st.DrawFn) -> tuple[list[bytes], bool, int | None]:
     seqs = [draw(st.integers(0, 2**32 - 1)) for _ in dsts]
     # half the cases are clean; the others have one odd packet somewhere
     spoil_at = draw(st.integers(0, count - 1)) if draw(st.booleans()) else -1
-    spoiler = draw(st.integers(1, 9))
+    spoiler = draw(st.integers(1, 12))
     packets = []
     for i in range(count):
         f = draw(st.integers(0, len(dsts) - 1))
@@ -103,6 +103,10 @@ def runs(draw: st.DrawFn) -> tuple[list[bytes], bool, int | None]:
             kw["traffic_class" if v6 else "tos"] = 4
         elif odd == 9 and v6:
             kw["flow_label"] = 77  # not compared: still one flow, as the general path has it
+        elif odd == 10 and not v6:
+            kw["ip_flags"] = 0  # DF off
+        if not v6:
+            kw["ident"] = i  # IPv4 IDs move on, and are not compared
         elif odd == 6 and opts:
             # the timestamp moves on (from here on, as a clock does)
             opts = options = bytes([1, 1, 8, 10]) + bytes(range(1, 9))
@@ -112,26 +116,46 @@ def runs(draw: st.DrawFn) -> tuple[list[bytes], bool, int | None]:
                 udp4_packet(IP4_A, IP4_B, 100) if v6 else tcp6_packet(IP6_A, IP6_B, ACK, 100, 1)
             )
             continue
-        packets.append(
+        packet = bytearray(
             make(src, dst, flags, size, seqs[f], ack=ack, tcp_options=options, **kw)  # type: ignore[arg-type]
         )
+        if odd == 11:
+            packet[(40 if v6 else 20) + 12] |= 0x01  # AE (and reserved) bits: not compared
+        packets.append(bytes(packet))
         seqs[f] = (seqs[f] + size) & 0xFFFFFFFF
-    return packets, draw(st.booleans()), draw(st.sampled_from([None, 1, 3, 44]))
+    # odd == 12: a packet with a non-zero virtio-net header (passed through whole)
+    gso_at = spoil_at if spoiler == 12 else -1
+    return (
+        packets,
+        draw(st.booleans()) or gso_at >= 0,
+        draw(st.sampled_from([None, 1, 3, 44])),
+        gso_at,
+    )
+
+
+class _General(GROTable):
+    """The general classifier only (the same trust)."""
+
+    def _classify_tcp_run(self, src: PacketBatch) -> None:  # type: ignore[override]
+        return None
 
 
 @settings(max_examples=300, deadline=None)
 @given(runs())
 def test_the_in_order_fast_path_makes_what_the_general_one_makes(
-    case: tuple[list[bytes], bool, int | None],
+    case: tuple[list[bytes], bool, int | None, int],
 ) -> None:
-    packets, headers, max_segments = case
+    packets, headers, max_segments, gso_at = case
     src = PacketBatch(1 << 20, max_packets=128)
     src.extend(packets)
     if headers:
         src.zero_headers()
+    if gso_at >= 0:
+        src.buffer[src.offsets[gso_at] - HEADROOM] = 1  # NEEDS_CSUM
     trusting = GROTable(max_segments=max_segments)  # takes the fast path when it can
     trusting.verify_checksums = False
-    general = GROTable(max_segments=max_segments)  # verifies (the packets are valid): general
+    general = _General(max_segments=max_segments)
+    general.verify_checksums = False
     out_fast, out_general = PacketBatch(1 << 20), PacketBatch(1 << 20)
     assert trusting.coalesce(src, out_fast) == general.coalesce(src, out_general)
     assert out_fast.to_list() == out_general.to_list()
@@ -164,6 +188,13 @@ def test_the_fast_path_takes_a_clean_run_and_refuses_the_rest() -> None:
     src.extend([*clean[:10], tcp4_packet(IP4_A, IP4_C, ACK, 1380, 7), *clean[10:]])
     run = table._classify_tcp_run(src)
     assert run is not None and [len(item[0]) for item in run[0]] == [47, 1, 3]  # type: ignore[index]
+    # the AE and reserved bits beside the data offset are not compared (nor by _classify)
+    ae = bytearray(clean[5])
+    ae[32] |= 0x01
+    src.clear()
+    src.extend([*clean[:5], bytes(ae), *clean[6:]])
+    run = table._classify_tcp_run(src)
+    assert run is not None and [len(item[0]) for item in run[0]] == [47, 3]  # type: ignore[index]
     # IPv6 the same way
     clean6 = [tcp6_packet(IP6_A, IP6_B, ACK, 1360, 1 + 1360 * i) for i in range(50)]
     src.clear()

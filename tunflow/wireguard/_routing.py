@@ -31,7 +31,9 @@ What ``Table`` in a wg-quick file means, and so what :class:`Routes` does:
   (which the default route would otherwise answer through the tunnel); the other two give the
   replies of the tunnel's own UDP flow the mark its datagrams left with, so that a strict
   ``rp_filter`` checks them against the main table and lets them in. Without ``nft`` (the
-  ``nftables`` package) a warning says the rules are missing.
+  ``nftables`` package), or when ``nft`` refuses them (an interface name it cannot parse, such
+  as ``wg+1``; a kernel without nf_tables), a warning says the rules are missing and the
+  interface comes up without them.
 * a table number (``main`` is 254) — every AllowedIPs route, default ones included, into that
   table; no rules (whoever chose the table routes to it).
 
@@ -129,6 +131,7 @@ class Routes:
         #: nftables families (``ip``, ``ip6``) with a ``wg-quick-<interface>`` table made here
         self._nft: list[str] = []
         self._nft_table = ""
+        self._nft_missing = False
 
     def __repr__(self) -> str:
         return f"<Routes {self.name}: {len(self._rules)} rules>"
@@ -247,7 +250,10 @@ class Routes:
         family = "ip" if version == 4 else "ip6"
         if family in self._nft:
             return
+        if self._nft_missing:
+            return
         if shutil.which("nft") is None:
+            self._nft_missing = True
             log.warning(
                 "%s: nft not found (package nftables): wg-quick's rules for default routes are "
                 "not made; with a strict rp_filter (1) the tunnel's replies are dropped",
@@ -277,7 +283,18 @@ class Routes:
                 )
         lines.append(f"add rule {t} postmangle meta l4proto udp mark {table} ct mark set mark")
         lines.append(f"add rule {t} premangle meta l4proto udp meta mark set ct mark")
-        self._run_nft("\n".join(lines) + "\n")
+        try:
+            self._run_nft("\n".join(lines) + "\n")
+        except OSError as exc:
+            # the routes work without them (a name nft cannot parse, a kernel without
+            # nf_tables): said plainly, as a missing nft is
+            log.warning(
+                "%s: wg-quick's rules for default routes are not made (%s); with a strict "
+                "rp_filter (1) the tunnel's replies are dropped",
+                self.name,
+                exc,
+            )
+            return
         self._nft.append(family)
         log.debug("%s: nftables table %s", self.name, t)
 
