@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import queue
 import select
+import signal
 import socket
 import struct
 import subprocess
@@ -185,3 +186,52 @@ def read_fd_until(fd: int, timeout: float) -> bytes:
     ready, _, _ = select.select([fd], [], [], timeout)
     assert ready, "nothing to read"
     return os.read(fd, 65535)
+
+
+class Up:
+    """``tunflow up FILE`` in a namespace, in the foreground; stopped and reaped on exit."""
+
+    def __init__(
+        self, ns: testing.Netns, conf: Path, *args: str, env: dict[str, str] | None = None
+    ) -> None:
+        self.ns = ns
+        self.name = conf.stem
+        self.argv = ns.cmd(sys.executable, "-m", "tunflow.cli", "up", str(conf), *args)
+        self.env = env
+        self.proc: subprocess.Popen[str] | None = None
+        self.out = ""
+        #: the exit status once stopped (``None`` before)
+        self.returncode: int | None = None
+
+    def __enter__(self) -> Up:
+        self.proc = subprocess.Popen(
+            self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 20
+        for line in self.proc.stdout:
+            self.out += line
+            if " up: listening on UDP" in line:
+                return self
+            assert time.monotonic() < deadline, self.out
+        self.stop()
+        raise AssertionError(f"tunflow up exited: {self.out}")
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        proc = self.proc
+        if proc is None:
+            return 0
+        if proc.poll() is None:
+            proc.send_signal(sig)
+        try:
+            rest, _ = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rest, _ = proc.communicate(timeout=10)
+        self.out += rest or ""
+        self.proc = None
+        self.returncode = proc.returncode
+        return proc.returncode

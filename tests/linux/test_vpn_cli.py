@@ -9,12 +9,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import Up
 from tunflow import testing
 from tunflow.wireguard import genkey, pubkey
 
@@ -24,52 +24,6 @@ UA, UB = "192.168.95.1", "192.168.95.2"
 OA, OB = "10.95.0.1", "10.95.0.2"
 TUNFLOW = [sys.executable, "-m", "tunflow.cli"]
 HAVE_WG = shutil.which("wg") is not None
-
-
-class Up:
-    """``tunflow up FILE`` in a namespace, in the foreground; stopped and reaped on exit."""
-
-    def __init__(
-        self, ns: testing.Netns, conf: Path, *args: str, env: dict[str, str] | None = None
-    ) -> None:
-        self.ns = ns
-        self.name = conf.stem
-        self.argv = ns.cmd(*TUNFLOW, "up", str(conf), *args)
-        self.env = env
-        self.proc: subprocess.Popen[str] | None = None
-        self.out = ""
-
-    def __enter__(self) -> Up:
-        self.proc = subprocess.Popen(
-            self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env
-        )
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + 20
-        for line in self.proc.stdout:
-            self.out += line
-            if " up: listening on UDP" in line:
-                return self
-            assert time.monotonic() < deadline, self.out
-        self.stop()
-        raise AssertionError(f"tunflow up exited: {self.out}")
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        proc = self.proc
-        if proc is None:
-            return 0
-        if proc.poll() is None:
-            proc.send_signal(sig)
-        try:
-            rest, _ = proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rest, _ = proc.communicate(timeout=10)
-        self.out += rest or ""
-        self.proc = None
-        return proc.returncode
 
 
 def conf(

@@ -13,10 +13,6 @@ not write) while the interface is up, and after it is gone.
 from __future__ import annotations
 
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -25,6 +21,7 @@ from typing import Any
 import anyio
 import pytest
 
+from tests.helpers import Up
 from tunflow import testing
 from tunflow.errors import ConfigError
 from tunflow.wireguard import (
@@ -394,43 +391,6 @@ def test_bad_table_is_refused_before_anything_is_made(table: int, message: str) 
 # --- tunflow up FILE -----------------------------------------------------------------------------
 
 
-class Up:
-    """``tunflow up FILE`` in a namespace, in the foreground; stopped and reaped on exit."""
-
-    def __init__(self, ns: testing.Netns, conf: Path) -> None:
-        self.argv = ns.cmd(sys.executable, "-m", "tunflow.cli", "up", str(conf))
-        self.proc: subprocess.Popen[str] | None = None
-        self.out = ""
-
-    def __enter__(self) -> Up:
-        self.proc = subprocess.Popen(
-            self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + 20
-        for line in self.proc.stdout:
-            self.out += line
-            if " up: listening on UDP" in line:
-                return self
-            assert time.monotonic() < deadline, self.out
-        self.__exit__()
-        raise AssertionError(f"tunflow up exited: {self.out}")
-
-    def __exit__(self, *exc: object) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            rest, _ = proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rest, _ = proc.communicate(timeout=10)
-        self.out += rest or ""
-        assert proc.returncode == 0, self.out
-
-
 @pytest.mark.parametrize("table", ["", "Table = 1234\n"], ids=["auto", "1234"])
 def test_tunflow_up_file(
     netns_pair: tuple[testing.Netns, testing.Netns], tmp_path: Path, table: str
@@ -453,5 +413,6 @@ def test_tunflow_up_file(
         if HAVE_WG:
             shown = a.run("wg", "show", name, "fwmark").stdout.strip()
             assert shown == ("off" if table else "0xca6c")
+    assert up.returncode == 0, up.out
     assert rules(a, "-4") == []
     assert "Traceback" not in up.out, up.out
