@@ -1039,13 +1039,16 @@ class GROTable:
             return None
         # with headers: unpacked from the headroom on, so a non-zero header is seen too
         back = HEADROOM if src.vnet_hdr else 0
+        # the header length; how far the first word is shifted before it is compared; the
+        # item kind; what the length field lacks of the packet's length (IPv4: the total
+        # length, nothing; IPv6: the payload length, the 40-byte header)
         if buf[offsets[0]] >> 4 == 4:
             unpack = _V4TCP_RUN_HDR if back else _V4TCP_RUN
-            iph, shift, kind = 20, 0, 1
+            iph, shift, kind, length_of_n = 20, 0, 1, 0
         else:
             unpack = _V6TCP_RUN_HDR if back else _V6TCP_RUN
-            iph, shift, kind = 40, 20, 2  # the flow label is not compared (as in _classify)
-        length_of_n = 0 if kind == 1 else 40  # IPv4 total length; IPv6 payload length + 40
+            # the flow label is not compared (as in _classify)
+            iph, shift, kind, length_of_n = 40, 20, 2, 40
         max_segs = self._max_segments
         zero = bytes(back)
         slots: list[int | _Item] = []

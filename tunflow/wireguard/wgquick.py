@@ -528,7 +528,7 @@ def render_saved(
     natives = set(native)
     for peer in info.peers:
         lines += ["", "[Peer]", f"PublicKey = {peer.public_key.to_base64()}"]
-        if peer.preshared_key.raw != bytes(32):
+        if not peer.preshared_key.is_zero:
             lines.append(f"PresharedKey = {peer.preshared_key.to_base64()}")
         if peer.allowed_ips:
             lines.append("AllowedIPs = " + ", ".join(str(n) for n in peer.allowed_ips))
