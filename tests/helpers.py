@@ -235,3 +235,19 @@ class Up:
         self.proc = None
         self.returncode = proc.returncode
         return proc.returncode
+
+
+async def assert_a_new_socket_is_waited_on() -> None:
+    """A socket made now — likely given the number of one just closed — becomes readable
+    for ``anyio.wait_readable`` (no stale event-loop registration hangs it)."""
+    import anyio
+
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        a.send(b"y")
+        with anyio.fail_after(10):
+            await anyio.wait_readable(b)
+        assert b.recv(10) == b"y"
+    finally:
+        a.close()
+        b.close()

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import anyio
 import pytest
 
+from tests.helpers import assert_a_new_socket_is_waited_on
 from tunflow._readiness import ReadWaiter
 
 pytestmark = pytest.mark.anyio
@@ -194,12 +195,4 @@ async def test_close_from_another_thread_closes_the_fd_on_the_loop(
         while b.fileno() != -1:  # noqa: ASYNC110 - polling a plain socket's state, no event
             await anyio.sleep(0.001)
     # a new socket that may well get the old number is waited on normally
-    c, d = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        c.send(b"2")
-        with anyio.fail_after(10):
-            await anyio.wait_readable(d)
-        assert d.recv(10) == b"2"
-    finally:
-        c.close()
-        d.close()
+    await assert_a_new_socket_is_waited_on()

@@ -10,6 +10,7 @@ import sys
 import anyio
 import pytest
 
+from tests.helpers import assert_a_new_socket_is_waited_on
 from tunflow.transport import UDP_OFFLOAD_ENV, DatagramBatch, UDPTransport
 
 pytestmark = pytest.mark.anyio
@@ -305,12 +306,4 @@ async def test_a_transport_dropped_without_aclose_lets_go_of_its_fd() -> None:
     del t
     gc.collect()
     # a new socket, likely with the same number, is waited on normally
-    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        a.send(b"y")
-        with anyio.fail_after(10):
-            await anyio.wait_readable(b)
-        assert b.recv(10) == b"y"
-    finally:
-        a.close()
-        b.close()
+    await assert_a_new_socket_is_waited_on()
