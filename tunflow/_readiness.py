@@ -8,7 +8,9 @@ ping crosses four such waits. :class:`ReadWaiter` keeps the fd registered betwee
 
 * the loop's reader callback wakes the waiting task, if one waits;
 * the callback right after a wake is ignored: the loop may have queued it before the woken task
-  read the data (a level-triggered loop calls again next turn if data is still there);
+  read the data (a level-triggered loop calls again next turn if data is still there) — but
+  only until the loop's next turn after the task ran: uvloop reports an error on the fd
+  (``EPOLLERR``: a TUN device deleted under its reader) once, and that must wake the task;
 * a callback with nobody waiting (data arrived while the task was busy) unregisters the fd, so
   a level-triggered loop does not spin; the next wait registers it again;
 * :meth:`ReadWaiter.close` unregisters it and wakes a waiter with
@@ -55,7 +57,17 @@ class ReadWaiter:
         >>> a.close()
     """
 
-    __slots__ = ("_closed", "_future", "_loop", "_registered", "_skip", "_waiting", "fd")
+    __slots__ = (
+        "_closed",
+        "_future",
+        "_loop",
+        "_registered",
+        "_repeats",
+        "_skip",
+        "_waiting",
+        "_wakes",
+        "fd",
+    )
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
@@ -64,6 +76,8 @@ class ReadWaiter:
         self._registered = False
         self._waiting = False
         self._skip = False
+        self._wakes = 0
+        self._repeats = False  # the loop reports a readable (or failed) fd on every turn
         self._closed = False
 
     def __repr__(self) -> str:
@@ -89,6 +103,7 @@ class ReadWaiter:
             self._unregister()
             self._loop = loop
             self._skip = False
+            self._repeats = _selector_loop(loop)
         future = self._future = loop.create_future()
         if not self._registered:
             loop.add_reader(self.fd, self._ready)
@@ -100,6 +115,11 @@ class ReadWaiter:
             self._waiting = False
             if self._future is future:
                 self._future = None
+            if self._skip and not self._repeats:
+                # The callback to ignore may still come this turn — or never (nothing was left
+                # to report): ignore nothing after this turn. (asyncio's selector loops report
+                # again next turn whatever was ignored, so they need not pay for this.)
+                loop.call_soon(self._unskip, self._wakes)
 
     def _ready(self) -> None:
         if self._skip:
@@ -111,11 +131,16 @@ class ReadWaiter:
         if future is not None:
             self._future = None
             self._skip = True
+            self._wakes += 1
             if not future.done():
                 future.set_result(None)
         else:
             # readable while nobody waits: stop the loop from calling us every turn
             self._unregister()
+
+    def _unskip(self, wakes: int) -> None:
+        if wakes == self._wakes:  # no wake since
+            self._skip = False
 
     def _unregister(self) -> None:
         loop = self._loop
@@ -168,3 +193,8 @@ def _running_loop() -> asyncio.AbstractEventLoop:
         raise RuntimeError("no asyncio event loop")
     loop: asyncio.AbstractEventLoop = module.get_running_loop()
     return loop
+
+
+def _selector_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    module: Any = sys.modules.get("asyncio.selector_events")
+    return module is not None and isinstance(loop, module.BaseSelectorEventLoop)

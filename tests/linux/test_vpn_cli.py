@@ -111,6 +111,27 @@ def test_daemon_and_down(configs: tuple[testing.Netns, testing.Netns, Path, Path
     assert again.returncode == 1 and "no interface" in again.stderr
 
 
+def test_a_deleted_device_stops_tunflow_up_and_a_second_up_is_refused(
+    configs: tuple[testing.Netns, testing.Netns, Path, Path], tmp_path: Path
+) -> None:
+    a, b, ca, cb = configs
+    marker = tmp_path / "postdown"
+    ca.write_text(ca.read_text().replace("[Peer]", f"PostDown = touch {marker}\n\n[Peer]", 1))
+    with Up(a, ca) as up_a, Up(b, cb):
+        ping(a, OB)  # the device's reader has been woken and waits again (uvloop, the default)
+        second = a.run(*TUNFLOW, "up", str(ca), check=False)
+        assert second.returncode == 2, second.stderr
+        assert f"{up_a.name} is up already (pid " in second.stderr
+        ping(a, OB)  # the refused second run touched nothing
+        a.run("ip", "link", "del", up_a.name)
+        assert up_a.proc is not None
+        assert up_a.proc.wait(10) == 1  # on its own: no signal
+    assert "down (the device was deleted)" in up_a.out, up_a.out
+    assert marker.exists()  # PostDown ran: PostUp's changes are undone
+    assert not Path(f"/var/run/wireguard/{up_a.name}.sock").exists()
+    assert not Path(f"/run/tunflow/{up_a.name}.pid").exists()
+
+
 def test_native_mode_from_the_command_line(
     configs: tuple[testing.Netns, testing.Netns, Path, Path],
 ) -> None:

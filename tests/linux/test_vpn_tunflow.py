@@ -20,7 +20,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from tunflow import testing
+from tunflow import DeviceGoneError, testing
 from tunflow.wireguard import (
     InterfaceConfig,
     PeerConfig,
@@ -107,6 +107,24 @@ async def test_ping_both_ways_on_every_loop(
         # a virtio-net header either way: TSO for native super-packets; for WireGuard peers
         # plain packets in (the kernel asked for no TSO) and coalesced packets out
         assert ia.device.offload_info.vnet_hdr
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["wireguard", "native"])
+async def test_deleting_the_device_ends_the_block_with_device_gone_on_every_loop(
+    pair: tuple[testing.Netns, testing.Netns], native: bool
+) -> None:
+    a, b = pair
+    with anyio.fail_after(30), pytest.raises(DeviceGoneError):
+        async with two_sides(a, b, native=native) as (ia, _):
+            # the device's reader is woken by traffic, reads and waits again; then the device
+            # goes: uvloop reports that (EPOLLERR) only once, and it must still wake the reader
+            await ping(a, OB)
+            await anyio.sleep(0.3)
+            await anyio.run_process(a.cmd("ip", "link", "del", ia.name))
+            await anyio.sleep_forever()
+    assert ia.stop_reason == "the device was deleted"
+    assert isinstance(ia.failure, DeviceGoneError)
+    assert ia.statistics().listen_port == 51820  # counters are still there after the end
 
 
 async def tcp_transfer(

@@ -96,54 +96,67 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
     _run_hooks(hooks(quick.pre_up, name), "PreUp")
     pid_file = _pid_path(name)
     reason = "stopped"
-    async with open_interface(
-        config,
-        name=name,
-        addresses=quick.addresses,
-        routes=routes,
-        table=quick.table,
-        offload=offload,
-    ) as iface:
-        try:
-            if dns is not None:
-                await anyio.to_thread.run_sync(dns.apply)  # a program: off the event loop
-            _run_hooks(hooks(quick.post_up, name), "PostUp")
-            pid_file.parent.mkdir(parents=True, exist_ok=True)
-            pid_file.write_text(f"{os.getpid()}\n")
-            mode = "native fast mode" if any(p.native_mode for p in config.peers) else "WireGuard"
-            print(
-                f"{name} up: listening on UDP {iface.listen_port}, {len(config.peers)} peer(s), "
-                f"{mode}; wg show {name}; tunflow down {name}",
-                flush=True,
-            )
-            async with anyio.create_task_group() as tg:
+    stats = None
+    iface: Any = None
+    try:
+        async with open_interface(
+            config,
+            name=name,
+            addresses=quick.addresses,
+            routes=routes,
+            table=quick.table,
+            offload=offload,
+        ) as iface:
+            try:
+                if dns is not None:
+                    await anyio.to_thread.run_sync(dns.apply)  # a program: off the event loop
+                _run_hooks(hooks(quick.post_up, name), "PostUp")
+                pid_file.parent.mkdir(parents=True, exist_ok=True)
+                pid_file.write_text(f"{os.getpid()}\n")
+                native = any(p.native_mode for p in config.peers)
+                mode = "native fast mode" if native else "WireGuard"
+                print(
+                    f"{name} up: listening on UDP {iface.listen_port}, {len(config.peers)} "
+                    f"peer(s), {mode}; wg show {name}; tunflow down {name}",
+                    flush=True,
+                )
+                async with anyio.create_task_group() as tg:
 
-                async def signals() -> None:
-                    nonlocal reason
-                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as got:
-                        async for signum in got:
-                            reason = signal.Signals(signum).name
-                            tg.cancel_scope.cancel()
-                            return
+                    async def signals() -> None:
+                        nonlocal reason
+                        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as got:
+                            async for signum in got:
+                                reason = signal.Signals(signum).name
+                                tg.cancel_scope.cancel()
+                                return
 
-                async def closed() -> None:
-                    nonlocal reason
-                    reason = await iface.wait_closed()
-                    tg.cancel_scope.cancel()
-
-                tg.start_soon(signals)
-                tg.start_soon(closed)
-            _run_hooks(hooks(quick.pre_down, name), "PreDown")
-            if quick.save_config:
-                await _save_config(quick, iface)
-            stats = iface.statistics()
-        finally:
-            if dns is not None:
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(dns.remove)
-            with _suppress_os_error():
-                if pid_file.read_text().strip() == str(os.getpid()):
-                    pid_file.unlink()
+                    tg.start_soon(signals)
+                _run_hooks(hooks(quick.pre_down, name), "PreDown")
+                if quick.save_config:
+                    await _save_config(quick, iface)
+                stats = iface.statistics()
+            finally:
+                if dns is not None:
+                    with anyio.CancelScope(shield=True):
+                        await anyio.to_thread.run_sync(dns.remove)
+                with _suppress_os_error():
+                    if pid_file.read_text().strip() == str(os.getpid()):
+                        pid_file.unlink()
+    except Exception as exc:
+        if iface is None or exc is not iface.failure:
+            raise
+    if stats is None:
+        # The interface stopped on its own (its device deleted…), which cut the block short:
+        # still run the hooks that undo PostUp's changes. Nothing to save: the device is gone.
+        reason = iface.stop_reason or "stopped"
+        log.warning("%s stopped: %s", name, reason)
+        if quick.save_config:
+            log.warning("SaveConfig: %s not saved (the interface stopped on its own)", quick.file)
+        _run_hooks(hooks(quick.pre_down, name), "PreDown")
+        stats = iface.statistics()
+        status = 1
+    else:
+        status = 0
     _run_hooks(hooks(quick.post_down, name), "PostDown")
     t, w = stats.transport, stats.wireguard
     per_read = t.rx_datagrams / t.rx_syscalls if t.rx_syscalls else 0.0
@@ -155,7 +168,7 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
         f"{w.dropped} dropped",
         flush=True,
     )
-    return 0
+    return status
 
 
 async def _save_config(quick: Any, iface: Any) -> None:
@@ -235,6 +248,9 @@ def up(args: argparse.Namespace) -> int:
     try:
         quick = load_wgquick(args.config)
         name = args.name or Path(args.config).stem
+        running = _running_pid(name)
+        if running:
+            raise ConfigError(f"{name} is up already (pid {running}); tunflow down {name} first")
         if args.daemon:
             return _daemonize(args, name)
         _logging(args)
@@ -251,6 +267,17 @@ def up(args: argparse.Namespace) -> int:
 def _down_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", metavar="NAME", help="the interface (wg0) or its file (wg0.conf)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
+
+
+def _running_pid(name: str) -> int:
+    """The pid of the ``tunflow up`` serving ``name``, or 0."""
+    try:
+        pid = int(_pid_path(name).read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return 0
+    # a pid file left by a killed process may name a reused pid: only a tunflow counts
+    return pid if pid != os.getpid() and b"tunflow" in cmdline and _alive(pid) else 0
 
 
 def _alive(pid: int) -> bool:

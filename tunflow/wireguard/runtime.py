@@ -550,9 +550,17 @@ class WireGuardInterface:
         #: why the interface stopped (``None`` while it runs)
         self.stop_reason: str | None = None
         self._cancel: anyio.CancelScope | None = None
+        # what stopped the data path, raised when the ``async with`` block ends
+        self._failure: BaseException | None = None
 
     def __repr__(self) -> str:
         return f"<WireGuardInterface {self.name}>"
+
+    @property
+    def failure(self) -> BaseException | None:
+        """What stopped the data path on its own — a :class:`~tunflow.DeviceGoneError` when the
+        device was deleted — also raised from the ``async with`` block; ``None`` otherwise."""
+        return self._failure
 
     @property
     def transport(self) -> UDPTransport:
@@ -561,8 +569,11 @@ class WireGuardInterface:
 
     @property
     def listen_port(self) -> int:
-        """The UDP port the interface listens on."""
-        return int(self.transport.local_address[1])
+        """The UDP port the interface listens on (listened on, once it is down)."""
+        try:
+            return int(self.transport.local_address[1])
+        except anyio.ClosedResourceError:
+            return self.wg.listen_port
 
     def now(self) -> float:
         """The protocol's clock."""
@@ -697,13 +708,14 @@ class WireGuardInterface:
         try:
             await self.tunnel.run()
             self.stop_reason = "the data path ended"
-        except (DeviceGoneError, anyio.BrokenResourceError):
+        except (DeviceGoneError, anyio.BrokenResourceError) as exc:
             self.stop_reason = "the device was deleted"
+            self._failure = exc
         except anyio.ClosedResourceError:
             self.stop_reason = "closed"
         except Exception as exc:
-            log.exception("%s: the data path failed", self.name)
             self.stop_reason = f"the data path failed: {exc}"
+            self._failure = exc
         self.close()
 
     async def _uapi(self, listener: anyio.abc.SocketListener) -> None:
@@ -748,7 +760,12 @@ def _plain_reads(device: AsyncDevice) -> None:
 
 def _bind(port: int, fwmark: int, netns: str | None) -> UDPTransport:
     with _entered(netns):
-        return UDPTransport.bind(("::", port), fwmark=fwmark)
+        try:
+            return UDPTransport.bind(("::", port), fwmark=fwmark)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise OSError(exc.errno, f"UDP port {port} (ListenPort) is in use") from exc
 
 
 @contextlib.contextmanager
@@ -869,6 +886,9 @@ async def _interface(
                 iface.stop_reason = iface.stop_reason or "closed"
                 iface._closed.set()
                 tg.cancel_scope.cancel()
+        if iface._failure is not None:
+            # the data path failed (the device was deleted…): that cancelled the block; say why
+            raise iface._failure
     finally:
         with anyio.CancelScope(shield=True):
             if added is not None:
@@ -944,9 +964,14 @@ def open_interface(
             WireGuard peers a TUN that reads plain packets and writes GRO-coalesced ones.
         stages: pipeline stages between the device and WireGuard (plain IP packets).
 
+    If the data path stops on its own while the block runs — the device deleted
+    (``ip link del``), a device or socket failing — the block is cancelled, everything is torn
+    down, and the error is raised from the ``async with`` (``stop_reason`` says why).
+
     Raises:
         ConfigError: a bad value, or the control socket is served by a live process.
         DeviceError: the device could not be made (``DeviceBusyError`` for a name in use…).
+        DeviceGoneError: the device was deleted while the block ran.
         OSError: the UDP port could not be bound, or the kernel refused a route or rule
             (:class:`FileExistsError` for a default route already in its table).
 
