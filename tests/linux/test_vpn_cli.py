@@ -132,6 +132,31 @@ def test_a_deleted_device_stops_tunflow_up_and_a_second_up_is_refused(
     assert not Path(f"/run/tunflow/{up_a.name}.pid").exists()
 
 
+@pytest.mark.skipif(not HAVE_WG, reason="needs wireguard-tools (wg)")
+def test_strip_for_wg_syncconf_reloads_peers_while_up(
+    configs: tuple[testing.Netns, testing.Netns, Path, Path], tmp_path: Path
+) -> None:
+    a, b, ca, cb = configs
+    third = pubkey(genkey())
+    with Up(a, ca) as up_a, Up(b, cb):
+        ping(a, OB)
+        # the file edited while up: one more peer (tunflow's Native key too), wider AllowedIPs
+        ca.write_text(
+            ca.read_text().replace(f"{OB}/32", f"{OB}/32, 10.96.0.0/24")
+            + f"\n[Peer]\nPublicKey = {third}\nAllowedIPs = 10.95.0.9/32\nNative = true\n"
+        )
+        stripped = a.run(*TUNFLOW, "strip", str(ca)).stdout
+        assert "Address" not in stripped and "Native" not in stripped
+        (tmp_path / "s.conf").write_text(stripped)
+        a.run("wg", "syncconf", up_a.name, str(tmp_path / "s.conf"))
+        allowed = a.run("wg", "show", up_a.name, "allowed-ips").stdout
+        assert f"{third}\t10.95.0.9/32" in allowed
+        assert f"{OB}/32 10.96.0.0/24" in allowed
+        ping(a, OB)  # the tunnel did not go down for it
+    bad = a.run(*TUNFLOW, "strip", str(tmp_path / "missing.conf"), check=False)
+    assert bad.returncode == 2 and "cannot read the file" in bad.stderr
+
+
 def test_native_mode_from_the_command_line(
     configs: tuple[testing.Netns, testing.Netns, Path, Path],
 ) -> None:

@@ -1,8 +1,10 @@
-"""``tunflow up``, ``down``, ``show``, ``genkey``, ``pubkey`` and ``genpsk``: the VPN commands.
+"""``tunflow up``, ``down``, ``show``, ``strip``, ``genkey``, ``pubkey`` and ``genpsk``: the VPN
+commands.
 
 ``tunflow up wg0.conf`` reads a wg-quick file and runs the interface in the foreground (the
 interface is named after the file, as wg-quick names it) until SIGINT or SIGTERM, then takes
-it down cleanly; ``--daemon`` runs it in the background instead. While it runs, ``wg show`` and
+it down cleanly; ``--daemon`` runs it in the background instead. A bare interface name stands for
+``/etc/wireguard/<name>.conf``, as with wg-quick. While it runs, ``wg show`` and
 ``wg set`` work against it through ``/var/run/wireguard/<name>.sock``, and ``tunflow down wg0``
 stops it. ``genkey``/``pubkey``/``genpsk`` behave as ``wg``'s.
 """
@@ -26,7 +28,7 @@ import anyio.to_thread
 from ..errors import ConfigError, TunflowError
 from . import add_backend_option, anyio_backend, command
 
-__all__ = ["up", "down", "show", "genkey", "pubkey", "genpsk", "PID_DIRECTORY"]
+__all__ = ["up", "down", "show", "strip", "genkey", "pubkey", "genpsk", "PID_DIRECTORY"]
 
 #: Where ``tunflow up`` records the process running an interface (``<name>.pid``).
 PID_DIRECTORY = "/run/tunflow"
@@ -43,6 +45,18 @@ def _pid_path(name: str) -> Path:
     return Path(PID_DIRECTORY) / f"{name}.pid"
 
 
+#: Where a bare interface name's file is (``tunflow up wg0``), as for wg-quick.
+CONFIG_DIRECTORY = "/etc/wireguard"
+
+
+def _config_path(arg: str) -> Path:
+    """``wg0.conf`` or ``./x/wg0.conf`` as given; a bare name ``wg0`` is
+    ``/etc/wireguard/wg0.conf`` (wg-quick's rule)."""
+    if "/" in arg or arg.endswith(".conf"):
+        return Path(arg)
+    return Path(CONFIG_DIRECTORY) / f"{arg}.conf"
+
+
 def _interface_name(arg: str) -> str:
     """``wg0`` for ``wg0``, ``/etc/wireguard/wg0.conf`` or ``wg0.conf``."""
     return Path(arg).stem if arg.endswith(".conf") or "/" in arg else arg
@@ -52,7 +66,11 @@ def _interface_name(arg: str) -> str:
 
 
 def _up_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", metavar="FILE", help="a wg-quick configuration file (wg0.conf)")
+    p.add_argument(
+        "config",
+        metavar="FILE",
+        help="a wg-quick configuration file (wg0.conf), or a name: /etc/wireguard/NAME.conf",
+    )
     p.add_argument(
         "--name", help="the interface name (default: the file name without .conf, as wg-quick)"
     )
@@ -246,8 +264,9 @@ def up(args: argparse.Namespace) -> int:
     from ..wireguard.wgquick import load_wgquick
 
     try:
-        quick = load_wgquick(args.config)
-        name = args.name or Path(args.config).stem
+        path = _config_path(args.config)
+        quick = load_wgquick(path)
+        name = args.name or path.stem
         running = _running_pid(name)
         if running:
             raise ConfigError(f"{name} is up already (pid {running}); tunflow down {name} first")
@@ -402,6 +421,38 @@ def show(args: argparse.Namespace) -> int:
                 every = peer.persistent_keepalive_interval
                 print(f"  persistent keepalive: every {every} seconds")
     return status
+
+
+# -- strip --------------------------------------------------------------------------------------
+
+
+def _strip_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "config", metavar="FILE", help="a wg-quick file, or a name: /etc/wireguard/NAME.conf"
+    )
+
+
+@command(
+    "strip",
+    "print a wg-quick file without its wg-quick-only keys, for 'wg syncconf' (as 'wg-quick strip')",
+    _strip_args,
+)
+def strip(args: argparse.Namespace) -> int:
+    """``tunflow strip FILE``: ``wg syncconf wg0 <(tunflow strip wg0)`` reloads the peers of a
+    running interface without taking it down."""
+    from ..wireguard.wgquick import strip_wgquick
+
+    path = _config_path(args.config)
+    try:
+        text = path.read_text(encoding="utf-8")
+        sys.stdout.write(strip_wgquick(text, file=str(path)))
+    except OSError as exc:
+        return _error(ConfigError(f"cannot read the file: {exc.strerror or exc}", file=str(path)))
+    except UnicodeDecodeError:
+        return _error(ConfigError("not a UTF-8 text file", file=str(path)))
+    except TunflowError as exc:
+        return _error(exc)
+    return 0
 
 
 # -- keys ---------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
         WireGuardPort,
         open_interface,
     )
-    from .wgquick import QuickConfig, QuickPeer, load_wgquick, parse_wgquick
+    from .wgquick import QuickConfig, QuickPeer, load_wgquick, parse_wgquick, strip_wgquick
 
 # The running interface pulls in devices, the pipeline and anyio; load it on first use so
 # ``tunflow.wireguard.protocol`` stays a light, sans-I/O import.
@@ -53,6 +53,7 @@ _LAZY = {
     "QuickPeer": "wgquick",
     "load_wgquick": "wgquick",
     "parse_wgquick": "wgquick",
+    "strip_wgquick": "wgquick",
 }
 
 
@@ -73,6 +74,7 @@ __all__ = [
     "UAPI_DIRECTORY",
     "load_wgquick",
     "parse_wgquick",
+    "strip_wgquick",
     "QuickConfig",
     "QuickPeer",
     "WireGuard",

@@ -24,6 +24,7 @@ and accumulate over repeated lines, a repeated single value takes the last line.
 value is a :class:`~tunflow.ConfigError` naming the file and line.
 
 :func:`parse_wgquick` is pure (text in, records out); :func:`load_wgquick` reads a file;
+:func:`strip_wgquick` leaves what ``wg setconf``/``wg syncconf`` take (``wg-quick strip``);
 :meth:`QuickConfig.interface_config` resolves endpoint host names (I/O) and builds the
 :class:`~tunflow.wireguard.InterfaceConfig` the protocol core takes.
 """
@@ -63,6 +64,7 @@ __all__ = [
     "render_saved",
     "resolve_endpoint",
     "save_wgquick",
+    "strip_wgquick",
 ]
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -474,6 +476,55 @@ _PEER_KEYS: dict[str, _Handler] = {
     "persistentkeepalive": ("persistent_keepalive", _int(0, 65535, off=True), False),
     "native": ("native", _bool, False),
 }
+
+
+#: [Interface] keys wg-quick reads itself (``wg-quick strip`` drops them); [Peer] ``Native`` is
+#: tunflow's own, and ``wg`` would refuse it
+_QUICK_ONLY_INTERFACE = frozenset(
+    {"address", "mtu", "dns", "table", "preup", "postup", "predown", "postdown", "saveconfig"}
+)
+_QUICK_ONLY_PEER = frozenset({"native"})
+
+
+def strip_wgquick(text: str, *, file: str | None = None) -> str:
+    """What ``wg-quick strip`` prints: the file without the keys only wg-quick (or tunflow)
+    reads — ``Address``, ``MTU``, ``DNS``, ``Table``, the hooks, ``SaveConfig``, and ``Native``
+    — so that ``wg setconf`` or ``wg syncconf`` takes it (``wg syncconf wg0 <(tunflow strip
+    wg0)`` reloads the peers without taking the interface down). Every other line, comments
+    included, is kept as it is.
+
+    Raises:
+        ConfigError: the text is not a valid wg-quick file (checked first, as ``up`` checks).
+
+    Example:
+        >>> text = '''[Interface]
+        ... PrivateKey = yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=
+        ... Address = 10.0.0.1/24
+        ... [Peer]  # b
+        ... PublicKey = xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=
+        ... Native = true
+        ... AllowedIPs = 10.0.0.2/32
+        ... '''
+        >>> print(strip_wgquick(text), end="")
+        [Interface]
+        PrivateKey = yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=
+        [Peer]  # b
+        PublicKey = xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=
+        AllowedIPs = 10.0.0.2/32
+    """
+    parse_wgquick(text, file=file)
+    kept = []
+    drop: frozenset[str] = frozenset()
+    for raw in text.splitlines(keepends=True):
+        line = raw.split("#", 1)[0].strip()
+        if line.startswith("["):
+            section = line[1:-1].strip().lower()
+            drop = _QUICK_ONLY_INTERFACE if section == "interface" else _QUICK_ONLY_PEER
+        elif line and line.partition("=")[0].strip().lower() in drop:
+            continue
+        kept.append(raw)
+    out = "".join(kept)
+    return out if not out or out.endswith("\n") else out + "\n"
 
 
 def hooks(commands: Sequence[str], name: str) -> list[str]:

@@ -9,7 +9,13 @@ import pytest
 
 from tunflow import ConfigError
 from tunflow.wireguard import PrivateKey
-from tunflow.wireguard.wgquick import QuickConfig, hooks, load_wgquick, parse_wgquick
+from tunflow.wireguard.wgquick import (
+    QuickConfig,
+    hooks,
+    load_wgquick,
+    parse_wgquick,
+    strip_wgquick,
+)
 
 KEY_A = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
 PUB_B = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
@@ -273,3 +279,66 @@ def test_a_failed_save_leaves_the_old_file(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         save_wgquick(path, "new\n")
     assert path.read_text() == "old\n"
+
+
+def test_strip_leaves_what_wg_setconf_takes() -> None:
+    out = strip_wgquick(FULL)  # FULL has wg-quick keys in both cases and a "native = yes" peer
+    keys = {
+        line.split("#", 1)[0].partition("=")[0].strip().lower()
+        for line in out.splitlines()
+        if "=" in line.split("#", 1)[0]
+    }
+    assert keys == {
+        "privatekey",
+        "listenport",
+        "fwmark",
+        "publickey",
+        "presharedkey",
+        "allowedips",
+        "endpoint",
+        "persistentkeepalive",
+    }
+    # every other line is kept as written, in order: comments and blank lines too
+    dropped = {"address", "mtu", "dns", "table", "postup", "predown", "native"}
+    kept = [ln for ln in FULL.splitlines() if ln.partition("=")[0].strip().lower() not in dropped]
+    assert out.splitlines() == kept
+    assert "# a comment line" in out
+    # the same keys and peers, minus what only wg-quick and tunflow read
+    back, before = parse_wgquick(out), parse_wgquick(FULL)
+    assert (back.private_key, back.listen_port, back.fwmark) == (
+        before.private_key,
+        before.listen_port,
+        before.fwmark,
+    )
+    assert [(p.public_key, p.allowed_ips, p.endpoint) for p in back.peers] == [
+        (p.public_key, p.allowed_ips, p.endpoint) for p in before.peers
+    ]
+    assert any(p.native for p in before.peers) and not any(p.native for p in back.peers)
+    assert back.addresses == () and back.post_up == () and back.table == "auto"
+
+
+def test_strip_checks_the_file_first() -> None:
+    bad = f"[Interface]\nPrivateKey = {KEY_A}\nAdress = 10.0.0.1/24\n"
+    with pytest.raises(ConfigError, match="line 3"):
+        strip_wgquick(bad, file="wg0.conf")
+    # a last line without a newline gets one (wg reads it either way)
+    assert (
+        strip_wgquick(f"[Interface]\nPrivateKey = {KEY_A}")
+        == f"[Interface]\nPrivateKey = {KEY_A}\n"
+    )
+
+
+def test_a_bare_name_is_read_from_etc_wireguard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tunflow.cli import main, vpn
+
+    monkeypatch.setattr(vpn, "CONFIG_DIRECTORY", str(tmp_path))
+    (tmp_path / "wg7.conf").write_text(FULL)
+    assert main(["strip", "wg7"]) == 0  # /etc/wireguard/wg7.conf, here tmp_path/wg7.conf
+    assert capsys.readouterr().out == strip_wgquick(FULL)
+    assert main(["strip", "wg8"]) == 2
+    assert f"{tmp_path}/wg8.conf: cannot read the file" in capsys.readouterr().err
+    # a path or a .conf name is taken as given
+    assert vpn._config_path("wg0.conf") == Path("wg0.conf")
+    assert vpn._config_path("./wg0") == Path("./wg0")
