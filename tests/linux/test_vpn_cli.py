@@ -283,3 +283,32 @@ def test_save_config_writes_the_running_interface_back(
     assert old.persistent_keepalive == 17 and old.endpoint == f"{UB}:51820"
     assert [str(n) for n in old.allowed_ips] == [f"{OB}/32"]
     assert [str(n) for n in peers[newcomer].allowed_ips] == ["10.95.7.0/24"]
+
+
+@pytest.mark.skipif(not HAVE_WG, reason="needs wg (wireguard-tools)")
+def test_save_writes_the_running_interface_while_it_runs(
+    configs: tuple[testing.Netns, testing.Netns, Path, Path],
+) -> None:
+    from tunflow.wireguard.wgquick import load_wgquick
+
+    a, b, ca, cb = configs
+    newcomer = pubkey(genkey())
+    with Up(a, ca) as up_a, Up(b, cb):
+        a.run("wg", "set", up_a.name, "peer", newcomer, "allowed-ips", "10.95.8.0/24")
+        done = a.run(*TUNFLOW, "save", up_a.name, check=False)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == f"{up_a.name} saved to {ca}"
+        saved = load_wgquick(ca)  # now, with the interface still up
+        assert newcomer in {p.public_key.to_base64() for p in saved.peers}
+        assert not saved.save_config  # the file had none: not added (as wg-quick save)
+        ping(a, OB)  # still up and working after a save
+        # the file cannot be written (its temporary name is taken by a directory; root
+        # ignores permission bits): the error comes back, the interface stays up
+        ca.with_name(ca.name + ".tmp").mkdir()
+        failed = a.run(*TUNFLOW, "save", up_a.name, check=False)
+        ping(a, OB)
+    assert failed.returncode == 1 and "cannot write" in failed.stderr, failed.stderr
+    assert up_a.returncode == 0
+    assert not Path(f"/run/tunflow/{up_a.name}.saved").exists()
+    gone = a.run(*TUNFLOW, "save", up_a.name, check=False)
+    assert gone.returncode == 1 and "is not up" in gone.stderr

@@ -1,5 +1,5 @@
-"""``tunflow up``, ``down``, ``show``, ``strip``, ``genkey``, ``pubkey`` and ``genpsk``: the VPN
-commands.
+"""``tunflow up``, ``down``, ``save``, ``show``, ``strip``, ``genkey``, ``pubkey`` and
+``genpsk``: the VPN commands.
 
 ``tunflow up wg0.conf`` reads a wg-quick file and runs the interface in the foreground (the
 interface is named after the file, as wg-quick names it) until SIGINT or SIGTERM, then takes
@@ -28,7 +28,7 @@ import anyio.to_thread
 from ..errors import ConfigError, TunflowError
 from . import add_backend_option, anyio_backend, command
 
-__all__ = ["up", "down", "show", "strip", "genkey", "pubkey", "genpsk", "PID_DIRECTORY"]
+__all__ = ["up", "down", "save", "show", "strip", "genkey", "pubkey", "genpsk", "PID_DIRECTORY"]
 
 #: Where ``tunflow up`` records the process running an interface (``<name>.pid``).
 PID_DIRECTORY = "/run/tunflow"
@@ -112,6 +112,8 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
     # checked before anything is made: without resolvconf the interface does not come up
     dns = ResolvConf(name, quick.dns) if quick.dns else None
     _run_hooks(hooks(quick.pre_up, name), "PreUp")
+    # a `tunflow save` may signal as soon as the pid file is there: never die of SIGUSR1
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     pid_file = _pid_path(name)
     reason = "stopped"
     stats = None
@@ -149,6 +151,7 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
                                 return
 
                     tg.start_soon(signals)
+                    tg.start_soon(_answer_saves, quick, iface, name)
                 _run_hooks(hooks(quick.pre_down, name), "PreDown")
                 if quick.save_config:
                     await _save_config(quick, iface)
@@ -160,6 +163,7 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
                 with _suppress_os_error():
                     if pid_file.read_text().strip() == str(os.getpid()):
                         pid_file.unlink()
+                        _saved_path(name).unlink(missing_ok=True)
     except Exception as exc:
         if iface is None or exc is not iface.failure:
             raise
@@ -189,14 +193,15 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
     return status
 
 
-async def _save_config(quick: Any, iface: Any) -> None:
-    """``SaveConfig = true``: the running interface written back to its file, as wg-quick's
-    ``down`` does after ``PreDown``. A failure is logged; the interface still goes down."""
+async def _save_config(quick: Any, iface: Any) -> str | None:
+    """The running interface written back to its file, as wg-quick's ``save_config`` does
+    (``SaveConfig = true`` on the way down, after ``PreDown``; ``tunflow save`` any time). A
+    failure is logged and returned (the interface keeps running, or still goes down)."""
     from ..wireguard.protocol.uapi import device_info
     from ..wireguard.wgquick import render_saved, save_wgquick
 
     if quick.file is None:
-        return
+        return "the configuration was not read from a file"
     try:
         text = render_saved(
             quick,
@@ -209,6 +214,26 @@ async def _save_config(quick: Any, iface: Any) -> None:
         log.info("saved the configuration to %s", quick.file)
     except (OSError, TunflowError) as exc:
         log.error("SaveConfig: cannot write %s: %s", quick.file, exc)
+        return f"cannot write {quick.file}: {exc}"
+    return None
+
+
+def _saved_path(name: str) -> Path:
+    """Where ``tunflow up`` answers a ``tunflow save`` (``<name>.saved``: ``ok FILE`` or
+    ``error MESSAGE``)."""
+    return Path(PID_DIRECTORY) / f"{name}.saved"
+
+
+async def _answer_saves(quick: Any, iface: Any, name: str) -> None:
+    """Save the running interface on each SIGUSR1 (what ``tunflow save`` sends)."""
+    with anyio.open_signal_receiver(signal.SIGUSR1) as got:
+        async for _ in got:
+            error = await _save_config(quick, iface)
+            answer = f"error {error}" if error else f"ok {quick.file}"
+            path = _saved_path(name)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(answer + "\n")
+            tmp.replace(path)  # whole, for the waiting `tunflow save`
 
 
 class _suppress_os_error:
@@ -340,6 +365,41 @@ def down(args: argparse.Namespace) -> int:
     if done.returncode:
         print(f"tunflow: no interface {name} to take down", file=sys.stderr)
         return 1
+    return 0
+
+
+# -- save ---------------------------------------------------------------------------------------
+
+
+@command(
+    "save",
+    "write a running interface's configuration to its file now (as 'wg-quick save')",
+    _down_args,
+)
+def save(args: argparse.Namespace) -> int:
+    """``tunflow save NAME``: the ``tunflow up`` serving ``NAME`` writes the interface as it
+    runs — addresses, peers added or changed with ``wg set``, endpoints as last seen — back to
+    the file it was started from (as ``SaveConfig = true`` does on the way down)."""
+    name = _interface_name(args.name)
+    pid = _running_pid(name)
+    if not pid:
+        print(f"tunflow: {name} is not up (no 'tunflow up' serves it)", file=sys.stderr)
+        return 1
+    answer = _saved_path(name)
+    answer.unlink(missing_ok=True)
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + args.timeout
+    while not answer.exists():
+        if time.monotonic() > deadline or not _alive(pid):
+            print(f"tunflow: {name} (pid {pid}) did not answer", file=sys.stderr)
+            return 1
+        time.sleep(0.05)
+    status, _, text = answer.read_text().strip().partition(" ")
+    answer.unlink(missing_ok=True)
+    if status != "ok":
+        print(f"tunflow: {name}: {text}", file=sys.stderr)
+        return 1
+    print(f"{name} saved to {text}")
     return 0
 
 

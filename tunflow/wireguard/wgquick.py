@@ -540,10 +540,11 @@ def render_saved(
     mtu: int | None = None,
     native: Iterable[PublicKey] = (),
 ) -> str:
-    """The file ``SaveConfig = true`` writes when an interface goes down, as wg-quick's
-    ``save_config`` writes it: an ``[Interface]`` section with the interface's addresses now,
-    the file's ``DNS``, ``MTU`` (the device's now, if the file set one), ``Table`` (if not
-    ``auto``), ``SaveConfig`` and hooks, then what ``wg showconf`` prints — the keys, port and
+    """The file ``SaveConfig = true`` writes when an interface goes down (and ``tunflow save``
+    any time), as wg-quick's ``save_config`` writes it: an ``[Interface]`` section with the
+    interface's addresses now, the file's ``DNS``, ``MTU`` (the device's now, if the file set
+    one), ``Table`` (if not ``auto``), ``SaveConfig`` (if set) and hooks, then what ``wg
+    showconf`` prints — the keys, port and
     mark and every peer as the running interface has them (peers added or changed with ``wg
     set`` included, endpoints as last seen).
 
@@ -562,7 +563,8 @@ def render_saved(
         lines.append(f"MTU = {mtu}")
     if quick.table != "auto":
         lines.append(f"Table = {'main' if quick.table == 254 else quick.table}")
-    lines.append("SaveConfig = true")
+    if quick.save_config:
+        lines.append("SaveConfig = true")
     for key, commands in (
         ("PreUp", quick.pre_up),
         ("PostUp", quick.post_up),

@@ -214,7 +214,7 @@ def test_saved_file_reads_back_as_the_running_interface(tmp_path: Path) -> None:
     from tunflow.wireguard.protocol.uapi import DeviceInfo, PeerInfo
     from tunflow.wireguard.wgquick import render_saved, save_wgquick
 
-    quick = parse_wgquick(FULL.replace("SaveConfig = true\n", "") + "\n")
+    quick = parse_wgquick(FULL.replace("[Peer]", "SaveConfig = true\n\n[Peer]", 1))
     # the running interface: one peer changed by `wg set`, one added; another port and mark
     running = DeviceInfo(
         PrivateKey.from_base64(KEY_A),
@@ -268,6 +268,8 @@ def test_saved_file_reads_back_as_the_running_interface(tmp_path: Path) -> None:
         saved, running, addresses=addresses, mtu=1380, native=[PublicKey.from_base64(PUB_C)]
     )
     assert again == text
+    # `tunflow save` of a file without SaveConfig does not add it (as wg-quick save)
+    assert "SaveConfig" not in render_saved(parse_wgquick(FULL), running)
 
 
 def test_a_failed_save_leaves_the_old_file(tmp_path: Path) -> None:
