@@ -7,10 +7,12 @@ pipeline's read loop — pays that on every batch, and under light load on every
 ping crosses four such waits. :class:`ReadWaiter` keeps the fd registered between waits:
 
 * the loop's reader callback wakes the waiting task, if one waits;
-* the callback right after a wake is ignored: the loop may have queued it before the woken task
-  read the data (a level-triggered loop calls again next turn if data is still there) — but
-  only until the loop's next turn after the task ran: uvloop reports an error on the fd
-  (``EPOLLERR``: a TUN device deleted under its reader) once, and that must wake the task;
+* the callback right after a wake is ignored: the loop may have polled it before the woken
+  task read the data (a level-triggered loop calls again next turn if data is still there).
+  asyncio's selector loops run such a callback after the task, when it waits again; uvloop
+  runs callbacks as it polls, so there one that comes while the task waits again is new — and
+  must wake it: uvloop reports an error on the fd (``EPOLLERR``: a TUN device deleted under its
+  reader) only once;
 * a callback with nobody waiting (data arrived while the task was busy) unregisters the fd, so
   a level-triggered loop does not spin; the next wait registers it again;
 * :meth:`ReadWaiter.close` unregisters it and wakes a waiter with
@@ -65,7 +67,6 @@ class ReadWaiter:
         "_repeats",
         "_skip",
         "_waiting",
-        "_wakes",
         "fd",
     )
 
@@ -76,8 +77,9 @@ class ReadWaiter:
         self._registered = False
         self._waiting = False
         self._skip = False
-        self._wakes = 0
-        self._repeats = False  # the loop reports a readable (or failed) fd on every turn
+        # a selector loop: reports a readable (or failed) fd on every turn, and may run a
+        # callback it polled before the woken task read after that task
+        self._repeats = False
         self._closed = False
 
     def __repr__(self) -> str:
@@ -115,32 +117,22 @@ class ReadWaiter:
             self._waiting = False
             if self._future is future:
                 self._future = None
-            if self._skip and not self._repeats:
-                # The callback to ignore may still come this turn — or never (nothing was left
-                # to report): ignore nothing after this turn. (asyncio's selector loops report
-                # again next turn whatever was ignored, so they need not pay for this.)
-                loop.call_soon(self._unskip, self._wakes)
 
     def _ready(self) -> None:
-        if self._skip:
-            # queued before the woken task could read: if data is still there, the loop
+        future = self._future
+        if self._skip and (future is None or self._repeats):
+            # polled before the woken task could read: if data is still there, the loop
             # calls again on its next turn
             self._skip = False
             return
-        future = self._future
         if future is not None:
             self._future = None
             self._skip = True
-            self._wakes += 1
             if not future.done():
                 future.set_result(None)
         else:
             # readable while nobody waits: stop the loop from calling us every turn
             self._unregister()
-
-    def _unskip(self, wakes: int) -> None:
-        if wakes == self._wakes:  # no wake since
-            self._skip = False
 
     def _unregister(self) -> None:
         loop = self._loop

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import socket
+import subprocess
 import time
 
 import anyio
@@ -119,6 +123,36 @@ async def test_deleted_device_raises_broken_resource(netns: testing.Netns) -> No
         assert len(caught) == 1
         assert isinstance(caught[0], DeviceGoneError)
         assert caught[0].errno is not None
+
+
+async def test_a_device_deleted_right_after_a_wake_still_wakes_the_reader(
+    netns: testing.Netns,
+) -> None:
+    # The reader is woken by a packet, reads until EAGAIN, and the device is deleted before the
+    # loop polls again: that EPOLLERR, reported once by uvloop, must wake the next wait.
+    from tunflow._readiness import ReadWaiter
+
+    name = testing.unique_name("w")
+    dev = DeviceBuilder().name(name).offload(False).ipv4("10.64.1.1", 24).build_sync()
+    try:
+        fd = dev.fileno()
+        os.set_blocking(fd, False)
+        waiter = ReadWaiter(fd)
+        udp_send("10.64.1.2", 9, b"wake up")
+        with anyio.fail_after(10):
+            await waiter.wait()  # woken by the packet; from here on no await until the wait
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    os.read(fd, 65536)
+            # blocking on purpose: the loop must not poll between the read and the deletion
+            subprocess.run(["ip", "link", "del", name], check=True)  # noqa: ASYNC221
+            await waiter.wait()
+        with pytest.raises(OSError) as gone:
+            os.read(fd, 65536)
+        assert gone.value.errno == errno.EBADFD
+        waiter.close()
+    finally:
+        dev.close()
 
 
 async def test_configuration_methods(netns: testing.Netns) -> None:
