@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -295,20 +296,76 @@ def test_save_writes_the_running_interface_while_it_runs(
     newcomer = pubkey(genkey())
     with Up(a, ca) as up_a, Up(b, cb):
         a.run("wg", "set", up_a.name, "peer", newcomer, "allowed-ips", "10.95.8.0/24")
+        # edited since `up`: the file is read again, so the edit is kept (as wg-quick does)
+        ca.write_text(ca.read_text().replace("[Peer]", "PostUp = echo edited\n\n[Peer]", 1))
         done = a.run(*TUNFLOW, "save", up_a.name, check=False)
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == f"{up_a.name} saved to {ca}"
         saved = load_wgquick(ca)  # now, with the interface still up
         assert newcomer in {p.public_key.to_base64() for p in saved.peers}
         assert not saved.save_config  # the file had none: not added (as wg-quick save)
+        assert saved.post_up == ("echo edited",)
+        # a file that no longer parses is reported, not overwritten
+        good = ca.read_text()
+        ca.write_text(good + "Bogus = 1\n")
+        broken = a.run(*TUNFLOW, "save", up_a.name, check=False)
+        assert broken.returncode == 1 and "Bogus" in broken.stderr, broken.stderr
+        assert ca.read_text() == good + "Bogus = 1\n"
+        ca.write_text(good)
         ping(a, OB)  # still up and working after a save
         # the file cannot be written (its temporary name is taken by a directory; root
         # ignores permission bits): the error comes back, the interface stays up
         ca.with_name(ca.name + ".tmp").mkdir()
         failed = a.run(*TUNFLOW, "save", up_a.name, check=False)
         ping(a, OB)
-    assert failed.returncode == 1 and "cannot write" in failed.stderr, failed.stderr
+    assert failed.returncode == 1 and "cannot save to" in failed.stderr, failed.stderr
     assert up_a.returncode == 0
     assert not Path(f"/run/tunflow/{up_a.name}.saved").exists()
     gone = a.run(*TUNFLOW, "save", up_a.name, check=False)
     assert gone.returncode == 1 and "is not up" in gone.stderr
+
+
+def test_hooks_signals_and_the_pid_file(
+    configs: tuple[testing.Netns, testing.Netns, Path, Path], tmp_path: Path
+) -> None:
+    a, _, ca, _ = configs
+    plain = ca.read_text()
+    name = ca.stem
+    pid_file = Path(f"/run/tunflow/{name}.pid")
+    # a failing PostUp: a clear message and status 2, not a traceback; nothing left behind
+    ca.write_text(plain.replace("[Peer]", "PostUp = exit 3\n\n[Peer]", 1))
+    failed = a.run(*TUNFLOW, "up", str(ca), check=False)
+    assert failed.returncode == 2, failed.stderr
+    assert "PostUp command exited 3" in failed.stderr and "Traceback" not in failed.stderr
+    assert not pid_file.exists() and a.run("ip", "link", "show", name, check=False).returncode
+    # a pid file left by a killed process names a live pid that is not a tunflow serving the
+    # interface (here: this test): `down` must not signal it, `up` must not be refused
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(f"{os.getpid()}\n")
+    stale = a.run(*TUNFLOW, "down", name, check=False)
+    assert stale.returncode == 1 and "no interface" in stale.stderr
+    # `save` right after `up --daemon` returns is answered; a save while the interface goes
+    # down (PreDown still running) does not kill it: PostDown runs, the exit is clean
+    marker = tmp_path / "postdown"
+    ca.write_text(
+        plain.replace("[Peer]", f"PreDown = sleep 1\nPostDown = touch {marker}\n\n[Peer]", 1)
+    )
+    try:
+        a.run(*TUNFLOW, "up", str(ca), "--daemon")
+        saved = a.run(*TUNFLOW, "save", name, check=False)
+        assert saved.returncode == 0, saved.stderr
+        pid = int(pid_file.read_text())
+        os.kill(pid, signal.SIGTERM)
+        time.sleep(0.4)  # in PreDown now
+        os.kill(pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 15
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        log = Path(f"/run/tunflow/{name}.log").read_text()
+        assert f"{name} down (SIGTERM)" in log, log
+        assert marker.exists(), log
+        assert not pid_file.exists() and not Path(f"/var/run/wireguard/{name}.sock").exists()
+    finally:
+        a.run(*TUNFLOW, "down", name, check=False)
+        Path(f"/run/tunflow/{name}.log").unlink(missing_ok=True)
+        pid_file.unlink(missing_ok=True)

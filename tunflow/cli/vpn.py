@@ -12,6 +12,8 @@ stops it. ``genkey``/``pubkey``/``genpsk`` behave as ``wg``'s.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import logging
 import os
 import signal
@@ -19,13 +21,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import anyio.to_thread
 
-from ..errors import ConfigError, TunflowError
+from ..errors import ConfigError, DeviceGoneError, TunflowError
 from . import add_backend_option, anyio_backend, command
 
 __all__ = ["up", "down", "save", "show", "strip", "genkey", "pubkey", "genpsk", "PID_DIRECTORY"]
@@ -59,7 +63,7 @@ def _config_path(arg: str) -> Path:
 
 def _interface_name(arg: str) -> str:
     """``wg0`` for ``wg0``, ``/etc/wireguard/wg0.conf`` or ``wg0.conf``."""
-    return Path(arg).stem if arg.endswith(".conf") or "/" in arg else arg
+    return _config_path(arg).stem
 
 
 # -- up -----------------------------------------------------------------------------------------
@@ -111,74 +115,74 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
     routes = quick.table != "off" and not args.no_routes
     # checked before anything is made: without resolvconf the interface does not come up
     dns = ResolvConf(name, quick.dns) if quick.dns else None
-    _run_hooks(hooks(quick.pre_up, name), "PreUp")
-    # a `tunflow save` may signal as soon as the pid file is there: never die of SIGUSR1
-    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-    pid_file = _pid_path(name)
-    reason = "stopped"
-    stats = None
-    iface: Any = None
-    try:
-        async with open_interface(
-            config,
-            name=name,
-            addresses=quick.addresses,
-            routes=routes,
-            table=quick.table,
-            offload=offload,
-        ) as iface:
-            try:
-                if dns is not None:
-                    await anyio.to_thread.run_sync(dns.apply)  # a program: off the event loop
-                _run_hooks(hooks(quick.post_up, name), "PostUp")
-                pid_file.parent.mkdir(parents=True, exist_ok=True)
-                pid_file.write_text(f"{os.getpid()}\n")
-                native = any(p.native_mode for p in config.peers)
-                mode = "native fast mode" if native else "WireGuard"
-                print(
-                    f"{name} up: listening on UDP {iface.listen_port}, {len(config.peers)} "
-                    f"peer(s), {mode}; wg show {name}; tunflow down {name}",
-                    flush=True,
-                )
-                async with anyio.create_task_group() as tg:
+    with _PidFile(name) as pid_file:  # locked: a second `up` of this name stops here
+        _run_hooks(hooks(quick.pre_up, name), "PreUp")
+        reason = "stopped"
+        went_down = False  # PreDown ran in the block (not cut short)
+        iface: Any = None
+        try:
+            async with open_interface(
+                config,
+                name=name,
+                addresses=quick.addresses,
+                routes=routes,
+                table=quick.table,
+                offload=offload,
+            ) as iface:
+                try:
+                    if dns is not None:
+                        await anyio.to_thread.run_sync(dns.apply)  # a program: off the loop
+                    _run_hooks(hooks(quick.post_up, name), "PostUp")
+                    async with anyio.create_task_group() as tg:
 
-                    async def signals() -> None:
-                        nonlocal reason
-                        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as got:
-                            async for signum in got:
-                                reason = signal.Signals(signum).name
-                                tg.cancel_scope.cancel()
-                                return
+                        async def signals(
+                            *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+                        ) -> None:
+                            nonlocal reason
+                            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as got:
+                                task_status.started()
+                                async for signum in got:
+                                    reason = signal.Signals(signum).name
+                                    tg.cancel_scope.cancel()
+                                    return
 
-                    tg.start_soon(signals)
-                    tg.start_soon(_answer_saves, quick, iface, name)
-                _run_hooks(hooks(quick.pre_down, name), "PreDown")
-                if quick.save_config:
-                    await _save_config(quick, iface)
-                stats = iface.statistics()
-            finally:
-                if dns is not None:
-                    with anyio.CancelScope(shield=True):
-                        await anyio.to_thread.run_sync(dns.remove)
-                with _suppress_os_error():
-                    if pid_file.read_text().strip() == str(os.getpid()):
-                        pid_file.unlink()
-                        _saved_path(name).unlink(missing_ok=True)
-    except Exception as exc:
-        if iface is None or exc is not iface.failure:
-            raise
-    if stats is None:
-        # The interface stopped on its own (its device deleted…), which cut the block short:
-        # still run the hooks that undo PostUp's changes. Nothing to save: the device is gone.
-        reason = iface.stop_reason or "stopped"
-        log.warning("%s stopped: %s", name, reason)
-        if quick.save_config:
-            log.warning("SaveConfig: %s not saved (the interface stopped on its own)", quick.file)
-        _run_hooks(hooks(quick.pre_down, name), "PreDown")
-        stats = iface.statistics()
-        status = 1
-    else:
+                        await tg.start(signals)
+                        await tg.start(_answer_saves, quick, iface, name)
+                        pid_file.publish()  # `down` and `save` may signal from now on
+                        native = any(p.native_mode for p in config.peers)
+                        mode = "native fast mode" if native else "WireGuard"
+                        print(
+                            f"{name} up: listening on UDP {iface.listen_port}, "
+                            f"{len(config.peers)} peer(s), {mode}; wg show {name}; "
+                            f"tunflow down {name}",
+                            flush=True,
+                        )
+                    went_down = True
+                    _run_hooks(hooks(quick.pre_down, name), "PreDown")
+                    if quick.save_config:
+                        await _save_config(quick, iface)
+                finally:
+                    if dns is not None:
+                        with anyio.CancelScope(shield=True):
+                            await anyio.to_thread.run_sync(dns.remove)
+        except Exception as exc:
+            if iface is None or exc is not iface.failure:
+                raise
         status = 0
+        if not went_down:
+            # The interface stopped on its own (its device deleted…), which cut the block
+            # short: still run the hooks that undo PostUp's changes. Nothing to save.
+            status = 1
+            reason = iface.stop_reason or "stopped"
+            failure = iface.failure
+            if failure is None or isinstance(failure, DeviceGoneError):
+                log.warning("%s stopped: %s", name, reason)
+            else:  # a bug, most likely: keep its traceback
+                log.error("%s stopped: %s", name, reason, exc_info=failure)
+            if quick.save_config:
+                log.warning("SaveConfig: %s not saved (the interface is gone)", quick.file)
+            _run_hooks(hooks(quick.pre_down, name), "PreDown")
+        stats = iface.statistics()
     _run_hooks(hooks(quick.post_down, name), "PostDown")
     t, w = stats.transport, stats.wireguard
     per_read = t.rx_datagrams / t.rx_syscalls if t.rx_syscalls else 0.0
@@ -195,26 +199,29 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
 
 async def _save_config(quick: Any, iface: Any) -> str | None:
     """The running interface written back to its file, as wg-quick's ``save_config`` does
-    (``SaveConfig = true`` on the way down, after ``PreDown``; ``tunflow save`` any time). A
-    failure is logged and returned (the interface keeps running, or still goes down)."""
+    (``SaveConfig = true`` on the way down, after ``PreDown``; ``tunflow save`` any time): the
+    file is read again first, so what was edited in it since ``up`` (hooks, DNS, Table…) is
+    kept, as wg-quick keeps it. A failure is logged and returned (the interface keeps running,
+    or still goes down); a file that no longer parses is not overwritten."""
     from ..wireguard.protocol.uapi import device_info
-    from ..wireguard.wgquick import render_saved, save_wgquick
+    from ..wireguard.wgquick import load_wgquick, render_saved, save_wgquick
 
     if quick.file is None:
         return "the configuration was not read from a file"
     try:
+        current = await anyio.to_thread.run_sync(load_wgquick, quick.file)
         text = render_saved(
-            quick,
+            current,
             device_info(iface.wg),
             addresses=await iface.device.addresses(),
             mtu=await iface.device.mtu(),
             native=[key for key, peer in iface.wg.peers.items() if peer.native_mode],
         )
         await anyio.to_thread.run_sync(save_wgquick, quick.file, text)
-        log.info("saved the configuration to %s", quick.file)
     except (OSError, TunflowError) as exc:
-        log.error("SaveConfig: cannot write %s: %s", quick.file, exc)
-        return f"cannot write {quick.file}: {exc}"
+        log.error("cannot save the configuration to %s: %s", quick.file, exc)
+        return f"cannot save to {quick.file}: {exc}"
+    log.info("saved the configuration to %s", quick.file)
     return None
 
 
@@ -224,24 +231,104 @@ def _saved_path(name: str) -> Path:
     return Path(PID_DIRECTORY) / f"{name}.saved"
 
 
-async def _answer_saves(quick: Any, iface: Any, name: str) -> None:
+async def _answer_saves(
+    quick: Any,
+    iface: Any,
+    name: str,
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
     """Save the running interface on each SIGUSR1 (what ``tunflow save`` sends)."""
-    with anyio.open_signal_receiver(signal.SIGUSR1) as got:
-        async for _ in got:
-            error = await _save_config(quick, iface)
-            answer = f"error {error}" if error else f"ok {quick.file}"
-            path = _saved_path(name)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(answer + "\n")
-            tmp.replace(path)  # whole, for the waiting `tunflow save`
+    try:
+        with anyio.open_signal_receiver(signal.SIGUSR1) as got:
+            task_status.started()
+            async for _ in got:
+                error = await _save_config(quick, iface)
+                path = _saved_path(name)
+                tmp = path.with_name(path.name + ".tmp")
+                try:
+                    tmp.write_text((f"error {error}" if error else f"ok {quick.file}") + "\n")
+                    tmp.replace(path)  # whole, for the waiting `tunflow save`
+                except OSError as exc:
+                    log.warning("cannot answer 'tunflow save' in %s: %s", path, exc)
+    finally:
+        # leaving the receiver restores SIGUSR1's default action, which ends the process: a
+        # `tunflow save` during the way down must not
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
 
-class _suppress_os_error:
-    def __enter__(self) -> None:
-        return None
+class _PidFile:
+    """``/run/tunflow/<name>.pid``, locked (``flock``) while ``tunflow up`` serves ``name``: the
+    lock, not the pid (which the kernel reuses), says whether it runs."""
 
-    def __exit__(self, kind: Any, exc: Any, tb: Any) -> bool:
-        return kind is not None and issubclass(kind, OSError)
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.path = _pid_path(name)
+        self._fd = -1
+
+    def __enter__(self) -> _PidFile:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                pid = _read_pid(self.path) or "starting"
+                raise ConfigError(
+                    f"{self.name} is up already (pid {pid}); tunflow down {self.name} first"
+                ) from None
+            try:
+                if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
+                    break  # locked the file that is there (not one its owner just removed)
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        self._fd = fd
+        return self
+
+    def publish(self) -> None:
+        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(OSError):
+            self.path.unlink()  # ours: we hold its lock
+        with contextlib.suppress(OSError):
+            _saved_path(self.name).unlink()
+        os.close(self._fd)
+
+
+def _read_pid(path: Path) -> int:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _running_pid(name: str) -> int:
+    """The pid of the ``tunflow up`` serving ``name`` (its pid file is locked), or 0."""
+    try:
+        fd = os.open(_pid_path(name), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return 0
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _read_pid(_pid_path(name))  # 0 until it publishes its pid
+    finally:
+        os.close(fd)
+    return 0  # nobody holds it: left by a killed process
+
+
+def _wait_for(done: Callable[[], bool], timeout: float) -> bool:
+    """Poll ``done`` until true (``True``) or ``timeout`` seconds pass (``False``)."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _logging(args: argparse.Namespace) -> None:
@@ -292,7 +379,7 @@ def up(args: argparse.Namespace) -> int:
         path = _config_path(args.config)
         quick = load_wgquick(path)
         name = args.name or path.stem
-        running = _running_pid(name)
+        running = _running_pid(name)  # checked again, under a lock, when it starts
         if running:
             raise ConfigError(f"{name} is up already (pid {running}); tunflow down {name} first")
         if args.daemon:
@@ -303,6 +390,22 @@ def up(args: argparse.Namespace) -> int:
         return status
     except (TunflowError, OSError) as exc:
         return _error(exc)
+    except ExceptionGroup as group:  # raised in a task group's block (a PostUp that failed…)
+        leaf = _only(group, (TunflowError, OSError))
+        if leaf is None:
+            raise
+        return _error(leaf)
+
+
+def _only(group: ExceptionGroup[Any], kinds: tuple[type[Exception], ...]) -> Exception | None:
+    """The first exception of ``group`` if all of them are of ``kinds``, else ``None``."""
+    matched, rest = group.split(kinds)
+    if matched is None or rest is not None:
+        return None
+    exc: Exception = matched
+    while isinstance(exc, ExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
 
 
 # -- down ---------------------------------------------------------------------------------------
@@ -311,17 +414,6 @@ def up(args: argparse.Namespace) -> int:
 def _down_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", metavar="NAME", help="the interface (wg0) or its file (wg0.conf)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
-
-
-def _running_pid(name: str) -> int:
-    """The pid of the ``tunflow up`` serving ``name``, or 0."""
-    try:
-        pid = int(_pid_path(name).read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        return 0
-    # a pid file left by a killed process may name a reused pid: only a tunflow counts
-    return pid if pid != os.getpid() and b"tunflow" in cmdline and _alive(pid) else 0
 
 
 def _alive(pid: int) -> bool:
@@ -346,19 +438,13 @@ def down(args: argparse.Namespace) -> int:
     tunflow (or wireguard-go) process serving it.
     """
     name = _interface_name(args.name)
-    pid_file = _pid_path(name)
-    try:
-        pid = int(pid_file.read_text().strip())
-    except (OSError, ValueError):
-        pid = 0
-    if pid and _alive(pid):
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + args.timeout
-        while _alive(pid):
-            if time.monotonic() > deadline:
-                print(f"tunflow: {name} (pid {pid}) did not stop", file=sys.stderr)
-                return 1
-            time.sleep(0.05)
+    pid = _running_pid(name)
+    if pid:
+        with contextlib.suppress(ProcessLookupError):  # gone meanwhile: done
+            os.kill(pid, signal.SIGTERM)
+        if not _wait_for(lambda: not _alive(pid), args.timeout):
+            print(f"tunflow: {name} (pid {pid}) did not stop", file=sys.stderr)
+            return 1
         return 0
     # not ours (or its pid file is gone): deleting the link stops whoever serves it
     done = subprocess.run(["ip", "link", "del", name], capture_output=True, text=True, check=False)
@@ -387,13 +473,15 @@ def save(args: argparse.Namespace) -> int:
         return 1
     answer = _saved_path(name)
     answer.unlink(missing_ok=True)
-    os.kill(pid, signal.SIGUSR1)
-    deadline = time.monotonic() + args.timeout
-    while not answer.exists():
-        if time.monotonic() > deadline or not _alive(pid):
-            print(f"tunflow: {name} (pid {pid}) did not answer", file=sys.stderr)
-            return 1
-        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGUSR1)
+    except OSError as exc:
+        print(f"tunflow: {name} (pid {pid}): {exc.strerror}", file=sys.stderr)
+        return 1
+    _wait_for(lambda: answer.exists() or not _alive(pid), args.timeout)
+    if not answer.exists():
+        print(f"tunflow: {name} (pid {pid}) did not answer", file=sys.stderr)
+        return 1
     status, _, text = answer.read_text().strip().partition(" ")
     answer.unlink(missing_ok=True)
     if status != "ok":

@@ -478,11 +478,9 @@ _PEER_KEYS: dict[str, _Handler] = {
 }
 
 
-#: [Interface] keys wg-quick reads itself (``wg-quick strip`` drops them); [Peer] ``Native`` is
-#: tunflow's own, and ``wg`` would refuse it
-_QUICK_ONLY_INTERFACE = frozenset(
-    {"address", "mtu", "dns", "table", "preup", "postup", "predown", "postdown", "saveconfig"}
-)
+#: [Interface] keys wg-quick reads itself (``wg-quick strip`` drops them): all but wg's own;
+#: [Peer] ``Native`` is tunflow's, and ``wg`` would refuse it
+_QUICK_ONLY_INTERFACE = frozenset(_INTERFACE_KEYS) - {"privatekey", "listenport", "fwmark"}
 _QUICK_ONLY_PEER = frozenset({"native"})
 
 
