@@ -284,29 +284,43 @@ def test_a_failed_save_leaves_the_old_file(tmp_path: Path) -> None:
 
 
 def test_strip_leaves_what_wg_setconf_takes() -> None:
-    out = strip_wgquick(FULL)  # FULL has wg-quick keys in both cases and a "native = yes" peer
-    keys = {
-        line.split("#", 1)[0].partition("=")[0].strip().lower()
-        for line in out.splitlines()
-        if "=" in line.split("#", 1)[0]
-    }
-    assert keys == {
-        "privatekey",
-        "listenport",
-        "fwmark",
-        "publickey",
-        "presharedkey",
-        "allowedips",
-        "endpoint",
-        "persistentkeepalive",
-    }
-    # every other line is kept as written, in order: comments and blank lines too
-    dropped = {"address", "mtu", "dns", "table", "postup", "predown", "native"}
-    kept = [ln for ln in FULL.splitlines() if ln.partition("=")[0].strip().lower() not in dropped]
-    assert out.splitlines() == kept
-    assert "# a comment line" in out
-    # the same keys and peers, minus what only wg-quick and tunflow read
-    back, before = parse_wgquick(out), parse_wgquick(FULL)
+    text = f"""# wg0, by hand
+[Interface]
+PrivateKey = {KEY_A}
+address = 10.0.0.1/24   # any case
+ListenPort = 51820
+MTU = 1380
+DNS = 10.0.0.53
+Table = off
+PreUp = echo a
+PostUp = echo b
+PreDown = echo c
+PostDown = echo d
+SaveConfig = true
+FwMark = 0x10
+
+[Peer]  # the hub
+PublicKey = {PUB_B}
+Native = true
+AllowedIPs = 10.0.0.2/32
+Endpoint = 192.0.2.7:51820
+"""
+    assert (
+        strip_wgquick(text)
+        == f"""# wg0, by hand
+[Interface]
+PrivateKey = {KEY_A}
+ListenPort = 51820
+FwMark = 0x10
+
+[Peer]  # the hub
+PublicKey = {PUB_B}
+AllowedIPs = 10.0.0.2/32
+Endpoint = 192.0.2.7:51820
+"""
+    )
+    # FULL (two peers, repeated keys, lower-case sections): the same peers and wg keys remain
+    back, before = parse_wgquick(strip_wgquick(FULL)), parse_wgquick(FULL)
     assert (back.private_key, back.listen_port, back.fwmark) == (
         before.private_key,
         before.listen_port,
@@ -316,7 +330,7 @@ def test_strip_leaves_what_wg_setconf_takes() -> None:
         (p.public_key, p.allowed_ips, p.endpoint) for p in before.peers
     ]
     assert any(p.native for p in before.peers) and not any(p.native for p in back.peers)
-    assert back.addresses == () and back.post_up == () and back.table == "auto"
+    assert (back.addresses, back.dns, back.post_up, back.table) == ((), (), (), "auto")
 
 
 def test_strip_checks_the_file_first() -> None:
