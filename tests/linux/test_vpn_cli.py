@@ -49,6 +49,12 @@ def configs(tmp_path: Path) -> Iterator[tuple[testing.Netns, testing.Netns, Path
         yield a, b, ca, cb
 
 
+def with_interface_keys(path: Path, lines: str, base: str | None = None) -> None:
+    """Write ``path`` (or ``base`` text) with ``lines`` added to its [Interface] section."""
+    text = path.read_text() if base is None else base
+    path.write_text(text.replace("[Peer]", f"{lines}\n\n[Peer]", 1))
+
+
 def ping(ns: testing.Netns, address: str, count: int = 2) -> None:
     done = ns.run("ping", "-n", "-c", str(count), "-i", "0.2", "-W", "3", address, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -117,7 +123,7 @@ def test_a_deleted_device_stops_tunflow_up_and_a_second_up_is_refused(
 ) -> None:
     a, b, ca, cb = configs
     marker = tmp_path / "postdown"
-    ca.write_text(ca.read_text().replace("[Peer]", f"PostDown = touch {marker}\n\n[Peer]", 1))
+    with_interface_keys(ca, f"PostDown = touch {marker}")
     with Up(a, ca) as up_a, Up(b, cb):
         ping(a, OB)  # the device's reader has been woken and waits again (uvloop, the default)
         second = a.run(*TUNFLOW, "up", str(ca), check=False)
@@ -230,8 +236,7 @@ def test_dns_goes_to_resolvconf_while_up(
     fake = bin_dir / "resolvconf"
     fake.write_text(f'#!/bin/sh\n{{ echo "ARGS $*"; cat; }} >> {calls}\n')
     fake.chmod(0o755)
-    text = ca.read_text().replace("[Peer]", "DNS = 10.95.0.53, corp.example\n\n[Peer]")
-    ca.write_text(text)
+    with_interface_keys(ca, "DNS = 10.95.0.53, corp.example")
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
     with Up(a, ca, env=env) as up_a, Up(b, cb):
         ping(a, OB)
@@ -248,7 +253,7 @@ def test_dns_without_resolvconf_is_refused_before_anything_is_made(
     configs: tuple[testing.Netns, testing.Netns, Path, Path],
 ) -> None:
     a, _, ca, _ = configs
-    ca.write_text(ca.read_text().replace("[Peer]", "DNS = 10.95.0.53\n\n[Peer]"))
+    with_interface_keys(ca, "DNS = 10.95.0.53")
     done = a.run(*TUNFLOW, "up", str(ca), check=False)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "needs resolvconf" in done.stderr
@@ -262,7 +267,7 @@ def test_save_config_writes_the_running_interface_back(
     from tunflow.wireguard.wgquick import load_wgquick
 
     a, b, ca, cb = configs
-    ca.write_text(ca.read_text().replace("[Peer]", "SaveConfig = true\nPostUp = true %i\n\n[Peer]"))
+    with_interface_keys(ca, "SaveConfig = true\nPostUp = true %i")
     ca.chmod(0o644)
     key_a = _key_of(ca)
     newcomer = pubkey(genkey())
@@ -297,7 +302,7 @@ def test_save_writes_the_running_interface_while_it_runs(
     with Up(a, ca) as up_a, Up(b, cb):
         a.run("wg", "set", up_a.name, "peer", newcomer, "allowed-ips", "10.95.8.0/24")
         # edited since `up`: the file is read again, so the edit is kept (as wg-quick does)
-        ca.write_text(ca.read_text().replace("[Peer]", "PostUp = echo edited\n\n[Peer]", 1))
+        with_interface_keys(ca, "PostUp = echo edited")
         done = a.run(*TUNFLOW, "save", up_a.name, check=False)
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == f"{up_a.name} saved to {ca}"
@@ -333,7 +338,7 @@ def test_hooks_signals_and_the_pid_file(
     name = ca.stem
     pid_file = Path(f"/run/tunflow/{name}.pid")
     # a failing PostUp: a clear message and status 2, not a traceback; nothing left behind
-    ca.write_text(plain.replace("[Peer]", "PostUp = exit 3\n\n[Peer]", 1))
+    with_interface_keys(ca, "PostUp = exit 3", base=plain)
     failed = a.run(*TUNFLOW, "up", str(ca), check=False)
     assert failed.returncode == 2, failed.stderr
     assert "PostUp command exited 3" in failed.stderr and "Traceback" not in failed.stderr
@@ -347,9 +352,7 @@ def test_hooks_signals_and_the_pid_file(
     # `save` right after `up --daemon` returns is answered; a save while the interface goes
     # down (PreDown still running) does not kill it: PostDown runs, the exit is clean
     marker = tmp_path / "postdown"
-    ca.write_text(
-        plain.replace("[Peer]", f"PreDown = sleep 1\nPostDown = touch {marker}\n\n[Peer]", 1)
-    )
+    with_interface_keys(ca, f"PreDown = sleep 1\nPostDown = touch {marker}", base=plain)
     try:
         a.run(*TUNFLOW, "up", str(ca), "--daemon")
         saved = a.run(*TUNFLOW, "save", name, check=False)
