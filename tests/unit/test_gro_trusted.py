@@ -7,6 +7,22 @@ from __future__ import annotations
 import socket
 import struct
 
+from hypothesis import given, settings, strategies as st
+
+from tests.unit.offload_packets import (
+    ACK,
+    FIN,
+    IP4_A,
+    IP4_B,
+    IP4_C,
+    IP6_A,
+    IP6_B,
+    IP6_C,
+    PSH,
+    tcp4_packet,
+    tcp6_packet,
+    udp4_packet,
+)
 from tunflow.offload import GROTable
 from tunflow.packet import HEADROOM, PacketBatch, checksum, pseudo_header_checksum_no_fold
 
@@ -46,22 +62,6 @@ def test_bad_checksums_are_kept_apart_unless_trusted() -> None:
 
 # -- the in-order fast path (trusted IPv4 TCP of one flow) against the general classifier ----
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
-
-from tests.unit.offload_packets import (  # noqa: E402
-    ACK,
-    FIN,
-    IP4_A,
-    IP4_B,
-    IP4_C,
-    IP6_A,
-    IP6_B,
-    IP6_C,
-    PSH,
-    tcp4_packet,
-    tcp6_packet,
-    udp4_packet,
-)
 
 _TS = bytes([1, 1, 8, 10]) + bytes(range(8))  # NOP NOP timestamps: a 32-byte TCP header
 

@@ -50,6 +50,7 @@ main-table routes through the device and nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import logging
@@ -446,6 +447,9 @@ async def _add_device_routes(
 
 
 def _entered(netns: str | None) -> AbstractContextManager[None]:
+    """Run the body in the namespace named ``netns`` (``None``: stay, importing nothing)."""
+    if netns is None:
+        return contextlib.nullcontext()
     from ..platform.linux._netns import entered, netns_path
 
-    return entered(None if netns is None else netns_path(netns))
+    return entered(netns_path(netns))

@@ -759,24 +759,13 @@ def _plain_reads(device: AsyncDevice) -> None:
 
 
 def _bind(port: int, fwmark: int, netns: str | None) -> UDPTransport:
-    with _entered(netns):
+    with _routing._entered(netns):
         try:
             return UDPTransport.bind(("::", port), fwmark=fwmark)
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise
             raise OSError(exc.errno, f"UDP port {port} (ListenPort) is in use") from exc
-
-
-@contextlib.contextmanager
-def _entered(netns: str | None) -> Any:
-    if netns is None:
-        yield
-        return
-    from ..platform.linux._netns import entered, netns_path
-
-    with entered(netns_path(netns)):
-        yield
 
 
 def _parse_addresses(
@@ -886,9 +875,9 @@ async def _interface(
                 iface.stop_reason = iface.stop_reason or "closed"
                 iface._closed.set()
                 tg.cancel_scope.cancel()
-        if iface._failure is not None:
+        if iface.failure is not None:
             # the data path failed (the device was deleted…): that cancelled the block; say why
-            raise iface._failure
+            raise iface.failure
     finally:
         with anyio.CancelScope(shield=True):
             if added is not None:

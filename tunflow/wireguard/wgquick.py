@@ -542,9 +542,8 @@ def render_saved(
     any time), as wg-quick's ``save_config`` writes it: an ``[Interface]`` section with the
     interface's addresses now, the file's ``DNS``, ``MTU`` (the device's now, if the file set
     one), ``Table`` (if not ``auto``), ``SaveConfig`` (if set) and hooks, then what ``wg
-    showconf`` prints — the keys, port and
-    mark and every peer as the running interface has them (peers added or changed with ``wg
-    set`` included, endpoints as last seen).
+    showconf`` prints — the keys, port and mark and every peer as the running interface has
+    them (peers added or changed with ``wg set`` included, endpoints as last seen).
 
     Args:
         quick: the file as it was read.
