@@ -97,6 +97,7 @@ _V6_LEN_SRC: Final = struct.Struct("!4xH2xQQ")
 _V6_DST: Final = struct.Struct("!QQ")
 _ZERO_HDR: Final = bytes(HEADROOM)
 _OVERHEAD: Final = 32
+_JITTER_MS: Final = int(REKEY_TIMEOUT_JITTER_MAX * 1000)
 #: Rate limit for handshakes per source IP under load (wireguard-go's ratelimiter).
 _RATE_PER_SECOND: Final = 20.0
 _RATE_BURST: Final = 5.0
@@ -669,7 +670,9 @@ class WireGuard:
             self._send_initiation(peer, now, is_retry=True)
 
     def _jitter(self) -> float:
-        return self._jitter_rng.randrange(int(REKEY_TIMEOUT_JITTER_MAX * 1000)) / 1000.0
+        # whole milliseconds in [0, 334), as wireguard-go; random() is one C call where
+        # randrange() runs a dozen lines of Python (this is drawn once per burst of data)
+        return int(self._jitter_rng.random() * _JITTER_MS) / 1000.0
 
     # -- sending ----------------------------------------------------------------------------
 
