@@ -295,7 +295,7 @@ class SyncDevicePort(_DeviceQueuePort):
 
     async def recv_batch(self, batch: PacketBatch, whole: bool) -> PacketBatch:
         dev = self.device
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        await anyio.lowlevel.checkpoint()  # before reading: a cancelled call read nothing
         while True:
             try:
                 dev.recv_batch(batch, timeout=0, whole=whole)
@@ -305,13 +305,11 @@ class SyncDevicePort(_DeviceQueuePort):
                     raise ClosedDeviceError("the device is closed") from None
                 await anyio.wait_readable(fd)
                 continue
-            await anyio.lowlevel.cancel_shielded_checkpoint()
             return batch
 
     async def send_batch(self, batch: PacketBatch) -> None:
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        await anyio.lowlevel.checkpoint()
         self.device.send_batch(batch)
-        await anyio.lowlevel.cancel_shielded_checkpoint()
 
 
 class TransportPort:
