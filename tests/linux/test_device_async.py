@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import select
 import socket
 import subprocess
 import time
@@ -220,3 +221,39 @@ async def test_send_batch_without_checkpoint_is_not_one(netns: testing.Netns) ->
             raise AssertionError("a cancelled scope let a checkpointing send through")
         assert sent_anyway and scope.cancelled_caught
         assert dev.statistics().tx_packets == 1
+
+
+async def test_a_cancelled_receive_reads_nothing_and_a_ready_one_still_yields(
+    netns: testing.Netns, anyio_backend_name: str
+) -> None:
+    # The checkpoint comes before the read: a call in a cancelled scope raises with the
+    # packet left in the queue; a call that finds a packet waiting still lets others run
+    # (checked on asyncio, which runs ready tasks in order; trio shuffles them on purpose).
+    async with DeviceBuilder().ipv4("10.61.0.1", 24).build_async() as dev:
+        while True:  # drain the kernel's own chatter
+            try:
+                dev.receive_nowait()
+            except anyio.WouldBlock:
+                break
+        udp_send("10.61.0.2", 5001, b"kept")
+        assert select.select([dev.fileno()], [], [], 5)[0], "the packet never arrived"
+        received = dev.statistics().rx_packets
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await dev.recv_batch(dev.new_batch())
+            raise AssertionError("a cancelled scope let recv_batch read")
+        assert scope.cancelled_caught
+        assert dev.statistics().rx_packets == received
+
+        ran: list[str] = []
+
+        async def other() -> None:
+            ran.append("other")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(other)
+            batch = await dev.recv_batch(dev.new_batch())
+            if anyio_backend_name == "asyncio":
+                assert ran == ["other"], "recv_batch with a packet waiting did not yield"
+        payloads = [udp_payload(bytes(p)) for p in batch]
+        assert any(p and p[1] == 5001 and p[2] == b"kept" for p in payloads)
