@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings, strategies as st
 from wgpair import A_IP, B_IP, Pair, batch_of, ip4
 
 from tunflow.packet import PacketBatch
@@ -306,3 +307,71 @@ def test_two_gathering_batches_do_not_share_slots() -> None:
     got = PacketBatch(1 << 17)
     p.b.decrypt_batch(rx, p.now, got)
     assert got.to_list() == [super_packet(20_000, 1)]
+
+
+# -- one-fragment messages (TCP ACKs, small packets): opened inline by decrypt_batch ----------
+
+
+def small(i: int, src: str = A_IP) -> bytes:
+    return ip4(src, B_IP, bytes([i % 251]) * (20 + i % 13), proto=6)
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_one_fragment_messages_open_as_open_native_opens_them(data: st.DataObject) -> None:
+    # decrypt_batch opens one-fragment native messages itself; _receive_native (open_native
+    # and its bookkeeping, one datagram at a time) is the reference. Both pairs are the same
+    # (deterministic keys and indices), so they seal the same messages.
+    fast, ref = native_pair(), native_pair()
+    n = data.draw(st.integers(1, 150), label="messages")
+    packets = [
+        small(i, data.draw(st.sampled_from([A_IP, A_IP, A_IP, "10.0.0.77"]))) for i in range(n)
+    ]
+    messages = [d for d, _ in sealed(fast, packets).to_pairs()]
+    assert messages == [d for d, _ in sealed(ref, packets).to_pairs()]
+    assert all(m[:4] == bytes([0x7F, 0, 1, 1]) for m in messages)  # one fragment each
+    deliveries = []
+    for k in data.draw(st.lists(st.integers(0, n - 1), max_size=3 * n), label="order"):
+        d = bytearray(messages[k])
+        kind = data.draw(st.sampled_from(["ok"] * 6 + ["tag", "reserved", "counter", "cut"]))
+        if kind == "tag":
+            d[-1] ^= 1
+        elif kind == "reserved":
+            d[18] = 1
+        elif kind == "counter":
+            d[8] ^= data.draw(st.sampled_from([1, 0x40, 0x80]))
+        elif kind == "cut":
+            del d[data.draw(st.integers(0, len(d) - 1)) :]
+        deliveries.append(bytes(d))
+
+    got_fast: list[bytes] = []
+    i = 0
+    while i < len(deliveries):
+        k = data.draw(st.integers(1, 40), label="batch")
+        got_fast += fast.deliver("b", deliveries[i : i + k])
+        i += k
+    got_ref: list[bytes] = []
+    for d in deliveries:
+        out = PacketBatch(capacity=1 << 16, max_packets=4)
+        if len(d) < 32:  # decrypt_batch refuses these before looking at the type
+            ref.b._counters.dropped_malformed += 1
+            continue
+        assert ref.b._receive_native(memoryview(d), ref.a_addr, ref.now, out)
+        got_ref += [bytes(out.with_header(j)) for j in range(len(out))]
+    assert got_fast == got_ref
+    assert fast.b.statistics() == ref.b.statistics()
+
+
+def test_one_fragment_messages_stop_when_the_batch_is_full() -> None:
+    p = native_pair()
+    rx = DatagramBatch(1 << 16)
+    for d, _ in sealed(p, [small(i) for i in range(5)]).to_pairs():
+        rx.append(d, address=p.a_addr)
+    out = PacketBatch(capacity=1 << 16, max_packets=3)
+    assert p.b.decrypt_batch(rx, p.now, out) == 3
+    assert out.vnet_hdr and out.to_list() == [small(i) for i in range(3)]
+    rx.keep(range(3, 5))
+    out.clear()
+    assert p.b.decrypt_batch(rx, p.now, out) == 2
+    assert out.to_list() == [small(3), small(4)]
+    assert p.b.statistics().rx_packets == 5 + 1  # and the handshake's keepalive
