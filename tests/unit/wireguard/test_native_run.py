@@ -9,8 +9,14 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from wgpair import A_IP, B_IP, Pair, batch_of, ip4
 
-from tunflow.packet import PacketBatch
-from tunflow.wireguard.protocol import DatagramBatch, open_native_run
+from tunflow.packet import HEADROOM, PacketBatch
+from tunflow.wireguard.protocol import (
+    NATIVE_HEADER_SIZE,
+    DatagramBatch,
+    open_native_run,
+    seal_native,
+)
+from tunflow.wireguard.protocol.constants import TAG_SIZE
 
 
 def super_packet(n: int, seed: int = 0) -> bytes:
@@ -375,3 +381,34 @@ def test_one_fragment_messages_stop_when_the_batch_is_full() -> None:
     assert p.b.decrypt_batch(rx, p.now, out) == 2
     assert out.to_list() == [small(3), small(4)]
     assert p.b.statistics().rx_packets == 5 + 1  # and the handshake's keepalive
+
+
+@pytest.mark.parametrize("gather", [False, True])
+def test_one_fragment_messages_are_sealed_as_seal_native_seals_them(gather: bool) -> None:
+    # encrypt_batch seals one-fragment messages itself; seal_native is the reference. The
+    # largest packet that fits one fragment and the smallest that does not are among them.
+    fast, ref = native_pair(), native_pair()
+    frag = fast.a.native_fragment_size
+    largest = frag - NATIVE_HEADER_SIZE - HEADROOM - TAG_SIZE
+    sizes = [20, 52, 400, largest, largest + 1, 60, 3000, 40]
+    packets = [ip4(A_IP, B_IP, bytes([k]) * (n - 20), proto=6) for k, n in enumerate(sizes)]
+    assert [len(p) for p in packets] == sizes
+    batch = batch_of(packets)
+    batch.zero_headers()
+    out = DatagramBatch(1 << 20, gather=gather)
+    assert fast.a.encrypt_batch(batch, fast.now, out) == len(packets)
+    session = ref.peer_of_a.current
+    expected = DatagramBatch(1 << 20)
+    scratch = bytearray(1 << 17)
+    for p in packets:
+        assert seal_native(session, bytes(HEADROOM) + p, expected, ref.b_addr, frag, scratch)
+    # what the transport sends, in order (arena datagrams and gathered groups alike)
+    wire = b"".join(
+        bytes(out.view[g[1] : g[1] + g[2]]) if isinstance(g[1], int) else b"".join(g[1])
+        for g in out.send_groups()
+    )
+    assert wire == bytes(expected.view[: expected.end])
+    assert fast.peer_of_a.current.native_send_counter == session.native_send_counter
+    assert fast.deliver("b", [d for d, _ in expected.to_pairs()]) == [
+        bytes(HEADROOM) + p for p in packets
+    ]

@@ -67,6 +67,7 @@ from .native import (
     _MIN_CHUNK,
     MAX_SEALED_SIZE,
     MIN_FRAGMENT_SIZE,
+    NATIVE_HEADER,
     NATIVE_HEADER_SIZE,
     NATIVE_VERSION,
     OpenResult,
@@ -844,7 +845,8 @@ class WireGuard:
         stop: int,
         out: DatagramBatch,
     ) -> int:
-        buf = packets.buffer
+        buf, view = packets.buffer, packets.view
+        offs, lens = packets.offsets, packets.lengths
         zero = not packets.vnet_hdr
         frag = self.native_fragment_size
         endpoint = peer.endpoint
@@ -853,12 +855,40 @@ class WireGuard:
             scratch: object = None  # the batch's own slots
         else:
             seal, scratch = seal_native, self._scratch
+        # A message of one fragment (a TCP ACK, any small packet) is sealed here, straight into
+        # the arena behind its header — what seal_native writes, without its scratch buffer,
+        # layout tables and checks (4.5 -> ~1.5 us a message); runs of them to one peer share
+        # a UDP_SEGMENT send.
+        small = frag - NATIVE_HEADER_SIZE - HEADROOM - TAG_SIZE  # the largest such packet
+        obuf, oview = out.buffer, out.view
+        ocap = len(obuf)
+        o_offs, o_lens, o_addrs = out.offsets, out.lengths, out.addresses
+        chunk = frag - NATIVE_HEADER_SIZE
+        pack_header, pack_counter = NATIVE_HEADER.pack_into, _COUNTER.pack_into
+        native_seal, nonce, remote = s.native_seal, s._native_nonce, s.remote_index
         done = 0
         for i in range(start, stop):
-            off, n = packets.offsets[i], packets.lengths[i]
+            off, n = offs[i], lens[i]
             if zero:
                 buf[off - HEADROOM : off] = _ZERO_HDR
-            if not seal(s, packets.view[off - HEADROOM : off + n], out, endpoint, frag, scratch):
+            if n <= small:
+                counter = s.native_send_counter
+                pos = out.end
+                end = pos + NATIVE_HEADER_SIZE + HEADROOM + n + TAG_SIZE
+                if end > ocap or counter >= REJECT_AFTER_MESSAGES:
+                    break
+                pack_header(
+                    obuf, pos, MESSAGE_NATIVE, 0, 1, NATIVE_VERSION, remote, counter, chunk, 0
+                )
+                pack_counter(nonce, 4, counter)
+                data = pos + NATIVE_HEADER_SIZE
+                native_seal(nonce, view[off - HEADROOM : off + n], oview[pos:data], oview[data:end])
+                s.native_send_counter = counter + 1
+                o_offs.append(pos)
+                o_lens.append(end - pos)
+                o_addrs.append(endpoint)
+                out.end = end
+            elif not seal(s, view[off - HEADROOM : off + n], out, endpoint, frag, scratch):
                 break
             done += 1
         return done
