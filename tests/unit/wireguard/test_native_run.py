@@ -381,7 +381,9 @@ def test_one_fragment_messages_open_as_open_native_opens_them(
     got_ref: list[bytes] = []
     for d in deliveries:
         out = PacketBatch(capacity=1 << 16, max_packets=4)
-        if len(d) < 32:  # decrypt_batch refuses these before looking at the type
+        if len(d) < (32 if via == "batch" else 21):
+            # decrypt_batch refuses these before looking at the type (a scattered read of
+            # more than a header goes to the native code, which checks the counter first)
             ref.b._counters.dropped_malformed += 1
             continue
         assert ref.b._receive_native(memoryview(d), ref.a_addr, ref.now, out)
