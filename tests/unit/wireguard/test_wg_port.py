@@ -66,3 +66,63 @@ async def test_a_wireguard_peer_joining_native_ones_gets_mtu_packets() -> None:
         assert all(n <= 1420 + 32 for n in got.lengths)
         packets = [p for d, a in got.to_pairs() for p in other.receive_datagram(d, a, 0.0)]
         assert len(packets) == 8 and all(len(p) == 1040 for p in packets)
+
+
+async def test_native_reads_switch_lists_and_lose_nothing() -> None:
+    # Reads use a short scatter list after small messages (pings, ACKs) and the long one
+    # after a message of many whole fragments; the first big message after small ones
+    # lands in the short list's tail and is put back together. Every kind, in every order.
+    async with UDPTransport.bind("127.0.0.1:0") as mine, UDPTransport.bind("127.0.0.1:0") as far:
+        if not (mine.gro and far.gso):
+            pytest.skip("no UDP_GRO/UDP_SEGMENT on loopback")
+        key_a, key_b = PrivateKey.generate(), PrivateKey.generate()
+        wg = WireGuard(key_a)
+        wg.add_peer(PeerConfig(key_b.public_key(), allowed_ips=f"{A_IP}/32", native_mode=True))
+        port = WireGuardPort(wg, mine, whole=True, device_offload=True, mtu=1420, clock=lambda: 0.0)
+        sender = WireGuard(key_b)
+        sender.add_peer(
+            PeerConfig(
+                key_a.public_key(),
+                endpoint=mine.local_address,
+                allowed_ips="10.0.0.0/8",
+                native_mode=True,
+            )
+        )
+        sender.send_packet(ip4(A_IP, "10.0.0.2"), 0.0)  # staged; the initiation is queued
+        for d, _ in sender.datagrams_to_send():
+            wg.receive_datagram(d, far.local_address, 0.0)
+        for d, _ in wg.datagrams_to_send():
+            sender.receive_datagram(d, mine.local_address, 0.0)
+        staged = DatagramBatch(1 << 16)
+        for d, a in sender.datagrams_to_send():
+            staged.append(d, address=a)
+        await far.send_batch(staged)  # the staged packet: a small message
+
+        def message(kind: str, i: int) -> PacketBatch:
+            if kind == "big":
+                return tcp_super_packet(f"10.0.0.{2 + i}", 40 + i % 5)
+            small = PacketBatch(1 << 16)
+            small.append(ip4(A_IP, f"10.0.0.{2 + i}", bytes([i]) * (30 + i)))
+            small.zero_headers()
+            return small
+
+        kinds = ["small", "big", "big", "small", "big", "small", "small", "big", "big"]
+        got: list[bytes] = []
+        expected: list[bytes] = []
+        batch = port.new_batch()
+        with anyio.fail_after(10):
+            batch.clear()
+            await port.recv_batch(batch, True)
+            assert [len(p) for p in batch] == [len(ip4(A_IP, "10.0.0.2"))]
+            for i, kind in enumerate(kinds):
+                packets = message(kind, i)
+                out = DatagramBatch(1 << 20)
+                assert sender.encrypt_batch(packets, 0.0, out) == 1
+                await far.send_batch(out)
+                batch.clear()
+                await port.recv_batch(batch, True)
+                got.append(bytes(batch.with_header(0)))
+                assert len(batch) == 1
+                expected.append(bytes(packets.with_header(0)))
+        assert got == expected
+        assert wg.statistics().dropped_malformed == 0
