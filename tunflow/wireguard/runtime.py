@@ -176,6 +176,7 @@ class WireGuardPort:
         # inbound: datagrams not decrypted yet because the packet batch filled up
         self._rx = transport.new_batch()
         self._rx_pending = False
+        self._rx_hot = False  # the last scattered receive returned without yielding
         self._scatter: _Scatter | None = None
         peers = wg.peers.values()
         native = bool(peers) and all(p.native_mode for p in peers)
@@ -220,7 +221,12 @@ class WireGuardPort:
         rx = self._rx
         start = len(batch)
         if self._scatter is not None and self.transport.gro:
-            await self._recv_scattered(batch, start)
+            if self._rx_hot:
+                # The last call found its datagrams waiting and never yielded (nor does the
+                # lane's write after it): a checkpoint before reading more, so that under a
+                # steady stream the other tasks run and a cancellation gets in.
+                await anyio.lowlevel.checkpoint()
+            self._rx_hot = await self._recv_scattered(batch, start)
         while len(batch) == start:
             if not self._rx_pending:
                 rx.clear()
@@ -245,7 +251,7 @@ class WireGuardPort:
                 break
             await anyio.lowlevel.checkpoint()
             if self._scatter is not None and self.transport.gro and not self._rx_pending:
-                await self._recv_scattered(batch, start)
+                self._rx_hot = await self._recv_scattered(batch, start)
         if batch.vnet_hdr and not self._device_offload:
             self._split_super_packets(batch, start)
         s = self._stats
@@ -254,7 +260,7 @@ class WireGuardPort:
         s[2] += 1
         return batch
 
-    async def _recv_scattered(self, batch: PacketBatch, start: int) -> None:
+    async def _recv_scattered(self, batch: PacketBatch, start: int) -> bool:
         """Receive with reads scattered so that native messages open where they land.
 
         Every peer is a native-mode peer here, so a read is mostly one native message: its
@@ -262,11 +268,12 @@ class WireGuardPort:
         message is contiguous without a copy. Reads that are not (keepalives, handshakes, a
         message cut by loss) are put back together into datagrams and go the usual way.
         Returns once ``batch`` has packets (or the transport has nothing and something else
-        needs a turn: the caller's loop takes over).
+        needs a turn: the caller's loop takes over): whether it did so without yielding once.
         """
         sc = self._scatter
         assert sc is not None
         wg = self.wg
+        hot = True
         while len(batch) == start:
             transport = self.transport
             reads = 0
@@ -291,7 +298,11 @@ class WireGuardPort:
                         sc.bulk = False  # messages of one fragment: a ping, ACKs, at rest
                     # (anything else — the lone last fragment of a big message, a handshake —
                     # leaves the list as it is)
-                    if (count == 1 or (whole and iov is sc.iov)) and n > NATIVE_HEADER_SIZE:
+                    # (a lone datagram longer than our fragments — a peer with a larger MTU —
+                    # did not land as one header and one chunk: it is put back together)
+                    if n > NATIVE_HEADER_SIZE and (
+                        (whole and iov is sc.iov) or (count == 1 and n <= sc.stride)
+                    ):
                         last = n - seg * (count - 1)
                         done = wg.decrypt_native_scattered(
                             sc.headers_view[: NATIVE_HEADER_SIZE * count],
@@ -314,14 +325,16 @@ class WireGuardPort:
                     self._note_load(transport)
                     self.flush_control()
                     if len(batch) > start:
-                        return
+                        return hot
                     await anyio.lowlevel.checkpoint()
                 else:
                     await transport.wait_readable()
+                hot = False
             except anyio.ClosedResourceError:
                 if transport is self.transport:
                     raise
                 # the listen port changed: receive on the new socket
+        return hot
 
     async def send_batch(self, batch: PacketBatch) -> None:
         """Encrypt ``batch`` (routed by AllowedIPs) and send the datagrams.

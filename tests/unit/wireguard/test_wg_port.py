@@ -3,7 +3,11 @@ peers are split for a WireGuard peer that joins later."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import anyio
+import anyio.lowlevel
 import pytest
 from wgpair import A_IP, ip4
 
@@ -68,10 +72,12 @@ async def test_a_wireguard_peer_joining_native_ones_gets_mtu_packets() -> None:
         assert len(packets) == 8 and all(len(p) == 1040 for p in packets)
 
 
-async def test_native_reads_switch_lists_and_lose_nothing() -> None:
-    # Reads use a short scatter list after small messages (pings, ACKs) and the long one
-    # after a message of many whole fragments; the first big message after small ones
-    # lands in the short list's tail and is put back together. Every kind, in every order.
+@contextlib.asynccontextmanager
+async def native_port(
+    sender_mtu: int = 1420,
+) -> AsyncIterator[tuple[WireGuardPort, WireGuard, UDPTransport]]:
+    """A native-mode WireGuardPort on loopback with a handshake done, the sans-I/O peer that
+    sends to it, and the socket that peer sends from (the first packet already received)."""
     async with UDPTransport.bind("127.0.0.1:0") as mine, UDPTransport.bind("127.0.0.1:0") as far:
         if not (mine.gro and far.gso):
             pytest.skip("no UDP_GRO/UDP_SEGMENT on loopback")
@@ -79,7 +85,7 @@ async def test_native_reads_switch_lists_and_lose_nothing() -> None:
         wg = WireGuard(key_a)
         wg.add_peer(PeerConfig(key_b.public_key(), allowed_ips=f"{A_IP}/32", native_mode=True))
         port = WireGuardPort(wg, mine, whole=True, device_offload=True, mtu=1420, clock=lambda: 0.0)
-        sender = WireGuard(key_b)
+        sender = WireGuard(key_b, mtu=sender_mtu)
         sender.add_peer(
             PeerConfig(
                 key_a.public_key(),
@@ -97,32 +103,108 @@ async def test_native_reads_switch_lists_and_lose_nothing() -> None:
         for d, a in sender.datagrams_to_send():
             staged.append(d, address=a)
         await far.send_batch(staged)  # the staged packet: a small message
+        batch = port.new_batch()
+        with anyio.fail_after(10):
+            await port.recv_batch(batch, True)
+        assert [len(p) for p in batch] == [len(ip4(A_IP, "10.0.0.2"))]
+        yield port, sender, far
 
-        def message(kind: str, i: int) -> PacketBatch:
-            if kind == "big":
-                return tcp_super_packet(f"10.0.0.{2 + i}", 40 + i % 5)
-            small = PacketBatch(1 << 16)
-            small.append(ip4(A_IP, f"10.0.0.{2 + i}", bytes([i]) * (30 + i)))
-            small.zero_headers()
-            return small
 
+async def send_one(sender: WireGuard, far: UDPTransport, packets: PacketBatch) -> None:
+    out = DatagramBatch(1 << 20)
+    assert sender.encrypt_batch(packets, 0.0, out) == len(packets)
+    await far.send_batch(out)
+
+
+def small_packet(i: int, size: int | None = None) -> PacketBatch:
+    small = PacketBatch(1 << 16)
+    small.append(ip4(A_IP, f"10.0.0.{2 + i % 200}", bytes([i % 256]) * ((size or 50 + i) - 20)))
+    small.zero_headers()
+    return small
+
+
+async def test_native_reads_switch_lists_and_lose_nothing() -> None:
+    # Reads use a short scatter list after small messages (pings, ACKs) and the long one
+    # after a message of many whole fragments; the first big message after small ones
+    # lands in the short list's tail and is put back together. Every kind, in every order.
+    async with native_port() as (port, sender, far):
         kinds = ["small", "big", "big", "small", "big", "small", "small", "big", "big"]
         got: list[bytes] = []
         expected: list[bytes] = []
         batch = port.new_batch()
         with anyio.fail_after(10):
-            batch.clear()
-            await port.recv_batch(batch, True)
-            assert [len(p) for p in batch] == [len(ip4(A_IP, "10.0.0.2"))]
             for i, kind in enumerate(kinds):
-                packets = message(kind, i)
-                out = DatagramBatch(1 << 20)
-                assert sender.encrypt_batch(packets, 0.0, out) == 1
-                await far.send_batch(out)
+                packets = (
+                    tcp_super_packet(f"10.0.0.{2 + i}", 40 + i % 5)
+                    if kind == "big"
+                    else small_packet(i)
+                )
+                await send_one(sender, far, packets)
                 batch.clear()
                 await port.recv_batch(batch, True)
-                got.append(bytes(batch.with_header(0)))
                 assert len(batch) == 1
+                got.append(bytes(batch.with_header(0)))
                 expected.append(bytes(packets.with_header(0)))
         assert got == expected
-        assert wg.statistics().dropped_malformed == 0
+        assert port.wg.statistics().dropped_malformed == 0
+
+
+async def test_native_datagrams_longer_than_our_fragments_are_opened() -> None:
+    # A peer with a larger MTU cuts at a larger fragment size: its one-fragment messages
+    # can be longer than our stride, and must not be opened from the scatter buffers as if
+    # they had landed as one header and one chunk (they were dropped as bad AEAD before).
+    async with native_port(sender_mtu=1500) as (port, sender, far):
+        assert sender.native_fragment_size > port.wg.native_fragment_size
+        batch = port.new_batch()
+        for size in (100, 1400, 1430, 1470, 1486, 1400, 60):
+            packets = small_packet(size, size)
+            await send_one(sender, far, packets)
+            batch.clear()
+            with anyio.fail_after(5):
+                await port.recv_batch(batch, True)
+            assert [bytes(batch.with_header(i)) for i in range(len(batch))] == [
+                bytes(packets.with_header(0))
+            ]
+        assert port.wg.statistics().dropped_bad_aead == 0
+
+
+async def test_native_receive_under_a_steady_stream_lets_others_run_and_is_cancellable() -> None:
+    # Datagrams always waiting: every call after one that did not have to wait starts with a
+    # checkpoint, so other tasks run between batches and a cancelled scope stops the reader
+    # before it reads anything.
+    async with native_port() as (port, sender, far):
+        sizes = [60 + i for i in range(40)]  # all different: no GRO, one read each
+        for i, size in enumerate(sizes):
+            await send_one(sender, far, small_packet(i, size))
+        await anyio.sleep(0.05)
+        batch = port.new_batch()
+        ticks: list[int] = []
+
+        async def other() -> None:
+            while True:
+                ticks.append(1)
+                await anyio.lowlevel.checkpoint()
+
+        got = 0
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(other)
+            await anyio.lowlevel.checkpoint()
+            before = len(ticks)
+            with anyio.fail_after(5):
+                for _ in range(3):  # 16 reads a call at most: the data outlasts them
+                    batch.clear()
+                    await port.recv_batch(batch, True)
+                    got += len(batch)
+            assert len(ticks) > before, "the receiver never let another task run"
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await port.recv_batch(batch, True)
+            assert scope.cancelled_caught
+            tg.cancel_scope.cancel()
+        rest = 0
+        with anyio.fail_after(5):
+            while got + rest < len(sizes):
+                batch.clear()
+                await port.recv_batch(batch, True)
+                rest += len(batch)
+        assert got + rest == len(sizes)  # the cancelled call lost nothing

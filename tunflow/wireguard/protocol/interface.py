@@ -1097,7 +1097,9 @@ class WireGuard:
             if typ == native_single and ln >= native_min:
                 # A native message of one fragment (a TCP ACK, a ping, any small packet): one
                 # call instead of open_native's chain, the bookkeeping once per run as for
-                # transport messages. Anything unusual takes the general path below.
+                # transport messages. Anything unusual takes the general path below. (Unlike
+                # open_native, a stored fragment of another message under the same counter —
+                # unauthenticated, maybe forged — does not make this one malformed.)
                 ns = sessions.get(receiver)
                 chunk, reserved = native_tail(buf, off + 16)
                 if (
@@ -1540,10 +1542,11 @@ class WireGuard:
             chunk, reserved = _NATIVE_TAIL.unpack_from(headers, 16)
             if (
                 not reserved
-                and last_length - NATIVE_HEADER_SIZE <= chunk
                 and chunk >= _NATIVE_MIN_CHUNK
-                and counter not in s.native_partial
+                and last_length - NATIVE_HEADER_SIZE <= chunk
             ):
+                # (as in decrypt_batch, a stored fragment of another message under the same
+                # counter — unauthenticated, maybe forged — does not block this one)
                 r = self._open_single(
                     s,
                     counter,
