@@ -27,6 +27,15 @@ from tunflow import (
 pytestmark = [pytest.mark.needs_root, pytest.mark.anyio]
 
 
+def _drain(dev: AsyncDevice) -> None:
+    """Read away what is queued (the kernel's own chatter: router solicitations, MLD)."""
+    while True:
+        try:
+            dev.receive_nowait()
+        except anyio.WouldBlock:
+            return
+
+
 async def _first_udp(dev: AsyncDevice, port: int) -> bytes:
     with anyio.fail_after(10):
         async for packet in dev:
@@ -187,11 +196,7 @@ async def test_multi_queue_clone(netns: testing.Netns) -> None:
 
 async def test_receive_nowait(netns: testing.Netns) -> None:
     async with DeviceBuilder().ipv4("10.67.0.1", 24).build_async() as dev:
-        while True:  # drain the kernel's own chatter
-            try:
-                dev.receive_nowait()
-            except anyio.WouldBlock:
-                break
+        _drain(dev)
         udp_send("10.67.0.2", 5000, b"now")
         deadline = time.monotonic() + 5
         while True:
@@ -230,11 +235,7 @@ async def test_a_cancelled_receive_reads_nothing_and_a_ready_one_still_yields(
     # packet left in the queue; a call that finds a packet waiting still lets others run
     # (checked on asyncio, which runs ready tasks in order; trio shuffles them on purpose).
     async with DeviceBuilder().ipv4("10.61.0.1", 24).build_async() as dev:
-        while True:  # drain the kernel's own chatter
-            try:
-                dev.receive_nowait()
-            except anyio.WouldBlock:
-                break
+        _drain(dev)
         udp_send("10.61.0.2", 5001, b"kept")
         assert select.select([dev.fileno()], [], [], 5)[0], "the packet never arrived"
         received = dev.statistics().rx_packets
