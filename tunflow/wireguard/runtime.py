@@ -297,9 +297,9 @@ class WireGuardPort:
                     elif sc.headers[2] == 1 and sc.headers[0] == MESSAGE_NATIVE:
                         sc.bulk = False  # messages of one fragment: a ping, ACKs, at rest
                     # (anything else — the lone last fragment of a big message, a handshake —
-                    # leaves the list as it is)
-                    # (a lone datagram longer than our fragments — a peer with a larger MTU —
-                    # did not land as one header and one chunk: it is put back together)
+                    # leaves the list as it is). A lone datagram longer than our fragments (a
+                    # peer with a larger MTU) did not land as one header and one chunk: it is
+                    # put back together below.
                     if n > NATIVE_HEADER_SIZE and (
                         (whole and iov is sc.iov) or (count == 1 and n <= sc.stride)
                     ):
@@ -536,11 +536,12 @@ class _Scatter:
         #: WireGuard messages' packets with their headroom
         self.largest = MAX_DATAGRAM + (UDP_MAX_SEGMENTS + 1) * HEADROOM
 
-    def gather(self, out: bytearray, n: int, iov: list[memoryview] | None = None) -> None:
-        """Put the first ``n`` bytes read with ``iov`` (default :attr:`iov`) back together,
-        contiguous, at ``out[0:n]``."""
+    @staticmethod
+    def gather(out: bytearray, n: int, iov: list[memoryview]) -> None:
+        """Put the first ``n`` bytes read with ``iov`` back together, contiguous, at
+        ``out[0:n]``."""
         pos = 0
-        for piece in self.iov if iov is None else iov:
+        for piece in iov:
             take = min(len(piece), n - pos)
             out[pos : pos + take] = piece[:take]
             pos += take

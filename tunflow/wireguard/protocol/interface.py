@@ -67,10 +67,10 @@ from .native import (
     _MIN_CHUNK,
     MAX_SEALED_SIZE,
     MIN_FRAGMENT_SIZE,
-    NATIVE_HEADER,
     NATIVE_HEADER_SIZE,
     NATIVE_VERSION,
     OpenResult,
+    _seal,
     _would_accept,
     open_native,
     open_native_run,
@@ -108,7 +108,6 @@ _JITTER_MS: Final = int(REKEY_TIMEOUT_JITTER_MAX * 1000)
 _NATIVE_SINGLE: Final = MESSAGE_NATIVE | 1 << 16 | NATIVE_VERSION << 24
 _NATIVE_TAIL: Final = struct.Struct("<HH")  # chunk size, reserved
 _NATIVE_SINGLE_MIN: Final = NATIVE_HEADER_SIZE + TAG_SIZE + HEADROOM  # an empty packet
-_NATIVE_MIN_CHUNK: Final = _MIN_CHUNK
 #: _open_single: authenticated, but the packet's source is not the sending peer's
 _NOT_ALLOWED: Final = 2
 #: Rate limit for handshakes per source IP under load (wireguard-go's ratelimiter).
@@ -859,15 +858,13 @@ class WireGuard:
             seal, scratch = seal_native, self._scratch
         # A message of one fragment (a TCP ACK, any small packet) is sealed here, straight into
         # the arena behind its header — what seal_native writes, without its scratch buffer,
-        # layout tables and checks (4.5 -> ~1.5 us a message); runs of them to one peer share
+        # layout tables and checks (4.5 -> ~1.9 us a message); runs of them to one peer share
         # a UDP_SEGMENT send.
         small = frag - NATIVE_HEADER_SIZE - HEADROOM - TAG_SIZE  # the largest such packet
         obuf, oview = out.buffer, out.view
         ocap = len(obuf)
         o_offs, o_lens, o_addrs = out.offsets, out.lengths, out.addresses
-        chunk = frag - NATIVE_HEADER_SIZE
-        pack_header, pack_counter = NATIVE_HEADER.pack_into, _COUNTER.pack_into
-        native_seal, nonce, remote = s.native_seal, s._native_nonce, s.remote_index
+        chunk, seal_one = frag - NATIVE_HEADER_SIZE, _seal  # native's own header and AEAD
         done = 0
         for i in range(start, stop):
             off, n = offs[i], lens[i]
@@ -879,13 +876,10 @@ class WireGuard:
                 end = pos + NATIVE_HEADER_SIZE + HEADROOM + n + TAG_SIZE
                 if end > ocap or counter >= REJECT_AFTER_MESSAGES:
                     break
-                pack_header(
-                    obuf, pos, MESSAGE_NATIVE, 0, 1, NATIVE_VERSION, remote, counter, chunk, 0
-                )
-                pack_counter(nonce, 4, counter)
                 data = pos + NATIVE_HEADER_SIZE
-                native_seal(nonce, view[off - HEADROOM : off + n], oview[pos:data], oview[data:end])
-                s.native_send_counter = counter + 1
+                obuf[pos:data] = seal_one(
+                    s, view[off - HEADROOM : off + n], 1, chunk, oview[data:end]
+                )
                 o_offs.append(pos)
                 o_lens.append(end - pos)
                 o_addrs.append(endpoint)
@@ -1064,8 +1058,8 @@ class WireGuard:
         overhead, transport, headroom = _OVERHEAD, MESSAGE_TRANSPORT, HEADROOM
         native_single, native_tail = _NATIVE_SINGLE, _NATIVE_TAIL.unpack_from
         native_min = _NATIVE_SINGLE_MIN
-        min_chunk, open_single = _NATIVE_MIN_CHUNK, self._open_single
-        complete, no_room, replayed = OpenResult.COMPLETE, OpenResult.NO_ROOM, OpenResult.REPLAY
+        min_chunk, open_single = _MIN_CHUNK, self._open_single
+        complete, no_room = OpenResult.COMPLETE, OpenResult.NO_ROOM
         # the current session and its replay window, unpacked into locals (the window's
         # check is inlined below: a method call per packet measured ~0.15 us)
         cur_index = -1
@@ -1121,7 +1115,7 @@ class WireGuard:
                     if r == no_room:
                         consumed = i
                         break
-                    if r > 0:  # authenticated: COMPLETE, or _NOT_ALLOWED
+                    if r > 0:  # authenticated: COMPLETE, or _NOT_ALLOWED (counted)
                         addr = addrs[i]
                         if ns is not run or (addr is not run_addr and addr != run_addr):
                             if run is not None:
@@ -1134,12 +1128,6 @@ class WireGuard:
                         if r == complete:
                             oend, vnet = out.end, True
                             room -= 1
-                        else:
-                            c.dropped_not_allowed_source += 1
-                    elif r == replayed:
-                        c.dropped_replay += 1
-                    else:
-                        c.dropped_bad_aead += 1
                     continue
             if typ != transport:
                 if replay is not None:
@@ -1472,11 +1460,13 @@ class WireGuard:
         1, index 0 of 1, ``counter``) and at least an empty packet long — into ``out``: what
         :func:`~.native.open_native` does for such a message, in one call. Returns an
         :class:`~.native.OpenResult` code, or ``_NOT_ALLOWED`` (authenticated, but the packet's
-        source is not the peer's: not appended)."""
+        source is not the peer's: not appended); drops are counted here, the per-peer
+        bookkeeping of an authenticated message (a positive code) is the caller's."""
         w = s.native_replay
         last = w._last
         if not last < counter < w.limit and not _would_accept(s, counter):
-            return OpenResult.REPLAY  # before the AEAD, as open_native
+            self._counters.dropped_replay += 1  # before the AEAD, as open_native
+            return OpenResult.REPLAY
         plen = len(sealed) - TAG_SIZE  # virtio-net header + packet
         dst = out.end + HEADROOM
         if dst + plen - HEADROOM > len(out.buffer) or len(out.offsets) >= out.max_packets:
@@ -1486,15 +1476,18 @@ class WireGuard:
         try:
             s.native_open(nonce, sealed, header, out.view[dst - HEADROOM : dst - HEADROOM + plen])
         except InvalidTag:
+            self._counters.dropped_bad_aead += 1
             return OpenResult.BAD_AEAD
         last = w._last
         if last < counter < w.limit and counter >> 6 == last >> 6:
             w._last = counter  # in order, same word of the window: the usual case
             w._ring[(counter >> 6) & 127] |= 1 << (counter & 63)
         elif not w.check(counter):
+            self._counters.dropped_replay += 1
             return OpenResult.REPLAY
         n = plen - HEADROOM
         if not self._source_allowed(out.buffer, dst, n, s.peer):
+            self._counters.dropped_not_allowed_source += 1
             return _NOT_ALLOWED
         if not out.vnet_hdr:
             out.zero_headers()  # the earlier packets get zero headers
@@ -1540,11 +1533,7 @@ class WireGuard:
         if count == 1 and typ == _NATIVE_SINGLE and last_length >= _NATIVE_SINGLE_MIN:
             # one small message (a ping, a TCP ACK): the same one call as in decrypt_batch
             chunk, reserved = _NATIVE_TAIL.unpack_from(headers, 16)
-            if (
-                not reserved
-                and chunk >= _NATIVE_MIN_CHUNK
-                and last_length - NATIVE_HEADER_SIZE <= chunk
-            ):
+            if not reserved and chunk >= _MIN_CHUNK and last_length - NATIVE_HEADER_SIZE <= chunk:
                 # (as in decrypt_batch, a stored fragment of another message under the same
                 # counter — unauthenticated, maybe forged — does not block this one)
                 r = self._open_single(
@@ -1556,15 +1545,8 @@ class WireGuard:
                 )
                 if r == OpenResult.NO_ROOM:
                     return False
-                c = self._counters
-                if r > 0:  # authenticated: COMPLETE, or _NOT_ALLOWED
+                if r > 0:  # authenticated: COMPLETE, or _NOT_ALLOWED (counted)
                     self._flush_rx(s, addr, last_length, 1, 1, now)
-                    if r == _NOT_ALLOWED:
-                        c.dropped_not_allowed_source += 1
-                elif r == OpenResult.REPLAY:
-                    c.dropped_replay += 1
-                else:
-                    c.dropped_bad_aead += 1
                 return True
         result = open_native_scattered(s, headers, bodies, count, last_length, out)
         if result is None:
