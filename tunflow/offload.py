@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import enum
 import struct
+import sys
+from array import array
 from collections.abc import Sequence
 from typing import Any, Final, TypeAlias
 
@@ -118,6 +120,7 @@ _CWR: Final = 0x80
 _pack_H = struct.Struct(">H").pack_into
 _pack_I = struct.Struct(">I").pack_into
 _pack_ip4 = struct.Struct(">HHHHH").pack_into
+_unpack_H = struct.Struct(">H").unpack_from
 _unpack_HH = struct.Struct(">HH").unpack_from
 _unpack_I = struct.Struct(">I").unpack_from
 _pack_vnet = VIRTIO_NET_HDR.pack_into
@@ -880,6 +883,17 @@ _V4TCP_RUN_HDR = struct.Struct("!10sHH2xI2x12sIIH").unpack_from  # 44 bytes
 _V6TCP_RUN = struct.Struct("!0sIHH36sIIH").unpack_from  # 54 bytes
 _V6TCP_RUN_HDR = struct.Struct("!10sIHH36sIIH").unpack_from  # 64 bytes
 _V6TCP = struct.Struct("!IHBB32sIIIBB").unpack_from  # 54 bytes
+# What _classify_uniform compares byte by byte across a batch, the fields the fast path compares
+# whole: IPv4 version/IHL, ToS, flags/fragment offset, TTL, protocol, addresses, ports, ACK
+# number; IPv6 version (+ the traffic class, masked), next header, hop limit, addresses, ports,
+# ACK number. (Lengths, data offsets, flags, options and sequence numbers are checked apart.)
+_V4_SAME: Final = (0, 1, 6, 7, 8, 9, *range(12, 24), 28, 29, 30, 31)
+_V6_SAME: Final = (0, 6, 7, *range(8, 44), 48, 49, 50, 51)
+_HIGH_NIBBLE: Final = bytes(b & 0xF0 for b in range(256))
+_NON_ZERO: Final = bytes([0] + [1] * 255)
+_LITTLE: Final = sys.byteorder == "little"
+#: batches shorter than this take the packet-at-a-time fast path (as quick there)
+_UNIFORM_MIN: Final = 12
 _V4UDP = struct.Struct("!BBHHHBBH8sIHH").unpack_from  # 28 bytes
 _V6UDP = struct.Struct("!IHBB32sIHH").unpack_from  # 48 bytes
 
@@ -1007,7 +1021,7 @@ class GROTable:
         out.vnet_hdr = True
         run = None
         if not self.verify_checksums and self.tcp and len(src.offsets) > 1:
-            run = self._classify_tcp_run(src)
+            run = self._classify_uniform(src) or self._classify_tcp_run(src)
         if run is not None:
             slots, too_large = run
             invalid = 0
@@ -1020,6 +1034,177 @@ class GROTable:
         return n
 
     # -- pass 1: group packets into items, no bytes moved --------------------------------
+
+    def _classify_uniform(self, src: PacketBatch) -> tuple[list[int | _Item], int] | None:
+        """Pass 1 for the commonest batch of all — one flow's TCP segments in order, full-sized
+        but maybe the last, laid out at one stride (a tunnel decrypting a bulk transfer back to
+        back) — checked one header byte position at a time across the whole batch instead of
+        one packet at a time: each check is an extended slice (a loop in C), so the cost no
+        longer grows with the number of packets (``benchmarks/offload_micro.py``). The items
+        are those :meth:`_classify_tcp_run` makes of such a batch; ``None`` for any other
+        batch (it then goes that way), and for one it would refuse."""
+        offsets = src.offsets
+        k = len(offsets)
+        if k < _UNIFORM_MIN:
+            return None
+        lengths = src.lengths
+        buf = src.buffer
+        o0 = offsets[0]
+        n = lengths[0]
+        last_n = lengths[-1]
+        stride = offsets[1] - o0
+        if (
+            n > _MAX_IP
+            or last_n > n
+            or lengths.count(n) != k - (last_n != n)
+            or offsets != list(range(o0, o0 + k * stride, stride))
+        ):
+            return None
+        back = HEADROOM if src.vnet_hdr else 0
+        version = buf[o0] >> 4
+        if version == 4:
+            unpack = _V4TCP_RUN_HDR if back else _V4TCP_RUN
+            iph, kind, length_of_n, len_at, seq_at = 20, 1, 0, 2, 24
+        elif version == 6:
+            unpack = _V6TCP_RUN_HDR if back else _V6TCP_RUN
+            iph, kind, length_of_n, len_at, seq_at = 40, 2, 40, 4, 44
+        else:
+            return None
+        if last_n < iph + 20:
+            return None
+        # the first packet, checked in full as _classify_tcp_run checks a flow's first
+        h, a, length, b, _key, seq0, _ack, v32 = unpack(buf, o0 - back)
+        v32 &= 0xF0FF
+        doff = (v32 >> 10) & 0x3C
+        flags = v32 & 0xFF
+        hlen = iph + doff
+        gso = n - hlen
+        last_gso = last_n - hlen
+        if (
+            h != bytes(back)
+            or (flags != _ACK and flags != _ACK | _PSH)
+            or doff < 20
+            or last_gso < 1
+            or length + length_of_n != n
+            or seq0 + (k - 1) * gso > 0xFFFFFFFF  # the sequence wraps: left to the slow way
+        ):
+            return None
+        if kind == 1:
+            if a >> 8 != 0x45 or b & 0xFF != _TCP or b & 0x3FFF0000:
+                return None
+            compat = ((a & 0xFF) << 16) | ((b >> 29) << 8) | ((b >> 8) & 0xFF)
+            same = _V4_SAME
+        else:
+            if a >> 28 != 6 or b >> 8 != _TCP:
+                return None
+            compat = ((a >> 20) << 8) | (b & 0xFF)
+            same = _V6_SAME
+        (last_length,) = _unpack_H(buf, offsets[-1] + len_at)
+        if last_length + length_of_n != last_n:
+            return None
+        # Byte positions, each across the batch: ``col(f)`` is byte ``f`` of every packet.
+        stop = o0 + (k - 1) * stride + 1
+        for f in same:
+            col = buf[o0 + f : stop + f : stride]
+            if col.count(col[0]) != k:
+                return None
+        # TCP options may change (a timestamp moving on): a change starts an item, as in
+        # _classify_tcp_run. Where a column is not constant, the packets that differ from the
+        # one before are the non-zero bytes of its XOR with itself shifted by one packet.
+        changed = 0
+        for f in range(iph + 20, hlen):
+            col = buf[o0 + f : stop + f : stride]
+            if col.count(col[0]) != k:
+                changed |= int.from_bytes(col[1:], "big") ^ int.from_bytes(col[:-1], "big")
+        cuts = []  # the packets whose options differ from those of the packet before
+        if changed:
+            marks = changed.to_bytes(k - 1, "big").translate(_NON_ZERO)
+            c = marks.find(1)
+            while c >= 0:
+                cuts.append(c + 1)
+                c = marks.find(1, c + 1)
+        cuts.append(k)  # a sentinel
+        for f in range(-back, 0):  # virtio-net headers: all zero
+            if buf[o0 + f : stop + f : stride].count(0) != k:
+                return None
+        # the length field: the packet's length, the short last one checked above
+        for f in (len_at, len_at + 1):
+            col = buf[o0 + f : stop + f - stride : stride]
+            if col.count(col[0]) != k - 1:
+                return None
+        # the data offset (not the AE and reserved bits beside it), and the flags: ACK or ACK|PSH
+        col = buf[o0 + iph + 12 : stop + iph + 12 : stride].translate(_HIGH_NIBBLE)
+        if col.count(col[0]) != k:
+            return None
+        if kind == 2:  # version and traffic class: 12 bits, the flow label not compared
+            col = buf[o0 + 1 : stop + 1 : stride].translate(_HIGH_NIBBLE)
+            if col.count(col[0]) != k:
+                return None
+        col = buf[o0 + iph + 13 : stop + iph + 13 : stride]
+        pshed = col.count(_ACK | _PSH)
+        if col.count(_ACK) + pshed != k:
+            return None
+        # sequence numbers: each the one before plus its payload
+        want = array("I", range(seq0, seq0 + k * gso, gso))
+        if _LITTLE:
+            want.byteswap()
+        expected = want.tobytes()
+        for j in range(4):
+            f = seq_at + j
+            if buf[o0 + f : stop + f : stride] != expected[j::4]:
+                return None
+        # One flow, in order, one set of words between option changes: the items are where the
+        # rules cut it — after a PSH, at an option change, at max_segments members, before a
+        # segment that would pass 65535 bytes.
+        psh_at = []
+        if pshed:
+            p = col.find(_ACK | _PSH)
+            while p >= 0:
+                psh_at.append(p)
+                p = col.find(_ACK | _PSH, p + 1)
+        psh_at.append(k)  # a sentinel
+        max_segs = self._max_segments
+        fit = (_MAX_IP - hlen) // gso  # full segments that fit one packet
+        limit = min(max_segs, fit)
+        full_end = k if last_n == n else k - 1
+        slots: list[int | _Item] = []
+        too_large = 0
+        opt_at, opt_end = o0 + iph + 20, o0 + hlen
+        opts = bytes(buf[opt_at:opt_end]) if doff > 20 else b""
+        next_psh = next_cut = 0
+        i = 0
+        while i < k:
+            while psh_at[next_psh] < i:
+                next_psh += 1
+            p = psh_at[next_psh]
+            cut = cuts[next_cut]
+            if cut == i:  # other options from here on
+                next_cut += 1
+                cut = cuts[next_cut]
+                opts = bytes(buf[opt_at + i * stride : opt_end + i * stride])
+            if i == full_end:  # the short last segment, on its own
+                slots.append(
+                    [[i], seq0 + i * gso, last_gso, last_gso, doff, p == i, compat, opts, 1, kind]
+                )
+                break
+            end = min(i + limit, full_end, p + 1, cut)
+            pay = (end - i) * gso
+            closed = p < end
+            members = list(range(i, end))
+            if end == full_end < cut and not closed and end - i < max_segs:
+                # the short last segment joins if it fits
+                if hlen + pay + last_gso <= _MAX_IP:
+                    members.append(end)
+                    pay += last_gso
+                    closed = p == end
+                    end = k
+                else:
+                    too_large += 1
+            elif end < full_end and end < cut and not closed and end - i < max_segs:
+                too_large += 1  # the next one would pass 65535 bytes
+            slots.append([members, seq0 + i * gso, pay, gso, doff, closed, compat, opts, 1, kind])
+            i = end
+        return slots, too_large
 
     def _classify_tcp_run(self, src: PacketBatch) -> tuple[list[int | _Item], int] | None:
         """Pass 1 for what a tunnel mostly delivers: trusted TCP packets of one IP version, each

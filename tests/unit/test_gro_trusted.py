@@ -136,7 +136,17 @@ def runs(draw: st.DrawFn) -> tuple[list[bytes], bool, int | None, int]:
 class _General(GROTable):
     """The general classifier only (the same trust)."""
 
+    def _classify_uniform(self, src: PacketBatch) -> None:  # type: ignore[override]
+        return None
+
     def _classify_tcp_run(self, src: PacketBatch) -> None:  # type: ignore[override]
+        return None
+
+
+class _PerPacket(GROTable):
+    """The in-order fast path a packet at a time, and the general classifier."""
+
+    def _classify_uniform(self, src: PacketBatch) -> None:  # type: ignore[override]
         return None
 
 
@@ -152,7 +162,7 @@ def test_the_in_order_fast_path_makes_what_the_general_one_makes(
         src.zero_headers()
     if gso_at >= 0:
         src.buffer[src.offsets[gso_at] - HEADROOM] = 1  # NEEDS_CSUM
-    trusting = GROTable(max_segments=max_segments)  # takes the fast path when it can
+    trusting = _PerPacket(max_segments=max_segments)  # takes the fast path when it can
     trusting.verify_checksums = False
     general = _General(max_segments=max_segments)
     general.verify_checksums = False
@@ -209,3 +219,183 @@ def test_the_fast_path_takes_a_clean_run_and_refuses_the_rest() -> None:
         src.clear()
         src.extend([*clean, spoiler])
         assert table._classify_tcp_run(src) is None
+
+
+# -- the uniform path: one flow at one stride, checked a byte position at a time -------------
+
+
+@st.composite
+def uniform_runs(draw: st.DrawFn) -> tuple[list[bytes], bool, int | None, int]:
+    """One flow's full-size segments in order (what a tunnel decrypts back to back), PSH here
+    and there, maybe a short last one; half the cases with one thing that must cut an item or
+    send the batch another way."""
+    count = draw(st.integers(2, 100))
+    mss = draw(st.sampled_from([100, 536, 1380, 1448, 9000]))
+    opts = draw(st.sampled_from([b"", _TS]))
+    v6 = draw(st.booleans())
+    a, b = (IP6_A, IP6_B) if v6 else (IP4_A, IP4_B)
+    make = tcp6_packet if v6 else tcp4_packet
+    # sometimes near the end of the sequence space
+    seq = draw(st.one_of(st.integers(0, 2**32 - 1), st.integers(2**32 - 200_000, 2**32 - 1)))
+    spoil_at = draw(st.integers(0, count - 1)) if draw(st.integers(0, 2)) else -1
+    spoiler = draw(st.integers(1, 17))
+    last = draw(st.sampled_from([mss, mss, draw(st.integers(1, mss))]))
+    packets = []
+    for i in range(count):
+        size = last if i == count - 1 else mss
+        # PSH here and there, and often on the last (where it meets the join of a short one)
+        flags = ACK | PSH if not draw(st.integers(0, 2 if i == count - 1 else 9)) else ACK
+        kw: dict[str, object] = {}
+        odd = spoiler if i == spoil_at else 0
+        src, dst, ack, options = a, b, 1, opts
+        if odd == 1:
+            src = (a[0], 7)  # a flow of its own
+        elif odd == 2:
+            seq = (seq + 1) & 0xFFFFFFFF  # a gap
+        elif odd == 3:
+            flags = ACK | FIN
+        elif odd == 4:
+            ack = 2
+        elif odd == 5:
+            kw["hop_limit" if v6 else "ttl"] = 63
+        elif odd == 6 and opts:
+            opts = options = bytes([1, 1, 8, 10]) + bytes(range(1, 9))  # the clock moves
+        elif odd == 17 and opts:
+            options = bytes([1, 1, 8, 10]) + bytes(range(2, 10))  # this packet's own options
+        elif odd == 7:
+            kw["traffic_class" if v6 else "tos"] = 4
+        elif odd == 8:
+            kw["flow_label" if v6 else "ident"] = 77  # not compared
+        elif odd == 9 and not v6:
+            kw["ip_flags"] = 0  # DF off
+        elif odd == 10:
+            size = max(1, size - 1)  # a shorter one in the middle: no longer one stride
+        elif odd == 11:
+            flags = ACK | PSH
+        if not v6 and odd != 8:
+            kw["ident"] = i
+        packet = bytearray(
+            make(src, dst, flags, size, seq, ack=ack, tcp_options=options, **kw)  # type: ignore[arg-type]
+        )
+        iph = 40 if v6 else 20
+        if odd == 12:
+            packet[iph + 12] |= 0x01  # AE (and reserved) bits: not compared
+        elif odd == 13:
+            packet[iph + 12] = 0x40 | (packet[iph + 12] & 0x0F)  # data offset 16: malformed
+        elif odd == 14:
+            packet[5 if v6 else 3] ^= 0x01  # the length field disagrees with the length
+        elif odd == 15:
+            packet[0] = (packet[0] & 0x0F) | (0x40 if v6 else 0x60)  # the other version
+        elif odd == 16:
+            packet[1 if v6 else 9] ^= 0x01  # traffic class low bit / the protocol
+        packets.append(bytes(packet))
+        seq = (seq + size) & 0xFFFFFFFF
+    return (
+        packets,
+        draw(st.booleans()),
+        draw(st.sampled_from([None, 1, 3, 44])),
+        spoil_at if spoiler == 16 and draw(st.booleans()) else -1,
+    )
+
+
+def _compare_with_general(
+    packets: list[bytes], headers: bool, max_segments: int | None, gso_at: int = -1
+) -> GROTable:
+    src = PacketBatch(1 << 21, max_packets=128)
+    src.extend(packets)
+    if headers:
+        src.zero_headers()
+        if gso_at >= 0:
+            src.buffer[src.offsets[gso_at] - HEADROOM] = 1  # a non-zero header
+    table = GROTable(max_segments=max_segments)
+    table.verify_checksums = False
+    general = _General(max_segments=max_segments)
+    general.verify_checksums = False
+    out, out_general = PacketBatch(1 << 21), PacketBatch(1 << 21)
+    assert table.coalesce(src, out) == general.coalesce(src, out_general)
+    assert out.to_list() == out_general.to_list()
+    assert [bytes(out.header(i)) for i in range(len(out))] == [
+        bytes(out_general.header(i)) for i in range(len(out_general))
+    ]
+    assert table.statistics() == general.statistics()
+    return table
+
+
+@settings(max_examples=400, deadline=None)
+@given(uniform_runs())
+def test_the_uniform_path_makes_what_the_general_one_makes(
+    case: tuple[list[bytes], bool, int | None, int],
+) -> None:
+    _compare_with_general(*case)
+
+
+def _uniform(packets: list[bytes], *, headers: bool = False, max_segments: int | None = None):  # type: ignore[no-untyped-def]
+    table = GROTable(max_segments=max_segments)
+    table.verify_checksums = False
+    src = PacketBatch(1 << 21, max_packets=128)
+    src.extend(packets)
+    if headers:
+        src.zero_headers()
+    run = table._classify_uniform(src)
+    return None if run is None else ([len(item[0]) for item in run[0]], run[1])  # type: ignore[index]
+
+
+def test_the_uniform_path_takes_one_flow_at_one_stride() -> None:
+    def flow(count: int, mss: int = 1380, psh: tuple[int, ...] = (), last: int = 0) -> list[bytes]:
+        return [
+            tcp4_packet(
+                IP4_A,
+                IP4_B,
+                ACK | PSH if i in psh else ACK,
+                last if last and i == count - 1 else mss,
+                1 + mss * i,
+                ident=i,
+                tcp_options=_TS,
+            )
+            for i in range(count)
+        ]
+
+    # 47 segments of 1380 bytes (and 52 bytes of headers) fit 65535 bytes; 3 start the next
+    assert _uniform(flow(50)) == ([47, 3], 1)
+    assert _uniform(flow(50), headers=True) == ([47, 3], 1)
+    assert _uniform(flow(50), max_segments=20) == ([20, 20, 10], 0)
+    # a PSH ends an item; a short last segment joins the last item if it fits
+    assert _uniform(flow(40, psh=(9, 39), last=100)) == ([10, 30], 0)
+    assert _uniform(flow(50, last=100)) == ([47, 3], 1)
+    assert _uniform(flow(48, last=100)) == ([48], 0)  # 47 x 1380 + 100 + 52 fit
+    assert _uniform(flow(48, last=700)) == ([47, 1], 1)  # 47 x 1380 + 700 + 52 do not
+    table = GROTable()
+    table.verify_checksums = False
+    src = PacketBatch(1 << 21, max_packets=128)
+    src.extend(flow(20, psh=(19,), last=100))  # a short last one with PSH joins, and ends it
+    run = table._classify_uniform(src)
+    assert run is not None and [(len(item[0]), item[5]) for item in run[0]] == [(20, True)]  # type: ignore[index]
+    # IPv6, the flow label not compared
+    six = [tcp6_packet(IP6_A, IP6_B, ACK, 1360, 1 + 1360 * i, flow_label=i) for i in range(30)]
+    assert _uniform(six) == ([30], 0)
+    # what it leaves to the packet-at-a-time ways: short batches, other lengths or strides,
+    # other flows, a gap, wrapping sequence numbers, the options changing
+    assert _uniform(flow(11)) is None
+    packets = flow(30)
+    assert _uniform([*packets[:10], packets[10][:-1], *packets[11:]]) is None
+    assert _uniform([*packets[:10], tcp4_packet(IP4_A, IP4_C, ACK, 1380, 1), *packets[11:]]) is None
+    assert _uniform([*packets[:10], *packets[11:]]) is None
+    acked = tcp4_packet(IP4_A, IP4_B, ACK, 1380, 1 + 1380 * 10, ack=2, ident=10, tcp_options=_TS)
+    assert _uniform([*packets[:10], acked, *packets[11:]]) is None  # another ACK number
+    wrap = [
+        tcp4_packet(IP4_A, IP4_B, ACK, 1000, (2**32 - 5000 + 1000 * i) % 2**32) for i in range(20)
+    ]
+    assert _uniform(wrap) is None
+    # options that change start an item (a timestamp that moves on, or one odd packet)
+    moved = bytearray(packets[20])
+    moved[-1380 - 1] ^= 1  # the last byte of the timestamps
+    assert _uniform([*packets[:20], bytes(moved), *packets[21:]]) == ([20, 1, 9], 0)
+    ticks = [
+        tcp4_packet(
+            IP4_A, IP4_B, ACK, 1380, 1 + 1380 * i, tcp_options=_TS[:4] + bytes([i // 7]) * 8
+        )
+        for i in range(30)
+    ]
+    assert _uniform(ticks) == ([7, 7, 7, 7, 2], 0)
+    short = tcp4_packet(IP4_A, IP4_B, ACK, 100, 1 + 1380 * 29, tcp_options=_TS[:4] + bytes(8))
+    assert _uniform([*packets[:29], short]) == ([29, 1], 0)  # a short last one, other options
