@@ -1633,12 +1633,11 @@ def _write_merged(
     h_off = offsets[head]
     h_n = lengths[head]
     obuf[o : o + h_n] = sview[h_off : h_off + h_n]
+    # the other members' payloads: joined, then copied once (a third cheaper per member than a
+    # slice assignment each — benchmarks/offload_micro.py)
+    rest = b"".join([sview[offsets[m] + hlen : offsets[m] + lengths[m]] for m in members[1:]])
     p = o + h_n
-    for m in members[1:]:
-        m_off = offsets[m] + hlen
-        m_n = lengths[m] - hlen
-        obuf[p : p + m_n] = sview[m_off : m_off + m_n]
-        p += m_n
+    obuf[p : p + len(rest)] = rest
     l4 = o + iph
     l4_len = total - iph
     if iph == 20:
