@@ -258,3 +258,19 @@ async def test_a_cancelled_receive_reads_nothing_and_a_ready_one_still_yields(
                 assert ran == ["other"], "recv_batch with a packet waiting did not yield"
         payloads = [udp_payload(bytes(p)) for p in batch]
         assert any(p and p[1] == 5001 and p[2] == b"kept" for p in payloads)
+
+
+async def test_recv_into_refuses_a_buffer_that_could_cut_a_packet(netns: testing.Netns) -> None:
+    async with DeviceBuilder().ipv4("10.68.0.1", 24).mtu(1400).build_async() as dev:
+        udp_send("10.68.0.2", 5000, bytes(200))
+        assert select.select([dev.fileno()], [], [], 5)[0], "nothing arrived"
+        with pytest.raises(ValueError, match="max_size=1400"):
+            await dev.recv_into(bytearray(50))  # refused before reading anything
+        buf = bytearray(dev.max_size)
+        with anyio.fail_after(10):
+            while True:
+                n = await dev.recv_into(buf)
+                parsed = udp_payload(bytes(buf[:n]))
+                if parsed and parsed[1] == 5000:
+                    break
+        assert n == 20 + 8 + 200 and parsed[2] == bytes(200)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import select
 import socket
 import struct
 import subprocess
@@ -564,3 +565,37 @@ def test_adopted_fd_with_packet_information(netns: testing.Netns) -> None:
                 break
             assert time.monotonic() < deadline
         assert udp_payload(packet[4:])[2] == b"pi"  # type: ignore[index]
+
+
+def test_recv_into_refuses_a_buffer_that_could_cut_a_packet(netns: testing.Netns) -> None:
+    with DeviceBuilder().ipv4("10.56.0.1", 24).mtu(1400).build_sync() as dev:
+        udp_send("10.56.0.2", 5000, bytes(200))
+        assert select.select([dev.fileno()], [], [], 5)[0], "nothing arrived"
+        with pytest.raises(ValueError, match="max_size=1400"):
+            dev.recv_into(bytearray(50), timeout=5)  # refused before reading anything
+        buf = bytearray(dev.max_size)
+        deadline = time.monotonic() + 10
+        while True:
+            n = dev.recv_into(buf, timeout=5)
+            parsed = udp_payload(bytes(buf[:n]))
+            if parsed and parsed[1] == 5000:
+                break
+            assert time.monotonic() < deadline
+        assert n == 20 + 8 + 200 and parsed[2] == bytes(200)
+
+
+def test_offload_recv_into_keeps_a_packet_too_large_for_the_buffer(netns: testing.Netns) -> None:
+    name = testing.unique_name("o")
+    builder = DeviceBuilder().name(name).ipv4("10.57.0.1", 24).mtu(1400).offload()
+    with builder.build_sync() as dev:
+        assert dev.offload_info.vnet_hdr
+        netns.run("ip", "link", "set", name, "mtu", "9000")  # behind tunflow's back
+        udp_send("10.57.0.2", 5000, bytes(5000))
+        buf = bytearray(dev.max_size)
+        deadline = time.monotonic() + 10
+        with pytest.raises(PacketTooLargeError):
+            while time.monotonic() < deadline:
+                dev.recv_into(buf, timeout=5)  # the kernel's chatter fits; the datagram not
+        packet = dev.recv(timeout=0)  # the packet that did not fit is the next one, whole
+        parsed = udp_payload(packet)
+        assert parsed is not None and parsed[1:] == (5000, bytes(5000))

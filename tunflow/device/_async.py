@@ -273,7 +273,11 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
     recv = receive
 
     async def recv_into(self, buf: bytearray | memoryview) -> int:
-        """Wait for one packet, write it into ``buf``, return its length (tun-rs ``recv``)."""
+        """Wait for one packet, write it into ``buf``, return its length (tun-rs ``recv``).
+
+        ``buf`` must hold :attr:`max_size` bytes. Raises as :meth:`receive`, and as
+        :meth:`SyncDevice.recv_into` for a buffer too small.
+        """
         await anyio.lowlevel.checkpoint()  # see recv_batch
         self._begin_receive()
         view = memoryview(buf)

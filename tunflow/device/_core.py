@@ -172,15 +172,21 @@ class DeviceCore:
         return self._queue.recv(MAX_PACKET_SIZE)
 
     def _nb_recv_into(self, view: memoryview) -> int:
+        """Read one packet into ``view``.
+
+        Raises:
+            ValueError: ``view`` is smaller than :attr:`max_size` (a read into it could cut a
+                packet short, and the kernel would not say so); nothing was read.
+            PacketTooLargeError: (offload) the next packet is larger than ``view`` (the MTU was
+                raised outside tunflow); it stays queued for a larger buffer.
+        """
+        if len(view) < self.max_size:
+            raise ValueError(
+                f"recv_into needs a buffer of max_size={self.max_size} bytes; this one has "
+                f"{len(view)}"
+            )
         if self._rx is not None:
-            packet = self._rx.recv_one()
-            n = len(packet)
-            if n > len(view):
-                raise PacketTooLargeError(
-                    f"a {n}-byte packet does not fit a {len(view)}-byte buffer"
-                )
-            view[:n] = packet
-            return n
+            return self._rx.recv_one_into(view)
         return self._queue.recv_into(view)
 
     def _nb_recv_batch(self, batch: PacketBatch, whole: bool) -> int:

@@ -130,17 +130,40 @@ class OffloadRx:
             added += 1
         return added
 
-    def recv_one(self) -> bytes:
-        """One plain packet; :class:`BlockingIOError` when none is waiting."""
+    def _next_one(self) -> int:
+        """The index in ``_one`` of the next plain packet; :class:`BlockingIOError` when none
+        is waiting."""
         one = self._one
         if self._one_i >= len(one):
             one.clear()
             self._one_i = 0
             if not self.recv_split(one):
                 raise BlockingIOError(errno.EAGAIN, "no packet waiting")
-        p = one.packet(self._one_i).tobytes()
-        self._one_i += 1
+        return self._one_i
+
+    def recv_one(self) -> bytes:
+        """One plain packet; :class:`BlockingIOError` when none is waiting."""
+        i = self._next_one()
+        p = self._one.packet(i).tobytes()
+        self._one_i = i + 1
         return p
+
+    def recv_one_into(self, view: memoryview) -> int:
+        """One plain packet into ``view``; its length.
+
+        Raises:
+            BlockingIOError: none is waiting.
+            PacketTooLargeError: the packet is larger than ``view``; it stays the next one.
+        """
+        i = self._next_one()
+        n = self._one.lengths[i]
+        if n > len(view):
+            raise PacketTooLargeError(
+                f"a {n}-byte packet does not fit a {len(view)}-byte buffer (it stays queued)"
+            )
+        view[:n] = self._one.packet(i)
+        self._one_i = i + 1
+        return n
 
 
 class OffloadTx:

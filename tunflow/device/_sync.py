@@ -232,7 +232,13 @@ class SyncDevice(DeviceCore):
     def recv_into(self, buf: bytearray | memoryview, *, timeout: float | None = None) -> int:
         """Wait for one packet, write it into ``buf`` and return its length (tun-rs ``recv``).
 
-        ``buf`` should hold :attr:`max_size` bytes. Raises as :meth:`recv`.
+        ``buf`` must hold :attr:`max_size` bytes, so no packet is ever cut short. Raises as
+        :meth:`recv`, and:
+
+        Raises:
+            ValueError: ``buf`` is smaller than :attr:`max_size` (nothing is read).
+            PacketTooLargeError: (offload) the next packet is larger than ``buf`` — the MTU was
+                raised outside tunflow; it stays queued for :meth:`recv` or a larger buffer.
         """
         deadline = _deadline(timeout)
         view = memoryview(buf)
