@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -27,6 +28,7 @@ from tunflow import (
     DeviceNotFoundError,
     Layer,
     MalformedPacketError,
+    PacketBatch,
     PacketTooLargeError,
     SyncDevice,
     UnsupportedError,
@@ -599,3 +601,53 @@ def test_offload_recv_into_keeps_a_packet_too_large_for_the_buffer(netns: testin
         packet = dev.recv(timeout=0)  # the packet that did not fit is the next one, whole
         parsed = udp_payload(packet)
         assert parsed is not None and parsed[1:] == (5000, bytes(5000))
+
+
+def test_set_mtu_on_one_queue_raises_the_limit_of_every_queue(netns: testing.Netns) -> None:
+    first = DeviceBuilder().ipv4("10.58.0.1", 24).mtu(1500).multi_queue(True).build_sync()
+    with first, first.try_clone() as clone:
+        first.set_mtu(9000)
+        big = ipv4_udp("10.58.0.2", "10.58.0.1", 1, 9, bytes(5000))
+        assert clone.max_size == first.max_size == 9000
+        assert clone.send(big) == first.send(big) == len(big)
+        first.set_mtu(1400)
+        with pytest.raises(PacketTooLargeError):
+            clone.send(big)
+
+
+def test_mtu_raised_elsewhere_is_learnt_and_no_cut_packet_is_handed_out(
+    netns: testing.Netns,
+) -> None:
+    name = testing.unique_name("m")
+    with DeviceBuilder().name(name).ipv4("10.59.0.1", 24).mtu(1400).build_sync() as dev:
+        netns.run("ip", "link", "set", name, "mtu", "9000")  # behind tunflow's back
+        # A batch with room for one more packet of the old MTU but not for the datagram: the
+        # kernel cuts it to the room offered. It must not come out as if it were whole.
+        udp_send("10.59.0.2", 5000, bytes(5000))
+        small = PacketBatch(capacity=3000, max_packets=8)
+        handed_out: list[bytes] = []
+        deadline = time.monotonic() + 10
+        while True:
+            assert time.monotonic() < deadline, handed_out
+            small.clear()
+            with contextlib.suppress(TimeoutError):
+                handed_out += dev.recv_batch(small, timeout=0.2).to_list()
+            cut = [p for p in handed_out if (u := udp_payload(p)) and u[1] == 5000]
+            assert not cut, f"a {len(cut[0])}-byte piece of a 5028-byte packet was handed out"
+            if dev.statistics().rx_truncated:
+                break
+        assert dev.statistics().rx_truncated == 1
+        assert dev.max_size == 9000  # the MTU was read again
+        with pytest.raises(ValueError, match="no room"):
+            dev.recv_batch(small, timeout=0)  # too small for the new MTU now
+        udp_send("10.59.0.2", 5000, bytes(5000))
+        while True:
+            assert time.monotonic() < deadline
+            got = [udp_payload(p) for p in dev.recv_batch(timeout=5).to_list()]
+            if any(u and u[1:] == (5000, bytes(5000)) for u in got):
+                break  # whole, in a batch sized for the new MTU
+        # a send over the MTU tunflow knows asks the kernel again before refusing
+        netns.run("ip", "link", "set", name, "mtu", "16000")
+        big = ipv4_udp("10.59.0.2", "10.59.0.1", 1, 9, bytes(12000))
+        assert dev.send(big) == len(big)
+        assert dev.max_size == 16000

@@ -80,6 +80,24 @@ def test_close_waits_for_the_operation_using_the_fd(
     assert info.value.errno == errno.EBADF
 
 
+@pytest.mark.parametrize("af_header", [False, True])
+def test_a_batch_read_cut_short_is_dropped_and_counted(
+    pair: tuple[socket.socket, socket.socket], af_header: bool
+) -> None:
+    # A packet larger than the room left (the MTU raised behind our back) comes out of the
+    # read cut to that room; it must be dropped, not handed out as a packet.
+    a, b = pair
+    q = FdQueue(b.fileno(), close_fd=False, af_header=af_header)
+    header = b"\x00\x00\x00\x02" if af_header else b""
+    a.send(header + b"\x45" + bytes(4999))
+    a.send(header + b"\x45" + bytes(99))
+    batch = PacketBatch(capacity=3000, max_packets=8)
+    assert q.recv_batch(batch, 1400) == 1
+    assert batch.to_list() == [b"\x45" + bytes(99)]
+    assert q.rx_truncated == 1
+    q.close()
+
+
 def test_kernel_refusal_of_one_packet_is_raw_in_batches(
     pair: tuple[socket.socket, socket.socket],
 ) -> None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import errno
 import threading
+import weakref
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
 
 import attrs
 
-from ..errors import ConfigError, PacketTooLargeError, UnsupportedError
+from ..errors import ConfigError, PacketTooLargeError, TunflowError, UnsupportedError
 from ..netconfig.device import (
     IPAddressLike,
     Layer,
@@ -54,6 +55,9 @@ class DeviceStatistics:
         tx_coalesced: packets merged into another by GRO before writing (offload only).
         gro_disabled: times the kernel refused a GSO write (``EINVAL``) and GRO was turned off.
         rx_malformed: packets from the kernel that could not be split (dropped).
+        rx_truncated: packets the kernel cut short because a batch read offered less room than
+            they needed — the MTU was raised outside tunflow (dropped; the MTU is then re-read,
+            so later reads leave room for it).
         tx_dropped: packets of batch writes the kernel refused, by reason (skipped; a single
             ``send`` raises instead).
         offload: what the kernel granted.
@@ -70,6 +74,7 @@ class DeviceStatistics:
     tx_coalesced: int = 0
     gro_disabled: int = 0
     rx_malformed: int = 0
+    rx_truncated: int = 0
     tx_dropped: dict[str, int] = attrs.field(factory=dict)
     offload: OffloadInfo = attrs.field(factory=OffloadInfo)
 
@@ -85,10 +90,20 @@ class SharedInterface:
         self._users = 0
         #: queues opened after the first (numbers them for ``DeviceAttribute.queue``)
         self.queues_opened = 0
+        #: every face (one per queue), so an MTU change reaches the limits of all of them
+        self._faces: weakref.WeakSet[DeviceCore] = weakref.WeakSet()
 
-    def acquire(self) -> None:
+    def acquire(self, face: DeviceCore) -> None:
         with self.lock:
             self._users += 1
+            self._faces.add(face)
+
+    def set_limits(self, mtu: int) -> None:
+        """Give every face of the device the size limits of ``mtu``."""
+        with self.lock:
+            faces = list(self._faces)
+        for face in faces:
+            face._set_max_size(mtu)
 
     def release(self) -> None:
         with self.lock:
@@ -116,7 +131,7 @@ class DeviceCore:
     def __init__(self, shared: SharedInterface, queue: Queue) -> None:
         self._shared = shared
         self._queue = queue
-        shared.acquire()
+        shared.acquire(self)
         self._closed = False
         self.rx_packets = 0
         self.rx_bytes = 0
@@ -130,6 +145,8 @@ class DeviceCore:
         self._fallback: tuple[PacketBatch, int] | None = None
         #: packets of batch writes the kernel refused, by reason (skipped, not raised)
         self.tx_dropped: dict[str, int] = {}
+        #: the queue's count of packets cut short, as last seen (see ``_nb_recv_batch``)
+        self._cuts_seen = 0
         self._rx: OffloadRx | None = None
         self._tx: OffloadTx | None = None
         if queue.offload.vnet_hdr:
@@ -151,12 +168,38 @@ class DeviceCore:
             size += _PI_LEN
         #: the largest packet ``recv`` returns (offload super-packets, read whole, are larger)
         self.max_size = size
+        self._known_mtu = mtu
         self._mtu_limit = max(mtu, 68)
         # Single sends on a plain TUN are checked so a bad packet gets a message naming the
         # problem rather than the kernel's bare EINVAL (batch sends skip this on the hot path).
         self._validate_ip = self._shared.layer is Layer.L3 and not self._shared.packet_information
 
+    def _refresh_mtu(self) -> bool:
+        """Ask the kernel for the MTU (it may have been changed outside tunflow) and give every
+        face its limits; whether it had changed. Never raises: the limits stay as they were."""
+        iface = self._shared.interface
+        if iface is None:
+            return False
+        try:
+            mtu = iface.mtu()
+        except (OSError, TunflowError):
+            return False
+        if mtu == self._known_mtu:
+            return False
+        self._shared.set_limits(mtu)
+        return True
+
     def _check_packet(self, packet: Buffer) -> None:
+        try:
+            self._check_limits(packet)
+        except PacketTooLargeError:
+            # The MTU may have been raised outside tunflow: ask the kernel once, on this error
+            # path only, before refusing.
+            if not self._refresh_mtu():
+                raise
+            self._check_limits(packet)
+
+    def _check_limits(self, packet: Buffer) -> None:
         if self._validate_ip:
             validate_ip_packet(packet, self._mtu_limit)
         elif len(packet) > self.max_size:
@@ -196,15 +239,23 @@ class DeviceCore:
             ValueError: ``batch`` has no room for another packet.
         """
         rx = self._rx
+        # A read is offered a byte more than the largest packet, so a cut one shows (see
+        # FdQueue.recv_batch).
         if rx is None:
             n = self._queue.recv_batch(batch, self.max_size)
-            needed = self.max_size
+            needed = self.max_size + 1
         elif whole:
             n = rx.recv_whole(batch)
-            needed = MAX_PACKET_SIZE
+            needed = MAX_PACKET_SIZE + 1
         else:
             n = rx.recv_split(batch)
             needed = self.max_size
+        cuts = getattr(self._queue, "rx_truncated", 0)
+        if cuts != self._cuts_seen:
+            # The queue dropped a packet the kernel cut short: the MTU was raised outside
+            # tunflow. Learn it, so later reads leave room for such packets.
+            self._cuts_seen = cuts
+            self._refresh_mtu()
         if not n and batch.room() < needed:
             raise ValueError(
                 f"the batch has no room for another packet ({batch.room()} bytes left, "
@@ -357,6 +408,7 @@ class DeviceCore:
             tx_coalesced=tx.table.statistics().coalesced if tx is not None else 0,
             gro_disabled=tx.gro_disabled if tx is not None else 0,
             rx_malformed=rx.malformed if rx is not None else 0,
+            rx_truncated=getattr(self._queue, "rx_truncated", 0),
             tx_dropped=dict(self.tx_dropped),
             offload=self._queue.offload,
         )
@@ -382,7 +434,7 @@ class DeviceCore:
         if type(mtu) is not int or not 68 <= mtu <= 65535:
             raise ConfigError(f"MTU {mtu!r} is outside 68..65535")
         self._shared.require().set_mtu(mtu)
-        self._set_max_size(mtu)
+        self._shared.set_limits(mtu)  # every queue's face, not only this one
 
     def _addresses(self) -> list[IPv4Interface | IPv6Interface]:
         return self._shared.require().addresses()

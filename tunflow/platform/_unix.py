@@ -163,6 +163,8 @@ class FdQueue:
         self._lock = threading.Lock()
         self._users = 0  # operations using the fd right now
         self._closing = False
+        #: packets a batch read found cut short (more than the room left): dropped
+        self.rx_truncated = 0
 
     def __repr__(self) -> str:
         return f"<FdQueue fd={self._fd}>"
@@ -302,7 +304,13 @@ class FdQueue:
     # -- batches --------------------------------------------------------------------------------
 
     def recv_batch(self, batch: PacketBatch, max_size: int) -> int:
-        """Read until the kernel has nothing left, the batch is full or has no room left."""
+        """Read until the kernel has nothing left, the batch is full or has no room left.
+
+        Each read is offered at least ``max_size + 1`` bytes, so a read that fills all the room
+        offered is known to have been cut short by the kernel (a packet over ``max_size``: the
+        MTU was raised behind our back). Such a packet is dropped and counted in
+        :attr:`rx_truncated`, never handed out.
+        """
         fd = self._enter()
         try:
             if self._af_header:
@@ -313,8 +321,9 @@ class FdQueue:
 
     def _recv_batch(self, batch: PacketBatch, max_size: int) -> int:
         view = batch.view
-        # the last offset at which a read still has ``max_size`` bytes of room
-        last = len(batch.buffer) - max_size
+        cap = len(batch.buffer)
+        # the last offset at which a read still has ``max_size + 1`` bytes of room
+        last = cap - max_size - 1
         add_offset = batch.offsets.append
         add_length = batch.lengths.append
         left = batch.max_packets - len(batch.offsets)
@@ -325,20 +334,24 @@ class FdQueue:
         if back:
             batch.vnet_hdr = True
         end = batch.end
-        # Each read is offered all the room left (up to the largest packet; memoryview slices
-        # clamp), so a packet bigger than expected (the MTU raised behind our back) is never
-        # truncated; reading stops when less than ``max_size`` is left.
+        # Each read is offered all the room left (up to the largest packet), so a packet bigger
+        # than expected (the MTU raised behind our back) is still whole if it fits; reading
+        # stops when ``max_size`` bytes or less are left. A read that fills all the room was cut.
         try:
             while count < left:
                 off = end + HEADROOM
                 if off > last:
                     break
-                n = readinto(view[off - back : off + _MAX_READ])
+                stop = min(cap, off + _MAX_READ)
+                n = readinto(view[off - back : stop])
                 if n is None:
                     break
                 if n < back:  # shorter than a virtio header: nothing usable
                     continue
                 n -= back
+                if off + n >= stop:
+                    self.rx_truncated += 1
+                    continue
                 add_offset(off)
                 add_length(n)
                 end = off + n
@@ -360,10 +373,11 @@ class FdQueue:
         readv = os.readv
         while len(batch.offsets) < batch.max_packets:
             off = batch.end + HEADROOM
-            if off + max_size > cap:
+            if off + max_size >= cap:  # at least max_size + 1 bytes of room (see recv_batch)
                 break
+            stop = min(cap, off + _MAX_READ)
             try:
-                n = readv(fd, [hdr, view[off : min(cap, off + _MAX_READ)]])
+                n = readv(fd, [hdr, view[off:stop]])
             except BlockingIOError:
                 break
             except OSError as exc:
@@ -371,6 +385,9 @@ class FdQueue:
                     return count
                 raise map_io_error(exc, "read") from exc
             if n <= AF_HEADER_LEN:
+                continue
+            if off + n - AF_HEADER_LEN >= stop:
+                self.rx_truncated += 1
                 continue
             batch.commit(off, n - AF_HEADER_LEN)
             count += 1
