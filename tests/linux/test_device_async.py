@@ -19,6 +19,7 @@ from tunflow import (
     ClosedDeviceError,
     DeviceAttribute,
     DeviceBuilder,
+    DeviceError,
     DeviceGoneError,
     Layer,
     testing,
@@ -274,3 +275,14 @@ async def test_recv_into_refuses_a_buffer_that_could_cut_a_packet(netns: testing
                 if parsed and parsed[1] == 5000:
                     break
         assert n == 20 + 8 + 200 and parsed[2] == bytes(200)
+
+
+async def test_a_write_on_a_down_link_is_not_a_broken_resource(netns: testing.Netns) -> None:
+    async with DeviceBuilder().ipv4("10.69.0.1", 24).enable(False).build_async() as dev:
+        packet = ipv4_udp("10.69.0.2", "10.69.0.1", 1, 9, b"x")
+        with pytest.raises(DeviceError, match="link is down") as info:
+            await dev.send(packet)
+        assert info.value.errno == errno.EIO
+        assert not isinstance(info.value, anyio.BrokenResourceError)
+        await dev.enabled(True)
+        await dev.send(packet)

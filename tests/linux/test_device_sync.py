@@ -23,6 +23,7 @@ from tunflow import (
     ConfigError,
     DeviceBuilder,
     DeviceBusyError,
+    DeviceError,
     DeviceExistsError,
     DeviceGoneError,
     DeviceNotFoundError,
@@ -651,3 +652,17 @@ def test_mtu_raised_elsewhere_is_learnt_and_no_cut_packet_is_handed_out(
         big = ipv4_udp("10.59.0.2", "10.59.0.1", 1, 9, bytes(12000))
         assert dev.send(big) == len(big)
         assert dev.max_size == 16000
+
+
+def test_a_write_on_a_down_link_is_not_a_gone_device(netns: testing.Netns) -> None:
+    with DeviceBuilder().ipv4("10.60.0.1", 24).enable(False).build_sync() as dev:
+        packet = ipv4_udp("10.60.0.2", "10.60.0.1", 1, 9, b"x")
+        batch = dev.new_batch()
+        batch.append(packet)
+        for write in (lambda: dev.send(packet), lambda: dev.send_batch(batch)):
+            with pytest.raises(DeviceError, match="link is down") as info:
+                write()
+            assert info.value.errno == errno.EIO
+            assert not isinstance(info.value, DeviceGoneError)
+        dev.enabled(True)
+        assert dev.send(packet) == len(packet)  # the same device, up again

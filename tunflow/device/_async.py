@@ -303,6 +303,7 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
             PacketTooLargeError: larger than the MTU (TUN) or the device's frame limit.
             ClosedDeviceError: the device is closed.
             DeviceGoneError: the interface was deleted.
+            DeviceError: the link is down (``EIO``).
         """
         await anyio.lowlevel.checkpoint()  # see recv_batch
         self._check_open()

@@ -55,6 +55,11 @@ def map_io_error(exc: OSError, what: str) -> Exception:
     """Map an :class:`OSError` from a read or write to the error the device faces raise."""
     if exc.errno == errno.EBADF:
         return ClosedDeviceError(f"{what}: the device is closed")
+    if exc.errno == errno.EIO and what == "write":
+        # Linux tun refuses writes while the link is down (not IFF_UP): it is still there.
+        return DeviceError(
+            exc.errno, f"{what}: the link is down ({exc.strerror}); bring it up to send"
+        )
     if exc.errno in _GONE_ERRNOS:
         return DeviceGoneError(exc.errno, f"{what}: the device is gone ({exc.strerror})")
     if exc.errno == errno.EMSGSIZE:
