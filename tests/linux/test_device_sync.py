@@ -666,3 +666,25 @@ def test_a_write_on_a_down_link_is_not_a_gone_device(netns: testing.Netns) -> No
             assert not isinstance(info.value, DeviceGoneError)
         dev.enabled(True)
         assert dev.send(packet) == len(packet)  # the same device, up again
+
+
+def test_rename_keeps_routes_beside_the_kernels_prefix_routes(netns: testing.Netns) -> None:
+    with DeviceBuilder().ipv4("10.61.0.1", 24).ipv6("fd61::1", 64).build_sync() as dev:
+        # the same prefixes as the kernel's own routes for the addresses, other metrics
+        dev.add_route("10.61.0.0/24", metric=100)
+        dev.add_route("fd61::/64", metric=20)
+        dev.add_route("198.51.100.0/24", gateway="10.61.0.2", metric=7)
+
+        def static_routes(name: str) -> set[tuple[str, int]]:
+            return {
+                (r["dst"], r.get("metric", 0))
+                for family in ("-4", "-6")
+                for r in netns.ip_json(family, "route", "show", "dev", name)
+                if r.get("protocol") != "kernel"
+            }
+
+        before = static_routes(dev.name())
+        assert before == {("10.61.0.0/24", 100), ("fd61::/64", 20), ("198.51.100.0/24", 7)}
+        new = testing.unique_name("r")
+        dev.set_name(new)  # a running link: down, renamed, up, routes put back
+        assert static_routes(new) == before

@@ -218,10 +218,12 @@ class LinuxInterface:
             if a not in have and not (isinstance(a, IPv6Interface) and a.ip.is_link_local):
                 with contextlib.suppress(FileExistsError):
                     self._nl.add_address(self._index, a)
-        have_routes = {(r.destination, r.gateway) for r in self._nl.routes(self._index)}
+        # The metric too: a route may share its prefix with the kernel's own prefix route
+        # (10.0.0.0/24 metric 100 beside the kernel's 10.0.0.0/24).
+        have_routes = {(r.destination, r.gateway, r.metric) for r in self._nl.routes(self._index)}
         for r in routes:
             dest, gw, metric = r.destination, r.gateway, r.metric
-            if (dest, gw) in have_routes or getattr(r, "protocol", None) in ("kernel", 2):
+            if (dest, gw, metric) in have_routes or getattr(r, "protocol", None) in ("kernel", 2):
                 continue
             with contextlib.suppress(FileExistsError):
                 self._nl.add_route(self._index, dest, gateway=gw, metric=metric)
