@@ -6,6 +6,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import select
 import socket
 import struct
@@ -688,3 +689,23 @@ def test_rename_keeps_routes_beside_the_kernels_prefix_routes(netns: testing.Net
         new = testing.unique_name("r")
         dev.set_name(new)  # a running link: down, renamed, up, routes put back
         assert static_routes(new) == before
+
+
+def test_ipv6_disabled_is_named_not_taken_for_a_missing_capability(netns: testing.Netns) -> None:
+    with DeviceBuilder().ipv4("10.62.0.1", 24).build_sync() as dev:
+        name = dev.name()
+        netns.run("sysctl", "-qw", f"net.ipv6.conf.{name}.disable_ipv6=1")
+        with pytest.raises(
+            DeviceError, match=re.escape(f"net.ipv6.conf.{name}.disable_ipv6")
+        ) as info:
+            dev.add_address_v6("fd62::1", 64)
+        assert info.value.errno == errno.EACCES
+        assert not isinstance(info.value, PermissionError)
+        assert "CAP_NET_ADMIN" not in str(info.value)
+    # a namespace whose new interfaces start with IPv6 off: the build fails the same way
+    netns.run("sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
+    before = _links(netns)
+    with pytest.raises(DeviceError, match=r"default\.disable_ipv6") as info:
+        DeviceBuilder().ipv4("10.62.1.1", 24).ipv6("fd62:1::1", 64).build_sync()
+    assert not isinstance(info.value, PermissionError)
+    assert _links(netns) == before

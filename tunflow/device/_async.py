@@ -536,6 +536,8 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
             DeviceExistsError: the address is already there.
             DeviceNotFoundError: the interface is gone.
             DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            DeviceError: IPv6 is disabled on the interface (``EACCES``; the message names the
+                ``disable_ipv6`` sysctl).
             UnsupportedError: the device was adopted from an fd tunflow cannot configure.
             DeviceError: any other refusal (``errno`` kept).
         """

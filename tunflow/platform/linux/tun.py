@@ -262,7 +262,19 @@ class LinuxInterface:
                         f"cannot add {iface}: the MTU is {mtu}, IPv6 needs at least "
                         f"{IPV6_MIN_MTU} (set_mtu first)"
                     )
-            self._nl.add_address(self._index, iface, peer=peer)
+            try:
+                self._nl.add_address(self._index, iface, peer=peer)
+            except OSError as exc:
+                # Without CAP_NET_ADMIN the kernel says EPERM; EACCES for an IPv6 address
+                # means IPv6 is switched off on the link, which no capability changes.
+                if exc.errno != errno.EACCES or not isinstance(iface, IPv6Interface):
+                    raise
+                raise DeviceError(
+                    exc.errno,
+                    f"add address {iface} on {self._name}: IPv6 is disabled on the interface "
+                    f"(sysctl net.ipv6.conf.{self._name}.disable_ipv6=1; a new interface "
+                    "takes net.ipv6.conf.default.disable_ipv6 of its namespace)",
+                ) from exc
             if isinstance(iface, IPv6Interface):
                 self._wait_ready(iface.ip)
 
