@@ -286,3 +286,20 @@ async def test_a_write_on_a_down_link_is_not_a_broken_resource(netns: testing.Ne
         assert not isinstance(info.value, anyio.BrokenResourceError)
         await dev.enabled(True)
         await dev.send(packet)
+
+
+async def test_configuration_after_aclose_is_a_closed_device(netns: testing.Netns) -> None:
+    async with DeviceBuilder().ipv4("10.70.0.1", 24).multi_queue().build_async() as dev:
+        clone = await dev.try_clone()
+        await clone.aclose()
+        with pytest.raises(ClosedDeviceError):
+            await clone.mtu()
+        with pytest.raises(ClosedDeviceError):
+            await clone.add_route("198.51.100.0/24")
+        assert await dev.mtu() == 1500
+    with pytest.raises(ClosedDeviceError):
+        await dev.name()
+    with pytest.raises(ClosedDeviceError):
+        await dev.set_mtu(1400)
+    with pytest.raises(ClosedDeviceError):
+        dev.if_index()

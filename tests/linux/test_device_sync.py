@@ -709,3 +709,37 @@ def test_ipv6_disabled_is_named_not_taken_for_a_missing_capability(netns: testin
         DeviceBuilder().ipv4("10.62.1.1", 24).ipv6("fd62:1::1", 64).build_sync()
     assert not isinstance(info.value, PermissionError)
     assert _links(netns) == before
+
+
+def test_configuration_after_close_is_a_closed_device(netns: testing.Netns) -> None:
+    first = DeviceBuilder().ipv4("10.63.0.1", 24).multi_queue(True).build_sync()
+    with first:
+        calls = {
+            "name": lambda dev: dev.name(),
+            "set_name": lambda dev: dev.set_name(testing.unique_name("c")),
+            "if_index": lambda dev: dev.if_index(),
+            "mtu": lambda dev: dev.mtu(),
+            "set_mtu": lambda dev: dev.set_mtu(1400),
+            "addresses": lambda dev: dev.addresses(),
+            "add_address_v4": lambda dev: dev.add_address_v4("10.63.1.1", 24),
+            "add_address_v6": lambda dev: dev.add_address_v6("fd63::1", 64),
+            "remove_address": lambda dev: dev.remove_address("10.63.0.1"),
+            "routes": lambda dev: dev.routes(),
+            "add_route": lambda dev: dev.add_route("198.51.100.0/24"),
+            "remove_route": lambda dev: dev.remove_route("198.51.100.0/24"),
+            "enabled": lambda dev: dev.enabled(True),
+            "is_running": lambda dev: dev.is_running(),
+            "tx_queue_len": lambda dev: dev.tx_queue_len(),
+            "set_tx_queue_len": lambda dev: dev.set_tx_queue_len(100),
+        }
+        clone = first.try_clone()
+        clone.close()  # one queue closed, the device still there
+        for what, call in calls.items():
+            with pytest.raises(ClosedDeviceError):
+                call(clone)
+                pytest.fail(f"{what} went through a closed queue")
+        assert first.mtu() == 1500
+    for what, call in calls.items():  # the last queue closed: the interface is gone too
+        with pytest.raises(ClosedDeviceError):
+            call(first)
+            pytest.fail(f"{what} went through a closed device")

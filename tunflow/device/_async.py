@@ -63,7 +63,8 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
     stalled kernel lock never blocks the event loop).
 
     * :meth:`aclose` wakes a blocked receiver with :class:`anyio.ClosedResourceError`
-      (precisely :class:`~tunflow.ClosedDeviceError`, a subclass).
+      (precisely :class:`~tunflow.ClosedDeviceError`, a subclass); configuration calls then
+      raise it too.
     * Two tasks receiving at once: the second gets :class:`anyio.BusyResourceError`.
     * A deleted interface: :class:`anyio.BrokenResourceError` (precisely
       :class:`~tunflow.DeviceGoneError`).

@@ -14,7 +14,13 @@ from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
 
 import attrs
 
-from ..errors import ConfigError, PacketTooLargeError, TunflowError, UnsupportedError
+from ..errors import (
+    ClosedDeviceError,
+    ConfigError,
+    PacketTooLargeError,
+    TunflowError,
+    UnsupportedError,
+)
 from ..netconfig.device import (
     IPAddressLike,
     Layer,
@@ -415,29 +421,41 @@ class DeviceCore:
 
     # -- configuration (blocking) -------------------------------------------------------------
 
+    def _iface(self) -> Interface:
+        """The interface to configure, through this face.
+
+        Raises:
+            ClosedDeviceError: this face (queue) is closed — even while other queues of a
+                multi-queue device are open.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+        """
+        if self._closed:
+            raise ClosedDeviceError("the device is closed")
+        return self._shared.require()
+
     def _name(self) -> str:
-        return self._shared.require().name()
+        return self._iface().name()
 
     def _set_name(self, name: str) -> None:
         from ..netconfig.device import DeviceConfig
 
         DeviceConfig(name=name).validate()
-        self._shared.require().set_name(name)
+        self._iface().set_name(name)
 
     def _if_index(self) -> int:
-        return self._shared.require().if_index()
+        return self._iface().if_index()
 
     def _mtu(self) -> int:
-        return self._shared.require().mtu()
+        return self._iface().mtu()
 
     def _set_mtu(self, mtu: int) -> None:
         if type(mtu) is not int or not 68 <= mtu <= 65535:
             raise ConfigError(f"MTU {mtu!r} is outside 68..65535")
-        self._shared.require().set_mtu(mtu)
+        self._iface().set_mtu(mtu)
         self._shared.set_limits(mtu)  # every queue's face, not only this one
 
     def _addresses(self) -> list[IPv4Interface | IPv6Interface]:
-        return self._shared.require().addresses()
+        return self._iface().addresses()
 
     def _add_address_v4(
         self,
@@ -452,17 +470,17 @@ class DeviceCore:
             if not isinstance(d, IPv4Address):
                 raise ConfigError(f"destination {destination!r} is not an IPv4 address")
             peer = d
-        self._shared.require().add_address(iface, peer)
+        self._iface().add_address(iface, peer)
 
     def _add_address_v6(self, address: IPAddressLike, prefix: PrefixLike) -> None:
         iface = parse_ipv6(address, prefix)
-        self._shared.require().add_address(iface)
+        self._iface().add_address(iface)
 
     def _remove_address(self, address: IPAddressLike) -> None:
-        self._shared.require().remove_address(parse_address(address))
+        self._iface().remove_address(parse_address(address))
 
     def _routes(self) -> list[Route]:
-        return self._shared.require().routes()
+        return self._iface().routes()
 
     def _add_route(
         self,
@@ -470,7 +488,7 @@ class DeviceCore:
         gateway: IPAddressLike | None = None,
         metric: int | None = None,
     ) -> None:
-        self._shared.require().add_route(_route(cidr, gateway, metric))
+        self._iface().add_route(_route(cidr, gateway, metric))
 
     def _remove_route(
         self,
@@ -478,31 +496,31 @@ class DeviceCore:
         gateway: IPAddressLike | None = None,
         metric: int | None = None,
     ) -> None:
-        self._shared.require().remove_route(_route(cidr, gateway, metric))
+        self._iface().remove_route(_route(cidr, gateway, metric))
 
     def _mac_address(self) -> str:
         from ..netconfig.device import format_mac
 
-        return format_mac(self._shared.require().mac_address())
+        return format_mac(self._iface().mac_address())
 
     def _set_mac_address(self, mac: str | bytes) -> None:
         if self._shared.layer is not Layer.L2:
             raise UnsupportedError("a TUN (layer 3) device has no MAC address")
-        self._shared.require().set_mac_address(parse_mac(mac))
+        self._iface().set_mac_address(parse_mac(mac))
 
     def _enabled(self, up: bool) -> None:
-        self._shared.require().set_enabled(bool(up))
+        self._iface().set_enabled(bool(up))
 
     def _is_running(self) -> bool:
-        return self._shared.require().is_running()
+        return self._iface().is_running()
 
     def _tx_queue_len(self) -> int:
-        return self._shared.require().tx_queue_len()
+        return self._iface().tx_queue_len()
 
     def _set_tx_queue_len(self, length: int) -> None:
         if type(length) is not int or length < 0:
             raise ConfigError(f"tx_queue_len {length!r} must be a non-negative int")
-        self._shared.require().set_tx_queue_len(length)
+        self._iface().set_tx_queue_len(length)
 
 
 def _route(cidr: NetworkLike, gateway: IPAddressLike | None, metric: int | None) -> Route:

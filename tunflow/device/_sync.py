@@ -50,7 +50,8 @@ class SyncDevice(DeviceCore):
 
     **Shutdown.** :meth:`shutdown` (from any thread) wakes every ``recv``/``send`` blocked on
     this device, which then raise :class:`~tunflow.ClosedDeviceError`, as does every later call.
-    :meth:`close` shuts down and releases the fd.
+    :meth:`close` shuts down and releases the fd; configuration calls then raise
+    :class:`~tunflow.ClosedDeviceError` too.
 
     **Timeouts.** ``recv(timeout=…)`` raises :class:`TimeoutError` when nothing arrived in time.
 

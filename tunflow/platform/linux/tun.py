@@ -20,6 +20,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from typing import Any, Final
 
 from ...errors import (
+    ClosedDeviceError,
     ConfigError,
     DeviceBusyError,
     DeviceError,
@@ -183,6 +184,8 @@ class LinuxInterface:
         except (ConfigError, DeviceError):
             raise
         except OSError as exc:
+            if self._nl.closed:  # the last queue was closed meanwhile, from another thread
+                raise ClosedDeviceError(f"{what}: the device is closed") from exc
             if exc.errno == errno.ENODEV:
                 raise DeviceNotFoundError(
                     exc.errno, f"{what}: interface {self._name} (index {self._index}) is gone"
