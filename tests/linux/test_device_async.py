@@ -303,3 +303,10 @@ async def test_configuration_after_aclose_is_a_closed_device(netns: testing.Netn
         await dev.set_mtu(1400)
     with pytest.raises(ClosedDeviceError):
         dev.if_index()
+
+
+async def test_set_name_with_percent_d_reports_the_kernels_name(netns: testing.Netns) -> None:
+    async with DeviceBuilder().name("tfa%d").build_async() as dev:
+        assert dev.extra(DeviceAttribute.name) == "tfa0"
+        await dev.set_name("tfd%d")
+        assert dev.extra(DeviceAttribute.name) == await dev.name() == "tfd0"

@@ -743,3 +743,17 @@ def test_configuration_after_close_is_a_closed_device(netns: testing.Netns) -> N
         with pytest.raises(ClosedDeviceError):
             call(first)
             pytest.fail(f"{what} went through a closed device")
+
+
+def test_percent_d_names_are_numbered_by_the_kernel_and_reported(netns: testing.Netns) -> None:
+    before = _links(netns)
+    with pytest.raises(ConfigError, match="one '%d'"):
+        DeviceBuilder().name("tfb%d%d").build_sync()  # the kernel would say EINVAL
+    assert _links(netns) == before
+    with DeviceBuilder().name("tfb%d").build_sync() as dev:
+        assert dev.name() == "tfb0"
+        dev.set_name("tfc%d")  # a running link
+        assert dev.name() == "tfc0"
+        with pytest.raises(ConfigError, match="one '%d'"):
+            dev.set_name("tfc%s")
+        assert _links(netns) == before | {"tfc0"}

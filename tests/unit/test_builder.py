@@ -43,6 +43,10 @@ def test_defaults_match_tun_rs() -> None:
         (lambda: DeviceBuilder().name(""), "empty"),
         (lambda: DeviceBuilder().name("bad/name"), "'/'"),
         (lambda: DeviceBuilder().name("bad name"), "whitespace"),
+        (lambda: DeviceBuilder().name("tf%d%d"), "one '%d'"),
+        (lambda: DeviceBuilder().name("tf%s"), "one '%d'"),
+        (lambda: DeviceBuilder().name("tf%"), "one '%d'"),
+        (lambda: DeviceBuilder().name("tf%%d"), "one '%d'"),
         (lambda: DeviceBuilder().ipv4("10.0.0.300", 24), "not an IPv4 address"),
         (lambda: DeviceBuilder().ipv4("fd00::1", 24), "not an IPv4 address"),
         (lambda: DeviceBuilder().ipv4("10.0.0.1", 33), "outside 0..32"),
@@ -93,6 +97,11 @@ def test_build_refuses_bad_combinations(builder: DeviceBuilder, message: str) ->
         builder.config()
     with pytest.raises(ConfigError, match=message):
         builder.build_sync()  # refused before any system call: no root needed here
+
+
+def test_a_name_may_hold_one_percent_d() -> None:
+    assert DeviceBuilder().name("tf%d").config().name == "tf%d"
+    assert DeviceBuilder().name("%dtf").config().name == "%dtf"
 
 
 def test_config_error_is_a_value_error() -> None:

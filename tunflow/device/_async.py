@@ -460,6 +460,7 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
     async def set_name(self, name: str) -> None:
         """Rename the interface. A running link is taken down, renamed and brought up again
         with its addresses and routes (the kernel refuses to rename a running link before 6.2).
+        One ``%d`` in ``name`` is replaced by the kernel's first free number.
 
         Raises:
             ConfigError: not a valid interface name.
@@ -469,8 +470,7 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
             UnsupportedError: the device was adopted from an fd tunflow cannot configure.
             DeviceError: any other refusal (``errno`` kept).
         """
-        await self._run(self._set_name, name)
-        self._attrs["name"] = name
+        self._attrs["name"] = await self._run(self._set_name, name)
 
     def if_index(self) -> int:
         """The interface index (known without asking the kernel, so not a coroutine)."""

@@ -436,11 +436,14 @@ class DeviceCore:
     def _name(self) -> str:
         return self._iface().name()
 
-    def _set_name(self, name: str) -> None:
+    def _set_name(self, name: str) -> str:
+        """Rename; the name the kernel gave (a ``%d`` in ``name`` becomes a number)."""
         from ..netconfig.device import DeviceConfig
 
         DeviceConfig(name=name).validate()
-        self._iface().set_name(name)
+        iface = self._iface()
+        iface.set_name(name)
+        return iface.name()
 
     def _if_index(self) -> int:
         return self._iface().if_index()

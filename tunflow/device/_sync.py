@@ -414,6 +414,7 @@ class SyncDevice(DeviceCore):
     def set_name(self, name: str) -> None:
         """Rename the interface. A running link is taken down, renamed and brought up again
         with its addresses and routes (the kernel refuses to rename a running link before 6.2).
+        One ``%d`` in ``name`` is replaced by the kernel's first free number.
 
         Raises:
             ConfigError: not a valid interface name.

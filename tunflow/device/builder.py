@@ -88,7 +88,8 @@ class DeviceBuilder:
     # -- identity ---------------------------------------------------------------------------
 
     def name(self, name: str) -> Self:
-        """The interface name (at most 15 bytes). Unset: the kernel picks ``tunN``/``tapN``.
+        """The interface name (at most 15 bytes). Unset: the kernel picks ``tunN``/``tapN``;
+        one ``%d`` in the name is replaced by the kernel's first free number (``tf%d``).
 
         If an interface of that name exists with matching flags, the build attaches to it.
         """

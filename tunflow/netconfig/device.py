@@ -206,6 +206,11 @@ def _check_name(name: str | None) -> None:
         )
     if name in (".", "..") or any(c in name for c in "/: \t\n\0"):
         raise ConfigError(f"interface name {name!r} contains '/', ':', whitespace or is '.'/'..'")
+    if "%" in name and (name.count("%") > 1 or "%d" not in name):
+        # the kernel's rule (dev_alloc_name): one "%d", numbered by the kernel; no other "%"
+        raise ConfigError(
+            f"interface name {name!r} may hold one '%d' (for the kernel to number) and no other '%'"
+        )
 
 
 @attrs.frozen(kw_only=True)
