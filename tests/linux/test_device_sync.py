@@ -757,3 +757,24 @@ def test_percent_d_names_are_numbered_by_the_kernel_and_reported(netns: testing.
         with pytest.raises(ConfigError, match="one '%d'"):
             dev.set_name("tfc%s")
         assert _links(netns) == before | {"tfc0"}
+
+
+def test_more_runtime_errors_are_typed(netns: testing.Netns) -> None:
+    name = testing.unique_name("e")
+    with DeviceBuilder().name(name).ipv4("10.64.0.1", 24).build_sync() as dev:
+        with pytest.raises(ConfigError, match="metric must be an int"):
+            dev.add_route("198.51.100.0/24", None, "5")  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match="metric must be an int"):
+            dev.remove_route("198.51.100.0/24", None, 5.0)  # type: ignore[arg-type]
+        with pytest.raises(DeviceError) as missing:
+            dev.remove_route("198.51.100.0/24")  # no such route: ESRCH, as documented
+        assert missing.value.errno == errno.ESRCH
+        netns.run("ip", "link", "del", name)
+        with pytest.raises(DeviceNotFoundError, match="gone"):
+            dev.remove_route("198.51.100.0/24")  # no such interface, as documented
+    r, w = os.pipe()
+    os.close(w)
+    os.close(r)
+    with pytest.raises(DeviceError) as closed:
+        SyncDevice.from_fd(r)  # a closed fd
+    assert closed.value.errno == errno.EBADF

@@ -52,6 +52,9 @@ def test_defaults_match_tun_rs() -> None:
         (lambda: DeviceBuilder().ipv4("10.0.0.1", 33), "outside 0..32"),
         (lambda: DeviceBuilder().ipv4("10.0.0.1", "255.0.255.0"), "not contiguous"),
         (lambda: DeviceBuilder().ipv4("10.0.0.1", "banana"), "neither"),
+        (lambda: DeviceBuilder().ipv4("10.0.0.1", "\u00b2"), "neither"),  # "²".isdigit()
+        (lambda: DeviceBuilder().ipv6("fd00::1", "\u00b2"), "neither"),
+        (lambda: DeviceBuilder().ipv6_tuple([("fd00::1",)]), "pairs"),  # type: ignore[list-item]
         (lambda: DeviceBuilder().ipv4("224.0.0.1", 24), "multicast"),
         (lambda: DeviceBuilder().ipv4("0.0.0.0", 24), "unspecified"),
         (lambda: DeviceBuilder().ipv4("10.0.0.1", 24, "fd00::2"), "not an IPv4 address"),

@@ -20,12 +20,12 @@ from anyio import TypedAttributeSet, typed_attribute
 from anyio.abc import UnreliableObjectStream
 
 from .._readiness import ReadWaiter
-from ..errors import ClosedDeviceError, ConfigError
+from ..errors import ClosedDeviceError
 from ..netconfig.device import DeviceConfig, IPAddressLike, Layer, NetworkLike, PrefixLike
 from ..offload import GROTable
 from ..packet import PacketBatch
 from ..platform._base import Buffer, OffloadInfo, Route
-from ._core import DeviceCore, DeviceStatistics, SharedInterface
+from ._core import DeviceCore, DeviceStatistics, SharedInterface, adopt_fd
 
 __all__ = ["AsyncDevice", "DeviceAttribute"]
 
@@ -120,13 +120,7 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
     def _adopt(
         cls, fd: int, *, close_fd: bool, layer: Layer, packet_information: bool
     ) -> AsyncDevice:
-        from .. import platform
-
-        if type(fd) is not int or fd < 0:
-            raise ConfigError(f"{fd!r} is not a file descriptor")
-        interface, queue = platform.for_fd().adopt_fd(
-            fd, close_fd=close_fd, packet_information=packet_information
-        )
+        interface, queue = adopt_fd(fd, close_fd=close_fd, packet_information=packet_information)
         real_layer = getattr(interface, "layer", layer)
         return cls(SharedInterface(interface, real_layer, packet_information), queue)
 

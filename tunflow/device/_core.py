@@ -11,12 +11,14 @@ import threading
 import weakref
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
+from typing import Any
 
 import attrs
 
 from ..errors import (
     ClosedDeviceError,
     ConfigError,
+    DeviceError,
     PacketTooLargeError,
     TunflowError,
     UnsupportedError,
@@ -37,7 +39,7 @@ from ..packet import HEADROOM, IDEAL_BATCH_SIZE, MAX_PACKET_SIZE, PacketBatch, v
 from ..platform._base import Buffer, Interface, OffloadInfo, Queue, Route
 from ._offload import OffloadRx, OffloadTx
 
-__all__ = ["DeviceCore", "DeviceStatistics", "SharedInterface", "Route"]
+__all__ = ["DeviceCore", "DeviceStatistics", "SharedInterface", "Route", "adopt_fd"]
 
 WritableBuffer = bytearray | memoryview
 
@@ -526,11 +528,35 @@ class DeviceCore:
         self._iface().set_tx_queue_len(length)
 
 
+def adopt_fd(fd: int, *, close_fd: bool, packet_information: bool) -> tuple[Any, Any]:
+    """The platform's interface (or ``None``) and queue for an fd made elsewhere.
+
+    Raises:
+        ConfigError: ``fd`` is not a file descriptor number.
+        DeviceError: the OS refused it (``EBADF`` for a closed fd; ``errno`` kept).
+    """
+    from .. import platform
+
+    if type(fd) is not int or fd < 0:
+        raise ConfigError(f"{fd!r} is not a file descriptor")
+    try:
+        return platform.for_fd().adopt_fd(  # type: ignore[no-any-return]
+            fd, close_fd=close_fd, packet_information=packet_information
+        )
+    except OSError as exc:
+        if isinstance(exc, DeviceError):
+            raise
+        raise DeviceError.from_oserror(exc, f"adopt fd {fd}") from exc
+
+
 def _route(cidr: NetworkLike, gateway: IPAddressLike | None, metric: int | None) -> Route:
     network = parse_network(cidr)
     gw = parse_address(gateway) if gateway is not None else None
     if gw is not None and gw.version != network.version:
         raise ConfigError(f"gateway {gw} and route {network} are of different IP versions")
-    if metric is not None and (isinstance(metric, bool) or not 0 <= metric <= 0xFFFFFFFF):
-        raise ConfigError(f"route metric {metric!r} is outside 0..2**32-1")
+    if metric is not None:
+        if isinstance(metric, bool) or not isinstance(metric, int):
+            raise ConfigError(f"route metric must be an int, not {metric!r}")
+        if not 0 <= metric <= 0xFFFFFFFF:
+            raise ConfigError(f"route metric {metric!r} is outside 0..2**32-1")
     return Route(network, gw, metric)

@@ -14,13 +14,13 @@ from ipaddress import IPv4Interface, IPv6Interface
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ClosedDeviceError, ConfigError
+from ..errors import ClosedDeviceError
 from ..netconfig.device import DeviceConfig, IPAddressLike, Layer, NetworkLike, PrefixLike
 from ..offload import GROTable
 from ..packet import PacketBatch
 from ..platform._base import Buffer, Route
 from ..platform._unix import PipeWaker
-from ._core import DeviceCore, DeviceStatistics, SharedInterface
+from ._core import DeviceCore, DeviceStatistics, SharedInterface, adopt_fd
 
 if TYPE_CHECKING:
     from typing import Self
@@ -100,6 +100,10 @@ class SyncDevice(DeviceCore):
             layer: what the fd carries, when tunflow cannot ask the kernel.
             packet_information: keep the OS's per-packet header (iOS's 4-byte family header is
                 removed by default, as on macOS).
+
+        Raises:
+            ConfigError: ``fd`` is not a file descriptor number.
+            DeviceError: the OS refused the fd (``EBADF`` for a closed one; ``errno`` kept).
         """
         return cls._adopt(fd, close_fd=True, layer=layer, packet_information=packet_information)
 
@@ -115,14 +119,7 @@ class SyncDevice(DeviceCore):
     def _adopt(
         cls, fd: int, *, close_fd: bool, layer: Layer, packet_information: bool
     ) -> SyncDevice:
-        from .. import platform
-
-        if type(fd) is not int or fd < 0:
-            raise ConfigError(f"{fd!r} is not a file descriptor")
-        backend = platform.for_fd()
-        interface, queue = backend.adopt_fd(
-            fd, close_fd=close_fd, packet_information=packet_information
-        )
+        interface, queue = adopt_fd(fd, close_fd=close_fd, packet_information=packet_information)
         real_layer = getattr(interface, "layer", layer)
         return cls(SharedInterface(interface, real_layer, packet_information), queue)
 

@@ -143,7 +143,13 @@ class DeviceBuilder:
 
     def ipv6_tuple(self, addresses: Sequence[tuple[IPAddressLike, PrefixLike]]) -> Self:
         """Add several IPv6 addresses at once (tun-rs's ``ipv6_tuple``)."""
-        for address, prefix in addresses:
+        for pair in addresses:
+            try:
+                address, prefix = pair
+            except (TypeError, ValueError):
+                raise ConfigError(
+                    f"ipv6_tuple takes (address, prefix) pairs, not {pair!r}"
+                ) from None
             self.ipv6(address, prefix)
         return self
 

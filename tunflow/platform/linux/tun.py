@@ -312,9 +312,15 @@ class LinuxInterface:
 
     def remove_route(self, route: Route) -> None:
         with self._op(f"remove route {route.destination}"):
-            self._nl.remove_route(
-                self._index, route.destination, gateway=route.gateway, metric=route.metric
-            )
+            try:
+                self._nl.remove_route(
+                    self._index, route.destination, gateway=route.gateway, metric=route.metric
+                )
+            except OSError as exc:
+                if exc.errno == errno.ESRCH:
+                    # no such route — or no such interface: then ENODEV, "gone", from here
+                    self._nl.link(self._index)
+                raise
 
     def mac_address(self) -> bytes:
         if self.layer is not Layer.L2:
