@@ -347,7 +347,9 @@ class FdQueue:
                 off = end + HEADROOM
                 if off > last:
                     break
-                stop = min(cap, off + _MAX_READ)
+                stop = off + _MAX_READ
+                if stop > cap:  # (not min(): a call per read)
+                    stop = cap
                 n = readinto(view[off - back : stop])
                 if n is None:
                     break
