@@ -217,6 +217,29 @@ def test_wg_show_and_set_against_tunflow_up(
         assert os.path.exists(f"/var/run/wireguard/{up_a.name}.sock")
 
 
+@pytest.mark.skipif(not HAVE_WG, reason="needs wireguard-tools")
+def test_a_send_the_kernel_refuses_is_dropped_not_fatal(
+    configs: tuple[testing.Netns, testing.Netns, Path, Path], tmp_path: Path
+) -> None:
+    a, b, ca, cb = configs
+    marker = tmp_path / "postdown"
+    with_interface_keys(ca, f"PostDown = touch {marker}")
+    with Up(a, ca) as up_a, Up(b, cb):
+        ping(a, OB)
+        # the subnet's broadcast address: every send to it fails with EACCES (wireguard-go
+        # logs that and goes on); the keepalive turned on goes there at once, then each second
+        peer = pubkey(_key_of(cb))
+        a.run("wg", "set", up_a.name, "peer", peer, "endpoint", "192.168.95.255:9")
+        a.run("wg", "set", up_a.name, "peer", peer, "persistent-keepalive", "1")
+        time.sleep(2.5)
+        assert up_a.proc is not None and up_a.proc.poll() is None, up_a.out
+        a.run("wg", "set", up_a.name, "peer", peer, "endpoint", f"{UB}:51820")
+        ping(a, OB)  # still up, and working
+        assert up_a.stop() == 0
+    assert re.search(r"UDP drops: refused \d+", up_a.out), up_a.out
+    assert marker.exists()  # went down the normal way: PostDown ran
+
+
 def _key_of(conf_path: Path) -> str:
     for line in conf_path.read_text().splitlines():
         if line.startswith("PrivateKey"):

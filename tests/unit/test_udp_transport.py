@@ -182,6 +182,40 @@ async def test_refused_segmentation_falls_back_to_plain_sends() -> None:
         assert (await receive(rx, 10)).to_list() == payloads(10, 100)
 
 
+class _Firewalled(socket.socket):
+    """A socket whose sends an nftables ``output ... drop`` rule refuses (EPERM)."""
+
+    def sendto(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    def sendmsg(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+
+@pytest.mark.skipif(not LINUX, reason="Linux's errno for a broadcast send")
+async def test_sends_the_kernel_refuses_are_counted_not_raised() -> None:
+    # a broadcast address without SO_BROADCAST: EACCES; the other datagrams still go
+    async with UDPTransport.bind("127.0.0.1:0") as rx, UDPTransport.bind("127.0.0.1:0") as tx:
+        out = DatagramBatch()
+        out.append(b"to broadcast", address=("127.255.255.255", 9))
+        for p in payloads(3, 100):
+            out.append(p, address=rx.local_address)
+        assert await tx.send_batch(out) == 3
+        assert tx.statistics().drops == {"refused": 1}
+        assert (await receive(rx, 3)).to_list() == payloads(3, 100)
+    # a firewall rule (EPERM), on the one-datagram and the segmented path alike
+    sock = _Firewalled(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    async with UDPTransport.from_socket(sock) as fw:
+        out = DatagramBatch()
+        out.append(b"one", address=("127.0.0.1", 9))
+        for p in payloads(5, 100):
+            out.append(p, address=("127.0.0.2", 9))
+        assert await fw.send_batch(out) == 0
+        assert fw.send_batch_nowait(out) == 0
+        assert fw.statistics().drops == {"refused": 12}
+
+
 async def test_send_nowait_and_batches_of_many_reads() -> None:
     async with (
         UDPTransport.bind("127.0.0.1:0", max_packets=16) as rx,

@@ -187,11 +187,13 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
     t, w = stats.transport, stats.wireguard
     per_read = t.rx_datagrams / t.rx_syscalls if t.rx_syscalls else 0.0
     per_send = t.tx_datagrams / t.tx_syscalls if t.tx_syscalls else 0.0
+    # the socket's drops by reason (refused sends, unreachable peers…), beside the protocol's
+    udp = "".join(f", {k} {v}" for k, v in sorted(t.drops.items()))
     print(
         f"{name} down ({reason}): {w.rx_packets} messages in, {w.tx_packets} out; "
         f"{t.rx_datagrams} datagrams in {t.rx_syscalls} reads ({per_read:.1f} each), "
         f"{t.tx_datagrams} in {t.tx_syscalls} sends ({per_send:.1f} each); "
-        f"{w.dropped} dropped",
+        f"{w.dropped} dropped" + (f"; UDP drops:{udp[1:]}" if udp else ""),
         flush=True,
     )
     return status

@@ -43,7 +43,8 @@ class TransportStatistics:
         gso: ``UDP_SEGMENT`` sends are in use.
         gro: ``UDP_GRO`` receives are in use.
         drops: datagrams not sent or lost on receive, by reason: ``no_address``,
-            ``unreachable``, ``too_large``, ``refused`` (an ICMP error read back),
+            ``unreachable``, ``too_large``, ``refused`` (an ICMP error read back, or a send
+            the kernel refused: a firewall rule, a broadcast address),
             ``would_block`` (a non-blocking send found the socket buffer full),
             ``truncated`` (a datagram larger than the receive buffer), ``rx_overflow``
             (the kernel dropped datagrams because the socket's receive queue was full),

@@ -678,6 +678,10 @@ class UDPTransport:
             self._drop("bad_address", count)
         elif exc.errno == errno.ENOBUFS:
             self._drop("would_block", count)
+        elif exc.errno in (errno.EPERM, errno.EACCES):
+            # refused here, not by the network: a firewall rule (EPERM), a broadcast address
+            # (EACCES) — lost like any datagram; wireguard-go logs it and goes on
+            self._drop("refused", count)
         else:
             raise exc
 
