@@ -26,7 +26,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from tunflow import testing
+from tunflow import ConfigError, testing
 from tunflow.wireguard import (
     InterfaceConfig,
     PeerConfig,
@@ -413,3 +413,19 @@ async def test_wg_show_lists_the_peer_with_handshake_and_transfer(
         # and the counters match what wireguard-go counted the other way
         go_fields = go.show().splitlines()[1].split("\t")
         assert int(go_fields[5]) > 0 and int(go_fields[6]) > 0
+
+
+async def test_a_failed_open_leaves_the_control_socket_of_wireguard_go_alone(
+    topology: tuple[testing.Netns, testing.Netns, GoPeer],
+) -> None:
+    a, _, go = topology
+    key = PrivateKey.generate()
+    go.start(key, endpoint=None)
+    # the same name in another namespace: the device can be made there, but the control
+    # socket (one directory for every namespace) is wireguard-go's, served: refused, and
+    # the way out must not unlink it
+    with anyio.fail_after(20), pytest.raises(ConfigError, match="served by a running process"):
+        async with tunflow(a, tunflow_config(key, go, endpoint=True), name=go.name):
+            pass
+    assert await anyio.Path(f"/var/run/wireguard/{go.name}.sock").exists()
+    assert key.public_key().to_base64() in go.show()  # wg still reaches wireguard-go

@@ -882,8 +882,11 @@ async def _interface(
                 device, wg, transport, table=table, netns=netns, name=name
             )
         if uapi:
-            uapi_path = uapi if isinstance(uapi, str) else f"{UAPI_DIRECTORY}/{name}.sock"
-            listener = await _uapi_listener(uapi_path)
+            path = uapi if isinstance(uapi, str) else f"{UAPI_DIRECTORY}/{name}.sock"
+            listener = await _uapi_listener(path)
+            # ours, to unlink on the way out, only now: a refused path may be another
+            # process's live socket (wireguard-go's, or another tunflow's)
+            uapi_path = path
         tunnel = Tunnel(device, port, stages, name=name)
         iface = WireGuardInterface(
             name, wg, device, port, tunnel, netns=netns, uapi_path=uapi_path, clock=clock
