@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -116,6 +117,32 @@ def test_daemon_and_down(configs: tuple[testing.Netns, testing.Netns, Path, Path
     assert a.run("ip", "link", "show", ca.stem, check=False).returncode != 0
     again = a.run(*TUNFLOW, "down", ca.stem, check=False)
     assert again.returncode == 1 and "no interface" in again.stderr
+
+
+def test_down_without_a_pid_file_deletes_only_a_wireguard_interface(
+    configs: tuple[testing.Netns, testing.Netns, Path, Path],
+) -> None:
+    a, _, _, _ = configs
+    veth = a.ip_json("-d", "link", "show", "type", "veth")[0]["ifname"]
+    tun = testing.unique_name("tun")
+    a.run("ip", "tuntap", "add", tun, "mode", "tun")
+    # neither a veth nor a TUN nobody serves is a WireGuard interface: refused, as wg-quick does
+    for name in (veth, tun):
+        done = a.run(*TUNFLOW, "down", name, check=False)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr == f"tunflow: {name} is not a WireGuard interface\n"
+        assert a.run("ip", "link", "show", name, check=False).returncode == 0
+    # a TUN with a control socket (wireguard-go's, a tunflow whose pid file is gone): deleted
+    sock_path = Path(f"/var/run/wireguard/{tun}.sock")
+    sock_path.parent.mkdir(parents=True, exist_ok=True)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.bind(str(sock_path))
+        try:
+            done = a.run(*TUNFLOW, "down", tun, check=False)
+        finally:
+            sock_path.unlink()
+    assert done.returncode == 0, done.stderr
+    assert a.run("ip", "link", "show", tun, check=False).returncode != 0
 
 
 def test_a_deleted_device_stops_tunflow_up_and_a_second_up_is_refused(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import signal
@@ -436,8 +437,9 @@ def _alive(pid: int) -> bool:
 def down(args: argparse.Namespace) -> int:
     """``tunflow down NAME``: SIGTERM to the process running it, then wait until it is gone.
 
-    Without a pid file (another tool started it), the interface is deleted, which stops a
-    tunflow (or wireguard-go) process serving it.
+    Without a pid file (another tool started it), a WireGuard interface — the kernel's, or a
+    TUN with a control socket (wireguard-go's) — is deleted, which stops a process serving it;
+    any other link is refused, as wg-quick refuses it.
     """
     name = _interface_name(args.name)
     pid = _running_pid(name)
@@ -448,12 +450,36 @@ def down(args: argparse.Namespace) -> int:
             print(f"tunflow: {name} (pid {pid}) did not stop", file=sys.stderr)
             return 1
         return 0
-    # not ours (or its pid file is gone): deleting the link stops whoever serves it
+    # not ours (or its pid file is gone): deleting the link stops whoever serves it — a
+    # WireGuard link only, never eth0 or a veth
+    from ..wireguard import UAPI_DIRECTORY
+
+    shown = subprocess.run(
+        ["ip", "-j", "-d", "link", "show", "dev", name], capture_output=True, text=True, check=False
+    )
+    if shown.returncode:
+        print(f"tunflow: no interface {name} to take down", file=sys.stderr)
+        return 1
+    kind = _link_kind(shown.stdout)
+    served = kind == "tun" and Path(UAPI_DIRECTORY, f"{name}.sock").exists()
+    if kind != "wireguard" and not served:
+        print(f"tunflow: {name} is not a WireGuard interface", file=sys.stderr)
+        return 1
     done = subprocess.run(["ip", "link", "del", name], capture_output=True, text=True, check=False)
     if done.returncode:
         print(f"tunflow: no interface {name} to take down", file=sys.stderr)
         return 1
     return 0
+
+
+def _link_kind(shown: str) -> str:
+    """The ``info_kind`` (``tun``, ``wireguard``, ``veth``…) in ``ip -j -d link show``'s output;
+    ``""`` for a device without one (``eth0``)."""
+    try:
+        kind = json.loads(shown)[0].get("linkinfo", {}).get("info_kind", "")
+    except (ValueError, IndexError, AttributeError):
+        return ""
+    return kind if isinstance(kind, str) else ""
 
 
 # -- save ---------------------------------------------------------------------------------------
