@@ -493,6 +493,19 @@ def test_private_key_change_expires_sessions() -> None:
     assert p.b.statistics().dropped_unknown_peer == 1
 
 
+def test_setting_the_same_private_key_keeps_sessions() -> None:
+    # wg syncconf (and wg set private-key) sends the key the interface already has: nothing
+    # changes (wireguard-go returns early), the sessions stay and no handshake starts
+    p = Pair()
+    p.handshake()
+    session = p.peer_of_a.current
+    p.a.set_private_key(PrivateKey.from_base64(p.ka.to_base64()))  # equal, not the same object
+    assert p.peer_of_a.current is session and not session.exhausted
+    sent = p.a.statistics().handshake_initiations_sent
+    assert p.transfer("a", packets(1)) == packets(1)
+    assert p.a.statistics().handshake_initiations_sent == sent
+
+
 def test_remove_peer_forgets_sessions() -> None:
     p = Pair()
     p.handshake()

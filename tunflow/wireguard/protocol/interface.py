@@ -457,7 +457,11 @@ class WireGuard:
         """Change the interface key: every session expires and handshakes restart.
 
         A peer whose public key equals the new public key is removed (wireguard-go does too).
+        The key the interface has already changes nothing (``wg syncconf`` sends it; sessions
+        are kept, as wireguard-go keeps them).
         """
+        if private_key == self._identity.private_key:
+            return
         self._identity = StaticIdentity(private_key)
         self._checker = CookieChecker(self._identity, self._random)
         for pk, peer in list(self._peers.items()):
