@@ -189,9 +189,12 @@ def resolve_endpoint(host: str, port: int) -> tuple[str, int]:
     """Resolve a host name as ``wg`` does: the first address ``getaddrinfo`` gives.
 
     Raises:
-        OSError: the name does not resolve (``socket.gaierror``).
+        OSError: the name does not resolve (``socket.gaierror``), or is not a host name.
     """
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except UnicodeError:  # from the idna codec: an empty label (a..b) or one over 63 characters
+        raise OSError(f"{host!r} is not a valid host name") from None
     if not infos:
         raise OSError(f"no address for {host!r}")
     sockaddr = infos[0][4]

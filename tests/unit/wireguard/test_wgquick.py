@@ -112,6 +112,15 @@ def test_unresolvable_endpoint_names_the_line() -> None:
         parse_wgquick(text, file="f.conf").interface_config(resolve=fail)
 
 
+@pytest.mark.parametrize("host", ["a..b", "a" * 64 + ".example"])
+def test_a_malformed_endpoint_name_names_the_line(host: str) -> None:
+    # the idna codec refuses an empty label or one over 63 characters with UnicodeError (a
+    # ValueError) before any lookup: one line naming the file and line, not a traceback
+    text = f"[Interface]\nPrivateKey = {KEY_A}\n[Peer]\nPublicKey = {PUB_B}\nEndpoint = {host}:1\n"
+    with pytest.raises(ConfigError, match=r"^f.conf: line 3: endpoint .* not a valid host name"):
+        parse_wgquick(text, file="f.conf").interface_config()
+
+
 @pytest.mark.parametrize(
     ("body", "line", "message"),
     [
