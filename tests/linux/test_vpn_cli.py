@@ -209,6 +209,33 @@ def test_bad_file_names_file_and_line(tmp_path: Path) -> None:
     assert f"{bad}: line 2: PrivateKey" in done.stderr
 
 
+def test_interface_names_are_checked_as_wg_quick_checks_them(
+    configs: tuple[testing.Netns, testing.Netns, Path, Path], tmp_path: Path
+) -> None:
+    a, _, ca, _ = configs
+    # '%d' is a kernel template (it would make <name>0 while the control socket and the pid
+    # file took the name as given); 16 characters are one too many
+    bad = tmp_path / f"{ca.stem[:10]}%d.conf"
+    bad.write_text(ca.read_text())
+    long_name = "x" * 16
+    before = {link["ifname"] for link in a.ip_json("link", "show")}
+    for argv, who in (
+        (["up", str(bad)], f"{bad}: '{bad.stem}'"),
+        (["up", str(ca), "--name", long_name], f"'{long_name}'"),
+        (["down", str(bad)], f"{bad}: '{bad.stem}'"),
+        (["down", long_name], f"'{long_name}'"),
+        (["save", "wg%d"], "'wg%d'"),
+        (["strip", "wg%d"], "'wg%d'"),
+    ):
+        done = a.run(*TUNFLOW, *argv, check=False)
+        assert done.returncode == 2, (argv, done.stdout, done.stderr)
+        assert (
+            done.stderr
+            == f"tunflow: {who} is not a valid interface name (1 to 15 of a-z A-Z 0-9 _ = + . -)\n"
+        )
+    assert {link["ifname"] for link in a.ip_json("link", "show")} == before
+
+
 @pytest.mark.interop
 @pytest.mark.skipif(not HAVE_WG, reason="needs wireguard-tools")
 def test_wg_show_and_set_against_tunflow_up(

@@ -17,6 +17,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -62,9 +63,34 @@ def _config_path(arg: str) -> Path:
     return Path(CONFIG_DIRECTORY) / f"{arg}.conf"
 
 
+#: wg-quick's rule for an interface name (and so for a file's name before ``.conf``). The
+#: kernel would take more — ``wg%d`` makes ``wg0`` — but the control socket and the pid file
+#: are named after what was asked for.
+_VALID_NAME = re.compile(r"[a-zA-Z0-9_=+.-]{1,15}")
+
+
+def _check_name(name: str, file: Path | None = None) -> str:
+    """``name`` if it is a valid interface name.
+
+    Raises:
+        ConfigError: it is not (naming ``file`` when the name comes from it).
+    """
+    if not _VALID_NAME.fullmatch(name):
+        raise ConfigError(
+            f"{name!r} is not a valid interface name (1 to 15 of a-z A-Z 0-9 _ = + . -)",
+            file=None if file is None else str(file),
+        )
+    return name
+
+
 def _interface_name(arg: str) -> str:
-    """``wg0`` for ``wg0``, ``/etc/wireguard/wg0.conf`` or ``wg0.conf``."""
-    return _config_path(arg).stem
+    """``wg0`` for ``wg0``, ``/etc/wireguard/wg0.conf`` or ``wg0.conf``.
+
+    Raises:
+        ConfigError: not a valid interface name.
+    """
+    path = _config_path(arg)
+    return _check_name(path.stem, path if path.stem != arg else None)
 
 
 # -- up -----------------------------------------------------------------------------------------
@@ -380,8 +406,8 @@ def up(args: argparse.Namespace) -> int:
 
     try:
         path = _config_path(args.config)
+        name = _check_name(args.name) if args.name else _check_name(path.stem, path)
         quick = load_wgquick(path)
-        name = args.name or path.stem
         running = _running_pid(name)  # checked again, under a lock, when it starts
         if running:
             raise ConfigError(f"{name} is up already (pid {running}); tunflow down {name} first")
@@ -441,7 +467,10 @@ def down(args: argparse.Namespace) -> int:
     TUN with a control socket (wireguard-go's) — is deleted, which stops a process serving it;
     any other link is refused, as wg-quick refuses it.
     """
-    name = _interface_name(args.name)
+    try:
+        name = _interface_name(args.name)
+    except ConfigError as exc:
+        return _error(exc)
     pid = _running_pid(name)
     if pid:
         with contextlib.suppress(ProcessLookupError):  # gone meanwhile: done
@@ -494,7 +523,10 @@ def save(args: argparse.Namespace) -> int:
     """``tunflow save NAME``: the ``tunflow up`` serving ``NAME`` writes the interface as it
     runs — addresses, peers added or changed with ``wg set``, endpoints as last seen — back to
     the file it was started from (as ``SaveConfig = true`` does on the way down)."""
-    name = _interface_name(args.name)
+    try:
+        name = _interface_name(args.name)
+    except ConfigError as exc:
+        return _error(exc)
     pid = _running_pid(name)
     if not pid:
         print(f"tunflow: {name} is not up (no 'tunflow up' serves it)", file=sys.stderr)
@@ -620,6 +652,8 @@ def strip(args: argparse.Namespace) -> int:
 
     path = _config_path(args.config)
     try:
+        if path.stem == args.config:  # a bare name: an interface's
+            _check_name(args.config)
         text = path.read_text(encoding="utf-8")
         sys.stdout.write(strip_wgquick(text, file=str(path)))
     except OSError as exc:
