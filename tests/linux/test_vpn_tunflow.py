@@ -109,6 +109,30 @@ async def test_ping_both_ways_on_every_loop(
         assert ia.device.offload_info.vnet_hdr
 
 
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_persistent_keepalive_starts_the_handshake_without_traffic(
+    pair: tuple[testing.Netns, testing.Netns],
+) -> None:
+    # as wireguard-go and the kernel: coming up, a peer with a persistent keepalive sends one
+    a, b = pair
+    ka, kb = PrivateKey.generate(), PrivateKey.generate()
+    peer_of_a = PeerConfig(
+        kb.public_key(), endpoint=(UB, 51820), allowed_ips=f"{OB}/32", persistent_keepalive=25
+    )
+    ca = InterfaceConfig(ka, listen_port=51820, peers=[peer_of_a])
+    cb = InterfaceConfig(kb, listen_port=51820, peers=[PeerConfig(ka.public_key())])
+    async with (
+        open_interface(cb, name=testing.unique_name("wb"), netns=b.name) as ib,  # b listens
+        open_interface(ca, name=testing.unique_name("wa"), netns=a.name) as ia,
+    ):
+        await ia.wait_handshake(kb.public_key(), timeout=4)  # before any retransmission
+        await ib.wait_handshake(ka.public_key(), timeout=4)  # confirmed by a's keepalive
+        sa, sb = ia.statistics().wireguard, ib.statistics().wireguard
+        assert sa.handshake_initiations_sent == 1 and sb.handshake_initiations_sent == 0
+        assert sa.keepalives_sent == sa.tx_packets == 1  # no data
+        assert sb.keepalives_received == sb.rx_packets == 1
+
+
 @pytest.mark.parametrize("native", [False, True], ids=["wireguard", "native"])
 async def test_deleting_the_device_ends_the_block_with_device_gone_on_every_loop(
     pair: tuple[testing.Netns, testing.Netns], native: bool

@@ -898,7 +898,9 @@ async def _interface(
             if listener is not None:
                 tg.start_soon(iface._uapi, listener)
                 listener = None  # owned by the task now
-            # send what the configuration queued (persistent keepalives)
+            # up: peers with a persistent keepalive send one now (starting their handshakes,
+            # as wireguard-go and the kernel do)
+            wg.start(clock())
             port.flush_control()
             log.info(
                 "%s is up: UDP port %d, %d peers, device offload %s",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import random
 
+import attrs
 import pytest
 from hypothesis import given, settings, strategies as st
 from wgpair import A_IP, A_IP6, B_IP, B_IP6, Drbg, Pair, batch_of, ip4, ip6
@@ -335,6 +336,42 @@ def test_persistent_keepalive() -> None:
     # turning it on sends one at once (wireguard-go does the same)
     p.a.set_persistent_keepalive(p.kb.public_key(), 10, p.now)
     assert next(len(d) for d, _ in p.a.datagrams_to_send()) == 32
+
+
+def test_persistent_keepalive_starts_a_handshake_when_the_interface_comes_up() -> None:
+    # wireguard-go (upLocked) and the kernel (wg_open) send a keepalive at once for every peer
+    # with a persistent keepalive: with no session, a handshake starts — no data needed
+    p = Pair(a_peer={"persistent_keepalive": 25})
+    assert p.a.datagrams_to_send() == []  # configured, not up yet: nothing
+    p.b.start(p.now)
+    assert p.b.datagrams_to_send() == []  # b's peer has no keepalive
+    p.a.start(p.now)
+    out = p.a.datagrams_to_send()
+    assert [(len(d), addr) for d, addr in out] == [(148, p.b_addr)]
+    p.deliver("b", [out[0][0]])
+    p.flush()
+    assert p.peer_of_a.current is not None and p.peer_of_b.current is not None
+    assert p.b.statistics().keepalives_received == 1  # the staged keepalive confirmed it
+    assert p.got["b"] == []
+
+
+def test_a_peer_added_with_a_persistent_keepalive_while_up_sends_one() -> None:
+    # as wg set/wg syncconf on a running wireguard-go (pkaOn): added, or turned on by an update
+    p = Pair()
+    p.a.remove_peer(p.kb.public_key())
+    config = PeerConfig(p.kb.public_key(), endpoint=p.b_addr, allowed_ips=f"{B_IP}/32")
+    p.a.add_peer(attrs.evolve(config, persistent_keepalive=25), now=p.now)
+    [(initiation, _)] = p.a.datagrams_to_send()
+    assert len(initiation) == 148
+    p.deliver("b", [initiation])
+    p.flush()
+    assert p.peer_of_a.current is not None
+    p.a.add_peer(config, now=p.now)  # off again: nothing sent
+    assert p.a.datagrams_to_send() == []
+    p.a.add_peer(attrs.evolve(config, persistent_keepalive=10), now=p.now)
+    assert [len(d) for d, _ in p.a.datagrams_to_send()] == [32]  # a keepalive on the session
+    p.a.add_peer(attrs.evolve(config, persistent_keepalive=20), now=p.now)  # on already
+    assert p.a.datagrams_to_send() == []
 
 
 def test_keys_zeroed_after_three_reject_after_times() -> None:

@@ -10,7 +10,8 @@ datagrams and packets with the current time and drains what it wants sent:
   AllowedIPs, encrypted with the peer's current session, or staged while a handshake (started
   here) completes;
 * ``get_timer() -> float | None`` and ``handle_timer(now)`` — retransmissions, keepalives,
-  rekeying and key erasure;
+  rekeying and key erasure; ``start(now)`` once, when the interface comes up (persistent
+  keepalives go out at once);
 * ``next_event()`` — :class:`HandshakeCompleted` and friends; ``statistics()`` — counters,
   including drops by reason.
 
@@ -481,11 +482,21 @@ class WireGuard:
         peer.handshake = hs
         peer.last_sent_handshake = None
 
-    def add_peer(self, config: PeerConfig) -> Peer:
+    def start(self, now: float) -> None:
+        """The interface comes up: every peer with a persistent keepalive sends one at once,
+        which starts its handshake (wireguard-go's ``upLocked``, the kernel's ``wg_open``) —
+        so a peer behind NAT is reachable before it sends anything."""
+        for peer in self._peers.values():
+            if peer.persistent_keepalive:
+                self._send_keepalive(peer, now)
+
+    def add_peer(self, config: PeerConfig, now: float | None = None) -> Peer:
         """Add a peer, or update the peer with the same public key.
 
         Updating replaces the endpoint (if given), PSK, keepalive, native mode and the whole
-        AllowedIPs list; sessions are kept.
+        AllowedIPs list; sessions are kept. With a ``now`` (the interface is up), a persistent
+        keepalive that this turns on sends a keepalive at once, as
+        :meth:`set_persistent_keepalive` does.
 
         Returns:
             The peer.
@@ -504,8 +515,7 @@ class WireGuard:
                     pk,
                     config.preshared_key,
                     config.endpoint,
-                    config.persistent_keepalive,
-                    config.native_mode,
+                    native_mode=config.native_mode,
                 )
             except HandshakeError:
                 raise ConfigError(f"peer {pk} has an invalid (low-order) public key") from None
@@ -516,9 +526,9 @@ class WireGuard:
             self.set_preshared_key(pk, config.preshared_key)
             peer.native_mode = config.native_mode
             self._allowed.remove_owner(peer)
-        self.set_persistent_keepalive(pk, config.persistent_keepalive, now=None)
         for net in config.allowed_ips:
             self._allowed.insert(net, peer)
+        self.set_persistent_keepalive(pk, config.persistent_keepalive, now)
         return peer
 
     def remove_peer(self, public_key: PublicKey) -> bool:
