@@ -362,12 +362,22 @@ def _psk(value: str) -> PresharedKey:
     return PresharedKey.from_base64(value)
 
 
-def _int(low: int, high: int, *, off: bool = False) -> Callable[[str], int]:
+def _is_decimal(value: str) -> bool:
+    """ASCII decimal digits only (``str.isdigit`` and ``int`` also take other scripts')."""
+    return value.isascii() and value.isdigit()
+
+
+def _int(low: int, high: int, *, off: bool = False, decimal: bool = False) -> Callable[[str], int]:
+    """A parser of numbers in ``low…high``: ``int(value, 0)`` (``0x…`` too), or with
+    ``decimal`` ASCII decimal only, as wg(8) reads a port or a keepalive (``08`` is 8)."""
+
     def parse(value: str) -> int:
         if off and value.lower() == "off":
             return 0
         try:
-            n = int(value, 0)
+            if decimal and not _is_decimal(value):
+                raise ValueError
+            n = int(value, 10 if decimal else 0)
         except ValueError:
             raise ValueError(f"{value!r} is not a number") from None
         if not low <= n <= high:
@@ -412,7 +422,7 @@ def _split_endpoint(value: str, file: str | None = None, line: int = 0) -> tuple
         host, sep, port = text.rpartition(":")
         if ":" in host:
             sep = ""
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not _is_decimal(port) or not 0 < int(port) < 65536:
         raise ConfigError(
             f"endpoint {value!r} is not host:port or [IPv6]:port with a port in 1…65535",
             file=file,
@@ -458,7 +468,7 @@ _Handler = tuple[str, Callable[[str], Any], bool]
 
 _INTERFACE_KEYS: dict[str, _Handler] = {
     "privatekey": ("private_key", _private_key, False),
-    "listenport": ("listen_port", _int(0, 65535), False),
+    "listenport": ("listen_port", _int(0, 65535, decimal=True), False),
     "fwmark": ("fwmark", _int(0, 0xFFFFFFFF, off=True), False),
     "address": ("addresses", _addresses, True),
     "mtu": ("mtu", _int(576, 65503), False),
@@ -476,7 +486,11 @@ _PEER_KEYS: dict[str, _Handler] = {
     "presharedkey": ("preshared_key", _psk, False),
     "allowedips": ("allowed_ips", _networks, True),
     "endpoint": ("endpoint", _endpoint, False),
-    "persistentkeepalive": ("persistent_keepalive", _int(0, 65535, off=True), False),
+    "persistentkeepalive": (
+        "persistent_keepalive",
+        _int(0, 65535, off=True, decimal=True),
+        False,
+    ),
     "native": ("native", _bool, False),
 }
 

@@ -145,6 +145,8 @@ def test_parse_set_like_wg_sends_it() -> None:
         ("public_key=" + "00" * 32 + "\nprotocol_version=2\n", errno.EINVAL),
         ("public_key=" + "00" * 32 + "\nallowed_ip=10.0.0.0/99\n", errno.EINVAL),
         ("public_key=" + "00" * 32 + "\nendpoint=example.com:1\n", errno.EINVAL),
+        ("public_key=" + "00" * 32 + "\nendpoint=192.0.2.1:\u0665\n", errno.EINVAL),  # '٥'
+        ("public_key=" + "00" * 32 + "\nendpoint=192.0.2.1:5_1\n", errno.EINVAL),
         ("public_key=" + "00" * 32 + "\nremove=yes\n", errno.EINVAL),
         ("no equals sign\n", errno.EPROTO),
     ],
@@ -153,6 +155,16 @@ def test_parse_set_errors(body: str, code: int) -> None:
     with pytest.raises(UapiError) as exc:
         parse_set(body)
     assert exc.value.errno == code and not exc.value.fatal
+
+
+def test_a_link_local_endpoint_keeps_its_scope() -> None:
+    # as wg(8) sends it and wireguard-go reports it back
+    body = "public_key=" + P1.to_hex() + "\nendpoint=[fe80::1%lo]:51820\n"
+    [u] = parse_set(body).peers
+    assert u.endpoint == ("fe80::1%lo", 51820)
+    wg = WireGuard(K1)
+    apply_set(wg, parse_set(body))
+    assert "\nendpoint=[fe80::1%lo]:51820\n" in render_get(wg).decode()
 
 
 def test_replace_allowed_ips_after_allowed_ip_discards_them() -> None:
@@ -233,10 +245,14 @@ def test_stream_fatal_errors() -> None:
     err = conn.next_request()
     assert isinstance(err, UapiError) and err.fatal and conn.closed
     assert handle_request(WireGuard(K1), err) == b""
+    # a byte other than the empty line after get=1: errno=-22 and the stream goes on, as
+    # wireguard-go answers b"get=1\nxget=1\n\n" (checked against it)
     conn = UapiConnection()
-    conn.receive_data(b"get=1\nx")
+    conn.receive_data(b"get=1\nxget=1\n\n")
     err = conn.next_request()
-    assert isinstance(err, UapiError) and err.fatal
+    assert isinstance(err, UapiError) and not err.fatal and not conn.closed
+    assert handle_request(WireGuard(K1), err) == b"errno=-22\n\n"
+    assert conn.next_request() == GetRequest()
     conn = UapiConnection()
     conn.receive_data(b"set=1\n" + b"x" * ((1 << 20) - 100) + b"\n")
     assert conn.next_request() is None  # the line ended, the request did not

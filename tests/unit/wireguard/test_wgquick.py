@@ -121,6 +121,23 @@ def test_a_malformed_endpoint_name_names_the_line(host: str) -> None:
         parse_wgquick(text, file="f.conf").interface_config()
 
 
+def test_ports_are_ascii_decimal_and_a_scope_is_kept() -> None:
+    # as wg(8) reads them: "08" is 8 (int(v, 0) refused it), other scripts' digits are no port
+    text = (
+        f"[Interface]\nPrivateKey = {KEY_A}\nListenPort = 08\n[Peer]\nPublicKey = {PUB_B}\n"
+        "Endpoint = [fe80::1%lo]:051820\nPersistentKeepalive = 025\n"
+    )
+    quick = parse_wgquick(text)
+    assert quick.listen_port == 8 and quick.peers[0].persistent_keepalive == 25
+    [peer] = quick.interface_config().peers
+    assert peer.endpoint == ("fe80::1%lo", 51820)
+    for bad in ("ListenPort = \u0665", "ListenPort = 0x10", "ListenPort = 5_1"):
+        with pytest.raises(ConfigError, match=r"line 3: ListenPort: .* is not a number"):
+            parse_wgquick(text.replace("ListenPort = 08", bad))
+    with pytest.raises(ConfigError, match=r"line 6: Endpoint: .* with a port in"):
+        parse_wgquick(text.replace(":051820", ":\u0665"))
+
+
 @pytest.mark.parametrize(
     ("body", "line", "message"),
     [

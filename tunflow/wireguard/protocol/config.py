@@ -30,12 +30,16 @@ __all__ = [
 def parse_endpoint(value: str | tuple[Any, ...]) -> Address:
     """An ``(ip, port)`` tuple from ``"192.0.2.1:51820"``, ``"[2001:db8::1]:51820"`` or a tuple.
 
+    An IPv6 scope (``[fe80::1%eth0]:51820``) is kept in the host. The port is ASCII decimal.
+
     Raises:
         ConfigError: not an IP literal with a port in 1…65535.
 
     Example:
         >>> parse_endpoint("[2001:DB8::1]:51820")
         ('2001:db8::1', 51820)
+        >>> parse_endpoint("[fe80::1%eth0]:51820")
+        ('fe80::1%eth0', 51820)
     """
     if isinstance(value, tuple):
         if len(value) < 2:
@@ -51,12 +55,11 @@ def parse_endpoint(value: str | tuple[Any, ...]) -> Address:
             host, sep, rest = text.rpartition(":")
             if not sep or ":" in host:
                 raise ConfigError(f"endpoint {value!r}: expected IPv4:port or [IPv6]:port")
-        try:
-            port = int(rest, 10)
-        except ValueError:
-            raise ConfigError(f"endpoint {value!r}: port is not a number") from None
+        if not (rest.isascii() and rest.isdigit()):  # int() would take "٥", " 5", "5_0"
+            raise ConfigError(f"endpoint {value!r}: port is not a number")
+        port = int(rest, 10)
     try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0] if isinstance(host, str) else host)
+        ip = ipaddress.ip_address(host)  # an IPv6 scope ("%eth0") is kept
     except ValueError:
         raise ConfigError(f"endpoint {value!r}: {host!r} is not an IP address") from None
     if not isinstance(port, int) or not 0 < port < 65536:

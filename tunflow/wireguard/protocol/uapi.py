@@ -545,12 +545,11 @@ class UapiConnection:
         if op == b"get=1":
             if len(buf) < nl + 2:
                 return None
-            if buf[nl + 1] != 0x0A:
-                del buf[: nl + 1]
-                self.closed = True
-                return UapiError("trailing data after get=1", fatal=True)
+            # the byte after get=1's line is consumed either way; not an empty line: EINVAL,
+            # and the stream goes on (wireguard-go answers errno=-22 and reads the next one)
+            bad = buf[nl + 1] != 0x0A
             del buf[: nl + 2]
-            return GetRequest()
+            return UapiError("trailing data after get=1") if bad else GetRequest()
         if op == b"set=1":
             if buf[nl + 1 : nl + 2] == b"\n":
                 end = nl + 1
