@@ -151,6 +151,19 @@ async def test_deleting_the_device_ends_the_block_with_device_gone_on_every_loop
     assert ia.statistics().listen_port == 51820  # counters are still there after the end
 
 
+async def test_an_exception_raised_in_the_block_comes_out_unwrapped() -> None:
+    # not in an ExceptionGroup (asyncio and trio alike), as open_pipeline does it; and the
+    # interface is still taken down
+    config = InterfaceConfig(PrivateKey.generate(), listen_port=0)
+    name = testing.unique_name("wx")
+    with testing.netns(enter=False) as ns:
+        with anyio.fail_after(20), pytest.raises(LookupError, match="mine"):
+            async with open_interface(config, name=name, netns=ns.name):
+                raise LookupError("mine")
+        assert name not in {link["ifname"] for link in ns.ip_json("link", "show")}
+        assert not await anyio.Path(f"/var/run/wireguard/{name}.sock").exists()
+
+
 async def tcp_transfer(
     client: testing.Netns, server: testing.Netns, address: str, size: int
 ) -> None:

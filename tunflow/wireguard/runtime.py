@@ -891,30 +891,38 @@ async def _interface(
         iface = WireGuardInterface(
             name, wg, device, port, tunnel, netns=netns, uapi_path=uapi_path, clock=clock
         )
-        async with anyio.create_task_group() as tg:
-            iface._cancel = tg.cancel_scope
-            tg.start_soon(iface._run_tunnel)
-            tg.start_soon(iface._timers)
-            if listener is not None:
-                tg.start_soon(iface._uapi, listener)
-                listener = None  # owned by the task now
-            # up: peers with a persistent keepalive send one now (starting their handshakes,
-            # as wireguard-go and the kernel do)
-            wg.start(clock())
-            port.flush_control()
-            log.info(
-                "%s is up: UDP port %d, %d peers, device offload %s",
-                name,
-                iface.listen_port,
-                len(wg.peers),
-                "on" if dev_offload else "off",
-            )
-            try:
-                yield iface
-            finally:
-                iface.stop_reason = iface.stop_reason or "closed"
-                iface._closed.set()
-                tg.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as tg:
+                iface._cancel = tg.cancel_scope
+                tg.start_soon(iface._run_tunnel)
+                tg.start_soon(iface._timers)
+                if listener is not None:
+                    tg.start_soon(iface._uapi, listener)
+                    listener = None  # owned by the task now
+                # up: peers with a persistent keepalive send one now (starting their handshakes,
+                # as wireguard-go and the kernel do)
+                wg.start(clock())
+                port.flush_control()
+                log.info(
+                    "%s is up: UDP port %d, %d peers, device offload %s",
+                    name,
+                    iface.listen_port,
+                    len(wg.peers),
+                    "on" if dev_offload else "off",
+                )
+                try:
+                    yield iface
+                finally:
+                    iface.stop_reason = iface.stop_reason or "closed"
+                    iface._closed.set()
+                    tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # one exception from the block (or a task): itself, not in a group, as
+            # open_pipeline's block gives it
+            leaves = _leaves(group)
+            if len(leaves) == 1 and isinstance(leaves[0], Exception):
+                raise leaves[0] from None
+            raise
         if iface.failure is not None:
             # the data path failed (the device was deleted…): that cancelled the block; say why
             raise iface.failure
@@ -932,6 +940,14 @@ async def _interface(
             if uapi_path is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(uapi_path)
+
+
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    """The exceptions in ``group`` and its nested groups."""
+    out: list[BaseException] = []
+    for e in group.exceptions:
+        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
+    return out
 
 
 def _prepare_directory(path: str) -> bool:
@@ -995,7 +1011,8 @@ def open_interface(
 
     If the data path stops on its own while the block runs — the device deleted
     (``ip link del``), a device or socket failing — the block is cancelled, everything is torn
-    down, and the error is raised from the ``async with`` (``stop_reason`` says why).
+    down, and the error is raised from the ``async with`` (``stop_reason`` says why). An
+    exception raised in the block comes out as itself, not in an ``ExceptionGroup``.
 
     Raises:
         ConfigError: a bad value, or the control socket is served by a live process.
