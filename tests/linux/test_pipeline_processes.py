@@ -8,8 +8,10 @@ import os
 import anyio
 import pytest
 
-from tunflow import testing
-from tunflow.pipeline import StageSpec, open_tunnel
+from tests.helpers import udp_send
+from tunflow import DeviceBuilder, testing
+from tunflow.pipeline import StageSpec, open_pipeline, open_tunnel
+from tunflow.transport import UDPTransport
 
 from .pipeline_topology import B4, Receiver, devices, in_netns, wait_until
 
@@ -71,6 +73,35 @@ async def test_flows_spread_over_worker_processes(
     assert udp == 64 * 20
     assert all(n > 0 for n in per_worker.values()), per_worker
     assert stats.stage("stats").counters["udp"] >= 64 * 20
+
+
+async def test_a_worker_sends_to_the_transports_peer(netns: testing.Netns) -> None:
+    """The worker adopts the transport's connected socket: packets without an address of their
+    own go to its peer (they were all dropped as ``no_address``)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx:
+        rx.bind(("127.0.0.1", 0))
+        rx.settimeout(0.1)
+        async with (
+            DeviceBuilder().ipv4("10.240.17.1", 24).build_async() as dev,
+            UDPTransport.bind("127.0.0.1:0", peer=rx.getsockname()) as udp,
+            open_pipeline(dev, [], udp, workers="processes", statistics_interval=0.05) as p,
+        ):
+            got: list[bytes] = []
+
+            def arrived() -> bool:
+                udp_send("10.240.17.2", 7, b"to the peer")
+                try:
+                    while True:
+                        got.append(rx.recv(65535))
+                except TimeoutError:
+                    pass
+                return any(d.endswith(b"to the peer") for d in got)
+
+            await wait_until(arrived, "a datagram at the transport's peer", timeout=10)
+            await wait_until(lambda: p.statistics().port(udp.name).tx_packets > 0, "a report")
+            assert p.statistics().port(udp.name).drops.get("no_address", 0) == 0
 
 
 def test_worker_enters_the_namespace_it_is_handed(netns: testing.Netns) -> None:

@@ -246,6 +246,31 @@ async def test_plain_packet_batches_go_to_the_peer() -> None:
             await rx.recv_batch(PacketBatch())
 
 
+@pytest.mark.parametrize("local", ["127.0.0.1:0", "[::]:0"])
+async def test_an_adopted_fd_keeps_its_peer(local: str) -> None:
+    """A worker process adopts a connected socket with ``from_fd`` (and the handle's params):
+    plain packet batches still go to the peer, not dropped as ``no_address``."""
+    import os
+
+    from tunflow.packet import PacketBatch
+
+    if local.startswith("[") and not _has_ipv6():
+        pytest.skip("no IPv6 on this host")
+    async with (
+        UDPTransport.bind("127.0.0.1:0") as rx,
+        UDPTransport.bind(local, peer=rx.local_address) as tx,
+        UDPTransport.from_fd(os.dup(tx.fileno()), **tx.reopen_params()) as adopted,
+        UDPTransport.from_fd(os.dup(rx.fileno())) as unconnected,
+    ):
+        assert adopted.peer == tx.peer == rx.local_address  # plain IPv4, not ::ffff:127.0.0.1
+        assert unconnected.peer is None
+        batch = PacketBatch()
+        batch.extend(payloads(3, 300))
+        assert await adopted.send_batch(batch) == 3
+        assert (await receive(rx, 3)).to_list() == payloads(3, 300)
+        assert adopted.statistics().drops == {}
+
+
 @pytest.mark.skipif(not LINUX, reason="UDP_GRO is Linux's")
 async def test_scattered_read_splits_every_datagram() -> None:
     async with UDPTransport.bind("127.0.0.1:0") as rx, UDPTransport.bind("127.0.0.1:0") as tx:

@@ -279,8 +279,15 @@ class UDPTransport:
     def from_fd(cls, fd: int, **kwargs: Any) -> UDPTransport:
         """Adopt a UDP socket fd (inherited by a worker process, say); the transport closes it."""
         sock = socket.socket(fileno=fd)
-        kwargs.pop("peer", None)  # an adopted socket keeps its connection
-        return cls(sock, **kwargs)
+        kwargs.pop("peer", None)  # an adopted socket keeps its connection...
+        transport = cls(sock, **kwargs)
+        try:
+            peer = sock.getpeername()
+        except OSError:  # (ENOTCONN: no peer)
+            return transport
+        # ...and its peer: datagrams without an address go there (IPv4-mapped as plain IPv4)
+        transport.peer = transport._recv_address(peer)
+        return transport
 
     def __repr__(self) -> str:
         return f"<UDPTransport {self.name}>"
