@@ -222,7 +222,7 @@ class RateLimitStage(StageBase):
                     if tokens >= n:
                         self._tokens = tokens - n
                         return batch
-                    allowed = int(tokens)
+                    allowed = max(0, int(tokens))  # in debt (after a super-packet): none
                     self._tokens = tokens - allowed
                     self.drop("rate", n - allowed)
                     batch.keep(range(allowed))

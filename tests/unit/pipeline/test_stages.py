@@ -121,6 +121,22 @@ def test_police_plain_packets_still_pass_beside_a_super_packet(clock: Clock) -> 
     assert stage.statistics().drops["rate"] == 1
 
 
+def test_police_plain_packets_after_a_super_packet_keep_the_debt(clock: Clock) -> None:
+    sup = tcp_super_packet(IP4_A, IP4_B, 45 * 1000, 1000)
+    plain = [b"\x45" + bytes(19)] * 10
+    stage = RateLimitStage(rate="10pps", burst="10pps")
+    proc = stage.bind(Lane())
+    assert wire_packets(proc(super_batch(sup))) == 45  # from a full bucket: 35 of debt
+    assert stage.gauges()["tokens"] == -35
+    assert len(proc(batch_of(plain))) == 0
+    assert stage.statistics().drops == {"rate": 10}  # ten dropped, not 45
+    assert stage.gauges()["tokens"] == -35  # and the debt still owed
+    clock.now += 4.0  # 40 tokens: the debt paid, 5 left
+    assert len(proc(batch_of(plain))) == 5
+    assert stage.statistics().drops == {"rate": 15}
+    assert stage.gauges()["tokens"] == pytest.approx(0)
+
+
 @pytest.mark.anyio
 async def test_shape_packets_per_second_charges_super_packets(clock: Clock) -> None:
     sup = tcp_super_packet(IP4_A, IP4_B, 45 * 1000, 1000)
