@@ -8,6 +8,7 @@ name the dotted path of the bad key.
 
 from __future__ import annotations
 
+import collections
 import difflib
 import ipaddress
 import re
@@ -18,6 +19,12 @@ from typing import Any
 
 import attrs
 import cattrs
+from cattrs.cols import (
+    homogenous_tuple_structure_factory,
+    is_mutable_sequence,
+    is_sequence,
+    list_structure_factory,
+)
 from cattrs.strategies import configure_union_passthrough
 from cattrs.v import format_exception
 
@@ -66,7 +73,33 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(
         ipaddress.IPv4Interface | ipaddress.IPv6Interface, lambda v, _: ipaddress.ip_interface(v)
     )
+    conv.register_structure_hook_factory(_is_list, lambda t: _sequence_hook(t, conv))
     return conv
+
+
+def _is_list(type_: Any) -> bool:
+    """A list or a homogeneous sequence, what a TOML array fills (cattrs' deques aside)."""
+    return bool(is_sequence(type_)) and getattr(type_, "__origin__", type_) is not collections.deque
+
+
+class _NotAList(ValueError):
+    """A string or a table where a list belongs."""
+
+
+def _sequence_hook(type_: Any, conv: cattrs.Converter) -> Any:
+    """cattrs' own hook for a list (or a homogeneous sequence), but refusing a string or a table:
+    both are iterable, so ``dst_ports = "80"`` became the ports 8 and 0."""
+    make = (
+        list_structure_factory if is_mutable_sequence(type_) else homogenous_tuple_structure_factory
+    )
+    inner = make(type_, conv)
+
+    def structure(value: Any, t: Any) -> Any:
+        if isinstance(value, str | bytes | Mapping):
+            raise _NotAList(f"must be a list, not {value!r}")
+        return inner(value, t)
+
+    return structure
 
 
 #: The converter used for stage options and the TOML configuration.
@@ -82,7 +115,12 @@ def _format_exception(exc: BaseException, type_: type | None) -> str:
     if (
         isinstance(exc, ValueError)
         and exc.args
-        and (type_ is None or attrs.has(type_) or "Literal" in repr(type_))
+        and (
+            type_ is None
+            or attrs.has(type_)
+            or "Literal" in repr(type_)
+            or isinstance(exc, _NotAList)
+        )
     ):
         return str(exc)
     return format_exception(exc, type_)

@@ -108,6 +108,30 @@ def test_built_from_python_equals_the_file() -> None:
         (('plugin = "filter"', 'plugin = "fitler"'), "stages[0].plugin", "did you mean filter"),
         (('rate = "10mbit"', 'rate = "fast"'), "stages[1].options", "not a rate"),
         (('action = "allow"', 'action = "allow", prot = 1'), "stages[0].options.rules[0]", "prot"),
+        # a string or a table where a list belongs is refused, not split into its characters
+        (
+            ('dst_ports = [53, "1000-2000"]', 'dst_ports = "80"'),
+            "stages[0].options.rules[0].dst_ports",
+            "must be a list, not '80'",
+        ),
+        (
+            ('protocol = "udp"', 'protocol = "udp", src = "10.0.0.0/8"'),
+            "stages[0].options.rules[0].src",
+            "must be a list, not '10.0.0.0/8'",
+        ),
+        (
+            (
+                'rules = [{ action = "allow", protocol = "udp", dst_ports = [53, "1000-2000"] }]',
+                'rules = { action = "allow" }',
+            ),
+            "stages[0].options.rules",
+            "must be a list, not {'action': 'allow'}",
+        ),
+        (
+            ('addresses = ["10.0.0.1/24", "fd00::1/64"]', 'addresses = "10.0.0.1/24"'),
+            "devices.lan.addresses",
+            "must be a list, not '10.0.0.1/24'",
+        ),
         (('remote = "wan"', 'remote = "wna"'), "tunnel.remote", "not a device"),
         (('workers = "processes"', 'workers = "threads"'), "tunnel.workers", "threads"),
         (("[tunnel]", "[pipeline]\nsource='lan'\nsink='lan'\n[tunnel]"), None, "exactly one"),
