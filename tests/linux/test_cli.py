@@ -98,3 +98,27 @@ def test_check_and_stages(tmp_path: Path) -> None:
     )
     for name in ("gro", "gso", "filter", "capture", "ratelimit", "stats"):
         assert f"\n{name}  (" in "\n" + listing.stdout
+
+
+@pytest.mark.parametrize("workers", ["tasks", "processes"])
+def test_run_reports_a_failing_stage_in_one_line(
+    netns: testing.Netns, tmp_path: Path, workers: str
+) -> None:
+    """A stage whose start() fails (a capture file it cannot create): exit 1 and one line naming
+    the error — not a traceback of task groups, nor a worker's 'ExceptionGroup'."""
+    path = tmp_path / "capture.toml"
+    text = CONFIG.format(name=testing.unique_name("cli"), workers=workers)
+    path.write_text(
+        text.replace(
+            'plugin = "stats"',
+            'plugin = "capture"\noptions = { path = "/proc/nonexistent/x.pcap" }',
+        )
+    )
+    done = subprocess.run(
+        netns.cmd(*tunflow("run", str(path))), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("tunflow: ") and "No such file or directory" in lines[0]
+    assert "Group" not in lines[0]

@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
 import anyio
 import attrs
@@ -451,10 +451,12 @@ class _Engine:
 
         Raises:
             StageError: a stage with policy ``STOP`` raised.
-            WorkerError: a worker process failed.
+            WorkerError: a worker process failed (the message names its error).
             ConfigError: the stages cannot be rebuilt in worker processes.
             OSError: a device or transport failed (e.g. ``DeviceGoneError``).
             RuntimeError: the pipeline was already run.
+            Exception: whatever a stage's ``start()`` or ``bind()`` raised. Errors come as
+                themselves; only several at once come as an ``ExceptionGroup``.
         """
         if self._started:
             raise RuntimeError(f"{self.name} was already run; make a new one")
@@ -465,6 +467,8 @@ class _Engine:
                 await self._run_processes(task_status)
             else:
                 await self._run_tasks(task_status, self._process_index)
+        except BaseExceptionGroup as group:  # a stage's start() or bind() raised in a task group
+            _raise_single(group)
         finally:
             self._running = False
             self._links.close()
@@ -571,10 +575,13 @@ class _Engine:
 
     async def _lane_main(self, lane: _RunningLane) -> None:
         try:
-            if self.buffer:
-                await self._lane_buffered(lane)
-            else:
-                await self._lane_loop(lane)
+            try:
+                if self.buffer:
+                    await self._lane_buffered(lane)
+                else:
+                    await self._lane_loop(lane)
+            except ExceptionGroup as group:  # from the reader and processor tasks of a buffer
+                _raise_single(group)
         except StageError:
             pass  # recorded by _stage_failed; the whole pipeline stops
         except (anyio.EndOfStream, anyio.ClosedResourceError):
@@ -800,7 +807,10 @@ class _Opened(Generic[E]):
             await tg.start(self._engine.run)
         except BaseException as exc:
             tg.cancel_scope.cancel()
-            await tg.__aexit__(type(exc), exc, exc.__traceback__)
+            try:
+                await tg.__aexit__(type(exc), exc, exc.__traceback__)
+            except BaseExceptionGroup as group:
+                _raise_single(group)
             raise
         return self._engine
 
@@ -817,10 +827,7 @@ class _Opened(Generic[E]):
         try:
             return await tg.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as group:
-            leaves = _leaves(group)
-            if len(leaves) == 1 and isinstance(leaves[0], Exception):
-                raise leaves[0] from None
-            raise
+            _raise_single(group)
 
 
 def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
@@ -831,6 +838,15 @@ def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
         else:
             out.append(e)
     return out
+
+
+def _raise_single(group: BaseExceptionGroup[Any]) -> NoReturn:
+    """Raise the one error inside ``group``, however deeply task groups nested it, as itself
+    (its own cause kept, the groups not shown); a group of several errors as it is."""
+    leaves = _leaves(group)
+    if len(leaves) == 1 and isinstance(leaves[0], Exception):
+        raise leaves[0] from leaves[0].__cause__
+    raise group
 
 
 def open_pipeline(

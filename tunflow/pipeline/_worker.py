@@ -31,6 +31,13 @@ def _enter_netns(fd: int | None) -> None:
         os.close(fd)
 
 
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of an error; of each error in a group (not the group's own text)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_describe(e) for e in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _send(sock: socket.socket, message: Any) -> None:
     try:
         sock.send(pickle.dumps(message))
@@ -116,7 +123,7 @@ async def _run(sock: socket.socket, job: dict[str, Any]) -> int:
             _send(sock, ("error", "config", str(failure), None))
             status = 2
         elif failure is not None:
-            _send(sock, ("error", "worker", f"{type(failure).__name__}: {failure}", None))
+            _send(sock, ("error", "worker", _describe(failure), None))
             status = 1
         report("final")
         return status

@@ -20,7 +20,9 @@ from tunflow.pipeline import (
     MemorySink,
     MemorySource,
     Pipeline,
+    Processor,
     StageBase,
+    StageContext,
     StageError,
     StageSpec,
     Tunnel,
@@ -117,6 +119,66 @@ async def test_stage_on_error_overrides_pipeline_policy() -> None:
     stage.on_error = ErrorPolicy.STOP
     with pytest.raises(StageError):
         await Pipeline(MemorySource(packets(5)), [stage], MemorySink()).run()
+
+
+class FailingStart(StageBase):
+    plugin = "failingstart"
+
+    async def start(self, context: StageContext) -> None:
+        raise FileNotFoundError(2, "No such file or directory", "/proc/nonexistent/x.pcap")
+
+
+class FailingBind(StageBase):
+    plugin = "failingbind"
+
+    def bind(self, lane: Lane) -> Processor:
+        raise ValueError("cannot bind")
+
+
+class FailingSink(MemorySink):
+    async def send_batch(self, batch: PacketBatch) -> None:
+        raise OSError(5, "the sink broke")
+
+
+@pytest.mark.parametrize(
+    ("where", "buffer", "error"),
+    [
+        ("start", 0, FileNotFoundError),
+        ("bind", 0, ValueError),
+        ("sink", 2, OSError),
+        ("sink", 0, OSError),
+    ],
+)
+async def test_a_failure_is_raised_as_itself_not_in_a_group(
+    where: str, buffer: int, error: type[Exception]
+) -> None:
+    """A stage's start() or bind(), or a sink behind a buffer, raising inside the engine's task
+    groups: run() and open_pipeline raise that error, not an ExceptionGroup around it."""
+
+    def parts() -> tuple[MemorySource, list[StageBase], MemorySink]:
+        stages: list[StageBase] = {"start": [FailingStart()], "bind": [FailingBind()]}.get(
+            where, []
+        )
+        return MemorySource(packets(5)), stages, FailingSink() if where == "sink" else MemorySink()
+
+    with anyio.fail_after(5):
+        with pytest.raises(error) as info:
+            await Pipeline(*parts(), buffer=buffer).run()
+        assert type(info.value) is error
+        with pytest.raises(error) as info:
+            async with open_pipeline(*parts(), buffer=buffer):
+                await anyio.sleep(5)
+        assert type(info.value) is error
+
+
+def test_a_worker_reports_each_error_of_a_group() -> None:
+    from tunflow.pipeline._worker import _describe
+
+    group = ExceptionGroup(
+        "in a TaskGroup", [OSError(5, "EIO"), ExceptionGroup("x", [KeyError(1)])]
+    )
+    assert _describe(group) == "OSError: [Errno 5] EIO; KeyError: 1"
+    assert _describe(ValueError("bad")) == "ValueError: bad"
 
 
 @pytest.mark.parametrize("buffer", [0, 1, 3])
