@@ -12,11 +12,18 @@ from typing import Any
 
 import attrs
 
+from tunflow.errors import ConfigError
 from tunflow.offload import GROTable
 from tunflow.packet import HEADROOM, PacketBatch
 from tunflow.pipeline import Lane, Processor, StageBase, StageStatistics
 
 __all__ = ["GROStage", "GROOptions"]
+
+
+def _at_least_one(_inst: object, attr: attrs.Attribute[Any], value: int) -> None:
+    # (GROTable refuses less; found here, `tunflow check` finds it, not the first bind())
+    if value < 1:
+        raise ConfigError(f"must be at least 1, not {value!r}", path=attr.name)
 
 
 @attrs.frozen
@@ -28,7 +35,9 @@ class GROOptions:
         default=True, metadata={"help": "coalesce UDP datagrams when the sink has USO"}
     )
     max_segments: int | None = attrs.field(
-        default=None, metadata={"help": "most packets merged into one (default: the 64 KiB cap)"}
+        default=None,
+        validator=attrs.validators.optional(_at_least_one),
+        metadata={"help": "most packets merged into one (default: the 64 KiB cap)"},
     )
 
 

@@ -17,7 +17,15 @@ from tunflow import ConfigError
 from tunflow.device import Layer, OffloadInfo
 from tunflow.offload import GROTable, gso_segment_count, gso_split
 from tunflow.packet import PacketBatch
-from tunflow.pipeline import Lane, MemorySink, MemorySource, Pipeline, StageContext, StageSpec
+from tunflow.pipeline import (
+    Lane,
+    MemorySink,
+    MemorySource,
+    Pipeline,
+    StageContext,
+    StageSpec,
+    build_stage,
+)
 from tunflow_plugins import ratelimit as rl
 from tunflow_plugins.capture import CaptureStage
 from tunflow_plugins.gro import GROStage
@@ -269,6 +277,15 @@ def test_gro_passes_through_without_offload_sink_and_small_batches() -> None:
     assert gro.bind(Lane())(b) is b  # sink without offload
     one = batch_of(tcp_segments(1))
     assert gro.bind(Lane(sink_offload=OffloadInfo(vnet_hdr=True)))(one) is one
+
+
+@pytest.mark.parametrize("bad", [0, -3])
+def test_gro_max_segments_below_one_is_a_config_error(bad: int) -> None:
+    # found when the options are checked (``tunflow check``), not when a lane binds the stage
+    with pytest.raises(ConfigError, match=f"must be at least 1, not {bad}") as info:
+        build_stage(StageSpec("gro", {"max_segments": bad}), path="stages[2]")
+    assert info.value.path == "stages[2].options.max_segments"
+    assert GROStage(max_segments=1).options.max_segments == 1
 
 
 def test_gso_passes_plain_batches_and_drops_malformed() -> None:
