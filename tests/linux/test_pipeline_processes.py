@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers import udp_send
 from tunflow import DeviceBuilder, testing
-from tunflow.pipeline import StageSpec, open_pipeline, open_tunnel
+from tunflow.pipeline import DevicePort, StageSpec, WorkerStatistics, open_pipeline, open_tunnel
 from tunflow.transport import UDPTransport
 
 from .pipeline_topology import B4, Receiver, devices, in_netns, wait_until
@@ -102,6 +102,28 @@ async def test_a_worker_sends_to_the_transports_peer(netns: testing.Netns) -> No
             await wait_until(arrived, "a datagram at the transport's peer", timeout=10)
             await wait_until(lambda: p.statistics().port(udp.name).tx_packets > 0, "a report")
             assert p.statistics().port(udp.name).drops.get("no_address", 0) == 0
+
+
+async def test_a_worker_reads_batches_of_the_ports_size(netns: testing.Netns) -> None:
+    """``batch_size`` (a device port's ``max_packets``) reaches the worker process: 20 packets
+    already queued are read two at a time, not in one batch of the default size."""
+    async with DeviceBuilder().ipv4("10.240.18.1", 24).build_async() as dev:
+        port = DevicePort(dev, max_packets=2)
+        handle = port.handle()
+        assert handle is not None and handle.params["max_packets"] == 2
+        for i in range(20):  # queued in the TUN before anything reads
+            udp_send("10.240.18.2", 9, b"queued", src_port=41000 + i)
+        async with open_pipeline(
+            port, [], port, workers="processes", statistics_interval=0.05
+        ) as p:
+
+            def read() -> WorkerStatistics | None:
+                out = [w for w in p.statistics().workers if w.packets_in >= 20]
+                return out[0] if out else None
+
+            await wait_until(lambda: read() is not None, "the worker's report of 20 packets")
+            w = read()
+            assert w is not None and w.batches * 2 >= w.packets_in, w
 
 
 def test_worker_enters_the_namespace_it_is_handed(netns: testing.Netns) -> None:

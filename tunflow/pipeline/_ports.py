@@ -234,7 +234,8 @@ class _DeviceQueuePort:
         fd = self.device.fileno()
         if fd < 0:
             return None
-        return PortHandle("device", fd, self.name, {"layer": self.layer.value, "mtu": self.mtu})
+        params = {"layer": self.layer.value, "mtu": self.mtu, "max_packets": self._max_packets}
+        return PortHandle("device", fd, self.name, params)
 
     def link(self) -> tuple[int, str] | None:
         return (self._index, self._base) if self._index is not None else None
@@ -555,7 +556,7 @@ def open_port_handle(handle: PortHandle) -> Port:
     if handle.kind == "device":
         layer = Layer(handle.params.get("layer", "tun"))
         dev = AsyncDevice.from_fd(handle.fd, layer=layer)
-        port = DevicePort(dev)
+        port = DevicePort(dev, max_packets=int(handle.params.get("max_packets", IDEAL_BATCH_SIZE)))
         port.name = handle.name
         if port.mtu == 1500 and "mtu" in handle.params:
             port.mtu = int(handle.params["mtu"])
