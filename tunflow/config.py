@@ -448,10 +448,15 @@ def load_config(path: str | Path) -> Config:
     """Read, parse and check a TOML configuration file.
 
     Raises:
-        ConfigError: as :func:`loads_config`, or the file cannot be read.
+        ConfigError: as :func:`loads_config`, or the file cannot be read or is not UTF-8.
     """
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror or exc}", file=str(path)) from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8
+        bad = exc.object[exc.start]
+        raise ConfigError(
+            f"not UTF-8 text (byte {bad:#04x} at offset {exc.start})", file=str(path)
+        ) from None
     return loads_config(text, file=str(path))

@@ -37,6 +37,13 @@ def test_check_names_file_and_key(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert f"{path}: stages[0].options" in err and "interval" in err
 
 
+def test_check_a_file_that_is_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bin.toml"
+    path.write_bytes(b"\xff\xfe")
+    assert main(["check", str(path)]) == 2
+    assert capsys.readouterr().err == f"tunflow: {path}: not UTF-8 text (byte 0xff at offset 0)\n"
+
+
 def test_stages_lists_plugins_with_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["stages", "--json"]) == 0
     listing = {e["name"]: e for e in json.loads(capsys.readouterr().out)}

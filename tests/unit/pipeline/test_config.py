@@ -160,6 +160,11 @@ def test_toml_syntax_error_and_missing_file(tmp_path: Path) -> None:
         loads_config("x = [", file="bad.toml")
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.toml")
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes('[devices.a]\nname = "café"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 0xe9 at offset 23\)") as info:
+        load_config(latin1)
+    assert info.value.file == str(latin1)
 
 
 def test_pipeline_spec_defaults() -> None:
