@@ -604,6 +604,11 @@ class _Engine:
             c[_BATCHES] += 1
             try:
                 out = proc(out)
+                if not isinstance(out, PacketBatch):
+                    raise TypeError(
+                        f"stage {st.name!r} returned {type(out).__name__}, not a PacketBatch "
+                        "(a process() without 'return batch'?)"
+                    )
             except Exception as exc:
                 io[5] += 1
                 self._stage_failed(st, c, exc)

@@ -114,6 +114,33 @@ async def test_error_policy_stop_raises_stage_error() -> None:
     assert len(sink.packets) == 10
 
 
+class Forgetful(StageBase):
+    """A stage that forgot ``return batch`` on every other batch."""
+
+    plugin = "forgetful"
+    calls = 0
+
+    def process(self, batch: PacketBatch) -> PacketBatch:
+        self.calls += 1
+        return batch if self.calls % 2 else None  # type: ignore[return-value]
+
+
+async def test_a_stage_returning_no_batch_fails_as_that_stage() -> None:
+    sink = MemorySink()
+    p = Pipeline(MemorySource(packets(40), batch_size=10), [Forgetful(), Recorder()], sink)
+    await p.run()  # on_error="drop": those batches are dropped, the pipeline goes on
+    forgetful, recorder = p.statistics().stages
+    assert forgetful.errors == 2 and recorder.errors == 0 and len(sink.packets) == 20
+    assert forgetful.last_error == (
+        "TypeError: stage 'forgetful' returned NoneType, not a PacketBatch "
+        "(a process() without 'return batch'?)"
+    )
+    p = Pipeline(MemorySource(packets(40), batch_size=10), [Forgetful()], sink, on_error="stop")
+    with pytest.raises(StageError, match="'forgetful' returned NoneType") as info:
+        await p.run()
+    assert info.value.stage == "forgetful" and isinstance(info.value.__cause__, TypeError)
+
+
 async def test_stage_on_error_overrides_pipeline_policy() -> None:
     stage = Recorder(fail_on=1)
     stage.on_error = ErrorPolicy.STOP
