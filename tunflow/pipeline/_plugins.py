@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import collections
 import difflib
+import enum
 import ipaddress
+import os
 import re
 import typing
 from collections.abc import Iterator, Mapping
@@ -74,6 +76,8 @@ def _make_converter() -> cattrs.Converter:
         ipaddress.IPv4Interface | ipaddress.IPv6Interface, lambda v, _: ipaddress.ip_interface(v)
     )
     conv.register_structure_hook_factory(_is_list, lambda t: _sequence_hook(t, conv))
+    conv.register_structure_hook(str, _structure_str)
+    conv.register_structure_hook_factory(_is_plain_literal, _literal_hook)
     return conv
 
 
@@ -82,8 +86,8 @@ def _is_list(type_: Any) -> bool:
     return bool(is_sequence(type_)) and getattr(type_, "__origin__", type_) is not collections.deque
 
 
-class _NotAList(ValueError):
-    """A string or a table where a list belongs."""
+class _WrongKind(ValueError):
+    """A value of the wrong kind (a string where a list belongs…); the message says what fits."""
 
 
 def _sequence_hook(type_: Any, conv: cattrs.Converter) -> Any:
@@ -96,8 +100,36 @@ def _sequence_hook(type_: Any, conv: cattrs.Converter) -> Any:
 
     def structure(value: Any, t: Any) -> Any:
         if isinstance(value, str | bytes | Mapping):
-            raise _NotAList(f"must be a list, not {value!r}")
+            raise _WrongKind(f"must be a list, not {value!r}")
         return inner(value, t)
+
+    return structure
+
+
+def _structure_str(value: Any, _: Any) -> str:
+    # cattrs would call str(): name = 5 became "5", and true "True" (a Path is still taken)
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise _WrongKind(f"must be a string, not {value!r}")
+    return value
+
+
+def _is_plain_literal(type_: Any) -> bool:
+    return typing.get_origin(type_) is typing.Literal and not any(
+        isinstance(a, enum.Enum) for a in typing.get_args(type_)
+    )
+
+
+def _literal_hook(type_: Any) -> Any:
+    """cattrs' check of a ``Literal``, said as "must be one of 'police', 'shape', not 'drop'"."""
+    allowed = typing.get_args(type_)
+    choices = ", ".join(repr(a) for a in allowed)
+
+    def structure(value: Any, _: Any) -> Any:
+        if value not in allowed:
+            raise _WrongKind(f"must be one of {choices}, not {value!r}")
+        return value
 
     return structure
 
@@ -119,7 +151,7 @@ def _format_exception(exc: BaseException, type_: type | None) -> str:
             type_ is None
             or attrs.has(type_)
             or "Literal" in repr(type_)
-            or isinstance(exc, _NotAList)
+            or isinstance(exc, _WrongKind)
         )
     ):
         return str(exc)

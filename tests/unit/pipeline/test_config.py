@@ -132,6 +132,18 @@ def test_built_from_python_equals_the_file() -> None:
             "devices.lan.addresses",
             "must be a list, not '10.0.0.1/24'",
         ),
+        # a choice or a string said plainly: not cattrs' internals, not str(5)
+        (
+            ("per_flow = true", 'per_flow = true, mode = "drop"'),
+            "stages[1].options.mode",
+            "must be one of 'police', 'shape', not 'drop'",
+        ),
+        (
+            ('protocol = "udp"', 'protocol = "udp", name = 5'),
+            "stages[0].options.rules[0].name",
+            "must be a string, not 5",
+        ),
+        (('name = "tf0"', "name = true"), "devices.lan.name", "must be a string, not True"),
         (('remote = "wan"', 'remote = "wna"'), "tunnel.remote", "not a device"),
         (('workers = "processes"', 'workers = "threads"'), "tunnel.workers", "threads"),
         (("[tunnel]", "[pipeline]\nsource='lan'\nsink='lan'\n[tunnel]"), None, "exactly one"),

@@ -231,7 +231,7 @@ def test_capture_rotates(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_capture_tap_linktype_and_segments(tmp_path: Path) -> None:
-    stage = CaptureStage(path=str(tmp_path / "t.pcap"))
+    stage = CaptureStage(path=tmp_path / "t.pcap")  # a Path, as a str
     await stage.start(StageContext(layer=Layer.L2))
     stage.bind(Lane(layer=Layer.L2))(batch_of([bytes(60)]))
     await stage.stop()
