@@ -16,6 +16,7 @@ so the rate holds on average instead of such packets never passing.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from typing import Any, Literal
@@ -63,7 +64,7 @@ def parse_rate(value: str | float | int) -> tuple[float, str]:
     """A rate or a size as ``(amount, "bytes" | "packets")``.
 
     Raises:
-        ValueError: not a number with a known unit, or not positive.
+        ValueError: not a number with a known unit, or not positive and finite.
 
     Example:
         >>> parse_rate("20mbit"), parse_rate("1000pps"), parse_rate(4096)
@@ -81,8 +82,8 @@ def parse_rate(value: str | float | int) -> tuple[float, str]:
             )
         scale, unit = _UNITS[m.group(2).lower()]
         amount = float(m.group(1)) * scale
-    if not amount > 0:
-        raise ValueError(f"rate {value!r} must be positive")
+    if not 0 < amount < math.inf:  # (NaN fails both)
+        raise ValueError(f"rate {value!r} must be positive and finite")
     return amount, unit
 
 
@@ -128,7 +129,7 @@ class RateLimitOptions:
     burst: str | float | None = attrs.field(
         default=None,
         validator=_check_burst,
-        metadata={"help": "bucket size (default: 0.1 s of rate, at least one 64 KiB packet)"},
+        metadata={"help": "bucket size (default: 0.1 s of rate, at least 64 KiB or 1 packet)"},
     )
     mode: Literal["police", "shape"] = attrs.field(
         default="police", metadata={"help": "police drops, shape delays the source"}
@@ -146,6 +147,8 @@ class RateLimitOptions:
             raise ValueError("shape mode is global only (per_flow = false)")
         if self.max_flows < 1:
             raise ValueError("max_flows must be at least 1")
+        if not self.idle_timeout > 0:  # (NaN too)
+            raise ValueError(f"idle_timeout must be positive (seconds), not {self.idle_timeout!r}")
 
 
 class RateLimitStage(StageBase):

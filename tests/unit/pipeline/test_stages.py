@@ -70,7 +70,7 @@ def test_parse_rate() -> None:
     assert parse_rate(100) == (100.0, "bytes")
     for bits in ("20mbit", "20mbps", "20Mbps", "20000kbit", "20000kbps", "0.02gbps"):
         assert parse_rate(bits) == pytest.approx((2.5e6, "bytes")), bits
-    for bad in ("fast", "-1mbit", "0", True):
+    for bad in ("fast", "-1mbit", "0", True, float("inf"), float("nan"), "1e999", "1e308gbit"):
         with pytest.raises(ValueError):
             parse_rate(bad)  # type: ignore[arg-type]
 
@@ -186,6 +186,12 @@ def test_ratelimit_bad_options() -> None:
         StageSpec("ratelimit", {"rate": 10, "mode": "shape", "per_flow": True}).build()
     with pytest.raises(ConfigError, match="burst"):
         StageSpec("ratelimit", {"rate": "10pps", "burst": 100}).build()
+    for rate in (float("inf"), "1e999"):
+        with pytest.raises(ConfigError, match="must be positive and finite"):
+            StageSpec("ratelimit", {"rate": rate}).build()
+    for idle in (-1, 0):
+        with pytest.raises(ConfigError, match=f"idle_timeout must be positive .*, not {idle}"):
+            StageSpec("ratelimit", {"rate": 10, "per_flow": True, "idle_timeout": idle}).build()
 
 
 def read_pcap(path: Path) -> tuple[int, list[bytes]]:
