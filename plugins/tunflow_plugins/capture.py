@@ -3,8 +3,10 @@
 Put it anywhere in a chain (several times, with different files). Files are classic pcap with
 nanosecond timestamps and the right link type (``LINKTYPE_RAW`` for a TUN, ``LINKTYPE_ETHERNET``
 for a TAP), readable by Wireshark, tshark and tcpdump. With ``max_bytes`` the file rotates:
-``NAME-0000.pcap``, ``NAME-0001.pcap``…, keeping the last ``max_files``. GSO super-packets are
-written as the segments they stand for (``segments = true``), as they will be on the wire.
+``NAME-0000.pcap``, ``NAME-0001.pcap``…, keeping the last ``max_files`` (a file is closed after
+the batch that took it to ``max_bytes``, so it may pass that by up to one batch). GSO
+super-packets are written as the segments they stand for (``segments = true``), as they will be
+on the wire.
 
 Writes go to a buffered file from the worker (a memory copy; the OS writes back later) and are
 flushed every second and on stop. In processes mode each worker process writes its own files,
@@ -37,7 +39,11 @@ class CaptureOptions:
 
     path: str = attrs.field(metadata={"help": "the pcap file (with rotation: its name pattern)"})
     max_bytes: int = attrs.field(
-        default=0, metadata={"help": "rotate when a file reaches this size (0: never)"}
+        default=0,
+        metadata={
+            "help": "rotate when a file reaches this size (0: never); checked after each batch,"
+            " so a file may pass it by up to one batch"
+        },
     )
     max_files: int = attrs.field(default=0, metadata={"help": "rotated files kept (0: all)"})
     snaplen: int = attrs.field(default=262144, metadata={"help": "bytes kept per packet"})

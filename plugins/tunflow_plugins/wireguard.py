@@ -4,10 +4,13 @@ The stage lives in :mod:`tunflow.wireguard.stage` (the VPN runtime and this plug
 this module registers it in the ``tunflow.stages`` group like every built-in. Put it last in a
 tunnel's chain, next to the transport::
 
+    [[stages]]                 # ...the other stages before it
+    plugin = "wireguard"
+    options = { config = "wg0.conf" }
+
     [tunnel]
-    local = "tun"
+    local = "tun"              # a device
     remote = "peer"            # a UDP transport
-    stages = [{ plugin = "wireguard", options = { config = "wg0.conf" } }]
 
 For a whole VPN (device addresses, routes, ``wg show``/``wg set``) use ``tunflow up``.
 """

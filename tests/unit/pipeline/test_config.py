@@ -197,3 +197,23 @@ def test_specs_built_in_python_are_checked_too(spec: Callable[[], object], key: 
     with pytest.raises(ConfigError) as info:
         spec()
     assert info.value.path == key and str(info.value).startswith(f"{key}: must be")
+
+
+def test_the_wireguard_plugins_example_is_a_valid_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tunflow_plugins.wireguard
+    from tunflow.wireguard import PrivateKey
+
+    monkeypatch.chdir(tmp_path)  # the example names "wg0.conf"
+    (tmp_path / "wg0.conf").write_text(
+        f"[Interface]\nPrivateKey = {PrivateKey.generate().to_base64()}\n"
+        f"[Peer]\nPublicKey = {PrivateKey.generate().public_key().to_base64()}\n"
+        "AllowedIPs = 10.9.0.0/24\n"
+    )
+    doc = tunflow_plugins.wireguard.__doc__ or ""
+    example = doc.split("::\n\n", 1)[1].split("\n\nFor ", 1)[0]
+    text = "\n".join(line.removeprefix("    ") for line in example.splitlines())
+    cfg = loads_config("[devices.tun]\n[transports.peer]\n" + text)
+    assert [s.plugin for s in cfg.stages] == ["wireguard"]
+    assert cfg.tunnel is not None and (cfg.tunnel.local, cfg.tunnel.remote) == ("tun", "peer")
