@@ -102,6 +102,9 @@ _V4_DST: Final = struct.Struct("!I")
 _V6_LEN_SRC: Final = struct.Struct("!4xH2xQQ")
 _V6_DST: Final = struct.Struct("!QQ")
 _ZERO_HDR: Final = bytes(HEADROOM)
+#: decrypt_batch's run-at-once step (_open_uniform) takes runs of at least this many messages
+_UNIFORM_MIN: Final = 8
+_HIGH_NIBBLE: Final = bytes(b & 0xF0 for b in range(256))
 _OVERHEAD: Final = 32
 _JITTER_MS: Final = int(REKEY_TIMEOUT_JITTER_MAX * 1000)
 # the first four bytes of a native message of one fragment (type, index 0, count 1, version)
@@ -1029,6 +1032,153 @@ class WireGuard:
             return [bytes(out.with_header(i)) for i in range(len(out))]
         return out.to_list()
 
+    def _open_uniform(self, datagrams: DatagramBatch, now: float, out: PacketBatch) -> int:
+        """decrypt_batch's first step for what a bulk transfer delivers — transport messages of
+        one session, one size, with consecutive counters, from one address, laid out at one
+        stride (one or more ``UDP_GRO`` reads): their headers are checked a byte position at a
+        time across the run (extended slices, loops in C), the replay window is marked once for
+        the run, the decrypted packets' IP headers are checked the same way, and per message
+        only the nonce and the AEAD call are left. Returns how many datagrams it took from the
+        start (0: none — the loop takes the batch as it is); a message that fails to open ends
+        the run there and is left to the loop. What comes out, is counted and is recorded is
+        what the loop would make of the same datagrams."""
+        offs, lens, addrs = datagrams.offsets, datagrams.lengths, datagrams.addresses
+        n = len(offs)
+        o0, ln = offs[0], lens[0]
+        stride = offs[1] - o0
+        plen = ln - _OVERHEAD
+        if plen < 20 or stride < ln:
+            return 0
+        m = n
+        if lens.count(ln) != n or offs != list(range(o0, o0 + n * stride, stride)):
+            m = 1  # the run is the datagrams of the first one's size at its stride
+            while m < n and lens[m] == ln and offs[m] == o0 + m * stride:
+                m += 1
+        addr = addrs[0]
+        if addrs.count(addr) < m:  # (the same object for every segment of a read)
+            return 0
+        obuf = out.buffer
+        oend = out.end
+        ostride = plen + HEADROOM
+        fit = (len(obuf) - oend - HEADROOM - plen) // ostride + 1
+        if m < _UNIFORM_MIN or fit < m or out.max_packets - len(out.offsets) < m:
+            return 0  # (short of room, the loop fills it as far as it goes)
+        # the headers: type 4 and three zero bytes, one receiver (neither is authenticated)
+        buf = datagrams.buffer
+        stop = o0 + (m - 1) * stride + 1
+        if buf[o0:stop:stride].count(MESSAGE_TRANSPORT) != m:
+            return 0
+        for f in (1, 2, 3):
+            if buf[o0 + f : stop + f : stride].count(0) != m:
+                return 0
+        for f in (4, 5, 6, 7):
+            col = buf[o0 + f : stop + f : stride]
+            if col.count(col[0]) != m:
+                return 0
+        _, receiver, c0 = TRANSPORT_HEADER.unpack_from(buf, o0)
+        s = self._sessions.get(receiver)
+        if s is None or now - s.created >= REJECT_AFTER_TIME:
+            return 0
+        replay = s.replay
+        if c0 <= replay._last or c0 + m > replay.limit:
+            return 0
+        # Open them, message i with counter c0 + i as its nonce: the AEAD checks the counters
+        # (a message whose counter is another fails to open and ends the run there).
+        opener = s.open
+        nonce = self._recv_nonce
+        pack_nonce = _COUNTER.pack_into
+        view, oview = datagrams.view, out.view
+        src, end = o0 + 16, o0 + ln
+        dst0 = dst = oend + HEADROOM
+        counter = c0
+        try:
+            for counter in range(c0, c0 + m):
+                pack_nonce(nonce, 4, counter)
+                opener(nonce, view[src:end], None, oview[dst : dst + plen])
+                src += stride
+                end += stride
+                dst += ostride
+            done = m
+        except InvalidTag:
+            done = counter - c0  # this one and the rest are left to the loop
+            if not done:
+                return 0
+        replay.mark_run(c0, c0 + done)
+        # the packets: one IP version, their length the plaintext's, one source, the peer's
+        o_offs, o_lens = out.offsets, out.lengths
+        last = dst0 + (done - 1) * ostride
+        stop = last + 1
+        version = obuf[dst0] >> 4
+        if version == 4:
+            length_at, length_of, src_at, src_len = 2, 0, 12, 4
+        else:
+            length_at, length_of, src_at, src_len = 4, 40, 8, 16
+        first = obuf[dst0 : dst0 + src_at + src_len]
+        uniform = (version == 4 or version == 6) and (
+            (first[length_at] << 8 | first[length_at + 1]) + length_of == plen
+        )
+        if uniform:
+            for f in (length_at, length_at + 1, *range(src_at, src_at + src_len)):
+                col = obuf[dst0 + f : stop + f : ostride]
+                if col.count(first[f]) != done:
+                    uniform = False
+                    break
+            else:
+                col = obuf[dst0:stop:ostride].translate(_HIGH_NIBBLE)
+                uniform = col.count(version << 4) == done
+        if uniform and self._source_peer(first, version) is s.peer:
+            o_offs.extend(range(dst0, stop, ostride))
+            o_lens.extend([plen] * done)
+            out.end = last + plen
+        else:  # packet by packet, checked and placed as the loop does (padding and drops
+            # leave no gaps)
+            pos = oend
+            for dst in range(dst0, stop, ostride):
+                iplen = self._checked_length(obuf, dst, plen, s.peer)
+                if iplen:
+                    at = pos + HEADROOM
+                    if at != dst:
+                        obuf[at : at + iplen] = obuf[dst : dst + iplen]
+                    o_offs.append(at)
+                    o_lens.append(iplen)
+                    pos = at + iplen
+            out.end = pos
+        self._flush_rx(s, addr, done * ln, done, done, now)
+        return done
+
+    def _source_peer(self, header: bytes | bytearray, version: int) -> Peer | None:
+        """The peer whose AllowedIPs hold the source of an IP header."""
+        if version == 4:
+            return self._allowed.v4.lookup(int.from_bytes(header[12:16], "big"))
+        return self._allowed.v6.lookup(int.from_bytes(header[8:24], "big"))
+
+    def _checked_length(self, buf: bytearray, dst: int, plen: int, peer: Peer) -> int:
+        """decrypt_batch's checks of one decrypted packet: its IP length if it may go on (0 when
+        dropped, counted as the loop counts it)."""
+        c = self._counters
+        version = buf[dst] >> 4
+        iplen: int
+        if version == 4 and plen >= 20:
+            iplen, src = _V4_LEN_SRC.unpack_from(buf, dst)
+            if iplen < 20 or iplen > plen:
+                c.dropped_malformed += 1
+                return 0
+            owner = self._allowed.v4.lookup(src)
+        elif version == 6 and plen >= 40:
+            payload, hi, lo = _V6_LEN_SRC.unpack_from(buf, dst)
+            iplen = payload + 40
+            if iplen > plen:
+                c.dropped_malformed += 1
+                return 0
+            owner = self._allowed.v6.lookup((hi << 64) | lo)
+        else:
+            c.dropped_malformed += 1
+            return 0
+        if owner is not peer:
+            c.dropped_not_allowed_source += 1
+            return 0
+        return iplen
+
     def decrypt_batch(self, datagrams: DatagramBatch, now: float, out: PacketBatch) -> int:
         """Process a batch of received datagrams — the inbound hot path.
 
@@ -1093,6 +1243,11 @@ class WireGuard:
         owner6: Peer | None = None
         consumed = n
         skip = 0
+        if n >= _UNIFORM_MIN and not vnet:
+            skip = self._open_uniform(datagrams, now, out)
+            if skip:
+                oend = out.end
+                room = out.max_packets - len(o_offs)
         for i in range(n):
             if i < skip:
                 continue  # fragments of a native message opened as a whole
