@@ -283,6 +283,10 @@ def main() -> None:
         ("TCPv4 1 flow, timestamps move every 32", ts_flow),
         ("TCPv4 4 flows interleaved, 1448 B", four_flows),
         (
+            "TCPv4 4 flows in runs of 32, 1448 B",
+            [tcp4_packet(IP4_A, dsts[i // 32], ACK, MSS, 1 + (i % 32) * MSS) for i in range(128)],
+        ),
+        (
             "TCPv6 1 flow, 1428 B",
             [tcp6_packet(IP6_A, IP6_B, ACK, MSS - 20, 1 + i * (MSS - 20)) for i in range(128)],
         ),

@@ -30,6 +30,7 @@ import struct
 import sys
 from array import array
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any, Final, TypeAlias
 
 import attrs
@@ -883,12 +884,12 @@ _V4TCP_RUN_HDR = struct.Struct("!10sHH2xI2x12sIIH").unpack_from  # 44 bytes
 _V6TCP_RUN = struct.Struct("!0sIHH36sIIH").unpack_from  # 54 bytes
 _V6TCP_RUN_HDR = struct.Struct("!10sIHH36sIIH").unpack_from  # 64 bytes
 _V6TCP = struct.Struct("!IHBB32sIIIBB").unpack_from  # 54 bytes
-# What _classify_uniform compares byte by byte across a batch, the fields the fast path compares
-# whole: IPv4 version/IHL, ToS, flags/fragment offset, TTL, protocol, addresses, ports, ACK
-# number; IPv6 version (+ the traffic class, masked), next header, hop limit, addresses, ports,
-# ACK number. (Lengths, data offsets, flags, options and sequence numbers are checked apart.)
-_V4_SAME: Final = (0, 1, 6, 7, 8, 9, *range(12, 24), 28, 29, 30, 31)
-_V6_SAME: Final = (0, 6, 7, *range(8, 44), 48, 49, 50, 51)
+# What _classify_uniform requires the same in every packet of a batch, byte by byte: IPv4
+# version/IHL, ToS, flags/fragment offset, TTL, protocol; IPv6 version (+ the traffic class,
+# masked), next header, hop limit. (Lengths, data offsets and flags are checked apart; the flow,
+# ACK number and options may change, and cut the batch into segments.)
+_V4_SAME: Final[tuple[int, ...]] = (0, 1, 6, 7, 8, 9)
+_V6_SAME: Final[tuple[int, ...]] = (0, 6, 7)
 _HIGH_NIBBLE: Final = bytes(b & 0xF0 for b in range(256))
 _NON_ZERO: Final = bytes([0] + [1] * 255)
 _LITTLE: Final = sys.byteorder == "little"
@@ -1065,9 +1066,11 @@ class GROTable:
         if version == 4:
             unpack = _V4TCP_RUN_HDR if back else _V4TCP_RUN
             iph, kind, length_of_n, len_at, seq_at = 20, 1, 0, 2, 24
+            key_at, key_len = 12, 12
         elif version == 6:
             unpack = _V6TCP_RUN_HDR if back else _V6TCP_RUN
             iph, kind, length_of_n, len_at, seq_at = 40, 2, 40, 4, 44
+            key_at, key_len = 8, 36
         else:
             return None
         if last_n < iph + 20:
@@ -1086,7 +1089,6 @@ class GROTable:
             or doff < 20
             or last_gso < 1
             or length + length_of_n != n
-            or seq0 + (k - 1) * gso > 0xFFFFFFFF  # the sequence wraps: left to the slow way
         ):
             return None
         if kind == 1:
@@ -1104,26 +1106,10 @@ class GROTable:
             return None
         # Byte positions, each across the batch: ``col(f)`` is byte ``f`` of every packet.
         stop = o0 + (k - 1) * stride + 1
-        for f in same:
+        for f in same:  # the same in every packet, whatever the flow
             col = buf[o0 + f : stop + f : stride]
             if col.count(col[0]) != k:
                 return None
-        # TCP options may change (a timestamp moving on): a change starts an item, as in
-        # _classify_tcp_run. Where a column is not constant, the packets that differ from the
-        # one before are the non-zero bytes of its XOR with itself shifted by one packet.
-        changed = 0
-        for f in range(iph + 20, hlen):
-            col = buf[o0 + f : stop + f : stride]
-            if col.count(col[0]) != k:
-                changed |= int.from_bytes(col[1:], "big") ^ int.from_bytes(col[:-1], "big")
-        cuts = []  # the packets whose options differ from those of the packet before
-        if changed:
-            marks = changed.to_bytes(k - 1, "big").translate(_NON_ZERO)
-            c = marks.find(1)
-            while c >= 0:
-                cuts.append(c + 1)
-                c = marks.find(1, c + 1)
-        cuts.append(k)  # a sentinel
         for f in range(-back, 0):  # virtio-net headers: all zero
             if buf[o0 + f : stop + f : stride].count(0) != k:
                 return None
@@ -1140,12 +1126,41 @@ class GROTable:
             col = buf[o0 + 1 : stop + 1 : stride].translate(_HIGH_NIBBLE)
             if col.count(col[0]) != k:
                 return None
-        col = buf[o0 + iph + 13 : stop + iph + 13 : stride]
-        pshed = col.count(_ACK | _PSH)
-        if col.count(_ACK) + pshed != k:
+        flags_col = buf[o0 + iph + 13 : stop + iph + 13 : stride]
+        pshed = flags_col.count(_ACK | _PSH)
+        if flags_col.count(_ACK) + pshed != k:
             return None
-        # sequence numbers: each the one before plus its payload
-        want = array("I", range(seq0, seq0 + k * gso, gso))
+        # Where the flow (addresses and ports), the ACK number or the TCP options change (a
+        # timestamp moving on): each such packet starts a segment. Where a column is not
+        # constant, the packets that differ from the one before are the non-zero bytes of its
+        # XOR with itself shifted by one packet.
+        changed = 0
+        for f in (*range(key_at, key_at + key_len), *range(seq_at + 4, seq_at + 8)):
+            col = buf[o0 + f : stop + f : stride]
+            if col.count(col[0]) != k:
+                changed |= int.from_bytes(col[1:], "big") ^ int.from_bytes(col[:-1], "big")
+        for f in range(iph + 20, hlen):
+            col = buf[o0 + f : stop + f : stride]
+            if col.count(col[0]) != k:
+                changed |= int.from_bytes(col[1:], "big") ^ int.from_bytes(col[:-1], "big")
+        cuts = [0]
+        if changed:
+            marks = changed.to_bytes(k - 1, "big").translate(_NON_ZERO)
+            if marks.count(1) > k >> 2:
+                return None  # short segments (flows interleaved packet by packet): the
+                # packet-at-a-time way is quicker
+            c = marks.find(1)
+            while c >= 0:
+                cuts.append(c + 1)
+                c = marks.find(1, c + 1)
+        cuts.append(k)
+        # sequence numbers: in each segment, each the one before plus its payload
+        want = array("I")
+        for s, e in pairwise(cuts):
+            (seq,) = _unpack_I(buf, offsets[s] + seq_at)
+            if seq + (e - s - 1) * gso > 0xFFFFFFFF:
+                return None  # the sequence wraps: left to the slow way
+            want.extend(range(seq, seq + (e - s) * gso, gso))
         if _LITTLE:
             want.byteswap()
         expected = want.tobytes()
@@ -1153,57 +1168,79 @@ class GROTable:
             f = seq_at + j
             if buf[o0 + f : stop + f : stride] != expected[j::4]:
                 return None
-        # One flow, in order, one set of words between option changes: the items are where the
-        # rules cut it — after a PSH, at an option change, at max_segments members, before a
-        # segment that would pass 65535 bytes.
+        # Items, as the rules make them: a segment continues its flow's last item if that one
+        # ends where the segment begins and has the same ACK number and options (else the
+        # batch is not in order: left to the slow way); an item ends after a PSH, at
+        # max_segments members, before a segment that would pass 65535 bytes, and before a
+        # segment of other words.
         psh_at = []
         if pshed:
-            p = col.find(_ACK | _PSH)
+            p = flags_col.find(_ACK | _PSH)
             while p >= 0:
                 psh_at.append(p)
-                p = col.find(_ACK | _PSH, p + 1)
+                p = flags_col.find(_ACK | _PSH, p + 1)
         psh_at.append(k)  # a sentinel
         max_segs = self._max_segments
-        fit = (_MAX_IP - hlen) // gso  # full segments that fit one packet
-        limit = min(max_segs, fit)
         full_end = k if last_n == n else k - 1
         slots: list[int | _Item] = []
         too_large = 0
-        opt_at, opt_end = o0 + iph + 20, o0 + hlen
-        opts = bytes(buf[opt_at:opt_end]) if doff > 20 else b""
-        next_psh = next_cut = 0
-        i = 0
-        while i < k:
-            while psh_at[next_psh] < i:
-                next_psh += 1
-            p = psh_at[next_psh]
-            cut = cuts[next_cut]
-            if cut == i:  # other options from here on
-                next_cut += 1
-                cut = cuts[next_cut]
-                opts = bytes(buf[opt_at + i * stride : opt_end + i * stride])
-            if i == full_end:  # the short last segment, on its own
-                slots.append(
-                    [[i], seq0 + i * gso, last_gso, last_gso, doff, p == i, compat, opts, 1, kind]
-                )
-                break
-            end = min(i + limit, full_end, p + 1, cut)
-            pay = (end - i) * gso
-            closed = p < end
-            members = list(range(i, end))
-            if end == full_end < cut and not closed and end - i < max_segs:
-                # the short last segment joins if it fits
-                if hlen + pay + last_gso <= _MAX_IP:
-                    members.append(end)
-                    pay += last_gso
-                    closed = p == end
-                    end = k
-                else:
-                    too_large += 1
-            elif end < full_end and end < cut and not closed and end - i < max_segs:
-                too_large += 1  # the next one would pass 65535 bytes
-            slots.append([members, seq0 + i * gso, pay, gso, doff, closed, compat, opts, 1, kind])
-            i = end
+        flows: dict[bytes, tuple[_Item, bytes]] = {}
+        next_psh = 0
+        for s, e in pairwise(cuts):
+            o = offsets[s]
+            key = bytes(buf[o + key_at : o + key_at + key_len])
+            words = bytes(buf[o + seq_at + 4 : o + seq_at + 8]) + bytes(
+                buf[o + iph + 20 : o + hlen]
+            )
+            seq_s = seq0 if s == 0 else _unpack_I(buf, o + seq_at)[0]
+            it: _Item | None = None
+            state = flows.get(key)
+            if state is not None:
+                it, its_words = state
+                if seq_s != (it[_IT_SEQ] + it[_IT_PAYLOAD]) & 0xFFFFFFFF:
+                    return None  # a gap or reordering
+                if words != its_words:
+                    it = None
+            opts = words[4:]
+            i = s
+            while i < e:
+                while psh_at[next_psh] < i:
+                    next_psh += 1
+                p = psh_at[next_psh]
+                if it is not None:
+                    members = it[_IT_MEMBERS]
+                    pay = it[_IT_PAYLOAD]
+                    i_gso = it[_IT_GSO]
+                    g = last_gso if i == full_end else gso
+                    if it[_IT_PSH] or pay % i_gso or g > i_gso or len(members) >= max_segs:
+                        it = None
+                        continue
+                    if i == full_end:  # the short last segment
+                        if hlen + pay + g <= _MAX_IP:
+                            members.append(i)
+                            it[_IT_PAYLOAD] = pay + g
+                            it[_IT_PSH] = p == i
+                            i += 1
+                        else:
+                            too_large += 1
+                            it = None
+                        continue
+                    fit = (_MAX_IP - hlen - pay) // gso
+                    if fit < 1:
+                        too_large += 1
+                        it = None
+                        continue
+                    end = min(i + fit, i + max_segs - len(members), e, full_end, p + 1)
+                    members.extend(range(i, end))
+                    it[_IT_PAYLOAD] = pay + (end - i) * gso
+                    it[_IT_PSH] = p < end
+                    i = end
+                    continue
+                g = last_gso if i == full_end else gso
+                it = [[i], seq_s + (i - s) * gso, g, g, doff, p == i, compat, opts, 1, kind]
+                slots.append(it)
+                flows[key] = (it, words)
+                i += 1
         return slots, too_large
 
     def _classify_tcp_run(self, src: PacketBatch) -> tuple[list[int | _Item], int] | None:

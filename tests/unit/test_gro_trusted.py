@@ -381,7 +381,8 @@ def test_the_uniform_path_takes_one_flow_at_one_stride() -> None:
     assert _uniform([*packets[:10], tcp4_packet(IP4_A, IP4_C, ACK, 1380, 1), *packets[11:]]) is None
     assert _uniform([*packets[:10], *packets[11:]]) is None
     acked = tcp4_packet(IP4_A, IP4_B, ACK, 1380, 1 + 1380 * 10, ack=2, ident=10, tcp_options=_TS)
-    assert _uniform([*packets[:10], acked, *packets[11:]]) is None  # another ACK number
+    # another ACK number: an item of its own (as the packet-at-a-time way makes it)
+    assert _uniform([*packets[:10], acked, *packets[11:]]) == ([10, 1, 19], 0)
     wrap = [
         tcp4_packet(IP4_A, IP4_B, ACK, 1000, (2**32 - 5000 + 1000 * i) % 2**32) for i in range(20)
     ]
@@ -399,3 +400,63 @@ def test_the_uniform_path_takes_one_flow_at_one_stride() -> None:
     assert _uniform(ticks) == ([7, 7, 7, 7, 2], 0)
     short = tcp4_packet(IP4_A, IP4_B, ACK, 100, 1 + 1380 * 29, tcp_options=_TS[:4] + bytes(8))
     assert _uniform([*packets[:29], short]) == ([29, 1], 0)  # a short last one, other options
+
+
+@st.composite
+def flow_runs(draw: st.DrawFn) -> tuple[list[bytes], bool, int | None, int]:
+    """Several flows of one sender, each in runs of its own (what a tunnel delivers of a few
+    TCP streams: each stream's segments of one TSO burst back to back), one segment size; now and
+    then a flow's ACK number or timestamp moves, a flow skips ahead, a PSH, a short last one."""
+    mss = draw(st.sampled_from([100, 536, 1380]))
+    v6 = draw(st.booleans())
+    a = IP6_A if v6 else IP4_A
+    dsts = [(IP6_B if v6 else IP4_B)[0], (IP6_C if v6 else IP4_C)[0]]
+    make = tcp6_packet if v6 else tcp4_packet
+    nflows = draw(st.integers(1, 4))
+    flows = [(dsts[f % 2], 1000 + f) for f in range(nflows)]
+    seqs = [draw(st.integers(0, 2**32 - 1)) for _ in flows]
+    acks = [1] * nflows
+    stamps = [0] * nflows
+    packets: list[bytes] = []
+    total = draw(st.integers(12, 110))
+    while len(packets) < total:
+        f = draw(st.integers(0, nflows - 1))
+        for _ in range(min(draw(st.integers(1, 40)), total - len(packets))):
+            event = draw(st.integers(0, 120))
+            if event == 1:
+                acks[f] += 1
+            elif event == 2:
+                stamps[f] += 1
+            elif event == 3:
+                seqs[f] = (seqs[f] + mss) & 0xFFFFFFFF  # a gap
+            size = mss
+            if len(packets) == total - 1 and draw(st.booleans()):
+                size = draw(st.integers(1, mss))
+            flags = ACK | PSH if event == 4 else ACK
+            options = bytes([1, 1, 8, 10]) + stamps[f].to_bytes(4, "big") + bytes(4)
+            packets.append(
+                make(a, flows[f], flags, size, seqs[f], ack=acks[f], tcp_options=options)  # type: ignore[arg-type]
+            )
+            seqs[f] = (seqs[f] + size) & 0xFFFFFFFF
+    return packets, draw(st.booleans()), draw(st.sampled_from([None, 1, 3, 44])), -1
+
+
+@settings(max_examples=300, deadline=None)
+@given(flow_runs())
+def test_the_uniform_path_makes_what_the_general_one_makes_of_several_flows(
+    case: tuple[list[bytes], bool, int | None, int],
+) -> None:
+    _compare_with_general(*case)
+
+
+def test_the_uniform_path_takes_flows_in_runs() -> None:
+    flows = [(IP4_B[0], 1000 + f) for f in range(4)]
+    packets = []
+    seqs = [1, 5000, 90_000, 7]
+    for _ in range(3):
+        for f in range(4):
+            for _ in range(10):
+                packets.append(tcp4_packet(IP4_A, flows[f], ACK, 1380, seqs[f]))
+                seqs[f] += 1380
+    # each flow's later runs join its item: one item a flow
+    assert _uniform(packets[:120]) == ([30, 30, 30, 30], 0)
