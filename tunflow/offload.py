@@ -1037,13 +1037,14 @@ class GROTable:
     # -- pass 1: group packets into items, no bytes moved --------------------------------
 
     def _classify_uniform(self, src: PacketBatch) -> tuple[list[int | _Item], int] | None:
-        """Pass 1 for the commonest batch of all — one flow's TCP segments in order, full-sized
-        but maybe the last, laid out at one stride (a tunnel decrypting a bulk transfer back to
-        back) — checked one header byte position at a time across the whole batch instead of
-        one packet at a time: each check is an extended slice (a loop in C), so the cost no
-        longer grows with the number of packets (``benchmarks/offload_micro.py``). The items
-        are those :meth:`_classify_tcp_run` makes of such a batch; ``None`` for any other
-        batch (it then goes that way), and for one it would refuse."""
+        """Pass 1 for the commonest batch of all — TCP segments of one size (but maybe the last)
+        laid out at one stride, each flow's in order and in runs of its own (a tunnel decrypting
+        bulk transfers back to back) — checked one header byte position at a time across the
+        whole batch instead of one packet at a time: each check is an extended slice (a loop in
+        C), so the cost no longer grows with the number of packets
+        (``benchmarks/offload_micro.py``). The items are those :meth:`_classify_tcp_run` makes of
+        such a batch; ``None`` for any other batch (it then goes that way), for one it would
+        refuse, and for one whose flows interleave in short runs (quicker that way)."""
         offsets = src.offsets
         k = len(offsets)
         if k < _UNIFORM_MIN:
