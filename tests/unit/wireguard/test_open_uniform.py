@@ -12,7 +12,11 @@ from hypothesis import given, settings, strategies as st
 from wgpair import A_IP, A_IP6, B_IP, B_IP6, Pair, ip4, ip6
 
 from tunflow.packet import PacketBatch
-from tunflow.wireguard.protocol import DatagramBatch, interface as wg_interface
+from tunflow.wireguard.protocol import (
+    DatagramBatch,
+    interface as wg_interface,
+    session as session_module,
+)
 from tunflow.wireguard.protocol.replay import ReplayWindow
 
 
@@ -169,3 +173,69 @@ def test_mark_run_records_what_check_records(seed: int) -> None:
         many.mark_run(counter, counter + length)
         assert (one._last, one._ring) == (many._last, many._ring)
         counter += length - 1
+
+
+# -- and the sending side: a run of full-size packets sealed at once ---------------------------
+
+
+def sealed_run(
+    packets: list[bytes], *, uniform: bool, mtu: int, cap: int
+) -> tuple[list[tuple[bytes, object]], int, int]:
+    p = Pair(mtu=mtu)
+    p.handshake()
+    batch = PacketBatch(capacity=1 << 21, max_packets=16384)
+    batch.extend(packets)
+    out = DatagramBatch(cap)
+    saved = session_module._UNIFORM_MIN
+    if not uniform:
+        session_module._UNIFORM_MIN = 1 << 30
+    try:
+        done = p.a.encrypt_batch(batch, p.now, out)
+    finally:
+        session_module._UNIFORM_MIN = saved
+    return out.to_pairs(), done, p.peer_of_a.current.send_counter
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from([1420, 1280, 1424, 1400, 64]),
+    st.integers(1, 60),
+    st.lists(st.integers(0, 59), max_size=2),
+    st.sampled_from([1420, 1400, 9000]),
+    st.sampled_from([4 << 20, 20_000]),
+)
+def test_the_sending_run_makes_what_the_loop_makes(
+    size: int, count: int, odd: list[int], mtu: int, cap: int
+) -> None:
+    packets = [packet(size, i) for i in range(count)]
+    for j in odd:  # a packet of another size breaks the run
+        if j < count:
+            packets[j] = packet(size - 5, j)
+    fast = sealed_run(packets, uniform=True, mtu=mtu, cap=cap)
+    slow = sealed_run(packets, uniform=False, mtu=mtu, cap=cap)
+    assert fast == slow
+    # and the receiving end opens them
+    p = Pair(mtu=mtu)
+    p.handshake()
+    if fast[1] == count:
+        assert p.deliver("b", [d for d, _ in fast[0]]) == packets
+
+
+def test_a_clean_sending_run_takes_the_step() -> None:
+    p = Pair()
+    p.handshake()
+    batch = PacketBatch(capacity=1 << 21, max_packets=16384)
+    batch.extend([packet(1420, i) for i in range(40)])
+    out = DatagramBatch(4 << 20)
+    session = p.peer_of_a.current
+    start = session.send_counter
+    assert session._encrypt_uniform(batch, out, p.b_addr, 1420, range(40)) == 40
+    assert session._encrypt_uniform(batch, out, p.b_addr, 1420, range(0, 40, 1)) == 40
+    assert session.send_counter == start + 80
+    batch.lengths[7] -= 1  # not one size: declined
+    assert session._encrypt_uniform(batch, out, p.b_addr, 1420, range(40)) == 0
+    gap = PacketBatch(capacity=1 << 21, max_packets=16384)
+    gap.extend([packet(1420, i) for i in range(20)])
+    gap.end += 8  # the rest further on: not one stride, declined
+    gap.extend([packet(1420, i) for i in range(20, 40)])
+    assert session._encrypt_uniform(gap, out, p.b_addr, 1420, range(40)) == 0
