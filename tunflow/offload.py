@@ -36,7 +36,7 @@ from typing import Any, Final, TypeAlias
 import attrs
 
 from .errors import MalformedPacketError, OffloadError, PacketTooLargeError, TruncatedPacketError
-from .packet import HEADROOM, IDEAL_BATCH_SIZE, PacketBatch, _sum16
+from .packet import _HIGH_NIBBLE, HEADROOM, IDEAL_BATCH_SIZE, PacketBatch, _sum16
 
 __all__ = [
     "VIRTIO_NET_HDR_LEN",
@@ -890,7 +890,6 @@ _V6TCP = struct.Struct("!IHBB32sIIIBB").unpack_from  # 54 bytes
 # ACK number and options may change, and cut the batch into segments.)
 _V4_SAME: Final[tuple[int, ...]] = (0, 1, 6, 7, 8, 9)
 _V6_SAME: Final[tuple[int, ...]] = (0, 6, 7)
-_HIGH_NIBBLE: Final = bytes(b & 0xF0 for b in range(256))
 _NON_ZERO: Final = bytes([0] + [1] * 255)
 _LITTLE: Final = sys.byteorder == "little"
 #: batches shorter than this take the packet-at-a-time fast path (as quick there)
@@ -1080,28 +1079,13 @@ class GROTable:
         h, a, length, b, _key, seq0, _ack, v32 = unpack(buf, o0 - back)
         v32 &= 0xF0FF
         doff = (v32 >> 10) & 0x3C
-        flags = v32 & 0xFF
         hlen = iph + doff
         gso = n - hlen
         last_gso = last_n - hlen
-        if (
-            h != bytes(back)
-            or (flags != _ACK and flags != _ACK | _PSH)
-            or doff < 20
-            or last_gso < 1
-            or length + length_of_n != n
-        ):
+        compat = _run_head(kind, h, bytes(back), v32, doff, gso, length + length_of_n, n, a, b)
+        if compat < 0 or last_gso < 1:
             return None
-        if kind == 1:
-            if a >> 8 != 0x45 or b & 0xFF != _TCP or b & 0x3FFF0000:
-                return None
-            compat = ((a & 0xFF) << 16) | ((b >> 29) << 8) | ((b >> 8) & 0xFF)
-            same = _V4_SAME
-        else:
-            if a >> 28 != 6 or b >> 8 != _TCP:
-                return None
-            compat = ((a >> 20) << 8) | (b & 0xFF)
-            same = _V6_SAME
+        same = _V4_SAME if kind == 1 else _V6_SAME
         (last_length,) = _unpack_H(buf, offsets[-1] + len_at)
         if last_length + length_of_n != last_n:
             return None
@@ -1330,27 +1314,11 @@ class GROTable:
                     idx += 1
                     continue
             # a new flow, or a packet that differs from its flow's last item: checked in full
-            flags = v32 & 0xFF
-            if (
-                h != zero
-                or (flags != _ACK and flags != _ACK | _PSH)
-                or doff < 20
-                or gso < 1
-                or length + length_of_n != n
-            ):
+            compat = _run_head(kind, h, zero, v32, doff, gso, length + length_of_n, n, a, b)
+            if compat < 0:
                 return None
-            if kind == 1:
-                # version 4 with a 20-byte header; TCP; neither MF nor a fragment offset
-                if a >> 8 != 0x45 or b & 0xFF != _TCP or b & 0x3FFF0000:
-                    return None
-                compat = ((a & 0xFF) << 16) | ((b >> 29) << 8) | ((b >> 8) & 0xFF)
-            else:
-                # version 6, TCP right after the fixed header (no extension headers)
-                if a >> 28 != 6 or b >> 8 != _TCP:
-                    return None
-                compat = ((a >> 20) << 8) | (b & 0xFF)
             opts = bytes(buf[off + iph + 20 : off + iph + doff]) if doff > 20 else b""
-            item = [[idx], seq, gso, gso, doff, flags == _ACK | _PSH, compat, opts, 1, kind]
+            item = [[idx], seq, gso, gso, doff, bool(v32 & _PSH), compat, opts, 1, kind]
             state = [item, a >> shift, b, ack, v32 & ~_PSH, opts]
             flows[key] = state
             slots.append(item)
@@ -1634,6 +1602,36 @@ class GROTable:
         self._coalesced += merged_in
         self._gso += gso_packets
         return count
+
+
+def _run_head(
+    kind: int,
+    h: bytes,
+    zero: bytes,
+    v32: int,
+    doff: int,
+    gso: int,
+    length: int,
+    n: int,
+    a: int,
+    b: int,
+) -> int:
+    """What the in-order fast paths check in full of a flow's first packet (and of one that
+    differs from its flow's last item), from the words they unpacked (``length``: what the IP
+    length field says the packet's length is): its compat word (``_IT_COMPAT``), or -1 for a
+    packet they leave to the general classifier."""
+    flags = v32 & 0xFF
+    if h != zero or (flags != _ACK and flags != _ACK | _PSH) or doff < 20 or gso < 1 or length != n:
+        return -1
+    if kind == 1:
+        # version 4 with a 20-byte header; TCP; neither MF nor a fragment offset
+        if a >> 8 != 0x45 or b & 0xFF != _TCP or b & 0x3FFF0000:
+            return -1
+        return ((a & 0xFF) << 16) | ((b >> 29) << 8) | ((b >> 8) & 0xFF)
+    # version 6, TCP right after the fixed header (no extension headers)
+    if a >> 28 != 6 or b >> 8 != _TCP:
+        return -1
+    return ((a >> 20) << 8) | (b & 0xFF)
 
 
 def _l4_valid(view: memoryview, off: int, n: int, iph: int, proto: int) -> bool:

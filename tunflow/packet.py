@@ -268,6 +268,8 @@ def validate_ip_packet(packet: bytes | bytearray | memoryview, mtu: int | None =
 
 #: Fold by halves while the integer is wider than this (bits); measured in benchmarks/checksum.py.
 _FOLD_BITS: Final = 4096
+#: a ``bytes.translate`` table keeping each byte's high nibble (an IP version, a data offset)
+_HIGH_NIBBLE: Final = bytes(b & 0xF0 for b in range(256))
 _masks: dict[int, int] = {}
 
 

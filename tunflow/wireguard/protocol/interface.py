@@ -35,7 +35,7 @@ from typing import Any, Final
 import attrs
 
 from ...errors import ConfigError, HandshakeError, PacketError
-from ...packet import HEADROOM, PacketBatch
+from ...packet import _HIGH_NIBBLE, HEADROOM, PacketBatch
 from ._crypto import InvalidTag, tai64n
 from .allowedips import AllowedIPs, Network
 from .config import InterfaceConfig, PeerConfig
@@ -104,7 +104,6 @@ _V6_DST: Final = struct.Struct("!QQ")
 _ZERO_HDR: Final = bytes(HEADROOM)
 #: decrypt_batch's run-at-once step (_open_uniform) takes runs of at least this many messages
 _UNIFORM_MIN: Final = 8
-_HIGH_NIBBLE: Final = bytes(b & 0xF0 for b in range(256))
 _OVERHEAD: Final = 32
 _JITTER_MS: Final = int(REKEY_TIMEOUT_JITTER_MAX * 1000)
 # the first four bytes of a native message of one fragment (type, index 0, count 1, version)
