@@ -239,3 +239,29 @@ def test_a_clean_sending_run_takes_the_step() -> None:
     gap.end += 8  # the rest further on: not one stride, declined
     gap.extend([packet(1420, i) for i in range(20, 40)])
     assert session._encrypt_uniform(gap, out, p.b_addr, 1420, range(40)) == 0
+
+
+@pytest.mark.parametrize("uniform", [True, False])
+def test_a_message_from_another_address_is_credited_to_it(uniform: bool) -> None:
+    """The run's address is checked on the run itself: a later datagram from the first one's
+    address does not vouch for one in the run that came from elsewhere (the peer roams to it)."""
+    p = Pair()
+    p.handshake()
+    datagrams = p.send("a", [packet(1420, i) for i in range(10)] + [packet(100, 10)])
+    bad = bytearray(datagrams[10])
+    bad[-1] ^= 1  # after the run, from the first address, and not authentic
+    datagrams[10] = bytes(bad)
+    elsewhere = ("192.0.2.9", 40000)
+    rx = DatagramBatch(4 << 20)
+    for i, d in enumerate(datagrams):
+        rx.append(d, address=elsewhere if i == 9 else p.a_addr)
+    out = PacketBatch(capacity=4 << 20, max_packets=16384)
+    saved = wg_interface._UNIFORM_MIN
+    if not uniform:
+        wg_interface._UNIFORM_MIN = 1 << 30
+    try:
+        p.b.decrypt_batch(rx, p.now, out)
+    finally:
+        wg_interface._UNIFORM_MIN = saved
+    assert len(out) == 10
+    assert p.peer_of_b.endpoint == elsewhere

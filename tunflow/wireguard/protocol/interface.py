@@ -1054,7 +1054,8 @@ class WireGuard:
             while m < n and lens[m] == ln and offs[m] == o0 + m * stride:
                 m += 1
         addr = addrs[0]
-        if addrs.count(addr) < m:  # (the same object for every segment of a read)
+        # one address for the run (the same object for every segment of a read)
+        if (addrs.count(addr) if m == n else addrs[:m].count(addr)) != m:
             return 0
         obuf = out.buffer
         oend = out.end
