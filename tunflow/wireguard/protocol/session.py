@@ -168,12 +168,9 @@ class Session:
             How many packets were encrypted: fewer than asked when ``out`` is full or the
             counter reaches ``REJECT_AFTER_MESSAGES``; the caller keeps the rest.
         """
-        if (
-            type(indices) is range
-            and len(indices) >= _UNIFORM_MIN
-            and indices.step == 1
-            and not packets.vnet_hdr
-        ):
+        # (with or without virtio-net headers: they sit in the headroom, which both paths skip;
+        # a device's plain reads — what WireGuard peers get — carry them)
+        if type(indices) is range and len(indices) >= _UNIFORM_MIN and indices.step == 1:
             done = self._encrypt_uniform(packets, out, address, mtu, indices)
             if done:
                 return done
