@@ -252,3 +252,46 @@ async def test_a_bulk_transfer_takes_the_run_at_once_paths(
     assert taken["_encrypt_uniform"] > 0, taken
     assert taken["_open_uniform"] > 0, taken
     assert taken["_classify_uniform"] > 0, taken
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_link_local_endpoint_keeps_its_scope() -> None:
+    """``Endpoint = [fe80::b%veth]:port`` goes out of that link, and the endpoint the other
+    side learns from the handshake keeps the link it came in on — with a second link holding
+    the same fe80::/64 route in each namespace, an unscoped reply would leave by the wrong one.
+    The scope is looked up in the socket's namespace, not the test process's."""
+    with testing.netns(enter=False) as a, testing.netns(enter=False) as b:
+        for ns in (a, b):  # the decoy links (a veth pair inside the namespace), made first
+            d1, d2 = testing.unique_name("dl"), testing.unique_name("dl")
+            ns.run("ip", "link", "add", d1, "type", "veth", "peer", "name", d2)
+            for d, address in ((d1, "fe80::d/64"), (d2, "fe80::e/64")):
+                ns.run("ip", "addr", "add", address, "dev", d, "nodad")
+                ns.run("ip", "link", "set", d, "up")
+        va, vb = testing.veth_pair(a, b, "fe80::a/64", "fe80::b/64")
+        ka, kb = PrivateKey.generate(), PrivateKey.generate()
+        ca = InterfaceConfig(
+            ka,
+            listen_port=51820,
+            peers=[
+                PeerConfig(
+                    kb.public_key(), endpoint=f"[fe80::b%{va}]:51820", allowed_ips=f"{OB}/32"
+                )
+            ],
+        )
+        cb = InterfaceConfig(
+            kb, listen_port=51820, peers=[PeerConfig(ka.public_key(), allowed_ips=f"{OA}/32")]
+        )
+        async with (
+            open_interface(
+                ca, name=testing.unique_name("wa"), addresses=[f"{OA}/24"], netns=a.name
+            ) as ia,
+            open_interface(
+                cb, name=testing.unique_name("wb"), addresses=[f"{OB}/24"], netns=b.name
+            ) as ib,
+        ):
+            await ping(a, OB)
+            await ping(b, OA)
+            # (the source the kernel picked: fe80::a or the link's own fe80:: address)
+            host, port = ib.wg.peers[ka.public_key()].endpoint
+            assert host.startswith("fe80::") and host.endswith(f"%{vb}") and port == 51820
+            assert ia.wg.peers[kb.public_key()].endpoint == (f"fe80::b%{va}", 51820)

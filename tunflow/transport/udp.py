@@ -118,6 +118,41 @@ def _set_buffer(sock: socket.socket, size: int) -> None:
                 pass
 
 
+# Interface names and indexes are looked up with the socket's own ioctls on Linux, so in the
+# socket's network namespace (the process may sit in another one: ``open_interface(netns=)``).
+_SIOCGIFNAME: Final = 0x8910
+_SIOCGIFINDEX: Final = 0x8933
+_IFREQ: Final = struct.Struct("16si20x")  # name, index, the rest of the union
+
+
+def _scope_name(fd: int, index: int) -> str:
+    """An IPv6 scope as ``ip`` and ``wg`` show it: the interface's name, else its index."""
+    try:
+        if _LINUX:
+            import fcntl
+
+            raw = fcntl.ioctl(fd, _SIOCGIFNAME, _IFREQ.pack(b"", index))
+            return raw[:16].split(b"\0", 1)[0].decode()
+        return socket.if_indextoname(index)
+    except (OSError, UnicodeDecodeError):
+        return str(index)
+
+
+def _scope_index(fd: int, scope: str) -> int:
+    """The interface index for an IPv6 scope (a name or a number); -1 if there is none."""
+    if scope.isascii() and scope.isdigit():
+        return int(scope)
+    try:
+        if _LINUX:
+            import fcntl
+
+            raw = fcntl.ioctl(fd, _SIOCGIFINDEX, _IFREQ.pack(scope.encode(), 0))
+            return int(_IFREQ.unpack(raw)[1])
+        return socket.if_nametoindex(scope)
+    except (OSError, UnicodeEncodeError, struct.error):
+        return -1
+
+
 class UDPTransport:
     """Datagrams over one UDP socket, batched with ``UDP_SEGMENT``/``UDP_GRO`` where possible.
 
@@ -348,12 +383,16 @@ class UDPTransport:
     # -- addresses ------------------------------------------------------------------------
 
     def _recv_address(self, raw: Any) -> Address:
-        """``(host, port)`` for a socket address; IPv4-mapped IPv6 as plain IPv4."""
+        """``(host, port)`` for a socket address; IPv4-mapped IPv6 as plain IPv4; a link-local
+        peer's scope kept in the host (``fe80::1%eth0``), so a reply leaves by the link the
+        datagram came in on."""
         addr = self._recv_cache.get(raw)
         if addr is None:
             host = raw[0]
             if host.startswith("::ffff:") and "." in host:
                 host = host[7:]
+            elif len(raw) > 3 and raw[3] and "%" not in host:
+                host = f"{host}%{_scope_name(self._fd, raw[3])}"
             addr = (host, raw[1])
             cache = self._recv_cache
             if len(cache) >= _ADDR_CACHE_MAX:
@@ -368,7 +407,16 @@ class UDPTransport:
         out = self._send_cache.get(addr)
         if out is None:
             host = addr[0]
-            out = (f"::ffff:{host}", addr[1]) if "." in host and ":" not in host else addr
+            if "." in host and ":" not in host:
+                out = (f"::ffff:{host}", addr[1])
+            elif "%" in host:
+                # a scoped (link-local) address: the scope as the tuple's index — a host with
+                # "%" in it would be resolved by getaddrinfo on every send
+                ip, _, scope = host.partition("%")
+                index = _scope_index(self._fd, scope)
+                out = (ip, addr[1], 0, index) if index >= 0 else addr
+            else:
+                out = addr
             cache = self._send_cache
             if len(cache) >= _ADDR_CACHE_MAX:
                 cache.clear()
