@@ -290,25 +290,37 @@ def main() -> None:
             "TCPv6 1 flow, 1428 B",
             [tcp6_packet(IP6_A, IP6_B, ACK, MSS - 20, 1 + i * (MSS - 20)) for i in range(128)],
         ),
+        # packets lost on the way (the sender's TUN queue overflowing): gaps in the numbers
+        ("TCPv4 1 flow, 2 lost", [p for i, p in enumerate(one_flow) if i not in (40, 90)]),
+        (
+            "TCPv4 4 flows in runs of 32, 1 lost each",
+            [
+                tcp4_packet(IP4_A, dsts[i // 32], ACK, MSS, 1 + (i % 32) * MSS)
+                for i in range(128)
+                if i % 32 != 20
+            ],
+        ),
     ):
         b = batch(pkts)
         out = PacketBatch(capacity=b.capacity, max_packets=1024)
         table = GROTable()
         table.verify_checksums = False
         n = table.coalesce(b, out)
-        assert table._classify_tcp_run(b) is not None
         t_gen = best(lambda b=b, table=table: table._classify(b), budget)
-        t_fast = best(lambda b=b, table=table: table._classify_tcp_run(b), budget)
-        t_all = best(lambda b=b, out=out, table=table: table.coalesce(b, out), budget)
         k = len(pkts)
+        # each fast path is timed only where it takes the batch (a gap: only the uniform one)
+        t_fast = t_uni = 0.0
+        fast = uni = f"{'-':>8}"
+        if table._classify_tcp_run(b) is not None:
+            t_fast = best(lambda b=b, table=table: table._classify_tcp_run(b), budget)
+            fast = f"{t_fast * 1e6 / k:>8.2f}"
         if table._classify_uniform(b) is not None:
             t_uni = best(lambda b=b, table=table: table._classify_uniform(b), budget)
-            uni, ratio = f"{t_uni * 1e6 / k:>9.2f}", f"{t_fast / t_uni:>12.2f}x"
-        else:
-            uni, ratio = f"{'-':>9}", f"{'-':>13}"
+            uni = f"{t_uni * 1e6 / k:>8.2f}"
+        t_all = best(lambda b=b, out=out, table=table: table.coalesce(b, out), budget)
+        ratio = f"{t_fast / t_uni:>12.2f}x" if t_fast and t_uni else f"{'-':>13}"
         print(
-            f"  {name:42}{n:>4}{t_gen * 1e6 / k:>9.2f}{t_fast * 1e6 / k:>8.2f}{uni}"
-            f"{t_all * 1e6 / k:>10.2f}{ratio}"
+            f"  {name:42}{n:>4}{t_gen * 1e6 / k:>9.2f}{fast} {uni}{t_all * 1e6 / k:>10.2f}{ratio}"
         )
 
 

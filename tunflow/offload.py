@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import enum
 import struct
-import sys
-from array import array
 from collections.abc import Sequence
 from itertools import pairwise
 from typing import Any, Final, TypeAlias
@@ -36,7 +34,7 @@ from typing import Any, Final, TypeAlias
 import attrs
 
 from .errors import MalformedPacketError, OffloadError, PacketTooLargeError, TruncatedPacketError
-from .packet import _HIGH_NIBBLE, HEADROOM, IDEAL_BATCH_SIZE, PacketBatch, _sum16
+from .packet import _HIGH_NIBBLE, HEADROOM, IDEAL_BATCH_SIZE, PacketBatch, _mask, _sum16
 
 __all__ = [
     "VIRTIO_NET_HDR_LEN",
@@ -891,7 +889,6 @@ _V6TCP = struct.Struct("!IHBB32sIIIBB").unpack_from  # 54 bytes
 _V4_SAME: Final[tuple[int, ...]] = (0, 1, 6, 7, 8, 9)
 _V6_SAME: Final[tuple[int, ...]] = (0, 6, 7)
 _NON_ZERO: Final = bytes([0] + [1] * 255)
-_LITTLE: Final = sys.byteorder == "little"
 #: batches shorter than this take the packet-at-a-time fast path (as quick there)
 _UNIFORM_MIN: Final = 12
 _V4UDP = struct.Struct("!BBHHHBBH8sIHH").unpack_from  # 28 bytes
@@ -1128,6 +1125,29 @@ class GROTable:
             col = buf[o0 + f : stop + f : stride]
             if col.count(col[0]) != k:
                 changed |= int.from_bytes(col[1:], "big") ^ int.from_bytes(col[:-1], "big")
+        # Sequence numbers: each packet's is the one before's plus a full segment, except
+        # where the flow changes and where packets are missing (lost on the way: a gap) —
+        # those start segments too. Found at once: the four byte columns laid into the low
+        # halves of 64-bit slots, read as one number; the slots from the second packet on XOR
+        # the slots from the first plus ``gso`` each (no carry crosses a slot) are zero but
+        # where the sequence breaks. Each slot's low four bytes OR-ed into one: a change mark.
+        wide = bytearray(8 * k)
+        for j in range(4):
+            f = seq_at + j
+            wide[4 + j :: 8] = buf[o0 + f : stop + f : stride]
+        x = int.from_bytes(wide, "big")
+        ones = _repunit64(k)
+        ramp = x + gso * ones
+        breaks = (x & _mask(64 * (k - 1))) ^ (ramp >> 64)
+        # whether some packet's sequence number plus a segment passes 2**32: then the order
+        # of the numbers is not the order of the stream, and a gap is left to the slow way
+        wraps = ramp & (ones << 32)
+        if breaks:
+            raw = breaks.to_bytes(8 * (k - 1), "big")
+            # (the top four bytes of a slot hold only a carry, where the numbers wrap: modulo
+            # 2**32 the stream goes on there)
+            for j in range(4, 8):
+                changed |= int.from_bytes(raw[j::8], "big")
         cuts = [0]
         if changed:
             marks = changed.to_bytes(k - 1, "big").translate(_NON_ZERO)
@@ -1139,23 +1159,10 @@ class GROTable:
                 cuts.append(c + 1)
                 c = marks.find(1, c + 1)
         cuts.append(k)
-        # sequence numbers: in each segment, each the one before plus its payload
-        want = array("I")
-        for s, e in pairwise(cuts):
-            (seq,) = _unpack_I(buf, offsets[s] + seq_at)
-            if seq + (e - s - 1) * gso > 0xFFFFFFFF:
-                return None  # the sequence wraps: left to the slow way
-            want.extend(range(seq, seq + (e - s) * gso, gso))
-        if _LITTLE:
-            want.byteswap()
-        expected = want.tobytes()
-        for j in range(4):
-            f = seq_at + j
-            if buf[o0 + f : stop + f : stride] != expected[j::4]:
-                return None
         # Items, as the rules make them: a segment continues its flow's last item if that one
-        # ends where the segment begins and has the same ACK number and options (else the
-        # batch is not in order: left to the slow way); an item ends after a PSH, at
+        # ends where the segment begins and has the same ACK number and options; one that
+        # begins further on (packets missing) starts a new item; one that begins before
+        # (reordered, repeated) leaves the batch to the slow way; an item ends after a PSH, at
         # max_segments members, before a segment that would pass 65535 bytes, and before a
         # segment of other words.
         psh_at = []
@@ -1182,9 +1189,15 @@ class GROTable:
             state = flows.get(key)
             if state is not None:
                 it, its_words = state
-                if seq_s != (it[_IT_SEQ] + it[_IT_PAYLOAD]) & 0xFFFFFFFF:
-                    return None  # a gap or reordering
-                if words != its_words:
+                end = it[_IT_SEQ] + it[_IT_PAYLOAD]
+                if seq_s != end & 0xFFFFFFFF:
+                    if seq_s < end or wraps:
+                        return None  # reordered, repeated or wrapped: left to the slow way
+                    # Packets missing before this one: a new item. No item of the flow could
+                    # take it or the rest of the segment (the general classifier's append or
+                    # prepend): they all lie below, and the numbers do not wrap.
+                    it = None
+                elif words != its_words:
                     it = None
             opts = words[4:]
             i = s
@@ -1602,6 +1615,19 @@ class GROTable:
         self._coalesced += merged_in
         self._gso += gso_packets
         return count
+
+
+_repunits: dict[int, int] = {}
+
+
+def _repunit64(n: int) -> int:
+    """``n`` 64-bit slots holding 1 each, as one number."""
+    r = _repunits.get(n)
+    if r is None:
+        if len(_repunits) >= 64:  # bounded: batches come in a handful of sizes
+            _repunits.clear()
+        r = _repunits[n] = int.from_bytes(b"\0\0\0\0\0\0\0\1" * n, "big")
+    return r
 
 
 def _run_head(

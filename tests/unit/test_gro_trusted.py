@@ -238,7 +238,7 @@ def uniform_runs(draw: st.DrawFn) -> tuple[list[bytes], bool, int | None, int]:
     # sometimes near the end of the sequence space
     seq = draw(st.one_of(st.integers(0, 2**32 - 1), st.integers(2**32 - 200_000, 2**32 - 1)))
     spoil_at = draw(st.integers(0, count - 1)) if draw(st.integers(0, 2)) else -1
-    spoiler = draw(st.integers(1, 17))
+    spoiler = draw(st.integers(1, 19))
     last = draw(st.sampled_from([mss, mss, draw(st.integers(1, mss))]))
     packets = []
     for i in range(count):
@@ -252,6 +252,10 @@ def uniform_runs(draw: st.DrawFn) -> tuple[list[bytes], bool, int | None, int]:
             src = (a[0], 7)  # a flow of its own
         elif odd == 2:
             seq = (seq + 1) & 0xFFFFFFFF  # a gap
+        elif odd == 18:
+            seq = (seq + mss * (1 + i % 3)) & 0xFFFFFFFF  # whole segments missing
+        elif odd == 19:
+            seq = (seq - mss * (1 + i % 3)) & 0xFFFFFFFF  # resent
         elif odd == 3:
             flags = ACK | FIN
         elif odd == 4:
@@ -374,19 +378,24 @@ def test_the_uniform_path_takes_one_flow_at_one_stride() -> None:
     six = [tcp6_packet(IP6_A, IP6_B, ACK, 1360, 1 + 1360 * i, flow_label=i) for i in range(30)]
     assert _uniform(six) == ([30], 0)
     # what it leaves to the packet-at-a-time ways: short batches, other lengths or strides,
-    # other flows, a gap, wrapping sequence numbers, the options changing
+    # other flows, reordering, a gap where the sequence numbers wrap
     assert _uniform(flow(11)) is None
     packets = flow(30)
     assert _uniform([*packets[:10], packets[10][:-1], *packets[11:]]) is None
     assert _uniform([*packets[:10], tcp4_packet(IP4_A, IP4_C, ACK, 1380, 1), *packets[11:]]) is None
-    assert _uniform([*packets[:10], *packets[11:]]) is None
+    assert _uniform([*packets[:10], packets[11], packets[10], *packets[12:]]) is None
+    assert _uniform([*packets[:10], packets[3], *packets[11:]]) is None  # a retransmission
+    # packets missing (lost on the way): the next one starts an item
+    assert _uniform([*packets[:10], *packets[11:]]) == ([10, 19], 0)
+    assert _uniform([*packets[:10], *packets[14:20], *packets[21:]]) == ([10, 6, 9], 0)
     acked = tcp4_packet(IP4_A, IP4_B, ACK, 1380, 1 + 1380 * 10, ack=2, ident=10, tcp_options=_TS)
     # another ACK number: an item of its own (as the packet-at-a-time way makes it)
     assert _uniform([*packets[:10], acked, *packets[11:]]) == ([10, 1, 19], 0)
     wrap = [
         tcp4_packet(IP4_A, IP4_B, ACK, 1000, (2**32 - 5000 + 1000 * i) % 2**32) for i in range(20)
     ]
-    assert _uniform(wrap) is None
+    assert _uniform(wrap) == ([20], 0)  # the numbers wrap inside an item
+    assert _uniform([*wrap[:3], *wrap[4:]]) is None  # a gap in a batch whose numbers wrap
     # options that change start an item (a timestamp that moves on, or one odd packet)
     moved = bytearray(packets[20])
     moved[-1380 - 1] ^= 1  # the last byte of the timestamps
@@ -414,7 +423,11 @@ def flow_runs(draw: st.DrawFn) -> tuple[list[bytes], bool, int | None, int]:
     make = tcp6_packet if v6 else tcp4_packet
     nflows = draw(st.integers(1, 4))
     flows = [(dsts[f % 2], 1000 + f) for f in range(nflows)]
-    seqs = [draw(st.integers(0, 2**32 - 1)) for _ in flows]
+    # sometimes near the end of the sequence space
+    seqs = [
+        draw(st.one_of(st.integers(0, 2**32 - 1), st.integers(2**32 - 200_000, 2**32 - 1)))
+        for _ in flows
+    ]
     acks = [1] * nflows
     stamps = [0] * nflows
     packets: list[bytes] = []
@@ -428,7 +441,9 @@ def flow_runs(draw: st.DrawFn) -> tuple[list[bytes], bool, int | None, int]:
             elif event == 2:
                 stamps[f] += 1
             elif event == 3:
-                seqs[f] = (seqs[f] + mss) & 0xFFFFFFFF  # a gap
+                seqs[f] = (seqs[f] + mss * draw(st.integers(1, 40))) & 0xFFFFFFFF  # a gap
+            elif event == 5:
+                seqs[f] = (seqs[f] - mss * draw(st.integers(1, 3))) & 0xFFFFFFFF  # resent
             size = mss
             if len(packets) == total - 1 and draw(st.booleans()):
                 size = draw(st.integers(1, mss))
