@@ -488,6 +488,13 @@ class _Engine:
     def _set_running(self) -> None:
         self._running = True
 
+    def _remote(self) -> Any:
+        """StageContext.remote: the transport at the network end of the first lane."""
+        for lane in self._lanes:
+            port = lane.sink if lane.direction is Direction.OUTBOUND else lane.source
+            return getattr(port, "transport", None)
+        return None
+
     async def _run_tasks(
         self, task_status: TaskStatus[None], process_index: int | None = None
     ) -> None:
@@ -502,6 +509,7 @@ class _Engine:
                     workers=len(self._lanes),
                     process_index=process_index,
                     start_soon=tg.start_soon,
+                    remote=self._remote(),
                 )
                 for st in self.stages:
                     start = getattr(st, "start", None)

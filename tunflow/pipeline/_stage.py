@@ -100,6 +100,10 @@ class StageContext:
         process_index: which worker process this is (``None`` in tasks mode).
         start_soon: start a background task in the pipeline's task group; it is cancelled
             when the pipeline stops.
+        remote: the network side — what the first outbound lane writes to, or the first
+            inbound lane reads from (a transport: ``send_batch_nowait``) — for a stage that
+            must send before anything arrives (a VPN's first handshake); ``None`` when that
+            side is not a transport.
     """
 
     pipeline: str = "pipeline"
@@ -108,6 +112,7 @@ class StageContext:
     workers: int = 1
     process_index: int | None = None
     start_soon: Callable[..., Any] | None = None
+    remote: Any = None
 
 
 class _FrozenDict(dict[str, Any]):

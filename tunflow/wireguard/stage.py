@@ -30,7 +30,7 @@ import attrs
 
 from ..datagram import DatagramBatch
 from ..packet import HEADROOM, PacketBatch
-from ..pipeline import Direction, Lane, Processor, StageBase, StageStatistics
+from ..pipeline import Direction, Lane, Processor, StageBase, StageContext, StageStatistics
 from .protocol import InterfaceConfig, WireGuard
 
 __all__ = ["WireGuardStage", "WireGuardStageOptions"]
@@ -82,6 +82,7 @@ class WireGuardStage(StageBase):
         self._origin: Any = None
         self._pending: list[tuple[bytes, Any]] = []
         self._ctl = DatagramBatch(_CONTROL_CAPACITY)
+        self._started = False
 
     @classmethod
     def for_protocol(cls, wg: WireGuard, *, name: str | None = None) -> WireGuardStage:
@@ -165,6 +166,17 @@ class WireGuardStage(StageBase):
                 ctl.clear()
             ctl.append(data, address=addr)
         origin.send_batch_nowait(ctl)
+
+    async def start(self, context: StageContext) -> None:
+        """The interface comes up: peers with a persistent keepalive send one at once (which
+        starts their handshake), through the pipeline's network side when it is a transport,
+        else with the first outbound batch. Once, however many pipelines share the stage."""
+        if self._origin is None and hasattr(context.remote, "send_batch_nowait"):
+            self._origin = context.remote
+        if not self._started:
+            self._started = True
+            self.wg.start(time.monotonic())
+            self._flush()
 
     async def on_timer(self) -> None:
         """Retransmissions, keepalives, rekeying: whatever the protocol's deadlines ask."""

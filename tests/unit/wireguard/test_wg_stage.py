@@ -88,3 +88,33 @@ async def test_built_from_a_wgquick_file(tmp_path: Path) -> None:
     # no session yet: a packet is staged, a handshake initiation comes out
     out = stage.process(MemorySource([]).new_batch())
     assert len(out) == 0
+
+
+async def test_a_persistent_keepalive_starts_the_handshake_when_the_pipeline_starts() -> None:
+    """As ``tunflow up``/wireguard-go/the kernel do at interface up: a peer with a persistent
+    keepalive is sent one at once — the handshake starts with no traffic at all, so a peer
+    behind NAT can be reached. The stage sends it through the pipeline's transport."""
+    async with UDPTransport.bind("127.0.0.1:0") as ta, UDPTransport.bind("127.0.0.1:0") as tb:
+        ka, kb = PrivateKey.generate(), PrivateKey.generate()
+        config = InterfaceConfig(
+            ka,
+            peers=[
+                PeerConfig(
+                    kb.public_key(),
+                    endpoint=tb.local_address,
+                    allowed_ips="10.0.0.2/32",
+                    persistent_keepalive=25,
+                )
+            ],
+        )
+        stage = WireGuardStage.for_config(config)
+        inbound = Pipeline(TransportPort(ta), [stage], MemorySink(), direction=Direction.INBOUND)
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(inbound.run)
+                got = await tb.recv_batch()
+                tg.cancel_scope.cancel()
+        first = got.to_list()[0]
+        assert first[0] == 1 and len(first) == 148  # a handshake initiation
+        assert got.addresses[0] == ta.local_address
+        assert stage.statistics().counters["handshake_initiations_sent"] == 1
