@@ -366,3 +366,30 @@ async def test_a_transport_dropped_without_aclose_lets_go_of_its_fd() -> None:
     gc.collect()
     # a new socket, likely with the same number, is waited on normally
     await assert_a_new_socket_is_waited_on()
+
+
+@pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 on this host")
+async def test_a_scope_that_names_no_interface_is_a_bad_address() -> None:
+    # The kernel reads an interface name up to a NUL and at most 15 bytes: "lo\0x" and a
+    # 16-character name whose first 15 are a link's would name that link. Nor is such a host
+    # handed to the socket as it is (getaddrinfo: the process's namespace, a TypeError on a
+    # NUL): the datagram is dropped as a bad address, and the others still go.
+    from tunflow.transport.udp import _scope_index, _scope_name
+
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+        fd = s.fileno()
+        assert _scope_index(fd, "lo") == 1 and _scope_name(fd, 1) == "lo"
+        assert _scope_index(fd, "7") == 7
+        assert _scope_index(fd, "lo\0x") == -1
+        assert _scope_index(fd, "lo" + "\0" * 14 + "o") == -1
+        assert _scope_index(fd, "x" * 16) == -1
+        assert _scope_index(fd, str(2**32 + 1)) == -1  # not index 1 modulo 2**32
+        assert _scope_index(fd, "no-such-link") == -1
+    async with UDPTransport.bind("[::]:0") as tx, UDPTransport.bind("[::1]:0") as rx:
+        out = DatagramBatch()
+        for scope in ("lo\0x", "no-such-link", str(2**32 + 1)):
+            out.append(b"scoped", address=(f"fe80::1%{scope}", 9))
+        out.append(b"plain", address=rx.local_address)
+        assert await tx.send_batch(out) == 1
+        assert tx.statistics().drops == {"bad_address": 3}
+        assert (await receive(rx, 1)).to_list() == [b"plain"]

@@ -141,12 +141,18 @@ def _scope_name(fd: int, index: int) -> str:
 def _scope_index(fd: int, scope: str) -> int:
     """The interface index for an IPv6 scope (a name or a number); -1 if there is none."""
     if scope.isascii() and scope.isdigit():
-        return int(scope)
+        index = int(scope)
+        return index if index <= 0xFFFFFFFF else -1  # (the socket module would wrap it)
     try:
+        name = scope.encode()
+        # no interface has such a name: the kernel would read the first 15 bytes, up to a NUL
+        # ("eth0\0x", a 16th character cut off) — another interface's name
+        if len(name) >= 16 or b"\0" in name:
+            return -1
         if _LINUX:
             import fcntl
 
-            raw = fcntl.ioctl(fd, _SIOCGIFINDEX, _IFREQ.pack(scope.encode(), 0))
+            raw = fcntl.ioctl(fd, _SIOCGIFINDEX, _IFREQ.pack(name, 0))
             return int(_IFREQ.unpack(raw)[1])
         return socket.if_nametoindex(scope)
     except (OSError, UnicodeEncodeError, struct.error):
@@ -401,7 +407,12 @@ class UDPTransport:
         return addr
 
     def _send_address(self, addr: Any) -> Any:
-        """What the socket takes for ``addr``: an IPv4 peer IPv4-mapped on an IPv6 socket."""
+        """What the socket takes for ``addr``: an IPv4 peer IPv4-mapped on an IPv6 socket; a
+        scoped IPv6 host as ``(ip, port, 0, index)``.
+
+        Raises:
+            socket.gaierror: the scope names no interface in the socket's namespace.
+        """
         if not self._v6:
             return addr
         out = self._send_cache.get(addr)
@@ -414,7 +425,12 @@ class UDPTransport:
                 # "%" in it would be resolved by getaddrinfo on every send
                 ip, _, scope = host.partition("%")
                 index = _scope_index(self._fd, scope)
-                out = (ip, addr[1], 0, index) if index >= 0 else addr
+                if index < 0:
+                    # not handed to the socket as it is: getaddrinfo would look the name up in
+                    # the process's namespace, not the socket's (another link, or none), and
+                    # a NUL in it is a TypeError. Not cached: the link may come later.
+                    raise socket.gaierror(socket.EAI_NONAME, f"no interface {scope!r} here")
+                out = (ip, addr[1], 0, index)
             else:
                 out = addr
             cache = self._send_cache
@@ -635,10 +651,10 @@ class UDPTransport:
                     self._drop("no_address", -(-length // seg))
                     k += 1
                     continue
-                dst = None if addr is None else self._send_address(addr)
                 # ``where``: the group's offset in the arena, or the parts of a gathered group
                 parts = None if where.__class__ is int else where
                 try:
+                    dst = None if addr is None else self._send_address(addr)
                     if length <= seg:
                         if parts is None:
                             data = view[where : where + length]
