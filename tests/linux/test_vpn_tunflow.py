@@ -295,3 +295,47 @@ async def test_a_link_local_endpoint_keeps_its_scope() -> None:
             host, port = ib.wg.peers[ka.public_key()].endpoint
             assert host.startswith("fe80::") and host.endswith(f"%{vb}") and port == 51820
             assert ia.wg.peers[kb.public_key()].endpoint == (f"fe80::b%{va}", 51820)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_link_local_endpoint_finds_its_link_made_anew() -> None:
+    """The link an endpoint is scoped to goes and comes back under the same name (a replugged
+    NIC, a recreated veth) with another index: the next sends find it. The index was cached
+    under the name for good, and a datagram that came in by the new link did not change it
+    (the name was the same): both sides' sends went on failing."""
+    with testing.netns(enter=False) as a, testing.netns(enter=False) as b:
+        va, vb = testing.veth_pair(a, b, "fe80::a/64", "fe80::b/64")
+        ka, kb = PrivateKey.generate(), PrivateKey.generate()
+        ca = InterfaceConfig(
+            ka,
+            listen_port=51820,
+            peers=[
+                PeerConfig(
+                    kb.public_key(), endpoint=f"[fe80::b%{va}]:51820", allowed_ips=f"{OB}/32"
+                )
+            ],
+        )
+        cb = InterfaceConfig(
+            kb, listen_port=51820, peers=[PeerConfig(ka.public_key(), allowed_ips=f"{OA}/32")]
+        )
+        async with (
+            open_interface(
+                ca, name=testing.unique_name("wa"), addresses=[f"{OA}/24"], netns=a.name
+            ),
+            open_interface(
+                cb, name=testing.unique_name("wb"), addresses=[f"{OB}/24"], netns=b.name
+            ),
+        ):
+            await ping(a, OB)
+            a.run("ip", "link", "del", va)
+            testing.run(
+                "ip", "link", "add", va, "netns", a.name, "type", "veth",
+                "peer", "name", vb, "netns", b.name,
+            )  # fmt: skip
+            for ns, link, address in ((a, va, "fe80::a/64"), (b, vb, "fe80::b/64")):
+                ns.run("ip", "addr", "add", address, "dev", link, "nodad")
+                ns.run("ip", "link", "set", link, "up")
+            # the first packet may still meet the old index (dropped as unreachable)
+            await anyio.run_process(a.cmd("ping", "-n", "-c", "1", "-W", "1", OB), check=False)
+            await ping(a, OB)
+            await ping(b, OA)

@@ -76,6 +76,8 @@ _UNREACHABLE: Final = frozenset(
 # (EIO, the case wireguard-go handles), or no UDP_SEGMENT at all.
 _GSO_REFUSED: Final = frozenset({errno.EIO, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOPROTOOPT})
 _ADDR_CACHE_MAX: Final = 4096
+# what a send to an interface index that is no longer there fails with
+_LINK_GONE: Final = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENODEV, errno.ENXIO})
 #: ``(address, offset or parts, length, segment size)``: a run of datagrams one send takes,
 #: in the arena at an offset or gathered from parts (:meth:`DatagramBatch.add_gathered`)
 _Group = tuple[Any, Any, int, int]
@@ -399,6 +401,14 @@ class UDPTransport:
                 host = host[7:]
             elif len(raw) > 3 and raw[3] and "%" not in host:
                 host = f"{host}%{_scope_name(self._fd, raw[3])}"
+                # and the reply goes out of the link this came in on, by its index now: a link
+                # deleted and made anew under its name has another index (the kernel's
+                # WireGuard takes the scope from the datagram too)
+                if self._v6:
+                    sends = self._send_cache
+                    if len(sends) >= _ADDR_CACHE_MAX:
+                        sends.clear()
+                    sends[(host, raw[1])] = (raw[0], raw[1], 0, raw[3])
             addr = (host, raw[1])
             cache = self._recv_cache
             if len(cache) >= _ADDR_CACHE_MAX:
@@ -680,7 +690,7 @@ class UDPTransport:
                     else:
                         # the plain path (no GSO): a gathered group is joined first
                         whole = view[where : where + length] if parts is None else b"".join(parts)
-                        n, c = self._send_plain_group(sock, memoryview(whole), seg, dst)
+                        n, c = self._send_plain_group(sock, memoryview(whole), seg, dst, addr)
                         calls += c
                 except BlockingIOError:
                     if k == start:
@@ -701,7 +711,7 @@ class UDPTransport:
                         else:
                             self._gso = False
                         continue
-                    self._send_error(exc, -(-length // seg))
+                    self._send_error(exc, -(-length // seg), addr)
                     k += 1
                     plain_once = False
                     continue
@@ -717,7 +727,7 @@ class UDPTransport:
         return k
 
     def _send_plain_group(
-        self, sock: socket.socket, data: memoryview, seg: int, dst: Any
+        self, sock: socket.socket, data: memoryview, seg: int, dst: Any, addr: Any = None
     ) -> tuple[int, int]:
         # One datagram per call. EAGAIN after the first ones is rare enough (large socket
         # buffers) to count the rest as lost rather than track a position inside a group.
@@ -735,12 +745,16 @@ class UDPTransport:
                 self._drop("would_block", -(-(len(data) - pos) // seg))
                 break
             except OSError as exc:
-                self._send_error(exc, 1)
+                self._send_error(exc, 1, addr)
                 continue
             sent += 1
         return sent, sent
 
-    def _send_error(self, exc: OSError, count: int) -> None:
+    def _send_error(self, exc: OSError, count: int, addr: Any = None) -> None:
+        if addr is not None and exc.errno in _LINK_GONE and "%" in addr[0]:
+            # a scoped destination whose link went (its index with it): looked up anew by
+            # name next time, so a link made again under that name is found
+            self._send_cache.pop(addr, None)
         if exc.errno in _UNREACHABLE:
             self._drop("unreachable", count)
         elif exc.errno == errno.EMSGSIZE:
