@@ -1034,13 +1034,16 @@ class GROTable:
 
     def _classify_uniform(self, src: PacketBatch) -> tuple[list[int | _Item], int] | None:
         """Pass 1 for the commonest batch of all — TCP segments of one size (but maybe the last)
-        laid out at one stride, each flow's in order and in runs of its own (a tunnel decrypting
-        bulk transfers back to back) — checked one header byte position at a time across the
-        whole batch instead of one packet at a time: each check is an extended slice (a loop in
-        C), so the cost no longer grows with the number of packets
-        (``benchmarks/offload_micro.py``). The items are those :meth:`_classify_tcp_run` makes of
-        such a batch; ``None`` for any other batch (it then goes that way), for one it would
-        refuse, and for one whose flows interleave in short runs (quicker that way)."""
+        laid out at one stride, each flow's in order (packets may be missing: a lost one starts
+        a new item) and in runs of its own (a tunnel decrypting bulk transfers back to back) —
+        checked one header byte position at a time across the whole batch instead of one packet
+        at a time: each check is an extended slice (a loop in C), so the cost no longer grows
+        with the number of packets (``benchmarks/offload_micro.py``). The items are those
+        :meth:`_classify` makes of such a batch (and :meth:`_classify_tcp_run`, where nothing is
+        missing); ``None`` for any other batch (it then goes those ways) — one with a packet
+        reordered or repeated, a gap where the sequence numbers wrap, anything
+        :meth:`_classify_tcp_run` would refuse but a gap — and for one whose flows interleave in
+        short runs (quicker that way)."""
         offsets = src.offsets
         k = len(offsets)
         if k < _UNIFORM_MIN:
