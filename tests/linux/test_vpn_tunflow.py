@@ -295,6 +295,14 @@ async def test_a_link_local_endpoint_keeps_its_scope() -> None:
             host, port = ib.wg.peers[ka.public_key()].endpoint
             assert host.startswith("fe80::") and host.endswith(f"%{vb}") and port == 51820
             assert ia.wg.peers[kb.public_key()].endpoint == (f"fe80::b%{va}", 51820)
+            # `wg show`, inside the namespace, names the link; from outside it (where that
+            # name means nothing — wg crashed on such a name) it runs too: the control
+            # socket gives the link's index, which wg needs not look up
+            inside = await anyio.run_process(a.cmd("wg", "show", ia.name, "endpoints"))
+            assert inside.stdout.decode().split()[1] == f"[fe80::b%{va}]:51820"
+            outside = await anyio.run_process(["wg", "show", ia.name, "endpoints"], check=False)
+            assert outside.returncode == 0, outside
+            assert "[fe80::b%" in outside.stdout.decode()
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])

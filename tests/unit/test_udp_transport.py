@@ -393,3 +393,15 @@ async def test_a_scope_that_names_no_interface_is_a_bad_address() -> None:
         assert await tx.send_batch(out) == 1
         assert tx.statistics().drops == {"bad_address": 3}
         assert (await receive(rx, 1)).to_list() == [b"plain"]
+
+
+async def test_numeric_scope_gives_the_links_index() -> None:
+    # what the control socket shows `wg` for a link-local endpoint: the index, in the
+    # socket's namespace
+    async with UDPTransport.bind(("::1", 0)) as t:
+        lo = socket.if_nametoindex("lo")
+        assert t.numeric_scope(("fe80::1%lo", 9)) == (f"fe80::1%{lo}", 9)
+        assert t.numeric_scope(("fe80::1%7", 9)) == ("fe80::1%7", 9)
+        assert t.numeric_scope(("fe80::1%nosuchlink0", 9)) == ("fe80::1%nosuchlink0", 9)
+        assert t.numeric_scope(("192.0.2.1", 9)) == ("192.0.2.1", 9)
+        assert t.numeric_scope(("2001:db8::1", 9)) == ("2001:db8::1", 9)

@@ -416,6 +416,16 @@ class UDPTransport:
             cache[raw] = addr
         return addr
 
+    def numeric_scope(self, addr: Address) -> Address:
+        """``addr`` with a link-local scope given by name (``fe80::1%eth0``) as the link's
+        index in this socket's namespace (``fe80::1%2``); other addresses, and names no link
+        here has, as they are."""
+        ip, sep, scope = addr[0].partition("%")
+        if not sep or (scope.isascii() and scope.isdigit()):
+            return addr
+        index = _scope_index(self._fd, scope)
+        return addr if index < 0 else (f"{ip}%{index}", addr[1])
+
     def _send_address(self, addr: Any) -> Any:
         """What the socket takes for ``addr``: an IPv4 peer IPv4-mapped on an IPv6 socket; a
         scoped IPv6 host as ``(ip, port, 0, index)``.

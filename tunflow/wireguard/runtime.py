@@ -700,7 +700,9 @@ class WireGuardInterface:
     async def _handle(self, request: Any) -> bytes:
         wg = self.wg
         port, mark = wg.listen_port, wg.fwmark
-        reply = handle_request(wg, request, now=self._clock())
+        reply = handle_request(
+            wg, request, now=self._clock(), scoped_endpoint=self.transport.numeric_scope
+        )
         self.port.peers_changed()
         if wg.fwmark != mark:
             try:

@@ -31,6 +31,7 @@ protocol; never log the requests.
 from __future__ import annotations
 
 import errno as _errno
+from collections.abc import Callable
 from typing import Final
 
 import attrs
@@ -483,9 +484,18 @@ def apply_set(wg: WireGuard, request: SetRequest, now: float | None = None) -> N
 
 
 def handle_request(
-    wg: WireGuard, request: GetRequest | SetRequest | UapiError, now: float | None = None
+    wg: WireGuard,
+    request: GetRequest | SetRequest | UapiError,
+    now: float | None = None,
+    *,
+    scoped_endpoint: Callable[[Address], Address] | None = None,
 ) -> bytes:
     """Answer one request from :meth:`UapiConnection.next_request`.
+
+    Args:
+        scoped_endpoint: how a ``get`` shows a link-local endpoint (``fe80::1%eth0``); the
+            runtime passes its socket's name-to-index lookup, so ``wg`` reads a number it
+            needs not look up (``wg`` crashes on a link name its own namespace lacks).
 
     Returns:
         The bytes to write back (for a fatal :class:`UapiError`: ``b""`` — close instead).
@@ -493,7 +503,16 @@ def handle_request(
     if isinstance(request, UapiError):
         return b"" if request.fatal else render_errno(request.errno)
     if isinstance(request, GetRequest):
-        return render_get(wg)
+        info = device_info(wg)
+        if scoped_endpoint is not None:
+            peers = tuple(
+                attrs.evolve(p, endpoint=scoped_endpoint(p.endpoint))
+                if p.endpoint is not None and "%" in p.endpoint[0]
+                else p
+                for p in info.peers
+            )
+            info = attrs.evolve(info, peers=peers)
+        return render_get(info)
     try:
         apply_set(wg, request, now)
     except UapiError as exc:
