@@ -81,9 +81,20 @@ def runs(draw: st.DrawFn) -> tuple[list[bytes], bool, int | None, int]:
     # half the cases are clean; the others have one odd packet somewhere
     spoil_at = draw(st.integers(0, count - 1)) if draw(st.booleans()) else -1
     spoiler = draw(st.integers(1, 12))
+    # pure ACKs among them (a transfer the other way, decrypted in the same batch): none, or
+    # about one every `acks` packets
+    acks = draw(st.sampled_from([0, 0, 1, 3, 10]))
     packets = []
     for i in range(count):
         f = draw(st.integers(0, len(dsts) - 1))
+        if acks and not draw(st.integers(0, acks - 1)):
+            kind = draw(st.integers(0, 5))
+            if kind == 4:  # a window update: the data flow's own addresses, seq and ACK
+                packets.append(make(a, dsts[f], ACK, 0, seqs[f]))
+            else:  # the other way, ACK numbers moving on; rarely with PSH or FIN
+                flags = (ACK, ACK, ACK, ACK | PSH, ACK | FIN, ACK)[kind]
+                back = draw(st.integers(0, 2**32 - 1))
+                packets.append(make(dsts[f], a, flags, 0, 9, ack=back))
         size = mss if draw(st.integers(0, 5)) else draw(st.integers(1, mss))
         flags = ACK | PSH if not draw(st.integers(0, 7)) else ACK
         kw: dict[str, object] = {}
@@ -211,8 +222,17 @@ def test_the_fast_path_takes_a_clean_run_and_refuses_the_rest() -> None:
     src.extend(clean6)
     run = table._classify_tcp_run(src)
     assert run is not None and [len(item[0]) for item in run[0]] == [48, 2]  # type: ignore[index]
+    # pure ACKs of a transfer the other way pass through in their places, not in the items
+    back = [tcp4_packet(IP4_B, IP4_A, ACK, 0, 1, ack=1 + 1000 * i) for i in range(5)]
+    src.clear()
+    src.extend([*clean[:10], back[0], *clean[10:20], *back[1:4], *clean[20:], back[4]])
+    run = table._classify_tcp_run(src)
+    assert run is not None
+    slots = [s if isinstance(s, int) else ("item", len(s[0])) for s in run[0]]
+    assert slots == [("item", 47), 10, 21, 22, 23, ("item", 3), 54]
     for spoiler in (
         tcp6_packet(IP6_A, IP6_B, ACK, 1380, 1),  # the other IP version
+        tcp4_packet(IP4_B, IP4_A, ACK | FIN, 0, 1),  # a pure ACK with flags GRO leaves alone
         tcp4_packet(IP4_A, IP4_B, ACK, 1380, 2 + 1380 * 50),  # a gap
         tcp4_packet(IP4_A, IP4_B, ACK | FIN, 1380, 1 + 1380 * 50),  # flags GRO leaves alone
     ):
