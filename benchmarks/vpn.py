@@ -408,7 +408,12 @@ def quiet_wait(limit: float, tries: int = 10) -> float:
 
 
 def iperf(cand: Candidate, test: str, duration: float, tmp: Path) -> dict[str, float]:
-    args = {"tcp1": [], "tcp4": ["-P", "4"], "udp64": ["-u", "-l", "64", "-b", "0"]}[test]
+    args = {
+        "tcp1": [],
+        "tcp4": ["-P", "4"],
+        "udp64": ["-u", "-l", "64", "-b", "0"],
+        "bidir": ["--bidir"],  # one stream each way (not in the table; for A/B runs)
+    }[test]
     server = subprocess.Popen(
         nsx(NS_B, "iperf3", "-s", "-1", "-p", str(IPERF_PORT)),
         stdout=subprocess.DEVNULL,
@@ -456,7 +461,13 @@ def iperf(cand: Candidate, test: str, duration: float, tmp: Path) -> dict[str, f
             (rcv.get("packets", 0) - rcv.get("lost_packets", 0)) / (rcv.get("seconds") or 1) / 1e3
         )
     else:
-        out["gbps"] = end.get("sum_received", {}).get("bits_per_second", 0) / 1e9
+        out["gbps"] = (
+            sum(
+                end.get(k, {}).get("bits_per_second", 0)
+                for k in ("sum_received", "sum_received_bidir_reverse")
+            )
+            / 1e9
+        )
     return out
 
 

@@ -174,6 +174,31 @@ class Session:
             done = self._encrypt_uniform(packets, out, address, mtu, indices)
             if done:
                 return done
+            runs = _size_runs(packets, indices)
+            if len(runs) > 1:
+                # Sizes mixed (traffic both ways: acknowledgements among full-size packets):
+                # each long run at once, what lies between them packet by packet.
+                total = 0
+                for run, long in runs:
+                    want = len(run)
+                    done = self._encrypt_uniform(packets, out, address, mtu, run) if long else 0
+                    if not done:
+                        done = self._encrypt_loop(packets, out, address, mtu, run)
+                    total += done
+                    if done < want:
+                        break
+                return total
+        return self._encrypt_loop(packets, out, address, mtu, indices)
+
+    def _encrypt_loop(
+        self,
+        packets: PacketBatch,
+        out: DatagramBatch,
+        address: Address | None,
+        mtu: int,
+        indices: list[int] | range | None,
+    ) -> int:
+        """encrypt_batch packet by packet."""
         src = packets.view
         offs, lens = packets.offsets, packets.lengths
         obuf, oview = out.buffer, out.view
@@ -328,3 +353,32 @@ class Session:
         if not self.replay.check(counter):
             return None
         return bytes(out)
+
+
+def _size_runs(packets: PacketBatch, run: range) -> list[tuple[range, bool]]:
+    """``run`` cut into runs of one packet size at one stride at least ``_UNIFORM_MIN`` long
+    (``True``) and the ranges between them (``False``), in order."""
+    offs, lens = packets.offsets, packets.lengths
+    start, stop = run.start, run.stop
+    out: list[tuple[range, bool]] = []
+    loose = a = start  # loose: where the stretch not yet in a long run begins
+    n = lens[start]
+    end = offs[start] + n
+    for i in range(start + 1, stop + 1):
+        if i < stop:
+            m = lens[i]
+            off = offs[i]
+            if m == n and off == end + HEADROOM:
+                end = off + m
+                continue
+        # a run of one size ends at i
+        if i - a >= _UNIFORM_MIN:
+            if a > loose:
+                out.append((range(loose, a), False))
+            out.append((range(a, i), True))
+            loose = i
+        if i < stop:
+            a, n, end = i, m, off + m
+    if stop > loose:
+        out.append((range(loose, stop), False))
+    return out
