@@ -92,6 +92,10 @@ _UNDER_LOAD_FOR: Final = 1.0
 _MAX_EVENTS: Final = 256
 #: Scattered reads in a row before the batch goes to the device (and the lane yields).
 _SCATTER_READS: Final = 16
+#: One-fragment native messages read in a row before reads switch to the short scatter list:
+#: with bulk transfers both ways, acknowledgements come between big messages one or two at a
+#: time, and a big message read with the short list is copied twice.
+_SHORT_AFTER: Final = 4
 #: The largest UDP read (a ``UDP_GRO`` run).
 MAX_DATAGRAM: Final = 65535
 
@@ -294,8 +298,12 @@ class WireGuardPort:
                     whole = seg == sc.stride and count > 1
                     if whole:
                         sc.bulk = True
+                        sc.small = 0
                     elif sc.headers[2] == 1 and sc.headers[0] == MESSAGE_NATIVE:
-                        sc.bulk = False  # messages of one fragment: a ping, ACKs, at rest
+                        # messages of one fragment, a few in a row: a ping, ACKs, at rest
+                        sc.small += 1
+                        if sc.small >= _SHORT_AFTER:
+                            sc.bulk = False
                     # (anything else — the lone last fragment of a big message, a handshake —
                     # leaves the list as it is). A lone datagram longer than our fragments (a
                     # peer with a larger MTU) did not land as one header and one chunk: it is
@@ -530,8 +538,11 @@ class _Scatter:
         #: nothing.
         self.tail = bytearray(MAX_DATAGRAM)
         self.iov_small = [h[:NATIVE_HEADER_SIZE], b[:chunk], memoryview(self.tail)]
-        #: read with the long list: the last read was a message of many whole fragments
+        #: read with the long list: a message of many whole fragments came last, and fewer
+        #: than _SHORT_AFTER one-fragment messages since
         self.bulk = False
+        #: one-fragment messages read since the last big one
+        self.small = 0
         #: the most one read can add to a packet batch: a native super-packet, or up to 64
         #: WireGuard messages' packets with their headroom
         self.largest = MAX_DATAGRAM + (UDP_MAX_SEGMENTS + 1) * HEADROOM

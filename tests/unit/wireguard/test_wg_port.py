@@ -124,11 +124,16 @@ def small_packet(i: int, size: int | None = None) -> PacketBatch:
 
 
 async def test_native_reads_switch_lists_and_lose_nothing() -> None:
-    # Reads use a short scatter list after small messages (pings, ACKs) and the long one
-    # after a message of many whole fragments; the first big message after small ones
-    # lands in the short list's tail and is put back together. Every kind, in every order.
+    # Reads use the long scatter list after a message of many whole fragments, and the
+    # short one once a few small messages (pings, ACKs) came in a row (one or two between
+    # big ones — a transfer each way — keep the long list); the first big message after
+    # small ones lands in the short list's tail and is put back together. Every kind, in
+    # every order.
+    from tunflow.wireguard.runtime import _SHORT_AFTER
+
     async with native_port() as (port, sender, far):
         kinds = ["small", "big", "big", "small", "big", "small", "small", "big", "big"]
+        kinds += ["small"] * _SHORT_AFTER + ["big", "small", "big"]
         got: list[bytes] = []
         expected: list[bytes] = []
         batch = port.new_batch()
@@ -145,6 +150,9 @@ async def test_native_reads_switch_lists_and_lose_nothing() -> None:
                 assert len(batch) == 1
                 got.append(bytes(batch.with_header(0)))
                 expected.append(bytes(packets.with_header(0)))
+                since_big = [*kinds[: i + 1][::-1], "big"].index("big")
+                long_list = "big" in kinds[: i + 1] and since_big < _SHORT_AFTER
+                assert port._scatter is not None and port._scatter.bulk is long_list, (i, kind)
         assert got == expected
         assert port.wg.statistics().dropped_malformed == 0
 
