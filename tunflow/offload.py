@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import enum
+import functools
 import struct
 from collections.abc import Sequence
 from itertools import pairwise
@@ -1632,17 +1633,10 @@ class GROTable:
         return count
 
 
-_repunits: dict[int, int] = {}
-
-
+@functools.lru_cache(maxsize=64)  # bounded: batches come in a handful of sizes
 def _repunit64(n: int) -> int:
     """``n`` 64-bit slots holding 1 each, as one number."""
-    r = _repunits.get(n)
-    if r is None:
-        if len(_repunits) >= 64:  # bounded: batches come in a handful of sizes
-            _repunits.clear()
-        r = _repunits[n] = int.from_bytes(b"\0\0\0\0\0\0\0\1" * n, "big")
-    return r
+    return int.from_bytes(b"\0\0\0\0\0\0\0\1" * n, "big")
 
 
 def _run_head(

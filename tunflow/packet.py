@@ -12,6 +12,7 @@ protocol) and the Internet checksum. It must not import ``os``, ``socket`` or an
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from typing import Final
 
@@ -270,16 +271,11 @@ def validate_ip_packet(packet: bytes | bytearray | memoryview, mtu: int | None =
 _FOLD_BITS: Final = 4096
 #: a ``bytes.translate`` table keeping each byte's high nibble (an IP version, a data offset)
 _HIGH_NIBBLE: Final = bytes(b & 0xF0 for b in range(256))
-_masks: dict[int, int] = {}
 
 
+@functools.lru_cache(maxsize=64)  # bounded: GSO traffic uses a handful of sizes
 def _mask(bits: int) -> int:
-    m = _masks.get(bits)
-    if m is None:
-        if len(_masks) >= 64:  # bounded: GSO traffic uses a handful of sizes
-            _masks.clear()
-        m = _masks[bits] = (1 << bits) - 1
-    return m
+    return (1 << bits) - 1
 
 
 def _sum16(data: bytes | bytearray | memoryview) -> int:

@@ -57,7 +57,9 @@ async def two_sides(
     *,
     native: bool,
     offload_b: bool | None = None,
+    endpoint: str = f"{UB}:51820",
 ) -> AsyncIterator[tuple[WireGuardInterface, WireGuardInterface]]:
+    """a and b, a told b's ``endpoint``, b learning a's from the handshake."""
     ka, kb = PrivateKey.generate(), PrivateKey.generate()
     ca = InterfaceConfig(
         ka,
@@ -65,7 +67,7 @@ async def two_sides(
         peers=[
             PeerConfig(
                 kb.public_key(),
-                endpoint=(UB, 51820),
+                endpoint=endpoint,
                 allowed_ips=f"{OB}/32",
                 native_mode=native,
             )
@@ -327,31 +329,13 @@ async def test_a_link_local_endpoint_keeps_its_scope() -> None:
                 ns.run("ip", "addr", "add", address, "dev", d, "nodad")
                 ns.run("ip", "link", "set", d, "up")
         va, vb = testing.veth_pair(a, b, "fe80::a/64", "fe80::b/64")
-        ka, kb = PrivateKey.generate(), PrivateKey.generate()
-        ca = InterfaceConfig(
-            ka,
-            listen_port=51820,
-            peers=[
-                PeerConfig(
-                    kb.public_key(), endpoint=f"[fe80::b%{va}]:51820", allowed_ips=f"{OB}/32"
-                )
-            ],
-        )
-        cb = InterfaceConfig(
-            kb, listen_port=51820, peers=[PeerConfig(ka.public_key(), allowed_ips=f"{OA}/32")]
-        )
-        async with (
-            open_interface(
-                ca, name=testing.unique_name("wa"), addresses=[f"{OA}/24"], netns=a.name
-            ) as ia,
-            open_interface(
-                cb, name=testing.unique_name("wb"), addresses=[f"{OB}/24"], netns=b.name
-            ) as ib,
-        ):
+        async with two_sides(a, b, native=False, endpoint=f"[fe80::b%{va}]:51820") as (ia, ib):
             await ping(a, OB)
             await ping(b, OA)
-            assert ib.wg.peers[ka.public_key()].endpoint == (f"fe80::a%{vb}", 51820)
-            assert ia.wg.peers[kb.public_key()].endpoint == (f"fe80::b%{va}", 51820)
+            (peer_of_b,) = ib.wg.peers.values()
+            (peer_of_a,) = ia.wg.peers.values()
+            assert peer_of_b.endpoint == (f"fe80::a%{vb}", 51820)
+            assert peer_of_a.endpoint == (f"fe80::b%{va}", 51820)
             # `wg show`, inside the namespace, names the link; from outside it (where that
             # name means nothing — wg crashed on such a name) it runs too: the control
             # socket gives the link's index, which wg needs not look up
@@ -370,27 +354,7 @@ async def test_a_link_local_endpoint_finds_its_link_made_anew() -> None:
     (the name was the same): both sides' sends went on failing."""
     with testing.netns(enter=False) as a, testing.netns(enter=False) as b:
         va, vb = testing.veth_pair(a, b, "fe80::a/64", "fe80::b/64")
-        ka, kb = PrivateKey.generate(), PrivateKey.generate()
-        ca = InterfaceConfig(
-            ka,
-            listen_port=51820,
-            peers=[
-                PeerConfig(
-                    kb.public_key(), endpoint=f"[fe80::b%{va}]:51820", allowed_ips=f"{OB}/32"
-                )
-            ],
-        )
-        cb = InterfaceConfig(
-            kb, listen_port=51820, peers=[PeerConfig(ka.public_key(), allowed_ips=f"{OA}/32")]
-        )
-        async with (
-            open_interface(
-                ca, name=testing.unique_name("wa"), addresses=[f"{OA}/24"], netns=a.name
-            ),
-            open_interface(
-                cb, name=testing.unique_name("wb"), addresses=[f"{OB}/24"], netns=b.name
-            ),
-        ):
+        async with two_sides(a, b, native=False, endpoint=f"[fe80::b%{va}]:51820"):
             await ping(a, OB)
             a.run("ip", "link", "del", va)
             testing.run(

@@ -490,10 +490,11 @@ class _Engine:
 
     def _remote(self) -> Any:
         """StageContext.remote: the transport at the network end of the first lane."""
-        for lane in self._lanes:
-            port = lane.sink if lane.direction is Direction.OUTBOUND else lane.source
-            return getattr(port, "transport", None)
-        return None
+        if not self._lanes:
+            return None
+        lane = self._lanes[0]
+        port = lane.sink if lane.direction is Direction.OUTBOUND else lane.source
+        return getattr(port, "transport", None)
 
     async def _run_tasks(
         self, task_status: TaskStatus[None], process_index: int | None = None

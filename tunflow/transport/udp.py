@@ -120,6 +120,13 @@ def _set_buffer(sock: socket.socket, size: int) -> None:
                 pass
 
 
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    """``cache[key] = value``, the cache emptied first when full (addresses: bounded)."""
+    if len(cache) >= _ADDR_CACHE_MAX:
+        cache.clear()
+    cache[key] = value
+
+
 # Interface names and indexes are looked up with the socket's own ioctls on Linux, so in the
 # socket's network namespace (the process may sit in another one: ``open_interface(netns=)``).
 _SIOCGIFNAME: Final = 0x8910
@@ -405,15 +412,9 @@ class UDPTransport:
                 # deleted and made anew under its name has another index (the kernel's
                 # WireGuard takes the scope from the datagram too)
                 if self._v6:
-                    sends = self._send_cache
-                    if len(sends) >= _ADDR_CACHE_MAX:
-                        sends.clear()
-                    sends[(host, raw[1])] = (raw[0], raw[1], 0, raw[3])
+                    _remember(self._send_cache, (host, raw[1]), (raw[0], raw[1], 0, raw[3]))
             addr = (host, raw[1])
-            cache = self._recv_cache
-            if len(cache) >= _ADDR_CACHE_MAX:
-                cache.clear()
-            cache[raw] = addr
+            _remember(self._recv_cache, raw, addr)
         return addr
 
     def numeric_scope(self, addr: Address) -> Address:
@@ -453,10 +454,7 @@ class UDPTransport:
                 out = (ip, addr[1], 0, index)
             else:
                 out = addr
-            cache = self._send_cache
-            if len(cache) >= _ADDR_CACHE_MAX:
-                cache.clear()
-            cache[addr] = out
+            _remember(self._send_cache, addr, out)
         return out
 
     # -- receive --------------------------------------------------------------------------

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.anyio
 
 
 def configs(
-    port_a: int, port_b: int, *, native: bool = False
+    port_a: int, port_b: int, *, native: bool = False, keepalive: int = 0
 ) -> tuple[InterfaceConfig, InterfaceConfig]:
     ka, kb = PrivateKey.generate(), PrivateKey.generate()
     a = InterfaceConfig(
@@ -36,6 +36,7 @@ def configs(
                 endpoint=("127.0.0.1", port_b),
                 allowed_ips="10.0.0.2/32",
                 native_mode=native,
+                persistent_keepalive=keepalive,
             )
         ],
     )
@@ -95,18 +96,7 @@ async def test_a_persistent_keepalive_starts_the_handshake_when_the_pipeline_sta
     keepalive is sent one at once — the handshake starts with no traffic at all, so a peer
     behind NAT can be reached. The stage sends it through the pipeline's transport."""
     async with UDPTransport.bind("127.0.0.1:0") as ta, UDPTransport.bind("127.0.0.1:0") as tb:
-        ka, kb = PrivateKey.generate(), PrivateKey.generate()
-        config = InterfaceConfig(
-            ka,
-            peers=[
-                PeerConfig(
-                    kb.public_key(),
-                    endpoint=tb.local_address,
-                    allowed_ips="10.0.0.2/32",
-                    persistent_keepalive=25,
-                )
-            ],
-        )
+        config, _ = configs(ta.local_address[1], tb.local_address[1], keepalive=25)
         stage = WireGuardStage.for_config(config)
         inbound = Pipeline(TransportPort(ta), [stage], MemorySink(), direction=Direction.INBOUND)
         with anyio.fail_after(10):
