@@ -173,17 +173,23 @@ def test_the_in_order_fast_path_makes_what_the_general_one_makes(
         src.zero_headers()
     if gso_at >= 0:
         src.buffer[src.offsets[gso_at] - HEADROOM] = 1  # NEEDS_CSUM
-    trusting = _PerPacket(max_segments=max_segments)  # takes the fast path when it can
-    trusting.verify_checksums = False
+    # takes the fast path when it can
+    _assert_as_general(_PerPacket(max_segments=max_segments), src, max_segments)
+
+
+def _assert_as_general(table: GROTable, src: PacketBatch, max_segments: int | None) -> None:
+    """``table`` (checksums trusted) coalesces ``src`` as the general classifier does: the same
+    packets, headers and statistics."""
+    table.verify_checksums = False
     general = _General(max_segments=max_segments)
     general.verify_checksums = False
-    out_fast, out_general = PacketBatch(1 << 20), PacketBatch(1 << 20)
-    assert trusting.coalesce(src, out_fast) == general.coalesce(src, out_general)
-    assert out_fast.to_list() == out_general.to_list()
-    assert [bytes(out_fast.header(i)) for i in range(len(out_fast))] == [
+    out, out_general = PacketBatch(src.capacity), PacketBatch(src.capacity)
+    assert table.coalesce(src, out) == general.coalesce(src, out_general)
+    assert out.to_list() == out_general.to_list()
+    assert [bytes(out.header(i)) for i in range(len(out))] == [
         bytes(out_general.header(i)) for i in range(len(out_general))
     ]
-    assert trusting.statistics() == general.statistics()
+    assert table.statistics() == general.statistics()
 
 
 def test_the_fast_path_takes_a_clean_run_and_refuses_the_rest() -> None:
@@ -332,16 +338,7 @@ def _compare_with_general(
         if gso_at >= 0:
             src.buffer[src.offsets[gso_at] - HEADROOM] = 1  # a non-zero header
     table = GROTable(max_segments=max_segments)
-    table.verify_checksums = False
-    general = _General(max_segments=max_segments)
-    general.verify_checksums = False
-    out, out_general = PacketBatch(1 << 21), PacketBatch(1 << 21)
-    assert table.coalesce(src, out) == general.coalesce(src, out_general)
-    assert out.to_list() == out_general.to_list()
-    assert [bytes(out.header(i)) for i in range(len(out))] == [
-        bytes(out_general.header(i)) for i in range(len(out_general))
-    ]
-    assert table.statistics() == general.statistics()
+    _assert_as_general(table, src, max_segments)
     return table
 
 
