@@ -34,6 +34,7 @@ from typing import Any, Final, TypeAlias
 
 import attrs
 
+from .datagram import UDP_MAX_SEGMENTS
 from .errors import MalformedPacketError, OffloadError, PacketTooLargeError, TruncatedPacketError
 from .packet import _HIGH_NIBBLE, HEADROOM, IDEAL_BATCH_SIZE, PacketBatch, _mask, _sum16
 
@@ -926,7 +927,9 @@ class GROTable:
         tcp: coalesce TCP (turn off at run time against kernel GRO bugs).
         udp: coalesce UDP; only when the device accepted ``TUN_F_USO4|TUN_F_USO6``.
         max_segments: the most packets merged into one (``None``: only the 64 KiB cap); a
-            writer that sends fragments with ``writev`` needs ≤ 1023 (UIO_MAXIOV).
+            writer that sends fragments with ``writev`` needs ≤ 1023 (UIO_MAXIOV). UDP
+            datagrams merge :data:`~tunflow.datagram.UDP_MAX_SEGMENTS` at most whatever it is:
+            the kernel refuses a USO write of more (128 since Linux 6.x, 64 before).
 
     Raises:
         ValueError: ``max_segments`` is below 1.
@@ -1362,6 +1365,9 @@ class GROTable:
         tcp_on = self.tcp
         udp_on = self.udp
         max_segs = self._max_segments
+        # the kernel refuses (EINVAL) a USO write of more segments than it sends in one
+        # UDP_SEGMENT call — and a refused GSO write turns GRO off for the device
+        udp_max_segs = min(max_segs, UDP_MAX_SEGMENTS)
         tcp_flows = self._tcp_flows
         udp_flows = self._udp_flows
         tcp_flows.clear()
@@ -1534,7 +1540,7 @@ class GROTable:
                 i_pay = item[_IT_PAYLOAD]
                 i_gso = item[_IT_GSO]
                 if (
-                    len(members) < max_segs
+                    len(members) < udp_max_segs
                     and item[_IT_COMPAT] == compat
                     and not i_pay % i_gso
                     and gso <= i_gso

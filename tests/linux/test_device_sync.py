@@ -36,6 +36,7 @@ from tunflow import (
     UnsupportedError,
     testing,
 )
+from tunflow.datagram import UDP_MAX_SEGMENTS
 
 pytestmark = pytest.mark.needs_root
 
@@ -603,6 +604,31 @@ def test_offload_recv_into_keeps_a_packet_too_large_for_the_buffer(netns: testin
         packet = dev.recv(timeout=0)  # the packet that did not fit is the next one, whole
         parsed = udp_payload(packet)
         assert parsed is not None and parsed[1:] == (5000, bytes(5000))
+
+
+def test_a_burst_of_small_datagrams_is_written_in_uso_writes_the_kernel_takes(
+    netns: testing.Netns,
+) -> None:
+    # More datagrams of one flow than one USO write may carry (the kernel refuses more than
+    # UDP_MAX_SEGMENTS with EINVAL): they go out in several super-packets, all arrive, and GRO
+    # stays on — a refused write would have turned it off for TCP as well.
+    count = 300
+    with DeviceBuilder().ipv4("10.61.0.1", 24).offload().build_sync() as dev:
+        if not dev.offload_info.uso:
+            pytest.skip("this kernel has no USO on TUN devices (Linux < 6.2)")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, 33, 1 << 22)  # SO_RCVBUFFORCE (root)
+            s.bind(("10.61.0.1", 6000))
+            s.settimeout(5)
+            batch = PacketBatch(capacity=1 << 16, max_packets=count)
+            for i in range(count):
+                batch.append(ipv4_udp("10.61.0.2", "10.61.0.1", 7000, 6000, i.to_bytes(4, "big")))
+            assert dev.send_batch(batch) == count
+            got = [s.recv(16) for _ in range(count)]
+        assert got == [i.to_bytes(4, "big") for i in range(count)]
+        stats = dev.statistics()
+        assert stats.gro_disabled == 0
+        assert stats.tx_super_packets == -(-count // UDP_MAX_SEGMENTS)
 
 
 def test_set_mtu_on_one_queue_raises_the_limit_of_every_queue(netns: testing.Netns) -> None:

@@ -7,6 +7,7 @@ import struct
 
 import pytest
 
+from tunflow.datagram import UDP_MAX_SEGMENTS
 from tunflow.errors import PacketTooLargeError
 from tunflow.offload import (
     VIRTIO_NET_HDR_F_NEEDS_CSUM,
@@ -375,6 +376,20 @@ def test_udp_packets_can_coalesce(
     assert_outputs(out, pkts, groups)
     if len(pkts[0]) > 60000 and len(groups) == 2:
         assert table.statistics().too_large == 1
+
+
+def test_udp_merges_at_most_what_the_kernel_takes_in_one_uso_write() -> None:
+    # Linux refuses (EINVAL) a USO write of more than UDP_MAX_SEGMENTS datagrams, and a refused
+    # write turns the device's GRO off; max_segments=None must not lift that cap (nor a larger
+    # one), a smaller one still applies.
+    n = 2 * UDP_MAX_SEGMENTS + 1
+    pkts = [_u4(16, start=16 * i) for i in range(n)]
+    cut = [tuple(range(a, min(a + UDP_MAX_SEGMENTS, n))) for a in range(0, n, UDP_MAX_SEGMENTS)]
+    for max_segments in (None, 1000):
+        out, _ = run_gro(pkts, GROTable(tcp=True, udp=True, max_segments=max_segments))
+        assert_outputs(out, pkts, cut)
+    out, _ = run_gro(pkts, GROTable(tcp=True, udp=True, max_segments=10))
+    assert_outputs(out, pkts, [tuple(range(a, min(a + 10, n))) for a in range(0, n, 10)])
 
 
 def test_udp_zero_checksum_ipv4_coalesces() -> None:
