@@ -175,6 +175,33 @@ def test_mark_run_records_what_check_records(seed: int) -> None:
         counter += length - 1
 
 
+@pytest.mark.parametrize("first", [1, 63, 64, 100])
+@pytest.mark.parametrize("length", [8128, 8129, 8130, 8192, 8193, 8300, 20_000])
+def test_mark_run_of_a_run_longer_than_the_ring(first: int, length: int) -> None:
+    # a run spanning more than 128 words: the ring keeps only its last 128, as check() does —
+    # no bit of a counter above the run may be set (it would refuse that message, reordered)
+    one, many = ReplayWindow(), ReplayWindow()
+    for c in range(first, first + length):
+        assert one.check(c)
+    many.mark_run(first, first + length)
+    assert (one._last, one._ring) == (many._last, many._ring)
+    top = first + length - 1
+    later = range(top + 64, top, -1)  # the next 64 counters, last first (reordered)
+    assert all(many.check(c) for c in later)
+
+
+def test_a_run_longer_than_the_replay_ring_leaves_later_counters_free() -> None:
+    # 9000 messages in one batch (one run-at-once step), then the next ones reordered: none of
+    # them was received before, so none is a replay
+    p = Pair()
+    p.handshake()
+    packets = [packet(48, i) for i in range(9000)]
+    assert len(p.deliver("b", p.send("a", packets))) == 9000
+    later = p.send("a", packets[:20])
+    assert len(p.deliver("b", later[::-1])) == 20
+    assert p.b.statistics().dropped_replay == 0
+
+
 # -- and the sending side: a run of full-size packets sealed at once ---------------------------
 
 

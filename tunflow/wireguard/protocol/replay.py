@@ -58,7 +58,7 @@ class ReplayWindow:
     def mark_run(self, first: int, stop: int) -> None:
         """Record counters ``first`` to ``stop - 1`` at once: what :meth:`check` does for each of
         them in turn, for a run of in-order messages all above :attr:`highest` and below the
-        limit (the caller checks that), spanning fewer than 128 words (8192 counters)."""
+        limit (the caller checks that), of any length."""
         current = self._last >> _WORD_BITS_LOG
         top = (stop - 1) >> _WORD_BITS_LOG
         ring = self._ring
@@ -69,6 +69,11 @@ class ReplayWindow:
                 ring[i & _RING_MASK] = 0
         word = first >> _WORD_BITS_LOG
         low = first & _WORD_MASK
+        if top - word >= _RING_WORDS:
+            # a run longer than the ring: only its last 128 words stay in it (as after check()
+            # of each counter); marking the older ones too would set, in the slot the top word
+            # shares with one of them, the bits of counters not yet received
+            word, low = top - _RING_WORDS + 1, 0
         while word <= top:
             high = ((stop - 1) & _WORD_MASK) + 1 if word == top else 1 << _WORD_BITS_LOG
             ring[word & _RING_MASK] |= ((1 << high) - 1) ^ ((1 << low) - 1)
