@@ -1253,7 +1253,8 @@ class WireGuard:
                 continue  # fragments of a native message opened as a whole
             off = offs[i]
             ln = lens[i]
-            if ln < overhead:
+            if ln < overhead and (ln <= NATIVE_HEADER_SIZE or buf[off] != MESSAGE_NATIVE):
+                # (a native message's last fragment may hold as little as one byte)
                 c.dropped_malformed += 1
                 continue
             typ, receiver, counter = unpack_hdr(buf, off)
