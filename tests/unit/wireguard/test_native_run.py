@@ -499,3 +499,14 @@ def test_a_last_fragment_shorter_than_a_transport_message_is_reassembled(tail: i
         assert p.b.decrypt_batch(rx, p.now, got) == 1
     assert got.to_list() == [big]
     assert p.b.statistics().dropped == 0
+
+
+def test_receive_datagram_delivers_a_message_of_many_fragments() -> None:
+    # the slow path: one fragment a call, the last one completes the super-packet
+    p = native_pair()
+    big = super_packet(5000, 4)
+    got: list[bytes] = []
+    for d, _ in sealed(p, [big]).to_pairs():
+        got += p.b.receive_datagram(d, p.a_addr, p.now)
+    assert got == [bytes(HEADROOM) + big]
+    assert not p.peer_of_b.current.native_partial

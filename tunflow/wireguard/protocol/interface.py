@@ -1025,7 +1025,10 @@ class WireGuard:
             self._counters.dropped_malformed += 1
             return []
         batch.append(data, address=addr)
-        out = PacketBatch(capacity=len(data) + 2 * HEADROOM + 16, max_packets=2)
+        capacity = len(data) + 2 * HEADROOM + 16
+        if capacity > 2 * HEADROOM + 16 and data[0] == MESSAGE_NATIVE:
+            capacity = MAX_SEALED_SIZE + HEADROOM  # a fragment may complete a whole message
+        out = PacketBatch(capacity=capacity, max_packets=2)
         self.decrypt_batch(batch, now, out)
         if out.vnet_hdr:
             return [bytes(out.with_header(i)) for i in range(len(out))]
