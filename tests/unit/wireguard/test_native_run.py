@@ -510,3 +510,20 @@ def test_receive_datagram_delivers_a_message_of_many_fragments() -> None:
         got += p.b.receive_datagram(d, p.a_addr, p.now)
     assert got == [bytes(HEADROOM) + big]
     assert not p.peer_of_b.current.native_partial
+
+
+def test_send_packet_sends_a_staged_native_message_once() -> None:
+    # a packet staged while the peer had no endpoint goes out before the next one — once (the
+    # staged message was sealed into the batch send_packet collects its own datagrams in)
+    p = native_pair()
+    staged, fresh = super_packet(3000, 5), super_packet(100, 6)
+    p.a.set_endpoint(p.kb.public_key(), None)
+    p.a.send_packet(staged, p.now)
+    assert len(p.peer_of_a.staged) == 1
+    p.a.set_endpoint(p.kb.public_key(), p.b_addr)
+    p.a.send_packet(fresh, p.now)
+    datagrams = [d for d, _ in p.a.datagrams_to_send()]
+    assert len(datagrams) == 3 + 1  # the staged message's three fragments, the fresh one's
+    got = p.deliver("b", datagrams)
+    assert [g[HEADROOM:] for g in got] == [staged, fresh]
+    assert p.b.statistics().dropped == 0

@@ -411,6 +411,9 @@ class WireGuard:
         self._scratch = bytearray(MAX_SEALED_SIZE)
         self._tmp_packets = PacketBatch(capacity=70_000, max_packets=1)
         self._tmp_datagrams = DatagramBatch(capacity=256 * 1024)
+        # _send_staged's own: it runs inside send_packet and receive_datagram, which hold the
+        # batch above (clearing it there sent the staged message twice)
+        self._staged_datagrams = DatagramBatch(capacity=256 * 1024)
 
     @classmethod
     def from_config(cls, config: InterfaceConfig, **kwargs: object) -> WireGuard:
@@ -947,7 +950,7 @@ class WireGuard:
         while peer.staged:
             packet = peer.staged.popleft()
             if native and packet:
-                out = self._tmp_datagrams
+                out = self._staged_datagrams
                 out.clear()
                 seal_native(s, packet, out, endpoint, self.native_fragment_size, self._scratch)
                 datagrams = [d for d, _ in out.to_pairs()]
