@@ -527,3 +527,18 @@ def test_send_packet_sends_a_staged_native_message_once() -> None:
     got = p.deliver("b", datagrams)
     assert [g[HEADROOM:] for g in got] == [staged, fresh]
     assert p.b.statistics().dropped == 0
+
+
+def test_a_replayed_first_fragment_does_not_take_the_next_message_with_it() -> None:
+    # a replayed fragment 0 right before another message's fragments, at the same stride (one
+    # UDP_GRO read: the kernel coalesces a spoofed or duplicated datagram with the flow's): it
+    # alone is the replay; the message after it opens
+    p = native_pair()
+    first, second = super_packet(2000, 7), super_packet(2000, 8)
+    old = [d for d, _ in sealed(p, [first]).to_pairs()]
+    new = [d for d, _ in sealed(p, [second]).to_pairs()]
+    assert len(old) == len(new) == 2 and len(old[0]) == len(new[0])
+    assert p.deliver("b", old) == [bytes(HEADROOM) + first]
+    assert p.deliver("b", [old[0], *new]) == [bytes(HEADROOM) + second]
+    stats = p.b.statistics()
+    assert stats.dropped_replay == 1 and stats.dropped == 1

@@ -512,8 +512,6 @@ def open_native_run(
         or counter in session.native_partial
     ):
         return None
-    if not _would_accept(session, counter):
-        return OpenResult.REPLAY
     # a bytearray on the left: its comparison is one memcmp (a memoryview's goes byte by byte)
     tail = bytearray(view[offset + 2 : offset + NATIVE_HEADER_SIZE])
     p = offset + stride
@@ -528,6 +526,10 @@ def open_native_run(
         ]
         dst += n_bytes
         p += stride
+    # (only now: a replayed first fragment followed by another message's fragments is not this
+    # message, and must not take them with it)
+    if not _would_accept(session, counter):
+        return OpenResult.REPLAY
     return _finish(session, memoryview(scratch)[:dst], count, counter, chunk, out)
 
 
