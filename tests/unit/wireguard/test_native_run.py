@@ -542,3 +542,24 @@ def test_a_replayed_first_fragment_does_not_take_the_next_message_with_it() -> N
     assert p.deliver("b", [old[0], *new]) == [bytes(HEADROOM) + second]
     stats = p.b.statistics()
     assert stats.dropped_replay == 1 and stats.dropped == 1
+
+
+def test_a_message_completed_into_a_full_batch_opens_on_the_retry() -> None:
+    # the fragment that completes a stored message finds ``out`` full: it is not consumed, and
+    # the caller's retry with the rest of the batch (a fresh ``out``) delivers the message
+    p = native_pair()
+    big, small = super_packet(2000, 9), ip4(A_IP, B_IP, b"ping")
+    frags = [d for d, _ in sealed(p, [big]).to_pairs()]
+    ping = [d for d, _ in sealed(p, [small]).to_pairs()]
+    rx = DatagramBatch(1 << 16)
+    for d in (frags[0], *ping, frags[1]):
+        rx.append(d, address=p.a_addr)
+    got: list[bytes] = []
+    while len(rx):
+        out = PacketBatch(1 << 17, max_packets=1)
+        done = p.b.decrypt_batch(rx, p.now, out)
+        assert done > 0
+        got += [bytes(out.with_header(i)) for i in range(len(out))]
+        rx.keep(range(done, len(rx)))
+    assert got == [bytes(HEADROOM) + small, bytes(HEADROOM) + big]
+    assert not p.peer_of_b.current.native_partial

@@ -452,15 +452,19 @@ def open_native(
         return OpenResult.MALFORMED
     bit = 1 << index
     if entry.have & bit:
-        return OpenResult.INCOMPLETE  # a duplicate fragment; the AEAD decides later
-    start = index * chunk
-    entry.buffer[start : start + data_len] = memoryview(fragment)[NATIVE_HEADER_SIZE:]
-    entry.have |= bit
-    entry.missing -= 1
-    if index == count - 1:
-        entry.last_len = data_len
-    if entry.missing:
-        return OpenResult.INCOMPLETE
+        if entry.missing:
+            return OpenResult.INCOMPLETE  # a duplicate fragment; the AEAD decides later
+        # every fragment is here: the message found no room in ``out`` before (NO_ROOM, the
+        # fragment not consumed) and this is the caller's retry
+    else:
+        start = index * chunk
+        entry.buffer[start : start + data_len] = memoryview(fragment)[NATIVE_HEADER_SIZE:]
+        entry.have |= bit
+        entry.missing -= 1
+        if index == count - 1:
+            entry.last_len = data_len
+        if entry.missing:
+            return OpenResult.INCOMPLETE
     total = (count - 1) * chunk + entry.last_len
     result = _finish(session, memoryview(entry.buffer)[:total], count, counter, chunk, out)
     if result != OpenResult.NO_ROOM:
