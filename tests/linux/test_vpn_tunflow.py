@@ -368,3 +368,41 @@ async def test_a_link_local_endpoint_finds_its_link_made_anew() -> None:
             await anyio.run_process(a.cmd("ping", "-n", "-c", "1", "-W", "1", OB), check=False)
             await ping(a, OB)
             await ping(b, OA)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_tentative_source_address_loses_datagrams_not_the_interface() -> None:
+    """A link-local endpoint on a link whose own link-local address is still tentative (DAD
+    runs: a replugged NIC, a link made anew) — the kernel refuses the send with EADDRNOTAVAIL.
+    That is a lost datagram, as for an unreachable network; it took the whole interface down
+    ("the data path failed"). Once the address is usable, the handshake goes through."""
+    with testing.netns(enter=False) as a, testing.netns(enter=False) as b:
+        a.run("sysctl", "-qw", "net.ipv6.conf.default.addr_gen_mode=1")  # no fe80:: of its own
+        va, vb = testing.unique_name("va"), testing.unique_name("vb")
+        testing.run(
+            "ip", "link", "add", va, "netns", a.name, "type", "veth",
+            "peer", "name", vb, "netns", b.name,
+        )  # fmt: skip
+        a.run("sysctl", "-qw", f"net.ipv6.conf.{va}.dad_transmits=100")  # tentative ~100 s
+        b.run("ip", "addr", "add", "fe80::b/64", "dev", vb, "nodad")
+        for ns, link in ((a, va), (b, vb)):
+            ns.run("ip", "link", "set", link, "up")
+        a.run("ip", "addr", "add", "fe80::a/64", "dev", va)
+        assert "tentative" in a.run("ip", "addr", "show", "dev", va).stdout
+        async with two_sides(a, b, native=False, endpoint=f"[fe80::b%{va}]:51820") as (ia, _):
+            # the handshake initiation cannot leave (no usable source address on va)
+            await anyio.run_process(a.cmd("ping", "-n", "-c", "1", "-W", "1", OB), check=False)
+            assert ia.stop_reason is None, ia.failure
+            assert ia.statistics().transport.drops.get("unreachable", 0) >= 1
+            a.run("ip", "addr", "del", "fe80::a/64", "dev", va)
+            a.run("ip", "addr", "add", "fe80::a/64", "dev", va, "nodad")
+            # the next initiation (retransmitted after REKEY_TIMEOUT, 5 s) goes through
+            with anyio.fail_after(20):
+                while True:
+                    done = await anyio.run_process(
+                        a.cmd("ping", "-n", "-c", "1", "-W", "1", OB), check=False
+                    )
+                    if done.returncode == 0:
+                        break
+            assert ia.stop_reason is None
+            await ping(b, OA)

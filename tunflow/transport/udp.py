@@ -763,7 +763,10 @@ class UDPTransport:
             # a scoped destination whose link went (its index with it): looked up anew by
             # name next time, so a link made again under that name is found
             self._send_cache.pop(addr, None)
-        if exc.errno in _UNREACHABLE:
+        if exc.errno in _UNREACHABLE or exc.errno == errno.EADDRNOTAVAIL:
+            # EADDRNOTAVAIL: no usable source address for the destination — the link's own
+            # (link-local) address still tentative while DAD runs, or gone: not sent, as if
+            # no route led there
             self._drop("unreachable", count)
         elif exc.errno == errno.EMSGSIZE:
             self._drop("too_large", count)
