@@ -405,3 +405,26 @@ async def test_numeric_scope_gives_the_links_index() -> None:
         assert t.numeric_scope(("fe80::1%nosuchlink0", 9)) == ("fe80::1%nosuchlink0", 9)
         assert t.numeric_scope(("192.0.2.1", 9)) == ("192.0.2.1", 9)
         assert t.numeric_scope(("2001:db8::1", 9)) == ("2001:db8::1", 9)
+
+
+@pytest.mark.skipif(not LINUX, reason="Linux's pending socket errors")
+@pytest.mark.parametrize("offload", [True, False], ids=["segmented", "plain"])
+async def test_an_earlier_datagrams_icmp_error_does_not_lose_the_next_ones(offload: bool) -> None:
+    """On a connected socket the kernel keeps the ICMP error an earlier datagram met (port
+    unreachable: the peer was down) and returns it from the next send — which it then did not
+    send. The group of that send (up to 64 datagrams with UDP_SEGMENT) was dropped as
+    "unreachable" though it was never tried and the peer is back."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        where = probe.getsockname()
+    async with UDPTransport.bind("127.0.0.1:0", peer=where, offload=offload) as tx:
+        first = tx.new_batch()
+        first.append(b"into the void")
+        assert await tx.send_batch(first) == 1  # the port is closed: ICMP port unreachable
+        await anyio.sleep(0.1)
+        async with UDPTransport.bind(f"127.0.0.1:{where[1]}") as rx:  # the peer is back
+            out = tx.new_batch()
+            out.extend(payloads(4, 500))
+            assert await tx.send_batch(out) == 4
+            assert (await receive(rx, 4)).to_list() == payloads(4, 500)
+            assert "unreachable" not in tx.statistics().drops

@@ -662,6 +662,7 @@ class UDPTransport:
         sent = nbytes = calls = 0
         start = k
         plain_once = False
+        retried = False
         try:
             while k < total:
                 addr, where, length, seg = groups[k]
@@ -719,14 +720,17 @@ class UDPTransport:
                         else:
                             self._gso = False
                         continue
+                    if not retried and self._stale_error(exc):
+                        retried = True
+                        continue
                     self._send_error(exc, -(-length // seg), addr)
                     k += 1
-                    plain_once = False
+                    plain_once = retried = False
                     continue
                 sent += n
                 nbytes += length
                 k += 1
-                plain_once = False
+                plain_once = retried = False
         finally:
             tx = self._tx
             tx[0] += sent
@@ -739,8 +743,10 @@ class UDPTransport:
     ) -> tuple[int, int]:
         # One datagram per call. EAGAIN after the first ones is rare enough (large socket
         # buffers) to count the rest as lost rather than track a position inside a group.
-        sent = 0
-        for pos in range(0, len(data), seg):
+        sent = pos = 0
+        size = len(data)
+        retried = False
+        while pos < size:
             part = data[pos : pos + seg]
             try:
                 if dst is None:
@@ -750,13 +756,24 @@ class UDPTransport:
             except BlockingIOError:
                 if not sent:
                     raise
-                self._drop("would_block", -(-(len(data) - pos) // seg))
+                self._drop("would_block", -(-(size - pos) // seg))
                 break
             except OSError as exc:
+                if not retried and self._stale_error(exc):
+                    retried = True
+                    continue
                 self._send_error(exc, 1, addr)
-                continue
-            sent += 1
+            else:
+                sent += 1
+            pos += seg
+            retried = False
         return sent, sent
+
+    def _stale_error(self, exc: OSError) -> bool:
+        """Whether a failed send may not have been tried: a connected socket keeps the ICMP
+        error an earlier datagram met (port, host or network unreachable) and returns it from
+        the next send instead of sending (reading the error clears it) — worth once more."""
+        return self.peer is not None and exc.errno in _UNREACHABLE
 
     def _send_error(self, exc: OSError, count: int, addr: Any = None) -> None:
         if addr is not None and exc.errno in _LINK_GONE and "%" in addr[0]:
