@@ -73,8 +73,13 @@ _UNREACHABLE: Final = frozenset(
     {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
 )
 # What a kernel says when it will not segment a send: no checksum offload on the egress device
-# (EIO, the case wireguard-go handles), or no UDP_SEGMENT at all.
-_GSO_REFUSED: Final = frozenset({errno.EIO, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOPROTOOPT})
+# (EIO, the case wireguard-go handles), segments above the path MTU (EINVAL; EMSGSIZE on
+# newer kernels, 6.18 here — sent one by one, they are fragmented), or no UDP_SEGMENT at all.
+_GSO_REFUSED: Final = frozenset(
+    {errno.EIO, errno.EINVAL, errno.EMSGSIZE, errno.EOPNOTSUPP, errno.ENOPROTOOPT}
+)
+# ...of which those that concern this send only (the next one may be segmented)
+_GSO_REFUSED_ONCE: Final = frozenset({errno.EINVAL, errno.EMSGSIZE})
 _ADDR_CACHE_MAX: Final = 4096
 # what a send to an interface index that is no longer there fails with
 _LINK_GONE: Final = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENODEV, errno.ENXIO})
@@ -713,9 +718,10 @@ class UDPTransport:
                     if exc.errno in _GSO_REFUSED and length > seg and self._gso and not plain_once:
                         # The kernel will not segment this send. EIO: the egress device has no
                         # checksum offload (wireguard-go turns GSO off then): plain from now on.
-                        # EINVAL: e.g. a segment above the path MTU: this group plainly.
+                        # EINVAL, EMSGSIZE: e.g. a segment above the path MTU (sent plainly,
+                        # each datagram is fragmented): this group plainly.
                         self._drop("gso_refused")
-                        if exc.errno == errno.EINVAL:
+                        if exc.errno in _GSO_REFUSED_ONCE:
                             plain_once = True
                         else:
                             self._gso = False
