@@ -428,3 +428,22 @@ async def test_an_earlier_datagrams_icmp_error_does_not_lose_the_next_ones(offlo
             assert await tx.send_batch(out) == 4
             assert (await receive(rx, 4)).to_list() == payloads(4, 500)
             assert "unreachable" not in tx.statistics().drops
+
+
+@pytest.mark.parametrize("offload", [True, False], ids=["segmented", "plain"])
+async def test_empty_datagrams_are_sent_or_counted(offload: bool) -> None:
+    """An empty datagram is a valid one: sent where it can go, counted as a drop where it
+    cannot — counting it divided by its zero length (ZeroDivisionError out of send_batch)."""
+    async with (
+        UDPTransport.bind("127.0.0.1:0", offload=False) as rx,
+        UDPTransport.bind("127.0.0.1:0", offload=offload) as tx,
+    ):
+        out = DatagramBatch()
+        out.append(b"")  # unconnected, no address
+        out.append(b"", address=("::1", 9))  # IPv6 on an IPv4 socket
+        out.append(b"", address=rx.local_address)
+        out.append(b"after", address=rx.local_address)
+        assert await tx.send_batch(out) == 2
+        assert tx.send_batch_nowait(out) == 2
+        assert tx.statistics().drops == {"no_address": 2, "bad_address": 2}
+        assert (await receive(rx, 4)).to_list() == [b"", b"after"] * 2

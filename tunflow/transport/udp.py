@@ -125,6 +125,12 @@ def _set_buffer(sock: socket.socket, size: int) -> None:
                 pass
 
 
+def _datagrams(length: int, seg: int) -> int:
+    """How many datagrams a group of ``length`` bytes cut every ``seg`` is (an empty datagram
+    is one)."""
+    return -(-length // seg) if seg > 0 else 1
+
+
 def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
     """``cache[key] = value``, the cache emptied first when full (addresses: bounded)."""
     if len(cache) >= _ADDR_CACHE_MAX:
@@ -672,7 +678,7 @@ class UDPTransport:
             while k < total:
                 addr, where, length, seg = groups[k]
                 if addr is None and not connected:
-                    self._drop("no_address", -(-length // seg))
+                    self._drop("no_address", _datagrams(length, seg))
                     k += 1
                     continue
                 # ``where``: the group's offset in the arena, or the parts of a gathered group
@@ -699,7 +705,7 @@ class UDPTransport:
                             sock.sendmsg(bufs, anc)
                         else:
                             sock.sendmsg(bufs, anc, 0, dst)
-                        n = -(-length // seg)
+                        n = _datagrams(length, seg)
                         calls += 1
                     else:
                         # the plain path (no GSO): a gathered group is joined first
@@ -711,7 +717,7 @@ class UDPTransport:
                         raise
                     break
                 except socket.gaierror:
-                    self._drop("bad_address", -(-length // seg))
+                    self._drop("bad_address", _datagrams(length, seg))
                     k += 1
                     continue
                 except OSError as exc:
@@ -729,7 +735,7 @@ class UDPTransport:
                     if not retried and self._stale_error(exc):
                         retried = True
                         continue
-                    self._send_error(exc, -(-length // seg), addr)
+                    self._send_error(exc, _datagrams(length, seg), addr)
                     k += 1
                     plain_once = retried = False
                     continue
@@ -863,7 +869,7 @@ class UDPTransport:
                 k = self._send_groups(view, groups, k)
             except BlockingIOError:
                 _, _, length, seg = groups[k]
-                self._drop("would_block", -(-length // seg))
+                self._drop("would_block", _datagrams(length, seg))
                 k += 1
         self._tx[2] += 1
         return self._tx[0] - before
