@@ -387,12 +387,13 @@ class DatagramBatch(PacketBatch):
                 m = _same_address_prefix(addrs, i, m, addr)
             end = start + seg * m
             j = i + m
-            # a shorter last datagram may close the group
+            # a shorter last datagram may close the group (not an empty one: it would add no
+            # bytes, and not be sent)
             if (
                 j < n
                 and j < i + max_segments
                 and offs[j] == end
-                and lens[j] < seg
+                and 0 < lens[j] < seg
                 and end + lens[j] - start <= max_bytes
                 and (addrs[j] is addr or addrs[j] == addr)
             ):

@@ -447,3 +447,17 @@ async def test_empty_datagrams_are_sent_or_counted(offload: bool) -> None:
         assert tx.send_batch_nowait(out) == 2
         assert tx.statistics().drops == {"no_address": 2, "bad_address": 2}
         assert (await receive(rx, 4)).to_list() == [b"", b"after"] * 2
+
+
+@pytest.mark.parametrize("offload", [True, False], ids=["segmented", "plain"])
+async def test_an_empty_datagram_after_a_longer_one_is_sent(offload: bool) -> None:
+    """gso_groups let an empty datagram close a group as its "shorter last" one: the group's
+    length did not change, so it was never sent — nor counted as a drop."""
+    async with (
+        UDPTransport.bind("127.0.0.1:0", offload=False) as rx,
+        UDPTransport.bind("127.0.0.1:0", peer=rx.local_address, offload=offload) as tx,
+    ):
+        out = tx.new_batch()
+        out.extend([b"", b"after", b"after", b""])
+        assert await tx.send_batch(out) == 4
+        assert (await receive(rx, 4)).to_list() == [b"", b"after", b"after", b""]
