@@ -461,3 +461,20 @@ async def test_an_empty_datagram_after_a_longer_one_is_sent(offload: bool) -> No
         out.extend([b"", b"after", b"after", b""])
         assert await tx.send_batch(out) == 4
         assert (await receive(rx, 4)).to_list() == [b"", b"after", b"after", b""]
+
+
+@pytest.mark.parametrize("offload", [True, False], ids=["coalesced", "plain"])
+async def test_empty_datagrams_are_received_on_either_path(offload: bool) -> None:
+    """The plain path hands out an empty datagram as one of length 0; the UDP_GRO path threw
+    it away without a count — what a receiver got depended on the kernel's offloads."""
+    async with (
+        UDPTransport.bind("127.0.0.1:0", offload=offload) as rx,
+        UDPTransport.bind("127.0.0.1:0", peer=rx.local_address, offload=False) as tx,
+    ):
+        assert rx.gro == (offload and LINUX)
+        out = tx.new_batch()
+        out.extend([b"", b"after", b""])
+        assert await tx.send_batch(out) == 3
+        got = await receive(rx, 3)
+        assert got.to_list() == [b"", b"after", b""]
+        assert rx.statistics().rx_datagrams == 3

@@ -560,9 +560,10 @@ class UDPTransport:
             if flags & _MSG_TRUNC:
                 self._drop("truncated")
                 continue
-            if not n:
-                continue
-            count += add(off, n, seg if seg > 0 else n, norm(addr) if norm is not None else addr)
+            # (an empty datagram is one of length 0, as on the plain path)
+            count += add(
+                off, n, seg if seg > 0 else max(n, 1), norm(addr) if norm is not None else addr
+            )
             nbytes += n
         else:
             full = True
