@@ -33,7 +33,7 @@ from tunflow.wireguard import (
     WireGuardInterface,
     open_interface,
 )
-from tunflow.wireguard.protocol import WireGuard
+from tunflow.wireguard.protocol import KeysZeroed, WireGuard
 from tunflow.wireguard.protocol.session import Session
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.anyio]
@@ -406,3 +406,29 @@ async def test_a_tentative_source_address_loses_datagrams_not_the_interface() ->
                         break
             assert ia.stop_reason is None
             await ping(b, OA)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_a_failing_timer_task_is_reported_as_the_data_path_is(
+    pair: tuple[testing.Netns, testing.Netns],
+) -> None:
+    """What fails in the timer task (here an event hook raising on the keys being zeroed, which
+    the timers do) stops the interface as a failing data path does: ``failure`` and
+    ``stop_reason`` say so and ``wait_closed`` returns. The task's exception cancelled the
+    block with stop_reason "closed", no failure, and wait_closed cancelled."""
+    a, b = pair
+
+    def hook(event: object) -> None:
+        if isinstance(event, KeysZeroed):
+            raise LookupError("the hook failed")
+
+    reason = None
+    with anyio.fail_after(30), pytest.raises(LookupError, match="the hook failed"):
+        async with two_sides(a, b, native=False) as (ia, _):
+            await ping(a, OB, 1)
+            ia.port.on_event(hook)
+            ia.skip_time(600)  # past REJECT_AFTER_TIME * 3: the next timer zeroes the keys
+            reason = await ia.wait_closed()
+    assert reason is not None and "the hook failed" in reason
+    assert ia.stop_reason == reason
+    assert isinstance(ia.failure, LookupError)

@@ -604,8 +604,9 @@ class WireGuardInterface:
 
     @property
     def failure(self) -> BaseException | None:
-        """What stopped the data path on its own — a :class:`~tunflow.DeviceGoneError` when the
-        device was deleted — also raised from the ``async with`` block; ``None`` otherwise."""
+        """What stopped the data path (or the timer task) on its own — a
+        :class:`~tunflow.DeviceGoneError` when the device was deleted — also raised from the
+        ``async with`` block; ``None`` otherwise."""
         return self._failure
 
     @property
@@ -741,6 +742,16 @@ class WireGuardInterface:
     # -- tasks ------------------------------------------------------------------------------
 
     async def _timers(self) -> None:
+        try:
+            await self._run_timers()
+        except Exception as exc:
+            # (a send the transport cannot explain, an event hook): the interface stops as it
+            # does when the data path fails, and says why
+            self.stop_reason = f"the timers failed: {exc}"
+            self._failure = exc
+            self.close()
+
+    async def _run_timers(self) -> None:
         wg, clock, port = self.wg, self._clock, self.port
         while True:
             now = clock()
