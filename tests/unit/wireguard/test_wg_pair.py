@@ -645,6 +645,22 @@ def test_native_staged_before_handshake() -> None:
     assert p.got["b"] == [bytes(10) + big]
 
 
+def test_native_staged_packets_go_out_once_through_send_packet() -> None:
+    # send_packet encrypts into the interface's scratch datagram batch; staged native packets
+    # sent on the way must not be sealed into that same batch (they went out twice)
+    p = native_pair()
+    p.a.set_endpoint(p.kb.public_key(), None)
+    p.a.send_packet(ip4(A_IP, B_IP, b"staged"), p.now)  # no endpoint: staged
+    assert p.a.datagrams_to_send() == [] and len(p.peer_of_a.staged) == 1
+    p.a.set_endpoint(p.kb.public_key(), p.b_addr)
+    p.a.send_packet(ip4(A_IP, B_IP, b"next"), p.now)
+    out = p.a.datagrams_to_send()
+    assert len(out) == 2
+    got = p.deliver("b", [d for d, _ in out])
+    assert got == [bytes(10) + ip4(A_IP, B_IP, b"staged"), bytes(10) + ip4(A_IP, B_IP, b"next")]
+    assert p.b.statistics().dropped == 0
+
+
 # -- the inlined replay window in decrypt_batch -------------------------------------------------
 
 
