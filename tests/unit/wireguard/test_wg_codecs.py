@@ -16,9 +16,13 @@ from tunflow.wireguard.protocol import (
     CookieReply,
     DatagramBatch,
     Initiation,
+    InterfaceConfig,
+    PeerConfig,
+    PrivateKey,
     ReplayWindow,
     Response,
     TransportHeader,
+    WireGuard,
     message_type,
     parse_message,
 )
@@ -271,3 +275,36 @@ def test_protocol_package_is_sans_io() -> None:
             for name in names:
                 assert name.split(".")[0] not in FORBIDDEN, f"{path.name} imports {name}"
                 assert not name.startswith(FORBIDDEN_TUNFLOW), f"{path.name} imports {name}"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("persistent_keepalive", "25"),
+        ("persistent_keepalive", 25.5),
+        ("persistent_keepalive", True),
+        ("persistent_keepalive", 65536),
+        ("listen_port", None),
+        ("listen_port", -1),
+        ("fwmark", 1.0),
+        ("fwmark", 1 << 32),
+        ("mtu", None),
+        ("mtu", 1420.0),
+        ("mtu", 575),
+    ],
+)
+def test_numbers_of_the_configuration_are_integers_in_range(field: str, value: object) -> None:
+    # a ConfigError naming the field, never a TypeError from a comparison or a float let in
+    key = PrivateKey.generate()
+    with pytest.raises(ConfigError, match=field):
+        if field == "persistent_keepalive":
+            PeerConfig(key.public_key(), persistent_keepalive=value)  # type: ignore[arg-type]
+        else:
+            InterfaceConfig(key, **{field: value})
+    if field == "persistent_keepalive":
+        wg = WireGuard(key)
+        other = PrivateKey.generate().public_key()
+        wg.add_peer(PeerConfig(other))
+        with pytest.raises(ConfigError, match="persistent keepalive"):
+            wg.set_persistent_keepalive(other, value, None)  # type: ignore[arg-type]
+        assert wg.peer(other).persistent_keepalive == 0  # type: ignore[union-attr]

@@ -107,14 +107,19 @@ def _networks(values: Iterable[str | Network]) -> tuple[Network, ...]:
     return tuple(parse_network(v) for v in values)
 
 
+def int_in(name: str, value: object, low: int, high: int) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is an integer (not a bool) in low…high."""
+    # a float or a string is not taken as a number, nor True as a port
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ConfigError(f"{name} must be an integer {low}…{high}, got {value!r}")
+
+
 def _u16(_inst: Any, attribute: attrs.Attribute[int], value: int) -> None:
-    if not 0 <= value <= 0xFFFF:
-        raise ConfigError(f"{attribute.name} must be 0…65535, got {value}")
+    int_in(attribute.name, value, 0, 0xFFFF)
 
 
 def _u32(_inst: Any, attribute: attrs.Attribute[int], value: int) -> None:
-    if not 0 <= value <= 0xFFFFFFFF:
-        raise ConfigError(f"{attribute.name} must be 0…4294967295, got {value}")
+    int_in(attribute.name, value, 0, 0xFFFFFFFF)
 
 
 @attrs.frozen
@@ -175,8 +180,7 @@ class InterfaceConfig:
 
     @mtu.validator
     def _check_mtu(self, _attribute: attrs.Attribute[int], value: int) -> None:
-        if not 576 <= value <= 65535 - 32:
-            raise ConfigError(f"mtu must be 576…65503, got {value}")
+        int_in("mtu", value, 576, 65535 - 32)
 
     @peers.validator
     def _check_peers(

@@ -38,7 +38,7 @@ from ...errors import ConfigError, HandshakeError, PacketError
 from ...packet import _HIGH_NIBBLE, HEADROOM, PacketBatch
 from ._crypto import InvalidTag, tai64n
 from .allowedips import AllowedIPs, Network
-from .config import InterfaceConfig, PeerConfig
+from .config import InterfaceConfig, PeerConfig, int_in
 from .constants import (
     DEFAULT_MTU,
     INITIATION_SIZE,
@@ -574,8 +574,7 @@ class WireGuard:
             ConfigError: no such peer or interval out of range.
         """
         peer = self._require(public_key)
-        if not 0 <= interval <= 0xFFFF:
-            raise ConfigError(f"persistent keepalive must be 0…65535, got {interval}")
+        int_in("persistent keepalive", interval, 0, 0xFFFF)
         was_off = peer.persistent_keepalive == 0
         peer.persistent_keepalive = interval
         if interval == 0:
