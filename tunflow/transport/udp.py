@@ -785,8 +785,12 @@ class UDPTransport:
     def _stale_error(self, exc: OSError) -> bool:
         """Whether a failed send may not have been tried: a connected socket keeps the ICMP
         error an earlier datagram met (port, host or network unreachable) and returns it from
-        the next send instead of sending (reading the error clears it) — worth once more."""
-        return self.peer is not None and exc.errno in _UNREACHABLE
+        the next send instead of sending (reading the error clears it) — worth once more. The
+        error is counted as what it reports: one datagram lost as ``unreachable``."""
+        if self.peer is not None and exc.errno in _UNREACHABLE:
+            self._drop("unreachable", 1)
+            return True
+        return False
 
     def _send_error(self, exc: OSError, count: int, addr: Any = None) -> None:
         if addr is not None and exc.errno in _LINK_GONE and "%" in addr[0]:
