@@ -18,7 +18,8 @@ What ``tunflow up FILE`` reads::
 
 The rules are ``wg(8)``'s and ``wg-quick(8)``'s: section and key names are case-insensitive,
 ``#`` starts a comment, list values (``Address``, ``AllowedIPs``, ``DNS``) are comma-separated
-and accumulate over repeated lines, a repeated single value takes the last line. ``FwMark``,
+(``Address`` and ``DNS`` space-separated too, as wg-quick splits them) and accumulate over
+repeated lines, a repeated single value takes the last line. ``FwMark``,
 ``Table`` (``auto``, ``off``, ``main`` or a table number), ``DNS``, ``SaveConfig`` and the
 ``PreUp``/``PostUp``/``PreDown``/``PostDown`` hooks (``%i`` is the interface name) are read too. An unknown key, a missing or bad
 value is a :class:`~tunflow.ConfigError` naming the file and line.
@@ -400,9 +401,15 @@ def _items(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def _words(value: str) -> list[str]:
+    """wg-quick's ``${value//,/ }`` word-split: commas and spaces both separate (``Address``
+    and ``DNS``, which wg-quick reads itself; wg reads ``AllowedIPs``, commas only)."""
+    return value.replace(",", " ").split()
+
+
 def _addresses(value: str) -> list[IPInterface]:
     out: list[IPInterface] = []
-    for item in _items(value):
+    for item in _words(value):
         try:
             out.append(ipaddress.ip_interface(item))
         except ValueError:
@@ -472,7 +479,7 @@ _INTERFACE_KEYS: dict[str, _Handler] = {
     "fwmark": ("fwmark", _int(0, 0xFFFFFFFF, off=True), False),
     "address": ("addresses", _addresses, True),
     "mtu": ("mtu", _int(576, 65503), False),
-    "dns": ("dns", _items, True),
+    "dns": ("dns", _words, True),
     "table": ("table", _table, False),
     "preup": ("pre_up", _command, True),
     "postup": ("post_up", _command, True),

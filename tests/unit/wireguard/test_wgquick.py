@@ -72,6 +72,20 @@ def test_full_file() -> None:
     assert (b.line, c.line) == (15, 23)
 
 
+def test_address_and_dns_lists_may_be_separated_by_spaces() -> None:
+    # wg-quick reads them as ${value//,/ } word-split: spaces separate items as commas do
+    # (AllowedIPs is wg's, which drops every space, so there only commas separate)
+    cfg = parse_wgquick(
+        f"[Interface]\nPrivateKey = {KEY_A}\nAddress = 10.0.0.1/24 fd00::1/64\n"
+        "DNS = 1.1.1.1 8.8.8.8,  corp.example\tlab.example\n"
+    )
+    assert cfg.addresses == (
+        ipaddress.ip_interface("10.0.0.1/24"),
+        ipaddress.ip_interface("fd00::1/64"),
+    )
+    assert cfg.dns == ("1.1.1.1", "8.8.8.8", "corp.example", "lab.example")
+
+
 def test_interface_config_resolves_names_and_sets_native() -> None:
     text = f"""[Interface]
 PrivateKey = {KEY_A}
