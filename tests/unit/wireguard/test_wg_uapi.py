@@ -21,6 +21,7 @@ from tunflow.wireguard.protocol import (
     PeerUpdate,
     PresharedKey,
     PrivateKey,
+    PublicKey,
     SetRequest,
     UapiConnection,
     UapiError,
@@ -201,6 +202,35 @@ def test_apply_set_semantics() -> None:
     assert wg.peers == {}
     with pytest.raises(UapiError):
         apply_set(wg, SetRequest(remove_private_key=True))
+
+
+def test_a_refused_set_changes_nothing() -> None:
+    # a peer key tunflow refuses (a low-order point) must fail the request before any of it
+    # is applied: wg reports "Unable to modify interface" and the interface must be as it was,
+    # not stripped of its peers by replace_peers or moved to another port/key halfway
+    wg = WireGuard(K1)
+    wg.add_peer(PeerConfig(P2, allowed_ips="10.2.0.0/16"))
+    low_order = PublicKey(bytes(32))
+    new_key = PrivateKey(bytes(range(7, 39)))
+    req = SetRequest(
+        private_key=new_key,
+        listen_port=4000,
+        fwmark=9,
+        replace_peers=True,
+        peers=(
+            PeerUpdate(P1, allowed_ips=(parse_network("10.1.0.0/16"),)),
+            PeerUpdate(low_order, allowed_ips=(parse_network("10.9.0.0/16"),)),
+        ),
+    )
+    assert handle_request(wg, req) == b"errno=-22\n\n"
+    assert wg.private_key == K1 and (wg.listen_port, wg.fwmark) == (0, 0)
+    assert set(wg.peers) == {P2}
+    assert wg.allowed_ips.lookup("10.2.0.1") is wg.peer(P2)
+    # the same key with update_only or remove creates nothing: accepted, as wireguard-go does
+    ok = SetRequest(
+        peers=(PeerUpdate(low_order, update_only=True), PeerUpdate(low_order, remove=True))
+    )
+    assert handle_request(wg, ok) == b"errno=0\n\n"
 
 
 def test_persistent_keepalive_on_sends_at_once() -> None:

@@ -36,7 +36,7 @@ from typing import Final
 
 import attrs
 
-from ...errors import ConfigError
+from ...errors import ConfigError, HandshakeError
 from .allowedips import Network, parse_network
 from .config import PeerConfig, format_endpoint, parse_endpoint
 from .datagrams import Address
@@ -442,10 +442,21 @@ def apply_set(wg: WireGuard, request: SetRequest, now: float | None = None) -> N
 
     Raises:
         UapiError: ``remove_private_key`` (a tunflow interface always has a key), or a peer
-            key that is a low-order point.
+            key that is a low-order point; either is found before anything is changed.
     """
     if request.remove_private_key:
         raise UapiError("removing the private key is not supported")
+    # what add_peer would refuse is refused before anything changes: a request fails whole
+    # (wireguard-go accepts such a key, so it has no half-applied request to mirror here)
+    key = request.private_key or wg.private_key
+    for update in request.peers:
+        pk = update.public_key
+        if update.remove or update.update_only or pk in wg.peers:
+            continue
+        try:
+            key.exchange(pk)
+        except HandshakeError:
+            raise UapiError(f"peer {pk} has an invalid (low-order) public key") from None
     if request.private_key is not None:
         wg.set_private_key(request.private_key)
     if request.listen_port is not None:
