@@ -618,12 +618,13 @@ def render_saved(
 def save_wgquick(path: str | Path, text: str) -> None:
     """Replace the file at ``path`` with ``text`` the way wg-quick does: readable by its owner
     only (the file holds the private key), written to ``path.tmp``, synced, then renamed over
-    the old file — a crash leaves the old file or the new one, never half of one.
+    the old file — a crash leaves the old file or the new one, never half of one. A symbolic
+    link is followed (wg-quick writes to ``readlink -f`` of the file), so it stays a link.
 
     Raises:
         OSError: the file cannot be written (the old one is left as it was).
     """
-    path = Path(path)
+    path = Path(path).resolve()
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:

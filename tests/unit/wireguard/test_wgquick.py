@@ -323,6 +323,22 @@ def test_a_failed_save_leaves_the_old_file(tmp_path: Path) -> None:
     assert path.read_text() == "old\n"
 
 
+def test_saving_through_a_symbolic_link_writes_the_file_it_points_to(tmp_path: Path) -> None:
+    # wg-quick saves to `readlink -f` of the file: /etc/wireguard/wg0.conf may be a link into
+    # a managed directory, and must stay one
+    from tunflow.wireguard.wgquick import save_wgquick
+
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "wg0.conf"
+    target.write_text("old\n")
+    link = tmp_path / "wg0.conf"
+    link.symlink_to(target)
+    save_wgquick(link, "new\n")
+    assert link.is_symlink() and link.resolve() == target
+    assert target.read_text() == "new\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["real", "wg0.conf"]
+
+
 def test_strip_leaves_what_wg_setconf_takes() -> None:
     text = f"""# wg0, by hand
 [Interface]
