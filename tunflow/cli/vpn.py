@@ -83,6 +83,18 @@ def _check_name(name: str, file: Path | None = None) -> str:
     return name
 
 
+def _warn_if_world_accessible(path: Path) -> None:
+    """wg-quick's warning for a file others may read (it holds the private key): the modes
+    of the file and of its directory have an "other" bit in common."""
+    try:
+        real = path.resolve()
+        shared = real.stat().st_mode & real.parent.stat().st_mode & 0o007
+    except OSError:
+        return  # reading it reports the problem
+    if shared:
+        print(f"Warning: `{real}' is world accessible", file=sys.stderr)
+
+
 def _interface_name(arg: str) -> str:
     """``wg0`` for ``wg0``, ``/etc/wireguard/wg0.conf`` or ``wg0.conf``.
 
@@ -408,6 +420,7 @@ def up(args: argparse.Namespace) -> int:
         path = _config_path(args.config)
         name = _check_name(args.name) if args.name else _check_name(path.stem, path)
         quick = load_wgquick(path)
+        _warn_if_world_accessible(path)
         running = _running_pid(name)  # checked again, under a lock, when it starts
         if running:
             raise ConfigError(f"{name} is up already (pid {running}); tunflow down {name} first")
@@ -655,6 +668,7 @@ def strip(args: argparse.Namespace) -> int:
         if path.stem == args.config:  # a bare name: an interface's
             _check_name(args.config)
         text = path.read_text(encoding="utf-8")
+        _warn_if_world_accessible(path)
         sys.stdout.write(strip_wgquick(text, file=str(path)))
     except OSError as exc:
         return _error(ConfigError(f"cannot read the file: {exc.strerror or exc}", file=str(path)))

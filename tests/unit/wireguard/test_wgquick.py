@@ -414,3 +414,28 @@ def test_a_bare_name_is_read_from_etc_wireguard(
     # a path or a .conf name is taken as given
     assert vpn._config_path("wg0.conf") == Path("wg0.conf")
     assert vpn._config_path("./wg0") == Path("./wg0")
+
+
+def test_a_world_accessible_file_is_warned_about_as_wg_quick_warns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # wg-quick: "Warning: `FILE' is world accessible" when the file's and its directory's
+    # modes share an "other" bit (the file holds the private key); the output is unchanged
+    from tunflow.cli import main
+
+    d = tmp_path / "etc"
+    d.mkdir()
+    path = d / "wg7.conf"
+    path.write_text(FULL)
+    for file_mode, dir_mode, warned in (
+        (0o644, 0o755, True),
+        (0o600, 0o755, False),
+        (0o644, 0o750, False),  # others cannot reach it
+        (0o604, 0o701, False),  # as wg-quick: no bit in common
+    ):
+        path.chmod(file_mode)
+        d.chmod(dir_mode)
+        assert main(["strip", str(path)]) == 0
+        out, err = capsys.readouterr()
+        assert out == strip_wgquick(FULL)
+        assert err == (f"Warning: `{path}' is world accessible\n" if warned else "")
