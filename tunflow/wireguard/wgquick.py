@@ -388,6 +388,25 @@ def _int(low: int, high: int, *, off: bool = False, decimal: bool = False) -> Ca
     return parse
 
 
+def _fwmark(value: str) -> int:
+    """wg's ``parse_fwmark``: ``off``, or a number starting with a digit, decimal (``010`` is
+    10) or hexadecimal after a lowercase ``0x`` — not ``int(value, 0)``'s ``1_0``, ``0b1``,
+    ``0o7`` or ``+5``."""
+    if value.lower() == "off":
+        return 0
+    hexa = len(value) > 2 and value.startswith("0x")
+    digits = value[2:] if hexa else value
+    if not digits.isascii() or not (digits.isalnum() if hexa else digits.isdigit()):
+        raise ValueError(f"{value!r} is not off, a number or 0x and a hexadecimal number")
+    try:
+        n = int(digits, 16 if hexa else 10)
+    except ValueError:
+        raise ValueError(f"{value!r} is not off, a number or 0x and a hexadecimal number") from None
+    if n > 0xFFFFFFFF:
+        raise ValueError(f"{n} is outside 0…4294967295")
+    return n
+
+
 def _bool(value: str) -> bool:
     v = value.lower()
     if v in _TRUE:
@@ -476,7 +495,7 @@ _Handler = tuple[str, Callable[[str], Any], bool]
 _INTERFACE_KEYS: dict[str, _Handler] = {
     "privatekey": ("private_key", _private_key, False),
     "listenport": ("listen_port", _int(0, 65535, decimal=True), False),
-    "fwmark": ("fwmark", _int(0, 0xFFFFFFFF, off=True), False),
+    "fwmark": ("fwmark", _fwmark, False),
     "address": ("addresses", _addresses, True),
     "mtu": ("mtu", _int(576, 65503), False),
     "dns": ("dns", _words, True),

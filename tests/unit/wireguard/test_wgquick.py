@@ -439,3 +439,27 @@ def test_a_world_accessible_file_is_warned_about_as_wg_quick_warns(
         out, err = capsys.readouterr()
         assert out == strip_wgquick(FULL)
         assert err == (f"Warning: `{path}' is world accessible\n" if warned else "")
+
+
+@pytest.mark.parametrize(
+    ("value", "mark"),
+    [
+        ("off", 0),
+        ("OFF", 0),
+        ("0", 0),
+        ("51820", 51820),
+        ("010", 10),
+        ("0x10", 16),
+        ("0xCA6C", 0xCA6C),
+    ],
+)
+def test_fwmark_is_read_as_wg_reads_it(value: str, mark: int) -> None:
+    # wg's parse_fwmark: "off", or strtoul base 10 — base 16 after "0x" — of a leading digit
+    cfg = parse_wgquick(f"[Interface]\nPrivateKey = {KEY_A}\nFwMark = {value}\n")
+    assert cfg.fwmark == mark
+
+
+@pytest.mark.parametrize("value", ["1_0", "0b1", "0o7", "0X10", "+5", " 5x", "4294967296", "0x"])
+def test_fwmark_wg_refuses_is_refused(value: str) -> None:
+    with pytest.raises(ConfigError, match="line 3: FwMark"):
+        parse_wgquick(f"[Interface]\nPrivateKey = {KEY_A}\nFwMark = {value}\n")
