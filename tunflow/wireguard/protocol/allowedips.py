@@ -85,11 +85,14 @@ class AllowedIPs(Generic[T]):
         ('b', 'a', None)
     """
 
-    __slots__ = ("v4", "v6")
+    __slots__ = ("_owned", "v4", "v6")
 
     def __init__(self) -> None:
         self.v4: _Family[T] = _Family(32)
         self.v6: _Family[T] = _Family(128)
+        # each owner's prefixes in the order they were given (wireguard-go's and the kernel's
+        # per-peer list: what `wg show` lists); owners are hashed (peers: by identity)
+        self._owned: dict[T, dict[Network, None]] = {}
 
     def _family(self, net: Network) -> _Family[T]:
         return self.v4 if net.version == 4 else self.v6
@@ -104,7 +107,12 @@ class AllowedIPs(Generic[T]):
         fam = self._family(net)
         table = fam.table(net.prefixlen, create=True)
         assert table is not None
-        table[int(net.network_address) >> (fam.bits - net.prefixlen)] = owner
+        key = int(net.network_address) >> (fam.bits - net.prefixlen)
+        previous = table.get(key)
+        if previous is not None and previous is not owner:
+            self._disown(previous, net)
+        table[key] = owner
+        self._owned.setdefault(owner, {})[net] = None  # one it has keeps its place
 
     def remove(self, network: str | Network) -> T | None:
         """Remove ``network``; return its owner, or ``None`` if it was not there.
@@ -119,23 +127,36 @@ class AllowedIPs(Generic[T]):
             return None
         owner = table.pop(int(net.network_address) >> (fam.bits - net.prefixlen), None)
         fam.prune()
+        if owner is not None:
+            self._disown(owner, net)
         return owner
+
+    def _disown(self, owner: T, net: Network) -> None:
+        owned = self._owned.get(owner)
+        if owned is not None:
+            owned.pop(net, None)
+            if not owned:
+                del self._owned[owner]
 
     def remove_owner(self, owner: T) -> int:
         """Remove every prefix of ``owner``; return how many were removed."""
-        removed = 0
-        for fam in (self.v4, self.v6):
-            for _, table in fam.tables:
-                keys = [k for k, v in table.items() if v is owner]
-                for k in keys:
-                    del table[k]
-                removed += len(keys)
-            fam.prune()
-        return removed
+        owned = self._owned.pop(owner, {})
+        for net in owned:
+            fam = self._family(net)
+            table = fam.table(net.prefixlen, create=False)
+            if table is not None:
+                table.pop(int(net.network_address) >> (fam.bits - net.prefixlen), None)
+        if owned:
+            self.v4.prune()
+            self.v6.prune()
+        return len(owned)
 
     def networks(self, owner: T | None = None) -> list[Network]:
-        """The prefixes of ``owner`` (all prefixes if ``None``), longest first per family."""
-        return [net for net, o in self.items() if owner is None or o is owner]
+        """The prefixes of ``owner`` in the order they were given to it (as wireguard-go and
+        the kernel list them); all prefixes if ``None``, longest first per family."""
+        if owner is None:
+            return [net for net, _ in self.items()]
+        return list(self._owned.get(owner, ()))
 
     def items(self) -> Iterator[tuple[Network, T]]:
         """Every (prefix, owner) pair, IPv4 first, longest prefixes first."""
@@ -148,6 +169,7 @@ class AllowedIPs(Generic[T]):
         """Remove every prefix."""
         self.v4 = _Family(32)
         self.v6 = _Family(128)
+        self._owned = {}
 
     def __len__(self) -> int:
         return sum(len(t) for fam in (self.v4, self.v6) for _, t in fam.tables)
