@@ -146,14 +146,14 @@ def _run_hooks(commands: list[str], what: str) -> None:
 
 async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
     from ..wireguard import open_interface
-    from ..wireguard._dns import ResolvConf
+    from ..wireguard._dns import resolv_conf
     from ..wireguard.wgquick import hooks
 
     config = quick.interface_config(native=args.native)
     offload = {"auto": None, "on": True, "off": False}[args.offload]
     routes = quick.table != "off" and not args.no_routes
     # checked before anything is made: without resolvconf the interface does not come up
-    dns = ResolvConf(name, quick.dns) if quick.dns else None
+    dns = resolv_conf(name, quick.dns)  # None without a server (wg-quick: nothing to set)
     with _PidFile(name) as pid_file:  # locked: a second `up` of this name stops here
         _run_hooks(hooks(quick.pre_up, name), "PreUp")
         reason = "stopped"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 
-__all__ = ["resolvconf_input", "interface_prefix", "ResolvConf"]
+__all__ = ["resolvconf_input", "interface_prefix", "ResolvConf", "resolv_conf"]
 
 #: Where Debian's resolvconf lists interface name patterns in order of preference.
 INTERFACE_ORDER = Path("/etc/resolvconf/interface-order")
@@ -37,17 +37,20 @@ def resolvconf_input(dns: Sequence[str]) -> str:
         nameserver fd00::53
         search corp.example
     """
-    servers: list[str] = []
-    search: list[str] = []
-    for entry in dns:
-        try:
-            servers.append(str(ipaddress.ip_address(entry)))
-        except ValueError:
-            search.append(entry)
+    servers = [str(ipaddress.ip_address(e)) for e in dns if _is_server(e)]
+    search = [e for e in dns if not _is_server(e)]
     text = "".join(f"nameserver {s}\n" for s in servers)
     if search:
         text += f"search {' '.join(search)}\n"
     return text
+
+
+def _is_server(entry: str) -> bool:
+    try:
+        ipaddress.ip_address(entry)
+    except ValueError:
+        return False
+    return True
 
 
 def interface_prefix(order_file: Path = INTERFACE_ORDER) -> str:
@@ -126,3 +129,22 @@ class ResolvConf:
                 f"resolvconf {' '.join(args)} exited {done.returncode}"
                 + (f": {detail}" if detail else "")
             )
+
+
+def resolv_conf(
+    name: str,
+    dns: Sequence[str],
+    *,
+    program: str = "resolvconf",
+    order_file: Path = INTERFACE_ORDER,
+) -> ResolvConf | None:
+    """The :class:`ResolvConf` for ``DNS =`` entries, or ``None`` when they name no server:
+    wg-quick's ``set_dns`` does nothing then (search domains alone are not applied, and no
+    ``resolvconf`` is needed).
+
+    Raises:
+        ConfigError: there is a server but ``resolvconf`` is not installed.
+    """
+    if not any(_is_server(e) for e in dns):
+        return None
+    return ResolvConf(name, dns, program=program, order_file=order_file)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tunflow import ConfigError
-from tunflow.wireguard._dns import ResolvConf, interface_prefix, resolvconf_input
+from tunflow.wireguard._dns import ResolvConf, interface_prefix, resolv_conf, resolvconf_input
 
 
 def test_servers_and_search_domains() -> None:
@@ -64,3 +64,17 @@ def test_missing_or_failing_resolvconf(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="exited 3: refused"):
         failing.apply()
     assert os.access(failing.program, os.X_OK)
+
+
+def test_search_domains_without_a_server_are_not_applied(tmp_path: Path) -> None:
+    # wg-quick's set_dns returns at once without a name server (`[[ ${#DNS[@]} -gt 0 ]] ||
+    # return 0`): no resolvconf call, and none needed — the interface comes up
+    nowhere = str(tmp_path / "nowhere")
+    assert resolv_conf("wg7", ["corp.example", "lab.example"], program=nowhere) is None
+    assert resolv_conf("wg7", [], program=nowhere) is None
+    with pytest.raises(ConfigError, match="needs resolvconf"):
+        resolv_conf("wg7", ["corp.example", "10.0.0.53"], program=nowhere)
+    program = str(recording_resolvconf(tmp_path))
+    found = resolv_conf("wg7", ["corp.example", "10.0.0.53"], program=program)
+    assert found is not None
+    assert found.text == "nameserver 10.0.0.53\nsearch corp.example\n"
