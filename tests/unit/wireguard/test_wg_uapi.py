@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -37,6 +38,7 @@ from tunflow.wireguard.protocol import (
     render_set,
 )
 from tunflow.wireguard.protocol.allowedips import AllowedIPs, Network
+from tunflow.wireguard.protocol.uapi import MAX_REQUEST_SIZE
 
 K1 = PrivateKey(bytes(range(32)))
 P1 = PrivateKey(bytes(range(1, 33))).public_key()
@@ -324,11 +326,47 @@ def test_stream_fatal_errors() -> None:
     assert handle_request(WireGuard(K1), err) == b"errno=-22\n\n"
     assert conn.next_request() == GetRequest()
     conn = UapiConnection()
-    conn.receive_data(b"set=1\n" + b"x" * ((1 << 20) - 100) + b"\n")
+    conn.receive_data(b"set=1\n" + b"x" * (MAX_REQUEST_SIZE - 100) + b"\n")
     assert conn.next_request() is None  # the line ended, the request did not
     conn.receive_data(b"y" * 200)
     err = conn.next_request()
     assert isinstance(err, UapiError) and err.errno == errno.E2BIG
+
+
+def test_a_large_setconf_is_taken_whole() -> None:
+    # `wg setconf` of 12000 peers is a 1.5 MB set=1 (wireguard-go and the kernel take it): it
+    # was cut off at 1 MiB — the connection closed, wg killed by SIGPIPE, nothing said
+    lines = ["replace_peers=true"]
+    for i in range(12000):
+        lines += [
+            "public_key=" + (bytes([9]) + i.to_bytes(4, "big") + bytes(27)).hex(),
+            "replace_allowed_ips=true",
+            f"allowed_ip=10.{i >> 8}.{i & 255}.0/24",
+        ]
+    data = ("set=1\n" + "\n".join(lines) + "\n\n").encode()
+    assert len(data) > 1 << 20
+    conn = UapiConnection()
+    for i in range(0, len(data), 65536):  # as the socket gives it
+        conn.receive_data(data[i : i + 65536])
+        request = conn.next_request()
+        assert request is None or i + 65536 >= len(data)
+    assert isinstance(request, SetRequest) and len(request.peers) == 12000
+    assert not conn.closed
+
+
+def test_cutting_a_long_request_is_linear_in_its_size() -> None:
+    # each read re-searched the whole buffered request for its end: quadratic in the size
+    # (16 MiB in 4 KiB reads: some 30 s that way, milliseconds now)
+    data = b"set=1\n" + b"listen_port=1\n" * ((16 << 20) // 14) + b"\n"
+    assert len(data) < MAX_REQUEST_SIZE
+    conn = UapiConnection()
+    start = time.perf_counter()
+    for i in range(0, len(data) - 1, 4096):
+        conn.receive_data(data[i : min(i + 4096, len(data) - 1)])
+        assert conn.next_request() is None
+    assert time.perf_counter() - start < 2.0
+    conn.receive_data(b"\n")
+    assert conn.next_request() == SetRequest(listen_port=1)
 
 
 def test_render_errno() -> None:

@@ -62,8 +62,10 @@ __all__ = [
     "MAX_REQUEST_SIZE",
 ]
 
-#: A request larger than this is refused (and the connection should be closed).
-MAX_REQUEST_SIZE: Final = 1 << 20
+#: A request larger than this is refused (and the connection should be closed). wireguard-go
+#: and the kernel have no limit: ``wg setconf`` of 12000 peers is 1.5 MB, and AllowedIPs of a
+#: full routing table some 25 MB.
+MAX_REQUEST_SIZE: Final = 64 << 20
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
 
 
@@ -547,10 +549,13 @@ class UapiConnection:
         SetRequest(private_key=None, remove_private_key=False, listen_port=1, fwmark=None, replace_peers=False, peers=())
     """
 
-    __slots__ = ("_buffer", "closed")
+    __slots__ = ("_buffer", "_scanned", "closed")
 
     def __init__(self) -> None:
         self._buffer = bytearray()
+        # where the search for the end of an incomplete set=1 goes on (each read is searched
+        # once, not the whole request again)
+        self._scanned = 0
         #: set once a fatal error was returned; the server should close the socket
         self.closed = False
 
@@ -584,12 +589,14 @@ class UapiConnection:
             if buf[nl + 1 : nl + 2] == b"\n":
                 end = nl + 1
             else:
-                end = buf.find(b"\n\n", nl + 1)
+                end = buf.find(b"\n\n", max(nl + 1, self._scanned))
                 if end < 0:
+                    self._scanned = len(buf) - 1  # the next read may end this line's pair
                     return self._fatal_if_oversized()
                 end += 1
             body = bytes(buf[nl + 1 : end])
             del buf[: end + 1]
+            self._scanned = 0
             try:
                 return parse_set(body)
             except UapiError as exc:
