@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -137,9 +138,12 @@ def _up_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run_hooks(commands: list[str], what: str) -> None:
+    # in bash, as wg-quick (a bash script) evals them: hooks use bash's syntax — wg-quick(8)'s
+    # own example is `PostUp = wg set %i private-key <(pass …)` — which /bin/sh may not have
+    shell = shutil.which("bash") or "/bin/sh"
     for cmd in commands:
         log.info("%s: %s", what, cmd)
-        done = subprocess.run(cmd, shell=True, check=False)
+        done = subprocess.run([shell, "-c", cmd], check=False)
         if done.returncode:
             raise ConfigError(f"{what} command exited {done.returncode}: {cmd}")
 

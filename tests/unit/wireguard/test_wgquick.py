@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import shutil
 from pathlib import Path
 
 import pytest
@@ -463,3 +464,15 @@ def test_fwmark_is_read_as_wg_reads_it(value: str, mark: int) -> None:
 def test_fwmark_wg_refuses_is_refused(value: str) -> None:
     with pytest.raises(ConfigError, match="line 3: FwMark"):
         parse_wgquick(f"[Interface]\nPrivateKey = {KEY_A}\nFwMark = {value}\n")
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_hooks_run_in_bash_as_wg_quick_runs_them(tmp_path: Path) -> None:
+    # wg-quick is a bash script and evals its hooks in bash; its man page's own example is
+    # `PostUp = wg set %i private-key <(pass WireGuard/private-keys/%i)`, a process
+    # substitution that /bin/sh (dash on Debian) cannot parse
+    from tunflow.cli import vpn
+
+    out = tmp_path / "out"
+    vpn._run_hooks([f"cat <(echo from-bash) > {out}; [[ -s {out} ]]"], "PostUp")
+    assert out.read_text() == "from-bash\n"
