@@ -172,6 +172,21 @@ def test_a_link_local_endpoint_keeps_its_scope() -> None:
     assert "\nendpoint=[fe80::1%lo]:51820\n" in render_get(wg).decode()
 
 
+@pytest.mark.parametrize("scope", ["\xc3\xa9".encode("latin-1"), b"\xff"])
+def test_a_scope_that_is_not_ascii_does_not_break_get(scope: bytes) -> None:
+    # a link name may be any bytes; wireguard-go takes such a scope and echoes it. tunflow took
+    # it too, then every get=1 raised UnicodeEncodeError — which ended `tunflow up` (the VPN
+    # went down with a traceback at the next `wg show`)
+    body = b"public_key=" + P1.to_hex().encode() + b"\nendpoint=[fe80::1%" + scope + b"]:5\n"
+    wg = WireGuard(K1)
+    assert handle_request(wg, parse_set(body)) == b"errno=0\n\n"
+    answer = handle_request(wg, GetRequest())
+    assert answer.endswith(b"errno=0\n\n")
+    [peer] = parse_get(answer).peers
+    assert peer.endpoint == wg.peer(P1).endpoint
+    assert render_set(SetRequest(peers=(PeerUpdate(P1, endpoint=peer.endpoint),)))
+
+
 def test_replace_allowed_ips_after_allowed_ip_discards_them() -> None:
     body = "public_key=" + P1.to_hex() + "\nallowed_ip=10.0.0.1/32\nreplace_allowed_ips=true\n"
     [u] = parse_set(body).peers

@@ -295,7 +295,13 @@ def render_set(request: SetRequest) -> bytes:
         if p.replace_allowed_ips:
             lines.append("replace_allowed_ips=true")
         lines.extend(f"allowed_ip={net}" for net in p.allowed_ips)
-    return ("\n".join(lines) + "\n\n").encode("ascii")
+    return _encode(lines)
+
+
+def _encode(lines: list[str]) -> bytes:
+    # UTF-8, never raising: all is ASCII but an endpoint's IPv6 scope, a link name — any bytes
+    # (a name that is not valid UTF-8 came in as U+FFFD)
+    return ("\n".join(lines) + "\n\n").encode("utf-8", "replace")
 
 
 # -- get ----------------------------------------------------------------------------------------
@@ -354,7 +360,7 @@ def render_get(info: DeviceInfo | WireGuard) -> bytes:
         lines.append(f"persistent_keepalive_interval={p.persistent_keepalive_interval}")
         lines.extend(f"allowed_ip={net}" for net in p.allowed_ips)
     lines.append("errno=0")
-    return ("\n".join(lines) + "\n\n").encode("ascii")
+    return _encode(lines)
 
 
 _PEER_INTS: Final = {
