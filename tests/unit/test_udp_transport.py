@@ -479,3 +479,19 @@ async def test_empty_datagrams_are_received_on_either_path(offload: bool) -> Non
         got = await receive(rx, 3)
         assert got.to_list() == [b"", b"after", b""]
         assert rx.statistics().rx_datagrams == 3
+
+
+@pytest.mark.needs_root
+@pytest.mark.skipif(sys.platform != "linux", reason="SO_MARK is Linux's")
+@pytest.mark.parametrize("mark", [0x80000000, 0xFFFFFFFF])
+async def test_a_fwmark_with_the_high_bit_set(mark: int) -> None:
+    # a mark is 32 unsigned bits (wg takes up to 0xffffffff); passed to setsockopt as a Python
+    # int over 2**31 - 1 it raised TypeError: `FwMark = 0x80000000` ended `tunflow up` with a
+    # traceback, and `wg set wg0 fwmark 0x80000000` brought a running interface down
+    async with UDPTransport.bind(("127.0.0.1", 0), fwmark=mark) as t:
+        sock = t._socket()
+        assert sock.getsockopt(socket.SOL_SOCKET, 36) & 0xFFFFFFFF == mark  # SO_MARK
+        t.set_fwmark(0)
+        assert sock.getsockopt(socket.SOL_SOCKET, 36) == 0
+        t.set_fwmark(mark)
+        assert sock.getsockopt(socket.SOL_SOCKET, 36) & 0xFFFFFFFF == mark

@@ -158,6 +158,18 @@ def _scope_name(fd: int, index: int) -> str:
         return str(index)
 
 
+def _mark(mark: int) -> bytes:
+    """``SO_MARK``'s value: 32 unsigned bits (``setsockopt`` takes an ``int`` only up to
+    2**31 - 1 and raises ``TypeError`` above; ``wg`` sets marks up to 0xffffffff).
+
+    Raises:
+        OSError: ``EINVAL``, not a 32-bit mark.
+    """
+    if not 0 <= mark <= 0xFFFFFFFF:
+        raise OSError(errno.EINVAL, f"fwmark {mark} is not 0…0xffffffff")
+    return struct.pack("=I", mark)
+
+
 def _scope_index(fd: int, scope: str) -> int:
     """The interface index for an IPv6 scope (a name or a number); -1 if there is none."""
     if scope.isascii() and scope.isdigit():
@@ -324,7 +336,7 @@ class UDPTransport:
             if reuse_port:
                 sock.setsockopt(_SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if fwmark:
-                sock.setsockopt(_SOL_SOCKET, _SO_MARK, fwmark)
+                sock.setsockopt(_SOL_SOCKET, _SO_MARK, _mark(fwmark))
             sock.bind((local[0] or "::", local[1]))
             return cls(sock, peer=peer_addr, **kwargs)
         except BaseException:
@@ -393,7 +405,7 @@ class UDPTransport:
         Raises:
             OSError: the kernel refused (``EPERM`` without CAP_NET_ADMIN).
         """
-        self._socket().setsockopt(_SOL_SOCKET, _SO_MARK, mark)
+        self._socket().setsockopt(_SOL_SOCKET, _SO_MARK, _mark(mark))
 
     def _socket(self) -> socket.socket:
         sock = self._sock
