@@ -21,6 +21,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -690,16 +691,27 @@ def _no_args(p: argparse.ArgumentParser) -> None:
     pass
 
 
+def _warn_if_stdout_world_accessible() -> None:
+    """wg genkey's and genpsk's warning: the key goes to a regular file others may read (the
+    shell opened it with its umask; nothing done here changes its mode)."""
+    try:
+        st = os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError):
+        return
+    if stat.S_ISREG(st.st_mode) and st.st_mode & stat.S_IRWXO:
+        sys.stderr.write(
+            "Warning: writing to world accessible file.\n"
+            "Consider setting the umask to 077 and trying again.\n"
+        )
+
+
 @command("genkey", "print a new private key (as 'wg genkey')", _no_args)
 def genkey(args: argparse.Namespace) -> int:
     """``tunflow genkey``."""
     from ..wireguard import genkey as new_key
 
-    old = os.umask(0o077)  # as wg: the key may be redirected into a file
-    try:
-        print(new_key())
-    finally:
-        os.umask(old)
+    _warn_if_stdout_world_accessible()
+    print(new_key())
     return 0
 
 
@@ -720,5 +732,6 @@ def genpsk(args: argparse.Namespace) -> int:
     """``tunflow genpsk``."""
     from ..wireguard import genpsk as new_psk
 
+    _warn_if_stdout_world_accessible()
     print(new_psk())
     return 0

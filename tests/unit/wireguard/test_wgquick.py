@@ -476,3 +476,33 @@ def test_hooks_run_in_bash_as_wg_quick_runs_them(tmp_path: Path) -> None:
     out = tmp_path / "out"
     vpn._run_hooks([f"cat <(echo from-bash) > {out}; [[ -s {out} ]]"], "PostUp")
     assert out.read_text() == "from-bash\n"
+
+
+@pytest.mark.parametrize("command", ["genkey", "genpsk"])
+def test_genkey_into_a_world_readable_file_is_warned_about_as_wg_does(
+    command: str, tmp_path: Path
+) -> None:
+    # wg genkey/genpsk: a key written to a regular file others can read gets a warning (the
+    # umask tunflow set did nothing: stdout was opened by the shell before)
+    import subprocess
+    import sys
+
+    for mode, warned in ((0o644, True), (0o600, False)):
+        out = tmp_path / f"key-{mode:o}"
+        out.touch(mode)
+        out.chmod(mode)
+        with out.open("wb") as f:
+            done = subprocess.run(
+                [sys.executable, "-m", "tunflow.cli", command],
+                stdout=f,
+                stderr=subprocess.PIPE,
+                text=True,
+                check=True,
+            )
+        assert len(out.read_text().strip()) == 44
+        assert done.stderr == (
+            "Warning: writing to world accessible file.\n"
+            "Consider setting the umask to 077 and trying again.\n"
+            if warned
+            else ""
+        )
