@@ -796,14 +796,19 @@ class WireGuardInterface:
             try:
                 with anyio.move_on_after(30):  # a client that never finishes a request
                     while True:
-                        data = await client.receive(65536)
+                        try:
+                            data = await client.receive(65536)
+                        except anyio.EndOfStream:
+                            data = b""  # ends a set=1 without its empty line, as in wireguard-go
                         conn.receive_data(data)
                         while (request := conn.next_request()) is not None:
                             reply = await self._handle(request)
                             if not reply:
                                 return
                             await client.send(reply)
-            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                        if not data:
+                            return
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 return
 
 

@@ -348,6 +348,26 @@ def test_stream_fatal_errors() -> None:
     assert isinstance(err, UapiError) and err.errno == errno.E2BIG
 
 
+def test_a_set_ended_by_the_end_of_the_stream_is_applied() -> None:
+    # wireguard-go reads a set=1 until an empty line *or the end of the stream*: a client that
+    # writes `set=1\nlisten_port=51833` and shuts its side down gets errno=0 and the port
+    # (checked against wireguard-go 0.0.20220316); tunflow dropped the request unanswered
+    for tail in (b"listen_port=51833\n", b"listen_port=51833"):
+        conn = UapiConnection()
+        conn.receive_data(b"get=1\n\nset=1\n" + tail)
+        assert conn.next_request() == GetRequest()
+        assert conn.next_request() is None  # more may come
+        conn.receive_data(b"")  # the end of the stream
+        assert conn.next_request() == SetRequest(listen_port=51833)
+        assert conn.next_request() is None
+    # a get=1 cut short, or an operation line without its newline, is still nothing
+    for cut in (b"get=1\n", b"set=1", b"get"):
+        conn = UapiConnection()
+        conn.receive_data(cut)
+        conn.receive_data(b"")
+        assert conn.next_request() is None
+
+
 def test_a_large_setconf_is_taken_whole() -> None:
     # `wg setconf` of 12000 peers is a 1.5 MB set=1 (wireguard-go and the kernel take it): it
     # was cut off at 1 MiB — the connection closed, wg killed by SIGPIPE, nothing said

@@ -555,10 +555,11 @@ class UapiConnection:
         SetRequest(private_key=None, remove_private_key=False, listen_port=1, fwmark=None, replace_peers=False, peers=())
     """
 
-    __slots__ = ("_buffer", "_scanned", "closed")
+    __slots__ = ("_buffer", "_eof", "_scanned", "closed")
 
     def __init__(self) -> None:
         self._buffer = bytearray()
+        self._eof = False
         # where the search for the end of an incomplete set=1 goes on (each read is searched
         # once, not the whole request again)
         self._scanned = 0
@@ -566,7 +567,10 @@ class UapiConnection:
         self.closed = False
 
     def receive_data(self, data: bytes) -> None:
-        """Add bytes read from the socket."""
+        """Add bytes read from the socket; ``b""`` is the end of the stream (which ends a
+        ``set=1`` as its empty line would, as wireguard-go reads it)."""
+        if not data:
+            self._eof = True
         self._buffer += data
 
     def next_request(self) -> GetRequest | SetRequest | UapiError | None:
@@ -596,10 +600,15 @@ class UapiConnection:
                 end = nl + 1
             else:
                 end = buf.find(b"\n\n", max(nl + 1, self._scanned))
-                if end < 0:
+                if end < 0 and self._eof:
+                    if not buf.endswith(b"\n"):
+                        buf += b"\n"  # a last line without its newline counts
+                    end = len(buf) - 1
+                elif end < 0:
                     self._scanned = len(buf) - 1  # the next read may end this line's pair
                     return self._fatal_if_oversized()
-                end += 1
+                else:
+                    end += 1
             body = bytes(buf[nl + 1 : end])
             del buf[: end + 1]
             self._scanned = 0
