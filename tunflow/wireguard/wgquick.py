@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,6 +73,8 @@ __all__ = [
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 #: ``resolve(host, port) -> (ip, port)``
 Resolver = Callable[[str, int], tuple[str, int]]
+
+log = logging.getLogger("tunflow.wireguard")
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -186,16 +190,50 @@ class QuickConfig:
         )
 
 
+#: the answers of getaddrinfo that retrying cannot change (wg's list)
+_PERMANENT = frozenset(
+    getattr(socket, name)
+    for name in ("EAI_NONAME", "EAI_FAIL", "EAI_NODATA")
+    if hasattr(socket, name)
+)
+
+
+def _resolution_retries() -> int:
+    """``WG_ENDPOINT_RESOLUTION_RETRIES`` as wg reads it: a count (15 when unset), or
+    ``infinity`` (-1)."""
+    value = os.environ.get("WG_ENDPOINT_RESOLUTION_RETRIES")
+    if value is None:
+        return 15
+    if value == "infinity":
+        return -1
+    return int(value) if _is_decimal(value) else 15
+
+
 def resolve_endpoint(host: str, port: int) -> tuple[str, int]:
     """Resolve a host name as ``wg`` does: the first address ``getaddrinfo`` gives.
+
+    A failure that may pass (``EAI_AGAIN``: the DNS not reachable yet, as at boot) is retried
+    as wg retries it: ``WG_ENDPOINT_RESOLUTION_RETRIES`` times (15 by default, ``infinity``),
+    after 1 s, then each wait 1.2 times the last, 20 s at most.
 
     Raises:
         OSError: the name does not resolve (``socket.gaierror``), or is not a host name.
     """
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    except UnicodeError:  # from the idna codec: an empty label (a..b) or one over 63 characters
-        raise OSError(f"{host!r} is not a valid host name") from None
+    retries = _resolution_retries()
+    delay = 1.0
+    while True:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+            break
+        except UnicodeError:  # the idna codec: an empty label (a..b) or one over 63 characters
+            raise OSError(f"{host!r} is not a valid host name") from None
+        except socket.gaierror as exc:
+            if exc.errno in _PERMANENT or retries == 0:
+                raise
+            retries -= 1
+            log.warning("%s: %r; trying again in %.2f seconds", exc.strerror, host, delay)
+            time.sleep(delay)
+            delay = min(20.0, round(delay * 1.2, 6))
     if not infos:
         raise OSError(f"no address for {host!r}")
     sockaddr = infos[0][4]

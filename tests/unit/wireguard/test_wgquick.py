@@ -506,3 +506,47 @@ def test_genkey_into_a_world_readable_file_is_warned_about_as_wg_does(
             if warned
             else ""
         )
+
+
+def test_a_temporary_name_resolution_failure_is_retried_as_wg_retries_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # wg retries getaddrinfo on anything but EAI_NONAME/EAI_FAIL/EAI_NODATA — the DNS not up yet
+    # when wg-quick@wg0 starts at boot — 15 times by default (WG_ENDPOINT_RESOLUTION_RETRIES),
+    # waiting 1 s, then 1.2 times longer each time (20 s at most)
+    import socket
+
+    from tunflow.wireguard import wgquick
+
+    calls: list[str] = []
+    slept: list[float] = []
+
+    def getaddrinfo(host: str, port: int, **kw: object) -> list[tuple[object, ...]]:
+        calls.append(host)
+        if host == "later.example" and len(calls) < 3:
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        if host == "nx.example":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        if host == "down.example":
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return [(socket.AF_INET, socket.SOCK_DGRAM, 17, "", ("192.0.2.9", port))]
+
+    monkeypatch.setattr(wgquick.socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(wgquick.time, "sleep", slept.append)
+    monkeypatch.delenv("WG_ENDPOINT_RESOLUTION_RETRIES", raising=False)
+    assert wgquick.resolve_endpoint("later.example", 51820) == ("192.0.2.9", 51820)
+    assert slept == [1.0, 1.2]
+    calls.clear()
+    slept.clear()
+    with pytest.raises(OSError):
+        wgquick.resolve_endpoint("nx.example", 1)  # permanent: at once
+    assert calls == ["nx.example"] and slept == []
+    calls.clear()
+    with pytest.raises(OSError):
+        wgquick.resolve_endpoint("down.example", 1)
+    assert len(calls) == 16 and slept[:3] == [1.0, 1.2, 1.44] and len(slept) == 15
+    calls.clear()
+    monkeypatch.setenv("WG_ENDPOINT_RESOLUTION_RETRIES", "2")
+    with pytest.raises(OSError):
+        wgquick.resolve_endpoint("down.example", 1)
+    assert len(calls) == 3
