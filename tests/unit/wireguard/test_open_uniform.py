@@ -214,6 +214,7 @@ def sealed_run(
     batch.vnet_hdr = vnet  # as a device's plain reads hand them out: headers in the headroom
     batch.extend(packets)
     out = DatagramBatch(cap)
+    out.buffer[:] = b"\xa5" * len(out.buffer)  # a used batch: padding must be written, not found
     saved = session_module._UNIFORM_MIN
     if not uniform:
         session_module._UNIFORM_MIN = 1 << 30
@@ -226,7 +227,9 @@ def sealed_run(
 
 @settings(max_examples=150, deadline=None)
 @given(
-    st.sampled_from([1420, 1280, 1424, 1400, 64]),
+    # full-size (sealed from the source); padded (small datagrams; 1419 is padded to the MTU
+    # only) and larger than the MTU: declined, the loop's
+    st.sampled_from([1420, 1280, 1424, 1400, 64, 92, 41, 1419]),
     st.integers(1, 60),
     st.lists(
         st.tuples(st.integers(0, 59), st.sampled_from([-5, 52 - 1420, 40 - 1420])), max_size=6
@@ -270,6 +273,9 @@ def test_a_clean_sending_run_takes_the_step() -> None:
     gap.end += 8  # the rest further on: not one stride, declined
     gap.extend([packet(1420, i) for i in range(20, 40)])
     assert session._encrypt_uniform(gap, out, p.b_addr, 1420, range(40)) == 0
+    small = PacketBatch(capacity=1 << 21, max_packets=16384)
+    small.extend([packet(92, i) for i in range(40)])  # it would be padded: the loop's
+    assert session._encrypt_uniform(small, out, p.b_addr, 1420, range(40)) == 0
 
 
 @pytest.mark.parametrize("uniform", [True, False])
