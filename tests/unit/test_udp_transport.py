@@ -271,6 +271,30 @@ async def test_an_adopted_fd_keeps_its_peer(local: str) -> None:
         assert adopted.statistics().drops == {}
 
 
+async def test_an_adopted_connected_socket_keeps_its_peer() -> None:
+    """from_socket, as from_fd: a connected socket's batches without addresses go to its peer
+    (they were dropped as ``no_address``); an unconnected one has none; ``peer`` still wins."""
+    from tunflow.packet import PacketBatch
+
+    async with UDPTransport.bind("127.0.0.1:0") as rx, UDPTransport.bind("127.0.0.1:0") as rx2:
+        connected = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        connected.connect(rx.local_address)
+        async with (
+            UDPTransport.from_socket(connected) as adopted,
+            UDPTransport.from_socket(socket.socket(socket.AF_INET, socket.SOCK_DGRAM)) as loose,
+        ):
+            assert adopted.peer == rx.local_address and loose.peer is None
+            batch = PacketBatch()
+            batch.extend(payloads(3, 200))
+            assert await adopted.send_batch(batch) == 3
+            assert (await receive(rx, 3)).to_list() == payloads(3, 200)
+            assert adopted.statistics().drops == {}
+        other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        other.connect(rx.local_address)
+        async with UDPTransport.from_socket(other, peer=rx2.local_address) as told:
+            assert told.peer == rx2.local_address
+
+
 @pytest.mark.skipif(not LINUX, reason="UDP_GRO is Linux's")
 async def test_scattered_read_splits_every_datagram() -> None:
     async with UDPTransport.bind("127.0.0.1:0") as rx, UDPTransport.bind("127.0.0.1:0") as tx:

@@ -345,8 +345,12 @@ class UDPTransport:
 
     @classmethod
     def from_socket(cls, sock: socket.socket, **kwargs: Any) -> UDPTransport:
-        """Adopt a UDP socket (the transport closes it)."""
-        return cls(sock, **kwargs)
+        """Adopt a UDP socket (the transport closes it); a connected one keeps its peer, as
+        with :meth:`from_fd`, unless ``peer`` is given."""
+        transport = cls(sock, **kwargs)
+        if kwargs.get("peer") is None:
+            transport._adopt_peer()
+        return transport
 
     @classmethod
     def from_fd(cls, fd: int, **kwargs: Any) -> UDPTransport:
@@ -354,13 +358,16 @@ class UDPTransport:
         sock = socket.socket(fileno=fd)
         kwargs.pop("peer", None)  # an adopted socket keeps its connection...
         transport = cls(sock, **kwargs)
-        try:
-            peer = sock.getpeername()
-        except OSError:  # (ENOTCONN: no peer)
-            return transport
-        # ...and its peer: datagrams without an address go there (IPv4-mapped as plain IPv4)
-        transport.peer = transport._recv_address(peer)
+        transport._adopt_peer()
         return transport
+
+    def _adopt_peer(self) -> None:
+        try:
+            peer = self._socket().getpeername()
+        except OSError:  # (ENOTCONN: no peer)
+            return
+        # ...and its peer: datagrams without an address go there (IPv4-mapped as plain IPv4)
+        self.peer = self._recv_address(peer)
 
     def __repr__(self) -> str:
         return f"<UDPTransport {self.name}>"
