@@ -37,8 +37,13 @@ def resolvconf_input(dns: Sequence[str]) -> str:
         nameserver fd00::53
         search corp.example
     """
-    servers = [str(ipaddress.ip_address(e)) for e in dns if _is_server(e)]
-    search = [e for e in dns if not _is_server(e)]
+    servers: list[str] = []
+    search: list[str] = []
+    for entry in dns:
+        try:
+            servers.append(str(ipaddress.ip_address(entry)))
+        except ValueError:
+            search.append(entry)
     text = "".join(f"nameserver {s}\n" for s in servers)
     if search:
         text += f"search {' '.join(search)}\n"

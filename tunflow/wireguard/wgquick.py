@@ -426,6 +426,9 @@ def _int(low: int, high: int, *, off: bool = False, decimal: bool = False) -> Ca
     return parse
 
 
+_HEXDIGITS = frozenset("0123456789abcdefABCDEF")
+
+
 def _fwmark(value: str) -> int:
     """wg's ``parse_fwmark``: ``off``, or a number starting with a digit, decimal (``010`` is
     10) or hexadecimal after a lowercase ``0x`` — not ``int(value, 0)``'s ``1_0``, ``0b1``,
@@ -434,12 +437,9 @@ def _fwmark(value: str) -> int:
         return 0
     hexa = len(value) > 2 and value.startswith("0x")
     digits = value[2:] if hexa else value
-    if not digits.isascii() or not (digits.isalnum() if hexa else digits.isdigit()):
+    if not (_HEXDIGITS.issuperset(digits) if hexa else _is_decimal(digits)):
         raise ValueError(f"{value!r} is not off, a number or 0x and a hexadecimal number")
-    try:
-        n = int(digits, 16 if hexa else 10)
-    except ValueError:
-        raise ValueError(f"{value!r} is not off, a number or 0x and a hexadecimal number") from None
+    n = int(digits, 16 if hexa else 10)
     if n > 0xFFFFFFFF:
         raise ValueError(f"{n} is outside 0…4294967295")
     return n

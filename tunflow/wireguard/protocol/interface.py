@@ -1027,9 +1027,10 @@ class WireGuard:
             self._counters.dropped_malformed += 1
             return []
         batch.append(data, address=addr)
-        capacity = len(data) + 2 * HEADROOM + 16
-        if capacity > 2 * HEADROOM + 16 and data[0] == MESSAGE_NATIVE:
+        if data and data[0] == MESSAGE_NATIVE:
             capacity = MAX_SEALED_SIZE + HEADROOM  # a fragment may complete a whole message
+        else:
+            capacity = len(data) + 2 * HEADROOM + 16
         out = PacketBatch(capacity=capacity, max_packets=2)
         self.decrypt_batch(batch, now, out)
         if out.vnet_hdr:
