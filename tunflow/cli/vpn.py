@@ -577,17 +577,32 @@ def _show_args(p: argparse.ArgumentParser) -> None:
 
 
 def _uapi_get(path: Path) -> str:
+    """The answer to ``get=1`` on the control socket at ``path``.
+
+    Raises:
+        OSError: no socket there, nobody listening, no answer within 5 s.
+        UapiError: the answer is not text or ends before its blank line (whatever listens
+            there does not speak UAPI).
+    """
+    from ..wireguard.protocol import UapiError
+
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(5)
         s.connect(str(path))
         s.sendall(b"get=1\n\n")
-        data = b""
+        data = bytearray()
         while not data.endswith(b"\n\n"):
             chunk = s.recv(65536)
             if not chunk:
                 break
             data += chunk
-    return data.decode()
+    if not data.endswith(b"\n\n"):
+        raise UapiError("the control socket closed before its answer ended")
+    try:
+        # the protocol is ASCII; anything else is not a WireGuard control socket
+        return data.decode("ascii")
+    except UnicodeDecodeError:
+        raise UapiError("the control socket's answer is not UAPI text") from None
 
 
 def _ago(seconds: float) -> str:
@@ -615,7 +630,13 @@ def show(args: argparse.Namespace) -> int:
     from ..wireguard.protocol.config import format_endpoint
 
     directory = Path(UAPI_DIRECTORY)
-    names = [args.name] if args.name else sorted(p.stem for p in directory.glob("*.sock"))
+    if args.name:
+        try:
+            names = [_check_name(args.name)]  # not a path: "../x" would reach other sockets
+        except ConfigError as exc:
+            return _error(exc)
+    else:
+        names = sorted(p.stem for p in directory.glob("*.sock"))
     status = 0
     for i, name in enumerate(names):
         try:

@@ -1,0 +1,87 @@
+"""``tunflow show`` against control sockets that do not answer as a tunflow interface does:
+each is reported on stderr with status 1 and the rest are still shown (real Unix sockets in a
+temporary directory standing in for ``/var/run/wireguard``)."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+import tunflow.wireguard
+from tunflow.cli.vpn import show
+from tunflow.wireguard import genkey, pubkey
+
+
+def serve(path: Path, answer: bytes) -> threading.Thread:
+    """A control socket at ``path`` that reads one request and writes ``answer``."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    server.settimeout(10)
+
+    def run() -> None:
+        with server:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(answer)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.fixture
+def directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(tunflow.wireguard, "UAPI_DIRECTORY", str(tmp_path), raising=False)
+    return tmp_path
+
+
+def run_show(name: str | None) -> int:
+    return show(argparse.Namespace(name=name))
+
+
+def test_binary_answer_is_an_error_not_a_traceback(
+    directory: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    serve(directory / "bad.sock", b"\xff\xfeprivate_key=\n\n")
+    assert run_show("bad") == 1
+    err = capsys.readouterr().err
+    assert "bad: the control socket's answer is not UAPI text" in err
+
+
+def test_one_bad_socket_does_not_hide_the_others(
+    directory: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = genkey()
+    good = f"private_key={base64.b64decode(key).hex()}\nlisten_port=51820\nerrno=0\n\n".encode()
+    threads = [
+        serve(directory / "a0.sock", b"\x80\n\n"),
+        serve(directory / "b0.sock", good),
+        serve(directory / "c0.sock", b"hello\n\n"),
+        serve(directory / "d0.sock", b"listen_port=1\n"),  # closed before the blank line
+    ]
+    assert run_show(None) == 1
+    for t in threads:
+        t.join(10)
+    out, err = capsys.readouterr()
+    assert "interface: b0" in out and "listening port: 51820" in out
+    assert pubkey(key) in out
+    assert "a0: the control socket's answer is not UAPI text" in err
+    assert "c0: line without '='" in err and "interface: c0" not in out
+    assert "d0: the control socket closed before its answer ended" in err
+    assert "interface: d0" not in out
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "a b", "x" * 16])
+def test_a_name_is_not_a_path(
+    directory: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    (directory.parent / "x.sock").touch()
+    assert run_show(name) == 2
+    assert "is not a valid interface name" in capsys.readouterr().err
