@@ -55,6 +55,7 @@ from .protocol import (
 )
 from .protocol.allowedips import Network, parse_network
 from .protocol.constants import DEFAULT_MTU
+from .protocol.uapi import _HEX
 
 if TYPE_CHECKING:
     from .protocol.uapi import DeviceInfo
@@ -426,9 +427,6 @@ def _int(low: int, high: int, *, off: bool = False, decimal: bool = False) -> Ca
     return parse
 
 
-_HEXDIGITS = frozenset("0123456789abcdefABCDEF")
-
-
 def _fwmark(value: str) -> int:
     """wg's ``parse_fwmark``: ``off``, or a number starting with a digit, decimal (``010`` is
     10) or hexadecimal after a lowercase ``0x`` — not ``int(value, 0)``'s ``1_0``, ``0b1``,
@@ -437,7 +435,7 @@ def _fwmark(value: str) -> int:
         return 0
     hexa = len(value) > 2 and value.startswith("0x")
     digits = value[2:] if hexa else value
-    if not (_HEXDIGITS.issuperset(digits) if hexa else _is_decimal(digits)):
+    if not (_HEX.issuperset(digits) if hexa else _is_decimal(digits)):
         raise ValueError(f"{value!r} is not off, a number or 0x and a hexadecimal number")
     n = int(digits, 16 if hexa else 10)
     if n > 0xFFFFFFFF:

@@ -66,6 +66,7 @@ __all__ = [
 #: and the kernel have no limit: ``wg setconf`` of 12000 peers is 1.5 MB, and AllowedIPs of a
 #: full routing table some 25 MB.
 MAX_REQUEST_SIZE: Final = 64 << 20
+#: hex digits in either case (wgquick parses 0x fwmarks with it too)
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
 
 
