@@ -79,6 +79,7 @@ from .peer import Peer
 from .replay import ReplayWindow
 from .session import Session
 from .uapi import (
+    CheckedSet,
     DeviceInfo,
     GetRequest,
     PeerInfo,
@@ -87,6 +88,7 @@ from .uapi import (
     UapiConnection,
     UapiError,
     apply_set,
+    check_set,
     device_info,
     handle_request,
     parse_get,
@@ -167,6 +169,8 @@ __all__ = [
     "render_get",
     "render_errno",
     "device_info",
+    "CheckedSet",
+    "check_set",
     "apply_set",
     "handle_request",
     # messages

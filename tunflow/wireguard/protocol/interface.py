@@ -495,7 +495,13 @@ class WireGuard:
             if peer.persistent_keepalive:
                 self._send_keepalive(peer, now)
 
-    def add_peer(self, config: PeerConfig, now: float | None = None) -> Peer:
+    def add_peer(
+        self,
+        config: PeerConfig,
+        now: float | None = None,
+        *,
+        _static_static: bytes | None = None,
+    ) -> Peer:
         """Add a peer, or update the peer with the same public key.
 
         Updating replaces the endpoint (if given), PSK, keepalive, native mode and the whole
@@ -509,6 +515,8 @@ class WireGuard:
         Raises:
             ConfigError: the public key is our own or a low-order point.
         """
+        # _static_static: X25519 with our key that the caller computed (uapi.check_set does,
+        # to check the key) — not API: a wrong value would fail every handshake, silently
         pk = config.public_key
         if pk == self._identity.public_key:
             raise ConfigError("a peer cannot have the interface's own public key")
@@ -521,6 +529,7 @@ class WireGuard:
                     config.preshared_key,
                     config.endpoint,
                     native_mode=config.native_mode,
+                    static_static=_static_static,
                 )
             except HandshakeError:
                 raise ConfigError(f"peer {pk} has an invalid (low-order) public key") from None

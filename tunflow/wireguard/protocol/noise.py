@@ -144,6 +144,9 @@ class Handshake:
         identity: our static identity.
         remote_static: the peer's public key.
         preshared_key: the peer's PSK (all zeros when none).
+        static_static: X25519(``identity``, ``remote_static``) when the caller has it already
+            (the UAPI computes it to check a new peer's key); not checked — a wrong value fails
+            every handshake.
 
     Raises:
         HandshakeError: ``remote_static`` is a low-order point (X25519 yields zero).
@@ -179,11 +182,15 @@ class Handshake:
         identity: StaticIdentity,
         remote_static: PublicKey,
         preshared_key: PresharedKey | None = None,
+        *,
+        static_static: bytes | None = None,
     ) -> None:
         self.identity = identity
         self.remote_static = remote_static
         self.preshared_key = preshared_key or PresharedKey()
-        self.precomputed_static_static = identity.private_key.exchange(remote_static)
+        if static_static is None:
+            static_static = identity.private_key.exchange(remote_static)
+        self.precomputed_static_static = static_static
         self.remote_hash = hash_(INITIAL_HASH, remote_static.raw)
         self.state = HandshakeState.ZEROED
         self.hash = b""

@@ -91,10 +91,14 @@ class Peer:
         endpoint: Address | None = None,
         persistent_keepalive: int = 0,
         native_mode: bool = False,
+        *,
+        static_static: bytes | None = None,
     ) -> None:
         self.public_key = public_key
         self.preshared_key = preshared_key or PresharedKey()
-        self.handshake = Handshake(identity, public_key, self.preshared_key)
+        self.handshake = Handshake(
+            identity, public_key, self.preshared_key, static_static=static_static
+        )
         self.cookies = CookieGenerator(public_key)
         self.endpoint = endpoint
         self.persistent_keepalive = persistent_keepalive
