@@ -63,10 +63,15 @@ from .protocol import (
     InterfaceConfig,
     PeerStatistics,
     PublicKey,
+    SetRequest,
     UapiConnection,
+    UapiError,
     WireGuard,
     WireGuardStatistics,
+    apply_set,
+    check_set,
     handle_request,
+    render_errno,
 )
 from .protocol.constants import MESSAGE_NATIVE
 from .protocol.native import NATIVE_HEADER_SIZE
@@ -710,34 +715,50 @@ class WireGuardInterface:
         return bytes(out)
 
     async def _handle(self, request: Any) -> bytes:
-        wg = self.wg
-        port, mark = wg.listen_port, wg.fwmark
-        reply = handle_request(
-            wg, request, now=self._clock(), scoped_endpoint=self.transport.numeric_scope
+        if isinstance(request, SetRequest):
+            return await self._set(request)
+        return handle_request(
+            self.wg, request, now=self._clock(), scoped_endpoint=self.transport.numeric_scope
         )
-        self.port.peers_changed()
-        if wg.fwmark != mark:
-            try:
-                self.transport.set_fwmark(wg.fwmark)
-            except OSError as exc:
-                log.warning("cannot set fwmark %d: %s", wg.fwmark, exc)
-        if wg.listen_port != port:
-            try:
-                await self._rebind(wg.listen_port)
-            except OSError as exc:
-                log.warning("cannot listen on port %d: %s", wg.listen_port, exc)
-                wg.listen_port = self.listen_port
-                return b"errno=-%d\n\n" % (exc.errno or errno.EADDRINUSE)
-        self.port.flush_control()
-        return reply
 
-    async def _rebind(self, port: int) -> None:
-        old = self.transport
-        new = _bind(port, self.wg.fwmark, self._netns)
-        self.port.transport = new
-        self.wg.listen_port = self.listen_port
-        await old.aclose()
-        log.info("%s listens on UDP port %d", self.name, self.listen_port)
+    async def _set(self, request: SetRequest) -> bytes:
+        """Apply a ``set=1`` whole or not at all.
+
+        wireguard-go applies line by line and stops at the first that fails, keeping the lines
+        before it. Here the request is checked first, then the I/O that can fail is done while
+        nothing has changed — the new port is bound (with the new fwmark), or the fwmark set on
+        the socket — and only then are the protocol's state changed and the new socket swapped
+        in. A failure answers the error and leaves keys, peers, port and fwmark as they were.
+        """
+        wg = self.wg
+        try:
+            checked = check_set(wg, request)
+        except UapiError as exc:
+            return render_errno(exc.errno)
+        mark = wg.fwmark if request.fwmark is None else request.fwmark
+        new: UDPTransport | None = None
+        try:
+            if request.listen_port is not None and request.listen_port != wg.listen_port:
+                new = _bind(request.listen_port, mark, self._netns)
+            elif mark != wg.fwmark:
+                self.transport.set_fwmark(mark)
+        except OSError as exc:
+            log.warning("%s: UAPI set refused, nothing changed: %s", self.name, exc)
+            # wireguard-go's IpcErrorPortInUse, for a port it cannot bind and for a fwmark it
+            # cannot set alike ("failed to set listen_port", "failed to update fwmark")
+            return render_errno(errno.EADDRINUSE)
+        # cannot fail now: check_set refused what it would refuse, and parse_set (where the
+        # requests come from) let no value out of range
+        apply_set(wg, checked, now=self._clock())
+        if new is not None:
+            old = self.port.transport
+            self.port.transport = new
+            wg.listen_port = self.listen_port  # the one bound (listen_port=0: any free port)
+            await old.aclose()
+            log.info("%s listens on UDP port %d", self.name, wg.listen_port)
+        self.port.peers_changed()
+        self.port.flush_control()
+        return render_errno(0)
 
     # -- tasks ------------------------------------------------------------------------------
 

@@ -1,0 +1,132 @@
+"""The running interface's answer to a UAPI ``set=1`` (``wg set``, ``wg setconf``): whole or
+not at all, the I/O included.
+
+wireguard-go applies a set line by line and stops at the first line that fails, answering
+``IpcErrorPortInUse`` (``errno=-98``, EADDRINUSE) for a ``listen_port`` it cannot bind and for a
+``fwmark`` it cannot set. tunflow checks the request and does that I/O before changing anything:
+a failure answers the same errno and leaves keys, peers, port and fwmark as they were.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+import pytest
+
+from tunflow import testing
+from tunflow.transport import UDPTransport
+from tunflow.wireguard import (
+    InterfaceConfig,
+    PeerConfig,
+    PrivateKey,
+    WireGuardInterface,
+    open_interface,
+)
+from tunflow.wireguard.protocol import PublicKey
+
+pytestmark = [pytest.mark.needs_root, pytest.mark.anyio]
+
+KEY = PrivateKey(bytes(range(1, 33)))
+NEW_KEY = PrivateKey(bytes(range(2, 34)))
+OLD_PEER = PrivateKey(bytes(range(3, 35))).public_key()
+NEW_PEER = PrivateKey(bytes(range(4, 36))).public_key()
+SO_MARK = 36
+
+
+@pytest.fixture
+def ns() -> Iterator[testing.Netns]:
+    with testing.netns(enter=False) as ns:
+        yield ns
+
+
+@asynccontextmanager
+async def interface(ns: testing.Netns) -> AsyncIterator[WireGuardInterface]:
+    config = InterfaceConfig(
+        KEY, listen_port=0, peers=[PeerConfig(OLD_PEER, allowed_ips="10.97.0.2/32")]
+    )
+    name = testing.unique_name("wu")
+    async with open_interface(config, name=name, netns=ns.name, uapi=False) as iface:
+        yield iface
+
+
+def udp_socket(ns: testing.Netns) -> socket.socket:
+    """A UDP socket of the namespace (bound to any free port)."""
+    with ns.entered():
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.bind(("::", 0))
+    return s
+
+
+def so_mark(transport: UDPTransport) -> int:
+    with socket.fromfd(transport.fileno(), socket.AF_INET6, socket.SOCK_DGRAM) as s:
+        return s.getsockopt(socket.SOL_SOCKET, SO_MARK)
+
+
+def setconf(*, port: int, fwmark: int, peer: PublicKey = NEW_PEER) -> bytes:
+    """What ``wg setconf`` sends: a new key, port and fwmark, and the peers replaced."""
+    return (
+        f"set=1\nprivate_key={NEW_KEY.to_hex()}\nlisten_port={port}\nfwmark={fwmark}\n"
+        f"replace_peers=true\npublic_key={peer.to_hex()}\nallowed_ip=10.97.0.3/32\n\n"
+    ).encode()
+
+
+async def get(iface: WireGuardInterface) -> bytes:
+    return await iface.apply_uapi(b"get=1\n\n")
+
+
+async def test_a_port_in_use_refuses_the_whole_set(ns: testing.Netns) -> None:
+    # the runtime applied the request (key, peers, fwmark) and only then tried the port:
+    # errno=-98, with all the rest of it applied
+    busy = udp_socket(ns)
+    port = busy.getsockname()[1]
+    async with interface(ns) as iface:
+        before, transport = await get(iface), iface.transport
+        with busy:
+            assert await iface.apply_uapi(setconf(port=port, fwmark=77)) == b"errno=-98\n\n"
+            assert await get(iface) == before
+            assert iface.transport is transport and so_mark(transport) == 0
+        # the port free again: the same request is applied whole, on a socket with the mark
+        assert await iface.apply_uapi(setconf(port=port, fwmark=77)) == b"errno=0\n\n"
+        assert (iface.wg.private_key, set(iface.wg.peers)) == (NEW_KEY, {NEW_PEER})
+        assert iface.listen_port == iface.wg.listen_port == port and iface.wg.fwmark == 77
+        assert so_mark(iface.transport) == 77 and transport.fileno() == -1
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_fwmark_that_cannot_be_set_refuses_the_whole_set(
+    ns: testing.Netns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A seam: root may set any SO_MARK, so ``set_fwmark`` is made to fail as it does without
+    CAP_NET_ADMIN (EPERM). The runtime logged a warning and answered errno=0, with the request
+    applied and the socket unmarked."""
+    async with interface(ns) as iface:
+        before, port = await get(iface), iface.listen_port
+
+        def refused(self: UDPTransport, mark: int) -> None:
+            raise OSError(errno.EPERM, "Operation not permitted")
+
+        monkeypatch.setattr(UDPTransport, "set_fwmark", refused)
+        assert await iface.apply_uapi(setconf(port=port, fwmark=5)) == b"errno=-98\n\n"
+        assert await get(iface) == before
+        assert iface.wg.fwmark == 0 and so_mark(iface.transport) == 0
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_refused_set_neither_rebinds_nor_marks(ns: testing.Netns) -> None:
+    # the request is checked (a low-order peer key) before the I/O it needs is done
+    low_order = PublicKey(bytes(32))
+    async with interface(ns) as iface:
+        before, transport = await get(iface), iface.transport
+        free = udp_socket(ns)
+        port = free.getsockname()[1]
+        free.close()
+        for request in (
+            setconf(port=port, fwmark=9, peer=low_order),
+            setconf(port=iface.listen_port, fwmark=9, peer=low_order),
+        ):
+            assert await iface.apply_uapi(request) == b"errno=-22\n\n"
+            assert await get(iface) == before
+            assert iface.transport is transport and so_mark(transport) == 0
