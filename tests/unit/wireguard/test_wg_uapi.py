@@ -377,6 +377,22 @@ def test_new_peers_with_a_new_private_key_use_the_new_key(exchanges: list[Public
     assert p.a.peer(p.kb.public_key()).current is not None
 
 
+def test_a_key_rotation_with_replace_peers_computes_only_the_new_peers(
+    exchanges: list[PublicKey],
+) -> None:
+    # set_private_key redoes every peer's static-static X25519; replace_peers then dropped them
+    wg = WireGuard(K1)
+    old = [PrivateKey(i.to_bytes(2, "big") + bytes(30)).public_key() for i in range(1, 21)]
+    for pk in old:
+        wg.add_peer(PeerConfig(pk))
+    new_key = PrivateKey(bytes(range(9, 41)))
+    exchanges.clear()
+    apply_set(wg, SetRequest(private_key=new_key, replace_peers=True, peers=(PeerUpdate(P1),)))
+    assert exchanges == [P1]
+    assert set(wg.peers) == {P1} and wg.public_key == new_key.public_key()
+    assert wg.peer(P1).handshake.precomputed_static_static == new_key.exchange(P1)
+
+
 def test_persistent_keepalive_on_sends_at_once() -> None:
     p = Pair()
     p.handshake()

@@ -522,6 +522,10 @@ def apply_set(wg: WireGuard, request: SetRequest | CheckedSet, now: float | None
     """
     checked = request if isinstance(request, CheckedSet) else check_set(wg, request)
     request = checked.request
+    if request.replace_peers:
+        # before a new key: set_private_key would redo each old peer's X25519 for nothing
+        for pk in list(wg.peers):
+            wg.remove_peer(pk)
     if request.private_key is not None:
         wg.set_private_key(request.private_key)
     # checked for another key (the interface's changed since): the peers compute their own
@@ -530,9 +534,6 @@ def apply_set(wg: WireGuard, request: SetRequest | CheckedSet, now: float | None
         wg.listen_port = request.listen_port
     if request.fwmark is not None:
         wg.fwmark = request.fwmark
-    if request.replace_peers:
-        for pk in list(wg.peers):
-            wg.remove_peer(pk)
     for update in request.peers:
         pk = update.public_key
         if pk == wg.public_key:
