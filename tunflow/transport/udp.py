@@ -788,7 +788,7 @@ class UDPTransport:
             except BlockingIOError:
                 if not sent:
                     raise
-                self._drop("would_block", -(-(size - pos) // seg))
+                self._drop("would_block", _datagrams(size - pos, seg))
                 break
             except OSError as exc:
                 if not retried and self._stale_error(exc):
