@@ -1366,7 +1366,7 @@ class GROTable:
         udp_on = self.udp
         max_segs = self._max_segments
         # the kernel refuses (EINVAL) a USO write of more segments than it sends in one
-        # UDP_SEGMENT call — and a refused GSO write turns GRO off for the device
+        # UDP_SEGMENT call — and a refused GSO write turns the device's UDP coalescing off
         udp_max_segs = min(max_segs, UDP_MAX_SEGMENTS)
         tcp_flows = self._tcp_flows
         udp_flows = self._udp_flows

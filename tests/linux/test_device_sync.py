@@ -19,6 +19,7 @@ from ipaddress import ip_interface
 import pytest
 
 from tests.helpers import addr_set, ipv4_udp, ipv6_udp, udp_payload, udp_send
+from tests.unit.offload_packets import ACK, pattern, tcp4_packet, udp_super_packet
 from tunflow import (
     ClosedDeviceError,
     ConfigError,
@@ -37,6 +38,7 @@ from tunflow import (
     testing,
 )
 from tunflow.datagram import UDP_MAX_SEGMENTS
+from tunflow.packet import HEADROOM
 
 pytestmark = pytest.mark.needs_root
 
@@ -804,3 +806,48 @@ def test_more_runtime_errors_are_typed(netns: testing.Netns) -> None:
     with pytest.raises(DeviceError) as closed:
         SyncDevice.from_fd(r)  # a closed fd
     assert closed.value.errno == errno.EBADF
+
+
+def test_a_refused_uso_write_turns_udp_coalescing_off_and_leaves_tcp_on(
+    netns: testing.Netns,
+) -> None:
+    # A USO super-packet of more segments than the kernel takes in one write (UDP_MAX_SEGMENTS
+    # of its own, 128 on 6.x) is refused with EINVAL. That says nothing about TCP: only UDP
+    # coalescing goes off, and a TCP burst after it is still written as one super-packet.
+    with DeviceBuilder().ipv4("10.62.0.1", 24).offload().build_sync() as dev:
+        if not dev.offload_info.uso:
+            pytest.skip("this kernel has no USO on TUN devices (Linux < 6.2)")
+        local, remote = bytes([10, 62, 0, 1]), bytes([10, 62, 0, 2])
+        count, size = 300, 8
+        raw = udp_super_packet((remote, 7000), (local, 6000), count * size, size)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, 33, 1 << 22)  # SO_RCVBUFFORCE (root)
+            s.bind(("10.62.0.1", 6000))
+            s.settimeout(5)
+            batch = PacketBatch(capacity=1 << 16, max_packets=4)
+            batch.append(raw[HEADROOM:], header=raw[:HEADROOM])
+            batch.vnet_hdr = True
+            assert dev.send_batch(batch) == 1
+            got = [s.recv(64) for _ in range(count)]  # written split: nothing lost
+        assert b"".join(got) == pattern(0, count * size)
+        stats = dev.statistics()
+        assert (stats.gro_disabled, stats.gro_disabled_udp, stats.gro_disabled_tcp) == (1, 1, 0)
+        assert dev.gro is not None and not dev.gro.udp and dev.gro.tcp
+        # TCP is still coalesced: six segments of one flow go out as one super-packet, which
+        # the kernel takes (no refusal counted)
+        segments = PacketBatch()
+        segments.extend(
+            tcp4_packet((remote, 7001), (local, 6001), ACK, 100, 1 + k * 100) for k in range(6)
+        )
+        before = dev.statistics().tx_super_packets
+        dev.send_batch(segments)
+        stats = dev.statistics()
+        assert stats.tx_super_packets == before + 1
+        assert stats.gro_disabled == 1
+        # and UDP is not: a burst of datagrams of one flow is written as it came
+        datagrams = PacketBatch()
+        datagrams.extend(
+            ipv4_udp("10.62.0.2", "10.62.0.1", 7000, 6000, k.to_bytes(4, "big")) for k in range(6)
+        )
+        dev.send_batch(datagrams)
+        assert dev.statistics().tx_super_packets == before + 1

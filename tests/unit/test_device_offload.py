@@ -13,9 +13,17 @@ from typing import Any
 
 import pytest
 
-from tests.unit.offload_packets import ACK, IP4_A, IP4_B, tcp4_packet, tcp_super_packet
+from tests.unit.offload_packets import (
+    ACK,
+    IP4_A,
+    IP4_B,
+    tcp4_packet,
+    tcp_super_packet,
+    udp4_packet,
+)
 from tunflow import Layer, PacketBatch, SyncDevice
 from tunflow.device._core import SharedInterface
+from tunflow.offload import VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_UDP_L4, GROTable
 from tunflow.packet import HEADROOM
 from tunflow.platform._base import OffloadInfo
 from tunflow.platform._unix import PipeWaker
@@ -27,11 +35,15 @@ B = IP4_B
 class ScriptedQueue:
     """A vnet-header queue: reads come from ``incoming``; GSO writes may be refused."""
 
-    def __init__(self, *, refuse_gso: bool = False) -> None:
-        self.offload = OffloadInfo(vnet_hdr=True, flags=7, tso=True, uso=False)
+    def __init__(
+        self, *, refuse_gso: bool = False, uso: bool = False, refuse_types: Any = None
+    ) -> None:
+        self.offload = OffloadInfo(vnet_hdr=True, flags=7, tso=True, uso=uso)
         self.incoming: list[bytes] = []  # each: virtio header + packet
         self.written: list[bytes] = []  # each: virtio header + packet
         self.refuse_gso = refuse_gso
+        #: GSO types refused when ``refuse_gso`` is off (``None``: none)
+        self.refuse_types = set(refuse_types or ())
 
     def fileno(self) -> int:
         return -1
@@ -59,7 +71,7 @@ class ScriptedQueue:
                 if batch.vnet_hdr
                 else bytes(HEADROOM) + bytes(batch.packet(i))
             )
-            if self.refuse_gso and frame[1] != 0:
+            if frame[1] != 0 and (self.refuse_gso or frame[1] in self.refuse_types):
                 if i == start:
                     raise OSError(errno.EINVAL, "Invalid argument")
                 return i
@@ -102,6 +114,33 @@ def test_refused_gso_write_turns_gro_off_and_loses_nothing() -> None:
     queue.written.clear()
     dev.send_batch(batch)
     assert [frame[HEADROOM:] for frame in queue.written] == plain
+    assert dev.statistics().gro_disabled == 1
+
+
+def test_a_refused_tcp_write_leaves_udp_coalescing_on() -> None:
+    # the kernel refuses TCP super-packets only: TCP coalescing goes off, UDP stays on (a real
+    # device refusing a USO write, the other way round, is in tests/linux/test_device_sync.py)
+    queue = ScriptedQueue(uso=True, refuse_types={VIRTIO_NET_HDR_GSO_TCPV4})
+    dev = device(queue)
+    assert dev.gro is not None and dev.gro.tcp and dev.gro.udp
+    tcp = PacketBatch()
+    tcp.extend(segments(6))
+    dev.send_batch(tcp)
+    assert len(queue.written) == 6  # refused, written split
+    stats = dev.statistics()
+    assert (stats.gro_disabled, stats.gro_disabled_tcp, stats.gro_disabled_udp) == (1, 1, 0)
+    assert not dev.gro.tcp and dev.gro.udp
+    queue.written.clear()
+    udp = PacketBatch()
+    udp.extend(udp4_packet(A, B, 100, start=100 * k) for k in range(6))
+    dev.send_batch(udp)
+    assert len(queue.written) == 1 and queue.written[0][1] == VIRTIO_NET_HDR_GSO_UDP_L4
+    # TCP is coalesced by no table from now on, the device's switched back on or a caller's
+    queue.written.clear()
+    dev.gro.tcp = True
+    dev.send_batch(tcp)
+    dev.send_multiple(GROTable(tcp=True), segments(6))
+    assert len(queue.written) == 12 and all(frame[1] == 0 for frame in queue.written)
     assert dev.statistics().gro_disabled == 1
 
 

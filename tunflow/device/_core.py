@@ -61,7 +61,10 @@ class DeviceStatistics:
         rx_super_packets: reads that carried a GSO super-packet (offload only).
         tx_super_packets: writes of GSO super-packets, coalesced here or passed through whole.
         tx_coalesced: packets merged into another by GRO before writing (offload only).
-        gro_disabled: times the kernel refused a GSO write (``EINVAL``) and GRO was turned off.
+        gro_disabled: times the kernel refused a GSO write (``EINVAL``); each turns GRO off
+            for the refused super-packet's protocol, TCP or UDP.
+        gro_disabled_tcp: of those, refused TCP super-packets (TCP coalescing is off).
+        gro_disabled_udp: of those, refused UDP super-packets (UDP coalescing is off).
         rx_malformed: packets from the kernel that could not be split (dropped).
         rx_truncated: packets the kernel cut short because a batch read offered less room than
             they needed — the MTU was raised outside tunflow (dropped; the MTU is then re-read,
@@ -81,6 +84,8 @@ class DeviceStatistics:
     tx_super_packets: int = 0
     tx_coalesced: int = 0
     gro_disabled: int = 0
+    gro_disabled_tcp: int = 0
+    gro_disabled_udp: int = 0
     rx_malformed: int = 0
     rx_truncated: int = 0
     tx_dropped: dict[str, int] = attrs.field(factory=dict)
@@ -309,7 +314,8 @@ class DeviceCore:
                 raise
             refused = exc
         if self._tx is not None and refused.errno == errno.EINVAL and self._tx.is_gso(out, start):
-            # A kernel that refuses GSO writes (a known regression): split, write plain, GRO off.
+            # A kernel that refuses GSO writes (a known regression, or a USO write of too many
+            # segments): split, write plain, GRO off for that super-packet's protocol.
             self._fallback = (self._tx.refused(out, start), 0)
             return self._nb_send_batch(out, start)
         self._count_drop("kernel_refused_packet")
@@ -415,6 +421,8 @@ class DeviceCore:
             tx_super_packets=self.tx_super_packets,
             tx_coalesced=tx.table.statistics().coalesced if tx is not None else 0,
             gro_disabled=tx.gro_disabled if tx is not None else 0,
+            gro_disabled_tcp=tx.gro_disabled_tcp if tx is not None else 0,
+            gro_disabled_udp=tx.gro_disabled_udp if tx is not None else 0,
             rx_malformed=rx.malformed if rx is not None else 0,
             rx_truncated=getattr(self._queue, "rx_truncated", 0),
             tx_dropped=dict(self.tx_dropped),

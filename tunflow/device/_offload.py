@@ -11,8 +11,10 @@ tunflow moves gigabits: fewer, larger packets.
   the next call — nothing is lost.
 * :class:`OffloadTx` coalesces plain packets with a :class:`~tunflow.offload.GROTable` before
   writing, and handles a kernel that refuses GSO writes with ``EINVAL`` (a known kernel
-  regression, tailscale/tailscale#13041): GRO is turned off for the device, the refused
-  super-packet is split and written as plain packets, and the event is counted.
+  regression, tailscale/tailscale#13041; or a USO write of more segments than the kernel takes):
+  coalescing of the refused super-packet's protocol — TCP or UDP, not both — is turned off for
+  the device, the refused super-packet is split and written as plain packets, and the event is
+  counted.
 """
 
 from __future__ import annotations
@@ -22,7 +24,12 @@ from typing import Final
 
 from ..errors import MalformedPacketError, OffloadError, PacketError, PacketTooLargeError
 from ..offload import (
+    VIRTIO_NET_HDR_GSO_ECN,
     VIRTIO_NET_HDR_GSO_NONE,
+    VIRTIO_NET_HDR_GSO_TCPV4,
+    VIRTIO_NET_HDR_GSO_TCPV6,
+    VIRTIO_NET_HDR_GSO_UDP,
+    VIRTIO_NET_HDR_GSO_UDP_L4,
     GROTable,
     gso_segment_count,
     gso_split,
@@ -33,6 +40,8 @@ from ..platform._base import OffloadInfo, Queue
 __all__ = ["OffloadRx", "OffloadTx"]
 
 _RAW_CAPACITY: Final = 1 << 20
+_TCP_GSO: Final = frozenset({VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6})
+_UDP_GSO: Final = frozenset({VIRTIO_NET_HDR_GSO_UDP, VIRTIO_NET_HDR_GSO_UDP_L4})
 
 
 class OffloadRx:
@@ -173,8 +182,16 @@ class OffloadTx:
         #: the GRO rules; ``tcp``/``udp`` may be switched off at run time
         self.table = GROTable(tcp=True, udp=offload.uso)
         self._out = PacketBatch(capacity=_RAW_CAPACITY, max_packets=IDEAL_BATCH_SIZE)
-        #: kernel refusals of a GSO write that turned GRO off
+        #: kernel refusals of a GSO write (each turned its protocol's coalescing off)
         self.gro_disabled = 0
+        #: ...of which TCP super-packets, and UDP ones (a GSO type that is neither counts in
+        #: ``gro_disabled`` only and turns both off)
+        self.gro_disabled_tcp = 0
+        self.gro_disabled_udp = 0
+        # whether the kernel refused a GSO write of the protocol: then no table coalesces it
+        # for this device again (the next refusal would cost a split and a second write)
+        self._refused_tcp = False
+        self._refused_udp = False
 
     @property
     def gro_enabled(self) -> bool:
@@ -182,17 +199,27 @@ class OffloadTx:
 
     def prepare(self, batch: PacketBatch, table: GROTable | None = None) -> PacketBatch:
         """The batch to write: ``batch`` itself if it has headers (or GRO is off), else the
-        coalesced copy (by ``table``, default the device's)."""
+        coalesced copy (by ``table``, default the device's; a protocol the kernel refused a
+        GSO write of is left out whatever the table says)."""
         gro = table if table is not None else self.table
-        if batch.vnet_hdr or not (gro.tcp or gro.udp) or len(batch) < 2 or self.gro_disabled:
-            # (once the kernel refused a GSO write, no table coalesces for this device)
+        tcp = gro.tcp and not self._refused_tcp
+        udp = gro.udp and not self._refused_udp
+        if batch.vnet_hdr or not (tcp or udp) or len(batch) < 2:
             return batch
         out = self._out
         if out.capacity < batch.end or out.max_packets < len(batch):
             out = self._out = PacketBatch(
                 capacity=max(out.capacity, batch.end), max_packets=max(len(batch), IDEAL_BATCH_SIZE)
             )
-        gro.coalesce(batch, out)
+        if tcp == gro.tcp and udp == gro.udp:
+            gro.coalesce(batch, out)
+        else:  # a caller's table (or the device's, switched back on): this write without it
+            switches = gro.tcp, gro.udp
+            gro.tcp, gro.udp = tcp, udp
+            try:
+                gro.coalesce(batch, out)
+            finally:
+                gro.tcp, gro.udp = switches
         return out
 
     def is_gso(self, batch: PacketBatch, i: int) -> bool:
@@ -204,7 +231,11 @@ class OffloadTx:
 
     def refused(self, batch: PacketBatch, i: int) -> PacketBatch:
         """Packet ``i`` of ``batch`` was refused with ``EINVAL``: return plain packets to write
-        instead (its segments), after turning GRO off.
+        instead (its segments), after turning coalescing off for its protocol.
+
+        A refused UDP super-packet (USO: more segments than the kernel takes in one write, say)
+        says nothing about TCP, and a refused TCP one nothing about UDP: only the protocol of
+        the refused one is turned off.
 
         Raises:
             MalformedPacketError: the packet carried no GSO — the kernel refused the packet
@@ -212,9 +243,20 @@ class OffloadTx:
         """
         if not self.is_gso(batch, i):
             raise MalformedPacketError("write: the kernel refused the packet (EINVAL)")
-        if not self.gro_disabled:
-            self.table.tcp = self.table.udp = False
+        gso_type = batch.view[batch.offsets[i] - HEADROOM + 1] & ~VIRTIO_NET_HDR_GSO_ECN
+        if gso_type in _TCP_GSO:
+            self.gro_disabled_tcp += 1
+            self._refused_tcp = True
+        elif gso_type in _UDP_GSO:
+            self.gro_disabled_udp += 1
+            self._refused_udp = True
+        else:  # no GSO type GRO makes: nothing to learn about either protocol, both off
+            self._refused_tcp = self._refused_udp = True
         self.gro_disabled += 1
+        if self._refused_tcp:
+            self.table.tcp = False
+        if self._refused_udp:
+            self.table.udp = False
         src = batch.with_header(i)
         count = gso_segment_count(src)
         # Room for every segment at once (a refused super-packet may have more than 128).

@@ -321,8 +321,10 @@ class SyncDevice(DeviceCore):
 
         On an offload device, a batch with ``vnet_hdr`` set is written with its headers (super-
         packets pass whole and the kernel segments them); plain packets are first coalesced by
-        GRO (see :attr:`gro`). A kernel that refuses a GSO write turns GRO off and the refused
-        super-packet is written split — nothing is lost; ``statistics().gro_disabled`` counts it.
+        GRO (see :attr:`gro`). A kernel that refuses a GSO write turns GRO off for the refused
+        super-packet's protocol (TCP or UDP; the other stays on) and the refused super-packet is
+        written split — nothing is lost; ``statistics().gro_disabled`` counts it
+        (``gro_disabled_tcp``/``gro_disabled_udp`` by protocol).
         """
         deadline = _deadline(timeout)
         # One writer at a time: coalescing reuses one arena, and a refused super-packet's
