@@ -13,6 +13,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from wgpair import A_IP, A_IP6, B_IP, B_IP6, Drbg, Pair, batch_of, ip4, ip6
 
+from tests.unit.offload_packets import l4_checksum_ok, tcp_super_packet
+from tunflow.offload import gso_split
 from tunflow.packet import HEADROOM, PacketBatch
 from tunflow.wireguard.protocol import (
     DatagramBatch,
@@ -658,6 +660,50 @@ def test_native_staged_packets_go_out_once_through_send_packet() -> None:
     assert len(out) == 2
     got = p.deliver("b", [d for d, _ in out])
     assert got == [bytes(10) + ip4(A_IP, B_IP, b"staged"), bytes(10) + ip4(A_IP, B_IP, b"next")]
+    assert p.b.statistics().dropped == 0
+
+
+def set_native(p: Pair, on: bool) -> None:
+    """Both sides' peers to native mode or out of it (as a configuration reload does)."""
+    p.a.add_peer(PeerConfig(p.kb.public_key(), allowed_ips=(f"{B_IP}/32",), native_mode=on))
+    p.b.add_peer(PeerConfig(p.ka.public_key(), allowed_ips=(f"{A_IP}/32",), native_mode=on))
+
+
+@pytest.mark.parametrize("native_before", [True, False], ids=["native-to-wg", "wg-to-native"])
+def test_staged_packets_go_out_once_in_the_mode_in_force_when_the_session_comes_up(
+    native_before: bool,
+) -> None:
+    # Staged packets used to be kept in the form of the mode they were staged in (native: with
+    # the virtio-net header, WireGuard: bare) and sent in the mode in force later: after a
+    # toggle, b dropped them (a header is no IP packet; a bare packet lost ten bytes to one).
+    p = Pair(a_peer={"native_mode": native_before}, b_peer={"native_mode": native_before})
+    sent = [ip4(A_IP, B_IP, b"through send_packet"), ip4(A_IP, B_IP, b"through a batch")]
+    p.a.send_packet(sent[0], p.now)
+    assert p.send("a", [sent[1]], vnet_hdr=native_before) == []
+    assert len(p.peer_of_a.staged) == 2
+    set_native(p, not native_before)
+    p.flush()
+    header = bytes(HEADROOM) if not native_before else b""
+    assert p.got["b"] == [header + packet for packet in sent]
+    assert p.b.statistics().dropped == 0
+    assert p.a.statistics().tx_packets == 2  # each once, and no keepalive beside them
+
+
+def test_a_super_packet_staged_in_native_mode_goes_split_when_the_peer_leaves_it() -> None:
+    p = Pair(a_peer={"native_mode": True}, b_peer={"native_mode": True})
+    a_ip, b_ip = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+    raw = tcp_super_packet((a_ip, 4000), (b_ip, 5000), 5 * 1000, 1000)  # partial checksum
+    batch = PacketBatch()
+    batch.append(raw[HEADROOM:], header=raw[:HEADROOM])
+    batch.vnet_hdr = True
+    assert p.a.encrypt_batch(batch, p.now, DatagramBatch(1 << 20)) == 1
+    assert len(p.peer_of_a.staged) == 1
+    set_native(p, False)
+    p.flush()
+    segments = PacketBatch()
+    assert gso_split(raw, segments) == 5
+    assert p.got["b"] == segments.to_list()  # MTU-sized, checksums complete
+    assert all(l4_checksum_ok(packet) for packet in p.got["b"])
     assert p.b.statistics().dropped == 0
 
 

@@ -34,7 +34,8 @@ from typing import Any, Final
 
 import attrs
 
-from ...errors import ConfigError, HandshakeError, PacketError
+from ...errors import ConfigError, HandshakeError, OffloadError, PacketError
+from ...offload import gso_segment_count, gso_split
 from ...packet import _HIGH_NIBBLE, HEADROOM, PacketBatch
 from ._crypto import InvalidTag, tai64n
 from .allowedips import AllowedIPs, Network
@@ -853,16 +854,18 @@ class WireGuard:
         return done
 
     def _stage_run(self, peer: Peer, packets: PacketBatch, start: int, stop: int) -> None:
+        # Staged with their virtio-net header (zero for a batch without), whatever the peer's
+        # mode: the mode may change before the session comes up, and _send_staged sends each
+        # in the mode in force then (a packet staged bare and sealed natively lost its first
+        # ten bytes to the header, one staged with its header and sent as WireGuard was not IP).
         view = packets.view
-        native = peer.native_mode
+        vnet = packets.vnet_hdr
         for i in range(start, stop):
             off, n = packets.offsets[i], packets.lengths[i]
-            if native:
-                if not packets.vnet_hdr:
-                    packets.buffer[off - HEADROOM : off] = _ZERO_HDR
+            if vnet:
                 self._stage(peer, bytes(view[off - HEADROOM : off + n]))
             else:
-                self._stage(peer, bytes(view[off : off + n]))
+                self._stage(peer, _ZERO_HDR + view[off : off + n])
 
     def _seal_native_run(
         self,
@@ -953,36 +956,82 @@ class WireGuard:
         if endpoint is None:
             return
         c = self._counters
-        data_sent = False
+        sent = data_sent = exhausted = False
         native = peer.native_mode
-        while peer.staged:
-            packet = peer.staged.popleft()
+        staged = peer.staged
+        while staged and not exhausted:
+            # each staged packet has its virtio-net header in front (see _stage_run) and goes
+            # in the mode in force now; b"" is a keepalive
+            packet = staged.popleft()
+            datagrams: list[bytes] = []
+            messages = 0
             if native and packet:
                 out = self._staged_datagrams
                 out.clear()
-                seal_native(s, packet, out, endpoint, self.native_fragment_size, self._scratch)
-                datagrams = [d for d, _ in out.to_pairs()]
+                if seal_native(s, packet, out, endpoint, self.native_fragment_size, self._scratch):
+                    datagrams = [d for d, _ in out.to_pairs()]
+                    messages = 1
+                else:  # the counter ran out
+                    staged.appendleft(packet)
+                    exhausted = True
             else:
-                d = s.encrypt(packet, self.mtu)
-                if d is None:
-                    peer.staged.appendleft(packet)
-                    self._send_initiation(peer, now, is_retry=False)
-                    return
-                datagrams = [d]
+                parts = self._wireguard_parts(packet)
+                for k, part in enumerate(parts):
+                    d = s.encrypt(part, self.mtu)
+                    if d is None:  # the counter ran out: the rest waits for a new session
+                        if k == 0:
+                            staged.appendleft(packet)
+                        else:
+                            staged.extendleft(_ZERO_HDR + p for p in reversed(parts[k:]))
+                        exhausted = True
+                        break
+                    datagrams.append(d)
+                messages = len(datagrams)
+            if not messages:
+                continue
+            sent = True
             for d in datagrams:
                 self._outbox.append((d, endpoint))
                 peer.tx_bytes += len(d)
                 c.tx_bytes += len(d)
-            c.tx_packets += 1
+            c.tx_packets += messages
             if packet:
                 data_sent = True
             else:
                 c.keepalives_sent += 1
-        peer.on_any_authenticated_traversal(now)
-        peer.on_any_authenticated_sent()
-        if data_sent and peer.new_handshake_at is None:
-            peer.on_data_sent(now, self._jitter())
-        self._keep_key_fresh_sending(peer, now)
+        if sent:
+            peer.on_any_authenticated_traversal(now)
+            peer.on_any_authenticated_sent()
+            if data_sent and peer.new_handshake_at is None:
+                peer.on_data_sent(now, self._jitter())
+            self._keep_key_fresh_sending(peer, now)
+        if exhausted:
+            self._send_initiation(peer, now, is_retry=False)
+
+    def _wireguard_parts(self, staged: bytes) -> list[bytes]:
+        """The packets WireGuard mode sends for a staged one: ``[b""]`` for a keepalive, the
+        packet behind its virtio-net header — or, when the header holds an offload
+        super-packet or a checksum to complete (staged while the peer was in native mode), its
+        segments with complete checksums (none for a header that does not split: counted
+        ``dropped_malformed``)."""
+        if not staged:
+            return [b""]
+        if not staged[0] and not staged[1]:  # no flags, no GSO: a plain packet
+            parts = [staged[HEADROOM:]]
+        else:
+            parts = []
+            try:
+                count = gso_segment_count(staged)
+                batch = PacketBatch(capacity=len(staged) + count * (HEADROOM + 256))
+                i = 0
+                while i < count:  # (in rounds should the headers be longer than room was made)
+                    batch.clear()
+                    i = gso_split(staged, batch, start=i)
+                    parts += batch.to_list()
+            except (PacketError, OffloadError):
+                self._counters.dropped_malformed += 1
+                return []
+        return parts
 
     def _new_index(self) -> int:
         while True:
