@@ -14,6 +14,7 @@ from hypothesis import given, settings, strategies as st
 from wgpair import A_IP, A_IP6, B_IP, B_IP6, Drbg, Pair, batch_of, ip4, ip6
 
 from tests.unit.offload_packets import l4_checksum_ok, tcp_super_packet
+from tunflow.errors import PacketTooLargeError
 from tunflow.offload import gso_split
 from tunflow.packet import HEADROOM, PacketBatch
 from tunflow.wireguard.protocol import (
@@ -26,6 +27,7 @@ from tunflow.wireguard.protocol import (
     PrivateKey,
     ReplayWindow,
     WireGuard,
+    WireGuardStatistics,
 )
 from tunflow.wireguard.protocol.constants import (
     KEEPALIVE_TIMEOUT,
@@ -696,14 +698,17 @@ def test_a_super_packet_staged_in_native_mode_goes_split_when_the_peer_leaves_it
     batch = PacketBatch()
     batch.append(raw[HEADROOM:], header=raw[:HEADROOM])
     batch.vnet_hdr = True
-    assert p.a.encrypt_batch(batch, p.now, DatagramBatch(1 << 20)) == 1
-    assert len(p.peer_of_a.staged) == 1
+    too_large = ip4(A_IP, B_IP, bytes(65500 - 20))  # one native message, no WireGuard one
+    batch.append(too_large, header=bytes(HEADROOM))
+    assert p.a.encrypt_batch(batch, p.now, DatagramBatch(1 << 20)) == 2
+    assert len(p.peer_of_a.staged) == 2
     set_native(p, False)
     p.flush()
     segments = PacketBatch()
     assert gso_split(raw, segments) == 5
     assert p.got["b"] == segments.to_list()  # MTU-sized, checksums complete
     assert all(l4_checksum_ok(packet) for packet in p.got["b"])
+    assert p.a.statistics().dropped_too_large == 1
     assert p.b.statistics().dropped == 0
 
 
@@ -745,6 +750,93 @@ def _shared_pair() -> Pair:
         p.handshake()
         _PAIR.append(p)
     return _PAIR[0]
+
+
+# -- packets too large for one datagram ----------------------------------------------------------
+
+
+def big(n: int) -> bytes:
+    """An IPv4 packet a→b of ``n`` bytes (past 65535 the length field says 65535)."""
+    return ip4(A_IP, B_IP, bytes(min(n, 65535) - 20)) + bytes(max(0, n - 65535))
+
+
+@pytest.mark.parametrize(("mtu", "limit"), [(1280, 65472), (1420, 65464), (65475, 65475)])
+def test_send_packet_refuses_a_packet_whose_message_would_not_fit_a_datagram(
+    mtu: int, limit: int
+) -> None:
+    # A transport message is the packet padded (to 16, capped at the MTU) plus 32 bytes; the
+    # largest UDP datagram is 65507 bytes over IPv4. The packet one byte over the limit used to
+    # be sealed — a counter spent — and then refused by the socket (counted "too_large").
+    assert padded_length(limit, mtu) + 32 <= 65507 < padded_length(limit + 1, mtu) + 32
+    p = Pair(mtu=mtu)
+    p.handshake()
+    s = p.peer_of_a.current
+    counter, before = s.send_counter, p.a.statistics()
+    for n in (limit + 1, 65535):
+        with pytest.raises(PacketTooLargeError, match=f"at most {limit} bytes"):
+            p.a.send_packet(big(n), p.now)
+    with pytest.raises(PacketTooLargeError, match="longer than IP allows"):
+        p.a.send_packet(big(65536), p.now)
+    assert s.send_counter == counter and p.a.statistics() == before
+    assert p.a.datagrams_to_send() == []
+    p.a.send_packet(big(limit), p.now)  # the largest that fits: one datagram the socket takes
+    [(datagram, _)] = p.a.datagrams_to_send()
+    assert len(datagram) <= 65507
+    assert p.deliver("b", [datagram]) == [big(limit)]
+
+
+def test_send_packet_refuses_before_staging_anything() -> None:
+    p = Pair()  # no session yet
+    with pytest.raises(PacketTooLargeError):
+        p.a.send_packet(big(65465), p.now)
+    assert not p.peer_of_a.staged
+    assert p.a.datagrams_to_send() == []  # no handshake started either
+    assert p.a.statistics() == WireGuardStatistics()
+
+
+def test_encrypt_batch_counts_and_drops_packets_too_large_for_a_datagram() -> None:
+    # the batch path is a pipeline's: the packets around it go, in order, and nothing raises
+    p = Pair()
+    p.handshake()
+    small = packets(4)
+    batch = batch_of([small[0], big(65465), small[1], small[2], big(65535), small[3]])
+    s = p.peer_of_a.current
+    counter = s.send_counter
+    # room for two messages only: the caller goes on from what was consumed
+    first = DatagramBatch(2 * (padded_length(len(small[0]), 1420) + 32))
+    assert p.a.encrypt_batch(batch, p.now, first) == 3
+    batch.keep(range(3, len(batch)))
+    rest = DatagramBatch(1 << 20)
+    assert p.a.encrypt_batch(batch, p.now, rest) == 3
+    datagrams = [d for d, _ in (*first.to_pairs(), *rest.to_pairs())]
+    assert len(datagrams) == 4 and s.send_counter == counter + 4
+    assert p.a.statistics().dropped_too_large == 2
+    assert p.deliver("b", datagrams) == small
+
+
+def test_packets_too_large_for_a_datagram_are_not_staged() -> None:
+    p = Pair()
+    small = packets(2)
+    assert p.send("a", [small[0], big(65470), small[1]]) == []
+    assert len(p.peer_of_a.staged) == 2
+    assert p.a.statistics().dropped_too_large == 1
+    p.flush()
+    assert p.got["b"] == small
+
+
+def test_native_mode_takes_any_ip_packet_and_drops_longer_ones_in_a_batch() -> None:
+    # native mode cuts a message into datagrams: the limit is IP's 65535 bytes. Longer packets
+    # (a user's batch) raised ValueError out of the sealing, through encrypt_batch.
+    p = native_pair()
+    p.a.send_packet(super_packet(65535), p.now)
+    got = p.deliver("b", [d for d, _ in p.a.datagrams_to_send()])
+    assert got == [bytes(HEADROOM) + super_packet(65535)]
+    with pytest.raises(PacketTooLargeError, match="longer than IP allows"):
+        p.a.send_packet(super_packet(65535) + b"x", p.now)
+    small = [ip4(A_IP, B_IP, b"before"), ip4(A_IP, B_IP, b"after")]
+    datagrams = p.send("a", [small[0], super_packet(65535) + bytes(500), small[1]], True)
+    assert p.a.statistics().dropped_too_large == 1
+    assert p.deliver("b", datagrams) == [bytes(HEADROOM) + packet for packet in small]
 
 
 # -- hostile input ------------------------------------------------------------------------------

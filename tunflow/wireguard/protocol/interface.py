@@ -34,9 +34,15 @@ from typing import Any, Final
 
 import attrs
 
-from ...errors import ConfigError, HandshakeError, OffloadError, PacketError
+from ...errors import (
+    ConfigError,
+    HandshakeError,
+    OffloadError,
+    PacketError,
+    PacketTooLargeError,
+)
 from ...offload import gso_segment_count, gso_split
-from ...packet import _HIGH_NIBBLE, HEADROOM, PacketBatch
+from ...packet import _HIGH_NIBBLE, HEADROOM, MAX_PACKET_SIZE, PacketBatch
 from ._crypto import InvalidTag, tai64n
 from .allowedips import AllowedIPs, Network
 from .config import InterfaceConfig, PeerConfig, int_in
@@ -51,6 +57,7 @@ from .constants import (
     MESSAGE_NATIVE,
     MESSAGE_RESPONSE,
     MESSAGE_TRANSPORT,
+    PADDING_MULTIPLE,
     REJECT_AFTER_MESSAGES,
     REJECT_AFTER_TIME,
     REKEY_AFTER_MESSAGES,
@@ -83,7 +90,7 @@ from .native import (
 from .noise import Handshake, StaticIdentity, consume_initiation_static
 from .peer import Peer
 from .replay import WINDOW_SIZE
-from .session import Session
+from .session import Session, padded_length
 
 __all__ = [
     "WireGuard",
@@ -106,6 +113,13 @@ _ZERO_HDR: Final = bytes(HEADROOM)
 #: decrypt_batch's run-at-once step (_open_uniform) takes runs of at least this many messages
 _UNIFORM_MIN: Final = 8
 _OVERHEAD: Final = 32
+#: The largest datagram sent: the most a UDP payload can be over IPv4 (65535 - 20 - 8). IPv6
+#: allows 20 bytes more; one limit holds whatever family a peer's endpoint has or roams to
+#: between a packet's staging and its sending.
+_MAX_DATAGRAM: Final = 65507
+#: A packet up to this size fits one transport message within _MAX_DATAGRAM whatever the MTU
+#: (padding adds at most 15 bytes); larger ones are checked (_fits), in native mode as well
+_FITS_ANY: Final = _MAX_DATAGRAM - _OVERHEAD - (PADDING_MULTIPLE - 1)
 _JITTER_MS: Final = int(REKEY_TIMEOUT_JITTER_MAX * 1000)
 # the first four bytes of a native message of one fragment (type, index 0, count 1, version)
 # read as a transport message's type field (little-endian)
@@ -192,6 +206,7 @@ _COUNTER_FIELDS: Final = (
     "dropped_no_route",
     "dropped_staged_overflow",
     "dropped_no_session",
+    "dropped_too_large",
 )
 
 
@@ -216,7 +231,10 @@ class WireGuardStatistics:
     * ``not_allowed_source`` — a decrypted packet whose source is not in the peer's AllowedIPs;
     * ``no_route`` — an outgoing packet whose destination is in no peer's AllowedIPs;
     * ``staged_overflow`` — packets pushed out of a full staging queue (128 per peer);
-    * ``no_session`` — staged packets dropped because the handshake gave up.
+    * ``no_session`` — staged packets dropped because the handshake gave up;
+    * ``too_large`` — an outgoing packet in a batch (:meth:`WireGuard.encrypt_batch`) too large
+      for one UDP datagram (see :meth:`WireGuard.send_packet`, which raises instead), or a
+      staged packet that became so when its peer left native mode.
     """
 
     rx_packets: int = 0
@@ -247,6 +265,7 @@ class WireGuardStatistics:
     dropped_no_route: int = 0
     dropped_staged_overflow: int = 0
     dropped_no_session: int = 0
+    dropped_too_large: int = 0
 
     @property
     def dropped(self) -> int:
@@ -302,6 +321,7 @@ class _Counters:
         self.dropped_no_route = 0
         self.dropped_staged_overflow = 0
         self.dropped_no_session = 0
+        self.dropped_too_large = 0
 
     def snapshot(self) -> WireGuardStatistics:
         return WireGuardStatistics(**{f: getattr(self, f) for f in _COUNTER_FIELDS})
@@ -722,8 +742,17 @@ class WireGuard:
         Packets without a route are counted (``dropped_no_route``) and dropped.
 
         Raises:
-            PacketTooLargeError: longer than 65535 bytes.
+            PacketTooLargeError: the packet is longer than 65535 bytes, or, for a peer in
+                WireGuard mode, its transport message (the packet padded as the MTU says, plus
+                32 bytes) would not fit one UDP datagram of 65507 bytes — the largest over IPv4,
+                and the limit whatever the endpoint's family. That allows packets of at most
+                65460 to 65475 bytes, depending on how the MTU caps the padding: 65464 at the
+                default MTU of 1420. Native mode cuts a message into datagrams, so it takes any
+                packet up to 65535 bytes. Raised before anything changes: nothing is staged,
+                sent or counted.
         """
+        if len(packet) > _FITS_ANY:
+            self._check_size(packet)
         batch = self._tmp_packets
         batch.clear()
         batch.append(packet)
@@ -732,6 +761,51 @@ class WireGuard:
         self.encrypt_batch(batch, now, out)
         self._outbox.extend(out.to_pairs())
 
+    def _check_size(self, packet: bytes | bytearray | memoryview) -> None:
+        """send_packet's check that ``packet`` fits what its peer sends it in.
+
+        Raises:
+            PacketTooLargeError: it does not.
+        """
+        n = len(packet)
+        if n > MAX_PACKET_SIZE:
+            raise PacketTooLargeError(f"a {n}-byte packet is longer than IP allows (65535 bytes)")
+        peer = self._route(packet)
+        if peer is not None and not self._fits(n, peer.native_mode):
+            limit = self._max_wireguard_packet()
+            raise PacketTooLargeError(
+                f"a {n}-byte packet does not fit one UDP datagram ({_MAX_DATAGRAM} bytes) as a "
+                f"WireGuard transport message: at most {limit} bytes at MTU {self.mtu}"
+            )
+
+    def _route(self, packet: bytes | bytearray | memoryview) -> Peer | None:
+        """The peer whose AllowedIPs hold the destination of ``packet`` (as encrypt_batch routes
+        it), or ``None`` (no route, or not an IP packet)."""
+        n = len(packet)
+        v = packet[0] >> 4 if n else 0
+        if v == 4 and n >= 20:
+            return self._allowed.v4.lookup(_V4_DST.unpack_from(packet, 16)[0])
+        if v == 6 and n >= 40:
+            hi, lo = _V6_DST.unpack_from(packet, 24)
+            return self._allowed.v6.lookup((hi << 64) | lo)
+        return None
+
+    def _max_wireguard_packet(self) -> int:
+        """The largest packet a peer in WireGuard mode is sent at this MTU: its transport
+        message fits one UDP datagram of 65507 bytes."""
+        n = _MAX_DATAGRAM - _OVERHEAD
+        while padded_length(n, self.mtu) + _OVERHEAD > _MAX_DATAGRAM:
+            n -= 1  # (at most 15 steps: the padding adds at most 15 bytes)
+        return n
+
+    def _fits(self, n: int, native: bool) -> bool:
+        """Whether an ``n``-byte packet can be sent to a peer in that mode."""
+        if n <= _FITS_ANY:
+            return True
+        if native:
+            return n <= MAX_PACKET_SIZE
+        return padded_length(n, self.mtu) + _OVERHEAD <= _MAX_DATAGRAM
+
     def encrypt_batch(self, packets: PacketBatch, now: float, out: DatagramBatch) -> int:
         """Route and encrypt a batch of IP packets into ``out`` — the outbound hot path.
 
@@ -739,7 +813,9 @@ class WireGuard:
         (:meth:`Session.encrypt_batch`). Packets for a peer without a usable session are
         copied to its staging queue and a handshake starts (the initiation goes to
         :meth:`datagrams_to_send`). Peers in native mode get one sealed message per packet
-        (super-packets welcome, the virtio-net header travels along).
+        (super-packets welcome, the virtio-net header travels along). A packet too large for
+        one datagram (see :meth:`send_packet`) is counted (``dropped_too_large``) and dropped,
+        never raised: a batch is data, as in a pipeline.
 
         Args:
             packets: IP packets (``vnet_hdr`` batches only matter for native-mode peers;
@@ -756,6 +832,9 @@ class WireGuard:
         buf = packets.buffer
         offs, lens = packets.offsets, packets.lengths
         n = len(offs)
+        # one C-level max per batch: runs go through the checking step only when a packet may
+        # not fit (a device's packets are at most its MTU, super-packets at most 65535 bytes)
+        send_run = self._send_run_checked if n and max(lens) > _FITS_ANY else self._send_run
         allowed = self._allowed
         lookup4, lookup6 = allowed.v4.lookup, allowed.v6.lookup
         u32, u64x2 = _V4_DST.unpack_from, _V6_DST.unpack_from
@@ -784,12 +863,12 @@ class WireGuard:
                 peer = _MALFORMED
             if peer is not run_peer:
                 if i > run_start:
-                    done = self._send_run(run_peer, packets, run_start, i, now, out)
+                    done = send_run(run_peer, packets, run_start, i, now, out)
                     if done < i - run_start:
                         return run_start + done
                 run_peer, run_start = peer, i
         if n > run_start:
-            done = self._send_run(run_peer, packets, run_start, n, now, out)
+            done = send_run(run_peer, packets, run_start, n, now, out)
             return run_start + done
         return n
 
@@ -852,6 +931,37 @@ class WireGuard:
             self._send_initiation(peer, now, is_retry=False)
             return count
         return done
+
+    def _send_run_checked(
+        self,
+        peer: Peer | _Malformed | None,
+        packets: PacketBatch,
+        start: int,
+        stop: int,
+        now: float,
+        out: DatagramBatch,
+    ) -> int:
+        """:meth:`_send_run` for a batch that holds a packet which may not fit one datagram:
+        those that do not fit the peer's mode are counted and dropped (never staged), the
+        others go as runs around them. Returns as :meth:`_send_run`."""
+        if not isinstance(peer, Peer):
+            return self._send_run(peer, packets, start, stop, now, out)
+        lens = packets.lengths
+        native = peer.native_mode
+        i = start
+        while i < stop:
+            if not self._fits(lens[i], native):
+                self._counters.dropped_too_large += 1
+                i += 1
+                continue
+            j = i + 1
+            while j < stop and self._fits(lens[j], native):
+                j += 1
+            done = self._send_run(peer, packets, i, j, now, out)
+            if done < j - i:
+                return i + done - start
+            i = j
+        return stop - start
 
     def _stage_run(self, peer: Peer, packets: PacketBatch, start: int, stop: int) -> None:
         # Staged with their virtio-net header (zero for a batch without), whatever the peer's
@@ -1012,8 +1122,8 @@ class WireGuard:
         """The packets WireGuard mode sends for a staged one: ``[b""]`` for a keepalive, the
         packet behind its virtio-net header — or, when the header holds an offload
         super-packet or a checksum to complete (staged while the peer was in native mode), its
-        segments with complete checksums (none for a header that does not split: counted
-        ``dropped_malformed``)."""
+        segments with complete checksums. What cannot be sent is counted and left out
+        (``dropped_malformed``: a header that does not split; ``dropped_too_large``)."""
         if not staged:
             return [b""]
         if not staged[0] and not staged[1]:  # no flags, no GSO: a plain packet
@@ -1031,7 +1141,9 @@ class WireGuard:
             except (PacketError, OffloadError):
                 self._counters.dropped_malformed += 1
                 return []
-        return parts
+        fits = [p for p in parts if self._fits(len(p), False)]
+        self._counters.dropped_too_large += len(parts) - len(fits)
+        return fits
 
     def _new_index(self) -> int:
         while True:
