@@ -54,7 +54,7 @@ from .protocol import (
     format_endpoint,
 )
 from .protocol.allowedips import Network, parse_network
-from .protocol.constants import DEFAULT_MTU
+from .protocol.constants import DEFAULT_MTU, MAX_MTU
 from .protocol.uapi import _HEX
 
 if TYPE_CHECKING:
@@ -533,7 +533,7 @@ _INTERFACE_KEYS: dict[str, _Handler] = {
     "listenport": ("listen_port", _int(0, 65535, decimal=True), False),
     "fwmark": ("fwmark", _fwmark, False),
     "address": ("addresses", _addresses, True),
-    "mtu": ("mtu", _int(576, 65503), False),
+    "mtu": ("mtu", _int(576, MAX_MTU), False),
     "dns": ("dns", _words, True),
     "table": ("table", _table, False),
     "preup": ("pre_up", _command, True),

@@ -10,6 +10,7 @@ import pytest
 
 from tunflow import ConfigError
 from tunflow.wireguard import PrivateKey
+from tunflow.wireguard.protocol import InterfaceConfig, WireGuard
 from tunflow.wireguard.wgquick import (
     QuickConfig,
     hooks,
@@ -550,3 +551,19 @@ def test_a_temporary_name_resolution_failure_is_retried_as_wg_retries_it(
     with pytest.raises(OSError):
         wgquick.resolve_endpoint("down.example", 1)
     assert len(calls) == 3
+
+
+def test_mtu_is_bounded_by_the_largest_datagram() -> None:
+    # a full-MTU packet plus 32 bytes must fit one UDP datagram over IPv4 (65507 bytes): 65475
+    # is the largest MTU; 65476…65503 were accepted here and then refused by WireGuard() with a
+    # message about native_fragment_size, or (with a fragment size given) made full-MTU packets
+    # unsendable
+    text = f"[Interface]\nPrivateKey = {KEY_A}\nMTU = %d\n"
+    assert parse_wgquick(text % 65475).interface_config().mtu == 65475
+    with pytest.raises(ConfigError, match="576"):
+        parse_wgquick(text % 65476)
+    with pytest.raises(ConfigError, match="mtu"):
+        InterfaceConfig(PrivateKey.from_base64(KEY_A), mtu=65476)
+    with pytest.raises(ConfigError, match="mtu must be 1…65475"):
+        WireGuard(PrivateKey.from_base64(KEY_A), mtu=65476, native_fragment_size=1452)
+    WireGuard(PrivateKey.from_base64(KEY_A), mtu=65475)  # its default fragment is 65507

@@ -15,7 +15,7 @@ import attrs
 
 from ...errors import ConfigError
 from .allowedips import Network, parse_network
-from .constants import DEFAULT_MTU
+from .constants import DEFAULT_MTU, MAX_MTU
 from .datagrams import Address
 from .keys import PresharedKey, PrivateKey, PublicKey
 
@@ -180,7 +180,7 @@ class InterfaceConfig:
 
     @mtu.validator
     def _check_mtu(self, _attribute: attrs.Attribute[int], value: int) -> None:
-        int_in("mtu", value, 576, 65535 - 32)
+        int_in("mtu", value, 576, MAX_MTU)
 
     @peers.validator
     def _check_peers(

@@ -39,6 +39,7 @@ __all__ = [
     "UNDER_LOAD_AFTER_TIME",
     "MAX_STAGED_PACKETS",
     "DEFAULT_MTU",
+    "MAX_MTU",
 ]
 
 #: Noise protocol name, hashed into the initial chaining key.
@@ -85,3 +86,6 @@ UNDER_LOAD_AFTER_TIME: Final = 1.0
 #: Packets queued per peer while no session exists (wireguard-go's QueueStagedSize).
 MAX_STAGED_PACKETS: Final = 128
 DEFAULT_MTU: Final = 1420
+#: The largest tunnel MTU: a packet of that size, with the transport header and tag (32 bytes),
+#: is the largest UDP datagram IPv4 carries (65507 bytes).
+MAX_MTU: Final = 65507 - TRANSPORT_HEADER_SIZE - TAG_SIZE

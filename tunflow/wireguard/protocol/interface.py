@@ -50,6 +50,7 @@ from .constants import (
     DEFAULT_MTU,
     INITIATION_SIZE,
     KEEPALIVE_TIMEOUT,
+    MAX_MTU,
     MAX_STAGED_PACKETS,
     MAX_TIMER_HANDSHAKES,
     MESSAGE_COOKIE_REPLY,
@@ -408,8 +409,8 @@ class WireGuard:
         self._checker = CookieChecker(self._identity, self._random)
         self.listen_port = listen_port
         self.fwmark = fwmark
-        if not 0 < mtu <= 65535 - _OVERHEAD:
-            raise ConfigError(f"mtu must be 1…65503, got {mtu}")
+        if not 0 < mtu <= MAX_MTU:
+            raise ConfigError(f"mtu must be 1…{MAX_MTU}, got {mtu}")
         self.mtu = mtu
         frag = native_fragment_size if native_fragment_size is not None else mtu + _OVERHEAD
         if not MIN_FRAGMENT_SIZE <= frag <= 65507:
