@@ -363,7 +363,7 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         # costs on its way through a tunnel.)
         await anyio.lowlevel.checkpoint()
         self._begin_receive()
-        start = len(batch)
+        start = len(batch.offsets)
         try:
             while not self._nb_recv_batch(batch, whole):
                 await self._wait_readable()
@@ -400,12 +400,13 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         finally:
             self._sending = False
         self._account_tx(batch)
-        return len(batch)
+        return len(batch.offsets)
 
     async def _write_all(self, out: PacketBatch) -> None:
         """Write ``out``, waiting while the queue is full."""
         i = 0
-        while i < len(out):
+        total = len(out.offsets)
+        while i < total:
             try:
                 i = self._nb_send_batch(out, i)
             except BlockingIOError:

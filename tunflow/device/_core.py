@@ -277,7 +277,7 @@ class DeviceCore:
         return n
 
     def _account_rx(self, batch: PacketBatch, start: int) -> None:
-        self.rx_packets += len(batch) - start
+        self.rx_packets += len(batch.offsets) - start
         self.rx_bytes += sum(batch.lengths[start:])
         self.rx_batches += 1
 
@@ -376,7 +376,7 @@ class DeviceCore:
         return batch
 
     def _account_tx(self, batch: PacketBatch) -> None:
-        self.tx_packets += len(batch)
+        self.tx_packets += len(batch.offsets)
         self.tx_bytes += batch.nbytes
         self.tx_batches += 1
 

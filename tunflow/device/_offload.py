@@ -78,10 +78,10 @@ class OffloadRx:
 
     def recv_whole(self, out: PacketBatch) -> int:
         """Append whole packets, headers in their headroom; leftovers of a split go first."""
-        if self._i < len(self._raw) or self._one_i < len(self._one):
+        if self._i < len(self._raw.offsets) or self._one_i < len(self._one.offsets):
             # Something half-handed-out: finish it split, so no packet is lost or repeated.
             return self.recv_split(out)
-        before = len(out)
+        before = len(out.offsets)
         n = self._queue.recv_batch(out, MAX_PACKET_SIZE)
         if n:
             view = out.view
@@ -204,7 +204,7 @@ class OffloadTx:
         gro = table if table is not None else self.table
         tcp = gro.tcp and not self._refused_tcp
         udp = gro.udp and not self._refused_udp
-        if batch.vnet_hdr or not (tcp or udp) or len(batch) < 2:
+        if batch.vnet_hdr or not (tcp or udp) or len(batch.offsets) < 2:
             return batch
         out = self._out
         if out.capacity < batch.end or out.max_packets < len(batch):

@@ -601,7 +601,7 @@ class _Engine:
     def _run_chain(self, lane: _RunningLane, batch: PacketBatch) -> PacketBatch | None:
         """Run the chain on ``batch``; the batch to write, or ``None`` if nothing is left."""
         io = lane.io
-        n = len(batch)
+        n = len(batch.offsets)
         nb = sum(batch.lengths)
         io[0] += 1
         io[1] += n

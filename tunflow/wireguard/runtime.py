@@ -228,7 +228,7 @@ class WireGuardPort:
         """
         wg = self.wg
         rx = self._rx
-        start = len(batch)
+        start = len(batch.offsets)
         if self._scatter is not None and self.transport.gro:
             if self._rx_hot:
                 # The last call found its datagrams waiting and never yielded (nor does the
@@ -236,7 +236,7 @@ class WireGuardPort:
                 # steady stream the other tasks run and a cancellation gets in.
                 await anyio.lowlevel.checkpoint()
             self._rx_hot = await self._recv_scattered(batch, start)
-        while len(batch) == start:
+        while len(batch.offsets) == start:
             if not self._rx_pending:
                 rx.clear()
                 transport = self.transport
@@ -256,7 +256,7 @@ class WireGuardPort:
             else:
                 self._rx_pending = False
             self.flush_control()
-            if len(batch) > start:
+            if len(batch.offsets) > start:
                 break
             await anyio.lowlevel.checkpoint()
             if self._scatter is not None and self.transport.gro and not self._rx_pending:
@@ -264,7 +264,7 @@ class WireGuardPort:
         if batch.vnet_hdr and not self._device_offload:
             self._split_super_packets(batch, start)
         s = self._stats
-        s[0] += len(batch) - start
+        s[0] += len(batch.offsets) - start
         s[1] += sum(batch.lengths[start:])
         s[2] += 1
         return batch
@@ -283,14 +283,14 @@ class WireGuardPort:
         assert sc is not None
         wg = self.wg
         hot = True
-        while len(batch) == start:
+        while len(batch.offsets) == start:
             transport = self.transport
             reads = 0
             try:
                 while (
                     reads < _SCATTER_READS
                     and batch.room() > sc.largest
-                    and len(batch) + UDP_MAX_SEGMENTS < batch.max_packets
+                    and len(batch.offsets) + UDP_MAX_SEGMENTS < batch.max_packets
                 ):
                     iov = sc.iov if sc.bulk else sc.iov_small
                     try:
@@ -337,7 +337,7 @@ class WireGuardPort:
                     transport.backlogged = reads >= _SCATTER_READS
                     self._note_load(transport)
                     self.flush_control()
-                    if len(batch) > start:
+                    if len(batch.offsets) > start:
                         return hot
                     await anyio.lowlevel.checkpoint()
                 else:
@@ -358,7 +358,7 @@ class WireGuardPort:
         wg = self.wg
         tx = self._tx
         s = self._stats
-        s[3] += len(batch)
+        s[3] += len(batch.offsets)
         s[4] += sum(batch.lengths)
         s[5] += 1
         now = self._clock()
@@ -372,7 +372,7 @@ class WireGuardPort:
             await self._send(tx)
             if rest:
                 self._send_now(rest)
-            if done >= len(batch) or not done:
+            if done >= len(batch.offsets) or not done:
                 break
             batch.keep(range(done, len(batch)))
         self._drain_events()
