@@ -357,9 +357,13 @@ class DatagramBatch(PacketBatch):
             ``view[offset:offset + length]``. A group of one datagram has
             ``segment_size == length`` (send it without ``UDP_SEGMENT``).
         """
-        groups: list[tuple[Any, int, int, int]] = []
         offs, lens, addrs = self.offsets, self.lengths, self.addresses
         n = len(offs) if stop is None else min(stop, len(offs))
+        if n == start + 1:
+            # one datagram (a ping, a lone ACK): its own group, without the search below
+            seg = lens[start]
+            return [(addrs[start], offs[start], seg, seg)]
+        groups: list[tuple[Any, int, int, int]] = []
         i = start
         while i < n:
             addr, start, seg = addrs[i], offs[i], lens[i]
