@@ -14,7 +14,10 @@ ping crosses four such waits. :class:`ReadWaiter` keeps the fd registered betwee
   must wake it: uvloop reports an error on the fd (``EPOLLERR``: a TUN device deleted under its
   reader) only once;
 * a callback with nobody waiting (data arrived while the task was busy) unregisters the fd, so
-  a level-triggered loop does not spin; the next wait registers it again;
+  a level-triggered loop does not spin; the next wait registers it again — unless it is the
+  one right after a wake, which is passed over: on uvloop ``ReadWaiter.armed`` is then
+  ``False`` until the next wait (what was reported may have been its only report of an error,
+  so read before waiting);
 * :meth:`ReadWaiter.close` unregisters it and wakes a waiter with
   ``anyio.ClosedResourceError``. The fd must be closed only after that: pass the closing as
   ``close(then=...)`` — from another thread (a finalizer) both happen on the loop's thread, so
@@ -67,6 +70,7 @@ class ReadWaiter:
         "_repeats",
         "_skip",
         "_waiting",
+        "armed",
         "fd",
     )
 
@@ -81,6 +85,13 @@ class ReadWaiter:
         # callback it polled before the woken task read after that task
         self._repeats = False
         self._closed = False
+        #: Whether a wait now is woken by whatever the fd has already, without a read first.
+        #: A wait normally follows a read that found nothing; a caller may wait *instead* of
+        #: such a read (the next packet is most likely a round trip away) only while this is
+        #: ``True``: nothing was reported and passed over since the last wait began (uvloop
+        #: reports an error on the fd only once; a read finds it. A selector loop reports the
+        #: fd on every turn while it is readable or failed, and trio's waits start afresh).
+        self.armed = True
 
     def __repr__(self) -> str:
         return f"<ReadWaiter fd={self.fd}{' closed' if self._closed else ''}>"
@@ -96,6 +107,8 @@ class ReadWaiter:
             raise anyio.ClosedResourceError
         if self._waiting:
             raise anyio.BusyResourceError("waiting for readability of")
+        # what was passed over has been seen by the read before this wait (see ``armed``)
+        self.armed = True
         try:
             loop = _running_loop()
         except RuntimeError:  # not asyncio: trio
@@ -124,6 +137,9 @@ class ReadWaiter:
             # polled before the woken task could read: if data is still there, the loop
             # calls again on its next turn
             self._skip = False
+            if future is None and not self._repeats:
+                # uvloop reports an error on the fd only once (a selector loop on every turn)
+                self.armed = False
             return
         if future is not None:
             self._future = None

@@ -22,6 +22,7 @@ from tunflow import (
     DeviceError,
     DeviceGoneError,
     Layer,
+    PacketBatch,
     testing,
 )
 
@@ -310,3 +311,86 @@ async def test_set_name_with_percent_d_reports_the_kernels_name(netns: testing.N
         assert dev.extra(DeviceAttribute.name) == "tfa0"
         await dev.set_name("tfd%d")
         assert dev.extra(DeviceAttribute.name) == await dev.name() == "tfd0"
+
+
+def _no_ipv6(netns: testing.Netns) -> None:
+    """No IPv6 on new links: no router solicitations or MLD reports among the packets read."""
+    subprocess.run(
+        netns.cmd(
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ),
+        check=True,
+    )
+
+
+@pytest.mark.parametrize("offload", [False, True], ids=["plain", "offload"])
+async def test_at_rest_a_batch_waits_before_it_reads(
+    netns: testing.Netns, offload: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After a batch of one packet (a ping: the next one is a round trip away) the next
+    # recv_batch waits for the device before it reads — no read that finds nothing — and
+    # still takes at once a packet that came in between; after two it reads first again.
+    _no_ipv6(netns)
+    async with DeviceBuilder().offload(offload).ipv4("10.69.0.1", 24).build_async() as dev:
+        reads: list[int] = []
+        nb_recv_batch = dev._nb_recv_batch
+
+        def counted(batch: PacketBatch, whole: bool) -> int:
+            reads.append(nb_recv_batch(batch, whole))
+            return reads[-1]
+
+        monkeypatch.setattr(dev, "_nb_recv_batch", counted)
+        batch = dev.new_batch()
+
+        async def receive(*payloads: bytes, before: bool) -> list[bytes]:
+            batch.clear()
+            reads.clear()
+            if before:
+                for p in payloads:
+                    udp_send("10.69.0.2", 5000, p)
+                assert select.select([dev.fileno()], [], [], 5)[0]
+                await dev.recv_batch(batch)
+            else:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(dev.recv_batch, batch)
+                    await anyio.wait_all_tasks_blocked()
+                    for p in payloads:
+                        udp_send("10.69.0.2", 5000, p)
+            return [udp_payload(bytes(p))[2] for p in batch]  # type: ignore[index]
+
+        with anyio.fail_after(10):
+            assert await receive(b"one", before=False) == [b"one"]
+            assert await receive(b"two", before=True) == [b"two"]
+            assert reads == [1]  # it waited first: the wait returned at once
+            assert await receive(b"three", before=False) == [b"three"]
+            assert reads == [1]
+            time.sleep(0.05)  # noqa: ASYNC251 - both must be queued before the read
+            assert await receive(b"four", b"five", before=True) == [b"four", b"five"]
+            reads.clear()
+            with anyio.move_on_after(0.05):
+                await dev.recv_batch(batch)  # not at rest: it reads first
+            assert reads[0] == 0
+
+
+async def test_a_device_deleted_at_rest_while_nobody_waits_is_noticed(netns: testing.Netns) -> None:
+    # After a lone packet the next recv_batch waits before it reads. uvloop reports the
+    # deletion (EPOLLERR) only once: if that comes while nobody waits, the next call must read
+    # first and find the device gone, not wait for a report that never comes.
+    _no_ipv6(netns)
+    name = testing.unique_name("r")
+    async with DeviceBuilder().name(name).ipv4("10.69.1.1", 24).build_async() as dev:
+        batch = dev.new_batch()
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(dev.recv_batch, batch)
+                await anyio.wait_all_tasks_blocked()
+                udp_send("10.69.1.2", 5000, b"ping")
+            assert len(batch) == 1
+            await anyio.run_process(netns.cmd("ip", "link", "del", name))  # the loop polls
+            await anyio.sleep(0.1)
+            batch.clear()
+            with pytest.raises(DeviceGoneError):
+                await dev.recv_batch(batch)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import time
@@ -196,3 +197,35 @@ async def test_close_from_another_thread_closes_the_fd_on_the_loop(
             await anyio.sleep(0.001)
     # a new socket that may well get the old number is waited on normally
     await assert_a_new_socket_is_waited_on()
+
+
+def _on_uvloop() -> bool:
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return type(loop).__module__.startswith("uvloop")
+
+
+async def test_a_report_passed_over_while_nobody_waits_disarms_until_the_next_wait(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    # ``armed`` tells a caller whether it may wait instead of reading first: not after uvloop
+    # reported the fd to nobody and the report was passed over (it may have been its only
+    # report of an error); a wait, which follows a read, arms it again
+    if not _on_uvloop():
+        pytest.skip("selector loops report the fd on every turn, trio's waits start afresh")
+    a, b = pair
+    waiter = ReadWaiter(b.fileno())
+    assert waiter.armed
+    a.send(b"1")
+    with anyio.fail_after(10):
+        await waiter.wait()
+        assert b.recv(10) == b"1"
+        waiter._ready()  # the loop reports the fd again before anyone waits: passed over
+        assert not waiter.armed
+        a.send(b"2")
+        await waiter.wait()
+    assert waiter.armed
+    assert b.recv(10) == b"2"
+    waiter.close()

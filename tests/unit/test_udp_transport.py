@@ -3,6 +3,7 @@ loopback (no root needed), on asyncio, uvloop and trio."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import socket
 import sys
@@ -519,3 +520,117 @@ async def test_a_fwmark_with_the_high_bit_set(mark: int) -> None:
         assert sock.getsockopt(socket.SOL_SOCKET, 36) == 0
         t.set_fwmark(mark)
         assert sock.getsockopt(socket.SOL_SOCKET, 36) & 0xFFFFFFFF == mark
+
+
+@pytest.mark.parametrize("offload", [True, False], ids=["segmented", "plain"])
+async def test_at_rest_a_receive_waits_before_it_reads(
+    offload: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a receive of one datagram that then found nothing (a ping), the next one waits
+    for the socket before it reads — no read that finds nothing — and still takes at once a
+    datagram that came in between; after several datagrams it reads first again."""
+    async with (
+        UDPTransport.bind("127.0.0.1:0", offload=offload) as rx,
+        UDPTransport.bind("127.0.0.1:0", peer=None, offload=offload) as tx,
+    ):
+        reads: list[int] = []
+        recv_some = rx._recv_some
+
+        def counted(batch: DatagramBatch) -> int:
+            reads.append(recv_some(batch))
+            return reads[-1]
+
+        monkeypatch.setattr(rx, "_recv_some", counted)
+
+        async def send(*data: bytes) -> None:
+            out = tx.new_batch()
+            for d in data:
+                out.append(d, address=rx.local_address)
+            await tx.send_batch(out)
+
+        with anyio.fail_after(10):
+            await send(b"one")
+            assert (await rx.recv_batch()).to_list() == [b"one"]
+            assert rx.at_rest
+            await send(b"two")  # there before the call: the wait returns at once
+            reads.clear()
+            assert (await rx.recv_batch()).to_list() == [b"two"]
+            assert reads == [1]
+            async with anyio.create_task_group() as tg:
+
+                async def later() -> None:
+                    await anyio.sleep(0.05)
+                    await send(b"three", b"four")
+
+                tg.start_soon(later)
+                reads.clear()
+                got = await receive(rx, 2)
+            assert got.to_list() == [b"three", b"four"] and reads[0] > 0
+            assert not rx.at_rest  # two at once: not at rest, the next call reads first
+            reads.clear()
+            with anyio.move_on_after(0.05):
+                await rx.recv_batch()
+            assert reads[0] == 0
+
+
+async def test_at_rest_waits_only_while_nothing_was_passed_over(
+    anyio_backend_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A readiness report uvloop made while nobody waited, passed over (maybe its only
+    report of an error on the socket), makes the next receive read first."""
+    if anyio_backend_name == "trio" or "uvloop" not in type(asyncio.get_running_loop()).__module__:
+        pytest.skip("selector loops report the fd on every turn, trio's waits start afresh")
+    async with (
+        UDPTransport.bind("127.0.0.1:0") as rx,
+        UDPTransport.bind("127.0.0.1:0", peer=None) as tx,
+    ):
+        out = tx.new_batch()
+        out.append(b"one", address=rx.local_address)
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(rx.recv_batch)  # waits, and is woken by the datagram
+                await anyio.wait_all_tasks_blocked()
+                await tx.send_batch(out)
+            assert rx.at_rest
+            rx._reader._ready()  # the loop reports the socket right after the wake: passed over
+            assert not rx.at_rest
+            reads: list[int] = []
+            recv_some = rx._recv_some
+
+            def counted(batch: DatagramBatch) -> int:
+                reads.append(recv_some(batch))
+                return reads[-1]
+
+            monkeypatch.setattr(rx, "_recv_some", counted)
+            await tx.send_batch(out)
+            with anyio.move_on_after(0.05):  # (the datagram may not have arrived yet)
+                await rx.recv_batch()
+            assert reads, "the receive did not read before it waited"
+
+
+@pytest.mark.skipif(not LINUX, reason="UDP_GRO is Linux's")
+async def test_at_rest_after_a_lone_scattered_read() -> None:
+    async with UDPTransport.bind("127.0.0.1:0") as rx, UDPTransport.bind("127.0.0.1:0") as tx:
+        buf = bytearray(1 << 16)
+        iov = [memoryview(buf)]
+
+        async def read_all(count: int) -> None:
+            got = 0
+            while got < count:
+                try:
+                    n, seg, _ = rx.recv_scattered_nowait(iov)
+                    got += -(-n // seg)
+                except BlockingIOError:
+                    await rx.wait_readable()
+            with pytest.raises(BlockingIOError):
+                rx.recv_scattered_nowait(iov)
+
+        with anyio.fail_after(10):
+            for count, rest in ((1, True), (3, False), (1, True)):
+                out = tx.new_batch()
+                for _ in range(count):
+                    out.append(b"x" * 100, address=rx.local_address)
+                await tx.send_batch(out)
+                await anyio.sleep(0.05)  # all of them there: one read takes them
+                await read_all(count)
+                assert rx.at_rest is rest

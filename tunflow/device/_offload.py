@@ -76,9 +76,13 @@ class OffloadRx:
                     self.super_packets += 1
         return n > 0
 
+    def pending(self) -> bool:
+        """Whether packets read from the kernel are still to be handed out."""
+        return self._i < len(self._raw.offsets) or self._one_i < len(self._one.offsets)
+
     def recv_whole(self, out: PacketBatch) -> int:
         """Append whole packets, headers in their headroom; leftovers of a split go first."""
-        if self._i < len(self._raw.offsets) or self._one_i < len(self._one.offsets):
+        if self.pending():
             # Something half-handed-out: finish it split, so no packet is lost or repeated.
             return self.recv_split(out)
         before = len(out.offsets)

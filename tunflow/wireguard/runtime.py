@@ -287,6 +287,11 @@ class WireGuardPort:
             transport = self.transport
             reads = 0
             try:
+                if hot and transport.at_rest:
+                    # the next message is most likely a round trip away: wait before reading
+                    # (the wait is this call's checkpoint) instead of a read that finds nothing
+                    await transport.wait_readable()
+                    hot = False
                 while (
                     reads < _SCATTER_READS
                     and batch.room() > sc.largest
