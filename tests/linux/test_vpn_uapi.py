@@ -10,10 +10,13 @@ a failure answers the same errno and leaves keys, peers, port and fwmark as they
 from __future__ import annotations
 
 import errno
+import hashlib
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 from tunflow import testing
@@ -130,3 +133,27 @@ async def test_a_refused_set_neither_rebinds_nor_marks(ns: testing.Netns) -> Non
             assert await iface.apply_uapi(request) == b"errno=-22\n\n"
             assert await get(iface) == before
             assert iface.transport is transport and so_mark(transport) == 0
+
+
+async def test_a_large_set_leaves_the_event_loop_running(ns: testing.Netns) -> None:
+    # a setconf of thousands of new peers is an X25519 each (~50 µs): seconds for a large one,
+    # during which the data path stood still — now checked in a worker thread
+    peers = [PrivateKey(hashlib.sha256(b"%d" % i).digest()).public_key() for i in range(1500)]
+    body = "".join(f"public_key={pk.to_hex()}\n" for pk in peers)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with interface(ns) as iface, anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        await anyio.sleep(0.01)
+        before = ticks
+        assert await iface.apply_uapi(f"set=1\n{body}\n".encode()) == b"errno=0\n\n"
+        during = ticks - before
+        tg.cancel_scope.cancel()
+        assert len(iface.wg.peers) == 1 + len(peers)
+    assert during > 1  # 0 when the 1500 X25519s ran on the loop

@@ -41,6 +41,7 @@ from typing import Any, Final
 import anyio
 import anyio.abc
 import anyio.lowlevel
+import anyio.to_thread
 import attrs
 
 from ..datagram import UDP_MAX_SEGMENTS, DatagramBatch
@@ -91,6 +92,8 @@ UAPI_DIRECTORY: Final = "/var/run/wireguard"
 #: The longest a timer task sleeps between looks at the protocol's deadlines (seconds). Every
 #: deadline the data path sets is at least REKEY_TIMEOUT (5 s) ahead, so none is missed.
 _TIMER_TICK: Final = 1.0
+#: A UAPI set of more peers than this is checked in a worker thread (its X25519s: ~5 ms here)
+_CHECK_ON_LOOP: Final = 100
 #: Consecutive receives that stopped on a full batch before the interface says "under load".
 _BACKLOG_READS: Final = 8
 _UNDER_LOAD_FOR: Final = 1.0
@@ -737,7 +740,13 @@ class WireGuardInterface:
         """
         wg = self.wg
         try:
-            checked = check_set(wg, request)
+            if len(request.peers) > _CHECK_ON_LOOP:
+                # a new peer's check is an X25519 (~50 µs): thousands of them, off the loop, so
+                # the data path keeps running (check_set only reads wg; what changes meanwhile —
+                # another set, a new key — apply_set allows for)
+                checked = await anyio.to_thread.run_sync(check_set, wg, request)
+            else:
+                checked = check_set(wg, request)
         except UapiError as exc:
             return render_errno(exc.errno)
         mark = wg.fwmark if request.fwmark is None else request.fwmark
