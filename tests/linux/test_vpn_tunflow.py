@@ -173,6 +173,34 @@ async def test_an_exception_raised_in_the_block_comes_out_unwrapped() -> None:
         assert not await anyio.Path(f"/var/run/wireguard/{name}.sock").exists()
 
 
+@pytest.mark.parametrize("exc", [SystemExit(3), KeyboardInterrupt()], ids=["exit", "ctrl-c"])
+async def test_exit_and_ctrl_c_in_the_block_come_out_unwrapped(exc: BaseException) -> None:
+    # sys.exit(3) in the block must still end the program with status 3, and Ctrl-C (trio
+    # raises KeyboardInterrupt in the sleeping task) be caught by `except KeyboardInterrupt`
+    config = InterfaceConfig(PrivateKey.generate(), listen_port=0)
+    name = testing.unique_name("wx")
+    with testing.netns(enter=False) as ns:
+        with anyio.fail_after(20), pytest.raises(type(exc)) as raised:
+            async with open_interface(config, name=name, netns=ns.name):
+                raise exc
+        assert raised.value is exc
+        assert name not in {link["ifname"] for link in ns.ip_json("link", "show")}
+        assert not await anyio.Path(f"/var/run/wireguard/{name}.sock").exists()
+
+
+async def test_a_cancelled_block_still_ends_quietly() -> None:
+    # an outer cancel scope (a Cancelled/CancelledError leaf) is not mistaken for an error
+    config = InterfaceConfig(PrivateKey.generate(), listen_port=0)
+    name = testing.unique_name("wx")
+    with testing.netns(enter=False) as ns:
+        with anyio.fail_after(20):
+            with anyio.move_on_after(0.5) as scope:
+                async with open_interface(config, name=name, netns=ns.name):
+                    await anyio.sleep_forever()
+            assert scope.cancelled_caught
+        assert name not in {link["ifname"] for link in ns.ip_json("link", "show")}
+
+
 async def tcp_transfer(
     client: testing.Netns, server: testing.Netns, address: str, size: int, *, port: int = 5800
 ) -> None:

@@ -982,9 +982,12 @@ async def _interface(
                     tg.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             # one exception from the block (or a task): itself, not in a group, as
-            # open_pipeline's block gives it
+            # open_pipeline's block gives it — also sys.exit() (its status) and Ctrl-C (trio
+            # raises KeyboardInterrupt in the block), but never a cancellation (its scope's)
             leaves = _leaves(group)
-            if len(leaves) == 1 and isinstance(leaves[0], Exception):
+            if len(leaves) == 1 and isinstance(
+                leaves[0], (Exception, KeyboardInterrupt, SystemExit)
+            ):
                 raise leaves[0] from None
             raise
         if iface.failure is not None:
