@@ -166,9 +166,11 @@ async def test_an_exception_raised_in_the_block_comes_out_unwrapped() -> None:
     config = InterfaceConfig(PrivateKey.generate(), listen_port=0)
     name = testing.unique_name("wx")
     with testing.netns(enter=False) as ns:
-        with anyio.fail_after(20), pytest.raises(LookupError, match="mine"):
+        why = KeyError("why")
+        with anyio.fail_after(20), pytest.raises(LookupError, match="mine") as raised:
             async with open_interface(config, name=name, netns=ns.name):
-                raise LookupError("mine")
+                raise LookupError("mine") from why
+        assert raised.value.__cause__ is why  # its own cause kept
         assert name not in {link["ifname"] for link in ns.ip_json("link", "show")}
         assert not await anyio.Path(f"/var/run/wireguard/{name}.sock").exists()
 

@@ -988,7 +988,7 @@ async def _interface(
             if len(leaves) == 1 and isinstance(
                 leaves[0], (Exception, KeyboardInterrupt, SystemExit)
             ):
-                raise leaves[0] from None
+                raise leaves[0] from leaves[0].__cause__  # its own cause, not the group
             raise
         if iface.failure is not None:
             # the data path failed (the device was deleted…): that cancelled the block; say why
