@@ -407,6 +407,20 @@ def test_save_writes_the_running_interface_while_it_runs(
     assert gone.returncode == 1 and "is not up" in gone.stderr
 
 
+def test_daemon_failing_to_come_up_exits_as_the_foreground_up_does(
+    configs: tuple[testing.Netns, testing.Netns, Path, Path],
+) -> None:
+    a, _, ca, _ = configs
+    with_interface_keys(ca, "PostUp = exit 3")
+    try:
+        failed = a.run(*TUNFLOW, "up", str(ca), "--daemon", check=False)
+    finally:
+        Path(f"/run/tunflow/{ca.stem}.log").unlink(missing_ok=True)
+    assert failed.returncode == 2, failed.stderr  # as without --daemon (a ConfigError)
+    assert "PostUp command exited 3" in failed.stderr
+    assert a.run("ip", "link", "show", ca.stem, check=False).returncode
+
+
 def test_hooks_signals_and_the_pid_file(
     configs: tuple[testing.Netns, testing.Netns, Path, Path], tmp_path: Path
 ) -> None:

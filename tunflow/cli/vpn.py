@@ -404,7 +404,7 @@ def _daemonize(args: argparse.Namespace, name: str) -> int:
         if child.poll() is not None:
             print(f"tunflow: {name} failed to come up:", file=sys.stderr)
             sys.stderr.write(log_path.read_text(errors="replace"))
-            return 1
+            return child.returncode or 1  # its own status: 2 for a bad file or hook
         if b" up: listening on UDP" in log_path.read_bytes():
             print(f"{name} up in the background (pid {child.pid}, log {log_path})")
             return 0
