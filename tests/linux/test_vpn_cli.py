@@ -421,6 +421,25 @@ def test_daemon_failing_to_come_up_exits_as_the_foreground_up_does(
     assert a.run("ip", "link", "show", ca.stem, check=False).returncode
 
 
+def test_save_names_the_file_whatever_the_directory_it_runs_in(
+    configs: tuple[testing.Netns, testing.Netns, Path, Path],
+) -> None:
+    # `up` was given a relative path; `save` from another directory must not name it
+    # relative to its own (where there is no such file)
+    a, _, ca, _ = configs
+    argv = a.cmd(*TUNFLOW, "up", ca.name, "--daemon")
+    try:
+        subprocess.run(argv, cwd=ca.parent, check=True, capture_output=True, text=True)
+        done = subprocess.run(
+            a.cmd(*TUNFLOW, "save", ca.stem), cwd="/", capture_output=True, text=True
+        )
+    finally:
+        a.run(*TUNFLOW, "down", ca.stem, check=False)
+        Path(f"/run/tunflow/{ca.stem}.log").unlink(missing_ok=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"{ca.stem} saved to {ca}"
+
+
 def test_hooks_signals_and_the_pid_file(
     configs: tuple[testing.Netns, testing.Netns, Path, Path], tmp_path: Path
 ) -> None:

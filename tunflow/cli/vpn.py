@@ -293,7 +293,11 @@ async def _answer_saves(
                 path = _saved_path(name)
                 tmp = path.with_name(path.name + ".tmp")
                 try:
-                    tmp.write_text((f"error {error}" if error else f"ok {quick.file}") + "\n")
+                    if error:
+                        answer = f"error {error}"
+                    else:  # absolute: `tunflow save` may run in another directory than `up`
+                        answer = f"ok {await anyio.Path(quick.file).absolute()}"
+                    tmp.write_text(answer + "\n")
                     tmp.replace(path)  # whole, for the waiting `tunflow save`
                 except OSError as exc:
                     log.warning("cannot answer 'tunflow save' in %s: %s", path, exc)
