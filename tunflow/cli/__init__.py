@@ -94,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     for module in COMMAND_MODULES:
         importlib.import_module(module)
     parser = argparse.ArgumentParser(
-        prog="tunflow", description="TUN/TAP pipelines: run, check, and list stages."
+        prog="tunflow",
+        description="TUN/TAP pipelines (run, check, stages) and a WireGuard-compatible VPN "
+        "(up, down, save, show, strip, genkey, pubkey, genpsk).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
