@@ -145,6 +145,29 @@ def test_down_without_a_pid_file_deletes_only_a_wireguard_interface(
     assert a.run("ip", "link", "show", tun, check=False).returncode != 0
 
 
+def test_down_of_an_interface_served_in_another_namespace_says_where_to_run_it(
+    configs: tuple[testing.Netns, testing.Netns, Path, Path],
+) -> None:
+    # the control socket directory is shared by every namespace, the link is not: the user
+    # ran `down` in the wrong namespace, which "no interface" alone does not tell them
+    a, _, _, _ = configs
+    name = testing.unique_name("far")
+    sock_path = Path(f"/var/run/wireguard/{name}.sock")
+    sock_path.parent.mkdir(parents=True, exist_ok=True)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.bind(str(sock_path))
+        sock.listen()
+        try:
+            done = a.run(*TUNFLOW, "down", name, check=False)
+        finally:
+            sock_path.unlink()
+    assert done.returncode == 1
+    assert "in the namespace it is in" in done.stderr, done.stderr
+    assert sock_path.parent.is_dir()
+    gone = a.run(*TUNFLOW, "down", name, check=False)  # nobody serves it: plainly not there
+    assert gone.stderr == f"tunflow: no interface {name} to take down\n"
+
+
 def test_a_deleted_device_stops_tunflow_up_and_a_second_up_is_refused(
     configs: tuple[testing.Netns, testing.Netns, Path, Path], tmp_path: Path
 ) -> None:

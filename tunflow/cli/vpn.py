@@ -509,7 +509,16 @@ def down(args: argparse.Namespace) -> int:
         ["ip", "-j", "-d", "link", "show", "dev", name], capture_output=True, text=True, check=False
     )
     if shown.returncode:
-        print(f"tunflow: no interface {name} to take down", file=sys.stderr)
+        sock = Path(UAPI_DIRECTORY, f"{name}.sock")
+        if _answers(sock):  # served, but the link is not here: another namespace's
+            print(
+                f"tunflow: no interface {name} in this network namespace, but {sock} is "
+                f"served: run 'tunflow down {name}' in the namespace it is in "
+                f"(ip netns exec NS …)",
+                file=sys.stderr,
+            )
+        else:
+            print(f"tunflow: no interface {name} to take down", file=sys.stderr)
         return 1
     kind = _link_kind(shown.stdout)
     served = kind == "tun" and Path(UAPI_DIRECTORY, f"{name}.sock").exists()
@@ -521,6 +530,17 @@ def down(args: argparse.Namespace) -> int:
         print(f"tunflow: no interface {name} to take down", file=sys.stderr)
         return 1
     return 0
+
+
+def _answers(path: Path) -> bool:
+    """Whether a process listens on the UNIX socket at ``path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(1)
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def _link_kind(shown: str) -> str:
