@@ -663,8 +663,20 @@ def show(args: argparse.Namespace) -> int:
         names = sorted(p.stem for p in directory.glob("*.sock"))
     status = 0
     for i, name in enumerate(names):
+        path = directory / f"{name}.sock"
         try:
-            info = parse_get(_uapi_get(directory / f"{name}.sock"))
+            info = parse_get(_uapi_get(path))
+        except ConnectionRefusedError:
+            # nobody listens: what a killed process left; wg removes such a socket and lists
+            # no interface for it
+            path.unlink(missing_ok=True)
+            if args.name:
+                print(
+                    f"tunflow: {name}: no such interface (a stale control socket, removed)",
+                    file=sys.stderr,
+                )
+                status = 1
+            continue
         except (OSError, TunflowError) as exc:
             print(f"tunflow: {name}: {exc}", file=sys.stderr)
             status = 1

@@ -968,7 +968,7 @@ async def _interface(
                 wg.start(clock())
                 port.flush_control()
                 log.info(
-                    "%s is up: UDP port %d, %d peers, device offload %s",
+                    "%s is up: UDP port %d, %d peer(s), device offload %s",
                     name,
                     iface.listen_port,
                     len(wg.peers),

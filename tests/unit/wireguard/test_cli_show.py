@@ -85,3 +85,23 @@ def test_a_name_is_not_a_path(
     (directory.parent / "x.sock").touch()
     assert run_show(name) == 2
     assert "is not a valid interface name" in capsys.readouterr().err
+
+
+def test_a_stale_socket_is_removed_and_not_listed(
+    directory: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # what a killed process leaves: a socket file nobody listens on (wg removes it, as here)
+    def stale(name: str) -> None:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.bind(str(directory / f"{name}.sock"))
+
+    stale("gone")
+    serve(directory / "live.sock", b"listen_port=7\nerrno=0\n\n")
+    assert run_show(None) == 0
+    out, err = capsys.readouterr()
+    assert "interface: live" in out and "gone" not in out + err
+    assert not (directory / "gone.sock").exists()
+    stale("gone2")
+    assert run_show("gone2") == 1
+    assert "gone2: no such interface (a stale control socket, removed)" in capsys.readouterr().err
+    assert not (directory / "gone2.sock").exists()
