@@ -856,9 +856,11 @@ def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
 
 def _raise_single(group: BaseExceptionGroup[Any]) -> NoReturn:
     """Raise the one error inside ``group``, however deeply task groups nested it, as itself
-    (its own cause kept, the groups not shown); a group of several errors as it is."""
+    (its own cause kept, the groups not shown); a group of several errors as it is. That one
+    may be ``SystemExit`` (``sys.exit()`` keeps its status) or ``KeyboardInterrupt`` (trio
+    raises Ctrl-C in a task), never a cancellation: that is its scope's to catch."""
     leaves = _leaves(group)
-    if len(leaves) == 1 and isinstance(leaves[0], Exception):
+    if len(leaves) == 1 and isinstance(leaves[0], (Exception, KeyboardInterrupt, SystemExit)):
         raise leaves[0] from leaves[0].__cause__
     raise group
 

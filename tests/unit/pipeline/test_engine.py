@@ -198,6 +198,24 @@ async def test_a_failure_is_raised_as_itself_not_in_a_group(
         assert type(info.value) is error
 
 
+@pytest.mark.parametrize("exc", [SystemExit(3), KeyboardInterrupt()], ids=["exit", "ctrl-c"])
+async def test_exit_and_ctrl_c_in_the_block_come_out_unwrapped(exc: BaseException) -> None:
+    # sys.exit(3) in the block must still end the program with status 3, and Ctrl-C (trio
+    # raises KeyboardInterrupt in the sleeping task) be caught by `except KeyboardInterrupt`
+    with anyio.fail_after(5), pytest.raises(type(exc)) as info:
+        async with open_pipeline(MemorySource(packets(5)), [], MemorySink()):
+            raise exc
+    assert info.value is exc
+
+
+async def test_a_cancelled_pipeline_block_still_ends_quietly() -> None:
+    with anyio.fail_after(5):
+        with anyio.move_on_after(0.2) as scope:
+            async with open_pipeline(MemorySource(packets(5)), [], MemorySink()):
+                await anyio.sleep_forever()
+        assert scope.cancelled_caught
+
+
 def test_a_worker_reports_each_error_of_a_group() -> None:
     from tunflow.pipeline._worker import _describe
 
