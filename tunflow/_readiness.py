@@ -18,6 +18,13 @@ ping crosses four such waits. :class:`ReadWaiter` keeps the fd registered betwee
   one right after a wake, which is passed over: on uvloop ``ReadWaiter.armed`` is then
   ``False`` until the next wait (what was reported may have been its only report of an error,
   so read before waiting);
+* uvloop (libuv) stops polling an fd that reports an error (``EPOLLERR``: a connected UDP
+  socket's pending ICMP error) and closes its handle for it, after one call of the callback;
+  the handle stays filed under the fd, so waits would never be woken again (and
+  ``add_reader`` raises ``RuntimeError`` until ``remove_reader``). The owner calls
+  :meth:`ReadWaiter.renew` when a read or write returns such an error — the registration is
+  made afresh (on uvloop; a selector loop keeps polling, trio's waits start afresh). A TUN
+  fd needs none: it reports an error only once its device is gone, and reads fail for good;
 * :meth:`ReadWaiter.close` unregisters it and wakes a waiter with
   ``anyio.ClosedResourceError``. The fd must be closed only after that: pass the closing as
   ``close(then=...)`` — from another thread (a finalizer) both happen on the loop's thread, so
@@ -149,6 +156,30 @@ class ReadWaiter:
         else:
             # readable while nobody waits: stop the loop from calling us every turn
             self._unregister()
+
+    def renew(self) -> None:
+        """Register the fd afresh, because a read or write on it returned an error the fd
+        reported (a connected UDP socket's pending ICMP error: ``ECONNREFUSED``…).
+
+        On uvloop that report (``EPOLLERR``) was the last: libuv stops polling the fd and
+        uvloop closes its handle for it, so without this no wait would be woken again. Does
+        nothing where the registration lives on (selector loops) or there is none (trio,
+        nothing registered, closed). A wait in progress stays (an error a send met while
+        another task waits).
+        """
+        loop = self._loop
+        if not self._registered or self._repeats or self._closed or loop is None:
+            return
+        self._registered = False
+        # a new registration: nothing was polled before the woken task read
+        self._skip = False
+        if loop.is_closed():
+            return
+        # (uvloop: drops the dead handle, so add_reader makes a new one)
+        loop.remove_reader(self.fd)
+        if self._waiting:
+            loop.add_reader(self.fd, self._ready)
+            self._registered = True
 
     def _unregister(self) -> None:
         loop = self._loop

@@ -229,3 +229,47 @@ async def test_a_report_passed_over_while_nobody_waits_disarms_until_the_next_wa
     assert waiter.armed
     assert b.recv(10) == b"2"
     waiter.close()
+
+
+async def test_renewed_after_an_error_the_fd_reported() -> None:
+    # A connected UDP socket reports an ICMP error (EPOLLERR) until a read or send takes it;
+    # uvloop stops polling it then, for good. The owner renews the registration when it meets
+    # the error: after a read that took it (nobody waits), or a send (while a task waits).
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        where = probe.getsockname()  # closed: ICMP port unreachable
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.connect(where)
+        s.setblocking(False)
+        waiter = ReadWaiter(s.fileno())
+        with anyio.fail_after(10):
+            # taken by the read after a wake
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(waiter.wait)
+                await anyio.wait_all_tasks_blocked()
+                s.send(b"into the void")
+            with pytest.raises(ConnectionRefusedError):
+                s.recv(100)
+            waiter.renew()
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+                peer.bind(where)
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(waiter.wait)
+                    await anyio.wait_all_tasks_blocked()
+                    peer.sendto(b"1", s.getsockname())
+                assert s.recv(100) == b"1"
+            # taken by a send while a task waits (reported to nobody, right after a wake)
+            s.send(b"into the void")
+            await anyio.sleep(0.1)  # the loop polls the socket meanwhile
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+                peer.bind(where)
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(waiter.wait)
+                    await anyio.wait_all_tasks_blocked()
+                    with pytest.raises(ConnectionRefusedError):
+                        s.send(b"2")
+                    waiter.renew()
+                    peer.sendto(b"3", s.getsockname())
+                assert s.recv(100) == b"3"
+        waiter.close()
