@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import anyio
 import pytest
 
@@ -45,3 +47,85 @@ async def test_segments_larger_than_the_link_mtu_go_out_fragmented(
                         await rx.recv_batch(got)
                 assert got.to_list() == payloads
                 assert "too_large" not in tx.statistics().drops
+
+
+@pytest.mark.parametrize("offload", [True, False], ids=["coalesced", "plain"])
+@pytest.mark.parametrize("taken_by", ["receive", "scattered", "send"])
+async def test_a_connected_transport_receives_after_an_icmp_error(
+    taken_by: str, offload: bool
+) -> None:
+    """A datagram to a peer that is not listening comes back as ICMP port unreachable, which
+    the connected socket reports as an error (EPOLLERR) until a read or send takes it. uvloop
+    stops polling a socket that reports one, for good: the next datagram was never received
+    (asyncio and trio poll it again). The error is taken by a receive that waits when it comes
+    (by batch or scattered reads), or by the next send while nobody receives."""
+    with testing.netns(enter=False) as a, testing.netns(enter=False) as b:
+        testing.veth_pair(a, b, "192.168.96.1/24", "192.168.96.2/24")
+
+        def peer_socket(port: int = 0) -> socket.socket:
+            with b.entered():
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind(("192.168.96.2", port))
+            return sock
+
+        peer = peer_socket()
+        where = peer.getsockname()
+        with a.entered():
+            tx = UDPTransport.bind(("192.168.96.1", 0), peer=where, offload=offload)
+        received: list[bytes] = []
+
+        async def receive() -> None:
+            if taken_by != "scattered":
+                received.extend((await tx.recv_batch()).to_list())
+                return
+            buf = bytearray(1 << 16)
+            while True:
+                try:
+                    n, _, _ = tx.recv_scattered_nowait([memoryview(buf)])
+                except BlockingIOError:
+                    await tx.wait_readable()
+                else:
+                    received.append(bytes(buf[:n]))
+                    return
+
+        async def receive_from_peer(data: bytes) -> None:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(receive)
+                await anyio.wait_all_tasks_blocked()  # waiting for the socket
+                peer.sendto(data, tx.local_address)
+            assert received.pop() == data
+
+        async def send(data: bytes) -> None:
+            out = tx.new_batch()
+            out.append(data)
+            assert await tx.send_batch(out) == 1
+
+        try:
+            async with tx:
+                with anyio.fail_after(20):
+                    # at rest after a receive that waited (what uvloop then hears of the
+                    # socket, it hears while nobody waits: passed over as maybe stale)
+                    await receive_from_peer(b"one")
+                    peer.close()
+                    if taken_by == "send":
+                        await send(b"into the void")  # the ICMP error comes while idle
+                        await anyio.sleep(0.2)  # the event loop polls the socket meanwhile
+                        peer = peer_socket(where[1])
+                        await send(b"two")  # takes the error, and is sent again
+                        assert peer.recv(100) == b"two"
+                        assert tx.statistics().drops == {"unreachable": 1}
+                    else:
+                        async with anyio.create_task_group() as tg:
+                            tg.start_soon(receive)
+                            await anyio.wait_all_tasks_blocked()
+                            await send(b"into the void")  # the receive wakes to the error
+                            while not tx.statistics().drops:  # noqa: ASYNC110 - a counter, no event
+                                await anyio.sleep(0.01)
+                            assert tx.statistics().drops == {"refused": 1}
+                            await anyio.wait_all_tasks_blocked()  # and waits again
+                            peer = peer_socket(where[1])
+                            peer.sendto(b"two", tx.local_address)
+                        assert received.pop() == b"two"
+                    await receive_from_peer(b"three")
+        finally:
+            peer.close()

@@ -521,6 +521,7 @@ class UDPTransport:
                 except OSError as exc:
                     if exc.errno in _UNREACHABLE:
                         self._drop("refused")
+                        self._reader.renew()  # the socket reported it: see ReadWaiter.renew
                         continue
                     raise
                 offsets.append(end)
@@ -576,6 +577,7 @@ class UDPTransport:
             except OSError as exc:
                 if exc.errno in _UNREACHABLE:
                     self._drop("refused")
+                    self._reader.renew()  # the socket reported it: see ReadWaiter.renew
                     continue
                 raise
             reads += 1
@@ -625,6 +627,7 @@ class UDPTransport:
             except OSError as exc:
                 if exc.errno in _UNREACHABLE:
                     self._drop("refused")
+                    self._reader.renew()  # the socket reported it: see ReadWaiter.renew
                     continue
                 raise
             if flags & _MSG_TRUNC:
@@ -848,6 +851,9 @@ class UDPTransport:
         error is counted as what it reports: one datagram lost as ``unreachable``."""
         if self.peer is not None and exc.errno in _UNREACHABLE:
             self._drop("unreachable", 1)
+            # the socket reported the error (EPOLLERR) too, maybe to uvloop, which then stops
+            # polling it for the receive side: see ReadWaiter.renew
+            self._reader.renew()
             return True
         return False
 
@@ -861,6 +867,8 @@ class UDPTransport:
             # (link-local) address still tentative while DAD runs, or gone: not sent, as if
             # no route led there
             self._drop("unreachable", count)
+            if self.peer is not None and exc.errno != errno.EADDRNOTAVAIL:
+                self._reader.renew()  # maybe a pending ICMP error (see _stale_error)
         elif exc.errno == errno.EMSGSIZE:
             self._drop("too_large", count)
         elif exc.errno in (errno.EAFNOSUPPORT, errno.EINVAL, errno.EDESTADDRREQ):
