@@ -56,6 +56,7 @@ from ..errors import (
 from ..offload import VIRTIO_NET_HDR_GSO_NONE, gso_split
 from ..packet import HEADROOM, PacketBatch
 from ..pipeline import PortHandle, PortStatistics, Stage, StageSpec, Tunnel
+from ..pipeline._engine import _raise_single
 from ..transport import TransportStatistics, UDPTransport
 from . import _routing
 from .protocol import (
@@ -981,15 +982,9 @@ async def _interface(
                     iface._closed.set()
                     tg.cancel_scope.cancel()
         except BaseExceptionGroup as group:
-            # one exception from the block (or a task): itself, not in a group, as
-            # open_pipeline's block gives it — also sys.exit() (its status) and Ctrl-C (trio
-            # raises KeyboardInterrupt in the block), but never a cancellation (its scope's)
-            leaves = _leaves(group)
-            if len(leaves) == 1 and isinstance(
-                leaves[0], (Exception, KeyboardInterrupt, SystemExit)
-            ):
-                raise leaves[0] from leaves[0].__cause__  # its own cause, not the group
-            raise
+            # one exception from the block (or a task), sys.exit() and Ctrl-C included: itself,
+            # not in a group, by the rule open_pipeline's block follows
+            _raise_single(group)
         if iface.failure is not None:
             # the data path failed (the device was deleted…): that cancelled the block; say why
             raise iface.failure
@@ -1007,14 +1002,6 @@ async def _interface(
             if uapi_path is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(uapi_path)
-
-
-def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
-    """The exceptions in ``group`` and its nested groups."""
-    out: list[BaseException] = []
-    for e in group.exceptions:
-        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
-    return out
 
 
 def _prepare_directory(path: str) -> bool:
