@@ -522,6 +522,19 @@ async def test_a_fwmark_with_the_high_bit_set(mark: int) -> None:
         assert sock.getsockopt(socket.SOL_SOCKET, 36) & 0xFFFFFFFF == mark
 
 
+def counted_reads(rx: UDPTransport, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The datagrams each of ``rx``'s reads takes from now on (0: it found nothing)."""
+    reads: list[int] = []
+    recv_some = rx._recv_some
+
+    def counted(batch: DatagramBatch) -> int:
+        reads.append(recv_some(batch))
+        return reads[-1]
+
+    monkeypatch.setattr(rx, "_recv_some", counted)
+    return reads
+
+
 @pytest.mark.parametrize("offload", [True, False], ids=["segmented", "plain"])
 async def test_at_rest_a_receive_waits_before_it_reads(
     offload: bool, monkeypatch: pytest.MonkeyPatch
@@ -533,14 +546,7 @@ async def test_at_rest_a_receive_waits_before_it_reads(
         UDPTransport.bind("127.0.0.1:0", offload=offload) as rx,
         UDPTransport.bind("127.0.0.1:0", peer=None, offload=offload) as tx,
     ):
-        reads: list[int] = []
-        recv_some = rx._recv_some
-
-        def counted(batch: DatagramBatch) -> int:
-            reads.append(recv_some(batch))
-            return reads[-1]
-
-        monkeypatch.setattr(rx, "_recv_some", counted)
+        reads = counted_reads(rx, monkeypatch)
 
         async def send(*data: bytes) -> None:
             out = tx.new_batch()
@@ -594,14 +600,7 @@ async def test_at_rest_waits_only_while_nothing_was_passed_over(
             assert rx.at_rest
             rx._reader._ready()  # the loop reports the socket right after the wake: passed over
             assert not rx.at_rest
-            reads: list[int] = []
-            recv_some = rx._recv_some
-
-            def counted(batch: DatagramBatch) -> int:
-                reads.append(recv_some(batch))
-                return reads[-1]
-
-            monkeypatch.setattr(rx, "_recv_some", counted)
+            reads = counted_reads(rx, monkeypatch)
             await tx.send_batch(out)
             with anyio.move_on_after(0.05):  # (the datagram may not have arrived yet)
                 await rx.recv_batch()
