@@ -762,8 +762,8 @@ class WireGuardInterface:
             # wireguard-go's IpcErrorPortInUse, for a port it cannot bind and for a fwmark it
             # cannot set alike ("failed to set listen_port", "failed to update fwmark")
             return render_errno(errno.EADDRINUSE)
-        # cannot fail now: check_set refused what it would refuse, and parse_set (where the
-        # requests come from) let no value out of range
+        # cannot fail now: check_set refused what it would refuse, and a SetRequest holds no
+        # value out of range (its fields are checked when it is made)
         apply_set(wg, checked, now=self._clock())
         if new is not None:
             old = self.port.transport

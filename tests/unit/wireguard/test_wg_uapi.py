@@ -9,12 +9,13 @@ from __future__ import annotations
 import errno
 import ipaddress
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import given, settings, strategies as st
 from wgpair import A_IP, B_ADDR, B_IP, Pair, ip4
 
+from tunflow.errors import ConfigError
 from tunflow.wireguard.protocol import (
     DeviceInfo,
     GetRequest,
@@ -251,6 +252,29 @@ def test_a_refused_set_changes_nothing() -> None:
         peers=(PeerUpdate(low_order, update_only=True), PeerUpdate(low_order, remove=True))
     )
     assert handle_request(wg, ok) == b"errno=0\n\n"
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda: SetRequest(listen_port=65536), "listen_port"),
+        (lambda: SetRequest(listen_port=-1), "listen_port"),
+        (lambda: SetRequest(listen_port=True), "listen_port"),
+        (lambda: SetRequest(fwmark=1 << 32), "fwmark"),
+        (lambda: SetRequest(fwmark="1"), "fwmark"),
+        (lambda: PeerUpdate(P1, persistent_keepalive_interval=70000), "persistent_keepalive"),
+        (lambda: PeerUpdate(P1, persistent_keepalive_interval=2.5), "persistent_keepalive"),
+    ],
+)
+def test_a_request_built_by_hand_is_checked_when_made(
+    make: Callable[[], object], field: str
+) -> None:
+    # parse_set checks the numbers of a request from the socket; one built in code must not get
+    # as far as apply_set, which would stop halfway (the key and peers before it changed)
+    with pytest.raises(ConfigError, match=field):
+        make()
+    assert SetRequest(listen_port=65535, fwmark=(1 << 32) - 1).fwmark == (1 << 32) - 1
+    assert PeerUpdate(P1, persistent_keepalive_interval=0).persistent_keepalive_interval == 0
 
 
 def test_get_lists_allowed_ips_in_the_order_they_were_added() -> None:

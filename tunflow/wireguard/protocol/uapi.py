@@ -39,7 +39,7 @@ import attrs
 
 from ...errors import ConfigError, HandshakeError
 from .allowedips import Network, parse_network
-from .config import PeerConfig, format_endpoint, parse_endpoint
+from .config import PeerConfig, _u16, _u32, format_endpoint, parse_endpoint
 from .datagrams import Address
 from .interface import WireGuard
 from .keys import PresharedKey, PrivateKey, PublicKey
@@ -98,6 +98,9 @@ class PeerUpdate:
     ``None`` means "unchanged". ``allowed_ips`` are added after clearing the list when
     ``replace_allowed_ips`` is set (a ``replace_allowed_ips`` line after ``allowed_ip`` lines
     discards them, as it would line by line).
+
+    Raises:
+        ConfigError: ``persistent_keepalive_interval`` is not an integer from 0 to 65535.
     """
 
     public_key: PublicKey
@@ -105,7 +108,9 @@ class PeerUpdate:
     update_only: bool = False
     preshared_key: PresharedKey | None = None
     endpoint: Address | None = None
-    persistent_keepalive_interval: int | None = None
+    persistent_keepalive_interval: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_u16)
+    )
     replace_allowed_ips: bool = False
     allowed_ips: tuple[Network, ...] = ()
 
@@ -116,12 +121,17 @@ class SetRequest:
 
     ``private_key`` all zeros (``remove_private_key``) asks to drop the key, which a tunflow
     interface cannot do (:func:`apply_set` refuses it with EINVAL).
+
+    Raises:
+        ConfigError: ``listen_port`` is not an integer from 0 to 65535, or ``fwmark`` not one
+            from 0 to 2**32 - 1 (checked when the request is made, so that :func:`apply_set`
+            never stops halfway through one).
     """
 
     private_key: PrivateKey | None = None
     remove_private_key: bool = False
-    listen_port: int | None = None
-    fwmark: int | None = None
+    listen_port: int | None = attrs.field(default=None, validator=attrs.validators.optional(_u16))
+    fwmark: int | None = attrs.field(default=None, validator=attrs.validators.optional(_u32))
     replace_peers: bool = False
     peers: tuple[PeerUpdate, ...] = ()
 
