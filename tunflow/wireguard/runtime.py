@@ -973,7 +973,8 @@ async def _interface(
                     name,
                     iface.listen_port,
                     len(wg.peers),
-                    "on" if dev_offload else "off",
+                    # WireGuard peers: the kernel segments what it hands over, we coalesce
+                    "off" if not dev_offload else "writes only" if plain_reads else "on",
                 )
                 try:
                     yield iface
