@@ -120,6 +120,45 @@ def test_daemon_and_down(configs: tuple[testing.Netns, testing.Netns, Path, Path
     assert again.returncode == 1 and "no interface" in again.stderr
 
 
+def test_up_tells_systemd_when_it_is_ready_and_when_it_stops(
+    configs: tuple[testing.Netns, testing.Netns, Path, Path], tmp_path: Path
+) -> None:
+    # Type=notify: READY=1 (with MAINPID) on $NOTIFY_SOCKET once the interface is up,
+    # STOPPING=1 when it starts going down; the hooks do not inherit the variable
+    a, _, ca, _ = configs
+    seen = tmp_path / "seen-by-postup"
+    with_interface_keys(ca, f'PostUp = echo "${{NOTIFY_SOCKET:-unset}}" > {seen}')
+    address = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+        manager.bind(address)
+        manager.settimeout(20)
+        with Up(a, ca, env={**os.environ, "NOTIFY_SOCKET": address}) as up_a:
+            assert up_a.proc is not None
+            ready = dict(line.split("=", 1) for line in manager.recv(4096).decode().split("\n"))
+            assert ready["READY"] == "1" and ready["MAINPID"] == str(up_a.proc.pid), ready
+            assert "listening on UDP 51820" in ready["STATUS"]
+            assert a.run("ip", "link", "show", up_a.name, check=False).returncode == 0
+            assert seen.read_text().strip() == "unset"
+            assert up_a.stop() == 0
+        stopping = manager.recv(4096).decode().split("\n")
+    assert stopping == ["STOPPING=1", "STATUS=going down (SIGTERM)"]
+    # no manager listening any more: the interface still comes up (a warning, not a failure)
+    with Up(a, ca, env={**os.environ, "NOTIFY_SOCKET": address}) as up_a:
+        assert up_a.stop() == 0
+    assert "cannot notify the service manager (READY=1)" in up_a.out, up_a.out
+
+
+def test_notify_socket_addresses() -> None:
+    from tunflow.cli.vpn import _notify_address
+
+    assert _notify_address("/run/systemd/notify") == "/run/systemd/notify"
+    assert _notify_address("@/org/freedesktop/systemd1/notify") == (
+        "\0/org/freedesktop/systemd1/notify"
+    )
+    assert _notify_address(None) is None and _notify_address("") is None
+    assert _notify_address("vsock:2:1234") is None  # not spoken: no notification, no failure
+
+
 def test_down_without_a_pid_file_deletes_only_a_wireguard_interface(
     configs: tuple[testing.Netns, testing.Netns, Path, Path],
 ) -> None:

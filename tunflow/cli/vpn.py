@@ -6,7 +6,9 @@ interface is named after the file, as wg-quick names it) until SIGINT or SIGTERM
 it down cleanly; ``--daemon`` runs it in the background instead. A bare interface name stands for
 ``/etc/wireguard/<name>.conf``, as with wg-quick. While it runs, ``wg show`` and
 ``wg set`` work against it through ``/var/run/wireguard/<name>.sock``, and ``tunflow down wg0``
-stops it. ``genkey``/``pubkey``/``genpsk`` behave as ``wg``'s.
+stops it. ``genkey``/``pubkey``/``genpsk`` behave as ``wg``'s. Under systemd, ``tunflow up``
+is a ``Type=notify`` service: it says ``READY=1`` on ``$NOTIFY_SOCKET`` once the interface is
+up, and ``STOPPING=1`` when it starts to go down (``--daemon`` waits for the same message).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,6 +54,32 @@ def _error(exc: BaseException) -> int:
 
 def _pid_path(name: str) -> Path:
     return Path(PID_DIRECTORY) / f"{name}.pid"
+
+
+def _notify_address(value: str | None) -> str | None:
+    """The socket address ``sd_notify(3)`` sends to for ``$NOTIFY_SOCKET``: a path, or
+    ``@name`` for an abstract socket; ``None`` without one (or for a ``vsock:`` address, which
+    ``tunflow up`` does not speak)."""
+    if not value:
+        return None
+    if value[0] == "@":
+        return "\0" + value[1:]
+    if value[0] == "/":
+        return value
+    log.warning("NOTIFY_SOCKET %r is not a UNIX socket: no readiness notification", value)
+    return None
+
+
+def _notify(address: str | None, state: str) -> None:
+    """Send ``state`` (``READY=1``…) to the service manager at ``address``, as ``sd_notify``
+    does; a manager that went away is logged, not fatal."""
+    if address is None:
+        return
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.sendto(state.encode(), address)
+    except OSError as exc:
+        log.warning("cannot notify the service manager (%s): %s", state.split("\n")[0], exc)
 
 
 #: Where a bare interface name's file is (``tunflow up wg0``), as for wg-quick.
@@ -154,6 +183,9 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
     from ..wireguard._dns import resolv_conf
     from ..wireguard.wgquick import hooks
 
+    # taken out of the environment, as sd_notify(unset_environment=1): the hooks and resolvconf
+    # are not the service and must not speak for it
+    notify = _notify_address(os.environ.pop("NOTIFY_SOCKET", None))
     config = quick.interface_config(native=args.native)
     offload = {"auto": None, "on": True, "off": False}[args.offload]
     routes = quick.table != "off" and not args.no_routes
@@ -201,6 +233,12 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
                             f"tunflow down {name}",
                             flush=True,
                         )
+                        _notify(
+                            notify,
+                            f"READY=1\nMAINPID={os.getpid()}\n"
+                            f"STATUS=listening on UDP {iface.listen_port}, {mode}",
+                        )
+                    _notify(notify, f"STOPPING=1\nSTATUS=going down ({reason})")
                     went_down = True
                     _run_hooks(hooks(quick.pre_down, name), "PreDown")
                     if quick.save_config:
@@ -214,6 +252,7 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
                 raise
         status = 0
         if not went_down:
+            _notify(notify, "STOPPING=1")
             # The interface stopped on its own (its device deleted…), which cut the block
             # short: still run the hooks that undo PostUp's changes. Nothing to save.
             status = 1
@@ -391,7 +430,8 @@ def _logging(args: argparse.Namespace) -> None:
 
 
 def _daemonize(args: argparse.Namespace, name: str) -> int:
-    """Run ``tunflow up`` again in a new session; return once the interface is up."""
+    """Run ``tunflow up`` again in a new session; return once it says ``READY=1`` on a notify
+    socket of ours (as it would to systemd), or with its status if it fails first."""
     argv = [sys.executable, "-m", "tunflow.cli", "up", args.config, "--name", name]
     for flag in ("native", "no_routes", "quiet", "verbose"):
         if getattr(args, flag):
@@ -399,20 +439,35 @@ def _daemonize(args: argparse.Namespace, name: str) -> int:
     argv += ["--offload", args.offload, "--backend", args.backend]
     log_path = Path(PID_DIRECTORY) / f"{name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as out:
-        child = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
-        )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            print(f"tunflow: {name} failed to come up:", file=sys.stderr)
-            sys.stderr.write(log_path.read_text(errors="replace"))
-            return child.returncode or 1  # its own status: 2 for a bad file or hook
-        if b" up: listening on UDP" in log_path.read_bytes():
-            print(f"{name} up in the background (pid {child.pid}, log {log_path})")
-            return 0
-        time.sleep(0.05)
+    with (
+        tempfile.TemporaryDirectory(prefix="tunflow-") as where,  # 0700: only we may send
+        socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as ready,
+    ):
+        address = os.path.join(where, "notify")
+        ready.bind(address)  # a path, not an abstract name: those are per network namespace
+        ready.settimeout(0.05)
+        with open(log_path, "wb") as out:
+            child = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+                env={**os.environ, "NOTIFY_SOCKET": address},
+            )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                message = ready.recv(4096)
+            except TimeoutError:
+                message = b""
+            if b"READY=1" in message.split(b"\n"):
+                print(f"{name} up in the background (pid {child.pid}, log {log_path})")
+                return 0
+            if child.poll() is not None:
+                print(f"tunflow: {name} failed to come up:", file=sys.stderr)
+                sys.stderr.write(log_path.read_text(errors="replace"))
+                return child.returncode or 1  # its own status: 2 for a bad file or hook
     print(f"tunflow: {name} did not come up within 15 s (see {log_path})", file=sys.stderr)
     child.terminate()
     return 1
