@@ -81,7 +81,7 @@ class Example:
 
     def __init__(self, ns: testing.Netns, script: str, *args: str) -> None:
         self.argv = ns.cmd(sys.executable, "-u", str(EXAMPLES / script), *args)
-        self.proc: subprocess.Popen[str] | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.lines: list[str] = []
         self.stderr = ""
         self._queue: queue.Queue[str | None] = queue.Queue()
@@ -198,18 +198,22 @@ class Up:
         self.name = conf.stem
         self.argv = ns.cmd(sys.executable, "-m", "tunflow.cli", "up", str(conf), *args)
         self.env = env
-        self.proc: subprocess.Popen[str] | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.out = ""
         #: the exit status once stopped (``None`` before)
         self.returncode: int | None = None
 
     def __enter__(self) -> Up:
+        # unbuffered, read line by line a byte at a time: a buffered reader would read ahead
+        # of the line waited for, and stop()'s communicate() reads the pipe itself, so what
+        # was read ahead (the line logged right after it, say) would be lost
         self.proc = subprocess.Popen(
-            self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env
+            self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0, env=self.env
         )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + 20
-        for line in self.proc.stdout:
+        for raw in iter(self.proc.stdout.readline, b""):
+            line = raw.decode(errors="replace")
             self.out += line
             if " up: listening on UDP" in line:
                 return self
@@ -231,7 +235,7 @@ class Up:
         except subprocess.TimeoutExpired:
             proc.kill()
             rest, _ = proc.communicate(timeout=10)
-        self.out += rest or ""
+        self.out += (rest or b"").decode(errors="replace")
         self.proc = None
         self.returncode = proc.returncode
         return proc.returncode
