@@ -96,6 +96,7 @@ from .uapi import (
     render_errno,
     render_get,
     render_set,
+    sync_request,
 )
 from .xchacha import (
     hchacha20,
@@ -172,6 +173,7 @@ __all__ = [
     "CheckedSet",
     "check_set",
     "apply_set",
+    "sync_request",
     "handle_request",
     # messages
     "Initiation",

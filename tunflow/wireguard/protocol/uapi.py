@@ -21,6 +21,8 @@ else — the socket server belongs to the transport/CLI layer:
   :class:`DeviceInfo`, :func:`render_get` renders it (with ``last_handshake_time_sec/nsec``,
   ``rx_bytes``, ``tx_bytes``, ``protocol_version=1`` …) and :func:`parse_get` reads one back
   (also what wireguard-go or the kernel module answers);
+* :func:`sync_request` makes the request ``wg syncconf`` would send to bring an interface to a
+  configuration without disturbing the peers that stay;
 * :func:`apply_set` applies a request to an interface with wireguard-go's semantics (a server
   with I/O to do for it — a new port, a fwmark — calls :func:`check_set` first, does the I/O,
   then applies), and :func:`handle_request` does get-or-set and returns the response bytes.
@@ -39,7 +41,7 @@ import attrs
 
 from ...errors import ConfigError, HandshakeError
 from .allowedips import Network, parse_network
-from .config import PeerConfig, _u16, _u32, format_endpoint, parse_endpoint
+from .config import InterfaceConfig, PeerConfig, _u16, _u32, format_endpoint, parse_endpoint
 from .datagrams import Address
 from .interface import WireGuard
 from .keys import PresharedKey, PrivateKey, PublicKey
@@ -61,6 +63,7 @@ __all__ = [
     "CheckedSet",
     "check_set",
     "apply_set",
+    "sync_request",
     "handle_request",
     "MAX_REQUEST_SIZE",
 ]
@@ -570,6 +573,64 @@ def apply_set(wg: WireGuard, request: SetRequest | CheckedSet, now: float | None
             wg.add_allowed_ip(pk, net)
         if update.persistent_keepalive_interval is not None:
             wg.set_persistent_keepalive(pk, update.persistent_keepalive_interval, now)
+
+
+def sync_request(
+    wg: WireGuard,
+    config: InterfaceConfig,
+    *,
+    listen_port: bool = True,
+    fwmark: bool = True,
+) -> SetRequest:
+    """The request ``wg syncconf`` sends to make ``wg`` what ``config`` says.
+
+    As wireguard-tools' ``sync_conf``: the private key is set; peers that ``config`` does not
+    name are removed; every peer it names is added or updated — its AllowedIPs replaced, its
+    endpoint set when ``config`` gives one (else the one learnt is kept), its preshared key and
+    persistent keepalive set to ``config``'s (none and 0 when it gives none). Sessions of the
+    peers that stay are kept. Native mode is not part of the protocol: set ``native_mode`` on
+    the peers afterwards.
+
+    Args:
+        wg: the running interface (only read).
+        config: what it should become.
+        listen_port: ``False`` when the configuration gave no port (wg leaves the port alone
+            then; ``config.listen_port`` is 0).
+        fwmark: ``False`` when it gave no fwmark (likewise).
+
+    Example:
+        >>> wg = WireGuard(PrivateKey(bytes(range(32))))
+        >>> gone = PrivateKey(bytes(range(1, 33))).public_key()
+        >>> new = PrivateKey(bytes(range(2, 34))).public_key()
+        >>> _ = wg.add_peer(PeerConfig(gone))
+        >>> config = InterfaceConfig(wg.private_key, peers=[PeerConfig(new)])
+        >>> request = sync_request(wg, config, listen_port=False, fwmark=False)
+        >>> [(u.public_key == gone, u.remove) for u in request.peers]
+        [(True, True), (False, False)]
+        >>> apply_set(wg, request)
+        >>> list(wg.peers) == [new]
+        True
+    """
+    named = {p.public_key for p in config.peers}
+    # the peers to remove first, as sync_conf puts them
+    updates = [PeerUpdate(pk, remove=True) for pk in wg.peers if pk not in named]
+    updates += [
+        PeerUpdate(
+            p.public_key,
+            preshared_key=p.preshared_key or PresharedKey(),
+            endpoint=p.endpoint,
+            persistent_keepalive_interval=p.persistent_keepalive,
+            replace_allowed_ips=True,
+            allowed_ips=p.allowed_ips,
+        )
+        for p in config.peers
+    ]
+    return SetRequest(
+        private_key=config.private_key,
+        listen_port=config.listen_port if listen_port else None,
+        fwmark=config.fwmark if fwmark else None,
+        peers=tuple(updates),
+    )
 
 
 def handle_request(
