@@ -19,6 +19,7 @@ import pytest
 from tests.helpers import Up
 from tunflow import testing
 from tunflow.wireguard import genkey, pubkey
+from tunflow.wireguard.protocol import DeviceInfo, parse_get
 
 pytestmark = pytest.mark.needs_root
 
@@ -146,6 +147,69 @@ def test_up_tells_systemd_when_it_is_ready_and_when_it_stops(
     with Up(a, ca, env={**os.environ, "NOTIFY_SOCKET": address}) as up_a:
         assert up_a.stop() == 0
     assert "cannot notify the service manager (READY=1)" in up_a.out, up_a.out
+
+
+def uapi_get(name: str) -> DeviceInfo:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(f"/var/run/wireguard/{name}.sock")
+        sock.sendall(b"get=1\n\n")
+        answer = b""
+        while not answer.endswith(b"\n\n"):
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            answer += chunk
+    return parse_get(answer)
+
+
+def test_sighup_reloads_the_file_as_wg_syncconf(
+    configs: tuple[testing.Netns, testing.Netns, Path, Path], tmp_path: Path
+) -> None:
+    a, b, ca, cb = configs
+    address = str(tmp_path / "notify")
+    third = pubkey(genkey())
+    plain = ca.read_text()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+        manager.bind(address)
+        manager.settimeout(20)
+        env = {**os.environ, "NOTIFY_SOCKET": address}
+        with Up(a, ca, env=env) as up_a, Up(b, cb):
+            assert up_a.proc is not None
+            assert manager.recv(4096).startswith(b"READY=1")
+            ping(a, OB)
+            before = uapi_get(up_a.name)
+            handshake = before.peers[0].last_handshake_time_sec
+            assert handshake and before.listen_port == 51820
+
+            def reload() -> list[str]:
+                assert up_a.proc is not None
+                up_a.proc.send_signal(signal.SIGHUP)
+                reloading = manager.recv(4096).decode().split("\n")
+                assert reloading[0] == "RELOADING=1" and reloading[1].startswith("MONOTONIC_USEC=")
+                return manager.recv(4096).decode().split("\n")
+
+            # a peer added, B's AllowedIPs widened; ListenPort removed from the file: kept
+            ca.write_text(
+                plain.replace("ListenPort = 51820\n", "").replace(
+                    f"{OB}/32", f"{OB}/32, 10.96.0.0/24"
+                )
+                + f"\n[Peer]\nPublicKey = {third}\nAllowedIPs = 10.97.0.0/24\n"
+            )
+            assert reload() == ["READY=1", "STATUS=reloaded, 2 peer(s)"]
+            after = uapi_get(up_a.name)
+            assert [p.public_key.to_base64() for p in after.peers][1] == third
+            assert [str(n) for n in after.peers[0].allowed_ips] == [f"{OB}/32", "10.96.0.0/24"]
+            assert after.listen_port == 51820
+            ping(a, OB)  # on the session it had: no new handshake
+            assert uapi_get(up_a.name).peers[0].last_handshake_time_sec == handshake
+            # a file that no longer parses: nothing changes, the interface keeps running
+            ca.write_text(plain + "\n[Peer]\nPublicKey = nope\n")
+            status = reload()
+            assert status[0] == "READY=1" and status[1].startswith("STATUS=reload refused"), status
+            assert len(uapi_get(up_a.name).peers) == 2
+            ping(a, OB)
+            assert up_a.stop() == 0
+    assert "reload refused, nothing changed" in up_a.out, up_a.out
 
 
 def test_notify_socket_addresses() -> None:

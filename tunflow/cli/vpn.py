@@ -5,7 +5,8 @@
 interface is named after the file, as wg-quick names it) until SIGINT or SIGTERM, then takes
 it down cleanly; ``--daemon`` runs it in the background instead. A bare interface name stands for
 ``/etc/wireguard/<name>.conf``, as with wg-quick. While it runs, ``wg show`` and
-``wg set`` work against it through ``/var/run/wireguard/<name>.sock``, and ``tunflow down wg0``
+``wg set`` work against it through ``/var/run/wireguard/<name>.sock``, SIGHUP applies the file
+again as ``wg syncconf`` would (keys and peers; sessions kept), and ``tunflow down wg0``
 stops it. ``genkey``/``pubkey``/``genpsk`` behave as ``wg``'s. Under systemd, ``tunflow up``
 is a ``Type=notify`` service: it says ``READY=1`` on ``$NOTIFY_SOCKET`` once the interface is
 up, and ``STOPPING=1`` when it starts to go down (``--daemon`` waits for the same message).
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -224,6 +226,7 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
 
                         await tg.start(signals)
                         await tg.start(_answer_saves, quick, iface, name)
+                        await tg.start(_answer_reloads, quick, iface, args.native, notify)
                         pid_file.publish()  # `down` and `save` may signal from now on
                         native = any(p.native_mode for p in config.peers)
                         mode = "native fast mode" if native else "WireGuard"
@@ -344,6 +347,48 @@ async def _answer_saves(
         # leaving the receiver restores SIGUSR1's default action, which ends the process: a
         # `tunflow save` during the way down must not
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+
+
+async def _answer_reloads(
+    quick: Any,
+    iface: Any,
+    native: bool,
+    notify: str | None,
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """On each SIGHUP (``systemctl reload``), read the file again and apply it to the running
+    interface as ``wg syncconf`` would: keys, port, fwmark, peers; not addresses, MTU, DNS,
+    routes or hooks. A file that does not parse, or a change the interface refuses, changes
+    nothing (logged)."""
+    from ..wireguard.wgquick import load_wgquick
+
+    try:
+        with anyio.open_signal_receiver(signal.SIGHUP) as got:
+            task_status.started()
+            async for _ in got:
+                _notify(notify, f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+                try:
+                    if quick.file is None:
+                        raise ConfigError("the configuration was not read from a file")
+                    new = await anyio.to_thread.run_sync(load_wgquick, quick.file)
+                    # endpoints may be names: resolved off the loop
+                    config = await anyio.to_thread.run_sync(
+                        functools.partial(new.interface_config, native=native)
+                    )
+                    await iface.sync(
+                        config, listen_port=new.listen_port is not None, fwmark=new.fwmark != 0
+                    )
+                except (TunflowError, OSError) as exc:
+                    log.error("reload refused, nothing changed: %s", exc)
+                    status = f"reload refused: {exc}"
+                else:
+                    log.info("reloaded %s: %d peer(s)", quick.file, len(config.peers))
+                    status = f"reloaded, {len(config.peers)} peer(s)"
+                _notify(notify, f"READY=1\nSTATUS={status}")
+    finally:
+        # as for SIGUSR1: the default action of SIGHUP ends the process, on the way down too
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 class _PidFile:

@@ -74,6 +74,7 @@ from .protocol import (
     check_set,
     handle_request,
     render_errno,
+    sync_request,
 )
 from .protocol.constants import MESSAGE_NATIVE
 from .protocol.native import NATIVE_HEADER_SIZE
@@ -730,26 +731,54 @@ class WireGuardInterface:
             self.wg, request, now=self._clock(), scoped_endpoint=self.transport.numeric_scope
         )
 
+    async def sync(
+        self, config: InterfaceConfig, *, listen_port: bool = True, fwmark: bool = True
+    ) -> None:
+        """Make the running interface what ``config`` says, as ``wg syncconf`` would, whole or
+        not at all (what ``tunflow up`` does on SIGHUP).
+
+        The private key, the port (``listen_port=False``: the configuration gave none, keep
+        it), the fwmark (likewise) and the peers are set as
+        :func:`~tunflow.wireguard.protocol.sync_request` says — peers it does not name are
+        removed, the others keep their sessions — and each peer's native mode as ``config``
+        has it. The MTU, addresses and routes stay as they are
+        (as with ``wg syncconf``).
+
+        Raises:
+            UapiError: refused (a peer key that is not a point of the curve, the new port in
+                use…); nothing changed. ``errno`` says why, as ``wg set`` would hear it.
+        """
+        request = sync_request(self.wg, config, listen_port=listen_port, fwmark=fwmark)
+        await self._apply_set(request, native={p.public_key: p.native_mode for p in config.peers})
+
     async def _set(self, request: SetRequest) -> bytes:
-        """Apply a ``set=1`` whole or not at all.
+        try:
+            await self._apply_set(request)
+        except UapiError as exc:
+            return render_errno(exc.errno)
+        return render_errno(0)
+
+    async def _apply_set(
+        self, request: SetRequest, native: dict[PublicKey, bool] | None = None
+    ) -> None:
+        """Apply a ``set=1`` whole or not at all (and, with ``native``, those peers' native
+        mode, at the same time).
 
         wireguard-go applies line by line and stops at the first that fails, keeping the lines
         before it. Here the request is checked first, then the I/O that can fail is done while
         nothing has changed — the new port is bound (with the new fwmark), or the fwmark set on
         the socket — and only then are the protocol's state changed and the new socket swapped
-        in. A failure answers the error and leaves keys, peers, port and fwmark as they were.
+        in. A failure raises :class:`UapiError` and leaves keys, peers, port and fwmark as they
+        were.
         """
         wg = self.wg
-        try:
-            if len(request.peers) > _CHECK_ON_LOOP:
-                # a new peer's check is an X25519 (~50 µs): thousands of them, off the loop, so
-                # the data path keeps running (check_set only reads wg; what changes meanwhile —
-                # another set, a new key — apply_set allows for)
-                checked = await anyio.to_thread.run_sync(check_set, wg, request)
-            else:
-                checked = check_set(wg, request)
-        except UapiError as exc:
-            return render_errno(exc.errno)
+        if len(request.peers) > _CHECK_ON_LOOP:
+            # a new peer's check is an X25519 (~50 µs): thousands of them, off the loop, so the
+            # data path keeps running (check_set only reads wg; what changes meanwhile —
+            # another set, a new key — apply_set allows for)
+            checked = await anyio.to_thread.run_sync(check_set, wg, request)
+        else:
+            checked = check_set(wg, request)
         mark = wg.fwmark if request.fwmark is None else request.fwmark
         new: UDPTransport | None = None
         try:
@@ -761,10 +790,14 @@ class WireGuardInterface:
             log.warning("%s: UAPI set refused, nothing changed: %s", self.name, exc)
             # wireguard-go's IpcErrorPortInUse, for a port it cannot bind and for a fwmark it
             # cannot set alike ("failed to set listen_port", "failed to update fwmark")
-            return render_errno(errno.EADDRINUSE)
+            raise UapiError(str(exc), errno.EADDRINUSE) from exc
         # cannot fail now: check_set refused what it would refuse, and a SetRequest holds no
         # value out of range (its fields are checked when it is made)
         apply_set(wg, checked, now=self._clock())
+        for pk, mode in (native or {}).items():
+            peer = wg.peer(pk)
+            if peer is not None:
+                peer.native_mode = mode
         if new is not None:
             old = self.port.transport
             self.port.transport = new
@@ -773,7 +806,6 @@ class WireGuardInterface:
             log.info("%s listens on UDP port %d", self.name, wg.listen_port)
         self.port.peers_changed()
         self.port.flush_control()
-        return render_errno(0)
 
     # -- tasks ------------------------------------------------------------------------------
 
