@@ -28,7 +28,7 @@ from tunflow.wireguard import (
     WireGuardInterface,
     open_interface,
 )
-from tunflow.wireguard.protocol import PublicKey
+from tunflow.wireguard.protocol import PublicKey, UapiError
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.anyio]
 
@@ -157,3 +157,31 @@ async def test_a_large_set_leaves_the_event_loop_running(ns: testing.Netns) -> N
         tg.cancel_scope.cancel()
         assert len(iface.wg.peers) == 1 + len(peers)
     assert during > 1  # 0 when the 1500 X25519s ran on the loop
+
+
+async def test_sync_sets_native_mode_and_refuses_whole(ns: testing.Netns) -> None:
+    # what `tunflow up` does on SIGHUP: the peers as the file has them, native mode included
+    # (not part of the UAPI request); a refused sync changes nothing, native mode included
+    async with interface(ns) as iface:
+        old = iface.wg.peer(OLD_PEER)
+        assert old is not None and not old.native_mode
+        config = InterfaceConfig(
+            KEY,
+            peers=[
+                PeerConfig(OLD_PEER, allowed_ips="10.97.0.2/32", native_mode=True),
+                PeerConfig(NEW_PEER, allowed_ips="10.97.0.3/32"),
+            ],
+        )
+        await iface.sync(config, listen_port=False, fwmark=False)
+        new = iface.wg.peer(NEW_PEER)
+        assert iface.wg.peer(OLD_PEER) is old and old.native_mode  # the same peer, in place
+        assert new is not None and not new.native_mode
+        before = await get(iface)
+        low_order = PeerConfig(PublicKey(bytes(32)), native_mode=True)  # refused when added
+        refused = InterfaceConfig(
+            KEY, peers=[PeerConfig(OLD_PEER, allowed_ips="10.97.0.2/32"), low_order]
+        )
+        with pytest.raises(UapiError) as caught:
+            await iface.sync(refused, listen_port=False, fwmark=False)
+        assert caught.value.errno == errno.EINVAL
+        assert await get(iface) == before and old.native_mode
