@@ -11,7 +11,7 @@ import random
 import attrs
 import pytest
 from hypothesis import given, settings, strategies as st
-from wgpair import A_IP, A_IP6, B_IP, B_IP6, Drbg, Pair, batch_of, ip4, ip6
+from wgpair import A_IP, A_IP6, B_IP, B_IP6, T0, Drbg, Pair, batch_of, ip4, ip6
 
 from tests.unit.offload_packets import l4_checksum_ok, tcp_super_packet
 from tunflow.errors import PacketTooLargeError
@@ -315,6 +315,36 @@ def test_new_handshake_when_sent_data_gets_no_answer() -> None:
     p.transfer("a", packets(1))
     p.advance(KEEPALIVE_TIMEOUT + REKEY_TIMEOUT + 0.5, drop=lambda frm, d: frm == "b")
     assert p.a.statistics().handshake_initiations_sent == before + 1
+
+
+def test_staged_packets_sent_on_key_confirmation_count_as_sent_after_the_receive() -> None:
+    # wireguard-go (RoutineSequentialReceiver) and the kernel queue the staged packets when the
+    # first message on `next` arrives and send them asynchronously, after the receive's timer
+    # hooks: the data sent arms the new-handshake timer and cancels the passive keepalive that
+    # the data received armed. Sending them before those hooks did the opposite: a keepalive 10
+    # s later and no new handshake when the peer went quiet after confirming.
+    p = Pair(b_knows_a=True)
+    p.a.send_packet(ip4(A_IP, B_IP, b"first"), p.now)
+    [(init, _)] = p.a.datagrams_to_send()
+    p.deliver("b", [init])
+    [(resp, _)] = p.b.datagrams_to_send()
+    p.b.send_packet(ip4(B_IP, A_IP, b"staged"), p.now)  # b has only `next`: staged
+    assert p.b.datagrams_to_send() == []
+    p.deliver("a", [resp])
+    [(data, _)] = p.a.datagrams_to_send()
+    p.deliver("b", [data])  # the first message on `next` is data: b sends what it staged
+    assert [len(d) for d, _ in p.b.datagrams_to_send()] == [64]
+    sent: list[tuple[float, int]] = []
+
+    def a_is_gone(frm: str, d: bytes) -> bool:
+        if frm == "b":
+            sent.append((p.now - T0, d[0]))
+        return True
+
+    p.advance(KEEPALIVE_TIMEOUT + REKEY_TIMEOUT + 1, drop=a_is_gone)
+    assert [typ for _, typ in sent] == [1]  # no keepalive; an initiation
+    quiet = KEEPALIVE_TIMEOUT + REKEY_TIMEOUT
+    assert quiet <= sent[0][0] < quiet + 0.334
 
 
 def test_persistent_keepalive() -> None:

@@ -1612,13 +1612,19 @@ class WireGuard:
         c.keepalives_received += nmsgs - ndata
         peer.rx_bytes += nbytes
         self._set_endpoint(peer, addr)
-        if session is peer.next:
+        confirmed = session is peer.next
+        if confirmed:
             self._received_with_next(peer, now)
         self._keep_key_fresh_receiving(peer, now)
         peer.on_any_authenticated_traversal(now)
         peer.on_any_authenticated_received()
         if ndata:
             peer.on_data_received(now)
+        if confirmed:
+            # wireguard-go and the kernel queue the staged packets here and send them later:
+            # their sending comes after the receive's timer hooks (it cancels the passive
+            # keepalive the data armed and arms the new-handshake timer the receive cleared)
+            self._send_staged(peer, now)
 
     def _set_endpoint(self, peer: Peer, addr: Address | None) -> None:
         if addr is not None and peer.endpoint != addr:
@@ -1633,7 +1639,6 @@ class WireGuard:
         peer.on_handshake_complete(now + self.clock_offset)
         self._counters.handshakes_completed += 1
         self._events.append(HandshakeCompleted(peer.public_key, False, peer.endpoint))
-        self._send_staged(peer, now)
 
     def _delete_session(self, s: Session | None) -> None:
         if s is not None and self._sessions.get(s.local_index) is s:
