@@ -302,9 +302,12 @@ def test_passive_keepalive_after_receiving_data() -> None:
     p.advance(KEEPALIVE_TIMEOUT + 0.1)
     assert p.b.statistics().keepalives_sent == before + 1
     assert p.a.statistics().keepalives_received >= 1
-    # data arrived twice while the timer ran: one more keepalive a timeout later, then quiet
+    # data arrived twice while the timer ran, and the one keepalive answers both: wireguard-go
+    # re-arms the timer (needAnotherKeepalive) but the keepalive's own send, queued and done
+    # after that, cancels it (checked against wireguard-go 0.0.20220316: one keepalive at 10 s,
+    # none at 20 s)
     p.advance(KEEPALIVE_TIMEOUT * 3)
-    assert p.b.statistics().keepalives_sent == before + 2
+    assert p.b.statistics().keepalives_sent == before + 1
     assert p.a.statistics().handshake_initiations_sent == 1
 
 

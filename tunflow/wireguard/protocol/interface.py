@@ -701,10 +701,16 @@ class WireGuard:
                 self._expired_retransmit(peer, now)
             if peer.keepalive_at is not None and peer.keepalive_at <= now:
                 peer.keepalive_at = None
+                sent = self._counters.tx_packets
                 self._send_keepalive(peer, now)
                 if peer.need_another_keepalive:
                     peer.need_another_keepalive = False
-                    peer.keepalive_at = now + KEEPALIVE_TIMEOUT
+                    # wireguard-go (expiredSendKeepalive) and the kernel re-arm the timer here,
+                    # but their keepalive goes out after, from the send queue, and its "sent"
+                    # hook cancels it again: only when no transport message went out (a
+                    # handshake started instead) does the second keepalive stay due
+                    if self._counters.tx_packets == sent:
+                        peer.keepalive_at = now + KEEPALIVE_TIMEOUT
             if peer.new_handshake_at is not None and peer.new_handshake_at <= now:
                 peer.new_handshake_at = None
                 self._send_initiation(peer, now, is_retry=False)
