@@ -114,8 +114,12 @@ def test_daemon_and_down(configs: tuple[testing.Netns, testing.Netns, Path, Path
     finally:
         down = a.run(*TUNFLOW, "down", str(ca), check=False)  # the file works as a name too
         # the daemon's log outlives it on purpose (for whoever debugs it); the test cleans up
-        Path(f"/run/tunflow/{ca.stem}.log").unlink(missing_ok=True)
+        log_path = Path(f"/run/tunflow/{ca.stem}.log")
+        log = log_path.read_text() if log_path.exists() else ""
+        log_path.unlink(missing_ok=True)
     assert down.returncode == 0, down.stderr
+    # READY=1 went to `up --daemon`, which then left: no complaint about STOPPING=1 after it
+    assert f"{ca.stem} down (SIGTERM)" in log and "cannot notify" not in log, log
     assert a.run("ip", "link", "show", ca.stem, check=False).returncode != 0
     again = a.run(*TUNFLOW, "down", ca.stem, check=False)
     assert again.returncode == 1 and "no interface" in again.stderr
@@ -147,6 +151,7 @@ def test_up_tells_systemd_when_it_is_ready_and_when_it_stops(
     with Up(a, ca, env={**os.environ, "NOTIFY_SOCKET": address}) as up_a:
         assert up_a.stop() == 0
     assert "cannot notify the service manager (READY=1)" in up_a.out, up_a.out
+    assert "(STOPPING=1)" not in up_a.out  # at debug level: who listens is gone anyway
 
 
 def uapi_get(name: str) -> DeviceInfo:

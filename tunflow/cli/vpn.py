@@ -74,14 +74,18 @@ def _notify_address(value: str | None) -> str | None:
 
 def _notify(address: str | None, state: str) -> None:
     """Send ``state`` (``READY=1``…) to the service manager at ``address``, as ``sd_notify``
-    does; a manager that went away is logged, not fatal."""
+    does; a manager that went away is logged, not fatal: a warning when ``READY=1`` is lost
+    (a service manager would time the start out), at debug level for the rest (``up
+    --daemon``'s parent, for one, is gone once it heard ``READY=1``)."""
     if address is None:
         return
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
             sock.sendto(state.encode(), address)
     except OSError as exc:
-        log.warning("cannot notify the service manager (%s): %s", state.split("\n")[0], exc)
+        first = state.split("\n")[0]
+        level = logging.WARNING if first == "READY=1" else logging.DEBUG
+        log.log(level, "cannot notify the service manager (%s): %s", first, exc)
 
 
 #: Where a bare interface name's file is (``tunflow up wg0``), as for wg-quick.
