@@ -394,3 +394,37 @@ async def test_a_device_deleted_at_rest_while_nobody_waits_is_noticed(netns: tes
             batch.clear()
             with pytest.raises(DeviceGoneError):
                 await dev.recv_batch(batch)
+
+
+async def test_a_device_deleted_at_rest_fails_every_later_receive(netns: testing.Netns) -> None:
+    # At rest a recv_batch waits before it reads. When the deletion (uvloop's only report of
+    # it, EPOLLERR) wakes such a wait, its read raises DeviceGoneError — and so must every
+    # later call: the next one used to wait first again, for a report that never comes.
+    _no_ipv6(netns)
+    name = testing.unique_name("r")
+    async with DeviceBuilder().name(name).ipv4("10.69.2.1", 24).build_async() as dev:
+        batch = dev.new_batch()
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(dev.recv_batch, batch)
+                await anyio.wait_all_tasks_blocked()
+                udp_send("10.69.2.2", 5000, b"ping")
+            assert len(batch) == 1
+            batch.clear()
+            caught: list[BaseException] = []
+
+            async def receive() -> None:
+                with pytest.raises(DeviceGoneError) as info:
+                    await dev.recv_batch(batch)  # waits first, and is woken by the deletion
+                caught.append(info.value)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(receive)
+                await anyio.wait_all_tasks_blocked()
+                await anyio.run_process(netns.cmd("ip", "link", "del", name))
+            assert caught
+            for _ in range(2):
+                with pytest.raises(DeviceGoneError):
+                    await dev.recv_batch(batch)
+            with pytest.raises(DeviceGoneError):
+                await dev.receive()

@@ -195,6 +195,10 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
             raise ClosedDeviceError("the device is closed")
 
     async def _wait_readable(self) -> None:
+        # not at rest until a batch read finds the queue empty again: what woke a wait may go
+        # unread — the call cancelled after the wake, or its read raising (a deleted device:
+        # uvloop's only report of that error) — and the next wait would never be woken
+        self._lone = False
         if self._fd < 0:
             await self._wait_in_thread(False)
             return

@@ -663,6 +663,10 @@ class UDPTransport:
             anyio.BusyResourceError: another task is waiting already.
         """
         self._socket()
+        # not at rest until a read finds the socket empty again: a wait cut short after its
+        # wake (a cancellation) leaves what woke it unread — maybe uvloop's only report of an
+        # error, so the next wait would never be woken
+        self._lone = False
         await self._reader.wait()
 
     async def recv_batch(self, batch: PacketBatch | None = None) -> DatagramBatch:
@@ -700,6 +704,10 @@ class UDPTransport:
                     raise ValueError("the batch has no room for another datagram")
                 self._socket()
                 await self._reader.wait()
+        except BaseException:
+            # cancelled after a wake, say: what woke it may be unread (see wait_readable)
+            self._lone = False
+            raise
         finally:
             self._receiving = False
         self._lone = got == 1 and not self.backlogged
