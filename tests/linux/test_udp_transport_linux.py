@@ -129,3 +129,71 @@ async def test_a_connected_transport_receives_after_an_icmp_error(
                     await receive_from_peer(b"three")
         finally:
             peer.close()
+
+
+@pytest.mark.parametrize("taken_by", ["receive", "send"])
+async def test_a_connected_transport_survives_an_administratively_prohibited_icmpv6_error(
+    taken_by: str,
+) -> None:
+    """A router (or firewall) refusing the peer's network answers ICMPv6 "administratively
+    prohibited", which a connected IPv6 socket keeps as EACCES for its next read or send. A
+    receive raised PermissionError (the data path failed); a send counted it but, on uvloop,
+    left the socket unpolled for good. Both now count it, as an unreachable peer's error is
+    counted, and the transport goes on receiving."""
+    with testing.netns(enter=False) as a, testing.netns(enter=False) as b:
+        testing.veth_pair(a, b, "fd97::1/64", "fd97::2/64")
+        a.run("ip", "-6", "route", "add", "fd98::/64", "via", "fd97::2")
+        b.run("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+        # every error answered: not rate-limited (the global limit is shared by all namespaces)
+        b.run("sysctl", "-qw", "net.ipv6.icmp.ratemask=0,3-127")
+        b.run("ip", "-6", "route", "add", "prohibit", "fd98::/64")
+        # neighbours found both ways first (a fresh link may lose its first packets meanwhile)
+        a.run("ping", "-6", "-q", "-c", "1", "-w", "10", "fd97::2")
+        # the peer's address (a local one wins over the prohibit route)
+        b.run("ip", "addr", "add", "fd98::1/128", "dev", "lo", "nodad")
+        with b.entered():
+            peer = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        peer.bind(("fd98::1", 9999))
+        with a.entered():
+            tx = UDPTransport.bind(("fd97::1", 0), peer=("fd98::1", 9999), offload=False)
+        received: list[bytes] = []
+
+        async def receive() -> None:
+            received.extend((await tx.recv_batch()).to_list())
+
+        async def receive_from_peer(data: bytes) -> None:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(receive)
+                await anyio.wait_all_tasks_blocked()  # waiting for the socket
+                peer.sendto(data, tx.local_address)
+            assert received.pop() == data
+
+        async def send(data: bytes) -> None:
+            out = tx.new_batch()
+            out.append(data)
+            await tx.send_batch(out)
+
+        try:
+            async with tx:
+                with anyio.fail_after(20):
+                    await receive_from_peer(b"one")  # at rest, after a receive that waited
+                    b.run("ip", "addr", "del", "fd98::1/128", "dev", "lo")  # now prohibited
+                    async with anyio.create_task_group() as tg:
+                        if taken_by == "receive":
+                            tg.start_soon(receive)  # wakes to the error, counts it, waits again
+                            await anyio.wait_all_tasks_blocked()
+                        while not tx.statistics().drops:  # (an ICMP error may be lost: resend)
+                            await send(b"into the void")
+                            await anyio.sleep(0.1)  # the loop polls the socket meanwhile
+                            if taken_by == "send":
+                                await send(b"into the void")  # takes the error
+                        assert tx.statistics().drops.get("refused", 0) >= 1
+                        # the peer's network is reachable again: a datagram from it is received
+                        b.run("ip", "addr", "add", "fd98::1/128", "dev", "lo", "nodad")
+                        if taken_by == "send":
+                            tg.start_soon(receive)
+                            await anyio.wait_all_tasks_blocked()
+                        peer.sendto(b"two", tx.local_address)
+                    assert received == [b"two"]
+        finally:
+            peer.close()

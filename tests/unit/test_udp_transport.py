@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
 import sys
 
@@ -697,3 +698,48 @@ async def test_a_receive_cancelled_after_an_error_woke_it_reads_first_next_time(
                 assert await receive() == b"two"
     finally:
         peer.close()
+
+
+class _FailingReads:
+    """A socket whose reads raise ``errors`` first (then read the real one)."""
+
+    def __init__(self, sock: socket.socket, errors: list[int]) -> None:
+        self._sock = sock
+        self._errors = errors
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+    def recvfrom_into(self, *args: object) -> object:
+        if self._errors:
+            code = self._errors.pop(0)
+            raise OSError(code, os.strerror(code))
+        return self._sock.recvfrom_into(*args)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("errors", "raised"),
+    [
+        ([errno.EACCES], False),  # a pending ICMPv6 "administratively prohibited": skipped
+        ([errno.ECONNREFUSED, errno.EACCES, errno.ECONNREFUSED], False),
+        ([errno.EACCES, errno.EACCES], True),  # read after read: no ICMP error (an LSM's)
+        ([errno.EACCES] * 1000, True),
+    ],
+)
+async def test_a_connected_read_skips_an_icmp_error_once_not_forever(
+    errors: list[int], raised: bool
+) -> None:
+    async with UDPTransport.bind("127.0.0.1:0", peer="127.0.0.1:9", offload=False) as t:
+        real = t._sock
+        assert real is not None
+        t._sock = _FailingReads(real, list(errors))  # type: ignore[assignment]
+        batch = t.new_batch()
+        try:
+            if raised:
+                with pytest.raises(PermissionError):
+                    t._recv_some(batch)
+            else:
+                assert t._recv_some(batch) == 0  # nothing else there
+                assert t.statistics().drops == {"refused": len(errors)}
+        finally:
+            t._sock = real

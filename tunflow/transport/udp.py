@@ -72,6 +72,11 @@ _UINT: Final = struct.Struct("=I")
 _UNREACHABLE: Final = frozenset(
     {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
 )
+# What else a connected socket's read or send may return instead of data: the ICMP error its
+# peer's last datagram met (the kernel's icmp_err_convert/icmpv6_err_convert), besides the
+# unreachable ones — administratively prohibited (ICMPv6: EACCES, a firewall's reject), a
+# parameter problem (EPROTO), an isolated host (ENONET), an unreachable protocol (ENOPROTOOPT)
+_ICMP_OTHER: Final = frozenset({errno.EACCES, errno.EPROTO, errno.ENONET, errno.ENOPROTOOPT})
 # What a kernel says when it will not segment a send: no checksum offload on the egress device
 # (EIO, the case wireguard-go handles), segments above the path MTU (EINVAL; EMSGSIZE on
 # newer kernels, 6.18 here — sent one by one, they are fragmented), or no UDP_SEGMENT at all.
@@ -509,6 +514,7 @@ class UDPTransport:
         count = nbytes = 0
         end = batch.end
         full = False
+        icmp = False
         try:
             while len(offsets) < stop:
                 if end + need > cap:
@@ -519,9 +525,8 @@ class UDPTransport:
                 except BlockingIOError:
                     break
                 except OSError as exc:
-                    if exc.errno in _UNREACHABLE:
-                        self._drop("refused")
-                        self._reader.renew()  # the socket reported it: see ReadWaiter.renew
+                    if self._read_error(exc, icmp):
+                        icmp = icmp or exc.errno in _ICMP_OTHER
                         continue
                     raise
                 offsets.append(end)
@@ -541,6 +546,19 @@ class UDPTransport:
             rx[1] += nbytes
             rx[3] += count
         return count
+
+    def _read_error(self, exc: OSError, skipped: bool) -> bool:
+        """Whether a read's error is a connected socket's pending ICMP error (the read took
+        it): counted as ``refused`` and the read registration renewed (see ReadWaiter.renew),
+        for the caller to read on. An unreachable one always; another (EACCES…) only once per
+        call (``skipped``: one was) — from read after read it is no ICMP error (an LSM's
+        denial): raised, not read again and again."""
+        e = exc.errno
+        if e in _UNREACHABLE or (e in _ICMP_OTHER and self.peer is not None and not skipped):
+            self._drop("refused")
+            self._reader.renew()
+            return True
+        return False
 
     def _segment_size(self, anc: list[tuple[int, int, bytes]], n: int) -> int:
         """The ``UDP_GRO`` segment size in a read's control messages (``n``, the bytes read,
@@ -565,6 +583,7 @@ class UDPTransport:
         add = batch.add_segments
         count = nbytes = reads = 0
         full = False
+        icmp = False
         while len(batch.offsets) < stop:
             off = batch.end
             if off + need > cap:
@@ -575,9 +594,8 @@ class UDPTransport:
             except BlockingIOError:
                 break
             except OSError as exc:
-                if exc.errno in _UNREACHABLE:
-                    self._drop("refused")
-                    self._reader.renew()  # the socket reported it: see ReadWaiter.renew
+                if self._read_error(exc, icmp):
+                    icmp = icmp or exc.errno in _ICMP_OTHER
                     continue
                 raise
             reads += 1
@@ -617,6 +635,7 @@ class UDPTransport:
             OSError: the socket failed (ICMP errors are counted and skipped).
         """
         recvmsg_into = self._socket().recvmsg_into
+        icmp = False
         while True:
             try:
                 n, anc, flags, addr = recvmsg_into(buffers, _ANCBUF)
@@ -625,9 +644,8 @@ class UDPTransport:
                 self._run = 0
                 raise
             except OSError as exc:
-                if exc.errno in _UNREACHABLE:
-                    self._drop("refused")
-                    self._reader.renew()  # the socket reported it: see ReadWaiter.renew
+                if self._read_error(exc, icmp):
+                    icmp = icmp or exc.errno in _ICMP_OTHER
                     continue
                 raise
             if flags & _MSG_TRUNC:
@@ -885,8 +903,15 @@ class UDPTransport:
             self._drop("would_block", count)
         elif exc.errno in (errno.EPERM, errno.EACCES):
             # refused here, not by the network: a firewall rule (EPERM), a broadcast address
-            # (EACCES) — lost like any datagram; wireguard-go logs it and goes on
+            # (EACCES) — lost like any datagram; wireguard-go logs it and goes on. On a connected
+            # socket EACCES may be a pending ICMPv6 error too (administratively prohibited)
             self._drop("refused", count)
+            if self.peer is not None:
+                self._reader.renew()
+        elif self.peer is not None and exc.errno in _ICMP_OTHER:
+            # another pending ICMP error (EPROTO, ENONET…): lost, as an unreachable one is
+            self._drop("refused", count)
+            self._reader.renew()
         else:
             raise exc
 
