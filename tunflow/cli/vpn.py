@@ -516,7 +516,10 @@ def _daemonize(args: argparse.Namespace, name: str) -> int:
             if child.poll() is not None:
                 print(f"tunflow: {name} failed to come up:", file=sys.stderr)
                 sys.stderr.write(log_path.read_text(errors="replace"))
-                return child.returncode or 1  # its own status: 2 for a bad file or hook
+                # its own status (2 for a bad file or hook); killed by a signal, the shell's
+                # 128 + the signal (a negative returncode would exit 256 - the signal)
+                code = child.returncode
+                return 128 - code if code < 0 else code or 1
     print(f"tunflow: {name} did not come up within 15 s (see {log_path})", file=sys.stderr)
     child.terminate()
     return 1

@@ -1,0 +1,45 @@
+"""``tunflow up --daemon``'s own exit status when the background ``up`` fails to come up."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tunflow.cli import vpn
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+@pytest.mark.parametrize(
+    ("script", "status"),
+    [
+        ("raise SystemExit(2)", 2),  # a bad file: up's own status
+        ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", 128 + 9),  # as a shell says
+    ],
+    ids=["exit-2", "killed"],
+)
+def test_a_background_up_that_fails_gives_its_status(
+    script: str, status: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(vpn, "PID_DIRECTORY", str(tmp_path))
+    popen = subprocess.Popen
+
+    def fake(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        return popen([sys.executable, "-c", script], **kwargs)
+
+    monkeypatch.setattr(vpn.subprocess, "Popen", fake)
+    args = argparse.Namespace(
+        config="wg0.conf",
+        native=False,
+        no_routes=False,
+        quiet=False,
+        verbose=False,
+        offload="auto",
+        backend="asyncio",
+    )
+    assert vpn._daemonize(args, "wg0") == status  # a positive exit status, not -9
