@@ -616,3 +616,40 @@ def test_hooks_signals_and_the_pid_file(
         a.run(*TUNFLOW, "down", name, check=False)
         Path(f"/run/tunflow/{name}.log").unlink(missing_ok=True)
         pid_file.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("backend", ["auto", "trio"])
+def test_sigterm_during_a_reload_waiting_on_dns_goes_down_at_once(
+    configs: tuple[testing.Netns, testing.Netns, Path, Path], tmp_path: Path, backend: str
+) -> None:
+    # A reload whose new endpoint name cannot be resolved yet (the DNS unreachable: wg's
+    # retries take a minute and more) must not hold up the way down: systemd's stop timeout
+    # would kill the process before it removed its policy rules, DNS and hooks' changes
+    a, _, ca, _ = configs
+    etc = Path("/etc/netns") / a.name  # `ip netns exec` mounts its resolv.conf for ours
+    etc.mkdir(parents=True)
+    try:
+        (etc / "resolv.conf").write_text("nameserver 127.0.0.1\n")  # refused: EAI_AGAIN
+        address = str(tmp_path / "notify")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+            manager.bind(address)
+            manager.settimeout(20)
+            env = {**os.environ, "NOTIFY_SOCKET": address}
+            with Up(a, ca, "--backend", backend, env=env) as up_a:
+                assert up_a.proc is not None
+                assert manager.recv(4096).startswith(b"READY=1")
+                ca.write_text(
+                    ca.read_text()
+                    + f"\n[Peer]\nPublicKey = {pubkey(genkey())}\nAllowedIPs = 10.97.0.0/24\n"
+                    "Endpoint = peer.tunflow-test.example:51820\n"
+                )
+                up_a.proc.send_signal(signal.SIGHUP)
+                assert manager.recv(4096).startswith(b"RELOADING=1")
+                time.sleep(0.5)  # in the resolver's retries now
+                start = time.monotonic()
+                status = up_a.stop()
+                took = time.monotonic() - start
+    finally:
+        shutil.rmtree(etc, ignore_errors=True)
+    assert status == 0 and took < 5, (took, up_a.out)
+    assert f"{up_a.name} down (SIGTERM)" in up_a.out, up_a.out

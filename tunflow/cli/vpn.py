@@ -29,10 +29,11 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
@@ -45,6 +46,8 @@ __all__ = ["up", "down", "save", "show", "strip", "genkey", "pubkey", "genpsk", 
 
 #: Where ``tunflow up`` records the process running an interface (``<name>.pid``).
 PID_DIRECTORY = "/run/tunflow"
+
+_T = TypeVar("_T")
 
 log = logging.getLogger("tunflow.cli")
 
@@ -353,6 +356,40 @@ async def _answer_saves(
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
 
+async def _in_daemon_thread(func: Callable[[], _T]) -> _T:
+    """``func()`` in a thread of its own, given up on when cancelled.
+
+    For the reload's name lookups: with the DNS unreachable, wg's retries (which
+    ``resolve_endpoint`` follows) take a minute and more. ``anyio.to_thread`` would hold up
+    the way down until they end — it cannot be cancelled, and even abandoned its worker thread
+    is one the interpreter waits for on exit — and systemd's stop timeout would then kill the
+    process before it removed its routes, rules, DNS and hooks' changes. A daemon thread is
+    left to itself instead; it tells the loop it is done through a socket pair.
+    """
+    result: list[_T] = []
+    error: list[BaseException] = []
+    wake, done = socket.socketpair()
+
+    def run() -> None:
+        try:
+            result.append(func())
+        except BaseException as exc:  # handed to the waiting task
+            error.append(exc)
+        finally:
+            with contextlib.suppress(OSError):  # closed: the task gave up waiting
+                done.send(b"x")
+            done.close()
+
+    try:
+        threading.Thread(target=run, name="tunflow reload", daemon=True).start()
+        await anyio.wait_readable(wake)
+    finally:
+        wake.close()
+    if error:
+        raise error[0]
+    return result[0]
+
+
 async def _answer_reloads(
     quick: Any,
     iface: Any,
@@ -376,8 +413,9 @@ async def _answer_reloads(
                     if quick.file is None:
                         raise ConfigError("the configuration was not read from a file")
                     new = await anyio.to_thread.run_sync(load_wgquick, quick.file)
-                    # endpoints may be names: resolved off the loop
-                    config = await anyio.to_thread.run_sync(
+                    # endpoints may be names: resolved off the loop, in a thread the way down
+                    # need not wait for
+                    config = await _in_daemon_thread(
                         functools.partial(new.interface_config, native=native)
                     )
                     await iface.sync(
