@@ -653,3 +653,31 @@ def test_sigterm_during_a_reload_waiting_on_dns_goes_down_at_once(
         shutil.rmtree(etc, ignore_errors=True)
     assert status == 0 and took < 5, (took, up_a.out)
     assert f"{up_a.name} down (SIGTERM)" in up_a.out, up_a.out
+
+
+def test_a_refused_reload_still_tells_systemd_it_is_done(
+    configs: tuple[testing.Netns, testing.Netns, Path, Path], tmp_path: Path
+) -> None:
+    # systemd ignores a notification of 4096 bytes or more, or one with a NUL byte in it
+    # (manager_dispatch_notify_fd): READY=1 with the refusal in STATUS= must be neither, or
+    # the reload hangs until its timeout. A file damaged on disk (a block of NULs after a crash,
+    # a line pasted wrong) is when a reload is refused.
+    a, _, ca, _ = configs
+    plain = ca.read_text()
+    address = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+        manager.bind(address)
+        manager.settimeout(20)
+        with Up(a, ca, env={**os.environ, "NOTIFY_SOCKET": address}) as up_a:
+            assert up_a.proc is not None
+            assert manager.recv(4096).startswith(b"READY=1")
+            for damage in ("\n[Pe\0er]\n", "\n" + "\0" * 2000 + "\n", "\nx" + "y" * 5000 + "\n"):
+                ca.write_text(plain + damage)
+                up_a.proc.send_signal(signal.SIGHUP)
+                assert manager.recv(65536).startswith(b"RELOADING=1")
+                message = manager.recv(65536)
+                assert len(message) < 4096 and b"\0" not in message, (len(message), message[:200])
+                lines = message.decode().split("\n")
+                assert lines[0] == "READY=1" and lines[1].startswith("STATUS=reload refused: ")
+                assert len(lines) == 2, lines
+            assert up_a.stop() == 0

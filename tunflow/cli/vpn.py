@@ -75,6 +75,18 @@ def _notify_address(value: str | None) -> str | None:
     return None
 
 
+#: the longest ``STATUS=`` text sent (systemd ignores a notification of 4096 bytes or more)
+_STATUS_MAX = 512
+
+
+def _status(text: str) -> str:
+    """``text`` fit for ``STATUS=``: one line, no NUL (systemd ignores a notification with one,
+    READY=1 and all), control characters escaped, at most :data:`_STATUS_MAX` characters —
+    an error message may quote any part of a damaged file."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= _STATUS_MAX else text[: _STATUS_MAX - 1] + "…"
+
+
 def _notify(address: str | None, state: str) -> None:
     """Send ``state`` (``READY=1``…) to the service manager at ``address``, as ``sd_notify``
     does; a manager that went away is logged, not fatal: a warning when ``READY=1`` is lost
@@ -248,7 +260,7 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
                             f"READY=1\nMAINPID={os.getpid()}\n"
                             f"STATUS=listening on UDP {iface.listen_port}, {mode}",
                         )
-                    _notify(notify, f"STOPPING=1\nSTATUS=going down ({reason})")
+                    _notify(notify, f"STOPPING=1\nSTATUS={_status(f'going down ({reason})')}")
                     went_down = True
                     _run_hooks(hooks(quick.pre_down, name), "PreDown")
                     if quick.save_config:
@@ -427,7 +439,7 @@ async def _answer_reloads(
                 else:
                     log.info("reloaded %s: %d peer(s)", quick.file, len(config.peers))
                     status = f"reloaded, {len(config.peers)} peer(s)"
-                _notify(notify, f"READY=1\nSTATUS={status}")
+                _notify(notify, f"READY=1\nSTATUS={_status(status)}")
     finally:
         # as for SIGUSR1: the default action of SIGHUP ends the process, on the way down too
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
