@@ -671,7 +671,10 @@ def test_a_refused_reload_still_tells_systemd_it_is_done(
         with Up(a, ca, env={**os.environ, "NOTIFY_SOCKET": address}) as up_a:
             assert up_a.proc is not None
             assert manager.recv(4096).startswith(b"READY=1")
-            for damage in ("\n[Pe\0er]\n", "\n" + "\0" * 2000 + "\n", "\nx" + "y" * 5000 + "\n"):
+            # and an error from resolving the endpoints (in a thread of its own) comes back too
+            bad_name = f"\n[Peer]\nPublicKey = {pubkey(genkey())}\nAllowedIPs = 10.98.0.0/24\n"
+            bad_name += "Endpoint = a..b:51820\n"
+            for damage in ("\n[Pe\0er]\n", "\n" + "\0" * 2000 + "\n", "\nx" + "y" * 5000, bad_name):
                 ca.write_text(plain + damage)
                 up_a.proc.send_signal(signal.SIGHUP)
                 assert manager.recv(65536).startswith(b"RELOADING=1")
