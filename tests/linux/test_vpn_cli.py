@@ -684,3 +684,43 @@ def test_a_refused_reload_still_tells_systemd_it_is_done(
                 assert lines[0] == "READY=1" and lines[1].startswith("STATUS=reload refused: ")
                 assert len(lines) == 2, lines
             assert up_a.stop() == 0
+
+
+def test_a_reload_keeps_the_fwmark_the_default_routes_rules_use(tmp_path: Path) -> None:
+    # Table = auto with 0.0.0.0/0: rules send what lacks the running fwmark (here the table
+    # picked, 51820) into the tunnel. A reload with another FwMark would mark the tunnel's own
+    # datagrams with a mark the rules do not know: they would loop into the tunnel (the peer is
+    # reached through the main table's default route). Refused, the tunnel keeps working.
+    ka, kb = genkey(), genkey()
+    an, bn = testing.unique_name("fma"), testing.unique_name("fmb")
+    with testing.netns(enter=False) as a, testing.netns(enter=False) as b:
+        testing.veth_pair(a, b, f"{UA}/24", f"{UB}/24")
+        b.run("ip", "addr", "add", "192.168.96.2/32", "dev", "lo")
+        a.run("ip", "route", "add", "default", "via", UB)
+        ca, cb = tmp_path / f"{an}.conf", tmp_path / f"{bn}.conf"
+        text = (
+            f"[Interface]\nPrivateKey = {ka}\nAddress = {OA}/24\n\n[Peer]\n"
+            f"PublicKey = {pubkey(kb)}\nAllowedIPs = 0.0.0.0/0\nEndpoint = 192.168.96.2:51820\n"
+        )
+        ca.write_text(text)
+        conf(cb, kb, pubkey(ka), OB, OA, UA)
+        address = str(tmp_path / "notify")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+            manager.bind(address)
+            manager.settimeout(20)
+            with Up(a, ca, env={**os.environ, "NOTIFY_SOCKET": address}) as up_a, Up(b, cb):
+                assert up_a.proc is not None
+                assert manager.recv(4096).startswith(b"READY=1")
+                ping(a, OB)
+                mark = uapi_get(an).fwmark
+                assert mark == 51820, mark
+                for fwmark, outcome in (("", "reloaded"), ("0x10", "reload refused: ")):
+                    with_interface_keys(ca, f"FwMark = {fwmark}" if fwmark else "", base=text)
+                    up_a.proc.send_signal(signal.SIGHUP)
+                    assert manager.recv(4096).startswith(b"RELOADING=1")
+                    status = manager.recv(4096).decode().split("\n")[1]
+                    assert status.startswith(f"STATUS={outcome}"), status
+                    assert uapi_get(an).fwmark == mark
+                    ping(a, OB)
+                assert up_a.stop() == 0
+    assert "the default route's policy rules use the running mark 0xca6c" in up_a.out, up_a.out
