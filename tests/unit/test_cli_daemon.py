@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -43,3 +44,44 @@ def test_a_background_up_that_fails_gives_its_status(
         backend="asyncio",
     )
     assert vpn._daemonize(args, "wg0") == status  # a positive exit status, not -9
+
+
+def test_a_background_up_is_heard_whatever_tmpdir_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the notify socket's path must fit a sockaddr_un (108 bytes): not under a long $TMPDIR
+    run = tmp_path / "run"
+    monkeypatch.setattr(vpn, "PID_DIRECTORY", str(run))
+    deep = tmp_path / ("d" * 120)
+    deep.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    popen = subprocess.Popen
+    ready = (
+        "import os, socket\n"
+        "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+        "s.sendto(b'READY=1\\nMAINPID=1', os.environ['NOTIFY_SOCKET'])\n"
+    )
+
+    children: list[subprocess.Popen[bytes]] = []
+
+    def fake(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        children.append(popen([sys.executable, "-c", ready], **kwargs))
+        return children[-1]
+
+    monkeypatch.setattr(vpn.subprocess, "Popen", fake)
+    args = argparse.Namespace(
+        config="wg0.conf",
+        native=False,
+        no_routes=False,
+        quiet=False,
+        verbose=False,
+        offload="auto",
+        backend="asyncio",
+    )
+    try:
+        assert vpn._daemonize(args, "wg0") == 0
+    finally:
+        for child in children:
+            child.wait(10)
+    assert "wg0 up in the background" in capsys.readouterr().out
+    assert [p.name for p in run.iterdir()] == ["wg0.log"]  # the socket's directory is gone

@@ -554,7 +554,9 @@ def _daemonize(args: argparse.Namespace, name: str) -> int:
     log_path = Path(PID_DIRECTORY) / f"{name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with (
-        tempfile.TemporaryDirectory(prefix="tunflow-") as where,  # 0700: only we may send
+        # 0700: only we may send; under /run/tunflow, not $TMPDIR: the path must fit a
+        # sockaddr_un (108 bytes), which a long $TMPDIR would not
+        tempfile.TemporaryDirectory(prefix=f"{name}.notify-", dir=log_path.parent) as where,
         socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as ready,
     ):
         address = os.path.join(where, "notify")
