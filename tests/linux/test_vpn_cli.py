@@ -723,4 +723,4 @@ def test_a_reload_keeps_the_fwmark_the_default_routes_rules_use(tmp_path: Path) 
                     assert uapi_get(an).fwmark == mark
                     ping(a, OB)
                 assert up_a.stop() == 0
-    assert "the default route's policy rules use the running mark 0xca6c" in up_a.out, up_a.out
+    assert "the default route's policy rules use the mark 0xca6c" in up_a.out, up_a.out
