@@ -401,7 +401,11 @@ async def _in_daemon_thread(func: Callable[[], _T]) -> _T:
             done.close()
 
     try:
-        threading.Thread(target=run, name="tunflow reload", daemon=True).start()
+        try:
+            threading.Thread(target=run, name="tunflow reload", daemon=True).start()
+        except BaseException:
+            done.close()  # no thread to close it
+            raise
         await anyio.wait_readable(wake)
     finally:
         wake.close()
