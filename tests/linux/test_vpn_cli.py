@@ -217,6 +217,20 @@ def test_sighup_reloads_the_file_as_wg_syncconf(
     assert "reload refused, nothing changed" in up_a.out, up_a.out
 
 
+def test_hooks_on_the_way_down_do_not_inherit_ignored_signals(
+    configs: tuple[testing.Netns, testing.Netns, Path, Path], tmp_path: Path
+) -> None:
+    # on the way down SIGHUP and SIGUSR1 must not end tunflow up; with SIG_IGN, PreDown and
+    # PostDown (and what they start) ran with both ignored — a shell cannot even reset that
+    a, _, ca, _ = configs
+    masks = tmp_path / "masks"
+    with_interface_keys(ca, f"PostDown = grep SigIgn /proc/$$/status >> {masks}")
+    with Up(a, ca) as up_a:
+        assert up_a.stop() == 0
+    ignored = int(masks.read_text().split()[1], 16)
+    assert not ignored & (1 << (signal.SIGHUP - 1) | 1 << (signal.SIGUSR1 - 1)), hex(ignored)
+
+
 def test_notify_socket_addresses() -> None:
     from tunflow.cli.vpn import _notify_address
 

@@ -346,6 +346,13 @@ def _saved_path(name: str) -> Path:
     return Path(PID_DIRECTORY) / f"{name}.saved"
 
 
+def _caught_and_dropped(signum: int, frame: object) -> None:
+    """The handler of SIGUSR1 and SIGHUP once their receivers are gone (on the way down): their
+    default action would end the process. A handler, not ``SIG_IGN``: an ignored signal stays
+    ignored in the programs a process starts (PreDown and PostDown hooks; a shell cannot even
+    reset it), a caught one is back to its default there."""
+
+
 async def _answer_saves(
     quick: Any,
     iface: Any,
@@ -373,7 +380,7 @@ async def _answer_saves(
     finally:
         # leaving the receiver restores SIGUSR1's default action, which ends the process: a
         # `tunflow save` during the way down must not
-        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR1, _caught_and_dropped)
 
 
 async def _in_daemon_thread(func: Callable[[], _T]) -> _T:
@@ -462,7 +469,7 @@ async def _answer_reloads(
                 _notify(notify, f"READY=1\nSTATUS={_status(status)}")
     finally:
         # as for SIGUSR1: the default action of SIGHUP ends the process, on the way down too
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, _caught_and_dropped)
 
 
 class _PidFile:
