@@ -741,8 +741,7 @@ class WireGuardInterface:
         it), the fwmark (likewise) and the peers are set as
         :func:`~tunflow.wireguard.protocol.sync_request` says — peers it does not name are
         removed, the others keep their sessions — and each peer's native mode as ``config``
-        has it. The MTU, addresses and routes stay as they are
-        (as with ``wg syncconf``).
+        has it. The MTU, addresses and routes stay as they are (as with ``wg syncconf``).
 
         Raises:
             UapiError: refused (a peer key that is not a point of the curve, the new port in
