@@ -213,8 +213,20 @@ def test_sighup_reloads_the_file_as_wg_syncconf(
             assert status[0] == "READY=1" and status[1].startswith("STATUS=reload refused"), status
             assert len(uapi_get(up_a.name).peers) == 2
             ping(a, OB)
+            # `tunflow reload` does the same and says how it went
+            refused = a.run(*TUNFLOW, "reload", up_a.name, check=False)
+            assert refused.returncode == 1, refused
+            assert f"{up_a.name}: reload refused, nothing changed: " in refused.stderr
+            ca.write_text(plain)  # the third peer gone again
+            done = a.run(*TUNFLOW, "reload", str(ca), check=False)  # the file names it too
+            assert done.returncode == 0, done.stderr
+            assert done.stdout == f"{up_a.name} reloaded: 1 peer(s)\n"
+            assert len(uapi_get(up_a.name).peers) == 1
             assert up_a.stop() == 0
     assert "reload refused, nothing changed" in up_a.out, up_a.out
+    gone = a.run(*TUNFLOW, "reload", up_a.name, check=False)
+    assert gone.returncode == 1 and "is not up" in gone.stderr
+    assert not Path(f"/run/tunflow/{up_a.name}.reloaded").exists()
 
 
 def test_hooks_on_the_way_down_do_not_inherit_ignored_signals(

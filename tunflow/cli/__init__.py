@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tunflow",
         description="TUN/TAP pipelines (run, check, stages) and a WireGuard-compatible VPN "
-        "(up, down, save, show, strip, genkey, pubkey, genpsk).",
+        "(up, down, save, reload, show, strip, genkey, pubkey, genpsk).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

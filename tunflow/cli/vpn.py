@@ -1,12 +1,13 @@
-"""``tunflow up``, ``down``, ``save``, ``show``, ``strip``, ``genkey``, ``pubkey`` and
-``genpsk``: the VPN commands.
+"""``tunflow up``, ``down``, ``save``, ``reload``, ``show``, ``strip``, ``genkey``, ``pubkey``
+and ``genpsk``: the VPN commands.
 
 ``tunflow up wg0.conf`` reads a wg-quick file and runs the interface in the foreground (the
 interface is named after the file, as wg-quick names it) until SIGINT or SIGTERM, then takes
 it down cleanly; ``--daemon`` runs it in the background instead. A bare interface name stands for
 ``/etc/wireguard/<name>.conf``, as with wg-quick. While it runs, ``wg show`` and
-``wg set`` work against it through ``/var/run/wireguard/<name>.sock``, SIGHUP applies the file
-again as ``wg syncconf`` would (keys and peers; sessions kept), and ``tunflow down wg0``
+``wg set`` work against it through ``/var/run/wireguard/<name>.sock``, ``tunflow reload wg0``
+(or SIGHUP) applies the file again as ``wg syncconf`` would (keys and peers; sessions kept),
+and ``tunflow down wg0``
 stops it. ``genkey``/``pubkey``/``genpsk`` behave as ``wg``'s. Under systemd, ``tunflow up``
 is a ``Type=notify`` service: it says ``READY=1`` on ``$NOTIFY_SOCKET`` once the interface is
 up, and ``STOPPING=1`` when it starts to go down (``--daemon`` waits for the same message).
@@ -42,7 +43,18 @@ import anyio.to_thread
 from ..errors import ConfigError, DeviceGoneError, TunflowError
 from . import add_backend_option, anyio_backend, command
 
-__all__ = ["up", "down", "save", "show", "strip", "genkey", "pubkey", "genpsk", "PID_DIRECTORY"]
+__all__ = [
+    "up",
+    "down",
+    "save",
+    "reload",
+    "show",
+    "strip",
+    "genkey",
+    "pubkey",
+    "genpsk",
+    "PID_DIRECTORY",
+]
 
 #: Where ``tunflow up`` records the process running an interface (``<name>.pid``).
 PID_DIRECTORY = "/run/tunflow"
@@ -253,7 +265,9 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
                             net.prefixlen == 0 for p in config.peers for net in p.allowed_ips
                         )
                         mark = iface.wg.fwmark if policy else None
-                        await tg.start(_answer_reloads, quick, iface, args.native, notify, mark)
+                        await tg.start(
+                            _answer_reloads, quick, iface, name, args.native, notify, mark
+                        )
                         pid_file.publish()  # `down` and `save` may signal from now on
                         native = any(p.native_mode for p in config.peers)
                         mode = "native fast mode" if native else "WireGuard"
@@ -346,6 +360,22 @@ def _saved_path(name: str) -> Path:
     return Path(PID_DIRECTORY) / f"{name}.saved"
 
 
+def _reloaded_path(name: str) -> Path:
+    """Where ``tunflow up`` answers a ``tunflow reload`` (``<name>.reloaded``: ``ok TEXT`` or
+    ``error MESSAGE``)."""
+    return Path(PID_DIRECTORY) / f"{name}.reloaded"
+
+
+def _answer(path: Path, answer: str, command: str) -> None:
+    """Write ``answer`` to ``path`` whole (through a rename), for the waiting ``command``."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(answer + "\n")
+        tmp.replace(path)
+    except OSError as exc:
+        log.warning("cannot answer '%s' in %s: %s", command, path, exc)
+
+
 def _caught_and_dropped(signum: int, frame: object) -> None:
     """The handler of SIGUSR1 and SIGHUP once their receivers are gone (on the way down): their
     default action would end the process. A handler, not ``SIG_IGN``: an ignored signal stays
@@ -366,17 +396,11 @@ async def _answer_saves(
             task_status.started()
             async for _ in got:
                 error = await _save_config(quick, iface)
-                path = _saved_path(name)
-                tmp = path.with_name(path.name + ".tmp")
-                try:
-                    if error:
-                        answer = f"error {error}"
-                    else:  # absolute: `tunflow save` may run in another directory than `up`
-                        answer = f"ok {await anyio.Path(quick.file).absolute()}"
-                    tmp.write_text(answer + "\n")
-                    tmp.replace(path)  # whole, for the waiting `tunflow save`
-                except OSError as exc:
-                    log.warning("cannot answer 'tunflow save' in %s: %s", path, exc)
+                if error:
+                    answer = f"error {error}"
+                else:  # absolute: `tunflow save` may run in another directory than `up`
+                    answer = f"ok {await anyio.Path(quick.file).absolute()}"
+                _answer(_saved_path(name), answer, "tunflow save")
     finally:
         # leaving the receiver restores SIGUSR1's default action, which ends the process: a
         # `tunflow save` during the way down must not
@@ -424,6 +448,7 @@ async def _in_daemon_thread(func: Callable[[], _T]) -> _T:
 async def _answer_reloads(
     quick: Any,
     iface: Any,
+    name: str,
     native: bool,
     notify: str | None,
     policy_mark: int | None = None,
@@ -432,8 +457,9 @@ async def _answer_reloads(
 ) -> None:
     """On each SIGHUP (``systemctl reload``), read the file again and apply it to the running
     interface as ``wg syncconf`` would: keys, port, fwmark, peers; not addresses, MTU, DNS,
-    routes or hooks. A file that does not parse, or a change the interface refuses, changes
-    nothing (logged); so does an ``FwMark`` other than ``policy_mark``, the mark by which the
+    routes or hooks (and answer a waiting ``tunflow reload``). A file that does not parse, or a
+    change the interface refuses, changes nothing (logged); so does an ``FwMark`` other than
+    ``policy_mark``, the mark by which the
     policy rules of a default route (``Table = auto``) select the tunnel."""
     from ..wireguard.wgquick import load_wgquick
 
@@ -463,9 +489,12 @@ async def _answer_reloads(
                 except (TunflowError, OSError) as exc:
                     log.error("reload refused, nothing changed: %s", exc)
                     status = f"reload refused: {exc}"
+                    answer = f"error reload refused, nothing changed: {_status(str(exc))}"
                 else:
                     log.info("reloaded %s: %d peer(s)", quick.file, len(config.peers))
                     status = f"reloaded, {len(config.peers)} peer(s)"
+                    answer = f"ok {len(config.peers)} peer(s)"
+                _answer(_reloaded_path(name), answer, "tunflow reload")
                 _notify(notify, f"READY=1\nSTATUS={_status(status)}")
     finally:
         # as for SIGUSR1: the default action of SIGHUP ends the process, on the way down too
@@ -509,8 +538,9 @@ class _PidFile:
     def __exit__(self, *exc: object) -> None:
         with contextlib.suppress(OSError):
             self.path.unlink()  # ours: we hold its lock
-        with contextlib.suppress(OSError):
-            _saved_path(self.name).unlink()
+        for answer in (_saved_path(self.name), _reloaded_path(self.name)):
+            with contextlib.suppress(OSError):
+                answer.unlink()
         os.close(self._fd)
 
 
@@ -751,32 +781,57 @@ def save(args: argparse.Namespace) -> int:
     """``tunflow save NAME``: the ``tunflow up`` serving ``NAME`` writes the interface as it
     runs — addresses, peers added or changed with ``wg set``, endpoints as last seen — back to
     the file it was started from (as ``SaveConfig = true`` does on the way down)."""
+    status, name, text = _ask(args, signal.SIGUSR1, _saved_path)
+    if status == 0:
+        print(f"{name} saved to {text}")
+    return status
+
+
+@command(
+    "reload",
+    "apply a running interface's edited file now, as 'wg syncconf' would (what SIGHUP does)",
+    _down_args,
+)
+def reload(args: argparse.Namespace) -> int:
+    """``tunflow reload NAME``: SIGHUP to the ``tunflow up`` serving ``NAME``, which reads its
+    file again and applies keys and peers (sessions kept), then says how it went."""
+    status, name, text = _ask(args, signal.SIGHUP, _reloaded_path)
+    if status == 0:
+        print(f"{name} reloaded: {text}")
+    return status
+
+
+def _ask(
+    args: argparse.Namespace, sig: signal.Signals, answer_path: Callable[[str], Path]
+) -> tuple[int, str, str]:
+    """Send ``sig`` to the ``tunflow up`` serving ``args.name`` and wait for its answer in
+    ``answer_path(name)``: ``(0, name, text)`` for ``ok TEXT``; otherwise the error is printed
+    and the status is 1 (2 for a bad name)."""
     try:
         name = _interface_name(args.name)
     except ConfigError as exc:
-        return _error(exc)
+        return _error(exc), "", ""
     pid = _running_pid(name)
     if not pid:
         print(f"tunflow: {name} is not up (no 'tunflow up' serves it)", file=sys.stderr)
-        return 1
-    answer = _saved_path(name)
+        return 1, name, ""
+    answer = answer_path(name)
     answer.unlink(missing_ok=True)
     try:
-        os.kill(pid, signal.SIGUSR1)
+        os.kill(pid, sig)
     except OSError as exc:
         print(f"tunflow: {name} (pid {pid}): {exc.strerror}", file=sys.stderr)
-        return 1
+        return 1, name, ""
     _wait_for(lambda: answer.exists() or not _alive(pid), args.timeout)
     if not answer.exists():
         print(f"tunflow: {name} (pid {pid}) did not answer", file=sys.stderr)
-        return 1
+        return 1, name, ""
     status, _, text = answer.read_text().strip().partition(" ")
     answer.unlink(missing_ok=True)
     if status != "ok":
         print(f"tunflow: {name}: {text}", file=sys.stderr)
-        return 1
-    print(f"{name} saved to {text}")
-    return 0
+        return 1, name, text
+    return 0, name, text
 
 
 # -- show ---------------------------------------------------------------------------------------
