@@ -15,6 +15,17 @@ from tunflow.cli import vpn
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
+#: what `tunflow up --daemon wg0.conf` parses to
+ARGS = argparse.Namespace(
+    config="wg0.conf",
+    native=False,
+    no_routes=False,
+    quiet=False,
+    verbose=False,
+    offload="auto",
+    backend="asyncio",
+)
+
 
 @pytest.mark.parametrize(
     ("script", "status"),
@@ -34,16 +45,7 @@ def test_a_background_up_that_fails_gives_its_status(
         return popen([sys.executable, "-c", script], **kwargs)
 
     monkeypatch.setattr(vpn.subprocess, "Popen", fake)
-    args = argparse.Namespace(
-        config="wg0.conf",
-        native=False,
-        no_routes=False,
-        quiet=False,
-        verbose=False,
-        offload="auto",
-        backend="asyncio",
-    )
-    assert vpn._daemonize(args, "wg0") == status  # a positive exit status, not -9
+    assert vpn._daemonize(ARGS, "wg0") == status  # a positive exit status, not -9
 
 
 def test_a_background_up_is_heard_whatever_tmpdir_is(
@@ -69,17 +71,8 @@ def test_a_background_up_is_heard_whatever_tmpdir_is(
         return children[-1]
 
     monkeypatch.setattr(vpn.subprocess, "Popen", fake)
-    args = argparse.Namespace(
-        config="wg0.conf",
-        native=False,
-        no_routes=False,
-        quiet=False,
-        verbose=False,
-        offload="auto",
-        backend="asyncio",
-    )
     try:
-        assert vpn._daemonize(args, "wg0") == 0
+        assert vpn._daemonize(ARGS, "wg0") == 0
     finally:
         for child in children:
             child.wait(10)
