@@ -901,17 +901,16 @@ class UDPTransport:
             self._drop("bad_address", count)
         elif exc.errno == errno.ENOBUFS:
             self._drop("would_block", count)
-        elif exc.errno in (errno.EPERM, errno.EACCES):
+        elif exc.errno in (errno.EPERM, errno.EACCES) or (
+            self.peer is not None and exc.errno in _ICMP_OTHER
+        ):
             # refused here, not by the network: a firewall rule (EPERM), a broadcast address
             # (EACCES) — lost like any datagram; wireguard-go logs it and goes on. On a connected
-            # socket EACCES may be a pending ICMPv6 error too (administratively prohibited)
+            # socket it may be a pending ICMP error too (EACCES: ICMPv6 administratively
+            # prohibited; EPROTO, ENONET…): lost, as an unreachable one is
             self._drop("refused", count)
             if self.peer is not None:
                 self._reader.renew()
-        elif self.peer is not None and exc.errno in _ICMP_OTHER:
-            # another pending ICMP error (EPROTO, ENONET…): lost, as an unreachable one is
-            self._drop("refused", count)
-            self._reader.renew()
         else:
             raise exc
 
