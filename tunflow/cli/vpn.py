@@ -257,17 +257,7 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
 
                         await tg.start(signals)
                         await tg.start(_answer_saves, quick, iface, name)
-                        # policy routing for a default route (Table = auto): its rules send
-                        # what lacks this fwmark into the tunnel, so a reload must not change
-                        # the mark (the tunnel's own datagrams would loop)
-                        policy = routes and quick.table == "auto"
-                        policy = policy and any(
-                            net.prefixlen == 0 for p in config.peers for net in p.allowed_ips
-                        )
-                        mark = iface.wg.fwmark if policy else None
-                        await tg.start(
-                            _answer_reloads, quick, iface, name, args.native, notify, mark
-                        )
+                        await tg.start(_answer_reloads, quick, iface, name, args.native, notify)
                         pid_file.publish()  # `down` and `save` may signal from now on
                         native = any(p.native_mode for p in config.peers)
                         mode = "native fast mode" if native else "WireGuard"
@@ -451,16 +441,14 @@ async def _answer_reloads(
     name: str,
     native: bool,
     notify: str | None,
-    policy_mark: int | None = None,
     *,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """On each SIGHUP (``systemctl reload``), read the file again and apply it to the running
     interface as ``wg syncconf`` would: keys, port, fwmark, peers; not addresses, MTU, DNS,
     routes or hooks (and answer a waiting ``tunflow reload``). A file that does not parse, or a
-    change the interface refuses, changes nothing (logged); so does an ``FwMark`` other than
-    ``policy_mark``, the mark by which the
-    policy rules of a default route (``Table = auto``) select the tunnel."""
+    change the interface refuses (see ``WireGuardInterface.sync``: another ``FwMark`` than
+    a default route's policy rules use, say), changes nothing (logged)."""
     from ..wireguard.wgquick import load_wgquick
 
     try:
@@ -472,12 +460,6 @@ async def _answer_reloads(
                     if quick.file is None:
                         raise ConfigError("the configuration was not read from a file")
                     new = await anyio.to_thread.run_sync(load_wgquick, quick.file)
-                    if policy_mark is not None and new.fwmark not in (0, policy_mark):
-                        raise ConfigError(
-                            f"FwMark {new.fwmark:#x}: the default route's policy rules use "
-                            f"the mark {policy_mark:#x} (the tunnel's datagrams would loop "
-                            "into it); restart the interface to change it"
-                        )
                     # endpoints may be names: resolved off the loop, in a thread the way down
                     # need not wait for
                     config = await _in_daemon_thread(

@@ -598,8 +598,12 @@ class WireGuardInterface:
         netns: str | None,
         uapi_path: str | None,
         clock: Callable[[], float],
+        policy_mark: int | None = None,
     ) -> None:
         self.name = name
+        #: the fwmark by which the policy rules of a default route (``Table = auto``, Linux)
+        #: tell the tunnel's own datagrams from what goes into it; ``None`` without such rules
+        self.policy_mark = policy_mark
         self.wg = wg
         self.device = device
         self.port = port
@@ -745,8 +749,17 @@ class WireGuardInterface:
 
         Raises:
             UapiError: refused (a peer key that is not a point of the curve, the new port in
-                use…); nothing changed. ``errno`` says why, as ``wg set`` would hear it.
+                use, another fwmark than :attr:`policy_mark` — the tunnel's own datagrams would
+                loop into it…); nothing changed. ``errno`` says why, as ``wg set`` would hear
+                it.
         """
+        mark = self.policy_mark
+        if fwmark and mark is not None and config.fwmark != mark:
+            raise UapiError(
+                f"FwMark {config.fwmark:#x}: the default route's policy rules use the mark "
+                f"{mark:#x} (the tunnel's datagrams would loop into it); restart the interface "
+                "to change it"
+            )
         request = sync_request(self.wg, config, listen_port=listen_port, fwmark=fwmark)
         await self._apply_set(request, native={p.public_key: p.native_mode for p in config.peers})
 
@@ -985,7 +998,15 @@ async def _interface(
             uapi_path = path
         tunnel = Tunnel(device, port, stages, name=name)
         iface = WireGuardInterface(
-            name, wg, device, port, tunnel, netns=netns, uapi_path=uapi_path, clock=clock
+            name,
+            wg,
+            device,
+            port,
+            tunnel,
+            netns=netns,
+            uapi_path=uapi_path,
+            clock=clock,
+            policy_mark=(added.policy_table or None) if added is not None else None,
         )
         try:
             async with anyio.create_task_group() as tg:
