@@ -94,6 +94,7 @@ class QuickPeer:
         persistent_keepalive: ``PersistentKeepalive`` seconds (0: off).
         native: ``Native`` — tunflow's native fast mode with this peer (not WireGuard).
         line: where the section starts, for messages.
+        endpoint_line: where ``Endpoint`` is (0: unknown), for messages about it.
     """
 
     public_key: PublicKey
@@ -103,6 +104,7 @@ class QuickPeer:
     persistent_keepalive: int = 0
     native: bool = False
     line: int = 0
+    endpoint_line: int = 0
 
 
 @attrs.frozen
@@ -160,7 +162,8 @@ class QuickConfig:
         for p in self.peers:
             endpoint = None
             if p.endpoint is not None:
-                host, port = _split_endpoint(p.endpoint, self.file, p.line)
+                line = p.endpoint_line or p.line
+                host, port = _split_endpoint(p.endpoint, self.file, line)
                 try:
                     endpoint = (str(ipaddress.ip_address(host)), port)
                 except ValueError:
@@ -170,7 +173,7 @@ class QuickConfig:
                         raise ConfigError(
                             f"endpoint {p.endpoint!r} does not resolve: {exc}",
                             file=self.file,
-                            path=f"line {p.line}",
+                            path=f"line {line}",
                         ) from None
             peers.append(
                 PeerConfig(
@@ -263,6 +266,8 @@ class _Section:
         self.kind = kind
         self.line = line
         self.values: dict[str, Any] = {}
+        #: the line each field was (last) set on
+        self.lines: dict[str, int] = {}
 
 
 def parse_wgquick(text: str, *, file: str | None = None) -> QuickConfig:
@@ -335,6 +340,7 @@ def parse_wgquick(text: str, *, file: str | None = None) -> QuickConfig:
             current.values.setdefault(field, []).extend(parsed)
         else:
             current.values[field] = parsed
+        current.lines[field] = number
     if interface is None:
         raise ConfigError("no [Interface] section", file=file)
     if "private_key" not in interface.values:
@@ -362,6 +368,7 @@ def parse_wgquick(text: str, *, file: str | None = None) -> QuickConfig:
                 persistent_keepalive=v.get("persistent_keepalive", 0),
                 native=v.get("native", False),
                 line=sec.line,
+                endpoint_line=sec.lines.get("endpoint", 0),
             )
         )
     v = interface.values

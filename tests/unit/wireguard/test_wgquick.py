@@ -117,14 +117,16 @@ Endpoint = [2001:DB8::3]:4000
 
 
 def test_unresolvable_endpoint_names_the_line() -> None:
+    # the Endpoint's own line, not its section's
     text = (
-        f"[Interface]\nPrivateKey = {KEY_A}\n[Peer]\nPublicKey = {PUB_B}\nEndpoint = nx.invalid:1\n"
+        f"[Interface]\nPrivateKey = {KEY_A}\n[Peer]\nPublicKey = {PUB_B}\n"
+        "AllowedIPs = 10.0.0.2/32\nEndpoint = nx.invalid:1\n"
     )
 
     def fail(host: str, port: int) -> tuple[str, int]:
         raise OSError("Name or service not known")
 
-    with pytest.raises(ConfigError, match=r"f.conf: line 3: endpoint 'nx.invalid:1' does not"):
+    with pytest.raises(ConfigError, match=r"f.conf: line 6: endpoint 'nx.invalid:1' does not"):
         parse_wgquick(text, file="f.conf").interface_config(resolve=fail)
 
 
@@ -133,7 +135,7 @@ def test_a_malformed_endpoint_name_names_the_line(host: str) -> None:
     # the idna codec refuses an empty label or one over 63 characters with UnicodeError (a
     # ValueError) before any lookup: one line naming the file and line, not a traceback
     text = f"[Interface]\nPrivateKey = {KEY_A}\n[Peer]\nPublicKey = {PUB_B}\nEndpoint = {host}:1\n"
-    with pytest.raises(ConfigError, match=r"^f.conf: line 3: endpoint .* not a valid host name"):
+    with pytest.raises(ConfigError, match=r"^f.conf: line 5: endpoint .* not a valid host name"):
         parse_wgquick(text, file="f.conf").interface_config()
 
 
