@@ -21,7 +21,9 @@ TLS, AES-256-GCM data channel), ``tunflow-wg`` (``tunflow up``, WireGuard mode),
 ``tunflow-native`` (``tunflow up``, native fast mode); and, for choosing the device in
 WireGuard mode, ``tunflow-wg-offload`` (TSO super-packets split in Python, GRO on write) and
 ``tunflow-wg-plain`` (a plain TUN, one packet per read and per write) against the default
-(plain reads, GRO-coalesced writes).
+(plain reads, GRO-coalesced writes). The floor for a tunnel in Python: ``py-relay``
+(``benchmarks/py_relay.py``, a bare blocking relay, one ChaCha20-Poly1305 call per packet, no
+handshake) and ``py-relay-tasks`` (the same in two anyio tasks waiting as tunflow's lanes do).
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ EXTRA = [
     "tunflow-wg-asyncio",
     "tunflow-native-asyncio",
     "tunflow-wg-trio",
+    "py-relay",
+    "py-relay-tasks",
 ]
 
 
@@ -378,6 +382,19 @@ class Candidate:
 
     def start_tunflow_wg_trio(self) -> None:
         self._tunflow(native=False, args=("--backend", "trio"))
+
+    # the floor: benchmarks/py_relay.py, a bare Python relay (no handshake, fixed key)
+    def _py_relay(self, mode: str) -> None:
+        for ns, dev, mine, under, peer in ((NS_B, TB, OB, UB, UA), (NS_A, TA, OA, UA, UB)):
+            self.spawn(ns, ns[-1], PY, str(HERE / "py_relay.py"), mode, dev, under, peer)
+            wait_link(ns, dev)
+            cfg_tun(ns, dev, f"{mine}/24")
+
+    def start_py_relay(self) -> None:
+        self._py_relay("blocking")
+
+    def start_py_relay_tasks(self) -> None:
+        self._py_relay("tasks")
 
 
 # -- measuring -------------------------------------------------------------------------------------
