@@ -181,6 +181,27 @@ def addr_set(
     return out
 
 
+def ipv6_input_errors(ns: testing.Netns, device: str) -> dict[str, int]:
+    """The kernel's input errors for what came in by ``device`` over IPv6, and its TCP's in
+    ``ns``: nonzero counters only, so ``{}`` when it took every packet written to it.
+
+    A packet the kernel drops (a wrong length, a bad checksum) costs a TCP transfer only a
+    retransmission — the bytes still arrive intact — so these are the witness that a device's
+    writes were right, not only good enough.
+    """
+    per_device = ns.run("cat", f"/proc/net/dev_snmp6/{device}").stdout.split()
+    counters = dict(zip(per_device[::2], map(int, per_device[1::2]), strict=True))
+    errors = {
+        k: counters[k]
+        for k in ("Ip6InHdrErrors", "Ip6InTruncatedPkts", "Ip6InDiscards", "Ip6InAddrErrors")
+    }
+    errors["Ip6InNotDelivered"] = counters["Ip6InReceives"] - counters["Ip6InDelivers"]
+    lines = [line.split() for line in ns.run("cat", "/proc/net/snmp").stdout.splitlines()]
+    tcp = dict(zip(*(fields[1:] for fields in lines if fields[0] == "Tcp:"), strict=True))
+    errors.update(TcpInErrs=int(tcp["InErrs"]), TcpInCsumErrors=int(tcp["InCsumErrors"]))
+    return {k: v for k, v in errors.items() if v}
+
+
 def read_fd_until(fd: int, timeout: float) -> bytes:
     """One read from a non-blocking fd, waiting up to ``timeout``."""
     ready, _, _ = select.select([fd], [], [], timeout)

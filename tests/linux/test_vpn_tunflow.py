@@ -11,10 +11,11 @@ The ``tunflow up``/``down`` command end to end and ``wg show``/``wg set`` agains
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 import anyio
 import pytest
 
+from tests.helpers import ipv6_input_errors
 from tunflow import DeviceGoneError, testing
 from tunflow.offload import GROTable
 from tunflow.packet import PacketBatch
@@ -41,6 +43,9 @@ pytestmark = [pytest.mark.needs_root, pytest.mark.anyio]
 ROOT = Path(__file__).resolve().parents[2]
 UA, UB = "192.168.94.1", "192.168.94.2"
 OA, OB = "10.94.0.1", "10.94.0.2"
+# the IPv6 underlay and the IPv6 half of a dual-stack tunnel (ULA; each namespace has its own)
+UA6, UB6 = "fd77:94::1", "fd77:94::2"
+OA6, OB6 = "fd00:94::1", "fd00:94::2"
 
 
 @pytest.fixture
@@ -58,8 +63,11 @@ async def two_sides(
     native: bool,
     offload_b: bool | None = None,
     endpoint: str = f"{UB}:51820",
+    addresses_a: Sequence[str] = (f"{OA}/24",),
+    addresses_b: Sequence[str] = (f"{OB}/24",),
 ) -> AsyncIterator[tuple[WireGuardInterface, WireGuardInterface]]:
-    """a and b, a told b's ``endpoint``, b learning a's from the handshake."""
+    """a and b, a told b's ``endpoint``, b learning a's from the handshake; each side's
+    AllowedIPs are the other's addresses as host prefixes (/32, /128)."""
     ka, kb = PrivateKey.generate(), PrivateKey.generate()
     ca = InterfaceConfig(
         ka,
@@ -68,7 +76,7 @@ async def two_sides(
             PeerConfig(
                 kb.public_key(),
                 endpoint=endpoint,
-                allowed_ips=f"{OB}/32",
+                allowed_ips=hosts(addresses_b),
                 native_mode=native,
             )
         ],
@@ -76,22 +84,27 @@ async def two_sides(
     cb = InterfaceConfig(
         kb,
         listen_port=51820,
-        peers=[PeerConfig(ka.public_key(), allowed_ips=f"{OA}/32", native_mode=native)],
+        peers=[PeerConfig(ka.public_key(), allowed_ips=hosts(addresses_a), native_mode=native)],
     )
     async with AsyncExitStack() as stack:
         ia = await stack.enter_async_context(
-            open_interface(ca, name=testing.unique_name("wa"), addresses=[f"{OA}/24"], netns=a.name)
+            open_interface(ca, name=testing.unique_name("wa"), addresses=addresses_a, netns=a.name)
         )
         ib = await stack.enter_async_context(
             open_interface(
                 cb,
                 name=testing.unique_name("wb"),
-                addresses=[f"{OB}/24"],
+                addresses=addresses_b,
                 netns=b.name,
                 offload=offload_b,
             )
         )
         yield ia, ib
+
+
+def hosts(addresses: Sequence[str]) -> list[str]:
+    """The host prefixes of ``"10.0.0.1/24"``-style addresses: ``["10.0.0.1/32"]``."""
+    return [str(ipaddress.ip_network(ipaddress.ip_interface(a).ip)) for a in addresses]
 
 
 async def ping(ns: testing.Netns, address: str, count: int = 3) -> str:
@@ -255,6 +268,90 @@ async def test_tcp_byte_identical_both_ways(
             assert sa.device.rx_super_packets > 0
         if offload_b is False:
             assert not ib.device.offload_info.vnet_hdr
+
+
+@pytest.fixture
+def pair6() -> Iterator[tuple[testing.Netns, testing.Netns]]:
+    """Two namespaces joined by a veth pair with only IPv6 (ULA, no DAD) on it."""
+    with testing.netns(enter=False) as a, testing.netns(enter=False) as b:
+        testing.veth_pair(a, b, f"{UA6}/64", f"{UB6}/64")
+        yield a, b
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("native", "offload_b"),
+    [(False, None), (False, True), (True, None), (True, False)],
+    ids=["wireguard", "wireguard-from-offload-device", "native", "native-to-plain-device"],
+)
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_ipv6_tcp_byte_identical_both_ways_over_an_ipv6_underlay(
+    pair6: tuple[testing.Netns, testing.Netns], native: bool, offload_b: bool | None
+) -> None:
+    """Dual-stack inside, IPv6 outside: the IPv6 paths against the kernel — AllowedIPs v6
+    lookups both ways, the v6 length/source check on decryption, UDP GSO/GRO on an AF_INET6
+    socket, and IPv6 TCP super-packets: coalesced (GSO_TCPV6) on the device's writes in
+    WireGuard mode; read (TSO) and split before sealing from an offload device; read, sealed
+    and carried whole in native mode, and split for a device without offload. Every transfer
+    before ran IPv4 inside, so none of this had met a real kernel."""
+    a, b = pair6
+    size = 24 << 20
+    async with two_sides(
+        a,
+        b,
+        native=native,
+        offload_b=offload_b,
+        endpoint=f"[{UB6}]:51820",
+        addresses_a=(f"{OA}/24", f"{OA6}/64"),
+        addresses_b=(f"{OB}/24", f"{OB6}/64"),
+    ) as (ia, ib):
+        await ping(a, OB6)
+        await ping(b, OA6)
+        await ping(a, OB, 1)  # and IPv4 through the same session
+        await ping(b, OA, 1)
+        # only the IPv6 transfers below make or take super-packets (pings do not)
+        was_a, was_b = ia.statistics().device, ib.statistics().device
+        await tcp_transfer(a, b, OB6, size)
+        await tcp_transfer(b, a, OA6, size)
+        sa, sb = ia.statistics(), ib.statistics()
+        for s in (sa, sb):
+            w = s.wireguard
+            assert w.dropped_bad_aead == 0 and w.dropped_malformed == 0, w
+            assert w.dropped_not_allowed_source == 0, w
+            assert w.handshakes_completed == 1, w
+            assert w.rx_bytes > size and w.tx_bytes > size, w
+            # the datagrams went over the IPv6 socket many a system call (UDP_SEGMENT, UDP_GRO)
+            t = s.transport
+            assert t.tx_datagrams > 2 * t.tx_syscalls and t.rx_datagrams > 2 * t.rx_syscalls, t
+            assert t.drops == {} and s.device.tx_dropped == {}, s
+        # the kernel took every IPv6 packet written to either device (a wrong one would only
+        # have cost a retransmission)
+        for ns, iface in ((a, ia), (b, ib)):
+            assert ipv6_input_errors(ns, iface.name) == {}, iface.name
+        (peer_of_b,) = ib.wg.peers.values()
+        assert peer_of_b.endpoint == (UA6, 51820)  # learnt from the handshake, IPv6
+        da, db = sa.device, sb.device
+        if not native:
+            # decrypted IPv6 TCP segments merged into GSO_TCPV6 writes to either device
+            assert da.tx_coalesced > was_a.tx_coalesced, da
+            assert db.tx_coalesced > was_b.tx_coalesced, db
+            assert da.gro_disabled == db.gro_disabled == 0, (da, db)
+        if offload_b:
+            # b read IPv6 TCP as TSO super-packets and split them for its WireGuard peer
+            assert db.rx_super_packets > was_b.rx_super_packets, db
+        if native:
+            # a read IPv6 TCP as TSO super-packets and sealed them whole
+            assert da.rx_super_packets > was_a.rx_super_packets, da
+        if native and offload_b is None:
+            # and b too: far fewer messages either way than MTU-sized packets
+            assert db.rx_super_packets > was_b.rx_super_packets, db
+            for w in (sa.wireguard, sb.wireguard):
+                assert w.tx_packets < size // 1400 // 4, w
+        if offload_b is False:
+            # b split a's super-packets into the segments its device takes: it wrote more
+            # than half a transfer's segments more than the messages it took in
+            assert not ib.device.offload_info.vnet_hdr
+            assert db.tx_packets > sb.wireguard.rx_packets + size // 1400 // 2, (db, sb)
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
