@@ -5,7 +5,8 @@
 
 Handshakes from either side, ping both ways, 64 MiB of TCP each way byte for byte, a rekey, a
 restarted peer on either side, datagrams from an unknown key and replayed datagrams dropped and
-counted, and ``wg show`` against the tunflow interface.
+counted, and ``wg show`` against the tunflow interface. And once with IPv6 on both levels:
+veths fd77:93::1/2, dual-stack interfaces with fd00:93::1/2 besides.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import anyio
 import pytest
 
+from tests.helpers import ipv6_input_errors
 from tunflow import ConfigError, testing
 from tunflow.wireguard import (
     InterfaceConfig,
@@ -49,6 +51,8 @@ pytestmark = [
 ROOT = Path(__file__).resolve().parents[2]
 UA, UB = "192.168.93.1", "192.168.93.2"
 OA, OB = "10.93.0.1", "10.93.0.2"
+UA6, UB6 = "fd77:93::1", "fd77:93::2"
+OA6, OB6 = "fd00:93::1", "fd00:93::2"
 GO_PORT = 51820
 
 
@@ -70,7 +74,14 @@ class GoPeer:
         self.key_file.chmod(0o600)
         self.log = tmp / f"{self.name}.log"
 
-    def start(self, peer_key: PrivateKey, *, endpoint: str | None) -> None:
+    def start(
+        self,
+        peer_key: PrivateKey,
+        *,
+        endpoint: str | None,
+        allowed_ips: str = f"{OA}/32",
+        addresses: Sequence[str] = (f"{OB}/24",),
+    ) -> None:
         env = {
             **os.environ,
             "WG_PROCESS_FOREGROUND": "1",
@@ -88,11 +99,12 @@ class GoPeer:
             time.sleep(0.02)
         args = ["wg", "set", self.name, "private-key", str(self.key_file)]
         args += ["listen-port", str(GO_PORT), "peer", peer_key.public_key().to_base64()]
-        args += ["allowed-ips", f"{OA}/32"]
+        args += ["allowed-ips", allowed_ips]
         if endpoint:
             args += ["endpoint", endpoint]
         self.ns.run(*args)
-        self.ns.run("ip", "addr", "replace", f"{OB}/24", "dev", self.name)
+        for address in addresses:
+            self.ns.run("ip", "addr", "replace", address, "dev", self.name)
         self.ns.run("ip", "link", "set", self.name, "mtu", "1420", "up")
 
     def stop(self) -> None:
@@ -112,26 +124,48 @@ class GoPeer:
         return self.ns.run("wg", "show", self.name, "dump").stdout
 
 
-@pytest.fixture
-def topology(tmp_path: Path) -> Iterator[tuple[testing.Netns, testing.Netns, GoPeer]]:
+@contextmanager
+def go_topology(
+    tmp: Path, addr_a: str, addr_b: str
+) -> Iterator[tuple[testing.Netns, testing.Netns, GoPeer]]:
     with testing.netns(enter=False) as a, testing.netns(enter=False) as b:
-        testing.veth_pair(a, b, f"{UA}/24", f"{UB}/24")
-        go = GoPeer(b, PrivateKey.generate(), tmp_path)
+        testing.veth_pair(a, b, addr_a, addr_b)
+        go = GoPeer(b, PrivateKey.generate(), tmp)
         try:
             yield a, b, go
         finally:
             go.stop()
 
 
-def tunflow_config(key: PrivateKey, go: GoPeer, *, endpoint: bool) -> InterfaceConfig:
+@pytest.fixture
+def topology(tmp_path: Path) -> Iterator[tuple[testing.Netns, testing.Netns, GoPeer]]:
+    with go_topology(tmp_path, f"{UA}/24", f"{UB}/24") as t:
+        yield t
+
+
+@pytest.fixture
+def topology6(tmp_path: Path) -> Iterator[tuple[testing.Netns, testing.Netns, GoPeer]]:
+    """The veths with only IPv6 (ULA, no DAD): the tunnel's datagrams go over IPv6."""
+    with go_topology(tmp_path, f"{UA6}/64", f"{UB6}/64") as t:
+        yield t
+
+
+def tunflow_config(
+    key: PrivateKey,
+    go: GoPeer,
+    *,
+    endpoint: bool,
+    go_address: str = UB,
+    allowed_ips: str = f"{OB}/32",
+) -> InterfaceConfig:
     return InterfaceConfig(
         key,
         listen_port=0,
         peers=[
             PeerConfig(
                 go.key.public_key(),
-                endpoint=(UB, GO_PORT) if endpoint else None,
-                allowed_ips=f"{OB}/32",
+                endpoint=(go_address, GO_PORT) if endpoint else None,
+                allowed_ips=allowed_ips,
             )
         ],
     )
@@ -139,10 +173,13 @@ def tunflow_config(key: PrivateKey, go: GoPeer, *, endpoint: bool) -> InterfaceC
 
 @asynccontextmanager
 async def tunflow(
-    a: testing.Netns, config: InterfaceConfig, name: str | None = None
+    a: testing.Netns,
+    config: InterfaceConfig,
+    name: str | None = None,
+    addresses: Sequence[str] = (f"{OA}/24",),
 ) -> AsyncIterator[WireGuardInterface]:
     async with open_interface(
-        config, name=name or testing.unique_name("wtf"), addresses=[f"{OA}/24"], netns=a.name
+        config, name=name or testing.unique_name("wtf"), addresses=addresses, netns=a.name
     ) as iface:
         yield iface
 
@@ -245,6 +282,48 @@ async def test_64_mib_of_tcp_each_way_byte_identical(
         assert s.wireguard.dropped_bad_aead == 0 and s.wireguard.dropped_replay == 0
         # datagrams moved in batches: UDP_SEGMENT sends carry many
         assert s.transport.tx_datagrams > 2 * s.transport.tx_syscalls
+
+
+@pytest.mark.slow
+async def test_ipv6_inside_and_outside_byte_identical_each_way(
+    topology6: tuple[testing.Netns, testing.Netns, GoPeer],
+) -> None:
+    """IPv6 underlay, dual-stack inside: the handshake and transport messages over an IPv6
+    socket (UDP_SEGMENT/UDP_GRO on AF_INET6), IPv6 AllowedIPs both ways and IPv6 TCP
+    coalesced on our device's writes, all against wireguard-go's reading of them."""
+    a, b, go = topology6
+    key = PrivateKey.generate()
+    go.start(
+        key,
+        endpoint=None,  # learnt from our handshake: an IPv6 endpoint
+        allowed_ips=f"{OA}/32,{OA6}/128",
+        addresses=(f"{OB}/24", f"{OB6}/64"),
+    )
+    config = tunflow_config(
+        key, go, endpoint=True, go_address=UB6, allowed_ips=f"{OB}/32,{OB6}/128"
+    )
+    async with tunflow(a, config, addresses=(f"{OA}/24", f"{OA6}/64")) as wg:
+        await ping(a, OB6)
+        await ping(b, OA6)
+        await ping(a, OB, 1)  # and IPv4 through the same session
+        s = wg.statistics().wireguard
+        assert s.handshakes_completed == 1 and s.handshake_initiations_received == 0
+        assert f"\t[{UA6}]:{wg.listen_port}\t" in go.show()  # wireguard-go learnt it
+        size = 12 << 20
+        await tcp_transfer(a, b, OB6, size)  # tunflow -> wireguard-go
+        await tcp_transfer(b, a, OA6, size)  # wireguard-go -> tunflow
+        st = wg.statistics()
+        s = st.wireguard
+        assert s.rx_bytes > size and s.tx_bytes > size
+        assert s.dropped_bad_aead == 0 and s.dropped_replay == 0 and s.dropped_malformed == 0
+        assert s.dropped_not_allowed_source == 0
+        assert s.handshakes_completed == 1
+        assert wg.peer(go.key.public_key()).endpoint == (UB6, GO_PORT)
+        # datagrams moved in batches over the IPv6 socket, and IPv6 TCP was coalesced
+        assert st.transport.tx_datagrams > 2 * st.transport.tx_syscalls, st.transport
+        assert st.device.tx_coalesced > 0, st.device
+        # and the kernel took every one of them (a wrong one would only cost a retransmission)
+        assert ipv6_input_errors(a, wg.name) == {}
 
 
 # -- rekey and restarts ----------------------------------------------------------------------------
