@@ -324,6 +324,11 @@ async def test_scattered_read_splits_every_datagram() -> None:
                 got += n
         with pytest.raises(BlockingIOError):
             rx.recv_scattered_nowait(iov)
+        # every read that returned datagrams is a batch receive, as a recv_batch is (native
+        # mode receives only this way: its transport reported no batches at all)
+        s = rx.statistics()
+        assert s.rx_datagrams == 10 and s.rx_bytes == 1000
+        assert 1 <= s.rx_batches == s.rx_syscalls <= 10
 
 
 @pytest.mark.parametrize("offload", [True, False])

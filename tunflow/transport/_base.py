@@ -33,7 +33,8 @@ class TransportStatistics:
     Attributes:
         rx_datagrams: datagrams received.
         rx_bytes: their bytes.
-        rx_batches: batch receives.
+        rx_batches: batch receives that returned datagrams (a ``recv_batch``, or one
+            ``recv_scattered_nowait`` read).
         tx_datagrams: datagrams sent.
         tx_bytes: their bytes.
         tx_batches: batch sends.

@@ -661,6 +661,7 @@ class UDPTransport:
         rx = self._rx
         rx[0] += count
         rx[1] += n
+        rx[2] += 1
         rx[3] += 1
         return n, seg, self._recv_address(addr) if self._v6 else addr
 
