@@ -39,7 +39,11 @@ What ``Table`` in a wg-quick file means, and so what :class:`Routes` does:
 
 Routes leave with the interface (the kernel deletes a device's routes with it); rules and
 nftables tables do not, so :meth:`Routes.close` removes the ones added here, also when the
-interface failed.
+interface failed. A process killed before it could (SIGKILL, the OOM killer, a crash) leaves them
+behind: for that, :class:`Routes` tells a ``journal`` callback what it holds each time that
+changes (a :class:`RoutingRecord`, which goes to JSON and back), and :func:`remove_recorded`
+removes a recorded set later, from another process (``tunflow up`` keeps such a record in
+``/run/tunflow/<name>.undo``).
 
 :class:`Routes` is Linux's: it talks rtnetlink through
 :class:`~tunflow.platform.linux.netlink.RtNetlink` (no ``ip`` commands) inside the device's
@@ -55,12 +59,13 @@ import errno
 import ipaddress
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import attrs
@@ -74,7 +79,14 @@ if TYPE_CHECKING:
     from ..transport import UDPTransport
     from .protocol import WireGuard
 
-__all__ = ["Routes", "add_routes", "table_setting", "POLICY_TABLE"]
+__all__ = [
+    "Routes",
+    "RoutingRecord",
+    "add_routes",
+    "remove_recorded",
+    "table_setting",
+    "POLICY_TABLE",
+]
 
 log = logging.getLogger("tunflow.wireguard")
 
@@ -104,6 +116,88 @@ class _Rule:
             parts.append(f"suppress_prefixlength {self.suppress_prefixlength}")
         return " ".join(parts)
 
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: object) -> _Rule:
+        """The rule :meth:`to_json` made.
+
+        Raises:
+            ValueError: ``data`` is not one.
+        """
+        if not isinstance(data, Mapping) or set(data) != {f.name for f in attrs.fields(cls)}:
+            raise ValueError(f"not a rule: {data!r}")
+        family, table = data["family"], data["table"]
+        fwmark, invert = data["fwmark"], data["invert"]
+        suppress = data["suppress_prefixlength"]
+        if (
+            family not in (rt.AF_INET, rt.AF_INET6)
+            or not _is_int(table)
+            or not (fwmark is None or _is_int(fwmark))
+            or not isinstance(invert, bool)
+            or not (suppress is None or _is_int(suppress))
+        ):
+            raise ValueError(f"not a rule: {data!r}")
+        return cls(family, table, fwmark=fwmark, invert=invert, suppress_prefixlength=suppress)
+
+
+def _is_int(value: object) -> bool:
+    # JSON's true and false are ints to isinstance: not a table or a mark
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+#: how a recorded nftables table is named: ``ip wg-quick-wg0`` (what :class:`Routes` makes)
+_NFT_TABLE = re.compile(r"(ip|ip6) wg-quick-[a-zA-Z0-9_=+.-]{1,15}")
+
+
+@attrs.frozen
+class RoutingRecord:
+    """What a :class:`Routes` holds outside its device, which the kernel keeps when the process
+    that added it is gone: policy rules and ``wg-quick-<interface>`` nftables tables.
+
+    :meth:`to_json` and :meth:`from_json` carry it through a file; :func:`remove_recorded`
+    removes what it lists.
+    """
+
+    rules: tuple[_Rule, ...] = ()
+    #: ``nft`` table arguments: ``ip wg-quick-wg0``
+    nft_tables: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.rules or self.nft_tables)
+
+    def describe(self) -> list[str]:
+        """What it lists, for messages: ``ip -4 rule not fwmark 51820 table 51820``,
+        ``nftables table ip wg-quick-wg0``."""
+        return [f"ip {r}" for r in self.rules] + [f"nftables table {t}" for t in self.nft_tables]
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (what :meth:`from_json` takes)."""
+        return {
+            "rules": [r.to_json() for r in self.rules],
+            "nft_tables": list(self.nft_tables),
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> RoutingRecord:
+        """The record :meth:`to_json` made.
+
+        Raises:
+            ValueError: ``data`` is not one (a damaged or foreign file): nothing in it is
+                trusted to say what to remove.
+        """
+        if not isinstance(data, Mapping) or set(data) != {"rules", "nft_tables"}:
+            raise ValueError("not a routing record (rules, nft_tables)")
+        rules, tables = data["rules"], data["nft_tables"]
+        if not isinstance(rules, list) or not isinstance(tables, list):
+            raise ValueError("rules and nft_tables must be lists")
+        for table in tables:
+            # it goes into an nft script: only what Routes makes, nothing else
+            if not isinstance(table, str) or not _NFT_TABLE.fullmatch(table):
+                raise ValueError(f"not a wg-quick nftables table: {table!r}")
+        return cls(tuple(_Rule.from_json(r) for r in rules), tuple(tables))
+
 
 class Routes:
     """The routes and rules one interface added; :meth:`close` takes the rules away again.
@@ -112,15 +206,27 @@ class Routes:
         index: the interface index.
         netns: the interface's network namespace (a name or path; ``None``: the caller's).
         name: the interface name, for messages.
+        journal: called with :attr:`record` each time it changes — after each rule or table
+            is added, and once :meth:`close` removed them (an empty record) — in the thread
+            that changed it; so that a record of what to remove outlives a killed process. It
+            must not raise.
 
     Raises:
         OSError: the rtnetlink socket cannot be opened or the namespace entered.
     """
 
-    def __init__(self, index: int, *, netns: str | None = None, name: str = "") -> None:
+    def __init__(
+        self,
+        index: int,
+        *,
+        netns: str | None = None,
+        name: str = "",
+        journal: Callable[[RoutingRecord], None] | None = None,
+    ) -> None:
         from ..platform.linux.netlink import RtNetlink
 
         self.index = index
+        self._journal = journal
         self.name = name or f"interface {index}"
         self._netns = netns
         with _entered(netns):
@@ -146,6 +252,11 @@ class Routes:
     def rules(self) -> list[str]:
         """The rules added, as ``ip rule add`` arguments (for messages and tests)."""
         return [str(r) for r in self._rules]
+
+    @property
+    def record(self) -> RoutingRecord:
+        """The rules and nftables tables added, for :func:`remove_recorded`."""
+        return RoutingRecord(tuple(self._rules), tuple(self.nft_tables))
 
     def add(self, networks: Iterable[Network], table: str | int, fwmark: int) -> int:
         """Add the routes (and rules) for ``networks`` as ``Table = table`` says.
@@ -195,16 +306,24 @@ class Routes:
 
     def close(self) -> None:
         """Remove the rules added (newest first) and close the socket. Idempotent; a rule that
-        cannot be removed is logged, not raised (this runs while the interface goes down)."""
+        cannot be removed is logged, not raised (this runs while the interface goes down), and
+        stays in :attr:`record` (what the journal is told last), for a later
+        :func:`remove_recorded`."""
         nl, self._nl = self._nl, None
         if nl is None:
             return
+        held = bool(self.record)
+        kept: list[str] = []
         while self._nft:
             family = self._nft.pop()
             try:
                 self._run_nft(f"delete table {family} {self._nft_table}\n")
+            except FileNotFoundError:
+                pass  # removed by hand: nothing to do
             except OSError as exc:
                 log.warning("%s: cannot remove nftables table %s: %s", self.name, family, exc)
+                kept.insert(0, family)
+        unremoved: list[_Rule] = []
         with nl:
             while self._rules:
                 rule = self._rules.pop()
@@ -216,8 +335,14 @@ class Routes:
                         invert=rule.invert,
                         suppress_prefixlength=rule.suppress_prefixlength,
                     )
+                except FileNotFoundError:
+                    pass
                 except OSError as exc:
                     log.warning("%s: cannot remove `ip %s`: %s", self.name, rule, exc)
+                    unremoved.insert(0, rule)
+        self._nft, self._rules = kept, unremoved
+        if held:
+            self._changed()
 
     async def aclose(self) -> None:
         """:meth:`close` in a worker thread, shielded from cancellation."""
@@ -225,6 +350,10 @@ class Routes:
             await anyio.to_thread.run_sync(self.close)
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        if self._journal is not None:
+            self._journal(self.record)
 
     def _require(self) -> RtNetlink:
         if self._nl is None:
@@ -298,23 +427,10 @@ class Routes:
             return
         self._nft.append(family)
         log.debug("%s: nftables table %s", self.name, t)
+        self._changed()
 
     def _run_nft(self, script: str) -> None:
-        # a child forked from this thread starts in the namespace the thread is in
-        with _entered(self._netns):
-            try:
-                done = subprocess.run(
-                    ["nft", "-f", "-"],
-                    input=script.encode(),
-                    capture_output=True,
-                    timeout=30,
-                    check=False,
-                )
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                raise OSError(errno.EIO, f"{self.name}: nft failed: {exc}") from None
-        if done.returncode:
-            message = done.stderr.decode(errors="replace").strip() or f"exit {done.returncode}"
-            raise OSError(errno.EIO, f"{self.name}: nft refused the rules: {message}")
+        _run_nft(script, self._netns, self.name)
 
     def _free_table(self) -> int:
         # wg-quick: the first table from 51820 up with no IPv4 or IPv6 route in it
@@ -349,6 +465,7 @@ class Routes:
         )
         self._rules.append(rule)
         log.debug("%s: ip %s", self.name, rule)
+        self._changed()
 
     def _src_valid_mark(self) -> None:
         # /proc/sys/net belongs to the network namespace of the thread that opens the file
@@ -360,6 +477,98 @@ class Routes:
                 os.write(fd, b"1\n")
         finally:
             os.close(fd)
+
+
+def _run_nft(script: str, netns: str | None, name: str) -> None:
+    """``nft -f -`` with ``script``, in ``netns``.
+
+    Raises:
+        OSError: ``nft`` failed or refused it (:class:`FileNotFoundError` when what it was to
+            delete is not there).
+    """
+    # a child forked from this thread starts in the namespace the thread is in
+    with _entered(netns):
+        try:
+            done = subprocess.run(
+                ["nft", "-f", "-"],
+                input=script.encode(),
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise OSError(errno.EIO, f"{name}: nft failed: {exc}") from None
+    if done.returncode:
+        message = done.stderr.decode(errors="replace").strip() or f"exit {done.returncode}"
+        # nft says ENOENT only in words ("Could not process rule: No such file or directory")
+        missing = os.strerror(errno.ENOENT) in message
+        raise OSError(
+            errno.ENOENT if missing else errno.EIO, f"{name}: nft refused the rules: {message}"
+        )
+
+
+def remove_recorded(
+    record: RoutingRecord, *, netns: str | None = None, name: str = ""
+) -> tuple[RoutingRecord, RoutingRecord]:
+    """Remove what ``record`` lists (from a :class:`Routes` in a process that is gone), in the
+    order :meth:`Routes.close` removes it: nftables tables, then rules, newest first.
+
+    What is not there any more is not an error (the namespace was emptied, someone removed it
+    by hand). What cannot be removed is logged and returned. A rule is removed by its fields,
+    as ``ip rule del`` does: where an equal rule was added again by someone else (every
+    default route's ``table main suppress_prefixlength 0`` is alike), one of them goes.
+
+    Args:
+        record: what to remove.
+        netns: the network namespace it is in (``None``: the caller's).
+        name: the interface, for messages.
+
+    Returns:
+        What was removed, and what is left (what could not be).
+
+    Raises:
+        OSError: the rtnetlink socket cannot be opened or the namespace entered.
+    """
+    from ..platform.linux.netlink import RtNetlink
+
+    name = name or "routes"
+    tables_removed: list[str] = []
+    tables_left: list[str] = []
+    for table in reversed(record.nft_tables):
+        try:
+            _run_nft(f"delete table {table}\n", netns, name)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("%s: cannot remove nftables table %s: %s", name, table, exc)
+            tables_left.insert(0, table)
+        else:
+            tables_removed.insert(0, table)
+    rules_removed: list[_Rule] = []
+    rules_left: list[_Rule] = []
+    with _entered(netns):
+        nl = RtNetlink()
+    with nl:
+        for rule in reversed(record.rules):
+            try:
+                nl.remove_rule(
+                    rule.family,
+                    table=rule.table,
+                    fwmark=rule.fwmark,
+                    invert=rule.invert,
+                    suppress_prefixlength=rule.suppress_prefixlength,
+                )
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("%s: cannot remove `ip %s`: %s", name, rule, exc)
+                rules_left.insert(0, rule)
+            else:
+                rules_removed.insert(0, rule)
+    return (
+        RoutingRecord(tuple(rules_removed), tuple(tables_removed)),
+        RoutingRecord(tuple(rules_left), tuple(tables_left)),
+    )
 
 
 def table_setting(table: object) -> str | int:
@@ -390,13 +599,15 @@ async def add_routes(
     table: str | int,
     netns: str | None,
     name: str,
+    journal: Callable[[RoutingRecord], None] | None = None,
 ) -> Routes | None:
     """Routes for every peer's AllowedIPs as ``Table = table`` says, for a starting interface.
 
     On Linux the work is done by a :class:`Routes` in a worker thread; when default routes got
     a table of their own and the interface had no fwmark, the table becomes the fwmark of
     ``transport`` and ``wg`` (which ``wg show`` reports) — before anything is sent. Should
-    anything fail, the rules added so far are removed before the error leaves. Elsewhere only
+    anything fail, the rules added so far are removed before the error leaves. ``journal`` is
+    :class:`Routes`'s. Elsewhere only
     main-table routes are added, through the device (no tables, no policy routing).
 
     Returns:
@@ -414,7 +625,9 @@ async def add_routes(
         await _add_device_routes(device, nets, table, name)
         return None
     index = device.if_index()
-    routes = await anyio.to_thread.run_sync(lambda: Routes(index, netns=netns, name=name))
+    routes = await anyio.to_thread.run_sync(
+        lambda: Routes(index, netns=netns, name=name, journal=journal)
+    )
     try:
         mark = await anyio.to_thread.run_sync(routes.add, nets, table, wg.fwmark)
         if mark != wg.fwmark:

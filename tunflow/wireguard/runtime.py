@@ -936,6 +936,7 @@ async def _interface(
     netns: str | None,
     offload: bool | None,
     stages: Sequence[Stage | StageSpec],
+    journal: Callable[[_routing.RoutingRecord], None] | None,
 ) -> AsyncIterator[WireGuardInterface]:
     table = _routing.table_setting(table)
     clock = _Clock()
@@ -988,7 +989,7 @@ async def _interface(
         )
         if routes:
             added = await _routing.add_routes(
-                device, wg, transport, table=table, netns=netns, name=name
+                device, wg, transport, table=table, netns=netns, name=name, journal=journal
             )
         if uapi:
             path = uapi if isinstance(uapi, str) else f"{UAPI_DIRECTORY}/{name}.sock"
@@ -1087,6 +1088,7 @@ def open_interface(
     netns: str | None = None,
     offload: bool | None = None,
     stages: Sequence[Stage | StageSpec] = (),
+    journal: Callable[[_routing.RoutingRecord], None] | None = None,
 ) -> AbstractAsyncContextManager[WireGuardInterface]:
     """Bring a WireGuard interface up for the ``async with`` block; tear it down after.
 
@@ -1115,6 +1117,12 @@ def open_interface(
             ``False``: a plain TUN; ``None`` (default): offload for native-mode peers, and for
             WireGuard peers a TUN that reads plain packets and writes GRO-coalesced ones.
         stages: pipeline stages between the device and WireGuard (plain IP packets).
+        journal: called (in a worker thread; it must not raise) with what the interface's
+            policy routing holds outside the device — rules and nftables tables, which outlive
+            a killed process — each time that changes, last with what is left once they are
+            removed (nothing, normally); a caller keeps it where a later process finds it and
+            undoes it with :func:`~tunflow.wireguard._routing.remove_recorded` should this one
+            be killed (``tunflow up`` does).
 
     If the data path stops on its own while the block runs — the device deleted
     (``ip link del``), a device or socket failing — the block is cancelled, everything is torn
@@ -1148,4 +1156,5 @@ def open_interface(
         netns=netns,
         offload=offload,
         stages=stages,
+        journal=journal,
     )
