@@ -20,11 +20,20 @@ from pathlib import Path
 
 from ..errors import ConfigError
 
-__all__ = ["resolvconf_input", "interface_prefix", "ResolvConf", "resolv_conf"]
+__all__ = [
+    "resolvconf_input",
+    "interface_prefix",
+    "ResolvConf",
+    "resolv_conf",
+    "parse_record",
+    "remove_record",
+]
 
 #: Where Debian's resolvconf lists interface name patterns in order of preference.
 INTERFACE_ORDER = Path("/etc/resolvconf/interface-order")
 _PATTERN = re.compile(r"^([A-Za-z0-9-]+)\*$")
+#: a record's name: an interface name after an ``interface-order`` prefix (``tun.wg0``)
+_RECORD = re.compile(r"[A-Za-z0-9_=+.-]{1,64}")
 
 
 def resolvconf_input(dns: Sequence[str]) -> str:
@@ -104,6 +113,12 @@ class ResolvConf:
         self.text = resolvconf_input(dns)
         self._applied = False
 
+    @property
+    def journal(self) -> dict[str, str]:
+        """What :func:`remove_record` needs to take the registration away from another process
+        (should this one be killed): the program's path and the record's name."""
+        return {"program": self.program, "record": self.record}
+
     def apply(self) -> None:
         """``resolvconf -a <record> -m 0 -x`` with the servers on standard input.
 
@@ -125,15 +140,7 @@ class ResolvConf:
             pass
 
     def _run(self, args: list[str], text: str) -> None:
-        done = subprocess.run(
-            [self.program, *args], input=text, capture_output=True, text=True, check=False
-        )
-        if done.returncode:
-            detail = (done.stderr or done.stdout).strip()
-            raise ConfigError(
-                f"resolvconf {' '.join(args)} exited {done.returncode}"
-                + (f": {detail}" if detail else "")
-            )
+        _run(self.program, args, text)
 
 
 def resolv_conf(
@@ -153,3 +160,44 @@ def resolv_conf(
     if not any(_is_server(e) for e in dns):
         return None
     return ResolvConf(name, dns, program=program, order_file=order_file)
+
+
+def _run(program: str, args: list[str], text: str) -> None:
+    try:
+        done = subprocess.run(
+            [program, *args], input=text, capture_output=True, text=True, check=False
+        )
+    except OSError as exc:  # gone since (remove_record runs in a later process)
+        raise ConfigError(f"cannot run {program}: {exc.strerror or exc}") from None
+    if done.returncode:
+        detail = (done.stderr or done.stdout).strip()
+        raise ConfigError(
+            f"resolvconf {' '.join(args)} exited {done.returncode}"
+            + (f": {detail}" if detail else "")
+        )
+
+
+def parse_record(journal: object) -> tuple[str, str]:
+    """``(program, record)`` from what :attr:`ResolvConf.journal` made (read back from a file).
+
+    Raises:
+        ValueError: ``journal`` is not that.
+    """
+    if not isinstance(journal, dict) or set(journal) != {"program", "record"}:
+        raise ValueError(f"not a resolvconf record: {journal!r}")
+    program, record = journal["program"], journal["record"]
+    if not isinstance(program, str) or not program.startswith("/"):
+        raise ValueError(f"not a resolvconf program's path: {program!r}")
+    if not isinstance(record, str) or not _RECORD.fullmatch(record):
+        raise ValueError(f"not a resolvconf record name: {record!r}")
+    return program, record
+
+
+def remove_record(program: str, record: str) -> None:
+    """``program -d record -f``: what :meth:`ResolvConf.remove` runs, for a registration whose
+    process was killed before it could (``-f``: one that is not there is no error).
+
+    Raises:
+        ConfigError: resolvconf failed, or is not there any more.
+    """
+    _run(program, ["-d", record, "-f"], "")
