@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import anyio
 import anyio.abc
@@ -42,6 +42,9 @@ import anyio.to_thread
 
 from ..errors import ConfigError, DeviceGoneError, TunflowError
 from . import add_backend_option, anyio_backend, command
+
+if TYPE_CHECKING:
+    from ..wireguard._routing import RoutingRecord
 
 __all__ = [
     "up",
@@ -225,6 +228,11 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
     # checked before anything is made: without resolvconf the interface does not come up
     dns = resolv_conf(name, quick.dns)  # None without a server (wg-quick: nothing to set)
     with _PidFile(name) as pid_file:  # locked: a second `up` of this name stops here
+        # what a killed `up` of this name left (its rules would be there twice otherwise)
+        undone = await anyio.to_thread.run_sync(_undo_leftovers, name)
+        if undone:
+            log.warning("%s", undone)
+        journal = _Journal(name)
         _run_hooks(hooks(quick.pre_up, name), "PreUp")
         reason = "stopped"
         went_down = False  # PreDown ran in the block (not cut short)
@@ -237,9 +245,11 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
                 routes=routes,
                 table=quick.table,
                 offload=offload,
+                journal=journal.routes,
             ) as iface:
                 try:
                     if dns is not None:
+                        journal.dns(dns.journal)  # first: killed during apply, it is undone
                         await anyio.to_thread.run_sync(dns.apply)  # a program: off the loop
                     _run_hooks(hooks(quick.post_up, name), "PostUp")
                     async with anyio.create_task_group() as tg:
@@ -281,6 +291,7 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
                     if dns is not None:
                         with anyio.CancelScope(shield=True):
                             await anyio.to_thread.run_sync(dns.remove)
+                        journal.dns(None)
         except Exception as exc:
             if iface is None or exc is not iface.failure:
                 raise
@@ -300,6 +311,10 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
                 log.warning("SaveConfig: %s not saved (the interface is gone)", quick.file)
             _run_hooks(hooks(quick.pre_down, name), "PreDown")
         stats = iface.statistics()
+        if journal.path.exists():  # a rule or table the kernel would not let go (logged)
+            log.warning(
+                "%s: what is left is listed in %s; tunflow down %s", name, journal.path, name
+            )
     _run_hooks(hooks(quick.post_down, name), "PostDown")
     t, w = stats.transport, stats.wireguard
     per_read = t.rx_datagrams / t.rx_syscalls if t.rx_syscalls else 0.0
@@ -548,6 +563,208 @@ def _running_pid(name: str) -> int:
     return 0  # nobody holds it: left by a killed process
 
 
+# -- what `up` changed outside the device -------------------------------------------------------
+
+
+def _undo_path(name: str) -> Path:
+    """Where ``tunflow up`` records what it changed outside its device (``<name>.undo``)."""
+    return Path(PID_DIRECTORY) / f"{name}.undo"
+
+
+def _netns_identity() -> tuple[int, int]:
+    """This process's network namespace, as ``(st_dev, st_ino)`` of ``/proc/self/ns/net``."""
+    st = os.stat("/proc/self/ns/net")
+    return st.st_dev, st.st_ino
+
+
+def _netns_label(identity: tuple[int, int]) -> str:
+    """``network namespace crA`` for a namespace ``ip netns`` named, else its inode."""
+    with contextlib.suppress(OSError):
+        st = os.stat("/proc/1/ns/net")
+        if (st.st_dev, st.st_ino) == identity:
+            return "the initial network namespace"
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/run/netns"):
+            with contextlib.suppress(OSError):
+                st = os.stat(entry.path)
+                if (st.st_dev, st.st_ino) == identity:
+                    return f"network namespace {entry.name}"
+    return f"network namespace net:[{identity[1]}]"
+
+
+class _Journal:
+    """``/run/tunflow/<name>.undo``: what the ``tunflow up`` serving ``name`` changed outside its
+    device — policy rules, nftables tables, the resolvconf record — which, unlike the device and
+    its routes, stays when the process is killed (SIGKILL, the OOM killer, a crash). Rewritten
+    whole (a temporary file renamed over it) as they are made and removed, so that a reader
+    never sees half of it; gone once nothing is left. A later ``down`` or ``up`` of the name
+    undoes what it lists (:func:`_undo_leftovers`).
+
+    JSON: ``version`` (1), ``pid``, ``netns`` (``dev``, ``ino``: /run/tunflow is shared by every
+    network namespace, what it lists is not), ``routes``
+    (:meth:`~tunflow.wireguard._routing.RoutingRecord.to_json`), ``dns``
+    (:attr:`~tunflow.wireguard._dns.ResolvConf.journal`, or ``null``).
+    """
+
+    def __init__(
+        self, name: str, *, pid: int | None = None, netns: tuple[int, int] | None = None
+    ) -> None:
+        from ..wireguard._routing import RoutingRecord
+
+        self.name = name
+        self.path = _undo_path(name)
+        self._pid = os.getpid() if pid is None else pid
+        self._netns = _netns_identity() if netns is None else netns
+        self._routes = RoutingRecord()
+        self._dns: dict[str, str] | None = None
+        # Routes reports from worker threads
+        self._lock = threading.Lock()
+
+    def routes(self, record: RoutingRecord) -> None:
+        """What the interface's :class:`~tunflow.wireguard._routing.Routes` holds now."""
+        with self._lock:
+            self._routes = record
+            self._write()
+
+    def dns(self, entry: dict[str, str] | None) -> None:
+        """The resolvconf record about to be made (``None``: removed)."""
+        with self._lock:
+            self._dns = entry
+            self._write()
+
+    def rewrite(self, routes: RoutingRecord, dns: dict[str, str] | None) -> None:
+        """Both at once (what is left after an undo)."""
+        with self._lock:
+            self._routes, self._dns = routes, dns
+            self._write()
+
+    def _write(self) -> None:
+        try:
+            if not self._routes and self._dns is None:
+                self.path.unlink(missing_ok=True)
+                return
+            dev, ino = self._netns
+            data = {
+                "version": 1,
+                "pid": self._pid,
+                "netns": {"dev": dev, "ino": ino},
+                "routes": self._routes.to_json(),
+                "dns": self._dns,
+            }
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text(json.dumps(data, indent=1) + "\n")
+            tmp.replace(self.path)
+        except OSError as exc:
+            # the interface works without it; only a crash would then leave things unlisted
+            log.warning(
+                "%s: cannot record what to undo after a crash in %s: %s", self.name, self.path, exc
+            )
+
+
+class _Leftovers(NamedTuple):
+    """A journal read back."""
+
+    pid: int
+    netns: tuple[int, int]
+    routes: RoutingRecord
+    dns: tuple[str, str] | None  # (program, record)
+
+
+def _read_journal(path: Path) -> _Leftovers | None:
+    """The journal at ``path``; ``None`` without one.
+
+    Raises:
+        ConfigError: it cannot be read or does not parse: nothing in it is trusted, and it is
+            left where it is for whoever looks.
+    """
+    from ..wireguard._dns import parse_record
+    from ..wireguard._routing import RoutingRecord
+
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("version") != 1:
+            raise ValueError("not a tunflow journal, version 1")
+        pid, netns = data["pid"], data["netns"]
+        if not isinstance(pid, int) or not isinstance(netns, dict):
+            raise ValueError("no pid or netns")
+        dev, ino = netns["dev"], netns["ino"]
+        if not isinstance(dev, int) or not isinstance(ino, int):
+            raise ValueError(f"netns is not dev and ino: {netns!r}")
+        routes = RoutingRecord.from_json(data["routes"])
+        dns = None if data["dns"] is None else parse_record(data["dns"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"{path} (what a killed tunflow up left to undo) does not parse: {exc}; nothing "
+            "was undone: remove what it lists by hand (ip rule del, nft delete table, "
+            "resolvconf -d), then the file"
+        ) from None
+    return _Leftovers(pid, (dev, ino), routes, dns)
+
+
+def _undo_leftovers(name: str) -> str | None:
+    """Undo the journal a killed ``tunflow up`` of ``name`` left; what was removed, for a
+    message (``None``: there was none). The caller holds the pid file's lock: no live ``up``
+    owns the journal. PreDown/PostDown are not run: they belong to a live interface.
+
+    Raises:
+        ConfigError: the journal does not parse, belongs to another network namespace, or
+            lists what could not be removed (then it lists only that, for another try).
+    """
+    from ..wireguard._dns import remove_record
+    from ..wireguard._routing import remove_recorded
+
+    path = _undo_path(name)
+    leftovers = _read_journal(path)
+    if leftovers is None:
+        return None
+    here = _netns_identity()
+    if leftovers.netns != here:
+        raise ConfigError(
+            f"{path} lists what a killed tunflow up of {name} left in "
+            f"{_netns_label(leftovers.netns)}, not in this one ({_netns_label(here)}): run "
+            f"tunflow down {name} there; if that namespace is gone, so is what it lists: "
+            f"remove {path}"
+        )
+    done, left = remove_recorded(leftovers.routes, name=name)
+    removed = []
+    if done.rules:
+        removed.append(f"{len(done.rules)} policy rule{'s' if len(done.rules) > 1 else ''}")
+    if done.nft_tables:
+        removed.append(f"nftables {' and '.join(done.nft_tables)}")
+    dns = leftovers.dns
+    if dns is not None:
+        try:
+            remove_record(*dns)
+        except ConfigError as exc:
+            log.warning("%s: %s", name, exc)
+        else:
+            removed.append(f"resolvconf record {dns[1]}")
+            dns = None
+    if left or dns is not None:
+        # what is left stays listed (it only lists that now), for `tunflow down` to retry
+        journal = _Journal(name, pid=leftovers.pid, netns=leftovers.netns)
+        journal.rewrite(left, None if dns is None else {"program": dns[0], "record": dns[1]})
+        still = left.describe() + ([f"resolvconf record {dns[1]}"] if dns else [])
+        raise ConfigError(
+            f"{name}: cannot remove what a killed tunflow up (pid {leftovers.pid}) left: "
+            f"{', '.join(still)} (listed in {path}; tunflow down {name} tries again)"
+        )
+    path.unlink(missing_ok=True)
+    path.with_name(path.name + ".tmp").unlink(missing_ok=True)  # a rename a kill cut short
+    if not removed:
+        removed.append(f"nothing (what {path} listed was gone already)")
+    return (
+        f"{name}: the tunflow up that served it (pid {leftovers.pid}) is gone; removed what it "
+        f"left: {', '.join(removed)}"
+    )
+
+
 def _wait_for(done: Callable[[], bool], timeout: float) -> bool:
     """Poll ``done`` until true (``True``) or ``timeout`` seconds pass (``False``)."""
     deadline = time.monotonic() + timeout
@@ -559,7 +776,12 @@ def _wait_for(done: Callable[[], bool], timeout: float) -> bool:
 
 
 def _logging(args: argparse.Namespace) -> None:
-    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    _log_to_stderr(
+        logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    )
+
+
+def _log_to_stderr(level: int) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("tunflow: %(message)s"))
     root = logging.getLogger("tunflow")
@@ -683,6 +905,11 @@ def _alive(pid: int) -> bool:
 def down(args: argparse.Namespace) -> int:
     """``tunflow down NAME``: SIGTERM to the process running it, then wait until it is gone.
 
+    When the ``tunflow up`` that served it was killed (no process holds its pid file) and left
+    a journal of what it changed outside the device (policy rules, nftables tables, DNS), that
+    is undone instead, with the stale pid file and control socket; PreDown and PostDown are not
+    run (they belong to a live interface).
+
     Without a pid file (another tool started it), a WireGuard interface — the kernel's, or a
     TUN with a control socket (wireguard-go's) — is deleted, which stops a process serving it;
     any other link is refused, as wg-quick refuses it.
@@ -699,6 +926,8 @@ def down(args: argparse.Namespace) -> int:
             print(f"tunflow: {name} (pid {pid}) did not stop", file=sys.stderr)
             return 1
         return 0
+    if _undo_path(name).exists():
+        return _down_killed(name)
     # not ours (or its pid file is gone): deleting the link stops whoever serves it — a
     # WireGuard link only, never eth0 or a veth
     from ..wireguard import UAPI_DIRECTORY
@@ -727,6 +956,40 @@ def down(args: argparse.Namespace) -> int:
     if done.returncode:
         print(f"tunflow: no interface {name} to take down", file=sys.stderr)
         return 1
+    return 0
+
+
+def _down_killed(name: str) -> int:
+    """``tunflow down NAME`` after the ``tunflow up`` serving it was killed: undo its journal,
+    remove its stale pid file and control socket; one line says what went."""
+    from ..wireguard import UAPI_DIRECTORY
+
+    _log_to_stderr(logging.WARNING)  # why a rule could not be removed
+    stale_pid = _pid_path(name).exists()
+    with contextlib.ExitStack() as stack:
+        try:
+            # locked, as `up` locks it: no `up` of the name starts while this runs
+            stack.enter_context(_PidFile(name))
+        except ConfigError:
+            # an `up` starting (its pid not written yet) holds it, or another `down`
+            print(f"tunflow: {name} is being started or cleaned up; try again", file=sys.stderr)
+            return 1
+        try:
+            undone = _undo_leftovers(name)
+        except (ConfigError, OSError) as exc:
+            print(f"tunflow: {exc}", file=sys.stderr)
+            return 1
+    gone = ["the stale pid file"] if stale_pid else []
+    sock = Path(UAPI_DIRECTORY, f"{name}.sock")
+    if sock.exists() and not _answers(sock):  # one a live process serves is another's
+        with contextlib.suppress(OSError):
+            sock.unlink()
+            gone.append(f"the control socket {sock}")
+    # no journal (an `up` undid it meanwhile): the pid file and socket were all there was
+    text = undone or f"{name}: no tunflow up serves it; removed {', '.join(gone) or 'nothing'}"
+    if undone and gone:
+        text += ", " + ", ".join(gone)
+    print(f"{text} (PreDown and PostDown not run: they belong to a live interface)")
     return 0
 
 
