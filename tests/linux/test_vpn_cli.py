@@ -3,6 +3,7 @@ against an interface ``tunflow up`` runs — in two network namespaces, as separ
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -27,6 +28,7 @@ UA, UB = "192.168.95.1", "192.168.95.2"
 OA, OB = "10.95.0.1", "10.95.0.2"
 TUNFLOW = [sys.executable, "-m", "tunflow.cli"]
 HAVE_WG = shutil.which("wg") is not None
+HAVE_NFT = shutil.which("nft") is not None
 
 
 def conf(
@@ -750,3 +752,155 @@ def test_a_reload_keeps_the_fwmark_the_default_routes_rules_use(tmp_path: Path) 
                     ping(a, OB)
                 assert up_a.stop() == 0
     assert "the default route's policy rules use the mark 0xca6c" in up_a.out, up_a.out
+
+
+# -- after a crash: what `up` changed outside the device ----------------------------------------
+
+#: `ip rule` in a new namespace: the kernel's own rules (local, main, default)
+DEFAULT_RULES = {"-4": [0, 32766, 32767], "-6": [0, 32766]}
+#: with wg-quick's pair for a default route in front of main (per IP version)
+WITH_POLICY = {"-4": [0, 32764, 32765, 32766, 32767], "-6": [0, 32764, 32765, 32766]}
+
+
+def rule_priorities(ns: testing.Netns, family: str) -> list[int]:
+    return sorted(int(r["priority"]) for r in ns.ip_json(family, "rule", "show"))
+
+
+def wg_quick_tables(ns: testing.Netns) -> list[str]:
+    out = ns.run("nft", "list", "tables").stdout if HAVE_NFT else ""
+    return sorted(line.split()[-1] for line in out.splitlines() if "wg-quick-" in line)
+
+
+@pytest.fixture
+def default_route(tmp_path: Path) -> Iterator[tuple[testing.Netns, Path, dict[str, str]]]:
+    """A namespace and a file whose peer takes every address (``0.0.0.0/0, ::/0``: policy rules
+    and nftables tables, which outlive the process), with DNS through a stand-in resolvconf
+    (recording its calls in ``tmp_path/resolvconf-calls``) and hooks that leave markers; the
+    environment to run ``up`` in. Whatever a test leaves is taken down and removed."""
+    name = testing.unique_name("crk")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "resolvconf"
+    fake.write_text(f'#!/bin/sh\n{{ echo "ARGS $*"; cat; }} >> {tmp_path / "resolvconf-calls"}\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+    path = tmp_path / f"{name}.conf"
+    path.write_text(
+        f"[Interface]\nPrivateKey = {genkey()}\nAddress = 10.88.0.1/24\nDNS = 10.88.0.53\n"
+        f"PreDown = touch {tmp_path / 'predown'}\nPostDown = touch {tmp_path / 'postdown'}\n\n"
+        f"[Peer]\nPublicKey = {pubkey(genkey())}\nAllowedIPs = 0.0.0.0/0, ::/0\n"
+        "Endpoint = 192.0.2.1:51820\n"
+    )
+    path.chmod(0o600)
+    with testing.netns(enter=False) as ns:
+        try:
+            yield ns, path, env
+        finally:
+            ns.run(*TUNFLOW, "down", name, check=False)
+            for suffix in (".log", ".pid", ".undo", ".undo.tmp"):
+                Path(f"/run/tunflow/{name}{suffix}").unlink(missing_ok=True)
+            Path(f"/var/run/wireguard/{name}.sock").unlink(missing_ok=True)
+
+
+def up_daemon(ns: testing.Netns, path: Path, env: dict[str, str]) -> int:
+    """``tunflow up FILE --daemon``; the pid of the process serving it."""
+    done = subprocess.run(
+        ns.cmd(*TUNFLOW, "up", str(path), "--daemon"), capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return int(Path(f"/run/tunflow/{path.stem}.pid").read_text())
+
+
+def sigkill(ns: testing.Netns, pid: int, name: str) -> None:
+    """SIGKILL ``pid`` and wait until it and its device are gone."""
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+
+    def gone() -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            state = "Z"
+        return state == "Z" and ns.run("ip", "link", "show", name, check=False).returncode != 0
+
+    while not gone():
+        assert time.monotonic() < deadline, f"pid {pid} or {name} still there"
+        time.sleep(0.05)
+
+
+def test_down_after_a_sigkill_removes_what_up_left(
+    default_route: tuple[testing.Netns, Path, dict[str, str]], tmp_path: Path
+) -> None:
+    ns, path, env = default_route
+    name = path.stem
+    journal = Path(f"/run/tunflow/{name}.undo")
+    pid = up_daemon(ns, path, env)
+    sigkill(ns, pid, name)
+    # the device went with the process; the rules, tables and DNS record did not
+    assert {f: rule_priorities(ns, f) for f in WITH_POLICY} == WITH_POLICY
+    if HAVE_NFT:
+        assert wg_quick_tables(ns) == [f"wg-quick-{name}"] * 2
+    assert Path(f"/var/run/wireguard/{name}.sock").exists()
+    down = ns.run(*TUNFLOW, "down", name, check=False)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert {f: rule_priorities(ns, f) for f in DEFAULT_RULES} == DEFAULT_RULES
+    assert down.stdout.count("\n") == 1, down.stdout
+    assert f"(pid {pid}) is gone" in down.stdout and "4 policy rules" in down.stdout
+    assert "PreDown and PostDown not run" in down.stdout, down.stdout
+    assert {f: rule_priorities(ns, f) for f in DEFAULT_RULES} == DEFAULT_RULES
+    assert wg_quick_tables(ns) == []
+    record = "tun." if Path("/etc/resolvconf/interface-order").exists() else ""
+    assert (tmp_path / "resolvconf-calls").read_text().endswith(f"ARGS -d {record}{name} -f\n")
+    assert not (tmp_path / "predown").exists() and not (tmp_path / "postdown").exists()
+    for left in (
+        journal,
+        Path(f"/run/tunflow/{name}.pid"),
+        Path(f"/var/run/wireguard/{name}.sock"),
+    ):
+        assert not left.exists(), left
+    again = ns.run(*TUNFLOW, "down", name, check=False)  # nothing left: as for any name
+    assert again.returncode == 1 and "no interface" in again.stderr
+
+
+def test_up_after_a_sigkill_undoes_what_the_killed_one_left_first(
+    default_route: tuple[testing.Netns, Path, dict[str, str]],
+) -> None:
+    ns, path, env = default_route
+    name = path.stem
+    killed = up_daemon(ns, path, env)
+    sigkill(ns, killed, name)
+    pid = up_daemon(ns, path, env)
+    # one pair of rules, one table per IP version: not the killed one's as well
+    assert {f: rule_priorities(ns, f) for f in WITH_POLICY} == WITH_POLICY
+    if HAVE_NFT:
+        assert wg_quick_tables(ns) == [f"wg-quick-{name}"] * 2
+    log = Path(f"/run/tunflow/{name}.log").read_text()
+    assert f"(pid {killed}) is gone; removed what it left: 4 policy rules" in log, log
+    assert json.loads(Path(f"/run/tunflow/{name}.undo").read_text())["pid"] == pid
+    down = ns.run(*TUNFLOW, "down", name, check=False)
+    assert down.returncode == 0, down.stderr
+    assert {f: rule_priorities(ns, f) for f in DEFAULT_RULES} == DEFAULT_RULES
+    assert wg_quick_tables(ns) == []
+    assert not Path(f"/run/tunflow/{name}.undo").exists()  # a clean stop removes it
+
+
+def test_what_up_left_in_another_namespace_is_left_there(
+    default_route: tuple[testing.Netns, Path, dict[str, str]],
+) -> None:
+    # /run/tunflow is every namespace's: rules are undone only where they were made
+    ns, path, env = default_route
+    name = path.stem
+    sigkill(ns, up_daemon(ns, path, env), name)
+    with testing.netns(enter=False) as other:
+        elsewhere = other.run(*TUNFLOW, "down", name, check=False)
+        assert elsewhere.returncode == 1
+        assert f"network namespace {ns.name}, not in this one" in elsewhere.stderr
+        refused = subprocess.run(
+            other.cmd(*TUNFLOW, "up", str(path)), capture_output=True, text=True, env=env
+        )
+        assert refused.returncode == 2 and f"run tunflow down {name} there" in refused.stderr
+        assert other.run("ip", "link", "show", name, check=False).returncode != 0
+    assert {f: rule_priorities(ns, f) for f in WITH_POLICY} == WITH_POLICY
+    assert Path(f"/run/tunflow/{name}.undo").exists()
+    assert ns.run(*TUNFLOW, "down", name, check=False).returncode == 0
+    assert {f: rule_priorities(ns, f) for f in DEFAULT_RULES} == DEFAULT_RULES
