@@ -495,6 +495,8 @@ def _run_nft(script: str, netns: str | None, name: str) -> None:
                 capture_output=True,
                 timeout=30,
                 check=False,
+                # its messages untranslated: ENOENT is recognised by its words below
+                env={**os.environ, "LC_ALL": "C"},
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise OSError(errno.EIO, f"{name}: nft failed: {exc}") from None
