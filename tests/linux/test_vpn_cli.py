@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -904,3 +905,23 @@ def test_what_up_left_in_another_namespace_is_left_there(
     assert Path(f"/run/tunflow/{name}.undo").exists()
     assert ns.run(*TUNFLOW, "down", name, check=False).returncode == 0
     assert {f: rule_priorities(ns, f) for f in DEFAULT_RULES} == DEFAULT_RULES
+
+
+def test_up_as_a_user_says_it_needs_root() -> None:
+    # what wg-quick says in a word ("must be run as root"); not a bare "[Errno 13] Permission
+    # denied: '/run/tunflow/x.pid'" that leaves the user to guess
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    probe = subprocess.run([*nobody, *TUNFLOW, "--help"], capture_output=True, timeout=60)
+    if probe.returncode:
+        pytest.skip("this checkout cannot be run by user nobody (a private directory)")
+    with tempfile.TemporaryDirectory(dir="/tmp") as where:  # (pytest's tmp_path is root's)
+        os.chmod(where, 0o755)
+        conf = Path(where) / f"{testing.unique_name('tfu')}.conf"
+        conf.write_text(f"[Interface]\nPrivateKey = {genkey()}\n")
+        conf.chmod(0o644)
+        done = subprocess.run(
+            [*nobody, *TUNFLOW, "up", str(conf)], capture_output=True, text=True, timeout=60
+        )
+    assert done.returncode == 1, done.stderr
+    assert "Permission denied" in done.stderr and "Traceback" not in done.stderr
+    assert done.stderr.rstrip().endswith("(not running as root: run it with sudo)"), done.stderr

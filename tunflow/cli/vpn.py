@@ -68,7 +68,12 @@ log = logging.getLogger("tunflow.cli")
 
 
 def _error(exc: BaseException) -> int:
-    print(f"tunflow: {exc}", file=sys.stderr)
+    hint = ""
+    if isinstance(exc, PermissionError) and not isinstance(exc, TunflowError) and os.geteuid():
+        # /run/tunflow, /var/run/wireguard, the device and routes are root's (wg-quick, too,
+        # must run as root); tunflow's own errors say what they need themselves
+        hint = " (not running as root: run it with sudo)"
+    print(f"tunflow: {exc}{hint}", file=sys.stderr)
     return 2 if isinstance(exc, ConfigError) else 1
 
 
