@@ -37,6 +37,14 @@ What ``Table`` in a wg-quick file means, and so what :class:`Routes` does:
 * a table number (``main`` is 254) — every AllowedIPs route, default ones included, into that
   table; no rules (whoever chose the table routes to it).
 
+On a reload (:meth:`~tunflow.wireguard.WireGuardInterface.sync` with ``routes=True``,
+``tunflow reload``) :meth:`Routes.update` makes the routes follow the new AllowedIPs: a route
+for each new prefix, as :meth:`Routes.add` made them, and the routes it made for prefixes no
+longer there removed — never one it did not add (the interface's own prefix route, another's).
+Default routes under ``Table = auto`` are not followed (their rules, table and fwmark are the
+interface's, set up before anything is sent): a reload that adds or drops one warns that the
+interface must be restarted for that part.
+
 Routes leave with the interface (the kernel deletes a device's routes with it); rules and
 nftables tables do not, so :meth:`Routes.close` removes the ones added here, also when the
 interface failed. A process killed before it could (SIGKILL, the OOM killer, a crash) leaves them
@@ -80,9 +88,12 @@ if TYPE_CHECKING:
     from .protocol import WireGuard
 
 __all__ = [
+    "RouteChanges",
     "Routes",
     "RoutingRecord",
     "add_routes",
+    "route_diff",
+    "update_routes",
     "remove_recorded",
     "table_setting",
     "POLICY_TABLE",
@@ -95,6 +106,11 @@ POLICY_TABLE: Final = 51820
 _SRC_VALID_MARK: Final = "/proc/sys/net/ipv4/conf/all/src_valid_mark"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: the metric the kernel gives an IPv6 route added without one (IP6_RT_PRIO_USER): removed with
+#: it, so that the kernel's own prefix route for an address (metric 256) is never the one
+#: matched
+_IPV6_USER_METRIC: Final = 1024
 
 
 @attrs.frozen
@@ -199,6 +215,75 @@ class RoutingRecord:
         return cls(tuple(_Rule.from_json(r) for r in rules), tuple(tables))
 
 
+def _sorted(nets: Iterable[Network]) -> tuple[Network, ...]:
+    return tuple(sorted(nets, key=lambda n: (n.version, int(n.network_address), n.prefixlen)))
+
+
+@attrs.frozen
+class RouteChanges:
+    """What a reload did to an interface's routes (:meth:`Routes.update`)."""
+
+    #: prefixes routed into the interface now
+    added: tuple[Network, ...] = ()
+    #: prefixes whose route was removed (or was gone already)
+    removed: tuple[Network, ...] = ()
+    #: what the kernel refused, one message each (``add 10.1.0.0/24: ...``); the reload stands
+    refused: tuple[str, ...] = ()
+    #: default routes (``Table = auto``) that came or went in the file: left as they were
+    restart: tuple[Network, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.refused or self.restart)
+
+    def describe(self) -> str:
+        """One line for messages: ``routes added 10.1.0.0/24; removed 10.2.0.0/24`` ("" for
+        no change)."""
+        parts = []
+        if self.added:
+            parts.append("routes added " + ", ".join(map(str, self.added)))
+        if self.removed:
+            parts.append("routes removed " + ", ".join(map(str, self.removed)))
+        if self.refused:
+            parts.append("routes refused: " + "; ".join(self.refused))
+        if self.restart:
+            nets = ", ".join(map(str, self.restart))
+            parts.append(f"default route change ({nets}) needs a restart (tunflow down, up)")
+        return "; ".join(parts)
+
+
+def route_diff(
+    routed: Iterable[Network],
+    defaults: Iterable[Network],
+    networks: Iterable[Network],
+    table: str | int,
+) -> tuple[tuple[Network, ...], tuple[Network, ...], tuple[Network, ...]]:
+    """What a reload does to the routes: ``(to add, to remove, default routes left)``.
+
+    Args:
+        routed: the prefixes whose route :class:`Routes` added (not the default routes of
+            ``Table = auto``).
+        defaults: the default routes in the policy table (``Table = auto``).
+        networks: every peer's AllowedIPs after the reload.
+        table: the interface's ``Table`` (``"auto"``, ``"off"`` or a number).
+
+    ``to add`` is every wanted prefix not routed yet — one already in the table without being
+    :class:`Routes`'s (the interface's own prefix, another route) is tried again and found there,
+    which is not an addition. ``to remove`` is only what was routed. Under ``auto`` a default
+    route that appears or goes is in the third part, neither added nor removed.
+    """
+    if table == "off":
+        return (), (), ()
+    wanted = set(networks)
+    have = set(routed)
+    if table == "auto":
+        wanted_defaults = {n for n in wanted if not n.prefixlen}
+        wanted -= wanted_defaults
+        restart = wanted_defaults ^ set(defaults)
+    else:
+        restart = set()
+    return _sorted(wanted - have), _sorted(have - wanted), _sorted(restart)
+
+
 class Routes:
     """The routes and rules one interface added; :meth:`close` takes the rules away again.
 
@@ -239,6 +324,12 @@ class Routes:
         self._nft: list[str] = []
         self._nft_table = ""
         self._nft_missing = False
+        #: the prefixes whose route was added here (into :attr:`table`), for :meth:`update`
+        self._routed: set[Network] = set()
+        #: the default routes in :attr:`policy_table`
+        self._defaults: set[Network] = set()
+        #: the ``Table`` of :meth:`add` (``"off"`` until then)
+        self.table: str | int = "off"
 
     def __repr__(self) -> str:
         return f"<Routes {self.name}: {len(self._rules)} rules>"
@@ -277,22 +368,16 @@ class Routes:
                 default route already in the table it was to go into).
         """
         self._require()
+        self.table = table = _checked(table)
         if table == "off":
             return fwmark
-        if isinstance(table, str):
-            if table != "auto":
-                raise ConfigError(f"Table = {table!r} is not auto, off or a table number")
-        else:
-            rt.check_table(table)
         # longest prefixes first, as wg-quick sorts them: default routes come last
         nets = sorted(
             set(networks), key=lambda n: (-n.prefixlen, n.version, int(n.network_address))
         )
         for net in nets:
-            if isinstance(table, int):
-                self._route(net, table)
-            elif net.prefixlen:
-                self._route(net, rt.RT_TABLE_MAIN)
+            if isinstance(table, int) or net.prefixlen:
+                self._prefix_route(net)
             else:
                 self._default_route(net, fwmark)
         if self.policy_table and not fwmark:
@@ -303,6 +388,54 @@ class Routes:
             )
             return self.policy_table
         return fwmark
+
+    def update(self, networks: Iterable[Network], table: str | int) -> RouteChanges:
+        """Make the routes follow ``networks`` after a reload (:func:`route_diff`): a route for
+        each new prefix, as :meth:`add` makes them, and the routes added here for prefixes no
+        longer in ``networks`` removed (one already gone is fine).
+
+        A route the kernel refuses is logged and reported, not raised: the reload it follows
+        is applied already. Default routes of ``Table = auto`` that came or went are left as
+        they are, with a warning: their rules and table are set up with the interface.
+
+        Args:
+            networks: every peer's AllowedIPs now.
+            table: the interface's ``Table``, as :meth:`add` had it (``add`` need not have run:
+                an interface without AllowedIPs when it came up).
+
+        Raises:
+            ConfigError: a bad ``table``.
+            OSError: the routes were closed.
+        """
+        self._require()
+        self.table = table = _checked(table)
+        add, remove, restart = route_diff(self._routed, self._defaults, networks, table)
+        added: list[Network] = []
+        removed: list[Network] = []
+        refused: list[str] = []
+        for net in remove:
+            try:
+                self._remove_route(net)
+            except OSError as exc:
+                log.warning("%s: cannot remove the route to %s: %s", self.name, net, exc)
+                refused.append(f"remove {net}: {exc.strerror or exc}")
+            else:
+                removed.append(net)
+        for net in add:
+            try:
+                if self._prefix_route(net):
+                    added.append(net)
+            except OSError as exc:
+                log.warning("%s: cannot add a route to %s: %s", self.name, net, exc)
+                refused.append(f"add {net}: {exc.strerror or exc}")
+        if restart:
+            log.warning(
+                "%s: default route %s came or went in the file; not applied: restart the "
+                "interface (tunflow down, up) for that",
+                self.name,
+                ", ".join(map(str, restart)),
+            )
+        return RouteChanges(tuple(added), tuple(removed), tuple(refused), restart)
 
     def close(self) -> None:
         """Remove the rules added (newest first) and close the socket. Idempotent; a rule that
@@ -370,6 +503,7 @@ class Routes:
         self._rule(_Rule(family, table, fwmark=table, invert=True))
         self._rule(_Rule(family, rt.RT_TABLE_MAIN, suppress_prefixlength=0))
         self._route(net, table)
+        self._defaults.add(net)
         if family == rt.AF_INET:
             self._src_valid_mark()
         self._firewall(net.version, table)
@@ -440,7 +574,35 @@ class Routes:
             table += 1
         return table
 
-    def _route(self, net: Network, table: int) -> None:
+    def _route_table(self) -> int:
+        # where the prefixes go: the main table for auto, else the table chosen
+        return self.table if isinstance(self.table, int) else rt.RT_TABLE_MAIN
+
+    def _prefix_route(self, net: Network) -> bool:
+        """Route ``net`` into the interface in its table; whether the route was added here
+        (``False``: one was there already, which is not this one's to remove)."""
+        if not self._route(net, self._route_table()):
+            return False
+        self._routed.add(net)
+        return True
+
+    def _remove_route(self, net: Network) -> None:
+        # only the route out of this interface, with the metric it was added with (IPv6: so
+        # the kernel's own prefix route of an address, metric 256, is not the one matched)
+        try:
+            self._require().remove_route(
+                self.index,
+                net,
+                table=self._route_table(),
+                metric=_IPV6_USER_METRIC if net.version == 6 else None,
+            )
+        except OSError as exc:
+            if exc.errno not in (errno.ESRCH, errno.ENOENT):
+                raise
+            log.debug("%s: the route to %s was gone already", self.name, net)
+        self._routed.discard(net)
+
+    def _route(self, net: Network, table: int) -> bool:
         try:
             self._require().add_route(self.index, net, table=table)
         except FileExistsError as exc:
@@ -448,12 +610,13 @@ class Routes:
             if net.prefixlen:
                 # the interface's own prefix route, or a second peer with the same prefix
                 log.debug("%s: %s is already in %s", self.name, net, where)
-                return
+                return False
             raise FileExistsError(
                 exc.errno,
                 f"{self.name}: a default route ({net}) is already in {where}; "
                 "another interface uses it (choose another FwMark or Table)",
             ) from None
+        return True
 
     def _rule(self, rule: _Rule) -> None:
         self._require().add_rule(
@@ -477,6 +640,15 @@ class Routes:
                 os.write(fd, b"1\n")
         finally:
             os.close(fd)
+
+
+def _checked(table: str | int) -> str | int:
+    if isinstance(table, str):
+        if table not in ("auto", "off"):
+            raise ConfigError(f"Table = {table!r} is not auto, off or a table number")
+    else:
+        rt.check_table(table)
+    return table
 
 
 def _run_nft(script: str, netns: str | None, name: str) -> None:
@@ -639,6 +811,88 @@ async def add_routes(
         await routes.aclose()
         raise
     return routes
+
+
+async def update_routes(
+    device: AsyncDevice,
+    routes: Routes | None,
+    old: Iterable[Network],
+    new: Iterable[Network],
+    *,
+    table: str | int,
+    netns: str | None,
+    name: str,
+    journal: Callable[[RoutingRecord], None] | None = None,
+) -> tuple[Routes | None, RouteChanges]:
+    """Make the routes follow a reload: ``new`` (every peer's AllowedIPs now) as
+    :meth:`Routes.update` says, for an interface that came up with ``Table = table``.
+
+    ``routes`` is what :func:`add_routes` returned; ``None`` (no AllowedIPs when the interface
+    came up) makes one when a route is now wanted — the :class:`Routes` returned, which is
+    then the one to :meth:`~Routes.aclose`. ``old`` (the AllowedIPs before the reload) serves
+    off Linux, where the routes go through the device: main-table routes only, added for
+    prefixes new to ``new`` and removed for prefixes gone from it.
+
+    Returns:
+        The :class:`Routes` to keep (``routes``, a new one, or ``None``) and what changed. A
+        route the kernel (or the device) refused is in :attr:`RouteChanges.refused`, logged.
+
+    Raises:
+        ConfigError: a bad ``table``, or a table other than ``auto``/``off`` off Linux.
+        OSError: (Linux) the rtnetlink socket cannot be opened or the namespace entered.
+    """
+    nets = set(new)
+    if table == "off":
+        return routes, RouteChanges()
+    if sys.platform != "linux":
+        return routes, await _update_device_routes(device, set(old), nets, table, name)
+    if routes is None:
+        if not nets:
+            return None, RouteChanges()
+        index = device.if_index()
+        routes = await anyio.to_thread.run_sync(
+            lambda: Routes(index, netns=netns, name=name, journal=journal)
+        )
+    made = routes
+    return routes, await anyio.to_thread.run_sync(lambda: made.update(nets, table))
+
+
+async def _update_device_routes(
+    device: AsyncDevice, old: set[Network], new: set[Network], table: str | int, name: str
+) -> RouteChanges:
+    if table != "auto":
+        raise ConfigError(f"Table = {table} is not supported on {sys.platform} (Linux only)")
+    # no default routes here (add_routes adds none): only prefixes
+    add, remove, _ = route_diff({n for n in old if n.prefixlen}, (), new, "auto")
+    added: list[Network] = []
+    removed: list[Network] = []
+    refused: list[str] = []
+    for net in remove:
+        try:
+            await device.remove_route(net)
+        except OSError as exc:
+            if exc.errno not in (errno.ESRCH, errno.ENOENT):
+                log.warning("%s: cannot remove the route to %s: %s", name, net, exc)
+                refused.append(f"remove {net}: {exc.strerror or exc}")
+                continue
+        removed.append(net)
+    for net in add:
+        try:
+            await device.add_route(net)
+        except OSError as exc:
+            if exc.errno != errno.EEXIST:
+                log.warning("%s: cannot add a route to %s: %s", name, net, exc)
+                refused.append(f"add {net}: {exc.strerror or exc}")
+            continue
+        added.append(net)
+    restart = tuple(n for n in _sorted(new) if not n.prefixlen and n not in old)
+    if restart:
+        log.warning(
+            "%s: not adding the default route %s (policy routing is Linux only)",
+            name,
+            ", ".join(map(str, restart)),
+        )
+    return RouteChanges(tuple(added), tuple(removed), tuple(refused))
 
 
 async def _add_device_routes(
