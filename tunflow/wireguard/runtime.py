@@ -599,6 +599,9 @@ class WireGuardInterface:
         uapi_path: str | None,
         clock: Callable[[], float],
         policy_mark: int | None = None,
+        routes: _routing.Routes | None = None,
+        route_table: str | int = "off",
+        journal: Callable[[_routing.RoutingRecord], None] | None = None,
     ) -> None:
         self.name = name
         #: the fwmark by which the policy rules of a default route (``Table = auto``, Linux)
@@ -611,6 +614,12 @@ class WireGuardInterface:
         self.uapi_path = uapi_path
         self._netns = netns
         self._clock = clock
+        #: the routes added (what is removed when the interface goes down); :meth:`sync` may
+        #: make them when there were none
+        self._routes = routes
+        #: the ``Table`` routes were added as (``"off"``: none, ``routes=False`` included)
+        self._route_table = route_table
+        self._journal = journal
         self._closed = anyio.Event()
         #: why the interface stopped (``None`` while it runs)
         self.stop_reason: str | None = None
@@ -736,8 +745,13 @@ class WireGuardInterface:
         )
 
     async def sync(
-        self, config: InterfaceConfig, *, listen_port: bool = True, fwmark: bool = True
-    ) -> None:
+        self,
+        config: InterfaceConfig,
+        *,
+        listen_port: bool = True,
+        fwmark: bool = True,
+        routes: bool = False,
+    ) -> _routing.RouteChanges:
         """Make the running interface what ``config`` says, as ``wg syncconf`` would, whole or
         not at all (what ``tunflow up`` does on SIGHUP).
 
@@ -745,7 +759,17 @@ class WireGuardInterface:
         it), the fwmark (likewise) and the peers are set as
         :func:`~tunflow.wireguard.protocol.sync_request` says — peers it does not name are
         removed, the others keep their sessions — and each peer's native mode as ``config``
-        has it. The MTU, addresses and routes stay as they are (as with ``wg syncconf``).
+        has it. The MTU and addresses stay as they are (as with ``wg syncconf``).
+
+        With ``routes=True`` (``tunflow reload``), once that is applied, the routes follow the
+        new AllowedIPs as :func:`open_interface` added them (its ``table``; nothing when it
+        added none): see :meth:`~tunflow.wireguard._routing.Routes.update`. A route the kernel
+        refuses does not undo the peers: it is logged and reported in what is returned. A
+        default route (``Table = auto``) that comes or goes is left for a restart (warned).
+        With ``routes=False`` the routes stay as they are, as with ``wg syncconf``.
+
+        Returns:
+            What happened to the routes (nothing with ``routes=False``).
 
         Raises:
             UapiError: refused (a peer key that is not a point of the curve, the new port in
@@ -761,7 +785,37 @@ class WireGuardInterface:
                 "to change it"
             )
         request = sync_request(self.wg, config, listen_port=listen_port, fwmark=fwmark)
+        before = self._allowed_ips()
         await self._apply_set(request, native={p.public_key: p.native_mode for p in config.peers})
+        if not routes:
+            return _routing.RouteChanges()
+        return await self._follow_routes(before)
+
+    def _allowed_ips(self) -> set[_routing.Network]:
+        wg = self.wg
+        return {net for pk in wg.peers for net in wg.peer_statistics(pk).allowed_ips}
+
+    async def _follow_routes(self, before: set[_routing.Network]) -> _routing.RouteChanges:
+        # after the peers were applied: nothing here may undo them, so a failure is reported;
+        # shielded, so that a Routes made here is kept (and so closed with the interface)
+        try:
+            with anyio.CancelScope(shield=True):
+                self._routes, changes = await _routing.update_routes(
+                    self.device,
+                    self._routes,
+                    before,
+                    self._allowed_ips(),
+                    table=self._route_table,
+                    netns=self._netns,
+                    name=self.name,
+                    journal=self._journal,
+                )
+        except (OSError, ConfigError) as exc:
+            log.warning("%s: the routes do not follow the reload: %s", self.name, exc)
+            return _routing.RouteChanges(refused=(str(exc),))
+        if changes:
+            log.debug("%s: %s", self.name, changes.describe())
+        return changes
 
     async def _set(self, request: SetRequest) -> bytes:
         try:
@@ -965,6 +1019,7 @@ async def _interface(
     device: AsyncDevice | None = None
     port: WireGuardPort | None = None
     added: _routing.Routes | None = None
+    iface: WireGuardInterface | None = None
     try:
         device = builder.build_async()
         dev_offload = device.offload_info.vnet_hdr
@@ -1008,6 +1063,9 @@ async def _interface(
             uapi_path=uapi_path,
             clock=clock,
             policy_mark=(added.policy_table or None) if added is not None else None,
+            routes=added,
+            route_table=table if routes else "off",
+            journal=journal,
         )
         try:
             async with anyio.create_task_group() as tg:
@@ -1044,6 +1102,8 @@ async def _interface(
             raise iface.failure
     finally:
         with anyio.CancelScope(shield=True):
+            if iface is not None:
+                added = iface._routes  # a reload may have made them
             if added is not None:
                 await added.aclose()  # policy rules outlive the device; routes do not
             if listener is not None:
