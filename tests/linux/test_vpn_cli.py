@@ -3,6 +3,8 @@ against an interface ``tunflow up`` runs — in two network namespaces, as separ
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 import re
@@ -203,7 +205,9 @@ def test_sighup_reloads_the_file_as_wg_syncconf(
                 )
                 + f"\n[Peer]\nPublicKey = {third}\nAllowedIPs = 10.97.0.0/24\n"
             )
-            assert reload() == ["READY=1", "STATUS=reloaded, 2 peer(s)"]
+            # and, unlike wg syncconf, their routes (test_a_reload_makes_the_routes_follow_...)
+            routes = "routes added 10.96.0.0/24, 10.97.0.0/24"
+            assert reload() == ["READY=1", f"STATUS=reloaded, 2 peer(s); {routes}"]
             after = uapi_get(up_a.name)
             assert [p.public_key.to_base64() for p in after.peers][1] == third
             assert [str(n) for n in after.peers[0].allowed_ips] == [f"{OB}/32", "10.96.0.0/24"]
@@ -223,13 +227,157 @@ def test_sighup_reloads_the_file_as_wg_syncconf(
             ca.write_text(plain)  # the third peer gone again
             done = a.run(*TUNFLOW, "reload", str(ca), check=False)  # the file names it too
             assert done.returncode == 0, done.stderr
-            assert done.stdout == f"{up_a.name} reloaded: 1 peer(s)\n"
+            routes = "routes removed 10.96.0.0/24, 10.97.0.0/24"
+            assert done.stdout == f"{up_a.name} reloaded: 1 peer(s); {routes}\n"
             assert len(uapi_get(up_a.name).peers) == 1
             assert up_a.stop() == 0
     assert "reload refused, nothing changed" in up_a.out, up_a.out
     gone = a.run(*TUNFLOW, "reload", up_a.name, check=False)
     assert gone.returncode == 1 and "is not up" in gone.stderr
     assert not Path(f"/run/tunflow/{up_a.name}.reloaded").exists()
+
+
+# -- routes following a reload ----------------------------------------------------------------
+
+_RR = itertools.count()
+
+
+@contextlib.contextmanager
+def rr_netns() -> Iterator[testing.Netns]:
+    """A namespace of its own (``rr<pid>x<n>``), with ``lo`` up; deleted whatever happens."""
+    ns = testing.Netns(f"rr{os.getpid() % 100000}x{next(_RR)}")
+    testing.run("ip", "netns", "add", ns.name)
+    try:
+        ns.run("ip", "link", "set", "lo", "up")
+        yield ns
+    finally:
+        testing.run("ip", "netns", "del", ns.name, check=False)
+
+
+def routes_via(ns: testing.Netns, dev: str) -> set[tuple[str, str]]:
+    """The main table's routes out of ``dev`` (IPv4 and IPv6, link-local left out), as
+    ``(destination, protocol)``: ``("10.93.0.0/24", "kernel")``, ``("10.93.1.0/24", "static")``.
+    """
+    found = ns.ip_json("-4", "route", "show", "dev", dev) + ns.ip_json(
+        "-6", "route", "show", "dev", dev
+    )
+    return {(r["dst"], r["protocol"]) for r in found if not r["dst"].startswith("fe80:")}
+
+
+def reload_cli(ns: testing.Netns, name: str) -> str:
+    """``tunflow reload NAME``: what it printed (it must succeed)."""
+    done = ns.run(*TUNFLOW, "reload", name, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_a_reload_makes_the_routes_follow_the_allowed_ips(tmp_path: Path) -> None:
+    # Unlike `wg syncconf`, `tunflow reload` routes the prefixes a reload adds into the device
+    # and removes the routes it made for prefixes gone — never the kernel's own prefix route of
+    # an address (IPv4, or IPv6 with its other metric), even when AllowedIPs named it.
+    ka, kb = genkey(), genkey()
+    an, bn = testing.unique_name("rra"), testing.unique_name("rrb")
+    with rr_netns() as a, rr_netns() as b:
+        testing.veth_pair(a, b, f"{UA}/24", f"{UB}/24")
+        # behind B, beyond A's on-link 10.93.0.0/24: reached only by a route into the tunnel
+        for far in ("10.93.1.1/32", "10.93.2.1/32"):
+            b.run("ip", "addr", "add", far, "dev", "lo")
+        ca, cb = tmp_path / f"{an}.conf", tmp_path / f"{bn}.conf"
+        head = (
+            f"[Interface]\nPrivateKey = {ka}\nAddress = 10.93.0.1/24, fd93::1/64\n\n"
+            f"[Peer]\nPublicKey = {pubkey(kb)}\nEndpoint = {UB}:51820\n"
+        )
+        third = (
+            f"\n[Peer]\nPublicKey = {pubkey(genkey())}\nAllowedIPs = 10.93.3.0/24, fd93:3::/64\n"
+        )
+        ca.write_text(head + "AllowedIPs = 10.93.1.0/24\n")
+        conf(cb, kb, pubkey(ka), "10.93.0.2", "10.93.0.1", UA)
+        with Up(a, ca), Up(b, cb):
+            on_link = {("10.93.0.0/24", "kernel"), ("fd93::/64", "kernel")}
+            assert routes_via(a, an) == on_link | {("10.93.1.0/24", "static")}
+            ping(a, "10.93.1.1")
+            # widened, a peer added, and the interface's own prefixes named too
+            ca.write_text(
+                head + "AllowedIPs = 10.93.1.0/24, 10.93.2.0/24, 10.93.0.0/24, fd93::/64\n" + third
+            )
+            assert reload_cli(a, an) == (
+                f"{an} reloaded: 2 peer(s); routes added 10.93.2.0/24, 10.93.3.0/24, "
+                "fd93::/64, fd93:3::/64\n"
+            )
+            assert routes_via(a, an) == on_link | {
+                ("10.93.1.0/24", "static"),
+                ("10.93.2.0/24", "static"),
+                ("10.93.3.0/24", "static"),
+                ("fd93::/64", "static"),  # beside the kernel's (metric 256): ours is 1024
+                ("fd93:3::/64", "static"),
+            }
+            ping(a, "10.93.2.1")  # through the new route, into the tunnel, to B
+            # a prefix removed, the third peer gone, the own prefixes no longer named
+            ca.write_text(head + "AllowedIPs = 10.93.2.0/24\n")
+            assert reload_cli(a, an) == (
+                f"{an} reloaded: 1 peer(s); routes removed 10.93.1.0/24, 10.93.3.0/24, "
+                "fd93::/64, fd93:3::/64\n"
+            )
+            assert routes_via(a, an) == on_link | {("10.93.2.0/24", "static")}
+            ping(a, "10.93.2.1")
+            # the same file again: nothing to say about routes
+            assert reload_cli(a, an) == f"{an} reloaded: 1 peer(s)\n"
+
+
+@pytest.mark.parametrize("how", ["Table = off", "--no-routes"])
+def test_a_reload_adds_no_routes_where_up_added_none(tmp_path: Path, how: str) -> None:
+    name = testing.unique_name("rro")
+    path = tmp_path / f"{name}.conf"
+    table = f"{how}\n" if how.startswith("Table") else ""
+    head = f"[Interface]\nPrivateKey = {genkey()}\nAddress = 10.93.0.1/24\n{table}\n"
+    peer = f"[Peer]\nPublicKey = {pubkey(genkey())}\nAllowedIPs = "
+    path.write_text(head + peer + "10.93.1.0/24\n")
+    with rr_netns() as ns, Up(ns, path, *([how] if how.startswith("--") else [])):
+        assert routes_via(ns, name) == {("10.93.0.0/24", "kernel")}
+        path.write_text(head + peer + "10.93.1.0/24, 10.93.2.0/24\n")
+        assert reload_cli(ns, name) == f"{name} reloaded: 1 peer(s)\n"
+        assert routes_via(ns, name) == {("10.93.0.0/24", "kernel")}
+
+
+def test_routes_come_with_a_reload_when_up_had_no_allowed_ips(tmp_path: Path) -> None:
+    # `up` with a peer without AllowedIPs made no routes at all; a reload giving some must
+    # still route them (and take them away again)
+    name = testing.unique_name("rrn")
+    path = tmp_path / f"{name}.conf"
+    head = f"[Interface]\nPrivateKey = {genkey()}\nAddress = 10.93.0.1/24\n\n"
+    peer = f"[Peer]\nPublicKey = {pubkey(genkey())}\n"
+    path.write_text(head + peer)
+    with rr_netns() as ns, Up(ns, path):
+        assert routes_via(ns, name) == {("10.93.0.0/24", "kernel")}
+        path.write_text(head + peer + "AllowedIPs = 10.93.1.0/24\n")
+        assert reload_cli(ns, name) == f"{name} reloaded: 1 peer(s); routes added 10.93.1.0/24\n"
+        assert routes_via(ns, name) == {("10.93.0.0/24", "kernel"), ("10.93.1.0/24", "static")}
+        path.write_text(head + peer)
+        assert reload_cli(ns, name) == f"{name} reloaded: 1 peer(s); routes removed 10.93.1.0/24\n"
+        assert routes_via(ns, name) == {("10.93.0.0/24", "kernel")}
+
+
+def test_a_route_the_kernel_refuses_leaves_the_reload_applied(tmp_path: Path) -> None:
+    # IPv6 off on the device: the kernel refuses a route into it (EACCES). The peer is applied
+    # all the same, the IPv4 route added, and the refusal is said (not an error).
+    name = testing.unique_name("rrk")
+    path = tmp_path / f"{name}.conf"
+    head = f"[Interface]\nPrivateKey = {genkey()}\nAddress = 10.93.0.1/24\n\n"
+    peer = f"[Peer]\nPublicKey = {pubkey(genkey())}\nAllowedIPs = 10.93.1.0/24"
+    path.write_text(head + peer + "\n")
+    with rr_netns() as ns, Up(ns, path) as up:
+        ns.run("sysctl", "-qw", f"net.ipv6.conf.{name}.disable_ipv6=1")
+        path.write_text(head + peer + ", 10.93.2.0/24, fd93:2::/64\n")
+        said = reload_cli(ns, name)
+        assert said.startswith(
+            f"{name} reloaded: 1 peer(s); routes added 10.93.2.0/24; "
+            "routes refused: add fd93:2::/64: "
+        ), said
+        shown = [str(n) for n in uapi_get(name).peers[0].allowed_ips]
+        assert shown == ["10.93.1.0/24", "10.93.2.0/24", "fd93:2::/64"]
+        assert ("10.93.2.0/24", "static") in routes_via(ns, name)
+        assert up.stop() == 0
+    assert "cannot add a route to fd93:2::/64" in up.out, up.out
 
 
 def test_hooks_on_the_way_down_do_not_inherit_ignored_signals(

@@ -465,10 +465,15 @@ async def _answer_reloads(
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """On each SIGHUP (``systemctl reload``), read the file again and apply it to the running
-    interface as ``wg syncconf`` would: keys, port, fwmark, peers; not addresses, MTU, DNS,
-    routes or hooks (and answer a waiting ``tunflow reload``). A file that does not parse, or a
-    change the interface refuses (see ``WireGuardInterface.sync``: another ``FwMark`` than
-    a default route's policy rules use, say), changes nothing (logged)."""
+    interface as ``wg syncconf`` would: keys, port, fwmark, peers; not addresses, MTU, DNS or
+    hooks (and answer a waiting ``tunflow reload``). A file that does not parse, or a change the
+    interface refuses (see ``WireGuardInterface.sync``: another ``FwMark`` than a default
+    route's policy rules use, say), changes nothing (logged).
+
+    Unlike ``wg syncconf``, the routes then follow the new AllowedIPs as ``up`` added them
+    (none with ``Table = off`` or ``--no-routes``; a default route that comes or goes waits for
+    a restart); what changed is logged and in the answer, a route the kernel refused too (the
+    peers stay applied)."""
     from ..wireguard.wgquick import load_wgquick
 
     try:
@@ -485,17 +490,24 @@ async def _answer_reloads(
                     config = await _in_daemon_thread(
                         functools.partial(new.interface_config, native=native)
                     )
-                    await iface.sync(
-                        config, listen_port=new.listen_port is not None, fwmark=new.fwmark != 0
+                    changes = await iface.sync(
+                        config,
+                        listen_port=new.listen_port is not None,
+                        fwmark=new.fwmark != 0,
+                        routes=True,
                     )
                 except (TunflowError, OSError) as exc:
                     log.error("reload refused, nothing changed: %s", exc)
                     status = f"reload refused: {exc}"
                     answer = f"error reload refused, nothing changed: {_status(str(exc))}"
                 else:
-                    log.info("reloaded %s: %d peer(s)", quick.file, len(config.peers))
-                    status = f"reloaded, {len(config.peers)} peer(s)"
-                    answer = f"ok {len(config.peers)} peer(s)"
+                    # "2 peer(s); routes added 10.1.0.0/24" (refusals were logged as warnings)
+                    done = f"{len(config.peers)} peer(s)"
+                    if changes:
+                        done += f"; {changes.describe()}"
+                    log.info("reloaded %s: %s", quick.file, done)
+                    status = f"reloaded, {done}"
+                    answer = f"ok {_status(done)}"
                 _answer(_reloaded_path(name), answer, "tunflow reload")
                 _notify(notify, f"READY=1\nSTATUS={_status(status)}")
     finally:
