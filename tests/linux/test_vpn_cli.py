@@ -357,6 +357,28 @@ def test_routes_come_with_a_reload_when_up_had_no_allowed_ips(tmp_path: Path) ->
         assert routes_via(ns, name) == {("10.93.0.0/24", "kernel")}
 
 
+def test_a_default_route_coming_with_a_reload_waits_for_a_restart(tmp_path: Path) -> None:
+    # Table = auto: a default route needs policy rules and a fwmark set up with the interface;
+    # a reload adding one says a restart is needed, and adds neither route nor rule
+    name = testing.unique_name("rrd")
+    path = tmp_path / f"{name}.conf"
+    head = f"[Interface]\nPrivateKey = {genkey()}\nAddress = 10.93.0.1/24\n\n"
+    peer = f"[Peer]\nPublicKey = {pubkey(genkey())}\nAllowedIPs = 10.93.1.0/24"
+    path.write_text(head + peer + "\n")
+    with rr_netns() as ns, Up(ns, path) as up:
+        rules = ns.run("ip", "-4", "rule", "show").stdout
+        path.write_text(head + peer + ", 0.0.0.0/0\n")
+        assert reload_cli(ns, name) == (
+            f"{name} reloaded: 1 peer(s); default route change (0.0.0.0/0) needs a restart "
+            "(tunflow down, up)\n"
+        )
+        assert ns.run("ip", "-4", "rule", "show").stdout == rules
+        assert ns.ip_json("-4", "route", "show", "table", "all", "default") == []
+        assert uapi_get(name).fwmark == 0
+        assert up.stop() == 0
+    assert "restart the interface (tunflow down, up)" in up.out, up.out
+
+
 def test_a_route_the_kernel_refuses_leaves_the_reload_applied(tmp_path: Path) -> None:
     # IPv6 off on the device: the kernel refuses a route into it (EACCES). The peer is applied
     # all the same, the IPv4 route added, and the refusal is said (not an error).
