@@ -71,7 +71,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Final
 
@@ -456,23 +456,8 @@ class Routes:
             except OSError as exc:
                 log.warning("%s: cannot remove nftables table %s: %s", self.name, family, exc)
                 kept.insert(0, family)
-        unremoved: list[_Rule] = []
         with nl:
-            while self._rules:
-                rule = self._rules.pop()
-                try:
-                    nl.remove_rule(
-                        rule.family,
-                        table=rule.table,
-                        fwmark=rule.fwmark,
-                        invert=rule.invert,
-                        suppress_prefixlength=rule.suppress_prefixlength,
-                    )
-                except FileNotFoundError:
-                    pass
-                except OSError as exc:
-                    log.warning("%s: cannot remove `ip %s`: %s", self.name, rule, exc)
-                    unremoved.insert(0, rule)
+            _removed, unremoved = _remove_rules(nl, self._rules, self.name)
         self._nft, self._rules = kept, unremoved
         if held:
             self._changed()
@@ -681,6 +666,33 @@ def _run_nft(script: str, netns: str | None, name: str) -> None:
         )
 
 
+def _remove_rules(
+    nl: RtNetlink, rules: Sequence[_Rule], name: str
+) -> tuple[list[_Rule], list[_Rule]]:
+    """Remove ``rules``, newest (last) first, as ``ip rule del`` does (by their fields).
+    Returns what was removed and what is left (each in the order given): a rule already gone
+    is in neither; one that could not be removed is logged and left."""
+    removed: list[_Rule] = []
+    left: list[_Rule] = []
+    for rule in reversed(rules):
+        try:
+            nl.remove_rule(
+                rule.family,
+                table=rule.table,
+                fwmark=rule.fwmark,
+                invert=rule.invert,
+                suppress_prefixlength=rule.suppress_prefixlength,
+            )
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("%s: cannot remove `ip %s`: %s", name, rule, exc)
+            left.insert(0, rule)
+        else:
+            removed.insert(0, rule)
+    return removed, left
+
+
 def remove_recorded(
     record: RoutingRecord, *, netns: str | None = None, name: str = ""
 ) -> tuple[RoutingRecord, RoutingRecord]:
@@ -718,27 +730,10 @@ def remove_recorded(
             tables_left.insert(0, table)
         else:
             tables_removed.insert(0, table)
-    rules_removed: list[_Rule] = []
-    rules_left: list[_Rule] = []
     with _entered(netns):
         nl = RtNetlink()
     with nl:
-        for rule in reversed(record.rules):
-            try:
-                nl.remove_rule(
-                    rule.family,
-                    table=rule.table,
-                    fwmark=rule.fwmark,
-                    invert=rule.invert,
-                    suppress_prefixlength=rule.suppress_prefixlength,
-                )
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                log.warning("%s: cannot remove `ip %s`: %s", name, rule, exc)
-                rules_left.insert(0, rule)
-            else:
-                rules_removed.insert(0, rule)
+        rules_removed, rules_left = _remove_rules(nl, record.rules, name)
     return (
         RoutingRecord(tuple(rules_removed), tuple(tables_removed)),
         RoutingRecord(tuple(rules_left), tuple(tables_left)),
