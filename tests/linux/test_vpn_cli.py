@@ -111,20 +111,29 @@ def test_up_ping_show_down(configs: tuple[testing.Netns, testing.Netns, Path, Pa
 
 def test_daemon_and_down(configs: tuple[testing.Netns, testing.Netns, Path, Path]) -> None:
     a, b, ca, cb = configs
-    started = a.run(*TUNFLOW, "up", str(ca), "--daemon")
+    # the daemon's log outlives it on purpose (for whoever debugs it); the test cleans up
+    log_path = Path(f"/run/tunflow/{ca.stem}.log")
+    last_log = Path(f"{log_path}.1")
+    log_path.write_text("the log of an earlier run\n")
     try:
-        assert "up in the background" in started.stdout
-        with Up(b, cb):
-            ping(b, OA)
+        started = a.run(*TUNFLOW, "up", str(ca), "--daemon")
+        try:
+            assert "up in the background" in started.stdout
+            with Up(b, cb):
+                ping(b, OA)
+        finally:
+            down = a.run(*TUNFLOW, "down", str(ca), check=False)  # the file works as a name too
+            log = log_path.read_text() if log_path.exists() else ""
+            # the earlier run's log is kept beside it, not written over (after a crash it
+            # tells why)
+            last = last_log.read_text() if last_log.exists() else ""
     finally:
-        down = a.run(*TUNFLOW, "down", str(ca), check=False)  # the file works as a name too
-        # the daemon's log outlives it on purpose (for whoever debugs it); the test cleans up
-        log_path = Path(f"/run/tunflow/{ca.stem}.log")
-        log = log_path.read_text() if log_path.exists() else ""
         log_path.unlink(missing_ok=True)
+        last_log.unlink(missing_ok=True)
     assert down.returncode == 0, down.stderr
     # READY=1 went to `up --daemon`, which then left: no complaint about STOPPING=1 after it
     assert f"{ca.stem} down (SIGTERM)" in log and "cannot notify" not in log, log
+    assert last == "the log of an earlier run\n"
     assert a.run("ip", "link", "show", ca.stem, check=False).returncode != 0
     again = a.run(*TUNFLOW, "down", ca.stem, check=False)
     assert again.returncode == 1 and "no interface" in again.stderr
@@ -968,7 +977,7 @@ def default_route(tmp_path: Path) -> Iterator[tuple[testing.Netns, Path, dict[st
             yield ns, path, env
         finally:
             ns.run(*TUNFLOW, "down", name, check=False)
-            for suffix in (".log", ".pid", ".undo", ".undo.tmp"):
+            for suffix in (".log", ".log.1", ".pid", ".undo", ".undo.tmp"):
                 Path(f"/run/tunflow/{name}{suffix}").unlink(missing_ok=True)
             Path(f"/var/run/wireguard/{name}.sock").unlink(missing_ok=True)
 

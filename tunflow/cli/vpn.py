@@ -816,6 +816,10 @@ def _daemonize(args: argparse.Namespace, name: str) -> int:
     argv += ["--offload", args.offload, "--backend", args.backend]
     log_path = Path(PID_DIRECTORY) / f"{name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        # the last run's log, kept: after a crash it is what tells why (a restart would write
+        # over it)
+        log_path.replace(log_path.with_name(log_path.name + ".1"))
     with (
         # 0700: only we may send; under /run/tunflow, not $TMPDIR: the path must fit a
         # sockaddr_un (108 bytes), which a long $TMPDIR would not
