@@ -32,6 +32,7 @@ from .protocol import (
 )
 
 if TYPE_CHECKING:
+    from ._routing import RouteChanges, RoutingRecord
     from .runtime import (
         UAPI_DIRECTORY,
         InterfaceStatistics,
@@ -49,6 +50,8 @@ _LAZY = {
     "WireGuardInterface": "runtime",
     "WireGuardPort": "runtime",
     "open_interface": "runtime",
+    "RouteChanges": "_routing",
+    "RoutingRecord": "_routing",
     "QuickConfig": "wgquick",
     "QuickPeer": "wgquick",
     "load_wgquick": "wgquick",
@@ -71,6 +74,8 @@ __all__ = [
     "WireGuardInterface",
     "WireGuardPort",
     "InterfaceStatistics",
+    "RouteChanges",
+    "RoutingRecord",
     "UAPI_DIRECTORY",
     "load_wgquick",
     "parse_wgquick",
