@@ -18,7 +18,7 @@ from types import ModuleType
 
 from ..errors import PlatformNotSupportedError
 
-__all__ = ["current", "for_fd", "platform_name", "BACKENDS"]
+__all__ = ["current", "current_name", "for_fd", "platform_name", "BACKENDS"]
 
 #: platform name -> module implementing it
 BACKENDS: dict[str, str] = {
@@ -64,6 +64,17 @@ def platform_name(sys_platform: str | None = None) -> str:
     return p
 
 
+def current_name() -> str:
+    """The platform the backends act for: :func:`platform_name` of the running OS, or the one
+    :func:`~tunflow.platform.fake.pretend_platform` names inside its block.
+
+    Code outside :mod:`tunflow.platform` that must choose between a platform's ways (how routes
+    are added, say) asks this rather than :data:`sys.platform`, so that the fake system-call
+    layer reaches the same branch a real run on that platform takes.
+    """
+    return _override or platform_name()
+
+
 def for_fd() -> ModuleType:
     """The backend that adopts fds: this OS's, or on any other Unix the generic fd backend
     (no configuration, no header).
@@ -86,7 +97,7 @@ def current() -> ModuleType:
         PlatformNotSupportedError: tunflow has no backend for it (the message says which
             platforms it has and that ``from_fd`` still works on any Unix).
     """
-    name = _override or platform_name()
+    name = current_name()
     module = BACKENDS.get(name)
     if module is None:
         raise PlatformNotSupportedError(

@@ -40,9 +40,9 @@ UTUN_SCAN_LIMIT: Final = 1024
 def _platform(platform: str | None) -> str:
     if platform is not None:
         return platform
-    from . import _override, platform_name
+    from . import current_name
 
-    return _override or platform_name()
+    return current_name()
 
 
 def framing_for(platform: str, *, packet_information: bool) -> dict[str, object]:

@@ -23,7 +23,7 @@ from tunflow import (
     SyncDevice,
     UnsupportedError,
 )
-from tunflow.platform import BACKENDS, current, platform_name
+from tunflow.platform import BACKENDS, current, current_name, platform_name
 from tunflow.platform.fake import FakeSyscalls, pretend_platform
 
 from .support import af_header, ipv4_packet, ipv6_packet
@@ -53,6 +53,17 @@ AF_INET6 = {"darwin": 30, "freebsd": 28, "openbsd": 24, "netbsd": 24, "ios": 30}
 )
 def test_platform_name(sys_platform: str, name: str) -> None:
     assert platform_name(sys_platform) == name
+
+
+def test_current_name_follows_pretend_platform() -> None:
+    # what code outside the backends branches on (routes): the pretended platform in the block
+    assert current_name() == platform_name()
+    with pretend_platform("openbsd"):
+        assert current_name() == "openbsd"
+        with pretend_platform("windows"):
+            assert current_name() == "windows"
+        assert current_name() == "openbsd"
+    assert current_name() == platform_name()
 
 
 def test_registry_covers_the_issue() -> None:
