@@ -57,7 +57,11 @@ removes a recorded set later, from another process (``tunflow up`` keeps such a 
 :class:`~tunflow.platform.linux.netlink.RtNetlink` (no ``ip`` commands) inside the device's
 network namespace, and blocks, so :func:`add_routes` runs it in a worker thread. It must not
 touch any other namespace, nor rules it did not add. On other platforms :func:`add_routes` adds
-main-table routes through the device and nothing else.
+main-table routes through the device and nothing else, with a :class:`DeviceRoutes`, which
+remembers what it added for a reload as :class:`Routes` does. Which way is taken is the platform
+layer's say (:func:`tunflow.platform.current_name`), so the device way runs in tests through the
+fake system-call layer (``tests/unit/wireguard/test_device_routes.py``) — and only there: it has
+never run on a real macOS, BSD or Windows.
 """
 
 from __future__ import annotations
@@ -70,7 +74,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Final
@@ -88,6 +91,7 @@ if TYPE_CHECKING:
     from .protocol import WireGuard
 
 __all__ = [
+    "DeviceRoutes",
     "RouteChanges",
     "Routes",
     "RoutingRecord",
@@ -760,6 +764,19 @@ def table_setting(table: object) -> str | int:
     return number
 
 
+def _on_linux() -> bool:
+    """Whether routes go through rtnetlink (:class:`Routes`) rather than the device.
+
+    The platform layer's name, not :data:`sys.platform`, so that
+    :func:`~tunflow.platform.fake.pretend_platform` reaches the device path. Android's kernel
+    is Linux and rtnetlink its interface: it stays on that path, as it was while Python
+    reported ``linux`` there (before 3.13, which says ``android``).
+    """
+    from ..platform import current_name
+
+    return current_name() in ("linux", "android")
+
+
 async def add_routes(
     device: AsyncDevice,
     wg: WireGuard,
@@ -769,18 +786,19 @@ async def add_routes(
     netns: str | None,
     name: str,
     journal: Callable[[RoutingRecord], None] | None = None,
-) -> Routes | None:
+) -> Routes | DeviceRoutes | None:
     """Routes for every peer's AllowedIPs as ``Table = table`` says, for a starting interface.
 
     On Linux the work is done by a :class:`Routes` in a worker thread; when default routes got
     a table of their own and the interface had no fwmark, the table becomes the fwmark of
     ``transport`` and ``wg`` (which ``wg show`` reports) — before anything is sent. Should
     anything fail, the rules added so far are removed before the error leaves. ``journal`` is
-    :class:`Routes`'s. Elsewhere only
-    main-table routes are added, through the device (no tables, no policy routing).
+    :class:`Routes`'s. Elsewhere a :class:`DeviceRoutes` adds main-table routes only, through
+    the device (no tables, no policy routing).
 
     Returns:
-        What to :meth:`~Routes.aclose` when the interface goes down (``None``: nothing).
+        What to :meth:`~Routes.aclose` when the interface goes down, and to hand to
+        :func:`update_routes` (``None``: nothing).
 
     Raises:
         ConfigError: a bad ``table``, or a table other than ``auto``/``off`` off Linux.
@@ -788,49 +806,54 @@ async def add_routes(
         DeviceError: (not Linux) the device refused a route.
     """
     nets = {net for pk in wg.peers for net in wg.peer_statistics(pk).allowed_ips}
-    if table == "off" or not nets:
+    if table == "off":
         return None
-    if sys.platform != "linux":
-        await _add_device_routes(device, nets, table, name)
+    if not _on_linux():
+        # refused whether or not there are routes yet: a reload would meet it otherwise
+        _device_table(table)
+        if not nets:
+            return None
+        routes = DeviceRoutes(device, name)
+        await routes.add(nets, table)
+        return routes
+    if not nets:
         return None
     index = device.if_index()
-    routes = await anyio.to_thread.run_sync(
+    linux = await anyio.to_thread.run_sync(
         lambda: Routes(index, netns=netns, name=name, journal=journal)
     )
     try:
-        mark = await anyio.to_thread.run_sync(routes.add, nets, table, wg.fwmark)
+        mark = await anyio.to_thread.run_sync(linux.add, nets, table, wg.fwmark)
         if mark != wg.fwmark:
             transport.set_fwmark(mark)
             wg.fwmark = mark
     except BaseException:
-        await routes.aclose()
+        await linux.aclose()
         raise
-    return routes
+    return linux
 
 
 async def update_routes(
     device: AsyncDevice,
-    routes: Routes | None,
-    old: Iterable[Network],
+    routes: Routes | DeviceRoutes | None,
     new: Iterable[Network],
     *,
     table: str | int,
     netns: str | None,
     name: str,
     journal: Callable[[RoutingRecord], None] | None = None,
-) -> tuple[Routes | None, RouteChanges]:
+) -> tuple[Routes | DeviceRoutes | None, RouteChanges]:
     """Make the routes follow a reload: ``new`` (every peer's AllowedIPs now) as
-    :meth:`Routes.update` says, for an interface that came up with ``Table = table``.
+    :meth:`Routes.update` (:meth:`DeviceRoutes.update` off Linux) says, for an interface that
+    came up with ``Table = table``.
 
     ``routes`` is what :func:`add_routes` returned; ``None`` (no AllowedIPs when the interface
-    came up) makes one when a route is now wanted — the :class:`Routes` returned, which is
-    then the one to :meth:`~Routes.aclose`. ``old`` (the AllowedIPs before the reload) serves
-    off Linux, where the routes go through the device: main-table routes only, added for
-    prefixes new to ``new`` and removed for prefixes gone from it.
+    came up) makes one when a route is now wanted — the one returned, which is then the one to
+    :meth:`~Routes.aclose`.
 
     Returns:
-        The :class:`Routes` to keep (``routes``, a new one, or ``None``) and what changed. A
-        route the kernel (or the device) refused is in :attr:`RouteChanges.refused`, logged.
+        What to keep (``routes``, a new one, or ``None``) and what changed. A route the kernel
+        (or the device) refused is in :attr:`RouteChanges.refused`, logged.
 
     Raises:
         ConfigError: a bad ``table``, or a table other than ``auto``/``off`` off Linux.
@@ -839,8 +862,14 @@ async def update_routes(
     nets = set(new)
     if table == "off":
         return routes, RouteChanges()
-    if sys.platform != "linux":
-        return routes, await _update_device_routes(device, set(old), nets, table, name)
+    if not _on_linux():
+        _device_table(table)
+        if routes is None:
+            if not nets:
+                return None, RouteChanges()
+            routes = DeviceRoutes(device, name)
+        assert isinstance(routes, DeviceRoutes)
+        return routes, await routes.update(nets, table)
     if routes is None:
         if not nets:
             return None, RouteChanges()
@@ -848,66 +877,139 @@ async def update_routes(
         routes = await anyio.to_thread.run_sync(
             lambda: Routes(index, netns=netns, name=name, journal=journal)
         )
+    assert isinstance(routes, Routes)
     made = routes
     return routes, await anyio.to_thread.run_sync(lambda: made.update(nets, table))
 
 
-async def _update_device_routes(
-    device: AsyncDevice, old: set[Network], new: set[Network], table: str | int, name: str
-) -> RouteChanges:
+def _device_table(table: str | int) -> None:
     if table != "auto":
-        raise ConfigError(f"Table = {table} is not supported on {sys.platform} (Linux only)")
-    # no default routes here (add_routes adds none): only prefixes
-    add, remove, _ = route_diff({n for n in old if n.prefixlen}, (), new, "auto")
-    added: list[Network] = []
-    removed: list[Network] = []
-    refused: list[str] = []
-    for net in remove:
-        try:
-            await device.remove_route(net)
-        except OSError as exc:
-            if exc.errno not in (errno.ESRCH, errno.ENOENT):
-                log.warning("%s: cannot remove the route to %s: %s", name, net, exc)
-                refused.append(f"remove {net}: {exc.strerror or exc}")
-                continue
-        removed.append(net)
-    for net in add:
-        try:
-            await device.add_route(net)
-        except OSError as exc:
-            if exc.errno != errno.EEXIST:
-                log.warning("%s: cannot add a route to %s: %s", name, net, exc)
+        from ..platform import current_name
+
+        raise ConfigError(f"Table = {table} is not supported on {current_name()} (Linux only)")
+
+
+class DeviceRoutes:
+    """The routes one interface added through its device, off Linux (:func:`add_routes`):
+    main-table routes for AllowedIPs prefixes, default routes skipped (policy routing is
+    Linux's).
+
+    It remembers which prefixes it routed, so that a reload (:meth:`update`) removes only those
+    — as :class:`Routes` does —, never a route that was there already: the device's own subnet
+    route (macOS adds one with the address), a route given to the device builder, another
+    interface's (a BSD table holds one route per prefix).
+
+    The routes leave with the device (the OS deletes an interface's routes with it), so
+    :meth:`aclose` has nothing to do. Tested through the fake system-call layer only
+    (:mod:`tunflow.platform.fake`): never on a real macOS, BSD or Windows.
+
+    Args:
+        device: the interface's device.
+        name: the interface name, for messages.
+    """
+
+    #: no policy table off Linux (what :func:`~tunflow.wireguard.open_interface` reads off a
+    #: :class:`Routes`)
+    policy_table = 0
+
+    def __init__(self, device: AsyncDevice, name: str) -> None:
+        self.device = device
+        self.name = name
+        #: the prefixes whose route was added here, for :meth:`update`
+        self._routed: set[Network] = set()
+        #: default routes in the file, skipped (warned once each)
+        self._skipped: set[Network] = set()
+
+    def __repr__(self) -> str:
+        return f"<DeviceRoutes {self.name}: {len(self._routed)} routes>"
+
+    @property
+    def routed(self) -> tuple[Network, ...]:
+        """The prefixes whose route was added here (for messages and tests)."""
+        return _sorted(self._routed)
+
+    async def add(self, networks: Iterable[Network], table: str | int) -> None:
+        """Route ``networks`` into the device in the main table, except default routes (warned
+        and skipped). A route already there is not this one's (and not an error).
+
+        Raises:
+            ConfigError: ``table`` is not ``auto``.
+            DeviceError: the device refused a route.
+        """
+        _device_table(table)
+        nets = sorted(set(networks), key=lambda n: (n.version, n.prefixlen, int(n.network_address)))
+        self._skip_defaults(nets)
+        for net in nets:
+            if net.prefixlen:
+                await self._add(net)
+
+    async def update(self, networks: Iterable[Network], table: str | int) -> RouteChanges:
+        """Make the routes follow ``networks`` after a reload (:func:`route_diff`): a route for
+        each new prefix, as :meth:`add` makes them, and the routes added here for prefixes no
+        longer in ``networks`` removed (one already gone is fine).
+
+        A route the device refuses is logged and reported, not raised: the reload it follows
+        is applied already. A default route new to the file is warned about and skipped.
+
+        Raises:
+            ConfigError: ``table`` is not ``auto``.
+        """
+        _device_table(table)
+        nets = set(networks)
+        add, remove, _ = route_diff(self._routed, (), nets, "auto")
+        added: list[Network] = []
+        removed: list[Network] = []
+        refused: list[str] = []
+        for net in remove:
+            try:
+                await self.device.remove_route(net)
+            except OSError as exc:
+                # gone already: BSD's PF_ROUTE says ESRCH, Windows ERROR_NOT_FOUND (ENOENT)
+                if exc.errno not in (errno.ESRCH, errno.ENOENT):
+                    log.warning("%s: cannot remove the route to %s: %s", self.name, net, exc)
+                    refused.append(f"remove {net}: {exc.strerror or exc}")
+                    continue
+                log.debug("%s: the route to %s was gone already", self.name, net)
+            self._routed.discard(net)
+            removed.append(net)
+        for net in add:
+            try:
+                if await self._add(net):
+                    added.append(net)
+            except OSError as exc:
+                log.warning("%s: cannot add a route to %s: %s", self.name, net, exc)
                 refused.append(f"add {net}: {exc.strerror or exc}")
-            continue
-        added.append(net)
-    restart = tuple(n for n in _sorted(new) if not n.prefixlen and n not in old)
-    if restart:
-        log.warning(
-            "%s: not adding the default route %s (policy routing is Linux only)",
-            name,
-            ", ".join(map(str, restart)),
-        )
-    return RouteChanges(tuple(added), tuple(removed), tuple(refused))
+        self._skip_defaults(_sorted(nets))
+        return RouteChanges(tuple(added), tuple(removed), tuple(refused))
 
+    async def aclose(self) -> None:
+        """Nothing to remove: the routes leave with the device."""
 
-async def _add_device_routes(
-    device: AsyncDevice, nets: Iterable[Network], table: str | int, name: str
-) -> None:
-    if table != "auto":
-        raise ConfigError(f"Table = {table} is not supported on {sys.platform} (Linux only)")
-    for net in sorted(nets, key=lambda n: (n.version, n.prefixlen, int(n.network_address))):
-        if net.prefixlen == 0:
-            log.warning(
-                "%s: not adding the default route %s (policy routing is Linux only)", name, net
-            )
-            continue
+    async def _add(self, net: Network) -> bool:
+        """Route ``net``; whether the route was added here (``False``: one was there already,
+        which is not this one's to remove)."""
         try:
-            await device.add_route(net)
-        except FileExistsError:
-            pass
+            await self.device.add_route(net)
         except OSError as exc:
+            # DeviceExistsError on every backend (PF_ROUTE's EEXIST, Windows'
+            # ERROR_OBJECT_ALREADY_EXISTS): the device's own prefix route, or another's
             if exc.errno != errno.EEXIST:
                 raise
+            log.debug("%s: %s is already in the main table", self.name, net)
+            return False
+        self._routed.add(net)
+        return True
+
+    def _skip_defaults(self, nets: Iterable[Network]) -> None:
+        defaults = {n for n in nets if not n.prefixlen}
+        new = _sorted(defaults - self._skipped)
+        self._skipped = defaults
+        if new:
+            log.warning(
+                "%s: not adding the default route %s (policy routing is Linux only)",
+                self.name,
+                ", ".join(map(str, new)),
+            )
 
 
 def _entered(netns: str | None) -> AbstractContextManager[None]:

@@ -599,7 +599,7 @@ class WireGuardInterface:
         uapi_path: str | None,
         clock: Callable[[], float],
         policy_mark: int | None = None,
-        routes: _routing.Routes | None = None,
+        routes: _routing.Routes | _routing.DeviceRoutes | None = None,
         route_table: str | int = "off",
         journal: Callable[[_routing.RoutingRecord], None] | None = None,
     ) -> None:
@@ -785,17 +785,16 @@ class WireGuardInterface:
                 "to change it"
             )
         request = sync_request(self.wg, config, listen_port=listen_port, fwmark=fwmark)
-        before = self._allowed_ips()
         await self._apply_set(request, native={p.public_key: p.native_mode for p in config.peers})
         if not routes:
             return _routing.RouteChanges()
-        return await self._follow_routes(before)
+        return await self._follow_routes()
 
     def _allowed_ips(self) -> set[_routing.Network]:
         wg = self.wg
         return {net for pk in wg.peers for net in wg.peer_statistics(pk).allowed_ips}
 
-    async def _follow_routes(self, before: set[_routing.Network]) -> _routing.RouteChanges:
+    async def _follow_routes(self) -> _routing.RouteChanges:
         # after the peers were applied: nothing here may undo them, so a failure is reported;
         # shielded, so that a Routes made here is kept (and so closed with the interface)
         try:
@@ -803,7 +802,6 @@ class WireGuardInterface:
                 self._routes, changes = await _routing.update_routes(
                     self.device,
                     self._routes,
-                    before,
                     self._allowed_ips(),
                     table=self._route_table,
                     netns=self._netns,
@@ -1018,7 +1016,7 @@ async def _interface(
     listener: anyio.abc.SocketListener | None = None
     device: AsyncDevice | None = None
     port: WireGuardPort | None = None
-    added: _routing.Routes | None = None
+    added: _routing.Routes | _routing.DeviceRoutes | None = None
     iface: WireGuardInterface | None = None
     try:
         device = builder.build_async()
