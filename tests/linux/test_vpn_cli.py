@@ -1086,6 +1086,45 @@ def test_what_up_left_in_another_namespace_is_left_there(
     assert {f: rule_priorities(ns, f) for f in DEFAULT_RULES} == DEFAULT_RULES
 
 
+@pytest.mark.skipif(
+    not (shutil.which("wireguard-go") and HAVE_NFT), reason="needs wireguard-go and nft"
+)
+def test_what_up_left_is_not_undone_while_another_tool_serves_the_name(
+    default_route: tuple[testing.Netns, Path, dict[str, str]], tmp_path: Path
+) -> None:
+    # killed, then the name brought up by another tool (wg-quick over wireguard-go): its
+    # nftables table is wg-quick-<name> too, its resolvconf record the same, its rules equal —
+    # `down` must neither take them away nor say the interface is down while it runs
+    ns, path, env = default_route
+    name = path.stem
+    sigkill(ns, up_daemon(ns, path, env), name)
+    calls = tmp_path / "resolvconf-calls"
+    before = calls.read_text()
+    ns.run("wireguard-go", name)  # forks into the background; the link is there on return
+    try:
+        ns.run("nft", "add", "table", "ip", f"wg-quick-{name}")  # as wg-quick adds it
+        down = ns.run(*TUNFLOW, "down", name, check=False)
+        assert down.returncode == 1, down.stdout + down.stderr
+        assert f"an interface {name} is here now that no tunflow up serves" in down.stderr
+        assert "Traceback" not in down.stderr
+        refused = subprocess.run(
+            ns.cmd(*TUNFLOW, "up", str(path)), capture_output=True, text=True, env=env
+        )
+        assert refused.returncode == 2 and "nothing was undone" in refused.stderr
+        assert ns.run("ip", "link", "show", name, check=False).returncode == 0
+        assert f"wg-quick-{name}" in wg_quick_tables(ns)
+        assert {f: rule_priorities(ns, f) for f in WITH_POLICY} == WITH_POLICY
+        assert calls.read_text() == before  # no resolvconf -d
+        assert Path(f"/run/tunflow/{name}.undo").exists()
+    finally:
+        ns.run("ip", "link", "del", name, check=False)
+    # the other tool's interface gone: what the killed one left is undone
+    down = ns.run(*TUNFLOW, "down", name, check=False)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert {f: rule_priorities(ns, f) for f in DEFAULT_RULES} == DEFAULT_RULES
+    assert wg_quick_tables(ns) == []
+
+
 def test_up_as_a_user_says_it_needs_root() -> None:
     # what wg-quick says in a word ("must be run as root"); not a bare "[Errno 13] Permission
     # denied: '/run/tunflow/x.pid'" that leaves the user to guess

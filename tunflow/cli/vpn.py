@@ -748,6 +748,16 @@ def _undo_leftovers(name: str) -> str | None:
             f"tunflow down {name} there; if that namespace is gone, so is what it lists: "
             f"remove {path}"
         )
+    if _link_stays(name):
+        # the killed one's TUN went with it: this is another tool's (wg-quick's, say), whose
+        # nftables table (wg-quick-<name>) and resolvconf record have the same names as the
+        # ones listed, and whose rules may be equal to them
+        raise ConfigError(
+            f"{path} lists what a killed tunflow up of {name} left, but an interface {name} is "
+            f"here now that no tunflow up serves (another tool's): the nftables table and DNS "
+            f"record it lists may be that one's; nothing was undone: take {name} down with the "
+            f"tool that made it, then tunflow down {name} (or remove {path})"
+        )
     done, left = remove_recorded(leftovers.routes, name=name)
     removed = []
     if done.rules:
@@ -780,6 +790,20 @@ def _undo_leftovers(name: str) -> str | None:
         f"{name}: the tunflow up that served it (pid {leftovers.pid}) is gone; removed what it "
         f"left: {', '.join(removed)}"
     )
+
+
+def _link_stays(name: str, timeout: float = 2.0) -> bool:
+    """Whether a link called ``name`` is in this network namespace and stays there for
+    ``timeout`` seconds (a killed process's TUN may still be going while it exits)."""
+
+    def gone() -> bool:
+        try:
+            socket.if_nametoindex(name)
+        except OSError:
+            return True
+        return False
+
+    return not _wait_for(gone, timeout)
 
 
 def _wait_for(done: Callable[[], bool], timeout: float) -> bool:
