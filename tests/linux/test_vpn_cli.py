@@ -1143,3 +1143,35 @@ def test_up_as_a_user_says_it_needs_root() -> None:
     assert done.returncode == 1, done.stderr
     assert "Permission denied" in done.stderr and "Traceback" not in done.stderr
     assert done.stderr.rstrip().endswith("(not running as root: run it with sudo)"), done.stderr
+
+
+def test_down_as_a_user_says_it_needs_root(
+    default_route: tuple[testing.Netns, Path, dict[str, str]],
+) -> None:
+    # a live up (SIGTERM: EPERM) and a killed one's journal (the pid file's lock: EACCES) —
+    # each said in a line with the hint, not a traceback; nothing is changed
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    probe = subprocess.run([*nobody, *TUNFLOW, "--help"], capture_output=True, timeout=60)
+    if probe.returncode:
+        pytest.skip("this checkout cannot be run by user nobody (a private directory)")
+    ns, path, env = default_route
+    name = path.stem
+    pid = up_daemon(ns, path, env)
+    for _ in ("live", "killed"):
+        done = subprocess.run(
+            ns.cmd(*nobody, *TUNFLOW, "down", name), capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.rstrip().endswith("(not running as root: run it with sudo)")
+        assert {f: rule_priorities(ns, f) for f in WITH_POLICY} == WITH_POLICY
+        if _alive_pid(pid):
+            sigkill(ns, pid, name)
+    assert Path(f"/run/tunflow/{name}.undo").exists()
+
+
+def _alive_pid(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -961,18 +961,19 @@ def down(args: argparse.Namespace) -> int:
     """
     try:
         name = _interface_name(args.name)
-    except ConfigError as exc:
+        pid = _running_pid(name)
+        if pid:
+            with contextlib.suppress(ProcessLookupError):  # gone meanwhile: done
+                os.kill(pid, signal.SIGTERM)
+        elif _undo_path(name).exists():
+            return _down_killed(name)
+    except (TunflowError, OSError) as exc:  # not root: EPERM, EACCES on /run/tunflow
         return _error(exc)
-    pid = _running_pid(name)
     if pid:
-        with contextlib.suppress(ProcessLookupError):  # gone meanwhile: done
-            os.kill(pid, signal.SIGTERM)
         if not _wait_for(lambda: not _alive(pid), args.timeout):
             print(f"tunflow: {name} (pid {pid}) did not stop", file=sys.stderr)
             return 1
         return 0
-    if _undo_path(name).exists():
-        return _down_killed(name)
     # not ours (or its pid file is gone): deleting the link stops whoever serves it — a
     # WireGuard link only, never eth0 or a veth
     from ..wireguard import UAPI_DIRECTORY
