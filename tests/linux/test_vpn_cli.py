@@ -121,6 +121,9 @@ def test_daemon_and_down(configs: tuple[testing.Netns, testing.Netns, Path, Path
             assert "up in the background" in started.stdout
             with Up(b, cb):
                 ping(b, OA)
+            # its READY=1 after a reload has nobody to go to (the parent left): not a warning
+            reloaded = a.run(*TUNFLOW, "reload", ca.stem, check=False)
+            assert reloaded.returncode == 0, reloaded.stderr
         finally:
             down = a.run(*TUNFLOW, "down", str(ca), check=False)  # the file works as a name too
             log = log_path.read_text() if log_path.exists() else ""

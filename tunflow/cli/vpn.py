@@ -107,11 +107,12 @@ def _status(text: str) -> str:
     return text if len(text) <= _STATUS_MAX else text[: _STATUS_MAX - 1] + "…"
 
 
-def _notify(address: str | None, state: str) -> None:
+def _notify(address: str | None, state: str, *, starting: bool = False) -> None:
     """Send ``state`` (``READY=1``…) to the service manager at ``address``, as ``sd_notify``
-    does; a manager that went away is logged, not fatal: a warning when ``READY=1`` is lost
-    (a service manager would time the start out), at debug level for the rest (``up
-    --daemon``'s parent, for one, is gone once it heard ``READY=1``)."""
+    does; a manager that went away is logged, not fatal: a warning when the ``READY=1`` of the
+    start is lost (``starting``: a service manager would time the start out), at debug level
+    for the rest (``up --daemon``'s parent, for one, is gone once it heard ``READY=1``: the
+    ``READY=1`` after each reload has nobody to go to)."""
     if address is None:
         return
     try:
@@ -119,7 +120,7 @@ def _notify(address: str | None, state: str) -> None:
             sock.sendto(state.encode(), address)
     except OSError as exc:
         first = state.split("\n")[0]
-        level = logging.WARNING if first == "READY=1" else logging.DEBUG
+        level = logging.WARNING if starting else logging.DEBUG
         log.log(level, "cannot notify the service manager (%s): %s", first, exc)
 
 
@@ -286,6 +287,7 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
                             notify,
                             f"READY=1\nMAINPID={os.getpid()}\n"
                             f"STATUS=listening on UDP {iface.listen_port}, {mode}",
+                            starting=True,
                         )
                     _notify(notify, f"STOPPING=1\nSTATUS={_status(f'going down ({reason})')}")
                     went_down = True
