@@ -369,9 +369,10 @@ def test_routes_come_with_a_reload_when_up_had_no_allowed_ips(tmp_path: Path) ->
         assert routes_via(ns, name) == {("10.93.0.0/24", "kernel")}
 
 
-def test_a_default_route_coming_with_a_reload_waits_for_a_restart(tmp_path: Path) -> None:
-    # Table = auto: a default route needs policy rules and a fwmark set up with the interface;
-    # a reload adding one says a restart is needed, and adds neither route nor rule
+def test_a_default_route_comes_and_goes_with_a_reload(tmp_path: Path) -> None:
+    # Table = auto: a default route a reload adds gets what `up` would have given it — the
+    # policy table, its two rules, and (no FwMark) the table as the fwmark; a reload dropping
+    # it takes route and rules away again, and leaves the fwmark
     name = testing.unique_name("rrd")
     path = tmp_path / f"{name}.conf"
     head = f"[Interface]\nPrivateKey = {genkey()}\nAddress = 10.93.0.1/24\n\n"
@@ -380,15 +381,48 @@ def test_a_default_route_coming_with_a_reload_waits_for_a_restart(tmp_path: Path
     with rr_netns() as ns, Up(ns, path) as up:
         rules = ns.run("ip", "-4", "rule", "show").stdout
         path.write_text(head + peer + ", 0.0.0.0/0\n")
-        assert reload_cli(ns, name) == (
-            f"{name} reloaded: 1 peer(s); default route change (0.0.0.0/0) needs a restart "
-            "(tunflow down, up)\n"
-        )
+        assert reload_cli(ns, name) == f"{name} reloaded: 1 peer(s); routes added 0.0.0.0/0\n"
+        shown = ns.run("ip", "-4", "rule", "show").stdout
+        assert "not from all fwmark 0xca6c lookup 51820" in shown, shown
+        assert "from all lookup main suppress_prefixlength 0" in shown, shown
+        (route,) = ns.ip_json("-4", "route", "show", "table", "all", "default")
+        assert (route["dev"], route["table"]) == (name, "51820")
+        assert uapi_get(name).fwmark == 51820
+        path.write_text(head + peer + "\n")
+        assert reload_cli(ns, name) == f"{name} reloaded: 1 peer(s); routes removed 0.0.0.0/0\n"
         assert ns.run("ip", "-4", "rule", "show").stdout == rules
         assert ns.ip_json("-4", "route", "show", "table", "all", "default") == []
-        assert uapi_get(name).fwmark == 0
+        assert uapi_get(name).fwmark == 51820  # left, as wg-quick leaves it
         assert up.stop() == 0
-    assert "restart the interface (tunflow down, up)" in up.out, up.out
+    assert "default routes in table 51820, which is the fwmark now" in up.out, up.out
+
+
+def test_a_default_route_the_kernel_refuses_leaves_no_rules(tmp_path: Path) -> None:
+    # the FwMark's table holds a default route already: the reload stands (the peer's new
+    # AllowedIPs), the refusal is said, and the rules added before the route are gone again;
+    # once the table is free the same file brings it
+    name = testing.unique_name("rrf")
+    path = tmp_path / f"{name}.conf"
+    head = f"[Interface]\nPrivateKey = {genkey()}\nAddress = 10.93.0.1/24\nFwMark = 4242\n\n"
+    peer = f"[Peer]\nPublicKey = {pubkey(genkey())}\nAllowedIPs = 10.93.1.0/24"
+    path.write_text(head + peer + "\n")
+    with rr_netns() as ns, Up(ns, path) as up:
+        rules = ns.run("ip", "-4", "rule", "show").stdout
+        ns.run("ip", "route", "add", "blackhole", "default", "table", "4242")
+        path.write_text(head + peer + ", 0.0.0.0/0\n")
+        said = reload_cli(ns, name)
+        assert said.startswith(f"{name} reloaded: 1 peer(s); routes refused: add 0.0.0.0/0: "), said
+        assert "already in table 4242" in said, said
+        shown = [str(n) for n in uapi_get(name).peers[0].allowed_ips]
+        assert shown == ["10.93.1.0/24", "0.0.0.0/0"]
+        assert ns.run("ip", "-4", "rule", "show").stdout == rules
+        assert not Path(f"/run/tunflow/{name}.undo").exists()
+        ns.run("ip", "route", "del", "blackhole", "default", "table", "4242")
+        assert reload_cli(ns, name) == f"{name} reloaded: 1 peer(s); routes added 0.0.0.0/0\n"
+        assert "not from all fwmark 0x1092 lookup 4242" in ns.run("ip", "-4", "rule").stdout
+        assert uapi_get(name).fwmark == 4242
+        assert up.stop() == 0
+    assert "cannot add the default route 0.0.0.0/0" in up.out, up.out
 
 
 def test_a_route_the_kernel_refuses_leaves_the_reload_applied(tmp_path: Path) -> None:

@@ -12,13 +12,18 @@ not write) while the interface is up, and after it is gone.
 
 from __future__ import annotations
 
+import json
 import shutil
+import socket
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 
 from tests.helpers import Up
@@ -29,10 +34,12 @@ from tunflow.wireguard import (
     PeerConfig,
     PrivateKey,
     WireGuardInterface,
+    _routing,
     genkey,
     open_interface,
     pubkey,
 )
+from tunflow.wireguard.protocol import DeviceInfo, parse_get
 
 pytestmark = pytest.mark.needs_root
 
@@ -416,3 +423,161 @@ def test_tunflow_up_file(
     assert up.returncode == 0, up.out
     assert rules(a, "-4") == []
     assert "Traceback" not in up.out, up.out
+
+
+# --- default routes following a reload (tunflow reload) --------------------------------------
+
+
+def uapi_get(name: str) -> DeviceInfo:
+    """``get=1`` on the interface's UAPI socket."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(f"/var/run/wireguard/{name}.sock")
+        sock.sendall(b"get=1\n\n")
+        answer = b""
+        while not answer.endswith(b"\n\n"):
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            answer += chunk
+    return parse_get(answer)
+
+
+def reload_cli(ns: testing.Netns, name: str) -> str:
+    done = ns.run(sys.executable, "-m", "tunflow.cli", "reload", name, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def in_table(ns: testing.Netns, family: str, table: int) -> list[tuple[str, str]]:
+    """The routes in ``table`` as ``(dst, dev)`` (``ip route show table N`` fails for an IPv6
+    table that never held one)."""
+    found = ns.ip_json(family, "route", "show", "table", "all")
+    return [(r["dst"], r["dev"]) for r in found if r.get("table") == str(table)]
+
+
+def ping_now(ns: testing.Netns, address: str, count: int = 3) -> None:
+    done = ns.run("ping", "-n", "-c", str(count), "-i", "0.2", "-W", "3", address, check=False)
+    assert done.returncode == 0 and f"{count} received" in done.stdout, done.stdout + done.stderr
+
+
+def test_a_reload_brings_and_takes_default_routes(
+    pair: tuple[testing.Netns, testing.Netns], tmp_path: Path
+) -> None:
+    # `up` with a prefix only; reloads then add 0.0.0.0/0, add ::/0 (the same table), drop
+    # 0.0.0.0/0, drop ::/0 — each set up as `up` sets it up (rules, nftables, the table as the
+    # fwmark), each taken away as `down` takes it: the tunnel carries what goes out, and its own
+    # datagrams (marked before the rules exist) never loop into it
+    a, b = pair
+    an, bn = testing.unique_name("dra"), testing.unique_name("drb")
+    ka, kb = genkey(), genkey()
+    ca, cb = tmp_path / f"{an}.conf", tmp_path / f"{bn}.conf"
+    head = (
+        f"[Interface]\nPrivateKey = {ka}\nAddress = {OA}/24, {OA6}/64\n\n"
+        f"[Peer]\nPublicKey = {pubkey(kb)}\nEndpoint = {UB}:51820\nAllowedIPs = {OB}/32"
+    )
+    ca.write_text(head + "\n")
+    cb.write_text(
+        f"[Interface]\nPrivateKey = {kb}\nListenPort = 51820\nAddress = {OB}/24, {OB6}/64\n\n"
+        f"[Peer]\nPublicKey = {pubkey(ka)}\nAllowedIPs = {OA}/32, {OA6}/128\n"
+    )
+    journal = Path(f"/run/tunflow/{an}.undo")
+    t4, t6 = f"ip wg-quick-{an}", f"ip6 wg-quick-{an}"
+    with Up(b, cb), Up(a, ca) as up:
+        ping_now(a, OB)
+        veth = route_dev(a, FAR)
+        assert veth != an and rules(a, "-4") == rules(a, "-6") == []
+        assert uapi_get(an).fwmark == 0
+
+        ca.write_text(head + ", 0.0.0.0/0\n")
+        assert reload_cli(a, an) == f"{an} reloaded: 1 peer(s); routes added 0.0.0.0/0\n"
+        assert rules(a, "-4") == policy_rules(51820) and rules(a, "-6") == []
+        assert in_table(a, "-4", 51820) == [("default", an)]
+        assert in_table(a, "-6", 51820) == []
+        assert uapi_get(an).fwmark == 51820
+        if HAVE_WG:
+            assert a.run("wg", "show", an, "fwmark").stdout.strip() == "0xca6c"
+        if HAVE_NFT:
+            assert nft_tables(a) == [t4]
+        assert sysctl(a, "net.ipv4.conf.all.src_valid_mark") == "1"
+        recorded = json.loads(journal.read_text())["routes"]
+        assert len(recorded["rules"]) == 2
+        assert recorded["nft_tables"] == ([t4] if HAVE_NFT else [])
+        # out through the tunnel; the tunnel's own datagrams (marked) by the main table
+        assert route_dev(a, FAR) == an
+        assert route_dev(a, UB, "mark", "51820") == veth
+        before = uapi_get(an).peers[0].rx_bytes
+        ping_now(a, FAR)
+        assert uapi_get(an).peers[0].rx_bytes - before >= 3 * 84  # the replies came through it
+        ping_now(a, OB)
+
+        ca.write_text(head + ", 0.0.0.0/0, ::/0\n")
+        assert reload_cli(a, an) == f"{an} reloaded: 1 peer(s); routes added ::/0\n"
+        assert rules(a, "-4") == rules(a, "-6") == policy_rules(51820)  # the same table
+        assert in_table(a, "-6", 51820) == [("default", an)]
+        if HAVE_NFT:
+            assert nft_tables(a) == [t4, t6]
+        ping_now(a, FAR6)  # A's only way there
+
+        ca.write_text(head + ", ::/0\n")
+        assert reload_cli(a, an) == f"{an} reloaded: 1 peer(s); routes removed 0.0.0.0/0\n"
+        assert rules(a, "-4") == [] and rules(a, "-6") == policy_rules(51820)
+        assert in_table(a, "-4", 51820) == []
+        if HAVE_NFT:
+            assert nft_tables(a) == [t6]
+        assert route_dev(a, FAR) == veth
+        ping_now(a, FAR6)
+
+        ca.write_text(head + "\n")
+        assert reload_cli(a, an) == f"{an} reloaded: 1 peer(s); routes removed ::/0\n"
+        assert rules(a, "-4") == rules(a, "-6") == []
+        assert in_table(a, "-6", 51820) == []
+        if HAVE_NFT:
+            assert nft_tables(a) == []
+        assert not journal.exists()
+        assert uapi_get(an).fwmark == 51820  # left, as wg-quick leaves it
+        ping_now(a, OB)
+        # no policy rules any more: another FwMark is taken again
+        ca.write_text(head.replace("\n\n", "\nFwMark = 0x1234\n\n", 1) + "\n")
+        assert reload_cli(a, an) == f"{an} reloaded: 1 peer(s)\n"
+        assert uapi_get(an).fwmark == 0x1234
+        assert up.stop() == 0
+    assert "Traceback" not in up.out, up.out
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_sync_marks_the_socket_before_the_rules_exist(
+    netns_pair: tuple[testing.Netns, testing.Netns], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # WireGuardInterface.sync(routes=True): the mark is on the UDP socket (and in wg.fwmark)
+    # before the first rule is made, policy_mark follows the rules both ways, the fwmark stays
+    a, _ = netns_pair
+    config = default_peer(allowed_ips="10.97.0.0/24")
+    seen: list[tuple[str, int]] = []
+    rule = _routing.Routes._rule
+
+    def spy(self: _routing.Routes, made: Any) -> None:
+        sock = iface.transport._socket()
+        seen.append((str(made), sock.getsockopt(socket.SOL_SOCKET, socket.SO_MARK)))
+        rule(self, made)
+
+    monkeypatch.setattr(_routing.Routes, "_rule", spy)
+    with anyio.fail_after(30):
+        async with open_interface(
+            config, name=testing.unique_name("dr"), netns=a.name, uapi=False
+        ) as iface:
+            assert (iface.policy_mark, iface.wg.fwmark) == (None, 0)
+            wider = attrs.evolve(
+                config,
+                peers=[attrs.evolve(config.peers[0], allowed_ips="10.97.0.0/24, 0.0.0.0/0")],
+            )
+            changes = await iface.sync(wider, fwmark=False, routes=True)
+            assert changes.added == (ip_network("0.0.0.0/0"),) and not changes.refused
+            assert [mark for _, mark in seen] == [51820, 51820]
+            assert iface.policy_mark == iface.wg.fwmark == 51820
+            assert rules(a, "-4") == policy_rules(51820)
+            changes = await iface.sync(config, fwmark=False, routes=True)
+            assert changes.removed == (ip_network("0.0.0.0/0"),) and not changes.refused
+            assert rules(a, "-4") == rules(a, "-6") == []
+            assert (iface.policy_mark, iface.wg.fwmark) == (None, 51820)
+    assert rules(a, "-4") == []

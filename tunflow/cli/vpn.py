@@ -473,9 +473,9 @@ async def _answer_reloads(
     route's policy rules use, say), changes nothing (logged).
 
     Unlike ``wg syncconf``, the routes then follow the new AllowedIPs as ``up`` added them
-    (none with ``Table = off`` or ``--no-routes``; a default route that comes or goes waits for
-    a restart); what changed is logged and in the answer, a route the kernel refused too (the
-    peers stay applied)."""
+    (none with ``Table = off`` or ``--no-routes``; a default route under ``Table = auto`` with
+    its policy rules, nftables table and fwmark); what changed is logged and in the answer, a
+    route the kernel refused too (the peers stay applied)."""
     from ..wireguard.wgquick import load_wgquick
 
     try:

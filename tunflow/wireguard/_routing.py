@@ -41,9 +41,14 @@ On a reload (:meth:`~tunflow.wireguard.WireGuardInterface.sync` with ``routes=Tr
 ``tunflow reload``) :meth:`Routes.update` makes the routes follow the new AllowedIPs: a route
 for each new prefix, as :meth:`Routes.add` made them, and the routes it made for prefixes no
 longer there removed — never one it did not add (the interface's own prefix route, another's).
-Default routes under ``Table = auto`` are not followed (their rules, table and fwmark are the
-interface's, set up before anything is sent): a reload that adds or drops one warns that the
-interface must be restarted for that part.
+Default routes under ``Table = auto`` are followed too, as :meth:`Routes.add` sets them up: one
+that appears gets the policy table (the interface's if another family has one already, else
+chosen as ``add`` chooses it), its two rules, its nftables table, ``src_valid_mark`` and the
+route — and when the interface had no fwmark, the table becomes it (:func:`update_routes` sets
+it on the UDP socket and the protocol) *before* the rules exist, so that no datagram of the
+live tunnel is routed into it unmarked. One that goes takes its route, its family's two rules and
+its nftables table with it. The fwmark stays when the last one goes (wg-quick never clears it
+either): it is harmless without the rules, and a default route coming back finds the same table.
 
 Routes leave with the interface (the kernel deletes a device's routes with it); rules and
 nftables tables do not, so :meth:`Routes.close` removes the ones added here, also when the
@@ -233,7 +238,8 @@ class RouteChanges:
     removed: tuple[Network, ...] = ()
     #: what the kernel refused, one message each (``add 10.1.0.0/24: ...``); the reload stands
     refused: tuple[str, ...] = ()
-    #: default routes (``Table = auto``) that came or went in the file: left as they were
+    #: default routes (``Table = auto``) that came in the file and could not be followed: no
+    #: way to set the fwmark they need (a :meth:`Routes.update` without ``set_fwmark``)
     restart: tuple[Network, ...] = ()
 
     def __bool__(self) -> bool:
@@ -261,7 +267,8 @@ def route_diff(
     networks: Iterable[Network],
     table: str | int,
 ) -> tuple[tuple[Network, ...], tuple[Network, ...], tuple[Network, ...]]:
-    """What a reload does to the routes: ``(to add, to remove, default routes left)``.
+    """What a reload does to the routes: ``(to add, to remove, default routes that came or
+    went)``.
 
     Args:
         routed: the prefixes whose route :class:`Routes` added (not the default routes of
@@ -273,7 +280,8 @@ def route_diff(
     ``to add`` is every wanted prefix not routed yet — one already in the table without being
     :class:`Routes`'s (the interface's own prefix, another route) is tried again and found there,
     which is not an addition. ``to remove`` is only what was routed. Under ``auto`` a default
-    route that appears or goes is in the third part, neither added nor removed.
+    route that appears or goes is in the third part (in neither of the others): it comes or goes
+    with its policy table's rules (:meth:`Routes.update`).
     """
     if table == "off":
         return (), (), ()
@@ -393,19 +401,37 @@ class Routes:
             return self.policy_table
         return fwmark
 
-    def update(self, networks: Iterable[Network], table: str | int) -> RouteChanges:
+    def update(
+        self,
+        networks: Iterable[Network],
+        table: str | int,
+        fwmark: int = 0,
+        set_fwmark: Callable[[int], None] | None = None,
+    ) -> RouteChanges:
         """Make the routes follow ``networks`` after a reload (:func:`route_diff`): a route for
         each new prefix, as :meth:`add` makes them, and the routes added here for prefixes no
         longer in ``networks`` removed (one already gone is fine).
 
-        A route the kernel refuses is logged and reported, not raised: the reload it follows
-        is applied already. Default routes of ``Table = auto`` that came or went are left as
-        they are, with a warning: their rules and table are set up with the interface.
+        Under ``Table = auto`` a default route that appears is set up as :meth:`add` sets it up:
+        into :attr:`policy_table` (chosen as ``add`` chooses it when there is none: ``fwmark``,
+        else the first free table from 51820), with its family's two rules, nftables table and
+        ``src_valid_mark``. When a table had to be chosen and ``fwmark`` is 0, ``set_fwmark`` is
+        called with it first — before any rule exists, so that the tunnel's own datagrams carry
+        the mark before rules could send unmarked ones into the tunnel. A default route that
+        goes takes its route, its family's rules and nftables table with it; with none left,
+        :attr:`policy_table` is 0 again (the fwmark is the caller's: left as it is).
+
+        What the kernel refuses is logged and reported, not raised: the reload it follows is
+        applied already. A default route refused half-way is taken away again (its rules first).
 
         Args:
             networks: every peer's AllowedIPs now.
             table: the interface's ``Table``, as :meth:`add` had it (``add`` need not have run:
                 an interface without AllowedIPs when it came up).
+            fwmark: the interface's fwmark now (0: none).
+            set_fwmark: makes a table the interface's fwmark (its UDP socket's and what
+                ``wg show`` reports); may raise :class:`OSError`. ``None``: a default route that
+                would need it is left out, in :attr:`RouteChanges.restart`.
 
         Raises:
             ConfigError: a bad ``table``.
@@ -413,10 +439,11 @@ class Routes:
         """
         self._require()
         self.table = table = _checked(table)
-        add, remove, restart = route_diff(self._routed, self._defaults, networks, table)
+        add, remove, moved = route_diff(self._routed, self._defaults, networks, table)
         added: list[Network] = []
         removed: list[Network] = []
         refused: list[str] = []
+        restart: tuple[Network, ...] = ()
         for net in remove:
             try:
                 self._remove_route(net)
@@ -432,14 +459,68 @@ class Routes:
             except OSError as exc:
                 log.warning("%s: cannot add a route to %s: %s", self.name, net, exc)
                 refused.append(f"add {net}: {exc.strerror or exc}")
-        if restart:
-            log.warning(
-                "%s: default route %s came or went in the file; not applied: restart the "
-                "interface (tunflow down, up) for that",
-                self.name,
-                ", ".join(map(str, restart)),
-            )
-        return RouteChanges(tuple(added), tuple(removed), tuple(refused), restart)
+        gone = [n for n in moved if n in self._defaults]
+        new = [n for n in moved if n not in self._defaults]
+        for net in gone:
+            try:
+                self._drop_default(net)
+            except OSError as exc:
+                log.warning("%s: cannot remove the default route %s: %s", self.name, net, exc)
+                refused.append(f"remove {net}: {exc.strerror or exc}")
+            else:
+                removed.append(net)
+        self._policy_table_left()
+        if new:
+            mark = fwmark
+            if not self.policy_table and not fwmark and set_fwmark is None:
+                restart = tuple(new)
+                log.warning(
+                    "%s: default route %s came in the file; not applied (no way to set the "
+                    "fwmark it needs): restart the interface (tunflow down, up) for that",
+                    self.name,
+                    ", ".join(map(str, restart)),
+                )
+                new = []
+            elif not self.policy_table:
+                try:
+                    chosen = fwmark or self._free_table()
+                    if not fwmark:
+                        assert set_fwmark is not None
+                        # before the rules: from their first moment the tunnel's datagrams
+                        # must carry the mark that keeps them out of the tunnel
+                        set_fwmark(chosen)
+                        mark = chosen
+                        log.info(
+                            "%s: default routes in table %d, which is the fwmark now",
+                            self.name,
+                            chosen,
+                        )
+                except OSError as exc:
+                    nets = ", ".join(map(str, new))
+                    log.warning(
+                        "%s: cannot set the fwmark for the default route %s: %s",
+                        self.name,
+                        nets,
+                        exc,
+                    )
+                    refused.append(f"add {nets}: fwmark: {exc.strerror or exc}")
+                    new = []
+                else:
+                    self.policy_table = chosen
+        for net in new:
+            try:
+                self._default_route(net, mark)
+            except OSError as exc:
+                log.warning("%s: cannot add the default route %s: %s", self.name, net, exc)
+                refused.append(f"add {net}: {exc.strerror or exc}")
+                try:
+                    self._drop_default(net)
+                except OSError as again:
+                    log.warning("%s: what %s left stays: %s", self.name, net, again)
+            else:
+                added.append(net)
+        self._policy_table_left()
+        return RouteChanges(_sorted(added), _sorted(removed), tuple(refused), restart)
 
     def close(self) -> None:
         """Remove the rules added (newest first) and close the socket. Idempotent; a rule that
@@ -496,6 +577,53 @@ class Routes:
         if family == rt.AF_INET:
             self._src_valid_mark()
         self._firewall(net.version, table)
+
+    def _drop_default(self, net: Network) -> None:
+        """Take away what :meth:`_default_route` made for ``net``: its family's rules first (so
+        that nothing is sent into the table any more), the route, its nftables table. What is
+        gone already is fine; what the kernel will not let go stays listed (for :meth:`close`
+        and the journal), and the first such error is raised once the rest was tried."""
+        nl = self._require()
+        family = rt.AF_INET if net.version == 4 else rt.AF_INET6
+        failed: list[OSError] = []
+        ours = [r for r in self._rules if r.family == family]
+        _removed, left = _remove_rules(nl, ours, self.name)
+        if left:
+            failed.append(OSError(errno.EBUSY, f"the rules stay: {', '.join(map(str, left))}"))
+        if ours:
+            self._rules = [r for r in self._rules if r.family != family or r in left]
+            self._changed()
+        try:
+            nl.remove_route(
+                self.index,
+                net,
+                table=self.policy_table,
+                metric=_IPV6_USER_METRIC if net.version == 6 else None,
+            )
+        except OSError as exc:
+            if exc.errno not in (errno.ESRCH, errno.ENOENT):
+                failed.append(exc)
+        self._defaults.discard(net)
+        nft = "ip" if net.version == 4 else "ip6"
+        if nft in self._nft:
+            try:
+                self._run_nft(f"delete table {nft} {self._nft_table}\n")
+            except FileNotFoundError:
+                pass  # removed by hand: gone all the same
+            except OSError as exc:
+                failed.append(exc)  # still there: still listed
+                nft = ""
+            if nft:
+                self._nft.remove(nft)
+                self._changed()
+        if failed:
+            raise failed[0]
+
+    def _policy_table_left(self) -> None:
+        # no default route and no rule to the table left: the next one chooses again
+        table = self.policy_table
+        if table and not self._defaults and not any(r.table == table for r in self._rules):
+            self.policy_table = 0
 
     def _firewall(self, version: int, table: int) -> None:
         # wg-quick's add_default, nft branch: anti-spoofing for the interface's addresses and
@@ -842,6 +970,8 @@ async def update_routes(
     netns: str | None,
     name: str,
     journal: Callable[[RoutingRecord], None] | None = None,
+    fwmark: int = 0,
+    set_fwmark: Callable[[int], None] | None = None,
 ) -> tuple[Routes | DeviceRoutes | None, RouteChanges]:
     """Make the routes follow a reload: ``new`` (every peer's AllowedIPs now) as
     :meth:`Routes.update` (:meth:`DeviceRoutes.update` off Linux) says, for an interface that
@@ -850,6 +980,12 @@ async def update_routes(
     ``routes`` is what :func:`add_routes` returned; ``None`` (no AllowedIPs when the interface
     came up) makes one when a route is now wanted — the one returned, which is then the one to
     :meth:`~Routes.aclose`.
+
+    ``fwmark`` is the interface's now; ``set_fwmark`` (called in the event loop's thread, may
+    raise :class:`OSError`) makes a policy table the fwmark of its UDP socket and protocol, for a
+    default route that comes with the reload when the interface had no fwmark (see
+    :meth:`Routes.update`: before the rules exist). Without it such a default route is left for
+    a restart (:attr:`RouteChanges.restart`).
 
     Returns:
         What to keep (``routes``, a new one, or ``None``) and what changed. A route the kernel
@@ -879,7 +1015,14 @@ async def update_routes(
         )
     assert isinstance(routes, Routes)
     made = routes
-    return routes, await anyio.to_thread.run_sync(lambda: made.update(nets, table))
+    mark: Callable[[int], None] | None = None
+    if set_fwmark is not None:
+        on_loop = set_fwmark
+
+        def mark(number: int) -> None:
+            anyio.from_thread.run_sync(on_loop, number)
+
+    return routes, await anyio.to_thread.run_sync(lambda: made.update(nets, table, fwmark, mark))
 
 
 def _device_table(table: str | int) -> None:

@@ -765,7 +765,11 @@ class WireGuardInterface:
         new AllowedIPs as :func:`open_interface` added them (its ``table``; nothing when it
         added none): see :meth:`~tunflow.wireguard._routing.Routes.update`. A route the kernel
         refuses does not undo the peers: it is logged and reported in what is returned. A
-        default route (``Table = auto``) that comes or goes is left for a restart (warned).
+        default route (``Table = auto``) that comes or goes brings or takes its policy table's
+        rules and nftables table as :func:`open_interface` sets them up; one that comes to an
+        interface without a fwmark makes the table its fwmark (set before the rules exist), and
+        :attr:`policy_mark` follows. The fwmark stays when the last default route goes (as
+        wg-quick leaves it): harmless without the rules.
         With ``routes=False`` the routes stay as they are, as with ``wg syncconf``.
 
         Returns:
@@ -807,13 +811,25 @@ class WireGuardInterface:
                     netns=self._netns,
                     name=self.name,
                     journal=self._journal,
+                    fwmark=self.wg.fwmark,
+                    set_fwmark=self._policy_fwmark,
                 )
         except (OSError, ConfigError) as exc:
             log.warning("%s: the routes do not follow the reload: %s", self.name, exc)
             return _routing.RouteChanges(refused=(str(exc),))
+        finally:
+            # the default routes' rules may have come or gone (Table = auto)
+            routes = self._routes
+            self.policy_mark = (routes.policy_table or None) if routes is not None else None
         if changes:
             log.debug("%s: %s", self.name, changes.describe())
         return changes
+
+    def _policy_fwmark(self, mark: int) -> None:
+        # a default route came with a reload into an interface without a fwmark: its policy
+        # table is the mark now, as open_interface makes it (before the rules exist)
+        self.transport.set_fwmark(mark)
+        self.wg.fwmark = mark
 
     async def _set(self, request: SetRequest) -> bytes:
         try:

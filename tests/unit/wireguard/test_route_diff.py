@@ -34,8 +34,9 @@ def test_only_what_was_routed_is_removed() -> None:
     assert remove == (ip_network("10.1.1.0/24"),)
 
 
-def test_default_routes_under_auto_wait_for_a_restart() -> None:
-    # 0.0.0.0/0 appears, ::/0 (in the policy table since up) goes: neither is touched
+def test_default_routes_under_auto_are_apart() -> None:
+    # 0.0.0.0/0 appears, ::/0 (in the policy table since up) goes: not prefix routes, they
+    # come and go with their policy rules (Routes.update)
     add, remove, restart = route_diff(
         nets("10.1.1.0/24"), nets("::/0"), nets("10.1.1.0/24", "0.0.0.0/0"), "auto"
     )
