@@ -14,9 +14,13 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tunflow import testing
 from tunflow.packet import checksum, pseudo_header_checksum_no_fold
+
+if TYPE_CHECKING:
+    from tunflow.wireguard.protocol import DeviceInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -207,6 +211,29 @@ def read_fd_until(fd: int, timeout: float) -> bytes:
     ready, _, _ = select.select([fd], [], [], timeout)
     assert ready, "nothing to read"
     return os.read(fd, 65535)
+
+
+def uapi_get(name: str) -> DeviceInfo:
+    """``get=1`` on interface ``name``'s control socket (``/var/run/wireguard``), parsed."""
+    from tunflow.wireguard.protocol import parse_get
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(f"/var/run/wireguard/{name}.sock")
+        sock.sendall(b"get=1\n\n")
+        answer = b""
+        while not answer.endswith(b"\n\n"):
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            answer += chunk
+    return parse_get(answer)
+
+
+def reload_cli(ns: testing.Netns, name: str) -> str:
+    """``tunflow reload NAME`` run in ``ns``: what it printed (it must succeed)."""
+    done = ns.run(sys.executable, "-m", "tunflow.cli", "reload", name, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
 
 
 class Up:

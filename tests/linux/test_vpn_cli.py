@@ -20,10 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Up
+from tests.helpers import Up, reload_cli, uapi_get
 from tunflow import testing
 from tunflow.wireguard import genkey, pubkey
-from tunflow.wireguard.protocol import DeviceInfo, parse_get
 
 pytestmark = pytest.mark.needs_root
 
@@ -171,19 +170,6 @@ def test_up_tells_systemd_when_it_is_ready_and_when_it_stops(
     assert "(STOPPING=1)" not in up_a.out  # at debug level: who listens is gone anyway
 
 
-def uapi_get(name: str) -> DeviceInfo:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(10)
-        sock.connect(f"/var/run/wireguard/{name}.sock")
-        sock.sendall(b"get=1\n\n")
-        answer = b""
-        while not answer.endswith(b"\n\n"):
-            chunk = sock.recv(65536)
-            assert chunk, answer
-            answer += chunk
-    return parse_get(answer)
-
-
 def test_sighup_reloads_the_file_as_wg_syncconf(
     configs: tuple[testing.Netns, testing.Netns, Path, Path], tmp_path: Path
 ) -> None:
@@ -274,13 +260,6 @@ def routes_via(ns: testing.Netns, dev: str) -> set[tuple[str, str]]:
         "-6", "route", "show", "dev", dev
     )
     return {(r["dst"], r["protocol"]) for r in found if not r["dst"].startswith("fe80:")}
-
-
-def reload_cli(ns: testing.Netns, name: str) -> str:
-    """``tunflow reload NAME``: what it printed (it must succeed)."""
-    done = ns.run(*TUNFLOW, "reload", name, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
 
 
 def test_a_reload_makes_the_routes_follow_the_allowed_ips(tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from ipaddress import ip_network
@@ -26,7 +25,7 @@ import anyio
 import attrs
 import pytest
 
-from tests.helpers import Up
+from tests.helpers import Up, reload_cli, uapi_get
 from tunflow import testing
 from tunflow.errors import ConfigError
 from tunflow.wireguard import (
@@ -39,7 +38,6 @@ from tunflow.wireguard import (
     open_interface,
     pubkey,
 )
-from tunflow.wireguard.protocol import DeviceInfo, parse_get
 
 pytestmark = pytest.mark.needs_root
 
@@ -426,26 +424,6 @@ def test_tunflow_up_file(
 
 
 # --- default routes following a reload (tunflow reload) --------------------------------------
-
-
-def uapi_get(name: str) -> DeviceInfo:
-    """``get=1`` on the interface's UAPI socket."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(10)
-        sock.connect(f"/var/run/wireguard/{name}.sock")
-        sock.sendall(b"get=1\n\n")
-        answer = b""
-        while not answer.endswith(b"\n\n"):
-            chunk = sock.recv(65536)
-            assert chunk, answer
-            answer += chunk
-    return parse_get(answer)
-
-
-def reload_cli(ns: testing.Netns, name: str) -> str:
-    done = ns.run(sys.executable, "-m", "tunflow.cli", "reload", name, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
 
 
 def in_table(ns: testing.Netns, family: str, table: int) -> list[tuple[str, str]]:
