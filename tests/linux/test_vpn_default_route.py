@@ -559,3 +559,32 @@ async def test_sync_marks_the_socket_before_the_rules_exist(
             assert rules(a, "-4") == rules(a, "-6") == []
             assert (iface.policy_mark, iface.wg.fwmark) == (None, 51820)
     assert rules(a, "-4") == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_prefix_another_link_routes_already_is_named(
+    netns_pair: tuple[testing.Netns, testing.Netns], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The kernel keeps another link's route to a prefix (same metric) and refuses ours: that
+    # prefix's traffic does not go through the tunnel. wg-quick's `up` fails there; this one
+    # comes up and says so — but not for its own address's prefix route, which is normal.
+    a, _ = netns_pair
+    other = testing.unique_name("ov")
+    a.run("ip", "link", "add", other, "type", "veth", "peer", "name", f"{other}p")
+    a.run("ip", "link", "set", other, "up")
+    a.run("ip", "route", "add", "10.66.0.0/24", "dev", other)
+    config = default_peer(allowed_ips="10.65.0.0/24, 10.66.0.0/24, 10.67.0.0/24")
+    name = testing.unique_name("wa")
+    with anyio.fail_after(30):
+        async with open_interface(
+            config, name=name, addresses=["10.65.0.1/24"], netns=a.name, uapi=False
+        ):
+            routes = {r["dst"]: r["dev"] for r in a.ip_json("-4", "route", "show")}
+    assert routes["10.66.0.0/24"] == other and routes["10.67.0.0/24"] == name, routes
+    assert routes["10.65.0.0/24"] == name, routes
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warned == [
+        f"{name}: 10.66.0.0/24 is routed through another interface in the main table already: "
+        f"not into {name} (its traffic does not go through the tunnel)"
+    ], warned

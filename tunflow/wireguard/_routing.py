@@ -725,8 +725,21 @@ class Routes:
         except FileExistsError as exc:
             where = "the main table" if table == rt.RT_TABLE_MAIN else f"table {table}"
             if net.prefixlen:
-                # the interface's own prefix route, or a second peer with the same prefix
-                log.debug("%s: %s is already in %s", self.name, net, where)
+                if self._routes_here(net, table):
+                    # the interface's own prefix route, or a second peer with the same prefix
+                    log.debug("%s: %s is already in %s", self.name, net, where)
+                else:
+                    # another link's route, with the metric ours would have: the kernel keeps
+                    # it, and the prefix does not go into the tunnel (wg-quick's `up` fails
+                    # here; this one comes up, and says so)
+                    log.warning(
+                        "%s: %s is routed through another interface in %s already: not "
+                        "into %s (its traffic does not go through the tunnel)",
+                        self.name,
+                        net,
+                        where,
+                        self.name,
+                    )
                 return False
             raise FileExistsError(
                 exc.errno,
@@ -734,6 +747,15 @@ class Routes:
                 "another interface uses it (choose another FwMark or Table)",
             ) from None
         return True
+
+    def _routes_here(self, net: Network, table: int) -> bool:
+        """Whether ``table`` routes ``net`` through this interface (a lookup failing counts as
+        yes: this is for a warning only)."""
+        try:
+            routes = self._require().routes(self.index, table=table)
+        except (OSError, ConfigError):
+            return True
+        return any(r.destination == net for r in routes)
 
     def _rule(self, rule: _Rule) -> None:
         self._require().add_rule(
