@@ -3,8 +3,6 @@ against an interface ``tunflow up`` runs — in two network namespaces, as separ
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import json
 import os
 import re
@@ -237,19 +235,14 @@ def test_sighup_reloads_the_file_as_wg_syncconf(
 
 # -- routes following a reload ----------------------------------------------------------------
 
-_RR = itertools.count()
 
-
-@contextlib.contextmanager
-def rr_netns() -> Iterator[testing.Netns]:
-    """A namespace of its own (``rr<pid>x<n>``), with ``lo`` up; deleted whatever happens."""
-    ns = testing.Netns(f"rr{os.getpid() % 100000}x{next(_RR)}")
-    testing.run("ip", "netns", "add", ns.name)
-    try:
-        ns.run("ip", "link", "set", "lo", "up")
-        yield ns
-    finally:
-        testing.run("ip", "netns", "del", ns.name, check=False)
+def reload_files(tmp_path: Path, tag: str, interface: str = "") -> tuple[str, Path, str, str]:
+    """For the reload tests: an interface name, its file's path, the file's ``[Interface]``
+    section (address 10.93.0.1/24, plus ``interface`` lines) and a ``[Peer]`` head (a new key,
+    no AllowedIPs yet), for the test to write and rewrite."""
+    name = testing.unique_name(tag)
+    head = f"[Interface]\nPrivateKey = {genkey()}\nAddress = 10.93.0.1/24\n{interface}\n"
+    return name, tmp_path / f"{name}.conf", head, f"[Peer]\nPublicKey = {pubkey(genkey())}\n"
 
 
 def routes_via(ns: testing.Netns, dev: str) -> set[tuple[str, str]]:
@@ -268,7 +261,7 @@ def test_a_reload_makes_the_routes_follow_the_allowed_ips(tmp_path: Path) -> Non
     # an address (IPv4, or IPv6 with its other metric), even when AllowedIPs named it.
     ka, kb = genkey(), genkey()
     an, bn = testing.unique_name("rra"), testing.unique_name("rrb")
-    with rr_netns() as a, rr_netns() as b:
+    with testing.netns(enter=False) as a, testing.netns(enter=False) as b:
         testing.veth_pair(a, b, f"{UA}/24", f"{UB}/24")
         # behind B, beyond A's on-link 10.93.0.0/24: reached only by a route into the tunnel
         for far in ("10.93.1.1/32", "10.93.2.1/32"):
@@ -317,13 +310,11 @@ def test_a_reload_makes_the_routes_follow_the_allowed_ips(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("how", ["Table = off", "--no-routes"])
 def test_a_reload_adds_no_routes_where_up_added_none(tmp_path: Path, how: str) -> None:
-    name = testing.unique_name("rro")
-    path = tmp_path / f"{name}.conf"
     table = f"{how}\n" if how.startswith("Table") else ""
-    head = f"[Interface]\nPrivateKey = {genkey()}\nAddress = 10.93.0.1/24\n{table}\n"
-    peer = f"[Peer]\nPublicKey = {pubkey(genkey())}\nAllowedIPs = "
+    name, path, head, peer = reload_files(tmp_path, "rro", table)
+    peer += "AllowedIPs = "
     path.write_text(head + peer + "10.93.1.0/24\n")
-    with rr_netns() as ns, Up(ns, path, *([how] if how.startswith("--") else [])):
+    with testing.netns(enter=False) as ns, Up(ns, path, *([how] if how.startswith("--") else [])):
         assert routes_via(ns, name) == {("10.93.0.0/24", "kernel")}
         path.write_text(head + peer + "10.93.1.0/24, 10.93.2.0/24\n")
         assert reload_cli(ns, name) == f"{name} reloaded: 1 peer(s)\n"
@@ -333,12 +324,9 @@ def test_a_reload_adds_no_routes_where_up_added_none(tmp_path: Path, how: str) -
 def test_routes_come_with_a_reload_when_up_had_no_allowed_ips(tmp_path: Path) -> None:
     # `up` with a peer without AllowedIPs made no routes at all; a reload giving some must
     # still route them (and take them away again)
-    name = testing.unique_name("rrn")
-    path = tmp_path / f"{name}.conf"
-    head = f"[Interface]\nPrivateKey = {genkey()}\nAddress = 10.93.0.1/24\n\n"
-    peer = f"[Peer]\nPublicKey = {pubkey(genkey())}\n"
+    name, path, head, peer = reload_files(tmp_path, "rrn")
     path.write_text(head + peer)
-    with rr_netns() as ns, Up(ns, path):
+    with testing.netns(enter=False) as ns, Up(ns, path):
         assert routes_via(ns, name) == {("10.93.0.0/24", "kernel")}
         path.write_text(head + peer + "AllowedIPs = 10.93.1.0/24\n")
         assert reload_cli(ns, name) == f"{name} reloaded: 1 peer(s); routes added 10.93.1.0/24\n"
@@ -352,12 +340,10 @@ def test_a_default_route_comes_and_goes_with_a_reload(tmp_path: Path) -> None:
     # Table = auto: a default route a reload adds gets what `up` would have given it — the
     # policy table, its two rules, and (no FwMark) the table as the fwmark; a reload dropping
     # it takes route and rules away again, and leaves the fwmark
-    name = testing.unique_name("rrd")
-    path = tmp_path / f"{name}.conf"
-    head = f"[Interface]\nPrivateKey = {genkey()}\nAddress = 10.93.0.1/24\n\n"
-    peer = f"[Peer]\nPublicKey = {pubkey(genkey())}\nAllowedIPs = 10.93.1.0/24"
+    name, path, head, peer = reload_files(tmp_path, "rrd")
+    peer += "AllowedIPs = 10.93.1.0/24"
     path.write_text(head + peer + "\n")
-    with rr_netns() as ns, Up(ns, path) as up:
+    with testing.netns(enter=False) as ns, Up(ns, path) as up:
         rules = ns.run("ip", "-4", "rule", "show").stdout
         path.write_text(head + peer + ", 0.0.0.0/0\n")
         assert reload_cli(ns, name) == f"{name} reloaded: 1 peer(s); routes added 0.0.0.0/0\n"
@@ -380,12 +366,10 @@ def test_a_default_route_the_kernel_refuses_leaves_no_rules(tmp_path: Path) -> N
     # the FwMark's table holds a default route already: the reload stands (the peer's new
     # AllowedIPs), the refusal is said, and the rules added before the route are gone again;
     # once the table is free the same file brings it
-    name = testing.unique_name("rrf")
-    path = tmp_path / f"{name}.conf"
-    head = f"[Interface]\nPrivateKey = {genkey()}\nAddress = 10.93.0.1/24\nFwMark = 4242\n\n"
-    peer = f"[Peer]\nPublicKey = {pubkey(genkey())}\nAllowedIPs = 10.93.1.0/24"
+    name, path, head, peer = reload_files(tmp_path, "rrf", "FwMark = 4242\n")
+    peer += "AllowedIPs = 10.93.1.0/24"
     path.write_text(head + peer + "\n")
-    with rr_netns() as ns, Up(ns, path) as up:
+    with testing.netns(enter=False) as ns, Up(ns, path) as up:
         rules = ns.run("ip", "-4", "rule", "show").stdout
         ns.run("ip", "route", "add", "blackhole", "default", "table", "4242")
         path.write_text(head + peer + ", 0.0.0.0/0\n")
@@ -407,12 +391,10 @@ def test_a_default_route_the_kernel_refuses_leaves_no_rules(tmp_path: Path) -> N
 def test_a_route_the_kernel_refuses_leaves_the_reload_applied(tmp_path: Path) -> None:
     # IPv6 off on the device: the kernel refuses a route into it (EACCES). The peer is applied
     # all the same, the IPv4 route added, and the refusal is said (not an error).
-    name = testing.unique_name("rrk")
-    path = tmp_path / f"{name}.conf"
-    head = f"[Interface]\nPrivateKey = {genkey()}\nAddress = 10.93.0.1/24\n\n"
-    peer = f"[Peer]\nPublicKey = {pubkey(genkey())}\nAllowedIPs = 10.93.1.0/24"
+    name, path, head, peer = reload_files(tmp_path, "rrk")
+    peer += "AllowedIPs = 10.93.1.0/24"
     path.write_text(head + peer + "\n")
-    with rr_netns() as ns, Up(ns, path) as up:
+    with testing.netns(enter=False) as ns, Up(ns, path) as up:
         ns.run("sysctl", "-qw", f"net.ipv6.conf.{name}.disable_ipv6=1")
         path.write_text(head + peer + ", 10.93.2.0/24, fd93:2::/64\n")
         said = reload_cli(ns, name)
