@@ -375,6 +375,16 @@ async def test_at_rest_a_batch_waits_before_it_reads(
             assert reads[0] == 0
 
 
+async def _one_packet_then_at_rest(dev: AsyncDevice, batch: PacketBatch, to: str) -> None:
+    """A recv_batch waiting when one packet (to ``to``, routed into ``dev``) comes: it returns
+    that lone packet, which puts the device at rest (its next receive waits first)."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(dev.recv_batch, batch)
+        await anyio.wait_all_tasks_blocked()
+        udp_send(to, 5000, b"ping")
+    assert len(batch) == 1
+
+
 async def test_a_device_deleted_at_rest_while_nobody_waits_is_noticed(netns: testing.Netns) -> None:
     # After a lone packet the next recv_batch waits before it reads. uvloop reports the
     # deletion (EPOLLERR) only once: if that comes while nobody waits, the next call must read
@@ -384,11 +394,7 @@ async def test_a_device_deleted_at_rest_while_nobody_waits_is_noticed(netns: tes
     async with DeviceBuilder().name(name).ipv4("10.69.1.1", 24).build_async() as dev:
         batch = dev.new_batch()
         with anyio.fail_after(10):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(dev.recv_batch, batch)
-                await anyio.wait_all_tasks_blocked()
-                udp_send("10.69.1.2", 5000, b"ping")
-            assert len(batch) == 1
+            await _one_packet_then_at_rest(dev, batch, "10.69.1.2")
             await anyio.run_process(netns.cmd("ip", "link", "del", name))  # the loop polls
             await anyio.sleep(0.1)
             batch.clear()
@@ -405,11 +411,7 @@ async def test_a_device_deleted_at_rest_fails_every_later_receive(netns: testing
     async with DeviceBuilder().name(name).ipv4("10.69.2.1", 24).build_async() as dev:
         batch = dev.new_batch()
         with anyio.fail_after(10):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(dev.recv_batch, batch)
-                await anyio.wait_all_tasks_blocked()
-                udp_send("10.69.2.2", 5000, b"ping")
-            assert len(batch) == 1
+            await _one_packet_then_at_rest(dev, batch, "10.69.2.2")
             batch.clear()
             caught: list[BaseException] = []
 
