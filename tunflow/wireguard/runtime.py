@@ -598,15 +598,11 @@ class WireGuardInterface:
         netns: str | None,
         uapi_path: str | None,
         clock: Callable[[], float],
-        policy_mark: int | None = None,
         routes: _routing.Routes | _routing.DeviceRoutes | None = None,
         route_table: str | int = "off",
         journal: Callable[[_routing.RoutingRecord], None] | None = None,
     ) -> None:
         self.name = name
-        #: the fwmark by which the policy rules of a default route (``Table = auto``, Linux)
-        #: tell the tunnel's own datagrams from what goes into it; ``None`` without such rules
-        self.policy_mark = policy_mark
         self.wg = wg
         self.device = device
         self.port = port
@@ -626,6 +622,14 @@ class WireGuardInterface:
         self._cancel: anyio.CancelScope | None = None
         # what stopped the data path, raised when the ``async with`` block ends
         self._failure: BaseException | None = None
+
+    @property
+    def policy_mark(self) -> int | None:
+        """The fwmark by which the policy rules of a default route (``Table = auto``, Linux)
+        tell the tunnel's own datagrams from what goes into it (their table's number);
+        ``None`` without such rules (a reload may bring or take them)."""
+        routes = self._routes
+        return (routes.policy_table or None) if routes is not None else None
 
     def __repr__(self) -> str:
         return f"<WireGuardInterface {self.name}>"
@@ -817,10 +821,6 @@ class WireGuardInterface:
         except (OSError, ConfigError) as exc:
             log.warning("%s: the routes do not follow the reload: %s", self.name, exc)
             return _routing.RouteChanges(refused=(str(exc),))
-        finally:
-            # the default routes' rules may have come or gone (Table = auto)
-            routes = self._routes
-            self.policy_mark = (routes.policy_table or None) if routes is not None else None
         if changes:
             log.debug("%s: %s", self.name, changes.describe())
         return changes
@@ -1076,7 +1076,6 @@ async def _interface(
             netns=netns,
             uapi_path=uapi_path,
             clock=clock,
-            policy_mark=(added.policy_table or None) if added is not None else None,
             routes=added,
             route_table=table if routes else "off",
             journal=journal,
