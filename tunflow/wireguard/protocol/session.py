@@ -190,6 +190,44 @@ class Session:
                 return total
         return self._encrypt_loop(packets, out, address, mtu, indices)
 
+    def encrypt_one(
+        self, packet: memoryview, out: DatagramBatch, address: Address | None, mtu: int
+    ) -> bool:
+        """Encrypt one packet into a transport message appended to ``out`` (as
+        :meth:`encrypt_batch` does each packet, without a batch's setup: a lone packet — a
+        ping, a request — costs a third of the Python lines).
+
+        Returns:
+            Whether it was: ``False`` when ``out`` has no room or the counter reached
+            ``REJECT_AFTER_MESSAGES`` (nothing changed).
+        """
+        n = len(packet)
+        padded = (n + 15) & ~15
+        if mtu > 0 and padded > mtu:  # as _encrypt_loop: the padding capped at the MTU
+            padded = mtu if n <= mtu else padded_length(n, mtu)
+        counter = self.send_counter
+        if counter >= REJECT_AFTER_MESSAGES or out.room() < padded + _OVERHEAD:
+            return False
+        pos = out.end
+        end = pos + padded + _OVERHEAD
+        obuf = out.buffer
+        TRANSPORT_HEADER.pack_into(obuf, pos, MESSAGE_TRANSPORT, self.remote_index, counter)
+        nonce = self._send_nonce
+        _COUNTER.pack_into(nonce, 4, counter)
+        start = pos + TRANSPORT_HEADER_SIZE
+        obuf[start : start + n] = packet
+        pad = padded - n
+        if pad:
+            obuf[start + n : start + padded] = _PADS[pad] if pad < PADDING_MULTIPLE else bytes(pad)
+        view = out.view
+        self.seal(nonce, view[start : start + padded], None, view[start:end])
+        self.send_counter = counter + 1
+        out.offsets.append(pos)
+        out.lengths.append(end - pos)
+        out.addresses.append(address)
+        out.end = end
+        return True
+
     def _encrypt_loop(
         self,
         packets: PacketBatch,
