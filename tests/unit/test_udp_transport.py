@@ -748,3 +748,63 @@ async def test_a_connected_read_skips_an_icmp_error_once_not_forever(
                 assert t.statistics().drops == {"refused": len(errors)}
         finally:
             t._sock = real
+
+
+_LONE_CASES = {
+    "delivered": (lambda rx: rx.local_address, {}),
+    "no address": (lambda rx: None, {"no_address": 1}),
+    "IPv6 on an IPv4 socket": (lambda rx: ("::1", 9), {"bad_address": 1}),
+    "broadcast": (lambda rx: ("127.255.255.255", 9), {"refused": 1}),
+}
+
+
+@pytest.mark.skipif(not LINUX, reason="Linux's errno for a broadcast send")
+@pytest.mark.parametrize("case", list(_LONE_CASES))
+async def test_a_lone_datagram_is_sent_and_counted_as_in_a_batch(case: str) -> None:
+    """A batch of one datagram is sent with one plain sendto, without working out groups; what
+    it sends and counts is what the general path (send_batch_nowait) does with it."""
+    where, drops = _LONE_CASES[case]
+    async with (
+        UDPTransport.bind("127.0.0.1:0", offload=False) as rx,
+        UDPTransport.bind("127.0.0.1:0") as lone,
+        UDPTransport.bind("127.0.0.1:0") as general,
+    ):
+        sent = []
+        for tx in (lone, general):
+            out = DatagramBatch()
+            out.append(b"alone", address=where(rx))
+            sent.append(await tx.send_batch(out) if tx is lone else tx.send_batch_nowait(out))
+            s = tx.statistics()
+            assert (s.drops, s.tx_datagrams, s.tx_batches) == (drops, sent[-1], 1)
+        assert sent == [0 if drops else 1] * 2
+        if not drops:
+            assert (await receive(rx, 2)).to_list() == [b"alone"] * 2
+        # a datagram over UDP's limit, and a closed transport, go the general way
+        big = DatagramBatch(1 << 17)
+        big.append(b"x" * 70_000, address=rx.local_address)
+        assert await lone.send_batch(big) == 0
+        assert lone.statistics().drops == {**drops, "too_large": 1}
+    out = DatagramBatch()
+    out.append(b"late", address=("127.0.0.1", 9))
+    with pytest.raises(anyio.ClosedResourceError):
+        await lone.send_batch(out)
+
+
+@pytest.mark.skipif(not LINUX, reason="Linux's pending socket errors")
+async def test_a_lone_datagram_after_an_icmp_error_is_sent() -> None:
+    """The pending ICMP error of a connected socket comes back from a lone datagram's send as
+    from a group's: counted once as unreachable, and the datagram is sent after all."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        where = probe.getsockname()
+    async with UDPTransport.bind("127.0.0.1:0", peer=where) as tx:
+        first = tx.new_batch()
+        first.append(b"into the void")
+        assert await tx.send_batch(first) == 1  # the port is closed: ICMP port unreachable
+        await anyio.sleep(0.1)
+        async with UDPTransport.bind(f"127.0.0.1:{where[1]}") as rx:  # the peer is back
+            again = tx.new_batch()
+            again.append(b"now it listens")
+            assert await tx.send_batch(again) == 1
+            assert (await receive(rx, 1)).to_list() == [b"now it listens"]
+            assert tx.statistics().drops == {"unreachable": 1}
