@@ -92,6 +92,20 @@ async def test_order_and_counts() -> None:
     assert not s.running
 
 
+async def test_a_lane_without_stages_counts_what_it_passes() -> None:
+    # (such a lane only counts: no chain is run; the counters are a chain's)
+    pk = packets(100, size=40)
+    for stages in ([], [Recorder()]):
+        sink = MemorySink()
+        p = Pipeline(MemorySource(pk, batch_size=32), stages, sink)
+        await p.run()
+        assert sink.packets == pk
+        w = p.statistics().workers[0]
+        size = sum(map(len, pk))
+        assert (w.batches, w.packets_in, w.bytes_in) == (4, 100, size)
+        assert (w.packets_out, w.bytes_out, w.errors) == (100, size, 0)
+
+
 async def test_error_policy_drop_counts_and_goes_on(caplog: pytest.LogCaptureFixture) -> None:
     sink = MemorySink()
     rec = Recorder(fail_on=2)
