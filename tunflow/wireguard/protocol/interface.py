@@ -895,14 +895,15 @@ class WireGuard:
         peer.staged.append(packet)
 
     def _encrypt_lone(self, packets: PacketBatch, now: float, out: DatagramBatch) -> bool:
-        """The one packet of ``packets``, to a WireGuard peer in the middle of a session,
-        encrypted into ``out`` — what :meth:`encrypt_batch` and :meth:`_send_run` do, with
-        none of a batch's setup: about a third of the Python lines per lone packet (a ping, a
-        request), so a round trip through a tunnel adds less (``benchmarks/vpn.py``'s ping).
+        """The one packet of ``packets``, to a peer in the middle of a session, encrypted into
+        ``out`` — what :meth:`encrypt_batch` and :meth:`_send_run` do, with none of a batch's
+        setup: about a third of the Python lines per lone packet (a ping, a request), so a
+        round trip through a tunnel adds less (``benchmarks/vpn.py``'s ping). A native-mode
+        peer gets a message of one fragment, as :meth:`_seal_native_run` seals it.
 
         Returns ``False``, having changed nothing, whenever anything else is due (no route or
-        session, staged packets, a native peer, a rekey, a packet that may not fit, no room):
-        the general path then takes the packet.
+        session, staged packets, a rekey, a packet that may not fit, no room): the general
+        path then takes the packet.
         """
         off = packets.offsets[0]
         n = packets.lengths[0]
@@ -910,7 +911,7 @@ class WireGuard:
             return False
         packet = packets.view[off : off + n]
         peer = self._route(packet)
-        if peer is None or peer.native_mode or peer.staged:
+        if peer is None or peer.staged:
             return False
         s = peer.current
         endpoint = peer.endpoint
@@ -919,12 +920,15 @@ class WireGuard:
             s is None
             or endpoint is None
             or s.send_counter >= REKEY_AFTER_MESSAGES
-            or s.native_send_counter > REKEY_AFTER_MESSAGES
+            or s.native_send_counter >= REKEY_AFTER_MESSAGES
             or now - s.created >= (REKEY_AFTER_TIME if s.is_initiator else REJECT_AFTER_TIME)
         ):
             return False
         before = out.end
-        if not s.encrypt_one(packet, out, endpoint, self.mtu):
+        if peer.native_mode:
+            if not self._seal_native_lone(s, packets, off, n, out, endpoint):
+                return False
+        elif not s.encrypt_one(packet, out, endpoint, self.mtu):
             return False
         nbytes = out.end - before
         peer.tx_bytes += nbytes
@@ -935,6 +939,37 @@ class WireGuard:
         peer.on_any_authenticated_sent()
         if peer.new_handshake_at is None:
             peer.on_data_sent(now, self._jitter())
+        return True
+
+    def _seal_native_lone(
+        self,
+        s: Session,
+        packets: PacketBatch,
+        off: int,
+        n: int,
+        out: DatagramBatch,
+        endpoint: Address,
+    ) -> bool:
+        """Packet ``off``/``n`` of ``packets`` as a native message of one fragment at the end
+        of ``out``, as :meth:`_seal_native_run` seals a small packet (that loop keeps its own
+        copy of these lines: a call per packet there costs small-packet throughput); ``False``
+        if it takes more than one fragment or ``out`` has no room."""
+        chunk = self.native_fragment_size - NATIVE_HEADER_SIZE
+        need = NATIVE_HEADER_SIZE + HEADROOM + n + TAG_SIZE
+        if HEADROOM + n + TAG_SIZE > chunk or out.room() < need:
+            return False
+        if not packets.vnet_hdr:
+            packets.buffer[off - HEADROOM : off] = _ZERO_HDR
+        pos = out.end
+        data = pos + NATIVE_HEADER_SIZE
+        end = pos + need
+        out.buffer[pos:data] = _seal(
+            s, packets.view[off - HEADROOM : off + n], 1, chunk, out.view[data:end]
+        )
+        out.offsets.append(pos)
+        out.lengths.append(need)
+        out.addresses.append(endpoint)
+        out.end = end
         return True
 
     def _send_run(
