@@ -116,8 +116,9 @@ class ReadWaiter:
             raise anyio.BusyResourceError("waiting for readability of")
         # what was passed over has been seen by the read before this wait (see ``armed``)
         self.armed = True
+        get = _get_running_loop
         try:
-            loop = _running_loop()
+            loop = get() if get is not None else _running_loop()
         except RuntimeError:  # not asyncio: trio
             await anyio.wait_readable(self.fd)
             return
@@ -224,12 +225,18 @@ class ReadWaiter:
                 then()
 
 
+#: ``asyncio.get_running_loop`` once asyncio has been seen (a call less per wait)
+_get_running_loop: Callable[[], asyncio.AbstractEventLoop] | None = None
+
+
 def _running_loop() -> asyncio.AbstractEventLoop:
     # asyncio is imported by whoever runs an asyncio loop; importing it here would import it
     # for trio programs too (and it is not importable everywhere tunflow is)
+    global _get_running_loop
     module: Any = sys.modules.get("asyncio")
     if module is None:
         raise RuntimeError("no asyncio event loop")
+    _get_running_loop = module.get_running_loop
     loop: asyncio.AbstractEventLoop = module.get_running_loop()
     return loop
 

@@ -129,3 +129,39 @@ async def test_two_tasks_sending_batches_are_refused(
                 await dev.send_batch(batch)
             tg.cancel_scope.cancel()
     await dev.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_batch_bigger_than_the_queue_is_written_whole_as_room_comes(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    # what the queue takes at once is written before anything waits; the rest waits for room
+    # (the reader below makes it) and goes out in order, nothing lost or repeated
+    a, b = pair
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    dev = AsyncDevice(SharedInterface(None, Layer.L3, False), FdQueue(a.fileno(), close_fd=False))
+    batch = PacketBatch(capacity=1 << 20)
+    sent = [b"\x45" + i.to_bytes(2, "big") + bytes(997) for i in range(100)]
+    for p in sent:
+        batch.append(p)
+    got: list[bytes] = []
+
+    async def read() -> None:
+        b.setblocking(False)
+        while len(got) < len(sent):
+            try:
+                got.append(b.recv(2048))
+            except BlockingIOError:
+                await anyio.wait_readable(b)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read)
+            assert await dev.send_batch(batch) == 100
+        lone = PacketBatch()
+        lone.append(b"\x45" + bytes(99))
+        assert await dev.send_batch(lone) == 1
+        assert b.recv(2048) == lone.to_list()[0]
+    assert got == sent
+    assert (dev.statistics().tx_packets, dev.statistics().tx_batches) == (101, 2)
+    await dev.aclose()

@@ -425,7 +425,12 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         self._check_open()
         self._begin_send()
         try:
-            await self._write_all(self._prepare_send_batch(batch))
+            out = self._prepare_send_batch(batch)
+            # what the queue takes at once without a coroutine of its own (a lone packet's
+            # trip through a tunnel has a frame less); the rest waits for room
+            done = self._write_now(out)
+            if done < len(out.offsets):
+                await self._write_rest(out, done)
         finally:
             self._sending = False
         self._account_tx(batch)
@@ -433,7 +438,20 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
 
     async def _write_all(self, out: PacketBatch) -> None:
         """Write ``out``, waiting while the queue is full."""
-        i = 0
+        await self._write_rest(out, self._write_now(out))
+
+    def _write_now(self, out: PacketBatch) -> int:
+        """Write what the queue takes of ``out`` now; how many packets that was (the start
+        of :meth:`_write_rest`, which a caller then needs only if some are left)."""
+        if not out.offsets:
+            return 0
+        try:
+            return self._nb_send_batch(out, 0)
+        except BlockingIOError:
+            return 0
+
+    async def _write_rest(self, out: PacketBatch, i: int) -> None:
+        """Write ``out`` from packet ``i``, waiting while the queue is full."""
         total = len(out.offsets)
         while i < total:
             try:

@@ -82,8 +82,9 @@ class OffloadRx:
 
     def recv_whole(self, out: PacketBatch) -> int:
         """Append whole packets, headers in their headroom; leftovers of a split go first."""
-        if self.pending():
-            # Something half-handed-out: finish it split, so no packet is lost or repeated.
+        if self._i < len(self._raw.offsets) or self._one_i < len(self._one.offsets):
+            # (pending(), inline: this runs once per read) Something half-handed-out: finish
+            # it split, so no packet is lost or repeated.
             return self.recv_split(out)
         before = len(out.offsets)
         n = self._queue.recv_batch(out, MAX_PACKET_SIZE)

@@ -379,26 +379,22 @@ class WireGuardPort:
             done = wg.encrypt_batch(batch, now, tx)
             # handshake initiations this batch started go out with it
             rest = self._append_control(tx, wg.datagrams_to_send())
-            await self._send(tx)
+            while tx or tx.gathered:
+                transport = self.transport
+                try:
+                    # no extra event-loop turn: the lane yields when it reads next
+                    await transport.send_batch(tx, checkpoint=False)
+                    break
+                except anyio.ClosedResourceError:
+                    if transport is self.transport:
+                        raise
+                    # the listen port changed: send on the new socket
             if rest:
                 self._send_now(rest)
             if done >= len(batch.offsets) or not done:
                 break
             batch.keep(range(done, len(batch)))
         self._drain_events()
-
-    async def _send(self, tx: DatagramBatch) -> None:
-        if not tx and not tx.gathered:
-            return
-        while True:
-            transport = self.transport
-            try:
-                # no extra event-loop turn: the lane yields when it reads next
-                await transport.send_batch(tx, checkpoint=False)
-                return
-            except anyio.ClosedResourceError:
-                if transport is self.transport:
-                    raise
 
     def statistics(self) -> PortStatistics:
         """Packets through the port (IP packets, not datagrams; see the transport for those)."""
