@@ -434,6 +434,42 @@ def test_notify_socket_addresses() -> None:
     assert _notify_address("vsock:2:1234") is None  # not spoken: no notification, no failure
 
 
+def test_down_while_up_is_starting_stops_it_in_order(
+    configs: tuple[testing.Netns, testing.Netns, Path, Path], tmp_path: Path
+) -> None:
+    """`down` while `up` is still starting (PostUp running: its pid not written yet) waits
+    until it is up, then stops it as any other: PreDown and PostDown run. It used to delete
+    the half-made link under it (nothing run), or refuse with "try again" when `up` had
+    journalled something."""
+    a, _, ca, _ = configs
+    name = ca.stem
+    started, predown, postdown = (tmp_path / n for n in ("started", "predown", "postdown"))
+    with_interface_keys(
+        ca,
+        f"PostUp = touch {started}; sleep 1\nPreDown = touch {predown}\nPostDown = touch {postdown}",
+    )
+    up = subprocess.Popen(
+        a.cmd(*TUNFLOW, "up", str(ca)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not started.exists():
+            assert up.poll() is None and time.monotonic() < deadline, up.communicate()[0]
+            time.sleep(0.02)
+        down = a.run(*TUNFLOW, "down", name, check=False)
+        assert down.returncode == 0, down.stdout + down.stderr
+        out = up.communicate(timeout=20)[0]
+        assert up.returncode == 0, out
+        assert f"{name} down (SIGTERM)" in out, out
+        assert predown.exists() and postdown.exists(), out
+        assert a.run("ip", "link", "show", name, check=False).returncode
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+        a.run(*TUNFLOW, "down", name, check=False)
+
+
 def test_down_without_a_pid_file_deletes_only_a_wireguard_interface(
     configs: tuple[testing.Netns, testing.Netns, Path, Path],
 ) -> None:

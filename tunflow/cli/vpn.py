@@ -569,17 +569,23 @@ def _read_pid(path: Path) -> int:
 
 def _running_pid(name: str) -> int:
     """The pid of the ``tunflow up`` serving ``name`` (its pid file is locked), or 0."""
+    return _lock_holder(name) or 0
+
+
+def _lock_holder(name: str) -> int | None:
+    """Who holds ``name``'s pid file: the pid of the ``tunflow up`` serving it; 0 while one
+    is starting (locked, its pid not written until it is up); ``None`` when nobody does."""
     try:
         fd = os.open(_pid_path(name), os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
-        return 0
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return _read_pid(_pid_path(name))  # 0 until it publishes its pid
     finally:
         os.close(fd)
-    return 0  # nobody holds it: left by a killed process
+    return None  # nobody holds it: left by a killed process
 
 
 # -- what `up` changed outside the device -------------------------------------------------------
@@ -951,6 +957,8 @@ def _alive(pid: int) -> bool:
 @command("down", "take an interface brought up by 'tunflow up' down", _down_args)
 def down(args: argparse.Namespace) -> int:
     """``tunflow down NAME``: SIGTERM to the process running it, then wait until it is gone.
+    One still starting (PreUp, PostUp, routes: its pid not written yet) is waited for first,
+    up to ``--timeout``, so it goes down in order too.
 
     When the ``tunflow up`` that served it was killed (no process holds its pid file) and left
     a journal of what it changed outside the device (policy rules, nftables tables, DNS), that
@@ -963,6 +971,10 @@ def down(args: argparse.Namespace) -> int:
     """
     try:
         name = _interface_name(args.name)
+        if _lock_holder(name) == 0:
+            # an `up` is starting (its hooks, its routes…): stopped in order once it is up,
+            # not its half-made link deleted under it
+            _wait_for(lambda: _lock_holder(name) != 0, args.timeout)
         pid = _running_pid(name)
         if pid:
             with contextlib.suppress(ProcessLookupError):  # gone meanwhile: done
