@@ -122,6 +122,8 @@ _MAX_DATAGRAM: Final = 65507
 #: (padding adds at most 15 bytes); larger ones are checked (_fits), in native mode as well
 _FITS_ANY: Final = _MAX_DATAGRAM - _OVERHEAD - (PADDING_MULTIPLE - 1)
 _JITTER_MS: Final = int(REKEY_TIMEOUT_JITTER_MAX * 1000)
+#: what a native message of one fragment adds to its packet besides the fragment header
+_NATIVE_SMALL_OVERHEAD: Final = NATIVE_HEADER_SIZE + HEADROOM + TAG_SIZE
 # the first four bytes of a native message of one fragment (type, index 0, count 1, version)
 # read as a transport message's type field (little-endian)
 _NATIVE_SINGLE: Final = MESSAGE_NATIVE | 1 << 16 | NATIVE_VERSION << 24
@@ -907,7 +909,11 @@ class WireGuard:
         """
         off = packets.offsets[0]
         n = packets.lengths[0]
-        if n > _FITS_ANY:
+        if n > _FITS_ANY or (
+            n > self.mtu and n > self.native_fragment_size - _NATIVE_SMALL_OVERHEAD
+        ):
+            # may not fit a datagram; or a super-packet, which neither way here takes (not
+            # worth routing it twice)
             return False
         packet = packets.view[off : off + n]
         peer = self._route(packet)
@@ -954,15 +960,15 @@ class WireGuard:
         of ``out``, as :meth:`_seal_native_run` seals a small packet (that loop keeps its own
         copy of these lines: a call per packet there costs small-packet throughput); ``False``
         if it takes more than one fragment or ``out`` has no room."""
-        chunk = self.native_fragment_size - NATIVE_HEADER_SIZE
-        need = NATIVE_HEADER_SIZE + HEADROOM + n + TAG_SIZE
-        if HEADROOM + n + TAG_SIZE > chunk or out.room() < need:
+        need = n + _NATIVE_SMALL_OVERHEAD
+        if need > self.native_fragment_size or out.room() < need:
             return False
         if not packets.vnet_hdr:
             packets.buffer[off - HEADROOM : off] = _ZERO_HDR
         pos = out.end
         data = pos + NATIVE_HEADER_SIZE
         end = pos + need
+        chunk = self.native_fragment_size - NATIVE_HEADER_SIZE
         out.buffer[pos:data] = _seal(
             s, packets.view[off - HEADROOM : off + n], 1, chunk, out.view[data:end]
         )
