@@ -139,6 +139,39 @@ def test_daemon_and_down(configs: tuple[testing.Netns, testing.Netns, Path, Path
     assert again.returncode == 1 and "no interface" in again.stderr
 
 
+def test_two_daemons_started_at_once_leave_the_running_ones_log_in_place(
+    configs: tuple[testing.Netns, testing.Netns, Path, Path],
+) -> None:
+    """Two `up --daemon` of one name at the same time: one comes up, the other is refused —
+    and the log of the one that runs stays `<name>.log`. The refused one used to move that
+    live log aside as "the last run's" (`.log.1`) before its child found the name taken."""
+    a, _, ca, _ = configs
+    name = ca.stem
+    log_path = Path(f"/run/tunflow/{name}.log")
+    last_log = Path(f"{log_path}.1")
+    try:
+        starts = [
+            subprocess.Popen(
+                a.cmd(*TUNFLOW, "up", str(ca), "--daemon"),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        done = [p.communicate(timeout=60) for p in starts]
+        codes = sorted(p.returncode for p in starts)
+        assert codes[0] == 0 and codes[1] != 0, done
+        refused = next(err for (_, err), p in zip(done, starts, strict=True) if p.returncode)
+        assert "is up already" in refused, done
+        log = log_path.read_text()
+        assert f"{name} up: listening" in log, (log, last_log.read_text(errors="replace"))
+    finally:
+        a.run(*TUNFLOW, "down", name, check=False)
+        log_path.unlink(missing_ok=True)
+        last_log.unlink(missing_ok=True)
+
+
 def test_up_tells_systemd_when_it_is_ready_and_when_it_stops(
     configs: tuple[testing.Netns, testing.Netns, Path, Path], tmp_path: Path
 ) -> None:

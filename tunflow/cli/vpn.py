@@ -32,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -838,6 +838,28 @@ def _log_to_stderr(level: int) -> None:
     root.setLevel(level)
 
 
+@contextlib.contextmanager
+def _starting_alone(directory: Path, name: str) -> Iterator[None]:
+    """Serialise ``tunflow up --daemon``: an exclusive ``flock`` on ``directory`` (``/run/tunflow``)
+    for the whole start, then a check that no ``tunflow up`` of ``name`` is starting or running.
+    Another ``--daemon`` of the name started at the same time waits here, then finds this one
+    running and is refused — before it moves this one's live log aside as the last run's.
+
+    Raises:
+        ConfigError: a ``tunflow up`` of ``name`` is starting or running.
+    """
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # at most one start's time (15 s)
+        holder = _lock_holder(name)
+        if holder is not None:
+            state = f"pid {holder}" if holder else "starting"
+            raise ConfigError(f"{name} is up already ({state}); tunflow down {name} first")
+        yield
+    finally:
+        os.close(fd)  # (the lock goes with it)
+
+
 def _daemonize(args: argparse.Namespace, name: str) -> int:
     """Run ``tunflow up`` again in a new session; return once it says ``READY=1`` on a notify
     socket of ours (as it would to systemd), or with its status if it fails first."""
@@ -848,11 +870,8 @@ def _daemonize(args: argparse.Namespace, name: str) -> int:
     argv += ["--offload", args.offload, "--backend", args.backend]
     log_path = Path(PID_DIRECTORY) / f"{name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        # the last run's log, kept: after a crash it is what tells why (a restart would write
-        # over it)
-        log_path.replace(log_path.with_name(log_path.name + ".1"))
     with (
+        _starting_alone(log_path.parent, name),
         # 0700: only we may send; under /run/tunflow, not $TMPDIR: the path must fit a
         # sockaddr_un (108 bytes), which a long $TMPDIR would not
         tempfile.TemporaryDirectory(prefix=f"{name}.notify-", dir=log_path.parent) as where,
@@ -861,6 +880,10 @@ def _daemonize(args: argparse.Namespace, name: str) -> int:
         address = os.path.join(where, "notify")
         ready.bind(address)  # a path, not an abstract name: those are per network namespace
         ready.settimeout(0.05)
+        with contextlib.suppress(FileNotFoundError):
+            # the last run's log, kept: after a crash it is what tells why (a restart would
+            # write over it)
+            log_path.replace(log_path.with_name(log_path.name + ".1"))
         with open(log_path, "wb") as out:
             child = subprocess.Popen(
                 argv,
