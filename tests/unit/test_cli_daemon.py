@@ -78,3 +78,28 @@ def test_a_background_up_is_heard_whatever_tmpdir_is(
             child.wait(10)
     assert "wg0 up in the background" in capsys.readouterr().out
     assert [p.name for p in run.iterdir()] == ["wg0.log"]  # the socket's directory is gone
+
+
+def test_a_start_stuck_holding_the_lock_does_not_hang_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `up --daemon` starts one at a time (a lock on the directory); one stopped half-way
+    # (SIGSTOP) must not hang every later start: the wait is bounded and says why
+    import fcntl
+    import os
+    import time
+
+    from tunflow.errors import ConfigError
+
+    monkeypatch.setattr(vpn, "PID_DIRECTORY", str(tmp_path))
+    monkeypatch.setattr(vpn, "_DAEMON_START_WAIT", 0.3)
+    held = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        began = time.monotonic()
+        with pytest.raises(ConfigError, match="has been starting for"):
+            vpn._daemonize(ARGS, "wg0")
+        assert time.monotonic() - began < 10
+        assert list(tmp_path.iterdir()) == []  # no log moved or made
+    finally:
+        os.close(held)

@@ -838,6 +838,19 @@ def _log_to_stderr(level: int) -> None:
     root.setLevel(level)
 
 
+#: how long ``up --daemon`` waits for another one's start to finish (which takes at most 15 s)
+_DAEMON_START_WAIT = 20.0
+
+
+def _try_flock(fd: int) -> bool:
+    """Take an exclusive ``flock`` on ``fd`` if nobody holds one; whether it was taken."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def _starting_alone(directory: Path, name: str) -> Iterator[None]:
     """Serialise ``tunflow up --daemon``: an exclusive ``flock`` on ``directory`` (``/run/tunflow``)
@@ -850,7 +863,13 @@ def _starting_alone(directory: Path, name: str) -> Iterator[None]:
     """
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # at most one start's time (15 s)
+        # another start holds it for at most its 15 s (bounded here too: one stopped with
+        # SIGSTOP must not hang every later start)
+        if not _wait_for(lambda: _try_flock(fd), _DAEMON_START_WAIT):
+            raise ConfigError(
+                f"another tunflow up --daemon has been starting for {_DAEMON_START_WAIT:.0f} s; "
+                "try again"
+            )
         holder = _lock_holder(name)
         if holder is not None:
             state = f"pid {holder}" if holder else "starting"
