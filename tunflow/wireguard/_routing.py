@@ -261,6 +261,15 @@ class RouteChanges:
         return "; ".join(parts)
 
 
+def _refused(
+    refused: list[str], name: str, verb: str, what: str, net: Network, exc: OSError
+) -> None:
+    """A route change the kernel refused: logged (``cannot {verb} {what} {net}``) and recorded
+    in ``refused`` as ``{verb} {net}: {why}`` for :class:`RouteChanges`."""
+    log.warning("%s: cannot %s %s %s: %s", name, verb, what, net, exc)
+    refused.append(f"{verb} {net}: {exc.strerror or exc}")
+
+
 def route_diff(
     routed: Iterable[Network],
     defaults: Iterable[Network],
@@ -448,8 +457,7 @@ class Routes:
             try:
                 self._remove_route(net)
             except OSError as exc:
-                log.warning("%s: cannot remove the route to %s: %s", self.name, net, exc)
-                refused.append(f"remove {net}: {exc.strerror or exc}")
+                _refused(refused, self.name, "remove", "the route to", net, exc)
             else:
                 removed.append(net)
         for net in add:
@@ -457,16 +465,14 @@ class Routes:
                 if self._prefix_route(net):
                     added.append(net)
             except OSError as exc:
-                log.warning("%s: cannot add a route to %s: %s", self.name, net, exc)
-                refused.append(f"add {net}: {exc.strerror or exc}")
+                _refused(refused, self.name, "add", "a route to", net, exc)
         gone = [n for n in moved if n in self._defaults]
         new = [n for n in moved if n not in self._defaults]
         for net in gone:
             try:
                 self._drop_default(net)
             except OSError as exc:
-                log.warning("%s: cannot remove the default route %s: %s", self.name, net, exc)
-                refused.append(f"remove {net}: {exc.strerror or exc}")
+                _refused(refused, self.name, "remove", "the default route", net, exc)
             else:
                 removed.append(net)
         self._policy_table_left()
@@ -511,8 +517,7 @@ class Routes:
             try:
                 self._default_route(net, mark)
             except OSError as exc:
-                log.warning("%s: cannot add the default route %s: %s", self.name, net, exc)
-                refused.append(f"add {net}: {exc.strerror or exc}")
+                _refused(refused, self.name, "add", "the default route", net, exc)
                 try:
                     self._drop_default(net)
                 except OSError as again:
@@ -1131,8 +1136,7 @@ class DeviceRoutes:
             except OSError as exc:
                 # gone already: BSD's PF_ROUTE says ESRCH, Windows ERROR_NOT_FOUND (ENOENT)
                 if exc.errno not in (errno.ESRCH, errno.ENOENT):
-                    log.warning("%s: cannot remove the route to %s: %s", self.name, net, exc)
-                    refused.append(f"remove {net}: {exc.strerror or exc}")
+                    _refused(refused, self.name, "remove", "the route to", net, exc)
                     continue
                 log.debug("%s: the route to %s was gone already", self.name, net)
             self._routed.discard(net)
@@ -1142,8 +1146,7 @@ class DeviceRoutes:
                 if await self._add(net):
                     added.append(net)
             except OSError as exc:
-                log.warning("%s: cannot add a route to %s: %s", self.name, net, exc)
-                refused.append(f"add {net}: {exc.strerror or exc}")
+                _refused(refused, self.name, "add", "a route to", net, exc)
         self._skip_defaults(_sorted(nets))
         return RouteChanges(tuple(added), tuple(removed), tuple(refused))
 
