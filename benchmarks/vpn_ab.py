@@ -34,9 +34,7 @@ import vpn
 @contextlib.contextmanager
 def checkout(rev: str) -> Iterator[Path]:
     """A copy of ``rev``'s tree (``.``: ``HEAD`` with the working tree's changes) for as long
-    as the block runs. Both sides are such copies in the same place: a tree elsewhere (the
-    working tree itself, on another file system) measured up to 0.04 ms slower here in an
-    A/A run of one revision against itself."""
+    as the block runs; both sides are such copies in the same place."""
     where = Path(tempfile.mkdtemp(prefix="tfab."))
     git = ["git", "-C", str(vpn.ROOT)]
     base = "HEAD" if rev == "." else rev
@@ -54,9 +52,24 @@ def checkout(rev: str) -> Iterator[Path]:
         )
 
 
+def use_tree(tree: Path) -> None:
+    """Make the tunflow processes spawned from now on import ``tree``'s code, and check that
+    they do. ``PYTHONPATH`` alone is not enough: ``python -m`` puts the working directory
+    first, so run from the repository it would load the working tree's tunflow on both sides
+    (``PYTHONSAFEPATH`` turns that off)."""
+    os.environ["PYTHONPATH"] = f"{tree}{os.pathsep}{tree / 'plugins'}"
+    os.environ["PYTHONSAFEPATH"] = "1"
+    code = "import tunflow, tunflow.wireguard.runtime as r; print(tunflow.__file__, r.__file__)"
+    got = subprocess.run(
+        [vpn.PY, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    if not all(Path(f).resolve().is_relative_to(tree.resolve()) for f in got):
+        raise RuntimeError(f"tunflow would not run from {tree}: {got}")
+
+
 def measure(tree: Path, candidate: str, test: str, count: int, tmp: Path) -> float:
     """One round of ``test`` through ``candidate`` running ``tree``'s tunflow."""
-    os.environ["PYTHONPATH"] = f"{tree}{os.pathsep}{tree / 'plugins'}"
+    use_tree(tree)
     cand = vpn.Candidate(candidate, tmp)
     try:
         vpn.underlay()
