@@ -559,3 +559,59 @@ async def test_a_failing_timer_task_is_reported_as_the_data_path_is(
     assert reason is not None and "the hook failed" in reason
     assert ia.stop_reason == reason
     assert isinstance(ia.failure, LookupError)
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["wireguard", "native"])
+async def test_pings_at_rest_take_the_express_path_and_are_counted_as_any(
+    pair: tuple[testing.Netns, testing.Netns],
+    native: bool,
+    anyio_backend: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A packet at rest (a ping, its answer) goes from one port to the other in the reader
+    callback (the pipeline engine's express path) on asyncio and uvloop, and on trio never;
+    every counter — the device's, the WireGuard port's, the lane's — counts it as the task's
+    path would: each lane's packets in = out = what its source read = what its sink wrote."""
+    from tunflow.device import AsyncDevice
+    from tunflow.wireguard.runtime import WireGuardPort
+
+    sent: Counter[tuple[int, str]] = Counter()
+
+    def spy(cls: type, key: str) -> None:
+        real = cls._express_send  # type: ignore[attr-defined]
+
+        def counted(self: object, batch: PacketBatch) -> bool:
+            done: bool = real(self, batch)
+            sent[id(self), key] += done
+            return done
+
+        monkeypatch.setattr(cls, "_express_send", counted)
+
+    spy(AsyncDevice, "in")  # the device written: datagram → packet
+    spy(WireGuardPort, "out")  # the port sending: packet → datagram
+    a, b = pair
+    n = 8
+    with anyio.fail_after(60):
+        async with two_sides(a, b, native=native) as (ia, ib):
+            await ping(a, OB, n)
+            await ping(b, OA, n)
+            for end in (ia, ib):
+                stats = end.tunnel.statistics()
+                ports = {p.name: p for p in stats.ports}
+                dev, net = ports[end.name + "/0"], ports[end.port.name]
+                (out,) = (w for w in stats.workers if w.direction == "out")
+                (inn,) = (w for w in stats.workers if w.direction == "in")
+                assert out.packets_in == out.packets_out == dev.rx_packets == net.tx_packets
+                assert out.batches == dev.rx_batches == net.tx_batches
+                assert inn.packets_in == inn.packets_out == net.rx_packets == dev.tx_packets
+                assert inn.batches == net.rx_batches == dev.tx_batches
+                # 2n pings' packets each way at each end (and maybe a stray IPv6 packet)
+                assert out.packets_in >= 2 * n and inn.packets_in >= 2 * n
+                outs, ins = sent[id(end.port), "out"], sent[id(end.device), "in"]
+                if anyio_backend[0] == "trio":
+                    assert outs == ins == 0, sent
+                else:
+                    # all but the first few of each ping run, which find the lanes not at rest
+                    assert outs >= n, sent
+                    if not native:  # (native mode's scattered reads stay on the task's path)
+                        assert ins >= n, sent

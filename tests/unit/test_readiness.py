@@ -273,3 +273,125 @@ async def test_renewed_after_an_error_the_fd_reported() -> None:
                     peer.sendto(b"3", s.getsockname())
                 assert s.recv(100) == b"3"
         waiter.close()
+
+
+# -- serve: work done in the reader callback, the task asleep -----------------------------------
+
+
+def _on_trio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return True
+    return False
+
+
+async def test_serve_steps_in_the_callback_until_the_step_wants_the_task(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    waiter = ReadWaiter(b.fileno())
+    assert not waiter.serves  # nothing waited yet
+    got: list[bytes] = []
+    resumed: list[int] = []
+
+    def step() -> bool:
+        data = b.recv(10)
+        got.append(data)
+        return data != b"stop"  # True: handled, the task sleeps on
+
+    async def feed() -> None:
+        for i in range(5):
+            a.send(bytes([i]))
+            await anyio.sleep(0.02)
+        a.send(b"stop")
+
+    with anyio.fail_after(10):
+        a.send(b"first")
+        await waiter.wait()  # on asyncio this registers the fd: from now on serve steps
+        assert b.recv(10) == b"first"
+        assert waiter.serves is not _on_trio()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(feed)
+            await waiter.serve(step)
+            resumed.append(len(got))
+            if _on_trio():
+                # no callbacks there: serve is a wait, and the caller reads
+                assert got == []
+                while b.recv(10) != b"stop":
+                    await waiter.wait()
+            tg.cancel_scope.cancel()
+    if not _on_trio():
+        # six datagrams, six steps, and the task resumed once: after the one it was wanted for
+        assert got == [bytes([i]) for i in range(5)] + [b"stop"]
+        assert resumed == [6]
+    waiter.close()
+
+
+async def test_serve_raises_what_the_step_raised_and_stays_usable(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    if _on_trio():
+        pytest.skip("trio has no reader callbacks: serve never steps")
+    a, b = pair
+    waiter = ReadWaiter(b.fileno())
+    a.send(b"x")
+    await waiter.wait()
+    b.recv(10)
+
+    def step() -> bool:
+        b.recv(10)
+        raise ValueError("bad packet")
+
+    with anyio.fail_after(10):
+        a.send(b"y")
+        with pytest.raises(ValueError, match="bad packet"):
+            await waiter.serve(step)
+        # the step is gone: a plain wait is woken as usual
+        a.send(b"z")
+        await waiter.wait()
+        assert b.recv(10) == b"z"
+    waiter.close()
+
+
+async def test_a_cancelled_serve_no_longer_steps(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    waiter = ReadWaiter(b.fileno())
+    a.send(b"x")
+    await waiter.wait()
+    b.recv(10)
+    steps = 0
+
+    def step() -> bool:
+        nonlocal steps
+        steps += 1
+        return True
+
+    with anyio.move_on_after(0.1):
+        await waiter.serve(step)
+    a.send(b"after")
+    with anyio.fail_after(10):
+        await waiter.wait()
+    assert steps == 0
+    assert b.recv(10) == b"after"
+    waiter.close()
+
+
+async def test_close_wakes_a_serving_task(pair: tuple[socket.socket, socket.socket]) -> None:
+    _, b = pair
+    waiter = ReadWaiter(b.fileno())
+    caught: list[BaseException] = []
+
+    async def serve() -> None:
+        try:
+            await waiter.serve(lambda: True)
+        except anyio.ClosedResourceError as exc:
+            caught.append(exc)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(serve)
+            await anyio.wait_all_tasks_blocked()
+            waiter.close()
+            anyio.notify_closing(b)
+    assert len(caught) == 1

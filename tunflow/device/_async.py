@@ -19,7 +19,7 @@ import anyio.lowlevel
 from anyio import TypedAttributeSet, typed_attribute
 from anyio.abc import UnreliableObjectStream
 
-from .._readiness import ReadWaiter
+from .._readiness import DECLINED, LONE, MORE, ReadWaiter
 from ..errors import ClosedDeviceError
 from ..netconfig.device import DeviceConfig, IPAddressLike, Layer, NetworkLike, PrefixLike
 from ..offload import GROTable
@@ -401,6 +401,54 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
             and (self._rx is None or not self._rx.pending())
             and batch.room() > MAX_PACKET_SIZE
         )
+
+    # -- a tunnel lane's express path (see ReadWaiter.serve and the pipeline engine) -------
+
+    def _express_ready(self, batch: PacketBatch) -> bool:
+        """Whether a lane reading into ``batch`` may wait in :meth:`_express_wait` now: at
+        rest (as :meth:`recv_batch` waits first) on an event loop that calls back."""
+        return self._reader.serves and self._waits_first(batch)
+
+    async def _express_wait(self, step: Callable[[], bool]) -> None:
+        """Wait until readable, calling ``step`` (which reads with :meth:`_express_recv`) from
+        the event loop's reader callback meanwhile; return when it wants the task."""
+        self._lone = False  # as in _wait_readable
+        try:
+            await self._reader.serve(step)
+        except anyio.ClosedResourceError:
+            raise ClosedDeviceError("the device was closed while waiting") from None
+
+    def _express_recv(self, batch: PacketBatch, whole: bool) -> int:
+        """:meth:`recv_batch`'s reading, without waiting, into the empty ``batch``: ``LONE``,
+        ``MORE`` (a batch, or a packet with more to hand out), ``NOTHING`` or ``DECLINED``
+        (another task reads, or the device closed: the lane's task calls recv_batch, which
+        says so)."""
+        if self._receiving or self._closed:
+            return DECLINED
+        n = self._nb_recv_batch(batch, whole)
+        if not n:
+            return n
+        self._lone = n == 1
+        self._account_rx(batch, 0)
+        if n == 1 and (self._rx is None or not self._rx.pending()):
+            return LONE
+        return MORE
+
+    def _express_send(self, batch: PacketBatch) -> bool:
+        """:meth:`send_batch` without waiting, for the lone packet an express step read
+        (``False``, having done nothing, when another task writes or a refused super-packet's
+        segments are still to go: the lane's task sends). A full queue — which a TUN device
+        does not have — would lose the packet, counted in ``tx_dropped["would_block"]``."""
+        if self._sending or self._closed or self._fallback is not None:
+            return False
+        out = self._prepare_send_batch(batch)
+        done = self._write_now(out)
+        if done < len(out.offsets):
+            self._fallback = None  # (segments of a refused super-packet: lost with it)
+            for _ in range(len(out.offsets) - done):
+                self._count_drop("would_block")
+        self._account_tx(batch)
+        return True
 
     async def send_batch(self, batch: PacketBatch, *, checkpoint: bool = True) -> int:
         """Write every packet of ``batch`` in order (see :meth:`SyncDevice.send_batch` for

@@ -17,21 +17,30 @@ import enum
 import logging
 import os
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeAlias, TypeVar
 
 import anyio
 import attrs
 from anyio.abc import TaskGroup, TaskStatus
 
+from .._readiness import LONE, NOTHING
 from ..device import Layer
 from ..errors import ConfigError, PluginError, TunflowError
 from ..packet import PacketBatch
 from ._linkstats import LinkStatsReader
 from ._plugins import load_stage_class
-from ._ports import Endpoint, Port, PortStatistics, _DeviceQueuePort, as_ports
+from ._ports import (
+    Endpoint,
+    ExpressSink,
+    ExpressSource,
+    Port,
+    PortStatistics,
+    _DeviceQueuePort,
+    as_ports,
+)
 from ._stage import (
     Direction,
     ErrorPolicy,
@@ -646,9 +655,16 @@ class _Engine:
         # with no stage between source and sink (a tunnel's lanes) a batch is only counted
         run_chain = self._run_chain if lane.processors else _pass_through
         pace = lane.delays
+        express = _express(lane, batch) if run_chain is _pass_through and lock is None else None
         while True:
             batch.clear()
-            await recv(batch, whole)
+            if express is not None and express[0](batch):
+                # at rest: lone packets go through in the reader callback, this task sleeps
+                await express[1](express[2])
+                if not batch.offsets:
+                    await recv(batch, whole)
+            else:
+                await recv(batch, whole)
             out = run_chain(lane, batch)
             if out is not None:
                 if lock is None:
@@ -697,6 +713,54 @@ class _Engine:
         async with anyio.create_task_group() as tg:
             tg.start_soon(reader)
             tg.start_soon(processor)
+
+
+#: ``(ready, wait, step)`` of :func:`_express`
+_Express: TypeAlias = tuple[
+    Callable[[PacketBatch], bool],
+    Callable[[Callable[[], bool]], Awaitable[None]],
+    Callable[[], bool],
+]
+
+
+def _express(lane: _RunningLane, batch: PacketBatch) -> _Express | None:
+    """The express path of a lane without stages between two of tunflow's own ports (a
+    tunnel's lanes: device and WireGuard port), or ``None``.
+
+    At rest — the last read found one packet and then nothing: a ping, a request, its answer
+    — the lane's task does not wake for the next packet. The source's reader callback reads
+    it, counts it as the lane would and hands it to the sink, which sends it without waiting
+    (:meth:`ReadWaiter.serve <tunflow._readiness.ReadWaiter.serve>`). Whatever else the read
+    brings (several packets, something only the task's path handles, an error) wakes the
+    task with it: from there on the lane runs as usual until it is at rest again. Only on
+    event loops with reader callbacks (asyncio, uvloop; not trio).
+
+    Returns ``(ready, wait, step)``: ``ready(batch)`` says whether to ``await wait(step)``
+    instead of reading; after it, ``batch`` holds what the task is to send (or nothing: read
+    as usual).
+    """
+    get_source = getattr(lane.source, "_express_source", None)
+    get_sink = getattr(lane.sink, "_express_sink", None)
+    if get_source is None or get_sink is None or lane.delays:
+        return None
+    source: ExpressSource = get_source()
+    send: ExpressSink = get_sink()
+    ready, wait, recv = source
+    whole = lane.whole
+
+    def step() -> bool:
+        got = recv(batch, whole)
+        if got == LONE:
+            if not send(batch):
+                return False  # the task sends it
+            _pass_through(lane, batch)  # (counted once sent: else the task counts it)
+            batch.clear()
+            return True
+        # NOTHING: wait on; MORE: the task passes them on as a batch it read; DECLINED: the
+        # task reads
+        return got == NOTHING
+
+    return ready, wait, step
 
 
 def _pass_through(lane: _RunningLane, batch: PacketBatch) -> PacketBatch:

@@ -9,7 +9,7 @@ a worker process describes itself with a picklable :class:`PortHandle` (an fd an
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import anyio
@@ -95,6 +95,21 @@ class PortHandle:
     fd: int
     name: str
     params: Mapping[str, Any] = attrs.field(factory=dict, converter=copy_map)
+
+
+#: A source port's express path (see the engine's ``_lane_loop``): ``ready(batch)``, whether
+#: the lane may wait in ``wait(step)`` now (at rest, on a loop that calls back); ``wait(step)``,
+#: wait calling ``step`` from the reader callback; ``recv(batch, whole)``, a read without
+#: waiting that returns one of ``tunflow._readiness``'s ``DECLINED``, ``NOTHING``, ``LONE``,
+#: ``MORE``. Offered by tunflow's own ports through ``_express_source()``.
+ExpressSource: TypeAlias = tuple[
+    Callable[[PacketBatch], bool],
+    Callable[[Callable[[], bool]], Awaitable[None]],
+    Callable[[PacketBatch, bool], int],
+]
+#: A sink port's ``send(batch)`` without waiting, for a lone packet: ``False`` having done
+#: nothing (the lane's task sends it). Offered through ``_express_sink()``.
+ExpressSink: TypeAlias = Callable[[PacketBatch], bool]
 
 
 @runtime_checkable
@@ -271,6 +286,13 @@ class DevicePort(_DeviceQueuePort):
     async def send_batch(self, batch: PacketBatch) -> None:
         # No extra event-loop turn: every lane yields when it reads its next batch.
         await self.device.send_batch(batch, checkpoint=False)
+
+    def _express_source(self) -> ExpressSource:
+        d = self.device
+        return d._express_ready, d._express_wait, d._express_recv
+
+    def _express_sink(self) -> ExpressSink:
+        return self.device._express_send
 
 
 class SyncDevicePort(_DeviceQueuePort):

@@ -34,6 +34,7 @@ import os
 import socket
 import struct
 import sys
+from collections.abc import Callable
 from typing import Any, Final
 
 import anyio
@@ -688,6 +689,43 @@ class UDPTransport:
         self._lone = False
         await self._reader.wait()
 
+    async def serve_readable(self, step: Callable[[], bool]) -> None:
+        """:meth:`wait_readable`, calling ``step()`` from the event loop's reader callback
+        while it waits (see :meth:`ReadWaiter.serve <tunflow._readiness.ReadWaiter.serve>`);
+        ``step`` receives with :meth:`recv_nowait`."""
+        self._socket()
+        self._lone = False  # as in wait_readable
+        await self._reader.serve(step)
+
+    def recv_nowait(self, batch: DatagramBatch) -> int:
+        """What :meth:`recv_batch` does once the socket is readable, without waiting: take
+        what is waiting into ``batch``; how many datagrams (0: none), or -1 having read
+        nothing because another task receives or ``batch`` has no room (the caller then
+        receives with :meth:`recv_batch`, which says why).
+
+        Raises:
+            anyio.ClosedResourceError: the transport was closed.
+            OSError: the socket failed.
+        """
+        self._socket()
+        if (
+            self._receiving
+            or batch.end + self.max_datagram > len(batch.buffer)
+            or batch.room() == 0
+        ):
+            return -1
+        got = self._recv_some(batch)
+        if got:
+            self._lone = got == 1 and not self.backlogged
+            batch.origin = self
+            self._rx[2] += 1
+        return got
+
+    @property
+    def serves(self) -> bool:
+        """Whether :meth:`serve_readable` calls its step (see ``ReadWaiter.serves``)."""
+        return self._reader.serves
+
     async def recv_batch(self, batch: PacketBatch | None = None) -> DatagramBatch:
         """Wait for at least one datagram, then take what is waiting.
 
@@ -1006,6 +1044,10 @@ class UDPTransport:
         Raises:
             anyio.ClosedResourceError: the transport was closed.
         """
+        if len(batch.offsets) == 1:
+            sent = self._send_lone(batch)
+            if sent >= 0:
+                return sent
         before = self._tx[0]
         groups = self._groups(batch)
         view = batch.view

@@ -44,6 +44,7 @@ import anyio.lowlevel
 import anyio.to_thread
 import attrs
 
+from .._readiness import DECLINED, LONE, MORE, NOTHING
 from ..datagram import UDP_MAX_SEGMENTS, DatagramBatch
 from ..device import AsyncDevice, DeviceBuilder, DeviceStatistics, Layer, OffloadInfo
 from ..errors import (
@@ -57,6 +58,7 @@ from ..offload import VIRTIO_NET_HDR_GSO_NONE, gso_split
 from ..packet import HEADROOM, PacketBatch
 from ..pipeline import PortHandle, PortStatistics, Stage, StageSpec, Tunnel
 from ..pipeline._engine import _raise_single
+from ..pipeline._ports import ExpressSink, ExpressSource
 from ..transport import TransportStatistics, UDPTransport
 from . import _routing
 from .protocol import (
@@ -231,7 +233,6 @@ class WireGuardPort:
         Raises:
             anyio.ClosedResourceError: the transport was closed.
         """
-        wg = self.wg
         rx = self._rx
         start = len(batch.offsets)
         if self._scatter is not None and self.transport.gro:
@@ -252,27 +253,35 @@ class WireGuardPort:
                         raise
                     continue  # the listen port changed: receive on the new socket
                 self._note_load(transport)
-            now = self._clock()
-            consumed = wg.decrypt_batch(rx, now, batch)
-            if consumed < len(rx):
-                # the packet batch is full: keep the rest for the next call
-                rx.keep(range(consumed, len(rx)))
-                self._rx_pending = True
-            else:
-                self._rx_pending = False
-            self.flush_control()
+            self._open_rx(batch)
             if len(batch.offsets) > start:
                 break
             await anyio.lowlevel.checkpoint()
             if self._scatter is not None and self.transport.gro and not self._rx_pending:
                 self._rx_hot = await self._recv_scattered(batch, start)
+        self._count_rx(batch, start)
+        return batch
+
+    def _open_rx(self, batch: PacketBatch) -> None:
+        """Decrypt the datagrams received into ``batch``; answer what needs an answer."""
+        rx = self._rx
+        consumed = self.wg.decrypt_batch(rx, self._clock(), batch)
+        if consumed < len(rx):
+            # the packet batch is full: keep the rest for the next call
+            rx.keep(range(consumed, len(rx)))
+            self._rx_pending = True
+        else:
+            self._rx_pending = False
+        self.flush_control()
+
+    def _count_rx(self, batch: PacketBatch, start: int) -> None:
+        """Count the packets from ``start`` handed out (split first for a plain device)."""
         if batch.vnet_hdr and not self._device_offload:
             self._split_super_packets(batch, start)
         s = self._stats
         s[0] += len(batch.offsets) - start
         s[1] += sum(batch.lengths[start:])
         s[2] += 1
-        return batch
 
     async def _recv_scattered(self, batch: PacketBatch, start: int) -> bool:
         """Receive with reads scattered so that native messages open where they land.
@@ -365,20 +374,13 @@ class WireGuardPort:
         Raises:
             anyio.ClosedResourceError: the transport was closed.
         """
-        wg = self.wg
         tx = self._tx
-        s = self._stats
-        s[3] += len(batch.offsets)
-        s[4] += sum(batch.lengths)
-        s[5] += 1
+        self._count_tx(batch)
         now = self._clock()
         if self._split_out and batch.vnet_hdr:
             batch = self._split_for_wireguard(batch)
         while True:
-            tx.clear()
-            done = wg.encrypt_batch(batch, now, tx)
-            # handshake initiations this batch started go out with it
-            rest = self._append_control(tx, wg.datagrams_to_send())
+            done, rest = self._seal(batch, now)
             while tx or tx.gathered:
                 transport = self.transport
                 try:
@@ -395,6 +397,90 @@ class WireGuardPort:
                 break
             batch.keep(range(done, len(batch)))
         self._drain_events()
+
+    def _count_tx(self, batch: PacketBatch) -> None:
+        s = self._stats
+        s[3] += len(batch.offsets)
+        s[4] += sum(batch.lengths)
+        s[5] += 1
+
+    def _seal(self, batch: PacketBatch, now: float) -> tuple[int, list[tuple[bytes, Any]]]:
+        """Encrypt ``batch`` into the send batch, with the handshake initiations it started;
+        how many packets were taken, and the control messages that did not fit."""
+        tx = self._tx
+        tx.clear()
+        wg = self.wg
+        done = wg.encrypt_batch(batch, now, tx)
+        return done, self._append_control(tx, wg.datagrams_to_send())
+
+    # -- a tunnel lane's express path (see the pipeline engine's _express) ------------------
+
+    def _express_source(self) -> ExpressSource:
+        return self._express_ready, self._express_wait, self._express_recv
+
+    def _express_sink(self) -> ExpressSink:
+        return self._express_send
+
+    def _express_ready(self, batch: PacketBatch) -> bool:
+        # at rest, nothing kept from the last receive, and not native mode's scattered reads
+        # (those go through the task)
+        transport = self.transport
+        return (
+            not self._rx_pending
+            and (self._scatter is None or not transport.gro)
+            and transport.at_rest
+            and transport.serves
+        )
+
+    async def _express_wait(self, step: Callable[[], bool]) -> None:
+        transport = self.transport
+        try:
+            await transport.serve_readable(step)
+        except anyio.ClosedResourceError:
+            if transport is self.transport:
+                raise
+            # the listen port changed: recv_batch receives on the new socket
+
+    def _express_recv(self, batch: PacketBatch, whole: bool) -> int:
+        """:meth:`recv_batch`'s work on what the socket has now, without waiting."""
+        transport = self.transport
+        rx = self._rx
+        rx.clear()
+        got = transport.recv_nowait(rx)
+        if got <= 0:
+            return NOTHING if got == 0 else DECLINED
+        self._note_load(transport)
+        self._open_rx(batch)
+        if not batch.offsets:
+            # handshakes, keepalives (answered); or a full batch kept (the task's turn)
+            return MORE if self._rx_pending else NOTHING
+        self._count_rx(batch, 0)
+        return LONE if got == 1 and len(batch.offsets) == 1 and not self._rx_pending else MORE
+
+    def _express_send(self, batch: PacketBatch) -> bool:
+        """:meth:`send_batch` for a lone packet, without waiting: a full socket buffer loses
+        the datagram (counted as ``would_block``, as :meth:`flush_control` loses control
+        messages). ``False``, having done nothing, for a super-packet (bulk traffic, which the
+        task sends, waiting for room as it must) and for what WireGuard peers need split (and
+        checksummed) first."""
+        if batch.lengths[0] > self.mtu or (self._split_out and batch.vnet_hdr):
+            return False
+        tx = self._tx
+        self._count_tx(batch)
+        _, rest = self._seal(batch, self._clock())  # (a lone packet fits an empty batch)
+        if tx or tx.gathered:
+            while True:
+                transport = self.transport
+                try:
+                    transport.send_batch_nowait(tx)
+                    break
+                except anyio.ClosedResourceError:
+                    if transport is self.transport:
+                        raise
+        if rest:
+            self._send_now(rest)
+        self._drain_events()
+        return True
 
     def statistics(self) -> PortStatistics:
         """Packets through the port (IP packets, not datagrams; see the transport for those)."""
