@@ -293,69 +293,17 @@ class WireGuardPort:
         Returns once ``batch`` has packets (or the transport has nothing and something else
         needs a turn: the caller's loop takes over): whether it did so without yielding once.
         """
-        sc = self._scatter
-        assert sc is not None
-        wg = self.wg
         hot = True
         while len(batch.offsets) == start:
             transport = self.transport
-            reads = 0
             try:
                 if hot and transport.at_rest:
                     # the next message is most likely a round trip away: wait before reading
                     # (the wait is this call's checkpoint) instead of a read that finds nothing
                     await transport.wait_readable()
                     hot = False
-                while (
-                    reads < _SCATTER_READS
-                    and batch.room() > sc.largest
-                    and len(batch.offsets) + UDP_MAX_SEGMENTS < batch.max_packets
-                ):
-                    iov = sc.iov if sc.bulk else sc.iov_small
-                    try:
-                        n, seg, addr = transport.recv_scattered_nowait(iov)
-                    except BlockingIOError:
-                        break
-                    reads += 1
-                    now = self._clock()
-                    count = -(-n // seg)
-                    whole = seg == sc.stride and count > 1
-                    if whole:
-                        sc.bulk = True
-                        sc.small = 0
-                    elif sc.headers[2] == 1 and sc.headers[0] == MESSAGE_NATIVE:
-                        # messages of one fragment, a few in a row: a ping, ACKs, at rest
-                        sc.small += 1
-                        if sc.small >= _SHORT_AFTER:
-                            sc.bulk = False
-                    # (anything else — the lone last fragment of a big message, a handshake —
-                    # leaves the list as it is). A lone datagram longer than our fragments (a
-                    # peer with a larger MTU) did not land as one header and one chunk: it is
-                    # put back together below.
-                    if n > NATIVE_HEADER_SIZE and (
-                        (whole and iov is sc.iov) or (count == 1 and n <= sc.stride)
-                    ):
-                        last = n - seg * (count - 1)
-                        done = wg.decrypt_native_scattered(
-                            sc.headers_view[: NATIVE_HEADER_SIZE * count],
-                            sc.bodies_view,
-                            count,
-                            last,
-                            addr,
-                            now,
-                            batch,
-                        )
-                        if done is not None:
-                            continue
-                    rx = self._rx
-                    rx.clear()
-                    sc.gather(rx.buffer, n, iov)
-                    rx.add_segments(0, n, seg, addr)
-                    wg.decrypt_batch(rx, now, batch)
+                reads = self._read_scattered(transport, batch)
                 if reads:
-                    transport.backlogged = reads >= _SCATTER_READS
-                    self._note_load(transport)
-                    self.flush_control()
                     if len(batch.offsets) > start:
                         return hot
                     await anyio.lowlevel.checkpoint()
@@ -367,6 +315,66 @@ class WireGuardPort:
                     raise
                 # the listen port changed: receive on the new socket
         return hot
+
+    def _read_scattered(self, transport: UDPTransport, batch: PacketBatch) -> int:
+        """Read what is waiting (up to ``_SCATTER_READS`` reads, while ``batch`` has room)
+        the scattered way and open it into ``batch``; answer what needs an answer. How many
+        reads found something."""
+        sc = self._scatter
+        assert sc is not None
+        wg = self.wg
+        reads = 0
+        while (
+            reads < _SCATTER_READS
+            and batch.room() > sc.largest
+            and len(batch.offsets) + UDP_MAX_SEGMENTS < batch.max_packets
+        ):
+            iov = sc.iov if sc.bulk else sc.iov_small
+            try:
+                n, seg, addr = transport.recv_scattered_nowait(iov)
+            except BlockingIOError:
+                break
+            reads += 1
+            now = self._clock()
+            count = -(-n // seg)
+            whole = seg == sc.stride and count > 1
+            if whole:
+                sc.bulk = True
+                sc.small = 0
+            elif sc.headers[2] == 1 and sc.headers[0] == MESSAGE_NATIVE:
+                # messages of one fragment, a few in a row: a ping, ACKs, at rest
+                sc.small += 1
+                if sc.small >= _SHORT_AFTER:
+                    sc.bulk = False
+            # (anything else — the lone last fragment of a big message, a handshake —
+            # leaves the list as it is). A lone datagram longer than our fragments (a
+            # peer with a larger MTU) did not land as one header and one chunk: it is
+            # put back together below.
+            if n > NATIVE_HEADER_SIZE and (
+                (whole and iov is sc.iov) or (count == 1 and n <= sc.stride)
+            ):
+                last = n - seg * (count - 1)
+                done = wg.decrypt_native_scattered(
+                    sc.headers_view[: NATIVE_HEADER_SIZE * count],
+                    sc.bodies_view,
+                    count,
+                    last,
+                    addr,
+                    now,
+                    batch,
+                )
+                if done is not None:
+                    continue
+            rx = self._rx
+            rx.clear()
+            sc.gather(rx.buffer, n, iov)
+            rx.add_segments(0, n, seg, addr)
+            wg.decrypt_batch(rx, now, batch)
+        if reads:
+            transport.backlogged = reads >= _SCATTER_READS
+            self._note_load(transport)
+            self.flush_control()
+        return reads
 
     async def send_batch(self, batch: PacketBatch) -> None:
         """Encrypt ``batch`` (routed by AllowedIPs) and send the datagrams.
@@ -422,15 +430,9 @@ class WireGuardPort:
         return self._express_send
 
     def _express_ready(self, batch: PacketBatch) -> bool:
-        # at rest, nothing kept from the last receive, and not native mode's scattered reads
-        # (those go through the task)
+        # at rest, nothing kept from the last receive
         transport = self.transport
-        return (
-            not self._rx_pending
-            and (self._scatter is None or not transport.gro)
-            and transport.at_rest
-            and transport.serves
-        )
+        return not self._rx_pending and transport.at_rest and transport.serves
 
     async def _express_wait(self, step: Callable[[], bool]) -> None:
         transport = self.transport
@@ -444,6 +446,12 @@ class WireGuardPort:
     def _express_recv(self, batch: PacketBatch, whole: bool) -> int:
         """:meth:`recv_batch`'s work on what the socket has now, without waiting."""
         transport = self.transport
+        if self._scatter is not None and transport.gro:
+            reads = self._read_scattered(transport, batch)
+            if not batch.offsets:
+                return NOTHING  # (keepalives, handshakes: answered)
+            self._count_rx(batch, 0)
+            return LONE if reads == 1 and len(batch.offsets) == 1 and transport.at_rest else MORE
         rx = self._rx
         rx.clear()
         got = transport.recv_nowait(rx)
