@@ -11,7 +11,9 @@ Modes:
 * ``blocking`` — one thread, ``epoll``, blocking calls: the least a CPython process can do.
 * ``tasks`` — two anyio tasks on uvloop, each waiting for its fd with tunflow's
   :class:`~tunflow._readiness.ReadWaiter` and relaying what is there: the cost of waking a task
-  instead of running a callback, as tunflow's pipeline lanes do.
+  instead of running a callback, as tunflow's pipeline lanes do under load.
+* ``callbacks`` — uvloop's reader callbacks relaying what is there, no task woken: what
+  tunflow's lanes do with a packet at rest (``ReadWaiter.serve``).
 
 Run (root; ``benchmarks/vpn.py`` does): ``python benchmarks/py_relay.py MODE TUN LOCAL PEER``
 in each namespace, then give the TUN an address and bring it up.
@@ -39,7 +41,7 @@ _MESSAGE_TRANSPORT = 4
 
 def main() -> None:
     mode, name, local, peer = sys.argv[1:5]
-    tun = os.open("/dev/net/tun", os.O_RDWR | (os.O_NONBLOCK if mode == "tasks" else 0))
+    tun = os.open("/dev/net/tun", os.O_RDWR | (os.O_NONBLOCK if mode != "blocking" else 0))
     fcntl.ioctl(tun, _TUNSETIFF, struct.pack("16sH", name.encode(), _IFF_TUN | _IFF_NO_PI))
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((local, PORT))
@@ -100,8 +102,22 @@ def main() -> None:
                 tg.start_soon(lane, sock.fileno(), inbound)
 
         anyio.run(run, backend="asyncio", backend_options={"use_uvloop": True})
+    elif mode == "callbacks":
+        import asyncio
+
+        import uvloop
+
+        sock.setblocking(False)
+
+        async def serve() -> None:
+            loop = asyncio.get_running_loop()
+            loop.add_reader(tun, outbound)
+            loop.add_reader(sock.fileno(), inbound)
+            await asyncio.Event().wait()
+
+        uvloop.run(serve())
     else:
-        raise SystemExit(f"unknown mode {mode!r} (blocking or tasks)")
+        raise SystemExit(f"unknown mode {mode!r} (blocking, tasks or callbacks)")
 
 
 if __name__ == "__main__":

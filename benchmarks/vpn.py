@@ -23,7 +23,9 @@ WireGuard mode, ``tunflow-wg-offload`` (TSO super-packets split in Python, GRO o
 ``tunflow-wg-plain`` (a plain TUN, one packet per read and per write) against the default
 (plain reads, GRO-coalesced writes). The floor for a tunnel in Python: ``py-relay``
 (``benchmarks/py_relay.py``, a bare blocking relay, one ChaCha20-Poly1305 call per packet, no
-handshake) and ``py-relay-tasks`` (the same in two anyio tasks waiting as tunflow's lanes do).
+handshake), ``py-relay-tasks`` (the same in two anyio tasks waiting as tunflow's lanes do
+under load) and ``py-relay-callbacks`` (in uvloop's reader callbacks, as tunflow's lanes relay a
+packet at rest).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ EXTRA = [
     "tunflow-wg-trio",
     "py-relay",
     "py-relay-tasks",
+    "py-relay-callbacks",
 ]
 
 
@@ -395,6 +398,9 @@ class Candidate:
 
     def start_py_relay_tasks(self) -> None:
         self._py_relay("tasks")
+
+    def start_py_relay_callbacks(self) -> None:
+        self._py_relay("callbacks")
 
 
 # -- measuring -------------------------------------------------------------------------------------
