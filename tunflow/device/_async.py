@@ -19,7 +19,7 @@ import anyio.lowlevel
 from anyio import TypedAttributeSet, typed_attribute
 from anyio.abc import UnreliableObjectStream
 
-from .._readiness import DECLINED, LONE, MORE, ReadWaiter
+from .._readiness import DECLINED, LONE, MORE, NOTHING, ReadWaiter
 from ..errors import ClosedDeviceError
 from ..netconfig.device import DeviceConfig, IPAddressLike, Layer, NetworkLike, PrefixLike
 from ..offload import GROTable
@@ -427,7 +427,7 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
             return DECLINED
         n = self._nb_recv_batch(batch, whole)
         if not n:
-            return n
+            return NOTHING
         self._lone = n == 1
         self._account_rx(batch, 0)
         if n == 1 and (self._rx is None or not self._rx.pending()):
