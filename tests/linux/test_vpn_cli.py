@@ -341,6 +341,27 @@ def test_a_reload_makes_the_routes_follow_the_allowed_ips(tmp_path: Path) -> Non
             assert reload_cli(a, an) == f"{an} reloaded: 1 peer(s)\n"
 
 
+def test_a_reload_answers_with_every_route_it_changed(tmp_path: Path) -> None:
+    # the answer to `tunflow reload` was cut where systemd's STATUS= is (512 characters, "…"):
+    # a reload that routes 60 prefixes says all 60
+    ka, kb = genkey(), genkey()
+    an = testing.unique_name("rla")
+    with testing.netns(enter=False) as a:
+        ca = tmp_path / f"{an}.conf"
+        head = (
+            f"[Interface]\nPrivateKey = {ka}\nAddress = 10.95.0.1/24\n\n"
+            f"[Peer]\nPublicKey = {pubkey(kb)}\nEndpoint = 192.0.2.1:51820\n"
+        )
+        ca.write_text(head + "AllowedIPs = 10.96.0.0/24\n")
+        with Up(a, ca):
+            prefixes = [f"10.96.{i}.0/24" for i in range(1, 61)]
+            ca.write_text(head + "AllowedIPs = 10.96.0.0/24, " + ", ".join(prefixes) + "\n")
+            said = reload_cli(a, an)
+            assert said == f"{an} reloaded: 1 peer(s); routes added {', '.join(prefixes)}\n"
+            assert len(said) > 600
+            assert len(routes_via(a, an)) == 62  # the on-link prefix, 10.96.0.0/24 and the 60
+
+
 @pytest.mark.parametrize("how", ["Table = off", "--no-routes"])
 def test_a_reload_adds_no_routes_where_up_added_none(tmp_path: Path, how: str) -> None:
     table = f"{how}\n" if how.startswith("Table") else ""

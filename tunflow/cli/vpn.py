@@ -99,11 +99,16 @@ def _notify_address(value: str | None) -> str | None:
 _STATUS_MAX = 512
 
 
+def _one_line(text: str) -> str:
+    """``text`` as one line: control characters (newlines, NUL) escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _status(text: str) -> str:
     """``text`` fit for ``STATUS=``: one line, no NUL (systemd ignores a notification with one,
     READY=1 and all), control characters escaped, at most :data:`_STATUS_MAX` characters —
     an error message may quote any part of a damaged file."""
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    text = _one_line(text)
     return text if len(text) <= _STATUS_MAX else text[: _STATUS_MAX - 1] + "…"
 
 
@@ -501,7 +506,7 @@ async def _answer_reloads(
                 except (TunflowError, OSError) as exc:
                     log.error("reload refused, nothing changed: %s", exc)
                     status = f"reload refused: {exc}"
-                    answer = f"error reload refused, nothing changed: {_status(str(exc))}"
+                    answer = f"error reload refused, nothing changed: {_one_line(str(exc))}"
                 else:
                     # "2 peer(s); routes added 10.1.0.0/24" (refusals were logged as warnings)
                     done = f"{len(config.peers)} peer(s)"
@@ -509,7 +514,8 @@ async def _answer_reloads(
                         done += f"; {changes.describe()}"
                     log.info("reloaded %s: %s", quick.file, done)
                     status = f"reloaded, {done}"
-                    answer = f"ok {_status(done)}"
+                    # whole (every route a reload added or removed): only STATUS= is cut
+                    answer = f"ok {_one_line(done)}"
                 _answer(_reloaded_path(name), answer, "tunflow reload")
                 _notify(notify, f"READY=1\nSTATUS={_status(status)}")
     finally:
