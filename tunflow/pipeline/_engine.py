@@ -656,11 +656,13 @@ class _Engine:
         run_chain = self._run_chain if lane.processors else _pass_through
         pace = lane.delays
         express = _express(lane, batch) if run_chain is _pass_through and lock is None else None
+        if express is not None:
+            at_rest, serve, step = express
         while True:
             batch.clear()
-            if express is not None and express[0](batch):
-                # at rest: lone packets go through in the reader callback, this task sleeps
-                await express[1](express[2])
+            if express is not None and at_rest(batch):
+                # lone packets go through in the reader callback, this task sleeps
+                await serve(step)
                 if not batch.offsets:
                     await recv(batch, whole)
             else:
@@ -741,7 +743,7 @@ def _express(lane: _RunningLane, batch: PacketBatch) -> _Express | None:
     """
     get_source = getattr(lane.source, "_express_source", None)
     get_sink = getattr(lane.sink, "_express_sink", None)
-    if get_source is None or get_sink is None or lane.delays:
+    if get_source is None or get_sink is None:
         return None
     source: ExpressSource = get_source()
     send: ExpressSink = get_sink()
