@@ -25,7 +25,10 @@ WireGuard mode, ``tunflow-wg-offload`` (TSO super-packets split in Python, GRO o
 (``benchmarks/py_relay.py``, a bare blocking relay, one ChaCha20-Poly1305 call per packet, no
 handshake), ``py-relay-tasks`` (the same in two anyio tasks waiting as tunflow's lanes do
 under load) and ``py-relay-callbacks`` (in uvloop's reader callbacks, as tunflow's lanes relay a
-packet at rest).
+packet at rest). The floor for native mode: ``py-relay-native`` (one AES-256-GCM call per TSO
+super-packet, native mode's fragments and headers, gathered sends and scattered reads, no
+handshake, no replay window, blocking) and ``py-relay-native-flat`` (the same with one header
+per message instead of one per fragment: what the per-fragment headers cost).
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ EXTRA = [
     "py-relay",
     "py-relay-tasks",
     "py-relay-callbacks",
+    "py-relay-native",
+    "py-relay-native-flat",
 ]
 
 
@@ -401,6 +406,12 @@ class Candidate:
 
     def start_py_relay_callbacks(self) -> None:
         self._py_relay("callbacks")
+
+    def start_py_relay_native(self) -> None:
+        self._py_relay("native")
+
+    def start_py_relay_native_flat(self) -> None:
+        self._py_relay("native-flat")
 
 
 # -- measuring -------------------------------------------------------------------------------------
