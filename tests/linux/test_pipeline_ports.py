@@ -14,7 +14,7 @@ import anyio
 import pytest
 
 from tests.helpers import EXAMPLES, ROOT, udp_send
-from tunflow import DeviceAttribute, DeviceBuilder, Layer, testing
+from tunflow import AsyncDevice, DeviceAttribute, DeviceBuilder, Layer, testing
 from tunflow.pipeline import MemorySink, StageSpec, open_pipeline, open_tunnel
 from tunflow.transport import UDPTransport
 
@@ -165,3 +165,45 @@ async def test_kernel_drops_only_for_interfaces_in_the_pipelines_namespace(
                 )  # not ``here``'s counters under their names
         async with open_pipeline(here, [], MemorySink()) as p:
             assert list(p.statistics().kernel_drops) == [here.extra(DeviceAttribute.name)]
+
+
+async def test_a_device_port_subclass_sees_every_packet_even_at_rest(
+    netns: testing.Netns, anyio_backend: object
+) -> None:
+    """A lane without stages relays a packet at rest in the reader callback (the express path),
+    but not past a port subclass's own ``recv_batch``/``send_batch`` (a port that filters or
+    counts what it moves): those see every packet, lone ones too, on every event loop. The
+    express path skipped them before (the subclass inherited the shortcut)."""
+    from tunflow.packet import PacketBatch
+    from tunflow.pipeline import DevicePort
+
+    class Counting(DevicePort):
+        def __init__(self, device: AsyncDevice) -> None:
+            super().__init__(device)
+            self.received = self.sent = 0
+
+        async def recv_batch(self, batch: PacketBatch, whole: bool) -> PacketBatch:
+            got = await super().recv_batch(batch, whole)
+            self.received += len(got)
+            return got
+
+        async def send_batch(self, batch: PacketBatch) -> None:
+            self.sent += len(batch)
+            await super().send_batch(batch)
+
+    n = 8
+    async with (
+        DeviceBuilder().ipv4("10.240.11.1", 24).build_async() as src,
+        DeviceBuilder().ipv4("10.240.12.1", 24).build_async() as dst,
+    ):
+        source, sink = Counting(src), Counting(dst)
+        async with open_pipeline(source, [], sink) as p:
+            for _ in range(n):
+                udp_send("10.240.11.2", 9, b"at rest")  # one packet, then quiet
+                await anyio.sleep(0.05)
+            with anyio.fail_after(10):
+                while p.statistics().workers[0].packets_out < n:  # noqa: ASYNC110
+                    await anyio.sleep(0.02)
+        # (and maybe a stray IPv6 packet of the kernel's own)
+        assert source.received == sink.sent == p.statistics().workers[0].packets_out >= n
+        assert dst.statistics().tx_packets == sink.sent

@@ -562,6 +562,59 @@ async def test_a_failing_timer_task_is_reported_as_the_data_path_is(
 
 
 @pytest.mark.parametrize("native", [False, True], ids=["wireguard", "native"])
+async def test_a_packet_at_rest_waits_for_room_when_the_socket_buffer_is_full(
+    native: bool, anyio_backend: Any
+) -> None:
+    """A lone packet sent while the tunnel's socket buffer is full (as right after a burst of
+    the lane's own) gets through once there is room, as on the task's path: the express path
+    hands it to the task, which waits, instead of losing it as ``would_block``. Here the
+    underlay is slowed to 200 kbit/s and the buffer filled (through a duplicate of the
+    socket) just before each packet."""
+    import socket
+
+    def socket_in(ns: testing.Netns) -> socket.socket:
+        with ns.entered():
+            return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    rounds = 3
+    with testing.netns(enter=False) as a, testing.netns(enter=False) as b:
+        veth, _ = testing.veth_pair(a, b, f"{UA}/24", f"{UB}/24")
+        with anyio.fail_after(90):
+            async with two_sides(a, b, native=native) as (ia, _ib):
+                await ping(a, OB, 2)
+                tbf = ("tbf", "rate", "200kbit", "burst", "4kb", "limit", "1mb")
+                a.run("tc", "qdisc", "add", "dev", veth, "root", *tbf)
+                transport = ia.port.transport
+                filler = socket.socket(fileno=os.dup(transport.fileno()))
+                sink, sender, receiver = socket_in(b), socket_in(a), socket_in(b)
+                with filler, sink, sender, receiver:
+                    filler.setblocking(False)
+                    filler.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+                    sink.bind((UB, 9999))
+                    to_sink = ("::ffff:" + UB if filler.family == socket.AF_INET6 else UB, 9999)
+                    receiver.bind((OB, 5555))
+                    receiver.settimeout(10)
+
+                    def fill_then_send(i: int) -> int:
+                        filled = 0
+                        while True:
+                            try:
+                                filler.sendto(bytes(1000), to_sink)
+                            except BlockingIOError:
+                                break
+                            filled += 1
+                        sender.sendto(b"at rest %d" % i, (OB, 5555))  # into a's TUN
+                        return filled
+
+                    for i in range(rounds):
+                        await anyio.sleep(1.5)  # the buffer drained, the lanes at rest
+                        assert await anyio.to_thread.run_sync(fill_then_send, i) > 0
+                        got = await anyio.to_thread.run_sync(receiver.recv, 100)
+                        assert got == b"at rest %d" % i
+                assert "would_block" not in ia.statistics().transport.drops
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["wireguard", "native"])
 async def test_pings_at_rest_take_the_express_path_and_are_counted_as_any(
     pair: tuple[testing.Netns, testing.Netns],
     native: bool,

@@ -218,6 +218,34 @@ async def test_sends_the_kernel_refuses_are_counted_not_raised() -> None:
         assert fw.statistics().drops == {"refused": 12}
 
 
+class _Full(socket.socket):
+    """A socket whose send buffer stays full (EAGAIN), as behind a slow link."""
+
+    def sendto(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    def sendmsg(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+
+async def test_send_nowait_to_a_full_buffer_loses_and_counts_or_sends_nothing() -> None:
+    """By default what a full buffer does not take is lost and counted; with
+    ``drop_when_full=False`` nothing is sent or counted and the caller is told (-1), so that
+    it can wait for room and send it all (a pipeline lane's packet at rest does)."""
+    sock = _Full(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    async with UDPTransport.from_socket(sock) as full:
+        for n in (1, 5):  # the one-datagram path and the grouped one
+            out = DatagramBatch()
+            for p in payloads(n, 100):
+                out.append(p, address=("127.0.0.1", 9))
+            assert full.send_batch_nowait(out, drop_when_full=False) == -1
+            assert full.statistics().drops == {}
+            assert full.statistics().tx_datagrams == 0
+        assert full.send_batch_nowait(out) == 0
+        assert full.statistics().drops == {"would_block": 5}
+
+
 async def test_send_nowait_and_batches_of_many_reads() -> None:
     async with (
         UDPTransport.bind("127.0.0.1:0", max_packets=16) as rx,

@@ -40,6 +40,7 @@ from ._ports import (
     PortStatistics,
     _DeviceQueuePort,
     as_ports,
+    stands_for,
 )
 from ._stage import (
     Direction,
@@ -741,12 +742,15 @@ def _express(lane: _RunningLane, batch: PacketBatch) -> _Express | None:
     instead of reading; after it, ``batch`` holds what the task is to send (or nothing: read
     as usual).
     """
-    get_source = getattr(lane.source, "_express_source", None)
-    get_sink = getattr(lane.sink, "_express_sink", None)
-    if get_source is None or get_sink is None:
+    if not (
+        stands_for(lane.source, "_express_source", "recv_batch")
+        and stands_for(lane.sink, "_express_sink", "send_batch")
+    ):
+        return None  # not tunflow's own ports, or a subclass's own recv_batch or send_batch
+    source: ExpressSource | None = lane.source._express_source()  # type: ignore[attr-defined]
+    send: ExpressSink | None = lane.sink._express_sink()  # type: ignore[attr-defined]
+    if source is None or send is None:
         return None
-    source: ExpressSource = get_source()
-    send: ExpressSink = get_sink()
     ready, wait, recv = source
     whole = lane.whole
 

@@ -112,6 +112,17 @@ ExpressSource: TypeAlias = tuple[
 ExpressSink: TypeAlias = Callable[[PacketBatch], bool]
 
 
+def stands_for(obj: object, express: str, method: str) -> bool:
+    """Whether ``obj``'s ``express`` shortcut stands for its ``method``: both come from the
+    same class, so a subclass that overrides ``method`` (a port that filters or counts what it
+    writes) but not the shortcut is not bypassed by it."""
+    cls = type(obj)
+    for klass in cls.__mro__:
+        if express in vars(klass):
+            return getattr(cls, method, None) is getattr(klass, method, None)
+    return False
+
+
 @runtime_checkable
 class Port(Protocol):
     """One place a worker reads batches from or writes them to.
@@ -287,12 +298,15 @@ class DevicePort(_DeviceQueuePort):
         # No extra event-loop turn: every lane yields when it reads its next batch.
         await self.device.send_batch(batch, checkpoint=False)
 
-    def _express_source(self) -> ExpressSource:
+    def _express_source(self) -> ExpressSource | None:
         d = self.device
+        if not stands_for(d, "_express_recv", "recv_batch"):
+            return None
         return d._express_ready, d._express_wait, d._express_recv
 
-    def _express_sink(self) -> ExpressSink:
-        return self.device._express_send
+    def _express_sink(self) -> ExpressSink | None:
+        d = self.device
+        return d._express_send if stands_for(d, "_express_send", "send_batch") else None
 
 
 class SyncDevicePort(_DeviceQueuePort):

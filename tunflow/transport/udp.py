@@ -1033,13 +1033,20 @@ class UDPTransport:
         self._tx[2] += 1
         return self._tx[0] - before
 
-    def send_batch_nowait(self, batch: PacketBatch) -> int:
+    def send_batch_nowait(self, batch: PacketBatch, *, drop_when_full: bool = True) -> int:
         """Send what the socket takes now; count the rest as ``would_block`` drops.
 
         For callers that cannot wait (a pipeline stage sending a handshake answer).
 
+        Args:
+            batch: the datagrams.
+            drop_when_full: ``False``: a socket buffer full before the first datagram went
+                sends nothing and counts nothing (-1), so that the caller can wait for room
+                (as :meth:`send_batch` does) and send it all; once something went, the rest
+                is lost and counted as always.
+
         Returns:
-            How many datagrams were sent.
+            How many datagrams were sent (-1: none, see ``drop_when_full``).
 
         Raises:
             anyio.ClosedResourceError: the transport was closed.
@@ -1056,6 +1063,8 @@ class UDPTransport:
             try:
                 k = self._send_groups(view, groups, k)
             except BlockingIOError:
+                if not k and not drop_when_full:
+                    return -1
                 _, _, length, seg = groups[k]
                 self._drop("would_block", _datagrams(length, seg))
                 k += 1

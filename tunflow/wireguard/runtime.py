@@ -466,25 +466,32 @@ class WireGuardPort:
         return LONE if got == 1 and len(batch.offsets) == 1 and not self._rx_pending else MORE
 
     def _express_send(self, batch: PacketBatch) -> bool:
-        """:meth:`send_batch` for a lone packet, without waiting: a full socket buffer loses
-        the datagram (counted as ``would_block``, as :meth:`flush_control` loses control
-        messages). ``False``, having done nothing, for a super-packet (bulk traffic, which the
-        task sends, waiting for room as it must) and for what WireGuard peers need split (and
-        checksummed) first."""
+        """:meth:`send_batch` for a lone packet, without waiting. ``False`` for a super-packet
+        (bulk traffic, which the task sends, waiting for room as it must), for what WireGuard
+        peers need split (and checksummed) first, and when the socket buffer is full: the
+        task then sends the packet, waiting for room as :meth:`send_batch` does (sealed
+        again: the counter the first copy took is skipped, as a lost datagram's would be)."""
         if batch.lengths[0] > self.mtu or (self._split_out and batch.vnet_hdr):
             return False
         tx = self._tx
-        self._count_tx(batch)
-        _, rest = self._seal(batch, self._clock())  # (a lone packet fits an empty batch)
+        sealed, rest = self._seal(batch, self._clock())  # (a lone packet fits an empty batch)
         if tx or tx.gathered:
             while True:
                 transport = self.transport
                 try:
-                    transport.send_batch_nowait(tx)
+                    # a packet staged for a handshake (none sealed) is the protocol's now:
+                    # only the initiation is in ``tx``, lost when the buffer is full as
+                    # flush_control's are (its retry timer sends another)
+                    if transport.send_batch_nowait(tx, drop_when_full=not sealed) < 0:
+                        if rest:
+                            self._send_now(rest)
+                        self._drain_events()
+                        return False
                     break
                 except anyio.ClosedResourceError:
                     if transport is self.transport:
                         raise
+        self._count_tx(batch)
         if rest:
             self._send_now(rest)
         self._drain_events()

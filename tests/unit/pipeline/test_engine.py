@@ -520,3 +520,29 @@ def test_records_are_frozen_all_the_way_yet_plain_to_serialise() -> None:
     with pytest.raises(TypeError):
         p.drops["malformed"] = 0  # type: ignore[index]
     assert StageSpec("stats", {"interval": 1.0}).options == {"interval": 1.0}
+
+
+def test_an_express_shortcut_stands_for_its_method_only_in_the_class_that_made_both() -> None:
+    """The pipeline engine relays a packet at rest through a port's express shortcut only
+    where the shortcut and ``recv_batch``/``send_batch`` come from one class: a subclass that
+    overrides the method alone is not bypassed; one that overrides both keeps its shortcut."""
+    from tunflow.pipeline._ports import stands_for
+
+    class Port:
+        def send_batch(self) -> None: ...
+
+        def _express_sink(self) -> None: ...
+
+    class Counting(Port):
+        def send_batch(self) -> None: ...
+
+    class Both(Counting):
+        def _express_sink(self) -> None: ...
+
+    class Plain:
+        def send_batch(self) -> None: ...
+
+    assert stands_for(Port(), "_express_sink", "send_batch")
+    assert not stands_for(Counting(), "_express_sink", "send_batch")
+    assert stands_for(Both(), "_express_sink", "send_batch")
+    assert not stands_for(Plain(), "_express_sink", "send_batch")
