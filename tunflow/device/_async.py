@@ -416,6 +416,8 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         try:
             await self._reader.serve(step)
         except anyio.ClosedResourceError:
+            if not self._closed:
+                raise  # the step's: the lane's sink was closed, not this device
             raise ClosedDeviceError("the device was closed while waiting") from None
 
     def _express_recv(self, batch: PacketBatch, whole: bool) -> int:
