@@ -547,7 +547,13 @@ class WireGuardPort:
         return out
 
     def on_event(self, hook: Callable[[Event], None]) -> None:
-        """Call ``hook(event)`` for every protocol event from now on."""
+        """Call ``hook(event)`` for every protocol event from now on.
+
+        The hook runs where the event happened: in a lane's task, or — for a packet at rest
+        on asyncio and uvloop — in the event loop's reader callback, where no task is current
+        (``anyio.get_current_task()`` raises there). It must not block; what it raises stops
+        the lane, as anywhere on the data path.
+        """
         self._event_hooks.append(hook)
 
     def remove_event_hook(self, hook: Callable[[Event], None]) -> None:
