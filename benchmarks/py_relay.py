@@ -90,12 +90,7 @@ def main() -> None:
                 return
 
     if mode == "blocking":
-        poll = select.epoll()
-        poll.register(tun, select.EPOLLIN)
-        poll.register(sock.fileno(), select.EPOLLIN)
-        while True:
-            for fd, _events in poll.poll():
-                outbound() if fd == tun else inbound()
+        _epoll_relay(tun, sock, outbound, inbound)
     elif mode == "tasks":
         import anyio
 
@@ -266,6 +261,13 @@ def _native(name: str, local: str, peer: str, *, flat: bool) -> None:
                 continue
             os.write(tun, opened[: len(ciphertext) - 16])
 
+    _epoll_relay(tun, sock, outbound, inbound)
+
+
+def _epoll_relay(
+    tun: int, sock: socket.socket, outbound: Callable[[], None], inbound: Callable[[], None]
+) -> None:
+    """Relay forever: one blocking ``epoll`` over both, each readable side's relay called."""
     poll = select.epoll()
     poll.register(tun, select.EPOLLIN)
     poll.register(sock.fileno(), select.EPOLLIN)
