@@ -475,6 +475,7 @@ class WireGuardPort:
             return False
         tx = self._tx
         sealed, rest = self._seal(batch, self._clock())  # (a lone packet fits an empty batch)
+        sent = True
         if tx or tx.gathered:
             while True:
                 transport = self.transport
@@ -482,20 +483,17 @@ class WireGuardPort:
                     # a packet staged for a handshake (none sealed) is the protocol's now:
                     # only the initiation is in ``tx``, lost when the buffer is full as
                     # flush_control's are (its retry timer sends another)
-                    if transport.send_batch_nowait(tx, drop_when_full=not sealed) < 0:
-                        if rest:
-                            self._send_now(rest)
-                        self._drain_events()
-                        return False
+                    sent = transport.send_batch_nowait(tx, drop_when_full=not sealed) >= 0
                     break
                 except anyio.ClosedResourceError:
                     if transport is self.transport:
                         raise
-        self._count_tx(batch)
+        if sent:
+            self._count_tx(batch)
         if rest:
             self._send_now(rest)
         self._drain_events()
-        return True
+        return sent
 
     def statistics(self) -> PortStatistics:
         """Packets through the port (IP packets, not datagrams; see the transport for those)."""
