@@ -210,6 +210,7 @@ _COUNTER_FIELDS: Final = (
     "dropped_staged_overflow",
     "dropped_no_session",
     "dropped_too_large",
+    "dropped_incomplete",
 )
 
 
@@ -237,7 +238,10 @@ class WireGuardStatistics:
     * ``no_session`` — staged packets dropped because the handshake gave up;
     * ``too_large`` — an outgoing packet in a batch (:meth:`WireGuard.encrypt_batch`) too large
       for one UDP datagram (see :meth:`WireGuard.send_packet`, which raises instead), or a
-      staged packet that became so when its peer left native mode.
+      staged packet that became so when its peer left native mode;
+    * ``incomplete`` — a native-mode message being put together, pushed out by newer ones
+      before its fragments were all in (at most ``MAX_PARTIAL_MESSAGES`` per session at once;
+      its fragments arriving later start it again, and each push counts).
     """
 
     rx_packets: int = 0
@@ -269,6 +273,7 @@ class WireGuardStatistics:
     dropped_staged_overflow: int = 0
     dropped_no_session: int = 0
     dropped_too_large: int = 0
+    dropped_incomplete: int = 0
 
     @property
     def dropped(self) -> int:
@@ -325,6 +330,7 @@ class _Counters:
         self.dropped_staged_overflow = 0
         self.dropped_no_session = 0
         self.dropped_too_large = 0
+        self.dropped_incomplete = 0
 
     def snapshot(self) -> WireGuardStatistics:
         return WireGuardStatistics(**{f: getattr(self, f) for f in _COUNTER_FIELDS})
@@ -1464,7 +1470,10 @@ class WireGuard:
                 ``UDP_GRO`` read registered with :meth:`DatagramBatch.add_segments`).
             now: current time.
             out: the decrypted IP packets are appended here. A batch with the capacity of
-                ``datagrams`` (plus 10 bytes a datagram) always suffices.
+                ``datagrams`` (plus 10 bytes a datagram) suffices for WireGuard messages; a
+                native-mode message completed by its last fragment needs room for the whole
+                super-packet (:data:`~.native.MAX_NATIVE_PLAINTEXT`), however small that
+                fragment.
 
         Returns:
             How many datagrams were consumed, from the start; less than ``len(datagrams)`` only
@@ -2113,6 +2122,9 @@ class WireGuard:
             c.dropped_too_old += 1
             return True
         result = open_native(s, data, out)
+        if s.native_evicted:
+            c.dropped_incomplete += s.native_evicted
+            s.native_evicted = 0
         return self._native_result(result, s, addr, now, out, data[2])
 
     def _native_result(

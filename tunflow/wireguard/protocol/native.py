@@ -424,20 +424,23 @@ def open_native(
         return OpenResult.MALFORMED
     typ, index, count, version, _receiver, counter, chunk, reserved = _unpack_header(fragment)
     data_len = n - NATIVE_HEADER_SIZE
-    if index >= count or data_len > chunk or (data_len != chunk and index != count - 1):
+    if (
+        index >= count
+        or data_len > chunk
+        or (data_len != chunk and index != count - 1)
+        # every fragment's header, not only the first to arrive (the order must not matter)
+        or typ != MESSAGE_NATIVE
+        or version != NATIVE_VERSION
+        or reserved
+        or (index == count - 1 and (count - 1) * chunk + data_len > MAX_SEALED_SIZE)
+    ):
         return OpenResult.MALFORMED
     partials = session.native_partial
     entry = partials.get(counter)
     if entry is None:
         # the first fragment of a message: validate the rest of the header, check the
         # replay window before spending memory on it
-        if (
-            typ != MESSAGE_NATIVE
-            or version != NATIVE_VERSION
-            or reserved
-            or chunk < _MIN_CHUNK
-            or (count - 1) * chunk >= MAX_SEALED_SIZE
-        ):
+        if chunk < _MIN_CHUNK or (count - 1) * chunk >= MAX_SEALED_SIZE:
             return OpenResult.MALFORMED
         if not _would_accept(session, counter):
             return OpenResult.REPLAY
@@ -447,6 +450,7 @@ def open_native(
             )
         if len(partials) >= MAX_PARTIAL_MESSAGES:
             del partials[next(iter(partials))]
+            session.native_evicted += 1  # counted as dropped (incomplete) by the caller
         entry = partials[counter] = _Partial(count, chunk)
     elif entry.count != count or entry.chunk != chunk:
         return OpenResult.MALFORMED
@@ -512,7 +516,7 @@ def open_native_run(
         or stride != NATIVE_HEADER_SIZE + chunk
         or chunk < _MIN_CHUNK
         or not NATIVE_HEADER_SIZE < last_length <= stride
-        or (count - 1) * chunk >= MAX_SEALED_SIZE
+        or (count - 1) * chunk + last_length - NATIVE_HEADER_SIZE > MAX_SEALED_SIZE
         or counter in session.native_partial
     ):
         return None
@@ -595,13 +599,11 @@ def _finish(
     session: Session, sealed: memoryview, count: int, counter: int, chunk: int, out: PacketBatch
 ) -> int:
     plen = len(sealed) - TAG_SIZE
-    if plen < HEADROOM:
-        return OpenResult.MALFORMED
+    if plen < HEADROOM or plen > MAX_NATIVE_PLAINTEXT:
+        return OpenResult.MALFORMED  # (before the room: a batch never has room for too much)
     dst = out.end + HEADROOM
     if dst + plen - HEADROOM > len(out.buffer) or len(out.offsets) >= out.max_packets:
         return OpenResult.NO_ROOM
-    if not out.vnet_hdr:
-        out.zero_headers()
     aad = NATIVE_HEADER.pack(
         MESSAGE_NATIVE, 0, count, NATIVE_VERSION, session.local_index, counter, chunk, 0
     )
@@ -613,5 +615,7 @@ def _finish(
         return OpenResult.BAD_AEAD
     if not session.native_replay.check(counter):
         return OpenResult.REPLAY
+    if not out.vnet_hdr:
+        out.zero_headers()  # (only now: a message that did not open leaves ``out`` as it was)
     out.commit(dst, plen - HEADROOM)
     return OpenResult.COMPLETE

@@ -89,6 +89,7 @@ class Session:
         "created",
         "is_initiator",
         "local_index",
+        "native_evicted",
         "native_open",
         "native_partial",
         "native_replay",
@@ -124,6 +125,8 @@ class Session:
         self.native_replay = ReplayWindow()
         #: native messages being reassembled: counter -> state (see :mod:`.native`)
         self.native_partial: dict[int, Any] = {}
+        #: incomplete native messages pushed out by newer ones, not yet counted as dropped
+        self.native_evicted = 0
         self._send_nonce = bytearray(12)
         self._native_nonce = bytearray(12)
 

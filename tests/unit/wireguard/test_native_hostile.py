@@ -1,0 +1,120 @@
+"""Native fast mode against hostile or broken fragments: an oversized message, fragments of
+many messages at once, a tampered later fragment, a forged message — each dropped and counted,
+and the receiver left as it was (found by a fuzzing review in the fourteenth session)."""
+
+from __future__ import annotations
+
+import struct
+
+from wgpair import A_IP, B_IP, Pair, ip4
+
+from tunflow.packet import HEADROOM, PacketBatch
+from tunflow.wireguard.protocol import DatagramBatch, native as N
+from tunflow.wireguard.protocol.constants import TAG_SIZE
+from tunflow.wireguard.protocol.session import Session
+
+CHUNK = 1432
+
+
+def native_pair() -> Pair:
+    p = Pair(a_peer={"native_mode": True}, b_peer={"native_mode": True})
+    p.handshake()
+    return p
+
+
+def sealed_fragments(
+    session: Session, plaintext: bytes, *, version: int = N.NATIVE_VERSION
+) -> list[bytes]:
+    """``plaintext`` (virtio-net header + packet) sealed by ``session`` and cut as the wire
+    format says — without the sender's size check, as a peer holding the key could."""
+    counter = session.native_send_counter
+    session.native_send_counter += 1
+    sealed_len = len(plaintext) + TAG_SIZE
+    count = -(-sealed_len // CHUNK)
+    header = N.NATIVE_HEADER.pack(0x7F, 0, count, version, session.remote_index, counter, CHUNK, 0)
+    nonce = bytearray(12)
+    struct.pack_into("<Q", nonce, 4, counter)
+    body = bytearray(sealed_len)
+    session.native_seal(nonce, plaintext, header, memoryview(body))
+    out = []
+    for k in range(count):
+        h = bytearray(header)
+        h[1] = k
+        out.append(bytes(h) + bytes(body[k * CHUNK : (k + 1) * CHUNK]))
+    return out
+
+
+def deliver(p: Pair, fragments: list[bytes], capacity: int = 4 << 20) -> tuple[int, PacketBatch]:
+    rx = DatagramBatch(8 << 20)
+    for f in fragments:
+        rx.append(f, address=p.a_addr)
+    out = PacketBatch(capacity=capacity, max_packets=1024)
+    return p.b.decrypt_batch(rx, p.now, out), out
+
+
+def plaintext_of(n: int, fill: bytes = b"z") -> bytes:
+    return bytes(HEADROOM) + ip4(A_IP, B_IP, fill * (n - 20), proto=6)
+
+
+def test_an_oversized_message_is_malformed_not_delivered_nor_stuck() -> None:
+    """A message longer than the largest super-packet — even one that authenticates — is
+    dropped as malformed, before any room is asked for: it neither comes out (a packet over
+    64 KiB) nor makes ``decrypt_batch`` report a full batch forever."""
+    p = native_pair()
+    fragments = sealed_fragments(p.peer_of_a.current, plaintext_of(65535) + b"q" * 300)
+    assert len(fragments) == 46
+    before = p.b.statistics().dropped_malformed
+    for _ in range(3):  # a batch sized for the largest legal message, empty each time
+        consumed, out = deliver(p, fragments, capacity=N.MAX_SEALED_SIZE + HEADROOM)
+        assert consumed == len(fragments) and len(out) == 0
+    assert p.b.statistics().dropped_malformed > before
+    # the largest legal one still opens
+    good = plaintext_of(65535)
+    consumed, out = deliver(p, sealed_fragments(p.peer_of_a.current, good))
+    assert out.to_list() == [good[HEADROOM:]]
+
+
+def test_messages_pushed_out_before_completing_are_counted() -> None:
+    """More messages in progress at once than a session keeps: the oldest are pushed out,
+    their fragments not all in — each counted as ``dropped_incomplete``, none silently."""
+    p = native_pair()
+    session = p.peer_of_a.current
+    n = N.MAX_PARTIAL_MESSAGES + 4
+    messages = [sealed_fragments(session, plaintext_of(5000, bytes([i]))) for i in range(n)]
+    firsts = [m[0] for m in messages]
+    rests = [f for m in messages for f in m[1:]]
+    consumed, out = deliver(p, firsts + rests)
+    assert consumed == len(firsts) + len(rests)
+    # every message lost is counted (a message's later fragments start it again, and it may
+    # be pushed out again: each push counts)
+    lost = n - len(out)
+    assert lost >= n - N.MAX_PARTIAL_MESSAGES
+    assert p.b.statistics().dropped_incomplete >= lost
+    assert len(p.peer_of_b.current.native_partial) <= N.MAX_PARTIAL_MESSAGES
+
+
+def test_a_tampered_later_fragment_is_refused_whatever_the_order() -> None:
+    """Every fragment's header is checked (type, version, reserved), not only the first to
+    arrive: a message with one tampered fragment is not delivered in either order."""
+    for reverse in (False, True):
+        p = native_pair()
+        fragments = sealed_fragments(p.peer_of_a.current, plaintext_of(8000))
+        bad = bytearray(fragments[3])
+        bad[3] = 0  # version 0
+        fragments[3] = bytes(bad)
+        consumed, out = deliver(p, fragments[::-1] if reverse else fragments)
+        assert consumed == len(fragments) and len(out) == 0
+        assert p.b.statistics().dropped_malformed >= 1
+
+
+def test_a_forged_message_leaves_the_batch_as_it_was() -> None:
+    """A message that does not authenticate does not switch the output batch to
+    ``vnet_hdr`` (only a message that opens does)."""
+    p = native_pair()
+    out = PacketBatch(1 << 20)
+    session = p.peer_of_b.current
+    forged = sealed_fragments(p.peer_of_a.current, plaintext_of(5000))
+    forged[1] = forged[1][:-1] + bytes([forged[1][-1] ^ 1])
+    for f in forged:
+        N.open_native(session, f, out)
+    assert not out.vnet_hdr and len(out) == 0
