@@ -169,7 +169,7 @@ def _native(name: str, local: str, peer: str, *, flat: bool) -> None:
     scatter = [
         part
         for k in range(64)
-        for part in (headers[k * 20 : k * 20 + 20], got[k * _CHUNK : (k + 1) * _CHUNK])
+        for part in (headers[k * _HSIZE : (k + 1) * _HSIZE], got[k * _CHUNK : (k + 1) * _CHUNK])
     ]
     gathers: dict[int, list[list[memoryview]]] = {}
     sent = 0
@@ -183,7 +183,7 @@ def _native(name: str, local: str, peer: str, *, flat: bool) -> None:
                 part
                 for k in range(count)
                 for part in (
-                    headers[k * 20 : k * 20 + 20],
+                    headers[k * _HSIZE : (k + 1) * _HSIZE],
                     sealed[k * _CHUNK : min((k + 1) * _CHUNK, length)],
                 )
             ]
@@ -204,7 +204,6 @@ def _native(name: str, local: str, peer: str, *, flat: bool) -> None:
             counter_at.pack_into(nonce, 4, sent)
             seal(nonce, plain[:n], None, body[: n + 16])
             length = n + 16
-            count = -(-length // _CHUNK)
             if flat:
                 _NATIVE_HEADER.pack_into(sealed, 0, 0x7F, 0, 0, 1, length, sent, 0, 0)
                 length += _HSIZE
@@ -212,6 +211,7 @@ def _native(name: str, local: str, peer: str, *, flat: bool) -> None:
                     piece = sealed[start : min(length, start + _PER_SEND * _FRAGMENT)]
                     sock.sendmsg([piece], segment if len(piece) > _FRAGMENT else [])
             else:
+                count = -(-length // _CHUNK)
                 header = _NATIVE_HEADER.pack(0x7F, 0, count, 1, 0, sent, _CHUNK, 0)
                 headers[: _HSIZE * count] = header * count
                 headers[1 : _HSIZE * count : _HSIZE] = bytes(range(count))

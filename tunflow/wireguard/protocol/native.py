@@ -432,7 +432,6 @@ def open_native(
         or typ != MESSAGE_NATIVE
         or version != NATIVE_VERSION
         or reserved
-        or (index == count - 1 and (count - 1) * chunk + data_len > MAX_SEALED_SIZE)
     ):
         return OpenResult.MALFORMED
     partials = session.native_partial
