@@ -25,7 +25,7 @@ import anyio
 import pytest
 
 from tests.helpers import ipv6_input_errors
-from tunflow import DeviceGoneError, testing
+from tunflow import ConfigError, DeviceGoneError, testing
 from tunflow.offload import GROTable
 from tunflow.packet import PacketBatch
 from tunflow.wireguard import (
@@ -495,6 +495,32 @@ async def test_a_link_local_endpoint_finds_its_link_made_anew() -> None:
             await anyio.run_process(a.cmd("ping", "-n", "-c", "1", "-W", "1", OB), check=False)
             await ping(a, OB)
             await ping(b, OA)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_wg_reads_an_endpoint_whose_link_is_gone_and_no_link_is_refused() -> None:
+    """The control socket shows a scoped endpoint by its link's index. A link deleted under a
+    running interface left only the name there, which ``wg`` looked up, failed on and crashed
+    over (SIGSEGV: ``wg show``, ``showconf``, ``syncconf``); now the index the name last had is
+    shown. A scope that names no link is refused, as ``wg`` and wireguard-go refuse it: a set
+    answered EINVAL, nothing changed (it was accepted); a configuration, by open_interface."""
+    with testing.netns(enter=False) as a, testing.netns(enter=False) as b:
+        va, _ = testing.veth_pair(a, b, "fe80::a/64", "fe80::b/64")
+        index = a.run("cat", f"/sys/class/net/{va}/ifindex").stdout.strip()
+        async with two_sides(a, b, native=False, endpoint=f"[fe80::b%{va}]:51820") as (ia, _):
+            await ping(a, OB)
+            (pk,) = ia.wg.peers
+            bad = f"set=1\npublic_key={pk.to_hex()}\nendpoint=[fe80::1%nolink]:5\n\n"
+            assert await ia.apply_uapi(bad.encode()) == b"errno=-22\n\n"
+            assert ia.wg.peers[pk].endpoint == (f"fe80::b%{va}", 51820)
+            a.run("ip", "link", "del", va)
+            shown = await anyio.run_process(a.cmd("wg", "show", ia.name, "endpoints"), check=False)
+            assert shown.returncode == 0, shown
+            assert shown.stdout.decode().split()[1] == f"[fe80::b%{index}]:51820"
+        with pytest.raises(ConfigError, match="no link 'nolink' here"):
+            async with two_sides(a, b, native=False, endpoint="[fe80::b%nolink]:51820"):
+                pass
+        assert not a.run("ip", "-o", "link", "show", "type", "tun").stdout  # nothing left
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])

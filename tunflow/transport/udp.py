@@ -214,6 +214,10 @@ class UDPTransport:
             ``TUNFLOW_UDP_OFFLOAD=0``); ``False`` keeps the plain path.
         buffer_size: socket send and receive buffer size to ask for (``None``: leave them).
 
+    Raises:
+        ConfigError: ``sock`` is not a datagram socket, or ``max_datagram`` is not within
+            1..65535 or ``max_packets`` not within 1..65536.
+
     Example:
         >>> import anyio
         >>> async def main() -> None:
@@ -242,6 +246,12 @@ class UDPTransport:
     ) -> None:
         if sock.type != socket.SOCK_DGRAM:
             raise ConfigError(f"{sock!r} is not a datagram socket")
+        for what, value, high in (
+            ("max_datagram", max_datagram, MAX_DATAGRAM),
+            ("max_packets", max_packets, 1 << 16),
+        ):
+            if type(value) is not int or not 1 <= value <= high:  # (bool is an int)
+                raise ConfigError(f"{what} must be within 1..{high}, not {value!r}")
         sock.setblocking(False)
         self._sock: socket.socket | None = sock
         self._fd = sock.fileno()
@@ -249,6 +259,8 @@ class UDPTransport:
         self._v6 = sock.family == socket.AF_INET6
         self._recv_cache: dict[Any, Address] = {}
         self._send_cache: dict[Any, Any] = {}
+        #: the index each link-local scope name last had here (for a link since deleted)
+        self._scopes: dict[str, int] = {}
         self.peer = peer
         if peer is not None:
             sock.connect(self._send_address(peer))
@@ -447,7 +459,9 @@ class UDPTransport:
             if host.startswith("::ffff:") and "." in host:
                 host = host[7:]
             elif len(raw) > 3 and raw[3] and "%" not in host:
-                host = f"{host}%{_scope_name(self._fd, raw[3])}"
+                scope = _scope_name(self._fd, raw[3])
+                _remember(self._scopes, scope, raw[3])
+                host = f"{host}%{scope}"
                 # and the reply goes out of the link this came in on, by its index now: a link
                 # deleted and made anew under its name has another index (the kernel's
                 # WireGuard takes the scope from the datagram too)
@@ -459,13 +473,27 @@ class UDPTransport:
 
     def numeric_scope(self, addr: Address) -> Address:
         """``addr`` with a link-local scope given by name (``fe80::1%eth0``) as the link's
-        index in this socket's namespace (``fe80::1%2``); other addresses, and names no link
-        here has, as they are."""
+        index in this socket's namespace (``fe80::1%2``); other addresses as they are.
+
+        A name no link here has (the link was deleted) gives the index it last had here,
+        else no scope: ``wg`` reads what the control socket shows, looks a name up in its own
+        namespace and crashes where that fails.
+        """
         ip, sep, scope = addr[0].partition("%")
         if not sep or (scope.isascii() and scope.isdigit()):
             return addr
         index = _scope_index(self._fd, scope)
-        return addr if index < 0 else (f"{ip}%{index}", addr[1])
+        if index >= 0:
+            _remember(self._scopes, scope, index)
+        else:
+            index = self._scopes.get(scope, -1)
+        return (ip, addr[1]) if index < 0 else (f"{ip}%{index}", addr[1])
+
+    def has_scope(self, addr: Address) -> bool:
+        """Whether ``addr`` has no link-local scope, or one that is a number or names a link
+        in this socket's namespace (what ``wg set`` and the kernel accept)."""
+        _, sep, scope = addr[0].partition("%")
+        return not sep or _scope_index(self._fd, scope) >= 0
 
     def _send_address(self, addr: Any) -> Any:
         """What the socket takes for ``addr``: an IPv4 peer IPv4-mapped on an IPv6 socket; a
@@ -492,6 +520,7 @@ class UDPTransport:
                     # a NUL in it is a TypeError. Not cached: the link may come later.
                     raise socket.gaierror(socket.EAI_NONAME, f"no interface {scope!r} here")
                 out = (ip, addr[1], 0, index)
+                _remember(self._scopes, scope, index)
             else:
                 out = addr
             _remember(self._send_cache, addr, out)

@@ -74,6 +74,7 @@ from .protocol import (
     WireGuardStatistics,
     apply_set,
     check_set,
+    format_endpoint,
     handle_request,
     render_errno,
     sync_request,
@@ -960,6 +961,7 @@ class WireGuardInterface:
             checked = await anyio.to_thread.run_sync(check_set, wg, request)
         else:
             checked = check_set(wg, request)
+        _check_scopes(self.transport, [p.endpoint for p in request.peers], UapiError)
         mark = wg.fwmark if request.fwmark is None else request.fwmark
         new: UDPTransport | None = None
         try:
@@ -1081,6 +1083,19 @@ def _bind(port: int, fwmark: int, netns: str | None) -> UDPTransport:
             raise OSError(exc.errno, f"UDP port {port} (ListenPort) is in use") from exc
 
 
+def _check_scopes(
+    transport: UDPTransport,
+    endpoints: Iterable[tuple[str, int] | None],
+    error: type[ConfigError],
+) -> None:
+    """Refuse a link-local endpoint whose scope names no link in the socket's namespace, as
+    ``wg`` and wireguard-go do (``EINVAL``): nothing could be sent to it, nor ``wg`` read it."""
+    for addr in endpoints:
+        if addr is not None and not transport.has_scope(addr):
+            scope = addr[0].partition("%")[2]
+            raise error(f"endpoint {format_endpoint(addr)}: no link {scope!r} here")
+
+
 def _parse_addresses(
     addresses: Iterable[str | ipaddress.IPv4Interface | ipaddress.IPv6Interface],
 ) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
@@ -1136,6 +1151,7 @@ async def _interface(
     added: _routing.Routes | _routing.DeviceRoutes | None = None
     iface: WireGuardInterface | None = None
     try:
+        _check_scopes(transport, [p.endpoint for p in config.peers], ConfigError)
         device = builder.build_async()
         dev_offload = device.offload_info.vnet_hdr
         if dev_offload and plain_reads:

@@ -151,6 +151,8 @@ def test_parse_set_like_wg_sends_it() -> None:
         ("public_key=" + "00" * 32 + "\nlisten_port=1\n", errno.EINVAL),  # device key in peer
         ("public_key=" + "00" * 32 + "\nprotocol_version=2\n", errno.EINVAL),
         ("public_key=" + "00" * 32 + "\nallowed_ip=10.0.0.0/99\n", errno.EINVAL),
+        # a prefix with a scope: Python keeps it, wireguard-go refuses it, wg cannot read it back
+        ("public_key=" + "00" * 32 + "\nallowed_ip=fd16::%eth0/64\n", errno.EINVAL),
         ("public_key=" + "00" * 32 + "\nendpoint=example.com:1\n", errno.EINVAL),
         ("public_key=" + "00" * 32 + "\nendpoint=192.0.2.1:\u0665\n", errno.EINVAL),  # '٥'
         ("public_key=" + "00" * 32 + "\nendpoint=192.0.2.1:5_1\n", errno.EINVAL),

@@ -29,18 +29,24 @@ def parse_network(value: str | Network) -> Network:
     """A network from ``"10.0.0.0/8"``, ``"fd00::1/64"`` (host bits are cleared) or an address.
 
     Raises:
-        ConfigError: not an IPv4 or IPv6 prefix.
+        ConfigError: not an IPv4 or IPv6 prefix (an IPv6 scope, ``fd00::%eth0/64``, included).
 
     Example:
         >>> parse_network("10.1.2.3/8")
         IPv4Network('10.0.0.0/8')
     """
     if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
-        return value
-    try:
-        return ipaddress.ip_network(value.strip(), strict=False)
-    except ValueError:
-        raise ConfigError(f"not an IP prefix: {value!r}") from None
+        net = value
+    else:
+        try:
+            net = ipaddress.ip_network(value.strip(), strict=False)
+        except ValueError:
+            raise ConfigError(f"not an IP prefix: {value!r}") from None
+    if net.version == 6 and net.network_address.scope_id is not None:
+        # (Python keeps "fd00::%eth0/64"; wg and wireguard-go refuse it, and wg could not read
+        # it back from the control socket)
+        raise ConfigError(f"not an IP prefix: {value!r} (a prefix has no scope)")
+    return net
 
 
 class _Family(Generic[T]):
