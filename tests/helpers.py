@@ -237,12 +237,19 @@ def reload_cli(ns: testing.Netns, name: str) -> str:
 
 
 class Up:
-    """``tunflow up FILE`` in a namespace, in the foreground; stopped and reaped on exit."""
+    """``tunflow up FILE`` in a namespace, in the foreground, entered once it logged ``ready``
+    (by default: up); stopped and reaped on exit."""
 
     def __init__(
-        self, ns: testing.Netns, conf: Path, *args: str, env: dict[str, str] | None = None
+        self,
+        ns: testing.Netns,
+        conf: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        ready: str = " up: listening on UDP",
     ) -> None:
         self.ns = ns
+        self.ready = ready
         self.name = conf.stem
         self.argv = ns.cmd(sys.executable, "-m", "tunflow.cli", "up", str(conf), *args)
         self.env = env
@@ -263,7 +270,7 @@ class Up:
         for raw in iter(self.proc.stdout.readline, b""):
             line = raw.decode(errors="replace")
             self.out += line
-            if " up: listening on UDP" in line:
+            if self.ready in line:
                 return self
             assert time.monotonic() < deadline, self.out
         self.stop()

@@ -185,7 +185,7 @@ class TransportSpec:
     listen: str = "0.0.0.0:0"
     peer: str | None = None
     reuse_port: bool = False
-    max_datagram: int = 65507
+    max_datagram: int = attrs.field(default=65507, validator=_within(1, 65535))
 
     def __attrs_post_init__(self) -> None:
         from .transport import parse_endpoint

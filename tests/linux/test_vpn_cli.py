@@ -375,6 +375,21 @@ def test_a_reload_adds_no_routes_where_up_added_none(tmp_path: Path, how: str) -
         assert routes_via(ns, name) == {("10.93.0.0/24", "kernel")}
 
 
+def test_fwmark_off_in_the_file_clears_the_mark_on_a_reload(tmp_path: Path) -> None:
+    # a file without FwMark keeps the running mark (docs/vpn.md); `FwMark = off` clears it, as
+    # wg syncconf does — the parser read both as 0, and the reload kept the mark
+    name, path, head, peer = reload_files(tmp_path, "rfm", "Table = off\nFwMark = 0x1234")
+    path.write_text(head + peer)
+    with testing.netns(enter=False) as ns, Up(ns, path):
+        assert uapi_get(name).fwmark == 0x1234
+        path.write_text(head.replace("FwMark = 0x1234", "") + peer)
+        assert reload_cli(ns, name) == f"{name} reloaded: 1 peer(s)\n"
+        assert uapi_get(name).fwmark == 0x1234
+        path.write_text(head.replace("0x1234", "off") + peer)
+        assert reload_cli(ns, name) == f"{name} reloaded: 1 peer(s)\n"
+        assert uapi_get(name).fwmark == 0
+
+
 def test_routes_come_with_a_reload_when_up_had_no_allowed_ips(tmp_path: Path) -> None:
     # `up` with a peer without AllowedIPs made no routes at all; a reload giving some must
     # still route them (and take them away again)
@@ -949,6 +964,34 @@ def test_sigterm_during_a_reload_waiting_on_dns_goes_down_at_once(
         shutil.rmtree(etc, ignore_errors=True)
     assert status == 0 and took < 5, (took, up_a.out)
     assert f"{up_a.name} down (SIGTERM)" in up_a.out, up_a.out
+
+
+@pytest.mark.parametrize("backend", ["auto", "trio"])
+def test_ctrl_c_while_up_waits_on_dns_stops_at_once(
+    configs: tuple[testing.Netns, testing.Netns, Path, Path], backend: str
+) -> None:
+    # `up` resolving an endpoint name with the DNS unreachable: wg's retries take a minute and
+    # more (forever with WG_ENDPOINT_RESOLUTION_RETRIES=infinity), and Ctrl-C went unheard
+    # until they ended — the lookups ran on the event loop
+    a, _, ca, _ = configs
+    etc = Path("/etc/netns") / a.name  # `ip netns exec` mounts its resolv.conf for ours
+    etc.mkdir(parents=True)
+    try:
+        (etc / "resolv.conf").write_text("nameserver 127.0.0.1\n")  # refused: EAI_AGAIN
+        ca.write_text(
+            ca.read_text()
+            + f"\n[Peer]\nPublicKey = {pubkey(genkey())}\nAllowedIPs = 10.97.0.0/24\n"
+            "Endpoint = peer.tunflow-test.example:51820\n"
+        )
+        env = {**os.environ, "WG_ENDPOINT_RESOLUTION_RETRIES": "infinity"}
+        # entered once in the resolver's retries
+        with Up(a, ca, "--backend", backend, env=env, ready="trying again") as up_a:
+            start = time.monotonic()
+            status = up_a.stop(signal.SIGINT)
+            took = time.monotonic() - start
+    finally:
+        shutil.rmtree(etc, ignore_errors=True)
+    assert status == 130 and took < 5, (took, up_a.out)
 
 
 def test_a_refused_reload_still_tells_systemd_it_is_done(

@@ -233,7 +233,8 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
     # taken out of the environment, as sd_notify(unset_environment=1): the hooks and resolvconf
     # are not the service and must not speak for it
     notify = _notify_address(os.environ.pop("NOTIFY_SOCKET", None))
-    config = quick.interface_config(native=args.native)
+    # endpoints may be names: resolved off the loop (Ctrl-C is heard during wg's retries)
+    config = await _in_daemon_thread(functools.partial(quick.interface_config, native=args.native))
     offload = {"auto": None, "on": True, "off": False}[args.offload]
     routes = quick.table != "off" and not args.no_routes
     # checked before anything is made: without resolvconf the interface does not come up
@@ -500,7 +501,7 @@ async def _answer_reloads(
                     changes = await iface.sync(
                         config,
                         listen_port=new.listen_port is not None,
-                        fwmark=new.fwmark != 0,
+                        fwmark=new.fwmark is not None,  # (FwMark = off clears it)
                         routes=True,
                     )
                 except (TunflowError, OSError) as exc:

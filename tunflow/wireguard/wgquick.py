@@ -114,7 +114,7 @@ class QuickConfig:
     Attributes:
         private_key: ``PrivateKey``.
         listen_port: ``ListenPort`` (``None``: any free port).
-        fwmark: ``FwMark`` (0: none).
+        fwmark: ``FwMark`` (0: none, as ``FwMark = off`` says; ``None``: not given).
         addresses: ``Address`` lines, as interfaces (address with prefix).
         mtu: ``MTU`` (``None``: the default, 1420).
         dns: ``DNS`` servers and search domains (``tunflow up`` hands them to ``resolvconf``,
@@ -131,7 +131,7 @@ class QuickConfig:
 
     private_key: PrivateKey
     listen_port: int | None = None
-    fwmark: int = 0
+    fwmark: int | None = None
     addresses: tuple[IPInterface, ...] = ()
     mtu: int | None = None
     dns: tuple[str, ...] = ()
@@ -188,7 +188,7 @@ class QuickConfig:
         return InterfaceConfig(
             self.private_key,
             listen_port=self.listen_port or 0,
-            fwmark=self.fwmark,
+            fwmark=self.fwmark or 0,
             mtu=self.mtu or DEFAULT_MTU,
             peers=peers,  # type: ignore[arg-type]  # attrs sees the converter, not the tuple
         )
@@ -375,7 +375,7 @@ def parse_wgquick(text: str, *, file: str | None = None) -> QuickConfig:
     return QuickConfig(
         v["private_key"],
         listen_port=v.get("listen_port"),
-        fwmark=v.get("fwmark", 0),
+        fwmark=v.get("fwmark"),
         addresses=tuple(v.get("addresses", ())),
         mtu=v.get("mtu"),
         dns=tuple(v.get("dns", ())),
@@ -473,6 +473,8 @@ def _addresses(value: str) -> list[IPInterface]:
     out: list[IPInterface] = []
     for item in _words(value):
         try:
+            if "%" in item:  # (ip would refuse it; Python keeps it and we would drop it)
+                raise ValueError
             out.append(ipaddress.ip_interface(item))
         except ValueError:
             raise ValueError(f"{item!r} is not an address with a prefix") from None

@@ -191,6 +191,9 @@ def test_pipeline_spec_defaults() -> None:
         (lambda: TunnelSpec(local="a", remote="b", statistics_interval=0), "statistics_interval"),
         (lambda: TunnelSpec(local="a", remote="b", buffer=-1), "buffer"),
         (lambda: DeviceSpec(queues=300), "queues"),
+        # (unchecked: 0 dropped every datagram as truncated, a huge one a bare MemoryError)
+        (lambda: TransportSpec(max_datagram=0), "max_datagram"),
+        (lambda: TransportSpec(max_datagram=99999999999), "max_datagram"),
     ],
 )
 def test_specs_built_in_python_are_checked_too(spec: Callable[[], object], key: str) -> None:

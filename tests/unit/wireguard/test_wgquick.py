@@ -469,6 +469,30 @@ def test_fwmark_wg_refuses_is_refused(value: str) -> None:
         parse_wgquick(f"[Interface]\nPrivateKey = {KEY_A}\nFwMark = {value}\n")
 
 
+def test_fwmark_off_is_told_from_no_fwmark() -> None:
+    # a reload keeps the running mark for a file without FwMark and clears it for `off`
+    assert parse_wgquick(f"[Interface]\nPrivateKey = {KEY_A}\n").fwmark is None
+    cfg = parse_wgquick(f"[Interface]\nPrivateKey = {KEY_A}\nFwMark = off\n")
+    assert cfg.fwmark == 0 and cfg.interface_config().fwmark == 0
+
+
+@pytest.mark.parametrize(
+    ("line", "where"),
+    [
+        ("AllowedIPs = 10.0.0.0/8, fd16::%eth0/64", "line 5"),
+        ("Address = fd16::1%eth0/64", "line 3"),
+    ],
+)
+def test_a_prefix_with_a_scope_is_refused(line: str, where: str) -> None:
+    # Python's ipaddress keeps "%eth0" on an IPv6 prefix or interface; wg and ip refuse it
+    # (and `wg show` could not read such an AllowedIPs back from the control socket)
+    peer = f"[Peer]\nPublicKey = {PUB_B}\n"
+    text = f"[Interface]\nPrivateKey = {KEY_A}\n"
+    text += f"{line}\n{peer}" if line.startswith("Address") else f"{peer}{line}\n"
+    with pytest.raises(ConfigError, match=f"{where}: .*fd16::"):
+        parse_wgquick(text)
+
+
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_hooks_run_in_bash_as_wg_quick_runs_them(tmp_path: Path) -> None:
     # wg-quick is a bash script and evals its hooks in bash; its man page's own example is
