@@ -36,6 +36,7 @@ __all__ = [
     "DeviceBusyError",
     "ClosedDeviceError",
     "DeviceGoneError",
+    "LinkDownError",
     "PacketError",
     "MalformedPacketError",
     "TruncatedPacketError",
@@ -144,6 +145,17 @@ class DeviceGoneError(DeviceError, anyio.BrokenResourceError):
 
     An :class:`OSError` (``errno`` is usually ``EBADFD``) and an
     :class:`anyio.BrokenResourceError`.
+    """
+
+
+class LinkDownError(DeviceError):
+    """A write while the link is down (``ip link set … down``, ``enabled(False)``): the device
+    is still there, and writes work again once it is up (Linux's tun refuses them, ``EIO``).
+
+    A single ``send`` raises it. A batch write does not: what is left of the batch is dropped
+    and counted in ``DeviceStatistics.tx_dropped["link_down"]``, as the kernel drops what is
+    routed to a down link — in a batch it is data, and a tunnel's peer goes on sending while a
+    network manager cycles the link.
     """
 
 

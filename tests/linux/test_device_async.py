@@ -23,6 +23,7 @@ from tunflow import (
     DeviceError,
     DeviceGoneError,
     Layer,
+    LinkDownError,
     PacketBatch,
     testing,
 )
@@ -282,10 +283,15 @@ async def test_recv_into_refuses_a_buffer_that_could_cut_a_packet(netns: testing
 async def test_a_write_on_a_down_link_is_not_a_broken_resource(netns: testing.Netns) -> None:
     async with DeviceBuilder().ipv4("10.69.0.1", 24).enable(False).build_async() as dev:
         packet = ipv4_udp("10.69.0.2", "10.69.0.1", 1, 9, b"x")
-        with pytest.raises(DeviceError, match="link is down") as info:
+        with pytest.raises(LinkDownError, match="link is down") as info:
             await dev.send(packet)
-        assert info.value.errno == errno.EIO
+        assert info.value.errno == errno.EIO and isinstance(info.value, DeviceError)
         assert not isinstance(info.value, anyio.BrokenResourceError)
+        batch = dev.new_batch()
+        batch.append(packet)
+        batch.append(packet)
+        assert await dev.send_batch(batch) == 2  # a batch: dropped and counted
+        assert dev.statistics().tx_dropped == {"link_down": 2}
         await dev.enabled(True)
         await dev.send(packet)
 

@@ -523,6 +523,28 @@ async def test_wg_reads_an_endpoint_whose_link_is_gone_and_no_link_is_refused() 
         assert not a.run("ip", "-o", "link", "show", "type", "tun").stdout  # nothing left
 
 
+async def test_the_link_set_down_under_the_peers_traffic_loses_packets_not_the_tunnel() -> None:
+    """``ip link set wg0 down`` (a network manager cycling the link) while the peer sends: the
+    kernel refuses writes to a down TUN (EIO), and the first packet from the peer stopped the
+    whole interface ("the data path failed", the device removed). Now they are lost and
+    counted, as wireguard-go and the kernel's WireGuard lose them, and the tunnel works again
+    once the link is up."""
+    with testing.netns(enter=False) as a, testing.netns(enter=False) as b:
+        testing.veth_pair(a, b, f"{UA}/24", f"{UB}/24")
+        async with two_sides(a, b, native=False) as (ia, _):
+            await ping(a, OB)
+            a.run("ip", "link", "set", ia.name, "down")
+            # the peer's pings reach A's tunnel, which writes them to its down TUN
+            await anyio.run_process(
+                b.cmd("ping", "-n", "-c", "4", "-i", "0.2", "-W", "1", OA), check=False
+            )
+            assert ia.stop_reason is None, ia.failure
+            assert ia.statistics().device.tx_dropped.get("link_down", 0) >= 1
+            a.run("ip", "link", "set", ia.name, "up")
+            await ping(a, OB)
+            await ping(b, OA)
+
+
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_a_tentative_source_address_loses_datagrams_not_the_interface() -> None:
     """A link-local endpoint on a link whose own link-local address is still tentative (DAD

@@ -304,7 +304,7 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
             PacketTooLargeError: larger than the MTU (TUN) or the device's frame limit.
             ClosedDeviceError: the device is closed.
             DeviceGoneError: the interface was deleted.
-            DeviceError: the link is down (``EIO``).
+            LinkDownError: the link is down (``EIO``; a :class:`DeviceError`).
         """
         await anyio.lowlevel.checkpoint()  # see recv_batch
         self._check_open()
@@ -447,8 +447,7 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         done = self._write_now(out)
         if done < len(out.offsets):
             self._fallback = None  # (segments of a refused super-packet: lost with it)
-            for _ in range(len(out.offsets) - done):
-                self._count_drop("would_block")
+            self._count_drop("would_block", len(out.offsets) - done)
         self._account_tx(batch)
         return True
 

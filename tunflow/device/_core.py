@@ -19,6 +19,7 @@ from ..errors import (
     ClosedDeviceError,
     ConfigError,
     DeviceError,
+    LinkDownError,
     PacketTooLargeError,
     TunflowError,
     UnsupportedError,
@@ -70,7 +71,8 @@ class DeviceStatistics:
             they needed — the MTU was raised outside tunflow (dropped; the MTU is then re-read,
             so later reads leave room for it).
         tx_dropped: packets of batch writes the kernel refused, by reason (skipped; a single
-            ``send`` raises instead).
+            ``send`` raises instead): ``kernel_refused_packet``, ``link_down`` (written while
+            the link was down), ``would_block``.
         offload: what the kernel granted.
     """
 
@@ -296,22 +298,32 @@ class DeviceCore:
         """Write ``out`` from ``start``; the index after the last packet written.
 
         A packet the kernel refuses (``EINVAL``, ``EMSGSIZE``) is skipped and counted in
-        ``tx_dropped``, never raised: in a batch it is data, as in a pipeline. A refused GSO
+        ``tx_dropped``, never raised: in a batch it is data, as in a pipeline; so is the rest
+        of the batch while the link is down (:class:`LinkDownError`). A refused GSO
         super-packet is written split instead (see :class:`OffloadTx`), its segments kept as
         pending state so a full queue makes the face wait as usual — :class:`BlockingIOError`.
         """
         if self._fallback is not None:
             fallback, j = self._fallback
-            while j < len(fallback):
-                self._fallback = (fallback, j)
-                j = self._write_skipping(fallback, j)  # may raise BlockingIOError: state kept
+            try:
+                while j < len(fallback):
+                    self._fallback = (fallback, j)
+                    j = self._write_skipping(fallback, j)  # may raise BlockingIOError: kept
+            except LinkDownError:
+                self._count_drop("link_down", len(fallback) - j)
             self._fallback = None
             return start + 1
         try:
             return self._queue.send_batch(out, start)
         except OSError as exc:
             if isinstance(exc, BlockingIOError) or exc.errno not in (errno.EINVAL, errno.EMSGSIZE):
-                raise
+                if not isinstance(exc, LinkDownError):
+                    raise
+                # lost as the kernel loses what is routed to a down link (a peer goes on
+                # sending while a network manager cycles the link: a tunnel must not stop)
+                total = len(out.offsets)
+                self._count_drop("link_down", total - start)
+                return total
             refused = exc
         if self._tx is not None and refused.errno == errno.EINVAL and self._tx.is_gso(out, start):
             # A kernel that refuses GSO writes (a known regression, or a USO write of too many
@@ -330,8 +342,8 @@ class DeviceCore:
         self._count_drop("kernel_refused_packet")
         return i + 1
 
-    def _count_drop(self, reason: str) -> None:
-        self.tx_dropped[reason] = self.tx_dropped.get(reason, 0) + 1
+    def _count_drop(self, reason: str, count: int = 1) -> None:
+        self.tx_dropped[reason] = self.tx_dropped.get(reason, 0) + count
 
     # -- tun-rs's recv_multiple / send_multiple over lists of buffers ----------------------
 

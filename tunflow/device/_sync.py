@@ -261,7 +261,7 @@ class SyncDevice(DeviceCore):
             PacketTooLargeError: larger than the MTU (TUN) or the device's frame limit.
             ClosedDeviceError: the device was shut down or closed.
             DeviceGoneError: the interface was deleted.
-            DeviceError: the link is down (``EIO``).
+            LinkDownError: the link is down (``EIO``; a :class:`DeviceError`).
             TimeoutError: the queue stayed full for ``timeout`` seconds.
         """
         self._check_packet(packet)

@@ -26,6 +26,7 @@ from ..errors import (
     ClosedDeviceError,
     DeviceError,
     DeviceGoneError,
+    LinkDownError,
     MalformedPacketError,
     PacketTooLargeError,
 )
@@ -57,7 +58,7 @@ def map_io_error(exc: OSError, what: str) -> Exception:
         return ClosedDeviceError(f"{what}: the device is closed")
     if exc.errno == errno.EIO and what == "write":
         # Linux tun refuses writes while the link is down (not IFF_UP): it is still there.
-        return DeviceError(
+        return LinkDownError(
             exc.errno, f"{what}: the link is down ({exc.strerror}); bring it up to send"
         )
     if exc.errno in _GONE_ERRNOS:
