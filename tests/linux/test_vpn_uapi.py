@@ -185,3 +185,27 @@ async def test_sync_sets_native_mode_and_refuses_whole(ns: testing.Netns) -> Non
             await iface.sync(refused, listen_port=False, fwmark=False)
         assert caught.value.errno == errno.EINVAL
         assert await get(iface) == before and old.native_mode
+
+
+async def test_a_new_listen_port_keeps_counting_where_the_old_one_stopped(
+    ns: testing.Netns,
+) -> None:
+    # the statistics (and `tunflow up`'s last line) counted only the socket bound last: what
+    # came before a listen-port change was lost with the old socket
+    async def send_junk(count: int, total: int) -> None:
+        with udp_socket(ns) as s:
+            for _ in range(count):
+                s.sendto(b"junk", ("::1", iface.listen_port))
+        with anyio.fail_after(10):
+            while iface.statistics().transport.rx_datagrams < total:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+
+    async with interface(ns) as iface:
+        await send_junk(3, 3)
+        old = iface.listen_port
+        assert await iface.apply_uapi(b"set=1\nlisten_port=0\n\n") == b"errno=0\n\n"
+        assert iface.listen_port != old
+        await send_junk(2, 5)
+        t = iface.statistics().transport
+        assert (t.rx_datagrams, t.rx_bytes) == (5, 20)
+        assert iface.port.statistics().drops == t.drops

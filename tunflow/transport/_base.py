@@ -65,6 +65,26 @@ class TransportStatistics:
     gro: bool = False
     drops: Mapping[str, int] = attrs.field(factory=dict, converter=_drops)
 
+    def merge(self, other: TransportStatistics) -> TransportStatistics:
+        """The sum of two records (a VPN's sockets before and after a listen-port change);
+        ``gso``/``gro``: ``other``'s, the later one's."""
+        drops = dict(self.drops)
+        for reason, n in other.drops.items():
+            drops[reason] = drops.get(reason, 0) + n
+        return TransportStatistics(
+            self.rx_datagrams + other.rx_datagrams,
+            self.rx_bytes + other.rx_bytes,
+            self.rx_batches + other.rx_batches,
+            self.tx_datagrams + other.tx_datagrams,
+            self.tx_bytes + other.tx_bytes,
+            self.tx_batches + other.tx_batches,
+            self.rx_syscalls + other.rx_syscalls,
+            self.tx_syscalls + other.tx_syscalls,
+            other.gso,
+            other.gro,
+            drops,
+        )
+
 
 @runtime_checkable
 class Transport(Protocol):

@@ -132,7 +132,8 @@ class InterfaceStatistics:
     Attributes:
         name: the interface name.
         wireguard: the protocol's counters (packets, handshakes, drops by reason).
-        transport: the UDP transport's (datagrams per system call, drops by reason).
+        transport: the UDP transport's (datagrams per system call, drops by reason), those
+            of the sockets it had before a listen-port change included.
         device: the TUN device's (super-packets, coalescing).
         peers: what ``wg show`` prints per peer.
         listen_port: the UDP port bound.
@@ -179,6 +180,8 @@ class WireGuardPort:
     ) -> None:
         self.wg = wg
         self.transport = transport
+        #: the counters of the transports replaced since (listen-port changes)
+        self._earlier: TransportStatistics | None = None
         self.name = name
         self.layer = Layer.L3
         self.mtu = mtu
@@ -499,8 +502,21 @@ class WireGuardPort:
     def statistics(self) -> PortStatistics:
         """Packets through the port (IP packets, not datagrams; see the transport for those)."""
         s = self._stats
-        t = self.transport.statistics()
+        t = self.transport_statistics()
         return PortStatistics(self.name, "wireguard", s[0], s[1], s[2], s[3], s[4], s[5], t.drops)
+
+    def transport_statistics(self) -> TransportStatistics:
+        """The transport's counters, those of the transports it replaced included."""
+        t = self.transport.statistics()
+        return t if self._earlier is None else self._earlier.merge(t)
+
+    def replace_transport(self, new: UDPTransport) -> UDPTransport:
+        """Send and receive on ``new`` from now on (a new listen port), its counters carrying
+        on from the old one's; returns the old transport, for the caller to close."""
+        old = self.transport
+        self._earlier = self.transport_statistics()
+        self.transport = new
+        return old
 
     def handle(self) -> PortHandle | None:
         """``None``: the protocol state cannot be shared with a worker process."""
@@ -766,7 +782,7 @@ class WireGuardInterface:
         return InterfaceStatistics(
             self.name,
             wg.statistics(),
-            self.transport.statistics(),
+            self.port.transport_statistics(),
             self.device.statistics(),
             tuple(wg.peer_statistics(pk) for pk in wg.peers),
             self.listen_port,
@@ -982,8 +998,7 @@ class WireGuardInterface:
             if peer is not None:
                 peer.native_mode = mode
         if new is not None:
-            old = self.port.transport
-            self.port.transport = new
+            old = self.port.replace_transport(new)
             wg.listen_port = self.listen_port  # the one bound (listen_port=0: any free port)
             await old.aclose()
             log.info("%s listens on UDP port %d", self.name, wg.listen_port)
