@@ -1139,7 +1139,7 @@ async def _interface(
 ) -> AsyncIterator[WireGuardInterface]:
     table = _routing.table_setting(table)
     clock = _Clock()
-    wg = WireGuard.from_config(config, clock_offset=time.time() - time.monotonic())
+    wg = WireGuard.from_config(config, wall_clock=time.time)
     native_peers = [pk for pk, p in wg.peers.items() if p.native_mode]
     all_native = bool(native_peers) and len(native_peers) == len(wg.peers)
     # The device (measurements in docs/vpn.md, "Choosing the device"). Native peers take

@@ -203,5 +203,4 @@ _no_gauges: Mapping[str, float] = {}
 
 
 def _protocol(config: InterfaceConfig) -> WireGuard:
-    clock = time.monotonic
-    return WireGuard.from_config(config, clock_offset=time.time() - clock())
+    return WireGuard.from_config(config, wall_clock=time.time)

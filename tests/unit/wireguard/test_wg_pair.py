@@ -921,3 +921,72 @@ def test_hostile_datagrams_never_raise(data: st.DataObject) -> None:
 
 
 _SEEDS: list[tuple[Pair, list[bytes]]] = []
+
+
+# -- time ---------------------------------------------------------------------------------------
+
+
+def test_initiations_follow_a_wall_clock_corrected_while_running() -> None:
+    # a restarts with its wall clock an hour behind (no real-time clock, before NTP): its
+    # initiations were dated now + a fixed offset taken at start, so once NTP corrected the
+    # clock they still carried the old time — b, which saw a newer timestamp from a's key
+    # before the restart, refused every one as a replay until a restarted again. With
+    # wall_clock read per initiation (wireguard-go reads time.Now()), the first after the
+    # correction goes through, and last_handshake is the corrected time too.
+    p = Pair(b"clock", b_knows_a=True)
+    p.handshake()
+    assert p.b.statistics().handshake_initiations_received == 1
+    wall = [T0 + 60 - 3600]  # a's wall clock at the restart: an hour behind
+    a2 = WireGuard(p.ka, random=Drbg(b"clock-a2"), wall_clock=lambda: wall[0])
+    a2.add_peer(PeerConfig(p.kb.public_key(), endpoint=p.b_addr, allowed_ips=f"{B_IP}/32"))
+    mono = 1000.0  # a2's monotonic `now`
+    a2.send_packet(ip4(A_IP, B_IP, b"before NTP"), mono)
+    [(early, _)] = a2.datagrams_to_send()
+    p.b.receive_datagram(early, p.a_addr, T0 + 60)
+    assert p.b.statistics().dropped_handshake == 1  # older than what b saw: a replay
+    wall[0] = T0 + 180  # NTP corrected a's clock
+    mono += REKEY_TIMEOUT + 1
+    a2.handle_timer(mono)  # the retry
+    [(init, _)] = a2.datagrams_to_send()
+    p.b.receive_datagram(init, p.a_addr, T0 + 180)
+    assert p.b.statistics().handshake_initiations_received == 2
+    for datagram, _ in p.b.datagrams_to_send():
+        a2.receive_datagram(datagram, p.b_addr, mono)
+    (peer,) = a2.peers.values()
+    assert peer.last_handshake == T0 + 180
+
+
+def test_a_clock_stepped_back_is_no_initiation_flood() -> None:
+    # `now` must be monotonic (docs/wireguard.md), but a caller passing time.time() saw its
+    # wall clock stepped back an hour: now - last initiation consumed was negative, always
+    # under the 20 ms flood limit, and every initiation from a known peer was refused for an
+    # hour. wireguard-go measures that interval on a monotonic reading and only moves it forward.
+    p = Pair(b"step", b_knows_a=True)
+    p.handshake()  # b consumed a's initiation at b's T0
+    a_now, b_now = T0 + 600, T0 + 600 - 3600  # b's clock stepped back an hour
+    for _ in range(3):  # a's initiations, two minutes apart, each newer
+        p.peer_of_a.last_sent_handshake = None
+        p.a.send_packet(ip4(A_IP, B_IP), a_now)
+        for d in [d for d, _ in p.a.datagrams_to_send() if len(d) == 148]:
+            p.b.receive_datagram(d, p.a_addr, b_now)
+        a_now += 120
+        b_now += 120
+    s = p.b.statistics()
+    assert (s.handshake_initiations_received, s.dropped_handshake) == (4, 0)
+
+
+def test_the_keepalive_pushed_out_of_the_staging_queue_is_no_dropped_packet() -> None:
+    # a keepalive due with no session is staged as an empty stand-in (as wireguard-go does);
+    # 128 data packets staged after it push it out — counted in dropped_staged_overflow,
+    # although every data packet arrived once the handshake was done
+    p = Pair(b"ka-overflow", a_peer={"persistent_keepalive": 25})
+    p.a.start(p.now)  # no session: the keepalive staged, an initiation out
+    assert list(p.peer_of_a.staged) == [b""]
+    p.a.datagrams_to_send()  # that initiation is lost
+    data = packets(128)
+    for pkt in data:
+        p.a.send_packet(pkt, p.now)
+    p.a.send_packet(packets(1, size=7)[0], p.now)  # a data packet pushed out: that counts
+    p.advance(REKEY_TIMEOUT + 0.5)  # the retry completes the handshake
+    assert p.got["b"] == [*data[1:], packets(1, size=7)[0]]
+    assert p.a.statistics().dropped_staged_overflow == 1

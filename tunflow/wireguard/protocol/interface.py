@@ -15,9 +15,12 @@ datagrams and packets with the current time and drains what it wants sent:
 * ``next_event()`` — :class:`HandshakeCompleted` and friends; ``statistics()`` — counters,
   including drops by reason.
 
-``now`` is seconds on any monotonic clock; ``now + clock_offset`` must be UNIX time (it dates
-handshake initiations and ``last_handshake``), so pass ``time.time()`` as ``now``, or
-``time.monotonic()`` with ``clock_offset=time.time() - time.monotonic()``.
+``now`` is seconds on a monotonic clock (``time.monotonic()``: timers, key lifetimes and the
+initiation flood check measure intervals on it, so it must not jump). Handshake initiations
+are dated, and ``last_handshake`` reported, in UNIX time: ``wall_clock()`` when given —
+``wall_clock=time.time`` follows a wall clock corrected while running (NTP after boot, a
+restored VM), as wireguard-go reads the time for each initiation — else ``now +
+clock_offset``.
 
 Hostile input never raises out of the receive functions: it is counted in
 :class:`WireGuardStatistics` and dropped.
@@ -154,7 +157,9 @@ class HandshakeCompleted:
 
 @attrs.frozen
 class HandshakeFailed:
-    """No response after ``attempts`` initiations (REKEY_ATTEMPT_TIME): staged packets dropped."""
+    """No handshake after ``attempts`` tries (REKEY_ATTEMPT_TIME, when wireguard-go gives up
+    too): staged packets dropped. A try for a peer with no endpoint sends nothing (it has
+    nowhere to go), so ``attempts`` may exceed the initiations sent."""
 
     public_key: PublicKey
     attempts: int
@@ -218,7 +223,8 @@ _COUNTER_FIELDS: Final = (
 class WireGuardStatistics:
     """Counters of one interface since it was created.
 
-    ``rx_*``/``tx_*`` count authenticated transport messages (datagrams) and their bytes.
+    ``rx_*``/``tx_*`` count authenticated transport messages (datagrams; a native-mode message,
+    one super-packet in up to 46 datagrams, counts once) and their bytes.
     The ``dropped_*`` fields count datagrams or packets dropped, by reason:
 
     * ``malformed`` — too short, unknown type, bad framing, or a decrypted packet that is not IP;
@@ -375,7 +381,9 @@ class WireGuard:
         mtu: tunnel MTU (transport messages are padded to multiples of 16 up to it).
         random: ``random(n) -> bytes`` for ephemeral keys, indices, cookies and jitter
             (default :func:`secrets.token_bytes`).
-        clock_offset: add to ``now`` to get UNIX time (see the module docstring).
+        clock_offset: add to ``now`` to get UNIX time, without ``wall_clock``.
+        wall_clock: ``wall_clock() -> float``, UNIX time now (``time.time``), read when a
+            handshake is initiated or completes (see the module docstring).
         native_fragment_size: datagram size of native fast-mode fragments (default ``mtu + 32``,
             the size of a full WireGuard transport message).
         load_threshold: handshake messages per second above which the interface considers
@@ -406,6 +414,7 @@ class WireGuard:
         mtu: int = DEFAULT_MTU,
         random: RandomSource | None = None,
         clock_offset: float = 0.0,
+        wall_clock: Callable[[], float] | None = None,
         native_fragment_size: int | None = None,
         load_threshold: int = 128,
     ) -> None:
@@ -425,6 +434,7 @@ class WireGuard:
             raise ConfigError(f"native_fragment_size must be {MIN_FRAGMENT_SIZE}…65507")
         self.native_fragment_size = frag
         self.clock_offset = clock_offset
+        self.wall_clock = wall_clock
         self.load_threshold = load_threshold
         self._peers: dict[PublicKey, Peer] = {}
         self._allowed: AllowedIPs[Peer] = AllowedIPs()
@@ -744,6 +754,11 @@ class WireGuard:
             peer.handshake_attempts += 1
             self._send_initiation(peer, now, is_retry=True)
 
+    def _wall(self, now: float) -> float:
+        """UNIX time now (see the module docstring)."""
+        wall = self.wall_clock
+        return now + self.clock_offset if wall is None else wall()
+
     def _jitter(self) -> float:
         # whole milliseconds in [0, 334), as wireguard-go; random() is one C call where
         # randrange() runs a dozen lines of Python (this is drawn once per burst of data)
@@ -898,9 +913,11 @@ class WireGuard:
         )
 
     def _stage(self, peer: Peer, packet: bytes) -> None:
-        if len(peer.staged) >= MAX_STAGED_PACKETS:
+        staged = peer.staged
+        if len(staged) >= MAX_STAGED_PACKETS and staged[0]:
+            # (not the empty stand-in for a keepalive: no packet is lost with it)
             self._counters.dropped_staged_overflow += 1
-        peer.staged.append(packet)
+        staged.append(packet)
 
     def _encrypt_lone(self, packets: PacketBatch, now: float, out: DatagramBatch) -> bool:
         """The one packet of ``packets``, to a peer in the middle of a session, encrypted into
@@ -1266,9 +1283,7 @@ class WireGuard:
         if endpoint is not None:
             self._drop_handshake_index(peer)
             index = self._new_index()
-            msg = peer.handshake.create_initiation(
-                index, tai64n(now + self.clock_offset), self._random
-            )
+            msg = peer.handshake.create_initiation(index, tai64n(self._wall(now)), self._random)
             self._handshakes[index] = peer
             raw = bytearray(msg.encode())
             peer.cookies.add_macs(raw, now)
@@ -1802,7 +1817,7 @@ class WireGuard:
         peer.previous = peer.current
         peer.current = peer.next
         peer.next = None
-        peer.on_handshake_complete(now + self.clock_offset)
+        peer.on_handshake_complete(self._wall(now))
         self._counters.handshakes_completed += 1
         self._events.append(HandshakeCompleted(peer.public_key, False, peer.endpoint))
 
@@ -1951,7 +1966,7 @@ class WireGuard:
         peer.rx_bytes += RESPONSE_SIZE
         self._set_endpoint(peer, addr)
         peer.on_session_derived(now)
-        peer.on_handshake_complete(now + self.clock_offset)
+        peer.on_handshake_complete(self._wall(now))
         peer.on_any_authenticated_traversal(now)
         peer.on_any_authenticated_received()
         index = peer.handshake.local_index

@@ -263,14 +263,17 @@ class Handshake:
         if ts <= self.last_timestamp:
             raise HandshakeError("replayed initiation (timestamp not newer than the last)")
         last = self.last_initiation_consumed
-        if last is not None and now - last <= HANDSHAKE_INITIATION_RATE:
+        # (0 <=: a clock stepped back is no flood — ``now`` should be monotonic, but a caller
+        # passing time.time() would refuse every initiation for as long as the step)
+        if last is not None and 0 <= now - last <= HANDSHAKE_INITIATION_RATE:
             raise HandshakeError("initiation flood (more than 50 per second)")
         self.hash = hash_(pending.hash, msg.timestamp)
         self.chain_key = ck
         self.remote_index = msg.sender
         self.remote_ephemeral = msg.ephemeral
         self.last_timestamp = ts
-        self.last_initiation_consumed = now
+        if last is None or now > last:  # only forward, as wireguard-go
+            self.last_initiation_consumed = now
         self.state = HandshakeState.INITIATION_CONSUMED
         return ts
 

@@ -53,7 +53,7 @@ class Peer:
             ``current``; ``next`` is a responder's session awaiting its first packet.
         staged: packets waiting for a session (at most ``MAX_STAGED_PACKETS``, oldest dropped).
         rx_bytes / tx_bytes: datagram bytes received from / sent to the peer.
-        last_handshake: wall-clock time (``now + clock_offset``) of the last completed
+        last_handshake: wall-clock time (UNIX, see :class:`WireGuard`) of the last completed
             handshake, or ``None``.
     """
 
