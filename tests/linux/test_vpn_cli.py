@@ -375,6 +375,31 @@ def test_a_reload_adds_no_routes_where_up_added_none(tmp_path: Path, how: str) -
         assert routes_via(ns, name) == {("10.93.0.0/24", "kernel")}
 
 
+def test_without_mtu_the_interface_gets_wg_quicks(tmp_path: Path) -> None:
+    # wg-quick gives a file without MTU 80 below the MTU of the path to the peers (else of the
+    # default route's link, else 1500); tunflow always took 1420 — over a 1400-byte underlay
+    # the tunnel's datagrams were then IP-fragmented (lost where fragments are dropped)
+    key, peer = genkey(), pubkey(genkey())
+    with testing.netns(enter=False) as a, testing.netns(enter=False) as b:
+        va, _ = testing.veth_pair(a, b, f"{UA}/24", f"{UB}/24", mtu=1400)
+        path = tmp_path / f"{testing.unique_name('mtu')}.conf"
+        head = f"[Interface]\nPrivateKey = {key}\nAddress = {OA}/24\n"
+        tail = f"[Peer]\nPublicKey = {peer}\nAllowedIPs = {OB}/32\n"
+        for interface, peer_lines, mtu in (
+            ("", f"Endpoint = {UB}:51820\n", 1320),  # the route to the endpoint: the veth
+            ("MTU = 1380\n", f"Endpoint = {UB}:51820\n", 1380),  # the file's
+            ("", "", 1420),  # no endpoint, no default route: 1500 - 80
+        ):
+            path.write_text(head + interface + tail + peer_lines)
+            with Up(a, path):
+                assert a.ip_json("link", "show", "dev", path.stem)[0]["mtu"] == mtu
+        # a route's own mtu counts over its link's (`ip route … mtu N`, a PMTU learnt)
+        a.run("ip", "route", "add", "192.0.2.0/24", "via", UB, "dev", va, "mtu", "1300")
+        path.write_text(head + tail + "Endpoint = 192.0.2.7:51820\n")
+        with Up(a, path):
+            assert a.ip_json("link", "show", "dev", path.stem)[0]["mtu"] == 1220
+
+
 def test_fwmark_off_in_the_file_clears_the_mark_on_a_reload(tmp_path: Path) -> None:
     # a file without FwMark keeps the running mark (docs/vpn.md); `FwMark = off` clears it, as
     # wg syncconf does — the parser read both as 0, and the reload kept the mark

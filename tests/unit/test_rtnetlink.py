@@ -638,6 +638,22 @@ def test_multipath_route() -> None:
     assert rt.routes_via([entry], 4) == [Route(net, IPv6Address("fe80::1"), 0, 254, 4, 0)]
 
 
+def test_a_routes_mtu_is_read_from_its_metrics() -> None:
+    # RTA_METRICS (8) nests RTAX_ attributes; RTAX_MTU (2) is `ip route … mtu N` (and a path MTU
+    # learnt, in a lookup's answer); the others are skipped
+    metrics = nla(4, u32(7)) + nla(2, u32(1300))  # RTAX_WINDOW, RTAX_MTU
+    body = (
+        struct.pack("=BBBBBBBBI", 2, 24, 0, 0, 254, 4, 0, 1, 0)
+        + nla(1, ip("198.51.100.0"))
+        + nla(4, u32(3))  # RTA_OIF
+        + nla(8, metrics)
+    )
+    entry = rt.parse_route(msg(24, body))
+    assert entry is not None and (entry.oif, entry.mtu) == (3, 1300)
+    plain = rt.parse_route(msg(24, body[: -len(nla(8, metrics))]))
+    assert plain is not None and plain.mtu == 0
+
+
 def test_routes_via_filters() -> None:
     base = rt.RouteEntry(2, IPv4Network("10.0.0.0/8"), 1, 254, 4, 0, 0, 0, 3, None)
     keep = Route(IPv4Network("10.0.0.0/8"), None, 0, 254, 4, 0)

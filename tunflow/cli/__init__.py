@@ -116,7 +116,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args._run(args)
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.partition(".")[0] not in _EXTRAS:
+            raise
+        extra = _EXTRAS[exc.name.partition(".")[0]]
+        print(
+            f"tunflow: this needs {exc.name.partition('.')[0]}, which tunflow's {extra!r} extra "
+            f"installs: pip install 'tunflow[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
     return status
+
+
+#: optional dependencies a command may need, and the extra that installs each
+_EXTRAS = {"cryptography": "vpn", "trio": "trio", "uvloop": "uvloop", "rich": "cli"}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import functools
 import json
 import logging
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 import anyio
 import anyio.abc
 import anyio.to_thread
+import attrs
 
 from ..errors import ConfigError, DeviceGoneError, TunflowError
 from . import add_backend_option, anyio_backend, command
@@ -228,6 +228,7 @@ def _run_hooks(commands: list[str], what: str) -> None:
 async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
     from ..wireguard import open_interface
     from ..wireguard._dns import resolv_conf
+    from ..wireguard._routing import wg_quick_mtu
     from ..wireguard.wgquick import hooks
 
     # taken out of the environment, as sd_notify(unset_environment=1): the hooks and resolvconf
@@ -235,6 +236,12 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
     notify = _notify_address(os.environ.pop("NOTIFY_SOCKET", None))
     # endpoints may be names: resolved off the loop (Ctrl-C is heard during wg's retries)
     config = await _in_daemon_thread(functools.partial(quick.interface_config, native=args.native))
+    if quick.mtu is None:
+        # wg-quick's: 80 below the MTU of the path to the peers (the file's MTU = to choose)
+        endpoints = [p.endpoint[0] for p in config.peers if p.endpoint is not None]
+        mtu = await anyio.to_thread.run_sync(wg_quick_mtu, endpoints)
+        if mtu is not None:
+            config = attrs.evolve(config, mtu=mtu)
     offload = {"auto": None, "on": True, "off": False}[args.offload]
     routes = quick.table != "off" and not args.no_routes
     # checked before anything is made: without resolvconf the interface does not come up
@@ -537,9 +544,7 @@ class _PidFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            if not _try_flock(fd):
                 os.close(fd)
                 pid = _read_pid(self.path) or "starting"
                 raise ConfigError(
@@ -587,9 +592,8 @@ def _lock_holder(name: str) -> int | None:
     except OSError:
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return _read_pid(_pid_path(name))  # 0 until it publishes its pid
+        if not _try_flock(fd, shared=True):
+            return _read_pid(_pid_path(name))  # 0 until it publishes its pid
     finally:
         os.close(fd)
     return None  # nobody holds it: left by a killed process
@@ -849,10 +853,13 @@ def _log_to_stderr(level: int) -> None:
 _DAEMON_START_WAIT = 20.0
 
 
-def _try_flock(fd: int) -> bool:
-    """Take an exclusive ``flock`` on ``fd`` if nobody holds one; whether it was taken."""
+def _try_flock(fd: int, *, shared: bool = False) -> bool:
+    """Take a ``flock`` on ``fd`` — exclusive, or ``shared`` — if nobody holds one that stands
+    in the way; whether it was taken."""
+    import fcntl  # here: the `tunflow` command also runs where there is none (Windows)
+
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
     return True

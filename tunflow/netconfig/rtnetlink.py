@@ -233,6 +233,9 @@ RTA_DST: Final = 1
 RTA_OIF: Final = 4
 RTA_GATEWAY: Final = 5
 RTA_PRIORITY: Final = 6
+RTA_METRICS: Final = 8
+#: in ``RTA_METRICS``: the route's MTU (``ip route … mtu N``)
+RTAX_MTU: Final = 2
 RTA_MULTIPATH: Final = 9
 RTA_TABLE: Final = 15
 RTA_VIA: Final = 18
@@ -413,7 +416,9 @@ class RouteEntry:
     """Everything :func:`parse_route` reads from one ``RTM_NEWROUTE``; :func:`routes_via` filters.
 
     ``nexthops`` holds ``(ifindex, gateway)`` pairs of a multipath route (``RTA_MULTIPATH``),
-    empty for a single-path route, which uses ``oif`` and ``gateway``.
+    empty for a single-path route, which uses ``oif`` and ``gateway``. ``mtu`` is the route's
+    own (``RTAX_MTU``: ``ip route … mtu N``, or a learnt path MTU in a lookup's answer), 0 for
+    none.
     """
 
     family: int
@@ -427,6 +432,7 @@ class RouteEntry:
     oif: int
     gateway: IPv4Address | IPv6Address | None
     nexthops: tuple[tuple[int, IPv4Address | IPv6Address | None], ...] = ()
+    mtu: int = 0
 
 
 # --- framing -------------------------------------------------------------------------------------
@@ -1297,7 +1303,7 @@ def parse_route(message: NetlinkMessage) -> RouteEntry | None:
     if dst_len > width:
         raise NetlinkDecodeError(f"destination length {dst_len} is too long for family {family}")
     dst = bytes(width // 8)
-    oif = metric = 0
+    oif = metric = mtu = 0
     gateway: IPv4Address | IPv6Address | None = None
     nexthops: tuple[tuple[int, IPv4Address | IPv6Address | None], ...] = ()
     for attr_type, value in iter_attributes(payload, _RTMSG.size):
@@ -1316,13 +1322,17 @@ def parse_route(message: NetlinkMessage) -> RouteEntry | None:
             table = _u32(value, "RTA_TABLE")
         elif attr_type == RTA_MULTIPATH:
             nexthops = _parse_nexthops(family, value)
+        elif attr_type == RTA_METRICS:
+            for metric_type, metric_value in iter_attributes(value):
+                if metric_type == RTAX_MTU:
+                    mtu = _u32(metric_value, "RTAX_MTU")
     network: IPv4Network | IPv6Network
     if family == AF_INET:
         network = IPv4Network((dst, dst_len), strict=False)
     else:
         network = IPv6Network((dst, dst_len), strict=False)
     return RouteEntry(
-        family, network, type_, table, protocol, scope, flags, metric, oif, gateway, nexthops
+        family, network, type_, table, protocol, scope, flags, metric, oif, gateway, nexthops, mtu
     )
 
 

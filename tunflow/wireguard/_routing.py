@@ -899,6 +899,50 @@ def remove_recorded(
     )
 
 
+#: what WireGuard adds to a packet over IPv6 (IPv6 40 + UDP 8 + WireGuard 32): wg-quick's 80
+_OVERHEAD_V6: Final = 80
+
+
+def wg_quick_mtu(endpoints: Iterable[str], netns: str | None = None) -> int | None:
+    """The MTU wg-quick gives an interface whose file has no ``MTU``: 80 below the largest MTU
+    of the routes to the peers' ``endpoints`` (IP addresses) — a route's own ``mtu``, else its
+    output link's — else of the IPv4 default route, else 1500 (wg-quick's ``set_mtu_up``).
+    ``None`` off Linux (routes are not looked up there: the caller keeps its default).
+
+    Raises:
+        OSError: the rtnetlink socket cannot be opened or the namespace entered.
+    """
+    if not _on_linux():
+        return None
+    from ..platform.linux.netlink import RtNetlink
+
+    with _entered(netns):
+        nl = RtNetlink()
+    with nl:
+
+        def mtu_of(route: rt.RouteEntry) -> int:
+            if route.mtu:
+                return route.mtu
+            try:
+                return nl.link(route.oif).mtu if route.oif else 0
+            except OSError:
+                return 0
+
+        best = 0
+        for host in endpoints:
+            if "%" in host:
+                continue  # a link-local peer: wg-quick's pattern skips a scope too
+            try:
+                route = nl.route_to(host)
+            except (OSError, ConfigError):
+                continue  # unreachable now (wg-quick skips what `ip route get` refuses)
+            best = max(best, mtu_of(route))
+        if not best:
+            default = nl.default_route()
+            best = mtu_of(default) if default is not None else 0
+    return (best or 1500) - _OVERHEAD_V6
+
+
 def table_setting(table: object) -> str | int:
     """``table`` checked as ``open_interface(table=...)`` takes it: ``"auto"``, ``"off"``,
     ``"main"`` (returned as 254) or a table number, 1 to 2**32 - 1 but not 255 (local).

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,3 +80,37 @@ def test_run_refuses_a_non_positive_interval(
         main(["run", str(path), *args])
     assert info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def _hidden(
+    modules: list[str], argv: list[str], tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    """``tunflow argv`` in a fresh interpreter where ``modules`` cannot be imported."""
+    code = (
+        "import sys\n"
+        f"for m in {modules!r}: sys.modules[m] = None\n"
+        "from tunflow.cli import main\n"
+        f"sys.exit(main({argv!r}))\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=False
+    )
+
+
+def test_a_missing_extra_is_named_not_a_traceback(tmp_path: Path) -> None:
+    # installed without the `vpn` extra, every VPN command died with a ModuleNotFoundError
+    done = _hidden(["cryptography"], ["genkey"], tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        "tunflow: this needs cryptography, which tunflow's 'vpn' extra installs: "
+        "pip install 'tunflow[vpn]'\n"
+    )
+
+
+def test_the_command_runs_where_there_is_no_fcntl(tmp_path: Path) -> None:
+    # (Windows) the VPN's module imported fcntl at the top, and every command loads it: not even
+    # `tunflow check` or `tunflow stages` started
+    (tmp_path / "ok.toml").write_text(CONFIG)
+    for argv in (["check", "ok.toml"], ["stages"]):
+        done = _hidden(["fcntl"], argv, tmp_path)
+        assert done.returncode == 0, done.stderr

@@ -395,12 +395,34 @@ class RtNetlink:
             OSError: ``ENETUNREACH`` and friends when there is no route.
             ConfigError: not an IP address.
         """
+        return self.route_to(address).type
+
+    def route_to(self, address: IPv4Address | IPv6Address | str) -> rt.RouteEntry:
+        """The route the kernel would use for ``address`` (``ip route get``): its output link
+        (``oif``), type, and MTU where the route has one.
+
+        Raises:
+            OSError: ``ENETUNREACH`` and friends when there is no route.
+            ConfigError: not an IP address.
+        """
         replies = self._request(rt.encode_route_lookup(0, address), rt.Expect.REPLY)
         for message in replies:
             entry = rt.parse_route(message)
             if entry is not None:
-                return entry.type
+                return entry
         raise OSError(errno.ENETUNREACH, f"no route to {address}")
+
+    def default_route(self) -> rt.RouteEntry | None:
+        """The main table's first IPv4 default route (``ip route show default``), if any."""
+        for entry in self._table_dump(rt.RT_TABLE_MAIN, 0):
+            if (
+                entry is not None
+                and entry.family == rt.AF_INET
+                and entry.destination.prefixlen == 0
+                and not entry.flags & rt.RTM_F_CLONED
+            ):
+                return entry
+        return None
 
     def add_route(
         self,
