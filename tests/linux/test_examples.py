@@ -98,3 +98,21 @@ def test_multiqueue_example_spreads_flows() -> None:
     per_queue = ast.literal_eval(line.split("per queue:")[1].split("total:")[0].strip())
     assert sum(per_queue.values()) >= 32
     assert len([q for q, n in per_queue.items() if n]) >= 2
+
+
+def test_vpn_pair_example_carries_ping_through_its_tunnel() -> None:
+    with testing.netns(enter=False) as a, testing.netns(enter=False) as b:
+        testing.veth_pair(a, b, "192.168.66.1/24", "192.168.66.2/24")
+        names = [testing.unique_name("vpa"), testing.unique_name("vpb")]
+        args = (a.name, b.name, "192.168.66.2", "--names", *names, "--seconds", "30")
+        with Example(a, "vpn_pair.py", *args) as ex:
+            ex.wait_for("ready")
+            ping = a.run("ping", "-c", "3", "-i", "0.2", "-W", "5", "10.66.0.2", check=False)
+            assert ping.returncode == 0, ping.stdout + ping.stderr
+            assert "3 received" in ping.stdout
+            ex.stop()
+        counters = [line for line in ex.lines if line.startswith(tuple(names))]
+        assert len(counters) == 2, (ex.lines, ex.stderr)
+        for line in counters:
+            messages_in = int(line.split(": ")[1].split()[0])
+            assert messages_in >= 3, line  # three echoes (or replies), and keepalives

@@ -114,3 +114,9 @@ def test_the_command_runs_where_there_is_no_fcntl(tmp_path: Path) -> None:
     for argv in (["check", "ok.toml"], ["stages"]):
         done = _hidden(["fcntl"], argv, tmp_path)
         assert done.returncode == 0, done.stderr
+
+
+def test_the_pipeline_example_is_a_valid_config(capsys: pytest.CaptureFixture[str]) -> None:
+    # (tests/linux/test_examples.py runs the Python examples; this one is a config)
+    path = Path(__file__).parents[3] / "examples" / "pipeline.toml"
+    assert main(["check", str(path)]) == 0, capsys.readouterr().err
