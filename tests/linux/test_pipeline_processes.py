@@ -4,6 +4,7 @@ worker process carries its share; statistics come back to the parent."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import anyio
 import pytest
@@ -158,3 +159,34 @@ def test_worker_enters_the_namespace_it_is_handed(netns: testing.Netns) -> None:
             t.join()
     assert errors == []
     assert seen == [(target, False), (target, False)]
+
+
+async def test_a_stage_with_one_state_is_refused_across_worker_processes(
+    netns: testing.Netns, tmp_path: Path
+) -> None:
+    # The wireguard stage: each worker process built its own protocol object, and only the one
+    # with the inbound lane received — handshakes started by the others were answered to it
+    # and dropped (unknown_index), so the flows on their queues were lost without a word
+    from tunflow import ConfigError
+    from tunflow.wireguard import PrivateKey
+
+    key, peer = PrivateKey.generate(), PrivateKey.generate().public_key()
+    conf = tmp_path / "wg0.conf"
+    conf.write_text(
+        f"[Interface]\nPrivateKey = {key.to_base64()}\n"
+        f"[Peer]\nPublicKey = {peer.to_base64()}\nAllowedIPs = 10.0.0.2/32\n"
+    )
+    stage = StageSpec("wireguard", {"config": str(conf)})
+    async with (
+        DeviceBuilder().ipv4("10.240.18.1", 24).multi_queue().build_async() as dev,
+        UDPTransport.bind("127.0.0.1:0") as udp,
+    ):
+        clone = await dev.try_clone()
+        try:
+            with pytest.raises(ConfigError, match=r"stages\[0\] \(wireguard\) keeps one"):
+                async with open_tunnel([dev, clone], udp, [stage], workers="processes"):
+                    pass
+            async with open_tunnel([dev], udp, [stage], workers="processes"):
+                pass  # one process: it has both lanes, and so the one state
+        finally:
+            await clone.aclose()

@@ -378,6 +378,15 @@ class _Engine:
         }
         if len(device_layers) > 1:
             raise ConfigError("a pipeline cannot join a TAP (L2) device to a TUN (L3) device")
+        processes = max((len(src) for _, src, _ in self._flows), default=0)
+        if self.mode is WorkerMode.PROCESSES and processes > 1:
+            for i, stage in enumerate(built):
+                if getattr(stage, "one_state", False):
+                    raise ConfigError(
+                        f"stages[{i}] ({stage.name}) keeps one state for every lane, which "
+                        f"{processes} worker processes would each build for themselves (and only "
+                        "one receives its answers): use workers = 'tasks', or one queue"
+                    )
         self._lanes: list[_RunningLane] = []
         for direction, sources, sinks in self._flows:
             chain = self.stages if direction is Direction.OUTBOUND else self.stages[::-1]

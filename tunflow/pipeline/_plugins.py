@@ -77,6 +77,7 @@ def _make_converter() -> cattrs.Converter:
     )
     conv.register_structure_hook_factory(_is_list, lambda t: _sequence_hook(t, conv))
     conv.register_structure_hook(str, _structure_str)
+    conv.register_structure_hook(bool, _structure_bool)
     conv.register_structure_hook_factory(_is_plain_literal, _literal_hook)
     return conv
 
@@ -112,6 +113,13 @@ def _structure_str(value: Any, _: Any) -> str:
         value = os.fspath(value)
     if not isinstance(value, str):
         raise _WrongKind(f"must be a string, not {value!r}")
+    return value
+
+
+def _structure_bool(value: Any, _: Any) -> bool:
+    # cattrs would call bool(): native = "false" turned native mode on
+    if not isinstance(value, bool):
+        raise _WrongKind(f"must be true or false, not {value!r}")
     return value
 
 

@@ -238,7 +238,7 @@ class Stage(Protocol):
 
     Required: :attr:`name`, :meth:`process` and :meth:`statistics`. Optional (found with
     ``getattr``; :class:`StageBase` provides them all): ``plugin``, ``spec``,
-    ``needs_mtu_packets``, ``splits``, ``coalesces``, ``on_error``, ``bind(lane)``,
+    ``needs_mtu_packets``, ``splits``, ``coalesces``, ``one_state``, ``on_error``, ``bind(lane)``,
     ``async start(context)``, ``async stop()``, ``timer_interval`` + ``async on_timer()`` and
     ``delay() -> float`` (seconds the worker should wait before its next batch: a shaper's
     backpressure).
@@ -309,6 +309,9 @@ class StageBase:
     splits: ClassVar[bool] = False
     #: the stage may produce super-packets (``gro``)
     coalesces: ClassVar[bool] = False
+    #: every lane must share the stage's one state (a VPN protocol's sessions: the handshake a
+    #: lane starts is answered on another): more than one worker process is refused
+    one_state: ClassVar[bool] = False
     #: seconds between :meth:`on_timer` calls; ``None``: no timer
     timer_interval: float | None = None
 

@@ -29,6 +29,7 @@ from typing import Any
 import attrs
 
 from ..datagram import DatagramBatch
+from ..errors import ConfigError
 from ..packet import HEADROOM, PacketBatch
 from ..pipeline import Direction, Lane, Processor, StageBase, StageContext, StageStatistics
 from .protocol import InterfaceConfig, WireGuard
@@ -52,8 +53,10 @@ class WireGuardStage(StageBase):
     """Encrypt IP packets into WireGuard datagrams (outbound), decrypt them back (inbound).
 
     Build it from options (``config``: a wg-quick file) or around a protocol object with
-    :meth:`for_protocol`. One protocol object serves both directions; all workers of a
-    pipeline run in one thread (tasks mode), which the protocol needs.
+    :meth:`for_protocol`. One protocol object serves both directions and every queue: all
+    workers of a pipeline run in one thread (tasks mode), which the protocol needs — a
+    pipeline in processes mode with more than one worker process refuses the stage
+    (:attr:`one_state`: each process would have its own sessions, and only one receives).
 
     Statistics: the protocol's drops by reason (``replay``, ``bad_aead``, ``no_route``…) as
     ``drops``, its packet and handshake counts as ``counters``.
@@ -63,6 +66,7 @@ class WireGuardStage(StageBase):
     summary = "WireGuard: encrypt outbound IP packets into datagrams, decrypt inbound ones"
     Options = WireGuardStageOptions
     timer_interval = 0.25
+    one_state = True
 
     def __init__(self, options: Any = None, /, *, name: str | None = None, **kwargs: Any) -> None:
         wg = kwargs.pop("wg", None)
@@ -71,7 +75,13 @@ class WireGuardStage(StageBase):
             from .wgquick import load_wgquick
 
             opts: WireGuardStageOptions = self.options
-            config = load_wgquick(opts.config).interface_config(native=opts.native)
+            try:
+                config = load_wgquick(opts.config).interface_config(native=opts.native)
+            except ConfigError as exc:
+                # the option at fault is `config` (the file's own line is in the message)
+                message = str(exc).removeprefix(f"{exc.path}: ") if exc.path else str(exc)
+                where = f"{exc.file}: " if exc.file and exc.file not in message else ""
+                raise ConfigError(where + message, path="config") from exc
             wg = _protocol(config)
         self.wg: WireGuard = wg
         peers = wg.peers.values()
@@ -82,7 +92,7 @@ class WireGuardStage(StageBase):
         self._origin: Any = None
         self._pending: list[tuple[bytes, Any]] = []
         self._ctl = DatagramBatch(_CONTROL_CAPACITY)
-        self._started = False
+        self._running = 0  # pipelines started and not stopped (a Tunnel's two share the stage)
 
     @classmethod
     def for_protocol(cls, wg: WireGuard, *, name: str | None = None) -> WireGuardStage:
@@ -118,12 +128,16 @@ class WireGuardStage(StageBase):
                 out = DatagramBatch(need)
                 outs[:] = [out]
             out.clear()
-            now = time.monotonic()
-            wg.encrypt_batch(batch, now, out)
-            for data, addr in (*self._pending, *wg.datagrams_to_send()):
+            # first what waited for this batch (packets released by a handshake, answers):
+            # sent before the newer packets of the batch, not after them
+            for data, addr in self._pending:
                 if out.room() >= len(data):
                     out.append(data, address=addr)
             self._pending.clear()
+            wg.encrypt_batch(batch, time.monotonic(), out)
+            for data, addr in wg.datagrams_to_send():
+                if out.room() >= len(data):
+                    out.append(data, address=addr)
             return out
 
         return encrypt
@@ -170,13 +184,19 @@ class WireGuardStage(StageBase):
     async def start(self, context: StageContext) -> None:
         """The interface comes up: peers with a persistent keepalive send one at once (which
         starts their handshake), through the pipeline's network side when it is a transport,
-        else with the first outbound batch. Once, however many pipelines share the stage."""
-        if self._origin is None and hasattr(context.remote, "send_batch_nowait"):
+        else with the first outbound batch. Once for the pipelines sharing the stage (a
+        Tunnel's two), and again when it runs anew after they all stopped — through the new
+        run's transport (the last one's is closed)."""
+        if hasattr(context.remote, "send_batch_nowait"):
             self._origin = context.remote
-        if not self._started:
-            self._started = True
+        self._running += 1
+        if self._running == 1:
             self.wg.start(time.monotonic())
             self._flush()
+
+    async def stop(self) -> None:
+        """A pipeline sharing the stage stopped."""
+        self._running = max(0, self._running - 1)
 
     async def on_timer(self) -> None:
         """Retransmissions, keepalives, rekeying: whatever the protocol's deadlines ask."""

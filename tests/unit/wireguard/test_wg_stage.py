@@ -108,3 +108,99 @@ async def test_a_persistent_keepalive_starts_the_handshake_when_the_pipeline_sta
         assert first[0] == 1 and len(first) == 148  # a handshake initiation
         assert got.addresses[0] == ta.local_address
         assert stage.statistics().counters["handshake_initiations_sent"] == 1
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # (~5 s: REKEY_TIMEOUT, see below)
+async def test_a_stage_run_again_sends_through_the_new_runs_transport() -> None:
+    # start() kept the first run's transport (closed with it) for what timers send: the second
+    # run's keepalives and retransmissions raised ClosedResourceError, lost, and its start
+    # keepalive was never sent
+    async with UDPTransport.bind("127.0.0.1:0") as peer:  # a peer that never answers
+        config = InterfaceConfig(
+            PrivateKey.generate(),
+            peers=[
+                PeerConfig(
+                    PrivateKey.generate().public_key(),
+                    endpoint=peer.local_address,
+                    allowed_ips="10.0.0.2/32",
+                    persistent_keepalive=25,
+                )
+            ],
+        )
+        stage = WireGuardStage.for_config(config)
+        for _ in range(2):
+            async with UDPTransport.bind("127.0.0.1:0") as t:
+                run = Pipeline(TransportPort(t), [stage], MemorySink(), direction=Direction.INBOUND)
+                with anyio.fail_after(10):
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(run.run)
+                        # the start keepalive's initiation (the second run's: its retry,
+                        # REKEY_TIMEOUT after the first, as the protocol spaces them)
+                        got = await peer.recv_batch()
+                        tg.cancel_scope.cancel()
+                assert got.to_list()[0][0] == 1 and got.addresses[0] == t.local_address
+                assert run.statistics().stages[0].errors == 0
+
+
+def test_packets_released_by_a_handshake_go_before_newer_ones_without_a_transport() -> None:
+    # with no transport to answer through (stage.process, a network side that is not one),
+    # what waited for the next outbound batch — packets released by the handshake — went out
+    # after that batch's own, newer packets
+    from tunflow.datagram import DatagramBatch
+    from tunflow.packet import PacketBatch
+    from tunflow.wireguard.protocol import WireGuard
+
+    ka, kb = PrivateKey.generate(), PrivateKey.generate()
+    b_addr, a_addr = ("127.0.0.2", 2), ("127.0.0.1", 1)
+    stage = WireGuardStage.for_config(
+        InterfaceConfig(
+            ka, peers=[PeerConfig(kb.public_key(), endpoint=b_addr, allowed_ips="10.0.0.2/32")]
+        )
+    )
+    b = WireGuard.from_config(
+        InterfaceConfig(kb, peers=[PeerConfig(ka.public_key(), allowed_ips="10.0.0.1/32")])
+    )
+
+    def batch(numbers: range) -> PacketBatch:
+        out = PacketBatch(capacity=1 << 16, max_packets=64)
+        for i in numbers:
+            out.append(ipv4_udp("10.0.0.1", "10.0.0.2", 1000, 2000, bytes([i]) * 40))
+        return out
+
+    got: list[int] = []
+
+    def to_b(out: PacketBatch) -> None:
+        assert isinstance(out, DatagramBatch)
+        answers = DatagramBatch(1 << 16)
+        for data, _ in out.to_pairs():
+            for packet in b.receive_datagram(data, a_addr, 0.0):
+                got.append(udp_payload(packet)[2][0])
+        for data, _ in b.datagrams_to_send():
+            answers.append(data, address=b_addr)
+        if len(answers):
+            stage.process(answers)  # the response: the staged packets are released
+
+    to_b(stage.process(batch(range(2))))  # staged behind the handshake
+    to_b(stage.process(batch(range(2, 4))))
+    assert got == [0, 1, 2, 3]
+
+
+def test_a_bad_wgquick_file_is_blamed_on_the_config_option(tmp_path: Path) -> None:
+    from tunflow import ConfigError
+
+    path = tmp_path / "wg0.conf"
+    path.write_text("[Interface]\nPrivateKey = notakey\n")
+    with pytest.raises(ConfigError) as info:
+        build_stage(StageSpec("wireguard", {"config": str(path)}), path="stages[0]")
+    assert info.value.path == "stages[0].options.config"  # was "stages[0].options.line 2"
+    assert f"{path}: line 2: PrivateKey" in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["false", "no", 0, "0"])
+def test_a_boolean_option_must_be_a_boolean(value: object, tmp_path: Path) -> None:
+    # cattrs took bool(value): native = "false" turned native mode on, and a WireGuard peer
+    # could read nothing the stage sent
+    from tunflow import ConfigError
+
+    with pytest.raises(ConfigError, match="native: must be true or false"):
+        build_stage(StageSpec("wireguard", {"config": "x", "native": value}))
