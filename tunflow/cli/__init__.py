@@ -117,12 +117,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except ModuleNotFoundError as exc:
-        if exc.name is None or exc.name.partition(".")[0] not in _EXTRAS:
+        missing = (exc.name or "").partition(".")[0]
+        if missing not in _EXTRAS:
             raise
-        extra = _EXTRAS[exc.name.partition(".")[0]]
+        extra = _EXTRAS[missing]
         print(
-            f"tunflow: this needs {exc.name.partition('.')[0]}, which tunflow's {extra!r} extra "
-            f"installs: pip install 'tunflow[{extra}]'",
+            f"tunflow: this needs {missing}, which tunflow's {extra!r} extra installs: "
+            f"pip install 'tunflow[{extra}]'",
             file=sys.stderr,
         )
         return 2

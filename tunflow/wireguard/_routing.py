@@ -903,22 +903,20 @@ def remove_recorded(
 _OVERHEAD_V6: Final = 80
 
 
-def wg_quick_mtu(endpoints: Iterable[str], netns: str | None = None) -> int | None:
+def wg_quick_mtu(endpoints: Iterable[str]) -> int | None:
     """The MTU wg-quick gives an interface whose file has no ``MTU``: 80 below the largest MTU
     of the routes to the peers' ``endpoints`` (IP addresses) — a route's own ``mtu``, else its
     output link's — else of the IPv4 default route, else 1500 (wg-quick's ``set_mtu_up``).
     ``None`` off Linux (routes are not looked up there: the caller keeps its default).
 
     Raises:
-        OSError: the rtnetlink socket cannot be opened or the namespace entered.
+        OSError: the rtnetlink socket cannot be opened.
     """
     if not _on_linux():
         return None
     from ..platform.linux.netlink import RtNetlink
 
-    with _entered(netns):
-        nl = RtNetlink()
-    with nl:
+    with RtNetlink() as nl:
 
         def mtu_of(route: rt.RouteEntry) -> int:
             if route.mtu:
