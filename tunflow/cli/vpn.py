@@ -965,6 +965,10 @@ def up(args: argparse.Namespace) -> int:
         if args.daemon:
             return _daemonize(args, name)
         _logging(args)
+        # Ctrl-C takes the interface down however `up` was started: a shell's background job
+        # inherits SIGINT ignored, which Python leaves so — heard once up (by its receiver),
+        # but not while the endpoints still resolve
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         backend, options = anyio_backend(args.backend)
         status: int = anyio.run(_serve, args, quick, name, backend=backend, backend_options=options)
         return status
