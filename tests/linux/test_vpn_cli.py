@@ -3,6 +3,7 @@ against an interface ``tunflow up`` runs — in two network namespaces, as separ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -954,6 +955,27 @@ def test_hooks_signals_and_the_pid_file(
         pid_file.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def unreachable_dns(ns: testing.Netns) -> Iterator[None]:
+    """Name lookups in ``ns`` fail for now (``EAI_AGAIN``, which wg's retries follow): `ip netns
+    exec` mounts /etc/netns/NS/resolv.conf for the namespace's own, here a server that refuses."""
+    etc = Path("/etc/netns") / ns.name
+    etc.mkdir(parents=True)
+    try:
+        (etc / "resolv.conf").write_text("nameserver 127.0.0.1\n")
+        yield
+    finally:
+        shutil.rmtree(etc, ignore_errors=True)
+
+
+def add_unresolvable_peer(path: Path) -> None:
+    """A peer whose endpoint is a name (looked up when the file is read)."""
+    path.write_text(
+        path.read_text() + f"\n[Peer]\nPublicKey = {pubkey(genkey())}\nAllowedIPs = 10.97.0.0/24\n"
+        "Endpoint = peer.tunflow-test.example:51820\n"
+    )
+
+
 @pytest.mark.parametrize("backend", ["auto", "trio"])
 def test_sigterm_during_a_reload_waiting_on_dns_goes_down_at_once(
     configs: tuple[testing.Netns, testing.Netns, Path, Path], tmp_path: Path, backend: str
@@ -962,10 +984,7 @@ def test_sigterm_during_a_reload_waiting_on_dns_goes_down_at_once(
     # retries take a minute and more) must not hold up the way down: systemd's stop timeout
     # would kill the process before it removed its policy rules, DNS and hooks' changes
     a, _, ca, _ = configs
-    etc = Path("/etc/netns") / a.name  # `ip netns exec` mounts its resolv.conf for ours
-    etc.mkdir(parents=True)
-    try:
-        (etc / "resolv.conf").write_text("nameserver 127.0.0.1\n")  # refused: EAI_AGAIN
+    with unreachable_dns(a):
         address = str(tmp_path / "notify")
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
             manager.bind(address)
@@ -974,19 +993,13 @@ def test_sigterm_during_a_reload_waiting_on_dns_goes_down_at_once(
             with Up(a, ca, "--backend", backend, env=env) as up_a:
                 assert up_a.proc is not None
                 assert manager.recv(4096).startswith(b"READY=1")
-                ca.write_text(
-                    ca.read_text()
-                    + f"\n[Peer]\nPublicKey = {pubkey(genkey())}\nAllowedIPs = 10.97.0.0/24\n"
-                    "Endpoint = peer.tunflow-test.example:51820\n"
-                )
+                add_unresolvable_peer(ca)
                 up_a.proc.send_signal(signal.SIGHUP)
                 assert manager.recv(4096).startswith(b"RELOADING=1")
                 time.sleep(0.5)  # in the resolver's retries now
                 start = time.monotonic()
                 status = up_a.stop()
                 took = time.monotonic() - start
-    finally:
-        shutil.rmtree(etc, ignore_errors=True)
     assert status == 0 and took < 5, (took, up_a.out)
     assert f"{up_a.name} down (SIGTERM)" in up_a.out, up_a.out
 
@@ -999,23 +1012,14 @@ def test_ctrl_c_while_up_waits_on_dns_stops_at_once(
     # more (forever with WG_ENDPOINT_RESOLUTION_RETRIES=infinity), and Ctrl-C went unheard
     # until they ended — the lookups ran on the event loop
     a, _, ca, _ = configs
-    etc = Path("/etc/netns") / a.name  # `ip netns exec` mounts its resolv.conf for ours
-    etc.mkdir(parents=True)
-    try:
-        (etc / "resolv.conf").write_text("nameserver 127.0.0.1\n")  # refused: EAI_AGAIN
-        ca.write_text(
-            ca.read_text()
-            + f"\n[Peer]\nPublicKey = {pubkey(genkey())}\nAllowedIPs = 10.97.0.0/24\n"
-            "Endpoint = peer.tunflow-test.example:51820\n"
-        )
+    with unreachable_dns(a):
+        add_unresolvable_peer(ca)
         env = {**os.environ, "WG_ENDPOINT_RESOLUTION_RETRIES": "infinity"}
         # entered once in the resolver's retries
         with Up(a, ca, "--backend", backend, env=env, ready="trying again") as up_a:
             start = time.monotonic()
             status = up_a.stop(signal.SIGINT)
             took = time.monotonic() - start
-    finally:
-        shutil.rmtree(etc, ignore_errors=True)
     assert status == 130 and took < 5, (took, up_a.out)
 
 
