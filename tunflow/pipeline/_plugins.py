@@ -78,6 +78,7 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook_factory(_is_list, lambda t: _sequence_hook(t, conv))
     conv.register_structure_hook(str, _structure_str)
     conv.register_structure_hook(bool, _structure_bool)
+    conv.register_structure_hook(int, _structure_int)
     conv.register_structure_hook_factory(_is_plain_literal, _literal_hook)
     return conv
 
@@ -120,6 +121,13 @@ def _structure_bool(value: Any, _: Any) -> bool:
     # cattrs would call bool(): native = "false" turned native mode on
     if not isinstance(value, bool):
         raise _WrongKind(f"must be true or false, not {value!r}")
+    return value
+
+
+def _structure_int(value: Any, _: Any) -> int:
+    # cattrs would call int(): mtu = 1500.5 became 1500, queues = true 1, "5" 5
+    if type(value) is not int:
+        raise _WrongKind(f"must be an integer, not {value!r}")
     return value
 
 

@@ -100,7 +100,10 @@ def test_built_from_python_equals_the_file() -> None:
     ("change", "path", "message"),
     [
         (("queues = 2", "queues = 0"), "devices.lan.queues", "within 1..256"),
-        (("queues = 2", 'queues = "two"'), "devices.lan.queues", "expected int"),
+        (("queues = 2", 'queues = "two"'), "devices.lan.queues", "must be an integer"),
+        # (cattrs took int(): a fraction was cut, true was 1)
+        (("queues = 2", "queues = 1.5"), "devices.lan.queues", "must be an integer, not 1.5"),
+        (("queues = 2", "queues = true"), "devices.lan.queues", "must be an integer, not True"),
         (("offload = true", "offload = true\nmtuu = 1"), "devices.lan", "mtuu"),
         (('"10.0.0.1/24"', '"10.0.0.300/24"'), "devices.lan", "10.0.0.300"),
         (("offload = true", "offload = true\nmtu = 1000"), "devices.lan", "1280"),
