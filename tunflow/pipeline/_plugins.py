@@ -15,7 +15,7 @@ import ipaddress
 import os
 import re
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from importlib import metadata
 from typing import Any
 
@@ -77,8 +77,10 @@ def _make_converter() -> cattrs.Converter:
     )
     conv.register_structure_hook_factory(_is_list, lambda t: _sequence_hook(t, conv))
     conv.register_structure_hook(str, _structure_str)
-    conv.register_structure_hook(bool, _structure_bool)
-    conv.register_structure_hook(int, _structure_int)
+    # cattrs would call bool() and int(): native = "false" turned native mode on, mtu = 1500.5
+    # became 1500, queues = true 1
+    conv.register_structure_hook(bool, _exactly(bool, "true or false"))
+    conv.register_structure_hook(int, _exactly(int, "an integer"))
     conv.register_structure_hook_factory(_is_plain_literal, _literal_hook)
     return conv
 
@@ -117,18 +119,15 @@ def _structure_str(value: Any, _: Any) -> str:
     return value
 
 
-def _structure_bool(value: Any, _: Any) -> bool:
-    # cattrs would call bool(): native = "false" turned native mode on
-    if not isinstance(value, bool):
-        raise _WrongKind(f"must be true or false, not {value!r}")
-    return value
+def _exactly(kind: type, what: str) -> Callable[[Any, Any], Any]:
+    """A structure hook taking only values of ``kind`` itself (``True`` is no int), as they are."""
 
+    def hook(value: Any, _: Any) -> Any:
+        if type(value) is not kind:
+            raise _WrongKind(f"must be {what}, not {value!r}")
+        return value
 
-def _structure_int(value: Any, _: Any) -> int:
-    # cattrs would call int(): mtu = 1500.5 became 1500, queues = true 1, "5" 5
-    if type(value) is not int:
-        raise _WrongKind(f"must be an integer, not {value!r}")
-    return value
+    return hook
 
 
 def _is_plain_literal(type_: Any) -> bool:

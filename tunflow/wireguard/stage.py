@@ -23,7 +23,7 @@ Options (TOML)::
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -130,14 +130,10 @@ class WireGuardStage(StageBase):
             out.clear()
             # first what waited for this batch (packets released by a handshake, answers):
             # sent before the newer packets of the batch, not after them
-            for data, addr in self._pending:
-                if out.room() >= len(data):
-                    out.append(data, address=addr)
+            _put(out, self._pending)
             self._pending.clear()
             wg.encrypt_batch(batch, time.monotonic(), out)
-            for data, addr in wg.datagrams_to_send():
-                if out.room() >= len(data):
-                    out.append(data, address=addr)
+            _put(out, wg.datagrams_to_send())
             return out
 
         return encrypt
@@ -220,6 +216,13 @@ class WireGuardStage(StageBase):
 
 
 _no_gauges: Mapping[str, float] = {}
+
+
+def _put(out: DatagramBatch, datagrams: Iterable[tuple[bytes, Any]]) -> None:
+    """Append ``(data, address)`` pairs to ``out`` while there is room (control datagrams)."""
+    for data, addr in datagrams:
+        if out.room() >= len(data):
+            out.append(data, address=addr)
 
 
 def _protocol(config: InterfaceConfig) -> WireGuard:
