@@ -1283,6 +1283,14 @@ def show(args: argparse.Namespace) -> int:
                 )
                 status = 1
             continue
+        except FileNotFoundError:
+            # only a name asked for (the listing comes from the directory): not up, or not
+            # tunflow's
+            print(
+                f"tunflow: {name}: no such interface (no control socket at {path})", file=sys.stderr
+            )
+            status = 1
+            continue
         except (OSError, TunflowError) as exc:
             print(f"tunflow: {name}: {exc}", file=sys.stderr)
             status = 1

@@ -105,3 +105,11 @@ def test_a_stale_socket_is_removed_and_not_listed(
     assert run_show("gone2") == 1
     assert "gone2: no such interface (a stale control socket, removed)" in capsys.readouterr().err
     assert not (directory / "gone2.sock").exists()
+
+
+def test_a_name_that_is_not_up_says_so(directory: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # as `wg show NAME` ("Unable to access interface: No such device"), not a bare errno
+    assert run_show("absent0") == 1
+    err = capsys.readouterr().err
+    assert "absent0: no such interface (no control socket at " in err
+    assert "Errno" not in err
