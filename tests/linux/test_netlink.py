@@ -40,7 +40,7 @@ from tunflow.netconfig.rtnetlink import (
     OperState,
     Route,
 )
-from tunflow.platform.linux.netlink import RtNetlink
+from tunflow.platform.linux.netlink import LinkWatch, RtNetlink
 
 pytestmark = pytest.mark.needs_root
 
@@ -141,6 +141,29 @@ def test_up_and_down(nl: RtNetlink, link: Link) -> None:
     nl.set_link(link.index, up=False)
     assert "UP" not in ip_link(link.name)["flags"]
     assert not nl.link(link.index).flags & IFF_UP
+
+
+def test_link_watch_reports_only_its_link_in_order(nl: RtNetlink, link: Link) -> None:
+    watch = LinkWatch(link.index)
+    try:
+        assert watch.changes() == []  # nothing came: no wait
+        other = nl.link_by_name("lo").index
+        nl.set_link(other, mtu=60000)  # another link's change is not reported
+        nl.set_link(link.index, up=True)
+        nl.set_link(link.index, up=False)
+        seen = watch.changes()
+        assert seen and all(s is not None and s.index == link.index for s in seen)
+        ups = [s.is_up for s in seen if s is not None]
+        # the first notification says up, the last down (the kernel may add carrier changes)
+        assert ups[0] is True and ups[-1] is False
+        assert watch.changes() == []
+    finally:
+        watch.close()
+    watch.close()  # idempotent
+    assert watch.fileno() == -1
+    with pytest.raises(OSError) as info:
+        watch.changes()
+    assert info.value.errno == errno.EBADF
 
 
 def test_mtu_mac_txqlen_in_one_call(nl: RtNetlink, link: Link) -> None:

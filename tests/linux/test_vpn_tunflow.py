@@ -545,6 +545,47 @@ async def test_the_link_set_down_under_the_peers_traffic_loses_packets_not_the_t
             await ping(b, OA)
 
 
+async def until_ping(ns: testing.Netns, address: str, within: float = 20) -> None:
+    """Ping ``address`` once a second until it answers (``within`` seconds at most)."""
+    with anyio.fail_after(within):
+        while True:
+            done = await anyio.run_process(
+                ns.cmd("ping", "-n", "-c", "1", "-W", "1", address), check=False
+            )
+            if done.returncode == 0:
+                return
+            await anyio.sleep(0.2)
+
+
+async def test_the_link_set_down_and_up_gets_back_its_addresses_and_routes(
+    pair: tuple[testing.Netns, testing.Netns],
+) -> None:
+    """When the link goes down the kernel removes its routes — the AllowedIPs routes among
+    them — and its IPv6 addresses, and puts back only its IPv4 addresses' own routes when it is
+    up again: a tunnel whose peer's addresses lie outside its own prefix carried nothing after
+    ``ip link set wg0 down; ip link set wg0 up`` (nor with wg-quick). The running interface puts
+    them back."""
+    a, b = pair
+    far = "10.95.0.2"  # b's, outside a's 10.94.0.0/24: reached through its AllowedIPs route
+    async with two_sides(
+        a,
+        b,
+        native=False,
+        addresses_a=(f"{OA}/24", f"{OA6}/64"),
+        addresses_b=(f"{OB}/24", f"{OB6}/64", f"{far}/24"),
+    ) as (ia, _):
+        await ping(a, far, 1)
+        await ping(a, OB6, 1)
+        for _ in range(2):  # and again: the watch goes on
+            a.run("ip", "link", "set", ia.name, "down")
+            routes = a.run("ip", "route", "show", "dev", ia.name).stdout
+            assert far not in routes and OA6 not in a.run("ip", "addr").stdout
+            a.run("ip", "link", "set", ia.name, "up")
+            await until_ping(a, far)
+            await until_ping(a, OB6)
+            assert ia.stop_reason is None, ia.failure
+
+
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_a_tentative_source_address_loses_datagrams_not_the_interface() -> None:
     """A link-local endpoint on a link whose own link-local address is still tentative (DAD

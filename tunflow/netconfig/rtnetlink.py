@@ -200,6 +200,9 @@ RTM_GETROUTE: Final = 26
 RTM_NEWRULE: Final = 32
 RTM_DELRULE: Final = 33
 
+#: the multicast group of link notifications (``RTNLGRP_LINK``), as a bind mask
+RTMGRP_LINK: Final = 0x1
+
 IFF_UP: Final = 0x1
 IFF_BROADCAST: Final = 0x2
 IFF_LOOPBACK: Final = 0x8

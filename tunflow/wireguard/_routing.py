@@ -91,7 +91,7 @@ from ..netconfig import rtnetlink as rt
 
 if TYPE_CHECKING:
     from ..device import AsyncDevice
-    from ..platform.linux.netlink import RtNetlink
+    from ..platform.linux.netlink import LinkWatch, RtNetlink
     from ..transport import UDPTransport
     from .protocol import WireGuard
 
@@ -527,6 +527,29 @@ class Routes:
         self._policy_table_left()
         return RouteChanges(_sorted(added), _sorted(removed), tuple(refused), restart)
 
+    def restore(self) -> int:
+        """Put back the routes added here that are gone: what the kernel removes when the
+        link goes down and does not put back when it is up again. The rules and nftables
+        tables do not name the link and stay. A route the kernel refuses now is logged.
+
+        Returns:
+            How many routes were put back.
+        """
+        nl = self._require()
+        wanted = [(net, self._route_table()) for net in self._routed]
+        wanted += [(net, self.policy_table) for net in self._defaults]
+        back = 0
+        for net, table in sorted(wanted, key=lambda w: (-w[0].prefixlen, w[0].version)):
+            try:
+                nl.add_route(self.index, net, table=table)
+            except FileExistsError:
+                continue  # still there (or the link never went down)
+            except OSError as exc:
+                log.warning("%s: cannot put back the route to %s: %s", self.name, net, exc)
+                continue
+            back += 1
+        return back
+
     def close(self) -> None:
         """Remove the rules added (newest first) and close the socket. Idempotent; a rule that
         cannot be removed is logged, not raised (this runs while the interface goes down), and
@@ -912,7 +935,7 @@ def wg_quick_mtu(endpoints: Iterable[str]) -> int | None:
     Raises:
         OSError: the rtnetlink socket cannot be opened.
     """
-    if not _on_linux():
+    if not on_linux():
         return None
     from ..platform.linux.netlink import RtNetlink
 
@@ -961,7 +984,7 @@ def table_setting(table: object) -> str | int:
     return number
 
 
-def _on_linux() -> bool:
+def on_linux() -> bool:
     """Whether routes go through rtnetlink (:class:`Routes`) rather than the device.
 
     The platform layer's name, not :data:`sys.platform`, so that
@@ -972,6 +995,19 @@ def _on_linux() -> bool:
     from ..platform import current_name
 
     return current_name() in ("linux", "android")
+
+
+def link_watch(index: int, netns: str | None) -> LinkWatch:
+    """A :class:`~tunflow.platform.linux.netlink.LinkWatch` on interface ``index`` in
+    ``netns`` (``None``: the caller's namespace). Linux only.
+
+    Raises:
+        OSError: the socket cannot be opened or the namespace entered.
+    """
+    from ..platform.linux.netlink import LinkWatch
+
+    with _entered(netns):
+        return LinkWatch(index)
 
 
 async def add_routes(
@@ -1005,7 +1041,7 @@ async def add_routes(
     nets = {net for pk in wg.peers for net in wg.peer_statistics(pk).allowed_ips}
     if table == "off":
         return None
-    if not _on_linux():
+    if not on_linux():
         # refused whether or not there are routes yet: a reload would meet it otherwise
         _device_table(table)
         if not nets:
@@ -1067,7 +1103,7 @@ async def update_routes(
     nets = set(new)
     if table == "off":
         return routes, RouteChanges()
-    if not _on_linux():
+    if not on_linux():
         _device_table(table)
         if routes is None:
             if not nets:

@@ -53,6 +53,7 @@ from ..errors import (
     MalformedPacketError,
     OffloadError,
     PacketTooLargeError,
+    TunflowError,
 )
 from ..offload import VIRTIO_NET_HDR_GSO_NONE, gso_split
 from ..packet import HEADROOM, PacketBatch
@@ -719,6 +720,7 @@ class WireGuardInterface:
         routes: _routing.Routes | _routing.DeviceRoutes | None = None,
         route_table: str | int = "off",
         journal: Callable[[_routing.RoutingRecord], None] | None = None,
+        addresses: Sequence[ipaddress.IPv4Interface | ipaddress.IPv6Interface] = (),
     ) -> None:
         self.name = name
         self.wg = wg
@@ -734,6 +736,8 @@ class WireGuardInterface:
         #: the ``Table`` routes were added as (``"off"``: none, ``routes=False`` included)
         self._route_table = route_table
         self._journal = journal
+        #: the device's addresses as configured, put back after the link went down and up
+        self._addresses = tuple(addresses)
         self._closed = anyio.Event()
         #: why the interface stopped (``None`` while it runs)
         self.stop_reason: str | None = None
@@ -1017,6 +1021,65 @@ class WireGuardInterface:
             self._failure = exc
             self.close()
 
+    async def _watch_link(self) -> None:
+        """Put back what the kernel takes away with the link going down (``ip link set wg0
+        down``, a network manager cycling it) once it is up again: the configured addresses
+        it removed (IPv6's) and the AllowedIPs routes (Linux). A failure here is logged: the
+        tunnel itself runs on."""
+        index = self.device.if_index()
+        watch = await anyio.to_thread.run_sync(lambda: _routing.link_watch(index, self._netns))
+        try:
+            was_up = True
+            while True:
+                await anyio.wait_readable(watch.fileno())
+                changes = watch.changes()
+                for link in changes:
+                    if link is None:
+                        # notifications were lost (not read in time): it may have gone down
+                        # and up meanwhile, and what is put back is what is missing
+                        up = await self.device.is_running()
+                        if up:
+                            await self._restore_link()
+                    else:
+                        up = link.is_up
+                        if up and not was_up:
+                            await self._restore_link()
+                    was_up = up
+        except OSError as exc:
+            if self._closed.is_set():
+                return
+            log.warning("%s: no longer watching the link: %s", self.name, exc)
+        finally:
+            watch.close()
+
+    async def _restore_link(self) -> None:
+        with anyio.CancelScope(shield=True):
+            added = 0
+            try:
+                have = set(await self.device.addresses())
+                for a in self._addresses:
+                    if a not in have:
+                        if a.version == 4:
+                            await self.device.add_address_v4(a.ip, a.network.prefixlen)
+                        else:
+                            await self.device.add_address_v6(a.ip, a.network.prefixlen)
+                        added += 1
+            except (OSError, TunflowError) as exc:
+                log.warning("%s: cannot put back its addresses: %s", self.name, exc)
+            routes = self._routes
+            back = 0
+            if isinstance(routes, _routing.Routes):
+                try:
+                    back = await anyio.to_thread.run_sync(routes.restore)
+                except OSError as exc:  # closed meanwhile
+                    log.warning("%s: cannot put back its routes: %s", self.name, exc)
+            log.info(
+                "%s: the link is up again: %d address(es) and %d route(s) put back",
+                self.name,
+                added,
+                back,
+            )
+
     async def _run_timers(self) -> None:
         wg, clock, port = self.wg, self._clock, self.port
         while True:
@@ -1211,12 +1274,15 @@ async def _interface(
             routes=added,
             route_table=table if routes else "off",
             journal=journal,
+            addresses=_parse_addresses(addresses),
         )
         try:
             async with anyio.create_task_group() as tg:
                 iface._cancel = tg.cancel_scope
                 tg.start_soon(iface._run_tunnel)
                 tg.start_soon(iface._timers)
+                if _routing.on_linux() and (added is not None or iface._addresses):
+                    tg.start_soon(iface._watch_link)
                 if listener is not None:
                     tg.start_soon(iface._uapi, listener)
                     listener = None  # owned by the task now

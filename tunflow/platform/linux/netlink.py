@@ -34,7 +34,7 @@ from tunflow.errors import ConfigError
 from tunflow.netconfig import rtnetlink as rt
 from tunflow.netconfig.rtnetlink import AddressInfo, LinkInfo, Route
 
-__all__ = ["RtNetlink"]
+__all__ = ["LinkWatch", "RtNetlink"]
 
 # Netlink replies are at most a page or two per message; a dump packs several into one datagram
 # of at most 32 KiB (the kernel caps its dump buffer there). 64 KiB leaves room; a larger
@@ -540,6 +540,77 @@ class RtNetlink:
             suppress_prefixlength=suppress_prefixlength,
         )
         self._request(request, rt.Expect.ACK)
+
+
+class LinkWatch:
+    """The kernel's link notifications (``RTNLGRP_LINK``) for one interface, non-blocking: a
+    socket to wait on (:meth:`fileno`) and :meth:`changes` to read what came.
+
+    Opened in the calling thread's network namespace, as :class:`RtNetlink`.
+
+    Args:
+        index: the interface to report on.
+
+    Raises:
+        OSError: the socket cannot be created.
+    """
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        sock = socket.socket(
+            socket.AF_NETLINK,
+            socket.SOCK_RAW | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK,
+            socket.NETLINK_ROUTE,
+        )
+        try:
+            sock.bind((0, rt.RTMGRP_LINK))
+        except BaseException:
+            sock.close()
+            raise
+        self._sock: socket.socket | None = sock
+
+    def __repr__(self) -> str:
+        state = "closed" if self._sock is None else f"fd={self._sock.fileno()}"
+        return f"<LinkWatch {self.index} {state}>"
+
+    def fileno(self) -> int:
+        """The socket's descriptor, to wait on (``-1`` once closed)."""
+        return -1 if self._sock is None else self._sock.fileno()
+
+    def changes(self) -> list[LinkInfo | None]:
+        """The interface's states notified since the last call, oldest first (empty: nothing
+        came). ``None`` stands for notifications the kernel dropped because they were not read
+        in time (``ENOBUFS``): ask for the state afresh.
+
+        Raises:
+            OSError: the socket is closed or failed.
+            NetlinkDecodeError: the kernel sent what the codec cannot read.
+        """
+        sock = self._sock
+        if sock is None:
+            raise OSError(errno.EBADF, "the link watch is closed")
+        seen: list[LinkInfo | None] = []
+        while True:
+            try:
+                data = sock.recv(_BUFSIZE)
+            except BlockingIOError:
+                return seen
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                seen.append(None)
+                continue
+            for message in rt.iter_messages(data):
+                if message.type == rt.RTM_NEWLINK:
+                    link = rt.parse_link(message)
+                    if link.index == self.index:
+                        seen.append(link)
+
+    def close(self) -> None:
+        """Close the socket. Idempotent."""
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
 
 
 def _coerce_target(
