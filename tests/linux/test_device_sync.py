@@ -15,11 +15,18 @@ import sys
 import threading
 import time
 from ipaddress import ip_interface
+from typing import Any
 
 import pytest
 
 from tests.helpers import addr_set, ipv4_udp, ipv6_udp, udp_payload, udp_send
-from tests.unit.offload_packets import ACK, pattern, tcp4_packet, udp_super_packet
+from tests.unit.offload_packets import (
+    ACK,
+    pattern,
+    tcp4_packet,
+    tcp_super_packet,
+    udp_super_packet,
+)
 from tunflow import (
     ClosedDeviceError,
     ConfigError,
@@ -813,6 +820,47 @@ def test_more_runtime_errors_are_typed(netns: testing.Netns) -> None:
     with pytest.raises(DeviceError) as closed:
         SyncDevice.from_fd(r)  # a closed fd
     assert closed.value.errno == errno.EBADF
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        pytest.param(lambda h: h.__setitem__(1, 0x77), id="unknown-gso-type"),
+        pytest.param(lambda h: h.__setitem__(slice(4, 6), b"\0\0"), id="gso-size-0"),
+        pytest.param(lambda h: h.__setitem__(slice(6, 8), b"\xff\xf0"), id="csum-start-out"),
+        pytest.param(lambda h: h.__setitem__(1, 4), id="udp-type-on-tcp"),
+    ],
+)
+def test_a_bad_virtio_header_in_a_batch_is_that_packets_loss_only(
+    netns: testing.Netns, spoil: Any
+) -> None:
+    # a caller's batch with headers (a forwarder passing super-packets on) holding one the
+    # kernel refuses for its header: that packet is dropped and counted, the good ones after it
+    # go out, and GRO — which a refused super-packet of the kernel's own would turn off — stays
+    # on. The split of the bad header raised out of send_batch, losing the rest, GRO off.
+    good = ipv4_udp("10.61.0.2", "10.61.0.1", 1, 7000, b"good")
+    raw = bytearray(
+        tcp_super_packet((bytes([10, 61, 0, 2]), 7001), (bytes([10, 61, 0, 1]), 6001), 3000, 1000)
+    )
+    header = bytearray(raw[:HEADROOM])
+    spoil(header)
+    with (
+        DeviceBuilder().ipv4("10.61.0.1", 24).offload().build_sync() as dev,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s,
+    ):
+        s.bind(("10.61.0.1", 7000))
+        s.settimeout(5)
+        batch = PacketBatch(capacity=1 << 17, max_packets=8)
+        batch.vnet_hdr = True
+        batch.append(good, header=bytes(HEADROOM))
+        batch.append(bytes(raw[HEADROOM:]), header=bytes(header))
+        batch.append(good, header=bytes(HEADROOM))
+        assert dev.send_batch(batch) == 3
+        assert [s.recv(100), s.recv(100)] == [b"good", b"good"]
+        stats = dev.statistics()
+        assert stats.tx_dropped == {"kernel_refused_packet": 1}
+        assert stats.gro_disabled == 0
+        assert dev.gro is not None and dev.gro.tcp and dev.gro.udp
 
 
 def test_a_refused_uso_write_turns_udp_coalescing_off_and_leaves_tcp_on(

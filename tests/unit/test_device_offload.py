@@ -122,7 +122,7 @@ def test_a_refused_tcp_write_leaves_udp_coalescing_on() -> None:
     # device refusing a USO write, the other way round, is in tests/linux/test_device_sync.py)
     queue = ScriptedQueue(uso=True, refuse_types={VIRTIO_NET_HDR_GSO_TCPV4})
     dev = device(queue)
-    assert dev.gro is not None and dev.gro.tcp and dev.gro.udp
+    assert dev.gro is not None and dev.gro.tcp
     tcp = PacketBatch()
     tcp.extend(segments(6))
     dev.send_batch(tcp)
@@ -204,3 +204,18 @@ def test_recv_multiple_needs_big_enough_buffers() -> None:
         dev.recv_multiple([bytearray(100)], [0], 0)
     with pytest.raises(ValueError, match="sizes"):
         dev.recv_multiple([bytearray(2000)], [0, 0], 0)
+
+
+def test_a_refused_one_segment_gso_packet_leaves_gro_on() -> None:
+    # a caller's GSO packet of one segment (segment size above its payload), refused: it is
+    # written as its one plain segment, and GRO — which never makes such a packet — stays on
+    queue = ScriptedQueue(refuse_gso=True)
+    dev = device(queue)
+    raw = tcp_super_packet(A, B, 1000, 60000)
+    batch = PacketBatch()
+    batch.vnet_hdr = True
+    batch.append(raw[HEADROOM:], header=raw[:HEADROOM])
+    assert dev.send_batch(batch) == 1
+    assert len(queue.written) == 1 and queue.written[0][1] == 0
+    assert dev.statistics().gro_disabled == 0
+    assert dev.gro is not None and dev.gro.tcp

@@ -20,6 +20,8 @@ from ..errors import (
     ConfigError,
     DeviceError,
     LinkDownError,
+    MalformedPacketError,
+    OffloadError,
     PacketTooLargeError,
     TunflowError,
     UnsupportedError,
@@ -328,7 +330,12 @@ class DeviceCore:
         if self._tx is not None and refused.errno == errno.EINVAL and self._tx.is_gso(out, start):
             # A kernel that refuses GSO writes (a known regression, or a USO write of too many
             # segments): split, write plain, GRO off for that super-packet's protocol.
-            self._fallback = (self._tx.refused(out, start), 0)
+            try:
+                self._fallback = (self._tx.refused(out, start), 0)
+            except (MalformedPacketError, OffloadError):
+                # its header was bad (a caller's batch with headers): that packet's loss only
+                self._count_drop("kernel_refused_packet")
+                return start + 1
             return self._nb_send_batch(out, start)
         self._count_drop("kernel_refused_packet")
         return start + 1

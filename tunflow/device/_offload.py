@@ -242,12 +242,29 @@ class OffloadTx:
         says nothing about TCP, and a refused TCP one nothing about UDP: only the protocol of
         the refused one is turned off.
 
+        A header the split cannot follow (an unknown GSO type, a zero segment size, offsets
+        out of the packet), or a packet of one segment, changes nothing: the refusal was the
+        packet's, not the kernel's.
+
         Raises:
             MalformedPacketError: the packet carried no GSO — the kernel refused the packet
-                itself.
+                itself — or a GSO header the split cannot follow.
+            OffloadError: the header cannot be split either.
         """
         if not self.is_gso(batch, i):
             raise MalformedPacketError("write: the kernel refused the packet (EINVAL)")
+        # split first: a header the split cannot follow is the packet's fault (a caller's
+        # batch with headers), which says nothing about the kernel, and changes nothing here
+        src = batch.with_header(i)
+        count = gso_segment_count(src)
+        # Room for every segment at once (a refused super-packet may have more than 128).
+        fallback = PacketBatch(capacity=len(src) + count * (HEADROOM + 256), max_packets=count)
+        fallback.vnet_hdr = True
+        if gso_split(src, fallback) < count:  # pragma: no cover - sized above
+            raise OffloadError("could not split a refused super-packet")
+        if count < 2:
+            # not a super-packet GRO would make (one segment): nothing learnt, GRO stays on
+            return fallback
         gso_type = batch.view[batch.offsets[i] - HEADROOM + 1] & ~VIRTIO_NET_HDR_GSO_ECN
         if gso_type in _TCP_GSO:
             self.gro_disabled_tcp += 1
@@ -262,11 +279,4 @@ class OffloadTx:
             self.table.tcp = False
         if self._refused_udp:
             self.table.udp = False
-        src = batch.with_header(i)
-        count = gso_segment_count(src)
-        # Room for every segment at once (a refused super-packet may have more than 128).
-        fallback = PacketBatch(capacity=len(src) + count * (HEADROOM + 256), max_packets=count)
-        fallback.vnet_hdr = True
-        if gso_split(src, fallback) < count:  # pragma: no cover - sized above
-            raise OffloadError("could not split a refused super-packet")
         return fallback
