@@ -436,6 +436,8 @@ def loads_config(text: str, *, file: str | None = None) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", file=file) from None
+    except RecursionError:
+        raise ConfigError("not valid TOML: nested too deeply", file=file) from None
     try:
         config = converter.structure(data, Config)
     except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:

@@ -80,6 +80,12 @@ def test_genkey_pubkey_genpsk_match_wg() -> None:
     assert len(psk.strip()) == 44 and psk != key
     bad = subprocess.run([*TUNFLOW, "pubkey"], input="nope", capture_output=True, text=True)
     assert bad.returncode == 2 and "private key" in bad.stderr
+    # not UTF-8, read where stdin decodes strictly: a bad key, not a UnicodeDecodeError
+    strict = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    bad8 = subprocess.run([*TUNFLOW, "pubkey"], input=b"\xff\xfe", capture_output=True, env=strict)
+    assert (
+        bad8.returncode == 2 and b"private key" in bad8.stderr and b"Traceback" not in bad8.stderr
+    )
 
 
 def test_up_ping_show_down(configs: tuple[testing.Netns, testing.Netns, Path, Path]) -> None:

@@ -1392,7 +1392,9 @@ def pubkey(args: argparse.Namespace) -> int:
     from ..wireguard import pubkey as public
 
     try:
-        print(public(sys.stdin.read().strip()))
+        # bytes: the key is ASCII whatever the locale; anything else is a bad key, not a
+        # decoding traceback
+        print(public(sys.stdin.buffer.read().strip()))
     except TunflowError as exc:
         return _error(exc)
     return 0

@@ -182,6 +182,15 @@ def test_toml_syntax_error_and_missing_file(tmp_path: Path) -> None:
     assert info.value.file == str(latin1)
 
 
+@pytest.mark.parametrize(
+    "text", ["a = " + "[" * 100000 + "]" * 100000, "a = " + "{b=" * 5000 + "1" + "}" * 5000]
+)
+def test_toml_nested_too_deeply_is_a_config_error(text: str) -> None:
+    # the TOML parser recurses: a RecursionError escaped, a traceback from `tunflow check`
+    with pytest.raises(ConfigError, match=r"deep.toml: not valid TOML: nested too deeply"):
+        loads_config(text, file="deep.toml")
+
+
 def test_pipeline_spec_defaults() -> None:
     cfg = loads_config('[devices.a]\n[pipeline]\nsource = "a"\nsink = "a"\n')
     assert cfg.pipeline == PipelineSpec(source="a", sink="a")

@@ -19,6 +19,7 @@ from tunflow.wireguard.protocol import (
     InterfaceConfig,
     PeerConfig,
     PrivateKey,
+    PublicKey,
     ReplayWindow,
     Response,
     TransportHeader,
@@ -308,3 +309,18 @@ def test_numbers_of_the_configuration_are_integers_in_range(field: str, value: o
         with pytest.raises(ConfigError, match="persistent keepalive"):
             wg.set_persistent_keepalive(other, value, None)  # type: ignore[arg-type]
         assert wg.peer(other).persistent_keepalive == 0  # type: ignore[union-attr]
+
+
+def test_a_key_in_base64_must_be_canonical() -> None:
+    # "...Bmn=" decodes to the key of "...Bmk=" (the last character's unused bits set): wg and
+    # wireguard-go refuse such a spelling, which would make two strings name one key
+    good = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
+    assert PrivateKey.from_base64(good).to_base64() == good
+    for bad in (
+        "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmn=",
+        "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykz=",
+    ):
+        with pytest.raises(ConfigError, match="not canonical base64"):
+            PrivateKey.from_base64(bad)
+        with pytest.raises(ConfigError, match="not canonical base64"):
+            PublicKey.from_base64(bad)

@@ -44,6 +44,10 @@ def _decode(text: str | bytes, what: str) -> bytes:
         raise ConfigError(f"{what} is neither base64 nor hex") from None
     if len(raw) != KEY_SIZE:
         raise ConfigError(f"{what} must be {KEY_SIZE} bytes, got {len(raw)}")
+    if len(s) != 64 and base64.b64encode(raw).decode("ascii") != s:
+        # the last character's unused bits set: another spelling of the same key, which wg
+        # and wireguard-go refuse
+        raise ConfigError(f"{what} is not canonical base64 (its last character)")
     return raw
 
 
