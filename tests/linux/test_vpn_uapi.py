@@ -14,6 +14,7 @@ import hashlib
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio
 import anyio.lowlevel
@@ -209,3 +210,94 @@ async def test_a_new_listen_port_keeps_counting_where_the_old_one_stopped(
         t = iface.statistics().transport
         assert (t.rx_datagrams, t.rx_bytes) == (5, 20)
         assert iface.port.statistics().drops == t.drops
+
+
+async def test_a_closed_interface_refuses_control_and_wakes_who_waits(ns: testing.Netns) -> None:
+    # after the block (or close()), a set or sync bound a new UDP socket nobody would close
+    # (the port stayed taken) and answered errno=0; wait_handshake sat out its timeout
+    async with interface(ns) as iface:
+
+        async def waits() -> None:
+            with pytest.raises(anyio.ClosedResourceError):
+                await iface.wait_handshake(OLD_PEER, timeout=60)
+
+        with anyio.fail_after(10):  # woken by the close, not by its timeout
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(waits)
+                await anyio.sleep(0.1)
+                iface.close()
+    port = udp_socket(ns)
+    free = port.getsockname()[1]
+    port.close()
+    with pytest.raises(anyio.ClosedResourceError):
+        await iface.apply_uapi(f"set=1\nlisten_port={free}\n\n".encode())
+    config = InterfaceConfig(KEY, listen_port=free)
+    with pytest.raises(anyio.ClosedResourceError):
+        await iface.sync(config)
+    with pytest.raises(anyio.ClosedResourceError):
+        await iface.wait_handshake(OLD_PEER, timeout=60)
+    with ns.entered():
+        probe = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    with probe:
+        probe.bind(("::", free))  # nothing took the port
+
+
+async def test_a_cancelled_sync_is_made_whole_or_not_at_all(ns: testing.Netns) -> None:
+    # cancelled once the change was made (at the old socket's close), the change stayed but
+    # Cancelled left before the routes followed it (and the new peers' keepalives were sent)
+    peers = [
+        PeerConfig(PrivateKey(bytes([i + 40]) * 32).public_key(), allowed_ips=f"10.{98 + i}.0.0/24")
+        for i in range(3)
+    ]
+    async with interface(ns) as iface:
+        before = await get(iface)
+        with anyio.CancelScope() as scope:
+            scope.cancel()  # cancelled before: nothing changes
+            await iface.sync(InterfaceConfig(KEY, listen_port=0, peers=peers), routes=True)
+        assert scope.cancelled_caught and await get(iface) == before
+        for attempt in range(20):
+            new = InterfaceConfig(KEY, listen_port=0, peers=peers if attempt % 2 == 0 else [])
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as tg:
+
+                    async def cancel(
+                        scope: anyio.CancelScope = scope, delay: int = attempt
+                    ) -> None:
+                        for _ in range(delay % 4):
+                            await anyio.lowlevel.checkpoint()
+                        scope.cancel()
+
+                    tg.start_soon(cancel)
+                    await iface.sync(new, routes=True)
+            routes = ns.run("ip", "route", "show", "dev", iface.name).stdout
+            have = {str(n) for p in iface.wg.peers for n in iface.peer(p).allowed_ips}
+            # whatever peers are in force, their routes are there
+            assert all(net in routes for net in have), (attempt, have, routes)
+            assert len(iface.wg.peers) in (0, 3, 1)
+
+
+async def test_a_control_client_that_keeps_talking_is_not_cut_off(
+    ns: testing.Netns, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # the 30 s limit was for the whole connection: a client asking every 3 s was cut at 30 s,
+    # and a set arriving just before was applied with no answer. Now it is for silence.
+    from tunflow.wireguard import runtime
+
+    monkeypatch.setattr(runtime, "UAPI_IDLE_TIMEOUT", 1.0)
+    path = tmp_path / "wu.sock"
+    config = InterfaceConfig(KEY, listen_port=0)
+    async with open_interface(
+        config, name=testing.unique_name("wu"), netns=ns.name, uapi=str(path)
+    ) as iface:
+        async with await anyio.connect_unix(path) as client:
+            with anyio.fail_after(20):
+                for _ in range(8):  # 2.4 s in all, more than the limit
+                    await client.send(b"get=1\n\n")
+                    got = b""
+                    while not got.endswith(b"errno=0\n\n"):
+                        got += await client.receive()
+                    await anyio.sleep(0.3)
+                # silent for longer than the limit: let go
+                with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+                    await client.receive()
+        assert iface.stop_reason is None

@@ -93,6 +93,10 @@ __all__ = [
 
 log = logging.getLogger("tunflow.wireguard")
 
+#: seconds a control-socket client may stay silent (mid-request or between requests), or take
+#: to read a reply, before its connection is closed
+UAPI_IDLE_TIMEOUT: float = 30.0
+
 #: Where ``wg(8)`` looks for userspace interfaces' control sockets.
 UAPI_DIRECTORY: Final = "/var/run/wireguard"
 #: The longest a timer task sleeps between looks at the protocol's deadlines (seconds). Every
@@ -739,6 +743,8 @@ class WireGuardInterface:
         #: the device's addresses as configured, put back after the link went down and up
         self._addresses = tuple(addresses)
         self._closed = anyio.Event()
+        #: what :meth:`close` wakes (:meth:`wait_handshake`'s events)
+        self._wakes: set[anyio.Event] = set()
         #: why the interface stopped (``None`` while it runs)
         self.stop_reason: str | None = None
         self._cancel: anyio.CancelScope | None = None
@@ -806,10 +812,12 @@ class WireGuardInterface:
 
         Raises:
             TimeoutError: none within ``timeout`` seconds.
+            anyio.ClosedResourceError: the interface is closed (or closes meanwhile).
         """
         pk = public_key if isinstance(public_key, PublicKey) else PublicKey.from_base64(public_key)
         if self.peer(pk).last_handshake is not None:
             return
+        self._check_open()
         done = anyio.Event()
 
         def seen(event: Event) -> None:
@@ -817,11 +825,15 @@ class WireGuardInterface:
                 done.set()
 
         self.port.on_event(seen)
+        self._wakes.add(done)
         try:
             with anyio.fail_after(timeout):
                 await done.wait()
         finally:
+            self._wakes.discard(done)
             self.port.remove_event_hook(seen)
+        if self.peer(pk).last_handshake is None:
+            self._check_open()  # woken by the close
 
     def skip_time(self, seconds: float) -> None:
         """Move the protocol's clock forward: sessions age and deadlines come nearer at once
@@ -846,13 +858,24 @@ class WireGuardInterface:
         tasks; cancelling that block does the same)."""
         self.stop_reason = self.stop_reason or "closed"
         self._closed.set()
+        for wake in self._wakes:
+            wake.set()
         if self._cancel is not None:
             self._cancel.cancel()
+
+    def _check_open(self) -> None:
+        if self._closed.is_set():
+            raise anyio.ClosedResourceError(f"{self.name} is closed")
 
     # -- control --------------------------------------------------------------------------
 
     async def apply_uapi(self, data: bytes) -> bytes:
-        """Answer UAPI request bytes as the control socket does (for tests and tools)."""
+        """Answer UAPI request bytes as the control socket does (for tests and tools).
+
+        Raises:
+            anyio.ClosedResourceError: the interface is closed.
+        """
+        self._check_open()
         conn = UapiConnection()
         conn.receive_data(data)
         out = bytearray()
@@ -906,7 +929,12 @@ class WireGuardInterface:
                 use, another fwmark than :attr:`policy_mark` — the tunnel's own datagrams would
                 loop into it…); nothing changed. ``errno`` says why, as ``wg set`` would hear
                 it.
+            anyio.ClosedResourceError: the interface is closed; nothing changed.
+
+        Cancelled before its change is made, it changes nothing; once the change is made it is
+        finished (routes included) whatever is cancelled.
         """
+        self._check_open()
         mark = self.policy_mark
         if fwmark and mark is not None and config.fwmark != mark:
             raise UapiError(
@@ -974,6 +1002,9 @@ class WireGuardInterface:
         were.
         """
         wg = self.wg
+        # cancelled already: nothing changes (below, no await before the change is made but
+        # the check's thread, after which it is finished shielded)
+        await anyio.lowlevel.checkpoint_if_cancelled()
         if len(request.peers) > _CHECK_ON_LOOP:
             # a new peer's check is an X25519 (~50 µs): thousands of them, off the loop, so the
             # data path keeps running (check_set only reads wg; what changes meanwhile —
@@ -982,6 +1013,7 @@ class WireGuardInterface:
         else:
             checked = check_set(wg, request)
         _check_scopes(self.transport, [p.endpoint for p in request.peers], UapiError)
+        self._check_open()  # (closed while the check ran: nothing to bind a socket for)
         mark = wg.fwmark if request.fwmark is None else request.fwmark
         new: UDPTransport | None = None
         try:
@@ -1004,10 +1036,12 @@ class WireGuardInterface:
         if new is not None:
             old = self.port.replace_transport(new)
             wg.listen_port = self.listen_port  # the one bound (listen_port=0: any free port)
-            await old.aclose()
             log.info("%s listens on UDP port %d", self.name, wg.listen_port)
         self.port.peers_changed()
         self.port.flush_control()
+        if new is not None:
+            with anyio.CancelScope(shield=True):  # made: a cancellation here would leak it
+                await old.aclose()
 
     # -- tasks ------------------------------------------------------------------------------
 
@@ -1123,20 +1157,27 @@ class WireGuardInterface:
         conn = UapiConnection()
         async with client:
             try:
-                with anyio.move_on_after(30):  # a client that never finishes a request
-                    while True:
+                while True:
+                    # a client silent that long (mid-request, or between requests) is let go;
+                    # one that keeps talking is served as long as it does
+                    with anyio.move_on_after(UAPI_IDLE_TIMEOUT) as idle:
                         try:
                             data = await client.receive(65536)
                         except anyio.EndOfStream:
                             data = b""  # ends a set=1 without its empty line, as in wireguard-go
-                        conn.receive_data(data)
-                        while (request := conn.next_request()) is not None:
-                            reply = await self._handle(request)
-                            if not reply:
-                                return
-                            await client.send(reply)
-                        if not data:
+                    if idle.cancelled_caught:
+                        return
+                    conn.receive_data(data)
+                    while (request := conn.next_request()) is not None:
+                        reply = await self._handle(request)
+                        if not reply:
                             return
+                        with anyio.move_on_after(UAPI_IDLE_TIMEOUT) as stuck:
+                            await client.send(reply)
+                        if stuck.cancelled_caught:
+                            return
+                    if not data:
+                        return
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 return
 
@@ -1257,7 +1298,10 @@ async def _interface(
             )
         if uapi:
             path = uapi if isinstance(uapi, str) else f"{UAPI_DIRECTORY}/{name}.sock"
-            listener = await _uapi_listener(path)
+            with anyio.CancelScope(shield=True):
+                # (quick; cancelled, the worker thread binding it would be left to make the
+                # socket file after the cleanup below had run)
+                listener = await _uapi_listener(path)
             # ours, to unlink on the way out, only now: a refused path may be another
             # process's live socket (wireguard-go's, or another tunflow's)
             uapi_path = path
