@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from wgpair import A_IP, B_IP, Pair, ip4
 
 from tunflow.packet import HEADROOM, PacketBatch
@@ -118,3 +119,55 @@ def test_a_forged_message_leaves_the_batch_as_it_was() -> None:
     for f in forged:
         N.open_native(session, f, out)
     assert not out.vnet_hdr and len(out) == 0
+
+
+def forged_ahead(p: Pair, *, same_shape: bool) -> bytes:
+    """One fragment for the counter of a's next message, before a sends it: what anyone who
+    sees the receiver index and the (sequential) counters on the wire can send, with no key
+    and no race."""
+    s = p.peer_of_a.current
+    counter, index = s.native_send_counter, s.remote_index
+    if same_shape:  # the last of four fragments, as the genuine message will have, garbage
+        return N.NATIVE_HEADER.pack(0x7F, 3, 4, N.NATIVE_VERSION, index, counter, CHUNK, 0) + b"\0"
+    return N.NATIVE_HEADER.pack(0x7F, 1, 2, N.NATIVE_VERSION, index, counter, 1000, 0) + b"\0"
+
+
+@pytest.mark.parametrize("same_shape", [False, True], ids=["other-shape", "same-shape"])
+@pytest.mark.parametrize("one_by_one", [False, True], ids=["one-read", "one-by-one"])
+def test_a_fragment_forged_ahead_does_not_lose_the_genuine_message(
+    same_shape: bool, one_by_one: bool
+) -> None:
+    """The first fragment to arrive set the message's shape and bytes: the genuine fragments
+    were then refused as malformed or duplicates, even as one whole read (which gave up when a
+    fragment of its counter was stored) — one 21-byte datagram stalled a native tunnel. Now the
+    newest copy counts, a whole read opens regardless, and a message whose AEAD failed is kept
+    for its genuine copy."""
+    p = native_pair()
+    p.b.receive_datagram(forged_ahead(p, same_shape=same_shape), ("203.0.113.66", 9), p.now)
+    packet = ip4(A_IP, B_IP, b"Q" * 5000)
+    fragments = p.send("a", [packet])
+    assert len(fragments) == 4
+    if one_by_one:
+        got = [q for f in fragments for q in p.b.receive_datagram(f, p.a_addr, p.now)]
+    else:
+        _, out = deliver(p, fragments)
+        got = [bytes(q) for q in out]
+    assert [g[-len(packet) :] for g in got] == [packet]
+    assert not p.peer_of_b.current.native_partial  # nothing left of the forged one
+
+
+def test_a_forged_copy_of_a_fragment_before_the_genuine_one_is_mended() -> None:
+    """A truncated copy of the last fragment arrives before it: the message fails its AEAD
+    once (counted), then opens with the genuine copy — one by one and as one read alike."""
+    for one_by_one in (False, True):
+        p = native_pair()
+        packet = ip4(A_IP, B_IP, b"R" * 5000)
+        fragments = p.send("a", [packet])
+        stream = [*fragments[:3], fragments[3][:-40], fragments[3]]
+        if one_by_one:
+            got = [q for f in stream for q in p.b.receive_datagram(f, p.a_addr, p.now)]
+        else:
+            _, out = deliver(p, stream)
+            got = [bytes(q) for q in out]
+        assert [g[-len(packet) :] for g in got] == [packet], one_by_one
+        assert p.b.statistics().dropped_bad_aead == 1

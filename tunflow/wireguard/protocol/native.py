@@ -380,7 +380,10 @@ def seal_native_gathered(
 
 
 class _Partial:
-    __slots__ = ("buffer", "chunk", "count", "have", "last_len", "missing")
+    """A message's fragments so far. Nothing in them is authenticated until the AEAD opens the
+    whole: a forged fragment may be among them (see :func:`open_native`)."""
+
+    __slots__ = ("buffer", "chunk", "count", "have", "last_len", "missing", "retries")
 
     def __init__(self, count: int, chunk: int) -> None:
         self.buffer = bytearray(count * chunk)
@@ -389,6 +392,8 @@ class _Partial:
         self.have = 0
         self.missing = count
         self.last_len = 0
+        #: fragments taken again after the whole failed its AEAD (at most ``count``)
+        self.retries = 0
 
 
 def _would_accept(session: Session, counter: int) -> bool:
@@ -452,15 +457,37 @@ def open_native(
             session.native_evicted += 1  # counted as dropped (incomplete) by the caller
         entry = partials[counter] = _Partial(count, chunk)
     elif entry.count != count or entry.chunk != chunk:
-        return OpenResult.MALFORMED
+        # Fragments of one counter that disagree on the message's shape: one side is forged
+        # (nothing is authenticated before the whole opens). The newest wins — a forged
+        # fragment sent ahead of the message (its counter is easy to guess) must not make the
+        # genuine fragments refused.
+        if chunk < _MIN_CHUNK or (count - 1) * chunk >= MAX_SEALED_SIZE:
+            return OpenResult.MALFORMED
+        if count == 1:
+            del partials[counter]
+            return _finish(
+                session, memoryview(fragment)[NATIVE_HEADER_SIZE:], count, counter, chunk, out
+            )
+        entry = partials[counter] = _Partial(count, chunk)
     bit = 1 << index
+    start = index * chunk
     if entry.have & bit:
         if entry.missing:
-            return OpenResult.INCOMPLETE  # a duplicate fragment; the AEAD decides later
-        # every fragment is here: the message found no room in ``out`` before (NO_ROOM, the
-        # fragment not consumed) and this is the caller's retry
+            # a second copy: the newest is kept (the first may have been forged; if this one
+            # is, the AEAD refuses the whole and a later copy may still mend it)
+            entry.buffer[start : start + data_len] = memoryview(fragment)[NATIVE_HEADER_SIZE:]
+            if index == count - 1:
+                entry.last_len = data_len
+            return OpenResult.INCOMPLETE
+        if entry.retries:
+            # the whole failed its AEAD: this copy may be the genuine one of a forged fragment;
+            # try again (each try is an AEAD: after ``count`` failed tries the entry goes)
+            entry.buffer[start : start + data_len] = memoryview(fragment)[NATIVE_HEADER_SIZE:]
+            if index == count - 1:
+                entry.last_len = data_len
+        # else: every fragment is here and the message found no room in ``out`` before
+        # (NO_ROOM, the fragment not consumed): this is the caller's retry
     else:
-        start = index * chunk
         entry.buffer[start : start + data_len] = memoryview(fragment)[NATIVE_HEADER_SIZE:]
         entry.have |= bit
         entry.missing -= 1
@@ -470,7 +497,17 @@ def open_native(
             return OpenResult.INCOMPLETE
     total = (count - 1) * chunk + entry.last_len
     result = _finish(session, memoryview(entry.buffer)[:total], count, counter, chunk, out)
-    if result != OpenResult.NO_ROOM:
+    if result == OpenResult.BAD_AEAD:
+        retried = entry.retries
+        if retried <= count:
+            # kept (until newer messages push it out): a forged fragment may have spoilt it,
+            # and the genuine copy may still come
+            entry.retries += 1
+        else:
+            del partials[counter]
+        if retried:
+            return OpenResult.INCOMPLETE  # the message's failure was counted once already
+    elif result != OpenResult.NO_ROOM:
         del partials[counter]
     return result
 
@@ -502,8 +539,10 @@ def open_native_run(
 
     Returns:
         An :class:`OpenResult` code, or ``None`` when the run is not one clean message (a
-        fragment of this message was already stored, a header differs, a bad first header):
-        then feed the fragments to :func:`open_native` one by one.
+        header differs, a bad first header): then feed the fragments to :func:`open_native`
+        one by one. Whatever was stored for its counter before (a forged fragment sent ahead
+        of it, or a copy) does not stop a whole run from opening, and is dropped when it
+        does.
     """
     typ, index, n, version, _receiver, counter, chunk, reserved = _unpack_header(view, offset)
     if (
@@ -516,7 +555,6 @@ def open_native_run(
         or chunk < _MIN_CHUNK
         or not NATIVE_HEADER_SIZE < last_length <= stride
         or (count - 1) * chunk + last_length - NATIVE_HEADER_SIZE > MAX_SEALED_SIZE
-        or counter in session.native_partial
     ):
         return None
     # a bytearray on the left: its comparison is one memcmp (a memoryview's goes byte by byte)
@@ -537,7 +575,7 @@ def open_native_run(
     # message, and must not take them with it)
     if not _would_accept(session, counter):
         return OpenResult.REPLAY
-    return _finish(session, memoryview(scratch)[:dst], count, counter, chunk, out)
+    return _finish_whole(session, memoryview(scratch)[:dst], count, counter, chunk, out)
 
 
 def open_native_scattered(
@@ -576,7 +614,6 @@ def open_native_scattered(
         or chunk < _MIN_CHUNK
         or not NATIVE_HEADER_SIZE < last_length <= NATIVE_HEADER_SIZE + chunk
         or (count - 1) * chunk >= MAX_SEALED_SIZE
-        or counter in session.native_partial
     ):
         return None
     if count > 1:
@@ -591,7 +628,31 @@ def open_native_scattered(
     total = (count - 1) * chunk + last_length - NATIVE_HEADER_SIZE
     if len(bodies) < total:
         return None
-    return _finish(session, bodies[:total], count, counter, chunk, out)
+    return _finish_whole(session, bodies[:total], count, counter, chunk, out)
+
+
+def _finish_whole(
+    session: Session, sealed: memoryview, count: int, counter: int, chunk: int, out: PacketBatch
+) -> int:
+    """:func:`_finish` for a message whose fragments all came at once: what was stored for its
+    counter before (a forged fragment sent ahead, or a copy) is dropped once it opens."""
+    result = _finish(session, sealed, count, counter, chunk, out)
+    partials = session.native_partial
+    if result == OpenResult.COMPLETE:
+        partials.pop(counter, None)
+    elif result == OpenResult.BAD_AEAD:
+        # kept as the fragments would have been one by one (a forged copy of one of them may
+        # have taken its place in the read; the genuine copy may still come)
+        if counter not in partials and len(partials) >= MAX_PARTIAL_MESSAGES:
+            del partials[next(iter(partials))]
+            session.native_evicted += 1
+        entry = partials[counter] = _Partial(count, chunk)
+        entry.buffer[: len(sealed)] = sealed
+        entry.have = (1 << count) - 1
+        entry.missing = 0
+        entry.last_len = len(sealed) - (count - 1) * chunk
+        entry.retries = 1
+    return result
 
 
 def _finish(
