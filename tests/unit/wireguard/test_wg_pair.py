@@ -501,6 +501,18 @@ def test_cookie_reply_under_load_then_mac2_accepted() -> None:
     assert p.got["b"] == [ip4(A_IP, B_IP)]
 
 
+def test_under_load_a_source_port_out_of_range_is_a_malformed_datagram() -> None:
+    # (the cookie's address bytes raised OverflowError out of receive_datagram: only a caller
+    # passing such an address reaches it, but hostile input never raises)
+    p = Pair()
+    p.a.send_packet(ip4(A_IP, B_IP), p.now)
+    [(initiation, _)] = p.a.datagrams_to_send()
+    p.b.set_under_load(p.now, duration=60)
+    for addr in [("192.0.2.1", 70000), ("192.0.2.1", -1), ("host.example", 1)]:
+        assert p.b.receive_datagram(initiation, addr, p.now) == []
+    assert p.b.statistics().dropped_malformed == 3
+
+
 def test_cookie_is_bound_to_the_source_address_and_expires() -> None:
     p = Pair()
     p.b.set_under_load(p.now, duration=1000)

@@ -36,7 +36,7 @@ def address_bytes(address: tuple[str, int]) -> bytes:
     same one).
 
     Raises:
-        MalformedPacketError: the host is not an IP address literal.
+        MalformedPacketError: the host is not an IP address literal, or the port not 0–65535.
 
     Example:
         >>> address_bytes(("192.0.2.1", 51820)).hex()
@@ -46,7 +46,10 @@ def address_bytes(address: tuple[str, int]) -> bytes:
         ip = ipaddress.ip_address(address[0])
     except ValueError:
         raise MalformedPacketError(f"not an IP address: {address[0]!r}") from None
-    return ip.packed + address[1].to_bytes(2, "big")
+    port = address[1]
+    if not 0 <= port <= 0xFFFF:
+        raise MalformedPacketError(f"not a UDP port: {port!r}")
+    return ip.packed + port.to_bytes(2, "big")
 
 
 class CookieChecker:
