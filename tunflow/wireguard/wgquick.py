@@ -296,7 +296,7 @@ def parse_wgquick(text: str, *, file: str | None = None) -> QuickConfig:
     interface: _Section | None = None
     peers: list[_Section] = []
     current: _Section | None = None
-    for number, raw in enumerate(text.splitlines(), 1):
+    for number, raw in enumerate(_lines(text), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
@@ -409,6 +409,17 @@ def _psk(value: str) -> PresharedKey:
     return PresharedKey.from_base64(value)
 
 
+def _lines(text: str) -> list[str]:
+    """The lines of a file with their ends, split at ``\n`` only, as wg-quick (bash's ``read``)
+    and wg split them — ``str.splitlines`` also splits at ``\x0b``, ``\x1c``, U+2028…, so
+    ``PostUp = echo a\u2028Table = off`` would have set ``Table``."""
+    parts = text.split("\n")
+    out = [part + "\n" for part in parts[:-1]]
+    if parts[-1]:
+        out.append(parts[-1])
+    return out
+
+
 def _is_decimal(value: str) -> bool:
     """ASCII decimal digits only (``str.isdigit`` and ``int`` also take other scripts')."""
     return value.isascii() and value.isdigit()
@@ -423,6 +434,8 @@ def _int(low: int, high: int, *, off: bool = False, decimal: bool = False) -> Ca
             return 0
         try:
             if decimal and not _is_decimal(value):
+                raise ValueError
+            if not value.isascii() or "_" in value:  # int() takes "1_500" and "١٥٠٠"
                 raise ValueError
             n = int(value, 10 if decimal else 0)
         except ValueError:
@@ -520,6 +533,8 @@ def _table(value: str) -> str | int:
     if v == "main":
         return _TABLE_MAIN
     try:
+        if not v.isascii() or "_" in v:  # int() takes "1_000" and "١٠٠٠"
+            raise ValueError
         n = int(v, 0)  # decimal or 0x hex, as ip(8) reads a table id
     except ValueError:
         raise ValueError(
@@ -601,7 +616,7 @@ def strip_wgquick(text: str, *, file: str | None = None) -> str:
     parse_wgquick(text, file=file)
     kept = []
     drop: frozenset[str] = frozenset()
-    for raw in text.splitlines(keepends=True):
+    for raw in _lines(text):
         line = raw.split("#", 1)[0].strip()
         if line.startswith("["):
             section = line[1:-1].strip().lower()

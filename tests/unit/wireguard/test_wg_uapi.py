@@ -618,3 +618,18 @@ def test_stream_never_raises(data: bytes) -> None:
         if r is None:
             break
         assert isinstance(r, GetRequest | SetRequest | UapiError)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "allowed_ip=10.1.2.3",  # wireguard-go reads a prefix: the length is not optional
+        "allowed_ip= 10.0.0.0/8",
+        "allowed_ip=10.0.0.0/255.0.0.0",
+        "endpoint= 192.0.2.1:5",
+        "endpoint=[192.0.2.1]:5",
+    ],
+)
+def test_set_refuses_what_wireguard_go_refuses(line: str) -> None:
+    with pytest.raises(UapiError):
+        parse_set("public_key=" + "11" * 32 + "\n" + line + "\n")

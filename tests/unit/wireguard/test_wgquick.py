@@ -593,3 +593,32 @@ def test_mtu_is_bounded_by_the_largest_datagram() -> None:
     with pytest.raises(ConfigError, match="mtu must be 1…65475"):
         WireGuard(PrivateKey.from_base64(KEY_A), mtu=65476, native_fragment_size=1452)
     WireGuard(PrivateKey.from_base64(KEY_A), mtu=65475)  # its default fragment is 65507
+
+
+def quick(interface: str = "", peer: str = "") -> str:
+    return (
+        f"[Interface]\nPrivateKey = {KEY_A}\n{interface}\n"
+        f"[Peer]\nPublicKey = {PUB_B}\nAllowedIPs = 10.0.0.2/32\n{peer}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("interface", "peer"),
+    [
+        ("MTU = 1_500", ""),  # int() reads it; ip(8) does not
+        ("MTU = \u0661\u0665\u0660\u0660", ""),  # Arabic-Indic digits
+        ("Table = 1_000", ""),
+        ("Table = \u0661\u0660", ""),
+        ("", "AllowedIPs = 10.0.0.0/255.0.0.0"),  # a netmask: Python reads it, wg does not
+        ("", "AllowedIPs = 10.0.0.0/0x8"),
+    ],
+)
+def test_what_wg_refuses_is_refused(interface: str, peer: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_wgquick(quick(interface, peer))
+
+
+def test_lines_end_at_newlines_only() -> None:
+    # str.splitlines also splits at U+2028, \x0b, \x1c…: a hook's text set the Table
+    config = parse_wgquick(quick("PostUp = echo a\u2028Table = off\r\nMTU = 1400\x0b"))
+    assert config.table == "auto" and config.post_up == ("echo a\u2028Table = off",)

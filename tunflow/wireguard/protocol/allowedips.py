@@ -38,8 +38,13 @@ def parse_network(value: str | Network) -> Network:
     if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
         net = value
     else:
+        text = value.strip()
+        _, slash, length = text.partition("/")
+        if slash and not (length.isascii() and length.isdigit()):
+            # ("10.0.0.0/255.0.0.0", "/0x8", "/٨": Python reads them, wg refuses them)
+            raise ConfigError(f"not an IP prefix: {value!r} (the length is not a number)")
         try:
-            net = ipaddress.ip_network(value.strip(), strict=False)
+            net = ipaddress.ip_network(text, strict=False)
         except ValueError:
             raise ConfigError(f"not an IP prefix: {value!r}") from None
     if net.version == 6 and net.network_address.scope_id is not None:

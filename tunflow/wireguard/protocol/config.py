@@ -47,7 +47,8 @@ def parse_endpoint(value: str | tuple[Any, ...]) -> Address:
         host, port = value[0], value[1]
     else:
         text = value.strip()
-        if text.startswith("["):
+        bracketed = text.startswith("[")
+        if bracketed:
             host, sep, rest = text[1:].partition("]:")
             if not sep:
                 raise ConfigError(f"endpoint {value!r}: expected [IPv6]:port")
@@ -62,6 +63,9 @@ def parse_endpoint(value: str | tuple[Any, ...]) -> Address:
         ip = ipaddress.ip_address(host)  # an IPv6 scope ("%eth0") is kept
     except ValueError:
         raise ConfigError(f"endpoint {value!r}: {host!r} is not an IP address") from None
+    if not isinstance(value, tuple) and bracketed and ip.version == 4:
+        # ("[192.0.2.1]:5": wg and wireguard-go refuse brackets around an IPv4 address)
+        raise ConfigError(f"endpoint {value!r}: brackets are for an IPv6 address")
     if not isinstance(port, int) or not 0 < port < 65536:
         raise ConfigError(f"endpoint {value!r}: port must be 1…65535")
     return (str(ip), port)

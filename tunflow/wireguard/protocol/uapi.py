@@ -190,6 +190,9 @@ def _true(value: str, what: str) -> bool:
 
 
 def _network(value: str) -> Network:
+    # the protocol's form exactly: a prefix with its length, no spaces (as wireguard-go reads it)
+    if "/" not in value or value != value.strip():
+        raise UapiError(f"invalid allowed_ip {value!r}")
     try:
         return parse_network(value)
     except ConfigError:
@@ -197,6 +200,8 @@ def _network(value: str) -> Network:
 
 
 def _endpoint(value: str) -> Address:
+    if value != value.strip():
+        raise UapiError(f"invalid endpoint {value!r}")
     try:
         return parse_endpoint(value)
     except ConfigError as exc:
