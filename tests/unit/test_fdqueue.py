@@ -9,7 +9,7 @@ import socket
 import anyio
 import pytest
 
-from tunflow import AsyncDevice, ClosedDeviceError, Layer, PacketBatch
+from tunflow import AsyncDevice, ClosedDeviceError, DeviceGoneError, Layer, PacketBatch
 from tunflow.device._core import SharedInterface
 from tunflow.platform._unix import FdQueue
 
@@ -165,3 +165,39 @@ async def test_a_batch_bigger_than_the_queue_is_written_whole_as_room_comes(
     assert got == sent
     assert (dev.statistics().tx_packets, dev.statistics().tx_batches) == (101, 2)
     await dev.aclose()
+
+
+@pytest.mark.parametrize(("af_header", "vnet_hdr"), [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("kind", ["seqpacket", "pipe"])
+def test_the_end_of_an_adopted_fd_is_the_device_gone(
+    kind: str, af_header: bool, vnet_hdr: bool
+) -> None:
+    # a read of 0 bytes (never from a TUN device): recv returned b"" for ever, recv_batch a
+    # batch of empty "packets" (with a header to read, it spun); send already said gone
+    if kind == "pipe":
+        r, w = os.pipe()
+        os.close(w)
+    else:
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        r = a.detach()
+        b.close()
+    q = FdQueue(r, af_header=af_header, vnet_hdr=vnet_hdr)
+    try:
+        with pytest.raises(DeviceGoneError, match="end of file"):
+            q.recv(2048)
+        with pytest.raises(DeviceGoneError, match="end of file"):
+            q.recv_batch(PacketBatch(), 2048)
+    finally:
+        q.close()
+
+
+def test_an_empty_datagram_is_skipped_not_the_end(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    q = FdQueue(b.fileno(), close_fd=False)
+    a.send(b"")
+    a.send(b"\x45" + bytes(19))
+    batch = PacketBatch()
+    assert q.recv_batch(batch, 2048) == 1 and batch.lengths == [20]
+    q.close()

@@ -230,6 +230,23 @@ class FdQueue:
             if self._on_close is not None:
                 self._on_close()
 
+    def _check_eof(self) -> None:
+        """A read returned 0 bytes, which a TUN/TAP device never does: raise ``EPIPE`` (the
+        device faces' :class:`DeviceGoneError`) if that was the end of the file — an adopted fd
+        whose other end closed (a pipe, a stream or seqpacket socket) — and not an empty
+        datagram (an adopted datagram socket), which is only nothing to use."""
+        try:
+            import socket
+            import stat
+
+            if stat.S_ISSOCK(os.fstat(self._fd).st_mode):
+                with socket.socket(fileno=os.dup(self._fd)) as sock:
+                    if sock.type == socket.SOCK_DGRAM:
+                        return
+        except OSError:
+            pass  # (closed meanwhile: the end all the same)
+        raise OSError(errno.EPIPE, "end of file: the other end of the fd closed")
+
     def wait(self, writable: bool, timeout: float | None, waker: PipeWaker | None) -> bool:
         """Block until readable (or writable); ``False`` on timeout or when ``waker`` fires."""
         fd = self._enter()
@@ -252,9 +269,14 @@ class FdQueue:
                 hdr = bytearray(AF_HEADER_LEN)
                 buf = bytearray(_MAX_READ)
                 n = os.readv(fd, [hdr, buf])
+                if not n:
+                    self._check_eof()
                 del buf[max(0, n - AF_HEADER_LEN) :]
                 return bytes(buf)
-            return os.read(fd, _MAX_READ)
+            data = os.read(fd, _MAX_READ)
+            if not data:
+                self._check_eof()
+            return data
         except BlockingIOError:
             raise
         except OSError as exc:
@@ -352,8 +374,11 @@ class FdQueue:
                 if stop > cap:  # (not min(): a call per read)
                     stop = cap
                 n = readinto(view[off - back : stop])
-                if n is None:
-                    break
+                if not n:  # None: nothing waiting; 0: the end of an adopted fd, or an empty datagram
+                    if n is None or count:
+                        break
+                    self._check_eof()
+                    continue
                 if n < back:  # shorter than a virtio header: nothing usable
                     continue
                 n -= back
@@ -393,6 +418,13 @@ class FdQueue:
                     return count
                 raise map_io_error(exc, "read") from exc
             if n <= AF_HEADER_LEN:
+                if not n:
+                    if count:
+                        break
+                    try:
+                        self._check_eof()
+                    except OSError as exc:
+                        raise map_io_error(exc, "read") from exc
                 continue
             if off + n - AF_HEADER_LEN >= stop:
                 self.rx_truncated += 1
