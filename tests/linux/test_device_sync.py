@@ -906,3 +906,11 @@ def test_a_refused_uso_write_turns_udp_coalescing_off_and_leaves_tcp_on(
         )
         dev.send_batch(datagrams)
         assert dev.statistics().tx_super_packets == before + 1
+
+
+def test_enabled_takes_a_bool_only(netns: testing.Netns) -> None:
+    # enabled("false") brought the link up (its truth taken)
+    with DeviceBuilder().enable(False).build_sync() as dev:
+        with pytest.raises(ConfigError, match="True or False"):
+            dev.enabled("false")  # type: ignore[arg-type]
+        assert not dev.is_running()

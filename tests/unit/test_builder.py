@@ -74,6 +74,13 @@ def test_defaults_match_tun_rs() -> None:
         (lambda: DeviceBuilder().tx_queue_len(-1), "outside"),
         (lambda: DeviceBuilder().owner(-5), "outside"),
         (lambda: DeviceBuilder().ring_capacity(10), "outside"),
+        # a flag is a bool: "false" was taken for its truth (enable("false") brought it up)
+        (lambda: DeviceBuilder().enable("false"), "must be True or False"),  # type: ignore[arg-type]
+        (lambda: DeviceBuilder().offload(0), "must be True or False"),  # type: ignore[arg-type]
+        (lambda: DeviceBuilder().multi_queue("no"), "must be True or False"),  # type: ignore[arg-type]
+        (lambda: DeviceBuilder().persist(None), "must be True or False"),  # type: ignore[arg-type]
+        (lambda: DeviceBuilder().packet_information(1), "must be True or False"),  # type: ignore[arg-type]
+        (lambda: DeviceBuilder().associate_route("y"), "must be True or False"),  # type: ignore[arg-type]
     ],
 )
 def test_setters_refuse_bad_values_at_once(make: object, message: str) -> None:
@@ -117,3 +124,11 @@ def test_offload_env_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
     assert DeviceBuilder().offload().config().offload is False
     monkeypatch.setenv("TUNFLOW_OFFLOAD", "1")
     assert DeviceBuilder().offload().config().offload is True
+
+
+def test_from_fd_refuses_a_number_no_fd_can_have() -> None:
+    # (beyond a C int: an OverflowError from the system call's argument)
+    from tunflow import SyncDevice
+
+    with pytest.raises(ConfigError, match="not a file descriptor"):
+        SyncDevice.from_fd(2**40)

@@ -9,7 +9,14 @@ import socket
 import anyio
 import pytest
 
-from tunflow import AsyncDevice, ClosedDeviceError, DeviceGoneError, Layer, PacketBatch
+from tunflow import (
+    AsyncDevice,
+    ClosedDeviceError,
+    DeviceError,
+    DeviceGoneError,
+    Layer,
+    PacketBatch,
+)
 from tunflow.device._core import SharedInterface
 from tunflow.platform._unix import FdQueue
 
@@ -201,3 +208,16 @@ def test_an_empty_datagram_is_skipped_not_the_end(
     batch = PacketBatch()
     assert q.recv_batch(batch, 2048) == 1 and batch.lengths == [20]
     q.close()
+
+
+def test_an_fd_closed_or_read_only_outside_tunflow_is_not_called_closed() -> None:
+    # EBADF from the system call itself (tunflow's own close waits for every user of the fd):
+    # it was "the device is closed" for an open device, and close() raised a bare OSError
+    r, w = os.pipe()
+    q = FdQueue(r)  # read-only: a write is refused
+    with pytest.raises(DeviceError, match="not open for writing") as info:
+        q.send(b"\x45" + bytes(19))
+    assert info.value.errno == errno.EBADF and not isinstance(info.value, ClosedDeviceError)
+    os.close(r)  # closed behind tunflow's back
+    q.close()  # nothing left to close: no error
+    os.close(w)

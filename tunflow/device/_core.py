@@ -541,7 +541,9 @@ class DeviceCore:
         self._iface().set_mac_address(parse_mac(mac))
 
     def _enabled(self, up: bool) -> None:
-        self._iface().set_enabled(bool(up))
+        if not isinstance(up, bool):  # ("false" would bring the link up)
+            raise ConfigError(f"enabled takes True or False, not {up!r}")
+        self._iface().set_enabled(up)
 
     def _is_running(self) -> bool:
         return self._iface().is_running()
@@ -564,7 +566,7 @@ def adopt_fd(fd: int, *, close_fd: bool, packet_information: bool) -> tuple[Any,
     """
     from .. import platform
 
-    if type(fd) is not int or fd < 0:
+    if type(fd) is not int or not 0 <= fd <= 0x7FFFFFFF:  # (a C int: else OverflowError)
         raise ConfigError(f"{fd!r} is not a file descriptor")
     try:
         return platform.for_fd().adopt_fd(  # type: ignore[no-any-return]

@@ -48,6 +48,14 @@ def _int(value: object, what: str, low: int, high: int) -> int:
     return value
 
 
+def _flag(value: object, what: str) -> bool:
+    """``value`` if it is a ``bool``: ``"false"``, ``"no"`` or ``0`` are refused, not taken as
+    their truth (``enable("false")`` brought the link up)."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{what} must be True or False, not {value!r}")
+    return value
+
+
 class DeviceBuilder:
     """Describe a device with chained calls (tun-rs names), then :meth:`build_sync` or
     :meth:`build_async`.
@@ -169,7 +177,7 @@ class DeviceBuilder:
 
     def enable(self, up: bool = True) -> Self:
         """Bring the link up (default) or leave it down after the build."""
-        return self._set(enabled=bool(up))
+        return self._set(enabled=_flag(up, "enabled"))
 
     def inherit_enable_state(self) -> Self:
         """Leave the link's up/down state alone (for devices made by someone else, so no
@@ -184,23 +192,23 @@ class DeviceBuilder:
 
     def multi_queue(self, enabled: bool = True) -> Self:
         """Linux ``IFF_MULTI_QUEUE``: :meth:`SyncDevice.try_clone` opens more queues."""
-        return self._set(multi_queue=bool(enabled))
+        return self._set(multi_queue=_flag(enabled, "multi_queue"))
 
     def offload(self, enabled: bool = True) -> Self:
         """Linux offload: ``IFF_VNET_HDR`` with TSO (and USO where the kernel has it).
 
         The environment variable ``TUNFLOW_OFFLOAD=0`` turns it off whatever is asked here.
         """
-        return self._set(offload=bool(enabled))
+        return self._set(offload=_flag(enabled, "offload"))
 
     def packet_information(self, enabled: bool = True) -> Self:
         """Keep the OS's packet-information header on every packet (Linux ``tun_pi``, the
         4-byte address family on macOS/BSD). Off by default: bare packets."""
-        return self._set(packet_information=bool(enabled))
+        return self._set(packet_information=_flag(enabled, "packet_information"))
 
     def persist(self, enabled: bool = True) -> Self:
         """Keep the interface after the process exits (needs a fixed :meth:`name`)."""
-        return self._set(persist=bool(enabled))
+        return self._set(persist=_flag(enabled, "persist"))
 
     def netns(self, name_or_path: str) -> Self:
         """Make the device inside another network namespace: a name made by ``ip netns add``
@@ -225,7 +233,7 @@ class DeviceBuilder:
 
     def associate_route(self, enabled: bool = True) -> Self:
         """macOS/BSD: add the subnet route of each address, as ``route add -net`` would."""
-        return self._set(associate_route=bool(enabled))
+        return self._set(associate_route=_flag(enabled, "associate_route"))
 
     def metric(self, metric: int) -> Self:
         """Windows: the interface metric."""

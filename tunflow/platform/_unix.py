@@ -55,7 +55,13 @@ _GONE_ERRNOS: Final = frozenset(
 def map_io_error(exc: OSError, what: str) -> Exception:
     """Map an :class:`OSError` from a read or write to the error the device faces raise."""
     if exc.errno == errno.EBADF:
-        return ClosedDeviceError(f"{what}: the device is closed")
+        # (tunflow's own close waits for every call using the fd: this one was closed outside
+        # tunflow, or not opened for this)
+        return DeviceError(
+            exc.errno,
+            f"{what}: the fd refuses it (EBADF: closed outside tunflow, or not open for "
+            f"{'reading' if what == 'read' else 'writing'})",
+        )
     if exc.errno == errno.EIO and what == "write":
         # Linux tun refuses writes while the link is down (not IFF_UP): it is still there.
         return LinkDownError(
@@ -220,7 +226,12 @@ class FdQueue:
         self._file.close()  # closefd=False: marks the wrapper closed, leaves the fd alone
         try:
             if self._close_fd:
-                os.close(fd)
+                try:
+                    os.close(fd)
+                except OSError as exc:
+                    if exc.errno != errno.EBADF:
+                        raise
+                    # closed outside tunflow already: nothing left to close
             elif self._was_blocking:
                 try:
                     os.set_blocking(fd, True)
