@@ -502,6 +502,33 @@ def test_failure_half_way_on_an_attached_device_undoes_its_changes(netns: testin
     assert addrs_of(netns, name) == {"10.51.1.1/24"}  # 10.51.0.1 was taken back
 
 
+def test_a_failed_build_on_an_attached_device_leaves_its_link_as_it_was(
+    netns: testing.Netns,
+) -> None:
+    # only the addresses and routes went back: the MTU, txqueuelen and up/down the build had
+    # set stayed — and taking the link down had cost its owner its IPv6 address and routes
+    name = testing.unique_name("a")
+    netns.run("ip", "tuntap", "add", "dev", name, "mode", "tun")
+    netns.run("ip", "link", "set", name, "up")
+    netns.run("ip", "addr", "add", "10.51.1.1/24", "dev", name)
+    netns.run("ip", "addr", "add", "fd00:51::1/64", "dev", name, "nodad")
+    netns.run("ip", "route", "add", "10.52.0.0/16", "dev", name)
+
+    def link() -> tuple[Any, ...]:
+        (j,) = testing.ip_json("link", "show", "dev", name)
+        routes = netns.run("ip", "route", "show", "dev", name).stdout
+        return j["mtu"], j["txqlen"], "UP" in j["flags"], "10.52.0.0/16" in routes
+
+    before, addresses = link(), addrs_of(netns, name)
+    with pytest.raises(DeviceExistsError):
+        # MTU, txqueuelen and down are applied, then the second address collides
+        DeviceBuilder().attach(name).mtu(1280).tx_queue_len(7).enable(False).ipv4(
+            "10.51.0.1", 24
+        ).ipv4("10.51.1.1", 24).build_sync()
+    assert link() == before
+    assert addrs_of(netns, name) == addresses
+
+
 def test_without_cap_net_admin_the_error_names_it(netns: testing.Netns) -> None:
     code = (
         "import sys\n"

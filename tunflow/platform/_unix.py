@@ -385,7 +385,9 @@ class FdQueue:
                 if stop > cap:  # (not min(): a call per read)
                     stop = cap
                 n = readinto(view[off - back : stop])
-                if not n:  # None: nothing waiting; 0: the end of an adopted fd, or an empty datagram
+                if (
+                    not n
+                ):  # None: nothing waiting; 0: the end of an adopted fd, or an empty datagram
                     if n is None or count:
                         break
                     self._check_eof()

@@ -17,7 +17,7 @@ import struct
 import time
 from collections.abc import Iterator, Sequence
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from ...errors import (
     ClosedDeviceError,
@@ -215,6 +215,35 @@ class LinuxInterface:
                     self._restore(addrs, routes)
         self._name = name
 
+    def snapshot(self) -> _LinkState:
+        """The link settings a build may change, and the addresses and routes that bringing
+        the link down would drop: for :meth:`restore`."""
+        with self._op("read the link"):
+            link = self._nl.link(self._index)
+            return _LinkState(
+                link.mtu,
+                link.txqlen,
+                link.mac if self.layer is Layer.L2 else None,
+                bool(link.flags & IFF_UP),
+                self._nl.addresses(self._index),
+                self._nl.routes(self._index),
+            )
+
+    def restore(self, state: _LinkState) -> None:
+        """Put the link back as :meth:`snapshot` found it (MTU, txqueuelen, MAC, up or down,
+        and the addresses and routes a down link lost)."""
+        with self._op("restore the link"):
+            link = self._nl.link(self._index)
+            if link.mtu != state.mtu:
+                self._nl.set_link(self._index, mtu=state.mtu)
+            if link.txqlen != state.txqlen:
+                self._nl.set_link(self._index, txqlen=state.txqlen)
+            if state.mac is not None and link.mac != state.mac:
+                self._nl.set_link(self._index, mac=state.mac)
+            if bool(link.flags & IFF_UP) != state.up:
+                self._nl.set_link(self._index, up=state.up)
+            self._restore(state.addresses, state.routes)
+
     def _restore(self, addrs: list[IPv4Interface | IPv6Interface], routes: Sequence[Any]) -> None:
         have = set(self._nl.addresses(self._index))
         for a in addrs:
@@ -376,6 +405,15 @@ def _negotiate_offload(fd: int) -> OffloadInfo:
     return OffloadInfo(vnet_hdr=True, flags=0)
 
 
+class _LinkState(NamedTuple):
+    mtu: int
+    txqlen: int
+    mac: bytes | None
+    up: bool
+    addresses: list[IPv4Interface | IPv6Interface]
+    routes: list[Any]
+
+
 def open_device(config: DeviceConfig) -> tuple[LinuxInterface, FdQueue]:
     """Create (or attach to) the device ``config`` describes, in ``config.netns`` if set."""
     if config.netns is None:
@@ -412,6 +450,7 @@ def _open_device(config: DeviceConfig) -> tuple[LinuxInterface, FdQueue]:
         raise DeviceNotFoundError(errno.ENODEV, f"no interface named {config.name!r} to attach to")
     fd, name = _open_queue_fd(config.name, flags)
     iface: LinuxInterface | None = None
+    before: _LinkState | None = None
     added = Additions()
     try:
         if config.offload:
@@ -429,14 +468,20 @@ def _open_device(config: DeviceConfig) -> tuple[LinuxInterface, FdQueue]:
         iface = LinuxInterface(
             name=name, flags=flags, offload=offload, layer=config.layer, created=not existed
         )
+        if existed:
+            # someone else's device: what the build changes goes back as it was on failure
+            before = iface.snapshot()
         _configure(iface, config, added)
         if config.persist:
             iface.set_persist(fd, True)
         queue = iface.wrap_queue(fd)
     except BaseException as exc:
         if iface is not None:
-            if existed:  # a device this build created goes away with its fd
+            if existed:  # (a device this build created goes away with its fd)
                 added.undo(iface)
+                if before is not None:
+                    with contextlib.suppress(Exception):  # (another error is on its way)
+                        iface.restore(before)
             iface.close()
         os.close(fd)
         if isinstance(exc, OSError) and not isinstance(exc, DeviceError):
