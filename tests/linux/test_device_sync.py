@@ -941,3 +941,12 @@ def test_enabled_takes_a_bool_only(netns: testing.Netns) -> None:
         with pytest.raises(ConfigError, match="True or False"):
             dev.enabled("false")  # type: ignore[arg-type]
         assert not dev.is_running()
+
+
+def test_a_path_that_is_not_a_namespace_is_a_config_error(netns: testing.Netns) -> None:
+    # setns's EINVAL left as a bare OSError
+    for path in ("/etc/passwd", "/tmp"):
+        with pytest.raises(ConfigError, match="is not a network namespace"):
+            DeviceBuilder().netns(path).build_sync()
+    with pytest.raises(DeviceNotFoundError, match="no network namespace"):
+        DeviceBuilder().netns(testing.unique_name("no")).build_sync()

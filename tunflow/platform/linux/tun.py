@@ -25,6 +25,7 @@ from ...errors import (
     DeviceBusyError,
     DeviceError,
     DeviceNotFoundError,
+    DevicePermissionError,
     UnsupportedError,
 )
 from ...netconfig.device import IPV6_MIN_MTU, DeviceConfig, Layer
@@ -419,13 +420,35 @@ def open_device(config: DeviceConfig) -> tuple[LinuxInterface, FdQueue]:
     if config.netns is None:
         return _open_device(config)
     path = netns_path(config.netns)
-    if not os.path.exists(path):
-        raise DeviceNotFoundError(errno.ENOENT, f"no network namespace at {path}")
     try:
-        with entered(path):
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _netns_error(exc, config.netns, path) from exc
+    try:
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(entered(fd))
+            except OSError as exc:
+                raise _netns_error(exc, config.netns, path) from exc
             return _open_device(config)
-    except PermissionError as exc:
-        raise DeviceError.from_oserror(exc, f"enter network namespace {config.netns}") from exc
+    finally:
+        os.close(fd)
+
+
+def _netns_error(exc: OSError, netns: str, path: str) -> Exception:
+    """What entering the namespace ``netns`` (at ``path``) failing means."""
+    code = exc.errno or 0
+    if code == errno.ENOENT:
+        return DeviceNotFoundError(code, f"no network namespace at {path}")
+    if code in (errno.EPERM, errno.EACCES):
+        return DevicePermissionError(
+            code,
+            f"enter network namespace {netns}: {exc.strerror} — this needs read access to "
+            f"{path} and the CAP_SYS_ADMIN capability (setns)",
+        )
+    if code in (errno.EINVAL, errno.EISDIR, errno.ENOTDIR):
+        return ConfigError(f"{path} is not a network namespace")
+    return DeviceError(code, f"enter network namespace {netns}: {exc.strerror or exc}")
 
 
 def _open_device(config: DeviceConfig) -> tuple[LinuxInterface, FdQueue]:
