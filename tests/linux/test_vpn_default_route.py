@@ -588,3 +588,22 @@ async def test_a_prefix_another_link_routes_already_is_named(
         f"{name}: 10.66.0.0/24 is routed through another interface in the main table already: "
         f"not into {name} (its traffic does not go through the tunnel)"
     ], warned
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_wg_set_fwmark_is_refused_as_a_reload_is_while_policy_rules_use_the_mark(
+    netns_pair: tuple[testing.Netns, testing.Netns],
+) -> None:
+    # sync() (tunflow reload) refused another fwmark than the policy rules' mark — the tunnel's
+    # own datagrams would loop into it — but a UAPI set (wg set wg0 fwmark …) took it
+    a, _ = netns_pair
+    with anyio.fail_after(30):
+        async with open_interface(
+            default_peer(), name=testing.unique_name("dr"), netns=a.name, uapi=False
+        ) as iface:
+            mark = iface.policy_mark
+            assert mark is not None and iface.wg.fwmark == mark
+            assert await iface.apply_uapi(b"set=1\nfwmark=4660\n\n") == b"errno=-22\n\n"
+            assert iface.wg.fwmark == mark
+            assert await iface.apply_uapi(f"set=1\nfwmark={mark}\n\n".encode()) == b"errno=0\n\n"

@@ -935,13 +935,6 @@ class WireGuardInterface:
         finished (routes included) whatever is cancelled.
         """
         self._check_open()
-        mark = self.policy_mark
-        if fwmark and mark is not None and config.fwmark != mark:
-            raise UapiError(
-                f"FwMark {config.fwmark:#x}: the default route's policy rules use the mark "
-                f"{mark:#x} (the tunnel's datagrams would loop into it); restart the interface "
-                "to change it"
-            )
         request = sync_request(self.wg, config, listen_port=listen_port, fwmark=fwmark)
         await self._apply_set(request, native={p.public_key: p.native_mode for p in config.peers})
         if not routes:
@@ -1013,6 +1006,15 @@ class WireGuardInterface:
         else:
             checked = check_set(wg, request)
         _check_scopes(self.transport, [p.endpoint for p in request.peers], UapiError)
+        policy = self.policy_mark
+        if request.fwmark is not None and policy is not None and request.fwmark != policy:
+            # (wg set as tunflow reload: the kernel's WireGuard and wireguard-go would take it,
+            # and the tunnel's datagrams would then loop into the tunnel)
+            raise UapiError(
+                f"FwMark {request.fwmark:#x}: the default route's policy rules use the mark "
+                f"{policy:#x} (the tunnel's datagrams would loop into it); restart the "
+                "interface to change it"
+            )
         self._check_open()  # (closed while the check ran: nothing to bind a socket for)
         mark = wg.fwmark if request.fwmark is None else request.fwmark
         new: UDPTransport | None = None
