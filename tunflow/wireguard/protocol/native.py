@@ -379,6 +379,11 @@ def seal_native_gathered(
     return count
 
 
+#: AEAD tries a stored message gets after its first failed (each a genuine copy of a forged
+#: fragment may bring; few, as a tiny forged fragment can ask for one over up to 64 KiB)
+_MAX_RETRIES: Final = 2
+
+
 class _Partial:
     """A message's fragments so far. Nothing in them is authenticated until the AEAD opens the
     whole: a forged fragment may be among them (see :func:`open_native`)."""
@@ -392,7 +397,7 @@ class _Partial:
         self.have = 0
         self.missing = count
         self.last_len = 0
-        #: fragments taken again after the whole failed its AEAD (at most ``count``)
+        #: AEAD tries after the whole failed its first (at most :data:`_MAX_RETRIES`)
         self.retries = 0
 
 
@@ -481,7 +486,8 @@ def open_native(
             return OpenResult.INCOMPLETE
         if entry.retries:
             # the whole failed its AEAD: this copy may be the genuine one of a forged fragment;
-            # try again (each try is an AEAD: after ``count`` failed tries the entry goes)
+            # try again (each try is an AEAD over the whole message, which a one-byte last
+            # fragment can ask for: after _MAX_RETRIES the entry goes)
             entry.buffer[start : start + data_len] = memoryview(fragment)[NATIVE_HEADER_SIZE:]
             if index == count - 1:
                 entry.last_len = data_len
@@ -499,7 +505,7 @@ def open_native(
     result = _finish(session, memoryview(entry.buffer)[:total], count, counter, chunk, out)
     if result == OpenResult.BAD_AEAD:
         retried = entry.retries
-        if retried <= count:
+        if retried < _MAX_RETRIES:
             # kept (until newer messages push it out): a forged fragment may have spoilt it,
             # and the genuine copy may still come
             entry.retries += 1
