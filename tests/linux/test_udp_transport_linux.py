@@ -197,3 +197,26 @@ async def test_a_connected_transport_survives_an_administratively_prohibited_icm
                     assert received == [b"two"]
         finally:
             peer.close()
+
+
+@pytest.mark.parametrize("offload", [False, True], ids=["plain", "gro"])
+async def test_a_datagram_over_max_datagram_is_dropped_and_counted_not_cut(
+    netns: testing.Netns, offload: bool
+) -> None:
+    # the plain path delivered it cut to max_datagram, uncounted; a GRO read offered only
+    # max_datagram bytes was cut by the kernel and lost every datagram in it
+    async with UDPTransport.bind(("127.0.0.1", 0), offload=offload, max_datagram=1000) as t:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"y" * 2000, t.local_address)
+            if offload:  # ten datagrams in one UDP_SEGMENT send: one UDP_GRO read of 6000
+                udp_segment = (socket.SOL_UDP, 103, (600).to_bytes(2, "little"))
+                s.sendmsg([b"z" * 6000], [udp_segment], 0, t.local_address)
+            else:
+                for _ in range(10):
+                    s.sendto(b"z" * 600, t.local_address)
+            got: list[bytes] = []
+            with anyio.fail_after(10):
+                while len(got) < 10:
+                    got += (await t.recv_batch()).to_list()
+        assert got == [b"z" * 600] * 10
+        assert t.statistics().drops == {"truncated": 1}

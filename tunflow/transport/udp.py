@@ -207,7 +207,8 @@ class UDPTransport:
     Args:
         sock: a UDP socket (made non-blocking here; the transport owns it).
         peer: the default destination.
-        max_datagram: room left for each receive (a ``UDP_GRO`` read needs 65535).
+        max_datagram: the longest datagram taken (a longer one is dropped, counted as
+            ``truncated``); a ``UDP_GRO`` read is offered 65535 bytes whatever this says.
         max_packets: datagrams per received batch.
         name: for statistics.
         offload: use ``UDP_SEGMENT``/``UDP_GRO`` when the kernel has them (``None``: yes, unless
@@ -272,6 +273,9 @@ class UDPTransport:
         use = _offload_allowed() if offload is None else offload
         self._gso = use and _LINUX and self._probe_gso(sock)
         self._gro = use and _LINUX and self._probe_gro(sock)
+        #: the room a receive needs: a UDP_GRO read may hold 64 KiB of datagrams (offered
+        #: less, the kernel cuts the read and every datagram in it is lost)
+        self._room = MAX_DATAGRAM if self._gro else max_datagram
         self._overflow_reported = False
         if self._gro:
             try:
@@ -444,7 +448,7 @@ class UDPTransport:
 
     def new_batch(self) -> DatagramBatch:
         """A batch with room for ``max_packets`` datagrams and a few ``UDP_GRO`` reads."""
-        capacity = max(8 * self.max_datagram, self.max_packets * 1600)
+        capacity = max(8 * self.max_datagram, self._room, self.max_packets * 1600)
         return DatagramBatch(capacity=capacity, max_packets=self.max_packets + UDP_MAX_SEGMENTS)
 
     # -- addresses ------------------------------------------------------------------------
@@ -551,7 +555,8 @@ class UDPTransport:
                     full = True
                     break
                 try:
-                    n, addr = recv(view[end : end + need])
+                    # (MSG_TRUNC: the datagram's own length, so one longer than the room shows)
+                    n, addr = recv(view[end : end + need], need, _MSG_TRUNC)
                 except BlockingIOError:
                     break
                 except OSError as exc:
@@ -559,6 +564,9 @@ class UDPTransport:
                         icmp = icmp or exc.errno in _ICMP_OTHER
                         continue
                     raise
+                if n > need:
+                    self._drop("truncated")  # as the GRO path counts one
+                    continue
                 offsets.append(end)
                 lengths.append(n)
                 addrs.append(norm(addr) if norm is not None else addr)
@@ -605,7 +613,7 @@ class UDPTransport:
         sock = self._socket()
         view = batch.view
         cap = len(batch.buffer)
-        need = self.max_datagram
+        need = self._room
         recvmsg_into = sock.recvmsg_into
         norm = self._recv_address if self._v6 else None
         # a UDP_GRO read is never cut, so a batch may end up to 63 datagrams over its limit
@@ -632,6 +640,9 @@ class UDPTransport:
             seg = self._segment_size(anc, n) if anc else n
             if flags & _MSG_TRUNC:
                 self._drop("truncated")
+                continue
+            if seg > self.max_datagram:  # longer than asked for: as the plain path's
+                self._drop("truncated", _datagrams(n, seg))
                 continue
             # (an empty datagram is one of length 0, as on the plain path)
             count += add(
@@ -737,11 +748,7 @@ class UDPTransport:
             OSError: the socket failed.
         """
         self._socket()
-        if (
-            self._receiving
-            or batch.end + self.max_datagram > len(batch.buffer)
-            or batch.room() == 0
-        ):
+        if self._receiving or batch.end + self._room > len(batch.buffer) or batch.room() == 0:
             return -1
         got = self._recv_some(batch)
         if got:
@@ -766,7 +773,8 @@ class UDPTransport:
             anyio.ClosedResourceError: the transport was closed.
             anyio.BusyResourceError: another task is receiving.
             TypeError: ``batch`` is not a ``DatagramBatch``.
-            ValueError: ``batch`` has no room for a datagram of ``max_datagram`` bytes.
+            ValueError: ``batch`` has no room for a receive (``max_datagram`` bytes; with
+                ``UDP_GRO`` 65535, what one read may hold).
             OSError: the socket failed.
         """
         if batch is None:
@@ -786,7 +794,7 @@ class UDPTransport:
             if wait_first:
                 await self._reader.wait()
             while not (got := self._recv_some(batch)):
-                if batch.end + self.max_datagram > len(batch.buffer) or batch.room() == 0:
+                if batch.end + self._room > len(batch.buffer) or batch.room() == 0:
                     raise ValueError("the batch has no room for another datagram")
                 self._socket()
                 await self._reader.wait()
@@ -812,7 +820,7 @@ class UDPTransport:
             and self._reader.armed
             and not self._receiving
             and self._sock is not None
-            and batch.end + self.max_datagram <= len(batch.buffer)
+            and batch.end + self._room <= len(batch.buffer)
             and batch.room() > 0
         )
 
