@@ -15,6 +15,7 @@ named ``NAME.w<N>.pcap``.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -29,6 +30,8 @@ from tunflow.packet import HEADROOM, PacketBatch
 from tunflow.pipeline import Direction, Lane, Processor, StageBase, StageContext, StageStatistics
 
 from .pcap import LINKTYPE_ETHERNET, LINKTYPE_RAW, PcapWriter
+
+log = logging.getLogger("tunflow.capture")
 
 __all__ = ["CaptureStage", "CaptureOptions"]
 
@@ -65,7 +68,9 @@ class CaptureStage(StageBase):
     """Copy every packet passing this point into pcap files (Wireshark/tshark readable).
 
     Statistics: ``counters`` ``packets`` (records written), ``bytes`` (file bytes), ``files``
-    (files opened); ``drops`` never (capturing does not change the batch).
+    (files opened), ``not_captured`` (packets passed on uncaptured after a write failed);
+    ``drops`` never (capturing does not change the batch). A file that cannot be written (a
+    full disk, a removed mount) stops the capture, logged once, not the traffic.
     """
 
     plugin = "capture"
@@ -82,6 +87,8 @@ class CaptureStage(StageBase):
         self._index = 0
         self._files: list[Path] = []
         self._written = [0, 0]
+        #: a write failed: the capture stopped, the traffic goes on
+        self._failed = False
 
     @property
     def files(self) -> list[Path]:
@@ -120,21 +127,44 @@ class CaptureStage(StageBase):
             self._written[0] += w.packets
             self._written[1] += w.bytes_written
         if f is not None:
-            f.close()
+            try:
+                f.close()  # (flushes what is buffered: may fail as a write does)
+            except OSError as exc:
+                self._fail(exc)
+
+    def _fail(self, exc: OSError) -> None:
+        """A write failed: stop capturing (logged once); the batches go on unchanged."""
+        if not self._failed:
+            self._failed = True
+            log.warning(
+                "capture %s: cannot write (%s): capturing stops, the traffic goes on",
+                self._files[-1] if self._files else self._base,
+                exc,
+            )
+        f, self._file = self._file, None
+        self._writer = None
+        if f is not None:
+            try:
+                f.close()
+            except OSError:
+                pass  # (the same failure: reported above)
 
     async def start(self, context: StageContext) -> None:
         self._linktype = LINKTYPE_ETHERNET if context.layer is Layer.L2 else LINKTYPE_RAW
         if context.process_index is not None:
             b = self._base
             self._base = b.with_name(f"{b.stem}.w{context.process_index}{b.suffix}")
-        self._open()
+        self._open()  # (a file that cannot be made refuses the start: a configuration fault)
 
     async def stop(self) -> None:
         self._close()
 
     async def on_timer(self) -> None:
         if self._file is not None:
-            self._file.flush()
+            try:
+                self._file.flush()
+            except OSError as exc:
+                self._fail(exc)
 
     def process(self, batch: PacketBatch) -> PacketBatch:
         return self._unbound_processor()(batch)
@@ -151,14 +181,22 @@ class CaptureStage(StageBase):
         max_bytes = opts.max_bytes
 
         def process(batch: PacketBatch) -> PacketBatch:
-            w = self._writer or self._open()
-            now = time.time_ns()
-            if split and batch.vnet_hdr:
-                self._write_split(w, batch, scratch, now)
-            else:
-                w.write_many(batch.view, batch.offsets, batch.lengths, now)
-            if max_bytes and w.bytes_written >= max_bytes:
-                self._close()
+            if self._failed:
+                self.count("not_captured", len(batch.offsets))
+                return batch
+            try:
+                w = self._writer or self._open()
+                now = time.time_ns()
+                if split and batch.vnet_hdr:
+                    self._write_split(w, batch, scratch, now)
+                else:
+                    w.write_many(batch.view, batch.offsets, batch.lengths, now)
+                if max_bytes and w.bytes_written >= max_bytes:
+                    self._close()
+            except OSError as exc:
+                # (this batch is partly in the file at most: counted as not captured)
+                self._fail(exc)
+                self.count("not_captured", len(batch.offsets))
             return batch
 
         return process

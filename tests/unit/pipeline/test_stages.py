@@ -200,6 +200,24 @@ def read_pcap(path: Path) -> tuple[int, list[bytes]]:
         return reader.datalink(), [bytes(buf) for _, buf in reader]
 
 
+@pytest.mark.parametrize("on_error", ["drop", "stop"])
+def test_a_capture_that_cannot_write_stops_capturing_not_the_traffic(on_error: str) -> None:
+    # /dev/full: each batch over the file's buffer raised OSError, which the engine took for
+    # the stage failing — the batch dropped (16 of 2000 got through), or the pipeline stopped
+    pk = [b"\x45\x00\x05\xdc" + bytes(1496)] * 2000
+    sink = MemorySink()
+    p = Pipeline(
+        MemorySource(pk, batch_size=64),
+        [StageSpec("capture", {"path": "/dev/full"})],
+        sink,
+        on_error=on_error,
+    )
+    anyio.run(p.run)
+    assert len(sink.packets) == 2000
+    s = p.statistics().stage("capture")
+    assert s.errors == 0 and s.counters["not_captured"] > 0
+
+
 def test_capture_writes_what_passes(tmp_path: Path) -> None:
     path = tmp_path / "c.pcap"
     pk = [ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, bytes([i])) for i in range(50)]
