@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, TypeAlias, TypeVar
 
 import anyio
 import attrs
@@ -70,6 +70,11 @@ __all__ = [
 ]
 
 log = logging.getLogger("tunflow.pipeline")
+
+#: how long each stage's ``stop()`` may take when a pipeline ends
+_STOP_TIMEOUT: Final = 0.5
+#: the longest wait a stage's ``delay()`` may ask for (seconds)
+_MAX_DELAY: Final = 3600.0
 
 # per-stage counters of a lane: packets in, bytes in, packets out, bytes out, batches, errors
 _PIN, _BIN, _POUT, _BOUT, _BATCHES, _ERRORS = range(6)
@@ -339,7 +344,7 @@ class _Engine:
         self.name = name
         self._process_index = process_index
         self.mode = WorkerMode(workers)
-        self.on_error = ErrorPolicy(on_error)
+        self.on_error = ErrorPolicy.of(on_error)
         if type(buffer) is not int or buffer < 0:
             raise ConfigError(f"buffer must be a non-negative int (batches), not {buffer!r}")
         self.buffer = buffer
@@ -553,14 +558,20 @@ class _Engine:
                 tg.cancel_scope.cancel()  # every lane ended: stop the timers
         finally:
             self._running = False
-            with anyio.CancelScope(shield=True), anyio.move_on_after(0.5):
+            with anyio.CancelScope(shield=True):
                 for st in reversed(started):
                     stop = getattr(st, "stop", None)
-                    if stop is not None:
+                    if stop is None:
+                        continue
+                    # each its own time: one slow stop() must not skip the others' (a capture
+                    # left unflushed and open)
+                    with anyio.move_on_after(_STOP_TIMEOUT) as late:
                         try:
                             await stop()
                         except Exception:
                             log.exception("stage %s failed to stop", st.name)
+                    if late.cancelled_caught:
+                        log.warning("stage %s did not stop within %s s", st.name, _STOP_TIMEOUT)
 
     async def _timer(self, stage: Stage, interval: float) -> None:
         on_timer = stage.on_timer  # type: ignore[attr-defined]
@@ -653,7 +664,14 @@ class _Engine:
 
     async def _pace(self, lane: _RunningLane) -> None:
         for st in lane.delays:
-            d = st.delay()  # type: ignore[attr-defined]
+            try:
+                d = st.delay()  # type: ignore[attr-defined]
+                if not d <= _MAX_DELAY:  # (NaN and inf too: a wait for ever is a fault)
+                    raise ValueError(f"delay() returned {d!r} seconds")
+            except Exception as exc:
+                # the stage's fault, as a raise from process() is: its policy decides
+                self._stage_failed(st, None, exc)
+                continue
             if d > 0:
                 await anyio.sleep(d)
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Protocol, TypeVar, ru
 import attrs
 
 from ..device import Layer, OffloadInfo
+from ..errors import ConfigError
 from ..packet import PacketBatch
 
 if TYPE_CHECKING:
@@ -65,6 +66,22 @@ class ErrorPolicy(enum.Enum):
 
     DROP = "drop"
     STOP = "stop"
+
+    @classmethod
+    def of(cls, value: ErrorPolicy | str) -> ErrorPolicy:
+        """``value`` as a policy: one already, or its name (``"drop"``, ``"stop"``).
+
+        Raises:
+            ConfigError: neither.
+        """
+        try:
+            return cls(value)
+        except ValueError:
+            raise ConfigError(f"on_error must be 'drop' or 'stop', not {value!r}") from None
+
+
+def _policy(value: ErrorPolicy | str | None) -> ErrorPolicy | None:
+    return None if value is None else ErrorPolicy.of(value)
 
 
 @attrs.frozen
@@ -223,7 +240,8 @@ class StageSpec:
     plugin: str
     options: Mapping[str, Any] = attrs.field(factory=dict, converter=copy_map)
     name: str | None = None
-    on_error: ErrorPolicy | None = None
+    # (a string is taken as a policy's name: the engine compares policies, not strings)
+    on_error: ErrorPolicy | None = attrs.field(default=None, converter=_policy)
 
     def build(self) -> Stage:
         """Load the plugin and build the stage (see :func:`~tunflow.pipeline.build_stage`)."""

@@ -546,3 +546,66 @@ def test_an_express_shortcut_stands_for_its_method_only_in_the_class_that_made_b
     assert not stands_for(Counting(), "_express_sink", "send_batch")
     assert stands_for(Both(), "_express_sink", "send_batch")
     assert not stands_for(Plain(), "_express_sink", "send_batch")
+
+
+def test_a_stage_spec_takes_its_error_policy_by_name() -> None:
+    # a string was kept as it came: the engine compares policies, so "stop" was never stop,
+    # and any string was taken
+    assert StageSpec("stats", on_error="stop").on_error is ErrorPolicy.STOP
+    assert StageSpec("stats", on_error=ErrorPolicy.DROP).on_error is ErrorPolicy.DROP
+    with pytest.raises(ConfigError, match="on_error must be"):
+        StageSpec("stats", on_error="bogus")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="on_error must be"):
+        Pipeline(MemorySource([]), [], MemorySink(), on_error="bogus")  # type: ignore[arg-type]
+
+
+def test_every_stage_stops_however_long_another_takes() -> None:
+    # the stop() hooks shared one 0.5 s: a slow one left the others not called
+    stopped: list[str] = []
+
+    class Slow(StageBase):
+        plugin = "slow"
+
+        def process(self, batch: PacketBatch) -> PacketBatch:
+            return batch
+
+        async def stop(self) -> None:
+            await anyio.sleep(2)
+
+    class Quick(Slow):
+        plugin = "quick"
+
+        async def stop(self) -> None:
+            stopped.append(self.name)
+
+    # stops run last stage first: the slow one before the quick one
+    p = Pipeline(MemorySource(packets(4), batch_size=2), [Quick(), Slow()], MemorySink())
+    anyio.run(p.run)
+    assert stopped == ["quick"]
+
+
+@pytest.mark.parametrize("bad", ["raise", float("nan"), float("inf")])
+def test_a_stage_whose_delay_fails_is_a_stage_error_under_its_policy(bad: object) -> None:
+    # a raise from delay() left the pipeline with the raw exception, whatever on_error said;
+    # NaN or inf waited for ever (or raised in anyio.sleep)
+    class Pacer(StageBase):
+        plugin = "pacer"
+
+        def process(self, batch: PacketBatch) -> PacketBatch:
+            return batch
+
+        def delay(self) -> float:
+            if bad == "raise":
+                raise ValueError("no delay today")
+            return bad  # type: ignore[return-value]
+
+    sink = MemorySink()
+    p = Pipeline(MemorySource(packets(10), batch_size=2), [Pacer()], sink)
+    anyio.run(p.run)
+    assert len(sink.packets) == 10
+    assert p.statistics().stage("pacer").errors >= 1
+    with pytest.raises(StageError):
+        stop = Pipeline(
+            MemorySource(packets(10), batch_size=2), [Pacer()], MemorySink(), on_error="stop"
+        )
+        anyio.run(stop.run)
