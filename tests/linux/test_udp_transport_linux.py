@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
+import os
 import socket
 
 import anyio
 import pytest
 
-from tunflow import testing
+from tunflow import ConfigError, testing
 from tunflow.transport import DatagramBatch, UDPTransport
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.anyio]
@@ -220,3 +222,49 @@ async def test_a_datagram_over_max_datagram_is_dropped_and_counted_not_cut(
                     got += (await t.recv_batch()).to_list()
         assert got == [b"z" * 600] * 10
         assert t.statistics().drops == {"truncated": 1}
+
+
+async def test_a_port_out_of_range_is_a_bad_address_not_the_rest_of_the_batch_lost(
+    netns: testing.Netns,
+) -> None:
+    # OverflowError left send_batch, the valid datagrams after it unsent and uncounted
+    for local in (("127.0.0.1", 0), ("::", 0)):
+        async with UDPTransport.bind(local) as rx, UDPTransport.bind(local) as tx:
+            port = rx.local_address[1]
+            batch = DatagramBatch(4096)
+            batch.append(b"bad", address=("127.0.0.1", 70000))
+            batch.append(b"good", address=("127.0.0.1", port))
+            batch.append(b"good2", address=("127.0.0.1", port))
+            await tx.send_batch(batch)
+            assert tx.statistics().drops == {"bad_address": 1}
+            got: list[bytes] = []
+            with anyio.fail_after(10):
+                while len(got) < 2:
+                    got += (await rx.recv_batch()).to_list()
+            assert sorted(got) == [b"good", b"good2"]
+
+
+async def test_the_plain_path_counts_the_bytes_that_went(netns: testing.Netns) -> None:
+    # a group of three datagrams none of which could go counted 300 bytes sent
+    async with UDPTransport.bind(("127.0.0.1", 0), offload=False) as tx:
+        batch = DatagramBatch(4096)
+        for _ in range(3):
+            batch.append(b"x" * 100, address=("10.99.0.1", 9))  # no route in the namespace
+        await tx.send_batch(batch)
+        s = tx.statistics()
+        assert (s.tx_datagrams, s.tx_bytes) == (0, 0) and s.drops == {"unreachable": 3}
+
+
+def test_a_failed_adoption_leaves_the_callers_socket_open(netns: testing.Netns) -> None:
+    # the half-made transport's finalizer closed the caller's socket; from_fd's own socket
+    # object closed the caller's fd when the fd was refused
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        with pytest.raises(OSError):
+            UDPTransport.from_socket(s, peer=("203.0.113.9", 9))  # no route: ENETUNREACH
+        gc.collect()
+        assert s.fileno() != -1
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+        with pytest.raises(ConfigError):
+            UDPTransport.from_fd(tcp.fileno())
+        gc.collect()
+        os.fstat(tcp.fileno())  # still open

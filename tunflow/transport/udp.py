@@ -253,8 +253,10 @@ class UDPTransport:
         ):
             if type(value) is not int or not 1 <= value <= high:  # (bool is an int)
                 raise ConfigError(f"{what} must be within 1..{high}, not {value!r}")
+        # (the transport owns the socket, and its __del__ closes it, only once made: a failure
+        # below leaves the caller's socket to the caller)
+        self._sock: socket.socket | None = None
         sock.setblocking(False)
-        self._sock: socket.socket | None = sock
         self._fd = sock.fileno()
         self._reader = ReadWaiter(self._fd)
         self._v6 = sock.family == socket.AF_INET6
@@ -295,6 +297,7 @@ class UDPTransport:
         self._run = 0
         #: whether the last receive stopped on a full batch (more was waiting): queue depth
         self.backlogged = False
+        self._sock = sock
 
     @staticmethod
     def _probe_gso(sock: socket.socket) -> bool:
@@ -383,7 +386,11 @@ class UDPTransport:
         """Adopt a UDP socket fd (inherited by a worker process, say); the transport closes it."""
         sock = socket.socket(fileno=fd)
         kwargs.pop("peer", None)  # an adopted socket keeps its connection...
-        transport = cls(sock, **kwargs)
+        try:
+            transport = cls(sock, **kwargs)
+        except BaseException:
+            sock.detach()  # not adopted: the fd stays the caller's (not closed with ``sock``)
+            raise
         transport._adopt_peer()
         return transport
 
@@ -875,13 +882,16 @@ class UDPTransport:
                     else:
                         # the plain path (no GSO): a gathered group is joined first
                         whole = view[where : where + length] if parts is None else b"".join(parts)
-                        n, c = self._send_plain_group(sock, memoryview(whole), seg, dst, addr)
+                        n, c, sent_bytes = self._send_plain_group(
+                            sock, memoryview(whole), seg, dst, addr
+                        )
                         calls += c
+                        length = sent_bytes  # (what is counted below: what went)
                 except BlockingIOError:
                     if k == start:
                         raise
                     break
-                except socket.gaierror:
+                except (socket.gaierror, OverflowError):  # (a port outside 0..65535)
                     self._drop("bad_address", _datagrams(length, seg))
                     k += 1
                     continue
@@ -917,10 +927,12 @@ class UDPTransport:
 
     def _send_plain_group(
         self, sock: socket.socket, data: memoryview, seg: int, dst: Any, addr: Any = None
-    ) -> tuple[int, int]:
+    ) -> tuple[int, int, int]:
+        """Send ``data`` a datagram (``seg`` bytes) at a time; ``(datagrams sent, calls, bytes
+        sent)``."""
         # One datagram per call. EAGAIN after the first ones is rare enough (large socket
         # buffers) to count the rest as lost rather than track a position inside a group.
-        sent = pos = 0
+        sent = pos = nbytes = 0
         size = len(data)
         retried = False
         while pos < size:
@@ -942,9 +954,10 @@ class UDPTransport:
                 self._send_error(exc, 1, addr)
             else:
                 sent += 1
+                nbytes += len(part)
             pos += seg
             retried = False
-        return sent, sent
+        return sent, sent, nbytes
 
     def _stale_error(self, exc: OSError) -> bool:
         """Whether a failed send may not have been tried: a connected socket keeps the ICMP
@@ -1019,7 +1032,7 @@ class UDPTransport:
                 sock.sendto(batch.view[off : off + n], self._send_address(addr))
         except BlockingIOError:
             return -1
-        except socket.gaierror:
+        except (socket.gaierror, OverflowError):  # (a port outside 0..65535)
             self._drop("bad_address")
         except OSError as exc:
             if self._stale_error(exc):
