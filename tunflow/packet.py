@@ -155,7 +155,11 @@ class PacketBatch:
 
         Raises:
             PacketTooLargeError: the packet does not fit in the free space of the arena.
+            ValueError: ``header`` is not :data:`HEADROOM` (10) bytes; nothing is added.
         """
+        if header is not None and len(header) != HEADROOM:
+            # (a slice of another length would resize the arena: a BufferError, mid-copy)
+            raise ValueError(f"a virtio-net header is {HEADROOM} bytes, not {len(header)}")
         n = len(data)
         off = self.end + HEADROOM
         if off + n > len(self.buffer) or len(self.offsets) >= self.max_packets:

@@ -150,7 +150,8 @@ def parse(buf: bytearray, off: int, n: int, l2: bool = False) -> Fields | str:
         dst = int.from_bytes(buf[off + 24 : off + 40], "big")
         proto = buf[off + 6]
         l4 = off + 40
-        for _ in range(_MAX_EXT):
+        # (one turn more than the headers allowed: the turn that finds the transport header)
+        for _ in range(_MAX_EXT + 1):
             if proto in _V6_EXT:
                 if l4 + 2 > end:
                     return "truncated"

@@ -774,7 +774,9 @@ class UDPTransport:
 
         Args:
             batch: a :class:`~tunflow.datagram.DatagramBatch` to append to (senders are
-                recorded in ``addresses``); a new one when ``None``.
+                recorded in ``addresses``); a new one when ``None``. A ``UDP_GRO`` read is
+                never cut, so its datagrams (up to 64) all go in: the batch may end up that
+                many over its ``max_packets`` (:meth:`new_batch` leaves room for it).
 
         Raises:
             anyio.ClosedResourceError: the transport was closed.

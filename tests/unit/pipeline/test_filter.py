@@ -184,3 +184,22 @@ def test_bad_options_name_the_path(options: dict[str, object], match: str) -> No
     with pytest.raises(ConfigError, match=match) as info:
         StageSpec("filter", options).build()
     assert info.value.path is not None and info.value.path.startswith("rules")
+
+
+def test_eight_ipv6_extension_headers_are_allowed_nine_are_not() -> None:
+    # the limit is eight; a packet with exactly eight was dropped (the last turn of the loop
+    # stepped past the eighth and never looked at the transport header)
+    def with_headers(k: int) -> bytes:
+        chain = b"".join(bytes([60 if i < k - 1 else 6, 0]) + bytes(6) for i in range(k))
+        body = chain + struct.pack("!HH", 1, 80) + bytes(16)
+        ip = bytearray(40)
+        ip[0] = 0x60
+        struct.pack_into("!H", ip, 4, len(body))
+        ip[6], ip[7] = 60, 64
+        return bytes(ip) + body
+
+    for k, passes in ((7, True), (8, True), (9, False)):
+        stage = FilterStage(default="allow")
+        batch = PacketBatch()
+        batch.append(with_headers(k))
+        assert (len(stage.process(batch)) == 1) is passes, k
