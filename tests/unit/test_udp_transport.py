@@ -841,3 +841,13 @@ async def test_a_lone_datagram_after_an_icmp_error_is_sent() -> None:
             assert await tx.send_batch(again) == 1
             assert (await receive(rx, 1)).to_list() == [b"now it listens"]
             assert tx.statistics().drops == {"unreachable": 1}
+
+
+async def test_an_empty_batch_after_close_is_refused_as_any_batch() -> None:
+    # it returned 0 (and was counted as a batch sent) where a batch of one raised
+    t = UDPTransport.bind(("127.0.0.1", 0))
+    assert await t.send_batch(DatagramBatch(64)) == 0
+    assert t.statistics().tx_batches == 0
+    await t.aclose()
+    with pytest.raises(anyio.ClosedResourceError):
+        await t.send_batch(DatagramBatch(64))

@@ -302,6 +302,19 @@ def _positive_number(value: object) -> bool:
 
 
 def _unique_names(stages: Sequence[Stage]) -> None:
+    """Number repeated names (``stats``, ``stats#2``); refuse one stage object in two places.
+
+    Raises:
+        ConfigError: a stage object is in the chain twice (it would be renamed in both places
+            and count each batch twice: a stage keeps its own state).
+    """
+    places: dict[int, int] = {}
+    for i, st in enumerate(stages):
+        first = places.setdefault(id(st), i)
+        if first != i:
+            raise ConfigError(
+                f"stages[{i}] is the same object as stages[{first}]: make one per place"
+            )
     seen: dict[str, int] = {}
     for st in stages:
         n = seen.get(st.name, 0)

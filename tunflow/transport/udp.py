@@ -1068,10 +1068,14 @@ class UDPTransport:
         """
         if checkpoint:
             await anyio.lowlevel.checkpoint()
-        if len(batch.offsets) == 1:
+        n = len(batch.offsets)
+        if n == 1:
             sent = self._send_lone(batch)
             if sent >= 0:
                 return sent
+        elif not n:
+            self._socket()  # (closed: raised as for any batch)
+            return 0
         before = self._tx[0]
         groups = self._groups(batch)
         view = batch.view

@@ -609,3 +609,12 @@ def test_a_stage_whose_delay_fails_is_a_stage_error_under_its_policy(bad: object
             MemorySource(packets(10), batch_size=2), [Pacer()], MemorySink(), on_error="stop"
         )
         anyio.run(stop.run)
+
+
+def test_one_stage_object_in_two_places_is_refused() -> None:
+    # both places were renamed "stats#2" and counted every batch twice
+    from tunflow_plugins.stats import StatsStage
+
+    stats = StatsStage()
+    with pytest.raises(ConfigError, match=r"stages\[1\] is the same object as stages\[0\]"):
+        Pipeline(MemorySource(packets(2)), [stats, stats], MemorySink())
