@@ -297,6 +297,10 @@ class UDPTransport:
         self._run = 0
         #: whether the last receive stopped on a full batch (more was waiting): queue depth
         self.backlogged = False
+        #: called with ``(address, bytes)`` for datagrams a send counted as dropped (unreachable,
+        #: refused, too large, a bad address, a full buffer): for a protocol that counted them
+        #: as sent when it sealed them (``None``: nobody asks)
+        self.on_unsent: Callable[[Address | None, int], None] | None = None
         self._sock = sock
 
     @staticmethod
@@ -895,6 +899,7 @@ class UDPTransport:
                     break
                 except (socket.gaierror, OverflowError):  # (a port outside 0..65535)
                     self._drop("bad_address", _datagrams(length, seg))
+                    self._unsent(addr, length)
                     k += 1
                     continue
                 except OSError as exc:
@@ -912,7 +917,7 @@ class UDPTransport:
                     if not retried and self._stale_error(exc):
                         retried = True
                         continue
-                    self._send_error(exc, _datagrams(length, seg), addr)
+                    self._send_error(exc, _datagrams(length, seg), addr, length)
                     k += 1
                     plain_once = retried = False
                     continue
@@ -948,12 +953,13 @@ class UDPTransport:
                 if not sent:
                     raise
                 self._drop("would_block", _datagrams(size - pos, seg))
+                self._unsent(addr, size - pos)
                 break
             except OSError as exc:
                 if not retried and self._stale_error(exc):
                     retried = True
                     continue
-                self._send_error(exc, 1, addr)
+                self._send_error(exc, 1, addr, len(part))
             else:
                 sent += 1
                 nbytes += len(part)
@@ -974,7 +980,14 @@ class UDPTransport:
             return True
         return False
 
-    def _send_error(self, exc: OSError, count: int, addr: Any = None) -> None:
+    def _unsent(self, addr: Any, nbytes: int) -> None:
+        hook = self.on_unsent
+        if hook is not None and nbytes:
+            hook(addr if addr is not None else self.peer, nbytes)
+
+    def _send_error(self, exc: OSError, count: int, addr: Any = None, nbytes: int = 0) -> None:
+        """Count a failed send of ``count`` datagrams (``nbytes`` in all) to ``addr`` by what
+        its error says, or raise the error when no datagram loss explains it."""
         if addr is not None and exc.errno in _LINK_GONE and "%" in addr[0]:
             # a scoped destination whose link went (its index with it): looked up anew by
             # name next time, so a link made again under that name is found
@@ -1004,6 +1017,7 @@ class UDPTransport:
                 self._reader.renew()
         else:
             raise exc
+        self._unsent(addr, nbytes)
 
     @staticmethod
     def _groups(batch: PacketBatch) -> list[_Group]:
@@ -1036,10 +1050,11 @@ class UDPTransport:
             return -1
         except (socket.gaierror, OverflowError):  # (a port outside 0..65535)
             self._drop("bad_address")
+            self._unsent(addr, n)
         except OSError as exc:
             if self._stale_error(exc):
                 return -1
-            self._send_error(exc, 1, addr)
+            self._send_error(exc, 1, addr, n)
         else:
             tx[0] += 1
             tx[1] += n
@@ -1068,16 +1083,15 @@ class UDPTransport:
         """
         if checkpoint:
             await anyio.lowlevel.checkpoint()
-        n = len(batch.offsets)
-        if n == 1:
+        if len(batch.offsets) == 1:
             sent = self._send_lone(batch)
             if sent >= 0:
                 return sent
-        elif not n:
-            self._socket()  # (closed: raised as for any batch)
-            return 0
         before = self._tx[0]
         groups = self._groups(batch)
+        if not groups:  # (not the offsets: a gathered batch's datagrams are parts lists)
+            self._socket()  # (closed: raised as for any batch)
+            return 0
         view = batch.view
         k = 0
         total = len(groups)
@@ -1121,8 +1135,9 @@ class UDPTransport:
             except BlockingIOError:
                 if not k and not drop_when_full:
                     return -1
-                _, _, length, seg = groups[k]
+                addr, _, length, seg = groups[k]
                 self._drop("would_block", _datagrams(length, seg))
+                self._unsent(addr, length)
                 k += 1
         self._tx[2] += 1
         return self._tx[0] - before
