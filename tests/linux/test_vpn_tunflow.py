@@ -586,6 +586,32 @@ async def test_the_link_set_down_and_up_gets_back_its_addresses_and_routes(
             assert ia.stop_reason is None, ia.failure
 
 
+async def test_what_the_socket_could_not_send_is_not_counted_as_sent(
+    pair: tuple[testing.Netns, testing.Netns],
+) -> None:
+    """A peer's ``tx_bytes`` (``wg show``'s "sent") counted what was sealed, also when the
+    send then failed (the underlay gone: ENETUNREACH); wireguard-go counts what was sent."""
+    a, b = pair
+    async with two_sides(a, b, native=False) as (ia, _):
+        await ping(a, OB, 1)
+        (veth,) = [
+            line.split(":")[1].strip().split("@")[0]
+            for line in a.run("ip", "-o", "link", "show", "type", "veth").stdout.splitlines()
+        ]
+        a.run("ip", "link", "del", veth)
+        before = ia.statistics()
+        await anyio.run_process(
+            a.cmd("ping", "-n", "-c", "5", "-i", "0.1", "-W", "1", OB), check=False
+        )
+        after = ia.statistics()
+        assert after.transport.tx_datagrams == before.transport.tx_datagrams  # none went
+        assert after.transport.drops.get("unreachable", 0) > before.transport.drops.get(
+            "unreachable", 0
+        )
+        assert after.peers[0].tx_bytes == before.peers[0].tx_bytes
+        assert after.wireguard.tx_bytes == before.wireguard.tx_bytes
+
+
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_a_tentative_source_address_loses_datagrams_not_the_interface() -> None:
     """A link-local endpoint on a link whose own link-local address is still tentative (DAD

@@ -185,6 +185,8 @@ class WireGuardPort:
     ) -> None:
         self.wg = wg
         self.transport = transport
+        # what the socket could not send comes off what the protocol counted as sent
+        transport.on_unsent = wg.unsent
         #: the counters of the transports replaced since (listen-port changes)
         self._earlier: TransportStatistics | None = None
         self.name = name
@@ -521,6 +523,7 @@ class WireGuardPort:
         old = self.transport
         self._earlier = self.transport_statistics()
         self.transport = new
+        new.on_unsent = self.wg.unsent
         return old
 
     def handle(self) -> PortHandle | None:

@@ -682,6 +682,20 @@ class WireGuard:
         """A snapshot of the interface counters."""
         return self._counters.snapshot()
 
+    def unsent(self, address: Address | None, nbytes: int) -> None:
+        """Datagrams to ``address`` (``nbytes`` in all) that the transport could not send: taken
+        off the bytes counted as sent — the interface's and those of the peer whose endpoint
+        it is — as wireguard-go counts only what was sent (``wg show``'s transfer). A
+        transport's ``on_unsent`` hook."""
+        if address is None or nbytes <= 0:
+            return
+        c = self._counters
+        c.tx_bytes = max(0, c.tx_bytes - nbytes)
+        for peer in self._peers.values():
+            if peer.endpoint == address:
+                peer.tx_bytes = max(0, peer.tx_bytes - nbytes)
+                return
+
     def peer_statistics(self, public_key: PublicKey) -> PeerStatistics:
         """A snapshot of one peer's state as ``wg show`` reports it.
 
