@@ -414,7 +414,7 @@ def _structure_stage(value: Any, _: type) -> StageSpec:
         value["plugin"],
         dict(options),
         name=name,
-        on_error=ErrorPolicy(on_error) if on_error is not None else None,
+        on_error=on_error,  # (StageSpec takes a policy's name)
     )
 
 

@@ -898,8 +898,7 @@ class UDPTransport:
                         raise
                     break
                 except (socket.gaierror, OverflowError):  # (a port outside 0..65535)
-                    self._drop("bad_address", _datagrams(length, seg))
-                    self._unsent(addr, length)
+                    self._lose("bad_address", _datagrams(length, seg), addr, length)
                     k += 1
                     continue
                 except OSError as exc:
@@ -952,8 +951,7 @@ class UDPTransport:
             except BlockingIOError:
                 if not sent:
                     raise
-                self._drop("would_block", _datagrams(size - pos, seg))
-                self._unsent(addr, size - pos)
+                self._lose("would_block", _datagrams(size - pos, seg), addr, size - pos)
                 break
             except OSError as exc:
                 if not retried and self._stale_error(exc):
@@ -980,7 +978,10 @@ class UDPTransport:
             return True
         return False
 
-    def _unsent(self, addr: Any, nbytes: int) -> None:
+    def _lose(self, reason: str, count: int, addr: Any, nbytes: int) -> None:
+        """``count`` datagrams (``nbytes``) to ``addr`` not sent: counted as dropped for
+        ``reason``, and told to :attr:`on_unsent`."""
+        self._drop(reason, count)
         hook = self.on_unsent
         if hook is not None and nbytes:
             hook(addr if addr is not None else self.peer, nbytes)
@@ -996,15 +997,15 @@ class UDPTransport:
             # EADDRNOTAVAIL: no usable source address for the destination — the link's own
             # (link-local) address still tentative while DAD runs, or gone: not sent, as if
             # no route led there
-            self._drop("unreachable", count)
+            reason = "unreachable"
             if self.peer is not None and exc.errno != errno.EADDRNOTAVAIL:
                 self._reader.renew()  # maybe a pending ICMP error (see _stale_error)
         elif exc.errno == errno.EMSGSIZE:
-            self._drop("too_large", count)
+            reason = "too_large"
         elif exc.errno in (errno.EAFNOSUPPORT, errno.EINVAL, errno.EDESTADDRREQ):
-            self._drop("bad_address", count)
+            reason = "bad_address"
         elif exc.errno == errno.ENOBUFS:
-            self._drop("would_block", count)
+            reason = "would_block"
         elif exc.errno in (errno.EPERM, errno.EACCES) or (
             self.peer is not None and exc.errno in _ICMP_OTHER
         ):
@@ -1012,12 +1013,12 @@ class UDPTransport:
             # (EACCES) — lost like any datagram; wireguard-go logs it and goes on. On a connected
             # socket it may be a pending ICMP error too (EACCES: ICMPv6 administratively
             # prohibited; EPROTO, ENONET…): lost, as an unreachable one is
-            self._drop("refused", count)
+            reason = "refused"
             if self.peer is not None:
                 self._reader.renew()
         else:
             raise exc
-        self._unsent(addr, nbytes)
+        self._lose(reason, count, addr, nbytes)
 
     @staticmethod
     def _groups(batch: PacketBatch) -> list[_Group]:
@@ -1049,8 +1050,7 @@ class UDPTransport:
         except BlockingIOError:
             return -1
         except (socket.gaierror, OverflowError):  # (a port outside 0..65535)
-            self._drop("bad_address")
-            self._unsent(addr, n)
+            self._lose("bad_address", 1, addr, n)
         except OSError as exc:
             if self._stale_error(exc):
                 return -1
@@ -1136,8 +1136,7 @@ class UDPTransport:
                 if not k and not drop_when_full:
                     return -1
                 addr, _, length, seg = groups[k]
-                self._drop("would_block", _datagrams(length, seg))
-                self._unsent(addr, length)
+                self._lose("would_block", _datagrams(length, seg), addr, length)
                 k += 1
         self._tx[2] += 1
         return self._tx[0] - before
