@@ -24,7 +24,7 @@ from ..errors import ClosedDeviceError
 from ..netconfig.device import DeviceConfig, IPAddressLike, Layer, NetworkLike, PrefixLike
 from ..offload import GROTable
 from ..packet import MAX_PACKET_SIZE, PacketBatch
-from ..platform._base import Buffer, OffloadInfo, Route
+from ..platform._base import Buffer, LoneQueue, OffloadInfo, Route
 from ._core import DeviceCore, DeviceStatistics, SharedInterface, adopt_fd
 
 __all__ = ["AsyncDevice", "DeviceAttribute"]
@@ -88,6 +88,8 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         self._queue_index = queue_index
         self._fd = queue.fileno()
         self._reader = ReadWaiter(self._fd)
+        # the queue, if it reads and writes a lone packet at rest its own way (an FdQueue)
+        self._lone_queue: LoneQueue | None = queue if hasattr(queue, "recv_lone") else None
         self._thread_waker: Any = None
         self._attrs: dict[str, Any] = {}
         if shared.interface is not None:
@@ -427,7 +429,18 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         says so)."""
         if self._receiving or self._closed:
             return DECLINED
-        n = self._nb_recv_batch(batch, whole)
+        rx = self._rx
+        queue = self._lone_queue
+        if queue is not None and (rx is None or (whole and not rx.pending())):
+            # straight to the queue, whose read at rest mostly brings one packet (what
+            # _nb_recv_batch does, without its layers: a lone packet's Python lines count)
+            n = queue.recv_lone(batch, self.max_size if rx is None else MAX_PACKET_SIZE)
+            if n and rx is not None:
+                rx.count_super_packets(batch, 0)
+            if queue.rx_truncated != self._cuts_seen:
+                self._learn_cuts(queue.rx_truncated)
+        else:
+            n = self._nb_recv_batch(batch, whole)
         if not n:
             return NOTHING
         self._lone = n == 1
@@ -443,11 +456,21 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         does not have — would lose the packet, counted in ``tx_dropped["would_block"]``."""
         if self._sending or self._closed or self._fallback is not None:
             return False
-        out = self._prepare_send_batch(batch)
-        done = self._write_now(out)
-        if done < len(out.offsets):
-            self._fallback = None  # (segments of a refused super-packet: lost with it)
-            self._count_drop("would_block", len(out.offsets) - done)
+        if self._lone_queue is not None and len(batch.offsets) == 1 and not batch.vnet_hdr:
+            # nothing to coalesce or count as a super-packet: straight to the queue
+            try:
+                done = self._nb_send_batch(batch, 0, lone=True)
+            except BlockingIOError:
+                done = 0
+            if not done:
+                self._fallback = None  # (a refused packet's segments: lost with it)
+                self._count_drop("would_block")
+        else:
+            out = self._prepare_send_batch(batch)
+            done = self._write_now(out)
+            if done < len(out.offsets):
+                self._fallback = None  # (segments of a refused super-packet: lost with it)
+                self._count_drop("would_block", len(out.offsets) - done)
         self._account_tx(batch)
         return True
 

@@ -11,7 +11,7 @@ import threading
 import weakref
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -39,7 +39,7 @@ from ..netconfig.device import (
 )
 from ..offload import VIRTIO_NET_HDR_GSO_NONE, GROTable
 from ..packet import HEADROOM, IDEAL_BATCH_SIZE, MAX_PACKET_SIZE, PacketBatch, validate_ip_packet
-from ..platform._base import Buffer, Interface, OffloadInfo, Queue, Route
+from ..platform._base import Buffer, Interface, LoneQueue, OffloadInfo, Queue, Route
 from ._offload import OffloadRx, OffloadTx
 
 __all__ = ["DeviceCore", "DeviceStatistics", "SharedInterface", "Route", "adopt_fd"]
@@ -269,16 +269,19 @@ class DeviceCore:
             needed = self.max_size
         cuts = getattr(self._queue, "rx_truncated", 0)
         if cuts != self._cuts_seen:
-            # The queue dropped a packet the kernel cut short: the MTU was raised outside
-            # tunflow. Learn it, so later reads leave room for such packets.
-            self._cuts_seen = cuts
-            self._refresh_mtu()
+            self._learn_cuts(cuts)
         if not n and batch.room() < needed:
             raise ValueError(
                 f"the batch has no room for another packet ({batch.room()} bytes left, "
                 f"{needed} needed): clear it or pass a new one"
             )
         return n
+
+    def _learn_cuts(self, cuts: int) -> None:
+        # The queue dropped a packet the kernel cut short: the MTU was raised outside
+        # tunflow. Learn it, so later reads leave room for such packets.
+        self._cuts_seen = cuts
+        self._refresh_mtu()
 
     def _account_rx(self, batch: PacketBatch, start: int) -> None:
         self.rx_packets += len(batch.offsets) - start
@@ -296,7 +299,7 @@ class DeviceCore:
             )
         return out
 
-    def _nb_send_batch(self, out: PacketBatch, start: int) -> int:
+    def _nb_send_batch(self, out: PacketBatch, start: int, *, lone: bool = False) -> int:
         """Write ``out`` from ``start``; the index after the last packet written.
 
         A packet the kernel refuses (``EINVAL``, ``EMSGSIZE``) is skipped and counted in
@@ -316,6 +319,8 @@ class DeviceCore:
             self._fallback = None
             return start + 1
         try:
+            if lone:  # (the express path's lone packet, see AsyncDevice._express_send)
+                return cast(LoneQueue, self._queue).send_lone(out)
             return self._queue.send_batch(out, start)
         except OSError as exc:
             if isinstance(exc, BlockingIOError) or exc.errno not in (errno.EINVAL, errno.EMSGSIZE):

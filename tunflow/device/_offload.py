@@ -70,11 +70,15 @@ class OffloadRx:
         self._i = self._seg = 0
         n = self._queue.recv_batch(raw, MAX_PACKET_SIZE)
         if n:
-            view = raw.view
-            for off in raw.offsets:
-                if view[off - HEADROOM + 1] != VIRTIO_NET_HDR_GSO_NONE:
-                    self.super_packets += 1
+            self.count_super_packets(raw, 0)
         return n > 0
+
+    def count_super_packets(self, batch: PacketBatch, start: int) -> None:
+        """Count the super-packets among the packets of ``batch`` from ``start`` (as read)."""
+        view = batch.view
+        for off in batch.offsets[start:]:
+            if view[off - HEADROOM + 1] != VIRTIO_NET_HDR_GSO_NONE:
+                self.super_packets += 1
 
     def pending(self) -> bool:
         """Whether packets read from the kernel are still to be handed out."""
@@ -89,10 +93,7 @@ class OffloadRx:
         before = len(out.offsets)
         n = self._queue.recv_batch(out, MAX_PACKET_SIZE)
         if n:
-            view = out.view
-            for off in out.offsets[before:]:
-                if view[off - HEADROOM + 1] != VIRTIO_NET_HDR_GSO_NONE:
-                    self.super_packets += 1
+            self.count_super_packets(out, before)
         return n
 
     def recv_split(self, out: PacketBatch) -> int:

@@ -30,7 +30,7 @@ import attrs
 
 from ..packet import PacketBatch
 
-__all__ = ["Queue", "Interface", "Route", "OffloadInfo", "Buffer", "Waker"]
+__all__ = ["Queue", "LoneQueue", "Interface", "Route", "OffloadInfo", "Buffer", "Waker"]
 
 Buffer = bytes | bytearray | memoryview
 
@@ -111,6 +111,22 @@ class Queue(Protocol):
 
     def close(self) -> None:
         """Release the queue. Idempotent."""
+        ...
+
+
+class LoneQueue(Queue, Protocol):
+    """A queue with reads and writes for a lone packet at rest (the Unix fd queue's), used
+    by an async device's express path on the event loop's thread (see ``FdQueue``)."""
+
+    #: packets the kernel cut short (dropped, not handed out)
+    rx_truncated: int
+
+    def recv_lone(self, batch: PacketBatch, max_size: int) -> int:
+        """:meth:`recv_batch` into an empty batch, tuned for finding one packet."""
+        ...
+
+    def send_lone(self, batch: PacketBatch) -> int:
+        """:meth:`send_batch` of a batch of one packet."""
         ...
 
 

@@ -358,15 +358,67 @@ class FdQueue:
         finally:
             self._leave()
 
-    def _recv_batch(self, batch: PacketBatch, max_size: int) -> int:
+    def recv_lone(self, batch: PacketBatch, max_size: int) -> int:
+        """:meth:`recv_batch` into an empty ``batch`` for traffic at rest (a ping, a request):
+        the first read done here with a handful of lines, the rest (the read that finds
+        nothing, or more packets) by the batch loop. Without holding the fd: only for its
+        owner's event-loop thread, where nothing closes the queue meanwhile (an
+        :class:`~tunflow.AsyncDevice` closes it there, once the loop let go of the fd)."""
+        back = HEADROOM if self.vnet_hdr else 0
+        stop = HEADROOM + _MAX_READ
+        if self._closing or self._af_header or batch.offsets or stop > len(batch.buffer):
+            return self.recv_batch(batch, max_size)
+        if back:
+            batch.vnet_hdr = True  # (as the batch loop marks it, whatever it finds)
+        try:
+            n = self._file.readinto(batch.view[HEADROOM - back : stop])
+        except OSError as exc:
+            raise map_io_error(exc, "read") from exc
+        if n is None:
+            return 0
+        if n < back or not n or n - back + HEADROOM >= stop:
+            if n and n >= back:
+                self.rx_truncated += 1  # (as the batch loop counts it)
+            # nothing usable: the batch loop reads on (and checks a 0-byte read for the end)
+            return self._recv_batch(batch, max_size)
+        n -= back
+        batch.offsets.append(HEADROOM)
+        batch.lengths.append(n)
+        batch.end = HEADROOM + n
+        return self._recv_batch(batch, max_size, 1)
+
+    def send_lone(self, batch: PacketBatch) -> int:
+        """:meth:`send_batch` of the one packet of ``batch`` (1: written), for the same callers
+        as :meth:`recv_lone`: without holding the fd. Raises as :meth:`send_batch` does."""
+        off = batch.offsets[0]
+        end = off + batch.lengths[0]
+        if self._af_header or self._closing:
+            return self.send_batch(batch, 0)
+        if self.vnet_hdr:
+            off -= HEADROOM
+            if not batch.vnet_hdr:
+                batch.buffer[off : off + HEADROOM] = _ZERO_VNET
+                batch.vnet_hdr = True  # (as zero_headers marks it)
+        try:
+            done = self._file.write(batch.view[off:end])
+        except OSError as exc:
+            if exc.errno in _PACKET_ERRNOS:
+                raise
+            raise map_io_error(exc, "write") from exc
+        if done is None:
+            raise BlockingIOError(errno.EAGAIN, "the device queue is full")
+        return 1
+
+    def _recv_batch(self, batch: PacketBatch, max_size: int, read: int = 0) -> int:
+        """The batch loop; ``read``: packets this call has already read (recv_lone's)."""
         view = batch.view
         cap = len(batch.buffer)
         # the last offset at which a read still has ``max_size + 1`` bytes of room
         last = cap - max_size - 1
         add_offset = batch.offsets.append
         add_length = batch.lengths.append
-        left = batch.max_packets - len(batch.offsets)
-        count = 0
+        left = batch.max_packets - len(batch.offsets) + read
+        count = read
         readinto = self._file.readinto
         # With a virtio header the read starts HEADROOM bytes earlier: header into the headroom.
         back = HEADROOM if self.vnet_hdr else 0
