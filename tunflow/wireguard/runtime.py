@@ -283,7 +283,8 @@ class WireGuardPort:
             self._rx_pending = True
         else:
             self._rx_pending = False
-        self.flush_control()
+        if self.wg.has_output:
+            self.flush_control()
 
     def _count_rx(self, batch: PacketBatch, start: int) -> None:
         """Count the packets from ``start`` handed out (split first for a plain device)."""
@@ -485,7 +486,11 @@ class WireGuardPort:
         if batch.lengths[0] > self.mtu or (self._split_out and batch.vnet_hdr):
             return False
         tx = self._tx
-        sealed, rest = self._seal(batch, self._clock())  # (a lone packet fits an empty batch)
+        tx.clear()
+        wg = self.wg
+        sealed = wg.encrypt_batch(batch, self._clock(), tx)  # (a lone packet fits an empty batch)
+        # (a packet sealed in a session mostly leaves no control message and no event)
+        rest = self._append_control(tx, wg.datagrams_to_send()) if wg.has_output else None
         sent = True
         if tx or tx.gathered:
             while True:
@@ -503,7 +508,8 @@ class WireGuardPort:
             self._count_tx(batch)
         if rest:
             self._send_now(rest)
-        self._drain_events()
+        if wg.has_output:
+            self._drain_events()
         return sent
 
     def statistics(self) -> PortStatistics:

@@ -674,6 +674,12 @@ class WireGuard:
         out, self._outbox = self._outbox, []
         return out
 
+    @property
+    def has_output(self) -> bool:
+        """Whether :meth:`datagrams_to_send` or :meth:`next_event` has anything (a lone
+        packet's trip skips both when not)."""
+        return bool(self._outbox or self._events)
+
     def next_event(self) -> Event | None:
         """The next :data:`Event`, or ``None``."""
         return self._events.popleft() if self._events else None
