@@ -6,6 +6,7 @@ import errno
 import os
 import random
 import socket
+from collections.abc import Iterator
 
 import anyio
 import pytest
@@ -244,82 +245,82 @@ def _lone_case(rng: random.Random, vnet_hdr: bool) -> list[bytes]:
     return out
 
 
+@pytest.fixture
+def pairs() -> Iterator[list[tuple[socket.socket, socket.socket]]]:
+    """Two socket pairs: one for the lone paths, one for the batch paths."""
+    made = [socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM) for _ in range(2)]
+    yield made
+    for a, b in made:
+        a.close()
+        b.close()
+
+
 @pytest.mark.parametrize("vnet_hdr", [False, True])
-def test_recv_lone_reads_what_recv_batch_reads(vnet_hdr: bool) -> None:
+def test_recv_lone_reads_what_recv_batch_reads(
+    pairs: list[tuple[socket.socket, socket.socket]], vnet_hdr: bool
+) -> None:
     # the express path's read at rest against the batch read: same packets (headers
     # included), same batches, same drops, for datagrams of every awkward kind
     rng = random.Random(7)
-    pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM) for _ in range(2)]
-    try:
-        lone, plain = (FdQueue(p[1].fileno(), close_fd=False, vnet_hdr=vnet_hdr) for p in pairs)
-        for _ in range(300):
-            case = _lone_case(rng, vnet_hdr)
-            for a, _ in pairs:
-                for d in case:
-                    a.send(d)
-            got = []
-            most = rng.choice([1, 2, 64])
-            for q, read in ((lone, lone.recv_lone), (plain, plain.recv_batch)):
-                batch = PacketBatch(capacity=1 << 18, max_packets=most)
-                n = read(batch, 1500)
-                head = [
-                    bytes(batch.view[off - 10 : off]) if vnet_hdr else b"" for off in batch.offsets
-                ]
-                rest = 0
-                while True:  # (a one-packet batch leaves the rest for later calls)
-                    more = PacketBatch(capacity=1 << 18)
-                    if not q.recv_batch(more, 1500):
-                        break
-                    rest += len(more)
-                got.append((n, batch.to_list(), head, batch.vnet_hdr, rest, q.rx_truncated))
-            assert got[0] == got[1], case
-        lone.close()
-        plain.close()
-    finally:
-        for a, b in pairs:
-            a.close()
-            b.close()
+    lone, plain = (FdQueue(p[1].fileno(), close_fd=False, vnet_hdr=vnet_hdr) for p in pairs)
+    for _ in range(300):
+        case = _lone_case(rng, vnet_hdr)
+        for a, _ in pairs:
+            for d in case:
+                a.send(d)
+        got = []
+        most = rng.choice([1, 2, 64])
+        for q, read in ((lone, lone.recv_lone), (plain, plain.recv_batch)):
+            batch = PacketBatch(capacity=1 << 18, max_packets=most)
+            n = read(batch, 1500)
+            head = [bytes(batch.view[off - 10 : off]) if vnet_hdr else b"" for off in batch.offsets]
+            rest = 0
+            while True:  # (a one-packet batch leaves the rest for later calls)
+                more = PacketBatch(capacity=1 << 18)
+                if not q.recv_batch(more, 1500):
+                    break
+                rest += len(more)
+            got.append((n, batch.to_list(), head, batch.vnet_hdr, rest, q.rx_truncated))
+        assert got[0] == got[1], case
+    lone.close()
+    plain.close()
 
 
 @pytest.mark.parametrize(("vnet_hdr", "with_header"), [(False, False), (True, False), (True, True)])
-def test_send_lone_writes_what_send_batch_writes(vnet_hdr: bool, with_header: bool) -> None:
-    pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM) for _ in range(2)]
-    try:
-        lone, plain = (FdQueue(p[0].fileno(), close_fd=False, vnet_hdr=vnet_hdr) for p in pairs)
-        writes = (lone.send_lone, lambda b: plain.send_batch(b, 0))
-        for write in writes:
-            batch = PacketBatch()
-            batch.append(b"\x45" + bytes(99))
-            if with_header:
-                batch.vnet_hdr = True
-                batch.buffer[batch.offsets[0] - 10 : batch.offsets[0]] = bytes(range(1, 11))
-            else:
-                batch.buffer[: batch.offsets[0]] = b"\xff" * batch.offsets[0]  # stale bytes
-            assert write(batch) == 1
-            assert batch.vnet_hdr == vnet_hdr or with_header
-        assert pairs[0][1].recv(2000) == pairs[1][1].recv(2000)
-        # refused (larger than a unix datagram may be): raw, for the face to skip and count
-        big = PacketBatch(capacity=1 << 20)
-        big.append(bytes(300_000))
-        for write in writes:
-            with pytest.raises(OSError) as info:
-                write(big)
-            assert info.value.errno == errno.EMSGSIZE
-        # full: would block, as send_batch says it
-        for a, _ in pairs:
-            a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-        small = PacketBatch()
-        small.append(b"\x45" + bytes(999))
-        for write in writes:
-            with pytest.raises(BlockingIOError):
-                for _ in range(10_000):
-                    write(small)
-        lone.close()
-        plain.close()
-    finally:
-        for a, b in pairs:
-            a.close()
-            b.close()
+def test_send_lone_writes_what_send_batch_writes(
+    pairs: list[tuple[socket.socket, socket.socket]], vnet_hdr: bool, with_header: bool
+) -> None:
+    lone, plain = (FdQueue(p[0].fileno(), close_fd=False, vnet_hdr=vnet_hdr) for p in pairs)
+    writes = (lone.send_lone, lambda b: plain.send_batch(b, 0))
+    for write in writes:
+        batch = PacketBatch()
+        batch.append(b"\x45" + bytes(99))
+        if with_header:
+            batch.vnet_hdr = True
+            batch.buffer[batch.offsets[0] - 10 : batch.offsets[0]] = bytes(range(1, 11))
+        else:
+            batch.buffer[: batch.offsets[0]] = b"\xff" * batch.offsets[0]  # stale bytes
+        assert write(batch) == 1
+        assert batch.vnet_hdr == vnet_hdr or with_header
+    assert pairs[0][1].recv(2000) == pairs[1][1].recv(2000)
+    # refused (larger than a unix datagram may be): raw, for the face to skip and count
+    big = PacketBatch(capacity=1 << 20)
+    big.append(bytes(300_000))
+    for write in writes:
+        with pytest.raises(OSError) as info:
+            write(big)
+        assert info.value.errno == errno.EMSGSIZE
+    # full: would block, as send_batch says it
+    for a, _ in pairs:
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    small = PacketBatch()
+    small.append(b"\x45" + bytes(999))
+    for write in writes:
+        with pytest.raises(BlockingIOError):
+            for _ in range(10_000):
+                write(small)
+    lone.close()
+    plain.close()
 
 
 def test_the_lone_paths_of_a_closed_or_framed_queue_are_the_batch_paths(
