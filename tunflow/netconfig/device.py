@@ -22,6 +22,7 @@ from ipaddress import (
 
 import attrs
 
+from .._text import is_decimal
 from ..errors import ConfigError
 
 __all__ = [
@@ -75,7 +76,7 @@ def _prefix_v4(prefix: PrefixLike) -> int:
             raise ConfigError(f"IPv4 prefix length {prefix} is outside 0..32")
         return prefix
     text = str(prefix).strip()
-    if text.isascii() and text.isdigit():  # not "²": str.isdigit takes superscripts too
+    if is_decimal(text):  # (not "²", which str.isdigit takes)
         return _prefix_v4(int(text))
     try:
         mask = int(IPv4Address(text))
@@ -95,7 +96,7 @@ def _prefix_v6(prefix: PrefixLike) -> int:
             raise ConfigError(f"IPv6 prefix length {prefix} is outside 0..128")
         return prefix
     text = str(prefix).strip()
-    if text.isascii() and text.isdigit():  # not "²": str.isdigit takes superscripts too
+    if is_decimal(text):  # (not "²", which str.isdigit takes)
         return _prefix_v6(int(text))
     try:
         mask = int(IPv6Address(text))

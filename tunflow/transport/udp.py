@@ -41,6 +41,7 @@ import anyio
 import anyio.lowlevel
 
 from .._readiness import ReadWaiter
+from .._text import is_decimal
 from ..datagram import UDP_MAX_GSO_BYTES, UDP_MAX_SEGMENTS, DatagramBatch
 from ..errors import ConfigError
 from ..packet import IDEAL_BATCH_SIZE, PacketBatch
@@ -106,7 +107,7 @@ def parse_endpoint(text: str, *, default_host: str = "0.0.0.0") -> tuple[str, in
     """
     text = text.strip()
     host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit():
+    if not sep or not is_decimal(port_text):
         raise ConfigError(f"{text!r} is not host:port")
     port = int(port_text)
     if not 0 <= port <= 65535:
@@ -178,7 +179,7 @@ def _mark(mark: int) -> bytes:
 
 def _scope_index(fd: int, scope: str) -> int:
     """The interface index for an IPv6 scope (a name or a number); -1 if there is none."""
-    if scope.isascii() and scope.isdigit():
+    if is_decimal(scope):
         index = int(scope)
         return index if index <= 0xFFFFFFFF else -1  # (the socket module would wrap it)
     try:
@@ -495,7 +496,7 @@ class UDPTransport:
         namespace and crashes where that fails.
         """
         ip, sep, scope = addr[0].partition("%")
-        if not sep or (scope.isascii() and scope.isdigit()):
+        if not sep or is_decimal(scope):
             return addr
         index = _scope_index(self._fd, scope)
         if index >= 0:

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from .._text import is_decimal
 from ..errors import ConfigError
 from .protocol import (
     InterfaceConfig,
@@ -210,7 +211,7 @@ def _resolution_retries() -> int:
         return 15
     if value == "infinity":
         return -1
-    return int(value) if _is_decimal(value) else 15
+    return int(value) if is_decimal(value) else 15
 
 
 def resolve_endpoint(host: str, port: int) -> tuple[str, int]:
@@ -420,11 +421,6 @@ def _lines(text: str) -> list[str]:
     return out
 
 
-def _is_decimal(value: str) -> bool:
-    """ASCII decimal digits only (``str.isdigit`` and ``int`` also take other scripts')."""
-    return value.isascii() and value.isdigit()
-
-
 def _int(low: int, high: int, *, off: bool = False, decimal: bool = False) -> Callable[[str], int]:
     """A parser of numbers in ``low…high``: ``int(value, 0)`` (``0x…`` too), or with
     ``decimal`` ASCII decimal only, as wg(8) reads a port or a keepalive (``08`` is 8)."""
@@ -433,7 +429,7 @@ def _int(low: int, high: int, *, off: bool = False, decimal: bool = False) -> Ca
         if off and value.lower() == "off":
             return 0
         try:
-            if decimal and not _is_decimal(value):
+            if decimal and not is_decimal(value):
                 raise ValueError
             if not value.isascii() or "_" in value:  # int() takes "1_500" and "١٥٠٠"
                 raise ValueError
@@ -455,7 +451,7 @@ def _fwmark(value: str) -> int:
         return 0
     hexa = len(value) > 2 and value.startswith("0x")
     digits = value[2:] if hexa else value
-    if not (_HEX.issuperset(digits) if hexa else _is_decimal(digits)):
+    if not (_HEX.issuperset(digits) if hexa else is_decimal(digits)):
         raise ValueError(f"{value!r} is not off, a number or 0x and a hexadecimal number")
     n = int(digits, 16 if hexa else 10)
     if n > 0xFFFFFFFF:
@@ -506,7 +502,7 @@ def _split_endpoint(value: str, file: str | None = None, line: int = 0) -> tuple
         host, sep, port = text.rpartition(":")
         if ":" in host:
             sep = ""
-    if not sep or not host or not _is_decimal(port) or not 0 < int(port) < 65536:
+    if not sep or not host or not is_decimal(port) or not 0 < int(port) < 65536:
         raise ConfigError(
             f"endpoint {value!r} is not host:port or [IPv6]:port with a port in 1…65535",
             file=file,

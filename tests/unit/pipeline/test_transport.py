@@ -87,6 +87,7 @@ async def test_pipeline_into_a_transport() -> None:
 def test_parse_endpoint() -> None:
     assert parse_endpoint(":80") == ("0.0.0.0", 80)
     assert parse_endpoint("[::1]:5") == ("::1", 5)
-    for bad in ("nohost", "h:99999", "h:x"):
+    # other scripts' digits, signs, spaces, "_": int() reads them, wg refuses them
+    for bad in ("nohost", "h:99999", "h:x", "h:٥١٨٢٠", "h:+80", "h: 80", "h:8_0", "h:²"):
         with pytest.raises(ValueError):
             parse_endpoint(bad)

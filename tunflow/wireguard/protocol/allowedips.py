@@ -17,6 +17,7 @@ import ipaddress
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
+from ..._text import is_decimal
 from ...errors import ConfigError
 
 __all__ = ["Network", "AllowedIPs", "parse_network"]
@@ -40,7 +41,7 @@ def parse_network(value: str | Network) -> Network:
     else:
         text = value.strip()
         _, slash, length = text.partition("/")
-        if slash and not (length.isascii() and length.isdigit()):
+        if slash and not is_decimal(length):
             # ("10.0.0.0/255.0.0.0", "/0x8", "/٨": Python reads them, wg refuses them)
             raise ConfigError(f"not an IP prefix: {value!r} (the length is not a number)")
         try:

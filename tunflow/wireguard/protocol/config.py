@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from ..._text import is_decimal
 from ...errors import ConfigError
 from .allowedips import Network, parse_network
 from .constants import DEFAULT_MTU, MAX_MTU
@@ -56,7 +57,7 @@ def parse_endpoint(value: str | tuple[Any, ...]) -> Address:
             host, sep, rest = text.rpartition(":")
             if not sep or ":" in host:
                 raise ConfigError(f"endpoint {value!r}: expected IPv4:port or [IPv6]:port")
-        if not (rest.isascii() and rest.isdigit()):  # int() would take "٥", " 5", "5_0"
+        if not is_decimal(rest):
             raise ConfigError(f"endpoint {value!r}: port is not a number")
         port = int(rest, 10)
     try:

@@ -39,6 +39,7 @@ from typing import Final
 
 import attrs
 
+from ..._text import is_decimal
 from ...errors import ConfigError, HandshakeError
 from .allowedips import Network, parse_network
 from .config import InterfaceConfig, PeerConfig, _u16, _u32, format_endpoint, parse_endpoint
@@ -175,7 +176,7 @@ def _hex32(value: str, what: str) -> bytes:
 
 
 def _uint(value: str, bits: int, what: str) -> int:
-    if not value.isascii() or not value.isdigit():
+    if not is_decimal(value):
         raise UapiError(f"{what} is not an unsigned integer: {value!r}")
     n = int(value, 10)
     if n >= 1 << bits:
