@@ -457,3 +457,45 @@ async def test_a_closed_sink_met_in_an_express_step_is_not_called_the_devices(
                 with pytest.raises(anyio.ClosedResourceError, match="the sink's") as caught:
                     await dev._express_wait(step)
         assert not isinstance(caught.value, ClosedDeviceError)
+
+
+async def test_a_lone_write_races_no_close_from_another_thread(netns: testing.Netns) -> None:
+    # The express path writes a lone packet without holding the fd only where a close from
+    # another thread is handed to this loop (the device's reader has it). A device only
+    # written to has no such loop: its close in another thread releases the fd at once, and
+    # a write past the closed check hit a closed fd (EBADF; ~30 % of tries) — or, had the
+    # number been reused meanwhile, another file. Now such a write holds the fd: it finds
+    # the device closed, never EBADF.
+    import asyncio
+    import threading
+
+    _no_ipv6(netns)
+    packet = ipv4_udp("10.69.3.1", "10.69.3.2", 1, 9, b"x")
+    outcomes: dict[str, int] = {}
+    deadline = time.monotonic() + 60
+    for _ in range(100):
+        if time.monotonic() > deadline:
+            break
+        dev = DeviceBuilder().name(testing.unique_name("w")).ipv4("10.69.3.1", 24).build_async()
+        batch = PacketBatch()
+        batch.append(packet)
+
+        def close_elsewhere(dev: AsyncDevice = dev) -> None:
+            time.sleep(0.002)
+            asyncio.run(dev.aclose())
+
+        closer = threading.Thread(target=close_elsewhere)
+        closer.start()
+        stop = time.monotonic() + 2
+        try:
+            while time.monotonic() < stop and dev._express_send(batch):
+                pass
+            outcome = "closed" if dev._closed else "still open"
+        except ClosedDeviceError:
+            outcome = "closed"
+        except OSError as exc:
+            outcome = f"{type(exc).__name__}: {exc}"
+        closer.join(5)
+        await dev.aclose()
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    assert list(outcomes) == ["closed"], outcomes

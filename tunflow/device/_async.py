@@ -456,8 +456,15 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         does not have — would lose the packet, counted in ``tx_dropped["would_block"]``."""
         if self._sending or self._closed or self._fallback is not None:
             return False
-        if self._lone_queue is not None and len(batch.offsets) == 1 and not batch.vnet_hdr:
-            # nothing to coalesce or count as a super-packet: straight to the queue
+        if (
+            self._lone_queue is not None
+            and len(batch.offsets) == 1
+            and not batch.vnet_hdr
+            and self._reader.serves
+        ):
+            # nothing to coalesce or count as a super-packet: straight to the queue, without
+            # holding the fd — safe where the reader has this loop, to which a close from
+            # another thread is handed (a device only written to would close at once)
             try:
                 done = self._nb_send_batch(batch, 0, lone=True)
             except BlockingIOError:

@@ -377,9 +377,14 @@ class FdQueue:
         if n is None:
             return 0
         if n < back or not n or n - back + HEADROOM >= stop:
-            if n and n >= back:
-                self.rx_truncated += 1  # (as the batch loop counts it)
-            # nothing usable: the batch loop reads on (and checks a 0-byte read for the end)
+            # nothing usable, as the batch loop would find it; the loop reads on
+            if not n:
+                try:
+                    self._check_eof()  # the end of an adopted fd; an empty datagram reads on
+                except OSError as exc:
+                    raise map_io_error(exc, "read") from exc
+            elif n >= back:
+                self.rx_truncated += 1
             return self._recv_batch(batch, max_size)
         n -= back
         batch.offsets.append(HEADROOM)
