@@ -182,9 +182,17 @@ class WireGuardStage(StageBase):
         starts their handshake), through the pipeline's network side when it is a transport,
         else with the first outbound batch. Once for the pipelines sharing the stage (a
         Tunnel's two), and again when it runs anew after they all stopped — through the new
-        run's transport (the last one's is closed)."""
-        if hasattr(context.remote, "send_batch_nowait"):
-            self._origin = context.remote
+        run's transport (the last one's is closed).
+
+        What that transport then cannot send (unreachable, refused, a bad address) comes off
+        the bytes the protocol counted as sent when it sealed them (its ``on_unsent`` hook, if
+        nobody else holds it): a peer's ``tx_bytes`` is what was sent, as wireguard-go counts
+        it and as :func:`~tunflow.wireguard.open_interface` does."""
+        remote = context.remote
+        if hasattr(remote, "send_batch_nowait"):
+            self._origin = remote
+            if getattr(remote, "on_unsent", False) is None:
+                remote.on_unsent = self.wg.unsent
         self._running += 1
         if self._running == 1:
             self.wg.start(time.monotonic())
@@ -193,6 +201,9 @@ class WireGuardStage(StageBase):
     async def stop(self) -> None:
         """A pipeline sharing the stage stopped."""
         self._running = max(0, self._running - 1)
+        origin = self._origin
+        if not self._running and getattr(origin, "on_unsent", None) == self.wg.unsent:
+            origin.on_unsent = None  # (the transport may serve on without the stage)
 
     async def on_timer(self) -> None:
         """Retransmissions, keepalives, rekeying: whatever the protocol's deadlines ask."""

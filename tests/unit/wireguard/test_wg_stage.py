@@ -204,3 +204,38 @@ def test_a_boolean_option_must_be_a_boolean(value: object, tmp_path: Path) -> No
 
     with pytest.raises(ConfigError, match="native: must be true or false"):
         build_stage(StageSpec("wireguard", {"config": "x", "native": value}))
+
+
+async def test_what_the_transport_could_not_send_is_not_counted_as_sent() -> None:
+    # A peer's tx_bytes (wg show's "sent") counts what the pipeline's transport sent, as
+    # open_interface's do and wireguard-go does: it counted every datagram the stage sealed.
+    first = [ipv4_udp("10.0.0.1", "10.0.0.2", 1000, 2000, bytes([i]) * 300) for i in range(3)]
+    lost = [ipv4_udp("10.0.0.1", "10.0.0.2", 1000, 2000, bytes([i]) * 500) for i in range(4)]
+    async with UDPTransport.bind("127.0.0.1:0") as ta, UDPTransport.bind("127.0.0.1:0") as tb:
+        ca, cb = configs(ta.local_address[1], tb.local_address[1])
+        sa, sb = WireGuardStage.for_config(ca), WireGuardStage.for_config(cb)
+        peer_b = ca.peers[0].public_key
+        got_b = MemorySink()
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(
+                    Pipeline(TransportPort(tb), [sb], got_b, direction=Direction.INBOUND).run
+                )
+                tg.start_soon(
+                    Pipeline(TransportPort(ta), [sa], MemorySink(), direction=Direction.INBOUND).run
+                )
+                await Pipeline(MemorySource(first), [sa], ta).run()
+                while len(got_b.packets) < len(first):  # noqa: ASYNC110 - polls a sink
+                    await anyio.sleep(0.01)
+                peer_sent = sa.wg.peer_statistics(peer_b).tx_bytes
+                all_sent = sa.wg.statistics().tx_bytes
+                assert peer_sent > 0
+                # an endpoint the IPv4 socket cannot send to: each datagram lost, counted
+                sa.wg.set_endpoint(peer_b, ("fe80::1%nosuchlink0", 51820))
+                await Pipeline(MemorySource(lost), [sa], ta).run()
+                tg.cancel_scope.cancel()
+        assert ta.statistics().drops.get("bad_address") == len(lost)
+        assert sa.statistics().counters["tx_packets"] >= len(first) + len(lost)  # (sealed)
+        assert sa.wg.peer_statistics(peer_b).tx_bytes == peer_sent
+        assert sa.wg.statistics().tx_bytes == all_sent
+        assert ta.on_unsent is None  # let go once the stage's pipelines stopped
