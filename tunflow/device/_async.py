@@ -465,19 +465,17 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
             # nothing to coalesce or count as a super-packet: straight to the queue, without
             # holding the fd — safe where the reader has this loop, to which a close from
             # another thread is handed (a device only written to would close at once)
+            out = batch
             try:
                 done = self._nb_send_batch(batch, 0, lone=True)
             except BlockingIOError:
                 done = 0
-            if not done:
-                self._fallback = None  # (a refused packet's segments: lost with it)
-                self._count_drop("would_block")
         else:
             out = self._prepare_send_batch(batch)
             done = self._write_now(out)
-            if done < len(out.offsets):
-                self._fallback = None  # (segments of a refused super-packet: lost with it)
-                self._count_drop("would_block", len(out.offsets) - done)
+        if done < len(out.offsets):
+            self._fallback = None  # (segments of a refused super-packet: lost with it)
+            self._count_drop("would_block", len(out.offsets) - done)
         self._account_tx(batch)
         return True
 

@@ -889,10 +889,10 @@ class UDPTransport:
                     else:
                         # the plain path (no GSO): a gathered group is joined first
                         whole = view[where : where + length] if parts is None else b"".join(parts)
-                        n, c, sent_bytes = self._send_plain_group(
+                        n, sent_bytes = self._send_plain_group(
                             sock, memoryview(whole), seg, dst, addr
                         )
-                        calls += c
+                        calls += n  # (one datagram a call)
                         length = sent_bytes  # (what is counted below: what went)
                 except BlockingIOError:
                     if k == start:
@@ -934,9 +934,9 @@ class UDPTransport:
 
     def _send_plain_group(
         self, sock: socket.socket, data: memoryview, seg: int, dst: Any, addr: Any = None
-    ) -> tuple[int, int, int]:
-        """Send ``data`` a datagram (``seg`` bytes) at a time; ``(datagrams sent, calls, bytes
-        sent)``."""
+    ) -> tuple[int, int]:
+        """Send ``data`` a datagram (``seg`` bytes) at a time, a call each; ``(datagrams sent,
+        bytes sent)``."""
         # One datagram per call. EAGAIN after the first ones is rare enough (large socket
         # buffers) to count the rest as lost rather than track a position inside a group.
         sent = pos = nbytes = 0
@@ -964,7 +964,7 @@ class UDPTransport:
                 nbytes += len(part)
             pos += seg
             retried = False
-        return sent, sent, nbytes
+        return sent, nbytes
 
     def _stale_error(self, exc: OSError) -> bool:
         """Whether a failed send may not have been tried: a connected socket keeps the ICMP

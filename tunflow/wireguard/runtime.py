@@ -431,7 +431,8 @@ class WireGuardPort:
         tx.clear()
         wg = self.wg
         done = wg.encrypt_batch(batch, now, tx)
-        return done, self._append_control(tx, wg.datagrams_to_send())
+        # (a batch sealed in a session mostly leaves no control message)
+        return done, self._append_control(tx, wg.datagrams_to_send()) if wg.has_output else []
 
     # -- a tunnel lane's express path (see the pipeline engine's _express) ------------------
 
@@ -486,11 +487,7 @@ class WireGuardPort:
         if batch.lengths[0] > self.mtu or (self._split_out and batch.vnet_hdr):
             return False
         tx = self._tx
-        tx.clear()
-        wg = self.wg
-        sealed = wg.encrypt_batch(batch, self._clock(), tx)  # (a lone packet fits an empty batch)
-        # (a packet sealed in a session mostly leaves no control message and no event)
-        rest = self._append_control(tx, wg.datagrams_to_send()) if wg.has_output else None
+        sealed, rest = self._seal(batch, self._clock())  # (a lone packet fits an empty batch)
         sent = True
         if tx or tx.gathered:
             while True:
@@ -508,7 +505,7 @@ class WireGuardPort:
             self._count_tx(batch)
         if rest:
             self._send_now(rest)
-        if wg.has_output:
+        if self.wg.has_output:  # (mostly no event)
             self._drain_events()
         return sent
 
