@@ -159,6 +159,8 @@ class Flavor:
         sdl_size: ``sizeof(struct sockaddr_dl)``.
         route_ifp: add an ``RTA_IFP`` sockaddr to interface routes (NetBSD, as tun-rs does).
         cloexec: ``O_CLOEXEC`` of sys/fcntl.h.
+        flagshigh: ``ifreq`` carries the upper 16 interface flags in ``ifr_flagshigh`` after
+            ``ifr_flags`` (FreeBSD), which ``SIOCSIFFLAGS`` sets too.
     """
 
     name: str
@@ -180,6 +182,7 @@ class Flavor:
     sdl_size: int
     route_ifp: bool
     cloexec: int
+    flagshigh: bool = False
 
     # -- ioctl numbers, each from its macro ---------------------------------------------------
 
@@ -280,6 +283,8 @@ DARWIN: Final = Flavor(
 # in6_aliasreq also ends with ifra_vhid: 136 bytes; in6_ifreq 288. net/route.h: rt_msghdr 152
 # bytes (u_long inits and 14 u_long metrics); sockaddrs rounded to sizeof(long) (SA_SIZE).
 # SIOCIFCREATE = _IOWR('i', 122, struct ifreq). sockaddr_dl has sdl_data[46]: 54 bytes.
+# net/if.h: ifru_flags is short[2] — ifr_flags, then ifr_flagshigh — and SIOCSIFFLAGS (net/if.c
+# ifhwioctl) sets new_flags = (ifr_flags & 0xffff) | (ifr_flagshigh << 16).
 FREEBSD: Final = Flavor(
     name="freebsd",
     af_inet6=28,
@@ -301,6 +306,7 @@ FREEBSD: Final = Flavor(
     sdl_size=54,
     route_ifp=False,
     cloexec=0x100000,
+    flagshigh=True,
 )
 
 # OpenBSD (openbsd/src): sys/sys/sockio.h has SIOCGIFMTU/SIOCSIFMTU = 126/127 and
@@ -747,12 +753,17 @@ class BsdInterface:
 
     def flags(self, name: str | None = None) -> int:
         out = self.ioctl_ifreq(self.flavor.SIOCGIFFLAGS, name=name)
-        return int(struct.unpack_from("=H", out, IFNAMSIZ)[0])
+        low, high = struct.unpack_from("=HH", out, IFNAMSIZ)
+        return int(low | (high << 16 if self.flavor.flagshigh else 0))
 
     def set_up(self, up: bool, name: str | None = None) -> None:
         flags = self.flags(name)
         flags = flags | IFF_UP | IFF_RUNNING if up else flags & ~IFF_UP
-        self.ioctl_ifreq(self.flavor.SIOCSIFFLAGS, struct.pack("=H", flags & 0xFFFF), name=name)
+        # ifr_flags, and on FreeBSD ifr_flagshigh: the kernel takes both, so the upper flags
+        # (IFF_PPROMISC, IFF_MONITOR, IFF_STATICARP…) must be handed back as they were read.
+        high = flags >> 16 & 0xFFFF if self.flavor.flagshigh else 0
+        payload = struct.pack("=HH", flags & 0xFFFF, high)
+        self.ioctl_ifreq(self.flavor.SIOCSIFFLAGS, payload, name=name)
 
     def set_enabled(self, up: bool) -> None:
         with self.op("bring up" if up else "bring down"):

@@ -581,9 +581,13 @@ class FakeSyscalls:
             self._iface(name).mtu = struct.unpack_from("=i", arg, 16)[0]
             return arg
         if request == flavor.SIOCGIFFLAGS:
-            return reply(struct.pack("=H", self._iface(name).flags & 0xFFFF))
+            # FreeBSD's net/if.h: short ifru_flags[2] — ifr_flags (low 16 bits), ifr_flagshigh
+            flags = self._iface(name).flags
+            high = flags >> 16 if flavor.flagshigh else 0
+            return reply(struct.pack("=HH", flags & 0xFFFF, high))
         if request == flavor.SIOCSIFFLAGS:
-            self._iface(name).flags = struct.unpack_from("=H", arg, 16)[0]
+            low, high = struct.unpack_from("=HH", arg, 16)
+            self._iface(name).flags = low | (high << 16 if flavor.flagshigh else 0)
             return arg
         if request == flavor.SIOCAIFADDR:
             iface = self._iface(name)

@@ -445,3 +445,21 @@ def test_fiodgname_pointer_receives_the_name(make_fake: Fake) -> None:
     assert freebsd.device_name(fake, fd) == "tap0"
     buf_addr = struct.unpack("<i4xQ", fake.ioctls(FIODGNAME)[0].args[2])[1]
     assert isinstance(buf_addr, int) and ctypes.sizeof(ctypes.c_void_p) == 8
+
+
+def test_freebsd_flags_keep_ifr_flagshigh(make_fake: Fake) -> None:
+    # FreeBSD net/if.h: short ifru_flags[2] — ifr_flags (low 16 bits), ifr_flagshigh (high 16);
+    # net/if.c SIOCSIFFLAGS: new_flags = (ifr_flags & 0xffff) | (ifr_flagshigh << 16), so an
+    # ifr_flagshigh of 0 would clear IFF_PPROMISC (0x20000), IFF_MONITOR, IFF_STATICARP…
+    fake = make_fake("freebsd")
+    iface, queue = freebsd.open_device(config(), syscalls=fake)
+    model = fake.interfaces[iface.name()]
+    model.flags |= 0x20000  # IFF_PPROMISC, set by someone else (ifconfig tun0 ppromisc)
+    iface.set_enabled(False)
+    iface.set_enabled(True)
+    assert model.flags & 0x20000
+    payload = fake.ioctls(SIOCSIFFLAGS["freebsd"])[-1].args[2]
+    assert struct.unpack_from("<HH", payload, 16) == (model.flags & 0xFFFF, 0x2)
+    assert iface.flags() & 0x20000
+    queue.close()
+    iface.close()
