@@ -421,6 +421,9 @@ def _open_tap(config: DeviceConfig, syscalls: Syscalls) -> tuple[DarwinInterface
         steps.append("socket(AF_NDRV)")
         ndrv = syscalls.socket(AF_NDRV, _bsd.SOCK_RAW, 0)
         fds.append(ndrv)
+        # Darwin has no SOCK_CLOEXEC: as for the utun socket (the BPF node is opened with
+        # O_CLOEXEC), a program this process runs must not inherit the frame socket.
+        syscalls.fcntl(ndrv, F_SETFD, FD_CLOEXEC)
         names: list[str] = []
         for request in (dev_request, peer_request):
             steps.append(f"SIOCIFCREATE {request}")

@@ -325,8 +325,9 @@ def test_feth_build_sequence(make_fake: Fake) -> None:
     mac = bytes.fromhex("020000aabbcc")
     iface, queue = darwin.open_device(tap_config(mac=mac), syscalls=fake)
     assert (iface.name(), iface.peer) == ("feth0", "feth1")
-    assert trace(fake)[:15] == [
+    assert trace(fake)[:16] == [
         ("socket", AF_NDRV, 3, 0),
+        ("fcntl",),
         ("ioctl", SIOCIFCREATE),
         ("ioctl", SIOCIFCREATE),
         ("run", ("ifconfig", "feth1", "peer", "feth0")),
@@ -343,15 +344,17 @@ def test_feth_build_sequence(make_fake: Fake) -> None:
         ("socket", 2, 2, 0),
     ]
     ndrv = fake.calls[0].result
-    assert fake.calls[1].args == (ndrv, SIOCIFCREATE, name16("feth") + b"\0" * 16)
+    # sys/fcntl.h (Darwin): F_SETFD 2, FD_CLOEXEC 1 — no SOCK_CLOEXEC on Darwin
+    assert fake.calls[1].args == (ndrv, 2, 1)
+    assert fake.calls[2].args == (ndrv, SIOCIFCREATE, name16("feth") + b"\0" * 16)
     # net/ndrv.h sockaddr_ndrv {snd_len 18, snd_family AF_NDRV, snd_name}
-    assert fake.calls[4].args == (ndrv, bytes([18, AF_NDRV]) + name16("feth1"))
-    assert fake.calls[7].args[1] == 0x2 | 0x1000000  # O_RDWR | O_CLOEXEC (Darwin)
-    assert fake.calls[8].args[2] == struct.pack("<I", 131072)
-    assert fake.calls[9].args[2] == struct.pack("<I", 1)
-    assert fake.calls[10].args[2] == struct.pack("<I", 0)
-    assert fake.calls[11].args[2] == name16("feth1") + b"\0" * 16
-    assert fake.calls[13].args[2] == 0
+    assert fake.calls[5].args == (ndrv, bytes([18, AF_NDRV]) + name16("feth1"))
+    assert fake.calls[8].args[1] == 0x2 | 0x1000000  # O_RDWR | O_CLOEXEC (Darwin)
+    assert fake.calls[9].args[2] == struct.pack("<I", 131072)
+    assert fake.calls[10].args[2] == struct.pack("<I", 1)
+    assert fake.calls[11].args[2] == struct.pack("<I", 0)
+    assert fake.calls[12].args[2] == name16("feth1") + b"\0" * 16
+    assert fake.calls[14].args[2] == 0
     # the peer is brought up for I/O, MTU on both ends, MAC on the device (sa_len 6, AF_LINK)
     assert fake.interfaces["feth1"].flags & 0x41 == 0x41
     assert fake.interfaces["feth0"].mtu == fake.interfaces["feth1"].mtu == 1400
