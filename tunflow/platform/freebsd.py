@@ -50,7 +50,9 @@ class FreeBsdInterface(BsdInterface):
     def set_name(self, name: str) -> None:
         import ctypes
 
-        new = ctypes.create_string_buffer(name.encode(), _bsd.IFNAMSIZ)
+        # ifr_data points at a NUL-terminated name of at most IFNAMSIZ bytes (the kernel's
+        # copyinstr); a longer one is a ConfigError, as for every other ifreq name.
+        new = ctypes.create_string_buffer(_bsd.ifreq_name(name), _bsd.IFNAMSIZ)
         # ifr_data is a pointer in the ifreq union; the buffer must outlive the ioctl.
         payload = struct.pack("=Q", ctypes.addressof(new))
         with self.op(f"rename to {name!r}"):

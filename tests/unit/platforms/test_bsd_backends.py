@@ -116,6 +116,12 @@ def test_freebsd_named_unit_and_rename(make_fake: Fake) -> None:
     (address,) = struct.unpack_from("<Q", second.args[2], 16)
     assert address != 0
     assert iface.name() == "wg1"
+    # net/if.h IFNAMSIZ 16 with the NUL: a longer name is refused before any call
+    calls = len(fake.calls)
+    for long_name in ("x" * 16, "x" * 20):
+        with pytest.raises(ConfigError):
+            iface.set_name(long_name)
+    assert len(fake.calls) == calls and iface.name() == "wg1"
     queue.close()
     iface.close()
     assert set(fake.interfaces) == {"lo0"}  # destroyed under its new name
