@@ -434,12 +434,25 @@ def parse_sockaddr(
         body = raw[4:8].ljust(4, b"\0")
         return IPv4Address(body)
     if fam == flavor.af_inet6:
-        body = raw[8:24].ljust(16, b"\0")
-        return IPv6Address(body)
+        addr6 = bytearray(raw[8:24].ljust(16, b"\0"))
+        if _scope_embedded(addr6):
+            # KAME: the kernel keeps the zone (interface index) of a link-local or
+            # interface-/link-local multicast address in bytes 2-3 of the address, and Darwin,
+            # OpenBSD and NetBSD hand it out so in getifaddrs(3) and routing messages (their
+            # ifconfig and netstat clear it: in6_fillscopeid). It is not part of the address.
+            addr6[2:4] = b"\0\0"
+        return IPv6Address(bytes(addr6))
     if fam == AF_LINK and len(raw) >= 8:
         nlen, alen = raw[5], raw[6]
         return raw[8 + nlen : 8 + nlen + alen]
     return None
+
+
+def _scope_embedded(addr: bytes | bytearray) -> bool:
+    """KAME's IN6_IS_SCOPE_EMBED: fe80::/10, or a multicast of scope 1 or 2 (ff01::, ff02::)."""
+    if addr[0] == 0xFE and addr[1] & 0xC0 == 0x80:
+        return True
+    return addr[0] == 0xFF and addr[1] & 0x0F in (1, 2)
 
 
 def ifaliasreq(

@@ -469,3 +469,23 @@ def test_freebsd_flags_keep_ifr_flagshigh(make_fake: Fake) -> None:
     assert iface.flags() & 0x20000
     queue.close()
     iface.close()
+
+
+@pytest.mark.parametrize("platform", ["openbsd", "netbsd"])
+def test_link_local_addresses_listed_without_the_kame_zone(make_fake: Fake, platform: str) -> None:
+    # getifaddrs(3) on a KAME stack gives fe80:<ifindex>::… (in6_fillscopeid in ifconfig)
+    from tunflow.platform import _bsd
+    from tunflow.platform._syscalls import IfAddr
+
+    fake = make_fake(platform)
+    iface, queue = BACKENDS[platform].open_device(config(), syscalls=fake)
+    flavor = fake.flavor
+    index = fake.interfaces[iface.name()].index
+    embedded = bytes([0xFE, 0x80, 0, index]) + bytes(11) + b"\x01"
+    raw = _bsd.sockaddr_in6(flavor, int.from_bytes(embedded, "big"))
+    mask = _bsd.sockaddr_in6(flavor, IPv6Interface("fe80::/64").netmask)
+    listed = [*fake.getifaddrs(), IfAddr(iface.name(), 0, raw, mask)]
+    fake.on("getifaddrs", result=listed)
+    assert IPv6Interface("fe80::1/64") in iface.addresses()
+    queue.close()
+    iface.close()

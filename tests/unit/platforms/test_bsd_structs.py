@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import struct
 import sys
-from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip_network
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+    ip_network,
+)
 
 import pytest
 
@@ -137,6 +144,24 @@ def test_sockaddr_dl_and_parse() -> None:
     assert _bsd.parse_sockaddr(_bsd.DARWIN, sin(1, 2, 3, 4)) == IPv4Address("1.2.3.4")
     assert _bsd.parse_sockaddr(_bsd.DARWIN, sin6(30, FD00_1)) == IPv6Address("fd00::1")
     assert _bsd.parse_sockaddr(_bsd.FREEBSD, sin6(30, FD00_1)) is None  # 30 is not FreeBSD's
+
+
+def test_parse_sockaddr_clears_the_kame_embedded_zone() -> None:
+    # KAME stacks (Darwin, OpenBSD, NetBSD) keep the interface index of a link-local (fe80::/10)
+    # or interface-/link-local multicast (ff01::, ff02::) address in bytes 2-3 and hand it out
+    # in getifaddrs(3) and routing messages; ifconfig's in6_fillscopeid clears it.
+    embedded = bytes.fromhex("fe800005000000000000000000000001")
+    assert _bsd.parse_sockaddr(_bsd.OPENBSD, sin6(24, embedded)) == IPv6Address("fe80::1")
+    group = bytes.fromhex("ff020007000000000000000000000001")
+    assert _bsd.parse_sockaddr(_bsd.DARWIN, sin6(30, group)) == IPv6Address("ff02::1")
+    # other addresses and every netmask keep their bytes
+    assert _bsd.parse_sockaddr(_bsd.DARWIN, sin6(30, FD00_1)) == IPv6Address("fd00::1")
+    site = bytes.fromhex("ff050007000000000000000000000001")
+    assert _bsd.parse_sockaddr(_bsd.DARWIN, sin6(30, site)) == IPv6Address("ff05:7::1")
+    for plen in range(129):
+        mask = IPv6Network(f"::/{plen}").netmask
+        raw = sin6(30, mask.packed)
+        assert _bsd.parse_sockaddr(_bsd.DARWIN, raw, family=30) == mask
 
 
 # -- routing messages -----------------------------------------------------------------------
