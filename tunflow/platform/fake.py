@@ -1170,7 +1170,10 @@ class _FakeIphlpapi:
             if iface["alias"] == alias:
                 _obj(luid).Value = value
                 return 0
-        return 2
+        # netioapi.h documents ERROR_INVALID_PARAMETER for an alias no interface has (and
+        # Wine's implementation returns it); there is no ERROR_NOT_FOUND here.
+        _obj(luid).Value = 0
+        return 87
 
     # addresses
 

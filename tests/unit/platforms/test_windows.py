@@ -636,3 +636,21 @@ def test_tap_windows_clean_up(make_fake: Fake) -> None:
 def test_ctypes_sizes_are_x64() -> None:
     assert ctypes.sizeof(ctypes.c_void_p) == 8
     assert tap.READ_SIZE == 14 + 65536
+
+
+def test_unknown_alias_is_error_invalid_parameter(make_fake: Fake) -> None:
+    """ConvertInterfaceAliasToLuid answers ERROR_INVALID_PARAMETER (87) for an alias no
+    interface has (netioapi.h; Wine does the same): a free tunN is still found, and a missing
+    tap-windows6 adapter is still a DeviceNotFoundError."""
+    fake = make_fake("windows")
+    fake.windows.wintun.WintunCreateAdapter("tun0", "other", None)
+    fake.windows.adapters["tun0"].created = False
+    iface, queue = windows.open_device(tun_config(name=None, dns_servers=()), syscalls=fake)
+    assert [c.result for c in fake.named("iphlpapi.ConvertInterfaceAliasToLuid")] == [0, 87]
+    assert iface.name() == "tun1"
+    queue.close()
+    iface.close()
+    fake = make_fake("windows")
+    with pytest.raises(DeviceNotFoundError, match="tap-ovpn") as info:
+        windows.open_device(tap_config(), syscalls=fake)
+    assert getattr(info.value, "winerror", None) == 87

@@ -17,6 +17,7 @@ item 9).
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
 from collections.abc import Iterator
 from ipaddress import (
@@ -30,10 +31,10 @@ from ipaddress import (
 )
 from typing import Any, Final
 
-from ...errors import DeviceError
+from ...errors import DeviceError, DeviceNotFoundError
 from .._base import Route
 from .._syscalls import Syscalls
-from ._win32 import ERROR_NOT_FOUND, ERROR_SUCCESS, bind, win_error
+from ._win32 import ERROR_INVALID_PARAMETER, ERROR_NOT_FOUND, ERROR_SUCCESS, bind, win_error
 
 __all__ = [
     "AF_INET",
@@ -349,11 +350,21 @@ class IpHelper:
         return guid
 
     def alias_to_luid(self, alias: str) -> int:
+        """The LUID of the interface called ``alias``.
+
+        Raises:
+            DeviceNotFoundError: no interface has that alias. ``ConvertInterfaceAliasToLuid``
+                reports that as ``ERROR_INVALID_PARAMETER`` (netioapi.h: "the InterfaceAlias
+                parameter was invalid"), not as a "not found" code.
+        """
         luid = NET_LUID()
-        self._check(
-            self._ConvertInterfaceAliasToLuid(alias, ctypes.byref(luid)),
-            f"find the interface named {alias!r}",
-        )
+        code = self._ConvertInterfaceAliasToLuid(alias, ctypes.byref(luid))
+        what = f"find the interface named {alias!r}"
+        if code == ERROR_INVALID_PARAMETER and alias:
+            exc = DeviceNotFoundError(errno.ENOENT, f"{what}: no interface has that name")
+            exc.winerror = code  # type: ignore[attr-defined]
+            raise exc
+        self._check(code, what)
         return int(luid.Value)
 
     # -- MTU and metric -----------------------------------------------------------------------
