@@ -654,3 +654,20 @@ def test_unknown_alias_is_error_invalid_parameter(make_fake: Fake) -> None:
     with pytest.raises(DeviceNotFoundError, match="tap-ovpn") as info:
         windows.open_device(tap_config(), syscalls=fake)
     assert getattr(info.value, "winerror", None) == 87
+
+
+def test_tap_windows_clean_up_when_the_first_read_fails(make_fake: Fake) -> None:
+    """A first overlapped ReadFile refused at open (ERROR_GEN_FAILURE) must not leak the
+    queue's three events (read, write, shutdown) nor the device handle."""
+    fake = make_fake("windows")
+    device = fake.windows.add_tap_adapter("tap-ovpn")
+
+    def refuse(*_args: Any) -> int:
+        fake.windows.last_error = 31  # ERROR_GEN_FAILURE
+        return 0
+
+    fake.on("kernel32.ReadFile", handler=refuse)
+    with pytest.raises(DeviceError, match="ReadFile"):
+        windows.open_device(tap_config(), syscalls=fake)
+    assert device.closed
+    assert fake.windows.kernel32.files == {} and fake.windows.kernel32.events == {}

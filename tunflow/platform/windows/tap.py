@@ -118,17 +118,27 @@ class TapQueue(HandleQueue):
     """Overlapped reads and writes on the tap-windows6 device handle; ``fileno() == -1``."""
 
     def __init__(self, kernel32: Kernel32, handle: int) -> None:
-        super().__init__(kernel32, kernel32.create_event(manual_reset=True))
-        self._handle = handle
-        self._buf = ctypes.create_string_buffer(READ_SIZE)
-        self._read_ov = OVERLAPPED()
-        self._read_ov.hEvent = self._read_event
-        self._write_ov = OVERLAPPED()
-        self._write_event = kernel32.create_event(manual_reset=True)
-        self._write_ov.hEvent = self._write_event
-        self._ready: bytes | None = None
-        self._pending = False
-        self._start_read()
+        events: list[int] = []
+        try:
+            events.append(kernel32.create_event(manual_reset=True))
+            super().__init__(kernel32, events[0])
+            events.append(self._shutdown)
+            self._write_event = kernel32.create_event(manual_reset=True)
+            events.append(self._write_event)
+            self._handle = handle
+            self._buf = ctypes.create_string_buffer(READ_SIZE)
+            self._read_ov = OVERLAPPED()
+            self._read_ov.hEvent = self._read_event
+            self._write_ov = OVERLAPPED()
+            self._write_ov.hEvent = self._write_event
+            self._ready: bytes | None = None
+            self._pending = False
+            self._start_read()
+        except BaseException:
+            # (the caller closes the device handle; a refused first read left nothing pending)
+            for event in events:
+                kernel32.close_handle(event)
+            raise
 
     def _start_read(self) -> None:
         self._k32.reset_event(self._read_event)
