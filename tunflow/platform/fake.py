@@ -936,9 +936,7 @@ class _FakeKernel32:
         if tap is None:
             self._w.last_error = 6
             return 0
-        tap.written.append(bytes(_obj(buf).raw[:size]))
-        _obj(done).value = size
-        return 1
+        return tap.write(self, _obj(buf), size, _obj(done), _obj(ov))
 
     def GetOverlappedResult(self, h: int, ov: Any, done: Any, wait: int) -> int:
         tap = self.files.get(h)
@@ -968,6 +966,12 @@ class _FakeTapFile:
     pending: tuple[Any, int, Any] | None = None
     cancelled: bool = False
     completed: int | None = None
+    #: > 0: writes go pending (ERROR_IO_PENDING) and complete this many seconds later
+    write_delay: float = 0.0
+    #: writes started on an OVERLAPPED another write still had in flight (must stay 0)
+    overlapped_reused: int = 0
+    _writes_in_flight: dict[int, Any] = attrs.field(factory=dict)
+    _write_keys: set[int] = attrs.field(factory=set)
 
     def ioctl(self, code: int, data: bytes) -> bytes:
         from .windows import tap
@@ -995,6 +999,30 @@ class _FakeTapFile:
         self.windows.last_error = 997  # ERROR_IO_PENDING
         return 0
 
+    def write(self, k32: _FakeKernel32, buf: Any, size: int, done: Any, ov: Any) -> int:
+        data = bytes(buf.raw[:size])
+        if self.write_delay <= 0:
+            self.written.append(data)
+            done.value = size
+            return 1
+        key = ctypes.addressof(ov)
+        with k32._cond:
+            if key in self._writes_in_flight:
+                self.overlapped_reused += 1
+            self._writes_in_flight[key] = ov
+            self._write_keys.add(key)
+
+        def complete() -> None:
+            with k32._cond:
+                self.written.append(data)
+                ov.InternalHigh = len(data)
+                self._writes_in_flight.pop(key, None)
+            k32.SetEvent(int(ov.hEvent or 0))
+
+        threading.Timer(self.write_delay, complete).start()
+        self.windows.last_error = 997  # ERROR_IO_PENDING
+        return 0
+
     def inject(self, k32: _FakeKernel32, frame: bytes) -> None:
         if self.pending is not None:
             buf, size, ov = self.pending
@@ -1009,6 +1037,16 @@ class _FakeTapFile:
             self.frames.append(frame)
 
     def result(self, k32: _FakeKernel32, ov: Any, done: Any, wait: bool) -> int:
+        key = ctypes.addressof(ov)
+        if key in self._write_keys:
+            with k32._cond:
+                if wait:
+                    k32._cond.wait_for(lambda: key not in self._writes_in_flight)
+                elif key in self._writes_in_flight:
+                    self.windows.last_error = 996  # ERROR_IO_INCOMPLETE
+                    return 0
+            done.value = int(ov.InternalHigh)
+            return 1
         if self.pending is not None and not self.cancelled:
             self.windows.last_error = 996  # ERROR_IO_INCOMPLETE
             return 0

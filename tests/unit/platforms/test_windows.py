@@ -671,3 +671,25 @@ def test_tap_windows_clean_up_when_the_first_read_fails(make_fake: Fake) -> None
         windows.open_device(tap_config(), syscalls=fake)
     assert device.closed
     assert fake.windows.kernel32.files == {} and fake.windows.kernel32.events == {}
+
+
+def test_tap_windows_concurrent_sends_do_not_share_an_overlapped(make_fake: Fake) -> None:
+    """Two threads sending at once (SyncDevice.send takes no lock) must not start overlapped
+    writes on the same OVERLAPPED: it belongs to one I/O until that completes (minwinbase.h,
+    WriteFile), and a shared event lets one writer's GetOverlappedResult return on the other
+    writer's completion while its own buffer is still in use."""
+    fake = make_fake("windows")
+    device = fake.windows.add_tap_adapter("tap-ovpn")
+    iface, queue = windows.open_device(tap_config(), syscalls=fake)
+    device.write_delay = 0.05
+    frames = [bytes([i]) * 60 for i in range(4)]
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda f=f: results.append(queue.send(f))) for f in frames]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert device.overlapped_reused == 0
+    assert sorted(device.written) == sorted(frames) and results == [60] * 4
+    queue.close()
+    iface.close()

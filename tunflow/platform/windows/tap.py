@@ -19,6 +19,7 @@ import contextlib
 import ctypes
 import errno
 import struct
+import threading
 from typing import Any, Final
 
 from ...errors import ConfigError, DeviceError, DeviceGoneError, UnsupportedError
@@ -131,6 +132,7 @@ class TapQueue(HandleQueue):
             self._read_ov.hEvent = self._read_event
             self._write_ov = OVERLAPPED()
             self._write_ov.hEvent = self._write_event
+            self._write_lock = threading.Lock()
             self._ready: bytes | None = None
             self._pending = False
             self._start_read()
@@ -191,8 +193,11 @@ class TapQueue(HandleQueue):
     def send(self, packet: Buffer) -> int:
         self._enter()
         try:
-            self._k32.reset_event(self._write_event)
-            return self._k32.write_file(self._handle, bytes(packet), self._write_ov)
+            # One OVERLAPPED (and event) serves every write, and an OVERLAPPED belongs to one
+            # I/O until it completes: writers from several threads take turns.
+            with self._write_lock:
+                self._k32.reset_event(self._write_event)
+                return self._k32.write_file(self._handle, bytes(packet), self._write_ov)
         finally:
             self._leave()
 
