@@ -693,3 +693,37 @@ def test_tap_windows_concurrent_sends_do_not_share_an_overlapped(make_fake: Fake
     assert sorted(device.written) == sorted(frames) and results == [60] * 4
     queue.close()
     iface.close()
+
+
+def test_batch_reads_never_hand_out_a_cut_packet(wintun_device: Any, make_fake: Fake) -> None:
+    """A packet longer than ``max_size`` (the MTU raised outside tunflow) is read whole if the
+    batch has room for it, else dropped and counted in ``rx_truncated`` — never handed out cut
+    short (FdQueue's rule; Wintun and tap-windows6 give the whole packet, so nothing is lost
+    by the driver)."""
+    fake, _iface, queue = wintun_device
+    w = fake.windows
+    small, big = ipv4_packet(), ipv4_packet(b"x" * 1400)
+    w.inject(big)
+    batch = PacketBatch()
+    assert queue.recv_batch(batch, 1000) == 1 and batch.to_list() == [big]
+    tight = PacketBatch(capacity=64 + 1200, max_packets=4)
+    w.inject(big)
+    w.inject(small)
+    assert queue.recv_batch(tight, 1000) == 1 and tight.to_list() == [small]
+    assert queue.rx_truncated == 1
+    assert w.session().held == {}
+
+    fake = make_fake("windows")
+    device = fake.windows.add_tap_adapter("tap-ovpn")
+    iface, tq = windows.open_device(tap_config(), syscalls=fake)
+    k32 = fake.windows.kernel32
+    frame = b"\xff" * 12 + b"\x08\x00" + b"y" * 1400
+    device.inject(k32, frame)
+    batch = PacketBatch()
+    assert tq.recv_batch(batch, 1000) == 1 and batch.to_list() == [frame]
+    device.inject(k32, frame)
+    tight = PacketBatch(capacity=64 + 1200, max_packets=4)
+    assert tq.recv_batch(tight, 1000) == 0 and tight.to_list() == []
+    assert tq.rx_truncated == 1
+    tq.close()
+    iface.close()

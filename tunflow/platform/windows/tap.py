@@ -135,6 +135,8 @@ class TapQueue(HandleQueue):
             self._write_lock = threading.Lock()
             self._ready: bytes | None = None
             self._pending = False
+            #: frames a batch read had no room for whole (longer than max_size): dropped
+            self.rx_truncated = 0
             self._start_read()
         except BaseException:
             # (the caller closes the device handle; a refused first read left nothing pending)
@@ -181,9 +183,14 @@ class TapQueue(HandleQueue):
         count = 0
         while len(batch.offsets) < batch.max_packets and batch.room() >= max_size:
             try:
-                frame = self.recv(max_size)
+                frame = self.recv(READ_SIZE)
             except BlockingIOError:
                 break
+            if len(frame) > batch.room():
+                # Longer than max_size (the MTU was raised outside tunflow) and no room left
+                # for it whole: drop and count it, never hand it out cut.
+                self.rx_truncated += 1
+                continue
             off = batch.end + HEADROOM
             batch.buffer[off : off + len(frame)] = frame
             batch.commit(off, len(frame))

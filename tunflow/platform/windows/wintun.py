@@ -211,6 +211,8 @@ class WintunQueue(HandleQueue):
         super().__init__(kernel32, read_event)
         self._api = api
         self._session = session
+        #: packets a batch read had no room for whole (longer than max_size): dropped
+        self.rx_truncated = 0
 
     def __repr__(self) -> str:
         return f"<WintunQueue session={self._session:#x}{' closed' if self._closed else ''}>"
@@ -260,10 +262,14 @@ class WintunQueue(HandleQueue):
                         return count
                     raise
                 try:
-                    n = min(size, max_size)
+                    if size > batch.room():
+                        # Longer than max_size (the MTU was raised outside tunflow) and no
+                        # room left for it whole: drop and count it, never hand it out cut.
+                        self.rx_truncated += 1
+                        continue
                     off = batch.end + HEADROOM
-                    batch.buffer[off : off + n] = ctypes.string_at(ptr, n)
-                    batch.commit(off, n)
+                    batch.buffer[off : off + size] = ctypes.string_at(ptr, size)
+                    batch.commit(off, size)
                     count += 1
                 finally:
                     self._api.ReleaseReceivePacket(self._session, ptr)
