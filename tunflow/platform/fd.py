@@ -15,6 +15,7 @@ configuration method of the device raises :class:`~tunflow.UnsupportedError`.
 
 from __future__ import annotations
 
+import errno
 import struct
 from typing import Final
 
@@ -81,8 +82,18 @@ def adopt_fd(
     device's configuration methods raise :class:`~tunflow.UnsupportedError`."""
     sys_ = syscalls or current_syscalls()
     framing = framing_for(_platform(platform), packet_information=packet_information)
-    closer = (lambda: sys_.close(fd)) if close_fd else None
-    return None, FdQueue(fd, close_fd=False, on_close=closer, **framing)  # type: ignore[arg-type]
+
+    def closer() -> None:
+        try:
+            sys_.close(fd)
+        except OSError as exc:
+            # Closed by its maker first (an Android ParcelFileDescriptor that still owned it):
+            # nothing left to close, as FdQueue's own close treats EBADF.
+            if exc.errno != errno.EBADF:
+                raise
+
+    queue = FdQueue(fd, close_fd=False, on_close=closer if close_fd else None, **framing)  # type: ignore[arg-type]
+    return None, queue
 
 
 def find_utun_fd(syscalls: Syscalls | None = None, *, limit: int = UTUN_SCAN_LIMIT) -> int | None:

@@ -130,3 +130,16 @@ def test_find_utun_fd_none(make_fake: Fake) -> None:
     assert len(fake.named("getpeername")) == 17  # 0…limit inclusive, as WireGuardKit's 0...1024
     fake.fail("getpeername", errno.EBADF, times=None)
     assert fdmod.find_utun_fd(fake, limit=4) is None
+
+
+@pytest.mark.parametrize("platform", ["android", "ios"])
+def test_fd_closed_by_its_maker_first_closes_quietly(make_fake: Fake, platform: str) -> None:
+    """Android's ParcelFileDescriptor (getFd() rather than detachFd()) or the iOS extension may
+    close the fd before the device does: the device's close then has nothing left to close and
+    says nothing, as FdQueue's own close does (EBADF), rather than raising a raw OSError."""
+    fake = make_fake(platform)
+    fd = fake.open("/fake/vpn", 2)
+    _, queue = fdmod.adopt_fd(fd, close_fd=True, syscalls=fake, platform=platform)
+    fake.close(fd)  # closed by whoever made it
+    queue.close()
+    assert [c.error.errno for c in fake.named("close") if c.error is not None] == [errno.EBADF]
