@@ -502,6 +502,27 @@ def test_failure_half_way_on_an_attached_device_undoes_its_changes(netns: testin
     assert addrs_of(netns, name) == {"10.51.1.1/24"}  # 10.51.0.1 was taken back
 
 
+def test_undoing_a_failed_build_removes_its_own_address_not_the_owners(
+    netns: testing.Netns,
+) -> None:
+    # The build adds 10.51.1.1/16 beside the owner's 10.51.1.1/24 (IPv4 allows one address
+    # with two prefixes), then fails: the undo must take back the /16 it added, not the first
+    # address that happens to be 10.51.1.1.
+    name = testing.unique_name("a")
+    netns.run("ip", "tuntap", "add", "dev", name, "mode", "tun")
+    netns.run("ip", "addr", "add", "10.51.1.1/24", "dev", name)
+    netns.run("ip", "addr", "add", "10.51.2.1/24", "dev", name)
+    netns.run("ip", "addr", "add", "10.51.3.1/32", "peer", "10.51.3.2", "dev", name)
+    before = addrs_of(netns, name)
+    with pytest.raises(DeviceExistsError):
+        DeviceBuilder().attach(name).ipv4("10.51.1.1", 16).ipv4("10.51.3.1", 24).ipv4(
+            "10.51.2.1", 24
+        ).build_sync()
+    assert addrs_of(netns, name) == before
+    details = netns.ip_json("addr", "show", "dev", name)[0]["addr_info"]
+    assert [a.get("address") for a in details if a["local"] == "10.51.3.1"] == ["10.51.3.2"]
+
+
 def test_a_failed_build_on_an_attached_device_leaves_its_link_as_it_was(
     netns: testing.Netns,
 ) -> None:

@@ -37,26 +37,38 @@ class Additions:
     """What a build added to an interface, newest last."""
 
     def __init__(self) -> None:
-        self._items: list[IPv4Address | IPv6Address | IPv4Network | IPv6Network] = []
+        self._items: list[
+            tuple[IPv4Interface | IPv6Interface, IPv4Address | None] | IPv4Network | IPv6Network
+        ] = []
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def address(self, address: IPv4Address | IPv6Address) -> None:
-        self._items.append(address)
+    def address(
+        self, iface: IPv4Interface | IPv6Interface, peer: IPv4Address | None = None
+    ) -> None:
+        self._items.append((iface, peer))
 
     def route(self, network: IPv4Network | IPv6Network) -> None:
         self._items.append(network)
 
     def undo(self, iface: _Configurable) -> None:
         """Remove every addition, newest first; a failure to remove one does not stop the rest
-        (this runs while another error is already on its way to the caller)."""
+        (this runs while another error is already on its way to the caller).
+
+        A backend with ``undo_address(iface, peer)`` removes exactly the address added (an
+        attached device may hold the same IPv4 address with another prefix or a peer); others
+        remove the first address with that IP.
+        """
+        undo_address = getattr(iface, "undo_address", None)
         for item in reversed(self._items):
             with contextlib.suppress(Exception):
                 if isinstance(item, IPv4Network | IPv6Network):
                     iface.remove_route(Route(item))
+                elif undo_address is not None:
+                    undo_address(*item)
                 else:
-                    iface.remove_address(item)
+                    iface.remove_address(item[0].ip)
         self._items.clear()
 
 
@@ -64,10 +76,10 @@ def add_addresses(iface: _Configurable, config: DeviceConfig, added: Additions) 
     """Add the IPv4 addresses (with their peers), then the IPv6 addresses, of ``config``."""
     for setting in config.ipv4:
         iface.add_address(setting.interface, peer=setting.destination)
-        added.address(setting.interface.ip)
+        added.address(setting.interface, setting.destination)
     for v6 in config.ipv6:
         iface.add_address(v6)
-        added.address(v6.ip)
+        added.address(v6)
 
 
 def add_routes(iface: _Configurable, config: DeviceConfig, added: Additions) -> None:

@@ -294,6 +294,8 @@ class RtNetlink:
         self,
         index: int,
         iface_or_addr: IPv4Interface | IPv6Interface | IPv4Address | IPv6Address | str,
+        *,
+        peer: IPv4Address | IPv6Address | None = None,
     ) -> None:
         """Remove an address; given without a prefix, the address's own prefix is looked up.
 
@@ -302,6 +304,9 @@ class RtNetlink:
             iface_or_addr: ``IPv4Interface("192.0.2.1/24")`` removes exactly that address and
                 prefix; ``IPv4Address("192.0.2.1")`` (or ``"192.0.2.1"``) removes the first
                 address on the link with that local address, whatever its prefix or peer.
+            peer: with an interface, remove only the address with this ``IFA_ADDRESS`` (the
+                peer of a point-to-point address; the address itself for any other) — one
+                request, nothing looked up.
 
         Raises:
             OSError: ``EADDRNOTAVAIL`` if the link has no such address; ``ENODEV``.
@@ -309,6 +314,12 @@ class RtNetlink:
         """
         rt.check_index(index)
         target = _coerce_target(iface_or_addr)
+        if peer is not None:
+            if not isinstance(target, IPv4Interface | IPv6Interface):
+                raise ConfigError(f"remove {iface_or_addr} with peer {peer}: give its prefix")
+            request = rt.encode_del_address(0, index, target, peer=peer)
+            self._request(request, rt.Expect.ACK)
+            return
         if isinstance(target, IPv4Interface | IPv6Interface):
             request = rt.encode_del_address(0, index, target)
             try:

@@ -330,6 +330,15 @@ class LinuxInterface:
         with self._op(f"remove address {address}"):
             self._nl.remove_address(self._index, address)
 
+    def undo_address(
+        self, iface: IPv4Interface | IPv6Interface, peer: IPv4Address | None = None
+    ) -> None:
+        """Remove exactly ``iface`` (with ``peer``), not merely the first address with its IP:
+        what undoing a build's :meth:`add_address` needs."""
+        with self._op(f"remove address {iface}"):
+            # (an address without a peer has its own IP as IFA_ADDRESS)
+            self._nl.remove_address(self._index, iface, peer=iface.ip if peer is None else peer)
+
     def routes(self) -> list[Route]:
         with self._op("list routes"):
             return [Route(r.destination, r.gateway, r.metric) for r in self._nl.routes(self._index)]
