@@ -523,6 +523,36 @@ def test_undoing_a_failed_build_removes_its_own_address_not_the_owners(
     assert [a.get("address") for a in details if a["local"] == "10.51.3.1"] == ["10.51.3.2"]
 
 
+def test_undoing_a_failed_build_removes_its_own_route_not_the_owners(
+    netns: testing.Netns,
+) -> None:
+    # The owner's 2001:db8:51::/48 (and 10.52.0.0/16) has metric 100; the build's own (the
+    # kernel's default metric, 1024 and 0) goes beside it, then the next route collides. The undo must take back the
+    # build's route, not the first one to 2001:db8:51::/48 through the link.
+    name = testing.unique_name("a")
+    netns.run("ip", "tuntap", "add", "dev", name, "mode", "tun")
+    netns.run("ip", "link", "set", name, "up")
+    netns.run("ip", "-6", "route", "add", "2001:db8:51::/48", "dev", name, "metric", "100")
+    netns.run("ip", "route", "add", "10.52.0.0/16", "dev", name, "metric", "100")
+    netns.run("ip", "route", "add", "192.0.2.0/24", "dev", name)
+
+    def routes() -> list[tuple[str, int | None, str | None]]:
+        found = [
+            (r["dst"], r.get("metric"), r.get("protocol"))
+            for family in ("-4", "-6")
+            for r in netns.ip_json(family, "route", "show", "dev", name)
+            if not r["dst"].startswith("fe80:")
+        ]
+        return sorted(found, key=str)
+
+    before = routes()
+    with pytest.raises(DeviceExistsError):
+        DeviceBuilder().attach(name).route("10.52.0.0/16").route("2001:db8:51::/48").route(
+            "192.0.2.0/24"
+        ).build_sync()
+    assert routes() == before
+
+
 def test_a_failed_build_on_an_attached_device_leaves_its_link_as_it_was(
     netns: testing.Netns,
 ) -> None:

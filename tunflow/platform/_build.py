@@ -58,13 +58,15 @@ class Additions:
 
         A backend with ``undo_address(iface, peer)`` removes exactly the address added (an
         attached device may hold the same IPv4 address with another prefix or a peer); others
-        remove the first address with that IP.
+        remove the first address with that IP. Likewise ``undo_route(route)`` removes exactly
+        the route added (the device may have another to the same network with another metric).
         """
         undo_address = getattr(iface, "undo_address", None)
+        remove_route = getattr(iface, "undo_route", iface.remove_route)
         for item in reversed(self._items):
             with contextlib.suppress(Exception):
                 if isinstance(item, IPv4Network | IPv6Network):
-                    iface.remove_route(Route(item))
+                    remove_route(Route(item))
                 elif undo_address is not None:
                     undo_address(*item)
                 else:

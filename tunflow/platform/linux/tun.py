@@ -66,6 +66,9 @@ TUN_F_TSO6: Final = 0x04
 TUN_F_USO4: Final = 0x20
 TUN_F_USO6: Final = 0x40
 
+#: the metric the kernel gives an IPv6 route added without one (``include/net/ip6_route.h``)
+IP6_RT_PRIO_USER: Final = 1024
+
 IFF_UP: Final = 0x1
 IFF_RUNNING: Final = 0x40
 IFF_LOWER_UP: Final = 0x10000
@@ -360,6 +363,15 @@ class LinuxInterface:
                     # no such route — or no such interface: then ENODEV, "gone", from here
                     self._nl.link(self._index)
                 raise
+
+    def undo_route(self, route: Route) -> None:
+        """Remove exactly the route :meth:`add_route` added, not merely the first to its
+        destination through the link: a route added without a metric has the kernel's default,
+        which a removal must name for IPv6 (IPv4's default, 0, sorts first anyway)."""
+        metric = route.metric
+        if metric is None and route.destination.version == 6:
+            metric = IP6_RT_PRIO_USER
+        self.remove_route(Route(route.destination, route.gateway, metric))
 
     def mac_address(self) -> bytes:
         if self.layer is not Layer.L2:
