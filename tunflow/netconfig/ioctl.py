@@ -3,8 +3,8 @@
 Tables of magic numbers copied from one architecture are how other libraries get ioctls wrong
 on the next one; here each number is computed from its macro with the direction and size bits
 of the target :class:`IoctlLayout`. Linux's layout differs between architectures (``mips``,
-``powerpc`` and ``sparc`` have 13 size bits and 3 direction bits); the BSDs and Darwin share
-one layout (``sys/ioccom.h``).
+``powerpc``, ``sparc`` and ``alpha`` have 13 size bits and 3 direction bits; ``parisc`` swaps
+the read and write bits); the BSDs and Darwin share one layout (``sys/ioccom.h``).
 
 Example:
     >>> hex(LINUX.iow(ord("T"), 202, 4))           # TUNSETIFF = _IOW('T', 202, int)
@@ -17,7 +17,14 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["IoctlLayout", "LINUX", "LINUX_MIPS_PPC_SPARC", "BSD", "linux_layout"]
+__all__ = [
+    "IoctlLayout",
+    "LINUX",
+    "LINUX_MIPS_PPC_SPARC",
+    "LINUX_PARISC",
+    "BSD",
+    "linux_layout",
+]
 
 
 @attrs.frozen
@@ -70,9 +77,14 @@ class IoctlLayout:
 
 #: ``include/uapi/asm-generic/ioctl.h``: x86, arm, arm64, riscv, s390, loongarch…
 LINUX = IoctlLayout(nr_bits=8, type_bits=8, size_bits=14, dir_none=0, dir_write=1, dir_read=2)
-#: ``arch/{mips,powerpc,sparc}/include/uapi/asm/ioctl.h``
+#: ``arch/{mips,powerpc,sparc,alpha}/include/uapi/asm/ioctl.h``
 LINUX_MIPS_PPC_SPARC = IoctlLayout(
     nr_bits=8, type_bits=8, size_bits=13, dir_none=1, dir_write=4, dir_read=2
+)
+#: ``arch/parisc/include/uapi/asm/ioctl.h``: the generic layout with ``_IOC_WRITE`` 2 and
+#: ``_IOC_READ`` 1
+LINUX_PARISC = IoctlLayout(
+    nr_bits=8, type_bits=8, size_bits=14, dir_none=0, dir_write=2, dir_read=1
 )
 #: ``sys/ioccom.h`` on Darwin, FreeBSD, OpenBSD and NetBSD: IOC_VOID 0x20000000,
 #: IOC_OUT 0x40000000, IOC_IN 0x80000000, IOCPARM_MASK 0x1fff.
@@ -84,6 +96,8 @@ BSD = IoctlLayout(
 def linux_layout(machine: str) -> IoctlLayout:
     """The Linux layout for a ``uname -m`` machine string."""
     m = machine.lower()
-    if m.startswith(("mips", "ppc", "powerpc", "sparc")):
+    if m.startswith(("mips", "ppc", "powerpc", "sparc", "alpha")):
         return LINUX_MIPS_PPC_SPARC
+    if m.startswith("parisc"):
+        return LINUX_PARISC
     return LINUX
