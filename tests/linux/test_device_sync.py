@@ -807,8 +807,64 @@ def test_rename_keeps_routes_beside_the_kernels_prefix_routes(netns: testing.Net
         before = static_routes(dev.name())
         assert before == {("10.61.0.0/24", 100), ("fd61::/64", 20), ("198.51.100.0/24", 7)}
         new = testing.unique_name("r")
-        dev.set_name(new)  # a running link: down, renamed, up, routes put back
+        dev.set_name(new)  # a running link, renamed as it is
         assert static_routes(new) == before
+        # A kernel that refuses to rename a running link (EBUSY): down, renamed, up, routes
+        # put back.
+        nl = dev._shared.interface._nl  # type: ignore[union-attr]
+        set_link = nl.set_link
+
+        def refusing(index: int, **kw: Any) -> None:
+            if "name" in kw and nl.link(index).is_up:
+                raise OSError(errno.EBUSY, os.strerror(errno.EBUSY))
+            set_link(index, **kw)
+
+        nl.set_link = refusing
+        try:
+            again = testing.unique_name("r")
+            dev.set_name(again)
+        finally:
+            del nl.set_link
+        assert static_routes(again) == before
+        assert dev.is_running()
+
+
+def test_rename_of_a_running_link_keeps_what_a_down_link_would_lose(netns: testing.Netns) -> None:
+    # A kernel that renames a running link (6.18 does so for a tun) needs no down/up: routes
+    # in other tables, and who installed each route, stay as they were.
+    probe = testing.unique_name("p")
+    netns.run("ip", "tuntap", "add", "dev", probe, "mode", "tun")
+    netns.run("ip", "link", "set", probe, "up")
+    renamed = testing.unique_name("p")
+    if netns.run("ip", "link", "set", probe, "name", renamed, check=False).returncode != 0:
+        netns.run("ip", "link", "del", probe)
+        pytest.skip("this kernel refuses to rename a running tun")
+    netns.run("ip", "link", "del", renamed)
+    with DeviceBuilder().ipv4("10.63.0.1", 24).ipv6("fd63::1", 64).build_sync() as dev:
+        name = dev.name()
+        netns.run("ip", "route", "add", "192.0.2.0/24", "dev", name, "table", "163")
+        netns.run("ip", "-6", "route", "add", "2001:db8:63::/48", "dev", name, "table", "163")
+        netns.run("ip", "route", "add", "198.51.100.0/24", "dev", name)  # proto boot
+
+        def state() -> tuple[Any, ...]:
+            table = {
+                r["dst"]
+                for family in ("-4", "-6")
+                for r in netns.ip_json(family, "route", "show", "table", "163")
+            }
+            main = {
+                (r["dst"], r.get("protocol"))
+                for r in netns.ip_json("-4", "route", "show", "dev", dev.name())
+            }
+            return table, main, addr_set(netns.ip_json("addr", "show", "dev", dev.name()))
+
+        before = state()
+        assert before[0] == {"192.0.2.0/24", "2001:db8:63::/48"}
+        dev.set_name(name)  # the same name: nothing to do
+        assert state() == before
+        dev.set_name(testing.unique_name("r"))
+        assert state() == before
+        assert dev.is_running()
 
 
 def test_ipv6_disabled_is_named_not_taken_for_a_missing_capability(netns: testing.Netns) -> None:

@@ -577,8 +577,9 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         return await self._run(self._name)
 
     async def set_name(self, name: str) -> None:
-        """Rename the interface. A running link is taken down, renamed and brought up again
-        with its addresses and routes (the kernel refuses to rename a running link before 6.2).
+        """Rename the interface. A running link is renamed as it is; a kernel that refuses that
+        (``EBUSY``) gets it taken down, renamed and brought up again with its addresses and
+        (main table) routes.
         One ``%d`` in ``name`` is replaced by the kernel's first free number.
 
         Raises:

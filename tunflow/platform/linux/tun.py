@@ -204,11 +204,14 @@ class LinuxInterface:
     def set_name(self, name: str) -> None:
         with self._op(f"rename to {name!r}"):
             link = self._nl.link(self._index)
-            if not link.flags & IFF_UP:
+            try:
+                # Linux 6.18 renames a running tun; a link renamed as it is keeps everything.
                 self._nl.set_link(self._index, name=name)
-            else:
-                # The kernel refuses to rename a running link (EBUSY); bringing it down drops its
-                # IPv6 addresses and every route, so put them back afterwards.
+            except OSError as exc:
+                if exc.errno != errno.EBUSY or not link.flags & IFF_UP:
+                    raise
+                # An older kernel refuses to rename a running link (EBUSY); bringing it down
+                # drops its IPv6 addresses and every route, so put them back afterwards.
                 addrs = self._nl.addresses(self._index)
                 routes = self._nl.routes(self._index)
                 self._nl.set_link(self._index, up=False)
