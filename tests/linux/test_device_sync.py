@@ -553,6 +553,20 @@ def test_undoing_a_failed_build_removes_its_own_route_not_the_owners(
     assert routes() == before
 
 
+def test_routes_on_an_inherited_down_link_are_refused_plainly(netns: testing.Netns) -> None:
+    # inherit_enable_state keeps the owner's down link down; the kernel refuses a route
+    # through it, and the build says why (not a bare ENETDOWN) and leaves the link as it was
+    name = testing.unique_name("a")
+    netns.run("ip", "tuntap", "add", "dev", name, "mode", "tun")
+    with pytest.raises(DeviceError, match="the link is down") as info:
+        DeviceBuilder().attach(name).inherit_enable_state().ipv4("10.53.0.1", 24).route(
+            "10.54.0.0/16"
+        ).build_sync()
+    assert info.value.errno == errno.ENETDOWN
+    assert addrs_of(netns, name) == set()
+    assert netns.ip_json("route", "show", "dev", name) == []
+
+
 def test_a_failed_build_on_an_attached_device_leaves_its_link_as_it_was(
     netns: testing.Netns,
 ) -> None:

@@ -99,6 +99,7 @@ def test_setters_refuse_bad_values_at_once(make: object, message: str) -> None:
         (DeviceBuilder().ipv4("10.0.0.1", 24).ipv4("10.0.0.1", 16), "configured twice"),
         (DeviceBuilder().route("10.0.0.0/8").route("10.0.0.0/8"), "route is configured twice"),
         (DeviceBuilder().offload().packet_information(), "cannot be combined"),
+        (DeviceBuilder().route("10.0.0.0/8").enable(False), "routes need the link up"),
         (DeviceBuilder().layer("tap").offload(), "TUN \\(layer 3\\) devices only"),
     ],
 )

@@ -162,7 +162,12 @@ class DeviceBuilder:
         return self
 
     def route(self, cidr: NetworkLike) -> Self:
-        """Route the network ``cidr`` into the device once it is up. Repeatable."""
+        """Route the network ``cidr`` into the device. Repeatable.
+
+        Routes are added after the link is brought up, so they cannot be combined with
+        ``enable(False)`` (:class:`~tunflow.ConfigError`); with :meth:`inherit_enable_state`
+        the device must already be up (:class:`~tunflow.DeviceError`, ``ENETDOWN``).
+        """
         return self._set(routes=(*self._config.routes, parse_network(cidr)))
 
     # -- link settings ----------------------------------------------------------------------

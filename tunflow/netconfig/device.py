@@ -290,5 +290,10 @@ class DeviceConfig:
             seen.add(ip)
         if len(set(self.routes)) != len(self.routes):
             raise ConfigError("a route is configured twice")
+        if self.routes and self.enabled is False:
+            raise ConfigError(
+                "routes need the link up (the kernel refuses a route through a down link): "
+                "drop enable(False), or add the routes with add_route after enabling it"
+            )
         if self.ring_capacity is not None and not 0x20000 <= self.ring_capacity <= 0x4000000:
             raise ConfigError("ring_capacity must lie in 128 KiB..64 MiB")

@@ -351,9 +351,18 @@ class LinuxInterface:
 
     def add_route(self, route: Route) -> None:
         with self._op(f"add route {route.destination}"):
-            self._nl.add_route(
-                self._index, route.destination, gateway=route.gateway, metric=route.metric
-            )
+            try:
+                self._nl.add_route(
+                    self._index, route.destination, gateway=route.gateway, metric=route.metric
+                )
+            except OSError as exc:
+                if exc.errno == errno.ENETDOWN:
+                    raise DeviceError(
+                        exc.errno,
+                        f"add route {route.destination} on {self._name}: the link is down "
+                        "(the kernel refuses routes through a down link; enable it first)",
+                    ) from exc
+                raise
 
     def remove_route(self, route: Route) -> None:
         with self._op(f"remove route {route.destination}"):
