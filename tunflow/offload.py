@@ -925,7 +925,10 @@ class GROTable:
 
     Args:
         tcp: coalesce TCP (turn off at run time against kernel GRO bugs).
-        udp: coalesce UDP; only when the device accepted ``TUN_F_USO4|TUN_F_USO6``.
+        udp: coalesce UDP. ``None`` (the default): as the device allows — a table handed to
+            ``send_multiple`` (or ``send_batch``) coalesces UDP when the device accepted
+            ``TUN_F_USO4|TUN_F_USO6``, as tun-rs decides from the device; used alone
+            (:meth:`coalesce`) it leaves UDP alone. ``True`` only for a device with USO.
         max_segments: the most packets merged into one (``None``: only the 64 KiB cap); a
             writer that sends fragments with ``writev`` needs ≤ 1023 (UIO_MAXIOV). UDP
             datagrams merge :data:`~tunflow.datagram.UDP_MAX_SEGMENTS` at most whatever it is:
@@ -961,13 +964,14 @@ class GROTable:
     )
 
     def __init__(
-        self, *, tcp: bool = True, udp: bool = False, max_segments: int | None = None
+        self, *, tcp: bool = True, udp: bool | None = None, max_segments: int | None = None
     ) -> None:
         if max_segments is not None and max_segments < 1:
             raise ValueError(f"max_segments must be at least 1, not {max_segments}")
         #: Coalesce TCP; may be changed at any time.
         self.tcp = tcp
-        #: Coalesce UDP; may be changed at any time (needs the device's USO).
+        #: Coalesce UDP (``None``: as the device it writes to allows); may be changed at any
+        #: time (needs the device's USO).
         self.udp = udp
         #: Verify each packet's TCP/UDP checksum before merging it (the kernel's rule). A
         #: caller whose packets were authenticated on the way (a VPN's AEAD: the kernel's
@@ -1363,7 +1367,7 @@ class GROTable:
         view = src.view
         lengths = src.lengths
         tcp_on = self.tcp
-        udp_on = self.udp
+        udp_on = bool(self.udp)
         max_segs = self._max_segments
         # the kernel refuses (EINVAL) a USO write of more segments than it sends in one
         # UDP_SEGMENT call — and a refused GSO write turns the device's UDP coalescing off

@@ -219,3 +219,21 @@ def test_a_refused_one_segment_gso_packet_leaves_gro_on() -> None:
     assert len(queue.written) == 1 and queue.written[0][1] == 0
     assert dev.statistics().gro_disabled == 0
     assert dev.gro is not None and dev.gro.tcp
+
+
+@pytest.mark.parametrize("uso", [True, False])
+def test_a_callers_default_table_coalesces_udp_as_the_device_allows(uso: bool) -> None:
+    # tun-rs decides UDP GRO in send_multiple from the device: GROTable() (udp=None) does the
+    # same, so a port of `send_multiple(&mut GROTable::default(), …)` keeps UDP coalescing
+    queue = ScriptedQueue(uso=uso)
+    dev = device(queue)
+    datagrams = [udp4_packet(A, B, 100, start=100 * k) for k in range(6)]
+    dev.send_multiple(GROTable(), datagrams)
+    if uso:
+        assert len(queue.written) == 1 and queue.written[0][1] == VIRTIO_NET_HDR_GSO_UDP_L4
+    else:
+        assert len(queue.written) == 6 and all(frame[1] == 0 for frame in queue.written)
+    # an explicit udp=False is kept
+    queue.written.clear()
+    dev.send_multiple(GROTable(udp=False), datagrams)
+    assert len(queue.written) == 6

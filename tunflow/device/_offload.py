@@ -187,6 +187,7 @@ class OffloadTx:
     def __init__(self, offload: OffloadInfo) -> None:
         #: the GRO rules; ``tcp``/``udp`` may be switched off at run time
         self.table = GROTable(tcp=True, udp=offload.uso)
+        self._uso = offload.uso
         self._out = PacketBatch(capacity=_RAW_CAPACITY, max_packets=IDEAL_BATCH_SIZE)
         #: kernel refusals of a GSO write (each turned its protocol's coalescing off)
         self.gro_disabled = 0
@@ -201,15 +202,16 @@ class OffloadTx:
 
     @property
     def gro_enabled(self) -> bool:
-        return self.table.tcp or self.table.udp
+        return self.table.tcp or bool(self.table.udp)
 
     def prepare(self, batch: PacketBatch, table: GROTable | None = None) -> PacketBatch:
         """The batch to write: ``batch`` itself if it has headers (or GRO is off), else the
         coalesced copy (by ``table``, default the device's; a protocol the kernel refused a
-        GSO write of is left out whatever the table says)."""
+        GSO write of is left out whatever the table says; a table's ``udp=None`` is the
+        device's USO)."""
         gro = table if table is not None else self.table
         tcp = gro.tcp and not self._refused_tcp
-        udp = gro.udp and not self._refused_udp
+        udp = (self._uso if gro.udp is None else gro.udp) and not self._refused_udp
         if batch.vnet_hdr or not (tcp or udp) or len(batch.offsets) < 2:
             return batch
         out = self._out
