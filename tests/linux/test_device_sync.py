@@ -553,6 +553,27 @@ def test_undoing_a_failed_build_removes_its_own_route_not_the_owners(
     assert routes() == before
 
 
+@pytest.mark.parametrize(
+    ("option", "match"),
+    [
+        (lambda b: b.metric(5), "metric is Windows only"),
+        (lambda b: b.dns_servers(["198.51.100.53"]), "DNS servers are Windows only"),
+    ],
+)
+def test_windows_routing_options_are_refused_before_anything_is_made(
+    netns: testing.Netns, option: Any, match: str
+) -> None:
+    # a metric or DNS servers ignored would leave traffic or queries elsewhere than the
+    # program believes; the Windows options that change nothing here are taken and ignored
+    name = testing.unique_name("w")
+    with pytest.raises(UnsupportedError, match=match):
+        option(DeviceBuilder().name(name).ipv4("10.55.0.1", 24)).build_sync()
+    assert name not in {link["ifname"] for link in netns.ip_json("link", "show")}
+    builder = DeviceBuilder().name(name).description("d").ring_capacity(0x20000)
+    with builder.wintun_file("w.dll").peer_feth("feth9").build_sync() as dev:
+        assert dev.name() == name
+
+
 def test_routes_on_an_inherited_down_link_are_refused_plainly(netns: testing.Netns) -> None:
     # inherit_enable_state keeps the owner's down link down; the kernel refuses a route
     # through it, and the build says why (not a bare ENETDOWN) and leaves the link as it was

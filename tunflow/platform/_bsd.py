@@ -44,7 +44,7 @@ from ..errors import (
 from ..netconfig.device import IPV6_MIN_MTU, DeviceConfig, Layer
 from ..netconfig.ioctl import BSD
 from ._base import Route
-from ._build import Additions, add_addresses, add_routes
+from ._build import Additions, add_addresses, add_routes, reject_windows_only
 from ._syscalls import IfAddr, Syscalls, oserror_to_device_error
 from ._unix import FdQueue
 
@@ -1023,6 +1023,9 @@ def reject_linux_only(config: DeviceConfig, platform: str) -> None:
         raise UnsupportedError(f"the transmit queue length is Linux only, not {platform}")
     if config.owner is not None or config.group is not None:
         raise UnsupportedError(f"device owner/group (TUNSETOWNER) is Linux only, not {platform}")
+    if config.netns is not None:
+        raise UnsupportedError(f"network namespaces are Linux only, not {platform}")
+    reject_windows_only(config, platform)
 
 
 def configure(iface: BsdInterface, config: DeviceConfig, added: Additions) -> None:

@@ -18,10 +18,11 @@ from ipaddress import (
 )
 from typing import Protocol
 
+from ..errors import UnsupportedError
 from ..netconfig.device import DeviceConfig
 from ._base import Route
 
-__all__ = ["Additions", "add_addresses", "add_routes"]
+__all__ = ["Additions", "add_addresses", "add_routes", "reject_windows_only"]
 
 
 class _Configurable(Protocol):
@@ -89,3 +90,18 @@ def add_routes(iface: _Configurable, config: DeviceConfig, added: Additions) -> 
     for network in config.routes:
         iface.add_route(Route(network))
         added.route(network)
+
+
+def reject_windows_only(config: DeviceConfig, platform: str) -> None:
+    """Refuse, before any system call, the Windows options that would change routing or name
+    resolution (an interface metric, DNS servers): ignoring them would leave a program
+    believing its traffic and queries go where they do not. The Windows options that change
+    nothing elsewhere (``description``, ``wintun_file``, ``ring_capacity``) are ignored, so
+    one builder chain serves every OS."""
+    if config.metric is not None:
+        raise UnsupportedError(f"the interface metric is Windows only, not {platform}")
+    if config.dns_servers:
+        raise UnsupportedError(
+            f"interface DNS servers are Windows only, not {platform}: configure the "
+            "resolver (resolvconf, systemd-resolved, scutil) instead"
+        )

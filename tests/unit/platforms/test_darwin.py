@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import struct
 from collections.abc import Callable
-from ipaddress import IPv4Interface, IPv6Interface, ip_network
+from ipaddress import IPv4Address, IPv4Interface, IPv6Interface, ip_network
 
 import pytest
 
@@ -162,9 +162,23 @@ def test_utun_needs_root(make_fake: Fake) -> None:
 
 def test_linux_only_options_refused_before_any_call(make_fake: Fake) -> None:
     fake = make_fake("darwin")
-    for change in ({"multi_queue": True}, {"offload": True}, {"tx_queue_len": 10}, {"owner": 1}):
+    for change in (
+        {"multi_queue": True},
+        {"offload": True},
+        {"tx_queue_len": 10},
+        {"owner": 1},
+        {"netns": "blue"},
+        {"metric": 5},
+        {"dns_servers": (IPv4Address("198.51.100.53"),)},
+    ):
         with pytest.raises(UnsupportedError):
             darwin.open_device(tun_config(**change), syscalls=fake)
+    # the Windows options that change nothing here are ignored (one builder chain for all)
+    _iface, queue = darwin.open_device(
+        tun_config(description="x", ring_capacity=0x20000, wintun_file="w.dll"), syscalls=fake
+    )
+    queue.close()
+    fake.calls.clear()
     with pytest.raises(UnsupportedError, match="persist"):
         darwin.open_device(tun_config(persist=True, name="utun1"), syscalls=fake)
     assert fake.calls == []

@@ -259,6 +259,7 @@ def test_unsupported_options(make_fake: Fake) -> None:
         {"packet_information": True},
         {"tx_queue_len": 1},
         {"persist": True},
+        {"netns": "blue"},
     ):
         with pytest.raises(UnsupportedError):
             windows.open_device(tun_config(**change), syscalls=fake)

@@ -32,7 +32,7 @@ from ...netconfig.device import IPV6_MIN_MTU, DeviceConfig, Layer
 from ...netconfig.ioctl import linux_layout
 from ...netconfig.rtnetlink import RTN_LOCAL
 from .._base import OffloadInfo, Route
-from .._build import Additions, add_addresses, add_routes
+from .._build import Additions, add_addresses, add_routes, reject_windows_only
 from .._unix import FdQueue
 from ._netns import current_inode, entered, netns_path, open_current
 
@@ -450,6 +450,7 @@ class _LinkState(NamedTuple):
 
 def open_device(config: DeviceConfig) -> tuple[LinuxInterface, FdQueue]:
     """Create (or attach to) the device ``config`` describes, in ``config.netns`` if set."""
+    reject_windows_only(config, "Linux")
     if config.netns is None:
         return _open_device(config)
     path = netns_path(config.netns)

@@ -185,6 +185,8 @@ def reject_unsupported(config: DeviceConfig) -> None:
         raise UnsupportedError("the transmit queue length is Linux only, not Windows")
     if config.owner is not None or config.group is not None:
         raise UnsupportedError("device owner/group is Linux only, not Windows")
+    if config.netns is not None:
+        raise UnsupportedError("network namespaces are Linux only, not Windows")
     if config.packet_information:
         raise UnsupportedError("Windows devices carry no packet-information header")
     if config.mac is not None:
