@@ -14,7 +14,7 @@ def main() -> None:
         .ipv4("10.82.0.1", 24)
         .ipv4("10.82.1.1", "255.255.255.0")
         .ipv6("fd82::1", 64)
-        .route("192.0.2.0/24")
+        .route("203.0.113.0/24")
     )
     with builder.build_sync() as dev:
         print("built:", dev.name(), sorted(map(str, dev.addresses())))
@@ -25,7 +25,7 @@ def main() -> None:
         print("after adding:", sorted(map(str, dev.addresses())))
         dev.remove_address("10.82.1.1")
         dev.remove_address("fd82::1")
-        dev.remove_route("192.0.2.0/24")
+        dev.remove_route("203.0.113.0/24")
         print("after removing:", sorted(map(str, dev.addresses())))
         print("routes:", sorted(str(r.destination) for r in dev.routes()))
 

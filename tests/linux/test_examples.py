@@ -77,7 +77,7 @@ def test_addresses_example() -> None:
         next(line for line in ex.lines if line.startswith("routes:")).split(":", 1)[1].strip()
     )
     assert {"198.51.100.0/24", "2001:db8:82::/48"} <= set(routes)
-    assert "192.0.2.0/24" not in routes
+    assert "203.0.113.0/24" not in routes
 
 
 def test_multiqueue_example_spreads_flows() -> None:
