@@ -196,6 +196,8 @@ def test_the_end_of_an_adopted_fd_is_the_device_gone(
             q.recv(2048)
         with pytest.raises(DeviceGoneError, match="end of file"):
             q.recv_batch(PacketBatch(), 2048)
+        with pytest.raises(DeviceGoneError, match="end of file"):  # (returned 0 for ever)
+            q.recv_into(memoryview(bytearray(2048)))
     finally:
         q.close()
 

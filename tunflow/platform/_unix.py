@@ -300,16 +300,20 @@ class FdQueue:
         try:
             if self._af_header:
                 n = os.readv(fd, [bytearray(AF_HEADER_LEN), buf])
+                if not n:
+                    self._check_eof()  # as recv: the end of an adopted fd is DeviceGoneError
                 return max(0, n - AF_HEADER_LEN)
             n = self._file.readinto(buf)
+            if n is None:
+                raise BlockingIOError(errno.EAGAIN, "no packet waiting")
+            if not n and len(buf):
+                self._check_eof()
         except BlockingIOError:
             raise
         except OSError as exc:
             raise map_io_error(exc, "read") from exc
         finally:
             self._leave()
-        if n is None:
-            raise BlockingIOError(errno.EAGAIN, "no packet waiting")
         return n
 
     def _write(self, fd: int, packet: Buffer) -> int | None:
