@@ -45,7 +45,7 @@ from ..netconfig.device import IPV6_MIN_MTU, DeviceConfig, Layer
 from ..netconfig.ioctl import BSD
 from ._base import Route
 from ._build import Additions, add_addresses, add_routes, reject_windows_only
-from ._syscalls import IfAddr, Syscalls, oserror_to_device_error
+from ._syscalls import IfAddr, Syscalls, oserror_to_device_error, quiet_closer
 from ._unix import FdQueue
 
 __all__ = [
@@ -1061,7 +1061,8 @@ def make_fd_queue(
     ``TUNSIFHEAD`` mode, a utun) — off for TAP and when the user keeps ``packet_information``.
     """
     framing: dict[str, object] = {"af_header": True, **header_values(flavor)} if af_header else {}
-    closer: Callable[[], None] | None = (lambda: syscalls.close(fd)) if close_fd else None
+    # (an adopted fd its maker closed first: EBADF on close is quiet, as in FdQueue)
+    closer = quiet_closer(syscalls, fd) if close_fd else None
     # The queue never closes the fd itself, so the fake system-call layer sees every close.
     return FdQueue(fd, close_fd=False, on_close=closer, **framing)  # type: ignore[arg-type]
 

@@ -20,7 +20,7 @@ import errno
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -35,6 +35,7 @@ __all__ = [
     "current_syscalls",
     "install_syscalls",
     "oserror_to_device_error",
+    "quiet_closer",
 ]
 
 
@@ -364,6 +365,21 @@ def _sockaddr_at(address: int | None) -> bytes | None:
 
 _installed: Syscalls | None = None
 _real: RealSyscalls | None = None
+
+
+def quiet_closer(syscalls: Syscalls, fd: int) -> Callable[[], None]:
+    """A closer of ``fd`` through ``syscalls`` (so the fake layer sees every close) that, as
+    :class:`~tunflow.platform._unix.FdQueue`'s own close, takes ``EBADF`` for "closed outside
+    tunflow already" — an adopted fd its maker closed first — rather than raising it."""
+
+    def close() -> None:
+        try:
+            syscalls.close(fd)
+        except OSError as exc:
+            if exc.errno != errno.EBADF:
+                raise
+
+    return close
 
 
 def current_syscalls() -> Syscalls:

@@ -15,13 +15,12 @@ configuration method of the device raises :class:`~tunflow.UnsupportedError`.
 
 from __future__ import annotations
 
-import errno
 import struct
 from typing import Final
 
 from ..errors import UnsupportedError
 from ..netconfig.device import DeviceConfig
-from ._syscalls import Syscalls, current_syscalls
+from ._syscalls import Syscalls, current_syscalls, quiet_closer
 from ._unix import FdQueue
 
 __all__ = ["open_device", "adopt_fd", "find_utun_fd", "framing_for"]
@@ -82,17 +81,9 @@ def adopt_fd(
     device's configuration methods raise :class:`~tunflow.UnsupportedError`."""
     sys_ = syscalls or current_syscalls()
     framing = framing_for(_platform(platform), packet_information=packet_information)
-
-    def closer() -> None:
-        try:
-            sys_.close(fd)
-        except OSError as exc:
-            # Closed by its maker first (an Android ParcelFileDescriptor that still owned it):
-            # nothing left to close, as FdQueue's own close treats EBADF.
-            if exc.errno != errno.EBADF:
-                raise
-
-    queue = FdQueue(fd, close_fd=False, on_close=closer if close_fd else None, **framing)  # type: ignore[arg-type]
+    # closed by its maker first (an Android ParcelFileDescriptor that still owned it): quiet
+    closer = quiet_closer(sys_, fd) if close_fd else None
+    queue = FdQueue(fd, close_fd=False, on_close=closer, **framing)  # type: ignore[arg-type]
     return None, queue
 
 

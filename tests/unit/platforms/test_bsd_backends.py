@@ -349,6 +349,19 @@ def test_adopt_fd_frames_without_an_interface(make_fake: Fake, platform: str) ->
     assert fake.open_fds() == set()
 
 
+@pytest.mark.parametrize("platform", sorted(BACKENDS))
+def test_adopted_fd_closed_by_its_maker_first_closes_quietly(
+    make_fake: Fake, platform: str
+) -> None:
+    # as FdQueue's own close (and Android/iOS adoption): EBADF means nothing left to close
+    fake = make_fake(platform)
+    fd = fake.open("/dev/null-ish", 2)
+    _, queue = BACKENDS[platform].adopt_fd(fd, close_fd=True, syscalls=fake)
+    fake.close(fd)  # closed by whoever made it
+    queue.close()
+    assert [c.error.errno for c in fake.named("close") if c.error is not None] == [errno.EBADF]
+
+
 # -- clean-up and errors -----------------------------------------------------------------------
 
 
