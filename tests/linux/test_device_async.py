@@ -63,6 +63,40 @@ async def test_stream_receive_and_send(netns: testing.Netns) -> None:
             assert s.recv(100) == b"from the device"
 
 
+async def test_readable_then_receive_nowait(netns: testing.Netns) -> None:
+    # tun-rs's readable()/writable() followed by try_recv/try_send
+    async with DeviceBuilder().ipv4("10.148.0.1", 24).build_async() as dev:
+        with anyio.fail_after(10):
+            await dev.writable()
+            udp_send("10.148.0.2", 5000, b"ready")
+            while True:
+                await dev.readable()
+                try:
+                    packet = dev.receive_nowait()
+                except anyio.WouldBlock:
+                    continue
+                parsed = udp_payload(packet)
+                if parsed and parsed[1] == 5000:
+                    break
+        assert parsed[2] == b"ready"
+        dev.send_nowait(ipv4_udp("10.148.0.2", "10.148.0.1", 1, 9, b"x"))
+    async with DeviceBuilder().ipv4("10.149.0.1", 24).enable(False).build_async() as dev:
+        with anyio.move_on_after(0.05) as scope:  # cancel-safe: nothing to read on a down link
+            await dev.readable()
+        assert scope.cancelled_caught
+
+        async def close_soon() -> None:
+            await anyio.sleep(0.1)
+            await dev.aclose()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(close_soon)
+            with anyio.fail_after(30), pytest.raises(ClosedDeviceError):
+                await dev.readable()
+        with pytest.raises(ClosedDeviceError):
+            await dev.writable()
+
+
 async def test_batches(netns: testing.Netns) -> None:
     async with DeviceBuilder().ipv4("10.61.0.1", 24).build_async() as dev:
         for i in range(40):

@@ -300,6 +300,38 @@ def test_shutdown_wakes_a_blocked_recv_promptly(netns: testing.Netns) -> None:
     assert min(latencies) < 0.1, latencies
 
 
+def test_wait_readable_then_read_now(netns: testing.Netns) -> None:
+    # tun-rs's wait_readable_intr / wait_writable_intr: readiness, then a read that never waits
+    with DeviceBuilder().ipv4("10.146.0.1", 24).build_sync() as dev:
+        assert dev.wait_writable(timeout=10)
+        udp_send("10.146.0.2", 5000, b"ready")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            assert dev.wait_readable(timeout=10)
+            try:
+                packet = dev.recv(timeout=0)
+            except TimeoutError:
+                continue  # stale readiness is allowed; not expected here, but not wrong
+            parsed = udp_payload(packet)
+            if parsed and parsed[1] == 5000:
+                assert parsed[2] == b"ready"
+                break
+        else:
+            raise AssertionError("the datagram never came")
+    # a down link has nothing to read: the timeout passes; shutdown wakes a waiter
+    with DeviceBuilder().ipv4("10.147.0.1", 24).enable(False).build_sync() as dev:
+        assert dev.wait_readable(timeout=0.05) is False
+        timer = threading.Timer(0.2, dev.shutdown)
+        timer.start()
+        try:
+            with pytest.raises(ClosedDeviceError):
+                dev.wait_readable(timeout=30)
+        finally:
+            timer.cancel()
+        with pytest.raises(ClosedDeviceError):
+            dev.wait_writable(timeout=0)
+
+
 def test_deleted_device_breaks_a_blocked_reader(netns: testing.Netns) -> None:
     name = testing.unique_name("g")
     with DeviceBuilder().name(name).ipv4("10.45.0.1", 24).build_sync() as dev:

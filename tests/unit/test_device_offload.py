@@ -21,7 +21,7 @@ from tests.unit.offload_packets import (
     tcp_super_packet,
     udp4_packet,
 )
-from tunflow import Layer, PacketBatch, SyncDevice
+from tunflow import ClosedDeviceError, Layer, PacketBatch, SyncDevice
 from tunflow.device._core import SharedInterface
 from tunflow.offload import VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_UDP_L4, GROTable
 from tunflow.packet import HEADROOM
@@ -237,3 +237,21 @@ def test_a_callers_default_table_coalesces_udp_as_the_device_allows(uso: bool) -
     queue.written.clear()
     dev.send_multiple(GROTable(udp=False), datagrams)
     assert len(queue.written) == 6
+
+
+def test_the_rest_of_a_split_counts_as_readable() -> None:
+    # the kernel queue is empty (ScriptedQueue.wait: nothing), but two segments of the
+    # super-packet already read wait in the device: a reader told "not readable" would stall
+    queue = ScriptedQueue()
+    dev = device(queue)
+    queue.incoming.append(tcp_super_packet(A, B, 3 * 500, 500))
+    assert not dev.wait_readable(timeout=0)  # nothing read from the kernel yet
+    dev.recv(timeout=0)
+    assert dev.wait_readable(timeout=0)
+    dev.recv(timeout=0)
+    assert dev.wait_readable(timeout=0)
+    dev.recv(timeout=0)
+    assert not dev.wait_readable(timeout=0)
+    dev.shutdown()
+    with pytest.raises(ClosedDeviceError):
+        dev.wait_readable(timeout=0)

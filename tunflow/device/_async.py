@@ -247,6 +247,40 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         self._check_open()
         self._receiving = True
 
+    # -- readiness --------------------------------------------------------------------------
+
+    async def readable(self) -> None:
+        """Wait until a packet can be read (tun-rs ``readable()``); follow it with
+        :meth:`receive_nowait` or :meth:`recv_batch`.
+
+        Cancel-safe. Readiness may be stale by the time you read (``anyio.WouldBlock``: wait
+        again). Packets left over from a split super-packet count as readable.
+
+        Raises:
+            ClosedDeviceError: the device was closed, before or during the wait.
+            anyio.BusyResourceError: another task is receiving or waiting to.
+        """
+        await anyio.lowlevel.checkpoint()
+        self._begin_receive()
+        try:
+            if self._rx is None or not self._rx.pending():
+                await self._wait_readable()
+                self._check_open()
+        finally:
+            self._receiving = False
+
+    async def writable(self) -> None:
+        """Wait until the device's queue takes a packet (tun-rs ``writable()``); follow it
+        with :meth:`send_nowait`. Cancel-safe.
+
+        Raises:
+            ClosedDeviceError: the device was closed, before or during the wait.
+        """
+        await anyio.lowlevel.checkpoint()
+        self._check_open()
+        await self._wait_writable()
+        self._check_open()
+
     # -- packets: the stream ----------------------------------------------------------------
 
     async def receive(self) -> bytes:

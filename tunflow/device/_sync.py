@@ -197,6 +197,35 @@ class SyncDevice(DeviceCore):
         if not ready and deadline is not None and time.monotonic() >= deadline:
             raise TimeoutError("timed out waiting for the device")
 
+    # -- readiness --------------------------------------------------------------------------
+
+    def wait_readable(self, *, timeout: float | None = None) -> bool:
+        """Wait until a packet can be read (tun-rs ``wait_readable_intr``); ``False`` when
+        ``timeout`` passed first.
+
+        Readiness may be stale by the time you read (another thread read first): follow it
+        with ``recv(timeout=0)`` or :meth:`recv_batch` and treat :class:`TimeoutError` / an
+        empty batch as "not yet". Packets left over from a split super-packet count as
+        readable. :meth:`shutdown` wakes it.
+
+        Raises:
+            ClosedDeviceError: the device was shut down, before or during the wait.
+        """
+        self._check_open()
+        if self._rx is not None and self._rx.pending():
+            return True
+        ready = self._queue.wait(False, timeout, self._waker)
+        self._check_open()
+        return ready
+
+    def wait_writable(self, *, timeout: float | None = None) -> bool:
+        """Wait until the device's queue takes a packet (tun-rs ``wait_writable_intr``);
+        ``False`` when ``timeout`` passed first. Raises as :meth:`wait_readable`."""
+        self._check_open()
+        ready = self._queue.wait(True, timeout, self._waker)
+        self._check_open()
+        return ready
+
     # -- packets ----------------------------------------------------------------------------
 
     def recv(self, *, timeout: float | None = None) -> bytes:
