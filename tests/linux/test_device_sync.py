@@ -786,6 +786,21 @@ def test_a_burst_of_small_datagrams_is_written_in_uso_writes_the_kernel_takes(
         assert stats.tx_super_packets == -(-count // UDP_MAX_SEGMENTS)
 
 
+def test_a_tap_mtu_above_its_maximum_is_a_config_error(netns: testing.Netns) -> None:
+    # the kernel's limit for a TAP is 65521 (EINVAL past it): a ConfigError naming it, the
+    # MTU unchanged, and a build asking for it makes nothing
+    name = testing.unique_name("m")
+    with pytest.raises(ConfigError, match="65521"):
+        DeviceBuilder().name(name).layer(Layer.L2).mtu(65535).build_sync()
+    assert name not in {link["ifname"] for link in netns.ip_json("link", "show")}
+    with DeviceBuilder().layer(Layer.L2).mtu(1500).build_sync() as dev:
+        with pytest.raises(ConfigError, match="maximum"):
+            dev.set_mtu(65522)
+        assert dev.mtu() == 1500
+        dev.set_mtu(65521)
+        assert dev.mtu() == 65521
+
+
 def test_set_mtu_on_one_queue_raises_the_limit_of_every_queue(netns: testing.Netns) -> None:
     first = DeviceBuilder().ipv4("10.58.0.1", 24).mtu(1500).multi_queue(True).build_sync()
     with first, first.try_clone() as clone:

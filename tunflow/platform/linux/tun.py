@@ -66,6 +66,8 @@ TUN_F_TSO6: Final = 0x04
 TUN_F_USO4: Final = 0x20
 TUN_F_USO6: Final = 0x40
 
+#: the largest MTU the kernel lets a TAP have (``MAX_MTU - dev->hard_header_len``)
+TAP_MAX_MTU: Final = 65535 - 14
 #: the metric the kernel gives an IPv6 route added without one (``include/net/ip6_route.h``)
 IP6_RT_PRIO_USER: Final = 1024
 
@@ -276,6 +278,12 @@ class LinuxInterface:
 
     def set_mtu(self, mtu: int) -> None:
         with self._op(f"set MTU {mtu}"):
+            if self.layer is Layer.L2 and mtu > TAP_MAX_MTU:
+                # (drivers/net/tun.c: a TAP's max_mtu leaves room for its Ethernet header)
+                raise ConfigError(
+                    f"MTU {mtu} is above a TAP's maximum of {TAP_MAX_MTU} (65535 less the "
+                    "14-byte Ethernet header)"
+                )
             if mtu < IPV6_MIN_MTU and any(
                 isinstance(a, IPv6Interface) and not a.ip.is_link_local
                 for a in self._nl.addresses(self._index)
