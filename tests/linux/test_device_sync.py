@@ -42,6 +42,7 @@ from tunflow import (
     PacketBatch,
     PacketTooLargeError,
     SyncDevice,
+    TruncatedPacketError,
     UnsupportedError,
     testing,
 )
@@ -725,6 +726,25 @@ def test_adopted_fd_with_packet_information(netns: testing.Netns) -> None:
                 break
             assert time.monotonic() < deadline
         assert udp_payload(packet[4:])[2] == b"pi"  # type: ignore[index]
+
+
+def test_packet_information_sends_are_checked_past_the_header(netns: testing.Netns) -> None:
+    # as on a plain TUN, a bad single send names its problem (not the kernel's bare EINVAL,
+    # nor a 4-byte header alone "sent" and dropped by the kernel)
+    builder = DeviceBuilder().ipv4("10.57.0.1", 24).packet_information()
+    with builder.build_sync() as dev, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("10.57.0.1", 6000))
+        s.settimeout(5)
+        for bad in (b"", b"\x00\x00", b"\x00\x00\x08\x00"):
+            with pytest.raises(TruncatedPacketError):
+                dev.send(bad)
+        with pytest.raises(MalformedPacketError, match="version"):
+            dev.send(b"\x00\x00\x08\x00" + b"\x99" + bytes(30))
+        with pytest.raises(PacketTooLargeError):
+            dev.send(b"\x00\x00\x08\x00" + ipv4_udp("10.57.0.2", "10.57.0.1", 1, 6000, bytes(2000)))
+        good = ipv4_udp("10.57.0.2", "10.57.0.1", 1, 6000, b"past the header")
+        assert dev.send(b"\x00\x00\x08\x00" + good) == 4 + len(good)
+        assert s.recv(100) == b"past the header"
 
 
 def test_recv_into_refuses_a_buffer_that_could_cut_a_packet(netns: testing.Netns) -> None:

@@ -23,6 +23,7 @@ from ..errors import (
     MalformedPacketError,
     OffloadError,
     PacketTooLargeError,
+    TruncatedPacketError,
     TunflowError,
     UnsupportedError,
 )
@@ -190,6 +191,8 @@ class DeviceCore:
         # Single sends on a plain TUN are checked so a bad packet gets a message naming the
         # problem rather than the kernel's bare EINVAL (batch sends skip this on the hot path).
         self._validate_ip = self._shared.layer is Layer.L3 and not self._shared.packet_information
+        # ...and with packet_information, the IP packet after its 4-byte header
+        self._validate_pi = self._shared.layer is Layer.L3 and self._shared.packet_information
 
     def _refresh_mtu(self) -> bool:
         """Ask the kernel for the MTU (it may have been changed outside tunflow) and give every
@@ -219,6 +222,14 @@ class DeviceCore:
     def _check_limits(self, packet: Buffer) -> None:
         if self._validate_ip:
             validate_ip_packet(packet, self._mtu_limit)
+        elif self._validate_pi:
+            view = memoryview(packet)
+            if len(view) < _PI_LEN:
+                raise TruncatedPacketError(
+                    f"{len(view)}-byte packet: with packet_information each packet starts "
+                    f"with its {_PI_LEN}-byte header"
+                )
+            validate_ip_packet(view[_PI_LEN:], self._mtu_limit)
         elif len(packet) > self.max_size:
             raise PacketTooLargeError(
                 f"{len(packet)}-byte packet exceeds the device's limit of {self.max_size}"
