@@ -728,7 +728,9 @@ class _Engine:
             free_send.send_nowait(lane.source.new_batch())
 
         async def reader() -> None:
-            async with full_send, free_recv:
+            # free_recv stays open until the processor is done: when the source ends, the
+            # processor still passes on the batches in flight and hands each one back
+            async with full_send:
                 recv, whole = lane.source.recv_batch, lane.whole
                 async for batch in free_recv:
                     batch.clear()
@@ -753,7 +755,7 @@ class _Engine:
                     if lane.delays:
                         await self._pace(lane)
 
-        async with anyio.create_task_group() as tg:
+        async with free_recv, anyio.create_task_group() as tg:
             tg.start_soon(reader)
             tg.start_soon(processor)
 

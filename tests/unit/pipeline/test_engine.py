@@ -265,6 +265,28 @@ async def test_slow_sink_paces_the_source() -> None:
         assert s.port("memory-in").rx_batches <= written + 4
 
 
+class Pacer(StageBase):
+    plugin = "pacer"
+
+    def delay(self) -> float:
+        return 0.001
+
+
+@pytest.mark.parametrize("buffer", [1, 3])
+@pytest.mark.parametrize("pace", [False, True], ids=["plain", "paced"])
+async def test_a_buffered_lane_ends_with_its_source_and_passes_on_every_batch(
+    buffer: int, pace: bool
+) -> None:
+    """The source ends while batches are still in flight: run() returns (it raised
+    BrokenResourceError, the reader having closed the free list under the processor) and every
+    packet reaches the sink (a paced processor lost those still in flight)."""
+    sink = MemorySink()
+    stages: list[StageBase] = [Pacer()] if pace else []
+    with anyio.fail_after(10):
+        await Pipeline(MemorySource(packets(40), batch_size=4), stages, sink, buffer=buffer).run()
+    assert len(sink.packets) == 40
+
+
 async def test_tunnel_runs_the_chain_reversed_inbound() -> None:
     order: list[tuple[str, str]] = []
 
