@@ -81,6 +81,8 @@ def _make_converter() -> cattrs.Converter:
     # became 1500, queues = true 1
     conv.register_structure_hook(bool, _exactly(bool, "true or false"))
     conv.register_structure_hook(int, _exactly(int, "an integer"))
+    # and float(): statistics_interval = true became 1.0, interval = "2" 2.0
+    conv.register_structure_hook(float, _number)
     conv.register_structure_hook_factory(_is_plain_literal, _literal_hook)
     return conv
 
@@ -128,6 +130,13 @@ def _exactly(kind: type, what: str) -> Callable[[Any, Any], Any]:
         return value
 
     return hook
+
+
+def _number(value: Any, _: Any) -> float:
+    """A float option: a TOML float or integer (``1`` is ``1.0``), not a bool or a string."""
+    if type(value) not in (int, float):
+        raise _WrongKind(f"must be a number, not {value!r}")
+    return float(value)
 
 
 def _is_plain_literal(type_: Any) -> bool:

@@ -156,6 +156,17 @@ def test_built_from_python_equals_the_file() -> None:
         (("buffer = 2", "batch_size = 0"), "tunnel.batch_size", "within 1..65536, not 0"),
         (("buffer = 2", "statistics_interval = 0"), "tunnel.statistics_interval", "positive"),
         (("buffer = 2", "statistics_interval = -1.5"), "tunnel.statistics_interval", "positive"),
+        # (cattrs took float(): true was 1.0, a string its number)
+        (
+            ("buffer = 2", "statistics_interval = true"),
+            "tunnel.statistics_interval",
+            "must be a number, not True",
+        ),
+        (
+            ("per_flow = true", 'per_flow = true, idle_timeout = "30"'),
+            "stages[1].options.idle_timeout",
+            "must be a number, not '30'",
+        ),
     ],
 )
 def test_errors_name_file_and_path(change: tuple[str, str], path: str | None, message: str) -> None:
@@ -189,6 +200,13 @@ def test_toml_nested_too_deeply_is_a_config_error(text: str) -> None:
     # the TOML parser recurses: a RecursionError escaped, a traceback from `tunflow check`
     with pytest.raises(ConfigError, match=r"deep.toml: not valid TOML: nested too deeply"):
         loads_config(text, file="deep.toml")
+
+
+def test_an_integer_is_taken_where_a_float_belongs() -> None:
+    cfg = loads_config(GOOD.replace("buffer = 2", "statistics_interval = 2"))
+    assert cfg.tunnel is not None
+    assert cfg.tunnel.statistics_interval == 2.0
+    assert type(cfg.tunnel.statistics_interval) is float
 
 
 def test_pipeline_spec_defaults() -> None:
