@@ -416,6 +416,11 @@ def load_stage_class(name: str) -> type:
     return obj
 
 
+def _target(name: str) -> str:
+    ep = _entry_points().get(name)
+    return ep.value if ep is not None else "not an entry point"
+
+
 def build_stage(spec: StageSpec, *, path: str | None = None) -> Stage:
     """Build the stage ``spec`` describes.
 
@@ -424,7 +429,8 @@ def build_stage(spec: StageSpec, *, path: str | None = None) -> Stage:
         path: where the spec stands in a configuration, for error messages (``stages[0]``).
 
     Raises:
-        PluginError: the plugin is missing or broken.
+        PluginError: the plugin is missing or broken (its class or its ``from_options()`` raised
+            something other than a :class:`ConfigError`).
         ConfigError: the options do not fit; ``path`` names the bad key.
     """
     cls = load_stage_class(spec.plugin)
@@ -446,6 +452,12 @@ def build_stage(spec: StageSpec, *, path: str | None = None) -> Stage:
         if inner and message.startswith(f"{inner}: "):
             message = message[len(inner) + 2 :]
         raise ConfigError(message, path=full) from exc
+    except Exception as exc:
+        # the options fitted (a misfit is a ConfigError): the plugin's own code failed
+        raise PluginError(
+            f"stage plugin {spec.plugin!r} ({_target(spec.plugin)}) failed to build: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
     if spec.on_error is not None:
         stage.on_error = spec.on_error
     if not isinstance(stage, Stage):

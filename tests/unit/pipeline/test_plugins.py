@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 import anyio
@@ -15,11 +16,14 @@ import pytest
 
 from tests.helpers import ROOT, ipv4_udp
 from tunflow import ConfigError, PluginError
+from tunflow.config import loads_config
 from tunflow.packet import checksum
 from tunflow.pipeline import (
+    GROUP,
     MemorySink,
     MemorySource,
     Pipeline,
+    StageBase,
     StageSpec,
     available_stages,
     build_stage,
@@ -57,6 +61,38 @@ def test_spec_round_trip() -> None:
     with pytest.raises(ConfigError) as info:
         build_stage(StageSpec("stats", {"interval": "soon"}), path="stages[3]")
     assert info.value.path == "stages[3].options.interval"
+
+
+class FailsToBuild(StageBase):
+    """A plugin whose own code fails once its options fitted (a table file it cannot open)."""
+
+    plugin = "fails_to_build"
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        raise OSError(2, "No such file or directory", "/no/table")
+
+
+def test_a_plugin_that_fails_to_build_is_a_plugin_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not its bare OSError (a traceback from `tunflow check`, exit status 1)."""
+    from tunflow.pipeline import _plugins
+
+    eps = dict(_plugins._entry_points())
+    eps["fails_to_build"] = metadata.EntryPoint("fails_to_build", f"{__name__}:FailsToBuild", GROUP)
+    monkeypatch.setattr(_plugins, "_cache", eps)
+    monkeypatch.setattr(_plugins, "_loaded", {})
+    with pytest.raises(
+        PluginError,
+        match=r"'fails_to_build' \(.*:FailsToBuild\) failed to build: "
+        r"FileNotFoundError: .*/no/table",
+    ) as info:
+        build_stage(StageSpec("fails_to_build"))
+    assert isinstance(info.value.__cause__, FileNotFoundError)
+    text = '[transports.a]\nlisten = "127.0.0.1:1"\n[[stages]]\nplugin = "fails_to_build"\n'
+    text += '[pipeline]\nsource = "a"\nsink = "a"\n'
+    with pytest.raises(ConfigError, match="failed to build") as cinfo:
+        loads_config(text, file="run.toml").check()
+    assert cinfo.value.path == "stages[0].plugin"
 
 
 @pytest.fixture(scope="module")
