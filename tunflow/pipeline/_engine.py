@@ -489,7 +489,8 @@ class _Engine:
         Raises:
             StageError: a stage with policy ``STOP`` raised.
             WorkerError: a worker process failed (the message names its error).
-            ConfigError: the stages cannot be rebuilt in worker processes.
+            ConfigError: the stages cannot be rebuilt in worker processes; a stage's
+                ``timer_interval`` is not a positive number of seconds.
             OSError: a device or transport failed (e.g. ``DeviceGoneError``).
             RuntimeError: the pipeline was already run.
             Exception: whatever a stage's ``start()`` or ``bind()`` raised. Errors come as
@@ -561,6 +562,12 @@ class _Engine:
                         lane.processors.append(bind(lane.lane()) if bind else st.process)
                 for st in self.stages:
                     interval = getattr(st, "timer_interval", None)
+                    if interval and not _positive_number(interval):
+                        # (anyio's bare ValueError or TypeError from the timer task once running)
+                        raise ConfigError(
+                            f"stage {st.name!r}: timer_interval must be a positive number of "
+                            f"seconds, not {interval!r}"
+                        )
                     if interval:
                         tg.start_soon(self._timer, st, interval)
                 async with anyio.create_task_group() as lanes:

@@ -265,6 +265,26 @@ async def test_slow_sink_paces_the_source() -> None:
         assert s.port("memory-in").rx_batches <= written + 4
 
 
+@pytest.mark.parametrize("interval", [-1, float("nan"), "1"])
+async def test_a_bad_timer_interval_is_a_config_error_naming_the_stage(interval: object) -> None:
+    """Before anything runs, the stage stopped again: it was anyio's bare ValueError or
+    TypeError from the timer task, with the pipeline already running."""
+    stopped: list[str] = []
+
+    class Ticker(StageBase):
+        plugin = "ticker"
+        timer_interval = interval  # type: ignore[assignment]
+
+        async def stop(self) -> None:
+            stopped.append(self.name)
+
+    sink = MemorySink()
+    with anyio.fail_after(5), pytest.raises(ConfigError, match="'ticker': timer_interval must"):
+        async with open_pipeline(MemorySource(packets(5)), [Ticker()], sink):
+            await anyio.sleep(5)
+    assert stopped == ["ticker"] and not sink.packets
+
+
 class Pacer(StageBase):
     plugin = "pacer"
 
