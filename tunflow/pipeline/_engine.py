@@ -387,6 +387,16 @@ class _Engine:
             built.append(_as_stage(item, i))
         _unique_names(built)
         self.stages = built
+        # each stage's own policy, a name ("stop") taken as the policy: compared to the enum, a
+        # string never matched and was silently the pipeline's
+        self._policies: dict[int, ErrorPolicy] = {}
+        for i, st in enumerate(built):
+            own = getattr(st, "on_error", None)
+            if own is not None:
+                try:
+                    self._policies[id(st)] = ErrorPolicy.of(own)
+                except ConfigError as exc:
+                    raise ConfigError(f"stages[{i}] ({st.name}): {exc}") from None
         self._flows = [(d, list(src), list(dst)) for d, src, dst in flows]
         device_layers = {
             p.layer
@@ -618,7 +628,7 @@ class _Engine:
             self._hook_errors[stage.name] = self._hook_errors.get(stage.name, 0) + 1
         text = f"{type(exc).__name__}: {exc}"
         self._last_errors[stage.name] = text
-        policy = getattr(stage, "on_error", None) or self.on_error
+        policy = self._policies.get(id(stage), self.on_error)
         if policy is ErrorPolicy.STOP:
             err = StageError(f"stage {stage.name!r} raised {text}", stage=stage.name)
             err.__cause__ = exc

@@ -162,6 +162,19 @@ async def test_stage_on_error_overrides_pipeline_policy() -> None:
         await Pipeline(MemorySource(packets(5)), [stage], MemorySink()).run()
 
 
+async def test_a_stage_policy_given_by_name_is_that_policy() -> None:
+    """A stage's ``on_error = "stop"`` (as a pipeline's or a StageSpec's is given) stops the
+    pipeline: compared to the enum, the string was ignored and the batch silently dropped."""
+    stage = Recorder(fail_on=1)
+    stage.on_error = "stop"  # type: ignore[assignment]
+    with anyio.fail_after(5), pytest.raises(StageError):
+        await Pipeline(MemorySource(packets(5)), [stage], MemorySink()).run()
+    bad = Recorder()
+    bad.on_error = "explode"  # type: ignore[assignment]
+    with pytest.raises(ConfigError, match=r"stages\[0\] \(recorder\): on_error must be"):
+        Pipeline(MemorySource(packets(5)), [bad], MemorySink())
+
+
 class FailingStart(StageBase):
     plugin = "failingstart"
 
