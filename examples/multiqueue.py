@@ -2,7 +2,7 @@
 
     sudo python examples/multiqueue.py --queues 4 --seconds 10
     # in another shell, many flows towards the device (each flow sticks to one queue):
-    for p in $(seq 40000 40031); do echo hi | socat - UDP:10.83.0.2:9,sourceport=$p; done
+    for p in $(seq 40000 40031); do echo hi | socat -t0 - UDP:10.83.0.2:9,sourceport=$p; done
 
 The kernel hashes each flow to one queue; with many flows, every queue gets work, so each reader
 can be a thread (or a process: see the pipeline's processes mode).
