@@ -61,6 +61,15 @@ def snapshot(stats: Any, elapsed: float) -> dict[str, Any]:
     return data
 
 
+def _rich_installed() -> bool:
+    """Whether the live table's library (the ``cli`` extra) can be imported."""
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 class _Table:
     """The live table on a terminal."""
 
@@ -119,7 +128,8 @@ class _Table:
 
 async def _run(args: argparse.Namespace, config: Any, out: TextIO) -> None:
     start = time.monotonic()
-    use_table = out.isatty() and not args.json
+    # Without rich (installed without the ``cli`` extra) a terminal gets the JSON lines too.
+    use_table = out.isatty() and not args.json and _rich_installed()
     async with config.open() as running:
         table = _Table(out) if use_table else None
 

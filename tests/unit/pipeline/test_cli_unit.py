@@ -120,3 +120,43 @@ def test_the_pipeline_example_is_a_valid_config(capsys: pytest.CaptureFixture[st
     # (tests/linux/test_examples.py runs the Python examples; this one is a config)
     path = Path(__file__).parents[3] / "examples" / "pipeline.toml"
     assert main(["check", str(path)]) == 0, capsys.readouterr().err
+
+
+def test_run_on_a_terminal_without_rich_prints_json_lines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Installed without the ``cli`` extra, ``tunflow run`` on a terminal falls back to JSON
+    lines instead of failing on ``import rich``."""
+    import contextlib
+    import io
+    from collections.abc import AsyncIterator
+
+    import anyio
+    import attrs
+
+    from tunflow.cli import pipeline as cli_pipeline
+
+    @attrs.frozen
+    class Stats:
+        packets: int = 3
+
+    class Running:
+        def statistics(self) -> Stats:
+            return Stats()
+
+    class Config:
+        @contextlib.asynccontextmanager
+        async def open(self) -> AsyncIterator[Running]:
+            yield Running()
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for name in ("rich", "rich.console", "rich.live", "rich.table"):
+        monkeypatch.setitem(sys.modules, name, None)
+    parser = build_parser()
+    args = parser.parse_args(["run", "x.toml", "--duration", "0.01"])
+    out = Terminal()
+    anyio.run(cli_pipeline._run, args, Config(), out)
+    assert json.loads(out.getvalue().splitlines()[-1])["packets"] == 3
