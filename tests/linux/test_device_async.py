@@ -473,6 +473,26 @@ async def test_a_device_deleted_at_rest_fails_every_later_receive(netns: testing
                 await dev.receive()
 
 
+async def test_readable_notices_a_device_deleted_while_nobody_waits(netns: testing.Netns) -> None:
+    # uvloop reports the deletion (EPOLLERR) only once. Right after readable() was woken by a
+    # packet that report is passed over when nobody waits: readable() must then return (the
+    # read finds the device gone), not wait for ever for a report that never comes.
+    _no_ipv6(netns)
+    name = testing.unique_name("r")
+    async with DeviceBuilder().name(name).ipv4("10.69.3.1", 24).build_async() as dev:
+        with anyio.fail_after(10):
+            udp_send("10.69.3.2", 5000, b"ping")
+            await dev.readable()
+            assert udp_payload(dev.receive_nowait())[2] == b"ping"  # type: ignore[index]
+            netns.run("ip", "link", "del", name)
+            await anyio.sleep(0.1)  # the loop polls
+            await dev.readable()
+            with pytest.raises(DeviceGoneError):
+                dev.receive_nowait()
+            with pytest.raises(DeviceGoneError):
+                await dev.recv_batch()
+
+
 async def test_a_closed_sink_met_in_an_express_step_is_not_called_the_devices(
     netns: testing.Netns, anyio_backend: Any
 ) -> None:

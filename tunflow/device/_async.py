@@ -263,9 +263,17 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         await anyio.lowlevel.checkpoint()
         self._begin_receive()
         try:
-            if self._rx is None or not self._rx.pending():
+            if self._rx is not None and self._rx.pending():
+                pass
+            elif self._reader.armed or self._fd < 0:
                 await self._wait_readable()
                 self._check_open()
+            else:
+                # a report was passed over since the last wait (uvloop's only report of an
+                # error: a deleted device): a wait would never be woken — say readable, the
+                # read finds out (and reads first in a recv_batch: not at rest)
+                self._reader.armed = True
+                self._lone = False
         finally:
             self._receiving = False
 
