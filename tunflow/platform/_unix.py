@@ -115,7 +115,11 @@ def poll_wait(fd: int, events: int, timeout: float | None, waker: PipeWaker | No
     p = select.poll()
     p.register(fd, events)
     if waker is not None:
-        p.register(waker.fileno(), _POLLIN)
+        wake_fd = waker.fileno()
+        if wake_fd < 0:
+            # closed, after its wake: a close in another thread raced this wait to here
+            return False
+        p.register(wake_fd, _POLLIN)
     ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
     while True:
         try:
