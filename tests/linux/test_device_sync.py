@@ -913,6 +913,33 @@ def test_mtu_raised_elsewhere_is_learnt_and_no_cut_packet_is_handed_out(
         assert dev.max_size == 16000
 
 
+def test_recv_into_hands_out_no_cut_packet_when_the_mtu_was_raised_elsewhere(
+    netns: testing.Netns,
+) -> None:
+    # A buffer of max_size for the MTU tunflow knows; the kernel cuts a larger packet to it.
+    # recv_into returned the piece as if whole (1400 bytes of a 5028-byte datagram).
+    _no_ipv6 = ("net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+    netns.run("sysctl", "-qw", *_no_ipv6)
+    name = testing.unique_name("m")
+    with DeviceBuilder().name(name).ipv4("10.157.0.1", 24).mtu(1400).build_sync() as dev:
+        netns.run("ip", "link", "set", name, "mtu", "9000")  # behind tunflow's back
+        udp_send("10.157.0.2", 5000, bytes(5000))
+        buf = bytearray(dev.max_size)
+        with pytest.raises(PacketTooLargeError, match="rx_truncated"):
+            n = dev.recv_into(buf, timeout=10)
+            raise AssertionError(f"{n} bytes of a 5028-byte packet handed out as a packet")
+        stats = dev.statistics()
+        assert (stats.rx_truncated, stats.rx_packets, stats.rx_bytes) == (1, 0, 0)
+        assert dev.max_size == 9000  # the MTU was read again
+        with pytest.raises(ValueError, match="max_size=9000"):
+            dev.recv_into(buf, timeout=0)
+        udp_send("10.157.0.2", 5000, bytes(5000))
+        buf = bytearray(dev.max_size)
+        n = dev.recv_into(buf, timeout=10)
+        assert udp_payload(bytes(buf[:n]))[1:] == (5000, bytes(5000))  # type: ignore[index]
+        assert dev.statistics().rx_packets == 1
+
+
 def test_a_write_on_a_down_link_is_not_a_gone_device(netns: testing.Netns) -> None:
     with DeviceBuilder().ipv4("10.60.0.1", 24).enable(False).build_sync() as dev:
         packet = ipv4_udp("10.60.0.2", "10.60.0.1", 1, 9, b"x")

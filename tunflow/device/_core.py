@@ -70,9 +70,9 @@ class DeviceStatistics:
         gro_disabled_tcp: of those, refused TCP super-packets (TCP coalescing is off).
         gro_disabled_udp: of those, refused UDP super-packets (UDP coalescing is off).
         rx_malformed: packets from the kernel that could not be split (dropped).
-        rx_truncated: packets the kernel cut short because a batch read offered less room than
-            they needed — the MTU was raised outside tunflow (dropped; the MTU is then re-read,
-            so later reads leave room for it).
+        rx_truncated: packets the kernel cut short because a batch read (or ``recv_into``'s
+            buffer) offered less room than they needed — the MTU was raised outside tunflow
+            (dropped; the MTU is then re-read, so later reads leave room for it).
         tx_dropped: packets of batch writes the kernel refused, by reason (skipped; a single
             ``send`` raises instead): ``kernel_refused_packet``, ``link_down`` (written while
             the link was down), ``would_block``.
@@ -248,8 +248,10 @@ class DeviceCore:
         Raises:
             ValueError: ``view`` is smaller than :attr:`max_size` (a read into it could cut a
                 packet short, and the kernel would not say so); nothing was read.
-            PacketTooLargeError: (offload) the next packet is larger than ``view`` (the MTU was
-                raised outside tunflow); it stays queued for a larger buffer.
+            PacketTooLargeError: the next packet is larger than ``view`` (the MTU was raised
+                outside tunflow). With offload it stays queued for a larger buffer; without,
+                the kernel cut it short: dropped, counted in ``rx_truncated``, and the MTU is
+                read again (``max_size`` grows).
         """
         if len(view) < self.max_size:
             raise ValueError(
@@ -258,7 +260,11 @@ class DeviceCore:
             )
         if self._rx is not None:
             return self._rx.recv_one_into(view)
-        return self._queue.recv_into(view)
+        try:
+            return self._queue.recv_into(view)
+        except PacketTooLargeError:
+            self._learn_cuts(getattr(self._queue, "rx_truncated", 0))
+            raise
 
     def _nb_recv_batch(self, batch: PacketBatch, whole: bool) -> int:
         """Read into ``batch``; 0 when nothing was waiting.

@@ -264,8 +264,10 @@ class SyncDevice(DeviceCore):
 
         Raises:
             ValueError: ``buf`` is smaller than :attr:`max_size` (nothing is read).
-            PacketTooLargeError: (offload) the next packet is larger than ``buf`` — the MTU was
-                raised outside tunflow; it stays queued for :meth:`recv` or a larger buffer.
+            PacketTooLargeError: the next packet is larger than ``buf`` — the MTU was raised
+                outside tunflow. With offload it stays queued for :meth:`recv` or a larger
+                buffer; without, the kernel cut it short: it is dropped and counted in
+                ``statistics().rx_truncated``, and :attr:`max_size` is read again.
         """
         deadline = _deadline(timeout)
         view = memoryview(buf)

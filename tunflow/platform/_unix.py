@@ -43,6 +43,8 @@ _POLLIN: Final = getattr(select, "POLLIN", 0x1)
 _POLLOUT: Final = getattr(select, "POLLOUT", 0x4)
 _MAX_READ: Final = 65535 + HEADROOM
 _ZERO_VNET: Final = bytes(HEADROOM)
+#: the byte a single read is offered past its buffer, to see a packet cut short (never read)
+_SPILL: Final = bytearray(1)
 #: a write refused for the packet itself, not for the device
 _PACKET_ERRNOS: Final = frozenset({errno.EINVAL, errno.EMSGSIZE})
 _GONE_ERRNOS: Final = frozenset(
@@ -300,18 +302,31 @@ class FdQueue:
             self._leave()
 
     def recv_into(self, buf: memoryview) -> int:
+        """Read one packet into ``buf``; :class:`BlockingIOError` when none is waiting.
+
+        The read is offered a byte more than ``buf`` (thrown away), so a packet larger than
+        ``buf`` — which the kernel cuts to the room offered, and would hand out as if whole —
+        shows (the MTU was raised behind our back): it is dropped, counted in
+        :attr:`rx_truncated`, and raised as :class:`PacketTooLargeError`.
+        """
         fd = self._enter()
         try:
             if self._af_header:
-                n = os.readv(fd, [bytearray(AF_HEADER_LEN), buf])
+                n = os.readv(fd, [bytearray(AF_HEADER_LEN), buf, _SPILL])
                 if not n:
                     self._check_eof()  # as recv: the end of an adopted fd is DeviceGoneError
-                return max(0, n - AF_HEADER_LEN)
-            n = self._file.readinto(buf)
-            if n is None:
-                raise BlockingIOError(errno.EAGAIN, "no packet waiting")
-            if not n and len(buf):
-                self._check_eof()
+                n = max(0, n - AF_HEADER_LEN)
+            else:
+                n = os.readv(fd, [buf, _SPILL])
+                if not n and len(buf):
+                    self._check_eof()
+            if n > len(buf):
+                self.rx_truncated += 1
+                raise PacketTooLargeError(
+                    f"read: a packet larger than the {len(buf)}-byte buffer was cut short by "
+                    "the kernel and dropped (counted in rx_truncated): the MTU was raised "
+                    "outside tunflow"
+                )
         except BlockingIOError:
             raise
         except OSError as exc:
