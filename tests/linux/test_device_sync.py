@@ -343,6 +343,24 @@ def test_close_racing_a_wait_that_is_starting_raises_closed(
         assert len(errors) == 1 and isinstance(errors[0], ClosedDeviceError), (method, errors)
 
 
+@pytest.mark.parametrize("timeout", [30 * 86400.0, float("inf")], ids=["30 days", "inf"])
+def test_a_long_timeout_waits(netns: testing.Netns, timeout: float) -> None:
+    # poll() takes at most 2**31-1 ms (24.8 days): a longer timeout raised OverflowError at
+    # once, from every blocking call, instead of waiting
+    with DeviceBuilder().ipv4("10.158.0.1", 24).build_sync() as dev:
+        assert dev.wait_writable(timeout=timeout)
+    for method in ("wait_readable", "recv"):
+        # a down link: nothing to read
+        with DeviceBuilder().ipv4("10.158.0.1", 24).enable(False).build_sync() as dev:
+            timer = threading.Timer(0.1, dev.shutdown)
+            timer.start()
+            try:
+                with pytest.raises(ClosedDeviceError):
+                    getattr(dev, method)(timeout=timeout)
+            finally:
+                timer.cancel()
+
+
 def test_wait_readable_then_read_now(netns: testing.Netns) -> None:
     # tun-rs's wait_readable_intr / wait_writable_intr: readiness, then a read that never waits
     with DeviceBuilder().ipv4("10.146.0.1", 24).build_sync() as dev:

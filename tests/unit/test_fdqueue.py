@@ -354,3 +354,26 @@ def test_the_lone_paths_of_a_closed_or_framed_queue_are_the_batch_paths(
         framed.recv_lone(PacketBatch(), 1500)
     with pytest.raises(ClosedDeviceError):
         framed.send_lone(batch)
+
+
+def test_a_wait_longer_than_poll_takes_is_made_in_pieces(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # poll() takes an int of milliseconds (24.8 days at most): a longer timeout is waited in
+    # pieces of that, here made 20 ms, until it has passed or the fd is ready
+    import threading
+    import time
+
+    from tunflow.platform import _unix
+
+    monkeypatch.setattr(_unix, "_MAX_POLL_MS", 20)
+    a, b = pair
+    start = time.monotonic()
+    assert not _unix.poll_wait(b.fileno(), _unix._POLLIN, 0.2, None)
+    assert time.monotonic() - start >= 0.19
+    timer = threading.Timer(0.1, a.send, (b"x",))
+    timer.start()
+    try:
+        assert _unix.poll_wait(b.fileno(), _unix._POLLIN, 30.0, None)
+    finally:
+        timer.cancel()

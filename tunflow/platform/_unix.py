@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import errno
 import io
+import math
 import os
 import select
 import struct
 import threading
+import time
 from collections.abc import Callable
 from typing import Final
 
@@ -45,6 +47,8 @@ _MAX_READ: Final = 65535 + HEADROOM
 _ZERO_VNET: Final = bytes(HEADROOM)
 #: the byte a single read is offered past its buffer, to see a packet cut short (never read)
 _SPILL: Final = bytearray(1)
+#: the longest wait ``poll`` takes (its timeout is a C int of milliseconds)
+_MAX_POLL_MS: Final = 2**31 - 1
 #: a write refused for the packet itself, not for the device
 _PACKET_ERRNOS: Final = frozenset({errno.EINVAL, errno.EMSGSIZE})
 _GONE_ERRNOS: Final = frozenset(
@@ -122,12 +126,24 @@ def poll_wait(fd: int, events: int, timeout: float | None, waker: PipeWaker | No
             # closed, after its wake: a close in another thread raced this wait to here
             return False
         p.register(wake_fd, _POLLIN)
-    ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
+    end = None
+    if timeout is None or timeout == math.inf:
+        ms = None
+    else:
+        ms = max(0, int(timeout * 1000 + 0.999))
+        if ms > _MAX_POLL_MS:  # (poll takes an int of ms: 24.8 days at most, in pieces)
+            end = time.monotonic() + timeout
+            ms = _MAX_POLL_MS
     while True:
         try:
             ready = p.poll(ms)
         except InterruptedError:  # pragma: no cover - PEP 475 retries for us
             continue
+        if not ready and end is not None:
+            left = end - time.monotonic()
+            if left > 0:
+                ms = min(_MAX_POLL_MS, int(left * 1000 + 0.999))
+                continue
         break
     return any(r_fd == fd for r_fd, _ in ready)
 
