@@ -232,6 +232,32 @@ async def test_multi_queue_clone(netns: testing.Netns) -> None:
             assert await clone.name() == await dev.name()
 
 
+def _tun_fds() -> int:
+    fds = os.listdir("/proc/self/fd")
+    return sum(1 for fd in fds if os.path.realpath(f"/proc/self/fd/{fd}") == "/dev/net/tun")
+
+
+async def test_a_cancelled_try_clone_opens_no_queue(netns: testing.Netns) -> None:
+    # try_clone opened the queue, then met the cancellation at its checkpoint: the caller never
+    # got the clone, whose queue stayed open — the kernel steering flows into it — until the
+    # garbage collector found it
+    async with DeviceBuilder().ipv4("10.66.1.1", 24).multi_queue().build_async() as dev:
+        before = _tun_fds()
+        caught: list[BaseException] = []
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            try:
+                await dev.try_clone()
+            except anyio.get_cancelled_exc_class() as exc:
+                caught.append(exc)  # (its frames, and what they hold, kept alive)
+                raise
+        assert caught
+        assert _tun_fds() == before
+        async with await dev.try_clone() as clone:
+            assert _tun_fds() == before + 1
+            assert await clone.name() == await dev.name()
+
+
 async def test_receive_nowait(netns: testing.Netns) -> None:
     async with DeviceBuilder().ipv4("10.67.0.1", 24).build_async() as dev:
         _drain(dev)

@@ -182,15 +182,19 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         await anyio.lowlevel.checkpoint()
 
     async def try_clone(self) -> AsyncDevice:
-        """Open another queue of this multi-queue device (see :meth:`SyncDevice.try_clone`)."""
+        """Open another queue of this multi-queue device (see :meth:`SyncDevice.try_clone`).
+
+        Cancel-safe: a cancelled call has opened nothing.
+        """
+        # The checkpoint first: after it nothing can be cancelled, so the queue opened is
+        # the caller's (a queue no one reads gets its share of the flows all the same).
+        await anyio.lowlevel.checkpoint()
         self._check_open()
         # In this thread, not a worker: TUNSETIFF acts in the calling thread's network
         # namespace, and a cached worker thread may sit in another one. It never blocks.
         queue = self._shared.require().open_queue()
         self._shared.queues_opened += 1
-        clone = AsyncDevice(self._shared, queue, queue_index=self._shared.queues_opened)
-        await anyio.lowlevel.checkpoint()
-        return clone
+        return AsyncDevice(self._shared, queue, queue_index=self._shared.queues_opened)
 
     def _check_open(self) -> None:
         if self._closed:
