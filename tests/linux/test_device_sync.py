@@ -958,6 +958,34 @@ def test_recv_into_hands_out_no_cut_packet_when_the_mtu_was_raised_elsewhere(
         assert dev.statistics().rx_packets == 1
 
 
+def test_offload_recv_batch_says_so_when_a_packet_read_does_not_fit(
+    netns: testing.Netns,
+) -> None:
+    # Offload reads take packets whole; the MTU raised behind tunflow's back, a plain packet
+    # (checksum complete) larger than what is left of the batch stayed read but not handed
+    # out, and recv_batch waited on the kernel for more — a TimeoutError every call (for
+    # ever without a timeout), while wait_readable said readable at once.
+    netns.run("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
+    netns.run("sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
+    name = testing.unique_name("m")
+    builder = DeviceBuilder().name(name).offload(True).ipv4("10.163.0.1", 24).mtu(1400)
+    with builder.build_sync() as dev:
+        if not dev.offload_info.vnet_hdr:
+            pytest.skip("no offload here")
+        netns.run("ip", "link", "set", name, "mtu", "9000")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, 11, 1)  # SO_NO_CHECK: a checksum-complete packet
+            s.sendto(bytes(5000), ("10.163.0.2", 5000))
+        small = PacketBatch(capacity=3000, max_packets=8)
+        with pytest.raises(PacketTooLargeError, match="does not fit"):
+            dev.recv_batch(small, timeout=5)
+        assert dev.max_size == 9000  # the MTU was read again
+        assert dev.wait_readable(timeout=0)  # still there, for a batch that can take it
+        got = dev.recv_batch(dev.new_batch(), timeout=5).to_list()
+        assert [udp_payload(p)[1:] for p in got] == [(5000, bytes(5000))]  # type: ignore[index]
+        assert dev.statistics().rx_packets == 1
+
+
 def test_a_write_on_a_down_link_is_not_a_gone_device(netns: testing.Netns) -> None:
     with DeviceBuilder().ipv4("10.60.0.1", 24).enable(False).build_sync() as dev:
         packet = ipv4_udp("10.60.0.2", "10.60.0.1", 1, 9, b"x")

@@ -271,6 +271,9 @@ class DeviceCore:
 
         Raises:
             ValueError: ``batch`` has no room for another packet.
+            PacketTooLargeError: (offload) the next packet, read already, does not fit what is
+                left of ``batch`` (the MTU was raised outside tunflow: it is read again); it
+                stays the next one, for a larger batch.
         """
         rx = self._rx
         # A read is offered a byte more than the largest packet, so a cut one shows (see
@@ -291,6 +294,15 @@ class DeviceCore:
             raise ValueError(
                 f"the batch has no room for another packet ({batch.room()} bytes left, "
                 f"{needed} needed): clear it or pass a new one"
+            )
+        if not n and rx is not None and rx.pending():
+            # read, but larger than the room left: a wait would be for the kernel, which has
+            # nothing more — for ever
+            self._refresh_mtu()
+            raise PacketTooLargeError(
+                f"the next packet does not fit the {batch.room()} bytes left in the batch (the "
+                "MTU was raised outside tunflow); it stays the next one: pass a larger batch "
+                "(new_batch())"
             )
         return n
 

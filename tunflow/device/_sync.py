@@ -331,7 +331,9 @@ class SyncDevice(DeviceCore):
         Returns:
             ``batch``, holding at least one more packet than before.
 
-        Raises as :meth:`recv`, and :class:`ValueError` when ``batch`` has no room left.
+        Raises as :meth:`recv`, and :class:`ValueError` when ``batch`` has no room left —
+        :class:`~tunflow.PacketTooLargeError` (offload) when the next packet, larger than the
+        MTU tunflow knew (raised outside it), does not fit what is left: it stays the next one.
         """
         if batch is None:
             batch = self.new_batch()
