@@ -519,6 +519,20 @@ async def test_readable_notices_a_device_deleted_while_nobody_waits(netns: testi
                 await dev.recv_batch()
 
 
+async def test_writable_notices_a_deleted_device(netns: testing.Netns) -> None:
+    # A down link's queue is not writable, and deleting the device wakes only its readers:
+    # writable() waited for ever.
+    name = testing.unique_name("r")
+    async with DeviceBuilder().name(name).ipv4("10.166.1.1", 24).enable(False).build_async() as dev:
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(dev.writable)
+                await anyio.sleep(0.2)
+                await anyio.run_process(netns.cmd("ip", "link", "del", name))
+            with pytest.raises(DeviceGoneError):
+                await dev.send(ipv4_udp("10.166.1.2", "10.166.1.1", 1, 9, b"x"))
+
+
 async def test_a_closed_sink_met_in_an_express_step_is_not_called_the_devices(
     netns: testing.Netns, anyio_backend: Any
 ) -> None:

@@ -416,6 +416,31 @@ def test_deleted_device_breaks_a_blocked_reader(netns: testing.Netns) -> None:
         assert errors[0].errno is not None
 
 
+def test_deleted_device_wakes_a_writability_wait(netns: testing.Netns) -> None:
+    # A down link's queue is not writable. Deleting the device wakes only its readers (the
+    # kernel's sk_data_ready): wait_writable() slept on until its timeout — for ever without one.
+    name = testing.unique_name("g")
+    with DeviceBuilder().name(name).ipv4("10.166.0.1", 24).enable(False).build_sync() as dev:
+        result: list[Any] = []
+
+        def writer() -> None:
+            try:
+                result.append(dev.wait_writable())
+            except BaseException as exc:
+                result.append(exc)
+
+        t = threading.Thread(target=writer, daemon=True)
+        t.start()
+        time.sleep(0.2)
+        netns.run("ip", "link", "del", name)
+        t.join(20)
+        assert not t.is_alive(), "wait_writable slept through the deletion"
+        assert result == [True]  # the write says what happened
+        with pytest.raises(DeviceGoneError):
+            dev.send(ipv4_udp("10.166.0.2", "10.166.0.1", 1, 9, b"x"))
+        dev.shutdown()
+
+
 def _raw_tun(name: str) -> int:
     fd = os.open("/dev/net/tun", os.O_RDWR)
     fcntl.ioctl(fd, 0x400454CA, struct.pack("16sH", name.encode(), 0x0001 | 0x1000))

@@ -10,6 +10,7 @@ again, so a burst costs one wait.
 
 from __future__ import annotations
 
+import select
 from collections.abc import Callable, Mapping, Sequence
 from ipaddress import IPv4Interface, IPv6Interface
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ from ..netconfig.device import DeviceConfig, IPAddressLike, Layer, NetworkLike, 
 from ..offload import GROTable
 from ..packet import MAX_PACKET_SIZE, PacketBatch
 from ..platform._base import Buffer, LoneQueue, OffloadInfo, Route
+from ..platform._unix import WRITE_RECHECK, poll_wait
 from ._core import DeviceCore, DeviceStatistics, SharedInterface, adopt_fd
 
 __all__ = ["AsyncDevice", "DeviceAttribute"]
@@ -218,7 +220,13 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
             await self._wait_in_thread(True)
             return
         try:
-            await anyio.wait_writable(self._fd)
+            while True:
+                # (deleting the device wakes its readers only: look again now and then)
+                with anyio.move_on_after(WRITE_RECHECK):
+                    await anyio.wait_writable(self._fd)
+                    return
+                if poll_wait(self._fd, select.POLLOUT, 0, None):
+                    return  # writable, or gone: the write says which
         except anyio.ClosedResourceError:
             raise ClosedDeviceError("the device was closed while waiting") from None
 
@@ -283,7 +291,9 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
 
     async def writable(self) -> None:
         """Wait until the device's queue takes a packet (tun-rs ``writable()``); follow it
-        with :meth:`send_nowait`. Cancel-safe.
+        with :meth:`send_nowait`. Cancel-safe. A down link's queue is not writable until the
+        link comes up; a device deleted meanwhile ends the wait within a second (the write
+        raises :class:`~tunflow.DeviceGoneError`).
 
         Raises:
             ClosedDeviceError: the device was closed, before or during the wait.

@@ -220,7 +220,11 @@ class SyncDevice(DeviceCore):
 
     def wait_writable(self, *, timeout: float | None = None) -> bool:
         """Wait until the device's queue takes a packet (tun-rs ``wait_writable_intr``);
-        ``False`` when ``timeout`` passed first. Raises as :meth:`wait_readable`."""
+        ``False`` when ``timeout`` passed first. Raises as :meth:`wait_readable`.
+
+        A down link's queue is not writable until the link comes up; a device deleted
+        meanwhile ends the wait within a second (``True``: the write raises
+        :class:`~tunflow.DeviceGoneError`)."""
         self._check_open()
         ready = self._queue.wait(True, timeout, self._waker)
         self._check_open()

@@ -49,6 +49,9 @@ _ZERO_VNET: Final = bytes(HEADROOM)
 _SPILL: Final = bytearray(1)
 #: the longest wait ``poll`` takes (its timeout is a C int of milliseconds)
 _MAX_POLL_MS: Final = 2**31 - 1
+#: seconds a wait for writability sleeps before it looks again: deleting a Linux tun device
+#: wakes its readers only (``sk_data_ready``), never a writer waiting on a down link
+WRITE_RECHECK: Final = 1.0
 #: a write refused for the packet itself, not for the device
 _PACKET_ERRNOS: Final = frozenset({errno.EINVAL, errno.EMSGSIZE})
 _GONE_ERRNOS: Final = frozenset(
@@ -116,8 +119,18 @@ class PipeWaker:
                 os.close(fd)
 
 
-def poll_wait(fd: int, events: int, timeout: float | None, waker: PipeWaker | None) -> bool:
-    """Wait until ``fd`` is ready for ``events`` (or in error). ``False`` on timeout or wake."""
+def poll_wait(
+    fd: int,
+    events: int,
+    timeout: float | None,
+    waker: PipeWaker | None,
+    recheck: float | None = None,
+) -> bool:
+    """Wait until ``fd`` is ready for ``events`` (or in error). ``False`` on timeout or wake.
+
+    ``recheck``: look again every so many seconds, for a state change that wakes no poll (see
+    :data:`WRITE_RECHECK`).
+    """
     p = select.poll()
     p.register(fd, events)
     if waker is not None:
@@ -126,25 +139,24 @@ def poll_wait(fd: int, events: int, timeout: float | None, waker: PipeWaker | No
             # closed, after its wake: a close in another thread raced this wait to here
             return False
         p.register(wake_fd, _POLLIN)
-    end = None
-    if timeout is None or timeout == math.inf:
-        ms = None
-    else:
+    # (poll takes an int of ms, 24.8 days at most: a longer wait is made in pieces)
+    cap = _MAX_POLL_MS if recheck is None else max(1, int(recheck * 1000))
+    end = ms = None
+    if timeout is not None and timeout != math.inf:
+        end = time.monotonic() + timeout
         ms = max(0, int(timeout * 1000 + 0.999))
-        if ms > _MAX_POLL_MS:  # (poll takes an int of ms: 24.8 days at most, in pieces)
-            end = time.monotonic() + timeout
-            ms = _MAX_POLL_MS
     while True:
         try:
-            ready = p.poll(ms)
+            ready = p.poll(cap if ms is None or ms > cap else ms)
         except InterruptedError:  # pragma: no cover - PEP 475 retries for us
             continue
-        if not ready and end is not None:
+        if ready:
+            break
+        if end is not None:
             left = end - time.monotonic()
-            if left > 0:
-                ms = min(_MAX_POLL_MS, int(left * 1000 + 0.999))
-                continue
-        break
+            if left <= 0:
+                break
+            ms = int(left * 1000 + 0.999)
     return any(r_fd == fd for r_fd, _ in ready)
 
 
@@ -284,7 +296,9 @@ class FdQueue:
         """Block until readable (or writable); ``False`` on timeout or when ``waker`` fires."""
         fd = self._enter()
         try:
-            return poll_wait(fd, _POLLOUT if writable else _POLLIN, timeout, waker)
+            if writable:
+                return poll_wait(fd, _POLLOUT, timeout, waker, WRITE_RECHECK)
+            return poll_wait(fd, _POLLIN, timeout, waker)
         finally:
             self._leave()
 
