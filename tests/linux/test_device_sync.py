@@ -393,6 +393,19 @@ def test_wait_readable_then_read_now(netns: testing.Netns) -> None:
             dev.wait_writable(timeout=0)
 
 
+def test_readiness_and_batches_check_like_recv(netns: testing.Netns) -> None:
+    # a negative timeout is a ValueError everywhere (wait_* returned False); an empty batch
+    # after shutdown raises as the async face does (it returned 0)
+    with DeviceBuilder().ipv4("10.148.0.1", 24).enable(False).build_sync() as dev:
+        for method in ("wait_readable", "wait_writable", "recv"):
+            with pytest.raises(ValueError, match="timeout"):
+                getattr(dev, method)(timeout=-1)
+        assert dev.send_batch(PacketBatch(4096, 4)) == 0
+        dev.shutdown()
+        with pytest.raises(ClosedDeviceError):
+            dev.send_batch(PacketBatch(4096, 4))
+
+
 def test_deleted_device_breaks_a_blocked_reader(netns: testing.Netns) -> None:
     name = testing.unique_name("g")
     with DeviceBuilder().name(name).ipv4("10.45.0.1", 24).build_sync() as dev:

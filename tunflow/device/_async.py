@@ -297,6 +297,8 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
 
         Raises:
             ClosedDeviceError: the device was closed, before or during the wait.
+            anyio.BusyResourceError: another task is already waiting for the queue to take a
+                packet (here or in a send that found it full).
         """
         await anyio.lowlevel.checkpoint()
         self._check_open()

@@ -211,6 +211,7 @@ class SyncDevice(DeviceCore):
         Raises:
             ClosedDeviceError: the device was shut down, before or during the wait.
         """
+        _deadline(timeout)  # a negative timeout is a ValueError, as in recv
         self._check_open()
         if self._rx is not None and self._rx.pending():
             return True
@@ -225,6 +226,7 @@ class SyncDevice(DeviceCore):
         A down link's queue is not writable until the link comes up; a device deleted
         meanwhile ends the wait within a second (``True``: the write raises
         :class:`~tunflow.DeviceGoneError`)."""
+        _deadline(timeout)
         self._check_open()
         ready = self._queue.wait(True, timeout, self._waker)
         self._check_open()
@@ -364,6 +366,7 @@ class SyncDevice(DeviceCore):
         (``gro_disabled_tcp``/``gro_disabled_udp`` by protocol).
         """
         deadline = _deadline(timeout)
+        self._check_open()  # an empty batch too, as the async face does
         # One writer at a time: coalescing reuses one arena, and a refused super-packet's
         # segments are pending state.
         with self._tx_lock:
