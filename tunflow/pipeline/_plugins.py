@@ -52,6 +52,7 @@ GROUP = "tunflow.stages"
 
 _cache: dict[str, metadata.EntryPoint] | None = None
 _loaded: dict[str, type] = {}
+_clashes: dict[str, list[metadata.EntryPoint]] = {}
 
 
 def _make_converter() -> cattrs.Converter:
@@ -354,8 +355,12 @@ def _entry_points() -> dict[str, metadata.EntryPoint]:
     global _cache
     if _cache is None:
         found: dict[str, metadata.EntryPoint] = {}
+        _clashes.clear()
         for ep in metadata.entry_points(group=GROUP):
-            found.setdefault(ep.name, ep)
+            first = found.setdefault(ep.name, ep)
+            if first.value != ep.value:
+                # two distributions claim one name: neither is chosen silently
+                _clashes.setdefault(ep.name, [first]).append(ep)
         _cache = found
     return _cache
 
@@ -386,8 +391,9 @@ def load_stage_class(name: str) -> type:
     """Import the class registered under ``name``.
 
     Raises:
-        PluginError: no plugin of that name (the message lists close matches), or importing it
-            failed (the message names the distribution).
+        PluginError: no plugin of that name (the message lists close matches), two
+            distributions register the name with different targets (both are named), or
+            importing it failed (the message names the distribution).
     """
     cls = _loaded.get(name)
     if cls is not None:
@@ -400,6 +406,15 @@ def load_stage_class(name: str) -> type:
         raise PluginError(
             f"no stage plugin named {name!r} in the {GROUP!r} entry points "
             f"(found: {', '.join(sorted(eps)) or 'none'}){hint}"
+        )
+    clash = _clashes.get(name)
+    if clash:
+        claims = "; ".join(
+            f"{e.value} from {_dist_name(e) or 'an unknown distribution'}" for e in clash
+        )
+        raise PluginError(
+            f"stage plugin name {name!r} is registered more than once ({claims}): "
+            "uninstall one of them"
         )
     try:
         obj = ep.load()

@@ -95,6 +95,33 @@ def test_a_plugin_that_fails_to_build_is_a_plugin_error(monkeypatch: pytest.Monk
     assert cinfo.value.path == "stages[0].plugin"
 
 
+def test_a_name_two_distributions_register_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first found won silently before, so which stage ran depended on sys.path order."""
+    from tunflow.pipeline import _plugins
+
+    found = list(metadata.entry_points(group=GROUP))
+    found += [
+        metadata.EntryPoint("dupe", f"{__name__}:FailsToBuild", GROUP),
+        metadata.EntryPoint("dupe", "elsewhere:Other", GROUP),
+        # the same target twice (a package on sys.path twice) is one plugin
+        metadata.EntryPoint("twice", f"{__name__}:FailsToBuild", GROUP),
+        metadata.EntryPoint("twice", f"{__name__}:FailsToBuild", GROUP),
+    ]
+    monkeypatch.setattr(_plugins.metadata, "entry_points", lambda group: found)
+    monkeypatch.setattr(_plugins, "_cache", None)
+    monkeypatch.setattr(_plugins, "_loaded", {})
+    monkeypatch.setattr(_plugins, "_clashes", {})
+    assert "dupe" in available_stages()
+    with pytest.raises(
+        PluginError,
+        match=r"'dupe' is registered more than once .*FailsToBuild.*"
+        r"elsewhere:Other",
+    ):
+        load_stage_class("dupe")
+    assert load_stage_class("twice") is FailsToBuild
+    assert load_stage_class("stats") is not None  # the others are untouched
+
+
 @pytest.fixture(scope="module")
 def installed_plugin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """pip-install the example plugin into a throw-away target directory (pip fetches its build
