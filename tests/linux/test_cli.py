@@ -57,6 +57,7 @@ def test_run_reports_json_lines_and_stops_cleanly(
         assert proc.stdout is not None
         first = json.loads(proc.stdout.readline())
         assert [s["name"] for s in first["stages"]] == ["filter", "stats"]
+        assert first["running"] is True
         for port in (9999, 9998):
             netns.run(
                 sys.executable,
@@ -78,6 +79,7 @@ def test_run_reports_json_lines_and_stops_cleanly(
             proc.communicate()
     assert proc.returncode == 0, err
     last = json.loads(out.strip().splitlines()[-1])
+    assert last["running"] is False  # the last report is of the stopped pipeline
     assert last["stages"][0]["drops"]["denied"] >= 1
     assert last["stages"][1]["counters"]["udp"] >= 1
     links = [link["ifname"] for link in netns.ip_json("link", "show")]

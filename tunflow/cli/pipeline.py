@@ -130,30 +130,32 @@ async def _run(args: argparse.Namespace, config: Any, out: TextIO) -> None:
     start = time.monotonic()
     # Without rich (installed without the ``cli`` extra) a terminal gets the JSON lines too.
     use_table = out.isatty() and not args.json and _rich_installed()
-    async with config.open() as running:
-        table = _Table(out) if use_table else None
+    table = _Table(out) if use_table else None
+    opened: list[Any] = []
 
-        def report() -> None:
-            stats = running.statistics()
-            elapsed = time.monotonic() - start
-            if table is not None:
-                table.show(stats, elapsed)
-            else:
-                out.write(json.dumps(snapshot(stats, elapsed), default=str) + "\n")
-                out.flush()
+    def report() -> None:
+        stats = opened[0].statistics()
+        elapsed = time.monotonic() - start
+        if table is not None:
+            table.show(stats, elapsed)
+        else:
+            out.write(json.dumps(snapshot(stats, elapsed), default=str) + "\n")
+            out.flush()
 
-        async def reporter() -> None:
-            while True:
-                await anyio.sleep(args.interval)
-                report()
+    async def reporter() -> None:
+        while True:
+            await anyio.sleep(args.interval)
+            report()
 
-        async def signals(scope: anyio.CancelScope) -> None:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
-                async for _ in received:
-                    scope.cancel()
-                    return
+    async def signals(scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+            async for _ in received:
+                scope.cancel()
+                return
 
-        try:
+    try:
+        async with config.open() as running:
+            opened.append(running)
             if table is not None:
                 table.__enter__()
             with anyio.CancelScope() as scope:
@@ -162,10 +164,12 @@ async def _run(args: argparse.Namespace, config: Any, out: TextIO) -> None:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(signals, tg.cancel_scope)
                     tg.start_soon(reporter)
-        finally:
+    finally:
+        # the last report comes once the pipeline has stopped: its final counts, running false
+        if opened:
             report()
-            if table is not None:
-                table.__exit__(None, None, None)
+        if table is not None and opened:
+            table.__exit__(None, None, None)
 
 
 @command("run", "run the pipeline a configuration describes, with live statistics", _run_args)
