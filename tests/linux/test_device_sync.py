@@ -294,8 +294,13 @@ def test_shutdown_wakes_a_blocked_recv_promptly(netns: testing.Netns) -> None:
                 dev.recv()
             with pytest.raises(ClosedDeviceError):
                 dev.send(ipv4_udp("10.44.0.2", "10.44.0.1", 1, 2, b""))
+            # configuration still works until close (the docs say so)
+            dev.set_mtu(1400)
+            assert dev.mtu() == 1400
             dev.close()
             dev.close()  # idempotent
+            with pytest.raises(ClosedDeviceError):
+                dev.mtu()
         if min(latencies) < 0.1:
             break
     assert min(latencies) < 0.1, latencies

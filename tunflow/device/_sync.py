@@ -49,9 +49,9 @@ class SyncDevice(DeviceCore):
     ``recv`` returns one whole packet; every ``send`` writes one.
 
     **Shutdown.** :meth:`shutdown` (from any thread) wakes every ``recv``/``send`` blocked on
-    this device, which then raise :class:`~tunflow.ClosedDeviceError`, as does every later call.
-    :meth:`close` shuts down and releases the fd; configuration calls then raise
-    :class:`~tunflow.ClosedDeviceError` too.
+    this device, which then raise :class:`~tunflow.ClosedDeviceError`, as does every later
+    packet or readiness call (configuration still works). :meth:`close` shuts down and releases
+    the fd; configuration calls then raise :class:`~tunflow.ClosedDeviceError` too.
 
     **Timeouts.** ``recv(timeout=…)`` raises :class:`TimeoutError` when nothing arrived in time.
 
@@ -152,9 +152,9 @@ class SyncDevice(DeviceCore):
     # -- lifecycle --------------------------------------------------------------------------
 
     def shutdown(self) -> None:
-        """Wake every blocked ``recv``/``send`` and make them (and later ones) raise
-        :class:`~tunflow.ClosedDeviceError`. Thread-safe and idempotent; the fd stays open
-        until :meth:`close`."""
+        """Wake every blocked ``recv``/``send`` and make them (and later packet and readiness
+        calls) raise :class:`~tunflow.ClosedDeviceError`. Thread-safe and idempotent; the fd
+        stays open, and configuration works, until :meth:`close`."""
         self._shutdown = True
         self._waker.wake()
 
