@@ -569,7 +569,14 @@ class _Engine:
                     lane.processors = []
                     for st in lane.stages:
                         bind = getattr(st, "bind", None)
-                        lane.processors.append(bind(lane.lane()) if bind else st.process)
+                        processor = bind(lane.lane()) if bind else st.process
+                        if not callable(processor):
+                            # (else a bare TypeError from the first batch, naming nothing)
+                            raise TypeError(
+                                f"stage {st.name!r}: bind() must return a callable taking a "
+                                f"batch and returning one, not {processor!r}"
+                            )
+                        lane.processors.append(processor)
                 for st in self.stages:
                     interval = getattr(st, "timer_interval", None)
                     if interval and not _positive_number(interval):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import anyio
 import attrs
@@ -296,6 +297,26 @@ async def test_a_bad_timer_interval_is_a_config_error_naming_the_stage(interval:
         async with open_pipeline(MemorySource(packets(5)), [Ticker()], sink):
             await anyio.sleep(5)
     assert stopped == ["ticker"] and not sink.packets
+
+
+async def test_a_bind_that_returns_no_processor_is_named_before_any_batch() -> None:
+    """It was "'NoneType' object is not callable" from the first batch, naming no stage."""
+    stopped: list[str] = []
+
+    class Forgetful(StageBase):
+        plugin = "forgetful"
+
+        def bind(self, lane: Any) -> Any:
+            self.process_for = lane  # (set up per-lane state, then forget the return)
+
+        async def stop(self) -> None:
+            stopped.append(self.name)
+
+    sink = MemorySink()
+    with anyio.fail_after(5), pytest.raises(TypeError, match="'forgetful': bind\\(\\) must"):
+        async with open_pipeline(MemorySource(packets(5)), [Forgetful()], sink):
+            await anyio.sleep(5)
+    assert stopped == ["forgetful"] and not sink.packets
 
 
 class Pacer(StageBase):
