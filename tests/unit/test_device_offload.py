@@ -9,6 +9,7 @@ offload runs on real devices in tests/linux/test_offload_forwarder.py.
 from __future__ import annotations
 
 import errno
+import time
 from typing import Any
 
 import pytest
@@ -255,3 +256,71 @@ def test_the_rest_of_a_split_counts_as_readable() -> None:
     dev.shutdown()
     with pytest.raises(ClosedDeviceError):
         dev.wait_readable(timeout=0)
+
+
+class FullingQueue(ScriptedQueue):
+    """Refuses GSO writes, and is full (``EAGAIN``) after ``room`` frames until given more."""
+
+    def __init__(self, room: int) -> None:
+        super().__init__(refuse_gso=True)
+        self.room = room
+
+    def wait(self, writable: bool, timeout: float | None, waker: Any) -> bool:
+        time.sleep(0.005)  # (nothing to wait for: the test gives room by hand)
+        return False
+
+    def send_batch(self, batch: PacketBatch, start: int = 0) -> int:
+        if self.room <= 0:
+            raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+        before = len(self.written)
+        end = super().send_batch(batch, start)  # (EINVAL for a GSO frame at start)
+        end = min(end, start + self.room)
+        del self.written[before + end - start :]
+        self.room -= end - start
+        return end
+
+
+def _udp_batch(n: int) -> PacketBatch:
+    batch = PacketBatch()
+    batch.extend(udp4_packet(A, B, 50 + k, start=0) for k in range(n))
+    return batch
+
+
+def test_a_timed_out_split_write_does_not_eat_the_next_batch() -> None:
+    # The refused super-packet's segments were kept pending after the timeout; the next batch
+    # then finished them and skipped its own first packet (not written, not counted).
+    queue = FullingQueue(room=2)
+    dev = device(queue)
+    first = PacketBatch()
+    first.extend(segments(6))
+    with pytest.raises(TimeoutError):
+        dev.send_batch(first, timeout=0.05)
+    assert len(queue.written) == 2  # two of the refused super-packet's six segments
+    queue.written.clear()
+    queue.room = 100
+    second = _udp_batch(3)
+    dev.send_batch(second)
+    assert [frame[HEADROOM:] for frame in queue.written] == second.to_list()
+
+
+def test_a_cancelled_split_write_does_not_eat_the_next_batch() -> None:
+    import anyio
+
+    from tunflow import AsyncDevice
+
+    queue = FullingQueue(room=2)
+    dev = AsyncDevice(SharedInterface(None, Layer.L3, False), queue)
+    second = _udp_batch(3)
+
+    async def main() -> None:
+        first = PacketBatch()
+        first.extend(segments(6))
+        with anyio.move_on_after(0.1):
+            await dev.send_batch(first)
+        assert len(queue.written) == 2
+        queue.written.clear()
+        queue.room = 100
+        await dev.send_batch(second)
+
+    anyio.run(main)
+    assert [frame[HEADROOM:] for frame in queue.written] == second.to_list()

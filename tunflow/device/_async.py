@@ -541,6 +541,10 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         """Write every packet of ``batch`` in order (see :meth:`SyncDevice.send_batch` for
         offload devices); return how many the caller gave.
 
+        Cancelled while it waits for room in a full queue, the packets before the wait were
+        written and the rest were not (as with a cancelled ``send_all`` on a socket); the next
+        call starts afresh.
+
         Args:
             batch: the packets.
             checkpoint: be a checkpoint, as every anyio call is: raise a pending
@@ -567,6 +571,9 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
             if done < len(out.offsets):
                 await self._write_rest(out, done)
         finally:
+            # (a write cancelled or failed half-way: a refused super-packet's segments still
+            # pending go with it — the next batch must start with its own first packet)
+            self._fallback = None
             self._sending = False
         self._account_tx(batch)
         return len(batch.offsets)
@@ -614,6 +621,7 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         try:
             await self._write_all(self._prepare_send_batch(batch, gro_table))
         finally:
+            self._fallback = None  # (see send_batch)
             self._sending = False
         self._account_tx(batch)
         return batch.nbytes

@@ -364,6 +364,10 @@ class SyncDevice(DeviceCore):
         super-packet's protocol (TCP or UDP; the other stays on) and the refused super-packet is
         written split — nothing is lost; ``statistics().gro_disabled`` counts it
         (``gro_disabled_tcp``/``gro_disabled_udp`` by protocol).
+
+        A write that raises (``timeout`` passed with the queue full, :meth:`shutdown`, the
+        device gone) has written the packets before that point and not the rest; the next
+        call starts afresh with its own batch.
         """
         deadline = _deadline(timeout)
         self._check_open()  # an empty batch too, as the async face does
@@ -376,13 +380,18 @@ class SyncDevice(DeviceCore):
 
     def _write_all(self, out: PacketBatch, deadline: float | None) -> None:
         i = 0
-        while i < len(out):
-            if self._shutdown:
-                raise ClosedDeviceError("the device was shut down")
-            try:
-                i = self._nb_send_batch(out, i)
-            except BlockingIOError:
-                self._wait(True, deadline)
+        try:
+            while i < len(out):
+                if self._shutdown:
+                    raise ClosedDeviceError("the device was shut down")
+                try:
+                    i = self._nb_send_batch(out, i)
+                except BlockingIOError:
+                    self._wait(True, deadline)
+        finally:
+            # (a write that timed out or failed half-way: a refused super-packet's segments
+            # still pending go with it — the next batch must start with its own first packet)
+            self._fallback = None
 
     def recv_multiple(
         self,
