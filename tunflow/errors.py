@@ -35,6 +35,7 @@ __all__ = [
     "DeviceExistsError",
     "DeviceBusyError",
     "ClosedDeviceError",
+    "InterruptedCallError",
     "DeviceGoneError",
     "LinkDownError",
     "PacketError",
@@ -138,6 +139,18 @@ class ClosedDeviceError(TunflowError, anyio.ClosedResourceError):
     ``AsyncDevice.aclose()`` makes a blocked receiver raise it. It is an
     :class:`anyio.ClosedResourceError`, so async code can catch the anyio class.
     """
+
+
+class InterruptedCallError(TunflowError, InterruptedError):
+    """A blocking ``SyncDevice`` call given an :class:`~tunflow.InterruptEvent` was interrupted
+    by it (tun-rs's ``ErrorKind::Interrupted`` from ``recv_intr`` and its kin).
+
+    The device is untouched: reset the event and call again. An :class:`InterruptedError`, and
+    so an :class:`OSError` (``errno`` is ``EINTR``).
+    """
+
+    def __init__(self, message: str = "interrupted by the InterruptEvent") -> None:
+        super().__init__(_errno.EINTR, message)
 
 
 class DeviceGoneError(DeviceError, anyio.BrokenResourceError):

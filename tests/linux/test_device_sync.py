@@ -36,6 +36,8 @@ from tunflow import (
     DeviceExistsError,
     DeviceGoneError,
     DeviceNotFoundError,
+    InterruptedCallError,
+    InterruptEvent,
     Layer,
     LinkDownError,
     MalformedPacketError,
@@ -1317,3 +1319,90 @@ def test_a_path_that_is_not_a_namespace_is_a_config_error(netns: testing.Netns) 
             DeviceBuilder().netns(path).build_sync()
     with pytest.raises(DeviceNotFoundError, match="no network namespace"):
         DeviceBuilder().netns(testing.unique_name("no")).build_sync()
+
+
+def test_an_interrupt_event_ends_blocked_calls_and_the_device_goes_on(
+    netns: testing.Netns,
+) -> None:
+    # tun-rs's InterruptEvent and recv_intr: unlike shutdown(), reset() and the device works on
+    with (
+        DeviceBuilder().ipv4("10.149.0.1", 24).build_sync() as a,
+        DeviceBuilder().ipv4("10.150.0.1", 24).enable(False).build_sync() as b,
+        InterruptEvent() as stop,
+    ):
+        assert not stop.is_triggered and stop.value == 0
+
+        def reading(call: Any) -> Any:
+            def loop() -> None:  # (the kernel's own IPv6 chatter may come first)
+                while True:
+                    call()
+
+            return loop
+
+        calls: list[tuple[str, Any]] = [
+            ("a.recv", reading(lambda: a.recv(timeout=30, interrupt=stop))),
+            ("a.recv_batch", reading(lambda: a.recv_batch(timeout=30, interrupt=stop))),
+            ("b.wait_readable", lambda: b.wait_readable(timeout=30, interrupt=stop)),
+            # a down link's queue is not writable: a writer waits
+            ("b.wait_writable", lambda: b.wait_writable(timeout=30, interrupt=stop)),
+        ]
+        outcomes: dict[str, BaseException | None] = {}
+
+        def run(name: str, call: Any) -> None:
+            try:
+                call()
+                outcomes[name] = None
+            except BaseException as exc:
+                outcomes[name] = exc
+
+        threads = [threading.Thread(target=run, args=c) for c in calls]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)  # (they are blocked: nothing arrives on a, b is down)
+        assert not outcomes
+        stop.trigger(7)
+        stop.trigger(8)  # the first value stays
+        for t in threads:
+            t.join(10)
+        assert not any(t.is_alive() for t in threads)
+        for name, _ in calls:
+            exc = outcomes[name]
+            assert isinstance(exc, InterruptedCallError) and exc.errno == errno.EINTR, (name, exc)
+        assert stop.is_triggered and stop.value == 7
+        # triggered: every call given it raises at once, a packet waiting or not
+        udp_send("10.149.0.2", 5001, b"after")
+        deadline = time.monotonic() + 10
+        while not a.wait_readable(timeout=0.1) and time.monotonic() < deadline:
+            pass
+        for call in (
+            lambda: a.recv(interrupt=stop),
+            lambda: a.recv_into(bytearray(a.max_size), interrupt=stop),
+            lambda: a.wait_readable(interrupt=stop),
+            lambda: a.send(ipv4_udp("10.149.0.1", "10.149.0.2", 1, 2, b"x"), interrupt=stop),
+        ):
+            with pytest.raises(InterruptedCallError):
+                call()
+        # calls without it, and with it after reset, work on
+        stop.reset()
+        assert not stop.is_triggered and stop.value == 0
+        got = None
+        while time.monotonic() < deadline:
+            parsed = udp_payload(a.recv(timeout=10, interrupt=stop))
+            if parsed and parsed[1] == 5001:
+                got = parsed[2]
+                break
+        assert got == b"after"
+        assert b.wait_readable(timeout=0.05, interrupt=stop) is False
+        # shutdown still wins over the event
+        stop.trigger()
+        b.shutdown()
+        with pytest.raises(ClosedDeviceError):
+            b.recv(interrupt=stop)
+    with pytest.raises(ValueError, match="must not be 0"):
+        InterruptEvent().trigger(0)
+    stop.reset()  # (closed, by its with block: it cannot wait any more)
+    with (
+        DeviceBuilder().ipv4("10.151.0.1", 24).enable(False).build_sync() as c,
+        pytest.raises(ValueError, match="closed"),
+    ):
+        c.recv(timeout=0.01, interrupt=stop)

@@ -4,6 +4,7 @@ from ..netconfig.device import DeviceConfig as DeviceConfig, Layer as Layer
 from ..platform._base import OffloadInfo as OffloadInfo, Route as Route
 from ._async import AsyncDevice as AsyncDevice, DeviceAttribute as DeviceAttribute
 from ._core import DeviceStatistics as DeviceStatistics
+from ._interrupt import InterruptEvent as InterruptEvent
 from ._sync import SyncDevice as SyncDevice
 from .builder import OFFLOAD_ENV as OFFLOAD_ENV, DeviceBuilder as DeviceBuilder
 
@@ -13,6 +14,7 @@ __all__ = [
     "DeviceBuilder",
     "DeviceConfig",
     "DeviceStatistics",
+    "InterruptEvent",
     "Layer",
     "OFFLOAD_ENV",
     "OffloadInfo",

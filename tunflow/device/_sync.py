@@ -21,6 +21,7 @@ from ..packet import PacketBatch
 from ..platform._base import Buffer, Route
 from ..platform._unix import PipeWaker
 from ._core import DeviceCore, DeviceStatistics, SharedInterface, adopt_fd
+from ._interrupt import InterruptEvent
 
 if TYPE_CHECKING:
     from typing import Self
@@ -187,54 +188,83 @@ class SyncDevice(DeviceCore):
         if self._shutdown:
             raise ClosedDeviceError("the device was shut down")
 
-    def _wait(self, writable: bool, deadline: float | None) -> None:
+    def _check_interrupt(self, interrupt: InterruptEvent) -> None:
+        self._check_open()  # (a shut-down device says so first)
+        interrupt._check()
+
+    def _wait(
+        self, writable: bool, deadline: float | None, interrupt: InterruptEvent | None = None
+    ) -> None:
         remaining = _remaining(deadline)
         if remaining == 0.0:
             raise TimeoutError("timed out waiting for the device")
-        ready = self._queue.wait(writable, remaining, self._waker)
+        if interrupt is None:
+            ready = self._queue.wait(writable, remaining, self._waker)
+        else:
+            intr = interrupt._waker_for(self._queue)
+            ready = self._queue.wait(writable, remaining, self._waker, intr)
         if self._shutdown:
             raise ClosedDeviceError("the device was shut down")
+        if interrupt is not None:
+            self._check_interrupt(interrupt)
         if not ready and deadline is not None and time.monotonic() >= deadline:
             raise TimeoutError("timed out waiting for the device")
 
     # -- readiness --------------------------------------------------------------------------
 
-    def wait_readable(self, *, timeout: float | None = None) -> bool:
+    def wait_readable(
+        self, *, timeout: float | None = None, interrupt: InterruptEvent | None = None
+    ) -> bool:
         """Wait until a packet can be read (tun-rs ``wait_readable_intr``); ``False`` when
         ``timeout`` passed first.
 
         Readiness may be stale by the time you read (another thread read first): follow it
         with ``recv(timeout=0)`` or :meth:`recv_batch` and treat :class:`TimeoutError` / an
         empty batch as "not yet". Packets left over from a split super-packet count as
-        readable. :meth:`shutdown` wakes it.
+        readable. :meth:`shutdown` wakes it, and so does ``interrupt`` (see
+        :class:`~tunflow.InterruptEvent`).
 
         Raises:
             ClosedDeviceError: the device was shut down, before or during the wait.
+            InterruptedCallError: ``interrupt`` was triggered, before or during the wait.
         """
+        return self._wait_ready(False, timeout, interrupt)
+
+    def _wait_ready(
+        self, writable: bool, timeout: float | None, interrupt: InterruptEvent | None
+    ) -> bool:
         _deadline(timeout)  # a negative timeout is a ValueError, as in recv
         self._check_open()
-        if self._rx is not None and self._rx.pending():
+        if interrupt is not None:
+            self._check_interrupt(interrupt)
+        if not writable and self._rx is not None and self._rx.pending():
             return True
-        ready = self._queue.wait(False, timeout, self._waker)
+        if interrupt is None:
+            ready = self._queue.wait(writable, timeout, self._waker)
+        else:
+            intr = interrupt._waker_for(self._queue)
+            ready = self._queue.wait(writable, timeout, self._waker, intr)
         self._check_open()
+        if interrupt is not None:
+            self._check_interrupt(interrupt)
         return ready
 
-    def wait_writable(self, *, timeout: float | None = None) -> bool:
+    def wait_writable(
+        self, *, timeout: float | None = None, interrupt: InterruptEvent | None = None
+    ) -> bool:
         """Wait until the device's queue takes a packet (tun-rs ``wait_writable_intr``);
         ``False`` when ``timeout`` passed first. Raises as :meth:`wait_readable`.
 
         A down link's queue is not writable until the link comes up; a device deleted
         meanwhile ends the wait within a second (``True``: the write raises
         :class:`~tunflow.DeviceGoneError`)."""
-        _deadline(timeout)
-        self._check_open()
-        ready = self._queue.wait(True, timeout, self._waker)
-        self._check_open()
-        return ready
+        return self._wait_ready(True, timeout, interrupt)
 
     # -- packets ----------------------------------------------------------------------------
 
-    def recv(self, *, timeout: float | None = None) -> bytes:
+    def recv(
+        self, *, timeout: float | None = None, interrupt: InterruptEvent | None = None
+    ) -> bytes:
         """Wait for one packet and return it.
 
         On an offload device this is one plain packet: super-packets are split (the rest of
@@ -242,13 +272,18 @@ class SyncDevice(DeviceCore):
 
         Args:
             timeout: seconds to wait at most; ``None`` waits for ever.
+            interrupt: an :class:`~tunflow.InterruptEvent` whose trigger ends the call (tun-rs
+                ``recv_intr``); every blocking call takes one.
 
         Raises:
             TimeoutError: nothing arrived within ``timeout``.
             ClosedDeviceError: the device was shut down or closed.
             DeviceGoneError: the interface was deleted.
+            InterruptedCallError: ``interrupt`` was triggered, before or during the call.
         """
         deadline = _deadline(timeout)
+        if interrupt is not None:
+            self._check_interrupt(interrupt)
         while True:
             if self._shutdown:
                 raise ClosedDeviceError("the device was shut down")
@@ -256,13 +291,19 @@ class SyncDevice(DeviceCore):
                 with self._rx_lock:
                     packet = self._nb_recv()
             except BlockingIOError:
-                self._wait(False, deadline)
+                self._wait(False, deadline, interrupt)
                 continue
             self.rx_packets += 1
             self.rx_bytes += len(packet)
             return packet
 
-    def recv_into(self, buf: bytearray | memoryview, *, timeout: float | None = None) -> int:
+    def recv_into(
+        self,
+        buf: bytearray | memoryview,
+        *,
+        timeout: float | None = None,
+        interrupt: InterruptEvent | None = None,
+    ) -> int:
         """Wait for one packet, write it into ``buf`` and return its length (tun-rs ``recv``).
 
         ``buf`` must hold :attr:`max_size` bytes, so no packet is ever cut short. Raises as
@@ -276,6 +317,8 @@ class SyncDevice(DeviceCore):
                 ``statistics().rx_truncated``, and :attr:`max_size` is read again.
         """
         deadline = _deadline(timeout)
+        if interrupt is not None:
+            self._check_interrupt(interrupt)
         view = memoryview(buf)
         while True:
             if self._shutdown:
@@ -284,13 +327,19 @@ class SyncDevice(DeviceCore):
                 with self._rx_lock:
                     n = self._nb_recv_into(view)
             except BlockingIOError:
-                self._wait(False, deadline)
+                self._wait(False, deadline, interrupt)
                 continue
             self.rx_packets += 1
             self.rx_bytes += n
             return n
 
-    def send(self, packet: Buffer, *, timeout: float | None = None) -> int:
+    def send(
+        self,
+        packet: Buffer,
+        *,
+        timeout: float | None = None,
+        interrupt: InterruptEvent | None = None,
+    ) -> int:
         """Write one whole packet; return the bytes written.
 
         Raises:
@@ -300,9 +349,12 @@ class SyncDevice(DeviceCore):
             DeviceGoneError: the interface was deleted.
             LinkDownError: the link is down (``EIO``; a :class:`DeviceError`).
             TimeoutError: the queue stayed full for ``timeout`` seconds.
+            InterruptedCallError: ``interrupt`` was triggered (nothing was written).
         """
         self._check_packet(packet)
         deadline = _deadline(timeout)
+        if interrupt is not None:
+            self._check_interrupt(interrupt)
         queue = self._queue
         while True:
             if self._shutdown:
@@ -310,7 +362,7 @@ class SyncDevice(DeviceCore):
             try:
                 n = queue.send(packet)
             except BlockingIOError:
-                self._wait(True, deadline)
+                self._wait(True, deadline, interrupt)
                 continue
             self.tx_packets += 1
             self.tx_bytes += n
@@ -322,6 +374,7 @@ class SyncDevice(DeviceCore):
         *,
         timeout: float | None = None,
         whole: bool = False,
+        interrupt: InterruptEvent | None = None,
     ) -> PacketBatch:
         """Wait for at least one packet, then read until the queue is empty or ``batch`` is full.
 
@@ -344,6 +397,8 @@ class SyncDevice(DeviceCore):
         if batch is None:
             batch = self.new_batch()
         deadline = _deadline(timeout)
+        if interrupt is not None:
+            self._check_interrupt(interrupt)
         start = len(batch)
         while True:
             if self._shutdown:
@@ -353,9 +408,15 @@ class SyncDevice(DeviceCore):
             if got:
                 self._account_rx(batch, start)
                 return batch
-            self._wait(False, deadline)
+            self._wait(False, deadline, interrupt)
 
-    def send_batch(self, batch: PacketBatch, *, timeout: float | None = None) -> int:
+    def send_batch(
+        self,
+        batch: PacketBatch,
+        *,
+        timeout: float | None = None,
+        interrupt: InterruptEvent | None = None,
+    ) -> int:
         """Write every packet of ``batch`` in order; return how many the caller gave.
 
         On an offload device, a batch with ``vnet_hdr`` set is written with its headers (super-
@@ -371,14 +432,18 @@ class SyncDevice(DeviceCore):
         """
         deadline = _deadline(timeout)
         self._check_open()  # an empty batch too, as the async face does
+        if interrupt is not None:
+            self._check_interrupt(interrupt)
         # One writer at a time: coalescing reuses one arena, and a refused super-packet's
         # segments are pending state.
         with self._tx_lock:
-            self._write_all(self._prepare_send_batch(batch), deadline)
+            self._write_all(self._prepare_send_batch(batch), deadline, interrupt)
         self._account_tx(batch)
         return len(batch)
 
-    def _write_all(self, out: PacketBatch, deadline: float | None) -> None:
+    def _write_all(
+        self, out: PacketBatch, deadline: float | None, interrupt: InterruptEvent | None = None
+    ) -> None:
         i = 0
         try:
             while i < len(out):
@@ -387,7 +452,7 @@ class SyncDevice(DeviceCore):
                 try:
                     i = self._nb_send_batch(out, i)
                 except BlockingIOError:
-                    self._wait(True, deadline)
+                    self._wait(True, deadline, interrupt)
         finally:
             # (a write that timed out or failed half-way: a refused super-packet's segments
             # still pending go with it — the next batch must start with its own first packet)
@@ -400,6 +465,7 @@ class SyncDevice(DeviceCore):
         offset: int = 0,
         *,
         timeout: float | None = None,
+        interrupt: InterruptEvent | None = None,
     ) -> int:
         """tun-rs's ``recv_multiple``: packets into ``bufs[i][offset:]``, lengths into
         ``sizes[i]``; returns how many.
@@ -414,7 +480,7 @@ class SyncDevice(DeviceCore):
                 :meth:`recv`).
         """
         batch = self._mm_batch(bufs, sizes, offset)
-        self.recv_batch(batch, timeout=timeout)
+        self.recv_batch(batch, timeout=timeout, interrupt=interrupt)
         return self._mm_scatter(batch, bufs, sizes, offset)
 
     def send_multiple(
@@ -424,26 +490,42 @@ class SyncDevice(DeviceCore):
         offset: int = 0,
         *,
         timeout: float | None = None,
+        interrupt: InterruptEvent | None = None,
     ) -> int:
         """tun-rs's ``send_multiple``: write the packets ``bufs[i][offset:]``, coalesced by
         ``gro_table`` (or the device's own table when ``None``) on an offload device; return the
         bytes given."""
+        deadline = _deadline(timeout)
+        if interrupt is not None:
+            self._check_interrupt(interrupt)
         batch = self._mm_gather(bufs, offset)
         with self._tx_lock:
-            self._write_all(self._prepare_send_batch(batch, gro_table), _deadline(timeout))
+            self._write_all(self._prepare_send_batch(batch, gro_table), deadline, interrupt)
         self._account_tx(batch)
         return batch.nbytes
 
-    def recv_many(self, max_packets: int, *, timeout: float | None = None) -> list[bytes]:
+    def recv_many(
+        self,
+        max_packets: int,
+        *,
+        timeout: float | None = None,
+        interrupt: InterruptEvent | None = None,
+    ) -> list[bytes]:
         """Wait for one packet, then read until the queue is empty, at most ``max_packets``;
         return copies as ``bytes`` (a convenience over :meth:`recv_batch`)."""
         batch = self.new_batch(max_packets)
-        return self.recv_batch(batch, timeout=timeout).to_list()
+        return self.recv_batch(batch, timeout=timeout, interrupt=interrupt).to_list()
 
-    def send_many(self, packets: Sequence[Buffer], *, timeout: float | None = None) -> int:
+    def send_many(
+        self,
+        packets: Sequence[Buffer],
+        *,
+        timeout: float | None = None,
+        interrupt: InterruptEvent | None = None,
+    ) -> int:
         """Write each packet in order; return how many were written."""
         for packet in packets:
-            self.send(packet, timeout=timeout)
+            self.send(packet, timeout=timeout, interrupt=interrupt)
         return len(packets)
 
     # -- configuration ----------------------------------------------------------------------

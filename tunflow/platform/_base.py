@@ -65,6 +65,7 @@ class Waker(Protocol):
     """Wakes a blocked :meth:`Queue.wait` (a pipe on Unix, an event on Windows)."""
 
     def wake(self) -> None: ...
+    def reset(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -87,8 +88,15 @@ class Queue(Protocol):
         """Read one packet as ``bytes``; :class:`BlockingIOError` when none is waiting."""
         ...
 
-    def wait(self, writable: bool, timeout: float | None, waker: Waker | None) -> bool:
-        """Block until readable (or writable); ``False`` on timeout or when ``waker`` fired."""
+    def wait(
+        self,
+        writable: bool,
+        timeout: float | None,
+        waker: Waker | None,
+        interrupt: Waker | None = None,
+    ) -> bool:
+        """Block until readable (or writable); ``False`` on timeout or when ``waker`` or
+        ``interrupt`` (an :class:`~tunflow.InterruptEvent`'s) fired."""
         ...
 
     def send(self, packet: Buffer) -> int:

@@ -111,6 +111,17 @@ class PipeWaker:
         except BlockingIOError:  # already full means already readable
             pass
 
+    def reset(self) -> None:
+        """Make it unwoken again (an :class:`~tunflow.InterruptEvent` is reusable)."""
+        self.woken = False
+        if self._r < 0:
+            return
+        try:
+            while os.read(self._r, 64):
+                pass
+        except BlockingIOError:
+            pass
+
     def close(self) -> None:
         r, w = self._r, self._w
         self._r = self._w = -1
@@ -125,20 +136,22 @@ def poll_wait(
     timeout: float | None,
     waker: PipeWaker | None,
     recheck: float | None = None,
+    interrupt: PipeWaker | None = None,
 ) -> bool:
     """Wait until ``fd`` is ready for ``events`` (or in error). ``False`` on timeout or wake.
 
     ``recheck``: look again every so many seconds, for a state change that wakes no poll (see
-    :data:`WRITE_RECHECK`).
+    :data:`WRITE_RECHECK`). ``interrupt``: a second waker (an :class:`~tunflow.InterruptEvent`'s).
     """
     p = select.poll()
     p.register(fd, events)
-    if waker is not None:
-        wake_fd = waker.fileno()
-        if wake_fd < 0:
-            # closed, after its wake: a close in another thread raced this wait to here
-            return False
-        p.register(wake_fd, _POLLIN)
+    for w in (waker, interrupt):
+        if w is not None:
+            wake_fd = w.fileno()
+            if wake_fd < 0:
+                # closed, after its wake: a close in another thread raced this wait to here
+                return False
+            p.register(wake_fd, _POLLIN)
     # (poll takes an int of ms, 24.8 days at most: a longer wait is made in pieces)
     cap = _MAX_POLL_MS if recheck is None else max(1, int(recheck * 1000))
     end = ms = None
@@ -292,13 +305,20 @@ class FdQueue:
             pass  # (closed meanwhile: the end all the same)
         raise OSError(errno.EPIPE, "end of file: the other end of the fd closed")
 
-    def wait(self, writable: bool, timeout: float | None, waker: PipeWaker | None) -> bool:
-        """Block until readable (or writable); ``False`` on timeout or when ``waker`` fires."""
+    def wait(
+        self,
+        writable: bool,
+        timeout: float | None,
+        waker: PipeWaker | None,
+        interrupt: PipeWaker | None = None,
+    ) -> bool:
+        """Block until readable (or writable); ``False`` on timeout or when ``waker`` or
+        ``interrupt`` fires."""
         fd = self._enter()
         try:
             if writable:
-                return poll_wait(fd, _POLLOUT, timeout, waker, WRITE_RECHECK)
-            return poll_wait(fd, _POLLIN, timeout, waker)
+                return poll_wait(fd, _POLLOUT, timeout, waker, WRITE_RECHECK, interrupt)
+            return poll_wait(fd, _POLLIN, timeout, waker, None, interrupt)
         finally:
             self._leave()
 

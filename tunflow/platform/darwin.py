@@ -285,7 +285,13 @@ class FethQueue:
 
             raise ClosedDeviceError("the device is closed")
 
-    def wait(self, writable: bool, timeout: float | None, waker: PipeWaker | None) -> bool:
+    def wait(
+        self,
+        writable: bool,
+        timeout: float | None,
+        waker: PipeWaker | None,
+        interrupt: PipeWaker | None = None,
+    ) -> bool:
         """Block until a frame can be read (or written); ``False`` on timeout or wake."""
         import select
 
@@ -293,7 +299,8 @@ class FethQueue:
         if not writable and self._frames:
             return True
         fd = self._ndrv if writable else self._bpf
-        return poll_wait(fd, select.POLLOUT if writable else select.POLLIN, timeout, waker)
+        events = select.POLLOUT if writable else select.POLLIN
+        return poll_wait(fd, events, timeout, waker, None, interrupt)
 
     def _fill(self) -> None:
         try:

@@ -25,6 +25,8 @@ from tunflow import (
     DeviceGoneError,
     DeviceNotFoundError,
     DevicePermissionError,
+    InterruptedCallError,
+    InterruptEvent,
     Layer,
     PacketTooLargeError,
     UnsupportedError,
@@ -501,6 +503,29 @@ def test_sync_device_on_windows() -> None:
         dev.close()
         assert w.adapters == {} and w.kernel32.events == {}
         assert w.kernel32.closed_while_waited == []
+        fake.close_all()
+
+
+def test_an_interrupt_event_on_windows() -> None:
+    # the event's handle joins the wait (WaitForMultipleObjects), as tun-rs's does on Windows
+    with pretend_platform("windows") as fake:
+        assert isinstance(fake, FakeSyscalls)
+        w = fake.windows
+        dev = DeviceBuilder().name("wg3").ipv4("10.0.0.1", 24).build_sync()
+        stop = InterruptEvent()
+        threading.Timer(0.05, stop.trigger).start()
+        with pytest.raises(InterruptedCallError):
+            dev.recv(timeout=5, interrupt=stop)
+        w.inject(ipv4_packet())
+        with pytest.raises(InterruptedCallError):  # still triggered: at once
+            dev.recv(interrupt=stop)
+        stop.reset()  # ResetEvent: the next wait waits again
+        assert dev.recv(timeout=5, interrupt=stop) == ipv4_packet()
+        with pytest.raises(TimeoutError):
+            dev.recv(timeout=0.05, interrupt=stop)
+        stop.close()
+        dev.close()
+        assert w.adapters == {} and w.kernel32.events == {}
         fake.close_all()
 
 

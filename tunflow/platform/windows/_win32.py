@@ -326,6 +326,13 @@ class Win32Waker:
             if self._handle:
                 self._k32.set_event(self._handle)
 
+    def reset(self) -> None:
+        """Make it unwoken again (an :class:`~tunflow.InterruptEvent` is reusable)."""
+        with self._lock:
+            self.woken = False
+            if self._handle:
+                self._k32.reset_event(self._handle)
+
     def acquire(self) -> int | None:
         """The event handle for one wait (``None`` once closed); pair with :meth:`release`."""
         with self._lock:

@@ -213,22 +213,32 @@ class TapQueue(HandleQueue):
             self.send(batch.packet(i))
         return len(batch)
 
-    def wait(self, writable: bool, timeout: float | None, waker: Win32Waker | None) -> bool:
+    def wait(
+        self,
+        writable: bool,
+        timeout: float | None,
+        waker: Win32Waker | None,
+        interrupt: Win32Waker | None = None,
+    ) -> bool:
         """Writes complete synchronously, so only reads wait; ``False`` on timeout/wake/close."""
         if writable:
             return True
         self._enter()
         wake = waker.acquire() if waker is not None else None
+        intr = interrupt.acquire() if interrupt is not None else None
         try:
             if self._ready is not None:
                 return True
-            extra = [wake] if wake else []
+            extra = [h for h in (wake, intr) if h]
             index = self._k32.wait_any([self._read_event, self._shutdown, *extra], timeout)
             return index == 0
         finally:
             if wake:
                 assert waker is not None
                 waker.release()
+            if intr:
+                assert interrupt is not None
+                interrupt.release()
             self._leave()
 
     def close(self) -> None:

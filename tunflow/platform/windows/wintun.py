@@ -321,7 +321,13 @@ class WintunQueue(HandleQueue):
             self._leave()
         return i
 
-    def wait(self, writable: bool, timeout: float | None, waker: Win32Waker | None) -> bool:
+    def wait(
+        self,
+        writable: bool,
+        timeout: float | None,
+        waker: Win32Waker | None,
+        interrupt: Win32Waker | None = None,
+    ) -> bool:
         """Block until a packet can be read; ``False`` on timeout, wake or close.
 
         Wintun signals no "ring has room" event, so a writer polls: the wait lasts at most
@@ -329,8 +335,9 @@ class WintunQueue(HandleQueue):
         """
         self._enter()
         wake = waker.acquire() if waker is not None else None
+        intr = interrupt.acquire() if interrupt is not None else None
         try:
-            extra = [wake] if wake else []
+            extra = [h for h in (wake, intr) if h]
             if writable:
                 pause = 0.005 if timeout is None else min(timeout, 0.005)
                 index = self._k32.wait_any([self._shutdown, *extra], pause)
@@ -341,6 +348,9 @@ class WintunQueue(HandleQueue):
             if wake:
                 assert waker is not None
                 waker.release()
+            if intr:
+                assert interrupt is not None
+                interrupt.release()
             self._leave()
 
     def close(self) -> None:
