@@ -43,7 +43,9 @@ class InterruptEvent:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # (reentrant: a signal handler may trigger it in the main thread while that thread is
+        # inside reset() or a wait's first use)
+        self._lock = threading.RLock()
         self._value = 0
         self._waker: Waker | None = None
         self._closed = False
