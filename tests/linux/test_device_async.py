@@ -593,3 +593,30 @@ async def test_a_lone_write_races_no_close_from_another_thread(netns: testing.Ne
         await dev.aclose()
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     assert list(outcomes) == ["closed"], outcomes
+
+
+async def test_link_events_follow_the_link(netns: testing.Netns) -> None:
+    # wireguard-go's Events(): the state now, then up/down/MTU changes, then the deletion
+    name = testing.unique_name("le")
+    async with DeviceBuilder().name(name).ipv4("10.66.0.1", 24).build_async() as dev:
+        seen: list[tuple[str, int]] = []
+        with anyio.fail_after(30):
+            async with await dev.link_events() as events:
+                steps = [
+                    ("link", "set", name, "down"),
+                    ("link", "set", name, "up"),
+                    ("link", "set", name, "mtu", "1400"),
+                    ("link", "del", name),
+                ]
+                async for event in events:
+                    seen.append((event.kind, event.mtu))
+                    if steps:
+                        await anyio.run_process(netns.cmd("ip", *steps.pop(0)))
+        assert seen == [
+            ("up", 1500),
+            ("down", 1500),
+            ("up", 1500),
+            ("mtu", 1400),
+            ("down", 1400),  # (a deletion takes a running link down first)
+            ("removed", 1400),
+        ]

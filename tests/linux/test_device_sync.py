@@ -40,6 +40,7 @@ from tunflow import (
     InterruptEvent,
     Layer,
     LinkDownError,
+    LinkEvent,
     MalformedPacketError,
     PacketBatch,
     PacketTooLargeError,
@@ -1406,3 +1407,30 @@ def test_an_interrupt_event_ends_blocked_calls_and_the_device_goes_on(
         pytest.raises(ValueError, match="closed"),
     ):
         c.recv(timeout=0.01, interrupt=stop)
+
+
+def test_link_events_sync(netns: testing.Netns) -> None:
+    name = testing.unique_name("ls")
+    with DeviceBuilder().name(name).ipv4("10.152.0.1", 24).build_sync() as dev:
+        with dev.link_events(timeout=10) as events:
+            assert next(events) == LinkEvent("up", 1500)
+            netns.run("ip", "link", "set", name, "mtu", "1300")
+            assert next(events) == LinkEvent("mtu", 1300)
+            netns.run("ip", "link", "set", name, "down")
+            assert next(events) == LinkEvent("down", 1300)
+        # a timeout, an interrupt, and shutdown ending the iteration
+        stop = InterruptEvent()
+        with dev.link_events(timeout=0.05, interrupt=stop) as events:
+            assert next(events).kind == "down"
+            with pytest.raises(TimeoutError):
+                next(events)
+            threading.Timer(0.05, stop.trigger).start()
+            with dev.link_events(interrupt=stop) as waiting, pytest.raises(InterruptedCallError):
+                next(waiting)
+                next(waiting)
+            stop.close()
+        events = dev.link_events()
+        assert next(events).kind == "down"
+        threading.Timer(0.05, dev.shutdown).start()
+        assert list(events) == []  # shut down: the iteration ends
+        events.close()

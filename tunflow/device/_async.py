@@ -28,6 +28,7 @@ from ..packet import MAX_PACKET_SIZE, PacketBatch
 from ..platform._base import Buffer, LoneQueue, OffloadInfo, Route
 from ..platform._unix import WRITE_RECHECK, poll_wait
 from ._core import DeviceCore, DeviceStatistics, SharedInterface, adopt_fd
+from ._links import AsyncLinkEvents, open_tracker
 
 __all__ = ["AsyncDevice", "DeviceAttribute"]
 
@@ -829,6 +830,26 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
             DeviceError: any other refusal (``errno`` kept).
         """
         return await self._run(self._is_running)
+
+    async def link_events(self) -> AsyncLinkEvents:
+        """Watch the link: an async iterator of :class:`~tunflow.LinkEvent` — the state now
+        (``"up"`` or ``"down"``), then each change (``"up"``, ``"down"``, ``"mtu"``) and
+        ``"removed"`` when the interface is deleted (wireguard-go's ``Events()``). Linux only.
+
+        The iteration ends after ``"removed"``; cancel the task to stop waiting. ``async
+        with`` releases its netlink socket::
+
+            async with await dev.link_events() as events:
+                async for event in events:
+                    print(event.kind, event.mtu)
+
+        Raises:
+            UnsupportedError: not Linux, or an adopted fd tunflow cannot configure.
+            ClosedDeviceError: the device is closed.
+            DeviceNotFoundError: the interface is gone.
+        """
+        iface = self._iface()
+        return AsyncLinkEvents(await self._run(open_tracker, iface))
 
     async def tx_queue_len(self) -> int:
         """The transmit queue length.

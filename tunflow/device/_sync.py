@@ -22,6 +22,7 @@ from ..platform._base import Buffer, Route
 from ..platform._unix import PipeWaker
 from ._core import DeviceCore, DeviceStatistics, SharedInterface, adopt_fd
 from ._interrupt import InterruptEvent
+from ._links import LinkEvents, open_tracker
 
 if TYPE_CHECKING:
     from typing import Self
@@ -726,6 +727,31 @@ class SyncDevice(DeviceCore):
             DeviceError: any other refusal (``errno`` kept).
         """
         return self._is_running()
+
+    def link_events(
+        self, *, timeout: float | None = None, interrupt: InterruptEvent | None = None
+    ) -> LinkEvents:
+        """Watch the link: a blocking iterator of :class:`~tunflow.LinkEvent` — the state now
+        (``"up"`` or ``"down"``), then each change (``"up"``, ``"down"``, ``"mtu"``) and
+        ``"removed"`` when the interface is deleted (wireguard-go's ``Events()``). Linux only.
+
+        The iteration ends after ``"removed"`` or when the device is shut down; waiting longer
+        than ``timeout`` for an event raises :class:`TimeoutError`, and ``interrupt`` (an
+        :class:`~tunflow.InterruptEvent`) ends a wait with
+        :class:`~tunflow.InterruptedCallError`. ``with`` releases its netlink socket::
+
+            with dev.link_events() as events:
+                for event in events:
+                    print(event.kind, event.mtu)
+
+        Raises:
+            UnsupportedError: not Linux, or an adopted fd tunflow cannot configure.
+            ClosedDeviceError: the device was shut down or closed.
+            DeviceNotFoundError: the interface is gone.
+        """
+        _deadline(timeout)
+        self._check_open()
+        return LinkEvents(open_tracker(self._iface()), self, timeout, interrupt)
 
     def tx_queue_len(self) -> int:
         """The transmit queue length.

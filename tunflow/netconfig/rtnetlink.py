@@ -886,12 +886,13 @@ def encode_set_link(
 
 
 def parse_link(message: NetlinkMessage) -> LinkInfo:
-    """Decode an ``RTM_NEWLINK`` reply.
+    """Decode an ``RTM_NEWLINK`` reply, or the ``RTM_DELLINK`` of a deletion (the same
+    layout: the link as it was).
 
     Raises:
         NetlinkDecodeError: wrong message type, short payload, malformed attributes.
     """
-    if message.type != RTM_NEWLINK:
+    if message.type not in (RTM_NEWLINK, RTM_DELLINK):
         raise NetlinkDecodeError(f"expected RTM_NEWLINK (16), got message type {message.type}")
     payload = message.payload
     if len(payload) < _IFINFOMSG.size:

@@ -579,6 +579,8 @@ class LinkWatch:
             sock.close()
             raise
         self._sock: socket.socket | None = sock
+        #: an ``RTM_DELLINK`` for the interface came: it was deleted
+        self.removed = False
 
     def __repr__(self) -> str:
         state = "closed" if self._sock is None else f"fd={self._sock.fileno()}"
@@ -591,7 +593,7 @@ class LinkWatch:
     def changes(self) -> list[LinkInfo | None]:
         """The interface's states notified since the last call, oldest first (empty: nothing
         came). ``None`` stands for notifications the kernel dropped because they were not read
-        in time (``ENOBUFS``): ask for the state afresh.
+        in time (``ENOBUFS``): ask for the state afresh. A deletion sets :attr:`removed`.
 
         Raises:
             OSError: the socket is closed or failed.
@@ -616,6 +618,8 @@ class LinkWatch:
                     link = rt.parse_link(message)
                     if link.index == self.index:
                         seen.append(link)
+                elif message.type == rt.RTM_DELLINK and rt.parse_link(message).index == self.index:
+                    self.removed = True
 
     def close(self) -> None:
         """Close the socket. Idempotent."""

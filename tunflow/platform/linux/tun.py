@@ -181,6 +181,17 @@ class LinuxInterface:
             raise _device_error(exc, "TUNSETOFFLOAD on a new queue") from exc
         return self.wrap_queue(fd)
 
+    def link_watch(self) -> Any:
+        """A :class:`~tunflow.platform.linux.netlink.LinkWatch` on this interface, opened in
+        its namespace."""
+        from .netlink import LinkWatch
+
+        with (
+            self._op("watch the link"),
+            entered(self._netns_fd if current_inode() != self._netns else None),
+        ):
+            return LinkWatch(self._index)
+
     # -- configuration --------------------------------------------------------------------------
 
     @contextlib.contextmanager

@@ -1,0 +1,103 @@
+"""The link-event tracker over a scripted watch: what the kernel's notifications become (the
+kernel itself in tests/linux/test_device_sync.py and test_device_async.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tunflow import LinkEvent, UnsupportedError
+from tunflow.device._links import open_tracker
+
+UP_RUNNING = 0x1 | 0x40
+
+
+class Link:
+    def __init__(self, flags: int, mtu: int) -> None:
+        self.flags, self.mtu = flags, mtu
+
+
+class Watch:
+    def __init__(self) -> None:
+        self.script: list[list[Any]] = []
+        self.removed = False
+        self.closed = False
+
+    def changes(self) -> list[Any]:
+        return self.script.pop(0) if self.script else []
+
+    def fileno(self) -> int:
+        return -1 if self.closed else 99
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Iface:
+    def __init__(self) -> None:
+        self.watch = Watch()
+        self.running, self.mtu_now = True, 1500
+
+    def link_watch(self) -> Watch:
+        return self.watch
+
+    def is_running(self) -> bool:
+        return self.running
+
+    def mtu(self) -> int:
+        return self.mtu_now
+
+
+def test_changes_become_events_once_each() -> None:
+    iface = Iface()
+    tracker = open_tracker(iface)
+    assert list(tracker.pending) == [LinkEvent("up", 1500)]
+    tracker.pending.clear()
+    # repeated notifications of one state (operstate, carrier…) are one event; admin-up
+    # without RUNNING (no carrier yet) is not "up"
+    iface.watch.script = [
+        [Link(0, 1500), Link(0, 1500), Link(0x1, 1500), Link(UP_RUNNING, 1500)],
+        [Link(UP_RUNNING, 9000), Link(UP_RUNNING, 9000)],
+    ]
+    tracker.absorb()
+    tracker.absorb()
+    assert list(tracker.pending) == [
+        LinkEvent("down", 1500),
+        LinkEvent("up", 1500),
+        LinkEvent("mtu", 9000),
+    ]
+    tracker.pending.clear()
+    # dropped notifications (ENOBUFS): the state is asked afresh
+    iface.running, iface.mtu_now = False, 1280
+    iface.watch.script = [[None]]
+    tracker.absorb()
+    assert list(tracker.pending) == [LinkEvent("down", 1280), LinkEvent("mtu", 1280)]
+    tracker.pending.clear()
+    # the deletion is the last event; nothing after it
+    iface.watch.removed = True
+    tracker.absorb()
+    assert list(tracker.pending) == [LinkEvent("removed", 1280)] and tracker.ended
+    tracker.absorb()
+    assert len(tracker.pending) == 1
+
+
+def test_a_down_link_starts_down_and_a_failed_start_closes_the_watch() -> None:
+    iface = Iface()
+    iface.running = False
+    assert list(open_tracker(iface).pending) == [LinkEvent("down", 1500)]
+
+    class Gone(Iface):
+        def mtu(self) -> int:
+            raise OSError(19, "No such device")
+
+    gone = Gone()
+    with pytest.raises(OSError):
+        open_tracker(gone)
+    assert gone.watch.closed
+
+
+def test_only_linux_has_link_events() -> None:
+    # (the BSD, macOS and Windows interfaces have no link_watch)
+    with pytest.raises(UnsupportedError, match="Linux only"):
+        open_tracker(object())

@@ -1,0 +1,225 @@
+"""Link events: the device going up or down, its MTU changing, its deletion (wireguard-go's
+``tun.Device.Events()``; tun-rs has none). Linux only: the kernel's ``RTNLGRP_LINK``."""
+
+from __future__ import annotations
+
+import collections
+import select
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+import attrs
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from ._interrupt import InterruptEvent
+
+__all__ = ["LinkEvent", "LinkEvents", "AsyncLinkEvents"]
+
+_IFF_UP = 0x1
+_IFF_RUNNING = 0x40
+
+
+@attrs.frozen
+class LinkEvent:
+    """What happened to the device's link.
+
+    Attributes:
+        kind: ``"up"`` (up and running: packets flow), ``"down"``, ``"mtu"`` (the MTU changed,
+            to :attr:`mtu`) or ``"removed"`` (the interface was deleted; the last event).
+        mtu: the MTU when it happened.
+    """
+
+    kind: Literal["up", "down", "mtu", "removed"]
+    mtu: int
+
+
+class _Tracker:
+    """Turns the kernel's link notifications into :class:`LinkEvent`\\ s: the state when the
+    watch began first, then each change of up/down or MTU, then the removal."""
+
+    def __init__(self, watch: Any, iface: Any) -> None:
+        self.watch = watch
+        self._iface = iface
+        self.pending: collections.deque[LinkEvent] = collections.deque()
+        self.ended = False
+        # the state as the watch began (its socket already open, so no change is missed)
+        try:
+            running, mtu = iface.is_running(), iface.mtu()
+        except BaseException:
+            watch.close()
+            raise
+        self._running, self._mtu = running, mtu
+        self.pending.append(LinkEvent("up" if running else "down", mtu))
+
+    def absorb(self) -> None:
+        """Read what the kernel sent and queue the events it means."""
+        if self.ended:
+            return
+        for link in self.watch.changes():
+            if link is None:
+                # notifications were dropped (not read in time): ask afresh
+                if self.watch.removed:
+                    break
+                try:
+                    running, mtu = self._iface.is_running(), self._iface.mtu()
+                except OSError:
+                    continue  # (deleted meanwhile: its RTM_DELLINK follows)
+            else:
+                running = link.flags & (_IFF_UP | _IFF_RUNNING) == _IFF_UP | _IFF_RUNNING
+                mtu = link.mtu
+            if running != self._running:
+                self._running = running
+                self.pending.append(LinkEvent("up" if running else "down", mtu))
+            if mtu != self._mtu:
+                self._mtu = mtu
+                self.pending.append(LinkEvent("mtu", mtu))
+        if self.watch.removed:
+            self.pending.append(LinkEvent("removed", self._mtu))
+            self.ended = True
+
+    def close(self) -> None:
+        self.ended = True
+        self.watch.close()
+
+
+class LinkEvents:
+    """The link events of a :class:`~tunflow.SyncDevice`, as a blocking iterator (from
+    :meth:`~tunflow.SyncDevice.link_events`).
+
+    The first event is the state when the watch began (``"up"`` or ``"down"``); the iteration
+    ends after ``"removed"``, or when the device is shut down. ``with`` (or :meth:`close`)
+    releases the netlink socket.
+    """
+
+    def __init__(
+        self,
+        tracker: _Tracker,
+        device: Any,
+        timeout: float | None,
+        interrupt: InterruptEvent | None,
+    ) -> None:
+        self._tracker = tracker
+        self._device = device
+        self._timeout = timeout
+        self._interrupt = interrupt
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> LinkEvent:
+        """The next event, waiting for it.
+
+        Raises:
+            StopIteration: after ``"removed"``, or the device was shut down.
+            TimeoutError: nothing happened within the ``timeout`` given.
+            InterruptedCallError: the ``interrupt`` given was triggered.
+        """
+        from ..platform._unix import poll_wait
+
+        tracker = self._tracker
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        while not tracker.pending:
+            if tracker.ended or self._device._shutdown:
+                raise StopIteration
+            if self._interrupt is not None:
+                self._interrupt._check()
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            # (a pipe: link events are Linux only)
+            intr: Any = None
+            if self._interrupt is not None:
+                intr = self._interrupt._waker_for(self._device._queue)
+            fd = tracker.watch.fileno()
+            if fd < 0:
+                raise StopIteration  # closed
+            ready = poll_wait(fd, select.POLLIN, remaining, self._device._waker, None, intr)
+            if ready:
+                tracker.absorb()
+            elif deadline is not None and time.monotonic() >= deadline:
+                if self._device._shutdown:
+                    raise StopIteration
+                if self._interrupt is not None:
+                    self._interrupt._check()
+                raise TimeoutError("no link event within the timeout")
+        return tracker.pending.popleft()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop watching (the iteration ends). Idempotent."""
+        self._tracker.close()
+
+
+class AsyncLinkEvents:
+    """The link events of an :class:`~tunflow.AsyncDevice`, as an async iterator (from
+    :meth:`~tunflow.AsyncDevice.link_events`).
+
+    The first event is the state when the watch began (``"up"`` or ``"down"``); the iteration
+    ends after ``"removed"``. Cancel the task to stop waiting; ``async with`` (or
+    :meth:`aclose`) releases the netlink socket.
+    """
+
+    def __init__(self, tracker: _Tracker) -> None:
+        self._tracker = tracker
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> LinkEvent:
+        tracker = self._tracker
+        await anyio.lowlevel.checkpoint()
+        while not tracker.pending:
+            fd = tracker.watch.fileno()
+            if tracker.ended or fd < 0:
+                raise StopAsyncIteration
+            try:
+                await anyio.wait_readable(fd)
+            except anyio.ClosedResourceError:
+                raise StopAsyncIteration from None
+            tracker.absorb()
+        return tracker.pending.popleft()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop watching (the iteration ends). Idempotent."""
+        tracker = self._tracker
+        fd = tracker.watch.fileno()
+        if fd >= 0 and not tracker.ended:
+            anyio.notify_closing(fd)
+        tracker.close()
+
+
+def open_tracker(iface: Any) -> _Tracker:
+    """Start watching ``iface``'s link.
+
+    Raises:
+        UnsupportedError: not on this platform (Linux only).
+    """
+    from ..errors import UnsupportedError
+
+    link_watch = getattr(iface, "link_watch", None)
+    if link_watch is None:
+        raise UnsupportedError("link events are Linux only (the kernel's netlink)")
+    return _Tracker(link_watch(), iface)
