@@ -620,3 +620,9 @@ async def test_link_events_follow_the_link(netns: testing.Netns) -> None:
             ("down", 1400),  # (a deletion takes a running link down first)
             ("removed", 1400),
         ]
+
+
+async def test_set_network_address_async(netns: testing.Netns) -> None:
+    async with DeviceBuilder().ipv4("10.67.0.1", 24).ipv4("10.68.0.1", 24).build_async() as dev:
+        await dev.set_network_address("10.69.0.1", 24)
+        assert [str(a) for a in await dev.addresses() if a.version == 4] == ["10.69.0.1/24"]

@@ -1434,3 +1434,32 @@ def test_link_events_sync(netns: testing.Netns) -> None:
         threading.Timer(0.05, dev.shutdown).start()
         assert list(events) == []  # shut down: the iteration ends
         events.close()
+
+
+def test_set_network_address_replaces_the_ipv4_addresses(netns: testing.Netns) -> None:
+    # tun-rs's set_network_address: one IPv4 address afterwards, IPv6 untouched
+    with (
+        DeviceBuilder()
+        .ipv4("10.153.0.1", 24)
+        .ipv4("10.154.0.1", 16)
+        .ipv6("fd53::1", 64)
+        .build_sync() as dev
+    ):
+        name = dev.name()
+        # in the subnet of the old primary (Linux deletes its secondaries with it)
+        dev.set_network_address("10.153.0.9", "255.255.255.0")
+        assert addrs_of(netns, name) == {"10.153.0.9/24", "fd53::1/64"}
+        dev.set_network_address("10.155.0.1", 30)
+        assert addrs_of(netns, name) == {"10.155.0.1/30", "fd53::1/64"}
+        dev.set_network_address("10.155.0.1", 30)  # already so: nothing changes
+        assert addrs_of(netns, name) == {"10.155.0.1/30", "fd53::1/64"}
+        # checked before anything changes
+        for bad in [("10.156.0.1", 33), ("fd00::1", 64), ("10.156.0.1", "255.0.255.0")]:
+            with pytest.raises(ConfigError):
+                dev.set_network_address(*bad)
+        with pytest.raises(ConfigError, match="destination"):
+            dev.set_network_address("10.156.0.1", 24, "fd00::2")
+        assert addrs_of(netns, name) == {"10.155.0.1/30", "fd53::1/64"}
+        dev.set_network_address("10.157.0.1", 32, "10.157.0.2")  # point to point
+        shown = netns.ip_json("-4", "addr", "show", "dev", name)[0]["addr_info"]
+        assert [(a["local"], a.get("address")) for a in shown] == [("10.157.0.1", "10.157.0.2")]

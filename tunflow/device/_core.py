@@ -529,14 +529,28 @@ class DeviceCore:
         prefix: PrefixLike,
         destination: IPAddressLike | None = None,
     ) -> None:
-        iface = parse_ipv4(address, prefix)
-        peer = None
-        if destination is not None:
-            d = parse_address(destination)
-            if not isinstance(d, IPv4Address):
-                raise ConfigError(f"destination {destination!r} is not an IPv4 address")
-            peer = d
+        iface, peer = _parse_v4(address, prefix, destination)
         self._iface().add_address(iface, peer)
+
+    def _set_network_address(
+        self,
+        address: IPAddressLike,
+        prefix: PrefixLike,
+        destination: IPAddressLike | None = None,
+    ) -> None:
+        new, peer = _parse_v4(address, prefix, destination)  # (before anything changes)
+        iface = self._iface()
+        old = [a for a in iface.addresses() if a.version == 4]
+        # The new address first, so a refusal leaves the old ones; then the old ones go. Linux
+        # deletes a primary address's secondaries in its subnet with it (promote_secondaries
+        # off), which the new one may have become: it is then put back.
+        if new not in old:
+            iface.add_address(new, peer)
+        for a in old:
+            if a != new:
+                iface.remove_address(a.ip)
+        if new not in iface.addresses():
+            iface.add_address(new, peer)
 
     def _add_address_v6(self, address: IPAddressLike, prefix: PrefixLike) -> None:
         iface = parse_ipv6(address, prefix)
@@ -589,6 +603,18 @@ class DeviceCore:
         if type(length) is not int or length < 0:
             raise ConfigError(f"tx_queue_len {length!r} must be a non-negative int")
         self._iface().set_tx_queue_len(length)
+
+
+def _parse_v4(
+    address: IPAddressLike, prefix: PrefixLike, destination: IPAddressLike | None
+) -> tuple[IPv4Interface, IPv4Address | None]:
+    iface = parse_ipv4(address, prefix)
+    if destination is None:
+        return iface, None
+    d = parse_address(destination)
+    if not isinstance(d, IPv4Address):
+        raise ConfigError(f"destination {destination!r} is not an IPv4 address")
+    return iface, d
 
 
 def adopt_fd(fd: int, *, close_fd: bool, packet_information: bool) -> tuple[Any, Any]:

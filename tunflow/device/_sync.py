@@ -614,6 +614,25 @@ class SyncDevice(DeviceCore):
         """
         self._add_address_v4(address, prefix, destination)
 
+    def set_network_address(
+        self,
+        address: IPAddressLike,
+        prefix: PrefixLike,
+        destination: IPAddressLike | None = None,
+    ) -> None:
+        """Make ``address/prefix`` the device's only IPv4 address (tun-rs
+        ``set_network_address``): it is added, then every other IPv4 address removed; IPv6
+        addresses stay. Checked before anything changes; a refused add leaves the old ones.
+
+        Raises:
+            ConfigError: a bad address, prefix, netmask or destination.
+            DeviceNotFoundError: the interface is gone.
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: the device was adopted from an fd tunflow cannot configure.
+            DeviceError: any other refusal (``errno`` kept).
+        """
+        self._set_network_address(address, prefix, destination)
+
     def add_address_v6(self, address: IPAddressLike, prefix: PrefixLike) -> None:
         """Add an IPv6 address (usable when the call returns: no duplicate detection).
 
