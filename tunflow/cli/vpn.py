@@ -1083,6 +1083,7 @@ def _down_killed(name: str) -> int:
     """``tunflow down NAME`` after the ``tunflow up`` serving it was killed: undo its journal,
     remove its stale pid file and control socket; one line says what went."""
     from ..wireguard import UAPI_DIRECTORY
+    from ..wireguard.runtime import _remove_if_stale
 
     _log_to_stderr(logging.WARNING)  # why a rule could not be removed
     stale_pid = _pid_path(name).exists()
@@ -1101,10 +1102,9 @@ def _down_killed(name: str) -> int:
             return 1
     gone = ["the stale pid file"] if stale_pid else []
     sock = Path(UAPI_DIRECTORY, f"{name}.sock")
-    if sock.exists() and not _answers(sock):  # one a live process serves is another's
-        with contextlib.suppress(OSError):
-            sock.unlink()
-            gone.append(f"the control socket {sock}")
+    # not one a live process serves (another's), nor a file that is no socket at all
+    if _remove_if_stale(sock):
+        gone.append(f"the control socket {sock}")
     # no journal (an `up` undid it meanwhile): the pid file and socket were all there was
     text = undone or f"{name}: no tunflow up serves it; removed {', '.join(gone) or 'nothing'}"
     if undone and gone:
@@ -1258,6 +1258,7 @@ def show(args: argparse.Namespace) -> int:
     from ..wireguard import UAPI_DIRECTORY
     from ..wireguard.protocol import parse_get
     from ..wireguard.protocol.config import format_endpoint
+    from ..wireguard.runtime import _remove_if_stale, _socket_state
 
     directory = Path(UAPI_DIRECTORY)
     if args.name:
@@ -1274,8 +1275,14 @@ def show(args: argparse.Namespace) -> int:
             info = parse_get(_uapi_get(path))
         except ConnectionRefusedError:
             # nobody listens: what a killed process left; wg removes such a socket and lists
-            # no interface for it
-            path.unlink(missing_ok=True)
+            # no interface for it. Connecting to a file that is no socket is refused too: wg
+            # leaves that one alone, and lists nothing for it either
+            if _socket_state(path) == "not a socket":
+                if args.name:
+                    print(f"tunflow: {name}: {path} is not a control socket", file=sys.stderr)
+                    status = 1
+                continue
+            _remove_if_stale(path)
             if args.name:
                 print(
                     f"tunflow: {name}: no such interface (a stale control socket, removed)",

@@ -31,6 +31,8 @@ import errno
 import ipaddress
 import logging
 import os
+import socket
+import stat
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -1381,22 +1383,74 @@ async def _interface(
                     os.unlink(uapi_path)
 
 
-def _prepare_directory(path: str) -> bool:
-    """Make the socket's directory; whether a socket file is there already."""
+def _prepare_directory(path: str) -> None:
+    """Make the socket's directory."""
     Path(path).parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    return os.path.exists(path)
+
+
+def _socket_state(path: str | os.PathLike[str]) -> str:
+    """What is at a control socket's ``path``, as ``wg`` tells it: ``"absent"``; ``"stale"``,
+    a socket nobody listens on (connecting is refused: what a killed process left, which
+    ``wg`` removes); ``"live"``, a socket a process listens on — one too busy to accept (its
+    backlog full) included, and one this process may not connect to; ``"not a socket"``, a
+    file of another kind (connecting to it is refused too, but ``wg`` leaves it alone: it was
+    never a control socket, so it is not a stale one to remove).
+
+    Never blocks: a UNIX socket's connect succeeds or fails at once when non-blocking.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return "absent"
+    except OSError:
+        return "live"  # (cannot look: not to be removed)
+    if not stat.S_ISSOCK(mode):
+        return "not a socket"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.setblocking(False)
+        try:
+            s.connect(os.fspath(path))
+        except ConnectionRefusedError:
+            return "stale"
+        except FileNotFoundError:
+            return "absent"  # removed meanwhile
+        except OSError:
+            return "live"  # EAGAIN (its backlog is full), EACCES…: not proven gone
+    return "live"
+
+
+def _remove_if_stale(path: str | os.PathLike[str]) -> bool:
+    """Remove the control socket at ``path`` if it is stale (see :func:`_socket_state`), as
+    ``wg`` does; whether it was removed. Anything else there is left as it is."""
+    if _socket_state(path) != "stale":
+        return False
+    try:
+        os.unlink(path)
+    except OSError:
+        return False
+    return True
 
 
 async def _uapi_listener(path: str) -> anyio.abc.SocketListener:
-    """Listen on the control socket, refusing to take over one a live process serves."""
-    if _prepare_directory(path):
-        try:
-            stream = await anyio.connect_unix(path)
-        except OSError:
-            os.unlink(path)  # stale: its process is gone
-        else:
-            await stream.aclose()
-            raise ConfigError(f"{path} is served by a running process (is the interface up?)")
+    """Listen on the control socket, refusing to take over one a live process serves, and to
+    remove a file there that is not a socket.
+
+    Raises:
+        ConfigError: a process serves the socket there, or a file of another kind is there.
+        OSError: the socket cannot be made.
+    """
+    _prepare_directory(path)
+    state = _socket_state(path)
+    if state == "stale":
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # its process is gone
+    elif state == "live":
+        raise ConfigError(f"{path} is served by a running process (is the interface up?)")
+    elif state == "not a socket":
+        raise ConfigError(
+            f"{path} is there and is not a socket (not a control socket a killed process "
+            "left, so it is not removed): remove it, or serve the interface elsewhere"
+        )
     return await anyio.create_unix_listener(path, mode=0o600)
 
 

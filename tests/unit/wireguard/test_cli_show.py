@@ -113,3 +113,24 @@ def test_a_name_that_is_not_up_says_so(directory: Path, capsys: pytest.CaptureFi
     err = capsys.readouterr().err
     assert "absent0: no such interface (no control socket at " in err
     assert "Errno" not in err
+
+
+def test_a_file_that_is_not_a_socket_is_left_alone(
+    directory: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # connecting to a regular file or a directory is refused as to a stale socket; wg checks
+    # that it is a socket before it removes anything (and lists no interface for the rest)
+    (directory / "notes.sock").write_text("kept\n")
+    (directory / "dir.sock").mkdir()
+    serve(directory / "live.sock", b"listen_port=7\nerrno=0\n\n")
+    assert run_show(None) == 0
+    out, err = capsys.readouterr()
+    assert "interface: live" in out and "notes" not in out + err and "dir" not in out + err
+    assert (directory / "notes.sock").read_text() == "kept\n"
+    assert (directory / "dir.sock").is_dir()
+    for name in ("notes", "dir"):
+        assert run_show(name) == 1
+        assert f"{name}: {directory / name}.sock is not a control socket" in (
+            capsys.readouterr().err
+        )
+    assert (directory / "notes.sock").exists() and (directory / "dir.sock").exists()
