@@ -995,9 +995,27 @@ def _only(group: ExceptionGroup[Any], kinds: tuple[type[Exception], ...]) -> Exc
 # -- down ---------------------------------------------------------------------------------------
 
 
+def _seconds(text: str) -> float:
+    """``--timeout``'s value: seconds, 0 or more (``inf``: wait for ever).
+
+    Raises:
+        argparse.ArgumentTypeError: not a number of seconds — ``nan`` included, which no
+            deadline is ever past (the wait would never end), and a negative one.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0:  # (NaN compares false)
+        raise argparse.ArgumentTypeError(f"not a number of seconds, 0 or more: {text!r}")
+    return value
+
+
 def _down_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", metavar="NAME", help="the interface (wg0) or its file (wg0.conf)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
+    p.add_argument(
+        "--timeout", type=_seconds, default=10.0, help="seconds to wait (default 10; inf: no limit)"
+    )
 
 
 def _alive(pid: int) -> bool:
