@@ -1,4 +1,5 @@
-"""``tunflow up --daemon``'s own exit status when the background ``up`` fails to come up."""
+"""``tunflow up --daemon``: the command line of the background ``up``, and its own exit status
+when the background ``up`` fails to come up."""
 
 from __future__ import annotations
 
@@ -103,3 +104,29 @@ def test_a_start_stuck_holding_the_lock_does_not_hang_the_next(
         assert list(tmp_path.iterdir()) == []  # no log moved or made
     finally:
         os.close(held)
+
+
+@pytest.mark.parametrize("config", ["wg0.conf", "-wg0.conf", "--native"])
+def test_the_background_up_reads_the_file_it_was_given(
+    config: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `tunflow up --daemon -- -wg0.conf`: the background `up` took the file's name for an
+    # option (and failed to start, or took --native for a flag and went on without a file)
+    from tunflow.cli import build_parser
+
+    monkeypatch.setattr(vpn, "PID_DIRECTORY", str(tmp_path))
+    popen = subprocess.Popen
+    started: list[list[str]] = []
+
+    def fake(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        started.append(argv)
+        return popen([sys.executable, "-c", "raise SystemExit(2)"], **kwargs)
+
+    monkeypatch.setattr(vpn.subprocess, "Popen", fake)
+    args = argparse.Namespace(**{**vars(ARGS), "config": config, "native": True})
+    assert vpn._daemonize(args, "wg0") == 2
+    (argv,) = started
+    assert argv[1:4] == ["-m", "tunflow.cli", "up"]
+    child = build_parser().parse_args(argv[3:])
+    assert (child.config, child.name, child.native, child.daemon) == (config, "wg0", True, False)
+    assert (child.offload, child.backend) == ("auto", "asyncio")

@@ -896,11 +896,12 @@ def _starting_alone(directory: Path, name: str) -> Iterator[None]:
 def _daemonize(args: argparse.Namespace, name: str) -> int:
     """Run ``tunflow up`` again in a new session; return once it says ``READY=1`` on a notify
     socket of ours (as it would to systemd), or with its status if it fails first."""
-    argv = [sys.executable, "-m", "tunflow.cli", "up", args.config, "--name", name]
+    argv = [sys.executable, "-m", "tunflow.cli", "up", "--name", name]
     for flag in ("native", "no_routes", "quiet", "verbose"):
         if getattr(args, flag):
             argv.append("--" + flag.replace("_", "-"))
-    argv += ["--offload", args.offload, "--backend", args.backend]
+    # the file last, after "--": a name that starts with "-" is a file, not an option
+    argv += ["--offload", args.offload, "--backend", args.backend, "--", args.config]
     log_path = Path(PID_DIRECTORY) / f"{name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with (
