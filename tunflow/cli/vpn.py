@@ -1071,9 +1071,11 @@ def down(args: argparse.Namespace) -> int:
     # WireGuard link only, never eth0 or a veth
     from ..wireguard import UAPI_DIRECTORY
 
-    shown = subprocess.run(
-        ["ip", "-j", "-d", "link", "show", "dev", name], capture_output=True, text=True, check=False
-    )
+    try:
+        shown = _ip("-j", "-d", "link", "show", "dev", name)
+    except FileNotFoundError:
+        print(f"tunflow: cannot look for {name}: no 'ip' command (iproute2)", file=sys.stderr)
+        return 1
     if shown.returncode:
         sock = Path(UAPI_DIRECTORY, f"{name}.sock")
         if _answers(sock):  # served, but the link is not here: another namespace's
@@ -1091,11 +1093,27 @@ def down(args: argparse.Namespace) -> int:
     if kind != "wireguard" and not served:
         print(f"tunflow: {name} is not a WireGuard interface", file=sys.stderr)
         return 1
-    done = subprocess.run(["ip", "link", "del", name], capture_output=True, text=True, check=False)
+    done = _ip("link", "del", name)
     if done.returncode:
-        print(f"tunflow: no interface {name} to take down", file=sys.stderr)
+        # ip's own reason: "Operation not permitted" (not root) is not "no such interface"
+        why = _one_line(done.stderr.strip()) or f"ip exited {done.returncode}"
+        hint = (
+            " (not running as root: run it with sudo)"
+            if os.geteuid() and "not permitted" in why
+            else ""
+        )
+        print(f"tunflow: cannot delete {name}: {why}{hint}", file=sys.stderr)
         return 1
     return 0
+
+
+def _ip(*args: str) -> subprocess.CompletedProcess[str]:
+    """``ip ARGS``, its output captured.
+
+    Raises:
+        FileNotFoundError: there is no ``ip`` command.
+    """
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
 
 
 def _down_killed(name: str) -> int:

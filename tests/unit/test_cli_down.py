@@ -1,0 +1,56 @@
+"""``tunflow down`` of an interface no ``tunflow up`` serves, with a stand-in ``ip`` command on
+``$PATH`` (or none): what it says when ``ip`` is missing or refuses (nothing reaches the
+kernel; a temporary directory stands in for ``/run/tunflow``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+import tunflow.wireguard
+from tunflow.cli import vpn
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="iproute2")
+
+
+@pytest.fixture
+def bin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(vpn, "PID_DIRECTORY", str(tmp_path / "run"))
+    monkeypatch.setattr(tunflow.wireguard, "UAPI_DIRECTORY", str(tmp_path / "wg"), raising=False)
+    path = tmp_path / "bin"
+    path.mkdir()
+    monkeypatch.setenv("PATH", str(path))
+    return path
+
+
+def down(name: str) -> int:
+    return vpn.down(argparse.Namespace(name=name, timeout=1.0))
+
+
+def test_without_ip_it_says_so(bin_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert down("wg7") == 1  # was a FileNotFoundError traceback
+    err = capsys.readouterr().err
+    assert err == "tunflow: cannot look for wg7: no 'ip' command (iproute2)\n"
+
+
+def test_a_refused_delete_says_why(bin_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a WireGuard link is there; deleting it is refused (as it is for a user who is not root):
+    # that is not "no interface to take down"
+    shown = json.dumps([{"ifname": "wg7", "linkinfo": {"info_kind": "wireguard"}}])
+    ip = bin_dir / "ip"
+    ip.write_text(
+        "#!/bin/sh\n"
+        f"if [ \"$1\" = -j ]; then echo '{shown}'; exit 0; fi\n"
+        "echo 'RTNETLINK answers: Operation not permitted' >&2\n"
+        "exit 2\n"
+    )
+    ip.chmod(0o755)
+    assert down("wg7") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("tunflow: cannot delete wg7: RTNETLINK answers: Operation not permitted")
+    assert ("run it with sudo" in err) == (os.geteuid() != 0)
