@@ -54,3 +54,28 @@ def test_a_refused_delete_says_why(bin_dir: Path, capsys: pytest.CaptureFixture[
     err = capsys.readouterr().err
     assert err.startswith("tunflow: cannot delete wg7: RTNETLINK answers: Operation not permitted")
     assert ("run it with sudo" in err) == (os.geteuid() != 0)
+
+
+@pytest.mark.parametrize(
+    "text", ["-1\n", "0\n", "+7\n", "-4242\n", "99999999999999999999\n", "٧\n"]
+)
+def test_a_pid_file_that_holds_no_pid_signals_nobody(
+    text: str, bin_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # os.kill(-1, SIGTERM) signals every process there is, os.kill(-N, …) a process group:
+    # a damaged pid file (its lock held) must not make `down` send either
+    import fcntl
+
+    run = Path(vpn.PID_DIRECTORY)
+    run.mkdir()
+    (run / "wg7.pid").write_text(text)
+    killed: list[int] = []
+    monkeypatch.setattr(vpn.os, "kill", lambda pid, sig: killed.append(pid))
+    fd = os.open(run / "wg7.pid", os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a live `tunflow up` holds it
+        assert vpn._running_pid("wg7") == 0  # held, no pid: one still starting
+        vpn.down(argparse.Namespace(name="wg7", timeout=0.1))
+    finally:
+        os.close(fd)
+    assert killed == []

@@ -40,6 +40,7 @@ import anyio.abc
 import anyio.to_thread
 import attrs
 
+from .._text import is_decimal
 from ..errors import ConfigError, DeviceGoneError, TunflowError
 from . import add_backend_option, anyio_backend, command
 
@@ -573,10 +574,16 @@ class _PidFile:
 
 
 def _read_pid(path: Path) -> int:
+    """The pid in the pid file at ``path``; 0 when there is none (not written yet) or it is
+    not a pid. Only a positive number is one: ``os.kill`` takes 0 and -1 (which ``int``
+    reads, as it reads ``+5``) for a process group and for every process there is — ``tunflow
+    down`` of a damaged file would have sent SIGTERM to all of them."""
     try:
-        return int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
+        text = path.read_text().split()[0]
+    except (OSError, UnicodeDecodeError, IndexError):
         return 0
+    # (and one that fits a pid_t: os.kill raises OverflowError past it)
+    return int(text) if is_decimal(text) and int(text) <= 0x7FFFFFFF else 0
 
 
 def _running_pid(name: str) -> int:
