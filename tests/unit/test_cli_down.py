@@ -79,3 +79,29 @@ def test_a_pid_file_that_holds_no_pid_signals_nobody(
     finally:
         os.close(fd)
     assert killed == []
+
+
+def test_an_up_still_starting_after_the_timeout_is_left_alone(
+    bin_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # its PostUp runs longer than --timeout: its half-made link is not another tool's to
+    # delete (a stand-in ip shows a TUN with a control socket, and would delete it)
+    import fcntl
+
+    run, sockets = Path(vpn.PID_DIRECTORY), Path(tunflow.wireguard.UAPI_DIRECTORY)
+    run.mkdir()
+    sockets.mkdir()
+    (sockets / "wg7.sock").touch()
+    calls = bin_dir / "calls"
+    shown = json.dumps([{"ifname": "wg7", "linkinfo": {"info_kind": "tun"}}])
+    ip = bin_dir / "ip"
+    ip.write_text(f"#!/bin/sh\necho \"$*\" >> {calls}\necho '{shown}'\n")
+    ip.chmod(0o755)
+    fd = os.open(run / "wg7.pid", os.O_RDWR | os.O_CREAT)  # locked, no pid yet: starting
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        assert vpn.down(argparse.Namespace(name="wg7", timeout=0.2)) == 1
+    finally:
+        os.close(fd)
+    assert "wg7 is still starting after 0.2 s" in capsys.readouterr().err
+    assert not calls.exists()  # ip was not even asked

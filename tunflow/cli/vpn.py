@@ -1044,7 +1044,8 @@ def _alive(pid: int) -> bool:
 def down(args: argparse.Namespace) -> int:
     """``tunflow down NAME``: SIGTERM to the process running it, then wait until it is gone.
     One still starting (PreUp, PostUp, routes: its pid not written yet) is waited for first,
-    up to ``--timeout``, so it goes down in order too.
+    up to ``--timeout``, so it goes down in order too; one still starting after that is left
+    alone (status 1).
 
     When the ``tunflow up`` that served it was killed (no process holds its pid file) and left
     a journal of what it changed outside the device (policy rules, nftables tables, DNS), that
@@ -1057,10 +1058,16 @@ def down(args: argparse.Namespace) -> int:
     """
     try:
         name = _interface_name(args.name)
-        if _lock_holder(name) == 0:
-            # an `up` is starting (its hooks, its routes…): stopped in order once it is up,
-            # not its half-made link deleted under it
-            _wait_for(lambda: _lock_holder(name) != 0, args.timeout)
+        # an `up` is starting (its hooks, its routes…): stopped in order once it is up, not
+        # its half-made link deleted under it — nor after the wait, when it still is (a slow
+        # PostUp): it is not another tool's link
+        if _lock_holder(name) == 0 and not _wait_for(lambda: _lock_holder(name) != 0, args.timeout):
+            print(
+                f"tunflow: {name} is still starting after {args.timeout:g} s (PreUp, "
+                "PostUp, routes…): try again once it is up, or with a longer --timeout",
+                file=sys.stderr,
+            )
+            return 1
         pid = _running_pid(name)
         if pid:
             with contextlib.suppress(ProcessLookupError):  # gone meanwhile: done
