@@ -1463,3 +1463,18 @@ def test_set_network_address_replaces_the_ipv4_addresses(netns: testing.Netns) -
         dev.set_network_address("10.157.0.1", 32, "10.157.0.2")  # point to point
         shown = netns.ip_json("-4", "addr", "show", "dev", name)[0]["addr_info"]
         assert [(a["local"], a.get("address")) for a in shown] == [("10.157.0.1", "10.157.0.2")]
+
+
+def test_set_network_address_over_a_primary_and_its_secondaries(netns: testing.Netns) -> None:
+    # Linux deletes a primary's secondaries with it (promote_secondaries off): the old
+    # secondaries are then gone when their turn comes, which is not a failure
+    with DeviceBuilder().ipv4("10.158.0.1", 24).ipv4("10.158.0.2", 24).build_sync() as dev:
+        name = dev.name()
+        netns.run("sysctl", "-qw", f"net.ipv4.conf.{name}.promote_secondaries=0")
+        dev.set_network_address("10.159.0.1", 24)
+        assert addrs_of(netns, name) == {"10.159.0.1/24"}
+        # the new address a secondary of the old primary, with another secondary
+        netns.run("ip", "addr", "add", "10.160.0.1/24", "dev", name)
+        netns.run("ip", "addr", "add", "10.160.0.2/24", "dev", name)
+        dev.set_network_address("10.160.0.3", 24)
+        assert addrs_of(netns, name) == {"10.160.0.3/24"}

@@ -543,12 +543,18 @@ class DeviceCore:
         old = [a for a in iface.addresses() if a.version == 4]
         # The new address first, so a refusal leaves the old ones; then the old ones go. Linux
         # deletes a primary address's secondaries in its subnet with it (promote_secondaries
-        # off), which the new one may have become: it is then put back.
+        # off), which the new one may have become (it is then put back) and which the old
+        # secondaries are (they are gone when their turn comes).
         if new not in old:
             iface.add_address(new, peer)
         for a in old:
             if a != new:
-                iface.remove_address(a.ip)
+                try:
+                    iface.remove_address(a.ip)
+                except DeviceError as exc:
+                    # a secondary the kernel deleted with its primary, a moment ago
+                    if exc.errno != errno.EADDRNOTAVAIL:
+                        raise
         if new not in iface.addresses():
             iface.add_address(new, peer)
 
