@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tunflow import LinkEvent, UnsupportedError
+from tunflow import DeviceNotFoundError, LinkEvent, UnsupportedError
 from tunflow.device._links import open_tracker
 
 UP_RUNNING = 0x1 | 0x40
@@ -101,3 +101,19 @@ def test_only_linux_has_link_events() -> None:
     # (the BSD, macOS and Windows interfaces have no link_watch)
     with pytest.raises(UnsupportedError, match="Linux only"):
         open_tracker(object())
+
+
+def test_a_deletion_among_dropped_notifications_is_still_the_removal() -> None:
+    # ENOBUFS may drop the RTM_DELLINK itself: asking afresh then finds no interface, and
+    # nothing more will ever come for it — that is the removal, not a wait for ever
+    iface = Iface()
+    tracker = open_tracker(iface)
+    tracker.pending.clear()
+
+    def gone() -> bool:
+        raise DeviceNotFoundError(19, "get flags: interface tun0 (index 7) is gone")
+
+    iface.is_running = gone  # type: ignore[method-assign]
+    iface.watch.script = [[None]]
+    tracker.absorb()
+    assert list(tracker.pending) == [LinkEvent("removed", 1500)] and tracker.ended

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 import attrs
 
+from ..errors import DeviceNotFoundError, UnsupportedError
+
 if TYPE_CHECKING:
     from typing import Self
 
@@ -59,6 +61,7 @@ class _Tracker:
         """Read what the kernel sent and queue the events it means."""
         if self.ended:
             return
+        gone = False
         for link in self.watch.changes():
             if link is None:
                 # notifications were dropped (not read in time): ask afresh
@@ -66,8 +69,13 @@ class _Tracker:
                     break
                 try:
                     running, mtu = self._iface.is_running(), self._iface.mtu()
+                except DeviceNotFoundError:
+                    # deleted: its RTM_DELLINK may have been among the dropped, and nothing
+                    # more will come for the interface
+                    gone = True
+                    break
                 except OSError:
-                    continue  # (deleted meanwhile: its RTM_DELLINK follows)
+                    continue
             else:
                 running = link.flags & (_IFF_UP | _IFF_RUNNING) == _IFF_UP | _IFF_RUNNING
                 mtu = link.mtu
@@ -77,7 +85,7 @@ class _Tracker:
             if mtu != self._mtu:
                 self._mtu = mtu
                 self.pending.append(LinkEvent("mtu", mtu))
-        if self.watch.removed:
+        if gone or self.watch.removed:
             self.pending.append(LinkEvent("removed", self._mtu))
             self.ended = True
 
@@ -217,8 +225,6 @@ def open_tracker(iface: Any) -> _Tracker:
     Raises:
         UnsupportedError: not on this platform (Linux only).
     """
-    from ..errors import UnsupportedError
-
     link_watch = getattr(iface, "link_watch", None)
     if link_watch is None:
         raise UnsupportedError("link events are Linux only (the kernel's netlink)")
