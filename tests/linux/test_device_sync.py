@@ -1478,3 +1478,23 @@ def test_set_network_address_over_a_primary_and_its_secondaries(netns: testing.N
         netns.run("ip", "addr", "add", "10.160.0.2/24", "dev", name)
         dev.set_network_address("10.160.0.3", 24)
         assert addrs_of(netns, name) == {"10.160.0.3/24"}
+
+
+def test_set_network_address_sets_the_peer_of_an_address_already_there(
+    netns: testing.Netns,
+) -> None:
+    # the same address and prefix with another point-to-point peer (or none) is not "already
+    # so": the peer asked for is what the device has afterwards
+    with DeviceBuilder().ipv4("10.161.0.1", 32).build_sync() as dev:
+        name = dev.name()
+
+        def shown() -> list[tuple[str, str | None]]:
+            info = netns.ip_json("-4", "addr", "show", "dev", name)[0]["addr_info"]
+            return [(a["local"], a.get("address")) for a in info]
+
+        dev.set_network_address("10.161.0.1", 32, "10.161.0.2")
+        assert shown() == [("10.161.0.1", "10.161.0.2")]
+        dev.set_network_address("10.161.0.1", 32, "10.161.0.3")
+        assert shown() == [("10.161.0.1", "10.161.0.3")]
+        dev.set_network_address("10.161.0.1", 32)
+        assert shown() == [("10.161.0.1", None)]

@@ -723,8 +723,10 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         destination: IPAddressLike | None = None,
     ) -> None:
         """Make ``address/prefix`` the device's only IPv4 address (tun-rs
-        ``set_network_address``): it is added, then every other IPv4 address removed; IPv6
-        addresses stay. Checked before anything changes; a refused add leaves the old ones.
+        ``set_network_address``), with ``destination`` as its point-to-point peer: it is
+        added, then every other IPv4 address removed; IPv6 addresses stay. Checked before
+        anything changes; a refused add leaves the old ones — except on Linux when the address
+        is there with another peer (or none), which goes first.
 
         Raises:
             ConfigError: a bad address, prefix, netmask or destination.

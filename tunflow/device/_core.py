@@ -540,21 +540,27 @@ class DeviceCore:
     ) -> None:
         new, peer = _parse_v4(address, prefix, destination)  # (before anything changes)
         iface = self._iface()
-        old = [a for a in iface.addresses() if a.version == 4]
+        # Linux tells each address's point-to-point peer: the address asked for, present with
+        # another peer (or none), is not "already there". Elsewhere the peer is not known.
+        listed = getattr(iface, "address_peers", None)
+        old: list[tuple[Any, Any]] = (
+            [(a, p) for a, p in listed() if a.version == 4]
+            if listed is not None
+            else [(a, peer) for a in iface.addresses() if a.version == 4]
+        )
         # The new address first, so a refusal leaves the old ones; then the old ones go. Linux
         # deletes a primary address's secondaries in its subnet with it (promote_secondaries
         # off), which the new one may have become (it is then put back) and which the old
         # secondaries are (they are gone when their turn comes).
-        if new not in old:
+        if (new, peer) not in old:
+            for a, p in old:
+                if a == new:
+                    # (another peer: the kernel would refuse the new one, or keep both)
+                    _remove_v4(iface, a, p)
             iface.add_address(new, peer)
-        for a in old:
+        for a, p in old:
             if a != new:
-                try:
-                    iface.remove_address(a.ip)
-                except DeviceError as exc:
-                    # a secondary the kernel deleted with its primary, a moment ago
-                    if exc.errno != errno.EADDRNOTAVAIL:
-                        raise
+                _remove_v4(iface, a, p)
         if new not in iface.addresses():
             iface.add_address(new, peer)
 
@@ -609,6 +615,21 @@ class DeviceCore:
         if type(length) is not int or length < 0:
             raise ConfigError(f"tx_queue_len {length!r} must be a non-negative int")
         self._iface().set_tx_queue_len(length)
+
+
+def _remove_v4(iface: Any, address: IPv4Interface, peer: IPv4Address | None) -> None:
+    """Remove exactly ``address`` with ``peer`` where the backend can (Linux), else the first
+    address with its IP; one already gone is not an error."""
+    try:
+        undo = getattr(iface, "undo_address", None)
+        if undo is not None:
+            undo(address, peer)
+        else:
+            iface.remove_address(address.ip)
+    except DeviceError as exc:
+        # a secondary the kernel deleted with its primary, a moment ago
+        if exc.errno != errno.EADDRNOTAVAIL:
+            raise
 
 
 def _parse_v4(

@@ -309,6 +309,13 @@ class LinuxInterface:
         with self._op("list addresses"):
             return self._nl.addresses(self._index)
 
+    def address_peers(
+        self,
+    ) -> list[tuple[IPv4Interface | IPv6Interface, IPv4Address | IPv6Address | None]]:
+        """Every address with its point-to-point peer (``None`` without one)."""
+        with self._op("list addresses"):
+            return [(a.interface, a.peer) for a in self._nl.address_details(self._index)]
+
     def add_address(
         self, iface: IPv4Interface | IPv6Interface, peer: IPv4Address | None = None
     ) -> None:
