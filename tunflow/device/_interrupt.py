@@ -100,9 +100,15 @@ class InterruptEvent:
     def reset(self) -> None:
         """Clear the trigger: calls given the event wait again (tun-rs ``reset``)."""
         with self._lock:
-            self._value = 0
+            # The waker before the value: a signal handler that triggers in between finds the
+            # event still triggered and leaves it so. The other way round its trigger could
+            # land between the two, and the drain eat its wake-up — triggered, with a quiet
+            # waker that a blocked call sleeps on.
+            if not self._value:
+                return  # (nothing to drain: a trigger now wakes as usual)
             if self._waker is not None:
                 self._waker.reset()
+            self._value = 0
 
     def close(self) -> None:
         """Release the pipe or event handle. Idempotent; the event cannot wait afterwards."""
