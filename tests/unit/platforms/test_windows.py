@@ -753,3 +753,48 @@ def test_batch_reads_never_hand_out_a_cut_packet(wintun_device: Any, make_fake: 
     assert tq.rx_truncated == 1
     tq.close()
     iface.close()
+
+
+def test_shutdown_from_a_signal_handler_inside_a_wait_does_not_deadlock() -> None:
+    # A signal handler runs in the main thread between any two bytecodes — inside the locked
+    # part of the waker's acquire(), which every wait passes, too; the documented shutdown()
+    # (or InterruptEvent.trigger()) there takes the same lock. Played here with a tracer.
+    import inspect
+    import sys
+
+    from tunflow.platform.windows._win32 import Win32Waker
+
+    lines, first = inspect.getsourcelines(Win32Waker.acquire)
+    inside = first + next(i for i, line in enumerate(lines) if "self._users += 1" in line)
+    with pretend_platform("windows") as fake:
+        assert isinstance(fake, FakeSyscalls)
+        dev = DeviceBuilder().name("wg5").ipv4("10.0.0.1", 24).build_sync()
+        fired: list[bool] = []
+
+        def in_acquire(frame: Any, event: str, arg: Any) -> Any:
+            if event == "line" and frame.f_lineno == inside and not fired:
+                fired.append(True)
+                dev.shutdown()  # the "signal handler"
+            return in_acquire
+
+        def tracer(frame: Any, event: str, arg: Any) -> Any:
+            return in_acquire if frame.f_code is Win32Waker.acquire.__code__ else None
+
+        outcome: list[BaseException] = []
+
+        def run() -> None:
+            sys.settrace(tracer)
+            try:
+                dev.recv(timeout=5)
+            except BaseException as exc:
+                outcome.append(exc)
+            finally:
+                sys.settrace(None)
+
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        t.join(5)
+        assert not t.is_alive(), "deadlocked: shutdown() inside the waker's lock"
+        assert fired and isinstance(outcome[0], ClosedDeviceError)
+        dev.close()
+        fake.close_all()

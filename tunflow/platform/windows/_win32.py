@@ -312,7 +312,9 @@ class Win32Waker:
     def __init__(self, kernel32: Kernel32) -> None:
         self._k32 = kernel32
         self._handle = kernel32.create_event(manual_reset=True)
-        self._lock = threading.Lock()
+        # (reentrant: a signal handler may shutdown() or trigger in the main thread while that
+        # thread holds it, in a wait's acquire() or release())
+        self._lock = threading.RLock()
         self._users = 0
         self._closed = False
         self.woken = False
