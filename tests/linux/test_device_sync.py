@@ -1498,3 +1498,25 @@ def test_set_network_address_sets_the_peer_of_an_address_already_there(
         assert shown() == [("10.161.0.1", "10.161.0.3")]
         dev.set_network_address("10.161.0.1", 32)
         assert shown() == [("10.161.0.1", None)]
+
+
+def test_two_threads_closing_one_queue_release_it_once(netns: testing.Netns) -> None:
+    # close() from two threads at once (a signal handler's thread and the main one): the
+    # queue is one user of the interface; released twice, the other queues lost it
+    with DeviceBuilder().ipv4("10.162.0.1", 24).multi_queue(True).build_sync() as first:
+        clone = first.try_clone()
+        both_in = threading.Barrier(2)
+        real_shutdown = clone.shutdown
+
+        def shutdown() -> None:  # (both past close()'s first look before either goes on)
+            with contextlib.suppress(threading.BrokenBarrierError):
+                both_in.wait(timeout=1)
+            real_shutdown()
+
+        clone.shutdown = shutdown  # type: ignore[method-assign]
+        closers = [threading.Thread(target=clone.close) for _ in range(2)]
+        for t in closers:
+            t.start()
+        for t in closers:
+            t.join()
+        assert first.mtu() == 1500  # the interface is still first's

@@ -68,6 +68,7 @@ class SyncDevice(DeviceCore):
     """
 
     def __init__(self, shared: SharedInterface, queue: Any) -> None:
+        self._close_lock = threading.RLock()
         super().__init__(shared, queue)
         # A queue that cannot be polled (Windows) brings its own kind of waker.
         make_waker = getattr(queue, "make_waker", None)
@@ -163,10 +164,14 @@ class SyncDevice(DeviceCore):
     def close(self) -> None:
         """Shut down, then release the queue (a non-persistent device this process made
         disappears with its last queue). Idempotent."""
-        if self._closed:
-            return
+        # (one closer releases the queue: two threads, or a signal handler's close in the
+        # middle of the main thread's, must not release it twice — the other queues would
+        # lose the interface)
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
         self.shutdown()
-        self._closed = True
         try:
             self._queue.close()
         finally:
