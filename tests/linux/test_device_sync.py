@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import gc
 import os
 import re
 import select
@@ -1520,3 +1521,24 @@ def test_two_threads_closing_one_queue_release_it_once(netns: testing.Netns) -> 
         for t in closers:
             t.join()
         assert first.mtu() == 1500  # the interface is still first's
+
+
+def test_closing_link_events_from_another_thread_ends_the_iteration(
+    netns: testing.Netns,
+) -> None:
+    # close() is how a watching thread is told to stop: it must not sleep on in poll (on a
+    # socket closed under it, for ever without a timeout)
+    fds = len(os.listdir("/proc/self/fd"))
+    with DeviceBuilder().ipv4("10.163.0.1", 24).build_sync() as dev:
+        events = dev.link_events(timeout=10)
+        assert next(events).kind == "up"
+        threading.Timer(0.1, events.close).start()
+        start = time.monotonic()
+        assert list(events) == []
+        assert time.monotonic() - start < 5
+        events.close()
+        with dev.link_events() as events:  # and a plain close releases everything
+            assert next(events).kind == "up"
+        assert next(dev.link_events()).kind == "up"  # as does one never closed, when dropped
+        gc.collect()
+    assert len(os.listdir("/proc/self/fd")) == fds

@@ -99,8 +99,8 @@ class LinkEvents:
     :meth:`~tunflow.SyncDevice.link_events`).
 
     The first event is the state when the watch began (``"up"`` or ``"down"``); the iteration
-    ends after ``"removed"``, or when the device is shut down. ``with`` (or :meth:`close`)
-    releases the netlink socket.
+    ends after ``"removed"``, when the device is shut down, or on :meth:`close` (from any
+    thread: it wakes the one waiting). ``with`` (or :meth:`close`) releases the netlink socket.
     """
 
     def __init__(
@@ -110,10 +110,15 @@ class LinkEvents:
         timeout: float | None,
         interrupt: InterruptEvent | None,
     ) -> None:
+        from ..platform._unix import PipeWaker
+
         self._tracker = tracker
         self._device = device
         self._timeout = timeout
         self._interrupt = interrupt
+        # close() from another thread wakes the one iterating: a poll sleeps on through the
+        # close of its socket (the kernel holds the file while it waits)
+        self._closer = PipeWaker()
 
     def __iter__(self) -> Self:
         return self
@@ -143,9 +148,16 @@ class LinkEvents:
             fd = tracker.watch.fileno()
             if fd < 0:
                 raise StopIteration  # closed
-            ready = poll_wait(fd, select.POLLIN, remaining, self._device._waker, None, intr)
+            ready = poll_wait(
+                fd, select.POLLIN, remaining, self._device._waker, None, intr, self._closer
+            )
             if ready:
-                tracker.absorb()
+                try:
+                    tracker.absorb()
+                except OSError:
+                    if tracker.ended:  # closed meanwhile, from another thread
+                        raise StopIteration from None
+                    raise
             elif deadline is not None and time.monotonic() >= deadline:
                 if self._device._shutdown:
                     raise StopIteration
@@ -165,9 +177,16 @@ class LinkEvents:
     ) -> None:
         self.close()
 
+    def __del__(self) -> None:
+        if getattr(self, "_closer", None) is not None:
+            self.close()
+
     def close(self) -> None:
-        """Stop watching (the iteration ends). Idempotent."""
+        """Stop watching (the iteration ends, in another thread too). Idempotent."""
+        self._tracker.ended = True
+        self._closer.wake()
         self._tracker.close()
+        self._closer.close()
 
 
 class AsyncLinkEvents:

@@ -137,15 +137,17 @@ def poll_wait(
     waker: PipeWaker | None,
     recheck: float | None = None,
     interrupt: PipeWaker | None = None,
+    closer: PipeWaker | None = None,
 ) -> bool:
     """Wait until ``fd`` is ready for ``events`` (or in error). ``False`` on timeout or wake.
 
     ``recheck``: look again every so many seconds, for a state change that wakes no poll (see
     :data:`WRITE_RECHECK`). ``interrupt``: a second waker (an :class:`~tunflow.InterruptEvent`'s).
+    ``closer``: a third (a link-event iterator's, woken by its ``close()``).
     """
     p = select.poll()
     p.register(fd, events)
-    for w in (waker, interrupt):
+    for w in (waker, interrupt, closer):
         if w is not None:
             wake_fd = w.fileno()
             if wake_fd < 0:
