@@ -1542,3 +1542,59 @@ def test_closing_link_events_from_another_thread_ends_the_iteration(
         assert next(dev.link_events()).kind == "up"  # as does one never closed, when dropped
         gc.collect()
     assert len(os.listdir("/proc/self/fd")) == fds
+
+
+def test_receive_counters_lose_nothing_to_threads_receiving_at_once(
+    netns: testing.Netns,
+) -> None:
+    # Thread A is held (a tracer, opcode by opcode) in the middle of its `rx_bytes += …`, the
+    # old total read and not yet stored back, while thread B receives and counts: counted
+    # outside the read lock, A then stored a stale total and B's bytes were lost (under the GIL
+    # a switch there is rare, not impossible; without a GIL, common).
+    import dis
+
+    code = SyncDevice.recv.__code__
+    line = next(
+        i.positions.lineno
+        for i in dis.get_instructions(code)
+        if i.opname == "STORE_ATTR" and i.argval == "rx_bytes"
+    )
+    hold_at = next(
+        i.offset
+        for i in dis.get_instructions(code)
+        if i.positions.lineno == line and i.opname in ("PRECALL", "CALL")
+    )
+    with DeviceBuilder().ipv4("10.164.0.1", 24).build_sync() as dev:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for size in (10, 200):
+                s.sendto(b"x" * size, ("10.164.0.2", 9))
+        held, b_done = threading.Event(), threading.Event()
+        got: dict[str, int] = {}
+
+        def opcodes(frame: Any, event: str, arg: Any) -> Any:
+            frame.f_trace_opcodes = True
+            if event == "opcode" and frame.f_lasti == hold_at and not held.is_set():
+                held.set()
+                b_done.wait(timeout=1)  # (B waits for the lock, if A holds one: go on)
+            return opcodes
+
+        def a() -> None:
+            sys.settrace(lambda f, e, _: opcodes if f.f_code is code else None)
+            try:
+                got["a"] = len(dev.recv(timeout=5))
+            finally:
+                sys.settrace(None)
+
+        def b() -> None:
+            held.wait(timeout=5)
+            got["b"] = len(dev.recv(timeout=5))
+            b_done.set()
+
+        threads = [threading.Thread(target=a), threading.Thread(target=b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert held.is_set()
+        stats = dev.statistics()
+        assert (stats.rx_packets, stats.rx_bytes) == (2, got["a"] + got["b"])

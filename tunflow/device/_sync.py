@@ -296,11 +296,12 @@ class SyncDevice(DeviceCore):
             try:
                 with self._rx_lock:
                     packet = self._nb_recv()
+                    # (counted under the lock: threads receiving at once lose no count)
+                    self.rx_packets += 1
+                    self.rx_bytes += len(packet)
             except BlockingIOError:
                 self._wait(False, deadline, interrupt)
                 continue
-            self.rx_packets += 1
-            self.rx_bytes += len(packet)
             return packet
 
     def recv_into(
@@ -332,11 +333,11 @@ class SyncDevice(DeviceCore):
             try:
                 with self._rx_lock:
                     n = self._nb_recv_into(view)
+                    self.rx_packets += 1
+                    self.rx_bytes += n
             except BlockingIOError:
                 self._wait(False, deadline, interrupt)
                 continue
-            self.rx_packets += 1
-            self.rx_bytes += n
             return n
 
     def send(
@@ -411,8 +412,9 @@ class SyncDevice(DeviceCore):
                 raise ClosedDeviceError("the device was shut down")
             with self._rx_lock:
                 got = self._nb_recv_batch(batch, whole)
+                if got:
+                    self._account_rx(batch, start)
             if got:
-                self._account_rx(batch, start)
                 return batch
             self._wait(False, deadline, interrupt)
 
