@@ -1598,3 +1598,21 @@ def test_receive_counters_lose_nothing_to_threads_receiving_at_once(
         assert held.is_set()
         stats = dev.statistics()
         assert (stats.rx_packets, stats.rx_bytes) == (2, got["a"] + got["b"])
+
+
+def test_an_interrupt_that_is_not_an_interrupt_event_is_a_type_error(
+    netns: testing.Netns,
+) -> None:
+    # a threading.Event is an easy mistake: it was an AttributeError from inside the call
+    with DeviceBuilder().ipv4("10.166.0.1", 24).build_sync() as dev:
+        wrong: Any = threading.Event()
+        calls = [
+            lambda: dev.recv(timeout=0, interrupt=wrong),
+            lambda: dev.recv_batch(timeout=0, interrupt=wrong),
+            lambda: dev.send(ipv4_udp("10.166.0.2", "10.166.0.1", 1, 9, b"x"), interrupt=wrong),
+            lambda: dev.wait_writable(timeout=0, interrupt=wrong),
+            lambda: dev.link_events(interrupt=wrong),
+        ]
+        for call in calls:
+            with pytest.raises(TypeError, match="InterruptEvent"):
+                call()

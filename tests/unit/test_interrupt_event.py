@@ -45,3 +45,16 @@ def test_a_trigger_inside_reset_leaves_event_and_waker_agreeing(
         assert not event.is_triggered and not pipe_says(event)
         event.trigger()
         assert event.is_triggered and pipe_says(event)
+
+
+def test_a_trigger_value_is_a_nonzero_int() -> None:
+    # None or "" would have read as triggered (is_triggered) yet let every call through
+    with InterruptEvent() as event:
+        for bad in (None, "", "1", 1.5, True):
+            with pytest.raises(TypeError, match="int"):
+                event.trigger(bad)  # type: ignore[arg-type]
+        assert not event.is_triggered
+        with pytest.raises(ValueError, match="not be 0"):
+            event.trigger(0)
+        event.trigger(-3)
+        assert event.value == -3

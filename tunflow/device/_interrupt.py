@@ -86,8 +86,11 @@ class InterruptEvent:
         ``trigger``/``trigger_value``). Idempotent: a later trigger keeps the first value.
 
         Raises:
+            TypeError: ``value`` is not an ``int``.
             ValueError: ``value`` is 0 (that means "not triggered").
         """
+        if type(value) is not int:  # (None or "" would read as triggered, yet stop nothing)
+            raise TypeError(f"an InterruptEvent's value is an int, not {value!r}")
         if value == 0:
             raise ValueError("an InterruptEvent's value must not be 0")
         with self._lock:

@@ -196,6 +196,8 @@ class SyncDevice(DeviceCore):
 
     def _check_interrupt(self, interrupt: InterruptEvent) -> None:
         self._check_open()  # (a shut-down device says so first)
+        if not isinstance(interrupt, InterruptEvent):  # (a threading.Event, say)
+            raise TypeError(f"interrupt= takes an InterruptEvent, not {interrupt!r}")
         interrupt._check()
 
     def _wait(
@@ -279,7 +281,8 @@ class SyncDevice(DeviceCore):
         Args:
             timeout: seconds to wait at most; ``None`` waits for ever.
             interrupt: an :class:`~tunflow.InterruptEvent` whose trigger ends the call (tun-rs
-                ``recv_intr``); every blocking call takes one.
+                ``recv_intr``); every blocking call takes one (anything else is a
+                :class:`TypeError`).
 
         Raises:
             TimeoutError: nothing arrived within ``timeout``.
@@ -776,9 +779,12 @@ class SyncDevice(DeviceCore):
             UnsupportedError: not Linux, or an adopted fd tunflow cannot configure.
             ClosedDeviceError: the device was shut down or closed.
             DeviceNotFoundError: the interface is gone.
+            TypeError: ``interrupt`` is not an :class:`~tunflow.InterruptEvent`.
         """
         _deadline(timeout)
         self._check_open()
+        if interrupt is not None and not isinstance(interrupt, InterruptEvent):
+            raise TypeError(f"interrupt= takes an InterruptEvent, not {interrupt!r}")
         return LinkEvents(open_tracker(self._iface()), self, timeout, interrupt)
 
     def tx_queue_len(self) -> int:
