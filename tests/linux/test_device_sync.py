@@ -1616,3 +1616,27 @@ def test_an_interrupt_that_is_not_an_interrupt_event_is_a_type_error(
         for call in calls:
             with pytest.raises(TypeError, match="InterruptEvent"):
                 call()
+
+
+def test_closing_an_interrupt_event_a_call_waits_on_ends_that_wait(
+    netns: testing.Netns,
+) -> None:
+    # (as a closed file: ValueError) — not a sleep on, on a pipe closed under the poll
+    with DeviceBuilder().ipv4("10.167.0.1", 24).enable(False).build_sync() as dev:
+        stop = InterruptEvent()
+        outcome: list[BaseException | bool] = []
+
+        def wait() -> None:
+            try:
+                outcome.append(dev.wait_readable(timeout=10, interrupt=stop))
+            except BaseException as exc:
+                outcome.append(exc)
+
+        t = threading.Thread(target=wait)
+        t.start()
+        time.sleep(0.2)
+        start = time.monotonic()
+        stop.close()
+        t.join()
+        assert time.monotonic() - start < 5
+        assert isinstance(outcome[0], ValueError) and "closed" in str(outcome[0])

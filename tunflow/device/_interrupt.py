@@ -114,16 +114,20 @@ class InterruptEvent:
             self._value = 0
 
     def close(self) -> None:
-        """Release the pipe or event handle. Idempotent; the event cannot wait afterwards."""
+        """Release the pipe or event handle. Idempotent. A call given the event afterwards,
+        or waiting on it meanwhile (woken), raises :class:`ValueError`, as a closed file."""
         with self._lock:
             self._closed = True
             waker, self._waker = self._waker, None
         if waker is not None:
+            waker.wake()  # (a wait on it ends: closing alone does not wake a Windows event's)
             waker.close()
 
     # -- for SyncDevice -----------------------------------------------------------------------
 
     def _check(self) -> None:
+        if self._closed:
+            raise ValueError("the InterruptEvent is closed")
         if self._value:
             raise InterruptedCallError()
 

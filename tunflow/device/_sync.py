@@ -282,7 +282,7 @@ class SyncDevice(DeviceCore):
             timeout: seconds to wait at most; ``None`` waits for ever.
             interrupt: an :class:`~tunflow.InterruptEvent` whose trigger ends the call (tun-rs
                 ``recv_intr``); every blocking call takes one (anything else is a
-                :class:`TypeError`).
+                :class:`TypeError`, a closed one a :class:`ValueError`).
 
         Raises:
             TimeoutError: nothing arrived within ``timeout``.

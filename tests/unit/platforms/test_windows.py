@@ -798,3 +798,19 @@ def test_shutdown_from_a_signal_handler_inside_a_wait_does_not_deadlock() -> Non
         assert fired and isinstance(outcome[0], ClosedDeviceError)
         dev.close()
         fake.close_all()
+
+
+def test_closing_an_interrupt_event_ends_a_wait_on_it_on_windows() -> None:
+    # closing its handle wakes no WaitForMultipleObjects: close() sets the event first
+    with pretend_platform("windows") as fake:
+        assert isinstance(fake, FakeSyscalls)
+        dev = DeviceBuilder().name("wg6").ipv4("10.0.0.1", 24).build_sync()
+        stop = InterruptEvent()
+        threading.Timer(0.1, stop.close).start()
+        start = time.monotonic()
+        with pytest.raises(ValueError, match="closed"):
+            dev.recv(timeout=10, interrupt=stop)
+        assert time.monotonic() - start < 5
+        dev.close()
+        assert fake.windows.kernel32.events == {}
+        fake.close_all()
