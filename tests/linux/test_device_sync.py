@@ -1640,3 +1640,20 @@ def test_closing_an_interrupt_event_a_call_waits_on_ends_that_wait(
         t.join()
         assert time.monotonic() - start < 5
         assert isinstance(outcome[0], ValueError) and "closed" in str(outcome[0])
+
+
+def test_link_events_out_of_fds_leaves_no_socket_open(
+    netns: testing.Netns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tunflow.platform import _unix
+
+    with DeviceBuilder().ipv4("10.169.0.1", 24).build_sync() as dev:
+        fds = len(os.listdir("/proc/self/fd"))
+
+        def no_pipe() -> None:
+            raise OSError(errno.EMFILE, "Too many open files")
+
+        monkeypatch.setattr(_unix, "PipeWaker", no_pipe)
+        with pytest.raises(OSError, match="Too many"):
+            dev.link_events()
+        assert len(os.listdir("/proc/self/fd")) == fds

@@ -110,15 +110,20 @@ class LinkEvents:
         timeout: float | None,
         interrupt: InterruptEvent | None,
     ) -> None:
-        from ..platform._unix import PipeWaker
+        from ..platform import _unix
 
+        # close() from another thread wakes the one iterating: a poll sleeps on through the
+        # close of its socket (the kernel holds the file while it waits)
+        try:
+            closer = _unix.PipeWaker()
+        except BaseException:
+            tracker.close()  # (out of fds: the watch's socket goes too)
+            raise
+        self._closer = closer
         self._tracker = tracker
         self._device = device
         self._timeout = timeout
         self._interrupt = interrupt
-        # close() from another thread wakes the one iterating: a poll sleeps on through the
-        # close of its socket (the kernel holds the file while it waits)
-        self._closer = PipeWaker()
 
     def __iter__(self) -> Self:
         return self
