@@ -1657,3 +1657,57 @@ def test_link_events_out_of_fds_leaves_no_socket_open(
         with pytest.raises(OSError, match="Too many"):
             dev.link_events()
         assert len(os.listdir("/proc/self/fd")) == fds
+
+
+def test_send_counters_lose_nothing_to_threads_sending_batches_at_once(
+    netns: testing.Netns,
+) -> None:
+    # as test_receive_counters_…: thread A held with its new tx_bytes total computed and not
+    # yet stored, thread B sends a batch and counts it
+    import dis
+
+    from tunflow.device._core import DeviceCore
+
+    code = DeviceCore._account_tx.__code__
+    hold_at = next(
+        i.offset
+        for i in dis.get_instructions(code)
+        if i.opname == "STORE_ATTR" and i.argval == "tx_bytes"
+    )
+    with DeviceBuilder().ipv4("10.170.0.1", 24).build_sync() as dev:
+        held, b_done = threading.Event(), threading.Event()
+
+        def batch_of(size: int) -> PacketBatch:
+            batch = dev.new_batch(1)
+            batch.append(ipv4_udp("10.170.0.2", "10.170.0.1", 1, 9, b"x" * size))
+            return batch
+
+        sizes = {"a": 10, "b": 300}
+
+        def opcodes(frame: Any, event: str, arg: Any) -> Any:
+            frame.f_trace_opcodes = True
+            if event == "opcode" and frame.f_lasti == hold_at and not held.is_set():
+                held.set()
+                b_done.wait(timeout=1)  # (B waits for the lock, if A holds one: go on)
+            return opcodes
+
+        def a() -> None:
+            sys.settrace(lambda f, e, _: opcodes if f.f_code is code else None)
+            try:
+                dev.send_batch(batch_of(sizes["a"]), timeout=5)
+            finally:
+                sys.settrace(None)
+
+        def b() -> None:
+            held.wait(timeout=5)
+            dev.send_batch(batch_of(sizes["b"]), timeout=5)
+            b_done.set()
+
+        threads = [threading.Thread(target=a), threading.Thread(target=b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert held.is_set()
+        stats = dev.statistics()
+        assert (stats.tx_packets, stats.tx_bytes) == (2, 2 * 28 + sizes["a"] + sizes["b"])

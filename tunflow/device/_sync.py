@@ -449,7 +449,7 @@ class SyncDevice(DeviceCore):
         # segments are pending state.
         with self._tx_lock:
             self._write_all(self._prepare_send_batch(batch), deadline, interrupt)
-        self._account_tx(batch)
+            self._account_tx(batch)  # (under the lock: writers at once lose no count)
         return len(batch)
 
     def _write_all(
@@ -512,7 +512,7 @@ class SyncDevice(DeviceCore):
         batch = self._mm_gather(bufs, offset)
         with self._tx_lock:
             self._write_all(self._prepare_send_batch(batch, gro_table), deadline, interrupt)
-        self._account_tx(batch)
+            self._account_tx(batch)
         return batch.nbytes
 
     def recv_many(
