@@ -335,6 +335,7 @@ def complete_checksum(packet: WritableBuffer, csum_start: int, csum_offset: int)
 # (44) is absent on purpose: a fragment is never a GSO packet.
 _IPV6_EXT_8: Final = frozenset({0, 43, 60})  # hop-by-hop, routing, destination options
 _IPV6_AH: Final = 51
+_IPV6_FRAG: Final = 44
 
 
 class _Plan:
@@ -915,7 +916,10 @@ class GROTable:
     extension headers or is a fragment, TCP flags are ACK or ACK|PSH with PSH ending a merge,
     only the last segment is shorter, the TCP options are equal, both checksums verify and the
     result stays within 65535 bytes. An IPv4 UDP datagram with checksum 0 may merge (Tailscale);
-    UDP only ever appends to the flow's last packet, so datagrams are never reordered.
+    UDP only ever appends to the flow's last packet, and a datagram that goes out alone (empty,
+    lengths that disagree, a fragment, IP options or extension headers, a GSO header of its
+    own) ends that packet — the flow's next datagram starts a new one — so datagrams are never
+    reordered.
 
     Output packets are written to a separate batch in the order of each group's first packet
     (wireguard-go's ``toWrite`` order), each with its virtio-net header in the headroom: merged
@@ -1384,11 +1388,18 @@ class GROTable:
         invalid = too_large = 0
         for idx, off in enumerate(src.offsets):
             n = lengths[idx]
-            if n < 28 or n > _MAX_IP:
+            if n < 28:  # (too short for any UDP datagram: no flow to end)
                 append_slot(idx)
+                continue
+            if n > _MAX_IP:
+                append_slot(idx)
+                if udp_flows:
+                    _end_udp_flow(udp_flows, buf, off, n)
                 continue
             if check_hdr and buf[off - HEADROOM : off] != _ZERO_HDR:
                 append_slot(~idx)  # already a GSO packet (or carries flags): pass through
+                if udp_flows:
+                    _end_udp_flow(udp_flows, buf, off, n)
                 continue
             b0 = buf[off]
             if b0 == 0x45:
@@ -1407,6 +1418,8 @@ class GROTable:
                     (_, tos, tot, _, frag, ttl, _, _, addrs, ports, _, ucs) = _V4UDP(buf, off)
                     if tot != n or frag & 0x3FFF:
                         append_slot(idx)
+                        if not frag & 0x1FFF:  # (a later fragment has no ports to tell)
+                            udp_flows.pop((addrs, ports), None)
                         continue
                     compat = (tos << 16) | ((frag >> 13) << 8) | ttl
                     iph = 20
@@ -1424,14 +1437,20 @@ class GROTable:
                     kind = 4
                 else:
                     append_slot(idx)
+                    if udp_flows:  # (extension headers)
+                        _end_udp_flow(udp_flows, buf, off, n)
                     continue
                 if plen + 40 != n:
                     append_slot(idx)
+                    if kind == 4:
+                        udp_flows.pop((addrs, ports), None)
                     continue
                 compat = ((vtf >> 20) << 8) | hop  # version + traffic class, hop limit
                 iph = 40
             else:
                 append_slot(idx)
+                if udp_flows:  # (IPv4 options)
+                    _end_udp_flow(udp_flows, buf, off, n)
                 continue
 
             if kind <= 2:  # ---- TCP
@@ -1531,10 +1550,13 @@ class GROTable:
 
             # ---- UDP
             gso = n - iph - 8
-            if gso < 1:
-                append_slot(idx)
-                continue
             ukey = (addrs, ports)
+            if gso < 1:
+                # Alone: an empty datagram. It ends its flow's item: a later datagram joining
+                # that item would overtake it.
+                append_slot(idx)
+                udp_flows.pop(ukey, None)
+                continue
             uitems = udp_flows.get(ukey)
             pkt_state = unknown
             if uitems is not None:
@@ -1677,6 +1699,42 @@ def _run_head(
     if a >> 28 != 6 or b >> 8 != _TCP:
         return -1
     return ((a >> 20) << 8) | (b & 0xFF)
+
+
+def _end_udp_flow(
+    flows: dict[tuple[bytes, int], list[_Item]], buf: bytearray, off: int, n: int
+) -> None:
+    """End the UDP flow of the packet at ``buf[off:off + n]``, one :meth:`GROTable._classify`
+    sends alone without reading its flow (IPv4 options, IPv6 extension headers, a GSO header,
+    over 65535 bytes): a later datagram of the flow must not join an item before it. Nothing
+    when it is no UDP datagram whose ports lie in the buffer."""
+    b0 = buf[off]
+    if b0 >> 4 == 4:
+        at = (b0 & 0x0F) << 2
+        if at < 20 or buf[off + 9] != _UDP or (buf[off + 6] & 0x1F) or buf[off + 7]:
+            return
+        addrs = bytes(buf[off + 12 : off + 20])
+    elif b0 >> 4 == 6:
+        nh = buf[off + 6]
+        at = 40
+        while nh != _UDP:
+            if at + 8 > n:
+                return
+            if nh in _IPV6_EXT_8:
+                size = (buf[off + at + 1] + 1) << 3
+            elif nh == _IPV6_AH:
+                size = (buf[off + at + 1] + 2) << 2
+            elif nh == _IPV6_FRAG and not _unpack_H(buf, off + at + 2)[0] & 0xFFF8:
+                size = 8  # the first fragment: its UDP header follows
+            else:
+                return
+            nh = buf[off + at]
+            at += size
+        addrs = bytes(buf[off + 8 : off + 40])
+    else:
+        return
+    if at + 4 <= n:
+        flows.pop((addrs, _unpack_I(buf, off + at)[0]), None)
 
 
 def _l4_valid(view: memoryview, off: int, n: int, iph: int, proto: int) -> bool:

@@ -48,6 +48,7 @@ from .offload_packets import (
     tcp_super_packet,
     udp4_packet,
     udp6_packet,
+    udp_super_packet,
     vnet_hdr,
 )
 
@@ -426,6 +427,64 @@ def test_udp_only_appends_to_the_last_item() -> None:
     pkts = [_u4(100), _u4(100), _u4(50), _u4(100), _u4(100)]
     out, _ = run_gro(pkts)
     assert_outputs(out, pkts, [(0, 1, 2), (3, 4)])
+
+
+def _with_ipv6_dest_opts(p: bytes) -> bytes:
+    """A UDP/IPv6 packet with an 8-byte destination options header before the UDP header."""
+    b = bytearray(p[:40]) + bytes([17, 0, 1, 4, 0, 0, 0, 0]) + p[40:]
+    b[6] = 60
+    b[4:6] = struct.pack(">H", len(b) - 40)
+    return bytes(b)
+
+
+def _alone_between(kind: str) -> list[bytes]:
+    """Five datagrams of one flow, the third of them one GRO sends alone (as ``kind``)."""
+    if kind == "ipv6 extension header":
+        pkts = [udp6_packet(IP6_A, IP6_B, 100, start=100 * k) for k in range(5)]
+        pkts[2] = _with_ipv6_dest_opts(pkts[2])
+        return pkts
+    pkts = [_u4(100, start=100 * k) for k in range(5)]
+    if kind == "empty":
+        pkts[2] = _u4(0)
+    elif kind == "ip total length":
+        pkts[2] = pkts[2][:-4]  # the total length says 4 bytes more than there are
+    elif kind == "first fragment":
+        pkts[2] = _u4(100, start=200, ip_flags=IPV4_FLAG_MF)
+    elif kind == "ip options":
+        pkts[2] = _u4(100, start=200, options=bytes([1, 1, 1, 0]))  # type: ignore[arg-type]
+    return pkts
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "empty",
+        "ip total length",
+        "first fragment",
+        "ip options",
+        "ipv6 extension header",
+    ],
+)
+def test_udp_datagram_sent_alone_ends_its_flows_item(kind: str) -> None:
+    # A datagram that cannot be merged and goes out on its own ends the item of its flow: the
+    # datagrams after it start a new one, instead of joining the one before it and so
+    # overtaking it (a reordered flow).
+    pkts = _alone_between(kind)
+    out, _ = run_gro(pkts)
+    assert_outputs(out, pkts, [(0, 1), (2,), (3, 4)])
+
+
+def test_udp_super_packet_passed_through_ends_its_flows_item() -> None:
+    sp = udp_super_packet(IP4_A, IP4_B, 300, 100)
+    src = PacketBatch(capacity=1 << 16)
+    src.vnet_hdr = True
+    src.append(_u4(100))
+    src.append(sp[HEADROOM:], header=sp[:HEADROOM])
+    src.append(_u4(100, start=100))
+    out = PacketBatch(capacity=1 << 16)
+    assert GROTable(udp=True).coalesce(src, out) == 3
+    assert bytes(out.with_header(1)) == sp  # in its place, header and all
+    assert bytes(out.packet(2)) == _u4(100, start=100)
 
 
 # --- Test_tcpPacketsCanCoalesce (+ Tailscale) as behaviour ------------------------------
