@@ -917,7 +917,7 @@ class GROTable:
     only the last segment is shorter, the TCP options are equal, both checksums verify and the
     result stays within 65535 bytes. An IPv4 UDP datagram with checksum 0 may merge (Tailscale);
     UDP only ever appends to the flow's last packet, and a datagram that goes out alone (empty,
-    lengths that disagree, a fragment, IP options or extension headers, a GSO header of its
+    lengths that disagree — the UDP length must be the IP payload's — a fragment, IP options or extension headers, a GSO header of its
     own) ends that packet — the flow's next datagram starts a new one — so datagrams are never
     reordered.
 
@@ -1415,7 +1415,7 @@ class GROTable:
                     iph = 20
                     kind = 1
                 elif proto == _UDP and udp_on:
-                    (_, tos, tot, _, frag, ttl, _, _, addrs, ports, _, ucs) = _V4UDP(buf, off)
+                    (_, tos, tot, _, frag, ttl, _, _, addrs, ports, ulen, ucs) = _V4UDP(buf, off)
                     if tot != n or frag & 0x3FFF:
                         append_slot(idx)
                         if not frag & 0x1FFF:  # (a later fragment has no ports to tell)
@@ -1433,7 +1433,7 @@ class GROTable:
                     (vtf, plen, _, hop, addrs, ports, seq, ack, doff, flags) = _V6TCP(buf, off)
                     kind = 2
                 elif nh == _UDP and udp_on and n >= 48:
-                    (vtf, plen, _, hop, addrs, ports, _, ucs) = _V6UDP(buf, off)
+                    (vtf, plen, _, hop, addrs, ports, ulen, ucs) = _V6UDP(buf, off)
                     kind = 4
                 else:
                     append_slot(idx)
@@ -1551,9 +1551,11 @@ class GROTable:
             # ---- UDP
             gso = n - iph - 8
             ukey = (addrs, ports)
-            if gso < 1:
-                # Alone: an empty datagram. It ends its flow's item: a later datagram joining
-                # that item would overtake it.
+            if gso < 1 or ulen != n - iph:
+                # Alone: an empty datagram, or one whose UDP length is not its IP payload's
+                # (padding, or a lie) — merged, the kernel's split would cut the super-packet at
+                # the wrong bytes. It ends its flow's item: a later datagram joining that item
+                # would overtake it.
                 append_slot(idx)
                 udp_flows.pop(ukey, None)
                 continue

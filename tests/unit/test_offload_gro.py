@@ -429,6 +429,38 @@ def test_udp_only_appends_to_the_last_item() -> None:
     assert_outputs(out, pkts, [(0, 1, 2), (3, 4)])
 
 
+def _udp_length(p: bytes, value: int) -> bytes:
+    """``p`` with its UDP length field set to ``value`` (the checksum then left out: 0 on IPv4,
+    where it means none; on IPv6 the table must not verify it)."""
+    b = bytearray(p)
+    at = 20 if p[0] >> 4 == 4 else 40
+    b[at + 4 : at + 8] = struct.pack(">HH", value, 0)
+    return bytes(b)
+
+
+@pytest.mark.parametrize("v6", [False, True], ids=["udp4", "udp6"])
+@pytest.mark.parametrize("delta", [-4, 4, -100], ids=["shorter", "longer", "header only"])
+def test_udp_datagram_whose_length_field_is_not_its_ip_payload_goes_alone(
+    v6: bool, delta: int
+) -> None:
+    # Merged, the shorter one's trailing bytes (padding) or the longer one's missing ones would
+    # shift every later datagram of the super-packet: the kernel's split would corrupt them.
+    def u(start: int) -> bytes:
+        if v6:
+            return udp6_packet(IP6_A, IP6_B, 100, start=start)
+        return _u4(100, start=start, checksum=0)
+
+    odd = _udp_length(u(100), 108 + delta)
+    pkts = [u(0), odd, u(200), u(300)]
+    table = GROTable(tcp=True, udp=True)
+    table.verify_checksums = not v6
+    out, _ = run_gro(pkts, table)
+    assert_outputs(out, pkts, [(0,), (1,), (2, 3)])
+    # ...and first in the batch, it is not an item the next one could join
+    out, _ = run_gro(pkts[1:], table)
+    assert_outputs(out, pkts[1:], [(0,), (1, 2)])
+
+
 def _with_ipv6_dest_opts(p: bytes) -> bytes:
     """A UDP/IPv6 packet with an 8-byte destination options header before the UDP header."""
     b = bytearray(p[:40]) + bytes([17, 0, 1, 4, 0, 0, 0, 0]) + p[40:]
@@ -452,6 +484,8 @@ def _alone_between(kind: str) -> list[bytes]:
         pkts[2] = _u4(100, start=200, ip_flags=IPV4_FLAG_MF)
     elif kind == "ip options":
         pkts[2] = _u4(100, start=200, options=bytes([1, 1, 1, 0]))  # type: ignore[arg-type]
+    elif kind == "udp length":
+        pkts[2] = _udp_length(pkts[2], 100)
     return pkts
 
 
@@ -462,6 +496,7 @@ def _alone_between(kind: str) -> list[bytes]:
         "ip total length",
         "first fragment",
         "ip options",
+        "udp length",
         "ipv6 extension header",
     ],
 )
