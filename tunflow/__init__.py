@@ -49,6 +49,7 @@ from .offload import (
     gso_segment_count as gso_segment_count,
     gso_split as gso_split,
     gso_split_into as gso_split_into,
+    gso_split_size as gso_split_size,
 )
 from .packet import (
     HEADROOM as HEADROOM,
@@ -86,6 +87,7 @@ __all__ = [
     "GROStatistics",
     "gso_split",
     "gso_split_into",
+    "gso_split_size",
     "gso_segment_count",
     # errors
     "TunflowError",

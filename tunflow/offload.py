@@ -63,6 +63,7 @@ __all__ = [
     "pseudo_header_sum",
     "complete_checksum",
     "gso_segment_count",
+    "gso_split_size",
     "gso_split",
     "gso_split_into",
     "GROCandidate",
@@ -633,6 +634,26 @@ def gso_segment_count(src: Buffer) -> int:
         1
     """
     return _plan(src).count
+
+
+def gso_split_size(src: Buffer) -> int:
+    """The arena bytes :func:`gso_split` needs for all of ``src``'s packets at once.
+
+    Every segment repeats the super-packet's own headers (IP, extension and transport headers,
+    as recomputed from ``src``) and takes its headroom; the payload is shared out once. A
+    ``PacketBatch(capacity=gso_split_size(src), max_packets=gso_segment_count(src))`` takes the
+    whole split in one call, neither short nor oversized, whatever the headers' length.
+
+    Raises:
+        TruncatedPacketError, MalformedPacketError, OffloadError: as :func:`gso_segment_count`.
+
+    Example:
+        >>> gso_split_size(bytes(10) + b"\\x45" + bytes(19))  # one 20-byte packet + its headroom
+        30
+    """
+    p = _plan(src)
+    # (without GSO hdr_len is the whole packet and count 1: the same sum)
+    return p.count * (HEADROOM + p.hdr_len) + len(p.pkt) - p.hdr_len
 
 
 def _check_start(start: int, count: int) -> None:

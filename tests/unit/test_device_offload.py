@@ -18,13 +18,20 @@ from tests.unit.offload_packets import (
     ACK,
     IP4_A,
     IP4_B,
+    IP6_A,
+    IP6_B,
     tcp4_packet,
     tcp_super_packet,
     udp4_packet,
 )
 from tunflow import ClosedDeviceError, Layer, PacketBatch, SyncDevice
 from tunflow.device._core import SharedInterface
-from tunflow.offload import VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_UDP_L4, GROTable
+from tunflow.offload import (
+    VIRTIO_NET_HDR_GSO_TCPV4,
+    VIRTIO_NET_HDR_GSO_UDP_L4,
+    GROTable,
+    gso_split,
+)
 from tunflow.packet import HEADROOM
 from tunflow.platform._base import OffloadInfo
 from tunflow.platform._unix import PipeWaker
@@ -324,3 +331,41 @@ def test_a_cancelled_split_write_does_not_eat_the_next_batch() -> None:
 
     anyio.run(main)
     assert [frame[HEADROOM:] for frame in queue.written] == second.to_list()
+
+
+def _dest_opts(size: int, next_header: int) -> bytes:
+    """An IPv6 destination options header of ``size`` bytes (a multiple of 8, up to 2048)
+    filled with padding options."""
+    opts = b""
+    left = size - 2
+    while left:
+        if left == 1:
+            opts += b"\0"  # Pad1
+            break
+        n = min(left - 2, 255)
+        opts += bytes([1, n]) + bytes(n)  # PadN
+        left -= n + 2
+    return bytes([next_header, size // 8 - 1]) + opts
+
+
+@pytest.mark.parametrize(("ext", "payload", "gso"), [(320, 6000, 1000), (1024, 20000, 200)])
+def test_a_refused_super_packet_with_long_headers_is_written_whole_split(
+    ext: int, payload: int, gso: int
+) -> None:
+    # The split's room comes from the super-packet's own headers, which every segment repeats
+    # (here IPv6 extension headers far longer than a TCP/IP header): none is lost.
+    queue = ScriptedQueue(refuse_gso=True)
+    dev = device(queue)
+    raw = tcp_super_packet(
+        IP6_A, IP6_B, payload, gso, v6=True, ext_headers=_dest_opts(ext, 6), ext_first=60
+    )
+    batch = PacketBatch(capacity=1 << 17)
+    batch.vnet_hdr = True
+    batch.append(raw[HEADROOM:], header=raw[:HEADROOM])
+    assert dev.send_batch(batch) == 1
+    want = PacketBatch(capacity=1 << 20, max_packets=1024)
+    assert gso_split(raw, want) == payload // gso
+    assert [frame[HEADROOM:] for frame in queue.written] == want.to_list()
+    assert all(frame[:HEADROOM] == bytes(HEADROOM) for frame in queue.written)
+    assert dev.statistics().tx_dropped == {}
+    assert dev.statistics().gro_disabled == 1

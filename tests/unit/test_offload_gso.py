@@ -24,6 +24,7 @@ from tunflow.offload import (
     gso_segment_count,
     gso_split,
     gso_split_into,
+    gso_split_size,
 )
 from tunflow.packet import HEADROOM, PacketBatch
 
@@ -320,6 +321,31 @@ def test_ipv6_extension_headers_counted_in_payload_length(proto: str) -> None:
         assert s[40 : 40 + ext_len] == src[10 + 40 : 10 + 40 + ext_len]
         assert struct.unpack_from(">H", s, 4)[0] == len(s) - 40
     assert_split_ok(src, segs)
+
+
+_LONG_EXT = bytes([TCP, 63]) + bytes([1, 254]) + bytes(254) + bytes([1, 252]) + bytes(252)
+
+
+@pytest.mark.parametrize(
+    "src",
+    [
+        pytest.param(tcp_super_packet(IP4_A, IP4_B, 3000, 1000), id="tcp4"),
+        pytest.param(tcp_super_packet(IP4_A, IP4_B, 3001, 1000, tcp_options=bytes(40)), id="opts"),
+        pytest.param(tcp_super_packet(IP4_A, IP4_B, 0, 1000, flags=ACK), id="no payload"),
+        pytest.param(
+            tcp_super_packet(IP6_A, IP6_B, 20000, 100, v6=True, ext_headers=_LONG_EXT),
+            id="tcp6 512-byte extension header",
+        ),
+        pytest.param(udp_super_packet(IP6_A, IP6_B, 3000, 7, v6=True), id="udp6"),
+        pytest.param(bytes(10) + udp4_packet(IP4_A, IP4_B, 100), id="no gso"),
+    ],
+)
+def test_split_size_is_exactly_what_the_split_takes(src: bytes) -> None:
+    count = gso_segment_count(src)
+    size = gso_split_size(src)
+    batch = PacketBatch(capacity=size, max_packets=count)
+    assert gso_split(src, batch) == count
+    assert batch.end == size  # not a byte short, none to spare
 
 
 def test_single_segment_and_headers_only() -> None:

@@ -33,6 +33,7 @@ from ..offload import (
     GROTable,
     gso_segment_count,
     gso_split,
+    gso_split_size,
 )
 from ..packet import HEADROOM, IDEAL_BATCH_SIZE, MAX_PACKET_SIZE, PacketBatch
 from ..platform._base import OffloadInfo, Queue
@@ -260,8 +261,10 @@ class OffloadTx:
         # batch with headers), which says nothing about the kernel, and changes nothing here
         src = batch.with_header(i)
         count = gso_segment_count(src)
-        # Room for every segment at once (a refused super-packet may have more than 128).
-        fallback = PacketBatch(capacity=len(src) + count * (HEADROOM + 256), max_packets=count)
+        # Room for every segment at once (a refused super-packet may have more than 128), from
+        # its own headers: every segment repeats them, and IPv6 extension headers may make
+        # them far longer than a TCP/IP header.
+        fallback = PacketBatch(capacity=gso_split_size(src), max_packets=count)
         fallback.vnet_hdr = True
         if gso_split(src, fallback) < count:  # pragma: no cover - sized above
             raise OffloadError("could not split a refused super-packet")
