@@ -125,6 +125,7 @@ _pack_ip4 = struct.Struct(">HHHHH").pack_into
 _unpack_H = struct.Struct(">H").unpack_from
 _unpack_HH = struct.Struct(">HH").unpack_from
 _unpack_I = struct.Struct(">I").unpack_from
+_unpack_ip4_words = struct.Struct(">QQI").unpack_from  # a 20-byte IPv4 header
 _pack_vnet = VIRTIO_NET_HDR.pack_into
 _unpack_vnet = VIRTIO_NET_HDR.unpack_from
 
@@ -866,7 +867,8 @@ class GROStatistics:
         packets_out: packets it produced (coalesced and single).
         coalesced: input packets merged into another packet (``packets_in - packets_out``).
         gso_packets: produced packets that carry GSO (two or more segments).
-        invalid_checksum: packets kept apart because their TCP/UDP checksum was wrong.
+        invalid_checksum: packets kept apart because a checksum was wrong: their IPv4 header's
+            or their TCP/UDP one.
         too_large: merges refused because the result would exceed 65535 bytes.
     """
 
@@ -935,12 +937,12 @@ class GROTable:
     ACK number — merge when their sequence numbers are contiguous (appended or prepended), their
     ToS/TTL/DF (IPv4) or traffic class/hop limit (IPv6) are equal, neither has IP options,
     extension headers or is a fragment, TCP flags are ACK or ACK|PSH with PSH ending a merge,
-    only the last segment is shorter, the TCP options are equal, both checksums verify and the
-    result stays within 65535 bytes. An IPv4 UDP datagram with checksum 0 may merge (Tailscale);
-    UDP only ever appends to the flow's last packet, and a datagram that goes out alone (empty,
-    lengths that disagree — the UDP length must be the IP payload's — a fragment, IP options or extension headers, a GSO header of its
-    own) ends that packet — the flow's next datagram starts a new one — so datagrams are never
-    reordered.
+    only the last segment is shorter, the TCP options are equal, the checksums of both verify
+    (IPv4 header and TCP/UDP) and the result stays within 65535 bytes. An IPv4 UDP datagram with
+    checksum 0 may merge (Tailscale); UDP only ever appends to the flow's last packet, and a
+    datagram that goes out alone (empty, lengths that disagree — the UDP length must be the IP
+    payload's — a fragment, IP options or extension headers, a GSO header of its own) ends that
+    packet — the flow's next datagram starts a new one — so datagrams are never reordered.
 
     Output packets are written to a separate batch in the order of each group's first packet
     (wireguard-go's ``toWrite`` order), each with its virtio-net header in the headroom: merged
@@ -998,13 +1000,14 @@ class GROTable:
         #: Coalesce UDP (``None``: as the device it writes to allows); may be changed at any
         #: time (needs the device's USO).
         self.udp = udp
-        #: Verify each packet's TCP/UDP checksum before merging it (the kernel's rule). A
-        #: caller whose packets were authenticated on the way (a VPN's AEAD: the kernel's
-        #: WireGuard marks them CHECKSUM_UNNECESSARY) may turn it off — it is most of the
-        #: cost (~2.7 of 4.3 µs a packet). With it off, a batch of TCP segments of one IP
-        #: version, each flow's in order (a tunnel's bulk transfers), is grouped by a fast
-        #: path, ~40 % cheaper than the general one, with the same result
-        #: (``benchmarks/offload_micro.py``). May be changed at any time.
+        #: Verify each packet's checksums before merging it — the IPv4 header's and the
+        #: TCP/UDP one (the kernel's rule; a merge writes a fresh IPv4 header checksum, which
+        #: would hide a bad one). A caller whose packets were authenticated on the way (a VPN's
+        #: AEAD: the kernel's WireGuard marks them CHECKSUM_UNNECESSARY) may turn it off — it
+        #: is most of the cost (~2.9 of 4.4 µs a packet; the IPv4 header's ~0.15 of it). With
+        #: it off, a batch of TCP segments of one IP version, each flow's in order (a tunnel's
+        #: bulk transfers), is grouped by a fast path, ~40 % cheaper than the general one, with
+        #: the same result (``benchmarks/offload_micro.py``). May be changed at any time.
         self.verify_checksums = True
         self._max_segments = max_segments if max_segments is not None else 1 << 30
         self._tcp_flows: dict[tuple[bytes, int, int], list[_Item]] = {}
@@ -1599,15 +1602,17 @@ class GROTable:
                     else:
                         if item[_IT_CSUM] == 0:
                             h = members[0]
-                            ok = _udp_ok(view, src.offsets[h], lengths[h], iph)
+                            ho = src.offsets[h]
+                            ok = _udp_ok(view, ho, lengths[h], iph, _unpack_H(buf, ho + iph + 6)[0])
                             item[_IT_CSUM] = 1 if ok else -1
                             if not ok:
                                 invalid += 1
                         if item[_IT_CSUM] > 0:
-                            if (
-                                unknown
-                                or (ucs == 0 and iph == 20)
-                                or _l4_valid(view, off, n, iph, _UDP)
+                            # (_udp_ok, inline: one call fewer a datagram)
+                            if unknown or (
+                                _l4_valid(view, off, n, iph, _UDP)
+                                if ucs or iph == 40
+                                else not sum(_unpack_ip4_words(view, off)) % 0xFFFF
                             ):
                                 members.append(idx)
                                 item[_IT_PAYLOAD] = i_pay + gso
@@ -1761,17 +1766,30 @@ def _end_udp_flow(
 
 
 def _l4_valid(view: memoryview, off: int, n: int, iph: int, proto: int) -> bool:
-    """Whether the TCP/UDP checksum of the packet at ``view[off:off + n]`` verifies."""
+    """Whether the checksums of the packet at ``view[off:off + n]`` verify: the IPv4 header's
+    (IPv4; the kernel's GRO checks it too, ``inet_gro_receive``, and a merge would compute it
+    afresh, so hide it) and the TCP/UDP one."""
+    if iph == 20:
+        # The header's words sum to 0xFFFF (folded). As 2**16 is 1 modulo 0xFFFF, so are 2**32
+        # and 2**64: the sum of the header read as two 64-bit and a 32-bit number is congruent
+        # to the sum of its words — one unpack and one modulo, ~0.15 µs a packet (sum() of the
+        # tuple costs more; an all-zero header, congruent too, never gets here: it begins 0x45).
+        h0, h1, h2 = _unpack_ip4_words(view, off)
+        if (h0 + h1 + h2) % 0xFFFF:
+            return False
+        a = off + 12
+    else:
+        a = off + 8
     # The addresses sit right before the transport header (IPv4 12..20, IPv6 8..40): one sum
     # covers them and the whole segment.
-    a = off + (12 if iph == 20 else 8)
     return (_sum16(view[a : off + n]) + proto + n - iph) % 0xFFFF == 0
 
 
-def _udp_ok(view: memoryview, off: int, n: int, iph: int) -> bool:
+def _udp_ok(view: memoryview, off: int, n: int, iph: int, ucs: int) -> bool:
+    """:func:`_l4_valid` for a UDP datagram whose checksum field holds ``ucs``."""
     # IPv4 UDP may carry no checksum at all (RFC 768); VXLAN encapsulators often do.
-    if iph == 20 and not view[off + 26] and not view[off + 27]:
-        return True
+    if iph == 20 and not ucs:
+        return not sum(_unpack_ip4_words(view, off)) % 0xFFFF  # the IPv4 header's
     return _l4_valid(view, off, n, iph, _UDP)
 
 

@@ -12,7 +12,7 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from tunflow.packet import PacketBatch
+from tunflow.packet import PacketBatch, checksum
 from tunflow.wireguard.protocol import DatagramBatch, PeerConfig, PrivateKey, WireGuard
 
 A_ADDR = ("192.0.2.1", 51820)
@@ -38,9 +38,10 @@ class Drbg:
 
 
 def ip4(src: str, dst: str, payload: bytes = b"x" * 20, proto: int = 17) -> bytes:
-    """A minimal IPv4 packet (the checksum is not checked by WireGuard)."""
+    """A minimal IPv4 packet, its header checksum right (WireGuard does not check it; GRO
+    does, and keeps a packet whose header checksum is wrong out of any super-packet)."""
     total = 20 + len(payload)
-    return (
+    header = bytearray(
         struct.pack(
             "!BBHHHBBH4s4s",
             0x45,
@@ -54,8 +55,9 @@ def ip4(src: str, dst: str, payload: bytes = b"x" * 20, proto: int = 17) -> byte
             ipaddress.IPv4Address(src).packed,
             ipaddress.IPv4Address(dst).packed,
         )
-        + payload
     )
+    header[10:12] = struct.pack("!H", ~checksum(header) & 0xFFFF)
+    return bytes(header) + payload
 
 
 def ip6(src: str, dst: str, payload: bytes = b"y" * 20) -> bytes:
