@@ -1412,8 +1412,10 @@ class GROTable:
         invalid = too_large = 0
         for idx, off in enumerate(src.offsets):
             n = lengths[idx]
-            if n < 28:  # (too short for any UDP datagram: no flow to end)
+            if n < 28:
                 append_slot(idx)
+                if udp_flows and n >= 24:  # (cut short, but its ports are there)
+                    _end_udp_flow(udp_flows, buf, off, n)
                 continue
             if n > _MAX_IP:
                 append_slot(idx)
