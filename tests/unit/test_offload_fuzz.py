@@ -21,7 +21,13 @@ from tunflow.errors import (
     PacketTooLargeError,
     TruncatedPacketError,
 )
-from tunflow.offload import GROTable, gso_segment_count, gso_split, gso_split_into
+from tunflow.offload import (
+    GROTable,
+    gso_segment_count,
+    gso_split,
+    gso_split_into,
+    gso_split_size,
+)
 from tunflow.packet import HEADROOM, PacketBatch
 
 from .offload_packets import (
@@ -327,6 +333,7 @@ def test_fuzz_gso_split(src: bytes, max_packets: int) -> None:
         for call in (
             lambda: gso_split(src, out),
             lambda: gso_split_into(src, [bytearray(99)], [0], 0),
+            lambda: gso_split_size(src),
         ):
             try:
                 call()
@@ -336,6 +343,10 @@ def test_fuzz_gso_split(src: bytes, max_packets: int) -> None:
                 raise AssertionError("gso_split accepted what gso_segment_count refused")
         assert len(out) == 0
         return
+    # the whole split in a batch of exactly gso_split_size(src) bytes, in one call
+    whole = PacketBatch(capacity=gso_split_size(src), max_packets=count)
+    assert gso_split(src, whole) == count
+    assert whole.end == whole.capacity
     nxt = 0
     while nxt < count:
         out.clear()
