@@ -429,6 +429,26 @@ def test_udp_only_appends_to_the_last_item() -> None:
     assert_outputs(out, pkts, [(0, 1, 2), (3, 4)])
 
 
+@pytest.mark.parametrize(
+    ("odd", "groups"),
+    [
+        # the larger one heads an item the next joins (a smaller segment ends it)
+        pytest.param(_u4(150, start=200), [(0, 1), (2, 3), (4,)], id="larger"),
+        pytest.param(_u4(100, start=200, ip_flags=IPV4_FLAG_DF), [(0, 1), (2,), (3, 4)], id="DF"),
+        pytest.param(_u4(100, start=200, ttl=63), [(0, 1), (2,), (3, 4)], id="TTL"),
+        pytest.param(_u4(100, start=200, tos=4), [(0, 1), (2,), (3, 4)], id="ToS"),
+    ],
+)
+def test_udp_datagram_that_cannot_join_ends_its_flows_item(
+    odd: bytes, groups: list[tuple[int, ...]]
+) -> None:
+    # It starts the flow's next item; the datagrams after it join that one or start another,
+    # never the item before it.
+    pkts = [_u4(100), _u4(100, start=100), odd, _u4(100, start=300), _u4(100, start=400)]
+    out, _ = run_gro(pkts)
+    assert_outputs(out, pkts, groups)
+
+
 def _udp_length(p: bytes, value: int) -> bytes:
     """``p`` with its UDP length field set to ``value`` (the checksum then left out: 0 on IPv4,
     where it means none; on IPv6 the table must not verify it)."""
