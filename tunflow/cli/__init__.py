@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
+import select
 import sys
 from collections.abc import Callable, Sequence
 
@@ -109,11 +111,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``tunflow`` command; return its exit status (0 ok, 1 failure, 2 bad usage or
-    configuration)."""
+    configuration).
+
+    Output to a reader that went away (``tunflow show | head -c0``, ``tunflow genkey | true``)
+    ends the command quietly with status 1, as a C tool killed by ``SIGPIPE`` ends (Python
+    ignores that signal, so the write raised a ``BrokenPipeError`` traceback)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         status: int = args._run(args)
+        # here, not at the interpreter's exit: there, a write to a closed pipe that waited in
+        # the buffer is "Exception ignored … BrokenPipeError" and status 120 (None: fd 1 was
+        # closed, print wrote nothing)
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        if not _stdout_gone():
+            raise  # another pipe or socket: a bug to see
+        # what is left in the buffer is flushed again at exit: into /dev/null
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 1
     except KeyboardInterrupt:
         return 130
     except ModuleNotFoundError as exc:
@@ -128,6 +147,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     return status
+
+
+def _stdout_gone() -> bool:
+    """Whether standard output is a pipe or socket whose reader went away (poll says POLLERR
+    or POLLHUP for it without waiting)."""
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, 0)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 #: optional dependencies a command may need, and the extra that installs each
