@@ -30,3 +30,27 @@ def test_output_to_a_closed_pipe_ends_quietly(command: str) -> None:
         os.close(w)
     assert done.returncode == 1
     assert done.stderr == b""
+
+
+def test_pubkey_reads_no_more_than_4_kib() -> None:
+    # a private key is 44 characters: pubkey read stdin to its end, however much came (a file
+    # of gigabytes, /dev/zero: until memory ran out); now 4 KiB at most, and more is an error
+    key = b"yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\n"
+    with subprocess.Popen(
+        [*TUNFLOW, "pubkey"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as proc:
+        assert proc.stdin is not None and proc.stderr is not None
+        # more than 4 KiB, and the end of it not yet: the answer may not wait for it
+        proc.stdin.write(key + b" " * 8192)
+        proc.stdin.flush()
+        try:
+            status = proc.wait(timeout=30)
+        finally:
+            proc.kill()
+        err = proc.stderr.read().decode()
+    assert status == 2
+    assert "more than 4096 bytes" in err and "Traceback" not in err
+    # within the limit, trailing whitespace is still fine (as for wg pubkey)
+    done = subprocess.run([*TUNFLOW, "pubkey"], input=key + b"\n" * 2000, capture_output=True)
+    assert done.returncode == 0
+    assert done.stdout == b"HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=\n"

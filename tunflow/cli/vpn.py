@@ -1444,15 +1444,27 @@ def genkey(args: argparse.Namespace) -> int:
     return 0
 
 
+#: What ``tunflow pubkey`` reads of its input at most (a key is 44 characters; ``wg pubkey``
+#: reads blanks after it without end, but nothing else).
+_PUBKEY_INPUT_LIMIT = 4096
+
+
 @command("pubkey", "read a private key on stdin, print its public key (as 'wg pubkey')", _no_args)
 def pubkey(args: argparse.Namespace) -> int:
-    """``tunflow pubkey``."""
+    """``tunflow pubkey``: input longer than 4 KiB is refused (status 2) as soon as the
+    4097th byte is read — the rest is not waited for."""
     from ..wireguard import pubkey as public
 
     try:
         # bytes: the key is ASCII whatever the locale; anything else is a bad key, not a
         # decoding traceback
-        print(public(sys.stdin.buffer.read().strip()))
+        data = sys.stdin.buffer.read(_PUBKEY_INPUT_LIMIT + 1)
+        if len(data) > _PUBKEY_INPUT_LIMIT:
+            raise ConfigError(
+                f"not a private key: more than {_PUBKEY_INPUT_LIMIT} bytes of input "
+                "(a key is 44 characters)"
+            )
+        print(public(data.strip()))
     except TunflowError as exc:
         return _error(exc)
     return 0
