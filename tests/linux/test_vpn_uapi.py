@@ -301,3 +301,21 @@ async def test_a_control_client_that_keeps_talking_is_not_cut_off(
                 with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
                     await client.receive()
         assert iface.stop_reason is None
+
+
+async def test_apply_uapi_takes_the_end_of_the_bytes_as_the_end_of_a_set(
+    ns: testing.Netns,
+) -> None:
+    # the end of the bytes is the end of the stream: a set=1 without its empty line is
+    # applied and answered, as the control socket does at the end of a client's stream (and
+    # wireguard-go); apply_uapi answered it with nothing and left it unapplied
+    async with interface(ns) as iface:
+        for port, tail in ((51866, b"\n"), (51867, b"")):
+            request = f"set=1\nlisten_port={port}".encode() + tail
+            assert await iface.apply_uapi(request) == b"errno=0\n\n"
+            assert iface.listen_port == iface.wg.listen_port == port
+        answer = await iface.apply_uapi(b"get=1\n\nset=1\nfwmark=9")
+        assert answer.startswith(b"private_key=") and answer.endswith(b"errno=0\n\nerrno=0\n\n")
+        assert iface.wg.fwmark == 9
+        # a get=1 cut short is still nothing to answer
+        assert await iface.apply_uapi(b"get=1\n") == b""

@@ -880,12 +880,17 @@ class WireGuardInterface:
     async def apply_uapi(self, data: bytes) -> bytes:
         """Answer UAPI request bytes as the control socket does (for tests and tools).
 
+        The end of ``data`` is the end of the stream: it ends a ``set=1`` as its empty line
+        would (as at the end of a control client's stream); a request cut shorter than that
+        (``get=1`` without its empty line) is not answered.
+
         Raises:
             anyio.ClosedResourceError: the interface is closed.
         """
         self._check_open()
         conn = UapiConnection()
         conn.receive_data(data)
+        conn.receive_data(b"")
         out = bytearray()
         while (request := conn.next_request()) is not None:
             reply = await self._handle(request)
