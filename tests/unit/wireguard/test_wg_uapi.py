@@ -477,6 +477,30 @@ def test_stream_fatal_errors() -> None:
     assert isinstance(err, UapiError) and err.errno == errno.E2BIG
 
 
+def test_a_first_line_that_is_no_operation_is_refused_within_its_first_bytes() -> None:
+    # the operation line was buffered until its newline (up to the 64 MiB request limit, or
+    # the idle timeout): a client sending bytes without one held the server's memory. The
+    # line can only be get=1 or set=1: a byte that cannot begin either ends the connection.
+    for junk in (b"x", b"GET", b"get=2", b"set=1 ", b"get=12", b"hello" * 1000):
+        conn = UapiConnection()
+        for i in range(len(junk)):  # byte by byte: refused at the first byte that tells
+            conn.receive_data(junk[i : i + 1])
+            got = conn.next_request()
+            if got is not None:
+                break
+        assert isinstance(got, UapiError) and got.fatal and conn.closed, junk
+        assert i <= 5, junk  # at most len("set=1\n") bytes read
+    # a prefix of either still waits for more, after a request too
+    for wait in (b"g", b"get=1", b"se", b"set=1", b"get=1\n\nset="):
+        conn = UapiConnection()
+        conn.receive_data(wait)
+        got = conn.next_request()
+        if wait.startswith(b"get=1\n"):
+            assert got == GetRequest()
+            got = conn.next_request()
+        assert got is None and not conn.closed, wait
+
+
 def test_a_set_ended_by_the_end_of_the_stream_is_applied() -> None:
     # wireguard-go reads a set=1 until an empty line *or the end of the stream*: a client that
     # writes `set=1\nlisten_port=51833` and shuts its side down gets errno=0 and the port

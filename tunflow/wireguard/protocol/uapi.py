@@ -73,6 +73,8 @@ __all__ = [
 #: and the kernel have no limit: ``wg setconf`` of 12000 peers is 1.5 MB, and AllowedIPs of a
 #: full routing table some 25 MB.
 MAX_REQUEST_SIZE: Final = 64 << 20
+# the operations, as their line begins
+_OPS: Final = (b"get=1", b"set=1")
 #: hex digits in either case (wgquick parses 0x fwmarks with it too)
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
 
@@ -715,14 +717,21 @@ class UapiConnection:
 
         A malformed ``set=1`` yields a non-fatal :class:`UapiError` (answer it with
         :func:`render_errno` and go on); an unknown operation or an oversized request yields a
-        fatal one (close the connection).
+        fatal one (close the connection). A first line that cannot be ``get=1`` or ``set=1``
+        is refused as soon as a byte tells (at most ``len("set=1\\n")`` bytes into it), not
+        when its newline comes.
         """
         if self.closed:
             return None
         buf = self._buffer
         nl = buf.find(b"\n")
         if nl < 0:
-            return self._fatal_if_oversized()
+            # the operation line, not ended yet: what is not the beginning of get=1 or set=1
+            # is refused now, not buffered until a newline that may never come (wireguard-go
+            # buffers it without limit)
+            if _OPS[0].startswith(buf) or _OPS[1].startswith(buf):
+                return None
+            nl = len(buf)
         op = bytes(buf[:nl])
         if op == b"get=1":
             if len(buf) < nl + 2:
