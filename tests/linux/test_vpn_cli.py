@@ -1341,3 +1341,30 @@ def _alive_pid(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+@pytest.mark.parametrize("kind", ["tuntap", "veth"])
+def test_up_refuses_a_name_that_exists_already(
+    configs: tuple[testing.Netns, testing.Netns, Path, Path], kind: str
+) -> None:
+    # a persistent TUN of that name (ip tuntap add) was attached to — given the addresses,
+    # routes and MTU, and deleted on the way down — and a veth was an error of TUNSETIFF's
+    # about flags; now up refuses any interface that exists already, and leaves it alone
+    a, _, ca, _ = configs
+    name = ca.stem
+    if kind == "tuntap":
+        a.run("ip", "tuntap", "add", "dev", name, "mode", "tun")
+    else:
+        a.run("ip", "link", "add", name, "type", "veth", "peer", "name", name + "p")
+    before = a.ip_json("-d", "addr", "show", "dev", name)
+    try:
+        for extra in ([], ["--daemon"]):
+            refused = a.run(*TUNFLOW, "up", str(ca), *extra, check=False, timeout=20)
+            assert refused.returncode == 2, refused.stderr
+            assert f"an interface named {name} exists already" in refused.stderr
+            assert "Traceback" not in refused.stderr
+            assert a.ip_json("-d", "addr", "show", "dev", name) == before
+    finally:
+        a.run("ip", "link", "del", name, check=False)
+        for log in ("log", "log.1"):  # what the --daemon start that failed logged
+            Path(f"/run/tunflow/{name}.{log}").unlink(missing_ok=True)

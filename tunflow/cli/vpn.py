@@ -162,6 +162,25 @@ def _check_name(name: str, file: Path | None = None) -> str:
     return name
 
 
+def _refuse_existing_link(name: str) -> None:
+    """Refuse to make ``name`` when an interface of that name exists (in this namespace).
+
+    The device layer attaches to an existing TUN of the name (``ip tuntap add``: someone
+    else's, then given the addresses and routes, and deleted on the way down) and fails on any
+    other kind with a message about TUN flags; wg-quick, too, refuses an existing interface.
+    The TUN of a ``tunflow up`` of ``name`` just killed is waited for (2 s) to go away.
+
+    Raises:
+        ConfigError: it exists.
+    """
+    if not _link_stays(name):
+        return
+    raise ConfigError(
+        f"an interface named {name} exists already: tunflow up makes its own; take that one "
+        f"down first (tunflow down {name}, or ip link del {name}) or choose another name"
+    )
+
+
 def _warn_if_world_accessible(path: Path) -> None:
     """wg-quick's warning for a file others may read (it holds the private key): the modes
     of the file and of its directory have an "other" bit in common."""
@@ -252,6 +271,7 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
         undone = await anyio.to_thread.run_sync(_undo_leftovers, name)
         if undone:
             log.warning("%s", undone)
+        await anyio.to_thread.run_sync(_refuse_existing_link, name)
         journal = _Journal(name)
         _run_hooks(hooks(quick.pre_up, name), "PreUp")
         reason = "stopped"
