@@ -1368,3 +1368,30 @@ def test_up_refuses_a_name_that_exists_already(
         a.run("ip", "link", "del", name, check=False)
         for log in ("log", "log.1"):  # what the --daemon start that failed logged
             Path(f"/run/tunflow/{name}.{log}").unlink(missing_ok=True)
+
+
+def test_reloads_and_saves_at_once_are_each_answered(
+    configs: tuple[testing.Netns, testing.Netns, Path, Path],
+) -> None:
+    # two `tunflow reload` (or two `save`) at once shared one answer file and one signal
+    # (SIGHUPs sent together are one for the kernel): one of them took the other's answer
+    # and the other said "did not answer", or found the file gone under it (a traceback);
+    # now the askers of one kind take turns. A save and a reload at once were answered.
+    a, _, ca, _ = configs
+    with Up(a, ca) as up_a:
+        for _ in range(3):
+            procs = [
+                a.popen(
+                    [*TUNFLOW, command, up_a.name, "--timeout", "20"],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                for command in ("reload", "save", "reload", "save", "reload")
+            ]
+            for proc in procs:
+                out, err = proc.communicate(timeout=60)
+                assert proc.returncode == 0, out + err
+                assert "reloaded: 1 peer(s)" in out or "saved to" in out, out
+        assert up_a.proc is not None and up_a.proc.poll() is None
+    assert not list(Path("/run/tunflow").glob(f"{up_a.name}.*"))

@@ -1252,22 +1252,68 @@ def _ask(
         print(f"tunflow: {name} is not up (no 'tunflow up' serves it)", file=sys.stderr)
         return 1, name, ""
     answer = answer_path(name)
-    answer.unlink(missing_ok=True)
+    deadline = time.monotonic() + args.timeout
+    # one asker of a kind at a time: two share the answer file, and their signals, sent
+    # together, are one for the kernel — one took the other's answer, which "did not answer"
+    turn = _take_turn(answer.with_name(answer.name + ".lock"), args.timeout)
+    what = "save" if sig == signal.SIGUSR1 else "reload"
+    if turn is None:
+        print(
+            f"tunflow: {name}: another tunflow {what} still waits for its answer",
+            file=sys.stderr,
+        )
+        return 1, name, ""
     try:
-        os.kill(pid, sig)
-    except OSError as exc:
-        print(f"tunflow: {name} (pid {pid}): {exc.strerror}", file=sys.stderr)
-        return 1, name, ""
-    _wait_for(lambda: answer.exists() or not _alive(pid), args.timeout)
-    if not answer.exists():
-        print(f"tunflow: {name} (pid {pid}) did not answer", file=sys.stderr)
-        return 1, name, ""
-    status, _, text = answer.read_text().strip().partition(" ")
-    answer.unlink(missing_ok=True)
+        answer.unlink(missing_ok=True)
+        try:
+            os.kill(pid, sig)
+        except OSError as exc:
+            print(f"tunflow: {name} (pid {pid}): {exc.strerror}", file=sys.stderr)
+            return 1, name, ""
+        _wait_for(lambda: answer.exists() or not _alive(pid), deadline - time.monotonic())
+        try:
+            got = answer.read_text()
+        except FileNotFoundError:
+            print(f"tunflow: {name} (pid {pid}) did not answer", file=sys.stderr)
+            return 1, name, ""
+        answer.unlink(missing_ok=True)
+    finally:
+        _end_turn(turn)
+    status, _, text = got.strip().partition(" ")
     if status != "ok":
         print(f"tunflow: {name}: {text}", file=sys.stderr)
         return 1, name, text
     return 0, name, text
+
+
+def _take_turn(path: Path, timeout: float) -> tuple[int, Path] | None:
+    """An exclusive ``flock`` on the file ``path`` (made for it), waited for up to
+    ``timeout`` seconds; ``None`` if not taken. :func:`_end_turn` removes the file and lets go.
+
+    Removed by who holds it, the file may be gone (or another made) by the time a waiter gets
+    the lock on the one it opened: that one tries again on the file there now.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        if not _wait_for(functools.partial(_try_flock, fd), deadline - time.monotonic()):
+            os.close(fd)
+            return None
+        try:
+            there = os.stat(path)
+        except FileNotFoundError:
+            there = None
+        mine = os.fstat(fd)
+        if there is not None and (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino):
+            return fd, path
+        os.close(fd)
+
+
+def _end_turn(turn: tuple[int, Path]) -> None:
+    """Let go of what :func:`_take_turn` took (the file is removed first, while held)."""
+    fd, path = turn
+    path.unlink(missing_ok=True)
+    os.close(fd)
 
 
 # -- show ---------------------------------------------------------------------------------------
