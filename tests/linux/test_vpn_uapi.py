@@ -319,3 +319,35 @@ async def test_apply_uapi_takes_the_end_of_the_bytes_as_the_end_of_a_set(
         assert iface.wg.fwmark == 9
         # a get=1 cut short is still nothing to answer
         assert await iface.apply_uapi(b"get=1\n") == b""
+
+
+# (not under plain asyncio: a client sending tens of MiB there ends with "Exception in callback
+# Future.set_result(None) … InvalidStateError" from the loop, with or without this change)
+@pytest.mark.parametrize(
+    "anyio_backend", [pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"), "trio"]
+)
+async def test_an_oversized_set_on_the_control_socket_is_answered(
+    ns: testing.Netns, tmp_path: Path
+) -> None:
+    # the server closed on a set=1 past the limit while the client still wrote it: wg was
+    # killed by SIGPIPE, saying nothing; now the rest is read and errno=-7 (E2BIG) answered
+    from tunflow.wireguard.protocol.uapi import MAX_REQUEST_SIZE
+
+    path = tmp_path / "wu.sock"
+    config = InterfaceConfig(KEY, listen_port=0)
+    line = b"allowed_ip=10.0.0.0/8\n"
+    chunk = b"public_key=" + OLD_PEER.to_hex().encode() + b"\n" + line * (65536 // len(line))
+    async with open_interface(
+        config, name=testing.unique_name("wu"), netns=ns.name, uapi=str(path)
+    ) as iface:
+        async with await anyio.connect_unix(path) as client:
+            with anyio.fail_after(60):
+                await client.send(b"set=1\n")
+                for _ in range(MAX_REQUEST_SIZE // len(chunk) + 8):
+                    await client.send(chunk)
+                await client.send(b"\nget=1\n\n")
+                got = b""
+                while not got.endswith(b"errno=0\n\n"):
+                    got += await client.receive()
+        assert got.startswith(b"errno=-7\n\nprivate_key=")
+        assert not iface.wg.peers  # nothing of it applied

@@ -473,8 +473,10 @@ def test_stream_fatal_errors() -> None:
     conn.receive_data(b"set=1\n" + b"x" * (MAX_REQUEST_SIZE - 100) + b"\n")
     assert conn.next_request() is None  # the line ended, the request did not
     conn.receive_data(b"y" * 200)
+    assert conn.next_request() is None  # too large: answered at its end
+    conn.receive_data(b"\n\n")
     err = conn.next_request()
-    assert isinstance(err, UapiError) and err.errno == errno.E2BIG
+    assert isinstance(err, UapiError) and err.errno == errno.E2BIG and not err.fatal
 
 
 def test_a_first_line_that_is_no_operation_is_refused_within_its_first_bytes() -> None:
@@ -499,6 +501,37 @@ def test_a_first_line_that_is_no_operation_is_refused_within_its_first_bytes() -
             assert got == GetRequest()
             got = conn.next_request()
         assert got is None and not conn.closed, wait
+
+
+def test_an_oversized_set_is_read_to_its_end_and_answered_e2big() -> None:
+    # a set=1 past MAX_REQUEST_SIZE closed the connection unanswered while the client was
+    # still writing it (wg: killed by SIGPIPE, nothing said); now the rest of it is read and
+    # dropped as it comes (not kept), and the answer is errno=-7 (E2BIG); the stream goes on
+    chunk = b"allowed_ip=10.0.0.0/8\n" * (65536 // 22)
+    conn = UapiConnection()
+    conn.receive_data(b"set=1\n")
+    sent = 6
+    got = None
+    while sent < MAX_REQUEST_SIZE + (4 << 20):
+        conn.receive_data(chunk)
+        sent += len(chunk)
+        got = conn.next_request()
+        assert got is None, sent
+        assert len(conn._buffer) <= MAX_REQUEST_SIZE + 2 * len(chunk)
+    conn.receive_data(chunk[:-1])
+    assert conn.next_request() is None
+    conn.receive_data(b"\n\nget=1\n\n")  # the end of the set, split from its last line
+    got = conn.next_request()
+    assert isinstance(got, UapiError) and got.errno == errno.E2BIG and not got.fatal
+    assert handle_request(WireGuard(K1), got) == b"errno=-7\n\n"
+    assert not conn.closed and conn.next_request() == GetRequest()
+    # cut off by the end of the stream instead: answered too
+    conn = UapiConnection()
+    conn.receive_data(b"set=1\n" + b"x" * (MAX_REQUEST_SIZE + 10))
+    assert conn.next_request() is None
+    conn.receive_data(b"")
+    got = conn.next_request()
+    assert isinstance(got, UapiError) and got.errno == errno.E2BIG and not got.fatal
 
 
 def test_a_set_ended_by_the_end_of_the_stream_is_applied() -> None:

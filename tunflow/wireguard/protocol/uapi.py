@@ -69,8 +69,8 @@ __all__ = [
     "MAX_REQUEST_SIZE",
 ]
 
-#: A request larger than this is refused (and the connection should be closed). wireguard-go
-#: and the kernel have no limit: ``wg setconf`` of 12000 peers is 1.5 MB, and AllowedIPs of a
+#: A request larger than this is refused: answered ``errno=-7`` (E2BIG) once its end was read
+#: (what comes past the limit is not kept). wireguard-go and the kernel have no limit: ``wg setconf`` of 12000 peers is 1.5 MB, and AllowedIPs of a
 #: full routing table some 25 MB.
 MAX_REQUEST_SIZE: Final = 64 << 20
 # the operations, as their line begins
@@ -82,8 +82,8 @@ _HEX: Final = frozenset("0123456789abcdefABCDEF")
 class UapiError(ConfigError):
     """A UAPI request was refused. ``errno`` is the positive ``errno.h`` value to report.
 
-    ``fatal`` means the byte stream is not a UAPI stream (unknown operation, oversized
-    request): answer nothing and close the connection, as wireguard-go does.
+    ``fatal`` means the byte stream is not a UAPI stream (an unknown operation): answer
+    nothing and close the connection, as wireguard-go does.
     """
 
     def __init__(self, message: str, errno: int = _errno.EINVAL, *, fatal: bool = False) -> None:
@@ -694,7 +694,7 @@ class UapiConnection:
         SetRequest(private_key=None, remove_private_key=False, listen_port=1, fwmark=None, replace_peers=False, peers=())
     """
 
-    __slots__ = ("_buffer", "_eof", "_scanned", "closed")
+    __slots__ = ("_buffer", "_eof", "_scanned", "_skipping", "closed")
 
     def __init__(self) -> None:
         self._buffer = bytearray()
@@ -702,6 +702,8 @@ class UapiConnection:
         # where the search for the end of an incomplete set=1 goes on (each read is searched
         # once, not the whole request again)
         self._scanned = 0
+        # in the rest of a set=1 past MAX_REQUEST_SIZE: read to its end, kept no more
+        self._skipping = False
         #: set once a fatal error was returned; the server should close the socket
         self.closed = False
 
@@ -716,14 +718,17 @@ class UapiConnection:
         """The next complete request, a :class:`UapiError` to answer, or ``None`` (need data).
 
         A malformed ``set=1`` yields a non-fatal :class:`UapiError` (answer it with
-        :func:`render_errno` and go on); an unknown operation or an oversized request yields a
-        fatal one (close the connection). A first line that cannot be ``get=1`` or ``set=1``
-        is refused as soon as a byte tells (at most ``len("set=1\\n")`` bytes into it), not
-        when its newline comes.
+        :func:`render_errno` and go on), so does a ``set=1`` larger than
+        :data:`MAX_REQUEST_SIZE` (``E2BIG``, once the rest of it was read — and dropped as it
+        came); an unknown operation yields a fatal one (close the connection). A first line
+        that cannot be ``get=1`` or ``set=1`` is refused as soon as a byte tells (at most
+        ``len("set=1\\n")`` bytes into it), not when its newline comes.
         """
         if self.closed:
             return None
         buf = self._buffer
+        if self._skipping:
+            return self._skip()
         nl = buf.find(b"\n")
         if nl < 0:
             # the operation line, not ended yet: what is not the beginning of get=1 or set=1
@@ -752,7 +757,11 @@ class UapiConnection:
                     end = len(buf) - 1
                 elif end < 0:
                     self._scanned = len(buf) - 1  # the next read may end this line's pair
-                    return self._fatal_if_oversized()
+                    if len(buf) > MAX_REQUEST_SIZE:
+                        self._skipping = True
+                        self._scanned = 0
+                        return self._skip()
+                    return None
                 else:
                     end += 1
             body = bytes(buf[nl + 1 : end])
@@ -765,8 +774,18 @@ class UapiConnection:
         self.closed = True
         return UapiError(f"invalid UAPI operation {op[:20]!r}", fatal=True)
 
-    def _fatal_if_oversized(self) -> UapiError | None:
-        if len(self._buffer) > MAX_REQUEST_SIZE:
-            self.closed = True
-            return UapiError("UAPI request too large", _errno.E2BIG, fatal=True)
-        return None
+    def _skip(self) -> UapiError | None:
+        """Drop what came of an oversized ``set=1``; its error once its end came.
+
+        Answered, not closed on: the client still writes the request, and only reads the
+        answer once it is sent (``wg`` closed on was killed by SIGPIPE, saying nothing).
+        """
+        buf = self._buffer
+        end = buf.find(b"\n\n")
+        if end < 0 and not self._eof:
+            # the last newline kept: the next read may end this line's pair
+            del buf[: len(buf) - 1 if buf.endswith(b"\n") else len(buf)]
+            return None
+        del buf[: len(buf) if end < 0 else end + 2]
+        self._skipping = False
+        return UapiError(f"UAPI request larger than {MAX_REQUEST_SIZE >> 20} MiB", _errno.E2BIG)
