@@ -66,6 +66,7 @@ from ..transport import TransportStatistics, UDPTransport
 from . import _routing
 from .protocol import (
     Event,
+    GetRequest,
     HandshakeCompleted,
     InterfaceConfig,
     PeerStatistics,
@@ -106,6 +107,9 @@ UAPI_DIRECTORY: Final = "/var/run/wireguard"
 _TIMER_TICK: Final = 1.0
 #: A UAPI set of more peers than this is checked in a worker thread (its X25519s: ~5 ms here)
 _CHECK_ON_LOOP: Final = 100
+#: A UAPI request buffered beyond this many bytes is cut and parsed in a worker thread (some
+#: 0.2 s a MiB here: a full routing table as AllowedIPs, 22 MiB, is 4.5 s)
+_PARSE_ON_LOOP: Final = 1 << 20
 #: Consecutive receives that stopped on a full batch before the interface says "under load".
 _BACKLOG_READS: Final = 8
 _UNDER_LOAD_FOR: Final = 1.0
@@ -892,7 +896,7 @@ class WireGuardInterface:
         conn.receive_data(data)
         conn.receive_data(b"")
         out = bytearray()
-        while (request := conn.next_request()) is not None:
+        while (request := await _next_request(conn)) is not None:
             reply = await self._handle(request)
             if not reply:
                 break
@@ -1183,7 +1187,7 @@ class WireGuardInterface:
                     if idle.cancelled_caught:
                         return
                     conn.receive_data(data)
-                    while (request := conn.next_request()) is not None:
+                    while (request := await _next_request(conn)) is not None:
                         reply = await self._handle(request)
                         if not reply:
                             return
@@ -1195,6 +1199,14 @@ class WireGuardInterface:
                         return
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 return
+
+
+async def _next_request(conn: UapiConnection) -> GetRequest | SetRequest | UapiError | None:
+    """``conn.next_request()``; in a worker thread when much is buffered, so that the data
+    path runs on while a large ``set=1`` is parsed (``conn`` is its one task's alone)."""
+    if conn.buffered > _PARSE_ON_LOOP:
+        return await anyio.to_thread.run_sync(conn.next_request)
+    return conn.next_request()
 
 
 def _plain_reads(device: AsyncDevice) -> None:

@@ -707,6 +707,12 @@ class UapiConnection:
         #: set once a fatal error was returned; the server should close the socket
         self.closed = False
 
+    @property
+    def buffered(self) -> int:
+        """How many bytes are held, not yet cut into requests (what the next
+        :meth:`next_request` may have to parse: a server parses much off its event loop)."""
+        return len(self._buffer)
+
     def receive_data(self, data: bytes) -> None:
         """Add bytes read from the socket; ``b""`` is the end of the stream (which ends a
         ``set=1`` as its empty line would, as wireguard-go reads it)."""
