@@ -32,6 +32,23 @@ def test_output_to_a_closed_pipe_ends_quietly(command: str) -> None:
     assert done.stderr == b""
 
 
+@pytest.mark.parametrize(
+    "command", [["genkey"], ["genpsk"], ["pubkey"], ["show", "nosuchwg0"], ["strip", "/dev/null"]]
+)
+def test_closed_stdout_is_an_error(command: list[str]) -> None:
+    # `tunflow genkey >&-`: sys.stdout is None; genkey and genpsk were an AttributeError
+    # traceback, pubkey, show and strip printed nothing (or a traceback) — the key was lost
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$@" >&-', "sh", *TUNFLOW, *command],
+        input=b"yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\n",
+        stderr=subprocess.PIPE,
+        timeout=60,
+    )
+    err = done.stderr.decode()
+    assert done.returncode == 1, err
+    assert err == "tunflow: standard output is closed: nowhere to write the output\n"
+
+
 def test_pubkey_reads_no_more_than_4_kib() -> None:
     # a private key is 44 characters: pubkey read stdin to its end, however much came (a file
     # of gigabytes, /dev/zero: until memory ran out); now 4 KiB at most, and more is an error

@@ -1377,6 +1377,8 @@ def show(args: argparse.Namespace) -> int:
     from ..wireguard.protocol.config import format_endpoint
     from ..wireguard.runtime import _remove_if_stale, _socket_state
 
+    if (closed := _stdout_closed()) is not None:
+        return closed
     directory = Path(UAPI_DIRECTORY)
     if args.name:
         try:
@@ -1463,6 +1465,8 @@ def strip(args: argparse.Namespace) -> int:
     running interface without taking it down."""
     from ..wireguard.wgquick import strip_wgquick
 
+    if (closed := _stdout_closed()) is not None:
+        return closed
     path = _config_path(args.config)
     try:
         if path.stem == args.config:  # a bare name: an interface's
@@ -1486,6 +1490,16 @@ def _no_args(p: argparse.ArgumentParser) -> None:
     pass
 
 
+def _stdout_closed() -> int | None:
+    """Status 1 and a message when standard output is closed (``tunflow genkey >&-``: Python
+    makes ``sys.stdout`` ``None``, and ``print`` to it writes nothing without a word), for the
+    commands whose output is what they are run for; ``None`` when there is one."""
+    if sys.stdout is not None:
+        return None
+    print("tunflow: standard output is closed: nowhere to write the output", file=sys.stderr)
+    return 1
+
+
 def _warn_if_stdout_world_accessible() -> None:
     """wg genkey's and genpsk's warning: the key goes to a regular file others may read (the
     shell opened it with its umask; nothing done here changes its mode)."""
@@ -1505,6 +1519,8 @@ def genkey(args: argparse.Namespace) -> int:
     """``tunflow genkey``."""
     from ..wireguard import genkey as new_key
 
+    if (closed := _stdout_closed()) is not None:
+        return closed
     _warn_if_stdout_world_accessible()
     print(new_key())
     return 0
@@ -1521,6 +1537,8 @@ def pubkey(args: argparse.Namespace) -> int:
     4097th byte is read — the rest is not waited for."""
     from ..wireguard import pubkey as public
 
+    if (closed := _stdout_closed()) is not None:
+        return closed
     try:
         # bytes: the key is ASCII whatever the locale; anything else is a bad key, not a
         # decoding traceback
@@ -1541,6 +1559,8 @@ def genpsk(args: argparse.Namespace) -> int:
     """``tunflow genpsk``."""
     from ..wireguard import genpsk as new_psk
 
+    if (closed := _stdout_closed()) is not None:
+        return closed
     _warn_if_stdout_world_accessible()
     print(new_psk())
     return 0
