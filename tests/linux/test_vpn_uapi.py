@@ -321,11 +321,6 @@ async def test_apply_uapi_takes_the_end_of_the_bytes_as_the_end_of_a_set(
         assert await iface.apply_uapi(b"get=1\n") == b""
 
 
-# (not under plain asyncio: a client sending tens of MiB there ends with "Exception in callback
-# Future.set_result(None) … InvalidStateError" from the loop, with or without this change)
-@pytest.mark.parametrize(
-    "anyio_backend", [pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"), "trio"]
-)
 async def test_an_oversized_set_on_the_control_socket_is_answered(
     ns: testing.Netns, tmp_path: Path
 ) -> None:

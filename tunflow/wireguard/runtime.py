@@ -1160,9 +1160,11 @@ class WireGuardInterface:
         self.close()
 
     async def _uapi(self, listener: anyio.abc.SocketListener) -> None:
+        raw = listener.extra(anyio.abc.SocketAttribute.raw_socket)
         async with listener, anyio.create_task_group() as tg:
             while True:
                 try:
+                    await anyio.wait_readable(raw)  # see _uapi_client
                     client = await listener.accept()
                 except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                     return
@@ -1173,6 +1175,14 @@ class WireGuardInterface:
                 tg.start_soon(self._uapi_client, client)
 
     async def _uapi_client(self, client: anyio.abc.SocketStream) -> None:
+        # the waits are anyio.wait_readable/wait_writable, not the stream's own: on the asyncio
+        # backend (uvloop too) a UNIX stream's receive, send (and a listener's accept) wait on
+        # a future its socket's reader sets, and a task cancelled there (idle timeout, the
+        # interface closing) just as the socket turned ready had its cancelled future set by
+        # that reader: "Exception in callback Future.set_result(None) … InvalidStateError"
+        # from the loop (anyio 4.16; anyio#1267 fixed the same race in aclose only). Once the
+        # socket is ready, the stream's call does not wait.
+        raw = client.extra(anyio.abc.SocketAttribute.raw_socket)
         conn = UapiConnection()
         async with client:
             try:
@@ -1181,6 +1191,7 @@ class WireGuardInterface:
                     # one that keeps talking is served as long as it does
                     with anyio.move_on_after(UAPI_IDLE_TIMEOUT) as idle:
                         try:
+                            await anyio.wait_readable(raw)
                             data = await client.receive(65536)
                         except anyio.EndOfStream:
                             data = b""  # ends a set=1 without its empty line, as in wireguard-go
@@ -1192,13 +1203,31 @@ class WireGuardInterface:
                         if not reply:
                             return
                         with anyio.move_on_after(UAPI_IDLE_TIMEOUT) as stuck:
-                            await client.send(reply)
+                            await _send_all(raw, reply)
                         if stuck.cancelled_caught:
                             return
                     if not data:
                         return
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 return
+
+
+async def _send_all(sock: socket.socket, data: bytes) -> None:
+    """Send all of ``data`` on the non-blocking ``sock``, waiting with ``anyio.wait_writable``
+    (see ``_uapi_client`` for why not the stream's ``send``).
+
+    Raises:
+        anyio.BrokenResourceError: the peer went away (or another socket error).
+    """
+    await anyio.lowlevel.checkpoint()
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[sock.send(view) :]
+        except BlockingIOError:
+            await anyio.wait_writable(sock)
+        except OSError as exc:
+            raise anyio.BrokenResourceError from exc
 
 
 async def _next_request(conn: UapiConnection) -> GetRequest | SetRequest | UapiError | None:

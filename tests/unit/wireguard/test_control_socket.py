@@ -8,6 +8,8 @@ import socket
 import sys
 from pathlib import Path
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 from tunflow.errors import ConfigError
@@ -105,3 +107,47 @@ def test_down_after_a_kill_removes_only_a_stale_socket(
     else:
         assert path.read_text() == "somebody's\n"
         assert "control socket" not in out
+
+
+@pytest.mark.anyio
+async def test_a_client_cancelled_as_its_socket_turns_ready_is_let_go_quietly(
+    tmp_path: Path,
+) -> None:
+    # the control socket's tasks cancelled (the interface closing, an idle timeout) in the
+    # loop turn their socket turned ready — a client's end of stream, a client connecting:
+    # under plain asyncio, anyio's UNIX stream and listener had the socket's reader set the
+    # cancelled wait's future, and the loop logged "Exception in callback
+    # Future.set_result(None) … InvalidStateError" (the anyio test runner raises it)
+    from tunflow.wireguard.runtime import WireGuardInterface
+
+    iface = object.__new__(WireGuardInterface)
+    for waiting in ("accept", "receive"):
+        path = tmp_path / f"{waiting}.sock"
+        listener = await _uapi_listener(str(path))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(iface._uapi, listener)
+            await anyio.sleep(0.05)  # accepting
+            client = await anyio.connect_unix(path)
+            if waiting == "receive":
+                await anyio.sleep(0.05)  # the client's task receiving
+                await client.aclose()  # its end readable at the next turn
+            tg.cancel_scope.cancel()  # ... and the task cancelled before that reader ran
+        if waiting == "accept":
+            await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_reply_cancelled_as_its_socket_turns_writable_is_let_go_quietly() -> None:
+    # the same for a reply the client is slow to read (the stuck timeout, or the interface
+    # closing just as the client reads)
+    from tunflow.wireguard.runtime import _send_all
+
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_send_all, a, b"x" * (4 << 20))
+            await anyio.sleep(0.05)  # the buffer full: waiting to write
+            b.recv(1 << 20)  # writable at the next turn
+            await anyio.lowlevel.checkpoint()
+            tg.cancel_scope.cancel()
