@@ -1388,7 +1388,8 @@ def show(args: argparse.Namespace) -> int:
     else:
         names = sorted(p.stem for p in directory.glob("*.sock"))
     status = 0
-    for i, name in enumerate(names):
+    shown = False
+    for name in names:
         path = directory / f"{name}.sock"
         try:
             info = parse_get(_uapi_get(path))
@@ -1417,12 +1418,19 @@ def show(args: argparse.Namespace) -> int:
             )
             status = 1
             continue
+        except PermissionError as exc:
+            # the socket is root's (mode 0600), as wg's are: as _error says for down
+            hint = " (not running as root: run it with sudo)" if os.geteuid() else ""
+            print(f"tunflow: {name}: {exc.strerror or exc}: {path}{hint}", file=sys.stderr)
+            status = 1
+            continue
         except (OSError, TunflowError) as exc:
             print(f"tunflow: {name}: {exc}", file=sys.stderr)
             status = 1
             continue
-        if i:
-            print()
+        if shown:
+            print()  # between entries: not before the first shown, whatever was skipped
+        shown = True
         print(f"interface: {name}")
         if info.private_key is not None:
             print(f"  public key: {info.private_key.public_key().to_base64()}")

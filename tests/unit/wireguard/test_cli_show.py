@@ -134,3 +134,43 @@ def test_a_file_that_is_not_a_socket_is_left_alone(
             capsys.readouterr().err
         )
     assert (directory / "notes.sock").exists() and (directory / "dir.sock").exists()
+
+
+def test_a_socket_a_user_may_not_reach_says_to_use_sudo(
+    directory: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the sockets are root's (mode 0600): as a user, show said a bare "[Errno 13] Permission
+    # denied"; now it says which socket, and the hint down gives
+    import tunflow.cli.vpn as vpn
+
+    def refused(path: Path) -> str:
+        raise PermissionError(13, "Permission denied")
+
+    (directory / "wg7.sock").touch()
+    monkeypatch.setattr(vpn, "_uapi_get", refused)
+    monkeypatch.setattr(vpn.os, "geteuid", lambda: 1000)
+    for name in ("wg7", None):
+        assert run_show(name) == 1
+        err = capsys.readouterr().err
+        assert err == (
+            f"tunflow: wg7: Permission denied: {directory / 'wg7.sock'} "
+            "(not running as root: run it with sudo)\n"
+        )
+
+
+def test_no_blank_line_before_the_first_interface_shown(
+    directory: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # an entry skipped (here a0: not UAPI) left the next one a blank line before it
+    good = b"listen_port=7\nerrno=0\n\n"
+    threads = [
+        serve(directory / "a0.sock", b"\x80\n\n"),
+        serve(directory / "b0.sock", good),
+        serve(directory / "c0.sock", good),
+    ]
+    assert run_show(None) == 1
+    for t in threads:
+        t.join(10)
+    out = capsys.readouterr().out
+    assert out.startswith("interface: b0\n")
+    assert "\n\ninterface: c0\n" in out
