@@ -55,7 +55,7 @@ from .protocol import (
     format_endpoint,
 )
 from .protocol.allowedips import Network, parse_network
-from .protocol.constants import DEFAULT_MTU, MAX_MTU
+from .protocol.constants import DEFAULT_MTU, MAX_MTU, MAX_PEERS
 from .protocol.uapi import _HEX
 
 if TYPE_CHECKING:
@@ -280,7 +280,9 @@ def parse_wgquick(text: str, *, file: str | None = None) -> QuickConfig:
 
     Raises:
         ConfigError: an unknown section or key, a line that is not ``Key = Value``, a bad
-            value, a missing ``PrivateKey`` or ``PublicKey``; ``path`` is ``"line N"``.
+            value, a missing ``PrivateKey`` or ``PublicKey``, more than
+            :data:`~tunflow.wireguard.protocol.constants.MAX_PEERS` (65536) ``[Peer]``
+            sections (wireguard-go's limit); ``path`` is ``"line N"``.
 
     Example:
         >>> cfg = parse_wgquick('''
@@ -346,6 +348,13 @@ def parse_wgquick(text: str, *, file: str | None = None) -> QuickConfig:
         raise ConfigError("no [Interface] section", file=file)
     if "private_key" not in interface.values:
         raise ConfigError("[Interface] has no PrivateKey", file=file, path=f"line {interface.line}")
+    if len(peers) > MAX_PEERS:
+        # wireguard-go's limit ("too many peers"); said before any endpoint is looked up
+        raise ConfigError(
+            f"too many peers: {len(peers)}, at most {MAX_PEERS}",
+            file=file,
+            path=f"line {peers[MAX_PEERS].line}",
+        )
     built_peers = []
     seen: dict[PublicKey, int] = {}
     for sec in peers:

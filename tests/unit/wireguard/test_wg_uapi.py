@@ -690,3 +690,65 @@ def test_stream_never_raises(data: bytes) -> None:
 def test_set_refuses_what_wireguard_go_refuses(line: str) -> None:
     with pytest.raises(UapiError):
         parse_set("public_key=" + "11" * 32 + "\n" + line + "\n")
+
+
+def test_more_peers_than_wireguard_go_allows_are_refused_whole(
+    monkeypatch: pytest.MonkeyPatch, exchanges: list[PublicKey]
+) -> None:
+    # wireguard-go refuses a 65537th peer (EINVAL, "too many peers"); tunflow had no limit.
+    # Now a set=1 that would pass it at any point is refused before anything is applied (or
+    # any X25519 done), an InterfaceConfig and WireGuard.add_peer refuse it too (the limit
+    # made 3 here: 65536 peers take seconds)
+    import tunflow.wireguard.protocol.config as config_module
+    import tunflow.wireguard.protocol.interface as interface_module
+    import tunflow.wireguard.protocol.uapi as uapi_module
+    from tunflow.wireguard.protocol import InterfaceConfig
+    from tunflow.wireguard.protocol.constants import MAX_PEERS
+
+    assert MAX_PEERS == 65536  # wireguard-go's MaxPeers
+    for module in (config_module, interface_module, uapi_module):
+        monkeypatch.setattr(module, "MAX_PEERS", 3)
+    keys = [PrivateKey(i.to_bytes(2, "big") + bytes(30)).public_key() for i in range(1, 6)]
+    wg = WireGuard(K1)
+    for pk in keys[:2]:
+        wg.add_peer(PeerConfig(pk))
+    exchanges.clear()
+    too_many = SetRequest(listen_port=4000, peers=(PeerUpdate(keys[2]), PeerUpdate(keys[3])))
+    with pytest.raises(UapiError, match="too many peers: more than 3") as caught:
+        check_set(wg, too_many)
+    assert caught.value.errno == errno.EINVAL
+    assert handle_request(wg, too_many) == b"errno=-22\n\n"
+    assert set(wg.peers) == set(keys[:2]) and wg.listen_port == 0 and not exchanges
+    # counted as applied, line by line: one past the limit on the way is one too many
+    on_the_way = (PeerUpdate(keys[2]), PeerUpdate(keys[3]), PeerUpdate(keys[0], remove=True))
+    assert handle_request(wg, SetRequest(peers=on_the_way)) == b"errno=-22\n\n"
+    assert set(wg.peers) == set(keys[:2])
+    # removed first, updated (not new), named twice, update_only, or replace_peers: fits
+    fits = SetRequest(
+        peers=(
+            PeerUpdate(keys[0], remove=True),
+            PeerUpdate(keys[1], endpoint=("192.0.2.1", 1)),
+            PeerUpdate(keys[2]),
+            PeerUpdate(keys[3]),
+            PeerUpdate(keys[3]),
+            PeerUpdate(keys[4], update_only=True),
+        )
+    )
+    assert handle_request(wg, fits) == b"errno=0\n\n"
+    assert set(wg.peers) == set(keys[1:4])
+    replace = SetRequest(replace_peers=True, peers=tuple(PeerUpdate(pk) for pk in keys[2:5]))
+    assert handle_request(wg, replace) == b"errno=0\n\n"
+    assert set(wg.peers) == set(keys[2:5])
+    # a new private key whose public key is a peer's drops that peer first (as set_private_key)
+    own = PrivateKey(bytes(range(1, 33)))  # P1's
+    wg.remove_peer(keys[4])
+    wg.add_peer(PeerConfig(P1))
+    assert handle_request(wg, SetRequest(private_key=own, peers=(PeerUpdate(keys[0]),))) == (
+        b"errno=0\n\n"
+    )
+    assert set(wg.peers) == {keys[2], keys[3], keys[0]}
+    with pytest.raises(ConfigError, match="too many peers"):
+        wg.add_peer(PeerConfig(keys[4]))
+    with pytest.raises(ConfigError, match="too many peers: 4, at most 3"):
+        InterfaceConfig(K1, peers=[PeerConfig(pk) for pk in keys[:4]])
+    assert len(InterfaceConfig(K1, peers=[PeerConfig(pk) for pk in keys[:3]]).peers) == 3

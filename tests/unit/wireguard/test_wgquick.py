@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import shutil
 from pathlib import Path
@@ -622,3 +623,15 @@ def test_lines_end_at_newlines_only() -> None:
     # str.splitlines also splits at U+2028, \x0b, \x1c…: a hook's text set the Table
     config = parse_wgquick(quick("PostUp = echo a\u2028Table = off\r\nMTU = 1400\x0b"))
     assert config.table == "auto" and config.post_up == ("echo a\u2028Table = off",)
+
+
+def test_more_peers_than_wireguard_go_allows_are_refused() -> None:
+    # wireguard-go's limit is 65536 peers; a file of more was taken (and every endpoint in it
+    # looked up) — now refused at the first [Peer] past it, nothing brought up
+    peer = "[Peer]\nPublicKey = {}\nEndpoint = no.such.host.invalid:1\n"
+    keys = [base64.b64encode(i.to_bytes(32, "big")).decode() for i in range(1, 65538)]
+    head = f"[Interface]\nPrivateKey = {KEY_A}\n"
+    with pytest.raises(ConfigError, match=r"too many peers: 65537, at most 65536") as caught:
+        parse_wgquick(head + "".join(peer.format(k) for k in keys), file="wg0.conf")
+    assert "line 196611" in str(caught.value)  # the 65537th [Peer]
+    assert len(parse_wgquick(head + "".join(peer.format(k) for k in keys[:3])).peers) == 3

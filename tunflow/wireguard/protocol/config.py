@@ -16,7 +16,7 @@ import attrs
 from ..._text import is_decimal
 from ...errors import ConfigError
 from .allowedips import Network, parse_network
-from .constants import DEFAULT_MTU, MAX_MTU
+from .constants import DEFAULT_MTU, MAX_MTU, MAX_PEERS
 from .datagrams import Address
 from .keys import PresharedKey, PrivateKey, PublicKey
 
@@ -174,7 +174,8 @@ class InterfaceConfig:
         peers: the peers.
 
     Raises:
-        ConfigError: a value is invalid or two peers share a public key.
+        ConfigError: a value is invalid, two peers share a public key, or there are more than
+            :data:`~.constants.MAX_PEERS` (65536) peers, as wireguard-go allows.
     """
 
     private_key: PrivateKey = attrs.field(converter=_private)
@@ -191,6 +192,8 @@ class InterfaceConfig:
     def _check_peers(
         self, _attribute: attrs.Attribute[tuple[PeerConfig, ...]], value: tuple[PeerConfig, ...]
     ) -> None:
+        if len(value) > MAX_PEERS:
+            raise ConfigError(f"too many peers: {len(value)}, at most {MAX_PEERS}")
         keys = [p.public_key for p in value]
         if len(set(keys)) != len(keys):
             raise ConfigError("two peers have the same public key")

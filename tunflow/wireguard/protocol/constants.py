@@ -40,6 +40,7 @@ __all__ = [
     "MAX_STAGED_PACKETS",
     "DEFAULT_MTU",
     "MAX_MTU",
+    "MAX_PEERS",
 ]
 
 #: Noise protocol name, hashed into the initial chaining key.
@@ -89,3 +90,6 @@ DEFAULT_MTU: Final = 1420
 #: The largest tunnel MTU: a packet of that size, with the transport header and tag (32 bytes),
 #: is the largest UDP datagram IPv4 carries (65507 bytes).
 MAX_MTU: Final = 65507 - TRANSPORT_HEADER_SIZE - TAG_SIZE
+#: The most peers an interface has (wireguard-go's MaxPeers: one more is EINVAL, "too many
+#: peers").
+MAX_PEERS: Final = 1 << 16

@@ -54,6 +54,7 @@ from .constants import (
     INITIATION_SIZE,
     KEEPALIVE_TIMEOUT,
     MAX_MTU,
+    MAX_PEERS,
     MAX_STAGED_PACKETS,
     MAX_TIMER_HANDSHAKES,
     MESSAGE_COOKIE_REPLY,
@@ -553,7 +554,8 @@ class WireGuard:
             The peer.
 
         Raises:
-            ConfigError: the public key is our own or a low-order point.
+            ConfigError: the public key is our own or a low-order point, or the interface has
+                :data:`~.constants.MAX_PEERS` (65536) peers already (as wireguard-go).
         """
         # _static_static: X25519 with our key that the caller computed (uapi.check_set does,
         # to check the key) — not API: a wrong value would fail every handshake, silently
@@ -562,6 +564,8 @@ class WireGuard:
             raise ConfigError("a peer cannot have the interface's own public key")
         peer = self._peers.get(pk)
         if peer is None:
+            if len(self._peers) >= MAX_PEERS:
+                raise ConfigError(f"too many peers: more than {MAX_PEERS}")
             try:
                 peer = Peer(
                     self._identity,

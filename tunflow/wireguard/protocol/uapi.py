@@ -43,6 +43,7 @@ from ..._text import is_decimal
 from ...errors import ConfigError, HandshakeError
 from .allowedips import Network, parse_network
 from .config import InterfaceConfig, PeerConfig, _u16, _u32, format_endpoint, parse_endpoint
+from .constants import MAX_PEERS
 from .datagrams import Address
 from .interface import WireGuard
 from .keys import PresharedKey, PrivateKey, PublicKey
@@ -494,8 +495,11 @@ def check_set(wg: WireGuard, request: SetRequest) -> CheckedSet:
     so it has no half-applied request to mirror for it).
 
     Raises:
-        UapiError: ``remove_private_key`` (a tunflow interface always has a key), or a peer
-            the request creates has a low-order public key.
+        UapiError: ``remove_private_key`` (a tunflow interface always has a key), a peer
+            the request creates has a low-order public key, or it would make the interface
+            have more than :data:`~.constants.MAX_PEERS` (65536) peers at any point
+            (``EINVAL``, as wireguard-go's "too many peers", which has applied the lines
+            before it by then).
 
     Example:
         >>> wg = WireGuard(PrivateKey(bytes(range(32))))
@@ -510,14 +514,40 @@ def check_set(wg: WireGuard, request: SetRequest) -> CheckedSet:
     key = request.private_key or wg.private_key
     own = key.public_key()
     secrets: dict[PublicKey, bytes] = {}
+    if not request.peers:
+        return CheckedSet(request, key, secrets)
+    # the peers as apply_set goes: how many, and whether each key the request names is one
+    # (wg.peer, not ``pk in wg.peers``: that copies the peer dict, once per line)
+    count = 0 if request.replace_peers else len(wg.peers)
+    present: dict[PublicKey, bool] = {}
+
+    def exists(pk: PublicKey) -> bool:
+        known = present.get(pk)
+        if known is None:
+            return not request.replace_peers and wg.peer(pk) is not None
+        return known
+
+    if request.private_key is not None and exists(own):
+        count -= 1  # set_private_key removes the peer that has the new public key
+        present[own] = False
     for update in request.peers:
         pk = update.public_key
-        # the peers apply_set makes: unknown ones, and with replace_peers all (wg.peer, not
-        # ``pk in wg.peers``: that copies the peer dict, once per line)
-        if update.remove or update.update_only or pk == own or pk in secrets:
+        if pk == own:
             continue
-        if not request.replace_peers and wg.peer(pk) is not None:
+        if update.remove:
+            if exists(pk):
+                count -= 1
+                present[pk] = False
             continue
+        # the peers apply_set makes: unknown ones, and with replace_peers all
+        if update.update_only or exists(pk):
+            continue
+        count += 1
+        present[pk] = True
+        if count > MAX_PEERS:  # before any X25519 below: 65536 of them take seconds
+            raise UapiError(f"too many peers: more than {MAX_PEERS}")
+        secrets[pk] = b""
+    for pk in secrets:
         try:
             secrets[pk] = key.exchange(pk)
         except HandshakeError:
