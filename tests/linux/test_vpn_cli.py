@@ -695,21 +695,35 @@ def test_interface_names_are_checked_as_wg_quick_checks_them(
     bad = tmp_path / f"{ca.stem[:10]}%d.conf"
     bad.write_text(ca.read_text())
     long_name = "x" * 16
+    # and as wg-quick, the file must be NAME.conf: any other suffix ('wg0.txt', 'wg0.conf.bak'
+    # named the interface 'wg0', 'wg0.conf'), '.conf' alone, and '.' and '..' (which the
+    # kernel refuses) are not names
+    others = []
+    for file_name in (f"{ca.stem}.txt", f"{ca.name}.bak", ".conf", "..conf", "...conf"):
+        other = tmp_path / file_name
+        other.write_text(ca.read_text())
+        others.append(other)
     before = {link["ifname"] for link in a.ip_json("link", "show")}
+    valid = "1 to 15 of a-z A-Z 0-9 _ = + . -, not . or .."
     for argv, who in (
-        (["up", str(bad)], f"{bad}: '{bad.stem}'"),
-        (["up", str(ca), "--name", long_name], f"'{long_name}'"),
-        (["down", str(bad)], f"{bad}: '{bad.stem}'"),
-        (["down", long_name], f"'{long_name}'"),
-        (["save", "wg%d"], "'wg%d'"),
-        (["strip", "wg%d"], "'wg%d'"),
+        (["up", str(bad)], f"{bad}: the file's name"),
+        (["up", str(ca), "--name", long_name], f"'{long_name}' is"),
+        (["down", str(bad)], f"{bad}: the file's name"),
+        (["down", long_name], f"'{long_name}' is"),
+        (["save", "wg%d"], "'wg%d' is"),
+        (["strip", "wg%d"], "'wg%d' is"),
+        (["down", ".."], "'..' is"),
+        *((["up", str(other)], f"{other}: the file's name") for other in others),
     ):
         done = a.run(*TUNFLOW, *argv, check=False)
         assert done.returncode == 2, (argv, done.stdout, done.stderr)
-        assert (
-            done.stderr
-            == f"tunflow: {who} is not a valid interface name (1 to 15 of a-z A-Z 0-9 _ = + . -)\n"
-        )
+        if who.endswith("the file's name"):
+            assert done.stderr == (
+                f"tunflow: {who} must be a valid interface name followed by .conf, as for "
+                f"wg-quick ({valid}: wg0.conf)\n"
+            )
+        else:
+            assert done.stderr == f"tunflow: {who} not a valid interface name ({valid})\n"
     assert {link["ifname"] for link in a.ip_json("link", "show")} == before
 
 

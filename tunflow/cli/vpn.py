@@ -148,16 +148,41 @@ def _config_path(arg: str) -> Path:
 _VALID_NAME = re.compile(r"[a-zA-Z0-9_=+.-]{1,15}")
 
 
+def _valid_name(name: str) -> bool:
+    # "." and ".." fit the pattern, but the kernel refuses them (dev_valid_name), and they
+    # would name the pid file and control socket "..pid", "...sock"
+    return _VALID_NAME.fullmatch(name) is not None and name not in (".", "..")
+
+
 def _check_name(name: str, file: Path | None = None) -> str:
     """``name`` if it is a valid interface name.
 
     Raises:
         ConfigError: it is not (naming ``file`` when the name comes from it).
     """
-    if not _VALID_NAME.fullmatch(name):
+    if not _valid_name(name):
         raise ConfigError(
-            f"{name!r} is not a valid interface name (1 to 15 of a-z A-Z 0-9 _ = + . -)",
+            f"{name!r} is not a valid interface name (1 to 15 of a-z A-Z 0-9 _ = + . -, "
+            "not . or ..)",
             file=None if file is None else str(file),
+        )
+    return name
+
+
+def _file_interface_name(path: Path) -> str:
+    """The interface a wg-quick file is for: ``wg0`` for ``…/wg0.conf``.
+
+    Raises:
+        ConfigError: the file's name is not a valid interface name followed by ``.conf``
+            (wg-quick's rule: ``wg0.txt``, ``wg0.conf.bak``, ``.conf`` are refused).
+    """
+    base = path.name
+    name = base[: -len(".conf")] if base.endswith(".conf") else ""
+    if not _valid_name(name):
+        raise ConfigError(
+            "the file's name must be a valid interface name followed by .conf, as for "
+            "wg-quick (1 to 15 of a-z A-Z 0-9 _ = + . -, not . or ..: wg0.conf)",
+            file=str(path),
         )
     return name
 
@@ -197,10 +222,12 @@ def _interface_name(arg: str) -> str:
     """``wg0`` for ``wg0``, ``/etc/wireguard/wg0.conf`` or ``wg0.conf``.
 
     Raises:
-        ConfigError: not a valid interface name.
+        ConfigError: not a valid interface name, or a file not named one followed by
+            ``.conf``.
     """
-    path = _config_path(arg)
-    return _check_name(path.stem, path if path.stem != arg else None)
+    if "/" in arg or arg.endswith(".conf"):
+        return _file_interface_name(Path(arg))
+    return _check_name(arg)  # a bare name: /etc/wireguard/NAME.conf's
 
 
 # -- up -----------------------------------------------------------------------------------------
@@ -984,7 +1011,7 @@ def up(args: argparse.Namespace) -> int:
 
     try:
         path = _config_path(args.config)
-        name = _check_name(args.name) if args.name else _check_name(path.stem, path)
+        name = _check_name(args.name) if args.name else _interface_name(args.config)
         quick = load_wgquick(path)
         _warn_if_world_accessible(path)
         running = _running_pid(name)  # checked again, under a lock, when it starts
