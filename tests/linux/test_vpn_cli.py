@@ -1409,3 +1409,57 @@ def test_reloads_and_saves_at_once_are_each_answered(
                 assert "reloaded: 1 peer(s)" in out or "saved to" in out, out
         assert up_a.proc is not None and up_a.proc.poll() is None
     assert not list(Path("/run/tunflow").glob(f"{up_a.name}.*"))
+
+
+def test_save_and_reload_as_a_user_say_they_need_root() -> None:
+    # a user may read root's pid file but not make a lock file in /run/tunflow: that was a
+    # PermissionError traceback (before the askers took turns it was the kill's EPERM, in a
+    # line); now a line with the hint, status 1. The `up` is a stand-in holding its pid file.
+    name = testing.unique_name("tfq")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, signal, sys, time\n"
+            "os.makedirs('/run/tunflow', exist_ok=True)\n"
+            f"fd = os.open('/run/tunflow/{name}.pid', os.O_RDWR | os.O_CREAT, 0o644)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "os.pwrite(fd, f'{os.getpid()}\\n'.encode(), 0)\n"
+            "for s in (signal.SIGHUP, signal.SIGUSR1):\n"
+            "    signal.signal(s, signal.SIG_IGN)\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
+        for command in ("reload", "save"):
+            # root imports what the command needs (the interpreter may sit in root's home),
+            # then the command runs as user nobody
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    "import fcntl, os, sys\n"
+                    "from tunflow.cli import main\n"
+                    "import tunflow.cli.vpn\n"
+                    "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
+                    f"sys.exit(main([{command!r}, {name!r}, '--timeout', '1']))\n",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+            assert "Permission denied" in done.stderr, done.stderr
+            assert done.stderr.rstrip().endswith("(not running as root: run it with sudo)")
+        assert holder.poll() is None
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+        if holder.stdout is not None:
+            holder.stdout.close()
+        for path in Path("/run/tunflow").glob(f"{name}.*"):
+            path.unlink(missing_ok=True)

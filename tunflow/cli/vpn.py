@@ -1282,7 +1282,10 @@ def _ask(
     deadline = time.monotonic() + args.timeout
     # one asker of a kind at a time: two share the answer file, and their signals, sent
     # together, are one for the kernel — one took the other's answer, which "did not answer"
-    turn = _take_turn(answer.with_name(answer.name + ".lock"), args.timeout)
+    try:
+        turn = _take_turn(answer.with_name(answer.name + ".lock"), args.timeout)
+    except OSError as exc:  # not root: the lock is made in root's /run/tunflow (EACCES)
+        return _error(exc), name, ""
     what = "save" if sig == signal.SIGUSR1 else "reload"
     if turn is None:
         print(
@@ -1319,6 +1322,10 @@ def _take_turn(path: Path, timeout: float) -> tuple[int, Path] | None:
 
     Removed by who holds it, the file may be gone (or another made) by the time a waiter gets
     the lock on the one it opened: that one tries again on the file there now.
+
+    Raises:
+        OSError: the file cannot be made (``PermissionError`` for a user in root's
+            ``/run/tunflow``).
     """
     deadline = time.monotonic() + timeout
     while True:
