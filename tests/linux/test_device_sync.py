@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from ipaddress import ip_interface
 from typing import Any
 
@@ -1568,34 +1569,13 @@ def test_receive_counters_lose_nothing_to_threads_receiving_at_once(
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             for size in (10, 200):
                 s.sendto(b"x" * size, ("10.164.0.2", 9))
-        held, b_done = threading.Event(), threading.Event()
         got: dict[str, int] = {}
-
-        def opcodes(frame: Any, event: str, arg: Any) -> Any:
-            frame.f_trace_opcodes = True
-            if event == "opcode" and frame.f_lasti == hold_at and not held.is_set():
-                held.set()
-                b_done.wait(timeout=1)  # (B waits for the lock, if A holds one: go on)
-            return opcodes
-
-        def a() -> None:
-            sys.settrace(lambda f, e, _: opcodes if f.f_code is code else None)
-            try:
-                got["a"] = len(dev.recv(timeout=5))
-            finally:
-                sys.settrace(None)
-
-        def b() -> None:
-            held.wait(timeout=5)
-            got["b"] = len(dev.recv(timeout=5))
-            b_done.set()
-
-        threads = [threading.Thread(target=a), threading.Thread(target=b)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert held.is_set()
+        _race_held_at(
+            code,
+            hold_at,
+            lambda: got.__setitem__("a", len(dev.recv(timeout=5))),
+            lambda: got.__setitem__("b", len(dev.recv(timeout=5))),
+        )
         stats = dev.statistics()
         assert (stats.rx_packets, stats.rx_bytes) == (2, got["a"] + got["b"])
 
@@ -1675,7 +1655,6 @@ def test_send_counters_lose_nothing_to_threads_sending_batches_at_once(
         if i.opname == "STORE_ATTR" and i.argval == "tx_bytes"
     )
     with DeviceBuilder().ipv4("10.170.0.1", 24).build_sync() as dev:
-        held, b_done = threading.Event(), threading.Event()
 
         def batch_of(size: int) -> PacketBatch:
             batch = dev.new_batch(1)
@@ -1683,31 +1662,45 @@ def test_send_counters_lose_nothing_to_threads_sending_batches_at_once(
             return batch
 
         sizes = {"a": 10, "b": 300}
-
-        def opcodes(frame: Any, event: str, arg: Any) -> Any:
-            frame.f_trace_opcodes = True
-            if event == "opcode" and frame.f_lasti == hold_at and not held.is_set():
-                held.set()
-                b_done.wait(timeout=1)  # (B waits for the lock, if A holds one: go on)
-            return opcodes
-
-        def a() -> None:
-            sys.settrace(lambda f, e, _: opcodes if f.f_code is code else None)
-            try:
-                dev.send_batch(batch_of(sizes["a"]), timeout=5)
-            finally:
-                sys.settrace(None)
-
-        def b() -> None:
-            held.wait(timeout=5)
-            dev.send_batch(batch_of(sizes["b"]), timeout=5)
-            b_done.set()
-
-        threads = [threading.Thread(target=a), threading.Thread(target=b)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert held.is_set()
+        _race_held_at(
+            code,
+            hold_at,
+            lambda: dev.send_batch(batch_of(sizes["a"]), timeout=5),
+            lambda: dev.send_batch(batch_of(sizes["b"]), timeout=5),
+        )
         stats = dev.statistics()
         assert (stats.tx_packets, stats.tx_bytes) == (2, 2 * 28 + sizes["a"] + sizes["b"])
+
+
+def _race_held_at(
+    code: Any, hold_at: int, a_call: Callable[[], object], b_call: Callable[[], object]
+) -> None:
+    """Run ``a_call`` in thread A, held (a tracer, opcode by opcode) at offset ``hold_at`` of
+    ``code`` while ``b_call`` runs in thread B; assert A was held there."""
+    held, b_done = threading.Event(), threading.Event()
+
+    def opcodes(frame: Any, event: str, arg: Any) -> Any:
+        frame.f_trace_opcodes = True
+        if event == "opcode" and frame.f_lasti == hold_at and not held.is_set():
+            held.set()
+            b_done.wait(timeout=1)  # (B waits for the lock, if A holds one: go on)
+        return opcodes
+
+    def a() -> None:
+        sys.settrace(lambda f, e, _: opcodes if f.f_code is code else None)
+        try:
+            a_call()
+        finally:
+            sys.settrace(None)
+
+    def b() -> None:
+        held.wait(timeout=5)
+        b_call()
+        b_done.set()
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert held.is_set()
