@@ -590,20 +590,12 @@ class _PidFile:
 
     def __enter__(self) -> _PidFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            if not _try_flock(fd):
-                os.close(fd)
-                pid = _read_pid(self.path) or "starting"
-                raise ConfigError(
-                    f"{self.name} is up already (pid {pid}); tunflow down {self.name} first"
-                ) from None
-            try:
-                if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
-                    break  # locked the file that is there (not one its owner just removed)
-            except FileNotFoundError:
-                pass
-            os.close(fd)
+        fd = _locked_file(self.path, 0o644, timeout=0)
+        if fd is None:
+            pid = _read_pid(self.path) or "starting"
+            raise ConfigError(
+                f"{self.name} is up already (pid {pid}); tunflow down {self.name} first"
+            )
         os.ftruncate(fd, 0)
         self._fd = fd
         return self
@@ -917,6 +909,34 @@ def _try_flock(fd: int, *, shared: bool = False) -> bool:
     except BlockingIOError:
         return False
     return True
+
+
+def _locked_file(path: Path, mode: int, timeout: float) -> int | None:
+    """A descriptor of the file at ``path`` (made with ``mode`` when missing) holding its
+    exclusive ``flock``, waited for up to ``timeout`` seconds (0: tried once); ``None`` when
+    another holds it all that time.
+
+    The holder removes the file when done (a pid file, a turn's lock file), so the file a
+    waiter opened may be gone — or another made in its place — by the time it gets the lock:
+    it tries again on the file there now, never holding one nobody else can find.
+
+    Raises:
+        OSError: the file cannot be opened or made.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
+        if not _wait_for(functools.partial(_try_flock, fd), deadline - time.monotonic()):
+            os.close(fd)
+            return None
+        try:
+            there = os.stat(path)
+        except FileNotFoundError:
+            there = None
+        mine = os.fstat(fd)
+        if there is not None and (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino):
+            return fd
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -1320,27 +1340,12 @@ def _take_turn(path: Path, timeout: float) -> tuple[int, Path] | None:
     """An exclusive ``flock`` on the file ``path`` (made for it), waited for up to
     ``timeout`` seconds; ``None`` if not taken. :func:`_end_turn` removes the file and lets go.
 
-    Removed by who holds it, the file may be gone (or another made) by the time a waiter gets
-    the lock on the one it opened: that one tries again on the file there now.
-
     Raises:
         OSError: the file cannot be made (``PermissionError`` for a user in root's
             ``/run/tunflow``).
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        if not _wait_for(functools.partial(_try_flock, fd), deadline - time.monotonic()):
-            os.close(fd)
-            return None
-        try:
-            there = os.stat(path)
-        except FileNotFoundError:
-            there = None
-        mine = os.fstat(fd)
-        if there is not None and (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino):
-            return fd, path
-        os.close(fd)
+    fd = _locked_file(path, 0o600, timeout)
+    return None if fd is None else (fd, path)
 
 
 def _end_turn(turn: tuple[int, Path]) -> None:
