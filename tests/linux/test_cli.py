@@ -124,3 +124,53 @@ def test_run_reports_a_failing_stage_in_one_line(
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("tunflow: ") and "No such file or directory" in lines[0]
     assert "Group" not in lines[0]
+
+
+def test_run_stops_quietly_when_the_reader_of_its_reports_goes_away(
+    netns: testing.Netns, tmp_path: Path
+) -> None:
+    # `tunflow run CONFIG | head -1`: "tunflow: [Errno 32] Broken pipe" and status 1 — now
+    # status 1 without a word, as the other commands (and a C tool killed by SIGPIPE) end,
+    # and the pipeline stopped with its device closed
+    name = testing.unique_name("cli")
+    path = tmp_path / "run.toml"
+    path.write_text(CONFIG.format(name=name, workers="tasks"))
+    proc = subprocess.Popen(
+        netns.cmd(*tunflow("run", str(path), "--interval", "0.1")),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert json.loads(proc.stdout.readline())["running"] is True
+        proc.stdout.close()  # the reader goes away
+        status = proc.wait(timeout=30)
+        err = proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert status == 1, err
+    assert err == ""
+    assert name not in [link["ifname"] for link in netns.ip_json("link", "show")]
+
+
+@pytest.mark.parametrize("backend", ["uvloop", "asyncio", "trio"])
+def test_run_with_stdout_closed_runs_without_reports(
+    netns: testing.Netns, tmp_path: Path, backend: str
+) -> None:
+    # `tunflow run CONFIG >&-`: the device took descriptor 1 — asyncio and trio failed with an
+    # AttributeError traceback (sys.stdout is None), uvloop aborted the process (an assertion
+    # when it closed a descriptor below 3); now /dev/null stands in for the closed descriptor
+    # and the pipeline runs its time without reports
+    pytest.importorskip(backend)
+    path = tmp_path / "run.toml"
+    path.write_text(CONFIG.format(name=testing.unique_name("cli"), workers="tasks"))
+    command = tunflow("run", str(path), "--backend", backend, "--duration", "0.5")
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$@" >&-', "sh", *netns.cmd(*command)],
+        stderr=subprocess.PIPE,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stderr == b""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -33,7 +34,8 @@ def test_output_to_a_closed_pipe_ends_quietly(command: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [["genkey"], ["genpsk"], ["pubkey"], ["show", "nosuchwg0"], ["strip", "/dev/null"]]
+    "command",
+    [["genkey"], ["genpsk"], ["pubkey"], ["show", "nosuchwg0"], ["strip", "/dev/null"], ["stages"]],
 )
 def test_closed_stdout_is_an_error(command: list[str]) -> None:
     # `tunflow genkey >&-`: sys.stdout is None; genkey and genpsk were an AttributeError
@@ -47,6 +49,18 @@ def test_closed_stdout_is_an_error(command: list[str]) -> None:
     err = done.stderr.decode()
     assert done.returncode == 1, err
     assert err == "tunflow: standard output is closed: nowhere to write the output\n"
+
+
+def test_errors_never_go_to_stdout_when_stderr_is_closed(tmp_path: Path) -> None:
+    # `tunflow check FILE 2>&-`: sys.stderr is None, and print(…, file=None) prints to
+    # standard output — the error went where the command's output goes
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$@" 2>&-', "sh", *TUNFLOW, "check", str(tmp_path / "none.toml")],
+        stdout=subprocess.PIPE,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stdout == b""
 
 
 def test_pubkey_reads_no_more_than_4_kib() -> None:

@@ -116,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Output to a reader that went away (``tunflow show | head -c0``, ``tunflow genkey | true``)
     ends the command quietly with status 1, as a C tool killed by ``SIGPIPE`` ends (Python
     ignores that signal, so the write raised a ``BrokenPipeError`` traceback)."""
+    _open_standard_fds()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -147,6 +148,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     return status
+
+
+def _open_standard_fds() -> None:
+    """Open ``/dev/null`` on each standard descriptor (0, 1, 2) that is closed (``tunflow run
+    CONFIG >&-``). Otherwise the next file opened takes its number — a TUN device or a UDP
+    socket became standard output: what a hook wrote there went into the tunnel, and uvloop
+    aborts the process (an assertion) when it closes a descriptor below 3. ``sys.stdout``
+    stays ``None``: a command whose output is what it is run for still says it is closed."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stderr is None:
+        # (closed, it is None: print(…, file=sys.stderr) then printed errors to standard output)
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
+
+
+def _stdout_closed() -> int | None:
+    """Status 1 and a message when standard output is closed (``tunflow genkey >&-``: Python
+    makes ``sys.stdout`` ``None``, and ``print`` to it writes nothing without a word), for the
+    commands whose output is what they are run for; ``None`` when there is one."""
+    if sys.stdout is not None:
+        return None
+    print("tunflow: standard output is closed: nowhere to write the output", file=sys.stderr)
+    return 1
 
 
 def _stdout_gone() -> bool:

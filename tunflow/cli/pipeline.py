@@ -18,7 +18,7 @@ import anyio
 import attrs
 
 from ..errors import ConfigError, PluginError, TunflowError
-from . import add_backend_option, anyio_backend, command
+from . import _stdout_closed, add_backend_option, anyio_backend, command
 
 __all__ = ["run", "check", "stages"]
 
@@ -126,21 +126,37 @@ class _Table:
         self._live.update(table, refresh=True)
 
 
-async def _run(args: argparse.Namespace, config: Any, out: TextIO) -> None:
+async def _run(args: argparse.Namespace, config: Any, out: TextIO | None) -> None:
+    """Run the pipeline ``config`` describes until a signal, ``--duration`` or its end,
+    reporting to ``out`` (``None``: standard output is closed, and the pipeline runs without
+    reports).
+
+    Raises:
+        BrokenPipeError: ``out``'s reader went away; the pipeline was stopped for it, as a C
+            tool killed by ``SIGPIPE`` stops.
+    """
     start = time.monotonic()
     # Without rich (installed without the ``cli`` extra) a terminal gets the JSON lines too.
-    use_table = out.isatty() and not args.json and _rich_installed()
-    table = _Table(out) if use_table else None
+    use_table = out is not None and out.isatty() and not args.json and _rich_installed()
+    table = _Table(out) if use_table and out is not None else None
     opened: list[Any] = []
+    broken: list[BrokenPipeError] = []
+    stop = anyio.CancelScope()
 
     def report() -> None:
+        if out is None or broken:
+            return
         stats = opened[0].statistics()
         elapsed = time.monotonic() - start
-        if table is not None:
-            table.show(stats, elapsed)
-        else:
-            out.write(json.dumps(snapshot(stats, elapsed), default=str) + "\n")
-            out.flush()
+        try:
+            if table is not None:
+                table.show(stats, elapsed)
+            else:
+                out.write(json.dumps(snapshot(stats, elapsed), default=str) + "\n")
+                out.flush()
+        except BrokenPipeError as exc:
+            broken.append(exc)
+            stop.cancel()  # nobody reads the reports: the pipeline stops (its devices closed)
 
     async def reporter() -> None:
         while True:
@@ -158,29 +174,37 @@ async def _run(args: argparse.Namespace, config: Any, out: TextIO) -> None:
             opened.append(running)
             if table is not None:
                 table.__enter__()
-            with anyio.CancelScope() as scope:
+            with stop:
                 if args.duration is not None:
-                    scope.deadline = anyio.current_time() + args.duration
+                    stop.deadline = anyio.current_time() + args.duration
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(signals, tg.cancel_scope)
                     tg.start_soon(reporter)
     finally:
         # the last report comes once the pipeline has stopped: its final counts, running false
-        if opened:
-            report()
-        if table is not None and opened:
-            table.__exit__(None, None, None)
+        try:
+            if opened:
+                report()
+        finally:
+            if table is not None and opened:
+                table.__exit__(None, None, None)
+    if broken:
+        raise broken[0]
 
 
 @command("run", "run the pipeline a configuration describes, with live statistics", _run_args)
 def run(args: argparse.Namespace) -> int:
-    """``tunflow run CONFIG``."""
+    """``tunflow run CONFIG``. With standard output closed (``tunflow run CONFIG >&-``) it runs
+    without reports; when their reader goes away (``tunflow run CONFIG | head -1``) the pipeline
+    stops and the command ends quietly with status 1."""
     from ..config import load_config
 
     try:
         config = load_config(args.config)
         backend, options = anyio_backend(args.backend)
         anyio.run(_run, args, config, sys.stdout, backend=backend, backend_options=options)
+    except BrokenPipeError:
+        raise  # (main ends quietly when it is standard output's)
     except (TunflowError, OSError) as exc:
         return _error(exc)
     return 0
@@ -213,6 +237,8 @@ def stages(args: argparse.Namespace) -> int:
     """``tunflow stages``: every plugin of the ``tunflow.stages`` group and its options."""
     from ..pipeline import available_stages
 
+    if (closed := _stdout_closed()) is not None:
+        return closed
     found = available_stages()
     listing: list[dict[str, Any]] = []
     status = 0

@@ -42,7 +42,7 @@ import attrs
 
 from .._text import is_decimal
 from ..errors import ConfigError, DeviceGoneError, TunflowError
-from . import add_backend_option, anyio_backend, command
+from . import _stdout_closed, add_backend_option, anyio_backend, command
 
 if TYPE_CHECKING:
     from ..wireguard._routing import RoutingRecord
@@ -1535,16 +1535,6 @@ def strip(args: argparse.Namespace) -> int:
 
 def _no_args(p: argparse.ArgumentParser) -> None:
     pass
-
-
-def _stdout_closed() -> int | None:
-    """Status 1 and a message when standard output is closed (``tunflow genkey >&-``: Python
-    makes ``sys.stdout`` ``None``, and ``print`` to it writes nothing without a word), for the
-    commands whose output is what they are run for; ``None`` when there is one."""
-    if sys.stdout is not None:
-        return None
-    print("tunflow: standard output is closed: nowhere to write the output", file=sys.stderr)
-    return 1
 
 
 def _warn_if_stdout_world_accessible() -> None:
