@@ -598,6 +598,23 @@ def test_attach_errors(netns: testing.Netns) -> None:
     assert info.value.errno == errno.EINVAL
 
 
+def test_an_interface_made_meanwhile_by_another_process_is_refused_not_taken(
+    netns: testing.Netns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the build looks for the name, then makes the device: a TUN another process made in
+    # between (ip tuntap add) was attached to as if made here — given the addresses, and
+    # deleted at close; now the make is exclusive (IFF_TUN_EXCL) and the kernel refuses it
+    from tunflow.platform.linux import tun
+
+    name = testing.unique_name("m")
+    netns.run("ip", "tuntap", "add", "dev", name, "mode", "tun")
+    monkeypatch.setattr(tun, "_link_exists", lambda _name: False)  # looked before it was made
+    with pytest.raises(DeviceBusyError, match="made meanwhile by another process") as info:
+        DeviceBuilder().name(name).ipv4("10.52.0.1", 24).build_sync()
+    assert info.value.errno == errno.EBUSY
+    assert netns.ip_json("addr", "show", name)[0]["addr_info"] == []  # left as it was
+
+
 def _links(ns: testing.Netns) -> set[str]:
     return {link["ifname"] for link in ns.ip_json("link", "show")}
 

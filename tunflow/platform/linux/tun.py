@@ -115,7 +115,10 @@ def _open_queue_fd(name: str | None, flags: int) -> tuple[int, str]:
             ) from exc
         if exc.errno == errno.EBUSY and name:
             raise DeviceBusyError(
-                errno.EBUSY, f"TUNSETIFF {name!r}: the device is already in use by another process"
+                errno.EBUSY,
+                f"TUNSETIFF {name!r}: an interface of the name was made meanwhile by another process"
+                if flags & IFF_TUN_EXCL
+                else f"TUNSETIFF {name!r}: the device is already in use by another process",
             ) from exc
         raise _device_error(exc, f"TUNSETIFF {name or '(kernel-chosen name)'}") from exc
     assert isinstance(ifr, bytes)
@@ -531,7 +534,10 @@ def _open_device(config: DeviceConfig) -> tuple[LinuxInterface, FdQueue]:
     existed = bool(config.name) and "%" not in (config.name or "") and _link_exists(config.name)
     if config.attach and not existed:
         raise DeviceNotFoundError(errno.ENODEV, f"no interface named {config.name!r} to attach to")
-    fd, name = _open_queue_fd(config.name, flags)
+    # Not there when looked for: made exclusively (IFF_TUN_EXCL, for this open only — the
+    # queues cloned later attach), so one another process makes in between is refused, not
+    # taken as ours — configured, and deleted at close.
+    fd, name = _open_queue_fd(config.name, flags if existed else flags | IFF_TUN_EXCL)
     iface: LinuxInterface | None = None
     before: _LinkState | None = None
     added = Additions()
