@@ -32,6 +32,7 @@ from tunflow.wireguard.protocol import (
     apply_set,
     check_set,
     handle_request,
+    parse_endpoint,
     parse_get,
     parse_network,
     parse_set,
@@ -157,6 +158,11 @@ def test_parse_set_like_wg_sends_it() -> None:
         ("public_key=" + "00" * 32 + "\nendpoint=192.0.2.1:\u0665\n", errno.EINVAL),  # '٥'
         ("public_key=" + "00" * 32 + "\nendpoint=192.0.2.1:5_1\n", errno.EINVAL),
         ("public_key=" + "00" * 32 + "\nremove=yes\n", errno.EINVAL),
+        # numbers of more digits than int() converts (4300): a ValueError escaped parse_set
+        ("listen_port=" + "9" * 5000 + "\n", errno.EINVAL),
+        ("fwmark=" + "1" * 4301 + "\n", errno.EINVAL),
+        ("public_key=" + "00" * 32 + "\npersistent_keepalive_interval=" + "7" * 5000, errno.EINVAL),
+        ("public_key=" + "00" * 32 + "\nendpoint=192.0.2.1:" + "5" * 5000 + "\n", errno.EINVAL),
         ("no equals sign\n", errno.EPROTO),
     ],
 )
@@ -164,6 +170,23 @@ def test_parse_set_errors(body: str, code: int) -> None:
     with pytest.raises(UapiError) as exc:
         parse_set(body)
     assert exc.value.errno == code and not exc.value.fatal
+
+
+def test_numbers_past_int_s_digit_limit_are_refused_or_read_as_wireguard_go_reads_them() -> None:
+    # int() refuses more than 4300 digits with a ValueError, which came out of parse_set — of
+    # UapiConnection.next_request, so out of the control socket's client task into the
+    # interface's task group — and of PeerConfig; now such a number is out of range (EINVAL,
+    # ConfigError), and leading zeros count for nothing, as wireguard-go's ParseUint reads them
+    conn = UapiConnection()
+    conn.receive_data(b"set=1\nlisten_port=" + b"9" * 5000 + b"\n\nget=1\n\n")
+    refused = conn.next_request()
+    assert isinstance(refused, UapiError) and refused.errno == errno.EINVAL
+    assert conn.next_request() == GetRequest()
+    with pytest.raises(ConfigError, match="port must be 1…65535"):
+        PeerConfig(P1, endpoint="192.0.2.1:" + "6" * 4301)
+    zeros = "0" * 5000
+    assert parse_set("listen_port=" + zeros + "51820\n").listen_port == 51820
+    assert parse_endpoint("[2001:db8::1]:" + zeros + "5") == ("2001:db8::1", 5)
 
 
 def test_a_link_local_endpoint_keeps_its_scope() -> None:

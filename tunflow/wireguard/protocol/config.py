@@ -59,7 +59,10 @@ def parse_endpoint(value: str | tuple[Any, ...]) -> Address:
                 raise ConfigError(f"endpoint {value!r}: expected IPv4:port or [IPv6]:port")
         if not is_decimal(rest):
             raise ConfigError(f"endpoint {value!r}: port is not a number")
-        port = int(rest, 10)
+        # (int() raises ValueError past 4300 digits, leading zeros included: they are read as
+        # wireguard-go reads them, and no port has more than five digits)
+        digits = rest.lstrip("0")
+        port = int(digits or "0", 10) if len(digits) <= 5 else 0
     try:
         ip = ipaddress.ip_address(host)  # an IPv6 scope ("%eth0") is kept
     except ValueError:

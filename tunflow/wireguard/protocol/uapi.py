@@ -181,7 +181,10 @@ def _hex32(value: str, what: str) -> bytes:
 def _uint(value: str, bits: int, what: str) -> int:
     if not is_decimal(value):
         raise UapiError(f"{what} is not an unsigned integer: {value!r}")
-    n = int(value, 10)
+    # (int() raises ValueError past 4300 digits, leading zeros included: they are read as
+    # wireguard-go reads them, and no number of more than 20 digits fits 64 bits)
+    digits = value.lstrip("0")
+    n = int(digits or "0", 10) if len(digits) <= 20 else 1 << 64
     if n >= 1 << bits:
         raise UapiError(f"{what} does not fit in {bits} bits: {value}")
     return n
