@@ -1396,6 +1396,20 @@ class WireGuard:
         replay = s.replay
         if c0 <= replay._last or c0 + m > replay.limit:
             return 0
+        # the counters their headers say: c0, c0 + 1, … — the nonces they are opened with below
+        # (the AEAD checks a message's own counter, not its header's, which is not
+        # authenticated: one whose header was changed opened all the same, where the loop
+        # opens it with what its header says). The run ends before the first that is not.
+        want = struct.pack(f"<{m}Q", *range(c0, c0 + m))
+        for f in range(8):
+            col = buf[o0 + 8 + f : stop + 8 + f : stride]
+            expected = want[f : 8 * m : 8]
+            if col != expected:  # (a lost or reordered message, or a forged header)
+                diff = int.from_bytes(col, "big") ^ int.from_bytes(expected, "big")
+                m -= 1 + (diff.bit_length() - 1) // 8  # the first byte that differs
+                if m < _UNIFORM_MIN:
+                    return 0
+                stop = o0 + (m - 1) * stride + 1
         # Open them, message i with counter c0 + i as its nonce: the AEAD checks the counters
         # (a message whose counter is another fails to open and ends the run there).
         opener = s.open
