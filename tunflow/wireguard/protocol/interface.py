@@ -1354,7 +1354,13 @@ class WireGuard:
         only the nonce and the AEAD call are left. Returns how many datagrams it took from the
         start (0: none — the loop takes the batch as it is); a message that fails to open ends
         the run there and is left to the loop. What comes out, is counted and is recorded is
-        what the loop would make of the same datagrams."""
+        what the loop would make of the same datagrams, with one difference: the counters the
+        headers say are not read (the header is not authenticated; message i opens only if its
+        sender sealed it with c0 + i, which is what is recorded). A message whose header
+        counter was changed on the way opens here — sent by the peer, never seen before —
+        where the loop, opening it with the changed counter, drops it (``bad_aead``). Reading
+        them would cost some 57 ns a message (eight strided compares and a packed ramp a run:
+        2 % of the step), for the same packets let through."""
         offs, lens, addrs = datagrams.offsets, datagrams.lengths, datagrams.addresses
         n = len(offs)
         o0, ln = offs[0], lens[0]
@@ -1396,20 +1402,6 @@ class WireGuard:
         replay = s.replay
         if c0 <= replay._last or c0 + m > replay.limit:
             return 0
-        # the counters their headers say: c0, c0 + 1, … — the nonces they are opened with below
-        # (the AEAD checks a message's own counter, not its header's, which is not
-        # authenticated: one whose header was changed opened all the same, where the loop
-        # opens it with what its header says). The run ends before the first that is not.
-        want = struct.pack(f"<{m}Q", *range(c0, c0 + m))
-        for f in range(8):
-            col = buf[o0 + 8 + f : stop + 8 + f : stride]
-            expected = want[f : 8 * m : 8]
-            if col != expected:  # (a lost or reordered message, or a forged header)
-                diff = int.from_bytes(col, "big") ^ int.from_bytes(expected, "big")
-                m -= 1 + (diff.bit_length() - 1) // 8  # the first byte that differs
-                if m < _UNIFORM_MIN:
-                    return 0
-                stop = o0 + (m - 1) * stride + 1
         # Open them, message i with counter c0 + i as its nonce: the AEAD checks the counters
         # (a message whose counter is another fails to open and ends the run there).
         opener = s.open
