@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["is_decimal"]
+__all__ = ["is_decimal", "digits_value"]
 
 
 def is_decimal(text: str) -> bool:
@@ -14,3 +14,18 @@ def is_decimal(text: str) -> bool:
     (True, False, False, False)
     """
     return text.isascii() and text.isdigit()
+
+
+def digits_value(text: str, base: int = 10) -> int:
+    """The number ``text`` writes, its digits already checked (:func:`is_decimal`, or
+    hexadecimal ones with ``base`` 16), read as wg(8) and wireguard-go read it — leading zeros
+    count for nothing — or ``2**64``, past every bound the parsers check, when more than 20
+    digits are left: ``int`` refuses a string of over 4300 digits with a ValueError of its own.
+
+    >>> digits_value("0051820"), digits_value("9" * 5000) == 2**64, digits_value("ff", 16)
+    (51820, True, 255)
+    """
+    significant = text.lstrip("0")
+    if len(significant) > 20:
+        return 1 << 64
+    return int(significant or "0", base)

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .._text import is_decimal
+from .._text import digits_value, is_decimal
 from ..errors import ConfigError
 from .protocol import (
     InterfaceConfig,
@@ -211,7 +211,7 @@ def _resolution_retries() -> int:
         return 15
     if value == "infinity":
         return -1
-    return int(value) if is_decimal(value) else 15
+    return digits_value(value) if is_decimal(value) else 15
 
 
 def resolve_endpoint(host: str, port: int) -> tuple[str, int]:
@@ -462,9 +462,10 @@ def _fwmark(value: str) -> int:
     digits = value[2:] if hexa else value
     if not (_HEX.issuperset(digits) if hexa else is_decimal(digits)):
         raise ValueError(f"{value!r} is not off, a number or 0x and a hexadecimal number")
-    n = int(digits, 16 if hexa else 10)
+    n = digits_value(digits, 16 if hexa else 10)  # (int(): its own ValueError past 4300)
     if n > 0xFFFFFFFF:
-        raise ValueError(f"{n} is outside 0…4294967295")
+        shown = n if n < 1 << 64 else f"{value[:12]}… ({len(value)} digits)"
+        raise ValueError(f"{shown} is outside 0…4294967295")
     return n
 
 
@@ -511,13 +512,13 @@ def _split_endpoint(value: str, file: str | None = None, line: int = 0) -> tuple
         host, sep, port = text.rpartition(":")
         if ":" in host:
             sep = ""
-    if not sep or not host or not is_decimal(port) or not 0 < int(port) < 65536:
+    if not sep or not host or not is_decimal(port) or not 0 < digits_value(port) < 65536:
         raise ConfigError(
             f"endpoint {value!r} is not host:port or [IPv6]:port with a port in 1…65535",
             file=file,
             path=f"line {line}" if line else None,
         )
-    return host, int(port)
+    return host, digits_value(port)
 
 
 def _endpoint(value: str) -> str:

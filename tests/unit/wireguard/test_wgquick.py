@@ -470,6 +470,22 @@ def test_fwmark_wg_refuses_is_refused(value: str) -> None:
         parse_wgquick(f"[Interface]\nPrivateKey = {KEY_A}\nFwMark = {value}\n")
 
 
+def test_numbers_past_int_s_4300_digits_are_out_of_range() -> None:
+    # int() refuses a string of more than 4300 digits with a ValueError of its own: the file's
+    # error said "Exceeds the limit (4300 digits) for integer string conversion"
+    text = f"[Interface]\nPrivateKey = {KEY_A}\n[Peer]\nPublicKey = {PUB_B}\nEndpoint = 1.2.3.4:1\n"
+    for line, value, message in (
+        ("FwMark", "9" * 5000, r"line 3: FwMark: 999999999999… \(5000 digits\) is outside 0…"),
+        ("FwMark", "0x" + "f" * 5000, r"line 3: FwMark: 0xffffffffff… \(5002 digits\) is outs"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            parse_wgquick(text.replace("[Peer]", f"{line} = {value}\n[Peer]"))
+    with pytest.raises(ConfigError, match=r"line 5: Endpoint: .* with a port in 1…65535"):
+        parse_wgquick(text.replace(":1\n", ":" + "9" * 5000 + "\n"))
+    # leading zeros count for nothing, however many
+    assert parse_wgquick(text.replace(":1\n", ":" + "0" * 5000 + "1\n")).peers[0].endpoint
+
+
 def test_fwmark_off_is_told_from_no_fwmark() -> None:
     # a reload keeps the running mark for a file without FwMark and clears it for `off`
     assert parse_wgquick(f"[Interface]\nPrivateKey = {KEY_A}\n").fwmark is None

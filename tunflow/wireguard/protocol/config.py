@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from ..._text import is_decimal
+from ..._text import digits_value, is_decimal
 from ...errors import ConfigError
 from .allowedips import Network, parse_network
 from .constants import DEFAULT_MTU, MAX_MTU, MAX_PEERS
@@ -59,10 +59,7 @@ def parse_endpoint(value: str | tuple[Any, ...]) -> Address:
                 raise ConfigError(f"endpoint {value!r}: expected IPv4:port or [IPv6]:port")
         if not is_decimal(rest):
             raise ConfigError(f"endpoint {value!r}: port is not a number")
-        # (int() raises ValueError past 4300 digits, leading zeros included: they are read as
-        # wireguard-go reads them, and no port has more than five digits)
-        digits = rest.lstrip("0")
-        port = int(digits or "0", 10) if len(digits) <= 5 else 0
+        port = digits_value(rest)  # (not int(): a ValueError of its own past 4300 digits)
     try:
         ip = ipaddress.ip_address(host)  # an IPv6 scope ("%eth0") is kept
     except ValueError:

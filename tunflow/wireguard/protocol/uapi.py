@@ -39,7 +39,7 @@ from typing import Final
 
 import attrs
 
-from ..._text import is_decimal
+from ..._text import digits_value, is_decimal
 from ...errors import ConfigError, HandshakeError
 from .allowedips import Network, parse_network
 from .config import InterfaceConfig, PeerConfig, _u16, _u32, format_endpoint, parse_endpoint
@@ -181,10 +181,7 @@ def _hex32(value: str, what: str) -> bytes:
 def _uint(value: str, bits: int, what: str) -> int:
     if not is_decimal(value):
         raise UapiError(f"{what} is not an unsigned integer: {value!r}")
-    # (int() raises ValueError past 4300 digits, leading zeros included: they are read as
-    # wireguard-go reads them, and no number of more than 20 digits fits 64 bits)
-    digits = value.lstrip("0")
-    n = int(digits or "0", 10) if len(digits) <= 20 else 1 << 64
+    n = digits_value(value)  # (not int(): a ValueError of its own past 4300 digits)
     if n >= 1 << bits:
         raise UapiError(f"{what} does not fit in {bits} bits: {value}")
     return n
