@@ -12,12 +12,14 @@ from __future__ import annotations
 import errno
 import hashlib
 import socket
+import threading
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 import pytest
 
 from tunflow import testing
@@ -29,7 +31,7 @@ from tunflow.wireguard import (
     WireGuardInterface,
     open_interface,
 )
-from tunflow.wireguard.protocol import PublicKey, UapiError
+from tunflow.wireguard.protocol import PublicKey, UapiConnection, UapiError
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.anyio]
 
@@ -343,6 +345,34 @@ async def test_a_long_set_is_parsed_off_the_event_loop(ns: testing.Netns) -> Non
     async with interface(ns) as iface:
         during = await _ticks_while(iface.apply_uapi(b"set=1\n" + body + b"\n"))
     assert during > 1  # 0 when the parse ran on the loop
+
+
+async def test_a_long_set_being_parsed_does_not_hold_up_the_way_down(
+    ns: testing.Netns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the parse's worker thread (anyio.to_thread) could not be cancelled: a way down (SIGTERM)
+    # waited for its end — 2 s for 60 MiB, and systemd's stop timeout counts — now the
+    # cancelled task gives it up at once (a daemon thread)
+    started, held, returned = threading.Event(), threading.Event(), threading.Event()
+    real = UapiConnection.next_request
+
+    def slow(conn: UapiConnection) -> object:
+        if conn.buffered > (1 << 20):
+            started.set()
+            held.wait(30)  # a parse that takes long
+            returned.set()
+        return real(conn)
+
+    monkeypatch.setattr(UapiConnection, "next_request", slow)
+    body = b"listen_port=0\n" * ((2 << 20) // 14)
+    try:
+        async with interface(ns) as iface, anyio.create_task_group() as tg:
+            tg.start_soon(iface.apply_uapi, b"set=1\n" + body + b"\n")
+            assert await anyio.to_thread.run_sync(started.wait, 30)  # it waits in the parse
+            tg.cancel_scope.cancel()
+        assert not returned.is_set()  # out, the parse still going
+    finally:
+        held.set()
 
 
 async def _ticks_while(apply: Awaitable[bytes]) -> int:

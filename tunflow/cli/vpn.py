@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 import anyio.abc
@@ -41,6 +41,7 @@ import anyio.to_thread
 import attrs
 
 from .._text import is_decimal
+from .._threads import in_daemon_thread
 from ..errors import ConfigError, DeviceGoneError, TunflowError
 from . import _stdout_closed, add_backend_option, anyio_backend, command
 
@@ -63,7 +64,6 @@ __all__ = [
 #: Where ``tunflow up`` records the process running an interface (``<name>.pid``).
 PID_DIRECTORY = "/run/tunflow"
 
-_T = TypeVar("_T")
 
 log = logging.getLogger("tunflow.cli")
 
@@ -282,7 +282,7 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
     # are not the service and must not speak for it
     notify = _notify_address(os.environ.pop("NOTIFY_SOCKET", None))
     # endpoints may be names: resolved off the loop (Ctrl-C is heard during wg's retries)
-    config = await _in_daemon_thread(functools.partial(quick.interface_config, native=args.native))
+    config = await in_daemon_thread(functools.partial(quick.interface_config, native=args.native))
     if quick.mtu is None:
         # wg-quick's: 80 below the MTU of the path to the peers (the file's MTU = to choose)
         endpoints = [p.endpoint[0] for p in config.peers if p.endpoint is not None]
@@ -480,44 +480,6 @@ async def _answer_saves(
         signal.signal(signal.SIGUSR1, _caught_and_dropped)
 
 
-async def _in_daemon_thread(func: Callable[[], _T]) -> _T:
-    """``func()`` in a thread of its own, given up on when cancelled.
-
-    For the reload's name lookups: with the DNS unreachable, wg's retries (which
-    ``resolve_endpoint`` follows) take a minute and more. ``anyio.to_thread`` would hold up
-    the way down until they end — it cannot be cancelled, and even abandoned its worker thread
-    is one the interpreter waits for on exit — and systemd's stop timeout would then kill the
-    process before it removed its routes, rules, DNS and hooks' changes. A daemon thread is
-    left to itself instead; it tells the loop it is done through a socket pair.
-    """
-    result: list[_T] = []
-    error: list[BaseException] = []
-    wake, done = socket.socketpair()
-
-    def run() -> None:
-        try:
-            result.append(func())
-        except BaseException as exc:  # handed to the waiting task
-            error.append(exc)
-        finally:
-            with contextlib.suppress(OSError):  # closed: the task gave up waiting
-                done.send(b"x")
-            done.close()
-
-    try:
-        try:
-            threading.Thread(target=run, name="tunflow reload", daemon=True).start()
-        except BaseException:
-            done.close()  # no thread to close it
-            raise
-        await anyio.wait_readable(wake)
-    finally:
-        wake.close()
-    if error:
-        raise error[0]
-    return result[0]
-
-
 async def _answer_reloads(
     quick: Any,
     iface: Any,
@@ -550,7 +512,7 @@ async def _answer_reloads(
                     new = await anyio.to_thread.run_sync(load_wgquick, quick.file)
                     # endpoints may be names: resolved off the loop, in a thread the way down
                     # need not wait for
-                    config = await _in_daemon_thread(
+                    config = await in_daemon_thread(
                         functools.partial(new.interface_config, native=native)
                     )
                     changes = await iface.sync(

@@ -47,6 +47,7 @@ import anyio.to_thread
 import attrs
 
 from .._readiness import DECLINED, LONE, MORE, NOTHING
+from .._threads import in_daemon_thread
 from ..datagram import UDP_MAX_SEGMENTS, DatagramBatch
 from ..device import AsyncDevice, DeviceBuilder, DeviceStatistics, Layer, OffloadInfo
 from ..errors import (
@@ -1019,7 +1020,8 @@ class WireGuardInterface:
             # a new peer's check is an X25519 (~50 µs): thousands of them, off the loop, so the
             # data path keeps running (check_set only reads wg; what changes meanwhile —
             # another set, a new key — apply_set allows for)
-            checked = await anyio.to_thread.run_sync(check_set, wg, request)
+            # (in a daemon thread: a way down does not wait for the check's end)
+            checked = await in_daemon_thread(lambda: check_set(wg, request), "tunflow set")
         else:
             checked = check_set(wg, request)
         _check_scopes(self.transport, [p.endpoint for p in request.peers], UapiError)
@@ -1234,7 +1236,8 @@ async def _next_request(conn: UapiConnection) -> GetRequest | SetRequest | UapiE
     """``conn.next_request()``; in a worker thread when much is buffered, so that the data
     path runs on while a large ``set=1`` is parsed (``conn`` is its one task's alone)."""
     if conn.buffered > _PARSE_ON_LOOP:
-        return await anyio.to_thread.run_sync(conn.next_request)
+        # (a daemon thread: a way down does not wait for the parse's end — 2 s for 60 MiB)
+        return await in_daemon_thread(conn.next_request, "tunflow set")
     return conn.next_request()
 
 
