@@ -9,7 +9,12 @@ do not add up is dropped and counted (``malformed:<error>``).
 from __future__ import annotations
 
 from tunflow.errors import MalformedPacketError, OffloadError, PacketTooLargeError
-from tunflow.offload import decode_vnet_hdr, gso_segment_count, gso_split
+from tunflow.offload import (
+    VIRTIO_NET_HDR_GSO_NONE,
+    decode_vnet_hdr,
+    gso_segment_count,
+    gso_split,
+)
 from tunflow.packet import HEADROOM, PacketBatch
 from tunflow.pipeline import Lane, Processor, StageBase
 
@@ -42,7 +47,8 @@ def _grow(out: PacketBatch, capacity: int, max_packets: int) -> PacketBatch:
 class GSOStage(StageBase):
     """Split super-packets (GSO) into plain MTU-sized packets.
 
-    Statistics: ``counters`` ``split`` (super-packets split) and ``segments`` (packets made).
+    Statistics: ``counters`` ``split`` (super-packets split) and ``segments`` (packets made,
+    a packet whose checksum was only completed — no GSO type — among them).
     """
 
     plugin = "gso"
@@ -106,7 +112,8 @@ class GSOStage(StageBase):
                     except (MalformedPacketError, OffloadError, PacketTooLargeError) as exc:
                         drop("malformed:" + type(exc).__name__)
                         continue
-                    split += 1
+                    # (a packet with only a checksum to complete is one segment, no split)
+                    split += buf[off - HEADROOM + 1] != VIRTIO_NET_HDR_GSO_NONE
                     segments += done
             counters["split"] = counters.get("split", 0) + split
             counters["segments"] = counters.get("segments", 0) + segments

@@ -15,7 +15,13 @@ from tests.helpers import ipv4_udp, ipv6_udp
 from tests.unit.offload_packets import IP4_A, IP4_B, IP6_A, IP6_B, tcp_super_packet
 from tunflow import ConfigError
 from tunflow.device import Layer, OffloadInfo
-from tunflow.offload import GROTable, gso_segment_count, gso_split
+from tunflow.offload import (
+    VIRTIO_NET_HDR_F_NEEDS_CSUM,
+    GROTable,
+    VirtioNetHdr,
+    gso_segment_count,
+    gso_split,
+)
 from tunflow.packet import PacketBatch
 from tunflow.pipeline import (
     Lane,
@@ -364,6 +370,19 @@ def test_gso_splits_every_segment_of_a_super_packet_with_long_headers() -> None:
     assert len(got) == 21 and all(len(p) == 40 + 1024 + 20 + 1000 for p in got[:9])
     counters = gso.statistics().counters
     assert counters == {"split": 3, "segments": 21}
+
+
+def test_gso_counts_a_packet_with_only_its_checksum_to_complete_as_no_split() -> None:
+    # an offload TUN hands out many such packets (NEEDS_CSUM, GSO type NONE): each was counted
+    # a super-packet split
+    udp = bytearray(ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, b"payload"))
+    udp[26:28] = b"\0\0"  # the checksum the kernel left to complete
+    hdr = VirtioNetHdr(flags=VIRTIO_NET_HDR_F_NEEDS_CSUM, csum_start=20, csum_offset=6)
+    small = tcp_super_packet(IP4_A, IP4_B, 3000, 1000)
+    gso = GSOStage()
+    out = gso.bind(Lane())(super_batch(hdr.encode() + bytes(udp), small))
+    assert len(out) == 4
+    assert gso.statistics().counters == {"split": 1, "segments": 4}
 
 
 def test_gso_grows_its_batch_rather_than_lose_segments(monkeypatch: pytest.MonkeyPatch) -> None:
