@@ -77,6 +77,7 @@ def _make_converter() -> cattrs.Converter:
         ipaddress.IPv4Interface | ipaddress.IPv6Interface, lambda v, _: ipaddress.ip_interface(v)
     )
     conv.register_structure_hook_factory(_is_list, lambda t: _sequence_hook(t, conv))
+    conv.register_structure_hook_factory(attrs.has, lambda t: _table_hook(t, conv))
     conv.register_structure_hook(str, _structure_str)
     # cattrs would call bool() and int(): native = "false" turned native mode on, mtu = 1500.5
     # became 1500, queues = true 1
@@ -108,6 +109,20 @@ def _sequence_hook(type_: Any, conv: cattrs.Converter) -> Any:
     def structure(value: Any, t: Any) -> Any:
         if isinstance(value, str | bytes | Mapping):
             raise _WrongKind(f"must be a list, not {value!r}")
+        return inner(value, t)
+
+    return structure
+
+
+def _table_hook(type_: Any, conv: cattrs.Converter) -> Any:
+    """cattrs' own hook for an attrs class (a TOML table), but refusing what is not a table:
+    cattrs called ``.keys()`` on it, and ``pipeline = "x"`` or ``rules = ["x"]`` said "unknown
+    error ('str' object has no attribute 'keys')"."""
+    inner = conv.gen_structure_attrs_fromdict(type_)
+
+    def structure(value: Any, t: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise _WrongKind(f"must be a table, not {value!r}")
         return inner(value, t)
 
     return structure

@@ -147,6 +147,22 @@ def test_built_from_python_equals_the_file() -> None:
             "must be a string, not 5",
         ),
         (('name = "tf0"', "name = true"), "devices.lan.name", "must be a string, not True"),
+        # a value where a table belongs: cattrs called .keys() on it, "unknown error ('str'
+        # object has no attribute 'keys')"
+        (
+            ("\n[devices.lan]", '\npipeline = "lan"\n[devices.lan]'),
+            "pipeline",
+            "a table, not 'lan'",
+        ),
+        (("[transports.wan]", "[[transports.wan]]"), "transports.wan", "must be a table, not ["),
+        (
+            (
+                'rules = [{ action = "allow", protocol = "udp", dst_ports = [53, "1000-2000"] }]',
+                'rules = ["allow"]',
+            ),
+            "stages[0].options.rules[0]",
+            "must be a table, not 'allow'",
+        ),
         (('remote = "wan"', 'remote = "wna"'), "tunnel.remote", "not a device"),
         (('workers = "processes"', 'workers = "threads"'), "tunnel.workers", "threads"),
         (("[tunnel]", "[pipeline]\nsource='lan'\nsink='lan'\n[tunnel]"), None, "exactly one"),
