@@ -176,6 +176,12 @@ def test_tap_frames() -> None:
         ({"rules": [{"action": "deny", "protocol": "icmpp"}]}, "unknown protocol"),
         ({"rules": [{"action": "deny", "src": ["10.0.0.300/8"]}]}, "CIDR"),
         ({"rules": [{"action": "deny", "dst_ports": ["9-1"]}]}, "port range"),
+        # (isdigit() took other scripts' digits, "٣" as port 3 and "²" to int()'s ValueError;
+        # more than 4300 digits said int()'s "Exceeds the limit (4300 digits) …")
+        ({"rules": [{"action": "deny", "dst_ports": ["٣"]}]}, "'٣' is not a port"),
+        ({"rules": [{"action": "deny", "dst_ports": ["1-²"]}]}, "'1-²' is not a port"),
+        ({"rules": [{"action": "deny", "src_ports": ["1" + "0" * 5000]}]}, "outside 0..65535"),
+        ({"rules": [{"action": "deny", "dst_ports": ["0-" + "9" * 5000]}]}, "outside 0..65535"),
         ({"rules": [{"action": "deny", "icmp_types": [300]}]}, "ICMP type"),
         ({"rules": [{"action": "deny", "porto": 1}]}, "extra fields"),
     ],
