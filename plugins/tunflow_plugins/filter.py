@@ -16,6 +16,7 @@ import attrs
 
 from tunflow._text import is_decimal
 from tunflow.device import Layer
+from tunflow.errors import ConfigError
 from tunflow.packet import PacketBatch
 from tunflow.pipeline import Direction, Lane, Processor, StageBase, StageStatistics
 
@@ -122,6 +123,19 @@ class FilterOptions:
     non_ip: Action = attrs.field(
         default="allow", metadata={"help": "TAP frames that carry no IP packet (ARP…)"}
     )
+
+    def __attrs_post_init__(self) -> None:
+        # one counter per label: two rules of one label (a name twice, "rule1" for another rule
+        # than rules[1], "default") kept only the last one's hits
+        owners = {"default": "the default policy"}
+        for i, rule in enumerate(self.rules):
+            label = rule.name or f"rule{i}"
+            if label in owners:
+                raise ConfigError(
+                    f"its counter would be {label!r}, which is {owners[label]}'s: name it apart",
+                    path=f"rules[{i}]",
+                )
+            owners[label] = f"rules[{i}]"
 
 
 # A compiled rule: allow, version, protocol, src nets, dst nets, sport ranges, dport ranges,

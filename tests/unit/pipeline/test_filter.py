@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 
 import dpkt
@@ -137,6 +138,25 @@ def test_rules_first_match_counts_and_default() -> None:
     s = f.statistics()
     assert s.counters == {"no7000": 1, "rule1": 1, "rule2": 1, "rule3": 1, "default": 1}
     assert s.drops == {"denied": 2, "default": 1, "malformed:truncated": 1}
+
+
+@pytest.mark.parametrize(
+    ("names", "bad", "owner"),
+    [
+        (["a", "a"], "rules[1]", "'a', which is rules[0]'s"),
+        (["default"], "rules[0]", "'default', which is the default policy's"),
+        (["rule1", None], "rules[1]", "'rule1', which is rules[0]'s"),
+    ],
+)
+def test_two_rules_of_one_counter_are_refused(
+    names: list[str | None], bad: str, owner: str
+) -> None:
+    # the counters were a dict by label: the last rule of a label (or the default) overwrote
+    # the hits of the one before, a denied packet counted nowhere
+    rules = [{"action": "deny", "name": n} for n in names]
+    with pytest.raises(ConfigError, match=re.escape(owner)) as info:
+        StageSpec("filter", {"rules": rules}).build()
+    assert info.value.path == bad
 
 
 def test_direction_and_ports_ranges() -> None:
