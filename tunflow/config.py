@@ -145,6 +145,10 @@ class DeviceSpec:
         b = DeviceBuilder().layer(self.layer)
         if self.name is not None:
             b = b.attach(self.name) if self.attach else b.name(self.name)
+        elif self.attach:
+            # (the builder's attach() takes the name: attach = true alone was left out, and a
+            # new device made in place of the existing one asked for)
+            raise ConfigError("attaching to an existing device needs its name")
         if self.netns is not None:
             b = b.netns(self.netns)
         if self.mtu is not None:

@@ -163,6 +163,8 @@ def test_built_from_python_equals_the_file() -> None:
             "stages[0].options.rules[0]",
             "must be a table, not 'allow'",
         ),
+        # (left out without a name: a new device was made)
+        (('name = "tf0"', "attach = true"), "devices.lan", "attaching to an existing device needs"),
         (('remote = "wan"', 'remote = "wna"'), "tunnel.remote", "not a device"),
         (('workers = "processes"', 'workers = "threads"'), "tunnel.workers", "threads"),
         (("[tunnel]", "[pipeline]\nsource='lan'\nsink='lan'\n[tunnel]"), None, "exactly one"),
