@@ -58,6 +58,10 @@ class CaptureOptions:
     )
 
     def __attrs_post_init__(self) -> None:
+        # (found only when the stage starts: "" was the directory ".", a NUL open()'s
+        # ValueError out of tunflow run, a traceback)
+        if not self.path or "\0" in self.path:
+            raise ValueError(f"path {self.path!r} does not name a file")
         if self.max_bytes < 0 or self.max_files < 0:
             raise ValueError("max_bytes and max_files must not be negative")
         if not 64 <= self.snaplen <= 262144:

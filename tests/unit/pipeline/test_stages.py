@@ -224,6 +224,14 @@ def test_a_capture_that_cannot_write_stops_capturing_not_the_traffic(on_error: s
     assert s.errors == 0 and s.counters["not_captured"] > 0
 
 
+@pytest.mark.parametrize("path", ["", "a\0b"])
+def test_a_capture_path_that_names_no_file_is_refused(path: str) -> None:
+    # (checked only at start: "" opened the directory ".", a NUL was open()'s ValueError out
+    # of tunflow run, a traceback)
+    with pytest.raises(ConfigError, match="does not name a file"):
+        StageSpec("capture", {"path": path}).build()
+
+
 def test_capture_writes_what_passes(tmp_path: Path) -> None:
     path = tmp_path / "c.pcap"
     pk = [ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, bytes([i])) for i in range(50)]
