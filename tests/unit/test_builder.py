@@ -74,6 +74,9 @@ def test_defaults_match_tun_rs() -> None:
         (lambda: DeviceBuilder().tx_queue_len(-1), "outside"),
         (lambda: DeviceBuilder().owner(-5), "outside"),
         (lambda: DeviceBuilder().ring_capacity(10), "outside"),
+        # (a NUL was os.open()'s ValueError at the build; ".." the directory /run)
+        (lambda: DeviceBuilder().netns("ns\0"), "netns must be a namespace name or path"),
+        (lambda: DeviceBuilder().netns(".."), "netns must be a namespace name or path"),
         # a flag is a bool: "false" was taken for its truth (enable("false") brought it up)
         (lambda: DeviceBuilder().enable("false"), "must be True or False"),  # type: ignore[arg-type]
         (lambda: DeviceBuilder().offload(0), "must be True or False"),  # type: ignore[arg-type]

@@ -222,7 +222,9 @@ class DeviceBuilder:
         Only the build enters the namespace; the device, its queues and its configuration
         socket stay bound to it, so the rest of the program runs where it is.
         """
-        if not name_or_path:
+        # (a NUL was os.open()'s ValueError at the build, a traceback out of tunflow run; "."
+        # and "..", which ip netns refuses as names, its directories /run/netns and /run)
+        if not name_or_path or "\0" in name_or_path or name_or_path in (".", ".."):
             raise ConfigError(f"netns must be a namespace name or path, not {name_or_path!r}")
         return self._set(netns=name_or_path)
 
