@@ -114,6 +114,8 @@ def parse_endpoint(text: str, *, default_host: str = "0.0.0.0") -> tuple[str, in
         raise ConfigError(f"port {port} in {text!r} is outside 0..65535")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
+    if "\0" in host:  # (bind and getaddrinfo's TypeError or ValueError, out of tunflow run)
+        raise ConfigError(f"{text!r} is not host:port")
     return host or default_host, port
 
 

@@ -7,6 +7,7 @@ import socket
 import anyio
 import pytest
 
+from tunflow import ConfigError
 from tunflow.packet import PacketBatch
 from tunflow.pipeline import MemorySink, MemorySource, Pipeline, TransportPort
 from tunflow.transport import DatagramBatch, Transport, UDPTransport, parse_endpoint
@@ -91,3 +92,6 @@ def test_parse_endpoint() -> None:
     for bad in ("nohost", "h:99999", "h:x", "h:٥١٨٢٠", "h:+80", "h: 80", "h:8_0", "h:²"):
         with pytest.raises(ValueError):
             parse_endpoint(bad)
+    # a NUL in the host passed, and was bind()'s TypeError out of tunflow run
+    with pytest.raises(ConfigError, match="is not host:port"):
+        parse_endpoint("[fe80::1%\0]:5")
