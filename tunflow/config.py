@@ -296,6 +296,12 @@ class Config:
             if value not in known:
                 hint = f" (defined: {', '.join(sorted(known))})" if known else ""
                 raise self._error(f"{value!r} is not a device or transport{hint}", path)
+        if self.tunnel is not None and self.tunnel.local == self.tunnel.remote:
+            # (both directions read the one end: BusyResourceError out of tunflow run)
+            raise self._error(
+                f"{self.tunnel.remote!r} is tunnel.local too: a tunnel joins two ends",
+                "tunnel.remote",
+            )
         for name, dev in self.devices.items():
             try:
                 dev.builder()

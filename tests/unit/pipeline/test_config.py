@@ -166,6 +166,8 @@ def test_built_from_python_equals_the_file() -> None:
         # (left out without a name: a new device was made)
         (('name = "tf0"', "attach = true"), "devices.lan", "attaching to an existing device needs"),
         (('remote = "wan"', 'remote = "wna"'), "tunnel.remote", "not a device"),
+        # (both directions read the one device: BusyResourceError out of tunflow run)
+        (('remote = "wan"', 'remote = "lan"'), "tunnel.remote", "'lan' is tunnel.local too"),
         (('workers = "processes"', 'workers = "threads"'), "tunnel.workers", "threads"),
         (("[tunnel]", "[pipeline]\nsource='lan'\nsink='lan'\n[tunnel]"), None, "exactly one"),
         (('on_error = "stop"', 'on_error = "explode"'), "stages[0]", "explode"),
