@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import attrs
 
-from tunflow._text import is_decimal
+from tunflow._text import digits_value, is_decimal
 from tunflow.device import Layer
 from tunflow.errors import ConfigError
 from tunflow.packet import PacketBatch
@@ -47,13 +47,6 @@ def _check_cidrs(_inst: object, _attr: object, value: Sequence[str]) -> None:
             raise ValueError(f"{text!r} is not a CIDR: {exc}") from None
 
 
-def _port_number(digits: str) -> int:
-    """ASCII ``digits`` as a number, any past 65535 as 65536: int() refuses more than 4300
-    digits with its own ValueError (leading zeros count for nothing)."""
-    digits = digits.lstrip("0") or "0"
-    return int(digits) if len(digits) <= 5 else 65536
-
-
 def _port_range(value: int | str) -> tuple[int, int]:
     if isinstance(value, bool):
         raise ValueError(f"port {value!r} is not a port")
@@ -66,8 +59,8 @@ def _port_range(value: int | str) -> tuple[int, int]:
         # ASCII digits only: isdigit() took "٣" (int() reads it as 3) and "²" (int() refuses it)
         if not is_decimal(a) or (sep and not is_decimal(b)):
             raise ValueError(f"{value!r} is not a port or a range like '1000-2000'")
-        lo = _port_number(a)
-        hi = _port_number(b) if sep else lo
+        lo = digits_value(a)
+        hi = digits_value(b) if sep else lo
     if not 0 <= lo <= hi <= 65535:
         raise ValueError(f"port range {value!r} is outside 0..65535 or reversed")
     return lo, hi
