@@ -47,6 +47,7 @@ import attrs
 import cattrs
 
 from .errors import ConfigError, PluginError
+from .pipeline._engine import MAX_BUFFER
 from .pipeline._plugins import build_stage, config_error_from_cattrs, converter
 from .pipeline._stage import ErrorPolicy, StageSpec
 
@@ -203,7 +204,7 @@ class TransportSpec:
 class _RunSpec:
     workers: Literal["tasks", "processes"] = "tasks"
     on_error: Literal["drop", "stop"] = "drop"
-    buffer: int = attrs.field(default=0, validator=_within(0))
+    buffer: int = attrs.field(default=0, validator=_within(0, MAX_BUFFER))
     batch_size: int = attrs.field(default=128, validator=_within(1, 65536))
     statistics_interval: float = attrs.field(default=0.5, validator=_within(0, above=True))
     name: str | None = None

@@ -75,6 +75,10 @@ log = logging.getLogger("tunflow.pipeline")
 _STOP_TIMEOUT: Final = 0.5
 #: the longest wait a stage's ``delay()`` may ask for (seconds)
 _MAX_DELAY: Final = 3600.0
+#: the most batches a lane's ``buffer`` holds in flight: each is a batch's memory (up to 1 MiB
+#: on an offload device), all made as the lane starts — ``buffer = 100000000000`` allocated
+#: until the kernel's OOM killer ended the process (a gigabyte a lane here)
+MAX_BUFFER: Final = 1024
 
 # per-stage counters of a lane: packets in, bytes in, packets out, bytes out, batches, errors
 _PIN, _BIN, _POUT, _BOUT, _BATCHES, _ERRORS = range(6)
@@ -358,8 +362,8 @@ class _Engine:
         self._process_index = process_index
         self.mode = WorkerMode(workers)
         self.on_error = ErrorPolicy.of(on_error)
-        if type(buffer) is not int or buffer < 0:
-            raise ConfigError(f"buffer must be a non-negative int (batches), not {buffer!r}")
+        if type(buffer) is not int or not 0 <= buffer <= MAX_BUFFER:
+            raise ConfigError(f"buffer must be an int 0..{MAX_BUFFER} (batches), not {buffer!r}")
         self.buffer = buffer
         if not _positive_number(statistics_interval):
             raise ConfigError(
@@ -864,7 +868,7 @@ class Pipeline(_Engine):
         workers: ``"tasks"`` (default) or ``"processes"``.
         on_error: ``"drop"`` (default) or ``"stop"`` (see :class:`ErrorPolicy`).
         buffer: batches in flight between a worker's reader and its chain (0: none — the worker
-            reads only after writing).
+            reads only after writing; at most :data:`MAX_BUFFER`, 1024).
         statistics_interval: how often worker processes report their counters (seconds).
 
     Raises:

@@ -426,6 +426,8 @@ def test_bad_arguments() -> None:
         Pipeline(MemorySource([]), [object()], MemorySink())  # type: ignore[list-item]
     with pytest.raises(ConfigError):
         Pipeline(MemorySource([]), [], MemorySink(), buffer=-1)
+    with pytest.raises(ConfigError, match=r"0\.\.1024"):  # (all made at the start: memory)
+        Pipeline(MemorySource([]), [], MemorySink(), buffer=1025)
     with pytest.raises(ValueError):
         Pipeline(MemorySource([]), [], MemorySink(), workers="threads")
 
