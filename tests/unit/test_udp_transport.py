@@ -326,6 +326,30 @@ async def test_an_adopted_connected_socket_keeps_its_peer() -> None:
 
 
 @pytest.mark.skipif(not LINUX, reason="UDP_GRO is Linux's")
+@pytest.mark.parametrize("how", ["from_socket", "from_fd"])
+async def test_an_adopted_socket_with_udp_gro_on_reads_plainly_datagram_by_datagram(
+    how: str,
+) -> None:
+    """A socket adopted for the plain path (offload=False, TUNFLOW_UDP_OFFLOAD=0) that had
+    UDP_GRO on already — its maker's, or another transport's on the same fd — took a
+    segmented send's run of datagrams as one datagram (ten 100-byte ones: one of 1000)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setsockopt(socket.SOL_UDP, 104, 1)  # UDP_GRO
+    if how == "from_fd":
+        rx = UDPTransport.from_fd(sock.detach(), offload=False)
+    else:
+        rx = UDPTransport.from_socket(sock, offload=False)
+    async with rx, UDPTransport.bind("127.0.0.1:0", peer=rx.local_address) as tx:
+        assert (tx.gso, rx.gro) == (True, False)
+        out = tx.new_batch()
+        out.extend(payloads(10, 100))
+        assert await tx.send_batch(out) == 10
+        assert tx.statistics().tx_syscalls == 1  # one segmented send
+        assert (await receive(rx, 10)).lengths == [100] * 10
+
+
+@pytest.mark.skipif(not LINUX, reason="UDP_GRO is Linux's")
 async def test_scattered_read_splits_every_datagram() -> None:
     async with UDPTransport.bind("127.0.0.1:0") as rx, UDPTransport.bind("127.0.0.1:0") as tx:
         out = DatagramBatch()

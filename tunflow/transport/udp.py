@@ -278,6 +278,13 @@ class UDPTransport:
         use = _offload_allowed() if offload is None else offload
         self._gso = use and _LINUX and self._probe_gso(sock)
         self._gro = use and _LINUX and self._probe_gro(sock)
+        if _LINUX and not self._gro:
+            # an adopted socket may have UDP_GRO on already (set by its maker, or by another
+            # transport on the fd): a plain read would take a run of datagrams as one
+            try:
+                sock.setsockopt(_SOL_UDP, _UDP_GRO, 0)
+            except OSError:
+                pass
         #: the room a receive needs: a UDP_GRO read may hold 64 KiB of datagrams (offered
         #: less, the kernel cuts the read and every datagram in it is lost)
         self._room = MAX_DATAGRAM if self._gro else max_datagram
