@@ -349,6 +349,31 @@ async def test_an_adopted_socket_with_udp_gro_on_reads_plainly_datagram_by_datag
         assert (await receive(rx, 10)).lengths == [100] * 10
 
 
+@pytest.mark.skipif(not LINUX, reason="UDP_SEGMENT is Linux's")
+@pytest.mark.parametrize("offload", [True, False], ids=["segmented", "plain"])
+async def test_an_adopted_socket_with_a_segment_size_of_its_own_sends_datagrams_whole(
+    offload: bool,
+) -> None:
+    """A socket adopted with UDP_SEGMENT set on it (a default segment size for every send):
+    the kernel cut each send without a segment size of its own — a lone datagram, every one
+    on the plain path — into datagrams of that size (1400 bytes: 500, 500 and 400)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_UDP, 103, 500)  # UDP_SEGMENT
+    async with (
+        UDPTransport.bind("127.0.0.1:0", offload=False) as rx,
+        UDPTransport.from_socket(sock, offload=offload) as tx,
+    ):
+        sizes = [1400, 1400, 700, 2000]
+        out = tx.new_batch()
+        for size in sizes:
+            out.append(bytes([size % 251]) * size, address=rx.local_address)
+        assert await tx.send_batch(out) == len(sizes)
+        assert (await receive(rx, len(sizes))).lengths == sizes
+        with anyio.move_on_after(0.2):  # and nothing more
+            await rx.recv_batch()
+            pytest.fail("more datagrams than were sent")
+
+
 @pytest.mark.skipif(not LINUX, reason="UDP_GRO is Linux's")
 async def test_scattered_read_splits_every_datagram() -> None:
     async with UDPTransport.bind("127.0.0.1:0") as rx, UDPTransport.bind("127.0.0.1:0") as tx:

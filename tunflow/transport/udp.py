@@ -276,6 +276,13 @@ class UDPTransport:
         if buffer_size:
             _set_buffer(sock, buffer_size)
         use = _offload_allowed() if offload is None else offload
+        if _LINUX:
+            # an adopted socket may have a segment size of its own (UDP_SEGMENT set on it): the
+            # kernel would cut every send without one — a lone datagram, the plain path's — at it
+            try:
+                sock.setsockopt(_SOL_UDP, _UDP_SEGMENT, 0)
+            except OSError:
+                pass
         self._gso = use and _LINUX and self._probe_gso(sock)
         self._gro = use and _LINUX and self._probe_gro(sock)
         if _LINUX and not self._gro:
