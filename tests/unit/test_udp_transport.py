@@ -408,6 +408,62 @@ async def test_scattered_read_splits_every_datagram() -> None:
         assert 1 <= s.rx_batches == s.rx_syscalls <= 10
 
 
+@pytest.mark.skipif(not LINUX, reason="UDP_GRO is Linux's")
+@pytest.mark.parametrize("scattered", [False, True], ids=["batch", "scattered"])
+async def test_a_read_whose_segment_size_did_not_fit_is_dropped_not_merged(
+    scattered: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A socket adopted with reports of its own on (timestamps) gets their control messages
+    before UDP_GRO's segment size, which did not fit the room a read offered (32 bytes): a
+    64-byte timestamp left it out — ten 100-byte datagrams were read as one of 1000 — and a
+    16-byte one cut it (struct.error out of the receive). Now the room fits them; a read whose
+    segment size is cut or left out anyway (the room made smaller here) is dropped, counted
+    as ``truncated``, and the next one is read."""
+    from tunflow.transport import udp
+
+    async def read(count: int) -> list[int]:
+        """The sizes of the next ``count`` datagrams read."""
+        sizes: list[int] = []
+        got = DatagramBatch(1 << 20)
+        buf = memoryview(bytearray(1 << 16))
+        with anyio.fail_after(5):
+            while len(sizes) < count:
+                if not scattered:
+                    await rx.recv_batch(got)
+                    sizes = got.lengths
+                    continue
+                try:
+                    n, seg, _ = rx.recv_scattered_nowait([buf])
+                except BlockingIOError:
+                    await rx.wait_readable()
+                else:
+                    sizes += [seg] * (n // seg) + ([n % seg] if n % seg else [])
+        return sizes
+
+    for option, value, room in ((37, 0x18, None), (29, 1, 32)):  # SO_TIMESTAMPING, SO_TIMESTAMP
+        if room is not None:
+            monkeypatch.setattr(udp, "_ANCBUF", room)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.setsockopt(socket.SOL_SOCKET, option, value)
+        async with (
+            UDPTransport.from_socket(sock) as rx,
+            UDPTransport.bind("127.0.0.1:0", peer=rx.local_address) as tx,
+        ):
+            out = tx.new_batch()
+            out.extend(payloads(10, 100))
+            assert await tx.send_batch(out) == 10
+            if room is None:
+                assert await read(10) == [100] * 10
+                assert rx.statistics().drops == {}
+                continue
+            out.clear()
+            out.append(b"next")
+            assert await tx.send_batch(out) == 1
+            assert await read(1) == [4]  # (the ten before it dropped)
+            assert rx.statistics().drops == {"truncated": 1}
+
+
 @pytest.mark.parametrize("offload", [True, False])
 async def test_gathered_groups_go_out_as_their_datagrams(offload: bool) -> None:
     # a group that stays in its writer's buffers: header, body, header, body… (what native

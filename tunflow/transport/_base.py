@@ -47,7 +47,8 @@ class TransportStatistics:
             ``unreachable``, ``too_large``, ``refused`` (an ICMP error read back, or a send
             the kernel refused: a firewall rule, a broadcast address),
             ``would_block`` (a non-blocking send found the socket buffer full),
-            ``truncated`` (a datagram larger than the receive buffer), ``rx_overflow``
+            ``truncated`` (a datagram larger than the receive buffer, or a read whose control
+            messages did not fit, so that its datagrams could not be told apart), ``rx_overflow``
             (the kernel dropped datagrams because the socket's receive queue was full),
             ``bad_address`` (e.g. an IPv6 peer on an IPv4-only socket); and ``gso_refused``: times the
             kernel refused a ``UDP_SEGMENT`` send and segmentation was turned off.

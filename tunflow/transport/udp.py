@@ -67,7 +67,12 @@ _SO_RCVBUFFORCE: Final = 33
 _SOL_SOCKET: Final = socket.SOL_SOCKET
 # a plain int: ``flags & socket.MSG_TRUNC`` would go through enum.Flag.__and__ on every read
 _MSG_TRUNC: Final = int(socket.MSG_TRUNC)
-_ANCBUF: Final = socket.CMSG_SPACE(4) * 2 if hasattr(socket, "CMSG_SPACE") else 0
+# a read cut, or its control messages: one test per read, for both
+_CUT: Final = _MSG_TRUNC | int(socket.MSG_CTRUNC)
+# Room for a read's control messages: ours (UDP_GRO's segment size, SO_RXQ_OVFL's count) and
+# what a socket adopted with other reports on puts before them (timestamps: up to 64 bytes,
+# SO_RCVMARK…) — where they do not fit, the segment size is cut or left out (see _segments_lost)
+_ANCBUF: Final = 256 if hasattr(socket, "CMSG_SPACE") else 0
 _SEGMENT: Final = struct.Struct("=H")
 _INT: Final = struct.Struct("=i")
 _UINT: Final = struct.Struct("=I")
@@ -138,6 +143,16 @@ def _datagrams(length: int, seg: int) -> int:
     """How many datagrams a group of ``length`` bytes cut every ``seg`` is (an empty datagram
     is one)."""
     return -(-length // seg) if seg > 0 else 1
+
+
+def _segments_lost(anc: list[tuple[int, int, bytes]]) -> bool:
+    """Whether a read whose control messages were cut (``MSG_CTRUNC``) lost its ``UDP_GRO``
+    segment size, or part of it: its datagrams cannot be told apart (taken as one datagram, a
+    run was merged; a cut size was a ``struct.error``), so the read is dropped. (A lone
+    datagram has no segment size: it is dropped too — the two look alike.)"""
+    return not any(
+        level == _SOL_UDP and kind == _UDP_GRO and len(data) >= 4 for level, kind, data in anc
+    )
 
 
 def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
@@ -665,10 +680,10 @@ class UDPTransport:
                     continue
                 raise
             reads += 1
-            seg = self._segment_size(anc, n) if anc else n
-            if flags & _MSG_TRUNC:
+            if flags & _CUT and (flags & _MSG_TRUNC or _segments_lost(anc)):
                 self._drop("truncated")
                 continue
+            seg = self._segment_size(anc, n) if anc else n
             if seg > self.max_datagram:  # longer than asked for: as the plain path's
                 self._drop("truncated", _datagrams(n, seg))
                 continue
@@ -717,7 +732,7 @@ class UDPTransport:
                     icmp = icmp or exc.errno in _ICMP_OTHER
                     continue
                 raise
-            if flags & _MSG_TRUNC:
+            if flags & _CUT and (flags & _MSG_TRUNC or _segments_lost(anc)):
                 self._drop("truncated")
                 continue
             if n:
