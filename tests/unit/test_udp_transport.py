@@ -949,10 +949,14 @@ async def test_a_lone_datagram_after_an_icmp_error_is_sent() -> None:
 
 
 async def test_an_empty_batch_after_close_is_refused_as_any_batch() -> None:
-    # it returned 0 (and was counted as a batch sent) where a batch of one raised
+    # it returned 0 (and was counted as a batch sent) where a batch of one raised — by
+    # send_batch_nowait too
     t = UDPTransport.bind(("127.0.0.1", 0))
     assert await t.send_batch(DatagramBatch(64)) == 0
+    assert t.send_batch_nowait(DatagramBatch(64)) == 0
     assert t.statistics().tx_batches == 0
     await t.aclose()
     with pytest.raises(anyio.ClosedResourceError):
         await t.send_batch(DatagramBatch(64))
+    with pytest.raises(anyio.ClosedResourceError):
+        t.send_batch_nowait(DatagramBatch(64))

@@ -1159,6 +1159,9 @@ class UDPTransport:
                 return sent
         before = self._tx[0]
         groups = self._groups(batch)
+        if not groups:  # (as in send_batch)
+            self._socket()
+            return 0
         view = batch.view
         k = 0
         while k < len(groups):
