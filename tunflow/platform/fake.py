@@ -1093,7 +1093,7 @@ class _FakeWintun:
     def WintunOpenAdapter(self, name: str) -> int | None:
         adapter = self._w.adapters.get(name)
         if adapter is None:
-            self._w.last_error = 2
+            self._w.last_error = 1168  # ERROR_NOT_FOUND (wintun api/adapter.c)
             return None
         return adapter.handle
 

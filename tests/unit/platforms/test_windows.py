@@ -390,6 +390,25 @@ def test_attached_adapter_gets_its_additions_back(make_fake: Fake) -> None:
     assert "wg0" in w.adapters and w.sessions == {}
 
 
+def test_attach_reads_why_wintun_open_adapter_failed(make_fake: Fake) -> None:
+    """WintunOpenAdapter's NULL comes with GetLastError (wintun.h): ERROR_NOT_FOUND when no
+    adapter has the name (wintun api/adapter.c), else another failure — ERROR_ACCESS_DENIED
+    is the Administrator error, not "no such adapter"."""
+    fake = make_fake("windows")
+    with pytest.raises(DeviceNotFoundError, match="wg0") as info:
+        windows.open_device(tun_config(attach=True), syscalls=fake)
+    assert getattr(info.value, "winerror", None) == 1168
+
+    def denied(*_args: Any) -> None:
+        fake.windows.last_error = 5  # ERROR_ACCESS_DENIED
+        return None
+
+    fake.on("wintun.WintunOpenAdapter", handler=denied)
+    with pytest.raises(DevicePermissionError, match="Administrator") as denied_info:
+        windows.open_device(tun_config(attach=True), syscalls=fake)
+    assert getattr(denied_info.value, "winerror", None) == 5
+
+
 # -- the Wintun queue --------------------------------------------------------------------------
 
 

@@ -388,7 +388,11 @@ def open_wintun(config: DeviceConfig, syscalls: Syscalls) -> tuple[WintunInterfa
     if config.attach:
         handle = api.OpenAdapter(config.name)
         if not handle:
-            raise DeviceNotFoundError(errno.ENOENT, f"no Wintun adapter named {config.name!r}")
+            # wintun.h: NULL, and GetLastError says why — ERROR_NOT_FOUND when no adapter has
+            # the name (WireGuard/wintun api/adapter.c, WintunOpenAdapter: "Failed to find
+            # matching adapter name"); any other code (ERROR_ACCESS_DENIED without
+            # Administrator, a SetupAPI failure) is that error, not "no such adapter".
+            raise win_error(syscalls.last_error(), f"open the Wintun adapter {config.name!r}")
         adapter, created = int(handle), False
     else:
         name = config.name or _first_free_name(iphlp)
