@@ -195,6 +195,23 @@ def test_wintun_file_is_loaded_from_the_given_path(make_fake: Fake) -> None:
     iface.close()
 
 
+def test_driver_version_zero_is_a_failure(make_fake: Fake) -> None:
+    """WintunGetRunningDriverVersion returns 0 on failure, the reason in GetLastError
+    (wintun.h: ERROR_FILE_NOT_FOUND, Wintun not loaded) — an error, not version 0.0."""
+    fake = make_fake("windows")
+    api = wintun.load_wintun(fake, None)
+    assert api.driver_version() == "14.0"
+
+    def not_loaded() -> int:
+        fake.windows.last_error = 2  # ERROR_FILE_NOT_FOUND
+        return 0
+
+    fake.on("wintun.WintunGetRunningDriverVersion", handler=not_loaded)
+    with pytest.raises(DeviceNotFoundError, match="WintunGetRunningDriverVersion") as info:
+        api.driver_version()
+    assert getattr(info.value, "winerror", None) == 2
+
+
 def test_orphaned_adapter_is_replaced(make_fake: Fake) -> None:
     fake = make_fake("windows")
     orphan = fake.windows.add_orphaned_adapter("wg0")

@@ -109,6 +109,11 @@ class WintunApi:
 
     def driver_version(self) -> str:
         version = int(self.GetRunningDriverVersion())
+        if not version:
+            # wintun.h, WintunGetRunningDriverVersion: "If the function fails, the return value
+            # is zero. To get extended error information, call GetLastError" (ERROR_FILE_NOT_FOUND:
+            # Wintun not loaded) — not a version 0.0
+            raise win_error(self.sys.last_error(), "WintunGetRunningDriverVersion")
         return f"{version >> 16}.{version & 0xFFFF}"
 
 
