@@ -1246,6 +1246,8 @@ class _FakeIphlpapi:
 
     def _table(self, rows: list[Any], row_type: Any, out: Any) -> int:
         count = len(rows)
+        if not count:
+            return 1168  # ERROR_NOT_FOUND: "no entries … were found", and no table (netioapi.h)
         buf = ctypes.create_string_buffer(8 + max(1, count) * ctypes.sizeof(row_type))
         struct.pack_into("=I", buf, 0, count)
         for i, row in enumerate(rows):

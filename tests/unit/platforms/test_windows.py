@@ -313,6 +313,21 @@ def test_address_errors_map_to_tunflow_errors(make_fake: Fake) -> None:
     iface.close()
 
 
+def test_empty_address_and_route_tables_are_not_errors(make_fake: Fake) -> None:
+    """GetUnicastIpAddressTable and GetIpForwardTable2 answer ERROR_NOT_FOUND when no entry
+    exists (learn.microsoft.com, netioapi.h): no addresses or routes, not a failure."""
+    fake = make_fake("windows")
+    iface, queue = windows.open_device(
+        tun_config(ipv4=(), ipv6=(), routes=(), dns_servers=()), syscalls=fake
+    )
+    assert iface.addresses() == [] and iface.routes() == []
+    assert [c.result for c in fake.named("iphlpapi.GetUnicastIpAddressTable")] == [1168]
+    assert [c.result for c in fake.named("iphlpapi.GetIpForwardTable2")] == [1168]
+    assert fake.named("iphlpapi.FreeMibTable") == []  # no table was handed out
+    queue.close()
+    iface.close()
+
+
 def test_dns_falls_back_to_netsh(make_fake: Fake, monkeypatch: pytest.MonkeyPatch) -> None:
     from tunflow.platform.fake import _FakeIphlpapi
 

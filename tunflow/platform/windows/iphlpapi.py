@@ -410,7 +410,13 @@ class IpHelper:
 
     def _table(self, getter: Any, what: str, row_type: Any) -> list[Any]:
         table = ctypes.c_void_p()
-        self._check(getter(AF_UNSPEC, ctypes.byref(table)), what)
+        code = getter(AF_UNSPEC, ctypes.byref(table))
+        if code == ERROR_NOT_FOUND:
+            # GetUnicastIpAddressTable / GetIpForwardTable2 (learn.microsoft.com, netioapi.h):
+            # ERROR_NOT_FOUND is "no entries as specified in the Family parameter were found" —
+            # an empty table, not a failure (and no table to free)
+            return []
+        self._check(code, what)
         if not table.value:
             return []
         try:
