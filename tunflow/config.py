@@ -71,6 +71,10 @@ __all__ = [
 def _check_cidrs(kind: str) -> Any:
     def check(_inst: object, attr: attrs.Attribute[Any], value: list[str]) -> None:
         for i, text in enumerate(value):
+            if "%" in text:  # (ipaddress keeps an IPv6 scope, which was then dropped unsaid)
+                raise ValueError(
+                    f"{attr.name}[{i}] {text!r}: no scope here: the device is its scope"
+                )
             try:
                 if kind == "interface":
                     ipaddress.ip_interface(text)

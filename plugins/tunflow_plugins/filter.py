@@ -41,6 +41,8 @@ def _check_protocol(_inst: object, _attr: object, value: str | int | None) -> No
 
 def _check_cidrs(_inst: object, _attr: object, value: Sequence[str]) -> None:
     for text in value:
+        if "%" in text:  # (ipaddress keeps an IPv6 scope, which the match then ignored)
+            raise ValueError(f"{text!r}: a rule's network takes no scope")
         try:
             ipaddress.ip_network(text, strict=False)
         except ValueError as exc:

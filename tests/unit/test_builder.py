@@ -61,6 +61,9 @@ def test_defaults_match_tun_rs() -> None:
         (lambda: DeviceBuilder().ipv6("10.0.0.1", 64), "not an IPv6 address"),
         (lambda: DeviceBuilder().ipv6("fd00::1", 129), "outside 0..128"),
         (lambda: DeviceBuilder().ipv6("ff02::1", 64), "multicast"),
+        # (the scope was dropped without a word: the device is the address's scope)
+        (lambda: DeviceBuilder().ipv6("fe80::1%eth0", 64), "an interface address takes no scope"),
+        (lambda: DeviceBuilder().route("fe80::%eth0/64"), "a route takes no scope"),
         (lambda: DeviceBuilder().route("10.0.0.1/24"), "host bits set; did you mean 10.0.0.0/24"),
         (lambda: DeviceBuilder().route("nonsense"), "not a CIDR network"),
         (lambda: DeviceBuilder().mtu(67), "outside 68..65535"),

@@ -128,6 +128,11 @@ def parse_ipv6(address: IPAddressLike, prefix: PrefixLike) -> IPv6Interface:
         addr = IPv6Address(str(address).strip())
     except ValueError:
         raise ConfigError(f"{address!r} is not an IPv6 address") from None
+    if addr.scope_id is not None:  # (it was dropped without a word)
+        raise ConfigError(
+            f"{address!r}: an interface address takes no scope (%{addr.scope_id}): its "
+            "device is its scope"
+        )
     iface = IPv6Interface((addr, _prefix_v6(prefix)))
     _check_unicast(iface.ip, address)
     return iface
@@ -152,9 +157,11 @@ def parse_address(address: IPAddressLike) -> IPv4Address | IPv6Address:
 
 def parse_network(network: NetworkLike) -> IPv4Network | IPv6Network:
     """A CIDR network; host bits must be clear (``10.0.0.0/24``, not ``10.0.0.1/24``)."""
-    if isinstance(network, IPv4Network | IPv6Network):
+    if isinstance(network, IPv4Network | IPv6Network) and "%" not in str(network):
         return network
     text = str(network).strip()
+    if "%" in text:  # (an IPv6 scope, which ip_network kept and the route dropped)
+        raise ConfigError(f"{network!r}: a route takes no scope: its device is its scope")
     try:
         return ipaddress.ip_network(text)
     except ValueError:

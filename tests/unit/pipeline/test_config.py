@@ -163,6 +163,17 @@ def test_built_from_python_equals_the_file() -> None:
             "stages[0].options.rules[0]",
             "must be a table, not 'allow'",
         ),
+        # (an IPv6 scope was dropped without a word)
+        (
+            ('addresses = ["10.0.0.1/24", "fd00::1/64"]', 'addresses = ["fe80::1%eth0/64"]'),
+            "devices.lan",
+            "addresses[0] 'fe80::1%eth0/64': no scope here",
+        ),
+        (
+            ('routes = ["192.0.2.0/24"]', 'routes = ["fd00::%eth0/64"]'),
+            "devices.lan",
+            "routes[0] 'fd00::%eth0/64': no scope here",
+        ),
         # (left out without a name: a new device was made)
         (('name = "tf0"', "attach = true"), "devices.lan", "attaching to an existing device needs"),
         (('remote = "wan"', 'remote = "wna"'), "tunnel.remote", "not a device"),

@@ -203,6 +203,8 @@ def test_tap_frames() -> None:
         ({"rules": [{"action": "deny", "src_ports": ["1" + "0" * 5000]}]}, "outside 0..65535"),
         ({"rules": [{"action": "deny", "dst_ports": ["0-" + "9" * 5000]}]}, "outside 0..65535"),
         ({"rules": [{"action": "deny", "icmp_types": [300]}]}, "ICMP type"),
+        # (ipaddress kept the scope, and the match ignored it)
+        ({"rules": [{"action": "deny", "src": ["fe80::%eth0/64"]}]}, "takes no scope"),
         ({"rules": [{"action": "deny", "porto": 1}]}, "extra fields"),
     ],
 )
