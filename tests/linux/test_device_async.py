@@ -533,6 +533,36 @@ async def test_writable_notices_a_deleted_device(netns: testing.Netns) -> None:
                 await dev.send(ipv4_udp("10.166.1.2", "10.166.1.1", 1, 9, b"x"))
 
 
+async def test_aclose_as_a_writable_recheck_ends_is_a_closed_device(
+    netns: testing.Netns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A wait for writability looks again every WRITE_RECHECK seconds. An aclose() in the
+    # event-loop turn that recheck ended found the wait cancelled already and woke nothing:
+    # the waiter polled the closed device's fd, -1 — ValueError, not ClosedDeviceError. A
+    # recheck at every turn makes that turn come at once (trio: every try; asyncio, uvloop:
+    # some in ten).
+    import tunflow.device._async
+
+    monkeypatch.setattr(tunflow.device._async, "WRITE_RECHECK", 0)
+
+    async def waiter(dev: AsyncDevice, caught: list[BaseException]) -> None:
+        try:
+            await dev.writable()
+        except Exception as exc:
+            caught.append(exc)
+
+    for i in range(30):
+        dev = DeviceBuilder().ipv4("10.166.2.1", 24).enable(False).build_async()
+        caught: list[BaseException] = []
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(waiter, dev, caught)
+                for _ in range(3 + i % 4):
+                    await anyio.lowlevel.checkpoint()
+                await dev.aclose()
+        assert len(caught) == 1 and isinstance(caught[0], ClosedDeviceError), caught
+
+
 async def test_a_closed_sink_met_in_an_express_step_is_not_called_the_devices(
     netns: testing.Netns, anyio_backend: Any
 ) -> None:

@@ -226,6 +226,9 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
                 with anyio.move_on_after(WRITE_RECHECK):
                     await anyio.wait_writable(self._fd)
                     return
+                # an aclose() in the turn the recheck ended found the wait cancelled already
+                # and woke nothing: say so (the fd is -1 now; polling it was a ValueError)
+                self._check_open()
                 if poll_wait(self._fd, select.POLLOUT, 0, None):
                     return  # writable, or gone: the write says which
         except anyio.ClosedResourceError:
