@@ -369,6 +369,8 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
             ClosedDeviceError: the device is closed.
             DeviceGoneError: the interface was deleted.
             LinkDownError: the link is down (``EIO``; a :class:`DeviceError`).
+            anyio.BusyResourceError: the queue is full and another task already waits for it
+                to take a packet (as :meth:`writable`).
         """
         await anyio.lowlevel.checkpoint()  # see recv_batch
         self._check_open()
