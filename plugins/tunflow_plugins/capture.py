@@ -8,9 +8,11 @@ the batch that took it to ``max_bytes``, so it may pass that by up to one batch)
 super-packets are written as the segments they stand for (``segments = true``), as they will be
 on the wire.
 
-Writes go to a buffered file from the worker (a memory copy; the OS writes back later) and are
-flushed every second and on stop. In processes mode each worker process writes its own files,
-named ``NAME.w<N>.pcap``.
+Writes are gathered from the worker (a memory copy) and handed to the file in whole records —
+after a batch that takes them past 64 KiB, every second and on stop; the global header at once.
+A write the file takes only part of (a full disk) is cut back to the last whole record, so the
+file reads to its end. In processes mode each worker process writes its own files, named
+``NAME.w<N>.pcap``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from tunflow.pipeline import Direction, Lane, Processor, StageBase, StageContext
 from .pcap import LINKTYPE_ETHERNET, LINKTYPE_RAW, PcapWriter
 
 log = logging.getLogger("tunflow.capture")
+
+#: gathered bytes handed to the file after a batch (as the 64 KiB buffered file did before)
+_FLUSH_AT = 1 << 16
 
 __all__ = ["CaptureStage", "CaptureOptions"]
 
@@ -72,7 +77,8 @@ class CaptureStage(StageBase):
     """Copy every packet passing this point into pcap files (Wireshark/tshark readable).
 
     Statistics: ``counters`` ``packets`` (records written), ``bytes`` (file bytes), ``files``
-    (files opened), ``not_captured`` (packets passed on uncaptured after a write failed);
+    (files opened), ``not_captured`` (the records gathered that a failed write left out of the
+    file, then the packets passed on uncaptured);
     ``drops`` never (capturing does not change the batch). A file that cannot be written (a
     full disk, a removed mount) stops the capture, logged once, not the traffic.
     """
@@ -110,11 +116,14 @@ class CaptureStage(StageBase):
         self._index += 1
         if not path.parent.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(path, "wb", buffering=1 << 16)  # noqa: SIM115 - lives until rotation or stop
+        # Unbuffered: the writer gathers whole records itself — a buffered file wrote what
+        # did not fit its 64 KiB as it came, records cut at a full disk or a crash (tshark:
+        # 'cut short in the middle of a packet')
+        f = open(path, "wb", buffering=0)  # noqa: SIM115 - lives until rotation or stop
         self._file = f
-        self._writer = PcapWriter(f, self._linktype, self.options.snaplen)
         self._files.append(path)
         self.count("files")
+        self._writer = PcapWriter(f, self._linktype, self.options.snaplen)
         keep = self.options.max_files
         while keep and len(self._files) > keep:
             old = self._files.pop(0)
@@ -125,14 +134,21 @@ class CaptureStage(StageBase):
         return self._writer
 
     def _close(self) -> None:
+        w = self._writer
+        if w is not None:
+            try:
+                w.flush()
+            except OSError as exc:
+                self._fail(exc)
+                return
         f, self._file = self._file, None
-        w, self._writer = self._writer, None
+        self._writer = None
         if w is not None:
             self._written[0] += w.packets
             self._written[1] += w.bytes_written
         if f is not None:
             try:
-                f.close()  # (flushes what is buffered: may fail as a write does)
+                f.close()
             except OSError as exc:
                 self._fail(exc)
 
@@ -146,7 +162,15 @@ class CaptureStage(StageBase):
                 exc,
             )
         f, self._file = self._file, None
-        self._writer = None
+        w, self._writer = self._writer, None
+        if w is not None:
+            # What the file holds stays counted (the counters fell back to the files before
+            # it, though it kept its records); the records gathered that it did not take
+            # (its failed flush cut it back to its last whole one) are not_captured — they
+            # were counted as neither.
+            self._written[0] += w.packets
+            self._written[1] += w.bytes_written
+            self.count("not_captured", w.lost)
         if f is not None:
             try:
                 f.close()
@@ -158,15 +182,20 @@ class CaptureStage(StageBase):
         if context.process_index is not None:
             b = self._base
             self._base = b.with_name(f"{b.stem}.w{context.process_index}{b.suffix}")
-        self._open()  # (a file that cannot be made refuses the start: a configuration fault)
+        try:
+            self._open()
+        except OSError as exc:
+            if self._file is None:
+                raise  # (a file that cannot be made refuses the start: a configuration fault)
+            self._fail(exc)  # (made, but its header did not fit: a full disk, as later on)
 
     async def stop(self) -> None:
         self._close()
 
     async def on_timer(self) -> None:
-        if self._file is not None:
+        if self._writer is not None:
             try:
-                self._file.flush()
+                self._writer.flush()
             except OSError as exc:
                 self._fail(exc)
 
@@ -188,6 +217,7 @@ class CaptureStage(StageBase):
             if self._failed:
                 self.count("not_captured", len(batch.offsets))
                 return batch
+            taken = False
             try:
                 w = self._writer or self._open()
                 now = time.time_ns()
@@ -195,12 +225,17 @@ class CaptureStage(StageBase):
                     self._write_split(w, batch, scratch, now)
                 else:
                     w.write_many(batch.view, batch.offsets, batch.lengths, now)
+                taken = True
                 if max_bytes and w.bytes_written >= max_bytes:
                     self._close()
+                elif w.pending >= _FLUSH_AT:
+                    w.flush()
             except OSError as exc:
-                # (this batch is partly in the file at most: counted as not captured)
+                # (_fail counts the records gathered that the file did not take, this
+                # batch's among them once taken)
                 self._fail(exc)
-                self.count("not_captured", len(batch.offsets))
+                if not taken:
+                    self.count("not_captured", len(batch.offsets))
             return batch
 
         return process
