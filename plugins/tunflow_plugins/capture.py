@@ -156,10 +156,13 @@ class CaptureStage(StageBase):
         """A write failed: stop capturing (logged once); the batches go on unchanged."""
         if not self._failed:
             self._failed = True
+            # (the file the error is about: a rotation's new file that could not be made is
+            # not in self._files — the warning named the one before it)
+            where = exc.filename if isinstance(exc.filename, str) else None
             log.warning(
                 "capture %s: cannot write (%s): capturing stops, the traffic goes on",
-                self._files[-1] if self._files else self._base,
-                exc,
+                where or (self._files[-1] if self._files else self._base),
+                exc.strerror or exc,
             )
         f, self._file = self._file, None
         w, self._writer = self._writer, None

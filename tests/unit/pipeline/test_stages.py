@@ -267,6 +267,21 @@ def test_capture_rotates(tmp_path: Path) -> None:
         assert read_pcap(f)[1] and f.stat().st_size <= 5000 + 10 * 260
 
 
+def test_a_rotation_that_cannot_make_its_file_names_that_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the warning named the file before it (the last one made), the error the right one
+    (tmp_path / "r-0001.pcap").mkdir()  # the next file cannot be made
+    pk = [ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, bytes(200))] * 100
+    stage = StageSpec("capture", {"path": str(tmp_path / "r.pcap"), "max_bytes": 5000}).build()
+    sink = MemorySink()
+    with caplog.at_level("WARNING", logger="tunflow"):
+        anyio.run(Pipeline(MemorySource(pk, batch_size=10), [stage], sink).run)
+    assert len(sink.packets) == 100  # the traffic went on
+    [warning] = [r.getMessage() for r in caplog.records if "cannot write" in r.getMessage()]
+    assert warning.startswith(f"capture {tmp_path / 'r-0001.pcap'}: cannot write (Is a direct")
+
+
 @pytest.mark.anyio
 async def test_capture_tap_linktype_and_segments(tmp_path: Path) -> None:
     stage = CaptureStage(path=tmp_path / "t.pcap")  # a Path, as a str
