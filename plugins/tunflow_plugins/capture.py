@@ -144,13 +144,18 @@ class CaptureStage(StageBase):
         f, self._file = self._file, None
         self._writer = None
         if w is not None:
-            self._written[0] += w.packets
-            self._written[1] += w.bytes_written
+            self._retire(w)
         if f is not None:
             try:
                 f.close()
             except OSError as exc:
                 self._fail(exc)
+
+    def _retire(self, w: PcapWriter) -> None:
+        """Count what the file of ``w``, done with, holds (after a failed write too: the
+        counters fell back to the files before it, though it kept its records)."""
+        self._written[0] += w.packets
+        self._written[1] += w.bytes_written
 
     def _fail(self, exc: OSError) -> None:
         """A write failed: stop capturing (logged once); the batches go on unchanged."""
@@ -167,12 +172,9 @@ class CaptureStage(StageBase):
         f, self._file = self._file, None
         w, self._writer = self._writer, None
         if w is not None:
-            # What the file holds stays counted (the counters fell back to the files before
-            # it, though it kept its records); the records gathered that it did not take
-            # (its failed flush cut it back to its last whole one) are not_captured — they
-            # were counted as neither.
-            self._written[0] += w.packets
-            self._written[1] += w.bytes_written
+            self._retire(w)
+            # the records gathered that the file did not take (its failed flush cut it back
+            # to its last whole one): counted as neither before
             self.count("not_captured", w.lost)
         if f is not None:
             try:

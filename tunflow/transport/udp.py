@@ -976,9 +976,8 @@ class UDPTransport:
     ) -> tuple[int, int, int]:
         """Send ``data`` a datagram (``seg`` bytes) at a time, a call each; ``(datagrams sent,
         bytes sent, bytes done)`` — done short of ``len(data)`` when the socket buffer filled
-        part way (the rest is for the next try: counted lost, 284 of 600 datagrams went behind
-        a 20 Mbit shaper, and a datagram that failed before was counted again when the group
-        was tried anew).
+        part way: the rest is the caller's to send once there is room, nothing of it lost or
+        counted twice.
 
         Raises:
             BlockingIOError: the socket buffer was full before the first datagram.
