@@ -4,7 +4,9 @@ Put it anywhere in a chain (several times, with different files). Files are clas
 nanosecond timestamps and the right link type (``LINKTYPE_RAW`` for a TUN, ``LINKTYPE_ETHERNET``
 for a TAP), readable by Wireshark, tshark and tcpdump. With ``max_bytes`` the file rotates:
 ``NAME-0000.pcap``, ``NAME-0001.pcap``…, keeping the last ``max_files`` (a file is closed after
-the batch that took it to ``max_bytes``, so it may pass that by up to one batch). GSO
+the batch that took it to ``max_bytes``, so it may pass that by up to one batch). A capture
+started again goes on from the highest number already there, never over an earlier run's
+files, and counts them among the ``max_files`` it keeps (the oldest go first). GSO
 super-packets are written as the segments they stand for (``segments = true``), as they will be
 on the wire.
 
@@ -187,6 +189,8 @@ class CaptureStage(StageBase):
         if context.process_index is not None:
             b = self._base
             self._base = b.with_name(f"{b.stem}.w{context.process_index}{b.suffix}")
+        if self.options.max_bytes:
+            self._index, self._files = _rotated_files(self._base)
         try:
             self._open()
         except OSError as exc:
@@ -282,6 +286,30 @@ class CaptureStage(StageBase):
         counters["packets"] = packets
         counters["bytes"] = nbytes
         return attrs.evolve(stats, counters=counters)
+
+
+def _rotated_files(base: Path) -> tuple[int, list[Path]]:
+    """The next number after those of the rotated files of ``base`` already there
+    (``STEM-NNNN.SUFFIX``: whatever they are), and those that are files, by number."""
+    found = []
+    prefix, suffix = base.stem + "-", base.suffix
+    try:
+        entries = list(base.parent.iterdir())
+    except OSError:
+        return 0, []  # (no directory yet: _open makes it, or says why it cannot)
+    for p in entries:
+        name = p.name
+        digits = name[len(prefix) : len(name) - len(suffix)]
+        if (
+            name.startswith(prefix)
+            and name.endswith(suffix)
+            and len(digits) >= 4
+            and digits.isascii()
+            and digits.isdigit()
+        ):
+            found.append((int(digits), p))
+    found.sort()
+    return (found[-1][0] + 1 if found else 0), [p for _, p in found if p.is_file()]
 
 
 def _passthrough(batch: PacketBatch) -> PacketBatch:

@@ -267,6 +267,33 @@ def test_capture_rotates(tmp_path: Path) -> None:
         assert read_pcap(f)[1] and f.stat().st_size <= 5000 + 10 * 260
 
 
+def test_capture_started_again_goes_on_after_the_files_there(tmp_path: Path) -> None:
+    # a restarted capture began at -0000 again: it wrote over the last run's first files and
+    # left its higher-numbered ones outside max_files for good
+    pk = [ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, bytes(200))] * 100
+    options = {"path": str(tmp_path / "r.pcap"), "max_bytes": 5000, "max_files": 4}
+    (tmp_path / "r-0002.pcap").write_bytes(b"older")
+    (tmp_path / "r-0011.pcap").write_bytes(b"old")
+    (tmp_path / "r-0012.pcap").mkdir()  # not a file: not counted
+    (tmp_path / "r-x013.pcap").write_bytes(b"not ours")
+    (tmp_path / "q-0020.pcap").write_bytes(b"not ours")
+    stage = StageSpec("capture", options).build()
+    anyio.run(Pipeline(MemorySource(pk[:10], batch_size=10), [stage], MemorySink()).run)
+    assert stage.files == [
+        tmp_path / "r-0002.pcap",
+        tmp_path / "r-0011.pcap",
+        tmp_path / "r-0013.pcap",
+    ]
+    assert (tmp_path / "r-0011.pcap").read_bytes() == b"old"
+    stage = StageSpec("capture", options).build()
+    anyio.run(Pipeline(MemorySource(pk, batch_size=10), [stage], MemorySink()).run)
+    opened = stage.statistics().counters["files"]
+    assert opened >= 4  # (the earlier run's three files all went)
+    files = sorted(p.name for p in tmp_path.glob("r-0*.pcap") if p.is_file())
+    assert files == [f"r-{i:04d}.pcap" for i in range(14 + opened - 4, 14 + opened)]
+    assert (tmp_path / "r-x013.pcap").exists() and (tmp_path / "q-0020.pcap").exists()
+
+
 def test_a_rotation_that_cannot_make_its_file_names_that_file(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
