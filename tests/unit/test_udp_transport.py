@@ -408,6 +408,26 @@ async def test_scattered_read_splits_every_datagram() -> None:
         assert 1 <= s.rx_batches == s.rx_syscalls <= 10
 
 
+async def test_a_scattered_read_counts_the_empty_datagram_it_passes_over() -> None:
+    # it skipped them uncounted: a sender of empty datagrams showed nowhere
+    async with UDPTransport.bind("127.0.0.1:0") as rx:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"", rx.local_address)
+            s.sendto(b"", rx.local_address)
+            s.sendto(b"data", rx.local_address)
+            buf = memoryview(bytearray(100))
+            with anyio.fail_after(5):
+                while True:
+                    try:
+                        n, seg, addr = rx.recv_scattered_nowait([buf])
+                        break
+                    except BlockingIOError:
+                        await rx.wait_readable()
+            assert (n, seg, addr[1]) == (4, 4, s.getsockname()[1]) and buf[:4] == b"data"
+        stats = rx.statistics()
+        assert stats.drops == {"empty": 2} and stats.rx_datagrams == 1
+
+
 @pytest.mark.skipif(not LINUX, reason="UDP_GRO is Linux's")
 @pytest.mark.parametrize("scattered", [False, True], ids=["batch", "scattered"])
 async def test_a_read_whose_segment_size_did_not_fit_is_dropped_not_merged(

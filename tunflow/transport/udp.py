@@ -709,6 +709,9 @@ class UDPTransport:
         header into one region, the rest into another, so the rests lie back to back (tunflow's
         native fast mode opens a whole message where it lies that way).
 
+        An empty datagram has no bytes to return: it is passed over, counted as an ``empty``
+        drop, and the next one read.
+
         Returns:
             ``(bytes read, segment size, sender)``; the segment size is the ``UDP_GRO``
             control message's, or the byte count when the read was one datagram.
@@ -737,6 +740,7 @@ class UDPTransport:
                 continue
             if n:
                 break
+            self._drop("empty")  # (no bytes to return: passed over, as the docstring says)
         seg = self._segment_size(anc, n) if anc else n
         if seg <= 0:
             seg = n
