@@ -290,6 +290,35 @@ async def test_the_plain_path_waits_for_room_rather_than_lose_the_rest_of_a_grou
         assert got == payloads  # all of them, in order, none twice
 
 
+@pytest.mark.parametrize("offload", [False, True], ids=["plain", "gso"])
+async def test_a_send_cancelled_while_waiting_for_room_counts_what_did_not_go(
+    offload: bool,
+) -> None:
+    # the datagrams not yet sent were counted nowhere, and never told to on_unsent (the
+    # WireGuard counters kept them as sent)
+    with testing.netns(enter=False) as a, testing.netns(enter=False) as b:
+        veth, _ = testing.veth_pair(a, b, "192.168.98.1/24", "192.168.98.2/24")
+        a.run("tc", "qdisc", "add", "dev", veth, "root", "tbf", "rate", "1mbit", "burst",
+              "16kb", "limit", "64kb")  # fmt: skip
+        with a.entered():
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("192.168.98.1", 0))
+        async with UDPTransport(sock, offload=offload) as tx:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 << 10)
+            unsent: list[int] = []
+            tx.on_unsent = lambda addr, n: unsent.append(n)
+            out = DatagramBatch(1 << 20)
+            for _ in range(600):  # 600 kB: ~5 s through the shaper
+                out.append(bytes(1000), address=("192.168.98.2", 9))
+            with anyio.move_on_after(0.3) as scope:
+                await tx.send_batch(out)
+            assert scope.cancelled_caught
+            s = tx.statistics()
+            assert s.drops.keys() == {"cancelled"}
+            assert s.tx_datagrams + s.drops["cancelled"] == 600 and s.drops["cancelled"] > 0
+            assert sum(unsent) == 1000 * s.drops["cancelled"]
+
+
 async def test_the_plain_path_counts_the_bytes_that_went(netns: testing.Netns) -> None:
     # a group of three datagrams none of which could go counted 300 bytes sent
     async with UDPTransport.bind(("127.0.0.1", 0), offload=False) as tx:

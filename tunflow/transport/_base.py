@@ -51,6 +51,7 @@ class TransportStatistics:
             messages did not fit, so that its datagrams could not be told apart), ``rx_overflow``
             (the kernel dropped datagrams because the socket's receive queue was full),
             ``empty`` (a zero-length datagram ``recv_scattered_nowait`` passed over),
+            ``cancelled`` (a ``send_batch`` cancelled while it waited for room),
             ``bad_address`` (e.g. an IPv6 peer on an IPv4-only socket); and ``gso_refused``: times the
             kernel refused a ``UDP_SEGMENT`` send and segmentation was turned off.
     """

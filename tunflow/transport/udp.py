@@ -1122,7 +1122,9 @@ class UDPTransport:
                 round (one event-loop turn less per packet's trip).
 
         Returns:
-            How many were sent; the others are counted in ``statistics().drops``.
+            How many were sent; the others are counted in ``statistics().drops``. Cancelled
+            while waiting for room in the socket buffer, what had not gone yet is counted as
+            ``cancelled`` drops (and told to :attr:`on_unsent`).
 
         Raises:
             anyio.ClosedResourceError: the transport was closed.
@@ -1146,7 +1148,12 @@ class UDPTransport:
             try:
                 k = self._send_groups(view, groups, k)
             except BlockingIOError:
-                await anyio.wait_writable(self._socket())
+                try:
+                    await anyio.wait_writable(self._socket())
+                except anyio.get_cancelled_exc_class():
+                    for addr, _, length, seg in groups[k:]:  # (a group sent part way: its rest)
+                        self._lose("cancelled", _datagrams(length, seg), addr, length)
+                    raise
         self._tx[2] += 1
         return self._tx[0] - before
 
