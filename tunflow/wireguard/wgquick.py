@@ -259,6 +259,8 @@ def load_wgquick(path: str | Path) -> QuickConfig:
         raise ConfigError(f"cannot read the file: {exc.strerror or exc}", file=str(p)) from None
     except UnicodeDecodeError:
         raise ConfigError("not a UTF-8 text file", file=str(p)) from None
+    except ValueError as exc:  # a NUL in the path (from a TOML string: argv has none)
+        raise ConfigError(f"cannot read the file: {exc}", file=str(p)) from None
     return parse_wgquick(text, file=str(p))
 
 

@@ -252,6 +252,10 @@ def test_load_from_a_file(tmp_path: Path) -> None:
     (tmp_path / "bin.conf").write_bytes(b"\xff\xfe\x00")
     with pytest.raises(ConfigError, match="not a UTF-8"):
         load_wgquick(tmp_path / "bin.conf")
+    # (a NUL in the path — from a TOML string — let open()'s ValueError out: the wireguard
+    # stage's options reported it as the plugin failing to build)
+    with pytest.raises(ConfigError, match="cannot read the file: embedded null byte"):
+        load_wgquick(f"{tmp_path}/a\x00b.conf")
 
 
 def test_saved_file_reads_back_as_the_running_interface(tmp_path: Path) -> None:
