@@ -332,11 +332,27 @@ class StagePlugin:
         return str(text)
 
     def options(self) -> list[OptionInfo]:
-        """The plugin's options, from its attrs ``Options`` class."""
+        """The plugin's options, from its attrs ``Options`` class.
+
+        Raises:
+            PluginError: the plugin does not load, or its ``Options`` cannot be read (an
+                annotation naming what its module does not import, a default that does not
+                convert).
+        """
         cls = self.load()
         options_cls = getattr(cls, "Options", None)
         if options_cls is None or not attrs.has(options_cls):
             return []
+        try:
+            return self._options(options_cls)
+        except Exception as exc:
+            raise PluginError(
+                f"stage plugin {self.name!r} ({self.target}): its options cannot be read: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    @staticmethod
+    def _options(options_cls: type) -> list[OptionInfo]:
         hints = typing.get_type_hints(options_cls)
         out = []
         for field in attrs.fields(options_cls):

@@ -11,6 +11,7 @@ from importlib import metadata
 from pathlib import Path
 
 import anyio
+import attrs
 import dpkt
 import pytest
 
@@ -120,6 +121,38 @@ def test_a_name_two_distributions_register_is_refused(monkeypatch: pytest.Monkey
         load_stage_class("dupe")
     assert load_stage_class("twice") is FailsToBuild
     assert load_stage_class("stats") is not None  # the others are untouched
+
+
+class UnreadableOptions(StageBase):
+    """A plugin whose options name a type only its type checker sees (``Path`` imported under
+    ``TYPE_CHECKING``): the class loads, its annotations do not resolve."""
+
+    plugin = "unreadable_options"
+    summary = "options that do not resolve"
+
+    @attrs.frozen
+    class Options:
+        path: NotImportedHere | None = None  # type: ignore[name-defined]  # noqa: F821
+
+
+def test_a_plugin_whose_options_cannot_be_read_is_listed_with_its_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tunflow stages` ended in a NameError traceback, the other plugins unlisted."""
+    from tunflow.cli import main
+    from tunflow.pipeline import _plugins
+
+    eps = dict(_plugins._entry_points())
+    target = f"{__name__}:UnreadableOptions"
+    eps["unreadable_options"] = metadata.EntryPoint("unreadable_options", target, GROUP)
+    monkeypatch.setattr(_plugins, "_cache", eps)
+    monkeypatch.setattr(_plugins, "_loaded", {})
+    with pytest.raises(PluginError, match=r"'unreadable_options' .*NameError: .*NotImportedHere"):
+        available_stages()["unreadable_options"].options()
+    assert main(["stages", "--json"]) == 1
+    listing = {e["name"]: e for e in json.loads(capsys.readouterr().out)}
+    assert "NotImportedHere" in listing["unreadable_options"]["error"]
+    assert "rate" in [o["name"] for o in listing["ratelimit"]["options"]]
 
 
 @pytest.fixture(scope="module")
