@@ -226,6 +226,8 @@ class RateLimitStage(StageBase):
                         self._tokens = tokens - n
                         return batch
                     allowed = max(0, int(tokens))  # in debt (after a super-packet): none
+                    if not allowed and tokens >= burst:
+                        allowed = 1  # a bucket under one packet: one from a full one
                     self._tokens = tokens - allowed
                     self.drop("rate", n - allowed)
                     batch.keep(range(allowed))

@@ -151,6 +151,23 @@ def test_police_plain_packets_after_a_super_packet_keep_the_debt(clock: Clock) -
     assert stage.gauges()["tokens"] == pytest.approx(0)
 
 
+@pytest.mark.parametrize("per_flow", [False, True])
+def test_police_a_bucket_under_one_packet_passes_a_packet_from_a_full_one(
+    clock: Clock, per_flow: bool
+) -> None:
+    """A packet dearer than the whole bucket passes from a full one: with ``burst = "0.5p"``
+    plain packets all went to ``drops["rate"]`` for ever (per flow and in bytes they passed)."""
+    stage = RateLimitStage(rate="2pps", burst="0.5p", per_flow=per_flow)
+    proc = stage.bind(Lane())
+    pkt = ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, b"")
+    passed = 0
+    for _ in range(34):  # 10 s of a packet every 0.3 s: one in two passes, at 0.6 s apart
+        clock.now += 0.3
+        passed += len(proc(batch_of([pkt])))
+    assert 15 <= passed <= 20
+    assert len(proc(batch_of([pkt] * 3))) <= 1
+
+
 @pytest.mark.anyio
 async def test_shape_packets_per_second_charges_super_packets(clock: Clock) -> None:
     sup = tcp_super_packet(IP4_A, IP4_B, 45 * 1000, 1000)
