@@ -4,7 +4,8 @@
 counted (``drops["rate"]``). *Shape*: every packet passes and the bucket may go into debt; the
 worker then waits ``debt / rate`` before reading its next batch, so the source slows down and the
 kernel queue absorbs (or drops, and counts) the excess — the pipeline's backpressure. Shaping is
-global only. Rates are ``"20mbit"`` (or ``"20mbps"``: bits either way), ``"2.5MB"``, ``"1000pps"``
+global only. A global bucket is one state for every lane (``one_state``): a pipeline with more
+than one worker process refuses it, as each process would hold a bucket and pass the whole rate. Rates are ``"20mbit"`` (or ``"20mbps"``: bits either way), ``"2.5MB"``, ``"1000pps"``
 or a number of bytes per second.
 
 In packets per second a GSO super-packet costs the segments it stands for — what goes on the
@@ -184,6 +185,10 @@ class RateLimitStage(StageBase):
         self._flows: dict[tuple[int, ...], list[float]] = {}
         if opts.per_flow:
             self.timer_interval = max(0.5, opts.idle_timeout / 2)
+        else:
+            # one bucket for every lane: a bucket per worker process would pass the rate once
+            # per process (a flow stays on its queue, so per-flow buckets split by process)
+            self.one_state = True
 
     def _refill(self, now: float) -> float:
         tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)

@@ -416,8 +416,8 @@ class _Engine:
                 if getattr(stage, "one_state", False):
                     raise ConfigError(
                         f"stages[{i}] ({stage.name}) keeps one state for every lane, which "
-                        f"{processes} worker processes would each build for themselves (and only "
-                        "one receives its answers): use workers = 'tasks', or one queue"
+                        f"{processes} worker processes would each build for themselves (each "
+                        "seeing only its own lanes): use workers = 'tasks', or one queue"
                     )
         self._lanes: list[_RunningLane] = []
         for direction, sources, sinks in self._flows:

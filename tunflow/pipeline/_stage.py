@@ -328,8 +328,9 @@ class StageBase:
     #: the stage may produce super-packets (``gro``)
     coalesces: ClassVar[bool] = False
     #: every lane must share the stage's one state (a VPN protocol's sessions: the handshake a
-    #: lane starts is answered on another): more than one worker process is refused
-    one_state: ClassVar[bool] = False
+    #: lane starts is answered on another; a global rate limit's bucket): more than one worker
+    #: process is refused (a class attribute, or set per instance by the options)
+    one_state: bool = False
     #: seconds between :meth:`on_timer` calls; ``None``: no timer
     timer_interval: float | None = None
 

@@ -217,6 +217,20 @@ def test_ratelimit_bad_options() -> None:
             StageSpec("ratelimit", {"rate": 10, "per_flow": True, "idle_timeout": idle}).build()
 
 
+@pytest.mark.parametrize("mode", ["police", "shape"])
+def test_one_global_bucket_is_refused_across_worker_processes(mode: str) -> None:
+    """Each worker process built its own bucket: four queues in processes mode let four times
+    the rate through (80 packets where tasks mode passed 20, with a burst of 20)."""
+    sources = [MemorySource([], name=f"q{i}") for i in range(4)]
+    rate = StageSpec("ratelimit", {"rate": "10pps", "mode": mode})
+    with pytest.raises(ConfigError, match=r"stages\[0\] \(ratelimit\) keeps one state"):
+        Pipeline(sources, [rate], MemorySink(), workers="processes")
+    Pipeline(sources[:1], [rate], MemorySink(), workers="processes")  # one process: one bucket
+    # a flow stays on its queue, so per flow each process's buckets are the flows' own
+    per_flow = StageSpec("ratelimit", {"rate": "10pps", "per_flow": True})
+    Pipeline(sources, [per_flow], MemorySink(), workers="processes")
+
+
 def read_pcap(path: Path) -> tuple[int, list[bytes]]:
     with open(path, "rb") as f:
         reader = dpkt.pcap.Reader(f)
