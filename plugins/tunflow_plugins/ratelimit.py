@@ -5,8 +5,9 @@ counted (``drops["rate"]``). *Shape*: every packet passes and the bucket may go 
 worker then waits ``debt / rate`` before reading its next batch, so the source slows down and the
 kernel queue absorbs (or drops, and counts) the excess — the pipeline's backpressure. Shaping is
 global only. A global bucket is one state for every lane (``one_state``): a pipeline with more
-than one worker process refuses it, as each process would hold a bucket and pass the whole rate. Rates are ``"20mbit"`` (or ``"20mbps"``: bits either way), ``"2.5MB"``, ``"1000pps"``
-or a number of bytes per second.
+than one worker process refuses it, as each process would hold a bucket and pass the whole rate.
+Rates are ``"20mbit"`` (or ``"20mbps"``: bits either way), ``"2.5MB"``, ``"1000pps"`` or a
+number of bytes per second.
 
 In packets per second a GSO super-packet costs the segments it stands for — what goes on the
 wire — not one. In bytes it costs its own length (the headers each segment repeats, a few per
