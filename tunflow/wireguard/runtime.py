@@ -747,6 +747,9 @@ class WireGuardInterface:
         self.uapi_path = uapi_path
         self._netns = netns
         self._clock = clock
+        #: one set at a time (wireguard-go's ipcMutex): a set's check, off the loop for a
+        #: large one, must see the peers the set before it made
+        self._set_lock = anyio.Lock()
         #: the routes added (what is removed when the interface goes down); :meth:`sync` may
         #: make them when there were none
         self._routes = routes
@@ -1010,8 +1013,14 @@ class WireGuardInterface:
         nothing has changed — the new port is bound (with the new fwmark), or the fwmark set on
         the socket — and only then are the protocol's state changed and the new socket swapped
         in. A failure raises :class:`UapiError` and leaves keys, peers, port and fwmark as they
-        were.
+        were. Sets are applied one at a time.
         """
+        async with self._set_lock:
+            await self._apply_set_now(request, native)
+
+    async def _apply_set_now(
+        self, request: SetRequest, native: dict[PublicKey, bool] | None
+    ) -> None:
         wg = self.wg
         # cancelled already: nothing changes (below, no await before the change is made but
         # the check's thread, after which it is finished shielded)
