@@ -1217,6 +1217,22 @@ def test_percent_d_names_are_numbered_by_the_kernel_and_reported(netns: testing.
         assert _links(netns) == before | {"tfc0"}
 
 
+def test_names_the_kernel_refuses_are_config_errors(netns: testing.Netns) -> None:
+    before = _links(netns)
+    # à is C3 A0 in UTF-8: the kernel's isspace() takes 0xA0 (it said EINVAL, which the build
+    # took for an interface of the name with other flags)
+    with pytest.raises(ConfigError, match="0xA0"):
+        DeviceBuilder().name("tf\u00e0").build_sync()
+    assert _links(netns) == before
+    name = testing.unique_name("n")
+    with DeviceBuilder().name(name).ipv4("10.66.0.1", 24).build_sync() as dev:
+        for bad, message in (("tf\u00e0", "0xA0"), (7, "not a str"), ("tf\ud800", "UTF-8")):
+            with pytest.raises(ConfigError, match=message):
+                dev.set_name(bad)  # type: ignore[arg-type]
+        assert dev.name() == name
+        assert dev.send(ipv4_udp("10.66.0.2", "10.66.0.1", 1, 2, b"x")) == 29
+
+
 def test_more_runtime_errors_are_typed(netns: testing.Netns) -> None:
     name = testing.unique_name("e")
     with DeviceBuilder().name(name).ipv4("10.64.0.1", 24).build_sync() as dev:

@@ -7,6 +7,7 @@ from ipaddress import IPv4Interface, IPv6Interface, ip_network
 import pytest
 
 from tunflow import ConfigError, DeviceBuilder, Layer
+from tunflow.netconfig.device import DeviceConfig
 
 
 def test_every_ipv4_call_adds_an_address() -> None:
@@ -119,6 +120,24 @@ def test_build_refuses_bad_combinations(builder: DeviceBuilder, message: str) ->
 def test_a_name_may_hold_one_percent_d() -> None:
     assert DeviceBuilder().name("tf%d").config().name == "tf%d"
     assert DeviceBuilder().name("%dtf").config().name == "%dtf"
+
+
+@pytest.mark.parametrize(("name", "message"), [(5, "not a str"), ("\ud800x", "UTF-8")])
+def test_a_name_that_is_no_text_is_a_config_error(name: object, message: str) -> None:
+    # (set_name validates through DeviceConfig: an int was an AttributeError there, a lone
+    # surrogate a UnicodeEncodeError in both)
+    with pytest.raises(ConfigError, match=message):
+        DeviceConfig(name=name).validate()  # type: ignore[arg-type]
+    if isinstance(name, str):
+        with pytest.raises(ConfigError, match=message):
+            DeviceBuilder().name(name)
+
+
+def test_a_name_in_bytes_that_are_not_utf8_is_those_bytes() -> None:
+    # what name() reports for a link renamed outside tunflow to b"t\xff0"
+    assert DeviceBuilder().name("t\udcff0").config().name == "t\udcff0"
+    with pytest.raises(ConfigError, match="16 bytes"):
+        DeviceBuilder().name("\udcff" * 16)
 
 
 def test_config_error_is_a_value_error() -> None:

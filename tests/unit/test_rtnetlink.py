@@ -328,6 +328,13 @@ def test_good_name_limits() -> None:
     rt.encode_get_link(1, name="é" * 7)  # 14 bytes of UTF-8
 
 
+@pytest.mark.parametrize("name", ["\u00e0x", "x\u0160", "\xa0x"])
+def test_a_name_with_the_byte_0xa0_is_refused_as_the_kernel_refuses_it(name: str) -> None:
+    # (dev_valid_name's isspace() takes 0xA0; à is C3 A0 in UTF-8, Š C5 A0)
+    with pytest.raises(ConfigError, match="interface name"):
+        rt.encode_set_link(1, 3, name=name)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

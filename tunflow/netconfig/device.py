@@ -205,7 +205,13 @@ def format_mac(mac: bytes) -> str:
 def _check_name(name: str | None) -> None:
     if name is None:
         return
-    raw = name.encode()
+    if not isinstance(name, str):
+        raise ConfigError(f"interface name {name!r} is not a str")
+    try:
+        # (surrogateescape: a name the kernel reported in bytes that are not UTF-8 is those bytes)
+        raw = name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise ConfigError(f"interface name {name!r} cannot be encoded as UTF-8") from None
     if not raw:
         raise ConfigError("interface name is empty")
     if len(raw) >= IFNAMSIZ:

@@ -742,8 +742,8 @@ def check_ifname(name: object) -> bytes:
         The UTF-8 bytes with a terminating NUL.
 
     Raises:
-        ConfigError: empty, longer than 15 bytes, ``.``/``..``, or containing ``/``, ``:``, NUL
-            or whitespace.
+        ConfigError: empty, longer than 15 bytes, ``.``/``..``, or containing ``/``, ``:``, NUL,
+            whitespace or the byte 0xA0.
     """
     if not isinstance(name, str):
         raise ConfigError(f"interface name {name!r} is not a string")
@@ -753,6 +753,14 @@ def check_ifname(name: object) -> bytes:
     if name in (".", "..") or any(c in name for c in "/:\0") or any(c.isspace() for c in name):
         raise ConfigError(
             f"interface name {name!r} may not be '.' or '..' nor contain '/', ':', NUL or spaces"
+        )
+    if 0xA0 in raw:
+        # (the kernel's isspace() takes Latin-1's no-break space, 0xA0: a byte of the UTF-8 of
+        # many letters)
+        letter = next(c for c in name if 0xA0 in c.encode("utf-8", "surrogateescape"))
+        raise ConfigError(
+            f"interface name {name!r}: Linux takes the byte 0xA0 for a space, and the UTF-8 of "
+            f"{letter!r} holds it"
         )
     return raw + b"\0"
 
