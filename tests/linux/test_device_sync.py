@@ -1233,6 +1233,24 @@ def test_names_the_kernel_refuses_are_config_errors(netns: testing.Netns) -> Non
         assert dev.send(ipv4_udp("10.66.0.2", "10.66.0.1", 1, 2, b"x")) == 29
 
 
+def test_a_name_in_bytes_that_are_not_utf8_still_works(netns: testing.Netns) -> None:
+    # `ip link set … name` takes any bytes; name() reports them surrogate-escaped. try_clone
+    # raised UnicodeEncodeError, from_fd UnicodeDecodeError.
+    with DeviceBuilder().multi_queue(True).ipv4("10.67.0.1", 24).build_sync() as dev:
+        subprocess.run(
+            [b"ip", b"link", b"set", dev.name().encode(), b"name", b"tf\xff0"], check=True
+        )
+        assert dev.name() == "tf\udcff0"
+        with dev.try_clone() as queue:
+            assert queue.name() == "tf\udcff0"
+        with SyncDevice.from_fd(os.dup(dev.fileno())) as adopted:
+            assert adopted.name() == "tf\udcff0"
+            assert adopted.mtu() == dev.mtu()
+        dev.set_name("tf\udcff1")
+        shown = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, check=True)
+        assert b": tf\xff1:" in shown.stdout
+
+
 def test_more_runtime_errors_are_typed(netns: testing.Netns) -> None:
     name = testing.unique_name("e")
     with DeviceBuilder().name(name).ipv4("10.64.0.1", 24).build_sync() as dev:

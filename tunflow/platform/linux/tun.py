@@ -95,6 +95,8 @@ def _device_error(exc: OSError, what: str) -> DeviceError:
 
 def _open_queue_fd(name: str | None, flags: int) -> tuple[int, str]:
     """Open ``/dev/net/tun`` and ``TUNSETIFF``; return the fd and the kernel's name."""
+    # (surrogateescape: the names rtnetlink reports, in bytes that may not be UTF-8)
+    raw = (name or "").encode("utf-8", "surrogateescape")
     try:
         fd = os.open(TUN_PATH, os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError as exc:
@@ -104,7 +106,7 @@ def _open_queue_fd(name: str | None, flags: int) -> tuple[int, str]:
     except OSError as exc:
         raise _device_error(exc, f"open {TUN_PATH}") from exc
     try:
-        ifr = _ioctl(fd, TUNSETIFF, _IFREQ.pack((name or "").encode(), flags))
+        ifr = _ioctl(fd, TUNSETIFF, _IFREQ.pack(raw, flags))
     except OSError as exc:
         os.close(fd)
         if exc.errno == errno.EINVAL and name:
@@ -122,7 +124,7 @@ def _open_queue_fd(name: str | None, flags: int) -> tuple[int, str]:
             ) from exc
         raise _device_error(exc, f"TUNSETIFF {name or '(kernel-chosen name)'}") from exc
     assert isinstance(ifr, bytes)
-    got = _IFREQ.unpack(ifr)[0].rstrip(b"\0").decode()
+    got = _IFREQ.unpack(ifr)[0].rstrip(b"\0").decode("utf-8", "surrogateescape")
     return fd, got
 
 
@@ -625,7 +627,7 @@ def adopt_fd(
         return None, FdQueue(fd, close_fd=close_fd)
     assert isinstance(ifr, bytes)
     raw_name, reported = _IFREQ.unpack(ifr)
-    name = raw_name.rstrip(b"\0").decode()
+    name = raw_name.rstrip(b"\0").decode("utf-8", "surrogateescape")
     # Keep only the flags that describe the device; decide IFF_NO_PI from the caller's word.
     flags = reported & (IFF_TUN | IFF_TAP | IFF_MULTI_QUEUE | IFF_VNET_HDR)
     if not packet_information:
