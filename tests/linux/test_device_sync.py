@@ -185,6 +185,29 @@ def test_runtime_errors_are_typed(netns: testing.Netns) -> None:
         assert missing.value.errno in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ESRCH)
 
 
+def test_remove_address_with_a_prefix_removes_that_address(netns: testing.Netns) -> None:
+    name = testing.unique_name("r")
+    with DeviceBuilder().name(name).ipv4("10.31.0.1", 24).ipv6("fd31::1", 64).build_sync() as dev:
+        dev.add_address_v4("10.31.0.1", 16)  # one IP, two prefixes: Linux keeps both
+        dev.add_address_v4("10.32.0.1", 24, "10.32.0.2")  # point-to-point
+        with pytest.raises(DeviceError) as absent:
+            dev.remove_address("10.31.0.1/8")  # (the prefix was dropped: the /24 went)
+        assert absent.value.errno == errno.EADDRNOTAVAIL
+        with pytest.raises(DeviceError) as absent:
+            dev.remove_address("fd31::1/80")
+        assert absent.value.errno == errno.EADDRNOTAVAIL
+        assert {"10.31.0.1/24", "10.31.0.1/16", "fd31::1/64"} <= addrs_of(netns, name)
+        dev.remove_address("10.31.0.1/16")  # (the /24 went, the first with the IP)
+        assert "10.31.0.1/24" in addrs_of(netns, name)
+        assert "10.31.0.1/16" not in addrs_of(netns, name)
+        for address in dev.addresses():  # an entry of addresses() names itself
+            if not address.is_link_local:
+                dev.remove_address(address)
+        assert addrs_of(netns, name) == set()
+        with pytest.raises(ConfigError, match="with a prefix"):
+            dev.remove_address("10.31.0.1/33")
+
+
 def test_udp_through_the_device_both_ways(netns: testing.Netns) -> None:
     with DeviceBuilder().ipv4("10.40.0.1", 24).ipv6("fd40::1", 64).build_sync() as dev:
         udp_send("10.40.0.2", 5000, b"hello v4", src_port=4000)

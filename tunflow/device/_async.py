@@ -758,11 +758,13 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         await self._run(self._add_address_v6, address, prefix)
 
     async def remove_address(self, address: IPAddressLike) -> None:
-        """Remove an address (v4 or v6; the prefix is looked up).
+        """Remove an address (v4 or v6). Given without a prefix, the first with the IP goes;
+        with one (``"10.0.0.1/16"``, or an entry of :meth:`addresses`), exactly that address.
 
         Raises:
-            ConfigError: not an IP address.
-            DeviceError: the address is not on the interface (``EADDRNOTAVAIL``).
+            ConfigError: not an IP address (with a valid prefix, if one is given).
+            DeviceError: the address (with that prefix) is not on the interface
+                (``EADDRNOTAVAIL``).
             DeviceNotFoundError: the interface is gone.
             DevicePermissionError: the process lacks CAP_NET_ADMIN.
             UnsupportedError: the device was adopted from an fd tunflow cannot configure.

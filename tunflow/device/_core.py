@@ -10,7 +10,7 @@ import errno
 import threading
 import weakref
 from collections.abc import Sequence
-from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Interface, ip_interface
 from typing import Any, cast
 
 import attrs
@@ -569,7 +569,22 @@ class DeviceCore:
         self._iface().add_address(iface)
 
     def _remove_address(self, address: IPAddressLike) -> None:
-        self._iface().remove_address(parse_address(address))
+        ip = parse_address(address)
+        given = _with_prefix(address)
+        iface = self._iface()
+        if given is None:
+            iface.remove_address(ip)
+            return
+        # With its prefix: that address, not the first with its IP (Linux lets one IP have
+        # several prefixes; the kernel removes the one named, an IPv4Interface).
+        have = iface.addresses()
+        if given not in have:
+            raise DeviceError(
+                errno.EADDRNOTAVAIL,
+                f"remove address {given}: the interface has no such address "
+                f"({', '.join(str(a) for a in have if a.ip == ip) or 'nor that IP'})",
+            )
+        iface.remove_address(given if sum(a.ip == ip for a in have) > 1 else ip)
 
     def _routes(self) -> list[Route]:
         return self._iface().routes()
@@ -630,6 +645,19 @@ def _remove_v4(iface: Any, address: IPv4Interface, peer: IPv4Address | None) -> 
         # a secondary the kernel deleted with its primary, a moment ago
         if exc.errno != errno.EADDRNOTAVAIL:
             raise
+
+
+def _with_prefix(address: object) -> IPv4Interface | IPv6Interface | None:
+    """The address with the prefix it was written with (``"10.0.0.1/16"``, an entry of
+    ``addresses()``); ``None`` without one."""
+    if isinstance(address, IPv4Interface | IPv6Interface):
+        return address
+    if not isinstance(address, str) or "/" not in address:
+        return None
+    try:
+        return ip_interface(address.strip())
+    except ValueError:
+        raise ConfigError(f"{address!r} is not an IP address with a prefix") from None
 
 
 def _parse_v4(

@@ -8,7 +8,7 @@ import errno
 import subprocess
 import sys
 import textwrap
-from ipaddress import IPv4Interface, IPv6Interface
+from ipaddress import IPv4Interface, IPv6Interface, ip_address
 
 import anyio
 import pytest
@@ -17,6 +17,7 @@ import tunflow
 from tunflow import (
     AsyncDevice,
     DeviceBuilder,
+    DeviceError,
     DevicePermissionError,
     Layer,
     PlatformNotSupportedError,
@@ -181,6 +182,12 @@ def test_build_sync_and_use(platform: str) -> None:
             dev.set_mtu(1500)
             dev.add_address_v4("10.9.0.1", 16)
             dev.remove_address("10.9.0.1")
+            dev.add_address_v4("10.9.0.1", 16)
+            with pytest.raises(DeviceError) as absent:
+                dev.remove_address("10.9.0.1/24")  # with a prefix: exactly that address
+            assert absent.value.errno == errno.EADDRNOTAVAIL
+            dev.remove_address("10.9.0.1/16")
+            assert all(a.ip != ip_address("10.9.0.1") for a in dev.addresses())
             with pytest.raises(UnsupportedError):
                 dev.set_tx_queue_len(10)
         assert fake.open_fds() == set()
