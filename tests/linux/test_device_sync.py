@@ -1274,6 +1274,30 @@ def test_a_name_in_bytes_that_are_not_utf8_still_works(netns: testing.Netns) -> 
         assert b": tf\xff1:" in shown.stdout
 
 
+def test_a_name_the_kernel_will_not_make_is_not_taken_for_one_in_use(
+    netns: testing.Netns,
+) -> None:
+    before = _links(netns)
+    got: DeviceError | None = None
+    try:
+        DeviceBuilder().name("default").build_sync().close()
+    except DeviceError as exc:
+        got = exc
+    if got is None:
+        pytest.skip("this kernel makes an interface named 'default'")
+    # (it was DeviceBusyError: "the interface exists with other flags", and none existed)
+    assert not isinstance(got, DeviceBusyError)
+    assert got.errno == errno.EINVAL
+    assert "refused to make" in str(got)
+    assert _links(netns) == before
+    name = testing.unique_name("b")
+    with (
+        DeviceBuilder().layer(Layer.L2).name(name).build_sync(),
+        pytest.raises(DeviceBusyError, match="exists with other flags"),
+    ):
+        DeviceBuilder().name(name).build_sync()  # (a TUN of a TAP's name: as before)
+
+
 def test_more_runtime_errors_are_typed(netns: testing.Netns) -> None:
     name = testing.unique_name("e")
     with DeviceBuilder().name(name).ipv4("10.64.0.1", 24).build_sync() as dev:

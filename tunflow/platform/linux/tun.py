@@ -109,6 +109,14 @@ def _open_queue_fd(name: str | None, flags: int) -> tuple[int, str]:
         ifr = _ioctl(fd, TUNSETIFF, _IFREQ.pack(raw, flags))
     except OSError as exc:
         os.close(fd)
+        if exc.errno == errno.EINVAL and name and flags & IFF_TUN_EXCL:
+            # (made exclusively: no interface of the name was there — one made meanwhile is
+            # EBUSY — so the kernel refused to make it)
+            raise DeviceError(
+                errno.EINVAL,
+                f"TUNSETIFF {name!r}: the kernel refused to make an interface of this name "
+                "(EINVAL; it refuses some names, 'all' and 'default' among them)",
+            ) from exc
         if exc.errno == errno.EINVAL and name:
             raise DeviceBusyError(
                 errno.EINVAL,
