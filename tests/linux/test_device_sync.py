@@ -537,6 +537,24 @@ def test_adopting_a_non_tun_fd_configures_nothing(netns: testing.Netns) -> None:
         os.close(w)
 
 
+def test_a_queue_past_the_kernels_limit_says_so(netns: testing.Netns) -> None:
+    # the kernel's E2BIG came out as 'Argument list too long', the limit unsaid
+    from tunflow.platform.linux.tun import MAX_QUEUES
+
+    first = DeviceBuilder().multi_queue(True).build_sync()
+    queues = [first]
+    try:
+        with pytest.raises(
+            DeviceError, match=f"as many queues as the kernel allows \\({MAX_QUEUES}\\)"
+        ):
+            for _ in range(MAX_QUEUES):
+                queues.append(first.try_clone())
+        assert len(queues) == MAX_QUEUES
+    finally:
+        for q in queues:
+            q.close()
+
+
 def test_multi_queue_spreads_flows_exactly_once(netns: testing.Netns) -> None:
     first = DeviceBuilder().ipv4("10.47.0.1", 24).multi_queue(True).build_sync()
     queues = [first]

@@ -74,6 +74,8 @@ def test_defaults_match_tun_rs() -> None:
         (lambda: DeviceBuilder().mac_addr("00:00:00:00:00:00"), "not a usable MAC"),
         (lambda: DeviceBuilder().mac_addr("02:00:00:00:00"), "not a MAC address"),
         (lambda: DeviceBuilder().mac_addr(b"\x02\x00"), "6 bytes"),
+        # (bytes(123) is 123 zero bytes: "a MAC address has 6 bytes, not 123")
+        (lambda: DeviceBuilder().mac_addr(123), "123 is not a MAC address"),  # type: ignore[arg-type]
         (lambda: DeviceBuilder().layer("l4"), "layer must be"),
         (lambda: DeviceBuilder().tx_queue_len(-1), "outside"),
         (lambda: DeviceBuilder().owner(-5), "outside"),

@@ -181,6 +181,8 @@ def parse_mac(mac: str | bytes | Sequence[int]) -> bytes:
         if not _MAC_RE.match(mac.strip()):
             raise ConfigError(f"{mac!r} is not a MAC address like 02:00:5e:10:00:01")
         raw = bytes.fromhex(mac.strip().replace(":", "").replace("-", ""))
+    elif isinstance(mac, int):  # (bytes(123): 123 zero bytes)
+        raise ConfigError(f"{mac!r} is not a MAC address")
     else:
         try:
             raw = bytes(mac)

@@ -78,6 +78,9 @@ IFF_LOWER_UP: Final = 0x10000
 _IFREQ = struct.Struct("16sH22x")  # struct ifreq: name + ifr_flags, 40 bytes on every ABI we run
 _INT = struct.Struct("i")
 
+#: the most queues the kernel gives a multi-queue device (``MAX_TAP_QUEUES``)
+MAX_QUEUES: Final = 256
+
 #: ``TUNSETOFFLOAD`` masks asked for, most capable first
 OFFLOAD_TSO: Final = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6
 OFFLOAD_TSO_USO: Final = OFFLOAD_TSO | TUN_F_USO4 | TUN_F_USO6
@@ -109,6 +112,12 @@ def _open_queue_fd(name: str | None, flags: int) -> tuple[int, str]:
         ifr = _ioctl(fd, TUNSETIFF, _IFREQ.pack(raw, flags))
     except OSError as exc:
         os.close(fd)
+        if exc.errno == errno.E2BIG:
+            raise DeviceError(
+                errno.E2BIG,
+                f"TUNSETIFF {name!r}: the device has as many queues as the kernel allows "
+                f"({MAX_QUEUES})",
+            ) from exc
         if exc.errno == errno.EINVAL and name and flags & IFF_TUN_EXCL:
             # (made exclusively: no interface of the name was there — one made meanwhile is
             # EBUSY — so the kernel refused to make it)
