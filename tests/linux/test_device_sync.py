@@ -10,6 +10,7 @@ import os
 import re
 import select
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -17,11 +18,12 @@ import threading
 import time
 from collections.abc import Callable
 from ipaddress import ip_interface
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import addr_set, ipv4_udp, ipv6_udp, udp_payload, udp_send
+from tests.helpers import ROOT, addr_set, ipv4_udp, ipv6_udp, udp_payload, udp_send
 from tests.unit.offload_packets import (
     ACK,
     pattern,
@@ -843,6 +845,51 @@ def test_without_cap_net_admin_the_error_names_it(netns: testing.Netns) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "CAP_NET_ADMIN" in proc.stdout
     assert f"errno {errno.EPERM}" in proc.stdout
+
+
+def test_a_tun_node_the_user_may_not_open_is_named_with_its_mode(
+    netns: testing.Netns, tmp_path: Path
+) -> None:
+    """/dev/net/tun is 0666 on most systems but 0600 in some containers: with CAP_NET_ADMIN and
+    still no access to the node, the error says what refused (the node's mode), not only the
+    capability the process already has."""
+    node = tmp_path / "tun"
+    try:
+        os.mknod(node, 0o600 | stat.S_IFCHR, os.makedev(10, 200))
+    except PermissionError:
+        pytest.skip("mknod is not allowed here")
+    os.chown(node, 65534, 65534)
+    code = (
+        "import sys\n"
+        "import tunflow.platform.linux.tun as tun\n"
+        "from tunflow import DeviceBuilder, DevicePermissionError\n"
+        f"tun.TUN_PATH = {str(node)!r}\n"
+        "try:\n"
+        "    DeviceBuilder().ipv4('10.52.1.1', 24).build_sync()\n"
+        "except DevicePermissionError as e:\n"
+        "    print('errno', e.errno, str(e))\n"
+        "    sys.exit(0)\n"
+        "sys.exit('no error')\n"
+    )
+    # root without CAP_DAC_OVERRIDE is refused a node it does not own, as any user is
+    proc = subprocess.run(
+        netns.cmd(
+            "setpriv",
+            "--inh-caps=-all",
+            "--ambient-caps=-all",
+            "--bounding-set=-dac_override,-dac_read_search",
+            sys.executable,
+            "-c",
+            code,
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"errno {errno.EACCES}" in proc.stdout
+    assert "crw-------" in proc.stdout and "65534" in proc.stdout, proc.stdout
 
 
 def test_a_refused_packet_in_a_batch_is_skipped_and_counted(netns: testing.Netns) -> None:

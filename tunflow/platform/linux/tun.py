@@ -13,6 +13,7 @@ import contextlib
 import errno
 import os
 import platform
+import stat
 import struct
 import time
 from collections.abc import Iterator, Sequence
@@ -96,6 +97,25 @@ def _device_error(exc: OSError, what: str) -> DeviceError:
     return DeviceError.from_oserror(exc, what)
 
 
+def _open_refused(exc: OSError) -> DeviceError:
+    """The error for ``/dev/net/tun`` refusing to open. ``EACCES`` is the node's mode refusing
+    this user (0600 in some containers), which ``CAP_NET_ADMIN`` does not lift: the message
+    names the mode and owner."""
+    if exc.errno != errno.EACCES:
+        return _device_error(exc, f"open {TUN_PATH}")
+    try:
+        st = os.stat(TUN_PATH)
+    except OSError:
+        return _device_error(exc, f"open {TUN_PATH}")
+    return DevicePermissionError(
+        errno.EACCES,
+        f"open {TUN_PATH}: Permission denied — its mode {stat.filemode(st.st_mode)} (owner "
+        f"{st.st_uid}, group {st.st_gid}) does not let this process read and write it, which "
+        "CAP_NET_ADMIN does not change: run as root, or give the user access to the node "
+        "(usually crw-rw-rw-); making a device also needs CAP_NET_ADMIN",
+    )
+
+
 def _open_queue_fd(name: str | None, flags: int) -> tuple[int, str]:
     """Open ``/dev/net/tun`` and ``TUNSETIFF``; return the fd and the kernel's name."""
     # (surrogateescape: the names rtnetlink reports, in bytes that may not be UTF-8)
@@ -107,7 +127,7 @@ def _open_queue_fd(name: str | None, flags: int) -> tuple[int, str]:
             errno.ENOENT, f"{TUN_PATH} does not exist: load the tun module (modprobe tun)"
         ) from exc
     except OSError as exc:
-        raise _device_error(exc, f"open {TUN_PATH}") from exc
+        raise _open_refused(exc) from exc
     try:
         ifr = _ioctl(fd, TUNSETIFF, _IFREQ.pack(raw, flags))
     except OSError as exc:
