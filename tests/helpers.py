@@ -92,8 +92,17 @@ class Example:
         self._reader: threading.Thread | None = None
 
     def __enter__(self) -> Example:
+        # (the script's directory comes first on its sys.path, not ROOT: the tunflow of this
+        # tree, not whichever is installed)
+        path = [str(ROOT), str(ROOT / "plugins"), os.environ.get("PYTHONPATH", "")]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
         self.proc = subprocess.Popen(
-            self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+            self.argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=env,
         )
         self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
         self._reader.start()
