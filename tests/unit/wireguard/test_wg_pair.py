@@ -185,6 +185,31 @@ def test_simultaneous_initiations_converge() -> None:
     assert p.transfer("b", [ip4(B_IP, A_IP, b"y")]) == [ip4(B_IP, A_IP, b"y")]
 
 
+def test_crossed_initiations_answered_late_still_retry() -> None:
+    # a initiates at 0, b at 0.05, each initiation arrives at 0.6: each side answers the
+    # other's (dropping its own) and the crossed responses are refused. The retries come
+    # REKEY_TIMEOUT (+ jitter < 0.334 s) after each side's own initiation, under REKEY_TIMEOUT
+    # after the response it sent: the rate limit held them back and nothing re-armed the
+    # timer — no handshake ever completed, both staged packets waited for the key erasure.
+    p = Pair(b_knows_a=True)
+    p.a.send_packet(ip4(A_IP, B_IP, b"from a"), p.now)
+    [(init_a, _)] = p.a.datagrams_to_send()
+    p.now += 0.05
+    p.b.send_packet(ip4(B_IP, A_IP, b"from b"), p.now)
+    [(init_b, _)] = p.b.datagrams_to_send()
+    p.now += 0.55
+    p.deliver("a", [init_b])
+    p.deliver("b", [init_a])
+    p.flush()
+    assert p.a.statistics().dropped_unknown_index == 1
+    assert p.b.statistics().dropped_unknown_index == 1
+    assert p.got == {"a": [], "b": []}
+    p.advance(2 * REKEY_TIMEOUT)
+    assert p.got["b"] == [ip4(A_IP, B_IP, b"from a")]
+    assert p.got["a"] == [ip4(B_IP, A_IP, b"from b")]
+    assert p.peer_of_a.current is not None and p.peer_of_b.current is not None
+
+
 # -- rekeying ---------------------------------------------------------------------------------
 
 

@@ -1301,6 +1301,10 @@ class WireGuard:
             peer.handshake_attempts = 0
         last = peer.last_sent_handshake
         if last is not None and now - last < REKEY_TIMEOUT:
+            if is_retry:
+                # a response sent since our initiation holds the retry back (initiations
+                # crossed: answering the peer's dropped ours): it goes when the limit allows
+                peer.retransmit_at = last + REKEY_TIMEOUT + self._jitter()
             return
         peer.last_sent_handshake = now
         endpoint = peer.endpoint
