@@ -36,6 +36,7 @@ from tunflow.wireguard.protocol.constants import (
     REJECT_AFTER_TIME,
     REKEY_AFTER_MESSAGES,
     REKEY_AFTER_TIME,
+    REKEY_ATTEMPT_TIME,
     REKEY_TIMEOUT,
 )
 from tunflow.wireguard.protocol.replay import WINDOW_SIZE
@@ -448,6 +449,98 @@ def test_keys_zeroed_after_three_reject_after_times() -> None:
     assert p.b.statistics().dropped_unknown_index == 1
     assert p.a.get_timer() is None and p.b.get_timer() is None
     assert p.transfer("a", packets(1)) == packets(1)  # and it recovers with a new handshake
+
+
+def test_a_response_after_giving_up_completes_the_handshake() -> None:
+    # as wireguard-go: giving up drops the staged packets but keeps the last initiation
+    # outstanding; its response, however late, authenticates and makes a session
+    p = Pair()
+    p.a.send_packet(ip4(A_IP, B_IP), p.now)
+    initiations: list[bytes] = []
+
+    def lose(frm: str, d: bytes) -> bool:
+        if frm == "a" and len(d) == 148:
+            initiations.append(d)
+        return True
+
+    p.flush(drop=lose)
+    p.advance(REKEY_ATTEMPT_TIME + 20, drop=lose)
+    assert p.a.statistics().handshakes_failed == 1 and p.peer_of_a.retransmit_at is None
+    p.events("a")
+    p.deliver("b", [initiations[-1]])
+    [(response, _)] = p.b.datagrams_to_send()
+    p.deliver("a", [response])
+    assert p.events("a") == [HandshakeCompleted(p.kb.public_key(), True, p.b_addr)]
+    p.flush()  # a's keepalive confirms the session at b
+    assert p.peer_of_b.current is not None
+    assert p.transfer("a", packets(1)) == packets(1)
+    assert p.a.statistics().handshake_initiations_sent == len(initiations)
+
+
+def test_responses_and_cookie_replies_for_an_old_initiation_are_dropped() -> None:
+    p = Pair()
+    p.b.set_under_load(p.now, duration=1)
+    p.a.send_packet(ip4(A_IP, B_IP), p.now)
+    [(first, _)] = p.a.datagrams_to_send()
+    p.deliver("b", [first])
+    [(cookie, _)] = p.b.datagrams_to_send()  # under load: a cookie reply
+    p.advance(REKEY_TIMEOUT + 0.5, drop=lambda frm, d: True)  # the retry: a new index
+    p.deliver("b", [first])  # b no longer under load: answers the old initiation
+    [(stale, _)] = p.b.datagrams_to_send()
+    p.deliver("a", [cookie, stale])
+    s = p.a.statistics()
+    assert (s.dropped_unknown_index, s.cookie_replies_received) == (2, 0)
+    assert not p.peer_of_a.cookies.has_cookie and p.peer_of_a.current is None
+    assert p.peer_of_b.endpoint == p.a_addr  # b learnt it from the authenticated initiation
+    p.advance(REKEY_TIMEOUT + 0.5)  # the next retry completes it
+    assert p.got["b"] == [ip4(A_IP, B_IP)]
+
+
+def test_removing_a_peer_during_its_handshake_forgets_it() -> None:
+    p = Pair()
+    p.a.send_packet(ip4(A_IP, B_IP), p.now)
+    [(initiation, _)] = p.a.datagrams_to_send()
+    p.deliver("b", [initiation])
+    [(response, _)] = p.b.datagrams_to_send()
+    assert p.a.remove_peer(p.kb.public_key())
+    p.deliver("a", [response])
+    assert p.a.statistics().dropped_unknown_index == 1
+    assert p.a.statistics().dropped_no_session == 1  # the staged packet
+    p.advance(REKEY_ATTEMPT_TIME)  # its timers are gone with it
+    assert p.a.statistics().handshake_initiations_sent == 1 and p.a.datagrams_to_send() == []
+    # b, the responder, removes a while its session waits for confirmation
+    p.a.add_peer(PeerConfig(p.kb.public_key(), endpoint=p.b_addr, allowed_ips=f"{B_IP}/32"))
+    p.a.send_packet(ip4(A_IP, B_IP, b"again"), p.now)
+    [(initiation, _)] = p.a.datagrams_to_send()
+    p.deliver("b", [initiation])
+    [(response, _)] = p.b.datagrams_to_send()
+    p.b.remove_peer(p.ka.public_key())
+    p.deliver("a", [response])
+    [(data, _)] = p.a.datagrams_to_send()
+    assert p.deliver("b", [data]) == []
+    assert p.b.statistics().dropped_unknown_index == 1 and p.b.get_timer() is None
+
+
+def test_time_going_backwards_fires_nothing_early_and_raises_nothing() -> None:
+    # `now` must be monotonic; a caller that breaks that gets no exception and no timer
+    # fired before its deadline
+    p = Pair()
+    p.handshake()
+    p.transfer("a", packets(1))
+    deadlines = (p.a.get_timer(), p.b.get_timer())
+    sent = (p.a.statistics(), p.b.statistics())
+    for back in (p.now - 1, p.now - 1000, 0.0, -1e9):
+        p.a.handle_timer(back)
+        p.b.handle_timer(back)
+    assert (p.a.get_timer(), p.b.get_timer()) == deadlines
+    assert (p.a.statistics(), p.b.statistics()) == sent
+    assert p.a.datagrams_to_send() == [] and p.b.datagrams_to_send() == []
+    p.now -= 1000
+    assert p.transfer("a", packets(2)) == packets(2)
+    assert p.transfer("b", packets(1, B_IP, A_IP)) == packets(1, B_IP, A_IP)
+    p.now += 1000
+    p.advance(KEEPALIVE_TIMEOUT + 1)
+    assert p.transfer("a", packets(3)) == packets(3)
 
 
 # -- roaming ------------------------------------------------------------------------------------
