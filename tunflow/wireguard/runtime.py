@@ -854,8 +854,8 @@ class WireGuardInterface:
     def skip_time(self, seconds: float) -> None:
         """Move the protocol's clock forward: sessions age and deadlines come nearer at once
         (to see a rekey or a timeout without waiting for it — tests and demonstrations).
-        The wall-clock timestamps of handshakes move too, which peers accept (they only need
-        them to grow)."""
+        Wall-clock time does not move: handshake timestamps and ``last_handshake`` stay
+        ``time.time()``."""
         if seconds < 0:
             raise ValueError("time only moves forward")
         clock = self._clock
