@@ -828,6 +828,8 @@ class WireGuardInterface:
 
         Raises:
             TimeoutError: none within ``timeout`` seconds.
+            ConfigError: the interface has no such peer (at the start, or at the end of a
+                wait during which it was removed).
             anyio.ClosedResourceError: the interface is closed (or closes meanwhile).
         """
         pk = public_key if isinstance(public_key, PublicKey) else PublicKey.from_base64(public_key)
