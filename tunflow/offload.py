@@ -336,8 +336,33 @@ def complete_checksum(packet: WritableBuffer, csum_start: int, csum_offset: int)
 # Extension headers a GSO IPv6 packet may carry before its TCP/UDP header. The fragment header
 # (44) is absent on purpose: a fragment is never a GSO packet.
 _IPV6_EXT_8: Final = frozenset({0, 43, 60})  # hop-by-hop, routing, destination options
+_IPV6_ROUTING: Final = 43
 _IPV6_AH: Final = 51
 _IPV6_FRAG: Final = 44
+
+
+def _final_destination(pkt: memoryview, at: int, size: int) -> int:
+    """Where the final destination lies in the IPv6 packet ``pkt`` whose routing header of
+    ``size`` bytes at ``at`` has segments left: the address the TCP/UDP pseudo-header holds
+    (RFC 8200 8.1), not the next hop in the IPv6 header. Type 0 lists the hops in order (the
+    last one), type 2 (Mobile IPv6) the home address, type 4 (SRv6) the segments in reverse
+    (Segment List[0])."""
+    rtype = pkt[at + 2]
+    if rtype == 0:
+        if size >= 24:
+            return at + ((pkt[at + 1] >> 1) << 4) - 8
+    elif rtype == 2:
+        if size == 24:
+            return at + 8
+    elif rtype == 4:
+        if size >= 24:
+            return at + 8
+    else:
+        raise OffloadError(
+            f"IPv6 routing header type {rtype} with segments left: its final destination, "
+            "which the TCP/UDP checksum covers, is not known"
+        )
+    raise MalformedPacketError(f"IPv6 routing header type {rtype} of {size} bytes holds no address")
 
 
 class _Plan:
@@ -467,11 +492,14 @@ def _plan(src: Buffer) -> _Plan:
         # Walk the extension headers: csum_start must land exactly on the transport header.
         nh = pkt[6]
         at = 40
+        dst_at = 24  # the pseudo-header's destination: the final one
         while nh != proto:
             if at + 2 > n:
                 raise TruncatedPacketError("IPv6 extension header chain runs past the packet")
             if nh in _IPV6_EXT_8:
                 size = (pkt[at + 1] + 1) << 3
+                if nh == _IPV6_ROUTING and at + size <= n and pkt[at + 3]:
+                    dst_at = _final_destination(pkt, at, size)
             elif nh == _IPV6_AH:
                 size = (pkt[at + 1] + 2) << 2
             else:
@@ -508,7 +536,8 @@ def _plan(src: Buffer) -> _Plan:
     tcp_flags = 0
     if is_v6:
         tmpl[4:6] = b"\0\0"
-        pseudo = int.from_bytes(pkt[8:40], "big") + proto
+        dst = int.from_bytes(pkt[dst_at : dst_at + 16], "big")
+        pseudo = int.from_bytes(pkt[8:24], "big") + dst + proto
     else:
         ident = (pkt[4] << 8) | pkt[5]
         tmpl[2:6] = b"\0\0\0\0"
@@ -628,7 +657,9 @@ def gso_segment_count(src: Buffer) -> int:
         TruncatedPacketError: a header or length field points past the end of the data.
         MalformedPacketError: an inconsistent header (wrong version for the GSO type, lengths
             that disagree, ``csum_start`` not at the transport header, ``gso_size`` 0…).
-        OffloadError: an unsupported GSO type (legacy UFO or unknown).
+        OffloadError: an unsupported GSO type (legacy UFO or unknown), or an IPv6 routing
+            header with segments left of a type other than 0, 2 and 4 (the final destination,
+            which the TCP/UDP checksums cover, is not known).
 
     Example:
         >>> gso_segment_count(bytes(10) + b"\\x45")  # gso type NONE: the packet as is
@@ -670,8 +701,9 @@ def gso_split(src: Buffer, out: PacketBatch, *, start: int = 0) -> int:
     kernel would set: IPv4 ID + i and header checksum, IPv4 total / IPv6 payload length (counted
     from the fixed 40-byte header, so extension headers are included), TCP sequence numbers, FIN
     and PSH only on the last segment (CWR only on the first for ECN), UDP length, and full
-    transport checksums. ``hdr_len`` is recomputed from the headers, not trusted. With gso type
-    ``NONE`` the packet is copied as it is, its checksum completed when ``NEEDS_CSUM`` is set.
+    transport checksums (with an IPv6 routing header, over its final destination: RFC 8200).
+    ``hdr_len`` is recomputed from the headers, not trusted. With gso type ``NONE`` the packet
+    is copied as it is, its checksum completed when ``NEEDS_CSUM`` is set.
 
     Every header is validated before anything is written. When ``out`` runs out of bytes or
     packet slots, the call returns early with the index of the first segment it did not write;
@@ -691,7 +723,8 @@ def gso_split(src: Buffer, out: PacketBatch, *, start: int = 0) -> int:
     Raises:
         TruncatedPacketError: a header or length field points past the end of the data.
         MalformedPacketError: inconsistent headers (see :func:`gso_segment_count`).
-        OffloadError: an unsupported GSO type.
+        OffloadError: an unsupported GSO type or routing header (see
+            :func:`gso_segment_count`).
         PacketTooLargeError: ``out`` is empty and still cannot take the next segment.
         ValueError: ``start`` is outside ``0..count``.
 

@@ -52,6 +52,7 @@ from .offload_packets import (
     tcp4_packet,
     tcp6_packet,
     tcp_fields,
+    tcp_segment,
     tcp_super_packet,
     udp4_packet,
     udp6_packet,
@@ -321,6 +322,67 @@ def test_ipv6_extension_headers_counted_in_payload_length(proto: str) -> None:
         assert s[40 : 40 + ext_len] == src[10 + 40 : 10 + 40 + ext_len]
         assert struct.unpack_from(">H", s, 4)[0] == len(s) - 40
     assert_split_ok(src, segs)
+
+
+def _routed_super_packet(proto: str, rtype: int, segs_left: int) -> tuple[bytes, bytes]:
+    """A super-packet with a routing header, as the kernel hands it over: IPv6 destination
+    the next hop, the TCP/UDP partial sum over the final destination (RFC 8200 8.1); and that
+    final destination."""
+    final, hop = IP6_B[0], bytes.fromhex("20010db8000000000000000000000099")
+    nh = TCP if proto == "tcp" else UDP
+    if rtype == 4:  # SRv6: Segment List[0] is the last segment, the list runs backwards
+        addrs = [final, hop]
+        rh = bytes([nh, 2 * len(addrs), 4, segs_left, len(addrs) - 1, 0, 0, 0]) + b"".join(addrs)
+    elif rtype == 2:  # Mobile IPv6: the home address
+        rh = bytes([nh, 2, 2, segs_left]) + bytes(4) + final
+    else:  # type 0: the hops in order, the last one final
+        rh = bytes([nh, 4, 0, segs_left]) + bytes(4) + hop + final
+    data = pattern(0, 3000)
+    if proto == "tcp":
+        l4 = tcp_segment(IP6_A[0], final, 1, 1, 1, ACK, data)
+    else:
+        l4 = udp_datagram(IP6_A[0], final, 1, 1, data)
+    cs = 40 + len(rh)
+    pkt = bytearray(ipv6_header(43, len(rh) + len(l4), IP6_A[0], hop) + rh + l4)
+    field = cs + (16 if proto == "tcp" else 6)
+    pseudo = struct.pack(">16s16sIxxxB", IP6_A[0], final, len(l4), nh)
+    pkt[field : field + 2] = struct.pack(">H", ~_inet(pseudo) & 0xFFFF)  # the folded sum
+    gso_type = VIRTIO_NET_HDR_GSO_TCPV6 if proto == "tcp" else VIRTIO_NET_HDR_GSO_UDP_L4
+    hdr = vnet_hdr(NEEDS_CSUM, gso_type, 0, 1000, cs, 16 if proto == "tcp" else 6)
+    return hdr + bytes(pkt), final
+
+
+@pytest.mark.parametrize("proto", ["tcp", "udp"])
+@pytest.mark.parametrize("rtype", [0, 2, 4])
+def test_ipv6_routing_header_checksums_cover_the_final_destination(proto: str, rtype: int) -> None:
+    # SRv6 in inline mode (or a Mobile IPv6 home address): the IPv6 header holds the next hop,
+    # the TCP/UDP checksum the final destination — which verifies it, and drops a segment
+    # summed over the next hop.
+    src, final = _routed_super_packet(proto, rtype, 1)
+    segs = split_all(src)
+    assert len(segs) == 3
+    cs = struct.unpack_from("=H", src, 6)[0]
+    nh = TCP if proto == "tcp" else UDP
+    for seg in segs:
+        l4 = seg[cs:]
+        pseudo = struct.pack(">16s16sIxxxB", seg[8:24], final, len(l4), nh)
+        assert _inet(pseudo + l4) == 0
+        assert seg[24:40] != final
+    # with no segments left the IPv6 destination is the final one
+    src, _ = _routed_super_packet(proto, rtype, 0)
+    assert_split_ok(src, split_all(src))
+
+
+def test_ipv6_routing_header_without_a_known_final_destination() -> None:
+    src, _ = _routed_super_packet("tcp", 4, 1)
+    rpl = bytearray(src)
+    rpl[10 + 40 + 2] = 3  # RPL: compressed addresses
+    with pytest.raises(OffloadError):
+        gso_segment_count(bytes(rpl))
+    short = bytearray(src)
+    short[10 + 40 + 2] = 2  # Mobile IPv6 with room for two addresses, not one
+    with pytest.raises(MalformedPacketError):
+        gso_segment_count(bytes(short))
 
 
 _LONG_EXT = bytes([TCP, 63]) + bytes([1, 254]) + bytes(254) + bytes([1, 252]) + bytes(252)
