@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import os
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -707,8 +708,10 @@ class _Engine:
         for st in lane.delays:
             try:
                 d = st.delay()  # type: ignore[attr-defined]
-                if not d <= _MAX_DELAY:  # (NaN and inf too: a wait for ever is a fault)
-                    raise ValueError(f"delay() returned {d!r} seconds")
+                if not d <= _MAX_DELAY:
+                    if not math.isfinite(d):  # (NaN, inf: a wait for ever is a fault)
+                        raise ValueError(f"delay() returned {d!r} seconds")
+                    d = _MAX_DELAY  # (a shaper's long debt: an hour a batch)
             except Exception as exc:
                 # the stage's fault, as a raise from process() is: its policy decides
                 self._stage_failed(st, None, exc)

@@ -420,7 +420,8 @@ class StageBase:
         """Called every :attr:`timer_interval` seconds while the pipeline runs."""
 
     def delay(self) -> float:
-        """Seconds the worker should wait before reading its next batch (0: none)."""
+        """Seconds the worker should wait before reading its next batch (0: none; at most
+        an hour is waited per batch; NaN or infinity is the stage's fault)."""
         return 0.0
 
     # -- statistics -----------------------------------------------------------------------

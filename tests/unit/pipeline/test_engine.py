@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
+import time
 from typing import Any
 
 import anyio
@@ -687,6 +689,33 @@ def test_a_stage_whose_delay_fails_is_a_stage_error_under_its_policy(bad: object
             MemorySource(packets(10), batch_size=2), [Pacer()], MemorySink(), on_error="stop"
         )
         anyio.run(stop.run)
+
+
+def test_a_finite_delay_past_the_longest_wait_is_waited_up_to_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a shaper's long debt (1 pps, a batch of super-packets: hours) was taken for a fault:
+    # counted as the stage's error and not waited at all
+    from tunflow.pipeline import _engine
+
+    monkeypatch.setattr(_engine, "_MAX_DELAY", 0.05)
+    asked: list[float] = []
+
+    class Pacer(StageBase):
+        plugin = "pacer"
+
+        def process(self, batch: PacketBatch) -> PacketBatch:
+            return batch
+
+        def delay(self) -> float:
+            asked.append(time.monotonic())
+            return 1e6
+
+    sink = MemorySink()
+    p = Pipeline(MemorySource(packets(6), batch_size=2), [Pacer()], sink, on_error="stop")
+    anyio.run(p.run)
+    assert len(sink.packets) == 6 and p.statistics().stage("pacer").errors == 0
+    assert all(b - a >= 0.04 for a, b in itertools.pairwise(asked))  # (waited, each time)
 
 
 def test_one_stage_object_in_two_places_is_refused() -> None:
