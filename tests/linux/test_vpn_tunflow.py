@@ -523,6 +523,33 @@ async def test_wg_reads_an_endpoint_whose_link_is_gone_and_no_link_is_refused() 
         assert not a.run("ip", "-o", "link", "show", "type", "tun").stdout  # nothing left
 
 
+async def test_an_allowed_ip_removed_by_wg_set_stops_its_traffic(
+    pair: tuple[testing.Netns, testing.Netns],
+) -> None:
+    """``wg set wg0 peer K allowed-ips -10.94.0.2/32`` (recent wireguard-tools) sends
+    ``allowed_ip=-10.94.0.2/32``: tunflow answered EINVAL. Now, as wireguard-go, the prefix
+    leaves the peer and its traffic stops (``no_route``); the route stays, as ``wg set``'s
+    changes leave routes alone under wg-quick; added back, the traffic flows again."""
+    a, b = pair
+    async with two_sides(a, b, native=False) as (ia, _):
+        await ping(a, OB)
+        (pk,) = ia.wg.peers
+        routes = a.run("ip", "route", "show", "dev", ia.name).stdout
+        assert f"{OB} " in routes
+        remove = f"set=1\npublic_key={pk.to_hex()}\nallowed_ip=-{OB}/32\n\n"
+        assert await ia.apply_uapi(remove.encode()) == b"errno=0\n\n"
+        assert b"allowed_ip=" not in await ia.apply_uapi(b"get=1\n\n")
+        assert ia.wg.peer(pk) is not None
+        assert a.run("ip", "route", "show", "dev", ia.name).stdout == routes
+        before = ia.wg.statistics().dropped_no_route
+        lost = await anyio.run_process(a.cmd("ping", "-n", "-c", "2", "-W", "1", OB), check=False)
+        assert lost.returncode != 0
+        assert ia.wg.statistics().dropped_no_route >= before + 2
+        add = f"set=1\npublic_key={pk.to_hex()}\nallowed_ip={OB}/32\n\n"
+        assert await ia.apply_uapi(add.encode()) == b"errno=0\n\n"
+        await ping(a, OB)
+
+
 async def test_the_link_set_down_under_the_peers_traffic_loses_packets_not_the_tunnel() -> None:
     """``ip link set wg0 down`` (a network manager cycling the link) while the peer sends: the
     kernel refuses writes to a down TUN (EIO), and the first packet from the peer stopped the

@@ -202,6 +202,19 @@ def test_allowed_ips_longest_prefix_and_moves() -> None:
         t.insert("10.0.0.0/33", "x")
 
 
+def test_allowed_ips_remove_for_an_owner_takes_only_its_own() -> None:
+    # wireguard-go's Remove(prefix, peer): the exact prefix (host bits cleared), if that peer
+    # holds it
+    t: AllowedIPs[str] = AllowedIPs()
+    t.insert("10.0.0.0/8", "a")
+    t.insert("10.1.0.0/16", "b")
+    assert t.remove("10.1.0.0/16", "a") is None and t.lookup("10.1.0.1") == "b"
+    assert t.remove("10.0.0.0/16", "a") is None and t.remove("10.0.0.0/7", "a") is None
+    assert t.remove("10.9.9.9/8", "a") == "a"
+    assert t.lookup("10.2.0.1") is None and t.networks("a") == []
+    assert t.networks("b") == [ipaddress.ip_network("10.1.0.0/16")] and len(t) == 1
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(

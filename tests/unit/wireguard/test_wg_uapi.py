@@ -220,6 +220,98 @@ def test_replace_allowed_ips_after_allowed_ip_discards_them() -> None:
     assert u.replace_allowed_ips and u.allowed_ips == ()
 
 
+def test_allowed_ip_with_a_minus_removes_the_prefix() -> None:
+    # recent wireguard-tools send `wg set wg0 peer K allowed-ips -10.0.0.5/32` (and `-` in a
+    # file's AllowedIPs) as allowed_ip=-10.0.0.5/32; wireguard-go removes that prefix from the
+    # peer if the peer holds it (device/uapi.go, AllowedIPs.Remove), else ignores it. tunflow
+    # answered EINVAL
+    wg = WireGuard(K1)
+    wg.add_peer(PeerConfig(P1, allowed_ips="10.0.0.5/32, 10.1.0.0/16, fd00::/64, 10.0.0.0/24"))
+    wg.add_peer(PeerConfig(P2, allowed_ips="10.2.0.0/16"))
+    p1, p2 = wg.peer(P1), wg.peer(P2)
+    lines = [
+        "-10.0.0.5/32",  # held: removed
+        "-10.2.0.0/16",  # another peer's: left alone
+        "-10.1.2.3/16",  # host bits cleared, as wireguard-go's trie ignores them: 10.1.0.0/16
+        "-10.9.0.0/16",  # held by nobody
+        "-10.0.0.0/25",  # a longer prefix inside one it holds: nothing
+        "-fd00::/64",
+    ]
+    body = "public_key=" + P1.to_hex() + "\n" + "".join(f"allowed_ip={n}\n" for n in lines)
+    [u] = parse_set(body).peers
+    assert u.allowed_ips == ()
+    assert [str(n) for n in u.removed_allowed_ips] == [
+        "10.0.0.5/32",
+        "10.2.0.0/16",
+        "10.1.0.0/16",
+        "10.9.0.0/16",
+        "10.0.0.0/25",
+        "fd00::/64",
+    ]
+    assert handle_request(wg, parse_set(body)) == b"errno=0\n\n"
+    assert [str(n) for n in wg.allowed_ips.networks(p1)] == ["10.0.0.0/24"]
+    assert wg.allowed_ips.lookup("10.0.0.5") is p1  # by its /24 now
+    assert wg.allowed_ips.lookup("10.1.0.1") is None
+    assert wg.allowed_ips.lookup("fd00::1") is None
+    assert wg.allowed_ips.networks(p2) == [parse_network("10.2.0.0/16")]
+    # get=1 lists what is left, as before
+    got = handle_request(wg, GetRequest()).decode()
+    assert "allowed_ip=-" not in got and got.count("allowed_ip=") == 2
+    # removing the last one leaves the peer, without prefixes
+    body = "public_key=" + P1.to_hex() + "\nallowed_ip=-10.0.0.0/24\n"
+    assert handle_request(wg, parse_set(body)) == b"errno=0\n\n"
+    assert wg.peer(P1) is p1 and wg.allowed_ips.networks(p1) == []
+
+
+def test_allowed_ip_removals_apply_as_the_lines_come() -> None:
+    # wireguard-go applies line by line: a prefix the peer just took from another and then
+    # removes is nobody's; one removed then added is the peer's; replace_allowed_ips discards
+    # both before it
+    wg = WireGuard(K1)
+    wg.add_peer(PeerConfig(P1, allowed_ips="10.1.0.0/16"))
+    wg.add_peer(PeerConfig(P2, allowed_ips="10.2.0.0/16, 10.3.0.0/16"))
+    p1, p2 = wg.peer(P1), wg.peer(P2)
+    body = (
+        "public_key=" + P1.to_hex() + "\n"
+        "allowed_ip=10.2.0.0/16\nallowed_ip=-10.2.0.0/16\n"  # taken from P2, then removed
+        "allowed_ip=-10.1.0.0/16\nallowed_ip=10.1.0.0/16\n"  # removed, then added back
+        "allowed_ip=-10.4.0.0/16\nallowed_ip=10.4.0.0/16\nallowed_ip=-10.4.0.0/16\n"
+    )
+    req = parse_set(body)
+    [u] = req.peers
+    assert [str(n) for n in u.allowed_ips] == ["10.2.0.0/16", "10.1.0.0/16", "10.4.0.0/16"]
+    assert [str(n) for n in u.removed_allowed_ips] == ["10.2.0.0/16", "10.4.0.0/16"]
+    assert parse_set(render_set(req)[len("set=1\n") :]) == req
+    assert handle_request(wg, req) == b"errno=0\n\n"
+    assert wg.allowed_ips.lookup("10.2.0.1") is None
+    assert wg.allowed_ips.lookup("10.1.0.1") is p1
+    assert wg.allowed_ips.lookup("10.4.0.1") is None
+    assert wg.allowed_ips.networks(p2) == [parse_network("10.3.0.0/16")]
+    body = "public_key=" + P2.to_hex() + "\nallowed_ip=-10.3.0.0/16\nreplace_allowed_ips=true\n"
+    [u] = parse_set(body).peers
+    assert u.replace_allowed_ips and u.removed_allowed_ips == ()
+    # for a peer it does not have, a removal makes it (as any peer line); update_only does not
+    new = PrivateKey(bytes(range(9, 41))).public_key()
+    ghost = PrivateKey(bytes(range(10, 42))).public_key()
+    body = (
+        f"public_key={new.to_hex()}\nallowed_ip=-10.1.0.0/16\n"
+        f"public_key={ghost.to_hex()}\nupdate_only=true\nallowed_ip=-10.1.0.0/16\n"
+        f"public_key={K1.public_key().to_hex()}\nallowed_ip=-10.1.0.0/16\n"  # ourselves
+    )
+    assert handle_request(wg, parse_set(body)) == b"errno=0\n\n"
+    assert set(wg.peers) == {P1, P2, new}
+    assert wg.allowed_ips.lookup("10.1.0.1") is p1
+
+
+@pytest.mark.parametrize("value", ["-", "--10.0.0.0/8", "- 10.0.0.0/8", "-10.0.0.0", "+10.0.0.0/8"])
+def test_a_malformed_allowed_ip_removal_is_refused(value: str) -> None:
+    # wireguard-go strips one '-' and parses the rest as a prefix; '+' is wg(8)'s, not the
+    # protocol's
+    with pytest.raises(UapiError) as exc:
+        parse_set("public_key=" + P1.to_hex() + "\nallowed_ip=" + value + "\n")
+    assert exc.value.errno == errno.EINVAL
+
+
 def test_apply_set_semantics() -> None:
     wg = WireGuard(K1)
     wg.add_peer(PeerConfig(P2, allowed_ips="10.2.0.0/16"))
@@ -641,6 +733,7 @@ peer_updates = st.builds(
     persistent_keepalive_interval=st.one_of(st.none(), st.integers(0, 65535)),
     replace_allowed_ips=st.booleans(),
     allowed_ips=st.lists(nets, max_size=4).map(tuple),
+    removed_allowed_ips=st.lists(nets, max_size=2, unique=True).map(tuple),
 )
 
 

@@ -126,8 +126,12 @@ class AllowedIPs(Generic[T]):
         table[key] = owner
         self._owned.setdefault(owner, {})[net] = None  # one it has keeps its place
 
-    def remove(self, network: str | Network) -> T | None:
+    def remove(self, network: str | Network, owner: T | None = None) -> T | None:
         """Remove ``network``; return its owner, or ``None`` if it was not there.
+
+        With ``owner``, only if ``owner`` holds it (as wireguard-go's ``Remove(prefix, peer)``
+        and the kernel's ``WGALLOWEDIP_F_REMOVE_ME``): another's stays, and ``None`` is
+        returned.
 
         Raises:
             ConfigError: ``network`` is not a prefix.
@@ -137,7 +141,10 @@ class AllowedIPs(Generic[T]):
         table = fam.table(net.prefixlen, create=False)
         if table is None:
             return None
-        owner = table.pop(int(net.network_address) >> (fam.bits - net.prefixlen), None)
+        key = int(net.network_address) >> (fam.bits - net.prefixlen)
+        if owner is not None and table.get(key) is not owner:
+            return None
+        owner = table.pop(key, None)
         fam.prune()
         if owner is not None:
             self._disown(owner, net)

@@ -654,6 +654,17 @@ class WireGuard:
         """
         self._allowed.insert(network, self._require(public_key))
 
+    def remove_allowed_ip(self, public_key: PublicKey, network: str | Network) -> bool:
+        """Take ``network`` (host bits cleared) from a peer's AllowedIPs if the peer holds it,
+        as wireguard-go does for ``allowed_ip=-…``: a prefix the peer does not have — another
+        peer's, or a longer or shorter one — is left alone. Returns whether it was removed.
+
+        Raises:
+            ConfigError: no such peer, or the prefix is invalid.
+        """
+        peer = self._require(public_key)
+        return self._allowed.remove(network, peer) is not None
+
     def _require(self, public_key: PublicKey) -> Peer:
         peer = self._peers.get(public_key)
         if peer is None:

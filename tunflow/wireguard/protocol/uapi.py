@@ -104,7 +104,12 @@ class PeerUpdate:
 
     ``None`` means "unchanged". ``allowed_ips`` are added after clearing the list when
     ``replace_allowed_ips`` is set (a ``replace_allowed_ips`` line after ``allowed_ip`` lines
-    discards them, as it would line by line).
+    discards them, as it would line by line); then each of ``removed_allowed_ips``
+    (``allowed_ip=-10.0.0.5/32``, what recent ``wg set … allowed-ips -10.0.0.5/32`` sends) is
+    taken from the peer if the peer holds it — another peer's is left alone, as wireguard-go
+    and the kernel do. :func:`parse_set` folds the lines into these two lists so that
+    applying them does what the lines in their order would: a prefix added then removed is
+    in both (taken, then removed), one removed then added only in ``allowed_ips``.
 
     Raises:
         ConfigError: ``persistent_keepalive_interval`` is not an integer from 0 to 65535.
@@ -120,6 +125,7 @@ class PeerUpdate:
     )
     replace_allowed_ips: bool = False
     allowed_ips: tuple[Network, ...] = ()
+    removed_allowed_ips: tuple[Network, ...] = ()
 
 
 @attrs.frozen
@@ -234,10 +240,18 @@ def parse_set(body: str | bytes) -> SetRequest:
     peers: list[PeerUpdate] = []
     peer: dict[str, object] | None = None
     allowed: list[Network] = []
+    # the prefixes ``allowed_ip=-…`` lines remove (a dict: in order, each once)
+    removed: dict[Network, None] = {}
 
     def close_peer() -> None:
         if peer is not None:
-            peers.append(PeerUpdate(allowed_ips=tuple(allowed), **peer))  # type: ignore[arg-type]
+            peers.append(
+                PeerUpdate(
+                    allowed_ips=tuple(allowed),
+                    removed_allowed_ips=tuple(removed),
+                    **peer,  # type: ignore[arg-type]
+                )
+            )
 
     for line in text.split("\n"):
         if line == "":
@@ -249,6 +263,7 @@ def parse_set(body: str | bytes) -> SetRequest:
             close_peer()
             peer = {"public_key": PublicKey(_hex32(value, "public_key"))}
             allowed = []
+            removed = {}
         elif peer is None:
             if key == "private_key":
                 raw = _hex32(value, "private_key")
@@ -277,8 +292,14 @@ def parse_set(body: str | bytes) -> SetRequest:
         elif key == "replace_allowed_ips":
             peer["replace_allowed_ips"] = _true(value, key)
             allowed = []
+            removed = {}
         elif key == "allowed_ip":
-            allowed.append(_network(value))
+            if value.startswith("-"):
+                removed[_network(value[1:])] = None
+            else:
+                net = _network(value)
+                removed.pop(net, None)
+                allowed.append(net)
         elif key == "protocol_version":
             if value != "1":
                 raise UapiError(f"invalid protocol version {value!r}")
@@ -321,6 +342,7 @@ def render_set(request: SetRequest) -> bytes:
         if p.replace_allowed_ips:
             lines.append("replace_allowed_ips=true")
         lines.extend(f"allowed_ip={net}" for net in p.allowed_ips)
+        lines.extend(f"allowed_ip=-{net}" for net in p.removed_allowed_ips)
     return _encode(lines)
 
 
@@ -609,6 +631,8 @@ def apply_set(wg: WireGuard, request: SetRequest | CheckedSet, now: float | None
             wg.set_allowed_ips(pk, ())
         for net in update.allowed_ips:
             wg.add_allowed_ip(pk, net)
+        for net in update.removed_allowed_ips:
+            wg.remove_allowed_ip(pk, net)
         if update.persistent_keepalive_interval is not None:
             wg.set_persistent_keepalive(pk, update.persistent_keepalive_interval, now)
 
