@@ -652,6 +652,34 @@ async def test_link_events_follow_the_link(netns: testing.Netns) -> None:
         ]
 
 
+async def test_aclose_ends_a_link_event_iteration(netns: testing.Netns) -> None:
+    # a queue of a multi-queue device closes while the interface lives on (another queue
+    # holds it): no "removed" comes, and the task iterating its link events waited for ever
+    dev = DeviceBuilder().multi_queue().ipv4("10.70.0.1", 24).build_async()
+    async with await dev.try_clone() as other:
+        events = await dev.link_events()
+        seen: list[str] = []
+
+        async def watch() -> None:
+            async for event in events:
+                seen.append(event.kind)
+            seen.append("ended")
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(watch)
+                await anyio.sleep(0.2)
+                await dev.aclose()
+        assert seen == ["up", "ended"]
+        assert [event async for event in events] == []  # and stays ended
+        assert events._tracker.watch.fileno() == -1  # its socket went with the device
+        await events.aclose()
+        with pytest.raises(ClosedDeviceError):
+            await dev.link_events()
+        async with await other.link_events() as events:
+            assert (await events.__anext__()).kind == "up"
+
+
 async def test_set_network_address_async(netns: testing.Netns) -> None:
     async with DeviceBuilder().ipv4("10.67.0.1", 24).ipv4("10.68.0.1", 24).build_async() as dev:
         await dev.set_network_address("10.69.0.1", 24)

@@ -11,6 +11,7 @@ again, so a burst costs one wait.
 from __future__ import annotations
 
 import select
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from ipaddress import IPv4Interface, IPv6Interface
 from typing import Any, TypeVar
@@ -94,6 +95,8 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         # the queue, if it reads and writes a lone packet at rest its own way (an FdQueue)
         self._lone_queue: LoneQueue | None = queue if hasattr(queue, "recv_lone") else None
         self._thread_waker: Any = None
+        # the link events opened through this face: closing it ends them
+        self._link_events: weakref.WeakSet[AsyncLinkEvents] = weakref.WeakSet()
         self._attrs: dict[str, Any] = {}
         if shared.interface is not None:
             try:
@@ -168,6 +171,13 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
             anyio.notify_closing(fd)
         if self._thread_waker is not None:
             self._thread_waker.wake()
+        in_loop = _in_event_loop()
+        for events in list(self._link_events):
+            if in_loop:
+                events._close()
+            else:
+                # (a finalizer: a loop may be waiting on the socket, which must stay open)
+                events._tracker.ended = True
 
         def close_queue() -> None:
             try:
@@ -864,8 +874,9 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         (``"up"`` or ``"down"``), then each change (``"up"``, ``"down"``, ``"mtu"``) and
         ``"removed"`` when the interface is deleted (wireguard-go's ``Events()``). Linux only.
 
-        The iteration ends after ``"removed"``; cancel the task to stop waiting. ``async
-        with`` releases its netlink socket::
+        The iteration ends after ``"removed"`` or when the device is closed (:meth:`aclose`
+        wakes a task waiting for an event); cancel the task to stop waiting. ``async with``
+        (or closing the device) releases its netlink socket::
 
             async with await dev.link_events() as events:
                 async for event in events:
@@ -877,7 +888,12 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
             DeviceNotFoundError: the interface is gone.
         """
         iface = self._iface()
-        return AsyncLinkEvents(await self._run(open_tracker, iface))
+        events = AsyncLinkEvents(await self._run(open_tracker, iface))
+        if self._closed:  # closed while the watch opened
+            events._tracker.close()
+            raise ClosedDeviceError("the device is closed")
+        self._link_events.add(events)
+        return events
 
     async def tx_queue_len(self) -> int:
         """The transmit queue length.

@@ -199,8 +199,9 @@ class AsyncLinkEvents:
     :meth:`~tunflow.AsyncDevice.link_events`).
 
     The first event is the state when the watch began (``"up"`` or ``"down"``); the iteration
-    ends after ``"removed"``. Cancel the task to stop waiting; ``async with`` (or
-    :meth:`aclose`) releases the netlink socket.
+    ends after ``"removed"``, when the device is closed, or on :meth:`aclose` (each wakes a task
+    waiting for an event). Cancel the task to stop waiting; ``async with`` (or :meth:`aclose`,
+    or closing the device) releases the netlink socket.
     """
 
     def __init__(self, tracker: _Tracker) -> None:
@@ -236,6 +237,10 @@ class AsyncLinkEvents:
 
     async def aclose(self) -> None:
         """Stop watching (the iteration ends). Idempotent."""
+        self._close()
+
+    def _close(self) -> None:
+        """:meth:`aclose`, called in the event loop's thread (also as the device closes)."""
         tracker = self._tracker
         fd = tracker.watch.fileno()
         if fd >= 0 and not tracker.ended:
