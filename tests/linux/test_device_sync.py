@@ -1601,6 +1601,24 @@ def test_link_events_sync(netns: testing.Netns) -> None:
         events.close()
 
 
+def test_link_events_after_a_flood_end_on_the_state_now(netns: testing.Netns) -> None:
+    # more changes than the socket holds: the kernel drops the rest (ENOBUFS), and the
+    # notifications it had queued, read after the state was asked afresh, took it back
+    name = testing.unique_name("lf")
+    with (
+        DeviceBuilder().name(name).ipv4("10.165.0.1", 24).build_sync() as dev,
+        dev.link_events(timeout=1) as events,
+    ):
+        assert next(events) == LinkEvent("up", 1500)
+        script = "".join(f"link set {name} mtu {1300 + i}\n" for i in range(600))
+        subprocess.run(netns.cmd("ip", "-batch", "-"), input=script, text=True, check=True)
+        seen = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                seen.append(next(events))
+        assert seen and seen[-1] == LinkEvent("mtu", 1899)
+
+
 def test_set_network_address_replaces_the_ipv4_addresses(netns: testing.Netns) -> None:
     # tun-rs's set_network_address: one IPv4 address afterwards, IPv6 untouched
     with (

@@ -117,3 +117,20 @@ def test_a_deletion_among_dropped_notifications_is_still_the_removal() -> None:
     iface.watch.script = [[None]]
     tracker.absorb()
     assert list(tracker.pending) == [LinkEvent("removed", 1500)] and tracker.ended
+
+
+def test_notifications_read_with_a_drop_do_not_take_the_state_back() -> None:
+    # the kernel reports ENOBUFS before the notifications it still had queued, which are
+    # older than those it dropped: after many quick changes the state asked afresh was
+    # followed by the queued ones, and the last event (the MTU a program goes by) was stale
+    iface = Iface()
+    tracker = open_tracker(iface)
+    tracker.pending.clear()
+    iface.mtu_now = 1899
+    iface.watch.script = [[None, Link(UP_RUNNING, 1300), Link(UP_RUNNING, 1301)]]
+    tracker.absorb()
+    assert list(tracker.pending) == [LinkEvent("mtu", 1899)]
+    tracker.pending.clear()
+    iface.watch.script = [[Link(UP_RUNNING, 1899), Link(0, 1899)]]  # then read as they come
+    tracker.absorb()
+    assert list(tracker.pending) == [LinkEvent("down", 1899)]

@@ -62,7 +62,13 @@ class _Tracker:
         if self.ended:
             return
         gone = False
-        for link in self.watch.changes():
+        changes = self.watch.changes()
+        if any(link is None for link in changes):
+            # notifications were dropped: those read with the report (the kernel gives it
+            # before what it had queued) are older than the dropped ones, so they would take
+            # the state back — ask afresh, once everything queued is read
+            changes = [None]
+        for link in changes:
             if link is None:
                 # notifications were dropped (not read in time): ask afresh
                 if self.watch.removed:
