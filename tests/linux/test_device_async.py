@@ -680,6 +680,20 @@ async def test_aclose_ends_a_link_event_iteration(netns: testing.Netns) -> None:
             assert (await events.__anext__()).kind == "up"
 
 
+async def test_a_link_moved_to_another_namespace_is_removed(netns: testing.Netns) -> None:
+    # gone from the namespace watched (and configured): the kernel says RTM_DELLINK there
+    name = testing.unique_name("lm")
+    with testing.netns(enter=False) as other:
+        async with DeviceBuilder().name(name).ipv4("10.71.0.1", 24).build_async() as dev:
+            events = await dev.link_events()
+            with anyio.fail_after(10):
+                assert (await events.__anext__()).kind == "up"
+                move = netns.cmd("ip", "link", "set", name, "netns", other.name)
+                await anyio.run_process(move)
+                assert [e.kind async for e in events] == ["down", "removed"]
+            await events.aclose()
+
+
 async def test_set_network_address_async(netns: testing.Netns) -> None:
     async with DeviceBuilder().ipv4("10.67.0.1", 24).ipv4("10.68.0.1", 24).build_async() as dev:
         await dev.set_network_address("10.69.0.1", 24)

@@ -872,7 +872,8 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
     async def link_events(self) -> AsyncLinkEvents:
         """Watch the link: an async iterator of :class:`~tunflow.LinkEvent` — the state now
         (``"up"`` or ``"down"``), then each change (``"up"``, ``"down"``, ``"mtu"``) and
-        ``"removed"`` when the interface is deleted (wireguard-go's ``Events()``). Linux only.
+        ``"removed"`` when the interface is deleted or moved to another network namespace
+        (wireguard-go's ``Events()``). Linux only.
 
         The iteration ends after ``"removed"`` or when the device is closed (:meth:`aclose`
         wakes a task waiting for an event); cancel the task to stop waiting. ``async with``

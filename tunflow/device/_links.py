@@ -31,7 +31,9 @@ class LinkEvent:
 
     Attributes:
         kind: ``"up"`` (up and running: packets flow), ``"down"``, ``"mtu"`` (the MTU changed,
-            to :attr:`mtu`) or ``"removed"`` (the interface was deleted; the last event).
+            to :attr:`mtu`) or ``"removed"`` (the interface was deleted, or moved to another network
+            namespace, where the device's configuration calls no longer find it; the last
+            event).
         mtu: the MTU when it happened.
     """
 

@@ -766,7 +766,8 @@ class SyncDevice(DeviceCore):
     ) -> LinkEvents:
         """Watch the link: a blocking iterator of :class:`~tunflow.LinkEvent` — the state now
         (``"up"`` or ``"down"``), then each change (``"up"``, ``"down"``, ``"mtu"``) and
-        ``"removed"`` when the interface is deleted (wireguard-go's ``Events()``). Linux only.
+        ``"removed"`` when the interface is deleted or moved to another network namespace
+        (wireguard-go's ``Events()``). Linux only.
 
         The iteration ends after ``"removed"`` or when the device is shut down; waiting longer
         than ``timeout`` for an event raises :class:`TimeoutError`, and ``interrupt`` (an
