@@ -32,7 +32,7 @@ from ..datagram import DatagramBatch
 from ..errors import ConfigError
 from ..packet import HEADROOM, PacketBatch
 from ..pipeline import Direction, Lane, Processor, StageBase, StageContext, StageStatistics
-from .protocol import InterfaceConfig, WireGuard
+from .protocol import MAX_NATIVE_PLAINTEXT, InterfaceConfig, WireGuard
 
 __all__ = ["WireGuardStage", "WireGuardStageOptions"]
 
@@ -153,7 +153,11 @@ class WireGuardStage(StageBase):
             out.clear()
             if batch.origin is not None:
                 self._origin = batch.origin
-            wg.decrypt_batch(batch, time.monotonic(), out)
+            now = time.monotonic()
+            done = wg.decrypt_batch(batch, now, out)
+            if done < len(batch):
+                out = _decrypt_rest(wg, batch, done, now, out)
+                outs[:] = [out]
             self._flush()
             return out
 
@@ -227,6 +231,32 @@ class WireGuardStage(StageBase):
 
 
 _no_gauges: Mapping[str, float] = {}
+
+
+def _decrypt_rest(
+    wg: WireGuard, batch: DatagramBatch, done: int, now: float, out: PacketBatch
+) -> PacketBatch:
+    """Decrypt datagrams ``done…`` of ``batch`` that found no room in ``out``: a native
+    message completed by a datagram of this batch from fragments stored before takes room for
+    its whole super-packet, which ``batch``'s own size does not foresee. ``out`` is grown (its
+    packets copied, the arena doubled) until every datagram is taken; ``batch`` is left as it
+    was."""
+    saved = batch.offsets, batch.lengths, batch.addresses
+    try:
+        while done < len(batch):
+            grown = PacketBatch(
+                capacity=max(2 * out.capacity, out.end + HEADROOM + MAX_NATIVE_PLAINTEXT),
+                max_packets=max(out.max_packets, len(out) + len(batch) - done),
+            )
+            grown.buffer[: out.end] = out.view[: out.end]
+            grown.offsets, grown.lengths = list(out.offsets), list(out.lengths)
+            grown.end, grown.vnet_hdr = out.end, out.vnet_hdr
+            out = grown
+            batch.keep(range(done, len(batch)))
+            done = wg.decrypt_batch(batch, now, out)
+    finally:
+        batch.offsets, batch.lengths, batch.addresses = saved
+    return out
 
 
 def _put(out: DatagramBatch, datagrams: Iterable[tuple[bytes, Any]]) -> None:

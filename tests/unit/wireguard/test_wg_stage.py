@@ -239,3 +239,40 @@ async def test_what_the_transport_could_not_send_is_not_counted_as_sent() -> Non
         assert sa.wg.peer_statistics(peer_b).tx_bytes == peer_sent
         assert sa.wg.statistics().tx_bytes == all_sent
         assert ta.on_unsent is None  # let go once the stage's pipelines stopped
+
+
+def test_native_messages_completed_from_stored_fragments_are_all_delivered() -> None:
+    # A native message whose other fragments came in an earlier batch is completed by one
+    # small datagram, yet takes room for its whole super-packet: the output batch, sized by
+    # the datagrams' bytes, took two of four such messages and the other two were lost, not
+    # counted anywhere (decrypt_batch's "consumed" was ignored)
+    from wgpair import A_IP, B_IP, Pair, batch_of, ip4
+
+    from tunflow.datagram import DatagramBatch
+    from tunflow.packet import PacketBatch
+    from tunflow.pipeline import Lane
+
+    p = Pair(a_peer={"native_mode": True}, b_peer={"native_mode": True})
+    p.handshake()
+    messages = []
+    for k in range(4):
+        packets = batch_of([ip4(A_IP, B_IP, bytes([k]) * 60000, proto=6)])
+        packets.zero_headers()
+        sealed = DatagramBatch(1 << 20)
+        assert p.a.encrypt_batch(packets, p.now, sealed) == 1
+        messages.append([d for d, _ in sealed.to_pairs()])
+    early = DatagramBatch(4 << 20)
+    for m in messages:
+        for d in m[:-1]:
+            early.append(d, address=p.a_addr)
+    stored = PacketBatch(capacity=1 << 20, max_packets=1024)
+    assert p.b.decrypt_batch(early, p.now, stored) == len(early) and not stored
+    stage = WireGuardStage.for_protocol(p.b)
+    last = DatagramBatch(1 << 16)
+    for m in messages:
+        last.append(m[-1], address=p.a_addr)
+    out = stage.bind(Lane(direction=Direction.INBOUND))(last)
+    assert [bytes(pkt[40:41]) for pkt in out] == [bytes([k]) for k in range(4)]
+    assert out.vnet_hdr and all(not any(out.header(i)) for i in range(len(out)))
+    assert len(last) == 4  # the input batch is left as it was
+    assert p.b.statistics().rx_packets == 1 + 4  # (the handshake's keepalive)
