@@ -338,11 +338,17 @@ class WireGuardPort:
     def _read_scattered(self, transport: UDPTransport, batch: PacketBatch) -> int:
         """Read what is waiting (up to ``_SCATTER_READS`` reads, while ``batch`` has room)
         the scattered way and open it into ``batch``; answer what needs an answer. How many
-        reads found something."""
+        reads found something (a datagram kept from an earlier read counts as one)."""
         sc = self._scatter
         assert sc is not None
         wg = self.wg
         reads = 0
+        if self._rx_pending:
+            # what an earlier read left for want of room goes first, before anything newer
+            self._open_rx(batch)
+            reads = 1
+        if self._rx_pending:
+            return reads
         while (
             reads < _SCATTER_READS
             and batch.room() > sc.largest
@@ -388,7 +394,13 @@ class WireGuardPort:
             rx.clear()
             sc.gather(rx.buffer, n, iov)
             rx.add_segments(0, n, seg, addr)
-            wg.decrypt_batch(rx, now, batch)
+            took = wg.decrypt_batch(rx, now, batch)
+            if took < len(rx):
+                # native messages this read completed from stored fragments (each a whole
+                # super-packet, however small the fragment) filled ``batch``: the rest waits
+                rx.keep(range(took, len(rx)))
+                self._rx_pending = True
+                break
         if reads:
             transport.backlogged = reads >= _SCATTER_READS
             self._note_load(transport)

@@ -216,3 +216,44 @@ async def test_native_receive_under_a_steady_stream_lets_others_run_and_is_cance
                 await port.recv_batch(batch, True)
                 rest += len(batch)
         assert got + rest == len(sizes)  # the cancelled call lost nothing
+
+
+async def test_native_messages_completed_by_one_read_past_the_batchs_room_are_kept() -> None:
+    # The last fragments of three 64 KiB messages, their other fragments stored from earlier
+    # reads, arrive in one UDP_GRO read (one size): the read is put back together and opened
+    # by decrypt_batch, each completion taking room for a whole super-packet. With room for
+    # one left, the other two were dropped (decrypt_batch's consumed count was ignored) and
+    # their complete fragments waited until pushed out.
+    async with native_port() as (port, sender, far):
+        messages = []
+        for i in range(3):
+            out = DatagramBatch(1 << 20)
+            assert sender.encrypt_batch(tcp_super_packet(f"10.0.0.{2 + i}", 62), 0.0, out) == 1
+            messages.append(out.to_pairs())
+        assert all(len(m) == 44 and len(m[-1][0]) < len(m[0][0]) for m in messages)
+        wire = DatagramBatch(1 << 20)
+        for m in messages:
+            for d, a in m[:-1]:
+                wire.append(d, address=a)
+        await far.send_batch(wire)
+        wire.clear()
+        for m in messages:
+            wire.append(m[-1][0], address=m[-1][1])
+        await far.send_batch(wire)  # one UDP_SEGMENT send: one read
+        await anyio.sleep(0.1)
+        batch = port.new_batch()
+        assert port._scatter is not None
+        # room for the reads' checks and one completed super-packet, not three
+        filler = bytes(60000)
+        while batch.room() > port._scatter.largest + 70000:
+            batch.append(filler)
+        start = len(batch)
+        got: list[bytes] = []
+        with anyio.move_on_after(3):
+            while len(got) < 3:
+                await port.recv_batch(batch, True)
+                got += [bytes(batch.with_header(i)) for i in range(start, len(batch))]
+                batch.clear()
+                start = 0
+        assert sorted(p[29] for p in got) == [2, 3, 4]  # the destinations' last bytes
+        assert port.wg.statistics().dropped_incomplete == 0
