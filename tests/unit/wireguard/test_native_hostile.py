@@ -171,3 +171,41 @@ def test_a_forged_copy_of_a_fragment_before_the_genuine_one_is_mended() -> None:
             got = [bytes(q) for q in out]
         assert [g[-len(packet) :] for g in got] == [packet], one_by_one
         assert p.b.statistics().dropped_bad_aead == 1
+
+
+@pytest.mark.parametrize("via", ["run", "scattered"])
+def test_a_message_pushed_out_by_a_whole_one_that_fails_is_counted_at_once(via: str) -> None:
+    """A whole message (one read) that does not open is kept for another try, and pushes the
+    oldest incomplete one out when a session keeps the most: that one is counted as
+    ``dropped_incomplete`` then — it was counted only when a later fragment came in alone."""
+    p = native_pair()
+    session = p.peer_of_a.current
+    for i in range(N.MAX_PARTIAL_MESSAGES):
+        deliver(p, sealed_fragments(session, plaintext_of(5000, bytes([i])))[:1])
+    assert len(p.peer_of_b.current.native_partial) == N.MAX_PARTIAL_MESSAGES
+    fragments = sealed_fragments(session, plaintext_of(5000, b"w"))
+    bad = bytearray(fragments[1])
+    bad[-1] ^= 1
+    fragments[1] = bytes(bad)
+    before = p.b.statistics()
+    if via == "run":
+        rx = DatagramBatch(1 << 16)
+        rx.buffer[: sum(map(len, fragments))] = b"".join(fragments)
+        rx.add_segments(0, sum(map(len, fragments)), len(fragments[0]), p.a_addr)
+        p.b.decrypt_batch(rx, p.now, PacketBatch(capacity=1 << 18, max_packets=64))
+    else:
+        headers = b"".join(f[: N.NATIVE_HEADER_SIZE] for f in fragments)
+        bodies = b"".join(f[N.NATIVE_HEADER_SIZE :] for f in fragments)
+        assert p.b.decrypt_native_scattered(
+            memoryview(headers),
+            memoryview(bodies),
+            len(fragments),
+            len(fragments[-1]),
+            p.a_addr,
+            p.now,
+            PacketBatch(capacity=1 << 18, max_packets=64),
+        )
+    after = p.b.statistics()
+    assert after.dropped_bad_aead == before.dropped_bad_aead + 1
+    assert after.dropped_incomplete == before.dropped_incomplete + 1
+    assert p.peer_of_b.current.native_evicted == 0

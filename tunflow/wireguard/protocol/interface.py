@@ -2210,6 +2210,9 @@ class WireGuard:
             c.dropped_replay += 1
         elif result == OpenResult.BAD_AEAD:
             c.dropped_bad_aead += 1
+            if s.native_evicted:  # a whole message kept for another try pushed one out
+                c.dropped_incomplete += s.native_evicted
+                s.native_evicted = 0
         elif result == OpenResult.NO_ROOM:
             return False
         return True
