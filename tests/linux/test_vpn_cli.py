@@ -96,7 +96,8 @@ def test_up_ping_show_down(configs: tuple[testing.Netns, testing.Netns, Path, Pa
         assert "device offload writes only" in up_a.out, up_a.out
         # routes and addresses as wg-quick sets them
         assert f"{OA}/24" in a.run("ip", "-br", "addr", "show", up_a.name).stdout
-        assert OB in a.run("ip", "route", "show", "dev", up_a.name).stdout
+        # the peer's 10.95.0.2/32 is inside the address's prefix route: none of its own
+        assert routes_via(a, up_a.name) == {("10.95.0.0/24", "kernel")}
         assert "mtu 1420" in a.run("ip", "link", "show", up_a.name).stdout
         shown = a.run(*TUNFLOW, "show", up_a.name).stdout
         assert f"interface: {up_a.name}" in shown and "latest handshake" in shown
@@ -325,14 +326,12 @@ def test_a_reload_makes_the_routes_follow_the_allowed_ips(tmp_path: Path) -> Non
                 head + "AllowedIPs = 10.93.1.0/24, 10.93.2.0/24, 10.93.0.0/24, fd93::/64\n" + third
             )
             assert reload_cli(a, an) == (
-                f"{an} reloaded: 2 peer(s); routes added 10.93.2.0/24, 10.93.3.0/24, "
-                "fd93::/64, fd93:3::/64\n"
+                f"{an} reloaded: 2 peer(s); routes added 10.93.2.0/24, 10.93.3.0/24, fd93:3::/64\n"
             )
             assert routes_via(a, an) == on_link | {
                 ("10.93.1.0/24", "static"),
                 ("10.93.2.0/24", "static"),
                 ("10.93.3.0/24", "static"),
-                ("fd93::/64", "static"),  # beside the kernel's (metric 256): ours is 1024
                 ("fd93:3::/64", "static"),
             }
             ping(a, "10.93.2.1")  # through the new route, into the tunnel, to B
@@ -340,7 +339,7 @@ def test_a_reload_makes_the_routes_follow_the_allowed_ips(tmp_path: Path) -> Non
             ca.write_text(head + "AllowedIPs = 10.93.2.0/24\n")
             assert reload_cli(a, an) == (
                 f"{an} reloaded: 1 peer(s); routes removed 10.93.1.0/24, 10.93.3.0/24, "
-                "fd93::/64, fd93:3::/64\n"
+                "fd93:3::/64\n"
             )
             assert routes_via(a, an) == on_link | {("10.93.2.0/24", "static")}
             ping(a, "10.93.2.1")
@@ -367,6 +366,36 @@ def test_a_reload_answers_with_every_route_it_changed(tmp_path: Path) -> None:
             assert said == f"{an} reloaded: 1 peer(s); routes added {', '.join(prefixes)}\n"
             assert len(said) > 600
             assert len(routes_via(a, an)) == 62  # the on-link prefix, 10.96.0.0/24 and the 60
+
+
+def test_no_route_for_a_prefix_the_interface_has_a_route_for_as_wg_quick(
+    tmp_path: Path,
+) -> None:
+    # wg-quick's add_route: `ip route show dev IFACE match PREFIX` finding a route (the prefix
+    # route of the interface's Address) means no route of its own for a peer's address inside
+    # it, IPv4 and IPv6 alike; `up` and a reload both, and a reload removes only what it added
+    name, path, head, peer = reload_files(tmp_path, "rrm")
+    head = head.replace("10.93.0.1/24", "10.93.0.1/24, fd93::1/64")
+    peer += "AllowedIPs = 10.93.0.2/32, fd93::2/128, 10.93.0.0/24, 10.93.1.0/24"
+    path.write_text(head + peer + "\n")
+    on_link = {("10.93.0.0/24", "kernel"), ("fd93::/64", "kernel")}
+    with testing.netns(enter=False) as ns, Up(ns, path):
+        assert routes_via(ns, name) == on_link | {("10.93.1.0/24", "static")}
+        path.write_text(head + peer + ", 10.93.0.3/32, fd93::3/128, 10.93.1.7/32, 10.93.8.0/22\n")
+        # 10.93.1.7/32 is inside a route made here: a fresh `up` (longest prefixes first) adds it
+        assert (
+            reload_cli(ns, name)
+            == f"{name} reloaded: 1 peer(s); routes added 10.93.1.7/32, 10.93.8.0/22\n"
+        )
+        path.write_text(head + peer + ", 10.93.9.0/24\n")
+        assert reload_cli(ns, name) == (
+            f"{name} reloaded: 1 peer(s); routes added 10.93.9.0/24; "
+            "routes removed 10.93.1.7/32, 10.93.8.0/22\n"
+        )
+        assert routes_via(ns, name) == on_link | {
+            ("10.93.1.0/24", "static"),
+            ("10.93.9.0/24", "static"),
+        }
 
 
 @pytest.mark.parametrize("how", ["Table = off", "--no-routes"])

@@ -396,9 +396,10 @@ class Routes:
         nets = sorted(
             set(networks), key=lambda n: (-n.prefixlen, n.version, int(n.network_address))
         )
+        covering = self._covering(table)
         for net in nets:
             if isinstance(table, int) or net.prefixlen:
-                self._prefix_route(net)
+                self._prefix_route(net, covering)
             else:
                 self._default_route(net, fwmark)
         if self.policy_table and not fwmark:
@@ -460,9 +461,10 @@ class Routes:
                 _refused(refused, self.name, "remove", "the route to", net, exc)
             else:
                 removed.append(net)
+        covering = self._covering(table) if add else ()
         for net in add:
             try:
-                if self._prefix_route(net):
+                if self._prefix_route(net, covering):
                     added.append(net)
             except OSError as exc:
                 _refused(refused, self.name, "add", "a route to", net, exc)
@@ -723,9 +725,33 @@ class Routes:
         # where the prefixes go: the main table for auto, else the table chosen
         return self.table if isinstance(self.table, int) else rt.RT_TABLE_MAIN
 
-    def _prefix_route(self, net: Network) -> bool:
+    def _covering(self, table: str | int) -> tuple[Network, ...]:
+        """Under ``Table = auto``: the main table's routes through the interface that were not
+        added here (its addresses' prefix routes, what someone else routed into it), which
+        wg-quick's ``ip route show dev IFACE match PREFIX`` finds. A lookup that fails finds
+        none (every prefix is then added, as wg-quick adds it when ``ip`` fails)."""
+        if table != "auto":
+            return ()
+        try:
+            routes = self._require().routes(self.index)
+        except (OSError, ConfigError) as exc:
+            log.debug("%s: cannot list the routes through it: %s", self.name, exc)
+            return ()
+        return tuple(r.destination for r in routes if r.destination not in self._routed)
+
+    def _prefix_route(self, net: Network, covering: Iterable[Network] = ()) -> bool:
         """Route ``net`` into the interface in its table; whether the route was added here
-        (``False``: one was there already, which is not this one's to remove)."""
+        (``False``: one was there already, which is not this one's to remove — also when a
+        prefix of ``covering`` (:meth:`_covering`) holds ``net``: wg-quick adds no route for a
+        prefix the interface has a route for, such as a peer's address inside the
+        interface's own ``Address`` prefix)."""
+        for route in covering:
+            if (
+                net.prefixlen >= route.prefixlen
+                and net.supernet(new_prefix=route.prefixlen) == route
+            ):
+                log.debug("%s: %s is inside the route to %s already", self.name, net, route)
+                return False
         if not self._route(net, self._route_table()):
             return False
         self._routed.add(net)
