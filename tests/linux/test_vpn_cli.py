@@ -978,7 +978,8 @@ def test_hooks_signals_and_the_pid_file(
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.write_text(f"{os.getpid()}\n")
     stale = a.run(*TUNFLOW, "down", name, check=False)
-    assert stale.returncode == 1 and "no interface" in stale.stderr
+    assert stale.returncode == 0 and "removed the stale pid file" in stale.stdout, stale.stderr
+    assert not pid_file.exists()
     # `save` right after `up --daemon` returns is answered; a save while the interface goes
     # down (PreDown still running) does not kill it: PostDown runs, the exit is clean
     marker = tmp_path / "postdown"
@@ -1248,6 +1249,28 @@ def test_down_after_a_sigkill_removes_what_up_left(
     ):
         assert not left.exists(), left
     again = ns.run(*TUNFLOW, "down", name, check=False)  # nothing left: as for any name
+    assert again.returncode == 1 and "no interface" in again.stderr
+
+
+def test_down_after_a_sigkill_that_left_no_journal_removes_the_stale_files(
+    default_route: tuple[testing.Netns, Path, dict[str, str]],
+) -> None:
+    # no default route, no DNS: nothing outside the device, so no journal — `down` still
+    # answers for the killed `up` (its pid file and socket) rather than "no interface"
+    ns, path, env = default_route
+    name = path.stem
+    text = path.read_text().replace("DNS = 10.88.0.53\n", "")
+    path.write_text(text.replace("0.0.0.0/0, ::/0", "10.88.1.0/24"))
+    pid = up_daemon(ns, path, env)
+    sigkill(ns, pid, name)
+    assert not Path(f"/run/tunflow/{name}.undo").exists()
+    down = ns.run(*TUNFLOW, "down", name, check=False)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "no tunflow up serves it; removed the stale pid file" in down.stdout, down.stdout
+    assert not Path(f"/run/tunflow/{name}.pid").exists()
+    assert not Path(f"/var/run/wireguard/{name}.sock").exists()
+    assert not (path.parent / "predown").exists() and not (path.parent / "postdown").exists()
+    again = ns.run(*TUNFLOW, "down", name, check=False)
     assert again.returncode == 1 and "no interface" in again.stderr
 
 

@@ -1079,7 +1079,8 @@ def down(args: argparse.Namespace) -> int:
     When the ``tunflow up`` that served it was killed (no process holds its pid file) and left
     a journal of what it changed outside the device (policy rules, nftables tables, DNS), that
     is undone instead, with the stale pid file and control socket; PreDown and PostDown are not
-    run (they belong to a live interface).
+    run (they belong to a live interface). One that left no journal (nothing outside its device)
+    and no link has its stale pid file and control socket removed the same way.
 
     Without a pid file (another tool started it), a WireGuard interface — the kernel's, or a
     TUN with a control socket (wireguard-go's) — is deleted, which stops a process serving it;
@@ -1128,6 +1129,9 @@ def down(args: argparse.Namespace) -> int:
                 f"(ip netns exec NS …)",
                 file=sys.stderr,
             )
+        elif _pid_path(name).exists():
+            # a killed `up` that left nothing outside its device: its pid file and socket
+            return _down_killed(name)
         else:
             print(f"tunflow: no interface {name} to take down", file=sys.stderr)
         return 1
