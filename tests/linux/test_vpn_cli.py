@@ -451,6 +451,27 @@ def test_fwmark_off_in_the_file_clears_the_mark_on_a_reload(tmp_path: Path) -> N
         assert uapi_get(name).fwmark == 0
 
 
+def test_a_reload_names_what_changed_in_the_file_that_it_does_not_apply(
+    tmp_path: Path,
+) -> None:
+    # a new Address, MTU or Table in the file was dropped without a word: the reload said
+    # "reloaded" and the interface kept the old ones
+    name, path, head, peer = reload_files(tmp_path, "rna", "Table = off")
+    path.write_text(head + peer)
+    with testing.netns(enter=False) as ns, Up(ns, path):
+        path.write_text(
+            head.replace("10.93.0.1/24", "10.93.5.1/24").replace("Table = off", "MTU = 1300") + peer
+        )
+        assert reload_cli(ns, name) == (
+            f"{name} reloaded: 1 peer(s); not applied (restart for them): Address, MTU, Table\n"
+        )
+        assert ns.ip_json("-4", "addr", "show", "dev", name)[0]["addr_info"][0]["local"] == (
+            "10.93.0.1"
+        )
+        path.write_text(head + peer)  # as it came up: nothing to say
+        assert reload_cli(ns, name) == f"{name} reloaded: 1 peer(s)\n"
+
+
 def test_routes_come_with_a_reload_when_up_had_no_allowed_ips(tmp_path: Path) -> None:
     # `up` with a peer without AllowedIPs made no routes at all; a reload giving some must
     # still route them (and take them away again)

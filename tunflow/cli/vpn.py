@@ -490,8 +490,9 @@ async def _answer_reloads(
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """On each SIGHUP (``systemctl reload``), read the file again and apply it to the running
-    interface as ``wg syncconf`` would: keys, port, fwmark, peers; not addresses, MTU, DNS or
-    hooks (and answer a waiting ``tunflow reload``). A file that does not parse, or a change the
+    interface as ``wg syncconf`` would: keys, port, fwmark, peers; not addresses, MTU, DNS,
+    ``Table``, hooks or ``SaveConfig`` — a change to those is logged as a warning and named in
+    the answer (and answer a waiting ``tunflow reload``). A file that does not parse, or a change the
     interface refuses (see ``WireGuardInterface.sync``: another ``FwMark`` than a default
     route's policy rules use, say), changes nothing (logged).
 
@@ -530,6 +531,15 @@ async def _answer_reloads(
                     done = f"{len(config.peers)} peer(s)"
                     if changes:
                         done += f"; {changes.describe()}"
+                    kept = _not_reloaded(quick, new)
+                    if kept:
+                        log.warning(
+                            "reload: %s changed in %s, which a reload does not apply: restart "
+                            "the interface for them",
+                            ", ".join(kept),
+                            quick.file,
+                        )
+                        done += f"; not applied (restart for them): {', '.join(kept)}"
                     log.info("reloaded %s: %s", quick.file, done)
                     status = f"reloaded, {done}"
                     # whole (every route a reload added or removed): only STATUS= is cut
@@ -539,6 +549,26 @@ async def _answer_reloads(
     finally:
         # as for SIGUSR1: the default action of SIGHUP ends the process, on the way down too
         signal.signal(signal.SIGHUP, _caught_and_dropped)
+
+
+def _not_reloaded(running: Any, new: Any) -> list[str]:
+    """The settings of the file read again (``new``) that differ from those the interface came
+    up with (``running``) and that a reload leaves as they are, by their names in the file."""
+    return [
+        key
+        for key, attr in (
+            ("Address", "addresses"),
+            ("MTU", "mtu"),
+            ("DNS", "dns"),
+            ("Table", "table"),
+            ("PreUp", "pre_up"),
+            ("PostUp", "post_up"),
+            ("PreDown", "pre_down"),
+            ("PostDown", "post_down"),
+            ("SaveConfig", "save_config"),
+        )
+        if getattr(running, attr) != getattr(new, attr)
+    ]
 
 
 class _PidFile:
