@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from .errors import PacketTooLargeError
-from .packet import PacketBatch
+from .packet import PacketBatch, _kept_indices
 
 __all__ = [
     "Address",
@@ -287,11 +287,13 @@ class DatagramBatch(PacketBatch):
 
         Raises:
             ValueError: the batch has gathered groups (their place among the datagrams would
-                be lost).
+                be lost), or an index is out of range (a negative one too), repeated or out of
+                order — :meth:`gso_groups` takes the arena's datagrams to be in ascending
+                order and would send the bytes between them; the batch is left as it was.
         """
         if self.gathered:
             raise ValueError("keep() on a batch with gathered groups")
-        idx = indices if isinstance(indices, list | tuple | range) else list(indices)
+        idx = _kept_indices(indices, len(self.offsets))
         offsets, lengths, addrs = self.offsets, self.lengths, self.addresses
         self.offsets = [offsets[i] for i in idx]
         self.lengths = [lengths[i] for i in idx]

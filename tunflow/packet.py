@@ -198,21 +198,8 @@ class PacketBatch:
                 end), repeated, or out of order — which would keep a wrong packet, one packet
                 twice or reorder the batch; the batch is left as it was.
         """
-        idx = indices if isinstance(indices, list | tuple | range) else list(indices)
+        idx = _kept_indices(indices, len(self.offsets))
         offsets, lengths = self.offsets, self.lengths
-        if idx:
-            # ascending, so the ends bound them all (~3 µs for 128 indices, most of it the
-            # ascending check of a list; a range is checked at once)
-            if isinstance(idx, range):
-                ascending = idx.step > 0 or len(idx) == 1
-            else:
-                ascending = all(map(operator.lt, idx, islice(idx, 1, None)))
-            if not ascending or idx[0] < 0 or idx[-1] >= len(offsets):
-                shown = list(idx[:8]) + (["..."] if len(idx) > 8 else [])
-                raise ValueError(
-                    f"keep: indices must ascend, each once, each below {len(offsets)}; got "
-                    f"{', '.join(map(str, shown))}"
-                )
         self.offsets = [offsets[i] for i in idx]
         self.lengths = [lengths[i] for i in idx]
 
@@ -227,6 +214,29 @@ class PacketBatch:
         """Copies of the packets as ``bytes`` (for tests and slow paths)."""
         view = self.view
         return [bytes(view[o : o + n]) for o, n in zip(self.offsets, self.lengths, strict=True)]
+
+
+def _kept_indices(indices: Iterable[int], count: int) -> list[int] | tuple[int, ...] | range:
+    """``indices`` as a sequence, checked to ascend (each once) within ``0 … count - 1``.
+
+    Raises:
+        ValueError: an index is out of range, repeated or out of order.
+    """
+    idx = indices if isinstance(indices, list | tuple | range) else list(indices)
+    if idx:
+        # ascending, so the ends bound them all (~3 µs for 128 indices, most of it the
+        # ascending check of a list; a range is checked at once)
+        if isinstance(idx, range):
+            ascending = idx.step > 0 or len(idx) == 1
+        else:
+            ascending = all(map(operator.lt, idx, islice(idx, 1, None)))
+        if not ascending or idx[0] < 0 or idx[-1] >= count:
+            shown = list(idx[:8]) + (["..."] if len(idx) > 8 else [])
+            raise ValueError(
+                f"keep: indices must ascend, each once, each below {count}; got "
+                f"{', '.join(map(str, shown))}"
+            )
+    return idx
 
 
 def ip_version(packet: bytes | bytearray | memoryview) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -85,3 +86,22 @@ def test_append_commit_segments_keep_clear() -> None:
         b.header(0)
     b.clear()
     assert not b and b.end == 0 and b.room() == 4096
+
+
+@pytest.mark.parametrize(
+    "indices",
+    [[4], [-1], [1, 1], [0, 3, 2, 3], [3, 1], (2, 0), range(5), range(4, -1, -1), iter([1, 0])],
+    ids=lambda v: "an iterator" if isinstance(v, Iterator) else repr(v),
+)
+def test_keep_refuses_indices_out_of_range_repeated_or_unordered(indices: Any) -> None:
+    # taken as Python indices, [0, 3, 2, 3] kept offsets 0, 30, 20, 30: gso_groups saw equal
+    # sizes ending where a contiguous run would and sent bytes 0-40, the dropped datagram 1 too
+    b = DatagramBatch(4096)
+    for i in range(4):
+        b.append(bytes([i]) * 10, address=("192.0.2.1", 1))
+    before = (list(b.offsets), list(b.lengths), list(b.addresses), b.end)
+    with pytest.raises(ValueError, match="keep"):
+        b.keep(indices)
+    assert (list(b.offsets), list(b.lengths), list(b.addresses), b.end) == before
+    b.keep(iter([0, 3]))
+    assert b.to_pairs() == [(bytes(10), ("192.0.2.1", 1)), (b"\x03" * 10, ("192.0.2.1", 1))]
