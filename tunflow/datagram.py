@@ -245,16 +245,21 @@ class DatagramBatch(PacketBatch):
             The number of datagrams added.
 
         Raises:
-            ValueError: the region is outside the arena or ``segment_size`` is not positive.
+            ValueError: the region starts before :attr:`end` (over datagrams already in the
+                batch), reaches past the arena or has a negative length, or ``segment_size``
+                is not positive; nothing is added.
         """
-        if segment_size <= 0 or offset < 0 or offset + total > len(self.buffer):
-            raise ValueError("segments outside the arena or non-positive segment size")
+        if segment_size <= 0 or offset < self.end or total < 0 or offset + total > len(self.buffer):
+            raise ValueError(
+                f"add_segments: {total} bytes at {offset} in {segment_size}-byte segments do not "
+                f"lie in the free space {self.end}-{len(self.buffer)} of the arena"
+            )
         if total <= segment_size:
             # the common case of a read without GRO: no loop
             self.offsets.append(offset)
             self.lengths.append(total)
             self.addresses.append(address)
-            self.end = max(self.end, offset + total)
+            self.end = offset + total
             return 1
         stop = offset + total
         full, last = divmod(total, segment_size)
@@ -265,7 +270,7 @@ class DatagramBatch(PacketBatch):
             self.lengths.append(last)
             count += 1
         self.addresses.extend([address] * count)
-        self.end = max(self.end, stop)
+        self.end = stop
         return count
 
     # -- removing ----------------------------------------------------------------------------

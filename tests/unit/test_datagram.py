@@ -105,3 +105,23 @@ def test_keep_refuses_indices_out_of_range_repeated_or_unordered(indices: Any) -
     assert (list(b.offsets), list(b.lengths), list(b.addresses), b.end) == before
     b.keep(iter([0, 3]))
     assert b.to_pairs() == [(bytes(10), ("192.0.2.1", 1)), (b"\x03" * 10, ("192.0.2.1", 1))]
+
+
+@pytest.mark.parametrize(
+    ("offset", "total", "segment_size"),
+    [(10, 10, 10), (0, 40, 10), (20, -5, 10), (20, 0, 0), (20, 4077, 10), (-1, 1, 1)],
+)
+def test_add_segments_refuses_a_region_outside_the_free_space(
+    offset: int, total: int, segment_size: int
+) -> None:
+    # a region over datagrams already added made two datagrams of the same bytes (and offsets
+    # out of order for gso_groups), a negative total a datagram of negative length
+    b = DatagramBatch(4096)
+    b.append(bytes(10), address=("192.0.2.1", 1))
+    b.append(bytes(10), address=("192.0.2.1", 1))
+    before = (list(b.offsets), list(b.lengths), list(b.addresses), b.end)
+    with pytest.raises(ValueError, match="add_segments"):
+        b.add_segments(offset, total, segment_size, ("192.0.2.1", 1))
+    assert (list(b.offsets), list(b.lengths), list(b.addresses), b.end) == before
+    assert b.add_segments(20, 25, 10, ("192.0.2.1", 2)) == 3
+    assert b.lengths == [10, 10, 10, 10, 5] and b.end == 45
