@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from .errors import PacketTooLargeError
-from .packet import PacketBatch, _kept_indices
+from .packet import PacketBatch, _kept_indices, _not_bytes
 
 __all__ = [
     "Address",
@@ -181,7 +181,8 @@ class DatagramBatch(PacketBatch):
 
         Raises:
             PacketTooLargeError: it does not fit in the free space, or the batch is full.
-            TypeError: ``header`` was given (an address passed by position lands there).
+            TypeError: ``header`` was given (an address passed by position lands there), or
+                ``data`` is a ``memoryview`` whose items are not single bytes.
         """
         if header is not None:
             raise TypeError("a datagram has no virtio-net header; pass its peer as address=")
@@ -189,7 +190,11 @@ class DatagramBatch(PacketBatch):
         off = self.end
         if off + n > len(self.buffer) or len(self.offsets) >= self.max_packets:
             raise PacketTooLargeError(f"a {n}-byte datagram does not fit: {self.room()} bytes left")
-        self.buffer[off : off + n] = data
+        try:
+            self.buffer[off : off + n] = data
+        except BufferError:
+            # more bytes than items: the slice would resize the arena, which its view pins
+            raise _not_bytes(data) from None
         self.offsets.append(off)
         self.lengths.append(n)
         self.addresses.append(address)

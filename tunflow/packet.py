@@ -158,6 +158,8 @@ class PacketBatch:
         Raises:
             PacketTooLargeError: the packet does not fit in the free space of the arena.
             ValueError: ``header`` is not :data:`HEADROOM` (10) bytes; nothing is added.
+            TypeError: ``data`` or ``header`` is a ``memoryview`` whose items are not single
+                bytes (cast it to ``"B"``); nothing is added.
         """
         if header is not None and len(header) != HEADROOM:
             # (a slice of another length would resize the arena: a BufferError, mid-copy)
@@ -169,9 +171,16 @@ class PacketBatch:
                 f"a {n}-byte packet does not fit: {self.room()} bytes and "
                 f"{self.max_packets - len(self.offsets)} slots left in the batch"
             )
-        self.buffer[off : off + n] = data
+        try:
+            self.buffer[off : off + n] = data
+        except BufferError:
+            # more bytes than items: the slice would resize the arena, which its view pins
+            raise _not_bytes(data) from None
         if header is not None:
-            self.buffer[off - HEADROOM : off] = header
+            try:
+                self.buffer[off - HEADROOM : off] = header
+            except BufferError:
+                raise _not_bytes(header, "header") from None
         elif self.vnet_hdr:
             self.buffer[off - HEADROOM : off] = _ZERO_HEADROOM
         self.offsets.append(off)
@@ -214,6 +223,16 @@ class PacketBatch:
         """Copies of the packets as ``bytes`` (for tests and slow paths)."""
         view = self.view
         return [bytes(view[o : o + n]) for o, n in zip(self.offsets, self.lengths, strict=True)]
+
+
+def _not_bytes(value: object, what: str = "data") -> TypeError:
+    """The error for a buffer whose items are not single bytes (its ``len`` is not its size)."""
+    if isinstance(value, memoryview):
+        return TypeError(
+            f"{what} is a memoryview of format {value.format!r} and shape {value.shape}: "
+            "pass bytes, or a one-dimensional memoryview cast to 'B'"
+        )
+    return TypeError(f"{what} must be bytes or a one-dimensional buffer of bytes")
 
 
 def _kept_indices(indices: Iterable[int], count: int) -> list[int] | tuple[int, ...] | range:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import array
 from collections.abc import Iterator
 
 import pytest
 
+from tunflow.datagram import DatagramBatch
 from tunflow.packet import HEADROOM, PacketBatch
 
 
@@ -31,6 +33,38 @@ def _five() -> PacketBatch:
     batch = PacketBatch(capacity=4096, max_packets=8)
     batch.extend(bytes([0x45, k]) + bytes(18) for k in range(5))
     return batch
+
+
+@pytest.mark.parametrize("kind", [PacketBatch, DatagramBatch])
+@pytest.mark.parametrize(
+    "data",
+    [
+        memoryview(array.array("H", range(10))),
+        memoryview(bytes(20)).cast("B", (4, 5)),
+        array.array("I", range(5)),
+    ],
+    ids=["memoryview-H", "memoryview-2d", "array-I"],
+)
+def test_append_refuses_a_buffer_whose_items_are_not_bytes(
+    kind: type[PacketBatch], data: memoryview
+) -> None:
+    # len() counts items, not bytes: the copy resized the arena and failed with a BufferError
+    # that blamed "existing exports"
+    batch = kind(capacity=4096, max_packets=4)
+    batch.append(b"\x45" + bytes(19))
+    before = (batch.end, list(batch.offsets), list(batch.lengths), len(batch.buffer))
+    with pytest.raises(TypeError, match="bytes"):
+        batch.append(data)
+    assert (batch.end, list(batch.offsets), list(batch.lengths), len(batch.buffer)) == before
+    batch.append(memoryview(data).cast("B"))
+    assert batch.to_list()[1] == memoryview(data).tobytes()
+
+
+def test_append_refuses_a_header_whose_items_are_not_bytes() -> None:
+    batch = PacketBatch(capacity=4096, max_packets=4)
+    with pytest.raises(TypeError, match="header is a memoryview of format 'H'"):
+        batch.append(b"\x45" + bytes(19), header=memoryview(array.array("H", range(10))))  # type: ignore[arg-type]
+    assert (batch.end, batch.offsets, batch.lengths) == (0, [], [])
 
 
 @pytest.mark.parametrize(
