@@ -190,3 +190,23 @@ async def test_a_stage_with_one_state_is_refused_across_worker_processes(
                 pass  # one process: it has both lanes, and so the one state
         finally:
             await clone.aclose()
+
+
+async def test_a_job_and_reports_larger_than_the_socket_buffer_reach_their_peer(
+    netns: testing.Netns,
+) -> None:
+    """A filter of 20000 rules: its job (~600 KB pickled) and its reports (a counter per rule,
+    ~260 KB) are larger than one datagram of the control socket (~208 KB). The job's send
+    failed with EMSGSIZE, was taken for a child that died, and parent and child each waited
+    for the other for ever; reports that large were lost."""
+    rules = [{"action": "deny", "dst": [f"10.{i >> 8 & 255}.{i & 255}.0/24"]} for i in range(20000)]
+    stage = StageSpec("filter", {"rules": rules})
+    async with DeviceBuilder().ipv4("10.240.18.1", 24).build_async() as dev:
+        with anyio.fail_after(30):
+            async with open_pipeline(
+                dev, [stage], dev, workers="processes", statistics_interval=0.05
+            ) as p:
+                await wait_until(
+                    lambda: len(p.statistics().stage("filter").counters) == 20001,
+                    "the worker's report of every rule's counter",
+                )

@@ -6,7 +6,10 @@ tests run their threads inside throw-away namespaces); the namespace is also pas
 the child can ``setns`` into it if it started elsewhere. The queue fds and transport sockets are
 inherited with ``pass_fds``; the child gets its job (stage specs, ports, policy) as one pickled
 message over a ``SOCK_SEQPACKET`` socketpair, reports ``ready``, then its statistics every
-``statistics_interval`` and once more when it stops. Stopping: the parent sends ``stop``, reads
+``statistics_interval`` and once more when it stops. A message goes in chunks of at most
+``_CHUNK`` bytes, each led by a byte saying whether more follow: one datagram larger than the
+socket's send buffer (~208 KiB) fails with ``EMSGSIZE``, and a filter with thousands of rules
+makes a job or a report that large. Stopping: the parent sends ``stop``, reads
 until the child's final report or end of file, and kills whatever has not exited after
 ``_GRACE`` seconds — within a second in all. A child whose parent vanishes sees end of file on
 its socket and exits.
@@ -33,11 +36,92 @@ from ._stage import Stage, StageSpec, StageStatistics
 if TYPE_CHECKING:
     from ._engine import WorkerStatistics, _Engine
 
-__all__ = ["ProcessSupervisor", "MAX_MESSAGE"]
+__all__ = ["ProcessSupervisor", "receive_message", "receive_message_blocking", "send_message"]
 
-MAX_MESSAGE: Final = 1 << 20
+#: the most bytes of a message in one datagram (after the leading more-follows byte)
+_CHUNK: Final = 1 << 16
 #: seconds a child gets to stop on its own before it is killed
 _GRACE: Final = 0.6
+
+
+def _chunks(message: Any) -> list[bytes]:
+    """``message`` pickled and cut into datagrams: a byte (1: more follow, 0: the last), data."""
+    data = pickle.dumps(message)
+    n = len(data)
+    return [
+        (b"\x01" if i + _CHUNK < n else b"\x00") + data[i : i + _CHUNK] for i in range(0, n, _CHUNK)
+    ]
+
+
+_STOP: Final = _chunks(("stop",))[0]
+
+
+async def send_message(sock: socket.socket, message: Any) -> bool:
+    """Send ``message`` on the non-blocking ``sock``; ``False`` when the peer is gone.
+
+    Shielded from cancellation, so a message is never left half sent (the next one would be
+    read as its end): a worker's reports, which its parent reads until the worker has stopped
+    (or kills it), and which fail at once when the parent is gone.
+    """
+    with anyio.CancelScope(shield=True):
+        sent = await _send_chunks(sock, _chunks(message))
+    return sent
+
+
+async def _send_chunks(sock: socket.socket, chunks: list[bytes]) -> bool:
+    for chunk in chunks:
+        while True:
+            try:
+                sock.send(chunk)
+            except BlockingIOError:
+                await anyio.wait_writable(sock)
+                continue
+            except OSError:
+                return False
+            break
+    return True
+
+
+def _assemble(parts: list[bytes], data: bytes) -> tuple[bool, Any]:
+    """Add the datagram ``data`` to ``parts``; ``(True, message)`` once a message is whole."""
+    parts.append(data[1:])
+    if data[0]:
+        return False, None
+    whole = b"".join(parts)
+    parts.clear()
+    return True, pickle.loads(whole)
+
+
+async def receive_message(sock: socket.socket, parts: list[bytes]) -> Any:
+    """The next message from the non-blocking ``sock``, ``None`` at end of file.
+
+    ``parts`` holds a message's chunks between calls, so a receive cancelled halfway loses none.
+    """
+    while True:
+        try:
+            data = sock.recv(_CHUNK + 1)
+        except BlockingIOError:
+            await anyio.wait_readable(sock)
+            continue
+        except OSError:
+            return None
+        if not data:
+            return None
+        done, message = _assemble(parts, data)
+        if done:
+            return message
+
+
+def receive_message_blocking(sock: socket.socket) -> Any:
+    """The next message from the blocking ``sock``, ``None`` at end of file."""
+    parts: list[bytes] = []
+    while True:
+        data = sock.recv(_CHUNK + 1)
+        if not data:
+            return None
+        done, message = _assemble(parts, data)
+        if done:
+            return message
 
 
 def current_backend() -> tuple[str, dict[str, Any]]:
@@ -59,12 +143,19 @@ def current_backend() -> tuple[str, dict[str, Any]]:
 
 
 class _Child:
-    def __init__(self, index: int, proc: subprocess.Popen[bytes], sock: socket.socket) -> None:
+    def __init__(
+        self, index: int, proc: subprocess.Popen[bytes], sock: socket.socket, job: list[bytes]
+    ) -> None:
         self.index = index
+        self.job = job
         self.proc = proc
         self.sock = sock
         self.ready = False
         self.finished = False
+        #: whether the whole job was sent (a child given part of one is not sent ``stop``)
+        self.sent = False
+        #: chunks of a message being received
+        self.parts: list[bytes] = []
         self.stats: tuple[Any, Any, Any] | None = None
 
 
@@ -132,6 +223,7 @@ class ProcessSupervisor:
                 "buffer": self._engine.buffer,
                 "interval": self._engine.statistics_interval,
             }
+            chunks = _chunks(job)
             fds = [child.fileno(), *(h.fd for h in handles)]
             if ns_fd >= 0:
                 fds.append(ns_fd)
@@ -149,12 +241,7 @@ class ProcessSupervisor:
             if ns_fd >= 0:
                 os.close(ns_fd)
         parent.setblocking(False)
-        c = _Child(index, proc, parent)
-        try:
-            parent.send(pickle.dumps(job))
-        except OSError:
-            pass  # the child died at once; its supervisor reports it
-        return c
+        return _Child(index, proc, parent, chunks)
 
     # -- running --------------------------------------------------------------------------
 
@@ -176,22 +263,14 @@ class ProcessSupervisor:
         if self._failure is not None:
             raise self._failure
 
-    async def _receive(self, c: _Child) -> Any:
-        while True:
-            try:
-                data = c.sock.recv(MAX_MESSAGE)
-            except BlockingIOError:
-                await anyio.wait_readable(c.sock)
-                continue
-            except OSError:
-                return None
-            return pickle.loads(data) if data else None
-
     async def _supervise(self, c: _Child, all_ready: anyio.Event, scope: anyio.CancelScope) -> None:
         from ._engine import StageError, WorkerError
 
+        # (a child that died at once fails the send, and the receive below reports it; one
+        # that never reads its job is cancelled here, is not sent ``stop`` and is killed)
+        c.sent = await _send_chunks(c.sock, c.job)
         while True:
-            msg = await self._receive(c)
+            msg = await receive_message(c.sock, c.parts)
             if msg is None:
                 if self._failure is None:
                     rc = c.proc.poll()
@@ -236,12 +315,15 @@ class ProcessSupervisor:
         try:
             if not c.finished:
                 try:
-                    c.sock.send(pickle.dumps(("stop",)))
+                    if c.sent:
+                        c.sock.send(_STOP)  # one chunk: never half sent
+                    else:
+                        c.sock.shutdown(socket.SHUT_WR)  # a child reading its job reads the end
                 except OSError:
                     pass
                 with anyio.move_on_after(_GRACE):
                     while True:
-                        msg = await self._receive(c)
+                        msg = await receive_message(c.sock, c.parts)
                         if msg is None:
                             break
                         if msg[0] in ("stats", "final"):

@@ -9,7 +9,6 @@ parent says ``stop`` or goes away.
 from __future__ import annotations
 
 import os
-import pickle
 import signal
 import socket
 import sys
@@ -38,19 +37,13 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _send(sock: socket.socket, message: Any) -> None:
-    try:
-        sock.send(pickle.dumps(message))
-    except OSError:
-        pass
-
-
 async def _run(sock: socket.socket, job: dict[str, Any]) -> int:
     import anyio
 
     from ..errors import ConfigError, PluginError
     from ._engine import StageError, _Engine
     from ._ports import close_port, open_port_handle
+    from ._processes import receive_message, send_message
     from ._stage import Direction
 
     ports: dict[int, Any] = {}
@@ -71,28 +64,23 @@ async def _run(sock: socket.socket, job: dict[str, Any]) -> int:
                 process_index=job["index"],
             )
         except (ConfigError, PluginError) as exc:
-            _send(sock, ("error", "config", str(exc), None))
+            await send_message(sock, ("error", "config", str(exc), None))
             return 2
 
-        def report(kind: str) -> None:
+        async def report(kind: str) -> None:
             s = engine.statistics()
-            _send(sock, (kind, (s.stages, s.ports, s.workers)))
+            await send_message(sock, (kind, (s.stages, s.ports, s.workers)))
 
         async def reporter() -> None:
             while True:
                 await anyio.sleep(job["interval"])
-                report("stats")
+                await report("stats")
 
         async def control(scope: anyio.CancelScope) -> None:
+            parts: list[bytes] = []
             while True:
-                try:
-                    data = sock.recv(4096)
-                except BlockingIOError:
-                    await anyio.wait_readable(sock)
-                    continue
-                except OSError:
-                    data = b""
-                if not data or pickle.loads(data)[0] == "stop":
+                message = await receive_message(sock, parts)
+                if message is None or message[0] == "stop":
                     scope.cancel()
                     return
 
@@ -114,18 +102,18 @@ async def _run(sock: socket.socket, job: dict[str, Any]) -> int:
             except RuntimeError:
                 pass  # the engine failed before it started: ``failure`` says why
             else:
-                _send(sock, ("ready",))
+                await send_message(sock, ("ready",))
                 tg.start_soon(reporter)
         if isinstance(failure, StageError):
-            _send(sock, ("error", "stage", str(failure), failure.stage))
+            await send_message(sock, ("error", "stage", str(failure), failure.stage))
             status = 1
         elif isinstance(failure, ConfigError | PluginError):
-            _send(sock, ("error", "config", str(failure), None))
+            await send_message(sock, ("error", "config", str(failure), None))
             status = 2
         elif failure is not None:
-            _send(sock, ("error", "worker", _describe(failure), None))
+            await send_message(sock, ("error", "worker", _describe(failure), None))
             status = 1
-        report("final")
+        await report("final")
         return status
     finally:
         with anyio.CancelScope(shield=True):
@@ -142,10 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     # Ctrl-C reaches the whole process group; the parent decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=int(args[0]))
-    data = sock.recv(1 << 20)
-    if not data:
+    from ._processes import receive_message_blocking
+
+    job = receive_message_blocking(sock)
+    if job is None:
         return 0
-    job = pickle.loads(data)
     for entry in reversed(job["sys_path"]):
         if entry not in sys.path:
             sys.path.insert(0, entry)
