@@ -210,3 +210,39 @@ async def test_a_job_and_reports_larger_than_the_socket_buffer_reach_their_peer(
                     lambda: len(p.statistics().stage("filter").counters) == 20001,
                     "the worker's report of every rule's counter",
                 )
+
+
+def child_processes() -> set[int]:
+    """Processes whose parent is this one (zombies included)."""
+    me = str(os.getpid())
+    out = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[1] == me:
+                out.add(int(entry))
+    return out
+
+
+async def test_stage_options_that_do_not_pickle_are_a_config_error(netns: testing.Netns) -> None:
+    """A rule given as a ``MappingProxyType``: the filter built from it in the parent, but the
+    job could not be pickled for the worker — a bare ``TypeError`` from deep in ``_spawn``,
+    raised after the child was started (its socket and process left to the garbage collector)."""
+    import types
+
+    from tunflow import ConfigError
+
+    stage = StageSpec("filter", {"rules": [types.MappingProxyType({"action": "deny"})]})
+    stage.build()  # the options are fine: only pickling them fails
+    async with DeviceBuilder().ipv4("10.240.18.1", 24).build_async() as dev:
+        before = child_processes()
+        fds = set(os.listdir("/proc/self/fd"))
+        with anyio.fail_after(10), pytest.raises(ConfigError, match="mappingproxy"):
+            async with open_pipeline(dev, [stage], dev, workers="processes"):
+                pass
+        assert child_processes() == before
+        assert set(os.listdir("/proc/self/fd")) == fds

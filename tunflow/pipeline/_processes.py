@@ -223,7 +223,13 @@ class ProcessSupervisor:
                 "buffer": self._engine.buffer,
                 "interval": self._engine.statistics_interval,
             }
-            chunks = _chunks(job)
+            try:
+                chunks = _chunks(job)
+            except Exception as exc:
+                raise ConfigError(
+                    f"the stages cannot be sent to a worker process (their options must "
+                    f"pickle): {type(exc).__name__}: {exc}"
+                ) from exc
             fds = [child.fileno(), *(h.fd for h in handles)]
             if ns_fd >= 0:
                 fds.append(ns_fd)
