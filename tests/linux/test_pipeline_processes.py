@@ -246,3 +246,21 @@ async def test_stage_options_that_do_not_pickle_are_a_config_error(netns: testin
                 pass
         assert child_processes() == before
         assert set(os.listdir("/proc/self/fd")) == fds
+
+
+async def test_a_worker_runs_the_parents_tunflow_not_one_where_it_starts(
+    netns: testing.Netns, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``python -m tunflow.pipeline._worker`` put the working directory first on the child's
+    sys.path: started where another checkout lies, the child ran that tunflow (a message
+    format of another version, or none at all) — the parent waited on it."""
+    fake = tmp_path / "tunflow"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('the tunflow in the working directory')")
+    monkeypatch.chdir(tmp_path)
+    async with DeviceBuilder().ipv4("10.240.19.1", 24).build_async() as dev:
+        with anyio.fail_after(30):
+            async with open_pipeline(
+                dev, [StageSpec("stats")], dev, workers="processes", statistics_interval=0.05
+            ) as p:
+                await wait_until(lambda: len(p.statistics().workers) == 1, "the worker's report")

@@ -142,6 +142,17 @@ def current_backend() -> tuple[str, dict[str, Any]]:
     return lib, {}
 
 
+def _child_environment() -> dict[str, str]:
+    """The environment of a worker process: this one's, with the directory this tunflow was
+    imported from first on ``PYTHONPATH`` — and ``-P`` keeps the working directory off
+    ``sys.path`` — so the child runs this tunflow, not another checkout where it starts."""
+    import tunflow
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(tunflow.__file__)))
+    path = [root, os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
+
+
 class _Child:
     def __init__(
         self, index: int, proc: subprocess.Popen[bytes], sock: socket.socket, job: list[bytes]
@@ -234,10 +245,11 @@ class ProcessSupervisor:
             if ns_fd >= 0:
                 fds.append(ns_fd)
             proc = subprocess.Popen(
-                [sys.executable, "-m", "tunflow.pipeline._worker", str(child.fileno())],
+                [sys.executable, "-P", "-m", "tunflow.pipeline._worker", str(child.fileno())],
                 pass_fds=fds,
                 stdin=subprocess.DEVNULL,
                 close_fds=True,
+                env=_child_environment(),
             )
         except BaseException:
             parent.close()
