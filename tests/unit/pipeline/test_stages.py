@@ -28,6 +28,7 @@ from tunflow.pipeline import (
     MemorySink,
     MemorySource,
     Pipeline,
+    StageBase,
     StageContext,
     StageSpec,
     build_stage,
@@ -329,12 +330,22 @@ def test_a_rotation_that_cannot_make_its_file_names_that_file(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # the warning named the file before it (the last one made), the error the right one
-    (tmp_path / "r-0001.pcap").mkdir()  # the next file cannot be made
+
+    class Obstacle(StageBase):
+        """Makes the name of the next file a directory once the capture has started (one there
+        before would be numbered past)."""
+
+        plugin = "obstacle"
+
+        def process(self, batch: PacketBatch) -> PacketBatch:
+            (tmp_path / "r-0001.pcap").mkdir(exist_ok=True)  # the next file cannot be made
+            return batch
+
     pk = [ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, bytes(200))] * 100
     stage = StageSpec("capture", {"path": str(tmp_path / "r.pcap"), "max_bytes": 5000}).build()
     sink = MemorySink()
     with caplog.at_level("WARNING", logger="tunflow"):
-        anyio.run(Pipeline(MemorySource(pk, batch_size=10), [stage], sink).run)
+        anyio.run(Pipeline(MemorySource(pk, batch_size=10), [Obstacle(), stage], sink).run)
     assert len(sink.packets) == 100  # the traffic went on
     [warning] = [r.getMessage() for r in caplog.records if "cannot write" in r.getMessage()]
     assert warning.startswith(f"capture {tmp_path / 'r-0001.pcap'}: cannot write (Is a direct")
