@@ -342,6 +342,21 @@ def test_apply_set_semantics() -> None:
         apply_set(wg, SetRequest(remove_private_key=True))
 
 
+def test_replace_peers_keeps_native_mode_of_a_peer_named_again() -> None:
+    # wg setconf removes every peer and adds those of the file: a native-mode peer came back
+    # speaking WireGuard, while its tunflow peer kept sending native messages (dropped)
+    wg = WireGuard(K1)
+    wg.add_peer(PeerConfig(P1, native_mode=True))
+    wg.add_peer(PeerConfig(P2))
+    p3 = PrivateKey(bytes(range(5, 37))).public_key()
+    apply_set(wg, parse_set(f"replace_peers=true\npublic_key={P1.to_hex()}\n"
+                            f"public_key={P2.to_hex()}\npublic_key={p3.to_hex()}\n\n"))  # fmt: skip
+    assert [wg.peer(pk).native_mode for pk in (P1, P2, p3)] == [True, False, False]
+    apply_set(wg, SetRequest(peers=(PeerUpdate(P1, remove=True),)))
+    apply_set(wg, SetRequest(peers=(PeerUpdate(P1),)))
+    assert not wg.peer(P1).native_mode  # removed, then added anew: a new peer
+
+
 def test_a_refused_set_changes_nothing() -> None:
     # a peer key tunflow refuses (a low-order point) must fail the request before any of it
     # is applied: wg reports "Unable to modify interface" and the interface must be as it was,

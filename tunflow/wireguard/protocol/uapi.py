@@ -581,7 +581,8 @@ def apply_set(wg: WireGuard, request: SetRequest | CheckedSet, now: float | None
     """Apply ``request`` to ``wg`` the way wireguard-go's ``IpcSetOperation`` does.
 
     A peer with the interface's own public key is ignored; ``update_only`` skips unknown peers;
-    turning a persistent keepalive on sends a keepalive at once when ``now`` is given.
+    turning a persistent keepalive on sends a keepalive at once when ``now`` is given. A peer
+    that ``replace_peers`` removed and the request adds again keeps its native mode.
 
     Args:
         wg: the interface.
@@ -595,9 +596,15 @@ def apply_set(wg: WireGuard, request: SetRequest | CheckedSet, now: float | None
     """
     checked = request if isinstance(request, CheckedSet) else check_set(wg, request)
     request = checked.request
+    # native mode, which the protocol does not carry, of the peers replace_peers removes: one
+    # named again keeps it (wg setconf of a native peer's file made it speak WireGuard, while
+    # its tunflow peer went on sending native messages, dropped as malformed)
+    native: set[PublicKey] = set()
     if request.replace_peers:
         # before a new key: set_private_key would redo each old peer's X25519 for nothing
-        for pk in list(wg.peers):
+        for pk, peer in list(wg.peers.items()):
+            if peer.native_mode:
+                native.add(pk)
             wg.remove_peer(pk)
     if request.private_key is not None:
         wg.set_private_key(request.private_key)
@@ -620,7 +627,9 @@ def apply_set(wg: WireGuard, request: SetRequest | CheckedSet, now: float | None
             if update.update_only:
                 continue
             try:
-                wg.add_peer(PeerConfig(pk), _static_static=secrets.get(pk))
+                wg.add_peer(
+                    PeerConfig(pk, native_mode=pk in native), _static_static=secrets.get(pk)
+                )
             except ConfigError as exc:
                 raise UapiError(str(exc)) from None
         if update.preshared_key is not None:
