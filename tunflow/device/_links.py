@@ -209,7 +209,9 @@ class AsyncLinkEvents:
     The first event is the state when the watch began (``"up"`` or ``"down"``); the iteration
     ends after ``"removed"``, when the device is closed, or on :meth:`aclose` (each wakes a task
     waiting for an event). Cancel the task to stop waiting; ``async with`` (or :meth:`aclose`,
-    or closing the device) releases the netlink socket.
+    or closing the device) releases the netlink socket. One task iterates at a time: a second
+    waiting at once gets :exc:`anyio.BusyResourceError` (open a second watch for a second
+    task).
     """
 
     def __init__(self, tracker: _Tracker) -> None:
