@@ -10,10 +10,11 @@ Two namespaces joined by a veth pair (192.168.77.1/.2); each candidate is a tunn
 them (10.77.0.1/.2, MTU 1420) — the topology and the peers' command lines of
 ``shared/bench/peers.sh``, here in Python. For every candidate: iperf3 TCP with 1 and 4 streams
 (Gbit/s received), UDP with 64-byte payloads at full speed (kpps received), and the ping round
-trip under no load (median of 20 pings; "added" = minus veth direct). Reps are interleaved
-(rep 1 of every candidate, then rep 2…), so slow drifts of a shared machine spread over all of
-them; before every measurement the script waits (bounded) until the host is quiet, and it holds
-``/tmp/tfb-bench.lock`` so it never overlaps ``peers.sh``. Printed: medians (with min–max),
+trip under no load (median of 20 pings 50 ms apart, ``--ping-interval``; "added" = minus veth
+direct). Reps are interleaved (rep 1 of every candidate, then rep 2…), so slow drifts of a
+shared machine spread over all of them; before every measurement the script waits (bounded)
+until the host is quiet, and it holds ``/tmp/tfb-bench.lock`` so it never overlaps
+``peers.sh``. Printed: medians (with min–max),
 the tunnel processes' CPU, and ratios against wireguard-go and against veth direct.
 
 Candidates: ``veth``, ``wggo`` (Debian's wireguard-go, both ends), ``ovpn-gcm`` (OpenVPN 2.6,
@@ -505,12 +506,12 @@ def iperf(cand: Candidate, test: str, duration: float, tmp: Path) -> dict[str, f
     return out
 
 
-def ping_rtt(target: str, count: int) -> float:
-    """Median round trip in ms under no load."""
+def ping_rtt(target: str, count: int, interval: float = 0.05) -> float:
+    """Median round trip in ms under no load (``count`` pings ``interval`` seconds apart)."""
     done = sh(
-        *nsx(NS_A, "ping", "-n", "-c", str(count), "-i", "0.05", "-W", "2", target),
+        *nsx(NS_A, "ping", "-n", "-c", str(count), "-i", str(interval), "-W", "2", target),
         check=False,
-        timeout=count + 10,
+        timeout=count * (interval + 0.5) + 10,
     )
     times = [float(w.split("=", 1)[1]) for w in done.stdout.split() if w.startswith("time=")]
     return statistics.median(times) if times else float("nan")
@@ -608,6 +609,13 @@ def main() -> int:
     p.add_argument("--candidates", default=",".join(ALL), help=f"from {ALL + EXTRA}")
     p.add_argument("--tests", default="tcp1,tcp4,udp64,ping")
     p.add_argument("--noise", type=float, default=10.0, help="host busy %% tolerated before a test")
+    p.add_argument(
+        "--ping-interval",
+        type=float,
+        default=0.05,
+        help="seconds between pings (a host whose vCPUs wake slowly from a longer idle shows "
+        "it in every round trip at 0.05; see docs/vpn.md)",
+    )
     p.add_argument("--json", help="also write the raw results here")
     args = p.parse_args()
     if os.geteuid():
@@ -642,7 +650,9 @@ def main() -> int:
                         for test in tests:
                             bg = quiet_wait(args.noise)
                             if test == "ping":
-                                ms = ping_rtt(cand.target, 10 if args.quick else 20)
+                                ms = ping_rtt(
+                                    cand.target, 10 if args.quick else 20, args.ping_interval
+                                )
                                 res = {"ms": ms}
                             else:
                                 res = iperf(cand, test, args.duration, tmp)
