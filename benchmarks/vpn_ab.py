@@ -67,7 +67,9 @@ def use_tree(tree: Path) -> None:
         raise RuntimeError(f"tunflow would not run from {tree}: {got}")
 
 
-def measure(tree: Path, candidate: str, test: str, count: int, tmp: Path) -> float:
+def measure(
+    tree: Path, candidate: str, test: str, count: int, tmp: Path, interval: float = 0.05
+) -> float:
     """One round of ``test`` through ``candidate`` running ``tree``'s tunflow."""
     use_tree(tree)
     cand = vpn.Candidate(candidate, tmp)
@@ -77,8 +79,8 @@ def measure(tree: Path, candidate: str, test: str, count: int, tmp: Path) -> flo
         vpn.wait_ping(cand.target)
         vpn.quiet_wait(10.0)
         if test == "ping":
-            vpn.ping_rtt(cand.target, 10)  # warm: handshakes, ARP
-            return vpn.ping_rtt(cand.target, count)
+            vpn.ping_rtt(cand.target, 10, interval)  # warm: handshakes, ARP
+            return vpn.ping_rtt(cand.target, count, interval)
         res = vpn.iperf(cand, test, 8.0, tmp)
         return res.get("gbps", res.get("kpps", float("nan")))
     finally:
@@ -93,7 +95,8 @@ def main() -> int:
     p.add_argument("--candidates", default="tunflow-wg", help="benchmarks/vpn.py candidates")
     p.add_argument("--test", default="ping", choices=["ping", "tcp1", "tcp4", "udp64", "bidir"])
     p.add_argument("--rounds", type=int, default=6)
-    p.add_argument("--count", type=int, default=200, help="pings a round (50 ms apart)")
+    p.add_argument("--count", type=int, default=200, help="pings a round")
+    p.add_argument("--ping-interval", type=float, default=0.05, help="seconds between pings")
     args = p.parse_args()
     if os.geteuid():
         print("needs root (network namespaces, TUN devices)", file=sys.stderr)
@@ -113,7 +116,14 @@ def main() -> int:
             for r in range(args.rounds):
                 for side in ("base", "head") if r % 2 == 0 else ("head", "base"):
                     got[side].append(
-                        measure(sides[side], cand, args.test, args.count, Path(tmpdir))
+                        measure(
+                            sides[side],
+                            cand,
+                            args.test,
+                            args.count,
+                            Path(tmpdir),
+                            args.ping_interval,
+                        )
                     )
                 vpn.log(
                     f"{cand} round {r + 1}: base {got['base'][-1]:.3f}, head {got['head'][-1]:.3f}"
