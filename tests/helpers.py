@@ -319,3 +319,19 @@ async def assert_a_new_socket_is_waited_on() -> None:
     finally:
         a.close()
         b.close()
+
+
+def child_processes() -> set[int]:
+    """Processes whose parent is this one (zombies included)."""
+    me = str(os.getpid())
+    out = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[1] == me:
+                out.add(int(entry))
+    return out

@@ -9,7 +9,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from tests.helpers import udp_send
+from tests.helpers import child_processes, udp_send
 from tunflow import DeviceBuilder, testing
 from tunflow.pipeline import DevicePort, StageSpec, WorkerStatistics, open_pipeline, open_tunnel
 from tunflow.transport import UDPTransport
@@ -210,22 +210,6 @@ async def test_a_job_and_reports_larger_than_the_socket_buffer_reach_their_peer(
                     lambda: len(p.statistics().stage("filter").counters) == 20001,
                     "the worker's report of every rule's counter",
                 )
-
-
-def child_processes() -> set[int]:
-    """Processes whose parent is this one (zombies included)."""
-    me = str(os.getpid())
-    out = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[1] == me:
-                out.add(int(entry))
-    return out
 
 
 async def test_stage_options_that_do_not_pickle_are_a_config_error(netns: testing.Netns) -> None:

@@ -14,26 +14,11 @@ from collections.abc import Iterator
 import anyio
 import pytest
 
+from tests.helpers import child_processes
 from tunflow import DeviceBuilder, testing
 from tunflow.pipeline import StageSpec, open_pipeline
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.anyio]
-
-
-def child_processes() -> list[int]:
-    """Processes whose parent is this one (zombies included)."""
-    me = str(os.getpid())
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[1] == me:
-                out.append(int(entry))
-    return out
 
 
 def new_threads(before: set[int | None]) -> list[str]:
@@ -96,13 +81,13 @@ async def test_cancel_busy_pipeline(netns: testing.Netns, workers: str) -> None:
             tasks_before = len(anyio.get_running_tasks())
             threads_before = {t.ident for t in threading.enumerate()}
             fds_before = open_fds()
-            children_before = set(child_processes())  # the flood's among them
+            children_before = child_processes()  # the flood's among them
             async with open_pipeline([a0, a1], chain, [b0, b1], workers=workers) as p:
                 with anyio.fail_after(20):
                     while p.statistics().stages[1].packets_in < 2000:  # noqa: ASYNC110 - polls counters
                         await anyio.sleep(0.05)
                 if workers == "processes":
-                    assert len(set(child_processes()) - children_before) == 2
+                    assert len(child_processes() - children_before) == 2
                 t0 = time.monotonic()  # from here: cancelling and waiting for every worker
             elapsed = time.monotonic() - t0
         # From the issue: cancelling a busy pipeline returns in under a second.
@@ -112,7 +97,7 @@ async def test_cancel_busy_pipeline(netns: testing.Netns, workers: str) -> None:
         # nothing left behind
         assert len(anyio.get_running_tasks()) == tasks_before
         assert new_threads(threads_before) == []
-        assert set(child_processes()) - children_before == set()
+        assert child_processes() - children_before == set()
         assert open_fds() == fds_before
     links = [link["ifname"] for link in netns.ip_json("link", "show")]
     assert links == ["lo"]
