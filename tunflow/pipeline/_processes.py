@@ -1,7 +1,7 @@
 """Processes mode, parent side: one worker process per source queue, supervised.
 
-Each child is ``python -m tunflow.pipeline._worker`` started with ``subprocess.Popen`` *in the
-calling thread* (a new process inherits the network namespace of the thread that forks it, and
+Each child is ``python -P -m tunflow.pipeline._worker`` (this tunflow first on its
+``PYTHONPATH``) started with ``subprocess.Popen`` *in the calling thread* (a new process inherits the network namespace of the thread that forks it, and
 tests run their threads inside throw-away namespaces); the namespace is also passed as an fd so
 the child can ``setns`` into it if it started elsewhere. The queue fds and transport sockets are
 inherited with ``pass_fds``; the child gets its job (stage specs, ports, policy) as one pickled
