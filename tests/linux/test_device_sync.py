@@ -435,6 +435,13 @@ def test_readiness_and_batches_check_like_recv(netns: testing.Netns) -> None:
         for method in ("wait_readable", "wait_writable", "recv"):
             with pytest.raises(ValueError, match="timeout"):
                 getattr(dev, method)(timeout=-1)
+        # NaN too: recv and recv_batch took it for 0 (TimeoutError at once), the waits raised
+        # "cannot convert float NaN to integer" from poll
+        for method in ("wait_readable", "wait_writable", "recv", "recv_batch"):
+            with pytest.raises(ValueError, match="timeout must be"):
+                getattr(dev, method)(timeout=float("nan"))
+        with pytest.raises(ValueError, match="timeout must be"):
+            dev.link_events(timeout=float("nan"))
         assert dev.send_batch(PacketBatch(4096, 4)) == 0
         dev.shutdown()
         with pytest.raises(ClosedDeviceError):

@@ -33,8 +33,8 @@ __all__ = ["SyncDevice"]
 def _deadline(timeout: float | None) -> float | None:
     if timeout is None:
         return None
-    if timeout < 0:
-        raise ValueError("timeout must be >= 0 or None")
+    if not timeout >= 0:  # (NaN too)
+        raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")
     return time.monotonic() + timeout
 
 
