@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+import select
 import socket
 from collections.abc import Callable, Iterator
 
@@ -377,3 +378,126 @@ def test_a_wait_longer_than_poll_takes_is_made_in_pieces(
         assert _unix.poll_wait(b.fileno(), _unix._POLLIN, 30.0, None)
     finally:
         timer.cancel()
+
+
+def _reuse(number: int, source: int) -> list[int]:
+    """Dups of ``source`` until one has ``number`` (the lowest free fd is handed out first):
+    ``number`` is then another file, as when another thread opens one. Closes the rest."""
+    dups: list[int] = []
+    while len(dups) < 64:
+        fd = os.dup(source)
+        dups.append(fd)
+        if fd >= number:
+            break
+    for fd in dups:
+        if fd != number:
+            os.close(fd)
+    return [number] if number in dups else []
+
+
+def test_a_wake_racing_close_never_writes_to_a_reused_fd(monkeypatch: pytest.MonkeyPatch) -> None:
+    # SyncDevice.shutdown() in one thread past PipeWaker.wake()'s checks, about to write, while
+    # another closes the device (its waker) and a third opens a file that gets the pipe's
+    # number: the wake-up byte went into that file (or os.write(-1): EBADF out of shutdown())
+    import threading
+
+    from tunflow.platform import _unix
+
+    waker = _unix.PipeWaker()
+    number = waker._w
+    real_write = os.write
+    writing, closed = threading.Event(), threading.Event()
+
+    def write(fd: int, data: bytes) -> int:
+        if threading.current_thread() is not threading.main_thread():
+            writing.set()
+            closed.wait(1)  # (a waker that holds close() off until the write is done: 1 s)
+        return real_write(fd, data)
+
+    monkeypatch.setattr(_unix.os, "write", write)
+    errors: list[BaseException] = []
+
+    def wake() -> None:
+        try:
+            waker.wake()
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=wake)
+    t.start()
+    other_r, other_w = os.pipe()
+    reused: list[int] = []
+    try:
+        assert writing.wait(10)
+        closer = threading.Thread(target=waker.close)
+        closer.start()
+        closer.join(0.2)
+        if not closer.is_alive():
+            reused = _reuse(number, other_w)
+        closed.set()
+        t.join(10)
+        closer.join(10)
+        assert not errors, errors
+        assert select.select([other_r], [], [], 0)[0] == [], "the wake-up went to another file"
+        assert waker.fileno() == -1
+    finally:
+        closed.set()
+        for fd in (other_r, other_w, *reused):
+            os.close(fd)
+
+
+def test_a_wait_on_a_waker_closed_under_it_polls_its_pipe_not_a_reused_fd(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # SyncDevice.close() in one thread while another is in poll_wait() with the device's
+    # waker registered and poll() not yet called: the close wakes, then closed the pipe; a
+    # file opened meanwhile got its number, and the wait slept on that file (for ever with
+    # no timeout) instead of seeing the wake-up
+    import threading
+
+    from tunflow.platform import _unix
+
+    real_poll = select.poll
+    polling, closed = threading.Event(), threading.Event()
+
+    class Poll:
+        def __init__(self) -> None:
+            self._p = real_poll()
+
+        def register(self, fd: int, events: int) -> None:
+            self._p.register(fd, events)
+
+        def poll(self, ms: int | None = None) -> list[tuple[int, int]]:
+            polling.set()
+            closed.wait(10)
+            return self._p.poll(ms)
+
+    monkeypatch.setattr(_unix.select, "poll", Poll)
+    quiet_r, quiet_w = os.pipe()  # the device: nothing to read
+    other_r, other_w = os.pipe()
+    waker = _unix.PipeWaker()
+    number = waker.fileno()
+    result: list[object] = []
+    t = threading.Thread(
+        target=lambda: result.append(_unix.poll_wait(quiet_r, _unix._POLLIN, 30, waker))
+    )
+    t.start()
+    reused: list[int] = []
+    try:
+        assert polling.wait(10)
+        waker.wake()
+        waker.close()
+        reused = _reuse(number, other_w)  # (a write end: never readable)
+        closed.set()
+        t.join(3)
+        alive = t.is_alive()
+        if alive:
+            os.write(quiet_w, b"x")  # (end the wait the test caught asleep)
+            t.join(10)
+        assert not alive, "the wait slept on the fd that took the waker's number"
+        assert result == [False]
+        assert waker.fileno() == -1
+    finally:
+        closed.set()
+        for fd in (quiet_r, quiet_w, other_r, other_w, *reused):
+            os.close(fd)

@@ -89,6 +89,9 @@ class PipeWaker:
     """A level-triggered wake-up: once :meth:`wake` is called, every ``poll`` on it returns.
 
     ``SyncDevice.shutdown()`` uses it to wake every thread blocked in ``recv`` at once.
+    :meth:`close` may come from another thread while a wait is about to poll it, or a wake to
+    write to it: a wait holds the pipe (:meth:`acquire`), and the last one out closes it, so
+    no wait polls — and no wake writes to — a number the OS has given to another file.
     """
 
     def __init__(self) -> None:
@@ -97,32 +100,60 @@ class PipeWaker:
         os.set_blocking(self._w, False)
         os.set_inheritable(self._r, False)
         os.set_inheritable(self._w, False)
+        # (reentrant: a signal handler may shutdown() or trigger in the main thread while that
+        # thread holds it)
+        self._lock = threading.RLock()
+        self._users = 0
+        self._closed = False
         self.woken = False
 
     def fileno(self) -> int:
         return self._r
 
+    def acquire(self) -> int:
+        """The fd to poll for one wait (-1 once closed); pair with :meth:`release`."""
+        with self._lock:
+            if self._closed:
+                return -1
+            self._users += 1
+            return self._r
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._closed and not self._users:
+                self._close_fds()
+
     def wake(self) -> None:
-        if self.woken or self._w < 0:
-            return
-        self.woken = True
-        try:
-            os.write(self._w, b"\0")
-        except BlockingIOError:  # already full means already readable
-            pass
+        with self._lock:
+            if self.woken or self._w < 0:
+                return
+            self.woken = True
+            try:
+                os.write(self._w, b"\0")
+            except BlockingIOError:  # already full means already readable
+                pass
 
     def reset(self) -> None:
         """Make it unwoken again (an :class:`~tunflow.InterruptEvent` is reusable)."""
-        self.woken = False
-        if self._r < 0:
-            return
-        try:
-            while os.read(self._r, 64):
+        with self._lock:
+            self.woken = False
+            if self._r < 0:
+                return
+            try:
+                while os.read(self._r, 64):
+                    pass
+            except BlockingIOError:
                 pass
-        except BlockingIOError:
-            pass
 
     def close(self) -> None:
+        """Close the pipe now, or when the last wait holding it lets go. Idempotent."""
+        with self._lock:
+            self._closed = True
+            if not self._users:
+                self._close_fds()
+
+    def _close_fds(self) -> None:
         r, w = self._r, self._w
         self._r = self._w = -1
         for fd in (r, w):
@@ -147,13 +178,23 @@ def poll_wait(
     """
     p = select.poll()
     p.register(fd, events)
-    for w in (waker, interrupt, closer):
-        if w is not None:
-            wake_fd = w.fileno()
-            if wake_fd < 0:
-                # closed, after its wake: a close in another thread raced this wait to here
-                return False
-            p.register(wake_fd, _POLLIN)
+    held: list[PipeWaker] = []
+    try:
+        for w in (waker, interrupt, closer):
+            if w is not None:
+                wake_fd = w.acquire()
+                if wake_fd < 0:
+                    # closed, after its wake: a close in another thread raced this wait to here
+                    return False
+                held.append(w)
+                p.register(wake_fd, _POLLIN)
+        return _poll(p, fd, timeout, recheck)
+    finally:
+        for w in held:
+            w.release()
+
+
+def _poll(p: select.poll, fd: int, timeout: float | None, recheck: float | None) -> bool:
     # (poll takes an int of ms, 24.8 days at most: a longer wait is made in pieces)
     cap = _MAX_POLL_MS if recheck is None else max(1, int(recheck * 1000))
     end = ms = None
