@@ -1166,6 +1166,37 @@ def test_a_write_on_a_down_link_is_not_a_gone_device(netns: testing.Netns) -> No
         assert dev.statistics().tx_dropped == {"link_down": 3}
 
 
+def test_remove_route_without_a_metric_removes_the_route_add_route_made(
+    netns: testing.Netns,
+) -> None:
+    # An IPv6 route added without a metric has the kernel's default (1024); a route to the
+    # same prefix with a lower metric (the kernel's own prefix route, 256; another of the
+    # program's) sorts first, and a removal that names no metric must not take that one.
+    with DeviceBuilder().ipv6("fd62::1", 64).build_sync() as dev:
+        name = dev.name()
+
+        def v6_routes() -> set[tuple[str, str, int]]:
+            return {
+                (r["dst"], r["protocol"], r["metric"])
+                for r in netns.ip_json("-6", "route", "show", "dev", name)
+            }
+
+        before = v6_routes()
+        assert ("fd62::/64", "kernel", 256) in before
+        dev.add_route("fd62::/64")
+        dev.add_route("2001:db8:62::/48", metric=5)
+        dev.add_route("2001:db8:62::/48")
+        dev.remove_route("fd62::/64")
+        dev.remove_route("2001:db8:62::/48")
+        assert v6_routes() == before | {("2001:db8:62::/48", "static", 5)}
+        # with no route at the default metric left, any metric goes, as before
+        dev.remove_route("2001:db8:62::/48")
+        assert v6_routes() == before
+        with pytest.raises(DeviceError) as info:
+            dev.remove_route("2001:db8:62::/48")
+        assert info.value.errno == errno.ESRCH
+
+
 def test_rename_keeps_routes_beside_the_kernels_prefix_routes(netns: testing.Netns) -> None:
     with DeviceBuilder().ipv4("10.61.0.1", 24).ipv6("fd61::1", 64).build_sync() as dev:
         # the same prefixes as the kernel's own routes for the addresses, other metrics

@@ -433,8 +433,24 @@ class LinuxInterface:
                 raise
 
     def remove_route(self, route: Route) -> None:
+        """Remove a route. Without a metric, an IPv6 route at the kernel's default metric (what
+        :meth:`add_route` made without one) goes before any other to the destination: the
+        kernel, given no metric, removes the first in metric order — its own prefix route
+        (256), say."""
         with self._op(f"remove route {route.destination}"):
             try:
+                if route.metric is None and route.destination.version == 6:
+                    try:
+                        self._nl.remove_route(
+                            self._index,
+                            route.destination,
+                            gateway=route.gateway,
+                            metric=IP6_RT_PRIO_USER,
+                        )
+                        return
+                    except OSError as exc:
+                        if exc.errno != errno.ESRCH:
+                            raise
                 self._nl.remove_route(
                     self._index, route.destination, gateway=route.gateway, metric=route.metric
                 )
