@@ -1197,6 +1197,37 @@ def test_remove_route_without_a_metric_removes_the_route_add_route_made(
         assert info.value.errno == errno.ESRCH
 
 
+def test_remove_route_with_metric_0_removes_a_route_at_metric_0_only(
+    netns: testing.Netns,
+) -> None:
+    # The kernel reads metric 0 in a removal as "any metric". IPv6 stores an added route's 0
+    # as 1024, IPv4 keeps it.
+    with DeviceBuilder().ipv4("10.63.0.1", 24).ipv6("fd63::1", 64).build_sync() as dev:
+        name = dev.name()
+
+        def routes() -> set[tuple[str, str, int]]:
+            return {
+                (r["dst"], r["protocol"], r.get("metric", 0))
+                for family in ("-4", "-6")
+                for r in netns.ip_json(family, "route", "show", "dev", name)
+            }
+
+        before = routes()
+        dev.add_route("fd63::/64", metric=0)
+        dev.remove_route("fd63::/64", metric=0)
+        assert routes() == before
+        dev.add_route("198.51.100.0/24", metric=5)
+        with pytest.raises(DeviceError) as info:
+            dev.remove_route("198.51.100.0/24", metric=0)
+        assert info.value.errno == errno.ESRCH
+        assert routes() == before | {("198.51.100.0/24", "static", 5)}
+        dev.add_route("198.51.100.0/24", gateway="10.63.0.2", metric=0)
+        with pytest.raises(DeviceError):
+            dev.remove_route("198.51.100.0/24", gateway="10.63.0.3", metric=0)
+        dev.remove_route("198.51.100.0/24", gateway="10.63.0.2", metric=0)
+        assert routes() == before | {("198.51.100.0/24", "static", 5)}
+
+
 def test_rename_keeps_routes_beside_the_kernels_prefix_routes(netns: testing.Netns) -> None:
     with DeviceBuilder().ipv4("10.61.0.1", 24).ipv6("fd61::1", 64).build_sync() as dev:
         # the same prefixes as the kernel's own routes for the addresses, other metrics

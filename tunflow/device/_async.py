@@ -813,10 +813,11 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
     ) -> None:
         """Remove a route added with :meth:`add_route` (or by the builder).
 
-        ``gateway`` and ``metric`` narrow the match; without them the first route to ``cidr``
-        through the device goes — on Linux, for IPv6, the one at the kernel's default metric
-        (an :meth:`add_route` without a metric) before one with a lower metric, such as the
-        kernel's own prefix route.
+        ``gateway`` and ``metric`` narrow the match (``metric=0`` too: a route at metric 0, or
+        for IPv6 the one an :meth:`add_route` with metric 0 made); without them the first
+        route to ``cidr`` through the device goes — on Linux, for IPv6, the one at the kernel's
+        default metric (an :meth:`add_route` without a metric) before one with a lower metric,
+        such as the kernel's own prefix route.
 
         Raises:
             ConfigError: not a network.

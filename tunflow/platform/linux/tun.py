@@ -433,27 +433,31 @@ class LinuxInterface:
                 raise
 
     def remove_route(self, route: Route) -> None:
-        """Remove a route. Without a metric, an IPv6 route at the kernel's default metric (what
-        :meth:`add_route` made without one) goes before any other to the destination: the
-        kernel, given no metric, removes the first in metric order — its own prefix route
-        (256), say."""
-        with self._op(f"remove route {route.destination}"):
+        """Remove a route. The kernel reads a removal's metric 0, or none, as "any metric" and
+        removes the first route in metric order — its own prefix route (256), say. So without
+        a metric, an IPv6 route at the kernel's default (what :meth:`add_route` made without
+        one) goes first; metric 0 is that default for IPv6 (the kernel stores an added route's
+        0 so) and, for IPv4, a route at metric 0 only."""
+        dest, gateway, metric = route.destination, route.gateway, route.metric
+        with self._op(f"remove route {dest}"):
             try:
-                if route.metric is None and route.destination.version == 6:
+                if dest.version == 6 and metric == 0:
+                    metric = IP6_RT_PRIO_USER
+                elif dest.version == 6 and metric is None:
                     try:
                         self._nl.remove_route(
-                            self._index,
-                            route.destination,
-                            gateway=route.gateway,
-                            metric=IP6_RT_PRIO_USER,
+                            self._index, dest, gateway=gateway, metric=IP6_RT_PRIO_USER
                         )
                         return
                     except OSError as exc:
                         if exc.errno != errno.ESRCH:
                             raise
-                self._nl.remove_route(
-                    self._index, route.destination, gateway=route.gateway, metric=route.metric
-                )
+                elif metric == 0 and not any(
+                    r.destination == dest and r.metric == 0 and gateway in (None, r.gateway)
+                    for r in self._nl.routes(self._index)
+                ):
+                    raise OSError(errno.ESRCH, os.strerror(errno.ESRCH))
+                self._nl.remove_route(self._index, dest, gateway=gateway, metric=metric)
             except OSError as exc:
                 if exc.errno == errno.ESRCH:
                     # no such route — or no such interface: then ENODEV, "gone", from here
