@@ -1439,9 +1439,14 @@ def test_more_runtime_errors_are_typed(netns: testing.Netns) -> None:
             dev.add_route("198.51.100.0/24", None, "5")  # type: ignore[arg-type]
         with pytest.raises(ConfigError, match="metric must be an int"):
             dev.remove_route("198.51.100.0/24", None, 5.0)  # type: ignore[arg-type]
-        with pytest.raises(DeviceError) as missing:
-            dev.remove_route("198.51.100.0/24")  # no such route: ESRCH, as documented
+        # no such route: ESRCH, as documented — in words, not the errno's "No such process"
+        with pytest.raises(
+            DeviceError, match=r"no route to 198\.51\.100\.0/24 via 10\.64\.0\.2 metric 7 through"
+        ) as missing:
+            dev.remove_route("198.51.100.0/24", "10.64.0.2", 7)
         assert missing.value.errno == errno.ESRCH
+        with pytest.raises(DeviceError, match=rf"no route to 198\.51\.100\.0/24 through {name}$"):
+            dev.remove_route("198.51.100.0/24")
         netns.run("ip", "link", "del", name)
         with pytest.raises(DeviceNotFoundError, match="gone"):
             dev.remove_route("198.51.100.0/24")  # no such interface, as documented

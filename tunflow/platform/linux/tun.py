@@ -459,10 +459,15 @@ class LinuxInterface:
                     raise OSError(errno.ESRCH, os.strerror(errno.ESRCH))
                 self._nl.remove_route(self._index, dest, gateway=gateway, metric=metric)
             except OSError as exc:
-                if exc.errno == errno.ESRCH:
-                    # no such route — or no such interface: then ENODEV, "gone", from here
-                    self._nl.link(self._index)
-                raise
+                if exc.errno != errno.ESRCH:
+                    raise
+                # no such route — or no such interface: then ENODEV, "gone", from here
+                self._nl.link(self._index)
+                via = "" if gateway is None else f" via {gateway}"
+                at = "" if route.metric is None else f" metric {route.metric}"
+                raise DeviceError(
+                    exc.errno, f"remove route: no route to {dest}{via}{at} through {self._name}"
+                ) from exc
 
     def undo_route(self, route: Route) -> None:
         """Remove exactly the route :meth:`add_route` added, not merely the first to its
