@@ -1499,12 +1499,66 @@ def test_a_bad_virtio_header_in_a_batch_is_that_packets_loss_only(
         assert dev.gro is not None and dev.gro.tcp and dev.gro.udp
 
 
-def test_a_refused_uso_write_turns_udp_coalescing_off_and_leaves_tcp_on(
+def _tcp_and_udp_bursts(dev: SyncDevice, local: bytes, remote: bytes) -> tuple[int, int]:
+    """Write a burst of six TCP segments of one flow, then one of six datagrams of one flow;
+    how many super-packets each went out as."""
+    segments = PacketBatch()
+    segments.extend(
+        tcp4_packet((remote, 7001), (local, 6001), ACK, 100, 1 + k * 100) for k in range(6)
+    )
+    before = dev.statistics().tx_super_packets
+    dev.send_batch(segments)
+    tcp = dev.statistics().tx_super_packets - before
+    datagrams = PacketBatch()
+    src, dst = socket.inet_ntoa(remote), socket.inet_ntoa(local)
+    datagrams.extend(ipv4_udp(src, dst, 7000, 6002, k.to_bytes(4, "big")) for k in range(6))
+    dev.send_batch(datagrams)
+    return tcp, dev.statistics().tx_super_packets - before - tcp
+
+
+def test_a_refused_uso_write_of_tunflows_own_turns_udp_coalescing_off_and_leaves_tcp_on(
+    netns: testing.Netns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A USO super-packet GRO made of more datagrams than the kernel takes in one write
+    # (UDP_MAX_SEGMENTS of its own, 128 on 6.x; GRO's cap raised here to make one) is refused
+    # with EINVAL: it is written split, and only UDP coalescing goes off — a refused UDP
+    # super-packet says nothing about TCP.
+    import tunflow.offload
+
+    monkeypatch.setattr(tunflow.offload, "UDP_MAX_SEGMENTS", 1000)
+    with DeviceBuilder().ipv4("10.62.0.1", 24).offload().build_sync() as dev:
+        if not dev.offload_info.uso:
+            pytest.skip("this kernel has no USO on TUN devices (Linux < 6.2)")
+        local, remote = bytes([10, 62, 0, 1]), bytes([10, 62, 0, 2])
+        count = 300
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, 33, 1 << 22)  # SO_RCVBUFFORCE (root)
+            s.bind(("10.62.0.1", 6000))
+            s.settimeout(5)
+            batch = PacketBatch(capacity=1 << 16, max_packets=count)
+            for i in range(count):
+                batch.append(ipv4_udp("10.62.0.2", "10.62.0.1", 7000, 6000, i.to_bytes(4, "big")))
+            assert dev.send_batch(batch) == count
+            got = [s.recv(16) for _ in range(count)]  # written split: nothing lost
+        assert got == [i.to_bytes(4, "big") for i in range(count)]
+        stats = dev.statistics()
+        assert (stats.gro_disabled, stats.gro_disabled_udp, stats.gro_disabled_tcp) == (1, 1, 0)
+        assert stats.tx_gso_refused == 1
+        assert (stats.tx_packets, stats.tx_dropped) == (count, {})
+        assert dev.gro is not None and not dev.gro.udp and dev.gro.tcp
+        # TCP is still coalesced (one super-packet, which the kernel takes); UDP is not
+        assert _tcp_and_udp_bursts(dev, local, remote) == (1, 0)
+        assert dev.statistics().gro_disabled == 1
+
+
+def test_a_refused_super_packet_passed_through_whole_leaves_coalescing_on(
     netns: testing.Netns,
 ) -> None:
-    # A USO super-packet of more segments than the kernel takes in one write (UDP_MAX_SEGMENTS
-    # of its own, 128 on 6.x) is refused with EINVAL. That says nothing about TCP: only UDP
-    # coalescing goes off, and a TCP burst after it is still written as one super-packet.
+    # A super-packet a caller passes whole (a pipeline carrying a peer's super-packets end to
+    # end) that the kernel refuses — here a USO write of more datagrams than it takes — is
+    # written split, and says nothing about the super-packets GRO makes: coalescing stays on.
+    # (It went off for good: one odd super-packet from any sender whose packets reach
+    # send_batch cost the device its TCP or UDP coalescing for all later traffic.)
     with DeviceBuilder().ipv4("10.62.0.1", 24).offload().build_sync() as dev:
         if not dev.offload_info.uso:
             pytest.skip("this kernel has no USO on TUN devices (Linux < 6.2)")
@@ -1522,26 +1576,14 @@ def test_a_refused_uso_write_turns_udp_coalescing_off_and_leaves_tcp_on(
             got = [s.recv(64) for _ in range(count)]  # written split: nothing lost
         assert b"".join(got) == pattern(0, count * size)
         stats = dev.statistics()
-        assert (stats.gro_disabled, stats.gro_disabled_udp, stats.gro_disabled_tcp) == (1, 1, 0)
-        assert dev.gro is not None and not dev.gro.udp and dev.gro.tcp
-        # TCP is still coalesced: six segments of one flow go out as one super-packet, which
-        # the kernel takes (no refusal counted)
-        segments = PacketBatch()
-        segments.extend(
-            tcp4_packet((remote, 7001), (local, 6001), ACK, 100, 1 + k * 100) for k in range(6)
-        )
-        before = dev.statistics().tx_super_packets
-        dev.send_batch(segments)
-        stats = dev.statistics()
-        assert stats.tx_super_packets == before + 1
-        assert stats.gro_disabled == 1
-        # and UDP is not: a burst of datagrams of one flow is written as it came
-        datagrams = PacketBatch()
-        datagrams.extend(
-            ipv4_udp("10.62.0.2", "10.62.0.1", 7000, 6000, k.to_bytes(4, "big")) for k in range(6)
-        )
-        dev.send_batch(datagrams)
-        assert dev.statistics().tx_super_packets == before + 1
+        assert (stats.gro_disabled, stats.gro_disabled_udp, stats.gro_disabled_tcp) == (0, 0, 0)
+        assert stats.tx_gso_refused == 1
+        assert (stats.tx_packets, stats.tx_bytes) == (1, len(raw) - HEADROOM)
+        assert stats.tx_dropped == {}
+        assert dev.gro is not None and dev.gro.udp and dev.gro.tcp
+        # both still coalesced: each burst goes out as one super-packet
+        assert _tcp_and_udp_bursts(dev, local, remote) == (1, 1)
+        assert dev.statistics().gro_disabled == 0
 
 
 def test_enabled_takes_a_bool_only(netns: testing.Netns) -> None:

@@ -225,8 +225,32 @@ def test_a_refused_one_segment_gso_packet_leaves_gro_on() -> None:
     batch.append(raw[HEADROOM:], header=raw[:HEADROOM])
     assert dev.send_batch(batch) == 1
     assert len(queue.written) == 1 and queue.written[0][1] == 0
-    assert dev.statistics().gro_disabled == 0
+    assert (dev.statistics().tx_gso_refused, dev.statistics().gro_disabled) == (1, 0)
     assert dev.gro is not None and dev.gro.tcp
+
+
+def test_a_refused_super_packet_passed_through_whole_leaves_gro_on() -> None:
+    # a caller's super-packet (a peer's, carried whole by a pipeline) the kernel refuses: it is
+    # written split and counted, and GRO — which did not make it — stays on for the device; a
+    # super-packet GRO makes and the kernel refuses still turns it off
+    queue = ScriptedQueue(refuse_gso=True)
+    dev = device(queue)
+    raw = tcp_super_packet(A, B, 3000, 1000)
+    batch = PacketBatch()
+    batch.vnet_hdr = True
+    batch.append(raw[HEADROOM:], header=raw[:HEADROOM])
+    assert dev.send_batch(batch) == 1
+    assert len(queue.written) == 3 and all(frame[1] == 0 for frame in queue.written)
+    stats = dev.statistics()
+    assert (stats.tx_gso_refused, stats.gro_disabled, stats.gro_disabled_tcp) == (1, 0, 0)
+    assert (stats.tx_packets, stats.tx_bytes, stats.tx_dropped) == (1, len(raw) - HEADROOM, {})
+    assert dev.gro is not None and dev.gro.tcp
+    plain = PacketBatch()
+    plain.extend(segments(6))
+    dev.send_batch(plain)  # coalesced, refused: now GRO goes off
+    stats = dev.statistics()
+    assert (stats.tx_gso_refused, stats.gro_disabled, stats.gro_disabled_tcp) == (2, 1, 1)
+    assert not dev.gro.tcp
 
 
 @pytest.mark.parametrize("uso", [True, False])
@@ -368,4 +392,4 @@ def test_a_refused_super_packet_with_long_headers_is_written_whole_split(
     assert [frame[HEADROOM:] for frame in queue.written] == want.to_list()
     assert all(frame[:HEADROOM] == bytes(HEADROOM) for frame in queue.written)
     assert dev.statistics().tx_dropped == {}
-    assert dev.statistics().gro_disabled == 1
+    assert (dev.statistics().tx_gso_refused, dev.statistics().gro_disabled) == (1, 0)

@@ -65,8 +65,10 @@ class DeviceStatistics:
         rx_super_packets: reads that carried a GSO super-packet (offload only).
         tx_super_packets: writes of GSO super-packets, coalesced here or passed through whole.
         tx_coalesced: packets merged into another by GRO before writing (offload only).
-        gro_disabled: times the kernel refused a GSO write (``EINVAL``); each turns GRO off
-            for the refused super-packet's protocol, TCP or UDP.
+        tx_gso_refused: GSO super-packets the kernel refused (``EINVAL``), each written split
+            instead (nothing lost).
+        gro_disabled: of those, super-packets GRO coalesced here; each turns GRO off for the
+            refused super-packet's protocol, TCP or UDP (one passed through whole does not).
         gro_disabled_tcp: of those, refused TCP super-packets (TCP coalescing is off).
         gro_disabled_udp: of those, refused UDP super-packets (UDP coalescing is off).
         rx_malformed: packets from the kernel that could not be split (dropped).
@@ -88,6 +90,7 @@ class DeviceStatistics:
     rx_super_packets: int = 0
     tx_super_packets: int = 0
     tx_coalesced: int = 0
+    tx_gso_refused: int = 0
     gro_disabled: int = 0
     gro_disabled_tcp: int = 0
     gro_disabled_udp: int = 0
@@ -473,6 +476,7 @@ class DeviceCore:
             rx_super_packets=rx.super_packets if rx is not None else 0,
             tx_super_packets=self.tx_super_packets,
             tx_coalesced=tx.table.statistics().coalesced if tx is not None else 0,
+            tx_gso_refused=tx.refusals if tx is not None else 0,
             gro_disabled=tx.gro_disabled if tx is not None else 0,
             gro_disabled_tcp=tx.gro_disabled_tcp if tx is not None else 0,
             gro_disabled_udp=tx.gro_disabled_udp if tx is not None else 0,

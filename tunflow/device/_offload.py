@@ -12,9 +12,10 @@ tunflow moves gigabits: fewer, larger packets.
 * :class:`OffloadTx` coalesces plain packets with a :class:`~tunflow.offload.GROTable` before
   writing, and handles a kernel that refuses GSO writes with ``EINVAL`` (a known kernel
   regression, tailscale/tailscale#13041; or a USO write of more segments than the kernel takes):
-  coalescing of the refused super-packet's protocol — TCP or UDP, not both — is turned off for
-  the device, the refused super-packet is split and written as plain packets, and the event is
-  counted.
+  the refused super-packet is split and written as plain packets, and the event is counted.
+  When the refused super-packet was one the table coalesced, coalescing of its protocol — TCP
+  or UDP, not both — is turned off for the device; one a caller passed through whole (a
+  pipeline carrying a peer's super-packets end to end) changes nothing.
 """
 
 from __future__ import annotations
@@ -190,7 +191,10 @@ class OffloadTx:
         self.table = GROTable(tcp=True, udp=offload.uso)
         self._uso = offload.uso
         self._out = PacketBatch(capacity=_RAW_CAPACITY, max_packets=IDEAL_BATCH_SIZE)
-        #: kernel refusals of a GSO write (each turned its protocol's coalescing off)
+        #: kernel refusals of a GSO write, each written split instead
+        self.refusals = 0
+        #: ...of which refusals of a super-packet coalesced here (each turned its protocol's
+        #: coalescing off)
         self.gro_disabled = 0
         #: ...of which TCP super-packets, and UDP ones (a GSO type that is neither counts in
         #: ``gro_disabled`` only and turns both off)
@@ -240,7 +244,14 @@ class OffloadTx:
 
     def refused(self, batch: PacketBatch, i: int) -> PacketBatch:
         """Packet ``i`` of ``batch`` was refused with ``EINVAL``: return plain packets to write
-        instead (its segments), after turning coalescing off for its protocol.
+        instead (its segments), after turning coalescing off for its protocol if ``batch`` is
+        what :meth:`prepare` coalesced.
+
+        A super-packet passed through whole (a caller's batch with headers) changes nothing:
+        turning coalescing off would not spare the next such one (those are never coalesced),
+        and any sender whose packets reach the device — a peer whose super-packets a pipeline
+        carries end to end — could turn it off for all traffic. A kernel that refuses GSO
+        writes refuses the table's own next, at the cost of one more split.
 
         A refused UDP super-packet (USO: more segments than the kernel takes in one write, say)
         says nothing about TCP, and a refused TCP one nothing about UDP: only the protocol of
@@ -268,8 +279,10 @@ class OffloadTx:
         fallback.vnet_hdr = True
         if gso_split(src, fallback) < count:  # pragma: no cover - sized above
             raise OffloadError("could not split a refused super-packet")
-        if count < 2:
-            # not a super-packet GRO would make (one segment): nothing learnt, GRO stays on
+        self.refusals += 1
+        if count < 2 or batch is not self._out:
+            # not a super-packet GRO made (passed through whole, or one segment, which GRO
+            # never makes): nothing learnt, GRO stays on
             return fallback
         gso_type = batch.view[batch.offsets[i] - HEADROOM + 1] & ~VIRTIO_NET_HDR_GSO_ECN
         if gso_type in _TCP_GSO:

@@ -432,10 +432,11 @@ class SyncDevice(DeviceCore):
 
         On an offload device, a batch with ``vnet_hdr`` set is written with its headers (super-
         packets pass whole and the kernel segments them); plain packets are first coalesced by
-        GRO (see :attr:`gro`). A kernel that refuses a GSO write turns GRO off for the refused
-        super-packet's protocol (TCP or UDP; the other stays on) and the refused super-packet is
-        written split — nothing is lost; ``statistics().gro_disabled`` counts it
-        (``gro_disabled_tcp``/``gro_disabled_udp`` by protocol).
+        GRO (see :attr:`gro`). A super-packet the kernel refuses (``EINVAL``) is written split —
+        nothing is lost; ``statistics().tx_gso_refused`` counts it. One GRO coalesced also turns
+        GRO off for its protocol (TCP or UDP; the other stays on), counted in
+        ``statistics().gro_disabled`` (``gro_disabled_tcp``/``gro_disabled_udp`` by protocol);
+        one passed through whole leaves GRO as it is.
 
         A write that raises (``timeout`` passed with the queue full, :meth:`shutdown`, the
         device gone) has written the packets before that point and not the rest; the next
