@@ -30,6 +30,7 @@ from tests.unit.offload_packets import (
     tcp4_packet,
     tcp_super_packet,
     udp_super_packet,
+    vnet_hdr,
 )
 from tunflow import (
     ClosedDeviceError,
@@ -54,6 +55,7 @@ from tunflow import (
     testing,
 )
 from tunflow.datagram import UDP_MAX_SEGMENTS
+from tunflow.offload import VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE
 from tunflow.packet import HEADROOM
 
 pytestmark = pytest.mark.needs_root
@@ -1584,6 +1586,39 @@ def test_a_refused_super_packet_passed_through_whole_leaves_coalescing_on(
         # both still coalesced: each burst goes out as one super-packet
         assert _tcp_and_udp_bursts(dev, local, remote) == (1, 1)
         assert dev.statistics().gro_disabled == 0
+
+
+def test_a_batch_with_virtio_headers_on_a_device_without_offload_is_written_split(
+    netns: testing.Netns,
+) -> None:
+    # A batch read whole from an offload device (say) and written to one without offload: its
+    # super-packets are split and partial checksums completed, as the kernel does behind a
+    # vnet-header queue. They were written bare — a 64 KiB packet with a partial checksum,
+    # which nothing accepted — while send_batch reported them written and counted nothing.
+    local, remote = bytes([10, 63, 0, 1]), bytes([10, 63, 0, 2])
+    uso = udp_super_packet((remote, 7000), (local, 6000), 4 * 100, 100)
+    one = udp_super_packet((remote, 7000), (local, 6000), 50, 100)[HEADROOM:]
+    needs_csum = vnet_hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE, 0, 0, 20, 6)
+    bad = bytearray(uso[:HEADROOM])
+    bad[4:6] = b"\0\0"  # gso_size 0: no split can follow it
+    plain = ipv4_udp("10.63.0.2", "10.63.0.1", 7000, 6000, b"plain")
+    with (
+        DeviceBuilder().ipv4("10.63.0.1", 24).offload(False).build_sync() as dev,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s,
+    ):
+        assert not dev.offload_info.vnet_hdr
+        s.bind(("10.63.0.1", 6000))
+        s.settimeout(5)
+        batch = PacketBatch(capacity=1 << 16, max_packets=8)
+        batch.vnet_hdr = True
+        batch.append(uso[HEADROOM:], header=uso[:HEADROOM])
+        batch.append(one, header=needs_csum)
+        batch.append(uso[HEADROOM:], header=bytes(bad))
+        batch.append(plain)
+        assert dev.send_batch(batch) == 4
+        got = [s.recv(200) for _ in range(6)]
+        assert got == [pattern(k * 100, 100) for k in range(4)] + [pattern(0, 50), b"plain"]
+        assert dev.statistics().tx_dropped == {"kernel_refused_packet": 1}
 
 
 def test_enabled_takes_a_bool_only(netns: testing.Netns) -> None:

@@ -41,7 +41,7 @@ from ..netconfig.device import (
 from ..offload import VIRTIO_NET_HDR_GSO_NONE, GROTable
 from ..packet import HEADROOM, IDEAL_BATCH_SIZE, MAX_PACKET_SIZE, PacketBatch, validate_ip_packet
 from ..platform._base import Buffer, Interface, LoneQueue, OffloadInfo, Queue, Route
-from ._offload import OffloadRx, OffloadTx
+from ._offload import OffloadRx, OffloadTx, split_for_plain_queue
 
 __all__ = ["DeviceCore", "DeviceStatistics", "SharedInterface", "Route", "adopt_fd"]
 
@@ -76,8 +76,9 @@ class DeviceStatistics:
             buffer) offered less room than they needed — the MTU was raised outside tunflow
             (dropped; the MTU is then re-read, so later reads leave room for it).
         tx_dropped: packets of batch writes the kernel refused, by reason (skipped; a single
-            ``send`` raises instead): ``kernel_refused_packet``, ``link_down`` (written while
-            the link was down), ``would_block``.
+            ``send`` raises instead): ``kernel_refused_packet`` (also a virtio-net header a TUN
+            without offload cannot split), ``link_down`` (written while the link was down),
+            ``would_block``.
         offload: what the kernel granted.
     """
 
@@ -322,6 +323,11 @@ class DeviceCore:
 
     def _prepare_send_batch(self, batch: PacketBatch, table: GROTable | None = None) -> PacketBatch:
         if self._tx is None:
+            if batch.vnet_hdr and self._validate_ip:
+                out, bad = split_for_plain_queue(batch)
+                if bad:
+                    self._count_drop("kernel_refused_packet", bad)
+                return out
             return batch
         out = self._tx.prepare(batch, table)
         if out.vnet_hdr:

@@ -39,11 +39,12 @@ from ..offload import (
 from ..packet import HEADROOM, IDEAL_BATCH_SIZE, MAX_PACKET_SIZE, PacketBatch
 from ..platform._base import OffloadInfo, Queue
 
-__all__ = ["OffloadRx", "OffloadTx"]
+__all__ = ["OffloadRx", "OffloadTx", "split_for_plain_queue"]
 
 _RAW_CAPACITY: Final = 1 << 20
 _TCP_GSO: Final = frozenset({VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6})
 _UDP_GSO: Final = frozenset({VIRTIO_NET_HDR_GSO_UDP, VIRTIO_NET_HDR_GSO_UDP_L4})
+_ZERO_HEADER: Final = bytes(HEADROOM)
 
 
 class OffloadRx:
@@ -299,3 +300,33 @@ class OffloadTx:
         if self._refused_udp:
             self.table.udp = False
         return fallback
+
+
+def split_for_plain_queue(batch: PacketBatch) -> tuple[PacketBatch, int]:
+    """``batch`` (``vnet_hdr`` set) as a queue without offload takes it: super-packets split
+    and partial checksums completed (the kernel would do both behind a vnet-header queue; a
+    plain one writes the bare packet, which nothing accepts), plain packets as they are; and
+    how many packets had a header the split cannot follow (left out). ``batch`` itself when
+    every header is zero."""
+    view = batch.view
+    offsets, lengths = batch.offsets, batch.lengths
+    if all(view[off - HEADROOM : off] == _ZERO_HEADER for off in offsets):
+        return batch, 0
+    sizes: list[tuple[int, int]] = []  # (segments, arena bytes) per packet; (0, 0): left out
+    for off, n in zip(offsets, lengths, strict=True):
+        src = view[off - HEADROOM : off + n]
+        try:
+            sizes.append((gso_segment_count(src), gso_split_size(src)))
+        except (PacketError, OffloadError):
+            sizes.append((0, 0))
+    out = PacketBatch(
+        capacity=max(HEADROOM + 1, sum(b for _, b in sizes)),
+        max_packets=max(1, sum(k for k, _ in sizes)),
+    )
+    dropped = 0
+    for off, n, (k, _) in zip(offsets, lengths, sizes, strict=True):
+        if k:
+            gso_split(view[off - HEADROOM : off + n], out)
+        else:
+            dropped += 1
+    return out, dropped
