@@ -275,7 +275,10 @@ class Config:
 
     def check(self) -> Config:
         """Check what the types cannot: names that exist, plugins and their options, device
-        settings the builder refuses. Builds every stage once (nothing is opened).
+        settings the builder refuses, and what running it would refuse before any packet moves
+        (an interface name given to two devices, a TAP joined to a TUN, a stage keeping one state
+        for every lane in more than one worker process). Builds every stage once (nothing is
+        opened).
 
         Returns:
             ``self``.
@@ -307,18 +310,48 @@ class Config:
                 f"{self.tunnel.remote!r} is tunnel.local too: a tunnel joins two ends",
                 "tunnel.remote",
             )
+        named: dict[tuple[str, str | None], str] = {}
         for name, dev in self.devices.items():
             try:
                 dev.builder()
             except ConfigError as exc:
                 raise self._error(str(exc), f"devices.{name}") from None
+            if dev.name is not None and "%" not in dev.name:
+                first = named.setdefault((dev.name, dev.netns), name)
+                if first != name:
+                    raise self._error(
+                        f"{dev.name!r} is devices.{first}'s name too: one device per interface "
+                        "(more queues: queues = N)",
+                        f"devices.{name}.name",
+                    )
+        layers = {self.devices[value].layer for _, value in ends if value in self.devices}
+        if len(layers) > 1:
+            raise self._error(
+                "a pipeline cannot join a TAP (L2) device to a TUN (L3) device", ends[1][0]
+            )
+        built = []
         for i, spec in enumerate(self.stages):
             try:
-                build_stage(spec, path=f"stages[{i}]")
+                built.append(build_stage(spec, path=f"stages[{i}]"))
             except ConfigError as exc:
                 raise self._error(_strip_path(exc), exc.path or f"stages[{i}]") from None
             except PluginError as exc:
                 raise self._error(str(exc), f"stages[{i}].plugin") from None
+        run = self.pipeline or self.tunnel
+        assert run is not None
+        # as the engine counts them: one per queue of a direction's source
+        sources = [ends[0][1]] if self.pipeline is not None else [value for _, value in ends]
+        processes = max(self.devices[v].queues if v in self.devices else 1 for v in sources)
+        if run.workers == "processes" and processes > 1:
+            for i, stage in enumerate(built):
+                if getattr(stage, "one_state", False):
+                    raise self._error(
+                        f"stage {stage.name!r} keeps one state for every lane, which "
+                        f"{processes} worker processes would each build for "
+                        "themselves (each seeing only its own lanes): use workers = 'tasks', "
+                        "or one queue",
+                        f"stages[{i}]",
+                    )
         return self
 
     @contextlib.asynccontextmanager

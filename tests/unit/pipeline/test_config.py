@@ -200,6 +200,12 @@ def test_built_from_python_equals_the_file() -> None:
             "stages[1].options.idle_timeout",
             "must be a number, not '30'",
         ),
+        # (`tunflow check` passed it; `tunflow run` refused it once the devices were made)
+        (
+            ("per_flow = true", "per_flow = false"),
+            "stages[1]",
+            "stage 'ratelimit' keeps one state for every lane, which 2 worker processes",
+        ),
     ],
 )
 def test_errors_name_file_and_path(change: tuple[str, str], path: str | None, message: str) -> None:
@@ -283,3 +289,41 @@ def test_the_wireguard_plugins_example_is_a_valid_config(
     cfg = loads_config("[devices.tun]\n[transports.peer]\n" + text)
     assert [s.plugin for s in cfg.stages] == ["wireguard"]
     assert cfg.tunnel is not None and (cfg.tunnel.local, cfg.tunnel.remote) == ("tun", "peer")
+
+
+TWO_DEVICES = """
+[devices.a]
+name = "tf0"
+[devices.b]
+name = "tf1"
+[pipeline]
+source = "a"
+sink = "b"
+"""
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "message"),
+    [
+        (
+            ('name = "tf1"', 'name = "tf1"\nlayer = "tap"'),
+            "pipeline.sink",
+            "cannot join a TAP (L2) device to a TUN (L3) device",
+        ),
+        # (the second device failed to open: "the device is already in use by another process")
+        (('name = "tf1"', 'name = "tf0"'), "devices.b.name", "'tf0' is devices.a's name too"),
+    ],
+)
+def test_what_run_refuses_check_refuses(change: tuple[str, str], path: str, message: str) -> None:
+    """What ``tunflow run`` refuses without a device made, ``tunflow check`` refuses too."""
+    text = TWO_DEVICES.replace(*change)
+    assert text != TWO_DEVICES
+    with pytest.raises(ConfigError) as info:
+        loads_config(text, file="bad.toml")
+    assert info.value.path == path, str(info.value)
+    assert message in str(info.value)
+
+
+def test_one_name_in_two_namespaces_is_two_devices() -> None:
+    text = TWO_DEVICES.replace('name = "tf1"', 'name = "tf0"\nnetns = "other"')
+    assert loads_config(text).devices["b"].name == "tf0"
