@@ -174,3 +174,35 @@ def test_run_with_stdout_closed_runs_without_reports(
     )
     assert done.returncode == 0, done.stderr.decode()
     assert done.stderr == b""
+
+
+def test_a_reader_that_does_not_read_holds_up_the_reports_not_the_pipeline(
+    netns: testing.Netns, tmp_path: Path
+) -> None:
+    # `tunflow run CONFIG | less`, not scrolled: once the pipe was full the report's write
+    # blocked the event loop — no packet moved, and SIGTERM did nothing until the reader read
+    name = testing.unique_name("cli")
+    path = tmp_path / "run.toml"
+    path.write_text(CONFIG.format(name=name, workers="tasks"))
+    proc = subprocess.Popen(
+        netns.cmd(*tunflow("run", str(path), "--interval", "0.005")),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        json.loads(proc.stdout.readline())  # running; from now on, nobody reads
+        time.sleep(2)  # ~400 reports of ~1 KB: the pipe's 64 KiB are full
+        proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while name in [link["ifname"] for link in netns.ip_json("link", "show")]:
+            assert time.monotonic() < deadline, "SIGTERM did not stop the pipeline"
+            time.sleep(0.05)
+        out, _ = proc.communicate(timeout=30)  # the last report waited for its reader
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0
+    last = json.loads(out.splitlines()[-1])
+    assert last["running"] is False

@@ -1,17 +1,21 @@
 """``tunflow run``, ``tunflow check`` and ``tunflow stages``.
 
 ``run`` prints live per-stage statistics: a table redrawn in place on a terminal (rich), one
-JSON object per line otherwise (and with ``--json``). SIGINT and SIGTERM stop it cleanly: the
-pipeline is cancelled, every device and transport closed, a last report printed, exit status 0.
+JSON object per line otherwise (and with ``--json``), written from a thread so that a reader
+that does not read never stops the traffic. SIGINT and SIGTERM stop it cleanly: the pipeline is
+cancelled, every device and transport closed, a last report printed, exit status 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import anyio
@@ -88,10 +92,11 @@ class _Table:
     def __exit__(self, *exc: object) -> None:
         self._live.__exit__(None, None, None)
 
-    def show(self, stats: Any, elapsed: float) -> None:
+    def show(self, stats: Any, elapsed: float, now: float) -> None:
+        """Redraw the table with ``stats``, taken ``elapsed`` seconds into the run, at ``now``
+        (``time.monotonic()``)."""
         from rich.table import Table
 
-        now = time.monotonic()
         table = Table(title=f"{stats.name} ({stats.mode}) — {elapsed:.0f} s")
         for col in ("stage", "packets in", "packets out", "pps", "Mbit/s", "dropped", "errors"):
             table.add_column(col, justify="left" if col == "stage" else "right")
@@ -126,6 +131,59 @@ class _Table:
         self._live.update(table, refresh=True)
 
 
+def _write_line(out: TextIO, line: str) -> None:
+    """Write ``line`` to ``out``: to its descriptor when it has one, past the buffer (a write
+    left blocked at exit then holds no lock the interpreter's last flush of ``out`` needs)."""
+    try:
+        fd = out.fileno()
+    except (OSError, ValueError, AttributeError):
+        out.write(line)
+        out.flush()
+        return
+    out.flush()
+    data = memoryview(line.encode(out.encoding or "utf-8", "replace"))
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+class _Writer:
+    """Writes reports from a thread, one at a time, so that a reader that does not read
+    (``| less`` not scrolled, ``| sleep 60``, a terminal paused with Ctrl-S) holds up the
+    reports, never the pipeline: a write blocked in the event loop stopped the traffic and the
+    signals that would end it. A report due while the last is still being written is skipped.
+    """
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self.failed: BaseException | None = None
+
+    @property
+    def busy(self) -> bool:
+        """Whether a report is being written."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def write(self, report: Callable[[], None]) -> None:
+        """Write ``report`` (a call) in a thread of its own."""
+        self._thread = threading.Thread(
+            target=self._call, args=(report,), name="tunflow report", daemon=True
+        )
+        self._thread.start()
+
+    def _call(self, report: Callable[[], None]) -> None:
+        try:
+            report()
+        except BaseException as exc:  # (raised again by the event loop's side)
+            self.failed = exc
+
+    def last(self, report: Callable[[], None] | None) -> None:
+        """Wait for the report being written, then write ``report`` here (unless a write
+        failed)."""
+        if self._thread is not None:
+            self._thread.join()
+        if report is not None and self.failed is None:
+            self._call(report)
+
+
 async def _run(args: argparse.Namespace, config: Any, out: TextIO | None) -> None:
     """Run the pipeline ``config`` describes until a signal, ``--duration`` or its end,
     reporting to ``out`` (``None``: standard output is closed, and the pipeline runs without
@@ -140,28 +198,30 @@ async def _run(args: argparse.Namespace, config: Any, out: TextIO | None) -> Non
     use_table = out is not None and out.isatty() and not args.json and _rich_installed()
     table = _Table(out) if use_table and out is not None else None
     opened: list[Any] = []
-    broken: list[BrokenPipeError] = []
+    writer = _Writer()
     stop = anyio.CancelScope()
 
-    def report() -> None:
-        if out is None or broken:
-            return
+    def report() -> Callable[[], None] | None:
+        """The report of now, as a call that writes it (``None``: no output)."""
+        if out is None:
+            return None
         stats = opened[0].statistics()
-        elapsed = time.monotonic() - start
-        try:
-            if table is not None:
-                table.show(stats, elapsed)
-            else:
-                out.write(json.dumps(snapshot(stats, elapsed), default=str) + "\n")
-                out.flush()
-        except BrokenPipeError as exc:
-            broken.append(exc)
-            stop.cancel()  # nobody reads the reports: the pipeline stops (its devices closed)
+        now = time.monotonic()
+        if table is not None:
+            shown = table
+            return lambda: shown.show(stats, now - start, now)
+        line = json.dumps(snapshot(stats, now - start), default=str) + "\n"
+        return lambda: _write_line(out, line)
 
     async def reporter() -> None:
         while True:
             await anyio.sleep(args.interval)
-            report()
+            if writer.failed is not None:
+                # nobody reads the reports (or they cannot be written): the pipeline stops
+                stop.cancel()
+                return
+            if not writer.busy and (due := report()) is not None:
+                writer.write(due)
 
     async def signals(scope: anyio.CancelScope) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
@@ -181,15 +241,16 @@ async def _run(args: argparse.Namespace, config: Any, out: TextIO | None) -> Non
                     tg.start_soon(signals, tg.cancel_scope)
                     tg.start_soon(reporter)
     finally:
-        # the last report comes once the pipeline has stopped: its final counts, running false
+        # the last report comes once the pipeline has stopped (its devices closed): its final
+        # counts, running false — after the one being written, however long its reader takes
         try:
             if opened:
-                report()
+                writer.last(report())
         finally:
             if table is not None and opened:
                 table.__exit__(None, None, None)
-    if broken:
-        raise broken[0]
+    if writer.failed is not None:
+        raise writer.failed
 
 
 @command("run", "run the pipeline a configuration describes, with live statistics", _run_args)
