@@ -206,3 +206,31 @@ def test_a_reader_that_does_not_read_holds_up_the_reports_not_the_pipeline(
     assert proc.returncode == 0
     last = json.loads(out.splitlines()[-1])
     assert last["running"] is False
+
+
+def test_a_signal_while_starting_stops_it_cleanly(netns: testing.Netns, tmp_path: Path) -> None:
+    # SIGTERM between the device made and the pipeline running (worker processes starting):
+    # the default action killed the command (status -15, no stage stop(), no last report)
+    name = testing.unique_name("cli")
+    path = tmp_path / "run.toml"
+    path.write_text(CONFIG.format(name=name, workers="processes"))
+    proc = subprocess.Popen(
+        netns.cmd(*tunflow("run", str(path), "--interval", "60")),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while name not in [link["ifname"] for link in netns.ip_json("link", "show")]:
+            assert time.monotonic() < deadline and proc.poll() is None, "no device made"
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert json.loads(out.splitlines()[-1])["running"] is False
+    assert name not in [link["ifname"] for link in netns.ip_json("link", "show")]

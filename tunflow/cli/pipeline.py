@@ -223,23 +223,26 @@ async def _run(args: argparse.Namespace, config: Any, out: TextIO | None) -> Non
             if not writer.busy and (due := report()) is not None:
                 writer.write(due)
 
-    async def signals(scope: anyio.CancelScope) -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
-            async for _ in received:
-                scope.cancel()
-                return
+    async def signals(received: Any, scope: anyio.CancelScope) -> None:
+        async for _ in received:
+            scope.cancel()
+            return
 
+    # caught from before the start: one that comes while the devices are made and the workers
+    # start waits in the receiver, and stops the pipeline as soon as it runs (its default
+    # action killed the command, no stage stopped, no last report)
     try:
-        async with config.open() as running:
-            opened.append(running)
-            if table is not None:
-                table.__enter__()
-            with stop:
-                if args.duration is not None:
-                    stop.deadline = anyio.current_time() + args.duration
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(signals, tg.cancel_scope)
-                    tg.start_soon(reporter)
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+            async with config.open() as running:
+                opened.append(running)
+                if table is not None:
+                    table.__enter__()
+                with stop:
+                    if args.duration is not None:
+                        stop.deadline = anyio.current_time() + args.duration
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(signals, received, tg.cancel_scope)
+                        tg.start_soon(reporter)
     finally:
         # the last report comes once the pipeline has stopped (its devices closed): its final
         # counts, running false — after the one being written, however long its reader takes
