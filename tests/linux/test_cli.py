@@ -208,6 +208,32 @@ def test_a_reader_that_does_not_read_holds_up_the_reports_not_the_pipeline(
     assert last["running"] is False
 
 
+def test_a_reader_that_never_reads_again_does_not_keep_it_from_ending(
+    netns: testing.Netns, tmp_path: Path
+) -> None:
+    # the last report waited for its reader however long: a terminal paused with Ctrl-S kept
+    # the command (its devices closed already) from ending on SIGTERM
+    name = testing.unique_name("cli")
+    path = tmp_path / "run.toml"
+    path.write_text(CONFIG.format(name=name, workers="tasks"))
+    proc = subprocess.Popen(
+        netns.cmd(*tunflow("run", str(path), "--interval", "0.005")),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        json.loads(proc.stdout.readline())  # running; from now on, nobody reads, ever
+        time.sleep(2)  # the pipe's 64 KiB are full
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0  # the last report given up after a while
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert name not in [link["ifname"] for link in netns.ip_json("link", "show")]
+
+
 def test_a_signal_while_starting_stops_it_cleanly(netns: testing.Netns, tmp_path: Path) -> None:
     # SIGTERM between the device made and the pipeline running (worker processes starting):
     # the default action killed the command (status -15, no stage stop(), no last report)

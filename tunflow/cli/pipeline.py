@@ -2,7 +2,7 @@
 
 ``run`` prints live per-stage statistics: a table redrawn in place on a terminal (rich), one
 JSON object per line otherwise (and with ``--json``), written from a thread so that a reader
-that does not read never stops the traffic. SIGINT and SIGTERM stop it cleanly: the pipeline is
+that does not read never stops the traffic (nor, for more than a few seconds, the end). SIGINT and SIGTERM stop it cleanly: the pipeline is
 cancelled, every device and transport closed, a last report printed, exit status 0.
 """
 
@@ -176,12 +176,19 @@ class _Writer:
             self.failed = exc
 
     def last(self, report: Callable[[], None] | None) -> None:
-        """Wait for the report being written, then write ``report`` here (unless a write
-        failed)."""
+        """Wait (at most :data:`_LAST_WAIT` seconds) for the report being written, then write
+        ``report`` here (unless a write failed). A reader that takes longer gets no last
+        report: the command ends (its devices are closed by then) rather than wait for it."""
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(_LAST_WAIT)
+            if self._thread.is_alive():
+                return
         if report is not None and self.failed is None:
             self._call(report)
+
+
+#: seconds the last report waits for a reader that does not read (``| less`` not scrolled)
+_LAST_WAIT = 5.0
 
 
 async def _run(args: argparse.Namespace, config: Any, out: TextIO | None) -> None:
