@@ -2,8 +2,9 @@
 
 ``run`` prints live per-stage statistics: a table redrawn in place on a terminal (rich), one
 JSON object per line otherwise (and with ``--json``), written from a thread so that a reader
-that does not read never stops the traffic (nor, for more than a few seconds, the end). SIGINT and SIGTERM stop it cleanly: the pipeline is
-cancelled, every device and transport closed, a last report printed, exit status 0.
+that does not read never stops the traffic (nor, for more than a few seconds, the end). SIGINT
+and SIGTERM stop it cleanly: the pipeline is cancelled, every device and transport closed, a
+last report printed, exit status 0.
 """
 
 from __future__ import annotations
