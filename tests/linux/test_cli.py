@@ -234,6 +234,45 @@ def test_a_reader_that_never_reads_again_does_not_keep_it_from_ending(
     assert name not in [link["ifname"] for link in netns.ip_json("link", "show")]
 
 
+@pytest.mark.parametrize("ignored", [False, True], ids=["hangup", "nohup"])
+def test_a_hangup_stops_it_cleanly_unless_ignored(
+    netns: testing.Netns, tmp_path: Path, ignored: bool
+) -> None:
+    # SIGHUP (its terminal closed) killed the command: status 129, no stage stop() (a
+    # capture's last second lost), no last report; under nohup it must go on
+    name = testing.unique_name("cli")
+    path = tmp_path / "run.toml"
+    path.write_text(CONFIG.format(name=name, workers="tasks"))
+
+    def ignore_hangup() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    proc = subprocess.Popen(
+        netns.cmd(*tunflow("run", str(path), "--interval", "0.2")),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=ignore_hangup if ignored else None,
+    )
+    try:
+        assert proc.stdout is not None
+        json.loads(proc.stdout.readline())  # running
+        proc.send_signal(signal.SIGHUP)
+        if ignored:
+            time.sleep(1)
+            assert proc.poll() is None
+            json.loads(proc.stdout.readline())  # still reporting
+            proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert json.loads(out.splitlines()[-1])["running"] is False
+    assert name not in [link["ifname"] for link in netns.ip_json("link", "show")]
+
+
 def test_a_signal_while_starting_stops_it_cleanly(netns: testing.Netns, tmp_path: Path) -> None:
     # SIGTERM between the device made and the pipeline running (worker processes starting):
     # the default action killed the command (status -15, no stage stop(), no last report)

@@ -2,9 +2,9 @@
 
 ``run`` prints live per-stage statistics: a table redrawn in place on a terminal (rich), one
 JSON object per line otherwise (and with ``--json``), written from a thread so that a reader
-that does not read never stops the traffic (nor, for more than a few seconds, the end). SIGINT
-and SIGTERM stop it cleanly: the pipeline is cancelled, every device and transport closed, a
-last report printed, exit status 0.
+that does not read never stops the traffic (nor, for more than a few seconds, the end). SIGINT,
+SIGTERM and SIGHUP (unless ignored, as under ``nohup``) stop it cleanly: the pipeline is
+cancelled, every device and transport closed, a last report printed, exit status 0.
 """
 
 from __future__ import annotations
@@ -192,6 +192,15 @@ class _Writer:
 _LAST_WAIT = 5.0
 
 
+def _stop_signals() -> list[signal.Signals]:
+    """The signals that stop ``run`` cleanly: SIGINT, SIGTERM, and SIGHUP (its terminal went
+    away) unless it is ignored (``nohup``: the command is to outlive its terminal)."""
+    stops = [signal.SIGINT, signal.SIGTERM]
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        stops.append(signal.SIGHUP)
+    return stops
+
+
 async def _run(args: argparse.Namespace, config: Any, out: TextIO | None) -> None:
     """Run the pipeline ``config`` describes until a signal, ``--duration`` or its end,
     reporting to ``out`` (``None``: standard output is closed, and the pipeline runs without
@@ -240,7 +249,7 @@ async def _run(args: argparse.Namespace, config: Any, out: TextIO | None) -> Non
     # start waits in the receiver, and stops the pipeline as soon as it runs (its default
     # action killed the command, no stage stopped, no last report)
     try:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+        with anyio.open_signal_receiver(*_stop_signals()) as received:
             async with config.open() as running:
                 opened.append(running)
                 if table is not None:
