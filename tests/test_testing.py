@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from tunflow import testing
@@ -28,3 +30,25 @@ def test_veth_pair_connects(netns_pair: tuple[testing.Netns, testing.Netns]) -> 
     a, b = netns_pair
     testing.veth_pair(a, b, "192.0.2.1/24", "192.0.2.2/24")
     a.run("ping", "-c", "1", "-W", "5", "192.0.2.2")
+
+
+def test_unique_name_tells_apart_pids_equal_modulo_100000(monkeypatch: pytest.MonkeyPatch) -> None:
+    # pid_max is 4194304 on most systems: pids 12345 and 112345 may run side by side, each
+    # with its counter at 0.
+    names = {}
+    for pid in (12345, 112345, 2212345, 4194304):
+        monkeypatch.setattr(testing.os, "getpid", lambda pid=pid: pid)
+        monkeypatch.setattr(testing, "_counter", itertools.count())
+        names[pid] = testing.unique_name("tun")
+        assert len(names[pid].encode()) <= 15, names[pid]
+    assert len(set(names.values())) == len(names), names
+    for pid, name in names.items():
+        assert [p for p in names if testing._ours(name, p)] == [pid], name
+
+
+def test_owner_of_names_whose_counter_or_pid_holds_x() -> None:
+    assert testing._owner("tftun02x5a_0") == int("02x5a", 36)
+    assert testing._owner("tftun123x0x1") == 123
+    assert testing._owner("tfx7x0") == 7
+    assert testing._owner("tfn12345x") is None
+    assert testing._owner("eth0") is None

@@ -43,14 +43,22 @@ _counter = itertools.count()
 
 
 def unique_name(kind: str = "") -> str:
-    """A name of at most 15 bytes, unique in this process: ``tf<kind><pid>x<n>``.
+    """A name of at most 15 bytes, unique among running processes: ``tf<kind><pid>x<n>``.
 
-    ``kind`` (at most 3 letters) says what it is, for whoever finds it in ``ip link``.
+    ``kind`` (at most 3 letters) says what it is, for whoever finds it in ``ip link``. A pid of
+    100000 and more (``pid_max`` goes to 4194304) is written as five base-36 digits followed
+    by ``_`` instead: ``tftun0255s_0`` for pid 100000.
     """
     if len(kind) > 3 or (not kind.isalpha() and kind):
         raise ValueError(f"kind must be at most 3 letters, not {kind!r}")
     # base 36 keeps the counter to 4 characters for 1.6 million names: 2+3+5+1+4 = 15 bytes
-    return f"{PREFIX}{kind}{os.getpid() % 100000}x{_base36(next(_counter))}"
+    return f"{PREFIX}{kind}{_pid_tag(os.getpid())}{_base36(next(_counter))}"
+
+
+def _pid_tag(pid: int) -> str:
+    if pid < 100000:
+        return f"{pid}x"
+    return f"{_base36(pid):0>5}_"
 
 
 def _base36(n: int) -> str:
@@ -63,12 +71,23 @@ def _base36(n: int) -> str:
             return out
 
 
+_NAME = re.compile(rf"{PREFIX}[a-z]{{0,3}}?(?:([0-9]{{1,5}})x|([0-9][0-9a-z]{{4}})_)[0-9a-z]+")
+
+
+def _owner(name: str) -> int | None:
+    """The pid of the process whose :func:`unique_name` made ``name``; ``None``: not one."""
+    m = _NAME.fullmatch(name)
+    if m is None:
+        return None
+    return int(m[1]) if m[1] is not None else int(m[2], 36)
+
+
 def _ours(name: str, pid: int | None) -> bool:
     if not name.startswith(PREFIX):
         return False
     if pid is None:
         return True
-    return re.fullmatch(rf"{PREFIX}[a-z]{{0,3}}{pid % 100000}x[0-9a-z]+", name) is not None
+    return _owner(name) == pid
 
 
 def run(*args: str, check: bool = True, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
