@@ -52,3 +52,15 @@ def test_owner_of_names_whose_counter_or_pid_holds_x() -> None:
     assert testing._owner("tfx7x0") == 7
     assert testing._owner("tfn12345x") is None
     assert testing._owner("eth0") is None
+
+
+@pytest.mark.parametrize("bad", ["a", "b"])
+def test_veth_pair_with_a_bad_address_leaves_no_link(
+    netns_pair: tuple[testing.Netns, testing.Netns], bad: str
+) -> None:
+    a, b = netns_pair
+    addrs = {"a": "192.0.2.1/24", "b": "192.0.2.2/24", bad: "300.0.2.1/24"}
+    with pytest.raises(RuntimeError, match=r"300\.0\.2\.1"):
+        testing.veth_pair(a, b, addrs["a"], addrs["b"])
+    for ns in (a, b):
+        assert [link["ifname"] for link in ns.ip_json("link", "show")] == ["lo"]

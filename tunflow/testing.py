@@ -168,7 +168,10 @@ def netns(enter: bool = True, loopback: bool = True) -> Iterator[Netns]:
 def veth_pair(
     a: Netns, b: Netns, addr_a: str, addr_b: str, *, mtu: int | None = None
 ) -> tuple[str, str]:
-    """Join two namespaces with a veth pair, address and raise both ends; return their names."""
+    """Join two namespaces with a veth pair, address and raise both ends; return their names.
+
+    When a step fails (a bad address, say) the pair is deleted before the error leaves.
+    """
     name_a, name_b = unique_name("va"), unique_name("vb")
     run(
         "ip",
@@ -185,12 +188,16 @@ def veth_pair(
         "netns",
         b.name,
     )
-    for ns, name, addr in ((a, name_a, addr_a), (b, name_b, addr_b)):
-        extra = ("nodad",) if ":" in addr else ()
-        ns.run("ip", "addr", "add", addr, "dev", name, *extra)
-        if mtu is not None:
-            ns.run("ip", "link", "set", name, "mtu", str(mtu))
-        ns.run("ip", "link", "set", name, "up")
+    try:
+        for ns, name, addr in ((a, name_a, addr_a), (b, name_b, addr_b)):
+            extra = ("nodad",) if ":" in addr else ()
+            ns.run("ip", "addr", "add", addr, "dev", name, *extra)
+            if mtu is not None:
+                ns.run("ip", "link", "set", name, "mtu", str(mtu))
+            ns.run("ip", "link", "set", name, "up")
+    except BaseException:
+        a.run("ip", "link", "del", name_a, check=False)  # takes its peer with it
+        raise
     return name_a, name_b
 
 
