@@ -1,6 +1,10 @@
 from __future__ import annotations
 
 import itertools
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -64,3 +68,37 @@ def test_veth_pair_with_a_bad_address_leaves_no_link(
         testing.veth_pair(a, b, addrs["a"], addrs["b"])
     for ns in (a, b):
         assert [link["ifname"] for link in ns.ip_json("link", "show")] == ["lo"]
+
+
+def test_namespaces_of_a_killed_run_are_removed_by_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, signal\n"
+            "from tunflow import testing\n"
+            "with testing.netns(enter=False) as ns:\n"
+            "    print(ns.name, flush=True)\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    stale = killed.stdout.split()[0]
+    # and one a killed process with this process's pid left (pids are reused)
+    ours = f"{testing.PREFIX}n{testing._pid_tag(os.getpid())}zzzz"
+    testing.run("ip", "netns", "add", ours)
+    try:
+        assert {stale, ours} <= set(testing.leftover_namespaces())
+        monkeypatch.setattr(testing, "_swept", False, raising=False)
+        with testing.netns(enter=False) as ns:
+            left = set(testing.leftover_namespaces())
+            assert ns.name in left
+            assert not {stale, ours} & left
+    finally:
+        for name in (stale, ours):
+            testing.run("ip", "netns", "del", name, check=False)

@@ -4,7 +4,8 @@ Every name made here starts with ``tf`` and carries the process id and a counter
 runs never collide. :func:`netns` creates a namespace, moves *the calling thread* into it (so
 TUN devices, sockets and subprocesses made by that thread live there) and always moves the
 thread back and deletes the namespace — and with it every interface inside — on exit, even when
-the body raises.
+the body raises. A process killed with SIGKILL cannot do that: the first :func:`netns` of the
+next process deletes the namespaces that processes no longer running left.
 
 Linux only; needs root (CAP_SYS_ADMIN for ``setns``, CAP_NET_ADMIN for interfaces).
 
@@ -22,6 +23,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -40,6 +42,9 @@ __all__ = [
 #: Every interface and namespace created by tunflow's tests starts with this.
 PREFIX = "tf"
 _counter = itertools.count()
+_issued: set[str] = set()
+_swept = False
+_sweep_lock = threading.Lock()
 
 
 def unique_name(kind: str = "") -> str:
@@ -52,7 +57,9 @@ def unique_name(kind: str = "") -> str:
     if len(kind) > 3 or (not kind.isalpha() and kind):
         raise ValueError(f"kind must be at most 3 letters, not {kind!r}")
     # base 36 keeps the counter to 4 characters for 1.6 million names: 2+3+5+1+4 = 15 bytes
-    return f"{PREFIX}{kind}{_pid_tag(os.getpid())}{_base36(next(_counter))}"
+    name = f"{PREFIX}{kind}{_pid_tag(os.getpid())}{_base36(next(_counter))}"
+    _issued.add(name)
+    return name
 
 
 def _pid_tag(pid: int) -> str:
@@ -151,6 +158,7 @@ def netns(enter: bool = True, loopback: bool = True) -> Iterator[Netns]:
         enter: move the calling thread into the namespace for the ``with`` body.
         loopback: bring ``lo`` up inside it.
     """
+    _sweep_stale()
     ns = Netns(unique_name("n"))
     run("ip", "netns", "add", ns.name)
     try:
@@ -163,6 +171,25 @@ def netns(enter: bool = True, loopback: bool = True) -> Iterator[Netns]:
             yield ns
     finally:
         run("ip", "netns", "del", ns.name, check=False)
+
+
+def _sweep_stale() -> None:
+    """Once per process: delete the namespaces :func:`unique_name` named for a process that no
+    longer runs (a run killed with SIGKILL), or for an earlier process with this one's pid."""
+    global _swept
+    with _sweep_lock:
+        if _swept:
+            return
+        _swept = True
+        me = os.getpid()
+        for name in leftover_namespaces():
+            pid = _owner(name)
+            if pid is None:
+                continue
+            if (pid == me and name not in _issued) or (
+                pid != me and not os.path.exists(f"/proc/{pid}")
+            ):
+                run("ip", "netns", "del", name, check=False)
 
 
 def veth_pair(
