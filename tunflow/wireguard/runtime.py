@@ -58,7 +58,7 @@ from ..errors import (
     PacketTooLargeError,
     TunflowError,
 )
-from ..offload import VIRTIO_NET_HDR_GSO_NONE, gso_split
+from ..offload import VIRTIO_NET_HDR_GSO_NONE, gso_segment_count, gso_split, gso_split_size
 from ..packet import HEADROOM, PacketBatch
 from ..pipeline import PortHandle, PortStatistics, Stage, StageSpec, Tunnel
 from ..pipeline._engine import _raise_single
@@ -123,6 +123,10 @@ _SCATTER_READS: Final = 16
 _SHORT_AFTER: Final = 4
 #: The largest UDP read (a ``UDP_GRO`` run).
 MAX_DATAGRAM: Final = 65535
+#: The most bytes the segments of one batch's super-packets, split for a WireGuard peer
+#: among native ones, may take (16 super-packets of 64 KiB cut into 48-byte TCP segments,
+#: the smallest MSS Linux sends, take 2.4 MiB); what does not fit is dropped and counted
+_SPLIT_LIMIT: Final = 16 << 20
 
 
 class _Clock:
@@ -217,7 +221,6 @@ class WireGuardPort:
         if whole and native and wg.native_fragment_size > NATIVE_HEADER_SIZE:
             self._scatter = _Scatter(wg.native_fragment_size)
         self._split: PacketBatch | None = None
-        self._split_overflow = 0
         # whole TSO reads (every peer native) hand out super-packets; should a WireGuard peer
         # join later (wg set), they are split for it before encrypting
         self._super_packets = whole and native
@@ -588,8 +591,15 @@ class WireGuardPort:
         self._split_out = self._super_packets and not all(p.native_mode for p in peers)
 
     def _split_for_wireguard(self, batch: PacketBatch) -> PacketBatch:
-        out = self._out_split = _split_whole(batch, 0, self._out_split)
+        out, malformed, lost = _split_whole(batch, 0, self._out_split)
+        self._out_split = out
+        if malformed or lost:
+            self._count_split_drops(malformed, lost)
         return out
+
+    def _count_split_drops(self, malformed: int, lost: int) -> None:
+        self.wg.count_dropped("malformed", malformed)
+        self.wg.count_dropped("split_overflow", lost)
 
     def on_event(self, hook: Callable[[Event], None]) -> None:
         """Call ``hook(event)`` for every protocol event from now on.
@@ -631,39 +641,86 @@ class WireGuardPort:
 
     def _split_super_packets(self, batch: PacketBatch, start: int) -> None:
         """Native super-packets for a device without offload: cut them into MTU packets with
-        complete checksums, in place (the engine writes the batch it passed in)."""
-        out = self._split = _split_whole(batch, start, self._split)
+        complete checksums, in place (the engine writes the batch it passed in). What does not
+        split, and segments beyond the batch's room, are dropped and counted."""
+        out, malformed, lost = _split_whole(batch, start, self._split, batch.capacity)
+        self._split = out
         batch.keep(range(start))
         batch.end = batch.offsets[-1] + batch.lengths[-1] if batch.offsets else 0
         batch.vnet_hdr = False
         for p in out:
             if batch.room() < len(p):
-                # never with new_batch()'s sizes (segments add < 5 % to super-packets)
-                self._split_overflow += 1
+                # never with new_batch()'s sizes and segments of a usual size (they add < 5 %
+                # to super-packets)
+                lost += 1
                 continue
             batch.append(p)
+        if malformed or lost:
+            self._count_split_drops(malformed, lost)
 
 
-def _split_whole(batch: PacketBatch, start: int, out: PacketBatch | None) -> PacketBatch:
+def _split_whole(
+    batch: PacketBatch, start: int, out: PacketBatch | None, limit: int = _SPLIT_LIMIT
+) -> tuple[PacketBatch, int, int]:
     """Packets ``start…`` of ``batch`` (read whole, virtio-net headers in the headroom) as
     MTU-sized packets with complete checksums, in ``out`` — made anew when missing or too
-    small: super-packets are cut by :func:`~tunflow.offload.gso_split`, plain packets copied,
-    malformed ones dropped."""
+    small, and grown (up to ``limit`` bytes) while the segments need more: super-packets are
+    cut by :func:`~tunflow.offload.gso_split`, plain packets copied.
+
+    Returns ``out`` (a new batch when it was made or grown), the packets dropped as malformed
+    (super-packets that do not split) and the packets that found no room within ``limit``.
+    """
     offsets, lengths = batch.offsets, batch.lengths
     need = (batch.end - offsets[start] if start < len(offsets) else 0) * 2 + (1 << 16)
     if out is None or out.capacity < need:
         out = PacketBatch(capacity=need, max_packets=8192)
     out.clear()
     view = batch.view
+    malformed = lost = 0
     for off, n in zip(offsets[start:], lengths[start:], strict=True):
         if view[off - HEADROOM + 1] == VIRTIO_NET_HDR_GSO_NONE and not view[off - HEADROOM]:
-            out.append(view[off : off + n])
+            try:
+                out.append(view[off : off + n])
+            except PacketTooLargeError:
+                out = _grown(out, n + HEADROOM, 1, limit)
+                if out.room() < n:
+                    lost += 1
+                    continue
+                out.append(view[off : off + n])
             continue
+        src = view[off - HEADROOM : off + n]
         try:
-            gso_split(view[off - HEADROOM : off + n], out)
+            i = gso_split(src, out)
+            # (it stops early only when the next segment, at most ``n`` bytes, found no room)
+            while out.room() < n:
+                count = gso_segment_count(src)
+                if i == count:
+                    break
+                grown = _grown(out, gso_split_size(src), count - i, limit)
+                if grown is out:
+                    lost += count - i
+                    break
+                out = grown
+                i = gso_split(src, out, start=i)
         except (MalformedPacketError, OffloadError, PacketTooLargeError):
-            continue
-    return out
+            malformed += 1
+    return out, malformed, lost
+
+
+def _grown(out: PacketBatch, nbytes: int, packets: int, limit: int) -> PacketBatch:
+    """A copy of ``out`` with room for ``nbytes`` and ``packets`` more (at least twice its
+    size, at most ``limit`` bytes); ``out`` itself when it cannot grow."""
+    end = out.end
+    capacity = min(limit, max(2 * out.capacity, end + nbytes + HEADROOM))
+    if capacity <= out.capacity:
+        return out
+    new = PacketBatch(capacity, max_packets=max(2 * out.max_packets, len(out.offsets) + packets))
+    new.buffer[:end] = out.view[:end]
+    new.offsets = out.offsets.copy()
+    new.lengths = out.lengths.copy()
+    new.end = end
+    new.vnet_hdr = out.vnet_hdr
+    return new
 
 
 class _Scatter:

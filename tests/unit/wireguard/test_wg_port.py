@@ -11,10 +11,12 @@ import anyio.lowlevel
 import pytest
 from wgpair import A_IP, ip4
 
+from tests.unit.offload_packets import IP4_A, IP4_B, pattern, tcp_super_packet as make_super_packet
 from tunflow.offload import GROTable
 from tunflow.packet import PacketBatch
 from tunflow.transport import DatagramBatch, UDPTransport
 from tunflow.wireguard import PeerConfig, PrivateKey, WireGuard, WireGuardPort
+from tunflow.wireguard.runtime import _split_whole
 
 pytestmark = pytest.mark.anyio
 
@@ -257,3 +259,51 @@ async def test_native_messages_completed_by_one_read_past_the_batchs_room_are_ke
                 start = 0
         assert sorted(p[29] for p in got) == [2, 3, 4]  # the destinations' last bytes
         assert port.wg.statistics().dropped_incomplete == 0
+
+
+def whole_read(*raw: bytes) -> PacketBatch:
+    """A batch as an offload device's whole read leaves it: each packet's virtio-net header
+    (``raw``'s first 10 bytes) in its headroom."""
+    batch = PacketBatch(1 << 20)
+    batch.vnet_hdr = True
+    for r in raw:
+        batch.append(r[10:], header=r[:10])
+    return batch
+
+
+def test_split_whole_takes_every_segment_of_a_super_packet_of_tiny_segments() -> None:
+    # 10,000 two-byte segments: more than the split batch's 8192 slots. The rest of the
+    # super-packet was lost without a trace, and the plain packet after it raised
+    # PacketTooLargeError out of the split (and stopped the lane).
+    plain = bytes(10) + ip4(A_IP, "10.0.0.2", b"x" * 30)
+    batch = whole_read(make_super_packet(IP4_A, IP4_B, 20_000, 2), plain)
+    out, malformed, lost = _split_whole(batch, 0, None)
+    assert (len(out), malformed, lost) == (10_001, 0, 0)
+    assert b"".join(p[40:] for p in out.to_list()[:-1]) == pattern(0, 20_000)
+    assert out.to_list()[-1] == plain[10:]
+
+
+async def test_what_a_split_for_a_plain_device_cannot_keep_is_counted() -> None:
+    # Native super-packets decrypted for a device without offload are split into the batch
+    # the engine passed in. Segments beyond its room, and super-packets that do not split,
+    # were dropped without a count.
+    async with UDPTransport.bind("127.0.0.1:0") as mine:
+        wg = WireGuard(PrivateKey.generate())
+        wg.add_peer(
+            PeerConfig(
+                PrivateKey.generate().public_key(), allowed_ips="10.0.0.0/8", native_mode=True
+            )
+        )
+        port = WireGuardPort(wg, mine, whole=True, device_offload=False, mtu=1420)
+        batch = port.new_batch()
+        bad = bytearray(make_super_packet(IP4_A, IP4_B, 3000, 1000))
+        bad[4:6] = bytes(2)  # gso_size 0
+        raw = make_super_packet(IP4_A, IP4_B, 60_000, 1)
+        batch.vnet_hdr = True
+        for r in (bytes(bad), raw):
+            batch.append(r[10:], header=r[:10])
+        port._count_rx(batch, 0)
+        assert 0 < len(batch) < 60_000 and not batch.vnet_hdr
+        stats = wg.statistics()
+        assert stats.dropped_malformed == 1
+        assert stats.dropped_split_overflow == 60_000 - len(batch)

@@ -217,6 +217,7 @@ _COUNTER_FIELDS: Final = (
     "dropped_no_session",
     "dropped_too_large",
     "dropped_incomplete",
+    "dropped_split_overflow",
 )
 
 
@@ -248,7 +249,11 @@ class WireGuardStatistics:
       staged packet that became so when its peer left native mode;
     * ``incomplete`` — a native-mode message being put together, pushed out by newer ones
       before its fragments were all in (at most ``MAX_PARTIAL_MESSAGES`` per session at once;
-      its fragments arriving later start it again, and each push counts).
+      its fragments arriving later start it again, and each push counts);
+    * ``split_overflow`` — segments of native super-packets that the interface split (for a
+      device without offload, or for a WireGuard peer among native ones) and found no room
+      for: beyond the receive batch's room, or the send side's 16 MiB (segments of a usual
+      size never are; a peer's super-packet of one-byte segments may be).
     """
 
     rx_packets: int = 0
@@ -281,6 +286,7 @@ class WireGuardStatistics:
     dropped_no_session: int = 0
     dropped_too_large: int = 0
     dropped_incomplete: int = 0
+    dropped_split_overflow: int = 0
 
     @property
     def dropped(self) -> int:
@@ -338,6 +344,7 @@ class _Counters:
         self.dropped_no_session = 0
         self.dropped_too_large = 0
         self.dropped_incomplete = 0
+        self.dropped_split_overflow = 0
 
     def snapshot(self) -> WireGuardStatistics:
         return WireGuardStatistics(**{f: getattr(self, f) for f in _COUNTER_FIELDS})
@@ -702,6 +709,19 @@ class WireGuard:
     def statistics(self) -> WireGuardStatistics:
         """A snapshot of the interface counters."""
         return self._counters.snapshot()
+
+    def count_dropped(self, reason: str, count: int = 1) -> None:
+        """Count ``count`` packets dropped outside the protocol (by the runtime splitting
+        super-packets) under ``dropped_<reason>``.
+
+        Raises:
+            ValueError: no such counter.
+        """
+        field = f"dropped_{reason}"
+        if field not in _COUNTER_FIELDS:
+            raise ValueError(f"no drop counter {field!r}")
+        c = self._counters
+        setattr(c, field, getattr(c, field) + count)
 
     def unsent(self, address: Address | None, nbytes: int) -> None:
         """Datagrams to ``address`` (``nbytes`` in all) that the transport could not send: taken
