@@ -23,6 +23,7 @@ from tests.unit.offload_packets import (
     tcp4_packet,
     tcp_super_packet,
     udp4_packet,
+    udp_super_packet,
 )
 from tunflow import ClosedDeviceError, Layer, PacketBatch, SyncDevice
 from tunflow.device._core import SharedInterface
@@ -251,6 +252,26 @@ def test_a_refused_super_packet_passed_through_whole_leaves_gro_on() -> None:
     stats = dev.statistics()
     assert (stats.tx_gso_refused, stats.gro_disabled, stats.gro_disabled_tcp) == (2, 1, 1)
     assert not dev.gro.tcp
+
+
+def test_a_refused_super_packet_of_too_many_segments_is_dropped_not_split() -> None:
+    # A caller's USO super-packet of one-byte segments (a peer's, carried whole), refused by
+    # the kernel (more than UDP_MAX_SEGMENTS): it was split into 60,000 packets written one by
+    # one, ~0.2 s of CPU each. Beyond MAX_REFUSED_SEGMENTS it is dropped and counted; one of
+    # as many segments is still written split.
+    from tunflow.device._offload import MAX_REFUSED_SEGMENTS
+
+    queue = ScriptedQueue(refuse_types={VIRTIO_NET_HDR_GSO_UDP_L4}, uso=True)
+    dev = device(queue)
+    batch = PacketBatch(1 << 18)
+    batch.vnet_hdr = True
+    for n in (60_000, MAX_REFUSED_SEGMENTS + 1, MAX_REFUSED_SEGMENTS):
+        raw = udp_super_packet(A, B, n, 1)
+        batch.append(raw[HEADROOM:], header=raw[:HEADROOM])
+    assert dev.send_batch(batch) == 3
+    assert len(queue.written) == MAX_REFUSED_SEGMENTS
+    stats = dev.statistics()
+    assert (stats.tx_gso_refused, stats.tx_dropped) == (1, {"kernel_refused_packet": 2})
 
 
 @pytest.mark.parametrize("uso", [True, False])

@@ -45,6 +45,11 @@ _RAW_CAPACITY: Final = 1 << 20
 _TCP_GSO: Final = frozenset({VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6})
 _UDP_GSO: Final = frozenset({VIRTIO_NET_HDR_GSO_UDP, VIRTIO_NET_HDR_GSO_UDP_L4})
 _ZERO_HEADER: Final = bytes(HEADROOM)
+#: The most segments a refused super-packet not coalesced here (a caller's, passed through
+#: whole) is split into; one of more is dropped instead. Far above what a TCP/IP stack makes
+#: (64 KiB at Linux's smallest MSS, 48 bytes: 1366 segments; UDP GSO: 64 or 128), while a
+#: peer's super-packet of one-byte segments would cost ~0.2 s of CPU a split.
+MAX_REFUSED_SEGMENTS: Final = 4096
 
 
 class OffloadRx:
@@ -265,7 +270,8 @@ class OffloadTx:
         Raises:
             MalformedPacketError: the packet carried no GSO — the kernel refused the packet
                 itself — or a GSO header the split cannot follow.
-            OffloadError: the header cannot be split either.
+            OffloadError: the header cannot be split either, or it is a caller's super-packet
+                of more than :data:`MAX_REFUSED_SEGMENTS` segments (not split: dropped).
         """
         if not self.is_gso(batch, i):
             raise MalformedPacketError("write: the kernel refused the packet (EINVAL)")
@@ -273,6 +279,12 @@ class OffloadTx:
         # batch with headers), which says nothing about the kernel, and changes nothing here
         src = batch.with_header(i)
         count = gso_segment_count(src)
+        if count > MAX_REFUSED_SEGMENTS and batch is not self._out:
+            # (one coalesced here has no more segments than the packets it was made of)
+            raise OffloadError(
+                f"a refused super-packet of {count} segments (more than "
+                f"{MAX_REFUSED_SEGMENTS}) is not split"
+            )
         # Room for every segment at once (a refused super-packet may have more than 128), from
         # its own headers: every segment repeats them, and IPv6 extension headers may make
         # them far longer than a TCP/IP header.
