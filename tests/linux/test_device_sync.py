@@ -1877,6 +1877,63 @@ def test_closing_link_events_from_another_thread_ends_the_iteration(
     assert len(os.listdir("/proc/self/fd")) == fds
 
 
+def test_link_events_closed_from_another_thread_never_read_a_reused_fd(
+    netns: testing.Netns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # close() in one thread while the iterating one, a notification come, has the netlink
+    # socket's number and is about to read it: the socket closed at once, a file opened
+    # meanwhile got its number, and the read took that file's data for netlink messages
+    from tests.unit.test_fdqueue import _reuse
+
+    name = testing.unique_name("lr")
+    real_recv = socket.socket.recv
+    reading, closed = threading.Event(), threading.Event()
+    taken: list[int] = []
+
+    def recv(self: socket.socket, size: int, flags: int = 0) -> bytes:
+        if reading.is_set() or threading.current_thread() is threading.main_thread():
+            return real_recv(self, size, flags)
+        fd = self.fileno()  # (as the C recv: the number taken, then the thread set aside)
+        taken.append(fd)
+        reading.set()
+        closed.wait(10)
+        return os.read(fd, size)
+
+    other_r, other_w = os.pipe()
+    os.write(other_w, b"not netlink" * 4)
+    reused: list[int] = []
+    with DeviceBuilder().name(name).ipv4("10.171.0.1", 24).build_sync() as dev:
+        events = dev.link_events(timeout=10)
+        assert next(events).kind == "up"
+        monkeypatch.setattr(socket.socket, "recv", recv)
+        outcome: list[object] = []
+
+        def iterate() -> None:
+            try:
+                outcome.append(list(events))
+            except BaseException as exc:
+                outcome.append(exc)
+
+        t = threading.Thread(target=iterate)
+        t.start()
+        try:
+            netns.run("ip", "link", "set", name, "mtu", "1300")
+            assert reading.wait(10)
+            events.close()
+            reused = _reuse(taken[0], other_r)  # (nothing while the socket is still open)
+            closed.set()
+            t.join(10)
+            assert not t.is_alive()
+            assert select.select([other_r], [], [], 0)[0] == [other_r], "read another file"
+            assert len(outcome) == 1 and isinstance(outcome[0], list), outcome
+            assert events._tracker.watch.fileno() == -1
+        finally:
+            closed.set()
+            t.join(10)
+            for fd in (other_r, other_w, *reused):
+                os.close(fd)
+
+
 def test_receive_counters_lose_nothing_to_threads_receiving_at_once(
     netns: testing.Netns,
 ) -> None:

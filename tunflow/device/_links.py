@@ -158,20 +158,24 @@ class LinkEvents:
             intr: Any = None
             if self._interrupt is not None:
                 intr = self._interrupt._waker_for(self._device._queue)
-            fd = tracker.watch.fileno()
+            # (held: a close() from another thread leaves the socket open until this lets go)
+            fd = tracker.watch.acquire()
             if fd < 0:
                 raise StopIteration  # closed
-            ready = poll_wait(
-                fd, select.POLLIN, remaining, self._device._waker, None, intr, self._closer
-            )
-            if ready:
-                try:
-                    tracker.absorb()
-                except OSError:
-                    if tracker.ended:  # closed meanwhile, from another thread
-                        raise StopIteration from None
-                    raise
-            elif deadline is not None and time.monotonic() >= deadline:
+            try:
+                ready = poll_wait(
+                    fd, select.POLLIN, remaining, self._device._waker, None, intr, self._closer
+                )
+                if ready:
+                    try:
+                        tracker.absorb()
+                    except OSError:
+                        if tracker.ended:  # closed meanwhile, from another thread
+                            raise StopIteration from None
+                        raise
+            finally:
+                tracker.watch.release()
+            if not ready and deadline is not None and time.monotonic() >= deadline:
                 if self._device._shutdown:
                     raise StopIteration
                 if self._interrupt is not None:

@@ -579,16 +579,43 @@ class LinkWatch:
             sock.close()
             raise
         self._sock: socket.socket | None = sock
+        # (reentrant: a signal handler may close it in the main thread while that thread
+        # holds it)
+        self._lock = threading.RLock()
+        self._users = 0
+        self._closed = False
         #: an ``RTM_DELLINK`` for the interface came: it was deleted
         self.removed = False
 
     def __repr__(self) -> str:
-        state = "closed" if self._sock is None else f"fd={self._sock.fileno()}"
+        state = "closed" if self._closed else f"fd={self.fileno()}"
         return f"<LinkWatch {self.index} {state}>"
 
     def fileno(self) -> int:
         """The socket's descriptor, to wait on (``-1`` once closed)."""
-        return -1 if self._sock is None else self._sock.fileno()
+        sock = self._sock
+        return -1 if sock is None or self._closed else sock.fileno()
+
+    def acquire(self) -> int:
+        """The socket's descriptor, held for one wait (``-1`` once closed); pair with
+        :meth:`release`. :meth:`close` from another thread meanwhile leaves the socket open
+        until the last holder lets go, so no wait polls — and no :meth:`changes` reads — a
+        number the OS has given to another file."""
+        sock = self._hold()
+        return -1 if sock is None else sock.fileno()
+
+    def _hold(self) -> socket.socket | None:
+        with self._lock:
+            if self._closed or self._sock is None:
+                return None
+            self._users += 1
+            return self._sock
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._closed and not self._users:
+                self._close_sock()
 
     def changes(self) -> list[LinkInfo | None]:
         """The interface's states notified since the last call, oldest first (empty: nothing
@@ -599,30 +626,45 @@ class LinkWatch:
             OSError: the socket is closed or failed.
             NetlinkDecodeError: the kernel sent what the codec cannot read.
         """
-        sock = self._sock
+        sock = self._hold()
         if sock is None:
             raise OSError(errno.EBADF, "the link watch is closed")
-        seen: list[LinkInfo | None] = []
-        while True:
-            try:
-                data = sock.recv(_BUFSIZE)
-            except BlockingIOError:
-                return seen
-            except OSError as exc:
-                if exc.errno != errno.ENOBUFS:
-                    raise
-                seen.append(None)
-                continue
-            for message in rt.iter_messages(data):
-                if message.type == rt.RTM_NEWLINK:
-                    link = rt.parse_link(message)
-                    if link.index == self.index:
-                        seen.append(link)
-                elif message.type == rt.RTM_DELLINK and rt.parse_link(message).index == self.index:
-                    self.removed = True
+        try:
+            seen: list[LinkInfo | None] = []
+            while True:
+                if self._closed:  # closed from another thread meanwhile
+                    raise OSError(errno.EBADF, "the link watch is closed")
+                try:
+                    data = sock.recv(_BUFSIZE)
+                except BlockingIOError:
+                    return seen
+                except OSError as exc:
+                    if exc.errno != errno.ENOBUFS:
+                        raise
+                    seen.append(None)
+                    continue
+                for message in rt.iter_messages(data):
+                    if message.type == rt.RTM_NEWLINK:
+                        link = rt.parse_link(message)
+                        if link.index == self.index:
+                            seen.append(link)
+                    elif (
+                        message.type == rt.RTM_DELLINK
+                        and rt.parse_link(message).index == self.index
+                    ):
+                        self.removed = True
+        finally:
+            self.release()
 
     def close(self) -> None:
-        """Close the socket. Idempotent."""
+        """Close the socket: now, or when the last wait holding it (:meth:`acquire`) lets go.
+        Idempotent."""
+        with self._lock:
+            self._closed = True
+            if not self._users:
+                self._close_sock()
+
+    def _close_sock(self) -> None:
         sock, self._sock = self._sock, None
         if sock is not None:
             sock.close()
