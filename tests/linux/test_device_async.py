@@ -8,6 +8,7 @@ import os
 import select
 import socket
 import subprocess
+import threading
 import time
 from typing import Any
 
@@ -24,6 +25,7 @@ from tunflow import (
     DeviceGoneError,
     Layer,
     LinkDownError,
+    LinkEvent,
     PacketBatch,
     testing,
 )
@@ -692,6 +694,48 @@ async def test_a_link_moved_to_another_namespace_is_removed(netns: testing.Netns
                 await anyio.run_process(move)
                 assert [e.kind async for e in events] == ["down", "removed"]
             await events.aclose()
+
+
+async def test_the_state_asked_after_dropped_link_events_leaves_the_event_loop_free(
+    netns: testing.Netns,
+) -> None:
+    # after the kernel dropped notifications (ENOBUFS) the state was asked afresh with
+    # blocking netlink calls in the event loop's thread: another thread's call on the
+    # device's netlink socket (a long dump), or the kernel's rtnl lock, stalled every task
+    name = testing.unique_name("lb")
+    async with DeviceBuilder().name(name).ipv4("10.72.0.1", 24).build_async() as dev:
+        nl = dev._iface()._nl
+        async with await dev.link_events() as events:
+            with anyio.fail_after(10):
+                assert await events.__anext__() == LinkEvent("up", 1500)
+            # more changes than the socket holds, none read meanwhile: the kernel drops some
+            script = "".join(f"link set {name} mtu {1300 + i}\n" for i in range(600))
+            await anyio.run_process(netns.cmd("ip", "-batch", "-"), input=script.encode())
+            held, loop_ran = threading.Event(), threading.Event()
+            saw: list[bool] = []
+
+            def hold() -> None:  # (another thread's call on the netlink socket, slow)
+                with nl._lock:
+                    held.set()
+                    saw.append(loop_ran.wait(5))
+
+            async def tick() -> None:
+                await anyio.sleep(0.1)
+                loop_ran.set()
+
+            t = threading.Thread(target=hold)
+            t.start()
+            try:
+                assert await anyio.to_thread.run_sync(held.wait, 10)
+                with anyio.fail_after(20):
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(tick)
+                        event = await events.__anext__()
+            finally:
+                loop_ran.set()
+                t.join(10)
+        assert saw == [True], "the event loop stood still while the state was asked"
+        assert event == LinkEvent("mtu", 1899)  # (asked afresh: notifications were dropped)
 
 
 async def test_set_network_address_async(netns: testing.Netns) -> None:

@@ -3,11 +3,18 @@ kernel itself in tests/linux/test_device_sync.py and test_device_async.py)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
 
-from tunflow import DeviceNotFoundError, LinkEvent, UnsupportedError
+from tunflow import (
+    ClosedDeviceError,
+    DeviceError,
+    DeviceNotFoundError,
+    LinkEvent,
+    UnsupportedError,
+)
 from tunflow.device._links import open_tracker
 
 UP_RUNNING = 0x1 | 0x40
@@ -134,3 +141,43 @@ def test_notifications_read_with_a_drop_do_not_take_the_state_back() -> None:
     iface.watch.script = [[Link(UP_RUNNING, 1899), Link(0, 1899)]]  # then read as they come
     tracker.absorb()
     assert list(tracker.pending) == [LinkEvent("down", 1899)]
+
+
+def test_a_refused_fresh_look_after_dropped_notifications_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # asking afresh failed otherwise than "no such device": the dropped changes were skipped
+    # without a word, and a link gone down meanwhile was never reported
+    iface = Iface()
+    tracker = open_tracker(iface)
+    tracker.pending.clear()
+
+    def refused() -> bool:
+        raise DeviceError(105, "get flags on tun0: No buffer space available")
+
+    iface.is_running = refused  # type: ignore[method-assign]
+    iface.watch.script = [[None]]
+    with caplog.at_level(logging.WARNING, logger="tunflow.device"):
+        tracker.absorb()
+    assert not tracker.pending and not tracker.ended
+    assert "No buffer space" in caplog.text
+    # the next notification carries the whole state again
+    iface.watch.script = [[Link(0, 1500)]]
+    tracker.absorb()
+    assert list(tracker.pending) == [LinkEvent("down", 1500)]
+
+
+def test_a_device_closed_as_the_state_is_asked_afresh_ends_the_events() -> None:
+    # (closed from another thread): ClosedDeviceError escaped from the iteration, which a
+    # closed device ends
+    iface = Iface()
+    tracker = open_tracker(iface)
+    tracker.pending.clear()
+
+    def closed() -> bool:
+        raise ClosedDeviceError("get flags: the device is closed")
+
+    iface.is_running = closed  # type: ignore[method-assign]
+    iface.watch.script = [[None]]
+    tracker.absorb()
+    assert not tracker.pending and tracker.ended

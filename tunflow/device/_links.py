@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import collections
+import logging
 import select
 import time
 from types import TracebackType
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 import attrs
 
-from ..errors import DeviceNotFoundError, UnsupportedError
+from ..errors import ClosedDeviceError, DeviceNotFoundError, UnsupportedError
 
 if TYPE_CHECKING:
     from typing import Self
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from ._interrupt import InterruptEvent
 
 __all__ = ["LinkEvent", "LinkEvents", "AsyncLinkEvents"]
+
+_log = logging.getLogger("tunflow.device")
 
 _IFF_UP = 0x1
 _IFF_RUNNING = 0x40
@@ -50,6 +53,8 @@ class _Tracker:
         self._iface = iface
         self.pending: collections.deque[LinkEvent] = collections.deque()
         self.ended = False
+        #: notifications were dropped: the state is to be asked afresh (:meth:`ask`)
+        self.stale = False
         # the state as the watch began (its socket already open, so no change is missed)
         try:
             running, mtu = iface.is_running(), iface.mtu()
@@ -60,42 +65,72 @@ class _Tracker:
         self.pending.append(LinkEvent("up" if running else "down", mtu))
 
     def absorb(self) -> None:
-        """Read what the kernel sent and queue the events it means."""
+        """Read what the kernel sent and queue the events it means; after dropped notifications,
+        ask the kernel afresh (:meth:`ask`: blocking netlink calls)."""
+        self.read()
+        if self.stale and not self.ended:
+            self.settle(self.ask())
+
+    def read(self) -> None:
+        """Read what the kernel sent and queue the events it means. Notifications dropped (not
+        read in time) set :attr:`stale`: :meth:`settle` with what :meth:`ask` answers."""
         if self.ended:
             return
-        gone = False
         changes = self.watch.changes()
         if any(link is None for link in changes):
             # notifications were dropped: those read with the report (the kernel gives it
             # before what it had queued) are older than the dropped ones, so they would take
-            # the state back — ask afresh, once everything queued is read
-            changes = [None]
+            # the state back — ask afresh instead
+            self.stale = True
+            changes = []
         for link in changes:
-            if link is None:
-                # notifications were dropped (not read in time): ask afresh
-                if self.watch.removed:
-                    break
-                try:
-                    running, mtu = self._iface.is_running(), self._iface.mtu()
-                except DeviceNotFoundError:
-                    # deleted: its RTM_DELLINK may have been among the dropped, and nothing
-                    # more will come for the interface
-                    gone = True
-                    break
-                except OSError:
-                    continue
-            else:
-                running = link.flags & (_IFF_UP | _IFF_RUNNING) == _IFF_UP | _IFF_RUNNING
-                mtu = link.mtu
-            if running != self._running:
-                self._running = running
-                self.pending.append(LinkEvent("up" if running else "down", mtu))
-            if mtu != self._mtu:
-                self._mtu = mtu
-                self.pending.append(LinkEvent("mtu", mtu))
-        if gone or self.watch.removed:
-            self.pending.append(LinkEvent("removed", self._mtu))
+            self._note(link.flags & (_IFF_UP | _IFF_RUNNING) == _IFF_UP | _IFF_RUNNING, link.mtu)
+        if self.watch.removed:
+            self._end()
+
+    def ask(self) -> tuple[bool, int] | Literal["gone", "closed"] | None:
+        """The link's state asked from the kernel (blocking netlink calls): whether it is up and
+        running, and its MTU; ``"gone"``: the interface is; ``"closed"``: the device is;
+        ``None``: the kernel refused otherwise (logged)."""
+        try:
+            return self._iface.is_running(), self._iface.mtu()
+        except DeviceNotFoundError:
+            return "gone"
+        except ClosedDeviceError:
+            return "closed"
+        except OSError as exc:
+            _log.warning(
+                "link events: the state after notifications the kernel dropped could not be "
+                "asked (%s): a change may be missing until the next one",
+                exc,
+            )
+            return None
+
+    def settle(self, asked: tuple[bool, int] | Literal["gone", "closed"] | None) -> None:
+        """Queue what :meth:`ask` answered, after dropped notifications."""
+        self.stale = False
+        if self.ended:
+            return
+        if asked == "gone":
+            # deleted: its RTM_DELLINK may have been among the dropped, and nothing more will
+            # come for the interface
+            self._end()
+        elif asked == "closed":
             self.ended = True
+        elif asked is not None:
+            self._note(*asked)
+
+    def _note(self, running: bool, mtu: int) -> None:
+        if running != self._running:
+            self._running = running
+            self.pending.append(LinkEvent("up" if running else "down", mtu))
+        if mtu != self._mtu:
+            self._mtu = mtu
+            self.pending.append(LinkEvent("mtu", mtu))
+
+    def _end(self) -> None:
+        self.pending.append(LinkEvent("removed", self._mtu))
+        self.ended = True
 
     def close(self) -> None:
         self.ended = True
@@ -220,6 +255,7 @@ class AsyncLinkEvents:
 
     def __init__(self, tracker: _Tracker) -> None:
         self._tracker = tracker
+        self._asking = False
 
     def __aiter__(self) -> Self:
         return self
@@ -228,6 +264,17 @@ class AsyncLinkEvents:
         tracker = self._tracker
         await anyio.lowlevel.checkpoint()
         while not tracker.pending:
+            if tracker.stale and not tracker.ended:
+                # (in a worker thread, as the device's configuration calls: the kernel's rtnl
+                # lock, or another thread's call on the device's netlink socket, may stall it)
+                if self._asking:
+                    raise anyio.BusyResourceError("reading link events")
+                self._asking = True
+                try:
+                    tracker.settle(await anyio.to_thread.run_sync(tracker.ask))
+                finally:
+                    self._asking = False
+                continue
             fd = tracker.watch.fileno()
             if tracker.ended or fd < 0:
                 raise StopAsyncIteration
@@ -235,7 +282,7 @@ class AsyncLinkEvents:
                 await anyio.wait_readable(fd)
             except anyio.ClosedResourceError:
                 raise StopAsyncIteration from None
-            tracker.absorb()
+            tracker.read()
         return tracker.pending.popleft()
 
     async def __aenter__(self) -> Self:
