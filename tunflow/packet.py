@@ -225,6 +225,19 @@ class PacketBatch:
         return [bytes(view[o : o + n]) for o, n in zip(self.offsets, self.lengths, strict=True)]
 
 
+def _larger_copy(batch: PacketBatch, capacity: int, max_packets: int) -> PacketBatch:
+    """A new batch of ``capacity`` bytes and ``max_packets`` slots holding ``batch``'s packets
+    (their headers too) at the same offsets: for a writer whose batch ran out of room."""
+    end = batch.end
+    new = PacketBatch(capacity, max_packets)
+    new.buffer[:end] = batch.view[:end]
+    new.offsets = batch.offsets.copy()
+    new.lengths = batch.lengths.copy()
+    new.end = end
+    new.vnet_hdr = batch.vnet_hdr
+    return new
+
+
 def _not_bytes(value: object, what: str = "data") -> TypeError:
     """The error for a buffer whose items are not single bytes (its ``len`` is not its size)."""
     if isinstance(value, memoryview):

@@ -59,7 +59,7 @@ from ..errors import (
     TunflowError,
 )
 from ..offload import VIRTIO_NET_HDR_GSO_NONE, gso_segment_count, gso_split, gso_split_size
-from ..packet import HEADROOM, PacketBatch
+from ..packet import HEADROOM, PacketBatch, _larger_copy
 from ..pipeline import PortHandle, PortStatistics, Stage, StageSpec, Tunnel
 from ..pipeline._engine import _raise_single
 from ..pipeline._ports import ExpressSink, ExpressSource
@@ -710,17 +710,10 @@ def _split_whole(
 def _grown(out: PacketBatch, nbytes: int, packets: int, limit: int) -> PacketBatch:
     """A copy of ``out`` with room for ``nbytes`` and ``packets`` more (at least twice its
     size, at most ``limit`` bytes); ``out`` itself when it cannot grow."""
-    end = out.end
-    capacity = min(limit, max(2 * out.capacity, end + nbytes + HEADROOM))
+    capacity = min(limit, max(2 * out.capacity, out.end + nbytes + HEADROOM))
     if capacity <= out.capacity:
         return out
-    new = PacketBatch(capacity, max_packets=max(2 * out.max_packets, len(out.offsets) + packets))
-    new.buffer[:end] = out.view[:end]
-    new.offsets = out.offsets.copy()
-    new.lengths = out.lengths.copy()
-    new.end = end
-    new.vnet_hdr = out.vnet_hdr
-    return new
+    return _larger_copy(out, capacity, max(2 * out.max_packets, len(out.offsets) + packets))
 
 
 class _Scatter:

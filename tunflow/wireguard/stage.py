@@ -30,7 +30,7 @@ import attrs
 
 from ..datagram import DatagramBatch
 from ..errors import ConfigError
-from ..packet import HEADROOM, PacketBatch
+from ..packet import HEADROOM, PacketBatch, _larger_copy
 from ..pipeline import Direction, Lane, Processor, StageBase, StageContext, StageStatistics
 from .protocol import MAX_NATIVE_PLAINTEXT, InterfaceConfig, WireGuard
 
@@ -244,14 +244,11 @@ def _decrypt_rest(
     saved = batch.offsets, batch.lengths, batch.addresses
     try:
         while done < len(batch):
-            grown = PacketBatch(
-                capacity=max(2 * out.capacity, out.end + HEADROOM + MAX_NATIVE_PLAINTEXT),
-                max_packets=max(out.max_packets, len(out) + len(batch) - done),
+            out = _larger_copy(
+                out,
+                max(2 * out.capacity, out.end + HEADROOM + MAX_NATIVE_PLAINTEXT),
+                max(out.max_packets, len(out) + len(batch) - done),
             )
-            grown.buffer[: out.end] = out.view[: out.end]
-            grown.offsets, grown.lengths = list(out.offsets), list(out.lengths)
-            grown.end, grown.vnet_hdr = out.end, out.vnet_hdr
-            out = grown
             batch.keep(range(done, len(batch)))
             done = wg.decrypt_batch(batch, now, out)
     finally:
