@@ -85,6 +85,47 @@ def map_io_error(exc: OSError, what: str) -> Exception:
     return DeviceError.from_oserror(exc, what)
 
 
+class DeferredClose:
+    """The close of a file that waits in other threads may hold: :meth:`close` closes it now,
+    or when the last holder lets go, so that no wait polls — and no read or write reaches — a
+    number the OS has given to another file meanwhile.
+
+    ``close_now`` is called once, under :attr:`lock` (re-entrant: a signal handler may close in
+    a thread that holds it), which the owner also takes for what must not overlap a close.
+    """
+
+    __slots__ = ("_close_now", "_users", "closed", "lock")
+
+    def __init__(self, close_now: Callable[[], None]) -> None:
+        self._close_now = close_now
+        self.lock = threading.RLock()
+        self._users = 0
+        self.closed = False
+
+    def hold(self) -> bool:
+        """Hold the file for one wait (``False``: closed already); pair with :meth:`release`."""
+        with self.lock:
+            if self.closed:
+                return False
+            self._users += 1
+            return True
+
+    def release(self) -> None:
+        with self.lock:
+            self._users -= 1
+            if self.closed and not self._users:
+                self._close_now()
+
+    def close(self) -> None:
+        """Close now, or when the last holder lets go. Idempotent."""
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            if not self._users:
+                self._close_now()
+
+
 class PipeWaker:
     """A level-triggered wake-up: once :meth:`wake` is called, every ``poll`` on it returns.
 
@@ -100,11 +141,7 @@ class PipeWaker:
         os.set_blocking(self._w, False)
         os.set_inheritable(self._r, False)
         os.set_inheritable(self._w, False)
-        # (reentrant: a signal handler may shutdown() or trigger in the main thread while that
-        # thread holds it)
-        self._lock = threading.RLock()
-        self._users = 0
-        self._closed = False
+        self._holds = DeferredClose(self._close_fds)
         self.woken = False
 
     def fileno(self) -> int:
@@ -112,20 +149,13 @@ class PipeWaker:
 
     def acquire(self) -> int:
         """The fd to poll for one wait (-1 once closed); pair with :meth:`release`."""
-        with self._lock:
-            if self._closed:
-                return -1
-            self._users += 1
-            return self._r
+        return self._r if self._holds.hold() else -1
 
     def release(self) -> None:
-        with self._lock:
-            self._users -= 1
-            if self._closed and not self._users:
-                self._close_fds()
+        self._holds.release()
 
     def wake(self) -> None:
-        with self._lock:
+        with self._holds.lock:
             if self.woken or self._w < 0:
                 return
             self.woken = True
@@ -136,7 +166,7 @@ class PipeWaker:
 
     def reset(self) -> None:
         """Make it unwoken again (an :class:`~tunflow.InterruptEvent` is reusable)."""
-        with self._lock:
+        with self._holds.lock:
             self.woken = False
             if self._r < 0:
                 return
@@ -148,10 +178,7 @@ class PipeWaker:
 
     def close(self) -> None:
         """Close the pipe now, or when the last wait holding it lets go. Idempotent."""
-        with self._lock:
-            self._closed = True
-            if not self._users:
-                self._close_fds()
+        self._holds.close()
 
     def _close_fds(self) -> None:
         r, w = self._r, self._w

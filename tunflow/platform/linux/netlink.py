@@ -33,6 +33,7 @@ from types import TracebackType
 from tunflow.errors import ConfigError
 from tunflow.netconfig import rtnetlink as rt
 from tunflow.netconfig.rtnetlink import AddressInfo, LinkInfo, Route
+from tunflow.platform._unix import DeferredClose
 
 __all__ = ["LinkWatch", "RtNetlink"]
 
@@ -579,22 +580,18 @@ class LinkWatch:
             sock.close()
             raise
         self._sock: socket.socket | None = sock
-        # (reentrant: a signal handler may close it in the main thread while that thread
-        # holds it)
-        self._lock = threading.RLock()
-        self._users = 0
-        self._closed = False
+        self._holds = DeferredClose(self._close_sock)
         #: an ``RTM_DELLINK`` for the interface came: it was deleted
         self.removed = False
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"fd={self.fileno()}"
+        state = "closed" if self._holds.closed else f"fd={self.fileno()}"
         return f"<LinkWatch {self.index} {state}>"
 
     def fileno(self) -> int:
         """The socket's descriptor, to wait on (``-1`` once closed)."""
         sock = self._sock
-        return -1 if sock is None or self._closed else sock.fileno()
+        return -1 if sock is None or self._holds.closed else sock.fileno()
 
     def acquire(self) -> int:
         """The socket's descriptor, held for one wait (``-1`` once closed); pair with
@@ -605,17 +602,10 @@ class LinkWatch:
         return -1 if sock is None else sock.fileno()
 
     def _hold(self) -> socket.socket | None:
-        with self._lock:
-            if self._closed or self._sock is None:
-                return None
-            self._users += 1
-            return self._sock
+        return self._sock if self._holds.hold() else None
 
     def release(self) -> None:
-        with self._lock:
-            self._users -= 1
-            if self._closed and not self._users:
-                self._close_sock()
+        self._holds.release()
 
     def changes(self) -> list[LinkInfo | None]:
         """The interface's states notified since the last call, oldest first (empty: nothing
@@ -632,7 +622,7 @@ class LinkWatch:
         try:
             seen: list[LinkInfo | None] = []
             while True:
-                if self._closed:  # closed from another thread meanwhile
+                if self._holds.closed:  # closed from another thread meanwhile
                     raise OSError(errno.EBADF, "the link watch is closed")
                 try:
                     data = sock.recv(_BUFSIZE)
@@ -659,10 +649,7 @@ class LinkWatch:
     def close(self) -> None:
         """Close the socket: now, or when the last wait holding it (:meth:`acquire`) lets go.
         Idempotent."""
-        with self._lock:
-            self._closed = True
-            if not self._users:
-                self._close_sock()
+        self._holds.close()
 
     def _close_sock(self) -> None:
         sock, self._sock = self._sock, None
