@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,22 +41,47 @@ def tunflow(*args: str) -> list[str]:
     return [sys.executable, "-m", "tunflow.cli", *args]
 
 
+@contextlib.contextmanager
+def running(
+    netns: testing.Netns, tmp_path: Path, interval: str, workers: str = "tasks", **popen: Any
+) -> Iterator[tuple[str, subprocess.Popen[Any]]]:
+    """``tunflow run`` of :data:`CONFIG` (a device of a name of its own) in ``netns``, reporting
+    every ``interval`` seconds to a pipe: the device's name and the process — killed at the
+    end if it still runs."""
+    name = testing.unique_name("cli")
+    path = tmp_path / "run.toml"
+    path.write_text(CONFIG.format(name=name, workers=workers))
+    proc = subprocess.Popen(
+        netns.cmd(*tunflow("run", str(path), "--interval", interval)),
+        stdout=subprocess.PIPE,
+        **popen,
+    )
+    try:
+        yield name, proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def links(netns: testing.Netns) -> list[str]:
+    """The names of the interfaces in ``netns``."""
+    return [link["ifname"] for link in netns.ip_json("link", "show")]
+
+
 @pytest.mark.parametrize(
     ("sig", "workers"), [(signal.SIGINT, "tasks"), (signal.SIGTERM, "processes")]
 )
 def test_run_reports_json_lines_and_stops_cleanly(
     netns: testing.Netns, tmp_path: Path, sig: signal.Signals, workers: str
 ) -> None:
-    name = testing.unique_name("cli")
-    path = tmp_path / "run.toml"
-    path.write_text(CONFIG.format(name=name, workers=workers))
-    proc = subprocess.Popen(
-        netns.cmd(*tunflow("run", str(path), "--interval", "0.2")),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with running(netns, tmp_path, "0.2", workers, stderr=subprocess.PIPE, text=True) as (
+        name,
+        proc,
+    ):
         assert proc.stdout is not None
         first = json.loads(proc.stdout.readline())
         assert [s["name"] for s in first["stages"]] == ["filter", "stats"]
@@ -73,17 +101,12 @@ def test_run_reports_json_lines_and_stops_cleanly(
             raise AssertionError("the filter never counted the denied datagram")
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, err
     last = json.loads(out.strip().splitlines()[-1])
     assert last["running"] is False  # the last report is of the stopped pipeline
     assert last["stages"][0]["drops"]["denied"] >= 1
     assert last["stages"][1]["counters"]["udp"] >= 1
-    links = [link["ifname"] for link in netns.ip_json("link", "show")]
-    assert name not in links  # the device went away with the command
+    assert name not in links(netns)  # the device went away with the command
 
 
 def test_check_and_stages(tmp_path: Path) -> None:
@@ -132,27 +155,15 @@ def test_run_stops_quietly_when_the_reader_of_its_reports_goes_away(
     # `tunflow run CONFIG | head -1`: "tunflow: [Errno 32] Broken pipe" and status 1 — now
     # status 1 without a word, as the other commands (and a C tool killed by SIGPIPE) end,
     # and the pipeline stopped with its device closed
-    name = testing.unique_name("cli")
-    path = tmp_path / "run.toml"
-    path.write_text(CONFIG.format(name=name, workers="tasks"))
-    proc = subprocess.Popen(
-        netns.cmd(*tunflow("run", str(path), "--interval", "0.1")),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
+    with running(netns, tmp_path, "0.1", stderr=subprocess.PIPE) as (name, proc):
         assert proc.stdout is not None and proc.stderr is not None
         assert json.loads(proc.stdout.readline())["running"] is True
         proc.stdout.close()  # the reader goes away
         status = proc.wait(timeout=30)
         err = proc.stderr.read().decode()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
     assert status == 1, err
     assert err == ""
-    assert name not in [link["ifname"] for link in netns.ip_json("link", "show")]
+    assert name not in links(netns)
 
 
 @pytest.mark.parametrize("backend", ["uvloop", "asyncio", "trio"])
@@ -181,28 +192,16 @@ def test_a_reader_that_does_not_read_holds_up_the_reports_not_the_pipeline(
 ) -> None:
     # `tunflow run CONFIG | less`, not scrolled: once the pipe was full the report's write
     # blocked the event loop — no packet moved, and SIGTERM did nothing until the reader read
-    name = testing.unique_name("cli")
-    path = tmp_path / "run.toml"
-    path.write_text(CONFIG.format(name=name, workers="tasks"))
-    proc = subprocess.Popen(
-        netns.cmd(*tunflow("run", str(path), "--interval", "0.005")),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with running(netns, tmp_path, "0.005", stderr=subprocess.DEVNULL) as (name, proc):
         assert proc.stdout is not None
         json.loads(proc.stdout.readline())  # running; from now on, nobody reads
         time.sleep(2)  # ~400 reports of ~1 KB: the pipe's 64 KiB are full
         proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 10
-        while name in [link["ifname"] for link in netns.ip_json("link", "show")]:
+        while name in links(netns):
             assert time.monotonic() < deadline, "SIGTERM did not stop the pipeline"
             time.sleep(0.05)
         out, _ = proc.communicate(timeout=30)  # the last report waited for its reader
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0
     last = json.loads(out.splitlines()[-1])
     assert last["running"] is False
@@ -213,25 +212,13 @@ def test_a_reader_that_never_reads_again_does_not_keep_it_from_ending(
 ) -> None:
     # the last report waited for its reader however long: a terminal paused with Ctrl-S kept
     # the command (its devices closed already) from ending on SIGTERM
-    name = testing.unique_name("cli")
-    path = tmp_path / "run.toml"
-    path.write_text(CONFIG.format(name=name, workers="tasks"))
-    proc = subprocess.Popen(
-        netns.cmd(*tunflow("run", str(path), "--interval", "0.005")),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with running(netns, tmp_path, "0.005", stderr=subprocess.DEVNULL) as (name, proc):
         assert proc.stdout is not None
         json.loads(proc.stdout.readline())  # running; from now on, nobody reads, ever
         time.sleep(2)  # the pipe's 64 KiB are full
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0  # the last report given up after a while
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
-    assert name not in [link["ifname"] for link in netns.ip_json("link", "show")]
+    assert name not in links(netns)
 
 
 @pytest.mark.parametrize("ignored", [False, True], ids=["hangup", "nohup"])
@@ -240,21 +227,18 @@ def test_a_hangup_stops_it_cleanly_unless_ignored(
 ) -> None:
     # SIGHUP (its terminal closed) killed the command: status 129, no stage stop() (a
     # capture's last second lost), no last report; under nohup it must go on
-    name = testing.unique_name("cli")
-    path = tmp_path / "run.toml"
-    path.write_text(CONFIG.format(name=name, workers="tasks"))
 
     def ignore_hangup() -> None:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
-    proc = subprocess.Popen(
-        netns.cmd(*tunflow("run", str(path), "--interval", "0.2")),
-        stdout=subprocess.PIPE,
+    with running(
+        netns,
+        tmp_path,
+        "0.2",
         stderr=subprocess.PIPE,
         text=True,
         preexec_fn=ignore_hangup if ignored else None,
-    )
-    try:
+    ) as (name, proc):
         assert proc.stdout is not None
         json.loads(proc.stdout.readline())  # running
         proc.send_signal(signal.SIGHUP)
@@ -264,38 +248,24 @@ def test_a_hangup_stops_it_cleanly_unless_ignored(
             json.loads(proc.stdout.readline())  # still reporting
             proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, err
     assert json.loads(out.splitlines()[-1])["running"] is False
-    assert name not in [link["ifname"] for link in netns.ip_json("link", "show")]
+    assert name not in links(netns)
 
 
 def test_a_signal_while_starting_stops_it_cleanly(netns: testing.Netns, tmp_path: Path) -> None:
     # SIGTERM between the device made and the pipeline running (worker processes starting):
     # the default action killed the command (status -15, no stage stop(), no last report)
-    name = testing.unique_name("cli")
-    path = tmp_path / "run.toml"
-    path.write_text(CONFIG.format(name=name, workers="processes"))
-    proc = subprocess.Popen(
-        netns.cmd(*tunflow("run", str(path), "--interval", "60")),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with running(netns, tmp_path, "60", "processes", stderr=subprocess.PIPE, text=True) as (
+        name,
+        proc,
+    ):
         deadline = time.monotonic() + 30
-        while name not in [link["ifname"] for link in netns.ip_json("link", "show")]:
+        while name not in links(netns):
             assert time.monotonic() < deadline and proc.poll() is None, "no device made"
             time.sleep(0.005)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, err
     assert json.loads(out.splitlines()[-1])["running"] is False
-    assert name not in [link["ifname"] for link in netns.ip_json("link", "show")]
+    assert name not in links(netns)
