@@ -47,7 +47,7 @@ import attrs
 import cattrs
 
 from .errors import ConfigError, PluginError
-from .pipeline._engine import MAX_BUFFER
+from .pipeline._engine import MAX_BUFFER, MIXED_LAYERS, one_state_refusal
 from .pipeline._plugins import build_stage, config_error_from_cattrs, converter
 from .pipeline._stage import ErrorPolicy, StageSpec
 
@@ -326,9 +326,7 @@ class Config:
                     )
         layers = {self.devices[value].layer for _, value in ends if value in self.devices}
         if len(layers) > 1:
-            raise self._error(
-                "a pipeline cannot join a TAP (L2) device to a TUN (L3) device", ends[1][0]
-            )
+            raise self._error(MIXED_LAYERS, ends[1][0])
         built = []
         for i, spec in enumerate(self.stages):
             try:
@@ -342,16 +340,10 @@ class Config:
         # as the engine counts them: one per queue of a direction's source
         sources = [ends[0][1]] if self.pipeline is not None else [value for _, value in ends]
         processes = max(self.devices[v].queues if v in self.devices else 1 for v in sources)
-        if run.workers == "processes" and processes > 1:
-            for i, stage in enumerate(built):
-                if getattr(stage, "one_state", False):
-                    raise self._error(
-                        f"stage {stage.name!r} keeps one state for every lane, which "
-                        f"{processes} worker processes would each build for "
-                        "themselves (each seeing only its own lanes): use workers = 'tasks', "
-                        "or one queue",
-                        f"stages[{i}]",
-                    )
+        refused = one_state_refusal(built, processes) if run.workers == "processes" else None
+        if refused is not None:
+            i, why = refused
+            raise self._error(f"stage {built[i].name!r} {why}", f"stages[{i}]")
         return self
 
     @contextlib.asynccontextmanager

@@ -76,6 +76,26 @@ log = logging.getLogger("tunflow.pipeline")
 _STOP_TIMEOUT: Final = 0.5
 #: the longest wait a stage's ``delay()`` may ask for (seconds)
 _MAX_DELAY: Final = 3600.0
+
+#: why a pipeline refuses devices of both layers
+MIXED_LAYERS: Final = "a pipeline cannot join a TAP (L2) device to a TUN (L3) device"
+
+
+def one_state_refusal(stages: Sequence[Any], processes: int) -> tuple[int, str] | None:
+    """The first of ``stages`` that keeps one state for every lane, which ``processes`` worker
+    processes cannot run, and why (to follow its name); ``None``: no such stage, or one
+    process."""
+    if processes > 1:
+        for i, stage in enumerate(stages):
+            if getattr(stage, "one_state", False):
+                return i, (
+                    f"keeps one state for every lane, which {processes} worker processes "
+                    "would each build for themselves (each seeing only its own lanes): use "
+                    "workers = 'tasks', or one queue"
+                )
+    return None
+
+
 #: the most batches a lane's ``buffer`` holds in flight: each is a batch's memory (up to 1 MiB
 #: on an offload device), all made as the lane starts — ``buffer = 100000000000`` allocated
 #: until the kernel's OOM killer ended the process (a gigabyte a lane here)
@@ -410,16 +430,13 @@ class _Engine:
             if isinstance(p, _DeviceQueuePort)
         }
         if len(device_layers) > 1:
-            raise ConfigError("a pipeline cannot join a TAP (L2) device to a TUN (L3) device")
-        processes = max((len(src) for _, src, _ in self._flows), default=0)
-        if self.mode is WorkerMode.PROCESSES and processes > 1:
-            for i, stage in enumerate(built):
-                if getattr(stage, "one_state", False):
-                    raise ConfigError(
-                        f"stages[{i}] ({stage.name}) keeps one state for every lane, which "
-                        f"{processes} worker processes would each build for themselves (each "
-                        "seeing only its own lanes): use workers = 'tasks', or one queue"
-                    )
+            raise ConfigError(MIXED_LAYERS)
+        if self.mode is WorkerMode.PROCESSES:
+            processes = max((len(src) for _, src, _ in self._flows), default=0)
+            refused = one_state_refusal(built, processes)
+            if refused is not None:
+                i, why = refused
+                raise ConfigError(f"stages[{i}] ({built[i].name}) {why}")
         self._lanes: list[_RunningLane] = []
         for direction, sources, sinks in self._flows:
             chain = self.stages if direction is Direction.OUTBOUND else self.stages[::-1]
