@@ -44,7 +44,8 @@ class StatsStage(StageBase):
     """Count packets by IP version and protocol; report packet and bit rates.
 
     Statistics: ``counters`` ``ipv4``, ``ipv6``, ``tcp``, ``udp``, ``icmp``, ``icmpv6``,
-    ``other``, ``not_ip``, ``packets``, ``bytes``; ``gauges`` ``pps`` and ``bps``.
+    ``other``, ``not_ip``, ``packets``, ``bytes``; ``gauges`` ``pps`` and ``bps``. A packet
+    shorter than its IP version's header (20 bytes, 40 for IPv6) counts as ``not_ip``.
     """
 
     plugin = "stats"
@@ -88,11 +89,14 @@ class StatsStage(StageBase):
                         versions[0] += 1
                         continue
                     v = buf[off] >> 4
-                    versions[v] += 1
                     if v == 4:
                         protos[buf[off + 9]] += 1
                     elif v == 6:
+                        if n < 40:  # shorter than the IPv6 header
+                            versions[0] += 1
+                            continue
                         protos[buf[off + 6]] += 1
+                    versions[v] += 1
             return batch
 
         return process

@@ -567,3 +567,17 @@ def test_stats_on_a_tap_reads_the_ethertype_and_vlan_tags() -> None:
     stage.bind(Lane(layer=Layer.L2))(batch_of(frames))
     c = stage.statistics().counters
     assert (c["ipv4"], c["ipv6"], c["udp"], c["not_ip"], c["other"]) == (2, 1, 3, 2, 0)
+
+
+def test_stats_counts_a_packet_too_short_for_its_ip_header_as_not_ip() -> None:
+    """A packet shorter than its version's fixed header is not an IP packet to count: under
+    20 bytes was ``not_ip`` whatever its version, but an IPv6 one of 20-39 bytes (its header is
+    40) counted as IPv6 and by the protocol read from its cut-short header."""
+    udp4 = ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, b"")
+    udp6 = ipv6_udp("fd00::1", "fd00::2", 1, 2, b"")
+    pk = [udp4, udp6, udp4[:19], udp6[:19], udp6[:20], udp6[:39]]
+    for layer, head in ((Layer.L3, b""), (Layer.L2, bytes(12) + b"\x86\xdd")):
+        stage = StatsStage()
+        stage.bind(Lane(layer=layer))(batch_of([head + p for p in pk]))
+        c = stage.statistics().counters
+        assert (c["ipv4"], c["ipv6"], c["udp"], c["not_ip"], c["other"]) == (1, 1, 2, 4, 0)
