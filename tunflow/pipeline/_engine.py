@@ -53,6 +53,7 @@ from ._stage import (
     StageSpec,
     StageStatistics,
     copy_map,
+    sum_maps,
 )
 
 if TYPE_CHECKING:
@@ -101,8 +102,11 @@ def one_state_refusal(stages: Sequence[Any], processes: int) -> tuple[int, str] 
 #: until the kernel's OOM killer ended the process (a gigabyte a lane here)
 MAX_BUFFER: Final = 1024
 
-# per-stage counters of a lane: packets in, bytes in, packets out, bytes out, batches, errors
-_PIN, _BIN, _POUT, _BOUT, _BATCHES, _ERRORS = range(6)
+# per-stage counters of a lane: packets in, bytes in, packets out, bytes out, batches, errors,
+# and the packets of the batches it raised on
+_PIN, _BIN, _POUT, _BOUT, _BATCHES, _ERRORS, _LOST = range(7)
+#: the drop reason of the packets of a batch a stage raised on
+ERROR_DROP: Final = "error"
 
 
 class WorkerMode(enum.Enum):
@@ -231,7 +235,7 @@ class _RunningLane:
         self.stages = list(stages)
         self.whole = whole
         self.processors: list[Processor] = []
-        self.counters = [[0, 0, 0, 0, 0, 0] for _ in stages]
+        self.counters = [[0, 0, 0, 0, 0, 0, 0] for _ in stages]
         self.io = [0, 0, 0, 0, 0, 0]  # batches, pin, bin, pout, bout, errors
         self.sink_lock: anyio.Lock | None = None
         self.delays = [s for s in stages if _paces(s)]
@@ -486,11 +490,11 @@ class _Engine:
         return list(seen.values())
 
     def _stage_statistics(self) -> tuple[StageStatistics, ...]:
-        totals: dict[int, list[int]] = {id(st): [0] * 6 for st in self.stages}
+        totals: dict[int, list[int]] = {id(st): [0] * 7 for st in self.stages}
         for lane in self._lanes:
             for st, c in zip(lane.stages, lane.counters, strict=True):
                 t = totals[id(st)]
-                for k in range(6):
+                for k in range(7):
                     t[k] += c[k]
         out = []
         for st in self.stages:
@@ -508,6 +512,7 @@ class _Engine:
                     batches=own.batches + t[_BATCHES],
                     errors=own.errors + t[_ERRORS] + self._hook_errors.get(st.name, 0),
                     last_error=own.last_error or self._last_errors.get(st.name),
+                    drops=sum_maps(own.drops, {ERROR_DROP: t[_LOST]}) if t[_LOST] else own.drops,
                 )
             )
         return tuple(out)
@@ -709,6 +714,7 @@ class _Engine:
                     )
             except Exception as exc:
                 io[5] += 1
+                c[_LOST] += n
                 self._stage_failed(st, c, exc)
                 return None
             n = len(out)

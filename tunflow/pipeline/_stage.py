@@ -57,8 +57,8 @@ class Direction(enum.Enum):
 class ErrorPolicy(enum.Enum):
     """What a pipeline does when a stage raises on a batch.
 
-    * ``DROP`` — count the error (``StageStatistics.errors``, ``last_error``), log the first one
-      of each stage, drop that batch and go on;
+    * ``DROP`` — count the error (``StageStatistics.errors``, ``last_error``; the batch's
+      packets in ``drops["error"]``), log the first one of each stage, drop that batch and go on;
     * ``STOP`` — stop the whole pipeline and raise :class:`~tunflow.pipeline.StageError`.
 
     Malformed *packets* are not errors: stages count them by reason and drop them.
@@ -179,7 +179,8 @@ class StageStatistics:
         batches: batches it processed.
         errors: batches on which it raised (and which were dropped).
         last_error: the last such exception, as text.
-        drops: packets it dropped, by reason (``"malformed:truncated"``, ``"denied"``…).
+        drops: packets it dropped, by reason (``"malformed:truncated"``, ``"denied"``…); the
+            packets of the batches it raised on are ``"error"``.
         counters: stage-specific counts (per filter rule, files written…).
         gauges: stage-specific measurements (rates, fill levels).
     """

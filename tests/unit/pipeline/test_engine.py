@@ -120,6 +120,28 @@ async def test_error_policy_drop_counts_and_goes_on(caplog: pytest.LogCaptureFix
     assert sum("boom" in r.getMessage() for r in caplog.records) == 1
 
 
+async def test_the_packets_of_a_batch_a_stage_raised_on_are_its_drops() -> None:
+    """``errors`` counts batches; the packets of those batches were lost uncounted — a stage's
+    packets in less out matched none of its drops. They are its ``drops["error"]``, as the
+    worker's and the stage's counters see them, in both policies."""
+    for policy, sent in (("drop", 20), ("stop", 10)):
+        sink = MemorySink()
+        rec, odd = Recorder(fail_on=2), DropOdd()
+        p = Pipeline(MemorySource(packets(40), batch_size=10), [odd, rec], sink, on_error=policy)
+        with anyio.fail_after(5):
+            if policy == "stop":
+                with pytest.raises(StageError):
+                    await p.run()
+            else:
+                await p.run()
+        s = p.statistics()
+        r = s.stage("recorder")
+        assert r.errors == 1 and r.drops == {"error": 5}
+        assert r.packets_in - r.packets_out == r.dropped
+        assert s.stage("dropodd").drops == {"odd": sent}
+        assert len(sink.packets) == sent - 5
+
+
 async def test_error_policy_stop_raises_stage_error() -> None:
     sink = MemorySink()
     p = Pipeline(
