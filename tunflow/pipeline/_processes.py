@@ -302,16 +302,11 @@ class ProcessSupervisor:
             kind = msg[0]
             if kind == "ready":
                 c.ready = True
-                if all(ch.ready for ch in self._children):
-                    all_ready.set()
             elif kind == "stats":
                 c.stats = msg[1]
             elif kind == "final":
                 c.stats = msg[1]
                 c.finished = True
-                if all(ch.finished for ch in self._children):
-                    all_ready.set()  # nothing left to wait for
-                return
             elif kind == "error":
                 _, what, text, stage = msg
                 if self._failure is None:
@@ -322,6 +317,12 @@ class ProcessSupervisor:
                     else:
                         self._failure = WorkerError(f"worker process {c.index}: {text}")
                 scope.cancel()
+            # running once each worker is: ready, or ended already (its lanes may all end
+            # before it says ready, and it says only ``final``)
+            if all(ch.ready or ch.finished for ch in self._children):
+                all_ready.set()
+            if c.finished:
+                return
 
     async def _stop_all(self) -> None:
         async with anyio.create_task_group() as tg:

@@ -436,6 +436,55 @@ async def test_processes_mode_needs_transferable_ports() -> None:
         await p.run()
 
 
+class _EndedProcess:
+    """A worker process's ``Popen`` that has already exited."""
+
+    pid = 4242
+
+    def poll(self) -> int:
+        return 0
+
+    def kill(self) -> None:
+        pass
+
+    def wait(self) -> int:
+        return 0
+
+
+async def test_a_worker_process_that_ends_before_ready_holds_up_no_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker whose lanes ended before it said ``ready`` reports only ``final``: the parent
+    waited for every worker's ``ready`` (or every one's end), so with another worker running,
+    ``open_pipeline`` never entered its block and ``run()`` never said it started."""
+    import socket
+
+    from tunflow.pipeline import _processes
+
+    peers: list[socket.socket] = []
+    said = [[("ready",)], [("final", ((), (), ()))]]
+
+    def spawn(self: Any, index: int, handles: Any, lanes: Any) -> Any:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setblocking(False)
+        peers.append(theirs)
+        for message in said[index]:
+            theirs.send(_processes._chunks(message)[0])
+        return _processes._Child(index, _EndedProcess(), ours, _processes._chunks(("job",)))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_processes.ProcessSupervisor, "_jobs", lambda self: [([], [])] * 2)
+    monkeypatch.setattr(_processes.ProcessSupervisor, "_spawn", spawn)
+    try:
+        with anyio.fail_after(5):
+            async with open_pipeline(
+                MemorySource([]), [StageSpec("stats")], MemorySink(), workers="processes"
+            ) as p:
+                assert p.statistics().running
+    finally:
+        for peer in peers:
+            peer.close()
+
+
 def test_processes_mode_needs_stage_specs() -> None:
     with pytest.raises(ConfigError, match="rebuilt"):
         Pipeline(MemorySource([]), [Recorder()], MemorySink(), workers="processes")
