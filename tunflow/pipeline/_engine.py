@@ -150,6 +150,8 @@ class WorkerStatistics:
         packets_out: packets written.
         bytes_out: their bytes.
         errors: batches dropped because a stage raised.
+        unprocessed: packets read that no stage saw: in flight in the lane's buffer
+            (``buffer`` > 0) when it stopped.
     """
 
     index: int
@@ -163,6 +165,7 @@ class WorkerStatistics:
     packets_out: int = 0
     bytes_out: int = 0
     errors: int = 0
+    unprocessed: int = 0
 
 
 @attrs.frozen
@@ -237,6 +240,8 @@ class _RunningLane:
         self.processors: list[Processor] = []
         self.counters = [[0, 0, 0, 0, 0, 0, 0] for _ in stages]
         self.io = [0, 0, 0, 0, 0, 0]  # batches, pin, bin, pout, bout, errors
+        #: packets read into the buffer that the chain never took (the lane stopped)
+        self.unprocessed = 0
         self.sink_lock: anyio.Lock | None = None
         self.delays = [s for s in stages if _paces(s)]
 
@@ -265,6 +270,7 @@ class _RunningLane:
             pout,
             bout,
             err,
+            self.unprocessed,
         )
 
 
@@ -780,6 +786,7 @@ class _Engine:
         full_send, full_recv = anyio.create_memory_object_stream[PacketBatch](n)
         for _ in range(n + 2):
             free_send.send_nowait(lane.source.new_batch())
+        held = [0]  # packets read and not yet taken by the processor
 
         async def reader() -> None:
             # free_recv stays open until the processor is done: when the source ends, the
@@ -792,12 +799,14 @@ class _Engine:
                         await recv(batch, whole)
                     except (anyio.EndOfStream, anyio.ClosedResourceError):
                         return
+                    held[0] += len(batch)
                     await full_send.send(batch)
 
         async def processor() -> None:
             async with full_recv, free_send:
                 sink, lock = lane.sink, lane.sink_lock
                 async for batch in full_recv:
+                    held[0] -= len(batch)
                     out = self._run_chain(lane, batch)
                     if out is not None:
                         if lock is None:
@@ -809,9 +818,13 @@ class _Engine:
                     if lane.delays:
                         await self._pace(lane)
 
-        async with free_recv, anyio.create_task_group() as tg:
-            tg.start_soon(reader)
-            tg.start_soon(processor)
+        try:
+            async with free_recv, anyio.create_task_group() as tg:
+                tg.start_soon(reader)
+                tg.start_soon(processor)
+        finally:
+            # (stopped, or a stage or the sink failed: what was in flight is lost)
+            lane.unprocessed += held[0]
 
 
 #: ``(ready, wait, step)`` of :func:`_express`

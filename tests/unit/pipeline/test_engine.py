@@ -292,6 +292,20 @@ async def test_bounded_buffers_stop_the_source(buffer: int) -> None:
         assert p.statistics().port("memory-in").rx_batches == read  # still stopped
 
 
+@pytest.mark.parametrize("stages", [0, 1])
+async def test_batches_in_a_buffer_when_the_lane_stops_are_counted(stages: int) -> None:
+    """A stalled sink, ``buffer=3``: the batches read into the buffer, never processed, were
+    counted nowhere once the pipeline stopped — read by the source, in no stage's or the
+    worker's counts. They are the worker's ``unprocessed`` packets."""
+    src = MemorySource(packets(10_000), batch_size=8)
+    async with open_pipeline(src, [Recorder()] * stages, MemorySink(delay=3600), buffer=3) as p:
+        await anyio.sleep(0.3)
+    s = p.statistics()
+    read, w = s.port("memory-in").rx_packets, s.workers[0]
+    assert w.packets_in == 8 and w.unprocessed == 4 * 8  # one processed, four in flight
+    assert read == w.packets_in + w.unprocessed
+
+
 async def test_slow_sink_paces_the_source() -> None:
     src = MemorySource(packets(2000), batch_size=10)
     sink = MemorySink(delay=0.01)
