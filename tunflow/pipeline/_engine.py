@@ -181,7 +181,8 @@ class PipelineStatistics:
         workers: one record per worker (lane).
         kernel_drops: per interface, the packets the kernel dropped because its queue to us was
             full (``tx_dropped`` of a TUN/TAP: the source did not read fast enough).
-        errors: batches dropped because a stage raised, over all stages.
+        errors: the stages' ``errors``, summed: batches dropped because a stage raised, and
+            raises of a stage's ``on_timer()`` or ``delay()``.
     """
 
     name: str

@@ -177,7 +177,8 @@ class StageStatistics:
         packets_out: packets it passed on.
         bytes_out: their bytes.
         batches: batches it processed.
-        errors: batches on which it raised (and which were dropped).
+        errors: batches on which it raised (and which were dropped), and raises of its
+            ``on_timer()`` and ``delay()``.
         last_error: the last such exception, as text.
         drops: packets it dropped, by reason (``"malformed:truncated"``, ``"denied"``…); the
             packets of the batches it raised on are ``"error"``.
