@@ -269,3 +269,49 @@ def test_a_signal_while_starting_stops_it_cleanly(netns: testing.Netns, tmp_path
     assert proc.returncode == 0, err
     assert json.loads(out.splitlines()[-1])["running"] is False
     assert name not in links(netns)
+
+
+def test_an_interrupt_while_loading_stops_a_background_job(
+    netns: testing.Netns, tmp_path: Path
+) -> None:
+    # `sh -c 'tunflow run x.toml &'`: a background job inherits SIGINT ignored; one sent before
+    # the pipeline ran (its plugins still importing) was lost, and the command ran on
+    plugins = tmp_path / "plugins"
+    dist = plugins / "slowplug-0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: slowplug\nVersion: 0\n")
+    (dist / "entry_points.txt").write_text("[tunflow.stages]\nslow = slowplug:Slow\n")
+    importing = tmp_path / "importing"
+    (plugins / "slowplug.py").write_text(
+        "import pathlib, time\n"
+        f"pathlib.Path({str(importing)!r}).touch()\n"
+        "time.sleep(3)\n"
+        "from tunflow_plugins.stats import StatsStage as Slow\n"
+    )
+    name = testing.unique_name("cli")
+    path = tmp_path / "run.toml"
+    path.write_text(CONFIG.format(name=name, workers="tasks").replace('"stats"', '"slow"'))
+
+    def ignore_interrupt() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    proc = subprocess.Popen(
+        netns.cmd("env", f"PYTHONPATH={plugins}", *tunflow("run", str(path))),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=ignore_interrupt,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not importing.exists():
+            assert time.monotonic() < deadline and proc.poll() is None, "the plugin never loaded"
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    assert proc.returncode == 130, err
+    assert name not in links(netns)

@@ -280,6 +280,10 @@ def run(args: argparse.Namespace) -> int:
     stops and the command ends quietly with status 1."""
     from ..config import load_config
 
+    # Ctrl-C stops it however `run` was started: a shell's background job inherits SIGINT
+    # ignored, which Python leaves so — heard once running (by its receiver), but not while
+    # the configuration and its plugins still load
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         config = load_config(args.config)
         backend, options = anyio_backend(args.backend)
