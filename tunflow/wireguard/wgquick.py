@@ -123,6 +123,8 @@ class QuickConfig:
         table: ``Table`` — ``"auto"`` (routes for AllowedIPs in the main table, a default
             route through fwmark policy routing), ``"off"`` (no routes), or a table number
             (every AllowedIPs route in that table, no rules; ``main`` reads as 254).
+        table_text: ``Table`` as the file spelled it (``None``: the file had none), which
+            :func:`render_saved` writes back.
         pre_up / post_up / pre_down / post_down: hook commands, in order.
         save_config: ``SaveConfig`` — when the interface goes down, ``tunflow up`` writes its
             state back to the file, as wg-quick does (see :func:`render_saved`).
@@ -137,6 +139,7 @@ class QuickConfig:
     mtu: int | None = None
     dns: tuple[str, ...] = ()
     table: str | int = "auto"
+    table_text: str | None = None
     pre_up: tuple[str, ...] = ()
     post_up: tuple[str, ...] = ()
     pre_down: tuple[str, ...] = ()
@@ -345,6 +348,8 @@ def parse_wgquick(text: str, *, file: str | None = None) -> QuickConfig:
             current.values.setdefault(field, []).extend(parsed)
         else:
             current.values[field] = parsed
+        if field == "table":
+            current.values["table_text"] = value
         current.lines[field] = number
     if interface is None:
         raise ConfigError("no [Interface] section", file=file)
@@ -392,6 +397,7 @@ def parse_wgquick(text: str, *, file: str | None = None) -> QuickConfig:
         mtu=v.get("mtu"),
         dns=tuple(v.get("dns", ())),
         table=v.get("table", "auto"),
+        table_text=v.get("table_text"),
         pre_up=tuple(v.get("pre_up", ())),
         post_up=tuple(v.get("post_up", ())),
         pre_down=tuple(v.get("pre_down", ())),
@@ -652,9 +658,10 @@ def render_saved(
     """The file ``SaveConfig = true`` writes when an interface goes down (and ``tunflow save``
     any time), as wg-quick's ``save_config`` writes it: an ``[Interface]`` section with the
     interface's addresses now, the file's ``DNS``, ``MTU`` (the device's now, if the file set
-    one), ``Table`` (if not ``auto``), ``SaveConfig`` (if set) and hooks, then what ``wg
-    showconf`` prints — the keys, port and mark and every peer as the running interface has
-    them (peers added or changed with ``wg set`` included, endpoints as last seen).
+    one), ``Table`` (as the file spelled it, if it had one), ``SaveConfig`` (if set) and
+    hooks, then what ``wg showconf`` prints — the keys, port and mark and every peer as the
+    running interface has them (peers added or changed with ``wg set`` included, endpoints as
+    last seen).
 
     Args:
         quick: the file as it was read.
@@ -669,7 +676,9 @@ def render_saved(
     lines += [f"DNS = {d}" for d in quick.dns]
     if quick.mtu is not None and mtu is not None:
         lines.append(f"MTU = {mtu}")
-    if quick.table != "auto":
+    if quick.table_text is not None:
+        lines.append(f"Table = {quick.table_text}")
+    elif quick.table != "auto":
         lines.append(f"Table = {'main' if quick.table == 254 else quick.table}")
     if quick.save_config:
         lines.append("SaveConfig = true")

@@ -321,6 +321,27 @@ def test_saved_file_reads_back_as_the_running_interface(tmp_path: Path) -> None:
     assert "SaveConfig" not in render_saved(parse_wgquick(FULL), running)
 
 
+@pytest.mark.parametrize(
+    ("written", "saved"),
+    [
+        ("Table = auto\n", "Table = auto"),  # was left out: auto is the default
+        ("Table = 0x10\n", "Table = 0x10"),
+        ("Table = 254\n", "Table = 254"),
+        ("Table = main\n", "Table = main"),
+        ("", None),
+    ],
+)
+def test_a_saved_file_keeps_table_as_the_file_wrote_it(written: str, saved: str | None) -> None:
+    # wg-quick's save_config writes `Table = $TABLE`, the value as the file spelled it, when
+    # the file had one — `Table = auto` included
+    from tunflow.wireguard.protocol.uapi import DeviceInfo
+    from tunflow.wireguard.wgquick import render_saved
+
+    quick = parse_wgquick(f"[Interface]\nPrivateKey = {KEY_A}\n{written}")
+    lines = render_saved(quick, DeviceInfo(PrivateKey.from_base64(KEY_A))).splitlines()
+    assert [line for line in lines if line.startswith("Table")] == ([saved] if saved else [])
+
+
 def test_a_failed_save_leaves_the_old_file(tmp_path: Path) -> None:
     from tunflow.wireguard.wgquick import save_wgquick
 
