@@ -36,8 +36,10 @@ read when nothing is lost or reordered — as long as it fits the kernel's 65507
 send: a typical TCP super-packet (≤ 63.5 KiB, 45 fragments for C = 1432) does; the largest
 (64 KiB, 46 fragments) takes two sends. The receiver reassembles by (receiver index, counter) in any order, keeps at most
 :data:`MAX_PARTIAL_MESSAGES` incomplete messages per session (the oldest is dropped), checks the
-replay window before copying and again after the AEAD, and loses the whole message if any
-fragment is lost: there is no retransmission (the inner TCP retransmits, as over WireGuard).
+replay window before the AEAD — fragment by fragment, before a message's first fragment is
+stored; a whole run of one read, once its headers are found to be one message's and its chunks
+copied together — and again after it, and loses the whole message if any fragment is lost:
+there is no retransmission (the inner TCP retransmits, as over WireGuard).
 """
 
 from __future__ import annotations
