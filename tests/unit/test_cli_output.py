@@ -51,6 +51,20 @@ def test_closed_stdout_is_an_error(command: list[str]) -> None:
     assert err == "tunflow: standard output is closed: nowhere to write the output\n"
 
 
+def test_pubkey_with_stdin_closed_is_an_error() -> None:
+    # `tunflow pubkey <&-`: sys.stdin is None — an AttributeError traceback (wg pubkey: an
+    # error, status 1)
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$@" <&-', "sh", *TUNFLOW, "pubkey"],
+        capture_output=True,
+        timeout=60,
+    )
+    err = done.stderr.decode()
+    assert done.returncode == 1, err
+    assert err == "tunflow: standard input is closed: no private key to read\n"
+    assert done.stdout == b""
+
+
 def test_errors_never_go_to_stdout_when_stderr_is_closed(tmp_path: Path) -> None:
     # `tunflow check FILE 2>&-`: sys.stderr is None, and print(…, file=None) prints to
     # standard output — the error went where the command's output goes

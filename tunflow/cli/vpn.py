@@ -1567,11 +1567,14 @@ _PUBKEY_INPUT_LIMIT = 4096
 @command("pubkey", "read a private key on stdin, print its public key (as 'wg pubkey')", _no_args)
 def pubkey(args: argparse.Namespace) -> int:
     """``tunflow pubkey``: input longer than 4 KiB is refused (status 2) as soon as the
-    4097th byte is read — the rest is not waited for."""
+    4097th byte is read — the rest is not waited for; standard input closed is status 1."""
     from ..wireguard import pubkey as public
 
     if (closed := _stdout_closed()) is not None:
         return closed
+    if sys.stdin is None:  # (``tunflow pubkey <&-``: Python makes it None)
+        print("tunflow: standard input is closed: no private key to read", file=sys.stderr)
+        return 1
     try:
         # bytes: the key is ASCII whatever the locale; anything else is a bad key, not a
         # decoding traceback
