@@ -126,7 +126,25 @@ def test_the_background_up_reads_the_file_it_was_given(
     args = argparse.Namespace(**{**vars(ARGS), "config": config, "native": True})
     assert vpn._daemonize(args, "wg0") == 2
     (argv,) = started
-    assert argv[1:4] == ["-m", "tunflow.cli", "up"]
-    child = build_parser().parse_args(argv[3:])
+    assert argv[1:5] == ["-P", "-m", "tunflow.cli", "up"]
+    child = build_parser().parse_args(argv[4:])
     assert (child.config, child.name, child.native, child.daemon) == (config, "wg0", True, False)
     assert (child.offload, child.backend) == ("auto", "asyncio")
+
+
+def test_the_background_up_runs_this_tunflow_not_the_working_directory_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `python -m` put the working directory first on the background up's sys.path: `sudo
+    # tunflow up --daemon wg0` from a directory holding a tunflow package (another checkout,
+    # or one planted in /tmp) — or any module tunflow imports — ran that code, as root
+    monkeypatch.setattr(vpn, "PID_DIRECTORY", str(tmp_path / "run"))
+    here = tmp_path / "here"
+    (here / "tunflow" / "cli").mkdir(parents=True)
+    (here / "tunflow" / "__init__.py").write_text("")
+    (here / "tunflow" / "cli" / "__init__.py").write_text("")
+    (here / "tunflow" / "cli" / "__main__.py").write_text("raise SystemExit(42)\n")
+    monkeypatch.chdir(here)
+    # this tunflow's `up` of a file that is not there: its own status for a bad file
+    assert vpn._daemonize(ARGS, "wg0") == 2
+    assert "wg0.conf: cannot read the file" in capsys.readouterr().err

@@ -961,8 +961,12 @@ def _starting_alone(directory: Path, name: str) -> Iterator[None]:
 
 def _daemonize(args: argparse.Namespace, name: str) -> int:
     """Run ``tunflow up`` again in a new session; return once it says ``READY=1`` on a notify
-    socket of ours (as it would to systemd), or with its status if it fails first."""
-    argv = [sys.executable, "-m", "tunflow.cli", "up", "--name", name]
+    socket of ours (as it would to systemd), or with its status if it fails first. It runs
+    this tunflow: ``-P`` keeps the working directory off its ``sys.path`` (a ``tunflow``
+    package or a module of a stdlib name there would run as root instead)."""
+    from ..pipeline._processes import _child_environment
+
+    argv = [sys.executable, "-P", "-m", "tunflow.cli", "up", "--name", name]
     for flag in ("native", "no_routes", "quiet", "verbose"):
         if getattr(args, flag):
             argv.append("--" + flag.replace("_", "-"))
@@ -991,7 +995,7 @@ def _daemonize(args: argparse.Namespace, name: str) -> int:
                 stdout=out,
                 stderr=out,
                 start_new_session=True,
-                env={**os.environ, "NOTIFY_SOCKET": address},
+                env={**_child_environment(), "NOTIFY_SOCKET": address},
             )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
