@@ -964,7 +964,7 @@ def _daemonize(args: argparse.Namespace, name: str) -> int:
     socket of ours (as it would to systemd), or with its status if it fails first. It runs
     this tunflow: ``-P`` keeps the working directory off its ``sys.path`` (a ``tunflow``
     package or a module of a stdlib name there would run as root instead)."""
-    from ..pipeline._processes import _child_environment
+    from .._child import child_environment
 
     argv = [sys.executable, "-P", "-m", "tunflow.cli", "up", "--name", name]
     for flag in ("native", "no_routes", "quiet", "verbose"):
@@ -995,7 +995,7 @@ def _daemonize(args: argparse.Namespace, name: str) -> int:
                 stdout=out,
                 stderr=out,
                 start_new_session=True,
-                env={**_child_environment(), "NOTIFY_SOCKET": address},
+                env={**child_environment(), "NOTIFY_SOCKET": address},
             )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:

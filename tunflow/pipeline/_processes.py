@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 from anyio.abc import TaskStatus
 
+from .._child import child_environment
 from ..errors import ConfigError
 from ._ports import Port, PortHandle, PortStatistics
 from ._stage import Stage, StageSpec, StageStatistics
@@ -142,17 +143,6 @@ def current_backend() -> tuple[str, dict[str, Any]]:
     return lib, {}
 
 
-def _child_environment() -> dict[str, str]:
-    """The environment of a worker process: this one's, with the directory this tunflow was
-    imported from first on ``PYTHONPATH`` — and ``-P`` keeps the working directory off
-    ``sys.path`` — so the child runs this tunflow, not another checkout where it starts."""
-    import tunflow
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(tunflow.__file__)))
-    path = [root, os.environ.get("PYTHONPATH", "")]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
-
-
 class _Child:
     def __init__(
         self, index: int, proc: subprocess.Popen[bytes], sock: socket.socket, job: list[bytes]
@@ -249,7 +239,7 @@ class ProcessSupervisor:
                 pass_fds=fds,
                 stdin=subprocess.DEVNULL,
                 close_fds=True,
-                env=_child_environment(),
+                env=child_environment(),
             )
         except BaseException:
             parent.close()
