@@ -812,6 +812,28 @@ def test_wg_show_and_set_against_tunflow_up(
         assert os.path.exists(f"/var/run/wireguard/{up_a.name}.sock")
 
 
+@pytest.mark.interop
+@pytest.mark.skipif(not HAVE_WG, reason="needs wireguard-tools")
+def test_wg_set_private_key_dev_null_removes_the_key_until_one_is_set(
+    configs: tuple[testing.Netns, testing.Netns, Path, Path], tmp_path: Path
+) -> None:
+    a, b, ca, cb = configs
+    with Up(a, ca) as up_a, Up(b, cb):
+        ping(a, OB)
+        a.run("wg", "set", up_a.name, "private-key", "/dev/null")
+        assert a.run("wg", "show", up_a.name, "private-key").stdout == "(none)\n"
+        shown = a.run("wg", "show", up_a.name).stdout
+        assert "public key" not in shown and "latest handshake" in shown, shown
+        lost = a.run("ping", "-n", "-c", "1", "-W", "1", OB, check=False)
+        assert lost.returncode != 0, lost.stdout
+        key = tmp_path / "a.key"
+        key.write_text(_key_of(ca) + "\n")
+        key.chmod(0o600)
+        a.run("wg", "set", up_a.name, "private-key", str(key))
+        ping(a, OB)
+        assert a.run("wg", "show", up_a.name, "private-key").stdout == _key_of(ca) + "\n"
+
+
 @pytest.mark.skipif(not HAVE_WG, reason="needs wireguard-tools")
 def test_a_send_the_kernel_refuses_is_dropped_not_fatal(
     configs: tuple[testing.Netns, testing.Netns, Path, Path], tmp_path: Path

@@ -410,11 +410,15 @@ async def _save_config(quick: Any, iface: Any) -> str | None:
 
     if quick.file is None:
         return "the configuration was not read from a file"
+    info = device_info(iface.wg)
+    if info.private_key is None:
+        # written as wg-quick writes it (what `wg showconf` prints: no PrivateKey line)
+        log.warning("%s is saved without a PrivateKey: tunflow up refuses it", quick.file)
     try:
         current = await anyio.to_thread.run_sync(load_wgquick, quick.file)
         text = render_saved(
             current,
-            device_info(iface.wg),
+            info,
             addresses=await iface.device.addresses(),
             mtu=await iface.device.mtu(),
             native=[key for key, peer in iface.wg.peers.items() if peer.native_mode],

@@ -710,6 +710,52 @@ def test_setting_the_same_private_key_keeps_sessions() -> None:
     assert p.a.statistics().handshake_initiations_sent == sent
 
 
+def test_a_removed_private_key_stops_handshakes_until_a_key_is_set() -> None:
+    # wg set … private-key /dev/null: the sessions expire (nothing more is sent on them), no
+    # initiation leaves and the peer's are dropped; what the peer still sends on the old
+    # session arrives (wireguard-go and the kernel keep its receiving keys); a key set again
+    # handshakes at once for the packets that waited
+    p = Pair()
+    p.handshake()
+    p.a.set_private_key(None)
+    assert p.a.private_key is None and p.a.public_key is None
+    assert all(s.exhausted for s in p.peer_of_a.sessions())
+    waits = ip4(A_IP, B_IP, b"waited")
+    p.a.send_packet(waits, p.now)
+    assert p.a.datagrams_to_send() == []
+    p.advance(REKEY_TIMEOUT * 4)
+    assert p.a.statistics().handshake_initiations_sent == 1  # the first handshake's only
+    back = ip4(B_IP, A_IP, b"old session")
+    assert p.transfer("b", [back]) == [back]
+    # b starts afresh: its initiation is dropped, nothing answers it
+    b_to_a = PeerConfig(p.ka.public_key(), endpoint=p.a_addr, allowed_ips=(f"{A_IP}/32",))
+    p.b.remove_peer(p.ka.public_key())
+    p.b.add_peer(b_to_a)
+    p.b.send_packet(back, p.now)
+    dropped = p.a.statistics().dropped_handshake
+    p.flush()
+    assert p.a.statistics().dropped_handshake == dropped + 1
+    assert p.a.statistics().handshake_responses_sent == 0
+    p.a.set_private_key(p.ka, p.now)
+    [(d, _)] = p.a.datagrams_to_send()
+    assert len(d) == 148
+    p.deliver("b", [d])
+    p.flush()
+    assert waits in p.got["b"]
+    assert p.a.statistics().handshakes_completed == 2
+    assert p.transfer("a", packets(1)) == packets(1)
+
+
+def test_the_all_zero_private_key_removes_the_key() -> None:
+    # what the UAPI's 64 zero digits carry; as a constructor argument too
+    p = Pair()
+    p.handshake()
+    p.a.set_private_key(PrivateKey(bytes(32)))
+    assert p.a.private_key is None
+    assert all(s.exhausted for s in p.peer_of_a.sessions())
+    assert WireGuard(PrivateKey(bytes(32))).private_key is None
+
+
 def test_remove_peer_forgets_sessions() -> None:
     p = Pair()
     p.handshake()

@@ -108,6 +108,44 @@ def test_render_get_of_a_live_interface() -> None:
     assert [str(n) for n in peer.allowed_ips] == ["10.0.0.2/32", "fd00::2/128"]
 
 
+def test_a_removed_private_key_leaves_the_get_as_wireguard_go_does() -> None:
+    # wg set … private-key /dev/null sends 64 zero digits; wireguard-go takes them and its
+    # get=1 then has no private_key line, the rest unchanged; a peer named meanwhile
+    # handshakes once a key is set again
+    p = Pair()
+    p.handshake()
+    before = render_get(p.a)
+    removal = parse_set("private_key=" + "0" * 64 + "\n")
+    assert handle_request(p.a, removal, p.now) == b"errno=0\n\n"
+    after = render_get(p.a)
+    assert before.startswith(b"private_key=" + p.ka.to_hex().encode() + b"\n")
+    assert after == before.split(b"\n", 1)[1]
+    assert parse_get(after.decode()).private_key is None
+    assert handle_request(p.a, removal, p.now) == b"errno=0\n\n"  # none to remove: no change
+    pk = p.kb.public_key().to_hex()
+    again = f"public_key={pk}\nremove=true\npublic_key={pk}\nendpoint=192.0.2.2:51820\n"
+    again += "allowed_ip=10.0.0.2/32\n"
+    assert handle_request(p.a, parse_set(again), p.now) == b"errno=0\n\n"
+    p.advance(1.0)  # (an initiation with the first one's timestamp would be a replay)
+    key = parse_set("private_key=" + p.ka.to_hex() + "\n")
+    assert handle_request(p.a, key, p.now) == b"errno=0\n\n"
+    assert p.transfer("a", [ip4(A_IP, B_IP)]) == [ip4(A_IP, B_IP)]
+    assert render_get(p.a).startswith(b"private_key=" + p.ka.to_hex().encode() + b"\n")
+
+
+def test_a_keyless_interface_ignores_the_all_zero_keys_peer_as_wireguard_go() -> None:
+    # wireguard-go keeps the all-zero key as its identity: a peer with that key's public key
+    # is removed when the key is removed, and ignored while there is none
+    zero = PrivateKey(bytes(32)).public_key()
+    wg = WireGuard(K1)
+    wg.add_peer(PeerConfig(zero))
+    wg.add_peer(PeerConfig(P1))
+    apply_set(wg, SetRequest(remove_private_key=True, peers=(PeerUpdate(zero),)))
+    assert set(wg.peers) == {P1}
+    apply_set(wg, SetRequest(peers=(PeerUpdate(zero), PeerUpdate(P2))))
+    assert set(wg.peers) == {P1, P2}
+
+
 def test_parse_set_like_wg_sends_it() -> None:
     body = (
         "private_key=" + K1.to_hex() + "\n"
@@ -338,8 +376,8 @@ def test_apply_set_semantics() -> None:
     assert set(wg.peers) == {P2}
     apply_set(wg, SetRequest(replace_peers=True))
     assert wg.peers == {}
-    with pytest.raises(UapiError):
-        apply_set(wg, SetRequest(remove_private_key=True))
+    apply_set(wg, SetRequest(remove_private_key=True))
+    assert wg.private_key is None
 
 
 def test_replace_peers_keeps_native_mode_of_a_peer_named_again() -> None:

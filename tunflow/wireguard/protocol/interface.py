@@ -378,6 +378,9 @@ class _Malformed:
 
 _MALFORMED: Final = _Malformed()
 
+#: the identity of an interface without a private key (never used to initiate or respond)
+_NO_KEY: Final = PrivateKey(bytes(32))
+
 
 class WireGuard:
     """A WireGuard interface: its identity, peers, sessions and timers. Sans-I/O.
@@ -430,6 +433,7 @@ class WireGuard:
         # timer jitter needs no secrecy: a PRNG seeded from the random source, not a getrandom
         # system call per packet sent (it is drawn on the first data packet after a receive)
         self._jitter_rng = _random_module.Random(int.from_bytes(self._random(8), "little"))
+        self._private_key: PrivateKey | None = private_key if any(private_key.raw) else None
         self._identity = StaticIdentity(private_key)
         self._checker = CookieChecker(self._identity, self._random)
         self.listen_port = listen_port
@@ -484,14 +488,14 @@ class WireGuard:
     # -- configuration ----------------------------------------------------------------------
 
     @property
-    def private_key(self) -> PrivateKey:
-        """The interface's private key."""
-        return self._identity.private_key
+    def private_key(self) -> PrivateKey | None:
+        """The interface's private key; ``None`` once removed (:meth:`set_private_key`)."""
+        return self._private_key
 
     @property
-    def public_key(self) -> PublicKey:
-        """The interface's public key."""
-        return self._identity.public_key
+    def public_key(self) -> PublicKey | None:
+        """The interface's public key; ``None`` while it has no private key."""
+        return None if self._private_key is None else self._identity.public_key
 
     @property
     def peers(self) -> dict[PublicKey, Peer]:
@@ -507,16 +511,30 @@ class WireGuard:
         """The peer with ``public_key``, if configured."""
         return self._peers.get(public_key)
 
-    def set_private_key(self, private_key: PrivateKey) -> None:
+    def set_private_key(self, private_key: PrivateKey | None, now: float | None = None) -> None:
         """Change the interface key: every session expires and handshakes restart.
 
         A peer whose public key equals the new public key is removed (wireguard-go does too).
         The key the interface has already changes nothing (``wg syncconf`` sends it; sessions
         are kept, as wireguard-go keeps them).
+
+        ``None`` (or the all-zero key, what ``wg set … private-key /dev/null`` sends) removes
+        the key: the sessions expire as for a new key, so nothing more is sent on them (what
+        arrives on them is still received until they time out, as with wireguard-go and the
+        kernel); no initiation is made and handshake messages received are dropped
+        (``dropped_handshake``), as the kernel does — wireguard-go goes on initiating as the
+        all-zero key, which no peer knows. Peers, AllowedIPs and endpoints stay. Setting a
+        key again brings the interface back: with a ``now`` (the interface is up), each peer
+        with packets waiting starts its handshake at once.
         """
-        if private_key == self._identity.private_key:
+        if private_key is not None and not any(private_key.raw):
+            private_key = None
+        if private_key == self._private_key:
             return
-        self._identity = StaticIdentity(private_key)
+        self._private_key = private_key
+        # keyless: the all-zero key stands in (wireguard-go's own stand-in), so that peers
+        # keep a static-static value and a peer with its public key is removed, as there
+        self._identity = StaticIdentity(private_key or _NO_KEY)
         self._checker = CookieChecker(self._identity, self._random)
         for pk, peer in list(self._peers.items()):
             if pk == self._identity.public_key:
@@ -525,6 +543,10 @@ class WireGuard:
             self._new_handshake(peer)
             for s in peer.sessions():
                 s.expire()
+        if private_key is not None and now is not None:
+            for peer in list(self._peers.values()):
+                if any(peer.staged):
+                    self._send_initiation(peer, now, is_retry=False)
 
     def _new_handshake(self, peer: Peer) -> None:
         old = peer.handshake
@@ -1328,6 +1350,8 @@ class WireGuard:
             del self._handshakes[index]
 
     def _send_initiation(self, peer: Peer, now: float, is_retry: bool) -> None:
+        if self._private_key is None:
+            return  # no identity to initiate with (the kernel's has_identity check)
         if not is_retry:
             peer.handshake_attempts = 0
         last = peer.last_sent_handshake
@@ -1916,6 +1940,9 @@ class WireGuard:
             return True
         if len(raw) != (INITIATION_SIZE if first == MESSAGE_INITIATION else RESPONSE_SIZE):
             c.dropped_malformed += 1
+            return True
+        if self._private_key is None:
+            c.dropped_handshake += 1
             return True
         if not self._checker.check_mac1(raw):
             c.dropped_bad_mac += 1

@@ -45,7 +45,7 @@ from .allowedips import Network, parse_network
 from .config import InterfaceConfig, PeerConfig, _u16, _u32, format_endpoint, parse_endpoint
 from .constants import MAX_PEERS
 from .datagrams import Address
-from .interface import WireGuard
+from .interface import _NO_KEY, WireGuard
 from .keys import PresharedKey, PrivateKey, PublicKey
 
 __all__ = [
@@ -132,8 +132,8 @@ class PeerUpdate:
 class SetRequest:
     """``set=1``: change the device, then each peer in order.
 
-    ``private_key`` all zeros (``remove_private_key``) asks to drop the key, which a tunflow
-    interface cannot do (:func:`apply_set` refuses it with EINVAL).
+    ``private_key`` all zeros (``remove_private_key``) removes the key, as ``wg set …
+    private-key /dev/null`` asks (:meth:`WireGuard.set_private_key` with ``None``).
 
     Raises:
         ConfigError: ``listen_port`` is not an integer from 0 to 65535, or ``fwmark`` not one
@@ -501,8 +501,9 @@ class CheckedSet:
 
     #: the request
     request: SetRequest
-    #: the key it was checked with (the request's new key, else the interface's)
-    private_key: PrivateKey = attrs.field(repr=False)
+    #: the key it was checked with (the request's new key, else the interface's; ``None``:
+    #: none, the request removes it or the interface has none)
+    private_key: PrivateKey | None = attrs.field(repr=False)
     # the X25519 of that key with each peer the request creates: the check computes it to
     # refuse a low-order key, and the new peer uses it instead of computing it again (50 µs a
     # peer: 0.6 s of a 12 000-peer setconf)
@@ -517,10 +518,9 @@ def check_set(wg: WireGuard, request: SetRequest) -> CheckedSet:
     so it has no half-applied request to mirror for it).
 
     Raises:
-        UapiError: ``remove_private_key`` (a tunflow interface always has a key), a peer
-            the request creates has a low-order public key, or it would make the interface
-            have more than :data:`~.constants.MAX_PEERS` (65536) peers at any point
-            (``EINVAL``, as wireguard-go's "too many peers", which has applied the lines
+        UapiError: a peer the request creates has a low-order public key, or it would make
+            the interface have more than :data:`~.constants.MAX_PEERS` (65536) peers at any
+            point (``EINVAL``, as wireguard-go's "too many peers", which has applied the lines
             before it by then).
 
     Example:
@@ -531,10 +531,11 @@ def check_set(wg: WireGuard, request: SetRequest) -> CheckedSet:
         >>> wg.listen_port
         51820
     """
-    if request.remove_private_key:
-        raise UapiError("removing the private key is not supported")
-    key = request.private_key or wg.private_key
-    own = key.public_key()
+    key = None if request.remove_private_key else request.private_key or wg.private_key
+    # without a key the peers' static-static values are the all-zero stand-in's
+    # (WireGuard.set_private_key), a peer with its public key is ignored and removed
+    dh = key or _NO_KEY
+    own = dh.public_key()
     secrets: dict[PublicKey, bytes] = {}
     if not request.peers:
         return CheckedSet(request, key, secrets)
@@ -549,7 +550,7 @@ def check_set(wg: WireGuard, request: SetRequest) -> CheckedSet:
             return not request.replace_peers and wg.peer(pk) is not None
         return known
 
-    if request.private_key is not None and exists(own):
+    if (request.private_key is not None or request.remove_private_key) and exists(own):
         count -= 1  # set_private_key removes the peer that has the new public key
         present[own] = False
     for update in request.peers:
@@ -571,7 +572,7 @@ def check_set(wg: WireGuard, request: SetRequest) -> CheckedSet:
         secrets[pk] = b""
     for pk in secrets:
         try:
-            secrets[pk] = key.exchange(pk)
+            secrets[pk] = dh.exchange(pk)
         except HandshakeError:
             raise UapiError(f"peer {pk} has an invalid (low-order) public key") from None
     return CheckedSet(request, key, secrets)
@@ -606,17 +607,20 @@ def apply_set(wg: WireGuard, request: SetRequest | CheckedSet, now: float | None
             if peer.native_mode:
                 native.add(pk)
             wg.remove_peer(pk)
-    if request.private_key is not None:
-        wg.set_private_key(request.private_key)
+    if request.remove_private_key:
+        wg.set_private_key(None, now)
+    elif request.private_key is not None:
+        wg.set_private_key(request.private_key, now)
     # checked for another key (the interface's changed since): the peers compute their own
     secrets = checked._static_static if wg.private_key == checked.private_key else {}
     if request.listen_port is not None:
         wg.listen_port = request.listen_port
     if request.fwmark is not None:
         wg.fwmark = request.fwmark
+    own = (wg.private_key or _NO_KEY).public_key()
     for update in request.peers:
         pk = update.public_key
-        if pk == wg.public_key:
+        if pk == own:
             continue
         existing = wg.peer(pk)
         if update.remove:
