@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from ipaddress import ip_interface
+from ipaddress import ip_address, ip_interface
 from pathlib import Path
 from typing import Any
 
@@ -2093,3 +2093,23 @@ def _race_held_at(
     for t in threads:
         t.join()
     assert held.is_set()
+
+
+def test_a_gateway_with_a_prefix_or_a_scope_is_refused(netns: testing.Netns) -> None:
+    # `ip route add ... via 10.0.0.254/24` and `via fe80::1%eth0` are refused ("inet address is
+    # expected"); a next hop is one address, and the route's device is its scope. The prefix
+    # and the scope were dropped without a word, the scope even when it named another link.
+    with DeviceBuilder().ipv4("10.65.0.1", 24).ipv6("fd65::1", 64).build_sync() as dev:
+        before = routes_of(netns, dev.name())
+        for gateway in ("10.65.0.254/24", " 10.65.0.254/16", "fe80::1%lo", "fe80::1/64"):
+            network = "198.51.100.0/24" if "." in gateway else "2001:db8:65::/48"
+            with pytest.raises(ConfigError, match="gateway"):
+                dev.add_route(network, gateway=gateway)
+            with pytest.raises(ConfigError, match="gateway"):
+                dev.remove_route(network, gateway=gateway)
+        with pytest.raises(ConfigError, match="scope"):
+            dev.add_route("2001:db8:65::/48", gateway=ip_address("fe80::1%lo"))
+        assert routes_of(netns, dev.name()) == before
+        dev.add_route("2001:db8:65::/48", gateway="fe80::1")
+        dev.remove_route("2001:db8:65::/48", gateway=ip_address("fe80::1"))
+        assert routes_of(netns, dev.name()) == before

@@ -10,7 +10,7 @@ import errno
 import threading
 import weakref
 from collections.abc import Sequence
-from ipaddress import IPv4Address, IPv4Interface, IPv6Interface, ip_interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip_interface
 from typing import Any, cast
 
 import attrs
@@ -705,7 +705,7 @@ def adopt_fd(fd: int, *, close_fd: bool, packet_information: bool) -> tuple[Any,
 
 def _route(cidr: NetworkLike, gateway: IPAddressLike | None, metric: int | None) -> Route:
     network = parse_network(cidr)
-    gw = parse_address(gateway) if gateway is not None else None
+    gw = _gateway(gateway) if gateway is not None else None
     if gw is not None and gw.version != network.version:
         raise ConfigError(f"gateway {gw} and route {network} are of different IP versions")
     if metric is not None:
@@ -714,3 +714,16 @@ def _route(cidr: NetworkLike, gateway: IPAddressLike | None, metric: int | None)
         if not 0 <= metric <= 0xFFFFFFFF:
             raise ConfigError(f"route metric {metric!r} is outside 0..2**32-1")
     return Route(network, gw, metric)
+
+
+def _gateway(gateway: IPAddressLike) -> IPv4Address | IPv6Address:
+    """A next hop: one address, no prefix (``ip route`` refuses ``via 10.0.0.254/24``) and no
+    IPv6 scope (the route's device is its scope; the kernel is never sent one)."""
+    if isinstance(gateway, str) and "/" in gateway:
+        raise ConfigError(f"gateway {gateway!r} takes no prefix: a next hop is one address")
+    gw = parse_address(gateway)
+    if isinstance(gw, IPv6Address) and gw.scope_id is not None:
+        raise ConfigError(
+            f"gateway {gateway!r} takes no scope (%{gw.scope_id}): the route's device is its scope"
+        )
+    return gw

@@ -693,7 +693,8 @@ class SyncDevice(DeviceCore):
         """Route ``cidr`` into the device, optionally via ``gateway`` with ``metric``.
 
         Raises:
-            ConfigError: not a network (host bits set), or a gateway of the other family.
+            ConfigError: not a network (host bits set), or a gateway of the other family,
+                with a prefix or with an IPv6 scope (as ``ip route`` refuses them).
             DeviceExistsError: the route exists.
             DeviceNotFoundError: the interface is gone.
             DevicePermissionError: the process lacks CAP_NET_ADMIN.

@@ -1114,6 +1114,8 @@ def _route_body(
             raise ConfigError(f"gateway {gw} is not of the same IP version as {net}")
         if gw.is_unspecified or gw.is_multicast:
             raise ConfigError(f"gateway {gw} is unspecified or multicast")
+        if isinstance(gw, IPv6Address) and gw.scope_id is not None:
+            raise ConfigError(f"gateway {gw} takes no scope: the route's device is its scope")
     if scope is None:
         # IPv6 ignores rtm_scope and reports universe; IPv4 on-link routes are scope link.
         scope = RT_SCOPE_LINK if (gw is None and family == AF_INET) else RT_SCOPE_UNIVERSE
@@ -1163,8 +1165,8 @@ def encode_new_route(
             ``RTA_TABLE`` (the header's byte says ``RT_TABLE_COMPAT`` for ids above 255).
 
     Raises:
-        ConfigError: invalid index, network, gateway of another family, metric, protocol or
-            table.
+        ConfigError: invalid index, network, gateway (of another family, or with an IPv6
+            scope), metric, protocol or table.
     """
     _check_range(protocol, "route protocol", 0, 255)
     body = _route_body(
