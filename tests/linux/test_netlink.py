@@ -388,6 +388,38 @@ def test_routes(nl: RtNetlink, link: Link) -> None:
         assert missing.value.errno == errno.ESRCH
 
 
+def test_remove_route_metric_0_is_metric_0_not_any(nl: RtNetlink, link: Link) -> None:
+    # The kernel reads a removal's metric 0 as "any metric"; metric 0 here is a route at 0 (for
+    # IPv6 the one an add with metric 0 made: the kernel stores that as 1024), as
+    # SyncDevice.remove_route does.
+    nl.set_link(link.index, up=True)
+    nl.add_address(link.index, "192.0.2.1/24")
+    nl.add_address(link.index, "2001:db8::1/64")
+    before = ip_routes(link.name)
+    nl.add_route(link.index, "198.51.100.0/24", metric=5)
+    nl.add_route(link.index, "198.51.100.0/24", metric=0, table=100)
+    nl.add_route(link.index, "2001:db8::/64", metric=5)
+    mine = ip_routes(link.name)
+    for network in ("198.51.100.0/24", "2001:db8::/64"):
+        with pytest.raises(ProcessLookupError):
+            nl.remove_route(link.index, network, metric=0)
+    assert ip_routes(link.name) == mine
+    assert (IPv6Network("2001:db8::/64"), None, 256, RTPROT_KERNEL, RT_SCOPE_UNIVERSE) in mine
+    nl.add_route(link.index, "198.51.100.0/24", gateway="192.0.2.7", metric=0)
+    nl.add_route(link.index, "2001:db8::/64", metric=0)
+    with pytest.raises(ProcessLookupError):
+        nl.remove_route(link.index, "198.51.100.0/24", gateway="192.0.2.8", metric=0)
+    nl.remove_route(link.index, "198.51.100.0/24", gateway="192.0.2.7", metric=0)
+    nl.remove_route(link.index, "2001:db8::/64", metric=0)
+    assert ip_routes(link.name) == mine
+    nl.remove_route(link.index, "198.51.100.0/24", metric=0, table=100)
+    with pytest.raises(ProcessLookupError):
+        nl.remove_route(link.index, "198.51.100.0/24", metric=0, table=100)
+    nl.remove_route(link.index, "198.51.100.0/24", metric=5)
+    nl.remove_route(link.index, "2001:db8::/64", metric=5)
+    assert ip_routes(link.name) == before
+
+
 def test_routes_in_other_tables(nl: RtNetlink, link: Link) -> None:
     nl.set_link(link.index, up=True)
     assert not nl.table_in_use(51820) and nl.routes(link.index, table=51820) == []

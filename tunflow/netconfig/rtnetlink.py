@@ -141,6 +141,7 @@ __all__ = [
     "RTPROT_KERNEL",
     "RTPROT_BOOT",
     "RTPROT_STATIC",
+    "IP6_RT_PRIO_USER",
     "RT_SCOPE_UNIVERSE",
     "RT_SCOPE_LINK",
     "RT_SCOPE_HOST",
@@ -253,6 +254,9 @@ RTPROT_UNSPEC: Final = 0
 RTPROT_KERNEL: Final = 2
 RTPROT_BOOT: Final = 3
 RTPROT_STATIC: Final = 4
+
+#: the metric the kernel gives an IPv6 route added without one (``include/net/ip6_route.h``)
+IP6_RT_PRIO_USER: Final = 1024
 
 RT_SCOPE_UNIVERSE: Final = 0
 RT_SCOPE_LINK: Final = 253

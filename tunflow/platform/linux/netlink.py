@@ -27,6 +27,7 @@ from ipaddress import (
     IPv6Network,
     ip_address,
     ip_interface,
+    ip_network,
 )
 from types import TracebackType
 
@@ -477,6 +478,10 @@ class RtNetlink:
         """Remove a route out of this link from ``table`` (main by default);
         ``gateway``/``metric`` narrow the match when given.
 
+        ``metric=0`` matches a route at metric 0 only — the kernel reads a removal's 0 as "any
+        metric" — and, for IPv6, the route an :meth:`add_route` with metric 0 made (the kernel
+        stores that 0 as 1024, ``IP6_RT_PRIO_USER``).
+
         Raises:
             OSError: ``ESRCH`` if no route matches or the table does not exist; ``ENODEV``.
             ConfigError: invalid index, network, gateway, metric or table.
@@ -484,7 +489,32 @@ class RtNetlink:
         request = rt.encode_del_route(
             0, index, network, gateway=gateway, metric=metric, table=table
         )
+        if metric == 0:
+            request = self._metric_0_removal(index, network, gateway, table) or request
         self._request(request, rt.Expect.ACK)
+
+    def _metric_0_removal(
+        self,
+        index: int,
+        network: IPv4Network | IPv6Network | str,
+        gateway: IPv4Address | IPv6Address | str | None,
+        table: int,
+    ) -> bytes | None:
+        """The removal of a route at metric 0: one at 1024 for IPv6, ``None`` (the request as
+        it is) for IPv4 when such a route exists (the kernel tries routes in metric order, so
+        one at 0 is the first it matches); ``ESRCH`` when none does."""
+        net = ip_network(network) if isinstance(network, str) else network
+        if net.version == 6:
+            return rt.encode_del_route(
+                0, index, net, gateway=gateway, metric=rt.IP6_RT_PRIO_USER, table=table
+            )
+        gw = ip_address(gateway) if isinstance(gateway, str) else gateway
+        if any(
+            r.destination == net and r.metric == 0 and gw in (None, r.gateway)
+            for r in self.routes(index, table=table)
+        ):
+            return None
+        raise OSError(errno.ESRCH, f"{os.strerror(errno.ESRCH)} (no route to {net} at metric 0)")
 
     # -- policy routing rules -------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from ...errors import (
 )
 from ...netconfig.device import IPV6_MIN_MTU, DeviceConfig, Layer
 from ...netconfig.ioctl import linux_layout
-from ...netconfig.rtnetlink import RTN_LOCAL
+from ...netconfig.rtnetlink import IP6_RT_PRIO_USER, RTN_LOCAL
 from .._base import OffloadInfo, Route
 from .._build import Additions, add_addresses, add_routes, reject_windows_only
 from .._unix import FdQueue
@@ -69,8 +69,6 @@ TUN_F_USO6: Final = 0x40
 
 #: the largest MTU the kernel lets a TAP have (``MAX_MTU - dev->hard_header_len``)
 TAP_MAX_MTU: Final = 65535 - 14
-#: the metric the kernel gives an IPv6 route added without one (``include/net/ip6_route.h``)
-IP6_RT_PRIO_USER: Final = 1024
 
 IFF_UP: Final = 0x1
 IFF_RUNNING: Final = 0x40
@@ -433,17 +431,14 @@ class LinuxInterface:
                 raise
 
     def remove_route(self, route: Route) -> None:
-        """Remove a route. The kernel reads a removal's metric 0, or none, as "any metric" and
+        """Remove a route. The kernel reads a removal without a metric as "any metric" and
         removes the first route in metric order — its own prefix route (256), say. So without
         a metric, an IPv6 route at the kernel's default (what :meth:`add_route` made without
-        one) goes first; metric 0 is that default for IPv6 (the kernel stores an added route's
-        0 so) and, for IPv4, a route at metric 0 only."""
+        one) goes first. Metric 0 is a route at 0 only (:meth:`RtNetlink.remove_route`)."""
         dest, gateway, metric = route.destination, route.gateway, route.metric
         with self._op(f"remove route {dest}"):
             try:
-                if dest.version == 6 and metric == 0:
-                    metric = IP6_RT_PRIO_USER
-                elif dest.version == 6 and metric is None:
+                if dest.version == 6 and metric is None:
                     try:
                         self._nl.remove_route(
                             self._index, dest, gateway=gateway, metric=IP6_RT_PRIO_USER
@@ -452,11 +447,6 @@ class LinuxInterface:
                     except OSError as exc:
                         if exc.errno != errno.ESRCH:
                             raise
-                elif metric == 0 and not any(
-                    r.destination == dest and r.metric == 0 and gateway in (None, r.gateway)
-                    for r in self._nl.routes(self._index)
-                ):
-                    raise OSError(errno.ESRCH, os.strerror(errno.ESRCH))
                 self._nl.remove_route(self._index, dest, gateway=gateway, metric=metric)
             except OSError as exc:
                 if exc.errno != errno.ESRCH:
