@@ -1392,6 +1392,62 @@ def test_names_the_kernel_refuses_are_config_errors(netns: testing.Netns) -> Non
         assert dev.send(ipv4_udp("10.66.0.2", "10.66.0.1", 1, 2, b"x")) == 29
 
 
+def test_the_name_check_refuses_exactly_the_bytes_the_kernel_refuses(
+    netns: testing.Netns,
+) -> None:
+    # dev_valid_name refuses '/', ':' and what the kernel's isspace() takes: 9 to 13, ' ' and
+    # 0xA0. tunflow refused also what Python's str.isspace() takes — 0x1C to 0x1F, U+0085,
+    # U+2003 and Unicode's other spaces — names the kernel makes and `ip link` shows.
+    from tunflow.netconfig import rtnetlink as rt
+    from tunflow.platform.linux.tun import IFF_NO_PI, IFF_TUN, TUNSETIFF
+
+    def kernel_takes(raw: bytes) -> bool:
+        fd = os.open("/dev/net/tun", os.O_RDWR)
+        try:
+            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", raw, IFF_TUN | IFF_NO_PI))
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            return False
+        finally:
+            os.close(fd)
+        return True
+
+    def tunflow_takes(name: str, build: bool = True) -> bool:
+        try:
+            if not build:  # (what a build checks before it asks the kernel)
+                DeviceBuilder().name(name)
+                rt.check_ifname(name)
+                return True
+            with DeviceBuilder().name(name).build_sync() as dev:
+                assert dev.name() == name
+        except ConfigError:
+            return False
+        return True
+
+    before = _links(netns)
+    refused = set()
+    for byte in set(range(1, 256)) - {ord("%")}:  # (a '%' is a template: its own check)
+        raw = b"tf" + bytes([byte]) + b"x"
+        takes = kernel_takes(raw)
+        if not takes:
+            refused.add(byte)
+        assert tunflow_takes(raw.decode("utf-8", "surrogateescape"), build=False) == takes, hex(
+            byte
+        )
+    assert refused == {*range(9, 14), 0x20, 0x2F, 0x3A, 0xA0}
+    for letter in ("\x1c", "\x1f", "\x85", "\u1680", "\u2003", "\u2028", "\u3000"):
+        assert tunflow_takes(f"tf{letter}x")
+    for letter in ("\xa0", "\u00e0", "\u2020"):  # (C2 A0, C3 A0, E2 80 A0)
+        assert not tunflow_takes(f"tf{letter}x")
+    with DeviceBuilder().ipv4("10.69.0.1", 24).build_sync() as dev:
+        dev.set_name("tf\u2003x")
+        assert dev.name() == "tf\u2003x"
+        with pytest.raises(ConfigError, match="interface name"):
+            dev.set_name("tf\vx")
+    assert _links(netns) == before
+
+
 def test_a_name_in_bytes_that_are_not_utf8_still_works(netns: testing.Netns) -> None:
     # `ip link set … name` takes any bytes; name() reports them surrogate-escaped. try_clone
     # raised UnicodeEncodeError, from_fd UnicodeDecodeError.

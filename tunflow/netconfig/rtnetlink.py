@@ -739,6 +739,12 @@ def _check_mac(mac: object) -> bytes:
     raise ConfigError(f"MAC address {mac!r} is not 1 to {_MAX_ADDR_LEN} bytes")
 
 
+#: the bytes ``dev_valid_name`` refuses but 0xA0: ``/``, ``:``, NUL and what the kernel's
+#: ``isspace()`` takes — tab to carriage return and space (and 0xA0). Unicode's other spaces
+#: (U+0085, U+2003, ...) and 0x1C to 0x1F, which ``str.isspace`` takes, it accepts.
+_IFNAME_REFUSED: Final = frozenset(b"/:\0\t\n\v\f\r ")
+
+
 def check_ifname(name: object) -> bytes:
     """Encode an interface name after the kernel's ``dev_valid_name`` rules.
 
@@ -747,16 +753,17 @@ def check_ifname(name: object) -> bytes:
 
     Raises:
         ConfigError: empty, longer than 15 bytes, ``.``/``..``, or containing ``/``, ``:``, NUL,
-            whitespace or the byte 0xA0.
+            a byte from tab to carriage return, space, or the byte 0xA0.
     """
     if not isinstance(name, str):
         raise ConfigError(f"interface name {name!r} is not a string")
     raw = name.encode("utf-8", "surrogateescape")
     if not raw or len(raw) >= _IFNAMSIZ:
         raise ConfigError(f"interface name {name!r} must be 1 to {_IFNAMSIZ - 1} bytes long")
-    if name in (".", "..") or any(c in name for c in "/:\0") or any(c.isspace() for c in name):
+    if name in (".", "..") or not _IFNAME_REFUSED.isdisjoint(raw):
         raise ConfigError(
-            f"interface name {name!r} may not be '.' or '..' nor contain '/', ':', NUL or spaces"
+            f"interface name {name!r} may not be '.' or '..' nor contain '/', ':', NUL, a space, "
+            "a tab or a line break"
         )
     if 0xA0 in raw:
         # (the kernel's isspace() takes Latin-1's no-break space, 0xA0: a byte of the UTF-8 of
