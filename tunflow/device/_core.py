@@ -41,7 +41,7 @@ from ..netconfig.device import (
 from ..offload import VIRTIO_NET_HDR_GSO_NONE, GROTable
 from ..packet import HEADROOM, IDEAL_BATCH_SIZE, MAX_PACKET_SIZE, PacketBatch, validate_ip_packet
 from ..platform._base import Buffer, Interface, LoneQueue, OffloadInfo, Queue, Route
-from ._offload import OffloadRx, OffloadTx, split_for_plain_queue
+from ._offload import OffloadRx, OffloadTx, split_for_plain_queue, zero_headers_only
 
 __all__ = ["DeviceCore", "DeviceStatistics", "SharedInterface", "Route", "adopt_fd"]
 
@@ -77,7 +77,8 @@ class DeviceStatistics:
             (dropped; the MTU is then re-read, so later reads leave room for it).
         tx_dropped: packets of batch writes the kernel refused, by reason (skipped; a single
             ``send`` raises instead): ``kernel_refused_packet`` (also a virtio-net header a TUN
-            without offload cannot split), ``link_down`` (written while the link was down),
+            without offload cannot split, and any non-zero one on a TAP or packet-information
+            device), ``link_down`` (written while the link was down),
             ``would_block``.
         offload: what the kernel granted.
     """
@@ -323,8 +324,11 @@ class DeviceCore:
 
     def _prepare_send_batch(self, batch: PacketBatch, table: GROTable | None = None) -> PacketBatch:
         if self._tx is None:
-            if batch.vnet_hdr and self._validate_ip:
-                out, bad = split_for_plain_queue(batch)
+            if batch.vnet_hdr:
+                if self._validate_ip:
+                    out, bad = split_for_plain_queue(batch)
+                else:
+                    out, bad = zero_headers_only(batch)
                 if bad:
                     self._count_drop("kernel_refused_packet", bad)
                 return out

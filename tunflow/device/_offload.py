@@ -39,7 +39,7 @@ from ..offload import (
 from ..packet import HEADROOM, IDEAL_BATCH_SIZE, MAX_PACKET_SIZE, PacketBatch
 from ..platform._base import OffloadInfo, Queue
 
-__all__ = ["OffloadRx", "OffloadTx", "split_for_plain_queue"]
+__all__ = ["OffloadRx", "OffloadTx", "split_for_plain_queue", "zero_headers_only"]
 
 _RAW_CAPACITY: Final = 1 << 20
 _TCP_GSO: Final = frozenset({VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6})
@@ -342,3 +342,23 @@ def split_for_plain_queue(batch: PacketBatch) -> tuple[PacketBatch, int]:
         else:
             dropped += 1
     return out, dropped
+
+
+def zero_headers_only(batch: PacketBatch) -> tuple[PacketBatch, int]:
+    """``batch`` (``vnet_hdr`` set) as a TAP or packet-information queue without offload takes
+    it: the packets whose header is zero, and how many others were left out — such a queue
+    writes the bare packet, so a partial checksum would go out as it is and a super-packet as
+    one oversized frame, and :func:`split_for_plain_queue` reads IP packets, not frames nor
+    packets behind a 4-byte header. ``batch`` itself when every header is zero."""
+    view = batch.view
+    zero = [
+        (off, n)
+        for off, n in zip(batch.offsets, batch.lengths, strict=True)
+        if view[off - HEADROOM : off] == _ZERO_HEADER
+    ]
+    if len(zero) == len(batch.offsets):
+        return batch, 0
+    out = PacketBatch(capacity=batch.capacity, max_packets=max(1, len(zero)))
+    for off, n in zero:
+        out.append(view[off : off + n])
+    return out, len(batch.offsets) - len(zero)
