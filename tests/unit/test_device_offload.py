@@ -378,6 +378,50 @@ def test_a_cancelled_split_write_does_not_eat_the_next_batch() -> None:
     assert [frame[HEADROOM:] for frame in queue.written] == second.to_list()
 
 
+class PlainFullingQueue(FullingQueue):
+    """A queue without offload, full (``EAGAIN``) after ``room`` packets."""
+
+    def __init__(self, room: int) -> None:
+        super().__init__(room)
+        self.offload = OffloadInfo()
+
+
+def test_a_raised_batch_write_counts_the_packets_it_wrote() -> None:
+    # A write that timed out (or was cancelled, or shut down) half-way counted nothing in
+    # tx_packets/tx_bytes, though it had written the packets before that point.
+    import anyio
+
+    from tunflow import AsyncDevice
+
+    queue = PlainFullingQueue(room=3)
+    dev = device(queue)
+    batch = _udp_batch(5)
+    with pytest.raises(TimeoutError):
+        dev.send_batch(batch, timeout=0.05)
+    assert len(queue.written) == 3
+    stats = dev.statistics()
+    assert (stats.tx_packets, stats.tx_bytes, stats.tx_batches) == (3, sum(batch.lengths[:3]), 1)
+    queue.room = 0
+    with pytest.raises(TimeoutError):
+        dev.send_batch(batch, timeout=0.02)  # nothing written: no batch counted
+    assert dev.statistics().tx_batches == 1
+
+    queue = PlainFullingQueue(room=2)
+    adev = AsyncDevice(SharedInterface(None, Layer.L3, False), queue)
+
+    async def main() -> None:
+        with anyio.move_on_after(0.1):
+            await adev.send_batch(batch)
+        queue.room = 100
+        await adev.send_batch(batch)
+
+    anyio.run(main)
+    assert len(queue.written) == 2 + 5
+    stats = adev.statistics()
+    assert (stats.tx_packets, stats.tx_bytes) == (7, sum(batch.lengths[:2]) + batch.nbytes)
+    assert stats.tx_batches == 2
+
+
 def _dest_opts(size: int, next_header: int) -> bytes:
     """An IPv6 destination options header of ``size`` bytes (a multiple of 8, up to 2048)
     filled with padding options."""

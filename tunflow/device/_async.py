@@ -559,7 +559,8 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
 
         Cancelled while it waits for room in a full queue, the packets before the wait were
         written and the rest were not (as with a cancelled ``send_all`` on a socket); the next
-        call starts afresh.
+        call starts afresh. Those written are counted in :meth:`statistics` as
+        :meth:`SyncDevice.send_batch` counts them.
 
         Args:
             batch: the packets.
@@ -579,6 +580,8 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
             await anyio.lowlevel.checkpoint()  # see recv_batch
         self._check_open()
         self._begin_send()
+        out = batch
+        self._tx_done = 0
         try:
             out = self._prepare_send_batch(batch)
             # what the queue takes at once without a coroutine of its own (a lone packet's
@@ -586,6 +589,9 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
             done = self._write_now(out)
             if done < len(out.offsets):
                 await self._write_rest(out, done)
+        except BaseException:
+            self._account_tx_part(batch, out, self._tx_done)
+            raise
         finally:
             # (a write cancelled or failed half-way: a refused super-packet's segments still
             # pending go with it — the next batch must start with its own first packet)
@@ -611,12 +617,15 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
     async def _write_rest(self, out: PacketBatch, i: int) -> None:
         """Write ``out`` from packet ``i``, waiting while the queue is full."""
         total = len(out.offsets)
-        while i < total:
-            try:
-                i = self._nb_send_batch(out, i)
-            except BlockingIOError:
-                await self._wait_writable()
-                self._check_open()
+        try:
+            while i < total:
+                try:
+                    i = self._nb_send_batch(out, i)
+                except BlockingIOError:
+                    await self._wait_writable()
+                    self._check_open()
+        finally:
+            self._tx_done = i
 
     async def recv_multiple(
         self, bufs: Sequence[bytearray | memoryview], sizes: list[int], offset: int = 0

@@ -166,6 +166,8 @@ class DeviceCore:
         self._mm = threading.local()
         #: a refused super-packet's segments still to write, and the next index
         self._fallback: tuple[PacketBatch, int] | None = None
+        #: the packets of the last batch write done when it ended (raised, say)
+        self._tx_done = 0
         #: packets of batch writes the kernel refused, by reason (skipped, not raised)
         self.tx_dropped: dict[str, int] = {}
         #: the queue's count of packets cut short, as last seen (see ``_nb_recv_batch``)
@@ -445,6 +447,16 @@ class DeviceCore:
         self.tx_packets += len(batch.offsets)
         self.tx_bytes += batch.nbytes
         self.tx_batches += 1
+
+    def _account_tx_part(self, batch: PacketBatch, out: PacketBatch, done: int) -> None:
+        """Count the first ``done`` packets of ``out``, written (or dropped and counted) by a
+        write of ``batch`` that then raised — where ``out`` is ``batch``: nothing coalesced,
+        split or left out, so they are the caller's first ``done``. Otherwise (GRO merged
+        packets, headers split) nothing is counted: no count would be exact."""
+        if out is batch and done:
+            self.tx_packets += done
+            self.tx_bytes += sum(batch.lengths[:done])
+            self.tx_batches += 1
 
     # -- sizes and statistics -------------------------------------------------------------
 

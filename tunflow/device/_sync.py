@@ -440,7 +440,10 @@ class SyncDevice(DeviceCore):
 
         A write that raises (``timeout`` passed with the queue full, :meth:`shutdown`, the
         device gone) has written the packets before that point and not the rest; the next
-        call starts afresh with its own batch.
+        call starts afresh with its own batch. Those written are counted in
+        :meth:`statistics` (``tx_packets``, ``tx_bytes``, ``tx_batches``) where the batch
+        went to the queue as given; one that GRO coalesced, or whose virtio-net headers were
+        split for a device without offload, counts nothing.
         """
         deadline = _deadline(timeout)
         self._check_open()  # an empty batch too, as the async face does
@@ -449,7 +452,12 @@ class SyncDevice(DeviceCore):
         # One writer at a time: coalescing reuses one arena, and a refused super-packet's
         # segments are pending state.
         with self._tx_lock:
-            self._write_all(self._prepare_send_batch(batch), deadline, interrupt)
+            out = self._prepare_send_batch(batch)
+            try:
+                self._write_all(out, deadline, interrupt)
+            except BaseException:
+                self._account_tx_part(batch, out, self._tx_done)
+                raise
             self._account_tx(batch)  # (under the lock: writers at once lose no count)
         return len(batch)
 
@@ -469,6 +477,7 @@ class SyncDevice(DeviceCore):
             # (a write that timed out or failed half-way: a refused super-packet's segments
             # still pending go with it — the next batch must start with its own first packet)
             self._fallback = None
+            self._tx_done = i
 
     def recv_multiple(
         self,
