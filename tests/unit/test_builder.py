@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ipaddress import IPv4Interface, IPv6Interface, ip_network
+from typing import Any
 
 import pytest
 
@@ -160,3 +161,18 @@ def test_from_fd_refuses_a_number_no_fd_can_have() -> None:
 
     with pytest.raises(ConfigError, match="not a file descriptor"):
         SyncDevice.from_fd(2**40)
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        lambda b: b.ipv4("10.0.0.1", 24, "10.0.0.2/24"),
+        lambda b: b.dns_servers(["192.0.2.53/32"]),
+        lambda b: b.dns_servers(["2001:db8::53/128"]),
+    ],
+)
+def test_one_address_given_with_a_prefix_is_refused(setting: Any) -> None:
+    # (the prefix used to be cut off silently: a point-to-point peer "10.0.0.2/24" became
+    # 10.0.0.2, a /24 that was never made)
+    with pytest.raises(ConfigError, match="takes no prefix"):
+        setting(DeviceBuilder())

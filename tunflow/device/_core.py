@@ -595,7 +595,7 @@ class DeviceCore:
         self._iface().add_address(iface)
 
     def _remove_address(self, address: IPAddressLike) -> None:
-        ip = parse_address(address)
+        ip = parse_address(address, prefix_ok=True)
         given = _with_prefix(address)
         iface = self._iface()
         if given is None:

@@ -145,12 +145,17 @@ def _check_unicast(ip: IPv4Address | IPv6Address, given: object) -> None:
         raise ConfigError(f"{given!r} is the unspecified address")
 
 
-def parse_address(address: IPAddressLike) -> IPv4Address | IPv6Address:
-    """An IPv4 or IPv6 address (no prefix), or :class:`ConfigError`."""
+def parse_address(address: IPAddressLike, *, prefix_ok: bool = False) -> IPv4Address | IPv6Address:
+    """An IPv4 or IPv6 address, or :class:`ConfigError`. A prefix (``10.0.0.2/24``) is refused
+    — a peer, gateway or DNS server is one address — unless ``prefix_ok``, when it is left
+    out (the caller reads it itself)."""
     if isinstance(address, IPv4Address | IPv6Address):
         return address
+    text = str(address).strip()
+    if "/" in text and not prefix_ok:
+        raise ConfigError(f"{address!r} takes no prefix: it is one address")
     try:
-        return ipaddress.ip_address(str(address).strip().split("/")[0])
+        return ipaddress.ip_address(text.split("/")[0])
     except ValueError:
         raise ConfigError(f"{address!r} is not an IP address") from None
 
