@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,13 @@ def test_the_offload_page_runs_and_prints_what_it_says() -> None:
     promised = re.findall(r"^print\(.*\)  # (\S+(?:, \S+)*?)(?::|$)", code, re.M)
     assert promised == ["[1488, 1488, 216]", "(1488, 4660)", "(3896,)"]
     assert printed[:3] == promised
+
+
+def test_the_devices_page_vectored_example_runs() -> None:
+    page = (ROOT / "docs" / "devices.md").read_text()
+    indented = re.findall(r"^( +)```python\n(.*?)^\1```$", page, re.M | re.S)
+    (code,) = [textwrap.dedent(body) for _, body in indented if "recv_vectored" in body]
+    exec(compile(code, "docs/devices.md", "exec"), {})
 
 
 def test_the_platforms_page_fake_kernel_example_runs() -> None:

@@ -276,19 +276,24 @@ def ip_version(packet: bytes | bytearray | memoryview) -> int:
     return packet[0] >> 4 if len(packet) else 0
 
 
-def validate_ip_packet(packet: bytes | bytearray | memoryview, mtu: int | None = None) -> None:
+def validate_ip_packet(
+    packet: bytes | bytearray | memoryview, mtu: int | None = None, length: int | None = None
+) -> None:
     """Check that ``packet`` is a whole IPv4 or IPv6 packet before it is written to a TUN.
 
     Checks the version nibble, the minimum header length and that the length fields agree with
     the buffer, so a caller gets a message naming the problem instead of the kernel's bare
     ``EINVAL``.
 
+    ``length``: the whole packet's length when ``packet`` holds only its start — at least its
+    first 40 bytes, or all of it when shorter (a packet in several buffers).
+
     Raises:
         MalformedPacketError: the version nibble is not 4 or 6, or a length field is wrong.
         TruncatedPacketError: the buffer is shorter than the header says.
         PacketTooLargeError: longer than ``mtu`` (when given) or 65535 bytes.
     """
-    n = len(packet)
+    n = len(packet) if length is None else length
     if n == 0:
         raise TruncatedPacketError("empty packet")
     if n > MAX_PACKET_SIZE:

@@ -19,6 +19,7 @@ from tunflow import (
     DeviceGoneError,
     Layer,
     PacketBatch,
+    PacketTooLargeError,
 )
 from tunflow.device._core import SharedInterface
 from tunflow.platform._unix import FdQueue
@@ -501,3 +502,25 @@ def test_a_wait_on_a_waker_closed_under_it_polls_its_pipe_not_a_reused_fd(
         closed.set()
         for fd in (quiet_r, quiet_w, other_r, other_w, *reused):
             os.close(fd)
+
+
+@pytest.mark.parametrize("af_header", [False, True])
+def test_a_vectored_read_hands_out_no_cut_packet(
+    pair: tuple[socket.socket, socket.socket], af_header: bool
+) -> None:
+    a, b = pair
+    q = FdQueue(b.fileno(), close_fd=False, af_header=af_header)
+    head = b"\0\0\0\2" if af_header else b""
+    views = [memoryview(bytearray(60)), memoryview(bytearray(40))]
+    a.send(head + bytes(range(100)))  # fits exactly
+    assert q.recv_vectored(views, 100) == 100
+    assert bytes(views[0]) + bytes(views[1]) == bytes(range(100))
+    a.send(head + bytes(101))  # a byte more than the buffers: the kernel would cut it
+    with pytest.raises(PacketTooLargeError, match="100 bytes of the buffers"):
+        q.recv_vectored(views, 100)
+    assert q.rx_truncated == 1
+    with pytest.raises(BlockingIOError):
+        q.recv_vectored(views, 100)
+    assert q.send_vectored([memoryview(b"\x45\x00"), memoryview(b"tail")]) == 6
+    assert a.recv(100) == head + b"\x45\x00tail"
+    q.close()

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import select
 import weakref
-from collections.abc import Callable, Mapping, Sequence
-from ipaddress import IPv4Interface, IPv6Interface
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
 from typing import Any, TypeVar
 
 import anyio
@@ -28,7 +28,7 @@ from ..offload import GROTable
 from ..packet import MAX_PACKET_SIZE, PacketBatch
 from ..platform._base import Buffer, LoneQueue, OffloadInfo, Route
 from ..platform._unix import WRITE_RECHECK, poll_wait
-from ._core import DeviceCore, DeviceStatistics, SharedInterface, adopt_fd
+from ._core import DeviceCore, DeviceStatistics, SharedInterface, adopt_fd, buffer_views
 from ._links import AsyncLinkEvents, open_tracker
 
 __all__ = ["AsyncDevice", "DeviceAttribute"]
@@ -395,6 +395,47 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
                 self._check_open()
         self.tx_packets += 1
         self.tx_bytes += n
+
+    async def recv_vectored(self, buffers: Iterable[bytearray | memoryview]) -> int:
+        """Wait for one packet, write it across ``buffers`` in order and return its length
+        (tun-rs ``recv_vectored``). Raises as :meth:`recv_into` and as
+        :meth:`SyncDevice.recv_vectored` for the buffers."""
+        await anyio.lowlevel.checkpoint()  # see recv_batch
+        views = buffer_views(buffers, "recv_vectored", writable=True)
+        room = sum(len(v) for v in views)
+        self._begin_receive()
+        try:
+            while True:
+                try:
+                    n = self._nb_recv_vectored(views, room)
+                    break
+                except BlockingIOError:
+                    await self._wait_readable()
+                    self._check_open()
+        finally:
+            self._receiving = False
+        self.rx_packets += 1
+        self.rx_bytes += n
+        return n
+
+    async def send_vectored(self, buffers: Iterable[Buffer]) -> int:
+        """Write one packet held across ``buffers``, in order; return the bytes written
+        (tun-rs ``send_vectored``). The packet is checked and raises as in :meth:`send`, and
+        as :meth:`SyncDevice.send_vectored` for the buffers."""
+        await anyio.lowlevel.checkpoint()  # see recv_batch
+        self._check_open()
+        views = buffer_views(buffers, "send_vectored", writable=False)
+        self._check_vectored(views)
+        while True:
+            try:
+                n = self._nb_send_vectored(views)
+                break
+            except BlockingIOError:
+                await self._wait_writable()
+                self._check_open()
+        self.tx_packets += 1
+        self.tx_bytes += n
+        return n
 
     def receive_nowait(self) -> bytes:
         """One packet if one is waiting, else :class:`anyio.WouldBlock`."""
@@ -884,6 +925,16 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
             DeviceError: any other refusal (``errno`` kept).
         """
         return await self._run(self._is_running)
+
+    async def broadcast(self) -> IPv4Address | None:
+        """The broadcast address of the device's first IPv4 address (see
+        :meth:`SyncDevice.broadcast`; Linux only)."""
+        return await self._run(self._broadcast)
+
+    async def set_broadcast(self, address: IPAddressLike) -> None:
+        """Set the broadcast address of the device's first IPv4 address (see
+        :meth:`SyncDevice.set_broadcast`; Linux only)."""
+        await self._run(self._set_broadcast, address)
 
     async def link_events(self) -> AsyncLinkEvents:
         """Watch the link: an async iterator of :class:`~tunflow.LinkEvent` — the state now

@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip_interface
 from typing import Any, cast
 
@@ -41,6 +41,7 @@ from ..netconfig.device import (
 from ..offload import VIRTIO_NET_HDR_GSO_NONE, GROTable
 from ..packet import HEADROOM, IDEAL_BATCH_SIZE, MAX_PACKET_SIZE, PacketBatch, validate_ip_packet
 from ..platform._base import Buffer, Interface, LoneQueue, OffloadInfo, Queue, Route
+from ..platform._unix import IOV_MAX, scatter
 from ._offload import OffloadRx, OffloadTx, split_for_plain_queue, zero_headers_only
 
 __all__ = ["DeviceCore", "DeviceStatistics", "SharedInterface", "Route", "adopt_fd"]
@@ -49,6 +50,8 @@ WritableBuffer = bytearray | memoryview
 
 _ETHERNET_OVERHEAD = 14 + 4  # header + one VLAN tag
 _PI_LEN = 4
+#: the largest buffer a vectored read through a queue without ``readv`` reads into first
+_SCRATCH_MAX = 1 << 17
 
 
 @attrs.frozen
@@ -242,6 +245,34 @@ class DeviceCore:
                 f"{len(packet)}-byte packet exceeds the device's limit of {self.max_size}"
             )
 
+    def _check_vectored(self, views: list[memoryview]) -> None:
+        """Refuse the packet ``views`` hold as :meth:`_check_packet` refuses one buffer (a
+        method of its own: a single send's check stays as lean as it was)."""
+        head = _head(views, _PI_LEN + 40)
+        n = sum(len(v) for v in views)
+        try:
+            self._check_head(head, n)
+        except PacketTooLargeError:
+            if not self._refresh_mtu():
+                raise
+            self._check_head(head, n)
+
+    def _check_head(self, head: memoryview | bytes, n: int) -> None:
+        """:meth:`_check_limits` of an ``n``-byte packet whose start is ``head``."""
+        if self._validate_ip:
+            validate_ip_packet(head, self._mtu_limit, n)
+        elif self._validate_pi:
+            if n < _PI_LEN:
+                raise TruncatedPacketError(
+                    f"{n}-byte packet: with packet_information each packet starts "
+                    f"with its {_PI_LEN}-byte header"
+                )
+            validate_ip_packet(memoryview(head)[_PI_LEN:], self._mtu_limit, n - _PI_LEN)
+        elif n > self.max_size:
+            raise PacketTooLargeError(
+                f"{n}-byte packet exceeds the device's limit of {self.max_size}"
+            )
+
     # -- non-blocking primitives shared by both faces ------------------------------------
 
     def _nb_recv(self) -> bytes:
@@ -272,6 +303,38 @@ class DeviceCore:
         except PacketTooLargeError:
             self._learn_cuts(getattr(self._queue, "rx_truncated", 0))
             raise
+
+    def _nb_recv_vectored(self, views: list[memoryview], room: int) -> int:
+        """Read one packet across ``views`` (``room`` bytes in all): one ``readv`` where the
+        queue has it, else a read into one buffer copied across. Raises as
+        :meth:`_nb_recv_into`."""
+        if room < self.max_size:
+            raise ValueError(
+                f"recv_vectored needs buffers of max_size={self.max_size} bytes in all; these "
+                f"have {room}"
+            )
+        if self._rx is not None:
+            return self._rx.recv_one_vectored(views, room)
+        queue = self._queue
+        try:
+            read = getattr(queue, "recv_vectored", None)
+            if read is not None:
+                return read(views, room)  # type: ignore[no-any-return]
+            scratch = memoryview(bytearray(min(room, _SCRATCH_MAX)))
+            n = queue.recv_into(scratch)
+            scatter(scratch[:n], views)
+            return n
+        except PacketTooLargeError:
+            self._learn_cuts(getattr(queue, "rx_truncated", 0))
+            raise
+
+    def _nb_send_vectored(self, views: list[memoryview]) -> int:
+        """Write the one packet ``views`` hold: one ``writev`` where the queue has it, else
+        joined; :class:`BlockingIOError` when the queue cannot take it now."""
+        write = getattr(self._queue, "send_vectored", None)
+        if write is not None:
+            return write(views)  # type: ignore[no-any-return]
+        return self._queue.send(b"".join(views))
 
     def _nb_recv_batch(self, batch: PacketBatch, whole: bool) -> int:
         """Read into ``batch``; 0 when nothing was waiting.
@@ -649,6 +712,15 @@ class DeviceCore:
     def _is_running(self) -> bool:
         return self._iface().is_running()
 
+    def _broadcast(self) -> IPv4Address | None:
+        return self._iface().broadcast()
+
+    def _set_broadcast(self, address: IPAddressLike) -> None:
+        ip = parse_address(address)
+        if not isinstance(ip, IPv4Address):
+            raise ConfigError(f"{address!r}: only IPv4 has broadcast addresses")
+        self._iface().set_broadcast(ip)
+
     def _tx_queue_len(self) -> int:
         return self._iface().tx_queue_len()
 
@@ -656,6 +728,48 @@ class DeviceCore:
         if type(length) is not int or length < 0:
             raise ConfigError(f"tx_queue_len {length!r} must be a non-negative int")
         self._iface().set_tx_queue_len(length)
+
+
+def buffer_views(buffers: Iterable[Buffer], what: str, *, writable: bool) -> list[memoryview]:
+    """``buffers`` as byte views for one ``readv``/``writev`` (``writable``: to read into).
+
+    Raises:
+        TypeError: one buffer given rather than a sequence of them, something not a buffer,
+            a read-only buffer to read into, or a buffer not contiguous in memory.
+        ConfigError: more than :data:`IOV_MAX` buffers.
+    """
+    if isinstance(buffers, bytes | bytearray | memoryview | str):
+        raise TypeError(f"{what} takes a sequence of buffers, not one {type(buffers).__name__}")
+    try:
+        items = list(buffers)
+    except TypeError:
+        raise TypeError(f"{what} takes a sequence of buffers, not {buffers!r}") from None
+    if len(items) > IOV_MAX:
+        raise ConfigError(f"{what}: {len(items)} buffers, more than IOV_MAX ({IOV_MAX})")
+    views = []
+    for b in items:
+        v = memoryview(b)
+        if writable and v.readonly:
+            raise TypeError(f"{what} reads into writable buffers; a {type(b).__name__} is not")
+        if not v.c_contiguous:
+            raise TypeError(f"{what} takes contiguous buffers; this one is strided")
+        views.append(v if v.format == "B" and v.ndim == 1 else v.cast("B"))
+    return views
+
+
+def _head(views: list[memoryview], size: int) -> memoryview | bytes:
+    """The first ``size`` bytes across ``views`` (all of them when fewer): what a packet's
+    check reads."""
+    if not views or len(views[0]) >= size:
+        return views[0] if views else b""
+    parts = []
+    got = 0
+    for v in views:
+        parts.append(v[: size - got])
+        got += len(parts[-1])
+        if got >= size:
+            break
+    return b"".join(parts)
 
 
 def _remove_v4(iface: Any, address: IPv4Interface, peer: IPv4Address | None) -> None:

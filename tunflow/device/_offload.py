@@ -38,6 +38,7 @@ from ..offload import (
 )
 from ..packet import HEADROOM, IDEAL_BATCH_SIZE, MAX_PACKET_SIZE, PacketBatch
 from ..platform._base import OffloadInfo, Queue
+from ..platform._unix import scatter
 
 __all__ = ["OffloadRx", "OffloadTx", "split_for_plain_queue", "zero_headers_only"]
 
@@ -185,6 +186,19 @@ class OffloadRx:
                 f"a {n}-byte packet does not fit a {len(view)}-byte buffer (it stays queued)"
             )
         view[:n] = self._one.packet(i)
+        self._one_i = i + 1
+        return n
+
+    def recv_one_vectored(self, views: list[memoryview], room: int) -> int:
+        """One plain packet across ``views`` (``room`` bytes in all); its length. Raises as
+        :meth:`recv_one_into`."""
+        i = self._next_one()
+        n = self._one.lengths[i]
+        if n > room:
+            raise PacketTooLargeError(
+                f"a {n}-byte packet does not fit buffers of {room} bytes (it stays queued)"
+            )
+        scatter(self._one.packet(i), views)
         self._one_i = i + 1
         return n
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
-from ipaddress import IPv4Interface, IPv6Interface
+from collections.abc import Iterable, Sequence
+from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +20,7 @@ from ..offload import GROTable
 from ..packet import PacketBatch
 from ..platform._base import Buffer, Route
 from ..platform._unix import PipeWaker
-from ._core import DeviceCore, DeviceStatistics, SharedInterface, adopt_fd
+from ._core import DeviceCore, DeviceStatistics, SharedInterface, adopt_fd, buffer_views
 from ._interrupt import InterruptEvent
 from ._links import LinkEvents, open_tracker
 
@@ -371,6 +371,74 @@ class SyncDevice(DeviceCore):
                 raise ClosedDeviceError("the device was shut down")
             try:
                 n = queue.send(packet)
+            except BlockingIOError:
+                self._wait(True, deadline, interrupt)
+                continue
+            self.tx_packets += 1
+            self.tx_bytes += n
+            return n
+
+    def recv_vectored(
+        self,
+        buffers: Iterable[bytearray | memoryview],
+        *,
+        timeout: float | None = None,
+        interrupt: InterruptEvent | None = None,
+    ) -> int:
+        """Wait for one packet, write it across ``buffers`` in order (each filled before the
+        next) and return its length (tun-rs ``recv_vectored``: one ``readv`` on Unix).
+
+        The buffers must hold :attr:`max_size` bytes in all; the packet is the bare packet
+        :meth:`recv` returns. Raises as :meth:`recv_into`, and:
+
+        Raises:
+            ConfigError: more than ``IOV_MAX`` buffers (1024 on Linux and macOS).
+            TypeError: one buffer rather than a sequence of them, or a read-only one.
+        """
+        views = buffer_views(buffers, "recv_vectored", writable=True)
+        room = sum(len(v) for v in views)
+        deadline = _deadline(timeout)
+        if interrupt is not None:
+            self._check_interrupt(interrupt)
+        while True:
+            if self._shutdown:
+                raise ClosedDeviceError("the device was shut down")
+            try:
+                with self._rx_lock:
+                    n = self._nb_recv_vectored(views, room)
+                    self.rx_packets += 1
+                    self.rx_bytes += n
+            except BlockingIOError:
+                self._wait(False, deadline, interrupt)
+                continue
+            return n
+
+    def send_vectored(
+        self,
+        buffers: Iterable[Buffer],
+        *,
+        timeout: float | None = None,
+        interrupt: InterruptEvent | None = None,
+    ) -> int:
+        """Write one packet held across ``buffers``, in order; return the bytes written
+        (tun-rs ``send_vectored``: one ``writev`` on Unix).
+
+        The packet is checked as :meth:`send` checks one, and raises as it does, and:
+
+        Raises:
+            ConfigError: more than ``IOV_MAX`` buffers (1024 on Linux and macOS).
+            TypeError: one buffer rather than a sequence of them.
+        """
+        views = buffer_views(buffers, "send_vectored", writable=False)
+        self._check_vectored(views)
+        deadline = _deadline(timeout)
+        if interrupt is not None:
+            self._check_interrupt(interrupt)
+        while True:
+            if self._shutdown:
+                raise ClosedDeviceError("the device was shut down")
+            try:
+                n = self._nb_send_vectored(views)
             except BlockingIOError:
                 self._wait(True, deadline, interrupt)
                 continue
@@ -806,6 +874,38 @@ class SyncDevice(DeviceCore):
         if interrupt is not None and not isinstance(interrupt, InterruptEvent):
             raise TypeError(f"interrupt= takes an InterruptEvent, not {interrupt!r}")
         return LinkEvents(open_tracker(self._iface()), self, timeout, interrupt)
+
+    def broadcast(self) -> IPv4Address | None:
+        """The broadcast address of the device's first IPv4 address (Linux
+        ``SIOCGIFBRDADDR``); ``None`` when it has none, or the device has no IPv4 address.
+
+        Raises:
+            UnsupportedError: not Linux, or the device was adopted from an fd tunflow cannot
+                configure.
+            DeviceNotFoundError: the interface is gone.
+            DeviceError: any other refusal (``errno`` kept).
+        """
+        return self._broadcast()
+
+    def set_broadcast(self, address: IPAddressLike) -> None:
+        """Set the broadcast address of the device's first IPv4 address (Linux
+        ``SIOCSIFBRDADDR``; ``"0.0.0.0"`` clears it).
+
+        The kernel takes the address out and puts it back to change it, dropping its secondary
+        addresses and, when it is the device's only IPv4 address, every route through the
+        device: tunflow puts them back (main-table routes, as :meth:`set_name` does). It puts
+        the address back behind the device's other primary addresses (of other subnets), so
+        with several the first is then another one, whose broadcast :meth:`broadcast` reads.
+
+        Raises:
+            ConfigError: not an IPv4 address.
+            DeviceError: the device has no IPv4 address (``EADDRNOTAVAIL``), or any other
+                refusal (``errno`` kept).
+            DevicePermissionError: the process lacks CAP_NET_ADMIN.
+            UnsupportedError: not Linux, or the device was adopted from an fd tunflow cannot
+                configure.
+        """
+        self._set_broadcast(address)
 
     def tx_queue_len(self) -> int:
         """The transmit queue length.

@@ -787,6 +787,12 @@ class BsdInterface:
             flags = self.flags()
         return bool(flags & IFF_UP) and bool(flags & IFF_RUNNING)
 
+    def broadcast(self) -> IPv4Address | None:
+        raise UnsupportedError("the broadcast address (SIOCGIFBRDADDR) is Linux only")
+
+    def set_broadcast(self, address: IPv4Address) -> None:
+        raise UnsupportedError("the broadcast address (SIOCSIFBRDADDR) is Linux only")
+
     def tx_queue_len(self) -> int:
         raise UnsupportedError("the transmit queue length is Linux only")
 

@@ -35,7 +35,15 @@ from ..errors import (
 from ..packet import HEADROOM, PacketBatch
 from ._base import Buffer, OffloadInfo
 
-__all__ = ["FdQueue", "PipeWaker", "poll_wait", "map_io_error", "AF_HEADER_LEN"]
+__all__ = [
+    "FdQueue",
+    "PipeWaker",
+    "poll_wait",
+    "map_io_error",
+    "AF_HEADER_LEN",
+    "IOV_MAX",
+    "scatter",
+]
 
 AF_HEADER_LEN: Final = 4
 _AF = struct.Struct("!I")
@@ -47,6 +55,19 @@ _MAX_READ: Final = 65535 + HEADROOM
 _ZERO_VNET: Final = bytes(HEADROOM)
 #: the byte a single read is offered past its buffer, to see a packet cut short (never read)
 _SPILL: Final = bytearray(1)
+
+
+def _iov_max() -> int:
+    try:
+        n = os.sysconf("SC_IOV_MAX")
+    except (AttributeError, ValueError, OSError):  # (Windows has no sysconf)
+        return 1024
+    return n if n > 0 else 1024
+
+
+#: the most buffers one ``readv``/``writev`` takes (``sysconf(_SC_IOV_MAX)``; 1024 on Linux and
+#: macOS, and where the OS does not say)
+IOV_MAX: Final = _iov_max()
 #: the longest wait ``poll`` takes (its timeout is a C int of milliseconds)
 _MAX_POLL_MS: Final = 2**31 - 1
 #: seconds a wait for writability sleeps before it looks again: deleting a Linux tun device
@@ -241,6 +262,19 @@ def _poll(p: select.poll, fd: int, timeout: float | None, recheck: float | None)
                 break
             ms = int(left * 1000 + 0.999)
     return any(r_fd == fd for r_fd, _ in ready)
+
+
+def scatter(data: memoryview, views: list[memoryview]) -> None:
+    """Copy ``data`` into ``views`` in order, each filled before the next (a ``readv`` by hand:
+    for queues that read into one buffer)."""
+    pos = 0
+    end = len(data)
+    for v in views:
+        if pos >= end:
+            return
+        k = min(len(v), end - pos)
+        v[:k] = data[pos : pos + k]
+        pos += k
 
 
 class FdQueue:
@@ -454,6 +488,63 @@ class FdQueue:
         finally:
             self._leave()
         return n
+
+    def recv_vectored(self, views: list[memoryview], room: int) -> int:
+        """Read one packet across ``views`` (``room`` bytes in all) with one ``readv``; its
+        length. Raises as :meth:`recv_into`, which it is, scattered."""
+        if len(views) + 2 > IOV_MAX:  # (the family header and the spill byte take two)
+            scratch = memoryview(bytearray(room))
+            n = self.recv_into(scratch)
+            scatter(scratch[:n], views)
+            return n
+        fd = self._enter()
+        try:
+            if self._af_header:
+                n = os.readv(fd, [bytearray(AF_HEADER_LEN), *views, _SPILL])
+                if not n:
+                    self._check_eof()
+                n = max(0, n - AF_HEADER_LEN)
+            else:
+                n = os.readv(fd, [*views, _SPILL])
+                if not n and room:
+                    self._check_eof()
+            if n > room:
+                self.rx_truncated += 1
+                raise PacketTooLargeError(
+                    f"read: a packet larger than the {room} bytes of the buffers was cut short "
+                    "by the kernel and dropped (counted in rx_truncated): the MTU was raised "
+                    "outside tunflow"
+                )
+        except BlockingIOError:
+            raise
+        except OSError as exc:
+            raise map_io_error(exc, "read") from exc
+        finally:
+            self._leave()
+        return n
+
+    def send_vectored(self, views: list[memoryview]) -> int:
+        """Write the one packet ``views`` hold, in order, with one ``writev``; the bytes
+        written. Raises as :meth:`send`."""
+        if len(views) + 1 > IOV_MAX:  # (the family or virtio-net header takes one)
+            return self.send(b"".join(views))
+        fd = self._enter()
+        try:
+            if self._af_header:
+                first = next((v for v in views if len(v)), b"")
+                af = self._af6 if len(first) and first[0] >> 4 == 6 else self._af4
+                n = os.writev(fd, [af, *views]) - AF_HEADER_LEN
+            elif self.vnet_hdr:
+                n = os.writev(fd, [_ZERO_VNET, *views]) - HEADROOM
+            else:
+                n = os.writev(fd, views)
+        except BlockingIOError:
+            raise BlockingIOError(errno.EAGAIN, "the device queue is full") from None
+        except OSError as exc:
+            raise map_io_error(exc, "write") from exc
+        finally:
+            self._leave()
+        return max(0, n)
 
     def _write(self, fd: int, packet: Buffer) -> int | None:
         """One write with this queue's framing; ``None`` when the kernel has no room."""

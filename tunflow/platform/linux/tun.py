@@ -75,6 +75,11 @@ IFF_RUNNING: Final = 0x40
 IFF_LOWER_UP: Final = 0x10000
 
 _IFREQ = struct.Struct("16sH22x")  # struct ifreq: name + ifr_flags, 40 bytes on every ABI we run
+#: struct ifreq with a sockaddr_in: name, sin_family, sin_port, sin_addr (40 bytes)
+_IFREQ_INET = struct.Struct("16sH2x4s16x")
+#: ``include/uapi/linux/sockios.h`` (the same on every architecture)
+SIOCGIFBRDADDR: Final = 0x8919
+SIOCSIFBRDADDR: Final = 0x891A
 _INT = struct.Struct("i")
 
 #: the most queues the kernel gives a multi-queue device (``MAX_TAP_QUEUES``)
@@ -489,6 +494,52 @@ class LinuxInterface:
         with self._op("get flags"):
             flags = self._nl.link(self._index).flags
         return bool(flags & IFF_UP) and bool(flags & IFF_RUNNING)
+
+    def _inet_ioctl(self, request: int, address: bytes) -> bytes:
+        """An ``AF_INET`` socket ioctl on this interface's ``ifreq`` (by its name now), made in
+        the interface's namespace; the ``sin_addr`` the kernel answers."""
+        import socket
+
+        raw = self.name().encode("utf-8", "surrogateescape")
+        with entered(self._netns_fd if current_inode() != self._netns else None):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        with sock:
+            ifr = _ioctl(sock.fileno(), request, _IFREQ_INET.pack(raw, socket.AF_INET, address))
+        assert isinstance(ifr, bytes)
+        return bytes(_IFREQ_INET.unpack(ifr)[2])
+
+    def broadcast(self) -> IPv4Address | None:
+        """The broadcast address of the interface's first IPv4 address (``SIOCGIFBRDADDR``);
+        ``None`` when it has none, or no IPv4 address."""
+        with self._op("get broadcast address"):
+            try:
+                raw = self._inet_ioctl(SIOCGIFBRDADDR, bytes(4))
+            except OSError as exc:
+                if exc.errno != errno.EADDRNOTAVAIL:
+                    raise
+                return None
+        ip = IPv4Address(raw)
+        return None if ip.packed == bytes(4) else ip
+
+    def set_broadcast(self, address: IPv4Address) -> None:
+        """Set the broadcast address of the interface's first IPv4 address
+        (``SIOCSIFBRDADDR``; ``0.0.0.0``: none). The kernel takes the address out and puts it
+        back to change it, which drops its secondary addresses and, when it is the only one,
+        every route through the interface: they are put back."""
+        with self._op(f"set broadcast address {address}"):
+            addrs = self._nl.addresses(self._index)
+            routes = self._nl.routes(self._index)
+            try:
+                self._inet_ioctl(SIOCSIFBRDADDR, address.packed)
+            except OSError as exc:
+                if exc.errno != errno.EADDRNOTAVAIL:
+                    raise
+                raise DeviceError(
+                    exc.errno,
+                    f"set broadcast address {address} on {self._name}: the interface has no "
+                    "IPv4 address (add one first)",
+                ) from exc
+            self._restore(addrs, routes)
 
     def tx_queue_len(self) -> int:
         with self._op("get txqueuelen"):

@@ -153,6 +153,12 @@ class WindowsInterface:
     def is_running(self) -> bool:
         return not self._closed
 
+    def broadcast(self) -> IPv4Address | None:
+        raise UnsupportedError("the broadcast address (SIOCGIFBRDADDR) is Linux only")
+
+    def set_broadcast(self, address: IPv4Address) -> None:
+        raise UnsupportedError("the broadcast address (SIOCSIFBRDADDR) is Linux only")
+
     def tx_queue_len(self) -> int:
         raise UnsupportedError("the transmit queue length is Linux only")
 
