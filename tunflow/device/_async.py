@@ -354,8 +354,8 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         :meth:`SyncDevice.recv_into` for a buffer too small.
         """
         await anyio.lowlevel.checkpoint()  # see recv_batch
+        view = memoryview(buf)  # (before the device is taken: a TypeError must not keep it)
         self._begin_receive()
-        view = memoryview(buf)
         try:
             while True:
                 try:

@@ -412,3 +412,16 @@ async def test_async_vectored_io_through_a_unix_backend(platform: str) -> None:
             with pytest.raises(UnsupportedError):
                 await dev.broadcast()
         fake.close_all()
+
+
+@pytest.mark.anyio
+async def test_recv_into_given_no_buffer_leaves_the_device_free_to_receive() -> None:
+    with pretend_platform("freebsd") as fake:
+        assert isinstance(fake, FakeSyscalls)
+        async with _builder().build_async() as dev:
+            with pytest.raises(TypeError):
+                await dev.recv_into("not a buffer")  # type: ignore[arg-type]
+            fake.inject(dev.fileno(), af_header(2) + ipv4_packet())
+            with anyio.fail_after(5):
+                assert await dev.receive() == ipv4_packet()  # not BusyResourceError
+        fake.close_all()
