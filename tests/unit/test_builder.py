@@ -91,6 +91,14 @@ def test_defaults_match_tun_rs() -> None:
         (lambda: DeviceBuilder().persist(None), "must be True or False"),  # type: ignore[arg-type]
         (lambda: DeviceBuilder().packet_information(1), "must be True or False"),  # type: ignore[arg-type]
         (lambda: DeviceBuilder().associate_route("y"), "must be True or False"),  # type: ignore[arg-type]
+        # one address, not a list of them: it was read a character at a time ("'1' is not an
+        # IP address"); None or a number escaped as a TypeError
+        (lambda: DeviceBuilder().dns_servers("10.0.0.53"), "a list of addresses"),
+        (lambda: DeviceBuilder().dns_servers(None), "a list of addresses"),  # type: ignore[arg-type]
+        (lambda: DeviceBuilder().dns_servers(53), "a list of addresses"),  # type: ignore[arg-type]
+        (lambda: DeviceBuilder().dns_servers(["10.0.0.53", "x"]), "'x' is not an IP address"),
+        (lambda: DeviceBuilder().dns_servers(["0.0.0.0"]), "cannot be a DNS server"),
+        (lambda: DeviceBuilder().dns_servers(["ff02::1"]), "cannot be a DNS server"),
     ],
 )
 def test_setters_refuse_bad_values_at_once(make: object, message: str) -> None:

@@ -18,6 +18,7 @@ from ..netconfig.device import (
     NetworkLike,
     PrefixLike,
     parse_address,
+    parse_dns_servers,
     parse_ipv4,
     parse_ipv6,
     parse_mac,
@@ -259,8 +260,8 @@ class DeviceBuilder:
         return self._set(ring_capacity=_int(size, "ring_capacity", 0x20000, 0x4000000))
 
     def dns_servers(self, servers: Sequence[IPAddressLike]) -> Self:
-        """Windows: DNS servers of the interface."""
-        return self._set(dns_servers=tuple(parse_address(s) for s in servers))
+        """Windows: DNS servers of the interface (a list; either family, or both)."""
+        return self._set(dns_servers=parse_dns_servers(servers))
 
     def peer_feth(self, name: str) -> Self:
         """macOS TAP: the name of the ``feth`` peer used for I/O."""

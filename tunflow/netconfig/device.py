@@ -34,6 +34,7 @@ __all__ = [
     "parse_ipv4",
     "parse_ipv6",
     "parse_address",
+    "parse_dns_servers",
     "parse_network",
     "parse_mac",
     "format_mac",
@@ -158,6 +159,24 @@ def parse_address(address: IPAddressLike, *, prefix_ok: bool = False) -> IPv4Add
         return ipaddress.ip_address(text.split("/")[0])
     except ValueError:
         raise ConfigError(f"{address!r} is not an IP address") from None
+
+
+def parse_dns_servers(servers: Sequence[IPAddressLike]) -> tuple[IPv4Address | IPv6Address, ...]:
+    """DNS server addresses, in order, of either family; :class:`ConfigError` for anything
+    else: a lone address (a ``str`` is a sequence of characters, not of addresses), something
+    that is not iterable, or an address no server can have (unspecified, multicast)."""
+    refused = ConfigError(f"DNS servers are a list of addresses, not {servers!r}")
+    if isinstance(servers, str | bytes | bytearray | IPv4Address | IPv6Address):
+        raise refused
+    try:
+        given = list(servers)
+    except TypeError:
+        raise refused from None
+    out = tuple(parse_address(s) for s in given)
+    for text, ip in zip(given, out, strict=True):
+        if ip.is_unspecified or ip.is_multicast:
+            raise ConfigError(f"{text!r} cannot be a DNS server's address")
+    return out
 
 
 def parse_network(network: NetworkLike) -> IPv4Network | IPv6Network:
