@@ -189,6 +189,13 @@ def test_runtime_errors_are_typed(netns: testing.Netns) -> None:
         assert missing.value.errno in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ESRCH)
 
 
+def test_the_windows_only_calls_are_unsupported(netns: testing.Netns) -> None:
+    with DeviceBuilder().ipv4("10.31.0.1", 24).build_sync() as dev:
+        with pytest.raises(UnsupportedError, match="Windows only"):
+            dev.version()
+        assert dev.is_running()
+
+
 def test_remove_address_with_a_prefix_removes_that_address(netns: testing.Netns) -> None:
     name = testing.unique_name("r")
     with DeviceBuilder().name(name).ipv4("10.31.0.1", 24).ipv6("fd31::1", 64).build_sync() as dev:

@@ -986,6 +986,19 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         """
         await self._run(self._set_tx_queue_len, length)
 
+    async def version(self) -> str:
+        """The version of the driver behind the device (Windows): Wintun's ``"major.minor"``
+        (``WintunGetRunningDriverVersion``), tap-windows6's ``"major.minor"`` with
+        ``" (debug)"`` for a debug build (``TAP_WIN_IOCTL_GET_VERSION``).
+
+        Raises:
+            UnsupportedError: not Windows (the kernel's own driver has no version of its own),
+                or an adopted fd tunflow cannot configure.
+            DeviceNotFoundError: the Wintun driver is not loaded (``ERROR_FILE_NOT_FOUND``).
+            DeviceError: any other refusal (``winerror`` kept).
+        """
+        return await self._run(self._version)
+
     def statistics(self) -> DeviceStatistics:
         """Counters of this queue."""
         return super().statistics()

@@ -724,6 +724,9 @@ class DeviceCore:
     def _tx_queue_len(self) -> int:
         return self._iface().tx_queue_len()
 
+    def _version(self) -> str:
+        return self._iface().version()
+
     def _set_tx_queue_len(self, length: int) -> None:
         if type(length) is not int or length < 0:
             raise ConfigError(f"tx_queue_len {length!r} must be a non-negative int")

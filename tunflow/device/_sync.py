@@ -930,6 +930,19 @@ class SyncDevice(DeviceCore):
         """
         self._set_tx_queue_len(length)
 
+    def version(self) -> str:
+        """The version of the driver behind the device (Windows): Wintun's ``"major.minor"``
+        (``WintunGetRunningDriverVersion``), tap-windows6's ``"major.minor"`` with
+        ``" (debug)"`` for a debug build (``TAP_WIN_IOCTL_GET_VERSION``).
+
+        Raises:
+            UnsupportedError: not Windows (the kernel's own driver has no version of its own),
+                or an adopted fd tunflow cannot configure.
+            DeviceNotFoundError: the Wintun driver is not loaded (``ERROR_FILE_NOT_FOUND``).
+            DeviceError: any other refusal (``winerror`` kept).
+        """
+        return self._version()
+
     def statistics(self) -> DeviceStatistics:
         """Counters of this queue: packets and bytes each way, batches, offload."""
         return super().statistics()

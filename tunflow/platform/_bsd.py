@@ -799,6 +799,9 @@ class BsdInterface:
     def set_tx_queue_len(self, length: int) -> None:
         raise UnsupportedError("the transmit queue length is Linux only")
 
+    def version(self) -> str:
+        raise UnsupportedError("the driver version is Windows only (Wintun, tap-windows6)")
+
     # -- addresses ------------------------------------------------------------------------------
 
     def _ifaddrs(self) -> list[IfAddr]:

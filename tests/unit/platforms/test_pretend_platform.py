@@ -192,6 +192,8 @@ def test_build_sync_and_use(platform: str) -> None:
             assert all(a.ip != ip_address("10.9.0.1") for a in dev.addresses())
             with pytest.raises(UnsupportedError):
                 dev.set_tx_queue_len(10)
+            with pytest.raises(UnsupportedError, match="Windows only"):
+                dev.version()
         assert fake.open_fds() == set()
         assert set(fake.interfaces) == {"lo0"}
         fake.close_all()

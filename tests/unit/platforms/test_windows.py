@@ -212,6 +212,54 @@ def test_driver_version_zero_is_a_failure(make_fake: Fake) -> None:
     assert getattr(info.value, "winerror", None) == 2
 
 
+def test_version_of_a_wintun_device() -> None:
+    # tun-rs version(): WintunGetRunningDriverVersion, "major.minor" (high and low word)
+    with pretend_platform("windows") as fake:
+        assert isinstance(fake, FakeSyscalls)
+        with DeviceBuilder().name("wg5").build_sync() as dev:
+            fake.calls.clear()
+            assert dev.version() == "14.0"
+            assert [(c.name, c.args) for c in fake.calls] == [
+                ("wintun.WintunGetRunningDriverVersion", ())
+            ]
+
+            def not_loaded() -> int:
+                fake.windows.last_error = 2  # ERROR_FILE_NOT_FOUND: Wintun not loaded
+                return 0
+
+            fake.on("wintun.WintunGetRunningDriverVersion", handler=not_loaded)
+            with pytest.raises(DeviceNotFoundError, match="WintunGetRunningDriverVersion"):
+                dev.version()
+        with pytest.raises(ClosedDeviceError):
+            dev.version()
+        fake.close_all()
+
+
+@pytest.mark.anyio
+async def test_version_is_awaited_on_an_async_device() -> None:
+    with pretend_platform("windows") as fake:
+        assert isinstance(fake, FakeSyscalls)
+        fake.windows.wintun.WintunGetRunningDriverVersion = lambda: 0x0000_0000_0001_0002
+        async with DeviceBuilder().name("wg6").build_async() as dev:
+            assert await dev.version() == "1.2"
+        fake.close_all()
+
+
+@pytest.mark.parametrize(("info", "text"), [((9, 24, 0), "9.24"), ((9, 27, 1), "9.27 (debug)")])
+def test_version_of_a_tap_windows_device(make_fake: Fake, info: Any, text: str) -> None:
+    # TAP_WIN_IOCTL_GET_VERSION: major, minor, and 1 for a debug build (tap-windows6
+    # src/device.c) — the third ULONG is no patch number
+    fake = make_fake("windows")
+    device = fake.windows.add_tap_adapter("tap-ovpn")
+    device.version = info
+    iface, queue = windows.open_device(tap_config(), syscalls=fake)
+    assert fake.named("kernel32.DeviceIoControl")[0].args[1] == tap.TAP_WIN_IOCTL_GET_VERSION
+    assert fake.named("kernel32.DeviceIoControl")[0].args[5] == 12  # three ULONGs
+    assert iface.version() == text
+    queue.close()
+    iface.close()
+
+
 def test_orphaned_adapter_is_replaced(make_fake: Fake) -> None:
     fake = make_fake("windows")
     orphan = fake.windows.add_orphaned_adapter("wg0")
@@ -660,7 +708,7 @@ def test_tap_windows_open_sequence(make_fake: Fake) -> None:
     assert device.media == 1
     assert isinstance(iface, tap.TapInterface)
     assert iface.mac_address() == device.mac
-    assert iface.version == (9, 24, 0)
+    assert iface.version_info == (9, 24, 0)
     assert iface.is_running()
     iface.set_enabled(False)
     assert device.media == 0

@@ -549,6 +549,9 @@ class LinuxInterface:
         with self._op(f"set txqueuelen {length}"):
             self._nl.set_link(self._index, txqlen=length)
 
+    def version(self) -> str:
+        raise UnsupportedError("the driver version is Windows only (Wintun, tap-windows6)")
+
     def set_persist(self, fd: int, persist: bool) -> None:
         try:
             _ioctl(fd, TUNSETPERSIST, int(persist))

@@ -165,6 +165,9 @@ class WindowsInterface:
     def set_tx_queue_len(self, length: int) -> None:
         raise UnsupportedError("the transmit queue length is Linux only")
 
+    def version(self) -> str:
+        raise UnsupportedError(f"{self.driver}: no driver version")
+
     def close(self) -> None:
         with self._lock:
             if self._closed:

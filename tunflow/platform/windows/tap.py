@@ -98,8 +98,20 @@ class TapInterface(WindowsInterface):
         self._k32 = kernel32
         self._handle = handle
         self._mac = mac
-        self.version = version
+        #: what ``TAP_WIN_IOCTL_GET_VERSION`` answered when the device was opened
+        self.version_info = version
         self._media = False
+
+    def version(self) -> str:
+        """The driver's ``major.minor``, with `` (debug)`` for a debug build.
+
+        ``TAP_WIN_IOCTL_GET_VERSION`` answers three ULONGs: ``TAP_DRIVER_MAJOR_VERSION``,
+        ``TAP_DRIVER_MINOR_VERSION`` and 1 for a debug (``DBG``) build of the driver, else 0
+        (tap-windows6 src/device.c; OpenVPN prints them as "Version %d.%d %s" with "(DEBUG)"):
+        the third is not a patch number, so it is not printed as one.
+        """
+        major, minor, debug = self.version_info
+        return f"{major}.{minor}{' (debug)' if debug else ''}"
 
     def mac_address(self) -> bytes:
         return self._mac

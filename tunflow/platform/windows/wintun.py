@@ -196,6 +196,11 @@ class WintunInterface(WindowsInterface):
         super().__init__(layer=Layer.L3, driver="wintun", **kwargs)
         self.api = api
 
+    def version(self) -> str:
+        """The running Wintun driver's ``major.minor`` (``WintunGetRunningDriverVersion``)."""
+        with self.op("get the Wintun driver version"):
+            return self.api.driver_version()
+
     def set_enabled(self, up: bool) -> None:
         if not up:
             raise UnsupportedError(
