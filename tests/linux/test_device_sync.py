@@ -193,6 +193,11 @@ def test_the_windows_only_calls_are_unsupported(netns: testing.Netns) -> None:
     with DeviceBuilder().ipv4("10.31.0.1", 24).build_sync() as dev:
         with pytest.raises(UnsupportedError, match="Windows only"):
             dev.version()
+        # on Linux the resolver holds DNS servers; the message says how to reach it
+        with pytest.raises(UnsupportedError, match="resolvectl dns"):
+            dev.set_dns_servers(["10.31.0.53"])
+        with pytest.raises(UnsupportedError, match="Windows only"):
+            dev.clear_dns_servers()
         assert dev.is_running()
 
 

@@ -33,6 +33,7 @@ from ..netconfig.device import (
     NetworkLike,
     PrefixLike,
     parse_address,
+    parse_dns_servers,
     parse_ipv4,
     parse_ipv6,
     parse_mac,
@@ -726,6 +727,21 @@ class DeviceCore:
 
     def _version(self) -> str:
         return self._iface().version()
+
+    def _set_dns_servers(self, servers: Sequence[IPAddressLike]) -> None:
+        parsed = parse_dns_servers(servers)
+        if not parsed:
+            raise ConfigError("set_dns_servers needs an address; clear_dns_servers() removes them")
+        self._iface().set_dns_servers(parsed)
+
+    def _clear_dns_servers(self, version: int | None) -> None:
+        if version is None:
+            versions: tuple[int, ...] = (4, 6)
+        elif type(version) is int and version in (4, 6):
+            versions = (version,)
+        else:  # (tun-rs's is_ipv4 bool among them: True is not 4)
+            raise ConfigError(f"clear_dns_servers takes 4, 6 or None (both), not {version!r}")
+        self._iface().clear_dns_servers(versions)
 
     def _set_tx_queue_len(self, length: int) -> None:
         if type(length) is not int or length < 0:

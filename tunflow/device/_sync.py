@@ -943,6 +943,39 @@ class SyncDevice(DeviceCore):
         """
         return self._version()
 
+    def set_dns_servers(self, servers: Sequence[IPAddressLike]) -> None:
+        """Set the interface's DNS servers (Windows), as the builder's ``dns_servers`` does:
+        the servers of each family given replace that family's, in the order given; a family
+        not given keeps its servers. Both families may be in one list (tun-rs takes one family
+        a call). ``SetInterfaceDnsSettings`` (Windows 10 2004+) per family, else ``netsh``;
+        then the resolver cache is flushed (``DnsFlushResolverCache``, best effort).
+
+        Raises:
+            ConfigError: not a list of addresses (one address alone, too), an empty one
+                (:meth:`clear_dns_servers` removes servers), or an unspecified or multicast
+                address.
+            UnsupportedError: not Windows (on Linux the resolver holds DNS servers:
+                ``resolvectl dns``), or an adopted fd tunflow cannot configure.
+            DevicePermissionError: not Administrator.
+            DeviceError: any other refusal (``winerror`` kept). IPv4's servers are set before
+                IPv6's: when IPv6's are refused, IPv4's are already the new ones.
+        """
+        self._set_dns_servers(servers)
+
+    def clear_dns_servers(self, version: int | None = None) -> None:
+        """Remove the interface's DNS servers (Windows) of IP ``version`` 4 or 6, or of both
+        (``None``, the default); tun-rs's ``clear_dns_servers(is_ipv4)``. An empty
+        ``NameServer`` through ``SetInterfaceDnsSettings``, else ``netsh … source=dhcp``;
+        then the resolver cache is flushed (best effort).
+
+        Raises:
+            ConfigError: ``version`` is not 4, 6 or ``None``.
+            UnsupportedError: not Windows, or an adopted fd tunflow cannot configure.
+            DevicePermissionError: not Administrator.
+            DeviceError: any other refusal (``winerror`` kept).
+        """
+        self._clear_dns_servers(version)
+
     def statistics(self) -> DeviceStatistics:
         """Counters of this queue: packets and bytes each way, batches, offload."""
         return super().statistics()

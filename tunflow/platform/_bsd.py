@@ -660,6 +660,12 @@ def _next_seq() -> int:
         return _seq
 
 
+_NO_INTERFACE_DNS = (
+    "interface DNS servers are Windows only: configure the resolver (resolvconf; scutil on "
+    "macOS) instead"
+)
+
+
 class BsdInterface:
     """Configuration of one macOS/BSD interface through ``ifreq`` ioctls and ``PF_ROUTE``.
 
@@ -801,6 +807,12 @@ class BsdInterface:
 
     def version(self) -> str:
         raise UnsupportedError("the driver version is Windows only (Wintun, tap-windows6)")
+
+    def set_dns_servers(self, servers: tuple[IPv4Address | IPv6Address, ...]) -> None:
+        raise UnsupportedError(_NO_INTERFACE_DNS)
+
+    def clear_dns_servers(self, versions: tuple[int, ...]) -> None:
+        raise UnsupportedError(_NO_INTERFACE_DNS)
 
     # -- addresses ------------------------------------------------------------------------------
 

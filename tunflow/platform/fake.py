@@ -1371,8 +1371,17 @@ class _FakeIphlpapi:
         return 0
 
 
+class _FakeDnsapi:
+    def __init__(self, windows: FakeWindows) -> None:
+        self._w = windows
+
+    def DnsFlushResolverCache(self) -> int:
+        self._w.dns_flushes += 1
+        return 1
+
+
 class FakeWindows:
-    """Fake ``kernel32``, ``iphlpapi`` and ``wintun`` DLLs sharing one model.
+    """Fake ``kernel32``, ``iphlpapi``, ``dnsapi`` and ``wintun`` DLLs sharing one model.
 
     Attributes:
         wintun_paths: paths (or bare names) where ``wintun.dll`` loads; empty: it is missing.
@@ -1381,6 +1390,7 @@ class FakeWindows:
         ipv6: ``False`` models a machine without an IPv6 stack.
         deny_create: ``WintunCreateAdapter`` fails with ``ERROR_ACCESS_DENIED``.
         dns: the ``SetInterfaceDnsSettings`` calls seen.
+        dns_flushes: the ``DnsFlushResolverCache`` calls seen.
         tap_devices: ``\\\\.\\Global\\{GUID}.tap`` paths that open.
     """
 
@@ -1396,6 +1406,7 @@ class FakeWindows:
         self.routes: list[tuple[int, Any, Any, int]] = []
         self.tables: dict[int, Any] = {}
         self.dns: list[tuple[str, int, int, str]] = []
+        self.dns_flushes = 0
         self.ipv6 = True
         self.deny_create = False
         self.tap_devices: dict[str, _FakeTapFile] = {}
@@ -1404,6 +1415,7 @@ class FakeWindows:
         self.kernel32 = _FakeKernel32(self)
         self.wintun = _FakeWintun(self)
         self.iphlpapi = _FakeIphlpapi(self)
+        self.dnsapi = _FakeDnsapi(self)
 
     def new_luid(self) -> int:
         self._next_luid += 0x100
@@ -1450,6 +1462,8 @@ class FakeWindows:
             return _FakeDll(self.owner, "kernel32", self.kernel32)
         if base == "iphlpapi.dll":
             return _FakeDll(self.owner, "iphlpapi", self.iphlpapi)
+        if base == "dnsapi.dll":
+            return _FakeDll(self.owner, "dnsapi", self.dnsapi)
         if base == "wintun.dll" and path in self.wintun_paths:
             return _FakeDll(self.owner, "wintun", self.wintun)
         raise FileNotFoundError(errno.ENOENT, "The specified module could not be found", path)

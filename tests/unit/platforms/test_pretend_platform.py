@@ -194,6 +194,10 @@ def test_build_sync_and_use(platform: str) -> None:
                 dev.set_tx_queue_len(10)
             with pytest.raises(UnsupportedError, match="Windows only"):
                 dev.version()
+            with pytest.raises(UnsupportedError, match="DNS servers are Windows only"):
+                dev.set_dns_servers(["10.0.0.53"])
+            with pytest.raises(UnsupportedError, match="DNS servers are Windows only"):
+                dev.clear_dns_servers(4)
         assert fake.open_fds() == set()
         assert set(fake.interfaces) == {"lo0"}
         fake.close_all()

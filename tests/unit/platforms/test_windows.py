@@ -5,6 +5,7 @@ sync and async faces do in threads."""
 from __future__ import annotations
 
 import ctypes
+import errno
 import re
 import struct
 import threading
@@ -35,6 +36,7 @@ from tunflow.netconfig.device import DeviceConfig
 from tunflow.packet import PacketBatch
 from tunflow.platform import windows
 from tunflow.platform._base import Route
+from tunflow.platform._syscalls import CommandError
 from tunflow.platform.fake import Call, FakeSyscalls, pretend_platform
 from tunflow.platform.windows import iphlpapi, tap, wintun
 
@@ -130,7 +132,8 @@ def test_wintun_build_sequence_and_structures(make_fake: Fake) -> None:
 
 def test_wintun_full_build_order(make_fake: Fake) -> None:
     """Adapter and session first, then MTU (v4, v6) → metric (v4, v6) → addresses → DNS (one
-    call per family) → routes; the queue's shutdown event last."""
+    call per family, then the resolver cache flushed) → routes; the queue's shutdown event
+    last."""
     fake = make_fake("windows")
     iface, queue = windows.open_device(tun_config(), syscalls=fake)
     interface_row = [
@@ -150,6 +153,7 @@ def test_wintun_full_build_order(make_fake: Fake) -> None:
         *address * 2,  # 10.0.0.1/24, fd00::1/64
         "iphlpapi.ConvertInterfaceLuidToAlias",  # for the netsh fallback's messages
         *dns * 2,  # IPv4 servers, IPv6 servers
+        "dnsapi.DnsFlushResolverCache",
         "iphlpapi.InitializeIpForwardEntry",
         "iphlpapi.CreateIpForwardEntry2",
         "kernel32.CreateEventW",  # the queue's shutdown event
@@ -393,6 +397,174 @@ def test_dns_falls_back_to_netsh(make_fake: Fake, monkeypatch: pytest.MonkeyPatc
     ]  # fmt: skip
     queue.close()
     iface.close()
+
+
+# -- DNS servers at run time -------------------------------------------------------------------
+
+
+def _dns_calls(fake: FakeSyscalls) -> list[tuple[int, str]]:
+    """(Flags, NameServer) of each SetInterfaceDnsSettings call, its GUID and structure checked."""
+    out = []
+    for call in fake.named("iphlpapi.SetInterfaceDnsSettings"):
+        guid, settings = call.args[0], struct_arg(call, 1)
+        assert isinstance(guid, iphlpapi.GUID)  # by value, not a pointer
+        (adapter,) = fake.windows.interfaces.values()
+        assert guid.Data1 == adapter["index"]  # (the fake's GUIDs carry the interface index)
+        raw = ctypes.string_at(ctypes.addressof(settings), ctypes.sizeof(settings))
+        # netioapi.h DNS_INTERFACE_SETTINGS: ULONG Version at 0, ULONG64 Flags at 8, PWSTR
+        # Domain at 16 (NULL), NameServer at 24, SearchList at 32 (NULL)
+        assert struct.unpack_from("<I", raw, 0)[0] == 1  # DNS_INTERFACE_SETTINGS_VERSION1
+        assert struct.unpack_from("<QQQ", raw, 16)[::2] == (0, 0)  # Domain, SearchList NULL
+        assert struct.unpack_from("<Q", raw, 24)[0] != 0  # an empty string clears, not NULL
+        out.append((struct.unpack_from("<Q", raw, 8)[0], settings.NameServer))
+    return out
+
+
+def test_dns_servers_at_run_time() -> None:
+    # tun-rs set_dns_servers / clear_dns_servers(is_ipv4): one SetInterfaceDnsSettings per
+    # family, DNS_SETTING_NAMESERVER (0x2) | DNS_SETTING_IPV6 (0x1) for IPv6, then
+    # DnsFlushResolverCache
+    with pretend_platform("windows") as fake:
+        assert isinstance(fake, FakeSyscalls)
+        w = fake.windows
+        with DeviceBuilder().name("wg7").build_sync() as dev:
+            fake.calls.clear()
+            dev.set_dns_servers(["10.0.0.53", IPv4Address("10.0.0.54")])
+            assert dll_calls(fake) == [
+                "iphlpapi.ConvertInterfaceLuidToAlias",
+                "iphlpapi.ConvertInterfaceLuidToGuid",
+                "iphlpapi.SetInterfaceDnsSettings",
+                "dnsapi.DnsFlushResolverCache",
+            ]
+            assert _dns_calls(fake) == [(0x2, "10.0.0.53,10.0.0.54")]
+            assert w.dns_flushes == 1
+            fake.calls.clear()
+            dev.set_dns_servers(["fd00::53"])  # IPv6 only: IPv4's stay
+            assert _dns_calls(fake) == [(0x3, "fd00::53")]
+            fake.calls.clear()
+            dev.set_dns_servers(["1.1.1.1", "2606:4700:4700::1111", "1.0.0.1"])  # both
+            assert _dns_calls(fake) == [(0x2, "1.1.1.1,1.0.0.1"), (0x3, "2606:4700:4700::1111")]
+            fake.calls.clear()
+            dev.clear_dns_servers(4)
+            assert _dns_calls(fake) == [(0x2, "")]
+            fake.calls.clear()
+            dev.clear_dns_servers(6)
+            assert _dns_calls(fake) == [(0x3, "")]
+            fake.calls.clear()
+            dev.clear_dns_servers()
+            assert _dns_calls(fake) == [(0x2, ""), (0x3, "")]
+            assert w.dns_flushes == 6
+        with pytest.raises(ClosedDeviceError):
+            dev.set_dns_servers(["10.0.0.53"])
+        with pytest.raises(ClosedDeviceError):
+            dev.clear_dns_servers()
+        fake.close_all()
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda dev: dev.set_dns_servers("10.0.0.53"), "a list of addresses"),
+        (lambda dev: dev.set_dns_servers(None), "a list of addresses"),
+        (lambda dev: dev.set_dns_servers([]), "clear_dns_servers"),
+        (lambda dev: dev.set_dns_servers(["10.0.0.53", "dns.example"]), "not an IP address"),
+        (lambda dev: dev.set_dns_servers(["0.0.0.0"]), "cannot be a DNS server"),
+        (lambda dev: dev.clear_dns_servers(True), "4, 6 or None"),  # tun-rs's is_ipv4
+        (lambda dev: dev.clear_dns_servers(5), "4, 6 or None"),
+        (lambda dev: dev.clear_dns_servers("4"), "4, 6 or None"),
+    ],
+)
+def test_bad_dns_input_is_refused_before_any_call(call: Any, message: str) -> None:
+    with pretend_platform("windows") as fake:
+        assert isinstance(fake, FakeSyscalls)
+        with DeviceBuilder().name("wg8").build_sync() as dev:
+            fake.calls.clear()
+            with pytest.raises(ConfigError, match=message):
+                call(dev)
+            assert dll_calls(fake) == []
+        fake.close_all()
+
+
+def test_dns_at_run_time_falls_back_to_netsh(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunflow.platform.fake import _FakeIphlpapi
+
+    monkeypatch.delattr(_FakeIphlpapi, "SetInterfaceDnsSettings")  # before Windows 10 2004
+    with pretend_platform("windows") as fake:
+        assert isinstance(fake, FakeSyscalls)
+        with DeviceBuilder().name("wg9").build_sync() as dev:
+            fake.calls.clear()
+            dev.set_dns_servers(["fd00::53", "fd00::54"])
+            dev.clear_dns_servers()
+            assert [c.args[0] for c in fake.named("run")] == [
+                ("netsh", "interface", "ipv6", "set", "dnsservers", "name=wg9", "static",
+                 "fd00::53", "primary", "validate=no"),
+                ("netsh", "interface", "ipv6", "add", "dnsservers", "name=wg9", "fd00::54",
+                 "index=2", "validate=no"),
+                ("netsh", "interface", "ipv4", "set", "dnsservers", "name=wg9", "source=dhcp"),
+                ("netsh", "interface", "ipv6", "set", "dnsservers", "name=wg9", "source=dhcp"),
+            ]  # fmt: skip
+            assert fake.windows.dns_flushes == 2
+            fake.on("run", error=CommandError(errno.EIO, "netsh exited with 1: Element not found"))
+            with pytest.raises(DeviceError, match=r"clear DNS servers.*Element not found"):
+                dev.clear_dns_servers(4)
+            assert fake.windows.dns_flushes == 2  # nothing changed, nothing flushed
+        fake.close_all()
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [(5, DevicePermissionError), (87, DeviceError), (1168, DeviceNotFoundError)],
+)
+def test_dns_refusals_are_typed(code: int, error: type[DeviceError]) -> None:
+    with pretend_platform("windows") as fake:
+        assert isinstance(fake, FakeSyscalls)
+        with DeviceBuilder().name("wg10").build_sync() as dev:
+            fake.on("iphlpapi.SetInterfaceDnsSettings", result=code)
+            with pytest.raises(error, match="SetInterfaceDnsSettings") as info:
+                dev.set_dns_servers(["10.0.0.53"])
+            assert getattr(info.value, "winerror", None) == code
+            with pytest.raises(error):
+                dev.clear_dns_servers()
+            assert fake.windows.dns_flushes == 0
+        fake.close_all()
+
+
+def test_a_failed_flush_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    # DnsFlushResolverCache is best effort (tun-rs logs it too): the servers are set
+    with pretend_platform("windows") as fake:
+        assert isinstance(fake, FakeSyscalls)
+        with DeviceBuilder().name("wg11").build_sync() as dev:
+
+            def refused() -> int:
+                fake.windows.last_error = 5
+                return 0
+
+            fake.on("dnsapi.DnsFlushResolverCache", handler=refused)
+            dev.set_dns_servers(["10.0.0.53"])
+            assert "Win32 error 5" in caplog.text
+            caplog.clear()
+            fake.fail(
+                "load_library",
+                FileNotFoundError(errno.ENOENT, "not found", "dnsapi.dll"),
+                when=lambda c: c.args == ("dnsapi.dll",),
+            )
+            dev.clear_dns_servers(6)
+            assert "dnsapi.dll" in caplog.text
+            assert _dns_calls(fake)[-2:] == [(0x2, "10.0.0.53"), (0x3, "")]
+        fake.close_all()
+
+
+@pytest.mark.anyio
+async def test_dns_servers_are_awaited_on_an_async_device() -> None:
+    with pretend_platform("windows") as fake:
+        assert isinstance(fake, FakeSyscalls)
+        async with DeviceBuilder().name("wg12").build_async() as dev:
+            await dev.set_dns_servers(["10.0.0.53", "fd00::53"])
+            await dev.clear_dns_servers(6)
+            with pytest.raises(ConfigError):
+                await dev.set_dns_servers([])
+            assert _dns_calls(fake) == [(0x2, "10.0.0.53"), (0x3, "fd00::53"), (0x3, "")]
+        fake.close_all()
 
 
 # -- clean-up ----------------------------------------------------------------------------------

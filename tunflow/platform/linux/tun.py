@@ -61,6 +61,11 @@ IFF_TUN_EXCL: Final = 0x8000
 IFF_MULTI_QUEUE: Final = 0x0100
 IFF_PERSIST: Final = 0x0800
 
+_NO_INTERFACE_DNS = (
+    "interface DNS servers are Windows only: on Linux the resolver has them (with "
+    "systemd-resolved: `resolvectl dns IFACE ADDRESS...`, `resolvectl revert IFACE`)"
+)
+
 TUN_F_CSUM: Final = 0x01
 TUN_F_TSO4: Final = 0x02
 TUN_F_TSO6: Final = 0x04
@@ -551,6 +556,12 @@ class LinuxInterface:
 
     def version(self) -> str:
         raise UnsupportedError("the driver version is Windows only (Wintun, tap-windows6)")
+
+    def set_dns_servers(self, servers: tuple[IPv4Address | IPv6Address, ...]) -> None:
+        raise UnsupportedError(_NO_INTERFACE_DNS)
+
+    def clear_dns_servers(self, versions: tuple[int, ...]) -> None:
+        raise UnsupportedError(_NO_INTERFACE_DNS)
 
     def set_persist(self, fd: int, persist: bool) -> None:
         try:

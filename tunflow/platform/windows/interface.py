@@ -12,7 +12,7 @@ from ...netconfig.device import IPV6_MIN_MTU, DeviceConfig, Layer
 from .._base import Route
 from .._build import Additions, add_addresses, add_routes
 from .._syscalls import Syscalls, oserror_to_device_error
-from .iphlpapi import AF_INET, IpHelper
+from .iphlpapi import AF_INET, IpHelper, flush_resolver_cache
 
 __all__ = ["WindowsInterface", "configure", "reject_unsupported"]
 
@@ -104,9 +104,18 @@ class WindowsInterface:
             self.iphlp.set_metric(self.luid, metric)
 
     def set_dns_servers(self, servers: tuple[IPv4Address | IPv6Address, ...]) -> None:
-        """The interface's DNS servers (``SetInterfaceDnsSettings``, else ``netsh``)."""
+        """The interface's DNS servers of each family in ``servers``
+        (``SetInterfaceDnsSettings``, else ``netsh``), then the resolver cache is flushed."""
         with self.op("set DNS servers"):
             self.iphlp.set_dns_servers(self.luid, servers, alias=self.name())
+        flush_resolver_cache(self.sys)
+
+    def clear_dns_servers(self, versions: tuple[int, ...]) -> None:
+        """Remove the interface's DNS servers of each IP version in ``versions``
+        (``SetInterfaceDnsSettings``, else ``netsh``), then the resolver cache is flushed."""
+        with self.op("clear DNS servers"):
+            self.iphlp.clear_dns_servers(self.luid, versions, alias=self.name())
+        flush_resolver_cache(self.sys)
 
     # -- addresses and routes -----------------------------------------------------------------
 

@@ -9,7 +9,8 @@ Interface configuration as tun-rs (PR #140) and wireguard-windows do it: an addr
 ``NlMtu``/``Metric`` of the interface's ``MIB_IPINTERFACE_ROW`` per address family
 (``SitePrefixLength`` must be 0 for IPv4 when setting it back); routes are
 ``MIB_IPFORWARD_ROW2``; DNS servers go through ``SetInterfaceDnsSettings`` (Windows 10 2004+)
-and, where it is missing, ``netsh``. A machine without an IPv6 stack answers ``ERROR_NOT_FOUND``
+and, where it is missing, ``netsh``, then the resolver cache is flushed
+(:func:`flush_resolver_cache`). A machine without an IPv6 stack answers ``ERROR_NOT_FOUND``
 for the IPv6 interface row: MTU and metric then skip IPv6 with a log message (ecosystem notes §2
 item 9).
 """
@@ -34,7 +35,7 @@ from typing import Any, Final
 from ...errors import DeviceError, DeviceNotFoundError
 from .._base import Route
 from .._syscalls import Syscalls
-from ._win32 import ERROR_INVALID_PARAMETER, ERROR_NOT_FOUND, ERROR_SUCCESS, bind, win_error
+from ._win32 import BOOL, ERROR_INVALID_PARAMETER, ERROR_NOT_FOUND, ERROR_SUCCESS, bind, win_error
 
 __all__ = [
     "AF_INET",
@@ -51,6 +52,7 @@ __all__ = [
     "MIB_IPFORWARD_ROW2",
     "DNS_INTERFACE_SETTINGS",
     "IpHelper",
+    "flush_resolver_cache",
 ]
 
 log = logging.getLogger("tunflow.platform.windows")
@@ -508,32 +510,52 @@ class IpHelper:
     def set_dns_servers(
         self, luid: int, servers: tuple[IPv4Address | IPv6Address, ...], *, alias: str
     ) -> None:
-        """Set the interface's DNS servers, one ``SetInterfaceDnsSettings`` call per family
-        (each takes a comma-separated list); ``netsh`` where that function is missing."""
-        for version, flags in (
-            (4, DNS_SETTING_NAMESERVER),
-            (6, DNS_SETTING_NAMESERVER | DNS_SETTING_IPV6),
-        ):
+        """Set the interface's DNS servers of each family in ``servers`` (IPv4, then IPv6);
+        a family not in ``servers`` keeps its own."""
+        for version in (4, 6):
             chosen = [s for s in servers if s.version == version]
-            if not chosen:
-                continue
-            if self._SetInterfaceDnsSettings is None:
-                self._netsh_dns(alias, version, chosen)
-                continue
-            settings = DNS_INTERFACE_SETTINGS()
-            settings.Version = DNS_INTERFACE_SETTINGS_VERSION1
-            settings.Flags = flags
-            settings.NameServer = ",".join(str(s) for s in chosen)
-            guid = self.luid_to_guid(luid)
-            self._check(
-                self._SetInterfaceDnsSettings(guid, ctypes.byref(settings)),
-                "SetInterfaceDnsSettings",
-            )
+            if chosen:
+                self._dns(luid, version, chosen, alias)
+
+    def clear_dns_servers(self, luid: int, versions: tuple[int, ...], *, alias: str) -> None:
+        """Remove the interface's DNS servers of each IP version in ``versions``."""
+        for version in versions:
+            self._dns(luid, version, [], alias)
+
+    def _dns(
+        self, luid: int, version: int, servers: list[IPv4Address | IPv6Address], alias: str
+    ) -> None:
+        """One family's servers (none: cleared) with one ``SetInterfaceDnsSettings`` call:
+        ``DNS_SETTING_NAMESERVER`` (``| DNS_SETTING_IPV6`` for IPv6, whose ``NameServer`` must
+        then hold IPv6 addresses) and ``NameServer`` the comma-separated list — empty to clear,
+        as wireguard-windows' ``FlushDNS`` and tun-rs do (netioapi.h,
+        ``DNS_INTERFACE_SETTINGS``). ``netsh`` where that function is missing."""
+        if self._SetInterfaceDnsSettings is None:
+            self._netsh_dns(alias, version, servers)
+            return
+        settings = DNS_INTERFACE_SETTINGS()
+        settings.Version = DNS_INTERFACE_SETTINGS_VERSION1
+        settings.Flags = DNS_SETTING_NAMESERVER | (DNS_SETTING_IPV6 if version == 6 else 0)
+        settings.NameServer = ",".join(str(s) for s in servers)
+        guid = self.luid_to_guid(luid)
+        self._check(
+            self._SetInterfaceDnsSettings(guid, ctypes.byref(settings)),
+            "SetInterfaceDnsSettings",
+        )
 
     def _netsh_dns(
         self, alias: str, version: int, servers: list[IPv4Address | IPv6Address]
     ) -> None:
+        """``netsh interface ipvN set dnsservers``: ``static`` with the first server, then
+        ``add dnsservers`` for each other at its ``index``; none: ``source=dhcp``, which
+        removes the static servers (the interface then has only those DHCP gave it)."""
         family = "ipv4" if version == 4 else "ipv6"
+        if not servers:
+            self.sys.run(
+                ["netsh", "interface", family, "set", "dnsservers", f"name={alias}",
+                 "source=dhcp"]
+            )  # fmt: skip
+            return
         first, *rest = servers
         self.sys.run(
             ["netsh", "interface", family, "set", "dnsservers", f"name={alias}", "static",
@@ -544,3 +566,21 @@ class IpHelper:
                 ["netsh", "interface", family, "add", "dnsservers", f"name={alias}", str(server),
                  f"index={n}", "validate=no"]
             )  # fmt: skip
+
+
+def flush_resolver_cache(syscalls: Syscalls) -> None:
+    """Empty the DNS resolver cache, so names resolved through the old servers are asked
+    again: ``DnsFlushResolverCache`` of dnsapi.dll, what ``ipconfig /flushdns`` calls. It is
+    in no SDK header; its prototype is ``BOOL WINAPI DnsFlushResolverCache(void)`` (tun-rs
+    declares it ``extern "system" fn() -> i32``). Best effort, as tun-rs's: the servers are
+    set either way, so a failure is logged, not raised."""
+    try:
+        flush = bind(syscalls.load_library("dnsapi.dll"), "DnsFlushResolverCache", BOOL, [])
+    except (OSError, AttributeError) as exc:
+        log.warning("DNS resolver cache not flushed: dnsapi.dll: %s", exc)
+        return
+    if not flush():
+        log.warning(
+            "DNS resolver cache not flushed: DnsFlushResolverCache failed (Win32 error %d)",
+            syscalls.last_error(),
+        )
