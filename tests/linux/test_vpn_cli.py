@@ -834,6 +834,37 @@ def test_wg_set_private_key_dev_null_removes_the_key_until_one_is_set(
         assert a.run("wg", "show", up_a.name, "private-key").stdout == _key_of(ca) + "\n"
 
 
+@pytest.mark.interop
+@pytest.mark.skipif(not HAVE_WG, reason="needs wireguard-tools")
+def test_up_of_a_file_without_private_key_runs_keyless_until_one_is_set(
+    configs: tuple[testing.Netns, testing.Netns, Path, Path], tmp_path: Path
+) -> None:
+    # as wg-quick takes it (what `tunflow save` writes of an interface after `wg set …
+    # private-key /dev/null`): up without a key, a key set later brings it to life; a reload
+    # of the file without one removes it again (wg syncconf's), one with it sets it
+    a, b, ca, cb = configs
+    key = _key_of(ca)
+    keyed = ca.read_text()
+    ca.write_text(keyed.replace(f"PrivateKey = {key}\n", ""))
+    with Up(a, ca) as up_a, Up(b, cb):
+        assert f"{ca} has no PrivateKey: {up_a.name} has no key" in up_a.out, up_a.out
+        assert a.run("wg", "show", up_a.name, "private-key").stdout == "(none)\n"
+        lost = a.run("ping", "-n", "-c", "1", "-W", "1", OB, check=False)
+        assert lost.returncode != 0, lost.stdout
+        key_file = tmp_path / "a.key"
+        key_file.write_text(key + "\n")
+        key_file.chmod(0o600)
+        a.run("wg", "set", up_a.name, "private-key", str(key_file))
+        ping(a, OB)
+        assert a.run("wg", "show", up_a.name, "private-key").stdout == key + "\n"
+        reload_cli(a, up_a.name)
+        assert a.run("wg", "show", up_a.name, "private-key").stdout == "(none)\n"
+        ca.write_text(keyed)
+        reload_cli(a, up_a.name)
+        assert a.run("wg", "show", up_a.name, "private-key").stdout == key + "\n"
+        ping(a, OB)
+
+
 @pytest.mark.skipif(not HAVE_WG, reason="needs wireguard-tools")
 def test_a_send_the_kernel_refuses_is_dropped_not_fatal(
     configs: tuple[testing.Netns, testing.Netns, Path, Path], tmp_path: Path

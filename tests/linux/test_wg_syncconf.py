@@ -87,12 +87,19 @@ def serve(path: Path, wg: WireGuard, sets: list[SetRequest], ready: threading.Ev
                         client.sendall(handle_request(wg, request))  # type: ignore[arg-type]
 
 
-def test_sync_request_does_what_wg_syncconf_does(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "text",
+    # a file without PrivateKey (as `tunflow save` writes a keyless interface): wg sends
+    # the all-zero key, which removes the key
+    [FILE, FILE.replace(f"PrivateKey = {KEY.to_base64()}\n", "")],
+    ids=["key", "no-key"],
+)
+def test_sync_request_does_what_wg_syncconf_does(tmp_path: Path, text: str) -> None:
     name = testing.unique_name("sy")
     path = Path(f"/var/run/wireguard/{name}.sock")
     path.parent.mkdir(parents=True, exist_ok=True)
     conf = tmp_path / f"{name}.conf"
-    conf.write_text(FILE)
+    conf.write_text(text)
     theirs, sets, ready = running(), [], threading.Event()
     server = threading.Thread(target=serve, args=(path, theirs, sets, ready), daemon=True)
     server.start()
@@ -106,7 +113,7 @@ def test_sync_request_does_what_wg_syncconf_does(tmp_path: Path) -> None:
     finally:
         path.unlink(missing_ok=True)
     assert len(sets) == 1
-    quick = parse_wgquick(FILE)
+    quick = parse_wgquick(text)
     ours = running()
     # as wg: the port and fwmark the file gives — none given is 0 (a new random port)
     apply_set(ours, sync_request(ours, quick.interface_config()))
@@ -116,6 +123,7 @@ def test_sync_request_does_what_wg_syncconf_does(tmp_path: Path) -> None:
     got = device_info(ours)
     assert [p.public_key for p in got.peers] == [STAY, NEW] and got.fwmark == 0x42
     assert got.peers[0].endpoint == ("192.0.2.1", 51820)  # none in the file: the one it had
+    assert got.private_key == quick.private_key
 
 
 def test_sync_request_clears_what_the_file_no_longer_has() -> None:

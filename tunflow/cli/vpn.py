@@ -283,6 +283,8 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
     notify = _notify_address(os.environ.pop("NOTIFY_SOCKET", None))
     # endpoints may be names: resolved off the loop (Ctrl-C is heard during wg's retries)
     config = await in_daemon_thread(functools.partial(quick.interface_config, native=args.native))
+    if config.private_key is None:
+        _warn_keyless(quick.file, name)
     if quick.mtu is None:
         # wg-quick's: 80 below the MTU of the path to the peers (the file's MTU = to choose)
         endpoints = [p.endpoint[0] for p in config.peers if p.endpoint is not None]
@@ -413,7 +415,11 @@ async def _save_config(quick: Any, iface: Any) -> str | None:
     info = device_info(iface.wg)
     if info.private_key is None:
         # written as wg-quick writes it (what `wg showconf` prints: no PrivateKey line)
-        log.warning("%s is saved without a PrivateKey: tunflow up refuses it", quick.file)
+        log.warning(
+            "%s is saved without a PrivateKey: the interface has none (it comes up from the "
+            "file without one, making no handshake until one is set)",
+            quick.file,
+        )
     try:
         current = await anyio.to_thread.run_sync(load_wgquick, quick.file)
         text = render_saved(
@@ -526,6 +532,8 @@ async def _answer_reloads(
                         fwmark=new.fwmark is not None,  # (FwMark = off clears it)
                         routes=True,
                     )
+                    if config.private_key is None:
+                        _warn_keyless(quick.file, name)  # (removed, as by wg syncconf)
                 except (TunflowError, OSError) as exc:
                     log.error("reload refused, nothing changed: %s", exc)
                     status = f"reload refused: {exc}"
@@ -553,6 +561,17 @@ async def _answer_reloads(
     finally:
         # as for SIGUSR1: the default action of SIGHUP ends the process, on the way down too
         signal.signal(signal.SIGHUP, _caught_and_dropped)
+
+
+def _warn_keyless(file: str | None, name: str) -> None:
+    """Log that the interface has no private key from ``file`` (wg-quick takes such a file)."""
+    log.warning(
+        "%s has no PrivateKey: %s has no key, and makes no handshake until one is set "
+        "(wg set %s private-key FILE)",
+        file or "the configuration",
+        name,
+        name,
+    )
 
 
 def _not_reloaded(running: Any, new: Any) -> list[str]:

@@ -989,8 +989,9 @@ class WireGuardInterface:
         """Make the running interface what ``config`` says, as ``wg syncconf`` would, whole or
         not at all (what ``tunflow up`` does on SIGHUP).
 
-        The private key, the port (``listen_port=False``: the configuration gave none, keep
-        it), the fwmark (likewise) and the peers are set as
+        The private key (removed when ``config`` has none, as ``wg syncconf`` of a file without
+        ``PrivateKey`` removes it), the port (``listen_port=False``: the configuration gave
+        none, keep it), the fwmark (likewise) and the peers are set as
         :func:`~tunflow.wireguard.protocol.sync_request` says — peers it does not name are
         removed, the others keep their sessions — and each peer's native mode as ``config``
         has it. The MTU and addresses stay as they are (as with ``wg syncconf``).

@@ -113,7 +113,8 @@ class QuickConfig:
     """A wg-quick file.
 
     Attributes:
-        private_key: ``PrivateKey``.
+        private_key: ``PrivateKey`` (``None``: the file has none — the interface comes up
+            without a key, making no handshake until one is set, as with wg-quick).
         listen_port: ``ListenPort`` (``None``: any free port).
         fwmark: ``FwMark`` (0: none, as ``FwMark = off`` says; ``None``: not given).
         addresses: ``Address`` lines, as interfaces (address with prefix).
@@ -132,7 +133,7 @@ class QuickConfig:
         file: where it was read from (for messages).
     """
 
-    private_key: PrivateKey
+    private_key: PrivateKey | None
     listen_port: int | None = None
     fwmark: int | None = None
     addresses: tuple[IPInterface, ...] = ()
@@ -285,7 +286,7 @@ def parse_wgquick(text: str, *, file: str | None = None) -> QuickConfig:
 
     Raises:
         ConfigError: an unknown section or key, a line that is not ``Key = Value``, a bad
-            value, a missing ``PrivateKey`` or ``PublicKey``, more than
+            value, a ``[Peer]`` without ``PublicKey``, more than
             :data:`~tunflow.wireguard.protocol.constants.MAX_PEERS` (65536) ``[Peer]``
             sections (wireguard-go's limit); ``path`` is ``"line N"``.
 
@@ -353,8 +354,6 @@ def parse_wgquick(text: str, *, file: str | None = None) -> QuickConfig:
         current.lines[field] = number
     if interface is None:
         raise ConfigError("no [Interface] section", file=file)
-    if "private_key" not in interface.values:
-        raise ConfigError("[Interface] has no PrivateKey", file=file, path=f"line {interface.line}")
     if len(peers) > MAX_PEERS:
         # wireguard-go's limit ("too many peers"); said before any endpoint is looked up
         raise ConfigError(
@@ -390,7 +389,7 @@ def parse_wgquick(text: str, *, file: str | None = None) -> QuickConfig:
         )
     v = interface.values
     return QuickConfig(
-        v["private_key"],
+        v.get("private_key"),
         listen_port=v.get("listen_port"),
         fwmark=v.get("fwmark"),
         addresses=tuple(v.get("addresses", ())),

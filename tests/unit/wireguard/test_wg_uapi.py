@@ -133,6 +133,32 @@ def test_a_removed_private_key_leaves_the_get_as_wireguard_go_does() -> None:
     assert render_get(p.a).startswith(b"private_key=" + p.ka.to_hex().encode() + b"\n")
 
 
+def test_sync_request_of_a_config_without_a_key_removes_it_as_wg_syncconf() -> None:
+    # wg syncconf of a file without PrivateKey sends private_key=<64 zeros> (wg's
+    # config_read_init marks the key as given; sync_conf leaves it): the key goes; a file
+    # with it again brings it back, and the peer handshakes
+    from tunflow.wireguard.protocol import InterfaceConfig, sync_request
+
+    p = Pair()
+    p.handshake()
+    peers = [PeerConfig(p.kb.public_key(), endpoint=B_ADDR, allowed_ips=(f"{B_IP}/32",))]
+    request = sync_request(p.a, InterfaceConfig(None, peers=peers), listen_port=False)
+    assert render_set(request).startswith(b"set=1\nprivate_key=" + b"0" * 64 + b"\n")
+    assert handle_request(p.a, request, p.now) == b"errno=0\n\n"
+    assert p.a.private_key is None and set(p.a.peers) == {p.kb.public_key()}
+    p.a.send_packet(ip4(A_IP, B_IP, b"waits"), p.now)
+    assert p.a.datagrams_to_send() == []
+    again = sync_request(p.a, InterfaceConfig(None, peers=peers), listen_port=False)
+    assert handle_request(p.a, again, p.now) == b"errno=0\n\n" and p.a.private_key is None
+    p.advance(1.0)
+    back = sync_request(p.a, InterfaceConfig(p.ka, peers=peers), listen_port=False)
+    assert not back.remove_private_key
+    assert handle_request(p.a, back, p.now) == b"errno=0\n\n"
+    assert p.a.private_key == p.ka
+    p.flush()
+    assert ip4(A_IP, B_IP, b"waits") in p.got["b"]
+
+
 def test_a_keyless_interface_ignores_the_all_zero_keys_peer_as_wireguard_go() -> None:
     # wireguard-go keeps the all-zero key as its identity: a peer with that key's public key
     # is removed when the key is removed, and ignored while there is none

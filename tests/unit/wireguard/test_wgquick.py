@@ -192,7 +192,7 @@ def test_ports_are_ascii_decimal_and_a_scope_is_kept() -> None:
         ("[Interface]\nPrivateKey = {k}\n[Peers]\n", 3, "unknown section \\[Peers\\]"),
         ("[Interface]\nPrivateKey = {k}\njust words\n", 3, "expected 'Key = Value'"),
         ("PrivateKey = {k}\n", 1, "outside a section"),
-        ("[Interface]\nListenPort = 1\n", 1, "no PrivateKey"),
+        ("[Interface]\nPrivateKey =\nListenPort = 1\n", 2, "PrivateKey: .*private key"),
         ("[Interface]\nPrivateKey = {k}\nTable = vpn\n", 3, "Table: 'vpn' is not auto, off, main"),
         ("[Interface]\nPrivateKey = {k}\nTable = 0\n", 3, "table 0 is not in 1…4294967295"),
         ("[Interface]\nPrivateKey = {k}\nTable = 255\n", 3, "local table"),
@@ -319,6 +319,50 @@ def test_saved_file_reads_back_as_the_running_interface(tmp_path: Path) -> None:
     assert again == text
     # `tunflow save` of a file without SaveConfig does not add it (as wg-quick save)
     assert "SaveConfig" not in render_saved(parse_wgquick(FULL), running)
+
+
+def test_a_file_without_private_key_comes_up_keyless_and_saves_back_so(tmp_path: Path) -> None:
+    # as wg-quick: `wg setconf`/`addconf` of such a file leaves the new interface without a
+    # key (the all-zero one wg sends), `wg set … private-key FILE` gives it one later; what
+    # `tunflow save` writes of a keyless interface (no PrivateKey, as `wg showconf`) reads back
+    from tunflow.wireguard.protocol import PublicKey
+    from tunflow.wireguard.protocol.uapi import DeviceInfo, PeerInfo, device_info
+    from tunflow.wireguard.wgquick import render_saved
+
+    text = (
+        f"[Interface]\nListenPort = 51820\n[Peer]\nPublicKey = {PUB_B}\nAllowedIPs = 10.0.0.2/32\n"
+    )
+    quick = parse_wgquick(text, file="wg0.conf")
+    assert quick.private_key is None
+    config = quick.interface_config()
+    assert config.private_key is None
+    wg = WireGuard.from_config(config)
+    assert wg.private_key is None and wg.public_key is None
+    assert device_info(wg).private_key is None
+    wg.set_private_key(PrivateKey.from_base64(KEY_A))
+    assert wg.public_key == PrivateKey.from_base64(KEY_A).public_key()
+    assert strip_wgquick(text) == text
+    running = DeviceInfo(
+        None,
+        listen_port=51820,
+        peers=(
+            PeerInfo(
+                PublicKey.from_base64(PUB_B), allowed_ips=(ipaddress.ip_network("10.0.0.2/32"),)
+            ),
+        ),
+    )
+    saved = render_saved(quick, running)
+    assert "PrivateKey" not in saved
+    path = tmp_path / "wg0.conf"
+    path.write_text(saved)
+    again = load_wgquick(path)
+    assert again.private_key is None and again.peers == parse_wgquick(saved).peers
+    assert render_saved(again, running) == saved
+    # the all-zero key (what wg sends for none) is no key either
+    zero = base64.b64encode(bytes(32)).decode()
+    config = parse_wgquick(f"[Interface]\nPrivateKey = {zero}\n").interface_config()
+    assert WireGuard.from_config(config).private_key is None
+    assert InterfaceConfig(None).private_key is None
 
 
 @pytest.mark.parametrize(

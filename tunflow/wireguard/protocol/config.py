@@ -86,8 +86,8 @@ def _public(value: PublicKey | str | bytes) -> PublicKey:
     return PublicKey.from_base64(value)
 
 
-def _private(value: PrivateKey | str | bytes) -> PrivateKey:
-    if isinstance(value, PrivateKey):
+def _private(value: PrivateKey | str | bytes | None) -> PrivateKey | None:
+    if value is None or isinstance(value, PrivateKey):
         return value
     if isinstance(value, bytes) and len(value) == 32:
         return PrivateKey(value)
@@ -167,7 +167,9 @@ class InterfaceConfig:
     """An interface: its key, port, MTU and peers (what a ``wg`` config file holds).
 
     Args:
-        private_key: the interface key (object, base64, hex or 32 raw bytes).
+        private_key: the interface key (object, base64, hex or 32 raw bytes); ``None``: none
+            (the interface makes no handshake until one is set, as a wg-quick file without
+            ``PrivateKey`` brings an interface up).
         listen_port: UDP port (0: let the transport choose). Only reported, never bound here.
         fwmark: firewall mark for the transport's socket (0: none). Only reported.
         mtu: the tunnel MTU; transport messages are padded to multiples of 16 up to it.
@@ -178,7 +180,7 @@ class InterfaceConfig:
             :data:`~.constants.MAX_PEERS` (65536) peers, as wireguard-go allows.
     """
 
-    private_key: PrivateKey = attrs.field(converter=_private)
+    private_key: PrivateKey | None = attrs.field(converter=_private)
     listen_port: int = attrs.field(default=0, validator=_u16)
     fwmark: int = attrs.field(default=0, validator=_u32)
     mtu: int = attrs.field(default=DEFAULT_MTU)

@@ -386,7 +386,8 @@ class WireGuard:
     """A WireGuard interface: its identity, peers, sessions and timers. Sans-I/O.
 
     Args:
-        private_key: the interface's private key.
+        private_key: the interface's private key; ``None`` (or the all-zero key): none, as after
+            :meth:`set_private_key` with ``None``.
         listen_port: reported by the UAPI; the transport binds it.
         fwmark: reported by the UAPI; the transport applies it.
         mtu: tunnel MTU (transport messages are padded to multiples of 16 up to it).
@@ -418,7 +419,7 @@ class WireGuard:
 
     def __init__(
         self,
-        private_key: PrivateKey,
+        private_key: PrivateKey | None,
         *,
         listen_port: int = 0,
         fwmark: int = 0,
@@ -433,8 +434,10 @@ class WireGuard:
         # timer jitter needs no secrecy: a PRNG seeded from the random source, not a getrandom
         # system call per packet sent (it is drawn on the first data packet after a receive)
         self._jitter_rng = _random_module.Random(int.from_bytes(self._random(8), "little"))
-        self._private_key: PrivateKey | None = private_key if any(private_key.raw) else None
-        self._identity = StaticIdentity(private_key)
+        if private_key is not None and not any(private_key.raw):
+            private_key = None
+        self._private_key = private_key
+        self._identity = StaticIdentity(private_key or _NO_KEY)
         self._checker = CookieChecker(self._identity, self._random)
         self.listen_port = listen_port
         self.fwmark = fwmark

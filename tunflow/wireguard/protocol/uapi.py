@@ -659,12 +659,13 @@ def sync_request(
 ) -> SetRequest:
     """The request ``wg syncconf`` sends to make ``wg`` what ``config`` says.
 
-    As wireguard-tools' ``sync_conf``: the private key is set; peers that ``config`` does not
-    name are removed; every peer it names is added or updated — its AllowedIPs replaced, its
-    endpoint set when ``config`` gives one (else the one learnt is kept), its preshared key and
-    persistent keepalive set to ``config``'s (none and 0 when it gives none). Sessions of the
-    peers that stay are kept. Native mode is not part of the protocol: set ``native_mode`` on
-    the peers afterwards.
+    As wireguard-tools' ``sync_conf``: the private key is set (removed when ``config`` has
+    none: ``wg syncconf`` of a file without ``PrivateKey`` sends the all-zero key); peers that
+    ``config`` does not name are removed; every peer it names is added or updated — its
+    AllowedIPs replaced, its endpoint set when ``config`` gives one (else the one learnt is
+    kept), its preshared key and persistent keepalive set to ``config``'s (none and 0 when it
+    gives none). Sessions of the peers that stay are kept. Native mode is not part of the
+    protocol: set ``native_mode`` on the peers afterwards.
 
     Args:
         wg: the running interface (only read).
@@ -702,6 +703,7 @@ def sync_request(
     ]
     return SetRequest(
         private_key=config.private_key,
+        remove_private_key=config.private_key is None,
         listen_port=config.listen_port if listen_port else None,
         fwmark=config.fwmark if fwmark else None,
         peers=tuple(updates),
