@@ -670,9 +670,11 @@ def sync_request(
     Args:
         wg: the running interface (only read).
         config: what it should become.
-        listen_port: ``False`` when the configuration gave no port (wg leaves the port alone
-            then; ``config.listen_port`` is 0).
-        fwmark: ``False`` when it gave no fwmark (likewise).
+        listen_port: ``False``: leave the port alone, for a configuration that gave none
+            (``config.listen_port`` is 0) — where ``wg syncconf`` sends ``listen_port=0``, a
+            new random port; ``tunflow reload`` keeps the port.
+        fwmark: ``False``: leave the fwmark alone (likewise; ``wg syncconf`` sends
+            ``fwmark=0``).
 
     Example:
         >>> wg = WireGuard(PrivateKey(bytes(range(32))))
