@@ -82,6 +82,10 @@ class WireGuardStage(StageBase):
                 message = str(exc).removeprefix(f"{exc.path}: ") if exc.path else str(exc)
                 where = f"{exc.file}: " if exc.file and exc.file not in message else ""
                 raise ConfigError(where + message, path="config") from exc
+            if config.private_key is None:
+                # (`tunflow up` runs one keyless until `wg set` gives it a key; a pipeline
+                # has no control socket, so the stage would never handshake)
+                raise ConfigError(f"{opts.config}: [Interface] has no PrivateKey", path="config")
             wg = _protocol(config)
         self.wg: WireGuard = wg
         peers = wg.peers.values()

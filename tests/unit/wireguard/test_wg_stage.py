@@ -196,6 +196,19 @@ def test_a_bad_wgquick_file_is_blamed_on_the_config_option(tmp_path: Path) -> No
     assert f"{path}: line 2: PrivateKey" in str(info.value)
 
 
+def test_a_file_without_a_private_key_is_refused_by_the_stage(tmp_path: Path) -> None:
+    # (tunflow up runs such a file keyless until `wg set` gives it a key; a pipeline stage has
+    # no control socket, so it would never handshake and say nothing)
+    from tunflow import ConfigError
+
+    path = tmp_path / "wg0.conf"
+    path.write_text("[Interface]\nListenPort = 51820\n")
+    with pytest.raises(ConfigError) as info:
+        build_stage(StageSpec("wireguard", {"config": str(path)}), path="stages[0]")
+    assert info.value.path == "stages[0].options.config"
+    assert "has no PrivateKey" in str(info.value)
+
+
 @pytest.mark.parametrize("value", ["false", "no", 0, "0"])
 def test_a_boolean_option_must_be_a_boolean(value: object, tmp_path: Path) -> None:
     # cattrs took bool(value): native = "false" turned native mode on, and a WireGuard peer
