@@ -102,3 +102,36 @@ def test_namespaces_of_a_killed_run_are_removed_by_the_next(
     finally:
         for name in (stale, ours):
             testing.run("ip", "netns", "del", name, check=False)
+
+
+def test_netns_stops_a_process_still_running_at_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(testing, "STOP_GRACE", 2.0)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        with testing.netns(enter=False) as ns:
+            name = ns.name
+            procs.append(ns.popen(["sleep", "300"]))
+            stubborn = ns.popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "import signal, time\n"
+                    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                    "print(flush=True)\n"
+                    "time.sleep(300)\n",
+                ],
+                stdout=subprocess.PIPE,
+            )
+            procs.append(stubborn)
+            assert stubborn.stdout is not None
+            stubborn.stdout.readline()  # SIGTERM is ignored from here on
+        assert [p.poll() for p in procs] == [-signal.SIGTERM, -signal.SIGKILL]
+        assert name not in testing.leftover_namespaces()
+        assert not os.path.exists(f"/run/netns/{name}")
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+            if proc.stdout is not None:
+                proc.stdout.close()

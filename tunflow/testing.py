@@ -3,8 +3,9 @@
 Every name made here starts with ``tf`` and carries the process id and a counter, so parallel
 runs never collide. :func:`netns` creates a namespace, moves *the calling thread* into it (so
 TUN devices, sockets and subprocesses made by that thread live there) and always moves the
-thread back and deletes the namespace — and with it every interface inside — on exit, even when
-the body raises. A process killed with SIGKILL cannot do that: the first :func:`netns` of the
+thread back, stops the processes :meth:`Netns.popen` started that still run (SIGTERM, then
+SIGKILL after :data:`STOP_GRACE` seconds) and deletes the namespace — and with it every interface
+inside — on exit, even when the body raises. A process killed with SIGKILL cannot do that: the first :func:`netns` of the
 next process deletes the namespaces that processes no longer running left.
 
 Linux only; needs root (CAP_SYS_ADMIN for ``setns``, CAP_NET_ADMIN for interfaces).
@@ -24,6 +25,7 @@ import os
 import re
 import subprocess
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -37,10 +39,13 @@ __all__ = [
     "veth_pair",
     "ip_json",
     "run",
+    "STOP_GRACE",
 ]
 
 #: Every interface and namespace created by tunflow's tests starts with this.
 PREFIX = "tf"
+#: Seconds a process :meth:`Netns.popen` started gets between SIGTERM and SIGKILL at exit.
+STOP_GRACE = 5.0
 _counter = itertools.count()
 _issued: set[str] = set()
 _swept = False
@@ -119,6 +124,7 @@ class Netns:
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self._procs: list[subprocess.Popen[Any]] = []
 
     def __repr__(self) -> str:
         return f"Netns({self.name!r})"
@@ -134,8 +140,31 @@ class Netns:
         return run(*self.cmd(*args), check=check, timeout=timeout)
 
     def popen(self, args: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
-        """Start a command inside this namespace."""
-        return subprocess.Popen(self.cmd(*args), **kwargs)
+        """Start a command inside this namespace; :func:`netns` stops it on exit if it still runs.
+
+        A running process keeps the namespace, and every interface in it, alive after
+        ``ip netns del``: on exit it gets SIGTERM, and SIGKILL when it has not ended
+        :data:`STOP_GRACE` seconds later. Processes it started itself are not followed.
+        """
+        proc = subprocess.Popen(self.cmd(*args), **kwargs)
+        self._procs = [p for p in self._procs if p.returncode is None]
+        self._procs.append(proc)
+        return proc
+
+    def _stop_processes(self) -> None:
+        """SIGTERM to the processes :meth:`popen` started that still run, SIGKILL to those
+        still running :data:`STOP_GRACE` seconds later; wait for each."""
+        running = [p for p in self._procs if p.poll() is None]
+        for proc in running:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+        deadline = time.monotonic() + STOP_GRACE
+        for proc in running:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(STOP_GRACE)
 
     def ip_json(self, *args: str) -> Any:
         """``ip -j ARGS`` inside this namespace, parsed."""
@@ -170,7 +199,10 @@ def netns(enter: bool = True, loopback: bool = True) -> Iterator[Netns]:
         else:
             yield ns
     finally:
-        run("ip", "netns", "del", ns.name, check=False)
+        try:
+            ns._stop_processes()
+        finally:
+            run("ip", "netns", "del", ns.name, check=False)
 
 
 def _sweep_stale() -> None:
