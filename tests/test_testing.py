@@ -135,3 +135,20 @@ def test_netns_stops_a_process_still_running_at_exit(monkeypatch: pytest.MonkeyP
                 proc.wait(5)
             if proc.stdout is not None:
                 proc.stdout.close()
+
+
+def test_namespaces_left_out_of_order_raise_and_leave_the_thread_home(
+    netns_pair: tuple[testing.Netns, testing.Netns],
+) -> None:
+    # two tasks of one event loop thread: A enters x, B enters y, A leaves first
+    x, y = netns_pair
+    host = os.stat("/proc/thread-self/ns/net").st_ino
+    y_ino = os.stat(f"/run/netns/{y.name}").st_ino
+    a, b = x.entered(), y.entered()
+    a.__enter__()
+    b.__enter__()
+    with pytest.raises(RuntimeError, match=rf"{x.name}.*{y.name}.*reverse order"):
+        a.__exit__(None, None, None)
+    assert os.stat("/proc/thread-self/ns/net").st_ino == y_ino  # B is still in y
+    b.__exit__(None, None, None)
+    assert os.stat("/proc/thread-self/ns/net").st_ino == host

@@ -172,11 +172,66 @@ class Netns:
 
     @contextlib.contextmanager
     def entered(self) -> Iterator[Netns]:
-        """Move the calling thread into this namespace for the ``with`` body."""
-        from .platform.linux._netns import entered
+        """Move the calling thread into this namespace for the ``with`` body.
 
-        with entered(f"/run/netns/{self.name}"):
+        A thread is in one namespace at a time: the namespaces one thread enters must be left
+        in reverse order. Two tasks of one event loop share its thread, so one that enters a
+        namespace moves the other too; when one leaves before a namespace entered after it,
+        this raises :class:`RuntimeError` — and the thread still goes back, when the last of
+        them is left, to where it was before the first.
+        """
+        from .platform.linux._netns import open_current, setns
+
+        fd = os.open(f"/run/netns/{self.name}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            own = open_current()
+            try:
+                setns(fd)
+            except BaseException:
+                os.close(own)
+                raise
+        finally:
+            os.close(fd)
+        entry = _Entered(self.name, own)
+        stack = _entries.stack
+        stack.append(entry)
+        try:
             yield self
+        finally:
+            at = next(i for i, e in enumerate(stack) if e is entry)
+            del stack[at]
+            if at == len(stack):
+                try:
+                    setns(entry.home)
+                finally:
+                    os.close(entry.home)
+            else:
+                later = stack[at]
+                os.close(later.home)
+                later.home = entry.home
+                raise RuntimeError(
+                    f"left namespace {self.name} while {later.name}, entered after it on this "
+                    "thread, is still entered: a thread must leave namespaces in reverse order "
+                    "(two tasks of one event loop ran in whichever namespace was entered last)"
+                )
+
+
+class _Entered:
+    """One :meth:`Netns.entered` of a thread: the namespace, and an fd of the one to go back to."""
+
+    __slots__ = ("home", "name")
+
+    def __init__(self, name: str, home: int) -> None:
+        self.name = name
+        self.home = home
+
+
+class _Entries(threading.local):
+    def __init__(self) -> None:
+        self.stack: list[_Entered] = []
+
+
+_entries = _Entries()
 
 
 @contextlib.contextmanager
