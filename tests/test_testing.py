@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -152,3 +153,48 @@ def test_namespaces_left_out_of_order_raise_and_leave_the_thread_home(
     assert os.stat("/proc/thread-self/ns/net").st_ino == y_ino  # B is still in y
     b.__exit__(None, None, None)
     assert os.stat("/proc/thread-self/ns/net").st_ino == host
+
+
+def _ns_inode() -> int:
+    return os.stat("/proc/thread-self/ns/net").st_ino
+
+
+def _inodes_of_workers(n: int) -> list[int]:
+    """The namespace of ``n`` trio worker threads at once (all busy together: ``n`` threads)."""
+    import trio
+
+    async def main() -> list[int]:
+        inodes: list[int] = []
+        barrier = threading.Barrier(n)
+
+        def probe() -> None:
+            barrier.wait(10)
+            inodes.append(_ns_inode())
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(n):
+                nursery.start_soon(trio.to_thread.run_sync, probe)
+        return inodes
+
+    return trio.run(main)
+
+
+def test_worker_threads_started_inside_a_namespace_leave_it_with_the_thread() -> None:
+    n = threading.active_count() + 4  # more than trio's idle workers: new ones start inside
+    host = _ns_inode()
+    with testing.netns():
+        inside = _ns_inode()
+        assert inside in _inodes_of_workers(n)
+    assert _inodes_of_workers(n) == [host] * n
+
+
+def test_netns_fails_while_a_thread_is_still_inside(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(testing, "STOP_GRACE", 0.2)
+    done = threading.Event()
+    with pytest.raises(RuntimeError, match="still in"), testing.netns() as ns:
+        name = ns.name
+        thread = threading.Thread(target=done.wait, args=(30,), name="stays")
+        thread.start()
+    done.set()
+    thread.join(10)
+    assert name not in testing.leftover_namespaces()

@@ -4,9 +4,19 @@ Every name made here starts with ``tf`` and carries the process id and a counter
 runs never collide. :func:`netns` creates a namespace, moves *the calling thread* into it (so
 TUN devices, sockets and subprocesses made by that thread live there) and always moves the
 thread back, stops the processes :meth:`Netns.popen` started that still run (SIGTERM, then
-SIGKILL after :data:`STOP_GRACE` seconds) and deletes the namespace — and with it every interface
-inside — on exit, even when the body raises. A process killed with SIGKILL cannot do that: the first :func:`netns` of the
-next process deletes the namespaces that processes no longer running left.
+SIGKILL after :data:`STOP_GRACE` seconds) and deletes the namespace — and with it every
+interface inside — on exit, even when the body raises. A process killed with SIGKILL cannot do
+that: the first :func:`netns` of the next process deletes the namespaces that processes no
+longer running left.
+
+Only the calling thread moves. A thread starts in the namespace of the thread that starts it
+and keeps it: work handed to a worker thread (``anyio.to_thread``, ``trio.to_thread``, an
+executor) runs in whichever namespace that worker has — enter the namespace inside the work
+(``with ns.entered():``) when it matters. On leaving, trio's idle cached workers started inside
+are moved back with the thread, so later work does not run in a deleted namespace (asyncio's
+workers end with their event loop); :func:`netns` raises :class:`RuntimeError` when other
+threads of this process are still in the namespace :data:`STOP_GRACE` seconds after deleting
+it (they keep it, and its interfaces, alive).
 
 Linux only; needs root (CAP_SYS_ADMIN for ``setns``, CAP_NET_ADMIN for interfaces).
 
@@ -24,6 +34,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -184,6 +195,7 @@ class Netns:
 
         fd = os.open(f"/run/netns/{self.name}", os.O_RDONLY | os.O_CLOEXEC)
         try:
+            inode = os.fstat(fd).st_ino
             own = open_current()
             try:
                 setns(fd)
@@ -192,7 +204,7 @@ class Netns:
                 raise
         finally:
             os.close(fd)
-        entry = _Entered(self.name, own)
+        entry = _Entered(self.name, inode, own)
         stack = _entries.stack
         stack.append(entry)
         try:
@@ -203,6 +215,7 @@ class Netns:
             if at == len(stack):
                 try:
                     setns(entry.home)
+                    _rehome_trio_workers(entry.inode, entry.home)
                 finally:
                     os.close(entry.home)
             else:
@@ -219,10 +232,11 @@ class Netns:
 class _Entered:
     """One :meth:`Netns.entered` of a thread: the namespace, and an fd of the one to go back to."""
 
-    __slots__ = ("home", "name")
+    __slots__ = ("home", "inode", "name")
 
-    def __init__(self, name: str, home: int) -> None:
+    def __init__(self, name: str, inode: int, home: int) -> None:
         self.name = name
+        self.inode = inode
         self.home = home
 
 
@@ -232,6 +246,56 @@ class _Entries(threading.local):
 
 
 _entries = _Entries()
+
+
+def _threads_in(inode: int) -> list[str]:
+    """The other threads of this process in the namespace ``inode``: ``"TID (NAME)"``."""
+    me = threading.get_native_id()
+    found = []
+    for tid in os.listdir("/proc/self/task"):
+        if int(tid) == me:
+            continue
+        try:
+            if os.stat(f"/proc/self/task/{tid}/ns/net").st_ino != inode:
+                continue
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                found.append(f"{tid} ({f.read().strip()})")
+        except OSError:  # ended meanwhile
+            continue
+    return found
+
+
+def _rehome_trio_workers(inode: int, home: int) -> None:
+    """Move trio's idle cached worker threads that are in the namespace ``inode`` into ``home``.
+
+    Threads start in the namespace of the thread that starts them, and trio keeps its worker
+    threads for later ``to_thread`` calls — of any namespace. One job that moves its thread
+    is handed to the cache at a time, each kept busy until the last starts, so every idle
+    worker takes one; new threads it starts for them start here, in ``home``, already.
+    """
+    trio = sys.modules.get("trio")
+    if trio is None or not _threads_in(inode):
+        return
+    from .platform.linux._netns import current_inode, setns
+
+    release = threading.Event()
+    started = threading.Semaphore(0)
+
+    def job() -> None:
+        try:
+            if current_inode() == inode:
+                setns(home)
+        finally:
+            started.release()
+        release.wait(STOP_GRACE)
+
+    try:
+        for _ in range(threading.active_count() + 1):
+            trio.lowlevel.start_thread_soon(job, lambda _: None)
+            if not started.acquire(timeout=STOP_GRACE) or not _threads_in(inode):
+                break
+    finally:
+        release.set()
 
 
 @contextlib.contextmanager
@@ -245,6 +309,7 @@ def netns(enter: bool = True, loopback: bool = True) -> Iterator[Netns]:
     _sweep_stale()
     ns = Netns(unique_name("n"))
     run("ip", "netns", "add", ns.name)
+    inode = os.stat(f"/run/netns/{ns.name}").st_ino
     try:
         if loopback:
             ns.run("ip", "link", "set", "lo", "up")
@@ -258,6 +323,21 @@ def netns(enter: bool = True, loopback: bool = True) -> Iterator[Netns]:
             ns._stop_processes()
         finally:
             run("ip", "netns", "del", ns.name, check=False)
+        _check_left(ns.name, inode)
+
+
+def _check_left(name: str, inode: int) -> None:
+    """Raise when threads of this process are still in the deleted namespace ``inode`` after
+    :data:`STOP_GRACE` seconds: they keep it, and the interfaces in it, alive."""
+    deadline = time.monotonic() + STOP_GRACE
+    while (left := _threads_in(inode)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if left:
+        raise RuntimeError(
+            f"threads still in the deleted namespace {name} keep it and its interfaces alive: "
+            f"{', '.join(left)}; a thread started inside stays there — end it (or, for its own "
+            "threads, let it enter the namespace itself) before the namespace goes"
+        )
 
 
 def _sweep_stale() -> None:
