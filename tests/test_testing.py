@@ -198,3 +198,11 @@ def test_netns_fails_while_a_thread_is_still_inside(monkeypatch: pytest.MonkeyPa
     done.set()
     thread.join(10)
     assert name not in testing.leftover_namespaces()
+
+
+@pytest.mark.parametrize("kind", ["TUN", "é", "ab1", "a-"])
+def test_unique_name_refuses_kinds_its_owner_check_cannot_read(kind: str) -> None:
+    # uppercase or non-ASCII names escaped leftover_interfaces(pid) and the stale sweep, and
+    # "é" is two bytes: a name over the 15-byte limit
+    with pytest.raises(ValueError, match="letters"):
+        testing.unique_name(kind)

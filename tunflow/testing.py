@@ -66,12 +66,12 @@ _sweep_lock = threading.Lock()
 def unique_name(kind: str = "") -> str:
     """A name of at most 15 bytes, unique among running processes: ``tf<kind><pid>x<n>``.
 
-    ``kind`` (at most 3 letters) says what it is, for whoever finds it in ``ip link``. A pid of
+    ``kind`` (at most 3 lowercase ASCII letters) says what it is, for whoever finds it in ``ip link``. A pid of
     100000 and more (``pid_max`` goes to 4194304) is written as five base-36 digits followed
     by ``_`` instead: ``tftun0255s_0`` for pid 100000.
     """
-    if len(kind) > 3 or (not kind.isalpha() and kind):
-        raise ValueError(f"kind must be at most 3 letters, not {kind!r}")
+    if not re.fullmatch("[a-z]{0,3}", kind):
+        raise ValueError(f"kind must be at most 3 lowercase ASCII letters, not {kind!r}")
     # base 36 keeps the counter to 4 characters for 1.6 million names: 2+3+5+1+4 = 15 bytes
     name = f"{PREFIX}{kind}{_pid_tag(os.getpid())}{_base36(next(_counter))}"
     _issued.add(name)
