@@ -292,3 +292,24 @@ async def test_async_vectored_and_broadcast(netns: testing.Netns) -> None:
         assert isinstance(result[0], ClosedDeviceError)
         with pytest.raises(ClosedDeviceError):
             await dev.send_vectored([p])
+
+
+def test_set_broadcast_with_promote_secondaries_keeps_the_primary(netns: testing.Netns) -> None:
+    # systemd turns promote_secondaries on: the kernel's delete and re-insert of the address
+    # promoted its secondary in its place, the changed address coming back as a secondary
+    netns.run("sysctl", "-qw", "net.ipv4.conf.all.promote_secondaries=1")
+    name = testing.unique_name("bp")
+    with DeviceBuilder().name(name).ipv4("10.169.0.1", 24).build_sync() as dev:
+        netns.run("ip", "addr", "add", "10.169.0.2/24", "dev", name)
+        netns.run("ip", "addr", "add", "10.169.0.3/24", "dev", name)
+        dev.add_route("192.0.2.0/24")
+        routes = set(dev.routes())
+        dev.set_broadcast("10.169.0.127")
+        assert dev.broadcast() == IPv4Address("10.169.0.127")
+        shown = netns.ip_json("-4", "addr", "show", "dev", name)[0]["addr_info"]
+        assert [(a["local"], a.get("secondary", False)) for a in shown] == [
+            ("10.169.0.1", False),
+            ("10.169.0.2", True),
+            ("10.169.0.3", True),
+        ]
+        assert set(dev.routes()) == routes

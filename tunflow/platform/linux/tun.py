@@ -31,7 +31,7 @@ from ...errors import (
 )
 from ...netconfig.device import IPV6_MIN_MTU, DeviceConfig, Layer
 from ...netconfig.ioctl import linux_layout
-from ...netconfig.rtnetlink import IP6_RT_PRIO_USER, RTN_LOCAL
+from ...netconfig.rtnetlink import IFA_F_SECONDARY, IP6_RT_PRIO_USER, RTN_LOCAL
 from .._base import OffloadInfo, Route
 from .._build import Additions, add_addresses, add_routes, reject_windows_only
 from .._unix import FdQueue
@@ -530,10 +530,29 @@ class LinuxInterface:
         """Set the broadcast address of the interface's first IPv4 address
         (``SIOCSIFBRDADDR``; ``0.0.0.0``: none). The kernel takes the address out and puts it
         back to change it, which drops its secondary addresses and, when it is the only one,
-        every route through the interface: they are put back."""
+        every route through the interface: they are put back.
+
+        The secondaries of its subnet are taken out first: with ``promote_secondaries`` on
+        (systemd's default) the kernel would promote one in its place instead, and put the
+        changed address back as a secondary behind it."""
         with self._op(f"set broadcast address {address}"):
-            addrs = self._nl.addresses(self._index)
+            details = self._nl.address_details(self._index)
             routes = self._nl.routes(self._index)
+            name = self.name()
+            # the address the ioctl changes: the first IPv4 one under the interface's label
+            target = next(
+                (d for d in details if d.interface.version == 4 and d.label in (None, name)),
+                None,
+            )
+            if target is not None and (target.broadcast or IPv4Address(0)) != address:
+                for d in details:
+                    if (
+                        d.flags & IFA_F_SECONDARY
+                        and d.interface.network == target.interface.network
+                    ):
+                        self._nl.remove_address(
+                            self._index, d.interface, peer=d.peer or d.interface.ip
+                        )
             try:
                 self._inet_ioctl(SIOCSIFBRDADDR, address.packed)
             except OSError as exc:
@@ -544,7 +563,8 @@ class LinuxInterface:
                     f"set broadcast address {address} on {self._name}: the interface has no "
                     "IPv4 address (add one first)",
                 ) from exc
-            self._restore(addrs, routes)
+            finally:
+                self._restore([d.interface for d in details], routes)
 
     def tx_queue_len(self) -> int:
         with self._op("get txqueuelen"):
