@@ -2218,8 +2218,14 @@ def test_a_gateway_with_a_prefix_or_a_scope_is_refused(netns: testing.Netns) -> 
     # and the scope were dropped without a word, the scope even when it named another link.
     with DeviceBuilder().ipv4("10.65.0.1", 24).ipv6("fd65::1", 64).build_sync() as dev:
         before = routes_of(netns, dev.name())
-        for gateway in ("10.65.0.254/24", " 10.65.0.254/16", "fe80::1%lo", "fe80::1/64"):
-            network = "198.51.100.0/24" if "." in gateway else "2001:db8:65::/48"
+        for gateway in (
+            "10.65.0.254/24",
+            " 10.65.0.254/16",
+            "fe80::1%lo",
+            "fe80::1/64",
+            ip_interface("10.65.0.254/24"),
+        ):
+            network = "198.51.100.0/24" if "." in str(gateway) else "2001:db8:65::/48"
             with pytest.raises(ConfigError, match="gateway"):
                 dev.add_route(network, gateway=gateway)
             with pytest.raises(ConfigError, match="gateway"):

@@ -177,6 +177,9 @@ def test_from_fd_refuses_a_number_no_fd_can_have() -> None:
         lambda b: b.ipv4("10.0.0.1", 24, "10.0.0.2/24"),
         lambda b: b.dns_servers(["192.0.2.53/32"]),
         lambda b: b.dns_servers(["2001:db8::53/128"]),
+        # an ip_interface() object is an IPv4Address/IPv6Address subclass, prefix and all
+        lambda b: b.ipv4("10.0.0.1", 24, IPv4Interface("10.0.0.2/24")),
+        lambda b: b.dns_servers([IPv6Interface("2001:db8::53/64")]),
     ],
 )
 def test_one_address_given_with_a_prefix_is_refused(setting: Any) -> None:

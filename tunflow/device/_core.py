@@ -868,7 +868,9 @@ def _route(cidr: NetworkLike, gateway: IPAddressLike | None, metric: int | None)
 def _gateway(gateway: IPAddressLike) -> IPv4Address | IPv6Address:
     """A next hop: one address, no prefix (``ip route`` refuses ``via 10.0.0.254/24``) and no
     IPv6 scope (the route's device is its scope; the kernel is never sent one)."""
-    if isinstance(gateway, str) and "/" in gateway:
+    if isinstance(gateway, IPv4Interface | IPv6Interface) or (
+        isinstance(gateway, str) and "/" in gateway
+    ):
         raise ConfigError(f"gateway {gateway!r} takes no prefix: a next hop is one address")
     gw = parse_address(gateway)
     if isinstance(gw, IPv6Address) and gw.scope_id is not None:

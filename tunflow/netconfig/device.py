@@ -150,6 +150,10 @@ def parse_address(address: IPAddressLike, *, prefix_ok: bool = False) -> IPv4Add
     """An IPv4 or IPv6 address, or :class:`ConfigError`. A prefix (``10.0.0.2/24``) is refused
     — a peer, gateway or DNS server is one address — unless ``prefix_ok``, when it is left
     out (the caller reads it itself)."""
+    if isinstance(address, IPv4Interface | IPv6Interface):  # (an IPv4Address subclass)
+        if not prefix_ok:
+            raise ConfigError(f"{address!r} takes no prefix: it is one address")
+        return address.ip
     if isinstance(address, IPv4Address | IPv6Address):
         return address
     text = str(address).strip()
