@@ -760,9 +760,10 @@ def buffer_views(buffers: Iterable[Buffer], what: str, *, writable: bool) -> lis
     if isinstance(buffers, bytes | bytearray | memoryview | str):
         raise TypeError(f"{what} takes a sequence of buffers, not one {type(buffers).__name__}")
     try:
-        items = list(buffers)
+        it = iter(buffers)
     except TypeError:
         raise TypeError(f"{what} takes a sequence of buffers, not {buffers!r}") from None
+    items = list(it)  # (outside the try: a generator's own TypeError is the caller's)
     if len(items) > IOV_MAX:
         raise ConfigError(f"{what}: {len(items)} buffers, more than IOV_MAX ({IOV_MAX})")
     views = []

@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from ipaddress import IPv4Interface, IPv6Interface, ip_address
 
 import anyio
@@ -359,6 +360,22 @@ def test_vectored_io_gives_and_takes_the_bare_packet(platform: str) -> None:
                 dev.broadcast()
             with pytest.raises(UnsupportedError, match="Linux only"):
                 dev.set_broadcast("10.0.0.255")
+        fake.close_all()
+
+
+def test_vectored_io_lets_an_iterables_own_typeerror_through() -> None:
+    # the TypeError a generator raises is the caller's bug: it is not reworded as "not a
+    # sequence of buffers" and its traceback kept
+    def broken() -> Iterator[bytes]:
+        yield ipv4_packet()[:10]
+        raise TypeError("the caller's own")
+
+    with pretend_platform("darwin") as fake:
+        with _builder().build_sync() as dev:
+            with pytest.raises(TypeError, match="the caller's own"):
+                dev.send_vectored(broken())
+            with pytest.raises(TypeError, match="sequence of buffers, not 5"):
+                dev.send_vectored(5)  # type: ignore[arg-type]
         fake.close_all()
 
 
