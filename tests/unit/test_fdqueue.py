@@ -524,3 +524,27 @@ def test_a_vectored_read_hands_out_no_cut_packet(
     assert q.send_vectored([memoryview(b"\x45\x00"), memoryview(b"tail")]) == 6
     assert a.recv(100) == head + b"\x45\x00tail"
     q.close()
+
+
+def test_a_read_across_more_buffers_than_readv_takes_allocates_one_packet_at_most(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    import tracemalloc
+
+    from tunflow.platform._unix import IOV_MAX
+
+    a, b = pair
+    q = FdQueue(b.fileno(), close_fd=False, af_header=False)
+    whole = memoryview(bytearray(IOV_MAX * 1024))  # 1 MiB of room over IOV_MAX buffers
+    views = [whole[i * 1024 : (i + 1) * 1024] for i in range(IOV_MAX)]
+    a.send(bytes(range(200)) * 10)
+    tracemalloc.start()
+    try:
+        assert q.recv_vectored(views, len(whole)) == 2000
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert bytes(whole[:2000]) == bytes(range(200)) * 10
+    # (the scratch buffer was the size of all the buffers: 1 MiB here, 64 MiB for 64 KiB each)
+    assert peak < 256 * 1024, peak
+    q.close()

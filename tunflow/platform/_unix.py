@@ -493,7 +493,7 @@ class FdQueue:
         """Read one packet across ``views`` (``room`` bytes in all) with one ``readv``; its
         length. Raises as :meth:`recv_into`, which it is, scattered."""
         if len(views) + 2 > IOV_MAX:  # (the family header and the spill byte take two)
-            scratch = memoryview(bytearray(room))
+            scratch = memoryview(bytearray(min(room, _MAX_READ)))  # (no packet is longer)
             n = self.recv_into(scratch)
             scatter(scratch[:n], views)
             return n
