@@ -147,7 +147,9 @@ class WorkerStatistics:
         batches: batches read.
         packets_in: packets read.
         bytes_in: their bytes.
-        packets_out: packets written.
+        packets_out: packets written (a batch whose write raised or was cancelled — the
+            pipeline stopped while it waited for the sink — is not counted, though the sink
+            may have written part of it).
         bytes_out: their bytes.
         errors: batches dropped because a stage raised.
         unprocessed: packets read that no stage saw: in flight in the lane's buffer
@@ -771,11 +773,15 @@ class _Engine:
                 await recv(batch, whole)
             out = run_chain(lane, batch)
             if out is not None:
-                if lock is None:
-                    await send(out)
-                else:
-                    async with lock:
+                try:
+                    if lock is None:
                         await send(out)
+                    else:
+                        async with lock:
+                            await send(out)
+                except BaseException:
+                    _unsent(lane, out)
+                    raise
             if pace:
                 await self._pace(lane)
 
@@ -810,11 +816,15 @@ class _Engine:
                     held[0] -= len(batch)
                     out = self._run_chain(lane, batch)
                     if out is not None:
-                        if lock is None:
-                            await sink.send_batch(out)
-                        else:
-                            async with lock:
+                        try:
+                            if lock is None:
                                 await sink.send_batch(out)
+                            else:
+                                async with lock:
+                                    await sink.send_batch(out)
+                        except BaseException:
+                            _unsent(lane, out)
+                            raise
                     await free_send.send(batch)
                     if lane.delays:
                         await self._pace(lane)
@@ -891,6 +901,13 @@ def _pass_through(lane: _RunningLane, batch: PacketBatch) -> PacketBatch:
     io[3] += n
     io[4] += nb
     return batch
+
+
+def _unsent(lane: _RunningLane, out: PacketBatch) -> None:
+    """Take back from the lane's ``packets_out`` and ``bytes_out`` the batch ``out``, counted
+    by the chain, whose write raised or was cancelled (waiting for a shared sink, say)."""
+    lane.io[3] -= len(out.offsets)
+    lane.io[4] -= sum(out.lengths)
 
 
 class Pipeline(_Engine):

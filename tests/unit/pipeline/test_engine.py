@@ -306,6 +306,24 @@ async def test_batches_in_a_buffer_when_the_lane_stops_are_counted(stages: int) 
     assert read == w.packets_in + w.unprocessed
 
 
+@pytest.mark.parametrize("stages", [0, 1])
+@pytest.mark.parametrize("buffer", [0, 3])
+async def test_a_batch_the_sink_never_wrote_is_not_counted_as_written(
+    stages: int, buffer: int
+) -> None:
+    """Two workers share a stalled sink: one is mid-write, the other waits for the sink's
+    lock, when the pipeline stops. Neither batch was written, yet both were counted in the
+    workers' ``packets_out`` (counted before the write)."""
+    sources = [MemorySource(packets(1000), batch_size=8, name=f"q{i}") for i in range(2)]
+    sink = MemorySink(delay=3600)
+    async with open_pipeline(sources, [Recorder()] * stages, sink, buffer=buffer) as p:
+        await anyio.sleep(0.3)
+    s = p.statistics()
+    assert s.port("memory-out").tx_packets == 0
+    assert [(w.packets_out, w.bytes_out) for w in s.workers] == [(0, 0), (0, 0)]
+    assert [w.packets_in for w in s.workers] == [8, 8]
+
+
 async def test_slow_sink_paces_the_source() -> None:
     src = MemorySource(packets(2000), batch_size=10)
     sink = MemorySink(delay=0.01)
