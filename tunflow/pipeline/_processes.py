@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import reprlib
 import socket
 import subprocess
 import sys
@@ -278,41 +279,57 @@ class ProcessSupervisor:
         # that never reads its job is cancelled here, is not sent ``stop`` and is killed)
         c.sent = await _send_chunks(c.sock, c.job)
         while True:
-            msg = await receive_message(c.sock, c.parts)
-            if msg is None:
-                if self._failure is None:
-                    rc = c.proc.poll()
-                    self._failure = WorkerError(
-                        f"worker process {c.index} (pid {c.proc.pid}) exited"
-                        + (f" with status {rc}" if rc is not None else "")
-                        + " without reporting"
-                    )
-                scope.cancel()
+            try:
+                msg = await receive_message(c.sock, c.parts)
+            except Exception as exc:  # (not a pickle, or one of a class not found here)
+                self._garbled(
+                    c, scope, f"a message that could not be read ({type(exc).__name__}: {exc})"
+                )
                 return
-            kind = msg[0]
-            if kind == "ready":
-                c.ready = True
-            elif kind == "stats":
-                c.stats = msg[1]
-            elif kind == "final":
-                c.stats = msg[1]
-                c.finished = True
-            elif kind == "error":
-                _, what, text, stage = msg
-                if self._failure is None:
-                    if what == "stage":
-                        self._failure = StageError(text, stage=stage)
-                    elif what == "config":
-                        self._failure = ConfigError(text)
-                    else:
-                        self._failure = WorkerError(f"worker process {c.index}: {text}")
-                scope.cancel()
+            match msg:
+                case None:
+                    if self._failure is None:
+                        rc = c.proc.poll()
+                        self._failure = WorkerError(
+                            f"worker process {c.index} (pid {c.proc.pid}) exited"
+                            + (f" with status {rc}" if rc is not None else "")
+                            + " without reporting"
+                        )
+                    scope.cancel()
+                    return
+                case ("ready",):
+                    c.ready = True
+                case ("stats", (_, _, _) as stats):
+                    c.stats = stats
+                case ("final", (_, _, _) as stats):
+                    c.stats = stats
+                    c.finished = True
+                case ("error", what, str() as text, stage):
+                    if self._failure is None:
+                        if what == "stage":
+                            self._failure = StageError(text, stage=stage)
+                        elif what == "config":
+                            self._failure = ConfigError(text)
+                        else:
+                            self._failure = WorkerError(f"worker process {c.index}: {text}")
+                    scope.cancel()
+                case _:
+                    self._garbled(c, scope, f"an unknown message: {reprlib.repr(msg)}")
+                    return
             # running once each worker is: ready, or ended already (its lanes may all end
             # before it says ready, and it says only ``final``)
             if all(ch.ready or ch.finished for ch in self._children):
                 all_ready.set()
             if c.finished:
                 return
+
+    def _garbled(self, c: _Child, scope: anyio.CancelScope, what: str) -> None:
+        """Fail with a :class:`WorkerError`: worker ``c`` sent ``what``, not its protocol."""
+        from ._engine import WorkerError
+
+        if self._failure is None:
+            self._failure = WorkerError(f"worker process {c.index} (pid {c.proc.pid}) sent {what}")
+        scope.cancel()
 
     async def _stop_all(self) -> None:
         async with anyio.create_task_group() as tg:
@@ -332,11 +349,15 @@ class ProcessSupervisor:
                     pass
                 with anyio.move_on_after(_GRACE):
                     while True:
-                        msg = await receive_message(c.sock, c.parts)
-                        if msg is None:
-                            break
-                        if msg[0] in ("stats", "final"):
-                            c.stats = msg[1]
+                        try:
+                            msg = await receive_message(c.sock, c.parts)
+                        except Exception:
+                            break  # (garbled: the last counters it sent stand)
+                        match msg:
+                            case None:
+                                break
+                            case ("stats" | "final", (_, _, _) as stats):
+                                c.stats = stats
             while c.proc.poll() is None and time.monotonic() < deadline:  # noqa: ASYNC110
                 await anyio.sleep(0.01)  # no pidfd wait on every backend: poll briefly
             if c.proc.poll() is None:

@@ -517,6 +517,48 @@ async def test_a_worker_process_that_ends_before_ready_holds_up_no_start(
             peer.close()
 
 
+@pytest.mark.parametrize(
+    "said",
+    [
+        b"\x00not a pickle",
+        b"\x00" + __import__("pickle").dumps(("hello",)),
+        b"\x00" + __import__("pickle").dumps(("error", "stage")),
+        b"\x00" + __import__("pickle").dumps(("stats", None)),
+        b"\x00" + __import__("pickle").dumps(7),
+    ],
+    ids=["not-a-pickle", "unknown-kind", "short-error", "stats-not-counters", "not-a-tuple"],
+)
+async def test_a_worker_message_the_parent_cannot_read_is_a_worker_error(
+    monkeypatch: pytest.MonkeyPatch, said: bytes
+) -> None:
+    """A message from a worker that does not unpickle, or is not one of the protocol's, came
+    out of ``run()`` as a raw exception (``UnpicklingError``, ``ValueError``, ``TypeError``)
+    or was ignored; it is a ``WorkerError`` naming the worker, which is stopped."""
+    import socket
+
+    from tunflow.pipeline import WorkerError, _processes
+
+    peers: list[socket.socket] = []
+
+    def spawn(self: Any, index: int, handles: Any, lanes: Any) -> Any:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setblocking(False)
+        peers.append(theirs)
+        theirs.send(said)
+        return _processes._Child(index, _EndedProcess(), ours, _processes._chunks(("job",)))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_processes.ProcessSupervisor, "_jobs", lambda self: [([], [])])
+    monkeypatch.setattr(_processes.ProcessSupervisor, "_spawn", spawn)
+    p = Pipeline(MemorySource([]), [StageSpec("stats")], MemorySink(), workers="processes")
+    try:
+        with anyio.fail_after(5), pytest.raises(WorkerError, match="worker process 0"):
+            await p.run()
+        p.statistics()
+    finally:
+        for peer in peers:
+            peer.close()
+
+
 def test_processes_mode_needs_stage_specs() -> None:
     with pytest.raises(ConfigError, match="rebuilt"):
         Pipeline(MemorySource([]), [Recorder()], MemorySink(), workers="processes")
