@@ -6,7 +6,9 @@ tests run their threads inside throw-away namespaces); the namespace is also pas
 the child can ``setns`` into it if it started elsewhere. The queue fds and transport sockets are
 inherited with ``pass_fds``; the child gets its job (stage specs, ports, policy) as one pickled
 message over a ``SOCK_SEQPACKET`` socketpair, reports ``ready``, then its statistics every
-``statistics_interval`` and once more when it stops. A message goes in chunks of at most
+``statistics_interval`` and once more when it stops (``final``). A child whose engine ends,
+fails or is told to stop before it gets to say ``ready`` does not say it: its ``error`` or
+``final`` stands for it, and the parent counts a finished child as started. A message goes in chunks of at most
 ``_CHUNK`` bytes, each led by a byte saying whether more follow: one datagram larger than the
 socket's send buffer (~208 KiB) fails with ``EMSGSIZE``, and a filter with thousands of rules
 makes a job or a report that large. Stopping: the parent sends ``stop``, reads
