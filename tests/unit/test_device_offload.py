@@ -422,6 +422,41 @@ def test_a_raised_batch_write_counts_the_packets_it_wrote() -> None:
     assert stats.tx_batches == 2
 
 
+def test_a_raised_send_multiple_counts_the_packets_it_wrote_as_send_batch_does() -> None:
+    # send_multiple counted nothing in statistics() when it raised half-way (timed out,
+    # cancelled), though send_batch counts what it wrote.
+    import anyio
+
+    from tunflow import AsyncDevice
+
+    bufs = _udp_batch(5).to_list()
+    queue = PlainFullingQueue(room=3)
+    dev = device(queue)
+    with pytest.raises(TimeoutError):
+        dev.send_multiple(None, bufs, timeout=0.05)
+    assert len(queue.written) == 3
+    stats = dev.statistics()
+    assert (stats.tx_packets, stats.tx_bytes, stats.tx_batches) == (3, sum(map(len, bufs[:3])), 1)
+
+    queue = PlainFullingQueue(room=2)
+    adev = AsyncDevice(SharedInterface(None, Layer.L3, False), queue)
+
+    async def main() -> None:
+        with anyio.move_on_after(0.1):
+            await adev.send_multiple(None, bufs)
+        queue.room = 100
+        await adev.send_multiple(None, bufs)
+
+    anyio.run(main)
+    assert len(queue.written) == 2 + 5
+    stats = adev.statistics()
+    assert (stats.tx_packets, stats.tx_bytes, stats.tx_batches) == (
+        7,
+        sum(map(len, bufs[:2])) + sum(map(len, bufs)),
+        2,
+    )
+
+
 def _dest_opts(size: int, next_header: int) -> bytes:
     """An IPv6 destination options header of ``size`` bytes (a multiple of 8, up to 2048)
     filled with padding options."""

@@ -684,8 +684,14 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         self._check_open()
         batch = self._mm_gather(bufs, offset)
         self._begin_send()
+        out = batch
+        self._tx_done = 0
         try:
-            await self._write_all(self._prepare_send_batch(batch, gro_table))
+            out = self._prepare_send_batch(batch, gro_table)
+            await self._write_all(out)
+        except BaseException:
+            self._account_tx_part(batch, out, self._tx_done)
+            raise
         finally:
             self._fallback = None  # (see send_batch)
             self._sending = False

@@ -583,13 +583,18 @@ class SyncDevice(DeviceCore):
     ) -> int:
         """tun-rs's ``send_multiple``: write the packets ``bufs[i][offset:]``, coalesced by
         ``gro_table`` (or the device's own table when ``None``) on an offload device; return the
-        bytes given."""
+        bytes given. A write that raises counts what it wrote as :meth:`send_batch` does."""
         deadline = _deadline(timeout)
         if interrupt is not None:
             self._check_interrupt(interrupt)
         batch = self._mm_gather(bufs, offset)
         with self._tx_lock:
-            self._write_all(self._prepare_send_batch(batch, gro_table), deadline, interrupt)
+            out = self._prepare_send_batch(batch, gro_table)
+            try:
+                self._write_all(out, deadline, interrupt)
+            except BaseException:
+                self._account_tx_part(batch, out, self._tx_done)
+                raise
             self._account_tx(batch)
         return batch.nbytes
 
