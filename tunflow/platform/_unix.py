@@ -21,7 +21,7 @@ import select
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from ..errors import (
@@ -463,31 +463,7 @@ class FdQueue:
         shows (the MTU was raised behind our back): it is dropped, counted in
         :attr:`rx_truncated`, and raised as :class:`PacketTooLargeError`.
         """
-        fd = self._enter()
-        try:
-            if self._af_header:
-                n = os.readv(fd, [bytearray(AF_HEADER_LEN), buf, _SPILL])
-                if not n:
-                    self._check_eof()  # as recv: the end of an adopted fd is DeviceGoneError
-                n = max(0, n - AF_HEADER_LEN)
-            else:
-                n = os.readv(fd, [buf, _SPILL])
-                if not n and len(buf):
-                    self._check_eof()
-            if n > len(buf):
-                self.rx_truncated += 1
-                raise PacketTooLargeError(
-                    f"read: a packet larger than the {len(buf)}-byte buffer was cut short by "
-                    "the kernel and dropped (counted in rx_truncated): the MTU was raised "
-                    "outside tunflow"
-                )
-        except BlockingIOError:
-            raise
-        except OSError as exc:
-            raise map_io_error(exc, "read") from exc
-        finally:
-            self._leave()
-        return n
+        return self._readv((buf,), len(buf))
 
     def recv_vectored(self, views: list[memoryview], room: int) -> int:
         """Read one packet across ``views`` (``room`` bytes in all) with one ``readv``; its
@@ -497,12 +473,17 @@ class FdQueue:
             n = self.recv_into(scratch)
             scatter(scratch[:n], views)
             return n
+        return self._readv(views, room)
+
+    def _readv(self, views: Sequence[memoryview], room: int) -> int:
+        """One ``readv`` of a packet into ``views`` (``room`` bytes in all), offered the spill
+        byte too (see :meth:`recv_into`)."""
         fd = self._enter()
         try:
             if self._af_header:
                 n = os.readv(fd, [bytearray(AF_HEADER_LEN), *views, _SPILL])
                 if not n:
-                    self._check_eof()
+                    self._check_eof()  # as recv: the end of an adopted fd is DeviceGoneError
                 n = max(0, n - AF_HEADER_LEN)
             else:
                 n = os.readv(fd, [*views, _SPILL])
@@ -511,9 +492,9 @@ class FdQueue:
             if n > room:
                 self.rx_truncated += 1
                 raise PacketTooLargeError(
-                    f"read: a packet larger than the {room} bytes of the buffers was cut short "
-                    "by the kernel and dropped (counted in rx_truncated): the MTU was raised "
-                    "outside tunflow"
+                    f"read: a packet larger than the {room} bytes of room was cut short by the "
+                    "kernel and dropped (counted in rx_truncated): the MTU was raised outside "
+                    "tunflow"
                 )
         except BlockingIOError:
             raise
