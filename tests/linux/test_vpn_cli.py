@@ -812,6 +812,18 @@ def test_wg_show_and_set_against_tunflow_up(
         assert os.path.exists(f"/var/run/wireguard/{up_a.name}.sock")
 
 
+def _give_key_back(ns: testing.Netns, name: str, key: str, tmp_path: Path) -> None:
+    """Keyless, ``name`` reaches no one; ``wg set … private-key`` brings it to life."""
+    lost = ns.run("ping", "-n", "-c", "1", "-W", "1", OB, check=False)
+    assert lost.returncode != 0, lost.stdout
+    key_file = tmp_path / "key"
+    key_file.write_text(key + "\n")
+    key_file.chmod(0o600)
+    ns.run("wg", "set", name, "private-key", str(key_file))
+    ping(ns, OB)
+    assert ns.run("wg", "show", name, "private-key").stdout == key + "\n"
+
+
 @pytest.mark.interop
 @pytest.mark.skipif(not HAVE_WG, reason="needs wireguard-tools")
 def test_wg_set_private_key_dev_null_removes_the_key_until_one_is_set(
@@ -824,14 +836,7 @@ def test_wg_set_private_key_dev_null_removes_the_key_until_one_is_set(
         assert a.run("wg", "show", up_a.name, "private-key").stdout == "(none)\n"
         shown = a.run("wg", "show", up_a.name).stdout
         assert "public key" not in shown and "latest handshake" in shown, shown
-        lost = a.run("ping", "-n", "-c", "1", "-W", "1", OB, check=False)
-        assert lost.returncode != 0, lost.stdout
-        key = tmp_path / "a.key"
-        key.write_text(_key_of(ca) + "\n")
-        key.chmod(0o600)
-        a.run("wg", "set", up_a.name, "private-key", str(key))
-        ping(a, OB)
-        assert a.run("wg", "show", up_a.name, "private-key").stdout == _key_of(ca) + "\n"
+        _give_key_back(a, up_a.name, _key_of(ca), tmp_path)
 
 
 @pytest.mark.interop
@@ -849,14 +854,7 @@ def test_up_of_a_file_without_private_key_runs_keyless_until_one_is_set(
     with Up(a, ca) as up_a, Up(b, cb):
         assert f"{ca} has no PrivateKey: {up_a.name} has no key" in up_a.out, up_a.out
         assert a.run("wg", "show", up_a.name, "private-key").stdout == "(none)\n"
-        lost = a.run("ping", "-n", "-c", "1", "-W", "1", OB, check=False)
-        assert lost.returncode != 0, lost.stdout
-        key_file = tmp_path / "a.key"
-        key_file.write_text(key + "\n")
-        key_file.chmod(0o600)
-        a.run("wg", "set", up_a.name, "private-key", str(key_file))
-        ping(a, OB)
-        assert a.run("wg", "show", up_a.name, "private-key").stdout == key + "\n"
+        _give_key_back(a, up_a.name, key, tmp_path)
         reload_cli(a, up_a.name)
         assert a.run("wg", "show", up_a.name, "private-key").stdout == "(none)\n"
         ca.write_text(keyed)
