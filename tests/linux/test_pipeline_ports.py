@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+from typing import Any
 
 import anyio
 import pytest
@@ -112,6 +113,21 @@ def test_forwarder_example_needs_no_test_helpers() -> None:
     assert not {name for name in imported if "testing" in name}, imported
 
 
+def report(proc: subprocess.Popen[str]) -> Any:
+    """The example's next JSON line; when it ended instead, fail with its exit status and
+    stderr (which say why)."""
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        pytest.fail(f"the example closed stdout (exit status {proc.returncode}); stderr:\n{err}")
+    return json.loads(line)
+
+
 @pytest.mark.parametrize(("workers", "queues"), [("processes", 1), ("tasks", 2)])
 def test_forwarder_example(
     netns_pair: tuple[testing.Netns, testing.Netns], workers: str, queues: int
@@ -134,11 +150,10 @@ def test_forwarder_example(
         cwd=ROOT,
     )
     try:
-        assert proc.stdout is not None
-        json.loads(proc.stdout.readline())  # running: one report a second
+        report(proc)  # running: one report a second
         with Receiver(b, [7500]) as rx:
             send_udp(a, "10.202.2.1", 7500, [b"through the example"] * 3, 0.01)
-            lines = [json.loads(proc.stdout.readline()) for _ in range(2)]
+            lines = [report(proc) for _ in range(2)]
         assert [d for _, d in rx.got[7500]] == [b"through the example"] * 3
         assert lines[-1][2]["counters"]["udp"] >= 3
         proc.send_signal(signal.SIGTERM)
