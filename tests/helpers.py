@@ -76,6 +76,15 @@ def udp_payload(packet: bytes) -> tuple[int, int, bytes] | None:
     return None
 
 
+def example_environment() -> dict[str, str]:
+    """The environment to run a script of ``examples/`` in: this one's, with this tree (and its
+    plugins) first on ``PYTHONPATH`` — the script's directory, not ROOT, comes first on its
+    ``sys.path``, so without it the script (and the worker processes it starts) would import
+    whichever tunflow is installed, not this tree's."""
+    path = [str(ROOT), str(ROOT / "plugins"), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
+
+
 class Example:
     """An example program run in a namespace, stopped (and reaped) on exit.
 
@@ -92,17 +101,13 @@ class Example:
         self._reader: threading.Thread | None = None
 
     def __enter__(self) -> Example:
-        # (the script's directory comes first on its sys.path, not ROOT: the tunflow of this
-        # tree, not whichever is installed)
-        path = [str(ROOT), str(ROOT / "plugins"), os.environ.get("PYTHONPATH", "")]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
         self.proc = subprocess.Popen(
             self.argv,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             cwd=ROOT,
-            env=env,
+            env=example_environment(),
         )
         self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
         self._reader.start()

@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.helpers import EXAMPLES, ROOT, udp_send
+from tests.helpers import EXAMPLES, ROOT, example_environment, udp_send
 from tunflow import AsyncDevice, DeviceAttribute, DeviceBuilder, Layer, testing
 from tunflow.pipeline import MemorySink, StageSpec, open_pipeline, open_tunnel
 from tunflow.transport import UDPTransport
@@ -148,6 +148,7 @@ def test_forwarder_example(
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
+        env=example_environment(),
     )
     try:
         report(proc)  # running: one report a second
