@@ -146,6 +146,10 @@ def current_backend() -> tuple[str, dict[str, Any]]:
     return lib, {}
 
 
+#: seconds a worker that hung up is given to end, so that its exit status can be told
+_REAP_WAIT: Final = 1.0
+
+
 class _Child:
     def __init__(
         self, index: int, proc: subprocess.Popen[bytes], sock: socket.socket, job: list[bytes]
@@ -292,6 +296,11 @@ class ProcessSupervisor:
                 case None:
                     if self._failure is None:
                         rc = c.proc.poll()
+                        # (its end of the socket closes before the kernel has it reaped)
+                        with anyio.move_on_after(_REAP_WAIT):
+                            while rc is None:
+                                await anyio.sleep(0.01)
+                                rc = c.proc.poll()
                         self._failure = WorkerError(
                             f"worker process {c.index} (pid {c.proc.pid}) exited"
                             + (f" with status {rc}" if rc is not None else "")

@@ -870,3 +870,38 @@ def test_one_stage_object_in_two_places_is_refused() -> None:
     stats = StatsStage()
     with pytest.raises(ConfigError, match=r"stages\[1\] is the same object as stages\[0\]"):
         Pipeline(MemorySource(packets(2)), [stats, stats], MemorySink())
+
+
+async def test_a_worker_process_that_dies_at_once_is_reported_with_its_status(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its end of the socket closes before the process is reaped: the parent read ``poll()``
+    at once and said "exited without reporting", without the status that tells why."""
+    import socket
+    import subprocess
+    import sys
+
+    from tunflow.pipeline import WorkerError, _processes
+
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self: Any, index: int, handles: Any, lanes: Any) -> Any:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setblocking(False)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys, time; time.sleep(0.2); sys.exit(3)"]
+        )
+        procs.append(proc)
+        theirs.close()  # (hung up: what a child that dies does first)
+        return _processes._Child(index, proc, ours, _processes._chunks(("job",)))
+
+    monkeypatch.setattr(_processes.ProcessSupervisor, "_jobs", lambda self: [([], [])])
+    monkeypatch.setattr(_processes.ProcessSupervisor, "_spawn", spawn)
+    p = Pipeline(MemorySource([]), [StageSpec("stats")], MemorySink(), workers="processes")
+    try:
+        with anyio.fail_after(10), pytest.raises(WorkerError, match="with status 3"):
+            await p.run()
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
