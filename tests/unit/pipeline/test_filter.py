@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import struct
 
 import dpkt
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
+from scapy.layers.inet import IP, TCP, UDP, IPOption_EOL, IPOption_NOP, fragment
+from scapy.layers.inet6 import (
+    IPv6,
+    IPv6ExtHdrDestOpt,
+    IPv6ExtHdrFragment,
+    IPv6ExtHdrHopByHop,
+    IPv6ExtHdrRouting,
+    fragment6,
+)
+from scapy.layers.ipsec import AH
+from scapy.layers.l2 import Dot1Q, Ether
+from scapy.layers.sctp import SCTP
+from scapy.packet import Raw
 
 from tests.helpers import ipv4_udp, ipv6_udp
 from tunflow import ConfigError
 from tunflow.device import Layer
 from tunflow.packet import PacketBatch
 from tunflow.pipeline import Direction, Lane, StageSpec
-from tunflow_plugins._headers import NOT_IP, parse
+from tunflow_plugins._headers import NOT_IP, Fields, parse
 from tunflow_plugins.filter import FilterStage
 
 
@@ -231,3 +245,78 @@ def test_eight_ipv6_extension_headers_are_allowed_nine_are_not() -> None:
         batch = PacketBatch()
         batch.append(with_headers(k))
         assert (len(stage.process(batch)) == 1) is passes, k
+
+
+def scapy_fields(pkt: object, l2: bool = False) -> Fields | str:
+    """:func:`parse` of a packet built by scapy, in a buffer that ends where the packet does
+    (a read past its end raises rather than reads the next packet)."""
+    data = bytearray(bytes(pkt))  # type: ignore[call-overload]
+    return parse(data, 0, len(data), l2)
+
+
+def test_parse_reads_ports_past_routing_and_ah_headers_and_of_sctp() -> None:
+    six = IPv6(src="fd00::1", dst="fd00:9::2")
+    # RFC 4302: the AH length is in 4-byte words, less 2 (12 bytes of ICV: 24 bytes, 4)
+    ah = AH(nh=6, payloadlen=4, spi=1, seq=1, icv=bytes(12))
+    for pkt, proto in (
+        (six / IPv6ExtHdrRouting() / UDP(sport=5, dport=6), 17),
+        (six / ah / TCP(sport=5, dport=6), 6),
+        (six / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt() / SCTP(sport=5, dport=6), 132),
+        (IP(src="10.0.0.1", dst="10.0.0.2") / SCTP(sport=5, dport=6), 132),
+    ):
+        fields = scapy_fields(pkt)
+        assert fields[1] == proto and fields[4:6] == (5, 6), pkt.summary()  # type: ignore[index]
+    dst = scapy_fields(six / UDP(sport=5, dport=6))[3]  # type: ignore[index]
+    assert dst == int(ipaddress.ip_address("fd00:9::2"))
+
+
+def test_parse_gives_a_first_fragment_its_ports_and_later_ones_none() -> None:
+    # the first fragment (offset 0, more-fragments set) carries the transport header
+    big = b"x" * 3000
+    frags4 = fragment(IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1234, dport=53) / big, 1000)
+    frags6 = fragment6(
+        IPv6(src="fd00::1", dst="fd00::2") / IPv6ExtHdrFragment() / UDP(sport=1234, dport=53) / big,
+        1280,
+    )
+    for frags in (frags4, frags6):
+        assert len(frags) > 2
+        got = [scapy_fields(f)[4:6] for f in frags]  # type: ignore[index]
+        assert got == [(1234, 53)] + [(-1, -1)] * (len(frags) - 1)
+
+
+def test_parse_malformed_packets_built_by_scapy() -> None:
+    udp4 = bytes(IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1, dport=2) / b"data")
+    udp6 = bytes(IPv6(src="fd00::1", dst="fd00::2") / UDP(sport=1, dport=2) / b"data")
+    # a total length under the header with its options (24 bytes)
+    opts = [IPOption_NOP()] * 3 + [IPOption_EOL()]
+    short_total = IP(src="10.0.0.1", dst="10.0.0.2", len=22, options=opts) / UDP()
+    # a hop-by-hop header of 16 bytes (length 1) in a payload of 8, then no next header
+    long_hbh = IPv6(src="fd00::1", dst="fd00::2", nh=0) / Raw(bytes([59, 1]) + bytes(6))
+    # a fragment header cut to 4 bytes (offset 1: a later fragment)
+    cut_frag = IPv6(src="fd00::1", dst="fd00::2", nh=44) / Raw(b"\x11\x00\x00\x08")
+    for data, reason in (
+        (bytes(short_total), "bad_length"),
+        (udp4[:-1], "truncated"),
+        (udp6[:-1], "truncated"),
+        (bytes(long_hbh), "truncated"),
+        (bytes(cut_frag), "truncated"),
+    ):
+        assert scapy_fields(Raw(data)) == reason, data.hex()
+    eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    for frame in (
+        bytes(eth / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1, dport=2))[:-1],
+        bytes(eth / IPv6(src="fd00::1", dst="fd00::2") / UDP(sport=1, dport=2))[:-1],
+        bytes(eth / Dot1Q(vlan=5) / IP())[:16],  # cut inside the VLAN tag
+    ):
+        assert scapy_fields(Raw(frame), l2=True) == "truncated", frame.hex()
+
+
+def test_a_network_of_one_ip_version_never_matches_the_other() -> None:
+    f = FilterStage(
+        rules=[{"action": "deny", "src": ["0.0.0.0/0"]}, {"action": "allow", "dst": ["::/0"]}],
+        default="deny",
+    )
+    v4 = ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, b"")
+    v6 = ipv6_udp("fd00::1", "fd00::2", 1, 2, b"")
+    assert f.bind(Lane())(batch_of([v4, v6])).to_list() == [v6]
+    assert f.statistics().counters == {"rule0": 1, "rule1": 1, "default": 0}
