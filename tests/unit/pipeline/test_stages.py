@@ -581,3 +581,78 @@ def test_stats_counts_a_packet_too_short_for_its_ip_header_as_not_ip() -> None:
         stage.bind(Lane(layer=layer))(batch_of([head + p for p in pk]))
         c = stage.statistics().counters
         assert (c["ipv4"], c["ipv6"], c["udp"], c["not_ip"], c["other"]) == (1, 1, 2, 4, 0)
+
+
+def test_parse_rate_binary_units() -> None:
+    assert parse_rate("1KiB") == (1024.0, "bytes")
+    assert parse_rate("2MiB/s") == (2.0 * 1024**2, "bytes")
+    assert parse_rate("1gib") == (1024.0**3, "bytes")
+
+
+def test_default_burst_is_a_tenth_of_a_second_of_rate_with_a_floor() -> None:
+    # as the option's help says: 0.1 s of rate, at least 64 KiB or 1 packet
+    assert RateLimitStage(rate="100mbit").burst == pytest.approx(1.25e6)
+    assert RateLimitStage(rate="1mbit").burst == 65536
+    assert RateLimitStage(rate="1000pps").burst == pytest.approx(100)
+    assert RateLimitStage(rate="5pps").burst == 1
+
+
+def test_per_flow_bucket_refills_only_up_to_the_burst(clock: Clock) -> None:
+    stage = RateLimitStage(rate="10pps", burst="2pps", per_flow=True)
+    proc = stage.bind(Lane())
+    a = ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, b"")
+    assert len(proc(batch_of([a]))) == 1
+    clock.now += 100.0  # idle long enough for 1000 tokens: the bucket holds 2
+    assert len(proc(batch_of([a] * 10))) == 2
+
+
+def test_per_flow_idle_buckets_are_forgotten(clock: Clock) -> None:
+    stage = RateLimitStage(rate="10pps", per_flow=True, idle_timeout=5)
+    proc = stage.bind(Lane())
+    a = ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, b"")
+    b = ipv4_udp("10.0.0.1", "10.0.0.2", 3, 4, b"")
+    proc(batch_of([a, b]))
+    clock.now += 3.0
+    proc(batch_of([a]))
+    clock.now += 3.0  # b idle for 6 s, a for 3
+    anyio.run(stage.on_timer)
+    assert stage.gauges()["flows"] == 1
+    clock.now += 6.0
+    anyio.run(stage.on_timer)
+    assert stage.gauges()["flows"] == 0
+
+
+def test_segment_costs_of_a_super_packet_whose_headers_do_not_add_up() -> None:
+    sup = tcp_super_packet(IP4_A, IP4_B, 45 * 1000, 1000)
+    bad = VirtioNetHdr.decode(sup[:10])
+    bad = VirtioNetHdr(  # csum_start past the IPv4 header: gso_segment_count refuses it
+        flags=bad.flags,
+        gso_type=bad.gso_type,
+        hdr_len=bad.hdr_len,
+        gso_size=bad.gso_size,
+        csum_start=24,
+        csum_offset=bad.csum_offset,
+    )
+    costs = rl.segment_costs(super_batch(bad.encode() + sup[10:], sup))
+    assert costs is not None and costs[1] == 45
+    assert 45 <= costs[0] <= 46  # its length over gso_size, rounded up
+
+
+@pytest.mark.anyio
+async def test_stats_rates_are_per_second_over_the_last_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tunflow_plugins import stats as stats_module
+
+    c = Clock()
+    monkeypatch.setattr(stats_module.time, "monotonic", c)
+    stage = StatsStage()
+    proc = stage.bind(Lane())
+    proc(batch_of([bytes(100)] * 10))
+    c.now += 2.0
+    await stage.on_timer()
+    assert stage.gauges() == {"pps": 5.0, "bps": 10 * 100 * 8 / 2}
+    proc(batch_of([bytes(50)] * 4))
+    c.now += 1.0
+    await stage.on_timer()
+    assert stage.gauges() == {"pps": 4.0, "bps": 4 * 50 * 8}
