@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import shutil
 import struct
 import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import dpkt
 import pytest
+from scapy.utils import RawPcapReader
 
 from tests.helpers import ipv4_udp, ipv6_udp
 from tests.unit.offload_packets import IP4_A, IP4_B, IP6_A, IP6_B, tcp_super_packet
@@ -24,6 +29,7 @@ from tunflow.offload import (
 )
 from tunflow.packet import PacketBatch
 from tunflow.pipeline import (
+    Direction,
     Lane,
     MemorySink,
     MemorySource,
@@ -37,7 +43,7 @@ from tunflow_plugins import ratelimit as rl
 from tunflow_plugins.capture import CaptureStage
 from tunflow_plugins.gro import GROStage
 from tunflow_plugins.gso import GSOStage
-from tunflow_plugins.pcap import LINKTYPE_ETHERNET, LINKTYPE_RAW
+from tunflow_plugins.pcap import LINKTYPE_ETHERNET, LINKTYPE_RAW, PcapWriter
 from tunflow_plugins.ratelimit import RateLimitStage, parse_rate
 from tunflow_plugins.stats import StatsStage
 
@@ -656,3 +662,107 @@ async def test_stats_rates_are_per_second_over_the_last_interval(
     c.now += 1.0
     await stage.on_timer()
     assert stage.gauges() == {"pps": 4.0, "bps": 4 * 50 * 8}
+
+
+def scapy_pcap(path: Path) -> tuple[RawPcapReader, list[tuple[bytes, object]]]:
+    """The reader (its header fields) and ``(data, metadata)`` records of a pcap file, read by
+    scapy."""
+    reader = RawPcapReader(str(path))
+    try:
+        return reader, list(reader)
+    finally:
+        reader.close()
+
+
+@pytest.mark.anyio
+async def test_capture_header_and_snaplen_as_a_pcap_reader_sees_them(tmp_path: Path) -> None:
+    # the nanosecond magic, the file's snaplen, records cut to it with their wire length kept
+    # (through write_many, and through write for a plain packet of a vnet_hdr batch)
+    long = ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, bytes(200))
+    short = ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, b"x")
+    stage = CaptureStage(path=str(tmp_path / "s.pcap"), snaplen=100)
+    await stage.start(StageContext())
+    proc = stage.bind(Lane())
+    before = time.time_ns()
+    proc(batch_of([long, short]))
+    mixed = super_batch(tcp_super_packet(IP4_A, IP4_B, 100, 1000))
+    mixed.append(long)
+    proc(mixed)
+    await stage.stop()
+    reader, records = scapy_pcap(tmp_path / "s.pcap")
+    assert reader.nano and reader.linktype == LINKTYPE_RAW and reader.snaplen == 100
+    got = [(data, meta.caplen, meta.wirelen) for data, meta in records]  # type: ignore[attr-defined]
+    assert got[:2] == [(long[:100], 100, len(long)), (short, len(short), len(short))]
+    assert got[3] == (long[:100], 100, len(long))
+    sec, ns = records[0][1].sec, records[0][1].usec  # type: ignore[attr-defined]
+    assert 0 <= sec * 10**9 + ns - before < 60 * 10**9
+
+
+def test_a_failed_flush_keeps_whole_records_of_packets_cut_to_the_snaplen(tmp_path: Path) -> None:
+    class Full(io.BytesIO):
+        """Takes ``room`` bytes, then says the disk is full."""
+
+        room = 24 + 3 * (16 + 64) + 30
+
+        def write(self, data: Any) -> int:
+            n = min(len(data), self.room - self.tell())
+            chunk = bytes(data[:n])
+            del data  # (a view of the writer's buffer kept by the traceback: not resizable)
+            if n <= 0:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(chunk)
+
+    f = Full()
+    w = PcapWriter(f, LINKTYPE_RAW, snaplen=64)
+    for i in range(5):
+        w.write(bytes([0x45, i]) + bytes(198), 10**9 + i)
+    with pytest.raises(OSError):
+        w.flush()
+    path = tmp_path / "full.pcap"
+    path.write_bytes(f.getvalue()[: f.tell()])
+    _, records = scapy_pcap(path)
+    assert [data[:2] for data, _ in records] == [bytes([0x45, i]) for i in range(3)]
+    assert (w.packets, w.lost, w.bytes_written) == (3, 2, path.stat().st_size)
+
+
+@pytest.mark.anyio
+async def test_capture_of_one_direction_leaves_the_other_out(tmp_path: Path) -> None:
+    stage = CaptureStage(path=str(tmp_path / "d.pcap"), direction="in")
+    await stage.start(StageContext())
+    pk = [ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, b"in")]
+    stage.bind(Lane(direction=Direction.INBOUND))(batch_of(pk))
+    stage.bind(Lane(direction=Direction.OUTBOUND))(batch_of([b"\x45" + bytes(19)]))
+    await stage.stop()
+    assert read_pcap(tmp_path / "d.pcap")[1] == pk
+
+
+@pytest.mark.anyio
+async def test_capture_hands_the_file_what_passes_64_kib_before_stop(tmp_path: Path) -> None:
+    stage = CaptureStage(path=str(tmp_path / "f.pcap"))
+    await stage.start(StageContext())
+    proc = stage.bind(Lane())
+    proc(batch_of([b"\x45" + bytes(999)] * 10))
+    assert (tmp_path / "f.pcap").stat().st_size == 24  # gathered, not yet written
+    proc(batch_of([b"\x45" + bytes(999)] * 60))
+    assert (tmp_path / "f.pcap").stat().st_size == 24 + 70 * 1016
+    await stage.stop()
+
+
+@pytest.mark.anyio
+async def test_capture_without_segments_writes_super_packets_as_they_are(tmp_path: Path) -> None:
+    sup = tcp_super_packet(IP4_A, IP4_B, 3000, 1000)
+    stage = CaptureStage(path=str(tmp_path / "g.pcap"), segments=False)
+    await stage.start(StageContext())
+    stage.bind(Lane())(super_batch(sup))
+    await stage.stop()
+    assert read_pcap(tmp_path / "g.pcap")[1] == [sup[10:]]
+
+
+def test_capture_goes_on_after_a_rotated_file_of_five_digits(tmp_path: Path) -> None:
+    (tmp_path / "r-9999.pcap").write_bytes(b"old")
+    (tmp_path / "r-10000.pcap").write_bytes(b"old")
+    stage = StageSpec("capture", {"path": str(tmp_path / "r.pcap"), "max_bytes": 5000}).build()
+    pk = [ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, b"")]
+    anyio.run(Pipeline(MemorySource(pk), [stage], MemorySink()).run)
+    assert stage.files[-1] == tmp_path / "r-10001.pcap"
+    assert (tmp_path / "r-10000.pcap").read_bytes() == b"old"
