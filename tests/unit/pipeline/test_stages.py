@@ -766,3 +766,32 @@ def test_capture_goes_on_after_a_rotated_file_of_five_digits(tmp_path: Path) -> 
     anyio.run(Pipeline(MemorySource(pk), [stage], MemorySink()).run)
     assert stage.files[-1] == tmp_path / "r-10001.pcap"
     assert (tmp_path / "r-10000.pcap").read_bytes() == b"old"
+
+
+def udp_datagrams(n: int, size: int = 1000) -> list[bytes]:
+    return [ipv4_udp("10.0.0.1", "10.0.0.2", 5000, 53, bytes([i]) * size) for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("options", "offload", "packets", "expected"),
+    [
+        ({}, OffloadInfo(vnet_hdr=True, tso=True), tcp_segments(20), 1),
+        ({"tcp": False}, OffloadInfo(vnet_hdr=True, tso=True), tcp_segments(20), 20),
+        ({"max_segments": 2}, OffloadInfo(vnet_hdr=True, tso=True), tcp_segments(20), 10),
+        ({}, OffloadInfo(vnet_hdr=True, tso=True, uso=True), udp_datagrams(20), 1),
+        ({}, OffloadInfo(vnet_hdr=True, tso=True), udp_datagrams(20), 20),  # no USO: no UDP
+    ],
+)
+def test_gro_options_and_the_sink_s_uso(
+    options: dict[str, object], offload: OffloadInfo, packets: list[bytes], expected: int
+) -> None:
+    gro = StageSpec("gro", options).build()
+    assert len(gro.bind(Lane(sink_offload=offload))(batch_of(packets))) == expected
+
+
+def test_gso_clears_vnet_hdr_of_a_batch_of_plain_packets() -> None:
+    # a batch read with virtio headers that holds no super-packet goes on as plain packets
+    b = batch_of(tcp_segments(3))
+    b.vnet_hdr = True
+    out = GSOStage().bind(Lane())(b)
+    assert out.to_list() == tcp_segments(3) and not out.vnet_hdr
