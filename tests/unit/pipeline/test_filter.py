@@ -320,3 +320,10 @@ def test_a_network_of_one_ip_version_never_matches_the_other() -> None:
     v6 = ipv6_udp("fd00::1", "fd00::2", 1, 2, b"")
     assert f.bind(Lane())(batch_of([v4, v6])).to_list() == [v6]
     assert f.statistics().counters == {"rule0": 1, "rule1": 1, "default": 0}
+
+
+def test_a_rule_of_one_ip_version_leaves_the_other_alone() -> None:
+    f = FilterStage(rules=[{"action": "deny", "ip_version": 6, "protocol": "udp"}])
+    v4 = ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, b"")
+    v6 = ipv6_udp("fd00::1", "fd00::2", 1, 2, b"")
+    assert f.bind(Lane())(batch_of([v4, v6])).to_list() == [v4]
