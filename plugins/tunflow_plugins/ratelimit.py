@@ -93,8 +93,9 @@ def segment_costs(batch: PacketBatch) -> list[int] | None:
     """What each packet of ``batch`` costs in packets mode: the wire packets it stands for.
 
     A GSO super-packet is charged its segment count (:func:`~tunflow.offload.gso_segment_count`;
-    for one whose headers do not add up, its payload over ``gso_size``, rounded up), anything
-    else one. ``None`` when the batch holds no super-packet (every cost is one).
+    for one whose headers do not add up — they cannot be told from its payload — its whole
+    length over ``gso_size``, rounded up), anything else one. ``None`` when the batch holds
+    no super-packet (every cost is one).
     """
     if not batch.vnet_hdr:
         return None
