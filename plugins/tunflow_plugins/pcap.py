@@ -139,7 +139,10 @@ class PcapWriter:
         else:
             self._flushed += done
         finally:
-            pending.clear()
+            # a new buffer, not ``clear()``: a file whose ``write`` raised may keep a view of
+            # this one (in its traceback), and resizing it would raise BufferError over the
+            # file's own error
+            self._pending = bytearray()
             self._pending_records = 0
 
 

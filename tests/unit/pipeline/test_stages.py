@@ -707,7 +707,8 @@ def test_a_failed_flush_keeps_whole_records_of_packets_cut_to_the_snaplen(tmp_pa
         def write(self, data: Any) -> int:
             n = min(len(data), self.room - self.tell())
             chunk = bytes(data[:n])
-            del data  # (a view of the writer's buffer kept by the traceback: not resizable)
+            # (``data``, a view of the writer's buffer, stays in the traceback: the writer
+            # raised BufferError over this OSError when it resized that buffer)
             if n <= 0:
                 raise OSError(errno.ENOSPC, "No space left on device")
             return super().write(chunk)
