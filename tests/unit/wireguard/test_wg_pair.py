@@ -157,6 +157,41 @@ def test_source_address_must_be_allowed_and_destination_routed() -> None:
     assert (s.dropped_no_route, s.dropped_malformed) == (1, 1)
 
 
+@pytest.mark.parametrize("count", [1, 2, 8])  # the lone path, the loop, a run at once
+def test_a_source_another_peer_owns_is_not_allowed(count: int) -> None:
+    # cryptokey routing (whitepaper §2): the source must be one of the *sending* peer's
+    # AllowedIPs, not any peer's
+    p = Pair()
+    p.handshake()
+    p.b.add_peer(
+        PeerConfig(PrivateKey.generate(Drbg(b"c")).public_key(), allowed_ips="10.0.0.3/32")
+    )
+    # (128-byte packets: unpadded, so a run at once checks them as a whole)
+    datagrams = p.send("a", packets(count, src="10.0.0.3", size=104))
+    assert p.deliver("b", datagrams) == []
+    assert p.b.statistics().dropped_not_allowed_source == count
+
+
+@pytest.mark.parametrize("count", [1, 2])  # the lone path, the loop
+def test_an_ipv4_length_shorter_than_its_header_is_malformed_on_every_path(count: int) -> None:
+    p = Pair()
+    p.handshake()
+    bad = bytearray(ip4(A_IP, B_IP))
+    bad[2:4] = (19).to_bytes(2, "big")  # total length 19: shorter than the 20-byte header
+    assert p.deliver("b", p.send("a", [bytes(bad)] * count)) == []
+    assert p.b.statistics().dropped_malformed == count
+
+
+@pytest.mark.parametrize("count", [1, 2, 8])  # the lone path, the loop, a run at once
+def test_every_receive_path_refuses_a_session_older_than_reject_after_time(count: int) -> None:
+    p = Pair()
+    p.handshake()
+    late = p.send("a", packets(count))
+    p.now += REJECT_AFTER_TIME + 1
+    assert p.deliver("b", late) == []
+    assert p.b.statistics().dropped_too_old == count
+
+
 def test_responder_stages_until_key_confirmation_and_both_directions_initiate() -> None:
     p = Pair()
     # b initiates this time (it knows no endpoint: the packet waits and no initiation is sent)
@@ -839,6 +874,18 @@ def test_native_tampering_and_spoofed_source() -> None:
     spoof = p.send("a", [ip4("10.0.0.77", B_IP, bytes(3000))], vnet_hdr=True)
     assert p.deliver("b", spoof) == []
     assert p.b.statistics().dropped_not_allowed_source == 1
+
+
+@pytest.mark.parametrize("size", [100, 5000])  # one fragment, several
+def test_native_messages_of_a_session_older_than_reject_after_time_are_refused(size: int) -> None:
+    p = native_pair()
+    frags = p.send("a", [super_packet(size)], vnet_hdr=True)
+    p.now += REJECT_AFTER_TIME + 1
+    # one datagram a batch (reassembled fragment by fragment), then all in one batch
+    assert [pkt for d in frags for pkt in p.deliver("b", [d])] == []
+    assert p.deliver("b", [*frags, *frags]) == []
+    s = p.b.statistics()
+    assert s.dropped_too_old == len(frags) * 3 and s.rx_packets == 1  # (the handshake's)
 
 
 def test_native_is_refused_by_a_peer_without_native_mode() -> None:
