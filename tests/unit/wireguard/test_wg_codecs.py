@@ -133,6 +133,67 @@ def test_replay_window_basics() -> None:
     assert w.check(3)
 
 
+def test_replay_window_wireguard_go_vectors() -> None:
+    # wireguard-go's replay/replay_test.go (ported from the kernel's), with its limit
+    limit = (1 << 64) - (1 << 4) - 1
+    lim = WINDOW_SIZE + 1
+    w = ReplayWindow(limit)
+    for number, (counter, expected) in enumerate(
+        [
+            (0, True),
+            (1, True),
+            (1, False),
+            (9, True),
+            (8, True),
+            (7, True),
+            (7, False),
+            (lim, True),
+            (lim - 1, True),
+            (lim - 1, False),
+            (lim - 2, True),
+            (2, True),
+            (2, False),
+            (lim + 16, True),
+            (3, False),
+            (lim + 16, False),
+            (lim * 4, True),
+            (lim * 4 - (lim - 1), True),
+            (10, False),
+            (lim * 4 - lim, False),
+            (lim * 4 - (lim + 1), False),
+            (lim * 4 - (lim - 2), True),
+            (lim * 4 + 1 - lim, False),
+            (0, False),
+            (limit, False),
+            (limit - 1, True),
+            (limit, False),
+            (limit - 1, False),
+            (limit - 2, True),
+            (limit + 1, False),
+            (limit + 2, False),
+            (limit - 2, False),
+            (limit - 3, True),
+            (0, False),
+        ],
+        start=1,
+    ):
+        assert w.check(counter) is expected, number
+    for bulk in (range(1, WINDOW_SIZE + 1), range(2, WINDOW_SIZE + 2)):
+        w = ReplayWindow(limit)
+        assert all(w.check(c) for c in bulk)
+        assert w.check(bulk.start - 1) and not w.check(0)
+    w = ReplayWindow(limit)
+    assert all(w.check(c) for c in range(WINDOW_SIZE + 2, 1, -1)) and not w.check(0)
+
+
+def test_replay_window_in_order_across_wraps_of_its_ring() -> None:
+    # each word of the ring is cleared as the window moves onto it (else the bits of the
+    # counters 8192 earlier refuse new ones)
+    w = ReplayWindow()
+    assert all(w.check(c) for c in range(3 * 8192 + 100))
+    assert not any(w.check(c) for c in range(3 * 8192 + 100 - WINDOW_SIZE, 3 * 8192 + 100))
+
+
 def _model_accepts(seen: set[int], highest: int | None, c: int) -> bool:
     if c >= REJECT_AFTER_MESSAGES or c in seen:
         return False

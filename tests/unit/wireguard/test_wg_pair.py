@@ -132,6 +132,31 @@ def test_counter_behind_window_is_dropped() -> None:
     assert p.b.statistics().dropped_replay == 1
 
 
+def test_a_batch_takes_a_counter_at_the_edge_of_the_window() -> None:
+    # the loop's inlined window: as ReplayWindow, a counter WINDOW_SIZE behind the highest is
+    # still taken, one more is not
+    p = Pair()
+    p.handshake()
+    datagrams = p.send("a", packets(WINDOW_SIZE + 3, size=0))
+    assert len(p.deliver("b", [datagrams[-1], datagrams[2], datagrams[1]])) == 2
+    assert p.b.statistics().dropped_replay == 1
+
+
+def test_a_batch_that_changes_sessions_keeps_each_window() -> None:
+    # decrypt_batch holds one session's window in locals and writes it back when the session
+    # changes: a counter taken before the change must stay taken
+    p = Pair()
+    p.handshake()
+    p.advance(REKEY_AFTER_TIME + 1)
+    old = p.send("a", packets(2))
+    p.flush()  # the rekey a's send started; b keeps the old session as previous
+    new = p.send("a", packets(2))
+    assert p.deliver("b", [old[0], new[0]]) == [packets(2)[0]] * 2
+    assert p.deliver("b", [old[0], new[0]]) == []
+    assert p.b.statistics().dropped_replay == 2
+    assert p.deliver("b", [old[1], new[1]]) == [packets(2)[1]] * 2
+
+
 def test_tampered_and_unknown_index_and_short_messages_are_counted() -> None:
     p = Pair()
     p.handshake()
@@ -886,6 +911,15 @@ def test_native_messages_of_a_session_older_than_reject_after_time_are_refused(s
     assert p.deliver("b", [*frags, *frags]) == []
     s = p.b.statistics()
     assert s.dropped_too_old == len(frags) * 3 and s.rx_packets == 1  # (the handshake's)
+
+
+def test_native_messages_at_the_edge_of_the_window_are_taken() -> None:
+    p = native_pair()
+    messages = [p.send("a", [ip4(A_IP, B_IP)], vnet_hdr=True) for _ in range(WINDOW_SIZE + 2)]
+    assert len(p.deliver("b", messages[-1])) == 1
+    assert p.deliver("b", messages[0]) == []  # WINDOW_SIZE + 1 behind
+    assert len(p.deliver("b", messages[1])) == 1  # WINDOW_SIZE behind
+    assert p.b.statistics().dropped_replay == 1
 
 
 def test_native_is_refused_by_a_peer_without_native_mode() -> None:
