@@ -291,6 +291,64 @@ def test_rekey_after_time_by_initiator_keeps_traffic_flowing() -> None:
     assert p.a.statistics().handshakes_completed == 2
 
 
+def assert_only_live_sessions_indexed(wg: WireGuard) -> None:
+    """The receiver indices ``wg`` answers to are those of its peers' current, previous and
+    next sessions (wireguard-go's DeleteKeypair: a session replaced is forgotten)."""
+    live = {id(s) for peer in wg.peers.values() for s in peer.sessions()}
+    assert {id(s) for s in wg._sessions.values()} == live
+
+
+def test_sessions_replaced_by_rekeys_are_forgotten() -> None:
+    p = Pair()
+    p.handshake()
+    for _ in range(3):  # a rekeys: its previous and b's, once the keepalive confirms, go
+        p.advance(REKEY_AFTER_TIME + 1)
+        assert p.transfer("a", packets(1)) == packets(1)
+        assert_only_live_sessions_indexed(p.a)
+        assert_only_live_sessions_indexed(p.b)
+    assert p.peer_of_a.previous is not None
+    p.advance(REJECT_AFTER_TIME * 3 + 1, drop=lambda frm, d: True)  # every key erased
+    assert p.peer_of_a.sessions() == [] and p.peer_of_b.sessions() == []
+    assert_only_live_sessions_indexed(p.a)
+    assert_only_live_sessions_indexed(p.b)
+
+
+def test_sessions_replaced_while_both_sides_initiate_are_forgotten() -> None:
+    p = Pair(b_knows_a=True)
+    p.handshake()
+    p.advance(REKEY_AFTER_TIME + 1)
+    assert p.transfer("a", packets(1)) == packets(1)
+    assert p.peer_of_a.previous is not None
+
+    def check() -> None:
+        assert_only_live_sessions_indexed(p.a)
+        assert_only_live_sessions_indexed(p.b)
+
+    def responses(frm: str, d: bytes) -> bool:
+        return len(d) == 92
+
+    # b initiates; a's response is lost: a has a next and drops its previous (wireguard-go)
+    p.advance(REKEY_TIMEOUT)
+    p.peer_of_b.new_handshake_at = p.now
+    p.advance(0, drop=responses)
+    assert p.peer_of_a.next is not None and p.peer_of_a.previous is None
+    check()
+    # b's retry: a answers it too (lost again), a new next replacing the first
+    first_next = p.peer_of_a.next
+    p.advance(REKEY_TIMEOUT + 1, drop=responses)
+    assert p.peer_of_a.next not in (None, first_next)
+    check()
+    # a initiates: the response completes it while its next is unconfirmed (the next becomes
+    # previous, the current goes)
+    old_current = p.peer_of_a.current
+    p.peer_of_a.last_sent_handshake = None
+    p.peer_of_a.new_handshake_at = p.now
+    p.a.handle_timer(p.now)
+    p.flush()
+    assert p.peer_of_a.current is not old_current and p.peer_of_a.next is None
+    check()
+
+
 def test_responder_does_not_rekey_on_time_but_initiator_rekeys_before_reject() -> None:
     p = Pair()
     p.handshake()
