@@ -14,20 +14,25 @@ from hypothesis import given, settings, strategies as st
 from wgpair import A_IP, A_IP6, B_IP, B_IP6, T0, Drbg, Pair, batch_of, ip4, ip6
 
 from tests.unit.offload_packets import l4_checksum_ok, tcp_super_packet
-from tunflow.errors import PacketTooLargeError
+from tunflow.errors import HandshakeError, PacketTooLargeError
 from tunflow.offload import gso_split
 from tunflow.packet import HEADROOM, PacketBatch
 from tunflow.wireguard.protocol import (
+    CookieChecker,
+    CookieGenerator,
     DatagramBatch,
     EndpointChanged,
+    Handshake,
     HandshakeCompleted,
     HandshakeFailed,
     KeysZeroed,
     PeerConfig,
     PrivateKey,
     ReplayWindow,
+    StaticIdentity,
     WireGuard,
     WireGuardStatistics,
+    tai64n,
 )
 from tunflow.wireguard.protocol.constants import (
     KEEPALIVE_TIMEOUT,
@@ -39,6 +44,7 @@ from tunflow.wireguard.protocol.constants import (
     REKEY_ATTEMPT_TIME,
     REKEY_TIMEOUT,
 )
+from tunflow.wireguard.protocol.noise import consume_initiation_static
 from tunflow.wireguard.protocol.replay import WINDOW_SIZE
 from tunflow.wireguard.protocol.session import padded_length
 
@@ -768,6 +774,80 @@ def test_cookie_is_bound_to_the_source_address_and_expires() -> None:
     assert init[-16:] == bytes(16)
     p.deliver("b", [init])
     assert p.b.statistics().cookie_replies_sent == 3
+
+
+def test_a_cookie_secret_lasts_two_minutes_then_a_new_one_is_made() -> None:
+    # wireguard-go's CheckMAC2 refuses mac2 under a secret older than CookieRefreshTime, and
+    # CreateReply makes a new secret then
+    key = PrivateKey.generate(Drbg(b"responder"))
+    checker = CookieChecker(StaticIdentity(key), Drbg(b"secrets"))
+    generator = CookieGenerator(key.public_key())
+    src = b"\xc0\x00\x02\x01\xca\x6c"
+
+    def initiation(now: float) -> bytearray:
+        msg = bytearray(range(148))
+        generator.add_macs(msg, now)
+        return msg
+
+    t = T0
+    assert generator.consume_reply(checker.create_reply(initiation(t), 1, src, t), t + 60)
+    msg = initiation(t + 110)  # the cookie (received at t + 60) is fresh: mac2 is set
+    assert checker.check_mac2(msg, src, t + 110)
+    assert not checker.check_mac2(msg, src, t + 121)  # the secret is over two minutes old
+    reply = checker.create_reply(msg, 1, src, t + 121)
+    assert generator.consume_reply(reply, t + 121)
+    assert checker.check_mac2(initiation(t + 122), src, t + 122)
+
+
+def test_under_load_handshakes_from_one_address_are_rate_limited() -> None:
+    # (the kernel's ratelimiter: a burst of 5, then 20 a second)
+    p = Pair()
+    p.b.set_under_load(p.now, duration=1000)
+    p.a.send_packet(ip4(A_IP, B_IP), p.now)
+    p.flush()  # a gets the cookie
+    sent = []
+    for _ in range(6):  # (20 ms apart: timestamps are whitened to about 16 ms)
+        p.now += 0.02
+        p.peer_of_a.last_sent_handshake = None
+        p.peer_of_a.new_handshake_at = p.now
+        p.a.handle_timer(p.now)
+        [(init, _)] = p.a.datagrams_to_send()
+        sent.append(init)
+    for init in sent:  # at one instant, from one address
+        p.peer_of_b.handshake.last_initiation_consumed = None  # (no flood: only the rate)
+        p.deliver("b", [init])
+    s = p.b.statistics()
+    assert (s.handshake_responses_sent, s.dropped_rate_limited) == (5, 1)
+
+
+def test_initiation_flood_is_one_per_20_ms() -> None:
+    # wireguard-go: an initiation within HandshakeInitiationRate (1/50 s) of the last one
+    # consumed is a flood
+    p = Pair()
+    dropped = 0
+    for delay, flood in [(0.0, False), (0.015, True), (0.025, False)]:
+        p.now += delay
+        p.a.clock_offset += 1  # each initiation's timestamp newer than the last
+        p.peer_of_a.last_sent_handshake = None
+        p.a.send_packet(ip4(A_IP, B_IP), p.now)
+        [(init, _)] = p.a.datagrams_to_send()
+        p.deliver("b", [init])
+        p.b.datagrams_to_send()
+        dropped += flood
+        assert p.b.statistics().dropped_handshake == dropped, delay
+
+
+def test_a_response_needs_a_consumed_initiation_not_yet_answered() -> None:
+    ka, kb = PrivateKey.generate(Drbg(b"x")), PrivateKey.generate(Drbg(b"y"))
+    initiator = Handshake(StaticIdentity(ka), kb.public_key())
+    responder = Handshake(StaticIdentity(kb), ka.public_key())
+    with pytest.raises(HandshakeError):
+        responder.create_response(1, Drbg(b"z"))
+    init = initiator.create_initiation(1, tai64n(T0), Drbg(b"e1"))
+    responder.consume_initiation(consume_initiation_static(StaticIdentity(kb), init), init, T0)
+    responder.create_response(2, Drbg(b"e2"))
+    with pytest.raises(HandshakeError):  # (as wireguard-go: one response per initiation)
+        responder.create_response(3, Drbg(b"e3"))
 
 
 def test_load_detection_from_handshake_rate() -> None:
