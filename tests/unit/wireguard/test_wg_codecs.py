@@ -276,6 +276,14 @@ def test_allowed_ips_remove_for_an_owner_takes_only_its_own() -> None:
     assert t.networks("b") == [ipaddress.ip_network("10.1.0.0/16")] and len(t) == 1
 
 
+def test_allowed_ips_a_moved_prefix_is_no_longer_the_old_owners() -> None:
+    t: AllowedIPs[str] = AllowedIPs()
+    t.insert("10.1.0.0/16", "b")
+    t.insert("10.1.0.0/16", "a")
+    assert t.networks("b") == [] and t.remove_owner("b") == 0
+    assert t.lookup("10.1.0.1") == "a" and t.networks("a") == [ipaddress.ip_network("10.1.0.0/16")]
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(
