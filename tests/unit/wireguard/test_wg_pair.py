@@ -297,6 +297,24 @@ def test_rekey_after_time_by_initiator_keeps_traffic_flowing() -> None:
     assert p.a.statistics().handshakes_completed == 2
 
 
+@pytest.mark.parametrize("native", [False, True], ids=["wireguard", "native"])
+def test_an_initiator_sending_single_packets_rekeys_after_rekey_after_time(native: bool) -> None:
+    # keepKeyFreshSending after every send: a lone ping (the one-packet path) starts the rekey
+    # once the initiator's session is REKEY_AFTER_TIME old, not only at REJECT_AFTER_TIME
+    mode = {"native_mode": native}
+    p = Pair(a_peer=mode, b_peer=mode)
+    p.handshake()
+    old = p.peer_of_a.current
+    [ping] = packets(1)
+    p.advance(REKEY_AFTER_TIME - 1)
+    assert [g[-len(ping) :] for g in p.transfer("a", [ping])] == [ping]
+    assert p.a.statistics().handshake_initiations_sent == 1
+    p.advance(2)
+    assert [g[-len(ping) :] for g in p.transfer("a", [ping])] == [ping]
+    assert p.a.statistics().handshake_initiations_sent == 2
+    assert p.peer_of_a.current is not old and p.peer_of_a.previous is old
+
+
 def assert_only_live_sessions_indexed(wg: WireGuard) -> None:
     """The receiver indices ``wg`` answers to are those of its peers' current, previous and
     next sessions (wireguard-go's DeleteKeypair: a session replaced is forgotten)."""
@@ -573,6 +591,109 @@ def test_keys_zeroed_after_three_reject_after_times() -> None:
     assert p.b.statistics().dropped_unknown_index == 1
     assert p.a.get_timer() is None and p.b.get_timer() is None
     assert p.transfer("a", packets(1)) == packets(1)  # and it recovers with a new handshake
+
+
+def _lose_all(frm: str, d: bytes) -> bool:
+    return True
+
+
+def test_the_last_minute_rekey_is_one_handshake_its_timer_retries() -> None:
+    # wireguard-go's keepKeyFreshReceiving sends one initiation (sentLastMinuteHandshake) and
+    # leaves the retries to the retransmit timer: data arriving REKEY_TIMEOUT later sends no
+    # other and does not restart the count of attempts, so it gives up as any handshake does
+    p = Pair()
+    p.handshake()
+    p.advance(REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT + 1, drop=_lose_all)
+    before = p.a.statistics().handshake_initiations_sent
+    p.deliver("a", p.send("b", [ip4(B_IP, A_IP)]))
+    assert [len(d) for d, _ in p.a.datagrams_to_send(p.now)] == [148]
+    p.now += REKEY_TIMEOUT  # the retry is due at the earliest now: not fired yet
+    p.deliver("a", p.send("b", [ip4(B_IP, A_IP)]))
+    assert p.a.datagrams_to_send(p.now) == []
+    p.advance(REKEY_ATTEMPT_TIME + 20, drop=_lose_all)
+    assert p.a.statistics().handshake_initiations_sent - before == MAX_TIMER_HANDSHAKES + 2
+    assert HandshakeFailed(p.kb.public_key(), MAX_TIMER_HANDSHAKES + 2) in p.events("a")
+
+
+def test_each_new_session_gets_its_own_last_minute_rekey() -> None:
+    # timersHandshakeComplete clears sentLastMinuteHandshake: the session the last-minute rekey
+    # made gets one of its own when it nears REJECT_AFTER_TIME in turn
+    p = Pair()
+    p.handshake()
+    for _ in range(3):
+        old = p.peer_of_a.current
+        due = old.created + REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT + 1
+        p.advance(due - p.now, drop=_lose_all)
+        before = p.a.statistics().handshake_initiations_sent
+        assert p.transfer("b", [ip4(B_IP, A_IP)]) == [ip4(B_IP, A_IP)]
+        assert p.a.statistics().handshake_initiations_sent == before + 1
+        assert p.peer_of_a.current is not old and p.peer_of_a.current.is_initiator
+
+
+@pytest.mark.parametrize("count", [1, 2], ids=["lone", "batch"])
+def test_sending_more_does_not_put_off_noticing_a_silent_peer(count: int) -> None:
+    # wireguard-go's timersDataSent arms the new-handshake timer only when it is not pending:
+    # KEEPALIVE_TIMEOUT + REKEY_TIMEOUT after the first data that nothing answered, however
+    # much is sent after it
+    p = Pair()
+    p.handshake()
+    p.transfer("b", [ip4(B_IP, A_IP)])  # a heard back: its new-handshake timer is off
+    assert p.peer_of_a.new_handshake_at is None
+    start = p.now
+    initiations: list[float] = []
+
+    def b_is_silent(frm: str, d: bytes) -> bool:
+        if frm == "a" and len(d) == 148:
+            initiations.append(p.now - start)
+        return frm == "b"
+
+    for _ in range(25):
+        p.transfer("a", packets(count), drop=b_is_silent)
+        p.advance(1, drop=b_is_silent)
+    quiet = KEEPALIVE_TIMEOUT + REKEY_TIMEOUT
+    assert initiations and quiet <= initiations[0] < quiet + 0.334
+
+
+def test_giving_up_a_rekey_keeps_the_key_erasure_deadline_of_the_last_session() -> None:
+    # expiredRetransmitHandshake sets zeroKeyMaterial only if it is not pending: a failed rekey
+    # does not keep the last session's keys past 3 x REJECT_AFTER_TIME from their derivation
+    p = Pair()
+    p.handshake()
+    p.transfer("b", [ip4(B_IP, A_IP)])  # a heard back: no new handshake for its first packet
+    derived = p.now
+    assert p.peer_of_a.zero_keys_at == derived + 3 * REJECT_AFTER_TIME
+    p.advance(REKEY_AFTER_TIME + 1, drop=_lose_all)
+    p.send("a", packets(1))  # the session is due a rekey, and b is gone
+    p.advance(REKEY_ATTEMPT_TIME + 60, drop=_lose_all)
+    assert p.a.statistics().handshakes_failed == 1
+    assert p.peer_of_a.zero_keys_at == derived + 3 * REJECT_AFTER_TIME
+    p.advance(derived + 3 * REJECT_AFTER_TIME + 1 - p.now, drop=_lose_all)
+    assert KeysZeroed(p.kb.public_key()) in p.events("a")
+
+
+def test_a_keepalive_that_could_not_go_is_tried_again() -> None:
+    # data arrived twice while the passive keepalive was due (needAnotherKeepalive): when it
+    # fires and nothing can go — the interface has no key, as after `wg set private-key
+    # /dev/null` — the kernel's expired_send_keepalive re-arms it, and once a key is set again
+    # the second try starts the handshake that brings the keepalive
+    p = Pair()
+    p.handshake()  # b received data: its keepalive is due in KEEPALIVE_TIMEOUT
+    start = p.now
+    p.now += 1
+    p.transfer("a", packets(1))
+    p.b.set_private_key(None)
+    p.advance(KEEPALIVE_TIMEOUT)  # the keepalive fired: no key, no session, nothing sent
+    assert p.b.statistics().handshake_initiations_sent == 0
+    p.b.set_private_key(p.kb, p.now)
+    sent: list[float] = []
+
+    def record(frm: str, d: bytes) -> bool:
+        if frm == "b" and len(d) == 148:
+            sent.append(p.now - start)
+        return frm == "a"  # a's own new-handshake timer must not be what b answers
+
+    p.advance(KEEPALIVE_TIMEOUT, drop=record)
+    assert sent == [2 * KEEPALIVE_TIMEOUT]
 
 
 def test_a_response_after_giving_up_completes_the_handshake() -> None:
