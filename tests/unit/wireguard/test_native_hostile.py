@@ -12,6 +12,7 @@ from wgpair import A_IP, B_IP, Pair, ip4
 from tunflow.packet import HEADROOM, PacketBatch
 from tunflow.wireguard.protocol import DatagramBatch, native as N
 from tunflow.wireguard.protocol.constants import TAG_SIZE
+from tunflow.wireguard.protocol.replay import WINDOW_SIZE
 from tunflow.wireguard.protocol.session import Session
 
 CHUNK = 1432
@@ -209,3 +210,45 @@ def test_a_message_pushed_out_by_a_whole_one_that_fails_is_counted_at_once(via: 
     assert after.dropped_bad_aead == before.dropped_bad_aead + 1
     assert after.dropped_incomplete == before.dropped_incomplete + 1
     assert p.peer_of_b.current.native_evicted == 0
+
+
+def test_a_message_that_keeps_failing_is_given_up_after_its_retries() -> None:
+    """A stored message whose AEAD failed is tried again with each new copy of a fragment
+    (the genuine copy of a forged one may still come) — but only ``_MAX_RETRIES`` times:
+    each try is an AEAD over the whole message, which a forged copy of any fragment asks
+    for. After that the message is forgotten; a later fragment starts it anew."""
+    p = native_pair()
+    fragments = sealed_fragments(p.peer_of_a.current, plaintext_of(5000))
+    assert len(fragments) == 4
+    forged = bytearray(fragments[0])
+    forged[-1] ^= 1
+    session = p.peer_of_b.current
+    counter = session.native_replay.highest + 1
+    out = PacketBatch(1 << 20)
+    results = [N.open_native(session, f, out) for f in [bytes(forged), *fragments[1:]]]
+    assert results == [0, 0, 0, N.OpenResult.BAD_AEAD]
+    for _ in range(N._MAX_RETRIES):
+        assert counter in session.native_partial
+        assert N.open_native(session, bytes(forged), out) == N.OpenResult.INCOMPLETE
+    assert counter not in session.native_partial
+    # the genuine copy now finds nothing stored: it is the first fragment of a new message
+    assert N.open_native(session, fragments[0], out) == N.OpenResult.INCOMPLETE
+    assert session.native_partial[counter].missing == 3
+    assert len(out) == 0
+
+
+def test_a_message_completed_after_the_window_moved_past_it_is_a_replay() -> None:
+    """The replay window is checked again after the AEAD: a message whose first fragment
+    was stored while its counter was in the window, and whose last one arrives after newer
+    messages moved the window past it, is refused — not delivered from behind the window."""
+    p = native_pair()
+    sender = p.peer_of_a.current
+    late = sealed_fragments(sender, plaintext_of(5000, b"l"))
+    assert deliver(p, late[:1])[1].to_list() == []
+    sender.native_send_counter += WINDOW_SIZE + 1
+    newer = plaintext_of(100, b"n")
+    assert deliver(p, sealed_fragments(sender, newer))[1].to_list() == [newer[HEADROOM:]]
+    before = p.b.statistics().dropped_replay
+    consumed, out = deliver(p, late[1:])
+    assert consumed == len(late) - 1 and len(out) == 0
+    assert p.b.statistics().dropped_replay == before + 1
