@@ -571,6 +571,9 @@ def test_error_without_tlvs_and_uncapped_echo() -> None:
     [
         b"\x10\x00\x00",  # shorter than a header
         hdr(15, 2, 0, 1),  # length below the header size
+        # an NLMSG_NOOP shorter than its header (NLMSG_OK fails), whose seq, 8 bytes on, would
+        # read as the length of a next message
+        hdr(8, 1, 0, 16) + bytes(8),
         hdr(40, 2, 0, 1) + bytes(4),  # length past the end
         hdr(16, 3, 0, 1) + b"\x01",  # a stray byte after the last message
         hdr(20, 2, 0, 1) + struct.pack("=i", 5),  # positive error code
@@ -618,11 +621,60 @@ def msg(type_: int, payload: bytes) -> NetlinkMessage:
             "rtnexthop",
         ),
         (rt.parse_route, msg(25, bytes(12)), "expected RTM_NEWROUTE"),
+        (rt.parse_link_stats, msg(16, bytes(16)), "without IFLA_STATS64"),
+        # IFLA_STATS64 (23) cut short of the eight counters (64 bytes) read from it
+        (rt.parse_link_stats, msg(16, bytes(16) + nla(23, bytes(32))), "IFLA_STATS64 of 32"),
     ],
 )
 def test_malformed_payloads(parse: object, message: NetlinkMessage, match: str) -> None:
     with pytest.raises(NetlinkDecodeError, match=match):
         parse(message)  # type: ignore[operator]
+
+
+# --- framing as the uapi macros walk it ---------------------------------------------------------
+
+
+def test_a_message_of_unaligned_length_is_followed_at_the_next_4_byte_boundary() -> None:
+    # NLMSG_NEXT (linux/netlink.h) steps NLMSG_ALIGN(nlmsg_len): a 17-byte payload is followed
+    # by 3 bytes of padding, then the next header.
+    first = hdr(16 + 17, 16, 2, 1) + bytes(17) + b"\xee" * 3
+    done = hdr(20, 3, 2, 1) + struct.pack("=i", 0)
+    got = list(rt.iter_messages(first + done))
+    assert [(m.type, len(m.payload)) for m in got] == [(16, 17), (3, 4)]
+
+
+def test_attribute_types_lose_the_nested_and_byte_order_flags() -> None:
+    # NLA_TYPE_MASK = ~(NLA_F_NESTED (1 << 15) | NLA_F_NET_BYTEORDER (1 << 14))
+    metrics = nla(0x4000 | 2, u32(1300))  # RTAX_MTU
+    body = (
+        struct.pack("=BBBBBBBBI", 2, 24, 0, 0, 254, 4, 0, 1, 0)
+        + nla(1, ip("198.51.100.0"))
+        + nla(0x8000 | 8, metrics)  # RTA_METRICS marked nested
+    )
+    entry = rt.parse_route(msg(24, body))
+    assert entry is not None and entry.mtu == 1300
+    assert list(rt.iter_attributes(nla(0xC000 | 3, b"x\0"))) == [(3, b"x\0")]
+
+
+def test_a_next_hop_of_unaligned_length_is_followed_at_the_next_4_byte_boundary() -> None:
+    # RTNH_NEXT (linux/rtnetlink.h) steps RTNH_ALIGN(rtnh_len): the first hop's length, 13, says
+    # 8 bytes of rtnexthop and a 5-byte attribute, padded to 16.
+    hop1 = struct.pack("=HBBi", 13, 0, 0, 3) + nla(99, b"\x01")
+    hop2 = struct.pack("=HBBi", 16, 0, 0, 4) + nla(5, ip("192.0.2.1"))
+    body = struct.pack("=BBBBBBBBI", 2, 0, 0, 0, 254, 4, 0, 1, 0) + nla(9, hop1 + hop2)
+    entry = rt.parse_route(msg(24, body))
+    assert entry is not None
+    assert entry.nexthops == ((3, None), (4, IPv4Address("192.0.2.1")))
+
+
+def test_messages_after_the_end_of_the_exchange_are_ignored() -> None:
+    link = hdr(32, 16, 0, 7) + bytes(16)
+    reply = Transaction(7, Expect.REPLY)
+    reply.receive_data(link + link + hdr(20, 2, 0, 7) + struct.pack("=i", -errno.EINVAL))
+    assert reply.done and len(reply.replies) == 1
+    dump = Transaction(7, Expect.DUMP)
+    dump.receive_data(link + hdr(20, 3, 2, 7) + struct.pack("=i", 0) + link)
+    assert dump.done and len(dump.replies) == 1
 
 
 def test_other_families_are_skipped() -> None:
