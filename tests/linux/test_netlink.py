@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -29,11 +30,14 @@ import pytest
 
 from tunflow import testing
 from tunflow.errors import ConfigError
+from tunflow.netconfig import rtnetlink as rt
 from tunflow.netconfig.rtnetlink import (
+    IFA_F_NOPREFIXROUTE,
     IFF_POINTOPOINT,
     IFF_UP,
     RT_SCOPE_LINK,
     RT_SCOPE_UNIVERSE,
+    RT_TABLE_LOCAL,
     RT_TABLE_MAIN,
     RTPROT_KERNEL,
     RTPROT_STATIC,
@@ -312,6 +316,29 @@ def test_remove_missing_address(nl: RtNetlink, link: Link, target: str) -> None:
     assert len(ip_addrs(link.name)) == 2
 
 
+def test_default_broadcast_is_what_ip_brd_plus_gives(nl: RtNetlink, link: Link) -> None:
+    # iproute2's "brd +" and the kernel's SIOCSIFADDR path give a broadcast up to /30, not /31
+    # (RFC 3021) or /32; compared on a second link configured by `ip` itself.
+    other, peer = testing.unique_name("v"), testing.unique_name("p")
+    testing.run("ip", "link", "add", other, "type", "veth", "peer", "name", peer)
+    for prefix in (29, 30, 31, 32):
+        nl.add_address(link.index, f"10.{prefix}.0.1/{prefix}")
+        testing.run("ip", "addr", "add", f"10.{prefix}.0.1/{prefix}", "brd", "+", "dev", other)
+    ours = {a["local"]: a.get("broadcast") for a in ip_addrs(link.name)}
+    theirs = {a["local"]: a.get("broadcast") for a in ip_addrs(other)}
+    assert ours == theirs
+    assert ours["10.30.0.1"] == "10.30.0.3" and ours["10.31.0.1"] is None
+
+
+def test_flags_above_the_header_byte_are_read(nl: RtNetlink, link: Link) -> None:
+    # IFA_F_NOPREFIXROUTE (0x200) does not fit ifa_flags (a byte): only IFA_FLAGS carries it.
+    testing.run("ip", "addr", "add", "2001:db8::1/64", "dev", link.name, "noprefixroute", "nodad")
+    (witness,) = ip_addrs(link.name)
+    assert witness["noprefixroute"] is True
+    (info,) = nl.address_details(link.index)
+    assert info.flags & IFA_F_NOPREFIXROUTE
+
+
 def test_ipv6_needs_mtu_1280(nl: RtNetlink, link: Link) -> None:
     nl.set_link(link.index, mtu=1200)
     with pytest.raises(OSError) as info:
@@ -446,6 +473,20 @@ def test_routes_in_other_tables(nl: RtNetlink, link: Link) -> None:
         nl.remove_route(link.index, "198.51.100.0/24", table=101)
 
 
+def test_the_local_table(nl: RtNetlink, link: Link) -> None:
+    # RT_TABLE_LOCAL (255) fits rtm_table's byte; it must not be sent as RT_TABLE_COMPAT.
+    nl.set_link(link.index, up=True)
+    assert testing.ip_json("route", "show", "table", "local")  # 127.0.0.0/8 and the like
+    assert nl.table_in_use(RT_TABLE_LOCAL)
+    nl.add_route(link.index, "198.51.100.0/24", table=RT_TABLE_LOCAL)
+    (r,) = testing.ip_json("route", "show", "table", "local", "dev", link.name)
+    assert (r["dst"], r.get("type", "unicast")) == ("198.51.100.0/24", "unicast")
+    (route,) = nl.routes(link.index, table=RT_TABLE_LOCAL)
+    assert (route.destination, route.table) == (IPv4Network("198.51.100.0/24"), RT_TABLE_LOCAL)
+    nl.remove_route(link.index, "198.51.100.0/24", table=RT_TABLE_LOCAL)
+    assert testing.ip_json("route", "show", "table", "local", "dev", link.name) == []
+
+
 def test_rules(nl: RtNetlink, netns: testing.Netns) -> None:
     def rules(family: str) -> list[dict[str, Any]]:
         return [
@@ -513,6 +554,29 @@ def test_missing_index_is_enodev(nl: RtNetlink, link: Link) -> None:
         with pytest.raises(OSError) as info:
             call()
         assert info.value.errno == errno.ENODEV, call
+
+
+def test_extended_ack_after_a_whole_echoed_request_of_unaligned_length(
+    netns: testing.Netns, link: Link
+) -> None:
+    # Without NETLINK_CAP_ACK the kernel echoes the request whole, then its TLVs at the next
+    # 4-byte boundary (nlmsg_append pads). The request ends in a 5-byte IFLA_IFALIAS, unpadded.
+    body = struct.pack("=BxHiII", 0, 0, link.index, 0, 0)
+    body += struct.pack("=HHI", 8, 4, 2**31 - 1)  # IFLA_MTU, too big
+    body += struct.pack("=HH", 5, 20) + b"x"  # IFLA_IFALIAS
+    request = struct.pack("=IHHII", 16 + len(body), 16, 0x5, 77, 0) + body  # REQUEST|ACK
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as sock:
+        sock.setsockopt(rt.SOL_NETLINK, rt.NETLINK_EXT_ACK, 1)
+        sock.bind((0, 0))
+        sock.send(request)
+        sock.settimeout(10)
+        reply = sock.recv(65536)
+    (message,) = rt.iter_messages(reply)
+    assert message.flags & rt.NLM_F_ACK_TLVS and not message.flags & rt.NLM_F_CAPPED
+    assert message.payload[4:8] == struct.pack("=I", len(request))  # echoed, not aligned
+    with pytest.raises(OSError, match="mtu greater than device maximum") as info:
+        rt.Transaction(77, rt.Expect.ACK).receive_data(reply)
+    assert info.value.errno == errno.EINVAL
 
 
 def test_bad_arguments_send_nothing(nl: RtNetlink, link: Link) -> None:
