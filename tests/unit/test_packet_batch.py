@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tunflow.datagram import DatagramBatch
+from tunflow.errors import PacketTooLargeError
 from tunflow.packet import HEADROOM, PacketBatch
 
 
@@ -116,3 +117,71 @@ def test_keep_keeps_ascending_indices(indices: object, kept: list[int]) -> None:
     packets = batch.to_list()
     batch.keep(indices)  # type: ignore[arg-type]
     assert batch.to_list() == [packets[k] for k in kept]
+
+
+# --- capacity, slots and headroom --------------------------------------------------------------
+
+
+def test_the_smallest_arena_holds_one_byte_after_its_headroom() -> None:
+    batch = PacketBatch(capacity=HEADROOM + 1, max_packets=1)
+    assert batch.room() == 1
+    batch.append(b"\x45")
+    with pytest.raises(ValueError, match="at least 11"):
+        PacketBatch(capacity=HEADROOM)
+
+
+def test_a_packet_that_exactly_fills_the_arena_fits_and_then_nothing_does() -> None:
+    batch = PacketBatch(capacity=2 * HEADROOM + 40, max_packets=4)
+    assert batch.room() == HEADROOM + 40
+    batch.append(bytes(20))
+    assert batch.room() == 20  # the next packet's headroom is taken off
+    batch.append(bytes(20))
+    assert batch.end == batch.capacity and batch.room() == 0
+    with pytest.raises(PacketTooLargeError):
+        batch.append(b"\x45")
+
+
+def test_max_packets_bounds_append_room_and_full() -> None:
+    batch = PacketBatch(capacity=4096, max_packets=2)
+    batch.append(bytes(20))
+    assert not batch.full and batch.room() > 0
+    batch.append(bytes(20))
+    assert batch.full and batch.room() == 0
+    with pytest.raises(PacketTooLargeError, match="0 slots left"):
+        batch.append(bytes(20))
+    assert len(batch) == 2
+
+
+def test_headers_sit_in_the_headroom_and_a_batch_with_vnet_hdr_zeroes_them() -> None:
+    batch = PacketBatch(capacity=4096, max_packets=4)
+    batch.append(b"\x45" + bytes(19), header=bytes(range(1, 11)))
+    assert bytes(batch.header(0)) == bytes(range(1, 11))
+    assert bytes(batch.with_header(0)) == bytes(range(1, 11)) + b"\x45" + bytes(19)
+    batch.buffer[batch.reserve() - HEADROOM : batch.reserve()] = b"\xff" * HEADROOM  # stale
+    batch.vnet_hdr = True
+    batch.append(b"\x60" + bytes(39))  # no header given: zeroed, not left stale
+    assert bytes(batch.header(1)) == bytes(HEADROOM)
+    batch.clear()
+    assert not batch.vnet_hdr and len(batch) == 0 and batch.end == 0
+
+
+def test_commit_records_a_packet_written_in_place() -> None:
+    batch = PacketBatch(capacity=4096, max_packets=4)
+    off = batch.reserve()
+    batch.buffer[off : off + 20] = b"\x45" + bytes(19)
+    batch.commit(off, 20)
+    assert batch.end == off + 20 and batch.reserve() == off + 20 + HEADROOM
+    batch.append(b"\x46" + bytes(23))
+    assert batch.to_list() == [b"\x45" + bytes(19), b"\x46" + bytes(23)]
+
+
+def test_a_larger_copy_keeps_packets_headers_and_vnet_hdr() -> None:
+    from tunflow.packet import _larger_copy
+
+    batch = PacketBatch(capacity=128, max_packets=2)
+    batch.vnet_hdr = True
+    batch.append(b"\x45" + bytes(19), header=b"\x01" * HEADROOM)
+    new = _larger_copy(batch, 4096, 8)
+    assert new.vnet_hdr and new.to_list() == batch.to_list()
+    assert bytes(new.header(0)) == b"\x01" * HEADROOM
+    assert (new.capacity, new.max_packets, new.end) == (4096, 8, batch.end)
