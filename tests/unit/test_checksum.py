@@ -160,3 +160,11 @@ def test_checksum_update_matches_recompute(data: bytes, draw: st.DataObject) -> 
     assert checksum(buf, patched) in (0xFFFF, 0) or not any(buf)
     # ...and equal the recomputed value up to one's-complement zero (0 vs 0xFFFF).
     assert patched % 0xFFFF == (~checksum(buf) & 0xFFFF) % 0xFFFF
+
+
+def test_checksum_update_folds_the_carry_of_its_first_fold() -> None:
+    # ~field + ~old + new = 0xFFFF + 0xFFFF + 1 = 0x1FFFF; one fold leaves 0x10000, a second 1
+    # (RFC 1624 folds until no carry is left). dpkt recomputes the changed buffer.
+    field = ~checksum(b"\xff\xff\x00\x00") & 0xFFFF
+    assert field == 0
+    assert checksum_update(field, 0x0000, 0x0001) == dpkt.in_cksum(b"\xff\xff\x00\x01") == 0xFFFE
