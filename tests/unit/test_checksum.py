@@ -168,3 +168,8 @@ def test_checksum_update_folds_the_carry_of_its_first_fold() -> None:
     field = ~checksum(b"\xff\xff\x00\x00") & 0xFFFF
     assert field == 0
     assert checksum_update(field, 0x0000, 0x0001) == dpkt.in_cksum(b"\xff\xff\x00\x01") == 0xFFFE
+
+
+def test_checksum_update_gives_rfc_1624s_answer() -> None:
+    # RFC 1624 section 4: eqn. 3 gives 0x0000, as recomputing does (RFC 1141 gave 0xFFFF)
+    assert checksum_update(0xDD2F, 0x5555, 0x3285) == 0x0000
