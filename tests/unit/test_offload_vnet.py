@@ -99,6 +99,16 @@ def test_encode_into_short_buffer() -> None:
         encode_vnet_hdr_into(bytearray(12), 3, 0, 0, 0, 0, 0, 0)
 
 
+def test_negative_offsets_are_refused_not_counted_from_the_end() -> None:
+    # struct reads and writes the buffer's last 10 bytes at offset -10
+    buf = bytearray(range(20))
+    with pytest.raises(TruncatedPacketError):
+        decode_vnet_hdr(buf, -10)
+    with pytest.raises(TruncatedPacketError):
+        encode_vnet_hdr_into(buf, -10, 0, 0, 0, 0, 0, 0)
+    assert buf == bytearray(range(20))
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
