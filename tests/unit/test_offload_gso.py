@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 
+import dpkt
 import pytest
 
 from tunflow.errors import (
@@ -21,6 +22,7 @@ from tunflow.offload import (
     VIRTIO_NET_HDR_GSO_TCPV6,
     VIRTIO_NET_HDR_GSO_UDP,
     VIRTIO_NET_HDR_GSO_UDP_L4,
+    complete_checksum,
     gso_segment_count,
     gso_split,
     gso_split_into,
@@ -41,6 +43,7 @@ from .offload_packets import (
     TCP,
     UDP,
     complete_partial,
+    inet_csum,
     ipv4_header,
     ipv4_header_ok,
     ipv4_id,
@@ -476,6 +479,66 @@ def test_none_needs_csum_field_outside_packet() -> None:
         gso_split(vnet_hdr(NEEDS_CSUM, 0, 0, 0, 20, len(pkt)) + pkt, PacketBatch())
 
 
+def test_ipv4_header_checksum_with_a_double_end_around_carry() -> None:
+    # TTL 246, ToS 0x6c and ID 0xfffc make the header's words, checksum field zero, sum to
+    # exactly 0x1ffff: one end-around carry gives 0x10000, which needs a second one (RFC 1071).
+    src = bytearray(tcp_super_packet(IP4_A, IP4_B, 100, 1448, ident=0xFFFC))
+    src[10 + 1] = 0x6C
+    src[10 + 8] = 246
+    (seg,) = split_all(bytes(src))
+    assert ipv4_header_ok(seg)
+    assert seg[10:12] == b"\xff\xfe"
+
+
+def test_ipv6_authentication_header_is_four_octet_units_plus_two() -> None:
+    # RFC 4302: the AH Payload Len is its length in 32-bit words minus 2 (not the 8-octet
+    # units of the other extension headers); 4 means 24 bytes.
+    ah = bytes([UDP, 4, 0, 0]) + bytes.fromhex("00000100") + bytes.fromhex("00000001") + bytes(12)
+    src = udp_super_packet(IP6_A, IP6_B, 2500, 1000, v6=True, ext_headers=ah, ext_first=51)
+    assert struct.unpack_from("=H", src, 6)[0] == 64  # csum_start: after 40 + 24 bytes
+    segs = split_all(src)
+    assert len(segs) == 3
+    for s in segs:
+        assert s[40:64] == ah
+        assert struct.unpack_from(">H", s, 4)[0] == len(s) - 40
+        assert struct.unpack_from(">H", s, 64 + 4)[0] == len(s) - 64
+        seg = bytes(s[64:])
+        pseudo = IP6_A[0] + IP6_B[0] + struct.pack(">IxxxB", len(seg), UDP)
+        assert inet_csum(pseudo + seg) == 0
+    assert b"".join(s[72:] for s in segs) == pattern(0, 2500)
+
+
+def test_complete_checksum_field_must_lie_wholly_inside() -> None:
+    # the field's second byte one past the end: a typed error, not struct.error
+    with pytest.raises(TruncatedPacketError):
+        complete_checksum(bytearray(27), 20, 6)
+
+
+def test_complete_checksum_with_an_odd_field_offset() -> None:
+    # The field's partial sum is the initial value, a 16-bit word wherever the field lies:
+    # the result is the complement of it plus the region summed with the field zeroed.
+    packet = bytearray(bytes(20) + pattern(0, 41))
+    packet[27:29] = b"\x12\x34"
+    region = bytearray(packet[20:])
+    region[7:9] = b"\0\0"
+    want = dpkt.in_cksum_done(dpkt.in_cksum_add(0, b"\x12\x34" + bytes(region))) or 0xFFFF
+    complete_checksum(packet, 20, 7)
+    assert struct.unpack_from(">H", packet, 27)[0] == want
+
+
+@pytest.mark.parametrize("offset", [10, 100])
+def test_split_into_over_its_own_input_at_any_offset(offset: int) -> None:
+    # At offset 10 the first segment lands where it is read from; further on, its headers
+    # land on its own payload before that is read: the input must be copied first.
+    src = tcp_super_packet(IP4_A, IP4_B, 3000, 1000)
+    want = split_all(src)
+    bufs = [bytearray(4096) for _ in range(3)]
+    bufs[0][: len(src)] = src
+    sizes = [0, 0, 0]
+    assert gso_split_into(memoryview(bufs[0])[: len(src)], bufs, sizes, offset) == 3
+    assert [bytes(b[offset : offset + s]) for b, s in zip(bufs, sizes, strict=True)] == want
+
+
 # --- resumable splits (Tailscale TestGSOSplitPartialCapacity, MinimumGSOSize) ------------
 
 HDR, GSO, FULL = 28, 100, 128
@@ -658,6 +721,7 @@ def test_input_not_modified_and_vnet_hdr_batches_get_zero_headers() -> None:
 
 _TCP4 = tcp4_packet(IP4_A, IP4_B, ACK, 200, 1)
 _UDP6 = udp6_packet(IP6_A, IP6_B, 200)
+_UDP4 = udp4_packet(IP4_A, IP4_B, 200)
 
 
 def _mut(pkt: bytes, at: int, value: bytes) -> bytes:
@@ -685,7 +749,12 @@ BAD = [
         vnet_hdr(NEEDS_CSUM, 1, 60, 100, 40, 16) + _UDP6, MalformedPacketError, id="tcpv4 on v6"
     ),
     pytest.param(
-        vnet_hdr(NEEDS_CSUM, 0x85, 28, 100, 20, 6) + _TCP4, MalformedPacketError, id="ecn udp"
+        vnet_hdr(NEEDS_CSUM, 0x85, 28, 100, 20, 6) + _UDP4, MalformedPacketError, id="ecn udp"
+    ),
+    pytest.param(
+        vnet_hdr(NEEDS_CSUM, VIRTIO_NET_HDR_GSO_UDP_L4, 56, 100, 48, 6) + _UDP6,
+        MalformedPacketError,
+        id="v6 csum_start",
     ),
     pytest.param(
         vnet_hdr(NEEDS_CSUM, 1, 40, 100, 24, 16) + _TCP4, MalformedPacketError, id="csum_start"
