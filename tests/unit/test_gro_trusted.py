@@ -492,3 +492,22 @@ def test_the_uniform_path_takes_flows_in_runs() -> None:
                 seqs[f] += 1380
     # each flow's later runs join its item: one item a flow
     assert _uniform(packets[:120]) == ([30, 30, 30, 30], 0)
+
+
+def test_the_fast_paths_compare_tcp_options_byte_for_byte() -> None:
+    # tcp_gro_receive flushes when the options differ, not only their length: a timestamp
+    # that moves on between two segments ends the merge, trusted or not, short batch or long.
+    def ts(tsval: int) -> bytes:
+        return bytes.fromhex("0101080a") + struct.pack(">II", tsval, 7)
+
+    for count in (4, 16):
+        tsvals = [1] + [2] * (count - 1)
+        packets = [
+            tcp4_packet(IP4_A, IP4_B, ACK, 100, 1 + 100 * i, tcp_options=ts(v))
+            for i, v in enumerate(tsvals)
+        ]
+        for verify in (True, False):
+            table = GROTable()
+            table.verify_checksums = verify
+            out = coalesce(table, packets)
+            assert out.lengths == [len(packets[0]), 52 + 100 * (count - 1)], (count, verify)

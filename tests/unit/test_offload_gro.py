@@ -414,6 +414,31 @@ def test_udp_zero_checksum_ipv6_does_not_coalesce() -> None:
     assert table.statistics().invalid_checksum == 1
 
 
+@pytest.mark.parametrize("zeroed", [0, 1], ids=["head", "joining"])
+def test_udp_zero_checksum_ipv6_never_coalesces_whatever_its_first_words(zeroed: int) -> None:
+    # RFC 8200 8.1: an IPv6 UDP checksum of 0 is invalid, whatever else the header holds; here
+    # a flow label makes the IPv6 header's first 20 bytes sum to 0 as an IPv4 header's would.
+    pkts = [udp6_packet(IP6_A, IP6_B, 100, start=100 * k) for k in range(2)]
+    probe = pkts[zeroed]
+    rest = sum(struct.unpack_from(">10H", probe)) - struct.unpack_from(">H", probe, 2)[0]
+    zero = bytearray(udp6_packet(IP6_A, IP6_B, 100, start=100 * zeroed, flow_label=-rest % 0xFFFF))
+    zero[46:48] = b"\0\0"
+    assert not sum(struct.unpack_from(">10H", zero)) % 0xFFFF
+    pkts[zeroed] = bytes(zero)
+    out, table = run_gro(pkts)
+    assert_outputs(out, pkts, [(0,), (1,)])
+    assert table.statistics().invalid_checksum == 1
+
+
+def test_a_tcp_item_found_invalid_takes_no_later_packet() -> None:
+    # The bad head (seq 101) is refused when seq 201 would append; seq 1 would prepend to it
+    # next: it must find nothing to join and go out on its own, the bad packet alone too.
+    pkts = [flip(_t4(100, 101)), _t4(100, 201), _t4(100, 1)]
+    out, table = run_gro(pkts)
+    assert_outputs(out, pkts, [(0,), (1,), (2,)])
+    assert table.statistics().invalid_checksum == 1
+
+
 def test_udp_invalid_datagram_starts_a_new_item_and_order_is_kept() -> None:
     pkts = [_u4(100), flip(_u4(100)), _u4(100), _u4(100)]
     out, table = run_gro(pkts)
@@ -659,6 +684,17 @@ def test_invalid_new_tcp_packet_is_written_alone() -> None:
     out, table = run_gro(pkts)
     assert_outputs(out, pkts, [(0,), (1,), (2,)])
     assert table.statistics().invalid_checksum == 1
+
+
+@pytest.mark.parametrize("verify", [True, False], ids=["verified", "trusted"])
+def test_tcp_fragments_alike_never_merge(verify: bool) -> None:
+    # The kernel's inet_gro_receive flushes every IPv4 fragment (MF or an offset): flags
+    # equal in both packets are not enough, as they are for DF.
+    pkts = [_t4(100, 1 + 100 * k, ip_flags=IPV4_FLAG_MF) for k in range(3)]
+    table = GROTable()
+    table.verify_checksums = verify
+    out, _ = run_gro(pkts, table)
+    assert_outputs(out, pkts, [(0,), (1,), (2,)])
 
 
 def _bad_ip_csum(p: bytes) -> bytes:
