@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from tunflow.datagram import UDP_MAX_GSO_BYTES, DatagramBatch
+from tunflow.errors import PacketTooLargeError
 from tunflow.packet import PacketBatch
 
 
@@ -125,3 +126,90 @@ def test_add_segments_refuses_a_region_outside_the_free_space(
     assert (list(b.offsets), list(b.lengths), list(b.addresses), b.end) == before
     assert b.add_segments(20, 25, 10, ("192.0.2.1", 2)) == 3
     assert b.lengths == [10, 10, 10, 10, 5] and b.end == 45
+
+
+def test_the_batch_is_full_at_max_packets_or_the_arenas_last_byte() -> None:
+    b = DatagramBatch(10, max_packets=3)
+    b.append(b"abcd", address=("192.0.2.1", 1))
+    b.append(b"efghij", address=("192.0.2.1", 1))  # the arena's last byte: it fits
+    assert b.end == 10 and b.room() == 0
+    with pytest.raises(PacketTooLargeError):
+        b.append(b"k", address=("192.0.2.1", 1))
+    b = DatagramBatch(4096, max_packets=2)
+    b.append(b"a")
+    assert b.room() == 4095
+    b.append(b"b")
+    assert b.room() == 0  # bytes to spare, but no datagram more
+    with pytest.raises(PacketTooLargeError):
+        b.append(b"c")
+    assert b.to_list() == [b"a", b"b"]
+
+
+def test_a_gro_read_may_fill_the_arena_to_its_last_byte() -> None:
+    b = DatagramBatch(100)
+    b.append(bytes(10))
+    assert b.add_segments(10, 90, 30, ("192.0.2.1", 1)) == 3
+    assert b.end == 100 and b.lengths == [10, 30, 30, 30]
+
+
+def test_keep_refuses_a_batch_with_gathered_groups() -> None:
+    # the groups' places among the datagrams (the sending order) would no longer hold
+    b = DatagramBatch(1024, gather=True)
+    b.append(b"first")
+    b.add_gathered([memoryview(b"second")], 6, 6, None)
+    b.append(b"third")
+    with pytest.raises(ValueError, match="gathered"):
+        b.keep([1])
+    assert b.to_list() == [b"first", b"third"] and len(b.gathered) == 1
+
+
+def test_a_cleared_gathered_batch_is_used_again_in_order() -> None:
+    b = DatagramBatch(1024, gather=True)
+    for _ in range(2):
+        b.append(b"first", address=("192.0.2.1", 1))
+        b.add_gathered([memoryview(b"sec"), memoryview(b"ond")], 6, 6, ("192.0.2.1", 1))
+        b.append(b"third!", address=("192.0.2.1", 1))
+        groups = b.send_groups()
+        assert [(g[1], g[2]) if isinstance(g[1], int) else b"".join(g[1]) for g in groups] == [
+            (0, 5),
+            b"second",
+            (5, 6),
+        ]
+        b.clear()
+
+
+def test_equal_addresses_group_as_one_peer_whatever_the_objects() -> None:
+    # a sender builds each datagram's address anew: equal tuples, not the same object; the
+    # run a, a', b, a'' is cut at the other peer, not at the first tuple that is not ``a``
+    b = DatagramBatch(4096)
+    for host in ("192.0.2.1", "192.0.2.1", "192.0.2.2", "192.0.2.1"):
+        b.append(bytes(100), address=(host, int("51820")))
+    assert b.addresses[0] is not b.addresses[1]
+    assert b.gso_groups() == [
+        (("192.0.2.1", 51820), 0, 200, 100),
+        (("192.0.2.2", 51820), 200, 100, 100),
+        (("192.0.2.1", 51820), 300, 100, 100),
+    ]
+
+
+def test_a_shorter_last_datagram_closes_a_group_of_exactly_the_byte_limit() -> None:
+    # 45 x 1452 + 167 = 65507 bytes: one UDP_SEGMENT send takes it (at most, not below)
+    b = DatagramBatch(1 << 17)
+    for size in [1452] * 45 + [167, 167]:
+        b.append(bytes(size), address=("192.0.2.1", 1))
+    assert b.gso_groups() == [
+        (("192.0.2.1", 1), 0, UDP_MAX_GSO_BYTES, 1452),
+        (("192.0.2.1", 1), UDP_MAX_GSO_BYTES, 167, 167),
+    ]
+
+
+def test_a_gathered_group_may_be_one_send_at_most() -> None:
+    b = DatagramBatch(1024, gather=True)
+    b.add_gathered([memoryview(bytes(64 * 100))], 64 * 100, 100, None)  # 64 segments
+    b.add_gathered([memoryview(bytes(UDP_MAX_GSO_BYTES))], UDP_MAX_GSO_BYTES, 1452, None)
+    # one datagram goes without UDP_SEGMENT: only the protocol's limit (IPv6: 65527 bytes)
+    b.add_gathered([memoryview(bytes(65527))], 65527, 65527, None)
+    for length, seg in ((65 * 100, 100), (64 * 1100, 1100), (UDP_MAX_GSO_BYTES + 1, 1452)):
+        with pytest.raises(ValueError, match="gathered group"):
+            b.add_gathered([memoryview(bytes(length))], length, seg, None)
+    assert [g[2] for g in b.gathered] == [6400, UDP_MAX_GSO_BYTES, 65527]
