@@ -224,6 +224,29 @@ async def test_a_datagram_over_max_datagram_is_dropped_and_counted_not_cut(
         assert t.statistics().drops == {"truncated": 1}
 
 
+@pytest.mark.parametrize("offload", [False, True], ids=["plain", "gro"])
+async def test_datagrams_of_max_datagram_are_taken_and_each_longer_one_counted(
+    netns: testing.Netns, offload: bool
+) -> None:
+    async with UDPTransport.bind(("127.0.0.1", 0), offload=offload, max_datagram=1000) as t:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for size in (1000, 1500):  # three of each: one UDP_GRO read of three, or three
+                if offload:
+                    udp_segment = (socket.SOL_UDP, 103, size.to_bytes(2, "little"))
+                    s.sendmsg([b"z" * 3 * size], [udp_segment], 0, t.local_address)
+                else:
+                    for _ in range(3):
+                        s.sendto(b"z" * size, t.local_address)
+            s.sendto(b"end", t.local_address)
+            with anyio.fail_after(10):
+                # a batch with just the room a receive needs (documented: 65535 with GRO)
+                got = (await t.recv_batch(DatagramBatch(65535 if offload else 1000))).to_list()
+                while b"end" not in got:
+                    got += (await t.recv_batch()).to_list()
+        assert got == [b"z" * 1000] * 3 + [b"end"]
+        assert t.statistics().drops == {"truncated": 3}
+
+
 async def test_a_port_out_of_range_is_a_bad_address_not_the_rest_of_the_batch_lost(
     netns: testing.Netns,
 ) -> None:
