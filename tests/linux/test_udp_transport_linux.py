@@ -49,6 +49,7 @@ async def test_segments_larger_than_the_link_mtu_go_out_fragmented(
                         await rx.recv_batch(got)
                 assert got.to_list() == payloads
                 assert "too_large" not in tx.statistics().drops
+                assert tx.gso  # (refused for this send's segment size: the next one may go)
 
 
 @pytest.mark.parametrize("offload", [True, False], ids=["coalesced", "plain"])

@@ -248,6 +248,114 @@ async def test_send_nowait_to_a_full_buffer_loses_and_counts_or_sends_nothing() 
         assert full.statistics().drops == {"would_block": 5}
 
 
+class _FullOnce(socket.socket):
+    """A socket whose send buffer is full (EAGAIN) and that fails a test spinning on it."""
+
+    calls = 0
+
+    def _full(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        assert self.calls < 100, "sent to a full buffer again and again"
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    sendto = sendmsg = _full
+
+
+async def test_a_full_buffer_on_the_plain_path_sends_nothing_and_counts_nothing() -> None:
+    sock = _FullOnce(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    async with UDPTransport.from_socket(sock, offload=False) as full:
+        out = DatagramBatch()
+        for p in payloads(5, 100):
+            out.append(p, address=("127.0.0.1", 9))
+        assert full.send_batch_nowait(out, drop_when_full=False) == -1
+        assert full.statistics().drops == {} and sock.calls == 1
+
+
+class _NoBuffers(socket.socket):
+    """A socket whose sends find no buffer memory (ENOBUFS)."""
+
+    def sendto(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError(errno.ENOBUFS, "No buffer space available")
+
+    def sendmsg(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError(errno.ENOBUFS, "No buffer space available")
+
+
+async def test_sends_without_buffer_memory_are_lost_and_counted_not_raised() -> None:
+    sock = _NoBuffers(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    async with UDPTransport.from_socket(sock) as t:
+        unsent: list[tuple[object, int]] = []
+        t.on_unsent = lambda addr, n: unsent.append((addr, n))
+        for n in (1, 5):  # the one-datagram path and the grouped one
+            out = DatagramBatch()
+            for p in payloads(n, 100):
+                out.append(p, address=("127.0.0.1", 9))
+            assert await t.send_batch(out) == 0
+        assert t.statistics().drops == {"would_block": 6}
+        assert sum(n for _, n in unsent) == 600
+
+
+@pytest.mark.skipif(not LINUX, reason="Linux's errno for a broadcast send")
+@pytest.mark.parametrize("offload", [True, False], ids=["segmented", "plain"])
+async def test_on_unsent_hears_the_address_and_bytes_of_what_was_lost(offload: bool) -> None:
+    async with (
+        UDPTransport.bind("127.0.0.1:0") as rx,
+        UDPTransport.bind("127.0.0.1:0", peer=rx.local_address, offload=offload) as tx,
+    ):
+        unsent: list[tuple[object, int]] = []
+        tx.on_unsent = lambda addr, n: unsent.append((addr, n))
+        out = DatagramBatch(1 << 17)
+        for size in (100, 100, 40):  # a broadcast address without SO_BROADCAST: EACCES
+            out.append(bytes(size), address=("127.255.255.255", 9))
+        out.append(bytes(65508))  # to the peer: above IPv4's 65507, EMSGSIZE
+        assert await tx.send_batch(out) == 0
+        bcast = ("127.255.255.255", 9)
+        lost = [(bcast, 240)] if offload else [(bcast, 100), (bcast, 100), (bcast, 40)]
+        assert unsent == [*lost, (rx.local_address, 65508)]
+        assert tx.statistics().drops == {"refused": 3, "too_large": 1}
+
+
+async def test_datagrams_without_an_address_are_each_counted() -> None:
+    async with UDPTransport.bind("127.0.0.1:0") as t:
+        out = DatagramBatch()
+        out.extend(payloads(3, 100))  # unconnected: nowhere to go
+        assert await t.send_batch(out) == 0
+        assert t.statistics().drops == {"no_address": 3}
+
+
+@pytest.mark.skipif(not LINUX, reason="UDP_SEGMENT is Linux's")
+async def test_a_group_of_the_byte_limit_is_one_segmented_send() -> None:
+    async with UDPTransport.bind("127.0.0.1:0") as rx, UDPTransport.bind("127.0.0.1:0") as tx:
+        # the kernel takes 65507 bytes in one UDP_SEGMENT send over IPv4, and not one more
+        udp_segment = [(socket.SOL_UDP, 103, (1452).to_bytes(2, sys.byteorder))]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            assert s.sendmsg([bytes(65507)], udp_segment, 0, ("127.0.0.1", 9)) == 65507
+            with pytest.raises(OSError) as info:
+                s.sendmsg([bytes(65508)], udp_segment, 0, ("127.0.0.1", 9))
+            assert info.value.errno == errno.EMSGSIZE
+        sizes = [1452] * 45 + [167]  # 65507 bytes
+        out = DatagramBatch(1 << 17)
+        for i, size in enumerate(sizes):
+            out.append(bytes([i]) * size, address=rx.local_address)
+        assert await tx.send_batch(out) == 46
+        s = tx.statistics()
+        assert (s.tx_syscalls, s.tx_bytes, s.drops) == (1, 65507, {})
+        assert (await receive(rx, 46)).to_list() == [bytes([i]) * n for i, n in enumerate(sizes)]
+
+
+@pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 on this host")
+async def test_a_gathered_datagram_of_the_ipv6_limit_is_sent() -> None:
+    # one datagram needs no UDP_SEGMENT: the 65507-byte limit of a segmented send is not its
+    async with UDPTransport.bind("[::1]:0") as rx, UDPTransport.bind("[::1]:0") as tx:
+        out = DatagramBatch(64, gather=True)
+        body = b"x" * 65517
+        out.add_gathered([memoryview(bytes(10)), memoryview(body)], 65527, 65527, rx.local_address)
+        assert await tx.send_batch(out) == 1
+        assert (await receive(rx, 1)).to_list() == [bytes(10) + body]
+
+
 async def test_send_nowait_and_batches_of_many_reads() -> None:
     async with (
         UDPTransport.bind("127.0.0.1:0", max_packets=16) as rx,
