@@ -319,10 +319,14 @@ async def test_on_unsent_hears_the_address_and_bytes_of_what_was_lost(offload: b
 
 async def test_datagrams_without_an_address_are_each_counted() -> None:
     async with UDPTransport.bind("127.0.0.1:0") as t:
+        unsent: list[tuple[object, int]] = []
+        t.on_unsent = lambda addr, n: unsent.append((addr, n))
         out = DatagramBatch()
         out.extend(payloads(3, 100))  # unconnected: nowhere to go
         assert await t.send_batch(out) == 0
         assert t.statistics().drops == {"no_address": 3}
+        # told, as every datagram a send drops is (they were only counted)
+        assert sum(n for _, n in unsent) == 300 and {a for a, _ in unsent} == {None}
 
 
 @pytest.mark.skipif(not LINUX, reason="UDP_SEGMENT is Linux's")

@@ -330,7 +330,7 @@ class UDPTransport:
         #: whether the last receive stopped on a full batch (more was waiting): queue depth
         self.backlogged = False
         #: called with ``(address, bytes)`` for datagrams a send counted as dropped (unreachable,
-        #: refused, too large, a bad address, a full buffer): for a protocol that counted them
+        #: refused, too large, a bad address or none, a full buffer): for a protocol that counted them
         #: as sent when it sealed them (``None``: nobody asks)
         self.on_unsent: Callable[[Address | None, int], None] | None = None
         self._sock = sock
@@ -892,7 +892,7 @@ class UDPTransport:
             while k < total:
                 addr, where, length, seg = groups[k]
                 if addr is None and not connected:
-                    self._drop("no_address", _datagrams(length, seg))
+                    self._lose("no_address", _datagrams(length, seg), None, length)
                     k += 1
                     continue
                 # ``where``: the group's offset in the arena, or the parts of a gathered group
