@@ -17,9 +17,10 @@ What ``tunflow up FILE`` reads::
     Native = true          # tunflow only: native fast mode with this peer (not WireGuard)
 
 The rules are ``wg(8)``'s and ``wg-quick(8)``'s: section and key names are case-insensitive,
-``#`` starts a comment, list values (``Address``, ``AllowedIPs``, ``DNS``) are comma-separated
-(``Address`` and ``DNS`` space-separated too, as wg-quick splits them) and accumulate over
-repeated lines, a repeated single value takes the last line. ``FwMark``,
+``#`` starts a comment (not in a hook: its command is the rest of the line, which bash reads,
+as wg-quick passes it on), list values (``Address``, ``AllowedIPs``, ``DNS``) are
+comma-separated (``Address`` and ``DNS`` space-separated too, as wg-quick splits them) and
+accumulate over repeated lines, a repeated single value takes the last line. ``FwMark``,
 ``Table`` (``auto``, ``off``, ``main`` or a table number), ``DNS``, ``SaveConfig`` and the
 ``PreUp``/``PostUp``/``PreDown``/``PostDown`` hooks (``%i`` is the interface name) are read too. An unknown key, a missing or bad
 value is a :class:`~tunflow.ConfigError` naming the file and line.
@@ -341,6 +342,10 @@ def parse_wgquick(text: str, *, file: str | None = None) -> QuickConfig:
             section = "[Interface]" if current.kind == "interface" else "[Peer]"
             raise ConfigError(f"unknown key {key!r} in {section}", file=file, path=where)
         field, parse, is_list = handler
+        if parse is _command:
+            # a hook is the whole rest of the line, '#' and all, as wg-quick hands it to bash
+            # (which reads a '#' that starts a word as a comment itself)
+            value = raw.partition("=")[2].strip()
         try:
             parsed = parse(value)
         except (ConfigError, ValueError) as exc:

@@ -720,3 +720,22 @@ def test_more_peers_than_wireguard_go_allows_are_refused() -> None:
         parse_wgquick(head + "".join(peer.format(k) for k in keys), file="wg0.conf")
     assert "line 196611" in str(caught.value)  # the 65537th [Peer]
     assert len(parse_wgquick(head + "".join(peer.format(k) for k in keys[:3])).peers) == 3
+
+
+def test_a_hook_keeps_its_hash_signs_as_wg_quick_passes_them_to_bash() -> None:
+    # wg-quick (linux.bash) takes a hook's value from the line before its comment is cut
+    # ("unstripped_value"): bash itself reads a '#' that starts a word as a comment, and one
+    # inside a word — a sed delimiter, a URL's fragment — is part of the command. tunflow cut
+    # the line at the first '#', so `sed -i 's#a#b#' f` ran as `sed -i 's`
+    config = parse_wgquick(
+        quick(
+            "PostUp = sed -i 's#^nameserver.*#nameserver 10.0.0.1#' /etc/resolv.conf\n"
+            "PreDown = curl -s http://10.0.0.1/#down  # tell the server\n"
+            "PostDown = echo %i # a comment, as bash reads it\n"
+            "DNS = 10.0.0.1 # DNS is no hook: its comment is cut\n"
+        )
+    )
+    assert config.post_up == ("sed -i 's#^nameserver.*#nameserver 10.0.0.1#' /etc/resolv.conf",)
+    assert config.pre_down == ("curl -s http://10.0.0.1/#down  # tell the server",)
+    assert config.post_down == ("echo %i # a comment, as bash reads it",)
+    assert config.dns == ("10.0.0.1",)
