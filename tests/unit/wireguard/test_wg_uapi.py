@@ -947,3 +947,92 @@ def test_more_peers_than_wireguard_go_allows_are_refused_whole(
     with pytest.raises(ConfigError, match="too many peers: 4, at most 3"):
         InterfaceConfig(K1, peers=[PeerConfig(pk) for pk in keys[:4]])
     assert len(InterfaceConfig(K1, peers=[PeerConfig(pk) for pk in keys[:3]]).peers) == 3
+
+
+@pytest.mark.parametrize("key", ["private_key", "public_key", "preshared_key"])
+def test_a_key_of_more_than_64_hex_digits_is_a_uapi_error(key: str) -> None:
+    # wireguard-go's hex decoding of a key wants exactly 64 digits (EINVAL otherwise); a
+    # ConfigError out of the key class instead would escape next_request, which answers only
+    # UapiError
+    peer = "public_key=" + "11" * 32 + "\n" if key == "preshared_key" else ""
+    conn = UapiConnection()
+    conn.receive_data(f"set=1\n{peer}{key}={'22' * 33}\n\nget=1\n\n".encode())
+    refused = conn.next_request()
+    assert isinstance(refused, UapiError) and refused.errno == errno.EINVAL
+    assert conn.next_request() == GetRequest()
+
+
+def test_an_all_zero_key_reads_as_no_key_in_set_and_get() -> None:
+    # `wg set wg0 private-key /dev/null` sends 64 zeros (wg's parse_keyfile of an empty file);
+    # SetRequest says so as remove_private_key, and a get=1 carrying zeros has no key
+    request = parse_set("private_key=" + "0" * 64 + "\n")
+    assert request.remove_private_key and request.private_key is None
+    assert parse_get("private_key=" + "0" * 64 + "\nerrno=0\n\n").private_key is None
+
+
+def test_a_handshake_time_just_under_a_second_never_reports_a_billion_nanoseconds() -> None:
+    wg = WireGuard(K1)
+    wg.add_peer(PeerConfig(P1))
+    peer = wg.peer(P1)
+    assert peer is not None
+    peer.last_handshake = 5.9999999999  # rounds to 6.000000000 s
+    [info] = parse_get(render_get(wg)).peers
+    assert (info.last_handshake_time_sec, info.last_handshake_time_nsec) == (5, 999_999_999)
+
+
+def test_sync_request_clears_a_preshared_key_the_config_no_longer_has() -> None:
+    # wireguard-tools' sync_conf: a runtime peer with a preshared key, named in the file
+    # without one, is sent an all-zero preshared_key (so the key goes); likewise a keepalive
+    from tunflow.wireguard.protocol import InterfaceConfig, sync_request
+
+    wg = WireGuard(K1)
+    wg.add_peer(PeerConfig(P1, preshared_key=PresharedKey(b"\x07" * 32), persistent_keepalive=25))
+    apply_set(wg, sync_request(wg, InterfaceConfig(K1, peers=[PeerConfig(P1)])))
+    peer = wg.peer(P1)
+    assert peer is not None
+    assert peer.preshared_key == PresharedKey() and peer.persistent_keepalive == 0
+
+
+def test_only_a_scoped_endpoint_goes_through_scoped_endpoint() -> None:
+    wg = WireGuard(K1)
+    wg.add_peer(PeerConfig(P1, endpoint=("fe80::1%lo", 5)))
+    wg.add_peer(PeerConfig(P2, endpoint=("192.0.2.1", 6)))
+    seen = []
+
+    def scoped(address: tuple[str, int]) -> tuple[str, int]:
+        seen.append(address)
+        return ("fe80::1%1", address[1])
+
+    answer = handle_request(wg, GetRequest(), scoped_endpoint=scoped)
+    assert seen == [("fe80::1%lo", 5)]
+    assert {p.endpoint for p in parse_get(answer).peers} == {("fe80::1%1", 5), ("192.0.2.1", 6)}
+
+
+def test_an_oversized_set_ends_at_an_empty_line_split_across_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the skipped request's last line ends one read, the empty line is the next read: the pair
+    # is its end (the newline of the first read must be kept to see it)
+    import tunflow.wireguard.protocol.uapi as uapi_module
+
+    monkeypatch.setattr(uapi_module, "MAX_REQUEST_SIZE", 1024)
+    conn = UapiConnection()
+    conn.receive_data(b"set=1\n" + b"allowed_ip=10.0.0.0/8\n" * 100)
+    assert conn.next_request() is None
+    conn.receive_data(b"allowed_ip=10.0.0.0/8\n")
+    assert conn.next_request() is None
+    conn.receive_data(b"\nget=1\n\n")
+    got = conn.next_request()
+    assert isinstance(got, UapiError) and got.errno == errno.E2BIG
+    assert conn.next_request() == GetRequest()
+
+
+def test_a_set_after_one_that_came_in_pieces_is_cut_at_its_own_end() -> None:
+    # where the search for a set's end resumes is reset once a request is cut: a later, shorter
+    # request in the same buffer was searched from past its own end, and never answered
+    conn = UapiConnection()
+    conn.receive_data(b"set=1\n" + b"listen_port=1\n" * 100)
+    assert conn.next_request() is None
+    conn.receive_data(b"\nset=1\nlisten_port=2\n\n")
+    assert conn.next_request() == SetRequest(listen_port=1)
+    assert conn.next_request() == SetRequest(listen_port=2)
