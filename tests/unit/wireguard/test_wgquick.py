@@ -739,3 +739,64 @@ def test_a_hook_keeps_its_hash_signs_as_wg_quick_passes_them_to_bash() -> None:
     assert config.pre_down == ("curl -s http://10.0.0.1/#down  # tell the server",)
     assert config.post_down == ("echo %i # a comment, as bash reads it",)
     assert config.dns == ("10.0.0.1",)
+
+
+def test_section_headers_and_repeated_values_read_as_wg_reads_them() -> None:
+    # wg's config_read_line drops every space before it compares "[Peer]", and a key given
+    # twice keeps the last value (each line overwrites the field)
+    config = parse_wgquick(
+        f"[ Interface ]\nPrivateKey = {KEY_A}\nListenPort = 1\nListenPort = 51820\n"
+        f"[ Peer ]\nPublicKey = {PUB_B}\nPersistentKeepalive = 5\nPersistentKeepalive = 0\n"
+    )
+    assert config.listen_port == 51820 and config.interface_config().listen_port == 51820
+    [peer] = config.peers
+    assert peer.persistent_keepalive == 0
+
+
+def test_the_lowest_values_are_taken() -> None:
+    config = parse_wgquick(quick("ListenPort = 0\nMTU = 576", "PersistentKeepalive = 0"))
+    assert (config.listen_port, config.mtu, config.peers[0].persistent_keepalive) == (0, 576, 0)
+
+
+@pytest.mark.parametrize(
+    "peer",
+    [
+        "PersistentKeepalive = +25",  # wg's parse_persistent_keepalive wants a digit first
+        "Endpoint = 192.0.2.1:0",
+        "Endpoint = :51820",
+    ],
+)
+def test_a_bad_peer_value_is_refused_naming_its_line(peer: str) -> None:
+    with pytest.raises(ConfigError, match="line 7"):
+        parse_wgquick(quick("", peer))
+
+
+def test_saved_mtu_and_fwmark_as_wg_quick_and_wg_showconf_write_them() -> None:
+    # wg-quick's save_config writes MTU only when the file had one ([[ -n $MTU ]]); wg
+    # showconf writes FwMark in hexadecimal (0x%x)
+    from tunflow.wireguard.protocol.uapi import DeviceInfo
+    from tunflow.wireguard.wgquick import render_saved
+
+    info = DeviceInfo(PrivateKey.from_base64(KEY_A), fwmark=51820)
+    lines = render_saved(parse_wgquick(quick()), info, mtu=1380).splitlines()
+    assert "FwMark = 0xca6c" in lines and not any(line.startswith("MTU") for line in lines)
+    lines = render_saved(parse_wgquick(quick("MTU = 1400")), info, mtu=1380).splitlines()
+    assert "MTU = 1380" in lines
+
+
+def test_resolution_retries_wait_20_seconds_at_most(monkeypatch: pytest.MonkeyPatch) -> None:
+    # wg's parse_endpoint: timeout = min(20000000, timeout * 6 / 5) microseconds
+    import socket
+
+    from tunflow.wireguard import wgquick
+
+    def getaddrinfo(host: str, port: int, **kw: object) -> list[tuple[object, ...]]:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    slept: list[float] = []
+    monkeypatch.setattr(wgquick.socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(wgquick.time, "sleep", slept.append)
+    monkeypatch.setenv("WG_ENDPOINT_RESOLUTION_RETRIES", "25")
+    with pytest.raises(OSError):
+        wgquick.resolve_endpoint("down.example", 1)
+    assert len(slept) == 25 and max(slept) == slept[-1] == 20.0 and slept[16] < 20.0
