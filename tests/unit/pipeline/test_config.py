@@ -327,3 +327,146 @@ def test_what_run_refuses_check_refuses(change: tuple[str, str], path: str, mess
 def test_one_name_in_two_namespaces_is_two_devices() -> None:
     text = TWO_DEVICES.replace('name = "tf1"', 'name = "tf0"\nnetns = "other"')
     assert loads_config(text).devices["b"].name == "tf0"
+
+
+@pytest.mark.parametrize(
+    ("spec", "key", "top"),
+    [
+        (lambda v: DeviceSpec(queues=v), "queues", 256),
+        (lambda v: TransportSpec(max_datagram=v), "max_datagram", 65535),
+        (lambda v: PipelineSpec(source="a", sink="a", buffer=v), "buffer", 1024),
+        (lambda v: TunnelSpec(local="a", remote="b", batch_size=v), "batch_size", 65536),
+    ],
+)
+def test_a_range_holds_its_last_value(spec: Callable[[int], object], key: str, top: int) -> None:
+    # the documented ranges (queues 1..256, buffer 0..1024, batch_size 1..65536, max_datagram
+    # 1..65535) include their ends
+    assert getattr(spec(top), key) == top
+    with pytest.raises(ConfigError, match=rf"^{key}: must be within \d+\.\.{top}, not {top + 1}$"):
+        spec(top + 1)
+
+
+def test_the_last_values_of_the_ranges_are_read_from_a_file() -> None:
+    cfg = loads_config(
+        GOOD.replace("queues = 2", "queues = 256")
+        .replace("buffer = 2", "buffer = 1024\nbatch_size = 65536")
+        .replace('workers = "processes"', 'workers = "tasks"')
+        .replace("[transports.wan]", "[transports.wan]\nmax_datagram = 65535")
+    )
+    assert cfg.devices["lan"].queues == 256 and cfg.transports["wan"].max_datagram == 65535
+    assert cfg.tunnel is not None and (cfg.tunnel.buffer, cfg.tunnel.batch_size) == (1024, 65536)
+
+
+@pytest.mark.parametrize("value", ["nan", "-nan", "+nan"])
+def test_nan_is_not_a_positive_interval(value: str) -> None:
+    # NaN compares false to everything: `value <= 0` alone let it through
+    text = GOOD.replace("buffer = 2", f"statistics_interval = {value}")
+    with pytest.raises(ConfigError) as info:
+        loads_config(text, file="bad.toml")
+    assert info.value.path == "tunnel.statistics_interval"
+    assert str(info.value).endswith(": must be a positive number, not nan")
+    with pytest.raises(ConfigError, match=r"^statistics_interval: must be a positive number"):
+        TunnelSpec(local="a", remote="b", statistics_interval=float("nan"))
+    with pytest.raises(ConfigError, match=r"^batch_size: must be within 1\.\.65536, not nan"):
+        TunnelSpec(local="a", remote="b", batch_size=float("nan"))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("spec", "key"),
+    [
+        (lambda: DeviceSpec(queues=True), "queues"),
+        (lambda: TransportSpec(max_datagram=True), "max_datagram"),
+        (lambda: PipelineSpec(source="a", sink="a", batch_size=True), "batch_size"),
+        (
+            lambda: TunnelSpec(local="a", remote="b", statistics_interval=True),
+            "statistics_interval",
+        ),
+        (lambda: TunnelSpec(local="a", remote="b", buffer=False), "buffer"),
+        (lambda: TunnelSpec(local="a", remote="b", buffer="2"), "buffer"),  # type: ignore[arg-type]
+    ],
+)
+def test_a_bool_or_a_string_built_in_python_is_not_a_number(
+    spec: Callable[[], object], key: str
+) -> None:
+    # (True is an int to Python: queues=True was one queue, buffer=False no buffer)
+    with pytest.raises(ConfigError, match=rf"^{key}: must be a number, not ") as info:
+        spec()
+    assert info.value.path == key
+
+
+def test_one_name_for_a_device_and_a_transport_is_refused() -> None:
+    text = GOOD.replace("[transports.wan]", "[transports.lan]").replace(
+        'remote = "wan"', 'remote = "lan"'
+    )
+    with pytest.raises(ConfigError) as info:
+        loads_config(text, file="bad.toml")
+    assert info.value.path is None
+    assert str(info.value) == "bad.toml: 'lan' names a device and a transport"
+
+
+def test_two_devices_may_both_leave_the_number_to_the_kernel() -> None:
+    # "tf%d" is a pattern the kernel fills in with a free number: two such devices are two
+    # interfaces, not one name given twice
+    text = TWO_DEVICES.replace('name = "tf0"', 'name = "tf%d"').replace(
+        'name = "tf1"', 'name = "tf%d"'
+    )
+    cfg = loads_config(text)
+    assert [d.name for d in cfg.devices.values()] == ["tf%d", "tf%d"]
+
+
+ONE_STATE_TUNNEL = """
+[devices.a]
+[devices.b]
+queues = 2
+[[stages]]
+plugin = "ratelimit"
+options = { rate = "1mbit" }
+[tunnel]
+local = "a"
+remote = "b"
+workers = "processes"
+"""
+
+
+def test_a_tunnel_counts_the_processes_of_its_remote_side_too() -> None:
+    # a tunnel reads both ends: its inbound direction's two queues are two worker processes,
+    # each with its own rate limiter, though the local side has one queue
+    with pytest.raises(ConfigError) as info:
+        loads_config(ONE_STATE_TUNNEL, file="bad.toml")
+    assert info.value.path == "stages[0]"
+    assert "which 2 worker processes would each build for themselves" in str(info.value)
+    # a pipeline only reads its source: a 2-queue sink is written by the one process
+    pipeline = ONE_STATE_TUNNEL.replace(
+        '[tunnel]\nlocal = "a"\nremote = "b"', '[pipeline]\nsource = "a"\nsink = "b"'
+    )
+    assert loads_config(pipeline).pipeline is not None
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("options = 5", "options must be a table, not 5"),
+        ('options = ["rate"]', "options must be a table, not ['rate']"),
+        ("name = 5", "name must be a string, not 5"),
+        ("name = false", "name must be a string, not False"),
+    ],
+)
+def test_a_stage_s_options_and_name_have_their_types(line: str, message: str) -> None:
+    text = GOOD.replace(
+        'plugin = "ratelimit"\noptions = { rate = "10mbit", per_flow = true }',
+        'plugin = "stats"\n' + line,
+    )
+    assert text != GOOD
+    with pytest.raises(ConfigError) as info:
+        loads_config(text, file="bad.toml")
+    assert info.value.path == "stages[1]"
+    assert str(info.value) == f"bad.toml: stages[1]: {message}"
+
+
+def test_a_stage_option_error_names_its_key_once() -> None:
+    text = GOOD.replace('rate = "10mbit"', 'rate = "fast"')
+    with pytest.raises(ConfigError) as info:
+        loads_config(text, file="bad.toml")
+    assert info.value.path == "stages[1].options"
+    assert str(info.value).startswith("bad.toml: stages[1].options: 'fast' is not a rate")
+    assert str(info.value).count("stages[1]") == 1
