@@ -48,10 +48,13 @@ def test_an_endpoint_is_an_ip_and_a_port_in_1_to_65535(
         (("192.0.2.1", 0), "port must be 1…65535"),
         (("192.0.2.1", 65536), "port must be 1…65535"),
         (("192.0.2.1", -1), "port must be 1…65535"),
-        # a port is an integer: not its text, not a float
+        # a port is an integer: not its text, not a float, not a bool
         (("192.0.2.1", "51820"), "port must be 1…65535"),
         (("192.0.2.1", 51820.0), "port must be 1…65535"),
         (("192.0.2.1", None), "port must be 1…65535"),
+        # (True was taken as port 1 and kept as True: `wg show` read "endpoint=192.0.2.1:True")
+        (("192.0.2.1", True), "port must be 1…65535"),
+        (("192.0.2.1", False), "port must be 1…65535"),
         (("192.0.2.1",), "needs a host and a port"),
         ((), "needs a host and a port"),
         # wg: "Unable to find matching brace of endpoint", "Unable to find port of endpoint"

@@ -67,7 +67,7 @@ def parse_endpoint(value: str | tuple[Any, ...]) -> Address:
     if not isinstance(value, tuple) and bracketed and ip.version == 4:
         # ("[192.0.2.1]:5": wg and wireguard-go refuse brackets around an IPv4 address)
         raise ConfigError(f"endpoint {value!r}: brackets are for an IPv6 address")
-    if not isinstance(port, int) or not 0 < port < 65536:
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
         raise ConfigError(f"endpoint {value!r}: port must be 1…65535")
     return (str(ip), port)
 
