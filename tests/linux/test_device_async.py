@@ -742,3 +742,27 @@ async def test_set_network_address_async(netns: testing.Netns) -> None:
     async with DeviceBuilder().ipv4("10.67.0.1", 24).ipv4("10.68.0.1", 24).build_async() as dev:
         await dev.set_network_address("10.69.0.1", 24)
         assert [str(a) for a in await dev.addresses() if a.version == 4] == ["10.69.0.1/24"]
+
+
+async def test_every_receive_counts_exactly_what_it_handed_out(netns: testing.Netns) -> None:
+    # (as the sync face's test: a batch appended to counts only its own packets)
+    async with DeviceBuilder().ipv4("10.175.0.1", 24).build_async() as dev:
+        for i in range(3):
+            udp_send("10.175.0.2", 5000, bytes(10 + i))
+        with anyio.fail_after(10):
+            handed = [len(await dev.receive())]
+            handed.append(await dev.recv_into(bytearray(dev.max_size)))
+            handed.append(await dev.recv_vectored([bytearray(20), bytearray(dev.max_size)]))
+            batch = dev.new_batch()
+            for _ in range(2):
+                start = len(batch)
+                udp_send("10.175.0.2", 5000, bytes(50))
+                await dev.recv_batch(batch)
+                assert len(batch) > start
+                handed += batch.lengths[start:]
+        stats = dev.statistics()
+        assert (stats.rx_packets, stats.rx_bytes, stats.rx_batches) == (
+            len(handed),
+            sum(handed),
+            2,
+        )

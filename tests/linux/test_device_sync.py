@@ -2236,3 +2236,27 @@ def test_a_gateway_with_a_prefix_or_a_scope_is_refused(netns: testing.Netns) -> 
         dev.add_route("2001:db8:65::/48", gateway="fe80::1")
         dev.remove_route("2001:db8:65::/48", gateway=ip_address("fe80::1"))
         assert routes_of(netns, dev.name()) == before
+
+
+def test_every_receive_counts_exactly_what_it_handed_out(netns: testing.Netns) -> None:
+    # A recv_batch appending to a batch that holds packets already counts only its own; a
+    # vectored read counts its bytes.
+    with DeviceBuilder().ipv4("10.172.0.1", 24).build_sync() as dev:
+        for i in range(3):
+            udp_send("10.172.0.2", 5000, bytes(10 + i))
+        handed = [len(dev.recv(timeout=5))]
+        handed.append(dev.recv_into(bytearray(dev.max_size), timeout=5))
+        handed.append(dev.recv_vectored([bytearray(20), bytearray(dev.max_size)], timeout=5))
+        batch = dev.new_batch()
+        for _ in range(2):
+            start = len(batch)
+            udp_send("10.172.0.2", 5000, bytes(50))
+            dev.recv_batch(batch, timeout=5)
+            assert len(batch) > start
+            handed += batch.lengths[start:]
+        stats = dev.statistics()
+        assert (stats.rx_packets, stats.rx_bytes, stats.rx_batches) == (
+            len(handed),
+            sum(handed),
+            2,
+        )
