@@ -2260,3 +2260,39 @@ def test_every_receive_counts_exactly_what_it_handed_out(netns: testing.Netns) -
             sum(handed),
             2,
         )
+
+
+def test_every_blocking_read_keeps_its_timeout(netns: testing.Netns) -> None:
+    # nothing ever arrives on a down link; the interrupt only bounds a call that would wait on
+    with DeviceBuilder().ipv4("10.173.0.1", 24).enable(False).build_sync() as dev:
+        calls: list[Callable[..., Any]] = [
+            dev.recv,
+            lambda **kw: dev.recv_into(bytearray(dev.max_size), **kw),
+            lambda **kw: dev.recv_vectored([bytearray(dev.max_size)], **kw),
+            dev.recv_batch,
+            lambda **kw: dev.recv_many(4, **kw),
+            lambda **kw: dev.recv_multiple([bytearray(dev.max_size)], [0], **kw),
+        ]
+        with InterruptEvent() as guard:
+            timer = threading.Timer(10, guard.trigger)
+            timer.start()
+            try:
+                for call in calls:
+                    with pytest.raises(TimeoutError):
+                        call(timeout=0.05, interrupt=guard)
+            finally:
+                timer.cancel()
+
+
+def test_recv_many_returns_at_most_max_packets(netns: testing.Netns) -> None:
+    with DeviceBuilder().ipv4("10.174.0.1", 24).build_sync() as dev:
+        for i in range(10):
+            udp_send("10.174.0.2", 5000, bytes([i]))
+        got: list[bytes] = []
+        deadline = time.monotonic() + 10
+        while len(got) < 10:
+            assert time.monotonic() < deadline
+            packets = dev.recv_many(3, timeout=5)
+            assert 1 <= len(packets) <= 3
+            got += [p[2] for p in map(udp_payload, packets) if p and p[1] == 5000]
+        assert sorted(got) == [bytes([i]) for i in range(10)]
