@@ -766,3 +766,23 @@ async def test_every_receive_counts_exactly_what_it_handed_out(netns: testing.Ne
             sum(handed),
             2,
         )
+
+
+async def test_a_task_receiving_refuses_readiness_and_reads_of_another(
+    netns: testing.Netns,
+) -> None:
+    # nothing arrives on a down link: the first task stays in its wait
+    async with DeviceBuilder().ipv4("10.176.0.1", 24).enable(False).build_async() as dev:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(dev.receive)
+                await anyio.sleep(0.2)
+                with pytest.raises(anyio.BusyResourceError):
+                    await dev.readable()
+                with pytest.raises(anyio.BusyResourceError):
+                    await dev.recv_batch()
+                with pytest.raises(anyio.BusyResourceError):  # (the refusals left it taken)
+                    dev.receive_nowait()
+                tg.cancel_scope.cancel()
+        with pytest.raises(anyio.WouldBlock):
+            dev.receive_nowait()  # free again

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import random
@@ -548,3 +549,31 @@ def test_a_read_across_more_buffers_than_readv_takes_allocates_one_packet_at_mos
     # (the scratch buffer was the size of all the buffers: 1 MiB here, 64 MiB for 64 KiB each)
     assert peak < 256 * 1024, peak
     q.close()
+
+
+@pytest.mark.anyio
+async def test_a_batch_send_while_another_waits_is_refused_even_with_room(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    # anyio refuses a second wait on one fd; a send that finds room needs no wait, and would
+    # put its packets between the waiting batch's
+    a, b = pair
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    dev = AsyncDevice(SharedInterface(None, Layer.L3, False), FdQueue(a.fileno(), close_fd=False))
+    batch = PacketBatch(capacity=1 << 20)
+    for _ in range(100):
+        batch.append(b"\x45" + bytes(999))
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(dev.send_batch, batch)
+            await anyio.sleep(0.1)
+            b.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                for _ in range(5):
+                    b.recv(2000)  # room now; the first task has not run yet
+            other = PacketBatch(capacity=1 << 16)
+            other.append(b"\x45" + bytes(99))
+            with pytest.raises(anyio.BusyResourceError):
+                await dev.send_batch(other, checkpoint=False)
+            tg.cancel_scope.cancel()
+    await dev.aclose()
