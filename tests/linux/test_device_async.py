@@ -26,7 +26,9 @@ from tunflow import (
     Layer,
     LinkDownError,
     LinkEvent,
+    MalformedPacketError,
     PacketBatch,
+    PacketTooLargeError,
     testing,
 )
 
@@ -786,3 +788,13 @@ async def test_a_task_receiving_refuses_readiness_and_reads_of_another(
                 tg.cancel_scope.cancel()
         with pytest.raises(anyio.WouldBlock):
             dev.receive_nowait()  # free again
+
+
+async def test_send_nowait_checks_the_packet_as_send_does(netns: testing.Netns) -> None:
+    async with DeviceBuilder().ipv4("10.177.0.1", 24).mtu(1400).build_async() as dev:
+        with pytest.raises(PacketTooLargeError):
+            dev.send_nowait(ipv4_udp("10.177.0.2", "10.177.0.1", 1, 2, bytes(2000)))
+        with pytest.raises(MalformedPacketError, match="version nibble"):
+            dev.send_nowait(b"\x00\x01\x02\x03")
+        dev.send_nowait(ipv4_udp("10.177.0.2", "10.177.0.1", 1, 2, b"x"))
+        assert dev.statistics().tx_packets == 1

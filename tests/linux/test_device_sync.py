@@ -2296,3 +2296,36 @@ def test_recv_many_returns_at_most_max_packets(netns: testing.Netns) -> None:
             assert 1 <= len(packets) <= 3
             got += [p[2] for p in map(udp_payload, packets) if p and p[1] == 5000]
         assert sorted(got) == [bytes([i]) for i in range(10)]
+
+
+def test_sends_below_1280_are_checked_against_the_mtu_itself(netns: testing.Netns) -> None:
+    # max_size never drops below 1280 (a read buffer's size); the MTU a send is checked
+    # against is the device's own
+    with DeviceBuilder().ipv4("10.178.0.1", 24).mtu(1000).build_sync() as dev:
+        with pytest.raises(PacketTooLargeError, match="MTU of 1000"):
+            dev.send(ipv4_udp("10.178.0.2", "10.178.0.1", 1, 2, bytes(1000)))
+        with pytest.raises(PacketTooLargeError, match="MTU of 1000"):
+            dev.send_vectored([ipv4_udp("10.178.0.2", "10.178.0.1", 1, 2, bytes(1000))])
+        dev.send(ipv4_udp("10.178.0.2", "10.178.0.1", 1, 2, bytes(1000 - 28)))
+
+
+def test_read_buffers_of_exactly_max_size_are_taken_and_one_byte_less_refused(
+    netns: testing.Netns,
+) -> None:
+    with DeviceBuilder().ipv4("10.179.0.1", 24).mtu(1400).build_sync() as dev:
+        with pytest.raises(ValueError, match="max_size=1400"):
+            dev.recv_into(bytearray(dev.max_size - 1), timeout=0)
+        with pytest.raises(ValueError, match="max_size=1400"):
+            dev.recv_vectored([bytearray(20), bytearray(dev.max_size - 21)], timeout=0)
+        with pytest.raises(ValueError, match="offset"):
+            dev.recv_multiple([bytearray(dev.max_size + 8)], [0], -1, timeout=0)
+        udp_send("10.179.0.2", 5000, bytes(1400 - 28))
+        buf = bytearray(dev.max_size)
+        deadline = time.monotonic() + 10
+        while True:
+            n = dev.recv_into(buf, timeout=5)
+            parsed = udp_payload(bytes(buf[:n]))
+            if parsed and parsed[1] == 5000:
+                break
+            assert time.monotonic() < deadline
+        assert n == 1400

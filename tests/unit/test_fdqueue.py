@@ -577,3 +577,18 @@ async def test_a_batch_send_while_another_waits_is_refused_even_with_room(
                 await dev.send_batch(other, checkpoint=False)
             tg.cancel_scope.cancel()
     await dev.aclose()
+
+
+@pytest.mark.parametrize("vectored", [False, True])
+def test_a_single_send_the_kernel_finds_too_large_is_packet_too_large(
+    pair: tuple[socket.socket, socket.socket], vectored: bool
+) -> None:
+    a, _ = pair
+    q = FdQueue(a.fileno(), close_fd=False)
+    packet = bytes(300_000)  # larger than a unix datagram may be: EMSGSIZE
+    with pytest.raises(PacketTooLargeError):
+        if vectored:
+            q.send_vectored([memoryview(packet)])
+        else:
+            q.send(packet)
+    q.close()
