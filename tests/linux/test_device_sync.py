@@ -2329,3 +2329,13 @@ def test_read_buffers_of_exactly_max_size_are_taken_and_one_byte_less_refused(
                 break
             assert time.monotonic() < deadline
         assert n == 1400
+
+
+def test_batch_writes_of_nothing_to_a_shut_down_device_are_refused(netns: testing.Netns) -> None:
+    # (send_multiple of no buffers returned 0 where send_batch and the async face raise)
+    with DeviceBuilder().ipv4("10.44.9.1", 24).build_sync() as dev:
+        dev.shutdown()
+        with pytest.raises(ClosedDeviceError):
+            dev.send_batch(dev.new_batch())
+        with pytest.raises(ClosedDeviceError):
+            dev.send_multiple(None, [])

@@ -585,6 +585,7 @@ class SyncDevice(DeviceCore):
         ``gro_table`` (or the device's own table when ``None``) on an offload device; return the
         bytes given. A write that raises counts what it wrote as :meth:`send_batch` does."""
         deadline = _deadline(timeout)
+        self._check_open()  # nothing to write too, as send_batch and the async face
         if interrupt is not None:
             self._check_interrupt(interrupt)
         batch = self._mm_gather(bufs, offset)
