@@ -268,3 +268,31 @@ def test_parse_round_trips_every_flavor() -> None:
             flavor, _bsd.route_message(flavor, 1, route, if_index=2, seq=1)
         )
         assert (entry.destination, entry.gateway) == (route.destination, route.gateway)
+
+
+def test_sockaddr_in6_scope_id_is_the_last_field() -> None:
+    # netinet6/in6.h: … u_int32_t sin6_flowinfo; struct in6_addr sin6_addr; u_int32_t
+    # sin6_scope_id;} — flowinfo at 4, scope id at 24
+    got = _bsd.sockaddr_in6(_bsd.DARWIN, IPv6Address("fe80::1"), scope_id=5)
+    assert got[4:8] == Z * 4
+    assert got[24:28] == struct.pack("<I", 5)
+
+
+def test_parse_route_dump_zero_length_sockaddr_takes_one_unit() -> None:
+    # Apple network_cmds netstat.tproj/route.c: ROUNDUP(a) ((a) > 0 ? (1 + (((a) - 1) |
+    # (sizeof(uint32_t) - 1))) : sizeof(uint32_t)) — a sockaddr with sa_len 0 still occupies 4
+    # bytes (FreeBSD's SA_SIZE: sizeof(long)), so the netmask after an empty gateway is found
+    body = sin(10, 1, 0, 0) + Z * 4 + sin(255, 255, 0, 0)
+    message = struct.pack("<HBBH2xiiiiiiI", 92 + len(body), 5, 4, 4, 0x801, 0x7, 0, 0, 0, 0, 0)
+    (entry,) = _bsd.parse_route_messages(_bsd.DARWIN, message + Z * 56 + body)
+    assert entry.destination == ip_network("10.1.0.0/16")
+    assert entry.gateway is None
+
+
+def test_parse_route_dump_host_route_ignores_a_netmask() -> None:
+    # net/route.h: RTF_HOST (0x4) — "host entry (net otherwise)": the destination is one
+    # address whatever netmask sockaddr comes with it (here an empty one, sa_len 0)
+    body = sin(10, 0, 0, 5) + sdl(20, 4) + Z * 4
+    message = struct.pack("<HBBH2xiiiiiiI", 92 + len(body), 5, 4, 4, 0x805, 0x7, 0, 0, 0, 0, 0)
+    (entry,) = _bsd.parse_route_messages(_bsd.DARWIN, message + Z * 56 + body)
+    assert entry.destination == ip_network("10.0.0.5/32")
