@@ -6,7 +6,7 @@ import ctypes
 import errno
 import struct
 from collections.abc import Callable
-from ipaddress import IPv4Interface, IPv6Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Interface, ip_network
 from types import ModuleType
 from typing import Any
 
@@ -26,6 +26,7 @@ from tunflow import (
 from tunflow.netconfig.device import DeviceConfig
 from tunflow.packet import PacketBatch
 from tunflow.platform import freebsd, netbsd, openbsd
+from tunflow.platform._base import Route
 from tunflow.platform.fake import FakeSyscalls
 
 from .support import af_header, ipv4_packet, ipv6_packet, trace
@@ -502,3 +503,30 @@ def test_link_local_addresses_listed_without_the_kame_zone(make_fake: Fake, plat
     assert IPv6Interface("fe80::1/64") in iface.addresses()
     queue.close()
     iface.close()
+
+
+@pytest.mark.parametrize("platform", sorted(BACKENDS))
+def test_remove_address_whose_route_is_already_gone(make_fake: Fake, platform: str) -> None:
+    # FreeBSD and OpenBSD drop an address's prefix route with the address, so the RTM_DELETE
+    # that follows finds nothing: the routing socket answers ESRCH (route(8)'s "not in
+    # table"), which is the outcome asked for, not a failure
+    fake = make_fake(platform)
+    iface, queue = BACKENDS[platform].open_device(config(), syscalls=fake)
+    iface.remove_route(Route(ip_network("10.0.0.0/24")))
+    iface.remove_address(IPv4Address("10.0.0.1"))
+    assert iface.addresses() == [IPv6Interface("fd00::1/64")]
+    queue.close()
+    iface.close()
+
+
+@pytest.mark.parametrize("platform", sorted(BACKENDS))
+def test_close_after_the_interface_was_destroyed_elsewhere(make_fake: Fake, platform: str) -> None:
+    # `ifconfig tun0 destroy` by someone else: SIOCIFDESTROY then answers ENXIO (FreeBSD
+    # sys/net/if_clone.c if_clone_destroy: no such interface), and close has nothing to undo
+    fake = make_fake(platform)
+    iface, queue = BACKENDS[platform].open_device(config(), syscalls=fake)
+    fake.remove_interface(iface.name())
+    queue.close()
+    iface.close()
+    assert fake.ioctls(SIOCIFDESTROY[platform])
+    assert fake.open_fds() == set()
