@@ -478,3 +478,12 @@ def test_feth_needs_root(make_fake: Fake) -> None:
 
 def test_flavor_is_darwin() -> None:
     assert darwin.FLAVOR is _bsd.DARWIN
+
+
+def test_bpf_records_are_aligned_to_four_bytes() -> None:
+    # net/bpf.h: BPF_ALIGNMENT sizeof(int32_t), BPF_WORDALIGN(x) rounds up to it: a 64-byte
+    # frame behind the 18-byte header ends at 82, so the next record starts at 84 (not 88)
+    first, second = b"\x01" * 64, b"\x02" * 60
+    raw = struct.pack("<8xIIH", 64, 64, 18) + first + b"\0" * 2
+    raw += struct.pack("<8xIIH", 60, 60, 18) + second + b"\0" * 2
+    assert darwin.parse_bpf_records(raw) == [first, second]
