@@ -22,6 +22,7 @@ from tunflow import (
     ClosedDeviceError,
     ConfigError,
     DeviceBuilder,
+    DeviceBusyError,
     DeviceError,
     DeviceGoneError,
     DeviceNotFoundError,
@@ -38,7 +39,7 @@ from tunflow.platform import windows
 from tunflow.platform._base import Route
 from tunflow.platform._syscalls import CommandError
 from tunflow.platform.fake import Call, FakeSyscalls, pretend_platform
-from tunflow.platform.windows import iphlpapi, tap, wintun
+from tunflow.platform.windows import _win32, iphlpapi, tap, wintun
 
 from .support import ipv4_packet, ipv6_packet
 
@@ -1085,3 +1086,44 @@ def test_closing_an_interrupt_event_ends_a_wait_on_it_on_windows() -> None:
         dev.close()
         assert fake.windows.kernel32.events == {}
         fake.close_all()
+
+
+def test_send_on_a_terminating_adapter_is_device_gone(wintun_device: Any) -> None:
+    # wintun.h, WintunAllocateSendPacket: NULL with ERROR_HANDLE_EOF (38) when "Wintun adapter
+    # is terminating", ERROR_BUFFER_OVERFLOW (111) when the ring is full
+    fake, _iface, queue = wintun_device
+    fake.on("wintun.WintunAllocateSendPacket", result=None, times=1)
+    fake.windows.last_error = 38
+    with pytest.raises(DeviceGoneError):
+        queue.send(ipv4_packet())
+
+
+def test_every_mib_table_is_freed(wintun_device: Any) -> None:
+    # netioapi.h: GetUnicastIpAddressTable / GetIpForwardTable2 allocate the table; the caller
+    # frees it with FreeMibTable
+    fake, iface, _queue = wintun_device
+    iface.add_route(Route(ip_network("198.51.100.0/24")))
+    assert iface.addresses() and iface.routes()
+    freed = [c.args[0] for c in fake.named("iphlpapi.FreeMibTable")]
+    assert len(freed) == 2 and fake.windows.tables == {}
+
+
+def test_missing_ipv4_interface_row_is_an_error(wintun_device: Any) -> None:
+    # Only a missing IPv6 row (no IPv6 stack) is skipped; ERROR_NOT_FOUND (1168) for the IPv4
+    # row means the MTU cannot be set, and says so
+    fake, iface, _queue = wintun_device
+    fake.on(
+        "iphlpapi.GetIpInterfaceEntry",
+        when=lambda call: struct_arg(call).Family == 2,
+        result=1168,
+    )
+    with pytest.raises(DeviceNotFoundError):
+        iface.set_mtu(1300)
+
+
+@pytest.mark.parametrize("code", [32, 170])
+def test_busy_win32_errors(code: int) -> None:
+    # winerror.h: ERROR_SHARING_VIOLATION 32 ("being used by another process"), ERROR_BUSY 170
+    exc = _win32.win_error(code, "open")
+    assert isinstance(exc, DeviceBusyError)
+    assert getattr(exc, "winerror", None) == code
