@@ -526,6 +526,12 @@ class FakeSyscalls:
         flavor = self.flavor
         if flavor is None or isinstance(arg, int):
             return arg
+        size = request >> 16 & 0x1FFF  # sys/ioccom.h: IOCPARM_LEN
+        if size and len(arg) != size:
+            # the kernel copies exactly IOCPARM_LEN bytes in and out, whatever was passed
+            raise AssertionError(
+                f"ioctl {request:#x} takes {size} bytes (IOCPARM_LEN), was given {len(arg)}"
+            )
         from . import _bsd
 
         name = arg[:16].split(b"\0", 1)[0].decode(errors="replace")

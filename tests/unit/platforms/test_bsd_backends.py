@@ -530,3 +530,12 @@ def test_close_after_the_interface_was_destroyed_elsewhere(make_fake: Fake, plat
     iface.close()
     assert fake.ioctls(SIOCIFDESTROY[platform])
     assert fake.open_fds() == set()
+
+
+def test_fake_refuses_an_argument_of_the_wrong_size(make_fake: Fake) -> None:
+    # sys/ioccom.h: the kernel copies IOCPARM_LEN(request) bytes whatever buffer it was given,
+    # so a short one (32 bytes for NetBSD's 144-byte ifreq) would be read past its end
+    fake = make_fake("netbsd")
+    fd = fake.open("/dev/tap", 2)
+    with pytest.raises(AssertionError, match="takes 144 bytes"):
+        fake.ioctl(fd, TAPGIFNAME, bytes(32))
