@@ -539,3 +539,38 @@ def test_fake_refuses_an_argument_of_the_wrong_size(make_fake: Fake) -> None:
     fd = fake.open("/dev/tap", 2)
     with pytest.raises(AssertionError, match="takes 144 bytes"):
         fake.ioctl(fd, TAPGIFNAME, bytes(32))
+
+
+@pytest.mark.parametrize("platform", ["openbsd", "netbsd"])
+def test_interface_created_by_another_process_meanwhile(make_fake: Fake, platform: str) -> None:
+    # SIOCIFCREATE answers EEXIST (net/if.c if_clone_create: the unit exists) when another
+    # process made tun0 between the existence check and the create: open it, and leave it
+    # in place on close as an interface this call did not create
+    fake = make_fake(platform)
+
+    def raced(*args: Any) -> None:
+        fake.add_interface("tun0")
+        raise OSError(errno.EEXIST, "File exists")
+
+    fake.on("ioctl", when=lambda c: c.args[1] == SIOCIFCREATE[platform], handler=raced, times=1)
+    iface, queue = BACKENDS[platform].open_device(config(name="tun0"), syscalls=fake)
+    assert iface.name() == "tun0"
+    queue.close()
+    iface.close()
+    assert "tun0" in fake.interfaces
+    assert fake.ioctls(SIOCIFDESTROY[platform]) == []
+
+
+@pytest.mark.parametrize("platform", sorted(BACKENDS))
+def test_operations_on_a_vanished_interface_are_not_found(make_fake: Fake, platform: str) -> None:
+    # ifreq ioctls on an interface that no longer exists answer ENXIO (net/if.c ifioctl:
+    # ifunit() found nothing)
+    fake = make_fake(platform)
+    iface, queue = BACKENDS[platform].open_device(config(), syscalls=fake)
+    fake.remove_interface(iface.name())
+    with pytest.raises(DeviceNotFoundError, match="is gone"):
+        iface.mtu()
+    with pytest.raises(DeviceNotFoundError, match="is gone"):
+        iface.set_enabled(True)
+    queue.close()
+    iface.close()

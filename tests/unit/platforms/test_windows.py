@@ -1127,3 +1127,20 @@ def test_busy_win32_errors(code: int) -> None:
     exc = _win32.win_error(code, "open")
     assert isinstance(exc, DeviceBusyError)
     assert getattr(exc, "winerror", None) == code
+
+
+def test_a_failed_session_start_says_why(make_fake: Fake) -> None:
+    # wintun.h, WintunStartSession: NULL on failure, "To get extended error information, call
+    # GetLastError" — the error is that code (here winerror.h ERROR_NOT_ENOUGH_MEMORY, 8), and
+    # the adapter this call created is closed again
+    fake = make_fake("windows")
+
+    def fails(*args: Any) -> None:
+        fake.windows.last_error = 8
+        return None
+
+    fake.on("wintun.WintunStartSession", handler=fails)
+    with pytest.raises(DeviceError, match="WintunStartSession") as info:
+        windows.open_device(tun_config(), syscalls=fake)
+    assert getattr(info.value, "winerror", None) == 8
+    assert len(fake.named("wintun.WintunCloseAdapter")) == 1
