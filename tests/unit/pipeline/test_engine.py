@@ -905,3 +905,72 @@ async def test_a_worker_process_that_dies_at_once_is_reported_with_its_status(
         for proc in procs:
             proc.kill()
             proc.wait()
+
+
+class DropAll(StageBase):
+    plugin = "dropall"
+
+    def process(self, batch: PacketBatch) -> PacketBatch:
+        self.drop("all", len(batch))
+        batch.keep([])
+        return batch
+
+
+async def test_a_batch_a_stage_emptied_goes_no_further() -> None:
+    """Nothing left: no later stage sees the batch and the sink is not written to."""
+    sink, rec = MemorySink(), Recorder()
+    p = Pipeline(MemorySource(packets(20), batch_size=5), [DropAll(), rec], sink)
+    with anyio.fail_after(5):
+        await p.run()
+    s = p.statistics()
+    assert rec.seen == [] and s.stage("recorder").batches == 0
+    assert sink.batches == [] and s.port("memory-out").tx_batches == 0
+    w = s.workers[0]
+    assert (w.batches, w.packets_in, w.packets_out, w.bytes_out) == (4, 20, 0, 0)
+
+
+async def test_bytes_out_are_those_of_what_a_stage_kept() -> None:
+    """A filtering stage's ``bytes_out`` (and the next stage's ``bytes_in``, the worker's
+    ``bytes_out``) are the bytes of the packets it kept, not of those it was given."""
+    pk = [p + bytes(i) for i, p in enumerate(packets(30, size=10))]  # each its own size
+    sink = MemorySink()
+    p = Pipeline(MemorySource(pk, batch_size=8), [DropOdd(), Recorder()], sink)
+    with anyio.fail_after(5):
+        await p.run()
+    s = p.statistics()
+    written = sum(map(len, sink.packets))
+    assert s.stage("dropodd").bytes_out == written == s.stage("recorder").bytes_in
+    assert s.stage("recorder").bytes_out == written == s.workers[0].bytes_out
+
+
+async def test_a_worker_counts_the_batches_its_stages_raised_on() -> None:
+    # WorkerStatistics.errors: batches dropped because a stage raised
+    p = Pipeline(MemorySource(packets(40), batch_size=10), [Recorder(fail_on=2)], MemorySink())
+    with anyio.fail_after(5):
+        await p.run()
+    w = p.statistics().workers[0]
+    assert (w.errors, w.packets_in, w.packets_out) == (1, 40, 30)
+
+
+async def test_only_the_first_error_of_a_stage_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    # docs/pipeline.md: "the first error of each stage is logged"; the rest only counted
+    class Always(StageBase):
+        plugin = "always"
+
+        def process(self, batch: PacketBatch) -> PacketBatch:
+            raise RuntimeError("boom")
+
+    with anyio.fail_after(5):
+        p = Pipeline(MemorySource(packets(40), batch_size=10), [Always()], MemorySink())
+        await p.run()
+    assert p.statistics().stage("always").errors == 4
+    assert sum("boom" in r.getMessage() for r in caplog.records) == 1
+
+
+async def test_memory_ports_keep_to_their_batch_size_and_keep() -> None:
+    # batch_size: packets per batch; keep: the most packets kept, later ones counted only
+    sink = MemorySink(keep=3)
+    with anyio.fail_after(5):
+        await Pipeline(MemorySource(packets(10), batch_size=4), [], sink).run()
+    assert sink.batches == [4] and len(sink.packets) == 3  # (the rest counted only)
+    assert sink.statistics().tx_packets == 10
