@@ -974,3 +974,67 @@ async def test_memory_ports_keep_to_their_batch_size_and_keep() -> None:
         await Pipeline(MemorySource(packets(10), batch_size=4), [], sink).run()
     assert sink.batches == [4] and len(sink.packets) == 3  # (the rest counted only)
     assert sink.statistics().tx_packets == 10
+
+
+def test_the_largest_buffer_is_taken() -> None:
+    # (test_bad_arguments refuses 1025)
+    Pipeline(MemorySource([]), [], MemorySink(), buffer=1024)  # the documented most
+
+
+def test_a_one_state_stage_is_refused_from_two_worker_processes_on_either_side() -> None:
+    rate = StageSpec("ratelimit", {"rate": "10pps"})
+    two = [MemorySource([], name=f"q{i}") for i in range(2)]
+    with pytest.raises(ConfigError, match=r"stages\[0\] \(ratelimit\) keeps one state"):
+        Pipeline(two, [rate], MemorySink(), workers="processes")
+    # a tunnel of two device queues and one transport runs two worker processes
+    with pytest.raises(ConfigError, match=r"stages\[0\] \(ratelimit\) keeps one state"):
+        Tunnel(two, MemorySource([], name="wan"), [rate], workers="processes")
+
+
+class ConcurrentSink(MemorySink):
+    """A stalled sink that records each write it starts, by its name."""
+
+    def __init__(self, name: str, writing: list[str]) -> None:
+        super().__init__(name=name, delay=3600)
+        self.writing = writing
+
+    async def send_batch(self, batch: PacketBatch) -> None:
+        self.writing.append(self.name)
+        await super().send_batch(batch)
+
+
+async def test_lanes_write_to_every_sink_queue_and_take_turns_only_on_their_own() -> None:
+    # four source queues, two sink queues: two workers per sink, one write at a time on each,
+    # the two sinks written at once
+    writing: list[str] = []
+    sinks = [ConcurrentSink(f"out{i}", writing) for i in range(2)]
+    sources = [MemorySource(packets(100), batch_size=4, name=f"q{i}") for i in range(4)]
+    async with open_pipeline(sources, [], sinks):
+        with anyio.fail_after(5):
+            while len(writing) < 2:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        await anyio.sleep(0.1)
+        assert sorted(writing) == ["out0", "out1"]  # (one waits for its sink on each)
+    assert all(s.statistics().tx_batches == 0 for s in sinks)  # (each was cancelled mid-write)
+
+
+def test_a_device_port_refuses_batches_of_no_packets() -> None:
+    from tunflow.device import Layer
+    from tunflow.pipeline import SyncDevicePort
+
+    class Stub:
+        layer, offload_info = Layer.L3, OffloadInfo()
+
+        def if_index(self) -> int:
+            return 1
+
+        def name(self) -> str:
+            return "stub"
+
+        def mtu(self) -> int:
+            return 1500
+
+    for bad in (0, -1):
+        with pytest.raises(ConfigError, match="max_packets must be at least 1"):
+            SyncDevicePort(Stub(), max_packets=bad)  # type: ignore[arg-type]
+    assert SyncDevicePort(Stub(), max_packets=1).name == "stub/0"  # type: ignore[arg-type]
