@@ -1038,3 +1038,113 @@ def test_a_device_port_refuses_batches_of_no_packets() -> None:
         with pytest.raises(ConfigError, match="max_packets must be at least 1"):
             SyncDevicePort(Stub(), max_packets=bad)  # type: ignore[arg-type]
     assert SyncDevicePort(Stub(), max_packets=1).name == "stub/0"  # type: ignore[arg-type]
+
+
+class Counted(StageBase):
+    plugin = "counted"
+
+    def __init__(self, name: str, fail: bool = False) -> None:
+        super().__init__(name=name)
+        self.fail = fail
+        self.asked = 0
+
+    def process(self, batch: PacketBatch) -> PacketBatch:
+        return batch
+
+    def delay(self) -> float:
+        self.asked += 1
+        if self.fail:
+            raise ValueError("no delay today")
+        return 0.0
+
+
+@pytest.mark.parametrize("buffer", [0, 2])
+async def test_every_stage_is_asked_its_delay_after_every_batch(buffer: int) -> None:
+    # one stage's failing delay() does not spare the stages after it theirs
+    broken, fine = Counted("broken", fail=True), Counted("fine")
+    sink = MemorySink()
+    p = Pipeline(MemorySource(packets(12), batch_size=3), [broken, fine], sink, buffer=buffer)
+    with anyio.fail_after(5):
+        await p.run()
+    assert len(sink.packets) == 12
+    assert (broken.asked, fine.asked) == (4, 4)
+    assert p.statistics().stage("broken").errors == 4
+
+
+async def test_stages_start_in_chain_order_and_stop_last_first() -> None:
+    # a stage whose start() raised is not stopped, nor are those after it (never started)
+    said: list[str] = []
+
+    class Hooks(StageBase):
+        plugin = "hooks"
+
+        def __init__(self, name: str, fail: bool = False) -> None:
+            super().__init__(name=name)
+            self.fail = fail
+
+        async def start(self, context: object) -> None:
+            said.append(f"start {self.name}")
+            if self.fail:
+                raise OSError("cannot start")
+
+        async def stop(self) -> None:
+            said.append(f"stop {self.name}")
+
+    with anyio.fail_after(5):
+        await Pipeline(
+            MemorySource(packets(4)), [Hooks("a"), Hooks("b"), Hooks("c")], MemorySink()
+        ).run()
+    assert said == ["start a", "start b", "start c", "stop c", "stop b", "stop a"]
+    said.clear()
+    chain = [Hooks("a"), Hooks("b", fail=True), Hooks("c")]
+    with anyio.fail_after(5), pytest.raises(OSError, match="cannot start"):
+        await Pipeline(MemorySource(packets(4)), chain, MemorySink()).run()
+    assert said == ["start a", "start b", "stop a"]
+
+
+async def test_the_error_that_stopped_the_pipeline_is_the_one_raised() -> None:
+    """A second failure met while the lanes stop (a sink that fails as it is cancelled) does
+    not replace the error that stopped them."""
+
+    class Fragile(MemorySink):
+        async def send_batch(self, batch: PacketBatch) -> None:
+            try:
+                await anyio.sleep_forever()
+            finally:
+                raise OSError("closed under me")
+
+    class FailsOnLaneZero(StageBase):
+        plugin = "lanezero"
+
+        def bind(self, lane: Lane) -> Processor:
+            calls = itertools.count()
+
+            def process(batch: PacketBatch) -> PacketBatch:
+                if lane.worker == 0 and next(calls) == 1:
+                    raise RuntimeError("boom")
+                return batch
+
+            return process
+
+    sources = [MemorySource(packets(10), batch_size=2, name=f"q{i}") for i in range(2)]
+    sinks = [MemorySink(name="out0"), Fragile(name="out1")]
+    with anyio.fail_after(5), pytest.raises(StageError, match="boom"):
+        await Pipeline(sources, [FailsOnLaneZero()], sinks, on_error="stop").run()
+
+
+async def test_a_stage_is_told_the_transport_its_outbound_lane_writes_to() -> None:
+    told: list[StageContext] = []
+
+    class Remote(MemorySink):
+        transport = object()
+
+    class Told(StageBase):
+        plugin = "told"
+
+        async def start(self, context: StageContext) -> None:
+            told.append(context)
+
+    sink = Remote()
+    with anyio.fail_after(5):
+        await Pipeline(MemorySource(packets(2)), [Told()], sink).run()
+    assert told[0].remote is Remote.transport
