@@ -92,7 +92,7 @@ class Lane:
         direction: which way batches flow on this lane.
         worker: the worker's index (the source queue it reads).
         layer: ``L3`` (IP packets) or ``L2`` (Ethernet frames).
-        mtu: the MTU of the device side (1500 when unknown).
+        mtu: the smaller of the lane's source's and sink's MTU (1500 when neither says).
         source_offload: what the source hands out (``vnet_hdr`` batches may carry super-packets).
         sink_offload: what the sink accepts (``vnet_hdr``: super-packets and GRO on write).
     """
@@ -112,7 +112,8 @@ class StageContext:
     Attributes:
         pipeline: the pipeline's name (for log messages and file names).
         layer: ``L3`` or ``L2``.
-        mtu: the device side's MTU.
+        mtu: the smaller of the source's and the sink's MTU (a packet that is to reach the
+            sink whole fits both; the first lane's, as each lane's :attr:`Lane.mtu`).
         workers: how many workers run the chain in this process.
         process_index: which worker process this is (``None`` in tasks mode).
         start_soon: start a background task in the pipeline's task group; it is cancelled
