@@ -26,6 +26,7 @@ import pytest
 from tests.helpers import ROOT, addr_set, ipv4_udp, ipv6_udp, udp_payload, udp_send
 from tests.unit.offload_packets import (
     ACK,
+    l4_checksum_ok,
     pattern,
     tcp4_packet,
     tcp_super_packet,
@@ -2339,3 +2340,35 @@ def test_batch_writes_of_nothing_to_a_shut_down_device_are_refused(netns: testin
             dev.send_batch(dev.new_batch())
         with pytest.raises(ClosedDeviceError):
             dev.send_multiple(None, [])
+
+
+def test_offload_reads_of_a_plain_packet_behind_needs_csum(netns: testing.Netns) -> None:
+    # The kernel hands a small datagram over with checksum offload: a zero GSO type behind
+    # NEEDS_CSUM, the checksum field holding the pseudo-header sum. A split read completes the
+    # checksum; a whole read keeps the header; neither counts it a super-packet.
+    def payload(packet: bytes | memoryview) -> bytes | None:
+        parsed = udp_payload(bytes(packet))
+        return parsed[2] if parsed is not None and parsed[1] == 5000 else None
+
+    with DeviceBuilder().ipv4("10.64.0.1", 24).offload().build_sync() as dev:
+        assert dev.offload_info.vnet_hdr
+        udp_send("10.64.0.2", 5000, b"split")
+        deadline = time.monotonic() + 10
+        packet = dev.recv(timeout=5)
+        while payload(packet) is None and time.monotonic() < deadline:
+            packet = dev.recv(timeout=5)  # (past the kernel's chatter)
+        assert payload(packet) == b"split" and l4_checksum_ok(packet)
+        udp_send("10.64.0.2", 5000, b"whole")
+        header = b""
+        while not header and time.monotonic() < deadline:
+            batch = dev.recv_batch(whole=True, timeout=5)
+            header = next(
+                (
+                    bytes(batch.with_header(i)[:HEADROOM])
+                    for i in range(len(batch))
+                    if payload(batch.packet(i))
+                ),
+                b"",
+            )
+        assert header[:2] == bytes([VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE])
+        assert dev.statistics().rx_super_packets == 0

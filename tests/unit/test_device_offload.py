@@ -20,14 +20,18 @@ from tests.unit.offload_packets import (
     IP4_B,
     IP6_A,
     IP6_B,
+    partial_csum,
     tcp4_packet,
     tcp_super_packet,
     udp4_packet,
     udp_super_packet,
+    vnet_hdr,
 )
 from tunflow import ClosedDeviceError, Layer, PacketBatch, SyncDevice
 from tunflow.device._core import SharedInterface
 from tunflow.offload import (
+    VIRTIO_NET_HDR_F_NEEDS_CSUM,
+    VIRTIO_NET_HDR_GSO_NONE,
     VIRTIO_NET_HDR_GSO_TCPV4,
     VIRTIO_NET_HDR_GSO_UDP_L4,
     GROTable,
@@ -493,3 +497,99 @@ def test_a_refused_super_packet_with_long_headers_is_written_whole_split(
     assert all(frame[:HEADROOM] == bytes(HEADROOM) for frame in queue.written)
     assert dev.statistics().tx_dropped == {}
     assert (dev.statistics().tx_gso_refused, dev.statistics().gro_disabled) == (1, 0)
+
+
+def _plain_needs_csum() -> tuple[bytes, bytes]:
+    """A plain TCP packet as the kernel hands one over with checksum offload: a zero GSO type
+    behind ``NEEDS_CSUM``, its checksum field the pseudo-header sum; and the packet whole."""
+    whole = tcp4_packet(A, B, ACK, 100, 1)
+    header = vnet_hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE, 0, 0, 20, 16)
+    return header + partial_csum(whole, 20), whole
+
+
+def test_a_plain_packet_with_a_partial_checksum_is_completed_and_no_super_packet() -> None:
+    # split reads hand out complete checksums, and rx_super_packets counts GSO types, not
+    # the NEEDS_CSUM flag the kernel sets on plain packets too
+    queue = ScriptedQueue()
+    dev = device(queue)
+    raw, whole = _plain_needs_csum()
+    queue.incoming.append(raw)
+    assert dev.recv(timeout=0) == whole
+    queue.incoming.append(raw)
+    assert bytes(dev.recv_batch(whole=True, timeout=0).with_header(0)) == raw
+    assert dev.statistics().rx_super_packets == 0
+
+
+def test_split_reads_resume_each_super_packet_at_its_own_first_segment() -> None:
+    # a super-packet split across calls, then the next one: it starts at its segment 0
+    queue = ScriptedQueue()
+    dev = device(queue)
+    queue.incoming += [tcp_super_packet(A, B, 10 * 1000, 1000, seq=1 + 10_000 * k) for k in (0, 1)]
+    small = PacketBatch(capacity=64 * 1024, max_packets=4)
+    got: list[bytes] = []
+    for _ in range(5):
+        small.clear()
+        dev.recv_batch(small, timeout=0)
+        got += small.to_list()
+    assert [int.from_bytes(p[24:28], "big") for p in got] == [1 + 1000 * i for i in range(20)]
+    assert dev.statistics().rx_super_packets == 2
+
+
+def test_a_super_packet_the_split_cannot_follow_is_dropped_and_counted() -> None:
+    queue = ScriptedQueue()
+    dev = device(queue)
+    bad = bytearray(tcp_super_packet(A, B, 3000, 1000))
+    bad[4:6] = b"\0\0"  # gso_size 0
+    good = tcp4_packet(A, B, ACK, 100, 1)
+    queue.incoming += [bytes(bad), bytes(HEADROOM) + good]
+    assert dev.recv_batch(timeout=0).to_list() == [good]
+    assert dev.statistics().rx_malformed == 1
+
+
+def test_reads_fill_a_batch_or_buffer_to_the_last_byte() -> None:
+    # a packet exactly as large as the room left (in a batch, a buffer, buffers) is handed out
+    queue = ScriptedQueue()
+    dev = device(queue)
+    plain = tcp4_packet(A, B, ACK, 100, 1)
+    queue.incoming.append(bytes(HEADROOM) + plain)
+    exact = PacketBatch(capacity=HEADROOM + len(plain), max_packets=1)
+    assert dev.recv_batch(exact, timeout=0).to_list() == [plain]
+    # (max_size is 1500: segments of 1460 bytes of TCP payload are as large)
+    queue.incoming.append(tcp_super_packet(A, B, 4 * 1460, 1460))
+    assert dev.max_size == 1500
+    assert len(dev.recv(timeout=0)) == 1500  # three segments left, read already
+    assert dev.recv_into(bytearray(1500), timeout=0) == 1500
+    assert dev.recv_vectored([bytearray(700), bytearray(800)], timeout=0) == 1500
+    exact = PacketBatch(capacity=HEADROOM + 1500, max_packets=1)
+    assert len(dev.recv_batch(exact, timeout=0).to_list()[0]) == 1500
+    assert not dev.wait_readable(timeout=0)
+
+
+def test_whole_reads_hand_out_what_a_split_read_left_first() -> None:
+    # "leftovers of a split go first": the rest of a super-packet split for recv(), and for a
+    # split read that ran out of room, come (split) before anything read later
+    queue = ScriptedQueue()
+    dev = device(queue)
+    queue.incoming.append(tcp_super_packet(A, B, 3 * 500, 500))
+    first = dev.recv(timeout=0)
+    rest = dev.recv_batch(whole=True, timeout=0).to_list()
+    assert [int.from_bytes(p[24:28], "big") for p in [first, *rest]] == [1, 501, 1001]
+    later = tcp_super_packet(A, B, 2 * 500, 500, seq=5001)
+    queue.incoming.append(later)
+    assert bytes(dev.recv_batch(whole=True, timeout=0).with_header(0)) == later
+    queue.incoming.append(tcp_super_packet(A, B, 10 * 1000, 1000))
+    small = PacketBatch(capacity=64 * 1024, max_packets=4)
+    assert len(dev.recv_batch(small, timeout=0)) == 4
+    rest = dev.recv_batch(PacketBatch(max_packets=16), whole=True, timeout=0).to_list()
+    assert [int.from_bytes(p[24:28], "big") for p in rest] == [1 + 1000 * i for i in range(4, 10)]
+
+
+def test_whole_reads_appended_to_a_batch_count_only_the_new_super_packets() -> None:
+    queue = ScriptedQueue()
+    dev = device(queue)
+    batch = PacketBatch()
+    for k in range(3):
+        queue.incoming.append(tcp_super_packet(A, B, 3 * 500, 500, seq=1 + 1500 * k))
+        dev.recv_batch(batch, whole=True, timeout=0)
+    assert len(batch) == 3
+    assert dev.statistics().rx_super_packets == 3
