@@ -593,3 +593,63 @@ def test_whole_reads_appended_to_a_batch_count_only_the_new_super_packets() -> N
         dev.recv_batch(batch, whole=True, timeout=0)
     assert len(batch) == 3
     assert dev.statistics().rx_super_packets == 3
+
+
+def test_a_device_without_uso_leaves_udp_uncoalesced() -> None:
+    queue = ScriptedQueue(uso=False)
+    dev = device(queue)
+    assert dev.gro is not None and not dev.gro.udp
+    dev.send_batch(_udp_batch(6))
+    assert len(queue.written) == 6 and all(frame[1] == 0 for frame in queue.written)
+
+
+def test_a_refused_udp_write_leaves_udp_uncoalesced_whatever_the_callers_table_says() -> None:
+    queue = ScriptedQueue(uso=True, refuse_types={VIRTIO_NET_HDR_GSO_UDP_L4})
+    dev = device(queue)
+    datagrams = [udp4_packet(A, B, 100, start=100 * k) for k in range(6)]
+    dev.send_multiple(None, datagrams)
+    assert len(queue.written) == 6  # refused, written split
+    assert dev.statistics().gro_disabled_udp == 1
+    queue.written.clear()
+    dev.send_multiple(GROTable(udp=True), datagrams)
+    assert len(queue.written) == 6 and all(frame[1] == 0 for frame in queue.written)
+    assert dev.statistics().tx_gso_refused == 1  # (not coalesced, so not refused again)
+
+
+def test_a_refused_protocol_leaves_the_callers_table_as_it_was() -> None:
+    # the table may serve other devices, whose kernels take GSO writes
+    queue = ScriptedQueue(refuse_gso=True)
+    dev = device(queue)
+    dev.send_multiple(None, segments(6))
+    assert dev.gro is not None and not dev.gro.tcp
+    table = GROTable(tcp=True, udp=True)
+    queue.written.clear()
+    dev.send_multiple(table, segments(6))
+    assert len(queue.written) == 6
+    assert table.tcp and table.udp
+
+
+def test_a_batch_of_more_packets_than_a_default_batch_holds_is_coalesced_whole() -> None:
+    queue = ScriptedQueue()
+    dev = device(queue)
+    flows = [tcp4_packet(A, (B[0], 1000 + k), ACK, 100, 1) for k in range(300)]
+    batch = PacketBatch(max_packets=len(flows))
+    batch.extend(flows)
+    assert dev.send_batch(batch) == len(flows)
+    assert [frame[HEADROOM:] for frame in queue.written] == flows
+
+
+def test_a_refused_super_packet_coalesced_here_is_split_whatever_its_segments() -> None:
+    # MAX_REFUSED_SEGMENTS bounds a caller's super-packets only: one GRO made holds no more
+    # segments than the packets it was made of, all of which the caller meant to write
+    from tunflow.device._offload import MAX_REFUSED_SEGMENTS
+
+    queue = ScriptedQueue(refuse_gso=True)
+    dev = device(queue)
+    count = MAX_REFUSED_SEGMENTS + 4
+    batch = PacketBatch(capacity=1 << 19, max_packets=count)
+    batch.extend(segments(count, size=1))
+    assert dev.send_batch(batch) == count
+    assert len(queue.written) == count
+    stats = dev.statistics()
+    assert (stats.tx_gso_refused, stats.gro_disabled, stats.tx_dropped) == (1, 1, {})
