@@ -653,3 +653,40 @@ def test_a_refused_super_packet_coalesced_here_is_split_whatever_its_segments() 
     assert len(queue.written) == count
     stats = dev.statistics()
     assert (stats.tx_gso_refused, stats.gro_disabled, stats.tx_dropped) == (1, 1, {})
+
+
+class PlainQueue(ScriptedQueue):
+    """A queue without offload."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offload = OffloadInfo()
+
+
+@pytest.mark.parametrize("packet_information", [False, True])
+def test_headed_packets_a_queue_without_offload_cannot_take_are_each_counted(
+    packet_information: bool,
+) -> None:
+    # A batch with headers written to a device without offload: a header no split can follow
+    # (a plain TUN splits the others), or any header (a packet-information or TAP queue), is
+    # that packet's loss, counted — also when it is every packet of the batch.
+    queue = PlainQueue()
+    dev = SyncDevice(SharedInterface(None, Layer.L3, packet_information), queue)
+    uso = udp_super_packet(A, B, 4 * 100, 100)
+    bad = bytearray(uso[:HEADROOM])
+    bad[4:6] = b"\0\0"  # gso_size 0
+    plain = udp4_packet(A, B, 50)
+    batch = PacketBatch()
+    batch.vnet_hdr = True
+    batch.append(uso[HEADROOM:], header=bytes(bad))
+    batch.append(plain)
+    batch.append(uso[HEADROOM:], header=bytes(bad))
+    assert dev.send_batch(batch) == 3
+    assert [frame[HEADROOM:] for frame in queue.written] == [plain]
+    assert dev.statistics().tx_dropped == {"kernel_refused_packet": 2}
+    batch.clear()
+    batch.vnet_hdr = True
+    batch.append(uso[HEADROOM:], header=bytes(bad))
+    assert dev.send_batch(batch) == 1
+    assert len(queue.written) == 1
+    assert dev.statistics().tx_dropped == {"kernel_refused_packet": 3}
