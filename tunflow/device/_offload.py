@@ -129,9 +129,9 @@ class OffloadRx:
                 total = gso_segment_count(src)
                 nxt = gso_split(src, out, start=self._seg)
             except PacketTooLargeError:
-                if added or len(out):
-                    return added  # the caller's batch is full; continue on the next call
-                raise
+                # (``out`` is empty: the split returns early otherwise) it stays the next one;
+                # the caller says so, and learns the MTU raised outside tunflow
+                return added
             except (PacketError, OffloadError):
                 # The kernel should never hand us these; drop and count, never raise.
                 self.malformed += 1
