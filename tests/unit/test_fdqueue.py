@@ -123,13 +123,20 @@ def test_kernel_refusal_of_one_packet_is_raw_in_batches(
     q.close()
 
 
+def _narrow_device(sock: socket.socket) -> AsyncDevice:
+    """An async device over ``sock`` with a 4 KiB send buffer: a batch of a few packets fills it."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    return AsyncDevice(
+        SharedInterface(None, Layer.L3, False), FdQueue(sock.fileno(), close_fd=False)
+    )
+
+
 @pytest.mark.anyio
 async def test_two_tasks_sending_batches_are_refused(
     pair: tuple[socket.socket, socket.socket],
 ) -> None:
     a, _ = pair
-    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    dev = AsyncDevice(SharedInterface(None, Layer.L3, False), FdQueue(a.fileno(), close_fd=False))
+    dev = _narrow_device(a)
     batch = PacketBatch(capacity=1 << 20)
     for _ in range(100):
         batch.append(b"\x45" + bytes(999))  # more than the socket takes: the first send waits
@@ -150,8 +157,7 @@ async def test_a_batch_bigger_than_the_queue_is_written_whole_as_room_comes(
     # what the queue takes at once is written before anything waits; the rest waits for room
     # (the reader below makes it) and goes out in order, nothing lost or repeated
     a, b = pair
-    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    dev = AsyncDevice(SharedInterface(None, Layer.L3, False), FdQueue(a.fileno(), close_fd=False))
+    dev = _narrow_device(a)
     batch = PacketBatch(capacity=1 << 20)
     sent = [b"\x45" + i.to_bytes(2, "big") + bytes(997) for i in range(100)]
     for p in sent:
@@ -558,8 +564,7 @@ async def test_a_batch_send_while_another_waits_is_refused_even_with_room(
     # anyio refuses a second wait on one fd; a send that finds room needs no wait, and would
     # put its packets between the waiting batch's
     a, b = pair
-    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    dev = AsyncDevice(SharedInterface(None, Layer.L3, False), FdQueue(a.fileno(), close_fd=False))
+    dev = _narrow_device(a)
     batch = PacketBatch(capacity=1 << 20)
     for _ in range(100):
         batch.append(b"\x45" + bytes(999))
