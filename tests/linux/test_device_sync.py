@@ -1016,6 +1016,21 @@ def test_offload_recv_into_keeps_a_packet_too_large_for_the_buffer(netns: testin
         assert parsed is not None and parsed[1:] == (5000, bytes(5000))
 
 
+def _one_udp_flow_arrives(dev: SyncDevice, net: str, count: int) -> None:
+    """``count`` datagrams of one flow (``NET.2:7000`` to ``NET.1:6000``) in one batch write
+    to ``dev``: each arrives, in order."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, 33, 1 << 22)  # SO_RCVBUFFORCE (root)
+        s.bind((f"{net}.1", 6000))
+        s.settimeout(5)
+        batch = PacketBatch(capacity=1 << 16, max_packets=count)
+        for i in range(count):
+            batch.append(ipv4_udp(f"{net}.2", f"{net}.1", 7000, 6000, i.to_bytes(4, "big")))
+        assert dev.send_batch(batch) == count
+        got = [s.recv(16) for _ in range(count)]
+    assert got == [i.to_bytes(4, "big") for i in range(count)]
+
+
 def test_a_burst_of_small_datagrams_is_written_in_uso_writes_the_kernel_takes(
     netns: testing.Netns,
 ) -> None:
@@ -1026,16 +1041,7 @@ def test_a_burst_of_small_datagrams_is_written_in_uso_writes_the_kernel_takes(
     with DeviceBuilder().ipv4("10.61.0.1", 24).offload().build_sync() as dev:
         if not dev.offload_info.uso:
             pytest.skip("this kernel has no USO on TUN devices (Linux < 6.2)")
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, 33, 1 << 22)  # SO_RCVBUFFORCE (root)
-            s.bind(("10.61.0.1", 6000))
-            s.settimeout(5)
-            batch = PacketBatch(capacity=1 << 16, max_packets=count)
-            for i in range(count):
-                batch.append(ipv4_udp("10.61.0.2", "10.61.0.1", 7000, 6000, i.to_bytes(4, "big")))
-            assert dev.send_batch(batch) == count
-            got = [s.recv(16) for _ in range(count)]
-        assert got == [i.to_bytes(4, "big") for i in range(count)]
+        _one_udp_flow_arrives(dev, "10.61.0", count)
         stats = dev.statistics()
         assert stats.gro_disabled == 0
         assert stats.tx_super_packets == -(-count // UDP_MAX_SEGMENTS)
@@ -1605,16 +1611,7 @@ def test_a_refused_uso_write_of_tunflows_own_turns_udp_coalescing_off_and_leaves
             pytest.skip("this kernel has no USO on TUN devices (Linux < 6.2)")
         local, remote = bytes([10, 62, 0, 1]), bytes([10, 62, 0, 2])
         count = 300
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, 33, 1 << 22)  # SO_RCVBUFFORCE (root)
-            s.bind(("10.62.0.1", 6000))
-            s.settimeout(5)
-            batch = PacketBatch(capacity=1 << 16, max_packets=count)
-            for i in range(count):
-                batch.append(ipv4_udp("10.62.0.2", "10.62.0.1", 7000, 6000, i.to_bytes(4, "big")))
-            assert dev.send_batch(batch) == count
-            got = [s.recv(16) for _ in range(count)]  # written split: nothing lost
-        assert got == [i.to_bytes(4, "big") for i in range(count)]
+        _one_udp_flow_arrives(dev, "10.62.0", count)  # (written split: nothing lost)
         stats = dev.statistics()
         assert (stats.gro_disabled, stats.gro_disabled_udp, stats.gro_disabled_tcp) == (1, 1, 0)
         assert stats.tx_gso_refused == 1
