@@ -219,15 +219,21 @@ def test_recv_multiple_needs_big_enough_buffers() -> None:
         dev.recv_multiple([bytearray(2000)], [0, 0], 0)
 
 
+def _whole(*raws: bytes, capacity: int = 256 * 1024) -> PacketBatch:
+    """A batch of ``raws`` (virtio-net header, then the packet) as a caller hands them whole."""
+    batch = PacketBatch(capacity=capacity)
+    batch.vnet_hdr = True
+    for raw in raws:
+        batch.append(raw[HEADROOM:], header=raw[:HEADROOM])
+    return batch
+
+
 def test_a_refused_one_segment_gso_packet_leaves_gro_on() -> None:
     # a caller's GSO packet of one segment (segment size above its payload), refused: it is
     # written as its one plain segment, and GRO — which never makes such a packet — stays on
     queue = ScriptedQueue(refuse_gso=True)
     dev = device(queue)
-    raw = tcp_super_packet(A, B, 1000, 60000)
-    batch = PacketBatch()
-    batch.vnet_hdr = True
-    batch.append(raw[HEADROOM:], header=raw[:HEADROOM])
+    batch = _whole(tcp_super_packet(A, B, 1000, 60000))
     assert dev.send_batch(batch) == 1
     assert len(queue.written) == 1 and queue.written[0][1] == 0
     assert (dev.statistics().tx_gso_refused, dev.statistics().gro_disabled) == (1, 0)
@@ -241,9 +247,7 @@ def test_a_refused_super_packet_passed_through_whole_leaves_gro_on() -> None:
     queue = ScriptedQueue(refuse_gso=True)
     dev = device(queue)
     raw = tcp_super_packet(A, B, 3000, 1000)
-    batch = PacketBatch()
-    batch.vnet_hdr = True
-    batch.append(raw[HEADROOM:], header=raw[:HEADROOM])
+    batch = _whole(raw)
     assert dev.send_batch(batch) == 1
     assert len(queue.written) == 3 and all(frame[1] == 0 for frame in queue.written)
     stats = dev.statistics()
@@ -267,11 +271,8 @@ def test_a_refused_super_packet_of_too_many_segments_is_dropped_not_split() -> N
 
     queue = ScriptedQueue(refuse_types={VIRTIO_NET_HDR_GSO_UDP_L4}, uso=True)
     dev = device(queue)
-    batch = PacketBatch(1 << 18)
-    batch.vnet_hdr = True
-    for n in (60_000, MAX_REFUSED_SEGMENTS + 1, MAX_REFUSED_SEGMENTS):
-        raw = udp_super_packet(A, B, n, 1)
-        batch.append(raw[HEADROOM:], header=raw[:HEADROOM])
+    sizes = (60_000, MAX_REFUSED_SEGMENTS + 1, MAX_REFUSED_SEGMENTS)
+    batch = _whole(*(udp_super_packet(A, B, n, 1) for n in sizes), capacity=1 << 18)
     assert dev.send_batch(batch) == 3
     assert len(queue.written) == MAX_REFUSED_SEGMENTS
     stats = dev.statistics()
@@ -487,9 +488,7 @@ def test_a_refused_super_packet_with_long_headers_is_written_whole_split(
     raw = tcp_super_packet(
         IP6_A, IP6_B, payload, gso, v6=True, ext_headers=_dest_opts(ext, 6), ext_first=60
     )
-    batch = PacketBatch(capacity=1 << 17)
-    batch.vnet_hdr = True
-    batch.append(raw[HEADROOM:], header=raw[:HEADROOM])
+    batch = _whole(raw, capacity=1 << 17)
     assert dev.send_batch(batch) == 1
     want = PacketBatch(capacity=1 << 20, max_packets=1024)
     assert gso_split(raw, want) == payload // gso
