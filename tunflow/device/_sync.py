@@ -517,35 +517,39 @@ class SyncDevice(DeviceCore):
         self._check_open()  # an empty batch too, as the async face does
         if interrupt is not None:
             self._check_interrupt(interrupt)
+        self._send(batch, None, deadline, interrupt)
+        return len(batch)
+
+    def _send(
+        self,
+        batch: PacketBatch,
+        table: GROTable | None,
+        deadline: float | None,
+        interrupt: InterruptEvent | None,
+    ) -> None:
+        """Write ``batch`` (coalesced by ``table``, else the device's own) and count it; a
+        write that raises counts what it wrote (:meth:`_account_tx_part`)."""
         # One writer at a time: coalescing reuses one arena, and a refused super-packet's
         # segments are pending state.
         with self._tx_lock:
-            out = self._prepare_send_batch(batch)
+            out = self._prepare_send_batch(batch, table)
+            i = 0
             try:
-                self._write_all(out, deadline, interrupt)
+                while i < len(out):
+                    if self._shutdown:
+                        raise ClosedDeviceError("the device was shut down")
+                    try:
+                        i = self._nb_send_batch(out, i)
+                    except BlockingIOError:
+                        self._wait(True, deadline, interrupt)
             except BaseException:
-                self._account_tx_part(batch, out, self._tx_done)
+                self._account_tx_part(batch, out, i)
                 raise
+            finally:
+                # (a write that timed out or failed half-way: a refused super-packet's
+                # segments still pending go with it — the next batch starts with its own)
+                self._fallback = None
             self._account_tx(batch)  # (under the lock: writers at once lose no count)
-        return len(batch)
-
-    def _write_all(
-        self, out: PacketBatch, deadline: float | None, interrupt: InterruptEvent | None = None
-    ) -> None:
-        i = 0
-        try:
-            while i < len(out):
-                if self._shutdown:
-                    raise ClosedDeviceError("the device was shut down")
-                try:
-                    i = self._nb_send_batch(out, i)
-                except BlockingIOError:
-                    self._wait(True, deadline, interrupt)
-        finally:
-            # (a write that timed out or failed half-way: a refused super-packet's segments
-            # still pending go with it — the next batch must start with its own first packet)
-            self._fallback = None
-            self._tx_done = i
 
     def recv_multiple(
         self,
@@ -589,14 +593,7 @@ class SyncDevice(DeviceCore):
         if interrupt is not None:
             self._check_interrupt(interrupt)
         batch = self._mm_gather(bufs, offset)
-        with self._tx_lock:
-            out = self._prepare_send_batch(batch, gro_table)
-            try:
-                self._write_all(out, deadline, interrupt)
-            except BaseException:
-                self._account_tx_part(batch, out, self._tx_done)
-                raise
-            self._account_tx(batch)
+        self._send(batch, gro_table, deadline, interrupt)
         return batch.nbytes
 
     def recv_many(
