@@ -1,5 +1,5 @@
-"""The device faces' limits, counts and return values, on socket pairs standing in for a device
-(what mutation testing of ``tunflow/device`` found the other tests let through)."""
+"""The device faces' limits, counts and return values, on socket pairs (and scripted queues)
+standing in for a device."""
 
 from __future__ import annotations
 
@@ -9,21 +9,28 @@ import socket
 import time
 from collections.abc import Iterator
 
+import anyio
 import pytest
 
 from tests.helpers import ipv6_udp
+from tests.unit.offload_packets import IP4_A, IP4_B, udp4_packet
+from tests.unit.test_device_offload import FullingQueue, device as offload_device, segments
 from tunflow import (
+    AsyncDevice,
     ClosedDeviceError,
     ConfigError,
+    DeviceError,
     DeviceGoneError,
     Layer,
+    LinkDownError,
     PacketBatch,
     PacketTooLargeError,
     SyncDevice,
 )
 from tunflow.device._core import SharedInterface
 from tunflow.packet import HEADROOM
-from tunflow.platform._unix import FdQueue
+from tunflow.platform._base import OffloadInfo
+from tunflow.platform._unix import FdQueue, PipeWaker
 
 
 @pytest.fixture
@@ -94,6 +101,18 @@ def test_max_size_never_drops_below_the_ipv6_minimum_link_mtu(
         assert bytes(buf) == packet
 
 
+def test_send_multiple_returns_the_bytes_given_past_the_offset(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    # tun-rs's send_multiple returns the bytes written, not the number of buffers
+    a, b = pair
+    with _device(a) as dev:
+        packets = [ipv6_udp("fd00::1", "fd00::2", 1, 2, bytes(n)) for n in (10, 200)]
+        bufs = [bytes(12) + p for p in packets]
+        assert dev.send_multiple(None, bufs, 12, timeout=1) == sum(map(len, packets))
+        assert [b.recv(65536), b.recv(65536)] == packets
+
+
 @pytest.mark.parametrize("af_header", [False, True])
 def test_a_batch_with_room_for_exactly_max_size_bytes_loses_no_packet_of_max_size(
     pair: tuple[socket.socket, socket.socket], af_header: bool
@@ -135,6 +154,49 @@ def test_a_batch_too_small_for_a_read_is_a_value_error_not_a_wait(
         assert dev.recv(timeout=1) == b"\x45" + bytes(99)  # still there
 
 
+class _LinkGoesDown:
+    """A queue that takes ``up_for`` packets, then finds the link down (``EIO``) as Linux tun
+    does: a batch write reports what it wrote, and the next write raises."""
+
+    def __init__(self, up_for: int) -> None:
+        self.offload = OffloadInfo()
+        self.up_for = up_for
+        self.written: list[bytes] = []
+
+    def fileno(self) -> int:
+        return -1
+
+    def make_waker(self) -> PipeWaker:
+        return PipeWaker()
+
+    def send_batch(self, batch: PacketBatch, start: int = 0) -> int:
+        i = start
+        while i < len(batch) and len(self.written) < self.up_for:
+            self.written.append(bytes(batch.packet(i)))
+            i += 1
+        if i == start:
+            raise LinkDownError(errno.EIO, "write: the link is down")
+        return i
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_link_going_down_mid_batch_drops_and_counts_only_what_was_left() -> None:
+    # send_batch on a down link: "what is left of the batch is dropped and counted in
+    # tx_dropped['link_down']" (docs/devices.md) — not the packets written before it went down
+    queue = _LinkGoesDown(up_for=2)
+    dev = SyncDevice(SharedInterface(None, Layer.L3, False), queue)
+    packets = [bytes([0x45, i]) + bytes(98) for i in range(5)]
+    batch = PacketBatch()
+    batch.extend(packets)
+    assert dev.send_batch(batch, timeout=1) == 5
+    assert queue.written == packets[:2]
+    stats = dev.statistics()
+    assert stats.tx_dropped == {"link_down": 3}
+    assert stats.tx_packets == 5  # (packets the caller gave)
+
+
 class _FailsAfter:
     """``readinto`` of a file whose device goes away after ``reads`` reads (``ENODEV``)."""
 
@@ -167,6 +229,47 @@ def test_a_batch_read_that_fails_part_way_hands_out_what_it_read_first(
         assert dev.recv_batch(timeout=1).to_list() == packets[:2]
         with pytest.raises(DeviceGoneError):
             dev.recv_batch(timeout=1)
+
+
+@pytest.mark.anyio
+async def test_a_failed_batch_write_counts_nothing_left_over_from_an_earlier_one(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    # A send_batch that raises counts the packets it wrote itself (statistics(), as
+    # SyncDevice.send_batch): none, when its first write fails — not those a cancelled batch
+    # before it had written.
+    a, b = pair
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    dev = AsyncDevice(SharedInterface(None, Layer.L3, False), FdQueue(a.fileno(), close_fd=False))
+    batch = PacketBatch(capacity=1 << 20)
+    for _ in range(100):
+        batch.append(b"\x45" + bytes(999))  # more than the socket takes: the send waits
+    with anyio.move_on_after(0.2):
+        await dev.send_batch(batch)
+    written = dev.statistics().tx_packets
+    assert 0 < written < 100
+    b.close()  # the next write fails at once
+    with pytest.raises(DeviceError):
+        await dev.send_batch(batch)
+    assert dev.statistics().tx_packets == written
+    await dev.aclose()
+
+
+def test_a_raised_write_of_a_coalesced_batch_counts_nothing() -> None:
+    # SyncDevice.send_batch: a write that raises counts what it wrote "where the batch went
+    # to the queue as given; one that GRO coalesced ... counts nothing" (no count would be
+    # exact: one super-packet written stands for several of the caller's packets)
+    queue = FullingQueue(room=1)
+    queue.refuse_gso = False
+    dev = offload_device(queue)
+    batch = PacketBatch()
+    batch.extend(segments(6))  # one flow: coalesced into one super-packet
+    batch.extend(udp4_packet((IP4_A[0], 1000 + k), IP4_B, 50) for k in range(2))
+    with pytest.raises(TimeoutError):
+        dev.send_batch(batch, timeout=0.05)
+    assert len(queue.written) == 1  # the super-packet
+    stats = dev.statistics()
+    assert (stats.tx_packets, stats.tx_bytes, stats.tx_batches) == (0, 0, 0)
 
 
 @pytest.mark.parametrize("mtu", [68, 65535])
