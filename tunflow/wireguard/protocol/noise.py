@@ -253,7 +253,8 @@ class Handshake:
 
         Raises:
             HandshakeError: the timestamp does not decrypt, is not newer than the last accepted
-                one (a replay), or initiations arrive faster than one per 20 ms (a flood).
+                one (a replay), or it came no more than 20 ms after the last one accepted (a
+                flood; wireguard-go's rule, ``<=``).
         """
         ck, key = kdf2(pending.chain_key, self.precomputed_static_static)
         try:
