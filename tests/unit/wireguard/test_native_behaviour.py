@@ -1,0 +1,174 @@
+"""Native fast mode, checked against what the wire format and the module docstring promise:
+the fragment rules (a header-only datagram, an index past the count), the partial-message
+store, the replay checks before and after the AEAD — the cases a hand mutation review found
+the rest of the suite let through."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from test_native_hostile import CHUNK, deliver, native_pair, plaintext_of, sealed_fragments
+
+from tunflow.packet import HEADROOM, PacketBatch
+from tunflow.wireguard.protocol import native as N
+from tunflow.wireguard.protocol.constants import TAG_SIZE
+from tunflow.wireguard.protocol.session import Session
+
+
+def sealed_with_chunk(session: Session, plaintext: bytes, chunk: int) -> list[bytes]:
+    """``plaintext`` sealed by ``session`` and cut into chunks of ``chunk`` bytes, whatever
+    the sender's own checks allow — as a peer holding the key could send it."""
+    counter = session.native_send_counter
+    session.native_send_counter += 1
+    sealed_len = len(plaintext) + TAG_SIZE
+    count = -(-sealed_len // chunk)
+    first = N.NATIVE_HEADER.pack(
+        0x7F, 0, count, N.NATIVE_VERSION, session.remote_index, counter, chunk, 0
+    )
+    nonce = bytearray(12)
+    struct.pack_into("<Q", nonce, 4, counter)
+    body = bytearray(sealed_len)
+    session.native_seal(nonce, plaintext, first, memoryview(body))
+    return [
+        first[:1] + bytes([k]) + first[2:] + body[k * chunk : (k + 1) * chunk] for k in range(count)
+    ]
+
+
+def test_a_header_without_bytes_is_malformed_and_stores_nothing() -> None:
+    """Every fragment carries at least one byte of its message (``count`` is the sealed
+    length over the chunk, rounded up): a bare 20-byte header — even as the last fragment
+    of a larger message — is malformed, and takes no place in the partial-message store."""
+    p = native_pair()
+    session = p.peer_of_b.current
+    counter = p.peer_of_a.current.native_send_counter
+    bare = N.NATIVE_HEADER.pack(
+        0x7F, 1, 2, N.NATIVE_VERSION, session.local_index, counter, CHUNK, 0
+    )
+    assert len(bare) == N.NATIVE_HEADER_SIZE
+    out = PacketBatch(1 << 20)
+    assert N.open_native(session, bare, out) == N.OpenResult.MALFORMED
+    assert not session.native_partial
+
+
+@pytest.mark.parametrize("one_by_one", [False, True], ids=["batch", "open_native"])
+def test_a_fragment_indexed_past_its_count_is_malformed(one_by_one: bool) -> None:
+    """Indices run 0 … N-1: a full-sized fragment with index N is malformed — not stored as
+    a part of the message, where it would stand in for a missing fragment and make the
+    genuine message fail its AEAD once."""
+    p = native_pair()
+    fragments = sealed_fragments(p.peer_of_a.current, plaintext_of(2000))
+    assert len(fragments) == 2
+    past = bytearray(fragments[0])
+    past[1] = 2  # index 2 of 2
+    session = p.peer_of_b.current
+    if one_by_one:
+        out = PacketBatch(1 << 20)
+        assert N.open_native(session, bytes(past), out) == N.OpenResult.MALFORMED
+        assert not session.native_partial
+        results = [N.open_native(session, f, out) for f in fragments]
+        assert results == [N.OpenResult.INCOMPLETE, N.OpenResult.COMPLETE]
+    else:
+        consumed, out = deliver(p, [bytes(past), fragments[1], fragments[0]])
+        assert consumed == 3
+        stats = p.b.statistics()
+        assert stats.dropped_malformed == 1 and stats.dropped_bad_aead == 0
+    assert out.to_list() == [plaintext_of(2000)[HEADROOM:]]
+
+
+@pytest.mark.parametrize(
+    ("index", "change"),
+    [(0, -1), (0, +1), (1, +1)],
+    ids=["short-middle", "long-middle", "long-last"],
+)
+def test_a_fragment_whose_length_disagrees_with_its_chunk_is_malformed(
+    index: int, change: int
+) -> None:
+    """Every fragment but the last holds exactly C bytes, the last at most C: one a byte
+    short or long is malformed when it arrives — not stored to fail the whole message's AEAD
+    later — and the genuine message still opens."""
+    p = native_pair()
+    fragments = sealed_fragments(p.peer_of_a.current, plaintext_of(2000))
+    assert len(fragments) == 2 and len(fragments[1]) < len(fragments[0])
+    f = fragments[index]
+    if index == 1:  # padded to C bytes: one more makes it too long
+        f = f + bytes(N.NATIVE_HEADER_SIZE + CHUNK - len(f))
+    bad = f[:-1] if change < 0 else f + b"\0"
+    session = p.peer_of_b.current
+    out = PacketBatch(1 << 20)
+    assert N.open_native(session, bad, out) == N.OpenResult.MALFORMED
+    assert not session.native_partial
+    assert [N.open_native(session, g, out) for g in fragments] == [0, 1]
+    assert out.to_list() == [plaintext_of(2000)[HEADROOM:]]
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_a_fragment_with_reserved_bits_set_is_malformed(which: int) -> None:
+    """The reserved field is 0 in every fragment: a message one of whose fragments has it
+    set is not delivered (the field is not in the AEAD's associated data, which has it 0:
+    only this check refuses it), in any order."""
+    for reverse in (False, True):
+        p = native_pair()
+        fragments = sealed_fragments(p.peer_of_a.current, plaintext_of(2000))
+        bad = bytearray(fragments[which])
+        bad[18] = 1
+        fragments[which] = bytes(bad)
+        consumed, out = deliver(p, fragments[::-1] if reverse else fragments)
+        assert consumed == 2 and len(out) == 0
+        assert p.b.statistics().dropped_malformed == 1
+
+
+@pytest.mark.parametrize("size", [100, 400], ids=["one-fragment", "two-fragments"])
+def test_a_chunk_below_the_smallest_fragment_size_is_malformed(size: int) -> None:
+    """A chunk too small to carry the largest message in 255 fragments is no tunflow peer's
+    (``seal_native`` refuses a fragment size below :data:`MIN_FRAGMENT_SIZE`): such a message
+    is malformed whichever receive path takes it, and nothing of it is stored."""
+    chunk = N.MIN_FRAGMENT_SIZE - N.NATIVE_HEADER_SIZE - 1
+    for one_by_one in (False, True):
+        p = native_pair()
+        fragments = sealed_with_chunk(p.peer_of_a.current, plaintext_of(size), chunk)
+        assert len(fragments) == (1 if size == 100 else 2)
+        if one_by_one:
+            got = [q for f in fragments for q in p.b.receive_datagram(f, p.a_addr, p.now)]
+        else:
+            got = deliver(p, fragments)[1].to_list()
+        assert got == []
+        assert p.b.statistics().dropped_malformed == len(fragments)
+        assert not p.peer_of_b.current.native_partial
+        # the same message cut at the smallest legal chunk opens
+        legal = sealed_with_chunk(p.peer_of_a.current, plaintext_of(size), chunk + 1)
+        assert deliver(p, legal)[1].to_list() == [plaintext_of(size)[HEADROOM:]]
+
+
+def test_a_forged_fragment_of_a_huge_shape_does_not_replace_a_stored_message() -> None:
+    """A fragment that disagrees with the stored message's shape replaces it (the newest
+    counts) only if its shape is one a message may have: a forged fragment claiming 255
+    chunks of 64 KiB is malformed — it neither makes the receiver set 16 MiB aside nor costs
+    the genuine message its stored fragment."""
+    p = native_pair()
+    fragments = sealed_fragments(p.peer_of_a.current, plaintext_of(2000))
+    session = p.peer_of_b.current
+    out = PacketBatch(1 << 20)
+    assert N.open_native(session, fragments[0], out) == N.OpenResult.INCOMPLETE
+    huge = bytearray(fragments[0][: N.NATIVE_HEADER_SIZE]) + bytes(0xFFFF)
+    huge[1], huge[2] = 3, 255
+    huge[16:18] = (0xFFFF).to_bytes(2, "little")
+    assert N.open_native(session, bytes(huge), out) == N.OpenResult.MALFORMED
+    (entry,) = session.native_partial.values()
+    assert (entry.count, entry.chunk, len(entry.buffer)) == (2, CHUNK, 2 * CHUNK)
+    assert N.open_native(session, fragments[1], out) == N.OpenResult.COMPLETE
+    assert out.to_list() == [plaintext_of(2000)[HEADROOM:]]
+
+
+def test_a_forged_copy_is_replaced_by_the_genuine_one_before_the_message_completes() -> None:
+    """Copies of one fragment that disagree in bytes: the newest counts. A forged copy of
+    fragment 1 followed by the genuine one, while fragment 0 is still missing: the message
+    opens at its first try (no AEAD failure counted)."""
+    p = native_pair()
+    fragments = sealed_fragments(p.peer_of_a.current, plaintext_of(5000))
+    assert len(fragments) == 4
+    forged = fragments[1][:-1] + bytes([fragments[1][-1] ^ 1])
+    stream = [forged, fragments[1], fragments[3], fragments[2], fragments[0]]
+    got = [q for f in stream for q in p.b.receive_datagram(f, p.a_addr, p.now)]
+    assert [g[HEADROOM:] for g in got] == [plaintext_of(5000)[HEADROOM:]]
+    assert p.b.statistics().dropped_bad_aead == 0
