@@ -9,10 +9,11 @@ import struct
 
 import pytest
 from test_native_hostile import CHUNK, deliver, native_pair, plaintext_of, sealed_fragments
+from test_native_run import as_gro_read, scatter, sealed, super_packet
 
 from tunflow.packet import HEADROOM, PacketBatch
-from tunflow.wireguard.protocol import native as N
-from tunflow.wireguard.protocol.constants import TAG_SIZE
+from tunflow.wireguard.protocol import DatagramBatch, native as N
+from tunflow.wireguard.protocol.constants import REJECT_AFTER_MESSAGES, TAG_SIZE
 from tunflow.wireguard.protocol.session import Session
 
 
@@ -172,3 +173,96 @@ def test_a_forged_copy_is_replaced_by_the_genuine_one_before_the_message_complet
     got = [q for f in stream for q in p.b.receive_datagram(f, p.a_addr, p.now)]
     assert [g[HEADROOM:] for g in got] == [plaintext_of(5000)[HEADROOM:]]
     assert p.b.statistics().dropped_bad_aead == 0
+
+
+@pytest.mark.parametrize("offset", [0, 1])
+def test_a_fragment_at_or_past_the_counter_limit_is_refused_before_it_is_stored(
+    offset: int,
+) -> None:
+    """Counters at or above ``REJECT_AFTER_MESSAGES`` are never accepted: the replay check
+    before the AEAD refuses a first fragment with such a counter, which is not stored."""
+    p = native_pair()
+    session = p.peer_of_b.current
+    counter = REJECT_AFTER_MESSAGES + offset
+    first = N.NATIVE_HEADER.pack(
+        0x7F, 0, 2, N.NATIVE_VERSION, session.local_index, counter, CHUNK, 0
+    )
+    out = PacketBatch(1 << 20)
+    assert N.open_native(session, first + bytes(CHUNK), out) == N.OpenResult.REPLAY
+    assert not session.native_partial
+
+
+def test_a_message_shorter_than_a_virtio_net_header_is_malformed() -> None:
+    """The plaintext is a 10-byte virtio-net header and a packet: a message that opens to
+    fewer bytes — sealed by a peer holding the key — is malformed, and ``out`` is left as
+    it was (no packet of negative length appended)."""
+    p = native_pair()
+    for size in (0, HEADROOM - 1):
+        (fragment,) = sealed_with_chunk(p.peer_of_a.current, bytes(size), CHUNK)
+        session = p.peer_of_b.current
+        out = PacketBatch(1 << 16)
+        assert N.open_native(session, fragment, out) == N.OpenResult.MALFORMED
+        assert len(out) == 0 and out.end == 0
+        consumed, got = deliver(p, [fragment])
+        assert consumed == 1 and len(got) == 0
+    assert p.b.statistics().dropped_malformed == 2
+    assert p.b.statistics().dropped_bad_aead == 0
+
+
+def test_a_read_ending_in_a_bare_header_is_left_to_reassembly() -> None:
+    """A bare 20-byte header after a message's other fragments, in one read (its last
+    fragment lost, a forged header in its place): that is not one whole message, so it is
+    taken fragment by fragment — the header is malformed, no AEAD failure is counted, and
+    the genuine last fragment then completes the message."""
+    p = native_pair()
+    big = super_packet(5000, 3)
+    frags = [d for d, _ in sealed(p, [big]).to_pairs()]
+    assert len(frags) == 4
+    forged = frags[-1][: N.NATIVE_HEADER_SIZE]
+    stride = len(frags[0])
+    got = PacketBatch(1 << 20)
+    rx = DatagramBatch(1 << 17)
+    run = b"".join([*frags[:-1], forged])
+    rx.buffer[: len(run)] = run
+    rx.add_segments(0, len(run), stride, p.a_addr)
+    assert len(rx) == 4
+    assert p.b.decrypt_batch(rx, p.now, got) == 4
+    assert len(got) == 0
+    stats = p.b.statistics()
+    assert stats.dropped_malformed == 1 and stats.dropped_bad_aead == 0
+    assert p.deliver("b", [frags[-1]]) == [bytes(HEADROOM) + big]
+
+
+@pytest.mark.parametrize("via", ["run", "scattered"])
+def test_a_replayed_whole_message_is_refused_before_its_aead(via: str) -> None:
+    """The replay window is checked before the AEAD: a whole message read again (one read,
+    or one scattered read) is dropped as a replay without spending an AEAD over it."""
+    p = native_pair()
+    out = sealed(p, [super_packet(20_000, 4)])
+    session = p.peer_of_b.current
+    opens = 0
+    real_open = session.native_open
+
+    def counting_open(*args: object) -> None:
+        nonlocal opens
+        opens += 1
+        real_open(*args)
+
+    session.native_open = counting_open
+    for _ in range(2):
+        got = PacketBatch(1 << 20)
+        if via == "run":
+            assert p.b.decrypt_batch(as_gro_read(out, p.a_addr), p.now, got) == len(out)
+        else:
+            headers, bodies = scatter(out)
+            assert p.b.decrypt_native_scattered(
+                memoryview(headers),
+                memoryview(bodies),
+                len(out),
+                out.lengths[-1],
+                p.a_addr,
+                p.now,
+                got,
+            )
+    assert len(got) == 0 and opens == 1
+    assert p.b.statistics().dropped_replay == 1
