@@ -266,3 +266,64 @@ def test_a_replayed_whole_message_is_refused_before_its_aead(via: str) -> None:
             )
     assert len(got) == 0 and opens == 1
     assert p.b.statistics().dropped_replay == 1
+
+
+def test_scattered_chunks_shorter_than_the_headers_say_are_not_one_message() -> None:
+    """``bodies`` must hold every chunk the headers and ``last_length`` describe: a read
+    that holds fewer bytes is not one whole message (``None``: the caller falls back), not
+    an AEAD failure counted and stored."""
+    p = native_pair()
+    big = super_packet(5000, 5)
+    out = sealed(p, [big])
+    headers, bodies = scatter(out)
+    got = PacketBatch(1 << 20)
+    args = (len(out), out.lengths[-1], p.a_addr, p.now, got)
+    short = memoryview(bodies)[:-1]
+    assert p.b.decrypt_native_scattered(memoryview(headers), short, *args) is None
+    assert p.b.statistics().dropped == 0 and not p.peer_of_b.current.native_partial
+    assert p.b.decrypt_native_scattered(memoryview(headers), memoryview(bodies), *args)
+    assert got.to_list() == [big]
+
+
+def test_a_message_completed_into_a_batch_with_no_packet_slot_left_finds_no_room() -> None:
+    """``out`` is full when it holds ``max_packets`` packets, whatever its bytes: the
+    fragment that completes a message then finds no room (and is not consumed) rather
+    than appending a packet past the batch's limit."""
+    p = native_pair()
+    fragments = sealed_fragments(p.peer_of_a.current, plaintext_of(2000))
+    session = p.peer_of_b.current
+    out = PacketBatch(1 << 20, max_packets=1)
+    out.append(b"x" * 20)
+    assert N.open_native(session, fragments[0], out) == N.OpenResult.INCOMPLETE
+    assert N.open_native(session, fragments[1], out) == N.OpenResult.NO_ROOM
+    assert len(out) == 1
+    out.clear()
+    assert N.open_native(session, fragments[1], out) == N.OpenResult.COMPLETE
+    assert out.to_list() == [plaintext_of(2000)[HEADROOM:]]
+
+
+def test_a_whole_message_that_fails_keeps_its_own_stored_entry_and_pushes_out_no_other() -> None:
+    """A whole message (one read) that fails its AEAD is kept for another try; when its
+    counter already has an entry (a fragment that came alone before), that entry is reused
+    — no other incomplete message is pushed out for it, however full the store."""
+    p = native_pair()
+    sender = p.peer_of_a.current
+    messages = [sealed_fragments(sender, plaintext_of(3000, bytes([i]))) for i in range(8)]
+    for m in messages:
+        deliver(p, m[:1])
+    partials = p.peer_of_b.current.native_partial
+    assert len(partials) == N.MAX_PARTIAL_MESSAGES
+    whole = list(messages[-1])
+    whole[1] = whole[1][:-1] + bytes([whole[1][-1] ^ 1])
+    rx = DatagramBatch(1 << 16)
+    run = b"".join(whole)
+    rx.buffer[: len(run)] = run
+    rx.add_segments(0, len(run), len(whole[0]), p.a_addr)
+    assert len(rx) == 3
+    before = set(partials)
+    p.b.decrypt_batch(rx, p.now, PacketBatch(1 << 18))
+    stats = p.b.statistics()
+    assert stats.dropped_bad_aead == 1 and stats.dropped_incomplete == 0
+    assert set(partials) == before
+    # the oldest is still there: its other fragments complete it
+    assert deliver(p, messages[0][1:])[1].to_list() == [plaintext_of(3000, bytes([0]))[HEADROOM:]]
