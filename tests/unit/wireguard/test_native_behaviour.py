@@ -9,11 +9,12 @@ import struct
 
 import pytest
 from test_native_hostile import CHUNK, deliver, native_pair, plaintext_of, sealed_fragments
-from test_native_run import as_gro_read, scatter, sealed, super_packet
+from test_native_run import as_gro_read, scatter, scattered_read, sealed, small, super_packet
+from wgpair import A_IP, B_IP, Pair, ip4
 
 from tunflow.packet import HEADROOM, PacketBatch
-from tunflow.wireguard.protocol import DatagramBatch, native as N
-from tunflow.wireguard.protocol.constants import REJECT_AFTER_MESSAGES, TAG_SIZE
+from tunflow.wireguard.protocol import DatagramBatch, PeerConfig, native as N
+from tunflow.wireguard.protocol.constants import REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME, TAG_SIZE
 from tunflow.wireguard.protocol.session import Session
 
 
@@ -327,3 +328,117 @@ def test_a_whole_message_that_fails_keeps_its_own_stored_entry_and_pushes_out_no
     assert set(partials) == before
     # the oldest is still there: its other fragments complete it
     assert deliver(p, messages[0][1:])[1].to_list() == [plaintext_of(3000, bytes([0]))[HEADROOM:]]
+
+
+@pytest.mark.parametrize("via", ["batch", "scattered"])
+def test_a_one_fragment_message_past_the_counter_limit_is_a_replay_without_an_aead(
+    via: str,
+) -> None:
+    """The one-fragment fast path checks the replay window before the AEAD as
+    ``open_native`` does: a message whose counter is at ``REJECT_AFTER_MESSAGES`` (anyone
+    can send one) is dropped as a replay, not opened and counted as an AEAD failure."""
+    p = native_pair()
+    ((genuine, _),) = sealed(p, [small(3)]).to_pairs()
+    forged = bytearray(genuine)
+    forged[8:16] = REJECT_AFTER_MESSAGES.to_bytes(8, "little")
+    session = p.peer_of_b.current
+    opens = 0
+    real_open = session.native_open
+
+    def counting_open(*args: object) -> None:
+        nonlocal opens
+        opens += 1
+        real_open(*args)
+
+    session.native_open = counting_open
+    got = scattered_read(p, bytes(forged)) if via == "scattered" else p.deliver("b", [forged])
+    assert got == [] and opens == 0
+    stats = p.b.statistics()
+    assert stats.dropped_replay == 1 and stats.dropped_bad_aead == 0
+
+
+def one_fragment_longer_than_its_chunk(session: Session, chunk: int) -> bytes:
+    """A one-fragment message whose sealed bytes exceed the chunk its header names — sealed
+    with that header, as a peer holding the key could."""
+    plaintext = plaintext_of(chunk + 100)
+    counter = session.native_send_counter
+    session.native_send_counter += 1
+    head = N.NATIVE_HEADER.pack(
+        0x7F, 0, 1, N.NATIVE_VERSION, session.remote_index, counter, chunk, 0
+    )
+    nonce = bytearray(12)
+    struct.pack_into("<Q", nonce, 4, counter)
+    body = bytearray(len(plaintext) + TAG_SIZE)
+    session.native_seal(nonce, plaintext, head, memoryview(body))
+    return head + body
+
+
+@pytest.mark.parametrize("via", ["batch", "scattered", "one-by-one"])
+def test_a_one_fragment_message_longer_than_its_chunk_is_malformed(via: str) -> None:
+    """No fragment holds more than the chunk its header names: a one-fragment message that
+    does is malformed in every receive path (the fast paths for one-fragment messages
+    agree with ``open_native``)."""
+    p = native_pair()
+    fragment = one_fragment_longer_than_its_chunk(p.peer_of_a.current, 400)
+    if via == "scattered":
+        got = scattered_read(p, fragment)
+    elif via == "batch":
+        got = p.deliver("b", [fragment])
+    else:
+        got = p.b.receive_datagram(fragment, p.a_addr, p.now)
+    assert got == []
+    assert p.b.statistics().dropped_malformed == 1
+
+
+@pytest.mark.parametrize("via", ["batch", "scattered"])
+def test_a_one_fragment_message_to_a_peer_without_native_mode_is_malformed(via: str) -> None:
+    """A tunflow peer without ``native_mode`` counts native messages as malformed — small
+    ones, which the one-fragment fast paths take, too."""
+    p = Pair()
+    p.handshake()
+    p.a.add_peer(PeerConfig(p.kb.public_key(), allowed_ips=f"{B_IP}/32", native_mode=True))
+    ((d, _),) = sealed(p, [ip4(A_IP, B_IP, b"ping")]).to_pairs()
+    assert d[:4] == bytes([0x7F, 0, 1, N.NATIVE_VERSION])
+    got = scattered_read(p, d) if via == "scattered" else p.deliver("b", [d])
+    assert got == []
+    assert p.b.statistics().dropped_malformed == 1
+
+
+@pytest.mark.parametrize("size", [100, 5000], ids=["one-fragment", "many-fragments"])
+def test_a_scattered_read_of_a_session_older_than_reject_after_time_is_refused(
+    size: int,
+) -> None:
+    """Messages of a session older than ``REJECT_AFTER_TIME`` are refused (``dropped_too_old``)
+    — through a scattered read as through ``decrypt_batch``."""
+    p = native_pair()
+    datagrams = [d for d, _ in sealed(p, [super_packet(size, 2)]).to_pairs()]
+    p.now += REJECT_AFTER_TIME + 1
+    headers = b"".join(d[: N.NATIVE_HEADER_SIZE] for d in datagrams)
+    bodies = b"".join(d[N.NATIVE_HEADER_SIZE :] for d in datagrams)
+    out = PacketBatch(1 << 20)
+    done = p.b.decrypt_native_scattered(
+        memoryview(headers),
+        memoryview(bodies),
+        len(datagrams),
+        len(datagrams[-1]),
+        p.a_addr,
+        p.now,
+        out,
+    )
+    if done is None:  # the caller falls back to decrypt_batch
+        assert p.deliver("b", datagrams) == []
+    assert len(out) == 0
+    assert p.b.statistics().dropped_too_old == len(datagrams)
+
+
+def test_a_run_of_small_packets_stops_at_the_counter_limit() -> None:
+    """No native message is sealed with a counter at or past ``REJECT_AFTER_MESSAGES``: a
+    run of small packets that reaches it mid-way sends those below it, and stages the rest
+    behind a new handshake."""
+    p = native_pair()
+    s = p.peer_of_a.current
+    s.native_send_counter = REJECT_AFTER_MESSAGES - 2
+    datagrams = p.send("a", [small(i) for i in range(5)])
+    counters = [int.from_bytes(d[8:16], "little") for d in datagrams if d[0] == 0x7F]
+    assert counters == [REJECT_AFTER_MESSAGES - 2, REJECT_AFTER_MESSAGES - 1]
+    assert len(p.peer_of_a.staged) == 3
