@@ -47,7 +47,7 @@ from ...errors import (
 from ...offload import gso_segment_count, gso_split
 from ...packet import _HIGH_NIBBLE, HEADROOM, MAX_PACKET_SIZE, PacketBatch
 from ._crypto import InvalidTag, tai64n
-from .allowedips import AllowedIPs, Network
+from .allowedips import AllowedIPs, Network, parse_network
 from .config import InterfaceConfig, PeerConfig, int_in
 from .constants import (
     DEFAULT_MTU,
@@ -671,11 +671,13 @@ class WireGuard:
         """Replace a peer's AllowedIPs.
 
         Raises:
-            ConfigError: no such peer, or a prefix is invalid.
+            ConfigError: no such peer, or a prefix is invalid (the peer's AllowedIPs are left
+                as they were).
         """
         peer = self._require(public_key)
+        nets = [parse_network(net) for net in networks]
         self._allowed.remove_owner(peer)
-        for net in networks:
+        for net in nets:
             self._allowed.insert(net, peer)
 
     def add_allowed_ip(self, public_key: PublicKey, network: str | Network) -> None:
