@@ -7,10 +7,11 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from hypothesis import given, settings, strategies as st
 from wgpair import Drbg
 
 from tunflow.errors import ConfigError
-from tunflow.wireguard.protocol import PeerConfig, PrivateKey, WireGuard
+from tunflow.wireguard.protocol import AllowedIPs, PeerConfig, PrivateKey, WireGuard
 
 
 def test_set_allowed_ips_with_a_bad_prefix_changes_nothing() -> None:
@@ -28,3 +29,33 @@ def test_set_allowed_ips_with_a_bad_prefix_changes_nothing() -> None:
     wg.set_allowed_ips(pk, iter(["192.168.0.0/16", ipaddress.ip_network("fd01::/64")]))
     assert [str(n) for n in wg.allowed_ips.networks(peer)] == ["192.168.0.0/16", "fd01::/64"]
     assert wg.allowed_ips.lookup("10.0.0.7") is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 2**128 - 1), st.integers(0, 128), st.sampled_from("pqrs")),
+        max_size=40,
+    ),
+    st.lists(st.integers(0, 2**128 - 1), min_size=1, max_size=40),
+)
+def test_a_cleared_table_matches_longest_ipv6_prefixes_as_a_new_one(
+    entries: list[tuple[int, int, str]], probes: list[int]
+) -> None:
+    # (clear() makes the table new: the IPv6 side as well as the IPv4 one)
+    t: AllowedIPs[str] = AllowedIPs()
+    t.insert("fd00::/8", "old")
+    t.insert("10.0.0.0/8", "old")
+    t.clear()
+    assert len(t) == 0 and t.networks("old") == []
+    ref: dict[ipaddress.IPv6Network, str] = {}
+    for addr, plen, owner in entries:
+        net = ipaddress.IPv6Network((addr, plen), strict=False)
+        t.insert(net, owner)
+        ref[net] = owner
+    for p in probes + [addr for addr, _, _ in entries]:
+        ip = ipaddress.IPv6Address(p)
+        matches = [n for n in ref if ip in n]
+        expected = ref[max(matches, key=lambda n: n.prefixlen)] if matches else None
+        assert t.lookup_v6(p) == expected and t.lookup(ip) == expected
+    assert sorted(t.items(), key=str) == sorted(ref.items(), key=str)
