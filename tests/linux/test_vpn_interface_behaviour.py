@@ -1,6 +1,6 @@
 """What a running interface (``WireGuardInterface``) keeps true across reloads, UAPI sets and
-the way down, as its documentation says, on real kernels: the rules a reload made are removed
-as ``up``'s are, the policy rules' mark is not cleared under them, the port a set
+the way down, as its documentation says, on real kernels: the routes and rules a reload made
+are put back after the link went down and up, and removed, as ``up``'s are, the policy rules' mark is not cleared under them, the port a set
 bound is the one reported.
 """
 
@@ -11,6 +11,7 @@ import attrs
 import pytest
 
 from tests.linux.test_vpn_default_route import default_peer, policy_rules, rules
+from tests.linux.test_vpn_routing_behaviour import in_table, until
 from tunflow import testing
 from tunflow.wireguard import open_interface
 
@@ -35,6 +36,28 @@ async def test_rules_a_reload_brought_go_with_the_interface(
             changes = await iface.sync(wider, fwmark=False, routes=True)
             assert changes.refused == () and rules(a, "-4") == policy_rules(51820)
     assert rules(a, "-4") == rules(a, "-6") == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_routes_a_reload_brought_come_back_after_the_link_goes_down_and_up(
+    netns_pair: tuple[testing.Netns, testing.Netns],
+) -> None:
+    # no Address and no AllowedIPs when it came up: the link is watched all the same, so that
+    # the routes a reload makes come back as up's do
+    a, _ = netns_pair
+    name = testing.unique_name("rw")
+    config = default_peer(allowed_ips="")
+    wider = attrs.evolve(config, peers=[attrs.evolve(config.peers[0], allowed_ips="10.97.0.0/24")])
+    with anyio.fail_after(30):
+        async with open_interface(config, name=name, netns=a.name, uapi=False) as iface:
+            await iface.sync(wider, fwmark=False, routes=True)
+            assert in_table(a, 254) == [("10.97.0.0/24", name)]
+            await anyio.sleep(1)  # the link watch subscribes in a worker thread
+            a.run("ip", "link", "set", name, "down")
+            assert in_table(a, 254) == []
+            a.run("ip", "link", "set", name, "up")
+            await until(lambda: in_table(a, 254) == [("10.97.0.0/24", name)])
 
 
 @pytest.mark.anyio

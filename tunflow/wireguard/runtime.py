@@ -1458,7 +1458,8 @@ async def _interface(
                 iface._cancel = tg.cancel_scope
                 tg.start_soon(iface._run_tunnel)
                 tg.start_soon(iface._timers)
-                if _routing.on_linux() and (added is not None or iface._addresses):
+                # (routes on: a reload may make them when up made none)
+                if _routing.on_linux() and (iface._route_table != "off" or iface._addresses):
                     tg.start_soon(iface._watch_link)
                 if listener is not None:
                     tg.start_soon(iface._uapi, listener)
