@@ -12,6 +12,7 @@ from wgpair import Drbg
 
 from tunflow.errors import ConfigError
 from tunflow.wireguard.protocol import AllowedIPs, PeerConfig, PrivateKey, WireGuard
+from tunflow.wireguard.protocol.allowedips import parse_network
 
 
 def test_set_allowed_ips_with_a_bad_prefix_changes_nothing() -> None:
@@ -59,3 +60,21 @@ def test_a_cleared_table_matches_longest_ipv6_prefixes_as_a_new_one(
         expected = ref[max(matches, key=lambda n: n.prefixlen)] if matches else None
         assert t.lookup_v6(p) == expected and t.lookup(ip) == expected
     assert sorted(t.items(), key=str) == sorted(ref.items(), key=str)
+
+
+@pytest.mark.parametrize("value", [5, None, b"10.0.0.0/8", ("10.0.0.0", 8)])
+def test_a_prefix_that_is_neither_text_nor_a_network_is_a_config_error(value: object) -> None:
+    with pytest.raises(ConfigError, match="not an IP prefix"):
+        parse_network(value)  # type: ignore[arg-type]
+    table: AllowedIPs[str] = AllowedIPs()
+    with pytest.raises(ConfigError):
+        table.insert(value, "a")  # type: ignore[arg-type]
+    assert table.networks("a") == []
+
+
+@pytest.mark.parametrize("address", ["junk", "10.0.0.0/8", b"\x01\x02\x03", 3.5])
+def test_looking_up_what_is_not_an_address_is_a_config_error(address: object) -> None:
+    table: AllowedIPs[str] = AllowedIPs()
+    table.insert("0.0.0.0/0", "a")
+    with pytest.raises(ConfigError, match="not an IP address"):
+        table.lookup(address)  # type: ignore[arg-type]

@@ -38,6 +38,8 @@ def parse_network(value: str | Network) -> Network:
     """
     if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
         net = value
+    elif not isinstance(value, str):
+        raise ConfigError(f"not an IP prefix: {value!r} (give text or an ip_network)")
     else:
         text = value.strip()
         _, slash, length = text.partition("/")
@@ -196,8 +198,18 @@ class AllowedIPs(Generic[T]):
     def lookup(
         self, address: str | bytes | ipaddress.IPv4Address | ipaddress.IPv6Address
     ) -> T | None:
-        """The owner of the longest prefix containing ``address`` (text, packed or object)."""
-        ip = ipaddress.ip_address(address) if isinstance(address, bytes | str) else address
+        """The owner of the longest prefix containing ``address`` (text, packed or object).
+
+        Raises:
+            ConfigError: ``address`` is not an IPv4 or IPv6 address.
+        """
+        if isinstance(address, ipaddress.IPv4Address | ipaddress.IPv6Address):
+            ip = address
+        else:
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                raise ConfigError(f"not an IP address: {address!r}") from None
         return (self.v4 if ip.version == 4 else self.v6).lookup(int(ip))
 
     def lookup_v4(self, address: int) -> T | None:
