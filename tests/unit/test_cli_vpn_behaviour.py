@@ -21,18 +21,22 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX")
 @pytest.mark.parametrize(
     ("seconds", "text"),
     [
-        (0, "0 seconds ago"),
+        (0, "Now"),
+        (0.9, "Now"),
         (1, "1 second ago"),
         (2, "2 seconds ago"),
         (60, "1 minute ago"),
         (61, "1 minute, 1 second ago"),
         (3600, "1 hour ago"),
         (7322, "2 hours, 2 minutes, 2 seconds ago"),
+        (86400 + 1, "1 day, 1 second ago"),
+        (2 * 31_536_000 + 3 * 86400 + 60, "2 years, 3 days, 1 minute ago"),
     ],
 )
 def test_latest_handshake_names_only_the_units_there_are(seconds: float, text: str) -> None:
-    # wg show's ago(): each unit that is not 0, singular for 1 ("1 hour ago", never
-    # "1 hour, 0 seconds ago")
+    # wg show's ago() (wireguard-tools show.c): each unit that is not 0, years of 365 days
+    # and days included, singular for 1 ("1 hour ago", never "1 hour, 0 seconds ago"); "Now"
+    # within the second
     assert vpn._ago(seconds) == text
 
 
@@ -45,10 +49,11 @@ def test_latest_handshake_names_only_the_units_there_are(seconds: float, text: s
         ((1 << 20) - 1, "1024.00 KiB"),
         (1 << 20, "1.00 MiB"),
         (1 << 30, "1.00 GiB"),
+        (1 << 40, "1.00 TiB"),
     ],
 )
 def test_transfer_switches_unit_at_each_power_of_1024(n: int, text: str) -> None:
-    # wg show's bytes(): B below 1024, then KiB, MiB, GiB from each power on
+    # wg show's bytes(): B below 1024, then KiB, MiB, GiB, TiB from each power on
     assert vpn._bytes(n) == text
 
 

@@ -1415,17 +1415,24 @@ def _uapi_get(path: Path) -> str:
 
 
 def _ago(seconds: float) -> str:
+    """``wg show``'s ``ago()``: each unit that is not 0 (years of 365 days down to seconds),
+    ``Now`` within the second."""
     s = int(seconds)
+    if s <= 0:
+        return "Now"
     parts: list[str] = []
-    for unit, size in (("hour", 3600), ("minute", 60), ("second", 1)):
-        if s >= size or (unit == "second" and not parts):
-            n, s = divmod(s, size)
+    for unit, size in (("year", 31_536_000), ("day", 86400), ("hour", 3600), ("minute", 60)):
+        n, s = divmod(s, size)
+        if n:
             parts.append(f"{n} {unit}{'s' if n != 1 else ''}")
+    if s:
+        parts.append(f"{s} second{'s' if s != 1 else ''}")
     return ", ".join(parts) + " ago"
 
 
 def _bytes(n: int) -> str:
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+    """``wg show``'s ``bytes()``: B below 1024, then KiB, MiB, GiB and TiB."""
+    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= size:
             return f"{n / size:.2f} {unit}"
     return f"{n} B"
