@@ -147,3 +147,54 @@ def test_a_run_that_starts_with_the_last_message_again_drops_only_that_one() -> 
     # the same message again (a duplicate on the wire), then eight new ones of the flow
     assert p.deliver("b", datagrams) == sent[1:]
     assert p.b.statistics().dropped_replay == 1
+
+
+@pytest.mark.parametrize("at", [1, 2, 3])
+def test_a_handshake_message_with_a_reserved_byte_set_is_malformed(at: int) -> None:
+    # the message type is a little-endian 32-bit word (whitepaper §5.4; wireguard-go reads it
+    # as one): 1 with a reserved byte set is no known type
+    p = Pair()
+    p.a.send_packet(ip4(A_IP, B_IP), p.now)
+    [(initiation, _)] = p.a.datagrams_to_send()
+    bad = bytearray(initiation)
+    bad[at] = 1
+    assert p.deliver("b", [bytes(bad)]) == []
+    s = p.b.statistics()
+    assert s.dropped_malformed == 1 and s.handshake_initiations_received == 0
+    assert p.b.datagrams_to_send() == []
+
+
+def test_receive_datagram_counts_a_datagram_too_large_for_any_batch() -> None:
+    p = Pair()
+    p.handshake()
+    assert p.b.receive_datagram(bytes(300 * 1024), p.a_addr, p.now) == []
+    assert p.b.statistics().dropped_malformed == 1
+
+
+def test_a_cookie_reply_to_a_response_is_taken_by_the_responder() -> None:
+    # an initiator under load answers a response without mac2 with a cookie reply to the
+    # response's sender index — the responder's new session (whitepaper §5.4.7)
+    p = Pair()
+    p.a.send_packet(ip4(A_IP, B_IP), p.now)
+    [(initiation, _)] = p.a.datagrams_to_send()
+    p.deliver("b", [initiation])
+    [(response, _)] = p.b.datagrams_to_send()
+    p.a.set_under_load(p.now, duration=60)
+    p.deliver("a", [response])
+    [(cookie, _)] = p.a.datagrams_to_send()
+    assert p.a.statistics().cookie_replies_sent == 1
+    p.deliver("b", [cookie])
+    s = p.b.statistics()
+    assert s.cookie_replies_received == 1 and s.dropped == 0
+    assert p.peer_of_b.cookies.has_cookie
+
+
+@pytest.mark.parametrize("change", [-1, 1])
+def test_a_handshake_message_of_another_size_is_malformed(change: int) -> None:
+    p = Pair()
+    p.a.send_packet(ip4(A_IP, B_IP), p.now)
+    [(initiation, _)] = p.a.datagrams_to_send()
+    odd = initiation[:change] if change < 0 else initiation + bytes(change)
+    assert p.deliver("b", [odd]) == []
+    s = p.b.statistics()
+    assert s.dropped_malformed == s.dropped == 1 and s.handshake_initiations_received == 0
