@@ -138,17 +138,6 @@ def test_packets_into_a_vnet_hdr_batch_get_zero_headers(count: int) -> None:
     assert [bytes(out.with_header(i)) for i in range(count)] == [bytes(10) + q for q in sent]
 
 
-def test_a_run_that_starts_with_the_last_message_again_drops_only_that_one() -> None:
-    p = Pair()
-    p.handshake()
-    sent = _packets(9)
-    datagrams = p.send("a", sent)
-    assert p.deliver("b", datagrams[:1]) == sent[:1]
-    # the same message again (a duplicate on the wire), then eight new ones of the flow
-    assert p.deliver("b", datagrams) == sent[1:]
-    assert p.b.statistics().dropped_replay == 1
-
-
 @pytest.mark.parametrize("at", [1, 2, 3])
 def test_a_handshake_message_with_a_reserved_byte_set_is_malformed(at: int) -> None:
     # the message type is a little-endian 32-bit word (whitepaper §5.4; wireguard-go reads it
