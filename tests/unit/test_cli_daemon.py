@@ -106,14 +106,9 @@ def test_a_start_stuck_holding_the_lock_does_not_hang_the_next(
         os.close(held)
 
 
-@pytest.mark.parametrize("config", ["wg0.conf", "-wg0.conf", "--native"])
-def test_the_background_up_reads_the_file_it_was_given(
-    config: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # `tunflow up --daemon -- -wg0.conf`: the background `up` took the file's name for an
-    # option (and failed to start, or took --native for a flag and went on without a file)
-    from tunflow.cli import build_parser
-
+def background_ups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The command lines ``_daemonize`` starts, each run as a child that exits with status 2
+    at once (as a background ``up`` that failed)."""
     monkeypatch.setattr(vpn, "PID_DIRECTORY", str(tmp_path))
     popen = subprocess.Popen
     started: list[list[str]] = []
@@ -123,6 +118,18 @@ def test_the_background_up_reads_the_file_it_was_given(
         return popen([sys.executable, "-c", "raise SystemExit(2)"], **kwargs)
 
     monkeypatch.setattr(vpn.subprocess, "Popen", fake)
+    return started
+
+
+@pytest.mark.parametrize("config", ["wg0.conf", "-wg0.conf", "--native"])
+def test_the_background_up_reads_the_file_it_was_given(
+    config: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `tunflow up --daemon -- -wg0.conf`: the background `up` took the file's name for an
+    # option (and failed to start, or took --native for a flag and went on without a file)
+    from tunflow.cli import build_parser
+
+    started = background_ups(tmp_path, monkeypatch)
     args = argparse.Namespace(**{**vars(ARGS), "config": config, "native": True})
     assert vpn._daemonize(args, "wg0") == 2
     (argv,) = started

@@ -166,20 +166,11 @@ def test_the_background_up_gets_every_flag_of_the_foreground_one(
 ) -> None:
     # `tunflow up --daemon --no-routes wg0.conf` must add no routes, as without --daemon
     import argparse
-    import subprocess
-    from typing import Any
 
+    from tests.unit.test_cli_daemon import background_ups
     from tunflow.cli import build_parser
 
-    monkeypatch.setattr(vpn, "PID_DIRECTORY", str(tmp_path))
-    popen = subprocess.Popen
-    started: list[list[str]] = []
-
-    def fake(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-        started.append(argv)
-        return popen([sys.executable, "-c", "raise SystemExit(2)"], **kwargs)
-
-    monkeypatch.setattr(vpn.subprocess, "Popen", fake)
+    started = background_ups(tmp_path, monkeypatch)
     args = build_parser().parse_args(
         ["up", "--daemon", "--no-routes", "--quiet", "--offload=off", "--backend=trio", "wg0.conf"]
     )

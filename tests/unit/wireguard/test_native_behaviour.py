@@ -37,6 +37,19 @@ def sealed_with_chunk(session: Session, plaintext: bytes, chunk: int) -> list[by
     ]
 
 
+def count_opens(session: Session) -> list[int]:
+    """Count the session's AEAD opens of native messages from now on (in the list's item)."""
+    opens = [0]
+    real_open = session.native_open
+
+    def counting_open(*args: object) -> None:
+        opens[0] += 1
+        real_open(*args)
+
+    session.native_open = counting_open  # type: ignore[method-assign]
+    return opens
+
+
 def test_a_header_without_bytes_is_malformed_and_stores_nothing() -> None:
     """Every fragment carries at least one byte of its message (``count`` is the sealed
     length over the chunk, rounded up): a bare 20-byte header — even as the last fragment
@@ -241,15 +254,7 @@ def test_a_replayed_whole_message_is_refused_before_its_aead(via: str) -> None:
     p = native_pair()
     out = sealed(p, [super_packet(20_000, 4)])
     session = p.peer_of_b.current
-    opens = 0
-    real_open = session.native_open
-
-    def counting_open(*args: object) -> None:
-        nonlocal opens
-        opens += 1
-        real_open(*args)
-
-    session.native_open = counting_open
+    opens = count_opens(session)
     for _ in range(2):
         got = PacketBatch(1 << 20)
         if via == "run":
@@ -265,7 +270,7 @@ def test_a_replayed_whole_message_is_refused_before_its_aead(via: str) -> None:
                 p.now,
                 got,
             )
-    assert len(got) == 0 and opens == 1
+    assert len(got) == 0 and opens == [1]
     assert p.b.statistics().dropped_replay == 1
 
 
@@ -342,17 +347,9 @@ def test_a_one_fragment_message_past_the_counter_limit_is_a_replay_without_an_ae
     forged = bytearray(genuine)
     forged[8:16] = REJECT_AFTER_MESSAGES.to_bytes(8, "little")
     session = p.peer_of_b.current
-    opens = 0
-    real_open = session.native_open
-
-    def counting_open(*args: object) -> None:
-        nonlocal opens
-        opens += 1
-        real_open(*args)
-
-    session.native_open = counting_open
+    opens = count_opens(session)
     got = scattered_read(p, bytes(forged)) if via == "scattered" else p.deliver("b", [forged])
-    assert got == [] and opens == 0
+    assert got == [] and opens == [0]
     stats = p.b.statistics()
     assert stats.dropped_replay == 1 and stats.dropped_bad_aead == 0
 
