@@ -517,13 +517,18 @@ def _networks(value: str) -> list[Network]:
 
 
 def _split_endpoint(value: str, file: str | None = None, line: int = 0) -> tuple[str, int]:
+    """``host:port``, ``[IPv6]:port``, or — as ``wg setconf`` reads it, splitting at the last
+    colon — a bare ``IPv6:port`` (``fd00::1:51820``) when what comes before is an IPv6 address."""
     text = value.strip()
     if text.startswith("["):
         host, sep, port = text[1:].partition("]:")
     else:
         host, sep, port = text.rpartition(":")
         if ":" in host:
-            sep = ""
+            try:
+                ipaddress.IPv6Address(host)
+            except ValueError:
+                sep = ""
     if not sep or not host or not is_decimal(port) or not 0 < digits_value(port) < 65536:
         raise ConfigError(
             f"endpoint {value!r} is not host:port or [IPv6]:port with a port in 1…65535",

@@ -140,6 +140,39 @@ def test_a_malformed_endpoint_name_names_the_line(host: str) -> None:
         parse_wgquick(text, file="f.conf").interface_config()
 
 
+@pytest.mark.parametrize(
+    ("written", "endpoint"),
+    [
+        ("fd00::1:51820", ("fd00::1", 51820)),
+        ("fe80::1%lo:4000", ("fe80::1%lo", 4000)),
+        ("::ffff:192.0.2.1:7", ("::ffff:c000:201", 7)),
+    ],
+)
+def test_a_bare_ipv6_endpoint_is_split_at_its_last_colon(
+    written: str, endpoint: tuple[str, int]
+) -> None:
+    # wg setconf (and so wg-quick) splits an unbracketed endpoint at its last colon and takes
+    # what is before as the host: `wg set … endpoint fd00::1:51820` is accepted (run here)
+    text = f"[Interface]\nPrivateKey = {KEY_A}\n[Peer]\nPublicKey = {PUB_B}\nEndpoint = {written}\n"
+    (peer,) = parse_wgquick(text).interface_config(resolve=_no_lookup).peers
+    assert peer.endpoint == endpoint
+
+
+@pytest.mark.parametrize("written", ["fd00::1", "2001:db8::51820", "fd00::1:", "a:b:1"])
+def test_an_endpoint_whose_host_is_no_ipv6_address_before_its_last_colon_is_refused(
+    written: str,
+) -> None:
+    # "fd00::1" is host "fd00:" and port 1, as wg reads it: no address (wg: "Name or service
+    # not known")
+    text = f"[Interface]\nPrivateKey = {KEY_A}\n[Peer]\nPublicKey = {PUB_B}\nEndpoint = {written}\n"
+    with pytest.raises(ConfigError, match="endpoint"):
+        parse_wgquick(text).interface_config(resolve=_no_lookup)
+
+
+def _no_lookup(host: str, port: int) -> tuple[str, int]:
+    raise OSError(f"{host!r} looked up")
+
+
 def test_ports_are_ascii_decimal_and_a_scope_is_kept() -> None:
     # as wg(8) reads them: "08" is 8 (int(v, 0) refused it), other scripts' digits are no port
     text = (
