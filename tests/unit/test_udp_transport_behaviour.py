@@ -8,6 +8,7 @@ import errno
 import os
 import socket
 import sys
+import time
 
 import anyio
 import pytest
@@ -30,9 +31,68 @@ LINUX = sys.platform.startswith("linux")
 # -- configuration ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("value", ["off", "false", "no", " NO "])
+async def test_every_documented_word_for_off_keeps_the_plain_path(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # UDP_OFFLOAD_ENV: "0 (or off/false/no)"
+    monkeypatch.setenv(UDP_OFFLOAD_ENV, value)
+    async with UDPTransport.bind("127.0.0.1:0") as t:
+        assert (t.gso, t.gro) == (False, False)
+
+
+@pytest.mark.parametrize("text", ["127.0.0.1:65536", "[::1]:65536", ":99999"])
+def test_a_port_past_65535_is_refused_when_parsed(text: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_endpoint(text)
+    assert parse_endpoint("127.0.0.1:65535") == ("127.0.0.1", 65535)
+
+
+@pytest.mark.parametrize(("what", "value"), [("max_datagram", 0), ("max_packets", 0)])
+def test_limits_of_zero_are_refused(what: str, value: int) -> None:
+    # the constructor's Raises: not within 1..65535 / 1..65536; the socket stays the caller's
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        with pytest.raises(ConfigError):
+            UDPTransport(sock, **{what: value})  # type: ignore[arg-type]
+        assert sock.fileno() >= 0
+
+
 def test_an_empty_arena_is_refused() -> None:
     with pytest.raises(ValueError):
         DatagramBatch(0)
+
+
+async def test_a_default_bind_with_an_ipv6_peer_speaks_ipv6() -> None:
+    # the default local address is IPv4's 0.0.0.0: an IPv6 peer makes it the dual-stack "::"
+    async with (
+        UDPTransport.bind("[::1]:0") as rx,
+        UDPTransport.bind(peer=rx.local_address) as tx,
+    ):
+        out = tx.new_batch()
+        out.append(b"over ipv6")
+        assert await tx.send_batch(out) == 1
+        assert (await receive(rx, 1)).to_list() == [b"over ipv6"]
+
+
+@pytest.mark.skipif(not LINUX, reason="UDP_SEGMENT/UDP_GRO are Linux's")
+async def test_a_transport_rebuilt_from_its_fd_keeps_udp_gro_after_gso_was_refused() -> None:
+    """reopen_params rebuilds the transport elsewhere: a socket whose segmentation the kernel
+    refused (EIO) still reads with UDP_GRO, and so does its rebuilt self."""
+
+    class NoSegmentation(socket.socket):
+        def sendmsg(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            raise OSError(errno.EIO, "no checksum offload")
+
+    sock = NoSegmentation(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    async with UDPTransport.from_socket(sock) as t, UDPTransport.bind("127.0.0.1:0") as rx:
+        out = DatagramBatch()
+        for p in payloads(4, 100):
+            out.append(p, address=rx.local_address)
+        assert await t.send_batch(out) == 4
+        assert (t.gso, t.gro) == (False, True)
+        async with UDPTransport.from_fd(os.dup(t.fileno()), **t.reopen_params()) as again:
+            assert again.gro
 
 
 # -- statistics ---------------------------------------------------------------------------
@@ -57,3 +117,57 @@ def test_merged_statistics_add_up_and_take_the_later_offloads() -> None:
         4, 40, 4, 6, 60, 6, 4, 6, False, False, {"refused": 6, "x": 2}
     )
     assert earlier.drops == {"refused": 1, "x": 2}  # (neither record changed)
+
+
+# -- link-local scopes, in a namespace ----------------------------------------------------
+
+
+@pytest.mark.needs_root
+async def test_a_scope_of_sixteen_characters_names_no_link(netns: testing.Netns) -> None:
+    """The kernel reads at most 15 bytes of an interface name: a 16-character scope whose
+    first 15 are a link's name must not name that link."""
+    name = testing.unique_name("s").ljust(15, "x")[:15]
+    netns.run("ip", "link", "add", name, "type", "veth", "peer", "name", testing.unique_name("s"))
+    async with UDPTransport.bind("[::]:0") as t:
+        assert t.has_scope((f"fe80::1%{name}", 9))
+        assert not t.has_scope((f"fe80::1%{name}y", 9))
+        assert t.numeric_scope((f"fe80::1%{name}y", 9)) == ("fe80::1", 9)
+
+
+@pytest.mark.needs_root
+async def test_sends_find_a_link_deleted_and_made_again_under_its_name(
+    netns: testing.Netns,
+) -> None:
+    """A scoped destination whose link went is looked up anew by name after a failed send: a
+    link made again under that name (another index) carries the next datagrams."""
+    name = testing.unique_name("d")
+    netns.run("sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0")  # (no tentative source)
+
+    def make_link() -> None:
+        other = testing.unique_name("d")
+        netns.run("ip", "link", "add", name, "type", "veth", "peer", "name", other)
+        for link in (name, other):
+            netns.run("ip", "link", "set", link, "up")
+        # sends to it fail until its link-local address (their source) is there, a moment after
+        # the carrier: until a plain socket's send goes
+        deadline = time.monotonic() + 10
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            while True:
+                try:
+                    probe.sendto(b"", ("fe80::2", 9, 0, socket.if_nametoindex(name)))
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, f"nothing goes out of {name}"
+                    time.sleep(0.02)
+
+    make_link()
+    async with UDPTransport.bind("[::]:0") as t:
+        out = DatagramBatch()
+        out.append(b"hello", address=(f"fe80::2%{name}", 9))
+        assert await t.send_batch(out) == 1
+        netns.run("ip", "link", "del", name)
+        assert await t.send_batch(out) == 0  # no such link: lost
+        make_link()
+        assert await t.send_batch(out) == 1
+        assert await t.send_batch(out) == 1
+        assert t.statistics().tx_datagrams == 3
