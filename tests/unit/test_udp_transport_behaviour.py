@@ -119,6 +119,101 @@ def test_merged_statistics_add_up_and_take_the_later_offloads() -> None:
     assert earlier.drops == {"refused": 1, "x": 2}  # (neither record changed)
 
 
+# -- receive ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("offload", [True, False], ids=["gro", "plain"])
+async def test_a_receive_takes_at_most_max_packets(offload: bool) -> None:
+    """``max_packets``: datagrams per received batch, whatever room the batch has."""
+    async with (
+        UDPTransport.bind("127.0.0.1:0", max_packets=4, offload=offload) as rx,
+        UDPTransport.bind("127.0.0.1:0", peer=rx.local_address, offload=False) as tx,
+    ):
+        out = tx.new_batch()
+        out.extend(payloads(10, 100))
+        assert await tx.send_batch(out) == 10
+        got = DatagramBatch(4 << 20)
+        with anyio.fail_after(5):
+            await rx.recv_batch(got)
+        assert len(got) == 4 and rx.backlogged
+        assert (await receive(rx, 6)).to_list() == payloads(10, 100)[4:]
+
+
+async def test_recv_nowait_into_a_batch_at_its_datagram_limit_reads_nothing() -> None:
+    # "-1 having read nothing because ... batch has no room"
+    async with (
+        UDPTransport.bind("127.0.0.1:0") as rx,
+        UDPTransport.bind("127.0.0.1:0", peer=rx.local_address) as tx,
+    ):
+        out = tx.new_batch()
+        out.append(b"waiting")
+        await tx.send_batch(out)
+        full = DatagramBatch(1 << 20, max_packets=1)
+        full.append(b"already here")
+        assert rx.recv_nowait(full) == -1
+        assert full.to_list() == [b"already here"]
+        assert (await receive(rx, 1)).to_list() == [b"waiting"]
+
+
+@pytest.mark.parametrize("offload", [True, False], ids=["gro", "plain"])
+async def test_not_at_rest_after_a_receive_that_stopped_on_a_full_batch(offload: bool) -> None:
+    """``at_rest``: the last receive found one datagram *and then nothing*; one that stopped
+    because the batch was full left more waiting."""
+    async with (
+        UDPTransport.bind("127.0.0.1:0", offload=offload) as rx,
+        UDPTransport.bind("127.0.0.1:0", peer=rx.local_address, offload=offload) as tx,
+    ):
+
+        async def send(data: bytes) -> None:
+            out = tx.new_batch()
+            out.append(data)
+            await tx.send_batch(out)
+
+        with anyio.fail_after(5):
+            await send(b"ping")
+            assert (await rx.recv_batch()).to_list() == [b"ping"]
+            assert rx.at_rest
+            await send(b"one")
+            await send(b"two!")
+            one = DatagramBatch(1 << 17, max_packets=1)
+            assert (await rx.recv_batch(one)).to_list() == [b"one"]
+            assert rx.backlogged and not rx.at_rest
+            assert (await rx.recv_batch()).to_list() == [b"two!"]
+
+
+@pytest.mark.skipif(not LINUX, reason="UDP_GRO is Linux's")
+@pytest.mark.parametrize("kept", [1, 2, 3])
+async def test_a_read_whose_segment_size_was_cut_part_way_is_dropped(
+    kept: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A segment size the control buffer cut to ``kept`` of its 4 bytes cannot be trusted:
+    the read is dropped as ``truncated`` (not read as one datagram, not a struct.error), and
+    the next one is read. A 16-byte timestamp (its message: 32 bytes) comes before it."""
+    from tunflow.transport import udp
+
+    monkeypatch.setattr(udp, "_ANCBUF", 32 + 16 + kept)  # (16: the size's message header)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setsockopt(socket.SOL_SOCKET, 29, 1)  # SO_TIMESTAMP
+    async with (
+        UDPTransport.from_socket(sock) as rx,
+        UDPTransport.bind("127.0.0.1:0", peer=rx.local_address) as tx,
+    ):
+        assert rx.gro and tx.gso
+        out = tx.new_batch()
+        out.extend(payloads(10, 100))
+        assert await tx.send_batch(out) == 10
+        out.clear()
+        out.append(b"next")
+        assert await tx.send_batch(out) == 1
+        got = DatagramBatch(1 << 20)
+        with anyio.fail_after(5):
+            while b"next" not in got.to_list():
+                await rx.recv_batch(got)
+        assert got.to_list() == [b"next"]
+        assert rx.statistics().drops == {"truncated": 1}
+
+
 # -- link-local scopes, in a namespace ----------------------------------------------------
 
 
