@@ -214,6 +214,92 @@ async def test_a_read_whose_segment_size_was_cut_part_way_is_dropped(
         assert rx.statistics().drops == {"truncated": 1}
 
 
+# -- send ---------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not LINUX, reason="UDP_SEGMENT is Linux's")
+async def test_a_group_refused_once_leaves_the_next_group_segmented() -> None:
+    """EMSGSIZE (a segment above the path MTU) refuses that send only: its group goes out
+    plainly and the next group of the batch is segmented again."""
+
+    class RefusesOnce(socket.socket):
+        refused = False
+
+        def sendmsg(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if not self.refused:
+                self.refused = True
+                raise OSError(errno.EMSGSIZE, "Message too long")
+            return super().sendmsg(*args, **kwargs)
+
+    sock = RefusesOnce(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    async with UDPTransport.bind("127.0.0.1:0") as rx, UDPTransport.from_socket(sock) as tx:
+        out = DatagramBatch()
+        sent = payloads(5, 100) + payloads(5, 200)
+        for p in sent:
+            out.append(p, address=rx.local_address)
+        assert await tx.send_batch(out) == 10
+        s = tx.statistics()
+        assert tx.gso and s.drops == {"gso_refused": 1}
+        assert s.tx_syscalls == 5 + 1  # the first group a datagram a call, the second one call
+        assert (await receive(rx, 10)).to_list() == sent
+
+
+class _FullAfterOne(socket.socket):
+    """A socket whose send buffer takes one datagram, then is full (EAGAIN)."""
+
+    sends = 0
+
+    def sendto(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.sends += 1
+        if self.sends > 1:
+            raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+        return super().sendto(*args, **kwargs)
+
+
+async def test_send_nowait_that_sent_part_of_a_group_does_not_ask_for_it_again() -> None:
+    """``drop_when_full=False`` sends nothing (-1) only when nothing went: once a datagram
+    went, the rest is lost and counted as always — a -1 would have the caller send the first
+    datagram twice."""
+    sock = _FullAfterOne(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    async with (
+        UDPTransport.bind("127.0.0.1:0") as rx,
+        UDPTransport.from_socket(sock, offload=False) as tx,
+    ):
+        out = DatagramBatch()
+        for p in payloads(3, 100):  # one group, sent a datagram at a time
+            out.append(p, address=rx.local_address)
+        assert tx.send_batch_nowait(out, drop_when_full=False) == 1
+        assert tx.statistics().drops == {"would_block": 2}
+        assert (await receive(rx, 1)).to_list() == payloads(1, 100)
+
+
+class _NoSourceAddress(socket.socket):
+    """A socket that has no usable source address for its sends (EADDRNOTAVAIL: the link's
+    link-local address still tentative while DAD runs)."""
+
+    def sendto(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
+
+    sendmsg = sendto
+
+
+@pytest.mark.parametrize("count", [1, 3])
+async def test_a_send_without_a_source_address_is_lost_as_unreachable(count: int) -> None:
+    sock = _NoSourceAddress(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    async with UDPTransport.from_socket(sock, offload=False) as tx:
+        unsent: list[tuple[object, int]] = []
+        tx.on_unsent = lambda addr, n: unsent.append((addr, n))
+        out = DatagramBatch()
+        for p in payloads(count, 100):
+            out.append(p, address=("127.0.0.1", 9))
+        assert await tx.send_batch(out) == 0
+        assert tx.statistics().drops == {"unreachable": count}
+        assert sum(n for _, n in unsent) == 100 * count
+
+
 # -- link-local scopes, in a namespace ----------------------------------------------------
 
 
