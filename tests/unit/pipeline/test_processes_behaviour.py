@@ -320,3 +320,13 @@ async def test_a_stage_that_refuses_to_start_in_a_worker_is_a_config_error(
     assert status == 2
     errors = [m for m in said if m[0] == "error"]
     assert errors == [("error", "config", "no room for this stage", None)], said
+
+
+async def test_a_worker_that_ends_with_its_final_report_and_exits_is_no_failure(
+    children: _FakeChildren,
+) -> None:
+    """A worker whose lanes all ended says ``final`` and exits: ``run()`` returns, it is not
+    a worker that "exited without reporting"."""
+    children.said.append([_ENDED, None])
+    with anyio.fail_after(5):
+        await _pipeline().run()
