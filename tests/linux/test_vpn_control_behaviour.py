@@ -1,0 +1,81 @@
+"""The running interface's control (``apply_uapi``, the control socket's requests): what a
+closed interface refuses, what a request that cannot be served ends, what a set leaves alone."""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+import anyio
+import pytest
+
+from tunflow import testing
+from tunflow.wireguard import (
+    InterfaceConfig,
+    PeerConfig,
+    PrivateKey,
+    WireGuardInterface,
+    open_interface,
+)
+
+pytestmark = [pytest.mark.needs_root, pytest.mark.anyio]
+
+KEY = PrivateKey(bytes(range(1, 33)))
+PEER = PrivateKey(bytes(range(3, 35))).public_key()
+NEW_PEER = PrivateKey(bytes(range(4, 36))).public_key()
+
+
+@pytest.fixture
+def ns() -> Iterator[testing.Netns]:
+    with testing.netns(enter=False) as ns:
+        yield ns
+
+
+@asynccontextmanager
+async def interface(ns: testing.Netns) -> AsyncIterator[WireGuardInterface]:
+    config = InterfaceConfig(
+        KEY, listen_port=0, peers=[PeerConfig(PEER, allowed_ips="10.97.0.2/32")]
+    )
+    name = testing.unique_name("wc")
+    async with open_interface(config, name=name, netns=ns.name, uapi=False) as iface:
+        yield iface
+
+
+async def test_a_closed_interface_answers_no_get(ns: testing.Netns) -> None:
+    # apply_uapi: "Raises anyio.ClosedResourceError: the interface is closed" — a get too
+    async with interface(ns) as iface:
+        assert b"errno=0\n" in await iface.apply_uapi(b"get=1\n\n")
+        iface.close()
+        with pytest.raises(anyio.ClosedResourceError):
+            await iface.apply_uapi(b"get=1\n\n")
+
+
+async def test_nothing_after_an_invalid_operation_is_answered(ns: testing.Netns) -> None:
+    # wireguard-go ends the connection at an operation it does not know: a request after it
+    # in the same stream is not served
+    async with interface(ns) as iface:
+        assert await iface.apply_uapi(b"bogus=1\n\nget=1\n\n") == b""
+        assert b"errno=0\n" in await iface.apply_uapi(b"get=1\n\n")
+
+
+async def test_a_link_local_endpoint_of_no_link_is_refused_whole(ns: testing.Netns) -> None:
+    # as wg and wireguard-go: EINVAL, and the set changes nothing (the peer is not added)
+    async with interface(ns) as iface:
+        reply = await iface.apply_uapi(
+            f"set=1\npublic_key={NEW_PEER.to_hex()}\nendpoint=[fe80::1%nolink0]:51820\n"
+            "allowed_ip=10.97.0.3/32\n\n".encode()
+        )
+        assert reply == f"errno=-{errno.EINVAL}\n\n".encode()
+        assert NEW_PEER.to_hex().encode() not in await iface.apply_uapi(b"get=1\n\n")
+
+
+async def test_setting_the_port_it_listens_on_keeps_its_socket(ns: testing.Netns) -> None:
+    # `wg set wg0 listen-port <its port>` (wg syncconf of an unchanged file, too): nothing to
+    # bind; the socket that holds the port stays
+    async with interface(ns) as iface:
+        before = iface.transport
+        port = iface.listen_port
+        reply = await iface.apply_uapi(f"set=1\nlisten_port={port}\n\n".encode())
+        assert reply == b"errno=0\n\n"
+        assert iface.transport is before and iface.listen_port == port
