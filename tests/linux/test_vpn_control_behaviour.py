@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio
 import pytest
@@ -79,3 +80,39 @@ async def test_setting_the_port_it_listens_on_keeps_its_socket(ns: testing.Netns
         reply = await iface.apply_uapi(f"set=1\nlisten_port={port}\n\n".encode())
         assert reply == b"errno=0\n\n"
         assert iface.transport is before and iface.listen_port == port
+
+
+async def read_to_the_end(client: anyio.abc.SocketStream) -> bytes:
+    """What the server sends until it closes the connection."""
+    got = b""
+    with anyio.fail_after(10):  # the idle limit is 30 s: well before it
+        while True:
+            try:
+                got += await client.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                return got
+
+
+async def test_the_control_socket_ends_each_kind_of_client(
+    ns: testing.Netns, tmp_path: Path
+) -> None:
+    # a client that ends its stream after a get is answered and let go; one whose stream ends a
+    # set=1 without its empty line has it applied and answered (as wireguard-go); one that sends
+    # an operation wireguard-go does not know is let go at once, its next request unanswered
+    path = tmp_path / "wc.sock"
+    config = InterfaceConfig(KEY, listen_port=0)
+    async with open_interface(
+        config, name=testing.unique_name("wc"), netns=ns.name, uapi=str(path)
+    ) as iface:
+        async with await anyio.connect_unix(path) as client:
+            await client.send(b"get=1\n\n")
+            await client.send_eof()
+            assert (await read_to_the_end(client)).endswith(b"errno=0\n\n")
+        async with await anyio.connect_unix(path) as client:
+            await client.send(f"set=1\npublic_key={NEW_PEER.to_hex()}\n".encode())
+            await client.send_eof()
+            assert await read_to_the_end(client) == b"errno=0\n\n"
+        assert NEW_PEER in iface.wg.peers
+        async with await anyio.connect_unix(path) as client:
+            await client.send(b"bogus=1\n\nget=1\n\n")
+            assert await read_to_the_end(client) == b""
