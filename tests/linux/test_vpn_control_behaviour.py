@@ -4,6 +4,9 @@ closed interface refuses, what a request that cannot be served ends, what a set 
 from __future__ import annotations
 
 import errno
+import os
+import socket
+import stat
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -116,3 +119,42 @@ async def test_the_control_socket_ends_each_kind_of_client(
         async with await anyio.connect_unix(path) as client:
             await client.send(b"bogus=1\n\nget=1\n\n")
             assert await read_to_the_end(client) == b""
+
+
+async def test_the_control_socket_is_its_owners_alone(ns: testing.Netns, tmp_path: Path) -> None:
+    # its owner's alone, as wireguard-go's (made under umask 077): whoever may connect may
+    # set the private key
+    path = tmp_path / "wc.sock"
+    config = InterfaceConfig(KEY, listen_port=0)
+    async with open_interface(
+        config, name=testing.unique_name("wc"), netns=ns.name, uapi=str(path)
+    ):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def so_mark(iface: WireGuardInterface) -> int:
+    with socket.fromfd(iface.transport.fileno(), socket.AF_INET6, socket.SOCK_DGRAM) as s:
+        return s.getsockopt(socket.SOL_SOCKET, 36)  # SO_MARK
+
+
+async def test_a_new_port_keeps_the_fwmark(ns: testing.Netns) -> None:
+    # a set of the port alone leaves the fwmark as it is: the new socket has it too
+    async with interface(ns) as iface:
+        assert await iface.apply_uapi(b"set=1\nfwmark=9\n\n") == b"errno=0\n\n"
+        before = iface.transport
+        assert await iface.apply_uapi(b"set=1\nlisten_port=0\n\n") == b"errno=0\n\n"
+        assert iface.transport is not before
+        assert so_mark(iface) == iface.wg.fwmark == 9
+
+
+async def test_sync_keeps_the_port_or_the_fwmark_it_is_told_to_keep(ns: testing.Netns) -> None:
+    # sync(listen_port=False): "the configuration gave none, keep it"; fwmark=False likewise
+    async with interface(ns) as iface:
+        assert await iface.apply_uapi(b"set=1\nfwmark=9\n\n") == b"errno=0\n\n"
+        port = iface.listen_port
+        config = InterfaceConfig(KEY, peers=[PeerConfig(PEER, allowed_ips="10.97.0.2/32")])
+        await iface.sync(config, listen_port=False)
+        assert iface.listen_port == port and iface.wg.fwmark == 0
+        assert await iface.apply_uapi(b"set=1\nfwmark=9\n\n") == b"errno=0\n\n"
+        await iface.sync(config, fwmark=False)
+        assert iface.wg.fwmark == 9 and so_mark(iface) == 9
