@@ -77,3 +77,12 @@ def test_ipv6_is_taken_at_exactly_the_minimum_mtu(netns: testing.Netns) -> None:
         dev.set_mtu(1280)
         have = {str(a) for a in dev.addresses()}
         assert {"fd00:58::1/64", "fd00:58::2/64"} <= have
+
+
+def test_owner_and_group_above_2_31_reach_the_kernel(netns: testing.Netns) -> None:
+    # ids up to 0xFFFFFFFE are valid (user namespaces map such ranges); the build passed them
+    # to fcntl.ioctl as a C int and failed with an untyped OverflowError
+    name = testing.unique_name("o")
+    with DeviceBuilder().name(name).owner(0x80000000).group(0xFFFFFFFE).build_sync():
+        info = _tun_info(netns, name)
+        assert (info["user"], info["group"]) == (0x80000000, 0xFFFFFFFE)

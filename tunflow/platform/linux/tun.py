@@ -692,7 +692,8 @@ def _open_device(config: DeviceConfig) -> tuple[LinuxInterface, FdQueue]:
                 _ioctl(fd, TUNSETOFFLOAD, 0)
         for request, ident in ((TUNSETOWNER, config.owner), (TUNSETGROUP, config.group)):
             if ident is not None:
-                _ioctl(fd, request, ident)
+                # (the kernel reads a uid_t from the argument; fcntl.ioctl takes a C int)
+                _ioctl(fd, request, ident - (1 << 32) if ident >= 1 << 31 else ident)
         iface = LinuxInterface(
             name=name, flags=flags, offload=offload, layer=config.layer, created=not existed
         )
