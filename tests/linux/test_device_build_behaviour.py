@@ -86,3 +86,21 @@ def test_owner_and_group_above_2_31_reach_the_kernel(netns: testing.Netns) -> No
     with DeviceBuilder().name(name).owner(0x80000000).group(0xFFFFFFFE).build_sync():
         info = _tun_info(netns, name)
         assert (info["user"], info["group"]) == (0x80000000, 0xFFFFFFFE)
+
+
+def test_an_adopted_multi_queue_fd_can_open_more_queues(netns: testing.Netns) -> None:
+    # the kernel reports IFF_MULTI_QUEUE for the fd: try_clone works as on a built device
+    import fcntl
+    import os
+    import struct
+
+    from tunflow import SyncDevice
+    from tunflow.platform.linux.tun import IFF_MULTI_QUEUE, IFF_NO_PI, IFF_TUN, TUNSETIFF
+
+    name = testing.unique_name("q")
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+    flags = IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE
+    fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), flags))
+    with SyncDevice.from_fd(fd) as dev, dev.try_clone() as clone:
+        assert clone.name() == name
+        assert _tun_info(netns, name)["numqueues"] == 2
