@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import example_environment
 from tunflow.cli import COMMAND_MODULES, build_parser, main
 
 CONFIG = """
@@ -93,7 +94,12 @@ def _hidden(
         f"sys.exit(main({argv!r}))\n"
     )
     return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=False
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+        env=example_environment(),  # this tree's tunflow, not an installed one
     )
 
 
