@@ -297,7 +297,9 @@ def run(args: argparse.Namespace) -> int:
 
 @command("check", "check a configuration: syntax, names, plugins and their options", _config_arg)
 def check(args: argparse.Namespace) -> int:
-    """``tunflow check CONFIG``: exit 0 and a summary if it is good, else 2 and the error."""
+    """``tunflow check CONFIG``: exit 0 and a summary if it is good, else the error and 2 (a
+    configuration that is wrong, a plugin missing or refusing its options) or 1 (a file that
+    cannot be read)."""
     from ..config import load_config
 
     try:
