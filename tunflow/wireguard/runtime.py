@@ -1462,6 +1462,9 @@ async def _interface(
                 iface._cancel = tg.cancel_scope
                 tg.start_soon(iface._run_tunnel)
                 tg.start_soon(iface._timers)
+                # (routes on: a reload may make them when up made none)
+                if _routing.on_linux() and (iface._route_table != "off" or iface._addresses):
+                    await tg.start(iface._watch_link)
                 if listener is not None:
                     tg.start_soon(iface._uapi, listener)
                     listener = None  # owned by the task now
@@ -1477,10 +1480,6 @@ async def _interface(
                     # WireGuard peers: the kernel segments what it hands over, we coalesce
                     "off" if not dev_offload else "writes only" if plain_reads else "on",
                 )
-                # (routes on: a reload may make them when up made none; the first await here,
-                # after the protocol's start, as the tasks above ran after it before)
-                if _routing.on_linux() and (iface._route_table != "off" or iface._addresses):
-                    await tg.start(iface._watch_link)
                 try:
                     yield iface
                 finally:
