@@ -68,7 +68,9 @@ async def test_the_link_down_and_up_puts_the_routes_back_in_their_tables(
 
             assert now() == want, now()
             assert main_routes() == want[254]
-            # at once: the link is watched from the moment the block runs
+            # the link watch subscribes in a worker thread once the block runs: a link cycled
+            # before that is not seen
+            await anyio.sleep(1)
             a.run("ip", "link", "set", name, "down")
             assert in_table(a, where) == []
             a.run("ip", "link", "set", name, "up")

@@ -1150,17 +1150,13 @@ class WireGuardInterface:
             self._failure = exc
             self.close()
 
-    async def _watch_link(
-        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
+    async def _watch_link(self) -> None:
         """Put back what the kernel takes away with the link going down (``ip link set wg0
         down``, a network manager cycling it) once it is up again: the configured addresses
-        it removed (IPv6's) and the AllowedIPs routes (Linux). Started (``task_status``) once
-        it listens, so a link cycled after the interface is up is seen. A failure here is
-        logged: the tunnel itself runs on."""
+        it removed (IPv6's) and the AllowedIPs routes (Linux). A failure here is logged: the
+        tunnel itself runs on."""
         index = self.device.if_index()
         watch = await anyio.to_thread.run_sync(lambda: _routing.link_watch(index, self._netns))
-        task_status.started()
         try:
             was_up = True
             while True:
@@ -1464,7 +1460,7 @@ async def _interface(
                 tg.start_soon(iface._timers)
                 # (routes on: a reload may make them when up made none)
                 if _routing.on_linux() and (iface._route_table != "off" or iface._addresses):
-                    await tg.start(iface._watch_link)
+                    tg.start_soon(iface._watch_link)
                 if listener is not None:
                     tg.start_soon(iface._uapi, listener)
                     listener = None  # owned by the task now
