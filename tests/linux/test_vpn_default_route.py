@@ -128,20 +128,23 @@ async def two_sides(
         peers=[PeerConfig(ka.public_key(), allowed_ips=f"{OA}/32, {OA6}/128")],
     )
     async with AsyncExitStack() as stack:
-        ia = await stack.enter_async_context(
-            open_interface(
-                ca,
-                name=testing.unique_name("wa"),
-                addresses=[f"{OA}/24", f"{OA6}/64"],
-                netns=a.name,
-            )
-        )
+        # B first: A routes everything to B, the IPv6 router solicitation its link sends when
+        # it comes up included, and an initiation sent before B listens is retried only
+        # REKEY_TIMEOUT (5 s) later — longer than the tests' pings wait
         ib = await stack.enter_async_context(
             open_interface(
                 cb,
                 name=testing.unique_name("wb"),
                 addresses=[f"{OB}/24", f"{OB6}/64"],
                 netns=b.name,
+            )
+        )
+        ia = await stack.enter_async_context(
+            open_interface(
+                ca,
+                name=testing.unique_name("wa"),
+                addresses=[f"{OA}/24", f"{OA6}/64"],
+                netns=a.name,
             )
         )
         yield ia, ib
