@@ -5,45 +5,28 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 import stat
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import pytest
 
+from tests.linux.test_vpn_uapi import KEY, NEW_PEER, OLD_PEER, interface, so_mark
 from tunflow import testing
 from tunflow.wireguard import (
     InterfaceConfig,
     PeerConfig,
-    PrivateKey,
-    WireGuardInterface,
     open_interface,
 )
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.anyio]
-
-KEY = PrivateKey(bytes(range(1, 33)))
-PEER = PrivateKey(bytes(range(3, 35))).public_key()
-NEW_PEER = PrivateKey(bytes(range(4, 36))).public_key()
 
 
 @pytest.fixture
 def ns() -> Iterator[testing.Netns]:
     with testing.netns(enter=False) as ns:
         yield ns
-
-
-@asynccontextmanager
-async def interface(ns: testing.Netns) -> AsyncIterator[WireGuardInterface]:
-    config = InterfaceConfig(
-        KEY, listen_port=0, peers=[PeerConfig(PEER, allowed_ips="10.97.0.2/32")]
-    )
-    name = testing.unique_name("wc")
-    async with open_interface(config, name=name, netns=ns.name, uapi=False) as iface:
-        yield iface
 
 
 async def test_a_closed_interface_answers_no_get(ns: testing.Netns) -> None:
@@ -132,11 +115,6 @@ async def test_the_control_socket_is_its_owners_alone(ns: testing.Netns, tmp_pat
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
 
-def so_mark(iface: WireGuardInterface) -> int:
-    with socket.fromfd(iface.transport.fileno(), socket.AF_INET6, socket.SOCK_DGRAM) as s:
-        return s.getsockopt(socket.SOL_SOCKET, 36)  # SO_MARK
-
-
 async def test_a_new_port_keeps_the_fwmark(ns: testing.Netns) -> None:
     # a set of the port alone leaves the fwmark as it is: the new socket has it too
     async with interface(ns) as iface:
@@ -144,7 +122,7 @@ async def test_a_new_port_keeps_the_fwmark(ns: testing.Netns) -> None:
         before = iface.transport
         assert await iface.apply_uapi(b"set=1\nlisten_port=0\n\n") == b"errno=0\n\n"
         assert iface.transport is not before
-        assert so_mark(iface) == iface.wg.fwmark == 9
+        assert so_mark(iface.transport) == iface.wg.fwmark == 9
 
 
 async def test_sync_keeps_the_port_or_the_fwmark_it_is_told_to_keep(ns: testing.Netns) -> None:
@@ -152,9 +130,9 @@ async def test_sync_keeps_the_port_or_the_fwmark_it_is_told_to_keep(ns: testing.
     async with interface(ns) as iface:
         assert await iface.apply_uapi(b"set=1\nfwmark=9\n\n") == b"errno=0\n\n"
         port = iface.listen_port
-        config = InterfaceConfig(KEY, peers=[PeerConfig(PEER, allowed_ips="10.97.0.2/32")])
+        config = InterfaceConfig(KEY, peers=[PeerConfig(OLD_PEER, allowed_ips="10.97.0.2/32")])
         await iface.sync(config, listen_port=False)
         assert iface.listen_port == port and iface.wg.fwmark == 0
         assert await iface.apply_uapi(b"set=1\nfwmark=9\n\n") == b"errno=0\n\n"
         await iface.sync(config, fwmark=False)
-        assert iface.wg.fwmark == 9 and so_mark(iface) == 9
+        assert iface.wg.fwmark == 9 and so_mark(iface.transport) == 9
