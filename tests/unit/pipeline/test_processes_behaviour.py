@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 from tests.helpers import ipv4_udp
+from tests.unit.pipeline.test_engine import _EndedProcess
 from tunflow import ConfigError
 from tunflow.packet import PacketBatch
 from tunflow.pipeline import (
@@ -30,21 +31,6 @@ from tunflow.pipeline import (
 from tunflow.pipeline._ports import PortHandle
 
 pytestmark = pytest.mark.anyio
-
-
-class _EndedProcess:
-    """A worker process's ``Popen`` that has already exited."""
-
-    pid = 4242
-
-    def poll(self) -> int:
-        return 0
-
-    def kill(self) -> None:
-        pass
-
-    def wait(self) -> int:
-        return 0
 
 
 class _FakeChildren:
