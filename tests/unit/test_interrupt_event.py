@@ -19,6 +19,23 @@ def pipe_says(event: InterruptEvent) -> bool:
     return bool(select.select([waker.fileno()], [], [], 0)[0])
 
 
+def reset_with_a_trigger_inside(event: InterruptEvent, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``event.reset()`` with a trigger (value 7) arriving as reset reads the pipe, as a signal
+    handler's would."""
+    real_read = os.read
+    fired: list[bool] = []
+
+    def read(fd: int, n: int) -> bytes:
+        if not fired:  # a signal arrives while reset() drains the pipe
+            fired.append(True)
+            event.trigger(7)
+        return real_read(fd, n)
+
+    monkeypatch.setattr(_unix.os, "read", read)
+    event.reset()
+    monkeypatch.undo()
+
+
 @pytest.mark.parametrize("triggered", [True, False])
 def test_a_trigger_inside_reset_leaves_event_and_waker_agreeing(
     monkeypatch: pytest.MonkeyPatch, triggered: bool
@@ -27,18 +44,7 @@ def test_a_trigger_inside_reset_leaves_event_and_waker_agreeing(
         event._waker_for(object())  # (the pipe a wait makes)
         if triggered:
             event.trigger()
-        real_read = os.read
-        fired: list[bool] = []
-
-        def read(fd: int, n: int) -> bytes:
-            if not fired:  # a signal arrives while reset() drains the pipe
-                fired.append(True)
-                event.trigger(7)
-            return real_read(fd, n)
-
-        monkeypatch.setattr(_unix.os, "read", read)
-        event.reset()
-        monkeypatch.undo()
+        reset_with_a_trigger_inside(event, monkeypatch)
         # triggered <=> the pipe wakes a blocked poll: neither a sleeper nor a spinner
         assert event.is_triggered == pipe_says(event)
         event.reset()

@@ -3,13 +3,10 @@ poll, whenever the pipe was made, and released by close (see test_interrupt_even
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from tests.unit.test_interrupt_event import pipe_says
+from tests.unit.test_interrupt_event import pipe_says, reset_with_a_trigger_inside
 from tunflow import InterruptEvent
-from tunflow.platform import _unix
 
 
 def test_a_pipe_made_after_the_trigger_wakes_at_once() -> None:
@@ -28,18 +25,7 @@ def test_a_reset_of_an_untriggered_event_leaves_a_later_trigger_waking(
     # trigger after it must wake a blocked poll
     with InterruptEvent() as event:
         event._waker_for(object())
-        real_read = os.read
-        fired: list[bool] = []
-
-        def read(fd: int, n: int) -> bytes:
-            if not fired:
-                fired.append(True)
-                event.trigger(7)
-            return real_read(fd, n)
-
-        monkeypatch.setattr(_unix.os, "read", read)
-        event.reset()
-        monkeypatch.undo()
+        reset_with_a_trigger_inside(event, monkeypatch)
         assert event.is_triggered == pipe_says(event)
         event.trigger()
         assert event.is_triggered and pipe_says(event)
