@@ -982,6 +982,18 @@ def test_packet_information_sends_are_checked_past_the_header(netns: testing.Net
         assert s.recv(100) == b"past the header"
 
 
+def recv_into_to_port_5000(dev: SyncDevice, buf: bytearray) -> tuple[int, tuple[int, int, bytes]]:
+    """``recv_into`` until the UDP datagram to port 5000 is in ``buf`` (what else the link
+    sends is passed over; 10 s at the most): its length and ``udp_payload``."""
+    deadline = time.monotonic() + 10
+    while True:
+        n = dev.recv_into(buf, timeout=5)
+        parsed = udp_payload(bytes(buf[:n]))
+        if parsed and parsed[1] == 5000:
+            return n, parsed
+        assert time.monotonic() < deadline
+
+
 def test_recv_into_refuses_a_buffer_that_could_cut_a_packet(netns: testing.Netns) -> None:
     with DeviceBuilder().ipv4("10.56.0.1", 24).mtu(1400).build_sync() as dev:
         udp_send("10.56.0.2", 5000, bytes(200))
@@ -989,13 +1001,7 @@ def test_recv_into_refuses_a_buffer_that_could_cut_a_packet(netns: testing.Netns
         with pytest.raises(ValueError, match="max_size=1400"):
             dev.recv_into(bytearray(50), timeout=5)  # refused before reading anything
         buf = bytearray(dev.max_size)
-        deadline = time.monotonic() + 10
-        while True:
-            n = dev.recv_into(buf, timeout=5)
-            parsed = udp_payload(bytes(buf[:n]))
-            if parsed and parsed[1] == 5000:
-                break
-            assert time.monotonic() < deadline
+        n, parsed = recv_into_to_port_5000(dev, buf)
         assert n == 20 + 8 + 200 and parsed[2] == bytes(200)
 
 
@@ -2322,13 +2328,7 @@ def test_read_buffers_of_exactly_max_size_are_taken_and_one_byte_less_refused(
             dev.recv_multiple([bytearray(dev.max_size + 8)], [0], -1, timeout=0)
         udp_send("10.179.0.2", 5000, bytes(1400 - 28))
         buf = bytearray(dev.max_size)
-        deadline = time.monotonic() + 10
-        while True:
-            n = dev.recv_into(buf, timeout=5)
-            parsed = udp_payload(bytes(buf[:n]))
-            if parsed and parsed[1] == 5000:
-                break
-            assert time.monotonic() < deadline
+        n, _ = recv_into_to_port_5000(dev, buf)
         assert n == 1400
 
 
