@@ -1158,7 +1158,12 @@ class WireGuardInterface:
         index = self.device.if_index()
         watch = await anyio.to_thread.run_sync(lambda: _routing.link_watch(index, self._netns))
         try:
-            was_up = True
+            # the link may have gone down and up before the watch subscribed (a network
+            # manager meeting the new interface, the block's first line): as for lost
+            # notifications, what is missing is put back
+            was_up = await self.device.is_running()
+            if was_up:
+                await self._restore_link(quiet=True)
             while True:
                 await anyio.wait_readable(watch.fileno())
                 changes = watch.changes()
@@ -1181,7 +1186,9 @@ class WireGuardInterface:
         finally:
             watch.close()
 
-    async def _restore_link(self) -> None:
+    async def _restore_link(self, *, quiet: bool = False) -> None:
+        """Put back the addresses and routes that are missing; ``quiet``: say so only when
+        something was."""
         with anyio.CancelScope(shield=True):
             added = 0
             try:
@@ -1202,6 +1209,8 @@ class WireGuardInterface:
                     back = await anyio.to_thread.run_sync(routes.restore)
                 except OSError as exc:  # closed meanwhile
                     log.warning("%s: cannot put back its routes: %s", self.name, exc)
+            if quiet and not added and not back:
+                return
             log.info(
                 "%s: the link is up again: %d address(es) and %d route(s) put back",
                 self.name,
