@@ -815,6 +815,9 @@ class WireGuardInterface:
         #: the routes added (what is removed when the interface goes down); :meth:`sync` may
         #: make them when there were none
         self._routes = routes
+        #: one change of the routes at a time: a reload's and the link watch's putting back
+        #: each run in a worker thread, over the same routes
+        self._routes_lock = anyio.Lock()
         #: the ``Table`` routes were added as (``"off"``: none, ``routes=False`` included)
         self._route_table = route_table
         self._journal = journal
@@ -1036,17 +1039,18 @@ class WireGuardInterface:
         # shielded, so that a Routes made here is kept (and so closed with the interface)
         try:
             with anyio.CancelScope(shield=True):
-                self._routes, changes = await _routing.update_routes(
-                    self.device,
-                    self._routes,
-                    self._allowed_ips(),
-                    table=self._route_table,
-                    netns=self._netns,
-                    name=self.name,
-                    journal=self._journal,
-                    fwmark=self.wg.fwmark,
-                    set_fwmark=self._policy_fwmark,
-                )
+                async with self._routes_lock:
+                    self._routes, changes = await _routing.update_routes(
+                        self.device,
+                        self._routes,
+                        self._allowed_ips(),
+                        table=self._route_table,
+                        netns=self._netns,
+                        name=self.name,
+                        journal=self._journal,
+                        fwmark=self.wg.fwmark,
+                        set_fwmark=self._policy_fwmark,
+                    )
         except (OSError, ConfigError) as exc:
             log.warning("%s: the routes do not follow the reload: %s", self.name, exc)
             return _routing.RouteChanges(refused=(str(exc),))
@@ -1202,13 +1206,14 @@ class WireGuardInterface:
                         added += 1
             except (OSError, TunflowError) as exc:
                 log.warning("%s: cannot put back its addresses: %s", self.name, exc)
-            routes = self._routes
             back = 0
-            if isinstance(routes, _routing.Routes):
-                try:
-                    back = await anyio.to_thread.run_sync(routes.restore)
-                except OSError as exc:  # closed meanwhile
-                    log.warning("%s: cannot put back its routes: %s", self.name, exc)
+            async with self._routes_lock:
+                routes = self._routes
+                if isinstance(routes, _routing.Routes):
+                    try:
+                        back = await anyio.to_thread.run_sync(routes.restore)
+                    except OSError as exc:  # closed meanwhile
+                        log.warning("%s: cannot put back its routes: %s", self.name, exc)
             if quiet and not added and not back:
                 return
             log.info(
