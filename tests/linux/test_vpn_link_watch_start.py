@@ -1,7 +1,7 @@
 """The link watch of a running interface from its first line: a link cycled before the
 watch's worker thread has subscribed (``ip link set wg0 down; … up`` as the block begins, a
-network manager reacting to the new interface) still gets its routes and addresses back; and that catching up and a reload change the
-routes one at a time.
+network manager reacting to the new interface) still gets its routes and addresses back; and
+catching up and a reload change the routes one at a time.
 """
 
 from __future__ import annotations
