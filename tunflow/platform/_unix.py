@@ -433,21 +433,26 @@ class FdQueue:
 
         Reads are offered the largest packet whatever ``max_size`` says (it costs nothing:
         ``os.read`` shrinks its buffer), so an MTU raised behind our back never truncates.
+        A read that holds no packet (an empty datagram of an adopted socket, a family header
+        alone) is skipped, as :meth:`recv_batch` skips it.
         """
         fd = self._enter()
         try:
             if self._af_header:
                 hdr = bytearray(AF_HEADER_LEN)
                 buf = bytearray(_MAX_READ)
-                n = os.readv(fd, [hdr, buf])
-                if not n:
-                    self._check_eof()
-                del buf[max(0, n - AF_HEADER_LEN) :]
-                return bytes(buf)
-            data = os.read(fd, _MAX_READ)
-            if not data:
+                while True:
+                    n = os.readv(fd, [hdr, buf])
+                    if n > AF_HEADER_LEN:
+                        del buf[n - AF_HEADER_LEN :]
+                        return bytes(buf)
+                    if not n:
+                        self._check_eof()
+            while True:
+                data = os.read(fd, _MAX_READ)
+                if data:
+                    return data
                 self._check_eof()
-            return data
         except BlockingIOError:
             raise
         except OSError as exc:
@@ -461,7 +466,8 @@ class FdQueue:
         The read is offered a byte more than ``buf`` (thrown away), so a packet larger than
         ``buf`` — which the kernel cuts to the room offered, and would hand out as if whole —
         shows (the MTU was raised behind our back): it is dropped, counted in
-        :attr:`rx_truncated`, and raised as :class:`PacketTooLargeError`.
+        :attr:`rx_truncated`, and raised as :class:`PacketTooLargeError`. A read that holds
+        no packet is skipped, as :meth:`recv` skips it.
         """
         return self._readv((buf,), len(buf))
 
@@ -481,13 +487,19 @@ class FdQueue:
         fd = self._enter()
         try:
             if self._af_header:
-                n = os.readv(fd, [bytearray(AF_HEADER_LEN), *views, _SPILL])
-                if not n:
-                    self._check_eof()  # as recv: the end of an adopted fd is DeviceGoneError
-                n = max(0, n - AF_HEADER_LEN)
+                iov: list[Buffer] = [bytearray(AF_HEADER_LEN), *views, _SPILL]
+                while True:
+                    n = os.readv(fd, iov) - AF_HEADER_LEN
+                    if n > 0:
+                        break
+                    if n == -AF_HEADER_LEN:
+                        self._check_eof()  # as recv: the end of an adopted fd is DeviceGoneError
             else:
-                n = os.readv(fd, [*views, _SPILL])
-                if not n and room:
+                iov = [*views, _SPILL]
+                while True:
+                    n = os.readv(fd, iov)
+                    if n or not room:
+                        break
                     self._check_eof()
             if n > room:
                 self.rx_truncated += 1
