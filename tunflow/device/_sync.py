@@ -360,8 +360,14 @@ class SyncDevice(DeviceCore):
             LinkDownError: the link is down (``EIO``; a :class:`DeviceError`).
             TimeoutError: the queue stayed full for ``timeout`` seconds.
             InterruptedCallError: ``interrupt`` was triggered (nothing was written).
+
+        A shut-down device raises :class:`~tunflow.ClosedDeviceError` whatever the packet.
         """
-        self._check_packet(packet)
+        try:
+            self._check_packet(packet)
+        except Exception:
+            self._check_open()  # (on the error path only: closed comes first, as on AsyncDevice)
+            raise
         deadline = _deadline(timeout)
         if interrupt is not None:
             self._check_interrupt(interrupt)
@@ -429,8 +435,12 @@ class SyncDevice(DeviceCore):
             ConfigError: more than ``IOV_MAX`` buffers (1024 on Linux and macOS).
             TypeError: one buffer rather than a sequence of them.
         """
-        views = buffer_views(buffers, "send_vectored", writable=False)
-        self._check_vectored(views)
+        try:
+            views = buffer_views(buffers, "send_vectored", writable=False)
+            self._check_vectored(views)
+        except Exception:
+            self._check_open()  # (as in send)
+            raise
         deadline = _deadline(timeout)
         if interrupt is not None:
             self._check_interrupt(interrupt)
