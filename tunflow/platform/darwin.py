@@ -266,6 +266,8 @@ class FethQueue:
         self._buffer_len = buffer_len
         self._frames: collections.deque[bytes] = collections.deque()
         self._on_close = on_close
+        #: frames larger than the room a read offered (the MTU raised outside tunflow): dropped
+        self.rx_truncated = 0
         self.offload = OffloadInfo()
         for fd in (bpf_fd, ndrv_fd):
             os.set_blocking(fd, False)
@@ -314,10 +316,20 @@ class FethQueue:
             raise BlockingIOError(errno.EAGAIN, "no frame waiting")
 
     def recv(self, max_size: int) -> bytes:
+        """The next frame; one larger than ``max_size`` (the MTU raised outside tunflow) is
+        dropped, counted in :attr:`rx_truncated` and raised as :class:`PacketTooLargeError`, as
+        :class:`FdQueue` does with a packet the kernel cut short — never handed out cut."""
         self._check()
         if not self._frames:
             self._fill()
-        return self._frames.popleft()[:max_size]
+        frame = self._frames.popleft()
+        if len(frame) > max_size:
+            self.rx_truncated += 1
+            raise PacketTooLargeError(
+                f"read: a {len(frame)}-byte frame larger than the {max_size} bytes of room was "
+                "dropped (counted in rx_truncated): the MTU was raised outside tunflow"
+            )
+        return frame
 
     def recv_into(self, buf: memoryview) -> int:
         frame = self.recv(len(buf))
@@ -337,7 +349,10 @@ class FethQueue:
                     if count:
                         return count
                     raise
-            frame = self._frames.popleft()[:max_size]
+            frame = self._frames.popleft()
+            if len(frame) > batch.room():  # (as FdQueue: whole when it fits, else dropped)
+                self.rx_truncated += 1
+                continue
             off = batch.end + HEADROOM
             batch.buffer[off : off + len(frame)] = frame
             batch.commit(off, len(frame))
