@@ -32,6 +32,7 @@ from ..datagram import DatagramBatch
 from ..errors import ConfigError
 from ..packet import HEADROOM, PacketBatch, _larger_copy
 from ..pipeline import Direction, Lane, Processor, StageBase, StageContext, StageStatistics
+from ._split import _split_whole
 from .protocol import MAX_NATIVE_PLAINTEXT, InterfaceConfig, WireGuard
 
 __all__ = ["WireGuardStage", "WireGuardStageOptions"]
@@ -93,6 +94,9 @@ class WireGuardStage(StageBase):
         # WireGuard peers take MTU-sized packets; native-mode peers take super-packets whole.
         # Per instance (StageBase declares the flag per class): the engine reads it with getattr.
         object.__setattr__(self, "needs_mtu_packets", not all_native)
+        # (reads planned whole: a WireGuard-mode peer added later gets its packets cut here)
+        self._peers_seen = wg.peers_version
+        self._cut = False
         self._origin: Any = None
         self._pending: list[tuple[bytes, Any]] = []
         self._ctl = DatagramBatch(_CONTROL_CAPACITY)
@@ -124,8 +128,12 @@ class WireGuardStage(StageBase):
     def _encryptor(self, lane: Lane) -> Processor:
         wg = self.wg
         outs: list[DatagramBatch] = []
+        whole = not self.needs_mtu_packets
+        cut: list[PacketBatch | None] = [None]
 
         def encrypt(batch: PacketBatch) -> PacketBatch:
+            if whole and batch.vnet_hdr:
+                batch = self._for_wireguard_peers(batch, cut)
             need = batch.end + 48 * len(batch) + _CONTROL_CAPACITY
             out = outs[0] if outs else None
             if out is None or out.capacity < need:
@@ -141,6 +149,26 @@ class WireGuardStage(StageBase):
             return out
 
         return encrypt
+
+    def _for_wireguard_peers(
+        self, batch: PacketBatch, cut: list[PacketBatch | None]
+    ) -> PacketBatch:
+        """``batch`` (read whole: every peer was native when the stage was made) as it is while
+        every peer still is; else cut to MTU-sized packets with complete checksums, which a
+        WireGuard-mode peer takes (native peers then get one message a packet, as in
+        ``tunflow up``). Super-packets that do not split are dropped and counted."""
+        wg = self.wg
+        if wg.peers_version != self._peers_seen:
+            self._peers_seen = wg.peers_version
+            self._cut = not all(p.native_mode for p in wg.peers.values())
+        if not self._cut:
+            return batch
+        out, malformed, lost = _split_whole(batch, 0, cut[0])
+        cut[0] = out
+        if malformed or lost:
+            wg.count_dropped("malformed", malformed)
+            wg.count_dropped("split_overflow", lost)
+        return out
 
     def _decryptor(self, lane: Lane) -> Processor:
         wg = self.wg

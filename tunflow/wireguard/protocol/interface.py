@@ -452,6 +452,7 @@ class WireGuard:
         self.wall_clock = wall_clock
         self.load_threshold = load_threshold
         self._peers: dict[PublicKey, Peer] = {}
+        self._peers_version = 0
         self._allowed: AllowedIPs[Peer] = AllowedIPs()
         self._sessions: dict[int, Session] = {}
         self._handshakes: dict[int, Peer] = {}
@@ -504,6 +505,12 @@ class WireGuard:
     def peers(self) -> dict[PublicKey, Peer]:
         """The peers by public key (a copy)."""
         return dict(self._peers)
+
+    @property
+    def peers_version(self) -> int:
+        """A number every :meth:`add_peer` and :meth:`remove_peer` changes: what was worked out
+        from the peers (whether they are all native, say) is out of date once it moved."""
+        return self._peers_version
 
     @property
     def allowed_ips(self) -> AllowedIPs[Peer]:
@@ -618,6 +625,7 @@ class WireGuard:
             self._allowed.remove_owner(peer)
         for net in config.allowed_ips:
             self._allowed.insert(net, peer)
+        self._peers_version += 1
         self.set_persistent_keepalive(pk, config.persistent_keepalive, now)
         return peer
 
@@ -628,6 +636,7 @@ class WireGuard:
             return False
         self._allowed.remove_owner(peer)
         self._zero_all(peer)
+        self._peers_version += 1
         return True
 
     def set_preshared_key(self, public_key: PublicKey, psk: PresharedKey | None) -> None:
