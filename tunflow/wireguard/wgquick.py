@@ -490,10 +490,6 @@ def _bool(value: str) -> bool:
     raise ValueError(f"{value!r} is not true or false")
 
 
-def _items(value: str) -> list[str]:
-    return [item.strip() for item in value.split(",") if item.strip()]
-
-
 def _words(value: str) -> list[str]:
     """wg-quick's ``${value//,/ }`` word-split: commas and spaces both separate (``Address``
     and ``DNS``, which wg-quick reads itself; wg reads ``AllowedIPs``, commas only)."""
@@ -513,7 +509,12 @@ def _addresses(value: str) -> list[IPInterface]:
 
 
 def _networks(value: str) -> list[Network]:
-    return [parse_network(item) for item in _items(value)]
+    """wg's ``AllowedIPs``: comma-separated prefixes, none empty — ``wg setconf`` refuses
+    ``10.0.0.0/8,``, ``a, , b`` and an empty value."""
+    items = [item.strip() for item in value.split(",")]
+    if "" in items:
+        raise ValueError(f"{value!r} has an empty item (a stray comma, or no value)")
+    return [parse_network(item) for item in items]
 
 
 def _split_endpoint(value: str, file: str | None = None, line: int = 0) -> tuple[str, int]:
