@@ -490,6 +490,15 @@ def _bool(value: str) -> bool:
     raise ValueError(f"{value!r} is not true or false")
 
 
+def _save_config(value: str) -> bool:
+    """wg-quick's ``read_bool``: ``true`` or ``false`` in any case, nothing else (not the
+    ``yes``/``on``/``1`` that tunflow's own ``Native`` takes too)."""
+    v = value.lower()
+    if v not in ("true", "false"):
+        raise ValueError(f"{value!r} is neither true nor false")
+    return v == "true"
+
+
 def _words(value: str) -> list[str]:
     """wg-quick's ``${value//,/ }`` word-split: commas and spaces both separate (``Address``
     and ``DNS``, which wg-quick reads itself; wg reads ``AllowedIPs``, commas only)."""
@@ -588,7 +597,7 @@ _INTERFACE_KEYS: dict[str, _Handler] = {
     "postup": ("post_up", _command, True),
     "predown": ("pre_down", _command, True),
     "postdown": ("post_down", _command, True),
-    "saveconfig": ("save_config", _bool, False),
+    "saveconfig": ("save_config", _save_config, False),
 }
 
 _PEER_KEYS: dict[str, _Handler] = {

@@ -38,3 +38,21 @@ def test_allowed_ips_spaced_around_commas_still_read() -> None:
         "fd00::/64",
         "10.1.0.0/16",
     ]
+
+
+@pytest.mark.parametrize(("value", "saved"), [("true", True), ("TRUE", True), ("False", False)])
+def test_save_config_is_true_or_false_in_any_case(value: str, saved: bool) -> None:
+    config = parse_wgquick(f"[Interface]\nPrivateKey = {KEY_A}\nSaveConfig = {value}\n")
+    assert config.save_config is saved
+
+
+@pytest.mark.parametrize("value", ["yes", "on", "1", "no", "off", "0"])
+def test_save_config_other_than_true_or_false_is_refused_as_wg_quick_refuses_it(
+    value: str,
+) -> None:
+    # wg-quick's read_bool: "`yes' is neither true nor false" (case "$2" in true|false, under
+    # nocasematch); tunflow took yes/on/1 and no/off/0, so a file it ran stopped wg-quick
+    with pytest.raises(
+        ConfigError, match=r"^wg0\.conf: line 3: SaveConfig: .*neither true nor false"
+    ):
+        parse_wgquick(f"[Interface]\nPrivateKey = {KEY_A}\nSaveConfig = {value}\n", file="wg0.conf")
