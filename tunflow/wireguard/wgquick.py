@@ -47,6 +47,7 @@ import attrs
 
 from .._text import digits_value, is_decimal
 from ..errors import ConfigError
+from ..netconfig.device import IPV6_MIN_MTU
 from .protocol import (
     InterfaceConfig,
     PeerConfig,
@@ -287,7 +288,8 @@ def parse_wgquick(text: str, *, file: str | None = None) -> QuickConfig:
 
     Raises:
         ConfigError: an unknown section or key, a line that is not ``Key = Value``, a bad
-            value, a ``[Peer]`` without ``PublicKey``, more than
+            value, a ``[Peer]`` without ``PublicKey``, an ``MTU`` below 1280 with an IPv6
+            ``Address`` (IPv6's least), more than
             :data:`~tunflow.wireguard.protocol.constants.MAX_PEERS` (65536) ``[Peer]``
             sections (wireguard-go's limit); ``path`` is ``"line N"``.
 
@@ -393,12 +395,20 @@ def parse_wgquick(text: str, *, file: str | None = None) -> QuickConfig:
             )
         )
     v = interface.values
+    mtu = v.get("mtu")
+    ipv6 = [a for a in v.get("addresses", ()) if a.version == 6]
+    if mtu is not None and mtu < IPV6_MIN_MTU and ipv6:
+        raise ConfigError(
+            f"MTU: {mtu} is below {IPV6_MIN_MTU}, the least IPv6 takes, and Address has {ipv6[0]}",
+            file=file,
+            path=f"line {interface.lines['mtu']}",
+        )
     return QuickConfig(
         v.get("private_key"),
         listen_port=v.get("listen_port"),
         fwmark=v.get("fwmark"),
         addresses=tuple(v.get("addresses", ())),
-        mtu=v.get("mtu"),
+        mtu=mtu,
         dns=tuple(v.get("dns", ())),
         table=v.get("table", "auto"),
         table_text=v.get("table_text"),

@@ -56,3 +56,16 @@ def test_save_config_other_than_true_or_false_is_refused_as_wg_quick_refuses_it(
         ConfigError, match=r"^wg0\.conf: line 3: SaveConfig: .*neither true nor false"
     ):
         parse_wgquick(f"[Interface]\nPrivateKey = {KEY_A}\nSaveConfig = {value}\n", file="wg0.conf")
+
+
+def test_an_mtu_below_1280_with_an_ipv6_address_is_refused_naming_the_mtu_line() -> None:
+    # IPv6 needs 1280: wg-quick sets MTU after the addresses and the kernel silently drops
+    # the IPv6 ones; tunflow up ran PreUp and then failed at the device ("IPv6 addresses
+    # need an MTU of at least 1280"), naming neither file nor line. Now refused when read.
+    text = f"[Interface]\nPrivateKey = {KEY_A}\nMTU = 1000\nAddress = 10.0.0.1/24, fd00::1/64\n"
+    with pytest.raises(
+        ConfigError, match=r"^wg0\.conf: line 3: MTU: 1000 is below 1280.*fd00::1/64"
+    ):
+        parse_wgquick(text, file="wg0.conf")
+    assert parse_wgquick(text.replace(", fd00::1/64", "")).mtu == 1000
+    assert parse_wgquick(text.replace("1000", "1280")).mtu == 1280
