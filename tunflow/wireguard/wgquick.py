@@ -555,6 +555,13 @@ def _split_endpoint(value: str, file: str | None = None, line: int = 0) -> tuple
             file=file,
             path=f"line {line}" if line else None,
         )
+    if any(c.isspace() for c in host):
+        # wg drops every space of a line; a host with one would be looked up as a name
+        raise ConfigError(
+            f"endpoint {value!r} has a space inside its host",
+            file=file,
+            path=f"line {line}" if line else None,
+        )
     return host, digits_value(port)
 
 

@@ -69,3 +69,12 @@ def test_an_mtu_below_1280_with_an_ipv6_address_is_refused_naming_the_mtu_line()
         parse_wgquick(text, file="wg0.conf")
     assert parse_wgquick(text.replace(", fd00::1/64", "")).mtu == 1000
     assert parse_wgquick(text.replace("1000", "1280")).mtu == 1280
+
+
+@pytest.mark.parametrize("endpoint", ["1.2.3.4 :51820", "peer host:51820", "[fd00:: 1]:51820"])
+def test_a_space_inside_an_endpoint_is_refused_when_read(endpoint: str) -> None:
+    # wg drops every space of a line ("1.2.3.4 :51820" is 1.2.3.4:51820 to it); tunflow took
+    # the host with its space and looked it up as a name when the interface came up
+    # ("does not resolve", after wg's retries when DNS is unreachable)
+    with pytest.raises(ConfigError, match=r"^line 5: Endpoint: .*space"):
+        parse_wgquick(peer_file(f"Endpoint = {endpoint}"))
