@@ -284,7 +284,10 @@ class UDPTransport:
         self._scopes: dict[str, int] = {}
         self.peer = peer
         if peer is not None:
-            sock.connect(self._send_address(peer))
+            try:
+                sock.connect(self._send_address(peer))
+            except OSError as exc:
+                raise OSError(exc.errno, f"connect to {_format(peer)}: {exc.strerror}") from exc
         self.max_datagram = max_datagram
         self.max_packets = max_packets
         self.name = name or f"udp:{_format(sock.getsockname())}"
@@ -402,7 +405,11 @@ class UDPTransport:
                 sock.setsockopt(_SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if fwmark:
                 sock.setsockopt(_SOL_SOCKET, _SO_MARK, _mark(fwmark))
-            sock.bind((local[0] or "::", local[1]))
+            try:
+                sock.bind((local[0] or "::", local[1]))
+            except OSError as exc:
+                where = _format((local[0] or "::", local[1]))
+                raise OSError(exc.errno, f"bind {where}: {exc.strerror}") from exc
             return cls(sock, peer=peer_addr, **kwargs)
         except BaseException:
             sock.close()
