@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import errno
 import socket
+import sys
 
 import pytest
 
+from tunflow import DeviceNotFoundError
 from tunflow.transport import UDPTransport
+from tunflow.wireguard import InterfaceConfig, PrivateKey, open_interface
 
 
 class _Unreachable(socket.socket):
@@ -38,3 +41,14 @@ def test_a_peer_without_a_route_is_named() -> None:
         assert sock.fileno() != -1  # the caller's socket stays the caller's
     assert caught.value.errno == errno.ENETUNREACH
     assert "192.0.2.7:7000" in str(caught.value)
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="network namespaces: Linux")
+async def test_a_misspelt_namespace_is_named_as_for_a_device() -> None:
+    # DeviceBuilder().netns("vpx") said DeviceNotFoundError "no network namespace at
+    # /run/netns/vpx"; open_interface(netns="vpx") let a bare FileNotFoundError out of setns
+    config = InterfaceConfig(PrivateKey.generate(), listen_port=0)
+    with pytest.raises(DeviceNotFoundError, match="no network namespace at /run/netns/tf-no"):
+        async with open_interface(config, name="tfnons0", netns="tf-no-such-namespace"):
+            pass

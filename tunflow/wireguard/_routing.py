@@ -1288,6 +1288,6 @@ def _entered(netns: str | None) -> AbstractContextManager[None]:
     """Run the body in the namespace named ``netns`` (``None``: stay, importing nothing)."""
     if netns is None:
         return contextlib.nullcontext()
-    from ..platform.linux._netns import entered, netns_path
+    from ..platform.linux.tun import netns_entered
 
-    return entered(netns_path(netns))
+    return netns_entered(netns)

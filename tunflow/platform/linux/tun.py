@@ -37,7 +37,7 @@ from .._build import Additions, add_addresses, add_routes, reject_windows_only
 from .._unix import FdQueue
 from ._netns import current_inode, entered, netns_path, open_current
 
-__all__ = ["LinuxInterface", "open_device", "adopt_fd", "TUN_PATH"]
+__all__ = ["LinuxInterface", "open_device", "adopt_fd", "netns_entered", "TUN_PATH"]
 
 TUN_PATH = "/dev/net/tun"
 _IOC = linux_layout(platform.machine())
@@ -621,18 +621,26 @@ def open_device(config: DeviceConfig) -> tuple[LinuxInterface, FdQueue]:
     reject_windows_only(config, "Linux")
     if config.netns is None:
         return _open_device(config)
-    path = netns_path(config.netns)
+    with netns_entered(config.netns):
+        return _open_device(config)
+
+
+@contextlib.contextmanager
+def netns_entered(netns: str) -> Iterator[None]:
+    """Run the body in the network namespace ``netns`` (a name or a path); one that cannot be
+    entered raises the typed error :func:`_netns_error` makes of the ``OSError``."""
+    path = netns_path(netns)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
-        raise _netns_error(exc, config.netns, path) from exc
+        raise _netns_error(exc, netns, path) from exc
     try:
         with contextlib.ExitStack() as stack:
             try:
                 stack.enter_context(entered(fd))
             except OSError as exc:
-                raise _netns_error(exc, config.netns, path) from exc
-            return _open_device(config)
+                raise _netns_error(exc, netns, path) from exc
+            yield
     finally:
         os.close(fd)
 
