@@ -848,6 +848,8 @@ class WireGuardInterface:
         try:
             with anyio.fail_after(timeout):
                 await done.wait()
+        except TimeoutError:
+            raise TimeoutError(f"no handshake with peer {pk} within {timeout:g} s") from None
         finally:
             self._wakes.discard(done)
             self.port.remove_event_hook(seen)
