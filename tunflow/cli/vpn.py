@@ -46,7 +46,7 @@ from ..errors import ConfigError, DeviceGoneError, TunflowError
 from . import _stdout_closed, add_backend_option, anyio_backend, command
 
 if TYPE_CHECKING:
-    from ..wireguard._routing import RoutingRecord
+    from ..wireguard._routing import AutomaticMTU, RoutingRecord
 
 __all__ = [
     "up",
@@ -272,10 +272,33 @@ def _run_hooks(commands: list[str], what: str) -> None:
             raise ConfigError(f"{what} command exited {done.returncode}: {cmd}")
 
 
+def _check_automatic_mtu(quick: Any, auto: AutomaticMTU) -> None:
+    """Refuse wg-quick's automatic MTU where the device cannot take it, as the file's own
+    ``MTU`` is refused when it is read: below 1280 with an IPv6 ``Address`` (wg-quick sets it
+    after the addresses, and the kernel drops those without a word), or below 576.
+
+    Raises:
+        ConfigError: naming the MTU, the path it came from, and what to write instead.
+    """
+    from ..netconfig.device import IPV6_MIN_MTU
+
+    ipv6 = [a for a in quick.addresses if a.version == 6]
+    if ipv6:
+        least, why = IPV6_MIN_MTU, f"the least IPv6 takes, and Address has {ipv6[0]}"
+    else:
+        least, why = 576, "the least an MTU line takes"
+    if auto.mtu < least:
+        raise ConfigError(
+            f"no MTU: the automatic one, 80 below {auto.path}, is {auto.mtu}, below {least}, "
+            f"{why}; set MTU = {least} (or more) in [Interface]",
+            file=quick.file,
+        )
+
+
 async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
     from ..wireguard import open_interface
     from ..wireguard._dns import resolv_conf
-    from ..wireguard._routing import wg_quick_mtu
+    from ..wireguard._routing import automatic_mtu
     from ..wireguard.wgquick import hooks
 
     # taken out of the environment, as sd_notify(unset_environment=1): the hooks and resolvconf
@@ -288,9 +311,10 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
     if quick.mtu is None:
         # wg-quick's: 80 below the MTU of the path to the peers (the file's MTU = to choose)
         endpoints = [p.endpoint[0] for p in config.peers if p.endpoint is not None]
-        mtu = await anyio.to_thread.run_sync(wg_quick_mtu, endpoints)
-        if mtu is not None:
-            config = attrs.evolve(config, mtu=mtu)
+        auto = await anyio.to_thread.run_sync(automatic_mtu, endpoints)
+        if auto is not None:
+            _check_automatic_mtu(quick, auto)  # before PreUp: the device would refuse it
+            config = attrs.evolve(config, mtu=auto.mtu)
     offload = {"auto": None, "on": True, "off": False}[args.offload]
     routes = quick.table != "off" and not args.no_routes
     # checked before anything is made: without resolvconf the interface does not come up

@@ -81,7 +81,7 @@ import shutil
 import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import anyio
 import attrs
@@ -952,11 +952,31 @@ def remove_recorded(
 _OVERHEAD_V6: Final = 80
 
 
+class AutomaticMTU(NamedTuple):
+    """The MTU wg-quick gives an interface whose file has no ``MTU``, and where it came from."""
+
+    #: 80 below :attr:`path`'s MTU
+    mtu: int
+    #: the path it came from: ``"the route to 192.0.2.7 (dev eth0, MTU 1300)"``, ``"the
+    #: default route (…)"``, or ``"no route to a peer nor default route (1500)"``
+    path: str
+
+
 def wg_quick_mtu(endpoints: Iterable[str]) -> int | None:
     """The MTU wg-quick gives an interface whose file has no ``MTU``: 80 below the largest MTU
     of the routes to the peers' ``endpoints`` (IP addresses) — a route's own ``mtu``, else its
     output link's — else of the IPv4 default route, else 1500 (wg-quick's ``set_mtu_up``).
     ``None`` off Linux (routes are not looked up there: the caller keeps its default).
+
+    Raises:
+        OSError: the rtnetlink socket cannot be opened.
+    """
+    auto = automatic_mtu(endpoints)
+    return None if auto is None else auto.mtu
+
+
+def automatic_mtu(endpoints: Iterable[str]) -> AutomaticMTU | None:
+    """:func:`wg_quick_mtu`, with the path it came from (for a message).
 
     Raises:
         OSError: the rtnetlink socket cannot be opened.
@@ -967,15 +987,16 @@ def wg_quick_mtu(endpoints: Iterable[str]) -> int | None:
 
     with RtNetlink() as nl:
 
-        def mtu_of(route: rt.RouteEntry) -> int:
-            if route.mtu:
-                return route.mtu
+        def mtu_of(route: rt.RouteEntry) -> tuple[int, str]:
+            """The route's MTU (its own, else its link's; 0: neither known), and ``"dev NAME, "``."""
             try:
-                return nl.link(route.oif).mtu if route.oif else 0
+                link = nl.link(route.oif) if route.oif else None
             except OSError:
-                return 0
+                link = None
+            dev = f"dev {link.name}, " if link is not None else ""
+            return route.mtu or (link.mtu if link is not None else 0), dev
 
-        best = 0
+        best, path = 0, ""
         for host in endpoints:
             if "%" in host:
                 continue  # a link-local peer: wg-quick's pattern skips a scope too
@@ -983,11 +1004,17 @@ def wg_quick_mtu(endpoints: Iterable[str]) -> int | None:
                 route = nl.route_to(host)
             except (OSError, ConfigError):
                 continue  # unreachable now (wg-quick skips what `ip route get` refuses)
-            best = max(best, mtu_of(route))
+            mtu, dev = mtu_of(route)
+            if mtu > best:
+                best, path = mtu, f"the route to {host} ({dev}MTU {mtu})"
         if not best:
             default = nl.default_route()
-            best = mtu_of(default) if default is not None else 0
-    return (best or 1500) - _OVERHEAD_V6
+            if default is not None:
+                best, dev = mtu_of(default)
+                path = f"the default route ({dev}MTU {best})"
+    if not best:
+        best, path = 1500, "no route to a peer nor default route (1500)"
+    return AutomaticMTU(best - _OVERHEAD_V6, path)
 
 
 def table_setting(table: object) -> str | int:

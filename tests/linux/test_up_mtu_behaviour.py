@@ -1,0 +1,64 @@
+"""``tunflow up``: what it refuses before a ``PreUp`` hook runs — the automatic MTU below IPv6's
+least with an IPv6 ``Address`` among them — in throw-away namespaces, as separate processes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Up
+from tunflow import testing
+from tunflow.wireguard import genkey, pubkey
+
+pytestmark = pytest.mark.needs_root
+
+UA, UB = "192.168.96.1", "192.168.96.2"
+TUNFLOW = [sys.executable, "-m", "tunflow.cli"]
+
+
+def test_an_automatic_mtu_below_1280_with_ipv6_is_refused_before_pre_up(tmp_path: Path) -> None:
+    # no MTU line: wg-quick's, 80 below the path's 1300 = 1220, which IPv6 does not take (the
+    # file's own MTU = 1220 is refused when it is read); PreUp must not have run for nothing
+    key, peer = genkey(), pubkey(genkey())
+    marker = tmp_path / "pre-up-ran"
+    with testing.netns(enter=False) as a, testing.netns(enter=False) as b:
+        va, _ = testing.veth_pair(a, b, f"{UA}/24", f"{UB}/24", mtu=1300)
+        path = tmp_path / f"{testing.unique_name('mtu')}.conf"
+        path.write_text(
+            f"[Interface]\nPrivateKey = {key}\nAddress = 10.96.0.1/24, fd96::1/64\n"
+            f"PreUp = touch {marker}\n\n"
+            f"[Peer]\nPublicKey = {peer}\nAllowedIPs = 10.96.0.2/32\nEndpoint = {UB}:51820\n"
+        )
+        done = a.run(*TUNFLOW, "up", str(path), check=False)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert not marker.exists(), done.stderr
+        assert "Traceback" not in done.stderr
+        message = done.stderr
+        assert str(path) in message and "1220" in message and "fd96::1/64" in message, message
+        assert va in message and "1300" in message, message  # where the 1220 came from
+        assert "MTU = 1280" in message, message
+        assert a.run("ip", "link", "show", path.stem, check=False).returncode != 0
+        # the same path with IPv4 addresses only comes up at 1220, as wg-quick's
+        path.write_text(path.read_text().replace(", fd96::1/64", ""))
+        with Up(a, path):
+            assert a.ip_json("link", "show", "dev", path.stem)[0]["mtu"] == 1220
+        assert marker.exists()
+
+
+def test_an_automatic_mtu_below_576_names_the_file_and_the_path(tmp_path: Path) -> None:
+    # a 600-byte path: 520, below what an MTU line may say
+    key, peer = genkey(), pubkey(genkey())
+    with testing.netns(enter=False) as a, testing.netns(enter=False) as b:
+        va, _ = testing.veth_pair(a, b, f"{UA}/24", f"{UB}/24", mtu=600)
+        path = tmp_path / f"{testing.unique_name('mtu')}.conf"
+        path.write_text(
+            f"[Interface]\nPrivateKey = {key}\nAddress = 10.96.0.1/24\n\n"
+            f"[Peer]\nPublicKey = {peer}\nAllowedIPs = 10.96.0.2/32\nEndpoint = {UB}:51820\n"
+        )
+        done = a.run(*TUNFLOW, "up", str(path), check=False)
+        assert done.returncode == 2, done.stdout + done.stderr
+        message = done.stderr
+        assert str(path) in message and "520" in message and va in message, message
+        assert "MTU = 576" in message and "Traceback" not in message, message
