@@ -289,7 +289,8 @@ def parse_wgquick(text: str, *, file: str | None = None) -> QuickConfig:
     Raises:
         ConfigError: an unknown section or key, a line that is not ``Key = Value``, a bad
             value, a ``[Peer]`` without ``PublicKey``, an ``MTU`` below 1280 with an IPv6
-            ``Address`` (IPv6's least), more than
+            ``Address`` (IPv6's least), an address given twice or that is multicast or
+            unspecified, more than
             :data:`~tunflow.wireguard.protocol.constants.MAX_PEERS` (65536) ``[Peer]``
             sections (wireguard-go's limit); ``path`` is ``"line N"``.
 
@@ -350,6 +351,8 @@ def parse_wgquick(text: str, *, file: str | None = None) -> QuickConfig:
             value = raw.partition("=")[2].strip()
         try:
             parsed = parse(value)
+            if field == "addresses":
+                _given_once(current.values.get("addresses", []), parsed)
         except (ConfigError, ValueError) as exc:
             raise ConfigError(f"{key}: {_reason(exc)}", file=file, path=where) from None
         if is_list:
@@ -516,15 +519,30 @@ def _words(value: str) -> list[str]:
 
 
 def _addresses(value: str) -> list[IPInterface]:
+    """``Address``: addresses with a prefix; a multicast or unspecified one is refused, as the
+    device refuses it (the kernel takes a multicast IPv4 one, and wg-quick with it)."""
     out: list[IPInterface] = []
     for item in _words(value):
         try:
             if "%" in item:  # (ip would refuse it; Python keeps it and we would drop it)
                 raise ValueError
-            out.append(ipaddress.ip_interface(item))
+            address = ipaddress.ip_interface(item)
         except ValueError:
             raise ValueError(f"{item!r} is not an address with a prefix") from None
+        if address.ip.is_multicast or address.ip.is_unspecified:
+            kind = "multicast" if address.ip.is_multicast else "the unspecified address"
+            raise ValueError(f"{item} is {kind}, not an interface address")
+        out.append(address)
     return out
+
+
+def _given_once(before: list[IPInterface], new: list[IPInterface]) -> None:
+    """Refuse an address given twice, whatever its prefixes, as the device refuses it."""
+    seen = {a.ip for a in before}
+    for a in new:
+        if a.ip in seen:
+            raise ValueError(f"{a.ip} is given twice")
+        seen.add(a.ip)
 
 
 def _networks(value: str) -> list[Network]:
