@@ -299,6 +299,7 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
     from ..wireguard import open_interface
     from ..wireguard._dns import resolv_conf
     from ..wireguard._routing import automatic_mtu
+    from ..wireguard.runtime import UAPI_DIRECTORY, _free_socket_path
     from ..wireguard.wgquick import hooks
 
     # taken out of the environment, as sd_notify(unset_environment=1): the hooks and resolvconf
@@ -325,6 +326,7 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
         if undone:
             log.warning("%s", undone)
         await anyio.to_thread.run_sync(_refuse_existing_link, name)
+        _free_socket_path(f"{UAPI_DIRECTORY}/{name}.sock")  # (made after PreUp: checked now)
         journal = _Journal(name)
         _run_hooks(hooks(quick.pre_up, name), "PreUp")
         reason = "stopped"

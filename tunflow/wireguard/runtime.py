@@ -1516,18 +1516,28 @@ async def _uapi_listener(path: str) -> anyio.abc.SocketListener:
         OSError: the socket cannot be made.
     """
     _prepare_directory(path)
-    state = _socket_state(path)
-    if state == "stale":
+    if _free_socket_path(path) == "stale":
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)  # its process is gone
-    elif state == "live":
+    return await anyio.create_unix_listener(path, mode=0o600)
+
+
+def _free_socket_path(path: str) -> str:
+    """What is at the control socket's ``path`` (:func:`_socket_state`): ``"absent"`` or
+    ``"stale"``; anything else is refused.
+
+    Raises:
+        ConfigError: a process serves the socket there, or a file of another kind is there.
+    """
+    state = _socket_state(path)
+    if state == "live":
         raise ConfigError(f"{path} is served by a running process (is the interface up?)")
-    elif state == "not a socket":
+    if state == "not a socket":
         raise ConfigError(
             f"{path} is there and is not a socket (not a control socket a killed process "
             "left, so it is not removed): remove it, or serve the interface elsewhere"
         )
-    return await anyio.create_unix_listener(path, mode=0o600)
+    return state
 
 
 def open_interface(
