@@ -772,10 +772,11 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
     async def add_address_v4(
         self,
         address: IPAddressLike,
-        prefix: PrefixLike,
+        prefix: PrefixLike | None = None,
         destination: IPAddressLike | None = None,
     ) -> None:
-        """Add an IPv4 address (prefix length or dotted netmask; optional point-to-point peer).
+        """Add an IPv4 address (prefix length or dotted netmask; optional point-to-point peer):
+        ``("10.0.0.1", 24)``, or ``"10.0.0.1/24"`` (an ``IPv4Interface``) with no ``prefix``.
 
         Raises:
             ConfigError: a bad address, prefix or netmask.
@@ -790,14 +791,15 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
     async def set_network_address(
         self,
         address: IPAddressLike,
-        prefix: PrefixLike,
+        prefix: PrefixLike | None = None,
         destination: IPAddressLike | None = None,
     ) -> None:
-        """Make ``address/prefix`` the device's only IPv4 address (tun-rs
-        ``set_network_address``), with ``destination`` as its point-to-point peer: it is
-        added, then every other IPv4 address removed; IPv6 addresses stay. Checked before
-        anything changes; a refused add leaves the old ones — except on Linux when the address
-        is there with another peer (or none), which goes first.
+        """Make ``address/prefix`` (or ``"10.0.0.1/24"`` with no ``prefix``) the device's only
+        IPv4 address (tun-rs ``set_network_address``), with ``destination`` as its
+        point-to-point peer: it is added, then every other IPv4 address removed; IPv6
+        addresses stay. Checked before anything changes; a refused add leaves the old ones —
+        except on Linux when the address is there with another peer (or none), which goes
+        first.
 
         Raises:
             ConfigError: a bad address, prefix, netmask or destination.
@@ -808,8 +810,11 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         """
         await self._run(self._set_network_address, address, prefix, destination)
 
-    async def add_address_v6(self, address: IPAddressLike, prefix: PrefixLike) -> None:
-        """Add an IPv6 address (usable when the call returns: no duplicate detection).
+    async def add_address_v6(
+        self, address: IPAddressLike, prefix: PrefixLike | None = None
+    ) -> None:
+        """Add an IPv6 address (usable when the call returns: no duplicate detection):
+        ``("fd00::1", 64)``, or ``"fd00::1/64"`` (an ``IPv6Interface``) with no ``prefix``.
 
         Raises:
             ConfigError: a bad address or prefix, or the MTU is below 1280.

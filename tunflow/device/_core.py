@@ -616,7 +616,7 @@ class DeviceCore:
     def _add_address_v4(
         self,
         address: IPAddressLike,
-        prefix: PrefixLike,
+        prefix: PrefixLike | None = None,
         destination: IPAddressLike | None = None,
     ) -> None:
         iface, peer = _parse_v4(address, prefix, destination)
@@ -625,7 +625,7 @@ class DeviceCore:
     def _set_network_address(
         self,
         address: IPAddressLike,
-        prefix: PrefixLike,
+        prefix: PrefixLike | None = None,
         destination: IPAddressLike | None = None,
     ) -> None:
         new, peer = _parse_v4(address, prefix, destination)  # (before anything changes)
@@ -654,7 +654,7 @@ class DeviceCore:
         if new not in iface.addresses():
             iface.add_address(new, peer)
 
-    def _add_address_v6(self, address: IPAddressLike, prefix: PrefixLike) -> None:
+    def _add_address_v6(self, address: IPAddressLike, prefix: PrefixLike | None = None) -> None:
         iface = parse_ipv6(address, prefix)
         self._iface().add_address(iface)
 
@@ -821,7 +821,7 @@ def _with_prefix(address: object) -> IPv4Interface | IPv6Interface | None:
 
 
 def _parse_v4(
-    address: IPAddressLike, prefix: PrefixLike, destination: IPAddressLike | None
+    address: IPAddressLike, prefix: PrefixLike | None, destination: IPAddressLike | None
 ) -> tuple[IPv4Interface, IPv4Address | None]:
     iface = parse_ipv4(address, prefix)
     if destination is None:

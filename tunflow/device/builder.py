@@ -131,11 +131,12 @@ class DeviceBuilder:
     def ipv4(
         self,
         address: IPAddressLike,
-        prefix_or_netmask: PrefixLike,
+        prefix_or_netmask: PrefixLike | None = None,
         destination: IPAddressLike | None = None,
     ) -> Self:
         """Add an IPv4 address, with a prefix length or dotted netmask, and optionally the
-        point-to-point peer address. Repeatable."""
+        point-to-point peer address: ``("10.0.0.1", 24)``, or ``"10.0.0.1/24"`` (an
+        ``IPv4Interface``) with no ``prefix_or_netmask``. Repeatable."""
         iface = parse_ipv4(address, prefix_or_netmask)
         dest = None
         if destination is not None:
@@ -146,8 +147,9 @@ class DeviceBuilder:
         setting = IPv4Setting(iface, dest)
         return self._set(ipv4=(*self._config.ipv4, setting))
 
-    def ipv6(self, address: IPAddressLike, prefix: PrefixLike) -> Self:
-        """Add an IPv6 address with its prefix length. Repeatable."""
+    def ipv6(self, address: IPAddressLike, prefix: PrefixLike | None = None) -> Self:
+        """Add an IPv6 address with its prefix length: ``("fd00::1", 64)``, or
+        ``"fd00::1/64"`` (an ``IPv6Interface``) with no ``prefix``. Repeatable."""
         return self._set(ipv6=(*self._config.ipv6, parse_ipv6(address, prefix)))
 
     def ipv6_tuple(self, addresses: Sequence[tuple[IPAddressLike, PrefixLike]]) -> Self:

@@ -109,13 +109,15 @@ def _prefix_v6(prefix: PrefixLike) -> int:
     return bits.count("1")
 
 
-def parse_ipv4(address: IPAddressLike, prefix: PrefixLike) -> IPv4Interface:
+def parse_ipv4(address: IPAddressLike, prefix: PrefixLike | None = None) -> IPv4Interface:
     """``address``/``prefix`` as an :class:`~ipaddress.IPv4Interface`, or :class:`ConfigError`.
 
-    ``prefix`` is a prefix length (``24``) or a dotted netmask (``"255.255.255.0"``).
+    ``prefix`` is a prefix length (``24``) or a dotted netmask (``"255.255.255.0"``); it is
+    left out when ``address`` carries its own (``"10.0.0.1/24"``, an ``IPv4Interface``).
     """
+    text, prefix = _split_prefix(address, prefix, "10.0.0.1", 24)
     try:
-        addr = IPv4Address(str(address).strip())
+        addr = IPv4Address(text)
     except ValueError:
         raise ConfigError(f"{address!r} is not an IPv4 address") from None
     iface = IPv4Interface((addr, _prefix_v4(prefix)))
@@ -123,10 +125,15 @@ def parse_ipv4(address: IPAddressLike, prefix: PrefixLike) -> IPv4Interface:
     return iface
 
 
-def parse_ipv6(address: IPAddressLike, prefix: PrefixLike) -> IPv6Interface:
-    """``address``/``prefix`` as an :class:`~ipaddress.IPv6Interface`, or :class:`ConfigError`."""
+def parse_ipv6(address: IPAddressLike, prefix: PrefixLike | None = None) -> IPv6Interface:
+    """``address``/``prefix`` as an :class:`~ipaddress.IPv6Interface`, or :class:`ConfigError`.
+
+    ``prefix`` is left out when ``address`` carries its own (``"fd00::1/64"``, an
+    ``IPv6Interface``).
+    """
+    text, prefix = _split_prefix(address, prefix, "fd00::1", 64)
     try:
-        addr = IPv6Address(str(address).strip())
+        addr = IPv6Address(text)
     except ValueError:
         raise ConfigError(f"{address!r} is not an IPv6 address") from None
     if addr.scope_id is not None:  # (it was dropped without a word)
@@ -137,6 +144,25 @@ def parse_ipv6(address: IPAddressLike, prefix: PrefixLike) -> IPv6Interface:
     iface = IPv6Interface((addr, _prefix_v6(prefix)))
     _check_unicast(iface.ip, address)
     return iface
+
+
+def _split_prefix(
+    address: IPAddressLike, prefix: PrefixLike | None, example: str, example_prefix: int
+) -> tuple[str, PrefixLike]:
+    """The address's text and its prefix: the one given, or the one after its ``/``; a
+    :class:`ConfigError`, showing both forms, for two prefixes or none."""
+    if isinstance(address, IPv4Interface | IPv6Interface):  # (an IPv4Address subclass)
+        text, own = str(address.ip), str(address.network.prefixlen)
+    else:
+        text, _, own = str(address).strip().partition("/")
+        if not own and "/" in str(address):
+            raise ConfigError(f"{address!r} has nothing after its '/'")
+    forms = f'"{example}/{example_prefix}" or ("{example}", {example_prefix})'
+    if prefix is None and not own:
+        raise ConfigError(f"{address!r} needs a prefix: give {forms}")
+    if prefix is not None and own:
+        raise ConfigError(f"{address!r} already has a prefix; give {forms}, not both")
+    return text.strip(), own.strip() if prefix is None else prefix
 
 
 def _check_unicast(ip: IPv4Address | IPv6Address, given: object) -> None:

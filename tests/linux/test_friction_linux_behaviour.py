@@ -1,0 +1,57 @@
+"""What a new user met in the first hour, on the real kernel: addresses written with their
+prefix at run time."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Interface, IPv6Interface
+
+import pytest
+
+from tunflow import ConfigError, DeviceBuilder, testing
+
+pytestmark = pytest.mark.needs_root
+
+
+def _addrs(ns: testing.Netns, name: str) -> set[str]:
+    (link,) = ns.ip_json("addr", "show", "dev", name)
+    return {
+        f"{a['local']}/{a['prefixlen']}"
+        for a in link["addr_info"]
+        if not a["local"].startswith("fe80")
+    }
+
+
+def test_sync_addresses_with_their_prefix(netns: testing.Netns) -> None:
+    with DeviceBuilder().ipv4("10.40.0.1/24").ipv6("fd40::1/64").build_sync() as dev:
+        name = dev.name()
+        dev.add_address_v4("10.41.0.1/16")
+        dev.add_address_v4(IPv4Interface("10.42.0.1/24"), destination="10.42.0.9")
+        dev.add_address_v6("fd41::1/48")
+        dev.add_address_v6(IPv6Interface("fd42::1/64"))
+        dev.add_address_v4("10.43.0.1", 24)  # (the tun-rs form, as before)
+        assert _addrs(netns, name) == {
+            "10.40.0.1/24",
+            "10.41.0.1/16",
+            "10.42.0.1/24",
+            "10.43.0.1/24",
+            "fd40::1/64",
+            "fd41::1/48",
+            "fd42::1/64",
+        }
+        with pytest.raises(ConfigError, match="already has a prefix"):
+            dev.add_address_v4("10.44.0.1/24", 24)
+        with pytest.raises(ConfigError, match="needs a prefix"):
+            dev.add_address_v6("fd44::1")
+        dev.set_network_address("10.45.0.1/24")
+        assert {a for a in _addrs(netns, name) if "." in a} == {"10.45.0.1/24"}
+
+
+@pytest.mark.anyio
+async def test_async_addresses_with_their_prefix(netns: testing.Netns) -> None:
+    async with DeviceBuilder().build_async() as dev:
+        name = await dev.name()
+        await dev.add_address_v4("10.50.0.1/24")
+        await dev.add_address_v6("fd50::1/64")
+        assert _addrs(netns, name) == {"10.50.0.1/24", "fd50::1/64"}
+        await dev.remove_address("10.50.0.1/24")
+        assert _addrs(netns, name) == {"fd50::1/64"}
