@@ -1,5 +1,5 @@
 """What a new user met in the first hour, on the real kernel: addresses written with their
-prefix at run time."""
+prefix at run time, a name taken by an interface that is not a TUN."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from ipaddress import IPv4Interface, IPv6Interface
 
 import pytest
 
-from tunflow import ConfigError, DeviceBuilder, testing
+from tunflow import ConfigError, DeviceBuilder, DeviceBusyError, testing
 
 pytestmark = pytest.mark.needs_root
 
@@ -55,3 +55,22 @@ async def test_async_addresses_with_their_prefix(netns: testing.Netns) -> None:
         assert _addrs(netns, name) == {"10.50.0.1/24", "fd50::1/64"}
         await dev.remove_address("10.50.0.1/24")
         assert _addrs(netns, name) == {"fd50::1/64"}
+
+
+def test_a_name_taken_by_a_veth_says_so(netns: testing.Netns) -> None:
+    name = testing.unique_name("v")
+    netns.run("ip", "link", "add", name, "type", "veth", "peer", "name", name + "p")
+    for builder in (DeviceBuilder().name(name), DeviceBuilder().name(name).layer("tap")):
+        with pytest.raises(DeviceBusyError) as refused:
+            builder.build_sync()
+        assert (
+            f"an interface named {name} exists and is not a TUN/TAP device (it is a veth)"
+            in str(refused.value)
+        )
+        assert "other flags" not in str(refused.value)
+    with pytest.raises(DeviceBusyError, match=r"named lo exists and is not a TUN/TAP device$"):
+        DeviceBuilder().name("lo").build_sync()  # (a link without a kind)
+    # a TUN/TAP mismatch is still one
+    tun = testing.unique_name("t")
+    with DeviceBuilder().name(tun).build_sync(), pytest.raises(DeviceBusyError, match="flags"):
+        DeviceBuilder().name(tun).layer("tap").build_sync()

@@ -462,7 +462,14 @@ def test_link_reply() -> None:
     info = rt.parse_link(msg)
     # A TUN: IFF_UP|IFF_POINTOPOINT|IFF_NOARP|IFF_MULTICAST, no link-layer address, no carrier.
     assert info == LinkInfo(
-        index=2, name="tfcap0", flags=0x1091, mtu=1400, mac=None, txqlen=500, operstate=2
+        index=2,
+        name="tfcap0",
+        flags=0x1091,
+        mtu=1400,
+        mac=None,
+        txqlen=500,
+        operstate=2,
+        kind="tun",
     )
     assert info.operstate is OperState.DOWN
     assert info.is_up

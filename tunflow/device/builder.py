@@ -290,7 +290,7 @@ class DeviceBuilder:
         Raises:
             ConfigError: an invalid value (nothing was created).
             DevicePermissionError: the process lacks CAP_NET_ADMIN.
-            DeviceBusyError: the name exists with other flags, or is in use.
+            DeviceBusyError: the name exists with other flags or is not a TUN/TAP, or is in use.
             DeviceNotFoundError: ``/dev/net/tun`` is missing, or :meth:`attach` found nothing.
             DeviceError: any other refusal by the OS (``errno`` is kept).
             PlatformNotSupportedError: tunflow has no backend for this OS.

@@ -217,7 +217,10 @@ IFLA_IFNAME: Final = 3
 IFLA_MTU: Final = 4
 IFLA_TXQLEN: Final = 13
 IFLA_OPERSTATE: Final = 16
+IFLA_LINKINFO: Final = 18
 IFLA_EXT_MASK: Final = 29
+#: inside IFLA_LINKINFO: the link type's name (``tun``, ``veth``, ``wireguard``…)
+IFLA_INFO_KIND: Final = 1
 #: IFLA_EXT_MASK bit: leave the (large) statistics out of link replies.
 RTEXT_FILTER_SKIP_STATS: Final = 1 << 3
 
@@ -357,6 +360,8 @@ class LinkInfo:
         mac: the link-layer address; ``None`` for links without one (a TUN device).
         txqlen: the transmit queue length in packets.
         operstate: an :class:`OperState` (a plain ``int`` if the kernel sends a newer value).
+        kind: the link type (``IFLA_INFO_KIND``: ``tun`` for TUN and TAP, ``veth``,
+            ``wireguard``…); ``""`` for links without one (a physical NIC, ``lo``).
     """
 
     index: int
@@ -366,6 +371,7 @@ class LinkInfo:
     mac: bytes | None
     txqlen: int
     operstate: int
+    kind: str = ""
 
     @property
     def is_up(self) -> bool:
@@ -921,6 +927,7 @@ def parse_link(message: NetlinkMessage) -> LinkInfo:
     mtu = txqlen = 0
     mac: bytes | None = None
     operstate: int = OperState.UNKNOWN
+    kind = ""
     for type_, value in iter_attributes(payload, _IFINFOMSG.size):
         if type_ == IFLA_IFNAME:
             name = _string(value)
@@ -934,7 +941,11 @@ def parse_link(message: NetlinkMessage) -> LinkInfo:
             if len(value) != 1:
                 raise NetlinkDecodeError(f"IFLA_OPERSTATE is {len(value)} bytes, expected 1")
             operstate = OperState(value[0]) if value[0] <= OperState.UP else value[0]
-    return LinkInfo(index, name, flags, mtu, mac, txqlen, operstate)
+        elif type_ == IFLA_LINKINFO:
+            for info_type, info in iter_attributes(value):
+                if info_type == IFLA_INFO_KIND:
+                    kind = _string(info)
+    return LinkInfo(index, name, flags, mtu, mac, txqlen, operstate, kind)
 
 
 # --- addresses -----------------------------------------------------------------------------------

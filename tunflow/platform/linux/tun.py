@@ -154,6 +154,14 @@ def _open_queue_fd(name: str | None, flags: int) -> tuple[int, str]:
                 f"TUNSETIFF {name!r}: the kernel refused to make an interface of this name "
                 "(EINVAL; it refuses some names, 'all' and 'default' among them)",
             ) from exc
+        if exc.errno in (errno.EINVAL, errno.EBUSY) and name:
+            kind = _kind_not_tun(name)
+            if kind is not None:
+                raise DeviceBusyError(
+                    exc.errno,
+                    f"TUNSETIFF {name!r}: an interface named {name} exists and is not a TUN/TAP "
+                    f"device{f' (it is a {kind})' if kind else ''}",
+                ) from exc
         if exc.errno == errno.EINVAL and name:
             raise DeviceBusyError(
                 errno.EINVAL,
@@ -725,6 +733,19 @@ def _open_device(config: DeviceConfig) -> tuple[LinuxInterface, FdQueue]:
             raise _device_error(exc, f"configure {name}") from exc
         raise
     return iface, queue
+
+
+def _kind_not_tun(name: str) -> str | None:
+    """The kind of the link ``name`` (``""`` when it has none: a NIC, ``lo``) if it is there
+    and not a TUN/TAP device; ``None`` if it is one, is not there, or cannot be asked."""
+    from .netlink import RtNetlink
+
+    try:
+        with RtNetlink() as nl:
+            kind = nl.link_by_name(name).kind
+    except (OSError, ConfigError):
+        return None
+    return None if kind == "tun" else kind
 
 
 def _link_exists(name: str | None) -> bool:
