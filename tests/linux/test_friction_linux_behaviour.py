@@ -1,13 +1,17 @@
 """What a new user met in the first hour, on the real kernel: addresses written with their
-prefix at run time, a name taken by an interface that is not a TUN."""
+prefix at run time, a name taken by an interface that is not a TUN (to the library and to
+``tunflow up``)."""
 
 from __future__ import annotations
 
+import sys
 from ipaddress import IPv4Interface, IPv6Interface
+from pathlib import Path
 
 import pytest
 
 from tunflow import ConfigError, DeviceBuilder, DeviceBusyError, testing
+from tunflow.wireguard import genkey, pubkey
 
 pytestmark = pytest.mark.needs_root
 
@@ -74,3 +78,20 @@ def test_a_name_taken_by_a_veth_says_so(netns: testing.Netns) -> None:
     tun = testing.unique_name("t")
     with DeviceBuilder().name(tun).build_sync(), pytest.raises(DeviceBusyError, match="flags"):
         DeviceBuilder().name(tun).layer("tap").build_sync()
+
+
+def test_up_over_a_veth_does_not_suggest_tunflow_down(netns: testing.Netns, tmp_path: Path) -> None:
+    # it said "take that one down first (tunflow down NAME …)", which refuses a veth
+    name = testing.unique_name("u")
+    netns.run("ip", "link", "add", name, "type", "veth", "peer", "name", name + "p")
+    conf = tmp_path / f"{name}.conf"
+    conf.write_text(
+        f"[Interface]\nPrivateKey = {genkey()}\nAddress = 10.96.0.1/24\n\n"
+        f"[Peer]\nPublicKey = {pubkey(genkey())}\nAllowedIPs = 10.96.0.2/32\n"
+    )
+    refused = netns.run(sys.executable, "-m", "tunflow.cli", "up", str(conf), check=False)
+    assert refused.returncode == 2, refused.stderr
+    assert f"{name} exists already and is a veth, not a WireGuard interface" in refused.stderr
+    assert f"tunflow down {name}" not in refused.stderr
+    down = netns.run(sys.executable, "-m", "tunflow.cli", "down", name, check=False)
+    assert down.returncode == 1 and "not a WireGuard interface" in down.stderr

@@ -1,12 +1,18 @@
-"""What a new user met in the first hour: an address written with its prefix."""
+"""What a new user met in the first hour: an address written with its prefix, the hint of
+``tunflow up`` over a name taken by another kind of interface."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from ipaddress import IPv4Interface, IPv6Interface
+from pathlib import Path
 
 import pytest
 
+import tunflow.wireguard
 from tunflow import ConfigError, DeviceBuilder
+from tunflow.cli import vpn
 from tunflow.netconfig.device import parse_ipv4, parse_ipv6
 
 
@@ -77,3 +83,43 @@ def test_no_prefix_or_two_is_a_config_error_showing_both_forms(call: object, mes
 def test_a_bad_address_with_its_prefix_is_a_config_error(call: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         call()  # type: ignore[operator]
+
+
+@pytest.fixture
+def stand_in_ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
+    """An ``ip`` that shows ``wg7`` as a link of the kind given; a control-socket directory of
+    the test's own; ``wg7`` is there to stay."""
+    monkeypatch.setattr(tunflow.wireguard, "UAPI_DIRECTORY", str(tmp_path / "wg"), raising=False)
+    (tmp_path / "wg").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(vpn, "_link_stays", lambda name: True)
+
+    def show(kind: str) -> None:
+        shown = json.dumps([{"ifname": "wg7", "linkinfo": {"info_kind": kind}}])
+        ip = tmp_path / "ip"
+        ip.write_text(f"#!/bin/sh\necho '{shown}'\n")
+        ip.chmod(0o755)
+
+    return show
+
+
+@pytest.mark.parametrize("kind", ["veth", "tun", "dummy"])
+def test_up_over_a_link_down_leaves_alone_does_not_suggest_down(
+    stand_in_ip: Callable[[str], None], kind: str
+) -> None:
+    stand_in_ip(kind)
+    with pytest.raises(ConfigError) as refused:
+        vpn._refuse_existing_link("wg7")
+    text = str(refused.value)
+    assert f"exists already and is a {kind}, not a WireGuard interface" in text
+    assert "tunflow down wg7" not in text
+
+
+def test_up_over_a_link_down_takes_suggests_down(stand_in_ip: Callable[[str], None]) -> None:
+    stand_in_ip("tun")
+    Path(tunflow.wireguard.UAPI_DIRECTORY, "wg7.sock").touch()  # (wireguard-go's)
+    with pytest.raises(ConfigError, match="tunflow down wg7"):
+        vpn._refuse_existing_link("wg7")
+    stand_in_ip("wireguard")
+    with pytest.raises(ConfigError, match="tunflow down wg7"):
+        vpn._refuse_existing_link("wg7")

@@ -192,17 +192,29 @@ def _refuse_existing_link(name: str) -> None:
 
     The device layer attaches to an existing TUN of the name (``ip tuntap add``: someone
     else's, then given the addresses and routes, and deleted on the way down) and fails on any
-    other kind with a message about TUN flags; wg-quick, too, refuses an existing interface.
-    The TUN of a ``tunflow up`` of ``name`` just killed is waited for (2 s) to go away.
+    other kind; wg-quick, too, refuses an existing interface. The TUN of a ``tunflow up`` of
+    ``name`` just killed is waited for (2 s) to go away. The message suggests ``tunflow down``
+    only for a link it takes down (a WireGuard one).
 
     Raises:
         ConfigError: it exists.
     """
     if not _link_stays(name):
         return
+    try:
+        shown = _ip("-j", "-d", "link", "show", "dev", name)
+    except FileNotFoundError:
+        shown = None
+    kind = _link_kind(shown.stdout) if shown is not None and not shown.returncode else None
+    if kind is None or _down_deletes(name, kind):
+        raise ConfigError(
+            f"an interface named {name} exists already: tunflow up makes its own; take that "
+            f"one down first (tunflow down {name}, or ip link del {name}) or choose another name"
+        )
     raise ConfigError(
-        f"an interface named {name} exists already: tunflow up makes its own; take that one "
-        f"down first (tunflow down {name}, or ip link del {name}) or choose another name"
+        f"an interface named {name} exists already and is {f'a {kind}' if kind else 'a device'}, "
+        "not a WireGuard interface (tunflow down leaves it alone): tunflow up makes its own, so "
+        f"choose another name, or delete that one if nothing uses it (ip link del {name})"
     )
 
 
@@ -1218,9 +1230,7 @@ def down(args: argparse.Namespace) -> int:
         else:
             print(f"tunflow: no interface {name} to take down", file=sys.stderr)
         return 1
-    kind = _link_kind(shown.stdout)
-    served = kind == "tun" and Path(UAPI_DIRECTORY, f"{name}.sock").exists()
-    if kind != "wireguard" and not served:
+    if not _down_deletes(name, _link_kind(shown.stdout)):
         print(f"tunflow: {name} is not a WireGuard interface", file=sys.stderr)
         return 1
     done = _ip("link", "del", name)
@@ -1289,6 +1299,15 @@ def _answers(path: Path) -> bool:
         except OSError:
             return False
     return True
+
+
+def _down_deletes(name: str, kind: str) -> bool:
+    """Whether ``tunflow down`` deletes the link ``name`` of ``kind`` when no ``tunflow up``
+    serves it: a WireGuard link — the kernel's, or a TUN with a control socket (wireguard-go's)
+    — never a veth, a bridge or eth0."""
+    from ..wireguard import UAPI_DIRECTORY
+
+    return kind == "wireguard" or (kind == "tun" and Path(UAPI_DIRECTORY, f"{name}.sock").exists())
 
 
 def _link_kind(shown: str) -> str:
