@@ -95,3 +95,17 @@ def test_up_over_a_veth_does_not_suggest_tunflow_down(netns: testing.Netns, tmp_
     assert f"tunflow down {name}" not in refused.stderr
     down = netns.run(sys.executable, "-m", "tunflow.cli", "down", name, check=False)
     assert down.returncode == 1 and "not a WireGuard interface" in down.stderr
+
+
+def test_name_of_a_persistent_tun_attaches_and_close_leaves_its_configuration(
+    netns: testing.Netns,
+) -> None:
+    # what docs/devices.md says: .name() of an existing persistent TUN attaches to it (as the
+    # kernel and tun-rs do), and close() leaves its addresses and link state as they are
+    name = testing.unique_name("p")
+    netns.run("ip", "tuntap", "add", "dev", name, "mode", "tun")
+    with DeviceBuilder().name(name).ipv4("10.60.0.1/24").mtu(1300).build_sync() as dev:
+        assert dev.name() == name
+    (link,) = netns.ip_json("link", "show", "dev", name)
+    assert "UP" in link["flags"] and link["mtu"] == 1300
+    assert _addrs(netns, name) == {"10.60.0.1/24"}
