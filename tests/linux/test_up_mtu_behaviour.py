@@ -18,19 +18,24 @@ UA, UB = "192.168.96.1", "192.168.96.2"
 TUNFLOW = [sys.executable, "-m", "tunflow.cli"]
 
 
+def conf(tmp_path: Path, addresses: str, extra: str = "") -> Path:
+    """A file with no MTU line, ``addresses`` and ``extra`` lines, and a peer across the veth."""
+    path = tmp_path / f"{testing.unique_name('mtu')}.conf"
+    path.write_text(
+        f"[Interface]\nPrivateKey = {genkey()}\nAddress = {addresses}\n{extra}\n"
+        f"[Peer]\nPublicKey = {pubkey(genkey())}\nAllowedIPs = 10.96.0.2/32\n"
+        f"Endpoint = {UB}:51820\n"
+    )
+    return path
+
+
 def test_an_automatic_mtu_below_1280_with_ipv6_is_refused_before_pre_up(tmp_path: Path) -> None:
     # no MTU line: wg-quick's, 80 below the path's 1300 = 1220, which IPv6 does not take (the
     # file's own MTU = 1220 is refused when it is read); PreUp must not have run for nothing
-    key, peer = genkey(), pubkey(genkey())
     marker = tmp_path / "pre-up-ran"
     with testing.netns(enter=False) as a, testing.netns(enter=False) as b:
         va, _ = testing.veth_pair(a, b, f"{UA}/24", f"{UB}/24", mtu=1300)
-        path = tmp_path / f"{testing.unique_name('mtu')}.conf"
-        path.write_text(
-            f"[Interface]\nPrivateKey = {key}\nAddress = 10.96.0.1/24, fd96::1/64\n"
-            f"PreUp = touch {marker}\n\n"
-            f"[Peer]\nPublicKey = {peer}\nAllowedIPs = 10.96.0.2/32\nEndpoint = {UB}:51820\n"
-        )
+        path = conf(tmp_path, "10.96.0.1/24, fd96::1/64", f"PreUp = touch {marker}\n")
         done = a.run(*TUNFLOW, "up", str(path), check=False)
         assert done.returncode == 2, done.stdout + done.stderr
         assert not marker.exists(), done.stderr
@@ -49,14 +54,9 @@ def test_an_automatic_mtu_below_1280_with_ipv6_is_refused_before_pre_up(tmp_path
 
 def test_an_automatic_mtu_below_576_names_the_file_and_the_path(tmp_path: Path) -> None:
     # a 600-byte path: 520, below what an MTU line may say
-    key, peer = genkey(), pubkey(genkey())
     with testing.netns(enter=False) as a, testing.netns(enter=False) as b:
         va, _ = testing.veth_pair(a, b, f"{UA}/24", f"{UB}/24", mtu=600)
-        path = tmp_path / f"{testing.unique_name('mtu')}.conf"
-        path.write_text(
-            f"[Interface]\nPrivateKey = {key}\nAddress = 10.96.0.1/24\n\n"
-            f"[Peer]\nPublicKey = {peer}\nAllowedIPs = 10.96.0.2/32\nEndpoint = {UB}:51820\n"
-        )
+        path = conf(tmp_path, "10.96.0.1/24")
         done = a.run(*TUNFLOW, "up", str(path), check=False)
         assert done.returncode == 2, done.stdout + done.stderr
         message = done.stderr
