@@ -129,3 +129,21 @@ def test_a_table_id_that_does_not_fit_the_header_byte_says_compat_there(
         assert nla(15, u32(table)) in request[16 + 12 :]
     dump = rt.encode_get_routes(1, family=2 if network.version == 4 else 10, table=table)
     assert dump[16 + 4] == header_byte
+
+
+# --- interface names -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["\ud800", "tf\udbff0"])
+def test_a_name_that_is_no_bytes_is_a_config_error(name: str) -> None:
+    # A lone surrogate outside U+DC80..U+DCFF stands for no byte (surrogateescape takes only
+    # those): the name cannot be sent, which check_ifname says with ConfigError.
+    with pytest.raises(ConfigError, match="interface name"):
+        rt.check_ifname(name)
+    with pytest.raises(ConfigError, match="interface name"):
+        rt.encode_get_link(1, name=name)
+
+
+def test_a_name_in_escaped_bytes_is_those_bytes() -> None:
+    # the names parse_link reports for bytes that are not UTF-8 go back as the same bytes
+    assert rt.check_ifname("tf\udcff") == b"tf\xff\0"

@@ -758,12 +758,16 @@ def check_ifname(name: object) -> bytes:
         The UTF-8 bytes with a terminating NUL.
 
     Raises:
-        ConfigError: empty, longer than 15 bytes, ``.``/``..``, or containing ``/``, ``:``, NUL,
-            a byte from tab to carriage return, space, or the byte 0xA0.
+        ConfigError: not encodable (a lone surrogate other than the escaped bytes), empty,
+            longer than 15 bytes, ``.``/``..``, or containing ``/``, ``:``, NUL, a byte from tab
+            to carriage return, space, or the byte 0xA0.
     """
     if not isinstance(name, str):
         raise ConfigError(f"interface name {name!r} is not a string")
-    raw = name.encode("utf-8", "surrogateescape")
+    try:
+        raw = name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise ConfigError(f"interface name {name!r} cannot be encoded as UTF-8") from None
     if not raw or len(raw) >= _IFNAMSIZ:
         raise ConfigError(f"interface name {name!r} must be 1 to {_IFNAMSIZ - 1} bytes long")
     if name in (".", "..") or not _IFNAME_REFUSED.isdisjoint(raw):
