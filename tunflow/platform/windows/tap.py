@@ -22,7 +22,13 @@ import struct
 import threading
 from typing import Any, Final
 
-from ...errors import ConfigError, DeviceError, DeviceGoneError, UnsupportedError
+from ...errors import (
+    ConfigError,
+    DeviceError,
+    DeviceGoneError,
+    PacketTooLargeError,
+    UnsupportedError,
+)
 from ...netconfig.device import DeviceConfig, Layer
 from ...packet import HEADROOM, PacketBatch
 from .._base import Buffer
@@ -180,11 +186,21 @@ class TapQueue(HandleQueue):
         return frame
 
     def recv(self, max_size: int) -> bytes:
+        """The next frame; one larger than ``max_size`` (the MTU raised outside tunflow) is
+        dropped, counted in :attr:`rx_truncated` and raised as :class:`PacketTooLargeError`, as
+        :class:`~tunflow.platform._unix.FdQueue` does — never handed out cut."""
         self._enter()
         try:
-            return self._take()[:max_size]
+            frame = self._take()
         finally:
             self._leave()
+        if len(frame) > max_size:
+            self.rx_truncated += 1
+            raise PacketTooLargeError(
+                f"read: a {len(frame)}-byte frame larger than the {max_size} bytes of room was "
+                "dropped (counted in rx_truncated): the MTU was raised outside tunflow"
+            )
+        return frame
 
     def recv_into(self, buf: memoryview) -> int:
         frame = self.recv(len(buf))

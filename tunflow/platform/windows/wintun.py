@@ -32,6 +32,7 @@ from ...errors import (
     DeviceError,
     DeviceGoneError,
     DeviceNotFoundError,
+    PacketTooLargeError,
     UnsupportedError,
 )
 from ...netconfig.device import DeviceConfig, Layer
@@ -243,11 +244,21 @@ class WintunQueue(HandleQueue):
         return int(ptr), int(size.value)
 
     def recv(self, max_size: int) -> bytes:
+        """The next packet; one larger than ``max_size`` (the MTU raised outside tunflow) is
+        dropped, counted in :attr:`rx_truncated` and raised as :class:`PacketTooLargeError`, as
+        :class:`~tunflow.platform._unix.FdQueue` does — never handed out cut."""
         self._enter()
         try:
             ptr, size = self._receive()
             try:
-                return ctypes.string_at(ptr, min(size, max_size))
+                if size > max_size:
+                    self.rx_truncated += 1
+                    raise PacketTooLargeError(
+                        f"read: a {size}-byte packet larger than the {max_size} bytes of room "
+                        "was dropped (counted in rx_truncated): the MTU was raised outside "
+                        "tunflow"
+                    )
+                return ctypes.string_at(ptr, size)
             finally:
                 self._api.ReleaseReceivePacket(self._session, ptr)
         finally:
@@ -290,8 +301,6 @@ class WintunQueue(HandleQueue):
     def _send(self, packet: Buffer) -> int:
         n = len(packet)
         if n > MAX_IP_PACKET_SIZE:
-            from ...errors import PacketTooLargeError
-
             raise PacketTooLargeError(
                 f"Wintun carries packets of at most {MAX_IP_PACKET_SIZE} bytes"
             )
