@@ -31,7 +31,7 @@ from tunflow.offload import decode_vnet_hdr, gso_segment_count
 from tunflow.packet import HEADROOM, PacketBatch
 from tunflow.pipeline import Lane, Processor, StageBase
 
-from ._headers import parse
+from ._headers import NOT_IP, parse
 
 __all__ = ["RateLimitStage", "RateLimitOptions", "parse_rate", "segment_costs"]
 
@@ -157,6 +157,8 @@ class RateLimitOptions:
 class RateLimitStage(StageBase):
     """Hold traffic to a rate with a token bucket (globally or per 5-tuple flow).
 
+    Per flow, the frames of a TAP that carry no IP (ARP…) share one bucket of their own.
+
     Statistics: ``drops`` ``rate`` (over the rate), ``flow_table_full`` and
     ``malformed:<reason>`` (per-flow mode parses packets); ``counters`` ``flows`` (buckets made),
     ``delays`` (shape waits); ``gauges`` ``tokens`` and ``flows``.
@@ -273,10 +275,13 @@ class RateLimitStage(StageBase):
             for i, off in enumerate(batch.offsets):
                 fields = parse(buf, off, lengths[i], l2)
                 if isinstance(fields, str):
-                    reason = "malformed:" + fields
-                    drops[reason] = drops.get(reason, 0) + 1
-                    continue
-                key = fields[:6]
+                    if fields != NOT_IP:
+                        reason = "malformed:" + fields
+                        drops[reason] = drops.get(reason, 0) + 1
+                        continue
+                    key: tuple[int, ...] = ()  # frames that carry no IP (ARP…) share one bucket
+                else:
+                    key = fields[:6]
                 bucket = flows.get(key)
                 if bucket is None:
                     if len(flows) >= max_flows:

@@ -1,9 +1,10 @@
 """The ``ratelimit`` stage at its edges, against an explicit clock: a bucket holding exactly
 what a batch costs, fractions of a token, flows that differ in one field, counters that add up
-over batches."""
+over batches, and frames that carry no IP on a TAP."""
 
 from __future__ import annotations
 
+import anyio
 import attrs
 import pytest
 
@@ -11,10 +12,14 @@ from tests.helpers import ipv4_udp
 from tests.unit.offload_packets import IP4_A, IP4_B, tcp_super_packet
 from tests.unit.pipeline.test_stages import Clock, batch_of, super_batch
 from tunflow import ConfigError
+from tunflow.device import Layer
 from tunflow.offload import VirtioNetHdr
-from tunflow.pipeline import Lane, StageSpec
+from tunflow.pipeline import Lane, MemorySink, MemorySource, Pipeline, StageSpec
 from tunflow_plugins import ratelimit as rl
 from tunflow_plugins.ratelimit import RateLimitStage
+
+ETH_IP = bytes(12) + b"\x08\x00"
+ARP = bytes(12) + b"\x08\x06" + bytes(28)
 
 
 @pytest.fixture
@@ -22,6 +27,20 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     c = Clock()
     monkeypatch.setattr(rl.time, "monotonic", c)
     return c
+
+
+def test_per_flow_on_a_tap_passes_arp_in_a_bucket_of_its_own(clock: Clock) -> None:
+    """ARP is no malformed packet: every frame that carries no IP went to
+    ``drops["malformed:not_ip"]``, so a TAP behind a per-flow limit never resolved a neighbour.
+    Such frames share one bucket, held to the rate like a flow."""
+    stage = RateLimitStage(rate="10pps", burst="2pps", per_flow=True)
+    proc = stage.bind(Lane(layer=Layer.L2))
+    ip = ETH_IP + ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, b"")
+    out = proc(batch_of([ARP, ip, ARP, ARP]))
+    assert out.to_list() == [ARP, ip, ARP]
+    s = stage.statistics()
+    assert s.drops == {"rate": 1}
+    assert s.counters["flows"] == 2
 
 
 @pytest.mark.parametrize("per_flow", [False, True])
@@ -108,3 +127,15 @@ def test_the_cost_of_a_super_packet_whose_headers_do_not_add_up_is_rounded_up() 
     assert length % hdr.gso_size  # (not a whole number of segments)
     costs = rl.segment_costs(super_batch(bad.encode() + sup[10:]))
     assert costs == [-(-length // hdr.gso_size)]
+
+
+def test_per_flow_police_on_a_tap_runs_through_a_pipeline() -> None:
+    ip = ETH_IP + ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, b"")
+    sink = MemorySink()
+    p = Pipeline(
+        MemorySource([ARP, ip], layer=Layer.L2),
+        [StageSpec("ratelimit", {"rate": "1mbit", "per_flow": True})],
+        sink,
+    )
+    anyio.run(p.run)
+    assert sink.packets == [ARP, ip]
