@@ -128,6 +128,9 @@ class PcapWriter:
             keep, records = _whole_records(pending, done, header=self._flushed == 0)
             try:
                 self.file.truncate(self._flushed + keep)
+                # truncate keeps the position where the write stopped: the next flush goes
+                # on from the cut, not past a hole of zeros that no reader reads through
+                self.file.seek(self._flushed + keep)
             except OSError:
                 pass  # (not a regular file — /dev/full — or the same failure: as it is)
             lost = self._pending_records - records

@@ -142,3 +142,23 @@ def test_a_disk_full_right_after_a_record_keeps_that_record(tmp_path: Path) -> N
     path = tmp_path / "f.pcap"
     path.write_bytes(f.getvalue())
     assert len(scapy_pcap(path)[1]) == 2
+
+
+def test_a_writer_goes_on_whole_after_a_failed_flush(tmp_path: Path) -> None:
+    """Each failed flush cuts the file back to its own last whole record, the ones before kept."""
+    rec = 16 + len(PKT)
+    f = Full(room=24 + rec + 5)
+    w = PcapWriter(f, LINKTYPE_RAW)
+    w.write(PKT, 1)
+    w.write(PKT, 2)
+    with pytest.raises(OSError):
+        w.flush()
+    f.room = 24 + 2 * rec + 5  # some room again, then full again
+    w.write(PKT, 3)
+    w.write(PKT, 4)
+    with pytest.raises(OSError):
+        w.flush()
+    path = tmp_path / "f.pcap"
+    path.write_bytes(f.getvalue())
+    assert [t for t, _ in pcap_records(path)] == [1, 3]
+    assert (w.packets, w.lost, w.bytes_written) == (2, 2, 24 + 2 * rec)
