@@ -162,3 +162,18 @@ def test_a_writer_goes_on_whole_after_a_failed_flush(tmp_path: Path) -> None:
     path.write_bytes(f.getvalue())
     assert [t for t, _ in pcap_records(path)] == [1, 3]
     assert (w.packets, w.lost, w.bytes_written) == (2, 2, 24 + 2 * rec)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("max_bytes", [0, 10_000])
+async def test_each_worker_process_writes_files_of_its_own(tmp_path: Path, max_bytes: int) -> None:
+    names = []
+    for index in (0, 3):
+        stage = CaptureStage(path=str(tmp_path / "c.pcap"), max_bytes=max_bytes)
+        await stage.start(StageContext(process_index=index))
+        await stage.stop()
+        names += [p.name for p in stage.files]
+    if max_bytes:
+        assert names == ["c.w0-0000.pcap", "c.w3-0000.pcap"]
+    else:
+        assert names == ["c.w0.pcap", "c.w3.pcap"]
