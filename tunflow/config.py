@@ -86,8 +86,11 @@ def _check_cidrs(kind: str) -> Any:
     return check
 
 
-def _within(low: float, high: float | None = None, *, above: bool = False) -> Any:
-    """A validator: the value lies in ``low..high`` (``above``: strictly above ``low``).
+def _within(
+    low: float, high: float | None = None, *, above: bool = False, integer: bool = False
+) -> Any:
+    """A validator: the value lies in ``low..high`` (``above``: strictly above ``low``), and is
+    an ``int`` when ``integer`` (as a file's value must be).
 
     It raises a :class:`ConfigError` whose path is the attribute's name, so a file's error ends
     at the key itself (``tunnel.batch_size``) and a Python caller reads which argument it was.
@@ -105,6 +108,8 @@ def _within(low: float, high: float | None = None, *, above: bool = False) -> An
             else:
                 rule = f"within {low}..{high}"
             raise ConfigError(f"must be {rule}, not {value!r}", path=attr.name)
+        if integer and not isinstance(value, int):
+            raise ConfigError(f"must be an integer, not {value!r}", path=attr.name)
 
     return check
 
@@ -132,7 +137,7 @@ class DeviceSpec:
     mtu: int | None = None
     addresses: list[str] = attrs.field(factory=list, validator=_check_cidrs("interface"))
     routes: list[str] = attrs.field(factory=list, validator=_check_cidrs("network"))
-    queues: int = attrs.field(default=1, validator=_within(1, 256))
+    queues: int = attrs.field(default=1, validator=_within(1, 256, integer=True))
     offload: bool = False
     tx_queue_len: int | None = None
     mac: str | None = None
@@ -194,7 +199,7 @@ class TransportSpec:
     listen: str = "0.0.0.0:0"
     peer: str | None = None
     reuse_port: bool = False
-    max_datagram: int = attrs.field(default=65507, validator=_within(1, 65535))
+    max_datagram: int = attrs.field(default=65507, validator=_within(1, 65535, integer=True))
 
     def __attrs_post_init__(self) -> None:
         from .transport import parse_endpoint
@@ -208,8 +213,8 @@ class TransportSpec:
 class _RunSpec:
     workers: Literal["tasks", "processes"] = "tasks"
     on_error: Literal["drop", "stop"] = "drop"
-    buffer: int = attrs.field(default=0, validator=_within(0, MAX_BUFFER))
-    batch_size: int = attrs.field(default=128, validator=_within(1, 65536))
+    buffer: int = attrs.field(default=0, validator=_within(0, MAX_BUFFER, integer=True))
+    batch_size: int = attrs.field(default=128, validator=_within(1, 65536, integer=True))
     statistics_interval: float = attrs.field(default=0.5, validator=_within(0, above=True))
     name: str | None = None
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from ipaddress import IPv4Interface, IPv6Interface, ip_network
 
 import pytest
 
 from tunflow import ConfigError, Layer
-from tunflow.config import DeviceSpec, loads_config
+from tunflow.config import DeviceSpec, PipelineSpec, TransportSpec, TunnelSpec, loads_config
 
 TWO_DEVICES = """
 [devices.a]
@@ -91,3 +92,21 @@ def test_an_unknown_end_is_answered_with_the_names_defined() -> None:
         loads_config(text.replace('sink = "a"', 'sink = "c"'), file="bad.toml")
     assert info.value.path == "pipeline.sink"
     assert str(info.value).endswith("'c' is not a device or transport (defined: a, b, wan)")
+
+
+@pytest.mark.parametrize(
+    ("spec", "key"),
+    [
+        (lambda: DeviceSpec(queues=1.5), "queues"),
+        (lambda: TransportSpec(max_datagram=1400.0), "max_datagram"),
+        (lambda: PipelineSpec(source="a", sink="a", batch_size=2.5), "batch_size"),
+        (lambda: TunnelSpec(local="a", remote="b", buffer=2.0), "buffer"),
+    ],
+)
+def test_a_fraction_built_in_python_is_not_an_integer(spec: Callable[[], object], key: str) -> None:
+    # a file's `queues = 1.5` is "must be an integer"; the same checks run in Python, where a
+    # float passed and `Config.open` failed on it (range(0.5) for the queues)
+    with pytest.raises(ConfigError, match=rf"^{key}: must be an integer, not ") as info:
+        spec()
+    assert info.value.path == key
+    assert TunnelSpec(local="a", remote="b", statistics_interval=2).statistics_interval == 2
