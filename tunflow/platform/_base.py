@@ -28,6 +28,7 @@ from typing import Protocol
 
 import attrs
 
+from ..errors import PacketTooLargeError
 from ..packet import PacketBatch
 
 __all__ = ["Queue", "LoneQueue", "Interface", "Route", "OffloadInfo", "Buffer", "Waker"]
@@ -179,3 +180,12 @@ class Interface(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def read_too_large(size: int, room: int, what: str = "packet") -> PacketTooLargeError:
+    """What a queue raises for a ``size``-byte ``what`` read with ``room`` bytes for it (the
+    MTU raised outside tunflow), dropped and already counted in its ``rx_truncated``."""
+    return PacketTooLargeError(
+        f"read: a {size}-byte {what} larger than the {room} bytes of room was dropped (counted "
+        "in rx_truncated): the MTU was raised outside tunflow"
+    )

@@ -39,7 +39,7 @@ from ..netconfig.device import DeviceConfig, Layer
 from ..netconfig.ioctl import BSD
 from ..packet import HEADROOM, PacketBatch
 from . import _bsd
-from ._base import Buffer, OffloadInfo
+from ._base import Buffer, OffloadInfo, read_too_large
 from ._bsd import DARWIN, IFNAMSIZ, BsdInterface
 from ._build import Additions
 from ._syscalls import Syscalls, current_syscalls, oserror_to_device_error
@@ -325,10 +325,7 @@ class FethQueue:
         frame = self._frames.popleft()
         if len(frame) > max_size:
             self.rx_truncated += 1
-            raise PacketTooLargeError(
-                f"read: a {len(frame)}-byte frame larger than the {max_size} bytes of room was "
-                "dropped (counted in rx_truncated): the MTU was raised outside tunflow"
-            )
+            raise read_too_large(len(frame), max_size, "frame")
         return frame
 
     def recv_into(self, buf: memoryview) -> int:

@@ -26,12 +26,11 @@ from ...errors import (
     ConfigError,
     DeviceError,
     DeviceGoneError,
-    PacketTooLargeError,
     UnsupportedError,
 )
 from ...netconfig.device import DeviceConfig, Layer
 from ...packet import HEADROOM, PacketBatch
-from .._base import Buffer
+from .._base import Buffer, read_too_large
 from .._build import Additions
 from .._syscalls import Syscalls
 from ._win32 import (
@@ -196,10 +195,7 @@ class TapQueue(HandleQueue):
             self._leave()
         if len(frame) > max_size:
             self.rx_truncated += 1
-            raise PacketTooLargeError(
-                f"read: a {len(frame)}-byte frame larger than the {max_size} bytes of room was "
-                "dropped (counted in rx_truncated): the MTU was raised outside tunflow"
-            )
+            raise read_too_large(len(frame), max_size, "frame")
         return frame
 
     def recv_into(self, buf: memoryview) -> int:

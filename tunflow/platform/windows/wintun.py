@@ -37,7 +37,7 @@ from ...errors import (
 )
 from ...netconfig.device import DeviceConfig, Layer
 from ...packet import HEADROOM, PacketBatch
-from .._base import Buffer
+from .._base import Buffer, read_too_large
 from .._build import Additions
 from .._syscalls import Syscalls
 from ._win32 import (
@@ -253,11 +253,7 @@ class WintunQueue(HandleQueue):
             try:
                 if size > max_size:
                     self.rx_truncated += 1
-                    raise PacketTooLargeError(
-                        f"read: a {size}-byte packet larger than the {max_size} bytes of room "
-                        "was dropped (counted in rx_truncated): the MTU was raised outside "
-                        "tunflow"
-                    )
+                    raise read_too_large(size, max_size)
                 return ctypes.string_at(ptr, size)
             finally:
                 self._api.ReleaseReceivePacket(self._session, ptr)
