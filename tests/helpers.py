@@ -199,6 +199,14 @@ def addr_set(
     return out
 
 
+def no_ipv6(netns: testing.Netns) -> None:
+    """No IPv6 on links made in ``netns`` from now on: no router solicitation or MLD report of
+    the kernel's own among (or after) the packets a test reads."""
+    netns.run(
+        "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"
+    )
+
+
 def ipv6_input_errors(ns: testing.Netns, device: str) -> dict[str, int]:
     """The kernel's input errors for what came in by ``device`` over IPv6, and its TCP's in
     ``ns``: nonzero counters only, so ``{}`` when it took every packet written to it.

@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.helpers import ipv4_udp, udp_payload, udp_send
+from tests.helpers import ipv4_udp, no_ipv6, udp_payload, udp_send
 from tunflow import (
     AsyncDevice,
     ClosedDeviceError,
@@ -384,18 +384,6 @@ async def test_set_name_with_percent_d_reports_the_kernels_name(netns: testing.N
         assert dev.extra(DeviceAttribute.name) == await dev.name() == "tfd0"
 
 
-def _no_ipv6(netns: testing.Netns) -> None:
-    """No IPv6 on new links: no router solicitations or MLD reports among the packets read."""
-    subprocess.run(
-        netns.cmd(
-            "sysctl",
-            "-qw",
-            "net.ipv6.conf.all.disable_ipv6=1",
-            "net.ipv6.conf.default.disable_ipv6=1",
-        ),
-        check=True,
-    )
-
 
 @pytest.mark.parametrize("offload", [False, True], ids=["plain", "offload"])
 async def test_at_rest_a_batch_waits_before_it_reads(
@@ -404,7 +392,7 @@ async def test_at_rest_a_batch_waits_before_it_reads(
     # After a batch of one packet (a ping: the next one is a round trip away) the next
     # recv_batch waits for the device before it reads — no read that finds nothing — and
     # still takes at once a packet that came in between; after two it reads first again.
-    _no_ipv6(netns)
+    no_ipv6(netns)
     async with DeviceBuilder().offload(offload).ipv4("10.69.0.1", 24).build_async() as dev:
         reads: list[int] = []
         nb_recv_batch = dev._nb_recv_batch
@@ -460,7 +448,7 @@ async def test_a_device_deleted_at_rest_while_nobody_waits_is_noticed(netns: tes
     # After a lone packet the next recv_batch waits before it reads. uvloop reports the
     # deletion (EPOLLERR) only once: if that comes while nobody waits, the next call must read
     # first and find the device gone, not wait for a report that never comes.
-    _no_ipv6(netns)
+    no_ipv6(netns)
     name = testing.unique_name("r")
     async with DeviceBuilder().name(name).ipv4("10.69.1.1", 24).build_async() as dev:
         batch = dev.new_batch()
@@ -477,7 +465,7 @@ async def test_a_device_deleted_at_rest_fails_every_later_receive(netns: testing
     # At rest a recv_batch waits before it reads. When the deletion (uvloop's only report of
     # it, EPOLLERR) wakes such a wait, its read raises DeviceGoneError — and so must every
     # later call: the next one used to wait first again, for a report that never comes.
-    _no_ipv6(netns)
+    no_ipv6(netns)
     name = testing.unique_name("r")
     async with DeviceBuilder().name(name).ipv4("10.69.2.1", 24).build_async() as dev:
         batch = dev.new_batch()
@@ -507,7 +495,7 @@ async def test_readable_notices_a_device_deleted_while_nobody_waits(netns: testi
     # uvloop reports the deletion (EPOLLERR) only once. Right after readable() was woken by a
     # packet that report is passed over when nobody waits: readable() must then return (the
     # read finds the device gone), not wait for ever for a report that never comes.
-    _no_ipv6(netns)
+    no_ipv6(netns)
     name = testing.unique_name("r")
     async with DeviceBuilder().name(name).ipv4("10.69.3.1", 24).build_async() as dev:
         with anyio.fail_after(10):
@@ -597,7 +585,7 @@ async def test_a_lone_write_races_no_close_from_another_thread(netns: testing.Ne
     import asyncio
     import threading
 
-    _no_ipv6(netns)
+    no_ipv6(netns)
     packet = ipv4_udp("10.69.3.1", "10.69.3.2", 1, 9, b"x")
     outcomes: dict[str, int] = {}
     deadline = time.monotonic() + 60

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import ROOT, addr_set, ipv4_udp, ipv6_udp, udp_payload, udp_send
+from tests.helpers import ROOT, addr_set, ipv4_udp, ipv6_udp, no_ipv6, udp_payload, udp_send
 from tests.unit.offload_packets import (
     ACK,
     l4_checksum_ok,
@@ -1123,8 +1123,7 @@ def test_recv_into_hands_out_no_cut_packet_when_the_mtu_was_raised_elsewhere(
 ) -> None:
     # A buffer of max_size for the MTU tunflow knows; the kernel cuts a larger packet to it.
     # recv_into returned the piece as if whole (1400 bytes of a 5028-byte datagram).
-    _no_ipv6 = ("net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
-    netns.run("sysctl", "-qw", *_no_ipv6)
+    no_ipv6(netns)
     name = testing.unique_name("m")
     with DeviceBuilder().name(name).ipv4("10.157.0.1", 24).mtu(1400).build_sync() as dev:
         netns.run("ip", "link", "set", name, "mtu", "9000")  # behind tunflow's back

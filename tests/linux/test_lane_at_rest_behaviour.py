@@ -5,12 +5,11 @@ for another packet to arrive."""
 from __future__ import annotations
 
 import socket
-import subprocess
 
 import anyio
 import pytest
 
-from tests.helpers import udp_send
+from tests.helpers import no_ipv6, udp_send
 from tunflow import DeviceBuilder, testing
 from tunflow.pipeline import open_pipeline
 
@@ -20,19 +19,6 @@ pytestmark = [pytest.mark.needs_root, pytest.mark.anyio]
 
 UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)
 
-
-def _no_ipv6(netns: testing.Netns) -> None:
-    """No IPv6 on new links: no router solicitation or MLD report of the kernel's own comes
-    in after the packets under test (which would let a lane holding them go on)."""
-    subprocess.run(
-        netns.cmd(
-            "sysctl",
-            "-qw",
-            "net.ipv6.conf.all.disable_ipv6=1",
-            "net.ipv6.conf.default.disable_ipv6=1",
-        ),
-        check=True,
-    )
 
 
 @pytest.mark.parametrize("offload", [False, True], ids=["several-packets", "super-packet"])
@@ -44,7 +30,7 @@ async def test_a_read_at_rest_that_brings_several_packets_passes_them_all_on(
     sink, one UDP super-packet split into its datagrams) are handed to the lane's task, which
     writes them — it must not read again first and sit on them until the next packet comes.
     (On trio, without reader callbacks, the lane only reads: the same outcome.)"""
-    _no_ipv6(netns)
+    no_ipv6(netns)
     async with (
         DeviceBuilder().offload(offload).ipv4("10.240.31.1", 24).build_async() as src,
         DeviceBuilder().ipv4("10.240.32.1", 24).build_async() as dst,
