@@ -384,7 +384,6 @@ async def test_set_name_with_percent_d_reports_the_kernels_name(netns: testing.N
         assert dev.extra(DeviceAttribute.name) == await dev.name() == "tfd0"
 
 
-
 @pytest.mark.parametrize("offload", [False, True], ids=["plain", "offload"])
 async def test_at_rest_a_batch_waits_before_it_reads(
     netns: testing.Netns, offload: bool, monkeypatch: pytest.MonkeyPatch

@@ -20,7 +20,6 @@ pytestmark = [pytest.mark.needs_root, pytest.mark.anyio]
 UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)
 
 
-
 @pytest.mark.parametrize("offload", [False, True], ids=["several-packets", "super-packet"])
 async def test_a_read_at_rest_that_brings_several_packets_passes_them_all_on(
     netns: testing.Netns, anyio_backend: object, offload: bool
