@@ -665,15 +665,6 @@ def test_attach_reads_why_wintun_open_adapter_failed(make_fake: Fake) -> None:
 # -- the Wintun queue --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def wintun_device(make_fake: Fake) -> Any:
-    fake = make_fake("windows")
-    iface, queue = windows.open_device(tun_config(dns_servers=(), routes=()), syscalls=fake)
-    yield fake, iface, queue
-    queue.close()
-    iface.close()
-
-
 def test_wintun_queue_paths(wintun_device: Any) -> None:
     fake, _iface, queue = wintun_device
     w = fake.windows

@@ -18,15 +18,6 @@ from .support import ipv4_packet
 from .test_windows import Fake, tap_config, tun_config
 
 
-@pytest.fixture
-def wintun_device(make_fake: Fake) -> Any:
-    fake = make_fake("windows")
-    iface, queue = windows.open_device(tun_config(dns_servers=(), routes=()), syscalls=fake)
-    yield fake, iface, queue
-    queue.close()
-    iface.close()
-
-
 def test_a_full_ring_mid_batch_returns_what_was_sent(wintun_device: Any) -> None:
     fake, _iface, queue = wintun_device
     session = fake.windows.session()
