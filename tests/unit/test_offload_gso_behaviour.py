@@ -7,10 +7,25 @@ import struct
 import pytest
 
 from tunflow.errors import MalformedPacketError, TruncatedPacketError
-from tunflow.offload import gso_segment_count, gso_split, gso_split_into
+from tunflow.offload import (
+    VIRTIO_NET_HDR_F_NEEDS_CSUM,
+    VIRTIO_NET_HDR_GSO_UDP_L4,
+    gso_segment_count,
+    gso_split,
+    gso_split_into,
+)
 from tunflow.packet import PacketBatch
 
-from .offload_packets import IP6_A, IP6_B, tcp_super_packet, udp_super_packet
+from .offload_packets import (
+    IP6_A,
+    IP6_B,
+    UDP,
+    ipv6_header,
+    tcp_super_packet,
+    udp_datagram,
+    udp_super_packet,
+    vnet_hdr,
+)
 
 
 def _with_ipv6_payload_length(src: bytes, delta: int) -> bytes:
@@ -43,3 +58,18 @@ def test_ipv6_payload_length_that_is_not_the_bytes_read_is_refused(
     assert len(out) == 0 and out.end == 0
     with pytest.raises(exc):
         gso_split_into(src, [bytearray(4096)], [0], 10)
+
+
+@pytest.mark.parametrize("rtype", [0, 2, 4])
+def test_ipv6_routing_header_too_short_for_an_address_is_refused(rtype: int) -> None:
+    # With segments left the TCP/UDP checksum covers the final destination (RFC 8200 8.1),
+    # which an 8-byte routing header (no room for an address) cannot hold: not read from the
+    # bytes after it.
+    l4 = udp_datagram(IP6_A[0], IP6_B[0], 1, 1, bytes(300))
+    rh = bytes([UDP, 0, rtype, 1]) + bytes(4)
+    pkt = ipv6_header(43, len(rh) + len(l4), IP6_A[0], IP6_B[0]) + rh + l4
+    src = vnet_hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_UDP_L4, 56, 100, 48, 6) + pkt
+    with pytest.raises(MalformedPacketError):
+        gso_segment_count(src)
+    with pytest.raises(MalformedPacketError):
+        gso_split(src, PacketBatch(capacity=4096))
