@@ -142,3 +142,34 @@ def test_a_segment_with_its_own_virtio_header_passes_through_mid_run(count: int)
     assert bytes(out.header(1)) == own
     for i, group in ((0, pkts[:mid]), (2, pkts[mid + 1 :])):
         assert (bytes(out.header(i)), bytes(out.packet(i))) == merged_model(group)
+
+
+# -- UDP: what ends a flow's item, and when UDP is coalesced at all -------------------------
+
+
+def _ipv6_first_fragment(p: bytes) -> bytes:
+    """The UDP/IPv6 datagram ``p`` as the first fragment of a larger one: a fragment header
+    (offset 0, more fragments) between the IPv6 and the UDP header."""
+    b = bytearray(p[:40]) + bytes([17, 0, 0, 1]) + b"\x12\x34\x56\x78" + p[40:]
+    b[6] = 44
+    struct.pack_into(">H", b, 4, len(b) - 40)
+    return bytes(b)
+
+
+def test_an_ipv6_first_fragment_ends_its_flows_item() -> None:
+    # It goes out alone (a fragment never coalesces); the flow's datagrams after it must not
+    # join the item before it, or they would overtake it.
+    pkts = [udp6_packet(IP6_A, IP6_B, 100, start=100 * k) for k in range(5)]
+    pkts[2] = _ipv6_first_fragment(pkts[2])
+    out, _ = run_gro(pkts)
+    assert_outputs(out, pkts, [(0, 1), (2,), (3, 4)])
+
+
+def test_a_table_used_alone_leaves_udp_alone_by_default() -> None:
+    # "udp: None (the default): ... used alone (coalesce) it leaves UDP alone".
+    pkts = [udp6_packet(IP6_A, IP6_B, 100, start=100 * k) for k in range(3)]
+    pkts += [tcp4_packet(IP4_A, IP4_B, ACK, 100, 1 + 100 * k) for k in range(2)]
+    table = GROTable()
+    assert table.udp is None
+    out, _ = run_gro(pkts, table)
+    assert_outputs(out, pkts, [(0,), (1,), (2,), (3, 4)])
