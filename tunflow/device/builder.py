@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from ipaddress import IPv4Address
+from collections.abc import Iterable, Sequence
+from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -152,17 +152,34 @@ class DeviceBuilder:
         ``"fd00::1/64"`` (an ``IPv6Interface``) with no ``prefix``. Repeatable."""
         return self._set(ipv6=(*self._config.ipv6, parse_ipv6(address, prefix)))
 
-    def ipv6_tuple(self, addresses: Sequence[tuple[IPAddressLike, PrefixLike]]) -> Self:
-        """Add several IPv6 addresses at once (tun-rs's ``ipv6_tuple``)."""
-        for pair in addresses:
+    def ipv6_tuple(
+        self,
+        addresses: Iterable[IPAddressLike | tuple[IPAddressLike, PrefixLike]],
+    ) -> Self:
+        """Add several IPv6 addresses at once (tun-rs's ``ipv6_tuple``): each an
+        ``(address, prefix)`` pair or an address with its prefix (``"fd00::1/64"``, an
+        ``IPv6Interface``). One bad item is a :class:`~tunflow.ConfigError` and adds none."""
+        refused = ConfigError(f"ipv6_tuple takes a list of addresses, not {addresses!r}")
+        if isinstance(addresses, str | bytes | bytearray | IPv4Address | IPv6Address):
+            raise refused
+        try:
+            given = list(addresses)
+        except TypeError:
+            raise refused from None
+        added = []
+        for item in given:
+            if isinstance(item, str | IPv4Address | IPv6Address):
+                added.append(parse_ipv6(item))
+                continue
             try:
-                address, prefix = pair
+                address, prefix = item
             except (TypeError, ValueError):
                 raise ConfigError(
-                    f"ipv6_tuple takes (address, prefix) pairs, not {pair!r}"
+                    "ipv6_tuple takes (address, prefix) pairs or addresses with their "
+                    f'prefix ("fd00::1/64"), not {item!r}'
                 ) from None
-            self.ipv6(address, prefix)
-        return self
+            added.append(parse_ipv6(address, prefix))
+        return self._set(ipv6=(*self._config.ipv6, *added))
 
     def route(self, cidr: NetworkLike) -> Self:
         """Route the network ``cidr`` into the device. Repeatable.

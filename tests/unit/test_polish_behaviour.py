@@ -1,0 +1,49 @@
+"""Small behaviours reviewers noticed: the builder's ``ipv6_tuple``, ..."""
+
+from __future__ import annotations
+
+from ipaddress import IPv6Interface
+
+import pytest
+
+from tunflow import ConfigError, DeviceBuilder
+
+
+def test_ipv6_tuple_takes_an_address_with_its_prefix_alone() -> None:
+    b = DeviceBuilder().ipv6_tuple(
+        ["fd00::1/64", IPv6Interface("fd01::1/80"), ("fd02::1", 96), ["fd03::1", "112"]]
+    )
+    assert b.config().ipv6 == (
+        IPv6Interface("fd00::1/64"),
+        IPv6Interface("fd01::1/80"),
+        IPv6Interface("fd02::1/96"),
+        IPv6Interface("fd03::1/112"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("addresses", "message"),
+    [
+        (["fd00::1"], "needs a prefix"),
+        ([("fd00::1/64", 64)], "already has a prefix"),
+        ([("fd00::1",)], "pairs"),
+        ([("fd00::1", 64, 1)], "pairs"),
+        ([64], "pairs"),
+        (["ab"], "needs a prefix"),  # (not unpacked as the pair ("a", "b"))
+        ("fd00::1/64", "a list"),  # (one address, not a list of them)
+        (IPv6Interface("fd00::1/64"), "a list"),
+        (None, "a list"),
+        (64, "a list"),
+    ],
+)
+def test_ipv6_tuple_refuses_with_a_config_error(addresses: object, message: str) -> None:
+    b = DeviceBuilder()
+    with pytest.raises(ConfigError, match=message):
+        b.ipv6_tuple(addresses)  # type: ignore[arg-type]
+
+
+def test_ipv6_tuple_adds_nothing_when_one_address_is_bad() -> None:
+    b = DeviceBuilder().ipv6("fd00::1/64")
+    with pytest.raises(ConfigError):
+        b.ipv6_tuple([("fd01::1", 64), ("nonsense", 64)])
+    assert b.config().ipv6 == (IPv6Interface("fd00::1/64"),)
