@@ -308,6 +308,8 @@ class Config:
         for path, value in ends:
             if value not in known:
                 hint = f" (defined: {', '.join(sorted(known))})" if known else ""
+                if not value:
+                    raise self._error(f"missing: name a device or transport{hint}", path)
                 raise self._error(f"{value!r} is not a device or transport{hint}", path)
         if self.tunnel is not None and self.tunnel.local == self.tunnel.remote:
             # (both directions read the one end: BusyResourceError out of tunflow run)

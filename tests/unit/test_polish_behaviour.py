@@ -1,4 +1,4 @@
-"""Small behaviours reviewers noticed: the builder's ``ipv6_tuple``, ..."""
+"""Small behaviours reviewers noticed: the builder's ``ipv6_tuple``, a run's missing ends."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from ipaddress import IPv6Interface
 import pytest
 
 from tunflow import ConfigError, DeviceBuilder
+from tunflow.config import loads_config
 
 
 def test_ipv6_tuple_takes_an_address_with_its_prefix_alone() -> None:
@@ -47,3 +48,38 @@ def test_ipv6_tuple_adds_nothing_when_one_address_is_bad() -> None:
     with pytest.raises(ConfigError):
         b.ipv6_tuple([("fd01::1", 64), ("nonsense", 64)])
     assert b.config().ipv6 == (IPv6Interface("fd00::1/64"),)
+
+
+ENDS = """
+[devices.a]
+[devices.b]
+[[stages]]
+plugin = "stats"
+"""
+
+
+@pytest.mark.parametrize(
+    ("section", "path"),
+    [
+        ('[pipeline]\nsink = "a"\n', "pipeline.source"),
+        ('[pipeline]\nsource = "b"\n', "pipeline.sink"),
+        ('[tunnel]\nremote = "b"\n', "tunnel.local"),
+        ('[tunnel]\nlocal = "a"\n', "tunnel.remote"),
+    ],
+)
+def test_a_missing_end_is_called_missing_at_its_key(section: str, path: str) -> None:
+    # (it said "'' is not a device or transport (defined: a, b)")
+    with pytest.raises(ConfigError) as info:
+        loads_config(ENDS + section, file="bad.toml")
+    assert info.value.path == path
+    assert (
+        str(info.value) == f"bad.toml: {path}: missing: name a device or transport (defined: a, b)"
+    )
+    assert "''" not in str(info.value)
+
+
+def test_a_wrong_end_is_still_named() -> None:
+    with pytest.raises(ConfigError) as info:
+        loads_config(ENDS + '[pipeline]\nsource = "c"\nsink = "a"\n', file="bad.toml")
+    assert info.value.path == "pipeline.source"
+    assert str(info.value).endswith("'c' is not a device or transport (defined: a, b)")
