@@ -281,12 +281,14 @@ class DatagramBatch(PacketBatch):
     # -- removing ----------------------------------------------------------------------------
 
     def clear(self) -> None:
-        """Forget every datagram; the arena is reused."""
+        """Forget every datagram and the transport they came from (``origin``); the arena
+        is reused."""
         self.offsets.clear()
         self.lengths.clear()
         self.addresses.clear()
         self.end = 0
         self.vnet_hdr = False
+        self.origin = None
         if self.gathered:
             self.gathered.clear()
             self._gathered_at.clear()

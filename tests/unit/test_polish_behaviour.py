@@ -1,4 +1,5 @@
-"""Small behaviours reviewers noticed: the builder's ``ipv6_tuple``, a run's missing ends."""
+"""Small behaviours reviewers noticed: the builder's ``ipv6_tuple``, a run's missing ends,
+a cleared ``DatagramBatch``'s origin."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 from tunflow import ConfigError, DeviceBuilder
 from tunflow.config import loads_config
+from tunflow.datagram import DatagramBatch
 
 
 def test_ipv6_tuple_takes_an_address_with_its_prefix_alone() -> None:
@@ -83,3 +85,15 @@ def test_a_wrong_end_is_still_named() -> None:
         loads_config(ENDS + '[pipeline]\nsource = "c"\nsink = "a"\n', file="bad.toml")
     assert info.value.path == "pipeline.source"
     assert str(info.value).endswith("'c' is not a device or transport (defined: a, b)")
+
+
+def test_a_cleared_datagram_batch_has_no_origin() -> None:
+    # ``origin`` is the transport a received batch came from, "None otherwise"; a batch
+    # cleared and filled by hand must not carry the last receive's transport into the
+    # WireGuard stage, which answers through any origin that is not None
+    b = DatagramBatch(4096)
+    b.append(b"abc", address=("192.0.2.1", 51820))
+    b.origin = object()
+    b.clear()
+    assert b.origin is None
+    assert len(b) == 0
