@@ -370,15 +370,28 @@ class FethQueue:
             raise map_io_error(exc, "write") from exc
 
     def send_batch(self, batch: PacketBatch, start: int = 0) -> int:
+        """Write frames from ``start``; return the index after the last one written. Raises as
+        :meth:`FdQueue.send_batch`: :class:`BlockingIOError` when not even frame ``start``
+        could be written, the raw :class:`OSError` when the kernel refused frame ``start``
+        itself (``EINVAL``, ``EMSGSIZE``: for the caller to skip and count); a failure after
+        some frames were written returns their progress and shows again on the next call."""
+        self._check()
+        write = self._sys.write
+        ndrv = self._ndrv
         i = start
-        while i < len(batch):
-            try:
-                self.send(batch.packet(i))
-            except BlockingIOError:
-                if i == start:
-                    raise
-                break
-            i += 1
+        total = len(batch)
+        try:
+            while i < total:
+                write(ndrv, batch.packet(i))
+                i += 1
+        except OSError as exc:
+            if i > start:
+                return i
+            if isinstance(exc, BlockingIOError) or exc.errno == errno.ENOBUFS:
+                raise BlockingIOError(errno.EAGAIN, "the feth send queue is full") from exc
+            if exc.errno in (errno.EINVAL, errno.EMSGSIZE):
+                raise
+            raise map_io_error(exc, "write") from exc
         return i
 
     def close(self) -> None:
