@@ -442,10 +442,10 @@ def _open_tap(config: DeviceConfig, syscalls: Syscalls) -> tuple[DarwinInterface
             with contextlib.suppress(OSError):
                 syscalls.close(fd)
         fds.clear()
-        if not config.persist:
-            for name in reversed(created):
-                with contextlib.suppress(OSError):
-                    _bsd.destroy_interface(syscalls, FLAVOR, name)
+        # (persist keeps a pair that was built, not one a failed build leaves half-made)
+        for name in reversed(created):
+            with contextlib.suppress(OSError):
+                _bsd.destroy_interface(syscalls, FLAVOR, name)
         created.clear()
 
     iface: DarwinInterface | None = None
