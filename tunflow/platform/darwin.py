@@ -449,6 +449,7 @@ def _open_tap(config: DeviceConfig, syscalls: Syscalls) -> tuple[DarwinInterface
         created.clear()
 
     iface: DarwinInterface | None = None
+    added = Additions()
     try:
         steps.append("socket(AF_NDRV)")
         ndrv = syscalls.socket(AF_NDRV, _bsd.SOCK_RAW, 0)
@@ -493,9 +494,11 @@ def _open_tap(config: DeviceConfig, syscalls: Syscalls) -> tuple[DarwinInterface
         steps.append("bring the peer up")
         with iface.op(f"bring the feth peer {peer} up"):
             iface.set_up(True, name=peer)
-        _bsd.configure(iface, config, Additions())
+        _bsd.configure(iface, config, added)
         queue = FethQueue(syscalls, bpf, ndrv, buffer_len=buffer_len or BPF_BUFFER_LEN)
     except BaseException as exc:
+        if iface is not None and iface.name() not in created:
+            added.undo(iface)  # a reused feth gets back what this build added
         cleanup()
         if isinstance(exc, OSError) and not isinstance(exc, DeviceError):
             raise _error(exc, f"create the feth TAP ({steps[-1] if steps else 'start'})") from exc
