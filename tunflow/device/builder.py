@@ -17,6 +17,7 @@ from ..netconfig.device import (
     Layer,
     NetworkLike,
     PrefixLike,
+    address_list,
     parse_address,
     parse_dns_servers,
     parse_ipv4,
@@ -159,13 +160,7 @@ class DeviceBuilder:
         """Add several IPv6 addresses at once (tun-rs's ``ipv6_tuple``): each an
         ``(address, prefix)`` pair or an address with its prefix (``"fd00::1/64"``, an
         ``IPv6Interface``). One bad item is a :class:`~tunflow.ConfigError` and adds none."""
-        refused = ConfigError(f"ipv6_tuple takes a list of addresses, not {addresses!r}")
-        if isinstance(addresses, str | bytes | bytearray | IPv4Address | IPv6Address):
-            raise refused
-        try:
-            given = list(addresses)
-        except TypeError:
-            raise refused from None
+        given = address_list(addresses, f"ipv6_tuple takes a list of addresses, not {addresses!r}")
         added = []
         for item in given:
             if isinstance(item, str | IPv4Address | IPv6Address):

@@ -19,6 +19,7 @@ from ipaddress import (
     IPv6Interface,
     IPv6Network,
 )
+from typing import Any
 
 import attrs
 
@@ -191,17 +192,22 @@ def parse_address(address: IPAddressLike, *, prefix_ok: bool = False) -> IPv4Add
         raise ConfigError(f"{address!r} is not an IP address") from None
 
 
+def address_list(value: Any, refused: str) -> list[Any]:
+    """``value``'s items as a list; :class:`ConfigError` (``refused``) for a lone address or a
+    string (a sequence of characters, not of addresses) and for what is not iterable."""
+    if isinstance(value, str | bytes | bytearray | IPv4Address | IPv6Address):
+        raise ConfigError(refused)
+    try:
+        return list(value)
+    except TypeError:
+        raise ConfigError(refused) from None
+
+
 def parse_dns_servers(servers: Sequence[IPAddressLike]) -> tuple[IPv4Address | IPv6Address, ...]:
     """DNS server addresses, in order, of either family; :class:`ConfigError` for anything
     else: a lone address (a ``str`` is a sequence of characters, not of addresses), something
     that is not iterable, or an address no server can have (unspecified, multicast)."""
-    refused = ConfigError(f"DNS servers are a list of addresses, not {servers!r}")
-    if isinstance(servers, str | bytes | bytearray | IPv4Address | IPv6Address):
-        raise refused
-    try:
-        given = list(servers)
-    except TypeError:
-        raise refused from None
+    given = address_list(servers, f"DNS servers are a list of addresses, not {servers!r}")
     out = tuple(parse_address(s) for s in given)
     for text, ip in zip(given, out, strict=True):
         if ip.is_unspecified or ip.is_multicast:
