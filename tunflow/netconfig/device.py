@@ -41,6 +41,7 @@ __all__ = [
     "format_mac",
     "IFNAMSIZ",
     "IPV6_MIN_MTU",
+    "check_unicast",
 ]
 
 #: Interface names are at most 15 bytes (16 with the terminating NUL).
@@ -122,7 +123,7 @@ def parse_ipv4(address: IPAddressLike, prefix: PrefixLike | None = None) -> IPv4
     except ValueError:
         raise ConfigError(f"{address!r} is not an IPv4 address") from None
     iface = IPv4Interface((addr, _prefix_v4(prefix)))
-    _check_unicast(iface.ip, address)
+    check_unicast(iface.ip, address)
     return iface
 
 
@@ -143,7 +144,7 @@ def parse_ipv6(address: IPAddressLike, prefix: PrefixLike | None = None) -> IPv6
             "device is its scope"
         )
     iface = IPv6Interface((addr, _prefix_v6(prefix)))
-    _check_unicast(iface.ip, address)
+    check_unicast(iface.ip, address)
     return iface
 
 
@@ -166,7 +167,9 @@ def _split_prefix(
     return text.strip(), own.strip() if prefix is None else prefix
 
 
-def _check_unicast(ip: IPv4Address | IPv6Address, given: object) -> None:
+def check_unicast(ip: IPv4Address | IPv6Address, given: object) -> None:
+    """Refuse what no interface address can be (a :class:`ConfigError` naming ``given``): a
+    multicast address or the unspecified one."""
     if ip.is_multicast:
         raise ConfigError(f"{given!r} is a multicast address, not an interface address")
     if ip.is_unspecified:

@@ -47,7 +47,7 @@ import attrs
 
 from .._text import digits_value, is_decimal
 from ..errors import ConfigError
-from ..netconfig.device import IPV6_MIN_MTU
+from ..netconfig.device import IPV6_MIN_MTU, check_unicast
 from .protocol import (
     InterfaceConfig,
     PeerConfig,
@@ -529,9 +529,7 @@ def _addresses(value: str) -> list[IPInterface]:
             address = ipaddress.ip_interface(item)
         except ValueError:
             raise ValueError(f"{item!r} is not an address with a prefix") from None
-        if address.ip.is_multicast or address.ip.is_unspecified:
-            kind = "multicast" if address.ip.is_multicast else "the unspecified address"
-            raise ValueError(f"{item} is {kind}, not an interface address")
+        check_unicast(address.ip, item)
         out.append(address)
     return out
 
