@@ -3,9 +3,10 @@ faked with socket pairs, and a worker's ``_run`` in this process over memory por
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
@@ -46,30 +47,41 @@ class _FakeChildren:
             self.peers[index].send(chunk)
 
 
-@pytest.fixture
-def children(monkeypatch: pytest.MonkeyPatch) -> Iterator[_FakeChildren]:
-    fake = _FakeChildren()
+@contextlib.contextmanager
+def spawning(
+    monkeypatch: pytest.MonkeyPatch, fake: _FakeChildren, process: Callable[[int], Any]
+) -> Iterator[None]:
+    """Have the supervisor's workers be ``fake``'s children (``len(fake.said)`` of them), child
+    ``i``'s process ``process(i)``; their ends are closed afterwards."""
 
     def spawn(self: Any, index: int, handles: Any, lanes: Any) -> Any:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         ours.setblocking(False)
+        theirs.settimeout(5)
         fake.peers.append(theirs)
         for message in fake.said[index]:
             if message is None:
                 theirs.shutdown(socket.SHUT_WR)
             else:
                 fake.send(index, message)
-        return _processes._Child(index, _EndedProcess(), ours, _processes._chunks(("job",)))  # type: ignore[arg-type]
+        return _processes._Child(index, process(index), ours, _processes._chunks(("job",)))  # type: ignore[arg-type]
 
     monkeypatch.setattr(
         _processes.ProcessSupervisor, "_jobs", lambda self: [([], [])] * len(fake.said)
     )
     monkeypatch.setattr(_processes.ProcessSupervisor, "_spawn", spawn)
     try:
-        yield fake
+        yield
     finally:
         for peer in fake.peers:
             peer.close()
+
+
+@pytest.fixture
+def children(monkeypatch: pytest.MonkeyPatch) -> Iterator[_FakeChildren]:
+    fake = _FakeChildren()
+    with spawning(monkeypatch, fake, lambda index: _EndedProcess()):
+        yield fake
 
 
 def _pipeline() -> Pipeline:

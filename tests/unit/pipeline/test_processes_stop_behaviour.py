@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.unit.pipeline.test_processes_behaviour import _FakeChildren
+from tests.unit.pipeline.test_processes_behaviour import _FakeChildren, spawning
 from tunflow.pipeline import (
     MemorySink,
     MemorySource,
@@ -62,26 +62,13 @@ class _Workers(_FakeChildren):
 def workers(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Workers]:
     fake = _Workers()
 
-    def spawn(self: Any, index: int, handles: Any, lanes: Any) -> Any:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        ours.setblocking(False)
-        theirs.settimeout(5)
-        fake.peers.append(theirs)
-        for message in fake.said[index]:
-            fake.send(index, message)
+    def process(index: int) -> _Process:
         proc = _Process(exits=index not in fake.hangs)
         fake.procs.append(proc)
-        return _processes._Child(index, proc, ours, _processes._chunks(("job",)))  # type: ignore[arg-type]
+        return proc
 
-    monkeypatch.setattr(
-        _processes.ProcessSupervisor, "_jobs", lambda self: [([], [])] * len(fake.said)
-    )
-    monkeypatch.setattr(_processes.ProcessSupervisor, "_spawn", spawn)
-    try:
+    with spawning(monkeypatch, fake, process):
         yield fake
-    finally:
-        for peer in fake.peers:
-            peer.close()
 
 
 def _report(index: int, packets: int) -> tuple[Any, Any, Any]:
