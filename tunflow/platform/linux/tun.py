@@ -31,7 +31,7 @@ from ...errors import (
 )
 from ...netconfig.device import IPV6_MIN_MTU, DeviceConfig, Layer
 from ...netconfig.ioctl import linux_layout
-from ...netconfig.rtnetlink import IFA_F_SECONDARY, IP6_RT_PRIO_USER, RTN_LOCAL
+from ...netconfig.rtnetlink import IFA_F_SECONDARY, IP6_RT_PRIO_USER, RTN_LOCAL, check_ifname
 from .._base import OffloadInfo, Route
 from .._build import Additions, add_addresses, add_routes, reject_windows_only
 from .._unix import FdQueue
@@ -125,9 +125,13 @@ def _open_refused(exc: OSError) -> DeviceError:
 
 
 def _open_queue_fd(name: str | None, flags: int) -> tuple[int, str]:
-    """Open ``/dev/net/tun`` and ``TUNSETIFF``; return the fd and the kernel's name."""
-    # (surrogateescape: the names rtnetlink reports, in bytes that may not be UTF-8)
-    raw = (name or "").encode("utf-8", "surrogateescape")
+    """Open ``/dev/net/tun`` and ``TUNSETIFF``; return the fd and the kernel's name.
+
+    Raises:
+        ConfigError: ``name``, a ``%d`` template too, breaks the kernel's rules for interface
+            names (:func:`~tunflow.netconfig.rtnetlink.check_ifname`).
+    """
+    raw = check_ifname(name) if name else b""
     try:
         fd = os.open(TUN_PATH, os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError as exc:
