@@ -6,9 +6,13 @@ for a TAP), readable by Wireshark, tshark and tcpdump. With ``max_bytes`` the fi
 ``NAME-0000.pcap``, ``NAME-0001.pcap``…, keeping the last ``max_files`` (a file is closed after
 the batch that took it to ``max_bytes``, so it may pass that by up to one batch). A capture
 started again goes on from the highest number already there, never over an earlier run's
-files, and counts them among the ``max_files`` it keeps (the oldest go first). GSO
-super-packets are written as the segments they stand for (``segments = true``), as they will be
-on the wire.
+files, and counts them among the ``max_files`` it keeps (the oldest go first). With
+``segments = true`` (the default) packets are written as they will be on the wire: GSO
+super-packets as the segments they stand for, and a TCP/UDP checksum an offload device left
+partial (``NEEDS_CSUM``: the pseudo-header sum only) completed — in the file's copy; the packet
+passed on keeps it partial. With ``segments = false`` they are written as the device handed them
+over, super-packets whole and partial checksums partial: what tcpdump on the interface shows,
+and what Wireshark then flags as bad checksums.
 
 Writes are gathered from the worker (a memory copy) and handed to the file in whole records —
 after a batch that takes them past 64 KiB, every second and on stop; the global header at once.
@@ -61,7 +65,11 @@ class CaptureOptions:
         default="any", metadata={"help": "capture one direction only"}
     )
     segments: bool = attrs.field(
-        default=True, metadata={"help": "write GSO super-packets as their MTU-sized segments"}
+        default=True,
+        metadata={
+            "help": "write packets as on the wire: GSO super-packets as their MTU-sized segments,"
+            " partial (offload) checksums completed; false: as the device handed them over"
+        },
     )
 
     def __attrs_post_init__(self) -> None:
