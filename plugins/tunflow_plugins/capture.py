@@ -32,7 +32,7 @@ from typing import Any, BinaryIO, Literal
 import attrs
 
 from tunflow.device import Layer
-from tunflow.errors import MalformedPacketError, OffloadError
+from tunflow.errors import ConfigError, MalformedPacketError, OffloadError
 from tunflow.offload import gso_segment_count, gso_split
 from tunflow.packet import HEADROOM, PacketBatch
 from tunflow.pipeline import Direction, Lane, Processor, StageBase, StageContext, StageStatistics
@@ -103,6 +103,8 @@ class CaptureStage(StageBase):
         self._file: BinaryIO | None = None
         self._writer: PcapWriter | None = None
         self._linktype = LINKTYPE_RAW
+        #: what the file holds, set by start() (or the first lane bound without one)
+        self._layer: Layer | None = None
         self._base = Path(self.options.path)
         self._index = 0
         self._files: list[Path] = []
@@ -193,7 +195,7 @@ class CaptureStage(StageBase):
                 pass  # (the same failure: reported above)
 
     async def start(self, context: StageContext) -> None:
-        self._linktype = LINKTYPE_ETHERNET if context.layer is Layer.L2 else LINKTYPE_RAW
+        self._set_layer(context.layer)
         if context.process_index is not None:
             b = self._base
             self._base = b.with_name(f"{b.stem}.w{context.process_index}{b.suffix}")
@@ -208,6 +210,11 @@ class CaptureStage(StageBase):
 
     async def stop(self) -> None:
         self._close()
+        self._layer = None
+
+    def _set_layer(self, layer: Layer) -> None:
+        self._layer = layer
+        self._linktype = LINKTYPE_ETHERNET if layer is Layer.L2 else LINKTYPE_RAW
 
     async def on_timer(self) -> None:
         if self._writer is not None:
@@ -224,8 +231,15 @@ class CaptureStage(StageBase):
         want = "in" if lane.direction is Direction.INBOUND else "out"
         if opts.direction not in ("any", want):
             return _passthrough
-        if lane.layer is Layer.L2:
-            self._linktype = LINKTYPE_ETHERNET
+        if self._layer is None:
+            self._set_layer(lane.layer)
+        elif lane.layer is not self._layer:
+            # (else one file held raw IP packets and Ethernet frames alike, under one link type)
+            raise ConfigError(
+                f"capture {self.name!r}: a pcap file has one link type, and this stage's lanes"
+                " carry both IP packets (TUN, L3) and Ethernet frames (TAP, L2); give each"
+                " layer a capture of its own"
+            )
         scratch = PacketBatch(capacity=1 << 20, max_packets=1024)
         split = opts.segments
         max_bytes = opts.max_bytes

@@ -1,18 +1,25 @@
-"""The ``capture`` stage at its edges: partial (offload) checksums."""
+"""The ``capture`` stage at its edges: partial (offload) checksums, lanes of both layers."""
 
 from __future__ import annotations
 
 import struct
 from pathlib import Path
 
+import anyio
 import pytest
 
 from tests.helpers import ipv4_udp
-from tests.unit.pipeline.test_stages import pcap_records
+from tests.unit.pipeline.test_stages import pcap_records, read_pcap
+from tunflow import ConfigError
+from tunflow.device import Layer
 from tunflow.offload import VIRTIO_NET_HDR_F_NEEDS_CSUM, pseudo_header_sum
 from tunflow.packet import PacketBatch, checksum
-from tunflow.pipeline import Lane, StageContext
+from tunflow.pipeline import Lane, MemorySink, MemorySource, Pipeline, StageContext
 from tunflow_plugins.capture import CaptureStage
+from tunflow_plugins.pcap import LINKTYPE_RAW
+
+PKT = ipv4_udp("10.0.0.1", "10.0.0.2", 1, 2, b"")  # 28 bytes
+FRAME = bytes(60)
 
 
 def partial_udp() -> bytes:
@@ -44,3 +51,30 @@ async def test_a_partial_checksum_is_completed_in_the_file_with_segments_only(
     assert udp_checksum_ok(written) is segments
     assert written == pkt or segments
     assert b.to_list() == [pkt]  # the packet passed on keeps its partial checksum
+
+
+def test_lanes_of_both_layers_are_refused_not_written_into_one_file(tmp_path: Path) -> None:
+    # a TUN's packets and a TAP's frames in one file of one link type: the frames were
+    # written as raw IP (or the packets as Ethernet), garbage to every reader
+    path = tmp_path / "m.pcap"
+    p = Pipeline(
+        [MemorySource([PKT] * 3), MemorySource([FRAME] * 3, layer=Layer.L2)],
+        [CaptureStage(path=str(path))],
+        [MemorySink(), MemorySink(layer=Layer.L2)],
+    )
+    with pytest.raises(ConfigError, match="link type"):
+        anyio.run(p.run)
+    assert read_pcap(path) == (LINKTYPE_RAW, [])
+
+
+def test_a_lane_filtered_out_by_direction_may_be_of_the_other_layer(tmp_path: Path) -> None:
+    stage = CaptureStage(path=str(tmp_path / "d.pcap"), direction="in")
+    stage.bind(Lane(layer=Layer.L3))
+    stage.bind(Lane(layer=Layer.L2))  # outbound: not captured, so no second link type
+
+
+def test_a_tap_lane_after_a_tun_lane_is_refused_when_both_are_captured(tmp_path: Path) -> None:
+    stage = CaptureStage(path=str(tmp_path / "d.pcap"))
+    stage.bind(Lane(layer=Layer.L3))
+    with pytest.raises(ConfigError, match="one link type"):
+        stage.bind(Lane(layer=Layer.L2))
