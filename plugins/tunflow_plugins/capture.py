@@ -111,6 +111,8 @@ class CaptureStage(StageBase):
         self._written = [0, 0]
         #: a write failed: the capture stopped, the traffic goes on
         self._failed = False
+        #: pipelines started and not stopped (those sharing the stage share its file)
+        self._users = 0
 
     @property
     def files(self) -> list[Path]:
@@ -195,20 +197,34 @@ class CaptureStage(StageBase):
                 pass  # (the same failure: reported above)
 
     async def start(self, context: StageContext) -> None:
+        """Open the file. Once for the pipelines sharing the stage: one started while another
+        runs writes into the same file (its lanes of the same layer), closed when the last of
+        them stops. Started again after that, it opens its file anew (without ``max_bytes``
+        over the last run's, as ``tcpdump -w`` does) and captures again after a failed write."""
+        if self._users:
+            self._users += 1
+            return
         self._set_layer(context.layer)
+        base = Path(self.options.path)
         if context.process_index is not None:
-            b = self._base
-            self._base = b.with_name(f"{b.stem}.w{context.process_index}{b.suffix}")
+            base = base.with_name(f"{base.stem}.w{context.process_index}{base.suffix}")
+        self._base = base
         if self.options.max_bytes:
-            self._index, self._files = _rotated_files(self._base)
+            self._index, self._files = _rotated_files(base)
+        self._failed = False
         try:
             self._open()
         except OSError as exc:
             if self._file is None:
                 raise  # (a file that cannot be made refuses the start: a configuration fault)
             self._fail(exc)  # (made, but its header did not fit: a full disk, as later on)
+        self._users = 1
 
     async def stop(self) -> None:
+        """A pipeline sharing the stage stopped; the last one closes the file."""
+        self._users = max(0, self._users - 1)
+        if self._users:
+            return
         self._close()
         self._layer = None
 

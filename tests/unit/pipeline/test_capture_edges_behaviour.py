@@ -1,4 +1,5 @@
-"""The ``capture`` stage at its edges: partial (offload) checksums, lanes of both layers."""
+"""The ``capture`` stage at its edges: partial (offload) checksums, lanes of both layers, one
+stage in two pipelines, and a stage started again."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import anyio
 import pytest
 
 from tests.helpers import ipv4_udp
-from tests.unit.pipeline.test_stages import pcap_records, read_pcap
+from tests.unit.pipeline.test_stages import batch_of, pcap_records, read_pcap
 from tunflow import ConfigError
 from tunflow.device import Layer
 from tunflow.offload import VIRTIO_NET_HDR_F_NEEDS_CSUM, pseudo_header_sum
@@ -78,3 +79,72 @@ def test_a_tap_lane_after_a_tun_lane_is_refused_when_both_are_captured(tmp_path:
     stage.bind(Lane(layer=Layer.L3))
     with pytest.raises(ConfigError, match="one link type"):
         stage.bind(Lane(layer=Layer.L2))
+
+
+def test_one_stage_in_two_pipelines_writes_both_into_one_file(tmp_path: Path) -> None:
+    # the second start opened the file again (truncating it) and leaked the first handle; the
+    # first pipeline's stop closed the file, and the second's next batch made it anew, empty
+    path = tmp_path / "s.pcap"
+    stage = CaptureStage(path=str(path))
+    slow = MemorySink(delay=0.1)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(Pipeline(MemorySource([PKT] * 4, batch_size=1), [stage], slow).run)
+            await Pipeline(MemorySource([PKT] * 2, batch_size=1), [stage], MemorySink()).run()
+
+    anyio.run(main)
+    assert len(read_pcap(path)[1]) == 6
+    assert stage.statistics().counters["files"] == 1
+    fds = Path("/proc/self/fd")
+    assert not [fd for fd in fds.iterdir() if fd.resolve() == path]  # closed, both handles
+
+
+def test_pipelines_of_two_layers_cannot_share_one_capture(tmp_path: Path) -> None:
+    path = tmp_path / "s.pcap"
+    stage = CaptureStage(path=str(path))
+    errors: list[BaseException] = []
+
+    async def tap() -> None:
+        try:
+            await Pipeline(
+                MemorySource([FRAME], layer=Layer.L2), [stage], MemorySink(layer=Layer.L2)
+            ).run()
+        except ConfigError as exc:
+            errors.append(exc)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(
+                Pipeline(MemorySource([PKT] * 3, batch_size=1), [stage], MemorySink(delay=0.1)).run
+            )
+            await tap()
+
+    anyio.run(main)
+    assert [type(e) for e in errors] == [ConfigError]
+    assert read_pcap(path) == (LINKTYPE_RAW, [PKT] * 3)
+
+
+@pytest.mark.anyio
+async def test_a_capture_started_again_after_its_file_failed_captures_again(
+    tmp_path: Path,
+) -> None:
+    stage = CaptureStage(path=str(tmp_path / "a.pcap"))
+    await stage.start(StageContext())
+    stage._fail(OSError(28, "No space left on device"))  # as a full disk would
+    await stage.stop()
+    await stage.start(StageContext())
+    stage.bind(Lane())(batch_of([PKT]))
+    await stage.stop()
+    assert read_pcap(tmp_path / "a.pcap")[1] == [PKT]
+
+
+@pytest.mark.anyio
+async def test_a_capture_started_again_in_a_worker_process_keeps_its_name(
+    tmp_path: Path,
+) -> None:
+    stage = CaptureStage(path=str(tmp_path / "c.pcap"))
+    for _ in range(2):
+        await stage.start(StageContext(process_index=1))
+        await stage.stop()
+    assert [p.name for p in stage.files] == ["c.w1.pcap", "c.w1.pcap"]
