@@ -317,17 +317,8 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
     # taken out of the environment, as sd_notify(unset_environment=1): the hooks and resolvconf
     # are not the service and must not speak for it
     notify = _notify_address(os.environ.pop("NOTIFY_SOCKET", None))
-    # endpoints may be names: resolved off the loop (Ctrl-C is heard during wg's retries)
-    config = await in_daemon_thread(functools.partial(quick.interface_config, native=args.native))
-    if config.private_key is None:
+    if quick.private_key is None:
         _warn_keyless(quick.file, name)
-    if quick.mtu is None:
-        # wg-quick's: 80 below the MTU of the path to the peers (the file's MTU = to choose)
-        endpoints = [p.endpoint[0] for p in config.peers if p.endpoint is not None]
-        auto = await anyio.to_thread.run_sync(automatic_mtu, endpoints)
-        if auto is not None:
-            _check_automatic_mtu(quick, auto)  # before PreUp: the device would refuse it
-            config = attrs.evolve(config, mtu=auto.mtu)
     offload = {"auto": None, "on": True, "off": False}[args.offload]
     routes = quick.table != "off" and not args.no_routes
     # checked before anything is made: without resolvconf the interface does not come up
@@ -341,6 +332,19 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
         _free_socket_path(f"{UAPI_DIRECTORY}/{name}.sock")  # (made after PreUp: checked now)
         journal = _Journal(name)
         _run_hooks(hooks(quick.pre_up, name), "PreUp")
+        # after PreUp, as wg-quick's `wg setconf` and set_mtu_up: a PreUp may make what they
+        # need (a route to the peers, a resolver, a name in /etc/hosts). Endpoints may be
+        # names: resolved off the loop (Ctrl-C is heard during wg's retries)
+        config = await in_daemon_thread(
+            functools.partial(quick.interface_config, native=args.native)
+        )
+        if quick.mtu is None:
+            # wg-quick's: 80 below the MTU of the path to the peers (the file's MTU = to choose)
+            endpoints = [p.endpoint[0] for p in config.peers if p.endpoint is not None]
+            auto = await anyio.to_thread.run_sync(automatic_mtu, endpoints)
+            if auto is not None:
+                _check_automatic_mtu(quick, auto)  # the device would refuse it
+                config = attrs.evolve(config, mtu=auto.mtu)
         reason = "stopped"
         went_down = False  # PreDown ran in the block (not cut short)
         iface: Any = None
