@@ -37,11 +37,12 @@ import contextlib
 import ipaddress
 import logging
 import os
+import re
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
@@ -317,7 +318,7 @@ def parse_wgquick(text: str, *, file: str | None = None) -> QuickConfig:
         if line.startswith("["):
             if not line.endswith("]"):
                 raise ConfigError(
-                    f"a section header must end with ']': {line!r}", file=file, path=where
+                    f"a section header must end with ']': {_shown(line)}", file=file, path=where
                 )
             name = line[1:-1].strip().lower()
             if name == "interface":
@@ -337,13 +338,15 @@ def parse_wgquick(text: str, *, file: str | None = None) -> QuickConfig:
         key, sep, value = line.partition("=")
         key, value = key.strip(), value.strip()
         if not sep or not key:
-            raise ConfigError(f"expected 'Key = Value', got {line!r}", file=file, path=where)
+            raise ConfigError(f"expected 'Key = Value', got {_shown(line)}", file=file, path=where)
         if current is None:
-            raise ConfigError(f"{key} outside a section", file=file, path=where)
+            raise ConfigError(
+                f"{_KEY_LIKE.sub('<hidden>', key)} outside a section", file=file, path=where
+            )
         handler = (_INTERFACE_KEYS if current.kind == "interface" else _PEER_KEYS).get(key.lower())
         if handler is None:
             section = "[Interface]" if current.kind == "interface" else "[Peer]"
-            raise ConfigError(f"unknown key {key!r} in {section}", file=file, path=where)
+            raise ConfigError(f"unknown key {_shown(key)} in {section}", file=file, path=where)
         field, parse, is_list = handler
         if parse is _command:
             # a hook is the whole rest of the line, '#' and all, as wg-quick hands it to bash
@@ -423,6 +426,17 @@ def parse_wgquick(text: str, *, file: str | None = None) -> QuickConfig:
         peers=tuple(built_peers),
         file=file,
     )
+
+
+#: a run of base64 characters longer than any key name: a private or preshared key (or most of
+#: one) on a line that does not parse, which an error message must not show
+_KEY_LIKE: Final = re.compile(r"[A-Za-z0-9+/=]{24,}")
+
+
+def _shown(text: str) -> str:
+    """``repr(text)`` for a message, each run of what may be a key in it as ``<hidden>``: the
+    message reaches the terminal, the journal and ``systemctl status``."""
+    return repr(_KEY_LIKE.sub("<hidden>", text))
 
 
 def _reason(exc: Exception) -> str:
