@@ -2,9 +2,10 @@
 
 ``cryptography`` has ChaCha20-Poly1305 with a 96-bit nonce but no XChaCha. XChaCha20 derives a
 subkey with HChaCha20 from the key and the first 16 bytes of the 24-byte nonce, then runs
-ChaCha20-Poly1305 with the subkey and the nonce ``0000 ‖ nonce[16:24]``. HChaCha20 is written
-here in pure Python: it runs once per cookie reply (rare, and only under load), so clarity beats
-speed. Sans-I/O: no state, no randomness.
+ChaCha20-Poly1305 with the subkey and the nonce ``0000 ‖ nonce[16:24]``. HChaCha20 is taken
+from ``cryptography``'s ChaCha20 keystream: it runs once per cookie reply, and cookie replies are
+what an interface under load sends each handshake message of a flood, so they must cost less
+than the handshake work they spare. Sans-I/O: no state, no randomness.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import struct
 from typing import Final
 
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 __all__ = ["hchacha20", "xchacha20poly1305_encrypt", "xchacha20poly1305_decrypt"]
@@ -20,6 +22,7 @@ _WORDS8: Final = struct.Struct("<8I")
 _WORDS4: Final = struct.Struct("<4I")
 _SIGMA: Final = (0x61707865, 0x3320646E, 0x79622D32, 0x6B206574)  # "expand 32-byte k"
 _M: Final = 0xFFFFFFFF
+_BLOCK: Final = bytes(64)
 
 
 def hchacha20(key: bytes, nonce16: bytes) -> bytes:
@@ -41,32 +44,23 @@ def hchacha20(key: bytes, nonce16: bytes) -> bytes:
     """
     if len(key) != 32 or len(nonce16) != 16:
         raise ValueError("HChaCha20 needs a 32-byte key and a 16-byte nonce")
-    x = [*_SIGMA, *_WORDS8.unpack(key), *_WORDS4.unpack(nonce16)]
-
-    def qr(a: int, b: int, c: int, d: int) -> None:
-        x[a] = (x[a] + x[b]) & _M
-        t = x[d] ^ x[a]
-        x[d] = ((t << 16) | (t >> 16)) & _M
-        x[c] = (x[c] + x[d]) & _M
-        t = x[b] ^ x[c]
-        x[b] = ((t << 12) | (t >> 20)) & _M
-        x[a] = (x[a] + x[b]) & _M
-        t = x[d] ^ x[a]
-        x[d] = ((t << 8) | (t >> 24)) & _M
-        x[c] = (x[c] + x[d]) & _M
-        t = x[b] ^ x[c]
-        x[b] = ((t << 7) | (t >> 25)) & _M
-
-    for _ in range(10):
-        qr(0, 4, 8, 12)
-        qr(1, 5, 9, 13)
-        qr(2, 6, 10, 14)
-        qr(3, 7, 11, 15)
-        qr(0, 5, 10, 15)
-        qr(1, 6, 11, 12)
-        qr(2, 7, 8, 13)
-        qr(3, 4, 9, 14)
-    return _WORDS8.pack(x[0], x[1], x[2], x[3], x[12], x[13], x[14], x[15])
+    # ChaCha20's block is the rounds' result plus the input state, whose words 12-15 (counter
+    # and nonce, as cryptography takes them) are nonce16: taking the input back off words 0-3
+    # and 12-15 of the first keystream block leaves HChaCha20's
+    block = Cipher(algorithms.ChaCha20(key, nonce16), None).encryptor().update(_BLOCK)
+    s0, s1, s2, s3 = _WORDS4.unpack_from(block)
+    t0, t1, t2, t3 = _WORDS4.unpack_from(block, 48)
+    n0, n1, n2, n3 = _WORDS4.unpack(nonce16)
+    return _WORDS8.pack(
+        (s0 - _SIGMA[0]) & _M,
+        (s1 - _SIGMA[1]) & _M,
+        (s2 - _SIGMA[2]) & _M,
+        (s3 - _SIGMA[3]) & _M,
+        (t0 - n0) & _M,
+        (t1 - n1) & _M,
+        (t2 - n2) & _M,
+        (t3 - n3) & _M,
+    )
 
 
 def _split(key: bytes, nonce: bytes) -> tuple[ChaCha20Poly1305, bytes]:
