@@ -51,7 +51,8 @@ class PortStatistics:
         tx_bytes: their bytes.
         tx_batches: batch writes.
         drops: packets the port could not deliver, by reason: for a device ``malformed`` (read
-            but not splittable) and ``kernel_refused_packet`` (refused in a batch write, skipped);
+            but not splittable), ``truncated`` (cut short by the kernel: the device's
+            ``rx_truncated``) and ``kernel_refused_packet`` (refused in a batch write, skipped);
             for a transport, the transport's reasons.
     """
 
@@ -194,10 +195,22 @@ def _device_stats(name: str, dev: AsyncDevice | SyncDevice) -> PortStatistics:
         s.tx_packets,
         s.tx_bytes,
         s.tx_batches,
-        # what the kernel handed over that could not be split, and the packets of batch writes
-        # it refused (skipped by the device, not raised), by reason
-        {"malformed": s.rx_malformed, **s.tx_dropped} if s.rx_malformed else s.tx_dropped,
+        _device_drops(s.rx_malformed, s.rx_truncated, s.tx_dropped),
     )
+
+
+def _device_drops(malformed: int, truncated: int, refused: Mapping[str, int]) -> Mapping[str, int]:
+    """What the kernel handed over that could not be split, what it cut short (a read sized for
+    an MTU raised behind tunflow's back), and the packets of batch writes it refused (skipped
+    by the device, not raised), by reason."""
+    if not (malformed or truncated):
+        return refused
+    drops = dict(refused)
+    if malformed:
+        drops["malformed"] = malformed
+    if truncated:
+        drops["truncated"] = truncated
+    return drops
 
 
 def _device_name(dev: AsyncDevice | SyncDevice) -> tuple[str, int | None]:
