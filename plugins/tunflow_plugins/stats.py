@@ -2,7 +2,8 @@
 
 The pipeline already counts packets and bytes into and out of every stage; this stage adds what
 is *in* the traffic (IPv4/IPv6, TCP/UDP/ICMP/other, frames that are not IP) and rates over the
-last interval (``pps``, ``bps``), as gauges. One byte read per packet.
+last interval (``pps``, ``bps``), as gauges. One byte read per packet; an IPv6 packet's extension
+headers are walked to its transport protocol.
 """
 
 from __future__ import annotations
@@ -16,11 +17,16 @@ from tunflow.device import Layer
 from tunflow.packet import PacketBatch
 from tunflow.pipeline import Lane, Processor, StageBase, StageStatistics
 
-from ._headers import ethernet_header_length
+from ._headers import ethernet_header_length, parse
 
 __all__ = ["StatsStage", "StatsOptions"]
 
 _PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
+#: IPv6 next headers that are not the transport protocol: hop-by-hop, routing, fragment,
+#: authentication, destination options
+_V6_EXTENSIONS = frozenset({0, 43, 44, 51, 60})
+#: where a packet whose extension headers do not parse is counted (reserved: ``other``)
+_OTHER = 255
 
 
 @attrs.frozen
@@ -45,7 +51,9 @@ class StatsStage(StageBase):
 
     Statistics: ``counters`` ``ipv4``, ``ipv6``, ``tcp``, ``udp``, ``icmp``, ``icmpv6``,
     ``other``, ``not_ip``, ``packets``, ``bytes``; ``gauges`` ``pps`` and ``bps``. A packet
-    shorter than its IP version's header (20 bytes, 40 for IPv6) counts as ``not_ip``.
+    shorter than its IP version's header (20 bytes, 40 for IPv6) counts as ``not_ip``; an IPv6
+    packet counts by the protocol behind its extension headers (``other`` where they do not
+    parse), an ICMPv6 message behind a hop-by-hop header (MLD) as ``icmpv6``.
     """
 
     plugin = "stats"
@@ -95,7 +103,11 @@ class StatsStage(StageBase):
                         if n < 40:  # shorter than the IPv6 header
                             versions[0] += 1
                             continue
-                        protos[buf[off + 6]] += 1
+                        nh = buf[off + 6]
+                        if nh in _V6_EXTENSIONS:  # (the transport header is further on)
+                            fields = parse(buf, off, n)
+                            nh = _OTHER if isinstance(fields, str) else fields[1]
+                        protos[nh] += 1
                     versions[v] += 1
             return batch
 
