@@ -138,6 +138,13 @@ _NOT_ALLOWED: Final = 2
 #: Rate limit for handshakes per source IP under load (wireguard-go's ratelimiter).
 _RATE_PER_SECOND: Final = 20.0
 _RATE_BURST: Final = 5.0
+#: Handshake messages past mac1 that the interface answers or consumes, a second, whatever
+#: their sources, and as many at once. One costs about 25 us (a cookie reply) to 200 us (an
+#: initiation consumed and answered): the budget keeps a flood to a fifth of a core at worst,
+#: and is twice the rate of MAX_PEERS peers each making a handshake every two minutes. One
+#: over it is dropped at about the cost of one with a wrong mac1 (a few us, most of it the
+#: batch loop's and mac1's).
+_HANDSHAKE_BUDGET: Final = 1000.0
 
 
 # -- events ---------------------------------------------------------------------------------
@@ -207,6 +214,7 @@ _COUNTER_FIELDS: Final = (
     "dropped_bad_mac",
     "dropped_bad_cookie",
     "dropped_rate_limited",
+    "dropped_handshake_budget",
     "dropped_handshake",
     "dropped_replay",
     "dropped_bad_aead",
@@ -235,6 +243,8 @@ class WireGuardStatistics:
     * ``bad_mac`` — a handshake message with a wrong mac1;
     * ``bad_cookie`` — a cookie reply that does not decrypt;
     * ``rate_limited`` — handshakes over the per-IP rate while under load;
+    * ``handshake_budget`` — handshake messages (past mac1) over the interface's budget of
+      handshake work, 1000 a second whatever their sources (a flood from many addresses);
     * ``handshake`` — a handshake message that does not authenticate, replays an old timestamp,
       or floods (more than one initiation per 20 ms from a peer);
     * ``replay`` — a transport counter already seen or behind the window;
@@ -276,6 +286,7 @@ class WireGuardStatistics:
     dropped_bad_mac: int = 0
     dropped_bad_cookie: int = 0
     dropped_rate_limited: int = 0
+    dropped_handshake_budget: int = 0
     dropped_handshake: int = 0
     dropped_replay: int = 0
     dropped_bad_aead: int = 0
@@ -334,6 +345,7 @@ class _Counters:
         self.dropped_bad_mac = 0
         self.dropped_bad_cookie = 0
         self.dropped_rate_limited = 0
+        self.dropped_handshake_budget = 0
         self.dropped_handshake = 0
         self.dropped_replay = 0
         self.dropped_bad_aead = 0
@@ -460,6 +472,8 @@ class WireGuard:
         self._events: deque[Event] = deque()
         self._counters = _Counters()
         self._ratelimiter = _RateLimiter()
+        self._budget = _HANDSHAKE_BUDGET
+        self._budget_at = float("-inf")
         self._load_window_start = 0.0
         self._load_count = 0
         self._under_load_until = float("-inf")
@@ -1962,6 +1976,9 @@ class WireGuard:
             c.dropped_bad_mac += 1
             return True
         self._note_handshake(now)
+        if not self._spend_budget(now):
+            c.dropped_handshake_budget += 1
+            return True
         if self.under_load(now):
             try:
                 src = address_bytes(addr)
@@ -1990,6 +2007,19 @@ class WireGuard:
         self._load_count += 1
         if self._load_count > self.load_threshold:
             self.set_under_load(now)
+
+    def _spend_budget(self, now: float) -> bool:
+        """Take one handshake message from the interface's budget (a token bucket of
+        ``_HANDSHAKE_BUDGET`` a second); whether there was one."""
+        tokens = self._budget
+        if now > self._budget_at:
+            tokens = min(_HANDSHAKE_BUDGET, tokens + (now - self._budget_at) * _HANDSHAKE_BUDGET)
+            self._budget_at = now
+        if tokens < 1.0:
+            self._budget = tokens
+            return False
+        self._budget = tokens - 1.0
+        return True
 
     def _receive_cookie_reply(self, raw: bytes, now: float) -> None:
         c = self._counters
