@@ -140,7 +140,13 @@ class RateLimitOptions:
     per_flow: bool = attrs.field(
         default=False, metadata={"help": "one bucket per 5-tuple instead of one for all"}
     )
-    max_flows: int = attrs.field(default=65536, metadata={"help": "flow buckets kept at most"})
+    max_flows: int = attrs.field(
+        default=65536,
+        metadata={
+            "help": "flow buckets kept at most; a new flow beyond is dropped until idle ones are"
+            " forgotten (idle_timeout and a sweep later)"
+        },
+    )
     idle_timeout: float = attrs.field(
         default=30.0, metadata={"help": "seconds after which an idle flow's bucket is forgotten"}
     )
