@@ -753,7 +753,13 @@ class WireGuard:
         return bool(self._outbox or self._events)
 
     def next_event(self) -> Event | None:
-        """The next :data:`Event`, or ``None``."""
+        """The next :data:`Event`, or ``None``.
+
+        Events wait in an unbounded queue until taken, one per handshake, expiry and
+        authenticated roam: a caller drives the interface and takes its events in turn, as the
+        runtime does after every batch and timer tick, and the ``wireguard`` stage on its
+        timer.
+        """
         return self._events.popleft() if self._events else None
 
     def statistics(self) -> WireGuardStatistics:
