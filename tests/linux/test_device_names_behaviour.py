@@ -57,3 +57,18 @@ def test_templates_and_names_at_the_length_limit_round_trip(netns: testing.Netns
     with pytest.raises(ConfigError, match="16 bytes"):
         DeviceBuilder().name("\u00f1" * 8)
     assert _links() == before
+
+
+@pytest.mark.parametrize("refused", ["all", "default"])
+def test_a_rename_to_a_name_the_kernel_refuses_is_a_config_error(
+    netns: testing.Netns, refused: str
+) -> None:
+    # The kernel refuses 'all' and 'default' (its per-interface sysctl directories have those
+    # names). A build says so; a rename gave a bare DeviceError "Invalid argument", where
+    # set_name's docstring promises a ConfigError for a name that is not valid.
+    name = testing.unique_name("rn")
+    with DeviceBuilder().name(name).ipv4("10.159.0.1/24").build_sync() as dev:
+        with pytest.raises(ConfigError, match=f"'{refused}'.*refuses"):
+            dev.set_name(refused)
+        assert dev.name() == name
+        assert dev.addresses()
