@@ -375,9 +375,11 @@ class WireGuardPort:
                 (whole and iov is sc.iov) or (count == 1 and n <= sc.stride)
             ):
                 last = n - seg * (count - 1)
+                # the chunks this read brought, no more: a header claiming a larger chunk
+                # than our stride would otherwise have bytes of earlier reads opened
                 done = wg.decrypt_native_scattered(
                     sc.headers_view[: NATIVE_HEADER_SIZE * count],
-                    sc.bodies_view,
+                    sc.bodies_view[: n - NATIVE_HEADER_SIZE * count],
                     count,
                     last,
                     addr,

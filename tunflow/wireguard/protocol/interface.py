@@ -2187,7 +2187,8 @@ class WireGuard:
 
         Args:
             headers: ``count`` 20-byte fragment headers.
-            bodies: their chunks, back to back.
+            bodies: their chunks, back to back — only the bytes read (the headers' chunk
+                size, not authenticated, says where each chunk starts within them).
             count: fragments read.
             last_length: the size of the last fragment, header included.
             addr: where they came from.
