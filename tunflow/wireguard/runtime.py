@@ -1100,7 +1100,11 @@ class WireGuardInterface:
         it removed (IPv6's) and the AllowedIPs routes (Linux). A failure here is logged: the
         tunnel itself runs on."""
         index = self.device.if_index()
-        watch = await anyio.to_thread.run_sync(lambda: _routing.link_watch(index, self._netns))
+        try:
+            watch = await anyio.to_thread.run_sync(lambda: _routing.link_watch(index, self._netns))
+        except OSError as exc:
+            log.warning("%s: cannot watch the link: %s", self.name, exc)
+            return
         try:
             # the link may have gone down and up before the watch subscribed (a network
             # manager meeting the new interface, the block's first line): as for lost
