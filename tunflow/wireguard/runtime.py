@@ -1437,9 +1437,7 @@ async def _interface(
                 try:
                     yield iface
                 finally:
-                    iface.stop_reason = iface.stop_reason or "closed"
-                    iface._closed.set()
-                    tg.cancel_scope.cancel()
+                    iface.close()  # (waking who waits in wait_handshake in another task)
         except BaseExceptionGroup as group:
             # one exception from the block (or a task), sys.exit() and Ctrl-C included: itself,
             # not in a group, by the rule open_pipeline's block follows
