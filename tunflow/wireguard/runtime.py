@@ -30,6 +30,7 @@ import contextlib
 import errno
 import ipaddress
 import logging
+import math
 import os
 import socket
 import stat
@@ -862,9 +863,13 @@ class WireGuardInterface:
         """Move the protocol's clock forward: sessions age and deadlines come nearer at once
         (to see a rekey or a timeout without waiting for it — tests and demonstrations).
         Wall-clock time does not move: handshake timestamps and ``last_handshake`` stay
-        ``time.time()``."""
-        if seconds < 0:
-            raise ValueError("time only moves forward")
+        ``time.time()``.
+
+        Raises:
+            ValueError: ``seconds`` is negative, NaN or infinite.
+        """
+        if not 0 <= seconds < math.inf:
+            raise ValueError(f"skip_time takes a finite number of seconds >= 0, not {seconds!r}")
         clock = self._clock
         if not isinstance(clock, _Clock):
             raise TypeError("this interface's clock cannot be moved")
