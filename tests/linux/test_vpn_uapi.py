@@ -231,17 +231,17 @@ async def test_a_new_listen_port_keeps_counting_where_the_old_one_stopped(
 async def test_a_closed_interface_refuses_control_and_wakes_who_waits(ns: testing.Netns) -> None:
     # after the block (or close()), a set or sync bound a new UDP socket nobody would close
     # (the port stayed taken) and answered errno=0; wait_handshake sat out its timeout
-    async with interface(ns) as iface:
+    async def waits(iface: WireGuardInterface) -> None:
+        with pytest.raises(anyio.ClosedResourceError):
+            await iface.wait_handshake(OLD_PEER, timeout=60)
 
-        async def waits() -> None:
-            with pytest.raises(anyio.ClosedResourceError):
-                await iface.wait_handshake(OLD_PEER, timeout=60)
-
-        with anyio.fail_after(10):  # woken by the close, not by its timeout
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(waits)
-                await anyio.sleep(0.1)
-                iface.close()
+    # (the waiter outside the block: close() cancels the block, and a waiter cancelled with it
+    # would leave its pytest.raises unchecked)
+    with anyio.fail_after(10):  # woken by the close, not by its timeout
+        async with anyio.create_task_group() as tg, interface(ns) as iface:
+            tg.start_soon(waits, iface)
+            await anyio.sleep(0.1)
+            iface.close()
     port = udp_socket(ns)
     free = port.getsockname()[1]
     port.close()
