@@ -354,6 +354,7 @@ def test_sessions_replaced_while_both_sides_initiate_are_forgotten() -> None:
     # b initiates; a's response is lost: a has a next and drops its previous (wireguard-go)
     p.advance(REKEY_TIMEOUT)
     p.peer_of_b.new_handshake_at = p.now
+    p.peer_of_b._arm(p.now)  # (set by hand: the interface's wake-up too)
     p.advance(0, drop=responses)
     assert p.peer_of_a.next is not None and p.peer_of_a.previous is None
     check()
@@ -367,6 +368,7 @@ def test_sessions_replaced_while_both_sides_initiate_are_forgotten() -> None:
     old_current = p.peer_of_a.current
     p.peer_of_a.last_sent_handshake = None
     p.peer_of_a.new_handshake_at = p.now
+    p.peer_of_a._arm(p.now)  # (set by hand: the interface's wake-up too)
     p.a.handle_timer(p.now)
     p.flush()
     assert p.peer_of_a.current is not old_current and p.peer_of_a.next is None
@@ -931,6 +933,7 @@ def test_under_load_handshakes_from_one_address_are_rate_limited() -> None:
         p.now += 0.02
         p.peer_of_a.last_sent_handshake = None
         p.peer_of_a.new_handshake_at = p.now
+        p.peer_of_a._arm(p.now)
         p.a.handle_timer(p.now)
         [(init, _)] = p.a.datagrams_to_send()
         sent.append(init)

@@ -28,11 +28,13 @@ Hostile input never raises out of the receive functions: it is counted in
 
 from __future__ import annotations
 
+import heapq
 import random as _random_module
 import secrets
 import struct
 from collections import deque
 from collections.abc import Callable, Iterable
+from operator import attrgetter
 from typing import Any, Final
 
 import attrs
@@ -126,6 +128,7 @@ _MAX_DATAGRAM: Final = 65507
 #: (padding adds at most 15 bytes); larger ones are checked (_fits), in native mode as well
 _FITS_ANY: Final = _MAX_DATAGRAM - _OVERHEAD - (PADDING_MULTIPLE - 1)
 _JITTER_MS: Final = int(REKEY_TIMEOUT_JITTER_MAX * 1000)
+_SERIAL: Final = attrgetter("_serial")  # a peer's place in the order of peers
 #: what a native message of one fragment adds to its packet besides the fragment header
 _NATIVE_SMALL_OVERHEAD: Final = NATIVE_HEADER_SIZE + HEADROOM + TAG_SIZE
 # the first four bytes of a native message of one fragment (type, index 0, count 1, version)
@@ -465,6 +468,9 @@ class WireGuard:
         self.load_threshold = load_threshold
         self._peers: dict[PublicKey, Peer] = {}
         self._peers_version = 0
+        self._serial = 0
+        # the peers' wake-ups (see peer.py): what get_timer and handle_timer look at
+        self._timers: list[tuple[float, int, Peer]] = []
         self._allowed: AllowedIPs[Peer] = AllowedIPs()
         self._sessions: dict[int, Session] = {}
         self._handshakes: dict[int, Peer] = {}
@@ -630,6 +636,9 @@ class WireGuard:
                 )
             except HandshakeError:
                 raise ConfigError(f"peer {pk} has an invalid (low-order) public key") from None
+            self._serial += 1
+            peer._serial = self._serial
+            peer._heap = self._timers
             self._peers[pk] = peer
         else:
             if config.endpoint is not None:
@@ -650,6 +659,7 @@ class WireGuard:
             return False
         self._allowed.remove_owner(peer)
         self._zero_all(peer)
+        peer._heap = peer._wake = None  # its wake-ups are skipped
         self._peers_version += 1
         return True
 
@@ -815,16 +825,36 @@ class WireGuard:
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` should next be called, or ``None`` for never."""
-        best: float | None = None
-        for peer in self._peers.values():
-            t = peer.next_deadline()
-            if t is not None and (best is None or t < best):
-                best = t
-        return best
+        heap = self._timers
+        if len(heap) > 2 * len(self._peers) + 64:
+            # wake-ups left behind (deadlines moved earlier, peers removed): the live ones only
+            heap[:] = [(p._wake, p._serial, p) for p in self._peers.values() if p._wake is not None]
+            heapq.heapify(heap)
+        while heap:
+            t, _, peer = heap[0]
+            if peer._wake == t and peer._heap is heap:
+                deadline = peer.next_deadline()
+                if deadline == t:
+                    return t
+                heapq.heappop(heap)
+                peer._wake = None
+                if deadline is not None:  # moved later since
+                    peer._arm(deadline)
+            else:
+                heapq.heappop(heap)
+        return None
 
     def handle_timer(self, now: float) -> None:
         """Fire every deadline at or before ``now``."""
-        for peer in list(self._peers.values()):
+        heap = self._timers
+        due: list[Peer] = []
+        while heap and heap[0][0] <= now:
+            t, _, peer = heapq.heappop(heap)
+            if peer._wake == t and peer._heap is heap:
+                peer._wake = None
+                due.append(peer)
+        due.sort(key=_SERIAL)  # in the order of the peers, as they were added
+        for peer in due:
             if peer.retransmit_at is not None and peer.retransmit_at <= now:
                 peer.retransmit_at = None
                 self._expired_retransmit(peer, now)
@@ -840,6 +870,7 @@ class WireGuard:
                     # handshake started instead) does the second keepalive stay due
                     if self._counters.tx_packets == sent:
                         peer.keepalive_at = now + KEEPALIVE_TIMEOUT
+                        peer._arm(peer.keepalive_at)
             if peer.new_handshake_at is not None and peer.new_handshake_at <= now:
                 peer.new_handshake_at = None
                 self._send_initiation(peer, now, is_retry=False)
@@ -851,6 +882,9 @@ class WireGuard:
                 peer.persistent_at = None
                 if peer.persistent_keepalive:
                     self._send_keepalive(peer, now)
+            deadline = peer.next_deadline()
+            if deadline is not None:
+                peer._arm(deadline)
 
     def _expired_retransmit(self, peer: Peer, now: float) -> None:
         if peer.handshake_attempts > MAX_TIMER_HANDSHAKES:
@@ -859,6 +893,7 @@ class WireGuard:
             peer.staged.clear()
             if peer.zero_keys_at is None:
                 peer.zero_keys_at = now + REJECT_AFTER_TIME * 3
+                peer._arm(peer.zero_keys_at)
             self._counters.handshakes_failed += 1
             self._events.append(HandshakeFailed(peer.public_key, peer.handshake_attempts + 1))
         else:
@@ -1394,6 +1429,7 @@ class WireGuard:
                 # a response sent since our initiation holds the retry back (initiations
                 # crossed: answering the peer's dropped ours): it goes when the limit allows
                 peer.retransmit_at = last + REKEY_TIMEOUT + self._jitter()
+                peer._arm(peer.retransmit_at)
             return
         peer.last_sent_handshake = now
         endpoint = peer.endpoint

@@ -16,10 +16,16 @@ deadline               fires
 ``zero_keys_at``       3 x REJECT_AFTER_TIME after the last session was derived: erase all keys
 ``persistent_at``      the persistent keepalive interval after any authenticated packet
 =====================  =====================================================================
+
+The hooks that set a deadline also put the peer in the interface's heap of wake-ups (one entry
+per peer, at its earliest deadline or before it: entries left behind by a deadline moved or
+cleared are skipped when they come up), so that the interface finds the next deadline and the
+peers due without walking every peer.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 
 from .constants import (
@@ -58,6 +64,9 @@ class Peer:
     """
 
     __slots__ = (
+        "_heap",
+        "_serial",
+        "_wake",
         "cookies",
         "current",
         "endpoint",
@@ -119,6 +128,11 @@ class Peer:
         self.new_handshake_at: float | None = None
         self.zero_keys_at: float | None = None
         self.persistent_at: float | None = None
+        # the interface's heap of (time, serial, peer) wake-ups (None: not in an interface),
+        # this peer's place in its order of peers, and the time of its live entry there
+        self._heap: list[tuple[float, int, Peer]] | None = None
+        self._serial = 0
+        self._wake: float | None = None
 
     def __repr__(self) -> str:
         return f"<Peer {self.public_key.to_base64()} endpoint={self.endpoint}>"
@@ -141,17 +155,27 @@ class Peer:
                 best = t
         return best
 
+    def _arm(self, t: float) -> None:
+        """A deadline is now ``t``: the interface wakes up for this peer by then."""
+        wake = self._wake
+        heap = self._heap
+        if (wake is None or t < wake) and heap is not None:
+            self._wake = t
+            heapq.heappush(heap, (t, self._serial, self))
+
     # -- wireguard-go's timers* hooks ---------------------------------------------------------
 
     def on_data_sent(self, now: float, jitter: float) -> None:
         """After an authenticated data packet was sent (``timersDataSent``)."""
         if self.new_handshake_at is None:
-            self.new_handshake_at = now + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT + jitter
+            t = self.new_handshake_at = now + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT + jitter
+            self._arm(t)
 
     def on_data_received(self, now: float) -> None:
         """After an authenticated data packet was received (``timersDataReceived``)."""
         if self.keepalive_at is None:
-            self.keepalive_at = now + KEEPALIVE_TIMEOUT
+            t = self.keepalive_at = now + KEEPALIVE_TIMEOUT
+            self._arm(t)
         else:
             self.need_another_keepalive = True
 
@@ -165,7 +189,8 @@ class Peer:
 
     def on_handshake_initiated(self, now: float, jitter: float) -> None:
         """After an initiation was sent (``timersHandshakeInitiated``)."""
-        self.retransmit_at = now + REKEY_TIMEOUT + jitter
+        t = self.retransmit_at = now + REKEY_TIMEOUT + jitter
+        self._arm(t)
 
     def on_handshake_complete(self, wall_time: float) -> None:
         """After a response was consumed, or a responder's session got its first packet."""
@@ -176,9 +201,13 @@ class Peer:
 
     def on_session_derived(self, now: float) -> None:
         """After new transport keys were derived (``timersSessionDerived``)."""
-        self.zero_keys_at = now + REJECT_AFTER_TIME * 3
+        t = self.zero_keys_at = now + REJECT_AFTER_TIME * 3
+        self._arm(t)
 
     def on_any_authenticated_traversal(self, now: float) -> None:
         """Before sending or after receiving any authenticated packet (persistent keepalive)."""
         if self.persistent_keepalive > 0:
-            self.persistent_at = now + self.persistent_keepalive
+            t = self.persistent_at = now + self.persistent_keepalive
+            wake = self._wake
+            if wake is None or t < wake:  # (per run sent or received: mostly later than it)
+                self._arm(t)
