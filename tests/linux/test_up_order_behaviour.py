@@ -149,3 +149,19 @@ def test_a_failure_once_the_interface_is_made_leaves_nothing(tmp_path: Path) -> 
             routes = a.run("ip", family, "route", "show", "table", "all").stdout
             assert path.stem not in routes and "table 51820" not in routes, routes
         assert path.stem not in a.run("nft", "list", "tables", check=False).stdout
+
+
+def test_post_up_and_pre_down_may_ask_the_interface(tmp_path: Path) -> None:
+    # wg-quick(8)'s own example is `PostUp = wg set %i private-key <(…)`: the hooks ran on the
+    # event loop that serves the control socket, so one that asked it waited for ever (here:
+    # until its timeout)
+    show = f"timeout 10 {sys.executable} -m tunflow.cli show %i"
+    extra = "".join(f"{h} = {show} > {tmp_path / h}\n" for h in ("PostUp", "PreDown"))
+    with testing.netns(enter=False) as a, testing.netns(enter=False) as b:
+        testing.veth_pair(a, b, f"{UA}/24", f"{UB}/24")
+        path = conf(tmp_path, f"{UB}:51820", extra)
+        up = Up(a, path)
+        with up:
+            assert f"interface: {path.stem}" in (tmp_path / "PostUp").read_text()
+        assert up.returncode == 0, up.out
+        assert f"interface: {path.stem}" in (tmp_path / "PreDown").read_text(), up.out

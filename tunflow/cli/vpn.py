@@ -362,7 +362,9 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
                     if dns is not None:
                         journal.dns(dns.journal)  # first: killed during apply, it is undone
                         await anyio.to_thread.run_sync(dns.apply)  # a program: off the loop
-                    _run_hooks(hooks(quick.post_up, name), "PostUp")
+                    # off the loop, which serves the control socket: a PostUp may ask it
+                    # (wg-quick(8)'s `wg set %i private-key <(…)`), as a PreDown may
+                    await anyio.to_thread.run_sync(_run_hooks, hooks(quick.post_up, name), "PostUp")
                     async with anyio.create_task_group() as tg:
 
                         async def signals(
@@ -396,7 +398,9 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
                         )
                     _notify(notify, f"STOPPING=1\nSTATUS={_status(f'going down ({reason})')}")
                     went_down = True
-                    _run_hooks(hooks(quick.pre_down, name), "PreDown")
+                    await anyio.to_thread.run_sync(
+                        _run_hooks, hooks(quick.pre_down, name), "PreDown"
+                    )
                     if quick.save_config:
                         await _save_config(quick, iface)
                 finally:
