@@ -273,6 +273,10 @@ def _up_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
 
 
+class _HookSignalled(ConfigError):
+    """A hook ended by a signal (or exiting with 128 + one, as a shell reports that)."""
+
+
 def _run_hooks(commands: list[str], what: str) -> None:
     # in bash, as wg-quick (a bash script) evals them: hooks use bash's syntax — wg-quick(8)'s
     # own example is `PostUp = wg set %i private-key <(pass …)` — which /bin/sh may not have
@@ -281,7 +285,8 @@ def _run_hooks(commands: list[str], what: str) -> None:
         log.info("%s: %s", what, cmd)
         done = subprocess.run([shell, "-c", cmd], check=False)
         if done.returncode:
-            raise ConfigError(f"{what} command exited {done.returncode}: {cmd}")
+            error = _HookSignalled if not 0 < done.returncode <= 128 else ConfigError
+            raise error(f"{what} command exited {done.returncode}: {cmd}")
 
 
 def _check_automatic_mtu(quick: Any, auto: AutomaticMTU) -> None:
@@ -307,7 +312,85 @@ def _check_automatic_mtu(quick: Any, auto: AutomaticMTU) -> None:
         )
 
 
+class _Stop:
+    """What a SIGINT or SIGTERM stops: the start-up (:attr:`starting`) until the interface is
+    up, then the running interface's block (:meth:`running`)."""
+
+    def __init__(self) -> None:
+        #: the first stop signal's name (``None``: none came)
+        self.reason: str | None = None
+        self.starting = anyio.CancelScope()
+        self.up = False
+        #: a SIGHUP came while starting: applied once up
+        self.reload = False
+        #: set with :attr:`reason`
+        self.heard = anyio.Event()
+        self._scope = self.starting
+
+    def running(self, scope: anyio.CancelScope) -> None:
+        """The interface is up: a stop signal cancels ``scope`` from now on (unless one came
+        already: the start-up is being undone)."""
+        if self.reason is not None:
+            return
+        self._scope = scope
+        self.up = True
+
+    def hold_reload(self, signum: int, frame: object) -> None:
+        """The handler of SIGHUP while starting (its default action ends the process)."""
+        self.reload = True
+
+
+async def _stop_on_signals(
+    stop: _Stop, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """On SIGINT or SIGTERM, cancel what ``stop`` says. While starting, more of them are taken
+    and dropped until the start-up is undone (their default action would end the process half
+    way); once up, the first one ends the receiver, as the interface goes down in order."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as got:
+        task_status.started()
+        async for signum in got:
+            if stop.reason is None:
+                stop.reason = signal.Signals(signum).name
+                stop.heard.set()
+            stop._scope.cancel()
+            if stop.up:
+                return
+
+
 async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
+    """Bring the interface up and run it until a stop signal; one that comes while it starts
+    undoes what was made (as wg-quick's trap does: neither PreDown nor PostDown) and ends it
+    with status 0, as a stop once up does."""
+    from ..pipeline._engine import _raise_single
+
+    stop = _Stop()
+    # (replaced by the reload's receiver once up)
+    signal.signal(signal.SIGHUP, stop.hold_reload)
+    status = 0
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(_stop_on_signals, stop)
+            with stop.starting:
+                try:
+                    status = await _bring_up(args, quick, name, stop)
+                except Exception as exc:
+                    if isinstance(exc, _HookSignalled) and stop.reason is None:
+                        # a signal to the process group (Ctrl-C, systemd's stop) ends the hook
+                        # too, which may be seen first
+                        with anyio.move_on_after(1):
+                            await stop.heard.wait()
+                    if stop.reason is None or stop.up:
+                        raise
+                    log.debug("%s", exc)  # (the hook the signal ended too, most likely)
+            tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        _raise_single(group)
+    if stop.reason is not None and not stop.up:
+        print(f"{name} stopped ({stop.reason}) while coming up", flush=True)
+    return status
+
+
+async def _bring_up(args: argparse.Namespace, quick: Any, name: str, stop: _Stop) -> int:
     from ..wireguard import open_interface
     from ..wireguard._dns import resolv_conf
     from ..wireguard._routing import automatic_mtu
@@ -331,7 +414,9 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
         await anyio.to_thread.run_sync(_refuse_existing_link, name)
         _free_socket_path(f"{UAPI_DIRECTORY}/{name}.sock")  # (made after PreUp: checked now)
         journal = _Journal(name)
-        _run_hooks(hooks(quick.pre_up, name), "PreUp")
+        # in a thread: a stop signal is heard while it runs (and waits for it, as wg-quick's
+        # trap waits for its hook)
+        await anyio.to_thread.run_sync(_run_hooks, hooks(quick.pre_up, name), "PreUp")
         # after PreUp, as wg-quick's `wg setconf` and set_mtu_up: a PreUp may make what they
         # need (a route to the peers, a resolver, a name in /etc/hosts). Endpoints may be
         # names: resolved off the loop (Ctrl-C is heard during wg's retries)
@@ -366,19 +451,7 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
                     # (wg-quick(8)'s `wg set %i private-key <(…)`), as a PreDown may
                     await anyio.to_thread.run_sync(_run_hooks, hooks(quick.post_up, name), "PostUp")
                     async with anyio.create_task_group() as tg:
-
-                        async def signals(
-                            *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-                        ) -> None:
-                            nonlocal reason
-                            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as got:
-                                task_status.started()
-                                async for signum in got:
-                                    reason = signal.Signals(signum).name
-                                    tg.cancel_scope.cancel()
-                                    return
-
-                        await tg.start(signals)
+                        stop.running(tg.cancel_scope)
                         await tg.start(_answer_saves, quick, iface, name)
                         await tg.start(_answer_reloads, quick, iface, name, args.native, notify)
                         pid_file.publish()  # `down` and `save` may signal from now on
@@ -396,6 +469,9 @@ async def _serve(args: argparse.Namespace, quick: Any, name: str) -> int:
                             f"STATUS=listening on UDP {iface.listen_port}, {mode}",
                             starting=True,
                         )
+                        if stop.reload:  # a SIGHUP while starting: the file read again now
+                            os.kill(os.getpid(), signal.SIGHUP)
+                    reason = stop.reason or "stopped"
                     _notify(notify, f"STOPPING=1\nSTATUS={_status(f'going down ({reason})')}")
                     went_down = True
                     await anyio.to_thread.run_sync(
@@ -1106,8 +1182,8 @@ def up(args: argparse.Namespace) -> int:
             return _daemonize(args, name)
         _logging(args)
         # Ctrl-C takes the interface down however `up` was started: a shell's background job
-        # inherits SIGINT ignored, which Python leaves so — heard once up (by its receiver),
-        # but not while the endpoints still resolve
+        # inherits SIGINT ignored, which Python leaves so — heard by _serve's receiver from
+        # the start, and before it (nothing made yet) as KeyboardInterrupt
         signal.signal(signal.SIGINT, signal.default_int_handler)
         backend, options = anyio_backend(args.backend)
         status: int = anyio.run(_serve, args, quick, name, backend=backend, backend_options=options)
