@@ -210,7 +210,9 @@ class LinkEvents:
                         raise
             finally:
                 tracker.watch.release()
-            if not ready and deadline is not None and time.monotonic() >= deadline:
+            # (past the deadline with nothing of this link's: also when the socket was ready
+            # with notifications about other links, which may keep coming faster than this loop)
+            if not tracker.pending and deadline is not None and time.monotonic() >= deadline:
                 if self._device._shutdown:
                     raise StopIteration
                 if self._interrupt is not None:
