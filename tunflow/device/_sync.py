@@ -106,6 +106,7 @@ class SyncDevice(DeviceCore):
 
         Raises:
             ConfigError: ``fd`` is not a file descriptor number.
+            UnsupportedError: ``packet_information`` on Android, whose fds carry no header.
             DeviceError: the OS refused the fd (``EBADF`` for a closed one; ``errno`` kept).
         """
         return cls._adopt(fd, close_fd=True, layer=layer, packet_information=packet_information)

@@ -78,9 +78,19 @@ def adopt_fd(
     platform: str | None = None,
 ) -> tuple[None, FdQueue]:
     """Wrap ``fd``: no header on Android, the 4-byte family header on iOS. No interface: the
-    device's configuration methods raise :class:`~tunflow.UnsupportedError`."""
+    device's configuration methods raise :class:`~tunflow.UnsupportedError`.
+
+    Raises:
+        UnsupportedError: ``packet_information`` on Android, whose TUN fds carry no header.
+    """
+    name = _platform(platform)
+    if packet_information and name == "android":
+        raise UnsupportedError(
+            "an Android VpnService fd carries no packet-information header to keep: "
+            "adopt it without packet_information"
+        )
     sys_ = syscalls or current_syscalls()
-    framing = framing_for(_platform(platform), packet_information=packet_information)
+    framing = framing_for(name, packet_information=packet_information)
     # closed by its maker first (an Android ParcelFileDescriptor that still owned it): quiet
     closer = quiet_closer(sys_, fd) if close_fd else None
     queue = FdQueue(fd, close_fd=False, on_close=closer, **framing)  # type: ignore[arg-type]
