@@ -35,7 +35,13 @@ from typing import Any, Final, TypeAlias
 import attrs
 
 from .datagram import UDP_MAX_SEGMENTS
-from .errors import MalformedPacketError, OffloadError, PacketTooLargeError, TruncatedPacketError
+from .errors import (
+    ConfigError,
+    MalformedPacketError,
+    OffloadError,
+    PacketTooLargeError,
+    TruncatedPacketError,
+)
 from .packet import _HIGH_NIBBLE, HEADROOM, IDEAL_BATCH_SIZE, PacketBatch, _mask, _sum16
 
 __all__ = [
@@ -962,6 +968,10 @@ _GSO_TYPE: Final = (
 )
 
 
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 class GROTable:
     """Coalesces batches of TCP and UDP packets into super-packets for an offload TUN.
 
@@ -995,7 +1005,7 @@ class GROTable:
             the kernel refuses a USO write of more (128 since Linux 6.x, 64 before).
 
     Raises:
-        ValueError: ``max_segments`` is below 1.
+        ConfigError: ``max_segments`` is not a whole number of at least 1.
 
     Example:
         >>> from tunflow.packet import PacketBatch
@@ -1026,8 +1036,8 @@ class GROTable:
     def __init__(
         self, *, tcp: bool = True, udp: bool | None = None, max_segments: int | None = None
     ) -> None:
-        if max_segments is not None and max_segments < 1:
-            raise ValueError(f"max_segments must be at least 1, not {max_segments}")
+        if max_segments is not None and not _positive_int(max_segments):
+            raise ConfigError(f"max_segments must be a whole number >= 1, not {max_segments!r}")
         #: Coalesce TCP; may be changed at any time.
         self.tcp = tcp
         #: Coalesce UDP (``None``: as the device it writes to allows); may be changed at any
