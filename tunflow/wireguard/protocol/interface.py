@@ -50,7 +50,7 @@ from ...offload import gso_segment_count, gso_split
 from ...packet import _HIGH_NIBBLE, HEADROOM, MAX_PACKET_SIZE, PacketBatch
 from ._crypto import InvalidTag, tai64n
 from .allowedips import AllowedIPs, Network, parse_network
-from .config import InterfaceConfig, PeerConfig, int_in
+from .config import InterfaceConfig, PeerConfig, int_in, parse_endpoint
 from .constants import (
     DEFAULT_MTU,
     INITIATION_SIZE,
@@ -673,13 +673,17 @@ class WireGuard:
         peer.preshared_key = psk or PresharedKey()
         peer.handshake.preshared_key = peer.preshared_key
 
-    def set_endpoint(self, public_key: PublicKey, endpoint: Address | None) -> None:
-        """Set a peer's endpoint.
+    def set_endpoint(
+        self, public_key: PublicKey, endpoint: Address | str | tuple[Any, ...] | None
+    ) -> None:
+        """Set a peer's endpoint (``None``: none): an ``(ip, port)`` tuple or
+        ``"192.0.2.1:51820"``/``"[2001:db8::1]:51820"``, as :class:`PeerConfig` takes it.
 
         Raises:
-            ConfigError: no such peer.
+            ConfigError: no such peer, or not an IP literal with a port in 1…65535.
         """
-        self._require(public_key).endpoint = endpoint
+        peer = self._require(public_key)
+        peer.endpoint = None if endpoint is None else parse_endpoint(endpoint)
 
     def set_persistent_keepalive(
         self, public_key: PublicKey, interval: int, now: float | None
