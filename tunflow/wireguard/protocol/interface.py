@@ -445,6 +445,9 @@ class WireGuard:
         native_fragment_size: int | None = None,
         load_threshold: int = 128,
     ) -> None:
+        int_in("listen_port", listen_port, 0, 0xFFFF)
+        int_in("fwmark", fwmark, 0, 0xFFFFFFFF)
+        int_in("load_threshold", load_threshold, 0, 0x7FFFFFFF)
         self._random: RandomSource = random or secrets.token_bytes
         # timer jitter needs no secrecy: a PRNG seeded from the random source, not a getrandom
         # system call per packet sent (it is drawn on the first data packet after a receive)
