@@ -1029,7 +1029,10 @@ def table_setting(table: object) -> str | int:
     if table == "main":
         return rt.RT_TABLE_MAIN
     if isinstance(table, str):
-        raise ConfigError(f"table {table!r} is not auto, off, main or a table number")
+        hint = " (a number is given as an int: table=1234)" if table.strip().isdigit() else ""
+        raise ConfigError(
+            f"table {table!r} is not 'auto', 'off', 'main' or an int table number{hint}"
+        )
     number = rt.check_table(table)
     if number == rt.RT_TABLE_LOCAL:
         # as the wg-quick file parser says: the kernel's own table of local addresses
