@@ -581,6 +581,9 @@ class FakeSyscalls:
                 return reply(as_name=info.iface or "")
             if request == netbsd.TUNSIFHEAD:
                 return arg
+            if request == netbsd.SIOCALIFADDR:
+                self._add_link_address(info, self._iface(name), arg)
+                return arg
         if request == flavor.SIOCGIFMTU:
             return reply(struct.pack("=i", self._iface(name).mtu))
         if request == flavor.SIOCSIFMTU:
@@ -640,6 +643,27 @@ class FakeSyscalls:
             self._iface(name).mac = arg[18:24]
             return arg
         return arg
+
+    def _add_link_address(self, info: _Fd, iface: FakeInterface, arg: bytes) -> None:
+        """NetBSD's ``SIOCALIFADDR``: ether_ioctl refuses a multicast or all-zero address, the
+        link domain's link_control (a ``PF_LINK`` socket only) one whose ``sdl_alen`` is not the
+        interface's address length (6 for a tap, 0 for a tun); ``IFLR_ACTIVE`` makes it the
+        interface's address. Inactive addresses are not modelled."""
+        from . import _bsd, netbsd
+
+        flags, prefixlen = struct.unpack_from("=II", arg, 16)
+        sdl = arg[24:152]
+        nlen, alen = sdl[5], sdl[6]
+        mac = sdl[8 + nlen : 8 + nlen + alen]
+        addrlen = 6 if iface.kind == "tap" else 0
+        if addrlen and sdl[1] == _bsd.AF_LINK and mac and (mac[0] & 1 or not any(mac)):
+            raise _errno_error(errno.EINVAL, "SIOCALIFADDR")
+        if info.family != _bsd.AF_LINK or sdl[1] != _bsd.AF_LINK or alen != addrlen:
+            raise _errno_error(errno.EINVAL, "SIOCALIFADDR")
+        if flags & 0x8000 and prefixlen != 8 * addrlen:  # IFLR_PREFIX
+            raise _errno_error(errno.EINVAL, "SIOCALIFADDR")
+        if flags & netbsd.IFLR_ACTIVE:
+            iface.mac = mac
 
     # -- interfaces, routes --------------------------------------------------------------------
 

@@ -10,7 +10,9 @@ created like a tun.
 **Differences.** ``struct ifreq`` is 144 bytes on NetBSD (its union holds a
 ``sockaddr_storage``), so every ``ifreq`` ioctl number differs from the other BSDs';
 ``SIOCAIFADDR_IN6`` is ``_IOW('i', 107, …)``; routing messages are ``RTM_VERSION`` 4. NetBSD has
-no ``SIOCSIFLLADDR``: setting a TAP's MAC is not supported here. Needs root.
+no ``SIOCSIFLLADDR``: a TAP's MAC is set the way tap(4) documents and ``ifconfig tapN link MAC
+active`` does it, by adding an active link-layer address (``SIOCALIFADDR`` on a ``PF_LINK``
+socket). Needs root.
 """
 
 from __future__ import annotations
@@ -22,18 +24,44 @@ from ..errors import DeviceError, UnsupportedError
 from ..netconfig.device import DeviceConfig, Layer
 from ..netconfig.ioctl import BSD
 from . import _bsd
-from ._bsd import IFNAMSIZ, NETBSD, BsdInterface
+from ._bsd import AF_LINK, IFNAMSIZ, NETBSD, BsdInterface, ifreq_name
 from ._syscalls import Syscalls, current_syscalls, oserror_to_device_error
 from ._unix import FdQueue
 from .openbsd import open_unit
 
-__all__ = ["open_device", "adopt_fd", "NetBsdInterface", "TUNSIFHEAD", "TAPGIFNAME"]
+__all__ = [
+    "open_device",
+    "adopt_fd",
+    "NetBsdInterface",
+    "TUNSIFHEAD",
+    "TAPGIFNAME",
+    "SIOCALIFADDR",
+    "IFLR_ACTIVE",
+    "if_laddrreq",
+]
 
 FLAVOR: Final = NETBSD
 #: net/if_tun.h (NetBSD): TUNSIFHEAD = _IOW('t', 66, int)
 TUNSIFHEAD: Final = BSD.iow(ord("t"), 66, 4)
 #: net/if_tap.h (NetBSD): TAPGIFNAME = _IOR('e', 0, struct ifreq)
 TAPGIFNAME: Final = BSD.ior(ord("e"), 0, NETBSD.ifreq_size)
+#: net/if.h: struct if_laddrreq — iflr_name[IFNAMSIZ], u_int flags, u_int prefixlen, then the
+#: sockaddr_storage addr and dstaddr (128 bytes each, at 24 and 152): 280 bytes
+IF_LADDRREQ_SIZE: Final = 280
+#: sys/sockio.h: SIOCALIFADDR = _IOW('i', 28, struct if_laddrreq)
+SIOCALIFADDR: Final = BSD.iow(ord("i"), 28, IF_LADDRREQ_SIZE)
+#: net/if.h: IFLR_ACTIVE — make the added link-layer address the interface's active one
+IFLR_ACTIVE: Final = 0x4000
+_SDL_HEAD = struct.Struct("=BBHBBBB")  # net/if_dl.h: sockaddr_dl up to sdl_slen (8 bytes)
+
+
+def if_laddrreq(name: str, mac: bytes, flags: int = IFLR_ACTIVE) -> bytes:
+    """``struct if_laddrreq`` for ``SIOCALIFADDR``, as ifconfig's ``link MAC active`` fills it:
+    ``addr`` is a ``sockaddr_dl`` with no name, index or type, only the address (``sdl_len``
+    8 + 6), ``prefixlen`` and ``dstaddr`` are zero."""
+    sdl = _SDL_HEAD.pack(_SDL_HEAD.size + len(mac), AF_LINK, 0, 0, 0, len(mac), 0) + mac
+    body = ifreq_name(name) + struct.pack("=II", flags, 0) + sdl.ljust(128, b"\0")
+    return body.ljust(IF_LADDRREQ_SIZE, b"\0")
 
 
 class NetBsdInterface(BsdInterface):
@@ -41,6 +69,16 @@ class NetBsdInterface(BsdInterface):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(flavor=FLAVOR, **kwargs)
+
+    def set_mac_address(self, mac: bytes, *, name: str | None = None) -> None:
+        """Add ``mac`` as the active link-layer address: ``SIOCALIFADDR`` with ``IFLR_ACTIVE``
+        on a ``PF_LINK`` socket (tap(4); what ``ifconfig tapN link MAC active`` sends). The
+        kernel keeps the previous address on the interface as an inactive one."""
+        if self.layer is not Layer.L2:
+            raise UnsupportedError("a TUN (layer 3) device has no MAC address")
+        request = if_laddrreq(name or self.name(), mac)
+        with self.op("set MAC"), self.control_socket(AF_LINK) as fd:
+            self.sys.ioctl(fd, SIOCALIFADDR, request)
 
 
 def _open_cloned_tap(syscalls: Syscalls) -> tuple[int, str]:
@@ -63,7 +101,7 @@ def open_device(
 
     Raises:
         ConfigError: a name that is not ``tunN``/``tapN``.
-        UnsupportedError: a Linux-only option, or a MAC address (no ``SIOCSIFLLADDR``).
+        UnsupportedError: a Linux-only option.
         DevicePermissionError: not root.
         DeviceBusyError: the device is open in another process.
         DeviceNotFoundError: ``attach`` and no such interface, or no node and no MAKEDEV.
@@ -71,8 +109,6 @@ def open_device(
     """
     _bsd.reject_linux_only(config, "NetBSD")
     _bsd.check_lp64("NetBSD")
-    if config.mac is not None:
-        raise UnsupportedError("NetBSD has no SIOCSIFLLADDR: a TAP's MAC cannot be set here")
     sys_ = syscalls or current_syscalls()
     destroy_on_close = True
     if config.layer is Layer.L2 and config.name is None:

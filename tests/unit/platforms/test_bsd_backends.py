@@ -223,14 +223,7 @@ def test_netbsd_cloned_tap(make_fake: Fake) -> None:
     assert fake.ioctls(SIOCIFDESTROY["netbsd"]) == []
 
 
-def test_netbsd_refuses_a_mac(make_fake: Fake) -> None:
-    fake = make_fake("netbsd")
-    with pytest.raises(UnsupportedError, match="SIOCSIFLLADDR"):
-        netbsd.open_device(config(Layer.L2, mac=bytes.fromhex("020000000001")), syscalls=fake)
-    assert fake.calls == []
-
-
-@pytest.mark.parametrize("platform", ["freebsd", "openbsd"])
+@pytest.mark.parametrize("platform", ["freebsd", "openbsd", "netbsd"])
 def test_tap_mac_address(make_fake: Fake, platform: str) -> None:
     fake = make_fake(platform)
     mac = bytes.fromhex("020000c0ffee")
@@ -381,7 +374,7 @@ def test_adopted_fd_closed_by_its_maker_first_closes_quietly(
 def test_clean_up_after_a_failure_at_every_step(
     make_fake: Fake, platform: str, layer: Layer, name: str | None
 ) -> None:
-    mac = bytes.fromhex("020000000001") if layer is Layer.L2 and platform != "netbsd" else None
+    mac = bytes.fromhex("020000000001") if layer is Layer.L2 else None
     cfg = config(layer, name=name, mac=mac)
     probe = make_fake(platform)
     iface, queue = BACKENDS[platform].open_device(cfg, syscalls=probe)

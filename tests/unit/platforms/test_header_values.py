@@ -217,6 +217,9 @@ NETBSD_IOCTLS = {
     "TUNSIFHEAD": (netbsd.TUNSIFHEAD, 0x80047442),
     # net/if_tap.h: TAPGIFNAME _IOR('e', 0, struct ifreq); 0x40906500 in Rust tap code
     "TAPGIFNAME": (netbsd.TAPGIFNAME, 0x40906500),
+    # sys/sockio.h: SIOCALIFADDR _IOW('i', 28, struct if_laddrreq), 280 bytes;
+    # zerrors_netbsd_amd64.go: 0x8118691c
+    "SIOCALIFADDR": (netbsd.SIOCALIFADDR, 0x8118691C),
 }
 
 
