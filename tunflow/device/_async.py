@@ -997,6 +997,21 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         """
         await self._run(self._set_tx_queue_len, length)
 
+    async def persist(self, enabled: bool = True) -> None:
+        """Keep the interface after its last queue closes (Linux ``TUNSETPERSIST``, tun-rs's
+        ``persist()``), as the builder's :meth:`~tunflow.DeviceBuilder.persist` does; with
+        ``False``, stop keeping it: a persistent device (one attached to, or made by ``ip tuntap
+        add``) then goes away, with its addresses and routes, when its last queue closes.
+
+        Raises:
+            ConfigError: ``enabled`` is not a bool.
+            UnsupportedError: not Linux, or the device was adopted from an fd tunflow cannot
+                configure.
+            DeviceNotFoundError: the interface is gone.
+            DeviceError: any other refusal (``errno`` kept).
+        """
+        await self._run(self._persist, enabled)
+
     async def version(self) -> str:
         """The version of the driver behind the device (Windows): Wintun's ``"major.minor"``
         (``WintunGetRunningDriverVersion``), tap-windows6's ``"major.minor"`` with

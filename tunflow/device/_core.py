@@ -728,6 +728,15 @@ class DeviceCore:
     def _version(self) -> str:
         return self._iface().version()
 
+    def _persist(self, enabled: bool) -> None:
+        if not isinstance(enabled, bool):  # ("false" would keep the device)
+            raise ConfigError(f"persist takes True or False, not {enabled!r}")
+        iface = self._iface()
+        fd = self._queue.fileno()
+        if fd < 0 and self._closed:  # (closed meanwhile, from another thread)
+            raise ClosedDeviceError("the device is closed")
+        iface.set_persist(fd, enabled)
+
     def _set_dns_servers(self, servers: Sequence[IPAddressLike]) -> None:
         parsed = parse_dns_servers(servers)
         if not parsed:

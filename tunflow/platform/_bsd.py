@@ -805,6 +805,12 @@ class BsdInterface:
     def set_tx_queue_len(self, length: int) -> None:
         raise UnsupportedError("the transmit queue length is Linux only")
 
+    def set_persist(self, fd: int, persist: bool) -> None:
+        raise UnsupportedError(
+            "persist at run time is Linux only (TUNSETPERSIST); the builder's persist() keeps a "
+            "device where the OS can"
+        )
+
     def version(self) -> str:
         raise UnsupportedError("the driver version is Windows only (Wintun, tap-windows6)")
 

@@ -605,10 +605,19 @@ class LinuxInterface:
         raise UnsupportedError(_NO_INTERFACE_DNS)
 
     def set_persist(self, fd: int, persist: bool) -> None:
+        self._tun_ioctl(fd, TUNSETPERSIST, int(persist), "TUNSETPERSIST")
+
+    def _tun_ioctl(self, fd: int, request: int, arg: int, what: str) -> None:
+        """A ``TUNSET*`` ioctl on the queue ``fd``; a queue whose interface was deleted
+        (``EBADFD``) raises :class:`~tunflow.DeviceNotFoundError`."""
         try:
-            _ioctl(fd, TUNSETPERSIST, int(persist))
+            _ioctl(fd, request, arg)
         except OSError as exc:
-            raise _device_error(exc, "TUNSETPERSIST") from exc
+            if exc.errno == errno.EBADFD:
+                raise DeviceNotFoundError(
+                    exc.errno, f"{what}: interface {self._name} (index {self._index}) is gone"
+                ) from exc
+            raise _device_error(exc, f"{what} on {self._name}") from exc
 
     def close(self) -> None:
         self._nl.close()

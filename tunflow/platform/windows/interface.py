@@ -174,6 +174,9 @@ class WindowsInterface:
     def set_tx_queue_len(self, length: int) -> None:
         raise UnsupportedError("the transmit queue length is Linux only")
 
+    def set_persist(self, fd: int, persist: bool) -> None:
+        raise UnsupportedError(f"{self.driver}: persist at run time is Linux only (TUNSETPERSIST)")
+
     def version(self) -> str:
         raise UnsupportedError(f"{self.driver}: no driver version")
 
