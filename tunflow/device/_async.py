@@ -997,6 +997,34 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         """
         await self._run(self._set_tx_queue_len, length)
 
+    async def owner(self, uid: int) -> None:
+        """Let user ``uid`` open the device without CAP_NET_ADMIN (Linux ``TUNSETOWNER``;
+        tun-rs's ``user(uid)``), as the builder's :meth:`~tunflow.DeviceBuilder.owner` does.
+
+        Raises:
+            ConfigError: not an id in ``0..0xFFFFFFFE`` (the kernel has no call that takes the
+                user off again).
+            UnsupportedError: not Linux, or the device was adopted from an fd tunflow cannot
+                configure.
+            DeviceNotFoundError: the interface is gone.
+            DeviceError: any other refusal (``errno`` kept).
+        """
+        await self._run(self._set_owner, uid, False)
+
+    async def group(self, gid: int) -> None:
+        """Let group ``gid`` open the device without CAP_NET_ADMIN (Linux ``TUNSETGROUP``;
+        tun-rs's ``group(gid)``), as the builder's :meth:`~tunflow.DeviceBuilder.group` does.
+
+        Raises:
+            ConfigError: not an id in ``0..0xFFFFFFFE`` (the kernel has no call that takes the
+                group off again).
+            UnsupportedError: not Linux, or the device was adopted from an fd tunflow cannot
+                configure.
+            DeviceNotFoundError: the interface is gone.
+            DeviceError: any other refusal (``errno`` kept).
+        """
+        await self._run(self._set_owner, gid, True)
+
     async def persist(self, enabled: bool = True) -> None:
         """Keep the interface after its last queue closes (Linux ``TUNSETPERSIST``, tun-rs's
         ``persist()``), as the builder's :meth:`~tunflow.DeviceBuilder.persist` does; with

@@ -728,6 +728,21 @@ class DeviceCore:
     def _version(self) -> str:
         return self._iface().version()
 
+    def _set_owner(self, uid: int, group: bool) -> None:
+        what = "group" if group else "owner"
+        if isinstance(uid, bool) or not isinstance(uid, int):
+            raise ConfigError(f"{what} must be an int, not {uid!r}")
+        if not 0 <= uid <= 0xFFFFFFFE:
+            raise ConfigError(f"{what} {uid} is outside 0..{0xFFFFFFFE}")
+        iface = self._iface()
+        fd = self._queue.fileno()
+        if fd < 0 and self._closed:  # (closed meanwhile, from another thread)
+            raise ClosedDeviceError("the device is closed")
+        if group:
+            iface.set_group(fd, uid)
+        else:
+            iface.set_owner(fd, uid)
+
     def _persist(self, enabled: bool) -> None:
         if not isinstance(enabled, bool):  # ("false" would keep the device)
             raise ConfigError(f"persist takes True or False, not {enabled!r}")

@@ -172,6 +172,16 @@ class Interface(Protocol):
         ``TUNSETPERSIST`` through the queue ``fd``)."""
         ...
 
+    def set_owner(self, fd: int, uid: int) -> None:
+        """Let user ``uid`` open the device without CAP_NET_ADMIN (Linux ``TUNSETOWNER``
+        through the queue ``fd``)."""
+        ...
+
+    def set_group(self, fd: int, gid: int) -> None:
+        """Let group ``gid`` open the device without CAP_NET_ADMIN (Linux ``TUNSETGROUP``
+        through the queue ``fd``)."""
+        ...
+
     def version(self) -> str:
         """The driver's version (Windows: Wintun or tap-windows6)."""
         ...

@@ -811,6 +811,16 @@ class BsdInterface:
             "device where the OS can"
         )
 
+    def set_owner(self, fd: int, uid: int) -> None:
+        raise UnsupportedError(
+            "the device's owner and group (TUNSETOWNER, TUNSETGROUP) are Linux only"
+        )
+
+    def set_group(self, fd: int, gid: int) -> None:
+        raise UnsupportedError(
+            "the device's owner and group (TUNSETOWNER, TUNSETGROUP) are Linux only"
+        )
+
     def version(self) -> str:
         raise UnsupportedError("the driver version is Windows only (Wintun, tap-windows6)")
 

@@ -101,6 +101,11 @@ def _ioctl(fd: int, request: int, arg: bytes | int) -> bytes | int:
     return fcntl.ioctl(fd, request, arg)
 
 
+def _c_int(ident: int) -> int:
+    """A uid or gid as the C int ``fcntl.ioctl`` takes (the kernel reads a ``uid_t``)."""
+    return ident - (1 << 32) if ident >= 1 << 31 else ident
+
+
 def _device_error(exc: OSError, what: str) -> DeviceError:
     return DeviceError.from_oserror(exc, what)
 
@@ -607,6 +612,12 @@ class LinuxInterface:
     def set_persist(self, fd: int, persist: bool) -> None:
         self._tun_ioctl(fd, TUNSETPERSIST, int(persist), "TUNSETPERSIST")
 
+    def set_owner(self, fd: int, uid: int) -> None:
+        self._tun_ioctl(fd, TUNSETOWNER, _c_int(uid), f"TUNSETOWNER {uid}")
+
+    def set_group(self, fd: int, gid: int) -> None:
+        self._tun_ioctl(fd, TUNSETGROUP, _c_int(gid), f"TUNSETGROUP {gid}")
+
     def _tun_ioctl(self, fd: int, request: int, arg: int, what: str) -> None:
         """A ``TUNSET*`` ioctl on the queue ``fd``; a queue whose interface was deleted
         (``EBADFD``) raises :class:`~tunflow.DeviceNotFoundError`."""
@@ -730,8 +741,7 @@ def _open_device(config: DeviceConfig) -> tuple[LinuxInterface, FdQueue]:
                 _ioctl(fd, TUNSETOFFLOAD, 0)
         for request, ident in ((TUNSETOWNER, config.owner), (TUNSETGROUP, config.group)):
             if ident is not None:
-                # (the kernel reads a uid_t from the argument; fcntl.ioctl takes a C int)
-                _ioctl(fd, request, ident - (1 << 32) if ident >= 1 << 31 else ident)
+                _ioctl(fd, request, _c_int(ident))
         iface = LinuxInterface(
             name=name, flags=flags, offload=offload, layer=config.layer, created=not existed
         )

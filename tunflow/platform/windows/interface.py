@@ -177,6 +177,16 @@ class WindowsInterface:
     def set_persist(self, fd: int, persist: bool) -> None:
         raise UnsupportedError(f"{self.driver}: persist at run time is Linux only (TUNSETPERSIST)")
 
+    def set_owner(self, fd: int, uid: int) -> None:
+        raise UnsupportedError(
+            f"{self.driver}: the device's owner and group (TUNSETOWNER, TUNSETGROUP) are Linux only"
+        )
+
+    def set_group(self, fd: int, gid: int) -> None:
+        raise UnsupportedError(
+            f"{self.driver}: the device's owner and group (TUNSETOWNER, TUNSETGROUP) are Linux only"
+        )
+
     def version(self) -> str:
         raise UnsupportedError(f"{self.driver}: no driver version")
 
