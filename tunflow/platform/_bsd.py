@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import struct
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -55,6 +56,7 @@ __all__ = [
     "OPENBSD",
     "NETBSD",
     "BsdInterface",
+    "LinkState",
     "IFNAMSIZ",
     "AF_INET",
     "AF_LINK",
@@ -88,6 +90,7 @@ __all__ = [
     "route_message",
     "parse_route_messages",
     "configure",
+    "snapshot_for",
     "make_fd_queue",
     "open_node",
     "build_device",
@@ -98,6 +101,8 @@ __all__ = [
     "reject_linux_only",
     "close_quietly",
 ]
+
+log = logging.getLogger("tunflow.platform")
 
 # -- values every BSD and Darwin share --------------------------------------------------------
 
@@ -660,6 +665,26 @@ def _next_seq() -> int:
         return _seq
 
 
+@attrs.frozen
+class LinkState:
+    """What :meth:`BsdInterface.snapshot` read of interface ``name``: its MTU, MAC and whether it
+    was up (``None``: not read, the build does not change it)."""
+
+    name: str
+    mtu: int | None = None
+    mac: bytes | None = None
+    up: bool | None = None
+
+
+@contextlib.contextmanager
+def _logged(what: str) -> Iterator[None]:
+    """Log a failure to ``what`` instead of raising it (another error is on its way)."""
+    try:
+        yield
+    except Exception as exc:
+        log.warning("could not %s: %s", what, exc)
+
+
 _NO_INTERFACE_DNS = (
     "interface DNS servers are Windows only: configure the resolver (resolvconf; scutil on "
     "macOS) instead"
@@ -756,7 +781,10 @@ class BsdInterface:
 
     def mtu(self) -> int:
         with self.op("get MTU"):
-            out = self.ioctl_ifreq(self.flavor.SIOCGIFMTU)
+            return self._mtu_of(self._name)
+
+    def _mtu_of(self, name: str) -> int:
+        out = self.ioctl_ifreq(self.flavor.SIOCGIFMTU, name=name)
         return int(struct.unpack_from("=i", out, IFNAMSIZ)[0])
 
     def set_mtu(self, mtu: int) -> None:
@@ -967,11 +995,19 @@ class BsdInterface:
         if self.layer is not Layer.L2:
             raise UnsupportedError("a TUN (layer 3) device has no MAC address")
         with self.op("get MAC"):
-            for entry in self._ifaddrs():
-                if entry.addr and len(entry.addr) > 1 and entry.addr[1] == AF_LINK:
-                    mac = parse_sockaddr(self.flavor, entry.addr)
-                    if isinstance(mac, bytes) and len(mac) == 6:
-                        return mac
+            return self._mac_of(self._name)
+
+    def _mac_of(self, name: str) -> bytes:
+        for entry in self.sys.getifaddrs():
+            if (
+                entry.name == name
+                and entry.addr
+                and len(entry.addr) > 1
+                and entry.addr[1] == AF_LINK
+            ):
+                mac = parse_sockaddr(self.flavor, entry.addr)
+                if isinstance(mac, bytes) and len(mac) == 6:
+                    return mac
         return bytes(6)
 
     def set_mac_address(self, mac: bytes, *, name: str | None = None) -> None:
@@ -985,6 +1021,45 @@ class BsdInterface:
         payload = struct.pack("=BB14s", 6, AF_LINK, mac)
         with self.op("set MAC"):
             self.ioctl_ifreq(request, payload, name=name)
+
+    def _put_back_mac(self, mac: bytes, current: bytes, name: str) -> None:
+        """Make ``mac`` the MAC of ``name`` again in place of ``current`` (the build's)."""
+        self.set_mac_address(mac, name=name)
+
+    # -- a failed build on an interface it did not create --------------------------------------
+
+    def snapshot(self, *, mtu: bool, mac: bool, up: bool, name: str | None = None) -> LinkState:
+        """The settings of interface ``name`` (this one by default) a build is about to change:
+        its MTU, MAC (of a TAP) and up/down state, each only when asked — for :meth:`restore`."""
+        name = name or self._name
+        with self.op(f"read the settings of {name}"):
+            return LinkState(
+                name,
+                self._mtu_of(name) if mtu else None,
+                self._mac_of(name) if mac and self.layer is Layer.L2 else None,
+                bool(self.flags(name) & IFF_UP) if up else None,
+            )
+
+    def restore(self, state: LinkState) -> None:
+        """Put back what :meth:`snapshot` read, each setting on its own: one that cannot be put
+        back is logged and the others are still tried (this runs while a build's error is on its
+        way to the caller)."""
+        name = state.name
+        if state.mac is not None:
+            with _logged(f"put back the MAC address of {name}"):
+                current = self._mac_of(name)
+                if current != state.mac:
+                    self._put_back_mac(state.mac, current, name)
+        if state.mtu is not None:
+            with _logged(f"put back the MTU {state.mtu} of {name}"):
+                if self._mtu_of(name) != state.mtu:
+                    self.ioctl_ifreq(
+                        self.flavor.SIOCSIFMTU, struct.pack("=i", state.mtu), name=name
+                    )
+        if state.up is not None:
+            with _logged(f"bring {name} {'up' if state.up else 'down'} again"):
+                if bool(self.flags(name) & IFF_UP) != state.up:
+                    self.set_up(state.up, name=name)
 
     # -- lifetime -------------------------------------------------------------------------------
 
@@ -1079,6 +1154,13 @@ def configure(iface: BsdInterface, config: DeviceConfig, added: Additions) -> No
     add_routes(iface, config, added)
 
 
+def snapshot_for(iface: BsdInterface, config: DeviceConfig) -> LinkState:
+    """What :func:`configure` is about to change on ``iface``, for :meth:`BsdInterface.restore`."""
+    return iface.snapshot(
+        mtu=config.mtu is not None, mac=config.mac is not None, up=config.enabled is not None
+    )
+
+
 def header_values(flavor: Flavor) -> dict[str, int]:
     """The framing keyword arguments of :class:`~tunflow.platform._unix.FdQueue` for a tun."""
     return {"af_inet": AF_INET, "af_inet6": flavor.af_inet6}
@@ -1146,12 +1228,16 @@ def build_device(
 
     On failure everything is taken back: the fd is closed and an interface this build created is
     destroyed (with its addresses and routes); on an interface it attached to, the addresses and
-    routes it added are removed again. On success, a created interface is destroyed when the
-    device closes (unless ``persist`` or the kernel does it itself).
+    routes it added are removed again and its MTU, MAC and up/down state put back as they were
+    (best effort: what cannot be put back is logged). On success, a created interface is
+    destroyed when the device closes (unless ``persist`` or the kernel does it itself).
     """
     added = Additions()
     flavor = iface.flavor
+    before: LinkState | None = None
     try:
+        if not created:
+            before = snapshot_for(iface, config)
         configure(iface, config, added)
         queue = make_fd_queue(
             syscalls,
@@ -1162,6 +1248,8 @@ def build_device(
     except BaseException as exc:
         if not created:
             added.undo(iface)
+            if before is not None:
+                iface.restore(before)
         with contextlib.suppress(OSError):
             syscalls.close(fd)
         if created and destroy_on_close:

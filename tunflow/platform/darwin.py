@@ -450,6 +450,7 @@ def _open_tap(config: DeviceConfig, syscalls: Syscalls) -> tuple[DarwinInterface
 
     iface: DarwinInterface | None = None
     added = Additions()
+    reused: list[_bsd.LinkState] = []
     try:
         steps.append("socket(AF_NDRV)")
         ndrv = syscalls.socket(AF_NDRV, _bsd.SOCK_RAW, 0)
@@ -491,14 +492,22 @@ def _open_tap(config: DeviceConfig, syscalls: Syscalls) -> tuple[DarwinInterface
         iface = DarwinInterface(
             syscalls=syscalls, name=dev, layer=Layer.L2, associate_route=False, peer=peer
         )
+        steps.append("read the settings of a reused feth")
+        if dev not in created:
+            reused.append(_bsd.snapshot_for(iface, config))
+        if peer not in created:
+            reused.append(iface.snapshot(mtu=config.mtu is not None, mac=False, up=True, name=peer))
         steps.append("bring the peer up")
         with iface.op(f"bring the feth peer {peer} up"):
             iface.set_up(True, name=peer)
         _bsd.configure(iface, config, added)
         queue = FethQueue(syscalls, bpf, ndrv, buffer_len=buffer_len or BPF_BUFFER_LEN)
     except BaseException as exc:
-        if iface is not None and iface.name() not in created:
-            added.undo(iface)  # a reused feth gets back what this build added
+        if iface is not None:
+            if iface.name() not in created:
+                added.undo(iface)  # a reused feth gets back what this build added…
+            for state in reused:
+                iface.restore(state)  # …and its MTU, MAC and up/down state
         cleanup()
         if isinstance(exc, OSError) and not isinstance(exc, DeviceError):
             raise _error(exc, f"create the feth TAP ({steps[-1] if steps else 'start'})") from exc

@@ -584,6 +584,13 @@ class FakeSyscalls:
             if request == netbsd.SIOCALIFADDR:
                 self._add_link_address(info, self._iface(name), arg)
                 return arg
+            if request == netbsd.SIOCDLIFADDR:
+                # link_control: the active address cannot be deleted (EBUSY); inactive ones are
+                # not modelled, so any other is taken as there
+                sdl = arg[24:152]
+                if sdl[8 + sdl[5] : 8 + sdl[5] + sdl[6]] == self._iface(name).mac:
+                    raise _errno_error(errno.EBUSY, "SIOCDLIFADDR")
+                return arg
         if request == flavor.SIOCGIFMTU:
             return reply(struct.pack("=i", self._iface(name).mtu))
         if request == flavor.SIOCSIFMTU:

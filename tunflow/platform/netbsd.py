@@ -17,6 +17,7 @@ socket). Needs root.
 
 from __future__ import annotations
 
+import errno
 import struct
 from typing import Any, Final
 
@@ -36,6 +37,7 @@ __all__ = [
     "TUNSIFHEAD",
     "TAPGIFNAME",
     "SIOCALIFADDR",
+    "SIOCDLIFADDR",
     "IFLR_ACTIVE",
     "if_laddrreq",
 ]
@@ -50,6 +52,8 @@ TAPGIFNAME: Final = BSD.ior(ord("e"), 0, NETBSD.ifreq_size)
 IF_LADDRREQ_SIZE: Final = 280
 #: sys/sockio.h: SIOCALIFADDR = _IOW('i', 28, struct if_laddrreq)
 SIOCALIFADDR: Final = BSD.iow(ord("i"), 28, IF_LADDRREQ_SIZE)
+#: sys/sockio.h: SIOCDLIFADDR = _IOW('i', 30, struct if_laddrreq)
+SIOCDLIFADDR: Final = BSD.iow(ord("i"), 30, IF_LADDRREQ_SIZE)
 #: net/if.h: IFLR_ACTIVE — make the added link-layer address the interface's active one
 IFLR_ACTIVE: Final = 0x4000
 _SDL_HEAD = struct.Struct("=BBHBBBB")  # net/if_dl.h: sockaddr_dl up to sdl_slen (8 bytes)
@@ -79,6 +83,18 @@ class NetBsdInterface(BsdInterface):
         request = if_laddrreq(name or self.name(), mac)
         with self.op("set MAC"), self.control_socket(AF_LINK) as fd:
             self.sys.ioctl(fd, SIOCALIFADDR, request)
+
+    def _put_back_mac(self, mac: bytes, current: bytes, name: str) -> None:
+        """Make ``mac`` (still on the interface, inactive) the active address again, then delete
+        ``current``, the one the build added (``SIOCDLIFADDR``; the kernel refuses, ``EBUSY``, to
+        delete the factory address, which then stays inactive)."""
+        self.set_mac_address(mac, name=name)
+        with self.op("delete the link address"), self.control_socket(AF_LINK) as fd:
+            try:
+                self.sys.ioctl(fd, SIOCDLIFADDR, if_laddrreq(name, current, 0))
+            except OSError as exc:
+                if exc.errno != errno.EBUSY:
+                    raise
 
 
 def _open_cloned_tap(syscalls: Syscalls) -> tuple[int, str]:
