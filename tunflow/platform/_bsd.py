@@ -1247,7 +1247,7 @@ def build_device(
         )
     except BaseException as exc:
         if not created:
-            added.undo(iface)
+            added.undo(iface, iface.name())
             if before is not None:
                 iface.restore(before)
         with contextlib.suppress(OSError):

@@ -7,7 +7,7 @@ addresses, the BSDs after), so backends call these pieces rather than one fixed 
 
 from __future__ import annotations
 
-import contextlib
+import logging
 from ipaddress import (
     IPv4Address,
     IPv4Interface,
@@ -23,6 +23,8 @@ from ..netconfig.device import DeviceConfig
 from ._base import Route
 
 __all__ = ["Additions", "add_addresses", "add_routes", "reject_windows_only"]
+
+log = logging.getLogger("tunflow.platform")
 
 
 class _Configurable(Protocol):
@@ -53,9 +55,10 @@ class Additions:
     def route(self, network: IPv4Network | IPv6Network) -> None:
         self._items.append(network)
 
-    def undo(self, iface: _Configurable) -> None:
+    def undo(self, iface: _Configurable, name: str = "the interface") -> None:
         """Remove every addition, newest first; a failure to remove one does not stop the rest
-        (this runs while another error is already on its way to the caller).
+        (this runs while another error is already on its way to the caller): it is logged, as
+        a warning naming the interface ``name``, on ``tunflow.platform``.
 
         A backend with ``undo_address(iface, peer)`` removes exactly the address added (an
         attached device may hold the same IPv4 address with another prefix or a peer); others
@@ -65,13 +68,16 @@ class Additions:
         undo_address = getattr(iface, "undo_address", None)
         remove_route = getattr(iface, "undo_route", iface.remove_route)
         for item in reversed(self._items):
-            with contextlib.suppress(Exception):
+            try:
                 if isinstance(item, IPv4Network | IPv6Network):
                     remove_route(Route(item))
                 elif undo_address is not None:
                     undo_address(*item)
                 else:
                     iface.remove_address(item[0].ip)
+            except Exception as exc:
+                what = f"the route to {item}" if not isinstance(item, tuple) else str(item[0])
+                log.warning("%s: could not take back %s after a failed build: %s", name, what, exc)
         self._items.clear()
 
 

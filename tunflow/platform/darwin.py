@@ -505,7 +505,7 @@ def _open_tap(config: DeviceConfig, syscalls: Syscalls) -> tuple[DarwinInterface
     except BaseException as exc:
         if iface is not None:
             if iface.name() not in created:
-                added.undo(iface)  # a reused feth gets back what this build added…
+                added.undo(iface, iface.name())  # a reused feth gets back what this build added…
             for state in reused:
                 iface.restore(state)  # …and its MTU, MAC and up/down state
         cleanup()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import platform
 import stat
@@ -38,6 +39,8 @@ from .._unix import FdQueue
 from ._netns import current_inode, entered, netns_path, open_current
 
 __all__ = ["LinuxInterface", "open_device", "adopt_fd", "netns_entered", "TUN_PATH"]
+
+log = logging.getLogger("tunflow.platform")
 
 TUN_PATH = "/dev/net/tun"
 _IOC = linux_layout(platform.machine())
@@ -755,10 +758,16 @@ def _open_device(config: DeviceConfig) -> tuple[LinuxInterface, FdQueue]:
     except BaseException as exc:
         if iface is not None:
             if existed:  # (a device this build created goes away with its fd)
-                added.undo(iface)
+                added.undo(iface, name)
                 if before is not None:
-                    with contextlib.suppress(Exception):  # (another error is on its way)
+                    try:
                         iface.restore(before)
+                    except Exception as undo_exc:  # (another error is on its way: logged)
+                        log.warning(
+                            "%s: could not put back its link settings after a failed build: %s",
+                            name,
+                            undo_exc,
+                        )
             iface.close()
         os.close(fd)
         if isinstance(exc, OSError) and not isinstance(exc, DeviceError):

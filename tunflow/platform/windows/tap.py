@@ -316,7 +316,7 @@ def open_tap(config: DeviceConfig, syscalls: Syscalls) -> tuple[TapInterface, Ta
         queue = TapQueue(k32, handle)
     except BaseException:
         if iface is not None:
-            added.undo(iface)
+            added.undo(iface, str(config.name))
         k32.close_handle(handle)
         raise
     return iface, queue

@@ -428,7 +428,7 @@ def open_wintun(config: DeviceConfig, syscalls: Syscalls) -> tuple[WintunInterfa
         queue = WintunQueue(api, k32, session, read_event)
     except BaseException:
         if iface is not None and not created:
-            added.undo(iface)
+            added.undo(iface, str(config.name))
         if session:
             api.EndSession(session)
         api.CloseAdapter(adapter)  # removes the adapter (and its addresses) if we created it
