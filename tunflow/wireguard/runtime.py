@@ -521,11 +521,22 @@ class WireGuardPort:
                         raise
         if sent:
             self._count_tx(batch)
+        else:
+            self._unsent(tx)
         if rest:
             self._send_now(rest)
         if self.wg.has_output:  # (mostly no event)
             self._drain_events()
         return sent
+
+    def _unsent(self, tx: DatagramBatch) -> None:
+        """Nothing of ``tx`` went (a full socket buffer): its bytes come off what the protocol
+        counted as sent, as a lost datagram's do (see ``UDPTransport.on_unsent``)."""
+        unsent = self.wg.unsent
+        for addr, n in zip(tx.addresses, tx.lengths, strict=True):
+            unsent(addr, n)
+        for addr, _, n, _ in tx.gathered:
+            unsent(addr, n)
 
     def statistics(self) -> PortStatistics:
         """Packets through the port (IP packets, not datagrams; see the transport for those)."""
