@@ -6,6 +6,10 @@ initiations with a cookie reply for a while (docs/vpn.md, "Under load")."""
 
 from __future__ import annotations
 
+import select
+import socket
+from collections.abc import Callable
+
 import anyio
 import pytest
 from wgpair import A_IP, B_IP, batch_of, ip4
@@ -13,6 +17,7 @@ from wgpair import A_IP, B_IP, batch_of, ip4
 from tunflow.packet import PacketBatch
 from tunflow.transport import DatagramBatch, UDPTransport
 from tunflow.wireguard import PeerConfig, PrivateKey, WireGuard, WireGuardPort
+from tunflow.wireguard.runtime import _BACKLOG_READS, _UNDER_LOAD_FOR
 
 pytestmark = pytest.mark.anyio
 
@@ -75,3 +80,96 @@ async def test_a_lone_packet_the_full_socket_did_not_take_is_counted_once(
         after = wg.peer_statistics(far_key.public_key()).tx_bytes
         assert after - before == len(datagram)
         assert wg.statistics().tx_bytes - wg_before == len(datagram)
+
+
+def initiation(key: PrivateKey, responder: WireGuard, address: tuple[str, int]) -> bytes:
+    """A fresh handshake initiation from ``key`` to ``responder`` (no cookie: mac2 empty)."""
+    initiator = WireGuard(key)
+    initiator.add_peer(PeerConfig(responder.public_key, endpoint=address, allowed_ips=f"{A_IP}/32"))
+    initiator.send_packet(ip4(B_IP, A_IP), 0.0)  # staged; the initiation is queued
+    ((datagram, _),) = initiator.datagrams_to_send()
+    assert datagram[0] == INITIATION
+    return datagram
+
+
+def initiator_socket(port: WireGuardPort) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setblocking(False)
+    s.bind(("127.0.0.1", 0))
+    s.connect(port.transport.local_address)
+    return s
+
+
+async def serve(port: WireGuardPort, until: Callable[[], bool]) -> None:
+    """Let the port receive (and answer) until ``until()`` holds (bounded)."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(port.recv_batch, port.new_batch(), False)
+        with anyio.fail_after(5):
+            while not until():  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
+
+
+async def answer(port: WireGuardPort, s: socket.socket, datagram: bytes) -> bytes:
+    """What the port answers ``datagram`` sent from ``s`` with."""
+    s.send(datagram)
+    await serve(port, lambda: bool(select.select([s], [], [], 0)[0]))
+    return s.recv(2048)
+
+
+async def test_a_socket_the_kernel_dropped_datagrams_on_demands_cookies_for_a_while() -> None:
+    """Under load when the kernel drops datagrams because the socket queue is full: the next
+    initiation is answered with a cookie reply (docs/vpn.md), for ``_UNDER_LOAD_FOR`` seconds;
+    once that is over with no drops since, an initiation is answered again (the drops already
+    seen do not keep the interface under load for ever)."""
+    async with UDPTransport.bind("127.0.0.1:0") as mine:
+        if not mine.gro:
+            pytest.skip("no UDP_GRO: the kernel's drop count is read with it")
+        now = [0.0]
+        wg = WireGuard(PrivateKey.generate())
+        key = PrivateKey.generate()
+        wg.add_peer(PeerConfig(key.public_key(), allowed_ips=f"{B_IP}/32"))
+        port = WireGuardPort(wg, mine, mtu=1420, clock=lambda: now[0])
+        with socket.fromfd(mine.fileno(), socket.AF_INET, socket.SOCK_DGRAM) as dup:
+            dup.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)  # the kernel's minimum
+        with initiator_socket(port) as s:
+            for _ in range(200):
+                s.send(b"\x04" + bytes(63))  # junk: dropped by the protocol, unanswered
+            await serve(port, lambda: not select.select([mine.fileno()], [], [], 0)[0])
+            # (the kernel tells the count with the next datagram it queues)
+            reply = await answer(port, s, initiation(key, wg, mine.local_address))
+            assert mine.kernel_drops > 0
+            assert reply[0] == COOKIE_REPLY
+            now[0] += 2 * _UNDER_LOAD_FOR
+            reply = await answer(port, s, initiation(key, wg, mine.local_address))
+            assert reply[0] == RESPONSE
+
+
+async def test_receives_that_keep_finding_more_waiting_demand_cookies() -> None:
+    """Under load when "eight receives in a row found more waiting than a batch holds"
+    (docs/vpn.md): an initiation queued behind that backlog is answered with a cookie reply;
+    one behind twice seven such receives, one that found less than a batch between them, with
+    a handshake response (in a row, not in all)."""
+    async with UDPTransport.bind("127.0.0.1:0", max_packets=8) as mine:
+        wg = WireGuard(PrivateKey.generate())
+        key = PrivateKey.generate()
+        wg.add_peer(PeerConfig(key.public_key(), allowed_ips=f"{B_IP}/32"))
+        port = WireGuardPort(wg, mine, mtu=1420, clock=lambda: 0.0)
+        with initiator_socket(port) as s:
+            for _ in range((_BACKLOG_READS + 1) * mine.max_packets + 3):
+                s.send(b"\x04" + bytes(63))
+            reply = await answer(port, s, initiation(key, wg, mine.local_address))
+            assert mine.kernel_drops == 0  # (the backlog alone)
+            assert reply[0] == COOKIE_REPLY
+        wg = WireGuard(PrivateKey.generate())
+        wg.add_peer(PeerConfig(key.public_key(), allowed_ips=f"{B_IP}/32"))
+        port = WireGuardPort(wg, mine, mtu=1420, clock=lambda: 0.0)
+        with initiator_socket(port) as s:
+            seven = (_BACKLOG_READS - 1) * mine.max_packets
+            for _ in range(seven + 3):  # the eighth receive finds 3
+                s.send(b"\x04" + bytes(63))
+            await serve(port, lambda: not select.select([mine.fileno()], [], [], 0)[0])
+            for _ in range(seven):
+                s.send(b"\x04" + bytes(63))
+            reply = await answer(port, s, initiation(key, wg, mine.local_address))
+            assert reply[0] == RESPONSE
