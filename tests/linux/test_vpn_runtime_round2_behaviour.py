@@ -1,12 +1,17 @@
-"""The running interface's side tasks, as documented: link notifications the kernel dropped
-still get the routes and addresses put back once the link is up again, ``wait_handshake``
-leaves no event hook behind however its wait ends, and what a UAPI set makes the protocol send
-goes out at once (not when the timer task next wakes)."""
+"""The running interface's side tasks and control socket, as documented: link notifications
+the kernel dropped still get the routes and addresses put back once the link is up again,
+``wait_handshake`` returns at once after a handshake and leaves no event hook behind however
+its wait ends, what a UAPI set makes the protocol send goes out at once, a failed ``accept``
+leaves the control socket served, and a set cut short by a silent client is not applied."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import logging
 import select
 import threading
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -17,9 +22,15 @@ from tests.linux.test_vpn_link_watch_start import v6_addresses
 from tests.linux.test_vpn_routing_behaviour import in_table, until
 from tests.linux.test_vpn_runtime_timers_counters import quiet
 from tests.linux.test_vpn_tunflow import OB, pair, ping, two_sides  # noqa: F401
-from tests.linux.test_vpn_uapi import OLD_PEER, interface, ns, udp_socket  # noqa: F401
+from tests.linux.test_vpn_uapi import KEY, OLD_PEER, interface, ns, udp_socket  # noqa: F401
 from tunflow import testing
-from tunflow.wireguard import WireGuardInterface, _routing, open_interface
+from tunflow.wireguard import (
+    InterfaceConfig,
+    WireGuardInterface,
+    _routing,
+    open_interface,
+    runtime,
+)
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.anyio]
 
@@ -111,6 +122,8 @@ async def test_wait_handshake_leaves_no_event_hook_behind(
                 await ping(a, OB, 1)
             assert ib.peer(pk_a).last_handshake is not None
             assert len(b_hooks) == b_before
+            with anyio.fail_after(5):  # "completed (at least once)": no wait for another
+                await ib.wait_handshake(pk_a, timeout=60)
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
@@ -143,3 +156,87 @@ async def test_a_set_turning_a_persistent_keepalive_on_sends_at_once(
             data, _ = s.recvfrom(2048)
             assert data[0] == 1  # a handshake initiation
             assert iface.statistics().transport.tx_datagrams == 1
+
+
+class FailsOnce:
+    """A control-socket listener whose first accept fails (EMFILE: the process at its
+    descriptor limit), as a transient ``accept`` error does."""
+
+    def __init__(self, listener: Any) -> None:
+        self.listener = listener
+        self.failed = False
+
+    def extra(self, attribute: Any, *default: Any) -> Any:
+        return self.listener.extra(attribute, *default)
+
+    async def accept(self) -> Any:
+        if not self.failed:
+            self.failed = True
+            raise OSError(errno.EMFILE, "Too many open files")
+        return await self.listener.accept()
+
+    async def __aenter__(self) -> FailsOnce:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.listener.aclose()
+
+    async def aclose(self) -> None:
+        await self.listener.aclose()
+
+
+async def test_a_failed_accept_leaves_the_control_socket_served(
+    ns: testing.Netns,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An ``accept`` that fails (a descriptor limit met for a moment) is logged, and the
+    control socket goes on serving: the client it was for is answered (it waited in the
+    backlog), not cut off with the listener."""
+    real = runtime._uapi_listener
+
+    async def failing_once(path: str) -> Any:
+        return FailsOnce(await real(path))
+
+    monkeypatch.setattr(runtime, "_uapi_listener", failing_once)
+    caplog.set_level(logging.WARNING, "tunflow.wireguard")
+    path = tmp_path / "wu.sock"
+    config = InterfaceConfig(KEY, listen_port=0)
+    with anyio.fail_after(20):
+        async with (
+            open_interface(config, name=testing.unique_name("wu"), netns=ns.name, uapi=str(path)),
+            await anyio.connect_unix(path) as client,
+        ):
+            await client.send(b"get=1\n\n")
+            got = b""
+            while not got.endswith(b"errno=0\n\n"):
+                got += await client.receive()
+    assert got.startswith(b"private_key=")
+    assert "UAPI accept failed" in caplog.text
+
+
+async def test_a_set_cut_short_by_a_silent_client_is_not_applied(
+    ns: testing.Netns,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A control client silent for ``UAPI_IDLE_TIMEOUT`` mid-request is let go: its ``set=1``
+    without the empty line that ends it is neither applied nor answered (only the end of the
+    client's stream ends a set that way), so a hung ``wg`` changes nothing half-way."""
+    monkeypatch.setattr(runtime, "UAPI_IDLE_TIMEOUT", 1.0)
+    path = tmp_path / "wu.sock"
+    config = InterfaceConfig(KEY, listen_port=0)
+    async with open_interface(
+        config, name=testing.unique_name("wu"), netns=ns.name, uapi=str(path)
+    ) as iface:
+        before = iface.listen_port
+        async with await anyio.connect_unix(path) as client:
+            with anyio.fail_after(20):
+                await client.send(b"set=1\nlisten_port=0\nfwmark=7\n")
+                got = b""
+                with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+                    while True:
+                        got += await client.receive()
+        assert got == b""
+        assert iface.wg.fwmark == 0 and iface.listen_port == before
