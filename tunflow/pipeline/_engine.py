@@ -353,16 +353,19 @@ def _unique_names(stages: Sequence[Stage]) -> None:
             raise ConfigError(
                 f"stages[{i}] is the same object as stages[{first}]: make one per place"
             )
-    seen: dict[str, int] = {}
+    used: set[str] = set()
     for st in stages:
-        n = seen.get(st.name, 0)
-        seen[st.name] = n + 1
-        if n:
-            new = f"{st.name}#{n + 1}"
+        name = st.name
+        if name in used:
+            # the first number free: a name given ("a#2") may be what numbering would make
+            n = 2
+            while f"{name}#{n}" in used:
+                n += 1
             try:
-                st.name = new
+                st.name = name = f"{name}#{n}"
             except AttributeError:
                 pass
+        used.add(name)
 
 
 def _as_stage(item: Stage | StageSpec, index: int) -> Stage:
@@ -654,7 +657,7 @@ class _Engine:
                 await on_timer()
             except Exception as exc:
                 try:
-                    self._stage_failed(stage, None, exc)
+                    self._stage_failed(stage, None, exc, "on_timer()")
                 except StageError:
                     return  # recorded; the pipeline is stopping
 
@@ -664,7 +667,11 @@ class _Engine:
         if self._cancel is not None:
             self._cancel.cancel()
 
-    def _stage_failed(self, stage: Stage, counters: list[int] | None, exc: Exception) -> None:
+    def _stage_failed(
+        self, stage: Stage, counters: list[int] | None, exc: Exception, hook: str | None = None
+    ) -> None:
+        """Count and record ``exc`` from ``stage`` — from a batch (``counters``: the lane's
+        counters of the stage) or from a ``hook`` — and apply the stage's error policy."""
         if counters is not None:
             counters[_ERRORS] += 1
         else:
@@ -679,9 +686,11 @@ class _Engine:
             raise err
         if stage.name not in self._logged:
             self._logged.add(stage.name)
+            where = "on a batch (dropped;" if hook is None else f"in {hook} ("
             log.error(
-                "stage %s raised on a batch (dropped; later errors are only counted): %s",
+                "stage %s raised %s later errors are only counted): %s",
                 stage.name,
+                where,
                 "".join(traceback.format_exception(exc)).rstrip(),
             )
 
@@ -746,7 +755,7 @@ class _Engine:
                     d = _MAX_DELAY  # (a shaper's long debt: an hour a batch)
             except Exception as exc:
                 # the stage's fault, as a raise from process() is: its policy decides
-                self._stage_failed(st, None, exc)
+                self._stage_failed(st, None, exc, "delay()")
                 continue
             if d > 0:
                 await anyio.sleep(d)
