@@ -24,7 +24,9 @@ ping crosses four such waits. :class:`ReadWaiter` keeps the fd registered betwee
   ``add_reader`` raises ``RuntimeError`` until ``remove_reader``). The owner calls
   :meth:`ReadWaiter.renew` when a read or write returns such an error — the registration is
   made afresh (on uvloop; a selector loop keeps polling, trio's waits start afresh). A TUN
-  fd needs none: it reports an error only once its device is gone, and reads fail for good;
+  fd reports an error only once its device is gone, and reads fail for good — yet a wait
+  after that (``readable()``) would never be woken, and ``add_writer`` on the fd raises
+  ``RuntimeError``: the device renews when a read finds it gone;
 * :meth:`ReadWaiter.serve` waits as :meth:`~ReadWaiter.wait` does but calls a step in the
   reader callback, and wakes the task only when the step asks: a tunnel's lane relays a
   packet at rest without its task waking (no future, no task step, no coroutine frames —

@@ -22,7 +22,7 @@ from anyio import TypedAttributeSet, typed_attribute
 from anyio.abc import UnreliableObjectStream
 
 from .._readiness import DECLINED, LONE, MORE, NOTHING, ReadWaiter
-from ..errors import ClosedDeviceError
+from ..errors import ClosedDeviceError, DeviceGoneError
 from ..netconfig.device import DeviceConfig, IPAddressLike, Layer, NetworkLike, PrefixLike
 from ..offload import GROTable
 from ..packet import MAX_PACKET_SIZE, PacketBatch
@@ -216,7 +216,10 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
     async def _wait_readable(self) -> None:
         # not at rest until a batch read finds the queue empty again: what woke a wait may go
         # unread — the call cancelled after the wake, or its read raising (a deleted device:
-        # uvloop's only report of that error) — and the next wait would never be woken
+        # uvloop's only report of that error) — and the next wait would never be woken.
+        # (uvloop, libuv, also stops polling the fd on that report, keeping its dead poll filed
+        # under the fd: a read that finds the device gone renews the registration, or the
+        # next wait, a readable(), would never be woken either.)
         self._lone = False
         if self._fd < 0:
             await self._wait_in_thread(False)
@@ -234,7 +237,15 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
             while True:
                 # (deleting the device wakes its readers only: look again now and then)
                 with anyio.move_on_after(WRITE_RECHECK):
-                    await anyio.wait_writable(self._fd)
+                    try:
+                        await anyio.wait_writable(self._fd)
+                    except RuntimeError:
+                        # uvloop: the reader's poll of the fd, dead since the fd reported an
+                        # error (a deleted device; see _wait_readable), is still filed under
+                        # it. Drop it; the fd reports its error to poll() too.
+                        self._reader.renew()
+                        if not poll_wait(self._fd, select.POLLOUT, 0, None):
+                            raise
                     return
                 # an aclose() in the turn the recheck ended found the wait cancelled already
                 # and woke nothing: say so (the fd is -1 now; polling it was a ValueError)
@@ -339,6 +350,9 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
                 except BlockingIOError:
                     await self._wait_readable()
                     self._check_open()
+        except DeviceGoneError:
+            self._reader.renew()  # see _wait_readable
+            raise
         finally:
             self._receiving = False
         self.rx_packets += 1
@@ -364,6 +378,9 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
                 except BlockingIOError:
                     await self._wait_readable()
                     self._check_open()
+        except DeviceGoneError:
+            self._reader.renew()  # see _wait_readable
+            raise
         finally:
             self._receiving = False
         self.rx_packets += 1
@@ -412,6 +429,9 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
                 except BlockingIOError:
                     await self._wait_readable()
                     self._check_open()
+        except DeviceGoneError:
+            self._reader.renew()  # see _wait_readable
+            raise
         finally:
             self._receiving = False
         self.rx_packets += 1
@@ -444,6 +464,9 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
             packet = self._nb_recv()
         except BlockingIOError:
             raise anyio.WouldBlock from None
+        except DeviceGoneError:
+            self._reader.renew()  # see _wait_readable
+            raise
         finally:
             self._receiving = False
         self.rx_packets += 1
@@ -496,6 +519,9 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
             while not self._nb_recv_batch(batch, whole):
                 await self._wait_readable()
                 self._check_open()
+        except DeviceGoneError:
+            self._reader.renew()  # see _wait_readable
+            raise
         finally:
             self._receiving = False
         self._lone = len(batch.offsets) - start == 1
