@@ -3,11 +3,16 @@ asyncio, uvloop and trio."""
 
 from __future__ import annotations
 
+import contextlib
+import select
+from collections.abc import Awaitable, Callable
+
 import anyio
 import pytest
+from anyio.streams.stapled import StapledObjectStream
 
-from tests.helpers import ipv4_udp, no_ipv6
-from tunflow import AsyncDevice, DeviceBuilder, DeviceGoneError, testing
+from tests.helpers import ipv4_udp, no_ipv6, udp_payload, udp_send
+from tunflow import AsyncDevice, DeviceAttribute, DeviceBuilder, DeviceGoneError, testing
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.anyio]
 
@@ -70,3 +75,100 @@ async def test_writable_after_readable_saw_the_device_gone(netns: testing.Netns)
             await dev.writable()
             with pytest.raises(DeviceGoneError):
                 await dev.send(ipv4_udp("10.211.2.2", "10.211.2.1", 1, 9, b"x"))
+
+
+def _receivers(dev: AsyncDevice) -> dict[str, Callable[[], Awaitable[object]]]:
+    return {
+        "receive": dev.receive,
+        "recv_into": lambda: dev.recv_into(bytearray(dev.max_size)),
+        "recv_vectored": lambda: dev.recv_vectored([bytearray(20), bytearray(dev.max_size)]),
+        "recv_batch": dev.recv_batch,
+        "recv_multiple": lambda: dev.recv_multiple([bytearray(dev.max_size)] * 4, [0] * 4),
+    }
+
+
+@pytest.mark.parametrize(
+    "how", ["receive", "recv_into", "recv_vectored", "recv_batch", "recv_multiple"]
+)
+async def test_a_receive_cancelled_with_a_packet_queued_leaves_it_queued(
+    netns: testing.Netns, how: str
+) -> None:
+    # A zero-timeout scope entered with the packet already in the kernel's queue: the call
+    # raises the cancellation before it reads, and the packet is the next one read.
+    no_ipv6(netns)
+    async with DeviceBuilder().ipv4("10.211.3.1", 24).build_async() as dev:
+        call = _receivers(dev)[how]
+        _drain(dev)
+        for i in range(20):
+            udp_send("10.211.3.2", 5000, bytes([i]))
+            assert select.select([dev.fileno()], [], [], 5)[0], "the packet never arrived"
+            with anyio.move_on_after(0) as scope:
+                await call()
+            assert scope.cancelled_caught
+            assert select.select([dev.fileno()], [], [], 0)[0], f"packet {i} lost"
+            assert udp_payload(dev.receive_nowait())[1:] == (5000, bytes([i]))  # type: ignore[index]
+
+
+async def test_a_waiting_receive_cancelled_as_its_packet_arrives_loses_nothing(
+    netns: testing.Netns,
+) -> None:
+    # The receiver waits; the packet reaches the kernel's queue and the receiver's scope is
+    # cancelled before the loop polls, after it woke the receiver, or after the receiver ran:
+    # it either returned the packet or left it queued.
+    no_ipv6(netns)
+    async with DeviceBuilder().ipv4("10.211.4.1", 24).build_async() as dev:
+        _drain(dev)
+        with anyio.fail_after(60):
+            for i in range(50):
+                got: list[bytes] = []
+                scope = anyio.CancelScope()
+
+                async def receiver(
+                    scope: anyio.CancelScope = scope, got: list[bytes] = got
+                ) -> None:
+                    with scope:
+                        got.append(await dev.receive())
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(receiver)
+                    await anyio.wait_all_tasks_blocked()
+                    udp_send("10.211.4.2", 5000, bytes([i]))
+                    assert select.select([dev.fileno()], [], [], 5)[0]
+                    for _ in range(i % 4):  # the loop polls, wakes the receiver, runs it
+                        await anyio.lowlevel.cancel_shielded_checkpoint()
+                    scope.cancel()
+                if not got:
+                    got.append(dev.receive_nowait())
+                assert udp_payload(got[0])[1:] == (5000, bytes([i]))  # type: ignore[index]
+
+
+async def test_stapled_and_pumped_through_a_memory_stream(netns: testing.Netns) -> None:
+    # "reachable through stream wrappers": anyio's StapledObjectStream over the device both
+    # ways, its attributes through it, and its aclose (the device's, twice) idempotent
+    no_ipv6(netns)
+    dev = DeviceBuilder().ipv4("10.211.5.1", 24).mtu(1400).build_async()
+    # (typed for ObjectStream halves; the device is an UnreliableObjectStream, as a UDP socket)
+    stream: StapledObjectStream[bytes] = StapledObjectStream(dev, dev)  # type: ignore[arg-type]
+    assert stream.extra(DeviceAttribute.mtu) == 1400
+    assert stream.extra(DeviceAttribute.fileno) == dev.fileno()
+    _drain(dev)
+    send, receive = anyio.create_memory_object_stream[bytes](4)
+
+    async def pump() -> None:
+        async with send:
+            with contextlib.suppress(anyio.ClosedResourceError):
+                async for packet in stream:
+                    await send.send(packet)
+
+    with anyio.fail_after(10):
+        async with receive, anyio.create_task_group() as tg:
+            tg.start_soon(pump)
+            for i in range(8):
+                udp_send("10.211.5.2", 5000, bytes([i]))
+            got = [udp_payload(await receive.receive())[2] for _ in range(8)]  # type: ignore[index]
+            await stream.send(ipv4_udp("10.211.5.2", "10.211.5.1", 1, 9, b"x"))
+            await stream.aclose()
+    assert got == [bytes([i]) for i in range(8)]
+    assert dev.statistics().tx_packets == 1
+    with pytest.raises(anyio.ClosedResourceError):
+        await stream.receive()
