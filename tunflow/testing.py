@@ -13,10 +13,12 @@ Only the calling thread moves. A thread starts in the namespace of the thread th
 and keeps it: work handed to a worker thread (``anyio.to_thread``, ``trio.to_thread``, an
 executor) runs in whichever namespace that worker has — enter the namespace inside the work
 (``with ns.entered():``) when it matters. On leaving, trio's idle cached workers started inside
-are moved back with the thread, so later work does not run in a deleted namespace (asyncio's
-workers end with their event loop); :func:`netns` raises :class:`RuntimeError` when other
-threads of this process are still in the namespace :data:`STOP_GRACE` seconds after deleting
-it (they keep it, and its interfaces, alive).
+are moved back with the thread and anyio's idle workers on asyncio started inside end, so later
+work does not run in a deleted namespace; the threads of asyncio's own executor
+(``asyncio.to_thread``, ``run_in_executor(None, ...)``) started inside stay there until the event
+loop ends. :func:`netns` raises :class:`RuntimeError` when other threads of this process are
+still in the namespace :data:`STOP_GRACE` seconds after deleting it (they keep it, and its
+interfaces, alive).
 
 Linux only; needs root (CAP_SYS_ADMIN for ``setns``, CAP_NET_ADMIN for interfaces).
 
@@ -216,6 +218,7 @@ class Netns:
                 try:
                     setns(entry.home)
                     _rehome_trio_workers(entry.inode, entry.home)
+                    _stop_anyio_workers(entry.inode)
                 finally:
                     os.close(entry.home)
             else:
@@ -296,6 +299,27 @@ def _rehome_trio_workers(inode: int, home: int) -> None:
                 break
     finally:
         release.set()
+
+
+def _stop_anyio_workers(inode: int) -> None:
+    """End the idle anyio worker threads of the running asyncio loop in the namespace ``inode``.
+
+    On asyncio, anyio keeps its worker threads for later ``to_thread`` calls until they have
+    been idle for 10 seconds or the event loop ends; the next call starts a new one, here.
+    """
+    backend = sys.modules.get("anyio._backends._asyncio")
+    if backend is None or not _threads_in(inode):
+        return
+    try:
+        idle = list(backend._threadpool_idle_workers.get())
+    except (LookupError, RuntimeError):  # no running loop, or no to_thread call on it yet
+        return
+    for worker in idle:
+        try:
+            if os.stat(f"/proc/self/task/{worker.native_id}/ns/net").st_ino == inode:
+                worker.stop()
+        except OSError:  # ended meanwhile
+            continue
 
 
 @contextlib.contextmanager
