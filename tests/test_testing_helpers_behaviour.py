@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import threading
 from typing import Any
 
 import anyio
@@ -36,3 +40,41 @@ def test_an_anyio_worker_started_inside_on_asyncio_does_not_keep_the_namespace(
     assert inside != host
     assert after == host
     assert name not in testing.leftover_namespaces()
+
+
+def test_an_interrupt_while_waiting_for_processes_kills_those_still_running(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Ctrl-C (or a pytest timeout) during the SIGTERM grace left a process that ignores
+    # SIGTERM running - and with it the deleted namespace
+    monkeypatch.setattr(testing, "STOP_GRACE", 30.0)
+    procs: list[subprocess.Popen[bytes]] = []
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    try:
+        with pytest.raises(KeyboardInterrupt), testing.netns(enter=False) as ns:
+            name = ns.name
+            stubborn = ns.popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "import signal, time\n"
+                    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                    "print(flush=True)\n"
+                    "time.sleep(300)\n",
+                ],
+                stdout=subprocess.PIPE,
+            )
+            procs.append(stubborn)
+            assert stubborn.stdout is not None
+            stubborn.stdout.readline()  # SIGTERM is ignored from here on
+            timer.start()
+        assert stubborn.poll() == -signal.SIGKILL
+        assert name not in testing.leftover_namespaces()
+    finally:
+        timer.cancel()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+            if proc.stdout is not None:
+                proc.stdout.close()

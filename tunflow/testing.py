@@ -166,18 +166,27 @@ class Netns:
 
     def _stop_processes(self) -> None:
         """SIGTERM to the processes :meth:`popen` started that still run, SIGKILL to those
-        still running :data:`STOP_GRACE` seconds later; wait for each."""
+        still running :data:`STOP_GRACE` seconds later; wait for each. Interrupted meanwhile
+        (Ctrl-C), it sends SIGKILL to those still running at once."""
         running = [p for p in self._procs if p.poll() is None]
         for proc in running:
             with contextlib.suppress(ProcessLookupError):
                 proc.terminate()
         deadline = time.monotonic() + STOP_GRACE
-        for proc in running:
-            try:
-                proc.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(STOP_GRACE)
+        try:
+            for proc in running:
+                try:
+                    proc.wait(max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(STOP_GRACE)
+        except BaseException:
+            for proc in running:
+                if proc.poll() is None:
+                    proc.kill()
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(STOP_GRACE)
+            raise
 
     def ip_json(self, *args: str) -> Any:
         """``ip -j ARGS`` inside this namespace, parsed."""
