@@ -5,9 +5,12 @@ runs never collide. :func:`netns` creates a namespace, moves *the calling thread
 TUN devices, sockets and subprocesses made by that thread live there) and always moves the
 thread back, stops the processes :meth:`Netns.popen` started that still run (SIGTERM, then
 SIGKILL after :data:`STOP_GRACE` seconds) and deletes the namespace — and with it every
-interface inside — on exit, even when the body raises. A process killed with SIGKILL cannot do
-that: the first :func:`netns` of the next process deletes the namespaces that processes no
-longer running left.
+interface inside — on exit, even when the body raises. A socket or TUN device made inside
+holds the namespace while its file descriptor is open, and so do processes started inside
+other than by :meth:`Netns.popen`: the namespace, and every interface in it, then lives on
+unnamed until they are closed or end — close them in the body. A process killed with SIGKILL
+cannot clean up: the first :func:`netns` of the next process deletes the namespaces that
+processes no longer running left.
 
 Only the calling thread moves. A thread starts in the namespace of the thread that starts it
 and keeps it: work handed to a worker thread (``anyio.to_thread``, ``trio.to_thread``, an
