@@ -784,6 +784,22 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         await self._run(self._set_mtu, mtu)
         self._attrs["mtu"] = mtu
 
+    async def set_metric(self, metric: int) -> None:
+        """Set the interface metric (Windows; tun-rs's ``set_metric``), as the builder's
+        :meth:`~tunflow.DeviceBuilder.metric` does: ``Metric`` of the IPv4 and IPv6 interface
+        rows (``SetIpInterfaceEntry``), with the automatic metric turned off. Windows adds the
+        interface metric to each route's own metric to choose a route.
+
+        Raises:
+            ConfigError: not an int in ``0..65535``.
+            UnsupportedError: not Windows (on Linux a route has a metric of its own:
+                ``add_route(..., metric=)``), or an adopted fd tunflow cannot configure.
+            DevicePermissionError: not Administrator.
+            DeviceError: any other refusal (``winerror`` kept). IPv4's metric is set before
+                IPv6's: when IPv6's is refused, IPv4's is already the new one.
+        """
+        await self._run(self._set_metric, metric)
+
     async def addresses(self) -> list[IPv4Interface | IPv6Interface]:
         """Every address of the interface, v4 and v6, with prefixes (link-local included).
 

@@ -752,6 +752,13 @@ class DeviceCore:
             raise ClosedDeviceError("the device is closed")
         iface.set_persist(fd, enabled)
 
+    def _set_metric(self, metric: int) -> None:
+        if isinstance(metric, bool) or not isinstance(metric, int):
+            raise ConfigError(f"metric must be an int, not {metric!r}")
+        if not 0 <= metric <= 0xFFFF:
+            raise ConfigError(f"metric {metric} is outside 0..65535")
+        self._iface().set_metric(metric)
+
     def _set_dns_servers(self, servers: Sequence[IPAddressLike]) -> None:
         parsed = parse_dns_servers(servers)
         if not parsed:

@@ -182,6 +182,10 @@ class Interface(Protocol):
         through the queue ``fd``)."""
         ...
 
+    def set_metric(self, metric: int) -> None:
+        """The interface metric of IPv4 and IPv6, automatic metric off (Windows)."""
+        ...
+
     def version(self) -> str:
         """The driver's version (Windows: Wintun or tap-windows6)."""
         ...

@@ -849,6 +849,9 @@ class BsdInterface:
             "the device's owner and group (TUNSETOWNER, TUNSETGROUP) are Linux only"
         )
 
+    def set_metric(self, metric: int) -> None:
+        raise UnsupportedError(f"the interface metric is Windows only, not {self.flavor.name}")
+
     def version(self) -> str:
         raise UnsupportedError("the driver version is Windows only (Wintun, tap-windows6)")
 

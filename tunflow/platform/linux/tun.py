@@ -603,6 +603,12 @@ class LinuxInterface:
         with self._op(f"set txqueuelen {length}"):
             self._nl.set_link(self._index, txqlen=length)
 
+    def set_metric(self, metric: int) -> None:
+        raise UnsupportedError(
+            "the interface metric is Windows only, not linux: a route's own metric is "
+            "add_route(..., metric=)"
+        )
+
     def version(self) -> str:
         raise UnsupportedError("the driver version is Windows only (Wintun, tap-windows6)")
 
