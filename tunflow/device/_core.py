@@ -28,6 +28,7 @@ from ..errors import (
     UnsupportedError,
 )
 from ..netconfig.device import (
+    IPV6_MIN_MTU,
     IPAddressLike,
     Layer,
     NetworkLike,
@@ -184,7 +185,7 @@ class DeviceCore:
         mtu = 1500
         if shared.interface is not None:
             try:
-                mtu = shared.interface.mtu()
+                mtu = _limit_mtu(shared.interface)
             except Exception:
                 mtu = 1500
         self._set_max_size(mtu)
@@ -212,7 +213,7 @@ class DeviceCore:
         if iface is None:
             return False
         try:
-            mtu = iface.mtu()
+            mtu = _limit_mtu(iface)
         except (OSError, TunflowError):
             return False
         if mtu == self._known_mtu:
@@ -610,6 +611,15 @@ class DeviceCore:
         self._iface().set_mtu(mtu)
         self._shared.set_limits(mtu)  # every queue's face, not only this one
 
+    def _mtu_v6(self) -> int:
+        return self._iface().mtu_v6()
+
+    def _set_mtu_v6(self, mtu: int) -> None:
+        if type(mtu) is not int or not IPV6_MIN_MTU <= mtu <= 65535:
+            raise ConfigError(f"IPv6 MTU {mtu!r} is outside {IPV6_MIN_MTU}..65535")
+        self._iface().set_mtu_v6(mtu)
+        self._refresh_mtu()  # the limits follow the larger of the two MTUs
+
     def _addresses(self) -> list[IPv4Interface | IPv6Interface]:
         return self._iface().addresses()
 
@@ -778,6 +788,13 @@ class DeviceCore:
         if type(length) is not int or length < 0:
             raise ConfigError(f"tx_queue_len {length!r} must be a non-negative int")
         self._iface().set_tx_queue_len(length)
+
+
+def _limit_mtu(iface: Interface) -> int:
+    """The MTU the size limits follow: the larger of the IPv4 and IPv6 MTUs where they are
+    settings of their own (Windows), else the MTU."""
+    largest = getattr(iface, "largest_mtu", None)
+    return int(largest()) if largest is not None else iface.mtu()
 
 
 def buffer_views(buffers: Iterable[Buffer], what: str, *, writable: bool) -> list[memoryview]:

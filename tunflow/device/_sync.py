@@ -687,6 +687,32 @@ class SyncDevice(DeviceCore):
         """
         self._set_mtu(mtu)
 
+    def mtu_v6(self) -> int:
+        """The IPv6 MTU (Windows, where it is a setting of its own; tun-rs's ``mtu_v6``):
+        ``NlMtu`` of the IPv6 interface row. :meth:`mtu` is IPv4's.
+
+        Raises:
+            UnsupportedError: not Windows (the link has one MTU: :meth:`mtu`), a Windows
+                machine without an IPv6 stack, or an adopted fd tunflow cannot configure.
+            DeviceError: any other refusal (``winerror`` kept).
+        """
+        return self._mtu_v6()
+
+    def set_mtu_v6(self, mtu: int) -> None:
+        """Set the IPv6 MTU alone (Windows; tun-rs's ``set_mtu_v6``): ``NlMtu`` of the IPv6
+        interface row, IPv4's left as it is (:meth:`set_mtu` sets both). The device's size
+        limits (:attr:`max_size`, the checks on sending) follow the larger of the two.
+
+        Raises:
+            ConfigError: not an int in ``1280..65535``.
+            UnsupportedError: not Windows (:meth:`set_mtu` sets the link's MTU, IPv6's among
+                it), a Windows machine without an IPv6 stack, or an adopted fd tunflow cannot
+                configure.
+            DevicePermissionError: not Administrator.
+            DeviceError: any other refusal (``winerror`` kept).
+        """
+        self._set_mtu_v6(mtu)
+
     def set_metric(self, metric: int) -> None:
         """Set the interface metric (Windows; tun-rs's ``set_metric``), as the builder's
         :meth:`~tunflow.DeviceBuilder.metric` does: ``Metric`` of the IPv4 and IPv6 interface

@@ -849,6 +849,18 @@ class BsdInterface:
             "the device's owner and group (TUNSETOWNER, TUNSETGROUP) are Linux only"
         )
 
+    def mtu_v6(self) -> int:
+        raise UnsupportedError(
+            "mtu_v6() / set_mtu_v6() (an IPv6 MTU of its own) are Windows only; set_mtu() sets "
+            "the link's MTU, IPv6's among it"
+        )
+
+    def set_mtu_v6(self, mtu: int) -> None:
+        raise UnsupportedError(
+            "mtu_v6() / set_mtu_v6() (an IPv6 MTU of its own) are Windows only; set_mtu() sets "
+            "the link's MTU, IPv6's among it"
+        )
+
     def set_metric(self, metric: int) -> None:
         raise UnsupportedError(f"the interface metric is Windows only, not {self.flavor.name}")
 

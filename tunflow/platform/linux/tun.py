@@ -603,6 +603,18 @@ class LinuxInterface:
         with self._op(f"set txqueuelen {length}"):
             self._nl.set_link(self._index, txqlen=length)
 
+    def mtu_v6(self) -> int:
+        raise UnsupportedError(
+            "mtu_v6() / set_mtu_v6() (an IPv6 MTU of its own) are Windows only; set_mtu() sets "
+            "the link's MTU, IPv6's among it"
+        )
+
+    def set_mtu_v6(self, mtu: int) -> None:
+        raise UnsupportedError(
+            "mtu_v6() / set_mtu_v6() (an IPv6 MTU of its own) are Windows only; set_mtu() sets "
+            "the link's MTU, IPv6's among it"
+        )
+
     def set_metric(self, metric: int) -> None:
         raise UnsupportedError(
             "the interface metric is Windows only, not linux: a route's own metric is "

@@ -98,6 +98,19 @@ class WindowsInterface:
                 )
             self.iphlp.set_mtu(self.luid, mtu)
 
+    def mtu_v6(self) -> int:
+        with self.op("get IPv6 MTU"):
+            return self.iphlp.mtu_v6(self.luid)
+
+    def set_mtu_v6(self, mtu: int) -> None:
+        with self.op(f"set IPv6 MTU {mtu}"):
+            self.iphlp.set_mtu_v6(self.luid, mtu)
+
+    def largest_mtu(self) -> int:
+        """The larger of the IPv4 and IPv6 MTUs: the size limits of the device follow it."""
+        with self.op("get MTU"):
+            return self.iphlp.largest_mtu(self.luid)
+
     def set_metric(self, metric: int) -> None:
         """The interface metric, for IPv4 and IPv6 (automatic metric off)."""
         with self.op(f"set metric {metric}"):

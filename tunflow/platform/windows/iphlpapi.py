@@ -32,7 +32,7 @@ from ipaddress import (
 )
 from typing import Any, Final
 
-from ...errors import DeviceError, DeviceNotFoundError
+from ...errors import DeviceError, DeviceNotFoundError, UnsupportedError
 from .._base import Route
 from .._syscalls import Syscalls
 from ._win32 import BOOL, ERROR_INVALID_PARAMETER, ERROR_NOT_FOUND, ERROR_SUCCESS, bind, win_error
@@ -401,6 +401,30 @@ class IpHelper:
         for row in self._families(luid):
             row.NlMtu = mtu
             self._set_interface_row(row)
+
+    def _ipv6_row(self, luid: int) -> MIB_IPINTERFACE_ROW:
+        """The IPv6 interface row; :class:`~tunflow.UnsupportedError` on a machine without an
+        IPv6 stack (``ERROR_NOT_FOUND``)."""
+        try:
+            return self._interface_row(luid, AF_INET6)
+        except DeviceError as exc:
+            if getattr(exc, "winerror", None) == ERROR_NOT_FOUND:
+                raise UnsupportedError(
+                    "the machine has no IPv6 stack: the interface has no IPv6 MTU"
+                ) from exc
+            raise
+
+    def mtu_v6(self, luid: int) -> int:
+        return int(self._ipv6_row(luid).NlMtu)
+
+    def set_mtu_v6(self, luid: int, mtu: int) -> None:
+        row = self._ipv6_row(luid)
+        row.NlMtu = mtu
+        self._set_interface_row(row)
+
+    def largest_mtu(self, luid: int) -> int:
+        """The larger of the IPv4 and IPv6 MTUs (IPv4's on a machine without IPv6)."""
+        return max(int(row.NlMtu) for row in self._families(luid))
 
     def set_metric(self, luid: int, metric: int) -> None:
         for row in self._families(luid):
