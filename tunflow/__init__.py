@@ -54,6 +54,7 @@ from .offload import (
 from .packet import (
     HEADROOM as HEADROOM,
     IDEAL_BATCH_SIZE as IDEAL_BATCH_SIZE,
+    PACKET_INFORMATION_LENGTH as PACKET_INFORMATION_LENGTH,
     PacketBatch as PacketBatch,
     checksum as checksum,
     checksum_update as checksum_update,
@@ -79,6 +80,7 @@ __all__ = [
     "PacketBatch",
     "HEADROOM",
     "IDEAL_BATCH_SIZE",
+    "PACKET_INFORMATION_LENGTH",
     "checksum",
     "checksum_update",
     "VIRTIO_NET_HDR_LEN",

@@ -24,6 +24,7 @@ __all__ = [
     "HEADROOM",
     "IDEAL_BATCH_SIZE",
     "MAX_PACKET_SIZE",
+    "PACKET_INFORMATION_LENGTH",
     "PacketBatch",
     "ip_version",
     "validate_ip_packet",
@@ -39,6 +40,11 @@ HEADROOM: Final = 10
 IDEAL_BATCH_SIZE: Final = 128
 #: The largest IP packet (and the largest offload super-packet) the kernel hands over.
 MAX_PACKET_SIZE: Final = 65535
+#: The length of the header a device built with ``packet_information()`` keeps in front of
+#: every packet, read and written (tun-rs's ``PACKET_INFORMATION_LENGTH``): Linux's
+#: ``struct tun_pi`` (16 bits of flags, then the EtherType, big-endian: ``0x0800`` IPv4,
+#: ``0x86DD`` IPv6), the 4-byte big-endian address family of macOS, iOS and the BSDs.
+PACKET_INFORMATION_LENGTH: Final = 4
 
 _ZERO_HEADROOM: Final = bytes(HEADROOM)
 

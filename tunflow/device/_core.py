@@ -41,7 +41,14 @@ from ..netconfig.device import (
     parse_network,
 )
 from ..offload import VIRTIO_NET_HDR_GSO_NONE, GROTable
-from ..packet import HEADROOM, IDEAL_BATCH_SIZE, MAX_PACKET_SIZE, PacketBatch, validate_ip_packet
+from ..packet import (
+    HEADROOM,
+    IDEAL_BATCH_SIZE,
+    MAX_PACKET_SIZE,
+    PACKET_INFORMATION_LENGTH,
+    PacketBatch,
+    validate_ip_packet,
+)
 from ..platform._base import Buffer, Interface, LoneQueue, OffloadInfo, Queue, Route
 from ..platform._unix import IOV_MAX, scatter
 from ._offload import OffloadRx, OffloadTx, split_for_plain_queue, zero_headers_only
@@ -51,7 +58,7 @@ __all__ = ["DeviceCore", "DeviceStatistics", "SharedInterface", "Route", "adopt_
 WritableBuffer = bytearray | memoryview
 
 _ETHERNET_OVERHEAD = 14 + 4  # header + one VLAN tag
-_PI_LEN = 4
+_PI_LEN = PACKET_INFORMATION_LENGTH
 #: the largest buffer a vectored read through a queue without ``readv`` reads into first
 _SCRATCH_MAX = 1 << 17
 
