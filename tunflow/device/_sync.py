@@ -1021,12 +1021,16 @@ class SyncDevice(DeviceCore):
         """Keep the interface after its last queue closes (Linux ``TUNSETPERSIST``, tun-rs's
         ``persist()``), as the builder's :meth:`~tunflow.DeviceBuilder.persist` does; with
         ``False``, stop keeping it: a persistent device (one attached to, or made by ``ip tuntap
-        add``) then goes away, with its addresses and routes, when its last queue closes.
+        add``) then goes away, with its addresses and routes, when its last queue closes. On
+        the BSDs and a macOS feth TAP it decides whether closing the device destroys the
+        interface (``SIOCIFDESTROY``): ``False`` destroys what a build without ``persist``
+        would have, or a device attached to.
 
         Raises:
             ConfigError: ``enabled`` is not a bool.
-            UnsupportedError: not Linux, or the device was adopted from an fd tunflow cannot
-                configure.
+            UnsupportedError: Windows; ``True`` for a device whose kernel destroys it with its
+                fd (a utun, NetBSD's cloned tap); or the device was adopted from an fd tunflow
+                cannot configure.
             DeviceNotFoundError: the interface is gone.
             DeviceError: any other refusal (``errno`` kept).
         """

@@ -722,6 +722,13 @@ class BsdInterface:
         self._cleanups = list(cleanups)
         self._lock = threading.Lock()
         self._closed = False
+        #: what :meth:`close` calls to destroy the device unless it is kept (``keep``); ``None``
+        #: when the kernel destroys the interface with its fd (a utun, NetBSD's cloned tap)
+        self.destroy: list[Callable[[], None]] | None = [
+            lambda: destroy_interface(self.sys, self.flavor, self.name())
+        ]
+        #: keep the device after close: ``persist``, or one attached to (:meth:`set_persist`)
+        self.keep = True
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._name} ({self.flavor.name})>"
@@ -834,10 +841,15 @@ class BsdInterface:
         raise UnsupportedError("the transmit queue length is Linux only")
 
     def set_persist(self, fd: int, persist: bool) -> None:
-        raise UnsupportedError(
-            "persist at run time is Linux only (TUNSETPERSIST); the builder's persist() keeps a "
-            "device where the OS can"
-        )
+        """Whether :meth:`close` keeps the device (``persist``) or destroys it (``SIOCIFDESTROY``)."""
+        with self._lock:
+            if self.destroy is None and persist:
+                raise UnsupportedError(
+                    f"the kernel destroys {self._name} with its fd (a utun, NetBSD's cloned "
+                    "tap): it cannot be kept"
+                )
+            if self.destroy is not None:
+                self.keep = persist
 
     def set_owner(self, fd: int, uid: int) -> None:
         raise UnsupportedError(
@@ -1084,6 +1096,8 @@ class BsdInterface:
                 return
             self._closed = True
             cleanups, self._cleanups = self._cleanups, []
+            if not self.keep and self.destroy is not None:
+                cleanups += self.destroy
         errors: list[BaseException] = []
         for fn in reversed(cleanups):
             try:
@@ -1273,8 +1287,10 @@ def build_device(
         if isinstance(exc, OSError) and not isinstance(exc, DeviceError):
             raise oserror_to_device_error(exc, f"configure {iface.name()}") from exc
         raise
-    if created and destroy_on_close and not config.persist:
-        iface.add_cleanup(lambda: destroy_interface(syscalls, flavor, iface.name()))
+    if not destroy_on_close:
+        iface.destroy = None
+    elif created:
+        iface.keep = config.persist
     return iface, queue
 
 

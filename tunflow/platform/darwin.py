@@ -205,6 +205,7 @@ def _open_tun(config: DeviceConfig, syscalls: Syscalls) -> tuple[DarwinInterface
     iface = DarwinInterface(
         syscalls=syscalls, name=name, layer=Layer.L3, associate_route=config.associate_route
     )
+    iface.destroy = None  # (the utun goes with its control socket)
     try:
         _bsd.configure(iface, config, Additions())
         queue = _make_queue(
@@ -514,11 +515,13 @@ def _open_tap(config: DeviceConfig, syscalls: Syscalls) -> tuple[DarwinInterface
         raise
     # From here the queue owns the fds; the interface owns the pair.
     fds.clear()
-    if not config.persist:
-        for name in list(created):
-            iface.add_cleanup(
-                lambda name=name: _bsd.destroy_interface(syscalls, FLAVOR, name)  # type: ignore[misc]
-            )
+    # close() destroys the ends this build created unless persist; of a pair it reused,
+    # both ends if persist(False) asks for it at run time
+    iface.destroy = [
+        lambda name=name: _bsd.destroy_interface(syscalls, FLAVOR, name)  # type: ignore[misc]
+        for name in (created or [dev, peer])
+    ]
+    iface.keep = config.persist if created else True
     return iface, queue
 
 

@@ -188,7 +188,10 @@ class WindowsInterface:
         raise UnsupportedError("the transmit queue length is Linux only")
 
     def set_persist(self, fd: int, persist: bool) -> None:
-        raise UnsupportedError(f"{self.driver}: persist at run time is Linux only (TUNSETPERSIST)")
+        raise UnsupportedError(
+            f"{self.driver}: persist at run time is not possible on Windows (Linux, macOS feth "
+            "and the BSDs have it)"
+        )
 
     def set_owner(self, fd: int, uid: int) -> None:
         raise UnsupportedError(
