@@ -28,7 +28,7 @@ from typing import Protocol
 
 import attrs
 
-from ..errors import PacketTooLargeError
+from ..errors import PacketTooLargeError, UnsupportedError
 from ..packet import PacketBatch
 
 __all__ = ["Queue", "LoneQueue", "Interface", "Route", "OffloadInfo", "Buffer", "Waker"]
@@ -216,3 +216,16 @@ def read_too_large(size: int, room: int, what: str = "packet") -> PacketTooLarge
         f"read: a {size}-byte {what} larger than the {room} bytes of room was dropped (counted "
         "in rx_truncated): the MTU was raised outside tunflow"
     )
+
+
+def mtu_v6_unsupported() -> UnsupportedError:
+    """What a backend without an IPv6 MTU of its own (all but Windows) raises for
+    ``mtu_v6()`` / ``set_mtu_v6()``."""
+    return UnsupportedError(
+        "mtu_v6() / set_mtu_v6() (an IPv6 MTU of its own) are Windows only; set_mtu() sets "
+        "the link's MTU, IPv6's among it"
+    )
+
+
+#: what a backend without ``TUNSETOWNER``/``TUNSETGROUP`` (all but Linux) says for them
+OWNER_LINUX_ONLY = "the device's owner and group (TUNSETOWNER, TUNSETGROUP) are Linux only"

@@ -44,7 +44,7 @@ from ..errors import (
 )
 from ..netconfig.device import IPV6_MIN_MTU, DeviceConfig, Layer
 from ..netconfig.ioctl import BSD
-from ._base import Route
+from ._base import OWNER_LINUX_ONLY, Route, mtu_v6_unsupported
 from ._build import Additions, add_addresses, add_routes, reject_windows_only
 from ._syscalls import IfAddr, Syscalls, oserror_to_device_error, quiet_closer
 from ._unix import FdQueue
@@ -852,26 +852,16 @@ class BsdInterface:
                 self.keep = persist
 
     def set_owner(self, fd: int, uid: int) -> None:
-        raise UnsupportedError(
-            "the device's owner and group (TUNSETOWNER, TUNSETGROUP) are Linux only"
-        )
+        raise UnsupportedError(OWNER_LINUX_ONLY)
 
     def set_group(self, fd: int, gid: int) -> None:
-        raise UnsupportedError(
-            "the device's owner and group (TUNSETOWNER, TUNSETGROUP) are Linux only"
-        )
+        raise UnsupportedError(OWNER_LINUX_ONLY)
 
     def mtu_v6(self) -> int:
-        raise UnsupportedError(
-            "mtu_v6() / set_mtu_v6() (an IPv6 MTU of its own) are Windows only; set_mtu() sets "
-            "the link's MTU, IPv6's among it"
-        )
+        raise mtu_v6_unsupported()
 
     def set_mtu_v6(self, mtu: int) -> None:
-        raise UnsupportedError(
-            "mtu_v6() / set_mtu_v6() (an IPv6 MTU of its own) are Windows only; set_mtu() sets "
-            "the link's MTU, IPv6's among it"
-        )
+        raise mtu_v6_unsupported()
 
     def set_metric(self, metric: int) -> None:
         raise UnsupportedError(f"the interface metric is Windows only, not {self.flavor.name}")

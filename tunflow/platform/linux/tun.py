@@ -33,7 +33,7 @@ from ...errors import (
 from ...netconfig.device import IPV6_MIN_MTU, DeviceConfig, Layer
 from ...netconfig.ioctl import linux_layout
 from ...netconfig.rtnetlink import IFA_F_SECONDARY, IP6_RT_PRIO_USER, RTN_LOCAL, check_ifname
-from .._base import OffloadInfo, Route
+from .._base import OffloadInfo, Route, mtu_v6_unsupported
 from .._build import Additions, add_addresses, add_routes, reject_windows_only
 from .._unix import FdQueue
 from ._netns import current_inode, entered, netns_path, open_current
@@ -604,16 +604,10 @@ class LinuxInterface:
             self._nl.set_link(self._index, txqlen=length)
 
     def mtu_v6(self) -> int:
-        raise UnsupportedError(
-            "mtu_v6() / set_mtu_v6() (an IPv6 MTU of its own) are Windows only; set_mtu() sets "
-            "the link's MTU, IPv6's among it"
-        )
+        raise mtu_v6_unsupported()
 
     def set_mtu_v6(self, mtu: int) -> None:
-        raise UnsupportedError(
-            "mtu_v6() / set_mtu_v6() (an IPv6 MTU of its own) are Windows only; set_mtu() sets "
-            "the link's MTU, IPv6's among it"
-        )
+        raise mtu_v6_unsupported()
 
     def set_metric(self, metric: int) -> None:
         raise UnsupportedError(

@@ -9,7 +9,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 
 from ...errors import ConfigError, DeviceError, UnsupportedError
 from ...netconfig.device import IPV6_MIN_MTU, DeviceConfig, Layer
-from .._base import Route
+from .._base import OWNER_LINUX_ONLY, Route
 from .._build import Additions, add_addresses, add_routes
 from .._syscalls import Syscalls, oserror_to_device_error
 from .iphlpapi import AF_INET, IpHelper, flush_resolver_cache
@@ -194,14 +194,10 @@ class WindowsInterface:
         )
 
     def set_owner(self, fd: int, uid: int) -> None:
-        raise UnsupportedError(
-            f"{self.driver}: the device's owner and group (TUNSETOWNER, TUNSETGROUP) are Linux only"
-        )
+        raise UnsupportedError(f"{self.driver}: {OWNER_LINUX_ONLY}")
 
     def set_group(self, fd: int, gid: int) -> None:
-        raise UnsupportedError(
-            f"{self.driver}: the device's owner and group (TUNSETOWNER, TUNSETGROUP) are Linux only"
-        )
+        raise UnsupportedError(f"{self.driver}: {OWNER_LINUX_ONLY}")
 
     def version(self) -> str:
         raise UnsupportedError(f"{self.driver}: no driver version")
