@@ -1,8 +1,22 @@
-"""Test support: small IPv4/IPv6 packets, the 4-byte family header, call traces."""
+"""Test support: small IPv4/IPv6 packets, the 4-byte family header, call traces, and the
+Unix backends each device kind runs on."""
 
 from __future__ import annotations
 
 import struct
+
+from tunflow import Layer
+
+#: every (platform, layer) a Unix fake builds other than Linux: macOS utun and feth, FreeBSD
+#: tun and tap, OpenBSD and NetBSD tun
+UNIX_DEVICES = [
+    ("darwin", Layer.L3),
+    ("darwin", Layer.L2),
+    ("freebsd", Layer.L3),
+    ("freebsd", Layer.L2),
+    ("openbsd", Layer.L3),
+    ("netbsd", Layer.L3),
+]
 
 
 def ipv4_packet(payload: bytes = b"ping", src: str = "10.0.0.2", dst: str = "10.0.0.1") -> bytes:

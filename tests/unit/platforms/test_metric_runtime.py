@@ -9,6 +9,7 @@ from collections.abc import Callable
 import anyio
 import pytest
 
+from tests.unit.platforms.support import UNIX_DEVICES
 from tunflow import ClosedDeviceError, ConfigError, DeviceBuilder, Layer, UnsupportedError
 from tunflow.platform import windows
 from tunflow.platform.fake import FakeSyscalls, pretend_platform
@@ -88,17 +89,7 @@ def test_a_refused_metric_is_a_device_error() -> None:
         fake.close_all()
 
 
-@pytest.mark.parametrize(
-    ("platform", "layer"),
-    [
-        ("darwin", Layer.L3),
-        ("darwin", Layer.L2),
-        ("freebsd", Layer.L3),
-        ("freebsd", Layer.L2),
-        ("openbsd", Layer.L3),
-        ("netbsd", Layer.L3),
-    ],
-)
+@pytest.mark.parametrize(("platform", "layer"), UNIX_DEVICES)
 def test_set_metric_is_refused_off_windows(platform: str, layer: Layer) -> None:
     with pretend_platform(platform) as fake:
         assert isinstance(fake, FakeSyscalls)

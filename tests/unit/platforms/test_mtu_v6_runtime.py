@@ -7,6 +7,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
+from tests.unit.platforms.support import UNIX_DEVICES
 from tunflow import (
     ClosedDeviceError,
     ConfigError,
@@ -116,17 +117,7 @@ def test_no_ipv6_stack_is_unsupported() -> None:
         fake.close_all()
 
 
-@pytest.mark.parametrize(
-    ("platform", "layer"),
-    [
-        ("darwin", Layer.L3),
-        ("darwin", Layer.L2),
-        ("freebsd", Layer.L3),
-        ("freebsd", Layer.L2),
-        ("openbsd", Layer.L3),
-        ("netbsd", Layer.L3),
-    ],
-)
+@pytest.mark.parametrize(("platform", "layer"), UNIX_DEVICES)
 def test_mtu_v6_is_refused_off_windows(platform: str, layer: Layer) -> None:
     with pretend_platform(platform) as fake:
         assert isinstance(fake, FakeSyscalls)

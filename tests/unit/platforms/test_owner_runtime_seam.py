@@ -6,22 +6,12 @@ from __future__ import annotations
 import anyio
 import pytest
 
+from tests.unit.platforms.support import UNIX_DEVICES
 from tunflow import ConfigError, DeviceBuilder, Layer, UnsupportedError
 from tunflow.platform.fake import FakeSyscalls, pretend_platform
 
 
-@pytest.mark.parametrize(
-    ("platform", "layer"),
-    [
-        ("darwin", Layer.L3),
-        ("darwin", Layer.L2),
-        ("freebsd", Layer.L3),
-        ("freebsd", Layer.L2),
-        ("openbsd", Layer.L3),
-        ("netbsd", Layer.L3),
-        ("windows", Layer.L3),
-    ],
-)
+@pytest.mark.parametrize(("platform", "layer"), [*UNIX_DEVICES, ("windows", Layer.L3)])
 def test_owner_and_group_at_run_time_are_refused_off_linux(platform: str, layer: Layer) -> None:
     with pretend_platform(platform) as fake:
         assert isinstance(fake, FakeSyscalls)
