@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tunflow import testing
 from tunflow.packet import checksum, pseudo_header_checksum_no_fold
@@ -205,6 +205,13 @@ def no_ipv6(netns: testing.Netns) -> None:
     netns.run(
         "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"
     )
+
+
+def tun_info(ns: testing.Netns, name: str) -> Any:
+    """What ``ip -d link`` says of the TUN/TAP ``name`` in ``ns``: its ``info_data`` (``persist``,
+    ``user``, ``group``, ``multi_queue``, ...)."""
+    (link,) = ns.ip_json("-d", "link", "show", "dev", name)
+    return link["linkinfo"]["info_data"]
 
 
 def ipv6_input_errors(ns: testing.Netns, device: str) -> dict[str, int]:

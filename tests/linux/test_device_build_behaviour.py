@@ -3,18 +3,12 @@ undo of a failed build on an attached device."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
+from tests.helpers import tun_info
 from tunflow import DeviceBuilder, DeviceExistsError, testing
 
 pytestmark = pytest.mark.needs_root
-
-
-def _tun_info(ns: testing.Netns, name: str) -> Any:
-    (link,) = ns.ip_json("-d", "link", "show", "dev", name)
-    return link["linkinfo"]["info_data"]
 
 
 def test_owner_group_and_flags_reach_the_kernel(netns: testing.Netns) -> None:
@@ -31,7 +25,7 @@ def test_owner_group_and_flags_reach_the_kernel(netns: testing.Netns) -> None:
     with builder.build_sync():
         pass
     try:
-        info = _tun_info(netns, name)
+        info = tun_info(netns, name)
         assert (info["user"], info["group"]) == (1234, 2345)
         assert info["multi_queue"] is True
         assert info["pi"] is True
@@ -44,7 +38,7 @@ def test_owner_group_and_flags_reach_the_kernel(netns: testing.Netns) -> None:
 def test_a_plain_tap_has_no_owner_no_pi_and_goes_away_at_close(netns: testing.Netns) -> None:
     name = testing.unique_name("o")
     with DeviceBuilder().name(name).layer("tap").build_sync():
-        info = _tun_info(netns, name)
+        info = tun_info(netns, name)
         assert info["type"] == "tap"
         assert info["pi"] is False
         assert info["multi_queue"] is False
@@ -84,7 +78,7 @@ def test_owner_and_group_above_2_31_reach_the_kernel(netns: testing.Netns) -> No
     # to fcntl.ioctl as a C int and failed with an untyped OverflowError
     name = testing.unique_name("o")
     with DeviceBuilder().name(name).owner(0x80000000).group(0xFFFFFFFE).build_sync():
-        info = _tun_info(netns, name)
+        info = tun_info(netns, name)
         assert (info["user"], info["group"]) == (0x80000000, 0xFFFFFFFE)
 
 
@@ -103,4 +97,4 @@ def test_an_adopted_multi_queue_fd_can_open_more_queues(netns: testing.Netns) ->
     fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), flags))
     with SyncDevice.from_fd(fd) as dev, dev.try_clone() as clone:
         assert clone.name() == name
-        assert _tun_info(netns, name)["numqueues"] == 2
+        assert tun_info(netns, name)["numqueues"] == 2

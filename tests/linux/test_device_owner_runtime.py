@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from typing import Any
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, tun_info
 from tunflow import (
     ClosedDeviceError,
     ConfigError,
@@ -19,11 +18,6 @@ from tunflow import (
 )
 
 pytestmark = pytest.mark.needs_root
-
-
-def _tun_info(ns: testing.Netns, name: str) -> Any:
-    (link,) = ns.ip_json("-d", "link", "show", "dev", name)
-    return link["linkinfo"]["info_data"]
 
 
 def _attach_without_cap_net_admin(ns: testing.Netns, name: str) -> subprocess.CompletedProcess[str]:
@@ -57,16 +51,16 @@ def _attach_without_cap_net_admin(ns: testing.Netns, name: str) -> subprocess.Co
 def test_owner_and_group_reach_the_kernel(netns: testing.Netns) -> None:
     name = testing.unique_name("o")
     with DeviceBuilder().name(name).build_sync() as dev:
-        info = _tun_info(netns, name)
+        info = tun_info(netns, name)
         assert "user" not in info and "group" not in info
         dev.owner(1234)
         dev.group(2345)
-        info = _tun_info(netns, name)
+        info = tun_info(netns, name)
         assert (info["user"], info["group"]) == (1234, 2345)
         # ids up to 0xFFFFFFFE are valid (user namespaces map such ranges)
         dev.owner(0x80000000)
         dev.group(0xFFFFFFFE)
-        info = _tun_info(netns, name)
+        info = tun_info(netns, name)
         assert (info["user"], info["group"]) == (0x80000000, 0xFFFFFFFE)
 
 
@@ -85,7 +79,7 @@ def test_a_new_owner_or_group_may_attach_without_cap_net_admin(
         assert refused.stdout.split() == ["refused", "1"]  # EPERM
         with DeviceBuilder().attach(name).build_sync() as dev:
             getattr(dev, which)(0)
-        assert _tun_info(netns, name)["user" if which == "owner" else "group"] in (
+        assert tun_info(netns, name)["user" if which == "owner" else "group"] in (
             0,
             "root",
         )  # (ip names a known id)
@@ -104,7 +98,7 @@ def test_owner_errors_are_typed(netns: testing.Netns) -> None:
             dev.owner(bad)  # type: ignore[arg-type]
         with pytest.raises(ConfigError):
             dev.group(bad)  # type: ignore[arg-type]
-    assert "user" not in _tun_info(netns, name)
+    assert "user" not in tun_info(netns, name)
     dev.shutdown()  # the fd stays open: configuration still works
     dev.owner(0)
     netns.run("ip", "link", "del", name)
@@ -121,7 +115,7 @@ async def test_async_owner_and_group(netns: testing.Netns) -> None:
     async with DeviceBuilder().name(name).build_async() as dev:
         await dev.owner(4321)
         await dev.group(5432)
-        info = _tun_info(netns, name)
+        info = tun_info(netns, name)
         assert (info["user"], info["group"]) == (4321, 5432)
         with pytest.raises(ConfigError):
             await dev.owner(-1)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
+from tests.helpers import tun_info
 from tunflow import (
     ClosedDeviceError,
     ConfigError,
@@ -17,11 +16,6 @@ from tunflow import (
 pytestmark = pytest.mark.needs_root
 
 
-def _tun_info(ns: testing.Netns, name: str) -> Any:
-    (link,) = ns.ip_json("-d", "link", "show", "dev", name)
-    return link["linkinfo"]["info_data"]
-
-
 def _links(ns: testing.Netns) -> set[str]:
     return {link["ifname"] for link in ns.ip_json("link", "show")}
 
@@ -29,14 +23,14 @@ def _links(ns: testing.Netns) -> set[str]:
 def test_persist_keeps_a_built_device_and_false_lets_it_go(netns: testing.Netns) -> None:
     name = testing.unique_name("p")
     with DeviceBuilder().name(name).ipv4("10.61.0.1", 24).build_sync() as dev:
-        assert _tun_info(netns, name)["persist"] is False
+        assert tun_info(netns, name)["persist"] is False
         dev.persist()
-        assert _tun_info(netns, name)["persist"] is True
+        assert tun_info(netns, name)["persist"] is True
     assert name in _links(netns)  # kept, configured
     with DeviceBuilder().attach(name).build_sync() as again:
         assert any(str(a) == "10.61.0.1/24" for a in again.addresses())
         again.persist(False)
-        assert _tun_info(netns, name)["persist"] is False
+        assert tun_info(netns, name)["persist"] is False
     assert name not in _links(netns)
 
 
@@ -57,7 +51,7 @@ def test_persist_through_one_queue_of_a_multi_queue_device(netns: testing.Netns)
     first.close()
     second.close()
     try:
-        assert _tun_info(netns, name)["persist"] is True
+        assert tun_info(netns, name)["persist"] is True
     finally:
         netns.run("ip", "tuntap", "del", "dev", name, "mode", "tun", "multi_queue")
 
@@ -67,7 +61,7 @@ def test_persist_errors_are_typed(netns: testing.Netns) -> None:
     dev = DeviceBuilder().name(name).build_sync()
     with pytest.raises(ConfigError, match="True or False"):
         dev.persist("false")  # type: ignore[arg-type]
-    assert _tun_info(netns, name)["persist"] is False
+    assert tun_info(netns, name)["persist"] is False
     dev.shutdown()  # the fd stays open: configuration still works
     dev.persist(True)
     dev.persist(False)
@@ -84,7 +78,7 @@ async def test_async_persist(netns: testing.Netns) -> None:
     name = testing.unique_name("p")
     async with DeviceBuilder().name(name).build_async() as dev:
         await dev.persist()
-        assert _tun_info(netns, name)["persist"] is True
+        assert tun_info(netns, name)["persist"] is True
         with pytest.raises(ConfigError):
             await dev.persist(1)  # type: ignore[arg-type]
         await dev.persist(False)
