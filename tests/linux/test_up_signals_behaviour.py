@@ -119,6 +119,33 @@ def nothing_left(ns: testing.Netns, name: str) -> None:
     assert name not in ns.run("nft", "list", "tables", check=False).stdout
 
 
+def stop_in_hook(
+    pair: testing.Netns,
+    tmp_path: Path,
+    path: Path,
+    proc: subprocess.Popen[str],
+    hook: str,
+    sig: signal.Signals,
+    group: bool,
+) -> None:
+    """Send ``sig`` to ``proc`` (or its process group) while ``hook``, held by :func:`hold`,
+    runs; let the hook go on; check that `up` stopped as wg-quick's trap stops it — status 0,
+    saying so, neither PreDown nor PostDown run — and left nothing."""
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
+    (tmp_path / f"{hook}.go").touch()
+    status, out = finish(proc)
+    assert status == 0, out
+    assert f"{path.stem} stopped ({sig.name}) while coming up" in out, out
+    assert "Traceback" not in out and "exited" not in out, out
+    ran = (tmp_path / "ran").read_text() if (tmp_path / "ran").exists() else ""
+    assert "Down" not in ran, ran  # no PreDown, no PostDown
+    assert group or ran == f"{hook}\n", ran
+    nothing_left(pair, path.stem)
+
+
 @pytest.fixture
 def pair() -> Iterator[testing.Netns]:
     """A namespace with a veth to another (the peer's address, UB, on its far end)."""
@@ -138,19 +165,7 @@ def test_a_signal_during_pre_up_stops_it_and_leaves_nothing(
     path = conf(tmp_path, hold(tmp_path, "PreUp"))
     proc = start(pair, path)
     wait_for(proc, tmp_path / "PreUp.started")
-    if group:
-        os.killpg(proc.pid, sig)
-    else:
-        proc.send_signal(sig)
-    (tmp_path / "PreUp.go").touch()
-    status, out = finish(proc)
-    assert status == 0, out
-    assert f"{path.stem} stopped ({sig.name}) while coming up" in out, out
-    assert "Traceback" not in out and "exited" not in out, out
-    ran = (tmp_path / "ran").read_text() if (tmp_path / "ran").exists() else ""
-    assert "Down" not in ran, ran  # no PreDown, no PostDown
-    assert group or ran == "PreUp\n", ran
-    nothing_left(pair, path.stem)
+    stop_in_hook(pair, tmp_path, path, proc, "PreUp", sig, group)
 
 
 @pytest.mark.parametrize("backend", ["auto", "trio"])
@@ -190,19 +205,7 @@ def test_a_signal_once_the_device_is_made_undoes_all_of_it(
     proc = start(pair, path, env=env)
     wait_for(proc, tmp_path / "PostUp.started")
     assert "fwmark" in pair.run("ip", "rule", "show").stdout  # (made by now)
-    if group:
-        os.killpg(proc.pid, sig)
-    else:
-        proc.send_signal(sig)
-    (tmp_path / "PostUp.go").touch()
-    status, out = finish(proc)
-    assert status == 0, out
-    assert f"{path.stem} stopped ({sig.name}) while coming up" in out, out
-    assert "Traceback" not in out and "exited" not in out, out
-    ran = (tmp_path / "ran").read_text() if (tmp_path / "ran").exists() else ""
-    assert "Down" not in ran, ran  # no PreDown, no PostDown
-    assert group or ran == "PostUp\n", ran
-    nothing_left(pair, path.stem)
+    stop_in_hook(pair, tmp_path, path, proc, "PostUp", sig, group)
     record = "tun." if Path("/etc/resolvconf/interface-order").exists() else ""
     assert calls.read_text().endswith(f"ARGS -d {record}{path.stem} -f\n"), calls.read_text()
 
