@@ -113,6 +113,9 @@ _PARSE_ON_LOOP: Final = 1 << 20
 _BACKLOG_READS: Final = 8
 _UNDER_LOAD_FOR: Final = 1.0
 _MAX_EVENTS: Final = 256
+#: A peer's completed handshakes are logged at info level at most once in this many seconds
+#: (a peer may complete one every 20 ms); those in between are at debug level.
+_HANDSHAKE_LOG_EVERY: Final = 60.0
 #: Scattered reads in a row before the batch goes to the device (and the lane yields).
 _SCATTER_READS: Final = 16
 #: One-fragment native messages read in a row before reads switch to the short scatter list:
@@ -226,6 +229,9 @@ class WireGuardPort:
         #: recent protocol events (bounded), newest last
         self.events: deque[Event] = deque(maxlen=_MAX_EVENTS)
         self._event_hooks: list[Callable[[Event], None]] = []
+        #: per peer, when its last completed handshake was logged at info level, and how many
+        #: were at debug level since
+        self._handshakes_logged: dict[PublicKey, tuple[float, int]] = {}
 
     def __repr__(self) -> str:
         return f"<WireGuardPort {self.name}>"
@@ -594,8 +600,10 @@ class WireGuardPort:
     def peers_changed(self) -> None:
         """Call after peers were added or changed: a WireGuard peer among native ones gets
         MTU-sized packets (super-packets read whole are split for it)."""
-        peers = self.wg.peers.values()
-        self._split_out = self._super_packets and not all(p.native_mode for p in peers)
+        peers = self.wg.peers
+        self._split_out = self._super_packets and not all(p.native_mode for p in peers.values())
+        logged = self._handshakes_logged
+        self._handshakes_logged = {pk: v for pk, v in logged.items() if pk in peers}
 
     def _split_for_wireguard(self, batch: PacketBatch) -> PacketBatch:
         out, malformed, lost = _split_whole(batch, 0, self._out_split)
@@ -628,11 +636,30 @@ class WireGuardPort:
         while (event := wg.next_event()) is not None:
             self.events.append(event)
             if isinstance(event, HandshakeCompleted):
-                log.info("handshake with %s completed", event.public_key)
+                self._log_handshake(event)
             else:
                 log.debug("%s", event)
             for hook in self._event_hooks:
                 hook(event)
+
+    def _log_handshake(self, event: HandshakeCompleted) -> None:
+        """Log a completed handshake: at info level if the peer's last one logged there is
+        :data:`_HANDSHAKE_LOG_EVERY` seconds old (with the count of those since), else at debug
+        level."""
+        now = self._clock()
+        key = event.public_key
+        last = self._handshakes_logged.get(key)
+        if last is not None and 0 <= now - last[0] < _HANDSHAKE_LOG_EVERY:
+            self._handshakes_logged[key] = (last[0], last[1] + 1)
+            log.debug("%s", event)
+            return
+        self._handshakes_logged[key] = (now, 0)
+        if last is not None and last[1]:
+            log.info(
+                "handshake with %s completed (%d more since the last one logged)", key, last[1]
+            )
+        else:
+            log.info("handshake with %s completed", key)
 
     # -- helpers ----------------------------------------------------------------------------
 
