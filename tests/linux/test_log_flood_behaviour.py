@@ -1,5 +1,6 @@
-"""What a remote sender can make a running interface log: a line per event it can repeat fast
-(a handshake: one every 20 ms per peer) is bounded, not a line per event for weeks.
+"""What a remote sender or the host's other links can make a running interface log: a line
+per event that can repeat fast (a handshake: one every 20 ms per peer; notifications lost to a
+burst of link changes) is bounded, or not written when nothing happened to the interface.
 
     ns a: veth 192.168.97.1 — a peer driven by hand (a protocol core on a plain UDP socket)
     ns b: veth 192.168.97.2 — the interface, 10.97.0.2/24
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import anyio
 import pytest
@@ -17,6 +19,7 @@ import pytest
 from tests.helpers import ipv4_udp
 from tests.linux.test_vpn_routing_behaviour import until
 from tunflow import testing
+from tunflow.platform.linux import netlink
 from tunflow.wireguard import InterfaceConfig, PeerConfig, PrivateKey, open_interface
 from tunflow.wireguard.protocol import WireGuard
 
@@ -93,3 +96,41 @@ async def test_a_peer_repeating_handshakes_gets_a_bounded_number_of_info_lines(
             await until(lambda: iface.statistics().wireguard.handshakes_completed == rounds + 1)
             assert len(lines()) == 2
             assert f"{rounds - 1} more" in lines()[1]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_link_notifications_lost_to_other_links_churn_log_nothing(
+    pair: tuple[testing.Netns, testing.Netns],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # the link watch hears every link of the namespace: a burst of changes to others (a
+    # container runtime, a flapping NIC) not read in time is lost notifications, after which
+    # the interface's own state is asked afresh; it never went down, nothing is put back
+    _, b = pair
+    lost: list[None] = []
+    real = netlink.LinkWatch.changes
+
+    def changes(self: netlink.LinkWatch) -> list[netlink.LinkInfo | None]:
+        seen = real(self)
+        lost.extend(c for c in seen if c is None)
+        return seen
+
+    monkeypatch.setattr(netlink.LinkWatch, "changes", changes)
+    ka, kb = PrivateKey.generate(), PrivateKey.generate()
+    config = InterfaceConfig(
+        kb, listen_port=51820, peers=[PeerConfig(ka.public_key(), allowed_ips=["10.98.0.0/24"])]
+    )
+    batch = tmp_path / "churn"
+    batch.write_text("".join(f"link set lo txqueuelen {1000 + k % 2}\n" for k in range(2000)))
+    with caplog.at_level(logging.INFO, logger="tunflow.wireguard"), anyio.fail_after(60):
+        async with open_interface(
+            config, name=testing.unique_name("lf"), addresses=[f"{OB}/24"], netns=b.name, uapi=False
+        ):
+            await anyio.sleep(0.3)  # (the watch subscribed)
+            for _ in range(3):
+                b.run("ip", "-batch", str(batch))  # the event loop blocked meanwhile
+                await anyio.sleep(0.3)
+    assert lost, "no notification was lost"
+    assert not [r for r in caplog.records if "the link is up again" in r.getMessage()]

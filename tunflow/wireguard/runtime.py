@@ -1160,11 +1160,12 @@ class WireGuardInterface:
                 changes = watch.changes()
                 for link in changes:
                     if link is None:
-                        # notifications were lost (not read in time): it may have gone down
-                        # and up meanwhile, and what is put back is what is missing
+                        # notifications were lost (not read in time; the watch hears every
+                        # link's): it may have gone down and up meanwhile, and what is put
+                        # back is what is missing (said only if something was)
                         up = await self.device.is_running()
                         if up:
-                            await self._restore_link()
+                            await self._restore_link(quiet=True)
                     else:
                         up = link.is_up
                         if up and not was_up:
