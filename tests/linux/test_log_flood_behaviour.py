@@ -8,7 +8,10 @@ burst of link changes) is bounded, or not written when nothing happened to the i
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import resource
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,3 +137,46 @@ async def test_link_notifications_lost_to_other_links_churn_log_nothing(
                 await anyio.sleep(0.3)
     assert lost, "no notification was lost"
     assert not [r for r in caplog.records if "the link is up again" in r.getMessage()]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_the_control_socket_outlives_running_out_of_descriptors_and_says_so_once(
+    pair: tuple[testing.Netns, testing.Netns], caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    # out of file descriptors, each accept fails while the clients wait in the backlog: it is
+    # retried every 0.1 s, logged the first time only, and served again once there are some
+    _, b = pair
+    path = str(tmp_path / "wg.sock")
+    config = InterfaceConfig(PrivateKey.generate(), listen_port=51820)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    clients: list[socket.socket] = []
+    with caplog.at_level(logging.INFO, logger="tunflow.wireguard"), anyio.fail_after(30):
+        async with open_interface(config, name=testing.unique_name("lf"), netns=b.name, uapi=path):
+            await anyio.sleep(0.2)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 8, hard))
+            try:
+                with contextlib.suppress(OSError):  # (EMFILE: all taken)
+                    while True:
+                        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+                        clients.append(c)
+                        with contextlib.suppress(BlockingIOError):
+                            c.connect(path)
+                await anyio.sleep(1.5)
+            finally:
+                for c in clients:
+                    c.close()
+                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+            reply = await uapi_get(path)
+            assert reply.startswith("private_key=") and reply.endswith("errno=0\n\n")
+    failed = [r for r in caplog.records if "UAPI accept failed" in r.getMessage()]
+    assert len(failed) == 1
+
+
+async def uapi_get(path: str) -> str:
+    """The control socket's answer to ``get=1``."""
+    async with await anyio.connect_unix(path) as stream:
+        await stream.send(b"get=1\n\n")
+        reply = b""
+        while not reply.endswith(b"\n\n"):
+            reply += await stream.receive()
+    return reply.decode()

@@ -1239,17 +1239,30 @@ class WireGuardInterface:
 
     async def _uapi(self, listener: anyio.abc.SocketListener) -> None:
         raw = listener.extra(anyio.abc.SocketAttribute.raw_socket)
+        failed = 0  # accepts failed in a row
         async with listener, anyio.create_task_group() as tg:
             while True:
                 try:
                     await anyio.wait_readable(raw)  # see _uapi_client
                     client = await listener.accept()
-                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                except anyio.ClosedResourceError:
                     return
-                except OSError as exc:
-                    log.warning("UAPI accept failed: %s", exc)
+                except (anyio.BrokenResourceError, OSError) as exc:
+                    # (anyio raises what accept(2) refused — EMFILE, ENFILE, ENOMEM — as
+                    # BrokenResourceError): retried while the clients wait in the backlog;
+                    # logged the first time of a run
+                    if not failed:
+                        log.warning(
+                            "UAPI accept failed: %s (retried every 0.1 s, not logged again "
+                            "until one succeeds)",
+                            exc.__cause__ or exc,
+                        )
+                    failed += 1
                     await anyio.sleep(0.1)
                     continue
+                if failed:
+                    log.info("UAPI accepts again, after %d failed", failed)
+                    failed = 0
                 tg.start_soon(self._uapi_client, client)
 
     async def _uapi_client(self, client: anyio.abc.SocketStream) -> None:
