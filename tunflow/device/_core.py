@@ -6,10 +6,11 @@ are and :class:`~tunflow.AsyncDevice` runs them in a worker thread.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import threading
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip_interface
 from typing import Any, cast
 
@@ -752,22 +753,33 @@ class DeviceCore:
         if not 0 <= uid <= 0xFFFFFFFE:
             raise ConfigError(f"{what} {uid} is outside 0..{0xFFFFFFFE}")
         iface = self._iface()
-        fd = self._queue.fileno()
-        if fd < 0 and self._closed:  # (closed meanwhile, from another thread)
-            raise ClosedDeviceError("the device is closed")
-        if group:
-            iface.set_group(fd, uid)
-        else:
-            iface.set_owner(fd, uid)
+        with self._queue_fd() as fd:
+            if group:
+                iface.set_group(fd, uid)
+            else:
+                iface.set_owner(fd, uid)
 
     def _persist(self, enabled: bool) -> None:
         if not isinstance(enabled, bool):  # ("false" would keep the device)
             raise ConfigError(f"persist takes True or False, not {enabled!r}")
         iface = self._iface()
+        with self._queue_fd() as fd:
+            iface.set_persist(fd, enabled)
+
+    @contextlib.contextmanager
+    def _queue_fd(self) -> Iterator[int]:
+        """This face's queue fd for a ``TUNSET*`` ioctl, held for the block (an fd queue's
+        :meth:`~tunflow.platform._unix.FdQueue.held`: a close from another thread meanwhile
+        releases it afterwards, so the ioctl never lands on a number given to another file)."""
+        held = getattr(self._queue, "held", None)
+        if held is not None:
+            with held() as fd:
+                yield fd
+            return
         fd = self._queue.fileno()
         if fd < 0 and self._closed:  # (closed meanwhile, from another thread)
             raise ClosedDeviceError("the device is closed")
-        iface.set_persist(fd, enabled)
+        yield fd
 
     def _set_metric(self, metric: int) -> None:
         if isinstance(metric, bool) or not isinstance(metric, int):

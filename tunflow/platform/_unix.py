@@ -13,6 +13,7 @@ removed on read and added on write here, so every platform yields bare IP packet
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import math
@@ -21,7 +22,7 @@ import select
 import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Final
 
 from ..errors import (
@@ -357,6 +358,16 @@ class FdQueue:
             release = self._closing and self._users == 0
         if release:
             self._release()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[int]:
+        """The fd, held for the block as an operation holds it: a :meth:`close` meanwhile
+        releases it after the block. :class:`~tunflow.ClosedDeviceError` once closed."""
+        fd = self._enter()
+        try:
+            yield fd
+        finally:
+            self._leave()
 
     def close(self) -> None:
         """Mark the queue closed; the fd is released now, or by the last operation still
