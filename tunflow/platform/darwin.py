@@ -565,6 +565,7 @@ def adopt_fd(
         name = raw.split(b"\0", 1)[0].decode()
         if name:
             iface = DarwinInterface(syscalls=sys_, name=name, layer=Layer.L3)
+            iface.destroy = None  # (the utun goes with its control socket)
     except OSError:
         iface = None
     queue = _make_queue(sys_, fd, close_fd=close_fd, packet_information=packet_information)
