@@ -176,8 +176,10 @@ class SyncDevice(DeviceCore):
         try:
             self._queue.close()
         finally:
-            self._shared.release()
-            self._waker.close()
+            try:
+                self._shared.release()
+            finally:
+                self._waker.close()
 
     def try_clone(self) -> SyncDevice:
         """Open another queue of this multi-queue device (Linux ``IFF_MULTI_QUEUE``).

@@ -1095,7 +1095,10 @@ class BsdInterface:
             except Exception as exc:
                 errors.append(exc)
         if errors:
-            raise errors[0]
+            first = errors[0]
+            if isinstance(first, OSError) and not isinstance(first, DeviceError):
+                raise oserror_to_device_error(first, f"close {self._name}") from first
+            raise first
 
 
 def close_quietly(syscalls: Syscalls, fd: int) -> None:
