@@ -34,7 +34,7 @@ def parse_endpoint(value: str | tuple[Any, ...]) -> Address:
     An IPv6 scope (``[fe80::1%eth0]:51820``) is kept in the host. The port is ASCII decimal.
 
     Raises:
-        ConfigError: not an IP literal with a port in 1…65535.
+        ConfigError: not an IP literal with a port in 1…65535 (or neither a tuple nor a str).
 
     Example:
         >>> parse_endpoint("[2001:DB8::1]:51820")
@@ -46,6 +46,10 @@ def parse_endpoint(value: str | tuple[Any, ...]) -> Address:
         if len(value) < 2:
             raise ConfigError(f"endpoint {value!r} needs a host and a port")
         host, port = value[0], value[1]
+    elif not isinstance(value, str):
+        raise ConfigError(
+            f"endpoint {value!r}: expected an (ip, port) tuple or an 'ip:port' string"
+        )
     else:
         text = value.strip()
         bracketed = text.startswith("[")
