@@ -353,13 +353,14 @@ def _unique_names(stages: Sequence[Stage]) -> None:
             raise ConfigError(
                 f"stages[{i}] is the same object as stages[{first}]: make one per place"
             )
+    given = {st.name for st in stages}  # (kept by their stages: numbering goes round them)
     used: set[str] = set()
     for st in stages:
         name = st.name
         if name in used:
-            # the first number free: a name given ("a#2") may be what numbering would make
+            # the first number no stage has or was given ("a#2" may be a stage's own name)
             n = 2
-            while f"{name}#{n}" in used:
+            while f"{name}#{n}" in used or f"{name}#{n}" in given:
                 n += 1
             try:
                 st.name = name = f"{name}#{n}"

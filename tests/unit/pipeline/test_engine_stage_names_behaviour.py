@@ -16,7 +16,7 @@ from tunflow.pipeline import MemorySink, MemorySource, Pipeline, StageSpec, open
 @pytest.mark.parametrize(
     ("given", "expected"),
     [
-        (["a", "a", "a#2"], ["a", "a#2", "a#2#2"]),
+        (["a", "a", "a#2"], ["a", "a#3", "a#2"]),
         (["a", "a#2", "a"], ["a", "a#2", "a#3"]),
         (["a", "a", "a"], ["a", "a#2", "a#3"]),
     ],
@@ -25,7 +25,8 @@ async def test_a_renamed_stage_does_not_take_a_name_another_stage_has(
     given: list[str], expected: list[str]
 ) -> None:
     # "a", "a", "a#2" became "a", "a#2", "a#2": statistics().stage("a#2") found only the
-    # first of the two, and their error counts and logged-once marks were merged
+    # first of the two, and their error counts and logged-once marks were merged; a name
+    # given to a stage stays its own ("a#2" is not renamed for the second "a" to take it)
     p = Pipeline(
         MemorySource(packets(3)),
         [StageSpec("stats", name=name) for name in given],
