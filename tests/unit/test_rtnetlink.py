@@ -876,3 +876,19 @@ def test_module_is_sans_io() -> None:
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
     assert not imported & {"os", "socket", "select", "fcntl", "anyio", "trio", "asyncio"}
+
+
+def test_a_tun_link_reports_its_owner_and_group() -> None:
+    # IFLA_LINKINFO { IFLA_INFO_KIND "tun", IFLA_INFO_DATA { IFLA_TUN_OWNER, IFLA_TUN_GROUP } }
+    head = bytes(16) + nla(3, b"tf0\0")
+    data = nla(1, u32(1234)) + nla(2, u32(4321)) + nla(3, b"\x01")
+    info = rt.parse_link(msg(16, head + nla(18, nla(1, b"tun\0") + nla(2, data))))
+    assert (info.tun_owner, info.tun_group) == (1234, 4321)
+    # unset: the kernel leaves the attribute out
+    info = rt.parse_link(msg(16, head + nla(18, nla(1, b"tun\0") + nla(2, nla(2, u32(7))))))
+    assert (info.tun_owner, info.tun_group) == (None, 7)
+    # another kind's IFLA_INFO_DATA numbers its attributes its own way
+    info = rt.parse_link(msg(16, head + nla(18, nla(1, b"veth\0") + nla(2, nla(1, u32(5))))))
+    assert (info.tun_owner, info.tun_group) == (None, None)
+    with pytest.raises(NetlinkDecodeError, match="IFLA_TUN_OWNER"):
+        rt.parse_link(msg(16, head + nla(18, nla(1, b"tun\0") + nla(2, nla(1, b"\x01\x02")))))

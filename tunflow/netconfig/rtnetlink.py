@@ -221,6 +221,11 @@ IFLA_LINKINFO: Final = 18
 IFLA_EXT_MASK: Final = 29
 #: inside IFLA_LINKINFO: the link type's name (``tun``, ``veth``, ``wireguard``…)
 IFLA_INFO_KIND: Final = 1
+#: inside IFLA_LINKINFO: the attributes of the link type (for ``tun``, the IFLA_TUN_* below)
+IFLA_INFO_DATA: Final = 2
+#: inside a tun's IFLA_INFO_DATA: the owning uid and gid (u32 each; absent when unset)
+IFLA_TUN_OWNER: Final = 1
+IFLA_TUN_GROUP: Final = 2
 #: IFLA_EXT_MASK bit: leave the (large) statistics out of link replies.
 RTEXT_FILTER_SKIP_STATS: Final = 1 << 3
 
@@ -362,6 +367,9 @@ class LinkInfo:
         operstate: an :class:`OperState` (a plain ``int`` if the kernel sends a newer value).
         kind: the link type (``IFLA_INFO_KIND``: ``tun`` for TUN and TAP, ``veth``,
             ``wireguard``…); ``""`` for links without one (a physical NIC, ``lo``).
+        tun_owner: a TUN/TAP's owning uid (``IFLA_TUN_OWNER``); ``None`` when it has none
+            or the link is not one.
+        tun_group: a TUN/TAP's owning gid (``IFLA_TUN_GROUP``), likewise.
     """
 
     index: int
@@ -372,6 +380,8 @@ class LinkInfo:
     txqlen: int
     operstate: int
     kind: str = ""
+    tun_owner: int | None = None
+    tun_group: int | None = None
 
     @property
     def is_up(self) -> bool:
@@ -932,6 +942,9 @@ def parse_link(message: NetlinkMessage) -> LinkInfo:
     mac: bytes | None = None
     operstate: int = OperState.UNKNOWN
     kind = ""
+    data = b""
+    tun_owner: int | None = None
+    tun_group: int | None = None
     for type_, value in iter_attributes(payload, _IFINFOMSG.size):
         if type_ == IFLA_IFNAME:
             name = _string(value)
@@ -949,7 +962,15 @@ def parse_link(message: NetlinkMessage) -> LinkInfo:
             for info_type, info in iter_attributes(value):
                 if info_type == IFLA_INFO_KIND:
                     kind = _string(info)
-    return LinkInfo(index, name, flags, mtu, mac, txqlen, operstate, kind)
+                elif info_type == IFLA_INFO_DATA:
+                    data = info
+    if kind == "tun":
+        for data_type, item in iter_attributes(data):
+            if data_type == IFLA_TUN_OWNER:
+                tun_owner = _u32(item, "IFLA_TUN_OWNER")
+            elif data_type == IFLA_TUN_GROUP:
+                tun_group = _u32(item, "IFLA_TUN_GROUP")
+    return LinkInfo(index, name, flags, mtu, mac, txqlen, operstate, kind, tun_owner, tun_group)
 
 
 # --- addresses -----------------------------------------------------------------------------------

@@ -326,11 +326,15 @@ class LinuxInterface:
                 bool(link.flags & IFF_UP),
                 self._nl.addresses(self._index),
                 self._nl.routes(self._index),
+                link.tun_owner,
+                link.tun_group,
             )
 
-    def restore(self, state: _LinkState) -> None:
+    def restore(self, state: _LinkState, fd: int) -> None:
         """Put the link back as :meth:`snapshot` found it (MTU, txqueuelen, MAC, up or down,
-        and the addresses and routes a down link lost)."""
+        the addresses and routes a down link lost, and through the queue ``fd`` the owner and
+        group). An owner or group the device did not have cannot be taken away again (the
+        kernel has no ``TUNSETOWNER`` to none): that is logged, and stays."""
         with self._op("restore the link"):
             link = self._nl.link(self._index)
             if link.mtu != state.mtu:
@@ -342,6 +346,23 @@ class LinuxInterface:
             if bool(link.flags & IFF_UP) != state.up:
                 self._nl.set_link(self._index, up=state.up)
             self._restore(state.addresses, state.routes)
+            for what, now, was, put_back in (
+                ("owner", link.tun_owner, state.owner, self.set_owner),
+                ("group", link.tun_group, state.group, self.set_group),
+            ):
+                if now == was:
+                    continue
+                if was is None:
+                    log.warning(
+                        "%s: the failed build set its %s to %s, which stays: the kernel cannot "
+                        "take a TUN/TAP's %s away again",
+                        self._name,
+                        what,
+                        now,
+                        what,
+                    )
+                else:
+                    put_back(fd, was)
 
     def _restore(self, addrs: list[IPv4Interface | IPv6Interface], routes: Sequence[Any]) -> None:
         have = set(self._nl.addresses(self._index))
@@ -670,6 +691,8 @@ class _LinkState(NamedTuple):
     up: bool
     addresses: list[IPv4Interface | IPv6Interface]
     routes: list[Any]
+    owner: int | None
+    group: int | None
 
 
 def open_device(config: DeviceConfig) -> tuple[LinuxInterface, FdQueue]:
@@ -754,15 +777,15 @@ def _open_device(config: DeviceConfig) -> tuple[LinuxInterface, FdQueue]:
             # (tun-rs PR #141).
             with contextlib.suppress(OSError):
                 _ioctl(fd, TUNSETOFFLOAD, 0)
-        for request, ident in ((TUNSETOWNER, config.owner), (TUNSETGROUP, config.group)):
-            if ident is not None:
-                _ioctl(fd, request, _c_int(ident))
         iface = LinuxInterface(
             name=name, flags=flags, offload=offload, layer=config.layer, created=not existed
         )
         if existed:
             # someone else's device: what the build changes goes back as it was on failure
             before = iface.snapshot()
+        for request, ident in ((TUNSETOWNER, config.owner), (TUNSETGROUP, config.group)):
+            if ident is not None:
+                _ioctl(fd, request, _c_int(ident))
         _configure(iface, config, added)
         if config.persist:
             iface.set_persist(fd, True)
@@ -773,7 +796,7 @@ def _open_device(config: DeviceConfig) -> tuple[LinuxInterface, FdQueue]:
                 added.undo(iface, name)
                 if before is not None:
                     try:
-                        iface.restore(before)
+                        iface.restore(before, fd)
                     except Exception as undo_exc:  # (another error is on its way: logged)
                         log.warning(
                             "%s: could not put back its link settings after a failed build: %s",
