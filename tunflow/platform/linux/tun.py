@@ -288,30 +288,35 @@ class LinuxInterface:
         with self._op(f"rename to {name!r}"):
             link = self._nl.link(self._index)
             try:
+                # Linux 6.18 renames a running tun; a link renamed as it is keeps everything.
+                self._rename(name)
+            except OSError as exc:
+                if exc.errno != errno.EBUSY or not link.flags & IFF_UP:
+                    raise
+                # An older kernel refuses to rename a running link (EBUSY); bringing it down
+                # drops its IPv6 addresses and every route, so put them back afterwards.
+                addrs = self._nl.addresses(self._index)
+                routes = self._nl.routes(self._index)
+                self._nl.set_link(self._index, up=False)
                 try:
-                    # Linux 6.18 renames a running tun; a link renamed as it is keeps everything.
-                    self._nl.set_link(self._index, name=name)
-                except OSError as exc:
-                    if exc.errno != errno.EBUSY or not link.flags & IFF_UP:
-                        raise
-                    # An older kernel refuses to rename a running link (EBUSY); bringing it down
-                    # drops its IPv6 addresses and every route, so put them back afterwards.
-                    addrs = self._nl.addresses(self._index)
-                    routes = self._nl.routes(self._index)
-                    self._nl.set_link(self._index, up=False)
-                    try:
-                        self._nl.set_link(self._index, name=name)
-                    finally:
+                    self._rename(name)
+                finally:
+                    with self._op("bring it up again and put back its addresses and routes"):
                         self._nl.set_link(self._index, up=True)
                         self._restore(addrs, routes)
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:
-                    raise
-                # (the name passed check_ifname: the kernel refused it as a name)
-                raise ConfigError(
-                    f"rename {self._name} to {name!r}: the kernel refuses this name (EINVAL;"
-                    " it refuses some names, 'all' and 'default' among them)"
-                ) from exc
+
+    def _rename(self, name: str) -> None:
+        """One rename request; a name the kernel refuses (``EINVAL``) is a ConfigError."""
+        try:
+            self._nl.set_link(self._index, name=name)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            # (the name passed check_ifname: the kernel refused it as a name)
+            raise ConfigError(
+                f"rename {self._name} to {name!r}: the kernel refuses this name (EINVAL;"
+                " it refuses some names, 'all' and 'default' among them)"
+            ) from exc
         self._name = name
 
     def snapshot(self) -> _LinkState:
