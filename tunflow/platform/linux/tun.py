@@ -772,6 +772,7 @@ def _open_device(config: DeviceConfig) -> tuple[LinuxInterface, FdQueue]:
     iface: LinuxInterface | None = None
     before: _LinkState | None = None
     added = Additions()
+    persisted = False
     try:
         if config.offload:
             offload = _negotiate_offload(fd)
@@ -792,11 +793,19 @@ def _open_device(config: DeviceConfig) -> tuple[LinuxInterface, FdQueue]:
             if ident is not None:
                 _ioctl(fd, request, _c_int(ident))
         _configure(iface, config, added)
-        if config.persist:
+        if config.persist and not _is_persistent(fd):
             iface.set_persist(fd, True)
+            persisted = True
         queue = iface.wrap_queue(fd)
     except BaseException as exc:
         if iface is not None:
+            if persisted:  # (else a device this build created would outlive its fd)
+                try:
+                    iface.set_persist(fd, False)
+                except Exception as undo_exc:  # (another error is on its way: logged)
+                    log.warning(
+                        "%s: could not clear persist after a failed build: %s", name, undo_exc
+                    )
             if existed:  # (a device this build created goes away with its fd)
                 added.undo(iface, name)
                 if before is not None:
@@ -814,6 +823,13 @@ def _open_device(config: DeviceConfig) -> tuple[LinuxInterface, FdQueue]:
             raise _device_error(exc, f"configure {name}") from exc
         raise
     return iface, queue
+
+
+def _is_persistent(fd: int) -> bool:
+    """The device of the queue ``fd`` is persistent (``IFF_PERSIST`` in ``TUNGETIFF``)."""
+    ifr = _ioctl(fd, TUNGETIFF, bytes(_IFREQ.size))
+    assert isinstance(ifr, bytes)
+    return bool(_IFREQ.unpack(ifr)[1] & IFF_PERSIST)
 
 
 def _kind_not_tun(name: str) -> str | None:
