@@ -344,7 +344,8 @@ def _unique_names(stages: Sequence[Stage]) -> None:
 
     Raises:
         ConfigError: a stage object is in the chain twice (it would be renamed in both places
-            and count each batch twice: a stage keeps its own state).
+            and count each batch twice: a stage keeps its own state), or a stage whose name
+            cannot be set repeats an earlier stage's.
     """
     places: dict[int, int] = {}
     for i, st in enumerate(stages):
@@ -355,7 +356,7 @@ def _unique_names(stages: Sequence[Stage]) -> None:
             )
     given = {st.name for st in stages}  # (kept by their stages: numbering goes round them)
     used: set[str] = set()
-    for st in stages:
+    for i, st in enumerate(stages):
         name = st.name
         if name in used:
             # the first number no stage has or was given ("a#2" may be a stage's own name)
@@ -363,9 +364,14 @@ def _unique_names(stages: Sequence[Stage]) -> None:
             while f"{name}#{n}" in used or f"{name}#{n}" in given:
                 n += 1
             try:
-                st.name = name = f"{name}#{n}"
+                st.name = f"{name}#{n}"
             except AttributeError:
-                pass
+                # (two stages of one name would share their statistics and error records)
+                raise ConfigError(
+                    f"stages[{i}] is named {name!r} as an earlier stage is, and its name cannot"
+                    " be changed: give it a name of its own"
+                ) from None
+            name = st.name
         used.add(name)
 
 

@@ -9,7 +9,16 @@ import anyio
 import pytest
 
 from tests.unit.pipeline.test_engine import FailingTimer, packets
-from tunflow.pipeline import MemorySink, MemorySource, Pipeline, StageSpec, open_pipeline
+from tunflow import ConfigError
+from tunflow.packet import PacketBatch
+from tunflow.pipeline import (
+    MemorySink,
+    MemorySource,
+    Pipeline,
+    StageSpec,
+    StageStatistics,
+    open_pipeline,
+)
 
 
 @pytest.mark.anyio
@@ -50,3 +59,24 @@ async def test_a_timer_that_raises_is_logged_as_the_timer_not_as_a_batch(
                 await anyio.sleep(0.01)
     (line,) = [r.getMessage() for r in caplog.records if "failingtimer" in r.getMessage()]
     assert "on_timer()" in line and "on a batch" not in line, line
+
+
+class FixedName:
+    """A stage (the protocol's three members) whose name is read-only."""
+
+    @property
+    def name(self) -> str:
+        return "fixed"
+
+    def process(self, batch: PacketBatch) -> PacketBatch:
+        return batch
+
+    def statistics(self) -> StageStatistics:
+        return StageStatistics(self.name)
+
+
+def test_a_repeated_name_that_cannot_be_changed_is_refused() -> None:
+    # the rename's AttributeError was swallowed: two stages called "fixed" shared their
+    # statistics and error records
+    with pytest.raises(ConfigError, match=r"stages\[1\] is named 'fixed'"):
+        Pipeline(MemorySource(packets(1)), [FixedName(), FixedName()], MemorySink())
