@@ -39,6 +39,21 @@ def pair() -> Iterator[tuple[testing.Netns, testing.Netns]]:
         yield a, b
 
 
+def peer_at_ua(
+    a: testing.Netns,
+) -> tuple[PrivateKey, PrivateKey, InterfaceConfig, socket.socket]:
+    """A peer's key and the interface's, the interface's configuration with that peer (its
+    AllowedIPs ``OA``), and the peer's socket, bound to ``UA`` in ``a``."""
+    ka, kb = PrivateKey.generate(), PrivateKey.generate()
+    config = InterfaceConfig(
+        kb, listen_port=51820, peers=[PeerConfig(ka.public_key(), allowed_ips=[f"{OA}/32"])]
+    )
+    with a.entered():
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
+        sock.bind((UA, 0))
+    return ka, kb, config, sock
+
+
 async def handshake(sock: socket.socket, key: PrivateKey, peer: PrivateKey, now: float) -> None:
     """One whole handshake with the interface at ``UB``, initiated by a fresh core holding
     ``key``: initiation, response, then the first data message (the key confirmation)."""
@@ -63,13 +78,7 @@ async def test_a_peer_repeating_handshakes_gets_a_bounded_number_of_info_lines(
     pair: tuple[testing.Netns, testing.Netns], caplog: pytest.LogCaptureFixture
 ) -> None:
     a, b = pair
-    ka, kb = PrivateKey.generate(), PrivateKey.generate()
-    config = InterfaceConfig(
-        kb, listen_port=51820, peers=[PeerConfig(ka.public_key(), allowed_ips=[f"{OA}/32"])]
-    )
-    with a.entered():
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
-        sock.bind((UA, 0))
+    ka, kb, config, sock = peer_at_ua(a)
     rounds = 30
     with (
         sock,

@@ -16,10 +16,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from tests.linux.test_log_flood_behaviour import OA, OB, UA, handshake, pair, uapi_get
+from tests.linux.test_log_flood_behaviour import OB, handshake, pair, peer_at_ua, uapi_get
 from tests.linux.test_vpn_routing_behaviour import until
 from tunflow import testing
-from tunflow.wireguard import InterfaceConfig, PeerConfig, PrivateKey, _routing, open_interface
+from tunflow.wireguard import InterfaceConfig, PrivateKey, _routing, open_interface
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.anyio]
 __all__ = ["pair"]  # (the fixture, imported)
@@ -30,13 +30,7 @@ async def test_each_minute_of_repeated_handshakes_gets_one_info_line(
     pair: tuple[testing.Netns, testing.Netns], caplog: pytest.LogCaptureFixture
 ) -> None:
     a, b = pair
-    ka, kb = PrivateKey.generate(), PrivateKey.generate()
-    config = InterfaceConfig(
-        kb, listen_port=51820, peers=[PeerConfig(ka.public_key(), allowed_ips=[f"{OA}/32"])]
-    )
-    with a.entered():
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
-        sock.bind((UA, 0))
+    ka, kb, config, sock = peer_at_ua(a)
     rounds = 3
 
     def lines() -> list[str]:
