@@ -214,6 +214,28 @@ def tun_info(ns: testing.Netns, name: str) -> Any:
     return link["linkinfo"]["info_data"]
 
 
+def run_without_cap_net_admin(
+    ns: testing.Netns, code: str, *, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run Python ``code`` in ``ns`` as root without CAP_NET_ADMIN (``setpriv``), its output
+    captured."""
+    return subprocess.run(
+        ns.cmd(
+            "setpriv",
+            "--inh-caps=-all",
+            "--ambient-caps=-all",
+            "--bounding-set=-net_admin",
+            sys.executable,
+            "-c",
+            code,
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+    )
+
+
 def ipv6_input_errors(ns: testing.Netns, device: str) -> dict[str, int]:
     """The kernel's input errors for what came in by ``device`` over IPv6, and its TCP's in
     ``ns``: nonzero counters only, so ``{}`` when it took every packet written to it.

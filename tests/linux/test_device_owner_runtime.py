@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 
-from tests.helpers import ROOT, tun_info
+from tests.helpers import ROOT, run_without_cap_net_admin, tun_info
 from tunflow import (
     ClosedDeviceError,
     ConfigError,
@@ -31,21 +30,7 @@ def _attach_without_cap_net_admin(ns: testing.Netns, name: str) -> subprocess.Co
         "else:\n"
         "    print('attached')\n"
     )
-    return subprocess.run(
-        ns.cmd(
-            "setpriv",
-            "--inh-caps=-all",
-            "--ambient-caps=-all",
-            "--bounding-set=-net_admin",
-            sys.executable,
-            "-c",
-            code,
-        ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    return run_without_cap_net_admin(ns, code, cwd=ROOT)
 
 
 def test_owner_and_group_reach_the_kernel(netns: testing.Netns) -> None:

@@ -23,7 +23,16 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import ROOT, addr_set, ipv4_udp, ipv6_udp, no_ipv6, udp_payload, udp_send
+from tests.helpers import (
+    ROOT,
+    addr_set,
+    ipv4_udp,
+    ipv6_udp,
+    no_ipv6,
+    run_without_cap_net_admin,
+    udp_payload,
+    udp_send,
+)
 from tests.unit.offload_packets import (
     ACK,
     l4_checksum_ok,
@@ -850,20 +859,7 @@ def test_without_cap_net_admin_the_error_names_it(netns: testing.Netns) -> None:
         "    sys.exit(0)\n"
         "sys.exit('no error')\n"
     )
-    proc = subprocess.run(
-        netns.cmd(
-            "setpriv",
-            "--inh-caps=-all",
-            "--ambient-caps=-all",
-            "--bounding-set=-net_admin",
-            sys.executable,
-            "-c",
-            code,
-        ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_without_cap_net_admin(netns, code)
     assert proc.returncode == 0, proc.stderr
     assert "CAP_NET_ADMIN" in proc.stdout
     assert f"errno {errno.EPERM}" in proc.stdout
