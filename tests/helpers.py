@@ -214,17 +214,17 @@ def tun_info(ns: testing.Netns, name: str) -> Any:
     return link["linkinfo"]["info_data"]
 
 
-def run_without_cap_net_admin(
-    ns: testing.Netns, code: str, *, cwd: Path | None = None
+def run_without_caps(
+    ns: testing.Netns, code: str, *, cwd: Path | None = None, drop: str = "-net_admin"
 ) -> subprocess.CompletedProcess[str]:
-    """Run Python ``code`` in ``ns`` as root without CAP_NET_ADMIN (``setpriv``), its output
-    captured."""
+    """Run Python ``code`` in ``ns`` as root without the capabilities ``drop`` takes out of the
+    bounding set (``setpriv``; CAP_NET_ADMIN by default), its output captured."""
     return subprocess.run(
         ns.cmd(
             "setpriv",
             "--inh-caps=-all",
             "--ambient-caps=-all",
-            "--bounding-set=-net_admin",
+            f"--bounding-set={drop}",
             sys.executable,
             "-c",
             code,

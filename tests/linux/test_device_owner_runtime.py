@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.helpers import ROOT, run_without_cap_net_admin, tun_info
+from tests.helpers import ROOT, run_without_caps, tun_info
 from tunflow import (
     ClosedDeviceError,
     ConfigError,
@@ -30,7 +30,7 @@ def _attach_without_cap_net_admin(ns: testing.Netns, name: str) -> subprocess.Co
         "else:\n"
         "    print('attached')\n"
     )
-    return run_without_cap_net_admin(ns, code, cwd=ROOT)
+    return run_without_caps(ns, code, cwd=ROOT)
 
 
 def test_owner_and_group_reach_the_kernel(netns: testing.Netns) -> None:

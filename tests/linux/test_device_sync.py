@@ -29,7 +29,7 @@ from tests.helpers import (
     ipv4_udp,
     ipv6_udp,
     no_ipv6,
-    run_without_cap_net_admin,
+    run_without_caps,
     udp_payload,
     udp_send,
 )
@@ -859,7 +859,7 @@ def test_without_cap_net_admin_the_error_names_it(netns: testing.Netns) -> None:
         "    sys.exit(0)\n"
         "sys.exit('no error')\n"
     )
-    proc = run_without_cap_net_admin(netns, code)
+    proc = run_without_caps(netns, code)
     assert proc.returncode == 0, proc.stderr
     assert "CAP_NET_ADMIN" in proc.stdout
     assert f"errno {errno.EPERM}" in proc.stdout
@@ -890,21 +890,7 @@ def test_a_tun_node_the_user_may_not_open_is_named_with_its_mode(
         "sys.exit('no error')\n"
     )
     # root without CAP_DAC_OVERRIDE is refused a node it does not own, as any user is
-    proc = subprocess.run(
-        netns.cmd(
-            "setpriv",
-            "--inh-caps=-all",
-            "--ambient-caps=-all",
-            "--bounding-set=-dac_override,-dac_read_search",
-            sys.executable,
-            "-c",
-            code,
-        ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    proc = run_without_caps(netns, code, cwd=ROOT, drop="-dac_override,-dac_read_search")
     assert proc.returncode == 0, proc.stderr
     assert f"errno {errno.EACCES}" in proc.stdout
     assert "crw-------" in proc.stdout and "65534" in proc.stdout, proc.stdout

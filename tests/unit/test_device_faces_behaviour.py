@@ -7,7 +7,6 @@ import errno
 import io
 import socket
 import time
-from collections.abc import Iterator
 
 import anyio
 import pytest
@@ -31,14 +30,6 @@ from tunflow.device._core import SharedInterface
 from tunflow.packet import HEADROOM
 from tunflow.platform._base import OffloadInfo
 from tunflow.platform._unix import FdQueue, PipeWaker
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    yield a, b
-    a.close()
-    b.close()
 
 
 class _Interface:

@@ -8,7 +8,6 @@ import os
 import select
 import socket
 import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -17,14 +16,6 @@ from tests.unit.test_device_offload import ScriptedQueue, device as offload_devi
 from tunflow import ClosedDeviceError, Layer, SyncDevice
 from tunflow.device._core import SharedInterface
 from tunflow.platform._unix import FdQueue, PipeWaker
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    yield a, b
-    a.close()
-    b.close()
 
 
 @pytest.mark.parametrize("stop", ["close", "shutdown"])

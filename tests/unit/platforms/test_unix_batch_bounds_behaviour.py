@@ -8,7 +8,6 @@ import errno
 import os
 import socket
 import tty
-from collections.abc import Iterator
 
 import pytest
 
@@ -21,14 +20,6 @@ AF_INET = b"\0\0\0\2"
 
 def _packet(i: int, size: int = 60) -> bytes:
     return bytes([0x45, i]) + bytes(size - 2)
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    yield a, b
-    a.close()
-    b.close()
 
 
 @pytest.mark.parametrize("af_header", [False, True])

@@ -5,7 +5,6 @@ with) a packet is never counted in the bytes written, and never pushes a vectore
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,14 +15,6 @@ from tunflow.platform._unix import IOV_MAX, FdQueue
 
 AF_INET = b"\0\0\0\2"
 PACKET = b"\x45\x00\x00\x1c" + bytes(24)
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    yield a, b
-    a.close()
-    b.close()
 
 
 def _spread(data: bytes, n: int) -> list[memoryview]:
