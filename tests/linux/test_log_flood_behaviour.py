@@ -148,6 +148,27 @@ async def test_link_notifications_lost_to_other_links_churn_log_nothing(
     assert not [r for r in caplog.records if "the link is up again" in r.getMessage()]
 
 
+async def out_of_descriptors(path: str, seconds: float) -> None:
+    """Hold this process out of file descriptors for ``seconds``: the limit lowered to what is
+    open and the rest taken by clients of the control socket ``path`` waiting in its backlog;
+    then everything as it was."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    clients: list[socket.socket] = []
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 8, hard))
+    try:
+        with contextlib.suppress(OSError):  # (EMFILE: all taken)
+            while True:
+                c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+                clients.append(c)
+                with contextlib.suppress(BlockingIOError):
+                    c.connect(path)
+        await anyio.sleep(seconds)
+    finally:
+        for c in clients:
+            c.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 async def test_the_control_socket_outlives_running_out_of_descriptors_and_says_so_once(
     pair: tuple[testing.Netns, testing.Netns], caplog: pytest.LogCaptureFixture, tmp_path: Path
@@ -157,24 +178,10 @@ async def test_the_control_socket_outlives_running_out_of_descriptors_and_says_s
     _, b = pair
     path = str(tmp_path / "wg.sock")
     config = InterfaceConfig(PrivateKey.generate(), listen_port=51820)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    clients: list[socket.socket] = []
     with caplog.at_level(logging.INFO, logger="tunflow.wireguard"), anyio.fail_after(30):
         async with open_interface(config, name=testing.unique_name("lf"), netns=b.name, uapi=path):
             await anyio.sleep(0.2)
-            resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 8, hard))
-            try:
-                with contextlib.suppress(OSError):  # (EMFILE: all taken)
-                    while True:
-                        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
-                        clients.append(c)
-                        with contextlib.suppress(BlockingIOError):
-                            c.connect(path)
-                await anyio.sleep(1.5)
-            finally:
-                for c in clients:
-                    c.close()
-                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+            await out_of_descriptors(path, 1.5)
             reply = await uapi_get(path)
             assert reply.startswith("private_key=") and reply.endswith("errno=0\n\n")
     failed = [r for r in caplog.records if "UAPI accept failed" in r.getMessage()]

@@ -6,17 +6,21 @@ the tunnel runs on. Namespaces and peer as in test_log_flood_behaviour."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import resource
-import socket
 from pathlib import Path
 
 import anyio
 import pytest
 
-from tests.linux.test_log_flood_behaviour import OB, handshake, pair, peer_at_ua, uapi_get
+from tests.linux.test_log_flood_behaviour import (
+    OB,
+    handshake,
+    out_of_descriptors,
+    pair,
+    peer_at_ua,
+    uapi_get,
+)
 from tests.linux.test_vpn_routing_behaviour import until
 from tunflow import testing
 from tunflow.wireguard import InterfaceConfig, PrivateKey, _routing, open_interface
@@ -65,29 +69,11 @@ async def test_each_run_of_failed_accepts_is_logged_once_with_its_cause_and_its_
     _, b = pair
     path = str(tmp_path / "wg.sock")
     config = InterfaceConfig(PrivateKey.generate(), listen_port=51820)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     with caplog.at_level(logging.INFO, logger="tunflow.wireguard"), anyio.fail_after(30):
         async with open_interface(config, name=testing.unique_name("lf"), netns=b.name, uapi=path):
             await anyio.sleep(0.2)
             for _ in range(2):  # two runs of descriptors lacking, served in between
-                clients: list[socket.socket] = []
-                resource.setrlimit(
-                    resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 8, hard)
-                )
-                try:
-                    with contextlib.suppress(OSError):  # (EMFILE: all taken)
-                        while True:
-                            c = socket.socket(
-                                socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK
-                            )
-                            clients.append(c)
-                            with contextlib.suppress(BlockingIOError):
-                                c.connect(path)
-                    await anyio.sleep(0.5)
-                finally:
-                    for c in clients:
-                        c.close()
-                    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+                await out_of_descriptors(path, 0.5)
                 reply = await uapi_get(path)
                 assert reply.startswith("private_key=") and reply.endswith("errno=0\n\n")
             await uapi_get(path)  # (no failure since: nothing more said)
