@@ -50,7 +50,15 @@ from ..packet import (
     PacketBatch,
     validate_ip_packet,
 )
-from ..platform._base import Buffer, Interface, LoneQueue, OffloadInfo, Queue, Route
+from ..platform._base import (
+    ASSOCIATE_ROUTE_BSD_ONLY,
+    Buffer,
+    Interface,
+    LoneQueue,
+    OffloadInfo,
+    Queue,
+    Route,
+)
 from ..platform._unix import IOV_MAX, scatter
 from ._offload import OffloadRx, OffloadTx, split_for_plain_queue, zero_headers_only
 
@@ -780,6 +788,17 @@ class DeviceCore:
         if fd < 0 and self._closed:  # (closed meanwhile, from another thread)
             raise ClosedDeviceError("the device is closed")
         yield fd
+
+    def _associate_route(self) -> bool:
+        on = getattr(self._iface(), "associate_route", None)
+        if not isinstance(on, bool):
+            raise UnsupportedError(ASSOCIATE_ROUTE_BSD_ONLY)
+        return on
+
+    def _set_associate_route(self, on: bool) -> None:
+        if not isinstance(on, bool):  # ("false" would add the routes)
+            raise ConfigError(f"set_associate_route takes True or False, not {on!r}")
+        self._iface().set_associate_route(on)
 
     def _set_metric(self, metric: int) -> None:
         if isinstance(metric, bool) or not isinstance(metric, int):

@@ -715,6 +715,35 @@ class SyncDevice(DeviceCore):
         """
         self._set_mtu_v6(mtu)
 
+    def associate_route(self) -> bool:
+        """Whether the subnet route of each address is added (and removed) with it (macOS and
+        the BSDs; tun-rs's ``associate_route``): the builder's
+        :meth:`~tunflow.DeviceBuilder.associate_route`, or the last
+        :meth:`set_associate_route`. Always ``False`` for a TAP.
+
+        Raises:
+            UnsupportedError: not macOS or a BSD (the system adds that route itself), or an
+                adopted fd tunflow cannot configure.
+        """
+        return self._associate_route()
+
+    def set_associate_route(self, on: bool) -> None:
+        """Turn :meth:`associate_route` on or off at run time (macOS and the BSDs; tun-rs's
+        ``set_associate_route``), and make the routes follow: on, the subnet route of every
+        address the device has now is added through ``PF_ROUTE`` (IPv6 link-local ones aside);
+        off, those routes are removed. Later :meth:`add_address_v4` / :meth:`remove_address`
+        calls then add or leave the route as the setting says. A route that exists already
+        (on) or is gone already (off) is left as it is; when the kernel refuses one, the
+        routes this call changed are put back and the setting stays as it was.
+
+        Raises:
+            ConfigError: ``on`` is not a bool.
+            UnsupportedError: not macOS or a BSD, ``True`` for a TAP (its kernel adds the
+                route), or an adopted fd tunflow cannot configure.
+            DeviceError: the kernel refused a route (``errno`` kept).
+        """
+        self._set_associate_route(on)
+
     def set_metric(self, metric: int) -> None:
         """Set the interface metric (Windows; tun-rs's ``set_metric``), as the builder's
         :meth:`~tunflow.DeviceBuilder.metric` does: ``Metric`` of the IPv4 and IPv6 interface

@@ -194,6 +194,11 @@ class Interface(Protocol):
         """The interface metric of IPv4 and IPv6, automatic metric off (Windows)."""
         ...
 
+    def set_associate_route(self, on: bool) -> None:
+        """Add (remove) the subnet route of every address, now and with later address
+        changes (a macOS/BSD TUN)."""
+        ...
+
     def version(self) -> str:
         """The driver's version (Windows: Wintun or tap-windows6)."""
         ...
@@ -229,3 +234,7 @@ def mtu_v6_unsupported() -> UnsupportedError:
 
 #: what a backend without ``TUNSETOWNER``/``TUNSETGROUP`` (all but Linux) says for them
 OWNER_LINUX_ONLY = "the device's owner and group (TUNSETOWNER, TUNSETGROUP) are Linux only"
+ASSOCIATE_ROUTE_BSD_ONLY = (
+    "associate_route is macOS/BSD only: here the system adds the subnet route of each address "
+    "itself"
+)

@@ -956,6 +956,53 @@ class BsdInterface:
             if self.associate_route:
                 self._route(RTM_DELETE, Route(network), tolerate=(errno.ESRCH,))
 
+    def set_associate_route(self, on: bool) -> None:
+        """Turn :attr:`associate_route` on or off, and make the routes follow: on, the subnet
+        route of every address (IPv6 link-local ones aside: the kernel routes those itself) is
+        added; off, removed. A route that already exists (on) or is already gone (off) is left
+        as it is. When a route is refused, those this call changed are put back and the
+        setting stays as it was.
+
+        Raises:
+            UnsupportedError: ``on`` for a TAP, whose kernel adds the subnet route itself.
+        """
+        if self.layer is not Layer.L3:
+            if on:
+                raise UnsupportedError(
+                    f"{self._name} is a TAP: its kernel adds the subnet route of each address"
+                )
+            return
+        if on == self.associate_route:
+            return
+        rtm, undo, quiet = (
+            (RTM_ADD, RTM_DELETE, errno.EEXIST) if on else (RTM_DELETE, RTM_ADD, errno.ESRCH)
+        )
+        with self.op("add the subnet routes" if on else "remove the subnet routes"):
+            networks = list(
+                dict.fromkeys(
+                    a.network
+                    for a in self.addresses()
+                    if not (isinstance(a, IPv6Interface) and a.ip.is_link_local)
+                )
+            )
+            changed: list[Route] = []
+            try:
+                for network in networks:
+                    route = Route(network)
+                    try:
+                        self._route(rtm, route)
+                    except OSError as exc:
+                        if exc.errno != quiet:
+                            raise
+                    else:
+                        changed.append(route)
+            except BaseException:
+                for route in reversed(changed):
+                    with _logged(f"put back the route to {route.destination}"):
+                        self._route(undo, route)
+                raise
+            self.associate_route = on
+
     # -- routes ---------------------------------------------------------------------------------
 
     def _route(self, rtm_type: int, route: Route, *, tolerate: tuple[int, ...] = ()) -> None:

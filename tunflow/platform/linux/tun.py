@@ -33,7 +33,7 @@ from ...errors import (
 from ...netconfig.device import IPV6_MIN_MTU, DeviceConfig, Layer
 from ...netconfig.ioctl import linux_layout
 from ...netconfig.rtnetlink import IFA_F_SECONDARY, IP6_RT_PRIO_USER, RTN_LOCAL, check_ifname
-from .._base import OffloadInfo, Route, mtu_v6_unsupported
+from .._base import ASSOCIATE_ROUTE_BSD_ONLY, OffloadInfo, Route, mtu_v6_unsupported
 from .._build import Additions, add_addresses, add_routes, reject_windows_only
 from .._unix import FdQueue
 from ._netns import current_inode, entered, netns_path, open_current
@@ -640,6 +640,9 @@ class LinuxInterface:
             "the interface metric is Windows only, not linux: a route's own metric is "
             "add_route(..., metric=)"
         )
+
+    def set_associate_route(self, on: bool) -> None:
+        raise UnsupportedError(ASSOCIATE_ROUTE_BSD_ONLY)
 
     def version(self) -> str:
         raise UnsupportedError("the driver version is Windows only (Wintun, tap-windows6)")

@@ -9,7 +9,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 
 from ...errors import ConfigError, DeviceError, UnsupportedError
 from ...netconfig.device import IPV6_MIN_MTU, DeviceConfig, Layer
-from .._base import OWNER_LINUX_ONLY, Route
+from .._base import ASSOCIATE_ROUTE_BSD_ONLY, OWNER_LINUX_ONLY, Route
 from .._build import Additions, add_addresses, add_routes
 from .._syscalls import Syscalls, oserror_to_device_error
 from .iphlpapi import AF_INET, IpHelper, flush_resolver_cache
@@ -201,6 +201,9 @@ class WindowsInterface:
 
     def version(self) -> str:
         raise UnsupportedError(f"{self.driver}: no driver version")
+
+    def set_associate_route(self, on: bool) -> None:
+        raise UnsupportedError(f"{self.driver}: {ASSOCIATE_ROUTE_BSD_ONLY}")
 
     def close(self) -> None:
         with self._lock:
