@@ -800,6 +800,26 @@ class DeviceCore:
             raise ConfigError(f"set_associate_route takes True or False, not {on!r}")
         self._iface().set_associate_route(on)
 
+    def _packet_information(self) -> bool:
+        if self._closed:
+            raise ClosedDeviceError("the device is closed")
+        return self._shared.packet_information
+
+    def _set_packet_information(self, on: bool) -> None:
+        if not isinstance(on, bool):  # ("false" would keep the header)
+            raise ConfigError(f"set_packet_information takes True or False, not {on!r}")
+        if self._closed:
+            raise ClosedDeviceError("the device is closed")
+        if self._shared.layer is not Layer.L3 or not getattr(self._queue, "af_framed", False):
+            raise UnsupportedError(
+                "the packet-information header can be kept or removed at run time only on a "
+                "macOS/iOS utun or a BSD tun (on Linux IFF_NO_PI is fixed when the device is "
+                "opened: DeviceBuilder.packet_information())"
+            )
+        self._queue.set_af_header(not on)  # type: ignore[attr-defined]
+        self._shared.packet_information = on
+        self._shared.set_limits(self._known_mtu)
+
     def _set_metric(self, metric: int) -> None:
         if isinstance(metric, bool) or not isinstance(metric, int):
             raise ConfigError(f"metric must be an int, not {metric!r}")

@@ -715,6 +715,35 @@ class SyncDevice(DeviceCore):
         """
         self._set_mtu_v6(mtu)
 
+    def packet_information(self) -> bool:
+        """Whether each packet read and written keeps the kernel's 4-byte header
+        (:data:`~tunflow.PACKET_INFORMATION_LENGTH`): the builder's
+        :meth:`~tunflow.DeviceBuilder.packet_information`, or the last
+        :meth:`set_packet_information`. tun-rs's ``ignore_packet_info()`` is its opposite.
+
+        Raises:
+            ClosedDeviceError: the device is closed.
+        """
+        return self._packet_information()
+
+    def set_packet_information(self, on: bool) -> None:
+        """Keep (``True``) or remove (``False``) the 4-byte address-family header of each
+        packet from the next read or write on (a macOS/iOS utun, a BSD tun; tun-rs's
+        ``set_ignore_packet_info(not on)``). The kernel always frames these packets with it:
+        only what tunflow hands over and expects changes, so no packet is lost or misread
+        across the switch. Each read or write takes the framing once, as it starts: one
+        running meanwhile in another thread keeps the old one, and packets already read (a
+        batch) keep the framing they were read with. The size limits (:attr:`max_size`) and
+        the checks on sending follow.
+
+        Raises:
+            ConfigError: ``on`` is not a bool.
+            ClosedDeviceError: the device is closed.
+            UnsupportedError: Linux (``IFF_NO_PI`` is fixed when the device is opened),
+                Windows, Android, or a TAP — whose packets have no such header.
+        """
+        self._set_packet_information(on)
+
     def associate_route(self) -> bool:
         """Whether the subnet route of each address is added (and removed) with it (macOS and
         the BSDs; tun-rs's ``associate_route``): the builder's

@@ -1241,14 +1241,20 @@ def make_fd_queue(
     fd: int,
     *,
     af_header: bool,
+    framed: bool | None = None,
     close_fd: bool = True,
 ) -> FdQueue:
     """An :class:`FdQueue` over a tun/tap fd whose closing goes through ``syscalls``.
 
     ``af_header``: remove the 4-byte address family on read and add it on write (a tun in
     ``TUNSIFHEAD`` mode, a utun) — off for TAP and when the user keeps ``packet_information``.
+    ``framed``: the kernel puts that header before each packet (a tun; ``af_header`` if not
+    given), so the queue may be switched to remove it or not at run time.
     """
-    framing: dict[str, object] = {"af_header": True, **header_values(flavor)} if af_header else {}
+    framed = af_header if framed is None else framed
+    framing: dict[str, object] = (
+        {"af_header": af_header, "af_framed": True, **header_values(flavor)} if framed else {}
+    )
     # (an adopted fd its maker closed first: EBADF on close is quiet, as in FdQueue)
     closer = quiet_closer(syscalls, fd) if close_fd else None
     # The queue never closes the fd itself, so the fake system-call layer sees every close.
@@ -1313,6 +1319,7 @@ def build_device(
             flavor,
             fd,
             af_header=config.layer is Layer.L3 and not config.packet_information,
+            framed=config.layer is Layer.L3,
         )
     except BaseException as exc:
         if not created:
@@ -1350,5 +1357,5 @@ def adopt_tun_fd(
     if fd < 0:
         raise UnsupportedError("not a file descriptor")
     return None, make_fd_queue(
-        syscalls, flavor, fd, af_header=not packet_information, close_fd=close_fd
+        syscalls, flavor, fd, af_header=not packet_information, framed=True, close_fd=close_fd
     )

@@ -32,6 +32,7 @@ from ..errors import (
     LinkDownError,
     MalformedPacketError,
     PacketTooLargeError,
+    UnsupportedError,
 )
 from ..packet import HEADROOM, PacketBatch
 from ._base import Buffer, OffloadInfo
@@ -286,6 +287,8 @@ class FdQueue:
         close_fd: close ``fd`` on :meth:`close` (``False`` for a borrowed fd).
         af_header: the OS puts a 4-byte big-endian address family before each packet; remove it
             on read and add it on write (``af_inet``/``af_inet6`` give the values to write).
+        af_framed: the OS puts that header before each packet even with ``af_header`` off (the
+            user keeps it): :meth:`set_af_header` may switch between the two.
         vnet_hdr: each read/write carries a 10-byte virtio-net header (Linux offload); batch
             reads put it in the batch's headroom.
         on_close: called once after the fd is closed (a backend's bookkeeping).
@@ -308,6 +311,7 @@ class FdQueue:
         af_header: bool = False,
         af_inet: int = 2,
         af_inet6: int = 10,
+        af_framed: bool = False,
         vnet_hdr: bool = False,
         offload: OffloadInfo | None = None,
         on_close: Callable[[], None] | None = None,
@@ -321,6 +325,8 @@ class FdQueue:
         self._af_header = af_header
         self._af4 = _AF.pack(af_inet)
         self._af6 = _AF.pack(af_inet6)
+        #: the OS frames each packet with a family header (:meth:`set_af_header` may switch)
+        self.af_framed = af_framed or af_header
         self.vnet_hdr = vnet_hdr
         self.offload = offload if offload is not None else OffloadInfo(vnet_hdr=vnet_hdr)
         self._on_close = on_close
@@ -342,6 +348,18 @@ class FdQueue:
 
     def wait_handle(self) -> int | None:
         return None
+
+    def set_af_header(self, on: bool) -> None:
+        """Remove (``on``) or hand over the family header from the next operation on: each
+        operation reads the setting once, so one running meanwhile in another thread keeps
+        the framing it started with (a batch write included).
+
+        Raises:
+            UnsupportedError: the OS puts no family header before the packets of this fd.
+        """
+        if not self.af_framed:
+            raise UnsupportedError("this fd's packets carry no address-family header")
+        self._af_header = on
 
     # -- holding the fd ---------------------------------------------------------------------
 
@@ -766,9 +784,15 @@ class FdQueue:
             batch.zero_headers()
         try:
             if self._af_header:
+                af4, af6 = self._af4, self._af6
+                writev = os.writev
                 while i < total:
                     off = offsets[i]
-                    if self._write(fd, view[off : off + lengths[i]]) is None:
+                    n = lengths[i]
+                    af = af6 if n and view[off] >> 4 == 6 else af4
+                    try:
+                        writev(fd, [af, view[off : off + n]])
+                    except BlockingIOError:
                         break
                     i += 1
             else:

@@ -190,7 +190,7 @@ def _make_queue(
     syscalls: Syscalls, fd: int, *, close_fd: bool, packet_information: bool
 ) -> FdQueue:
     return _bsd.make_fd_queue(
-        syscalls, FLAVOR, fd, af_header=not packet_information, close_fd=close_fd
+        syscalls, FLAVOR, fd, af_header=not packet_information, framed=True, close_fd=close_fd
     )
 
 

@@ -47,8 +47,13 @@ def _platform(platform: str | None) -> str:
 
 def framing_for(platform: str, *, packet_information: bool) -> dict[str, object]:
     """:class:`FdQueue` framing: iOS's 4-byte family header, none on Android (or other Unix)."""
-    if platform == "ios" and not packet_information:
-        return {"af_header": True, "af_inet": 2, "af_inet6": IOS_AF_INET6}
+    if platform == "ios":
+        return {
+            "af_header": not packet_information,
+            "af_framed": True,
+            "af_inet": 2,
+            "af_inet6": IOS_AF_INET6,
+        }
     return {}
 
 
