@@ -947,13 +947,15 @@ class BsdInterface:
 
     def remove_address(self, address: IPv4Address | IPv6Address) -> None:
         with self.op(f"remove address {address}"):
-            network = next((a.network for a in self.addresses() if a.ip == address), None)
+            addresses = self.addresses()
+            network = next((a.network for a in addresses if a.ip == address), None)
             if network is None:
                 raise DeviceNotFoundError(
                     errno.EADDRNOTAVAIL, f"{self._name} has no address {address}"
                 )
             self._delete_address(address)
-            if self.associate_route:
+            shared = any(a.network == network and a.ip != address for a in addresses)
+            if self.associate_route and not shared:
                 self._route(RTM_DELETE, Route(network), tolerate=(errno.ESRCH,))
 
     def set_associate_route(self, on: bool) -> None:
