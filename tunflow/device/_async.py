@@ -14,7 +14,7 @@ import select
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -22,7 +22,7 @@ from anyio import TypedAttributeSet, typed_attribute
 from anyio.abc import UnreliableObjectStream
 
 from .._readiness import DECLINED, LONE, MORE, NOTHING, ReadWaiter
-from ..errors import ClosedDeviceError, DeviceGoneError
+from ..errors import ClosedDeviceError, DeviceGoneError, UnsupportedError
 from ..netconfig.device import DeviceConfig, IPAddressLike, Layer, NetworkLike, PrefixLike
 from ..offload import GROTable
 from ..packet import MAX_PACKET_SIZE, PacketBatch
@@ -30,6 +30,9 @@ from ..platform._base import Buffer, LoneQueue, OffloadInfo, Route
 from ..platform._unix import WRITE_RECHECK, poll_wait
 from ._core import DeviceCore, DeviceStatistics, SharedInterface, adopt_fd, buffer_views
 from ._links import AsyncLinkEvents, open_tracker
+
+if TYPE_CHECKING:
+    from ._sync import SyncDevice
 
 __all__ = ["AsyncDevice", "DeviceAttribute"]
 
@@ -134,6 +137,64 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         real_layer = getattr(interface, "layer", layer)
         return cls(SharedInterface(interface, real_layer, packet_information), queue)
 
+    @classmethod
+    def from_sync(cls, device: SyncDevice) -> AsyncDevice:
+        """Take over ``device`` (tun-rs ``AsyncDevice::new(sync_device)``): its queue and fd,
+        its offload state (a split super-packet's segments still to hand out, the GRO table)
+        and its counters, and the duty to close them — :meth:`aclose` does what
+        ``device.close()`` would have done (a non-persistent device this process made goes
+        away). A multi-queue clone hands over its queue; the other queues stay where they are.
+
+        ``device`` is left closed: its calls raise :class:`~tunflow.ClosedDeviceError`, a
+        thread blocked in one is woken as by ``device.close()``, and its ``close()`` does
+        nothing more. A borrowed device (:meth:`SyncDevice.borrow_fd`) is taken over as
+        borrowed: the fd stays open after :meth:`aclose`. A plain method, as
+        :meth:`DeviceBuilder.build_async`: call it from inside the event loop.
+
+        Raises:
+            ClosedDeviceError: ``device`` is closed or shut down (nothing is taken).
+            TypeError: ``device`` is not a :class:`~tunflow.SyncDevice`.
+        """
+        from ._sync import SyncDevice
+
+        if not isinstance(device, SyncDevice):
+            raise TypeError(f"from_sync takes a SyncDevice, not {device!r}")
+
+        def take(queue: Any) -> AsyncDevice:
+            new = cls(device._shared, queue, queue_index=device._queue_index)
+            new._take_state(device)
+            return new
+
+        return device._hand_over(take)
+
+    def into_fd(self) -> int:
+        """Give up the queue's fd to the caller, as :meth:`SyncDevice.into_fd` does (the caller
+        owns it now; read what that says): the device is closed as by :meth:`aclose`, a
+        blocked receiver woken with :class:`~tunflow.ClosedDeviceError`, but the fd stays
+        open and nothing the build set is undone. Call it in the event loop's thread (the loop
+        lets go of the fd before it returns).
+
+        Raises:
+            ClosedDeviceError: the device is closed.
+            UnsupportedError: the device has no fd to give (Windows, a macOS feth TAP), or
+                its fd was borrowed (:meth:`borrow_fd`).
+        """
+        self._check_open()
+        queue: Any = self._queue
+        if not hasattr(queue, "detach") or queue.fileno() < 0:
+            raise UnsupportedError("into_fd: this device's queue is not one fd it can give up")
+        if not queue.owns_fd:
+            raise UnsupportedError(
+                "into_fd: the fd was borrowed (borrow_fd): its owner has it already, and "
+                "aclose() leaves it open"
+            )
+        iface: Any = self._shared.interface
+        if getattr(iface, "destroy", None) is not None:
+            iface.keep = True  # (a BSD interface: not destroyed when the device lets go)
+        fd = queue.fileno()
+        self._close_now(queue.detach)
+        return fd  # type: ignore[no-any-return]
+
     def __repr__(self) -> str:
         return f"<AsyncDevice fd={self._fd} {'closed' if self._closed else 'open'}>"
 
@@ -161,7 +222,8 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def _close_now(self) -> None:
+    def _close_now(self, release: Callable[[], object] | None = None) -> None:
+        """Close the face; ``release`` lets go of the queue (its ``close``, by default)."""
         if self._closed:
             return
         self._closed = True
@@ -181,7 +243,7 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
 
         def close_queue() -> None:
             try:
-                self._queue.close()
+                (release or self._queue.close)()
             finally:
                 self._shared.release()
 

@@ -62,7 +62,14 @@ from ..platform._base import (
 from ..platform._unix import IOV_MAX, scatter
 from ._offload import OffloadRx, OffloadTx, split_for_plain_queue, zero_headers_only
 
-__all__ = ["DeviceCore", "DeviceStatistics", "SharedInterface", "Route", "adopt_fd"]
+__all__ = [
+    "DeviceCore",
+    "DeviceStatistics",
+    "HandedOverQueue",
+    "SharedInterface",
+    "Route",
+    "adopt_fd",
+]
 
 WritableBuffer = bytearray | memoryview
 
@@ -165,6 +172,49 @@ class SharedInterface:
         return self.interface
 
 
+class HandedOverQueue:
+    """What a face whose queue went to another owner (:meth:`~tunflow.AsyncDevice.from_sync`,
+    ``into_fd``) holds in its place: every operation raises
+    :class:`~tunflow.ClosedDeviceError`, so a thread that was about to use the face meets
+    the closed device, never the queue its new owner reads."""
+
+    rx_truncated = 0
+
+    def __init__(self, offload: OffloadInfo) -> None:
+        self.offload = offload
+
+    def fileno(self) -> int:
+        return -1
+
+    def _closed(self, *args: Any, **kwargs: Any) -> Any:
+        raise ClosedDeviceError("the device is closed")
+
+    recv = recv_into = send = recv_batch = send_batch = wait = _closed
+
+    def wait_handle(self) -> int | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+#: what a face hands over with its queue: counters, and the offload state (a split's
+#: segments still to hand out, the GRO table and its arena)
+_HANDED_OVER = (
+    "rx_packets",
+    "rx_bytes",
+    "tx_packets",
+    "tx_bytes",
+    "rx_batches",
+    "tx_batches",
+    "tx_super_packets",
+    "tx_dropped",
+    "_cuts_seen",
+    "_rx",
+    "_tx",
+)
+
+
 class DeviceCore:
     """Backend objects and the shared behaviour of both faces (one queue each).
 
@@ -205,6 +255,14 @@ class DeviceCore:
             except Exception:
                 mtu = 1500
         self._set_max_size(mtu)
+
+    def _take_state(self, other: DeviceCore) -> None:
+        """Carry on from ``other``, whose queue this face took: its counters and offload state
+        become this face's, and ``other`` keeps none (its offload reads and writes end)."""
+        for name in _HANDED_OVER:
+            setattr(self, name, getattr(other, name))
+        other._rx = other._tx = None
+        other.tx_dropped = {}
 
     def _set_max_size(self, mtu: int) -> None:
         size = max(mtu, 1280)

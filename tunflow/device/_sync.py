@@ -9,18 +9,25 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import ClosedDeviceError
+from ..errors import ClosedDeviceError, UnsupportedError
 from ..netconfig.device import DeviceConfig, IPAddressLike, Layer, NetworkLike, PrefixLike
 from ..offload import GROTable
 from ..packet import PacketBatch
 from ..platform._base import Buffer, Route
 from ..platform._unix import PipeWaker
-from ._core import DeviceCore, DeviceStatistics, SharedInterface, adopt_fd, buffer_views
+from ._core import (
+    DeviceCore,
+    DeviceStatistics,
+    HandedOverQueue,
+    SharedInterface,
+    adopt_fd,
+    buffer_views,
+)
 from ._interrupt import InterruptEvent
 from ._links import LinkEvents, open_tracker
 
@@ -28,6 +35,8 @@ if TYPE_CHECKING:
     from typing import Self
 
 __all__ = ["SyncDevice"]
+
+T = TypeVar("T")
 
 
 def _deadline(timeout: float | None) -> float | None:
@@ -78,6 +87,9 @@ class SyncDevice(DeviceCore):
         self._rx_lock = threading.Lock()
         self._tx_lock = threading.Lock()
         self._shutdown = False
+        #: which queue of a multi-queue device (0 for the first), for an AsyncDevice that
+        #: takes it over
+        self._queue_index = 0
 
     @classmethod
     def _build(cls, config: DeviceConfig) -> SyncDevice:
@@ -191,7 +203,82 @@ class SyncDevice(DeviceCore):
         """
         self._check_open()
         queue = self._shared.require().open_queue()
-        return SyncDevice(self._shared, queue)
+        clone = SyncDevice(self._shared, queue)
+        self._shared.queues_opened += 1
+        clone._queue_index = self._shared.queues_opened
+        return clone
+
+    def into_fd(self) -> int:
+        """Give up the queue's fd to the caller (tun-rs ``into_fd``, as ``socket.detach``):
+        the device is closed, as by :meth:`close`, but the fd stays open and nothing the build
+        set is undone.
+
+        The caller now owns the fd and closes it: on Linux the interface lives while a queue
+        fd of it is open (a non-persistent one disappears, with its addresses and routes, when
+        the last closes; one built with ``persist`` stays). The fd is non-blocking as tunflow
+        keeps it (one adopted with :meth:`from_fd` gets back the mode it came with); with
+        offload each read and write carries its 10-byte virtio-net header; packets of a
+        split super-packet not yet handed out are lost. On the BSDs an interface the build
+        created is no longer destroyed at close: ``ifconfig NAME destroy`` is then the
+        caller's. A thread blocked in ``recv`` or ``send`` is woken and raises
+        :class:`~tunflow.ClosedDeviceError`, as on :meth:`close`; call it when no other
+        thread is about to use the device (as ``socket.detach``).
+
+        Raises:
+            ClosedDeviceError: the device is closed or shut down.
+            UnsupportedError: the device has no fd to give (Windows, a macOS feth TAP), or
+                its fd was borrowed (:meth:`borrow_fd`: its owner has it already).
+        """
+        if self._closed:
+            raise ClosedDeviceError("the device is closed")
+        self._check_open()
+        queue: Any = self._queue
+        if not hasattr(queue, "detach") or queue.fileno() < 0:
+            raise UnsupportedError("into_fd: this device's queue is not one fd it can give up")
+        if not queue.owns_fd:
+            raise UnsupportedError(
+                "into_fd: the fd was borrowed (borrow_fd): its owner has it already, and "
+                "close() leaves it open"
+            )
+        iface: Any = self._shared.interface
+
+        def detach(queue: Any) -> int:
+            if getattr(iface, "destroy", None) is not None:
+                iface.keep = True  # (a BSD interface: not destroyed when the device lets go)
+            return queue.detach()  # type: ignore[no-any-return]
+
+        return self._hand_over(detach)
+
+    def _hand_over(self, take: Callable[[Any], T]) -> T:
+        """Close this face without closing its queue, which ``take`` is given (under the face's
+        locks: no read or write of this face is under way, and a thread about to make one
+        meets :class:`HandedOverQueue`); what ``take`` returns. A thread blocked here is woken,
+        as by :meth:`close`. If ``take`` raises, the queue is closed.
+
+        Raises:
+            ClosedDeviceError: the device is closed or shut down (nothing is handed over).
+        """
+        with self._close_lock:
+            if self._closed:
+                raise ClosedDeviceError("the device is closed")
+            if self._shutdown:
+                raise ClosedDeviceError("the device was shut down")
+            self._closed = True
+        self.shutdown()
+        try:
+            with self._rx_lock, self._tx_lock:
+                queue = self._queue
+                self._queue = HandedOverQueue(queue.offload)
+                try:
+                    return take(queue)
+                except BaseException:
+                    queue.close()
+                    raise
+        finally:
+            try:
+                self._shared.release()
+            finally:
+                self._waker.close()
 
     def _check_open(self) -> None:
         if self._shutdown:

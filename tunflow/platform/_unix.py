@@ -346,6 +346,11 @@ class FdQueue:
     def closed(self) -> bool:
         return self._closing
 
+    @property
+    def owns_fd(self) -> bool:
+        """:meth:`close` closes the fd (it was not borrowed)."""
+        return self._close_fd or self._on_close is not None
+
     def wait_handle(self) -> int | None:
         return None
 
@@ -397,6 +402,24 @@ class FdQueue:
             release = self._users == 0
         if release:
             self._release()
+
+    def detach(self) -> int:
+        """Mark the queue closed and give up its fd, never closing it (``socket.detach``):
+        an fd that was blocking when the queue got it is made blocking again, as a borrowed
+        fd's is at :meth:`close`, and ``on_close`` is not called. Operations still using the
+        fd finish on it (they are non-blocking). :class:`~tunflow.ClosedDeviceError` once
+        closed."""
+        with self._lock:
+            if self._closing:
+                raise ClosedDeviceError("the device is closed")
+            fd = self._fd
+            self._close_fd = False
+            self._on_close = None
+            self._closing = True
+            release = self._users == 0
+        if release:
+            self._release()
+        return fd
 
     def _release(self) -> None:
         fd = self._fd
