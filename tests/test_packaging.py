@@ -66,3 +66,13 @@ def test_every_entry_point_names_a_module_the_wheel_holds(wheel: zipfile.ZipFile
         for target in parser[section].values():
             module = target.partition(":")[0].replace(".", "/")
             assert {f"{module}.py", f"{module}/__init__.py"} & names, target
+
+
+def test_the_license_text_travels_with_the_wheel(wheel: zipfile.ZipFile) -> None:
+    """The metadata says Apache-2.0, whose section 4(a) asks that a copy of the licence go
+    with every redistribution."""
+    metadata = wheel.read(f"{DIST_INFO}/METADATA").decode()
+    assert "License-Expression: Apache-2.0" in metadata
+    assert "License-File: LICENSE" in metadata
+    text = wheel.read(f"{DIST_INFO}/licenses/LICENSE").decode()
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
