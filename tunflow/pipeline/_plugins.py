@@ -410,6 +410,35 @@ def _dist_name(ep: metadata.EntryPoint) -> str | None:
     return f"{dist.metadata['Name']} {dist.version}"
 
 
+_EXTRA_REQUIREMENT = re.compile(
+    r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)[^;]*;.*\bextra\s*==\s*['\"]([^'\"]+)['\"]"
+)
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _missing_extra(ep: metadata.EntryPoint, exc: Exception) -> str | None:
+    """``"cryptography, which tunflow's 'vpn' extra installs: pip install 'tunflow[vpn]'"``
+    when ``exc`` is a missing module that the entry point's distribution requires only for one
+    of its extras (the module's top-level name read as the requirement's project name);
+    otherwise ``None``."""
+    dist = getattr(ep, "dist", None)
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name or dist is None:
+        return None
+    missing = exc.name.partition(".")[0]
+    for requirement in dist.requires or ():
+        m = _EXTRA_REQUIREMENT.match(requirement)
+        if m is not None and _normalized(m[1]) == _normalized(missing):
+            project, extra = dist.metadata["Name"], m[2]
+            return (
+                f"{missing}, which {project}'s {extra!r} extra installs: "
+                f"pip install '{project}[{extra}]'"
+            )
+    return None
+
+
 def available_stages() -> dict[str, StagePlugin]:
     """Every stage plugin installed, by name (nothing is imported)."""
     return {
@@ -450,10 +479,11 @@ def load_stage_class(name: str) -> type:
     try:
         obj = ep.load()
     except Exception as exc:
-        raise PluginError(
-            f"stage plugin {name!r} ({ep.value}, from {_dist_name(ep) or 'an unknown distribution'}) "
-            f"failed to load: {type(exc).__name__}: {exc}"
-        ) from exc
+        what = f"stage plugin {name!r} ({ep.value}, from {_dist_name(ep) or 'an unknown distribution'})"
+        extra = _missing_extra(ep, exc)
+        if extra is not None:
+            raise PluginError(f"{what} needs {extra}") from exc
+        raise PluginError(f"{what} failed to load: {type(exc).__name__}: {exc}") from exc
     if not isinstance(obj, type) or not callable(getattr(obj, "from_options", None)):
         raise PluginError(
             f"stage plugin {name!r} ({ep.value}) is not a stage class with from_options()"

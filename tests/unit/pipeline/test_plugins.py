@@ -123,6 +123,41 @@ def test_a_name_two_distributions_register_is_refused(monkeypatch: pytest.Monkey
     assert load_stage_class("stats") is not None  # the others are untouched
 
 
+def test_a_plugin_missing_an_extra_says_which_extra_installs_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A plain `pip install tunflow` then `tunflow stages` said the built-in wireguard stage
+    "failed to load: ModuleNotFoundError: No module named 'cryptography'", as if broken."""
+    from tunflow.pipeline import _plugins
+
+    info = tmp_path / "needs_extra-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: needs-extra\nVersion: 1.0\nProvides-Extra: fancy\n"
+        "Requires-Dist: attrs>=23\n"
+        "Requires-Dist: Not-Installed.Dep>=1; python_version >= '3.8' and extra == 'fancy'\n"
+    )
+    (info / "entry_points.txt").write_text(
+        f"[{GROUP}]\nneeds_extra = needs_extra_mod:Stage\nbroken = broken_mod:Stage\n"
+    )
+    (tmp_path / "needs_extra_mod.py").write_text("import not_installed_dep.sub\n")
+    (tmp_path / "broken_mod.py").write_text("import not_a_requirement_either\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(_plugins, "_cache", None)
+    monkeypatch.setattr(_plugins, "_loaded", {})
+    monkeypatch.setattr(_plugins, "_clashes", {})
+    with pytest.raises(
+        PluginError,
+        match=r"^stage plugin 'needs_extra' \(needs_extra_mod:Stage, from needs-extra 1\.0\) "
+        r"needs not_installed_dep, which needs-extra's 'fancy' extra installs: "
+        r"pip install 'needs-extra\[fancy\]'$",
+    ) as caught:
+        load_stage_class("needs_extra")
+    assert isinstance(caught.value.__cause__, ModuleNotFoundError)
+    with pytest.raises(PluginError, match=r"failed to load: ModuleNotFoundError"):
+        load_stage_class("broken")
+
+
 class UnreadableOptions(StageBase):
     """A plugin whose options name a type only its type checker sees (``Path`` imported under
     ``TYPE_CHECKING``): the class loads, its annotations do not resolve."""
