@@ -5,6 +5,7 @@ offline) and its file list and metadata are checked, not the editable install th
 from __future__ import annotations
 
 import configparser
+import json
 import subprocess
 import sys
 import tomllib
@@ -76,3 +77,16 @@ def test_the_license_text_travels_with_the_wheel(wheel: zipfile.ZipFile) -> None
     assert "License-File: LICENSE" in metadata
     text = wheel.read(f"{DIST_INFO}/licenses/LICENSE").decode()
     assert "Apache License" in text and "Version 2.0, January 2004" in text
+
+
+def test_python_dash_m_tunflow_is_the_command() -> None:
+    """``python -m tunflow`` (where the console script is not on PATH, or to pick the
+    interpreter) said "'tunflow' is a package and cannot be directly executed"."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tunflow", "stages", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert {"filter", "stats"} <= {e["name"] for e in json.loads(done.stdout)}
