@@ -193,7 +193,16 @@ class OffloadError(TunflowError):
 
 
 class PluginError(TunflowError):
-    """A stage plugin could not be found, loaded or configured; the message names it."""
+    """A stage plugin could not be found, loaded or configured; the message names it.
+
+    :attr:`missing_extra` is set when the plugin lacks only a module that one of its
+    distribution's extras installs: ``"tunflow[vpn]"``, say — the plugin is not broken,
+    that extra is not installed.
+    """
+
+    def __init__(self, message: str, *, missing_extra: str | None = None) -> None:
+        super().__init__(message)
+        self.missing_extra = missing_extra
 
 
 class HandshakeError(TunflowError):

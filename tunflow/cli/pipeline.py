@@ -339,14 +339,21 @@ def stages(args: argparse.Namespace) -> int:
             entry["summary"] = plugin.summary()
             entry["options"] = [attrs.asdict(o) for o in plugin.options()]
         except PluginError as exc:
-            entry["error"] = str(exc)
-            status = 1
+            if exc.missing_extra is not None:
+                entry["needs"] = exc.missing_extra
+                entry["error"] = str(exc)
+            else:
+                entry["error"] = str(exc)
+                status = 1
         listing.append(entry)
     if args.json:
         print(json.dumps(listing, indent=2))
         return status
     for entry in listing:
         print(f"{entry['name']}  ({entry['target']}, {entry['distribution'] or 'unknown'})")
+        if "needs" in entry:
+            print(f"    not installed: {entry['error']}")
+            continue
         if "error" in entry:
             print(f"    error: {entry['error']}")
             continue

@@ -419,11 +419,10 @@ def _normalized(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _missing_extra(ep: metadata.EntryPoint, exc: Exception) -> str | None:
-    """``"cryptography, which tunflow's 'vpn' extra installs: pip install 'tunflow[vpn]'"``
-    when ``exc`` is a missing module that the entry point's distribution requires only for one
-    of its extras (the module's top-level name read as the requirement's project name);
-    otherwise ``None``."""
+def _missing_extra(ep: metadata.EntryPoint, exc: Exception) -> tuple[str, str] | None:
+    """``("cryptography", "tunflow[vpn]")`` when ``exc`` is a missing module that the entry
+    point's distribution requires only for one of its extras (the module's top-level name read
+    as the requirement's project name); otherwise ``None``."""
     dist = getattr(ep, "dist", None)
     if not isinstance(exc, ModuleNotFoundError) or not exc.name or dist is None:
         return None
@@ -432,10 +431,7 @@ def _missing_extra(ep: metadata.EntryPoint, exc: Exception) -> str | None:
         m = _EXTRA_REQUIREMENT.match(requirement)
         if m is not None and _normalized(m[1]) == _normalized(missing):
             project, extra = dist.metadata["Name"], m[2]
-            return (
-                f"{missing}, which {project}'s {extra!r} extra installs: "
-                f"pip install '{project}[{extra}]'"
-            )
+            return missing, f"{project}[{extra}]"
     return None
 
 
@@ -482,7 +478,13 @@ def load_stage_class(name: str) -> type:
         what = f"stage plugin {name!r} ({ep.value}, from {_dist_name(ep) or 'an unknown distribution'})"
         extra = _missing_extra(ep, exc)
         if extra is not None:
-            raise PluginError(f"{what} needs {extra}") from exc
+            module, requirement = extra
+            project, _, name = requirement.partition("[")
+            raise PluginError(
+                f"{what} needs {module}, which {project}'s {name[:-1]!r} extra installs: "
+                f"pip install '{requirement}'",
+                missing_extra=requirement,
+            ) from exc
         raise PluginError(f"{what} failed to load: {type(exc).__name__}: {exc}") from exc
     if not isinstance(obj, type) or not callable(getattr(obj, "from_options", None)):
         raise PluginError(
