@@ -363,6 +363,35 @@ async def assert_a_new_socket_is_waited_on() -> None:
         b.close()
 
 
+def sigterm_ignoring(ns: testing.Netns) -> subprocess.Popen[bytes]:
+    """A Python process in ``ns`` that ignores SIGTERM, returned once it does (its stdout a
+    pipe)."""
+    proc = ns.popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, time\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "print(flush=True)\n"
+            "time.sleep(300)\n",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    proc.stdout.readline()  # SIGTERM is ignored from here on
+    return proc
+
+
+def reap(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    """Kill those of ``procs`` still running, wait for them and close their stdout."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
 def child_processes() -> set[int]:
     """Processes whose parent is this one (zombies included)."""
     me = str(os.getpid())

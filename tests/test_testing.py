@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from tests.helpers import reap, sigterm_ignoring
 from tunflow import testing
 
 pytestmark = pytest.mark.needs_root
@@ -112,30 +113,12 @@ def test_netns_stops_a_process_still_running_at_exit(monkeypatch: pytest.MonkeyP
         with testing.netns(enter=False) as ns:
             name = ns.name
             procs.append(ns.popen(["sleep", "300"]))
-            stubborn = ns.popen(
-                [
-                    sys.executable,
-                    "-c",
-                    "import signal, time\n"
-                    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-                    "print(flush=True)\n"
-                    "time.sleep(300)\n",
-                ],
-                stdout=subprocess.PIPE,
-            )
-            procs.append(stubborn)
-            assert stubborn.stdout is not None
-            stubborn.stdout.readline()  # SIGTERM is ignored from here on
+            procs.append(sigterm_ignoring(ns))
         assert [p.poll() for p in procs] == [-signal.SIGTERM, -signal.SIGKILL]
         assert name not in testing.leftover_namespaces()
         assert not os.path.exists(f"/run/netns/{name}")
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(5)
-            if proc.stdout is not None:
-                proc.stdout.close()
+        reap(procs)
 
 
 def test_namespaces_left_out_of_order_raise_and_leave_the_thread_home(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 from typing import Any
 
@@ -13,6 +12,7 @@ import anyio
 import anyio.to_thread
 import pytest
 
+from tests.helpers import reap, sigterm_ignoring
 from tunflow import testing
 
 pytestmark = pytest.mark.needs_root
@@ -53,28 +53,11 @@ def test_an_interrupt_while_waiting_for_processes_kills_those_still_running(
     try:
         with pytest.raises(KeyboardInterrupt), testing.netns(enter=False) as ns:
             name = ns.name
-            stubborn = ns.popen(
-                [
-                    sys.executable,
-                    "-c",
-                    "import signal, time\n"
-                    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-                    "print(flush=True)\n"
-                    "time.sleep(300)\n",
-                ],
-                stdout=subprocess.PIPE,
-            )
+            stubborn = sigterm_ignoring(ns)
             procs.append(stubborn)
-            assert stubborn.stdout is not None
-            stubborn.stdout.readline()  # SIGTERM is ignored from here on
             timer.start()
         assert stubborn.poll() == -signal.SIGKILL
         assert name not in testing.leftover_namespaces()
     finally:
         timer.cancel()
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(5)
-            if proc.stdout is not None:
-                proc.stdout.close()
+        reap(procs)
