@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from ipaddress import (
     IPv4Address,
     IPv4Interface,
@@ -174,6 +174,30 @@ def check_unicast(ip: IPv4Address | IPv6Address, given: object) -> None:
         raise ConfigError(f"{given!r} is a multicast address, not an interface address")
     if ip.is_unspecified:
         raise ConfigError(f"{given!r} is the unspecified address")
+
+
+def check_mtu_keeps_ipv6(
+    mtu: int, addresses: Callable[[], Iterable[IPv4Interface | IPv6Interface]], hint: str = ""
+) -> None:
+    """Refuse an ``mtu`` below :data:`IPV6_MIN_MTU` on a device that has IPv6 addresses other
+    than link-local ones (a :class:`ConfigError`, ``hint`` at its end); ``addresses`` is called
+    only for such an ``mtu``."""
+    if mtu < IPV6_MIN_MTU and any(
+        isinstance(a, IPv6Interface) and not a.ip.is_link_local for a in addresses()
+    ):
+        raise ConfigError(
+            f"MTU {mtu} is below {IPV6_MIN_MTU}, and the device has IPv6 addresses{hint}"
+        )
+
+
+def check_mtu_takes_ipv6(iface: IPv6Interface, mtu: int) -> None:
+    """Refuse adding the IPv6 address ``iface`` to a device whose MTU is ``mtu``, below
+    :data:`IPV6_MIN_MTU` (a :class:`ConfigError`)."""
+    if mtu < IPV6_MIN_MTU:
+        raise ConfigError(
+            f"cannot add {iface}: the MTU is {mtu}, IPv6 needs at least {IPV6_MIN_MTU} "
+            "(set_mtu first)"
+        )
 
 
 def parse_address(address: IPAddressLike, *, prefix_ok: bool = False) -> IPv4Address | IPv6Address:

@@ -42,7 +42,7 @@ from ..errors import (
     DeviceNotFoundError,
     UnsupportedError,
 )
-from ..netconfig.device import IPV6_MIN_MTU, DeviceConfig, Layer
+from ..netconfig.device import DeviceConfig, Layer, check_mtu_keeps_ipv6, check_mtu_takes_ipv6
 from ..netconfig.ioctl import BSD
 from ._base import OWNER_LINUX_ONLY, Route, mtu_v6_unsupported
 from ._build import Additions, add_addresses, add_routes, reject_windows_only
@@ -796,13 +796,7 @@ class BsdInterface:
 
     def set_mtu(self, mtu: int) -> None:
         with self.op(f"set MTU {mtu}"):
-            if mtu < IPV6_MIN_MTU and any(
-                isinstance(a, IPv6Interface) and not a.ip.is_link_local for a in self.addresses()
-            ):
-                raise ConfigError(
-                    f"MTU {mtu} is below {IPV6_MIN_MTU}, and the device has IPv6 addresses; "
-                    "remove them first"
-                )
+            check_mtu_keeps_ipv6(mtu, self.addresses, "; remove them first")
             self.ioctl_ifreq(self.flavor.SIOCSIFMTU, struct.pack("=i", mtu))
 
     def flags(self, name: str | None = None) -> int:
@@ -911,12 +905,7 @@ class BsdInterface:
                         ifaliasreq(self.flavor, self._name, iface, dest),
                     )
             else:
-                mtu = self.mtu()
-                if mtu < IPV6_MIN_MTU:
-                    raise ConfigError(
-                        f"cannot add {iface}: the MTU is {mtu}, IPv6 needs at least "
-                        f"{IPV6_MIN_MTU} (set_mtu first)"
-                    )
+                check_mtu_takes_ipv6(iface, self.mtu())
                 with self.control_socket(self.flavor.af_inet6) as fd:
                     self.sys.ioctl(
                         fd,

@@ -30,7 +30,7 @@ from ...errors import (
     DevicePermissionError,
     UnsupportedError,
 )
-from ...netconfig.device import IPV6_MIN_MTU, DeviceConfig, Layer
+from ...netconfig.device import DeviceConfig, Layer, check_mtu_keeps_ipv6, check_mtu_takes_ipv6
 from ...netconfig.ioctl import linux_layout
 from ...netconfig.rtnetlink import IFA_F_SECONDARY, IP6_RT_PRIO_USER, RTN_LOCAL, check_ifname
 from .._base import ASSOCIATE_ROUTE_BSD_ONLY, OffloadInfo, Route, mtu_v6_unsupported
@@ -400,14 +400,11 @@ class LinuxInterface:
                     f"MTU {mtu} is above a TAP's maximum of {TAP_MAX_MTU} (65535 less the "
                     "14-byte Ethernet header)"
                 )
-            if mtu < IPV6_MIN_MTU and any(
-                isinstance(a, IPv6Interface) and not a.ip.is_link_local
-                for a in self._nl.addresses(self._index)
-            ):
-                raise ConfigError(
-                    f"MTU {mtu} is below {IPV6_MIN_MTU}, and the device has IPv6 addresses "
-                    "(the kernel would drop them); remove them first"
-                )
+            check_mtu_keeps_ipv6(
+                mtu,
+                lambda: self._nl.addresses(self._index),
+                " (the kernel would drop them); remove them first",
+            )
             self._nl.set_link(self._index, mtu=mtu)
 
     def addresses(self) -> list[IPv4Interface | IPv6Interface]:
@@ -426,12 +423,7 @@ class LinuxInterface:
     ) -> None:
         with self._op(f"add address {iface}"):
             if isinstance(iface, IPv6Interface):
-                mtu = self._nl.link(self._index).mtu
-                if mtu < IPV6_MIN_MTU:
-                    raise ConfigError(
-                        f"cannot add {iface}: the MTU is {mtu}, IPv6 needs at least "
-                        f"{IPV6_MIN_MTU} (set_mtu first)"
-                    )
+                check_mtu_takes_ipv6(iface, self._nl.link(self._index).mtu)
             try:
                 self._nl.add_address(self._index, iface, peer=peer)
             except OSError as exc:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 
 from ...errors import ConfigError, DeviceError, UnsupportedError
-from ...netconfig.device import IPV6_MIN_MTU, DeviceConfig, Layer
+from ...netconfig.device import DeviceConfig, Layer, check_mtu_keeps_ipv6
 from .._base import ASSOCIATE_ROUTE_BSD_ONLY, OWNER_LINUX_ONLY, Route
 from .._build import Additions, add_addresses, add_routes
 from .._syscalls import Syscalls, oserror_to_device_error
@@ -90,12 +90,7 @@ class WindowsInterface:
 
     def set_mtu(self, mtu: int) -> None:
         with self.op(f"set MTU {mtu}"):
-            if mtu < IPV6_MIN_MTU and any(
-                isinstance(a, IPv6Interface) and not a.ip.is_link_local for a in self.addresses()
-            ):
-                raise ConfigError(
-                    f"MTU {mtu} is below {IPV6_MIN_MTU}, and the device has IPv6 addresses"
-                )
+            check_mtu_keeps_ipv6(mtu, self.addresses)
             self.iphlp.set_mtu(self.luid, mtu)
 
     def mtu_v6(self) -> int:
