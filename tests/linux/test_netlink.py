@@ -12,7 +12,6 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
 from ipaddress import (
     IPv4Address,
     IPv4Interface,
@@ -24,10 +23,11 @@ from ipaddress import (
     ip_interface,
     ip_network,
 )
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 
+from tests.linux.conftest import Link
 from tunflow import testing
 from tunflow.errors import ConfigError
 from tunflow.netconfig import rtnetlink as rt
@@ -47,26 +47,6 @@ from tunflow.netconfig.rtnetlink import (
 from tunflow.platform.linux.netlink import LinkWatch, RtNetlink
 
 pytestmark = pytest.mark.needs_root
-
-
-class Link(NamedTuple):
-    index: int
-    name: str
-
-
-@pytest.fixture
-def nl(netns: testing.Netns) -> Iterator[RtNetlink]:
-    with RtNetlink() as sock:
-        yield sock
-
-
-@pytest.fixture
-def link(netns: testing.Netns, nl: RtNetlink) -> Link:
-    """One end of a veth pair whose other end is up (so this end gets a carrier when up)."""
-    name, peer = testing.unique_name("v"), testing.unique_name("p")
-    testing.run("ip", "link", "add", name, "type", "veth", "peer", "name", peer)
-    testing.run("ip", "link", "set", peer, "up")
-    return Link(nl.link_by_name(name).index, name)
 
 
 # --- the witness ---------------------------------------------------------------------------------

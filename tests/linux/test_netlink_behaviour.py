@@ -9,39 +9,18 @@ from __future__ import annotations
 import errno
 import socket
 import struct
-from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 
+from tests.linux.conftest import Link
 from tests.linux.test_netlink import ip_link, ip_routes, missing_index
 from tunflow import testing
 from tunflow.netconfig import rtnetlink as rt
 from tunflow.platform.linux.netlink import LinkWatch, RtNetlink
 
 pytestmark = pytest.mark.needs_root
-
-
-class Link(NamedTuple):
-    index: int
-    name: str
-    peer: str
-
-
-@pytest.fixture
-def nl(netns: testing.Netns) -> Iterator[RtNetlink]:
-    with RtNetlink() as sock:
-        yield sock
-
-
-@pytest.fixture
-def link(netns: testing.Netns, nl: RtNetlink) -> Link:
-    """One end of a veth pair whose other end is up."""
-    name, peer = testing.unique_name("v"), testing.unique_name("p")
-    testing.run("ip", "link", "add", name, "type", "veth", "peer", "name", peer)
-    testing.run("ip", "link", "set", peer, "up")
-    return Link(nl.link_by_name(name).index, name, peer)
 
 
 class Spy:
