@@ -20,6 +20,7 @@ from tunflow import testing
 from tunflow.packet import checksum, pseudo_header_checksum_no_fold
 
 if TYPE_CHECKING:
+    from tunflow import AsyncDevice
     from tunflow.wireguard.protocol import DeviceInfo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -255,6 +256,18 @@ def ipv6_input_errors(ns: testing.Netns, device: str) -> dict[str, int]:
     tcp = dict(zip(*(fields[1:] for fields in lines if fields[0] == "Tcp:"), strict=True))
     errors.update(TcpInErrs=int(tcp["InErrs"]), TcpInCsumErrors=int(tcp["InCsumErrors"]))
     return {k: v for k, v in errors.items() if v}
+
+
+def drain(dev: AsyncDevice) -> None:
+    """Read away what is queued on ``dev`` (the kernel's own chatter: router solicitations,
+    MLD)."""
+    import anyio
+
+    while True:
+        try:
+            dev.receive_nowait()
+        except anyio.WouldBlock:
+            return
 
 
 def read_fd_until(fd: int, timeout: float) -> bytes:

@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.helpers import ipv4_udp, no_ipv6, udp_payload, udp_send
+from tests.helpers import drain, ipv4_udp, no_ipv6, udp_payload, udp_send
 from tunflow import (
     AsyncDevice,
     ClosedDeviceError,
@@ -33,15 +33,6 @@ from tunflow import (
 )
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.anyio]
-
-
-def _drain(dev: AsyncDevice) -> None:
-    """Read away what is queued (the kernel's own chatter: router solicitations, MLD)."""
-    while True:
-        try:
-            dev.receive_nowait()
-        except anyio.WouldBlock:
-            return
 
 
 async def _first_udp(dev: AsyncDevice, port: int) -> bytes:
@@ -264,7 +255,7 @@ async def test_a_cancelled_try_clone_opens_no_queue(netns: testing.Netns) -> Non
 
 async def test_receive_nowait(netns: testing.Netns) -> None:
     async with DeviceBuilder().ipv4("10.67.0.1", 24).build_async() as dev:
-        _drain(dev)
+        drain(dev)
         udp_send("10.67.0.2", 5000, b"now")
         deadline = time.monotonic() + 5
         while True:
@@ -303,7 +294,7 @@ async def test_a_cancelled_receive_reads_nothing_and_a_ready_one_still_yields(
     # packet left in the queue; a call that finds a packet waiting still lets others run
     # (checked on asyncio, which runs ready tasks in order; trio shuffles them on purpose).
     async with DeviceBuilder().ipv4("10.61.0.1", 24).build_async() as dev:
-        _drain(dev)
+        drain(dev)
         udp_send("10.61.0.2", 5001, b"kept")
         assert select.select([dev.fileno()], [], [], 5)[0], "the packet never arrived"
         received = dev.statistics().rx_packets

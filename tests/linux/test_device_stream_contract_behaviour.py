@@ -11,18 +11,10 @@ import anyio
 import pytest
 from anyio.streams.stapled import StapledObjectStream
 
-from tests.helpers import ipv4_udp, no_ipv6, udp_payload, udp_send
+from tests.helpers import drain, ipv4_udp, no_ipv6, udp_payload, udp_send
 from tunflow import AsyncDevice, DeviceAttribute, DeviceBuilder, DeviceGoneError, testing
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.anyio]
-
-
-def _drain(dev: AsyncDevice) -> None:
-    while True:
-        try:
-            dev.receive_nowait()
-        except anyio.WouldBlock:
-            return
 
 
 async def test_readable_after_a_read_found_the_device_gone_returns(netns: testing.Netns) -> None:
@@ -46,7 +38,7 @@ async def test_a_receiver_woken_by_the_deletion_leaves_readiness_working(
     no_ipv6(netns)
     name = testing.unique_name("s")
     async with DeviceBuilder().name(name).ipv4("10.211.1.1", 24).build_async() as dev:
-        _drain(dev)
+        drain(dev)
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
 
@@ -98,7 +90,7 @@ async def test_a_receive_cancelled_with_a_packet_queued_leaves_it_queued(
     no_ipv6(netns)
     async with DeviceBuilder().ipv4("10.211.3.1", 24).build_async() as dev:
         call = _receivers(dev)[how]
-        _drain(dev)
+        drain(dev)
         for i in range(20):
             udp_send("10.211.3.2", 5000, bytes([i]))
             assert select.select([dev.fileno()], [], [], 5)[0], "the packet never arrived"
@@ -117,7 +109,7 @@ async def test_a_waiting_receive_cancelled_as_its_packet_arrives_loses_nothing(
     # it either returned the packet or left it queued.
     no_ipv6(netns)
     async with DeviceBuilder().ipv4("10.211.4.1", 24).build_async() as dev:
-        _drain(dev)
+        drain(dev)
         with anyio.fail_after(60):
             for i in range(50):
                 got: list[bytes] = []
@@ -151,7 +143,7 @@ async def test_stapled_and_pumped_through_a_memory_stream(netns: testing.Netns) 
     stream: StapledObjectStream[bytes] = StapledObjectStream(dev, dev)  # type: ignore[arg-type]
     assert stream.extra(DeviceAttribute.mtu) == 1400
     assert stream.extra(DeviceAttribute.fileno) == dev.fileno()
-    _drain(dev)
+    drain(dev)
     send, receive = anyio.create_memory_object_stream[bytes](4)
 
     async def pump() -> None:
