@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import queue
 import select
@@ -268,6 +269,19 @@ def drain(dev: AsyncDevice) -> None:
             dev.receive_nowait()
         except anyio.WouldBlock:
             return
+
+
+def refuse_renames_while_up(nl: Any) -> None:
+    """Have the RtNetlink ``nl`` refuse to rename a running link (``EBUSY``), as kernels before
+    6.2 do; ``del nl.set_link`` undoes it."""
+    set_link = nl.set_link
+
+    def refusing(index: int, **kw: Any) -> None:
+        if "name" in kw and nl.link(index).is_up:
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY))
+        set_link(index, **kw)
+
+    nl.set_link = refusing
 
 
 def read_fd_until(fd: int, timeout: float) -> bytes:

@@ -29,6 +29,7 @@ from tests.helpers import (
     ipv4_udp,
     ipv6_udp,
     no_ipv6,
+    refuse_renames_while_up,
     run_without_caps,
     udp_payload,
     udp_send,
@@ -1262,14 +1263,7 @@ def test_rename_keeps_routes_beside_the_kernels_prefix_routes(netns: testing.Net
         # A kernel that refuses to rename a running link (EBUSY): down, renamed, up, routes
         # put back.
         nl = dev._shared.interface._nl  # type: ignore[union-attr]
-        set_link = nl.set_link
-
-        def refusing(index: int, **kw: Any) -> None:
-            if "name" in kw and nl.link(index).is_up:
-                raise OSError(errno.EBUSY, os.strerror(errno.EBUSY))
-            set_link(index, **kw)
-
-        nl.set_link = refusing
+        refuse_renames_while_up(nl)
         try:
             again = testing.unique_name("r")
             dev.set_name(again)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import refuse_renames_while_up
 from tunflow import ConfigError, DeviceBuilder, DeviceError, testing
 
 pytestmark = pytest.mark.needs_root
@@ -23,14 +24,7 @@ def test_an_einval_putting_routes_back_is_not_blamed_on_the_name(netns: testing.
     # the kernel refuses the name — a ConfigError for a name the link now has.
     with DeviceBuilder().ipv4("10.64.0.1", 24).route("198.51.100.0/24").build_sync() as dev:
         nl = dev._shared.interface._nl  # type: ignore[union-attr]
-        set_link = nl.set_link
-
-        def refusing(index: int, **kw: Any) -> None:
-            if "name" in kw and nl.link(index).is_up:
-                raise OSError(errno.EBUSY, os.strerror(errno.EBUSY))
-            set_link(index, **kw)
-
-        nl.set_link = refusing
+        refuse_renames_while_up(nl)
         nl.add_route = _einval
         new = testing.unique_name("r")
         try:
