@@ -10,13 +10,13 @@ packets cut to the MTU (docs/vpn.md, "Native fast mode").
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
 import pytest
 
-from tests.linux.test_vpn_tunflow import OA, OB, UA, UB, ping, tcp_transfer
+from tests.linux.test_vpn_tunflow import OA, OB, UB, pair, ping, tcp_transfer  # noqa: F401
 from tunflow import testing
 from tunflow.wireguard import (
     InterfaceConfig,
@@ -31,13 +31,6 @@ pytestmark = [
     pytest.mark.anyio,
     pytest.mark.skipif(shutil.which("wg") is None, reason="needs wg (wireguard-tools)"),
 ]
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[testing.Netns, testing.Netns]]:
-    with testing.netns(enter=False) as a, testing.netns(enter=False) as b:
-        testing.veth_pair(a, b, f"{UA}/24", f"{UB}/24")
-        yield a, b
 
 
 @asynccontextmanager
@@ -70,7 +63,7 @@ async def wg_set(iface: WireGuardInterface, *args: str) -> None:
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_a_persistent_keepalive_set_on_a_new_peer_handshakes_at_once(
-    pair: tuple[testing.Netns, testing.Netns],
+    pair: tuple[testing.Netns, testing.Netns],  # noqa: F811
 ) -> None:
     # wg(8): persistent-keepalive; as wireguard-go and the kernel, turning it on sends a
     # keepalive at once — here a handshake first, no traffic needed
@@ -93,7 +86,7 @@ async def test_a_persistent_keepalive_set_on_a_new_peer_handshakes_at_once(
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_a_wireguard_peer_added_among_native_ones_gets_mtu_sized_packets(
-    pair: tuple[testing.Netns, testing.Netns],
+    pair: tuple[testing.Netns, testing.Netns],  # noqa: F811
 ) -> None:
     # docs/vpn.md: "when every peer is native the device hands out super-packets whole;
     # otherwise (or once a WireGuard peer is added with `wg set`) packets are cut to the MTU"
