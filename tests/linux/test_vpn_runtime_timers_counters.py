@@ -11,7 +11,15 @@ import anyio
 import pytest
 
 from tests.linux.test_vpn_routing_behaviour import until
-from tests.linux.test_vpn_tunflow import OA, OB, UB, pair, ping, two_sides  # noqa: F401
+from tests.linux.test_vpn_tunflow import (  # noqa: F401
+    OA,
+    OB,
+    UB,
+    cut_underlay,
+    pair,
+    ping,
+    two_sides,
+)
 from tunflow import testing
 from tunflow.wireguard import InterfaceConfig, PeerConfig, PrivateKey, open_interface
 from tunflow.wireguard.protocol import KeysZeroed
@@ -106,11 +114,7 @@ async def test_what_a_new_listen_port_could_not_send_is_not_counted_as_sent(
     async with two_sides(a, b, native=False) as (ia, _):
         assert await ia.apply_uapi(b"set=1\nlisten_port=51821\n\n") == b"errno=0\n\n"
         await ping(a, OB, 1)
-        (veth,) = [
-            line.split(":")[1].strip().split("@")[0]
-            for line in a.run("ip", "-o", "link", "show", "type", "veth").stdout.splitlines()
-        ]
-        a.run("ip", "link", "del", veth)
+        cut_underlay(a)
         before = ia.statistics()
         await anyio.run_process(
             a.cmd("ping", "-n", "-c", "3", "-i", "0.1", "-W", "1", OB), check=False

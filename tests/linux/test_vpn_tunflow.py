@@ -107,6 +107,15 @@ def hosts(addresses: Sequence[str]) -> list[str]:
     return [str(ipaddress.ip_network(ipaddress.ip_interface(a).ip)) for a in addresses]
 
 
+def cut_underlay(ns: testing.Netns) -> None:
+    """Delete the veth of ``ns``: the underlay gone (a send to the peer: ``ENETUNREACH``)."""
+    (veth,) = [
+        line.split(":")[1].strip().split("@")[0]
+        for line in ns.run("ip", "-o", "link", "show", "type", "veth").stdout.splitlines()
+    ]
+    ns.run("ip", "link", "del", veth)
+
+
 async def ping(ns: testing.Netns, address: str, count: int = 3) -> str:
     done = await anyio.run_process(
         ns.cmd("ping", "-n", "-c", str(count), "-i", "0.2", "-W", "3", address), check=False
@@ -621,11 +630,7 @@ async def test_what_the_socket_could_not_send_is_not_counted_as_sent(
     a, b = pair
     async with two_sides(a, b, native=False) as (ia, _):
         await ping(a, OB, 1)
-        (veth,) = [
-            line.split(":")[1].strip().split("@")[0]
-            for line in a.run("ip", "-o", "link", "show", "type", "veth").stdout.splitlines()
-        ]
-        a.run("ip", "link", "del", veth)
+        cut_underlay(a)
         before = ia.statistics()
         await anyio.run_process(
             a.cmd("ping", "-n", "-c", "5", "-i", "0.1", "-W", "1", OB), check=False
