@@ -148,6 +148,10 @@ _RATE_BURST: Final = 5.0
 #: over it is dropped at about the cost of one with a wrong mac1 (a few us, most of it the
 #: batch loop's and mac1's).
 _HANDSHAKE_BUDGET: Final = 1000.0
+#: The part of the budget kept, under load, for handshake messages with a valid mac2 (a cookie
+#: the interface gave their source address; each source rate limited): a flood without cookies
+#: takes the budget down to it and no further, so such messages go first with what refills.
+_COOKIE_RESERVE: Final = _HANDSHAKE_BUDGET / 10
 
 
 # -- events ---------------------------------------------------------------------------------
@@ -247,7 +251,8 @@ class WireGuardStatistics:
     * ``bad_cookie`` — a cookie reply that does not decrypt;
     * ``rate_limited`` — handshakes over the per-IP rate while under load;
     * ``handshake_budget`` — handshake messages (past mac1) over the interface's budget of
-      handshake work, 1000 a second whatever their sources (a flood from many addresses);
+      handshake work, 1000 a second whatever their sources (a flood from many addresses); under
+      load, a tenth of it is kept for messages with a valid cookie (mac2);
     * ``handshake`` — a handshake message that does not authenticate, replays an old timestamp,
       or floods (more than one initiation per 20 ms from a peer);
     * ``replay`` — a transport counter already seen or behind the window;
@@ -2025,16 +2030,20 @@ class WireGuard:
             c.dropped_bad_mac += 1
             return True
         self._note_handshake(now)
-        if not self._spend_budget(now):
-            c.dropped_handshake_budget += 1
-            return True
+        spent = self._spend_budget(now, _COOKIE_RESERVE)
         if self.under_load(now):
+            if not spent and not any(raw[-16:]):  # no cookie (mac2 zero): nothing to wait for
+                c.dropped_handshake_budget += 1
+                return True
             try:
                 src = address_bytes(addr)
             except (PacketError, TypeError, IndexError):
                 c.dropped_malformed += 1
                 return True
             if not self._checker.check_mac2(raw, src, now):
+                if not spent:
+                    c.dropped_handshake_budget += 1
+                    return True
                 (sender,) = _U32LE.unpack_from(raw, 4)
                 reply = self._checker.create_reply(raw, sender, src, now)
                 self._outbox.append((reply.encode(), addr))
@@ -2043,6 +2052,12 @@ class WireGuard:
             if not self._ratelimiter.allow(str(addr[0]), now):
                 c.dropped_rate_limited += 1
                 return True
+            if not spent and not self._spend_budget(now, 0.0):
+                c.dropped_handshake_budget += 1
+                return True
+        elif not spent:
+            c.dropped_handshake_budget += 1
+            return True
         if first == MESSAGE_INITIATION:
             self._consume_initiation(raw, addr, now)
         else:
@@ -2057,14 +2072,15 @@ class WireGuard:
         if self._load_count > self.load_threshold:
             self.set_under_load(now)
 
-    def _spend_budget(self, now: float) -> bool:
+    def _spend_budget(self, now: float, reserve: float) -> bool:
         """Take one handshake message from the interface's budget (a token bucket of
-        ``_HANDSHAKE_BUDGET`` a second); whether there was one."""
+        ``_HANDSHAKE_BUDGET`` a second) unless that would leave less than ``reserve``; whether
+        it did."""
         tokens = self._budget
         if now > self._budget_at:
             tokens = min(_HANDSHAKE_BUDGET, tokens + (now - self._budget_at) * _HANDSHAKE_BUDGET)
             self._budget_at = now
-        if tokens < 1.0:
+        if tokens < reserve + 1.0:
             self._budget = tokens
             return False
         self._budget = tokens - 1.0
