@@ -332,6 +332,9 @@ class UDPTransport:
         self._run = 0
         #: whether the last receive stopped on a full batch (more was waiting): queue depth
         self.backlogged = False
+        #: how many reads found the socket's queue empty: where a count of receives in a row
+        #: that were :attr:`backlogged` starts again
+        self.drained = 0
         #: called with ``(address, bytes)`` for datagrams a send counted as dropped (unreachable,
         #: refused, too large, a bad address or none, a full buffer): for a protocol that counted them
         #: as sent when it sealed them (``None``: nobody asks)
@@ -608,6 +611,7 @@ class UDPTransport:
                     # (MSG_TRUNC: the datagram's own length, so one longer than the room shows)
                     n, addr = recv(view[end : end + need], need, _MSG_TRUNC)
                 except BlockingIOError:
+                    self.drained += 1
                     break
                 except OSError as exc:
                     if self._read_error(exc, icmp):
@@ -680,6 +684,7 @@ class UDPTransport:
             try:
                 n, anc, flags, addr = recvmsg_into([view[off : off + need]], _ANCBUF)
             except BlockingIOError:
+                self.drained += 1
                 break
             except OSError as exc:
                 if self._read_error(exc, icmp):
@@ -736,6 +741,7 @@ class UDPTransport:
             except BlockingIOError:
                 self._lone = self._run == 1
                 self._run = 0
+                self.drained += 1
                 raise
             except OSError as exc:
                 if self._read_error(exc, icmp):

@@ -224,6 +224,7 @@ class WireGuardPort:
         self._split_out = False
         self._out_split: PacketBatch | None = None
         self._backlog = 0
+        self._drained = 0
         self._kernel_drops = 0
         self._stats = [0, 0, 0, 0, 0, 0]  # rx packets, bytes, batches; tx packets, bytes, batches
         #: recent protocol events (bounded), newest last
@@ -665,7 +666,12 @@ class WireGuardPort:
 
     def _note_load(self, transport: UDPTransport) -> None:
         # "Under load" (handshakes must carry a cookie) comes from the transport's queue: the
-        # kernel dropping datagrams, or many receives in a row that found more waiting.
+        # kernel dropping datagrams, or many receives in a row that found more waiting (a read
+        # that found the queue empty since the last look ends the row, as one that found less).
+        drained = transport.drained
+        if drained != self._drained:
+            self._drained = drained
+            self._backlog = 0
         self._backlog = self._backlog + 1 if transport.backlogged else 0
         drops = transport.kernel_drops
         if self._backlog >= _BACKLOG_READS or drops > self._kernel_drops:

@@ -173,3 +173,29 @@ async def test_receives_that_keep_finding_more_waiting_demand_cookies() -> None:
                 s.send(b"\x04" + bytes(63))
             reply = await answer(port, s, initiation(key, wg, mine.local_address))
             assert reply[0] == RESPONSE
+
+
+async def test_a_receive_that_found_the_queue_empty_ends_the_row() -> None:
+    """Seven receives that found more waiting than a batch holds, then a read that found the
+    queue empty, then one more that found more waiting: not "eight receives in a row"
+    (docs/vpn.md), and an initiation behind them is answered with a handshake response."""
+    async with UDPTransport.bind("127.0.0.1:0", max_packets=8) as mine:
+        wg = WireGuard(PrivateKey.generate())
+        key = PrivateKey.generate()
+        wg.add_peer(PeerConfig(key.public_key(), allowed_ips=f"{B_IP}/32"))
+        port = WireGuardPort(wg, mine, mtu=1420, clock=lambda: 0.0)
+        with initiator_socket(port) as s:
+            for _ in range((_BACKLOG_READS - 1) * mine.max_packets):  # seven full receives
+                s.send(b"\x04" + bytes(63))
+            quiet: list[bool] = []
+
+            def emptied() -> bool:
+                # the queue read to its end, and the port's task given turns to find it empty
+                quiet.append(not select.select([mine.fileno()], [], [], 0)[0])
+                return quiet[-5:] == [True] * 5
+
+            await serve(port, emptied)
+            for _ in range(mine.max_packets):  # one more full receive
+                s.send(b"\x04" + bytes(63))
+            reply = await answer(port, s, initiation(key, wg, mine.local_address))
+            assert reply[0] == RESPONSE
