@@ -207,6 +207,10 @@ class WireGuardPort:
         # outbound: one arena for the sealed datagrams of a whole device batch (a 1 MiB batch
         # of super-packets grows by < 3 % in native mode; more is sent in several rounds)
         self._tx = DatagramBatch(capacity=2 << 20, gather=True)
+        # what _express_send sealed for a lone packet and the full socket buffer did not take
+        # (the packet, the datagrams), kept for the task to send; a send batch to swap in
+        self._held: tuple[list[bytes], DatagramBatch] | None = None
+        self._spare_tx: DatagramBatch | None = None
         self._ctl = DatagramBatch(capacity=256 * 1024)
         # inbound: datagrams not decrypted yet because the packet batch filled up
         self._rx = transport.new_batch()
@@ -419,6 +423,8 @@ class WireGuardPort:
         Raises:
             anyio.ClosedResourceError: the transport was closed.
         """
+        if self._held is not None and await self._send_held(batch):
+            return
         tx = self._tx
         self._count_tx(batch)
         now = self._clock()
@@ -442,6 +448,43 @@ class WireGuardPort:
                 break
             batch.keep(range(done, len(batch)))
         self._drain_events()
+
+    async def _send_held(self, batch: PacketBatch) -> bool:
+        """Send, waiting for room, what :meth:`_express_send` sealed for ``batch``'s packet and
+        the full socket buffer did not take; whether ``batch`` was that packet (else what was
+        held is lost, counted as a lost datagram's bytes are, and ``batch`` goes as usual)."""
+        assert self._held is not None
+        packet, tx = self._held
+        self._held = None
+        try:
+            if len(batch.offsets) != 1 or batch.to_list() != packet:
+                self._unsent(tx)
+                return False
+            self._count_tx(batch)
+            while True:
+                transport = self.transport
+                try:
+                    await transport.send_batch(tx, checkpoint=False)
+                    break
+                except anyio.ClosedResourceError:
+                    if transport is self.transport:
+                        raise
+        finally:
+            tx.clear()
+            self._spare_tx = tx
+        self._drain_events()
+        return True
+
+    def _hold(self, batch: PacketBatch, tx: DatagramBatch) -> None:
+        """Keep ``tx``, sealed for ``batch``'s lone packet, for the task's :meth:`send_batch` of
+        that packet; seal into another batch meanwhile."""
+        spare, self._spare_tx = self._spare_tx, None
+        if self._held is not None:  # (never: the task sends what the last one held first)
+            spare = self._held[1]
+            self._unsent(spare)
+            spare.clear()
+        self._held = (batch.to_list(), tx)
+        self._tx = spare or DatagramBatch(capacity=2 << 20, gather=True)
 
     def _count_tx(self, batch: PacketBatch) -> None:
         s = self._stats
@@ -507,8 +550,9 @@ class WireGuardPort:
         """:meth:`send_batch` for a lone packet, without waiting. ``False`` for a super-packet
         (bulk traffic, which the task sends, waiting for room as it must), for what WireGuard
         peers need split (and checksummed) first, and when the socket buffer is full: the
-        task then sends the packet, waiting for room as :meth:`send_batch` does (sealed
-        again: the counter the first copy took is skipped, as a lost datagram's would be)."""
+        task then sends the packet, waiting for room as :meth:`send_batch` does — what was
+        sealed for it here (its datagram, or the handshake initiation it started, the packet
+        staged), not sealed again."""
         if batch.lengths[0] > self.mtu or (self._split_out and batch.vnet_hdr):
             return False
         tx = self._tx
@@ -518,9 +562,6 @@ class WireGuardPort:
             while True:
                 transport = self.transport
                 try:
-                    # a packet staged for a handshake (none sealed) is the protocol's now:
-                    # only the initiation is in ``tx``, lost when the buffer is full as
-                    # flush_control's are (its retry timer sends another)
                     sent = transport.send_batch_nowait(tx, drop_when_full=not sealed) >= 0
                     break
                 except anyio.ClosedResourceError:
@@ -529,7 +570,7 @@ class WireGuardPort:
         if sent:
             self._count_tx(batch)
         else:
-            self._unsent(tx)
+            self._hold(batch, tx)
         if rest:
             self._send_now(rest)
         if self.wg.has_output:  # (mostly no event)

@@ -82,6 +82,53 @@ async def test_a_lone_packet_the_full_socket_did_not_take_is_counted_once(
         assert wg.statistics().tx_bytes - wg_before == len(datagram)
 
 
+async def test_a_lone_packets_initiation_the_full_socket_did_not_take_goes_with_the_task(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A lone packet for a peer without a session is staged and its handshake initiation is
+    what ``_express_send`` has to send: when the full socket buffer takes nothing, the task
+    sends that initiation once there is room — not 5 s later with the retry — and the packet
+    is staged once (delivered once when the handshake completes), the initiation counted
+    once."""
+    async with UDPTransport.bind("127.0.0.1:0") as mine, UDPTransport.bind("127.0.0.1:0") as far:
+        key, far_key = PrivateKey.generate(), PrivateKey.generate()
+        wg = WireGuard(key)
+        wg.add_peer(
+            PeerConfig(far_key.public_key(), endpoint=far.local_address, allowed_ips=f"{B_IP}/32")
+        )
+        other = WireGuard(far_key)
+        other.add_peer(PeerConfig(wg.public_key, allowed_ips=f"{A_IP}/32"))
+        port = WireGuardPort(wg, mine, mtu=1420, clock=lambda: 0.0)
+
+        real = mine.send_batch_nowait
+        full = [True]
+
+        def send_batch_nowait(batch: PacketBatch, *, drop_when_full: bool = True) -> int:
+            if full[0] and not drop_when_full:
+                full[0] = False
+                return -1  # the socket buffer is full: nothing went, nothing counted
+            return real(batch, drop_when_full=drop_when_full)
+
+        monkeypatch.setattr(mine, "send_batch_nowait", send_batch_nowait)
+        packet = ip4(A_IP, B_IP, b"z" * 100)
+        sent = port._express_send(batch_of([packet]))
+        assert not full[0]  # the full socket was met
+        if not sent:
+            await port.send_batch(batch_of([packet]))  # the task, as the engine does
+        with anyio.fail_after(5):
+            while not select.select([far.fileno()], [], [], 0)[0]:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        (init,) = await received(far)
+        assert init[0] == INITIATION
+        assert wg.statistics().handshake_initiations_sent == 1
+        assert other.receive_datagram(init, mine.local_address, 0.0) == []
+        ((response, _),) = other.datagrams_to_send()
+        wg.receive_datagram(response, far.local_address, 0.0)
+        staged = [d for d, _ in wg.datagrams_to_send() if d[0] == 4]
+        delivered = [p for d in staged for p in other.receive_datagram(d, mine.local_address, 0.0)]
+        assert delivered == [packet]
+
+
 def initiation(key: PrivateKey, responder: WireGuard, address: tuple[str, int]) -> bytes:
     """A fresh handshake initiation from ``key`` to ``responder`` (no cookie: mac2 empty)."""
     initiator = WireGuard(key)
