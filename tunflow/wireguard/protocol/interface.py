@@ -34,6 +34,7 @@ import secrets
 import struct
 from collections import deque
 from collections.abc import Callable, Iterable
+from ipaddress import IPv6Address
 from operator import attrgetter
 from typing import Any, Final
 
@@ -371,24 +372,32 @@ class _Counters:
 
 
 class _RateLimiter:
-    """Token bucket per source IP: 20 handshakes a second, bursts of 5 (wireguard-go)."""
+    """Token bucket per source IP: 20 handshakes a second, bursts of 5 (wireguard-go). An
+    IPv6 source is taken by its /64, as the kernel's ratelimiter takes it: one host usually has
+    a whole /64, so its addresses share one bucket."""
 
     __slots__ = ("_buckets", "_last_gc")
 
     def __init__(self) -> None:
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self._buckets: dict[str | bytes, tuple[float, float]] = {}
         self._last_gc = 0.0
 
     def allow(self, ip: str, now: float) -> bool:
+        key: str | bytes = ip
+        if ":" in ip:
+            try:
+                key = IPv6Address(ip.partition("%")[0]).packed[:8]
+            except ValueError:
+                pass  # (not an address: its own bucket)
         if now - self._last_gc > 1.0:
             self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] <= 1.0}
             self._last_gc = now
-        tokens, last = self._buckets.get(ip, (_RATE_BURST, now))
+        tokens, last = self._buckets.get(key, (_RATE_BURST, now))
         tokens = min(_RATE_BURST, tokens + (now - last) * _RATE_PER_SECOND)
         if tokens < 1.0:
-            self._buckets[ip] = (tokens, now)
+            self._buckets[key] = (tokens, now)
             return False
-        self._buckets[ip] = (tokens - 1.0, now)
+        self._buckets[key] = (tokens - 1.0, now)
         return True
 
 
