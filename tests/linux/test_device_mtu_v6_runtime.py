@@ -32,3 +32,11 @@ def test_async_mtu_v6_is_refused_on_linux(netns: testing.Netns) -> None:
                 await dev.mtu_v6()
 
     anyio.run(main)
+
+
+def test_builder_mtu_v4_is_the_link_mtu_and_mtu_v6_is_refused(netns: testing.Netns) -> None:
+    name = testing.unique_name("m")
+    with DeviceBuilder().name(name).mtu_v4(1300).build_sync() as dev:
+        assert dev.mtu() == 1300 == netns.ip_json("link", "show", name)[0]["mtu"]
+    with pytest.raises(UnsupportedError, match="Windows only"):
+        DeviceBuilder().name(testing.unique_name("m")).mtu_v6(1300).build_sync()

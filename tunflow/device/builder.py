@@ -188,8 +188,24 @@ class DeviceBuilder:
     # -- link settings ----------------------------------------------------------------------
 
     def mtu(self, mtu: int) -> Self:
-        """The MTU (68..65535; at least 1280 when the device has IPv6 addresses)."""
-        return self._set(mtu=_int(mtu, "MTU", 68, 65535))
+        """The MTU (68..65535; at least 1280 when the device has IPv6 addresses). On Windows it
+        sets the IPv4 and the IPv6 MTU, and replaces an earlier :meth:`mtu_v4` /
+        :meth:`mtu_v6` (the last call wins, as in tun-rs)."""
+        return self._set(mtu=_int(mtu, "MTU", 68, 65535), mtu_v4=None, mtu_v6=None)
+
+    def mtu_v4(self, mtu: int) -> Self:
+        """Windows: the IPv4 MTU alone (68..65535), ``NlMtu`` of the interface's IPv4 row; the
+        IPv6 MTU is :meth:`mtu`'s, or :meth:`mtu_v6`'s, or left as it is. Elsewhere the link
+        has one MTU and this is it; after a different :meth:`mtu` the build there raises
+        :class:`~tunflow.UnsupportedError`."""
+        return self._set(mtu_v4=_int(mtu, "IPv4 MTU", 68, 65535))
+
+    def mtu_v6(self, mtu: int) -> Self:
+        """Windows: the IPv6 MTU alone (1280..65535), ``NlMtu`` of the interface's IPv6 row
+        (a machine without an IPv6 stack fails the build with
+        :class:`~tunflow.UnsupportedError`). Elsewhere the build raises
+        :class:`~tunflow.UnsupportedError`: the link has one MTU, :meth:`mtu`'s."""
+        return self._set(mtu_v6=_int(mtu, "IPv6 MTU", 1280, 65535))
 
     def mac_addr(self, mac: str | bytes | Sequence[int]) -> Self:
         """The MAC address of a TAP (layer 2) device."""

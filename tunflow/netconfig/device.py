@@ -345,12 +345,21 @@ class DeviceConfig:
     netns: str | None = None
     # -- platform-specific, ignored where meaningless (documented per platform) --
     associate_route: bool = True
+    #: Windows: the IPv4 / IPv6 MTU alone, over ``mtu`` (which sets both families)
+    mtu_v4: int | None = None
+    mtu_v6: int | None = None
     metric: int | None = None
     description: str | None = None
     wintun_file: str | None = None
     ring_capacity: int | None = None
     dns_servers: tuple[IPv4Address | IPv6Address, ...] = ()
     peer_feth: str | None = None
+
+    @property
+    def link_mtu(self) -> int | None:
+        """The MTU of a link with one MTU for both families (every OS but Windows):
+        ``mtu_v4`` when given, else ``mtu``."""
+        return self.mtu_v4 if self.mtu_v4 is not None else self.mtu
 
     def validate(self) -> None:
         """Check the whole configuration.
@@ -361,9 +370,14 @@ class DeviceConfig:
         _check_name(self.name)
         if self.mtu is not None and not MIN_MTU <= self.mtu <= MAX_MTU:
             raise ConfigError(f"MTU {self.mtu} is outside {MIN_MTU}..{MAX_MTU}")
-        if self.ipv6 and self.mtu is not None and self.mtu < IPV6_MIN_MTU:
+        if self.mtu_v4 is not None and not MIN_MTU <= self.mtu_v4 <= MAX_MTU:
+            raise ConfigError(f"IPv4 MTU {self.mtu_v4} is outside {MIN_MTU}..{MAX_MTU}")
+        if self.mtu_v6 is not None and not IPV6_MIN_MTU <= self.mtu_v6 <= MAX_MTU:
+            raise ConfigError(f"IPv6 MTU {self.mtu_v6} is outside {IPV6_MIN_MTU}..{MAX_MTU}")
+        mtu6 = self.mtu_v6 if self.mtu_v6 is not None else self.mtu
+        if self.ipv6 and mtu6 is not None and mtu6 < IPV6_MIN_MTU:
             raise ConfigError(
-                f"IPv6 addresses need an MTU of at least {IPV6_MIN_MTU}; MTU is {self.mtu}"
+                f"IPv6 addresses need an MTU of at least {IPV6_MIN_MTU}; MTU is {mtu6}"
             )
         if self.mac is not None and self.layer is not Layer.L2:
             raise ConfigError("a MAC address needs a layer-2 (TAP) device: use layer(Layer.L2)")

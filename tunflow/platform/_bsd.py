@@ -1204,8 +1204,8 @@ def configure(iface: BsdInterface, config: DeviceConfig, added: Additions) -> No
     """MTU, MAC, addresses (with their routes), up/down, then routes — tun-rs's order, with the
     routes last because a kernel may refuse a route through a down interface. Every change that
     outlives a destroyed interface is recorded in ``added``."""
-    if config.mtu is not None:
-        iface.set_mtu(config.mtu)
+    if config.link_mtu is not None:
+        iface.set_mtu(config.link_mtu)
     if config.mac is not None:
         iface.set_mac_address(config.mac)
     add_addresses(iface, config, added)
@@ -1217,7 +1217,7 @@ def configure(iface: BsdInterface, config: DeviceConfig, added: Additions) -> No
 def snapshot_for(iface: BsdInterface, config: DeviceConfig) -> LinkState:
     """What :func:`configure` is about to change on ``iface``, for :meth:`BsdInterface.restore`."""
     return iface.snapshot(
-        mtu=config.mtu is not None, mac=config.mac is not None, up=config.enabled is not None
+        mtu=config.link_mtu is not None, mac=config.mac is not None, up=config.enabled is not None
     )
 
 

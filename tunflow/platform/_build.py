@@ -18,8 +18,8 @@ from ipaddress import (
 )
 from typing import Protocol
 
-from ..errors import UnsupportedError
-from ..netconfig.device import DeviceConfig
+from ..errors import ConfigError, UnsupportedError
+from ..netconfig.device import IPV6_MIN_MTU, DeviceConfig
 from ._base import Route
 
 __all__ = ["Additions", "add_addresses", "add_routes", "reject_windows_only"]
@@ -103,7 +103,32 @@ def reject_windows_only(config: DeviceConfig, platform: str) -> None:
     resolution (an interface metric, DNS servers): ignoring them would leave a program
     believing its traffic and queries go where they do not. The Windows options that change
     nothing elsewhere (``description``, ``wintun_file``, ``ring_capacity``) are ignored, so
-    one builder chain serves every OS."""
+    one builder chain serves every OS.
+
+    The link has one MTU for both families here: ``mtu_v4`` is taken as it (over ``mtu``, when
+    the two are equal), and an IPv6 MTU of its own (``mtu_v6``, or ``mtu_v4`` differing from
+    ``mtu``) is refused.
+
+    Raises:
+        UnsupportedError: a Windows-only option named above.
+        ConfigError: ``mtu_v4`` below 1280 on a device with IPv6 addresses.
+    """
+    if config.mtu_v6 is not None:
+        raise UnsupportedError(
+            f"an IPv6 MTU of its own (mtu_v6) is Windows only, not {platform}: mtu() sets the "
+            "link's MTU, IPv6's among it"
+        )
+    if config.mtu_v4 is not None and config.mtu is not None and config.mtu_v4 != config.mtu:
+        raise UnsupportedError(
+            f"mtu_v4({config.mtu_v4}) after mtu({config.mtu}) asks for separate IPv4 and IPv6 "
+            f"MTUs, which are Windows only, not {platform}: the link has one MTU"
+        )
+    mtu = config.link_mtu
+    if config.ipv6 and mtu is not None and mtu < IPV6_MIN_MTU:
+        raise ConfigError(
+            f"IPv6 addresses need an MTU of at least {IPV6_MIN_MTU}; the link's MTU "
+            f"(mtu_v4) is {mtu}"
+        )
     if config.metric is not None:
         raise UnsupportedError(f"the interface metric is Windows only, not {platform}")
     if config.dns_servers:

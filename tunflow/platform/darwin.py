@@ -497,7 +497,9 @@ def _open_tap(config: DeviceConfig, syscalls: Syscalls) -> tuple[DarwinInterface
         if dev not in created:
             reused.append(_bsd.snapshot_for(iface, config))
         if peer not in created:
-            reused.append(iface.snapshot(mtu=config.mtu is not None, mac=False, up=True, name=peer))
+            reused.append(
+                iface.snapshot(mtu=config.link_mtu is not None, mac=False, up=True, name=peer)
+            )
         steps.append("bring the peer up")
         with iface.op(f"bring the feth peer {peer} up"):
             iface.set_up(True, name=peer)

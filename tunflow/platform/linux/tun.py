@@ -856,8 +856,8 @@ def _link_exists(name: str | None) -> bool:
 
 
 def _configure(iface: LinuxInterface, config: DeviceConfig, added: Additions) -> None:
-    if config.mtu is not None:
-        iface.set_mtu(config.mtu)
+    if config.link_mtu is not None:
+        iface.set_mtu(config.link_mtu)
     if config.tx_queue_len is not None:
         iface.set_tx_queue_len(config.tx_queue_len)
     if config.mac is not None:

@@ -14,7 +14,7 @@ from .._build import Additions, add_addresses, add_routes
 from .._syscalls import Syscalls, oserror_to_device_error
 from .iphlpapi import AF_INET, IpHelper, flush_resolver_cache
 
-__all__ = ["WindowsInterface", "configure", "reject_unsupported"]
+__all__ = ["WindowsInterface", "configure", "reject_unsupported", "set_mtus"]
 
 
 class WindowsInterface:
@@ -92,6 +92,10 @@ class WindowsInterface:
         with self.op(f"set MTU {mtu}"):
             check_mtu_keeps_ipv6(mtu, self.addresses)
             self.iphlp.set_mtu(self.luid, mtu)
+
+    def set_mtu_v4(self, mtu: int) -> None:
+        with self.op(f"set IPv4 MTU {mtu}"):
+            self.iphlp.set_mtu_v4(self.luid, mtu)
 
     def mtu_v6(self) -> int:
         with self.op("get IPv6 MTU"):
@@ -237,10 +241,29 @@ def reject_unsupported(config: DeviceConfig) -> None:
         )
 
 
+def set_mtus(iface: WindowsInterface, config: DeviceConfig) -> None:
+    """Each family's MTU: ``mtu_v4`` / ``mtu_v6`` where given, else ``mtu``. An IPv6 MTU that
+    comes from ``mtu`` is skipped on a machine without an IPv6 stack (as
+    :meth:`WindowsInterface.set_mtu` does); ``mtu_v6`` there is an
+    :class:`~tunflow.UnsupportedError`."""
+    v4 = config.mtu_v4 if config.mtu_v4 is not None else config.mtu
+    v6 = config.mtu_v6 if config.mtu_v6 is not None else config.mtu
+    if v4 is not None and v4 == v6 and config.mtu_v6 is None:
+        iface.set_mtu(v4)
+        return
+    if v4 is not None:
+        iface.set_mtu_v4(v4)
+    if v6 is not None:
+        try:
+            iface.set_mtu_v6(v6)
+        except UnsupportedError:
+            if config.mtu_v6 is not None:
+                raise
+
+
 def configure(iface: WindowsInterface, config: DeviceConfig, added: Additions) -> None:
     """MTU (v4 and v6), metric, addresses, DNS, up, routes; additions recorded in ``added``."""
-    if config.mtu is not None:
-        iface.set_mtu(config.mtu)
+    set_mtus(iface, config)
     if config.metric is not None:
         iface.set_metric(config.metric)
     add_addresses(iface, config, added)

@@ -402,6 +402,11 @@ class IpHelper:
             row.NlMtu = mtu
             self._set_interface_row(row)
 
+    def set_mtu_v4(self, luid: int, mtu: int) -> None:
+        row = self._interface_row(luid, AF_INET)
+        row.NlMtu = mtu
+        self._set_interface_row(row)
+
     def _ipv6_row(self, luid: int) -> MIB_IPINTERFACE_ROW:
         """The IPv6 interface row; :class:`~tunflow.UnsupportedError` on a machine without an
         IPv6 stack (``ERROR_NOT_FOUND``)."""
