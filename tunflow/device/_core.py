@@ -676,6 +676,9 @@ class DeviceCore:
     def _if_index(self) -> int:
         return self._iface().if_index()
 
+    def _if_luid(self) -> int:
+        return self._iface().if_luid()
+
     def _mtu(self) -> int:
         return self._iface().mtu()
 

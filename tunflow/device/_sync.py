@@ -753,6 +753,18 @@ class SyncDevice(DeviceCore):
         """The interface index."""
         return self._if_index()
 
+    def if_luid(self) -> int:
+        """The interface LUID (Windows; tun-rs's ``if_luid``): ``NET_LUID``'s 64-bit value,
+        as the IP Helper API takes it — Wintun's ``WintunGetAdapterLUID``, read when the device
+        opened (for tap-windows6, ``ConvertInterfaceAliasToLuid``).
+
+        Raises:
+            UnsupportedError: not Windows (:meth:`if_index` is the interface's number there),
+                or an adopted fd tunflow cannot configure.
+            ClosedDeviceError: the device is closed.
+        """
+        return self._if_luid()
+
     def mtu(self) -> int:
         """The MTU.
 

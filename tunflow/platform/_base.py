@@ -199,6 +199,10 @@ class Interface(Protocol):
         changes (a macOS/BSD TUN)."""
         ...
 
+    def if_luid(self) -> int:
+        """The interface LUID, ``NET_LUID``'s 64-bit value (Windows)."""
+        ...
+
     def version(self) -> str:
         """The driver's version (Windows: Wintun or tap-windows6)."""
         ...

@@ -860,6 +860,9 @@ class BsdInterface:
     def set_metric(self, metric: int) -> None:
         raise UnsupportedError(f"the interface metric is Windows only, not {self.flavor.name}")
 
+    def if_luid(self) -> int:
+        raise UnsupportedError("the interface LUID (NET_LUID) is Windows only")
+
     def version(self) -> str:
         raise UnsupportedError("the driver version is Windows only (Wintun, tap-windows6)")
 

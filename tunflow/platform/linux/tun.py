@@ -636,6 +636,9 @@ class LinuxInterface:
     def set_associate_route(self, on: bool) -> None:
         raise UnsupportedError(ASSOCIATE_ROUTE_BSD_ONLY)
 
+    def if_luid(self) -> int:
+        raise UnsupportedError("the interface LUID (NET_LUID) is Windows only")
+
     def version(self) -> str:
         raise UnsupportedError("the driver version is Windows only (Wintun, tap-windows6)")
 

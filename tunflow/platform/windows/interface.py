@@ -82,6 +82,11 @@ class WindowsInterface:
         with self.op("get interface index"):
             return self.iphlp.luid_to_index(self.luid)
 
+    def if_luid(self) -> int:
+        """The LUID read when the device opened (``WintunGetAdapterLUID``,
+        ``ConvertInterfaceAliasToLuid`` for tap-windows6): it never changes."""
+        return self.luid
+
     # -- MTU, metric, DNS ---------------------------------------------------------------------
 
     def mtu(self) -> int:
