@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Any
@@ -288,6 +289,31 @@ class DeviceBuilder:
     def ring_capacity(self, size: int) -> Self:
         """Windows: the Wintun ring size in bytes (128 KiB..64 MiB)."""
         return self._set(ring_capacity=_int(size, "ring_capacity", 0x20000, 0x4000000))
+
+    def device_guid(self, guid: uuid.UUID | str) -> Self:
+        """Windows (Wintun): the GUID to create the adapter with (``WintunCreateAdapter``'s
+        ``RequestedGUID``; unset, the system picks one at random, so each new adapter is a new
+        network to Windows' network location awareness). A :class:`uuid.UUID` or its text
+        (``"{6BA7B810-9DAD-11D1-80B4-00C04FD430C8}"``, with or without braces). An adapter of
+        the name that exists with another GUID fails the build with
+        :class:`~tunflow.DeviceBusyError`; a tap-windows6 adapter's GUID is fixed
+        (:class:`~tunflow.UnsupportedError`). Ignored elsewhere.
+
+        Raises:
+            ConfigError: not a UUID or UUID text, or the nil UUID.
+        """
+        if isinstance(guid, str):
+            try:
+                parsed = uuid.UUID(guid.strip())
+            except ValueError:
+                raise ConfigError(f"device_guid {guid!r} is not a GUID") from None
+        elif isinstance(guid, uuid.UUID):
+            parsed = guid
+        else:
+            raise ConfigError(f"device_guid must be a uuid.UUID or GUID text, not {guid!r}")
+        if parsed.int == 0:
+            raise ConfigError("device_guid: the nil GUID is not an adapter GUID")
+        return self._set(device_guid=parsed)
 
     def dns_servers(self, servers: Sequence[IPAddressLike]) -> Self:
         """Windows: DNS servers of the interface (a list; either family, or both)."""

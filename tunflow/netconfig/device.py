@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from ipaddress import (
     IPv4Address,
@@ -352,6 +353,8 @@ class DeviceConfig:
     description: str | None = None
     wintun_file: str | None = None
     ring_capacity: int | None = None
+    #: Windows (Wintun): the GUID the adapter is created with (``RequestedGUID``)
+    device_guid: uuid.UUID | None = None
     dns_servers: tuple[IPv4Address | IPv6Address, ...] = ()
     peer_feth: str | None = None
 

@@ -1139,6 +1139,8 @@ class _FakeWintun:
             self._w.last_error = 5
             return None
         adapter = _FakeAdapter(name, self._w.new_luid(), self._w.new_handle(), True)
+        if guid is not None:
+            self._w.guids[adapter.luid] = bytes(_obj(guid))
         self._w.adapters[name] = adapter
         self._w.tunnel_types[name] = tunnel_type
         self._w.add_interface(adapter.luid, name)
@@ -1234,6 +1236,10 @@ class _FakeIphlpapi:
         if iface is None:
             return 2
         g = _obj(guid)
+        requested = self._w.guids.get(int(_obj(luid).Value))
+        if requested is not None:
+            ctypes.memmove(ctypes.addressof(g), requested, len(requested))
+            return 0
         g.Data1 = iface["index"]
         g.Data2 = 0x1234
         g.Data3 = 0x5678
@@ -1437,6 +1443,8 @@ class FakeWindows:
         self.wintun_paths: set[str] = {"wintun.dll"}
         self.adapters: dict[str, _FakeAdapter] = {}
         self.tunnel_types: dict[str, str] = {}
+        #: LUID → the RequestedGUID an adapter was created with (raw GUID bytes)
+        self.guids: dict[int, bytes] = {}
         self.sessions: dict[int, _FakeSession] = {}
         self.interfaces: dict[int, dict[str, Any]] = {}
         self.addresses: list[tuple[int, Any, int]] = []

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import logging
+import uuid
 from collections.abc import Iterator
 from ipaddress import (
     IPv4Address,
@@ -117,6 +118,14 @@ class GUID(ctypes.Structure):
     """guiddef.h: ``GUID``."""
 
     _fields_ = [("Data1", _u32), ("Data2", _u16), ("Data3", _u16), ("Data4", _u8 * 8)]
+
+    @classmethod
+    def from_uuid(cls, value: uuid.UUID) -> GUID:
+        """``value`` in Windows' layout (the first three fields little-endian)."""
+        return cls.from_buffer_copy(value.bytes_le)
+
+    def to_uuid(self) -> uuid.UUID:
+        return uuid.UUID(bytes_le=bytes(self))
 
     def __str__(self) -> str:
         d4 = bytes(self.Data4)

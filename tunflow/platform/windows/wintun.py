@@ -25,10 +25,12 @@ import ctypes
 import errno
 import os
 import sys
+import uuid
 from typing import Any, Final
 
 from ...errors import (
     ConfigError,
+    DeviceBusyError,
     DeviceError,
     DeviceGoneError,
     DeviceNotFoundError,
@@ -167,9 +169,10 @@ def _first_free_name(iphlp: IpHelper) -> str:
 
 
 def open_or_create_adapter(
-    api: WintunApi, iphlp: IpHelper, name: str, tunnel_type: str
+    api: WintunApi, iphlp: IpHelper, name: str, tunnel_type: str, guid: uuid.UUID | None = None
 ) -> tuple[int, bool]:
-    """The adapter named ``name`` (reused if healthy, else created); and whether we created it."""
+    """The adapter named ``name`` (reused if healthy, else created with the GUID ``guid``, the
+    system's choice when ``None``); and whether we created it."""
     handle = api.OpenAdapter(name)
     if handle:
         try:
@@ -179,9 +182,12 @@ def open_or_create_adapter(
             api.CloseAdapter(int(handle))
         else:
             return int(handle), False
+    requested = GUID.from_uuid(guid) if guid is not None else None
     last = 0
     for _ in range(CREATE_ATTEMPTS):
-        handle = api.CreateAdapter(name, tunnel_type, None)
+        handle = api.CreateAdapter(
+            name, tunnel_type, ctypes.byref(requested) if requested is not None else None
+        )
         if handle:
             return int(handle), True
         last = api.sys.last_error()
@@ -390,6 +396,17 @@ def _ring_capacity(config: DeviceConfig) -> int:
     return capacity
 
 
+def _check_guid(iphlp: IpHelper, luid: int, name: str, wanted: uuid.UUID) -> None:
+    """Refuse to reuse the adapter ``name`` when its GUID is not ``wanted``."""
+    have = iphlp.luid_to_guid(luid).to_uuid()
+    if have != wanted:
+        raise DeviceBusyError(
+            errno.EBUSY,
+            f"the Wintun adapter {name!r} exists with the GUID {{{str(have).upper()}}}, not the "
+            f"requested {{{str(wanted).upper()}}}: close what uses it, or pick another name",
+        )
+
+
 def open_wintun(config: DeviceConfig, syscalls: Syscalls) -> tuple[WintunInterface, WintunQueue]:
     """Create (or reuse) a Wintun adapter, start a session and configure the interface."""
     capacity = _ring_capacity(config)
@@ -411,12 +428,16 @@ def open_wintun(config: DeviceConfig, syscalls: Syscalls) -> tuple[WintunInterfa
         adapter, created = int(handle), False
     else:
         name = config.name or _first_free_name(iphlp)
-        adapter, created = open_or_create_adapter(api, iphlp, name, config.description or "tunflow")
+        adapter, created = open_or_create_adapter(
+            api, iphlp, name, config.description or "tunflow", config.device_guid
+        )
     session = 0
     iface: WintunInterface | None = None
     added = Additions()
     try:
         luid = api.luid(adapter)
+        if config.device_guid is not None and not created:
+            _check_guid(iphlp, luid, config.name or "", config.device_guid)
         session = int(api.StartSession(adapter, capacity) or 0)
         if not session:
             raise win_error(syscalls.last_error(), "WintunStartSession")
