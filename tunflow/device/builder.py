@@ -315,6 +315,15 @@ class DeviceBuilder:
             raise ConfigError("device_guid: the nil GUID is not an adapter GUID")
         return self._set(device_guid=parsed)
 
+    def wintun_log(self, enabled: bool = True) -> Self:
+        """Windows (Wintun): send Wintun's own diagnostic messages (``WintunSetLogger``) to the
+        ``logging`` logger ``tunflow.platform.windows.wintun`` — its levels INFO, WARNING and
+        ERROR as Wintun's ``WINTUN_LOG_INFO``, ``_WARN``, ``_ERR`` — from before the adapter
+        is opened or created until the device closes. Wintun has one logger per process: while
+        any device asked for it, every adapter's messages come; the last one to close resets it.
+        Ignored for tap-windows6 and elsewhere."""
+        return self._set(wintun_log=_flag(enabled, "wintun_log"))
+
     def dns_servers(self, servers: Sequence[IPAddressLike]) -> Self:
         """Windows: DNS servers of the interface (a list; either family, or both)."""
         return self._set(dns_servers=parse_dns_servers(servers))

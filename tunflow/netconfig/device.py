@@ -355,6 +355,8 @@ class DeviceConfig:
     ring_capacity: int | None = None
     #: Windows (Wintun): the GUID the adapter is created with (``RequestedGUID``)
     device_guid: uuid.UUID | None = None
+    #: Windows (Wintun): route Wintun's own messages to ``logging``
+    wintun_log: bool = False
     dns_servers: tuple[IPv4Address | IPv6Address, ...] = ()
     peer_feth: str | None = None
 

@@ -1163,6 +1163,9 @@ class _FakeWintun:
     def WintunGetAdapterLUID(self, handle: int, luid: Any) -> None:
         _obj(luid).Value = self._adapter(handle).luid
 
+    def WintunSetLogger(self, callback: Any) -> None:
+        self._w.logger = callback
+
     def WintunGetRunningDriverVersion(self) -> int:
         return 0x000E0000
 
@@ -1445,6 +1448,8 @@ class FakeWindows:
         self.tunnel_types: dict[str, str] = {}
         #: LUID → the RequestedGUID an adapter was created with (raw GUID bytes)
         self.guids: dict[int, bytes] = {}
+        #: the callback WintunSetLogger was last given (``None``: reset, or never set)
+        self.logger: Any = None
         self.sessions: dict[int, _FakeSession] = {}
         self.interfaces: dict[int, dict[str, Any]] = {}
         self.addresses: list[tuple[int, Any, int]] = []

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import logging
 import os
 import sys
+import threading
 import uuid
 from typing import Any, Final
 
@@ -78,12 +80,61 @@ CREATE_ATTEMPTS: Final = 4
 #: how long close() waits for threads still inside the session before ending it
 _CLOSE_GRACE: Final = 2.0
 
+#: where :meth:`~tunflow.DeviceBuilder.wintun_log` sends Wintun's own messages
+wintun_log: Final = logging.getLogger("tunflow.platform.windows.wintun")
+#: wintun.h: WINTUN_LOGGER_LEVEL (WINTUN_LOG_INFO, _WARN, _ERR)
+_LOG_LEVELS: Final = {0: logging.INFO, 1: logging.WARNING, 2: logging.ERROR}
+#: wintun.h: ``VOID (CALLBACK *WINTUN_LOGGER_CALLBACK)(WINTUN_LOGGER_LEVEL Level,
+#: DWORD64 Timestamp, LPCWSTR Message)``
+LOGGER_CALLBACK: Final = getattr(ctypes, "WINFUNCTYPE", ctypes.CFUNCTYPE)(
+    None, ctypes.c_int32, ctypes.c_uint64, ctypes.c_wchar_p
+)
+
+
+def _log_message(level: int, timestamp: int, message: str | None) -> None:
+    """Wintun's logger callback: one ``logging`` record per message (Wintun's timestamp, in
+    100 ns since 1601, is not used: the record's time is when it arrived)."""
+    try:
+        wintun_log.log(
+            _LOG_LEVELS.get(level, logging.ERROR),
+            "Wintun: %s" if level in _LOG_LEVELS else f"Wintun (level {level}): %s",
+            message or "",
+        )
+    except Exception:  # an exception must not unwind into wintun.dll
+        pass
+
+
+#: the callback handed to WintunSetLogger; it lives as long as the process, since Wintun may
+#: call it from any thread until the logger is reset
+_LOGGER: Final = LOGGER_CALLBACK(_log_message)
+_logger_lock = threading.Lock()
+_logger_users = 0
+
+
+def logger_on(api: WintunApi) -> None:
+    """Route Wintun's messages to :data:`wintun_log` (``WintunSetLogger``; process-wide),
+    counting the devices that asked."""
+    global _logger_users
+    with _logger_lock:
+        api.set_logger(_LOGGER)
+        _logger_users += 1
+
+
+def logger_off(api: WintunApi) -> None:
+    """One device less wants Wintun's messages; the last resets the logger (NULL)."""
+    global _logger_users
+    with _logger_lock:
+        _logger_users -= 1
+        if _logger_users == 0:
+            api.set_logger(None)
+
 
 class WintunApi:
     """The wintun.dll functions (wintun.h), bound with their prototypes."""
 
     def __init__(self, dll: Any, syscalls: Syscalls) -> None:
         self.sys = syscalls
+        self._dll = dll
         p = ctypes.POINTER
         u32 = ctypes.c_uint32
         self.CreateAdapter = bind(
@@ -104,6 +155,11 @@ class WintunApi:
             dll, "WintunAllocateSendPacket", ctypes.c_void_p, [HANDLE, u32]
         )
         self.SendPacket = bind(dll, "WintunSendPacket", None, [HANDLE, ctypes.c_void_p])
+
+    def set_logger(self, callback: Any) -> None:
+        """``WintunSetLogger`` (bound on first use: only wintun_log() needs it)."""
+        fn = bind(self._dll, "WintunSetLogger", None, [LOGGER_CALLBACK])
+        fn(callback)
 
     def luid(self, adapter: int) -> int:
         luid = NET_LUID()
@@ -417,20 +473,14 @@ def open_wintun(config: DeviceConfig, syscalls: Syscalls) -> tuple[WintunInterfa
     api = load_wintun(syscalls, config.wintun_file)
     k32 = Kernel32(syscalls)
     iphlp = IpHelper(syscalls)
-    if config.attach:
-        handle = api.OpenAdapter(config.name)
-        if not handle:
-            # wintun.h: NULL, and GetLastError says why — ERROR_NOT_FOUND when no adapter has
-            # the name (WireGuard/wintun api/adapter.c, WintunOpenAdapter: "Failed to find
-            # matching adapter name"); any other code (ERROR_ACCESS_DENIED without
-            # Administrator, a SetupAPI failure) is that error, not "no such adapter".
-            raise win_error(syscalls.last_error(), f"open the Wintun adapter {config.name!r}")
-        adapter, created = int(handle), False
-    else:
-        name = config.name or _first_free_name(iphlp)
-        adapter, created = open_or_create_adapter(
-            api, iphlp, name, config.description or "tunflow", config.device_guid
-        )
+    if config.wintun_log:
+        logger_on(api)  # before the adapter calls, so that their messages are logged too
+    try:
+        adapter, created = _adapter(config, api, iphlp)
+    except BaseException:
+        if config.wintun_log:
+            logger_off(api)
+        raise
     session = 0
     iface: WintunInterface | None = None
     added = Additions()
@@ -453,6 +503,28 @@ def open_wintun(config: DeviceConfig, syscalls: Syscalls) -> tuple[WintunInterfa
         if session:
             api.EndSession(session)
         api.CloseAdapter(adapter)  # removes the adapter (and its addresses) if we created it
+        if config.wintun_log:
+            logger_off(api)
         raise
+    # (run newest first: the adapter is closed, then the logger reset)
+    if config.wintun_log:
+        iface.add_cleanup(lambda: logger_off(api))
     iface.add_cleanup(lambda: api.CloseAdapter(adapter))
     return iface, queue
+
+
+def _adapter(config: DeviceConfig, api: WintunApi, iphlp: IpHelper) -> tuple[int, bool]:
+    """The adapter handle the build uses, and whether it was created for it."""
+    if config.attach:
+        handle = api.OpenAdapter(config.name)
+        if not handle:
+            # wintun.h: NULL, and GetLastError says why — ERROR_NOT_FOUND when no adapter has
+            # the name (WireGuard/wintun api/adapter.c, WintunOpenAdapter: "Failed to find
+            # matching adapter name"); any other code (ERROR_ACCESS_DENIED without
+            # Administrator, a SetupAPI failure) is that error, not "no such adapter".
+            raise win_error(api.sys.last_error(), f"open the Wintun adapter {config.name!r}")
+        return int(handle), False
+    name = config.name or _first_free_name(iphlp)
+    return open_or_create_adapter(
+        api, iphlp, name, config.description or "tunflow", config.device_guid
+    )
