@@ -324,6 +324,15 @@ class DeviceBuilder:
         Ignored for tap-windows6 and elsewhere."""
         return self._set(wintun_log=_flag(enabled, "wintun_log"))
 
+    def delete_driver(self, enabled: bool = True) -> Self:
+        """Windows (Wintun): when the device closes (or its build fails), after the adapter is
+        closed, call ``WintunDeleteDriver``, which removes the Wintun driver from the system if
+        no adapter uses it any more — for a program that installs nothing and wants to leave
+        nothing behind. While another adapter, of this process or another, still uses it, the
+        driver stays and a warning is logged on ``tunflow.platform.windows``. A tap-windows6
+        device refuses it (:class:`~tunflow.UnsupportedError`); ignored elsewhere."""
+        return self._set(delete_driver=_flag(enabled, "delete_driver"))
+
     def dns_servers(self, servers: Sequence[IPAddressLike]) -> Self:
         """Windows: DNS servers of the interface (a list; either family, or both)."""
         return self._set(dns_servers=parse_dns_servers(servers))

@@ -357,6 +357,8 @@ class DeviceConfig:
     device_guid: uuid.UUID | None = None
     #: Windows (Wintun): route Wintun's own messages to ``logging``
     wintun_log: bool = False
+    #: Windows (Wintun): ``WintunDeleteDriver`` after the adapter is closed
+    delete_driver: bool = False
     dns_servers: tuple[IPv4Address | IPv6Address, ...] = ()
     peer_feth: str | None = None
 

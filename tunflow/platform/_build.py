@@ -103,7 +103,7 @@ def reject_windows_only(config: DeviceConfig, platform: str) -> None:
     resolution (an interface metric, DNS servers): ignoring them would leave a program
     believing its traffic and queries go where they do not. The Windows options that change
     nothing elsewhere (``description``, ``wintun_file``, ``ring_capacity``, ``device_guid``,
-    ``wintun_log``) are ignored, so one builder chain serves every OS.
+    ``wintun_log``, ``delete_driver``) are ignored, so one builder chain serves every OS.
 
     The link has one MTU for both families here: ``mtu_v4`` is taken as it (over ``mtu``, when
     the two are equal), and an IPv6 MTU of its own (``mtu_v6``, or ``mtu_v4`` differing from

@@ -1166,6 +1166,16 @@ class _FakeWintun:
     def WintunSetLogger(self, callback: Any) -> None:
         self._w.logger = callback
 
+    def WintunDeleteDriver(self) -> int:
+        if self._adapters_in_use():
+            self._w.last_error = 0xE000023D  # ERROR_IN_USE_BY_DEVICES (SetupUninstallOEMInfW)
+            return 0
+        self._w.driver_deleted = True
+        return 1
+
+    def _adapters_in_use(self) -> bool:
+        return any(not a.orphaned for a in self._w.adapters.values())
+
     def WintunGetRunningDriverVersion(self) -> int:
         return 0x000E0000
 
@@ -1450,6 +1460,8 @@ class FakeWindows:
         self.guids: dict[int, bytes] = {}
         #: the callback WintunSetLogger was last given (``None``: reset, or never set)
         self.logger: Any = None
+        #: WintunDeleteDriver removed the driver (it refuses while an adapter exists)
+        self.driver_deleted = False
         self.sessions: dict[int, _FakeSession] = {}
         self.interfaces: dict[int, dict[str, Any]] = {}
         self.addresses: list[tuple[int, Any, int]] = []

@@ -289,6 +289,11 @@ def open_tap(config: DeviceConfig, syscalls: Syscalls) -> tuple[TapInterface, Ta
         )
     if config.persist:
         raise UnsupportedError("tunflow does not create tap-windows6 adapters; they persist anyway")
+    if config.delete_driver:
+        raise UnsupportedError(
+            "delete_driver removes the Wintun driver; tunflow does not install or remove "
+            "tap-windows6 (its installer does)"
+        )
     if config.device_guid is not None:
         raise UnsupportedError(
             "device_guid is the GUID a Wintun adapter is created with; a tap-windows6 adapter "

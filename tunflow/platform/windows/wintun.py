@@ -45,6 +45,7 @@ from .._base import Buffer, read_too_large
 from .._build import Additions
 from .._syscalls import Syscalls
 from ._win32 import (
+    BOOL,
     ERROR_BUFFER_OVERFLOW,
     ERROR_HANDLE_EOF,
     ERROR_NO_MORE_ITEMS,
@@ -80,6 +81,7 @@ CREATE_ATTEMPTS: Final = 4
 #: how long close() waits for threads still inside the session before ending it
 _CLOSE_GRACE: Final = 2.0
 
+log = logging.getLogger("tunflow.platform.windows")
 #: where :meth:`~tunflow.DeviceBuilder.wintun_log` sends Wintun's own messages
 wintun_log: Final = logging.getLogger("tunflow.platform.windows.wintun")
 #: wintun.h: WINTUN_LOGGER_LEVEL (WINTUN_LOG_INFO, _WARN, _ERR)
@@ -160,6 +162,19 @@ class WintunApi:
         """``WintunSetLogger`` (bound on first use: only wintun_log() needs it)."""
         fn = bind(self._dll, "WintunSetLogger", None, [LOGGER_CALLBACK])
         fn(callback)
+
+    def delete_driver(self) -> None:
+        """``WintunDeleteDriver`` (bound on first use): remove the Wintun driver from the
+        system if no adapter uses it any more. Its refusal (one still does, in this process or
+        another) is logged as a warning, not raised: this runs as the device closes."""
+        fn = bind(self._dll, "WintunDeleteDriver", BOOL, [])
+        if not fn():
+            err = self.sys.last_error()
+            log.warning(
+                "WintunDeleteDriver refused (Win32 error %d): %s",
+                err,
+                win_error(err, "delete the Wintun driver"),
+            )
 
     def luid(self, adapter: int) -> int:
         luid = NET_LUID()
@@ -503,12 +518,16 @@ def open_wintun(config: DeviceConfig, syscalls: Syscalls) -> tuple[WintunInterfa
         if session:
             api.EndSession(session)
         api.CloseAdapter(adapter)  # removes the adapter (and its addresses) if we created it
+        if config.delete_driver:
+            api.delete_driver()
         if config.wintun_log:
             logger_off(api)
         raise
-    # (run newest first: the adapter is closed, then the logger reset)
+    # (run newest first: the adapter is closed, the driver deleted, then the logger reset)
     if config.wintun_log:
         iface.add_cleanup(lambda: logger_off(api))
+    if config.delete_driver:
+        iface.add_cleanup(api.delete_driver)
     iface.add_cleanup(lambda: api.CloseAdapter(adapter))
     return iface, queue
 
