@@ -556,13 +556,13 @@ class WireGuardPort:
         if batch.lengths[0] > self.mtu or (self._split_out and batch.vnet_hdr):
             return False
         tx = self._tx
-        sealed, rest = self._seal(batch, self._clock())  # (a lone packet fits an empty batch)
+        _, rest = self._seal(batch, self._clock())  # (a lone packet fits an empty batch)
         sent = True
         if tx or tx.gathered:
             while True:
                 transport = self.transport
                 try:
-                    sent = transport.send_batch_nowait(tx, drop_when_full=not sealed) >= 0
+                    sent = transport.send_batch_nowait(tx, drop_when_full=False) >= 0
                     break
                 except anyio.ClosedResourceError:
                     if transport is self.transport:
