@@ -1237,6 +1237,7 @@ def make_fd_queue(
     af_header: bool,
     framed: bool | None = None,
     close_fd: bool = True,
+    opened: bool = False,
 ) -> FdQueue:
     """An :class:`FdQueue` over a tun/tap fd whose closing goes through ``syscalls``.
 
@@ -1244,6 +1245,7 @@ def make_fd_queue(
     ``TUNSIFHEAD`` mode, a utun) — off for TAP and when the user keeps ``packet_information``.
     ``framed``: the kernel puts that header before each packet (a tun; ``af_header`` if not
     given), so the queue may be switched to remove it or not at run time.
+    ``opened``: the build opened ``fd`` (see :class:`~tunflow.platform._unix.FdQueue`).
     """
     framed = af_header if framed is None else framed
     framing: dict[str, object] = (
@@ -1252,7 +1254,13 @@ def make_fd_queue(
     # (an adopted fd its maker closed first: EBADF on close is quiet, as in FdQueue)
     closer = quiet_closer(syscalls, fd) if close_fd else None
     # The queue never closes the fd itself, so the fake system-call layer sees every close.
-    return FdQueue(fd, close_fd=False, on_close=closer, **framing)  # type: ignore[arg-type]
+    return FdQueue(
+        fd,
+        close_fd=False,
+        on_close=closer,
+        opened=opened,
+        **framing,  # type: ignore[arg-type]
+    )
 
 
 def open_node(syscalls: Syscalls, flavor: Flavor, name: str, *, makedev: bool) -> int:
@@ -1314,6 +1322,7 @@ def build_device(
             fd,
             af_header=config.layer is Layer.L3 and not config.packet_information,
             framed=config.layer is Layer.L3,
+            opened=True,
         )
     except BaseException as exc:
         if not created:

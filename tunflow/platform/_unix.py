@@ -292,6 +292,9 @@ class FdQueue:
         vnet_hdr: each read/write carries a 10-byte virtio-net header (Linux offload); batch
             reads put it in the batch's headroom.
         on_close: called once after the fd is closed (a backend's bookkeeping).
+        opened: the backend opened ``fd`` for this queue (it was not handed in): an fd
+            :meth:`detach` gives up stays non-blocking, as the queue keeps it, rather than
+            getting back the blocking mode it was opened in.
 
     Every operation holds the fd for its duration: :meth:`close` from another thread marks the
     queue closed at once, but the fd is only released when the last operation using it has
@@ -315,12 +318,15 @@ class FdQueue:
         vnet_hdr: bool = False,
         offload: OffloadInfo | None = None,
         on_close: Callable[[], None] | None = None,
+        opened: bool = False,
     ) -> None:
         self._fd = fd
         self._close_fd = close_fd
-        self._was_blocking = os.get_blocking(fd)
-        if self._was_blocking:
+        was_blocking = os.get_blocking(fd)
+        if was_blocking:
             os.set_blocking(fd, False)
+        #: give the fd back blocking when the queue lets go of it without closing it
+        self._was_blocking = was_blocking and not opened
         self._file = io.FileIO(fd, "r+", closefd=False)
         self._af_header = af_header
         self._af4 = _AF.pack(af_inet)

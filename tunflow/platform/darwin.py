@@ -187,10 +187,21 @@ class DarwinInterface(BsdInterface):
 
 
 def _make_queue(
-    syscalls: Syscalls, fd: int, *, close_fd: bool, packet_information: bool
+    syscalls: Syscalls,
+    fd: int,
+    *,
+    close_fd: bool,
+    packet_information: bool,
+    opened: bool = False,
 ) -> FdQueue:
     return _bsd.make_fd_queue(
-        syscalls, FLAVOR, fd, af_header=not packet_information, framed=True, close_fd=close_fd
+        syscalls,
+        FLAVOR,
+        fd,
+        af_header=not packet_information,
+        framed=True,
+        close_fd=close_fd,
+        opened=opened,
     )
 
 
@@ -209,7 +220,7 @@ def _open_tun(config: DeviceConfig, syscalls: Syscalls) -> tuple[DarwinInterface
     try:
         _bsd.configure(iface, config, Additions())
         queue = _make_queue(
-            syscalls, fd, close_fd=True, packet_information=config.packet_information
+            syscalls, fd, close_fd=True, packet_information=config.packet_information, opened=True
         )
     except BaseException:
         # Closing the control socket destroys the utun with every address and route on it.
