@@ -299,6 +299,40 @@ def test_into_fd_wakes_a_thread_blocked_in_recv(netns: testing.Netns) -> None:
         os.close(fd)
 
 
+def test_into_fd_returns_once_a_woken_thread_let_go_of_the_fd(netns: testing.Netns) -> None:
+    """A thread blocked in recv holds the fd; into_fd wakes it and returns only after it let
+    go: an adopted blocking fd is blocking again already, and nothing of the device touches
+    the fd (its mode, say) once it is the caller's."""
+    for _ in range(5):  # (the woken thread lets go soon after into_fd: most rounds catch it)
+        with DeviceBuilder().build_sync() as owner:
+            fd = os.dup(owner.fileno())
+            os.set_blocking(fd, True)
+            dev = SyncDevice.from_fd(fd)
+            t = threading.Thread(target=_recv_until_closed, args=(dev,))
+            t.start()
+            try:
+                time.sleep(0.1)  # blocked in recv
+                assert dev.into_fd() == fd
+                assert os.get_blocking(fd)
+                os.set_blocking(fd, False)  # the caller's choice, from now on
+                t.join(10)
+                assert not t.is_alive()
+                assert not os.get_blocking(fd)
+            finally:
+                dev.close()
+                t.join(10)
+                os.close(fd)
+
+
+def _recv_until_closed(dev: SyncDevice) -> None:
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:  # (past the kernel's own chatter)
+            dev.recv(timeout=30)
+    except ClosedDeviceError:
+        pass
+
+
 def test_into_fd_refusals(netns: testing.Netns) -> None:
     closed = DeviceBuilder().build_sync()
     closed.close()

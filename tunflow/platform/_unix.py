@@ -75,6 +75,9 @@ _MAX_POLL_MS: Final = 2**31 - 1
 #: seconds a wait for writability sleeps before it looks again: deleting a Linux tun device
 #: wakes its readers only (``sk_data_ready``), never a writer waiting on a down link
 WRITE_RECHECK: Final = 1.0
+#: seconds :meth:`FdQueue.detach` waits at most for operations still using the fd to let go
+#: (a woken wait, a non-blocking read or write: far less in practice)
+DETACH_WAIT: Final = 5.0
 #: a write refused for the packet itself, not for the device
 _PACKET_ERRNOS: Final = frozenset({errno.EINVAL, errno.EMSGSIZE})
 _GONE_ERRNOS: Final = frozenset(
@@ -339,6 +342,8 @@ class FdQueue:
         self._lock = threading.Lock()
         self._users = 0  # operations using the fd right now
         self._closing = False
+        #: set once the fd is released, when :meth:`detach` waits for the last operation
+        self._released: threading.Event | None = None
         #: packets a batch read found cut short (more than the room left): dropped
         self.rx_truncated = 0
 
@@ -413,8 +418,10 @@ class FdQueue:
         """Mark the queue closed and give up its fd, never closing it (``socket.detach``):
         an fd that was blocking when the queue got it is made blocking again, as a borrowed
         fd's is at :meth:`close`, and ``on_close`` is not called. Operations still using the
-        fd finish on it (they are non-blocking). :class:`~tunflow.ClosedDeviceError` once
-        closed."""
+        fd finish on it first (they are non-blocking; the face has woken its waits): this
+        returns once the last has let go (:data:`DETACH_WAIT` at most), so nothing of the
+        queue touches the fd once it is the caller's. :class:`~tunflow.ClosedDeviceError`
+        once closed."""
         with self._lock:
             if self._closing:
                 raise ClosedDeviceError("the device is closed")
@@ -423,11 +430,22 @@ class FdQueue:
             self._on_close = None
             self._closing = True
             release = self._users == 0
+            if not release:
+                released = self._released = threading.Event()
         if release:
             self._release()
+        else:
+            released.wait(DETACH_WAIT)
         return fd
 
     def _release(self) -> None:
+        try:
+            self._release_fd()
+        finally:
+            if self._released is not None:
+                self._released.set()
+
+    def _release_fd(self) -> None:
         fd = self._fd
         if fd < 0:
             return
