@@ -178,8 +178,14 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
             ClosedDeviceError: the device is closed.
             UnsupportedError: the device has no fd to give (Windows, a macOS feth TAP), or
                 its fd was borrowed (:meth:`borrow_fd`).
+            RuntimeError: called outside the event loop's thread (a worker thread).
         """
         self._check_open()
+        if not _in_event_loop():
+            raise RuntimeError(
+                "into_fd: call it in the event loop's thread (the loop lets go of the fd "
+                "there, before the fd is returned)"
+            )
         queue: Any = self._queue
         if not hasattr(queue, "detach") or queue.fileno() < 0:
             raise UnsupportedError("into_fd: this device's queue is not one fd it can give up")
