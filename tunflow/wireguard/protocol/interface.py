@@ -51,7 +51,7 @@ from ...offload import gso_segment_count, gso_split
 from ...packet import _HIGH_NIBBLE, HEADROOM, MAX_PACKET_SIZE, PacketBatch
 from ._crypto import InvalidTag, tai64n
 from .allowedips import AllowedIPs, Network, parse_network
-from .config import InterfaceConfig, PeerConfig, int_in, parse_endpoint
+from .config import InterfaceConfig, PeerConfig, _psk, int_in, parse_endpoint
 from .constants import (
     DEFAULT_MTU,
     INITIATION_SIZE,
@@ -680,14 +680,17 @@ class WireGuard:
         self._peers_version += 1
         return True
 
-    def set_preshared_key(self, public_key: PublicKey, psk: PresharedKey | None) -> None:
-        """Set a peer's PSK (used from the next handshake).
+    def set_preshared_key(
+        self, public_key: PublicKey, psk: PresharedKey | str | bytes | None
+    ) -> None:
+        """Set a peer's PSK (used from the next handshake): a key, base64, 64 hex digits or 32
+        raw bytes, as :class:`PeerConfig` takes it (``None``: none).
 
         Raises:
-            ConfigError: no such peer.
+            ConfigError: no such peer, or not a 32-byte key (the PSK is left as it was).
         """
         peer = self._require(public_key)
-        peer.preshared_key = psk or PresharedKey()
+        peer.preshared_key = _psk(psk) or PresharedKey()
         peer.handshake.preshared_key = peer.preshared_key
 
     def set_endpoint(

@@ -36,6 +36,8 @@ KEY_SIZE: Final = 32
 
 def _decode(text: str | bytes, what: str) -> bytes:
     """Decode a 32-byte key given as base64 (44 characters) or hex (64 characters)."""
+    if not isinstance(text, str | bytes):
+        raise ConfigError(f"{what} must be text or 32 bytes, not {type(text).__name__}")
     s = text.decode("ascii", "replace") if isinstance(text, bytes) else text
     s = s.strip()
     try:
