@@ -36,3 +36,26 @@ def test_set_preshared_key_refuses_what_is_no_key(bad: object) -> None:
     p.handshake()
     assert p.transfer("a", [ip4(A_IP, B_IP)]) == [ip4(A_IP, B_IP)]
     assert p.a.statistics().handshakes_completed == 1
+
+
+def test_set_allowed_ips_takes_a_comma_separated_string_as_peerconfig_does() -> None:
+    p = Pair()
+    pk = p.kb.public_key()
+    p.a.set_allowed_ips(pk, "10.0.0.2/32, 10.7.0.0/24,fd00::2/128")
+    assert (
+        p.a.peer_statistics(pk).allowed_ips
+        == PeerConfig(pk, allowed_ips="10.0.0.2/32, 10.7.0.0/24,fd00::2/128").allowed_ips
+    )
+    p.a.set_allowed_ips(pk, "10.0.0.2/32")
+    assert [str(n) for n in p.a.peer_statistics(pk).allowed_ips] == ["10.0.0.2/32"]
+    p.handshake()
+    assert p.transfer("a", [ip4(A_IP, B_IP)]) == [ip4(A_IP, B_IP)]
+
+
+def test_set_allowed_ips_refusing_a_string_leaves_them_as_they_were() -> None:
+    p = Pair()
+    pk = p.kb.public_key()
+    before = p.a.peer_statistics(pk).allowed_ips
+    with pytest.raises(ConfigError, match=r"10\.0\.0\.300/32"):
+        p.a.set_allowed_ips(pk, "10.0.0.2/32, 10.0.0.300/32")
+    assert p.a.peer_statistics(pk).allowed_ips == before

@@ -50,8 +50,8 @@ from ...errors import (
 from ...offload import gso_segment_count, gso_split
 from ...packet import _HIGH_NIBBLE, HEADROOM, MAX_PACKET_SIZE, PacketBatch
 from ._crypto import InvalidTag, tai64n
-from .allowedips import AllowedIPs, Network, parse_network
-from .config import InterfaceConfig, PeerConfig, _psk, int_in, parse_endpoint
+from .allowedips import AllowedIPs, Network
+from .config import InterfaceConfig, PeerConfig, _networks, _psk, int_in, parse_endpoint
 from .constants import (
     DEFAULT_MTU,
     INITIATION_SIZE,
@@ -724,15 +724,18 @@ class WireGuard:
         elif was_off and now is not None:
             self._send_keepalive(peer, now)
 
-    def set_allowed_ips(self, public_key: PublicKey, networks: Iterable[str | Network]) -> None:
-        """Replace a peer's AllowedIPs.
+    def set_allowed_ips(
+        self, public_key: PublicKey, networks: str | Iterable[str | Network]
+    ) -> None:
+        """Replace a peer's AllowedIPs: prefixes, or one string of them separated by commas
+        (``"10.0.0.2/32, fd00::2/128"``), as :class:`PeerConfig` takes them.
 
         Raises:
             ConfigError: no such peer, or a prefix is invalid (the peer's AllowedIPs are left
                 as they were).
         """
         peer = self._require(public_key)
-        nets = [parse_network(net) for net in networks]
+        nets = _networks(networks)
         self._allowed.remove_owner(peer)
         for net in nets:
             self._allowed.insert(net, peer)
