@@ -51,7 +51,15 @@ from ...offload import gso_segment_count, gso_split
 from ...packet import _HIGH_NIBBLE, HEADROOM, MAX_PACKET_SIZE, PacketBatch
 from ._crypto import InvalidTag, tai64n
 from .allowedips import AllowedIPs, Network
-from .config import InterfaceConfig, PeerConfig, _networks, _psk, int_in, parse_endpoint
+from .config import (
+    InterfaceConfig,
+    PeerConfig,
+    _networks,
+    _psk,
+    _public,
+    int_in,
+    parse_endpoint,
+)
 from .constants import (
     DEFAULT_MTU,
     INITIATION_SIZE,
@@ -554,9 +562,15 @@ class WireGuard:
         """The cryptokey routing table (read it; change it through peers)."""
         return self._allowed
 
-    def peer(self, public_key: PublicKey) -> Peer | None:
-        """The peer with ``public_key``, if configured."""
-        return self._peers.get(public_key)
+    def peer(self, public_key: PublicKey | str | bytes) -> Peer | None:
+        """The peer with ``public_key``, if configured. Here and in every method that names a
+        peer, the key may be given as :class:`PeerConfig` takes it: a key, base64, 64 hex
+        digits or 32 raw bytes.
+
+        Raises:
+            ConfigError: not a 32-byte key.
+        """
+        return self._peers.get(_public(public_key))
 
     def set_private_key(self, private_key: PrivateKey | None, now: float | None = None) -> None:
         """Change the interface key: every session expires and handshakes restart.
@@ -669,9 +683,13 @@ class WireGuard:
         self.set_persistent_keepalive(pk, config.persistent_keepalive, now)
         return peer
 
-    def remove_peer(self, public_key: PublicKey) -> bool:
-        """Remove a peer with its sessions and AllowedIPs. Returns whether it existed."""
-        peer = self._peers.pop(public_key, None)
+    def remove_peer(self, public_key: PublicKey | str | bytes) -> bool:
+        """Remove a peer with its sessions and AllowedIPs. Returns whether it existed.
+
+        Raises:
+            ConfigError: not a 32-byte key.
+        """
+        peer = self._peers.pop(_public(public_key), None)
         if peer is None:
             return False
         self._allowed.remove_owner(peer)
@@ -681,7 +699,7 @@ class WireGuard:
         return True
 
     def set_preshared_key(
-        self, public_key: PublicKey, psk: PresharedKey | str | bytes | None
+        self, public_key: PublicKey | str | bytes, psk: PresharedKey | str | bytes | None
     ) -> None:
         """Set a peer's PSK (used from the next handshake): a key, base64, 64 hex digits or 32
         raw bytes, as :class:`PeerConfig` takes it (``None``: none).
@@ -694,7 +712,7 @@ class WireGuard:
         peer.handshake.preshared_key = peer.preshared_key
 
     def set_endpoint(
-        self, public_key: PublicKey, endpoint: Address | str | tuple[Any, ...] | None
+        self, public_key: PublicKey | str | bytes, endpoint: Address | str | tuple[Any, ...] | None
     ) -> None:
         """Set a peer's endpoint (``None``: none): an ``(ip, port)`` tuple or
         ``"192.0.2.1:51820"``/``"[2001:db8::1]:51820"``, as :class:`PeerConfig` takes it.
@@ -706,7 +724,7 @@ class WireGuard:
         peer.endpoint = None if endpoint is None else parse_endpoint(endpoint)
 
     def set_persistent_keepalive(
-        self, public_key: PublicKey, interval: int, now: float | None
+        self, public_key: PublicKey | str | bytes, interval: int, now: float | None
     ) -> None:
         """Set a peer's persistent keepalive interval (seconds, 0 = off).
 
@@ -725,7 +743,7 @@ class WireGuard:
             self._send_keepalive(peer, now)
 
     def set_allowed_ips(
-        self, public_key: PublicKey, networks: str | Iterable[str | Network]
+        self, public_key: PublicKey | str | bytes, networks: str | Iterable[str | Network]
     ) -> None:
         """Replace a peer's AllowedIPs: prefixes, or one string of them separated by commas
         (``"10.0.0.2/32, fd00::2/128"``), as :class:`PeerConfig` takes them.
@@ -740,7 +758,7 @@ class WireGuard:
         for net in nets:
             self._allowed.insert(net, peer)
 
-    def add_allowed_ip(self, public_key: PublicKey, network: str | Network) -> None:
+    def add_allowed_ip(self, public_key: PublicKey | str | bytes, network: str | Network) -> None:
         """Give ``network`` to a peer (taking it from any other).
 
         Raises:
@@ -748,7 +766,9 @@ class WireGuard:
         """
         self._allowed.insert(network, self._require(public_key))
 
-    def remove_allowed_ip(self, public_key: PublicKey, network: str | Network) -> bool:
+    def remove_allowed_ip(
+        self, public_key: PublicKey | str | bytes, network: str | Network
+    ) -> bool:
         """Take ``network`` (host bits cleared) from a peer's AllowedIPs if the peer holds it,
         as wireguard-go does for ``allowed_ip=-…``: a prefix the peer does not have — another
         peer's, or a longer or shorter one — is left alone. Returns whether it was removed.
@@ -759,10 +779,11 @@ class WireGuard:
         peer = self._require(public_key)
         return self._allowed.remove(network, peer) is not None
 
-    def _require(self, public_key: PublicKey) -> Peer:
-        peer = self._peers.get(public_key)
+    def _require(self, public_key: PublicKey | str | bytes) -> Peer:
+        pk = _public(public_key)
+        peer = self._peers.get(pk)
         if peer is None:
-            raise ConfigError(f"no peer with public key {public_key}")
+            raise ConfigError(f"no peer with public key {pk}")
         return peer
 
     def set_under_load(self, now: float, duration: float = UNDER_LOAD_AFTER_TIME) -> None:
@@ -830,7 +851,7 @@ class WireGuard:
                 peer.tx_bytes = max(0, peer.tx_bytes - nbytes)
                 return
 
-    def peer_statistics(self, public_key: PublicKey) -> PeerStatistics:
+    def peer_statistics(self, public_key: PublicKey | str | bytes) -> PeerStatistics:
         """A snapshot of one peer's state as ``wg show`` reports it.
 
         Raises:
