@@ -10,7 +10,7 @@ import pytest
 from wgpair import A_IP, B_IP, Pair, ip4
 
 from tunflow.errors import ConfigError
-from tunflow.wireguard.protocol import PeerConfig, PresharedKey
+from tunflow.wireguard.protocol import PeerConfig, PresharedKey, PrivateKey, WireGuard
 
 
 @pytest.mark.parametrize("form", ["base64", "hex", "raw"])
@@ -94,3 +94,17 @@ def test_a_string_that_is_no_key_is_named_as_such_not_as_an_unknown_peer() -> No
         with pytest.raises(ConfigError, match="public key is neither base64 nor hex"):
             call()
     assert p.peer_of_a is not None
+
+
+def test_the_interface_key_is_taken_as_interfaceconfig_takes_it() -> None:
+    key = PrivateKey.generate()
+    wg = WireGuard(key.to_base64())
+    assert wg.public_key == key.public_key()
+    other = PrivateKey.generate()
+    wg.set_private_key(other.raw)
+    assert wg.public_key == other.public_key()
+    with pytest.raises(ConfigError):
+        WireGuard("not a key")
+    with pytest.raises(ConfigError):
+        wg.set_private_key("not a key")
+    assert wg.public_key == other.public_key()

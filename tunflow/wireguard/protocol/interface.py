@@ -55,6 +55,7 @@ from .config import (
     InterfaceConfig,
     PeerConfig,
     _networks,
+    _private,
     _psk,
     _public,
     int_in,
@@ -456,7 +457,7 @@ class WireGuard:
 
     def __init__(
         self,
-        private_key: PrivateKey | None,
+        private_key: PrivateKey | str | bytes | None,
         *,
         listen_port: int = 0,
         fwmark: int = 0,
@@ -474,6 +475,7 @@ class WireGuard:
         # timer jitter needs no secrecy: a PRNG seeded from the random source, not a getrandom
         # system call per packet sent (it is drawn on the first data packet after a receive)
         self._jitter_rng = _random_module.Random(int.from_bytes(self._random(8), "little"))
+        private_key = _private(private_key)
         if private_key is not None and not any(private_key.raw):
             private_key = None
         self._private_key = private_key
@@ -572,7 +574,9 @@ class WireGuard:
         """
         return self._peers.get(_public(public_key))
 
-    def set_private_key(self, private_key: PrivateKey | None, now: float | None = None) -> None:
+    def set_private_key(
+        self, private_key: PrivateKey | str | bytes | None, now: float | None = None
+    ) -> None:
         """Change the interface key: every session expires and handshakes restart.
 
         A peer whose public key equals the new public key is removed (wireguard-go does too).
@@ -587,7 +591,14 @@ class WireGuard:
         all-zero key, which no peer knows. Peers, AllowedIPs and endpoints stay. Setting a
         key again brings the interface back: with a ``now`` (the interface is up), each peer
         with packets waiting starts its handshake at once.
+
+        The key may be given as :class:`InterfaceConfig` takes it: a key, base64, 64 hex
+        digits or 32 raw bytes.
+
+        Raises:
+            ConfigError: not a 32-byte key (the interface key is left as it was).
         """
+        private_key = _private(private_key)
         if private_key is not None and not any(private_key.raw):
             private_key = None
         if private_key == self._private_key:
