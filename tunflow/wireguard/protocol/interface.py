@@ -735,11 +735,13 @@ class WireGuard:
         peer.endpoint = None if endpoint is None else parse_endpoint(endpoint)
 
     def set_persistent_keepalive(
-        self, public_key: PublicKey | str | bytes, interval: int, now: float | None
+        self, public_key: PublicKey | str | bytes, interval: int, now: float | None = None
     ) -> None:
         """Set a peer's persistent keepalive interval (seconds, 0 = off).
 
-        Turning it on with a ``now`` sends a keepalive right away (as wireguard-go does).
+        Turning it on with a ``now`` (the interface is up) sends a keepalive right away, as
+        wireguard-go does; without one (as :meth:`add_peer` without ``now``) the first goes
+        an interval after the next authenticated packet sent or received.
 
         Raises:
             ConfigError: no such peer or interval out of range.
