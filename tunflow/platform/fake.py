@@ -814,7 +814,21 @@ class _FakeFunction:
         self.restype: Any = None
 
     def __call__(self, *args: Any) -> Any:
+        self._convert(args)
         return self._owner._call(f"{self._dll}.{self.__name__}", args, lambda: self._impl(*args))
+
+    def _convert(self, args: tuple[Any, ...]) -> None:
+        """Refuse what real ctypes refuses before the call: the wrong number of arguments, or
+        one its ``argtypes`` entry's ``from_param`` does not take (``ctypes.ArgumentError``)."""
+        if len(args) != len(self.argtypes):
+            raise TypeError(
+                f"{self.__name__} takes {len(self.argtypes)} arguments ({len(args)} given)"
+            )
+        for n, (kind, arg) in enumerate(zip(self.argtypes, args, strict=True), start=1):
+            try:
+                kind.from_param(arg)
+            except Exception as exc:
+                raise ctypes.ArgumentError(f"argument {n}: {type(exc).__name__}: {exc}") from None
 
 
 class _FakeDll:
@@ -1164,7 +1178,7 @@ class _FakeWintun:
         _obj(luid).Value = self._adapter(handle).luid
 
     def WintunSetLogger(self, callback: Any) -> None:
-        self._w.logger = callback
+        self._w.logger = callback if callback else None  # a NULL function pointer resets it
 
     def WintunDeleteDriver(self) -> int:
         if self._adapters_in_use():

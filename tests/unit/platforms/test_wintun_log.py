@@ -4,6 +4,7 @@ last such device closes the adapter. Windows runs here only through the fake DLL
 
 from __future__ import annotations
 
+import ctypes
 import logging
 
 import pytest
@@ -15,6 +16,14 @@ from tunflow.platform.windows import wintun
 
 def _wintun_calls(fake: FakeSyscalls) -> list[str]:
     return [c.name.removeprefix("wintun.") for c in fake.calls if c.name.startswith("wintun.")]
+
+
+def _assert_null_logger(args: tuple[object, ...]) -> None:
+    """The reset is WintunSetLogger(NULL), passed as a NULL pointer of the callback's type:
+    real ctypes refuses ``None`` for a function-pointer argument (ArgumentError)."""
+    (callback,) = args
+    assert isinstance(callback, wintun.LOGGER_CALLBACK)
+    assert ctypes.cast(callback, ctypes.c_void_p).value is None
 
 
 def test_messages_reach_logging(caplog: pytest.LogCaptureFixture) -> None:
@@ -48,7 +57,7 @@ def test_messages_reach_logging(caplog: pytest.LogCaptureFixture) -> None:
             fake.calls.clear()
         # closed: the adapter first (its messages still logged), then the logger reset
         assert _wintun_calls(fake)[-2:] == ["WintunCloseAdapter", "WintunSetLogger"]
-        assert fake.named("wintun.WintunSetLogger")[-1].args == (None,)
+        _assert_null_logger(fake.named("wintun.WintunSetLogger")[-1].args)
         assert fake.windows.logger is None
         fake.close_all()
 
@@ -72,10 +81,9 @@ def test_a_failed_build_resets_it() -> None:
         with pytest.raises(DevicePermissionError):
             DeviceBuilder().name("wg4").wintun_log().build_sync()
         assert fake.windows.logger is None
-        assert [c.args for c in fake.named("wintun.WintunSetLogger")] == [
-            (wintun._LOGGER,),
-            (None,),
-        ]
+        set_first, reset = fake.named("wintun.WintunSetLogger")
+        assert set_first.args == (wintun._LOGGER,)
+        _assert_null_logger(reset.args)
         fake.windows.deny_create = False
         # refused in configure, after the adapter was made: closed, then the logger reset
         fake.on("iphlpapi.SetIpInterfaceEntry", result=5, times=1)  # ERROR_ACCESS_DENIED
@@ -103,3 +111,18 @@ def test_not_asked_for_no_call() -> None:
 def test_the_setter_takes_a_bool(bad: object) -> None:
     with pytest.raises(ConfigError, match="wintun_log"):
         DeviceBuilder().wintun_log(bad)  # type: ignore[arg-type]
+
+
+def test_the_reset_is_a_null_function_pointer_ctypes_takes() -> None:
+    """ctypes converts each argument through argtypes before the call; None is no
+    WINTUN_LOGGER_CALLBACK, so WintunSetLogger(None) would raise ctypes.ArgumentError from
+    close() (and in place of the real error of a failed build)."""
+    with pretend_platform("windows") as fake:
+        assert isinstance(fake, FakeSyscalls)
+        dev = DeviceBuilder().name("wg8").wintun_log().build_sync()
+        dev.close()  # no ctypes.ArgumentError
+        _assert_null_logger(fake.named("wintun.WintunSetLogger")[-1].args)
+        with pytest.raises(TypeError):
+            wintun.LOGGER_CALLBACK.from_param(None)
+        assert fake.windows.logger is None
+        fake.close_all()

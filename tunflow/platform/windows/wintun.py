@@ -159,9 +159,11 @@ class WintunApi:
         self.SendPacket = bind(dll, "WintunSendPacket", None, [HANDLE, ctypes.c_void_p])
 
     def set_logger(self, callback: Any) -> None:
-        """``WintunSetLogger`` (bound on first use: only wintun_log() needs it)."""
+        """``WintunSetLogger`` (bound on first use: only wintun_log() needs it); ``None``
+        resets it, passed as a NULL ``LOGGER_CALLBACK`` (ctypes refuses ``None`` for a
+        function-pointer argument)."""
         fn = bind(self._dll, "WintunSetLogger", None, [LOGGER_CALLBACK])
-        fn(callback)
+        fn(callback if callback is not None else LOGGER_CALLBACK())
 
     def delete_driver(self) -> None:
         """``WintunDeleteDriver`` (bound on first use): remove the Wintun driver from the
