@@ -191,6 +191,19 @@ def test_missing_wintun_dll_names_the_paths(make_fake: Fake) -> None:
     assert [c.args[0] for c in fake.named("load_library")] == ["C:\\vpn\\wintun.dll"]
 
 
+def test_an_old_wintun_dll_is_unsupported_error(make_fake: Fake) -> None:
+    """A wintun.dll before 0.14 (pool API: WintunFreeAdapter, no WintunCloseAdapter) loads,
+    but binding its functions fails: a typed error naming the file, not AttributeError."""
+    fake = make_fake("windows")
+    fake.windows.wintun_paths = {"D:/old/wintun.dll"}
+    fake.windows.wintun.WintunCloseAdapter = None  # type: ignore[assignment,method-assign]
+    with pytest.raises(UnsupportedError, match=re.escape("Wintun 0.14 or later")) as info:
+        windows.open_device(tun_config(wintun_file="D:/old/wintun.dll"), syscalls=fake)
+    assert "D:/old/wintun.dll" in str(info.value)
+    assert "WintunCloseAdapter" in str(info.value)
+    assert fake.named("wintun.WintunCreateAdapter") == []
+
+
 def test_wintun_file_is_loaded_from_the_given_path(make_fake: Fake) -> None:
     fake = make_fake("windows")
     fake.windows.wintun_paths = {"D:/tools/wintun.dll"}

@@ -214,6 +214,8 @@ def load_wintun(syscalls: Syscalls, wintun_file: str | None) -> WintunApi:
 
     Raises:
         DeviceNotFoundError: no candidate loads; the message names each path tried.
+        UnsupportedError: the DLL that loads lacks a function of wintun.h's API (a Wintun
+            older than 0.14, whose adapters came from pools, or not Wintun at all).
     """
     tried: list[str] = []
     for path in wintun_candidates(wintun_file):
@@ -222,7 +224,13 @@ def load_wintun(syscalls: Syscalls, wintun_file: str | None) -> WintunApi:
         except OSError as exc:
             tried.append(f"{path} ({exc.strerror or exc})")
             continue
-        return WintunApi(dll, syscalls)
+        try:
+            return WintunApi(dll, syscalls)
+        except AttributeError as exc:
+            raise UnsupportedError(
+                f"{path} is not a wintun.dll tunflow can use ({exc}): tunflow needs Wintun 0.14 "
+                "or later; download it from https://www.wintun.net"
+            ) from None
     raise DeviceNotFoundError(
         errno.ENOENT,
         "wintun.dll could not be loaded from " + "; ".join(tried) + ". Download it from "
