@@ -11,6 +11,7 @@ import ipaddress
 import time
 from collections.abc import Callable, Iterator
 
+import attrs
 import pytest
 from hypothesis import given, settings, strategies as st
 from wgpair import A_IP, B_ADDR, B_IP, Pair, ip4
@@ -92,6 +93,8 @@ def test_parse_get_reports_errno_and_skips_unknown_keys() -> None:
         parse_get("errno=-22\n\n")
     assert exc.value.errno == errno.EINVAL
     assert parse_get("something_new=1\nerrno=0\n\n") == DeviceInfo()
+    # the response ends at its empty line: what a stream holds after it is not part of it
+    assert parse_get("errno=0\n\nlisten_port=5\nerrno=-22\n\n") == DeviceInfo()
 
 
 def test_render_get_of_a_live_interface() -> None:
@@ -222,6 +225,13 @@ def test_parse_set_like_wg_sends_it() -> None:
         ("public_key=" + "00" * 32 + "\nendpoint=192.0.2.1:\u0665\n", errno.EINVAL),  # '٥'
         ("public_key=" + "00" * 32 + "\nendpoint=192.0.2.1:5_1\n", errno.EINVAL),
         ("public_key=" + "00" * 32 + "\nremove=yes\n", errno.EINVAL),
+        # wireguard-go takes these flags as "true" only: "false" is an invalid value, not a no
+        ("replace_peers=false\n", errno.EINVAL),
+        ("public_key=" + "00" * 32 + "\nremove=false\n", errno.EINVAL),
+        ("public_key=" + "00" * 32 + "\nupdate_only=false\n", errno.EINVAL),
+        ("public_key=" + "00" * 32 + "\nreplace_allowed_ips=false\n", errno.EINVAL),
+        # a 16-bit field: one past it is EINVAL, not a ConfigError out of PeerUpdate
+        ("public_key=" + "00" * 32 + "\npersistent_keepalive_interval=65536\n", errno.EINVAL),
         # numbers of more digits than int() converts (4300): a ValueError escaped parse_set
         ("listen_port=" + "9" * 5000 + "\n", errno.EINVAL),
         ("fwmark=" + "1" * 4301 + "\n", errno.EINVAL),
@@ -655,6 +665,9 @@ def test_stream_fatal_errors() -> None:
     err = conn.next_request()
     assert isinstance(err, UapiError) and err.fatal and conn.closed
     assert handle_request(WireGuard(K1), err) == b""
+    # and nothing more: a server reading requests until None is not answered it forever
+    conn.receive_data(b"get=1\n\n")
+    assert conn.next_request() is None
     # a byte other than the empty line after get=1: errno=-22 and the stream goes on, as
     # wireguard-go answers b"get=1\nxget=1\n\n" (checked against it)
     conn = UapiConnection()
@@ -1036,3 +1049,77 @@ def test_a_set_after_one_that_came_in_pieces_is_cut_at_its_own_end() -> None:
     conn.receive_data(b"\nset=1\nlisten_port=2\n\n")
     assert conn.next_request() == SetRequest(listen_port=1)
     assert conn.next_request() == SetRequest(listen_port=2)
+
+
+def test_the_peer_limit_counts_peers_as_the_request_makes_and_unmakes_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # check_set must count what apply_set will do: a peer replace_peers removed, or one the
+    # request removed, is made anew when named again (one more), the interface's own key makes
+    # none. Counted short, add_peer would refuse the peer past the limit halfway through apply_set
+    import tunflow.wireguard.protocol.interface as interface_module
+    import tunflow.wireguard.protocol.uapi as uapi_module
+
+    for module in (interface_module, uapi_module):
+        monkeypatch.setattr(module, "MAX_PEERS", 3)
+    keys = [PrivateKey(i.to_bytes(2, "big") + bytes(30)).public_key() for i in range(1, 6)]
+
+    def interface() -> WireGuard:
+        wg = WireGuard(K1, listen_port=1)
+        for pk in keys[:3]:
+            wg.add_peer(PeerConfig(pk, allowed_ips=(f"10.0.{keys.index(pk)}.0/24",)))
+        return wg
+
+    refused = [
+        # all four are made after the old ones go
+        SetRequest(replace_peers=True, peers=tuple(PeerUpdate(pk) for pk in keys[:4])),
+        # removed, then made again: four when keys[3] comes
+        SetRequest(
+            peers=(PeerUpdate(keys[0], remove=True), PeerUpdate(keys[0]), PeerUpdate(keys[3]))
+        ),
+    ]
+    for request in refused:
+        wg = interface()
+        before = render_get(wg)
+        assert handle_request(wg, attrs.evolve(request, listen_port=2)) == b"errno=-22\n\n"
+        assert render_get(wg) == before  # refused whole
+    wg = interface()
+    ourselves = SetRequest(peers=(PeerUpdate(K1.public_key()), PeerUpdate(keys[0])))
+    assert handle_request(wg, ourselves) == b"errno=0\n\n"
+    assert set(wg.peers) == set(keys[:3])
+
+
+def test_a_checked_set_tells_the_key_it_was_checked_with() -> None:
+    wg = WireGuard(K1)
+    assert check_set(wg, SetRequest(listen_port=1)).private_key == K1
+    assert check_set(wg, SetRequest(remove_private_key=True)).private_key is None
+    new = PrivateKey(bytes(range(9, 41)))
+    assert check_set(wg, SetRequest(private_key=new, peers=(PeerUpdate(P1),))).private_key == new
+    peers = (PeerUpdate(P1),)
+    assert check_set(wg, SetRequest(remove_private_key=True, peers=peers)).private_key is None
+
+
+def test_a_zero_port_or_fwmark_is_set_not_left_alone() -> None:
+    # `wg set wg0 fwmark off` sends fwmark=0, `listen-port 0` listen_port=0: values, which
+    # wireguard-go sets (its get=1 then leaves the lines out); None is "unchanged"
+    wg = WireGuard(K1, listen_port=51820)
+    apply_set(wg, SetRequest(fwmark=7))
+    apply_set(wg, parse_set("listen_port=0\nfwmark=0\n"))
+    assert (wg.listen_port, wg.fwmark) == (0, 0)
+    assert handle_request(wg, GetRequest()) == b"private_key=" + K1.to_hex().encode() + (
+        b"\nerrno=0\n\n"
+    )
+
+
+def test_sync_request_replaces_the_allowed_ips_the_config_no_longer_has() -> None:
+    # wg syncconf sends replace_allowed_ips=true for every peer of the file: a prefix the
+    # running peer has and the file does not is gone (it had been only added to)
+    from tunflow.wireguard.protocol import InterfaceConfig, sync_request
+
+    wg = WireGuard(K1)
+    wg.add_peer(PeerConfig(P1, allowed_ips="10.1.0.0/16, 10.8.0.0/16"))
+    config = InterfaceConfig(K1, peers=[PeerConfig(P1, allowed_ips="10.1.0.0/16, fd00::/64")])
+    apply_set(wg, sync_request(wg, config))
+    peer = wg.peer(P1)
+    assert [str(n) for n in wg.allowed_ips.networks(peer)] == ["10.1.0.0/16", "fd00::/64"]
+    assert wg.allowed_ips.lookup("10.8.0.1") is None
