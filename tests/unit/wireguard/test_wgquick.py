@@ -446,6 +446,22 @@ def test_saving_through_a_symbolic_link_writes_the_file_it_points_to(tmp_path: P
     assert sorted(p.name for p in tmp_path.iterdir()) == ["real", "wg0.conf"]
 
 
+def test_a_save_is_readable_by_its_owner_only_whatever_a_stale_tmp_file_allowed(
+    tmp_path: Path,
+) -> None:
+    # the file holds the private key: a wg0.conf.tmp left world-readable (by a crash, by hand)
+    # keeps its mode through O_CREAT, and the saved file must not take it
+    from tunflow.wireguard.wgquick import save_wgquick
+
+    path = tmp_path / "wg0.conf"
+    stale = tmp_path / "wg0.conf.tmp"
+    stale.write_text("stale\n")
+    stale.chmod(0o644)
+    save_wgquick(path, "new\n")
+    assert path.read_text() == "new\n" and path.stat().st_mode & 0o777 == 0o600
+    assert not stale.exists()
+
+
 def test_strip_leaves_what_wg_setconf_takes() -> None:
     text = f"""# wg0, by hand
 [Interface]
@@ -789,6 +805,29 @@ def test_section_headers_and_repeated_values_read_as_wg_reads_them() -> None:
 def test_the_lowest_values_are_taken() -> None:
     config = parse_wgquick(quick("ListenPort = 0\nMTU = 576", "PersistentKeepalive = 0"))
     assert (config.listen_port, config.mtu, config.peers[0].persistent_keepalive) == (0, 576, 0)
+
+
+def test_the_highest_values_are_taken_and_one_more_is_refused_naming_its_line() -> None:
+    # wg reads a port and a keepalive as 16 bits and a fwmark as 32; past them it refuses the
+    # line (a keepalive of 65536 got as far as PeerConfig, whose error named no line)
+    config = parse_wgquick(
+        quick("ListenPort = 65535\nFwMark = 0xffffffff", "PersistentKeepalive = 65535")
+    )
+    assert (config.listen_port, config.fwmark) == (65535, 2**32 - 1)
+    assert config.peers[0].persistent_keepalive == 65535
+    assert config.interface_config().peers[0].persistent_keepalive == 65535
+    with pytest.raises(ConfigError, match="line 7: PersistentKeepalive"):
+        parse_wgquick(quick("", "PersistentKeepalive = 65536"))
+    with pytest.raises(ConfigError, match="line 3: ListenPort"):
+        parse_wgquick(quick("ListenPort = 65536"))
+
+
+def test_an_address_given_twice_is_refused_whatever_its_prefix() -> None:
+    # the device refuses the second one: said when the file is read, naming the line
+    with pytest.raises(ConfigError, match=r"line 3: Address: 10\.0\.0\.1 is given twice"):
+        parse_wgquick(quick("Address = 10.0.0.1/24, 10.0.0.1/32"))
+    with pytest.raises(ConfigError, match="line 4: Address: fd00::1 is given twice"):
+        parse_wgquick(quick("Address = fd00::1/64\nAddress = fd00::1/128"))
 
 
 @pytest.mark.parametrize(
