@@ -608,5 +608,7 @@ async def test_wg_set_fwmark_is_refused_as_a_reload_is_while_policy_rules_use_th
             mark = iface.policy_mark
             assert mark is not None and iface.wg.fwmark == mark
             assert await iface.apply_uapi(b"set=1\nfwmark=4660\n\n") == b"errno=-22\n\n"
+            # fwmark off (0) is another mark too: the datagrams would loop all the same
+            assert await iface.apply_uapi(b"set=1\nfwmark=0\n\n") == b"errno=-22\n\n"
             assert iface.wg.fwmark == mark
             assert await iface.apply_uapi(f"set=1\nfwmark={mark}\n\n".encode()) == b"errno=0\n\n"
