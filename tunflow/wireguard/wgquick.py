@@ -289,7 +289,9 @@ def parse_wgquick(text: str, *, file: str | None = None) -> QuickConfig:
 
     Raises:
         ConfigError: an unknown section or key, a line that is not ``Key = Value``, a bad
-            value, a ``[Peer]`` without ``PublicKey``, an ``MTU`` below 1280 with an IPv6
+            value, a ``[Peer]`` without ``PublicKey``, two ``[Peer]`` sections with one
+            ``PublicKey`` (``wg setconf`` would merge them into one peer), an ``MTU`` below
+            1280 with an IPv6
             ``Address`` (IPv6's least), an address given twice or that is multicast or
             unspecified, more than
             :data:`~tunflow.wireguard.protocol.constants.MAX_PEERS` (65536) ``[Peer]``
