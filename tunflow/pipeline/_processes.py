@@ -100,12 +100,20 @@ async def receive_message(sock: socket.socket, parts: list[bytes]) -> Any:
     """The next message from the non-blocking ``sock``, ``None`` at end of file.
 
     ``parts`` holds a message's chunks between calls, so a receive cancelled halfway loses none.
+    A peer that closed with a message of ours unread (a ``stop`` that crossed its last report)
+    makes Linux report ``ECONNRESET`` once, ahead of what it sent: that is read on.
     """
+    reset = False
     while True:
         try:
             data = sock.recv(_CHUNK + 1)
         except BlockingIOError:
             await anyio.wait_readable(sock)
+            continue
+        except ConnectionResetError:
+            if reset:
+                return None
+            reset = True
             continue
         except OSError:
             return None
