@@ -470,6 +470,7 @@ def test_link_reply() -> None:
         txqlen=500,
         operstate=2,
         kind="tun",
+        tun_pi=False,  # IFLA_TUN_PI 0: opened with IFF_NO_PI
     )
     assert info.operstate is OperState.DOWN
     assert info.is_up

@@ -1003,7 +1003,8 @@ def adopt_fd(fd: int, *, close_fd: bool, packet_information: bool) -> tuple[Any,
     """The platform's interface (or ``None``) and queue for an fd made elsewhere.
 
     Raises:
-        ConfigError: ``fd`` is not a file descriptor number.
+        ConfigError: ``fd`` is not a file descriptor number, or its framing is not what
+            ``packet_information`` says (Linux).
         DeviceError: the OS refused it (``EBADF`` for a closed fd; ``errno`` kept).
     """
     from .. import platform

@@ -114,10 +114,14 @@ class SyncDevice(DeviceCore):
             fd: an open, readable and writable packet fd.
             layer: what the fd carries, when tunflow cannot ask the kernel.
             packet_information: keep the OS's per-packet header (iOS's 4-byte family header is
-                removed by default, as on macOS).
+                removed by default, as on macOS); on Linux, say that the fd was opened without
+                ``IFF_NO_PI`` (its ``tun_pi`` header is handed over as it is).
 
         Raises:
-            ConfigError: ``fd`` is not a file descriptor number.
+            ConfigError: ``fd`` is not a file descriptor number, or on Linux the interface's
+                framing is not what ``packet_information`` says (a tun fd opened without
+                ``IFF_NO_PI`` adopted without it, or the other way round); the fd is left
+                open, the caller's.
             UnsupportedError: ``packet_information`` on Android, whose fds carry no header.
             DeviceError: the OS refused the fd (``EBADF`` for a closed one; ``errno`` kept).
         """

@@ -226,6 +226,9 @@ IFLA_INFO_DATA: Final = 2
 #: inside a tun's IFLA_INFO_DATA: the owning uid and gid (u32 each; absent when unset)
 IFLA_TUN_OWNER: Final = 1
 IFLA_TUN_GROUP: Final = 2
+#: inside a tun's IFLA_INFO_DATA: 1 when its packets carry the 4-byte tun_pi header (no
+#: IFF_NO_PI), else 0 (u8)
+IFLA_TUN_PI: Final = 4
 #: IFLA_EXT_MASK bit: leave the (large) statistics out of link replies.
 RTEXT_FILTER_SKIP_STATS: Final = 1 << 3
 
@@ -370,6 +373,9 @@ class LinkInfo:
         tun_owner: a TUN/TAP's owning uid (``IFLA_TUN_OWNER``); ``None`` when it has none
             or the link is not one.
         tun_group: a TUN/TAP's owning gid (``IFLA_TUN_GROUP``), likewise.
+        tun_pi: whether a TUN/TAP's packets carry the 4-byte ``tun_pi`` header
+            (``IFLA_TUN_PI``: opened without ``IFF_NO_PI``); ``None`` when the kernel does not
+            say or the link is not one.
     """
 
     index: int
@@ -382,6 +388,7 @@ class LinkInfo:
     kind: str = ""
     tun_owner: int | None = None
     tun_group: int | None = None
+    tun_pi: bool | None = None
 
     @property
     def is_up(self) -> bool:
@@ -945,6 +952,7 @@ def parse_link(message: NetlinkMessage) -> LinkInfo:
     data = b""
     tun_owner: int | None = None
     tun_group: int | None = None
+    tun_pi: bool | None = None
     for type_, value in iter_attributes(payload, _IFINFOMSG.size):
         if type_ == IFLA_IFNAME:
             name = _string(value)
@@ -970,7 +978,13 @@ def parse_link(message: NetlinkMessage) -> LinkInfo:
                 tun_owner = _u32(item, "IFLA_TUN_OWNER")
             elif data_type == IFLA_TUN_GROUP:
                 tun_group = _u32(item, "IFLA_TUN_GROUP")
-    return LinkInfo(index, name, flags, mtu, mac, txqlen, operstate, kind, tun_owner, tun_group)
+            elif data_type == IFLA_TUN_PI:
+                if len(item) != 1:
+                    raise NetlinkDecodeError(f"IFLA_TUN_PI is {len(item)} bytes, expected 1")
+                tun_pi = bool(item[0])
+    return LinkInfo(
+        index, name, flags, mtu, mac, txqlen, operstate, kind, tun_owner, tun_group, tun_pi
+    )
 
 
 # --- addresses -----------------------------------------------------------------------------------

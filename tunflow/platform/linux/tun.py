@@ -878,10 +878,15 @@ def adopt_fd(
 ) -> tuple[LinuxInterface | None, FdQueue]:
     """Wrap an fd made elsewhere; if it is a tun fd, learn its interface for configuration.
 
-    Whether the fd carries the 4-byte ``tun_pi`` header cannot be asked from the kernel:
-    ``TUNGETIFF`` reports ``IFF_NOFILTER``, which has the same value as ``IFF_NO_PI``. So the
-    caller says so: ``packet_information=True`` for an fd opened without ``IFF_NO_PI`` (its
-    header is then handed over as it is, as ``DeviceBuilder.packet_information`` does).
+    The caller says whether the fd carries the 4-byte ``tun_pi`` header:
+    ``packet_information=True`` for an fd opened without ``IFF_NO_PI`` (its header is then
+    handed over as it is, as ``DeviceBuilder.packet_information`` does). ``TUNGETIFF`` cannot
+    tell (it reports ``IFF_NOFILTER``, of the same value as ``IFF_NO_PI``), but the interface's
+    ``IFLA_TUN_PI`` can: where it is found, a word that differs from it is refused.
+
+    Raises:
+        ConfigError: the interface's framing is not what ``packet_information`` says (the fd is
+            left as it was, the caller's).
     """
     try:
         ifr = _ioctl(fd, TUNGETIFF, bytes(_IFREQ.size))
@@ -895,9 +900,27 @@ def adopt_fd(
     if not packet_information:
         flags |= IFF_NO_PI
     layer = Layer.L2 if flags & IFF_TAP else Layer.L3
-    offload = _negotiate_offload(fd) if flags & IFF_VNET_HDR else OffloadInfo()
     try:
-        iface = LinuxInterface(name=name, flags=flags, offload=offload, layer=layer, created=False)
+        iface = LinuxInterface(
+            name=name, flags=flags, offload=OffloadInfo(), layer=layer, created=False
+        )
     except DeviceError:
+        offload = _negotiate_offload(fd) if flags & IFF_VNET_HDR else OffloadInfo()
         return None, FdQueue(fd, close_fd=close_fd, vnet_hdr=offload.vnet_hdr, offload=offload)
+    try:
+        with iface._op("read the link"):
+            has_pi = iface._nl.link(iface._index).tun_pi
+        if has_pi is not None and has_pi != packet_information:
+            raise ConfigError(
+                f"fd {fd} ({name}) was opened without IFF_NO_PI: each packet carries the 4-byte "
+                "tun_pi header; adopt it with packet_information=True"
+                if has_pi
+                else f"fd {fd} ({name}) was opened with IFF_NO_PI: its packets carry no "
+                "tun_pi header; adopt it without packet_information"
+            )
+        if flags & IFF_VNET_HDR:
+            iface.offload = _negotiate_offload(fd)
+    except BaseException:
+        iface.close()
+        raise
     return iface, iface.wrap_queue(fd, close_fd=close_fd)
