@@ -28,7 +28,14 @@ from ..offload import GROTable
 from ..packet import MAX_PACKET_SIZE, PacketBatch
 from ..platform._base import Buffer, LoneQueue, OffloadInfo, Route
 from ..platform._unix import WRITE_RECHECK, poll_wait
-from ._core import DeviceCore, DeviceStatistics, SharedInterface, adopt_fd, buffer_views
+from ._core import (
+    DeviceCore,
+    DeviceStatistics,
+    SharedInterface,
+    adopt_fd,
+    buffer_views,
+    byte_view,
+)
 from ._links import AsyncLinkEvents, open_tracker
 
 if TYPE_CHECKING:
@@ -436,7 +443,7 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
         :meth:`SyncDevice.recv_into` for a buffer too small.
         """
         await anyio.lowlevel.checkpoint()  # see recv_batch
-        view = memoryview(buf)  # (before the device is taken: a TypeError must not keep it)
+        view = byte_view(buf)  # (before the device is taken: a TypeError must not keep it)
         self._begin_receive()
         try:
             while True:

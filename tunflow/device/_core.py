@@ -944,6 +944,13 @@ def buffer_views(buffers: Iterable[Buffer], what: str, *, writable: bool) -> lis
     return views
 
 
+def byte_view(buf: Buffer) -> memoryview:
+    """``buf`` as a flat view of bytes, for ``recv_into`` (whose size check and copy count
+    bytes): a buffer of wider items (an ``array('I')``) is cast."""
+    view = memoryview(buf)
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+
+
 def _head(views: list[memoryview], size: int) -> memoryview | bytes:
     """The first ``size`` bytes across ``views`` (all of them when fewer): what a packet's
     check reads."""

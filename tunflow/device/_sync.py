@@ -27,6 +27,7 @@ from ._core import (
     SharedInterface,
     adopt_fd,
     buffer_views,
+    byte_view,
 )
 from ._interrupt import InterruptEvent
 from ._links import LinkEvents, open_tracker
@@ -423,7 +424,7 @@ class SyncDevice(DeviceCore):
         deadline = _deadline(timeout)
         if interrupt is not None:
             self._check_interrupt(interrupt)
-        view = memoryview(buf)
+        view = byte_view(buf)
         while True:
             if self._shutdown:
                 raise ClosedDeviceError("the device was shut down")
