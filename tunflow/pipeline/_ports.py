@@ -248,6 +248,12 @@ class _DeviceQueuePort:
     device: AsyncDevice | SyncDevice
 
     def __init__(self, device: AsyncDevice | SyncDevice, *, queue: int, max_packets: int) -> None:
+        keeps_header = getattr(device, "packet_information", None)  # (a stand-in may lack it)
+        if keeps_header is not None and keeps_header():
+            raise ConfigError(
+                f"{device!r} keeps the OS's packet-information header: a pipeline carries bare "
+                "IP packets (build the device without packet_information())"
+            )
         self.device = device
         base, self._index = _device_name(device)
         self._base = base
