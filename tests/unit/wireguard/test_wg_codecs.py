@@ -186,6 +186,18 @@ def test_replay_window_wireguard_go_vectors() -> None:
     assert all(w.check(c) for c in range(WINDOW_SIZE + 2, 1, -1)) and not w.check(0)
 
 
+def test_replay_window_is_wireguard_gos_8128_counters() -> None:
+    # wireguard-go's windowSize, (ringBlocks - 1) * blockBits: the tests above follow
+    # WINDOW_SIZE, so only literals hold it. A counter 8129 behind the highest is in the ring
+    # word the highest cleared when it moved there: only this bound keeps it from being
+    # accepted a second time.
+    assert WINDOW_SIZE == 8128
+    w = ReplayWindow()
+    assert w.check(63) and w.check(63 + 8129)
+    assert not w.check(63)
+    assert w.check(64) and not w.check(64)  # 8128 behind: the oldest still accepted, once
+
+
 def test_replay_window_in_order_across_wraps_of_its_ring() -> None:
     # each word of the ring is cleared as the window moves onto it (else the bits of the
     # counters 8192 earlier refuse new ones)
