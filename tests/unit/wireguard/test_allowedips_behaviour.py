@@ -5,6 +5,7 @@ pair tests leave out."""
 from __future__ import annotations
 
 import ipaddress
+import weakref
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -78,3 +79,41 @@ def test_looking_up_what_is_not_an_address_is_a_config_error(address: object) ->
     table.insert("0.0.0.0/0", "a")
     with pytest.raises(ConfigError, match="not an IP address"):
         table.lookup(address)  # type: ignore[arg-type]
+
+
+def test_all_networks_are_listed_ipv4_first_then_longest_first() -> None:
+    # (networks() and items(): "IPv4 first, longest prefixes first")
+    t: AllowedIPs[str] = AllowedIPs()
+    given_order = ["fd00::/64", "10.0.0.0/8", "::/0", "0.0.0.0/0", "10.1.2.3/32", "10.1.0.0/16"]
+    for n, net in enumerate(given_order):
+        t.insert(net, "ab"[n % 2])
+    listed = ["10.1.2.3/32", "10.1.0.0/16", "10.0.0.0/8", "0.0.0.0/0", "fd00::/64", "::/0"]
+    assert [str(n) for n in t.networks()] == listed
+    assert [str(n) for n, _ in t.items()] == listed
+
+
+def test_a_network_object_with_an_ipv6_scope_is_refused_as_its_text_is() -> None:
+    scoped = ipaddress.ip_network("fd00::%eth0/64")
+    with pytest.raises(ConfigError, match="scope"):
+        parse_network(scoped)
+    t: AllowedIPs[str] = AllowedIPs()
+    with pytest.raises(ConfigError, match="scope"):
+        t.insert(scoped, "a")
+    assert len(t) == 0 and t.networks("a") == []
+
+
+def test_the_table_keeps_no_owner_that_holds_no_prefix() -> None:
+    # a peer whose prefixes were removed or moved to another is not kept alive by the table
+    class Peer:
+        pass
+
+    t: AllowedIPs[Peer] = AllowedIPs()
+    peer, other = Peer(), Peer()
+    gone = weakref.ref(peer)
+    t.insert("10.0.0.0/8", peer)
+    t.insert("fd00::/64", peer)
+    t.remove("fd00::/64")
+    t.insert("10.0.0.0/8", other)
+    del peer
+    assert gone() is None
+    assert t.lookup("10.1.1.1") is other and t.networks(other) == [parse_network("10.0.0.0/8")]
