@@ -27,6 +27,7 @@ from tunflow.offload import (
     gso_split,
     gso_split_into,
     gso_split_size,
+    pseudo_header_sum,
 )
 from tunflow.packet import HEADROOM, PacketBatch
 
@@ -514,6 +515,45 @@ def test_complete_checksum_field_must_lie_wholly_inside() -> None:
         complete_checksum(bytearray(27), 20, 6)
 
 
+@pytest.mark.parametrize(("csum_start", "csum_offset"), [(-8, 6), (20, -2)])
+def test_complete_checksum_refuses_negative_offsets(csum_start: int, csum_offset: int) -> None:
+    # Not counted from the end (a slice would): the field or the summed region would lie
+    # before the packet.
+    packet = bytearray(udp4_packet(IP4_A, IP4_B, 10))
+    before = bytes(packet)
+    with pytest.raises(TruncatedPacketError):
+        complete_checksum(packet, csum_start, csum_offset)
+    assert packet == before
+
+
+@pytest.mark.parametrize(
+    ("packet", "exc"),
+    [
+        (ipv4_header(UDP, 8, IP4_A[0], IP4_B[0])[:19], TruncatedPacketError),
+        (ipv4_header(UDP, 8, IP4_A[0], IP4_B[0])[:12], TruncatedPacketError),
+        (ipv6_header(UDP, 8, IP6_A[0], IP6_B[0])[:39], TruncatedPacketError),
+        (ipv6_header(UDP, 8, IP6_A[0], IP6_B[0])[:24], TruncatedPacketError),
+        (b"", MalformedPacketError),
+        (b"\x50" + bytes(39), MalformedPacketError),
+    ],
+    ids=["v4 19", "v4 12", "v6 39", "v6 24", "empty", "version 5"],
+)
+def test_pseudo_header_sum_needs_the_fixed_header(packet: bytes, exc: type[Exception]) -> None:
+    # Both addresses are in the sum: a header cut inside them is refused, not summed short.
+    with pytest.raises(exc):
+        pseudo_header_sum(packet, UDP, 8)
+
+
+@pytest.mark.parametrize("v6", [False, True], ids=["v4", "v6"])
+def test_pseudo_header_sum_verifies_a_datagram(v6: bool) -> None:
+    pkt = udp6_packet(IP6_A, IP6_B, 33) if v6 else udp4_packet(IP4_A, IP4_B, 33)
+    l4 = pkt[40:] if v6 else pkt[20:]
+    # A valid datagram's words plus its pseudo-header sum fold to 0xFFFF (RFC 1071).
+    padded = l4 + bytes(len(l4) % 2)
+    words = struct.unpack(f">{len(padded) // 2}H", padded)
+    assert (pseudo_header_sum(pkt, UDP, len(l4)) + sum(words)) % 0xFFFF == 0
+
+
 def test_complete_checksum_with_an_odd_field_offset() -> None:
     # The field's partial sum is the initial value, a 16-bit word wherever the field lies:
     # the result is the complement of it plus the region summed with the field zeroed.
@@ -657,6 +697,8 @@ def test_split_into_small_buffers() -> None:
         gso_split_into(src, [bytearray(100)], [0], 10)
     with pytest.raises(ValueError, match="sizes"):
         gso_split_into(src, bufs, [0], 10)
+    with pytest.raises(ValueError, match="sizes"):
+        gso_split_into(src, bufs[:1], [0, 0], 10)
     with pytest.raises(ValueError, match="offset"):
         gso_split_into(src, bufs, sizes, -1)
 
@@ -720,6 +762,7 @@ def test_input_not_modified_and_vnet_hdr_batches_get_zero_headers() -> None:
 # --- validation: only documented errors, nothing written --------------------------------
 
 _TCP4 = tcp4_packet(IP4_A, IP4_B, ACK, 200, 1)
+_TCP6 = tcp6_packet(IP6_A, IP6_B, ACK, 200, 1)
 _UDP6 = udp6_packet(IP6_A, IP6_B, 200)
 _UDP4 = udp4_packet(IP4_A, IP4_B, 200)
 
@@ -728,6 +771,12 @@ def _mut(pkt: bytes, at: int, value: bytes) -> bytes:
     b = bytearray(pkt)
     b[at : at + len(value)] = value
     return bytes(b)
+
+
+# A 16-byte IPv4 "header" (IHL 4) with a well-formed TCP segment right after it, csum_start 16.
+_TCP4_IHL16 = bytes([0x44, 0]) + struct.pack(">H", 16 + 220) + _TCP4[4:12] + IP4_A[0] + _TCP4[20:]
+# TCP data offset 24 (four option bytes) with the packet ending one byte into the options.
+_TCP4_OPTIONS_ONE_SHORT = _mut(_mut(_TCP4, 32, b"\x60"), 2, struct.pack(">H", 43))[:43]
 
 
 _GOOD_TCP4_HDR = vnet_hdr(NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, 40, 100, 20, 16)
@@ -793,6 +842,40 @@ BAD = [
         _GOOD_UDP6_HDR + ipv6_header(0, 8, IP6_A[0], IP6_B[0]) + bytes([UDP, 200]) + bytes(6),
         TruncatedPacketError,
         id="v6 chain past end",
+    ),
+    pytest.param(
+        vnet_hdr(NEEDS_CSUM, 1, 60, 100, 40, 16) + _TCP6, MalformedPacketError, id="tcpv4 on tcp6"
+    ),
+    pytest.param(
+        vnet_hdr(NEEDS_CSUM, 0x80, 40, 100, 20, 16) + _TCP4, OffloadError, id="ecn without type"
+    ),
+    pytest.param(
+        vnet_hdr(NEEDS_CSUM, 1, 36, 100, 16, 16) + _TCP4_IHL16,
+        MalformedPacketError,
+        id="ihl 16 at csum_start 16",
+    ),
+    pytest.param(
+        _GOOD_TCP4_HDR + _TCP4_OPTIONS_ONE_SHORT, TruncatedPacketError, id="tcp options one short"
+    ),
+    pytest.param(
+        _GOOD_UDP6_HDR + ipv6_header(0, 1, IP6_A[0], IP6_B[0]) + bytes([UDP]),
+        TruncatedPacketError,
+        id="v6 chain of one byte",
+    ),
+    pytest.param(
+        _GOOD_UDP6_HDR + ipv6_header(43, 2, IP6_A[0], IP6_B[0]) + bytes([UDP, 0]),
+        TruncatedPacketError,
+        id="v6 routing header of two bytes",
+    ),
+    pytest.param(
+        _GOOD_UDP6_HDR + ipv6_header(0, 8, IP6_A[0], IP6_B[0]) + bytes([UDP, 1]) + bytes(6),
+        TruncatedPacketError,
+        id="v6 option header 8 bytes past end",
+    ),
+    pytest.param(
+        vnet_hdr(NEEDS_CSUM, 0, 0, 0, 20, len(_UDP4) - 21) + _UDP4,
+        TruncatedPacketError,
+        id="none csum field straddles the end",
     ),
 ]
 
