@@ -297,6 +297,26 @@ def test_tcp_options_copied_into_every_segment() -> None:
     assert_split_ok(src, segs)
 
 
+@pytest.mark.parametrize("proto", ["tcp", "udp"])
+def test_ipv4_options_copied_and_covered_by_the_header_checksum(proto: str) -> None:
+    # csum_start is the IHL (24 here): every segment repeats the options, and its IPv4 header
+    # checksum covers them (RFC 791: the checksum is over the whole header).
+    opts = bytes([0x94, 4, 0, 0])  # Router Alert
+    data = pattern(0, 2500)
+    if proto == "tcp":
+        l4 = tcp_segment(IP4_A[0], IP4_B[0], 1, 1, 1, ACK | PSH, data)
+        gso_type, hdr_len, cso = VIRTIO_NET_HDR_GSO_TCPV4, 44, 16
+    else:
+        l4 = udp_datagram(IP4_A[0], IP4_B[0], 1, 1, data)
+        gso_type, hdr_len, cso = VIRTIO_NET_HDR_GSO_UDP_L4, 32, 6
+    ip = ipv4_header(TCP if proto == "tcp" else UDP, len(l4), IP4_A[0], IP4_B[0], options=opts)
+    src = vnet_hdr(NEEDS_CSUM, gso_type, hdr_len, 1000, 24, cso) + partial_csum(ip + l4, 24)
+    segs = split_all(src)
+    assert len(segs) == 3
+    assert all(seg[20:24] == opts for seg in segs)
+    assert_split_ok(src, segs)
+
+
 @pytest.mark.parametrize("kernel_hdr_len", [0, 1000, 40 + 1448, 60])
 def test_hdr_len_is_recomputed(kernel_hdr_len: int) -> None:
     # On the FORWARD path the kernel's hdr_len can cover the whole first segment.
@@ -375,6 +395,21 @@ def test_ipv6_routing_header_checksums_cover_the_final_destination(proto: str, r
     # with no segments left the IPv6 destination is the final one
     src, _ = _routed_super_packet(proto, rtype, 0)
     assert_split_ok(src, split_all(src))
+
+
+@pytest.mark.parametrize("proto", ["tcp", "udp"])
+def test_ipv6_type0_routing_header_with_a_single_address(proto: str) -> None:
+    # Type 0 with one address (header extension length 2): that address is the final one.
+    src, final = _routed_super_packet(proto, 2, 1)
+    b = bytearray(src)
+    b[10 + 40 + 2] = 0  # the Mobile IPv6 layout is type 0's with one address
+    segs = split_all(bytes(b))
+    assert len(segs) == 3
+    nh = TCP if proto == "tcp" else UDP
+    for seg in segs:
+        l4 = seg[40 + 24 :]
+        pseudo = struct.pack(">16s16sIxxxB", seg[8:24], final, len(l4), nh)
+        assert _inet(pseudo + l4) == 0
 
 
 def test_ipv6_routing_header_without_a_known_final_destination() -> None:
@@ -576,6 +611,10 @@ def test_split_into_over_its_own_input_at_any_offset(offset: int) -> None:
     bufs[0][: len(src)] = src
     sizes = [0, 0, 0]
     assert gso_split_into(memoryview(bufs[0])[: len(src)], bufs, sizes, offset) == 3
+    assert [bytes(b[offset : offset + s]) for b, s in zip(bufs, sizes, strict=True)] == want
+    # the buffer the super-packet was read into, itself the first output buffer
+    bufs = [bytearray(src), bytearray(4096), bytearray(4096)]
+    assert gso_split_into(bufs[0], bufs, sizes, offset) == 3
     assert [bytes(b[offset : offset + s]) for b, s in zip(bufs, sizes, strict=True)] == want
 
 
