@@ -267,7 +267,7 @@ class SyncDevice(DeviceCore):
             if self._closed:
                 raise ClosedDeviceError("the device is closed")
             if self._shutdown:
-                raise ClosedDeviceError("the device was shut down")
+                raise self._closed_error()
             self._closed = True
         self.shutdown()
         try:
@@ -287,7 +287,13 @@ class SyncDevice(DeviceCore):
 
     def _check_open(self) -> None:
         if self._shutdown:
-            raise ClosedDeviceError("the device was shut down")
+            raise self._closed_error()
+
+    def _closed_error(self) -> ClosedDeviceError:
+        """What a call on a shut-down device raises (close() shuts down too: it says which)."""
+        return ClosedDeviceError(
+            "the device is closed" if self._closed else "the device was shut down"
+        )
 
     def _check_interrupt(self, interrupt: InterruptEvent) -> None:
         self._check_open()  # (a shut-down device says so first)
@@ -307,7 +313,7 @@ class SyncDevice(DeviceCore):
             intr = interrupt._waker_for(self._queue)
             ready = self._queue.wait(writable, remaining, self._waker, intr)
         if self._shutdown:
-            raise ClosedDeviceError("the device was shut down")
+            raise self._closed_error()
         if interrupt is not None:
             self._check_interrupt(interrupt)
         if not ready and deadline is not None and time.monotonic() >= deadline:
@@ -390,7 +396,7 @@ class SyncDevice(DeviceCore):
             self._check_interrupt(interrupt)
         while True:
             if self._shutdown:
-                raise ClosedDeviceError("the device was shut down")
+                raise self._closed_error()
             try:
                 with self._rx_lock:
                     packet = self._nb_recv()
@@ -427,7 +433,7 @@ class SyncDevice(DeviceCore):
         view = byte_view(buf)
         while True:
             if self._shutdown:
-                raise ClosedDeviceError("the device was shut down")
+                raise self._closed_error()
             try:
                 with self._rx_lock:
                     n = self._nb_recv_into(view)
@@ -469,7 +475,7 @@ class SyncDevice(DeviceCore):
         queue = self._queue
         while True:
             if self._shutdown:
-                raise ClosedDeviceError("the device was shut down")
+                raise self._closed_error()
             try:
                 n = queue.send(packet)
             except BlockingIOError:
@@ -503,7 +509,7 @@ class SyncDevice(DeviceCore):
             self._check_interrupt(interrupt)
         while True:
             if self._shutdown:
-                raise ClosedDeviceError("the device was shut down")
+                raise self._closed_error()
             try:
                 with self._rx_lock:
                     n = self._nb_recv_vectored(views, room)
@@ -541,7 +547,7 @@ class SyncDevice(DeviceCore):
             self._check_interrupt(interrupt)
         while True:
             if self._shutdown:
-                raise ClosedDeviceError("the device was shut down")
+                raise self._closed_error()
             try:
                 n = self._nb_send_vectored(views)
             except BlockingIOError:
@@ -585,7 +591,7 @@ class SyncDevice(DeviceCore):
         start = len(batch)
         while True:
             if self._shutdown:
-                raise ClosedDeviceError("the device was shut down")
+                raise self._closed_error()
             with self._rx_lock:
                 got = self._nb_recv_batch(batch, whole)
                 if got:
@@ -642,7 +648,7 @@ class SyncDevice(DeviceCore):
             try:
                 while i < len(out):
                     if self._shutdown:
-                        raise ClosedDeviceError("the device was shut down")
+                        raise self._closed_error()
                     try:
                         i = self._nb_send_batch(out, i)
                     except BlockingIOError:
