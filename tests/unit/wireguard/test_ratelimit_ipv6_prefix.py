@@ -4,6 +4,13 @@ allowance by using more of its addresses. IPv4 sources stay one bucket each."""
 
 from __future__ import annotations
 
+import random
+
+from wgpair import Pair
+
+from tunflow.packet import PacketBatch
+from tunflow.wireguard.protocol import CookieGenerator, DatagramBatch
+from tunflow.wireguard.protocol.cookie import address_bytes
 from tunflow.wireguard.protocol.interface import _RateLimiter
 
 NOW = 1000.0
@@ -25,3 +32,36 @@ def test_ipv4_sources_are_one_bucket_each() -> None:
     limiter = _RateLimiter()
     assert _allowed(limiter, [f"192.0.2.{i}" for i in range(1, 11)]) == 10
     assert _allowed(limiter, ["198.51.100.7"] * 7) == 5
+
+
+def test_ipv4_mapped_sources_are_one_bucket_each_as_their_ipv4_address() -> None:
+    """A dual-stack socket (AF_INET6, IPV6_V6ONLY off) reports IPv4 senders as ``::ffff:a.b.c.d``
+    — what a caller of the sans-IO ``WireGuard`` passes on. They are IPv4 hosts (the kernel
+    sees IPv4 packets): one bucket each, not all in the /64 ``::`` together."""
+    limiter = _RateLimiter()
+    mapped = [f"::ffff:192.0.2.{i}" for i in range(1, 11)]
+    assert _allowed(limiter, mapped) == 10
+    assert _allowed(limiter, ["::ffff:198.51.100.7"] * 7) == 5
+    assert not limiter.allow("198.51.100.7", NOW)  # the same host, however it is written
+
+
+def test_under_load_ipv4_mapped_peers_with_cookies_are_not_limited_together() -> None:
+    """Through the protocol: under load, ten IPv4 hosts seen through a dual-stack socket, each
+    sending one initiation with a valid cookie for its address, are not rate limited."""
+    p = Pair()
+    p.b.set_under_load(p.now, duration=60)
+    rng = random.Random(5)
+    for i in range(10):
+        addr = (f"::ffff:203.0.113.{i + 1}", 1024)
+        gen = CookieGenerator(p.kb.public_key())
+        msg = bytearray(b"\x01\x00\x00\x00") + rng.randbytes(144)
+        gen.add_macs(msg, p.now)
+        reply = p.b._checker.create_reply(msg, 0, address_bytes(addr), p.now)
+        assert gen.consume_reply(reply, p.now)
+        gen.add_macs(msg, p.now)
+        batch = DatagramBatch(1 << 16)
+        batch.append(bytes(msg), address=addr)
+        p.b.decrypt_batch(batch, p.now, PacketBatch(capacity=1 << 16))
+    s = p.b.statistics()
+    assert s.cookie_replies_sent == 0  # each had its cookie
+    assert s.dropped_rate_limited == 0

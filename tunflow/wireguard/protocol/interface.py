@@ -383,7 +383,8 @@ class _Counters:
 class _RateLimiter:
     """Token bucket per source IP: 20 handshakes a second, bursts of 5 (wireguard-go). An
     IPv6 source is taken by its /64, as the kernel's ratelimiter takes it: one host usually has
-    a whole /64, so its addresses share one bucket."""
+    a whole /64, so its addresses share one bucket. An IPv4-mapped one (``::ffff:a.b.c.d``, a
+    dual-stack socket's IPv4 sender) is the IPv4 host it stands for."""
 
     __slots__ = ("_buckets", "_last_gc")
 
@@ -395,9 +396,12 @@ class _RateLimiter:
         key: str | bytes = ip
         if ":" in ip:
             try:
-                key = IPv6Address(ip.partition("%")[0]).packed[:8]
+                ip6 = IPv6Address(ip.partition("%")[0])
             except ValueError:
                 pass  # (not an address: its own bucket)
+            else:
+                v4 = ip6.ipv4_mapped
+                key = ip6.packed[:8] if v4 is None else str(v4)
         if now - self._last_gc > 1.0:
             self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] <= 1.0}
             self._last_gc = now
