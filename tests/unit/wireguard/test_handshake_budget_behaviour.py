@@ -94,3 +94,15 @@ def test_handshake_rates_of_the_most_peers_an_interface_holds_are_never_limited(
     s = p.b.statistics()
     assert s.dropped_handshake_budget == 0
     assert handshake_work(s) == per_tick * ticks
+
+
+def test_not_under_load_the_whole_budget_is_spent_the_cookie_reserve_too() -> None:
+    """The reserve is kept "under load" only: an interface that is not (a load_threshold above
+    the flood's rate) takes the whole burst of 1000 at one instant, as the docs say."""
+    p = Pair()
+    p.b.load_threshold = 1_000_000
+    receive(p, flood(p, 1500, seed=4))
+    assert not p.b.under_load(p.now)
+    s = p.b.statistics()
+    assert handshake_work(s) == 1000
+    assert s.dropped_handshake_budget == 500

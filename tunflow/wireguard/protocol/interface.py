@@ -2083,8 +2083,9 @@ class WireGuard:
             c.dropped_bad_mac += 1
             return True
         self._note_handshake(now)
-        spent = self._spend_budget(now, _COOKIE_RESERVE)
-        if self.under_load(now):
+        loaded = self.under_load(now)
+        spent = self._spend_budget(now, _COOKIE_RESERVE if loaded else 0.0)
+        if loaded:
             if not spent and not any(raw[-16:]):  # no cookie (mac2 zero): nothing to wait for
                 c.dropped_handshake_budget += 1
                 return True
