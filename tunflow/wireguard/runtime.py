@@ -604,6 +604,10 @@ class WireGuardPort:
         self._earlier = self.transport_statistics()
         self.transport = new
         new.on_unsent = self.wg.unsent
+        # the kernel's drops and the drained reads are counted per socket, from the new one's
+        self._kernel_drops = new.kernel_drops
+        self._drained = new.drained
+        self._backlog = 0
         return old
 
     def handle(self) -> PortHandle | None:

@@ -246,3 +246,38 @@ async def test_a_receive_that_found_the_queue_empty_ends_the_row() -> None:
                 s.send(b"\x04" + bytes(63))
             reply = await answer(port, s, initiation(key, wg, mine.local_address))
             assert reply[0] == RESPONSE
+
+
+async def test_drops_on_a_new_listen_port_socket_demand_cookies_too() -> None:
+    """After ``replace_transport`` (a new listen port), the kernel dropping datagrams on the new
+    socket puts the interface under load as it did on the old one — however many the old
+    socket had dropped (each socket counts its own drops from 0)."""
+    async with (
+        UDPTransport.bind("127.0.0.1:0") as old,
+        UDPTransport.bind("127.0.0.1:0") as new,
+    ):
+        if not old.gro:
+            pytest.skip("no UDP_GRO: the kernel's drop count is read with it")
+        now = [0.0]
+        wg = WireGuard(PrivateKey.generate())
+        key = PrivateKey.generate()
+        wg.add_peer(PeerConfig(key.public_key(), allowed_ips=f"{B_IP}/32"))
+        port = WireGuardPort(wg, old, mtu=1420, clock=lambda: now[0])
+        for t in (old, new):
+            with socket.fromfd(t.fileno(), socket.AF_INET, socket.SOCK_DGRAM) as dup:
+                dup.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)  # the kernel's minimum
+        with initiator_socket(port) as s:
+            for _ in range(1000):
+                s.send(b"\x04" + bytes(63))
+            await serve(port, lambda: not select.select([old.fileno()], [], [], 0)[0])
+            reply = await answer(port, s, initiation(key, wg, old.local_address))
+            assert reply[0] == COOKIE_REPLY
+        now[0] += 2 * _UNDER_LOAD_FOR
+        port.replace_transport(new)
+        with initiator_socket(port) as s:
+            for _ in range(100):
+                s.send(b"\x04" + bytes(63))
+            await serve(port, lambda: not select.select([new.fileno()], [], [], 0)[0])
+            reply = await answer(port, s, initiation(key, wg, new.local_address))
+            assert 0 < new.kernel_drops < old.kernel_drops
+            assert reply[0] == COOKIE_REPLY
