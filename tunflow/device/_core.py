@@ -304,6 +304,13 @@ class DeviceCore:
             if not self._refresh_mtu():
                 raise
             self._check_limits(packet)
+        except TypeError as exc:  # (not a buffer: say so, not what the check tripped on)
+            if isinstance(packet, bytes | bytearray | memoryview):
+                raise
+            raise TypeError(
+                f"a packet is a bytes-like object (bytes, bytearray, memoryview), "
+                f"not {type(packet).__name__}"
+            ) from exc
 
     def _check_limits(self, packet: Buffer) -> None:
         if self._validate_ip:
