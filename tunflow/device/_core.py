@@ -34,6 +34,7 @@ from ..netconfig.device import (
     Layer,
     NetworkLike,
     PrefixLike,
+    int_setting,
     parse_address,
     parse_dns_servers,
     parse_ipv4,
@@ -690,8 +691,7 @@ class DeviceCore:
         return self._iface().mtu()
 
     def _set_mtu(self, mtu: int) -> None:
-        if type(mtu) is not int or not 68 <= mtu <= 65535:
-            raise ConfigError(f"MTU {mtu!r} is outside 68..65535")
+        int_setting(mtu, "MTU", 68, 65535)
         self._iface().set_mtu(mtu)
         self._shared.set_limits(mtu)  # every queue's face, not only this one
 
@@ -699,8 +699,7 @@ class DeviceCore:
         return self._iface().mtu_v6()
 
     def _set_mtu_v6(self, mtu: int) -> None:
-        if type(mtu) is not int or not IPV6_MIN_MTU <= mtu <= 65535:
-            raise ConfigError(f"IPv6 MTU {mtu!r} is outside {IPV6_MIN_MTU}..65535")
+        int_setting(mtu, "IPv6 MTU", IPV6_MIN_MTU, 65535)
         self._iface().set_mtu_v6(mtu)
         self._refresh_mtu()  # the limits follow the larger of the two MTUs
 

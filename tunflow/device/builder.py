@@ -19,6 +19,7 @@ from ..netconfig.device import (
     NetworkLike,
     PrefixLike,
     address_list,
+    int_setting,
     parse_address,
     parse_dns_servers,
     parse_ipv4,
@@ -41,14 +42,6 @@ OFFLOAD_ENV = "TUNFLOW_OFFLOAD"
 
 def _offload_allowed() -> bool:
     return os.environ.get(OFFLOAD_ENV, "1").strip().lower() not in ("0", "off", "false", "no")
-
-
-def _int(value: object, what: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{what} must be an int, not {value!r}")
-    if not low <= value <= high:
-        raise ConfigError(f"{what} {value} is outside {low}..{high}")
-    return value
 
 
 def _flag(value: object, what: str) -> bool:
@@ -192,21 +185,21 @@ class DeviceBuilder:
         """The MTU (68..65535; at least 1280 when the device has IPv6 addresses). On Windows it
         sets the IPv4 and the IPv6 MTU, and replaces an earlier :meth:`mtu_v4` /
         :meth:`mtu_v6` (the last call wins, as in tun-rs)."""
-        return self._set(mtu=_int(mtu, "MTU", 68, 65535), mtu_v4=None, mtu_v6=None)
+        return self._set(mtu=int_setting(mtu, "MTU", 68, 65535), mtu_v4=None, mtu_v6=None)
 
     def mtu_v4(self, mtu: int) -> Self:
         """Windows: the IPv4 MTU alone (68..65535), ``NlMtu`` of the interface's IPv4 row; the
         IPv6 MTU is :meth:`mtu`'s, or :meth:`mtu_v6`'s, or left as it is. Elsewhere the link
         has one MTU and this is it; after a different :meth:`mtu` the build there raises
         :class:`~tunflow.UnsupportedError`."""
-        return self._set(mtu_v4=_int(mtu, "IPv4 MTU", 68, 65535))
+        return self._set(mtu_v4=int_setting(mtu, "IPv4 MTU", 68, 65535))
 
     def mtu_v6(self, mtu: int) -> Self:
         """Windows: the IPv6 MTU alone (1280..65535), ``NlMtu`` of the interface's IPv6 row
         (a machine without an IPv6 stack fails the build with
         :class:`~tunflow.UnsupportedError`). Elsewhere the build raises
         :class:`~tunflow.UnsupportedError`: the link has one MTU, :meth:`mtu`'s."""
-        return self._set(mtu_v6=_int(mtu, "IPv6 MTU", 1280, 65535))
+        return self._set(mtu_v6=int_setting(mtu, "IPv6 MTU", 1280, 65535))
 
     def mac_addr(self, mac: str | bytes | Sequence[int]) -> Self:
         """The MAC address of a TAP (layer 2) device."""
@@ -223,7 +216,7 @@ class DeviceBuilder:
 
     def tx_queue_len(self, length: int) -> Self:
         """The transmit queue length (``txqueuelen``)."""
-        return self._set(tx_queue_len=_int(length, "tx_queue_len", 0, 0xFFFFFFFF))
+        return self._set(tx_queue_len=int_setting(length, "tx_queue_len", 0, 0xFFFFFFFF))
 
     # -- Linux-specific ---------------------------------------------------------------------
 
@@ -262,11 +255,11 @@ class DeviceBuilder:
 
     def owner(self, uid: int) -> Self:
         """Let user ``uid`` open the device without CAP_NET_ADMIN (``TUNSETOWNER``)."""
-        return self._set(owner=_int(uid, "owner", 0, 0xFFFFFFFE))
+        return self._set(owner=int_setting(uid, "owner", 0, 0xFFFFFFFE))
 
     def group(self, gid: int) -> Self:
         """Let group ``gid`` open the device without CAP_NET_ADMIN (``TUNSETGROUP``)."""
-        return self._set(group=_int(gid, "group", 0, 0xFFFFFFFE))
+        return self._set(group=int_setting(gid, "group", 0, 0xFFFFFFFE))
 
     # -- other platforms --------------------------------------------------------------------
 
@@ -276,7 +269,7 @@ class DeviceBuilder:
 
     def metric(self, metric: int) -> Self:
         """Windows: the interface metric."""
-        return self._set(metric=_int(metric, "metric", 0, 0xFFFF))
+        return self._set(metric=int_setting(metric, "metric", 0, 0xFFFF))
 
     def description(self, text: str) -> Self:
         """Windows: the adapter description (Wintun "tunnel type")."""
@@ -288,7 +281,7 @@ class DeviceBuilder:
 
     def ring_capacity(self, size: int) -> Self:
         """Windows: the Wintun ring size in bytes (128 KiB..64 MiB)."""
-        return self._set(ring_capacity=_int(size, "ring_capacity", 0x20000, 0x4000000))
+        return self._set(ring_capacity=int_setting(size, "ring_capacity", 0x20000, 0x4000000))
 
     def device_guid(self, guid: uuid.UUID | str) -> Self:
         """Windows (Wintun): the GUID to create the adapter with (``WintunCreateAdapter``'s

@@ -177,6 +177,19 @@ def check_unicast(ip: IPv4Address | IPv6Address, given: object) -> None:
         raise ConfigError(f"{given!r} is the unspecified address")
 
 
+def int_setting(value: object, what: str, low: int, high: int) -> int:
+    """``value``, an int in ``low..high`` (not a bool).
+
+    Raises:
+        ConfigError: ``"MTU must be an int, not 'x'"``, ``"MTU 70000 is outside 68..65535"``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{what} must be an int, not {value!r}")
+    if not low <= value <= high:
+        raise ConfigError(f"{what} {value} is outside {low}..{high}")
+    return value
+
+
 def check_mtu_keeps_ipv6(
     mtu: int, addresses: Callable[[], Iterable[IPv4Interface | IPv6Interface]], hint: str = ""
 ) -> None:
