@@ -25,6 +25,7 @@ from ..netconfig.device import (
     parse_ipv4,
     parse_ipv6,
     parse_mac,
+    parse_netns,
     parse_network,
 )
 
@@ -247,11 +248,7 @@ class DeviceBuilder:
         Only the build enters the namespace; the device, its queues and its configuration
         socket stay bound to it, so the rest of the program runs where it is.
         """
-        # (a NUL was os.open()'s ValueError at the build, a traceback out of tunflow run; "."
-        # and "..", which ip netns refuses as names, its directories /run/netns and /run)
-        if not name_or_path or "\0" in name_or_path or name_or_path in (".", ".."):
-            raise ConfigError(f"netns must be a namespace name or path, not {name_or_path!r}")
-        return self._set(netns=name_or_path)
+        return self._set(netns=parse_netns(name_or_path))
 
     def owner(self, uid: int) -> Self:
         """Let user ``uid`` open the device without CAP_NET_ADMIN (``TUNSETOWNER``)."""

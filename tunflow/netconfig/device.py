@@ -40,6 +40,7 @@ __all__ = [
     "parse_network",
     "parse_mac",
     "format_mac",
+    "parse_netns",
     "IFNAMSIZ",
     "IPV6_MIN_MTU",
     "check_unicast",
@@ -298,6 +299,25 @@ def parse_mac(mac: str | bytes | Sequence[int]) -> bytes:
     if raw == bytes(6):
         raise ConfigError("00:00:00:00:00:00 is not a usable MAC address")
     return raw
+
+
+def parse_netns(name_or_path: object) -> str:
+    """A network namespace as ``ip netns`` names it or as a path (``/proc/PID/ns/net``).
+
+    Raises:
+        ConfigError: not a ``str``, empty, with a NUL, or ``"."``/``".."``.
+    """
+    # (a NUL was os.open()'s ValueError where the namespace is entered, a traceback out of
+    # tunflow run; "." and "..", which ip netns refuses as names, its directories /run/netns
+    # and /run)
+    if (
+        not isinstance(name_or_path, str)
+        or not name_or_path
+        or "\0" in name_or_path
+        or name_or_path in (".", "..")
+    ):
+        raise ConfigError(f"netns must be a namespace name or path, not {name_or_path!r}")
+    return name_or_path
 
 
 def format_mac(mac: bytes) -> str:

@@ -43,7 +43,8 @@ import anyio.lowlevel
 from .._readiness import ReadWaiter
 from .._text import is_decimal
 from ..datagram import UDP_MAX_GSO_BYTES, UDP_MAX_SEGMENTS, DatagramBatch
-from ..errors import ConfigError
+from ..errors import ConfigError, UnsupportedError
+from ..netconfig.device import parse_netns
 from ..packet import IDEAL_BATCH_SIZE, PacketBatch
 from ._base import Address, TransportStatistics
 
@@ -180,6 +181,22 @@ def _scope_name(fd: int, index: int) -> str:
         return socket.if_indextoname(index)
     except (OSError, UnicodeDecodeError):
         return str(index)
+
+
+def _new_socket(family: int, netns: str | None) -> socket.socket:
+    """A UDP socket of ``family``, made in the network namespace ``netns`` (``None``: the
+    calling thread's), which the thread is in for the call only.
+
+    Raises:
+        DeviceNotFoundError, DevicePermissionError, ConfigError: as the device builder's
+            ``netns`` (no such namespace, no privilege to enter it, not a namespace).
+    """
+    if netns is None:
+        return socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    from ..platform.linux.tun import netns_entered
+
+    with netns_entered(netns):
+        return socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
 
 
 def _mark(mark: int) -> bytes:
@@ -365,6 +382,7 @@ class UDPTransport:
         peer: tuple[str, int] | str | None = None,
         reuse_port: bool = False,
         fwmark: int = 0,
+        netns: str | None = None,
         **kwargs: Any,
     ) -> UDPTransport:
         """A transport on a new socket bound to ``local`` (``"host:port"`` works too).
@@ -378,15 +396,29 @@ class UDPTransport:
             reuse_port: set ``SO_REUSEPORT`` (several sockets share the port; the kernel spreads
                 flows over them).
             fwmark: ``SO_MARK`` for outgoing datagrams (0: none; needs CAP_NET_ADMIN).
+            netns: make the socket in this network namespace, as
+                :meth:`DeviceBuilder.netns <tunflow.DeviceBuilder.netns>` takes it: a name made by
+                ``ip netns add`` or a path such as ``/proc/PID/ns/net`` (Linux; needs
+                CAP_SYS_ADMIN). The calling thread is in it for the ``socket()`` call only;
+                the socket keeps it for life — its addresses, routes and interface names are
+                that namespace's — and the program runs on where it is.
             **kwargs: as the constructor.
 
         Raises:
-            ConfigError: an address that does not parse.
+            ConfigError: an address that does not parse; ``netns`` not a name or path, or a
+                file that is not a network namespace.
+            DeviceNotFoundError: no network namespace ``netns``.
+            DevicePermissionError: ``netns`` cannot be entered (no CAP_SYS_ADMIN).
+            UnsupportedError: ``netns`` off Linux.
             OSError: the bind or connect failed (``EADDRINUSE``…).
         """
         if isinstance(local, str):
             local = parse_endpoint(local)
         peer_addr = parse_endpoint(peer) if isinstance(peer, str) else peer
+        if netns is not None:
+            netns = parse_netns(netns)
+            if not _LINUX:
+                raise UnsupportedError(f"network namespaces are Linux only, not {sys.platform}")
         host = local[0]
         dual = host in ("", "::")
         family = socket.AF_INET6 if ":" in host or dual else socket.AF_INET
@@ -395,12 +427,12 @@ class UDPTransport:
             if host == "0.0.0.0":
                 local, dual = ("::", local[1]), True
         try:
-            sock = socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            sock = _new_socket(family, netns)
         except OSError as exc:
             if not (dual and exc.errno == errno.EAFNOSUPPORT):
                 raise
             family, local, dual = socket.AF_INET, ("0.0.0.0", local[1]), False
-            sock = socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            sock = _new_socket(family, netns)
         try:
             if dual:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)

@@ -1392,13 +1392,12 @@ def _plain_reads(device: AsyncDevice) -> None:
 
 
 def _bind(port: int, fwmark: int, netns: str | None) -> UDPTransport:
-    with _routing._entered(netns):
-        try:
-            return UDPTransport.bind(("::", port), fwmark=fwmark)
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:
-                raise
-            raise OSError(exc.errno, f"UDP port {port} (ListenPort) is in use") from exc
+    try:
+        return UDPTransport.bind(("::", port), fwmark=fwmark, netns=netns)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise OSError(exc.errno, f"UDP port {port} (ListenPort) is in use") from exc
 
 
 def _check_scopes(
