@@ -13,6 +13,7 @@ import pytest
 from tests.linux.test_vpn_default_route import default_peer, policy_rules, rules
 from tests.linux.test_vpn_routing_behaviour import in_table, until
 from tunflow import testing
+from tunflow.transport import UDPTransport
 from tunflow.wireguard import open_interface
 
 pytestmark = pytest.mark.needs_root
@@ -97,3 +98,35 @@ async def test_wg_set_listen_port_0_reports_the_port_bound(
             assert port not in (0, before) and iface.wg.listen_port == port
             got = await iface.apply_uapi(b"get=1\n\n")
             assert f"listen_port={port}\n".encode() in got, got
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_set_that_fails_after_its_new_port_is_in_use_closes_the_old_socket(
+    netns_pair: tuple[testing.Netns, testing.Netns], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # what comes after the swap may raise (an event hook's error out of flush_control, a send
+    # error no datagram loss explains): the old socket was left open, its port bound, until
+    # garbage-collected
+    a, _ = netns_pair
+    with anyio.fail_after(30):
+        async with open_interface(
+            default_peer(allowed_ips="10.97.0.0/24"),
+            name=testing.unique_name("rf"),
+            netns=a.name,
+            uapi=False,
+        ) as iface:
+            before = iface.listen_port
+            old = iface.port.transport
+
+            def flush_control() -> None:
+                raise RuntimeError("an event hook failed")
+
+            monkeypatch.setattr(iface.port, "flush_control", flush_control)
+            with pytest.raises(RuntimeError, match="an event hook failed"):
+                await iface.apply_uapi(b"set=1\nlisten_port=0\n\n")
+            monkeypatch.undo()
+            assert iface.port.transport is not old and iface.listen_port != before
+            assert old.fileno() == -1
+            probe = UDPTransport.bind(("::", before), netns=a.name)  # (the port is free)
+            await probe.aclose()

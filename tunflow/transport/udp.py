@@ -34,6 +34,7 @@ import os
 import socket
 import struct
 import sys
+import weakref
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -288,7 +289,7 @@ class UDPTransport:
         ):
             if type(value) is not int or not 1 <= value <= high:  # (bool is an int)
                 raise ConfigError(f"{what} must be within 1..{high}, not {value!r}")
-        # (the transport owns the socket, and its __del__ closes it, only once made: a failure
+        # (the transport owns the socket, and its finalizer closes it, only once made: a failure
         # below leaves the caller's socket to the caller)
         self._sock: socket.socket | None = None
         sock.setblocking(False)
@@ -357,6 +358,12 @@ class UDPTransport:
         #: as sent when it sealed them (``None``: nobody asks)
         self.on_unsent: Callable[[Address | None, int], None] | None = None
         self._sock = sock
+        # dropped without aclose(): closes the socket, after the event loop let go of the fd.
+        # Not a __del__: a transport in a reference cycle was collected with its socket, whose
+        # own finalizer could run first ("ResourceWarning: unclosed socket", the fd closed —
+        # and its number free for reuse — while the loop still had it registered); the
+        # finalizer keeps the socket out of the garbage until it has closed it
+        self._finalizer = weakref.finalize(self, self._reader.close, then=sock.close)
 
     @staticmethod
     def _probe_gso(sock: socket.socket) -> bool:
@@ -1264,9 +1271,13 @@ class UDPTransport:
         )
 
     async def aclose(self) -> None:
-        """Close the socket; a blocked receiver gets ``anyio.ClosedResourceError``."""
+        """Close the socket; a blocked receiver gets ``anyio.ClosedResourceError``.
+
+        A transport dropped without it closes its socket once garbage-collected (or at
+        interpreter exit), silently; until then the socket keeps its port bound."""
         sock, self._sock = self._sock, None
         if sock is not None:
+            self._finalizer.detach()
             self._fd = -1
             try:
                 anyio.notify_closing(sock)
@@ -1274,14 +1285,6 @@ class UDPTransport:
                 pass
             self._reader.close(then=sock.close)
         await anyio.lowlevel.checkpoint()
-
-    def __del__(self) -> None:
-        # dropped without aclose(): let the event loop forget the fd before it is closed (its
-        # number may be reused at once, and the fd stays registered between waits)
-        sock = getattr(self, "_sock", None)
-        if sock is not None:
-            self._sock = None
-            self._reader.close(then=sock.close)
 
 
 def _format(addr: Any) -> str:

@@ -1159,22 +1159,28 @@ class WireGuardInterface:
             # wireguard-go's IpcErrorPortInUse, for a port it cannot bind and for a fwmark it
             # cannot set alike ("failed to set listen_port", "failed to update fwmark")
             raise UapiError(str(exc), errno.EADDRINUSE) from exc
-        # cannot fail now: check_set refused what it would refuse, and a SetRequest holds no
-        # value out of range (its fields are checked when it is made)
-        apply_set(wg, checked, now=self._clock())
-        for pk, mode in (native or {}).items():
-            peer = wg.peer(pk)
-            if peer is not None:
-                peer.native_mode = mode
-        if new is not None:
-            old = self.port.replace_transport(new)
-            wg.listen_port = self.listen_port  # the one bound (listen_port=0: any free port)
-            log.info("%s listens on UDP port %d", self.name, wg.listen_port)
-        self.port.peers_changed()
-        self.port.flush_control()
-        if new is not None:
-            with anyio.CancelScope(shield=True):  # made: a cancellation here would leak it
-                await old.aclose()
+        # closed on the way out, whatever happens: the new socket until it is swapped in, then
+        # the old one (left open, it kept its port bound until garbage-collected)
+        spare = new
+        try:
+            # cannot fail now: check_set refused what it would refuse, and a SetRequest holds
+            # no value out of range (its fields are checked when it is made)
+            apply_set(wg, checked, now=self._clock())
+            for pk, mode in (native or {}).items():
+                peer = wg.peer(pk)
+                if peer is not None:
+                    peer.native_mode = mode
+            if new is not None:
+                spare = self.port.replace_transport(new)
+                wg.listen_port = self.listen_port  # the one bound (listen_port=0: any free port)
+                log.info("%s listens on UDP port %d", self.name, wg.listen_port)
+            self.port.peers_changed()
+            # (may raise: an event hook's error, a send error no datagram loss explains)
+            self.port.flush_control()
+        finally:
+            if spare is not None:
+                with anyio.CancelScope(shield=True):  # made: a cancellation here would leak it
+                    await spare.aclose()
 
     # -- tasks ------------------------------------------------------------------------------
 
