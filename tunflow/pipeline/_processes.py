@@ -5,7 +5,9 @@ Each child is ``python -P -m tunflow.pipeline._worker`` (this tunflow first on i
 tests run their threads inside throw-away namespaces); the namespace is also passed as an fd so
 the child can ``setns`` into it if it started elsewhere. The queue fds and transport sockets are
 inherited with ``pass_fds``; the child gets its job (stage specs, ports, policy) as one pickled
-message over a ``SOCK_SEQPACKET`` socketpair, reports ``ready``, then its statistics every
+message over a ``SOCK_SEQPACKET`` socketpair — the parent's ``sys.path`` and the job pickled
+apart, so that the child can import what the job names (a plugin's module on a path the parent
+added at run time) before it unpickles it — reports ``ready``, then its statistics every
 ``statistics_interval`` and once more when it stops (``final``). A child whose engine ends,
 fails or is told to stop before it gets to say ``ready`` does not say it: its ``error`` or
 ``final`` stands for it, and the parent counts a finished child as started. A message goes in chunks of at most
@@ -230,7 +232,6 @@ class ProcessSupervisor:
                 "name": self._engine.name,
                 "backend": backend,
                 "backend_options": options,
-                "sys_path": list(sys.path),
                 "netns_fd": ns_fd if ns_fd >= 0 else None,
                 "handles": handles,
                 "lanes": lanes,
@@ -240,7 +241,7 @@ class ProcessSupervisor:
                 "interval": self._engine.statistics_interval,
             }
             try:
-                chunks = _chunks(job)
+                chunks = _chunks({"sys_path": list(sys.path), "job": pickle.dumps(job)})
             except Exception as exc:
                 raise ConfigError(
                     f"the stages cannot be sent to a worker process (their options must "

@@ -1,14 +1,16 @@
 """Processes mode, child side: ``python -m tunflow.pipeline._worker FD``.
 
-Reads its job from the socket ``FD`` (see :mod:`._processes`), enters the parent's network
-namespace if it is elsewhere, reopens its ports from the inherited fds, rebuilds the stages from
-their plugin names and options, runs its lanes as tasks, reports statistics, and stops when the
-parent says ``stop`` or goes away.
+Reads its job from the socket ``FD`` (see :mod:`._processes`): first the parent's ``sys.path``,
+then, with it, the rest (a job that does not unpickle is reported as a configuration error).
+Enters the parent's network namespace if it is elsewhere, reopens its ports from the inherited
+fds, rebuilds the stages from their plugin names and options, runs its lanes as tasks, reports
+statistics, and stops when the parent says ``stop`` or goes away.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import socket
 import sys
@@ -124,6 +126,18 @@ async def _run(sock: socket.socket, job: dict[str, Any]) -> int:
                     pass
 
 
+def _report_blocking(sock: socket.socket, message: Any) -> None:
+    """Send ``message`` on the blocking ``sock`` (before the event loop runs); a parent that is
+    gone is ignored."""
+    from ._processes import _chunks
+
+    try:
+        for chunk in _chunks(message):
+            sock.send(chunk)
+    except OSError:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one worker process (the parent passes the socket's fd as the only argument)."""
     args = sys.argv[1:] if argv is None else argv
@@ -132,12 +146,26 @@ def main(argv: list[str] | None = None) -> int:
     sock = socket.socket(fileno=int(args[0]))
     from ._processes import receive_message_blocking
 
-    job = receive_message_blocking(sock)
-    if job is None:
+    envelope = receive_message_blocking(sock)
+    if envelope is None:
         return 0
-    for entry in reversed(job["sys_path"]):
+    for entry in reversed(envelope["sys_path"]):
         if entry not in sys.path:
             sys.path.insert(0, entry)
+    try:
+        job = pickle.loads(envelope["job"])
+    except Exception as exc:
+        _report_blocking(
+            sock,
+            (
+                "error",
+                "config",
+                "the stages cannot be read in a worker process (their options must unpickle "
+                f"there, with the parent's sys.path): {_describe(exc)}",
+                None,
+            ),
+        )
+        return 2
     _enter_netns(job["netns_fd"])
     sock.setblocking(False)
     import anyio
