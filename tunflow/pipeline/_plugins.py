@@ -198,6 +198,23 @@ def _format_exception(exc: BaseException, type_: type | None) -> str:
     return format_exception(exc, type_)
 
 
+def _unknown_keys(
+    exc: cattrs.ForbiddenExtraKeysError, noun: str, owner: tuple[type, str] | None
+) -> str:
+    """``unknown option 'minimun' for stage 'x' (did you mean 'minimum'?)``, for each key of
+    ``exc``; ``owner`` (a class, what it is) is named when the keys are its own."""
+    cls = exc.cl
+    known = [f.name for f in attrs.fields(cls) if f.init] if attrs.has(cls) else []
+    whose = f" for {owner[1]}" if owner is not None and owner[0] is cls else ""
+    out = []
+    keys: list[Any] = sorted(exc.extra_fields, key=str)  # (a Python caller's may be any type)
+    for key in keys:
+        close = difflib.get_close_matches(key, known, n=1) if isinstance(key, str) else []
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        out.append(f"unknown {noun} {key!r}{whose}{hint}")
+    return "; ".join(out)
+
+
 def _leaves(exc: BaseException, path: str) -> Iterator[tuple[BaseException, type | None, str]]:
     """Every failure inside a cattrs error with the path it happened at (``$.a['b'][0].c``),
     as :func:`cattrs.transform_error` walks it."""
@@ -233,17 +250,26 @@ def _join(prefix: str, path: str) -> str:
 
 
 def config_error_from_cattrs(
-    exc: BaseException, *, prefix: str = "", file: str | None = None
+    exc: BaseException,
+    *,
+    prefix: str = "",
+    file: str | None = None,
+    noun: str = "key",
+    owner: tuple[type, str] | None = None,
 ) -> ConfigError:
     """A :class:`ConfigError` from a cattrs structuring failure, naming the bad key's path.
 
     A validator that raises a :class:`ConfigError` with a ``path`` (the attribute's name) makes
-    the path end at that key (``tunnel.batch_size``) rather than at its table.
+    the path end at that key (``tunnel.batch_size``) rather than at its table. An unknown key is
+    said with the closest known one: ``unknown key 'mtuu' (did you mean 'mtu'?)``.
 
     Args:
         exc: what ``converter.structure`` raised.
         prefix: the dotted path of the structured value inside the file (``stages[1].options``).
         file: the file name, if any.
+        noun: what an unknown key is called (``"option"``).
+        owner: a class and what it is (``(Options, "stage 'x'")``), named after its own unknown
+            keys.
     """
     messages: list[str] = []
     first_path: str | None = None
@@ -255,6 +281,8 @@ def config_error_from_cattrs(
                 if msg.startswith(f"{leaf.path}: "):
                     msg = msg[len(leaf.path) + 2 :]
                 path = _join(path, leaf.path)
+        elif isinstance(leaf, cattrs.ForbiddenExtraKeysError):
+            msg = _unknown_keys(leaf, noun, owner)
         else:
             msg = _format_exception(leaf, type_)
         full = _join(prefix, path)
@@ -285,7 +313,10 @@ def structure_options(cls: type, options: Mapping[str, Any], *, prefix: str = ""
             raise ConfigError(str(exc), path=prefix) from exc
         raise
     except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
-        raise config_error_from_cattrs(exc, prefix=prefix) from None
+        stage = getattr(cls, "plugin", "") or cls.__name__
+        raise config_error_from_cattrs(
+            exc, prefix=prefix, noun="option", owner=(options_cls, f"stage {stage!r}")
+        ) from None
 
 
 def unstructure_options(options: Any) -> dict[str, Any]:

@@ -219,7 +219,7 @@ def test_tap_frames() -> None:
         ({"rules": [{"action": "deny", "icmp_types": [300]}]}, "ICMP type"),
         # (ipaddress kept the scope, and the match ignored it)
         ({"rules": [{"action": "deny", "src": ["fe80::%eth0/64"]}]}, "takes no scope"),
-        ({"rules": [{"action": "deny", "porto": 1}]}, "extra fields"),
+        ({"rules": [{"action": "deny", "porto": 1}]}, "unknown option 'porto'"),
     ],
 )
 def test_bad_options_name_the_path(options: dict[str, object], match: str) -> None:
