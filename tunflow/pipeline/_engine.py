@@ -131,7 +131,25 @@ class StageError(TunflowError):
 
 
 class WorkerError(TunflowError):
-    """A worker process failed (it exited, or reported an error)."""
+    """A worker process failed (it exited, or reported an error).
+
+    Attributes:
+        exception_type: the name of the class of the error the worker reported (what a stage's
+            ``start()`` raised, ``"KeyError"``; ``"ExceptionGroup"`` for several at once);
+            ``None`` when it reported none (it exited, or sent what was not its protocol).
+        exception_module: that class's module (``"builtins"``), or ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        exception_type: str | None = None,
+        exception_module: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.exception_type = exception_type
+        self.exception_module = exception_module
 
 
 @attrs.frozen
@@ -544,7 +562,9 @@ class _Engine:
 
         Raises:
             StageError: a stage with policy ``STOP`` raised.
-            WorkerError: a worker process failed (the message names its error).
+            WorkerError: a worker process failed (the message names its error, its
+                ``exception_type`` the error's class): in processes mode, what a stage's
+                ``start()`` or ``bind()`` raised comes as this.
             ConfigError: the stages cannot be rebuilt in worker processes; a stage's
                 ``timer_interval`` is not a positive number of seconds.
             OSError: a device or transport failed (e.g. ``DeviceGoneError``).

@@ -324,14 +324,23 @@ class ProcessSupervisor:
                 case ("final", (_, _, _) as stats):
                     c.stats = stats
                     c.finished = True
-                case ("error", what, str() as text, stage):
+                case ("error", what, str() as text, stage, *cause):
                     if self._failure is None:
                         if what == "stage":
                             self._failure = StageError(text, stage=stage)
                         elif what == "config":
                             self._failure = ConfigError(text)
                         else:
-                            self._failure = WorkerError(f"worker process {c.index}: {text}")
+                            module, name = (
+                                cause[0]
+                                if cause and isinstance(cause[0], tuple) and len(cause[0]) == 2
+                                else (None, None)
+                            )
+                            self._failure = WorkerError(
+                                f"worker process {c.index}: {text}",
+                                exception_type=name,
+                                exception_module=module,
+                            )
                     scope.cancel()
                 case _:
                     self._garbled(c, scope, f"an unknown message: {reprlib.repr(msg)}")

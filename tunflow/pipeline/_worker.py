@@ -113,7 +113,11 @@ async def _run(sock: socket.socket, job: dict[str, Any]) -> int:
             await send_message(sock, ("error", "config", str(failure), None))
             status = 2
         elif failure is not None:
-            await send_message(sock, ("error", "worker", _describe(failure), None))
+            kind = type(failure)
+            await send_message(
+                sock,
+                ("error", "worker", _describe(failure), None, (kind.__module__, kind.__qualname__)),
+            )
             status = 1
         await report("final")
         return status
