@@ -14,6 +14,7 @@ Workers are tasks in one task group (``workers="tasks"``) or one OS process per 
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import math
 import os
@@ -128,6 +129,10 @@ class StageError(TunflowError):
     def __init__(self, message: str, *, stage: str) -> None:
         super().__init__(message)
         self.stage = stage
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled with ``stage`` (a keyword ``BaseException``'s pickling does not pass)."""
+        return (functools.partial(type(self), stage=self.stage), self.args, self.__dict__)
 
 
 class WorkerError(TunflowError):
