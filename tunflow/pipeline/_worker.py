@@ -68,6 +68,13 @@ async def _run(sock: socket.socket, job: dict[str, Any]) -> int:
         except (ConfigError, PluginError) as exc:
             await send_message(sock, ("error", "config", str(exc), None))
             return 2
+        except Exception as exc:  # (a port the OS refuses, say: the parent hears what it was)
+            kind = type(exc)
+            await send_message(
+                sock,
+                ("error", "worker", _describe(exc), None, (kind.__module__, kind.__qualname__)),
+            )
+            return 1
 
         async def report(kind: str) -> None:
             s = engine.statistics()
