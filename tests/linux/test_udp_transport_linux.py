@@ -10,6 +10,7 @@ import anyio
 import pytest
 
 from tunflow import ConfigError, testing
+from tunflow.packet import PacketBatch
 from tunflow.transport import DatagramBatch, UDPTransport
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.anyio]
@@ -367,3 +368,32 @@ def test_a_failed_adoption_leaves_the_callers_socket_open(netns: testing.Netns) 
             UDPTransport.from_fd(tcp.fileno())
         gc.collect()
         os.fstat(tcp.fileno())  # still open
+
+
+@pytest.mark.parametrize("offload", [True, False], ids=["segmented", "plain"])
+async def test_a_lone_datagram_to_a_peer_with_no_route_is_counted_as_in_a_batch(
+    netns_pair: tuple[testing.Netns, testing.Netns], offload: bool
+) -> None:
+    """A connected socket whose route went: a send fails with ENETUNREACH, tried once more in
+    case it was an earlier datagram's pending ICMP error. A batch of one datagram is counted as
+    the general path counts it (a plain packet batch of one goes that way); the lone path's
+    second try fell back to the general path, which tried once more again: three
+    ``unreachable`` drops for one datagram, where the general path counts two."""
+    a, b = netns_pair
+    veth, _ = testing.veth_pair(a, b, "192.168.96.1/24", "192.168.96.2/24")
+    with a.entered():
+        tx = UDPTransport.bind(("0.0.0.0", 0), peer=("192.168.96.2", 9), offload=offload)
+    async with tx:
+        a.run("ip", "addr", "del", "192.168.96.1/24", "dev", veth)  # and its route with it
+        unsent: list[int] = []
+        tx.on_unsent = lambda addr, n: unsent.append(n)
+        counted = []
+        for batch in (PacketBatch(), DatagramBatch()):
+            batch.append(b"nowhere to go")
+            before = tx.statistics().drops.get("unreachable", 0)
+            with anyio.fail_after(5):
+                assert await tx.send_batch(batch) == 0
+            counted.append(tx.statistics().drops["unreachable"] - before)
+        assert counted[1] == counted[0] <= 2, counted
+        assert unsent == [13, 13]
+        assert tx.statistics().drops.keys() == {"unreachable"}

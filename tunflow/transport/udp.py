@@ -1126,12 +1126,13 @@ class UDPTransport:
         # a plain packet batch (a pipeline's device side): every packet to the default peer
         return [(None, off, n, n) for off, n in zip(batch.offsets, batch.lengths, strict=True)]
 
-    def _send_lone(self, batch: PacketBatch) -> int:
+    def _send_lone(self, batch: PacketBatch, retried: bool = False) -> int:
         """Send the one datagram of ``batch`` with one plain ``sendto``, without working out
         groups (a lone packet's trip through a tunnel: ~40 lines of Python less); errors are
-        handled as :meth:`_send_groups` handles them. How many were sent (0: lost, counted),
-        or -1 when the general path is to send it (gathered parts, no address, a full
-        socket buffer, a stale ICMP error worth a second try): nothing was sent then."""
+        handled as :meth:`_send_groups` handles them (a stale ICMP error: tried once more,
+        here — ``retried``: it was). How many were sent (0: lost, counted), or -1 when the
+        general path is to send it (gathered parts, no address, a full socket buffer):
+        nothing was sent then."""
         sock = self._sock
         if sock is None or not isinstance(batch, DatagramBatch) or batch.gathered:
             return -1
@@ -1151,8 +1152,8 @@ class UDPTransport:
         except (socket.gaierror, OverflowError):  # (a port outside 0..65535)
             self._lose("bad_address", 1, addr, n)
         except OSError as exc:
-            if self._stale_error(exc):
-                return -1
+            if not retried and self._stale_error(exc):
+                return self._send_lone(batch, True)
             self._send_error(exc, 1, addr, n)
         else:
             tx[0] += 1
