@@ -15,6 +15,7 @@ import pytest
 
 from tests.unit.test_udp_transport import payloads, receive
 from tunflow import ConfigError, testing
+from tunflow.datagram import UDP_MAX_SEGMENTS
 from tunflow.transport import (
     UDP_OFFLOAD_ENV,
     DatagramBatch,
@@ -214,6 +215,65 @@ async def test_a_read_whose_segment_size_was_cut_part_way_is_dropped(
         assert rx.statistics().drops == {"truncated": 1}
 
 
+@pytest.mark.skipif(not LINUX, reason="UDP_GRO is Linux's")
+async def test_a_new_batch_still_receives_after_a_udp_gro_read_past_max_packets() -> None:
+    """recv_batch: a UDP_GRO read goes in whole, so the batch may end up to 64 datagrams over
+    its max_packets — "new_batch leaves room for it": the batch is not left too full for the
+    next receive."""
+    async with (
+        UDPTransport.bind("127.0.0.1:0", max_packets=1) as rx,
+        UDPTransport.bind("127.0.0.1:0", peer=rx.local_address) as tx,
+    ):
+        assert rx.gro and tx.gso
+        out = tx.new_batch()
+        out.extend(payloads(UDP_MAX_SEGMENTS, 100))
+        assert await tx.send_batch(out) == UDP_MAX_SEGMENTS  # one send: one read
+        out.clear()
+        out.append(b"after the run")
+        assert await tx.send_batch(out) == 1
+        got = rx.new_batch()
+        with anyio.fail_after(5):
+            await rx.recv_batch(got)
+            assert len(got) == UDP_MAX_SEGMENTS
+            await rx.recv_batch(got)
+        assert got.to_list() == [*payloads(UDP_MAX_SEGMENTS, 100), b"after the run"]
+
+
+async def test_an_unconnected_read_raises_an_error_no_icmp_error_explains() -> None:
+    """Only a connected socket is told its peer's ICMP errors (EACCES: ICMPv6 administratively
+    prohibited); a socket without a peer that reads EACCES was denied (an LSM): raised, not
+    counted as ``refused`` and read on."""
+    from tests.unit.test_udp_transport import _FailingReads
+
+    async with UDPTransport.bind("127.0.0.1:0", offload=False) as t:
+        real = t._sock
+        assert real is not None
+        t._sock = _FailingReads(real, [errno.EACCES])  # type: ignore[assignment]
+        try:
+            with pytest.raises(PermissionError):
+                t._recv_some(t.new_batch())
+            assert t.statistics().drops == {}
+        finally:
+            t._sock = real
+
+
+@pytest.mark.needs_root
+async def test_an_ipv6_peer_that_only_starts_like_an_ipv4_mapped_one_keeps_its_address(
+    netns: testing.Netns,
+) -> None:
+    """IPv4-mapped peers (``::ffff:192.0.2.1``) are handed out as plain IPv4; ``::ffff:1:2:3``
+    (0:0:0:0:ffff:1:2:3) is no mapped address: handed out as it is, not cut to ``1:2:3`` (an
+    address an answer could not go to)."""
+    netns.run("ip", "-6", "addr", "add", "::ffff:1:2:3/128", "dev", "lo", "nodad")
+    async with UDPTransport.bind(("::", 0)) as rx:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as peer:
+            peer.bind(("::ffff:1:2:3", 0))
+            peer.sendto(b"hello", ("::1", rx.local_address[1]))
+            with anyio.fail_after(5):
+                got = await rx.recv_batch()
+            assert got.addresses == [peer.getsockname()[:2]]
+
+
 # -- send ---------------------------------------------------------------------------------
 
 
@@ -301,6 +361,15 @@ async def test_a_send_without_a_source_address_is_lost_as_unreachable(count: int
 
 
 # -- link-local scopes, in a namespace ----------------------------------------------------
+
+
+async def test_a_scope_is_any_32_bit_interface_index() -> None:
+    """has_scope: a scope that is a number is what ``wg set`` and the kernel take — an
+    interface index, 32 bits unsigned, the largest too; past it the socket module would wrap
+    the number to another link's index."""
+    async with UDPTransport.bind("[::]:0") as t:
+        assert t.has_scope(("fe80::1%4294967295", 9))
+        assert not t.has_scope(("fe80::1%4294967296", 9))
 
 
 @pytest.mark.needs_root
