@@ -44,3 +44,22 @@ def test_datagram_and_address_read_datagram_i() -> None:
     assert [bytes(b.datagram(i)) for i in range(3)] == [b"first", b"the second", b"3"]
     assert [b.address(i) for i in range(3)] == [PEER, ("2001:db8::1", 7), None]
     assert bytes(b.datagram(-1)) == b"3" and b.address(-2) == ("2001:db8::1", 7)
+
+
+def test_a_gathered_group_of_64_segments_and_a_short_tail_is_refused() -> None:
+    # add_gathered: "at most UDP_MAX_SEGMENTS datagrams" — 64 full segments and a shorter last
+    # one are 65, more than one UDP_SEGMENT send carries
+    b = DatagramBatch(64, gather=True)
+    with pytest.raises(ValueError, match="gathered group"):
+        b.add_gathered([memoryview(bytes(641))], 641, 10, PEER)
+    b.add_gathered([memoryview(bytes(640))], 640, 10, PEER)
+    assert b.gathered_bytes == 640
+
+
+def test_clear_forgets_the_origin() -> None:
+    # clear: "Forget every datagram and the transport they came from (origin)"
+    b = DatagramBatch(64)
+    b.append(b"x", address=PEER)
+    b.origin = object()
+    b.clear()
+    assert b.origin is None and len(b) == 0
