@@ -69,10 +69,10 @@ async def _run(sock: socket.socket, job: dict[str, Any]) -> int:
             await send_message(sock, ("error", "config", str(exc), None))
             return 2
         except Exception as exc:  # (a port the OS refuses, say: the parent hears what it was)
-            kind = type(exc)
+            cls = type(exc)
             await send_message(
                 sock,
-                ("error", "worker", _describe(exc), None, (kind.__module__, kind.__qualname__)),
+                ("error", "worker", _describe(exc), None, (cls.__module__, cls.__qualname__)),
             )
             return 1
 
