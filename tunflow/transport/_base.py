@@ -53,7 +53,9 @@ class TransportStatistics:
             ``empty`` (a zero-length datagram ``recv_scattered_nowait`` passed over),
             ``cancelled`` (a ``send_batch`` cancelled while it waited for room),
             ``bad_address`` (e.g. an IPv6 peer on an IPv4-only socket); and ``gso_refused``: times the
-            kernel refused a ``UDP_SEGMENT`` send and segmentation was turned off.
+            kernel refused a ``UDP_SEGMENT`` send and the group went plainly (after ``EIO`` —
+            no checksum offload on the egress device — segmentation is off for the socket;
+            after ``EINVAL``/``EMSGSIZE``, e.g. a segment above the path MTU, only that group).
     """
 
     rx_datagrams: int = 0

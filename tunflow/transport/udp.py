@@ -17,7 +17,9 @@ Both are probed when the socket is set up; where the kernel refuses them (an old
 OS, ``TUNFLOW_UDP_OFFLOAD=0``, ``offload=False``) the transport uses plain ``recvfrom_into`` and
 ``sendto``, one datagram per call. A kernel that refuses a ``UDP_SEGMENT`` send at run time
 (``EIO`` when the egress device has no checksum offload) turns segmentation off for the socket
-and the group is re-sent plainly (counted as ``gso_refused``).
+and the group is re-sent plainly (counted as ``gso_refused``); one refused with ``EINVAL`` or
+``EMSGSIZE`` (a segment above the path MTU, say) sends that group plainly and keeps
+segmentation on (counted too).
 
 Receives go on until the kernel has nothing left (or the batch is full) before waiting again,
 so a burst costs one wait. Sockets get large buffers (``SO_RCVBUFFORCE`` when privileged), and
