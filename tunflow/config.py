@@ -193,6 +193,8 @@ class TransportSpec:
         peer: the default destination ``host:port`` (connects the socket).
         reuse_port: ``SO_REUSEPORT``.
         max_datagram: the largest datagram received.
+        netns: make the socket inside this network namespace (Linux), as a device's ``netns``
+            takes it; ``listen`` and ``peer`` are then that namespace's addresses.
     """
 
     kind: Literal["udp"] = "udp"
@@ -200,13 +202,17 @@ class TransportSpec:
     peer: str | None = None
     reuse_port: bool = False
     max_datagram: int = attrs.field(default=65507, validator=_within(1, 65535, integer=True))
+    netns: str | None = None
 
     def __attrs_post_init__(self) -> None:
+        from .netconfig.device import parse_netns
         from .transport import parse_endpoint
 
         parse_endpoint(self.listen)
         if self.peer is not None:
             parse_endpoint(self.peer)
+        if self.netns is not None:
+            parse_netns(self.netns)
 
 
 @attrs.frozen
@@ -384,6 +390,7 @@ class Config:
                     peer=tr.peer,
                     reuse_port=tr.reuse_port,
                     max_datagram=tr.max_datagram,
+                    netns=tr.netns,
                     name=name,
                 )
                 stack.push_async_callback(transport.aclose)

@@ -211,3 +211,19 @@ def test_backend_uvloop_is_asyncio_with_uvloop() -> None:
     assert anyio_backend("uvloop") == ("asyncio", {"use_uvloop": True})
     assert anyio_backend("asyncio") == ("asyncio", {})
     assert anyio_backend("trio") == ("trio", {})
+
+
+def test_check_names_each_end_made_in_another_namespace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "ns.toml"
+    path.write_text(
+        CONFIG.replace('name = "tf0"', 'name = "tf0"\nnetns = "ns-a"')
+        .replace("[[stages]]", '[transports.wan]\nnetns = "/run/netns/ns-b"\n[[stages]]', 1)
+        .replace('sink = "a"', 'sink = "wan"')
+    )
+    assert main(["check", str(path)]) == 0
+    assert capsys.readouterr().out == (
+        f"{path}: ok — 1 device(s), 1 transport(s), pipeline: counter → filter; "
+        "netns: a in 'ns-a', wan in '/run/netns/ns-b'\n"
+    )

@@ -299,7 +299,8 @@ def run(args: argparse.Namespace) -> int:
 def check(args: argparse.Namespace) -> int:
     """``tunflow check CONFIG``: exit 0 and a summary if it is good, else the error and 2 (a
     configuration that is wrong, a plugin missing or refusing its options) or 1 (a file that
-    cannot be read)."""
+    cannot be read). The summary names each device and transport made in another network
+    namespace, and that namespace."""
     from ..config import load_config
 
     try:
@@ -308,9 +309,12 @@ def check(args: argparse.Namespace) -> int:
         return _error(exc)
     kind = "pipeline" if config.pipeline is not None else "tunnel"
     chain = " → ".join(s.name or s.plugin for s in config.stages) or "(no stages)"
+    spaces = {name: dev.netns for name, dev in config.devices.items()}
+    spaces.update((name, tr.netns) for name, tr in config.transports.items())
+    elsewhere = ", ".join(f"{name} in {ns!r}" for name, ns in spaces.items() if ns is not None)
     print(
         f"{args.config}: ok — {len(config.devices)} device(s), {len(config.transports)} "
-        f"transport(s), {kind}: {chain}"
+        f"transport(s), {kind}: {chain}" + (f"; netns: {elsewhere}" if elsewhere else "")
     )
     return 0
 

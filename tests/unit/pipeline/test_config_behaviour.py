@@ -9,6 +9,7 @@ import pytest
 
 from tunflow import ConfigError, Layer
 from tunflow.config import DeviceSpec, PipelineSpec, TransportSpec, TunnelSpec, loads_config
+from tunflow.transport import UDPTransport
 
 TWO_DEVICES = """
 [devices.a]
@@ -110,3 +111,69 @@ def test_a_fraction_built_in_python_is_not_an_integer(spec: Callable[[], object]
         spec()
     assert info.value.path == key
     assert TunnelSpec(local="a", remote="b", statistics_interval=2).statistics_interval == 2
+
+
+TWO_TRANSPORTS = """
+[transports.a]
+listen = "127.0.0.1:0"
+netns = "/proc/1/ns/net"
+[transports.b]
+listen = "127.0.0.1:0"
+peer = "127.0.0.1:9"
+netns = "ns-b"
+[pipeline]
+source = "a"
+sink = "b"
+"""
+
+
+def test_a_transport_takes_a_network_namespace_by_name_or_path() -> None:
+    # docs/pipeline.md: [transports.X] netns = "name", as a device's
+    transports = loads_config(TWO_TRANSPORTS).transports
+    assert [t.netns for t in transports.values()] == ["/proc/1/ns/net", "ns-b"]
+    assert TransportSpec().netns is None
+    assert TransportSpec(netns="ns-b").netns == "ns-b"
+
+
+@pytest.mark.parametrize(
+    ("value", "path", "message"),
+    [
+        ('""', "transports.b", "netns must be a namespace name or path, not ''"),
+        ('".."', "transports.b", "netns must be a namespace name or path, not '..'"),
+        ("5", "transports.b.netns", "must be a string, not 5"),
+        ("true", "transports.b.netns", "must be a string, not True"),
+    ],
+)
+def test_a_transport_namespace_is_refused_as_a_device_one_is(
+    value: str, path: str, message: str
+) -> None:
+    text = TWO_TRANSPORTS.replace('netns = "ns-b"', f"netns = {value}")
+    with pytest.raises(ConfigError) as info:
+        loads_config(text, file="bad.toml")
+    assert info.value.path == path
+    assert str(info.value) == f"bad.toml: {path}: {message}"
+    as_device = TWO_DEVICES.replace("[devices.b]", f"[devices.b]\nnetns = {value}")
+    with pytest.raises(ConfigError) as device:
+        loads_config(as_device, file="bad.toml")
+    assert str(device.value) == str(info.value).replace("transports.b", "devices.b")
+
+
+def test_a_transport_namespace_built_in_python_is_checked() -> None:
+    for bad in ("", ".", "..", "a\0b", 5):
+        with pytest.raises(ConfigError, match="netns must be a namespace name or path"):
+            TransportSpec(netns=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_open_binds_a_transport_in_its_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[str, str | None]] = []
+
+    def bind(local: str, **kwargs: object) -> UDPTransport:
+        seen.append((kwargs["name"], kwargs["netns"]))  # type: ignore[arg-type]
+        raise OSError("not here")
+
+    monkeypatch.setattr(UDPTransport, "bind", bind)
+    with pytest.raises(OSError, match="not here"):
+        async with loads_config(TWO_TRANSPORTS).open():
+            raise AssertionError("opened")
+    assert seen == [("a", "/proc/1/ns/net")]
