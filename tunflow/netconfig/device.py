@@ -140,10 +140,11 @@ def parse_ipv6(address: IPAddressLike, prefix: PrefixLike | None = None) -> IPv6
         addr = IPv6Address(text)
     except ValueError:
         raise ConfigError(f"{address!r} is not an IPv6 address") from None
-    if addr.scope_id is not None:  # (it was dropped without a word)
+    # (it was dropped without a word; an IPv6Interface keeps it on itself, not on its .ip)
+    scope = address.scope_id if isinstance(address, IPv6Interface) else addr.scope_id
+    if scope is not None:
         raise ConfigError(
-            f"{address!r}: an interface address takes no scope (%{addr.scope_id}): its "
-            "device is its scope"
+            f"{address!r}: an interface address takes no scope (%{scope}): its device is its scope"
         )
     iface = IPv6Interface((addr, _prefix_v6(prefix)))
     check_unicast(iface.ip, address)

@@ -1,0 +1,30 @@
+"""IPv6 on a device, as a user of the configuration calls meets it, on the real kernel."""
+
+from __future__ import annotations
+
+from ipaddress import IPv6Interface
+
+import pytest
+
+from tunflow import ConfigError, DeviceBuilder, SyncDevice, testing
+
+pytestmark = pytest.mark.needs_root
+
+
+def _v6(dev: SyncDevice) -> set[str]:
+    return {str(a) for a in dev.addresses() if a.version == 6}
+
+
+def test_an_ipv6_interface_with_a_zone_is_refused_as_its_text_is(netns: testing.Netns) -> None:
+    # "fe80::1%eth0/64" was refused, but IPv6Interface("fe80::1%eth0/64") — whose scope is
+    # the interface's, not its .ip's — had the scope dropped without a word.
+    scoped = IPv6Interface("fe80::1%eth0/64")
+    with pytest.raises(ConfigError, match="takes no scope"):
+        DeviceBuilder().ipv6(scoped)
+    with pytest.raises(ConfigError, match="takes no scope"):
+        DeviceBuilder().ipv6_tuple([scoped])
+    with DeviceBuilder().ipv6("fd72::1", 64).build_sync() as dev:
+        before = _v6(dev)
+        with pytest.raises(ConfigError, match="takes no scope"):
+            dev.add_address_v6(scoped)
+        assert _v6(dev) == before
