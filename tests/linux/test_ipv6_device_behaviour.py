@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv6Interface
+from ipaddress import IPv6Address, IPv6Interface
 
 import pytest
 
@@ -13,6 +13,27 @@ pytestmark = pytest.mark.needs_root
 
 def _v6(dev: SyncDevice) -> set[str]:
     return {str(a) for a in dev.addresses() if a.version == 6}
+
+
+def test_remove_address_with_a_zone_is_a_config_error(netns: testing.Netns) -> None:
+    # add_address_v6, the builder, add_route and its gateway refuse a "%zone"; remove_address
+    # looked the scoped address up, never found it (fe80::5%tf0 is not fe80::5) and said the
+    # interface had no such address while it had.
+    with DeviceBuilder().ipv6("fd71::1", 64).build_sync() as dev:
+        name = dev.name()
+        dev.add_address_v6("fe80::5", 64)
+        before = _v6(dev)
+        for scoped in (
+            f"fe80::5%{name}",
+            f"fe80::5%{name}/64",
+            IPv6Interface(f"fe80::5%{name}/64"),
+            IPv6Address(f"fe80::5%{name}"),
+        ):
+            with pytest.raises(ConfigError, match="takes no scope"):
+                dev.remove_address(scoped)
+        assert _v6(dev) == before
+        dev.remove_address("fe80::5")
+        assert "fe80::5/64" not in _v6(dev)
 
 
 def test_an_ipv6_interface_with_a_zone_is_refused_as_its_text_is(netns: testing.Netns) -> None:

@@ -754,6 +754,13 @@ class DeviceCore:
     def _remove_address(self, address: IPAddressLike) -> None:
         ip = parse_address(address, prefix_ok=True)
         given = _with_prefix(address)
+        # (an IPv6Interface keeps its scope on itself, not on its .ip)
+        scoped = given if given is not None else ip
+        if isinstance(scoped, IPv6Address) and scoped.scope_id is not None:
+            raise ConfigError(
+                f"{address!r}: an interface address takes no scope (%{scoped.scope_id}): its "
+                "device is its scope"
+            )
         iface = self._iface()
         if given is None:
             iface.remove_address(ip)

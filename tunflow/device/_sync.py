@@ -972,7 +972,8 @@ class SyncDevice(DeviceCore):
         with one (``"10.0.0.1/16"``, or an entry of :meth:`addresses`), exactly that address.
 
         Raises:
-            ConfigError: not an IP address (with a valid prefix, if one is given).
+            ConfigError: not an IP address (with a valid prefix, if one is given), or an
+                IPv6 address with a scope (``%zone``), which no interface address takes.
             DeviceError: the address (with that prefix) is not on the interface
                 (``EADDRNOTAVAIL``).
             DeviceNotFoundError: the interface is gone.
