@@ -6,6 +6,7 @@ from ipaddress import IPv6Address, IPv6Interface
 
 import pytest
 
+from tests.helpers import refuse_renames_while_up
 from tunflow import ConfigError, DeviceBuilder, SyncDevice, testing
 
 pytestmark = pytest.mark.needs_root
@@ -49,3 +50,26 @@ def test_an_ipv6_interface_with_a_zone_is_refused_as_its_text_is(netns: testing.
         with pytest.raises(ConfigError, match="takes no scope"):
             dev.add_address_v6(scoped)
         assert _v6(dev) == before
+
+
+def test_a_rename_through_down_and_up_keeps_a_link_local_address_one_added(
+    netns: testing.Netns,
+) -> None:
+    # A kernel that refuses to rename a running link has it taken down (which drops every
+    # IPv6 address), renamed and brought up again with its addresses put back — but not the
+    # link-local ones, so an fe80:: address the user had added was lost. The kernel's own
+    # comes back by itself, the same.
+    with DeviceBuilder().ipv6("fd73::1", 64).build_sync() as dev:
+        dev.add_address_v6("fe80::5", 64)
+        dev.add_address_v6("fe80::6", 128)
+        before = _v6(dev)
+        assert {"fd73::1/64", "fe80::5/64", "fe80::6/128"} < before
+        assert len(before) == 4  # and the kernel's own link-local address
+        nl = dev._shared.interface._nl  # type: ignore[union-attr]
+        refuse_renames_while_up(nl)
+        try:
+            dev.set_name(testing.unique_name("r"))
+        finally:
+            del nl.set_link
+        assert _v6(dev) == before
+        assert dev.is_running()

@@ -370,9 +370,11 @@ class LinuxInterface:
                     put_back(fd, was)
 
     def _restore(self, addrs: list[IPv4Interface | IPv6Interface], routes: Sequence[Any]) -> None:
+        # Link-local ones too (one the user added); the kernel's own is back already, made
+        # again as it was when the link came up.
         have = set(self._nl.addresses(self._index))
         for a in addrs:
-            if a not in have and not (isinstance(a, IPv6Interface) and a.ip.is_link_local):
+            if a not in have:
                 with contextlib.suppress(FileExistsError):
                     self._nl.add_address(self._index, a)
         # The metric too: a route may share its prefix with the kernel's own prefix route
