@@ -941,7 +941,7 @@ class UDPTransport:
         sent = nbytes = calls = 0
         start = k
         plain_once = False
-        retried = False
+        stale = 0  # see _stale_error
         try:
             while k < total:
                 addr, where, length, seg = groups[k]
@@ -1011,17 +1011,19 @@ class UDPTransport:
                         else:
                             self._gso = False
                         continue
-                    if not retried and self._stale_error(exc):
-                        retried = True
+                    if not stale and (stale := self._stale_error(exc)):
                         continue
-                    self._send_error(exc, _datagrams(length, seg), addr, length)
+                    self._send_error(exc, _datagrams(length, seg), addr, length, stale)
                     k += 1
-                    plain_once = retried = False
+                    plain_once = False
+                    if stale:
+                        stale = -1
                     continue
                 sent += n
                 nbytes += length
                 k += 1
-                plain_once = retried = False
+                plain_once = False
+                stale = 0
         finally:
             tx = self._tx
             tx[0] += sent
@@ -1042,7 +1044,7 @@ class UDPTransport:
         """
         sent = pos = nbytes = 0
         size = len(data)
-        retried = False
+        stale = 0  # see _stale_error
         while pos < size:
             part = data[pos : pos + seg]
             try:
@@ -1055,29 +1057,38 @@ class UDPTransport:
                     raise
                 break
             except OSError as exc:
-                if not retried and self._stale_error(exc):
-                    retried = True
+                if not stale and (stale := self._stale_error(exc)):
                     continue
-                self._send_error(exc, 1, addr, len(part))
+                self._send_error(exc, 1, addr, len(part), stale)
+                if stale:
+                    stale = -1
             else:
                 sent += 1
                 nbytes += len(part)
+                stale = 0
             pos += seg
-            retried = False
         return sent, nbytes, pos
 
-    def _stale_error(self, exc: OSError) -> bool:
-        """Whether a failed send may not have been tried: a connected socket keeps the ICMP
-        error an earlier datagram met (port, host or network unreachable) and returns it from
-        the next send instead of sending (reading the error clears it) — worth once more. The
-        error is counted as what it reports: one datagram lost as ``unreachable``."""
+    def _stale_error(self, exc: OSError) -> int:
+        """The error's number when a failed send may not have been tried (else 0): a connected
+        socket keeps the ICMP error an earlier datagram met (port, host or network
+        unreachable) and returns it from the next send instead of sending (reading the error
+        clears it) — worth once more. The error is counted as what it reports: one datagram
+        lost as ``unreachable``.
+
+        The caller keeps the number as ``stale`` while it tries again (0: may try again; -1:
+        tried again and failed, not again until a send goes) and passes it to
+        :meth:`_send_error`. The same error again is the send's own (no route: the kernel
+        looks the route up before it returns a pending error, so a send that failed for a
+        route that is not there did not take one): that count is taken back and the datagram
+        counted once."""
         if self.peer is not None and exc.errno in _UNREACHABLE:
             self._drop("unreachable", 1)
             # the socket reported the error (EPOLLERR) too, maybe to uvloop, which then stops
             # polling it for the receive side: see ReadWaiter.renew
             self._reader.renew()
-            return True
-        return False
+            return exc.errno
+        return 0
 
     def _lose(self, reason: str, count: int, addr: Any, nbytes: int) -> None:
         """``count`` datagrams (``nbytes``) to ``addr`` not sent: counted as dropped for
@@ -1087,9 +1098,14 @@ class UDPTransport:
         if hook is not None and nbytes:
             hook(addr if addr is not None else self.peer, nbytes)
 
-    def _send_error(self, exc: OSError, count: int, addr: Any = None, nbytes: int = 0) -> None:
+    def _send_error(
+        self, exc: OSError, count: int, addr: Any = None, nbytes: int = 0, stale: int = 0
+    ) -> None:
         """Count a failed send of ``count`` datagrams (``nbytes`` in all) to ``addr`` by what
-        its error says, or raise the error when no datagram loss explains it."""
+        its error says, or raise the error when no datagram loss explains it. ``stale``: the
+        error of the try this one repeated (see :meth:`_stale_error`)."""
+        if exc.errno == stale:
+            self._drops["unreachable"] -= 1
         if addr is not None and exc.errno in _LINK_GONE and "%" in addr[0]:
             # a scoped destination whose link went (its index with it): looked up anew by
             # name next time, so a link made again under that name is found
@@ -1128,13 +1144,13 @@ class UDPTransport:
         # a plain packet batch (a pipeline's device side): every packet to the default peer
         return [(None, off, n, n) for off, n in zip(batch.offsets, batch.lengths, strict=True)]
 
-    def _send_lone(self, batch: PacketBatch, retried: bool = False) -> int:
+    def _send_lone(self, batch: PacketBatch, stale: int = 0) -> int:
         """Send the one datagram of ``batch`` with one plain ``sendto``, without working out
         groups (a lone packet's trip through a tunnel: ~40 lines of Python less); errors are
         handled as :meth:`_send_groups` handles them (a stale ICMP error: tried once more,
-        here — ``retried``: it was). How many were sent (0: lost, counted), or -1 when the
-        general path is to send it (gathered parts, no address, a full socket buffer):
-        nothing was sent then."""
+        here — ``stale``: the error of the try this one repeats). How many were sent (0:
+        lost, counted), or -1 when the general path is to send it (gathered parts, no
+        address, a full socket buffer): nothing was sent then."""
         sock = self._sock
         if sock is None or not isinstance(batch, DatagramBatch) or batch.gathered:
             return -1
@@ -1154,9 +1170,9 @@ class UDPTransport:
         except (socket.gaierror, OverflowError):  # (a port outside 0..65535)
             self._lose("bad_address", 1, addr, n)
         except OSError as exc:
-            if not retried and self._stale_error(exc):
-                return self._send_lone(batch, True)
-            self._send_error(exc, 1, addr, n)
+            if not stale and (retry := self._stale_error(exc)):
+                return self._send_lone(batch, retry)
+            self._send_error(exc, 1, addr, n, stale)
         else:
             tx[0] += 1
             tx[1] += n
