@@ -689,6 +689,19 @@ def _negotiate_offload(fd: int) -> OffloadInfo:
     return OffloadInfo(vnet_hdr=True, flags=0)
 
 
+def _adopted_offload(fd: int, flags: int) -> OffloadInfo:
+    """The offload of an adopted fd: TSO + USO for a TUN opened with ``IFF_VNET_HDR``; none for
+    a TAP's (the split reads IP packets, not frames), whose ``TUN_F_*`` mask is cleared so the
+    kernel segments and checksums what it hands over (the 10-byte header stays, zero)."""
+    if not flags & IFF_VNET_HDR:
+        return OffloadInfo()
+    if flags & IFF_TAP:
+        with contextlib.suppress(OSError):
+            _ioctl(fd, TUNSETOFFLOAD, 0)
+        return OffloadInfo(vnet_hdr=True, flags=0)
+    return _negotiate_offload(fd)
+
+
 class _LinkState(NamedTuple):
     mtu: int
     txqlen: int
@@ -907,7 +920,7 @@ def adopt_fd(
             name=name, flags=flags, offload=OffloadInfo(), layer=layer, created=False
         )
     except DeviceError:
-        offload = _negotiate_offload(fd) if flags & IFF_VNET_HDR else OffloadInfo()
+        offload = _adopted_offload(fd, flags)
         return None, FdQueue(fd, close_fd=close_fd, vnet_hdr=offload.vnet_hdr, offload=offload)
     try:
         with iface._op("read the link"):
@@ -920,8 +933,7 @@ def adopt_fd(
                 else f"fd {fd} ({name}) was opened with IFF_NO_PI: its packets carry no "
                 "tun_pi header; adopt it without packet_information"
             )
-        if flags & IFF_VNET_HDR:
-            iface.offload = _negotiate_offload(fd)
+        iface.offload = _adopted_offload(fd, flags)
     except BaseException:
         iface.close()
         raise
