@@ -34,6 +34,7 @@ from ..errors import (
     PacketTooLargeError,
     UnsupportedError,
 )
+from ..netconfig.device import Layer
 from ..packet import HEADROOM, PacketBatch
 from ._base import Buffer, OffloadInfo
 
@@ -298,6 +299,8 @@ class FdQueue:
         opened: the backend opened ``fd`` for this queue (it was not handed in): an fd
             :meth:`detach` gives up stays non-blocking, as the queue keeps it, rather than
             getting back the blocking mode it was opened in.
+        layer: what the fd carries, as its kernel said (an adopted Linux tun fd whose
+            interface is not in this namespace); ``None``: not known here.
 
     Every operation holds the fd for its duration: :meth:`close` from another thread marks the
     queue closed at once, but the fd is only released when the last operation using it has
@@ -322,6 +325,7 @@ class FdQueue:
         offload: OffloadInfo | None = None,
         on_close: Callable[[], None] | None = None,
         opened: bool = False,
+        layer: Layer | None = None,
     ) -> None:
         self._fd = fd
         self._close_fd = close_fd
@@ -338,6 +342,7 @@ class FdQueue:
         self.af_framed = af_framed or af_header
         self.vnet_hdr = vnet_hdr
         self.offload = offload if offload is not None else OffloadInfo(vnet_hdr=vnet_hdr)
+        self.layer = layer
         self._on_close = on_close
         self._lock = threading.Lock()
         self._users = 0  # operations using the fd right now

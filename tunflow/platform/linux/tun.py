@@ -921,7 +921,10 @@ def adopt_fd(
         )
     except DeviceError:
         offload = _adopted_offload(fd, flags)
-        return None, FdQueue(fd, close_fd=close_fd, vnet_hdr=offload.vnet_hdr, offload=offload)
+        queue = FdQueue(
+            fd, close_fd=close_fd, vnet_hdr=offload.vnet_hdr, offload=offload, layer=layer
+        )
+        return None, queue
     try:
         with iface._op("read the link"):
             has_pi = iface._nl.link(iface._index).tun_pi
