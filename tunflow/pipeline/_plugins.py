@@ -444,6 +444,7 @@ def _dist_name(ep: metadata.EntryPoint) -> str | None:
 _EXTRA_REQUIREMENT = re.compile(
     r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)[^;]*;.*\bextra\s*==\s*['\"]([^'\"]+)['\"]"
 )
+_REQUIREMENT_NAME = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
 def _normalized(name: str) -> str:
@@ -452,18 +453,26 @@ def _normalized(name: str) -> str:
 
 def _missing_extra(ep: metadata.EntryPoint, exc: Exception) -> tuple[str, str] | None:
     """``("cryptography", "tunflow[vpn]")`` when ``exc`` is a missing module that the entry
-    point's distribution requires only for one of its extras (the module's top-level name read
-    as the requirement's project name); otherwise ``None``."""
+    point's distribution requires only for one of its extras (the module's name read as the
+    requirement's project name); otherwise ``None``. A module missing from a package that is
+    there (``dep.sub``), or one a requirement without an extra names too, is a broken install:
+    ``None``."""
     dist = getattr(ep, "dist", None)
     if not isinstance(exc, ModuleNotFoundError) or not exc.name or dist is None:
         return None
-    missing = exc.name.partition(".")[0]
+    if "." in exc.name:
+        return None
+    missing = _normalized(exc.name)
+    found: tuple[str, str] | None = None
     for requirement in dist.requires or ():
         m = _EXTRA_REQUIREMENT.match(requirement)
-        if m is not None and _normalized(m[1]) == _normalized(missing):
-            project, extra = dist.metadata["Name"], m[2]
-            return missing, f"{project}[{extra}]"
-    return None
+        if m is None:
+            base = _REQUIREMENT_NAME.match(requirement)
+            if base is not None and _normalized(base[1]) == missing:
+                return None
+        elif found is None and _normalized(m[1]) == missing:
+            found = exc.name, f"{dist.metadata['Name']}[{m[2]}]"
+    return found
 
 
 def available_stages() -> dict[str, StagePlugin]:
