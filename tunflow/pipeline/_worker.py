@@ -155,6 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     # Ctrl-C reaches the whole process group; the parent decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=int(args[0]))
+    try:
+        return _serve(sock)
+    finally:
+        sock.close()
+
+
+def _serve(sock: socket.socket) -> int:
     from ._processes import receive_message_blocking
 
     envelope = receive_message_blocking(sock)
@@ -177,16 +184,27 @@ def main(argv: list[str] | None = None) -> int:
             ),
         )
         return 2
-    _enter_netns(job["netns_fd"])
+    try:
+        _enter_netns(job["netns_fd"])
+    except Exception as exc:  # (EPERM, say: the parent hears it, not "exited without reporting")
+        cls = type(exc)
+        _report_blocking(
+            sock,
+            (
+                "error",
+                "worker",
+                f"entering the parent's network namespace: {_describe(exc)}",
+                None,
+                (cls.__module__, cls.__qualname__),
+            ),
+        )
+        return 1
     sock.setblocking(False)
     import anyio
 
-    try:
-        return anyio.run(
-            _run, sock, job, backend=job["backend"], backend_options=job["backend_options"]
-        )
-    finally:
-        sock.close()
+    return anyio.run(
+        _run, sock, job, backend=job["backend"], backend_options=job["backend_options"]
+    )
 
 
 if __name__ == "__main__":
