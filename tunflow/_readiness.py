@@ -247,8 +247,9 @@ class ReadWaiter:
         """Unregister the fd, wake a waiting task with ``anyio.ClosedResourceError``, then
         call ``then`` (typically what closes the fd). Idempotent (``then`` runs each time).
 
-        In the loop's thread all of it happens now. From another thread while the loop runs
-        (a finalizer), it is handed to the loop, so the fd is not closed — and its number not
+        In the loop's thread, or while the loop runs nowhere (stopped or closed), all of it
+        happens now. From another thread while the loop runs (a finalizer, another loop's), it
+        is handed to the loop, so the fd is not closed — and its number not
         reused — before the loop let go of it.
         """
         self._closed = True
@@ -263,10 +264,14 @@ class ReadWaiter:
                 then()
 
         loop = self._loop
-        try:
-            here = loop is None or loop.is_closed() or _running_loop() is loop
-        except RuntimeError:
-            here = not loop.is_running()  # type: ignore[union-attr]
+        # (a loop running nowhere — stopped, not closed — would never run what is handed to
+        # it, even when another loop runs in this thread)
+        here = loop is None or loop.is_closed() or not loop.is_running()
+        if not here:
+            try:
+                here = _running_loop() is loop
+            except RuntimeError:
+                pass
         if here:
             finish()
             return
