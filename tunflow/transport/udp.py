@@ -400,7 +400,8 @@ class UDPTransport:
         (falling back to IPv4 only where the host has no IPv6).
 
         Args:
-            local: the local address.
+            local: the local address (a link-local one with its scope, ``"[fe80::1%eth0]:0"``:
+                an interface of the socket's namespace, by name or index).
             peer: the default destination (connects the socket).
             reuse_port: set ``SO_REUSEPORT`` (several sockets share the port; the kernel spreads
                 flows over them).
@@ -419,7 +420,8 @@ class UDPTransport:
             DeviceNotFoundError: no network namespace ``netns``.
             DevicePermissionError: ``netns`` cannot be entered (no CAP_SYS_ADMIN).
             UnsupportedError: ``netns`` off Linux.
-            OSError: the bind or connect failed (``EADDRINUSE``…).
+            OSError: the bind or connect failed (``EADDRINUSE``…; ``ENODEV``: ``local``'s
+                scope names no interface).
         """
         if isinstance(local, str):
             local = parse_endpoint(local)
@@ -449,8 +451,17 @@ class UDPTransport:
                 sock.setsockopt(_SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if fwmark:
                 sock.setsockopt(_SOL_SOCKET, _SO_MARK, _mark(fwmark))
+            address: Any = (local[0] or "::", local[1])
+            if "%" in address[0] and family == socket.AF_INET6:
+                # a link-local address's scope, looked up where the socket is (the socket
+                # module would drop it: EINVAL; getaddrinfo would look the name up here)
+                ip, _, scope = address[0].partition("%")
+                index = _scope_index(sock.fileno(), scope)
+                if index < 0:
+                    raise OSError(errno.ENODEV, f"bind {_format(address)}: no interface {scope!r}")
+                address = (ip, address[1], 0, index)
             try:
-                sock.bind((local[0] or "::", local[1]))
+                sock.bind(address)
             except OSError as exc:
                 where = _format((local[0] or "::", local[1]))
                 raise OSError(exc.errno, f"bind {where}: {exc.strerror}") from exc
