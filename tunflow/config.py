@@ -194,7 +194,8 @@ class TransportSpec:
         reuse_port: ``SO_REUSEPORT``.
         max_datagram: the largest datagram received.
         netns: make the socket inside this network namespace (Linux), as a device's ``netns``
-            takes it; ``listen`` and ``peer`` are then that namespace's addresses.
+            takes it; ``listen`` and ``peer`` are then that namespace's addresses (host names
+            are still resolved where the caller is, as :meth:`UDPTransport.bind` says).
     """
 
     kind: Literal["udp"] = "udp"
