@@ -55,6 +55,7 @@ TUNGETIFF: Final = _IOC.ior(_T, 210, 4)
 TUNSETVNETHDRSZ: Final = _IOC.iow(_T, 216, 4)
 TUNSETQUEUE: Final = _IOC.iow(_T, 217, 4)
 TUNSETCARRIER: Final = _IOC.iow(_T, 226, 4)
+TUNGETDEVNETNS: Final = _IOC.io(_T, 227)
 
 IFF_TUN: Final = 0x0001
 IFF_TAP: Final = 0x0002
@@ -888,6 +889,19 @@ def _configure(iface: LinuxInterface, config: DeviceConfig, added: Additions) ->
     add_routes(iface, config, added)
 
 
+def _device_netns(fd: int) -> int | None:
+    """An fd of the network namespace the tun fd's interface lives in (``TUNGETDEVNETNS``);
+    ``None`` when the kernel does not say (before Linux 5.2, or without ``CAP_NET_ADMIN`` over
+    that namespace)."""
+    try:
+        netns = _ioctl(fd, TUNGETDEVNETNS, 0)
+    except OSError:
+        return None
+    assert isinstance(netns, int)
+    os.set_inheritable(netns, False)
+    return netns
+
+
 def adopt_fd(
     fd: int, *, close_fd: bool, packet_information: bool = False
 ) -> tuple[LinuxInterface | None, FdQueue]:
@@ -898,6 +912,11 @@ def adopt_fd(
     handed over as it is, as ``DeviceBuilder.packet_information`` does). ``TUNGETIFF`` cannot
     tell (it reports ``IFF_NOFILTER``, of the same value as ``IFF_NO_PI``), but the interface's
     ``IFLA_TUN_PI`` can: where it is found, a word that differs from it is refused.
+
+    The interface is looked up by name in the namespace the kernel says it lives in
+    (``TUNGETDEVNETNS``), entered for the look-up as a build in ``netns`` is; one that cannot be
+    entered leaves the fd without an interface. Where the kernel does not say, the calling
+    thread's namespace is taken.
 
     Raises:
         ConfigError: the interface's framing is not what ``packet_information`` says (the fd is
@@ -915,16 +934,26 @@ def adopt_fd(
     if not packet_information:
         flags |= IFF_NO_PI
     layer = Layer.L2 if flags & IFF_TAP else Layer.L3
+    netns = _device_netns(fd)
+    inside = False
     try:
-        iface = LinuxInterface(
-            name=name, flags=flags, offload=OffloadInfo(), layer=layer, created=False
-        )
-    except DeviceError:
+        with entered(netns):
+            inside = True
+            iface = LinuxInterface(
+                name=name, flags=flags, offload=OffloadInfo(), layer=layer, created=False
+            )
+    except OSError as exc:
+        if inside and not isinstance(exc, DeviceError):
+            raise
+        # not found, or its namespace cannot be entered
         offload = _adopted_offload(fd, flags)
         queue = FdQueue(
             fd, close_fd=close_fd, vnet_hdr=offload.vnet_hdr, offload=offload, layer=layer
         )
         return None, queue
+    finally:
+        if netns is not None:
+            os.close(netns)
     try:
         with iface._op("read the link"):
             has_pi = iface._nl.link(iface._index).tun_pi
