@@ -305,13 +305,21 @@ class DeviceCore:
             if not self._refresh_mtu():
                 raise
             self._check_limits(packet)
-        except TypeError as exc:  # (not a buffer: say so, not what the check tripped on)
-            if isinstance(packet, bytes | bytearray | memoryview):
+        except (TypeError, MalformedPacketError) as exc:
+            # (the check reads items: a buffer of other ones, an array('I') or a ctypes char
+            # array, is checked again as its bytes, which are what is written)
+            if isinstance(packet, bytes | bytearray):
                 raise
-            raise TypeError(
-                f"a packet is a bytes-like object (bytes, bytearray, memoryview), "
-                f"not {type(packet).__name__}"
-            ) from exc
+            try:
+                view = memoryview(packet)
+            except TypeError:  # (not a buffer: say so, not what the check tripped on)
+                raise TypeError(
+                    f"a packet is a bytes-like object (bytes, bytearray, memoryview), "
+                    f"not {type(packet).__name__}"
+                ) from exc
+            if (view.format == "B" and view.ndim == 1) or not view.c_contiguous:
+                raise
+            self._check_packet(view.cast("B"))
 
     def _check_limits(self, packet: Buffer) -> None:
         if self._validate_ip:
