@@ -889,6 +889,13 @@ def _configure(iface: LinuxInterface, config: DeviceConfig, added: Additions) ->
     add_routes(iface, config, added)
 
 
+#: what opening an rtnetlink socket meets where the process may not (systemd's
+#: RestrictAddressFamilies=, a seccomp filter, an SELinux policy)
+_NETLINK_REFUSED: Final = frozenset(
+    {errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT, errno.EPERM, errno.EACCES}
+)
+
+
 def _device_netns(fd: int) -> int | None:
     """An fd of the network namespace the tun fd's interface lives in (``TUNGETDEVNETNS``);
     ``None`` when the kernel does not say (before Linux 5.2, or without ``CAP_NET_ADMIN`` over
@@ -915,8 +922,8 @@ def adopt_fd(
 
     The interface is looked up by name in the namespace the kernel says it lives in
     (``TUNGETDEVNETNS``), entered for the look-up as a build in ``netns`` is; one that cannot be
-    entered leaves the fd without an interface. Where the kernel does not say, the calling
-    thread's namespace is taken.
+    entered leaves the fd without an interface, as does a process that may not open an
+    rtnetlink socket. Where the kernel does not say, the calling thread's namespace is taken.
 
     Raises:
         ConfigError: the interface's framing is not what ``packet_information`` says (the fd is
@@ -943,9 +950,11 @@ def adopt_fd(
                 name=name, flags=flags, offload=OffloadInfo(), layer=layer, created=False
             )
     except OSError as exc:
-        if inside and not isinstance(exc, DeviceError):
+        if inside and not isinstance(exc, DeviceError) and exc.errno not in _NETLINK_REFUSED:
             raise
-        # not found, or its namespace cannot be entered
+        # not found, its namespace cannot be entered, or rtnetlink is refused (a sandbox):
+        # the fd carries packets all the same
+        log.debug("fd %d (%s) adopted without its interface's configuration: %s", fd, name, exc)
         offload = _adopted_offload(fd, flags)
         queue = FdQueue(
             fd, close_fd=close_fd, vnet_hdr=offload.vnet_hdr, offload=offload, layer=layer
