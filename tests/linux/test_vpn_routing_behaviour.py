@@ -1,14 +1,19 @@
 """A running interface's routes and rules (``tunflow.wireguard._routing``) as its module
 documentation and wg-quick(8) say they behave, on real kernels: which table a numbered ``Table``
 puts every route in, what comes back when the link goes down and up, what a reload or the way
-down does with a route or rule someone removed by hand, the MTU wg-quick would give.
+down does with a route, rule or nftables table someone removed by hand or the kernel will not
+let go, the MTU wg-quick would give.
 """
 
 from __future__ import annotations
 
+import errno
+import shutil
 import time
 from collections.abc import Callable
 from ipaddress import ip_network
+from pathlib import Path
+from typing import Any
 
 import anyio
 import attrs
@@ -17,7 +22,7 @@ import pytest
 from tests.linux.test_vpn_default_route import default_peer, policy_rules, rules
 from tunflow import testing
 from tunflow.wireguard import open_interface
-from tunflow.wireguard._routing import RoutingRecord, remove_recorded, wg_quick_mtu
+from tunflow.wireguard._routing import Routes, RoutingRecord, remove_recorded, wg_quick_mtu
 
 pytestmark = pytest.mark.needs_root
 
@@ -185,3 +190,171 @@ async def test_a_default_route_refused_on_a_reload_leaves_no_rules_and_no_policy
             assert iface.policy_mark is None
             assert await iface.apply_uapi(b"set=1\nfwmark=4660\n\n") == b"errno=0\n\n"
             assert iface.wg.fwmark == 4660
+
+
+def veth_link(ns: testing.Netns) -> tuple[str, int]:
+    """A veth link, up, in ``ns``: its name and index (for a :class:`Routes` of its own)."""
+    name = testing.unique_name("dm")
+    ns.run("ip", "link", "add", name, "type", "veth", "peer", "name", f"{name}p")
+    ns.run("ip", "link", "set", name, "up")
+    (link,) = ns.ip_json("link", "show", name)
+    return name, int(link["ifindex"])
+
+
+def test_a_default_route_a_reload_brings_needs_no_set_fwmark_when_there_is_a_fwmark(
+    netns_pair: tuple[testing.Netns, testing.Netns],
+) -> None:
+    # Routes.update: set_fwmark None leaves out "a default route that would need it" — only
+    # one that needs a table made the fwmark; with a FwMark the table is that mark, and the
+    # default route comes as `add` would set it up
+    a, _ = netns_pair
+    _, index = veth_link(a)
+    prefix, default = ip_network("10.97.0.0/24"), ip_network("0.0.0.0/0")
+    routes = Routes(index, netns=a.name)
+    try:
+        assert routes.add([prefix], "auto", 4242) == 4242
+        changes = routes.update([prefix, default], "auto", fwmark=4242)
+        assert (changes.added, changes.restart, changes.refused) == ((default,), (), ())
+        assert rules(a, "-4") == policy_rules(4242)
+        assert routes.policy_table == 4242
+    finally:
+        routes.close()
+    assert rules(a, "-4") == []
+    # without a fwmark it would need one: left for a restart, nothing made
+    routes = Routes(index, netns=a.name)
+    try:
+        routes.add([prefix], "auto", 0)
+        changes = routes.update([prefix, default], "auto", fwmark=0)
+        assert (changes.added, changes.restart) == ((), (default,))
+        assert rules(a, "-4") == [] and routes.policy_table == 0
+    finally:
+        routes.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.skipif(shutil.which("nft") is None, reason="needs nft (package nftables)")
+async def test_an_nftables_table_the_way_down_cannot_remove_stays_in_the_record(
+    netns_pair: tuple[testing.Netns, testing.Netns],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # what close() cannot remove is what it holds still: the journal's last record lists it
+    # (so that `tunflow down` removes it later), as it lists a rule it cannot remove
+    a, _ = netns_pair
+    told: list[RoutingRecord] = []
+    name = testing.unique_name("nk")
+    table = f"ip wg-quick-{name}"
+    with anyio.fail_after(30):
+        async with open_interface(
+            default_peer(allowed_ips="0.0.0.0/0"),
+            name=name,
+            netns=a.name,
+            uapi=False,
+            journal=told.append,
+        ):
+            assert told[-1].nft_tables == (table,)
+            monkeypatch.setenv("PATH", str(tmp_path))  # nft is gone by the time it goes down
+    assert "cannot remove nftables table ip" in caplog.text
+    assert told[-1] == RoutingRecord(nft_tables=(table,)), told[-1]
+    monkeypatch.undo()
+    assert remove_recorded(told[-1], netns=a.name) == (told[-1], RoutingRecord())
+    assert a.run("nft", "list", "tables").stdout == ""
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.skipif(shutil.which("nft") is None, reason="needs nft (package nftables)")
+async def test_an_nftables_table_removed_by_hand_is_not_left_in_the_record(
+    netns_pair: tuple[testing.Netns, testing.Netns], caplog: pytest.LogCaptureFixture
+) -> None:
+    # as for rules: what is gone already is not an error on the way down nor for
+    # remove_recorded, and is in neither what was removed nor what is left
+    a, _ = netns_pair
+    told: list[RoutingRecord] = []
+    name = testing.unique_name("nh")
+    table = f"ip wg-quick-{name}"
+    with anyio.fail_after(30):
+        async with open_interface(
+            default_peer(allowed_ips="0.0.0.0/0"),
+            name=name,
+            netns=a.name,
+            uapi=False,
+            journal=told.append,
+        ):
+            held = told[-1]
+            assert held.nft_tables == (table,)
+            a.run("nft", "delete", "table", *table.split())
+    assert told[-1] == RoutingRecord(), told[-1]
+    assert "cannot remove" not in caplog.text, caplog.text
+    gone = RoutingRecord(nft_tables=held.nft_tables)
+    assert remove_recorded(gone, netns=a.name) == (RoutingRecord(), RoutingRecord())
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_rule_the_kernel_will_not_remove_stays_held_and_keeps_its_mark(
+    netns_pair: tuple[testing.Netns, testing.Netns], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a default route going on a reload, whose `not fwmark` rule the kernel refuses to
+    # remove: refused (not silently done), still in the record the journal is told, and the
+    # rule still sends unmarked packets to the table, so its mark is still the policy mark
+    # (another fwmark is refused); the way down keeps it in the record as well, for a later
+    # remove_recorded
+    from tunflow.platform.linux.netlink import RtNetlink
+
+    a, _ = netns_pair
+    remove_rule = RtNetlink.remove_rule
+
+    def refusing(self: RtNetlink, family: int, **kw: Any) -> None:
+        if kw.get("invert"):
+            raise PermissionError(errno.EPERM, "refused")
+        remove_rule(self, family, **kw)
+
+    told: list[RoutingRecord] = []
+    config = default_peer(allowed_ips="10.97.0.0/24, 0.0.0.0/0")
+    fewer = attrs.evolve(config, peers=[attrs.evolve(config.peers[0], allowed_ips="10.97.0.0/24")])
+    kept = "ip -4 rule not fwmark 51820 table 51820"
+    with anyio.fail_after(30):
+        async with open_interface(
+            config, name=testing.unique_name("rk"), netns=a.name, uapi=False, journal=told.append
+        ) as iface:
+            monkeypatch.setattr(RtNetlink, "remove_rule", refusing)
+            changes = await iface.sync(fewer, fwmark=False, routes=True)
+            assert len(changes.refused) == 1 and kept[3:] in changes.refused[0], changes
+            assert [r["table"] for r in rules(a, "-4")] == ["51820"]
+            assert [r for r in told[-1].describe() if "rule" in r] == [kept]
+            assert iface.policy_mark == 51820
+            assert await iface.apply_uapi(b"set=1\nfwmark=4660\n\n") == b"errno=-22\n\n"
+    assert [r for r in told[-1].describe() if "rule" in r] == [kept]
+    monkeypatch.undo()
+    removed, left = remove_recorded(RoutingRecord(rules=told[-1].rules), netns=a.name)
+    assert (len(removed.rules), left) == (1, RoutingRecord())
+    assert rules(a, "-4") == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_reload_removes_its_ipv6_route_not_the_address_prefix_route_beside_it(
+    netns_pair: tuple[testing.Netns, testing.Netns],
+) -> None:
+    # an address in an AllowedIPs prefix given to the interface after it came up: the kernel
+    # adds its prefix route (metric 256) beside the one `up` added (1024). A reload dropping
+    # the prefix removes the one it added, "never one it did not add"
+    a, _ = netns_pair
+    name = testing.unique_name("rsx")
+    config = default_peer(allowed_ips="10.97.0.0/24, fd97::/64")
+    fewer = attrs.evolve(config, peers=[attrs.evolve(config.peers[0], allowed_ips="10.97.0.0/24")])
+
+    def metrics() -> list[int]:
+        found = a.ip_json("-6", "route", "show", "fd97::/64", "dev", name)
+        return sorted(int(r["metric"]) for r in found)
+
+    with anyio.fail_after(30):
+        async with open_interface(config, name=name, netns=a.name, uapi=False) as iface:
+            a.run("ip", "-6", "addr", "add", "fd97::1/64", "dev", name, "nodad")
+            assert metrics() == [256, 1024]
+            changes = await iface.sync(fewer, fwmark=False, routes=True)
+            assert (changes.removed, changes.refused) == ((ip_network("fd97::/64"),), ())
+            assert metrics() == [256]
