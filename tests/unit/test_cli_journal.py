@@ -78,6 +78,9 @@ DAMAGED = {
     "a table that is true": json.dumps(
         journal(routes={"rules": [{**RULES[0], "table": True}], "nft_tables": []})
     ),
+    "a negative fwmark": json.dumps(
+        journal(routes={"rules": [{**RULES[0], "fwmark": -1}], "nft_tables": []})
+    ),
     "a rule of another family": json.dumps(
         journal(routes={"rules": [{**RULES[0], "family": 7}], "nft_tables": []})
     ),
