@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ast
+import signal
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.helpers import Example
 from tunflow import testing
+from tunflow.wireguard import PrivateKey
 
 pytestmark = pytest.mark.needs_root
 
@@ -116,3 +119,48 @@ def test_vpn_pair_example_carries_ping_through_its_tunnel() -> None:
         for line in counters:
             messages_in = int(line.split(": ")[1].split()[0])
             assert messages_in >= 3, line  # three echoes (or replies), and keepalives
+
+
+@pytest.mark.parametrize("backends", [("asyncio", "trio"), ("trio", "asyncio")])
+def test_own_vpn_example_pair_carries_ping_and_stops_clean(
+    backends: tuple[str, str], tmp_path: Path
+) -> None:
+    keys = [PrivateKey.generate(), PrivateKey.generate()]
+    for key, file in zip(keys, ("a.key", "b.key"), strict=True):
+        (tmp_path / file).write_text(key.to_base64())
+    pub_a, pub_b = (k.public_key().to_base64() for k in keys)
+    with testing.netns(enter=False) as a, testing.netns(enter=False) as b:
+        testing.veth_pair(a, b, "192.168.67.1/24", "192.168.67.2/24")
+        names = [testing.unique_name("ova"), testing.unique_name("ovb")]
+        side_b = (
+            *("--private-key", str(tmp_path / "b.key"), "--peer", pub_a, "--listen-port", "51820"),
+            *("--allowed-ips", "10.67.0.1/32,fd67::1/128", "--address", "10.67.0.2/24"),
+            *("--address", "fd67::2/64", "--address", "10.68.0.2/32"),
+            *("--name", names[1], "--backend", backends[1]),
+        )
+        side_a = (
+            *("--private-key", str(tmp_path / "a.key"), "--peer", pub_b),
+            *("--endpoint", "192.168.67.2:51820"),
+            # 10.68.0.0/24 is outside A's addresses: routed into the device
+            *("--allowed-ips", "10.67.0.2/32,fd67::2/128,10.68.0.0/24"),
+            *("--address", "10.67.0.1/24", "--address", "fd67::1/64"),
+            *("--name", names[0], "--backend", backends[0]),
+        )
+        with Example(b, "own_vpn.py", *side_b) as eb, Example(a, "own_vpn.py", *side_a) as ea:
+            eb.wait_for("ready")
+            ea.wait_for("ready")
+            ea.wait_for("HandshakeCompleted")
+            for addr in ("10.67.0.2", "fd67::2", "10.68.0.2"):
+                ping = a.run("ping", "-c", "2", "-i", "0.2", "-W", "5", addr, check=False)
+                assert ping.returncode == 0, (addr, ping.stdout, ping.stderr, ea.lines, eb.lines)
+            assert ea.proc is not None
+            ea.proc.send_signal(signal.SIGINT)  # Ctrl-C on one side, SIGTERM on the other
+            ea.wait(timeout=30)
+            eb.stop()
+        for ex, ns, name in ((ea, a, names[0]), (eb, b, names[1])):
+            assert ex.proc is not None and ex.proc.returncode == 0, ex.stderr
+            assert "Traceback" not in ex.stderr and "Warning" not in ex.stderr, ex.stderr
+            counters = next(line for line in ex.lines if line.startswith(f"{name}:"))
+            assert int(counters.split(": ")[1].split()[0]) >= 6, counters  # the pings, each way
+            gone = ns.run("ip", "link", "show", name, check=False)
+            assert gone.returncode != 0, gone.stdout  # the device went with the program
