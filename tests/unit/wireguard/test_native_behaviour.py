@@ -439,3 +439,112 @@ def test_a_run_of_small_packets_stops_at_the_counter_limit() -> None:
     counters = [int.from_bytes(d[8:16], "little") for d in datagrams if d[0] == 0x7F]
     assert counters == [REJECT_AFTER_MESSAGES - 2, REJECT_AFTER_MESSAGES - 1]
     assert len(p.peer_of_a.staged) == 3
+
+
+def test_a_fragment_whose_type_is_not_native_is_malformed_after_the_first() -> None:
+    """Every fragment's header is checked, not only the first to arrive: a later fragment
+    whose type byte is not 0x7F is malformed and leaves the stored message as it was."""
+    p = native_pair()
+    fragments = sealed_fragments(p.peer_of_a.current, plaintext_of(5000))
+    session = p.peer_of_b.current
+    out = PacketBatch(1 << 20)
+    assert N.open_native(session, fragments[0], out) == N.OpenResult.INCOMPLETE
+    wrong = bytes([4]) + fragments[1][1:]
+    assert N.open_native(session, wrong, out) == N.OpenResult.MALFORMED
+    (entry,) = session.native_partial.values()
+    assert entry.missing == 3
+    results = [N.open_native(session, f, out) for f in fragments[1:]]
+    assert results == [0, 0, N.OpenResult.COMPLETE]
+
+
+def test_a_run_with_a_fragment_whose_type_is_not_native_is_not_one_message() -> None:
+    """``open_native_run`` checks each header against the first, the type byte included: a
+    run whose second fragment is not typed 0x7F is left to fragment-by-fragment reassembly."""
+    p = native_pair()
+    out = sealed(p, [super_packet(20_000, 8)])
+    stride, count = out.lengths[0], len(out)
+    bad = bytearray(out.buffer[: out.end])
+    bad[stride] = 4
+    got = PacketBatch(1 << 20)
+    session = p.peer_of_b.current
+    result = N.open_native_run(
+        session, memoryview(bad), 0, count, stride, out.lengths[-1], got, bytearray(70_000)
+    )
+    assert result is None and len(got) == 0
+
+
+def test_a_first_fragment_whose_message_cannot_fit_is_malformed_at_the_bound() -> None:
+    """A message's sealed length is at most ``MAX_SEALED_SIZE``, and its last fragment holds
+    at least one byte: a header whose ``count - 1`` full chunks already come to that much is
+    malformed at once and stores nothing; one byte less of chunk is a shape a message may
+    have."""
+    p = native_pair()
+    session = p.peer_of_b.current
+    counter = session.native_replay.highest + 1
+    chunk = 1237
+    assert 53 * chunk == N.MAX_SEALED_SIZE
+    out = PacketBatch(1 << 17)
+    for size, expected in ((chunk, N.OpenResult.MALFORMED), (chunk - 1, N.OpenResult.INCOMPLETE)):
+        header = N.NATIVE_HEADER.pack(
+            0x7F, 0, 54, N.NATIVE_VERSION, session.local_index, counter, size, 0
+        )
+        assert N.open_native(session, header + bytes(size), out) == expected
+        assert (counter in session.native_partial) == (expected == N.OpenResult.INCOMPLETE)
+
+
+def test_a_forged_fragment_of_the_same_count_but_another_chunk_is_replaced() -> None:
+    """A fragment forged ahead of a message with its fragment count but another chunk size
+    (nothing is authenticated before the whole opens) is replaced by the genuine fragments,
+    which then open in any order, with no failed AEAD on the way."""
+    p = native_pair()
+    s = p.peer_of_a.current
+    forged = N.NATIVE_HEADER.pack(
+        0x7F, 3, 4, N.NATIVE_VERSION, s.remote_index, s.native_send_counter, 300, 0
+    )
+    p.b.receive_datagram(forged + b"\0", ("203.0.113.66", 9), p.now)
+    packet = ip4(A_IP, B_IP, b"S" * 5000)
+    fragments = p.send("a", [packet])
+    assert len(fragments) == 4
+    got = [q for k in (0, 2, 1, 3) for q in p.b.receive_datagram(fragments[k], p.a_addr, p.now)]
+    assert [g[-len(packet) :] for g in got] == [packet]
+    assert p.b.statistics().dropped_bad_aead == 0
+    assert not p.peer_of_b.current.native_partial
+
+
+def test_a_scattered_last_fragment_longer_than_its_chunk_is_not_one_message() -> None:
+    """The last fragment of a message holds at most one chunk: a scattered read whose last
+    fragment says it is longer is not one message (the caller falls back to reassembly,
+    which finds it malformed) — no AEAD is tried over it and nothing is stored."""
+    p = native_pair()
+    out = sealed(p, [super_packet(3000, 9)])
+    assert len(out) == 3
+    headers, bodies = scatter(out)
+    chunk = out.lengths[0] - N.NATIVE_HEADER_SIZE
+    bodies += bytes(chunk + 1)
+    session = p.peer_of_b.current
+    opens = count_opens(session)
+    got = PacketBatch(1 << 17)
+    result = N.open_native_scattered(
+        session, memoryview(headers), memoryview(bodies), 3, N.NATIVE_HEADER_SIZE + chunk + 1, got
+    )
+    assert result is None and opens == [0] and not session.native_partial
+
+
+def test_a_scattered_one_fragment_message_with_a_chunk_below_the_smallest_is_refused() -> None:
+    """As in ``decrypt_batch``, a one-fragment message whose chunk is below the smallest a
+    tunflow peer uses is not opened by a scattered read: it is left to the general path
+    (``None``), which finds it malformed."""
+    p = native_pair()
+    chunk = N.MIN_FRAGMENT_SIZE - N.NATIVE_HEADER_SIZE - 1
+    (fragment,) = sealed_with_chunk(p.peer_of_a.current, plaintext_of(100), chunk)
+    got = PacketBatch(1 << 17)
+    result = p.b.decrypt_native_scattered(
+        memoryview(fragment[: N.NATIVE_HEADER_SIZE]),
+        memoryview(fragment[N.NATIVE_HEADER_SIZE :]),
+        1,
+        len(fragment),
+        p.a_addr,
+        p.now,
+        got,
+    )
+    assert result is None and len(got) == 0
