@@ -548,3 +548,19 @@ def test_a_scattered_one_fragment_message_with_a_chunk_below_the_smallest_is_ref
         got,
     )
     assert result is None and len(got) == 0
+
+
+@pytest.mark.parametrize("size", [N.MIN_FRAGMENT_SIZE - 1, N.NATIVE_HEADER_SIZE + 0x10000])
+def test_a_fragment_size_out_of_range_is_a_value_error_naming_the_range(size: int) -> None:
+    """``seal_native`` refuses a fragment size whose chunk is below the smallest or does not
+    fit the header's 16-bit chunk field, with a ValueError that says the allowed range (a
+    too-large size was said to be "below" the smallest)."""
+    p = native_pair()
+    s = p.peer_of_a.current
+    counter = s.native_send_counter
+    low, high = N.MIN_FRAGMENT_SIZE, N.NATIVE_HEADER_SIZE + 0xFFFF
+    with pytest.raises(ValueError, match=f"fragment size {size} is outside {low}…{high}"):
+        N.seal_native(
+            s, bytes(HEADROOM + 40), DatagramBatch(1 << 17), None, size, bytearray(70_000)
+        )
+    assert s.native_send_counter == counter

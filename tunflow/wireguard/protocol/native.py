@@ -182,7 +182,10 @@ def _sizes(message: bytes | bytearray | memoryview, fragment_size: int) -> tuple
     if plen < HEADROOM or plen > MAX_NATIVE_PLAINTEXT:
         raise ValueError(f"native message of {plen} bytes (must be 10 … {MAX_NATIVE_PLAINTEXT})")
     if fragment_size < MIN_FRAGMENT_SIZE or fragment_size - NATIVE_HEADER_SIZE > 0xFFFF:
-        raise ValueError(f"fragment size {fragment_size} is below {MIN_FRAGMENT_SIZE}")
+        raise ValueError(
+            f"fragment size {fragment_size} is outside"
+            f" {MIN_FRAGMENT_SIZE}…{NATIVE_HEADER_SIZE + 0xFFFF}"
+        )
     return plen + TAG_SIZE, fragment_size - NATIVE_HEADER_SIZE
 
 
