@@ -564,3 +564,46 @@ def test_a_fragment_size_out_of_range_is_a_value_error_naming_the_range(size: in
             s, bytes(HEADROOM + 40), DatagramBatch(1 << 17), None, size, bytearray(70_000)
         )
     assert s.native_send_counter == counter
+
+
+def test_a_message_shorter_than_a_virtio_net_header_is_not_sealed() -> None:
+    """``seal_native`` takes a 10-byte virtio-net header and a packet: fewer bytes are a
+    ValueError, and the counter does not move."""
+    p = native_pair()
+    s = p.peer_of_a.current
+    counter = s.native_send_counter
+    with pytest.raises(ValueError, match="native message of 9 bytes"):
+        N.seal_native(s, bytes(HEADROOM - 1), DatagramBatch(4096), None, 1452, bytearray(70_000))
+    assert s.native_send_counter == counter
+
+
+def test_a_message_that_exactly_fills_the_arena_is_sealed() -> None:
+    """``seal_native`` returns 0 only when ``out`` has no room: fragments that fill the rest of
+    its arena to the last byte are written."""
+    p = native_pair()
+    s = p.peer_of_a.current
+    message = bytes(HEADROOM) + super_packet(3000, 10)
+    sealed_len = len(message) + TAG_SIZE
+    need = sealed_len + N.NATIVE_HEADER_SIZE * N.fragment_count(len(message), 1452)
+    assert N.seal_native(s, message, DatagramBatch(need - 1), None, 1452, bytearray(70_000)) == 0
+    out = DatagramBatch(need)
+    assert N.seal_native(s, message, out, None, 1452, bytearray(70_000)) == 3
+    assert out.end == need
+
+
+def test_a_gathered_message_that_exactly_fills_one_fragment_goes_into_the_arena() -> None:
+    """``seal_native_gathered`` writes a message of one fragment into ``out``'s arena — one
+    whose sealed bytes fill the chunk to the last byte too — and takes no slot for it."""
+    p = native_pair()
+    s = p.peer_of_a.current
+    chunk = 1452 - N.NATIVE_HEADER_SIZE
+    message = bytes(HEADROOM) + super_packet(chunk - TAG_SIZE - HEADROOM, 11)
+    slots = N.SendSlots(count=1)
+    out = DatagramBatch(4096, gather=True)
+    assert N.seal_native_gathered(s, message, out, p.b_addr, 1452, slots) == 1
+    assert not out.gathered and out.lengths == [1452] and slots.used == 0
+    rx = DatagramBatch(4096)
+    rx.append(out.to_pairs()[0][0], address=p.a_addr)
+    got = PacketBatch(1 << 17)
+    p.b.decrypt_batch(rx, p.now, got)
+    assert got.to_list() == [message[HEADROOM:]]
