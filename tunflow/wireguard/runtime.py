@@ -713,11 +713,15 @@ class WireGuardPort:
         # "Under load" (handshakes must carry a cookie) comes from the transport's queue: the
         # kernel dropping datagrams, or many receives in a row that found more waiting (a read
         # that found the queue empty since the last look ends the row, as one that found less).
-        drained = transport.drained
-        if drained != self._drained:
-            self._drained = drained
+        if transport.backlogged:
+            drained = transport.drained
+            if drained != self._drained:
+                self._drained = drained
+                self._backlog = 1
+            else:
+                self._backlog += 1
+        else:
             self._backlog = 0
-        self._backlog = self._backlog + 1 if transport.backlogged else 0
         drops = transport.kernel_drops
         if self._backlog >= _BACKLOG_READS or drops > self._kernel_drops:
             self._kernel_drops = drops
