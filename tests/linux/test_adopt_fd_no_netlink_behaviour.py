@@ -52,7 +52,7 @@ def test_an_fd_is_adopted_where_rtnetlink_is_refused(
     before = _fds()
     try:
         with getattr(SyncDevice, adopt)(fd) as dev:
-            with pytest.raises(UnsupportedError):
+            with pytest.raises(UnsupportedError, match="rtnetlink"):
                 dev.name()
             udp_send("10.64.0.2", 5000, b"sandboxed")
             for _ in range(20):

@@ -167,8 +167,10 @@ class SharedInterface:
     def require(self) -> Interface:
         if self.interface is None:
             raise UnsupportedError(
-                "this device was adopted from an fd tunflow cannot configure "
-                "(Android, iOS, or a non-tun fd); configure it where it was made"
+                "this device was adopted from an fd tunflow cannot configure (Android, iOS, "
+                "a non-tun fd, or a Linux tun whose interface this process cannot reach: no "
+                "rtnetlink socket allowed, or a network namespace it may not enter); "
+                "configure it where it was made"
             )
         return self.interface
 
