@@ -284,6 +284,19 @@ def refuse_renames_while_up(nl: Any) -> None:
     nl.set_link = refusing
 
 
+def wait_until_polling(thread: threading.Thread, timeout: float = 10.0) -> None:
+    """Until ``thread`` sleeps in the kernel's ``poll`` (its wait channel says so): blocked in
+    a device's ``recv``, say, not still on its way there."""
+    path = f"/proc/self/task/{thread.native_id}/wchan"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(path) as f:
+            if "poll" in f.read():
+                return
+        time.sleep(0.005)
+    raise AssertionError(f"thread {thread.name} is not waiting in poll after {timeout}s")
+
+
 def read_fd_until(fd: int, timeout: float) -> bytes:
     """One read from a non-blocking fd, waiting up to ``timeout``."""
     ready, _, _ = select.select([fd], [], [], timeout)

@@ -20,6 +20,7 @@ from tests.helpers import (
     no_ipv6,
     udp_payload,
     udp_send,
+    wait_until_polling,
 )
 from tunflow import (
     AsyncDevice,
@@ -156,7 +157,7 @@ async def test_from_sync_wakes_a_thread_blocked_in_the_sync_device(
     t = threading.Thread(target=reader)
     t.start()
     try:
-        await anyio.sleep(0.2)  # blocked in recv
+        wait_until_polling(t)  # blocked in recv
         async with AsyncDevice.from_sync(sync) as dev:
             await anyio.to_thread.run_sync(t.join, 10)
             assert not t.is_alive()
@@ -288,7 +289,7 @@ def test_into_fd_wakes_a_thread_blocked_in_recv(netns: testing.Netns) -> None:
 
     t = threading.Thread(target=reader)
     t.start()
-    time.sleep(0.2)
+    wait_until_polling(t)  # blocked in recv
     fd = dev.into_fd()
     try:
         t.join(10)
@@ -311,7 +312,7 @@ def test_into_fd_returns_once_a_woken_thread_let_go_of_the_fd(netns: testing.Net
             t = threading.Thread(target=_recv_until_closed, args=(dev,))
             t.start()
             try:
-                time.sleep(0.1)  # blocked in recv
+                wait_until_polling(t)  # blocked in recv
                 assert dev.into_fd() == fd
                 assert os.get_blocking(fd)
                 os.set_blocking(fd, False)  # the caller's choice, from now on
@@ -376,7 +377,7 @@ async def test_async_into_fd(netns: testing.Netns) -> None:
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(receiver)
-        await anyio.sleep(0.1)  # blocked in receive
+        await anyio.wait_all_tasks_blocked()  # blocked in receive
         fd = dev.into_fd()
     try:
         assert len(got) == 1
