@@ -70,9 +70,10 @@ async def test_transports_bound_in_two_namespaces_talk_over_a_veth_pair(
 
 
 def test_the_namespace_name_is_the_one_the_socket_keeps(
-    netns_pair: tuple[testing.Netns, testing.Netns],
+    netns: testing.Netns, netns_pair: tuple[testing.Netns, testing.Netns]
 ) -> None:
-    """The port taken in ``a`` is free here and in ``b`` (three separate port spaces)."""
+    """The port taken in ``a`` is free here and in ``b`` (three separate port spaces; "here" a
+    namespace of its own, where no other program holds that port)."""
     a, b = netns_pair
     first = UDPTransport.bind(("127.0.0.1", 0), netns=a.name)
     try:
