@@ -13,9 +13,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tunflow import testing
 from tunflow.packet import checksum, pseudo_header_checksum_no_fold
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+
+T = TypeVar("T")
 
 
 def udp_send(dst: str, port: int, payload: bytes, *, src_port: int = 0) -> None:
@@ -295,6 +297,17 @@ def wait_until_polling(thread: threading.Thread, timeout: float = 10.0) -> None:
                 return
         time.sleep(0.005)
     raise AssertionError(f"thread {thread.name} is not waiting in poll after {timeout}s")
+
+
+def adopt_or_close(adopt: Callable[..., T], fd: int, **kwargs: Any) -> T:
+    """``adopt(fd, **kwargs)`` (a device's ``from_fd``): the device that owns ``fd`` now, or,
+    when the adoption raises (which leaves the fd the caller's), ``fd`` closed and the error
+    raised."""
+    try:
+        return adopt(fd, **kwargs)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def read_fd_until(fd: int, timeout: float) -> bytes:

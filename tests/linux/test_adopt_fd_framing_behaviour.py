@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from tests.helpers import udp_payload, udp_send
+from tests.helpers import adopt_or_close, udp_payload, udp_send
 from tunflow import AsyncDevice, ConfigError, SyncDevice, testing
 
 pytestmark = pytest.mark.needs_root
@@ -70,7 +70,7 @@ def test_matching_framing_is_adopted(netns: testing.Netns) -> None:
     fd = _raw_tun(name, IFF_TUN)
     netns.run("ip", "addr", "add", "10.58.0.1/24", "dev", name)
     netns.run("ip", "link", "set", name, "up")
-    with SyncDevice.from_fd(fd, packet_information=True) as dev:
+    with adopt_or_close(SyncDevice.from_fd, fd, packet_information=True) as dev:
         assert dev.packet_information()
         udp_send("10.58.0.2", 5000, b"pi")
         for _ in range(20):
@@ -79,6 +79,6 @@ def test_matching_framing_is_adopted(netns: testing.Netns) -> None:
                 break
         assert udp_payload(packet[4:])[2] == b"pi"  # type: ignore[index]
     other = testing.unique_name("pi")
-    with SyncDevice.from_fd(_raw_tun(other, IFF_TUN | IFF_NO_PI)) as dev:
+    with adopt_or_close(SyncDevice.from_fd, _raw_tun(other, IFF_TUN | IFF_NO_PI)) as dev:
         assert not dev.packet_information()
         assert dev.name() == other

@@ -10,6 +10,7 @@ import struct
 
 import pytest
 
+from tests.helpers import adopt_or_close
 from tunflow import ConfigError, SyncDevice, testing
 
 pytestmark = pytest.mark.needs_root
@@ -43,13 +44,15 @@ def test_a_same_named_device_here_with_other_framing_does_not_refuse_the_fd(
     name = testing.unique_name("ns")
     fd = _raw_tun(there, name, IFF_TUN | IFF_NO_PI)
     other = _raw_tun(here, name, IFF_TUN)
+    owned = False  # (by the device: from_fd's, once it is made)
     try:
         with here.entered(), getattr(SyncDevice, adopt)(fd) as dev:
+            owned = adopt == "from_fd"
             assert not dev.packet_information()
             assert dev.name() == name
     finally:
         os.close(other)
-        if adopt == "borrow_fd":
+        if not owned:
             os.close(fd)
 
 
@@ -62,7 +65,7 @@ def test_configuration_goes_to_the_fds_interface_not_a_same_named_one_here(
     fd = _raw_tun(there, name, IFF_TUN | IFF_NO_PI)
     other = _raw_tun(here, name, IFF_TUN | IFF_NO_PI)
     try:
-        with here.entered(), SyncDevice.from_fd(fd) as dev:
+        with here.entered(), adopt_or_close(SyncDevice.from_fd, fd) as dev:
             dev.set_mtu(1300)
             assert dev.mtu() == 1300
             assert _mtu(there, name) == 1300
@@ -80,7 +83,7 @@ def test_the_fds_interface_in_another_namespace_is_configured_there(
     fd = _raw_tun(there, name, IFF_TUN | IFF_NO_PI)
     with here.entered():
         before = _fds()
-        with SyncDevice.from_fd(fd) as dev:
+        with adopt_or_close(SyncDevice.from_fd, fd) as dev:
             assert dev.name() == name
             dev.set_mtu(1400)
             dev.add_address_v4("10.59.0.1", 24)

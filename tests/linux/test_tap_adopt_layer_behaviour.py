@@ -10,6 +10,7 @@ import struct
 
 import pytest
 
+from tests.helpers import adopt_or_close
 from tunflow import AsyncDevice, Layer, SyncDevice, testing
 
 pytestmark = pytest.mark.needs_root
@@ -38,7 +39,7 @@ def test_a_tap_fd_whose_interface_is_in_another_namespace_is_adopted_as_a_tap(
         with other.entered():
             fd = _raw_tap(name, IFF_TAP | IFF_NO_PI)
         other.run("ip", "link", "set", name, "up")
-        with SyncDevice.from_fd(fd) as dev:
+        with adopt_or_close(SyncDevice.from_fd, fd) as dev:
             assert dev.layer is Layer.L2
             assert dev.max_size == 1500 + 18
             assert dev.send(_FRAME) == len(_FRAME)
@@ -53,6 +54,6 @@ async def test_an_async_tap_fd_from_another_namespace_is_adopted_as_a_tap(
         with other.entered():
             fd = _raw_tap(name, IFF_TAP | IFF_NO_PI)
         other.run("ip", "link", "set", name, "up")
-        async with AsyncDevice.from_fd(fd) as dev:
+        async with adopt_or_close(AsyncDevice.from_fd, fd) as dev:
             assert dev.layer is Layer.L2
             await dev.send(_FRAME)

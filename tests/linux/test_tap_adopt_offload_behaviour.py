@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.helpers import ipv4_udp
+from tests.helpers import adopt_or_close, ipv4_udp
 from tunflow import SyncDevice, testing
 
 pytestmark = pytest.mark.needs_root
@@ -35,7 +35,7 @@ def test_a_vnet_hdr_tap_fd_hands_over_a_udp_gso_send_as_frames(netns: testing.Ne
     # frames) counted in rx_malformed and dropped: none of the five reached the reader
     name = testing.unique_name("tv")
     fd = _raw_tap(name, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR)
-    with SyncDevice.from_fd(fd) as dev:
+    with adopt_or_close(SyncDevice.from_fd, fd) as dev:
         assert dev.offload_info.vnet_hdr
         assert not dev.offload_info.tso and not dev.offload_info.uso
         dev.enabled(True)
