@@ -148,11 +148,13 @@ def test_off_linux_a_namespace_is_unsupported(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_a_bind_that_fails_in_the_namespace_closes_its_socket(
-    netns_pair: tuple[testing.Netns, testing.Netns],
+    netns: testing.Netns, netns_pair: tuple[testing.Netns, testing.Netns]
 ) -> None:
     """The socket made in the namespace, then the bind refused: closed at once, no fd left
-    and no ResourceWarning for it later."""
+    and no ResourceWarning for it later. (The address is one of the caller's namespace: a
+    socket made there would bind.)"""
     a, _ = netns_pair
+    netns.run("ip", "addr", "add", "192.0.2.1/32", "dev", "lo")
     before = _open_fds()
     with warnings.catch_warnings():
         warnings.simplefilter("error", ResourceWarning)
