@@ -375,11 +375,13 @@ async def test_async_into_fd(netns: testing.Netns) -> None:
         except ClosedDeviceError as exc:
             got.append(exc)
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(receiver)
-        await anyio.wait_all_tasks_blocked()  # blocked in receive
-        fd = dev.into_fd()
+    fd = -1
     try:
+        with anyio.fail_after(10):  # (a receiver into_fd did not wake would wait for ever)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(receiver)
+                await anyio.wait_all_tasks_blocked()  # blocked in receive
+                fd = dev.into_fd()
         assert len(got) == 1
         assert dev.fileno() == -1
         with pytest.raises(ClosedDeviceError):
@@ -391,6 +393,8 @@ async def test_async_into_fd(netns: testing.Netns) -> None:
         assert _read_udp(fd, 5000) == b"raw"
         assert name in _links(netns)
     finally:
-        os.close(fd)
+        await dev.aclose()
+        if fd >= 0:
+            os.close(fd)
     assert name not in _links(netns)
     await assert_a_new_socket_is_waited_on()  # the event loop let go of the number
