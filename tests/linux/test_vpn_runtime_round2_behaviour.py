@@ -27,6 +27,7 @@ from tunflow import testing
 from tunflow.wireguard import (
     InterfaceConfig,
     WireGuardInterface,
+    WireGuardPort,
     _routing,
     open_interface,
     runtime,
@@ -136,10 +137,10 @@ async def test_a_set_turning_a_persistent_keepalive_on_sends_at_once(
     initiation goes out as the set is applied — not when the timer task next looks at the
     deadlines (here it never does; nor does the kernel send into the tunnel, IPv6 off)."""
 
-    async def idle(self: WireGuardInterface) -> None:
+    async def idle(self: WireGuardPort, **kwargs: object) -> None:
         await anyio.sleep_forever()
 
-    monkeypatch.setattr(WireGuardInterface, "_run_timers", idle)
+    monkeypatch.setattr(WireGuardPort, "run_timers", idle)
     quiet(ns)
     with udp_socket(ns) as s, anyio.fail_after(20):
         s.setblocking(False)

@@ -101,9 +101,6 @@ UAPI_IDLE_TIMEOUT: float = 30.0
 
 #: Where ``wg(8)`` looks for userspace interfaces' control sockets.
 UAPI_DIRECTORY: Final = "/var/run/wireguard"
-#: The longest a timer task sleeps between looks at the protocol's deadlines (seconds). Every
-#: deadline the data path sets is at least REKEY_TIMEOUT (5 s) ahead, so none is missed.
-_TIMER_TICK: Final = 1.0
 #: A UAPI set of more peers than this is checked in a worker thread (its X25519s: ~5 ms here)
 _CHECK_ON_LOOP: Final = 100
 #: A UAPI request buffered beyond this many bytes is cut and parsed in a worker thread (some
@@ -237,6 +234,8 @@ class WireGuardPort:
         #: per peer, when its last completed handshake was logged at info level, and how many
         #: were at debug level since
         self._handshakes_logged: dict[PublicKey, tuple[float, int]] = {}
+        # set when the protocol's next deadline may have moved earlier (run_timers waits on it)
+        self._timers_moved: anyio.Event | None = None
 
     def __repr__(self) -> str:
         return f"<WireGuardPort {self.name}>"
@@ -643,6 +642,64 @@ class WireGuardPort:
             out = self._append_control(ctl, out)
             self.transport.send_batch_nowait(ctl)
 
+    # -- timers ---------------------------------------------------------------------------
+
+    async def run_timers(
+        self,
+        *,
+        start: bool = True,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run the protocol's timers until cancelled: retransmissions, keepalives, rekeying and
+        key erasure at the deadlines :meth:`WireGuard.get_timer` gives, what they queue sent
+        (:meth:`flush_control`). Between deadlines the task sleeps; a deadline set earlier
+        meanwhile (a packet starting a handshake on an idle interface) wakes it
+        (:meth:`WireGuard.on_earlier_timer`), so nothing needs to poll.
+
+        ``tg.start_soon(port.run_timers)``, or ``await tg.start(port.run_timers)`` to go on once
+        the interface is up. One such task per port and protocol object (it holds the
+        protocol's timer hook while it runs).
+
+        Args:
+            start: first :meth:`WireGuard.start` (the interface comes up: peers with a
+                persistent keepalive send one now); ``False`` when that was done already.
+
+        Raises:
+            RuntimeError: this port's timers run already.
+            Exception: what :meth:`WireGuard.handle_timer` and :meth:`flush_control` raise (an
+                event hook's error, a send error that no datagram loss explains).
+        """
+        if self._timers_moved is not None:
+            raise RuntimeError(f"{self.name}: its timers run already")
+        wg, clock = self.wg, self._clock
+        moved = self._timers_moved = anyio.Event()
+        wg.on_earlier_timer(self._wake_timers)
+        try:
+            if start:
+                wg.start(clock())
+                self.flush_control()
+            task_status.started()
+            while True:
+                now = clock()
+                deadline = wg.get_timer()
+                if deadline is not None and deadline <= now:
+                    wg.handle_timer(now)
+                    self.flush_control()
+                    continue
+                if moved.is_set():  # (by what get_timer just re-armed: already in deadline)
+                    moved = self._timers_moved = anyio.Event()
+                with anyio.move_on_after(None if deadline is None else max(deadline - now, 1e-3)):
+                    await moved.wait()
+        finally:
+            wg.on_earlier_timer(None)
+            self._timers_moved = None
+
+    def _wake_timers(self) -> None:
+        """Have :meth:`run_timers` read the next deadline again."""
+        moved = self._timers_moved
+        if moved is not None:
+            moved.set()
+
     def peers_changed(self) -> None:
         """Call after peers were added or changed: a WireGuard peer among native ones gets
         MTU-sized packets (super-packets read whole are split for it)."""
@@ -967,6 +1024,7 @@ class WireGuardInterface:
         if not isinstance(clock, _Clock):
             raise TypeError("this interface's clock cannot be moved")
         clock.skew += seconds
+        self.port._wake_timers()
 
     async def wait_closed(self) -> str:
         """Wait until the interface stopped on its own (device deleted, transport failed);
@@ -1190,7 +1248,7 @@ class WireGuardInterface:
 
     async def _timers(self) -> None:
         try:
-            await self._run_timers()
+            await self.port.run_timers(start=False)  # (_interface started it)
         except Exception as exc:
             # (a send the transport cannot explain, an event hook): the interface stops as it
             # does when the data path fails, and says why
@@ -1271,18 +1329,6 @@ class WireGuardInterface:
                 added,
                 back,
             )
-
-    async def _run_timers(self) -> None:
-        wg, clock, port = self.wg, self._clock, self.port
-        while True:
-            now = clock()
-            deadline = wg.get_timer()
-            if deadline is not None and deadline <= now:
-                wg.handle_timer(now)
-                port.flush_control()
-                continue
-            delay = _TIMER_TICK if deadline is None else min(deadline - now, _TIMER_TICK)
-            await anyio.sleep(max(delay, 0.001))
 
     async def _run_tunnel(self) -> None:
         try:

@@ -502,6 +502,7 @@ class WireGuard:
         self._serial = 0
         # the peers' wake-ups (see peer.py): what get_timer and handle_timer look at
         self._timers: list[tuple[float, int, Peer]] = []
+        self._earlier: Callable[[], None] | None = None
         self._allowed: AllowedIPs[Peer] = AllowedIPs()
         self._sessions: dict[int, Session] = {}
         self._handshakes: dict[int, Peer] = {}
@@ -685,6 +686,7 @@ class WireGuard:
             self._serial += 1
             peer._serial = self._serial
             peer._heap = self._timers
+            peer._earlier = self._earlier
             self._peers[pk] = peer
         else:
             if config.endpoint is not None:
@@ -709,7 +711,7 @@ class WireGuard:
             return False
         self._allowed.remove_owner(peer)
         self._zero_all(peer)
-        peer._heap = peer._wake = None  # its wake-ups are skipped
+        peer._heap = peer._wake = peer._earlier = None  # its wake-ups are skipped
         self._peers_version += 1
         return True
 
@@ -887,6 +889,21 @@ class WireGuard:
         )
 
     # -- timers -----------------------------------------------------------------------------
+
+    def on_earlier_timer(self, hook: Callable[[], None] | None) -> None:
+        """Call ``hook()`` whenever :meth:`get_timer` may have an earlier answer than it had:
+        a deadline was set before every other (a packet starting a handshake on an idle
+        interface, a keepalive becoming due, a peer added with a persistent keepalive). A timer
+        task waits on this instead of reading :meth:`get_timer` again and again.
+
+        The hook runs inside the call that set the deadline (:meth:`send_packet`,
+        :meth:`encrypt_batch`, :meth:`receive_datagram`, :meth:`handle_timer`, :meth:`get_timer`
+        itself, configuration changes) and may run when nothing moved earlier; it must not call
+        back into this object. One hook at a time: a new one replaces the last (``None``: none).
+        """
+        self._earlier = hook
+        for peer in self._peers.values():
+            peer._earlier = hook
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` should next be called, or ``None`` for never."""

@@ -20,13 +20,15 @@ deadline               fires
 The hooks that set a deadline also put the peer in the interface's heap of wake-ups (one entry
 per peer, at its earliest deadline or before it: entries left behind by a deadline moved or
 cleared are skipped when they come up), so that the interface finds the next deadline and the
-peers due without walking every peer.
+peers due without walking every peer; an entry that goes to the top of the heap calls the
+interface's timer hook (:meth:`WireGuard.on_earlier_timer`), if any.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections import deque
+from collections.abc import Callable
 
 from .constants import (
     KEEPALIVE_TIMEOUT,
@@ -64,6 +66,7 @@ class Peer:
     """
 
     __slots__ = (
+        "_earlier",
         "_heap",
         "_serial",
         "_wake",
@@ -133,6 +136,9 @@ class Peer:
         self._heap: list[tuple[float, int, Peer]] | None = None
         self._serial = 0
         self._wake: float | None = None
+        # the interface's timer hook (WireGuard.on_earlier_timer), called when an entry of this
+        # peer goes to the top of the heap
+        self._earlier: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"<Peer {self.public_key.to_base64()} endpoint={self.endpoint}>"
@@ -162,6 +168,8 @@ class Peer:
         if (wake is None or t < wake) and heap is not None:
             self._wake = t
             heapq.heappush(heap, (t, self._serial, self))
+            if heap[0][2] is self and self._earlier is not None:
+                self._earlier()
 
     # -- wireguard-go's timers* hooks ---------------------------------------------------------
 
