@@ -2,8 +2,8 @@
 
 A TUN device (``AsyncDevice``), a UDP socket (``UDPTransport``), the sans-I/O protocol
 (``WireGuard``) and the port that joins them (``WireGuardPort``) in a tunnel (``open_tunnel``),
-with a timer task of its own: what ``open_interface`` does, minus policy routing, ``wg`` control
-socket and reloads. It speaks WireGuard, so the other end may be ``wg-quick``, ``tunflow up``
+beside the port's timer task (``run_timers``): what ``open_interface`` does, minus policy
+routing, ``wg`` control socket and reloads. It speaks WireGuard, so the other end may be ``wg-quick``, ``tunflow up``
 or this program again:
 
     tunflow genkey > a.key; tunflow genkey > b.key      # (wg genkey works too)
@@ -34,21 +34,6 @@ from tunflow import DeviceBuilder
 from tunflow.pipeline import open_tunnel
 from tunflow.transport import UDPTransport
 from tunflow.wireguard import PeerConfig, PrivateKey, WireGuard, WireGuardPort
-
-
-async def run_timers(wg: WireGuard, port: WireGuardPort) -> None:
-    """Retransmits, keepalives, rekeying: ``handle_timer`` at each ``get_timer`` deadline.
-
-    Sending moves the deadline earlier (from none, ``None``, to 5 s when a packet starts a
-    handshake), so it is read again at least once a second rather than slept on whole.
-    """
-    while True:
-        deadline, now = wg.get_timer(), time.monotonic()
-        if deadline is not None and deadline <= now:
-            wg.handle_timer(now)
-            port.flush_control()  # send what the timers queued
-        else:
-            await anyio.sleep(1.0 if deadline is None else min(deadline - now, 1.0))
 
 
 async def main(key: PrivateKey, args: argparse.Namespace) -> None:
@@ -88,9 +73,8 @@ async def main(key: PrivateKey, args: argparse.Namespace) -> None:
             port = WireGuardPort(wg, udp)
             port.on_event(lambda event: print(type(event).__name__, flush=True))
             async with open_tunnel(dev, port), anyio.create_task_group() as tg:
-                tg.start_soon(run_timers, wg, port)
-                wg.start(time.monotonic())  # up: a persistent keepalive goes out now
-                port.flush_control()
+                # retransmits, keepalives, rekeying; up: a persistent keepalive goes out now
+                await tg.start(port.run_timers)
                 print("ready", name, "port", wg.listen_port, flush=True)
                 async for _ in signals:
                     break
