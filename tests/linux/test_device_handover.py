@@ -213,6 +213,50 @@ async def test_from_sync_of_a_borrowed_fd_leaves_it_open(netns: testing.Netns) -
         assert owner.name()
 
 
+@pytest.mark.anyio
+async def test_from_sync_carries_every_counter_on(netns: testing.Netns) -> None:
+    sync = DeviceBuilder().ipv4("10.61.7.1", 24).enable(False).build_sync()
+    packet = ipv4_udp("10.61.7.2", "10.61.7.1", 1, 9, b"x")
+    batch = sync.new_batch()
+    for _ in range(2):
+        batch.append(packet)
+    sync.send_batch(batch)  # the link is down: dropped and counted
+    sync.enabled(True)
+    sync.send(packet)
+    udp_send("10.61.7.2", 5000, b"in")
+    sync.recv_batch(sync.new_batch(), timeout=10)
+    before = sync.statistics()
+    assert before.tx_dropped == {"link_down": 2}
+    assert before.tx_batches and before.rx_batches and before.tx_packets and before.rx_packets
+    async with AsyncDevice.from_sync(sync) as dev:
+        assert dev.statistics() == before
+        await dev.enabled(False)
+        await dev.send_batch(batch)
+        assert dev.statistics().tx_dropped == {"link_down": 4}
+        # the closed device's counters do not follow the face that took its queue
+        assert sync.statistics().tx_dropped in ({}, {"link_down": 2})
+
+
+@pytest.mark.anyio
+async def test_a_from_sync_that_fails_leaves_no_fd_open(
+    netns: testing.Netns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sync = DeviceBuilder().ipv4("10.61.8.1", 24).build_sync()
+    name = sync.name()
+    fd = sync.fileno()
+
+    def refused(self: AsyncDevice, other: SyncDevice) -> None:
+        raise RuntimeError("take-over refused")
+
+    monkeypatch.setattr(AsyncDevice, "_take_state", refused)
+    with pytest.raises(RuntimeError, match="take-over refused"):
+        AsyncDevice.from_sync(sync)
+    _refuses_use(sync)
+    with pytest.raises(OSError):
+        os.fstat(fd)  # the queue went with the failed take-over, not leaked
+    assert name not in _links(netns)
+
+
 # -- into_fd -----------------------------------------------------------------------------------
 
 
@@ -349,6 +393,16 @@ def test_into_fd_refusals(netns: testing.Netns) -> None:
             borrowed.into_fd()
         assert borrowed.name() == owner.name()  # refused: still usable
         borrowed.close()
+        os.fstat(owner.fileno())
+
+
+@pytest.mark.anyio
+async def test_async_into_fd_of_a_borrowed_fd_is_refused(netns: testing.Netns) -> None:
+    with DeviceBuilder().build_sync() as owner:
+        async with AsyncDevice.borrow_fd(owner.fileno()) as borrowed:
+            with pytest.raises(UnsupportedError, match="borrow"):
+                borrowed.into_fd()
+            assert await borrowed.name() == owner.name()  # refused: still usable
         os.fstat(owner.fileno())
 
 
