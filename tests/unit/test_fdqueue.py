@@ -8,6 +8,7 @@ import os
 import random
 import select
 import socket
+import threading
 from collections.abc import Callable, Iterator
 
 import anyio
@@ -23,6 +24,7 @@ from tunflow import (
     PacketTooLargeError,
 )
 from tunflow.device._core import SharedInterface
+from tunflow.platform import _unix
 from tunflow.platform._unix import FdQueue
 
 
@@ -597,3 +599,41 @@ def test_a_single_send_the_kernel_finds_too_large_is_packet_too_large(
         else:
             q.send(packet)
     q.close()
+
+
+def test_detach_gives_the_fd_up_once(pair: tuple[socket.socket, socket.socket]) -> None:
+    _, b = pair
+    fd = os.dup(b.fileno())
+    closed: list[bool] = []
+    q = FdQueue(fd, on_close=lambda: closed.append(True))
+    try:
+        assert q.detach() == fd
+        os.fstat(fd)  # not closed: the caller's
+        assert closed == []  # nor its bookkeeping run
+        with pytest.raises(ClosedDeviceError):
+            q.detach()
+        with pytest.raises(ClosedDeviceError):
+            q.recv(2048)
+        q.close()  # nothing more
+        assert closed == []
+        os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
+def test_detach_returns_when_the_last_operation_lets_go(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not after its longest wait: once the operation still using the fd has let go."""
+    _, b = pair
+    monkeypatch.setattr(_unix, "DETACH_WAIT", 60.0)
+    q = FdQueue(b.fileno(), close_fd=False)
+    got: list[int] = []
+    t = threading.Thread(target=lambda: got.append(q.detach()), daemon=True)
+    with q.held():
+        t.start()
+        t.join(0.2)
+        assert t.is_alive()  # waits for the holder
+    t.join(10)
+    assert not t.is_alive()
+    assert got == [b.fileno()]
