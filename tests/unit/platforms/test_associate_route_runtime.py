@@ -115,6 +115,23 @@ def test_a_refused_route_puts_back_what_the_call_changed() -> None:
         fake.close_all()
 
 
+def test_a_refused_route_leaves_a_route_the_call_found_in_place() -> None:
+    """A subnet route that existed before the call (the user's own) is not the call's to
+    put back: a later refusal removes only the routes the call added."""
+    with pretend_platform("freebsd") as fake:
+        assert isinstance(fake, FakeSyscalls)
+        with _builder("tun6").associate_route(False).build_sync() as dev:
+            index = dev.if_index()
+            dev.add_route(ip_network("10.0.0.0/24"))  # EEXIST on the way on
+            v6 = ip_network("fd00::/64").network_address.packed
+            fake.fail("write", errno.ENOBUFS, when=lambda c: v6 in bytes(c.args[1]))
+            with pytest.raises(DeviceError):
+                dev.set_associate_route(True)
+            assert _routes(fake, index) == {ip_network("10.0.0.0/24")}
+            assert dev.associate_route() is False
+        fake.close_all()
+
+
 @pytest.mark.parametrize("platform", ["darwin", "freebsd"])
 def test_a_tap_is_always_off(platform: str) -> None:
     with pretend_platform(platform) as fake:
