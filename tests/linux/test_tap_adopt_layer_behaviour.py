@@ -4,6 +4,7 @@ when the interface is found."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import struct
@@ -12,6 +13,7 @@ import pytest
 
 from tests.helpers import adopt_or_close
 from tunflow import AsyncDevice, Layer, SyncDevice, testing
+from tunflow.platform.linux import netlink
 
 pytestmark = pytest.mark.needs_root
 
@@ -57,3 +59,31 @@ async def test_an_async_tap_fd_from_another_namespace_is_adopted_as_a_tap(
         async with adopt_or_close(AsyncDevice.from_fd, fd) as dev:
             assert dev.layer is Layer.L2
             await dev.send(_FRAME)
+
+
+IFF_VNET_HDR = 0x4000
+
+
+@pytest.mark.anyio
+async def test_a_tap_fd_whose_interface_cannot_be_asked_is_adopted_as_a_tap(
+    netns: testing.Netns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where rtnetlink is refused (a sandbox), the interface is not looked up at all: the
+    kernel's word from TUNGETIFF still makes it a TAP, on both faces, and an IFF_VNET_HDR
+    fd gets no TSO/USO (the split reads IP packets, not frames)."""
+
+    def refused(self: object) -> None:
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+    name = testing.unique_name("to")
+    fd = _raw_tap(name, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR)
+    netns.run("ip", "link", "set", name, "up")
+    monkeypatch.setattr(netlink.RtNetlink, "__init__", refused)
+    with SyncDevice.borrow_fd(fd) as dev:
+        assert dev.layer is Layer.L2
+        assert dev.offload_info.vnet_hdr
+        assert not dev.offload_info.tso and not dev.offload_info.uso
+        assert dev.send(_FRAME) == len(_FRAME)
+    async with AsyncDevice.from_fd(fd) as adev:
+        assert adev.layer is Layer.L2
+        await adev.send(_FRAME)
