@@ -4,14 +4,18 @@ says which, ``TUNGETDEVNETNS``), never a device of the same name in the caller's
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import os
 import struct
+from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import adopt_or_close
-from tunflow import ConfigError, SyncDevice, testing
+from tests.helpers import adopt_or_close, ipv4_udp
+from tunflow import ConfigError, SyncDevice, UnsupportedError, testing
+from tunflow.platform.linux import tun
 
 pytestmark = pytest.mark.needs_root
 
@@ -105,3 +109,49 @@ def test_the_framing_of_an_fd_in_another_namespace_is_checked_there(
             SyncDevice.from_fd(fd)
     finally:
         os.close(fd)
+
+
+def test_where_the_kernel_does_not_say_the_callers_namespace_is_taken(
+    netns: testing.Netns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before Linux 5.2, or without CAP_NET_ADMIN over the fd's namespace, TUNGETDEVNETNS is
+    refused: the interface is looked up here, and found when it is here."""
+    name = testing.unique_name("ns")
+    fd = _raw_tun(netns, name, IFF_TUN | IFF_NO_PI)
+    real = tun._ioctl
+
+    def ioctl(fd: int, request: int, arg: bytes | int) -> bytes | int:
+        if request == tun.TUNGETDEVNETNS:
+            raise OSError(errno.ENOTTY, os.strerror(errno.ENOTTY))
+        return real(fd, request, arg)
+
+    monkeypatch.setattr(tun, "_ioctl", ioctl)
+    with SyncDevice.from_fd(fd) as dev:
+        assert dev.name() == name
+        dev.set_mtu(1400)
+        assert _mtu(netns, name) == 1400
+
+
+def test_an_fd_whose_namespace_cannot_be_entered_is_adopted_unconfigured(
+    netns_pair: tuple[testing.Netns, testing.Netns], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    there, here = netns_pair
+    name = testing.unique_name("ns")
+    fd = _raw_tun(there, name, IFF_TUN | IFF_NO_PI)
+
+    @contextlib.contextmanager
+    def refused(target: int | str | None) -> Iterator[None]:
+        if target is not None:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        yield
+
+    there.run("ip", "link", "set", name, "up")
+    monkeypatch.setattr(tun, "entered", refused)
+    with here.entered():
+        before = _fds()
+        with SyncDevice.from_fd(fd) as dev:
+            with pytest.raises(UnsupportedError):
+                dev.name()
+            packet = ipv4_udp("10.59.1.2", "10.59.1.1", 1, 9, b"x")
+            assert dev.send(packet) == len(packet)  # the fd carries packets all the same
+        assert _fds() == before - 1
