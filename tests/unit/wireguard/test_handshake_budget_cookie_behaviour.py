@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from test_handshake_budget_behaviour import flood, handshake_work
+from test_handshake_budget_behaviour import flood, handshake_work, receive
 from wgpair import A_IP, B_IP, Pair, ip4
 
 from tunflow.packet import PacketBatch
@@ -98,3 +98,24 @@ def test_a_flood_with_a_cookie_for_every_address_gets_no_more_than_the_budget() 
     # the budget's burst, then its rate: about 2000 of the 3000
     assert 1800 <= work <= 2100
     assert s.dropped_handshake_budget == len(msgs) - work
+
+
+def test_under_load_a_flood_with_wrong_cookies_leaves_a_tenth_for_right_ones() -> None:
+    """Under load "a tenth of [the budget] is kept for messages with a valid cookie (mac2)"
+    (``dropped_handshake_budget``): a flood at one instant whose mac2 is set but wrong (a
+    cookie made up, or another address's) gets cookie replies from nine tenths of the burst
+    and no more — each reply is work, and a datagram sent to the claimed source — and the
+    last tenth is still there for messages whose cookie is right."""
+    p = Pair()
+    p.b.set_under_load(p.now, duration=60)
+    rng = random.Random(13)
+    wrong = [(d[:-16] + rng.randbytes(15) + b"\x01", a) for d, a in flood(p, 1500, seed=13)]
+    receive(p, wrong)
+    s = p.b.statistics()
+    assert s.cookie_replies_sent == 900
+    assert s.dropped_handshake_budget == 600
+    receive(p, cookie_flood(p, 150, seed=14))  # (at the same instant: no refill)
+    after = p.b.statistics()
+    assert after.cookie_replies_sent == 900  # each had its cookie
+    assert handshake_work(after) - handshake_work(s) == 100
+    assert after.dropped_handshake_budget - s.dropped_handshake_budget == 50
