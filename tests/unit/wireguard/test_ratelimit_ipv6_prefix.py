@@ -65,3 +65,11 @@ def test_under_load_ipv4_mapped_peers_with_cookies_are_not_limited_together() ->
     s = p.b.statistics()
     assert s.cookie_replies_sent == 0  # each had its cookie
     assert s.dropped_rate_limited == 0
+
+
+def test_a_source_that_keeps_sending_gets_its_rate_and_one_burst_over_seconds() -> None:
+    """20 a second, bursts of 5, also over the seconds in which idle buckets are forgotten: a
+    source sending all the time keeps its bucket (not a fresh burst a second)."""
+    limiter = _RateLimiter()
+    allowed = sum(limiter.allow("192.0.2.1", NOW + k / 100) for k in range(400))  # 4 s at 100/s
+    assert 5 + 20 * 4 - 2 <= allowed <= 5 + 20 * 4 + 1
