@@ -17,7 +17,7 @@ from wgpair import A_IP, B_IP, batch_of, ip4
 from tunflow.packet import PacketBatch
 from tunflow.transport import DatagramBatch, UDPTransport
 from tunflow.wireguard import PeerConfig, PrivateKey, WireGuard, WireGuardPort
-from tunflow.wireguard.runtime import _BACKLOG_READS, _UNDER_LOAD_FOR
+from tunflow.wireguard.runtime import _BACKLOG_READS, _SCATTER_READS, _UNDER_LOAD_FOR
 
 pytestmark = pytest.mark.anyio
 
@@ -129,6 +129,80 @@ async def test_a_lone_packets_initiation_the_full_socket_did_not_take_goes_with_
         assert delivered == [packet]
 
 
+def _in_session(
+    mine: UDPTransport, far: UDPTransport
+) -> tuple[WireGuard, WireGuard, WireGuardPort, PrivateKey]:
+    """``mine``'s interface and port, with a session to ``far``'s (its staged packet sent)."""
+    key, far_key = PrivateKey.generate(), PrivateKey.generate()
+    wg = WireGuard(key)
+    wg.add_peer(
+        PeerConfig(far_key.public_key(), endpoint=far.local_address, allowed_ips=f"{B_IP}/32")
+    )
+    other = WireGuard(far_key)
+    other.add_peer(PeerConfig(wg.public_key, allowed_ips=f"{A_IP}/32"))
+    wg.send_packet(ip4(A_IP, B_IP), 0.0)
+    for d, _ in wg.datagrams_to_send():
+        other.receive_datagram(d, mine.local_address, 0.0)
+    for d, _ in other.datagrams_to_send():
+        wg.receive_datagram(d, far.local_address, 0.0)
+    wg.datagrams_to_send()
+    return wg, other, WireGuardPort(wg, mine, mtu=1420, clock=lambda: 0.0), far_key
+
+
+def _full_once(monkeypatch: pytest.MonkeyPatch, transport: UDPTransport) -> list[bool]:
+    """The next waiting-allowed ``send_batch_nowait`` on ``transport`` meets a full socket."""
+    real = transport.send_batch_nowait
+    full = [True]
+
+    def send_batch_nowait(batch: PacketBatch, *, drop_when_full: bool = True) -> int:
+        if full[0] and not drop_when_full:
+            full[0] = False
+            return -1
+        return real(batch, drop_when_full=drop_when_full)
+
+    monkeypatch.setattr(transport, "send_batch_nowait", send_batch_nowait)
+    return full
+
+
+async def test_after_the_held_packet_went_the_same_packet_again_is_sent_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the full socket did not take goes once, with the task's send of that packet: the
+    same packet sent after it (a repeated ping) is sealed and sent anew, and counted."""
+    async with UDPTransport.bind("127.0.0.1:0") as mine, UDPTransport.bind("127.0.0.1:0") as far:
+        _, other, port, _ = _in_session(mine, far)
+        full = _full_once(monkeypatch, mine)
+        packet = ip4(A_IP, B_IP, b"p" * 60)
+        assert not port._express_send(batch_of([packet]))
+        assert not full[0]
+        await port.send_batch(batch_of([packet]))
+        await port.send_batch(batch_of([packet]))
+        datagrams = await received(far, 2)
+        opened = [p for d in datagrams for p in other.receive_datagram(d, mine.local_address, 0.0)]
+        assert opened == [packet, packet]
+        assert port.statistics().tx_packets == 2
+
+
+async def test_what_was_held_for_another_packet_is_lost_and_counted_as_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``send_batch`` of a batch that is not the held packet: what was held is lost — its
+    bytes come off the peer's transfer, as a lost datagram's do — and the batch goes as
+    usual, sealed for itself."""
+    async with UDPTransport.bind("127.0.0.1:0") as mine, UDPTransport.bind("127.0.0.1:0") as far:
+        wg, other, port, far_key = _in_session(mine, far)
+        before = wg.peer_statistics(far_key.public_key()).tx_bytes
+        full = _full_once(monkeypatch, mine)
+        assert not port._express_send(batch_of([ip4(A_IP, B_IP, b"h" * 60)]))
+        assert not full[0]
+        other_packet = ip4(A_IP, B_IP, b"o" * 90)
+        await port.send_batch(batch_of([other_packet]))
+        (datagram,) = await received(far)
+        assert other.receive_datagram(datagram, mine.local_address, 0.0) == [other_packet]
+        assert wg.peer_statistics(far_key.public_key()).tx_bytes - before == len(datagram)
+        assert port.statistics().tx_packets == 1
+
+
 def initiation(key: PrivateKey, responder: WireGuard, address: tuple[str, int]) -> bytes:
     """A fresh handshake initiation from ``key`` to ``responder`` (no cookie: mac2 empty)."""
     initiator = WireGuard(key)
@@ -222,17 +296,41 @@ async def test_receives_that_keep_finding_more_waiting_demand_cookies() -> None:
             assert reply[0] == RESPONSE
 
 
-async def test_a_receive_that_found_the_queue_empty_ends_the_row() -> None:
-    """Seven receives that found more waiting than a batch holds, then a read that found the
-    queue empty, then one more that found more waiting: not "eight receives in a row"
-    (docs/vpn.md), and an initiation behind them is answered with a handshake response."""
+async def test_eight_receives_in_a_row_that_found_more_waiting_are_enough() -> None:
+    """Exactly "eight receives in a row found more waiting than a batch holds" (docs/vpn.md):
+    the initiation queued behind them is answered with a cookie reply."""
     async with UDPTransport.bind("127.0.0.1:0", max_packets=8) as mine:
         wg = WireGuard(PrivateKey.generate())
         key = PrivateKey.generate()
         wg.add_peer(PeerConfig(key.public_key(), allowed_ips=f"{B_IP}/32"))
         port = WireGuardPort(wg, mine, mtu=1420, clock=lambda: 0.0)
         with initiator_socket(port) as s:
-            for _ in range((_BACKLOG_READS - 1) * mine.max_packets):  # seven full receives
+            for _ in range(_BACKLOG_READS * mine.max_packets):
+                s.send(b"\x04" + bytes(63))
+            reply = await answer(port, s, initiation(key, wg, mine.local_address))
+            assert mine.kernel_drops == 0
+            assert reply[0] == COOKIE_REPLY
+
+
+@pytest.mark.parametrize("reads", ["gro", "plain", "scattered"])
+async def test_a_receive_that_found_the_queue_empty_ends_the_row(reads: str) -> None:
+    """Seven receives that found more waiting than a batch holds, then a read that found the
+    queue empty, then one more that found more waiting: not "eight receives in a row"
+    (docs/vpn.md), and an initiation behind them is answered with a handshake response —
+    whichever way the socket is read (``UDP_GRO``, plain ``recvfrom``, or scattered reads
+    for native peers, 16 reads a receive)."""
+    async with UDPTransport.bind("127.0.0.1:0", max_packets=8, offload=reads != "plain") as mine:
+        if reads != "plain" and not mine.gro:
+            pytest.skip("no UDP_GRO")
+        native = reads == "scattered"
+        per_receive = _SCATTER_READS if native else mine.max_packets
+        wg = WireGuard(PrivateKey.generate())
+        key = PrivateKey.generate()
+        wg.add_peer(PeerConfig(key.public_key(), allowed_ips=f"{B_IP}/32", native_mode=native))
+        port = WireGuardPort(wg, mine, whole=native, mtu=1420, clock=lambda: 0.0)
+        assert (port._scatter is not None) == native
+        with initiator_socket(port) as s:
+            for _ in range((_BACKLOG_READS - 1) * per_receive):  # seven full receives
                 s.send(b"\x04" + bytes(63))
             quiet: list[bool] = []
 
@@ -242,7 +340,7 @@ async def test_a_receive_that_found_the_queue_empty_ends_the_row() -> None:
                 return quiet[-5:] == [True] * 5
 
             await serve(port, emptied)
-            for _ in range(mine.max_packets):  # one more full receive
+            for _ in range(per_receive):  # one more full receive
                 s.send(b"\x04" + bytes(63))
             reply = await answer(port, s, initiation(key, wg, mine.local_address))
             assert reply[0] == RESPONSE
@@ -281,3 +379,27 @@ async def test_drops_on_a_new_listen_port_socket_demand_cookies_too() -> None:
             reply = await answer(port, s, initiation(key, wg, new.local_address))
             assert 0 < new.kernel_drops < old.kernel_drops
             assert reply[0] == COOKIE_REPLY
+
+
+async def test_a_row_of_receives_on_the_old_socket_does_not_go_on_on_a_new_one() -> None:
+    """Seven receives that found more waiting on one socket, its queue then read to the end,
+    and the listen port changed: one such receive on the new socket is not the eighth "in a
+    row" — an initiation behind it is answered with a handshake response."""
+    async with (
+        UDPTransport.bind("127.0.0.1:0", max_packets=8) as old,
+        UDPTransport.bind("127.0.0.1:0", max_packets=8) as new,
+    ):
+        wg = WireGuard(PrivateKey.generate())
+        key = PrivateKey.generate()
+        wg.add_peer(PeerConfig(key.public_key(), allowed_ips=f"{B_IP}/32"))
+        port = WireGuardPort(wg, old, mtu=1420, clock=lambda: 0.0)
+        with initiator_socket(port) as s:
+            for _ in range((_BACKLOG_READS - 1) * old.max_packets):
+                s.send(b"\x04" + bytes(63))
+            await serve(port, lambda: not select.select([old.fileno()], [], [], 0)[0])
+        port.replace_transport(new)
+        with initiator_socket(port) as s:
+            for _ in range(new.max_packets):
+                s.send(b"\x04" + bytes(63))
+            reply = await answer(port, s, initiation(key, wg, new.local_address))
+            assert reply[0] == RESPONSE
