@@ -421,3 +421,56 @@ async def test_sends_find_a_link_deleted_and_made_again_under_its_name(
         assert await t.send_batch(out) == 1
         assert await t.send_batch(out) == 1
         assert t.statistics().tx_datagrams == 3
+
+
+class _PendingErrors:
+    """A connected transport's socket whose sends number ``at`` (1-based) return an earlier
+    datagram's ICMP error (``ECONNREFUSED``) instead of sending, as the kernel's do."""
+
+    def __init__(self, sock: socket.socket, at: set[int]) -> None:
+        self._sock, self._at, self.calls = sock, at, 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+    def _call(self, name: str, *args: object) -> int:
+        self.calls += 1
+        if self.calls in self._at:
+            raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+        result: int = getattr(self._sock, name)(*args)
+        return result
+
+    def send(self, *args: object) -> int:
+        return self._call("send", *args)
+
+    def sendto(self, *args: object) -> int:
+        return self._call("sendto", *args)
+
+
+@pytest.mark.parametrize("kind", ["singles", "plain"])
+async def test_each_pending_error_of_a_batch_costs_its_send_nothing(kind: str) -> None:
+    """A connected socket returns an earlier datagram's ICMP error from its next send, which
+    is tried once more: so is the next one to meet such an error after a send went — each is
+    one earlier datagram's ``unreachable`` drop, and every datagram of the batch is sent."""
+    async with (
+        UDPTransport.bind(("127.0.0.1", 0)) as rx,
+        UDPTransport.bind(("127.0.0.1", 0), peer=rx.local_address, offload=False) as tx,
+    ):
+        batch = DatagramBatch()
+        for size in (100, 200, 300) if kind == "singles" else (100, 100, 100):
+            batch.append(b"x" * size)
+        real = tx._sock
+        assert real is not None
+        scripted = _PendingErrors(real, {1, 3})
+        tx._sock = scripted  # type: ignore[assignment]
+        try:
+            sent = tx.send_batch_nowait(batch)
+        finally:
+            tx._sock = real
+        assert (sent, scripted.calls) == (3, 5)
+        assert tx.statistics().drops == {"unreachable": 2}
+        got = DatagramBatch()
+        with anyio.fail_after(5):
+            while len(got) < 3:
+                await rx.recv_batch(got)
+        assert sorted(got.lengths) == sorted(batch.lengths)
