@@ -4,6 +4,7 @@ an object that refers to itself): no ``ResourceWarning: unclosed socket``, at on
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import socket
 import subprocess
@@ -100,3 +101,32 @@ def test_a_socket_the_constructor_refuses_stays_the_callers() -> None:
         assert sock.fileno() >= 0
     finally:
         sock.close()
+
+
+def test_a_dropped_transport_is_let_go_of_by_the_loop_before_its_fd_is_closed() -> None:
+    """Collected while its asyncio loop runs (with the fd registered between waits): the
+    loop forgets the fd first, then the socket is closed — else the number, free at once,
+    goes to the next socket, and a wait on it only updates the loop's stale entry: never
+    woken."""
+
+    async def main() -> None:
+        selector = asyncio.get_running_loop()._selector  # type: ignore[attr-defined]
+        dropped = UDPTransport.bind(("127.0.0.1", 0))
+        with anyio.move_on_after(0.01):  # (a wait that registers the fd)
+            await dropped.recv_batch()
+        fd = dropped.fileno()
+        assert fd in selector.get_map()
+        _Holder(dropped)
+        del dropped
+        gc.collect()
+        await asyncio.sleep(0)
+        assert fd not in selector.get_map()
+        async with UDPTransport.bind(("127.0.0.1", 0)) as again:
+            assert again.fileno() == fd  # (the lowest free number)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+                # (sent once the receive waits)
+                asyncio.get_running_loop().call_later(0.05, peer.sendto, b"y", again.local_address)
+                with anyio.fail_after(5):
+                    assert (await again.recv_batch()).to_list() == [b"y"]
+
+    asyncio.run(main())
