@@ -95,3 +95,30 @@ def test_a_transport_dropped_under_another_loop_closes_its_socket() -> None:
     finally:
         sock.close()
         stopped.close()
+
+
+def test_close_in_the_loops_own_thread_does_it_all_at_once() -> None:
+    """In the loop's thread "all of it happens now": the fd unregistered and ``then``
+    called before ``close`` returns, not handed to the loop for later."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    waiter = ReadWaiter(sock.fileno())
+    fd = sock.fileno()
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+
+        async def main() -> None:
+            peer.sendto(b"x", sock.getsockname())
+            await waiter.wait()
+            sock.recv(16)
+            selector = asyncio.get_running_loop()._selector  # type: ignore[attr-defined]
+            assert fd in selector.get_map()
+            waiter.close(then=sock.close)
+            assert sock.fileno() == -1
+            assert fd not in selector.get_map()
+
+        asyncio.run(main())
+    finally:
+        peer.close()
+        sock.close()
