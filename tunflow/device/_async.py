@@ -140,7 +140,9 @@ class AsyncDevice(DeviceCore, UnreliableObjectStream[bytes]):
     def _adopt(
         cls, fd: int, *, close_fd: bool, layer: Layer, packet_information: bool
     ) -> AsyncDevice:
-        interface, queue = adopt_fd(fd, close_fd=close_fd, packet_information=packet_information)
+        interface, queue = adopt_fd(
+            fd, close_fd=close_fd, layer=layer, packet_information=packet_information
+        )
         real_layer = getattr(interface, "layer", None) or getattr(queue, "layer", None) or layer
         return cls(SharedInterface(interface, real_layer, packet_information), queue)
 

@@ -1029,21 +1029,24 @@ def _parse_v4(
     return iface, d
 
 
-def adopt_fd(fd: int, *, close_fd: bool, packet_information: bool) -> tuple[Any, Any]:
-    """The platform's interface (or ``None``) and queue for an fd made elsewhere.
+def adopt_fd(fd: int, *, close_fd: bool, layer: Layer, packet_information: bool) -> tuple[Any, Any]:
+    """The platform's interface (or ``None``) and queue for an fd made elsewhere, framed for
+    ``layer`` where the OS cannot tell what the fd carries.
 
     Raises:
-        ConfigError: ``fd`` is not a file descriptor number, or its framing is not what
-            ``packet_information`` says (Linux).
+        ConfigError: ``fd`` is not a file descriptor number, ``layer`` is not a
+            :class:`Layer`, or the fd's framing is not what ``packet_information`` says (Linux).
         DeviceError: the OS refused it (``EBADF`` for a closed fd; ``errno`` kept).
     """
     from .. import platform
 
     if type(fd) is not int or not 0 <= fd <= 0x7FFFFFFF:  # (a C int: else OverflowError)
         raise ConfigError(f"{fd!r} is not a file descriptor")
+    if not isinstance(layer, Layer):
+        raise ConfigError(f"layer must be Layer.L3 or Layer.L2, not {layer!r}")
     try:
         return platform.for_fd().adopt_fd(  # type: ignore[no-any-return]
-            fd, close_fd=close_fd, packet_information=packet_information
+            fd, close_fd=close_fd, layer=layer, packet_information=packet_information
         )
     except OSError as exc:
         if isinstance(exc, DeviceError):

@@ -113,16 +113,19 @@ class SyncDevice(DeviceCore):
 
         Args:
             fd: an open, readable and writable packet fd.
-            layer: what the fd carries, when tunflow cannot ask the kernel.
+            layer: what the fd carries, when tunflow cannot ask the kernel (the BSDs, Android,
+                iOS, an fd on macOS that is not a utun socket): it sets the framing too — a
+                BSD tap fd adopted as ``Layer.L2`` hands over bare Ethernet frames, one adopted
+                as ``Layer.L3`` would be taken for a tun with its 4-byte family header.
             packet_information: keep the OS's per-packet header (iOS's 4-byte family header is
                 removed by default, as on macOS); on Linux, say that the fd was opened without
                 ``IFF_NO_PI`` (its ``tun_pi`` header is handed over as it is).
 
         Raises:
-            ConfigError: ``fd`` is not a file descriptor number, or on Linux the interface's
-                framing is not what ``packet_information`` says (a tun fd opened without
-                ``IFF_NO_PI`` adopted without it, or the other way round); the fd is left
-                open, the caller's.
+            ConfigError: ``fd`` is not a file descriptor number, ``layer`` is not a
+                :class:`~tunflow.Layer`, or on Linux the interface's framing is not what
+                ``packet_information`` says (a tun fd opened without ``IFF_NO_PI`` adopted
+                without it, or the other way round); the fd is left open, the caller's.
             UnsupportedError: ``packet_information`` on Android, whose fds carry no header.
             DeviceError: the OS refused the fd (``EBADF`` for a closed one; ``errno`` kept).
         """
@@ -140,7 +143,9 @@ class SyncDevice(DeviceCore):
     def _adopt(
         cls, fd: int, *, close_fd: bool, layer: Layer, packet_information: bool
     ) -> SyncDevice:
-        interface, queue = adopt_fd(fd, close_fd=close_fd, packet_information=packet_information)
+        interface, queue = adopt_fd(
+            fd, close_fd=close_fd, layer=layer, packet_information=packet_information
+        )
         real_layer = getattr(interface, "layer", None) or getattr(queue, "layer", None) or layer
         return cls(SharedInterface(interface, real_layer, packet_information), queue)
 

@@ -4,7 +4,7 @@
 another platform's code. Each backend module provides:
 
 * ``open_device(config: DeviceConfig) -> tuple[Interface, Queue]``
-* ``adopt_fd(fd: int, *, close_fd: bool, **framing) -> tuple[Interface | None, Queue]``
+* ``adopt_fd(fd: int, *, close_fd: bool, layer: Layer, **framing) -> tuple[Interface | None, Queue]``
 
 (see :mod:`tunflow.platform._base` for :class:`Interface` and :class:`Queue`).
 """

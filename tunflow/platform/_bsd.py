@@ -1351,14 +1351,23 @@ def adopt_tun_fd(
     *,
     close_fd: bool,
     packet_information: bool,
+    layer: Layer = Layer.L3,
 ) -> tuple[None, FdQueue]:
-    """Wrap a BSD tun fd made elsewhere (4-byte header mode assumed; configure it yourself).
+    """Wrap a BSD tun or tap fd made elsewhere (configure it yourself). The kernel cannot be
+    asked which it is: ``layer`` says. A tun is assumed in 4-byte header mode; a tap carries
+    bare Ethernet frames, as a built one does.
 
     Raises:
         UnsupportedError: ``fd`` is negative.
     """
     if fd < 0:
         raise UnsupportedError("not a file descriptor")
+    tun = layer is Layer.L3
     return None, make_fd_queue(
-        syscalls, flavor, fd, af_header=not packet_information, framed=True, close_fd=close_fd
+        syscalls,
+        flavor,
+        fd,
+        af_header=tun and not packet_information,
+        framed=tun,
+        close_fd=close_fd,
     )

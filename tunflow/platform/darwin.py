@@ -566,11 +566,13 @@ def adopt_fd(
     *,
     close_fd: bool,
     packet_information: bool = False,
+    layer: Layer = Layer.L3,
     syscalls: Syscalls | None = None,
 ) -> tuple[DarwinInterface | None, FdQueue]:
     """Wrap a utun fd made elsewhere. If it is a utun control socket its interface is learnt
     (``UTUN_OPT_IFNAME``) and can be configured; the 4-byte header is removed unless
-    ``packet_information``."""
+    ``packet_information``. Another fd adopted with ``layer=Layer.L2`` (a tap character
+    device) carries bare Ethernet frames; a feth TAP has no single fd to adopt."""
     sys_ = syscalls or current_syscalls()
     iface: DarwinInterface | None = None
     try:
@@ -581,5 +583,7 @@ def adopt_fd(
             iface.destroy = None  # (the utun goes with its control socket)
     except OSError:
         iface = None
+    if iface is None and layer is Layer.L2:
+        return None, _bsd.make_fd_queue(sys_, FLAVOR, fd, af_header=False, close_fd=close_fd)
     queue = _make_queue(sys_, fd, close_fd=close_fd, packet_information=packet_information)
     return iface, queue

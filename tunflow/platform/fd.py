@@ -19,7 +19,7 @@ import struct
 from typing import Final
 
 from ..errors import UnsupportedError
-from ..netconfig.device import DeviceConfig
+from ..netconfig.device import DeviceConfig, Layer
 from ._syscalls import Syscalls, current_syscalls, quiet_closer
 from ._unix import FdQueue
 
@@ -79,11 +79,13 @@ def adopt_fd(
     *,
     close_fd: bool,
     packet_information: bool = False,
+    layer: Layer = Layer.L3,
     syscalls: Syscalls | None = None,
     platform: str | None = None,
 ) -> tuple[None, FdQueue]:
-    """Wrap ``fd``: no header on Android, the 4-byte family header on iOS. No interface: the
-    device's configuration methods raise :class:`~tunflow.UnsupportedError`.
+    """Wrap ``fd``: no header on Android, the 4-byte family header on iOS (none for
+    ``layer=Layer.L2``: bare Ethernet frames). No interface: the device's configuration methods
+    raise :class:`~tunflow.UnsupportedError`.
 
     Raises:
         UnsupportedError: ``packet_information`` on Android, whose TUN fds carry no header.
@@ -95,7 +97,7 @@ def adopt_fd(
             "adopt it without packet_information"
         )
     sys_ = syscalls or current_syscalls()
-    framing = framing_for(name, packet_information=packet_information)
+    framing = framing_for(name, packet_information=packet_information) if layer is Layer.L3 else {}
     # closed by its maker first (an Android ParcelFileDescriptor that still owned it): quiet
     closer = quiet_closer(sys_, fd) if close_fd else None
     queue = FdQueue(fd, close_fd=False, on_close=closer, **framing)  # type: ignore[arg-type]

@@ -164,13 +164,16 @@ def adopt_fd(
     *,
     close_fd: bool,
     packet_information: bool = False,
+    layer: Layer = Layer.L3,
     syscalls: Syscalls | None = None,
 ) -> tuple[None, FdQueue]:
-    """Wrap a NetBSD tun fd in ``TUNSIFHEAD`` mode made elsewhere; not configurable here."""
+    """Wrap a NetBSD tun fd in ``TUNSIFHEAD`` mode (or with ``layer=Layer.L2`` a tap fd) made
+    elsewhere; not configurable here."""
     return _bsd.adopt_tun_fd(
         syscalls or current_syscalls(),
         FLAVOR,
         fd,
         close_fd=close_fd,
         packet_information=packet_information,
+        layer=layer,
     )

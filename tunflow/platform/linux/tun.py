@@ -910,7 +910,7 @@ def _device_netns(fd: int) -> int | None:
 
 
 def adopt_fd(
-    fd: int, *, close_fd: bool, packet_information: bool = False
+    fd: int, *, close_fd: bool, packet_information: bool = False, layer: Layer = Layer.L3
 ) -> tuple[LinuxInterface | None, FdQueue]:
     """Wrap an fd made elsewhere; if it is a tun fd, learn its interface for configuration.
 
@@ -918,7 +918,9 @@ def adopt_fd(
     ``packet_information=True`` for an fd opened without ``IFF_NO_PI`` (its header is then
     handed over as it is, as ``DeviceBuilder.packet_information`` does). ``TUNGETIFF`` cannot
     tell (it reports ``IFF_NOFILTER``, of the same value as ``IFF_NO_PI``), but the interface's
-    ``IFLA_TUN_PI`` can: where it is found, a word that differs from it is refused.
+    ``IFLA_TUN_PI`` can: where it is found, a word that differs from it is refused. ``layer``
+    changes no framing here (neither a tun nor a tap fd has a header of its own); a tun fd's
+    layer is learnt from ``TUNGETIFF``, the caller's taken for any other fd.
 
     The interface is looked up by name in the namespace the kernel says it lives in
     (``TUNGETDEVNETNS``), entered for the look-up as a build in ``netns`` is; one that cannot be

@@ -47,7 +47,9 @@ def open_device(
     return open_wintun(config, sys_)
 
 
-def adopt_fd(fd: int, *, close_fd: bool, packet_information: bool = False) -> tuple[None, None]:
+def adopt_fd(
+    fd: int, *, close_fd: bool, packet_information: bool = False, layer: Layer = Layer.L3
+) -> tuple[None, None]:
     """Always raises: Windows devices are handles, not fds.
 
     Raises:
