@@ -126,7 +126,9 @@ class SyncDevice(DeviceCore):
                 :class:`~tunflow.Layer`, or on Linux the interface's framing is not what
                 ``packet_information`` says (a tun fd opened without ``IFF_NO_PI`` adopted
                 without it, or the other way round); the fd is left open, the caller's.
-            UnsupportedError: ``packet_information`` on Android, whose fds carry no header.
+            UnsupportedError: ``packet_information`` on Android, whose fds carry no header,
+                or with ``layer=Layer.L2`` where the OS puts none before a frame (the BSDs,
+                iOS, an fd on macOS that is not a utun socket); the fd is left open.
             DeviceError: the OS refused the fd (``EBADF`` for a closed one; ``errno`` kept).
         """
         return cls._adopt(fd, close_fd=True, layer=layer, packet_information=packet_information)

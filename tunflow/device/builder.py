@@ -234,7 +234,8 @@ class DeviceBuilder:
 
     def packet_information(self, enabled: bool = True) -> Self:
         """Keep the OS's packet-information header on every packet (Linux ``tun_pi``, the
-        4-byte address family on macOS/BSD). Off by default: bare packets."""
+        4-byte address family on macOS/BSD). Off by default: bare packets. A TAP has such a
+        header on Linux only: elsewhere the build raises :class:`~tunflow.UnsupportedError`."""
         return self._set(packet_information=_flag(enabled, "packet_information"))
 
     def persist(self, enabled: bool = True) -> Self:

@@ -1200,6 +1200,12 @@ def reject_linux_only(config: DeviceConfig, platform: str) -> None:
         raise UnsupportedError(f"device owner/group (TUNSETOWNER) is Linux only, not {platform}")
     if config.netns is not None:
         raise UnsupportedError(f"network namespaces are Linux only, not {platform}")
+    if config.layer is Layer.L2 and config.packet_information:
+        raise UnsupportedError(
+            f"a {platform} TAP carries no packet-information header (its frames are bare "
+            "Ethernet, as they are on Linux only with IFF_NO_PI): build it without "
+            "packet_information()"
+        )
     reject_windows_only(config, platform)
 
 
@@ -1344,6 +1350,14 @@ def build_device(
     return iface, queue
 
 
+def tap_fd_has_no_header(platform: str) -> str:
+    """Why a tap fd cannot be adopted with ``packet_information`` on ``platform``."""
+    return (
+        f"a {platform} tap fd carries no packet-information header (its frames are bare "
+        "Ethernet): adopt it without packet_information"
+    )
+
+
 def adopt_tun_fd(
     syscalls: Syscalls,
     flavor: Flavor,
@@ -1358,11 +1372,14 @@ def adopt_tun_fd(
     bare Ethernet frames, as a built one does.
 
     Raises:
-        UnsupportedError: ``fd`` is negative.
+        UnsupportedError: ``fd`` is negative, or ``packet_information`` for a tap (whose frames
+            carry no header); the fd is left open.
     """
     if fd < 0:
         raise UnsupportedError("not a file descriptor")
     tun = layer is Layer.L3
+    if not tun and packet_information:
+        raise UnsupportedError(tap_fd_has_no_header(flavor.name))
     return None, make_fd_queue(
         syscalls,
         flavor,

@@ -572,7 +572,12 @@ def adopt_fd(
     """Wrap a utun fd made elsewhere. If it is a utun control socket its interface is learnt
     (``UTUN_OPT_IFNAME``) and can be configured; the 4-byte header is removed unless
     ``packet_information``. Another fd adopted with ``layer=Layer.L2`` (a tap character
-    device) carries bare Ethernet frames; a feth TAP has no single fd to adopt."""
+    device) carries bare Ethernet frames; a feth TAP has no single fd to adopt.
+
+    Raises:
+        UnsupportedError: ``packet_information`` for an fd adopted as ``Layer.L2`` that is not
+            a utun (a tap has no header); the fd is left open.
+    """
     sys_ = syscalls or current_syscalls()
     iface: DarwinInterface | None = None
     try:
@@ -584,6 +589,8 @@ def adopt_fd(
     except OSError:
         iface = None
     if iface is None and layer is Layer.L2:
+        if packet_information:
+            raise UnsupportedError(_bsd.tap_fd_has_no_header("macOS"))
         return None, _bsd.make_fd_queue(sys_, FLAVOR, fd, af_header=False, close_fd=close_fd)
     queue = _make_queue(sys_, fd, close_fd=close_fd, packet_information=packet_information)
     return iface, queue

@@ -88,13 +88,19 @@ def adopt_fd(
     raise :class:`~tunflow.UnsupportedError`.
 
     Raises:
-        UnsupportedError: ``packet_information`` on Android, whose TUN fds carry no header.
+        UnsupportedError: ``packet_information`` on Android, whose TUN fds carry no header,
+            or on iOS with ``layer=Layer.L2`` (bare Ethernet frames).
     """
     name = _platform(platform)
     if packet_information and name == "android":
         raise UnsupportedError(
             "an Android VpnService fd carries no packet-information header to keep: "
             "adopt it without packet_information"
+        )
+    if packet_information and layer is Layer.L2 and name == "ios":
+        raise UnsupportedError(
+            "an iOS fd adopted as Layer.L2 carries no packet-information header (its frames "
+            "are bare Ethernet): adopt it without packet_information"
         )
     sys_ = syscalls or current_syscalls()
     framing = framing_for(name, packet_information=packet_information) if layer is Layer.L3 else {}
