@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tunflow import testing
+from tunflow import SyncDevice, testing
 from tunflow.packet import checksum, pseudo_header_checksum_no_fold
 
 if TYPE_CHECKING:
@@ -308,6 +308,21 @@ def adopt_or_close(adopt: Callable[..., T], fd: int, **kwargs: Any) -> T:
     except BaseException:
         os.close(fd)
         raise
+
+
+def adopt_and_close(adopt: Callable[..., SyncDevice | AsyncDevice], fd: int, **kwargs: Any) -> bool:
+    """``adopt(fd, **kwargs)`` (a device's ``from_fd`` or ``borrow_fd``), for a test that
+    expects it refused: a device made after all is closed at once, not left to a finalizer
+    that would close ``fd`` once the test had (by then maybe another file's number). Whether
+    the fd went with that device (``from_fd``'s owns it): the test must not close it again."""
+    import anyio
+
+    device = adopt(fd, **kwargs)
+    if isinstance(device, SyncDevice):
+        device.close()
+    else:
+        anyio.run(device.aclose)
+    return adopt.__name__ == "from_fd"
 
 
 def read_fd_until(fd: int, timeout: float) -> bytes:

@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from tests.helpers import adopt_or_close, udp_payload, udp_send
+from tests.helpers import adopt_and_close, adopt_or_close, udp_payload, udp_send
 from tunflow import AsyncDevice, ConfigError, SyncDevice, testing
 
 pytestmark = pytest.mark.needs_root
@@ -39,15 +39,17 @@ def test_an_fd_with_the_header_adopted_without_it_is_refused(
     # packet_information() said False
     name = testing.unique_name("pi")
     fd = _raw_tun(name, IFF_TUN)  # without IFF_NO_PI: every packet behind a tun_pi header
+    owned = False  # (by a from_fd device made after all)
     try:
         before = _fds()
         with pytest.raises(ConfigError, match="packet_information=True"):
-            getattr(face, adopt)(fd)
+            owned = adopt_and_close(getattr(face, adopt), fd)
         assert _fds() == before  # nothing of the attempt left open
         os.fstat(fd)  # still the caller's
         assert os.get_blocking(fd)
     finally:
-        os.close(fd)
+        if not owned:
+            os.close(fd)
 
 
 @pytest.mark.parametrize("adopt", ["from_fd", "borrow_fd"])
@@ -57,12 +59,14 @@ def test_an_fd_without_the_header_adopted_with_it_is_refused(
     # was: adopted; each packet's first 4 bytes were taken for a header the fd does not carry
     name = testing.unique_name("pi")
     fd = _raw_tun(name, IFF_TUN | IFF_NO_PI)
+    owned = False  # (by a from_fd device made after all)
     try:
         with pytest.raises(ConfigError, match="IFF_NO_PI"):
-            getattr(SyncDevice, adopt)(fd, packet_information=True)
+            owned = adopt_and_close(getattr(SyncDevice, adopt), fd, packet_information=True)
         os.fstat(fd)
     finally:
-        os.close(fd)
+        if not owned:
+            os.close(fd)
 
 
 def test_matching_framing_is_adopted(netns: testing.Netns) -> None:

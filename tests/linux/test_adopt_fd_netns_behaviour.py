@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import adopt_or_close, ipv4_udp
+from tests.helpers import adopt_and_close, adopt_or_close, ipv4_udp
 from tunflow import ConfigError, SyncDevice, UnsupportedError, testing
 from tunflow.platform.linux import tun
 
@@ -104,11 +104,13 @@ def test_the_framing_of_an_fd_in_another_namespace_is_checked_there(
     there, here = netns_pair
     name = testing.unique_name("ns")
     fd = _raw_tun(there, name, IFF_TUN)
+    owned = False  # (by a from_fd device made after all)
     try:
         with here.entered(), pytest.raises(ConfigError, match="packet_information=True"):
-            SyncDevice.from_fd(fd)
+            owned = adopt_and_close(SyncDevice.from_fd, fd)
     finally:
-        os.close(fd)
+        if not owned:
+            os.close(fd)
 
 
 def test_where_the_kernel_does_not_say_the_callers_namespace_is_taken(

@@ -12,7 +12,7 @@ import struct
 
 import pytest
 
-from tests.helpers import udp_payload, udp_send
+from tests.helpers import adopt_and_close, udp_payload, udp_send
 from tunflow import SyncDevice, UnsupportedError, testing
 from tunflow.platform.linux import netlink
 
@@ -77,9 +77,11 @@ def test_running_out_of_fds_is_still_an_error(
         raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
 
     monkeypatch.setattr(netlink.RtNetlink, "__init__", exhausted)
+    owned = False  # (by a from_fd device made after all)
     try:
         with pytest.raises(OSError) as info:
-            SyncDevice.from_fd(fd)
+            owned = adopt_and_close(SyncDevice.from_fd, fd)
         assert info.value.errno == errno.EMFILE
     finally:
-        os.close(fd)
+        if not owned:
+            os.close(fd)
