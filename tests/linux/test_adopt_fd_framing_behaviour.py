@@ -72,8 +72,12 @@ def test_an_fd_without_the_header_adopted_with_it_is_refused(
 def test_matching_framing_is_adopted(netns: testing.Netns) -> None:
     name = testing.unique_name("pi")
     fd = _raw_tun(name, IFF_TUN)
-    netns.run("ip", "addr", "add", "10.58.0.1/24", "dev", name)
-    netns.run("ip", "link", "set", name, "up")
+    try:
+        netns.run("ip", "addr", "add", "10.58.0.1/24", "dev", name)
+        netns.run("ip", "link", "set", name, "up")
+    except BaseException:
+        os.close(fd)
+        raise
     with adopt_or_close(SyncDevice.from_fd, fd, packet_information=True) as dev:
         assert dev.packet_information()
         udp_send("10.58.0.2", 5000, b"pi")

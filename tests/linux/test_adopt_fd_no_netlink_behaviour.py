@@ -42,16 +42,16 @@ def test_an_fd_is_adopted_where_rtnetlink_is_refused(
     # which needs no rtnetlink to carry packets, was not adopted
     name = testing.unique_name("nl")
     fd = _raw_tun(name)
-    netns.run("ip", "addr", "add", "10.64.0.1/24", "dev", name)
-    netns.run("ip", "link", "set", name, "up")
-
-    def refused(self: object) -> None:
-        raise OSError(refusal, os.strerror(refusal))
-
-    monkeypatch.setattr(netlink.RtNetlink, "__init__", refused)
-    before = _fds()
     owned = False  # (by the device: from_fd's, once it is made)
     try:
+        netns.run("ip", "addr", "add", "10.64.0.1/24", "dev", name)
+        netns.run("ip", "link", "set", name, "up")
+
+        def refused(self: object) -> None:
+            raise OSError(refusal, os.strerror(refusal))
+
+        monkeypatch.setattr(netlink.RtNetlink, "__init__", refused)
+        before = _fds()
         with getattr(SyncDevice, adopt)(fd) as dev:
             owned = adopt == "from_fd"
             with pytest.raises(UnsupportedError, match="rtnetlink"):
