@@ -431,9 +431,10 @@ async def assert_a_new_socket_is_waited_on() -> None:
         b.close()
 
 
-def sigterm_ignoring(ns: testing.Netns) -> subprocess.Popen[bytes]:
+def sigterm_ignoring(ns: testing.Netns, timeout: float = 30.0) -> subprocess.Popen[bytes]:
     """A Python process in ``ns`` that ignores SIGTERM, returned once it does (its stdout a
-    pipe)."""
+    pipe). One that has not said so ``timeout`` seconds on, or ended first, is killed and
+    reaped, and an AssertionError says which."""
     proc = ns.popen(
         [
             sys.executable,
@@ -446,7 +447,15 @@ def sigterm_ignoring(ns: testing.Netns) -> subprocess.Popen[bytes]:
         stdout=subprocess.PIPE,
     )
     assert proc.stdout is not None
-    proc.stdout.readline()  # SIGTERM is ignored from here on
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    said = proc.stdout.readline() if ready else b""  # SIGTERM is ignored from here on
+    if said != b"\n":
+        reap([proc])
+        raise AssertionError(
+            f"the SIGTERM-ignoring child ended first (status {proc.returncode})"
+            if ready
+            else f"the SIGTERM-ignoring child said nothing in {timeout} s: killed"
+        )
     return proc
 
 
