@@ -665,13 +665,19 @@ class WireGuardPort:
                 persistent keepalive send one now); ``False`` when that was done already.
 
         Raises:
-            RuntimeError: this port's timers run already.
+            RuntimeError: this port's timers run already, or another hook has the protocol
+                object's (:meth:`WireGuard.on_earlier_timer`: another port's timer task).
             Exception: what :meth:`WireGuard.handle_timer` and :meth:`flush_control` raise (an
                 event hook's error, a send error that no datagram loss explains).
         """
         if self._timers_moved is not None:
             raise RuntimeError(f"{self.name}: its timers run already")
         wg, clock = self.wg, self._clock
+        if wg._earlier is not None:  # (another port's timer task, or a hook of the user's)
+            raise RuntimeError(
+                f"{self.name}: the protocol object's timer hook is taken (on_earlier_timer): "
+                "one timer task per WireGuard"
+            )
         moved = self._timers_moved = anyio.Event()
         wg.on_earlier_timer(self._wake_timers)
         try:
@@ -685,6 +691,7 @@ class WireGuardPort:
                 if deadline is not None and deadline <= now:
                     wg.handle_timer(now)
                     self.flush_control()
+                    await anyio.lowlevel.checkpoint()  # (rounds back to back: let the rest run)
                     continue
                 if moved.is_set():  # (by what get_timer just re-armed: already in deadline)
                     moved = self._timers_moved = anyio.Event()
