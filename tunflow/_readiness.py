@@ -174,11 +174,13 @@ class ReadWaiter:
         read until the fd has nothing (or return ``False``: the caller reads). On trio this
         is :meth:`wait`: ``step`` is never called.
         """
+        # (``None`` unless another task serves: a wait refused as busy leaves that one's step)
+        previous = self._step
         self._step = step
         try:
             await self.wait()
         finally:
-            self._step = None
+            self._step = previous
 
     def _ready(self) -> None:
         future = self._future

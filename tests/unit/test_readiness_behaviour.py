@@ -132,3 +132,36 @@ async def test_a_close_from_another_thread_is_handed_to_the_loop(
     assert not waiter.serves
     with pytest.raises(anyio.ClosedResourceError):
         await waiter.serve(lambda: True)
+
+
+async def test_a_serve_refused_as_busy_leaves_the_serving_tasks_step(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    # "one task at a time": a second serve raises BusyResourceError and changes nothing — the
+    # first goes on calling its step without waking
+    if _on_trio():
+        pytest.skip("trio has no reader callbacks: serve never steps")
+    a, b = pair
+    waiter = ReadWaiter(b.fileno())
+    a.send(b"0")
+    with anyio.fail_after(10):
+        await waiter.wait()
+    assert b.recv(10) == b"0"
+    steps: list[bytes] = []
+
+    def step() -> bool:
+        steps.append(b.recv(10))
+        return True
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter.serve, step)
+            await anyio.wait_all_tasks_blocked()
+            with pytest.raises(anyio.BusyResourceError):
+                await waiter.serve(lambda: False)
+            a.send(b"1")
+            while not steps:  # noqa: ASYNC110 - a callback the loop runs, no event to wait on
+                await anyio.sleep(0.001)
+            tg.cancel_scope.cancel()
+    assert steps == [b"1"]
+    waiter.close()
