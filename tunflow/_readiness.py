@@ -145,10 +145,10 @@ class ReadWaiter:
             self._loop = loop
             self._skip = False
             self._repeats = _selector_loop(loop)
-        future = self._future = loop.create_future()
         if not self._registered:
             loop.add_reader(self.fd, self._ready)
             self._registered = True
+        future = self._future = loop.create_future()
         self._waiting = True
         try:
             await future

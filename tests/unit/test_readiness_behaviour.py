@@ -5,6 +5,8 @@ close from another thread handed to the loop."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -165,3 +167,25 @@ async def test_a_serve_refused_as_busy_leaves_the_serving_tasks_step(
             tg.cancel_scope.cancel()
     assert steps == [b"1"]
     waiter.close()
+
+
+async def test_a_wait_that_could_not_register_the_fd_leaves_close_nothing_to_fail(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    # a wait whose add_reader raised (a bad fd) raises that and waits on nothing: a close after
+    # it must not set ClosedResourceError on a future nobody awaits ("Future exception was
+    # never retrieved", reported by the loop)
+    if _on_trio():
+        pytest.skip("trio's waits register nothing between them")
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    _, b = pair
+    fd = os.dup(b.fileno())
+    waiter = ReadWaiter(fd)
+    os.close(fd)
+    with pytest.raises((OSError, ValueError)):
+        await waiter.wait()
+    waiter.close()
+    gc.collect()
+    assert reported == []
