@@ -189,3 +189,71 @@ async def test_a_wait_that_could_not_register_the_fd_leaves_close_nothing_to_fai
     waiter.close()
     gc.collect()
     assert reported == []
+
+
+async def test_a_cancelled_wait_is_no_wake(pair: tuple[socket.socket, socket.socket]) -> None:
+    # ``armed`` turns False only for a report passed over right after a wake: data coming
+    # after a cancelled wait, with nobody waiting, is not that
+    a, b = pair
+    waiter = ReadWaiter(b.fileno())
+    with anyio.move_on_after(0.05):
+        await waiter.wait()
+    a.send(b"x")
+    for _ in range(10):  # loop turns with the datagram unread and nobody waiting
+        await anyio.sleep(0.005)
+    assert waiter.armed
+    with anyio.fail_after(10):
+        await waiter.wait()
+    assert b.recv(10) == b"x"
+    waiter.close()
+
+
+async def test_a_close_in_the_turn_a_wait_was_cancelled_raises_nothing(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    # the waiting task is cancelled and the waiter closed before that task resumes: the close
+    # succeeds and the task ends cancelled
+    _, b = pair
+    waiter = ReadWaiter(b.fileno())
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter.wait)
+            await anyio.wait_all_tasks_blocked()
+            tg.cancel_scope.cancel()
+            waiter.close()
+            anyio.notify_closing(b)
+
+
+async def test_a_close_in_the_loops_thread_happens_now(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    # "In the loop's thread all of it happens now"
+    a, b = pair
+    waiter = ReadWaiter(b.fileno())
+    a.send(b"x")
+    with anyio.fail_after(10):
+        await waiter.wait()
+    ran: list[int] = []
+    waiter.close(then=lambda: ran.append(1))
+    assert ran == [1]
+
+
+def test_a_close_handed_to_a_loop_that_closed_meanwhile_still_calls_then() -> None:
+    # from another thread, the loop running when looked at and closed before the hand-over:
+    # nothing is registered any more, and the fd is closed all the same
+    class Closing:
+        def is_closed(self) -> bool:
+            return False
+
+        def is_running(self) -> bool:
+            return True
+
+        def call_soon_threadsafe(self, callback: Any) -> None:
+            raise RuntimeError("Event loop is closed")
+
+    waiter = ReadWaiter(-1)
+    waiter._loop = Closing()  # type: ignore[assignment]
+    ran: list[int] = []
+    waiter.close(then=lambda: ran.append(1))
+    assert ran == [1]
+    assert not waiter.serves
