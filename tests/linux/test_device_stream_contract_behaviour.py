@@ -12,6 +12,7 @@ import pytest
 from anyio.streams.stapled import StapledObjectStream
 
 from tests.helpers import drain, ipv4_udp, no_ipv6, udp_payload, udp_send
+from tests.unit.test_readiness import _on_uvloop
 from tunflow import AsyncDevice, DeviceAttribute, DeviceBuilder, DeviceGoneError, testing
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.anyio]
@@ -164,3 +165,77 @@ async def test_stapled_and_pumped_through_a_memory_stream(netns: testing.Netns) 
     assert dev.statistics().tx_packets == 1
     with pytest.raises(anyio.ClosedResourceError):
         await stream.receive()
+
+
+async def test_every_receiver_that_found_the_device_gone_leaves_readable_working(
+    netns: testing.Netns,
+) -> None:
+    no_ipv6(netns)
+    name = testing.unique_name("s")
+    async with DeviceBuilder().name(name).ipv4("10.211.6.1", 24).build_async() as dev:
+        with anyio.fail_after(10):
+            await anyio.run_process(netns.cmd("ip", "link", "del", name))
+            # each renews the registration uvloop dropped on the deletion (see
+            # test_readable_after_a_read_found_the_device_gone_returns)
+            for receive in _receivers(dev).values():
+                await dev.readable()
+                with pytest.raises(DeviceGoneError):
+                    await receive()
+
+
+async def test_readable_after_a_passed_over_report_waits_once_a_read_found_nothing(
+    netns: testing.Netns,
+) -> None:
+    # uvloop reported the fd to nobody right after a wake (its only report, if of an error):
+    # readable() says readable without waiting, and re-arms — once a read found nothing, the
+    # next readable() waits again instead of spinning
+    if not _on_uvloop():
+        pytest.skip("only uvloop passes a report over (selector loops report every turn)")
+    no_ipv6(netns)
+    name = testing.unique_name("s")
+    async with DeviceBuilder().name(name).ipv4("10.211.7.1", 24).build_async() as dev:
+        drain(dev)
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(dev.recv_batch)
+                await anyio.wait_all_tasks_blocked()
+                udp_send("10.211.7.2", 5000, b"x")
+        dev._reader._ready()  # the loop reports the fd to nobody, right after the wake
+        await dev.readable()
+        with pytest.raises(anyio.WouldBlock):
+            dev.receive_nowait()
+        with anyio.move_on_after(0.3) as scope:
+            await dev.readable()  # nothing there: this one waits
+        assert scope.cancelled_caught
+
+
+async def test_recv_batch_after_readable_saw_the_deletion_raises(netns: testing.Netns) -> None:
+    # what woke readable() is read by the recv_batch that follows, which must not wait first
+    # (uvloop reported the deletion once, to that readable())
+    no_ipv6(netns)
+    name = testing.unique_name("s")
+    async with DeviceBuilder().name(name).ipv4("10.211.9.1", 24).build_async() as dev:
+        drain(dev)
+        with anyio.fail_after(10):
+            udp_send("10.211.9.2", 5000, b"x")
+            assert len(await dev.recv_batch()) == 1  # a lone packet: the next call waits first
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(dev.readable)
+                await anyio.wait_all_tasks_blocked()
+                await anyio.run_process(netns.cmd("ip", "link", "del", name))
+            with pytest.raises(DeviceGoneError):
+                await dev.recv_batch()
+
+
+async def test_readable_after_writable_saw_the_device_gone(netns: testing.Netns) -> None:
+    # writable() dropped the poll uvloop closed on the deletion: readable() is woken again
+    no_ipv6(netns)
+    name = testing.unique_name("s")
+    async with DeviceBuilder().name(name).ipv4("10.211.10.1", 24).build_async() as dev:
+        with anyio.fail_after(10):
+            await anyio.run_process(netns.cmd("ip", "link", "del", name))
+            await dev.readable()
+            await dev.writable()
+            await dev.readable()
+            with pytest.raises(DeviceGoneError):
+                dev.receive_nowait()
