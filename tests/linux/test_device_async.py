@@ -776,3 +776,22 @@ async def test_send_nowait_checks_the_packet_as_send_does(netns: testing.Netns) 
             dev.send_nowait(b"\x00\x01\x02\x03")
         dev.send_nowait(ipv4_udp("10.177.0.2", "10.177.0.1", 1, 2, b"x"))
         assert dev.statistics().tx_packets == 1
+
+
+async def test_a_batch_without_room_after_a_lone_packet_raises_at_once(
+    netns: testing.Netns,
+) -> None:
+    # recv_batch waits first only when the call would not raise at once: a batch without
+    # room raises ValueError now, not once a packet arrives
+    no_ipv6(netns)
+    name = testing.unique_name("s")
+    async with DeviceBuilder().name(name).ipv4("10.211.8.1", 24).build_async() as dev:
+        drain(dev)
+        with anyio.fail_after(10):
+            udp_send("10.211.8.2", 5000, b"x")
+            batch = await dev.recv_batch()
+            assert len(batch) == 1
+            full = PacketBatch(max_packets=1)
+            full.append(ipv4_udp("10.211.8.2", "10.211.8.1", 1, 9, b"y"))
+            with pytest.raises(ValueError, match="no room"):
+                await dev.recv_batch(full)  # nothing is queued: a wait would be for ever
