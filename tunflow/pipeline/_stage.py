@@ -420,7 +420,9 @@ class StageBase:
         """Called once after the last batch, also on cancellation (keep it short)."""
 
     async def on_timer(self) -> None:
-        """Called every :attr:`timer_interval` seconds while the pipeline runs."""
+        """Called :attr:`timer_interval` seconds after the start, then that long after each
+        return, while the pipeline runs (cancelled when it stops: one that waits for deadlines
+        of its own may run until then)."""
 
     def delay(self) -> float:
         """Seconds the worker should wait before reading its next batch (0: none; at most

@@ -10,7 +10,7 @@ The stage wraps the same batch functions as :func:`~tunflow.wireguard.open_inter
 IP packets into a :class:`~tunflow.datagram.DatagramBatch` of sealed datagrams (handshake
 initiations appended), inbound the reverse. Handshake answers found while decrypting are sent
 back through the transport the datagrams came from (``DatagramBatch.origin``); retransmissions
-and keepalives run from the stage's timer. ``open_interface`` is the complete VPN (device
+and keepalives go out when due, from the stage's :meth:`~WireGuardStage.on_timer`. ``open_interface`` is the complete VPN (device
 addresses, routes, the ``wg`` control socket); this stage is the building block.
 
 Options (TOML)::
@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import anyio
 import attrs
 
 from ..datagram import DatagramBatch
@@ -38,6 +39,9 @@ from .protocol import MAX_NATIVE_PLAINTEXT, InterfaceConfig, WireGuard
 __all__ = ["WireGuardStage", "WireGuardStageOptions"]
 
 _CONTROL_CAPACITY = 256 * 1024
+#: The longest on_timer sleeps (seconds) before it takes the protocol's events again: they wait
+#: in an unbounded queue, and nothing else takes them.
+_IDLE_WAKE = 5.0
 
 
 @attrs.frozen
@@ -101,6 +105,10 @@ class WireGuardStage(StageBase):
         self._pending: list[tuple[bytes, Any]] = []
         self._ctl = DatagramBatch(_CONTROL_CAPACITY)
         self._running = 0  # pipelines started and not stopped (a Tunnel's two share the stage)
+        # on_timer runs (one per pipeline sharing the stage); set when the protocol's next
+        # deadline may have moved earlier, which every one of them waits on
+        self._timer_loops = 0
+        self._timers_moved: anyio.Event | None = None
 
     @classmethod
     def for_protocol(cls, wg: WireGuard, *, name: str | None = None) -> WireGuardStage:
@@ -242,15 +250,45 @@ class WireGuardStage(StageBase):
             origin.on_unsent = None  # (the transport may serve on without the stage)
 
     async def on_timer(self) -> None:
-        """Retransmissions, keepalives, rekeying: whatever the protocol's deadlines ask."""
+        """Retransmissions, keepalives, rekeying: whatever the protocol's deadlines ask, each
+        when it is due. Runs until the pipeline stops (the engine's first call comes
+        :attr:`timer_interval` after the start, and again that long after it raised): sleeps
+        until the next deadline, woken when one is set earlier meanwhile — a packet starting a
+        handshake on an idle interface (:meth:`WireGuard.on_earlier_timer`, held while it
+        runs) — and at least every few seconds to take the protocol's events."""
         wg = self.wg
-        now = time.monotonic()
-        deadline = wg.get_timer()
-        if deadline is not None and deadline <= now:
-            wg.handle_timer(now)
-            self._flush()
-        while wg.next_event() is not None:
-            pass
+        moved = self._timers_moved
+        if moved is None:
+            moved = self._timers_moved = anyio.Event()
+        self._timer_loops += 1
+        wg.on_earlier_timer(self._wake_timers)
+        try:
+            while True:
+                now = time.monotonic()
+                deadline = wg.get_timer()
+                if deadline is not None and deadline <= now:
+                    wg.handle_timer(now)
+                    self._flush()
+                    continue
+                while wg.next_event() is not None:
+                    pass
+                moved = self._timers_moved or moved
+                if moved.is_set():  # (by what get_timer just re-armed: already in deadline)
+                    moved = self._timers_moved = anyio.Event()
+                wait = _IDLE_WAKE if deadline is None else min(deadline - now, _IDLE_WAKE)
+                with anyio.move_on_after(max(wait, 1e-3)):
+                    await moved.wait()
+        finally:
+            self._timer_loops -= 1
+            if not self._timer_loops:
+                wg.on_earlier_timer(None)
+                self._timers_moved = None
+
+    def _wake_timers(self) -> None:
+        """Have :meth:`on_timer` read the next deadline again."""
+        moved = self._timers_moved
+        if moved is not None:
+            moved.set()
 
     def statistics(self) -> StageStatistics:
         s = self.wg.statistics()
