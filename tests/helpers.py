@@ -21,6 +21,8 @@ from tunflow import SyncDevice, testing
 from tunflow.packet import checksum, pseudo_header_checksum_no_fold
 
 if TYPE_CHECKING:
+    import pytest
+
     from tunflow import AsyncDevice
     from tunflow.wireguard.protocol import DeviceInfo
 
@@ -483,3 +485,35 @@ def child_processes() -> set[int]:
             if fields[1] == me:
                 out.add(int(entry))
     return out
+
+
+def install_stage_plugins(
+    directory: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    distribution: str,
+    entry_points: str,
+    files: dict[str, str],
+    *,
+    metadata: str = "",
+) -> None:
+    """Install ``distribution`` 1.0 in ``directory`` (a dist-info whose METADATA ends with the
+    lines ``metadata``, whose ``tunflow.stages`` entry points are the lines ``entry_points``),
+    with ``files`` (paths relative to ``directory``, and their text) beside it; put
+    ``directory`` first on this process's sys.path and give the test a plugin registry that
+    has found nothing yet."""
+    from tunflow.pipeline import GROUP, _plugins
+
+    info = directory / f"{distribution.replace('-', '_')}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 1.0\n{metadata}"
+    )
+    (info / "entry_points.txt").write_text(f"[{GROUP}]\n{entry_points}")
+    for relative, text in files.items():
+        path = directory / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    monkeypatch.syspath_prepend(str(directory))
+    monkeypatch.setattr(_plugins, "_cache", None)
+    monkeypatch.setattr(_plugins, "_loaded", {})
+    monkeypatch.setattr(_plugins, "_clashes", {})

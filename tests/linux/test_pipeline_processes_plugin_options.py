@@ -12,9 +12,9 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.helpers import child_processes
+from tests.helpers import child_processes, install_stage_plugins
 from tunflow import ConfigError, DeviceBuilder, testing
-from tunflow.pipeline import GROUP, StageSpec, _plugins, open_pipeline
+from tunflow.pipeline import StageSpec, open_pipeline
 
 from .pipeline_topology import wait_until
 
@@ -58,17 +58,13 @@ def anyio_backend() -> str:
 def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
     """The ``modal`` stage plugin, installed (a dist-info) in ``tmp_path``, which only this
     process's sys.path names; its module, imported."""
-    info = tmp_path / "tunflow_test_modal-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: tunflow-test-modal\nVersion: 1.0\n"
+    install_stage_plugins(
+        tmp_path,
+        monkeypatch,
+        "tunflow-test-modal",
+        f"modal = {_MODULE}:Modal\n",
+        {f"{_MODULE}.py": _SOURCE},
     )
-    (info / "entry_points.txt").write_text(f"[{GROUP}]\nmodal = {_MODULE}:Modal\n")
-    (tmp_path / f"{_MODULE}.py").write_text(_SOURCE)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(_plugins, "_cache", None)
-    monkeypatch.setattr(_plugins, "_loaded", {})
-    monkeypatch.setattr(_plugins, "_clashes", {})
     try:
         yield __import__(_MODULE)
     finally:

@@ -10,8 +10,9 @@ from pathlib import Path
 import anyio
 import pytest
 
+from tests.helpers import install_stage_plugins
 from tunflow import DeviceBuilder, testing
-from tunflow.pipeline import GROUP, StageSpec, WorkerError, _plugins, open_pipeline
+from tunflow.pipeline import StageSpec, WorkerError, open_pipeline
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.anyio]
 
@@ -41,17 +42,13 @@ def anyio_backend() -> str:
 @pytest.fixture
 def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The ``fails_to_start`` stage plugin, installed (a dist-info) in ``tmp_path``."""
-    info = tmp_path / "tunflow_test_failing-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: tunflow-test-failing\nVersion: 1.0\n"
+    install_stage_plugins(
+        tmp_path,
+        monkeypatch,
+        "tunflow-test-failing",
+        f"fails_to_start = {_MODULE}:FailsToStart\n",
+        {f"{_MODULE}.py": _SOURCE},
     )
-    (info / "entry_points.txt").write_text(f"[{GROUP}]\nfails_to_start = {_MODULE}:FailsToStart\n")
-    (tmp_path / f"{_MODULE}.py").write_text(_SOURCE)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(_plugins, "_cache", None)
-    monkeypatch.setattr(_plugins, "_loaded", {})
-    monkeypatch.setattr(_plugins, "_clashes", {})
     try:
         yield
     finally:

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import install_stage_plugins
 from tunflow import PluginError
 from tunflow.cli import main
-from tunflow.pipeline import _plugins, load_stage_class
-
-GROUP = "tunflow.stages"
+from tunflow.pipeline import load_stage_class
 
 
 @pytest.fixture
@@ -22,25 +21,21 @@ def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A distribution ``zz-dist`` whose ``fancy`` extra requires ``present_dep`` (installed
     here, without a ``sub`` module) and ``base_dep`` (also a base requirement, not
     installed)."""
-    info = tmp_path / "zz_dist-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: zz-dist\nVersion: 1.0\nProvides-Extra: fancy\n"
+    install_stage_plugins(
+        tmp_path,
+        monkeypatch,
+        "zz-dist",
+        "zz_old_dep = zz_old_dep_mod:Stage\nzz_no_base = zz_no_base_mod:Stage\n",
+        {
+            "present_dep/__init__.py": "",
+            "zz_old_dep_mod.py": "import present_dep.sub\n",
+            "zz_no_base_mod.py": "import base_dep\n",
+        },
+        metadata="Provides-Extra: fancy\n"
         "Requires-Dist: base_dep>=1\n"
         "Requires-Dist: base_dep[speed]>=1; extra == 'fancy'\n"
-        "Requires-Dist: present_dep>=2; extra == 'fancy'\n"
+        "Requires-Dist: present_dep>=2; extra == 'fancy'\n",
     )
-    (info / "entry_points.txt").write_text(
-        f"[{GROUP}]\nzz_old_dep = zz_old_dep_mod:Stage\nzz_no_base = zz_no_base_mod:Stage\n"
-    )
-    (tmp_path / "present_dep").mkdir()
-    (tmp_path / "present_dep" / "__init__.py").write_text("")
-    (tmp_path / "zz_old_dep_mod.py").write_text("import present_dep.sub\n")
-    (tmp_path / "zz_no_base_mod.py").write_text("import base_dep\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(_plugins, "_cache", None)
-    monkeypatch.setattr(_plugins, "_loaded", {})
-    monkeypatch.setattr(_plugins, "_clashes", {})
     return tmp_path
 
 

@@ -15,7 +15,7 @@ import attrs
 import dpkt
 import pytest
 
-from tests.helpers import ROOT, ipv4_udp
+from tests.helpers import ROOT, install_stage_plugins, ipv4_udp
 from tunflow import ConfigError, PluginError
 from tunflow.config import loads_config
 from tunflow.packet import checksum
@@ -128,24 +128,19 @@ def test_a_plugin_missing_an_extra_says_which_extra_installs_it(
 ) -> None:
     """A plain `pip install tunflow` then `tunflow stages` said the built-in wireguard stage
     "failed to load: ModuleNotFoundError: No module named 'cryptography'", as if broken."""
-    from tunflow.pipeline import _plugins
-
-    info = tmp_path / "needs_extra-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: needs-extra\nVersion: 1.0\nProvides-Extra: fancy\n"
+    install_stage_plugins(
+        tmp_path,
+        monkeypatch,
+        "needs-extra",
+        "needs_extra = needs_extra_mod:Stage\nbroken = broken_mod:Stage\n",
+        {
+            "needs_extra_mod.py": "import not_installed_dep.sub\n",
+            "broken_mod.py": "import not_a_requirement_either\n",
+        },
+        metadata="Provides-Extra: fancy\n"
         "Requires-Dist: attrs>=23\n"
-        "Requires-Dist: Not-Installed.Dep>=1; python_version >= '3.8' and extra == 'fancy'\n"
+        "Requires-Dist: Not-Installed.Dep>=1; python_version >= '3.8' and extra == 'fancy'\n",
     )
-    (info / "entry_points.txt").write_text(
-        f"[{GROUP}]\nneeds_extra = needs_extra_mod:Stage\nbroken = broken_mod:Stage\n"
-    )
-    (tmp_path / "needs_extra_mod.py").write_text("import not_installed_dep.sub\n")
-    (tmp_path / "broken_mod.py").write_text("import not_a_requirement_either\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(_plugins, "_cache", None)
-    monkeypatch.setattr(_plugins, "_loaded", {})
-    monkeypatch.setattr(_plugins, "_clashes", {})
     with pytest.raises(
         PluginError,
         match=r"^stage plugin 'needs_extra' \(needs_extra_mod:Stage, from needs-extra 1\.0\) "

@@ -10,30 +10,27 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import install_stage_plugins
 from tunflow import PluginError
 from tunflow.cli import main
-from tunflow.pipeline import _plugins, load_stage_class
-
-GROUP = "tunflow.stages"
+from tunflow.pipeline import load_stage_class
 
 
 def _install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, broken: bool) -> None:
-    info = tmp_path / "needs_extra-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: needs-extra\nVersion: 1.0\nProvides-Extra: fancy\n"
-        "Requires-Dist: Not-Installed.Dep>=1; extra == 'fancy'\n"
-    )
-    entry_points = f"[{GROUP}]\nzz_needs_extra = needs_extra_mod:Stage\n"
+    entry_points = "zz_needs_extra = needs_extra_mod:Stage\n"
     if broken:
         entry_points += "zz_broken = broken_mod:Stage\n"
-    (info / "entry_points.txt").write_text(entry_points)
-    (tmp_path / "needs_extra_mod.py").write_text("import not_installed_dep\n")
-    (tmp_path / "broken_mod.py").write_text("import not_a_requirement_either\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(_plugins, "_cache", None)
-    monkeypatch.setattr(_plugins, "_loaded", {})
-    monkeypatch.setattr(_plugins, "_clashes", {})
+    install_stage_plugins(
+        tmp_path,
+        monkeypatch,
+        "needs-extra",
+        entry_points,
+        {
+            "needs_extra_mod.py": "import not_installed_dep\n",
+            "broken_mod.py": "import not_a_requirement_either\n",
+        },
+        metadata="Provides-Extra: fancy\nRequires-Dist: Not-Installed.Dep>=1; extra == 'fancy'\n",
+    )
 
 
 def test_the_error_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
