@@ -33,6 +33,47 @@ async def received(transport: UDPTransport, count: int = 1) -> list[bytes]:
     return [d for d, _ in got.to_pairs()]
 
 
+def _peers(mine: UDPTransport, far: UDPTransport) -> tuple[WireGuard, WireGuard, PrivateKey]:
+    """``mine``'s interface, with ``far``'s as its peer, and ``far``'s (no session yet)."""
+    key, far_key = PrivateKey.generate(), PrivateKey.generate()
+    wg = WireGuard(key)
+    wg.add_peer(
+        PeerConfig(far_key.public_key(), endpoint=far.local_address, allowed_ips=f"{B_IP}/32")
+    )
+    other = WireGuard(far_key)
+    other.add_peer(PeerConfig(wg.public_key, allowed_ips=f"{A_IP}/32"))
+    return wg, other, far_key
+
+
+def _in_session(
+    mine: UDPTransport, far: UDPTransport
+) -> tuple[WireGuard, WireGuard, WireGuardPort, PrivateKey]:
+    """``mine``'s interface and port, with a session to ``far``'s (its staged packet sent)."""
+    wg, other, far_key = _peers(mine, far)
+    wg.send_packet(ip4(A_IP, B_IP), 0.0)
+    for d, _ in wg.datagrams_to_send():
+        other.receive_datagram(d, mine.local_address, 0.0)
+    for d, _ in other.datagrams_to_send():
+        wg.receive_datagram(d, far.local_address, 0.0)
+    wg.datagrams_to_send()
+    return wg, other, WireGuardPort(wg, mine, mtu=1420, clock=lambda: 0.0), far_key
+
+
+def _full_once(monkeypatch: pytest.MonkeyPatch, transport: UDPTransport) -> list[bool]:
+    """The next waiting-allowed ``send_batch_nowait`` on ``transport`` meets a full socket."""
+    real = transport.send_batch_nowait
+    full = [True]
+
+    def send_batch_nowait(batch: PacketBatch, *, drop_when_full: bool = True) -> int:
+        if full[0] and not drop_when_full:
+            full[0] = False
+            return -1  # the socket buffer is full: nothing went, nothing counted
+        return real(batch, drop_when_full=drop_when_full)
+
+    monkeypatch.setattr(transport, "send_batch_nowait", send_batch_nowait)
+    return full
+
+
 async def test_a_lone_packet_the_full_socket_did_not_take_is_counted_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -41,33 +82,10 @@ async def test_a_lone_packet_the_full_socket_did_not_take_is_counted_once(
     one packet and the peer's ``tx_bytes`` (``wg show``'s transfer, "only what was sent")
     one datagram — not the copy sealed for the socket that did not take it as well."""
     async with UDPTransport.bind("127.0.0.1:0") as mine, UDPTransport.bind("127.0.0.1:0") as far:
-        key, far_key = PrivateKey.generate(), PrivateKey.generate()
-        wg = WireGuard(key)
-        wg.add_peer(
-            PeerConfig(far_key.public_key(), endpoint=far.local_address, allowed_ips=f"{B_IP}/32")
-        )
-        other = WireGuard(far_key)
-        other.add_peer(PeerConfig(wg.public_key, allowed_ips=f"{A_IP}/32"))
-        wg.send_packet(ip4(A_IP, B_IP), 0.0)  # staged; the initiation is queued
-        for d, _ in wg.datagrams_to_send():
-            other.receive_datagram(d, mine.local_address, 0.0)
-        for d, _ in other.datagrams_to_send():
-            wg.receive_datagram(d, far.local_address, 0.0)
-        wg.datagrams_to_send()  # (the staged packet: not part of this test)
-        port = WireGuardPort(wg, mine, mtu=1420, clock=lambda: 0.0)
+        wg, other, port, far_key = _in_session(mine, far)
         before = wg.peer_statistics(far_key.public_key()).tx_bytes
         wg_before = wg.statistics().tx_bytes
-
-        real = mine.send_batch_nowait
-        full = [True]
-
-        def send_batch_nowait(batch: PacketBatch, *, drop_when_full: bool = True) -> int:
-            if full[0] and not drop_when_full:
-                full[0] = False
-                return -1  # the socket buffer is full: nothing went, nothing counted
-            return real(batch, drop_when_full=drop_when_full)
-
-        monkeypatch.setattr(mine, "send_batch_nowait", send_batch_nowait)
+        full = _full_once(monkeypatch, mine)
         packet = ip4(A_IP, B_IP, b"z" * 100)
         assert not port._express_send(batch_of([packet]))
         assert not full[0]  # the full socket was met
@@ -91,25 +109,9 @@ async def test_a_lone_packets_initiation_the_full_socket_did_not_take_goes_with_
     is staged once (delivered once when the handshake completes), the initiation counted
     once."""
     async with UDPTransport.bind("127.0.0.1:0") as mine, UDPTransport.bind("127.0.0.1:0") as far:
-        key, far_key = PrivateKey.generate(), PrivateKey.generate()
-        wg = WireGuard(key)
-        wg.add_peer(
-            PeerConfig(far_key.public_key(), endpoint=far.local_address, allowed_ips=f"{B_IP}/32")
-        )
-        other = WireGuard(far_key)
-        other.add_peer(PeerConfig(wg.public_key, allowed_ips=f"{A_IP}/32"))
+        wg, other, _ = _peers(mine, far)
         port = WireGuardPort(wg, mine, mtu=1420, clock=lambda: 0.0)
-
-        real = mine.send_batch_nowait
-        full = [True]
-
-        def send_batch_nowait(batch: PacketBatch, *, drop_when_full: bool = True) -> int:
-            if full[0] and not drop_when_full:
-                full[0] = False
-                return -1  # the socket buffer is full: nothing went, nothing counted
-            return real(batch, drop_when_full=drop_when_full)
-
-        monkeypatch.setattr(mine, "send_batch_nowait", send_batch_nowait)
+        full = _full_once(monkeypatch, mine)
         packet = ip4(A_IP, B_IP, b"z" * 100)
         sent = port._express_send(batch_of([packet]))
         assert not full[0]  # the full socket was met
@@ -127,41 +129,6 @@ async def test_a_lone_packets_initiation_the_full_socket_did_not_take_goes_with_
         staged = [d for d, _ in wg.datagrams_to_send() if d[0] == 4]
         delivered = [p for d in staged for p in other.receive_datagram(d, mine.local_address, 0.0)]
         assert delivered == [packet]
-
-
-def _in_session(
-    mine: UDPTransport, far: UDPTransport
-) -> tuple[WireGuard, WireGuard, WireGuardPort, PrivateKey]:
-    """``mine``'s interface and port, with a session to ``far``'s (its staged packet sent)."""
-    key, far_key = PrivateKey.generate(), PrivateKey.generate()
-    wg = WireGuard(key)
-    wg.add_peer(
-        PeerConfig(far_key.public_key(), endpoint=far.local_address, allowed_ips=f"{B_IP}/32")
-    )
-    other = WireGuard(far_key)
-    other.add_peer(PeerConfig(wg.public_key, allowed_ips=f"{A_IP}/32"))
-    wg.send_packet(ip4(A_IP, B_IP), 0.0)
-    for d, _ in wg.datagrams_to_send():
-        other.receive_datagram(d, mine.local_address, 0.0)
-    for d, _ in other.datagrams_to_send():
-        wg.receive_datagram(d, far.local_address, 0.0)
-    wg.datagrams_to_send()
-    return wg, other, WireGuardPort(wg, mine, mtu=1420, clock=lambda: 0.0), far_key
-
-
-def _full_once(monkeypatch: pytest.MonkeyPatch, transport: UDPTransport) -> list[bool]:
-    """The next waiting-allowed ``send_batch_nowait`` on ``transport`` meets a full socket."""
-    real = transport.send_batch_nowait
-    full = [True]
-
-    def send_batch_nowait(batch: PacketBatch, *, drop_when_full: bool = True) -> int:
-        if full[0] and not drop_when_full:
-            full[0] = False
-            return -1
-        return real(batch, drop_when_full=drop_when_full)
-
-    monkeypatch.setattr(transport, "send_batch_nowait", send_batch_nowait)
-    return full
 
 
 async def test_after_the_held_packet_went_the_same_packet_again_is_sent_again(
