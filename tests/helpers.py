@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import anyio
+
 from tunflow import SyncDevice, testing
 from tunflow.packet import checksum, pseudo_header_checksum_no_fold
 
@@ -80,6 +82,28 @@ def udp_payload(packet: bytes) -> tuple[int, int, bytes] | None:
         sport, dport = struct.unpack_from("!HH", packet, 40)
         return sport, dport, packet[48:]
     return None
+
+
+async def first_udp(dev: AsyncDevice, port: int) -> bytes:
+    """The payload of the first UDP packet to ``port`` that ``dev`` receives (10 s at most)."""
+    with anyio.fail_after(10):
+        async for packet in dev:
+            parsed = udp_payload(packet)
+            if parsed and parsed[1] == port:
+                return parsed[2]
+    raise AssertionError("stream ended")
+
+
+async def sent_to_socket(dev: AsyncDevice, src: str, dst: str, payload: bytes) -> bytes:
+    """Send an IPv4/UDP packet of ``payload`` from ``src`` to ``dst`` port 6000 through
+    ``dev``: what a socket bound to ``dst`` port 6000 receives (5 s at most)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((dst, 6000))
+        s.setblocking(False)
+        await dev.send(ipv4_udp(src, dst, 1, 6000, payload))
+        with anyio.fail_after(5):
+            await anyio.wait_readable(s)
+        return s.recv(100)
 
 
 def example_environment() -> dict[str, str]:

@@ -6,7 +6,6 @@ import contextlib
 import errno
 import os
 import select
-import socket
 import subprocess
 import threading
 import time
@@ -15,7 +14,7 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.helpers import drain, ipv4_udp, no_ipv6, udp_payload, udp_send
+from tests.helpers import drain, first_udp, ipv4_udp, no_ipv6, sent_to_socket, udp_payload, udp_send
 from tunflow import (
     AsyncDevice,
     ClosedDeviceError,
@@ -35,27 +34,13 @@ from tunflow import (
 pytestmark = [pytest.mark.needs_root, pytest.mark.anyio]
 
 
-async def _first_udp(dev: AsyncDevice, port: int) -> bytes:
-    with anyio.fail_after(10):
-        async for packet in dev:
-            parsed = udp_payload(packet)
-            if parsed and parsed[1] == port:
-                return parsed[2]
-    raise AssertionError("stream ended")
-
-
 async def test_stream_receive_and_send(netns: testing.Netns) -> None:
     async with DeviceBuilder().ipv4("10.60.0.1", 24).build_async() as dev:
         assert isinstance(dev, anyio.abc.UnreliableObjectStream)
         udp_send("10.60.0.2", 5000, b"to the device")
-        assert await _first_udp(dev, 5000) == b"to the device"
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("10.60.0.1", 6000))
-            s.setblocking(False)
-            await dev.send(ipv4_udp("10.60.0.2", "10.60.0.1", 1, 6000, b"from the device"))
-            with anyio.fail_after(5):
-                await anyio.wait_readable(s)
-            assert s.recv(100) == b"from the device"
+        assert await first_udp(dev, 5000) == b"to the device"
+        sent = await sent_to_socket(dev, "10.60.0.2", "10.60.0.1", b"from the device")
+        assert sent == b"from the device"
 
 
 async def test_readable_then_receive_nowait(netns: testing.Netns) -> None:

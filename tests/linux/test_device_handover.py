@@ -16,8 +16,10 @@ import pytest
 
 from tests.helpers import (
     assert_a_new_socket_is_waited_on,
+    first_udp,
     ipv4_udp,
     no_ipv6,
+    sent_to_socket,
     udp_payload,
     udp_send,
     wait_until_polling,
@@ -57,15 +59,6 @@ def _refuses_use(dev: SyncDevice) -> None:
     dev.close()  # does nothing more
 
 
-async def _first_udp(dev: AsyncDevice, port: int) -> bytes:
-    with anyio.fail_after(10):
-        async for packet in dev:
-            parsed = udp_payload(packet)
-            if parsed and parsed[1] == port:
-                return parsed[2]
-    raise AssertionError("stream ended")
-
-
 def _read_udp(fd: int, port: int, skip: int = 0) -> bytes:
     """The payload of the first UDP packet to ``port`` read from the raw fd (behind ``skip``
     bytes of header)."""
@@ -97,16 +90,10 @@ async def test_from_sync_takes_the_queue_and_the_device_goes_with_aclose(
         assert dev.extra(DeviceAttribute.queue) == 0
         _refuses_use(sync)
         assert name in _links(netns)  # the SyncDevice's close undid nothing
-        assert await _first_udp(dev, 5000) == b"before"  # queued before the take-over
+        assert await first_udp(dev, 5000) == b"before"  # queued before the take-over
         udp_send("10.61.0.2", 5001, b"after")
-        assert await _first_udp(dev, 5001) == b"after"
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("10.61.0.1", 6000))
-            s.setblocking(False)
-            await dev.send(ipv4_udp("10.61.0.2", "10.61.0.1", 1, 6000, b"out"))
-            with anyio.fail_after(5):
-                await anyio.wait_readable(s)
-            assert s.recv(100) == b"out"
+        assert await first_udp(dev, 5001) == b"after"
+        assert await sent_to_socket(dev, "10.61.0.2", "10.61.0.1", b"out") == b"out"
         assert await dev.name() == name
     assert name not in _links(netns)  # aclose did what the SyncDevice's close would have
     with pytest.raises(OSError):
@@ -163,7 +150,7 @@ async def test_from_sync_wakes_a_thread_blocked_in_the_sync_device(
             assert not t.is_alive()
             assert len(raised) == 1 and isinstance(raised[0], ClosedDeviceError)
             udp_send("10.61.2.2", 5000, b"still flows")
-            assert await _first_udp(dev, 5000) == b"still flows"
+            assert await first_udp(dev, 5000) == b"still flows"
     finally:
         sync.close()
         t.join(10)
