@@ -11,6 +11,7 @@ import errno
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import pytest
 
 from tests.linux.test_vpn_default_route import default_peer, policy_rules, rules
 from tunflow import testing
-from tunflow.wireguard import open_interface
+from tunflow.wireguard import WireGuardInterface, open_interface
 from tunflow.wireguard._routing import Routes, RoutingRecord, remove_recorded, wg_quick_mtu
 
 pytestmark = pytest.mark.needs_root
@@ -39,6 +40,21 @@ async def until(check: Callable[[], bool], seconds: float = 10.0) -> None:
     while not check():
         assert time.monotonic() < deadline, "never came about"
         await anyio.sleep(0.1)
+
+
+def _default_route(
+    ns: testing.Netns, name: str, told: list[RoutingRecord]
+) -> AbstractAsyncContextManager[WireGuardInterface]:
+    """``open_interface`` of ``name`` in ``ns`` for one peer with AllowedIPs 0.0.0.0/0 (so
+    with policy rules, and an nftables table where there is nft), each record of what it holds
+    told to ``told``."""
+    return open_interface(
+        default_peer(allowed_ips="0.0.0.0/0"),
+        name=name,
+        netns=ns.name,
+        uapi=False,
+        journal=told.append,
+    )
 
 
 @pytest.mark.anyio
@@ -138,13 +154,7 @@ async def test_rules_removed_by_hand_are_not_left_in_the_record(
     told: list[RoutingRecord] = []
     name = testing.unique_name("rr")
     with anyio.fail_after(30):
-        async with open_interface(
-            default_peer(allowed_ips="0.0.0.0/0"),
-            name=name,
-            netns=a.name,
-            uapi=False,
-            journal=told.append,
-        ):
+        async with _default_route(a, name, told):
             assert rules(a, "-4") == policy_rules(51820)
             held = told[-1]
             a.run("ip", "-4", "rule", "del", "not", "fwmark", "51820", "table", "51820")
@@ -247,13 +257,7 @@ async def test_an_nftables_table_the_way_down_cannot_remove_stays_in_the_record(
     name = testing.unique_name("nk")
     table = f"ip wg-quick-{name}"
     with anyio.fail_after(30):
-        async with open_interface(
-            default_peer(allowed_ips="0.0.0.0/0"),
-            name=name,
-            netns=a.name,
-            uapi=False,
-            journal=told.append,
-        ):
+        async with _default_route(a, name, told):
             assert told[-1].nft_tables == (table,)
             monkeypatch.setenv("PATH", str(tmp_path))  # nft is gone by the time it goes down
     assert "cannot remove nftables table ip" in caplog.text
@@ -276,13 +280,7 @@ async def test_an_nftables_table_removed_by_hand_is_not_left_in_the_record(
     name = testing.unique_name("nh")
     table = f"ip wg-quick-{name}"
     with anyio.fail_after(30):
-        async with open_interface(
-            default_peer(allowed_ips="0.0.0.0/0"),
-            name=name,
-            netns=a.name,
-            uapi=False,
-            journal=told.append,
-        ):
+        async with _default_route(a, name, told):
             held = told[-1]
             assert held.nft_tables == (table,)
             a.run("nft", "delete", "table", *table.split())
