@@ -22,16 +22,22 @@ P4 = ipv4_packet()
 FRAME = bytes.fromhex("020000000001020000000002") + struct.pack("!H", 0x0800) + P4
 
 
+def _reads_and_writes_bare_frames(fake: FakeSyscalls, dev: SyncDevice) -> None:
+    """``dev`` is an L2 device whose frames go in and out as they are, nothing added or
+    removed."""
+    assert dev.layer is Layer.L2
+    fake.inject(dev.fileno(), FRAME)
+    assert dev.recv(timeout=5) == FRAME
+    dev.send(FRAME, timeout=5)
+    assert fake.sent(dev.fileno()) == [FRAME]
+
+
 @pytest.mark.parametrize("platform", BSDS)
 def test_a_sync_tap_fd_reads_and_writes_bare_frames(platform: str) -> None:
     with pretend_platform(platform) as fake:
         assert isinstance(fake, FakeSyscalls)
         with SyncDevice.from_fd(fake.open("/dev/tap3", 2), layer=Layer.L2) as dev:
-            assert dev.layer is Layer.L2
-            fake.inject(dev.fileno(), FRAME)
-            assert dev.recv(timeout=5) == FRAME
-            dev.send(FRAME, timeout=5)
-            assert fake.sent(dev.fileno()) == [FRAME]
+            _reads_and_writes_bare_frames(fake, dev)
         fake.close_all()
 
 
@@ -99,11 +105,7 @@ def test_a_tap_fd_that_is_not_a_utun_reads_and_writes_bare_frames(platform: str)
     with pretend_platform(platform) as fake:
         assert isinstance(fake, FakeSyscalls)
         with SyncDevice.from_fd(fake.open("/dev/tap3", 2), layer=Layer.L2) as dev:
-            assert dev.layer is Layer.L2
-            fake.inject(dev.fileno(), FRAME)
-            assert dev.recv(timeout=5) == FRAME
-            dev.send(FRAME, timeout=5)
-            assert fake.sent(dev.fileno()) == [FRAME]
+            _reads_and_writes_bare_frames(fake, dev)
             with pytest.raises(UnsupportedError, match="run time"):
                 dev.set_packet_information(True)
         fake.close_all()
