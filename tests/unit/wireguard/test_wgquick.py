@@ -555,6 +555,8 @@ def test_a_world_accessible_file_is_warned_about_as_wg_quick_warns(
         (0o600, 0o755, False),
         (0o644, 0o750, False),  # others cannot reach it
         (0o604, 0o701, False),  # as wg-quick: no bit in common
+        (0o602, 0o703, True),  # any "other" bit (& 0007): writable is as bad as readable
+        (0o601, 0o711, True),
     ):
         path.chmod(file_mode)
         d.chmod(dir_mode)
