@@ -134,3 +134,28 @@ def test_an_asker_stops_waiting_when_the_up_dies_without_answering(
         dying.kill()
         dying.wait()
     assert capsys.readouterr().err == f"tunflow: wg7 (pid {dying.pid}) did not answer\n"
+
+
+@pytest.mark.parametrize(
+    ("address", "mtu", "refused"),
+    [
+        ("fd00::1/64", 1280, False),  # the least IPv6 takes is taken
+        ("fd00::1/64", 1279, True),
+        ("10.9.0.1/24", 576, False),  # the least an MTU line takes is taken
+        ("10.9.0.1/24", 575, True),
+    ],
+)
+def test_an_automatic_mtu_is_refused_only_below_the_least_the_device_takes(
+    address: str, mtu: int, refused: bool
+) -> None:
+    # as the file's own MTU is checked: "below 1280 with an IPv6 Address, or below 576"
+    from tunflow.errors import ConfigError
+    from tunflow.wireguard._routing import AutomaticMTU
+
+    quick = parse_wgquick(_HEAD.format(key=genkey()).replace("10.9.0.1/24", address))
+    auto = AutomaticMTU(mtu, "the route to 192.0.2.7 (dev eth0, MTU 1360)")
+    if refused:
+        with pytest.raises(ConfigError, match=f"is {mtu}, below"):
+            vpn._check_automatic_mtu(quick, auto)
+    else:
+        vpn._check_automatic_mtu(quick, auto)
