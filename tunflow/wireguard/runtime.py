@@ -63,6 +63,7 @@ from ..pipeline._ports import ExpressSink, ExpressSource
 from ..transport import TransportStatistics, UDPTransport
 from . import _routing
 from ._split import _split_whole
+from ._timers import DeadlineWait
 from .protocol import (
     Event,
     GetRequest,
@@ -235,7 +236,7 @@ class WireGuardPort:
         #: were at debug level since
         self._handshakes_logged: dict[PublicKey, tuple[float, int]] = {}
         # set when the protocol's next deadline may have moved earlier (run_timers waits on it)
-        self._timers_moved: anyio.Event | None = None
+        self._timer_wait: DeadlineWait | None = None  # (run_timers's, while it runs)
 
     def __repr__(self) -> str:
         return f"<WireGuardPort {self.name}>"
@@ -670,7 +671,7 @@ class WireGuardPort:
             Exception: what :meth:`WireGuard.handle_timer` and :meth:`flush_control` raise (an
                 event hook's error, a send error that no datagram loss explains).
         """
-        if self._timers_moved is not None:
+        if self._timer_wait is not None:
             raise RuntimeError(f"{self.name}: its timers run already")
         wg, clock = self.wg, self._clock
         if wg._earlier is not None:  # (another port's timer task, or a hook of the user's)
@@ -678,8 +679,8 @@ class WireGuardPort:
                 f"{self.name}: the protocol object's timer hook is taken (on_earlier_timer): "
                 "one timer task per WireGuard"
             )
-        moved = self._timers_moved = anyio.Event()
-        wg.on_earlier_timer(self._wake_timers)
+        waiting = self._timer_wait = DeadlineWait()
+        wg.on_earlier_timer(waiting.wake)
         try:
             if start:
                 wg.start(clock())
@@ -693,19 +694,15 @@ class WireGuardPort:
                     self.flush_control()
                     await anyio.lowlevel.checkpoint()  # (rounds back to back: let the rest run)
                     continue
-                if moved.is_set():  # (by what get_timer just re-armed: already in deadline)
-                    moved = self._timers_moved = anyio.Event()
-                with anyio.move_on_after(None if deadline is None else max(deadline - now, 1e-3)):
-                    await moved.wait()
+                await waiting.sleep(deadline, now)
         finally:
             wg.on_earlier_timer(None)
-            self._timers_moved = None
+            self._timer_wait = None
 
     def _wake_timers(self) -> None:
         """Have :meth:`run_timers` read the next deadline again."""
-        moved = self._timers_moved
-        if moved is not None:
-            moved.set()
+        if self._timer_wait is not None:
+            self._timer_wait.wake()
 
     def peers_changed(self) -> None:
         """Call after peers were added or changed: a WireGuard peer among native ones gets

@@ -26,7 +26,6 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import anyio
 import attrs
 
 from ..datagram import DatagramBatch
@@ -34,6 +33,7 @@ from ..errors import ConfigError
 from ..packet import HEADROOM, PacketBatch, _larger_copy
 from ..pipeline import Direction, Lane, Processor, StageBase, StageContext, StageStatistics
 from ._split import _split_whole
+from ._timers import DeadlineWait
 from .protocol import MAX_NATIVE_PLAINTEXT, InterfaceConfig, WireGuard
 
 __all__ = ["WireGuardStage", "WireGuardStageOptions"]
@@ -108,7 +108,7 @@ class WireGuardStage(StageBase):
         # on_timer runs (one per pipeline sharing the stage); set when the protocol's next
         # deadline may have moved earlier, which every one of them waits on
         self._timer_loops = 0
-        self._timers_moved: anyio.Event | None = None
+        self._timer_wait: DeadlineWait | None = None  # (shared by the on_timer loops)
 
     @classmethod
     def for_protocol(cls, wg: WireGuard, *, name: str | None = None) -> WireGuardStage:
@@ -257,11 +257,11 @@ class WireGuardStage(StageBase):
         handshake on an idle interface (:meth:`WireGuard.on_earlier_timer`, held while it
         runs) — and at least every few seconds to take the protocol's events."""
         wg = self.wg
-        moved = self._timers_moved
-        if moved is None:
-            moved = self._timers_moved = anyio.Event()
+        waiting = self._timer_wait
+        if waiting is None:
+            waiting = self._timer_wait = DeadlineWait()
         self._timer_loops += 1
-        wg.on_earlier_timer(self._wake_timers)
+        wg.on_earlier_timer(waiting.wake)
         try:
             while True:
                 now = time.monotonic()
@@ -272,23 +272,12 @@ class WireGuardStage(StageBase):
                     continue
                 while wg.next_event() is not None:
                     pass
-                moved = self._timers_moved or moved
-                if moved.is_set():  # (by what get_timer just re-armed: already in deadline)
-                    moved = self._timers_moved = anyio.Event()
-                wait = _IDLE_WAKE if deadline is None else min(deadline - now, _IDLE_WAKE)
-                with anyio.move_on_after(max(wait, 1e-3)):
-                    await moved.wait()
+                await waiting.sleep(deadline, now, _IDLE_WAKE)
         finally:
             self._timer_loops -= 1
             if not self._timer_loops:
                 wg.on_earlier_timer(None)
-                self._timers_moved = None
-
-    def _wake_timers(self) -> None:
-        """Have :meth:`on_timer` read the next deadline again."""
-        moved = self._timers_moved
-        if moved is not None:
-            moved.set()
+                self._timer_wait = None
 
     def statistics(self) -> StageStatistics:
         s = self.wg.statistics()
