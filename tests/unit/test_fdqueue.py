@@ -28,14 +28,6 @@ from tunflow.platform import _unix
 from tunflow.platform._unix import FdQueue
 
 
-@pytest.fixture
-def pair() -> tuple[socket.socket, socket.socket]:
-    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    yield a, b
-    a.close()
-    b.close()
-
-
 @pytest.mark.parametrize("af_header", [False, True])
 def test_nothing_to_read_is_would_block_not_an_error(
     pair: tuple[socket.socket, socket.socket], af_header: bool
